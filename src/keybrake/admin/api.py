@@ -1,0 +1,299 @@
+"""The admin HTTP API (FastAPI: validation and OpenAPI at /openapi.json).
+
+Handlers are thin: they authenticate, parse, and call `keys`, `credentials` or `audit`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import simplejson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from keybrake.admin import credentials, keys
+from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, query_from, render_row
+from keybrake.admin.errors import ApiError, not_found
+from keybrake.admin.models import BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.errors import EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.runtime import BOOTSTRAP_FILE, Runtime
+from keybrake.store.base import AdminTokenRecord, KeyQuery
+from keybrake.tokens import VAULT_PREFIX
+
+log = logging.getLogger("keybrake.admin")
+_FAILURES_PER_MINUTE = 10
+
+
+class KJSON(Response):
+    """JSON with money rendered exactly (Decimal → plain decimal number)."""
+
+    media_type = "application/json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        return simplejson.dumps(content, use_decimal=True, separators=(",", ":")).encode()
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> KJSON:
+    return KJSON({"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}},
+                 status_code=status)
+
+
+class AuthFailures:
+    """At most 10 failed admin authentications per minute per client address (CONTRACT §2.0)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, client: str) -> bool:
+        q = self._seen[client]
+        now = time.monotonic()
+        while q and q[0] < now - 60:
+            q.popleft()
+        return len(q) >= _FAILURES_PER_MINUTE
+
+    def record(self, client: str) -> None:
+        self._seen[client].append(time.monotonic())
+
+
+def _query(request: Request, allowed: tuple[str, ...], *, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed and not name.startswith(prefixes or ("\0",)):
+            hint = " (Keybrake calls it label_prefix)" if name == "label_contains" else ""
+            raise ApiError(400, "invalid_request", f"unknown query parameter {name!r}{hint}", name)
+        if name in out:
+            raise ApiError(400, "invalid_request", f"query parameter {name!r} given twice", name)
+        out[name] = value
+    return out
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", "the body is not valid JSON") from None
+
+
+def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
+    app = FastAPI(title="Keybrake admin API", version="0.1.0", docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json", default_response_class=KJSON)
+    failures = AuthFailures()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.field)
+
+    @app.exception_handler(EnforcementUnavailable)
+    async def _store_down(request: Request, exc: EnforcementUnavailable) -> Response:
+        event(log, "admin call failed: store unavailable", logging.ERROR, error=str(exc))
+        return error_response(503, "enforcement_unavailable", "the store is unavailable; nothing was changed")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "invalid_request", "the body is not valid JSON")
+        err = errors[0]
+        loc = [str(p) for p in err["loc"]]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
+        if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
+            return error_response(400, "invalid_request", "the body must be a JSON object sent with "
+                                  "Content-Type: application/json")
+        if err.get("type") == "missing" and not loc:
+            return error_response(400, "invalid_request", "a JSON body is required")
+        return error_response(422, "validation_error", msg, ".".join(loc) or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return error_response(404, "not_found", "no such admin endpoint")
+        if exc.status_code == 405:
+            return error_response(405, "method_not_allowed", "method not allowed on this admin endpoint")
+        return error_response(exc.status_code, "invalid_request", str(exc.detail))
+
+    async def admin(request: Request) -> AdminTokenRecord:
+        client = request.client.host if request.client else "unknown"
+        if failures.blocked(client):
+            event(log, "admin authentication refused: too many failures", logging.WARNING, client=client)
+            raise ApiError(429, "too_many_auth_failures", "too many failed admin authentications from this "
+                           "address; wait a minute")
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            failures.record(client)
+            event(log, "admin authentication failed: no bearer token", logging.WARNING, client=client)
+            raise ApiError(401, "admin_token_invalid", "send 'Authorization: Bearer <admin token>'")
+        if token.startswith(VAULT_PREFIX):
+            failures.record(client)
+            event(log, "admin authentication failed: a vault key was sent", logging.WARNING, client=client)
+            raise ApiError(401, "admin_token_required", "vault keys cannot call the admin API; use an admin token")
+        rec = await rt.store.admin_token_by_hash(rt.hash_token(token))
+        if rec is None or rec.revoked_at is not None:
+            failures.record(client)
+            event(log, "admin authentication failed: unknown or revoked token", logging.WARNING, client=client)
+            raise ApiError(401, "admin_token_invalid", "unknown or revoked admin token")
+        bootstrap = rt.settings.data_dir / BOOTSTRAP_FILE
+        if bootstrap.exists():
+            bootstrap.unlink(missing_ok=True)
+        return rec
+
+    Admin = Depends(admin)
+
+    # -- health ---------------------------------------------------------------------------
+
+    @app.get("/healthz", include_in_schema=True)
+    async def healthz() -> Response:
+        return KJSON({"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        try:
+            await rt.store.ping()
+        except EnforcementUnavailable:
+            return KJSON({"status": "unavailable"}, status_code=503)
+        return KJSON({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if not rt.settings.metrics_public:
+            await admin(request)
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4")
+
+    # -- keys -----------------------------------------------------------------------------
+
+    @app.post("/v1/keys", status_code=201)
+    async def issue_key(body: KeyIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await keys.issue(rt, body, who.id)
+        event(log, "key issued", key_id=out["id"], by=who.id, vendor=body.vendor)
+        return KJSON(out, status_code=201)
+
+    @app.get("/v1/keys")
+    async def list_keys(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        q = _query(request, ("label_prefix", "label", "vendor", "credential", "status", "limit", "cursor"),
+                   prefixes=("metadata.",))
+        status = q.get("status")
+        if status is not None and status not in ("active", "revoked", "expired"):
+            raise ApiError(400, "invalid_request", "status must be active, revoked or expired", "status")
+        cursor = None
+        if "cursor" in q:
+            cursor = decode_cursor(q["cursor"])
+        query = KeyQuery(label_prefix=q.get("label_prefix"), label=q.get("label"), vendor=q.get("vendor"),
+                         credential=q.get("credential"), status=status,
+                         metadata={k[9:]: v for k, v in q.items() if k.startswith("metadata.")},
+                         cursor=cursor, limit=parse_limit(q.get("limit")))
+        data, raw_cursor = await keys.list_keys(rt, query)
+        next_cursor = None
+        if raw_cursor:
+            created, key_id = raw_cursor.split(":", 1)
+            next_cursor = encode_cursor(int(created), key_id)
+        return KJSON({"object": "list", "data": data, "next_cursor": next_cursor})
+
+    @app.get("/v1/keys/{key_id}")
+    async def get_key(key_id: str, who: AdminTokenRecord = Admin) -> Response:
+        return KJSON(await keys.render(rt, await keys.get_record(rt, key_id)))
+
+    @app.patch("/v1/keys/{key_id}")
+    async def patch_key(key_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        out = await keys.patch(rt, key_id, await _json_body(request))
+        event(log, "key changed", key_id=key_id, by=who.id)
+        return KJSON(out)
+
+    @app.delete("/v1/keys/{key_id}")
+    async def revoke_key(key_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        q = _query(request, ("reason",))
+        body = await _json_body(request)
+        reason = q.get("reason")
+        if isinstance(body, dict):
+            extra = set(body) - {"reason"}
+            if extra:
+                raise ApiError(422, "validation_error", f"unknown field {sorted(extra)[0]!r}", sorted(extra)[0])
+            reason = body.get("reason", reason)
+        elif body is not None:
+            raise ApiError(400, "invalid_request", "the body must be a JSON object like {\"reason\": \"…\"}")
+        out = await keys.revoke(rt, key_id, reason)
+        event(log, "key revoked", key_id=key_id, by=who.id)
+        return KJSON(out)
+
+    @app.post("/v1/keys/revoke")
+    async def bulk_revoke(body: BulkRevokeIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await keys.bulk_revoke(rt, body)
+        event(log, "keys revoked in bulk", count=out["revoked"], by=who.id)
+        return KJSON(out)
+
+    # -- credentials ----------------------------------------------------------------------
+
+    @app.post("/v1/credentials", status_code=201)
+    async def add_credential(body: CredentialIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await credentials.add(rt, body)
+        event(log, "credential added", credential=body.name, vendor=body.vendor, by=who.id)
+        return KJSON(out, status_code=201)
+
+    @app.get("/v1/credentials")
+    async def list_credentials(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())
+        data = [await credentials.render(rt, c) for c in await rt.store.list_credentials()]
+        return KJSON({"object": "list", "data": data, "next_cursor": None})
+
+    @app.get("/v1/credentials/{name}")
+    async def get_credential(name: str, who: AdminTokenRecord = Admin) -> Response:
+        return KJSON(await credentials.render(rt, await credentials.get_record(rt, name)))
+
+    @app.post("/v1/credentials/{name}/rotate")
+    async def rotate_credential(name: str, body: RotateIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await credentials.rotate(rt, name, body)
+        event(log, "credential rotated", credential=name, by=who.id)
+        return KJSON(out)
+
+    @app.delete("/v1/credentials/{name}")
+    async def delete_credential(name: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        q = _query(request, ("revoke_keys",))
+        flag = q.get("revoke_keys", "false")
+        if flag not in ("true", "false"):
+            raise ApiError(400, "invalid_request", "revoke_keys must be true or false", "revoke_keys")
+        out = await credentials.delete(rt, name, revoke_keys=flag == "true")
+        event(log, "credential deleted", credential=name, by=who.id)
+        return KJSON(out)
+
+    # -- audit ----------------------------------------------------------------------------
+
+    @app.get("/v1/audit")
+    async def query_audit(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        from keybrake.admin.audit import FILTERS
+
+        params = _query(request, (*FILTERS, "since", "until", "cursor", "limit"))
+        q = query_from(params)
+        rows = await rt.store.query_audit(q.__class__(**{**q.__dict__, "limit": q.limit + 1}))
+        more = len(rows) > q.limit
+        rows = rows[: q.limit]
+        cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None
+        return KJSON({"object": "list", "data": [render_row(r) for r in rows], "next_cursor": cursor})
+
+    @app.get("/v1/audit/{row_id}")
+    async def get_audit(row_id: str, who: AdminTokenRecord = Admin) -> Response:
+        row = await rt.store.get_audit(row_id)
+        if row is None:
+            raise not_found(f"audit row {row_id!r}")
+        return KJSON(render_row(row))
+
+    return app
+
+
+AsgiApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
+                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]

@@ -1,0 +1,21 @@
+"""Admin API errors (CONTRACT §3.4): one status, one code, the offending field."""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def validation(message: str, field: str | None) -> ApiError:
+    return ApiError(422, "validation_error", message, field)
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, "conflict", message)

@@ -1,0 +1,256 @@
+"""Vault keys: issue (token shown once), read with usage, patch, revoke, bulk revoke."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from pydantic import ValidationError
+
+from keybrake.admin.errors import ApiError, conflict, not_found, validation
+from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn, PolicyIn
+from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
+from keybrake.money import human_usd, to_json_number
+from keybrake.runtime import Runtime
+from keybrake.store.base import KeyQuery, KeyRecord, Window
+from keybrake.store.windows import resets_at, window_start
+from keybrake.timefmt import parse_duration_s, parse_rfc3339, rfc3339
+from keybrake.tokens import VAULT_PREFIX, new_id, new_token
+
+# usage entry → (policy field, counter, window)
+_USAGE = (
+    ("daily_usd", "daily_usd_cap", "daily_usd", Window.DAY),
+    ("total_usd", "total_usd_cap", "total_usd", Window.TOTAL),
+    ("hourly_requests", "max_requests_per_hour", "hourly_requests", Window.HOUR),
+)
+
+
+def pydantic_field(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"] if p not in ("body",))
+    msg = err["msg"].removeprefix("Value error, ")
+    field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
+    return msg, field or ""
+
+
+def _expiry(rt: Runtime, created_at: int, expires_in: Any, expires_at: Any) -> int:
+    if expires_in is not None and expires_at is not None:
+        raise validation("give expires_in or expires_at, not both", "expires_in")
+    if expires_at is not None:
+        try:
+            at = parse_rfc3339(expires_at) if isinstance(expires_at, str) else None
+        except ValueError as exc:
+            raise validation(str(exc), "expires_at") from None
+        if at is None:
+            raise validation("must be an RFC 3339 timestamp", "expires_at")
+        field = "expires_at"
+    else:
+        try:
+            ttl = parse_duration_s(expires_in) if expires_in is not None else rt.settings.default_key_ttl_s
+        except ValueError as exc:
+            raise validation(str(exc), "expires_in") from None
+        at = rt.store.now_ms() + ttl * 1000
+        field = "expires_in"
+    if at <= rt.store.now_ms():
+        raise validation("the expiry is in the past", field)
+    if at - created_at > rt.settings.max_key_ttl_s * 1000:
+        raise validation(f"the expiry is beyond the server's maximum key lifetime of {rt.settings.max_key_ttl_s}s "
+                         "from the key's creation (KEYBRAKE_MAX_KEY_TTL)", field)
+    return at
+
+
+def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> list[str]:
+    fields = rt.vendors[vendor].policy_fields
+    for name in policy:
+        if name not in fields:
+            raise validation(f"policy.{name} is not supported for {vendor} keys by this version of Keybrake",
+                             f"policy.{name}")
+    warnings = []
+    if not any(f in policy for f in ("daily_usd_cap", "total_usd_cap")):
+        if rt.settings.require_usd_cap:
+            raise validation("this server requires a USD cap on every key (KEYBRAKE_REQUIRE_USD_CAP=1)",
+                             "policy.daily_usd_cap")
+        warnings.append("no USD cap is set: this key can move money without limit until it expires")
+    if "allowed_endpoints" not in policy:
+        warnings.append("no allowed_endpoints: every endpoint of the vendor is allowed")
+    return warnings
+
+
+async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
+    creds = [c for c in await rt.store.list_credentials() if c.vendor == vendor]
+    if name is not None:
+        if not any(c.name == name for c in creds):
+            raise validation(f"no {vendor} credential named {name!r}", "credential")
+        return name
+    if not creds:
+        raise validation(f"no {vendor} credential exists; add one with POST /v1/credentials", "credential")
+    if len(creds) > 1:
+        raise validation(f"several {vendor} credentials exist; name one", "credential")
+    return creds[0].name
+
+
+async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, Any]:
+    if body.vendor not in rt.vendors:
+        raise validation(f"unknown vendor {body.vendor!r}; known: {', '.join(sorted(rt.vendors))}", "vendor")
+    policy = body.policy.to_store()
+    warnings = _check_policy_fields(rt, body.vendor, policy)
+    credential = await _credential_for(rt, body.vendor, body.credential)
+    now = rt.store.now_ms()
+    expires_at = _expiry(rt, now, body.expires_in, body.expires_at)
+    token = new_token(VAULT_PREFIX)
+    key = KeyRecord(new_id("vk_"), body.vendor, credential, body.label, body.metadata or {}, policy, 1,
+                    "active", now, expires_at, None, None, issued_by)
+    await rt.store.insert_key(key, rt.hash_token(token))
+    out = await render(rt, key)
+    out["key"] = token
+    out["vault_key"] = token
+    out["warnings"] = warnings
+    return out
+
+
+async def get_record(rt: Runtime, key_id: str) -> KeyRecord:
+    key = await rt.store.get_key(key_id)
+    if key is None:
+        raise not_found(f"key {key_id!r}")
+    return key
+
+
+def status_of(key: KeyRecord, now: int) -> str:
+    if key.status == "revoked":
+        return "revoked"
+    return "expired" if key.expires_at <= now else "active"
+
+
+def render_policy(policy: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ALL_FIELDS:
+        value = policy.get(name)
+        if value is not None and name in USD_FIELDS:
+            value = to_json_number(value)
+        out[name] = value
+    return out
+
+
+async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
+    now = rt.store.now_ms()
+    counters = await rt.store.counters_for(
+        f"key:{key.id}", [(counter, window_start(w, now)) for _, _, counter, w in _USAGE])
+    usage: dict[str, Any] = {}
+    for entry, field, counter, window in _USAGE:
+        limit = key.policy.get(field)
+        if limit is None:
+            continue
+        c = counters[counter]
+        money = entry.endswith("_usd")
+        usage[entry] = {
+            "limit": to_json_number(limit) if money else limit,
+            "used": to_json_number(c.used) if money else c.used,
+            "reserved": to_json_number(c.reserved) if money else c.reserved,
+            "resets_at": rfc3339(r) if (r := resets_at(window, c.window_start)) is not None else None,
+        }
+    return {
+        "id": key.id,
+        "object": "vault_key",
+        "vendor": key.vendor,
+        "credential": key.credential,
+        "label": key.label,
+        "metadata": key.metadata,
+        "status": status_of(key, now),
+        "created_at": rfc3339(key.created_at),
+        "expires_at": rfc3339(key.expires_at),
+        "revoked_at": rfc3339(key.revoked_at) if key.revoked_at else None,
+        "revoke_reason": key.revoke_reason,
+        "issued_by": key.issued_by,
+        "policy": render_policy(key.policy),
+        "usage": usage,
+        "spent_usd": to_json_number(counters["total_usd"].used),
+    }
+
+
+async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
+    """JSON merge patch (RFC 7396) over label, metadata, expiry and policy (field by field)."""
+    if not isinstance(patch_body, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object (a merge patch)")
+    for name in ("vendor", "credential"):
+        if name in patch_body:
+            raise validation(f"{name} cannot change; issue a new key", name)
+    allowed = {"label", "metadata", "policy", "expires_in", "expires_at"}
+    for name in patch_body:
+        if name not in allowed:
+            raise validation(f"unknown field {name!r}", name)
+    key = await get_record(rt, key_id)
+    if status_of(key, rt.store.now_ms()) != "active":
+        raise conflict(f"key {key_id} is {status_of(key, rt.store.now_ms())} and cannot be changed")
+    current: dict[str, Any] = {"label": key.label, "metadata": copy.deepcopy(key.metadata),
+                               "policy": _policy_as_input(key.policy)}
+    merged = _merge(current, {k: v for k, v in patch_body.items() if k in ("label", "metadata", "policy")})
+    try:
+        valid = KeyPatchIn.model_validate(merged)
+    except ValidationError as exc:
+        msg, field = pydantic_field(exc)
+        raise validation(msg, field) from None
+    policy = valid.policy.to_store()
+    _check_policy_fields(rt, key.vendor, policy)
+    expires_at = key.expires_at
+    if "expires_in" in patch_body or "expires_at" in patch_body:
+        expires_at = _expiry(rt, key.created_at, patch_body.get("expires_in"), patch_body.get("expires_at"))
+    ok = await rt.store.update_key(key.id, key.policy_version, label=valid.label, metadata=valid.metadata or {},
+                                   policy=policy, expires_at=expires_at)
+    if not ok:
+        raise conflict(f"key {key_id} changed or was revoked during the update; read it and try again")
+    return await render(rt, await get_record(rt, key_id))
+
+
+def _policy_as_input(policy: dict[str, Any]) -> dict[str, Any]:
+    """Stored policy → API input form (money back to dollar strings) for merging."""
+    out = copy.deepcopy(policy)
+    for name in USD_FIELDS:
+        if name in out:
+            out[name] = str(to_json_number(out[name]))
+    return out
+
+
+def _merge(target: Any, patch_doc: Any) -> Any:
+    if not isinstance(patch_doc, dict):
+        return patch_doc
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch_doc.items():
+        if v is None:
+            result.pop(k, None)
+        else:
+            result[k] = _merge(result.get(k), v)
+    return result
+
+
+async def revoke(rt: Runtime, key_id: str, reason: str | None) -> dict[str, Any]:
+    if reason is not None and len(reason) > 500:
+        raise validation("at most 500 characters", "reason")
+    await get_record(rt, key_id)
+    key = await rt.store.revoke_key(key_id, reason)
+    assert key is not None
+    return await render(rt, key)
+
+
+async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
+    if not body.all and body.label_prefix is None and body.vendor is None and body.credential is None:
+        raise validation("give at least one of label_prefix, vendor, credential, or all=true", "label_prefix")
+    n, at = await rt.store.revoke_keys(label_prefix=body.label_prefix, vendor=body.vendor,
+                                       credential=body.credential, reason=body.reason)
+    return {"object": "revocation", "revoked": n, "revoked_at": rfc3339(at)}
+
+
+async def list_keys(rt: Runtime, q: KeyQuery) -> tuple[list[dict[str, Any]], str | None]:
+    rows = await rt.store.list_keys(KeyQuery(**{**q.__dict__, "limit": q.limit + 1}))
+    more = len(rows) > q.limit
+    rows = rows[: q.limit]
+    cursor = f"{rows[-1].created_at}:{rows[-1].id}" if more and rows else None
+    return [await render(rt, k) for k in rows], cursor
+
+
+def describe_cap(policy: PolicyIn) -> str:
+    parts = []
+    if policy.daily_usd_cap is not None:
+        parts.append(f"{human_usd(policy.daily_usd_cap)}/day")
+    if policy.total_usd_cap is not None:
+        parts.append(f"{human_usd(policy.total_usd_cap)} total")
+    return ", ".join(parts) or "no USD cap"

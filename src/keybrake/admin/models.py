@@ -1,0 +1,226 @@
+"""Admin API inputs. Unknown fields are errors (422 naming the field), never ignored."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+import re2
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+
+from keybrake.core.patterns import PatternError, parse_pattern
+from keybrake.money import MoneyError, parse_usd
+
+# Names used by the hosted product, refused with a pointer to Keybrake's field (CONTRACT §3.5).
+ALIASES = {
+    "agent_run_label": "label",
+    "max_amount_per_call_usd": "policy.max_usd_per_call",
+    "merchant_allowlist": "policy.customer_allowlist",
+    "label_contains": "label_prefix",
+}
+RESERVED_METADATA_KEYS = frozenset({"headers", "claimed_agent_run_id", "suppressed"})
+
+
+def _money(v: Any) -> int:
+    try:
+        return parse_usd(v)
+    except MoneyError as exc:
+        raise ValueError(f"must be an amount in US dollars: {exc}") from None
+
+
+Money = Annotated[
+    int,
+    BeforeValidator(_money),
+    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                    "description": "US dollars, at most 6 decimals"}),
+]
+Count = Annotated[int, Field(ge=0, le=10**12, strict=True)]
+
+
+def _refuse_aliases(data: Any) -> Any:
+    if isinstance(data, dict):
+        for alias, real in ALIASES.items():
+            if alias in data:
+                raise ValueError(f"'{alias}' is the hosted product's name; Keybrake calls it '{real}'")
+    return data
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class ParamRuleIn(Strict):
+    in_: list[str] | None = Field(default=None, alias="in")
+    not_in: list[str] | None = None
+    min: Annotated[str, BeforeValidator(lambda v: _decimal_str(v))] | None = None
+    max: Annotated[str, BeforeValidator(lambda v: _decimal_str(v))] | None = None
+    pattern: str | None = Field(default=None, max_length=256)
+    required: bool | None = None
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    @field_validator("pattern")
+    @classmethod
+    def _re2(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re2.compile(v)
+            except re2.error as exc:
+                raise ValueError(f"is not a valid RE2 pattern: {exc}") from None
+        return v
+
+    def to_store(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, value in (("in", self.in_), ("not_in", self.not_in), ("min", self.min), ("max", self.max),
+                            ("pattern", self.pattern), ("required", self.required)):
+            if value is not None:
+                out[name] = value
+        return out
+
+
+def _decimal_str(v: Any) -> str:
+    from decimal import Decimal, InvalidOperation
+
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ValueError("must be a number")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise ValueError("must be a number") from None
+    if not d.is_finite():
+        raise ValueError("must be finite")
+    return str(d)
+
+
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+class PolicyIn(Strict):
+    daily_usd_cap: Money | None = None
+    total_usd_cap: Money | None = None
+    max_usd_per_call: Money | None = None
+    max_requests_per_hour: Count | None = None
+    max_requests_total: Count | None = None
+    max_write_requests_total: Count | None = None
+    allowed_endpoints: list[str] | None = Field(default=None, max_length=500)
+    customer_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    account_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    param_rules: dict[str, ParamRuleIn] | None = None
+    allowed_to_prefixes: list[str] | None = None
+    allowed_to_domains: list[str] | None = None
+    allowed_from_domains: list[str] | None = None
+    default_calling_code: str | None = None
+    max_call_seconds: Count | None = None
+    daily_send_cap: Count | None = None
+    dedup_window_seconds: Count | None = None
+    allow_self_revoke: bool | None = None
+
+    _aliases = model_validator(mode="before")(_refuse_aliases)
+
+    @field_validator("allowed_endpoints")
+    @classmethod
+    def _patterns(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            for i, text in enumerate(v):
+                try:
+                    parse_pattern(text)
+                except PatternError as exc:
+                    raise ValueError(f"entry {i} ({text!r}): {exc}") from None
+        return v
+
+    @field_validator("param_rules")
+    @classmethod
+    def _rule_names(cls, v: dict[str, ParamRuleIn] | None) -> dict[str, ParamRuleIn] | None:
+        for name in v or {}:
+            if not _PARAM_NAME.match(name):
+                raise ValueError(f"{name!r} is not a dotted parameter path such as 'metadata.order_id'")
+        return v
+
+    def to_store(self) -> dict[str, Any]:
+        """Only the fields that are set; money in micro-USD."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name == "param_rules":
+                value = {k: r.to_store() for k, r in value.items()}
+            out[name] = value
+        return out
+
+
+def _check_metadata(v: dict[str, str] | None) -> dict[str, str] | None:
+    if v is None:
+        return v
+    if len(v) > 50:
+        raise ValueError("at most 50 keys")
+    for k, val in v.items():
+        if not k or len(k) > 40:
+            raise ValueError(f"key {k[:50]!r} must be 1 to 40 characters")
+        if k in RESERVED_METADATA_KEYS:
+            raise ValueError(f"key {k!r} is reserved for audit metadata")
+        if len(val) > 500:
+            raise ValueError(f"value of {k!r} is longer than 500 characters")
+    return v
+
+
+def _check_label(v: str | None) -> str | None:
+    if v is not None and (len(v) > 200 or not v.isprintable()):
+        raise ValueError("must be at most 200 printable characters")
+    return v
+
+
+class KeyIn(Strict):
+    vendor: str
+    credential: str | None = None
+    label: str | None = None
+    expires_in: int | str | None = None
+    expires_at: str | None = None
+    metadata: dict[str, Annotated[str, Field(strict=True)]] | None = None
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+
+    _aliases = model_validator(mode="before")(_refuse_aliases)
+    _meta = field_validator("metadata")(classmethod(lambda cls, v: _check_metadata(v)))
+    _label = field_validator("label")(classmethod(lambda cls, v: _check_label(v)))
+
+
+class KeyPatchIn(Strict):
+    """Validated *after* the merge patch is applied to the current key (RFC 7396)."""
+
+    label: str | None = None
+    metadata: dict[str, Annotated[str, Field(strict=True)]] | None = None
+    policy: PolicyIn = Field(default_factory=PolicyIn)
+
+    _meta = field_validator("metadata")(classmethod(lambda cls, v: _check_metadata(v)))
+    _label = field_validator("label")(classmethod(lambda cls, v: _check_label(v)))
+
+
+class RevokeIn(Strict):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class BulkRevokeIn(Strict):
+    label_prefix: str | None = Field(default=None, min_length=1)
+    vendor: str | None = None
+    credential: str | None = None
+    reason: str | None = Field(default=None, max_length=500)
+    all: bool = False
+
+    _aliases = model_validator(mode="before")(_refuse_aliases)
+
+
+class CredentialIn(Strict):
+    vendor: str
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    secret: str | dict[str, str]
+    base_url: str | None = None
+
+
+class RotateIn(Strict):
+    secret: str | dict[str, str]
+    base_url: str | None = None
+
+
+class AdminTokenIn(Strict):
+    scope: str = Field(pattern=r"^admin$")
+    label: str = Field(min_length=1, max_length=200)

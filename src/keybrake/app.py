@@ -1,0 +1,182 @@
+"""The ASGI application, built by a function from a settings object (nothing at import).
+
+Admin paths (CONTRACT §2.0) go to the FastAPI admin app and are never forwarded; everything
+else goes through the proxy pipeline as raw ASGI — a router on the hot path costs CPU and
+buys nothing there (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from keybrake.admin.api import build_admin_app
+from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.proxy.pipeline import Pipeline, hostname
+from keybrake.proxy.render import ProxyResponse, denial_response
+from keybrake.proxy.request import ProxyRequest
+from keybrake.proxy.upstream import AiohttpUpstream, Upstream
+from keybrake.runtime import Runtime
+
+log = logging.getLogger("keybrake")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
+_ADMIN_EXACT = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
+HEARTBEAT_S = 5.0
+STALE_MS = 30_000
+
+
+def is_admin_path(path: str) -> bool:
+    """Decoded path → admin surface? Checked on the decoded path so no encoding sneaks past."""
+    if path in _ADMIN_EXACT:
+        return True
+    parts = path.split("/")
+    return len(parts) >= 3 and parts[1] == "v1" and parts[2] in _ADMIN_ROOTS
+
+
+class KeybrakeApp:
+    def __init__(self, rt: Runtime, *, upstream: Upstream | None = None) -> None:
+        self.rt = rt
+        self.instance_id = f"ins_{uuid.uuid4().hex[:20]}"
+        self.registry = CollectorRegistry()
+        self.requests_total = Counter("keybrake_proxy_requests", "Proxied requests by outcome",
+                                      ["vendor", "verdict", "status_class"], registry=self.registry)
+        self.upstream = upstream or AiohttpUpstream(
+            timeout_s=rt.settings.upstream_timeout_s, connect_timeout_s=rt.settings.upstream_connect_timeout_s,
+            max_response_bytes=rt.settings.max_response_bytes)
+        self.pipeline = Pipeline(store=rt.store, vendors=rt.vendors, upstream=self.upstream, settings=rt.settings,
+                                 sealer=rt.sealer, pepper=rt.pepper, instance_id=self.instance_id,
+                                 on_verdict=self._count)
+        self.admin = build_admin_app(rt, self.registry)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _count(self, vendor: str, verdict: str, status: int) -> None:
+        self.requests_total.labels(vendor, verdict.split("_")[0] if verdict.startswith("denied_") else verdict,
+                                   f"{status // 100}xx").inc()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            path = scope["path"]
+            if is_admin_path(path):
+                await self.admin(scope, receive, send)
+            elif path == "/_keybrake" or path.startswith("/_keybrake/"):
+                await _send(send, ProxyResponse(404, [("content-type", "application/json; charset=utf-8")],
+                                                b'{"error":{"type":"keybrake_error","code":"not_found",'
+                                                b'"message":"no such Keybrake endpoint"}}'))
+            else:
+                await self._proxy(scope, receive, send)
+
+    # -- proxy adapter --------------------------------------------------------------------
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        client = scope.get("client")
+        limit = self.rt.settings.max_body_bytes
+        body, too_large = await _read_body(receive, limit, headers)
+        req = ProxyRequest(scope["method"], raw_path, scope.get("query_string", b""), headers,
+                           b"" if too_large else body, client[0] if client else "")
+        if too_large:
+            resp = await self.pipeline.handle_denial(req, Denial(
+                "body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."))
+        else:
+            enc = [v.strip().lower() for k, v in headers if k == "content-encoding"]
+            if any(e not in ("", "identity") for e in enc):
+                resp = await self.pipeline.handle_denial(req, Denial(
+                    "unsupported_media_type", "Compressed request bodies (Content-Encoding) are not accepted; "
+                    "send the body uncompressed."))
+            else:
+                resp = await self.pipeline.handle(req)
+        await _send(send, resp)
+
+    # -- lifespan -------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # reported to the server, which refuses to start
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        store = self.rt.store
+        await store.register_instance(self.instance_id, hostname(), os.getpid())
+        recovered = await store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
+        if recovered:
+            event(log, "marked requests left in flight by a stopped process as outcome_unknown",
+                  logging.WARNING, count=recovered)
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
+        event(log, "keybrake started", instance=self.instance_id)
+
+    async def _housekeeping(self) -> None:
+        """Heartbeat this instance and recover rows of instances that stopped heartbeating."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self.rt.store.heartbeat(self.instance_id)
+                await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
+            except EnforcementUnavailable as exc:
+                event(log, "heartbeat failed", logging.ERROR, error=str(exc))
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.upstream.close()
+        event(log, "keybrake stopped", instance=self.instance_id)
+
+
+async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
+    """Read the whole body, or stop reading once it passes `limit` (the rest is drained)."""
+    declared = next((v for k, v in headers if k == "content-length"), None)
+    too_large = declared is not None and declared.isdigit() and int(declared) > limit
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            too_large = True
+        if not too_large:
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), too_large
+
+
+async def _send(send: Send, resp: ProxyResponse) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
+    headers.append((b"content-length", str(len(resp.body)).encode()))
+    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
+    await send({"type": "http.response.body", "body": resp.body})
+
+
+__all__ = ["KeybrakeApp", "denial_response", "is_admin_path"]

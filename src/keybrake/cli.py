@@ -1,0 +1,435 @@
+"""`keybrake` command line: serve, and everything an operator does by hand.
+
+Operator commands open the store directly (same data dir / database URL and master key as the
+server), so they work whether or not a server is running and need no admin token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import simplejson
+from pydantic import ValidationError
+
+from keybrake import logs
+from keybrake.admin import credentials as creds_ops
+from keybrake.admin import keys as key_ops
+from keybrake.admin.audit import parse_time, render_row
+from keybrake.admin.errors import ApiError
+from keybrake.admin.models import BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.config import Settings, SettingsError, from_env
+from keybrake.crypto import MasterKeyError
+from keybrake.runtime import Runtime, announce_bootstrap_token, ensure_admin_token, open_runtime
+from keybrake.store.base import AdminTokenRecord, AuditQuery, KeyQuery
+from keybrake.store.migrate import SchemaError, upgrade_to_head
+from keybrake.store.open import sqlalchemy_url
+from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
+
+T = TypeVar("T")
+
+
+def _settings(data_dir: str | None) -> Settings:
+    try:
+        s = from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return s.with_overrides(data_dir=Path(data_dir) if data_dir else None)
+
+
+def _run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    async def go() -> T:
+        try:
+            rt = await open_runtime(settings, create=False)
+        except (MasterKeyError, SchemaError, FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            return await fn(rt)
+        except ApiError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            raise click.ClickException(f"{exc.code}: {exc.message}{where}") from None
+        finally:
+            await rt.store.close()
+
+    return asyncio.run(go())
+
+
+def _print(obj: Any) -> None:
+    click.echo(simplejson.dumps(obj, use_decimal=True, indent=2))
+
+
+def _validate(model: Any, data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        msg, field = key_ops.pydantic_field(exc)
+        raise click.ClickException(f"validation_error: {msg} ({field})") from None
+
+
+data_dir_opt = click.option("--data-dir", envvar="KEYBRAKE_DATA_DIR", default=None,
+                            help="Data directory (default ./keybrake-data).")
+
+
+@click.group()
+def main() -> None:
+    """Keybrake: put the brakes on your agent's keys."""
+
+
+# -- serve ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen address (KEYBRAKE_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (KEYBRAKE_PORT, default 8080).")
+@data_dir_opt
+@click.option("--migrate", is_flag=True, help="Upgrade an older database schema before starting.")
+def serve(host: str | None, port: int | None, data_dir: str | None, migrate: bool) -> None:
+    """Run the proxy and the admin API."""
+    import uvicorn
+    import uvloop
+
+    from keybrake.app import KeybrakeApp
+
+    settings = _settings(data_dir).with_overrides(host=host, port=port, migrate=migrate or None)
+    logs.configure(settings.log_level)
+
+    async def go() -> None:
+        try:
+            rt = await open_runtime(settings, create=True)
+        except (MasterKeyError, SchemaError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            token = await ensure_admin_token(rt)
+            if token:
+                announce_bootstrap_token(token, settings.data_dir)
+            app = KeybrakeApp(rt)
+            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
+                                    http="httptools", loop="none", access_log=False, log_config=None,
+                                    timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+                                    server_header=False)
+            server = uvicorn.Server(config)
+            await server.serve()
+            if not server.started:
+                raise click.ClickException("keybrake could not start (see the log above)")
+        finally:
+            await rt.store.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(go())
+
+
+# -- db ---------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@data_dir_opt
+def db_upgrade(data_dir: str | None) -> None:
+    """Migrate the database to this version's schema (back it up first)."""
+    s = _settings(data_dir)
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_to_head(sqlalchemy_url(s.database_url, s.data_dir))
+    click.echo("database schema is current")
+
+
+# -- credentials ------------------------------------------------------------------------
+
+
+@main.group()
+def credentials() -> None:
+    """Vendor secrets (stored encrypted, never shown again)."""
+
+
+def _secret_arg(vendor: str, secret: str | None) -> str | dict[str, str]:
+    if secret is None:
+        secret = click.prompt("Secret", hide_input=True) if sys.stdin.isatty() else sys.stdin.readline().strip()
+    if secret.startswith("{"):
+        try:
+            parsed = json.loads(secret)
+        except ValueError:
+            raise click.ClickException("the secret looks like JSON but does not parse") from None
+        if isinstance(parsed, dict):
+            return parsed
+    return secret
+
+
+@credentials.command("add")
+@click.option("--vendor", required=True)
+@click.option("--name", default="default", show_default=True)
+@click.option("--secret", default=None, help="Omit to read it from a prompt or standard input.")
+@click.option("--base-url", default=None)
+@data_dir_opt
+def credentials_add(vendor: str, name: str, secret: str | None, base_url: str | None, data_dir: str | None) -> None:
+    """Store a vendor secret."""
+    body = _validate(CredentialIn, {"vendor": vendor, "name": name, "secret": _secret_arg(vendor, secret),
+                                    "base_url": base_url})
+    _print(_run(_settings(data_dir), lambda rt: creds_ops.add(rt, body)))
+
+
+@credentials.command("rotate")
+@click.argument("name")
+@click.option("--secret", default=None)
+@click.option("--base-url", default=None)
+@data_dir_opt
+def credentials_rotate(name: str, secret: str | None, base_url: str | None, data_dir: str | None) -> None:
+    """Replace a credential's secret in place; every key keeps working."""
+    body = _validate(RotateIn, {"secret": _secret_arg("", secret), "base_url": base_url})
+    _print(_run(_settings(data_dir), lambda rt: creds_ops.rotate(rt, name, body)))
+
+
+@credentials.command("list")
+@data_dir_opt
+def credentials_list(data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return [await creds_ops.render(rt, c) for c in await rt.store.list_credentials()]
+
+    rows = _run(_settings(data_dir), go)
+    _table(rows, ("name", "vendor", "secret_hint", "base_url", "active_keys", "created_at"))
+
+
+@credentials.command("delete")
+@click.argument("name")
+@click.option("--revoke-keys", is_flag=True, help="Also revoke the keys that use it.")
+@data_dir_opt
+def credentials_delete(name: str, revoke_keys: bool, data_dir: str | None) -> None:
+    _print(_run(_settings(data_dir), lambda rt: creds_ops.delete(rt, name, revoke_keys=revoke_keys)))
+
+
+# -- keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Vault keys."""
+
+
+@keys.command("issue")
+@click.option("--vendor", required=True)
+@click.option("--credential", default=None)
+@click.option("--label", default=None)
+@click.option("--expires-in", default=None, help="90s, 15m, 8h, 7d or seconds.")
+@click.option("--daily-usd-cap", default=None)
+@click.option("--total-usd-cap", default=None)
+@click.option("--max-usd-per-call", default=None)
+@click.option("--max-requests-per-hour", type=int, default=None)
+@click.option("--allow", "allowed", multiple=True, help="Allowed endpoint, e.g. 'POST /v1/charges'. Repeatable.")
+@click.option("--customer", "customers", multiple=True, help="Allowed Stripe customer. Repeatable.")
+@click.option("--metadata", "meta", multiple=True, help="key=value. Repeatable.")
+@click.option("--policy", "policy_json", default=None, help="Whole policy as JSON, or @file.json.")
+@data_dir_opt
+def keys_issue(vendor: str, credential: str | None, label: str | None, expires_in: str | None,
+               daily_usd_cap: str | None, total_usd_cap: str | None, max_usd_per_call: str | None,
+               max_requests_per_hour: int | None, allowed: tuple[str, ...], customers: tuple[str, ...],
+               meta: tuple[str, ...], policy_json: str | None, data_dir: str | None) -> None:
+    """Issue a vault key; the token is printed once."""
+    policy: dict[str, Any] = {}
+    if policy_json:
+        text = Path(policy_json[1:]).read_text() if policy_json.startswith("@") else policy_json
+        try:
+            policy = json.loads(text)
+        except ValueError:
+            raise click.ClickException("--policy is not valid JSON") from None
+    for name, value in (("daily_usd_cap", daily_usd_cap), ("total_usd_cap", total_usd_cap),
+                        ("max_usd_per_call", max_usd_per_call), ("max_requests_per_hour", max_requests_per_hour)):
+        if value is not None:
+            policy[name] = value
+    if allowed:
+        policy["allowed_endpoints"] = list(allowed)
+    if customers:
+        policy["customer_allowlist"] = list(customers)
+    metadata = {}
+    for item in meta:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--metadata {item!r} must be key=value")
+        metadata[k] = v
+    body: dict[str, Any] = {"vendor": vendor, "credential": credential, "label": label, "policy": policy,
+                            "metadata": metadata or None}
+    if expires_in is not None:
+        body["expires_in"] = int(expires_in) if expires_in.isdigit() else expires_in
+    valid = _validate(KeyIn, body)
+    out = _run(_settings(data_dir), lambda rt: key_ops.issue(rt, valid, None))
+    _print(out)
+    for w in out["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+@keys.command("list")
+@click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
+@click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None)
+@click.option("--limit", type=int, default=100)
+@data_dir_opt
+def keys_list(label_prefix: str | None, vendor: str | None, status: str | None, limit: int,
+              data_dir: str | None) -> None:
+    q = KeyQuery(label_prefix=label_prefix, vendor=vendor, status=status, limit=limit)
+    rows, _ = _run(_settings(data_dir), lambda rt: key_ops.list_keys(rt, q))
+    _table(rows, ("id", "label", "vendor", "status", "spent_usd", "expires_at"))
+
+
+@keys.command("show")
+@click.argument("key_id")
+@data_dir_opt
+def keys_show(key_id: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> dict[str, Any]:
+        return await key_ops.render(rt, await key_ops.get_record(rt, key_id))
+
+    _print(_run(_settings(data_dir), go))
+
+
+@keys.command("revoke")
+@click.argument("key_id", required=False)
+@click.option("--reason", default=None)
+@click.option("--label-prefix", default=None, help="Bulk: every active key under this label prefix.")
+@click.option("--vendor", default=None, help="Bulk: every active key of this vendor.")
+@click.option("--credential", default=None, help="Bulk: every active key using this credential.")
+@data_dir_opt
+def keys_revoke(key_id: str | None, reason: str | None, label_prefix: str | None, vendor: str | None,
+                credential: str | None, data_dir: str | None) -> None:
+    """Revoke one key, or (with filters) every matching key: effective on the next request."""
+    if key_id:
+        _print(_run(_settings(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
+        return
+    body = _validate(BulkRevokeIn, {"label_prefix": label_prefix, "vendor": vendor, "credential": credential,
+                                    "reason": reason})
+    _print(_run(_settings(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
+
+
+# -- audit ------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The per-request audit log."""
+
+
+_AUDIT_COLS = ("ts", "id", "key_id", "method", "path", "verdict", "status", "cost_usd")
+
+
+@audit.command("query")
+@click.option("--run", "run_id", default=None, help="agent_run_id")
+@click.option("--key", "key_id", default=None)
+@click.option("--label-prefix", default=None)
+@click.option("--verdict", default=None)
+@click.option("--since", default=None, help="RFC 3339 or Unix seconds")
+@click.option("--until", default=None)
+@click.option("--limit", type=int, default=100)
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_opt
+def audit_query(run_id: str | None, key_id: str | None, label_prefix: str | None, verdict: str | None,
+                since: str | None, until: str | None, limit: int, as_json: bool, data_dir: str | None) -> None:
+    """Rows matching the filters, newest first."""
+    try:
+        q = AuditQuery(agent_run_id=run_id, key_id=key_id, label_prefix=label_prefix, verdict=verdict,
+                       since=parse_time(since, "since") if since else None,
+                       until=parse_time(until, "until") if until else None, limit=limit)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return await rt.store.query_audit(q)
+
+    rows = [render_row(r) for r in _run(_settings(data_dir), go)]
+    if as_json:
+        for r in rows:
+            click.echo(simplejson.dumps(r, use_decimal=True))
+    else:
+        _table(rows, _AUDIT_COLS)
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=int, default=20)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
+@click.option("--interval", type=float, default=1.0)
+@data_dir_opt
+def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) -> None:
+    """The latest rows; with --follow, new rows as they arrive."""
+    settings = _settings(data_dir)
+
+    async def go(rt: Runtime) -> None:
+        rows = list(reversed(await rt.store.query_audit(AuditQuery(limit=count))))
+        seen = {r["id"] for r in rows}
+        for r in rows:
+            _line(render_row(r))
+        while follow:
+            await asyncio.sleep(interval)
+            since = (rows[-1]["ts"] - 5000) if rows else int(time.time() * 1000) - 5000
+            fresh = [r for r in reversed(await rt.store.query_audit(AuditQuery(since=since, limit=1000)))
+                     if r["id"] not in seen]
+            for r in fresh:
+                seen.add(r["id"])
+                rows.append(r)
+                _line(render_row(r))
+
+    try:
+        _run(settings, go)
+    except KeyboardInterrupt:
+        pass
+
+
+def _line(row: dict[str, Any]) -> None:
+    click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
+
+
+# -- admin tokens -----------------------------------------------------------------------
+
+
+@main.group("admin-tokens")
+def admin_tokens() -> None:
+    """Admin tokens (talks to the store directly, so a lost token can be replaced)."""
+
+
+@admin_tokens.command("create")
+@click.option("--label", required=True)
+@data_dir_opt
+def admin_tokens_create(label: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> dict[str, Any]:
+        token = new_token(ADMIN_PREFIX)
+        rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.store.now_ms(), None)
+        await rt.store.insert_admin_token(rec, rt.hash_token(token))
+        return {"id": rec.id, "scope": rec.scope, "label": label, "token": token}
+
+    _print(_run(_settings(data_dir), go))
+
+
+@admin_tokens.command("list")
+@data_dir_opt
+def admin_tokens_list(data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return [r.__dict__ for r in await rt.store.list_admin_tokens()]
+
+    _table(_run(_settings(data_dir), go), ("id", "scope", "label", "created_at", "revoked_at"))
+
+
+@admin_tokens.command("revoke")
+@click.argument("token_id")
+@data_dir_opt
+def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> bool:
+        return await rt.store.revoke_admin_token(token_id)
+
+    if not _run(_settings(data_dir), go):
+        raise click.ClickException(f"no active admin token {token_id}")
+    click.echo(f"revoked {token_id}")
+
+
+def _table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
+    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Settings from flags and `KEYBRAKE_*` environment variables, built once and passed down."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from keybrake.timefmt import parse_duration_s
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("keybrake-data")
+    database_url: str | None = None
+    admin_token: str | None = None
+    master_key: str | None = None
+    master_key_file: Path | None = None
+    migrate: bool = False
+    default_key_ttl_s: int = 24 * 3600
+    max_key_ttl_s: int = 30 * 24 * 3600
+    max_body_bytes: int = 1024 * 1024
+    max_response_bytes: int = 10 * 1024 * 1024
+    upstream_timeout_s: float = 60.0
+    upstream_connect_timeout_s: float = 5.0
+    allow_insecure_upstream: bool = False
+    upstream_hosts: tuple[str, ...] = ()
+    fx_rates: Mapping[str, Decimal] = field(default_factory=lambda: {"usd": Decimal(1)})
+    sqlite_synchronous: str = "NORMAL"
+    unauth_audit_rate: int = 100
+    require_usd_cap: bool = False
+    metrics_public: bool = False
+    graceful_shutdown_s: float = 30.0
+    log_level: str = "INFO"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "master.key"
+
+    def with_overrides(self, **kw: Any) -> Settings:
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+def _bool(v: str) -> bool:
+    return v.strip().lower() in ("1", "true", "yes", "on")
+
+
+def load_fx_rates(path: str) -> dict[str, Decimal]:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"KEYBRAKE_FX_RATES_FILE {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError("KEYBRAKE_FX_RATES_FILE must hold a JSON object like {\"eur\": \"1.09\"}")
+    rates = {"usd": Decimal(1)}
+    for code, value in raw.items():
+        if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
+            raise SettingsError(f"KEYBRAKE_FX_RATES_FILE: {code!r} is not a three-letter currency code")
+        if not isinstance(value, str):
+            raise SettingsError(f"KEYBRAKE_FX_RATES_FILE: the rate for {code} must be a decimal string")
+        try:
+            d = Decimal(value)
+        except InvalidOperation as exc:
+            raise SettingsError(f"KEYBRAKE_FX_RATES_FILE: {value!r} is not a decimal") from exc
+        if not d.is_finite() or d <= 0:
+            raise SettingsError(f"KEYBRAKE_FX_RATES_FILE: the rate for {code} must be positive")
+        rates[code.lower()] = d
+    return rates
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Read every `KEYBRAKE_*` variable; an invalid value is an error, never ignored."""
+    e = os.environ if env is None else env
+    kw: dict[str, Any] = {}
+    try:
+        if "KEYBRAKE_HOST" in e:
+            kw["host"] = e["KEYBRAKE_HOST"]
+        if "KEYBRAKE_PORT" in e:
+            kw["port"] = int(e["KEYBRAKE_PORT"])
+        if "KEYBRAKE_DATA_DIR" in e:
+            kw["data_dir"] = Path(e["KEYBRAKE_DATA_DIR"])
+        if e.get("KEYBRAKE_DATABASE_URL"):
+            kw["database_url"] = e["KEYBRAKE_DATABASE_URL"]
+        if e.get("KEYBRAKE_ADMIN_TOKEN"):
+            kw["admin_token"] = e["KEYBRAKE_ADMIN_TOKEN"]
+        if e.get("KEYBRAKE_MASTER_KEY"):
+            kw["master_key"] = e["KEYBRAKE_MASTER_KEY"]
+        if e.get("KEYBRAKE_MASTER_KEY_FILE"):
+            kw["master_key_file"] = Path(e["KEYBRAKE_MASTER_KEY_FILE"])
+        if "KEYBRAKE_DEFAULT_KEY_TTL" in e:
+            kw["default_key_ttl_s"] = parse_duration_s(_num_or_str(e["KEYBRAKE_DEFAULT_KEY_TTL"]))
+        if "KEYBRAKE_MAX_KEY_TTL" in e:
+            kw["max_key_ttl_s"] = parse_duration_s(_num_or_str(e["KEYBRAKE_MAX_KEY_TTL"]))
+        if "KEYBRAKE_MAX_BODY_BYTES" in e:
+            kw["max_body_bytes"] = int(e["KEYBRAKE_MAX_BODY_BYTES"])
+        if "KEYBRAKE_MAX_RESPONSE_BYTES" in e:
+            kw["max_response_bytes"] = int(e["KEYBRAKE_MAX_RESPONSE_BYTES"])
+        if "KEYBRAKE_UPSTREAM_TIMEOUT" in e:
+            kw["upstream_timeout_s"] = float(e["KEYBRAKE_UPSTREAM_TIMEOUT"])
+        if "KEYBRAKE_ALLOW_INSECURE_UPSTREAM" in e:
+            kw["allow_insecure_upstream"] = _bool(e["KEYBRAKE_ALLOW_INSECURE_UPSTREAM"])
+        if e.get("KEYBRAKE_UPSTREAM_HOSTS"):
+            kw["upstream_hosts"] = tuple(h.strip().lower() for h in e["KEYBRAKE_UPSTREAM_HOSTS"].split(",") if h.strip())
+        if e.get("KEYBRAKE_FX_RATES_FILE"):
+            kw["fx_rates"] = load_fx_rates(e["KEYBRAKE_FX_RATES_FILE"])
+        if "KEYBRAKE_SQLITE_SYNCHRONOUS" in e:
+            sync = e["KEYBRAKE_SQLITE_SYNCHRONOUS"].upper()
+            if sync not in ("NORMAL", "FULL"):
+                raise SettingsError("KEYBRAKE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+            kw["sqlite_synchronous"] = sync
+        if "KEYBRAKE_UNAUTH_AUDIT_RATE" in e:
+            kw["unauth_audit_rate"] = int(e["KEYBRAKE_UNAUTH_AUDIT_RATE"])
+        if "KEYBRAKE_REQUIRE_USD_CAP" in e:
+            kw["require_usd_cap"] = _bool(e["KEYBRAKE_REQUIRE_USD_CAP"])
+        if "KEYBRAKE_METRICS_PUBLIC" in e:
+            kw["metrics_public"] = _bool(e["KEYBRAKE_METRICS_PUBLIC"])
+        if "KEYBRAKE_LOG_LEVEL" in e:
+            kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, SettingsError):
+            raise
+        raise SettingsError(f"invalid KEYBRAKE_* setting: {exc}") from exc
+    s = Settings(**kw)
+    if s.admin_token is not None and len(s.admin_token) < 32:
+        raise SettingsError("KEYBRAKE_ADMIN_TOKEN must be at least 32 characters")
+    return s
+
+
+def _num_or_str(v: str) -> int | str:
+    return int(v) if v.isdigit() else v

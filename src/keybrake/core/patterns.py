@@ -1,0 +1,91 @@
+"""`METHOD /path` endpoint patterns (CONTRACT §3.0) and their matching.
+
+`*` alone matches one non-empty segment; `*` inside a segment globs within it; `**`, only as the
+last segment, matches zero or more segments; literal segments match exactly (case-sensitive).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
+
+
+class PatternError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class EndpointPattern:
+    text: str
+    methods: frozenset[str] | None  # None = any method
+    segments: tuple[str, ...]  # raw pattern segments; "**" only last
+    _regexes: tuple[re.Pattern[str] | None, ...]  # None for a literal segment
+
+    @property
+    def rest(self) -> bool:
+        return bool(self.segments) and self.segments[-1] == "**"
+
+    def matches(self, method: str, path: tuple[str, ...], *, casefold: bool = False) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        segs = self.segments[:-1] if self.rest else self.segments
+        if len(path) < len(segs) or (not self.rest and len(path) != len(segs)):
+            return False
+        for i, pat in enumerate(segs):
+            seg = path[i]
+            rx = self._regexes[i]
+            if rx is None:
+                if (seg.lower() != pat.lower()) if casefold else (seg != pat):
+                    return False
+            elif not rx.fullmatch(seg.lower() if casefold else seg):
+                return False
+        return True
+
+    def literal_segments(self) -> tuple[str, ...]:
+        return self.segments
+
+
+def parse_pattern(text: str, *, casefold: bool = False) -> EndpointPattern:
+    if not isinstance(text, str) or text != text.strip() or text.count(" ") != 1:
+        raise PatternError("must be 'METHOD /path', e.g. 'POST /v1/payment_intents'")
+    method_part, path_part = text.split(" ")
+    methods: frozenset[str] | None
+    if method_part == "*":
+        methods = None
+    else:
+        names = method_part.split("|")
+        bad = [m for m in names if m not in METHODS]
+        if bad:
+            raise PatternError(
+                f"unknown method {bad[0]!r}; use GET, POST, PATCH, PUT, DELETE, '*' or a '|'-list"
+            )
+        methods = frozenset(names)
+    if not path_part.startswith("/") or "//" in path_part or path_part.endswith("/") and path_part != "/":
+        raise PatternError("the path must start with '/' and have no empty segments")
+    segments = tuple(path_part[1:].split("/")) if path_part != "/" else ()
+    regexes: list[re.Pattern[str] | None] = []
+    for i, seg in enumerate(segments):
+        if seg in (".", "..") or "%" in seg or "?" in seg or "#" in seg:
+            raise PatternError(f"segment {seg!r} is not allowed in a pattern")
+        if "**" in seg:
+            if seg != "**" or i != len(segments) - 1:
+                raise PatternError("'**' is allowed only as the whole last segment")
+            regexes.append(None)
+            continue
+        if "*" in seg:
+            body = ".*".join(re.escape(p.lower() if casefold else p) for p in seg.split("*"))
+            regexes.append(re.compile(body if seg != "*" else r".+", re.DOTALL))
+        else:
+            regexes.append(None)
+    return EndpointPattern(text, methods, segments, tuple(regexes))
+
+
+def first_match(
+    patterns: tuple[EndpointPattern, ...], method: str, path: tuple[str, ...]
+) -> EndpointPattern | None:
+    for p in patterns:
+        if p.matches(method, path):
+            return p
+    return None

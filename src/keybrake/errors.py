@@ -1,0 +1,145 @@
+"""Every way Keybrake refuses or fails a proxied request, written down once.
+
+Each code maps to exactly one HTTP status and one audit verdict (CONTRACT §2.1). Vendors only
+*render* a `Denial` in their own error shape; they never invent codes.
+
+    Denial
+    ├── 400 key_ambiguous, path_invalid, param_ambiguous, body_invalid, header_invalid
+    ├── 401 key_missing, key_invalid, key_revoked, key_expired
+    ├── 403 vendor_mismatch, endpoint_not_allowed, endpoint_guarded, scope_violation,
+    │       param_not_allowed, amount_over_limit, currency_not_supported, unpriceable_request
+    ├── 405 method_not_supported
+    ├── 409 idempotency_in_flight, duplicate_outcome_unknown
+    ├── 413 body_too_large
+    ├── 415 unsupported_media_type
+    ├── 429 spend_cap_exceeded, request_cap_exceeded, send_cap_exceeded   (verdict cap_exceeded)
+    ├── 502 upstream_unreachable, upstream_forbidden, upstream_credential_rejected
+    ├── 503 credential_unavailable, enforcement_unavailable
+    └── 504 upstream_timeout                                               (verdict outcome_unknown)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Order matters: Twilio-shaped error codes are HTTP status × 1000 + 1-based position among the
+# codes sharing that status, in this order (CONTRACT §2.1).
+CODES: tuple[tuple[str, int], ...] = (
+    ("key_missing", 401),
+    ("key_invalid", 401),
+    ("key_revoked", 401),
+    ("key_expired", 401),
+    ("key_ambiguous", 400),
+    ("path_invalid", 400),
+    ("param_ambiguous", 400),
+    ("body_invalid", 400),
+    ("header_invalid", 400),
+    ("method_not_supported", 405),
+    ("body_too_large", 413),
+    ("unsupported_media_type", 415),
+    ("vendor_mismatch", 403),
+    ("endpoint_not_allowed", 403),
+    ("endpoint_guarded", 403),
+    ("scope_violation", 403),
+    ("param_not_allowed", 403),
+    ("amount_over_limit", 403),
+    ("currency_not_supported", 403),
+    ("unpriceable_request", 403),
+    ("idempotency_in_flight", 409),
+    ("duplicate_outcome_unknown", 409),
+    ("spend_cap_exceeded", 429),
+    ("request_cap_exceeded", 429),
+    ("send_cap_exceeded", 429),
+    ("upstream_unreachable", 502),
+    ("upstream_forbidden", 502),
+    ("upstream_credential_rejected", 502),
+    ("upstream_timeout", 504),
+    ("credential_unavailable", 503),
+    ("enforcement_unavailable", 503),
+)
+STATUS: dict[str, int] = dict(CODES)
+
+# Codes after which a retry of the same request can succeed without anyone changing anything.
+RETRYABLE = frozenset(
+    {"idempotency_in_flight", "upstream_unreachable", "enforcement_unavailable", "upstream_timeout"}
+)
+
+
+def verdict_for(code: str) -> str:
+    """The audit verdict a denial with this code is recorded under."""
+    if code in ("spend_cap_exceeded", "request_cap_exceeded", "send_cap_exceeded"):
+        return "cap_exceeded"
+    if code in ("upstream_unreachable", "upstream_forbidden", "upstream_credential_rejected"):
+        return "upstream_error"
+    if code == "upstream_timeout":
+        return "outcome_unknown"
+    return f"denied_{code}"
+
+
+def twilio_code(code: str) -> int:
+    """Twilio-shaped integer code: status × 1000 + position among codes with that status."""
+    status = STATUS[code]
+    same = [c for c, s in CODES if s == status]
+    return status * 1000 + same.index(code) + 1
+
+
+@dataclass(frozen=True)
+class CapHit:
+    """Which cap refused a request, for the 429 body and headers."""
+
+    scope: str  # "key" | "budget"
+    id: str
+    name: str  # daily_usd_cap, total_usd_cap, max_requests_per_hour …
+    limit: int  # micro-USD for USD caps, a count otherwise
+    used: int
+    requested: int
+    resets_at_ms: int | None
+    is_usd: bool
+
+    def as_json(self) -> dict[str, Any]:
+        from keybrake.money import to_json_number
+        from keybrake.timefmt import rfc3339
+
+        body: dict[str, Any] = {"scope": self.scope, "id": self.id, "name": self.name}
+        if self.is_usd:
+            body["limit_usd"] = to_json_number(self.limit)
+            body["used_usd"] = to_json_number(self.used)
+            body["requested_usd"] = to_json_number(self.requested)
+        else:
+            body["limit"] = self.limit
+            body["used"] = self.used
+            body["requested"] = self.requested
+        body["resets_at"] = rfc3339(self.resets_at_ms) if self.resets_at_ms is not None else None
+        return body
+
+
+@dataclass
+class Denial(Exception):
+    """A request Keybrake refuses. `message` must say what, by which rule, and if retry helps."""
+
+    code: str
+    message: str
+    cap: CapHit | None = None
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in STATUS:
+            raise ValueError(f"unknown denial code {self.code!r}")
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return STATUS[self.code]
+
+    @property
+    def retryable(self) -> bool:
+        return self.code in RETRYABLE
+
+    @property
+    def verdict(self) -> str:
+        return verdict_for(self.code)
+
+
+class EnforcementUnavailable(Exception):
+    """The store could not be reached or failed: enforcement is unsure, so nothing is forwarded."""

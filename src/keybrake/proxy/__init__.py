@@ -1,0 +1,1 @@
+"""The proxy surface: request model, pipeline, upstream client, ASGI adapter."""

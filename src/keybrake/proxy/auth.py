@@ -1,0 +1,85 @@
+"""Reading the vault key and the agent's own headers from a request (CONTRACT §2.0.1, §5)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from keybrake.errors import Denial
+from keybrake.proxy.request import ProxyRequest
+from keybrake.tokens import VAULT_PREFIX, is_well_formed
+
+# Values that look like a real vendor secret: refused, never forwarded.
+_VENDOR_SECRET = re.compile(r"^(sk_|rk_|re_)|^[0-9a-f]{32}$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{0,256}$")
+MAX_KEYBRAKE_HEADERS = 20
+
+
+def extract_token(req: ProxyRequest) -> str:
+    """The one vault key a request carries; raises key_missing / key_ambiguous / key_invalid."""
+    found: list[str] = []
+    auths = req.header_all("authorization")
+    if len(auths) > 1:
+        raise Denial("key_ambiguous", "Send one Authorization header.")
+    if auths:
+        scheme, _, value = auths[0].strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            found.append(value)
+        elif scheme.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, ValueError):
+                raise Denial("key_invalid", "The Basic Authorization header is not valid base64 of "
+                             "'user:password'. Put the vault key in the password.") from None
+            user, sep, password = decoded.partition(":")
+            if not sep:
+                raise Denial("key_invalid", "The Basic Authorization header must be 'user:password' "
+                             "with the vault key as the password.")
+            found.append(password or user)
+        else:
+            raise Denial("key_invalid", "The Authorization header must be 'Bearer <vault key>' or Basic "
+                         "with the vault key as the password.")
+    found += [v.strip() for v in req.header_all("x-keybrake-key")]
+    distinct = {t for t in found if t}
+    if not distinct:
+        raise Denial("key_missing", "No vault key: send 'Authorization: Bearer vault_key_…' (or Basic with "
+                     "the key as password, or X-Keybrake-Key).")
+    if len(distinct) > 1:
+        raise Denial("key_ambiguous", "The request carries two different tokens; send exactly one vault key.")
+    token = distinct.pop()
+    if _VENDOR_SECRET.search(token):
+        raise Denial("key_invalid", "This looks like a real vendor secret, not a vault key. It was not "
+                     "forwarded. Use the vault_key_… issued for this agent run, and rotate that secret "
+                     "if an agent had it.")
+    if not is_well_formed(token, VAULT_PREFIX):
+        raise Denial("key_invalid", "This is not a valid vault key (wrong format or checksum). Do not retry.")
+    return token
+
+
+def agent_headers(req: ProxyRequest) -> tuple[str | None, str | None, dict[str, str]]:
+    """(X-Agent-Run-Id, X-Triggering-Event-Id, other X-Keybrake-* headers), validated."""
+    run_id = _one_id(req, "x-agent-run-id")
+    event_id = _one_id(req, "x-triggering-event-id")
+    extra: dict[str, str] = {}
+    for name, value in req.headers:
+        if name.startswith("x-keybrake-") and name != "x-keybrake-key":
+            if name in extra or len(extra) >= MAX_KEYBRAKE_HEADERS:
+                raise Denial("header_invalid", f"At most {MAX_KEYBRAKE_HEADERS} distinct X-Keybrake-* headers, "
+                             "each once.")
+            if not _PRINTABLE.match(value):
+                raise Denial("header_invalid", f"Header {name} must be at most 256 printable ASCII characters.")
+            extra[name] = value
+    return run_id, event_id, extra
+
+
+def _one_id(req: ProxyRequest, name: str) -> str | None:
+    values = req.header_all(name)
+    if not values:
+        return None
+    if len(values) > 1 or not _RUN_ID.match(values[0]):
+        raise Denial("header_invalid", f"Header {name} must appear once, with at most 128 characters of "
+                     "[A-Za-z0-9._:-].")
+    return values[0]

@@ -1,0 +1,465 @@
+"""The request pipeline, top to bottom:
+
+    authenticate → normalise & match → scope & params → estimate → reserve → forward → settle → audit
+
+`Pipeline.handle` is the hot path. Every decision before `reserve` is a pure function of the
+request and the key's policy; `reserve` re-reads the key's status, expiry and policy version
+in the same transaction as the cap check, so a revoke or PATCH that has returned is seen by
+the very next request (CONTRACT §2.6). Nothing is forwarded unless the reservation and the
+in-flight audit row are committed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ulid import ULID
+
+from keybrake.config import Settings
+from keybrake.core.paths import join, normalise_path
+from keybrake.core.patterns import first_match
+from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
+from keybrake.crypto import MasterKeyError, Sealer
+from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.money import format_usd, human_usd
+from keybrake.proxy.auth import agent_headers, extract_token
+from keybrake.proxy.render import ProxyResponse, denial_response
+from keybrake.proxy.request import ProxyRequest
+from keybrake.proxy.upstream import (
+    Upstream,
+    UpstreamOutcomeUnknown,
+    UpstreamRequest,
+    UpstreamUnreachable,
+)
+from keybrake.store.base import AuditRow, CapSpec, KeyRecord, KeyState, ReservedItem, Settlement, Store, Window
+from keybrake.timefmt import rfc3339
+from keybrake.tokens import token_hash
+from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest
+
+log = logging.getLogger("keybrake.proxy")
+
+_SUPPORTED_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                         "trailer", "transfer-encoding", "upgrade", "content-length", "set-cookie"})
+_MAX_POLICY_RETRIES = 3
+_CAP_WORDS = {"daily_usd_cap": "daily spend cap", "total_usd_cap": "total spend cap",
+              "max_requests_per_hour": "hourly request cap"}
+
+
+@dataclass
+class _Ctx:
+    """What is known about a request so far; denials render from it."""
+
+    row: AuditRow
+    started: float
+    vendor: Vendor | None = None
+    key: KeyRecord | None = None
+    well_formed_token: bool = False
+    upstream_ms: float = 0.0
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Pipeline:
+    def __init__(self, *, store: Store, vendors: dict[str, Vendor], upstream: Upstream, settings: Settings,
+                 sealer: Sealer, pepper: bytes, instance_id: str,
+                 on_verdict: Callable[[str, str, int], None] | None = None) -> None:
+        self.store = store
+        self.vendors = vendors
+        self.upstream = upstream
+        self.settings = settings
+        self.sealer = sealer
+        self.pepper = pepper
+        self.instance_id = instance_id
+        self.on_verdict = on_verdict
+        self._policies: OrderedDict[tuple[str, int], Policy] = OrderedDict()
+        self._unauth_second = 0
+        self._unauth_count = 0
+        self._unauth_suppressed = 0
+
+    # -- the hot path ---------------------------------------------------------------------
+
+    async def handle_denial(self, req: ProxyRequest, denial: Denial) -> ProxyResponse:
+        """A request refused by the transport layer (size, encoding): recorded with its key if known."""
+        return await self.handle(req, early_denial=denial)
+
+    async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
+        ctx = _Ctx(AuditRow(id=f"kbr_{ULID()}", ts=self.store.now_ms(), method=req.method,
+                            path=_safe_path(req.raw_path), verdict="in_flight"), time.perf_counter())
+        try:
+            return await self._forward_if_allowed(req, ctx, early_denial)
+        except Denial as denial:
+            return await self._deny(ctx, denial)
+        except EnforcementUnavailable as exc:
+            return self._unavailable(ctx, exc)
+
+    async def _forward_if_allowed(self, req: ProxyRequest, ctx: _Ctx,
+                                  early_denial: Denial | None) -> ProxyResponse:
+        # The vendor prefix decides the error shape even before the key is known.
+        prefix = _first_segment(req.raw_path)
+        ctx.vendor = self.vendors.get(prefix) if prefix else None
+        if req.header("transfer-encoding") is not None and req.header("content-length") is not None:
+            raise Denial("header_invalid", "Content-Length and Transfer-Encoding together are refused.")
+
+        # 1. authenticate
+        token = extract_token(req)
+        ctx.well_formed_token = True
+        key = await self.store.key_by_hash(token_hash(self.pepper, token))
+        if key is None:
+            raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+        self._attach_key(ctx, key)
+        if early_denial is not None:
+            raise early_denial
+        self._check_key_state(key, self.store.now_ms())
+        run_id, event_id, extra_headers = agent_headers(req)
+        self._attach_agent_headers(ctx, key, run_id, event_id, extra_headers)
+
+        # 2. normalise the path and route to the key's vendor
+        if req.method not in _SUPPORTED_METHODS:
+            raise Denial("method_not_supported", f"Method {req.method[:10]} is not proxied; use GET, POST, "
+                         "PATCH, PUT or DELETE.")
+        segments = normalise_path(req.raw_path)
+        raw_rest = req.raw_path
+        if segments and segments[0] in self.vendors:
+            if segments[0] != key.vendor:
+                raise Denial("vendor_mismatch", f"This vault key is for {key.vendor}, not {segments[0]}. "
+                             "Do not retry with this key.")
+            segments = segments[1:]
+            raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
+        vendor = self.vendors[key.vendor]
+        ctx.vendor = vendor
+        ctx.row.path = join(segments)
+        vreq = vendor.parse(req, segments)
+        ctx.row.request_summary = vendor.summary(vreq) or None
+        ctx.row.account_context = vreq.account_context
+        ctx.row.idempotency_key = _first(req.header_all("idempotency-key"))
+        if req.body:
+            ctx.row.body_hash = hmac.new(self.pepper, req.body, hashlib.sha256).hexdigest()
+
+        for _ in range(_MAX_POLICY_RETRIES):
+            policy = self._policy(key)
+            # 3. endpoint, scope and parameter rules
+            self._match_endpoint(ctx, policy, vendor, vreq)
+            scope = vendor.check_scope(policy, vreq)
+            ctx.row.customer_scope_id = scope.customer_scope_id
+            check_param_rules(policy, vreq.params)
+            # 4. estimate and reserve against every cap, atomically with the key's state
+            estimate = self._estimate(ctx, policy, vendor, vreq, key)
+            caps = _caps(key, policy, estimate.amount)
+            ctx.row.status = None
+            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id)
+            if result.state is KeyState.CHANGED and result.key is not None:
+                key = result.key  # revoked/patched between lookup and reserve: evaluate again
+                self._attach_key(ctx, key)
+                continue
+            if result.state is not KeyState.OK:
+                raise _state_denial(result.state, key)
+            if result.cap_hit is not None:
+                raise _cap_denial(result.cap_hit, key.id)
+            break
+        else:
+            raise EnforcementUnavailable("the key's policy kept changing during the request")
+
+        # 5. swap the credential and forward
+        return await self._forward(req, ctx, key, vendor, vreq, estimate, policy, result.items,
+                                   raw_rest, result.remaining_usd)
+
+    async def _forward(self, req: ProxyRequest, ctx: _Ctx, key: KeyRecord, vendor: Vendor, vreq: VendorRequest,
+                       estimate: Estimate, policy: Policy, items: list[ReservedItem], raw_rest: bytes,
+                       remaining: int | None) -> ProxyResponse:
+        row = ctx.row
+        daily_counter = "daily_usd" if policy.daily_usd_cap is not None else (
+            "total_usd" if policy.total_usd_cap is not None else None)
+        try:
+            secret, base_url = await self._credential(key)
+        except Denial as denial:
+            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, False),
+                               daily_counter, denial=denial)
+            return self._render_denial(ctx, denial)
+        url = base_url.rstrip("/") + vendor.upstream_path(vreq, raw_rest, secret).decode("latin-1")
+        if req.query:
+            url += "?" + req.query.decode("latin-1")
+        allowed = COMMON_FORWARDED_HEADERS | vendor.forwarded_headers
+        headers = [(k, v) for k, v in req.headers if k in allowed]
+        headers += vendor.upstream_headers(secret)
+        headers.append(("accept-encoding", "identity"))
+        try:
+            resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, req.body))
+        except UpstreamUnreachable as exc:
+            denial = Denial("upstream_unreachable", f"{vendor.name} could not be reached ({exc}); nothing was "
+                            "sent and nothing was charged. Retrying may help.")
+            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, False),
+                               daily_counter, denial=denial)
+            return self._render_denial(ctx, denial)
+        except UpstreamOutcomeUnknown as exc:
+            ctx.upstream_ms = exc.elapsed_ms
+            denial = Denial("upstream_timeout", f"{vendor.name} did not answer ({exc}). The request may have "
+                            "been carried out: retry only with the same Idempotency-Key.")
+            await self._finish(ctx, items, Settlement("outcome_unknown", row.reserved_usd, "estimate",
+                                                      estimate.cost_kind, True, True), daily_counter, denial=denial)
+            return self._render_denial(ctx, denial)
+
+        # 6. settle to what the answer says the call cost
+        ctx.upstream_ms = resp.elapsed_ms
+        row.upstream_status = resp.status
+        resp_headers = {k.lower(): v for k, v in resp.headers}
+        row.vendor_request_id = vendor.request_id(resp_headers)
+        if resp.status == 401:
+            # The operator's secret was refused: never pass the vendor's text (it may echo the key).
+            denial = Denial("upstream_credential_rejected", f"The operator's credential '{key.credential}' was "
+                            f"refused by {vendor.name}. Do not retry; the operator must rotate it.")
+            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, True),
+                               daily_counter, denial=denial)
+            return self._render_denial(ctx, denial)
+        if resp.status >= 500:
+            settlement = Settlement("outcome_unknown", row.reserved_usd, "estimate", estimate.cost_kind, True, True)
+            row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
+        else:
+            cost = vendor.cost(vreq, estimate, resp.status, resp_headers, resp.body, self.settings.fx_rates)
+            row.vendor_object_id = cost.vendor_object_id
+            settlement = Settlement("allowed", cost.cost_usd, cost.cost_source, cost.cost_kind,
+                                    cost.keep_reservation, True)
+        row.status = resp.status
+        await self._finish(ctx, items, settlement, daily_counter)
+        # 7. answer with the vendor's response and Keybrake's headers
+        out = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP
+               and not k.lower().startswith("x-keybrake-")]
+        out += self._keybrake_headers(ctx)
+        if remaining is not None:
+            out.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, remaining))))
+        return ProxyResponse(resp.status, out, resp.body)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _attach_key(self, ctx: _Ctx, key: KeyRecord) -> None:
+        ctx.key = key
+        row = ctx.row
+        row.key_id, row.label, row.vendor, row.credential = key.id, key.label, key.vendor, key.credential
+
+    @staticmethod
+    def _check_key_state(key: KeyRecord, now_ms: int) -> None:
+        if key.status == "revoked":
+            raise _state_denial(KeyState.REVOKED, key)
+        if key.expires_at <= now_ms:
+            raise _state_denial(KeyState.EXPIRED, key)
+
+    @staticmethod
+    def _attach_agent_headers(ctx: _Ctx, key: KeyRecord, run_id: str | None, event_id: str | None,
+                              extra: dict[str, str]) -> None:
+        row = ctx.row
+        meta: dict[str, Any] = dict(key.metadata)
+        bound = key.metadata.get("agent_run_id")
+        row.agent_run_id = bound or run_id
+        if bound and run_id and run_id != bound:
+            meta["claimed_agent_run_id"] = run_id
+        row.triggering_event_id = event_id
+        if extra:
+            meta["headers"] = extra
+        row.metadata = meta or None
+
+    def _policy(self, key: KeyRecord) -> Policy:
+        """Compiled policies are cached by (key, version): an immutable fact, safe to keep."""
+        cache_key = (key.id, key.policy_version)
+        policy = self._policies.get(cache_key)
+        if policy is None:
+            policy = Policy.from_store(key.policy)
+            self._policies[cache_key] = policy
+            if len(self._policies) > 10_000:
+                self._policies.popitem(last=False)
+        return policy
+
+    @staticmethod
+    def _match_endpoint(ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest) -> None:
+        if policy.allowed_endpoints is None:
+            ctx.row.endpoint = None
+            return
+        matched = first_match(policy.allowed_endpoints, vreq.method, vreq.path)
+        if matched is None:
+            raise Denial("endpoint_not_allowed", f"{vreq.method} {join(vreq.path)} is not in this key's "
+                         "allowed_endpoints. Do not retry; ask the operator to allow it.")
+        ctx.row.endpoint = matched.text
+
+    def _estimate(self, ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest,
+                  key: KeyRecord) -> Estimate:
+        estimate = vendor.estimate(vreq, dict(self.settings.fx_rates))
+        if estimate.pricing == "unpriceable":
+            if policy.max_usd_per_call is None:
+                raise Denial("unpriceable_request", f"{vreq.method} {join(vreq.path)} may move money that "
+                             "cannot be priced before the call; set max_usd_per_call on the key or remove "
+                             "this endpoint from allowed_endpoints. Do not retry.")
+            estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)
+        check_max_per_call(policy, estimate.amount, key.id)
+        ctx.row.reserved_usd = estimate.amount
+        ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
+        ctx.row.cost_source = "estimate" if estimate.amount else "none"
+        return estimate
+
+    async def _credential(self, key: KeyRecord) -> tuple[bytes, str]:
+        cred = await self.store.credential(key.credential)
+        if cred is None or cred.vendor != key.vendor:
+            raise Denial("credential_unavailable", f"The credential '{key.credential}' of this key no longer "
+                         "exists. Do not retry; the operator must restore it.")
+        try:
+            secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
+        except MasterKeyError:
+            raise Denial("credential_unavailable", f"The credential '{key.credential}' cannot be decrypted "
+                         "with this server's master key.") from None
+        return secret, cred.base_url or self.vendors[key.vendor].default_base_url
+
+    async def _finish(self, ctx: _Ctx, items: list[ReservedItem], settlement: Settlement,
+                      daily_counter: str | None, *, denial: Denial | None = None) -> None:
+        """Settle the reservation and complete the row. A store failure here never hides the answer."""
+        row = ctx.row
+        row.verdict = settlement.verdict
+        row.cost_usd = settlement.cost_usd
+        row.cost_source = settlement.cost_source
+        row.cost_kind = settlement.cost_kind
+        if denial is not None:
+            row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
+        self._timings(ctx)
+        try:
+            await self.store.settle(row, items, settlement, daily_counter)
+        except EnforcementUnavailable as exc:
+            event(log, "settle failed; the row stays in_flight and is recovered on restart", logging.ERROR,
+                  request_id=row.id, key_id=row.key_id, error=str(exc))
+        self._observe(row)
+
+    async def _deny(self, ctx: _Ctx, denial: Denial) -> ProxyResponse:
+        row = ctx.row
+        row.verdict = denial.verdict
+        row.error_code = denial.code
+        row.reason = _clip(denial.message)
+        row.status = denial.status
+        row.cost_usd, row.reserved_usd, row.cost_source, row.cost_kind = 0, 0, "none", "none"
+        self._timings(ctx)
+        written = True
+        if ctx.key is None and not ctx.well_formed_token and not self._admit_unauth_row(row):
+            written = False
+        else:
+            try:
+                await self.store.insert_audit(row)
+            except EnforcementUnavailable as exc:
+                written = False
+                event(log, "could not write the audit row of a denial", logging.ERROR, error=str(exc))
+        self._observe(row)
+        resp = self._render_denial(ctx, denial, written=written)
+        return resp
+
+    def _render_denial(self, ctx: _Ctx, denial: Denial, *, written: bool = True) -> ProxyResponse:
+        resp = denial_response(denial, ctx.vendor, request_id=ctx.row.id if written else None,
+                               key_id=ctx.row.key_id, now_ms=self.store.now_ms())
+        if written:
+            resp.headers += self._keybrake_headers(ctx)
+        return resp
+
+    def _unavailable(self, ctx: _Ctx, exc: Exception) -> ProxyResponse:
+        event(log, "enforcement unavailable: refused without forwarding", logging.ERROR,
+              error=str(exc), key_id=ctx.row.key_id)
+        denial = Denial("enforcement_unavailable", "Keybrake cannot reach its store, so it cannot enforce "
+                        "this key's policy; nothing was forwarded. Retry shortly.")
+        if self.on_verdict:
+            self.on_verdict(ctx.row.vendor or "unknown", "enforcement_unavailable", 503)
+        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id,
+                               now_ms=self.store.now_ms())
+
+    def _admit_unauth_row(self, row: AuditRow) -> bool:
+        """Rows for requests without a well-formed token are rate-limited (CONTRACT §5)."""
+        second = row.ts // 1000
+        if second != self._unauth_second:
+            if self._unauth_suppressed:
+                row.metadata = {"suppressed": self._unauth_suppressed}
+                row.reason = f"{self._unauth_suppressed} requests without a well-formed vault key were not recorded"
+            self._unauth_second, self._unauth_count, self._unauth_suppressed = second, 0, 0
+        self._unauth_count += 1
+        if self._unauth_count > self.settings.unauth_audit_rate:
+            self._unauth_suppressed += 1
+            return False
+        return True
+
+    def _timings(self, ctx: _Ctx) -> None:
+        total = (time.perf_counter() - ctx.started) * 1000
+        ctx.row.latency_ms = round(total, 3)
+        ctx.row.upstream_latency_ms = round(ctx.upstream_ms, 3) if ctx.upstream_ms else None
+        ctx.row.overhead_ms = round(total - ctx.upstream_ms, 3)
+
+    def _keybrake_headers(self, ctx: _Ctx) -> list[tuple[str, str]]:
+        out = [("x-keybrake-request-id", ctx.row.id)]
+        if ctx.row.key_id:
+            out.append(("x-keybrake-key-id", ctx.row.key_id))
+        out.append(("x-keybrake-overhead-ms", f"{ctx.row.overhead_ms or 0:.1f}"))
+        return out
+
+    def _observe(self, row: AuditRow) -> None:
+        event(log, "proxied", request_id=row.id, key_id=row.key_id, vendor=row.vendor, method=row.method,
+              path=row.path, verdict=row.verdict, status=row.status, cost_usd=format_usd(row.cost_usd),
+              overhead_ms=row.overhead_ms)
+        if self.on_verdict:
+            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
+
+
+def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:
+    """Every counter a request reserves against, in the fixed lock order (key, then budgets).
+
+    The key's daily and total USD counters and hourly request counter are always kept, capped
+    or not, so that a cap added later by PATCH counts what was already spent.
+    """
+    return [
+        CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
+        CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
+        CapSpec("key", key.id, "max_requests_per_hour", "hourly_requests", Window.HOUR,
+                policy.max_requests_per_hour, 1, False),
+    ]
+
+
+def _state_denial(state: KeyState, key: KeyRecord) -> Denial:
+    if state is KeyState.REVOKED:
+        why = f" ({key.revoke_reason})" if key.revoke_reason else ""
+        return Denial("key_revoked", f"Vault key {key.id} was revoked{why}. Do not retry.")
+    if state is KeyState.EXPIRED:
+        return Denial("key_expired", f"Vault key {key.id} expired at {rfc3339(key.expires_at)}. Do not retry; "
+                      "ask for a new key.")
+    return Denial("key_invalid", "Unknown vault key. Do not retry.")
+
+
+def _cap_denial(cap: Any, key_id: str) -> Denial:
+    words = _CAP_WORDS.get(cap.name, cap.name)
+    if cap.is_usd:
+        limit = human_usd(cap.limit)
+        detail = f"{human_usd(cap.used)} used, this call needs {human_usd(cap.requested)}"
+        code = "spend_cap_exceeded"
+    else:
+        limit = str(cap.limit)
+        detail = f"{cap.used} used"
+        code = "request_cap_exceeded"
+    when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
+    return Denial(code, f"Do not retry: {words} of {limit} reached for {key_id} ({detail}).{when}", cap=cap)
+
+
+def _first(values: list[str]) -> str | None:
+    return values[0][:255] if values else None
+
+
+def _first_segment(raw_path: bytes) -> str | None:
+    parts = raw_path.split(b"/", 2)
+    return parts[1].decode("latin-1") if len(parts) > 1 and parts[1] else None
+
+
+def _safe_path(raw_path: bytes) -> str:
+    return raw_path.decode("latin-1")[:2048]
+
+
+def _clip(text: str) -> str:
+    return text[:1000]
+
+
+def hostname() -> str:
+    return socket.gethostname()
+

@@ -1,0 +1,101 @@
+"""Opening a Keybrake installation: store, master key, pepper, bootstrap admin token.
+
+Used by `keybrake serve` and by CLI commands that talk to the store directly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from keybrake.config import Settings
+from keybrake.crypto import MasterKeyError, Sealer, load_or_create_master_key
+from keybrake.store import Store, open_store
+from keybrake.store.base import AdminTokenRecord
+from keybrake.tokens import ADMIN_PREFIX, new_id, new_token, token_hash
+from keybrake.vendors import builtin_vendors
+from keybrake.vendors.base import Vendor
+
+_CANARY = b"keybrake-master-key-check"
+BOOTSTRAP_FILE = "bootstrap-admin-token"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    sealer: Sealer
+    pepper: bytes
+    vendors: dict[str, Vendor]
+
+    def hash_token(self, token: str) -> str:
+        return token_hash(self.pepper, token)
+
+
+async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], int] | None = None) -> Runtime:
+    """Open (and on first start create) the store and its keys; refuses a wrong master key."""
+    if create:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.data_dir, 0o700)
+    store = open_store(settings.database_url, settings.data_dir, migrate=settings.migrate, create=create,
+                       sqlite_synchronous=settings.sqlite_synchronous, clock=clock)
+    try:
+        canary = await store.get_meta("canary")
+        first_start = canary is None
+        key = load_or_create_master_key(settings.master_key, settings.master_key_path,
+                                        create=first_start and create)
+        sealer = Sealer(key)
+        if first_start:
+            canary = await store.put_meta_if_absent("canary", sealer.seal(_CANARY, "canary"))
+        assert canary is not None
+        try:
+            ok = sealer.open(canary, "canary") == _CANARY
+        except MasterKeyError:
+            ok = False
+        if not ok:
+            raise MasterKeyError(
+                "this master key cannot decrypt the store: every replica and CLI must use the key the "
+                f"store was created with (KEYBRAKE_MASTER_KEY or {settings.master_key_path})"
+            )
+        pepper_blob = await store.get_meta("pepper")
+        if pepper_blob is None:
+            pepper_blob = await store.put_meta_if_absent("pepper", sealer.seal(secrets.token_bytes(32), "pepper"))
+        pepper = sealer.open(pepper_blob, "pepper")
+    except BaseException:
+        await store.close()
+        raise
+    return Runtime(settings, store, sealer, pepper, builtin_vendors())
+
+
+async def ensure_admin_token(rt: Runtime) -> str | None:
+    """Make sure an admin token exists. Returns a newly generated bootstrap token to show once."""
+    now = rt.store.now_ms()
+    if rt.settings.admin_token:
+        h = rt.hash_token(rt.settings.admin_token)
+        if await rt.store.admin_token_by_hash(h) is None:
+            await rt.store.insert_admin_token(
+                AdminTokenRecord(new_id("adm_"), "admin", "KEYBRAKE_ADMIN_TOKEN", now, None), h)
+        return None
+    if await rt.store.list_admin_tokens():
+        return None
+    token = new_token(ADMIN_PREFIX)
+    await rt.store.insert_admin_token(AdminTokenRecord(new_id("adm_"), "admin", "bootstrap", now, None),
+                                      rt.hash_token(token))
+    path = rt.settings.data_dir / BOOTSTRAP_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def announce_bootstrap_token(token: str, data_dir: Path) -> None:
+    # Printed once, to stderr only; the file is deleted after the first successful admin call.
+    sys.stderr.write(
+        "\n  Keybrake bootstrap admin token (shown once; also in "
+        f"{data_dir / BOOTSTRAP_FILE} until first use):\n\n    {token}\n\n"
+    )
+    sys.stderr.flush()

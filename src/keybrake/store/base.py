@@ -1,0 +1,252 @@
+"""The store interface every engine implements, and the records it speaks in.
+
+The proxy needs three things from a store, each one atomic transaction:
+`reserve` (check the key's state and every cap, reserve, write the in-flight audit row),
+`settle` (move a reservation to what the call cost and complete the row) and
+`insert_audit` (a denial). Everything else serves the admin API and CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+from keybrake.errors import CapHit
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    vendor: str
+    credential: str
+    label: str | None
+    metadata: dict[str, str]
+    policy: dict[str, Any]
+    policy_version: int
+    status: str  # active | revoked (expired is derived from expires_at)
+    created_at: int
+    expires_at: int
+    revoked_at: int | None
+    revoke_reason: str | None
+    issued_by: str | None
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    name: str
+    vendor: str
+    secret_enc: bytes
+    secret_hint: str
+    base_url: str | None
+    livemode: bool | None
+    created_at: int
+    rotated_at: int | None
+
+
+@dataclass(frozen=True)
+class AdminTokenRecord:
+    id: str
+    scope: str
+    label: str
+    created_at: int
+    revoked_at: int | None
+
+
+class Window(Enum):
+    DAY = "day"  # UTC calendar day
+    HOUR = "hour"  # UTC clock hour
+    TOTAL = "total"  # the key's whole life
+
+
+@dataclass(frozen=True)
+class CapSpec:
+    """One counter a request reserves against. `limit` None = tracked, not capped."""
+
+    scope: str  # "key"
+    scope_id: str
+    name: str  # policy field name, e.g. daily_usd_cap
+    counter: str  # counter name, e.g. daily_usd
+    window: Window
+    limit: int | None
+    amount: int
+    is_usd: bool
+
+
+@dataclass(frozen=True)
+class ReservedItem:
+    counter_scope: str  # e.g. key:vk_…
+    counter: str
+    window_start: int
+    amount: int
+    is_usd: bool
+
+    def as_json(self) -> list[Any]:
+        return [self.counter_scope, self.counter, self.window_start, self.amount, self.is_usd]
+
+    @classmethod
+    def from_json(cls, v: list[Any]) -> ReservedItem:
+        return cls(v[0], v[1], int(v[2]), int(v[3]), bool(v[4]))
+
+
+class KeyState(Enum):
+    OK = "ok"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    CHANGED = "changed"  # policy version moved since the request was evaluated
+    MISSING = "missing"
+
+
+@dataclass
+class ReserveResult:
+    state: KeyState
+    items: list[ReservedItem] = field(default_factory=list)
+    cap_hit: CapHit | None = None
+    remaining_usd: int | None = None  # smallest limit − used − reserved over USD caps
+    key: KeyRecord | None = None
+
+
+@dataclass
+class AuditRow:
+    """One row per proxied request; field names are the API's (CONTRACT §5)."""
+
+    id: str
+    ts: int
+    method: str
+    path: str
+    verdict: str
+    key_id: str | None = None
+    label: str | None = None
+    agent_run_id: str | None = None
+    triggering_event_id: str | None = None
+    vendor: str | None = None
+    credential: str | None = None
+    endpoint: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    status: int | None = None
+    upstream_status: int | None = None
+    cost_usd: int = 0
+    reserved_usd: int = 0
+    cost_source: str = "none"
+    cost_kind: str = "none"
+    cap_usage_after_usd: int | None = None
+    customer_scope_id: str | None = None
+    account_context: str | None = None
+    vendor_request_id: str | None = None
+    vendor_object_id: str | None = None
+    idempotency_key: str | None = None
+    dedup_of: str | None = None
+    settled_by: str | None = None
+    request_summary: dict[str, Any] | None = None
+    body_hash: str | None = None
+    redacted_fields: list[str] | None = None
+    preflight_lookup: dict[str, Any] | None = None
+    latency_ms: float | None = None
+    upstream_latency_ms: float | None = None
+    overhead_ms: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
+AUDIT_FIELDS: tuple[str, ...] = tuple(AuditRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What a forwarded call finally cost. `keep_reservation`: outcome not final yet."""
+
+    verdict: str  # allowed | outcome_unknown | upstream_error
+    cost_usd: int
+    cost_source: str
+    cost_kind: str
+    keep_reservation: bool
+    forwarded: bool  # counts toward request caps
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    key_id: str | None = None
+    label_prefix: str | None = None
+    agent_run_id: str | None = None
+    triggering_event_id: str | None = None
+    vendor: str | None = None
+    verdict: str | None = None
+    error_code: str | None = None
+    customer_scope_id: str | None = None
+    idempotency_key_prefix: str | None = None
+    since: int | None = None
+    until: int | None = None
+    cursor: tuple[int, str] | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class KeyQuery:
+    label_prefix: str | None = None
+    label: str | None = None
+    vendor: str | None = None
+    credential: str | None = None
+    status: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    cursor: tuple[int, str] | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class CounterValue:
+    used: int
+    reserved: int
+    window_start: int
+
+
+class Store(Protocol):
+    """Every engine implements this; the contract suite in tests/store runs against each."""
+
+    def now_ms(self) -> int: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # meta (pepper, canary) and instances
+    async def get_meta(self, name: str) -> bytes | None: ...
+    async def put_meta_if_absent(self, name: str, value: bytes) -> bytes: ...
+    async def register_instance(self, instance_id: str, hostname: str, pid: int) -> None: ...
+    async def heartbeat(self, instance_id: str) -> None: ...
+    async def recover_in_flight(self, instance_id: str, hostname: str, stale_ms: int) -> int: ...
+
+    # hot path
+    async def key_by_hash(self, token_hash: str) -> KeyRecord | None: ...
+    async def credential(self, name: str) -> CredentialRecord | None: ...
+    async def reserve(self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow,
+                      owner: str) -> ReserveResult: ...
+    async def settle(self, row: AuditRow, items: list[ReservedItem], settlement: Settlement,
+                     daily_counter: str | None) -> None: ...
+    async def insert_audit(self, row: AuditRow) -> None: ...
+
+    # keys
+    async def insert_key(self, key: KeyRecord, token_hash: str) -> None: ...
+    async def get_key(self, key_id: str) -> KeyRecord | None: ...
+    async def list_keys(self, q: KeyQuery) -> list[KeyRecord]: ...
+    async def update_key(self, key_id: str, expected_version: int, *, label: str | None,
+                         metadata: dict[str, str], policy: dict[str, Any], expires_at: int) -> bool: ...
+    async def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None: ...
+    async def revoke_keys(self, *, label_prefix: str | None, vendor: str | None,
+                          credential: str | None, reason: str | None) -> tuple[int, int]: ...
+    async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]: ...
+    async def active_key_count(self, credential: str) -> int: ...
+
+    # credentials
+    async def insert_credential(self, cred: CredentialRecord) -> bool: ...
+    async def rotate_credential(self, name: str, secret_enc: bytes, hint: str, base_url: str | None,
+                                livemode: bool | None) -> bool: ...
+    async def list_credentials(self) -> list[CredentialRecord]: ...
+    async def delete_credential(self, name: str) -> bool: ...
+
+    # admin tokens
+    async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None: ...
+    async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None: ...
+    async def list_admin_tokens(self) -> list[AdminTokenRecord]: ...
+    async def revoke_admin_token(self, token_id: str) -> bool: ...
+
+    # audit
+    async def get_audit(self, row_id: str) -> dict[str, Any] | None: ...
+    async def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]: ...

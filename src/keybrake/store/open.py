@@ -1,0 +1,32 @@
+"""Open the store named by the settings: embedded SQLite unless a database URL is given."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from keybrake.store.base import Store
+from keybrake.store.migrate import ensure_schema
+from keybrake.store.sqlite import SQLiteStore
+
+
+def sqlalchemy_url(database_url: str | None, data_dir: Path) -> str:
+    if database_url:
+        return database_url
+    return f"sqlite:///{data_dir / 'keybrake.db'}"
+
+
+def open_store(database_url: str | None, data_dir: Path, *, migrate: bool, create: bool = True,
+               sqlite_synchronous: str = "NORMAL", clock: Callable[[], int] | None = None) -> Store:
+    url = sqlalchemy_url(database_url, data_dir)
+    if not url.startswith("sqlite:///"):
+        raise ValueError(
+            "only embedded SQLite is supported by this version; KEYBRAKE_DATABASE_URL must be unset "
+            "or start with sqlite:///"
+        )
+    path = url[len("sqlite:///") :]
+    if not create and not Path(path).exists():
+        raise FileNotFoundError(f"no Keybrake database at {path}; start 'keybrake serve' once first")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    ensure_schema(url, migrate=migrate)
+    return SQLiteStore(path, synchronous=sqlite_synchronous, clock=clock)

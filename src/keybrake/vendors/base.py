@@ -1,0 +1,99 @@
+"""The small protocol a vendor module implements; the proxy core knows vendors only by it.
+
+Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__init__.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from keybrake.core.params import Params
+from keybrake.core.patterns import EndpointPattern
+from keybrake.core.policy import Policy
+from keybrake.errors import Denial
+from keybrake.proxy.request import ProxyRequest
+
+Rates = dict[str, Decimal]  # lower-case currency → USD per major unit
+
+
+@dataclass(frozen=True)
+class VendorRequest:
+    """A request after the vendor's one parse (CONTRACT §2.3)."""
+
+    method: str
+    path: tuple[str, ...]  # normalised segments, without the /{vendor} prefix
+    params: Params
+    account_context: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    pricing: str  # free | priced | unpriceable
+    amount: int  # micro-USD, upper bound for priced
+    cost_kind: str
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class VendorCost:
+    """What a definite vendor answer (< 500) says the call cost."""
+
+    cost_usd: int
+    cost_source: str  # response | estimate | flat_rate | none
+    cost_kind: str
+    keep_reservation: bool = False  # the outcome is not final (e.g. requires_action)
+    vendor_object_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ScopeResult:
+    customer_scope_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ValidatedSecret:
+    blob: bytes  # what gets sealed
+    hint: str  # e.g. sk_live_…abcd
+    livemode: bool | None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: dict[str, Any]
+    headers: dict[str, str]
+
+
+class Vendor(Protocol):
+    name: str
+    default_base_url: str
+    upstream_hosts: tuple[str, ...]  # exact names or "*.suffix"
+    forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
+    policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
+    guarded: tuple[EndpointPattern, ...]
+
+    def validate_secret(self, secret: Any) -> ValidatedSecret: ...
+    def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
+    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult: ...
+    def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate: ...
+    def summary(self, vreq: VendorRequest) -> dict[str, Any]: ...
+    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]: ...
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes: ...
+    def cost(self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str],
+             body: bytes, rates: Rates) -> VendorCost: ...
+    def request_id(self, headers: dict[str, str]) -> str | None: ...
+    def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered: ...
+
+
+COMMON_FORWARDED_HEADERS = frozenset({"content-type", "accept", "accept-language", "user-agent"})
+
+
+def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
+    """The shape for unknown vendors and requests whose vendor cannot be told."""
+    return Rendered(
+        {"error": {"type": "keybrake_error", "code": denial.code, "message": denial.message,
+                   "keybrake": keybrake}},
+        {},
+    )

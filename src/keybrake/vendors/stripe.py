@@ -1,0 +1,348 @@
+"""Stripe: bearer secret swap, form-encoded v1 bodies, money moved parsed from the answer.
+
+Cost parsing uses only fields stable across Stripe API versions (`amount`, `amount_received`,
+`amount_capturable`, `currency`, `status`, `customer`), since agents may send any
+`Stripe-Version` (CONTRACT §3.1).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from typing import Any
+
+from keybrake.core.params import Params, parse_form, parse_json_body
+from keybrake.core.patterns import EndpointPattern, parse_pattern
+from keybrake.core.policy import Policy, check_allowlist
+from keybrake.errors import Denial
+from keybrake.money import minor_to_micro_usd
+from keybrake.proxy.request import ProxyRequest
+from keybrake.vendors.base import (
+    Estimate,
+    Rates,
+    Rendered,
+    ScopeResult,
+    ValidatedSecret,
+    VendorCost,
+    VendorRequest,
+)
+
+# Minor-unit exponents (CONTRACT §3.1.1); every other currency Stripe supports has 2.
+ZERO_DECIMAL = frozenset(
+    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
+)
+THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+
+
+def exponent(currency: str) -> int:
+    c = currency.lower()
+    if c in ZERO_DECIMAL:
+        return 0
+    if c in THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def _patterns(*texts: str) -> tuple[EndpointPattern, ...]:
+    return tuple(parse_pattern(t) for t in texts)
+
+
+# Endpoints that move no money. Anything not listed here or priced below is unpriceable.
+FREE = _patterns(
+    "GET /**",
+    "POST /v1/customers",
+    "POST /v1/customers/*",
+    "DELETE /v1/customers/*",
+    "POST /v1/customers/*/sources",
+    "POST /v1/payment_methods",
+    "POST /v1/payment_methods/*",
+    "POST /v1/payment_methods/*/attach",
+    "POST /v1/payment_methods/*/detach",
+    "POST /v1/payment_intents/*",
+    "POST /v1/payment_intents/*/cancel",
+    "POST /v1/setup_intents",
+    "POST /v1/setup_intents/*",
+    "POST /v1/setup_intents/*/confirm",
+    "POST /v1/setup_intents/*/cancel",
+    "POST /v1/products",
+    "POST /v1/products/*",
+    "DELETE /v1/products/*",
+    "POST /v1/prices",
+    "POST /v1/prices/*",
+    "POST /v1/invoices",
+    "POST /v1/invoices/*",
+    "DELETE /v1/invoices/*",
+    "POST /v1/invoices/*/void",
+    "POST /v1/invoiceitems",
+    "POST /v1/invoiceitems/*",
+    "DELETE /v1/invoiceitems/*",
+    "POST /v1/charges/*",
+    "POST /v1/refunds/*",
+    "POST /v1/refunds/*/cancel",
+    "POST /v1/payouts/*/cancel",
+    "POST /v1/tokens",
+    "POST /v1/coupons",
+    "DELETE /v1/coupons/*",
+)
+
+# Endpoints whose upper bound is in the request: (pattern, cost_kind, amount param, needs currency).
+PRICED: tuple[tuple[EndpointPattern, str], ...] = (
+    (parse_pattern("POST /v1/charges"), "charge"),
+    (parse_pattern("POST /v1/payouts"), "payout"),
+    (parse_pattern("POST /v1/transfers"), "transfer"),
+    (parse_pattern("POST /v1/topups"), "topup"),
+)
+PAYMENT_INTENT_CREATE = parse_pattern("POST /v1/payment_intents")
+REFUND_CREATE = parse_pattern("POST /v1/refunds")
+CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
+
+# Object kinds → (cost_kind) for settling; statuses that mean no money moved.
+_NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
+_KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
+
+_SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{8,}$")
+_ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
+_AMOUNT = re.compile(r"^[0-9]{1,15}$")
+_CURRENCY = re.compile(r"^[A-Za-z]{3}$")
+
+
+class Stripe:
+    name = "stripe"
+    default_base_url = "https://api.stripe.com"
+    upstream_hosts = ("api.stripe.com",)
+    forwarded_headers = frozenset(
+        {"idempotency-key", "stripe-version", "stripe-account", "stripe-context",
+         "x-stripe-client-user-agent", "x-stripe-client-telemetry"}
+    )
+    policy_fields = frozenset(
+        {"daily_usd_cap", "total_usd_cap", "max_usd_per_call", "max_requests_per_hour",
+         "allowed_endpoints", "customer_allowlist", "account_allowlist", "param_rules"}
+    )
+    guarded: tuple[EndpointPattern, ...] = ()
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def validate_secret(self, secret: Any) -> ValidatedSecret:
+        if not isinstance(secret, str) or not _SECRET.match(secret):
+            raise ValueError("a Stripe secret must be a secret key (sk_…) or restricted key (rk_…)")
+        prefix = "_".join(secret.split("_")[:2]) + "_"
+        return ValidatedSecret(secret.encode(), f"{prefix}…{secret[-4:]}", secret.split("_")[1] == "live")
+
+    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {secret.decode()}")]
+
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes:
+        return raw_path
+
+    def request_id(self, headers: dict[str, str]) -> str | None:
+        return headers.get("request-id")
+
+    # -- the one parse --------------------------------------------------------------------
+
+    def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
+        ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+        is_v2 = bool(path) and path[0] == "v2"
+        if req.body:
+            wanted = "application/json" if is_v2 else "application/x-www-form-urlencoded"
+            if ctype != wanted:
+                raise Denial(
+                    "unsupported_media_type",
+                    f"Stripe {'v2' if is_v2 else 'v1'} request bodies must be {wanted} "
+                    f"(got {ctype or 'no Content-Type'}).",
+                )
+        if is_v2 and req.body:
+            _, body_params = parse_json_body(req.body)
+            params = parse_form(req.query, None)
+            params = Params({**params.values, **body_params.values}, params.raw_keys | body_params.raw_keys)
+        else:
+            params = parse_form(req.query, req.body)
+        if "idempotency_key" in params.values:
+            raise Denial(
+                "param_not_allowed",
+                "Parameter 'idempotency_key' is not a Stripe parameter; send it as the "
+                "Idempotency-Key header instead.",
+            )
+        ctx = req.header_all("stripe-context")
+        acct = req.header_all("stripe-account")
+        if len(ctx) > 1 or len(acct) > 1:
+            raise Denial("param_ambiguous", "Send Stripe-Context and Stripe-Account at most once each.")
+        account = ctx[0] if ctx else None
+        if acct:
+            if account is not None and account != acct[0]:
+                raise Denial(
+                    "param_ambiguous",
+                    "Stripe-Context and Stripe-Account name different accounts; send one of them.",
+                )
+            account = acct[0]
+        if account is None:
+            account = next((s for s in path if _ACCT.match(s)), None)
+        return VendorRequest(req.method, path, params, account)
+
+    # -- scope ----------------------------------------------------------------------------
+
+    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        if policy.account_allowlist is not None:
+            account = vreq.account_context
+            if account is None and "self" in policy.account_allowlist:
+                account = "self"
+            check_allowlist(
+                policy.account_allowlist, account, field="account_allowlist", what="Stripe account",
+                unresolved_reason="the request has no account context (Stripe-Account or Stripe-Context "
+                "header) and 'self' is not on the list",
+            )
+        customer = vreq.params.scalar("customer")
+        if customer is None:
+            customer = next((s for s in vreq.path if s.startswith("cus_")), None)
+        if policy.customer_allowlist is not None:
+            check_allowlist(
+                policy.customer_allowlist, customer, field="customer_allowlist", what="customer",
+                unresolved_reason="the request does not name its customer (add the customer parameter, "
+                "or use a /v1/customers/cus_… endpoint)",
+            )
+        return ScopeResult(customer_scope_id=customer)
+
+    # -- cost -----------------------------------------------------------------------------
+
+    def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
+        method, path, params = vreq.method, vreq.path, vreq.params
+        for pattern, kind in PRICED:
+            if pattern.matches(method, path):
+                if kind == "charge" and params.scalar("capture") == "false":
+                    kind = "authorization"
+                return self._priced(params, kind, rates)
+        if PAYMENT_INTENT_CREATE.matches(method, path):
+            if params.scalar("confirm") == "true":
+                kind = "authorization" if params.scalar("capture_method") in ("manual", "manual_preferred") else "charge"
+                return self._priced(params, kind, rates)
+            return Estimate("free", 0, "none")
+        if REFUND_CREATE.matches(method, path):
+            # Without a currency parameter the refund's currency is the charge's: not knowable here.
+            if params.has("amount") and params.has("currency"):
+                return self._priced(params, "refund", rates)
+            return Estimate("unpriceable", 0, "refund")
+        if CREDIT_NOTE_CREATE.matches(method, path) and not params.has("refund_amount"):
+            return Estimate("free", 0, "none")
+        if any(p.matches(method, path) for p in FREE):
+            return Estimate("free", 0, "none")
+        return Estimate("unpriceable", 0, _unpriceable_kind(path))
+
+    def _priced(self, params: Params, kind: str, rates: Rates) -> Estimate:
+        amount = params.scalar("amount")
+        currency = params.scalar("currency")
+        if amount is None or not _AMOUNT.match(amount):
+            raise Denial(
+                "body_invalid",
+                "Parameter 'amount' must be a non-negative integer in the currency's smallest unit "
+                f"(got {'nothing' if amount is None else repr(amount[:20])}).",
+            )
+        if currency is None or not _CURRENCY.match(currency):
+            raise Denial("body_invalid", "Parameter 'currency' must be a three-letter ISO code.")
+        micro = _to_usd(int(amount), currency.lower(), rates, reserve=True)
+        return Estimate("priced", micro, kind, currency.lower())
+
+    def cost(self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str],
+             body: bytes, rates: Rates) -> VendorCost:
+        if status >= 400:
+            # A Stripe 4xx (including 402 card_error and 429) moved no money.
+            return VendorCost(0, "none", "none")
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = None
+        object_id = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
+        if headers.get("idempotent-replayed", "").lower() == "true":
+            return VendorCost(0, "none", "none", vendor_object_id=object_id)
+        if estimate.pricing == "free":
+            return VendorCost(0, "none", "none", vendor_object_id=object_id)
+        if not isinstance(obj, dict):
+            # Money may have moved and the answer does not say how much: keep the estimate.
+            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
+        kind, amount = _money_moved(obj, estimate.cost_kind)
+        currency = obj.get("currency")
+        status_field = obj.get("status")
+        if status_field in _KEEP_STATUSES:
+            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, keep_reservation=True,
+                              vendor_object_id=object_id)
+        if amount is None or not isinstance(currency, str) or currency.lower() not in rates:
+            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
+        if amount == 0:
+            return VendorCost(0, "response", "none", vendor_object_id=object_id)
+        micro = _to_usd(amount, currency.lower(), rates, reserve=False)
+        return VendorCost(micro, "response", kind, vendor_object_id=object_id)
+
+    def summary(self, vreq: VendorRequest) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in ("amount", "currency", "customer", "confirm", "capture_method"):
+            v = vreq.params.scalar(name)
+            if v is not None:
+                out[name] = v[:64]
+        return out
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered:
+        retry = denial.retryable
+        headers = {"Stripe-Should-Retry": "true" if retry else "false"}
+        if retry:
+            headers["Retry-After"] = "1"
+        return Rendered(
+            {"error": {"type": "invalid_request_error", "code": denial.code, "message": denial.message,
+                       "keybrake": keybrake}},
+            headers,
+        )
+
+
+def _to_usd(amount_minor: int, currency: str, rates: Rates, *, reserve: bool) -> int:
+    rate = rates.get(currency)
+    if rate is None:
+        raise Denial(
+            "currency_not_supported",
+            f"Currency {currency.upper()!r} has no USD rate configured, so this call cannot be priced "
+            "against the key's caps. Ask the operator to add it to KEYBRAKE_FX_RATES_FILE. Do not retry.",
+        )
+    return minor_to_micro_usd(amount_minor, exponent(currency), Decimal(rate), reserve=reserve)
+
+
+def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | None]:
+    """(cost_kind, amount in minor units) for a Stripe object an allowed call returned."""
+    kind = obj.get("object")
+    status = obj.get("status")
+    if status in _NO_MONEY_STATUSES:
+        return "none", 0
+
+    def amt(name: str) -> int | None:
+        v = obj.get(name)
+        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+    if kind == "charge":
+        if fallback_kind == "refund":
+            return "refund", amt("amount_refunded")
+        captured = obj.get("captured")
+        return ("charge" if captured is not False else "authorization"), amt("amount")
+    if kind == "payment_intent":
+        if status == "requires_capture":
+            return "authorization", amt("amount_capturable") or amt("amount")
+        if status in ("succeeded", "processing"):
+            return ("capture" if fallback_kind == "capture" else "charge"), amt("amount_received") or amt("amount")
+        return "none", 0
+    if kind == "refund":
+        return "refund", amt("amount")
+    if kind in ("payout", "transfer", "topup"):
+        return kind, amt("amount")
+    if kind == "transfer_reversal":
+        return "transfer", amt("amount")
+    if kind == "invoice":
+        return "charge", amt("amount_paid")
+    if kind == "credit_note":
+        return "refund", amt("refund_amount") if "refund_amount" in obj else amt("amount")
+    return fallback_kind, None
+
+
+def _unpriceable_kind(path: tuple[str, ...]) -> str:
+    joined = "/".join(path)
+    if "refund" in joined:
+        return "refund"
+    if "capture" in joined:
+        return "capture"
+    return "charge"
