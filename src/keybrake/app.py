@@ -51,20 +51,35 @@ class KeybrakeApp:
         self.rt = rt
         self.instance_id = f"ins_{uuid.uuid4().hex[:20]}"
         self.registry = CollectorRegistry()
-        self.requests_total = Counter("keybrake_proxy_requests", "Proxied requests by outcome",
-                                      ["vendor", "verdict", "status_class"], registry=self.registry)
+        self.requests_total = Counter(
+            "keybrake_proxy_requests",
+            "Proxied requests by outcome",
+            ["vendor", "verdict", "status_class"],
+            registry=self.registry,
+        )
         self.upstream = upstream or AiohttpUpstream(
-            timeout_s=rt.settings.upstream_timeout_s, connect_timeout_s=rt.settings.upstream_connect_timeout_s,
-            max_response_bytes=rt.settings.max_response_bytes)
-        self.pipeline = Pipeline(store=rt.store, vendors=rt.vendors, upstream=self.upstream, settings=rt.settings,
-                                 sealer=rt.sealer, pepper=rt.pepper, instance_id=self.instance_id,
-                                 on_verdict=self._count)
+            timeout_s=rt.settings.upstream_timeout_s,
+            connect_timeout_s=rt.settings.upstream_connect_timeout_s,
+            max_response_bytes=rt.settings.max_response_bytes,
+        )
+        self.pipeline = Pipeline(
+            store=rt.store,
+            vendors=rt.vendors,
+            upstream=self.upstream,
+            settings=rt.settings,
+            sealer=rt.sealer,
+            pepper=rt.pepper,
+            instance_id=self.instance_id,
+            on_verdict=self._count,
+        )
         self.admin = build_admin_app(rt, self.registry)
+        self._admin: Any = self.admin
         self._tasks: list[asyncio.Task[None]] = []
 
     def _count(self, vendor: str, verdict: str, status: int) -> None:
-        self.requests_total.labels(vendor, verdict.split("_")[0] if verdict.startswith("denied_") else verdict,
-                                   f"{status // 100}xx").inc()
+        self.requests_total.labels(
+            vendor, verdict.split("_")[0] if verdict.startswith("denied_") else verdict, f"{status // 100}xx"
+        ).inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -72,11 +87,16 @@ class KeybrakeApp:
         elif scope["type"] == "http":
             path = scope["path"]
             if is_admin_path(path):
-                await self.admin(scope, receive, send)
+                await self._admin(scope, receive, send)
             elif path == "/_keybrake" or path.startswith("/_keybrake/"):
-                await _send(send, ProxyResponse(404, [("content-type", "application/json; charset=utf-8")],
-                                                b'{"error":{"type":"keybrake_error","code":"not_found",'
-                                                b'"message":"no such Keybrake endpoint"}}'))
+                await _send(
+                    send,
+                    ProxyResponse(
+                        404,
+                        [("content-type", "application/json; charset=utf-8")],
+                        b'{"error":{"type":"keybrake_error","code":"not_found","message":"no such Keybrake endpoint"}}',
+                    ),
+                )
             else:
                 await self._proxy(scope, receive, send)
 
@@ -88,17 +108,29 @@ class KeybrakeApp:
         client = scope.get("client")
         limit = self.rt.settings.max_body_bytes
         body, too_large = await _read_body(receive, limit, headers)
-        req = ProxyRequest(scope["method"], raw_path, scope.get("query_string", b""), headers,
-                           b"" if too_large else body, client[0] if client else "")
+        req = ProxyRequest(
+            scope["method"],
+            raw_path,
+            scope.get("query_string", b""),
+            headers,
+            b"" if too_large else body,
+            client[0] if client else "",
+        )
         if too_large:
-            resp = await self.pipeline.handle_denial(req, Denial(
-                "body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."))
+            resp = await self.pipeline.handle_denial(
+                req,
+                Denial("body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."),
+            )
         else:
             enc = [v.strip().lower() for k, v in headers if k == "content-encoding"]
             if any(e not in ("", "identity") for e in enc):
-                resp = await self.pipeline.handle_denial(req, Denial(
-                    "unsupported_media_type", "Compressed request bodies (Content-Encoding) are not accepted; "
-                    "send the body uncompressed."))
+                resp = await self.pipeline.handle_denial(
+                    req,
+                    Denial(
+                        "unsupported_media_type",
+                        "Compressed request bodies (Content-Encoding) are not accepted; send the body uncompressed.",
+                    ),
+                )
             else:
                 resp = await self.pipeline.handle(req)
         await _send(send, resp)
@@ -125,8 +157,12 @@ class KeybrakeApp:
         await store.register_instance(self.instance_id, hostname(), os.getpid())
         recovered = await store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
         if recovered:
-            event(log, "marked requests left in flight by a stopped process as outcome_unknown",
-                  logging.WARNING, count=recovered)
+            event(
+                log,
+                "marked requests left in flight by a stopped process as outcome_unknown",
+                logging.WARNING,
+                count=recovered,
+            )
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
         event(log, "keybrake started", instance=self.instance_id)
 

@@ -72,8 +72,9 @@ def _validate(model: Any, data: dict[str, Any]) -> Any:
         raise click.ClickException(f"validation_error: {msg} ({field})") from None
 
 
-data_dir_opt = click.option("--data-dir", envvar="KEYBRAKE_DATA_DIR", default=None,
-                            help="Data directory (default ./keybrake-data).")
+data_dir_opt = click.option(
+    "--data-dir", envvar="KEYBRAKE_DATA_DIR", default=None, help="Data directory (default ./keybrake-data)."
+)
 
 
 @click.group()
@@ -109,10 +110,18 @@ def serve(host: str | None, port: int | None, data_dir: str | None, migrate: boo
             if token:
                 announce_bootstrap_token(token, settings.data_dir)
             app = KeybrakeApp(rt)
-            config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                                    http="httptools", loop="none", access_log=False, log_config=None,
-                                    timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
-                                    server_header=False)
+            config = uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                lifespan="on",
+                http="httptools",
+                loop="none",
+                access_log=False,
+                log_config=None,
+                timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+                server_header=False,
+            )
             server = uvicorn.Server(config)
             await server.serve()
             if not server.started:
@@ -171,8 +180,9 @@ def _secret_arg(vendor: str, secret: str | None) -> str | dict[str, str]:
 @data_dir_opt
 def credentials_add(vendor: str, name: str, secret: str | None, base_url: str | None, data_dir: str | None) -> None:
     """Store a vendor secret."""
-    body = _validate(CredentialIn, {"vendor": vendor, "name": name, "secret": _secret_arg(vendor, secret),
-                                    "base_url": base_url})
+    body = _validate(
+        CredentialIn, {"vendor": vendor, "name": name, "secret": _secret_arg(vendor, secret), "base_url": base_url}
+    )
     _print(_run(_settings(data_dir), lambda rt: creds_ops.add(rt, body)))
 
 
@@ -227,10 +237,21 @@ def keys() -> None:
 @click.option("--metadata", "meta", multiple=True, help="key=value. Repeatable.")
 @click.option("--policy", "policy_json", default=None, help="Whole policy as JSON, or @file.json.")
 @data_dir_opt
-def keys_issue(vendor: str, credential: str | None, label: str | None, expires_in: str | None,
-               daily_usd_cap: str | None, total_usd_cap: str | None, max_usd_per_call: str | None,
-               max_requests_per_hour: int | None, allowed: tuple[str, ...], customers: tuple[str, ...],
-               meta: tuple[str, ...], policy_json: str | None, data_dir: str | None) -> None:
+def keys_issue(
+    vendor: str,
+    credential: str | None,
+    label: str | None,
+    expires_in: str | None,
+    daily_usd_cap: str | None,
+    total_usd_cap: str | None,
+    max_usd_per_call: str | None,
+    max_requests_per_hour: int | None,
+    allowed: tuple[str, ...],
+    customers: tuple[str, ...],
+    meta: tuple[str, ...],
+    policy_json: str | None,
+    data_dir: str | None,
+) -> None:
     """Issue a vault key; the token is printed once."""
     policy: dict[str, Any] = {}
     if policy_json:
@@ -239,8 +260,12 @@ def keys_issue(vendor: str, credential: str | None, label: str | None, expires_i
             policy = json.loads(text)
         except ValueError:
             raise click.ClickException("--policy is not valid JSON") from None
-    for name, value in (("daily_usd_cap", daily_usd_cap), ("total_usd_cap", total_usd_cap),
-                        ("max_usd_per_call", max_usd_per_call), ("max_requests_per_hour", max_requests_per_hour)):
+    for name, value in (
+        ("daily_usd_cap", daily_usd_cap),
+        ("total_usd_cap", total_usd_cap),
+        ("max_usd_per_call", max_usd_per_call),
+        ("max_requests_per_hour", max_requests_per_hour),
+    ):
         if value is not None:
             policy[name] = value
     if allowed:
@@ -253,8 +278,13 @@ def keys_issue(vendor: str, credential: str | None, label: str | None, expires_i
         if not sep:
             raise click.ClickException(f"--metadata {item!r} must be key=value")
         metadata[k] = v
-    body: dict[str, Any] = {"vendor": vendor, "credential": credential, "label": label, "policy": policy,
-                            "metadata": metadata or None}
+    body: dict[str, Any] = {
+        "vendor": vendor,
+        "credential": credential,
+        "label": label,
+        "policy": policy,
+        "metadata": metadata or None,
+    }
     if expires_in is not None:
         body["expires_in"] = int(expires_in) if expires_in.isdigit() else expires_in
     valid = _validate(KeyIn, body)
@@ -270,8 +300,9 @@ def keys_issue(vendor: str, credential: str | None, label: str | None, expires_i
 @click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None)
 @click.option("--limit", type=int, default=100)
 @data_dir_opt
-def keys_list(label_prefix: str | None, vendor: str | None, status: str | None, limit: int,
-              data_dir: str | None) -> None:
+def keys_list(
+    label_prefix: str | None, vendor: str | None, status: str | None, limit: int, data_dir: str | None
+) -> None:
     q = KeyQuery(label_prefix=label_prefix, vendor=vendor, status=status, limit=limit)
     rows, _ = _run(_settings(data_dir), lambda rt: key_ops.list_keys(rt, q))
     _table(rows, ("id", "label", "vendor", "status", "spent_usd", "expires_at"))
@@ -294,14 +325,21 @@ def keys_show(key_id: str, data_dir: str | None) -> None:
 @click.option("--vendor", default=None, help="Bulk: every active key of this vendor.")
 @click.option("--credential", default=None, help="Bulk: every active key using this credential.")
 @data_dir_opt
-def keys_revoke(key_id: str | None, reason: str | None, label_prefix: str | None, vendor: str | None,
-                credential: str | None, data_dir: str | None) -> None:
+def keys_revoke(
+    key_id: str | None,
+    reason: str | None,
+    label_prefix: str | None,
+    vendor: str | None,
+    credential: str | None,
+    data_dir: str | None,
+) -> None:
     """Revoke one key, or (with filters) every matching key: effective on the next request."""
     if key_id:
         _print(_run(_settings(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
         return
-    body = _validate(BulkRevokeIn, {"label_prefix": label_prefix, "vendor": vendor, "credential": credential,
-                                    "reason": reason})
+    body = _validate(
+        BulkRevokeIn, {"label_prefix": label_prefix, "vendor": vendor, "credential": credential, "reason": reason}
+    )
     _print(_run(_settings(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
 
 
@@ -326,13 +364,28 @@ _AUDIT_COLS = ("ts", "id", "key_id", "method", "path", "verdict", "status", "cos
 @click.option("--limit", type=int, default=100)
 @click.option("--json", "as_json", is_flag=True)
 @data_dir_opt
-def audit_query(run_id: str | None, key_id: str | None, label_prefix: str | None, verdict: str | None,
-                since: str | None, until: str | None, limit: int, as_json: bool, data_dir: str | None) -> None:
+def audit_query(
+    run_id: str | None,
+    key_id: str | None,
+    label_prefix: str | None,
+    verdict: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    data_dir: str | None,
+) -> None:
     """Rows matching the filters, newest first."""
     try:
-        q = AuditQuery(agent_run_id=run_id, key_id=key_id, label_prefix=label_prefix, verdict=verdict,
-                       since=parse_time(since, "since") if since else None,
-                       until=parse_time(until, "until") if until else None, limit=limit)
+        q = AuditQuery(
+            agent_run_id=run_id,
+            key_id=key_id,
+            label_prefix=label_prefix,
+            verdict=verdict,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            limit=limit,
+        )
     except ApiError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -364,8 +417,11 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
         while follow:
             await asyncio.sleep(interval)
             since = (rows[-1]["ts"] - 5000) if rows else int(time.time() * 1000) - 5000
-            fresh = [r for r in reversed(await rt.store.query_audit(AuditQuery(since=since, limit=1000)))
-                     if r["id"] not in seen]
+            fresh = [
+                r
+                for r in reversed(await rt.store.query_audit(AuditQuery(since=since, limit=1000)))
+                if r["id"] not in seen
+            ]
             for r in fresh:
                 seen.add(r["id"])
                 rows.append(r)

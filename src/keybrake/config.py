@@ -61,7 +61,7 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
     except (OSError, ValueError) as exc:
         raise SettingsError(f"KEYBRAKE_FX_RATES_FILE {path}: {exc}") from exc
     if not isinstance(raw, dict):
-        raise SettingsError("KEYBRAKE_FX_RATES_FILE must hold a JSON object like {\"eur\": \"1.09\"}")
+        raise SettingsError('KEYBRAKE_FX_RATES_FILE must hold a JSON object like {"eur": "1.09"}')
     rates = {"usd": Decimal(1)}
     for code, value in raw.items():
         if not isinstance(code, str) or len(code) != 3 or not code.isalpha():
@@ -110,7 +110,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "KEYBRAKE_ALLOW_INSECURE_UPSTREAM" in e:
             kw["allow_insecure_upstream"] = _bool(e["KEYBRAKE_ALLOW_INSECURE_UPSTREAM"])
         if e.get("KEYBRAKE_UPSTREAM_HOSTS"):
-            kw["upstream_hosts"] = tuple(h.strip().lower() for h in e["KEYBRAKE_UPSTREAM_HOSTS"].split(",") if h.strip())
+            kw["upstream_hosts"] = tuple(
+                h.strip().lower() for h in e["KEYBRAKE_UPSTREAM_HOSTS"].split(",") if h.strip()
+            )
         if e.get("KEYBRAKE_FX_RATES_FILE"):
             kw["fx_rates"] = load_fx_rates(e["KEYBRAKE_FX_RATES_FILE"])
         if "KEYBRAKE_SQLITE_SYNCHRONOUS" in e:

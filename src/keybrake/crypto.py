@@ -44,8 +44,7 @@ def load_or_create_master_key(env_value: str | None, path: Path, *, create: bool
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise MasterKeyError(
-                f"master key file {path} has mode {oct(mode)}; it must be readable by its owner only "
-                f"(chmod 600 {path})"
+                f"master key file {path} has mode {oct(mode)}; it must be readable by its owner only (chmod 600 {path})"
             )
         return _decode(path.read_text().strip(), str(path))
     if not create:

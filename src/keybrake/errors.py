@@ -61,9 +61,7 @@ CODES: tuple[tuple[str, int], ...] = (
 STATUS: dict[str, int] = dict(CODES)
 
 # Codes after which a retry of the same request can succeed without anyone changing anything.
-RETRYABLE = frozenset(
-    {"idempotency_in_flight", "upstream_unreachable", "enforcement_unavailable", "upstream_timeout"}
-)
+RETRYABLE = frozenset({"idempotency_in_flight", "upstream_unreachable", "enforcement_unavailable", "upstream_timeout"})
 
 
 def verdict_for(code: str) -> str:

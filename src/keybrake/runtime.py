@@ -41,13 +41,18 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
     if create:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.data_dir, 0o700)
-    store = open_store(settings.database_url, settings.data_dir, migrate=settings.migrate, create=create,
-                       sqlite_synchronous=settings.sqlite_synchronous, clock=clock)
+    store = open_store(
+        settings.database_url,
+        settings.data_dir,
+        migrate=settings.migrate,
+        create=create,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        clock=clock,
+    )
     try:
         canary = await store.get_meta("canary")
         first_start = canary is None
-        key = load_or_create_master_key(settings.master_key, settings.master_key_path,
-                                        create=first_start and create)
+        key = load_or_create_master_key(settings.master_key, settings.master_key_path, create=first_start and create)
         sealer = Sealer(key)
         if first_start:
             canary = await store.put_meta_if_absent("canary", sealer.seal(_CANARY, "canary"))
@@ -78,13 +83,15 @@ async def ensure_admin_token(rt: Runtime) -> str | None:
         h = rt.hash_token(rt.settings.admin_token)
         if await rt.store.admin_token_by_hash(h) is None:
             await rt.store.insert_admin_token(
-                AdminTokenRecord(new_id("adm_"), "admin", "KEYBRAKE_ADMIN_TOKEN", now, None), h)
+                AdminTokenRecord(new_id("adm_"), "admin", "KEYBRAKE_ADMIN_TOKEN", now, None), h
+            )
         return None
     if await rt.store.list_admin_tokens():
         return None
     token = new_token(ADMIN_PREFIX)
-    await rt.store.insert_admin_token(AdminTokenRecord(new_id("adm_"), "admin", "bootstrap", now, None),
-                                      rt.hash_token(token))
+    await rt.store.insert_admin_token(
+        AdminTokenRecord(new_id("adm_"), "admin", "bootstrap", now, None), rt.hash_token(token)
+    )
     path = rt.settings.data_dir / BOOTSTRAP_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -39,12 +39,13 @@ class KJSON(Response):
     media_type = "application/json; charset=utf-8"
 
     def render(self, content: Any) -> bytes:
-        return simplejson.dumps(content, use_decimal=True, separators=(",", ":")).encode()
+        return str(simplejson.dumps(content, use_decimal=True, separators=(",", ":"))).encode()
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> KJSON:
-    return KJSON({"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}},
-                 status_code=status)
+    return KJSON(
+        {"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}}, status_code=status
+    )
 
 
 class AuthFailures:
@@ -87,8 +88,14 @@ async def _json_body(request: Request) -> Any:
 
 
 def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
-    app = FastAPI(title="Keybrake admin API", version="0.1.0", docs_url=None, redoc_url=None,
-                  openapi_url="/openapi.json", default_response_class=KJSON)
+    app = FastAPI(
+        title="Keybrake admin API",
+        version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+        default_response_class=KJSON,
+    )
     failures = AuthFailures()
 
     @app.exception_handler(ApiError)
@@ -113,8 +120,9 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
         if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
-            return error_response(400, "invalid_request", "the body must be a JSON object sent with "
-                                  "Content-Type: application/json")
+            return error_response(
+                400, "invalid_request", "the body must be a JSON object sent with Content-Type: application/json"
+            )
         if err.get("type") == "missing" and not loc:
             return error_response(400, "invalid_request", "a JSON body is required")
         return error_response(422, "validation_error", msg, ".".join(loc) or None)
@@ -131,8 +139,9 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
         client = request.client.host if request.client else "unknown"
         if failures.blocked(client):
             event(log, "admin authentication refused: too many failures", logging.WARNING, client=client)
-            raise ApiError(429, "too_many_auth_failures", "too many failed admin authentications from this "
-                           "address; wait a minute")
+            raise ApiError(
+                429, "too_many_auth_failures", "too many failed admin authentications from this address; wait a minute"
+            )
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
@@ -186,18 +195,27 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
 
     @app.get("/v1/keys")
     async def list_keys(request: Request, who: AdminTokenRecord = Admin) -> Response:
-        q = _query(request, ("label_prefix", "label", "vendor", "credential", "status", "limit", "cursor"),
-                   prefixes=("metadata.",))
+        q = _query(
+            request,
+            ("label_prefix", "label", "vendor", "credential", "status", "limit", "cursor"),
+            prefixes=("metadata.",),
+        )
         status = q.get("status")
         if status is not None and status not in ("active", "revoked", "expired"):
             raise ApiError(400, "invalid_request", "status must be active, revoked or expired", "status")
         cursor = None
         if "cursor" in q:
             cursor = decode_cursor(q["cursor"])
-        query = KeyQuery(label_prefix=q.get("label_prefix"), label=q.get("label"), vendor=q.get("vendor"),
-                         credential=q.get("credential"), status=status,
-                         metadata={k[9:]: v for k, v in q.items() if k.startswith("metadata.")},
-                         cursor=cursor, limit=parse_limit(q.get("limit")))
+        query = KeyQuery(
+            label_prefix=q.get("label_prefix"),
+            label=q.get("label"),
+            vendor=q.get("vendor"),
+            credential=q.get("credential"),
+            status=status,
+            metadata={k[9:]: v for k, v in q.items() if k.startswith("metadata.")},
+            cursor=cursor,
+            limit=parse_limit(q.get("limit")),
+        )
         data, raw_cursor = await keys.list_keys(rt, query)
         next_cursor = None
         if raw_cursor:
@@ -226,7 +244,7 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
                 raise ApiError(422, "validation_error", f"unknown field {sorted(extra)[0]!r}", sorted(extra)[0])
             reason = body.get("reason", reason)
         elif body is not None:
-            raise ApiError(400, "invalid_request", "the body must be a JSON object like {\"reason\": \"…\"}")
+            raise ApiError(400, "invalid_request", 'the body must be a JSON object like {"reason": "…"}')
         out = await keys.revoke(rt, key_id, reason)
         event(log, "key revoked", key_id=key_id, by=who.id)
         return KJSON(out)
@@ -295,5 +313,7 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
     return app
 
 
-AsgiApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]],
-                    Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+AsgiApp = Callable[
+    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
+    Awaitable[None],
+]

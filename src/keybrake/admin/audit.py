@@ -11,8 +11,17 @@ from keybrake.store.base import AuditQuery
 from keybrake.timefmt import parse_rfc3339, rfc3339
 
 _MONEY = ("cost_usd", "reserved_usd", "cap_usage_after_usd")
-FILTERS = ("key_id", "label_prefix", "agent_run_id", "triggering_event_id", "vendor", "verdict", "error_code",
-           "customer_scope_id", "idempotency_key_prefix")
+FILTERS = (
+    "key_id",
+    "label_prefix",
+    "agent_run_id",
+    "triggering_event_id",
+    "vendor",
+    "verdict",
+    "error_code",
+    "customer_scope_id",
+    "idempotency_key_prefix",
+)
 
 
 def render_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,16 @@ def check_base_url(url: str, vendor: Vendor, settings: Settings) -> str:
     host = parts.hostname.lower()
     if parts.scheme == "http":
         if not settings.allow_insecure_upstream or not _is_loopback(host):
-            raise validation("base_url must be https://; plain http is accepted only for loopback hosts "
-                             "with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1", "base_url")
+            raise validation(
+                "base_url must be https://; plain http is accepted only for loopback hosts "
+                "with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1",
+                "base_url",
+            )
     if not (_host_listed(host, vendor.upstream_hosts) or _host_listed(host, settings.upstream_hosts)):
-        raise validation(f"base_url host {host!r} is not a {vendor.name} API host; list it in "
-                         "KEYBRAKE_UPSTREAM_HOSTS to allow it", "base_url")
+        raise validation(
+            f"base_url host {host!r} is not a {vendor.name} API host; list it in KEYBRAKE_UPSTREAM_HOSTS to allow it",
+            "base_url",
+        )
     return url.rstrip("/")
 
 
@@ -65,8 +70,16 @@ async def add(rt: Runtime, body: CredentialIn) -> dict[str, Any]:
     vendor, valid = _validated(rt, body.vendor, body.secret)
     base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else None
     now = rt.store.now_ms()
-    rec = CredentialRecord(body.name, vendor.name, rt.sealer.seal(valid.blob, f"credential:{body.name}"),
-                           valid.hint, base_url, valid.livemode, now, None)
+    rec = CredentialRecord(
+        body.name,
+        vendor.name,
+        rt.sealer.seal(valid.blob, f"credential:{body.name}"),
+        valid.hint,
+        base_url,
+        valid.livemode,
+        now,
+        None,
+    )
     if not await rt.store.insert_credential(rec):
         raise conflict(f"a credential named {body.name!r} already exists; rotate it instead")
     return await render(rt, rec)
@@ -76,8 +89,9 @@ async def rotate(rt: Runtime, name: str, body: RotateIn) -> dict[str, Any]:
     cred = await get_record(rt, name)
     vendor, valid = _validated(rt, cred.vendor, body.secret)
     base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else None
-    await rt.store.rotate_credential(name, rt.sealer.seal(valid.blob, f"credential:{name}"), valid.hint,
-                                     base_url, valid.livemode)
+    await rt.store.rotate_credential(
+        name, rt.sealer.seal(valid.blob, f"credential:{name}"), valid.hint, base_url, valid.livemode
+    )
     return await render(rt, await get_record(rt, name))
 
 
@@ -92,11 +106,11 @@ async def delete(rt: Runtime, name: str, *, revoke_keys: bool) -> dict[str, Any]
     cred = await get_record(rt, name)
     active = await rt.store.active_key_count(name)
     if active and not revoke_keys:
-        raise ApiError(409, "conflict", f"{active} active keys use credential {name!r}; revoke them first or "
-                       "pass revoke_keys=true")
+        raise ApiError(
+            409, "conflict", f"{active} active keys use credential {name!r}; revoke them first or pass revoke_keys=true"
+        )
     if active:
-        await rt.store.revoke_keys(label_prefix=None, vendor=None, credential=name,
-                                   reason=f"credential {name} deleted")
+        await rt.store.revoke_keys(label_prefix=None, vendor=None, credential=name, reason=f"credential {name} deleted")
     out = await render(rt, cred)
     await rt.store.delete_credential(name)
     out["active_keys"] = 0

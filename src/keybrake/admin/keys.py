@@ -54,8 +54,11 @@ def _expiry(rt: Runtime, created_at: int, expires_in: Any, expires_at: Any) -> i
     if at <= rt.store.now_ms():
         raise validation("the expiry is in the past", field)
     if at - created_at > rt.settings.max_key_ttl_s * 1000:
-        raise validation(f"the expiry is beyond the server's maximum key lifetime of {rt.settings.max_key_ttl_s}s "
-                         "from the key's creation (KEYBRAKE_MAX_KEY_TTL)", field)
+        raise validation(
+            f"the expiry is beyond the server's maximum key lifetime of {rt.settings.max_key_ttl_s}s "
+            "from the key's creation (KEYBRAKE_MAX_KEY_TTL)",
+            field,
+        )
     return at
 
 
@@ -63,13 +66,15 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
     fields = rt.vendors[vendor].policy_fields
     for name in policy:
         if name not in fields:
-            raise validation(f"policy.{name} is not supported for {vendor} keys by this version of Keybrake",
-                             f"policy.{name}")
+            raise validation(
+                f"policy.{name} is not supported for {vendor} keys by this version of Keybrake", f"policy.{name}"
+            )
     warnings = []
     if not any(f in policy for f in ("daily_usd_cap", "total_usd_cap")):
         if rt.settings.require_usd_cap:
-            raise validation("this server requires a USD cap on every key (KEYBRAKE_REQUIRE_USD_CAP=1)",
-                             "policy.daily_usd_cap")
+            raise validation(
+                "this server requires a USD cap on every key (KEYBRAKE_REQUIRE_USD_CAP=1)", "policy.daily_usd_cap"
+            )
         warnings.append("no USD cap is set: this key can move money without limit until it expires")
     if "allowed_endpoints" not in policy:
         warnings.append("no allowed_endpoints: every endpoint of the vendor is allowed")
@@ -98,8 +103,21 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
     now = rt.store.now_ms()
     expires_at = _expiry(rt, now, body.expires_in, body.expires_at)
     token = new_token(VAULT_PREFIX)
-    key = KeyRecord(new_id("vk_"), body.vendor, credential, body.label, body.metadata or {}, policy, 1,
-                    "active", now, expires_at, None, None, issued_by)
+    key = KeyRecord(
+        new_id("vk_"),
+        body.vendor,
+        credential,
+        body.label,
+        body.metadata or {},
+        policy,
+        1,
+        "active",
+        now,
+        expires_at,
+        None,
+        None,
+        issued_by,
+    )
     await rt.store.insert_key(key, rt.hash_token(token))
     out = await render(rt, key)
     out["key"] = token
@@ -134,7 +152,8 @@ def render_policy(policy: dict[str, Any]) -> dict[str, Any]:
 async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
     now = rt.store.now_ms()
     counters = await rt.store.counters_for(
-        f"key:{key.id}", [(counter, window_start(w, now)) for _, _, counter, w in _USAGE])
+        f"key:{key.id}", [(counter, window_start(w, now)) for _, _, counter, w in _USAGE]
+    )
     usage: dict[str, Any] = {}
     for entry, field, counter, window in _USAGE:
         limit = key.policy.get(field)
@@ -181,8 +200,11 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
     key = await get_record(rt, key_id)
     if status_of(key, rt.store.now_ms()) != "active":
         raise conflict(f"key {key_id} is {status_of(key, rt.store.now_ms())} and cannot be changed")
-    current: dict[str, Any] = {"label": key.label, "metadata": copy.deepcopy(key.metadata),
-                               "policy": _policy_as_input(key.policy)}
+    current: dict[str, Any] = {
+        "label": key.label,
+        "metadata": copy.deepcopy(key.metadata),
+        "policy": _policy_as_input(key.policy),
+    }
     merged = _merge(current, {k: v for k, v in patch_body.items() if k in ("label", "metadata", "policy")})
     try:
         valid = KeyPatchIn.model_validate(merged)
@@ -194,8 +216,14 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
     expires_at = key.expires_at
     if "expires_in" in patch_body or "expires_at" in patch_body:
         expires_at = _expiry(rt, key.created_at, patch_body.get("expires_in"), patch_body.get("expires_at"))
-    ok = await rt.store.update_key(key.id, key.policy_version, label=valid.label, metadata=valid.metadata or {},
-                                   policy=policy, expires_at=expires_at)
+    ok = await rt.store.update_key(
+        key.id,
+        key.policy_version,
+        label=valid.label,
+        metadata=valid.metadata or {},
+        policy=policy,
+        expires_at=expires_at,
+    )
     if not ok:
         raise conflict(f"key {key_id} changed or was revoked during the update; read it and try again")
     return await render(rt, await get_record(rt, key_id))
@@ -234,8 +262,9 @@ async def revoke(rt: Runtime, key_id: str, reason: str | None) -> dict[str, Any]
 async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
     if not body.all and body.label_prefix is None and body.vendor is None and body.credential is None:
         raise validation("give at least one of label_prefix, vendor, credential, or all=true", "label_prefix")
-    n, at = await rt.store.revoke_keys(label_prefix=body.label_prefix, vendor=body.vendor,
-                                       credential=body.credential, reason=body.reason)
+    n, at = await rt.store.revoke_keys(
+        label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, reason=body.reason
+    )
     return {"object": "revocation", "revoked": n, "revoked_at": rfc3339(at)}
 
 

@@ -31,8 +31,12 @@ def _money(v: Any) -> int:
 Money = Annotated[
     int,
     BeforeValidator(_money),
-    WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
-                    "description": "US dollars, at most 6 decimals"}),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+            "description": "US dollars, at most 6 decimals",
+        }
+    ),
 ]
 Count = Annotated[int, Field(ge=0, le=10**12, strict=True)]
 
@@ -71,8 +75,14 @@ class ParamRuleIn(Strict):
 
     def to_store(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, value in (("in", self.in_), ("not_in", self.not_in), ("min", self.min), ("max", self.max),
-                            ("pattern", self.pattern), ("required", self.required)):
+        for name, value in (
+            ("in", self.in_),
+            ("not_in", self.not_in),
+            ("min", self.min),
+            ("max", self.max),
+            ("pattern", self.pattern),
+            ("required", self.required),
+        ):
             if value is not None:
                 out[name] = value
         return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl
 
 from keybrake.errors import Denial
@@ -119,9 +119,7 @@ def parse_json_body(body: bytes) -> tuple[Any, Params]:
             for sub in v:
                 walk(prefix, sub)
         elif prefix:
-            values.setdefault(prefix, []).append(
-                v if isinstance(v, str) else json.dumps(v)
-            )
+            values.setdefault(prefix, []).append(v if isinstance(v, str) else json.dumps(v))
 
     walk("", doc)
     return doc, Params({k: tuple(v) for k, v in values.items()}, frozenset(values))

@@ -58,11 +58,9 @@ def parse_pattern(text: str, *, casefold: bool = False) -> EndpointPattern:
         names = method_part.split("|")
         bad = [m for m in names if m not in METHODS]
         if bad:
-            raise PatternError(
-                f"unknown method {bad[0]!r}; use GET, POST, PATCH, PUT, DELETE, '*' or a '|'-list"
-            )
+            raise PatternError(f"unknown method {bad[0]!r}; use GET, POST, PATCH, PUT, DELETE, '*' or a '|'-list")
         methods = frozenset(names)
-    if not path_part.startswith("/") or "//" in path_part or path_part.endswith("/") and path_part != "/":
+    if not path_part.startswith("/") or "//" in path_part or (path_part.endswith("/") and path_part != "/"):
         raise PatternError("the path must start with '/' and have no empty segments")
     segments = tuple(path_part[1:].split("/")) if path_part != "/" else ()
     regexes: list[re.Pattern[str] | None] = []
@@ -82,9 +80,7 @@ def parse_pattern(text: str, *, casefold: bool = False) -> EndpointPattern:
     return EndpointPattern(text, methods, segments, tuple(regexes))
 
 
-def first_match(
-    patterns: tuple[EndpointPattern, ...], method: str, path: tuple[str, ...]
-) -> EndpointPattern | None:
+def first_match(patterns: tuple[EndpointPattern, ...], method: str, path: tuple[str, ...]) -> EndpointPattern | None:
     for p in patterns:
         if p.matches(method, path):
             return p

@@ -142,8 +142,9 @@ def check_param_rules(policy: Policy, params: Params) -> None:
         rule.check(params)
 
 
-def check_allowlist(allowlist: frozenset[str] | None, value: str | None, *, field: str, what: str,
-                    unresolved_reason: str | None) -> None:
+def check_allowlist(
+    allowlist: frozenset[str] | None, value: str | None, *, field: str, what: str, unresolved_reason: str | None
+) -> None:
     """Refuse unless `value` is on the allowlist; an unresolvable value is refused too (fail closed)."""
     if allowlist is None:
         return

@@ -32,28 +32,41 @@ def extract_token(req: ProxyRequest) -> str:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
-                raise Denial("key_invalid", "The Basic Authorization header is not valid base64 of "
-                             "'user:password'. Put the vault key in the password.") from None
+                raise Denial(
+                    "key_invalid",
+                    "The Basic Authorization header is not valid base64 of "
+                    "'user:password'. Put the vault key in the password.",
+                ) from None
             user, sep, password = decoded.partition(":")
             if not sep:
-                raise Denial("key_invalid", "The Basic Authorization header must be 'user:password' "
-                             "with the vault key as the password.")
+                raise Denial(
+                    "key_invalid",
+                    "The Basic Authorization header must be 'user:password' with the vault key as the password.",
+                )
             found.append(password or user)
         else:
-            raise Denial("key_invalid", "The Authorization header must be 'Bearer <vault key>' or Basic "
-                         "with the vault key as the password.")
+            raise Denial(
+                "key_invalid",
+                "The Authorization header must be 'Bearer <vault key>' or Basic with the vault key as the password.",
+            )
     found += [v.strip() for v in req.header_all("x-keybrake-key")]
     distinct = {t for t in found if t}
     if not distinct:
-        raise Denial("key_missing", "No vault key: send 'Authorization: Bearer vault_key_…' (or Basic with "
-                     "the key as password, or X-Keybrake-Key).")
+        raise Denial(
+            "key_missing",
+            "No vault key: send 'Authorization: Bearer vault_key_…' (or Basic with "
+            "the key as password, or X-Keybrake-Key).",
+        )
     if len(distinct) > 1:
         raise Denial("key_ambiguous", "The request carries two different tokens; send exactly one vault key.")
     token = distinct.pop()
     if _VENDOR_SECRET.search(token):
-        raise Denial("key_invalid", "This looks like a real vendor secret, not a vault key. It was not "
-                     "forwarded. Use the vault_key_… issued for this agent run, and rotate that secret "
-                     "if an agent had it.")
+        raise Denial(
+            "key_invalid",
+            "This looks like a real vendor secret, not a vault key. It was not "
+            "forwarded. Use the vault_key_… issued for this agent run, and rotate that secret "
+            "if an agent had it.",
+        )
     if not is_well_formed(token, VAULT_PREFIX):
         raise Denial("key_invalid", "This is not a valid vault key (wrong format or checksum). Do not retry.")
     return token
@@ -67,8 +80,9 @@ def agent_headers(req: ProxyRequest) -> tuple[str | None, str | None, dict[str, 
     for name, value in req.headers:
         if name.startswith("x-keybrake-") and name != "x-keybrake-key":
             if name in extra or len(extra) >= MAX_KEYBRAKE_HEADERS:
-                raise Denial("header_invalid", f"At most {MAX_KEYBRAKE_HEADERS} distinct X-Keybrake-* headers, "
-                             "each once.")
+                raise Denial(
+                    "header_invalid", f"At most {MAX_KEYBRAKE_HEADERS} distinct X-Keybrake-* headers, each once."
+                )
             if not _PRINTABLE.match(value):
                 raise Denial("header_invalid", f"Header {name} must be at most 256 printable ASCII characters.")
             extra[name] = value
@@ -80,6 +94,7 @@ def _one_id(req: ProxyRequest, name: str) -> str | None:
     if not values:
         return None
     if len(values) > 1 or not _RUN_ID.match(values[0]):
-        raise Denial("header_invalid", f"Header {name} must appear once, with at most 128 characters of "
-                     "[A-Za-z0-9._:-].")
+        raise Denial(
+            "header_invalid", f"Header {name} must appear once, with at most 128 characters of [A-Za-z0-9._:-]."
+        )
     return values[0]

@@ -48,11 +48,39 @@ from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, Ve
 log = logging.getLogger("keybrake.proxy")
 
 _SUPPORTED_METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                         "trailer", "transfer-encoding", "upgrade", "content-length", "set-cookie"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "set-cookie",
+    }
+)
 _MAX_POLICY_RETRIES = 3
-_CAP_WORDS = {"daily_usd_cap": "daily spend cap", "total_usd_cap": "total spend cap",
-              "max_requests_per_hour": "hourly request cap"}
+# Settlements that do not depend on the answer: nothing sent (release, no request counted),
+# the vendor refused the operator's secret (release; the request did reach it).
+_NOTHING_SENT = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=False)
+_REFUSED_BY_VENDOR = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=True)
+
+
+def _unknown(reserved: int, estimate: Estimate) -> Settlement:
+    """Sent, no definite answer: the reservation stays until reconciled (CONTRACT §2.5)."""
+    return Settlement(
+        "outcome_unknown", reserved, "estimate", estimate.cost_kind, keep_reservation=True, forwarded=True
+    )
+
+
+_CAP_WORDS = {
+    "daily_usd_cap": "daily spend cap",
+    "total_usd_cap": "total spend cap",
+    "max_requests_per_hour": "hourly request cap",
+}
 
 
 @dataclass
@@ -69,9 +97,18 @@ class _Ctx:
 
 
 class Pipeline:
-    def __init__(self, *, store: Store, vendors: dict[str, Vendor], upstream: Upstream, settings: Settings,
-                 sealer: Sealer, pepper: bytes, instance_id: str,
-                 on_verdict: Callable[[str, str, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        vendors: dict[str, Vendor],
+        upstream: Upstream,
+        settings: Settings,
+        sealer: Sealer,
+        pepper: bytes,
+        instance_id: str,
+        on_verdict: Callable[[str, str, int], None] | None = None,
+    ) -> None:
         self.store = store
         self.vendors = vendors
         self.upstream = upstream
@@ -92,8 +129,16 @@ class Pipeline:
         return await self.handle(req, early_denial=denial)
 
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
-        ctx = _Ctx(AuditRow(id=f"kbr_{ULID()}", ts=self.store.now_ms(), method=req.method,
-                            path=_safe_path(req.raw_path), verdict="in_flight"), time.perf_counter())
+        ctx = _Ctx(
+            AuditRow(
+                id=f"kbr_{ULID()}",
+                ts=self.store.now_ms(),
+                method=req.method,
+                path=_safe_path(req.raw_path),
+                verdict="in_flight",
+            ),
+            time.perf_counter(),
+        )
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
@@ -101,8 +146,7 @@ class Pipeline:
         except EnforcementUnavailable as exc:
             return self._unavailable(ctx, exc)
 
-    async def _forward_if_allowed(self, req: ProxyRequest, ctx: _Ctx,
-                                  early_denial: Denial | None) -> ProxyResponse:
+    async def _forward_if_allowed(self, req: ProxyRequest, ctx: _Ctx, early_denial: Denial | None) -> ProxyResponse:
         # The vendor prefix decides the error shape even before the key is known.
         prefix = _first_segment(req.raw_path)
         ctx.vendor = self.vendors.get(prefix) if prefix else None
@@ -124,14 +168,17 @@ class Pipeline:
 
         # 2. normalise the path and route to the key's vendor
         if req.method not in _SUPPORTED_METHODS:
-            raise Denial("method_not_supported", f"Method {req.method[:10]} is not proxied; use GET, POST, "
-                         "PATCH, PUT or DELETE.")
+            raise Denial(
+                "method_not_supported", f"Method {req.method[:10]} is not proxied; use GET, POST, PATCH, PUT or DELETE."
+            )
         segments = normalise_path(req.raw_path)
         raw_rest = req.raw_path
         if segments and segments[0] in self.vendors:
             if segments[0] != key.vendor:
-                raise Denial("vendor_mismatch", f"This vault key is for {key.vendor}, not {segments[0]}. "
-                             "Do not retry with this key.")
+                raise Denial(
+                    "vendor_mismatch",
+                    f"This vault key is for {key.vendor}, not {segments[0]}. Do not retry with this key.",
+                )
             segments = segments[1:]
             raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
         vendor = self.vendors[key.vendor]
@@ -169,21 +216,40 @@ class Pipeline:
             raise EnforcementUnavailable("the key's policy kept changing during the request")
 
         # 5. swap the credential and forward
-        return await self._forward(req, ctx, key, vendor, vreq, estimate, policy, result.items,
-                                   raw_rest, result.remaining_usd)
+        return await self._forward(
+            req, ctx, key, vendor, vreq, estimate, policy, result.items, raw_rest, result.remaining_usd
+        )
 
-    async def _forward(self, req: ProxyRequest, ctx: _Ctx, key: KeyRecord, vendor: Vendor, vreq: VendorRequest,
-                       estimate: Estimate, policy: Policy, items: list[ReservedItem], raw_rest: bytes,
-                       remaining: int | None) -> ProxyResponse:
+    async def _forward(
+        self,
+        req: ProxyRequest,
+        ctx: _Ctx,
+        key: KeyRecord,
+        vendor: Vendor,
+        vreq: VendorRequest,
+        estimate: Estimate,
+        policy: Policy,
+        items: list[ReservedItem],
+        raw_rest: bytes,
+        remaining: int | None,
+    ) -> ProxyResponse:
         row = ctx.row
-        daily_counter = "daily_usd" if policy.daily_usd_cap is not None else (
-            "total_usd" if policy.total_usd_cap is not None else None)
+        daily_counter = (
+            "daily_usd"
+            if policy.daily_usd_cap is not None
+            else ("total_usd" if policy.total_usd_cap is not None else None)
+        )
         try:
             secret, base_url = await self._credential(key)
-        except Denial as denial:
-            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, False),
-                               daily_counter, denial=denial)
-            return self._render_denial(ctx, denial)
+        except Denial as unavailable:
+            await self._finish(
+                ctx,
+                items,
+                _NOTHING_SENT,
+                daily_counter,
+                denial=unavailable,
+            )
+            return self._render_denial(ctx, unavailable)
         url = base_url.rstrip("/") + vendor.upstream_path(vreq, raw_rest, secret).decode("latin-1")
         if req.query:
             url += "?" + req.query.decode("latin-1")
@@ -194,18 +260,28 @@ class Pipeline:
         try:
             resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, req.body))
         except UpstreamUnreachable as exc:
-            denial = Denial("upstream_unreachable", f"{vendor.name} could not be reached ({exc}); nothing was "
-                            "sent and nothing was charged. Retrying may help.")
-            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, False),
-                               daily_counter, denial=denial)
-            return self._render_denial(ctx, denial)
+            refusal = Denial(
+                "upstream_unreachable",
+                f"{vendor.name} could not be reached ({exc}); nothing was "
+                "sent and nothing was charged. Retrying may help.",
+            )
+            await self._finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
+            return self._render_denial(ctx, refusal)
         except UpstreamOutcomeUnknown as exc:
             ctx.upstream_ms = exc.elapsed_ms
-            denial = Denial("upstream_timeout", f"{vendor.name} did not answer ({exc}). The request may have "
-                            "been carried out: retry only with the same Idempotency-Key.")
-            await self._finish(ctx, items, Settlement("outcome_unknown", row.reserved_usd, "estimate",
-                                                      estimate.cost_kind, True, True), daily_counter, denial=denial)
-            return self._render_denial(ctx, denial)
+            refusal = Denial(
+                "upstream_timeout",
+                f"{vendor.name} did not answer ({exc}). The request may have "
+                "been carried out: retry only with the same Idempotency-Key.",
+            )
+            await self._finish(
+                ctx,
+                items,
+                _unknown(row.reserved_usd, estimate),
+                daily_counter,
+                denial=refusal,
+            )
+            return self._render_denial(ctx, refusal)
 
         # 6. settle to what the answer says the call cost
         ctx.upstream_ms = resp.elapsed_ms
@@ -214,24 +290,28 @@ class Pipeline:
         row.vendor_request_id = vendor.request_id(resp_headers)
         if resp.status == 401:
             # The operator's secret was refused: never pass the vendor's text (it may echo the key).
-            denial = Denial("upstream_credential_rejected", f"The operator's credential '{key.credential}' was "
-                            f"refused by {vendor.name}. Do not retry; the operator must rotate it.")
-            await self._finish(ctx, items, Settlement("upstream_error", 0, "none", "none", False, True),
-                               daily_counter, denial=denial)
-            return self._render_denial(ctx, denial)
+            refusal = Denial(
+                "upstream_credential_rejected",
+                f"The operator's credential '{key.credential}' was "
+                f"refused by {vendor.name}. Do not retry; the operator must rotate it.",
+            )
+            await self._finish(ctx, items, _REFUSED_BY_VENDOR, daily_counter, denial=refusal)
+            return self._render_denial(ctx, refusal)
         if resp.status >= 500:
-            settlement = Settlement("outcome_unknown", row.reserved_usd, "estimate", estimate.cost_kind, True, True)
+            settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
         else:
             cost = vendor.cost(vreq, estimate, resp.status, resp_headers, resp.body, self.settings.fx_rates)
             row.vendor_object_id = cost.vendor_object_id
-            settlement = Settlement("allowed", cost.cost_usd, cost.cost_source, cost.cost_kind,
-                                    cost.keep_reservation, True)
+            settlement = Settlement(
+                "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True
+            )
         row.status = resp.status
         await self._finish(ctx, items, settlement, daily_counter)
         # 7. answer with the vendor's response and Keybrake's headers
-        out = [(k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP
-               and not k.lower().startswith("x-keybrake-")]
+        out = [
+            (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
+        ]
         out += self._keybrake_headers(ctx)
         if remaining is not None:
             out.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, remaining))))
@@ -252,8 +332,9 @@ class Pipeline:
             raise _state_denial(KeyState.EXPIRED, key)
 
     @staticmethod
-    def _attach_agent_headers(ctx: _Ctx, key: KeyRecord, run_id: str | None, event_id: str | None,
-                              extra: dict[str, str]) -> None:
+    def _attach_agent_headers(
+        ctx: _Ctx, key: KeyRecord, run_id: str | None, event_id: str | None, extra: dict[str, str]
+    ) -> None:
         row = ctx.row
         meta: dict[str, Any] = dict(key.metadata)
         bound = key.metadata.get("agent_run_id")
@@ -283,18 +364,23 @@ class Pipeline:
             return
         matched = first_match(policy.allowed_endpoints, vreq.method, vreq.path)
         if matched is None:
-            raise Denial("endpoint_not_allowed", f"{vreq.method} {join(vreq.path)} is not in this key's "
-                         "allowed_endpoints. Do not retry; ask the operator to allow it.")
+            raise Denial(
+                "endpoint_not_allowed",
+                f"{vreq.method} {join(vreq.path)} is not in this key's "
+                "allowed_endpoints. Do not retry; ask the operator to allow it.",
+            )
         ctx.row.endpoint = matched.text
 
-    def _estimate(self, ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest,
-                  key: KeyRecord) -> Estimate:
-        estimate = vendor.estimate(vreq, dict(self.settings.fx_rates))
+    def _estimate(self, ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecord) -> Estimate:
+        estimate = vendor.estimate(vreq, self.settings.fx_rates)
         if estimate.pricing == "unpriceable":
             if policy.max_usd_per_call is None:
-                raise Denial("unpriceable_request", f"{vreq.method} {join(vreq.path)} may move money that "
-                             "cannot be priced before the call; set max_usd_per_call on the key or remove "
-                             "this endpoint from allowed_endpoints. Do not retry.")
+                raise Denial(
+                    "unpriceable_request",
+                    f"{vreq.method} {join(vreq.path)} may move money that "
+                    "cannot be priced before the call; set max_usd_per_call on the key or remove "
+                    "this endpoint from allowed_endpoints. Do not retry.",
+                )
             estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)
         check_max_per_call(policy, estimate.amount, key.id)
         ctx.row.reserved_usd = estimate.amount
@@ -305,31 +391,45 @@ class Pipeline:
     async def _credential(self, key: KeyRecord) -> tuple[bytes, str]:
         cred = await self.store.credential(key.credential)
         if cred is None or cred.vendor != key.vendor:
-            raise Denial("credential_unavailable", f"The credential '{key.credential}' of this key no longer "
-                         "exists. Do not retry; the operator must restore it.")
+            raise Denial(
+                "credential_unavailable",
+                f"The credential '{key.credential}' of this key no longer "
+                "exists. Do not retry; the operator must restore it.",
+            )
         try:
             secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
         except MasterKeyError:
-            raise Denial("credential_unavailable", f"The credential '{key.credential}' cannot be decrypted "
-                         "with this server's master key.") from None
+            raise Denial(
+                "credential_unavailable",
+                f"The credential '{key.credential}' cannot be decrypted with this server's master key.",
+            ) from None
         return secret, cred.base_url or self.vendors[key.vendor].default_base_url
 
-    async def _finish(self, ctx: _Ctx, items: list[ReservedItem], settlement: Settlement,
-                      daily_counter: str | None, *, denial: Denial | None = None) -> None:
+    async def _finish(
+        self,
+        ctx: _Ctx,
+        items: list[ReservedItem],
+        settlement: Settlement,
+        daily_counter: str | None,
+        *,
+        denial: Denial | None = None,
+    ) -> None:
         """Settle the reservation and complete the row. A store failure here never hides the answer."""
         row = ctx.row
-        row.verdict = settlement.verdict
-        row.cost_usd = settlement.cost_usd
-        row.cost_source = settlement.cost_source
-        row.cost_kind = settlement.cost_kind
         if denial is not None:
             row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
         self._timings(ctx)
         try:
             await self.store.settle(row, items, settlement, daily_counter)
         except EnforcementUnavailable as exc:
-            event(log, "settle failed; the row stays in_flight and is recovered on restart", logging.ERROR,
-                  request_id=row.id, key_id=row.key_id, error=str(exc))
+            event(
+                log,
+                "settle failed; the row stays in_flight and is recovered on restart",
+                logging.ERROR,
+                request_id=row.id,
+                key_id=row.key_id,
+                error=str(exc),
+            )
         self._observe(row)
 
     async def _deny(self, ctx: _Ctx, denial: Denial) -> ProxyResponse:
@@ -354,21 +454,33 @@ class Pipeline:
         return resp
 
     def _render_denial(self, ctx: _Ctx, denial: Denial, *, written: bool = True) -> ProxyResponse:
-        resp = denial_response(denial, ctx.vendor, request_id=ctx.row.id if written else None,
-                               key_id=ctx.row.key_id, now_ms=self.store.now_ms())
+        resp = denial_response(
+            denial,
+            ctx.vendor,
+            request_id=ctx.row.id if written else None,
+            key_id=ctx.row.key_id,
+            now_ms=self.store.now_ms(),
+        )
         if written:
             resp.headers += self._keybrake_headers(ctx)
         return resp
 
     def _unavailable(self, ctx: _Ctx, exc: Exception) -> ProxyResponse:
-        event(log, "enforcement unavailable: refused without forwarding", logging.ERROR,
-              error=str(exc), key_id=ctx.row.key_id)
-        denial = Denial("enforcement_unavailable", "Keybrake cannot reach its store, so it cannot enforce "
-                        "this key's policy; nothing was forwarded. Retry shortly.")
+        event(
+            log,
+            "enforcement unavailable: refused without forwarding",
+            logging.ERROR,
+            error=str(exc),
+            key_id=ctx.row.key_id,
+        )
+        denial = Denial(
+            "enforcement_unavailable",
+            "Keybrake cannot reach its store, so it cannot enforce "
+            "this key's policy; nothing was forwarded. Retry shortly.",
+        )
         if self.on_verdict:
             self.on_verdict(ctx.row.vendor or "unknown", "enforcement_unavailable", 503)
-        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id,
-                               now_ms=self.store.now_ms())
+        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms())
 
     def _admit_unauth_row(self, row: AuditRow) -> bool:
         """Rows for requests without a well-formed token are rate-limited (CONTRACT §5)."""
@@ -398,9 +510,19 @@ class Pipeline:
         return out
 
     def _observe(self, row: AuditRow) -> None:
-        event(log, "proxied", request_id=row.id, key_id=row.key_id, vendor=row.vendor, method=row.method,
-              path=row.path, verdict=row.verdict, status=row.status, cost_usd=format_usd(row.cost_usd),
-              overhead_ms=row.overhead_ms)
+        event(
+            log,
+            "proxied",
+            request_id=row.id,
+            key_id=row.key_id,
+            vendor=row.vendor,
+            method=row.method,
+            path=row.path,
+            verdict=row.verdict,
+            status=row.status,
+            cost_usd=format_usd(row.cost_usd),
+            overhead_ms=row.overhead_ms,
+        )
         if self.on_verdict:
             self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
 
@@ -414,8 +536,16 @@ def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:
     return [
         CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
         CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
-        CapSpec("key", key.id, "max_requests_per_hour", "hourly_requests", Window.HOUR,
-                policy.max_requests_per_hour, 1, False),
+        CapSpec(
+            "key",
+            key.id,
+            "max_requests_per_hour",
+            "hourly_requests",
+            Window.HOUR,
+            policy.max_requests_per_hour,
+            1,
+            False,
+        ),
     ]
 
 
@@ -424,8 +554,9 @@ def _state_denial(state: KeyState, key: KeyRecord) -> Denial:
         why = f" ({key.revoke_reason})" if key.revoke_reason else ""
         return Denial("key_revoked", f"Vault key {key.id} was revoked{why}. Do not retry.")
     if state is KeyState.EXPIRED:
-        return Denial("key_expired", f"Vault key {key.id} expired at {rfc3339(key.expires_at)}. Do not retry; "
-                      "ask for a new key.")
+        return Denial(
+            "key_expired", f"Vault key {key.id} expired at {rfc3339(key.expires_at)}. Do not retry; ask for a new key."
+        )
     return Denial("key_invalid", "Unknown vault key. Do not retry.")
 
 
@@ -462,4 +593,3 @@ def _clip(text: str) -> str:
 
 def hostname() -> str:
     return socket.gethostname()
-

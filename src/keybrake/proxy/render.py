@@ -23,11 +23,12 @@ class ProxyResponse:
 
 
 def dumps(obj: Any) -> bytes:
-    return simplejson.dumps(obj, use_decimal=True, separators=(",", ":")).encode()
+    return str(simplejson.dumps(obj, use_decimal=True, separators=(",", ":"))).encode()
 
 
-def denial_response(denial: Denial, vendor: Vendor | None, *, request_id: str | None,
-                    key_id: str | None, now_ms: int) -> ProxyResponse:
+def denial_response(
+    denial: Denial, vendor: Vendor | None, *, request_id: str | None, key_id: str | None, now_ms: int
+) -> ProxyResponse:
     keybrake = {
         "code": denial.code,
         "request_id": request_id,
@@ -41,8 +42,9 @@ def denial_response(denial: Denial, vendor: Vendor | None, *, request_id: str | 
     if denial.cap is not None:
         cap = denial.cap
         headers.append(("x-keybrake-cap-hit", "true"))
-        headers.append(("x-keybrake-cap", f"{cap.scope}:{cap.name}" if cap.scope == "key"
-                        else f"{cap.scope}:{cap.id}:{cap.name}"))
+        headers.append(
+            ("x-keybrake-cap", f"{cap.scope}:{cap.name}" if cap.scope == "key" else f"{cap.scope}:{cap.id}:{cap.name}")
+        )
         if cap.resets_at_ms is not None:
             headers.append(("x-keybrake-cap-resets-at", rfc3339(cap.resets_at_ms)))
             seconds = max(1, math.ceil((cap.resets_at_ms - now_ms) / 1000))

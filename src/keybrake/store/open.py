@@ -16,8 +16,15 @@ def sqlalchemy_url(database_url: str | None, data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'keybrake.db'}"
 
 
-def open_store(database_url: str | None, data_dir: Path, *, migrate: bool, create: bool = True,
-               sqlite_synchronous: str = "NORMAL", clock: Callable[[], int] | None = None) -> Store:
+def open_store(
+    database_url: str | None,
+    data_dir: Path,
+    *,
+    migrate: bool,
+    create: bool = True,
+    sqlite_synchronous: str = "NORMAL",
+    clock: Callable[[], int] | None = None,
+) -> Store:
     url = sqlalchemy_url(database_url, data_dir)
     if not url.startswith("sqlite:///"):
         raise ValueError(

@@ -37,14 +37,8 @@ from keybrake.store.windows import resets_at, window_start
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation")
-_INSERT_AUDIT = (
-    f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
-)
-_UPDATE_AUDIT = (
-    "UPDATE audit SET "
-    + ", ".join(f"{c} = :{c}" for c in _AUDIT_COLS if c != "id")
-    + " WHERE id = :id"
-)
+_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
+_UPDATE_AUDIT = "UPDATE audit SET " + ", ".join(f"{c} = :{c}" for c in _AUDIT_COLS if c != "id") + " WHERE id = :id"
 # Guarded reservation: inserts the window's counter or adds to it only while it stays within
 # the limit. No row comes back when the guard refuses, and nothing is changed.
 _RESERVE = """
@@ -67,9 +61,7 @@ def _row_params(row: AuditRow, owner: str | None, reservation: list[ReservedItem
         if params[f] is not None:
             params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
     params["owner"] = owner
-    params["reservation"] = (
-        json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
-    )
+    params["reservation"] = json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
     return params
 
 
@@ -119,8 +111,7 @@ def _escape_like(prefix: str) -> str:
 class SQLiteStore:
     """The embedded engine. `clock` returns Unix ms; tests inject one to cross windows."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL",
-                 clock: Callable[[], int] | None = None) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", clock: Callable[[], int] | None = None) -> None:
         self.path = path
         self._clock = clock or (lambda: int(time.time() * 1000))
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
@@ -216,8 +207,11 @@ class SQLiteStore:
                 cur.execute(
                     "UPDATE audit SET verdict = 'outcome_unknown', reason = ?, cost_source = 'estimate', "
                     "cost_usd = reserved_usd WHERE id = ? AND verdict = 'in_flight'",
-                    ("Keybrake stopped while this request was in flight; the vendor may have acted. "
-                     "Its reservation is kept until reconciled.", row_id),
+                    (
+                        "Keybrake stopped while this request was in flight; the vendor may have acted. "
+                        "Its reservation is kept until reconciled.",
+                        row_id,
+                    ),
                 )
             for d in dead:
                 cur.execute("DELETE FROM instances WHERE id = ?", (d,))
@@ -233,8 +227,9 @@ class SQLiteStore:
         rows = self._read("SELECT * FROM credentials WHERE name = ?", (name,))
         return _cred(rows[0]) if rows else None
 
-    async def reserve(self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow,
-                      owner: str) -> ReserveResult:
+    async def reserve(
+        self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow, owner: str
+    ) -> ReserveResult:
         try:
             return self._reserve(key_id, policy_version, caps, row, owner)
         except _CapRefused as refused:
@@ -244,12 +239,21 @@ class SQLiteStore:
                 "SELECT used + reserved FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
                 (refused.scope, cap.counter, refused.ws),
             )
-            hit = CapHit(cap.scope, cap.scope_id, cap.name, cap.limit, used[0][0] if used else 0,
-                         cap.amount, resets_at(cap.window, refused.ws), cap.is_usd)
+            hit = CapHit(
+                cap.scope,
+                cap.scope_id,
+                cap.name,
+                cap.limit,
+                used[0][0] if used else 0,
+                cap.amount,
+                resets_at(cap.window, refused.ws),
+                cap.is_usd,
+            )
             return ReserveResult(KeyState.OK, cap_hit=hit)
 
-    def _reserve(self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow,
-                 owner: str) -> ReserveResult:
+    def _reserve(
+        self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow, owner: str
+    ) -> ReserveResult:
         now = self.now_ms()
         with self._tx() as cur:
             k = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
@@ -282,14 +286,25 @@ class SQLiteStore:
             cur.execute(_INSERT_AUDIT, _row_params(row, owner, items))
             return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, key=key)
 
-    async def settle(self, row: AuditRow, items: list[ReservedItem], settlement: Settlement,
-                     daily_counter: str | None) -> None:
+    async def settle(
+        self, row: AuditRow, items: list[ReservedItem], settlement: Settlement, daily_counter: str | None
+    ) -> None:
+        row.verdict, row.cost_usd = settlement.verdict, settlement.cost_usd
+        row.cost_source, row.cost_kind = settlement.cost_source, settlement.cost_kind
         with self._tx() as cur:
             if not settlement.keep_reservation:
                 for it in items:
                     actual = settlement.cost_usd if it.is_usd else (it.amount if settlement.forwarded else 0)
-                    cur.execute(_SETTLE, {"scope": it.counter_scope, "cap": it.counter, "ws": it.window_start,
-                                          "amount": it.amount, "actual": actual})
+                    cur.execute(
+                        _SETTLE,
+                        {
+                            "scope": it.counter_scope,
+                            "cap": it.counter,
+                            "ws": it.window_start,
+                            "amount": it.amount,
+                            "actual": actual,
+                        },
+                    )
             if daily_counter is not None:
                 for it in items:
                     if it.counter == daily_counter:
@@ -311,9 +326,22 @@ class SQLiteStore:
             "INSERT INTO vault_keys (id, token_hash, vendor, credential, label, metadata, policy, policy_version,"
             " status, created_at, expires_at, revoked_at, revoke_reason, issued_by) VALUES"
             " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key.id, token_hash, key.vendor, key.credential, key.label, json.dumps(key.metadata),
-             json.dumps(key.policy), key.policy_version, key.status, key.created_at, key.expires_at,
-             key.revoked_at, key.revoke_reason, key.issued_by),
+            (
+                key.id,
+                token_hash,
+                key.vendor,
+                key.credential,
+                key.label,
+                json.dumps(key.metadata),
+                json.dumps(key.policy),
+                key.policy_version,
+                key.status,
+                key.created_at,
+                key.expires_at,
+                key.revoked_at,
+                key.revoke_reason,
+                key.issued_by,
+            ),
         )
 
     async def get_key(self, key_id: str) -> KeyRecord | None:
@@ -321,7 +349,8 @@ class SQLiteStore:
         return _key(rows[0]) if rows else None
 
     async def list_keys(self, q: KeyQuery) -> list[KeyRecord]:
-        where, params = ["1 = 1"], []  # type: ignore[var-annotated]
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
         now = self.now_ms()
         if q.label_prefix is not None:
             where.append("label LIKE ? ESCAPE '\\'")
@@ -350,8 +379,16 @@ class SQLiteStore:
         sql = f"SELECT * FROM vault_keys WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
         return [_key(r) for r in self._read(sql, (*params, q.limit))]
 
-    async def update_key(self, key_id: str, expected_version: int, *, label: str | None,
-                         metadata: dict[str, str], policy: dict[str, Any], expires_at: int) -> bool:
+    async def update_key(
+        self,
+        key_id: str,
+        expected_version: int,
+        *,
+        label: str | None,
+        metadata: dict[str, str],
+        policy: dict[str, Any],
+        expires_at: int,
+    ) -> bool:
         n = self._write(
             "UPDATE vault_keys SET label = ?, metadata = ?, policy = ?, expires_at = ?,"
             " policy_version = policy_version + 1 WHERE id = ? AND policy_version = ? AND status = 'active'",
@@ -369,10 +406,12 @@ class SQLiteStore:
             r = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
         return _key(r) if r else None
 
-    async def revoke_keys(self, *, label_prefix: str | None, vendor: str | None,
-                          credential: str | None, reason: str | None) -> tuple[int, int]:
+    async def revoke_keys(
+        self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
+    ) -> tuple[int, int]:
         now = self.now_ms()
-        where, params = ["status = 'active'"], [now, reason]  # type: ignore[list-item]
+        where: list[str] = ["status = 'active'"]
+        params: list[Any] = [now, reason]
         if label_prefix is not None:
             where.append("label LIKE ? ESCAPE '\\'")
             params.append(_escape_like(label_prefix))
@@ -412,13 +451,22 @@ class SQLiteStore:
             n = cur.execute(
                 "INSERT INTO credentials (name, vendor, secret_enc, secret_hint, base_url, livemode, created_at,"
                 " rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (cred.name, cred.vendor, cred.secret_enc, cred.secret_hint, cred.base_url, cred.livemode,
-                 cred.created_at, cred.rotated_at),
+                (
+                    cred.name,
+                    cred.vendor,
+                    cred.secret_enc,
+                    cred.secret_hint,
+                    cred.base_url,
+                    cred.livemode,
+                    cred.created_at,
+                    cred.rotated_at,
+                ),
             ).rowcount
         return n == 1
 
-    async def rotate_credential(self, name: str, secret_enc: bytes, hint: str, base_url: str | None,
-                                livemode: bool | None) -> bool:
+    async def rotate_credential(
+        self, name: str, secret_enc: bytes, hint: str, base_url: str | None, livemode: bool | None
+    ) -> bool:
         n = self._write(
             "UPDATE credentials SET secret_enc = ?, secret_hint = ?, base_url = ?, livemode = ?, rotated_at = ?"
             " WHERE name = ?",
@@ -452,9 +500,12 @@ class SQLiteStore:
         return [AdminTokenRecord(**dict(r)) for r in rows]
 
     async def revoke_admin_token(self, token_id: str) -> bool:
-        return self._write(
-            "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self.now_ms(), token_id)
-        ) == 1
+        return (
+            self._write(
+                "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self.now_ms(), token_id)
+            )
+            == 1
+        )
 
     # -- audit ----------------------------------------------------------------------------
 

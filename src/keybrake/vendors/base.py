@@ -5,6 +5,7 @@ Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__in
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -15,7 +16,7 @@ from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
 
-Rates = dict[str, Decimal]  # lower-case currency → USD per major unit
+Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
 
 @dataclass(frozen=True)
@@ -81,8 +82,9 @@ class Vendor(Protocol):
     def summary(self, vreq: VendorRequest) -> dict[str, Any]: ...
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]: ...
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes: ...
-    def cost(self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str],
-             body: bytes, rates: Rates) -> VendorCost: ...
+    def cost(
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], body: bytes, rates: Rates
+    ) -> VendorCost: ...
     def request_id(self, headers: dict[str, str]) -> str | None: ...
     def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered: ...
 
@@ -93,7 +95,6 @@ COMMON_FORWARDED_HEADERS = frozenset({"content-type", "accept", "accept-language
 def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     """The shape for unknown vendors and requests whose vendor cannot be told."""
     return Rendered(
-        {"error": {"type": "keybrake_error", "code": denial.code, "message": denial.message,
-                   "keybrake": keybrake}},
+        {"error": {"type": "keybrake_error", "code": denial.code, "message": denial.message, "keybrake": keybrake}},
         {},
     )

@@ -29,9 +29,7 @@ from keybrake.vendors.base import (
 )
 
 # Minor-unit exponents (CONTRACT §3.1.1); every other currency Stripe supports has 2.
-ZERO_DECIMAL = frozenset(
-    "bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split()
-)
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
 
@@ -101,7 +99,7 @@ CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 _NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
 _KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
 
-_SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9]{8,}$")
+_SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
 _AMOUNT = re.compile(r"^[0-9]{1,15}$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
@@ -110,14 +108,28 @@ _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 class Stripe:
     name = "stripe"
     default_base_url = "https://api.stripe.com"
-    upstream_hosts = ("api.stripe.com",)
+    upstream_hosts: tuple[str, ...] = ("api.stripe.com",)
     forwarded_headers = frozenset(
-        {"idempotency-key", "stripe-version", "stripe-account", "stripe-context",
-         "x-stripe-client-user-agent", "x-stripe-client-telemetry"}
+        {
+            "idempotency-key",
+            "stripe-version",
+            "stripe-account",
+            "stripe-context",
+            "x-stripe-client-user-agent",
+            "x-stripe-client-telemetry",
+        }
     )
     policy_fields = frozenset(
-        {"daily_usd_cap", "total_usd_cap", "max_usd_per_call", "max_requests_per_hour",
-         "allowed_endpoints", "customer_allowlist", "account_allowlist", "param_rules"}
+        {
+            "daily_usd_cap",
+            "total_usd_cap",
+            "max_usd_per_call",
+            "max_requests_per_hour",
+            "allowed_endpoints",
+            "customer_allowlist",
+            "account_allowlist",
+            "param_rules",
+        }
     )
     guarded: tuple[EndpointPattern, ...] = ()
 
@@ -160,8 +172,7 @@ class Stripe:
         if "idempotency_key" in params.values:
             raise Denial(
                 "param_not_allowed",
-                "Parameter 'idempotency_key' is not a Stripe parameter; send it as the "
-                "Idempotency-Key header instead.",
+                "Parameter 'idempotency_key' is not a Stripe parameter; send it as the Idempotency-Key header instead.",
             )
         ctx = req.header_all("stripe-context")
         acct = req.header_all("stripe-account")
@@ -187,7 +198,10 @@ class Stripe:
             if account is None and "self" in policy.account_allowlist:
                 account = "self"
             check_allowlist(
-                policy.account_allowlist, account, field="account_allowlist", what="Stripe account",
+                policy.account_allowlist,
+                account,
+                field="account_allowlist",
+                what="Stripe account",
                 unresolved_reason="the request has no account context (Stripe-Account or Stripe-Context "
                 "header) and 'self' is not on the list",
             )
@@ -196,7 +210,10 @@ class Stripe:
             customer = next((s for s in vreq.path if s.startswith("cus_")), None)
         if policy.customer_allowlist is not None:
             check_allowlist(
-                policy.customer_allowlist, customer, field="customer_allowlist", what="customer",
+                policy.customer_allowlist,
+                customer,
+                field="customer_allowlist",
+                what="customer",
                 unresolved_reason="the request does not name its customer (add the customer parameter, "
                 "or use a /v1/customers/cus_… endpoint)",
             )
@@ -213,7 +230,9 @@ class Stripe:
                 return self._priced(params, kind, rates)
         if PAYMENT_INTENT_CREATE.matches(method, path):
             if params.scalar("confirm") == "true":
-                kind = "authorization" if params.scalar("capture_method") in ("manual", "manual_preferred") else "charge"
+                kind = (
+                    "authorization" if params.scalar("capture_method") in ("manual", "manual_preferred") else "charge"
+                )
                 return self._priced(params, kind, rates)
             return Estimate("free", 0, "none")
         if REFUND_CREATE.matches(method, path):
@@ -241,8 +260,9 @@ class Stripe:
         micro = _to_usd(int(amount), currency.lower(), rates, reserve=True)
         return Estimate("priced", micro, kind, currency.lower())
 
-    def cost(self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str],
-             body: bytes, rates: Rates) -> VendorCost:
+    def cost(
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], body: bytes, rates: Rates
+    ) -> VendorCost:
         if status >= 400:
             # A Stripe 4xx (including 402 card_error and 429) moved no money.
             return VendorCost(0, "none", "none")
@@ -262,8 +282,9 @@ class Stripe:
         currency = obj.get("currency")
         status_field = obj.get("status")
         if status_field in _KEEP_STATUSES:
-            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, keep_reservation=True,
-                              vendor_object_id=object_id)
+            return VendorCost(
+                estimate.amount, "estimate", estimate.cost_kind, keep_reservation=True, vendor_object_id=object_id
+            )
         if amount is None or not isinstance(currency, str) or currency.lower() not in rates:
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
         if amount == 0:
@@ -287,8 +308,14 @@ class Stripe:
         if retry:
             headers["Retry-After"] = "1"
         return Rendered(
-            {"error": {"type": "invalid_request_error", "code": denial.code, "message": denial.message,
-                       "keybrake": keybrake}},
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": denial.code,
+                    "message": denial.message,
+                    "keybrake": keybrake,
+                }
+            },
             headers,
         )
 

@@ -1,0 +1,177 @@
+"""Running real Keybrake servers for tests: in a thread (fast, injectable clock) or as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from keybrake.app import KeybrakeApp
+from keybrake.config import Settings
+from keybrake.logs import JsonFormatter
+from keybrake.runtime import ensure_admin_token, open_runtime
+
+ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"
+REAL_SECRET = "sk_test_fake_secret_1234567890"
+
+
+class LogCapture(logging.Handler):
+    """Keeps every formatted log line, so tests can grep them for secrets."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class KeybrakeThread:
+    """`keybrake serve` in-process: a real uvicorn server on loopback, in its own thread and loop."""
+
+    def __init__(self, data_dir: Path, *, clock: Callable[[], int] | None = None, **settings: Any) -> None:
+        base = Settings(
+            data_dir=data_dir,
+            admin_token=ADMIN_TOKEN,
+            allow_insecure_upstream=True,
+            upstream_hosts=("127.0.0.1",),
+            upstream_timeout_s=5.0,
+        )
+        self.settings = replace(base, **settings)
+        self.clock = clock
+        self.logs = LogCapture()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self.app: KeybrakeApp | None = None
+
+    def __enter__(self) -> KeybrakeThread:
+        logging.getLogger().addHandler(self.logs)
+        logging.getLogger().setLevel(logging.INFO)
+        ready = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                rt = await open_runtime(self.settings, create=True, clock=self.clock)
+                await ensure_admin_token(rt)
+                self.app = KeybrakeApp(rt)
+                config = uvicorn.Config(
+                    self.app,
+                    lifespan="on",
+                    http="httptools",
+                    loop="none",
+                    access_log=False,
+                    log_config=None,
+                    timeout_graceful_shutdown=5,
+                )
+                self._server = uvicorn.Server(config)
+                self._server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
+                task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+                while not self._server.started and not task.done():
+                    await asyncio.sleep(0.01)
+                ready.set()
+                await task
+                await rt.store.close()
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # surfaced to the test
+                self._error = exc
+                ready.set()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(20)
+        if self._error:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+        logging.getLogger().removeHandler(self.logs)
+
+    # -- admin helpers --------------------------------------------------------------------
+
+    def admin(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+
+    def add_credential(self, base_url: str, *, name: str = "default", secret: str = REAL_SECRET) -> dict[str, Any]:
+        with self.admin() as c:
+            r = c.post(
+                "/v1/credentials", json={"vendor": "stripe", "name": name, "secret": secret, "base_url": base_url}
+            )
+            assert r.status_code == 201, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+    def issue(self, policy: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+        body = {"vendor": "stripe", "label": "test:agent:run-1", "policy": policy or {}, **fields}
+        with self.admin() as c:
+            r = c.post("/v1/keys", json=body)
+            assert r.status_code == 201, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        with self.admin() as c:
+            r = c.get("/v1/audit", params={"limit": 1000, **filters})
+            assert r.status_code == 200, r.text
+            return r.json()["data"]  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn_keybrake(
+    data_dir: Path, port: int, *, env: dict[str, str] | None = None, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown)."""
+    full_env = {
+        **os.environ,
+        "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
+        "KEYBRAKE_UPSTREAM_HOSTS": "127.0.0.1",
+        "KEYBRAKE_UPSTREAM_TIMEOUT": "30",
+        **(env or {}),
+    }
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keybrake.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        env=full_env,
+        stdout=out,
+        stderr=out,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"keybrake exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("keybrake did not become healthy")

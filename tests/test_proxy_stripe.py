@@ -1,0 +1,491 @@
+"""The official stripe SDK through a running Keybrake, against a local fake Stripe."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import stripe
+
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import REAL_SECRET, KeybrakeThread
+
+
+def client(kb: KeybrakeThread, key: dict[str, Any], **kw: Any) -> stripe.StripeClient:
+    return stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0, **kw)
+
+
+def async_client(kb: KeybrakeThread, key: dict[str, Any]) -> tuple[stripe.StripeClient, stripe.HTTPXClient]:
+    http = stripe.HTTPXClient()
+    sc = stripe.StripeClient(
+        key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0, http_client=http
+    )
+    return sc, http
+
+
+def code_of(exc: stripe.StripeError) -> str | None:
+    """The Keybrake code. stripe-python sets `.code` only for 400/402/404; `.error` always has it."""
+    assert exc.error is not None
+    return exc.error.code
+
+
+def assert_secret_only(fake: FakeStripe, vault_key: str) -> None:
+    assert fake.requests, "nothing reached the fake Stripe"
+    for r in fake.requests:
+        assert r.headers["authorization"] == f"Bearer {REAL_SECRET}"
+        assert vault_key not in json.dumps({**r.headers, "body": r.body.decode()})
+        assert not any(
+            h.startswith("x-keybrake") or h in ("x-agent-run-id", "x-triggering-event-id") for h in r.headers
+        )
+
+
+def test_sdk_flows_reach_upstream_with_the_real_secret_and_are_audited(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100, "max_usd_per_call": 60}, metadata={"agent_run_id": "run-8f3c"})
+    sc = client(kb, key)
+    customer = sc.v1.customers.create({"email": "a@example.com"})
+    pi = sc.v1.payment_intents.create(
+        {"amount": 2000, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert pi.status == "succeeded"
+    pi2 = sc.v1.payment_intents.create(
+        {"amount": 1500, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa"}
+    )
+    confirmed = sc.v1.payment_intents.confirm(pi2.id)
+    assert confirmed.status == "succeeded"
+    charge = sc.v1.charges.create({"amount": 500, "currency": "usd", "customer": customer.id, "source": "tok_visa"})
+    refund = sc.v1.refunds.create({"charge": charge.id, "amount": 200})
+    customers = sc.v1.customers.list({"limit": 3})
+    assert customers.data[0].id == customer.id
+    assert_secret_only(fake_stripe, key["key"])
+
+    rows = {(r["method"], r["path"]): r for r in kb.audit(agent_run_id="run-8f3c")}
+    assert len(kb.audit(key_id=key["id"])) == 7
+    assert rows[("POST", "/v1/payment_intents/" + pi2.id + "/confirm")]["cost_usd"] == 15
+    charge_row = rows[("POST", "/v1/charges")]
+    assert (charge_row["cost_usd"], charge_row["cost_source"], charge_row["cost_kind"]) == (5, "response", "charge")
+    assert charge_row["vendor_object_id"] == charge.id and charge_row["vendor_request_id"].startswith("req_")
+    assert charge_row["request_summary"] == {"amount": "500", "currency": "usd", "customer": customer.id}
+    assert charge_row["idempotency_key"]  # stripe-python sends one on every POST
+    refund_row = rows[("POST", "/v1/refunds")]
+    assert (refund_row["cost_usd"], refund_row["cost_kind"], refund_row["reserved_usd"]) == (2, "refund", 60)
+    assert rows[("GET", "/v1/customers")]["cost_usd"] == 0
+    for r in rows.values():
+        assert r["verdict"] == "allowed" and r["status"] == 200 and r["overhead_ms"] is not None
+    # 20 + 15 + 5 + 2 = 42 dollars moved; caps consume refunds too
+    with kb.admin() as c:
+        usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]
+    assert usage["used"] == 42 and usage["reserved"] == 0
+    assert refund.amount == 200
+
+
+def test_headers_on_allowed_calls(kb: KeybrakeThread) -> None:
+    key = kb.issue({"daily_usd_cap": 10, "total_usd_cap": 8})
+    r = httpx.post(
+        f"{kb.url}/stripe/v1/charges",
+        data={"amount": 300, "currency": "usd"},
+        headers={"Authorization": f"Bearer {key['key']}", "X-Agent-Run-Id": "run-1", "X-Keybrake-Ticket": "T-1"},
+    )
+    assert r.status_code == 200
+    assert r.headers["x-keybrake-key-id"] == key["id"]
+    assert r.headers["x-keybrake-request-id"].startswith("kbr_")
+    assert r.headers["x-keybrake-spend-remaining-usd"] == "5"  # tightest cap: 8 − 3
+    assert float(r.headers["x-keybrake-overhead-ms"]) >= 0
+    assert "set-cookie" not in r.headers
+    row = kb.audit(key_id=key["id"])[0]
+    assert row["agent_run_id"] == "run-1" and row["metadata"]["headers"] == {"x-keybrake-ticket": "T-1"}
+    assert row["id"] == r.headers["x-keybrake-request-id"]
+
+
+def test_disallowed_endpoint_raises_permission_error_and_sends_nothing(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"allowed_endpoints": ["GET /v1/customers/cus_*"], "daily_usd_cap": 10})
+    with pytest.raises(stripe.PermissionError) as info:
+        client(kb, key).v1.charges.create({"amount": 100, "currency": "usd"})
+    assert "not in this key's allowed_endpoints" in str(info.value.user_message)
+    assert code_of(info.value) == "endpoint_not_allowed"
+    assert info.value.headers is not None and info.value.headers.get("stripe-should-retry") == "false"
+    assert fake_stripe.requests == []
+    assert kb.audit(key_id=key["id"])[0]["verdict"] == "denied_endpoint_not_allowed"
+
+
+def _concurrent_charges(kb: KeybrakeThread, key: dict[str, Any], n: int) -> list[Any]:
+    sc, http = async_client(kb, key)
+
+    async def one(i: int) -> Any:
+        try:
+            return await sc.v1.charges.create_async({"amount": 100, "currency": "usd", "description": f"c{i}"})
+        except stripe.StripeError as exc:
+            return exc
+
+    async def all_of() -> list[Any]:
+        try:
+            return await asyncio.gather(*(one(i) for i in range(n)))
+        finally:
+            await http.close_async()
+
+    return asyncio.run(all_of())
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "cap"),
+    [
+        ({"daily_usd_cap": 10}, "spend_cap_exceeded", "key:daily_usd_cap"),
+        ({"total_usd_cap": 10}, "spend_cap_exceeded", "key:total_usd_cap"),
+        ({"max_requests_per_hour": 10}, "request_cap_exceeded", "key:max_requests_per_hour"),
+    ],
+)
+def test_concurrent_requests_never_overshoot_a_cap(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, policy: dict[str, Any], code: str, cap: str
+) -> None:
+    key = kb.issue(policy)
+    results = _concurrent_charges(kb, key, 100)
+    ok = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, stripe.StripeError)]
+    assert len(ok) == 10 and len(refused) == 90
+    assert len([r for r in fake_stripe.requests if r.path == "/v1/charges"]) == 10
+    for exc in refused:
+        assert exc.http_status == 429 and code_of(exc) == code
+        assert exc.headers is not None
+        assert exc.headers["x-keybrake-cap-hit"] == "true" and exc.headers["x-keybrake-cap"] == cap
+        assert exc.headers["stripe-should-retry"] == "false"
+        assert ("retry-after" in exc.headers) is (cap != "key:total_usd_cap")
+        assert "Do not retry" in str(exc.user_message)
+    verdicts = [r["verdict"] for r in kb.audit(key_id=key["id"])]
+    assert verdicts.count("allowed") == 10 and verdicts.count("cap_exceeded") == 90
+
+
+def test_cap_message_names_the_cap(kb: KeybrakeThread) -> None:
+    key = kb.issue({"daily_usd_cap": 1})
+    with pytest.raises(stripe.RateLimitError) as info:
+        client(kb, key).v1.charges.create({"amount": 101, "currency": "usd"})
+    err = info.value.json_body["error"]  # type: ignore[index]
+    assert err["message"].startswith("Do not retry: daily spend cap of $1.00 reached for " + key["id"])
+    assert err["keybrake"]["cap"]["name"] == "daily_usd_cap" and err["keybrake"]["cap"]["limit_usd"] == 1
+    assert err["keybrake"]["cap"]["requested_usd"] == 1.01 and err["keybrake"]["retryable"] is False
+
+
+def test_revoke_takes_effect_on_the_next_request(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    sc = client(kb, key)
+    sc.v1.customers.list()
+    with kb.admin() as c:
+        assert c.delete(f"/v1/keys/{key['id']}", params={"reason": "incident 42"}).status_code == 200
+    before = len(fake_stripe.requests)
+    for _ in range(5):
+        with pytest.raises(stripe.AuthenticationError) as info:
+            sc.v1.customers.list()
+        assert code_of(info.value) == "key_revoked" and "incident 42" in str(info.value.user_message)
+    assert len(fake_stripe.requests) == before
+
+
+def test_revoke_under_load_admits_nothing_after_it_returns(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 1000})
+    sc, http = async_client(kb, key)
+
+    async def run() -> tuple[list[str], float]:
+        stop = asyncio.Event()
+        statuses: list[tuple[float, str]] = []
+
+        async def agent() -> None:
+            while not stop.is_set():
+                start = asyncio.get_running_loop().time()
+                try:
+                    await sc.v1.customers.list_async()
+                    statuses.append((start, "ok"))
+                except stripe.AuthenticationError:
+                    statuses.append((start, "revoked"))
+
+        tasks = [asyncio.create_task(agent()) for _ in range(8)]
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(base_url=kb.url, headers=kb.admin().headers) as c:
+            await c.delete(f"/v1/keys/{key['id']}")
+        revoked_at = asyncio.get_running_loop().time()
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*tasks)
+        await http.close_async()
+        return [s for t, s in statuses if t > revoked_at], revoked_at
+
+    after, _ = asyncio.run(run())
+    assert after and set(after) == {"revoked"}
+
+
+def test_expired_key_is_refused(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    now = [1_800_000_000_000]
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0]) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue(expires_in="90s")
+        client(kb, key).v1.customers.list()
+        now[0] += 90_000
+        with pytest.raises(stripe.AuthenticationError) as info:
+            client(kb, key).v1.customers.list()
+        assert code_of(info.value) == "key_expired"
+        assert len(fake_stripe.requests) == 1
+        with kb.admin() as c:
+            assert c.get(f"/v1/keys/{key['id']}").json()["status"] == "expired"
+
+
+def test_customer_scope(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"customer_allowlist": ["cus_ABC123"], "daily_usd_cap": 100})
+    sc = client(kb, key)
+    sc.v1.charges.create({"amount": 100, "currency": "usd", "customer": "cus_ABC123", "source": "tok_visa"})
+    for params in ({"amount": 100, "currency": "usd", "customer": "cus_OTHER"}, {"amount": 100, "currency": "usd"}):
+        with pytest.raises(stripe.PermissionError) as info:
+            sc.v1.charges.create(params)  # type: ignore[arg-type]
+        assert code_of(info.value) == "scope_violation"
+    with pytest.raises(stripe.PermissionError):
+        sc.v1.customers.list()  # a list without a customer filter cannot be scoped
+    assert len(fake_stripe.requests) == 1
+    assert kb.audit(verdict="allowed")[0]["customer_scope_id"] == "cus_ABC123"
+
+
+def test_account_scope(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"account_allowlist": ["acct_123"], "daily_usd_cap": 100})
+    client(kb, key, stripe_account="acct_123").v1.customers.list()
+    assert fake_stripe.requests[-1].headers["stripe-account"] == "acct_123"
+    for kw in ({"stripe_account": "acct_999"}, {"stripe_context": "acct_999"}, {}):
+        with pytest.raises(stripe.PermissionError) as info:
+            client(kb, key, **kw).v1.customers.list()
+        assert code_of(info.value) == "scope_violation"
+    with pytest.raises(stripe.InvalidRequestError) as bad:
+        client(kb, key, stripe_account="acct_123", stripe_context="acct_999").v1.customers.list()
+    assert code_of(bad.value) == "param_ambiguous"
+    assert len(fake_stripe.requests) == 1
+
+
+def test_param_rules_and_max_per_call(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue(
+        {
+            "param_rules": {"currency": {"in": ["usd"]}, "amount": {"max": 5000}},
+            "max_usd_per_call": 40,
+            "daily_usd_cap": 100,
+        }
+    )
+    sc = client(kb, key)
+    sc.v1.charges.create({"amount": 3000, "currency": "usd", "source": "tok_visa"})
+    with pytest.raises(stripe.PermissionError) as info:
+        sc.v1.charges.create({"amount": 100, "currency": "eur"})
+    assert code_of(info.value) == "param_not_allowed" and "param_rules.currency" in str(info.value.user_message)
+    with pytest.raises(stripe.PermissionError) as info:
+        sc.v1.charges.create({"amount": 5001, "currency": "usd"})
+    assert code_of(info.value) == "param_not_allowed"
+    with kb.admin() as c:
+        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"param_rules": None}})
+    with pytest.raises(stripe.PermissionError) as info:
+        sc.v1.charges.create({"amount": 4001, "currency": "usd"})
+    assert code_of(info.value) == "amount_over_limit" and "$40.00" in str(info.value.user_message)
+    assert len(fake_stripe.requests) == 1
+
+
+def test_unpriceable_endpoint_needs_max_usd_per_call(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    with pytest.raises(stripe.PermissionError) as info:
+        client(kb, key).v1.refunds.create({"charge": "ch_x"})
+    assert code_of(info.value) == "unpriceable_request" and "max_usd_per_call" in str(info.value.user_message)
+    assert fake_stripe.requests == []
+
+
+def test_idempotent_replay_costs_nothing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    sc = client(kb, key)
+    params = {"amount": 700, "currency": "usd", "source": "tok_visa"}
+    first = sc.v1.charges.create(params, {"idempotency_key": "order-1"})  # type: ignore[arg-type]
+    again = sc.v1.charges.create(params, {"idempotency_key": "order-1"})  # type: ignore[arg-type]
+    assert first.id == again.id
+    assert fake_stripe.requests[-1].headers["idempotency-key"] == "order-1"
+    rows = sorted(kb.audit(key_id=key["id"]), key=lambda r: r["ts"])
+    assert [r["cost_usd"] for r in rows] == [7, 0]
+    with kb.admin() as c:
+        assert c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]["used"] == 7
+
+
+def test_zero_decimal_and_unknown_currencies(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    rates = {"usd": Decimal(1), "jpy": Decimal("0.0067")}
+    with KeybrakeThread(tmp_path / "d", fx_rates=rates) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 10})
+        sc = client(kb, key)
+        sc.v1.charges.create({"amount": 1000, "currency": "jpy", "source": "tok_visa"})  # ¥1000 = $6.70
+        with pytest.raises(stripe.RateLimitError):
+            sc.v1.charges.create({"amount": 500, "currency": "jpy"})  # $3.35 more would pass $10
+        with pytest.raises(stripe.PermissionError) as info:
+            sc.v1.charges.create({"amount": 100, "currency": "xyz"})
+        assert code_of(info.value) == "currency_not_supported" and "XYZ" in str(info.value.user_message)
+        assert kb.audit(verdict="allowed")[0]["cost_usd"] == 6.7
+        assert len(fake_stripe.requests) == 1
+
+
+def test_declined_card_releases_the_reservation(kb: KeybrakeThread) -> None:
+    key = kb.issue({"daily_usd_cap": 10})
+    with pytest.raises(stripe.CardError):
+        client(kb, key).v1.charges.create({"amount": 900, "currency": "usd", "source": "tok_chargeDeclined"})
+    row = kb.audit(key_id=key["id"])[0]
+    assert (row["verdict"], row["upstream_status"], row["cost_usd"]) == ("allowed", 402, 0)
+    with kb.admin() as c:
+        usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]
+    assert usage["used"] == 0 and usage["reserved"] == 0
+
+
+def test_upstream_5xx_keeps_the_reservation(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 10})
+    fake_stripe.next_status.append((500, {"error": {"type": "api_error", "message": "boom"}}))
+    with pytest.raises(stripe.APIError):
+        client(kb, key).v1.charges.create({"amount": 400, "currency": "usd"})
+    row = kb.audit(key_id=key["id"])[0]
+    assert row["verdict"] == "outcome_unknown" and row["upstream_status"] == 500
+    with kb.admin() as c:
+        assert c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]["reserved"] == 4
+
+
+def test_vendor_401_becomes_credential_rejected(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    with KeybrakeThread(tmp_path / "d") as kb:
+        kb.add_credential(fake_stripe.base_url, secret="sk_test_wrongsecret99999")
+        key = kb.issue({"daily_usd_cap": 10})
+        r = httpx.get(f"{kb.url}/stripe/v1/customers", headers={"Authorization": f"Bearer {key['key']}"})
+        assert r.status_code == 502
+        body = r.json()["error"]
+        assert body["code"] == "upstream_credential_rejected" and "'default' was refused by stripe" in body["message"]
+        assert "9999" not in r.text and "sk_test" not in r.text
+        assert "wrongsecret" not in kb.logs.text()
+
+
+@pytest.mark.parametrize(
+    ("headers", "code", "status"),
+    [
+        ({}, "key_missing", 401),
+        ({"Authorization": "Bearer nonsense"}, "key_invalid", 401),
+        ({"Authorization": "Bearer vault_key_" + "A" * 49}, "key_invalid", 401),
+        ({"Authorization": "Basic !!!notbase64"}, "key_invalid", 401),
+        ({"Authorization": "Token abc"}, "key_invalid", 401),
+        ({"Authorization": f"Bearer {REAL_SECRET}"}, "key_invalid", 401),
+    ],
+)
+def test_missing_and_garbled_auth(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, headers: dict[str, str], code: str, status: int
+) -> None:
+    r = httpx.get(f"{kb.url}/stripe/v1/customers", headers=headers)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert err["code"] == code and err["type"] == "invalid_request_error" and err["message"]
+    assert r.headers["stripe-should-retry"] == "false"
+    assert fake_stripe.requests == []
+    assert REAL_SECRET not in r.text and REAL_SECRET not in kb.logs.text()
+
+
+def test_key_from_basic_password_and_x_keybrake_key(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue()
+    basic = base64.b64encode(f"{key['id']}:{key['key']}".encode()).decode()
+    assert httpx.get(f"{kb.url}/stripe/v1/customers", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    assert httpx.get(f"{kb.url}/v1/customers", headers={"X-Keybrake-Key": key["key"]}).status_code == 200
+    other = kb.issue()
+    r = httpx.get(
+        f"{kb.url}/stripe/v1/customers",
+        headers={"Authorization": f"Bearer {key['key']}", "X-Keybrake-Key": other["key"]},
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "key_ambiguous"
+    assert len(fake_stripe.requests) == 2
+    assert "x-keybrake-key" not in fake_stripe.requests[-1].headers
+
+
+def test_admin_token_on_the_proxy_is_not_forwarded(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    r = httpx.get(f"{kb.url}/stripe/v1/customers", headers=kb.admin().headers)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "key_invalid"
+    assert fake_stripe.requests == []
+
+
+@pytest.mark.parametrize(
+    ("content", "ctype", "extra", "code", "status"),
+    [
+        (b"amount=100&amount=999999&currency=usd", "application/x-www-form-urlencoded", {}, "param_ambiguous", 400),
+        (b'{"amount": 100}', "application/json", {}, "unsupported_media_type", 415),
+        (
+            b"amount=100&currency=usd",
+            "application/x-www-form-urlencoded",
+            {"Content-Encoding": "gzip"},
+            "unsupported_media_type",
+            415,
+        ),
+        (b"amount=%ff&currency=usd", "application/x-www-form-urlencoded", {}, "body_invalid", 400),
+        (b"a[b=1", "application/x-www-form-urlencoded", {}, "body_invalid", 400),
+        (b"x=" + b"a" * (1024 * 1024 + 10), "application/x-www-form-urlencoded", {}, "body_too_large", 413),
+        (
+            b"amount=1&currency=usd",
+            "application/x-www-form-urlencoded",
+            {"X-Agent-Run-Id": "bad id!"},
+            "header_invalid",
+            400,
+        ),
+    ],
+)
+def test_bad_bodies_get_clear_errors_and_nothing_is_forwarded(
+    kb: KeybrakeThread,
+    fake_stripe: FakeStripe,
+    content: bytes,
+    ctype: str,
+    extra: dict[str, str],
+    code: str,
+    status: int,
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    r = httpx.post(
+        f"{kb.url}/stripe/v1/charges",
+        content=content,
+        headers={"Authorization": f"Bearer {key['key']}", "Content-Type": ctype, **extra},
+    )
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["code"] == code
+    assert fake_stripe.requests == []
+    row = kb.audit(key_id=key["id"])[0]
+    assert row["verdict"] == f"denied_{code}" and row["status"] == status
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/stripe/v1/customers/../charges",
+        "/stripe/v1/customers/%2e%2e/charges",
+        "/stripe/v1/customers%2Fcus_1",
+        "/stripe//v1/charges",
+        "/stripe/v1/customers/%252e%252e",
+    ],
+)
+def test_path_tricks_are_refused(kb: KeybrakeThread, fake_stripe: FakeStripe, path: str) -> None:
+    key = kb.issue({"allowed_endpoints": ["GET /v1/customers/*"]})
+    with httpx.Client() as c:
+        req = c.build_request("GET", kb.url, headers={"Authorization": f"Bearer {key['key']}"})
+        req.url = req.url.copy_with(raw_path=path.encode())
+        r = c.send(req)
+    assert r.status_code in (400, 403), r.text
+    assert r.json()["error"]["code"] in ("path_invalid", "endpoint_not_allowed")
+    assert fake_stripe.requests == []
+
+
+def test_vendor_prefix_mismatch_and_unprefixed_routing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue()
+    r = httpx.get(f"{kb.url}/v1/balance", headers={"Authorization": f"Bearer {key['key']}"})
+    assert r.status_code == 200 and fake_stripe.requests[-1].path == "/v1/balance"
+    r = httpx.request("HEAD", f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"})
+    assert r.status_code == 405
+
+
+def test_secrets_never_appear_in_answers_or_logs(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 5})
+    sc = client(kb, key)
+    sc.v1.charges.create({"amount": 100, "currency": "usd", "source": "tok_visa"})
+    with pytest.raises(stripe.RateLimitError):
+        sc.v1.charges.create({"amount": 1000, "currency": "usd"})
+    with kb.admin() as c:
+        texts = [c.get("/v1/audit").text, c.get("/v1/keys").text, c.get("/v1/credentials").text]
+    logs = kb.logs.text()
+    for text in [*texts, logs]:
+        assert REAL_SECRET not in text and key["key"] not in text
+        assert "test-admin-token" not in text
