@@ -23,6 +23,7 @@ from keybrake.logs import event
 from keybrake.proxy.pipeline import Pipeline, hostname
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.proxy.request import ProxyRequest
+from keybrake.proxy.settler import SettleWriter
 from keybrake.proxy.upstream import AiohttpUpstream, Upstream
 from keybrake.runtime import Runtime
 
@@ -62,6 +63,7 @@ class KeybrakeApp:
             connect_timeout_s=rt.settings.upstream_connect_timeout_s,
             max_response_bytes=rt.settings.max_response_bytes,
         )
+        self.settler = SettleWriter(rt.store)
         self.pipeline = Pipeline(
             store=rt.store,
             vendors=rt.vendors,
@@ -71,8 +73,9 @@ class KeybrakeApp:
             pepper=rt.pepper,
             instance_id=self.instance_id,
             on_verdict=self._count,
+            settle=self.settler.submit,
         )
-        self.admin = build_admin_app(rt, self.registry)
+        self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush)
         self._admin: Any = self.admin
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -183,6 +186,7 @@ class KeybrakeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self.settler.flush()
         await self.upstream.close()
         event(log, "keybrake stopped", instance=self.instance_id)
 

@@ -87,7 +87,10 @@ async def _json_body(request: Request) -> Any:
         raise ApiError(400, "invalid_request", "the body is not valid JSON") from None
 
 
-def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
+def build_admin_app(
+    rt: Runtime, registry: CollectorRegistry, before_read: Callable[[], Awaitable[None]] | None = None
+) -> FastAPI:
+    """`before_read` lets reads see every row this process has answered (pending settlements)."""
     app = FastAPI(
         title="Keybrake admin API",
         version="0.1.0",
@@ -161,6 +164,8 @@ def build_admin_app(rt: Runtime, registry: CollectorRegistry) -> FastAPI:
         bootstrap = rt.settings.data_dir / BOOTSTRAP_FILE
         if bootstrap.exists():
             bootstrap.unlink(missing_ok=True)
+        if before_read is not None:
+            await before_read()
         return rec
 
     Admin = Depends(admin)

@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ulid import ULID
-
 from keybrake.config import Settings
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.patterns import first_match
@@ -40,7 +38,20 @@ from keybrake.proxy.upstream import (
     UpstreamRequest,
     UpstreamUnreachable,
 )
-from keybrake.store.base import AuditRow, CapSpec, KeyRecord, KeyState, ReservedItem, Settlement, Store, Window
+from keybrake.store.base import (
+    AuditRow,
+    CapSpec,
+    CredentialRecord,
+    KeyRecord,
+    KeyState,
+    ReservedItem,
+    ReserveResult,
+    SettleJob,
+    Settlement,
+    Store,
+    Window,
+)
+from keybrake.store.ids import new_audit_id
 from keybrake.timefmt import rfc3339
 from keybrake.tokens import token_hash
 from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest
@@ -108,6 +119,7 @@ class Pipeline:
         pepper: bytes,
         instance_id: str,
         on_verdict: Callable[[str, str, int], None] | None = None,
+        settle: Callable[[SettleJob], None] | None = None,
     ) -> None:
         self.store = store
         self.vendors = vendors
@@ -117,7 +129,11 @@ class Pipeline:
         self.pepper = pepper
         self.instance_id = instance_id
         self.on_verdict = on_verdict
+        self.settle = settle
         self._policies: OrderedDict[tuple[str, int], Policy] = OrderedDict()
+        # Snapshots and plaintexts, never trusted alone (see `_forward_if_allowed`).
+        self._keys: OrderedDict[str, KeyRecord] = OrderedDict()
+        self._secrets: dict[bytes, bytes] = {}
         self._unauth_second = 0
         self._unauth_count = 0
         self._unauth_suppressed = 0
@@ -129,16 +145,11 @@ class Pipeline:
         return await self.handle(req, early_denial=denial)
 
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
-        ctx = _Ctx(
-            AuditRow(
-                id=f"kbr_{ULID()}",
-                ts=self.store.now_ms(),
-                method=req.method,
-                path=_safe_path(req.raw_path),
-                verdict="in_flight",
-            ),
-            time.perf_counter(),
+        now = self.store.now_ms()
+        row = AuditRow(
+            id=new_audit_id(now), ts=now, method=req.method, path=_safe_path(req.raw_path), verdict="in_flight"
         )
+        ctx = _Ctx(row, time.perf_counter())
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
@@ -153,12 +164,19 @@ class Pipeline:
         if req.header("transfer-encoding") is not None and req.header("content-length") is not None:
             raise Denial("header_invalid", "Content-Length and Transfer-Encoding together are refused.")
 
-        # 1. authenticate
+        # 1. authenticate. A cached key is only a snapshot: the reservation re-reads its status,
+        #    expiry and policy version, and a denial is never made from a stale snapshot.
         token = extract_token(req)
         ctx.well_formed_token = True
-        key = await self.store.key_by_hash(token_hash(self.pepper, token))
+        thash = token_hash(self.pepper, token)
+        key = self._keys.get(thash)
+        fresh = key is None
+        if key is None or key.status == "revoked" or key.expires_at <= self.store.now_ms():
+            key = await self.store.key_by_hash(thash)
+            fresh = True
         if key is None:
             raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+        self._remember(thash, key)
         self._attach_key(ctx, key)
         if early_denial is not None:
             raise early_denial
@@ -193,22 +211,37 @@ class Pipeline:
 
         for _ in range(_MAX_POLICY_RETRIES):
             policy = self._policy(key)
-            # 3. endpoint, scope and parameter rules
-            self._match_endpoint(ctx, policy, vendor, vreq)
-            scope = vendor.check_scope(policy, vreq)
-            ctx.row.customer_scope_id = scope.customer_scope_id
-            check_param_rules(policy, vreq.params)
-            # 4. estimate and reserve against every cap, atomically with the key's state
-            estimate = self._estimate(ctx, policy, vendor, vreq, key)
+            try:
+                # 3. endpoint, scope and parameter rules
+                self._match_endpoint(ctx, policy, vendor, vreq)
+                scope = vendor.check_scope(policy, vreq)
+                ctx.row.customer_scope_id = scope.customer_scope_id
+                check_param_rules(policy, vreq.params)
+                # 4a. estimate what the call can move
+                estimate = self._estimate(ctx, policy, vendor, vreq, key)
+            except Denial:
+                if not fresh:  # a PATCH may have widened the policy since the snapshot
+                    current = await self.store.key_by_hash(thash)
+                    fresh = True
+                    if current is not None and current.policy_version != key.policy_version:
+                        key = current
+                        self._remember(thash, key)
+                        self._attach_key(ctx, key)
+                        continue
+                raise
+            # 4b. reserve against every cap, atomically with the key's current state
             caps = _caps(key, policy, estimate.amount)
-            ctx.row.status = None
             result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id)
             if result.state is KeyState.CHANGED and result.key is not None:
-                key = result.key  # revoked/patched between lookup and reserve: evaluate again
+                key = result.key  # patched since the snapshot: evaluate the new policy
+                fresh = True
+                self._remember(thash, key)
                 self._attach_key(ctx, key)
                 continue
+            if result.state is not KeyState.OK and result.key is not None:
+                self._remember(thash, result.key)
             if result.state is not KeyState.OK:
-                raise _state_denial(result.state, key)
+                raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
                 raise _cap_denial(result.cap_hit, key.id)
             break
@@ -216,9 +249,7 @@ class Pipeline:
             raise EnforcementUnavailable("the key's policy kept changing during the request")
 
         # 5. swap the credential and forward
-        return await self._forward(
-            req, ctx, key, vendor, vreq, estimate, policy, result.items, raw_rest, result.remaining_usd
-        )
+        return await self._forward(req, ctx, key, vendor, vreq, estimate, policy, result, raw_rest)
 
     async def _forward(
         self,
@@ -229,18 +260,18 @@ class Pipeline:
         vreq: VendorRequest,
         estimate: Estimate,
         policy: Policy,
-        items: list[ReservedItem],
+        reserved: ReserveResult,
         raw_rest: bytes,
-        remaining: int | None,
     ) -> ProxyResponse:
         row = ctx.row
+        items, remaining = reserved.items, reserved.remaining_usd
         daily_counter = (
             "daily_usd"
             if policy.daily_usd_cap is not None
             else ("total_usd" if policy.total_usd_cap is not None else None)
         )
         try:
-            secret, base_url = await self._credential(key)
+            secret, base_url = self._credential(key, reserved.credential)
         except Denial as unavailable:
             await self._finish(
                 ctx,
@@ -388,22 +419,33 @@ class Pipeline:
         ctx.row.cost_source = "estimate" if estimate.amount else "none"
         return estimate
 
-    async def _credential(self, key: KeyRecord) -> tuple[bytes, str]:
-        cred = await self.store.credential(key.credential)
+    def _credential(self, key: KeyRecord, cred: CredentialRecord | None) -> tuple[bytes, str]:
+        """The secret read in the reservation transaction; plaintexts are cached by ciphertext."""
         if cred is None or cred.vendor != key.vendor:
             raise Denial(
                 "credential_unavailable",
-                f"The credential '{key.credential}' of this key no longer "
-                "exists. Do not retry; the operator must restore it.",
+                f"The credential '{key.credential}' of this key no longer exists. Do not retry; the operator "
+                "must restore it.",
             )
-        try:
-            secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
-        except MasterKeyError:
-            raise Denial(
-                "credential_unavailable",
-                f"The credential '{key.credential}' cannot be decrypted with this server's master key.",
-            ) from None
+        secret = self._secrets.get(cred.secret_enc)
+        if secret is None:
+            try:
+                secret = self.sealer.open(cred.secret_enc, f"credential:{key.credential}")
+            except MasterKeyError:
+                raise Denial(
+                    "credential_unavailable",
+                    f"The credential '{key.credential}' cannot be decrypted with this server's master key.",
+                ) from None
+            if len(self._secrets) > 1000:
+                self._secrets.clear()
+            self._secrets[cred.secret_enc] = secret
         return secret, cred.base_url or self.vendors[key.vendor].default_base_url
+
+    def _remember(self, thash: str, key: KeyRecord) -> None:
+        self._keys[thash] = key
+        self._keys.move_to_end(thash)
+        if len(self._keys) > 100_000:
+            self._keys.popitem(last=False)
 
     async def _finish(
         self,
@@ -419,17 +461,22 @@ class Pipeline:
         if denial is not None:
             row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
         self._timings(ctx)
-        try:
-            await self.store.settle(row, items, settlement, daily_counter)
-        except EnforcementUnavailable as exc:
-            event(
-                log,
-                "settle failed; the row stays in_flight and is recovered on restart",
-                logging.ERROR,
-                request_id=row.id,
-                key_id=row.key_id,
-                error=str(exc),
-            )
+        settlement.apply_to(row)
+        job = SettleJob(row, items, settlement, daily_counter)
+        if self.settle is not None:
+            self.settle(job)  # batched, off the response path
+        else:
+            try:
+                await self.store.settle_many([job])
+            except EnforcementUnavailable as exc:
+                event(
+                    log,
+                    "settle failed; the row stays in_flight and is recovered on restart",
+                    logging.ERROR,
+                    request_id=row.id,
+                    key_id=row.key_id,
+                    error=str(exc),
+                )
         self._observe(row)
 
     async def _deny(self, ctx: _Ctx, denial: Denial) -> ProxyResponse:
@@ -510,6 +557,15 @@ class Pipeline:
         return out
 
     def _observe(self, row: AuditRow) -> None:
+        # The audit table is the per-request record; the log carries denials and failures at INFO.
+        level = logging.DEBUG if row.verdict == "allowed" else logging.INFO
+        if log.isEnabledFor(level):
+            self._log_row(row, level)
+        if self.on_verdict:
+            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
+
+    @staticmethod
+    def _log_row(row: AuditRow, level: int) -> None:
         event(
             log,
             "proxied",
@@ -522,9 +578,8 @@ class Pipeline:
             status=row.status,
             cost_usd=format_usd(row.cost_usd),
             overhead_ms=row.overhead_ms,
+            level=level,
         )
-        if self.on_verdict:
-            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
 
 
 def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:

@@ -103,7 +103,8 @@ class ReserveResult:
     items: list[ReservedItem] = field(default_factory=list)
     cap_hit: CapHit | None = None
     remaining_usd: int | None = None  # smallest limit − used − reserved over USD caps
-    key: KeyRecord | None = None
+    key: KeyRecord | None = None  # the current key, when its state is not OK
+    credential: CredentialRecord | None = None  # read in the same transaction (vendor, secret, base_url)
 
 
 @dataclass
@@ -161,6 +162,20 @@ class Settlement:
     cost_kind: str
     keep_reservation: bool
     forwarded: bool  # counts toward request caps
+
+    def apply_to(self, row: AuditRow) -> None:
+        row.verdict, row.cost_usd = self.verdict, self.cost_usd
+        row.cost_source, row.cost_kind = self.cost_source, self.cost_kind
+
+
+@dataclass
+class SettleJob:
+    """One settlement: the row to complete, what it reserved, what it cost."""
+
+    row: AuditRow
+    items: list[ReservedItem]
+    settlement: Settlement
+    daily_counter: str | None  # which counter `cap_usage_after_usd` reports
 
 
 @dataclass(frozen=True)
@@ -223,6 +238,9 @@ class Store(Protocol):
         self, row: AuditRow, items: list[ReservedItem], settlement: Settlement, daily_counter: str | None
     ) -> None:
         """Apply `settlement` to the row and the reserved counters, in one transaction."""
+
+    async def settle_many(self, jobs: list[SettleJob]) -> None:
+        """Several settlements in one transaction (the settle writer batches them)."""
 
     async def insert_audit(self, row: AuditRow) -> None: ...
 

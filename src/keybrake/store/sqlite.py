@@ -31,27 +31,54 @@ from keybrake.store.base import (
     KeyState,
     ReservedItem,
     ReserveResult,
+    SettleJob,
     Settlement,
 )
+from keybrake.store.ids import audit_id_floor
 from keybrake.store.windows import resets_at, window_start
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
-_UPDATE_AUDIT = "UPDATE audit SET " + ", ".join(f"{c} = :{c}" for c in _AUDIT_COLS if c != "id") + " WHERE id = :id"
 # Guarded reservation: inserts the window's counter or adds to it only while it stays within
 # the limit. No row comes back when the guard refuses, and nothing is changed.
 _RESERVE = """
-INSERT INTO counters (scope, cap, window_start, used, reserved)
-VALUES (:scope, :cap, :ws, 0, :amount)
+INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)
+VALUES {values}
 ON CONFLICT (scope, cap, window_start) DO UPDATE
-SET reserved = counters.reserved + excluded.reserved
-WHERE :limit IS NULL OR counters.used + counters.reserved + excluded.reserved <= :limit
-RETURNING used, reserved
+SET reserved = counters.reserved + excluded.reserved, cap_limit = excluded.cap_limit
+WHERE excluded.cap_limit IS NULL OR counters.used + counters.reserved + excluded.reserved <= excluded.cap_limit
+RETURNING cap, used, reserved
 """
+_KEY_STATE = """
+SELECT k.status, k.expires_at, k.policy_version, c.vendor AS c_vendor, c.secret_enc, c.base_url
+FROM vault_keys k LEFT JOIN credentials c ON c.name = k.credential WHERE k.id = ?
+"""
+# Columns a settlement changes; the rest of the row was written with the reservation.
+_SETTLE_COLS = (
+    "verdict",
+    "error_code",
+    "reason",
+    "status",
+    "upstream_status",
+    "cost_usd",
+    "cost_source",
+    "cost_kind",
+    "cap_usage_after_usd",
+    "vendor_request_id",
+    "vendor_object_id",
+    "settled_by",
+    "redacted_fields",
+    "latency_ms",
+    "upstream_latency_ms",
+    "overhead_ms",
+    "reservation",
+)
+_SETTLE_AUDIT = f"UPDATE audit SET {', '.join(f'{c} = :{c}' for c in _SETTLE_COLS)} WHERE id = :id"
 _SETTLE = """
 UPDATE counters SET reserved = reserved - :amount, used = used + :actual
 WHERE scope = :scope AND cap = :cap AND window_start = :ws
+RETURNING used
 """
 
 
@@ -119,6 +146,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
+        self._db.execute("PRAGMA mmap_size=268435456")
+        self._db.execute("PRAGMA temp_store=MEMORY")
 
     def now_ms(self) -> int:
         return self._clock()
@@ -256,65 +286,56 @@ class SQLiteStore:
     ) -> ReserveResult:
         now = self.now_ms()
         with self._tx() as cur:
-            k = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
+            k = cur.execute(_KEY_STATE, (key_id,)).fetchone()
             if k is None:
                 return ReserveResult(KeyState.MISSING)
-            key = _key(k)
-            if key.status == "revoked":
-                return ReserveResult(KeyState.REVOKED, key=key)
-            if key.expires_at <= now:
-                return ReserveResult(KeyState.EXPIRED, key=key)
-            if key.policy_version != policy_version:
-                return ReserveResult(KeyState.CHANGED, key=key)
+            state = KeyState.OK
+            if k["status"] == "revoked":
+                state = KeyState.REVOKED
+            elif k["expires_at"] <= now:
+                state = KeyState.EXPIRED
+            elif k["policy_version"] != policy_version:
+                state = KeyState.CHANGED
+            if state is not KeyState.OK:
+                full = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
+                return ReserveResult(state, key=_key(full))
             items: list[ReservedItem] = []
-            remaining: int | None = None
-            for cap in caps:
+            params: dict[str, Any] = {}
+            values: list[str] = []
+            for i, cap in enumerate(caps):
                 ws = window_start(cap.window, now)
                 scope = f"{cap.scope}:{cap.scope_id}"
-                got = None
-                if cap.limit is None or cap.amount <= cap.limit:
-                    got = cur.execute(
-                        _RESERVE,
-                        {"scope": scope, "cap": cap.counter, "ws": ws, "amount": cap.amount, "limit": cap.limit},
-                    ).fetchone()
-                if got is None:
+                if cap.limit is not None and cap.amount > cap.limit:
                     raise _CapRefused(cap, scope, ws)
                 items.append(ReservedItem(scope, cap.counter, ws, cap.amount, cap.is_usd))
+                values.append(f"(:s{i}, :c{i}, :w{i}, 0, :a{i}, :l{i})")
+                params.update(
+                    {f"s{i}": scope, f"c{i}": cap.counter, f"w{i}": ws, f"a{i}": cap.amount, f"l{i}": cap.limit}
+                )
+            got = {r["cap"]: r for r in cur.execute(_RESERVE.format(values=", ".join(values)), params).fetchall()}
+            remaining: int | None = None
+            for cap, item in zip(caps, items, strict=True):
+                r = got.get(cap.counter)
+                if r is None:  # the guard refused this counter: the whole transaction rolls back
+                    raise _CapRefused(cap, item.counter_scope, item.window_start)
                 if cap.is_usd and cap.limit is not None:
-                    left = cap.limit - got["used"] - got["reserved"]
+                    left = cap.limit - r["used"] - r["reserved"]
                     remaining = left if remaining is None else min(remaining, left)
             cur.execute(_INSERT_AUDIT, _row_params(row, owner, items))
-            return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, key=key)
+            cred = None
+            if k["c_vendor"] is not None:
+                cred = CredentialRecord("", k["c_vendor"], bytes(k["secret_enc"]), "", k["base_url"], None, 0, None)
+            return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, credential=cred)
 
     async def settle(
         self, row: AuditRow, items: list[ReservedItem], settlement: Settlement, daily_counter: str | None
     ) -> None:
-        row.verdict, row.cost_usd = settlement.verdict, settlement.cost_usd
-        row.cost_source, row.cost_kind = settlement.cost_source, settlement.cost_kind
+        await self.settle_many([SettleJob(row, items, settlement, daily_counter)])
+
+    async def settle_many(self, jobs: list[SettleJob]) -> None:
         with self._tx() as cur:
-            if not settlement.keep_reservation:
-                for it in items:
-                    actual = settlement.cost_usd if it.is_usd else (it.amount if settlement.forwarded else 0)
-                    cur.execute(
-                        _SETTLE,
-                        {
-                            "scope": it.counter_scope,
-                            "cap": it.counter,
-                            "ws": it.window_start,
-                            "amount": it.amount,
-                            "actual": actual,
-                        },
-                    )
-            if daily_counter is not None:
-                for it in items:
-                    if it.counter == daily_counter:
-                        got = cur.execute(
-                            "SELECT used FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
-                            (it.counter_scope, it.counter, it.window_start),
-                        ).fetchone()
-                        row.cap_usage_after_usd = got[0] if got else None
-            kept = items if settlement.keep_reservation else None
-            cur.execute(_UPDATE_AUDIT, _row_params(row, None, kept))
+            for job in jobs:
+                _settle_one(cur, job)
 
     async def insert_audit(self, row: AuditRow) -> None:
         self._write(_INSERT_AUDIT, _row_params(row, None, None))
@@ -534,17 +555,49 @@ class SQLiteStore:
             where.append("idempotency_key LIKE ? ESCAPE '\\'")
             params.append(_escape_like(q.idempotency_key_prefix))
         if q.since is not None:
-            where.append("ts >= ?")
-            params.append(q.since)
+            where.append("id >= ?")
+            params.append(audit_id_floor(q.since))
         if q.until is not None:
-            where.append("ts < ?")
-            params.append(q.until)
+            where.append("id < ?")
+            params.append(audit_id_floor(q.until))
         if q.cursor is not None:
-            where.append("(ts < ? OR (ts = ? AND id < ?))")
-            params += [q.cursor[0], q.cursor[0], q.cursor[1]]
+            where.append("id < ?")
+            params.append(q.cursor[1])
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY ts DESC, id DESC LIMIT ?"
+        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id DESC LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+
+def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
+    row, items, settlement = job.row, job.items, job.settlement
+    settlement.apply_to(row)
+    for it in items:
+        if settlement.keep_reservation:
+            got = (
+                cur.execute(
+                    "SELECT used FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
+                    (it.counter_scope, it.counter, it.window_start),
+                ).fetchone()
+                if it.counter == job.daily_counter
+                else None
+            )
+        else:
+            actual = settlement.cost_usd if it.is_usd else (it.amount if settlement.forwarded else 0)
+            got = cur.execute(
+                _SETTLE,
+                {
+                    "scope": it.counter_scope,
+                    "cap": it.counter,
+                    "ws": it.window_start,
+                    "amount": it.amount,
+                    "actual": actual,
+                },
+            ).fetchone()
+        if it.counter == job.daily_counter:
+            row.cap_usage_after_usd = got[0] if got else None
+    kept = items if settlement.keep_reservation else None
+    params = _row_params(row, None, kept)
+    cur.execute(_SETTLE_AUDIT, {c: params[c] for c in ("id", *_SETTLE_COLS)})
 
 
 class _CapRefused(Exception):

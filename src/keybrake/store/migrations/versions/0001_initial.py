@@ -77,6 +77,8 @@ def upgrade() -> None:
         sa.Column("window_start", MS, primary_key=True),
         sa.Column("used", sa.BigInteger, nullable=False),
         sa.Column("reserved", sa.BigInteger, nullable=False),
+        # The limit the last reservation was checked against (lets one statement guard many counters).
+        sa.Column("cap_limit", sa.BigInteger, nullable=True),
     )
     op.create_table(
         "audit",
@@ -119,12 +121,12 @@ def upgrade() -> None:
         # Not API fields: which process owns an in-flight row, and what it reserved.
         sa.Column("owner", sa.String(40), nullable=True),
         sa.Column("reservation", sa.Text, nullable=True),
+        # Ids are ULIDs minted from `ts`: clustering on them orders rows by time without a
+        # separate (ts, id) index, and since/until become primary-key ranges.
+        sqlite_with_rowid=False,
     )
-    op.create_index("ix_audit_ts", "audit", ["ts", "id"])
     op.create_index("ix_audit_key", "audit", ["key_id", "ts"])
     op.create_index("ix_audit_run", "audit", ["agent_run_id", "ts"])
-    op.create_index("ix_audit_label", "audit", ["label", "ts"])
-    op.create_index("ix_audit_verdict", "audit", ["verdict", "ts"])
 
 
 def downgrade() -> None:
