@@ -489,3 +489,66 @@ def test_secrets_never_appear_in_answers_or_logs(kb: KeybrakeThread, fake_stripe
     for text in [*texts, logs]:
         assert REAL_SECRET not in text and key["key"] not in text
         assert "test-admin-token" not in text
+
+
+def test_patch_takes_effect_on_the_next_request_both_ways(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"allowed_endpoints": ["GET /v1/customers"], "daily_usd_cap": 100})
+    sc = client(kb, key)
+    sc.v1.customers.list()
+    with pytest.raises(stripe.PermissionError):
+        sc.v1.charges.create({"amount": 100, "currency": "usd"})
+    with kb.admin() as c:
+        r = c.patch(
+            f"/v1/keys/{key['id']}", json={"policy": {"allowed_endpoints": ["GET /v1/customers", "POST /v1/charges"]}}
+        )
+        assert r.status_code == 200
+    sc.v1.charges.create({"amount": 100, "currency": "usd", "source": "tok_visa"})  # widened: allowed now
+    with kb.admin() as c:
+        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"daily_usd_cap": 1}})
+    with pytest.raises(stripe.RateLimitError):
+        sc.v1.charges.create({"amount": 100, "currency": "usd"})  # narrowed: $1 already used
+    with kb.admin() as c:
+        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"allowed_endpoints": ["POST /v1/charges"]}})
+    with pytest.raises(stripe.PermissionError):
+        sc.v1.customers.list()
+    assert [r.path for r in fake_stripe.requests] == ["/v1/customers", "/v1/charges"]
+
+
+def test_expiry_extended_by_patch_is_honoured(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    now = [1_800_000_000_000]
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0]) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue(expires_in="60s")
+        client(kb, key).v1.customers.list()
+        with kb.admin() as c:
+            assert c.patch(f"/v1/keys/{key['id']}", json={"expires_in": "1h"}).status_code == 200
+        now[0] += 120_000
+        client(kb, key).v1.customers.list()
+        assert len(fake_stripe.requests) == 2
+
+
+def test_audit_filters_and_pagination(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    now = [1_800_000_000_000]
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0]) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue(metadata={"agent_run_id": "run-7"})
+        for _ in range(25):
+            now[0] += 1000
+            client(kb, key).v1.customers.list()
+        with kb.admin() as c:
+            seen, cursor = [], None
+            while True:
+                params = {"limit": 10, "agent_run_id": "run-7", **({"cursor": cursor} if cursor else {})}
+                page = c.get("/v1/audit", params=params).json()
+                seen += [r["id"] for r in page["data"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert len(seen) == 25 and len(set(seen)) == 25 and seen == sorted(seen, reverse=True)
+            window = c.get(
+                "/v1/audit", params={"since": (1_800_000_000_000 + 5000) // 1000, "until": "2027-01-15T08:00:10.000Z"}
+            ).json()["data"]
+            assert [r["ts"] for r in window] == [f"2027-01-15T08:00:{s:02d}.000Z" for s in range(9, 4, -1)]
+            assert c.get(f"/v1/audit/{seen[0]}").json()["agent_run_id"] == "run-7"
+            assert c.get("/v1/audit", params={"verdict": "denied"}).json()["data"] == []
+            assert c.get("/v1/audit", params={"since": "yesterday"}).status_code == 400
