@@ -437,6 +437,24 @@ def _line(row: dict[str, Any]) -> None:
     click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
 
 
+# -- vendors ----------------------------------------------------------------------------
+
+
+@main.group()
+def vendors() -> None:
+    """Built-in vendors."""
+
+
+@vendors.command("guarded")
+def vendors_guarded() -> None:
+    """Endpoints refused unless a key names them literally (CONTRACT §2.2)."""
+    from keybrake.vendors import builtin_vendors
+
+    for name, vendor in sorted(builtin_vendors().items()):
+        for pattern in vendor.guarded:
+            click.echo(f"{name}\t{pattern.text}")
+
+
 # -- admin tokens -----------------------------------------------------------------------
 
 

@@ -283,6 +283,7 @@ class FakeStripe:
         self.transfers: dict[str, dict[str, Any]] = {}
         # idempotency key -> (fingerprint, status, body, original request id)
         self.idempotency: dict[str, tuple[tuple[Any, ...], int, bytes, str]] = {}
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self._in_flight: set[str] = set()
         self._counter = 0
         self._runner: web.AppRunner | None = None
@@ -309,6 +310,8 @@ class FakeStripe:
             ("POST", r"/v1/transfers", self._create_transfer),
             ("GET", r"/v1/transfers/(?P<id>[^/]+)", self._get_transfer),
             ("GET", r"/v1/balance", self._get_balance),
+            ("POST", r"/v1/webhook_endpoints", self._create_webhook_endpoint),
+            ("GET", r"/v1/webhook_endpoints", self._list_webhook_endpoints),
         ):
             self._routes.append((method, re.compile(pattern), handler))
 
@@ -505,6 +508,29 @@ class FakeStripe:
     def _seq(self) -> int:
         self._counter += 1
         return self._counter
+
+    # --- webhook endpoints (guarded by Keybrake; `secret` is only returned at creation) --------
+
+    def _create_webhook_endpoint(self, p: Params, _: str) -> Answer:
+        we = {
+            "id": new_id("we"),
+            "object": "webhook_endpoint",
+            "api_version": None,
+            "application": None,
+            "created": self._now(),
+            "description": _str(p, "description"),
+            "enabled_events": _array(p, "enabled_events"),
+            "livemode": False,
+            "metadata": _metadata(p),
+            "status": "enabled",
+            "url": _str(p, "url", required=True),
+            "_seq": self._seq(),
+        }
+        self.webhook_endpoints[we["id"]] = we
+        return 200, _public({**we, "secret": "whsec_" + _rand(32)})
+
+    def _list_webhook_endpoints(self, p: Params, _: str) -> Answer:
+        return self._page("/v1/webhook_endpoints", list(self.webhook_endpoints.values()), p)
 
     # --- customers -------------------------------------------------------------------------
 

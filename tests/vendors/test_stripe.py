@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import pytest
@@ -114,7 +113,7 @@ def test_customer_scope() -> None:
 def _cost(path: str, body: bytes, answer: dict, status: int = 200, headers: dict | None = None):
     r = vreq("POST", path, body)
     est = S.estimate(r, RATES)
-    return S.cost(r, est, status, headers or {}, json.dumps(answer).encode(), RATES)
+    return S.cost(r, est, status, headers or {}, answer, RATES)
 
 
 def test_cost_from_answers() -> None:
@@ -165,5 +164,5 @@ def test_cost_from_answers() -> None:
 def test_free_endpoints_never_count_what_they_return() -> None:
     r = vreq("GET", "/v1/charges/ch_1")
     est = S.estimate(r, RATES)
-    c = S.cost(r, est, 200, {}, json.dumps({"object": "charge", "amount": 99999, "currency": "usd"}).encode(), RATES)
+    c = S.cost(r, est, 200, {}, {"object": "charge", "amount": 99999, "currency": "usd"}, RATES)
     assert c.cost_usd == 0

@@ -22,12 +22,14 @@ class EndpointPattern:
     methods: frozenset[str] | None  # None = any method
     segments: tuple[str, ...]  # raw pattern segments; "**" only last
     _regexes: tuple[re.Pattern[str] | None, ...]  # None for a literal segment
+    casefold: bool = False
 
     @property
     def rest(self) -> bool:
         return bool(self.segments) and self.segments[-1] == "**"
 
-    def matches(self, method: str, path: tuple[str, ...], *, casefold: bool = False) -> bool:
+    def matches(self, method: str, path: tuple[str, ...]) -> bool:
+        casefold = self.casefold
         if self.methods is not None and method not in self.methods:
             return False
         segs = self.segments[:-1] if self.rest else self.segments
@@ -43,11 +45,13 @@ class EndpointPattern:
                 return False
         return True
 
-    def literal_segments(self) -> tuple[str, ...]:
-        return self.segments
+    def is_literal(self) -> bool:
+        """Names its endpoints outright: explicit methods, no wildcard in any segment."""
+        return self.methods is not None and not any("*" in s for s in self.segments)
 
 
 def parse_pattern(text: str, *, casefold: bool = False) -> EndpointPattern:
+    """Parse `METHOD /path`. `casefold` patterns match case-insensitively (guarded lists)."""
     if not isinstance(text, str) or text != text.strip() or text.count(" ") != 1:
         raise PatternError("must be 'METHOD /path', e.g. 'POST /v1/payment_intents'")
     method_part, path_part = text.split(" ")
@@ -77,7 +81,7 @@ def parse_pattern(text: str, *, casefold: bool = False) -> EndpointPattern:
             regexes.append(re.compile(body if seg != "*" else r".+", re.DOTALL))
         else:
             regexes.append(None)
-    return EndpointPattern(text, methods, segments, tuple(regexes))
+    return EndpointPattern(text, methods, segments, tuple(regexes), casefold)
 
 
 def first_match(patterns: tuple[EndpointPattern, ...], method: str, path: tuple[str, ...]) -> EndpointPattern | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import socket
 import time
@@ -27,7 +28,7 @@ from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
 from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.errors import Denial, EnforcementUnavailable
-from keybrake.logs import event
+from keybrake.logs import event, redact
 from keybrake.money import format_usd, human_usd
 from keybrake.proxy.auth import agent_headers, extract_token
 from keybrake.proxy.render import ProxyResponse, denial_response
@@ -331,8 +332,19 @@ class Pipeline:
         if resp.status >= 500:
             settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
-        else:
-            cost = vendor.cost(vreq, estimate, resp.status, resp_headers, resp.body, self.settings.fx_rates)
+        body = resp.body
+        doc = _json_or_none(body, resp_headers)
+        if doc is not None:
+            # Secret-bearing fields never reach the agent, whatever the policy (CONTRACT §2.2).
+            redacted = vendor.redact(vreq, doc)
+            if redacted:
+                row.redacted_fields = redacted
+                body = json.dumps(doc).encode()
+        if resp.status == 403:
+            # Other vendor 403s pass through, without any key text the vendor echoed.
+            body = redact(body.decode("utf-8", "replace")).encode()
+        if resp.status < 500:
+            cost = vendor.cost(vreq, estimate, resp.status, resp_headers, doc, self.settings.fx_rates)
             row.vendor_object_id = cost.vendor_object_id
             settlement = Settlement(
                 "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True
@@ -346,7 +358,7 @@ class Pipeline:
         out += self._keybrake_headers(ctx)
         if remaining is not None:
             out.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, remaining))))
-        return ProxyResponse(resp.status, out, resp.body)
+        return ProxyResponse(resp.status, out, body)
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -390,6 +402,23 @@ class Pipeline:
 
     @staticmethod
     def _match_endpoint(ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest) -> None:
+        guarded = first_match(vendor.guarded, vreq.method, vreq.path)
+        if guarded is not None:
+            # Only a pattern naming this endpoint outright admits it; wildcards and an absent
+            # allowlist never do (CONTRACT §2.2). Keys can carry such a pattern only when issued
+            # with an admin-scope token: issuer-scope tokens cannot widen past their own limits.
+            literal = [
+                p for p in policy.allowed_endpoints or () if p.is_literal() and p.matches(vreq.method, vreq.path)
+            ]
+            if not literal:
+                raise Denial(
+                    "endpoint_guarded",
+                    f"{vreq.method} {join(vreq.path)} is a guarded {vendor.name} endpoint ({guarded.text}: it can "
+                    "return or mint secrets, or redirect money or events). Only a key whose allowed_endpoints "
+                    "names it literally may call it. Do not retry.",
+                )
+            ctx.row.endpoint = literal[0].text
+            return
         if policy.allowed_endpoints is None:
             ctx.row.endpoint = None
             return
@@ -627,6 +656,15 @@ def _cap_denial(cap: Any, key_id: str) -> Denial:
         code = "request_cap_exceeded"
     when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
     return Denial(code, f"Do not retry: {words} of {limit} reached for {key_id} ({detail}).{when}", cap=cap)
+
+
+def _json_or_none(body: bytes, headers: dict[str, str]) -> Any:
+    if "json" not in headers.get("content-type", "") or not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _first(values: list[str]) -> str | None:

@@ -83,12 +83,18 @@ class Vendor(Protocol):
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]: ...
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes: ...
     def cost(
-        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], body: bytes, rates: Rates
-    ) -> VendorCost: ...
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
+    ) -> VendorCost:
+        """What the call cost, from a definite answer (< 500); `doc` is its parsed JSON or None."""
+
+    def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
+        """Replace secret-bearing fields in `doc` in place; return their names."""
+
     def request_id(self, headers: dict[str, str]) -> str | None: ...
     def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered: ...
 
 
+REDACTED = "[redacted by keybrake]"
 COMMON_FORWARDED_HEADERS = frozenset({"content-type", "accept", "accept-language", "user-agent"})
 
 

@@ -7,7 +7,6 @@ Cost parsing uses only fields stable across Stripe API versions (`amount`, `amou
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ from keybrake.errors import Denial
 from keybrake.money import minor_to_micro_usd
 from keybrake.proxy.request import ProxyRequest
 from keybrake.vendors.base import (
+    REDACTED,
     Estimate,
     Rates,
     Rendered,
@@ -82,6 +82,11 @@ FREE = _patterns(
     "POST /v1/tokens",
     "POST /v1/coupons",
     "DELETE /v1/coupons/*",
+    # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+    "POST /v1/webhook_endpoints",
+    "* /v1/webhook_endpoints/**",
+    "POST /v1/ephemeral_keys",
+    "DELETE /v1/ephemeral_keys/*",
 )
 
 # Endpoints whose upper bound is in the request: (pattern, cost_kind, amount param, needs currency).
@@ -131,7 +136,20 @@ class Stripe:
             "param_rules",
         }
     )
-    guarded: tuple[EndpointPattern, ...] = ()
+    # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
+    guarded: tuple[EndpointPattern, ...] = tuple(
+        parse_pattern(t, casefold=True)
+        for t in (
+            "POST /v1/webhook_endpoints",
+            "* /v1/webhook_endpoints/**",
+            "POST /v1/accounts",
+            "POST /v1/accounts/*",
+            "DELETE /v1/accounts/*",
+            "* /v1/accounts/*/**",
+            "POST /v1/ephemeral_keys",
+            "* /v1/apps/secrets/**",
+        )
+    )
 
     # -- credentials ----------------------------------------------------------------------
 
@@ -261,15 +279,12 @@ class Stripe:
         return Estimate("priced", micro, kind, currency.lower())
 
     def cost(
-        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], body: bytes, rates: Rates
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
     ) -> VendorCost:
         if status >= 400:
             # A Stripe 4xx (including 402 card_error and 429) moved no money.
             return VendorCost(0, "none", "none")
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            obj = None
+        obj = doc
         object_id = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
         if headers.get("idempotent-replayed", "").lower() == "true":
             return VendorCost(0, "none", "none", vendor_object_id=object_id)
@@ -291,6 +306,15 @@ class Stripe:
             return VendorCost(0, "response", "none", vendor_object_id=object_id)
         micro = _to_usd(amount, currency.lower(), rates, reserve=False)
         return VendorCost(micro, "response", kind, vendor_object_id=object_id)
+
+    def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
+        """Webhook endpoint signing secrets never reach the agent, whatever the endpoint."""
+        found: list[str] = []
+        for obj in _objects(doc):
+            if obj.get("object") == "webhook_endpoint" and isinstance(obj.get("secret"), str):
+                obj["secret"] = REDACTED
+                found.append("secret")
+        return sorted(set(found))
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -364,6 +388,16 @@ def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | No
     if kind == "credit_note":
         return "refund", amt("refund_amount") if "refund_amount" in obj else amt("amount")
     return fallback_kind, None
+
+
+def _objects(doc: Any) -> list[dict[str, Any]]:
+    """An answer's object, or the items of a list answer."""
+    if not isinstance(doc, dict):
+        return []
+    items = doc.get("data") if doc.get("object") in ("list", "search_result") else None
+    if isinstance(items, list):
+        return [i for i in items if isinstance(i, dict)]
+    return [doc]
 
 
 def _unpriceable_kind(path: tuple[str, ...]) -> str:
