@@ -43,10 +43,12 @@ from keybrake.store.base import (
     AuditRow,
     CapSpec,
     CredentialRecord,
+    EarlierSettlement,
     KeyRecord,
     KeyState,
     ReservedItem,
     ReserveResult,
+    RetryCheck,
     SettleJob,
     Settlement,
     Store,
@@ -210,6 +212,10 @@ class Pipeline:
         if req.body:
             ctx.row.body_hash = hmac.new(self.pepper, req.body, hashlib.sha256).hexdigest()
 
+        idempotency_key = ctx.row.idempotency_key
+        fingerprint = vendor.fingerprint(vreq) if idempotency_key else None
+        retry = RetryCheck(idempotency_key, fingerprint) if idempotency_key and fingerprint else None
+
         for _ in range(_MAX_POLICY_RETRIES):
             policy = self._policy(key)
             try:
@@ -232,7 +238,7 @@ class Pipeline:
                 raise
             # 4b. reserve against every cap, atomically with the key's current state
             caps = _caps(key, policy, estimate.amount)
-            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id)
+            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id, retry)
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True
@@ -245,6 +251,14 @@ class Pipeline:
                 raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
                 raise _cap_denial(result.cap_hit, key.id)
+            if result.retry_of is not None:
+                if result.retry_of.verdict == "in_flight":
+                    raise Denial(
+                        "idempotency_in_flight",
+                        f"The first request with this Idempotency-Key ({result.retry_of.id}) is still in flight; "
+                        "retry in a second with the same key.",
+                    )
+                ctx.row.metadata = {**(ctx.row.metadata or {}), "retry_of": result.retry_of.id}
             break
         else:
             raise EnforcementUnavailable("the key's policy kept changing during the request")
@@ -343,14 +357,22 @@ class Pipeline:
         if resp.status == 403:
             # Other vendor 403s pass through, without any key text the vendor echoed.
             body = redact(body.decode("utf-8", "replace")).encode()
-        if resp.status < 500:
+        earlier: EarlierSettlement | None = None
+        if resp.status < 500 and reserved.retry_of is not None:
+            # A retry reserved nothing; its answer tells what the earlier request did (§3.1.4).
+            settlement = Settlement("allowed", 0, "none", "none", keep_reservation=False, forwarded=True)
+            if reserved.retry_of.verdict == "outcome_unknown" and (resp.status < 300 or resp.status == 402):
+                first = {k: v for k, v in resp_headers.items() if k != "idempotent-replayed"}
+                c = vendor.cost(vreq, estimate, resp.status, first, doc, self.settings.fx_rates)
+                earlier = EarlierSettlement(reserved.retry_of.id, c.cost_usd, c.cost_source, c.cost_kind)
+        elif resp.status < 500:
             cost = vendor.cost(vreq, estimate, resp.status, resp_headers, doc, self.settings.fx_rates)
             row.vendor_object_id = cost.vendor_object_id
             settlement = Settlement(
                 "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True
             )
         row.status = resp.status
-        await self._finish(ctx, items, settlement, daily_counter)
+        await self._finish(ctx, items, settlement, daily_counter, settles_earlier=earlier)
         # 7. answer with the vendor's response and Keybrake's headers
         out = [
             (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
@@ -484,6 +506,7 @@ class Pipeline:
         daily_counter: str | None,
         *,
         denial: Denial | None = None,
+        settles_earlier: EarlierSettlement | None = None,
     ) -> None:
         """Settle the reservation and complete the row. A store failure here never hides the answer."""
         row = ctx.row
@@ -491,7 +514,7 @@ class Pipeline:
             row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
         self._timings(ctx)
         settlement.apply_to(row)
-        job = SettleJob(row, items, settlement, daily_counter)
+        job = SettleJob(row, items, settlement, daily_counter, settles_earlier)
         if self.settle is not None:
             self.settle(job)  # batched, off the response path
         else:

@@ -89,6 +89,21 @@ class ReservedItem:
         return cls(v[0], v[1], int(v[2]), int(v[3]), bool(v[4]))
 
 
+@dataclass(frozen=True)
+class RetryCheck:
+    """Look for an earlier forwarded request this one retries (same key, Idempotency-Key, fingerprint)."""
+
+    idempotency_key: str
+    fingerprint: str
+    window_ms: int = 23 * 3_600_000
+
+
+@dataclass(frozen=True)
+class EarlierRequest:
+    id: str
+    verdict: str  # in_flight | allowed | outcome_unknown
+
+
 class KeyState(Enum):
     OK = "ok"
     REVOKED = "revoked"
@@ -105,6 +120,7 @@ class ReserveResult:
     remaining_usd: int | None = None  # smallest limit − used − reserved over USD caps
     key: KeyRecord | None = None  # the current key, when its state is not OK
     credential: CredentialRecord | None = None  # read in the same transaction (vendor, secret, base_url)
+    retry_of: EarlierRequest | None = None  # this request retries an earlier one: nothing USD reserved
 
 
 @dataclass
@@ -176,6 +192,16 @@ class SettleJob:
     items: list[ReservedItem]
     settlement: Settlement
     daily_counter: str | None  # which counter `cap_usage_after_usd` reports
+    # A retry's definite answer also settles the earlier outcome_unknown request it repeats.
+    settles_earlier: EarlierSettlement | None = None
+
+
+@dataclass(frozen=True)
+class EarlierSettlement:
+    id: str
+    cost_usd: int
+    cost_source: str
+    cost_kind: str
 
 
 @dataclass(frozen=True)
@@ -232,8 +258,21 @@ class Store(Protocol):
     async def key_by_hash(self, token_hash: str) -> KeyRecord | None: ...
     async def credential(self, name: str) -> CredentialRecord | None: ...
     async def reserve(
-        self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow, owner: str
-    ) -> ReserveResult: ...
+        self,
+        key_id: str,
+        policy_version: int,
+        caps: list[CapSpec],
+        row: AuditRow,
+        owner: str,
+        retry: RetryCheck | None = None,
+    ) -> ReserveResult:
+        """Check the key's state and every cap, reserve, and write the in-flight row: one transaction.
+
+        With `retry`, an earlier forwarded request with the same Idempotency-Key and fingerprint
+        makes this a retry: USD amounts are not reserved (CONTRACT §3.1.4). If that earlier
+        request is still in flight, nothing is reserved or written and `retry_of` says so.
+        """
+
     async def settle(
         self, row: AuditRow, items: list[ReservedItem], settlement: Settlement, daily_counter: str | None
     ) -> None:

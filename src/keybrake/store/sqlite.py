@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from keybrake.errors import CapHit, EnforcementUnavailable
@@ -26,11 +27,14 @@ from keybrake.store.base import (
     CapSpec,
     CounterValue,
     CredentialRecord,
+    EarlierRequest,
+    EarlierSettlement,
     KeyQuery,
     KeyRecord,
     KeyState,
     ReservedItem,
     ReserveResult,
+    RetryCheck,
     SettleJob,
     Settlement,
 )
@@ -38,7 +42,7 @@ from keybrake.store.ids import audit_id_floor
 from keybrake.store.windows import resets_at, window_start
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
-_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation")
+_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
 # Guarded reservation: inserts the window's counter or adds to it only while it stays within
 # the limit. No row comes back when the guard refuses, and nothing is changed.
@@ -56,6 +60,7 @@ FROM vault_keys k LEFT JOIN credentials c ON c.name = k.credential WHERE k.id = 
 """
 # Columns a settlement changes; the rest of the row was written with the reservation.
 _SETTLE_COLS = (
+    "metadata",
     "verdict",
     "error_code",
     "reason",
@@ -82,12 +87,15 @@ RETURNING used
 """
 
 
-def _row_params(row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None) -> dict[str, Any]:
+def _row_params(
+    row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None, fingerprint: str | None = None
+) -> dict[str, Any]:
     params = {f: getattr(row, f) for f in AUDIT_FIELDS}
     for f in _JSON_AUDIT:
         if params[f] is not None:
             params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
     params["owner"] = owner
+    params["fingerprint"] = fingerprint
     params["reservation"] = json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
     return params
 
@@ -258,10 +266,16 @@ class SQLiteStore:
         return _cred(rows[0]) if rows else None
 
     async def reserve(
-        self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow, owner: str
+        self,
+        key_id: str,
+        policy_version: int,
+        caps: list[CapSpec],
+        row: AuditRow,
+        owner: str,
+        retry: RetryCheck | None = None,
     ) -> ReserveResult:
         try:
-            return self._reserve(key_id, policy_version, caps, row, owner)
+            return self._reserve(key_id, policy_version, caps, row, owner, retry)
         except _CapRefused as refused:
             cap = refused.cap
             assert cap.limit is not None
@@ -282,7 +296,13 @@ class SQLiteStore:
             return ReserveResult(KeyState.OK, cap_hit=hit)
 
     def _reserve(
-        self, key_id: str, policy_version: int, caps: list[CapSpec], row: AuditRow, owner: str
+        self,
+        key_id: str,
+        policy_version: int,
+        caps: list[CapSpec],
+        row: AuditRow,
+        owner: str,
+        retry: RetryCheck | None,
     ) -> ReserveResult:
         now = self.now_ms()
         with self._tx() as cur:
@@ -299,6 +319,12 @@ class SQLiteStore:
             if state is not KeyState.OK:
                 full = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
                 return ReserveResult(state, key=_key(full))
+            earlier = self._earlier(cur, key_id, retry, now) if retry is not None else None
+            if earlier is not None:
+                if earlier.verdict == "in_flight":
+                    return ReserveResult(KeyState.OK, retry_of=earlier)
+                caps = [replace(c, amount=0) if c.is_usd else c for c in caps]
+                row.reserved_usd, row.cost_source, row.cost_kind = 0, "none", "none"
             items: list[ReservedItem] = []
             params: dict[str, Any] = {}
             values: list[str] = []
@@ -321,11 +347,20 @@ class SQLiteStore:
                 if cap.is_usd and cap.limit is not None:
                     left = cap.limit - r["used"] - r["reserved"]
                     remaining = left if remaining is None else min(remaining, left)
-            cur.execute(_INSERT_AUDIT, _row_params(row, owner, items))
+            cur.execute(_INSERT_AUDIT, _row_params(row, owner, items, retry.fingerprint if retry else None))
             cred = None
             if k["c_vendor"] is not None:
                 cred = CredentialRecord("", k["c_vendor"], bytes(k["secret_enc"]), "", k["base_url"], None, 0, None)
-            return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, credential=cred)
+            return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, credential=cred, retry_of=earlier)
+
+    @staticmethod
+    def _earlier(cur: sqlite3.Cursor, key_id: str, retry: RetryCheck, now: int) -> EarlierRequest | None:
+        r = cur.execute(
+            "SELECT id, verdict FROM audit WHERE key_id = ? AND idempotency_key = ? AND fingerprint = ?"
+            " AND id >= ? AND verdict IN ('in_flight', 'allowed', 'outcome_unknown') ORDER BY id LIMIT 1",
+            (key_id, retry.idempotency_key, retry.fingerprint, audit_id_floor(now - retry.window_ms)),
+        ).fetchone()
+        return EarlierRequest(r["id"], r["verdict"]) if r else None
 
     async def settle(
         self, row: AuditRow, items: list[ReservedItem], settlement: Settlement, daily_counter: str | None
@@ -598,6 +633,52 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
     kept = items if settlement.keep_reservation else None
     params = _row_params(row, None, kept)
     cur.execute(_SETTLE_AUDIT, {c: params[c] for c in ("id", *_SETTLE_COLS)})
+    if job.settles_earlier is not None:
+        _settle_earlier(cur, job.settles_earlier, row.id)
+
+
+def _settle_earlier(cur: sqlite3.Cursor, earlier: EarlierSettlement, settled_by: str) -> None:
+    """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation."""
+    r = cur.execute(
+        "SELECT reservation FROM audit WHERE id = ? AND verdict = 'outcome_unknown'", (earlier.id,)
+    ).fetchone()
+    if r is None:
+        return  # already settled (by another retry or reconciliation)
+    for it in (ReservedItem.from_json(v) for v in json.loads(r["reservation"] or "[]")):
+        if it.is_usd:
+            cur.execute(
+                _SETTLE,
+                {
+                    "scope": it.counter_scope,
+                    "cap": it.counter,
+                    "ws": it.window_start,
+                    "amount": it.amount,
+                    "actual": earlier.cost_usd,
+                },
+            ).fetchone()
+        else:  # it was forwarded: the request counts
+            cur.execute(
+                _SETTLE,
+                {
+                    "scope": it.counter_scope,
+                    "cap": it.counter,
+                    "ws": it.window_start,
+                    "amount": it.amount,
+                    "actual": it.amount,
+                },
+            ).fetchone()
+    cur.execute(
+        "UPDATE audit SET verdict = 'allowed', cost_usd = ?, cost_source = ?, cost_kind = ?, settled_by = ?,"
+        " reservation = NULL, reason = ? WHERE id = ?",
+        (
+            earlier.cost_usd,
+            earlier.cost_source,
+            earlier.cost_kind,
+            settled_by,
+            f"outcome settled by the retry {settled_by}",
+            earlier.id,
+        ),
+    )
 
 
 class _CapRefused(Exception):

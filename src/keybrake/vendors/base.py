@@ -5,6 +5,7 @@ Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__in
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -87,6 +88,9 @@ class Vendor(Protocol):
     ) -> VendorCost:
         """What the call cost, from a definite answer (< 500); `doc` is its parsed JSON or None."""
 
+    def fingerprint(self, vreq: VendorRequest) -> str | None:
+        """A hash identifying the request for Idempotency-Key retries; None if the vendor has none."""
+
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
         """Replace secret-bearing fields in `doc` in place; return their names."""
 
@@ -96,6 +100,15 @@ class Vendor(Protocol):
 
 REDACTED = "[redacted by keybrake]"
 COMMON_FORWARDED_HEADERS = frozenset({"content-type", "accept", "accept-language", "user-agent"})
+
+
+def canonical_fingerprint(vreq: VendorRequest) -> str:
+    """Method, path, account context and the sorted parameters, hashed."""
+    h = hashlib.sha256()
+    h.update(f"{vreq.method} /{'/'.join(vreq.path)} {vreq.account_context or ''}".encode())
+    for name, values in sorted(vreq.params.values.items()):
+        h.update(b"\0" + name.encode() + b"=" + b"\1".join(v.encode() for v in values))
+    return h.hexdigest()
 
 
 def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:

@@ -26,6 +26,7 @@ from keybrake.vendors.base import (
     ValidatedSecret,
     VendorCost,
     VendorRequest,
+    canonical_fingerprint,
 )
 
 # Minor-unit exponents (CONTRACT §3.1.1); every other currency Stripe supports has 2.
@@ -306,6 +307,10 @@ class Stripe:
             return VendorCost(0, "response", "none", vendor_object_id=object_id)
         micro = _to_usd(amount, currency.lower(), rates, reserve=False)
         return VendorCost(micro, "response", kind, vendor_object_id=object_id)
+
+    def fingerprint(self, vreq: VendorRequest) -> str | None:
+        # Stripe honours Idempotency-Key on POST: a retry with the same key and body is free.
+        return canonical_fingerprint(vreq) if vreq.method == "POST" else None
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
         """Webhook endpoint signing secrets never reach the agent, whatever the endpoint."""

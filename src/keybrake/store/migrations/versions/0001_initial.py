@@ -121,12 +121,15 @@ def upgrade() -> None:
         # Not API fields: which process owns an in-flight row, and what it reserved.
         sa.Column("owner", sa.String(40), nullable=True),
         sa.Column("reservation", sa.Text, nullable=True),
+        # Request fingerprint (CONTRACT §3.1.4): a retry with the same Idempotency-Key matches it.
+        sa.Column("fingerprint", sa.String(64), nullable=True),
         # Ids are ULIDs minted from `ts`: clustering on them orders rows by time without a
         # separate (ts, id) index, and since/until become primary-key ranges.
         sqlite_with_rowid=False,
     )
     op.create_index("ix_audit_key", "audit", ["key_id", "ts"])
     op.create_index("ix_audit_run", "audit", ["agent_run_id", "ts"])
+    op.create_index("ix_audit_idempotency", "audit", ["key_id", "idempotency_key"])
 
 
 def downgrade() -> None:
