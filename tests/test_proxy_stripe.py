@@ -75,7 +75,8 @@ def test_sdk_flows_reach_upstream_with_the_real_secret_and_are_audited(
     assert charge_row["request_summary"] == {"amount": "500", "currency": "usd", "customer": customer.id}
     assert charge_row["idempotency_key"]  # stripe-python sends one on every POST
     refund_row = rows[("POST", "/v1/refunds")]
-    assert (refund_row["cost_usd"], refund_row["cost_kind"], refund_row["reserved_usd"]) == (2, "refund", 60)
+    # priced from the ledger: the charge Keybrake saw created gives the currency (no $60 fallback)
+    assert (refund_row["cost_usd"], refund_row["cost_kind"], refund_row["reserved_usd"]) == (2, "refund", 2)
     assert rows[("GET", "/v1/customers")]["cost_usd"] == 0
     for r in rows.values():
         assert r["verdict"] == "allowed" and r["status"] == 200 and r["overhead_ms"] is not None
@@ -289,9 +290,16 @@ def test_param_rules_and_max_per_call(kb: KeybrakeThread, fake_stripe: FakeStrip
 def test_unpriceable_endpoint_needs_max_usd_per_call(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     with pytest.raises(stripe.PermissionError) as info:
-        client(kb, key).v1.refunds.create({"charge": "ch_x"})
+        client(kb, key).v1.subscriptions.create({"customer": "cus_1", "items": [{"price": "price_1"}]})
     assert code_of(info.value) == "unpriceable_request" and "max_usd_per_call" in str(info.value.user_message)
     assert fake_stripe.requests == []
+    # a refund of a charge nobody knows: one pre-flight GET finds nothing, and nothing is sent
+    with pytest.raises(stripe.PermissionError) as info:
+        client(kb, key).v1.refunds.create({"charge": "ch_x"})
+    assert code_of(info.value) == "unpriceable_request"
+    assert [(r.method, r.path) for r in fake_stripe.requests] == [("GET", "/v1/charges/ch_x")]
+    row = kb.audit(key_id=key["id"], verdict="denied_unpriceable_request")[0]
+    assert row["preflight_lookup"]["status"] == 404
 
 
 def test_idempotent_replay_costs_nothing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:

@@ -19,7 +19,7 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keybrake.config import Settings
@@ -46,6 +46,7 @@ from keybrake.store.base import (
     EarlierSettlement,
     KeyRecord,
     KeyState,
+    LedgerEntry,
     ReservedItem,
     ReserveResult,
     RetryCheck,
@@ -216,8 +217,13 @@ class Pipeline:
         fingerprint = vendor.fingerprint(vreq) if idempotency_key else None
         retry = RetryCheck(idempotency_key, fingerprint) if idempotency_key and fingerprint else None
 
+        facts: dict[str, LedgerEntry] = {}
         for _ in range(_MAX_POLICY_RETRIES):
             policy = self._policy(key)
+            missing = [o for o in vendor.objects_needed(vreq, policy.customer_allowlist is not None) if o not in facts]
+            if missing:
+                facts.update(await self._facts(ctx, key, vendor, vreq, missing))
+                vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
             try:
                 # 3. endpoint, scope and parameter rules
                 self._match_endpoint(ctx, policy, vendor, vreq)
@@ -372,7 +378,15 @@ class Pipeline:
                 "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True
             )
         row.status = resp.status
-        await self._finish(ctx, items, settlement, daily_counter, settles_earlier=earlier)
+        learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 else []
+        await self._finish(
+            ctx,
+            items,
+            settlement,
+            daily_counter,
+            settles_earlier=earlier,
+            ledger=(key.credential, learnt) if learnt else None,
+        )
         # 7. answer with the vendor's response and Keybrake's headers
         out = [
             (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
@@ -492,6 +506,38 @@ class Pipeline:
             self._secrets[cred.secret_enc] = secret
         return secret, cred.base_url or self.vendors[key.vendor].default_base_url
 
+    async def _facts(
+        self, ctx: _Ctx, key: KeyRecord, vendor: Vendor, vreq: VendorRequest, object_ids: list[str]
+    ) -> dict[str, LedgerEntry]:
+        """Facts from the ledger, else one pre-flight GET per object with the real secret.
+
+        Pre-flight GETs are recorded in the row's `preflight_lookup` and count toward no cap.
+        """
+        found = await self.store.ledger_get(key.credential, object_ids)
+        for oid in object_ids:
+            where = vendor.lookup(oid, vreq)
+            if oid in found or where is None:
+                continue
+            path, extra = where
+            secret, base_url = self._credential(key, await self.store.credential(key.credential))
+            headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
+            lookup: dict[str, Any] = {"object": oid, "path": path}
+            try:
+                resp = await self.upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b""))
+            except (UpstreamUnreachable, UpstreamOutcomeUnknown) as exc:
+                lookup["error"] = type(exc).__name__
+            else:
+                lookup.update(status=resp.status, ms=round(resp.elapsed_ms, 3))
+                ctx.upstream_ms += resp.elapsed_ms
+                if resp.status == 200:
+                    entries = vendor.ledger_entries(
+                        _json_or_none(resp.body, {k.lower(): v for k, v in resp.headers}), vreq.account_context
+                    )
+                    await self.store.ledger_put(key.credential, entries)
+                    found.update({e.object_id: e for e in entries if e.object_id == oid})
+            ctx.row.preflight_lookup = lookup
+        return found
+
     def _remember(self, thash: str, key: KeyRecord) -> None:
         self._keys[thash] = key
         self._keys.move_to_end(thash)
@@ -507,6 +553,7 @@ class Pipeline:
         *,
         denial: Denial | None = None,
         settles_earlier: EarlierSettlement | None = None,
+        ledger: tuple[str, list[LedgerEntry]] | None = None,
     ) -> None:
         """Settle the reservation and complete the row. A store failure here never hides the answer."""
         row = ctx.row
@@ -514,7 +561,7 @@ class Pipeline:
             row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
         self._timings(ctx)
         settlement.apply_to(row)
-        job = SettleJob(row, items, settlement, daily_counter, settles_earlier)
+        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger)
         if self.settle is not None:
             self.settle(job)  # batched, off the response path
         else:

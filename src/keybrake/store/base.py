@@ -90,6 +90,19 @@ class ReservedItem:
 
 
 @dataclass(frozen=True)
+class LedgerEntry:
+    """A vendor object's facts (amounts in the currency's minor unit)."""
+
+    object_id: str
+    kind: str
+    customer: str | None
+    account_context: str | None
+    currency: str | None
+    amount: int | None
+    amount_counted: int  # what has been counted against caps for this object so far
+
+
+@dataclass(frozen=True)
 class RetryCheck:
     """Look for an earlier forwarded request this one retries (same key, Idempotency-Key, fingerprint)."""
 
@@ -194,6 +207,7 @@ class SettleJob:
     daily_counter: str | None  # which counter `cap_usage_after_usd` reports
     # A retry's definite answer also settles the earlier outcome_unknown request it repeats.
     settles_earlier: EarlierSettlement | None = None
+    ledger: tuple[str, list[LedgerEntry]] | None = None  # (credential, entries) learnt from the answer
 
 
 @dataclass(frozen=True)
@@ -317,6 +331,10 @@ class Store(Protocol):
     async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None: ...
     async def list_admin_tokens(self) -> list[AdminTokenRecord]: ...
     async def revoke_admin_token(self, token_id: str) -> bool: ...
+
+    # object ledger
+    async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]: ...
+    async def ledger_put(self, credential: str, entries: list[LedgerEntry]) -> None: ...
 
     # audit
     async def get_audit(self, row_id: str) -> dict[str, Any] | None: ...

@@ -32,6 +32,7 @@ from keybrake.store.base import (
     KeyQuery,
     KeyRecord,
     KeyState,
+    LedgerEntry,
     ReservedItem,
     ReserveResult,
     RetryCheck,
@@ -563,6 +564,24 @@ class SQLiteStore:
             == 1
         )
 
+    # -- object ledger --------------------------------------------------------------------
+
+    async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]:
+        out: dict[str, LedgerEntry] = {}
+        for oid in object_ids:
+            rows = self._read(
+                "SELECT object_id, kind, customer, account_context, currency, amount, amount_counted FROM ledger"
+                " WHERE credential = ? AND object_id = ?",
+                (credential, oid),
+            )
+            if rows:
+                out[oid] = LedgerEntry(**dict(rows[0]))
+        return out
+
+    async def ledger_put(self, credential: str, entries: list[LedgerEntry]) -> None:
+        with self._tx() as cur:
+            _ledger_put(cur, credential, entries, self.now_ms())
+
     # -- audit ----------------------------------------------------------------------------
 
     async def get_audit(self, row_id: str) -> dict[str, Any] | None:
@@ -635,6 +654,27 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
     cur.execute(_SETTLE_AUDIT, {c: params[c] for c in ("id", *_SETTLE_COLS)})
     if job.settles_earlier is not None:
         _settle_earlier(cur, job.settles_earlier, row.id)
+    if job.ledger is not None:
+        _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
+
+
+_LEDGER_PUT = """
+INSERT INTO ledger (credential, object_id, kind, customer, account_context, currency, amount, amount_counted,
+                    updated_at)
+VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :amount_counted, :now)
+ON CONFLICT (credential, object_id) DO UPDATE SET
+    customer = COALESCE(excluded.customer, ledger.customer),
+    account_context = COALESCE(excluded.account_context, ledger.account_context),
+    currency = COALESCE(excluded.currency, ledger.currency),
+    amount = COALESCE(excluded.amount, ledger.amount),
+    amount_counted = MAX(ledger.amount_counted, excluded.amount_counted),
+    updated_at = excluded.updated_at
+"""
+
+
+def _ledger_put(cur: sqlite3.Cursor, credential: str, entries: list[LedgerEntry], now: int) -> None:
+    for e in entries:
+        cur.execute(_LEDGER_PUT, {**e.__dict__, "credential": credential, "now": now})
 
 
 def _settle_earlier(cur: sqlite3.Cursor, earlier: EarlierSettlement, settled_by: str) -> None:

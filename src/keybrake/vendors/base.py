@@ -16,6 +16,7 @@ from keybrake.core.patterns import EndpointPattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
+from keybrake.store.base import LedgerEntry
 
 Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
@@ -87,6 +88,15 @@ class Vendor(Protocol):
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
     ) -> VendorCost:
         """What the call cost, from a definite answer (< 500); `doc` is its parsed JSON or None."""
+
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
+        """Ids of vendor objects whose facts the request's price or scope depends on."""
+
+    def lookup(self, object_id: str, vreq: VendorRequest) -> tuple[str, list[tuple[str, str]]] | None:
+        """Path and extra headers of the pre-flight GET that reads an object, or None."""
+
+    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
+        """Facts an answer teaches about vendor objects."""
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         """A hash identifying the request for Idempotency-Key retries; None if the vendor has none."""

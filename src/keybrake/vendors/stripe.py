@@ -17,6 +17,8 @@ from keybrake.core.policy import Policy, check_allowlist
 from keybrake.errors import Denial
 from keybrake.money import minor_to_micro_usd
 from keybrake.proxy.request import ProxyRequest
+from keybrake.store.base import LedgerEntry
+from keybrake.vendors import stripe_objects
 from keybrake.vendors.base import (
     REDACTED,
     Estimate,
@@ -224,24 +226,56 @@ class Stripe:
                 unresolved_reason="the request has no account context (Stripe-Account or Stripe-Context "
                 "header) and 'self' is not on the list",
             )
-        customer = vreq.params.scalar("customer")
-        if customer is None:
-            customer = next((s for s in vreq.path if s.startswith("cus_")), None)
+        customer = self._direct_customer(vreq)
+        unresolved = (
+            "the request does not name its customer (add the customer parameter, or use a /v1/customers/cus_… endpoint)"
+        )
+        ref = stripe_objects.referenced_object(vreq)
+        if customer is None and ref is not None:
+            fact = _facts(vreq).get(ref)
+            customer = fact.customer if fact else None
+            unresolved = f"{ref} belongs to no customer" if fact else f"the customer of {ref} could not be looked up"
         if policy.customer_allowlist is not None:
             check_allowlist(
                 policy.customer_allowlist,
                 customer,
                 field="customer_allowlist",
                 what="customer",
-                unresolved_reason="the request does not name its customer (add the customer parameter, "
-                "or use a /v1/customers/cus_… endpoint)",
+                unresolved_reason=unresolved,
             )
         return ScopeResult(customer_scope_id=customer)
 
     # -- cost -----------------------------------------------------------------------------
 
+    # -- objects the request depends on (ledger / pre-flight) ------------------------------
+
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
+        ref = stripe_objects.referenced_object(vreq)
+        if ref is None:
+            return []
+        if stripe_objects.object_priced(vreq) is not None:
+            return [ref]
+        if need_customer and self._direct_customer(vreq) is None:
+            return [ref]
+        return []
+
+    def lookup(self, object_id: str, vreq: VendorRequest) -> tuple[str, list[tuple[str, str]]] | None:
+        path = stripe_objects.lookup_path(object_id)
+        if path is None:
+            return None
+        account = vreq.account_context
+        return path, [("stripe-account", account)] if account and account.startswith("acct_") else []
+
+    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
+        return stripe_objects.ledger_entries(doc, account_context)
+
+    # -- cost -----------------------------------------------------------------------------
+
     def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
         method, path, params = vreq.method, vreq.path, vreq.params
+        by_object = stripe_objects.object_priced(vreq)
+        if by_object is not None and not (params.has("amount") and params.has("currency")):
+            return self._from_object(vreq, by_object[0], by_object[1], rates)
         for pattern, kind in PRICED:
             if pattern.matches(method, path):
                 if kind == "charge" and params.scalar("capture") == "false":
@@ -264,6 +298,20 @@ class Stripe:
         if any(p.matches(method, path) for p in FREE):
             return Estimate("free", 0, "none")
         return Estimate("unpriceable", 0, _unpriceable_kind(path))
+
+    def _from_object(self, vreq: VendorRequest, kind: str, param: str | None, rates: Rates) -> Estimate:
+        """Reserve from the named object's facts: its amount (or the parameter), less what was counted."""
+        ref = stripe_objects.referenced_object(vreq)
+        fact = _facts(vreq).get(ref) if ref else None
+        if fact is None or fact.currency is None or fact.amount is None:
+            return Estimate("unpriceable", 0, kind)
+        raw = vreq.params.scalar(param) if param else None
+        if raw is not None and not _AMOUNT.match(raw):
+            raise Denial("body_invalid", f"Parameter {param!r} must be a non-negative integer in minor units.")
+        base = int(raw) if raw is not None else fact.amount
+        # Refunds are new objects; everything else is counted once per object.
+        due = base if kind == "refund" else max(0, base - fact.amount_counted)
+        return Estimate("priced", _to_usd(due, fact.currency, rates, reserve=True), kind, fact.currency)
 
     def _priced(self, params: Params, kind: str, rates: Rates) -> Estimate:
         amount = params.scalar("amount")
@@ -295,6 +343,9 @@ class Stripe:
             # Money may have moved and the answer does not say how much: keep the estimate.
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
         kind, amount = _money_moved(obj, estimate.cost_kind)
+        fact = _facts(vreq).get(object_id) if object_id else None
+        if fact is not None and amount is not None and kind not in ("refund", "none"):
+            amount = max(0, amount - fact.amount_counted)  # counted once per object
         currency = obj.get("currency")
         status_field = obj.get("status")
         if status_field in _KEEP_STATUSES:
@@ -320,6 +371,11 @@ class Stripe:
                 obj["secret"] = REDACTED
                 found.append("secret")
         return sorted(set(found))
+
+    @staticmethod
+    def _direct_customer(vreq: VendorRequest) -> str | None:
+        customer = vreq.params.scalar("customer")
+        return customer or next((s for s in vreq.path if s.startswith("cus_")), None)
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -347,6 +403,11 @@ class Stripe:
             },
             headers,
         )
+
+
+def _facts(vreq: VendorRequest) -> dict[str, LedgerEntry]:
+    facts = vreq.extra.get("facts")
+    return facts if isinstance(facts, dict) else {}
 
 
 def _to_usd(amount_minor: int, currency: str, rates: Rates, *, reserve: bool) -> int:

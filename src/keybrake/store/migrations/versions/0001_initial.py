@@ -81,6 +81,20 @@ def upgrade() -> None:
         sa.Column("cap_limit", sa.BigInteger, nullable=True),
     )
     op.create_table(
+        "ledger",
+        # What Keybrake knows of a Stripe object (pi_, ch_, in_, re_, sub_): who it belongs to
+        # and how much of it has been counted against caps (money is counted once per object).
+        sa.Column("credential", sa.String(63), primary_key=True),
+        sa.Column("object_id", sa.String(255), primary_key=True),
+        sa.Column("kind", sa.String(32), nullable=False),
+        sa.Column("customer", sa.String(255), nullable=True),
+        sa.Column("account_context", sa.String(255), nullable=True),
+        sa.Column("currency", sa.String(3), nullable=True),
+        sa.Column("amount", sa.BigInteger, nullable=True),
+        sa.Column("amount_counted", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", MS, nullable=False),
+    )
+    op.create_table(
         "audit",
         sa.Column("id", sa.String(40), primary_key=True),
         sa.Column("ts", MS, nullable=False),
@@ -133,5 +147,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("audit", "counters", "vault_keys", "credentials", "admin_tokens", "instances", "kb_meta"):
+    for table in ("ledger", "audit", "counters", "vault_keys", "credentials", "admin_tokens", "instances", "kb_meta"):
         op.drop_table(table)

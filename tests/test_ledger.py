@@ -1,0 +1,143 @@
+"""The object ledger and pre-flight lookups (CONTRACT §3.1, §3.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+import stripe
+
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import REAL_SECRET, KeybrakeThread
+
+
+def via(kb: KeybrakeThread, key: dict[str, Any]) -> stripe.StripeClient:
+    return stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
+
+
+def direct(fake: FakeStripe) -> stripe.StripeClient:
+    """Straight to the fake Stripe with the real secret: objects Keybrake never saw."""
+    return stripe.StripeClient(REAL_SECRET, base_addresses={"api": fake.base_url}, max_network_retries=0)
+
+
+def used(kb: KeybrakeThread, key: dict[str, Any]) -> float:
+    with kb.admin() as c:
+        return float(c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]["used"])
+
+
+def test_concurrent_confirms_cannot_exceed_the_cap(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 10})
+    sc = via(kb, key)
+    intents = [
+        sc.v1.payment_intents.create({"amount": 300, "currency": "usd", "payment_method": "pm_card_visa"})
+        for _ in range(6)
+    ]  # created without confirm: free, but the ledger learns their amounts
+    assert used(kb, key) == 0
+    http = stripe.HTTPXClient()
+    ac = stripe.StripeClient(
+        key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0, http_client=http
+    )
+
+    async def confirm_all() -> list[Any]:
+        async def one(pi_id: str) -> Any:
+            try:
+                return await ac.v1.payment_intents.confirm_async(pi_id)
+            except stripe.StripeError as exc:
+                return exc
+
+        try:
+            return await asyncio.gather(*(one(pi.id) for pi in intents))
+        finally:
+            await http.close_async()
+
+    results = asyncio.run(confirm_all())
+    assert sum(1 for r in results if not isinstance(r, Exception)) == 3
+    assert all(r.http_status == 429 for r in results if isinstance(r, Exception))
+    assert len([r for r in fake_stripe.requests if r.path.endswith("/confirm")]) == 3
+    assert used(kb, key) == 9
+    assert not [r for r in fake_stripe.requests if r.method == "GET"]  # all from the ledger
+
+
+def test_confirm_of_an_unknown_payment_intent_makes_one_preflight_get(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    pi = direct(fake_stripe).v1.payment_intents.create(
+        {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "customer": "cus_A"}
+    )
+    fake_stripe.reset()
+    key = kb.issue({"daily_usd_cap": 6, "customer_allowlist": ["cus_A"]})
+    with pytest.raises(stripe.RateLimitError):
+        via(kb, key).v1.payment_intents.confirm(pi.id)  # $7 from the pre-flight GET > $6 cap
+    with kb.admin() as c:
+        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"daily_usd_cap": 10}})
+    assert via(kb, key).v1.payment_intents.confirm(pi.id).status == "succeeded"
+    gets = [r for r in fake_stripe.requests if r.method == "GET"]
+    assert [r.path for r in gets] == [f"/v1/payment_intents/{pi.id}"]
+    assert gets[0].headers["authorization"] == f"Bearer {REAL_SECRET}"
+    rows = sorted(kb.audit(key_id=key["id"]), key=lambda r: r["id"])
+    assert rows[0]["preflight_lookup"]["status"] == 200 and rows[0]["customer_scope_id"] == "cus_A"
+    assert rows[1]["preflight_lookup"] is None and rows[1]["cost_usd"] == 7
+    assert used(kb, key) == 7
+
+
+def test_authorise_then_capture_counts_the_amount_once(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 20})
+    sc = via(kb, key)
+    pi = sc.v1.payment_intents.create(
+        {
+            "amount": 500,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "capture_method": "manual",
+        }
+    )
+    assert pi.status == "requires_capture" and used(kb, key) == 5
+    captured = sc.v1.payment_intents.capture(pi.id)
+    assert captured.status == "succeeded" and used(kb, key) == 5
+    capture_row = kb.audit(key_id=key["id"])[0]
+    assert capture_row["path"].endswith("/capture") and capture_row["reserved_usd"] == 0
+    assert capture_row["cost_usd"] == 0
+    auth = sc.v1.charges.create({"amount": 400, "currency": "usd", "source": "tok_visa", "capture": False})
+    sc.v1.charges.capture(auth.id)
+    assert used(kb, key) == 9  # the charge authorisation counted when authorised, its capture added nothing
+
+
+def test_refund_of_another_customers_charge_is_refused(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    theirs = direct(fake_stripe).v1.charges.create(
+        {"amount": 900, "currency": "usd", "customer": "cus_OTHER", "source": "tok_visa"}
+    )
+    mine = direct(fake_stripe).v1.charges.create(
+        {"amount": 900, "currency": "usd", "customer": "cus_A", "source": "tok_visa"}
+    )
+    key = kb.issue({"customer_allowlist": ["cus_A"], "daily_usd_cap": 100})
+    with pytest.raises(stripe.PermissionError) as info:
+        via(kb, key).v1.refunds.create({"charge": theirs.id})
+    assert info.value.error is not None and info.value.error.code == "scope_violation"
+    assert "cus_OTHER" in str(info.value.user_message)
+    refund = via(kb, key).v1.refunds.create({"charge": mine.id, "amount": 300})
+    assert refund.amount == 300
+    posts = [r for r in fake_stripe.requests if r.method == "POST" and r.path == "/v1/refunds"]
+    assert len(posts) == 1 and posts[0].form["charge"] == [mine.id]
+
+
+def test_content_length_with_transfer_encoding_is_refused(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    body = b"amount=100&currency=usd"
+    raw = (
+        b"POST /stripe/v1/charges HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        + f"Authorization: Bearer {key['key']}\r\n".encode()
+        + b"Content-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {len(body)}\r\n".encode()
+        + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", kb.port), timeout=5) as s:
+        s.sendall(raw)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400")
+    assert fake_stripe.requests == []
