@@ -62,6 +62,7 @@ class KeybrakeApp:
             timeout_s=rt.settings.upstream_timeout_s,
             connect_timeout_s=rt.settings.upstream_connect_timeout_s,
             max_response_bytes=rt.settings.max_response_bytes,
+            explicit_hosts=rt.settings.upstream_hosts,
         )
         self.settler = SettleWriter(rt.store)
         self.pipeline = Pipeline(

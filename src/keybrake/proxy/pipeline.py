@@ -35,6 +35,7 @@ from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.upstream import (
     Upstream,
+    UpstreamForbidden,
     UpstreamOutcomeUnknown,
     UpstreamRequest,
     UpstreamUnreachable,
@@ -311,6 +312,14 @@ class Pipeline:
         headers.append(("accept-encoding", "identity"))
         try:
             resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, req.body))
+        except UpstreamForbidden as exc:
+            refusal = Denial(
+                "upstream_forbidden",
+                f"Refused to send the {vendor.name} credential: {exc}. Nothing was sent. Do not retry; the "
+                "operator must check DNS or list the host in KEYBRAKE_UPSTREAM_HOSTS.",
+            )
+            await self._finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
+            return self._render_denial(ctx, refusal)
         except UpstreamUnreachable as exc:
             refusal = Denial(
                 "upstream_unreachable",
@@ -524,7 +533,7 @@ class Pipeline:
             lookup: dict[str, Any] = {"object": oid, "path": path}
             try:
                 resp = await self.upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b""))
-            except (UpstreamUnreachable, UpstreamOutcomeUnknown) as exc:
+            except (UpstreamUnreachable, UpstreamForbidden, UpstreamOutcomeUnknown) as exc:
                 lookup["error"] = type(exc).__name__
             else:
                 lookup.update(status=resp.status, ms=round(resp.elapsed_ms, 3))

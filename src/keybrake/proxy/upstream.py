@@ -13,6 +13,8 @@ from typing import Protocol
 
 import aiohttp
 
+from keybrake.proxy.egress import ForbiddenAddress, GuardedResolver
+
 
 @dataclass(frozen=True)
 class UpstreamRequest:
@@ -34,6 +36,10 @@ class UpstreamUnreachable(Exception):
     """The connection failed before any byte of the request was sent."""
 
 
+class UpstreamForbidden(Exception):
+    """The vendor host resolved to an address Keybrake refuses to send secrets to; nothing was sent."""
+
+
 class UpstreamOutcomeUnknown(Exception):
     """The request may have reached the vendor, but no definite answer came back."""
 
@@ -51,7 +57,15 @@ class Upstream(Protocol):
 class AiohttpUpstream:
     """aiohttp: mature, ~10× less CPU per request than httpx on this path (FACTS.md)."""
 
-    def __init__(self, *, timeout_s: float, connect_timeout_s: float, max_response_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float,
+        max_response_bytes: int,
+        explicit_hosts: tuple[str, ...] = (),
+    ) -> None:
+        self._explicit_hosts = explicit_hosts
         self._timeout = aiohttp.ClientTimeout(
             total=timeout_s, connect=connect_timeout_s, sock_connect=connect_timeout_s
         )
@@ -60,7 +74,12 @@ class AiohttpUpstream:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=256, ttl_dns_cache=30, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(
+                limit=256,
+                ttl_dns_cache=30,
+                enable_cleanup_closed=True,
+                resolver=GuardedResolver(self._explicit_hosts),
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
@@ -92,6 +111,8 @@ class AiohttpUpstream:
         except aiohttp.ConnectionTimeoutError as exc:
             raise UpstreamUnreachable(f"connect timed out: {exc}") from exc
         except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ForbiddenAddress):
+                raise UpstreamForbidden(str(exc.os_error)) from exc
             raise UpstreamUnreachable(f"could not connect: {exc.os_error}") from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamOutcomeUnknown("no answer before the timeout", timeout=True, elapsed_ms=_ms(started)) from exc
