@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -141,3 +143,40 @@ def test_content_length_with_transfer_encoding_is_refused(kb: KeybrakeThread, fa
         answer = s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400")
     assert fake_stripe.requests == []
+
+
+def test_requires_action_keeps_the_reservation_until_reconciled(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    with KeybrakeThread(tmp_path / "d", reconcile_interval_s=0.2) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 100})
+        sc = via(kb, key)
+        done, dropped = (
+            sc.v1.payment_intents.create(
+                {
+                    "amount": amount,
+                    "currency": "usd",
+                    "confirm": True,
+                    "payment_method": "pm_card_authenticationRequired",
+                }
+            )
+            for amount in (1200, 800)
+        )
+        assert done.status == dropped.status == "requires_action"
+        with kb.admin() as c:
+            usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]
+        assert (usage["used"], usage["reserved"]) == (0, 20)  # kept as estimates
+        # the customer finishes one authentication and abandons the other, outside Keybrake
+        fake_stripe.payment_intents[done.id].update(status="succeeded", amount_received=1200)
+        fake_stripe.payment_intents[dropped.id].update(status="canceled")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = {r["vendor_object_id"]: r for r in kb.audit(key_id=key["id"])}
+            if all(r["cost_source"] != "estimate" for r in rows.values()):
+                break
+            time.sleep(0.1)
+        assert (rows[done.id]["cost_usd"], rows[done.id]["cost_source"]) == (12, "response")
+        assert rows[done.id]["settled_by"] == "reconciliation"
+        assert (rows[dropped.id]["cost_usd"], rows[dropped.id]["cost_kind"]) == (0, "none")
+        with kb.admin() as c:
+            usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]
+        assert (usage["used"], usage["reserved"]) == (12, 0)

@@ -21,6 +21,7 @@ from keybrake.admin.api import build_admin_app
 from keybrake.errors import Denial, EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.proxy.pipeline import Pipeline, hostname
+from keybrake.proxy.reconcile import Reconciler
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.settler import SettleWriter
@@ -76,6 +77,7 @@ class KeybrakeApp:
             on_verdict=self._count,
             settle=self.settler.submit,
         )
+        self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush)
         self._admin: Any = self.admin
         self._tasks: list[asyncio.Task[None]] = []
@@ -168,6 +170,7 @@ class KeybrakeApp:
                 count=recovered,
             )
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
+        self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="keybrake-reconcile"))
         event(log, "keybrake started", instance=self.instance_id)
 
     async def _housekeeping(self) -> None:

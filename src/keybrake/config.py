@@ -41,6 +41,7 @@ class Settings:
     require_usd_cap: bool = False
     metrics_public: bool = False
     graceful_shutdown_s: float = 30.0
+    reconcile_interval_s: float = 60.0
     log_level: str = "INFO"
 
     @property
@@ -126,6 +127,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             kw["require_usd_cap"] = _bool(e["KEYBRAKE_REQUIRE_USD_CAP"])
         if "KEYBRAKE_METRICS_PUBLIC" in e:
             kw["metrics_public"] = _bool(e["KEYBRAKE_METRICS_PUBLIC"])
+        if "KEYBRAKE_RECONCILE_INTERVAL" in e:
+            kw["reconcile_interval_s"] = float(e["KEYBRAKE_RECONCILE_INTERVAL"])
+            if kw["reconcile_interval_s"] <= 0:
+                raise SettingsError("KEYBRAKE_RECONCILE_INTERVAL must be a positive number of seconds")
         if "KEYBRAKE_LOG_LEVEL" in e:
             kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
     except (ValueError, TypeError) as exc:

@@ -524,7 +524,7 @@ class Pipeline:
         """
         found = await self.store.ledger_get(key.credential, object_ids)
         for oid in object_ids:
-            where = vendor.lookup(oid, vreq)
+            where = vendor.lookup(oid, vreq.account_context)
             if oid in found or where is None:
                 continue
             path, extra = where

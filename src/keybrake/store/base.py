@@ -103,6 +103,21 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class PendingEstimate:
+    """An allowed row whose reservation waits for the vendor's final word (reconciliation)."""
+
+    id: str
+    ts: int
+    key_id: str | None
+    vendor: str | None
+    credential: str | None
+    vendor_object_id: str
+    account_context: str | None
+    reserved_usd: int
+    cost_kind: str
+
+
+@dataclass(frozen=True)
 class RetryCheck:
     """Look for an earlier forwarded request this one retries (same key, Idempotency-Key, fingerprint)."""
 
@@ -331,6 +346,10 @@ class Store(Protocol):
     async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None: ...
     async def list_admin_tokens(self) -> list[AdminTokenRecord]: ...
     async def revoke_admin_token(self, token_id: str) -> bool: ...
+
+    # reconciliation
+    async def pending_estimates(self, older_than_ms: int, limit: int) -> list[PendingEstimate]: ...
+    async def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool: ...
 
     # object ledger
     async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]: ...

@@ -33,6 +33,7 @@ from keybrake.store.base import (
     KeyRecord,
     KeyState,
     LedgerEntry,
+    PendingEstimate,
     ReservedItem,
     ReserveResult,
     RetryCheck,
@@ -564,6 +565,21 @@ class SQLiteStore:
             == 1
         )
 
+    # -- reconciliation -------------------------------------------------------------------
+
+    async def pending_estimates(self, older_than_ms: int, limit: int) -> list[PendingEstimate]:
+        rows = self._read(
+            "SELECT id, ts, key_id, vendor, credential, vendor_object_id, account_context, reserved_usd, cost_kind"
+            " FROM audit WHERE verdict = 'allowed' AND cost_source = 'estimate' AND reservation IS NOT NULL"
+            " AND vendor_object_id IS NOT NULL AND id < ? ORDER BY id LIMIT ?",
+            (audit_id_floor(older_than_ms), limit),
+        )
+        return [PendingEstimate(**dict(r)) for r in rows]
+
+    async def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool:
+        with self._tx() as cur:
+            return _settle_kept(cur, row_id, cost_usd, cost_source, cost_kind, "reconciliation", ("allowed",), None)
+
     # -- object ledger --------------------------------------------------------------------
 
     async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]:
@@ -679,46 +695,55 @@ def _ledger_put(cur: sqlite3.Cursor, credential: str, entries: list[LedgerEntry]
 
 def _settle_earlier(cur: sqlite3.Cursor, earlier: EarlierSettlement, settled_by: str) -> None:
     """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation."""
+    _settle_kept(
+        cur,
+        earlier.id,
+        earlier.cost_usd,
+        earlier.cost_source,
+        earlier.cost_kind,
+        settled_by,
+        ("outcome_unknown",),
+        f"outcome settled by the retry {settled_by}",
+    )
+
+
+def _settle_kept(
+    cur: sqlite3.Cursor,
+    row_id: str,
+    cost_usd: int,
+    cost_source: str,
+    cost_kind: str,
+    settled_by: str,
+    verdicts: tuple[str, ...],
+    reason: str | None,
+) -> bool:
+    """Settle a reservation that was kept past the answer (unknown outcome, pending estimate)."""
+    marks = ", ".join("?" for _ in verdicts)
     r = cur.execute(
-        "SELECT reservation FROM audit WHERE id = ? AND verdict = 'outcome_unknown'", (earlier.id,)
+        f"SELECT reservation FROM audit WHERE id = ? AND verdict IN ({marks}) AND reservation IS NOT NULL",
+        (row_id, *verdicts),
     ).fetchone()
     if r is None:
-        return  # already settled (by another retry or reconciliation)
-    for it in (ReservedItem.from_json(v) for v in json.loads(r["reservation"] or "[]")):
-        if it.is_usd:
-            cur.execute(
-                _SETTLE,
-                {
-                    "scope": it.counter_scope,
-                    "cap": it.counter,
-                    "ws": it.window_start,
-                    "amount": it.amount,
-                    "actual": earlier.cost_usd,
-                },
-            ).fetchone()
-        else:  # it was forwarded: the request counts
-            cur.execute(
-                _SETTLE,
-                {
-                    "scope": it.counter_scope,
-                    "cap": it.counter,
-                    "ws": it.window_start,
-                    "amount": it.amount,
-                    "actual": it.amount,
-                },
-            ).fetchone()
+        return False  # already settled (by a retry or an earlier pass)
+    for it in (ReservedItem.from_json(v) for v in json.loads(r["reservation"])):
+        # USD counters move to the real cost; the request itself was forwarded, so it counts.
+        actual = cost_usd if it.is_usd else it.amount
+        cur.execute(
+            _SETTLE,
+            {
+                "scope": it.counter_scope,
+                "cap": it.counter,
+                "ws": it.window_start,
+                "amount": it.amount,
+                "actual": actual,
+            },
+        ).fetchone()
     cur.execute(
         "UPDATE audit SET verdict = 'allowed', cost_usd = ?, cost_source = ?, cost_kind = ?, settled_by = ?,"
-        " reservation = NULL, reason = ? WHERE id = ?",
-        (
-            earlier.cost_usd,
-            earlier.cost_source,
-            earlier.cost_kind,
-            settled_by,
-            f"outcome settled by the retry {settled_by}",
-            earlier.id,
-        ),
+        " reservation = NULL, reason = COALESCE(?, reason) WHERE id = ?",
+        (cost_usd, cost_source, cost_kind, settled_by, reason, row_id),
     )
+    return True
 
 
 class _CapRefused(Exception):

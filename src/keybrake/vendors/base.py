@@ -92,11 +92,14 @@ class Vendor(Protocol):
     def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
         """Ids of vendor objects whose facts the request's price or scope depends on."""
 
-    def lookup(self, object_id: str, vreq: VendorRequest) -> tuple[str, list[tuple[str, str]]] | None:
+    def lookup(self, object_id: str, account_context: str | None) -> tuple[str, list[tuple[str, str]]] | None:
         """Path and extra headers of the pre-flight GET that reads an object, or None."""
 
     def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
         """Facts an answer teaches about vendor objects."""
+
+    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+        """The final cost of a call from its object fetched later, or None while it is not final."""
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         """A hash identifying the request for Idempotency-Key retries; None if the vendor has none."""

@@ -259,11 +259,11 @@ class Stripe:
             return [ref]
         return []
 
-    def lookup(self, object_id: str, vreq: VendorRequest) -> tuple[str, list[tuple[str, str]]] | None:
+    def lookup(self, object_id: str, account_context: str | None) -> tuple[str, list[tuple[str, str]]] | None:
         path = stripe_objects.lookup_path(object_id)
         if path is None:
             return None
-        account = vreq.account_context
+        account = account_context
         return path, [("stripe-account", account)] if account and account.startswith("acct_") else []
 
     def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
@@ -358,6 +358,18 @@ class Stripe:
             return VendorCost(0, "response", "none", vendor_object_id=object_id)
         micro = _to_usd(amount, currency.lower(), rates, reserve=False)
         return VendorCost(micro, "response", kind, vendor_object_id=object_id)
+
+    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+        """A PaymentIntent left in requires_action settles once the customer finishes (or abandons) it."""
+        if not isinstance(doc, dict) or doc.get("status") in _KEEP_STATUSES:
+            return None
+        kind, amount = _money_moved(doc, "charge")
+        currency = doc.get("currency")
+        if not amount or not isinstance(currency, str) or currency.lower() not in rates:
+            return VendorCost(0, "response", "none", vendor_object_id=doc.get("id"))
+        return VendorCost(
+            _to_usd(amount, currency.lower(), rates, reserve=False), "response", kind, vendor_object_id=doc.get("id")
+        )
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         # Stripe honours Idempotency-Key on POST: a retry with the same key and body is free.

@@ -1,0 +1,91 @@
+"""Reconciliation: settling reservations whose outcome the vendor decides later.
+
+A Stripe PaymentIntent answered `requires_action` keeps its reservation (the customer can
+finish authentication without passing through Keybrake); Twilio answers `price: null` until
+a message is sent. Each pass re-reads such objects with the real secret and settles the rows
+whose objects are final; after 48 hours the estimate becomes final (CONTRACT §3.1.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from keybrake.config import Settings
+from keybrake.crypto import MasterKeyError, Sealer
+from keybrake.errors import EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.proxy.upstream import Upstream, UpstreamRequest
+from keybrake.store.base import PendingEstimate, Store
+from keybrake.vendors.base import Vendor
+
+log = logging.getLogger("keybrake.reconcile")
+FINAL_AFTER_MS = 48 * 3_600_000
+BATCH = 100
+
+
+class Reconciler:
+    def __init__(
+        self, store: Store, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
+    ) -> None:
+        self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval_s)
+            try:
+                await self.run_once()
+            except EnforcementUnavailable as exc:
+                event(log, "reconciliation pass failed", logging.ERROR, error=str(exc))
+
+    async def run_once(self) -> int:
+        """One pass; returns how many rows it settled."""
+        now = self.store.now_ms()
+        settled = 0
+        for row in await self.store.pending_estimates(now, BATCH):
+            settled += await self._one(row, now)
+        return settled
+
+    async def _one(self, row: PendingEstimate, now: int) -> int:
+        vendor = self.vendors.get(row.vendor or "")
+        cost = await self._fetch_cost(vendor, row) if vendor is not None else None
+        if cost is not None:
+            ok = await self.store.settle_pending(row.id, cost[0], "response", cost[1])
+        elif now - row.ts >= FINAL_AFTER_MS:
+            ok = await self.store.settle_pending(row.id, row.reserved_usd, "estimate", row.cost_kind)
+        else:
+            return 0
+        if ok:
+            event(log, "reconciled", request_id=row.id, key_id=row.key_id, vendor=row.vendor)
+        return int(ok)
+
+    async def _fetch_cost(self, vendor: Vendor, row: PendingEstimate) -> tuple[int, str] | None:
+        where = vendor.lookup(row.vendor_object_id, row.account_context)
+        cred = await self.store.credential(row.credential or "")
+        if where is None or cred is None:
+            return None
+        try:
+            secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
+        except MasterKeyError:
+            return None
+        path, extra = where
+        base = (cred.base_url or vendor.default_base_url).rstrip("/")
+        headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
+        try:
+            resp = await self.upstream.send(UpstreamRequest("GET", base + path, headers, b""))
+        except Exception as exc:  # any failure: try again next pass
+            event(log, "reconciliation lookup failed", logging.WARNING, request_id=row.id, error=type(exc).__name__)
+            return None
+        if resp.status != 200:
+            return None
+        try:
+            doc = json.loads(resp.body)
+        except ValueError:
+            return None
+        result = vendor.reconcile(doc, self.settings.fx_rates)
+        if result is None:
+            return None
+        if row.credential:
+            await self.store.ledger_put(row.credential, vendor.ledger_entries(doc, row.account_context))
+        return result.cost_usd, result.cost_kind
