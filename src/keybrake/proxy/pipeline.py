@@ -17,22 +17,24 @@ import json
 import logging
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from keybrake.config import Settings
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
-from keybrake.crypto import MasterKeyError, Sealer
+from keybrake.crypto import Sealer
 from keybrake.errors import Denial, EnforcementUnavailable
-from keybrake.logs import event, redact
+from keybrake.logs import redact
 from keybrake.money import format_usd, human_usd
 from keybrake.proxy.auth import agent_headers, extract_token
-from keybrake.proxy.render import ProxyResponse, denial_response
+from keybrake.proxy.facts import find_facts, json_or_none
+from keybrake.proxy.record import Recorder, RequestContext
+from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.request import ProxyRequest
+from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.proxy.upstream import (
     Upstream,
     UpstreamForbidden,
@@ -43,12 +45,10 @@ from keybrake.proxy.upstream import (
 from keybrake.store.base import (
     AuditRow,
     CapSpec,
-    CredentialRecord,
     EarlierSettlement,
     KeyRecord,
     KeyState,
     LedgerEntry,
-    ReservedItem,
     ReserveResult,
     RetryCheck,
     SettleJob,
@@ -99,19 +99,6 @@ _CAP_WORDS = {
 }
 
 
-@dataclass
-class _Ctx:
-    """What is known about a request so far; denials render from it."""
-
-    row: AuditRow
-    started: float
-    vendor: Vendor | None = None
-    key: KeyRecord | None = None
-    well_formed_token: bool = False
-    upstream_ms: float = 0.0
-    extra_meta: dict[str, Any] = field(default_factory=dict)
-
-
 class Pipeline:
     def __init__(
         self,
@@ -133,15 +120,8 @@ class Pipeline:
         self.sealer = sealer
         self.pepper = pepper
         self.instance_id = instance_id
-        self.on_verdict = on_verdict
-        self.settle = settle
-        self._policies: OrderedDict[tuple[str, int], Policy] = OrderedDict()
-        # Snapshots and plaintexts, never trusted alone (see `_forward_if_allowed`).
-        self._keys: OrderedDict[str, KeyRecord] = OrderedDict()
-        self._secrets: dict[bytes, bytes] = {}
-        self._unauth_second = 0
-        self._unauth_count = 0
-        self._unauth_suppressed = 0
+        self.snapshots = KeySnapshots(sealer, vendors)
+        self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -154,15 +134,17 @@ class Pipeline:
         row = AuditRow(
             id=new_audit_id(now), ts=now, method=req.method, path=_safe_path(req.raw_path), verdict="in_flight"
         )
-        ctx = _Ctx(row, time.perf_counter())
+        ctx = RequestContext(row, time.perf_counter())
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
-            return await self._deny(ctx, denial)
+            return await self.rec.deny(ctx, denial)
         except EnforcementUnavailable as exc:
-            return self._unavailable(ctx, exc)
+            return self.rec.unavailable(ctx, exc)
 
-    async def _forward_if_allowed(self, req: ProxyRequest, ctx: _Ctx, early_denial: Denial | None) -> ProxyResponse:
+    async def _forward_if_allowed(
+        self, req: ProxyRequest, ctx: RequestContext, early_denial: Denial | None
+    ) -> ProxyResponse:
         # The vendor prefix decides the error shape even before the key is known.
         prefix = _first_segment(req.raw_path)
         ctx.vendor = self.vendors.get(prefix) if prefix else None
@@ -174,14 +156,14 @@ class Pipeline:
         token = extract_token(req)
         ctx.well_formed_token = True
         thash = token_hash(self.pepper, token)
-        key = self._keys.get(thash)
+        key = self.snapshots.get(thash)
         fresh = key is None
         if key is None or key.status == "revoked" or key.expires_at <= self.store.now_ms():
             key = await self.store.key_by_hash(thash)
             fresh = True
         if key is None:
             raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
-        self._remember(thash, key)
+        self.snapshots.remember(thash, key)
         self._attach_key(ctx, key)
         if early_denial is not None:
             raise early_denial
@@ -220,10 +202,12 @@ class Pipeline:
 
         facts: dict[str, LedgerEntry] = {}
         for _ in range(_MAX_POLICY_RETRIES):
-            policy = self._policy(key)
+            policy = self.snapshots.policy(key)
             missing = [o for o in vendor.objects_needed(vreq, policy.customer_allowlist is not None) if o not in facts]
             if missing:
-                facts.update(await self._facts(ctx, key, vendor, vreq, missing))
+                facts.update(
+                    await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
+                )
                 vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
             try:
                 # 3. endpoint, scope and parameter rules
@@ -239,7 +223,7 @@ class Pipeline:
                     fresh = True
                     if current is not None and current.policy_version != key.policy_version:
                         key = current
-                        self._remember(thash, key)
+                        self.snapshots.remember(thash, key)
                         self._attach_key(ctx, key)
                         continue
                 raise
@@ -249,11 +233,11 @@ class Pipeline:
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True
-                self._remember(thash, key)
+                self.snapshots.remember(thash, key)
                 self._attach_key(ctx, key)
                 continue
             if result.state is not KeyState.OK and result.key is not None:
-                self._remember(thash, result.key)
+                self.snapshots.remember(thash, result.key)
             if result.state is not KeyState.OK:
                 raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
@@ -276,7 +260,7 @@ class Pipeline:
     async def _forward(
         self,
         req: ProxyRequest,
-        ctx: _Ctx,
+        ctx: RequestContext,
         key: KeyRecord,
         vendor: Vendor,
         vreq: VendorRequest,
@@ -293,16 +277,16 @@ class Pipeline:
             else ("total_usd" if policy.total_usd_cap is not None else None)
         )
         try:
-            secret, base_url = self._credential(key, reserved.credential)
+            secret, base_url = self.snapshots.credential(key, reserved.credential)
         except Denial as unavailable:
-            await self._finish(
+            await self.rec.finish(
                 ctx,
                 items,
                 _NOTHING_SENT,
                 daily_counter,
                 denial=unavailable,
             )
-            return self._render_denial(ctx, unavailable)
+            return self.rec.render_denial(ctx, unavailable)
         url = base_url.rstrip("/") + vendor.upstream_path(vreq, raw_rest, secret).decode("latin-1")
         if req.query:
             url += "?" + req.query.decode("latin-1")
@@ -318,16 +302,16 @@ class Pipeline:
                 f"Refused to send the {vendor.name} credential: {exc}. Nothing was sent. Do not retry; the "
                 "operator must check DNS or list the host in KEYBRAKE_UPSTREAM_HOSTS.",
             )
-            await self._finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
-            return self._render_denial(ctx, refusal)
+            await self.rec.finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
+            return self.rec.render_denial(ctx, refusal)
         except UpstreamUnreachable as exc:
             refusal = Denial(
                 "upstream_unreachable",
                 f"{vendor.name} could not be reached ({exc}); nothing was "
                 "sent and nothing was charged. Retrying may help.",
             )
-            await self._finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
-            return self._render_denial(ctx, refusal)
+            await self.rec.finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
+            return self.rec.render_denial(ctx, refusal)
         except UpstreamOutcomeUnknown as exc:
             ctx.upstream_ms = exc.elapsed_ms
             refusal = Denial(
@@ -335,14 +319,14 @@ class Pipeline:
                 f"{vendor.name} did not answer ({exc}). The request may have "
                 "been carried out: retry only with the same Idempotency-Key.",
             )
-            await self._finish(
+            await self.rec.finish(
                 ctx,
                 items,
                 _unknown(row.reserved_usd, estimate),
                 daily_counter,
                 denial=refusal,
             )
-            return self._render_denial(ctx, refusal)
+            return self.rec.render_denial(ctx, refusal)
 
         # 6. settle to what the answer says the call cost
         ctx.upstream_ms = resp.elapsed_ms
@@ -356,13 +340,13 @@ class Pipeline:
                 f"The operator's credential '{key.credential}' was "
                 f"refused by {vendor.name}. Do not retry; the operator must rotate it.",
             )
-            await self._finish(ctx, items, _REFUSED_BY_VENDOR, daily_counter, denial=refusal)
-            return self._render_denial(ctx, refusal)
+            await self.rec.finish(ctx, items, _REFUSED_BY_VENDOR, daily_counter, denial=refusal)
+            return self.rec.render_denial(ctx, refusal)
         if resp.status >= 500:
             settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
         body = resp.body
-        doc = _json_or_none(body, resp_headers)
+        doc = json_or_none(body, resp_headers)
         if doc is not None:
             # Secret-bearing fields never reach the agent, whatever the policy (CONTRACT §2.2).
             redacted = vendor.redact(vreq, doc)
@@ -388,7 +372,7 @@ class Pipeline:
             )
         row.status = resp.status
         learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 else []
-        await self._finish(
+        await self.rec.finish(
             ctx,
             items,
             settlement,
@@ -400,14 +384,14 @@ class Pipeline:
         out = [
             (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
         ]
-        out += self._keybrake_headers(ctx)
+        out += self.rec.keybrake_headers(ctx)
         if remaining is not None:
             out.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, remaining))))
         return ProxyResponse(resp.status, out, body)
 
     # -- steps ----------------------------------------------------------------------------
 
-    def _attach_key(self, ctx: _Ctx, key: KeyRecord) -> None:
+    def _attach_key(self, ctx: RequestContext, key: KeyRecord) -> None:
         ctx.key = key
         row = ctx.row
         row.key_id, row.label, row.vendor, row.credential = key.id, key.label, key.vendor, key.credential
@@ -421,7 +405,7 @@ class Pipeline:
 
     @staticmethod
     def _attach_agent_headers(
-        ctx: _Ctx, key: KeyRecord, run_id: str | None, event_id: str | None, extra: dict[str, str]
+        ctx: RequestContext, key: KeyRecord, run_id: str | None, event_id: str | None, extra: dict[str, str]
     ) -> None:
         row = ctx.row
         meta: dict[str, Any] = dict(key.metadata)
@@ -434,19 +418,8 @@ class Pipeline:
             meta["headers"] = extra
         row.metadata = meta or None
 
-    def _policy(self, key: KeyRecord) -> Policy:
-        """Compiled policies are cached by (key, version): an immutable fact, safe to keep."""
-        cache_key = (key.id, key.policy_version)
-        policy = self._policies.get(cache_key)
-        if policy is None:
-            policy = Policy.from_store(key.policy)
-            self._policies[cache_key] = policy
-            if len(self._policies) > 10_000:
-                self._policies.popitem(last=False)
-        return policy
-
     @staticmethod
-    def _match_endpoint(ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest) -> None:
+    def _match_endpoint(ctx: RequestContext, policy: Policy, vendor: Vendor, vreq: VendorRequest) -> None:
         guarded = first_match(vendor.guarded, vreq.method, vreq.path)
         if guarded is not None:
             # Only a pattern naming this endpoint outright admits it; wildcards and an absent
@@ -476,7 +449,9 @@ class Pipeline:
             )
         ctx.row.endpoint = matched.text
 
-    def _estimate(self, ctx: _Ctx, policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecord) -> Estimate:
+    def _estimate(
+        self, ctx: RequestContext, policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecord
+    ) -> Estimate:
         estimate = vendor.estimate(vreq, self.settings.fx_rates)
         if estimate.pricing == "unpriceable":
             if policy.max_usd_per_call is None:
@@ -492,202 +467,6 @@ class Pipeline:
         ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
         ctx.row.cost_source = "estimate" if estimate.amount else "none"
         return estimate
-
-    def _credential(self, key: KeyRecord, cred: CredentialRecord | None) -> tuple[bytes, str]:
-        """The secret read in the reservation transaction; plaintexts are cached by ciphertext."""
-        if cred is None or cred.vendor != key.vendor:
-            raise Denial(
-                "credential_unavailable",
-                f"The credential '{key.credential}' of this key no longer exists. Do not retry; the operator "
-                "must restore it.",
-            )
-        secret = self._secrets.get(cred.secret_enc)
-        if secret is None:
-            try:
-                secret = self.sealer.open(cred.secret_enc, f"credential:{key.credential}")
-            except MasterKeyError:
-                raise Denial(
-                    "credential_unavailable",
-                    f"The credential '{key.credential}' cannot be decrypted with this server's master key.",
-                ) from None
-            if len(self._secrets) > 1000:
-                self._secrets.clear()
-            self._secrets[cred.secret_enc] = secret
-        return secret, cred.base_url or self.vendors[key.vendor].default_base_url
-
-    async def _facts(
-        self, ctx: _Ctx, key: KeyRecord, vendor: Vendor, vreq: VendorRequest, object_ids: list[str]
-    ) -> dict[str, LedgerEntry]:
-        """Facts from the ledger, else one pre-flight GET per object with the real secret.
-
-        Pre-flight GETs are recorded in the row's `preflight_lookup` and count toward no cap.
-        """
-        found = await self.store.ledger_get(key.credential, object_ids)
-        for oid in object_ids:
-            where = vendor.lookup(oid, vreq.account_context)
-            if oid in found or where is None:
-                continue
-            path, extra = where
-            secret, base_url = self._credential(key, await self.store.credential(key.credential))
-            headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
-            lookup: dict[str, Any] = {"object": oid, "path": path}
-            try:
-                resp = await self.upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b""))
-            except (UpstreamUnreachable, UpstreamForbidden, UpstreamOutcomeUnknown) as exc:
-                lookup["error"] = type(exc).__name__
-            else:
-                lookup.update(status=resp.status, ms=round(resp.elapsed_ms, 3))
-                ctx.upstream_ms += resp.elapsed_ms
-                if resp.status == 200:
-                    entries = vendor.ledger_entries(
-                        _json_or_none(resp.body, {k.lower(): v for k, v in resp.headers}), vreq.account_context
-                    )
-                    await self.store.ledger_put(key.credential, entries)
-                    found.update({e.object_id: e for e in entries if e.object_id == oid})
-            ctx.row.preflight_lookup = lookup
-        return found
-
-    def _remember(self, thash: str, key: KeyRecord) -> None:
-        self._keys[thash] = key
-        self._keys.move_to_end(thash)
-        if len(self._keys) > 100_000:
-            self._keys.popitem(last=False)
-
-    async def _finish(
-        self,
-        ctx: _Ctx,
-        items: list[ReservedItem],
-        settlement: Settlement,
-        daily_counter: str | None,
-        *,
-        denial: Denial | None = None,
-        settles_earlier: EarlierSettlement | None = None,
-        ledger: tuple[str, list[LedgerEntry]] | None = None,
-    ) -> None:
-        """Settle the reservation and complete the row. A store failure here never hides the answer."""
-        row = ctx.row
-        if denial is not None:
-            row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
-        self._timings(ctx)
-        settlement.apply_to(row)
-        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger)
-        if self.settle is not None:
-            self.settle(job)  # batched, off the response path
-        else:
-            try:
-                await self.store.settle_many([job])
-            except EnforcementUnavailable as exc:
-                event(
-                    log,
-                    "settle failed; the row stays in_flight and is recovered on restart",
-                    logging.ERROR,
-                    request_id=row.id,
-                    key_id=row.key_id,
-                    error=str(exc),
-                )
-        self._observe(row)
-
-    async def _deny(self, ctx: _Ctx, denial: Denial) -> ProxyResponse:
-        row = ctx.row
-        row.verdict = denial.verdict
-        row.error_code = denial.code
-        row.reason = _clip(denial.message)
-        row.status = denial.status
-        row.cost_usd, row.reserved_usd, row.cost_source, row.cost_kind = 0, 0, "none", "none"
-        self._timings(ctx)
-        written = True
-        if ctx.key is None and not ctx.well_formed_token and not self._admit_unauth_row(row):
-            written = False
-        else:
-            try:
-                await self.store.insert_audit(row)
-            except EnforcementUnavailable as exc:
-                written = False
-                event(log, "could not write the audit row of a denial", logging.ERROR, error=str(exc))
-        self._observe(row)
-        resp = self._render_denial(ctx, denial, written=written)
-        return resp
-
-    def _render_denial(self, ctx: _Ctx, denial: Denial, *, written: bool = True) -> ProxyResponse:
-        resp = denial_response(
-            denial,
-            ctx.vendor,
-            request_id=ctx.row.id if written else None,
-            key_id=ctx.row.key_id,
-            now_ms=self.store.now_ms(),
-        )
-        if written:
-            resp.headers += self._keybrake_headers(ctx)
-        return resp
-
-    def _unavailable(self, ctx: _Ctx, exc: Exception) -> ProxyResponse:
-        event(
-            log,
-            "enforcement unavailable: refused without forwarding",
-            logging.ERROR,
-            error=str(exc),
-            key_id=ctx.row.key_id,
-        )
-        denial = Denial(
-            "enforcement_unavailable",
-            "Keybrake cannot reach its store, so it cannot enforce "
-            "this key's policy; nothing was forwarded. Retry shortly.",
-        )
-        if self.on_verdict:
-            self.on_verdict(ctx.row.vendor or "unknown", "enforcement_unavailable", 503)
-        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms())
-
-    def _admit_unauth_row(self, row: AuditRow) -> bool:
-        """Rows for requests without a well-formed token are rate-limited (CONTRACT §5)."""
-        second = row.ts // 1000
-        if second != self._unauth_second:
-            if self._unauth_suppressed:
-                row.metadata = {"suppressed": self._unauth_suppressed}
-                row.reason = f"{self._unauth_suppressed} requests without a well-formed vault key were not recorded"
-            self._unauth_second, self._unauth_count, self._unauth_suppressed = second, 0, 0
-        self._unauth_count += 1
-        if self._unauth_count > self.settings.unauth_audit_rate:
-            self._unauth_suppressed += 1
-            return False
-        return True
-
-    def _timings(self, ctx: _Ctx) -> None:
-        total = (time.perf_counter() - ctx.started) * 1000
-        ctx.row.latency_ms = round(total, 3)
-        ctx.row.upstream_latency_ms = round(ctx.upstream_ms, 3) if ctx.upstream_ms else None
-        ctx.row.overhead_ms = round(total - ctx.upstream_ms, 3)
-
-    def _keybrake_headers(self, ctx: _Ctx) -> list[tuple[str, str]]:
-        out = [("x-keybrake-request-id", ctx.row.id)]
-        if ctx.row.key_id:
-            out.append(("x-keybrake-key-id", ctx.row.key_id))
-        out.append(("x-keybrake-overhead-ms", f"{ctx.row.overhead_ms or 0:.1f}"))
-        return out
-
-    def _observe(self, row: AuditRow) -> None:
-        # The audit table is the per-request record; the log carries denials and failures at INFO.
-        level = logging.DEBUG if row.verdict == "allowed" else logging.INFO
-        if log.isEnabledFor(level):
-            self._log_row(row, level)
-        if self.on_verdict:
-            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
-
-    @staticmethod
-    def _log_row(row: AuditRow, level: int) -> None:
-        event(
-            log,
-            "proxied",
-            request_id=row.id,
-            key_id=row.key_id,
-            vendor=row.vendor,
-            method=row.method,
-            path=row.path,
-            verdict=row.verdict,
-            status=row.status,
-            cost_usd=format_usd(row.cost_usd),
-            overhead_ms=row.overhead_ms,
-            level=level,
-        )
 
 
 def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:
@@ -737,15 +516,6 @@ def _cap_denial(cap: Any, key_id: str) -> Denial:
     return Denial(code, f"Do not retry: {words} of {limit} reached for {key_id} ({detail}).{when}", cap=cap)
 
 
-def _json_or_none(body: bytes, headers: dict[str, str]) -> Any:
-    if "json" not in headers.get("content-type", "") or not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
 def _first(values: list[str]) -> str | None:
     return values[0][:255] if values else None
 
@@ -757,10 +527,6 @@ def _first_segment(raw_path: bytes) -> str | None:
 
 def _safe_path(raw_path: bytes) -> str:
     return raw_path.decode("latin-1")[:2048]
-
-
-def _clip(text: str) -> str:
-    return text[:1000]
 
 
 def hostname() -> str:

@@ -1,0 +1,67 @@
+"""Facts about vendor objects a request depends on: the ledger first, else one pre-flight GET."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from keybrake.proxy.record import RequestContext
+from keybrake.proxy.snapshots import KeySnapshots
+from keybrake.proxy.upstream import (
+    Upstream,
+    UpstreamForbidden,
+    UpstreamOutcomeUnknown,
+    UpstreamRequest,
+    UpstreamUnreachable,
+)
+from keybrake.store.base import KeyRecord, LedgerEntry, Store
+from keybrake.vendors.base import Vendor, VendorRequest
+
+
+async def find_facts(
+    ctx: RequestContext,
+    store: Store,
+    upstream: Upstream,
+    snapshots: KeySnapshots,
+    key: KeyRecord,
+    vendor: Vendor,
+    vreq: VendorRequest,
+    object_ids: list[str],
+) -> dict[str, LedgerEntry]:
+    """Facts from the ledger, else one pre-flight GET per object with the real secret.
+
+    Pre-flight GETs are recorded in the row's `preflight_lookup` and count toward no cap.
+    """
+    found = await store.ledger_get(key.credential, object_ids)
+    for oid in object_ids:
+        where = vendor.lookup(oid, vreq.account_context)
+        if oid in found or where is None:
+            continue
+        path, extra = where
+        secret, base_url = snapshots.credential(key, await store.credential(key.credential))
+        headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
+        lookup: dict[str, Any] = {"object": oid, "path": path}
+        try:
+            resp = await upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b""))
+        except (UpstreamUnreachable, UpstreamForbidden, UpstreamOutcomeUnknown) as exc:
+            lookup["error"] = type(exc).__name__
+        else:
+            lookup.update(status=resp.status, ms=round(resp.elapsed_ms, 3))
+            ctx.upstream_ms += resp.elapsed_ms
+            if resp.status == 200:
+                entries = vendor.ledger_entries(
+                    json_or_none(resp.body, {k.lower(): v for k, v in resp.headers}), vreq.account_context
+                )
+                await store.ledger_put(key.credential, entries)
+                found.update({e.object_id: e for e in entries if e.object_id == oid})
+        ctx.row.preflight_lookup = lookup
+    return found
+
+
+def json_or_none(body: bytes, headers: dict[str, str]) -> Any:
+    if "json" not in headers.get("content-type", "") or not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -1,0 +1,199 @@
+"""Recording what happened to a request: its audit row, the denial answer, logs and metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keybrake.config import Settings
+from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.money import format_usd
+from keybrake.proxy.render import ProxyResponse, denial_response
+from keybrake.store.base import (
+    AuditRow,
+    EarlierSettlement,
+    KeyRecord,
+    LedgerEntry,
+    ReservedItem,
+    SettleJob,
+    Settlement,
+    Store,
+)
+from keybrake.vendors.base import Vendor
+
+log = logging.getLogger("keybrake.proxy")
+
+
+@dataclass
+class RequestContext:
+    """What is known about a request so far; denials render from it."""
+
+    row: AuditRow
+    started: float
+    vendor: Vendor | None = None
+    key: KeyRecord | None = None
+    well_formed_token: bool = False
+    upstream_ms: float = 0.0
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        settle: Callable[[SettleJob], None] | None,
+        on_verdict: Callable[[str, str, int], None] | None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.settle = settle
+        self.on_verdict = on_verdict
+        self._unauth_second = 0
+        self._unauth_count = 0
+        self._unauth_suppressed = 0
+
+    async def finish(
+        self,
+        ctx: RequestContext,
+        items: list[ReservedItem],
+        settlement: Settlement,
+        daily_counter: str | None,
+        *,
+        denial: Denial | None = None,
+        settles_earlier: EarlierSettlement | None = None,
+        ledger: tuple[str, list[LedgerEntry]] | None = None,
+    ) -> None:
+        """Settle the reservation and complete the row. A store failure here never hides the answer."""
+        row = ctx.row
+        if denial is not None:
+            row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
+        self._timings(ctx)
+        settlement.apply_to(row)
+        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger)
+        if self.settle is not None:
+            self.settle(job)  # batched, off the response path
+        else:
+            try:
+                await self.store.settle_many([job])
+            except EnforcementUnavailable as exc:
+                event(
+                    log,
+                    "settle failed; the row stays in_flight and is recovered on restart",
+                    logging.ERROR,
+                    request_id=row.id,
+                    key_id=row.key_id,
+                    error=str(exc),
+                )
+        self._observe(row)
+
+    async def deny(self, ctx: RequestContext, denial: Denial) -> ProxyResponse:
+        row = ctx.row
+        row.verdict = denial.verdict
+        row.error_code = denial.code
+        row.reason = _clip(denial.message)
+        row.status = denial.status
+        row.cost_usd, row.reserved_usd, row.cost_source, row.cost_kind = 0, 0, "none", "none"
+        self._timings(ctx)
+        written = True
+        if ctx.key is None and not ctx.well_formed_token and not self._admit_unauth_row(row):
+            written = False
+        else:
+            try:
+                await self.store.insert_audit(row)
+            except EnforcementUnavailable as exc:
+                written = False
+                event(log, "could not write the audit row of a denial", logging.ERROR, error=str(exc))
+        self._observe(row)
+        resp = self.render_denial(ctx, denial, written=written)
+        return resp
+
+    def render_denial(self, ctx: RequestContext, denial: Denial, *, written: bool = True) -> ProxyResponse:
+        resp = denial_response(
+            denial,
+            ctx.vendor,
+            request_id=ctx.row.id if written else None,
+            key_id=ctx.row.key_id,
+            now_ms=self.store.now_ms(),
+        )
+        if written:
+            resp.headers += self.keybrake_headers(ctx)
+        return resp
+
+    def unavailable(self, ctx: RequestContext, exc: Exception) -> ProxyResponse:
+        event(
+            log,
+            "enforcement unavailable: refused without forwarding",
+            logging.ERROR,
+            error=str(exc),
+            key_id=ctx.row.key_id,
+        )
+        denial = Denial(
+            "enforcement_unavailable",
+            "Keybrake cannot reach its store, so it cannot enforce "
+            "this key's policy; nothing was forwarded. Retry shortly.",
+        )
+        if self.on_verdict:
+            self.on_verdict(ctx.row.vendor or "unknown", "enforcement_unavailable", 503)
+        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms())
+
+    def keybrake_headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
+        out = [("x-keybrake-request-id", ctx.row.id)]
+        if ctx.row.key_id:
+            out.append(("x-keybrake-key-id", ctx.row.key_id))
+        out.append(("x-keybrake-overhead-ms", f"{ctx.row.overhead_ms or 0:.1f}"))
+        return out
+
+    def _admit_unauth_row(self, row: AuditRow) -> bool:
+        """Rows for requests without a well-formed token are rate-limited (CONTRACT §5)."""
+        second = row.ts // 1000
+        if second != self._unauth_second:
+            if self._unauth_suppressed:
+                row.metadata = {"suppressed": self._unauth_suppressed}
+                row.reason = f"{self._unauth_suppressed} requests without a well-formed vault key were not recorded"
+            self._unauth_second, self._unauth_count, self._unauth_suppressed = second, 0, 0
+        self._unauth_count += 1
+        if self._unauth_count > self.settings.unauth_audit_rate:
+            self._unauth_suppressed += 1
+            return False
+        return True
+
+    def _timings(self, ctx: RequestContext) -> None:
+        total = (time.perf_counter() - ctx.started) * 1000
+        ctx.row.latency_ms = round(total, 3)
+        ctx.row.upstream_latency_ms = round(ctx.upstream_ms, 3) if ctx.upstream_ms else None
+        ctx.row.overhead_ms = round(total - ctx.upstream_ms, 3)
+
+    def _observe(self, row: AuditRow) -> None:
+        # The audit table is the per-request record; the log carries denials and failures at INFO.
+        level = logging.DEBUG if row.verdict == "allowed" else logging.INFO
+        if log.isEnabledFor(level):
+            self._log_row(row, level)
+        if self.on_verdict:
+            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
+
+    @staticmethod
+    def _log_row(row: AuditRow, level: int) -> None:
+        event(
+            log,
+            "proxied",
+            request_id=row.id,
+            key_id=row.key_id,
+            vendor=row.vendor,
+            method=row.method,
+            path=row.path,
+            verdict=row.verdict,
+            status=row.status,
+            cost_usd=format_usd(row.cost_usd),
+            overhead_ms=row.overhead_ms,
+            level=level,
+        )
+
+
+def _clip(text: str) -> str:
+    return text[:1000]

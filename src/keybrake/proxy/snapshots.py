@@ -1,0 +1,68 @@
+"""What the proxy keeps in memory between requests, and why it is safe to.
+
+Key records are *snapshots*: every admission is confirmed by the reservation transaction,
+which re-reads status, expiry and policy version, and every denial drawn from a snapshot is
+re-checked against the store (CONTRACT §2.6). Compiled policies are keyed by (key, version)
+and decrypted secrets by their ciphertext: both immutable facts.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from keybrake.core.policy import Policy
+from keybrake.crypto import MasterKeyError, Sealer
+from keybrake.errors import Denial
+from keybrake.store.base import CredentialRecord, KeyRecord
+from keybrake.vendors.base import Vendor
+
+
+class KeySnapshots:
+    def __init__(self, sealer: Sealer, vendors: dict[str, Vendor]) -> None:
+        self._sealer = sealer
+        self._vendors = vendors
+        self._keys: OrderedDict[str, KeyRecord] = OrderedDict()
+        self._policies: OrderedDict[tuple[str, int], Policy] = OrderedDict()
+        self._secrets: dict[bytes, bytes] = {}
+
+    def get(self, token_hash: str) -> KeyRecord | None:
+        return self._keys.get(token_hash)
+
+    def credential(self, key: KeyRecord, cred: CredentialRecord | None) -> tuple[bytes, str]:
+        """The secret read in the reservation transaction; plaintexts are cached by ciphertext."""
+        if cred is None or cred.vendor != key.vendor:
+            raise Denial(
+                "credential_unavailable",
+                f"The credential '{key.credential}' of this key no longer exists. Do not retry; the operator "
+                "must restore it.",
+            )
+        secret = self._secrets.get(cred.secret_enc)
+        if secret is None:
+            try:
+                secret = self._sealer.open(cred.secret_enc, f"credential:{key.credential}")
+            except MasterKeyError:
+                raise Denial(
+                    "credential_unavailable",
+                    f"The credential '{key.credential}' cannot be decrypted with this server's master key.",
+                ) from None
+            if len(self._secrets) > 1000:
+                self._secrets.clear()
+            self._secrets[cred.secret_enc] = secret
+        return secret, cred.base_url or self._vendors[key.vendor].default_base_url
+
+    def remember(self, thash: str, key: KeyRecord) -> None:
+        self._keys[thash] = key
+        self._keys.move_to_end(thash)
+        if len(self._keys) > 100_000:
+            self._keys.popitem(last=False)
+
+    def policy(self, key: KeyRecord) -> Policy:
+        """Compiled policies are cached by (key, version): an immutable fact, safe to keep."""
+        cache_key = (key.id, key.policy_version)
+        policy = self._policies.get(cache_key)
+        if policy is None:
+            policy = Policy.from_store(key.policy)
+            self._policies[cache_key] = policy
+            if len(self._policies) > 10_000:
+                self._policies.popitem(last=False)
+        return policy
