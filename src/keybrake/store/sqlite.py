@@ -12,24 +12,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from keybrake.errors import CapHit, EnforcementUnavailable
+from keybrake.errors import CapHit
 from keybrake.store.base import (
-    AUDIT_FIELDS,
-    AdminTokenRecord,
-    AuditQuery,
     AuditRow,
     CapSpec,
-    CounterValue,
     CredentialRecord,
     EarlierRequest,
     EarlierSettlement,
-    KeyQuery,
     KeyRecord,
     KeyState,
     LedgerEntry,
@@ -41,13 +33,10 @@ from keybrake.store.base import (
     Settlement,
 )
 from keybrake.store.ids import audit_id_floor
+from keybrake.store.sqlite_admin import SQLiteAdminQueries
+from keybrake.store.sqlite_rows import _INSERT_AUDIT, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
-_JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
-_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
-_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
-# Guarded reservation: inserts the window's counter or adds to it only while it stays within
-# the limit. No row comes back when the guard refuses, and nothing is changed.
 _RESERVE = """
 INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)
 VALUES {values}
@@ -89,127 +78,8 @@ RETURNING used
 """
 
 
-def _row_params(
-    row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None, fingerprint: str | None = None
-) -> dict[str, Any]:
-    params = {f: getattr(row, f) for f in AUDIT_FIELDS}
-    for f in _JSON_AUDIT:
-        if params[f] is not None:
-            params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
-    params["owner"] = owner
-    params["fingerprint"] = fingerprint
-    params["reservation"] = json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
-    return params
-
-
-def _audit_dict(r: sqlite3.Row) -> dict[str, Any]:
-    out = {f: r[f] for f in AUDIT_FIELDS}
-    for f in _JSON_AUDIT:
-        if out[f] is not None:
-            out[f] = json.loads(out[f])
-    return out
-
-
-def _key(r: sqlite3.Row) -> KeyRecord:
-    return KeyRecord(
-        id=r["id"],
-        vendor=r["vendor"],
-        credential=r["credential"],
-        label=r["label"],
-        metadata=json.loads(r["metadata"]),
-        policy=json.loads(r["policy"]),
-        policy_version=r["policy_version"],
-        status=r["status"],
-        created_at=r["created_at"],
-        expires_at=r["expires_at"],
-        revoked_at=r["revoked_at"],
-        revoke_reason=r["revoke_reason"],
-        issued_by=r["issued_by"],
-    )
-
-
-def _cred(r: sqlite3.Row) -> CredentialRecord:
-    return CredentialRecord(
-        name=r["name"],
-        vendor=r["vendor"],
-        secret_enc=bytes(r["secret_enc"]),
-        secret_hint=r["secret_hint"],
-        base_url=r["base_url"],
-        livemode=None if r["livemode"] is None else bool(r["livemode"]),
-        created_at=r["created_at"],
-        rotated_at=r["rotated_at"],
-    )
-
-
-def _escape_like(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-class SQLiteStore:
+class SQLiteStore(SQLiteAdminQueries):
     """The embedded engine. `clock` returns Unix ms; tests inject one to cross windows."""
-
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", clock: Callable[[], int] | None = None) -> None:
-        self.path = path
-        self._clock = clock or (lambda: int(time.time() * 1000))
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
-        self._db.execute("PRAGMA mmap_size=268435456")
-        self._db.execute("PRAGMA temp_store=MEMORY")
-
-    def now_ms(self) -> int:
-        return self._clock()
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Cursor]:
-        """One IMMEDIATE transaction; any database error means enforcement is unavailable."""
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-        try:
-            yield cur
-        except sqlite3.Error as exc:
-            self._rollback(cur)
-            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-        except BaseException:
-            self._rollback(cur)
-            raise
-        else:
-            try:
-                cur.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(cur)
-                raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-
-    @staticmethod
-    def _rollback(cur: sqlite3.Cursor) -> None:
-        try:
-            cur.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
-
-    def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-
-    def _write(self, sql: str, params: Any = ()) -> int:
-        with self._tx() as cur:
-            return cur.execute(sql, params).rowcount
-
-    async def close(self) -> None:
-        self._db.close()
-
-    async def ping(self) -> None:
-        self._read("SELECT 1")
 
     # -- meta and instances ---------------------------------------------------------------
 
@@ -377,194 +247,6 @@ class SQLiteStore:
     async def insert_audit(self, row: AuditRow) -> None:
         self._write(_INSERT_AUDIT, _row_params(row, None, None))
 
-    # -- keys -----------------------------------------------------------------------------
-
-    async def insert_key(self, key: KeyRecord, token_hash: str) -> None:
-        self._write(
-            "INSERT INTO vault_keys (id, token_hash, vendor, credential, label, metadata, policy, policy_version,"
-            " status, created_at, expires_at, revoked_at, revoke_reason, issued_by) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.id,
-                token_hash,
-                key.vendor,
-                key.credential,
-                key.label,
-                json.dumps(key.metadata),
-                json.dumps(key.policy),
-                key.policy_version,
-                key.status,
-                key.created_at,
-                key.expires_at,
-                key.revoked_at,
-                key.revoke_reason,
-                key.issued_by,
-            ),
-        )
-
-    async def get_key(self, key_id: str) -> KeyRecord | None:
-        rows = self._read("SELECT * FROM vault_keys WHERE id = ?", (key_id,))
-        return _key(rows[0]) if rows else None
-
-    async def list_keys(self, q: KeyQuery) -> list[KeyRecord]:
-        where: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        now = self.now_ms()
-        if q.label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.label_prefix))
-        if q.label is not None:
-            where.append("label = ?")
-            params.append(q.label)
-        for col in ("vendor", "credential"):
-            if getattr(q, col) is not None:
-                where.append(f"{col} = ?")
-                params.append(getattr(q, col))
-        if q.status == "active":
-            where.append("status = 'active' AND expires_at > ?")
-            params.append(now)
-        elif q.status == "expired":
-            where.append("status = 'active' AND expires_at <= ?")
-            params.append(now)
-        elif q.status == "revoked":
-            where.append("status = 'revoked'")
-        for k, v in q.metadata.items():
-            where.append("json_extract(metadata, ?) = ?")
-            params += [f'$."{k}"', v]
-        if q.cursor is not None:
-            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
-            params += [q.cursor[0], q.cursor[0], q.cursor[1]]
-        sql = f"SELECT * FROM vault_keys WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
-        return [_key(r) for r in self._read(sql, (*params, q.limit))]
-
-    async def update_key(
-        self,
-        key_id: str,
-        expected_version: int,
-        *,
-        label: str | None,
-        metadata: dict[str, str],
-        policy: dict[str, Any],
-        expires_at: int,
-    ) -> bool:
-        n = self._write(
-            "UPDATE vault_keys SET label = ?, metadata = ?, policy = ?, expires_at = ?,"
-            " policy_version = policy_version + 1 WHERE id = ? AND policy_version = ? AND status = 'active'",
-            (label, json.dumps(metadata), json.dumps(policy), expires_at, key_id, expected_version),
-        )
-        return n == 1
-
-    async def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None:
-        with self._tx() as cur:
-            cur.execute(
-                "UPDATE vault_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,"
-                " policy_version = policy_version + 1 WHERE id = ? AND status = 'active'",
-                (self.now_ms(), reason, key_id),
-            )
-            r = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
-        return _key(r) if r else None
-
-    async def revoke_keys(
-        self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
-    ) -> tuple[int, int]:
-        now = self.now_ms()
-        where: list[str] = ["status = 'active'"]
-        params: list[Any] = [now, reason]
-        if label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(label_prefix))
-        for col, val in (("vendor", vendor), ("credential", credential)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                params.append(val)
-        n = self._write(
-            "UPDATE vault_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,"
-            f" policy_version = policy_version + 1 WHERE {' AND '.join(where)}",
-            params,
-        )
-        return n, now
-
-    async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
-        out: dict[str, CounterValue] = {}
-        for name, ws in counters:
-            rows = self._read(
-                "SELECT used, reserved FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
-                (scope, name, ws),
-            )
-            used, reserved = (rows[0]["used"], rows[0]["reserved"]) if rows else (0, 0)
-            out[name] = CounterValue(used, reserved, ws)
-        return out
-
-    async def active_key_count(self, credential: str) -> int:
-        rows = self._read(
-            "SELECT count(*) FROM vault_keys WHERE credential = ? AND status = 'active' AND expires_at > ?",
-            (credential, self.now_ms()),
-        )
-        return int(rows[0][0])
-
-    # -- credentials ----------------------------------------------------------------------
-
-    async def insert_credential(self, cred: CredentialRecord) -> bool:
-        with self._tx() as cur:
-            n = cur.execute(
-                "INSERT INTO credentials (name, vendor, secret_enc, secret_hint, base_url, livemode, created_at,"
-                " rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    cred.name,
-                    cred.vendor,
-                    cred.secret_enc,
-                    cred.secret_hint,
-                    cred.base_url,
-                    cred.livemode,
-                    cred.created_at,
-                    cred.rotated_at,
-                ),
-            ).rowcount
-        return n == 1
-
-    async def rotate_credential(
-        self, name: str, secret_enc: bytes, hint: str, base_url: str | None, livemode: bool | None
-    ) -> bool:
-        n = self._write(
-            "UPDATE credentials SET secret_enc = ?, secret_hint = ?, base_url = ?, livemode = ?, rotated_at = ?"
-            " WHERE name = ?",
-            (secret_enc, hint, base_url, livemode, self.now_ms(), name),
-        )
-        return n == 1
-
-    async def list_credentials(self) -> list[CredentialRecord]:
-        return [_cred(r) for r in self._read("SELECT * FROM credentials ORDER BY created_at DESC, name")]
-
-    async def delete_credential(self, name: str) -> bool:
-        return self._write("DELETE FROM credentials WHERE name = ?", (name,)) == 1
-
-    # -- admin tokens ---------------------------------------------------------------------
-
-    async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None:
-        self._write(
-            "INSERT INTO admin_tokens (id, token_hash, scope, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            (rec.id, token_hash, rec.scope, rec.label, rec.created_at, rec.revoked_at),
-        )
-
-    async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None:
-        rows = self._read(
-            "SELECT id, scope, label, created_at, revoked_at FROM admin_tokens WHERE token_hash = ?", (token_hash,)
-        )
-        return AdminTokenRecord(**dict(rows[0])) if rows else None
-
-    async def list_admin_tokens(self) -> list[AdminTokenRecord]:
-        rows = self._read("SELECT id, scope, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at DESC")
-        return [AdminTokenRecord(**dict(r)) for r in rows]
-
-    async def revoke_admin_token(self, token_id: str) -> bool:
-        return (
-            self._write(
-                "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self.now_ms(), token_id)
-            )
-            == 1
-        )
-
     # -- reconciliation -------------------------------------------------------------------
 
     async def pending_estimates(self, older_than_ms: int, limit: int) -> list[PendingEstimate]:
@@ -597,45 +279,6 @@ class SQLiteStore:
     async def ledger_put(self, credential: str, entries: list[LedgerEntry]) -> None:
         with self._tx() as cur:
             _ledger_put(cur, credential, entries, self.now_ms())
-
-    # -- audit ----------------------------------------------------------------------------
-
-    async def get_audit(self, row_id: str) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id = ?", (row_id,))
-        return _audit_dict(rows[0]) if rows else None
-
-    async def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
-        where: list[str] = []
-        params: list[Any] = []
-        for col in ("key_id", "agent_run_id", "triggering_event_id", "vendor", "error_code", "customer_scope_id"):
-            v = getattr(q, col)
-            if v is not None:
-                where.append(f"{col} = ?")
-                params.append(v)
-        if q.verdict is not None:
-            if q.verdict == "denied":
-                where.append("verdict LIKE 'denied\\_%' ESCAPE '\\'")
-            else:
-                where.append("verdict = ?")
-                params.append(q.verdict)
-        if q.label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.label_prefix))
-        if q.idempotency_key_prefix is not None:
-            where.append("idempotency_key LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.idempotency_key_prefix))
-        if q.since is not None:
-            where.append("id >= ?")
-            params.append(audit_id_floor(q.since))
-        if q.until is not None:
-            where.append("id < ?")
-            params.append(audit_id_floor(q.until))
-        if q.cursor is not None:
-            where.append("id < ?")
-            params.append(q.cursor[1])
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id DESC LIMIT ?"
-        return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
 
 
 def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:

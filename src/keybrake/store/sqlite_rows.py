@@ -1,0 +1,71 @@
+"""SQLite rows ↔ records, shared by the engine's hot path and its admin queries."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from keybrake.store.base import AUDIT_FIELDS, AuditRow, CredentialRecord, KeyRecord, ReservedItem
+
+_JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
+_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
+_INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
+# Guarded reservation: inserts the window's counter or adds to it only while it stays within
+# the limit. No row comes back when the guard refuses, and nothing is changed.
+
+
+def _row_params(
+    row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None, fingerprint: str | None = None
+) -> dict[str, Any]:
+    params = {f: getattr(row, f) for f in AUDIT_FIELDS}
+    for f in _JSON_AUDIT:
+        if params[f] is not None:
+            params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
+    params["owner"] = owner
+    params["fingerprint"] = fingerprint
+    params["reservation"] = json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
+    return params
+
+
+def _audit_dict(r: sqlite3.Row) -> dict[str, Any]:
+    out = {f: r[f] for f in AUDIT_FIELDS}
+    for f in _JSON_AUDIT:
+        if out[f] is not None:
+            out[f] = json.loads(out[f])
+    return out
+
+
+def _key(r: sqlite3.Row) -> KeyRecord:
+    return KeyRecord(
+        id=r["id"],
+        vendor=r["vendor"],
+        credential=r["credential"],
+        label=r["label"],
+        metadata=json.loads(r["metadata"]),
+        policy=json.loads(r["policy"]),
+        policy_version=r["policy_version"],
+        status=r["status"],
+        created_at=r["created_at"],
+        expires_at=r["expires_at"],
+        revoked_at=r["revoked_at"],
+        revoke_reason=r["revoke_reason"],
+        issued_by=r["issued_by"],
+    )
+
+
+def _cred(r: sqlite3.Row) -> CredentialRecord:
+    return CredentialRecord(
+        name=r["name"],
+        vendor=r["vendor"],
+        secret_enc=bytes(r["secret_enc"]),
+        secret_hint=r["secret_hint"],
+        base_url=r["base_url"],
+        livemode=None if r["livemode"] is None else bool(r["livemode"]),
+        created_at=r["created_at"],
+        rotated_at=r["rotated_at"],
+    )
+
+
+def _escape_like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
