@@ -158,3 +158,26 @@ def test_deleting_a_credential_in_use_needs_revoke_keys(kb: KeybrakeThread) -> N
         assert c.delete("/v1/credentials/default").status_code == 409
         assert c.delete("/v1/credentials/default", params={"revoke_keys": "true"}).status_code == 200
         assert c.get(f"/v1/keys/{key['id']}").json()["status"] == "revoked"
+
+
+def test_audit_filters_by_key_metadata_and_export_says_not_yet(kb: KeybrakeThread) -> None:
+    a = kb.issue(metadata={"tenant": "a"})
+    b = kb.issue(metadata={"tenant": "b"})
+    for key in (a, b):
+        httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"})
+    rows = kb.audit(**{"metadata.tenant": "a"})
+    assert [r["key_id"] for r in rows] == [a["id"]]
+    with kb.admin() as c:
+        r = c.get("/v1/audit/export")
+    assert r.status_code == 404 and "not available" in r.json()["error"]["message"]
+
+
+def test_rotation_keeps_the_base_url_unless_given(kb: KeybrakeThread, fake_stripe: object) -> None:
+    with kb.admin() as c:
+        before = c.get("/v1/credentials/default").json()["base_url"]
+        after = c.post("/v1/credentials/default/rotate", json={"secret": REAL_SECRET}).json()
+    assert after["base_url"] == before and before.startswith("http://127.0.0.1:")
+    key = kb.issue()
+    assert (
+        httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"}).status_code == 200
+    )

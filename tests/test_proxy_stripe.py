@@ -560,3 +560,13 @@ def test_audit_filters_and_pagination(tmp_path: Path, fake_stripe: FakeStripe) -
             assert c.get(f"/v1/audit/{seen[0]}").json()["agent_run_id"] == "run-7"
             assert c.get("/v1/audit", params={"verdict": "denied"}).json()["data"] == []
             assert c.get("/v1/audit", params={"since": "yesterday"}).status_code == 400
+
+
+def test_a_zero_per_call_bound_refuses_unpriceable_calls(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    # regression: an unpriceable call was reserved at $0 and forwarded under max_usd_per_call=0
+    key = kb.issue({"daily_usd_cap": 0, "max_usd_per_call": 0})
+    with pytest.raises(stripe.PermissionError) as info:
+        client(kb, key).v1.subscriptions.create({"customer": "cus_1", "items": [{"price": "price_1"}]})
+    assert code_of(info.value) == "unpriceable_request"
+    client(kb, key).v1.customers.list()  # free calls still work under $0 caps
+    assert [r.path for r in fake_stripe.requests] == ["/v1/customers"]

@@ -300,13 +300,17 @@ def build_admin_app(
     async def query_audit(request: Request, who: AdminTokenRecord = Admin) -> Response:
         from keybrake.admin.audit import FILTERS
 
-        params = _query(request, (*FILTERS, "since", "until", "cursor", "limit"))
+        params = _query(request, (*FILTERS, "since", "until", "cursor", "limit"), prefixes=("metadata.",))
         q = query_from(params)
         rows = await rt.store.query_audit(q.__class__(**{**q.__dict__, "limit": q.limit + 1}))
         more = len(rows) > q.limit
         rows = rows[: q.limit]
         cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None
         return KJSON({"object": "list", "data": [render_row(r) for r in rows], "next_cursor": cursor})
+
+    @app.get("/v1/audit/export", include_in_schema=False)
+    async def audit_export(who: AdminTokenRecord = Admin) -> Response:
+        raise ApiError(404, "not_found", "audit export (GET /v1/audit/export) is not available in this version yet")
 
     @app.get("/v1/audit/{row_id}")
     async def get_audit(row_id: str, who: AdminTokenRecord = Admin) -> Response:

@@ -72,4 +72,5 @@ def query_from(params: dict[str, str]) -> AuditQuery:
     if "cursor" in params:
         kw["cursor"] = decode_cursor(params["cursor"])
     kw["limit"] = parse_limit(params.get("limit"))
+    kw["metadata"] = {k[len("metadata.") :]: v for k, v in params.items() if k.startswith("metadata.")}
     return AuditQuery(**kw)

@@ -88,7 +88,8 @@ async def add(rt: Runtime, body: CredentialIn) -> dict[str, Any]:
 async def rotate(rt: Runtime, name: str, body: RotateIn) -> dict[str, Any]:
     cred = await get_record(rt, name)
     vendor, valid = _validated(rt, cred.vendor, body.secret)
-    base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else None
+    # The secret is supplied again, so the destination may change with it (§4.1); omitted keeps it.
+    base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else cred.base_url
     await rt.store.rotate_credential(
         name, rt.sealer.seal(valid.blob, f"credential:{name}"), valid.hint, base_url, valid.livemode
     )

@@ -279,14 +279,7 @@ class Pipeline:
         try:
             secret, base_url = self.snapshots.credential(key, reserved.credential)
         except Denial as unavailable:
-            await self.rec.finish(
-                ctx,
-                items,
-                _NOTHING_SENT,
-                daily_counter,
-                denial=unavailable,
-            )
-            return self.rec.render_denial(ctx, unavailable)
+            return await self.rec.refuse(ctx, items, _NOTHING_SENT, daily_counter, unavailable)
         url = base_url.rstrip("/") + vendor.upstream_path(vreq, raw_rest, secret).decode("latin-1")
         if req.query:
             url += "?" + req.query.decode("latin-1")
@@ -302,16 +295,14 @@ class Pipeline:
                 f"Refused to send the {vendor.name} credential: {exc}. Nothing was sent. Do not retry; the "
                 "operator must check DNS or list the host in KEYBRAKE_UPSTREAM_HOSTS.",
             )
-            await self.rec.finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
-            return self.rec.render_denial(ctx, refusal)
+            return await self.rec.refuse(ctx, items, _NOTHING_SENT, daily_counter, refusal)
         except UpstreamUnreachable as exc:
             refusal = Denial(
                 "upstream_unreachable",
                 f"{vendor.name} could not be reached ({exc}); nothing was "
                 "sent and nothing was charged. Retrying may help.",
             )
-            await self.rec.finish(ctx, items, _NOTHING_SENT, daily_counter, denial=refusal)
-            return self.rec.render_denial(ctx, refusal)
+            return await self.rec.refuse(ctx, items, _NOTHING_SENT, daily_counter, refusal)
         except UpstreamOutcomeUnknown as exc:
             ctx.upstream_ms = exc.elapsed_ms
             refusal = Denial(
@@ -319,14 +310,7 @@ class Pipeline:
                 f"{vendor.name} did not answer ({exc}). The request may have "
                 "been carried out: retry only with the same Idempotency-Key.",
             )
-            await self.rec.finish(
-                ctx,
-                items,
-                _unknown(row.reserved_usd, estimate),
-                daily_counter,
-                denial=refusal,
-            )
-            return self.rec.render_denial(ctx, refusal)
+            return await self.rec.refuse(ctx, items, _unknown(row.reserved_usd, estimate), daily_counter, refusal)
 
         # 6. settle to what the answer says the call cost
         ctx.upstream_ms = resp.elapsed_ms
@@ -340,8 +324,7 @@ class Pipeline:
                 f"The operator's credential '{key.credential}' was "
                 f"refused by {vendor.name}. Do not retry; the operator must rotate it.",
             )
-            await self.rec.finish(ctx, items, _REFUSED_BY_VENDOR, daily_counter, denial=refusal)
-            return self.rec.render_denial(ctx, refusal)
+            return await self.rec.refuse(ctx, items, _REFUSED_BY_VENDOR, daily_counter, refusal)
         if resp.status >= 500:
             settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
@@ -454,11 +437,13 @@ class Pipeline:
     ) -> Estimate:
         estimate = vendor.estimate(vreq, self.settings.fx_rates)
         if estimate.pricing == "unpriceable":
-            if policy.max_usd_per_call is None:
+            # Reserving the per-call bound stands in for the unknown amount; a bound of $0 cannot
+            # (the call may move money), so it refuses exactly like no bound at all.
+            if not policy.max_usd_per_call:
                 raise Denial(
                     "unpriceable_request",
                     f"{vreq.method} {join(vreq.path)} may move money that "
-                    "cannot be priced before the call; set max_usd_per_call on the key or remove "
+                    "cannot be priced before the call; set a non-zero max_usd_per_call on the key or remove "
                     "this endpoint from allowed_endpoints. Do not retry.",
                 )
             estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)

@@ -92,6 +92,18 @@ class Recorder:
                 )
         self._observe(row)
 
+    async def refuse(
+        self,
+        ctx: RequestContext,
+        items: list[ReservedItem],
+        settlement: Settlement,
+        daily_counter: str | None,
+        refusal: Denial,
+    ) -> ProxyResponse:
+        """A request that was reserved but ends in a Keybrake answer: settle it, then render the refusal."""
+        await self.finish(ctx, items, settlement, daily_counter, denial=refusal)
+        return self.render_denial(ctx, refusal)
+
     async def deny(self, ctx: RequestContext, denial: Denial) -> ProxyResponse:
         row = ctx.row
         row.verdict = denial.verdict

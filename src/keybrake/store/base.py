@@ -244,6 +244,7 @@ class AuditQuery:
     error_code: str | None = None
     customer_scope_id: str | None = None
     idempotency_key_prefix: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)  # key metadata, exact
     since: int | None = None
     until: int | None = None
     cursor: tuple[int, str] | None = None

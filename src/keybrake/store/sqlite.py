@@ -281,6 +281,19 @@ class SQLiteStore(SQLiteAdminQueries):
             _ledger_put(cur, credential, entries, self.now_ms())
 
 
+def _move(cur: sqlite3.Cursor, it: ReservedItem, actual: int) -> sqlite3.Row | None:
+    """Release an item's reservation and count `actual` instead; returns the counter's new `used`."""
+    params = {
+        "scope": it.counter_scope,
+        "cap": it.counter,
+        "ws": it.window_start,
+        "amount": it.amount,
+        "actual": actual,
+    }
+    row: sqlite3.Row | None = cur.execute(_SETTLE, params).fetchone()
+    return row
+
+
 def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
     row, items, settlement = job.row, job.items, job.settlement
     settlement.apply_to(row)
@@ -296,16 +309,7 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
             )
         else:
             actual = settlement.cost_usd if it.is_usd else (it.amount if settlement.forwarded else 0)
-            got = cur.execute(
-                _SETTLE,
-                {
-                    "scope": it.counter_scope,
-                    "cap": it.counter,
-                    "ws": it.window_start,
-                    "amount": it.amount,
-                    "actual": actual,
-                },
-            ).fetchone()
+            got = _move(cur, it, actual)
         if it.counter == job.daily_counter:
             row.cap_usage_after_usd = got[0] if got else None
     kept = items if settlement.keep_reservation else None
@@ -370,17 +374,7 @@ def _settle_kept(
         return False  # already settled (by a retry or an earlier pass)
     for it in (ReservedItem.from_json(v) for v in json.loads(r["reservation"])):
         # USD counters move to the real cost; the request itself was forwarded, so it counts.
-        actual = cost_usd if it.is_usd else it.amount
-        cur.execute(
-            _SETTLE,
-            {
-                "scope": it.counter_scope,
-                "cap": it.counter,
-                "ws": it.window_start,
-                "amount": it.amount,
-                "actual": actual,
-            },
-        ).fetchone()
+        _move(cur, it, cost_usd if it.is_usd else it.amount)
     cur.execute(
         "UPDATE audit SET verdict = 'allowed', cost_usd = ?, cost_source = ?, cost_kind = ?, settled_by = ?,"
         " reservation = NULL, reason = COALESCE(?, reason) WHERE id = ?",

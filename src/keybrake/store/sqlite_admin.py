@@ -237,6 +237,9 @@ class SQLiteAdminQueries(SQLiteBase):
         if q.idempotency_key_prefix is not None:
             where.append("idempotency_key LIKE ? ESCAPE '\\'")
             params.append(_escape_like(q.idempotency_key_prefix))
+        for k, v in q.metadata.items():
+            where.append("json_extract(metadata, ?) = ?")
+            params += [f'$."{k}"', v]
         if q.since is not None:
             where.append("id >= ?")
             params.append(audit_id_floor(q.since))
