@@ -16,6 +16,10 @@ MS = sa.BigInteger  # Unix milliseconds
 MICRO = sa.BigInteger  # micro-USD
 
 
+def _where(condition: str) -> dict[str, sa.TextClause]:
+    return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
+
+
 def upgrade() -> None:
     op.create_table(
         "kb_meta",
@@ -141,9 +145,12 @@ def upgrade() -> None:
         # separate (ts, id) index, and since/until become primary-key ranges.
         sqlite_with_rowid=False,
     )
-    op.create_index("ix_audit_key", "audit", ["key_id", "ts"])
-    op.create_index("ix_audit_run", "audit", ["agent_run_id", "ts"])
-    op.create_index("ix_audit_idempotency", "audit", ["key_id", "idempotency_key"])
+    op.create_index("ix_audit_key", "audit", ["key_id", "id"])
+    # Sparse columns get partial indexes: rows without a run id or Idempotency-Key cost no write.
+    op.create_index("ix_audit_run", "audit", ["agent_run_id", "id"], **_where("agent_run_id IS NOT NULL"))
+    op.create_index(
+        "ix_audit_idempotency", "audit", ["key_id", "idempotency_key"], **_where("idempotency_key IS NOT NULL")
+    )
 
 
 def downgrade() -> None:
