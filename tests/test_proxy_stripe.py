@@ -570,3 +570,35 @@ def test_a_zero_per_call_bound_refuses_unpriceable_calls(kb: KeybrakeThread, fak
     assert code_of(info.value) == "unpriceable_request"
     client(kb, key).v1.customers.list()  # free calls still work under $0 caps
     assert [r.path for r in fake_stripe.requests] == ["/v1/customers"]
+
+
+def test_forwarded_headers_are_an_allowlist(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue()
+    r = httpx.get(
+        f"{kb.url}/stripe/v1/balance",
+        headers={
+            "Authorization": f"Bearer {key['key']}",
+            "Cookie": "session=abc",
+            "X-Forwarded-For": "10.0.0.1",
+            "X-Custom": "1",
+            "Stripe-Version": "2026-10-28.endive",
+            "Accept-Encoding": "gzip",
+            "User-Agent": "agent/1",
+            "X-Agent-Run-Id": "run-1",
+            "X-Triggering-Event-Id": "evt-1",
+            "X-Keybrake-Note": "n",
+        },
+    )
+    assert r.status_code == 200
+    seen = fake_stripe.requests[-1].headers
+    assert seen["stripe-version"] == "2026-10-28.endive" and seen["user-agent"] == "agent/1"
+    assert seen["accept-encoding"] == "identity" and seen["authorization"] == f"Bearer {REAL_SECRET}"
+    for dropped in (
+        "cookie",
+        "x-forwarded-for",
+        "x-custom",
+        "x-agent-run-id",
+        "x-triggering-event-id",
+        "x-keybrake-note",
+    ):
+        assert dropped not in seen
