@@ -42,6 +42,7 @@ class Settings:
     metrics_public: bool = False
     graceful_shutdown_s: float = 30.0
     reconcile_interval_s: float = 60.0
+    sqlite_busy_timeout_ms: int = 2000
     log_level: str = "INFO"
 
     @property
@@ -131,6 +132,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             kw["reconcile_interval_s"] = float(e["KEYBRAKE_RECONCILE_INTERVAL"])
             if kw["reconcile_interval_s"] <= 0:
                 raise SettingsError("KEYBRAKE_RECONCILE_INTERVAL must be a positive number of seconds")
+        if "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS" in e:
+            kw["sqlite_busy_timeout_ms"] = int(e["KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS"])
         if "KEYBRAKE_LOG_LEVEL" in e:
             kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
     except (ValueError, TypeError) as exc:

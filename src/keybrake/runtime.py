@@ -47,6 +47,7 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
         migrate=settings.migrate,
         create=create,
         sqlite_synchronous=settings.sqlite_synchronous,
+        busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         clock=clock,
     )
     try:

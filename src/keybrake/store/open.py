@@ -24,6 +24,7 @@ def open_store(
     create: bool = True,
     sqlite_synchronous: str = "NORMAL",
     clock: Callable[[], int] | None = None,
+    busy_timeout_ms: int = 2000,
 ) -> Store:
     url = sqlalchemy_url(database_url, data_dir)
     if not url.startswith("sqlite:///"):
@@ -36,4 +37,4 @@ def open_store(
         raise FileNotFoundError(f"no Keybrake database at {path}; start 'keybrake serve' once first")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     ensure_schema(url, migrate=migrate)
-    return SQLiteStore(path, synchronous=sqlite_synchronous, clock=clock)
+    return SQLiteStore(path, synchronous=sqlite_synchronous, clock=clock, busy_timeout_ms=busy_timeout_ms)

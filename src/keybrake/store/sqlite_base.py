@@ -14,14 +14,23 @@ from keybrake.errors import EnforcementUnavailable
 class SQLiteBase:
     """One connection in WAL mode. `clock` returns Unix ms; tests inject one to cross windows."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        clock: Callable[[], int] | None = None,
+        busy_timeout_ms: int = 2000,
+    ) -> None:
         self.path = path
         self._clock = clock or (lambda: int(time.time() * 1000))
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
+        # A lock held by another process (a CLI command, a backup) is waited for this long, then
+        # the request fails closed. The wait blocks the event loop, so keep it short.
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA temp_store=MEMORY")
