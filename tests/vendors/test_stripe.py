@@ -166,3 +166,18 @@ def test_free_endpoints_never_count_what_they_return() -> None:
     est = S.estimate(r, RATES)
     c = S.cost(r, est, 200, {}, {"object": "charge", "amount": 99999, "currency": "usd"}, RATES)
     assert c.cost_usd == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/invoices"),
+        ("POST", "/v1/invoices/in_1"),
+        ("POST", "/v1/invoiceitems"),
+        ("POST", "/v1/invoiceitems/ii_1"),
+        ("POST", "/v1/invoices/in_1/finalize"),
+        ("POST", "/v2/core/anything"),
+    ],
+)
+def test_calls_stripe_can_collect_later_are_not_free(method: str, path: str) -> None:
+    assert S.estimate(vreq(method, path), RATES).pricing == "unpriceable"
