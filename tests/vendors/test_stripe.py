@@ -37,7 +37,8 @@ def test_currency_exponents() -> None:
         ("POST", "/v1/payouts", b"amount=200&currency=eur", "priced", 2_180_000, "payout"),
         ("POST", "/v1/transfers", b"amount=200&currency=usd&destination=acct_1", "priced", 2_000_000, "transfer"),
         ("POST", "/v1/refunds", b"charge=ch_1", "unpriceable", 0, "refund"),
-        ("POST", "/v1/refunds", b"charge=ch_1&amount=100&currency=usd", "priced", 1_000_000, "refund"),
+        ("POST", "/v1/refunds", b"customer=cus_1&amount=100&currency=usd", "priced", 1_000_000, "refund"),
+        ("POST", "/v1/refunds", b"charge=ch_1&amount=100&currency=usd", "unpriceable", 0, "refund"),
         ("POST", "/v1/payment_intents/pi_1/confirm", b"", "unpriceable", 0, "charge"),
         ("POST", "/v1/subscriptions", b"customer=cus_1", "unpriceable", 0, "charge"),
         ("POST", "/v1/some_future_endpoint", b"", "unpriceable", 0, "charge"),
@@ -181,3 +182,25 @@ def test_free_endpoints_never_count_what_they_return() -> None:
 )
 def test_calls_stripe_can_collect_later_are_not_free(method: str, path: str) -> None:
     assert S.estimate(vreq(method, path), RATES).pricing == "unpriceable"
+
+
+@pytest.mark.parametrize("confirm", ["true", "1", "True", "yes", ""])
+def test_payment_intent_create_is_free_only_without_confirm(confirm: str) -> None:
+    body = f"amount=500&currency=usd&confirm={confirm}".encode()
+    assert S.estimate(vreq("POST", "/v1/payment_intents", body), RATES).pricing == "priced"
+    assert (
+        S.estimate(vreq("POST", "/v1/payment_intents", b"amount=500&currency=usd&confirm=false"), RATES).pricing
+        == "free"
+    )
+
+
+def test_a_refund_of_a_named_charge_is_priced_in_the_charges_currency() -> None:
+    from keybrake.store.base import LedgerEntry
+
+    r = vreq("POST", "/v1/refunds", b"charge=ch_1&amount=100000&currency=jpy")
+    facts = {"ch_1": LedgerEntry("ch_1", "charge", "cus_1", None, "usd", 200000, 200000)}
+    r = type(r)(r.method, r.path, r.params, r.account_context, {"facts": facts})
+    est = S.estimate(r, RATES)
+    assert (est.pricing, est.amount, est.currency) == ("priced", 1_000_000_000, "usd")  # $1,000, not ¥100,000
+    unknown = S.estimate(vreq("POST", "/v1/refunds", b"charge=ch_2&amount=100&currency=usd"), RATES)
+    assert unknown.pricing == "unpriceable"  # the charge could not be looked up

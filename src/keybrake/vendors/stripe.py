@@ -272,7 +272,8 @@ class Stripe:
     def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
         method, path, params = vreq.method, vreq.path, vreq.params
         by_object = stripe_objects.object_priced(vreq)
-        if by_object is not None and not (params.has("amount") and params.has("currency")):
+        if by_object is not None and stripe_objects.referenced_object(vreq) is not None:
+            # The named object's currency decides, whatever `currency` the request claims.
             return self._from_object(vreq, by_object[0], by_object[1], rates)
         for pattern, kind in PRICED:
             if pattern.matches(method, path):
@@ -280,7 +281,8 @@ class Stripe:
                     kind = "authorization"
                 return self._priced(params, kind, rates)
         if PAYMENT_INTENT_CREATE.matches(method, path):
-            if params.scalar("confirm") == "true":
+            # Free only when it certainly does not confirm: any other `confirm` value is priced.
+            if params.scalar("confirm") not in (None, "false"):
                 kind = (
                     "authorization" if params.scalar("capture_method") in ("manual", "manual_preferred") else "charge"
                 )
