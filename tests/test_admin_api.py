@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import httpx
 import pytest
 
@@ -181,3 +183,21 @@ def test_rotation_keeps_the_base_url_unless_given(kb: KeybrakeThread, fake_strip
     assert (
         httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"}).status_code == 200
     )
+
+
+def test_key_issuance_honours_idempotency_key(kb: KeybrakeThread) -> None:
+    body = {"vendor": "stripe", "label": "orch:run-9", "policy": {"daily_usd_cap": 10}}
+    with kb.admin() as c:
+        first = c.post("/v1/keys", json=body, headers={"Idempotency-Key": "issue-run-9"})
+        again = c.post("/v1/keys", json=body, headers={"Idempotency-Key": "issue-run-9"})
+        assert first.status_code == again.status_code == 201
+        assert again.json()["id"] == first.json()["id"] and again.json()["key"] == first.json()["key"]
+        assert again.json()["policy"]["daily_usd_cap"] == 10
+        other = c.post("/v1/keys", json={**body, "label": "orch:run-10"}, headers={"Idempotency-Key": "issue-run-9"})
+        assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+        fresh = c.post("/v1/keys", json=body, headers={"Idempotency-Key": "issue-run-9b"})
+        assert fresh.json()["id"] != first.json()["id"]
+        assert len(c.get("/v1/keys", params={"label": "orch:run-9"}).json()["data"]) == 2
+    with sqlite3.connect(kb.settings.data_dir / "keybrake.db") as db:
+        stored = db.execute("SELECT answer_enc FROM issuances").fetchall()
+    assert stored and all(first.json()["key"].encode() not in bytes(r[0]) for r in stored)  # sealed at rest

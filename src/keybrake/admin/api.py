@@ -193,9 +193,13 @@ def build_admin_app(
     # -- keys -----------------------------------------------------------------------------
 
     @app.post("/v1/keys", status_code=201)
-    async def issue_key(body: KeyIn, who: AdminTokenRecord = Admin) -> Response:
-        out = await keys.issue(rt, body, who.id)
-        event(log, "key issued", key_id=out["id"], by=who.id, vendor=body.vendor)
+    async def issue_key(body: KeyIn, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        idem = request.headers.get("idempotency-key")
+        if idem is None:
+            out = await keys.issue(rt, body, who.id)
+        else:
+            out = await keys.issue_idempotent(rt, body, who.id, idem)
+        event(log, "key issued", key_id=out["id"], by=who.id, vendor=body.vendor, replayed=idem is not None)
         return KJSON(out, status_code=201)
 
     @app.get("/v1/keys")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+from decimal import Decimal
 from typing import Any
 
+import simplejson
 from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
@@ -124,6 +128,30 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
     out["vault_key"] = token
     out["warnings"] = warnings
     return out
+
+
+async def issue_idempotent(rt: Runtime, body: KeyIn, issued_by: str, idempotency_key: str) -> dict[str, Any]:
+    """CONTRACT §3.5: a repeat with the same body and issuing token returns the original answer,
+    token included (sealed under the master key for 24 h only); a different body is 409."""
+    if not 1 <= len(idempotency_key) <= 255:
+        raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
+    body_hash = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
+    purpose = f"issuance:{issued_by}:{idempotency_key}"
+    since = rt.store.now_ms() - 24 * 3_600_000
+    for _ in range(2):
+        earlier = await rt.store.issuance_get(issued_by, idempotency_key, since)
+        if earlier is not None:
+            if earlier[0] != body_hash:
+                raise conflict("this Idempotency-Key was used with a different body in the last 24 hours")
+            answer: dict[str, Any] = json.loads(rt.sealer.open(earlier[1], purpose), parse_float=Decimal)
+            return answer
+        out = await issue(rt, body, issued_by)
+        sealed = rt.sealer.seal(simplejson.dumps(out, use_decimal=True).encode(), purpose)
+        if await rt.store.issuance_put(issued_by, idempotency_key, body_hash, sealed):
+            return out
+        # a concurrent duplicate recorded its answer first: that key stands, this one is revoked
+        await rt.store.revoke_key(out["id"], "duplicate issuance (same Idempotency-Key)")
+    raise conflict("this Idempotency-Key is being used concurrently; retry")
 
 
 async def get_record(rt: Runtime, key_id: str) -> KeyRecord:

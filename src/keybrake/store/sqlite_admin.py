@@ -252,3 +252,24 @@ class SQLiteAdminQueries(SQLiteBase):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id DESC LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+    # -- idempotent issuance --------------------------------------------------------------
+
+    async def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None:
+        rows = self._read(
+            "SELECT body_hash, answer_enc FROM issuances WHERE issuer = ? AND idempotency_key = ? AND created_at >= ?",
+            (issuer, idempotency_key, since_ms),
+        )
+        return (rows[0]["body_hash"], bytes(rows[0]["answer_enc"])) if rows else None
+
+    async def issuance_put(self, issuer: str, idempotency_key: str, body_hash: str, answer_enc: bytes) -> bool:
+        """Record the first answer; False if one is already recorded (a concurrent duplicate)."""
+        now = self.now_ms()
+        with self._tx() as cur:
+            cur.execute("DELETE FROM issuances WHERE created_at < ?", (now - 24 * 3_600_000,))
+            n = cur.execute(
+                "INSERT INTO issuances (issuer, idempotency_key, body_hash, answer_enc, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (issuer, idempotency_key, body_hash, answer_enc, now),
+            ).rowcount
+        return n == 1

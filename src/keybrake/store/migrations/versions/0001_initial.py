@@ -85,6 +85,15 @@ def upgrade() -> None:
         sa.Column("cap_limit", sa.BigInteger, nullable=True),
     )
     op.create_table(
+        "issuances",
+        # POST /v1/keys with Idempotency-Key: the first answer, sealed, kept for 24 hours.
+        sa.Column("issuer", sa.String(40), primary_key=True),
+        sa.Column("idempotency_key", sa.String(255), primary_key=True),
+        sa.Column("body_hash", sa.String(64), nullable=False),
+        sa.Column("answer_enc", sa.LargeBinary, nullable=False),
+        sa.Column("created_at", MS, nullable=False),
+    )
+    op.create_table(
         "ledger",
         # What Keybrake knows of a Stripe object (pi_, ch_, in_, re_, sub_): who it belongs to
         # and how much of it has been counted against caps (money is counted once per object).
@@ -154,5 +163,15 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("ledger", "audit", "counters", "vault_keys", "credentials", "admin_tokens", "instances", "kb_meta"):
+    for table in (
+        "issuances",
+        "ledger",
+        "audit",
+        "counters",
+        "vault_keys",
+        "credentials",
+        "admin_tokens",
+        "instances",
+        "kb_meta",
+    ):
         op.drop_table(table)
