@@ -49,6 +49,8 @@ def test_first_start_creates_everything_and_prints_the_token_once(tmp_path: Path
         assert stat.S_IMODE((data / "bootstrap-admin-token").stat().st_mode) == 0o600
         token = (data / "bootstrap-admin-token").read_text().strip()
         assert token.startswith("kb_admin_") and log.read_text().count(token) == 1
+        for name in ("keybrake.db", "keybrake.db-wal"):
+            assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         with sqlite3.connect(data / "keybrake.db") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         key = _setup(port, fake_stripe, token=token)

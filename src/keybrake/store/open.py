@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,5 +37,9 @@ def open_store(
     if not create and not Path(path).exists():
         raise FileNotFoundError(f"no Keybrake database at {path}; start 'keybrake serve' once first")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if not Path(path).exists():
+        # Sealed secrets and token hashes live here: owner-only, like the master key. SQLite
+        # creates the -wal and -shm files with the database file's mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     ensure_schema(url, migrate=migrate)
     return SQLiteStore(path, synchronous=sqlite_synchronous, clock=clock, busy_timeout_ms=busy_timeout_ms)
