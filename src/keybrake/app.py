@@ -22,7 +22,7 @@ from keybrake.errors import Denial, EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.proxy.pipeline import Pipeline, hostname
 from keybrake.proxy.reconcile import Reconciler
-from keybrake.proxy.render import ProxyResponse, denial_response
+from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.settler import SettleWriter
 from keybrake.proxy.upstream import AiohttpUpstream, Upstream
@@ -223,4 +223,4 @@ async def _send(send: Send, resp: ProxyResponse) -> None:
     await send({"type": "http.response.body", "body": resp.body})
 
 
-__all__ = ["KeybrakeApp", "denial_response", "is_admin_path"]
+__all__ = ["KeybrakeApp", "is_admin_path"]

@@ -324,9 +324,3 @@ def build_admin_app(
         return KJSON(render_row(row))
 
     return app
-
-
-AsgiApp = Callable[
-    [dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
-    Awaitable[None],
-]

@@ -12,9 +12,9 @@ import simplejson
 from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
-from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn, PolicyIn
+from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
-from keybrake.money import human_usd, to_json_number
+from keybrake.money import to_json_number
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery, KeyRecord, Window
 from keybrake.store.windows import resets_at, window_start
@@ -302,12 +302,3 @@ async def list_keys(rt: Runtime, q: KeyQuery) -> tuple[list[dict[str, Any]], str
     rows = rows[: q.limit]
     cursor = f"{rows[-1].created_at}:{rows[-1].id}" if more and rows else None
     return [await render(rt, k) for k in rows], cursor
-
-
-def describe_cap(policy: PolicyIn) -> str:
-    parts = []
-    if policy.daily_usd_cap is not None:
-        parts.append(f"{human_usd(policy.daily_usd_cap)}/day")
-    if policy.total_usd_cap is not None:
-        parts.append(f"{human_usd(policy.total_usd_cap)} total")
-    return ", ".join(parts) or "no USD cap"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from keybrake.config import Settings
 from keybrake.errors import Denial, EnforcementUnavailable
@@ -38,7 +37,6 @@ class RequestContext:
     key: KeyRecord | None = None
     well_formed_token: bool = False
     upstream_ms: float = 0.0
-    extra_meta: dict[str, Any] = field(default_factory=dict)
 
 
 class Recorder:
