@@ -118,11 +118,11 @@ class KeybrakeThread:
     def admin(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
 
-    def add_credential(self, base_url: str, *, name: str = "default", secret: str = REAL_SECRET) -> dict[str, Any]:
+    def add_credential(
+        self, base_url: str, *, name: str = "default", secret: Any = REAL_SECRET, vendor: str = "stripe"
+    ) -> dict[str, Any]:
         with self.admin() as c:
-            r = c.post(
-                "/v1/credentials", json={"vendor": "stripe", "name": name, "secret": secret, "base_url": base_url}
-            )
+            r = c.post("/v1/credentials", json={"vendor": vendor, "name": name, "secret": secret, "base_url": base_url})
             assert r.status_code == 201, r.text
             return r.json()  # type: ignore[no-any-return]
 
@@ -131,6 +131,12 @@ class KeybrakeThread:
         with self.admin() as c:
             r = c.post("/v1/keys", json=body)
             assert r.status_code == 201, r.text
+            return r.json()  # type: ignore[no-any-return]
+
+    def key(self, key_id: str) -> dict[str, Any]:
+        with self.admin() as c:
+            r = c.get(f"/v1/keys/{key_id}")
+            assert r.status_code == 200, r.text
             return r.json()  # type: ignore[no-any-return]
 
     def audit(self, **filters: Any) -> list[dict[str, Any]]:

@@ -18,15 +18,18 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from keybrake.admin.api import build_admin_app
+from keybrake.admin.keys import render as render_key
 from keybrake.errors import Denial, EnforcementUnavailable
 from keybrake.logs import event
+from keybrake.proxy.auth import extract_token
 from keybrake.proxy.pipeline import Pipeline, hostname
 from keybrake.proxy.reconcile import Reconciler
-from keybrake.proxy.render import ProxyResponse
+from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response, dumps
 from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.settler import SettleWriter
 from keybrake.proxy.upstream import AiohttpUpstream, Upstream
 from keybrake.runtime import Runtime
+from keybrake.tokens import token_hash
 
 log = logging.getLogger("keybrake")
 
@@ -94,6 +97,8 @@ class KeybrakeApp:
             path = scope["path"]
             if is_admin_path(path):
                 await self._admin(scope, receive, send)
+            elif path == "/_keybrake/self" and scope["method"] == "GET":
+                await _send(send, await self._self_view(scope))
             elif path == "/_keybrake" or path.startswith("/_keybrake/"):
                 await _send(
                     send,
@@ -106,13 +111,45 @@ class KeybrakeApp:
             else:
                 await self._proxy(scope, receive, send)
 
+    async def _self_view(self, scope: Scope) -> ProxyResponse:
+        """`GET /_keybrake/self`: the calling vault key's own id, expiry, endpoints and usage (§3.5).
+
+        No metadata and no credential. SDK helpers use it to learn the key id (Twilio's path).
+        """
+        headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
+        req = ProxyRequest("GET", b"/_keybrake/self", b"", headers, b"", "")
+        now = self.rt.store.now_ms()
+        try:
+            key = await self.rt.store.key_by_hash(token_hash(self.rt.pepper, extract_token(req)))
+            if key is None:
+                raise Denial("key_invalid", "Unknown vault key.")
+            if key.status == "revoked":
+                raise Denial("key_revoked", f"Vault key {key.id} was revoked.")
+            if key.expires_at <= now:
+                raise Denial("key_expired", f"Vault key {key.id} has expired.")
+            full = await render_key(self.rt, key)
+        except Denial as denial:
+            return denial_response(denial, None, request_id=None, key_id=None, now_ms=now)
+        except EnforcementUnavailable:
+            down = Denial("enforcement_unavailable", "Keybrake cannot reach its store. Retry shortly.")
+            return denial_response(down, None, request_id=None, key_id=None, now_ms=now)
+        view = {k: full[k] for k in ("id", "object", "vendor", "label", "status", "expires_at", "usage")}
+        view["allowed_endpoints"] = full["policy"]["allowed_endpoints"]
+        return ProxyResponse(200, [("content-type", JSON_TYPE), ("cache-control", "no-store")], dumps(view))
+
     # -- proxy adapter --------------------------------------------------------------------
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         client = scope.get("client")
-        limit = self.rt.settings.max_body_bytes
+        # The prefix names the vendor if present; otherwise the key decides later and the
+        # pipeline applies that vendor's (smaller) limit to what was read.
+        prefix = raw_path.split(b"/", 2)[1].decode("latin-1") if raw_path.count(b"/") >= 1 else ""
+        named = self.rt.vendors.get(prefix)
+        limit = self.rt.settings.max_body_bytes or (
+            named.max_body_bytes if named else max(v.max_body_bytes for v in self.rt.vendors.values())
+        )
         body, too_large = await _read_body(receive, limit, headers)
         req = ProxyRequest(
             scope["method"],
@@ -174,12 +211,14 @@ class KeybrakeApp:
         event(log, "keybrake started", instance=self.instance_id)
 
     async def _housekeeping(self) -> None:
-        """Heartbeat this instance and recover rows of instances that stopped heartbeating."""
+        """Heartbeat this instance, recover rows of instances that stopped heartbeating, and delete
+        dedup entries (with their sealed replay answers) whose window has ended."""
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.rt.store.heartbeat(self.instance_id)
                 await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
+                await self.rt.store.dedup_purge()
             except EnforcementUnavailable as exc:
                 event(log, "heartbeat failed", logging.ERROR, error=str(exc))
 

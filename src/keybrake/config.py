@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from keybrake.timefmt import parse_duration_s
+from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, RatesError, TwilioRates, load_twilio_rates
 
 
 class SettingsError(ValueError):
@@ -29,7 +30,7 @@ class Settings:
     migrate: bool = False
     default_key_ttl_s: int = 24 * 3600
     max_key_ttl_s: int = 30 * 24 * 3600
-    max_body_bytes: int = 1024 * 1024
+    max_body_bytes: int | None = None  # None: each vendor's default (1 MiB; 45 MiB for resend)
     max_response_bytes: int = 10 * 1024 * 1024
     upstream_timeout_s: float = 60.0
     upstream_connect_timeout_s: float = 5.0
@@ -42,6 +43,9 @@ class Settings:
     metrics_public: bool = False
     graceful_shutdown_s: float = 30.0
     reconcile_interval_s: float = 60.0
+    twilio_reconcile_interval_s: float = 60.0
+    twilio_rates: TwilioRates = field(default_factory=lambda: DEFAULT_TWILIO_RATES)
+    resend_rate_usd: Decimal = Decimal("0.0004")
     sqlite_busy_timeout_ms: int = 2000
     log_level: str = "INFO"
 
@@ -132,11 +136,25 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             kw["reconcile_interval_s"] = float(e["KEYBRAKE_RECONCILE_INTERVAL"])
             if kw["reconcile_interval_s"] <= 0:
                 raise SettingsError("KEYBRAKE_RECONCILE_INTERVAL must be a positive number of seconds")
+        if "KEYBRAKE_TWILIO_RECONCILE_INTERVAL" in e:
+            kw["twilio_reconcile_interval_s"] = float(e["KEYBRAKE_TWILIO_RECONCILE_INTERVAL"])
+            if kw["twilio_reconcile_interval_s"] <= 0:
+                raise SettingsError("KEYBRAKE_TWILIO_RECONCILE_INTERVAL must be a positive number of seconds")
+        if e.get("KEYBRAKE_TWILIO_RATES_FILE"):
+            try:
+                kw["twilio_rates"] = load_twilio_rates(Path(e["KEYBRAKE_TWILIO_RATES_FILE"]))
+            except RatesError as exc:
+                raise SettingsError(f"KEYBRAKE_TWILIO_RATES_FILE: {exc}") from exc
+        if "KEYBRAKE_RESEND_RATE_USD" in e:
+            rate = Decimal(e["KEYBRAKE_RESEND_RATE_USD"])
+            if not rate.is_finite() or rate < 0:
+                raise SettingsError("KEYBRAKE_RESEND_RATE_USD must be a non-negative decimal")
+            kw["resend_rate_usd"] = rate
         if "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS" in e:
             kw["sqlite_busy_timeout_ms"] = int(e["KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS"])
         if "KEYBRAKE_LOG_LEVEL" in e:
             kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, InvalidOperation) as exc:
         if isinstance(exc, SettingsError):
             raise
         raise SettingsError(f"invalid KEYBRAKE_* setting: {exc}") from exc

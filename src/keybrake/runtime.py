@@ -74,7 +74,13 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
     except BaseException:
         await store.close()
         raise
-    return Runtime(settings, store, sealer, pepper, builtin_vendors())
+    return Runtime(
+        settings,
+        store,
+        sealer,
+        pepper,
+        builtin_vendors(twilio_rates=settings.twilio_rates, resend_rate_usd=settings.resend_rate_usd),
+    )
 
 
 async def ensure_admin_token(rt: Runtime) -> str | None:

@@ -48,9 +48,14 @@ def _is_loopback(host: str) -> bool:
 
 
 def _host_listed(host: str, listed: tuple[str, ...]) -> bool:
+    """Exact names, `*.suffix`, or one inner `*` standing for one or more labels (`api.*.twilio.com`)."""
     for entry in listed:
         if entry.startswith("*.") and host.endswith(entry[1:]):
             return True
+        if "*" in entry[1:]:
+            head, tail = entry.split("*", 1)
+            if host.startswith(head) and host.endswith(tail) and len(host) > len(head) + len(tail):
+                return True
         if host == entry:
             return True
     return False

@@ -26,6 +26,7 @@ _USAGE = (
     ("daily_usd", "daily_usd_cap", "daily_usd", Window.DAY),
     ("total_usd", "total_usd_cap", "total_usd", Window.TOTAL),
     ("hourly_requests", "max_requests_per_hour", "hourly_requests", Window.HOUR),
+    ("daily_sends", "daily_send_cap", "daily_sends", Window.DAY),
 )
 
 

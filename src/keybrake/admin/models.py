@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
+import phonenumbers
 import re2
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
+from keybrake.core.destinations import CALLING_CODE, CHANNEL, PHONE_PREFIX, policy_domain
 from keybrake.core.patterns import PatternError, parse_pattern
 from keybrake.money import MoneyError, parse_usd
 
@@ -116,13 +118,15 @@ class PolicyIn(Strict):
     customer_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
     account_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
     param_rules: dict[str, ParamRuleIn] | None = None
-    allowed_to_prefixes: list[str] | None = None
-    allowed_to_domains: list[str] | None = None
-    allowed_from_domains: list[str] | None = None
+    allowed_to_prefixes: list[str] | None = Field(default=None, max_length=500)
+    allowed_to_domains: list[str] | None = Field(default=None, max_length=500)
+    allowed_from_domains: list[str] | None = Field(default=None, max_length=500)
     default_calling_code: str | None = None
-    max_call_seconds: Count | None = None
+    # Twilio's own TimeLimit maximum is 4 hours.
+    max_call_seconds: Annotated[int, Field(ge=1, le=14400, strict=True)] | None = None
     daily_send_cap: Count | None = None
-    dedup_window_seconds: Count | None = None
+    # Replay bodies are held (encrypted) for the window: at most a day.
+    dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
     allow_self_revoke: bool | None = None
 
     _aliases = model_validator(mode="before")(_refuse_aliases)
@@ -137,6 +141,32 @@ class PolicyIn(Strict):
                 except PatternError as exc:
                     raise ValueError(f"entry {i} ({text!r}): {exc}") from None
         return v
+
+    @field_validator("allowed_to_prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str] | None) -> list[str] | None:
+        for entry in v or []:
+            if entry.lower() == "whatsapp:":
+                raise ValueError("'whatsapp:' is removed before checking; list the number prefixes instead")
+            if not (PHONE_PREFIX.match(entry) or CHANNEL.match(entry)):
+                raise ValueError(
+                    f"{entry!r} is neither an E.164 prefix such as '+1' or '+4420' nor a channel such as 'sip:'"
+                )
+        return v
+
+    @field_validator("default_calling_code")
+    @classmethod
+    def _calling_code(cls, v: str | None) -> str | None:
+        if v is not None and (
+            not CALLING_CODE.match(v) or phonenumbers.region_code_for_country_code(int(v[1:])) == "ZZ"
+        ):
+            raise ValueError(f"{v!r} is not a country calling code such as '+1' or '+44'")
+        return v
+
+    @field_validator("allowed_to_domains", "allowed_from_domains")
+    @classmethod
+    def _domains(cls, v: list[str] | None) -> list[str] | None:
+        return [policy_domain(d) for d in v] if v is not None else None
 
     @field_validator("param_rules")
     @classmethod

@@ -54,8 +54,12 @@ def _pairs(text: str, where: str) -> list[tuple[str, str]]:
         raise Denial("body_invalid", f"The {where} is not valid UTF-8 after percent-decoding.") from None
 
 
-def parse_form(query: bytes, body: bytes | None) -> Params:
-    """Parse query string and form body together, refusing duplicated scalar parameters."""
+def parse_form(query: bytes, body: bytes | None, *, repeatable: frozenset[str] = frozenset()) -> Params:
+    """Parse query string and form body together, refusing duplicated scalar parameters.
+
+    Arrays use the bracket syntax (`a[]=`, `a[0]=`), or — for vendors whose own syntax repeats
+    the key, like Twilio's `MediaUrl` — a name listed in `repeatable`.
+    """
     try:
         query_text = query.decode("ascii")
     except UnicodeDecodeError:
@@ -73,14 +77,14 @@ def parse_form(query: bytes, body: bytes | None) -> Params:
                 "param_ambiguous",
                 f"Parameter {k!r} appears in both the query string and the body; send it once.",
             )
-    return _collect([*query_pairs, *body_pairs])
+    return _collect([*query_pairs, *body_pairs], repeatable)
 
 
-def _collect(pairs: Iterable[tuple[str, str]]) -> Params:
+def _collect(pairs: Iterable[tuple[str, str]], repeatable: frozenset[str] = frozenset()) -> Params:
     values: dict[str, list[str]] = {}
     seen: set[str] = set()
     for raw_key, value in pairs:
-        if raw_key in seen and not raw_key.endswith("[]"):
+        if raw_key in seen and not raw_key.endswith("[]") and raw_key not in repeatable:
             raise Denial(
                 "param_ambiguous",
                 f"Parameter {raw_key!r} appears more than once; send each parameter once.",

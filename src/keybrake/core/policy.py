@@ -96,6 +96,13 @@ class Policy:
     customer_allowlist: frozenset[str] | None = None
     account_allowlist: frozenset[str] | None = None
     param_rules: tuple[ParamRule, ...] | None = None
+    allowed_to_prefixes: tuple[str, ...] | None = None  # E.164 prefixes ("+1") or channels ("sip:")
+    default_calling_code: str | None = None
+    max_call_seconds: int | None = None
+    allowed_to_domains: tuple[str, ...] | None = None  # "example.com" or "*.example.com", IDNA
+    allowed_from_domains: tuple[str, ...] | None = None
+    daily_send_cap: int | None = None
+    dedup_window_seconds: int | None = None
 
     @classmethod
     def from_store(cls, data: dict[str, Any]) -> Policy:
@@ -104,6 +111,10 @@ class Policy:
         def opt_set(name: str) -> frozenset[str] | None:
             v = data.get(name)
             return frozenset(v) if v is not None else None
+
+        def opt_tuple(name: str) -> tuple[str, ...] | None:
+            v = data.get(name)
+            return tuple(v) if v is not None else None
 
         endpoints = data.get("allowed_endpoints")
         rules = data.get("param_rules")
@@ -116,6 +127,13 @@ class Policy:
             customer_allowlist=opt_set("customer_allowlist"),
             account_allowlist=opt_set("account_allowlist"),
             param_rules=tuple(rule_from_store(k, v) for k, v in rules.items()) if rules is not None else None,
+            allowed_to_prefixes=opt_tuple("allowed_to_prefixes"),
+            default_calling_code=data.get("default_calling_code"),
+            max_call_seconds=data.get("max_call_seconds"),
+            allowed_to_domains=opt_tuple("allowed_to_domains"),
+            allowed_from_domains=opt_tuple("allowed_from_domains"),
+            daily_send_cap=data.get("daily_send_cap"),
+            dedup_window_seconds=data.get("dedup_window_seconds"),
         )
 
     def has_usd_cap(self) -> bool:

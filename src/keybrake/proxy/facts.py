@@ -34,11 +34,13 @@ async def find_facts(
     """
     found = await store.ledger_get(key.credential, object_ids)
     for oid in object_ids:
-        where = vendor.lookup(oid, vreq.account_context)
-        if oid in found or where is None:
+        if oid in found:
+            continue
+        secret, base_url = snapshots.credential(key, await store.credential(key.credential))
+        where = vendor.lookup(oid, vreq.account_context, secret)
+        if where is None:
             continue
         path, extra = where
-        secret, base_url = snapshots.credential(key, await store.credential(key.credential))
         headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
         lookup: dict[str, Any] = {"object": oid, "path": path}
         try:

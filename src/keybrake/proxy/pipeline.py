@@ -11,6 +11,7 @@ in-flight audit row are committed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -32,7 +33,7 @@ from keybrake.money import format_usd, human_usd
 from keybrake.proxy.auth import agent_headers, extract_token
 from keybrake.proxy.facts import find_facts, json_or_none
 from keybrake.proxy.record import Recorder, RequestContext
-from keybrake.proxy.render import ProxyResponse
+from keybrake.proxy.render import ProxyResponse, open_replay, seal_replay
 from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.proxy.upstream import (
@@ -45,6 +46,8 @@ from keybrake.proxy.upstream import (
 from keybrake.store.base import (
     AuditRow,
     CapSpec,
+    DedupCheck,
+    DedupHit,
     EarlierSettlement,
     KeyRecord,
     KeyState,
@@ -96,7 +99,9 @@ _CAP_WORDS = {
     "daily_usd_cap": "daily spend cap",
     "total_usd_cap": "total spend cap",
     "max_requests_per_hour": "hourly request cap",
+    "daily_send_cap": "daily send cap",
 }
+DEDUP_WAIT_S = 10.0
 
 
 class Pipeline:
@@ -189,6 +194,9 @@ class Pipeline:
         vendor = self.vendors[key.vendor]
         ctx.vendor = vendor
         ctx.row.path = join(segments)
+        limit = self.settings.max_body_bytes or vendor.max_body_bytes
+        if len(req.body) > limit:
+            raise Denial("body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES).")
         vreq = vendor.parse(req, segments)
         ctx.row.request_summary = vendor.summary(vreq) or None
         ctx.row.account_context = vreq.account_context
@@ -214,6 +222,9 @@ class Pipeline:
                 self._match_endpoint(ctx, policy, vendor, vreq)
                 scope = vendor.check_scope(policy, vreq)
                 ctx.row.customer_scope_id = scope.customer_scope_id
+                if scope.extra:
+                    vreq = replace(vreq, extra={**vreq.extra, **scope.extra})
+                    ctx.row.request_summary = vendor.summary(vreq) or None
                 check_param_rules(policy, vreq.params)
                 # 4a. estimate what the call can move
                 estimate = self._estimate(ctx, policy, vendor, vreq, key)
@@ -228,8 +239,9 @@ class Pipeline:
                         continue
                 raise
             # 4b. reserve against every cap, atomically with the key's current state
-            caps = _caps(key, policy, estimate.amount)
-            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id, retry)
+            caps = _caps(key, policy, estimate)
+            dedup = _dedup_check(policy, vendor, vreq)
+            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup)
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True
@@ -242,6 +254,13 @@ class Pipeline:
                 raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
                 raise _cap_denial(result.cap_hit, key.id)
+            if result.dedup_of is not None and dedup is not None:
+                replay = await self._duplicate(ctx, key, dedup.fingerprint, result.dedup_of)
+                if replay is None:
+                    continue  # the first send went nowhere: this one may be sent
+                return replay
+            if dedup is not None and result.retry_of is None:
+                ctx.dedup_fingerprint = dedup.fingerprint
             if result.retry_of is not None:
                 if result.retry_of.verdict == "in_flight":
                     raise Denial(
@@ -278,9 +297,10 @@ class Pipeline:
         )
         try:
             secret, base_url = self.snapshots.credential(key, reserved.credential)
-        except Denial as unavailable:
-            return await self.rec.refuse(ctx, items, _NOTHING_SENT, daily_counter, unavailable)
-        url = base_url.rstrip("/") + vendor.upstream_path(vreq, raw_rest, secret).decode("latin-1")
+            path = vendor.upstream_path(vreq, raw_rest, secret, key.id)
+        except Denial as before_sending:
+            return await self.rec.refuse(ctx, items, _NOTHING_SENT, daily_counter, before_sending)
+        url = base_url.rstrip("/") + path.decode("latin-1")
         if req.query:
             url += "?" + req.query.decode("latin-1")
         allowed = COMMON_FORWARDED_HEADERS | vendor.forwarded_headers
@@ -288,7 +308,9 @@ class Pipeline:
         headers += vendor.upstream_headers(secret)
         headers.append(("accept-encoding", "identity"))
         try:
-            resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, req.body))
+            resp = await self.upstream.send(
+                UpstreamRequest(req.method, url, headers, vendor.upstream_body(vreq, req.body))
+            )
         except UpstreamForbidden as exc:
             refusal = Denial(
                 "upstream_forbidden",
@@ -317,7 +339,9 @@ class Pipeline:
         row.upstream_status = resp.status
         resp_headers = {k.lower(): v for k, v in resp.headers}
         row.vendor_request_id = vendor.request_id(resp_headers)
-        if resp.status == 401:
+        body = resp.body
+        doc = json_or_none(body, resp_headers)
+        if vendor.credential_rejected(resp.status, doc):
             # The operator's secret was refused: never pass the vendor's text (it may echo the key).
             refusal = Denial(
                 "upstream_credential_rejected",
@@ -328,8 +352,6 @@ class Pipeline:
         if resp.status >= 500:
             settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
-        body = resp.body
-        doc = json_or_none(body, resp_headers)
         if doc is not None:
             # Secret-bearing fields never reach the agent, whatever the policy (CONTRACT §2.2).
             redacted = vendor.redact(vreq, doc)
@@ -351,10 +373,21 @@ class Pipeline:
             cost = vendor.cost(vreq, estimate, resp.status, resp_headers, doc, self.settings.fx_rates)
             row.vendor_object_id = cost.vendor_object_id
             settlement = Settlement(
-                "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True
+                "allowed",
+                cost.cost_usd,
+                cost.cost_source,
+                cost.cost_kind,
+                cost.keep_reservation,
+                forwarded=True,
+                billed=resp.status < 300,
             )
         row.status = resp.status
         learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 else []
+        out = [
+            (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
+        ]
+        if ctx.dedup_fingerprint is not None and resp.status < 500:
+            ctx.dedup_answer = seal_replay(self.sealer, key.id, ctx.dedup_fingerprint, resp.status, out, body)
         await self.rec.finish(
             ctx,
             items,
@@ -364,13 +397,42 @@ class Pipeline:
             ledger=(key.credential, learnt) if learnt else None,
         )
         # 7. answer with the vendor's response and Keybrake's headers
-        out = [
-            (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
-        ]
         out += self.rec.keybrake_headers(ctx)
         if remaining is not None:
             out.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, remaining))))
         return ProxyResponse(resp.status, out, body)
+
+    async def _duplicate(
+        self, ctx: RequestContext, key: KeyRecord, fingerprint: str, hit: DedupHit
+    ) -> ProxyResponse | None:
+        """A send repeated inside the dedup window: replay the first answer, never send it again.
+
+        A first send still in flight is waited for (up to DEDUP_WAIT_S); one whose outcome is
+        unknown is refused, since it may have gone out. None: the first send was never made and
+        its entry is gone, so this request may go as a new one.
+        """
+        deadline = time.monotonic() + DEDUP_WAIT_S
+        delay = 0.005
+        current: DedupHit | None = hit
+        while current is not None and current.state == "in_flight" and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+            current = await self.store.dedup_get(key.id, fingerprint)
+        if current is None:
+            return None
+        ctx.row.dedup_of = current.row_id
+        if current.state != "answered" or current.answer_enc is None:
+            still = "is still in flight" if current.state == "in_flight" else "has no definite answer"
+            raise Denial(
+                "duplicate_outcome_unknown",
+                f"Do not retry: this repeats {current.row_id} inside the key's dedup window, and that first send "
+                f"{still}, so it may have gone out.",
+            )
+        status, headers, body = open_replay(self.sealer, key.id, fingerprint, current.answer_enc)
+        await self.rec.replayed(ctx, current.row_id, status)
+        headers += self.rec.keybrake_headers(ctx)
+        headers += [("x-keybrake-deduplicated", "true"), ("x-keybrake-deduplicated-of", current.row_id)]
+        return ProxyResponse(status, headers, body)
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -454,12 +516,23 @@ class Pipeline:
         return estimate
 
 
-def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:
+def _caps(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec]:
     """Every counter a request reserves against, in the fixed lock order (key, then budgets).
 
-    The key's daily and total USD counters and hourly request counter are always kept, capped
-    or not, so that a cap added later by PATCH counts what was already spent.
+    The key's daily and total USD counters, hourly request counter and (for sends) daily send
+    counter are always kept, capped or not, so that a cap added later by PATCH counts what was
+    already spent.
     """
+    amount = estimate.amount
+    sends = (
+        [
+            CapSpec(
+                "key", key.id, "daily_send_cap", "daily_sends", Window.DAY, policy.daily_send_cap, estimate.sends, False
+            )
+        ]
+        if estimate.sends
+        else []
+    )
     return [
         CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
         CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
@@ -473,7 +546,15 @@ def _caps(key: KeyRecord, policy: Policy, amount: int) -> list[CapSpec]:
             1,
             False,
         ),
+        *sends,
     ]
+
+
+def _dedup_check(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> DedupCheck | None:
+    if not policy.dedup_window_seconds or vreq.method != "POST":
+        return None
+    fingerprint = vendor.dedup_fingerprint(vreq)
+    return DedupCheck(fingerprint, policy.dedup_window_seconds * 1000) if fingerprint else None
 
 
 def _state_denial(state: KeyState, key: KeyRecord) -> Denial:
@@ -493,6 +574,10 @@ def _cap_denial(cap: Any, key_id: str) -> Denial:
         limit = human_usd(cap.limit)
         detail = f"{human_usd(cap.used)} used, this call needs {human_usd(cap.requested)}"
         code = "spend_cap_exceeded"
+    elif cap.name == "daily_send_cap":
+        limit = str(cap.limit)
+        detail = f"{cap.used} sent, this call sends {cap.requested}; a batch is admitted or refused whole"
+        code = "send_cap_exceeded"
     else:
         limit = str(cap.limit)
         detail = f"{cap.used} used"

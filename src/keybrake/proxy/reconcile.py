@@ -31,21 +31,36 @@ class Reconciler:
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
 
-    async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.reconcile_interval_s)
-            try:
-                await self.run_once()
-            except EnforcementUnavailable as exc:
-                event(log, "reconciliation pass failed", logging.ERROR, error=str(exc))
+    def interval_s(self, vendor: str) -> float:
+        """Seconds between passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else KEYBRAKE_RECONCILE_INTERVAL."""
+        if vendor == "twilio":
+            return self.settings.twilio_reconcile_interval_s
+        return self.settings.reconcile_interval_s
 
-    async def run_once(self) -> int:
-        """One pass; returns how many rows it settled."""
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = {name: loop.time() + self.interval_s(name) for name in self.vendors}
+        while True:
+            name = min(due, key=due.__getitem__)
+            await asyncio.sleep(max(0.0, due[name] - loop.time()))
+            try:
+                await self.run_once(name)
+            except EnforcementUnavailable as exc:
+                event(log, "reconciliation pass failed", logging.ERROR, vendor=name, error=str(exc))
+            due[name] = loop.time() + self.interval_s(name)
+
+    async def run_once(self, vendor: str | None = None) -> int:
+        """One pass over every pending row (of one vendor, or all); returns how many it settled."""
         now = self.store.now_ms()
         settled = 0
-        for row in await self.store.pending_estimates(now, BATCH):
-            settled += await self._one(row, now)
-        return settled
+        after: str | None = None
+        while True:
+            rows = await self.store.pending_estimates(now, BATCH, vendor=vendor, after_id=after)
+            for row in rows:
+                settled += await self._one(row, now)
+            if len(rows) < BATCH:
+                return settled
+            after = rows[-1].id
 
     async def _one(self, row: PendingEstimate, now: int) -> int:
         vendor = self.vendors.get(row.vendor or "")
@@ -61,13 +76,15 @@ class Reconciler:
         return int(ok)
 
     async def _fetch_cost(self, vendor: Vendor, row: PendingEstimate) -> tuple[int, str] | None:
-        where = vendor.lookup(row.vendor_object_id, row.account_context)
         cred = await self.store.credential(row.credential or "")
-        if where is None or cred is None:
+        if cred is None:
             return None
         try:
             secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
         except MasterKeyError:
+            return None
+        where = vendor.lookup(row.vendor_object_id, row.account_context, secret)
+        if where is None:
             return None
         path, extra = where
         base = (cred.base_url or vendor.default_base_url).rstrip("/")

@@ -14,6 +14,7 @@ from keybrake.money import format_usd
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
+    DedupOutcome,
     EarlierSettlement,
     KeyRecord,
     LedgerEntry,
@@ -37,6 +38,8 @@ class RequestContext:
     key: KeyRecord | None = None
     well_formed_token: bool = False
     upstream_ms: float = 0.0
+    dedup_fingerprint: str | None = None  # this request opened a dedup window entry
+    dedup_answer: bytes | None = None  # the sealed answer a duplicate will be replayed
 
 
 class Recorder:
@@ -73,7 +76,7 @@ class Recorder:
             row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
         self._timings(ctx)
         settlement.apply_to(row)
-        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger)
+        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement))
         if self.settle is not None:
             self.settle(job)  # batched, off the response path
         else:
@@ -108,6 +111,20 @@ class Recorder:
         row.error_code = denial.code
         row.reason = _clip(denial.message)
         row.status = denial.status
+        written = await self._write_unreserved(ctx)
+        resp = self.render_denial(ctx, denial, written=written)
+        return resp
+
+    async def replayed(self, ctx: RequestContext, first_id: str, status: int) -> None:
+        """A duplicate inside the dedup window answered with the first request's answer: costs nothing."""
+        row = ctx.row
+        row.verdict, row.status, row.dedup_of = "deduplicated", status, first_id
+        row.reason = f"duplicate of {first_id} inside the key's dedup window; its answer was replayed"
+        await self._write_unreserved(ctx)
+
+    async def _write_unreserved(self, ctx: RequestContext) -> bool:
+        """Write the row of a request that reserved nothing; False if it could not be written."""
+        row = ctx.row
         row.cost_usd, row.reserved_usd, row.cost_source, row.cost_kind = 0, 0, "none", "none"
         self._timings(ctx)
         written = True
@@ -118,10 +135,9 @@ class Recorder:
                 await self.store.insert_audit(row)
             except EnforcementUnavailable as exc:
                 written = False
-                event(log, "could not write the audit row of a denial", logging.ERROR, error=str(exc))
+                event(log, "could not write the audit row of an unforwarded request", logging.ERROR, error=str(exc))
         self._observe(row)
-        resp = self.render_denial(ctx, denial, written=written)
-        return resp
+        return written
 
     def render_denial(self, ctx: RequestContext, denial: Denial, *, written: bool = True) -> ProxyResponse:
         resp = denial_response(
@@ -203,6 +219,17 @@ class Recorder:
             overhead_ms=row.overhead_ms,
             level=level,
         )
+
+
+def _dedup_outcome(ctx: RequestContext, settlement: Settlement) -> DedupOutcome | None:
+    """How the dedup entry this request opened ends: replayable, unknown, or gone (nothing sent)."""
+    if ctx.dedup_fingerprint is None or ctx.key is None:
+        return None
+    if settlement.verdict == "allowed" and ctx.dedup_answer is not None:
+        return DedupOutcome(ctx.key.id, ctx.dedup_fingerprint, "answered", ctx.dedup_answer)
+    if settlement.verdict == "outcome_unknown":
+        return DedupOutcome(ctx.key.id, ctx.dedup_fingerprint, "unknown")
+    return DedupOutcome(ctx.key.id, ctx.dedup_fingerprint, "release")
 
 
 def _clip(text: str) -> str:

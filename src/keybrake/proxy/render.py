@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import simplejson
 
+from keybrake.crypto import Sealer
 from keybrake.errors import Denial
 from keybrake.timefmt import rfc3339
 from keybrake.vendors.base import Vendor, generic_denial
@@ -52,3 +55,26 @@ def denial_response(
             headers.append(("retry-after", str(seconds)))
     headers += [(k.lower(), v) for k, v in denial.extra_headers.items()]
     return ProxyResponse(denial.status, headers, dumps(rendered.body))
+
+
+def _replay_aad(key_id: str, fingerprint: str) -> str:
+    return f"dedup:{key_id}:{fingerprint}"
+
+
+def seal_replay(
+    sealer: Sealer, key_id: str, fingerprint: str, status: int, headers: list[tuple[str, str]], body: bytes
+) -> bytes:
+    """The answer a duplicate inside the dedup window gets, sealed with the master key (CONTRACT §3.1.4)."""
+    blob = _pack(status, headers, body)
+    return sealer.seal(blob, _replay_aad(key_id, fingerprint))
+
+
+def open_replay(
+    sealer: Sealer, key_id: str, fingerprint: str, sealed: bytes
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    doc = json.loads(sealer.open(sealed, _replay_aad(key_id, fingerprint)))
+    return int(doc["s"]), [(str(k), str(v)) for k, v in doc["h"]], base64.b64decode(doc["b"])
+
+
+def _pack(status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
+    return json.dumps({"s": status, "h": headers, "b": base64.b64encode(body).decode()}).encode()

@@ -73,6 +73,11 @@ class CapSpec:
     is_usd: bool
 
 
+# Counters of what the vendor bills (messages, email recipients): they count only when the
+# vendor accepted the send, unlike request counters, which count every forwarded request.
+SEND_COUNTERS = frozenset({"daily_sends"})
+
+
 @dataclass(frozen=True)
 class ReservedItem:
     counter_scope: str  # e.g. key:vk_…
@@ -80,6 +85,14 @@ class ReservedItem:
     window_start: int
     amount: int
     is_usd: bool
+
+    def settled_amount(self, settlement: Settlement) -> int:
+        """What this counter finally counts once `settlement` is known (its reservation is released)."""
+        if self.is_usd:
+            return settlement.cost_usd
+        if self.counter in SEND_COUNTERS:
+            return self.amount if settlement.billed else 0
+        return self.amount if settlement.forwarded else 0
 
     def as_json(self) -> list[Any]:
         return [self.counter_scope, self.counter, self.window_start, self.amount, self.is_usd]
@@ -127,6 +140,33 @@ class RetryCheck:
 
 
 @dataclass(frozen=True)
+class DedupCheck:
+    """dedup_window_seconds: a POST with the same key and fingerprint inside the window is not sent again."""
+
+    fingerprint: str
+    window_ms: int
+
+
+@dataclass(frozen=True)
+class DedupHit:
+    """The earlier request a duplicate repeats: its row, its state, and (answered) its sealed answer."""
+
+    row_id: str
+    state: str  # in_flight | answered | unknown
+    answer_enc: bytes | None
+
+
+@dataclass(frozen=True)
+class DedupOutcome:
+    """How a deduplicated send ended: `answered` (replayable), `unknown`, or `release` (nothing sent)."""
+
+    key_id: str
+    fingerprint: str
+    state: str
+    answer_enc: bytes | None = None
+
+
+@dataclass(frozen=True)
 class EarlierRequest:
     id: str
     verdict: str  # in_flight | allowed | outcome_unknown
@@ -149,6 +189,7 @@ class ReserveResult:
     key: KeyRecord | None = None  # the current key, when its state is not OK
     credential: CredentialRecord | None = None  # read in the same transaction (vendor, secret, base_url)
     retry_of: EarlierRequest | None = None  # this request retries an earlier one: nothing USD reserved
+    dedup_of: DedupHit | None = None  # a duplicate inside the dedup window: nothing reserved or written
 
 
 @dataclass
@@ -206,6 +247,7 @@ class Settlement:
     cost_kind: str
     keep_reservation: bool
     forwarded: bool  # counts toward request caps
+    billed: bool = False  # the vendor accepted the send: counts toward send caps
 
     def apply_to(self, row: AuditRow) -> None:
         row.verdict, row.cost_usd = self.verdict, self.cost_usd
@@ -223,6 +265,7 @@ class SettleJob:
     # A retry's definite answer also settles the earlier outcome_unknown request it repeats.
     settles_earlier: EarlierSettlement | None = None
     ledger: tuple[str, list[LedgerEntry]] | None = None  # (credential, entries) learnt from the answer
+    dedup: DedupOutcome | None = None
 
 
 @dataclass(frozen=True)
@@ -295,12 +338,16 @@ class Store(Protocol):
         row: AuditRow,
         owner: str,
         retry: RetryCheck | None = None,
+        dedup: DedupCheck | None = None,
     ) -> ReserveResult:
         """Check the key's state and every cap, reserve, and write the in-flight row: one transaction.
 
         With `retry`, an earlier forwarded request with the same Idempotency-Key and fingerprint
         makes this a retry: USD amounts are not reserved (CONTRACT §3.1.4). If that earlier
         request is still in flight, nothing is reserved or written and `retry_of` says so.
+        With `dedup` (and no retry), a live entry for the same key and fingerprint makes this a
+        duplicate: nothing is reserved or written and `dedup_of` says which request it repeats;
+        otherwise the entry is created for this request in the same transaction.
         """
 
     async def settle(
@@ -352,8 +399,15 @@ class Store(Protocol):
     async def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None: ...
     async def issuance_put(self, issuer: str, idempotency_key: str, body_hash: str, answer_enc: bytes) -> bool: ...
 
+    # dedup
+    async def dedup_get(self, key_id: str, fingerprint: str) -> DedupHit | None: ...
+    async def dedup_purge(self) -> int:
+        """Delete entries (and their sealed answers) whose window has ended."""
+
     # reconciliation
-    async def pending_estimates(self, older_than_ms: int, limit: int) -> list[PendingEstimate]: ...
+    async def pending_estimates(
+        self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
+    ) -> list[PendingEstimate]: ...
     async def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool: ...
 
     # object ledger

@@ -17,9 +17,13 @@ from typing import Any
 
 from keybrake.errors import CapHit
 from keybrake.store.base import (
+    SEND_COUNTERS,
     AuditRow,
     CapSpec,
     CredentialRecord,
+    DedupCheck,
+    DedupHit,
+    DedupOutcome,
     EarlierRequest,
     EarlierSettlement,
     KeyRecord,
@@ -123,6 +127,7 @@ class SQLiteStore(SQLiteAdminQueries):
                         row_id,
                     ),
                 )
+                cur.execute("UPDATE dedup SET state = 'unknown' WHERE row_id = ? AND state = 'in_flight'", (row_id,))
             for d in dead:
                 cur.execute("DELETE FROM instances WHERE id = ?", (d,))
         return len(orphaned)
@@ -145,9 +150,10 @@ class SQLiteStore(SQLiteAdminQueries):
         row: AuditRow,
         owner: str,
         retry: RetryCheck | None = None,
+        dedup: DedupCheck | None = None,
     ) -> ReserveResult:
         try:
-            return self._reserve(key_id, policy_version, caps, row, owner, retry)
+            return self._reserve(key_id, policy_version, caps, row, owner, retry, dedup)
         except _CapRefused as refused:
             cap = refused.cap
             assert cap.limit is not None
@@ -175,6 +181,7 @@ class SQLiteStore(SQLiteAdminQueries):
         row: AuditRow,
         owner: str,
         retry: RetryCheck | None,
+        dedup: DedupCheck | None,
     ) -> ReserveResult:
         now = self.now_ms()
         with self._tx() as cur:
@@ -195,8 +202,13 @@ class SQLiteStore(SQLiteAdminQueries):
             if earlier is not None:
                 if earlier.verdict == "in_flight":
                     return ReserveResult(KeyState.OK, retry_of=earlier)
-                caps = [replace(c, amount=0) if c.is_usd else c for c in caps]
+                # The first request already counted the money and the sends; this one counts as a request.
+                caps = [replace(c, amount=0) if c.is_usd or c.counter in SEND_COUNTERS else c for c in caps]
                 row.reserved_usd, row.cost_source, row.cost_kind = 0, "none", "none"
+            elif dedup is not None:
+                hit = _dedup_live(cur, key_id, dedup.fingerprint, now)
+                if hit is not None:
+                    return ReserveResult(KeyState.OK, dedup_of=hit)
             items: list[ReservedItem] = []
             params: dict[str, Any] = {}
             values: list[str] = []
@@ -220,6 +232,14 @@ class SQLiteStore(SQLiteAdminQueries):
                     left = cap.limit - r["used"] - r["reserved"]
                     remaining = left if remaining is None else min(remaining, left)
             cur.execute(_INSERT_AUDIT, _row_params(row, owner, items, retry.fingerprint if retry else None))
+            if dedup is not None and earlier is None:
+                cur.execute(
+                    "INSERT INTO dedup (key_id, fingerprint, row_id, expires_at, state, answer_enc)"
+                    " VALUES (?, ?, ?, ?, 'in_flight', NULL) ON CONFLICT (key_id, fingerprint) DO UPDATE SET"
+                    " row_id = excluded.row_id, expires_at = excluded.expires_at, state = 'in_flight',"
+                    " answer_enc = NULL",
+                    (key_id, dedup.fingerprint, row.id, now + dedup.window_ms),
+                )
             cred = None
             if k["c_vendor"] is not None:
                 cred = CredentialRecord("", k["c_vendor"], bytes(k["secret_enc"]), "", k["base_url"], None, 0, None)
@@ -249,18 +269,34 @@ class SQLiteStore(SQLiteAdminQueries):
 
     # -- reconciliation -------------------------------------------------------------------
 
-    async def pending_estimates(self, older_than_ms: int, limit: int) -> list[PendingEstimate]:
+    async def pending_estimates(
+        self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
+    ) -> list[PendingEstimate]:
         rows = self._read(
             "SELECT id, ts, key_id, vendor, credential, vendor_object_id, account_context, reserved_usd, cost_kind"
             " FROM audit WHERE verdict = 'allowed' AND cost_source = 'estimate' AND reservation IS NOT NULL"
-            " AND vendor_object_id IS NOT NULL AND id < ? ORDER BY id LIMIT ?",
-            (audit_id_floor(older_than_ms), limit),
+            " AND vendor_object_id IS NOT NULL AND id < ? AND id > ? AND (? IS NULL OR vendor = ?)"
+            " ORDER BY id LIMIT ?",
+            (audit_id_floor(older_than_ms), after_id or "", vendor, vendor, limit),
         )
         return [PendingEstimate(**dict(r)) for r in rows]
 
     async def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool:
         with self._tx() as cur:
             return _settle_kept(cur, row_id, cost_usd, cost_source, cost_kind, "reconciliation", ("allowed",), None)
+
+    # -- dedup ----------------------------------------------------------------------------
+
+    async def dedup_get(self, key_id: str, fingerprint: str) -> DedupHit | None:
+        rows = self._read(
+            "SELECT row_id, state, answer_enc FROM dedup WHERE key_id = ? AND fingerprint = ? AND expires_at > ?",
+            (key_id, fingerprint, self.now_ms()),
+        )
+        return _dedup_hit(rows[0]) if rows else None
+
+    async def dedup_purge(self) -> int:
+        with self._tx() as cur:
+            return cur.execute("DELETE FROM dedup WHERE expires_at <= ?", (self.now_ms(),)).rowcount
 
     # -- object ledger --------------------------------------------------------------------
 
@@ -308,8 +344,7 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
                 else None
             )
         else:
-            actual = settlement.cost_usd if it.is_usd else (it.amount if settlement.forwarded else 0)
-            got = _move(cur, it, actual)
+            got = _move(cur, it, it.settled_amount(settlement))
         if it.counter == job.daily_counter:
             row.cap_usage_after_usd = got[0] if got else None
     kept = items if settlement.keep_reservation else None
@@ -319,6 +354,33 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
         _settle_earlier(cur, job.settles_earlier, row.id)
     if job.ledger is not None:
         _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
+    if job.dedup is not None:
+        _dedup_settle(cur, job.dedup, row.id)
+
+
+def _dedup_live(cur: sqlite3.Cursor, key_id: str, fingerprint: str, now: int) -> DedupHit | None:
+    r = cur.execute(
+        "SELECT row_id, state, answer_enc FROM dedup WHERE key_id = ? AND fingerprint = ? AND expires_at > ?",
+        (key_id, fingerprint, now),
+    ).fetchone()
+    return _dedup_hit(r) if r else None
+
+
+def _dedup_hit(r: sqlite3.Row) -> DedupHit:
+    enc = r["answer_enc"]
+    return DedupHit(r["row_id"], r["state"], bytes(enc) if enc is not None else None)
+
+
+def _dedup_settle(cur: sqlite3.Cursor, outcome: DedupOutcome, row_id: str) -> None:
+    """Record how the first send of a dedup window ended (only if the entry is still this row's)."""
+    where = "key_id = ? AND fingerprint = ? AND row_id = ?"
+    if outcome.state == "release":  # nothing was sent: a duplicate may be sent
+        cur.execute(f"DELETE FROM dedup WHERE {where}", (outcome.key_id, outcome.fingerprint, row_id))
+    else:
+        cur.execute(
+            f"UPDATE dedup SET state = ?, answer_enc = ? WHERE {where}",
+            (outcome.state, outcome.answer_enc, outcome.key_id, outcome.fingerprint, row_id),
+        )
 
 
 _LEDGER_PUT = """
@@ -373,7 +435,8 @@ def _settle_kept(
     if r is None:
         return False  # already settled (by a retry or an earlier pass)
     for it in (ReservedItem.from_json(v) for v in json.loads(r["reservation"])):
-        # USD counters move to the real cost; the request itself was forwarded, so it counts.
+        # USD counters move to the real cost; the request was forwarded and the vendor has the
+        # object (or answered the retry), so request and send counters count it.
         _move(cur, it, cost_usd if it.is_usd else it.amount)
     cur.execute(
         "UPDATE audit SET verdict = 'allowed', cost_usd = ?, cost_source = ?, cost_kind = ?, settled_by = ?,"

@@ -38,6 +38,7 @@ class Estimate:
     amount: int  # micro-USD, upper bound for priced
     cost_kind: str
     currency: str | None = None
+    sends: int = 0  # messages or email recipients the vendor bills (daily_send_cap)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class VendorCost:
 @dataclass(frozen=True)
 class ScopeResult:
     customer_scope_id: str | None = None
+    # Facts the policy decided for this request (e.g. a Twilio call's time limit), merged into
+    # `VendorRequest.extra` before the estimate.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
+    max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
@@ -83,7 +88,15 @@ class Vendor(Protocol):
     def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate: ...
     def summary(self, vreq: VendorRequest) -> dict[str, Any]: ...
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]: ...
-    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes: ...
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
+        """The path to send upstream; raises a Denial if it names what the credential may not reach."""
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        """The body to send: the agent's bytes, unless the policy sets a parameter (never re-encoded)."""
+
+    def credential_rejected(self, status: int, doc: Any) -> bool:
+        """Whether this answer means the vendor refused the operator's secret (CONTRACT §2.5)."""
+
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
     ) -> VendorCost:
@@ -92,8 +105,10 @@ class Vendor(Protocol):
     def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
         """Ids of vendor objects whose facts the request's price or scope depends on."""
 
-    def lookup(self, object_id: str, account_context: str | None) -> tuple[str, list[tuple[str, str]]] | None:
-        """Path and extra headers of the pre-flight GET that reads an object, or None."""
+    def lookup(
+        self, object_id: str, account_context: str | None, secret: bytes
+    ) -> tuple[str, list[tuple[str, str]]] | None:
+        """Path and extra headers of the GET that reads an object (pre-flight, reconciliation), or None."""
 
     def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
         """Facts an answer teaches about vendor objects."""
@@ -103,6 +118,9 @@ class Vendor(Protocol):
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         """A hash identifying the request for Idempotency-Key retries; None if the vendor has none."""
+
+    def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
+        """A hash of what makes two POSTs the same send (dedup_window_seconds); None: not deduplicated."""
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
         """Replace secret-bearing fields in `doc` in place; return their names."""
@@ -122,6 +140,14 @@ def canonical_fingerprint(vreq: VendorRequest) -> str:
     for name, values in sorted(vreq.params.values.items()):
         h.update(b"\0" + name.encode() + b"=" + b"\1".join(v.encode() for v in values))
     return h.hexdigest()
+
+
+def keybrake_code_doc(code: str) -> str:
+    """Where a Keybrake error code is explained (Twilio's `more_info`)."""
+    return f"{ERRORS_DOC}#{code}"
+
+
+ERRORS_DOC = "https://github.com/keybrake/keybrake/blob/main/docs/errors.md"
 
 
 def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:

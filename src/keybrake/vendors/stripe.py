@@ -135,8 +135,10 @@ class Stripe:
             "customer_allowlist",
             "account_allowlist",
             "param_rules",
+            "dedup_window_seconds",
         }
     )
+    max_body_bytes = 1024 * 1024
     # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
     guarded: tuple[EndpointPattern, ...] = tuple(
         parse_pattern(t, casefold=True)
@@ -163,8 +165,14 @@ class Stripe:
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {secret.decode()}")]
 
-    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes) -> bytes:
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
         return raw_path
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        return body
+
+    def credential_rejected(self, status: int, doc: Any) -> bool:
+        return status == 401
 
     def request_id(self, headers: dict[str, str]) -> str | None:
         return headers.get("request-id")
@@ -257,7 +265,9 @@ class Stripe:
             return [ref]
         return []
 
-    def lookup(self, object_id: str, account_context: str | None) -> tuple[str, list[tuple[str, str]]] | None:
+    def lookup(
+        self, object_id: str, account_context: str | None, secret: bytes
+    ) -> tuple[str, list[tuple[str, str]]] | None:
         path = stripe_objects.lookup_path(object_id)
         if path is None:
             return None
@@ -373,6 +383,10 @@ class Stripe:
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         # Stripe honours Idempotency-Key on POST: a retry with the same key and body is free.
+        return canonical_fingerprint(vreq) if vreq.method == "POST" else None
+
+    def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
+        # Method, path, account context and the sorted canonical body (CONTRACT §3.1.4).
         return canonical_fingerprint(vreq) if vreq.method == "POST" else None
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:

@@ -1,0 +1,1 @@
+"""Small helpers for vendor SDKs that cannot simply be given a base URL."""

@@ -1,0 +1,342 @@
+"""Resend: bearer secret swap, JSON bodies, a flat rate per recipient, recipient-domain scope.
+
+`POST /emails` costs the configured rate × the distinct addresses in `to`, `cc` and `bcc`;
+`POST /emails/batch` (at most 100 emails) sums its emails and is admitted or refused whole
+(CONTRACT §3.1.3). Addresses are read the one strict way of `core.destinations`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from keybrake.core.destinations import domain_allowed, email_address
+from keybrake.core.params import Params, parse_form, parse_json_body
+from keybrake.core.patterns import parse_pattern
+from keybrake.core.policy import Policy
+from keybrake.errors import Denial
+from keybrake.money import MICRO
+from keybrake.proxy.request import ProxyRequest
+from keybrake.store.base import LedgerEntry
+from keybrake.vendors.base import (
+    REDACTED,
+    Estimate,
+    Rates,
+    Rendered,
+    ScopeResult,
+    ValidatedSecret,
+    VendorCost,
+    VendorRequest,
+)
+
+DEFAULT_RATE_USD = Decimal("0.0004")
+MAX_BATCH = 100
+MAX_RECIPIENTS_PER_FIELD = 50
+
+EMAILS_SEND = parse_pattern("POST /emails")
+BATCH_SEND = parse_pattern("POST /emails/batch")
+FREE = tuple(
+    parse_pattern(t)
+    for t in (
+        "GET /**",
+        "PATCH /emails/*",  # reschedule
+        "POST /emails/*/cancel",
+        "POST /audiences",
+        "DELETE /audiences/*",
+        "POST /audiences/*/contacts",
+        "PATCH /audiences/*/contacts/*",
+        "DELETE /audiences/*/contacts/*",
+        "POST /contacts",
+        "PATCH /contacts/*",
+        "DELETE /contacts/*",
+    )
+)
+# CONTRACT §2.2: endpoints that return or mint secrets, change sending domains or webhooks,
+# or send to whole audiences.
+GUARDED = tuple(
+    parse_pattern(t, casefold=True)
+    for t in (
+        "* /api-keys",
+        "* /api-keys/**",
+        "* /domains",
+        "* /domains/**",
+        "* /webhooks",
+        "* /webhooks/**",
+        "* /oauth/**",
+        "POST /broadcasts/*/send",
+        "POST /contacts/imports",
+    )
+)
+_SECRET = re.compile(r"^re_[A-Za-z0-9_]{8,}$")
+
+
+@dataclass(frozen=True)
+class Email:
+    """What one email of a request sends, read once."""
+
+    recipients: frozenset[str]  # distinct `local@domain` over to, cc and bcc
+    to_domains: frozenset[str]
+    from_domain: str
+    subject: str
+    content_hash: str  # of html, text and template: bodies are never kept
+
+
+class Resend:
+    name = "resend"
+    default_base_url = "https://api.resend.com"
+    upstream_hosts: tuple[str, ...] = ("api.resend.com",)
+    forwarded_headers = frozenset({"idempotency-key"})
+    policy_fields = frozenset(
+        {
+            "daily_usd_cap",
+            "total_usd_cap",
+            "max_usd_per_call",
+            "max_requests_per_hour",
+            "allowed_endpoints",
+            "param_rules",
+            "allowed_to_domains",
+            "allowed_from_domains",
+            "daily_send_cap",
+            "dedup_window_seconds",
+        }
+    )
+    guarded = GUARDED
+    max_body_bytes = 45 * 1024 * 1024  # Resend accepts attachments up to 40 MB after encoding
+
+    def __init__(self, rate_usd: Decimal = DEFAULT_RATE_USD) -> None:
+        self.rate_micro = int((rate_usd * MICRO).to_integral_value(rounding="ROUND_CEILING"))
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def validate_secret(self, secret: Any) -> ValidatedSecret:
+        if not isinstance(secret, str) or not _SECRET.match(secret):
+            raise ValueError("a Resend secret is an API key starting re_")
+        return ValidatedSecret(secret.encode(), f"re_…{secret[-4:]}", None)
+
+    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {secret.decode()}")]
+
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
+        return raw_path
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        return body
+
+    def credential_rejected(self, status: int, doc: Any) -> bool:
+        # Resend answers a wrong key with 403 invalid_api_key (CONTRACT §2.5).
+        return status == 401 or (status == 403 and isinstance(doc, dict) and doc.get("name") == "invalid_api_key")
+
+    def request_id(self, headers: dict[str, str]) -> str | None:
+        return headers.get("x-request-id") or headers.get("x-resend-request-id")
+
+    # -- the one parse --------------------------------------------------------------------
+
+    def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
+        ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+        query = parse_form(req.query, None)
+        if not req.body:
+            doc: Any = None
+            params = query
+        else:
+            if ctype != "application/json":
+                raise Denial(
+                    "unsupported_media_type",
+                    f"Resend request bodies must be application/json (got {ctype or 'no Content-Type'}).",
+                )
+            doc, body_params = parse_json_body(req.body)
+            for name in body_params.values:
+                if name in query.values:
+                    raise Denial(
+                        "param_ambiguous", f"Parameter {name!r} appears in both the query string and the body."
+                    )
+            params = Params({**query.values, **body_params.values}, query.raw_keys | body_params.raw_keys)
+        vreq = VendorRequest(req.method, path, params)
+        if EMAILS_SEND.matches(req.method, path):
+            if not isinstance(doc, dict):
+                raise Denial("body_invalid", "POST /emails takes one JSON object (from, to, subject, html or text).")
+            vreq.extra["emails"] = [_email(doc, "")]
+        elif BATCH_SEND.matches(req.method, path):
+            if not isinstance(doc, list) or not doc:
+                raise Denial("body_invalid", "POST /emails/batch takes a JSON array of 1 to 100 email objects.")
+            if len(doc) > MAX_BATCH:
+                raise Denial("body_invalid", f"A batch holds at most {MAX_BATCH} emails (got {len(doc)}).")
+            emails = []
+            for i, item in enumerate(doc):
+                if not isinstance(item, dict):
+                    raise Denial("body_invalid", f"Batch item {i} is not a JSON object.")
+                emails.append(_email(item, f"[{i}]."))
+            vreq.extra["emails"] = emails
+        vreq.extra["doc"] = doc
+        return vreq
+
+    # -- scope ----------------------------------------------------------------------------
+
+    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        for i, email in enumerate(_emails(vreq)):
+            where = f" (batch item {i})" if BATCH_SEND.matches(vreq.method, vreq.path) else ""
+            if policy.allowed_to_domains is not None:
+                outside = sorted(d for d in email.to_domains if not domain_allowed(d, policy.allowed_to_domains))
+                if outside:
+                    raise Denial(
+                        "scope_violation",
+                        f"Recipient domain {outside[0]!r}{where} is outside this key's allowed_to_domains; nothing "
+                        "was sent. Do not retry.",
+                    )
+            if policy.allowed_from_domains is not None and not domain_allowed(
+                email.from_domain, policy.allowed_from_domains
+            ):
+                raise Denial(
+                    "scope_violation",
+                    f"Sender domain {email.from_domain!r}{where} is outside this key's allowed_from_domains. "
+                    "Do not retry.",
+                )
+        return ScopeResult()
+
+    # -- cost -----------------------------------------------------------------------------
+
+    def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
+        emails = _emails(vreq)
+        if emails:
+            recipients = sum(len(e.recipients) for e in emails)
+            return Estimate("priced", self.rate_micro * recipients, "email", "usd", sends=recipients)
+        if any(p.matches(vreq.method, vreq.path) for p in FREE):
+            return Estimate("free", 0, "none")
+        return Estimate("unpriceable", 0, "email")
+
+    def cost(
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
+    ) -> VendorCost:
+        if status >= 300:
+            return VendorCost(0, "none", "none")  # refused: nothing was sent
+        email_id = _first_id(doc)
+        if estimate.pricing == "free":
+            return VendorCost(0, "none", "none", vendor_object_id=email_id)
+        if estimate.pricing == "priced":
+            return VendorCost(estimate.amount, "flat_rate", "email", vendor_object_id=email_id)
+        return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=email_id)
+
+    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+        return None  # flat-rate costs are final at the answer
+
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
+        return []
+
+    def lookup(
+        self, object_id: str, account_context: str | None, secret: bytes
+    ) -> tuple[str, list[tuple[str, str]]] | None:
+        return None
+
+    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
+        return []
+
+    def fingerprint(self, vreq: VendorRequest) -> str | None:
+        """Resend honours Idempotency-Key on sends: method, path and the canonical JSON body."""
+        if vreq.method != "POST":
+            return None
+        canonical = json.dumps(vreq.extra.get("doc"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()
+
+    def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
+        """The sorted recipients, from, subject and a hash of html/text/template, per email (§3.1.4)."""
+        emails = _emails(vreq)
+        if not emails:
+            return self.fingerprint(vreq)
+        h = hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}".encode())
+        for e in emails:
+            h.update(b"\0" + "\1".join(sorted(e.recipients)).encode())
+            h.update(f"\0{e.from_domain}\0{e.subject}\0{e.content_hash}".encode())
+        return h.hexdigest()
+
+    def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
+        """API key tokens never reach the agent (CONTRACT §2.2)."""
+        if not vreq.path or vreq.path[0].lower() != "api-keys":
+            return []
+        found = False
+
+        def walk(node: Any) -> None:
+            nonlocal found
+            if isinstance(node, dict):
+                for k, v in node.items():
+                    if k == "token" and isinstance(v, str):
+                        node[k] = REDACTED
+                        found = True
+                    else:
+                        walk(v)
+            elif isinstance(node, list):
+                for item in node:
+                    walk(item)
+
+        walk(doc)
+        return ["token"] if found else []
+
+    def summary(self, vreq: VendorRequest) -> dict[str, Any]:
+        emails = _emails(vreq)
+        if not emails:
+            return {}
+        domains = sorted({d for e in emails for d in e.to_domains})
+        out: dict[str, Any] = {
+            "recipient_count": sum(len(e.recipients) for e in emails),
+            "recipient_domains": domains[:20],
+            "from_domain": sorted({e.from_domain for e in emails})[0],
+        }
+        if BATCH_SEND.matches(vreq.method, vreq.path):
+            out["emails"] = len(emails)
+        return out
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered:
+        headers = {"Retry-After": "1"} if denial.retryable else {}
+        return Rendered(
+            {"statusCode": denial.status, "name": denial.code, "message": denial.message, "keybrake": keybrake},
+            headers,
+        )
+
+
+def _emails(vreq: VendorRequest) -> list[Email]:
+    emails = vreq.extra.get("emails")
+    return emails if isinstance(emails, list) else []
+
+
+def _email(doc: dict[str, Any], where: str) -> Email:
+    recipients: set[str] = set()
+    domains: set[str] = set()
+    for field in ("to", "cc", "bcc"):
+        value = doc.get(field)
+        if value is None:
+            if field == "to":
+                raise Denial("body_invalid", f"Field '{where}to' is required (one address or a list).")
+            continue
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not values or len(values) > MAX_RECIPIENTS_PER_FIELD:
+            raise Denial(
+                "body_invalid",
+                f"Field '{where}{field}' must be an address or a list of 1 to {MAX_RECIPIENTS_PER_FIELD} addresses.",
+            )
+        for v in values:
+            address, domain = email_address(v, field=f"{where}{field}")
+            recipients.add(address)
+            domains.add(domain)
+    sender = doc.get("from")
+    if not isinstance(sender, str) or not sender:
+        raise Denial("body_invalid", f"Field '{where}from' is required (one address).")
+    _, from_domain = email_address(sender, field=f"{where}from")
+    subject = doc.get("subject")
+    h = hashlib.sha256()
+    for field in ("html", "text", "template", "react"):
+        h.update(b"\0" + json.dumps(doc.get(field), sort_keys=True).encode())
+    return Email(frozenset(recipients), frozenset(domains), from_domain, str(subject or ""), h.hexdigest())
+
+
+def _first_id(doc: Any) -> str | None:
+    if isinstance(doc, dict):
+        if isinstance(doc.get("id"), str):
+            return str(doc["id"])
+        data = doc.get("data")
+        if isinstance(data, list) and data and isinstance(data[0], dict) and isinstance(data[0].get("id"), str):
+            return str(data[0]["id"])
+    return None
