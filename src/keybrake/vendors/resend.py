@@ -53,6 +53,14 @@ FREE = tuple(
         "POST /contacts",
         "PATCH /contacts/*",
         "DELETE /contacts/*",
+        "POST /contacts/imports",
+        # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+        "* /api-keys",
+        "* /api-keys/**",
+        "* /domains",
+        "* /domains/**",
+        "* /webhooks",
+        "* /webhooks/**",
     )
 )
 # CONTRACT §2.2: endpoints that return or mint secrets, change sending domains or webhooks,

@@ -81,6 +81,13 @@ FREE = tuple(
         f"DELETE /{API}/Accounts/*/Calls/*/Recordings/*.json",
         f"DELETE /{API}/Accounts/*/Messages/*/Media/*.json",
         f"DELETE /{API}/Accounts/*/Transcriptions/*.json",
+        # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+        f"* /{API}/Accounts/*/Keys.json",
+        f"* /{API}/Accounts/*/Keys/*",
+        f"* /{API}/Accounts/*/SigningKeys.json",
+        f"* /{API}/Accounts/*/SigningKeys/*",
+        f"POST /{API}/Accounts/*/Applications.json",
+        f"POST|DELETE /{API}/Accounts/*/Applications/*.json",
     )
 )
 # CONTRACT §2.2: endpoints that return or mint secrets, buy numbers or change the account.
