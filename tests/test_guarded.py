@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 import stripe
 from click.testing import CliRunner
 
 from keybrake.cli import main
+from keybrake.core.patterns import first_match
 from keybrake.vendors import builtin_vendors
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
@@ -68,3 +71,60 @@ def test_vendors_guarded_prints_the_lists() -> None:
     out = CliRunner().invoke(main, ["vendors", "guarded"])
     assert out.exit_code == 0
     assert "stripe\tPOST /v1/ephemeral_keys" in out.output and "stripe\t* /v1/apps/secrets/**" in out.output
+    assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
+    assert "resend\tPOST /broadcasts/*/send" in out.output
+    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in builtin_vendors().values()) == 8 + 12 + 9
+
+
+# One concrete request per guarded Twilio and Resend pattern (CONTRACT §2.2).
+TWILIO_GUARDED = [
+    ("GET", "/2010-04-01/Accounts.json"),
+    ("GET", "/2010-04-01/Accounts/{sid}.json"),
+    ("POST", "/2010-04-01/Accounts/{sid}/Keys.json"),
+    ("DELETE", "/2010-04-01/Accounts/{sid}/Keys/SK123"),
+    ("POST", "/2010-04-01/Accounts/{sid}/SigningKeys.json"),
+    ("GET", "/2010-04-01/Accounts/{sid}/SigningKeys/SK123"),
+    ("POST", "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"),
+    ("POST", "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/Local.json"),
+    ("POST", "/2010-04-01/Accounts/{sid}/Applications.json"),
+    ("POST", "/2010-04-01/Accounts/{sid}/Applications/AP1.json"),
+    ("GET", "/2010-04-01/Accounts/{sid}/SIP/Domains.json"),
+    ("DELETE", "/2010-04-01/Accounts/{sid}/Messages/SM1.json"),
+]
+RESEND_GUARDED = [
+    ("GET", "/api-keys"),
+    ("DELETE", "/api-keys/k1"),
+    ("POST", "/domains"),
+    ("PATCH", "/domains/d1"),
+    ("POST", "/webhooks"),
+    ("DELETE", "/webhooks/w1"),
+    ("GET", "/oauth/grants"),
+    ("POST", "/broadcasts/b1/send"),
+    ("POST", "/contacts/imports"),
+]
+
+
+def test_every_twilio_and_resend_guarded_pattern_is_refused(tmp_path: Path) -> None:
+    from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResendThread
+    from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
+
+    vendors = builtin_vendors()
+    for vendor, cases in (("twilio", TWILIO_GUARDED), ("resend", RESEND_GUARDED)):
+        patterns = {first_match(vendors[vendor].guarded, m, tuple(p.strip("/").split("/"))) for m, p in cases}
+        assert None not in patterns and len(patterns) == len(vendors[vendor].guarded)
+
+    twilio_secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
+    with FakeTwilioThread() as tw, FakeResendThread() as rs, KeybrakeThread(tmp_path / "kb") as kb:
+        kb.add_credential(tw.base_url, name="tw", secret=twilio_secret, vendor="twilio")
+        kb.add_credential(rs.base_url, name="rs", secret=DEFAULT_API_KEY, vendor="resend")
+        wide = ["* /**"]
+        tkey = kb.issue({"allowed_endpoints": wide, "max_usd_per_call": 1}, vendor="twilio")
+        rkey = kb.issue({"allowed_endpoints": wide, "max_usd_per_call": 1}, vendor="resend")
+        for method, path in TWILIO_GUARDED:
+            url = kb.url + "/twilio" + path.format(sid=tkey["id"])
+            r = httpx.request(method, url, auth=(tkey["id"], tkey["key"]))
+            assert r.status_code == 403 and r.json()["details"]["keybrake_code"] == "endpoint_guarded", path
+        for method, path in RESEND_GUARDED:
+            r = httpx.request(method, kb.url + "/resend" + path, headers={"Authorization": f"Bearer {rkey['key']}"})
+            assert r.status_code == 403 and r.json()["name"] == "endpoint_guarded", path
+        assert not tw.fake.requests and not rs.fake.requests
