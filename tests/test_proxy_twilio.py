@@ -285,3 +285,38 @@ def test_helper_refuses_other_twilio_hosts(kbt: KeybrakeThread) -> None:
     twilio = client(kbt.url, key["key"], key["id"])
     with pytest.raises(KeybrakeTwilioError):
         twilio.messaging.v1.services.list()
+
+
+def test_api_key_credentials_and_policy_validation(tmp_path: Path, fake_twilio: FakeTwilioThread) -> None:
+    from tests.fakes.twilio_server import DEFAULT_API_KEY_SECRET, DEFAULT_API_KEY_SID
+
+    secret = {
+        "account_sid": DEFAULT_ACCOUNT_SID,
+        "api_key_sid": DEFAULT_API_KEY_SID,
+        "api_key_secret": DEFAULT_API_KEY_SECRET,
+    }
+    with KeybrakeThread(tmp_path / "kb") as kb:
+        cred = kb.add_credential(fake_twilio.base_url, name="tw-key", secret=secret, vendor="twilio")
+        assert DEFAULT_API_KEY_SECRET not in json.dumps(cred)
+        key = kb.issue({"daily_usd_cap": 1, "allowed_to_prefixes": ["+1", "sip:"]}, vendor="twilio")
+        msg = client(kb.url, key["key"], key["id"]).messages.create(to=TO, from_=FROM, body="via API key")
+        assert msg.sid
+        seen = fake(fake_twilio).requests[-1]
+        assert (seen.username, seen.password) == (DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET)
+        assert DEFAULT_ACCOUNT_SID in seen.path
+
+        with kb.admin() as admin:
+            bad = {
+                "allowed_to_prefixes": ["1"],
+                "default_calling_code": "+999",
+                "max_call_seconds": 0,
+                "allowed_to_domains": ["example.com"],
+            }
+            for name, value in bad.items():
+                r = admin.post("/v1/keys", json={"vendor": "twilio", "policy": {name: value}})
+                assert r.status_code == 422, name
+                assert name in r.text
+            r = admin.post("/v1/keys", json={"vendor": "stripe", "policy": {"daily_send_cap": 5}})
+            assert r.status_code == 422  # no stripe credential, or a field stripe keys do not take
+            r = admin.post("/v1/credentials", json={"vendor": "twilio", "name": "x", "secret": "AC123:token"})
+            assert r.status_code == 422 and "account_sid" in r.text
