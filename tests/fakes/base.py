@@ -7,7 +7,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from aiohttp import web
 
@@ -113,7 +113,17 @@ class FakeServer:
         raise NotImplementedError
 
 
-S = TypeVar("S", bound=FakeServer)
+class Serving(Protocol):
+    name: str
+    hang: asyncio.Event | threading.Event | None
+
+    @property
+    def base_url(self) -> str: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Serving)
 
 
 class FakeThread(Generic[S]):
@@ -170,8 +180,11 @@ class FakeThread(Generic[S]):
         return event
 
     def release(self) -> None:
-        if isinstance(self.fake.hang, threading.Event):
-            self.fake.hang.set()
+        hang = self.fake.hang
+        if isinstance(hang, threading.Event):
+            hang.set()
+        elif hang is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(hang.set)
 
     def __enter__(self) -> FakeThread[S]:
         self.start()

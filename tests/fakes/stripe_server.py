@@ -37,12 +37,14 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
+
+from tests.fakes.base import FakeThread
 
 DEFAULT_SECRET = "sk_test_fake_secret_1234567890"
 
@@ -51,7 +53,6 @@ _DOCS = "https://stripe.com/docs/error-codes/"
 
 Params = dict[str, list[str]]
 Answer = tuple[int, dict[str, Any]]
-T = TypeVar("T")
 
 
 def _rand(n: int = 14) -> str:
@@ -267,6 +268,8 @@ class FakeStripe:
       answered with it instead (after recording it and before auth). Forced answers create no
       objects and are not stored under idempotency keys.
     """
+
+    name = "fake-stripe"
 
     def __init__(self, *, secret: str = DEFAULT_SECRET) -> None:
         self.secret = secret
@@ -1047,7 +1050,7 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, indent=2).encode()
 
 
-class FakeStripeThread:
+class FakeStripeThread(FakeThread[FakeStripe]):
     """Runs a :class:`FakeStripe` in its own event loop on a background thread.
 
     ``with FakeStripeThread() as t: ...`` — ``t.fake`` is the server, ``t.base_url`` its URL.
@@ -1056,66 +1059,4 @@ class FakeStripeThread:
     """
 
     def __init__(self, *, secret: str = DEFAULT_SECRET) -> None:
-        self.fake = FakeStripe(secret=secret)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def base_url(self) -> str:
-        return self.fake.base_url
-
-    def start(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("FakeStripeThread is already started")
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_forever, name="fake-stripe", daemon=True)
-        thread.start()
-        self._loop, self._thread = loop, thread
-        try:
-            self.run(self.fake.start())
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> None:
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        try:
-            if loop.is_running():
-                asyncio.run_coroutine_threadsafe(self.fake.stop(), loop).result(10)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-            loop.close()
-            self._loop = self._thread = None
-
-    def run(self, coro: Awaitable[T], timeout: float = 10) -> T:
-        """Run a coroutine on the fake's loop and wait for its result."""
-        if self._loop is None:
-            raise RuntimeError("FakeStripeThread is not started")
-
-        async def wrapper() -> T:
-            return await coro
-
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)
-
-    def hold(self) -> threading.Event:
-        """Make every request wait (``fake.hang``) until :meth:`release`."""
-        event = threading.Event()
-        self.fake.hang = event
-        return event
-
-    def release(self) -> None:
-        hang = self.fake.hang
-        if isinstance(hang, threading.Event):
-            hang.set()
-        elif hang is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(hang.set)
-
-    def __enter__(self) -> FakeStripeThread:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(FakeStripe(secret=secret))

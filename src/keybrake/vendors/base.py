@@ -156,3 +156,60 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
         {"error": {"type": "keybrake_error", "code": denial.code, "message": denial.message, "keybrake": keybrake}},
         {},
     )
+
+
+class VendorDefaults:
+    """What most vendors do; a vendor module overrides only where it differs."""
+
+    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {secret.decode()}")]
+
+    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
+        return raw_path
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        return body
+
+    def credential_rejected(self, status: int, doc: Any) -> bool:
+        return status == 401
+
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
+        return []
+
+    def lookup(
+        self, object_id: str, account_context: str | None, secret: bytes
+    ) -> tuple[str, list[tuple[str, str]]] | None:
+        return None
+
+    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
+        return []
+
+
+def content_type(req: ProxyRequest) -> str:
+    """The request's media type, lower-cased, without parameters ("" when absent)."""
+    return (req.header("content-type") or "").split(";")[0].strip().lower()
+
+
+def redact_fields(doc: Any, names: frozenset[str]) -> list[str]:
+    """Replace every non-empty string field called one of `names`, at any depth; return the names found."""
+    found: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in names and isinstance(v, str) and v:
+                    node[k] = REDACTED
+                    found.add(k)
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    return sorted(found)
+
+
+def retry_after(denial: Denial) -> dict[str, str]:
+    """`Retry-After: 1` on denials a retry can get past (Twilio and Resend shapes)."""
+    return {"Retry-After": "1"} if denial.retryable else {}

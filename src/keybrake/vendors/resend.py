@@ -21,16 +21,18 @@ from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.money import MICRO
 from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry
 from keybrake.vendors.base import (
-    REDACTED,
     Estimate,
     Rates,
     Rendered,
     ScopeResult,
     ValidatedSecret,
     VendorCost,
+    VendorDefaults,
     VendorRequest,
+    content_type,
+    redact_fields,
+    retry_after,
 )
 
 DEFAULT_RATE_USD = Decimal("0.0004")
@@ -93,7 +95,7 @@ class Email:
     content_hash: str  # of html, text and template: bodies are never kept
 
 
-class Resend:
+class Resend(VendorDefaults):
     name = "resend"
     default_base_url = "https://api.resend.com"
     upstream_hosts: tuple[str, ...] = ("api.resend.com",)
@@ -125,15 +127,6 @@ class Resend:
             raise ValueError("a Resend secret is an API key starting re_")
         return ValidatedSecret(secret.encode(), f"re_…{secret[-4:]}", None)
 
-    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {secret.decode()}")]
-
-    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
-        return raw_path
-
-    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
-        return body
-
     def credential_rejected(self, status: int, doc: Any) -> bool:
         # Resend answers a wrong key with 403 invalid_api_key (CONTRACT §2.5).
         return status == 401 or (status == 403 and isinstance(doc, dict) and doc.get("name") == "invalid_api_key")
@@ -144,7 +137,7 @@ class Resend:
     # -- the one parse --------------------------------------------------------------------
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
-        ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+        ctype = content_type(req)
         query = parse_form(req.query, None)
         if not req.body:
             doc: Any = None
@@ -230,17 +223,6 @@ class Resend:
     def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
         return None  # flat-rate costs are final at the answer
 
-    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
-        return []
-
-    def lookup(
-        self, object_id: str, account_context: str | None, secret: bytes
-    ) -> tuple[str, list[tuple[str, str]]] | None:
-        return None
-
-    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
-        return []
-
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         """Resend honours Idempotency-Key on sends: method, path and the canonical JSON body."""
         if vreq.method != "POST":
@@ -263,23 +245,7 @@ class Resend:
         """API key tokens never reach the agent (CONTRACT §2.2)."""
         if not vreq.path or vreq.path[0].lower() != "api-keys":
             return []
-        found = False
-
-        def walk(node: Any) -> None:
-            nonlocal found
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    if k == "token" and isinstance(v, str):
-                        node[k] = REDACTED
-                        found = True
-                    else:
-                        walk(v)
-            elif isinstance(node, list):
-                for item in node:
-                    walk(item)
-
-        walk(doc)
-        return ["token"] if found else []
+        return redact_fields(doc, frozenset({"token"}))
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:
         emails = _emails(vreq)
@@ -298,10 +264,9 @@ class Resend:
     # -- errors ---------------------------------------------------------------------------
 
     def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered:
-        headers = {"Retry-After": "1"} if denial.retryable else {}
         return Rendered(
             {"statusCode": denial.status, "name": denial.code, "message": denial.message, "keybrake": keybrake},
-            headers,
+            retry_after(denial),
         )
 
 

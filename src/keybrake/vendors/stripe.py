@@ -27,8 +27,10 @@ from keybrake.vendors.base import (
     ScopeResult,
     ValidatedSecret,
     VendorCost,
+    VendorDefaults,
     VendorRequest,
     canonical_fingerprint,
+    content_type,
 )
 
 # Minor-unit exponents (CONTRACT §3.1.1); every other currency Stripe supports has 2.
@@ -111,7 +113,7 @@ _AMOUNT = re.compile(r"^[0-9]{1,15}$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
-class Stripe:
+class Stripe(VendorDefaults):
     name = "stripe"
     default_base_url = "https://api.stripe.com"
     upstream_hosts: tuple[str, ...] = ("api.stripe.com",)
@@ -162,25 +164,13 @@ class Stripe:
         prefix = "_".join(secret.split("_")[:2]) + "_"
         return ValidatedSecret(secret.encode(), f"{prefix}…{secret[-4:]}", secret.split("_")[1] == "live")
 
-    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {secret.decode()}")]
-
-    def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
-        return raw_path
-
-    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
-        return body
-
-    def credential_rejected(self, status: int, doc: Any) -> bool:
-        return status == 401
-
     def request_id(self, headers: dict[str, str]) -> str | None:
         return headers.get("request-id")
 
     # -- the one parse --------------------------------------------------------------------
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
-        ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+        ctype = content_type(req)
         is_v2 = bool(path) and path[0] == "v2"
         if req.body:
             wanted = "application/json" if is_v2 else "application/x-www-form-urlencoded"

@@ -26,17 +26,19 @@ from keybrake.core.policy import Policy
 from keybrake.errors import Denial, twilio_code
 from keybrake.money import MICRO
 from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry
 from keybrake.vendors.base import (
-    REDACTED,
     Estimate,
     Rates,
     Rendered,
     ScopeResult,
     ValidatedSecret,
     VendorCost,
+    VendorDefaults,
     VendorRequest,
+    content_type,
     keybrake_code_doc,
+    redact_fields,
+    retry_after,
 )
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates
 from keybrake.vendors.sms import segments
@@ -118,7 +120,7 @@ _NO_CHARGE_STATUSES = frozenset({"canceled", "busy", "no-answer"})
 _SECRET_FIELDS = frozenset({"auth_token", "secret"})
 
 
-class Twilio:
+class Twilio(VendorDefaults):
     name = "twilio"
     default_base_url = "https://api.twilio.com"
     # api.twilio.com or a regional edge such as api.dublin.ie1.twilio.com (CONTRACT §4.1)
@@ -205,16 +207,13 @@ class Twilio:
         pairs.append(b"TimeLimit=%d" % limit)
         return b"&".join(pairs)
 
-    def credential_rejected(self, status: int, doc: Any) -> bool:
-        return status == 401
-
     def request_id(self, headers: dict[str, str]) -> str | None:
         return headers.get("twilio-request-id")
 
     # -- the one parse --------------------------------------------------------------------
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
-        ctype = (req.header("content-type") or "").split(";")[0].strip().lower()
+        ctype = content_type(req)
         if req.body and ctype != "application/x-www-form-urlencoded":
             raise Denial(
                 "unsupported_media_type",
@@ -348,9 +347,6 @@ class Twilio:
 
     # -- objects --------------------------------------------------------------------------
 
-    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
-        return []
-
     def lookup(
         self, object_id: str, account_context: str | None, secret: bytes
     ) -> tuple[str, list[tuple[str, str]]] | None:
@@ -358,9 +354,6 @@ class Twilio:
             return None
         collection = "Calls" if object_id.startswith("CA") else "Messages"
         return f"/{API}/Accounts/{self._secret(secret)['account_sid']}/{collection}/{object_id}.json", []
-
-    def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
-        return []
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         return None  # Twilio's 2010 API has no Idempotency-Key
@@ -384,22 +377,7 @@ class Twilio:
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
         """`auth_token` and `secret` never reach the agent, at any depth (CONTRACT §2.2)."""
-        found: set[str] = set()
-
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                for k, v in node.items():
-                    if k in _SECRET_FIELDS and isinstance(v, str) and v:
-                        node[k] = REDACTED
-                        found.add(k)
-                    else:
-                        walk(v)
-            elif isinstance(node, list):
-                for item in node:
-                    walk(item)
-
-        walk(doc)
-        return sorted(found)
+        return redact_fields(doc, _SECRET_FIELDS)
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -414,7 +392,6 @@ class Twilio:
     # -- errors ---------------------------------------------------------------------------
 
     def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered:
-        headers = {"Retry-After": "1"} if denial.retryable else {}
         return Rendered(
             {
                 "code": twilio_code(denial.code),
@@ -423,7 +400,7 @@ class Twilio:
                 "status": denial.status,
                 "details": {"keybrake_code": denial.code, **keybrake},
             },
-            headers,
+            retry_after(denial),
         )
 
 
