@@ -35,16 +35,14 @@ import json
 import re
 import secrets
 import string
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from tests.fakes.base import FakeThread
+from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
 
 DEFAULT_SECRET = "sk_test_fake_secret_1234567890"
 
@@ -62,18 +60,6 @@ def _rand(n: int = 14) -> str:
 def new_id(prefix: str) -> str:
     """A Stripe-looking object id: ``prefix`` + 14 random letters and digits."""
     return f"{prefix}_{_rand()}"
-
-
-@dataclass
-class RecordedRequest:
-    """One request as it reached the fake (before auth, idempotency or forced answers)."""
-
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]  # names lower-cased
-    body: bytes
-    form: dict[str, list[str]] = field(default_factory=dict)  # the body, parsed
 
 
 class StripeError(Exception):
@@ -256,7 +242,7 @@ def _list(url: str, data: list[dict[str, Any]], has_more: bool = False) -> dict[
 Handler = Callable[[Params, str], Answer]
 
 
-class FakeStripe:
+class FakeStripe(FakeServer):
     """A fake Stripe API server. ``await start()`` binds 127.0.0.1 on a free port.
 
     Test controls (``reset()`` puts them back, keeping objects and idempotency records):
@@ -272,11 +258,8 @@ class FakeStripe:
     name = "fake-stripe"
 
     def __init__(self, *, secret: str = DEFAULT_SECRET) -> None:
+        super().__init__()
         self.secret = secret
-        self.requests: list[RecordedRequest] = []
-        self.delay_seconds: float = 0.0
-        self.hang: asyncio.Event | threading.Event | None = None
-        self.next_status: list[tuple[int, dict[str, Any]]] = []
         # objects, by id
         self.customers: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
@@ -289,8 +272,6 @@ class FakeStripe:
         self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self._in_flight: set[str] = set()
         self._counter = 0
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         for method, pattern, handler in (
             ("POST", r"/v1/customers", self._create_customer),
@@ -318,34 +299,7 @@ class FakeStripe:
         ):
             self._routes.append((method, re.compile(pattern), handler))
 
-    # --- lifecycle -------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeStripe is not started")
-        return self._port
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        if self._runner is not None:
-            raise RuntimeError("FakeStripe is already started")
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = int(runner.addresses[0][1])
-        self._runner = runner
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
+    # --- lifecycle (FakeServer) --------------------------------------------------------------
 
     async def __aenter__(self) -> FakeStripe:
         await self.start()
@@ -354,12 +308,8 @@ class FakeStripe:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def reset(self) -> None:
-        """Forget recorded requests and test controls; objects and idempotency records stay."""
-        self.requests = []
-        self.delay_seconds = 0.0
-        self.hang = None
-        self.next_status = []
+    async def _serve(self, request: web.Request) -> web.Response:
+        return await self._handle(request)
 
     # --- request handling ------------------------------------------------------------------
 
