@@ -9,11 +9,15 @@ Routes:
     POST /v1/charges    -> 200 Stripe-shaped charge JSON (with a Request-Id header) when
                            `Authorization: Bearer <FAKE_UPSTREAM_SECRET>`, else a 401 Stripe
                            error
+    POST /2010-04-01/Accounts/{sid}/Messages.json
+                        -> 201 Twilio-shaped Message JSON (price null, a Twilio-Request-Id
+                           header) when HTTP Basic is FAKE_TWILIO_ACCOUNT_SID:FAKE_TWILIO_AUTH_TOKEN
+                           and {sid} is that account, else Twilio's 401 error 20003
     GET  /healthz       -> 200 {"status": "ok"}
-    GET  /_bench/stats  -> 200 counters {"charges": n, "charges_direct": n, "unauthorized": n,
-                           "not_found": n}; "charges_direct" counts requests marked with
-                           `X-Bench-Path: direct` (the bench's direct path), so the rest are the
-                           requests Keybrake forwarded
+    GET  /_bench/stats  -> 200 counters {"charges": n, "charges_direct": n, "messages": n,
+                           "messages_direct": n, "unauthorized": n, "not_found": n}; "*_direct"
+                           count requests marked with `X-Bench-Path: direct` (the bench's direct
+                           path), so the rest are the requests Keybrake forwarded
     anything else       -> 404 Stripe-shaped error
 
 It binds to loopback only.
@@ -22,6 +26,7 @@ It binds to loopback only.
 from __future__ import annotations
 
 import argparse
+import base64
 import itertools
 import json
 import os
@@ -35,18 +40,29 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+_TWILIO_ID = b"twilio-request-id"
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"stripe-version", b"2024-06-20")]
 
 
 class FakeStripe:
     """Raw ASGI app. Everything per request is O(body) and allocation-light."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, twilio_sid: str = "", twilio_token: str = "") -> None:
         if not secret:
             raise ValueError("a secret is required")
         self.expected_auth = b"Bearer " + secret.encode()
+        self.twilio_sid = twilio_sid
+        self.twilio_auth = b"Basic " + base64.b64encode(f"{twilio_sid}:{twilio_token}".encode())
+        self.messages_path = f"/2010-04-01/Accounts/{twilio_sid}/Messages.json"
         self.ids = itertools.count(1)
-        self.stats = {"charges": 0, "charges_direct": 0, "unauthorized": 0, "not_found": 0}
+        self.stats = {
+            "charges": 0,
+            "charges_direct": 0,
+            "messages": 0,
+            "messages_direct": 0,
+            "unauthorized": 0,
+            "not_found": 0,
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -59,6 +75,8 @@ class FakeStripe:
         path: str = scope["path"]
         if method == "POST" and path == "/v1/charges":
             await self._charge(scope, body, send)
+        elif method == "POST" and self.twilio_sid and path.startswith("/2010-04-01/Accounts/"):
+            await self._message(scope, path, body, send)
         elif method == "GET" and path == "/healthz":
             await _respond(send, 200, b'{"status":"ok"}')
         elif method == "GET" and path == "/_bench/stats":
@@ -111,6 +129,51 @@ class FakeStripe:
             self.stats["charges_direct"] += 1
         await _respond(send, 200, json.dumps(charge).encode(), request_id)
 
+    async def _message(self, scope: Scope, path: str, body: bytes, send: Send) -> None:
+        auth = b""
+        direct = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                auth = value
+            elif name == b"x-bench-path":
+                direct = value == b"direct"
+        n = next(self.ids)
+        request_id = f"RQ{n:032x}".encode()
+        if auth != self.twilio_auth or path != self.messages_path:
+            self.stats["unauthorized"] += 1
+            doc = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003"}
+            await _respond(send, 401, json.dumps({**doc, "status": 401}).encode(), request_id, _TWILIO_ID)
+            return
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        sid = f"SM{n:032x}"
+        now = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+        message = {
+            "account_sid": self.twilio_sid,
+            "api_version": "2010-04-01",
+            "body": form.get("Body", ""),
+            "date_created": now,
+            "date_sent": None,
+            "date_updated": now,
+            "direction": "outbound-api",
+            "error_code": None,
+            "error_message": None,
+            "from": form.get("From"),
+            "messaging_service_sid": None,
+            "num_media": "0",
+            "num_segments": "1",
+            "price": None,
+            "price_unit": "USD",
+            "sid": sid,
+            "status": "queued",
+            "subresource_uris": {"media": f"{self.messages_path[:-5]}/{sid}/Media.json"},
+            "to": form.get("To"),
+            "uri": f"{self.messages_path[:-5]}/{sid}.json",
+        }
+        self.stats["messages"] += 1
+        if direct:
+            self.stats["messages_direct"] += 1
+        await _respond(send, 201, json.dumps(message).encode(), request_id, _TWILIO_ID)
+
     @staticmethod
     async def _lifespan(receive: Receive, send: Send) -> None:
         while True:
@@ -138,10 +201,12 @@ def _error(kind: str, message: str) -> bytes:
     return json.dumps({"error": {"type": kind, "message": message}}).encode()
 
 
-async def _respond(send: Send, status: int, body: bytes, request_id: bytes | None = None) -> None:
+async def _respond(
+    send: Send, status: int, body: bytes, request_id: bytes | None = None, id_header: bytes = b"request-id"
+) -> None:
     headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
     if request_id is not None:
-        headers.append((b"request-id", request_id))
+        headers.append((id_header, request_id))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -158,7 +223,7 @@ def main() -> None:
     import uvicorn
 
     uvicorn.run(
-        FakeStripe(secret),
+        FakeStripe(secret, os.environ.get("FAKE_TWILIO_ACCOUNT_SID", ""), os.environ.get("FAKE_TWILIO_AUTH_TOKEN", "")),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -50,6 +51,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"  # loopback only, always
 BODY = b"amount=100&currency=usd&customer=cus_bench"
+TWILIO_BODY = b"To=%2B14155550100&From=%2B14155550199&Body=Your+order+has+shipped"
 CONTENT_TYPE = "application/x-www-form-urlencoded"
 TARGET_ADDED_P50_MS = 2.0
 TARGET_PROXIED_RPS = 1000.0
@@ -219,9 +221,13 @@ def wait_healthy(child: Child, url: str, timeout: float) -> None:
     )
 
 
-def start_fake_upstream(secret: str, workdir: Path, timeout: float) -> tuple[Child, str]:
+def start_fake_upstream(
+    secret: str, workdir: Path, timeout: float, twilio: dict[str, str] | None = None
+) -> tuple[Child, str]:
     port = free_port()
     env = {**os.environ, "FAKE_UPSTREAM_SECRET": secret}
+    if twilio:
+        env.update(FAKE_TWILIO_ACCOUNT_SID=twilio["account_sid"], FAKE_TWILIO_AUTH_TOKEN=twilio["auth_token"])
     argv = [sys.executable, str(BENCH_DIR / "fake_upstream.py"), "--port", str(port)]
     child = spawn("fake upstream", argv, env, workdir / "fake_upstream.log")
     base = f"http://{HOST}:{port}"
@@ -264,26 +270,39 @@ DIRECT_MARK = ("X-Bench-Path", "direct")
 class Target:
     name: str  # "direct" or "keybrake"
     url: str
-    bearer: str
+    bearer: str  # the Bearer token, or "user:password" for HTTP Basic (basic=True)
+    body: bytes = BODY
+    ok_status: int = 200
+    basic: bool = False
 
     def headers(self) -> dict[str, str]:
-        h = {"Authorization": f"Bearer {self.bearer}", "Content-Type": CONTENT_TYPE}
+        if self.basic:
+            auth = "Basic " + base64.b64encode(self.bearer.encode()).decode()
+        else:
+            auth = f"Bearer {self.bearer}"
+        h = {"Authorization": auth, "Content-Type": CONTENT_TYPE}
         if self.name == "direct":
             h[DIRECT_MARK[0]] = DIRECT_MARK[1]
         return h
 
 
-def provision(kb_base: str, admin_token: str, upstream_base: str, secret: str) -> tuple[str, str]:
+def provision(
+    kb_base: str, admin_token: str, upstream_base: str, secret: Any, vendor: str = "stripe"
+) -> tuple[str, str]:
     """Store the upstream secret and issue a vault key; returns (vault key, key id)."""
-    cred = {"vendor": "stripe", "name": "default", "secret": secret, "base_url": upstream_base}
+    cred = {"vendor": vendor, "name": f"bench-{vendor}", "secret": secret, "base_url": upstream_base}
     status, out = http_json("POST", f"{kb_base}/v1/credentials", token=admin_token, body=cred)
     if status != 201:
         raise SetupError(f"POST /v1/credentials -> HTTP {status}: {out!r}")
+    policy = dict(BENCH_POLICY)
+    if vendor == "twilio":  # a realistic Twilio key: destination scope and a (huge) send cap
+        policy.update(allowed_to_prefixes=["+1"], daily_send_cap=100_000_000)
     key_req = {
-        "vendor": "stripe",
-        "label": f"bench:run-{secrets.token_hex(3)}",
+        "vendor": vendor,
+        "credential": f"bench-{vendor}",
+        "label": f"bench:{vendor}:run-{secrets.token_hex(3)}",
         "expires_in": "1h",
-        "policy": BENCH_POLICY,
+        "policy": policy,
     }
     status, out = http_json("POST", f"{kb_base}/v1/keys", token=admin_token, body=key_req)
     if status != 201 or not isinstance(out, dict) or not str(out.get("key", "")):
@@ -292,7 +311,7 @@ def provision(kb_base: str, admin_token: str, upstream_base: str, secret: str) -
 
 
 def sanity_check(target: Target) -> None:
-    req = urllib.request.Request(target.url, data=BODY, method="POST", headers=target.headers())
+    req = urllib.request.Request(target.url, data=target.body, method="POST", headers=target.headers())
     try:
         with _OPENER.open(req, timeout=10.0) as resp:
             status, raw = resp.status, resp.read()
@@ -304,7 +323,7 @@ def sanity_check(target: Target) -> None:
         out: Any = json.loads(raw)
     except ValueError:
         out = raw[:500]
-    if status != 200 or not isinstance(out, dict) or out.get("object") != "charge":
+    if status != target.ok_status or not isinstance(out, dict) or not (out.get("object") == "charge" or out.get("sid")):
         raise SetupError(f"{target.name}: POST {target.url} -> HTTP {status}: {out!r}")
 
 
@@ -433,14 +452,14 @@ async def open_loop_block(
     async def one(due: float) -> None:
         start = time.perf_counter()
         try:
-            async with session.post(target.url, data=BODY, headers=headers) as resp:
+            async with session.post(target.url, data=target.body, headers=headers) as resp:
                 await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             samples.errors[type(exc).__name__] += 1
             return
         end = time.perf_counter()
-        if status != 200:
+        if status != target.ok_status:
             samples.errors[f"http_{status}"] += 1
             return
         samples.latencies.append(end - start)
@@ -654,6 +673,16 @@ def evaluate(results: list[Result], audit: dict[str, Any], args: argparse.Namesp
                 added <= args.target_p50_ms and k.error_count == 0,
             )
         )
+    d, k = by.get(("twilio", "direct")), by.get(("twilio", "keybrake"))
+    if d and k:
+        added = k.p50_ms - d.p50_ms
+        checks.append(
+            Check(
+                f"Twilio SMS send: p50 added latency at {args.rate:g} req/s <= {args.target_p50_ms:g} ms, 0 errors",
+                f"{added:+.2f} ms, {k.error_count} errors",
+                added <= args.target_p50_ms and k.error_count == 0,
+            )
+        )
     m = by.get(("max", "keybrake"))
     if m:
         checks.append(
@@ -763,6 +792,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="JSON output (default: bench/results/bench-<UTC time>.json)",
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (data, logs)")
+    p.add_argument(
+        "--twilio",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure a Twilio SMS send (steady rate, direct vs proxied); --no-twilio skips it",
+    )
     args = p.parse_args(argv)
     bounds = {
         "duration": (1, 600),
@@ -840,13 +875,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="keybrake-bench-"))
     children: list[Child] = []
     secret = "sk_test_bench" + secrets.token_hex(12)
+    twilio_secret = {"account_sid": "AC" + secrets.token_hex(16), "auth_token": secrets.token_hex(16)}
     admin_token = "bench-admin-" + secrets.token_urlsafe(32)
     started = dt.datetime.now(dt.UTC)
     results: list[Result] = []
     audit: dict[str, Any] = {}
     try:
         log(f"temp dir {workdir}")
-        upstream, upstream_base = start_fake_upstream(secret, workdir, args.startup_timeout)
+        upstream, upstream_base = start_fake_upstream(secret, workdir, args.startup_timeout, twilio_secret)
         children.append(upstream)
         log(f"fake upstream pid {upstream.pid} at {upstream_base}")
         targets = [Target("direct", f"{upstream_base}/v1/charges", secret)]
@@ -886,6 +922,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in targets:
             results.append(steady[t.name].result("steady", t.name, gen))
 
+        # 1b. a Twilio SMS send, same method: direct with the real SID and token, proxied with
+        #     the vault key (Basic vk_…:vault_key_…, SID swap, destination check, send cap)
+        twilio_key_id = ""
+        if kb is not None and args.twilio:
+            sid = twilio_secret["account_sid"]
+            tw_key, twilio_key_id = provision(kb_base, admin_token, upstream_base, twilio_secret, "twilio")
+            tw_path = "/2010-04-01/Accounts/{}/Messages.json"
+            tw_targets = [
+                Target(
+                    "direct",
+                    upstream_base + tw_path.format(sid),
+                    f"{sid}:{twilio_secret['auth_token']}",
+                    TWILIO_BODY,
+                    201,
+                    basic=True,
+                ),
+                Target(
+                    "keybrake",
+                    kb_base + "/twilio" + tw_path.format(twilio_key_id),
+                    f"{twilio_key_id}:{tw_key}",
+                    TWILIO_BODY,
+                    201,
+                    basic=True,
+                ),
+            ]
+            for t in tw_targets:
+                sanity_check(t)
+            log(f"twilio: {args.rate:g} req/s open loop, SMS send, {args.duration}s per target")
+            tw = run_open_loop(
+                targets=tw_targets,
+                rate=args.rate,
+                seconds=args.duration,
+                rounds=args.rounds,
+                warmup=args.warmup,
+                max_inflight=args.max_inflight,
+                request_timeout=args.request_timeout,
+                cpu=cpu,
+            )
+            for t in tw_targets:
+                results.append(tw[t.name].result("twilio", t.name, f"open-loop {args.rate:g}/s"))
+
         # 2. optional sustained proxied rate, open loop
         if kb is not None and args.sustain_rate > 0:
             log(f"sustain: {args.sustain_rate:g} req/s open loop through keybrake")
@@ -919,8 +996,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if rows >= forwarded:
                     break
                 time.sleep(1.0)
-            audit = {"audit_rows": rows, "forwarded": forwarded, "key_id": key_id}
-            log(f"audit rows for the bench key: {rows}; requests forwarded upstream: {forwarded}")
+            if twilio_key_id:
+                forwarded += stats["messages"] - stats["messages_direct"]
+                rows += count_audit_rows(kb_base, admin_token, twilio_key_id)
+            audit = {"audit_rows": rows, "forwarded": forwarded, "key_id": key_id, "twilio_key_id": twilio_key_id}
+            log(f"audit rows for the bench keys: {rows}; requests forwarded upstream: {forwarded}")
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SETUP_FAILED

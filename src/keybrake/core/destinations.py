@@ -6,6 +6,7 @@ that cannot be read with certainty is refused rather than guessed at.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
@@ -85,28 +86,31 @@ def check_phone_prefix(number: str, allowed: tuple[str, ...] | None) -> None:
         )
 
 
-def country_of(number: str) -> str | None:
-    """ISO 3166 region of an E.164 number (None for channels or unknown numbering plans)."""
+@functools.lru_cache(maxsize=4096)
+def describe(number: str) -> tuple[str | None, str]:
+    """(ISO 3166 region or None, masked form) of a normalised destination, from one parse.
+
+    The mask is the country code and the first three national digits (CONTRACT §5.1), e.g.
+    `+1 415…`; channels (`sip:…`) have no region and mask to their channel.
+    """
     if not number.startswith("+"):
-        return None
+        return None, number.split(":", 1)[0] + ":…"
     try:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
-        return None
+        return None, f"{number[:2]} {number[2:5]}…"
+    cc = f"+{parsed.country_code}"
     region = phonenumbers.region_code_for_number(parsed)
-    return region if region and region != "ZZ" else None
+    return (region if region and region != "ZZ" else None), f"{cc} {number[len(cc) : len(cc) + 3]}…"
+
+
+def country_of(number: str) -> str | None:
+    """ISO 3166 region of an E.164 number (None for channels or unknown numbering plans)."""
+    return describe(number)[0]
 
 
 def mask_phone(number: str) -> str:
-    """Country code and the first three national digits (CONTRACT §5.1), e.g. `+1 415…`."""
-    if not number.startswith("+"):
-        return number.split(":", 1)[0] + ":…"
-    try:
-        parsed = phonenumbers.parse(number, None)
-        cc = f"+{parsed.country_code}"
-    except phonenumbers.NumberParseException:
-        cc = number[:2]
-    return f"{cc} {number[len(cc) : len(cc) + 3]}…"
+    return describe(number)[1]
 
 
 def _masked(raw: str) -> str:

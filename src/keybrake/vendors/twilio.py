@@ -232,12 +232,14 @@ class Twilio(VendorDefaults):
                     f"Twilio parameter names are case-sensitive: send {_CANONICAL[folded]!r}, not {raw!r}.",
                 )
         vreq = VendorRequest(req.method, path, params)
-        if self._destination_endpoint(vreq) is not None:
+        kind = _destination_kind(req.method, path)
+        vreq.extra["kind"] = kind
+        if kind is not None:
             if not params.scalar("To"):
                 raise Denial("body_invalid", "Parameter 'To' is required (the destination, in E.164 form).")
-            if "TimeLimit" in parse_form(req.query, None, repeatable=REPEATABLE).values:
+            if req.query and "TimeLimit" in parse_form(req.query, None, repeatable=REPEATABLE).values:
                 raise Denial("body_invalid", "Send TimeLimit in the request body, not the query string.")
-        if MESSAGES_CREATE.matches(req.method, path):
+        if kind == "message":
             body = params.scalar("Body")
             media = params.values.get("MediaUrl", ())
             if not body and not media and not params.scalar("ContentSid"):
@@ -248,11 +250,9 @@ class Twilio(VendorDefaults):
 
     @staticmethod
     def _destination_endpoint(vreq: VendorRequest) -> str | None:
-        if MESSAGES_CREATE.matches(vreq.method, vreq.path):
-            return "message"
-        if CALLS_CREATE.matches(vreq.method, vreq.path) or PARTICIPANTS_CREATE.matches(vreq.method, vreq.path):
-            return "call"
-        return None
+        """"message", "call" or None: decided once, in the parse."""
+        kind = vreq.extra.get("kind")
+        return kind if isinstance(kind, str) else None
 
     # -- scope ----------------------------------------------------------------------------
 
@@ -402,6 +402,14 @@ class Twilio(VendorDefaults):
             },
             retry_after(denial),
         )
+
+
+def _destination_kind(method: str, path: tuple[str, ...]) -> str | None:
+    if MESSAGES_CREATE.matches(method, path):
+        return "message"
+    if CALLS_CREATE.matches(method, path) or PARTICIPANTS_CREATE.matches(method, path):
+        return "call"
+    return None
 
 
 def _micro(usd: Decimal) -> int:
