@@ -250,7 +250,7 @@ class Twilio(VendorDefaults):
 
     @staticmethod
     def _destination_endpoint(vreq: VendorRequest) -> str | None:
-        """"message", "call" or None: decided once, in the parse."""
+        """The destination kind ("message", "call" or None), decided once in the parse."""
         kind = vreq.extra.get("kind")
         return kind if isinstance(kind, str) else None
 
