@@ -89,3 +89,19 @@ def test_same_key_different_body_is_new_spend(kb: KeybrakeThread, fake_stripe: F
     assert r.status_code == 400  # Stripe refuses the reuse; Keybrake reserved it as new and released it
     rows = sorted(kb.audit(key_id=key["id"]), key=lambda x: x["id"])
     assert rows[1]["reserved_usd"] == 2 and rows[1]["cost_usd"] == 0
+
+
+def test_stripe_dedup_window_replays_a_repeated_charge(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Two SDK calls with the same body (each with its own Idempotency-Key) inside the window: one charge."""
+    key = kb.issue({"daily_usd_cap": 20, "dedup_window_seconds": 30})
+    sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
+    params = {"amount": 700, "currency": "usd", "source": "tok_visa", "customer": "cus_1"}
+    first = sc.v1.charges.create(params)  # type: ignore[arg-type]
+    second = sc.v1.charges.create(params)  # type: ignore[arg-type]
+    assert first.id == second.id
+    assert len([r for r in fake_stripe.requests if r.path == "/v1/charges"]) == 1
+    other = sc.v1.charges.create({**params, "amount": 701})  # type: ignore[arg-type]
+    assert other.id != first.id
+    rows = {r["verdict"]: r for r in kb.audit(key_id=key["id"])}
+    assert rows["deduplicated"]["cost_usd"] == 0 and rows["deduplicated"]["dedup_of"]
+    assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 14.01
