@@ -19,10 +19,10 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keybrake.admin import credentials, keys
+from keybrake.admin import budgets, credentials, keys
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, query_from, render_row
 from keybrake.admin.errors import ApiError, not_found
-from keybrake.admin.models import BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime
@@ -262,6 +262,36 @@ def build_admin_app(
     async def bulk_revoke(body: BulkRevokeIn, who: AdminTokenRecord = Admin) -> Response:
         out = await keys.bulk_revoke(rt, body)
         event(log, "keys revoked in bulk", count=out["revoked"], by=who.id)
+        return KJSON(out)
+
+    # -- budgets --------------------------------------------------------------------------
+
+    @app.post("/v1/budgets", status_code=201)
+    async def create_budget(body: BudgetIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await budgets.create(rt, body)
+        event(log, "budget created", budget_id=out["id"], by=who.id)
+        return KJSON(out, status_code=201)
+
+    @app.get("/v1/budgets")
+    async def list_budgets(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())
+        data = [await budgets.render(rt, b) for b in await rt.store.list_budgets()]
+        return KJSON({"object": "list", "data": data, "next_cursor": None})
+
+    @app.get("/v1/budgets/{budget_id}")
+    async def get_budget(budget_id: str, who: AdminTokenRecord = Admin) -> Response:
+        return KJSON(await budgets.render(rt, await budgets.get_record(rt, budget_id)))
+
+    @app.patch("/v1/budgets/{budget_id}")
+    async def patch_budget(budget_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        out = await budgets.patch(rt, budget_id, await _json_body(request))
+        event(log, "budget changed", budget_id=budget_id, by=who.id)
+        return KJSON(out)
+
+    @app.delete("/v1/budgets/{budget_id}")
+    async def delete_budget(budget_id: str, who: AdminTokenRecord = Admin) -> Response:
+        out = await budgets.delete(rt, budget_id)
+        event(log, "budget deleted", budget_id=budget_id, by=who.id)
         return KJSON(out)
 
     # -- credentials ----------------------------------------------------------------------

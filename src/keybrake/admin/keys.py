@@ -11,6 +11,7 @@ from typing import Any
 import simplejson
 from pydantic import ValidationError
 
+from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
@@ -105,6 +106,7 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
     policy = body.policy.to_store()
     warnings = _check_policy_fields(rt, body.vendor, policy)
     credential = await _credential_for(rt, body.vendor, body.credential)
+    warnings += await budgets.covering_warnings(rt, body.label, body.vendor, credential, policy)
     now = rt.store.now_ms()
     expires_at = _expiry(rt, now, body.expires_in, body.expires_at)
     token = new_token(VAULT_PREFIX)

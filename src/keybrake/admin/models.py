@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import phonenumbers
 import re2
@@ -264,3 +264,46 @@ class RotateIn(Strict):
 class AdminTokenIn(Strict):
     scope: str = Field(pattern=r"^admin$")
     label: str = Field(min_length=1, max_length=200)
+
+
+def _timezone(v: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{v!r} is not an IANA time zone such as 'UTC' or 'America/New_York'") from None
+    return v
+
+
+class BudgetScopeIn(Strict):
+    label_prefix: str | None = Field(default=None, min_length=1, max_length=200)
+    vendor: str | None = None
+    credential: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> BudgetScopeIn:
+        if sum(v is not None for v in (self.label_prefix, self.vendor, self.credential)) != 1:
+            raise ValueError('scope names exactly one of label_prefix, vendor or credential (or is "all")')
+        return self
+
+
+class BudgetIn(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    scope: BudgetScopeIn | Literal["all"]
+    daily_usd_cap: Money | None = None
+    monthly_usd_cap: Money | None = None
+    total_usd_cap: Money | None = None
+    daily_request_cap: Count | None = None
+    timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
+
+
+class BudgetPatchIn(Strict):
+    """Validated after the merge patch is applied; `scope` cannot change."""
+
+    name: str = Field(min_length=1, max_length=200)
+    daily_usd_cap: Money | None = None
+    monthly_usd_cap: Money | None = None
+    total_usd_cap: Money | None = None
+    daily_request_cap: Count | None = None
+    timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"

@@ -100,6 +100,8 @@ _CAP_WORDS = {
     "total_usd_cap": "total spend cap",
     "max_requests_per_hour": "hourly request cap",
     "daily_send_cap": "daily send cap",
+    "monthly_usd_cap": "monthly spend cap",
+    "daily_request_cap": "daily request cap",
 }
 DEDUP_WAIT_S = 10.0
 
@@ -570,6 +572,7 @@ def _state_denial(state: KeyState, key: KeyRecord) -> Denial:
 
 def _cap_denial(cap: Any, key_id: str) -> Denial:
     words = _CAP_WORDS.get(cap.name, cap.name)
+    whose = key_id if cap.scope == "key" else f"budget {cap.id}, which covers {key_id}"
     if cap.is_usd:
         limit = human_usd(cap.limit)
         detail = f"{human_usd(cap.used)} used, this call needs {human_usd(cap.requested)}"
@@ -583,7 +586,7 @@ def _cap_denial(cap: Any, key_id: str) -> Denial:
         detail = f"{cap.used} used"
         code = "request_cap_exceeded"
     when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
-    return Denial(code, f"Do not retry: {words} of {limit} reached for {key_id} ({detail}).{when}", cap=cap)
+    return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
 
 
 def _first(values: list[str]) -> str | None:

@@ -45,6 +45,44 @@ class CredentialRecord:
 
 
 @dataclass(frozen=True)
+class BudgetRecord:
+    """A cap shared by every key its scope covers (CONTRACT §3.3). Money in micro-USD."""
+
+    id: str
+    name: str
+    scope_kind: str  # label_prefix | vendor | credential | all
+    scope_value: str | None
+    daily_usd_cap: int | None
+    monthly_usd_cap: int | None
+    total_usd_cap: int | None
+    daily_request_cap: int | None
+    timezone: str
+    created_at: int
+    updated_at: int
+
+    def covers(self, label: str | None, vendor: str, credential: str) -> bool:
+        if self.scope_kind == "all":
+            return True
+        if self.scope_kind == "label_prefix":
+            return label is not None and self.scope_value is not None and label.startswith(self.scope_value)
+        if self.scope_kind == "vendor":
+            return vendor == self.scope_value
+        return credential == self.scope_value
+
+    def caps(self, usd: int) -> list[CapSpec]:
+        """The budget's counters a request reserves against (tracked even when uncapped)."""
+        tz, bid = self.timezone, self.id
+        return [
+            CapSpec("budget", bid, "daily_usd_cap", "daily_usd", Window.DAY, self.daily_usd_cap, usd, True, tz),
+            CapSpec("budget", bid, "monthly_usd_cap", "monthly_usd", Window.MONTH, self.monthly_usd_cap, usd, True, tz),
+            CapSpec("budget", bid, "total_usd_cap", "total_usd", Window.TOTAL, self.total_usd_cap, usd, True, tz),
+            CapSpec(
+                "budget", bid, "daily_request_cap", "daily_requests", Window.DAY, self.daily_request_cap, 1, False, tz
+            ),
+        ]
+
+
+@dataclass(frozen=True)
 class AdminTokenRecord:
     id: str
     scope: str
@@ -54,16 +92,17 @@ class AdminTokenRecord:
 
 
 class Window(Enum):
-    DAY = "day"  # UTC calendar day
+    DAY = "day"  # calendar day (UTC for keys, the budget's time zone for budgets)
+    MONTH = "month"  # calendar month, in the budget's time zone
     HOUR = "hour"  # UTC clock hour
-    TOTAL = "total"  # the key's whole life
+    TOTAL = "total"  # the key's (or budget's) whole life
 
 
 @dataclass(frozen=True)
 class CapSpec:
     """One counter a request reserves against. `limit` None = tracked, not capped."""
 
-    scope: str  # "key"
+    scope: str  # "key" | "budget"
     scope_id: str
     name: str  # policy field name, e.g. daily_usd_cap
     counter: str  # counter name, e.g. daily_usd
@@ -71,6 +110,7 @@ class CapSpec:
     limit: int | None
     amount: int
     is_usd: bool
+    timezone: str = "UTC"  # where DAY and MONTH windows roll over
 
 
 # Counters of what the vendor bills (messages, email recipients): they count only when the
@@ -388,6 +428,15 @@ class Store(Protocol):
     ) -> bool: ...
     async def list_credentials(self) -> list[CredentialRecord]: ...
     async def delete_credential(self, name: str) -> bool: ...
+
+    # budgets
+    async def insert_budget(self, rec: BudgetRecord) -> None: ...
+    async def get_budget(self, budget_id: str) -> BudgetRecord | None: ...
+    async def list_budgets(self) -> list[BudgetRecord]: ...
+    async def update_budget(self, rec: BudgetRecord) -> bool: ...
+    async def delete_budget(self, budget_id: str) -> bool: ...
+    async def seed_budget(self, rec: BudgetRecord) -> None:
+        """Count the spend and requests already recorded in the budget's current windows."""
 
     # admin tokens
     async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None: ...

@@ -19,6 +19,7 @@ from keybrake.errors import CapHit
 from keybrake.store.base import (
     SEND_COUNTERS,
     AuditRow,
+    BudgetRecord,
     CapSpec,
     CredentialRecord,
     DedupCheck,
@@ -38,7 +39,7 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sqlite_admin import SQLiteAdminQueries
-from keybrake.store.sqlite_rows import _INSERT_AUDIT, _cred, _key, _row_params
+from keybrake.store.sqlite_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
 _RESERVE = """
@@ -47,10 +48,11 @@ VALUES {values}
 ON CONFLICT (scope, cap, window_start) DO UPDATE
 SET reserved = counters.reserved + excluded.reserved, cap_limit = excluded.cap_limit
 WHERE excluded.cap_limit IS NULL OR counters.used + counters.reserved + excluded.reserved <= excluded.cap_limit
-RETURNING cap, used, reserved
+RETURNING scope, cap, used, reserved
 """
 _KEY_STATE = """
-SELECT k.status, k.expires_at, k.policy_version, c.vendor AS c_vendor, c.secret_enc, c.base_url
+SELECT k.status, k.expires_at, k.policy_version, k.label, k.vendor, k.credential,
+       c.vendor AS c_vendor, c.secret_enc, c.base_url
 FROM vault_keys k LEFT JOIN credentials c ON c.name = k.credential WHERE k.id = ?
 """
 # Columns a settlement changes; the rest of the row was written with the reservation.
@@ -168,7 +170,7 @@ class SQLiteStore(SQLiteAdminQueries):
                 cap.limit,
                 used[0][0] if used else 0,
                 cap.amount,
-                resets_at(cap.window, refused.ws),
+                resets_at(cap.window, refused.ws, cap.timezone),
                 cap.is_usd,
             )
             return ReserveResult(KeyState.OK, cap_hit=hit)
@@ -209,11 +211,17 @@ class SQLiteStore(SQLiteAdminQueries):
                 hit = _dedup_live(cur, key_id, dedup.fingerprint, now)
                 if hit is not None:
                     return ReserveResult(KeyState.OK, dedup_of=hit)
+            # Every budget covering the key, read in this transaction: a budget created or changed
+            # before this request applies to it. Counters lock in a fixed order: key, then budgets by id.
+            usd = next((c.amount for c in caps if c.scope == "key" and c.counter == "total_usd"), 0)
+            for budget in _budgets(cur):
+                if budget.covers(k["label"], k["vendor"], k["credential"]):
+                    caps = [*caps, *budget.caps(usd)]
             items: list[ReservedItem] = []
             params: dict[str, Any] = {}
             values: list[str] = []
             for i, cap in enumerate(caps):
-                ws = window_start(cap.window, now)
+                ws = window_start(cap.window, now, cap.timezone)
                 scope = f"{cap.scope}:{cap.scope_id}"
                 if cap.limit is not None and cap.amount > cap.limit:
                     raise _CapRefused(cap, scope, ws)
@@ -222,10 +230,11 @@ class SQLiteStore(SQLiteAdminQueries):
                 params.update(
                     {f"s{i}": scope, f"c{i}": cap.counter, f"w{i}": ws, f"a{i}": cap.amount, f"l{i}": cap.limit}
                 )
-            got = {r["cap"]: r for r in cur.execute(_RESERVE.format(values=", ".join(values)), params).fetchall()}
+            rows = cur.execute(_RESERVE.format(values=", ".join(values)), params).fetchall()
+            got = {(r["scope"], r["cap"]): r for r in rows}
             remaining: int | None = None
             for cap, item in zip(caps, items, strict=True):
-                r = got.get(cap.counter)
+                r = got.get((item.counter_scope, cap.counter))
                 if r is None:  # the guard refused this counter: the whole transaction rolls back
                     raise _CapRefused(cap, item.counter_scope, item.window_start)
                 if cap.is_usd and cap.limit is not None:
@@ -356,6 +365,10 @@ def _settle_one(cur: sqlite3.Cursor, job: SettleJob) -> None:
         _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
+
+
+def _budgets(cur: sqlite3.Cursor) -> list[BudgetRecord]:
+    return [_budget(r) for r in cur.execute("SELECT * FROM budgets ORDER BY id").fetchall()]
 
 
 def _dedup_live(cur: sqlite3.Cursor, key_id: str, fingerprint: str, now: int) -> DedupHit | None:

@@ -12,6 +12,7 @@ from keybrake.store.base import (
     AUDIT_FIELDS,
     AdminTokenRecord,
     AuditQuery,
+    BudgetRecord,
     CounterValue,
     CredentialRecord,
     KeyQuery,
@@ -19,7 +20,8 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sqlite_base import SQLiteBase
-from keybrake.store.sqlite_rows import _audit_dict, _cred, _escape_like, _key
+from keybrake.store.sqlite_rows import BUDGET_COLS, _audit_dict, _budget, _cred, _escape_like, _key
+from keybrake.store.windows import window_start
 
 
 class SQLiteAdminQueries(SQLiteBase):
@@ -185,6 +187,56 @@ class SQLiteAdminQueries(SQLiteBase):
         return self._write("DELETE FROM credentials WHERE name = ?", (name,)) == 1
 
     # -- admin tokens ---------------------------------------------------------------------
+
+    # -- budgets --------------------------------------------------------------------------
+
+    async def insert_budget(self, rec: BudgetRecord) -> None:
+        cols = ", ".join(BUDGET_COLS)
+        self._write(f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__)
+
+    async def get_budget(self, budget_id: str) -> BudgetRecord | None:
+        rows = self._read("SELECT * FROM budgets WHERE id = ?", (budget_id,))
+        return _budget(rows[0]) if rows else None
+
+    async def list_budgets(self) -> list[BudgetRecord]:
+        return [_budget(r) for r in self._read("SELECT * FROM budgets ORDER BY created_at, id")]
+
+    async def update_budget(self, rec: BudgetRecord) -> bool:
+        sets = ", ".join(
+            f"{c} = :{c}" for c in BUDGET_COLS if c not in ("id", "scope_kind", "scope_value", "created_at")
+        )
+        with self._tx() as cur:
+            return cur.execute(f"UPDATE budgets SET {sets} WHERE id = :id", rec.__dict__).rowcount == 1
+
+    async def delete_budget(self, budget_id: str) -> bool:
+        with self._tx() as cur:
+            gone = cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)).rowcount == 1
+            cur.execute("DELETE FROM counters WHERE scope = ?", (f"budget:{budget_id}",))
+            return gone
+
+    async def seed_budget(self, rec: BudgetRecord) -> None:
+        """Count what covered keys already spent in the budget's current windows (new windows only)."""
+        now = self.now_ms()
+        if rec.scope_kind == "label_prefix":
+            where, args = "k.label LIKE ? ESCAPE '\\'", [_escape_like(rec.scope_value or "")]
+        elif rec.scope_kind in ("vendor", "credential"):
+            where, args = f"k.{rec.scope_kind} = ?", [rec.scope_value or ""]
+        else:
+            where, args = "1 = 1", []
+        sql = (
+            "SELECT COALESCE(SUM(CASE WHEN a.verdict = 'in_flight' THEN a.reserved_usd ELSE a.cost_usd END), 0),"
+            " COUNT(*) FROM audit a JOIN vault_keys k ON k.id = a.key_id"
+            f" WHERE {where} AND a.id >= ? AND a.verdict IN ('allowed', 'outcome_unknown', 'in_flight')"
+        )
+        with self._tx() as cur:
+            for cap in rec.caps(0):
+                ws = window_start(cap.window, now, cap.timezone)
+                usd, count = cur.execute(sql, (*args, audit_id_floor(ws))).fetchone()
+                cur.execute(
+                    "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)"
+                    " VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING",
+                    (f"budget:{rec.id}", cap.counter, ws, usd if cap.is_usd else count),
+                )
 
     async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None:
         self._write(

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from keybrake.store.base import AUDIT_FIELDS, AuditRow, CredentialRecord, KeyRecord, ReservedItem
+from keybrake.store.base import AUDIT_FIELDS, AuditRow, BudgetRecord, CredentialRecord, KeyRecord, ReservedItem
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
@@ -65,6 +65,13 @@ def _cred(r: sqlite3.Row) -> CredentialRecord:
         created_at=r["created_at"],
         rotated_at=r["rotated_at"],
     )
+
+
+BUDGET_COLS = tuple(BudgetRecord.__dataclass_fields__)
+
+
+def _budget(r: sqlite3.Row) -> BudgetRecord:
+    return BudgetRecord(**{c: r[c] for c in BUDGET_COLS})
 
 
 def _escape_like(prefix: str) -> str:

@@ -1,0 +1,170 @@
+"""Budgets: caps shared by every key their scope covers (CONTRACT §3.3)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import ValidationError
+
+from keybrake.admin.errors import ApiError, not_found, validation
+from keybrake.admin.models import BudgetIn, BudgetPatchIn
+from keybrake.money import to_json_number
+from keybrake.runtime import Runtime
+from keybrake.store.base import BudgetRecord
+from keybrake.store.windows import resets_at, window_start
+from keybrake.timefmt import rfc3339
+
+CAPS = ("daily_usd_cap", "monthly_usd_cap", "total_usd_cap", "daily_request_cap")
+_USAGE = {"daily_usd_cap": "daily_usd", "monthly_usd_cap": "monthly_usd", "total_usd_cap": "total_usd"}
+
+
+def _require_a_cap(values: dict[str, Any]) -> None:
+    if all(values.get(c) is None for c in CAPS):
+        raise validation(f"a budget needs at least one of {', '.join(CAPS)}", "daily_usd_cap")
+
+
+async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
+    _require_a_cap(body.model_dump())
+    if body.scope == "all":
+        kind, value = "all", None
+    else:
+        kind, value = next((k, v) for k, v in body.scope.model_dump().items() if v is not None)
+        if kind == "vendor" and value not in rt.vendors:
+            raise validation(f"unknown vendor {value!r}; known: {', '.join(sorted(rt.vendors))}", "scope.vendor")
+    now = rt.store.now_ms()
+    rec = BudgetRecord(
+        id="bud_" + secrets.token_urlsafe(16).replace("-", "a").replace("_", "b")[:22],
+        name=body.name,
+        scope_kind=kind,
+        scope_value=value,
+        daily_usd_cap=body.daily_usd_cap,
+        monthly_usd_cap=body.monthly_usd_cap,
+        total_usd_cap=body.total_usd_cap,
+        daily_request_cap=body.daily_request_cap,
+        timezone=body.timezone,
+        created_at=now,
+        updated_at=now,
+    )
+    await rt.store.seed_budget(rec)  # spend already recorded in the current windows counts
+    await rt.store.insert_budget(rec)
+    return await render(rt, rec)
+
+
+async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
+    rec = await rt.store.get_budget(budget_id)
+    if rec is None:
+        raise not_found(f"budget {budget_id!r}")
+    return rec
+
+
+async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
+    """JSON merge patch over name, caps and timezone; `null` removes a cap; scope is immutable."""
+    if not isinstance(doc, dict):
+        raise ApiError(400, "invalid_request", "the body must be a JSON object (a merge patch)")
+    if "scope" in doc:
+        raise validation("scope cannot change; create another budget", "scope")
+    current = await get_record(rt, budget_id)
+    merged: dict[str, Any] = {"name": current.name, "timezone": current.timezone}
+    for cap in CAPS:
+        value = getattr(current, cap)
+        if value is not None:
+            merged[cap] = to_json_number(value) if cap != "daily_request_cap" else value
+    merged.update(doc)
+    merged = {k: v for k, v in merged.items() if v is not None}
+    try:
+        body = BudgetPatchIn.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or None
+        raise validation(f"{where}: {err['msg']}" if where else err["msg"], where) from None
+    _require_a_cap(body.model_dump())
+    rec = BudgetRecord(
+        id=current.id,
+        name=body.name,
+        scope_kind=current.scope_kind,
+        scope_value=current.scope_value,
+        daily_usd_cap=body.daily_usd_cap,
+        monthly_usd_cap=body.monthly_usd_cap,
+        total_usd_cap=body.total_usd_cap,
+        daily_request_cap=body.daily_request_cap,
+        timezone=body.timezone,
+        created_at=current.created_at,
+        updated_at=rt.store.now_ms(),
+    )
+    await rt.store.seed_budget(rec)  # a new time zone means new windows: count what they hold
+    if not await rt.store.update_budget(rec):
+        raise not_found(f"budget {budget_id!r}")
+    return await render(rt, rec)
+
+
+async def delete(rt: Runtime, budget_id: str) -> dict[str, Any]:
+    rec = await get_record(rt, budget_id)
+    out = await render(rt, rec)
+    await rt.store.delete_budget(budget_id)
+    out["deleted"] = True
+    return out
+
+
+def scope_json(rec: BudgetRecord) -> Any:
+    return "all" if rec.scope_kind == "all" else {rec.scope_kind: rec.scope_value}
+
+
+async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
+    now = rt.store.now_ms()
+    specs = rec.caps(0)
+    counters = await rt.store.counters_for(
+        f"budget:{rec.id}", [(c.counter, window_start(c.window, now, c.timezone)) for c in specs]
+    )
+    usage: dict[str, Any] = {}
+    for spec in specs:
+        limit = getattr(rec, spec.name)
+        if limit is None:
+            continue
+        c = counters[spec.counter]
+        money = spec.is_usd
+        reset = resets_at(spec.window, c.window_start, spec.timezone)
+        usage[spec.counter] = {
+            "limit": to_json_number(limit) if money else limit,
+            "used": to_json_number(c.used) if money else c.used,
+            "reserved": to_json_number(c.reserved) if money else c.reserved,
+            "resets_at": rfc3339(reset) if reset is not None else None,
+        }
+    out: dict[str, Any] = {
+        "id": rec.id,
+        "object": "budget",
+        "name": rec.name,
+        "scope": scope_json(rec),
+        "timezone": rec.timezone,
+        "created_at": rfc3339(rec.created_at),
+        "updated_at": rfc3339(rec.updated_at),
+        "usage": usage,
+    }
+    for cap in CAPS:
+        value = getattr(rec, cap)
+        out[cap] = (to_json_number(value) if cap != "daily_request_cap" else value) if value is not None else None
+    return out
+
+
+async def covering_warnings(
+    rt: Runtime, label: str | None, vendor: str, credential: str, policy: dict[str, Any]
+) -> list[str]:
+    """Warnings for a key whose own cap exceeds what a covering budget can ever allow (§3.3)."""
+    out = []
+    for rec in await rt.store.list_budgets():
+        if not rec.covers(label, vendor, credential):
+            continue
+        ceilings = [c for c in (rec.daily_usd_cap, rec.monthly_usd_cap, rec.total_usd_cap) if c is not None]
+        if not ceilings:
+            continue
+        ceiling = min(ceilings)
+        for field in ("daily_usd_cap", "total_usd_cap"):
+            mine = policy.get(field)
+            if mine is not None and mine > ceiling:
+                out.append(
+                    f"policy.{field} ({to_json_number(mine)} USD) exceeds what budget {rec.id} ({rec.name!r}) can ever "
+                    f"allow ({to_json_number(ceiling)} USD): the budget will refuse first"
+                )
+        if not any(policy.get(f) is not None for f in ("daily_usd_cap", "total_usd_cap")):
+            out.append(f"budget {rec.id} ({rec.name!r}) covers this key: it is capped at {to_json_number(ceiling)} USD")
+    return out
