@@ -140,3 +140,37 @@ def test_monthly_windows(tmp_path: Path, fake_stripe: FakeStripe, tz: str) -> No
         assert [charge(kb, key).status_code for _ in range(3)] == [200, 200, 429]
         now[0] = int(dt.datetime(2026, 12, 1, 0, 5, tzinfo=zone).timestamp() * 1000)
         assert charge(kb, key).status_code == 200
+
+
+def test_budgets_cli(tmp_path: Path) -> None:
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from keybrake.cli import main
+
+    data = str(tmp_path / "cli")
+    with KeybrakeThread(tmp_path / "cli"):
+        pass  # a first start creates the database and the master key
+    cli = CliRunner()
+    made = cli.invoke(
+        main,
+        ["budgets", "create", "--name", "tenant a", "--label-prefix", "tenant-a:", "--daily-usd-cap", "12.5",
+         "--timezone", "America/New_York", "--data-dir", data],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    bud = _json.loads(made.output)
+    assert bud["scope"] == {"label_prefix": "tenant-a:"} and bud["daily_usd_cap"] == 12.5
+    listed = cli.invoke(main, ["budgets", "list", "--data-dir", data])
+    assert bud["id"] in listed.output and "daily_usd 0/12.5" in listed.output
+    changed = cli.invoke(
+        main,
+        ["budgets", "update", bud["id"], "--monthly-usd-cap", "100", "--remove", "daily_usd_cap", "--data-dir", data],
+    )
+    assert changed.exit_code == 0, changed.output
+    assert _json.loads(changed.output)["daily_usd_cap"] is None
+    assert _json.loads(changed.output)["monthly_usd_cap"] == 100
+    both = cli.invoke(main, ["budgets", "create", "--name", "x", "--all", "--vendor", "stripe", "--data-dir", data])
+    assert both.exit_code != 0 and "validation_error" in both.output
+    gone = cli.invoke(main, ["budgets", "delete", bud["id"], "--data-dir", data])
+    assert gone.exit_code == 0 and _json.loads(gone.output)["deleted"] is True

@@ -19,11 +19,12 @@ import simplejson
 from pydantic import ValidationError
 
 from keybrake import logs
+from keybrake.admin import budgets as budget_ops
 from keybrake.admin import credentials as creds_ops
 from keybrake.admin import keys as key_ops
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError
-from keybrake.admin.models import BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.config import Settings, SettingsError, from_env
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, announce_bootstrap_token, ensure_admin_token, open_runtime
@@ -435,6 +436,102 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
 
 def _line(row: dict[str, Any]) -> None:
     click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
+
+
+# -- budgets ----------------------------------------------------------------------------
+
+
+@main.group()
+def budgets() -> None:
+    """Caps shared by every key a scope covers (label prefix, vendor, credential or all)."""
+
+
+_CAP_OPTIONS = (
+    click.option("--daily-usd-cap", default=None, help="USD per day (in --timezone)"),
+    click.option("--monthly-usd-cap", default=None, help="USD per calendar month (in --timezone)"),
+    click.option("--total-usd-cap", default=None, help="USD over the budget's life"),
+    click.option("--daily-request-cap", type=int, default=None, help="forwarded requests per day"),
+)
+
+
+def _cap_options(fn: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_CAP_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def _caps(**kw: Any) -> dict[str, Any]:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@budgets.command("create")
+@click.option("--name", required=True)
+@click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
+@click.option("--credential", default=None)
+@click.option("--all", "everything", is_flag=True, help="cover every key")
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone where days and months roll over")
+@_cap_options
+@data_dir_opt
+def budgets_create(
+    name: str,
+    label_prefix: str | None,
+    vendor: str | None,
+    credential: str | None,
+    everything: bool,
+    timezone: str,
+    data_dir: str | None,
+    **caps: Any,
+) -> None:
+    """Create a budget: exactly one of --label-prefix, --vendor, --credential or --all."""
+    scope: Any = "all" if everything else _caps(label_prefix=label_prefix, vendor=vendor, credential=credential)
+    body = _validate(BudgetIn, {"name": name, "scope": scope, "timezone": timezone, **_caps(**caps)})
+    _print(_run(_settings(data_dir), lambda rt: budget_ops.create(rt, body)))
+
+
+@budgets.command("list")
+@data_dir_opt
+def budgets_list(data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return [await budget_ops.render(rt, b) for b in await rt.store.list_budgets()]
+
+    rows = _run(_settings(data_dir), go)
+    for row in rows:
+        row["scope"] = json.dumps(row["scope"])
+        row["usage"] = ", ".join(f"{k} {v['used']}/{v['limit']}" for k, v in row["usage"].items())
+    _table(rows, ("id", "name", "scope", "timezone", "usage"))
+
+
+@budgets.command("show")
+@click.argument("budget_id")
+@data_dir_opt
+def budgets_show(budget_id: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> dict[str, Any]:
+        return await budget_ops.render(rt, await budget_ops.get_record(rt, budget_id))
+
+    _print(_run(_settings(data_dir), go))
+
+
+@budgets.command("update")
+@click.argument("budget_id")
+@click.option("--name", default=None)
+@click.option("--timezone", default=None)
+@click.option("--remove", multiple=True, type=click.Choice(budget_ops.CAPS), help="remove a cap")
+@_cap_options
+@data_dir_opt
+def budgets_update(
+    budget_id: str, name: str | None, timezone: str | None, remove: tuple[str, ...], data_dir: str | None, **caps: Any
+) -> None:
+    """Change a budget's name, time zone or caps (its scope never changes)."""
+    patch_doc: dict[str, Any] = {**_caps(name=name, timezone=timezone, **caps), **{r: None for r in remove}}
+    _print(_run(_settings(data_dir), lambda rt: budget_ops.patch(rt, budget_id, patch_doc)))
+
+
+@budgets.command("delete")
+@click.argument("budget_id")
+@data_dir_opt
+def budgets_delete(budget_id: str, data_dir: str | None) -> None:
+    _print(_run(_settings(data_dir), lambda rt: budget_ops.delete(rt, budget_id)))
 
 
 # -- vendors ----------------------------------------------------------------------------
