@@ -22,6 +22,7 @@ from keybrake import logs
 from keybrake.admin import budgets as budget_ops
 from keybrake.admin import credentials as creds_ops
 from keybrake.admin import keys as key_ops
+from keybrake.admin import spend as spend_ops
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
@@ -436,6 +437,44 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
 
 def _line(row: dict[str, Any]) -> None:
     click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
+
+
+# -- spend ------------------------------------------------------------------------------
+
+
+@main.command("spend")
+@click.option("--group-by", default="key", show_default=True, help=spend_ops.GROUPS)
+@click.option("--since", default=None, help="RFC 3339 or Unix seconds (inclusive)")
+@click.option("--until", default=None, help="RFC 3339 or Unix seconds (exclusive)")
+@click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
+@click.option("--timezone", default="UTC", show_default=True, help="for --group-by day|hour")
+@data_dir_opt
+def spend_cmd(
+    group_by: str,
+    since: str | None,
+    until: str | None,
+    label_prefix: str | None,
+    vendor: str | None,
+    timezone: str,
+    data_dir: str | None,
+) -> None:
+    """Who spent what: gross (what caps consume) and net (refunds subtracted) per group."""
+    out = _run(
+        _settings(data_dir),
+        lambda rt: spend_ops.spend(
+            rt,
+            group_by=group_by,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            label_prefix=label_prefix,
+            vendor=vendor,
+            timezone=timezone,
+        ),
+    )
+    _table(
+        out["data"], ("group", "gross_usd", "net_usd", "charged_usd", "refunded_usd", "requests", "denied", "cap_hits")
+    )
 
 
 # -- budgets ----------------------------------------------------------------------------

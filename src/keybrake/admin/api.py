@@ -19,8 +19,8 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keybrake.admin import budgets, credentials, keys
-from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, query_from, render_row
+from keybrake.admin import budgets, credentials, keys, spend
+from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
 from keybrake.admin.errors import ApiError, not_found
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.errors import EnforcementUnavailable
@@ -293,6 +293,23 @@ def build_admin_app(
         out = await budgets.delete(rt, budget_id)
         event(log, "budget deleted", budget_id=budget_id, by=who.id)
         return KJSON(out)
+
+    # -- spend ----------------------------------------------------------------------------
+
+    @app.get("/v1/spend")
+    async def get_spend(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        q = _query(request, ("group_by", "since", "until", "label_prefix", "vendor", "timezone"))
+        return KJSON(
+            await spend.spend(
+                rt,
+                group_by=q.get("group_by", "key"),
+                since=parse_time(q["since"], "since") if "since" in q else None,
+                until=parse_time(q["until"], "until") if "until" in q else None,
+                label_prefix=q.get("label_prefix"),
+                vendor=q.get("vendor"),
+                timezone=q.get("timezone", "UTC"),
+            )
+        )
 
     # -- credentials ----------------------------------------------------------------------
 

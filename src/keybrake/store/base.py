@@ -335,6 +335,21 @@ class AuditQuery:
 
 
 @dataclass(frozen=True)
+class SpendRow:
+    """Audit totals of one group (micro-USD): refunds apart from everything else (CONTRACT §3.6)."""
+
+    group: str | int | None
+    charged: int
+    refunded: int
+    requests: int
+    denied: int
+    cap_hits: int
+
+
+SPEND_BUCKET_MS = 15 * 60_000  # time groups are summed per 15 minutes, then folded per time zone
+
+
+@dataclass(frozen=True)
 class KeyQuery:
     label_prefix: str | None = None
     label: str | None = None
@@ -462,6 +477,12 @@ class Store(Protocol):
     # object ledger
     async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]: ...
     async def ledger_put(self, credential: str, entries: list[LedgerEntry]) -> None: ...
+
+    # spend
+    async def spend(
+        self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
+    ) -> list[SpendRow]:
+        """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
 
     # audit
     async def get_audit(self, row_id: str) -> dict[str, Any] | None: ...

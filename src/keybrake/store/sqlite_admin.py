@@ -10,6 +10,7 @@ from typing import Any
 
 from keybrake.store.base import (
     AUDIT_FIELDS,
+    SPEND_BUCKET_MS,
     AdminTokenRecord,
     AuditQuery,
     BudgetRecord,
@@ -17,6 +18,7 @@ from keybrake.store.base import (
     CredentialRecord,
     KeyQuery,
     KeyRecord,
+    SpendRow,
 )
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sqlite_base import SQLiteBase
@@ -304,6 +306,35 @@ class SQLiteAdminQueries(SQLiteBase):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id DESC LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+    # -- spend ----------------------------------------------------------------------------
+
+    async def spend(
+        self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
+    ) -> list[SpendRow]:
+        group = {"key": "key_id", "label": "label", "vendor": "vendor", "bucket": f"ts / {SPEND_BUCKET_MS}"}[by]
+        where, params = ["key_id IS NOT NULL"], []
+        if since is not None:
+            where.append("id >= ?")
+            params.append(audit_id_floor(since))
+        if until is not None:
+            where.append("id < ?")
+            params.append(audit_id_floor(until))
+        if label_prefix is not None:
+            where.append("label LIKE ? ESCAPE '\\'")
+            params.append(_escape_like(label_prefix))
+        if vendor is not None:
+            where.append("vendor = ?")
+            params.append(vendor)
+        sql = (
+            f"SELECT {group} AS g,"
+            " COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0),"
+            " COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0),"
+            " COUNT(*), COALESCE(SUM(verdict LIKE 'denied\\_%' ESCAPE '\\'), 0),"
+            " COALESCE(SUM(verdict = 'cap_exceeded'), 0)"
+            f" FROM audit WHERE {' AND '.join(where)} GROUP BY g"
+        )
+        return [SpendRow(*r) for r in self._read(sql, tuple(params))]
 
     # -- idempotent issuance --------------------------------------------------------------
 

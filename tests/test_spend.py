@@ -1,0 +1,77 @@
+"""GET /v1/spend and `keybrake spend`: gross and net per key, label prefix, vendor, day, hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+from click.testing import CliRunner
+
+from keybrake.cli import main
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def post(kb: KeybrakeThread, key: dict[str, Any], path: str, body: str) -> httpx.Response:
+    return httpx.post(
+        f"{kb.url}/stripe{path}", content=body.encode(), headers={**FORM, "Authorization": f"Bearer {key['key']}"}
+    )
+
+
+def spend(kb: KeybrakeThread, **q: Any) -> dict[Any, dict[str, Any]]:
+    with kb.admin() as c:
+        r = c.get("/v1/spend", params=q)
+        assert r.status_code == 200, r.text
+        return {d["group"]: d for d in r.json()["data"]}
+
+
+def test_spend_groups_gross_and_net(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    ny = ZoneInfo("America/New_York")
+    now = [int(dt.datetime(2026, 11, 20, 22, 0, tzinfo=ny).timestamp() * 1000)]  # 03:00 UTC on the 21st
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0]) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        a1 = kb.issue({"daily_usd_cap": 100}, label="tenant-a:billing:run-1", expires_in="7d")
+        a2 = kb.issue({"daily_usd_cap": 100}, label="tenant-a:support:run-2", expires_in="7d")
+        b1 = kb.issue({"daily_usd_cap": 3}, label="tenant-b:billing:run-3", expires_in="7d")
+        ch = post(kb, a1, "/v1/charges", "amount=1000&currency=usd&source=tok_visa").json()
+        assert post(kb, a1, "/v1/refunds", f"charge={ch['id']}&amount=400&currency=usd").status_code == 200
+        assert post(kb, a2, "/v1/charges", "amount=250&currency=usd&source=tok_visa").status_code == 200
+        now[0] += 3 * 3_600_000  # 01:00 in New York on the 21st
+        assert post(kb, b1, "/v1/charges", "amount=300&currency=usd&source=tok_visa").status_code == 200
+        assert post(kb, b1, "/v1/charges", "amount=100&currency=usd&source=tok_visa").status_code == 429
+        assert post(kb, b1, "/v1/charges", "amount=-5&currency=usd").status_code == 400
+
+        by_label = spend(kb, group_by="label:1")
+        a = by_label["tenant-a"]
+        assert (a["charged_usd"], a["refunded_usd"], a["gross_usd"], a["net_usd"]) == (12.5, 4, 16.5, 8.5)
+        assert a["requests"] == 3 and a["denied"] == 0 and a["cap_hits"] == 0
+        b = by_label["tenant-b"]
+        assert (b["gross_usd"], b["requests"], b["denied"], b["cap_hits"]) == (3, 3, 1, 1)
+        assert list(by_label) == ["tenant-a", "tenant-b"]  # biggest spender first
+        assert set(spend(kb, group_by="label:2")) == {"tenant-a:billing", "tenant-a:support", "tenant-b:billing"}
+        assert spend(kb, group_by="key")[a1["id"]]["net_usd"] == 6
+        assert spend(kb, group_by="vendor")["stripe"]["gross_usd"] == 19.5
+        assert set(spend(kb, group_by="label:1", label_prefix="tenant-b:")) == {"tenant-b"}
+        days_utc = spend(kb, group_by="day")
+        assert list(days_utc) == ["2026-11-21"]
+        days_ny = spend(kb, group_by="day", timezone="America/New_York")
+        assert days_ny["2026-11-20"]["gross_usd"] == 16.5 and days_ny["2026-11-21"]["gross_usd"] == 3
+        hours = spend(kb, group_by="hour", timezone="America/New_York")
+        assert "2026-11-20T22:00:00-05:00" in hours and "2026-11-21T01:00:00-05:00" in hours
+        since = int(dt.datetime(2026, 11, 21, 0, 30, tzinfo=ny).timestamp())
+        assert set(spend(kb, group_by="label:1", since=since)) == {"tenant-b"}
+        with kb.admin() as c:
+            assert c.get("/v1/spend", params={"group_by": "week"}).status_code == 400
+            assert c.get("/v1/spend", params={"group_by": "day", "timezone": "Nowhere/Else"}).status_code == 400
+            assert c.get("/v1/spend", params={"group_by": "key", "color": "red"}).status_code == 400
+
+    out = CliRunner().invoke(main, ["spend", "--group-by", "label:1", "--data-dir", str(tmp_path / "d")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert lines[0].split()[:3] == ["group", "gross_usd", "net_usd"]
+    assert lines[1].split()[:3] == ["tenant-a", "16.5", "8.5"]
