@@ -402,6 +402,53 @@ def audit_query(
         _table(rows, _AUDIT_COLS)
 
 
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="-", help="file (default: stdout)")
+@click.option("--run", "run_id", default=None, help="agent_run_id")
+@click.option("--key", "key_id", default=None)
+@click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
+@click.option("--verdict", default=None)
+@click.option("--since", default=None, help="RFC 3339 or Unix seconds")
+@click.option("--until", default=None)
+@data_dir_opt
+def audit_export(
+    fmt: str,
+    out_path: str,
+    run_id: str | None,
+    key_id: str | None,
+    label_prefix: str | None,
+    vendor: str | None,
+    verdict: str | None,
+    since: str | None,
+    until: str | None,
+    data_dir: str | None,
+) -> None:
+    """Every matching row, oldest first, streamed (CSV with a header row, or JSON lines)."""
+    from keybrake.admin.audit import export
+
+    q = AuditQuery(
+        agent_run_id=run_id,
+        key_id=key_id,
+        label_prefix=label_prefix,
+        vendor=vendor,
+        verdict=verdict,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+    )
+
+    async def go(rt: Runtime) -> int:
+        count = 0
+        with click.open_file(out_path, "wb") as out:
+            async for chunk in export(rt.store, q, fmt):
+                out.write(chunk)
+                count += 1
+        return count
+
+    _run(_settings(data_dir), go)
+
+
 @audit.command("tail")
 @click.option("-n", "count", type=int, default=20)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")

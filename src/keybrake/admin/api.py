@@ -15,7 +15,7 @@ from typing import Any
 import simplejson
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -359,9 +359,21 @@ def build_admin_app(
         cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None
         return KJSON({"object": "list", "data": [render_row(r) for r in rows], "next_cursor": cursor})
 
-    @app.get("/v1/audit/export", include_in_schema=False)
-    async def audit_export(who: AdminTokenRecord = Admin) -> Response:
-        raise ApiError(404, "not_found", "audit export (GET /v1/audit/export) is not available in this version yet")
+    @app.get("/v1/audit/export")
+    async def audit_export(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        from keybrake.admin.audit import FILTERS, FORMATS, export
+
+        params = _query(request, (*FILTERS, "since", "until", "format"), prefixes=("metadata.",))
+        fmt = params.pop("format", "csv")
+        if fmt not in FORMATS:
+            raise ApiError(400, "invalid_request", "format must be csv or jsonl", "format")
+        q = query_from(params)
+        event(log, "audit export", format=fmt, by=who.id)
+        return StreamingResponse(
+            export(rt.store, q, fmt),
+            media_type=FORMATS[fmt],
+            headers={"content-disposition": f'attachment; filename="keybrake-audit.{fmt}"'},
+        )
 
     @app.get("/v1/audit/{row_id}")
     async def get_audit(row_id: str, who: AdminTokenRecord = Admin) -> Response:

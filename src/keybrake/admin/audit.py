@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import csv
+import dataclasses
+import io
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 from keybrake.admin.errors import ApiError
-from keybrake.money import to_json_number
-from keybrake.store.base import AuditQuery
+from keybrake.money import format_usd, to_json_number
+from keybrake.store.base import AuditQuery, Store
 from keybrake.timefmt import parse_rfc3339, rfc3339
 
 _MONEY = ("cost_usd", "reserved_usd", "cap_usage_after_usd")
@@ -74,3 +79,63 @@ def query_from(params: dict[str, str]) -> AuditQuery:
     kw["limit"] = parse_limit(params.get("limit"))
     kw["metadata"] = {k[len("metadata.") :]: v for k, v in params.items() if k.startswith("metadata.")}
     return AuditQuery(**kw)
+
+
+# CONTRACT §5: exactly these fields, in this order.
+EXPORT_FIELDS = (
+    "id", "ts", "key_id", "label", "agent_run_id", "triggering_event_id", "vendor", "credential", "method",
+    "path", "endpoint", "verdict", "error_code", "reason", "status", "upstream_status", "cost_usd",
+    "reserved_usd", "cost_source", "cost_kind", "cap_usage_after_usd", "customer_scope_id", "account_context",
+    "vendor_request_id", "vendor_object_id", "idempotency_key", "dedup_of", "settled_by", "request_summary",
+    "body_hash", "redacted_fields", "preflight_lookup", "latency_ms", "upstream_latency_ms", "overhead_ms",
+    "metadata",
+)  # fmt: skip
+EXPORT_PAGE = 1000
+FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def _csv_cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in _MONEY:
+        return format_usd(value)
+    if name == "ts":
+        return rfc3339(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = {f: row[f] for f in EXPORT_FIELDS}
+    out["ts"] = rfc3339(row["ts"])
+    for f in _MONEY:
+        if out[f] is not None:
+            out[f] = to_json_number(out[f])
+    return out
+
+
+async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
+    """Every matching row, oldest first, one page at a time: memory stays bounded at any size."""
+    from keybrake.proxy.render import dumps
+
+    if fmt == "csv":
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\r\n").writerow(EXPORT_FIELDS)
+        yield buf.getvalue().encode()
+    page = dataclasses.replace(q, cursor=None, limit=EXPORT_PAGE, ascending=True)
+    while True:
+        rows = await store.query_audit(page)
+        if not rows:
+            return
+        if fmt == "csv":
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            for row in rows:
+                writer.writerow([_csv_cell(f, row[f]) for f in EXPORT_FIELDS])
+            yield buf.getvalue().encode()
+        else:
+            yield b"".join(dumps(_jsonl_row(r)) + b"\n" for r in rows)
+        if len(rows) < EXPORT_PAGE:
+            return
+        page = dataclasses.replace(page, after_id=rows[-1]["id"])

@@ -332,6 +332,8 @@ class AuditQuery:
     until: int | None = None
     cursor: tuple[int, str] | None = None
     limit: int = 100
+    after_id: str | None = None  # export: rows after this id, oldest first
+    ascending: bool = False
 
 
 @dataclass(frozen=True)

@@ -303,8 +303,12 @@ class SQLiteAdminQueries(SQLiteBase):
         if q.cursor is not None:
             where.append("id < ?")
             params.append(q.cursor[1])
+        if q.after_id is not None:
+            where.append("id > ?")
+            params.append(q.after_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id DESC LIMIT ?"
+        order = "ASC" if q.ascending else "DESC"
+        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id {order} LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
 
     # -- spend ----------------------------------------------------------------------------

@@ -1,0 +1,151 @@
+"""Audit export (GET /v1/audit/export, keybrake audit export): streamed, any size, parses back."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+from click.testing import CliRunner
+
+from keybrake.admin.audit import EXPORT_FIELDS
+from keybrake.cli import main
+from keybrake.money import format_usd
+from keybrake.store.base import AuditRow
+from keybrake.store.ids import new_audit_id
+from keybrake.store.sqlite_rows import _INSERT_AUDIT, _row_params
+from keybrake.timefmt import rfc3339
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import ADMIN_TOKEN, KeybrakeThread, free_port, spawn_keybrake
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_export_matches_the_audit_api(kb: KeybrakeThread, fake_stripe: FakeStripe, tmp_path: Path) -> None:
+    key = kb.issue({"daily_usd_cap": 2})
+    auth = {**FORM, "Authorization": f"Bearer {key['key']}"}
+    for amount in (100, 150, 5000):
+        httpx.post(f"{kb.url}/stripe/v1/charges", content=f"amount={amount}&currency=usd&source=tok_visa", headers=auth)
+    other = kb.issue({"daily_usd_cap": 2})
+    httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {other['key']}"})
+    api = {r["id"]: r for r in kb.audit(key_id=key["id"])}
+    with kb.admin() as c:
+        r = c.get("/v1/audit/export", params={"format": "csv", "key_id": key["id"]})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert list(rows[0]) == list(EXPORT_FIELDS)
+        assert [x["id"] for x in rows] == sorted(api)  # oldest first, only the filtered key
+        for x in rows:
+            a = api[x["id"]]
+            assert x["cost_usd"] == format_usd(round(a["cost_usd"] * 1_000_000))
+            assert x["verdict"] == a["verdict"] and x["ts"] == a["ts"]
+            assert (json.loads(x["metadata"]) if x["metadata"] else None) == a["metadata"]
+            assert x["reserved_usd"] in ("1", "1.5", "0")
+        j = c.get("/v1/audit/export", params={"format": "jsonl"})
+        lines = [json.loads(line) for line in j.text.splitlines()]
+        assert len(lines) == 4 and list(lines[0]) == list(EXPORT_FIELDS)
+        assert {line["id"] for line in lines} >= set(api)
+        assert c.get("/v1/audit/export", params={"format": "xml"}).status_code == 400
+        assert c.get("/v1/audit/export", params={"limit": "5"}).status_code == 400
+    out = tmp_path / "export.jsonl"
+    result = CliRunner().invoke(
+        main,
+        ["audit", "export", "--format", "jsonl", "--key", key["id"], "--out", str(out),
+         "--data-dir", str(kb.settings.data_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == sorted(api)
+
+
+N_ROWS = 200_000
+
+
+def _row(i: int, t0: int) -> AuditRow:
+    ts = t0 + i
+    return AuditRow(
+        id=new_audit_id(ts)[:14] + f"{i:016d}",  # deterministic, still in time order
+        ts=ts,
+        method="POST",
+        path="/v1/charges",
+        verdict="allowed" if i % 7 else "cap_exceeded",
+        key_id=f"vk_bulk{i % 50:04d}",
+        label=f"tenant-{i % 5}:agent:run-{i % 50}",
+        vendor="stripe",
+        credential="default",
+        endpoint="POST /v1/charges",
+        reason='a reason, with a comma and "quotes"' if i % 11 == 0 else None,
+        status=200,
+        upstream_status=200,
+        cost_usd=i * 10 + 1,
+        reserved_usd=i * 10 + 1,
+        cost_source="response",
+        cost_kind="charge",
+        request_summary={"amount": str(i), "currency": "usd"},
+        metadata={"agent_run_id": f"run-{i % 50}", "n": str(i)},
+        latency_ms=1.25,
+    )
+
+
+def _rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+def _csv_records(lines: Iterator[str]) -> Iterator[dict[str, str]]:
+    return csv.DictReader(lines)
+
+
+def test_200k_rows_stream_with_bounded_memory_and_parse_back(tmp_path: Path) -> None:
+    data = tmp_path / "big"
+    port = free_port()
+    env = {"KEYBRAKE_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = spawn_keybrake(data, port, env=env)  # first start: schema, master key
+    proc.terminate()
+    proc.wait(20)
+    t0 = int(time.time() * 1000) - N_ROWS
+    with sqlite3.connect(data / "keybrake.db") as conn:
+        conn.executemany(_INSERT_AUDIT, (_row_params(_row(i, t0), None, None) for i in range(N_ROWS)))
+    proc = spawn_keybrake(data, port, env=env)
+    try:
+        base_rss = _rss_kb(proc.pid, "VmRSS")
+        seen = 0
+        total_bytes = 0
+        with httpx.stream(
+            "GET",
+            f"http://127.0.0.1:{port}/v1/audit/export",
+            params={"format": "csv"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=120,
+        ) as r:
+            assert r.status_code == 200
+
+            def lines() -> Iterator[str]:
+                nonlocal total_bytes
+                for line in r.iter_lines():
+                    total_bytes += len(line) + 2
+                    yield line
+
+            for rec in _csv_records(lines()):
+                want = _row(seen, t0)
+                assert rec["id"] == want.id and rec["ts"] == rfc3339(want.ts)
+                assert rec["cost_usd"] == format_usd(want.cost_usd) and rec["verdict"] == want.verdict
+                assert json.loads(rec["metadata"]) == want.metadata
+                assert rec["reason"] == (want.reason or "")
+                seen += 1
+        peak_rss = _rss_kb(proc.pid, "VmHWM")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert seen == N_ROWS
+    grew_mb = (peak_rss - base_rss) / 1024
+    print(f"exported {N_ROWS} rows, {total_bytes / 1e6:.0f} MB of CSV; server RSS {base_rss / 1024:.0f} MB "
+          f"before, peak {peak_rss / 1024:.0f} MB (+{grew_mb:.0f} MB)")  # fmt: skip
+    assert total_bytes > 50_000_000
+    assert grew_mb < 40, f"the export grew the server by {grew_mb:.0f} MB: it is not streaming"
