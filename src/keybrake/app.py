@@ -21,6 +21,7 @@ from keybrake.admin.api import build_admin_app
 from keybrake.admin.keys import render as render_key
 from keybrake.errors import Denial, EnforcementUnavailable
 from keybrake.logs import event
+from keybrake.proxy import retention
 from keybrake.proxy.auth import extract_token
 from keybrake.proxy.pipeline import Pipeline, hostname
 from keybrake.proxy.reconcile import Reconciler
@@ -208,6 +209,13 @@ class KeybrakeApp:
             )
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
         self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="keybrake-reconcile"))
+        settings = self.rt.settings
+        self._tasks.append(
+            asyncio.create_task(
+                retention.run_forever(store, settings.audit_retention_days, settings.audit_purge_export_dir),
+                name="keybrake-retention",
+            )
+        )
         event(log, "keybrake started", instance=self.instance_id)
 
     async def _housekeeping(self) -> None:

@@ -449,6 +449,23 @@ def audit_export(
     _run(_settings(data_dir), go)
 
 
+@audit.command("purge")
+@click.option("--older-than-days", type=int, default=None, help="default: KEYBRAKE_AUDIT_RETENTION_DAYS (90)")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=None, help="append purged rows here first")
+@data_dir_opt
+def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: str | None) -> None:
+    """Delete audit rows past retention now (the server also does it hourly), in small batches."""
+    from keybrake.proxy.retention import purge
+
+    settings = _settings(data_dir)
+    days = settings.audit_retention_days if older_than_days is None else older_than_days
+    if days <= 0:
+        raise click.ClickException("retention is off (0 days): nothing to purge")
+    target = Path(export_dir) if export_dir else settings.audit_purge_export_dir
+    deleted = _run(settings, lambda rt: purge(rt.store, days, target))
+    click.echo(f"deleted {deleted} audit rows older than {days} days")
+
+
 @audit.command("tail")
 @click.option("-n", "count", type=int, default=20)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")

@@ -46,6 +46,8 @@ class Settings:
     twilio_reconcile_interval_s: float = 60.0
     twilio_rates: TwilioRates = field(default_factory=lambda: DEFAULT_TWILIO_RATES)
     resend_rate_usd: Decimal = Decimal("0.0004")
+    audit_retention_days: int = 90  # 0 keeps every row forever
+    audit_purge_export_dir: Path | None = None  # purged rows are appended here (JSON lines) first
     sqlite_busy_timeout_ms: int = 2000
     log_level: str = "INFO"
 
@@ -150,6 +152,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             if not rate.is_finite() or rate < 0:
                 raise SettingsError("KEYBRAKE_RESEND_RATE_USD must be a non-negative decimal")
             kw["resend_rate_usd"] = rate
+        if "KEYBRAKE_AUDIT_RETENTION_DAYS" in e:
+            kw["audit_retention_days"] = int(e["KEYBRAKE_AUDIT_RETENTION_DAYS"])
+            if kw["audit_retention_days"] < 0:
+                raise SettingsError("KEYBRAKE_AUDIT_RETENTION_DAYS must be 0 (keep forever) or a number of days")
+        if e.get("KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"):
+            kw["audit_purge_export_dir"] = Path(e["KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"])
         if "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS" in e:
             kw["sqlite_busy_timeout_ms"] = int(e["KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS"])
         if "KEYBRAKE_LOG_LEVEL" in e:

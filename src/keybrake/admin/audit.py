@@ -115,10 +115,14 @@ def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
-    """Every matching row, oldest first, one page at a time: memory stays bounded at any size."""
+def jsonl_line(row: dict[str, Any]) -> bytes:
     from keybrake.proxy.render import dumps
 
+    return dumps(_jsonl_row(row)) + b"\n"
+
+
+async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
+    """Every matching row, oldest first, one page at a time: memory stays bounded at any size."""
     if fmt == "csv":
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\r\n").writerow(EXPORT_FIELDS)
@@ -135,7 +139,7 @@ async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
                 writer.writerow([_csv_cell(f, row[f]) for f in EXPORT_FIELDS])
             yield buf.getvalue().encode()
         else:
-            yield b"".join(dumps(_jsonl_row(r)) + b"\n" for r in rows)
+            yield b"".join(jsonl_line(r) for r in rows)
         if len(rows) < EXPORT_PAGE:
             return
         page = dataclasses.replace(page, after_id=rows[-1]["id"])

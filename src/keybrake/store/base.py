@@ -486,6 +486,12 @@ class Store(Protocol):
     ) -> list[SpendRow]:
         """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
 
+    # retention
+    async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
+        """The oldest rows older than `before_ms` that nothing still needs (no reservation kept)."""
+
+    async def delete_audit(self, row_ids: list[str]) -> int: ...
+
     # audit
     async def get_audit(self, row_id: str) -> dict[str, Any] | None: ...
     async def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]: ...

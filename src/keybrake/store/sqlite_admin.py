@@ -311,6 +311,24 @@ class SQLiteAdminQueries(SQLiteBase):
         sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id {order} LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
 
+    # -- retention ------------------------------------------------------------------------
+
+    async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
+        # Rows whose reservation is still kept (pending estimates, unknown outcomes) and rows
+        # in flight stay: reconciliation and retries still settle them.
+        sql = (
+            f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id < ? AND reservation IS NULL"
+            " AND verdict != 'in_flight' ORDER BY id LIMIT ?"
+        )
+        return [_audit_dict(r) for r in self._read(sql, (audit_id_floor(before_ms), limit))]
+
+    async def delete_audit(self, row_ids: list[str]) -> int:
+        if not row_ids:
+            return 0
+        with self._tx() as cur:
+            marks = ", ".join("?" for _ in row_ids)
+            return int(cur.execute(f"DELETE FROM audit WHERE id IN ({marks})", row_ids).rowcount)
+
     # -- spend ----------------------------------------------------------------------------
 
     async def spend(
