@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import httpx
@@ -162,7 +163,7 @@ def test_deleting_a_credential_in_use_needs_revoke_keys(kb: KeybrakeThread) -> N
         assert c.get(f"/v1/keys/{key['id']}").json()["status"] == "revoked"
 
 
-def test_audit_filters_by_key_metadata_and_export_says_not_yet(kb: KeybrakeThread) -> None:
+def test_audit_filters_by_key_metadata_in_query_and_export(kb: KeybrakeThread) -> None:
     a = kb.issue(metadata={"tenant": "a"})
     b = kb.issue(metadata={"tenant": "b"})
     for key in (a, b):
@@ -170,8 +171,9 @@ def test_audit_filters_by_key_metadata_and_export_says_not_yet(kb: KeybrakeThrea
     rows = kb.audit(**{"metadata.tenant": "a"})
     assert [r["key_id"] for r in rows] == [a["id"]]
     with kb.admin() as c:
-        r = c.get("/v1/audit/export")
-    assert r.status_code == 404 and "not available" in r.json()["error"]["message"]
+        r = c.get("/v1/audit/export", params={"format": "jsonl", "metadata.tenant": "a"})
+    assert r.status_code == 200
+    assert [json.loads(line)["key_id"] for line in r.text.splitlines()] == [a["id"]]
 
 
 def test_rotation_keeps_the_base_url_unless_given(kb: KeybrakeThread, fake_stripe: object) -> None:

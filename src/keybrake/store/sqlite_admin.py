@@ -335,7 +335,8 @@ class SQLiteAdminQueries(SQLiteBase):
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:
         group = {"key": "key_id", "label": "label", "vendor": "vendor", "bucket": f"ts / {SPEND_BUCKET_MS}"}[by]
-        where, params = ["key_id IS NOT NULL"], []
+        # `+key_id`: the time range (the primary key) must drive this scan, not ix_audit_key.
+        where, params = ["+key_id IS NOT NULL"], []
         if since is not None:
             where.append("id >= ?")
             params.append(audit_id_floor(since))
@@ -354,7 +355,7 @@ class SQLiteAdminQueries(SQLiteBase):
             " COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0),"
             " COUNT(*), COALESCE(SUM(verdict LIKE 'denied\\_%' ESCAPE '\\'), 0),"
             " COALESCE(SUM(verdict = 'cap_exceeded'), 0)"
-            f" FROM audit WHERE {' AND '.join(where)} GROUP BY g"
+            f" FROM audit WHERE {' AND '.join(where)} GROUP BY +g"
         )
         return [SpendRow(*r) for r in self._read(sql, tuple(params))]
 
