@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from keybrake.admin.api import build_admin_app
 from keybrake.admin.keys import render as render_key
+from keybrake.alerts import Alerts
 from keybrake.errors import Denial, EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.proxy import retention
@@ -70,6 +71,7 @@ class KeybrakeApp:
             explicit_hosts=rt.settings.upstream_hosts,
         )
         self.settler = SettleWriter(rt.store)
+        self.alerts = Alerts(rt.store, rt.sealer, self.upstream, rt.settings)
         self.pipeline = Pipeline(
             store=rt.store,
             vendors=rt.vendors,
@@ -80,9 +82,10 @@ class KeybrakeApp:
             instance_id=self.instance_id,
             on_verdict=self._count,
             settle=self.settler.submit,
+            on_cap_hit=self.alerts.cap_hit,
         )
         self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
-        self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush)
+        self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = self.admin
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -210,6 +213,7 @@ class KeybrakeApp:
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
         self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="keybrake-reconcile"))
         settings = self.rt.settings
+        self._tasks.append(asyncio.create_task(self.alerts.run_forever(), name="keybrake-alerts"))
         self._tasks.append(
             asyncio.create_task(
                 retention.run_forever(store, settings.audit_retention_days, settings.audit_purge_export_dir),

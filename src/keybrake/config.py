@@ -46,6 +46,8 @@ class Settings:
     twilio_reconcile_interval_s: float = 60.0
     twilio_rates: TwilioRates = field(default_factory=lambda: DEFAULT_TWILIO_RATES)
     resend_rate_usd: Decimal = Decimal("0.0004")
+    alert_interval_s: float = 10.0  # how often cap thresholds are scanned
+    alert_retry_base_s: float = 5.0  # first retry delay of a failed alert delivery (doubles)
     audit_retention_days: int = 90  # 0 keeps every row forever
     audit_purge_export_dir: Path | None = None  # purged rows are appended here (JSON lines) first
     sqlite_busy_timeout_ms: int = 2000
@@ -152,6 +154,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             if not rate.is_finite() or rate < 0:
                 raise SettingsError("KEYBRAKE_RESEND_RATE_USD must be a non-negative decimal")
             kw["resend_rate_usd"] = rate
+        for name, attr in (
+            ("KEYBRAKE_ALERT_INTERVAL", "alert_interval_s"),
+            ("KEYBRAKE_ALERT_RETRY_BASE", "alert_retry_base_s"),
+        ):
+            if name in e:
+                kw[attr] = float(e[name])
+                if kw[attr] <= 0:
+                    raise SettingsError(f"{name} must be a positive number of seconds")
         if "KEYBRAKE_AUDIT_RETENTION_DAYS" in e:
             kw["audit_retention_days"] = int(e["KEYBRAKE_AUDIT_RETENTION_DAYS"])
             if kw["audit_retention_days"] < 0:

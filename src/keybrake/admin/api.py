@@ -19,10 +19,12 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
 from keybrake.admin.errors import ApiError, not_found
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.alerts import Alerts
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime
@@ -88,7 +90,10 @@ async def _json_body(request: Request) -> Any:
 
 
 def build_admin_app(
-    rt: Runtime, registry: CollectorRegistry, before_read: Callable[[], Awaitable[None]] | None = None
+    rt: Runtime,
+    registry: CollectorRegistry,
+    before_read: Callable[[], Awaitable[None]] | None = None,
+    alerts: Alerts | None = None,
 ) -> FastAPI:
     """`before_read` lets reads see every row this process has answered (pending settlements)."""
     app = FastAPI(
@@ -256,6 +261,8 @@ def build_admin_app(
             raise ApiError(400, "invalid_request", 'the body must be a JSON object like {"reason": "…"}')
         out = await keys.revoke(rt, key_id, reason)
         event(log, "key revoked", key_id=key_id, by=who.id)
+        if alerts is not None:
+            alerts.key_revoked(await keys.get_record(rt, key_id))
         return KJSON(out)
 
     @app.post("/v1/keys/revoke")
@@ -310,6 +317,32 @@ def build_admin_app(
                 timezone=q.get("timezone", "UTC"),
             )
         )
+
+    # -- alerts ---------------------------------------------------------------------------
+
+    @app.post("/v1/alerts", status_code=201)
+    async def create_alert(body: alert_ops.AlertIn, who: AdminTokenRecord = Admin) -> Response:
+        out = await alert_ops.create(rt, body)
+        event(log, "alert destination created", alert_id=out["id"], by=who.id)
+        return KJSON(out, status_code=201)
+
+    @app.get("/v1/alerts")
+    async def list_alerts(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())
+        data = [alert_ops.render(d) for d in await rt.store.list_alerts()]
+        return KJSON({"object": "list", "data": data, "next_cursor": None})
+
+    @app.get("/v1/alerts/deliveries")
+    async def list_deliveries(request: Request, who: AdminTokenRecord = Admin) -> Response:
+        q = _query(request, ("limit",))
+        data = [alert_ops.render_delivery(d) for d in await rt.store.list_deliveries(parse_limit(q.get("limit")))]
+        return KJSON({"object": "list", "data": data, "next_cursor": None})
+
+    @app.delete("/v1/alerts/{alert_id}")
+    async def delete_alert(alert_id: str, who: AdminTokenRecord = Admin) -> Response:
+        out = await alert_ops.delete(rt, alert_id)
+        event(log, "alert destination deleted", alert_id=alert_id, by=who.id)
+        return KJSON(out)
 
     # -- credentials ----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from keybrake.core.paths import join, normalise_path
 from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
 from keybrake.crypto import Sealer
-from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.errors import CapHit, Denial, EnforcementUnavailable
 from keybrake.logs import redact
 from keybrake.money import format_usd, human_usd
 from keybrake.proxy.auth import agent_headers, extract_token
@@ -119,6 +119,7 @@ class Pipeline:
         instance_id: str,
         on_verdict: Callable[[str, str, int], None] | None = None,
         settle: Callable[[SettleJob], None] | None = None,
+        on_cap_hit: Callable[[CapHit, str | None], None] | None = None,
     ) -> None:
         self.store = store
         self.vendors = vendors
@@ -129,6 +130,7 @@ class Pipeline:
         self.instance_id = instance_id
         self.snapshots = KeySnapshots(sealer, vendors)
         self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
+        self.on_cap_hit = on_cap_hit
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -255,6 +257,8 @@ class Pipeline:
             if result.state is not KeyState.OK:
                 raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
+                if self.on_cap_hit is not None:
+                    self.on_cap_hit(result.cap_hit, key.id)  # only schedules: alerts never slow a request
                 raise _cap_denial(result.cap_hit, key.id)
             if result.dedup_of is not None and dedup is not None:
                 replay = await self._duplicate(ctx, key, dedup.fingerprint, result.dedup_of)

@@ -83,6 +83,45 @@ class BudgetRecord:
 
 
 @dataclass(frozen=True)
+class AlertDestination:
+    id: str
+    type: str  # webhook | slack
+    url: str
+    secret_enc: bytes
+    events: tuple[str, ...]
+    thresholds: tuple[int, ...]
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one destination, in the durable outbox."""
+
+    id: str
+    event_id: str
+    destination_id: str
+    event_type: str
+    body: str
+    created_at: int
+    next_attempt_at: int
+    attempts: int = 0
+    state: str = "pending"  # pending | delivered | failed
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: int | None = None
+
+
+@dataclass(frozen=True)
+class CounterUsage:
+    scope: str  # key:vk_… | budget:bud_…
+    counter: str
+    window_start: int
+    used: int
+    reserved: int
+    limit: int
+
+
+@dataclass(frozen=True)
 class AdminTokenRecord:
     id: str
     scope: str
@@ -485,6 +524,20 @@ class Store(Protocol):
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:
         """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
+
+    # alerts
+    async def insert_alert(self, dest: AlertDestination) -> None: ...
+    async def list_alerts(self) -> list[AlertDestination]: ...
+    async def delete_alert(self, alert_id: str) -> bool: ...
+    async def enqueue(self, deliveries: list[Delivery], fire_key: str | None) -> bool:
+        """Add deliveries to the outbox; with `fire_key`, only if that key never fired (one transaction)."""
+
+    async def due_deliveries(self, now_ms: int, limit: int) -> list[Delivery]: ...
+    async def finish_delivery(self, d: Delivery) -> None:
+        """Store a delivery attempt's outcome (state, attempts, status, next attempt)."""
+
+    async def list_deliveries(self, limit: int) -> list[Delivery]: ...
+    async def counters_near_caps(self, min_pct: int) -> list[CounterUsage]: ...
 
     # retention
     async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:

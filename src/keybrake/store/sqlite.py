@@ -39,6 +39,7 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sqlite_admin import SQLiteAdminQueries
+from keybrake.store.sqlite_alerts import SQLiteAlerts
 from keybrake.store.sqlite_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
@@ -84,7 +85,7 @@ RETURNING used
 """
 
 
-class SQLiteStore(SQLiteAdminQueries):
+class SQLiteStore(SQLiteAdminQueries, SQLiteAlerts):
     """The embedded engine. `clock` returns Unix ms; tests inject one to cross windows."""
 
     # -- meta and instances ---------------------------------------------------------------

@@ -1,0 +1,111 @@
+"""Alert destinations and their deliveries at the API edge (CONTRACT §3.6)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from keybrake.admin.errors import not_found, validation
+from keybrake.admin.models import Strict
+from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS, PRODUCED
+from keybrake.runtime import Runtime
+from keybrake.store.base import AlertDestination, Delivery
+from keybrake.timefmt import rfc3339
+
+
+class AlertIn(Strict):
+    type: str = Field(pattern=r"^(webhook|slack)$")
+    url: str = Field(min_length=8, max_length=2000)
+    events: list[str] = Field(min_length=1, max_length=len(EVENTS))
+    thresholds: list[int] = Field(default_factory=lambda: list(DEFAULT_THRESHOLDS), min_length=1, max_length=10)
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if e not in EVENTS:
+                raise ValueError(f"{e!r} is not an event; known: {', '.join(EVENTS)}")
+        return sorted(set(v))
+
+    @field_validator("thresholds")
+    @classmethod
+    def _pcts(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in v):
+            raise ValueError("thresholds are percentages from 1 to 100")
+        return sorted(set(v))
+
+
+def _check_url(rt: Runtime, url: str) -> None:
+    """CONTRACT §4.1 without the vendor host list: https, or http to loopback in tests."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise validation("url must be an https:// URL", "url")
+    if parts.username or parts.password or parts.fragment:
+        raise validation("url may not carry userinfo or a fragment", "url")
+    if parts.scheme == "http" and not (
+        rt.settings.allow_insecure_upstream and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    ):
+        raise validation("plain http is accepted only for loopback with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1", "url")
+
+
+async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
+    _check_url(rt, body.url)
+    alert_id = "alr_" + secrets.token_hex(10)
+    secret = "whsec_kb_" + secrets.token_urlsafe(32)
+    dest = AlertDestination(
+        alert_id,
+        body.type,
+        body.url,
+        rt.sealer.seal(secret.encode(), f"alert:{alert_id}"),
+        tuple(body.events),
+        tuple(body.thresholds),
+        rt.store.now_ms(),
+    )
+    await rt.store.insert_alert(dest)
+    out = render(dest)
+    out["secret"] = secret  # shown once
+    later = sorted(set(body.events) - PRODUCED)
+    out["warnings"] = [f"events not produced by this version yet: {', '.join(later)}"] if later else []
+    return out
+
+
+def render(dest: AlertDestination) -> dict[str, Any]:
+    parts = urlsplit(dest.url)
+    return {
+        "id": dest.id,
+        "object": "alert",
+        "type": dest.type,
+        # the path of a Slack or webhook URL is itself a secret: show the host only
+        "url": f"{parts.scheme}://{parts.netloc}/…",
+        "events": list(dest.events),
+        "thresholds": list(dest.thresholds),
+        "created_at": rfc3339(dest.created_at),
+    }
+
+
+async def delete(rt: Runtime, alert_id: str) -> dict[str, Any]:
+    for dest in await rt.store.list_alerts():
+        if dest.id == alert_id:
+            await rt.store.delete_alert(alert_id)
+            return {**render(dest), "deleted": True}
+    raise not_found(f"alert {alert_id!r}")
+
+
+def render_delivery(d: Delivery) -> dict[str, Any]:
+    return {
+        "id": d.id,
+        "object": "alert_delivery",
+        "event_id": d.event_id,
+        "alert_id": d.destination_id,
+        "type": d.event_type,
+        "state": d.state,
+        "attempts": d.attempts,
+        "response_status": d.last_status,
+        "response_error": d.last_error,
+        "created_at": rfc3339(d.created_at),
+        "next_attempt_at": rfc3339(d.next_attempt_at) if d.state == "pending" else None,
+        "delivered_at": rfc3339(d.delivered_at) if d.delivered_at else None,
+    }

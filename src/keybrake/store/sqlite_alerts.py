@@ -1,0 +1,92 @@
+"""SQLite queries for alert destinations, the delivery outbox and fire-once marks."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from keybrake.store.base import AlertDestination, CounterUsage, Delivery
+from keybrake.store.sqlite_base import SQLiteBase
+
+_DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
+
+
+def _dest(r: sqlite3.Row) -> AlertDestination:
+    return AlertDestination(
+        r["id"],
+        r["type"],
+        r["url"],
+        bytes(r["secret_enc"]),
+        tuple(json.loads(r["events"])),
+        tuple(json.loads(r["thresholds"])),
+        r["created_at"],
+    )
+
+
+def _delivery(r: sqlite3.Row) -> Delivery:
+    return Delivery(**{c: r[c] for c in _DELIVERY_COLS})
+
+
+class SQLiteAlerts(SQLiteBase):
+    async def insert_alert(self, dest: AlertDestination) -> None:
+        self._write(
+            "INSERT INTO alert_destinations (id, type, url, secret_enc, events, thresholds, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                dest.id,
+                dest.type,
+                dest.url,
+                dest.secret_enc,
+                json.dumps(list(dest.events)),
+                json.dumps(list(dest.thresholds)),
+                dest.created_at,
+            ),
+        )
+
+    async def list_alerts(self) -> list[AlertDestination]:
+        return [_dest(r) for r in self._read("SELECT * FROM alert_destinations ORDER BY created_at, id")]
+
+    async def delete_alert(self, alert_id: str) -> bool:
+        with self._tx() as cur:
+            return cur.execute("DELETE FROM alert_destinations WHERE id = ?", (alert_id,)).rowcount == 1
+
+    async def enqueue(self, deliveries: list[Delivery], fire_key: str | None) -> bool:
+        cols = ", ".join(_DELIVERY_COLS)
+        marks = ", ".join(":" + c for c in _DELIVERY_COLS)
+        with self._tx() as cur:
+            if fire_key is not None:
+                fired = cur.execute(
+                    "INSERT INTO alert_fired (fire_key, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    (fire_key[:255], self.now_ms()),
+                ).rowcount
+                if not fired:
+                    return False
+            for d in deliveries:
+                cur.execute(f"INSERT INTO alert_outbox ({cols}) VALUES ({marks})", d.__dict__)
+        return True
+
+    async def due_deliveries(self, now_ms: int, limit: int) -> list[Delivery]:
+        rows = self._read(
+            "SELECT * FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id"
+            " LIMIT ?",
+            (now_ms, limit),
+        )
+        return [_delivery(r) for r in rows]
+
+    async def finish_delivery(self, d: Delivery) -> None:
+        self._write(
+            "UPDATE alert_outbox SET state = ?, attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
+            " delivered_at = ? WHERE id = ?",
+            (d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at, d.id),
+        )
+
+    async def list_deliveries(self, limit: int) -> list[Delivery]:
+        return [_delivery(r) for r in self._read("SELECT * FROM alert_outbox ORDER BY id DESC LIMIT ?", (limit,))]
+
+    async def counters_near_caps(self, min_pct: int) -> list[CounterUsage]:
+        rows = self._read(
+            "SELECT scope, cap, window_start, used, reserved, cap_limit FROM counters"
+            " WHERE cap_limit IS NOT NULL AND cap_limit > 0 AND (used + reserved) * 100 >= cap_limit * ?",
+            (min_pct,),
+        )
+        return [CounterUsage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
