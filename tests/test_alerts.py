@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fakes.receiver import Receiver, ReceiverThread
-from tests.fakes.stripe_server import FakeStripe
+from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
 from tests.harness import KeybrakeThread
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -157,8 +157,58 @@ def test_alert_validation(kb: KeybrakeThread) -> None:
             assert c.post("/v1/alerts", json=body).status_code == 422, body
         made = c.post("/v1/alerts", json={"type": "webhook", "url": "https://example.com/x/secret-path",
                                            "events": ["spend.anomaly"]}).json()  # fmt: skip
-        assert "spend.anomaly" in made["warnings"][0]
+        assert made["anomaly_factor"] == 3 and made["thresholds"] == [50, 80, 100]
         listed = c.get("/v1/alerts").json()["data"]
         assert listed[0]["id"] == made["id"] and "secret" not in listed[0] and "secret-path" not in str(listed)
         assert c.delete(f"/v1/alerts/{made['id']}").json()["deleted"] is True
         assert c.delete(f"/v1/alerts/{made['id']}").status_code == 404
+
+
+def test_anomaly_fires_on_a_spike_not_on_steady_traffic_and_other_events(
+    tmp_path: Path, fake_stripe: FakeStripe, hook: ReceiverThread
+) -> None:
+    hour = 3_600_000
+    now = [1_795_000_000_000 - 1_795_000_000_000 % hour + 60_000]
+    events = ["spend.anomaly", "key.expired", "secret.exposed", "credential.rejected"]
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0], alert_interval_s=0.05, alert_retry_base_s=0.1) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        alert(kb, hook.base_url + "/h", events=events, anomaly_factor=3)
+        key = kb.issue({"daily_usd_cap": 10_000}, label="tenant-x:agent:1", expires_in="7d")
+        short = kb.issue({"daily_usd_cap": 1}, label="tenant-y:agent:2", expires_in="90m")
+        for _ in range(24):  # a steady day: 6 charges an hour
+            for _ in range(6):
+                assert charge(kb, key) == 200
+            now[0] += hour
+        for _ in range(6):
+            assert charge(kb, key) == 200
+        time.sleep(1.0)  # several anomaly scans over steady traffic
+        assert not posts(hook.fake, "spend.anomaly")
+        expired = wait_for(lambda: posts(hook.fake, "key.expired"))
+        assert expired[0].json["data"]["key_id"] == short["id"]
+
+        now[0] += hour  # the spike: 40 charges in one hour
+        for _ in range(40):
+            assert charge(kb, key) == 200
+        spikes = wait_for(lambda: len(posts(hook.fake, "spend.anomaly")) >= 2 and posts(hook.fake, "spend.anomaly"))
+        subjects = {(x.json["data"]["scope"], x.json["data"]["id"]) for x in spikes}
+        assert subjects == {("key", key["id"]), ("label_prefix", "tenant-x:")}
+        assert all(x.json["data"]["requests"] > 3 * 6 for x in spikes)  # fired once over k × the usual hour
+        time.sleep(0.5)
+        assert len(posts(hook.fake, "spend.anomaly")) == 2  # once per hour per subject
+
+        leaked = "sk_live_" + "A" * 24
+        httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {leaked}"})
+        exposed = wait_for(lambda: posts(hook.fake, "secret.exposed"))
+        assert exposed[0].json["data"]["secret_prefix"] == "sk_live_" and leaked not in exposed[0].body.decode()
+
+    with (
+        FakeStripeThread(secret="sk_test_another_secret_0000") as other,
+        KeybrakeThread(tmp_path / "e", alert_interval_s=0.05, alert_retry_base_s=0.1) as kb2,
+    ):
+        kb2.add_credential(other.base_url)  # the fake refuses this secret: 401
+        alert(kb2, hook.base_url + "/h2", events=["credential.rejected"])
+        key2 = kb2.issue({"daily_usd_cap": 1})
+        r = httpx.get(f"{kb2.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key2['key']}"})
+        assert r.status_code == 502
+        rejected = wait_for(lambda: posts(hook.fake, "credential.rejected"))
+        assert rejected[0].json["data"] == {"credential": "default", "vendor": "stripe", "key_id": key2["id"]}

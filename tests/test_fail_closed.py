@@ -41,3 +41,40 @@ def test_a_store_that_cannot_write_gets_503_and_nothing_is_forwarded(tmp_path: P
             blocker.close()
         # recovers by itself once the store is writable again
         assert sc.v1.charges.create({"amount": 100, "currency": "usd", "source": "tok_visa"}).amount == 100
+
+
+def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    from tests.fakes.receiver import ReceiverThread
+
+    with (
+        ReceiverThread() as hook,
+        KeybrakeThread(tmp_path / "d", sqlite_busy_timeout_ms=200, alert_interval_s=0.1, alert_retry_base_s=0.1) as kb,
+    ):
+        kb.add_credential(fake_stripe.base_url)
+        with kb.admin() as c:
+            events = ["enforcement.unavailable", "enforcement.recovered"]
+            made = c.post("/v1/alerts", json={"type": "webhook", "url": hook.base_url + "/h", "events": events})
+            assert made.status_code == 201
+        key = kb.issue({"daily_usd_cap": 10})
+        time.sleep(0.3)  # the alert worker has read the destinations into memory
+        blocker = sqlite3.connect(tmp_path / "d" / "keybrake.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            for _ in range(3):  # three failures, one alert (at most one per 5 minutes)
+                r = httpx.post(
+                    f"{kb.url}/stripe/v1/charges",
+                    data={"amount": 100, "currency": "usd"},
+                    headers={"Authorization": f"Bearer {key['key']}"},
+                )
+                assert r.status_code == 503
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not hook.fake.requests:
+                time.sleep(0.05)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(hook.fake.requests) < 2:
+            time.sleep(0.05)
+        types = [r.json["type"] for r in hook.fake.requests]
+        assert types == ["enforcement.unavailable", "enforcement.recovered"]

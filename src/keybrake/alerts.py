@@ -44,8 +44,9 @@ EVENTS = (
     "enforcement.unavailable",
     "enforcement.recovered",
 )
-# Events this version produces; subscribing to the others is accepted (they come later).
-PRODUCED = frozenset({"cap.threshold", "cap.hit", "key.revoked"})
+ANOMALY_MIN_REQUESTS = 5  # an hour with fewer requests is never called a spike
+ANOMALY_MIN_HOURS = 3  # a baseline needs this many hours of history
+UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
 MAX_ATTEMPTS = 12
 _WINDOWS = {
@@ -81,6 +82,11 @@ class Alerts:
     def __init__(self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
         self._tasks: set[asyncio.Task[None]] = set()
+        self._known: list[AlertDestination] = []  # for enforcement.unavailable, when the store is down
+        self._unavailable_sent: dict[str, float] = {}
+        self._down = False
+        self._expired_checked_ms: int | None = None
+        self._last_anomaly_scan = 0.0
 
     # -- producing events (never on the request path) ----------------------------------------
 
@@ -114,6 +120,106 @@ class Alerts:
     def key_revoked(self, key: KeyRecord) -> None:
         data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "reason": key.revoke_reason}
         self.soon(self.emit("key.revoked", data))
+
+    def credential_rejected(self, credential: str, vendor: str, key_id: str | None) -> None:
+        hour = self.store.now_ms() // 3_600_000
+        data = {"credential": credential, "vendor": vendor, "key_id": key_id}
+        self.soon(self.emit("credential.rejected", data, fire_key=f"rejected:{credential}:{hour}"))
+
+    def secret_exposed(self, prefix: str, client: str) -> None:
+        bucket = self.store.now_ms() // UNAVAILABLE_EVERY_MS
+        data = {"secret_prefix": prefix, "client": client}
+        self.soon(self.emit("secret.exposed", data, fire_key=f"exposed:{prefix}:{client}:{bucket}"))
+
+    def enforcement_unavailable(self, error: str) -> None:
+        """Sent from memory, best-effort, at most once per 5 minutes per destination (the store is down)."""
+        self._down = True
+        now = time.monotonic() * 1000
+        for dest in self._known:
+            if "enforcement.unavailable" not in dest.events:
+                continue
+            if now - self._unavailable_sent.get(dest.id, -UNAVAILABLE_EVERY_MS) < UNAVAILABLE_EVERY_MS:
+                continue
+            self._unavailable_sent[dest.id] = now
+            wall = int(time.time() * 1000)
+            evt = new_event_id(wall)
+            doc = {"id": evt, "type": "enforcement.unavailable", "created_at": rfc3339(wall),
+                   "data": {"error": redact(error)[:300]}}  # fmt: skip
+            body = dumps(_slack(doc) if dest.type == "slack" else doc).decode()
+            d = Delivery("dlv_" + secrets.token_hex(10), evt, dest.id, "enforcement.unavailable", body, wall, wall)
+            self.soon(self._send_direct(dest, d))
+
+    async def _send_direct(self, dest: AlertDestination, d: Delivery) -> None:
+        try:
+            await self.upstream.send(UpstreamRequest("POST", dest.url, self._headers(dest, d), d.body.encode()))
+        except Exception as exc:  # best effort: the store is down, there is no outbox
+            event(log, "enforcement.unavailable alert not delivered", logging.WARNING, error=type(exc).__name__)
+
+    async def scan_expired(self) -> int:
+        now = self.store.now_ms()
+        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - 3_600_000
+        queued = 0
+        for key in await self.store.keys_expired_between(since, now):
+            data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "expired_at": rfc3339(key.expires_at)}
+            queued += await self.emit("key.expired", data, fire_key=f"expired:{key.id}")
+        self._expired_checked_ms = now
+        return queued
+
+    async def scan_anomalies(self) -> int:
+        """spend.anomaly: this hour's spend or requests of a key or label prefix above k × its
+        average hour over (up to) the 24 before it, with at least ANOMALY_MIN_REQUESTS requests."""
+        dests = [d for d in await self.store.list_alerts() if "spend.anomaly" in d.events]
+        if not dests:
+            return 0
+        now = self.store.now_ms()
+        hour = now - now % 3_600_000
+        rows = await self.store.hourly_totals(hour - 24 * 3_600_000, now + 1)
+        subjects: dict[tuple[str, str], dict[int, list[int]]] = {}
+        for key_id, label, h, cost, reqs in rows:
+            names = [("key", key_id)]
+            if label and ":" in label:
+                names.append(("label_prefix", label.split(":", 1)[0] + ":"))
+            for name in names:
+                acc = subjects.setdefault(name, {}).setdefault(h, [0, 0])
+                acc[0] += cost
+                acc[1] += reqs
+        queued = 0
+        for (kind, subject), hours in subjects.items():
+            cost_now, reqs_now = hours.get(hour, [0, 0])
+            past = [h for h in hours if h < hour]
+            if reqs_now < ANOMALY_MIN_REQUESTS or not past:
+                continue
+            # The baseline is the average hour since the subject's first traffic in the window (a
+            # new key is not compared with hours before it existed), over at least 3 hours.
+            observed = (hour - min(past)) // 3_600_000
+            if observed < ANOMALY_MIN_HOURS:
+                continue
+            base_cost = sum(hours[h][0] for h in past) / observed
+            base_reqs = sum(hours[h][1] for h in past) / observed
+            for dest in dests:
+                k = float(dest.anomaly_factor)
+                over = [
+                    m
+                    for m, v, b in (("spend", cost_now, base_cost), ("requests", reqs_now, base_reqs))
+                    if b and v > k * b
+                ]
+                if not over:
+                    continue
+                data = {
+                    "scope": kind,
+                    "id": subject,
+                    "metrics": over,
+                    "hour_start": rfc3339(hour),
+                    "spend_usd": format_usd(cost_now),
+                    "baseline_spend_usd": format_usd(int(base_cost)),
+                    "requests": reqs_now,
+                    "baseline_requests": round(base_reqs, 2),
+                    "factor": k,
+                }
+                queued += await self._emit_one(
+                    dest, "spend.anomaly", data, f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
+                )
+        return queued
 
     async def scan_thresholds(self) -> int:
         """Queue cap.threshold for every cap whose current window crossed a subscribed percentage."""
@@ -173,10 +279,7 @@ class Alerts:
 
     async def _attempt(self, dest: AlertDestination, d: Delivery) -> int:
         body = d.body.encode()
-        headers = [("content-type", "application/json"), ("user-agent", "keybrake-alerts")]
-        secret = self.sealer.open(dest.secret_enc, f"alert:{dest.id}")
-        headers.append(("x-keybrake-signature", sign(secret, body, int(time.time()))))
-        headers.append(("x-keybrake-event-id", d.event_id))
+        headers = self._headers(dest, d)
         status: int | None = None
         error: str | None = None
         try:
@@ -201,13 +304,30 @@ class Alerts:
         event(log, "alert delivery failed", logging.WARNING, delivery=d.id, attempts=attempts, status=status)
         return 0
 
+    def _headers(self, dest: AlertDestination, d: Delivery) -> list[tuple[str, str]]:
+        secret = self.sealer.open(dest.secret_enc, f"alert:{dest.id}")
+        return [
+            ("content-type", "application/json"),
+            ("user-agent", "keybrake-alerts"),
+            ("x-keybrake-signature", sign(secret, d.body.encode(), int(time.time()))),
+            ("x-keybrake-event-id", d.event_id),
+        ]
+
     async def run_forever(self) -> None:
         last_scan = 0.0
         while True:
             try:
                 if time.monotonic() - last_scan >= self.settings.alert_interval_s:
                     last_scan = time.monotonic()
+                    self._known = await self.store.list_alerts()
+                    if self._down:
+                        self._down = False
+                        await self.emit("enforcement.recovered", {"recovered_at": rfc3339(self.store.now_ms())})
                     await self.scan_thresholds()
+                    await self.scan_expired()
+                    if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
+                        self._last_anomaly_scan = time.monotonic()
+                        await self.scan_anomalies()
                 await self.deliver_due()
             except EnforcementUnavailable as exc:
                 event(log, "alert pass failed", logging.ERROR, error=str(exc))
@@ -245,8 +365,14 @@ def _slack(doc: dict[str, Any]) -> dict[str, Any]:
         )
     elif doc["type"] == "cap.hit":
         text = f":no_entry: Keybrake: a request was refused by {data['scope']} {data['id']} {data['name']}"
-    elif doc["type"] == "key.revoked":
-        text = f":lock: Keybrake: vault key {data['key_id']} ({data.get('label') or 'no label'}) was revoked"
+    elif doc["type"] in ("key.revoked", "key.expired"):
+        what = "was revoked" if doc["type"] == "key.revoked" else "expired"
+        text = f":lock: Keybrake: vault key {data['key_id']} ({data.get('label') or 'no label'}) {what}"
+    elif doc["type"] == "spend.anomaly":
+        text = (
+            f":chart_with_upwards_trend: Keybrake: {data['scope']} {data['id']} spent {data['spend_usd']} USD in "
+            f"{data['requests']} requests this hour, over {data['factor']}× its usual hour"
+        )
     else:
         text = f"Keybrake: {doc['type']}"
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

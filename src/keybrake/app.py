@@ -82,7 +82,7 @@ class KeybrakeApp:
             instance_id=self.instance_id,
             on_verdict=self._count,
             settle=self.settler.submit,
-            on_cap_hit=self.alerts.cap_hit,
+            alerts=self.alerts,
         )
         self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)

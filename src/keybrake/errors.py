@@ -120,6 +120,7 @@ class Denial(Exception):
     message: str
     cap: CapHit | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    exposed_prefix: str | None = None  # a real vendor secret was sent as a key: its prefix only
 
     def __post_init__(self) -> None:
         if self.code not in STATUS:

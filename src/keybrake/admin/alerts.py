@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from keybrake.admin.errors import not_found, validation
 from keybrake.admin.models import Strict
-from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS, PRODUCED
+from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
 from keybrake.timefmt import rfc3339
@@ -21,6 +21,7 @@ class AlertIn(Strict):
     url: str = Field(min_length=8, max_length=2000)
     events: list[str] = Field(min_length=1, max_length=len(EVENTS))
     thresholds: list[int] = Field(default_factory=lambda: list(DEFAULT_THRESHOLDS), min_length=1, max_length=10)
+    anomaly_factor: float = Field(default=3.0, gt=1, le=1000)
 
     @field_validator("events")
     @classmethod
@@ -63,12 +64,12 @@ async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
         tuple(body.events),
         tuple(body.thresholds),
         rt.store.now_ms(),
+        str(body.anomaly_factor),
     )
     await rt.store.insert_alert(dest)
     out = render(dest)
     out["secret"] = secret  # shown once
-    later = sorted(set(body.events) - PRODUCED)
-    out["warnings"] = [f"events not produced by this version yet: {', '.join(later)}"] if later else []
+    out["warnings"] = []
     return out
 
 
@@ -82,6 +83,7 @@ def render(dest: AlertDestination) -> dict[str, Any]:
         "url": f"{parts.scheme}://{parts.netloc}/…",
         "events": list(dest.events),
         "thresholds": list(dest.thresholds),
+        "anomaly_factor": float(dest.anomaly_factor),
         "created_at": rfc3339(dest.created_at),
     }
 

@@ -66,10 +66,20 @@ def extract_token(req: ProxyRequest) -> str:
             "This looks like a real vendor secret, not a vault key. It was not "
             "forwarded. Use the vault_key_… issued for this agent run, and rotate that secret "
             "if an agent had it.",
+            exposed_prefix=secret_prefix(token),
         )
     if not is_well_formed(token, VAULT_PREFIX):
         raise Denial("key_invalid", "This is not a valid vault key (wrong format or checksum). Do not retry.")
     return token
+
+
+def secret_prefix(token: str) -> str:
+    """What may be said of an exposed secret: its kind, never its value (`sk_live_`, `re_`, `32-hex`)."""
+    if token.startswith(("sk_", "rk_")):
+        return "_".join(token.split("_")[:2])[:8] + "_"
+    if token.startswith("re_"):
+        return "re_"
+    return "32-hex token"
 
 
 def agent_headers(req: ProxyRequest) -> tuple[str | None, str | None, dict[str, str]]:

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from keybrake.config import Settings
 from keybrake.core.paths import join, normalise_path
@@ -106,6 +106,15 @@ _CAP_WORDS = {
 DEDUP_WAIT_S = 10.0
 
 
+class AlertSink(Protocol):
+    """Where the pipeline reports what operators want to hear about; calls only schedule work."""
+
+    def cap_hit(self, cap: CapHit, key_id: str | None) -> None: ...
+    def credential_rejected(self, credential: str, vendor: str, key_id: str | None) -> None: ...
+    def secret_exposed(self, prefix: str, client: str) -> None: ...
+    def enforcement_unavailable(self, error: str) -> None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -119,7 +128,7 @@ class Pipeline:
         instance_id: str,
         on_verdict: Callable[[str, str, int], None] | None = None,
         settle: Callable[[SettleJob], None] | None = None,
-        on_cap_hit: Callable[[CapHit, str | None], None] | None = None,
+        alerts: AlertSink | None = None,
     ) -> None:
         self.store = store
         self.vendors = vendors
@@ -130,7 +139,7 @@ class Pipeline:
         self.instance_id = instance_id
         self.snapshots = KeySnapshots(sealer, vendors)
         self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
-        self.on_cap_hit = on_cap_hit
+        self.alerts = alerts
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -147,8 +156,12 @@ class Pipeline:
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
+            if denial.exposed_prefix is not None and self.alerts is not None:
+                self.alerts.secret_exposed(denial.exposed_prefix, req.client)
             return await self.rec.deny(ctx, denial)
         except EnforcementUnavailable as exc:
+            if self.alerts is not None:
+                self.alerts.enforcement_unavailable(str(exc))
             return self.rec.unavailable(ctx, exc)
 
     async def _forward_if_allowed(
@@ -257,8 +270,8 @@ class Pipeline:
             if result.state is not KeyState.OK:
                 raise _state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
-                if self.on_cap_hit is not None:
-                    self.on_cap_hit(result.cap_hit, key.id)  # only schedules: alerts never slow a request
+                if self.alerts is not None:
+                    self.alerts.cap_hit(result.cap_hit, key.id)  # only schedules: alerts never slow a request
                 raise _cap_denial(result.cap_hit, key.id)
             if result.dedup_of is not None and dedup is not None:
                 replay = await self._duplicate(ctx, key, dedup.fingerprint, result.dedup_of)
@@ -348,6 +361,8 @@ class Pipeline:
         body = resp.body
         doc = json_or_none(body, resp_headers)
         if vendor.credential_rejected(resp.status, doc):
+            if self.alerts is not None:
+                self.alerts.credential_rejected(key.credential, vendor.name, key.id)
             # The operator's secret was refused: never pass the vendor's text (it may echo the key).
             refusal = Denial(
                 "upstream_credential_rejected",

@@ -91,6 +91,7 @@ class AlertDestination:
     events: tuple[str, ...]
     thresholds: tuple[int, ...]
     created_at: int
+    anomaly_factor: str = "3"  # spend.anomaly: k × the trailing hourly baseline
 
 
 @dataclass(frozen=True)
@@ -538,6 +539,9 @@ class Store(Protocol):
 
     async def list_deliveries(self, limit: int) -> list[Delivery]: ...
     async def counters_near_caps(self, min_pct: int) -> list[CounterUsage]: ...
+    async def keys_expired_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]: ...
+    async def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
+        """(key_id, label, UTC hour start, cost micro-USD, forwarded requests) per key and hour."""
 
     # retention
     async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:

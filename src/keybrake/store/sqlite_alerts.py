@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery
+from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord
+from keybrake.store.ids import audit_id_floor
 from keybrake.store.sqlite_base import SQLiteBase
+from keybrake.store.sqlite_rows import _key
 
 _DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
 
@@ -20,6 +22,7 @@ def _dest(r: sqlite3.Row) -> AlertDestination:
         tuple(json.loads(r["events"])),
         tuple(json.loads(r["thresholds"])),
         r["created_at"],
+        r["anomaly_factor"],
     )
 
 
@@ -30,8 +33,8 @@ def _delivery(r: sqlite3.Row) -> Delivery:
 class SQLiteAlerts(SQLiteBase):
     async def insert_alert(self, dest: AlertDestination) -> None:
         self._write(
-            "INSERT INTO alert_destinations (id, type, url, secret_enc, events, thresholds, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alert_destinations (id, type, url, secret_enc, events, thresholds, created_at, anomaly_factor)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 dest.id,
                 dest.type,
@@ -40,6 +43,7 @@ class SQLiteAlerts(SQLiteBase):
                 json.dumps(list(dest.events)),
                 json.dumps(list(dest.thresholds)),
                 dest.created_at,
+                dest.anomaly_factor,
             ),
         )
 
@@ -90,3 +94,19 @@ class SQLiteAlerts(SQLiteBase):
             (min_pct,),
         )
         return [CounterUsage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def keys_expired_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]:
+        rows = self._read(
+            "SELECT * FROM vault_keys WHERE status = 'active' AND expires_at > ? AND expires_at <= ?",
+            (since_ms, until_ms),
+        )
+        return [_key(r) for r in rows]
+
+    async def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
+        rows = self._read(
+            "SELECT key_id, MAX(label), (ts / 3600000) * 3600000 AS h, COALESCE(SUM(cost_usd), 0),"
+            " SUM(verdict IN ('allowed', 'outcome_unknown'))"
+            " FROM audit WHERE id >= ? AND id < ? AND +key_id IS NOT NULL GROUP BY +key_id, h",
+            (audit_id_floor(since_ms), audit_id_floor(until_ms)),
+        )
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]

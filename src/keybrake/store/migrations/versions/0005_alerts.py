@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("secret_enc", sa.LargeBinary, nullable=False),  # HMAC key, sealed
         sa.Column("events", sa.Text, nullable=False),  # JSON list
         sa.Column("thresholds", sa.Text, nullable=False),  # JSON list of percentages
+        sa.Column("anomaly_factor", sa.String(16), nullable=False),  # k, a decimal string
         sa.Column("created_at", MS, nullable=False),
     )
     op.create_table(
