@@ -87,13 +87,7 @@ class FakeStripe:
             await _respond(send, 404, _error("invalid_request_error", msg))
 
     async def _charge(self, scope: Scope, body: bytes, send: Send) -> None:
-        auth = b""
-        direct = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                auth = value
-            elif name == b"x-bench-path":
-                direct = value == b"direct"
+        auth, direct = _auth_and_mark(scope)
         n = next(self.ids)
         request_id = f"req_bench{n:014x}".encode()
         if auth != self.expected_auth:
@@ -130,13 +124,7 @@ class FakeStripe:
         await _respond(send, 200, json.dumps(charge).encode(), request_id)
 
     async def _message(self, scope: Scope, path: str, body: bytes, send: Send) -> None:
-        auth = b""
-        direct = False
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                auth = value
-            elif name == b"x-bench-path":
-                direct = value == b"direct"
+        auth, direct = _auth_and_mark(scope)
         n = next(self.ids)
         request_id = f"RQ{n:032x}".encode()
         if auth != self.twilio_auth or path != self.messages_path:
@@ -183,6 +171,17 @@ class FakeStripe:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _auth_and_mark(scope: Scope) -> tuple[bytes, bool]:
+    """The Authorization header, and whether the bench's direct path marked the request."""
+    auth, direct = b"", False
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            auth = value
+        elif name == b"x-bench-path":
+            direct = value == b"direct"
+    return auth, direct
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -529,6 +529,20 @@ async def open_loop_phase(
     return out
 
 
+def steady_phase(targets: list[Target], args: argparse.Namespace, cpu: CpuMeter) -> dict[str, Samples]:
+    """The steady scenario's open loop (direct and proxied blocks alternating) for `targets`."""
+    return run_open_loop(
+        targets=targets,
+        rate=args.rate,
+        seconds=args.duration,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        max_inflight=args.max_inflight,
+        request_timeout=args.request_timeout,
+        cpu=cpu,
+    )
+
+
 def run_open_loop(**kwargs: Any) -> dict[str, Samples]:
     try:
         import uvloop
@@ -908,16 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"steady: {args.rate:g} req/s open loop, {args.duration}s per target in "
             f"{args.rounds} alternating rounds (+{args.warmup:g}s warm-up each)"
         )
-        steady = run_open_loop(
-            targets=targets,
-            rate=args.rate,
-            seconds=args.duration,
-            rounds=args.rounds,
-            warmup=args.warmup,
-            max_inflight=args.max_inflight,
-            request_timeout=args.request_timeout,
-            cpu=cpu,
-        )
+        steady = steady_phase(targets, args, cpu)
         gen = f"open-loop {args.rate:g}/s"
         for t in targets:
             results.append(steady[t.name].result("steady", t.name, gen))
@@ -950,16 +955,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for t in tw_targets:
                 sanity_check(t)
             log(f"twilio: {args.rate:g} req/s open loop, SMS send, {args.duration}s per target")
-            tw = run_open_loop(
-                targets=tw_targets,
-                rate=args.rate,
-                seconds=args.duration,
-                rounds=args.rounds,
-                warmup=args.warmup,
-                max_inflight=args.max_inflight,
-                request_timeout=args.request_timeout,
-                cpu=cpu,
-            )
+            tw = steady_phase(tw_targets, args, cpu)
             for t in tw_targets:
                 results.append(tw[t.name].result("twilio", t.name, f"open-loop {args.rate:g}/s"))
 

@@ -44,6 +44,11 @@ class KJSON(Response):
         return str(simplejson.dumps(content, use_decimal=True, separators=(",", ":"))).encode()
 
 
+def _list(data: list[Any]) -> KJSON:
+    """A list answer that fits in one page (CONTRACT §3.4)."""
+    return KJSON({"object": "list", "data": data, "next_cursor": None})
+
+
 def error_response(status: int, code: str, message: str, field: str | None = None) -> KJSON:
     return KJSON(
         {"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}}, status_code=status
@@ -286,7 +291,7 @@ def build_admin_app(
     async def list_budgets(request: Request, who: AdminTokenRecord = Admin) -> Response:
         _query(request, ())
         data = [await budgets.render(rt, b) for b in await rt.store.list_budgets()]
-        return KJSON({"object": "list", "data": data, "next_cursor": None})
+        return _list(data)
 
     @app.get("/v1/budgets/{budget_id}")
     async def get_budget(budget_id: str, who: AdminTokenRecord = Admin) -> Response:
@@ -333,13 +338,13 @@ def build_admin_app(
     async def list_alerts(request: Request, who: AdminTokenRecord = Admin) -> Response:
         _query(request, ())
         data = [alert_ops.render(d) for d in await rt.store.list_alerts()]
-        return KJSON({"object": "list", "data": data, "next_cursor": None})
+        return _list(data)
 
     @app.get("/v1/alerts/deliveries")
     async def list_deliveries(request: Request, who: AdminTokenRecord = Admin) -> Response:
         q = _query(request, ("limit",))
         data = [alert_ops.render_delivery(d) for d in await rt.store.list_deliveries(parse_limit(q.get("limit")))]
-        return KJSON({"object": "list", "data": data, "next_cursor": None})
+        return _list(data)
 
     @app.delete("/v1/alerts/{alert_id}")
     async def delete_alert(alert_id: str, who: AdminTokenRecord = Admin) -> Response:
@@ -359,7 +364,7 @@ def build_admin_app(
     async def list_credentials(request: Request, who: AdminTokenRecord = Admin) -> Response:
         _query(request, ())
         data = [await credentials.render(rt, c) for c in await rt.store.list_credentials()]
-        return KJSON({"object": "list", "data": data, "next_cursor": None})
+        return _list(data)
 
     @app.get("/v1/credentials/{name}")
     async def get_credential(name: str, who: AdminTokenRecord = Admin) -> Response:
