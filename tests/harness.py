@@ -146,6 +146,17 @@ class KeybrakeThread:
             return r.json()["data"]  # type: ignore[no-any-return]
 
 
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Poll until `predicate()` is truthy and return its value; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ import pytest
 
 from tests.fakes.receiver import Receiver, ReceiverThread
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
-from tests.harness import KeybrakeThread
+from tests.harness import KeybrakeThread, wait_for
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 FAST = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
@@ -46,16 +46,6 @@ def charge(kb: KeybrakeThread, key: dict[str, Any], amount: int = 100) -> int:
         headers={**FORM, "Authorization": f"Bearer {key['key']}"},
     )
     return r.status_code
-
-
-def wait_for(fn: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("not in time")
 
 
 def posts(r: Receiver, kind: str | None = None) -> list[Any]:

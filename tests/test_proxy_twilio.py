@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,7 @@ from tests.fakes.twilio_server import (
     FakeTwilio,
     FakeTwilioThread,
 )
-from tests.harness import KeybrakeThread
+from tests.harness import KeybrakeThread, wait_for
 
 SECRET = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
 TO, FROM = "+14155550100", "+14155550199"
@@ -59,16 +58,6 @@ def raw_send(
         auth=auth if auth is not None else (key["id"], key["key"]),
         timeout=30,
     )
-
-
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def test_sms_send_swaps_credentials_then_reconciles_the_real_price(
