@@ -229,7 +229,8 @@ class Alerts:
         lowest = min(min(d.thresholds or DEFAULT_THRESHOLDS) for d in dests)
         now = self.store.now_ms()
         queued = 0
-        for c in await self.store.counters_near_caps(lowest):
+        # Only windows that can still be current: a month at most (total caps have no window).
+        for c in await self.store.counters_near_caps(lowest, now - 32 * 86_400_000):
             kind, _, scope_id = c.scope.partition(":")
             window = _WINDOWS.get(c.counter)
             name = _CAP_NAMES.get((kind, c.counter))

@@ -132,3 +132,19 @@ async def test_a_crashed_first_send_becomes_unknown(store: Store) -> None:
     assert await store.recover_in_flight("ins_me", "here", stale_ms=-1) == 1
     hit = await store.dedup_get("vk_1", "fp-1")
     assert hit is not None and hit.state == "unknown"
+
+
+async def test_alert_scans_see_only_windows_that_can_still_be_current(store: Store, clock: Clock) -> None:
+    from keybrake.timefmt import DAY_MS
+
+    res = await store.reserve("vk_1", 1, caps("vk_1", 9, 10, total=10), row(store), "me")
+    assert res.cap_hit is None
+    near = await store.counters_near_caps(50, clock.ms - 32 * DAY_MS)
+    assert {(c.counter, c.used + c.reserved, c.limit) for c in near} == {("daily_usd", 9, 10), ("total_usd", 9, 10)}
+    clock.ms += 40 * DAY_MS
+    later = await store.counters_near_caps(50, clock.ms - 32 * DAY_MS)
+    assert {c.counter for c in later} == {"total_usd"}  # the old day is not news any more
+    assert await store.enqueue([], "mark-1") and not await store.enqueue([], "mark-1")
+    clock.ms += 41 * DAY_MS
+    assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 1
+    assert await store.enqueue([], "mark-1")

@@ -538,7 +538,12 @@ class Store(Protocol):
         """Store a delivery attempt's outcome (state, attempts, status, next attempt)."""
 
     async def list_deliveries(self, limit: int) -> list[Delivery]: ...
-    async def counters_near_caps(self, min_pct: int) -> list[CounterUsage]: ...
+    async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
+        """Capped counters at or above `min_pct` % whose window started after `since_ms` (or total)."""
+
+    async def purge_fired(self, before_ms: int) -> int:
+        """Forget fire-once marks older than `before_ms` (their windows are long over)."""
+
     async def keys_expired_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]: ...
     async def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
         """(key_id, label, UTC hour start, cost micro-USD, forwarded requests) per key and hour."""

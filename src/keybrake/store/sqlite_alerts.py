@@ -87,11 +87,12 @@ class SQLiteAlerts(SQLiteBase):
     async def list_deliveries(self, limit: int) -> list[Delivery]:
         return [_delivery(r) for r in self._read("SELECT * FROM alert_outbox ORDER BY id DESC LIMIT ?", (limit,))]
 
-    async def counters_near_caps(self, min_pct: int) -> list[CounterUsage]:
+    async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
         rows = self._read(
             "SELECT scope, cap, window_start, used, reserved, cap_limit FROM counters"
-            " WHERE cap_limit IS NOT NULL AND cap_limit > 0 AND (used + reserved) * 100 >= cap_limit * ?",
-            (min_pct,),
+            " WHERE cap_limit IS NOT NULL AND cap_limit > 0 AND (used + reserved) * 100 >= cap_limit * ?"
+            " AND (window_start >= ? OR window_start = 0)",
+            (min_pct, since_ms),
         )
         return [CounterUsage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
@@ -110,3 +111,7 @@ class SQLiteAlerts(SQLiteBase):
             (audit_id_floor(since_ms), audit_id_floor(until_ms)),
         )
         return [(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def purge_fired(self, before_ms: int) -> int:
+        with self._tx() as cur:
+            return int(cur.execute("DELETE FROM alert_fired WHERE created_at < ?", (before_ms,)).rowcount)
