@@ -1,26 +1,70 @@
 """A small in-memory fake of Twilio's REST API 2010-04-01 on loopback, for tests.
 
-Shapes follow Twilio's OpenAPI spec (/work/shared/vendor-specs/twilio_api_v2010.json): form
-bodies with list parameters as repeated keys (`MediaUrl=a&MediaUrl=b`), JSON answers, 201 on
-create, 204 on delete, errors as `{"code", "message", "more_info", "status"}`, a
-`Twilio-Request-Id` header. As Twilio does, a message or call is created with `price: null`;
-``set_price`` makes a later fetch show a price (a negative decimal string, e.g. "-0.00790").
+It speaks the wire format twilio-python uses (HTTP Basic auth, form-encoded bodies with list
+parameters as repeated keys such as ``MediaUrl=a&MediaUrl=b``, JSON answers) and answers in the
+shapes of Twilio's OpenAPI spec (/work/shared/vendor-specs/twilio_api_v2010.json, twilio-oai
+d50069b4): 201 on create, 200 on fetch, list and update, 204 with no body on delete, errors as
+``{"code", "message", "more_info", "status"}``, a ``Twilio-Request-Id: RQ<32 hex>`` header and
+``Content-Type: application/json`` on every answer.
 
-Covered: Messages (create, fetch, list, update, delete), Calls (create, fetch), the Account
-(fetch — it carries `auth_token`, as Twilio's does) and API Keys (create — it carries `secret`).
-HTTP Basic auth as Account SID + auth token, or API key SID + secret. Anything else is 404.
+Endpoints, all under ``/2010-04-01/Accounts/{AccountSid}``:
+
+- ``.json``: fetch the Account. It carries ``auth_token``, as Twilio's does.
+- ``/Messages.json`` (create, list) and ``/Messages/{Sid}.json`` (fetch, update, delete).
+- ``/Calls.json`` (create, list) and ``/Calls/{Sid}.json`` (fetch, update, delete).
+- ``/Keys.json`` (create, list) and ``/Keys/{Sid}.json`` (fetch, delete). A created key carries
+  ``secret`` (only at creation) and authenticates at once; a deleted one no longer does.
+
+Anything else is Twilio's 404 (code 20404); a known path with another method is 405 (20004).
+
+Cost behaviour, as Twilio's (see /work/shared/FACTS.md): a message or call is created with
+``price: null``; ``set_price()`` / ``price_all()`` make a later fetch show a negative decimal
+string in ``price_unit`` (e.g. "-0.00790"). ``num_segments`` is counted as Twilio does: GSM-7
+160 / 153 per segment (extension characters take two septets), otherwise UCS-2 70 / 67 UTF-16
+units, never splitting a character; a message with media is one MMS.
+
+Errors the fake raises itself (codes from Twilio's error dictionary and its real answers):
+
+- 401 ``20003`` "Authenticate": no or bad Basic credentials, or a path naming an account other
+  than the fake's ("using subaccount credentials to access master account" is a documented
+  cause of 20003). Recorded before the check, with the decoded username and password.
+- 404 ``20404``: unknown path or unknown SID. 405 ``20004``: method not allowed.
+- Messages create: 400 ``21604`` no To, ``21603`` no From and no MessagingServiceSid,
+  ``21602`` no Body, MediaUrl or ContentSid, ``21617`` Body over 1600 characters.
+- Calls create: 400 ``21201`` no To, ``21213`` no From, ``21205`` none of Url, Twiml or
+  ApplicationSid.
+- 400 ``20001`` for a value the fake cannot take (non-integer TimeLimit or PageSize, a message
+  update to a non-empty Body or to a Status other than "canceled").
+
+Deliberately looser than Twilio: phone numbers, URLs and SIDs in parameters are not validated,
+messages can be redacted, canceled or deleted in any state, DateSent / StartTime / EndTime list
+filters are ignored, and standard API keys may use the Account and Keys endpoints.
+
+Usage, async::
+
+    async with FakeTwilio() as fake:
+        ...fake.base_url...
+
+or from synchronous tests::
+
+    with FakeTwilioThread() as t:
+        ...t.base_url, t.fake.requests, t.fake.set_price(sid)...
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 import secrets
 import string
-from email.utils import formatdate
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from aiohttp import web
 
@@ -30,36 +74,157 @@ DEFAULT_ACCOUNT_SID = "AC" + "5ca1ab1e" * 4
 DEFAULT_AUTH_TOKEN = "a11ce" + "0" * 22 + "b0b00"
 DEFAULT_API_KEY_SID = "SK" + "be11" * 8
 DEFAULT_API_KEY_SECRET = "Sk3yS3cretSk3yS3cretSk3yS3cret12"
-API = "/2010-04-01"
-_GSM = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
-    "abcdefghijklmnopqrstuvwxyzäöñüà\f^{}\\[~]|€"
+
+API_VERSION = "2010-04-01"
+API = f"/{API_VERSION}"
+DOCS = "https://www.twilio.com/docs/errors/"
+
+Params = dict[str, list[str]]
+Answer = tuple[int, Any]
+
+_ALNUM = string.ascii_letters + string.digits
+# GSM 03.38: the basic character set, and the extension table (escape + character: two septets)
+_GSM_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
+_GSM_EXTENSION = frozenset("\f^{}\\[~]|€")
+# default error for a forced answer with only a status (``fail_next(429)``)
+_DEFAULT_CODES = {
+    400: 20001,
+    401: 20003,
+    403: 20403,
+    404: 20404,
+    405: 20004,
+    429: 20429,
+    500: 20500,
+    503: 20503,
+}
+_MESSAGE_BODY_LIMIT = 1600
 
 
 def _hex(n: int = 32) -> str:
-    return "".join(secrets.choice("0123456789abcdef") for _ in range(n))
+    return secrets.token_hex(n // 2)
 
 
-def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {
-        "code": code,
-        "message": message,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
+def new_sid(prefix: str) -> str:
+    """A Twilio SID: two letters and 32 lowercase hex digits (``SM``, ``MM``, ``CA``, ``SK``...)."""
+    return prefix + _hex()
+
+
+def _now() -> str:
+    """RFC 2822, UTC, as Twilio writes it: ``Thu, 24 Aug 2023 05:01:45 +0000``."""
+    return format_datetime(datetime.now(UTC).replace(microsecond=0))
+
+
+def error_body(status: int, code: int | None = None, message: str | None = None) -> dict[str, Any]:
+    """Twilio's error document; ``code`` and ``message`` default from ``status``."""
+    code = code if code is not None else _DEFAULT_CODES.get(status, 20500)
+    if message is None:
+        message = "Authenticate" if code == 20003 else HTTPStatus(status).phrase
+    return {"code": code, "message": message, "more_info": f"{DOCS}{code}", "status": status}
+
+
+class TwilioError(Exception):
+    """Raised by handlers; becomes :func:`error_body` with ``status``."""
+
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(status, code, message)
+
+
+def _not_found(path: str) -> TwilioError:
+    return TwilioError(404, 20404, f"The requested resource {path} was not found")
+
+
+# --- GSM-7 / UCS-2 segments ------------------------------------------------------------------
+
+
+def encoding(body: str) -> str:
+    """``"GSM"`` when every character is in the GSM 03.38 alphabet (with extension), else ``"UCS-2"``."""
+    return "GSM" if all(ch in _GSM_BASIC or ch in _GSM_EXTENSION for ch in body) else "UCS-2"
 
 
 def num_segments(body: str) -> int:
-    """Twilio's count: GSM-7 160/153 (extension characters take two), else UCS-2 70/67."""
-    if all(ch in _GSM for ch in body):
-        units = sum(2 if ch in "\f^{}\\[~]|€" else 1 for ch in body)
-        return 1 if units <= 160 else -(-units // 153)
-    units = sum(2 if ord(ch) > 0xFFFF else 1 for ch in body)
-    return 1 if units <= 70 else -(-units // 67)
+    """How many SMS segments Twilio bills for ``body``.
+
+    GSM-7: 160 septets in one segment, else 153 per segment; extension characters take two.
+    UCS-2: 70 UTF-16 units in one segment, else 67; characters outside the BMP take two. A
+    character (escape pair or surrogate pair) is never split across segments. Empty is one.
+    """
+    if encoding(body) == "GSM":
+        costs, single, multi = [2 if ch in _GSM_EXTENSION else 1 for ch in body], 160, 153
+    else:
+        costs, single, multi = [2 if ord(ch) > 0xFFFF else 1 for ch in body], 70, 67
+    if sum(costs) <= single:
+        return 1
+    segments, used = 1, 0
+    for cost in costs:
+        if used + cost > multi:
+            segments, used = segments + 1, 0
+        used += cost
+    return segments
+
+
+def _us_format(number: str) -> str:
+    """``+14155550100`` -> ``(415) 555-0100`` as in ``to_formatted``; other numbers unchanged."""
+    m = re.fullmatch(r"\+1(\d{3})(\d{3})(\d{4})", number)
+    return f"({m[1]}) {m[2]}-{m[3]}" if m else number
+
+
+# --- form parameters -------------------------------------------------------------------------
+
+
+def _one(p: Params, name: str) -> str | None:
+    """The first value of ``name`` (Twilio takes the first of a repeated scalar), or None."""
+    values = p.get(name)
+    return values[0] if values else None
+
+
+def _int(p: Params, name: str) -> int | None:
+    value = _one(p, name)
+    if value is None or value == "":
+        return None
+    if not re.fullmatch(r"-?\d+", value):
+        raise TwilioError(400, 20001, f"{name} must be an integer")
+    return int(value)
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy without the fake's bookkeeping keys (those starting with ``_``)."""
+    out: dict[str, Any] = json.loads(json.dumps({k: v for k, v in obj.items() if not k.startswith("_")}))
+    return out
+
+
+# --- the server ------------------------------------------------------------------------------
+
+Handler = Callable[[Params, Params, str], Answer]
 
 
 class FakeTwilio(FakeServer):
+    """A fake Twilio REST API (2010-04-01). ``await start()`` binds 127.0.0.1 on a free port.
+
+    Credentials: HTTP Basic as ``account_sid:auth_token`` or ``api_key_sid:api_key_secret``
+    (plus keys created through ``POST /Keys.json``).
+
+    State, by SID: ``messages``, ``calls`` and ``keys`` (dicts as answered, plus bookkeeping keys
+    starting with ``_``). ``requests`` lists every request as a :class:`RecordedRequest` (form
+    body parsed into ``dict[str, list[str]]``, Basic credentials decoded), recorded before auth.
+
+    Test controls (``reset()`` puts them back, keeping messages, calls and keys):
+
+    - ``delay_seconds``: sleep this long before answering any request.
+    - ``hang``: an ``asyncio.Event`` or ``threading.Event``; while it is set here and not yet
+      set, every request waits for it before being answered (a call in flight).
+    - ``next_status``: queue of ``(status, json_body)``; each request pops the first one and is
+      answered with it instead (after recording it, before auth). ``fail_next(status, code,
+      message)`` queues one in Twilio's error shape. Forced answers create nothing.
+    - ``create_price_unit``: ``price_unit`` of a new message or call ("USD"; the spec's create
+      examples show null, which Keybrake must also take).
+    - ``set_price()`` / ``price_all()``: what a later fetch shows once Twilio has priced a send.
+    """
+
     name = "fake-twilio"
 
     def __init__(
@@ -72,27 +237,96 @@ class FakeTwilio(FakeServer):
     ) -> None:
         super().__init__()
         self.account_sid = account_sid
-        self.logins = {account_sid: auth_token, api_key_sid: api_key_secret}
         self.auth_token = auth_token
+        self.api_key_sid = api_key_sid
+        self.api_key_secret = api_key_secret
+        # username -> password accepted in Basic auth
+        self.logins: dict[str, str] = {account_sid: auth_token, api_key_sid: api_key_secret}
         self.messages: dict[str, dict[str, Any]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
+        self.keys: dict[str, dict[str, Any]] = {}
+        self.create_price_unit: str | None = "USD"
+        self._counter = 0
+        routes: list[tuple[str, dict[str, Handler]]] = [
+            (r"\.json", {"GET": self._fetch_account}),
+            (r"/Messages\.json", {"POST": self._create_message, "GET": self._list_messages}),
+            (
+                r"/Messages/(?P<id>[^/]+)\.json",
+                {"GET": self._fetch_message, "POST": self._update_message, "DELETE": self._delete_message},
+            ),
+            (r"/Calls\.json", {"POST": self._create_call, "GET": self._list_calls}),
+            (
+                r"/Calls/(?P<id>[^/]+)\.json",
+                {"GET": self._fetch_call, "POST": self._update_call, "DELETE": self._delete_call},
+            ),
+            (r"/Keys\.json", {"POST": self._create_key, "GET": self._list_keys}),
+            (r"/Keys/(?P<id>[^/]+)\.json", {"GET": self._fetch_key, "DELETE": self._delete_key}),
+        ]
+        self._routes = [(re.compile(pattern), handlers) for pattern, handlers in routes]
 
-    # -- test hooks -----------------------------------------------------------------------
+    # --- lifecycle (FakeServer) --------------------------------------------------------------
 
-    def fail_next(self, status: int, code: int = 20500, message: str = "Internal Server Error") -> None:
-        self.next_status.append(_error(status, code, message))
+    async def __aenter__(self) -> FakeTwilio:
+        await self.start()
+        return self
 
-    def set_price(self, sid: str, price: str = "-0.00790", price_unit: str = "USD", status: str | None = None) -> None:
-        obj = self.messages.get(sid) or self.calls[sid]
-        obj.update(price=price, price_unit=price_unit, date_updated=formatdate(usegmt=True))
-        obj["status"] = status or ("delivered" if sid[:2] in ("SM", "MM") else "completed")
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
-    def price_all(self, price: str = "-0.00790") -> None:
+    # --- test hooks --------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Put the test controls back; messages, calls and keys stay."""
+        super().reset()
+        self.create_price_unit = "USD"
+
+    def fail_next(self, status: int, code: int | None = None, message: str | None = None) -> None:
+        """Answer the next request with ``status`` and Twilio's error body (e.g. 429 -> 20429)."""
+        self.next_status.append((status, error_body(status, code, message)))
+
+    def set_price(
+        self,
+        sid: str,
+        price: str = "-0.00790",
+        price_unit: str = "USD",
+        status: str | None = None,
+        *,
+        error_code: int | None = None,
+        error_message: str | None = None,
+        duration: int | None = None,
+    ) -> None:
+        """Price a message or call, as Twilio does some time after sending it.
+
+        ``status`` defaults to "delivered" for a message and "completed" for a call. A failed
+        message can be priced too (``status="failed", error_code=30007``): Twilio charges a
+        processing fee for those. ``duration`` (seconds) applies to calls.
+        """
+        now = _now()
+        if sid in self.messages:
+            msg = self.messages[sid]
+            msg.update(price=price, price_unit=price_unit, status=status or "delivered", date_updated=now)
+            if msg["date_sent"] is None:
+                msg["date_sent"] = now
+            if error_code is not None:
+                msg.update(error_code=error_code, error_message=error_message)
+            return
+        call = self.calls[sid]
+        call.update(price=price, price_unit=price_unit, status=status or "completed", date_updated=now)
+        if call["start_time"] is None:
+            call["start_time"] = now
+        if call["status"] in ("completed", "busy", "failed", "no-answer", "canceled"):
+            call["end_time"] = call["end_time"] or now
+            call["duration"] = str(duration) if duration is not None else call["duration"] or "0"
+        elif duration is not None:
+            call["duration"] = str(duration)
+
+    def price_all(self, price: str = "-0.00790", price_unit: str = "USD") -> None:
+        """Price every message and call that has no price yet."""
         for sid, obj in [*self.messages.items(), *self.calls.items()]:
             if obj["price"] is None:
-                self.set_price(sid, price)
+                self.set_price(sid, price, price_unit)
 
-    # -- plumbing -------------------------------------------------------------------------
+    # --- plumbing ----------------------------------------------------------------------------
 
     def record(self, request: web.Request, body: bytes) -> RecordedRequest:
         rec = super().record(request, body)
@@ -101,93 +335,155 @@ class FakeTwilio(FakeServer):
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "basic":
             try:
-                user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-                rec.username, rec.password = user, password
+                user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 pass
+            else:
+                rec.username, rec.password = user, (password if sep else None)
         return rec
 
     def reply(self, status: int, doc: Any) -> web.Response:
         headers = {"Twilio-Request-Id": "RQ" + _hex()}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
         if status == 204:
             return web.Response(status=204, headers=headers)
-        return web.json_response(doc, status=status, headers=headers)
+        return web.Response(
+            status=status, body=json.dumps(doc).encode(), headers=headers, content_type="application/json"
+        )
 
     async def handle(self, request: web.Request, rec: RecordedRequest) -> web.Response:
-        if rec.username is None or self.logins.get(rec.username) != rec.password:
-            return self.reply(*_error(401, 20003, "Authenticate"))
-        m = re.fullmatch(rf"{API}/Accounts/(?P<sid>[^/]+?)(?P<rest>\.json|/.*)", request.path)
-        if m is None:
-            return self.reply(*_error(404, 20404, f"The requested resource {request.path} was not found"))
-        if m["sid"] != self.account_sid:
-            # Twilio answers a path naming an account the credentials cannot reach with 20003.
-            return self.reply(*_error(401, 20003, "Authenticate"))
-        route = (request.method, m["rest"])
-        form = rec.form
-        if route == ("GET", ".json"):
-            return self.reply(200, self._account())
-        if route == ("POST", "/Messages.json"):
-            return self.reply(*self._create_message(form))
-        if route == ("GET", "/Messages.json"):
-            return self.reply(200, self._page("messages", list(self.messages.values()), request.path))
-        if route == ("POST", "/Calls.json"):
-            return self.reply(*self._create_call(form))
-        if route == ("POST", "/Keys.json"):
-            return self.reply(201, self._new_key(form))
-        obj = re.fullmatch(r"/(?P<kind>Messages|Calls)/(?P<id>[^/]+)\.json", m["rest"])
-        if obj is not None:
-            store = self.messages if obj["kind"] == "Messages" else self.calls
-            found = store.get(obj["id"])
-            if found is None:
-                return self.reply(*_error(404, 20404, f"The requested resource {request.path} was not found"))
-            if request.method == "GET":
-                return self.reply(200, found)
-            if request.method == "DELETE":
-                del store[obj["id"]]
-                return self.reply(204, None)
-            if request.method == "POST" and obj["kind"] == "Messages":
-                if "Body" in form:
-                    found["body"] = form["Body"][0]
-                if form.get("Status") == ["canceled"]:
-                    found["status"] = "canceled"
-                return self.reply(200, found)
-        return self.reply(*_error(404, 20404, f"The requested resource {request.path} was not found"))
+        query: Params = {}
+        for key, value in request.query.items():
+            query.setdefault(key, []).append(value)
+        try:
+            status, doc = self._dispatch(request.method, request.path, rec, query)
+        except TwilioError as exc:
+            status, doc = exc.status, exc.body
+        return self.reply(status, doc)
 
-    # -- resources ------------------------------------------------------------------------
+    def _dispatch(self, method: str, path: str, rec: RecordedRequest, query: Params) -> Answer:
+        if rec.username is None or rec.password is None or self.logins.get(rec.username) != rec.password:
+            raise TwilioError(401, 20003, "Authenticate")
+        m = re.fullmatch(rf"{API}/Accounts/(?P<sid>[^/]+?)(?P<rest>\.json|/.+)", path)
+        if m is None:
+            raise _not_found(path)
+        if m["sid"] != self.account_sid:
+            raise TwilioError(401, 20003, "Authenticate")
+        for pattern, handlers in self._routes:
+            route = pattern.fullmatch(m["rest"])
+            if route is None:
+                continue
+            handler = handlers.get(method)
+            if handler is None:
+                raise TwilioError(405, 20004, "Method not allowed")
+            return handler(rec.form, query, route.groupdict().get("id") or "")
+        raise _not_found(path)
+
+    # --- helpers -----------------------------------------------------------------------------
 
     def _uri(self, rest: str) -> str:
         return f"{API}/Accounts/{self.account_sid}{rest}"
 
-    def _account(self) -> dict[str, Any]:
-        now = formatdate(usegmt=True)
-        return {
+    def _seq(self) -> int:
+        self._counter += 1
+        return self._counter
+
+    def _page(
+        self, key: str, items: list[dict[str, Any]], rest: str, query: Params, filters: tuple[str, ...]
+    ) -> Answer:
+        """Twilio's list page: newest first, ``PageSize`` (default 50, 1..1000) and ``Page``."""
+        size = _int(query, "PageSize")
+        size = 50 if size is None else size
+        if not 1 <= size <= 1000:
+            raise TwilioError(400, 20001, "PageSize must be between 1 and 1000")
+        page = _int(query, "Page") or 0
+        if page < 0:
+            raise TwilioError(400, 20001, "Page must be a non-negative integer")
+        kept = [(name, value) for name in filters for value in query.get(name, [])]
+        path = self._uri(rest)
+
+        def uri(number: int, token: str | None = None) -> str:
+            q = [*kept, ("PageSize", str(size)), ("Page", str(number))]
+            if token:
+                q.append(("PageToken", token))
+            return f"{path}?{urlencode(q)}"
+
+        ordered = sorted(items, key=lambda o: o["_seq"], reverse=True)
+        start = page * size
+        chunk = ordered[start : start + size]
+        more = start + size < len(ordered)
+        return 200, {
+            key: [_public(o) for o in chunk],
+            "end": start + max(len(chunk) - 1, 0),
+            "first_page_uri": uri(0),
+            "next_page_uri": uri(page + 1, "PA" + chunk[-1]["sid"]) if more and chunk else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(page - 1, "PB" + chunk[0]["sid"] if chunk else None) if page > 0 else None,
+            "start": start,
+            "uri": uri(page),
+        }
+
+    # --- account -----------------------------------------------------------------------------
+
+    def _fetch_account(self, _: Params, __: Params, ___: str) -> Answer:
+        names = {
+            "available_phone_numbers": "/AvailablePhoneNumbers.json",
+            "calls": "/Calls.json",
+            "conferences": "/Conferences.json",
+            "incoming_phone_numbers": "/IncomingPhoneNumbers.json",
+            "notifications": "/Notifications.json",
+            "outgoing_caller_ids": "/OutgoingCallerIds.json",
+            "recordings": "/Recordings.json",
+            "transcriptions": "/Transcriptions.json",
+            "addresses": "/Addresses.json",
+            "signing_keys": "/SigningKeys.json",
+            "connect_apps": "/ConnectApps.json",
+            "sip": "/SIP.json",
+            "authorized_connect_apps": "/AuthorizedConnectApps.json",
+            "usage": "/Usage.json",
+            "keys": "/Keys.json",
+            "applications": "/Applications.json",
+            "short_codes": "/SMS/ShortCodes.json",
+            "queues": "/Queues.json",
+            "messages": "/Messages.json",
+            "balance": "/Balance.json",
+        }
+        created = "Thu, 30 Jul 2015 20:00:00 +0000"
+        return 200, {
             "auth_token": self.auth_token,
-            "date_created": now,
-            "date_updated": now,
-            "friendly_name": "Fake account",
+            "date_created": created,
+            "date_updated": created,
+            "friendly_name": "Fake Twilio account",
             "owner_account_sid": self.account_sid,
             "sid": self.account_sid,
             "status": "active",
-            "subresource_uris": {"messages": self._uri("/Messages.json"), "calls": self._uri("/Calls.json")},
+            "subresource_uris": {name: self._uri(rest) for name, rest in names.items()},
             "type": "Full",
             "uri": self._uri(".json"),
         }
 
-    def _create_message(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-        to = form.get("To", [""])[0]
+    # --- messages ----------------------------------------------------------------------------
+
+    def _create_message(self, p: Params, _: Params, __: str) -> Answer:
+        to = _one(p, "To")
         if not to:
-            return _error(400, 21604, "A 'To' phone number is required.")
-        if not form.get("From") and not form.get("MessagingServiceSid"):
-            return _error(400, 21603, "A 'From' phone number is required.")
-        body = form.get("Body", [""])[0]
-        media = form.get("MediaUrl", [])
-        if not body and not media and not form.get("ContentSid"):
-            return _error(400, 21602, "Message body is required.")
-        sid = ("MM" if media else "SM") + _hex()
-        now = formatdate(usegmt=True)
-        msg = {
+            raise TwilioError(400, 21604, "A 'To' phone number is required.")
+        sender, service = _one(p, "From") or None, _one(p, "MessagingServiceSid") or None
+        if not sender and not service:
+            raise TwilioError(400, 21603, "A 'From' phone number is required.")
+        body = _one(p, "Body") or ""
+        media = [url for url in p.get("MediaUrl", []) if url]
+        if not body and not media and not _one(p, "ContentSid"):
+            raise TwilioError(400, 21602, "Message body is required.")
+        if len(body) > _MESSAGE_BODY_LIMIT:
+            raise TwilioError(400, 21617, "The concatenated message body exceeds the 1600 character limit.")
+        sid = new_sid("MM" if media else "SM")
+        now = _now()
+        msg: dict[str, Any] = {
             "account_sid": self.account_sid,
-            "api_version": "2010-04-01",
+            "api_version": API_VERSION,
             "body": body,
             "date_created": now,
             "date_sent": None,
@@ -195,88 +491,215 @@ class FakeTwilio(FakeServer):
             "direction": "outbound-api",
             "error_code": None,
             "error_message": None,
-            "from": form.get("From", [None])[0],
-            "messaging_service_sid": form.get("MessagingServiceSid", [None])[0],
+            "from": sender,
+            "messaging_service_sid": service,
             "num_media": str(len(media)),
-            "num_segments": str(num_segments(body) if body else 1),
+            "num_segments": "1" if media or not body else str(num_segments(body)),
             "price": None,
-            "price_unit": "USD",
+            "price_unit": self.create_price_unit,
             "sid": sid,
-            "status": "queued",
-            "subresource_uris": {"media": self._uri(f"/Messages/{sid}/Media.json")},
+            "status": "scheduled" if _one(p, "ScheduleType") == "fixed" else "queued",
+            "subresource_uris": {
+                "media": self._uri(f"/Messages/{sid}/Media.json"),
+                "feedback": self._uri(f"/Messages/{sid}/Feedback.json"),
+            },
             "to": to,
             "uri": self._uri(f"/Messages/{sid}.json"),
+            "_media_urls": media,
+            "_seq": self._seq(),
         }
         self.messages[sid] = msg
-        return 201, msg
+        created = _public(msg)
+        del created["subresource_uris"]["feedback"]  # as in the spec's create examples
+        return 201, created
 
-    def _create_call(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
-        to, frm = form.get("To", [""])[0], form.get("From", [""])[0]
+    def _message(self, sid: str) -> dict[str, Any]:
+        if sid not in self.messages:
+            raise _not_found(self._uri(f"/Messages/{sid}.json"))
+        return self.messages[sid]
+
+    def _fetch_message(self, _: Params, __: Params, sid: str) -> Answer:
+        return 200, _public(self._message(sid))
+
+    def _list_messages(self, _: Params, q: Params, __: str) -> Answer:
+        items = list(self.messages.values())
+        for name, field in (("To", "to"), ("From", "from")):
+            value = _one(q, name)
+            if value is not None:
+                items = [m for m in items if m[field] == value]
+        return self._page("messages", items, "/Messages.json", q, ("To", "From", "DateSent", "DateSent<", "DateSent>"))
+
+    def _update_message(self, p: Params, _: Params, sid: str) -> Answer:
+        msg = self._message(sid)
+        body, status = _one(p, "Body"), _one(p, "Status")
+        if body is not None and body != "":
+            raise TwilioError(400, 20001, "Body can only be set to an empty string (redaction)")
+        if status is not None and status != "canceled":
+            raise TwilioError(400, 20001, f"Invalid Status: {status}")
+        if body == "":
+            msg["body"] = ""
+        if status == "canceled":
+            msg["status"] = "canceled"
+        msg["date_updated"] = _now()
+        return 200, _public(msg)
+
+    def _delete_message(self, _: Params, __: Params, sid: str) -> Answer:
+        self._message(sid)
+        del self.messages[sid]
+        return 204, None
+
+    # --- calls -------------------------------------------------------------------------------
+
+    def _create_call(self, p: Params, _: Params, __: str) -> Answer:
+        to, sender = _one(p, "To"), _one(p, "From")
         if not to:
-            return _error(400, 21201, "No 'To' number is specified")
-        if not frm:
-            return _error(400, 21213, "No 'From' number is specified")
-        if not (form.get("Url") or form.get("Twiml") or form.get("ApplicationSid")):
-            return _error(400, 21205, "Url parameter is required.")
-        sid = "CA" + _hex()
-        now = formatdate(usegmt=True)
-        call = {
-            "sid": sid,
+            raise TwilioError(400, 21201, "No 'To' number is specified")
+        if not sender:
+            raise TwilioError(400, 21213, "No 'From' number is specified")
+        if not (_one(p, "Url") or _one(p, "Twiml") or _one(p, "ApplicationSid")):
+            raise TwilioError(
+                400, 21205, "Url parameter is required. For more information, see http://www.twilio.com/docs/api/twiml"
+            )
+        time_limit = _int(p, "TimeLimit")
+        sid = new_sid("CA")
+        now = _now()
+        subresources = (
+            "notifications:Notifications recordings:Recordings payments:Payments events:Events siprec:Siprec "
+            "streams:Streams transcriptions:Transcriptions "
+            "user_defined_message_subscriptions:UserDefinedMessageSubscriptions "
+            "user_defined_messages:UserDefinedMessages"
+        )
+        call: dict[str, Any] = {
+            "account_sid": self.account_sid,
+            "answered_by": None,
+            "api_version": API_VERSION,
+            "caller_name": None,
             "date_created": now,
             "date_updated": now,
-            "parent_call_sid": None,
-            "account_sid": self.account_sid,
-            "to": to,
-            "to_formatted": to,
-            "from": frm,
-            "from_formatted": frm,
-            "phone_number_sid": None,
-            "status": "queued",
-            "start_time": None,
-            "end_time": None,
-            "duration": None,
-            "price": None,
-            "price_unit": "USD",
             "direction": "outbound-api",
-            "answered_by": None,
-            "api_version": "2010-04-01",
+            "duration": None,
+            "end_time": None,
             "forwarded_from": None,
+            "from": sender,
+            "from_formatted": _us_format(sender),
             "group_sid": None,
-            "caller_name": None,
+            "parent_call_sid": None,
+            "phone_number_sid": None,
+            "price": None,
+            "price_unit": self.create_price_unit,
             "queue_time": "0",
+            "sid": sid,
+            "start_time": None,
+            "status": "queued",
+            "subresource_uris": {
+                name: self._uri(f"/Calls/{sid}/{res}.json")
+                for name, res in (item.split(":") for item in subresources.split())
+            },
+            "to": to,
+            "to_formatted": _us_format(to),
             "trunk_sid": None,
             "uri": self._uri(f"/Calls/{sid}.json"),
-            "subresource_uris": {},
-            "_time_limit": form.get("TimeLimit", [None])[0],
+            "_time_limit": time_limit,
+            "_seq": self._seq(),
         }
         self.calls[sid] = call
-        return 201, {k: v for k, v in call.items() if not k.startswith("_")}
+        return 201, _public(call)
 
-    def _new_key(self, form: dict[str, list[str]]) -> dict[str, Any]:
-        now = formatdate(usegmt=True)
-        alphabet = string.ascii_letters + string.digits
-        return {
-            "sid": "SK" + _hex(),
-            "friendly_name": form.get("FriendlyName", [None])[0],
+    def _call(self, sid: str) -> dict[str, Any]:
+        if sid not in self.calls:
+            raise _not_found(self._uri(f"/Calls/{sid}.json"))
+        return self.calls[sid]
+
+    def _fetch_call(self, _: Params, __: Params, sid: str) -> Answer:
+        return 200, _public(self._call(sid))
+
+    def _list_calls(self, _: Params, q: Params, __: str) -> Answer:
+        items = list(self.calls.values())
+        for name, field in (("To", "to"), ("From", "from"), ("Status", "status"), ("ParentCallSid", "parent_call_sid")):
+            value = _one(q, name)
+            if value is not None:
+                items = [c for c in items if c[field] == value]
+        return self._page("calls", items, "/Calls.json", q, ("To", "From", "ParentCallSid", "Status"))
+
+    def _update_call(self, p: Params, _: Params, sid: str) -> Answer:
+        call = self._call(sid)
+        status = _one(p, "Status")
+        if status is not None and status not in ("canceled", "completed"):
+            raise TwilioError(400, 20001, f"Invalid Status: {status}")
+        time_limit = _int(p, "TimeLimit")
+        if time_limit is not None:
+            call["_time_limit"] = time_limit
+        if status is not None:
+            call["status"] = status
+            call["end_time"] = call["end_time"] or _now()
+        call["date_updated"] = _now()
+        return 200, _public(call)
+
+    def _delete_call(self, _: Params, __: Params, sid: str) -> Answer:
+        self._call(sid)
+        del self.calls[sid]
+        return 204, None
+
+    # --- API keys ----------------------------------------------------------------------------
+
+    def _create_key(self, p: Params, _: Params, __: str) -> Answer:
+        now = _now()
+        sid = new_sid("SK")
+        key: dict[str, Any] = {
+            "sid": sid,
+            "friendly_name": _one(p, "FriendlyName"),
             "date_created": now,
             "date_updated": now,
-            "secret": "".join(secrets.choice(alphabet) for _ in range(32)),
+            "_seq": self._seq(),
         }
+        secret = "".join(secrets.choice(_ALNUM) for _ in range(32))
+        self.keys[sid] = key
+        self.logins[sid] = secret
+        return 201, {**_public(key), "secret": secret}
 
-    def _page(self, name: str, items: list[dict[str, Any]], path: str) -> dict[str, Any]:
-        return {
-            name: items,
-            "end": max(0, len(items) - 1),
-            "first_page_uri": f"{path}?PageSize=50&Page=0",
-            "next_page_uri": None,
-            "page": 0,
-            "page_size": 50,
-            "previous_page_uri": None,
-            "start": 0,
-            "uri": f"{path}?PageSize=50&Page=0",
-        }
+    def _key(self, sid: str) -> dict[str, Any]:
+        if sid not in self.keys:
+            raise _not_found(self._uri(f"/Keys/{sid}.json"))
+        return self.keys[sid]
+
+    def _fetch_key(self, _: Params, __: Params, sid: str) -> Answer:
+        return 200, _public(self._key(sid))
+
+    def _list_keys(self, _: Params, q: Params, __: str) -> Answer:
+        return self._page("keys", list(self.keys.values()), "/Keys.json", q, ())
+
+    def _delete_key(self, _: Params, __: Params, sid: str) -> Answer:
+        self._key(sid)
+        del self.keys[sid]
+        self.logins.pop(sid, None)
+        return 204, None
 
 
 class FakeTwilioThread(FakeThread[FakeTwilio]):
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(FakeTwilio(**kwargs))
+    """Runs a :class:`FakeTwilio` in its own event loop on a background thread.
+
+    ``with FakeTwilioThread() as t: ...`` — ``t.fake`` is the server, ``t.base_url`` its URL,
+    ``t.run(coro)`` runs a coroutine on the server's loop. ``fake.hang`` may be a
+    ``threading.Event`` set from the test thread; ``hold()`` / ``release()`` do that for you.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        api_key_sid: str = DEFAULT_API_KEY_SID,
+        api_key_secret: str = DEFAULT_API_KEY_SECRET,
+    ) -> None:
+        super().__init__(
+            FakeTwilio(
+                account_sid=account_sid,
+                auth_token=auth_token,
+                api_key_sid=api_key_sid,
+                api_key_secret=api_key_secret,
+            )
+        )
+
+    def __enter__(self) -> FakeTwilioThread:
+        self.start()
+        return self
