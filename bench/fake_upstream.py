@@ -1,9 +1,13 @@
-"""A minimal, fast, Stripe-shaped fake upstream for the Keybrake benchmark.
+"""A minimal, fast, Stripe- and Twilio-shaped fake upstream for the Keybrake benchmark.
 
 A raw ASGI app (no framework) served by uvicorn with uvloop + httptools, run as its own
 process so it never shares an event loop with the load generator or with Keybrake.
 
-    FAKE_UPSTREAM_SECRET=sk_test_xxxxxxxx python bench/fake_upstream.py --port 8111
+    FAKE_UPSTREAM_SECRET=sk_test_xxxxxxxx \
+    FAKE_TWILIO_ACCOUNT_SID=AC<32 hex> FAKE_TWILIO_AUTH_TOKEN=<32 hex> \
+        python bench/fake_upstream.py --port 8111
+
+The two FAKE_TWILIO_* variables go together; without them the Twilio route is off (404).
 
 Routes:
     POST /v1/charges    -> 200 Stripe-shaped charge JSON (with a Request-Id header) when
@@ -13,9 +17,12 @@ Routes:
                         -> 201 Twilio-shaped Message JSON (price null, a Twilio-Request-Id
                            header) when HTTP Basic is FAKE_TWILIO_ACCOUNT_SID:FAKE_TWILIO_AUTH_TOKEN
                            and {sid} is that account, else Twilio's 401 error 20003
+                           ({"code": 20003, "message": "Authenticate", "more_info": …,
+                           "status": 401})
     GET  /healthz       -> 200 {"status": "ok"}
     GET  /_bench/stats  -> 200 counters {"charges": n, "charges_direct": n, "messages": n,
-                           "messages_direct": n, "unauthorized": n, "not_found": n}; "*_direct"
+                           "messages_direct": n, "unauthorized": n, "messages_unauthorized": n,
+                           "not_found": n}; "unauthorized" counts both vendors' 401s, "*_direct"
                            count requests marked with `X-Bench-Path: direct` (the bench's direct
                            path), so the rest are the requests Keybrake forwarded
     anything else       -> 404 Stripe-shaped error
@@ -61,6 +68,7 @@ class FakeStripe:
             "messages": 0,
             "messages_direct": 0,
             "unauthorized": 0,
+            "messages_unauthorized": 0,
             "not_found": 0,
         }
 
@@ -127,8 +135,9 @@ class FakeStripe:
         auth, direct = _auth_and_mark(scope)
         n = next(self.ids)
         request_id = f"RQ{n:032x}".encode()
-        if auth != self.twilio_auth or path != self.messages_path:
+        if auth != self.twilio_auth or path != self.messages_path:  # wrong credentials or another account
             self.stats["unauthorized"] += 1
+            self.stats["messages_unauthorized"] += 1
             doc = {"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003"}
             await _respond(send, 401, json.dumps({**doc, "status": 401}).encode(), request_id, _TWILIO_ID)
             return
@@ -203,7 +212,8 @@ def _error(kind: str, message: str) -> bytes:
 async def _respond(
     send: Send, status: int, body: bytes, request_id: bytes | None = None, id_header: bytes = b"request-id"
 ) -> None:
-    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    base = _JSON_HEADERS[:1] if id_header == _TWILIO_ID else _JSON_HEADERS  # no Stripe-Version on Twilio answers
+    headers = [*base, (b"content-length", str(len(body)).encode())]
     if request_id is not None:
         headers.append((id_header, request_id))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -218,11 +228,15 @@ def main() -> None:
     secret = os.environ.get("FAKE_UPSTREAM_SECRET", "")
     if not secret:
         parser.error("set FAKE_UPSTREAM_SECRET to the secret this upstream accepts")
+    twilio_sid = os.environ.get("FAKE_TWILIO_ACCOUNT_SID", "")
+    twilio_token = os.environ.get("FAKE_TWILIO_AUTH_TOKEN", "")
+    if bool(twilio_sid) != bool(twilio_token):
+        parser.error("set both FAKE_TWILIO_ACCOUNT_SID and FAKE_TWILIO_AUTH_TOKEN, or neither")
 
     import uvicorn
 
     uvicorn.run(
-        FakeStripe(secret, os.environ.get("FAKE_TWILIO_ACCOUNT_SID", ""), os.environ.get("FAKE_TWILIO_AUTH_TOKEN", "")),
+        FakeStripe(secret, twilio_sid, twilio_token),
         host=args.host,
         port=args.port,
         loop="uvloop",

@@ -3,17 +3,21 @@
 
     .venv/bin/python bench/run_bench.py [--duration 15] [--rate 200] [--connections 32]
 
-Starts a fast fake Stripe upstream (bench/fake_upstream.py) and `keybrake serve` on free loopback
-ports with a throwaway data dir, issues a vault key with a (huge) daily USD cap, then measures:
+Starts a fast fake Stripe + Twilio upstream (bench/fake_upstream.py) and `keybrake serve` on free
+loopback ports with a throwaway data dir, issues a vault key per vendor with (huge) caps, then
+measures, for the scenarios picked with --scenarios (default: stripe,twilio):
 
-1. steady rate (open loop): a Python/aiohttp generator fires POST /v1/charges on a fixed
+1. stripe, steady rate (open loop): a Python/aiohttp generator fires POST /v1/charges on a fixed
    schedule (--rate per second), alternating direct and proxied blocks, and reports p50/p99
    latency and the latency Keybrake adds (proxied minus direct);
-2. max throughput (closed loop): wrk with --connections connections against each target.
+2. twilio, steady rate (open loop): the same for an SMS send,
+   POST /2010-04-01/Accounts/{sid}/Messages.json (direct: Basic with the real Account SID and
+   auth token; proxied: Basic vk_id:vault_key to /twilio/2010-04-01/Accounts/{vk_id}/...);
+3. stripe, max throughput (closed loop): wrk with --connections connections against each target.
 
 Every proxied request goes through full enforcement (key auth, cap reservation, audit row in
-SQLite). At the end the audit rows for the bench key are counted through the admin API and
-compared with the number of requests the upstream saw from Keybrake.
+SQLite). At the end the audit rows for each bench key are counted through the admin API and
+compared with the number of requests of that vendor the upstream saw from Keybrake.
 
 Prints a table, writes JSON to bench/results/, and exits 0 (1 with --check if a target is
 missed, 2 if the setup fails: keybrake or the fake upstream does not start, wrk is missing, ...).
@@ -53,6 +57,8 @@ HOST = "127.0.0.1"  # loopback only, always
 BODY = b"amount=100&currency=usd&customer=cus_bench"
 TWILIO_BODY = b"To=%2B14155550100&From=%2B14155550199&Body=Your+order+has+shipped"
 CONTENT_TYPE = "application/x-www-form-urlencoded"
+SCENARIOS = ("stripe", "twilio")
+TWILIO_PATH = "/2010-04-01/Accounts/{}/Messages.json"
 TARGET_ADDED_P50_MS = 2.0
 TARGET_PROXIED_RPS = 1000.0
 # The bench key must never hit its cap: every proxied request reserves $1.
@@ -274,6 +280,7 @@ class Target:
     body: bytes = BODY
     ok_status: int = 200
     basic: bool = False
+    vendor: str = "stripe"
 
     def headers(self) -> dict[str, str]:
         if self.basic:
@@ -294,7 +301,7 @@ def provision(
     status, out = http_json("POST", f"{kb_base}/v1/credentials", token=admin_token, body=cred)
     if status != 201:
         raise SetupError(f"POST /v1/credentials -> HTTP {status}: {out!r}")
-    policy = dict(BENCH_POLICY)
+    policy: dict[str, Any] = dict(BENCH_POLICY)
     if vendor == "twilio":  # a realistic Twilio key: destination scope and a (huge) send cap
         policy.update(allowed_to_prefixes=["+1"], daily_send_cap=100_000_000)
     key_req = {
@@ -310,35 +317,81 @@ def provision(
     return str(out["key"]), str(out.get("id", ""))
 
 
-def sanity_check(target: Target) -> None:
+def sanity_check(target: Target) -> dict[str, Any]:
+    """One request each way before measuring; the answer must be the vendor's success shape.
+
+    Returns a short summary of the answer (status, object id, the vendor's request-id header)
+    for the JSON results.
+    """
     req = urllib.request.Request(target.url, data=target.body, method="POST", headers=target.headers())
     try:
         with _OPENER.open(req, timeout=10.0) as resp:
-            status, raw = resp.status, resp.read()
+            status, raw, headers = resp.status, resp.read(), resp.headers
     except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
+        status, raw, headers = exc.code, exc.read(), exc.headers
     except (OSError, urllib.error.URLError) as exc:
-        raise SetupError(f"{target.name}: POST {target.url} failed: {exc}") from None
+        raise SetupError(f"{target.vendor}/{target.name}: POST {target.url} failed: {exc}") from None
     try:
         out: Any = json.loads(raw)
     except ValueError:
         out = raw[:500]
-    if status != target.ok_status or not isinstance(out, dict) or not (out.get("object") == "charge" or out.get("sid")):
-        raise SetupError(f"{target.name}: POST {target.url} -> HTTP {status}: {out!r}")
+    if target.vendor == "twilio":
+        ok = isinstance(out, dict) and str(out.get("sid", "")).startswith("SM") and out.get("status") == "queued"
+        id_header = "Twilio-Request-Id"
+    else:
+        ok = isinstance(out, dict) and out.get("object") == "charge"
+        id_header = "Request-Id"
+    if status != target.ok_status or not ok:
+        raise SetupError(
+            f"{target.vendor}/{target.name}: POST {target.url} -> HTTP {status}: {out!r}"
+            + ("" if target.name == "direct" else " (see the keybrake log and GET /v1/audit; --keep-tmp keeps the log)")
+        )
+    return {"status": status, "id": out.get("sid") or out.get("id"), id_header: headers.get(id_header)}
 
 
-def count_audit_rows(kb_base: str, admin_token: str, key_id: str, max_pages: int = 500) -> int:
-    """Audit rows for the bench key, paging the admin API (bounded to max_pages * 1000 rows)."""
+def audit_summary(kb_base: str, admin_token: str, key_id: str, max_pages: int = 500) -> dict[str, Any]:
+    """The audit rows of one bench key, paging the admin API (bounded to max_pages * 1000 rows).
+
+    Returns {"rows": n, "outcomes": {"verdict status/upstream_status error_code": n},
+    "with_vendor_request_id": n, "overhead_ms_p50"/"_p99": Keybrake's own overhead figure,
+    "first_problem": the first row that is not an allowed 2xx (or None)}.
+    """
     rows, cursor = 0, None
+    outcomes: Counter[str] = Counter()
+    with_request_id = 0
+    overheads: list[float] = []
+    first_problem: dict[str, Any] | None = None
     for _ in range(max_pages):
         query = f"key_id={key_id}&limit=1000" + (f"&cursor={cursor}" if cursor else "")
         status, out = http_json("GET", f"{kb_base}/v1/audit?{query}", token=admin_token, timeout=30.0)
         if status != 200 or not isinstance(out, dict):
             raise SetupError(f"GET /v1/audit -> HTTP {status}: {str(out)[:300]}")
-        rows += len(out.get("data", []))
+        for row in out.get("data", []):
+            rows += 1
+            verdict, code = row.get("verdict"), row.get("error_code")
+            outcome = f"{verdict} {row.get('status')}/{row.get('upstream_status')}" + (f" {code}" if code else "")
+            outcomes[outcome] += 1
+            if row.get("vendor_request_id"):
+                with_request_id += 1
+            if isinstance(row.get("overhead_ms"), int | float):
+                overheads.append(float(row["overhead_ms"]))
+            upstream = row.get("upstream_status")
+            if first_problem is None and (code or not (isinstance(upstream, int) and 200 <= upstream < 300)):
+                first_problem = {
+                    k: row.get(k)
+                    for k in ("ts", "method", "path", "verdict", "error_code", "reason", "status", "upstream_status")
+                }
         cursor = out.get("next_cursor")
         if not cursor:
-            return rows
+            overheads.sort()
+            return {
+                "rows": rows,
+                "outcomes": dict(outcomes.most_common()),
+                "with_vendor_request_id": with_request_id,
+                "overhead_ms_p50": percentile(overheads, 50),
+                "overhead_ms_p99": percentile(overheads, 99),
+                "first_problem": first_problem,
+            }
     raise SetupError(f"more than {max_pages * 1000} audit rows; stopped counting")
 
 
@@ -361,6 +414,7 @@ class Result:
     keybrake_cpu_ms_per_req: float | None = None
     upstream_cpu_ms_per_req: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    vendor: str = "stripe"
 
     @property
     def error_count(self) -> int:
@@ -403,7 +457,7 @@ class Samples:
     wall: float = 0.0
     cpu: CpuMeter | None = None
 
-    def result(self, scenario: str, target: str, generator: str) -> Result:
+    def result(self, scenario: str, target: str, generator: str, vendor: str = "stripe") -> Result:
         lat = sorted(self.latencies)
         lags = sorted(self.lags)
         errors = dict(self.errors)
@@ -430,6 +484,7 @@ class Samples:
                 "send_lag_p50_ms": percentile(lags, 50) * ms,
                 "send_lag_p99_ms": percentile(lags, 99) * ms,
             },
+            vendor=vendor,
         )
 
 
@@ -715,15 +770,23 @@ def evaluate(results: list[Result], audit: dict[str, Any], args: argparse.Namesp
                 s.rps >= 0.98 * args.sustain_rate and s.error_count == 0,
             )
         )
-    if "audit_rows" in audit:
-        checks.append(
-            Check(
-                "one audit row per request Keybrake forwarded",
-                f"{audit['audit_rows']} rows / {audit['forwarded']} forwarded",
-                audit["audit_rows"] >= audit["forwarded"] > 0,
+    for vendor in SCENARIOS:
+        a = audit.get(vendor)
+        if a:
+            checks.append(
+                Check(
+                    f"{vendor}: one audit row per request Keybrake forwarded",
+                    f"{a['audit_rows']} rows / {a['forwarded']} forwarded; {_outcomes(a)}",
+                    a["audit_rows"] >= a["forwarded"] > 0,
+                )
             )
-        )
     return checks
+
+
+def _outcomes(a: dict[str, Any]) -> str:
+    """The audit rows' outcomes, e.g. 'allow 201/201: 1601'."""
+    outcomes = a.get("summary", {}).get("outcomes", {})
+    return ", ".join(f"{k}: {v}" for k, v in outcomes.items()) or "no rows"
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -807,12 +870,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (data, logs)")
     p.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help="comma-separated vendors to measure: stripe (steady POST /v1/charges, plus wrk max and "
+        "--sustain-rate) and/or twilio (steady SMS send, POST .../Messages.json)",
+    )
+    p.add_argument(
         "--twilio",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="also measure a Twilio SMS send (steady rate, direct vs proxied); --no-twilio skips it",
+        help="--no-twilio is short for dropping twilio from --scenarios",
     )
     args = p.parse_args(argv)
+    picked = [s.strip().lower() for s in args.scenarios.split(",") if s.strip()]
+    unknown = sorted(set(picked) - set(SCENARIOS))
+    if unknown or not picked:
+        p.error(f"--scenarios takes a comma-separated subset of {','.join(SCENARIOS)} (got {args.scenarios!r})")
+    args.scenarios = [s for s in SCENARIOS if s in picked and (s != "twilio" or args.twilio)]
+    if not args.scenarios:
+        p.error("no scenario left to run (--no-twilio with --scenarios twilio)")
     bounds = {
         "duration": (1, 600),
         "rate": (1, 5000),
@@ -848,6 +924,15 @@ def git_commit() -> str | None:
     if proc.returncode != 0:
         return None
     return proc.stdout.strip() or None
+
+
+def machine_note(load_before: tuple[float, float, float] | None) -> str:
+    """CPUs, Python and the 1-minute load average before and after the run (other busy processes
+    on the machine compete with the generator, the upstream and Keybrake)."""
+    note = f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+    if load_before is not None and hasattr(os, "getloadavg"):
+        note += f", load average (1 min) {load_before[0]:.2f} at start, {os.getloadavg()[0]:.2f} at end"
+    return note
 
 
 def find_keybrake(explicit: str | None) -> str | None:
@@ -892,6 +977,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     twilio_secret = {"account_sid": "AC" + secrets.token_hex(16), "auth_token": secrets.token_hex(16)}
     admin_token = "bench-admin-" + secrets.token_urlsafe(32)
     started = dt.datetime.now(dt.UTC)
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     results: list[Result] = []
     audit: dict[str, Any] = {}
     try:
@@ -899,71 +985,81 @@ def main(argv: Sequence[str] | None = None) -> int:
         upstream, upstream_base = start_fake_upstream(secret, workdir, args.startup_timeout, twilio_secret)
         children.append(upstream)
         log(f"fake upstream pid {upstream.pid} at {upstream_base}")
-        targets = [Target("direct", f"{upstream_base}/v1/charges", secret)]
-        sanity_check(targets[0])
+        sid, auth_token = twilio_secret["account_sid"], twilio_secret["auth_token"]
+        direct = {
+            "stripe": Target("direct", f"{upstream_base}/v1/charges", secret),
+            "twilio": Target(
+                "direct",
+                upstream_base + TWILIO_PATH.format(sid),
+                f"{sid}:{auth_token}",
+                TWILIO_BODY,
+                ok_status=201,
+                basic=True,
+                vendor="twilio",
+            ),
+        }
+        # vendor -> [direct, keybrake] targets of the steady scenario
+        steady_targets: dict[str, list[Target]] = {v: [direct[v]] for v in args.scenarios}
+        key_ids: dict[str, str] = {}
+        sanity: dict[str, dict[str, Any]] = {}
+        for vendor in args.scenarios:
+            sanity[f"{vendor}/direct"] = sanity_check(direct[vendor])
 
         kb: Child | None = None
         kb_base = ""
-        key_id = ""
         if keybrake_exe is not None:
             upstream_port = int(upstream_base.rsplit(":", 1)[1])
             kb, kb_base = start_keybrake(keybrake_exe, upstream_port, workdir, admin_token, args.startup_timeout)
             children.append(kb)
             log(f"keybrake pid {kb.pid} at {kb_base} (data dir {workdir / 'data'})")
-            vault_key, key_id = provision(kb_base, admin_token, upstream_base, secret)
-            log(f"issued vault key {vault_key[:16]}... (id {key_id})")
-            targets.append(Target("keybrake", f"{kb_base}/stripe/v1/charges", vault_key))
-            sanity_check(targets[1])
+            for vendor in args.scenarios:
+                if vendor == "stripe":
+                    vault_key, key_ids[vendor] = provision(kb_base, admin_token, upstream_base, secret)
+                    proxied = Target("keybrake", f"{kb_base}/stripe/v1/charges", vault_key)
+                else:
+                    vault_key, vk_id = provision(kb_base, admin_token, upstream_base, twilio_secret, "twilio")
+                    if not vk_id.startswith("vk_"):
+                        raise SetupError(f"POST /v1/keys (twilio) answered no usable key id: {vk_id!r}")
+                    key_ids[vendor] = vk_id
+                    # Basic vk_id:vault_key, and the key id where the Account SID goes; Keybrake swaps both
+                    url = kb_base + "/twilio" + TWILIO_PATH.format(vk_id)
+                    proxied = Target(
+                        "keybrake", url, f"{vk_id}:{vault_key}", TWILIO_BODY, ok_status=201, basic=True, vendor="twilio"
+                    )
+                log(f"{vendor}: issued vault key {vault_key[:16]}... (id {key_ids[vendor]})")
+                try:
+                    sanity[f"{vendor}/keybrake"] = sanity_check(proxied)
+                except SetupError as exc:  # say why: Keybrake's audit row and its log
+                    with contextlib.suppress(SetupError, OSError, urllib.error.URLError):
+                        row = audit_summary(kb_base, admin_token, key_ids[vendor])["first_problem"]
+                        exc.args = (f"{exc}\naudit row: {json.dumps(row)}",)
+                    raise SetupError(f"{exc}\nkeybrake log tail:\n{kb.log_tail(20)}") from None
+                steady_targets[vendor].append(proxied)
+        log(f"sanity requests: {json.dumps(sanity)}")
 
         cpu = CpuMeter(kb.pid if kb else None, upstream.pid)
 
-        # 1. steady rate, open loop, direct and proxied blocks alternating
-        log(
-            f"steady: {args.rate:g} req/s open loop, {args.duration}s per target in "
-            f"{args.rounds} alternating rounds (+{args.warmup:g}s warm-up each)"
-        )
-        steady = steady_phase(targets, args, cpu)
-        gen = f"open-loop {args.rate:g}/s"
-        for t in targets:
-            results.append(steady[t.name].result("steady", t.name, gen))
+        # 1. steady rate, open loop, direct and proxied blocks alternating, one vendor after the
+        #    other. Stripe keeps the scenario name "steady" (comparable with earlier results);
+        #    Twilio's is "twilio": an SMS send, direct with the real SID and token, proxied with
+        #    the vault key (Basic vk_…:vault_key_…, SID swap, destination check, send cap).
+        for vendor, targets in steady_targets.items():
+            scenario = "steady" if vendor == "stripe" else vendor
+            what = "POST /v1/charges" if vendor == "stripe" else "SMS send, POST .../Messages.json"
+            log(
+                f"{scenario}: {vendor} {what}, {args.rate:g} req/s open loop, {args.duration}s per target in "
+                f"{args.rounds} alternating rounds (+{args.warmup:g}s warm-up each)"
+            )
+            samples = steady_phase(targets, args, cpu)
+            for t in targets:
+                results.append(samples[t.name].result(scenario, t.name, f"open-loop {args.rate:g}/s", vendor))
 
-        # 1b. a Twilio SMS send, same method: direct with the real SID and token, proxied with
-        #     the vault key (Basic vk_…:vault_key_…, SID swap, destination check, send cap)
-        twilio_key_id = ""
-        if kb is not None and args.twilio:
-            sid = twilio_secret["account_sid"]
-            tw_key, twilio_key_id = provision(kb_base, admin_token, upstream_base, twilio_secret, "twilio")
-            tw_path = "/2010-04-01/Accounts/{}/Messages.json"
-            tw_targets = [
-                Target(
-                    "direct",
-                    upstream_base + tw_path.format(sid),
-                    f"{sid}:{twilio_secret['auth_token']}",
-                    TWILIO_BODY,
-                    201,
-                    basic=True,
-                ),
-                Target(
-                    "keybrake",
-                    kb_base + "/twilio" + tw_path.format(twilio_key_id),
-                    f"{twilio_key_id}:{tw_key}",
-                    TWILIO_BODY,
-                    201,
-                    basic=True,
-                ),
-            ]
-            for t in tw_targets:
-                sanity_check(t)
-            log(f"twilio: {args.rate:g} req/s open loop, SMS send, {args.duration}s per target")
-            tw = steady_phase(tw_targets, args, cpu)
-            for t in tw_targets:
-                results.append(tw[t.name].result("twilio", t.name, f"open-loop {args.rate:g}/s"))
-
-        # 2. optional sustained proxied rate, open loop
-        if kb is not None and args.sustain_rate > 0:
+        stripe_targets = steady_targets.get("stripe", [])
+        # 2. optional sustained proxied rate, open loop (Stripe)
+        if len(stripe_targets) == 2 and args.sustain_rate > 0:
             log(f"sustain: {args.sustain_rate:g} req/s open loop through keybrake")
             sus = run_open_loop(
-                targets=[targets[1]],
+                targets=[stripe_targets[1]],
                 rate=args.sustain_rate,
                 seconds=args.duration,
                 rounds=1,
@@ -975,28 +1071,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             gen = f"open-loop {args.sustain_rate:g}/s"
             results.append(sus["keybrake"].result("sustain", "keybrake", gen))
 
-        # 3. max throughput, closed loop (wrk)
+        # 3. max throughput, closed loop (wrk, Stripe)
         if wrk is not None:
-            for t in targets:
+            for t in stripe_targets:
                 log(f"max: wrk -t{args.threads} -c{args.connections} -d{args.duration}s against {t.name}")
                 results.append(run_wrk(wrk, t, args.threads, args.connections, args.duration, workdir, cpu))
 
-        # 4. audit rows vs requests keybrake forwarded
+        # 4. audit rows vs requests keybrake forwarded, per vendor
         if kb is not None:
             time.sleep(0.5)  # let requests wrk left in flight finish
             stats = upstream_stats(upstream_base)
-            forwarded = stats["charges"] - stats["charges_direct"]
-            rows = -1
-            for _ in range(10):  # an async audit writer may lag a little
-                rows = count_audit_rows(kb_base, admin_token, key_id)
-                if rows >= forwarded:
-                    break
-                time.sleep(1.0)
-            if twilio_key_id:
-                forwarded += stats["messages"] - stats["messages_direct"]
-                rows += count_audit_rows(kb_base, admin_token, twilio_key_id)
-            audit = {"audit_rows": rows, "forwarded": forwarded, "key_id": key_id, "twilio_key_id": twilio_key_id}
-            log(f"audit rows for the bench keys: {rows}; requests forwarded upstream: {forwarded}")
+            counters = {"stripe": "charges", "twilio": "messages"}
+            for vendor, key_id in key_ids.items():
+                n = counters[vendor]
+                forwarded = stats[n] - stats[f"{n}_direct"]
+                summary: dict[str, Any] = {}
+                for _ in range(10):  # an async audit writer may lag a little
+                    summary = audit_summary(kb_base, admin_token, key_id)
+                    if summary["rows"] >= forwarded:
+                        break
+                    time.sleep(1.0)
+                audit[vendor] = {
+                    "key_id": key_id,
+                    "audit_rows": summary["rows"],
+                    "forwarded": forwarded,
+                    "summary": summary,
+                }
+                log(
+                    f"{vendor}: audit rows for the bench key: {summary['rows']}; requests forwarded upstream: "
+                    f"{forwarded}; {_outcomes(audit[vendor])}; with a vendor request id: "
+                    f"{summary['with_vendor_request_id']}"
+                )
+                if summary["first_problem"]:
+                    log(f"{vendor}: first audit row that is not an allowed 2xx: {summary['first_problem']}")
+            audit["audit_rows"] = sum(audit[v]["audit_rows"] for v in key_ids)
+            audit["forwarded"] = sum(audit[v]["forwarded"] for v in key_ids)
+            audit["upstream_stats"] = stats
+            audit["sanity"] = sanity
     except SetupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_SETUP_FAILED
@@ -1016,11 +1127,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_table(results))
     print()
     print(
-        "+p50/+p99 = keybrake minus direct in the same scenario. 'steady' is an open-loop "
-        "fixed-rate\nschedule (latency from send to full response); 'max' is wrk closed-loop "
-        "at saturation,\nwhere latency is mostly queueing. kb cpu = keybrake process CPU per "
-        "request."
+        "+p50/+p99 = keybrake minus direct in the same scenario. 'steady' (Stripe POST /v1/charges)\n"
+        "and 'twilio' (Twilio SMS send, POST .../Messages.json) are open-loop fixed-rate schedules\n"
+        "(latency from send to full response); 'max' is wrk closed-loop at saturation (Stripe),\n"
+        "where latency is mostly queueing. kb cpu = keybrake process CPU per request."
     )
+    print(f"machine: {machine_note(load_before)}")
     for r in results:
         if r.extra.get("send_lag_p99_ms", 0) > 5:
             print(
@@ -1040,6 +1152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(),
             "python": platform.python_version(),
             "wrk": wrk_version(wrk) if wrk else None,
+            "note": machine_note(load_before),
         },
         "git_commit": git_commit(),
         "keybrake": keybrake_exe,
