@@ -11,11 +11,14 @@ Keybrake never sets or relies on `MaxPrice` (obsolete at Twilio since 2024-06-03
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import math
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -170,9 +173,8 @@ class Twilio(VendorDefaults):
         return ValidatedSecret(json.dumps(secret, sort_keys=True).encode(), hint, None)
 
     @staticmethod
-    def _secret(secret: bytes) -> dict[str, str]:
-        doc: dict[str, str] = json.loads(secret)
-        return doc
+    def _secret(secret: bytes) -> Mapping[str, str]:
+        return _parsed_secret(secret)
 
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
         s = self._secret(secret)
@@ -402,6 +404,12 @@ class Twilio(VendorDefaults):
             },
             retry_after(denial),
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_secret(secret: bytes) -> Mapping[str, str]:
+    """The credential JSON, parsed once per secret (read twice on every request: auth and path)."""
+    return MappingProxyType(json.loads(secret))
 
 
 def _destination_kind(method: str, path: tuple[str, ...]) -> str | None:
