@@ -26,7 +26,7 @@ from pathlib import Path
 from keybrake.store import open_store
 from keybrake.store.base import AuditQuery, AuditRow
 from keybrake.store.ids import new_audit_id
-from keybrake.store.sqlite_rows import _INSERT_AUDIT, _row_params
+from keybrake.store.sql_rows import _INSERT_AUDIT, _row_params
 from keybrake.timefmt import DAY_MS, utc_day_start
 
 

@@ -1,12 +1,57 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import harness
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
 from tests.harness import REAL_SECRET, KeybrakeThread
+from tests.pg import Databases
+
+# Which engine the core suite runs on: `sqlite` (default) or `postgres` (scripts/test runs both).
+ENGINE = os.environ.get("KEYBRAKE_TEST_STORE", "sqlite")
+if ENGINE not in ("sqlite", "postgres"):
+    raise RuntimeError(f"KEYBRAKE_TEST_STORE must be sqlite or postgres, not {ENGINE!r}")
+
+
+def pytest_report_header() -> str:
+    return f"keybrake store engine: {ENGINE}"
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[Databases]:
+    dbs = Databases()
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture
+def pg_url(pg_databases: Databases) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test."""
+    url = pg_databases.create()
+    yield url
+    pg_databases.drop(url)
+
+
+@pytest.fixture(autouse=True)
+def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """On the PostgreSQL pass, every Keybrake a test starts uses a fresh database of its own."""
+    if ENGINE != "postgres" or request.node.get_closest_marker("sqlite_only"):
+        yield
+        return
+    dbs: Databases = request.getfixturevalue("pg_databases")
+    url = dbs.create()
+    harness.DATABASE_URL = url
+    os.environ["KEYBRAKE_DATABASE_URL"] = url  # for CLI commands and spawned servers
+    try:
+        yield
+    finally:
+        harness.DATABASE_URL = None
+        os.environ.pop("KEYBRAKE_DATABASE_URL", None)
+        dbs.drop(url)
 
 
 @pytest.fixture

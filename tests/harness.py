@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import uvicorn
 
 from keybrake.app import KeybrakeApp
@@ -24,6 +27,8 @@ from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
 
 ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"
+# Set per test on the PostgreSQL pass (tests/conftest.py): servers started by a test use it.
+DATABASE_URL: str | None = None
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 
 
@@ -48,6 +53,7 @@ class KeybrakeThread:
     def __init__(self, data_dir: Path, *, clock: Callable[[], int] | None = None, **settings: Any) -> None:
         base = Settings(
             data_dir=data_dir,
+            database_url=DATABASE_URL,
             admin_token=ADMIN_TOKEN,
             allow_insecure_upstream=True,
             upstream_hosts=("127.0.0.1",),
@@ -113,6 +119,35 @@ class KeybrakeThread:
             self._thread.join(15)
         logging.getLogger().removeHandler(self.logs)
 
+    # -- the store underneath ---------------------------------------------------------------
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Read the server's own database directly (SQLite file or PostgreSQL), as an operator could."""
+        if self.settings.database_url:
+            with psycopg.connect(self.settings.database_url) as conn:
+                return [tuple(r) for r in conn.execute(sql).fetchall()]  # type: ignore[arg-type]
+        with sqlite3.connect(self.settings.data_dir / "keybrake.db") as db:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
+
+    @contextlib.contextmanager
+    def write_lock_held(self) -> Iterator[None]:
+        """Another client holds the store's write lock (SQLite) or locks the counters (PostgreSQL)."""
+        if self.settings.database_url:
+            with psycopg.connect(self.settings.database_url) as conn:
+                conn.execute("LOCK TABLE counters, audit IN ACCESS EXCLUSIVE MODE")
+                try:
+                    yield
+                finally:
+                    conn.rollback()
+            return
+        blocker = sqlite3.connect(self.settings.data_dir / "keybrake.db", isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
     # -- admin helpers --------------------------------------------------------------------
 
     def admin(self) -> httpx.Client:
@@ -172,6 +207,7 @@ def spawn_keybrake(
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
         "KEYBRAKE_UPSTREAM_HOSTS": "127.0.0.1",
         "KEYBRAKE_UPSTREAM_TIMEOUT": "30",
+        **({"KEYBRAKE_DATABASE_URL": DATABASE_URL} if DATABASE_URL else {}),
         **(env or {}),
     }
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL

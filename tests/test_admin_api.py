@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import httpx
 import pytest
@@ -200,6 +199,5 @@ def test_key_issuance_honours_idempotency_key(kb: KeybrakeThread) -> None:
         fresh = c.post("/v1/keys", json=body, headers={"Idempotency-Key": "issue-run-9b"})
         assert fresh.json()["id"] != first.json()["id"]
         assert len(c.get("/v1/keys", params={"label": "orch:run-9"}).json()["data"]) == 2
-    with sqlite3.connect(kb.settings.data_dir / "keybrake.db") as db:
-        stored = db.execute("SELECT answer_enc FROM issuances").fetchall()
+    stored = kb.query("SELECT answer_enc FROM issuances")
     assert stored and all(first.json()["key"].encode() not in bytes(r[0]) for r in stored)  # sealed at rest

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from keybrake.admin.audit import EXPORT_FIELDS
@@ -18,7 +19,7 @@ from keybrake.cli import main
 from keybrake.money import format_usd
 from keybrake.store.base import AuditRow
 from keybrake.store.ids import new_audit_id
-from keybrake.store.sqlite_rows import _INSERT_AUDIT, _row_params
+from keybrake.store.sql_rows import _INSERT_AUDIT, _row_params
 from keybrake.timefmt import rfc3339
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread, free_port, spawn_keybrake
@@ -102,6 +103,7 @@ def _csv_records(lines: Iterator[str]) -> Iterator[dict[str, str]]:
     return csv.DictReader(lines)
 
 
+@pytest.mark.sqlite_only
 def test_200k_rows_stream_with_bounded_memory_and_parse_back(tmp_path: Path) -> None:
     data = tmp_path / "big"
     port = free_port()
@@ -114,7 +116,16 @@ def test_200k_rows_stream_with_bounded_memory_and_parse_back(tmp_path: Path) -> 
         conn.executemany(_INSERT_AUDIT, (_row_params(_row(i, t0), None, None) for i in range(N_ROWS)))
     proc = spawn_keybrake(data, port, env=env)
     try:
-        base_rss = _rss_kb(proc.pid, "VmRSS")
+        # A server that has been at work has SQLite's page cache (64 MiB) full: a spend report
+        # over every row fills it, so that what follows measures the export, not the cache.
+        warm = httpx.get(
+            f"http://127.0.0.1:{port}/v1/spend",
+            params={"group_by": "vendor", "since": "2000-01-01T00:00:00Z"},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=120,
+        )
+        assert warm.status_code == 200, warm.text
+        base_rss = _rss_kb(proc.pid, "VmHWM")
         seen = 0
         total_bytes = 0
         with httpx.stream(

@@ -12,6 +12,7 @@ from keybrake.proxy.egress import is_public
 from keybrake.proxy.upstream import AiohttpUpstream, UpstreamForbidden, UpstreamRequest
 from keybrake.store import open_store
 from keybrake.store.base import CredentialRecord
+from tests import harness
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import REAL_SECRET, KeybrakeThread
 
@@ -68,7 +69,7 @@ def test_a_credential_host_resolving_privately_gets_502_and_nothing_is_sent(
         key = kb.issue({"daily_usd_cap": 10})
         assert kb.app is not None
         sealed = kb.app.rt.sealer.seal(REAL_SECRET.encode(), "credential:private")
-        other = open_store(None, tmp_path / "d", migrate=False)
+        other = open_store(harness.DATABASE_URL, tmp_path / "d", migrate=False)
         # as if DNS for the stored host now pointed at a loopback address
         asyncio.run(
             other.insert_credential(

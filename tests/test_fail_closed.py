@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 
@@ -14,14 +13,12 @@ from tests.harness import KeybrakeThread
 
 
 def test_a_store_that_cannot_write_gets_503_and_nothing_is_forwarded(tmp_path: Path, fake_stripe: FakeStripe) -> None:
-    with KeybrakeThread(tmp_path / "d", sqlite_busy_timeout_ms=300) as kb:
+    with KeybrakeThread(tmp_path / "d", sqlite_busy_timeout_ms=300, pg_statement_timeout_ms=300) as kb:
         kb.add_credential(fake_stripe.base_url)
         key = kb.issue({"daily_usd_cap": 10})
         sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
         sc.v1.customers.list()  # warm: the key snapshot is cached, the next lookups need no write
-        blocker = sqlite3.connect(tmp_path / "d" / "keybrake.db", isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
-        try:
+        with kb.write_lock_held():  # another process holds the write lock
             before = len(fake_stripe.requests)
             started = time.monotonic()
             r = httpx.post(
@@ -36,9 +33,6 @@ def test_a_store_that_cannot_write_gets_503_and_nothing_is_forwarded(tmp_path: P
             assert r.headers["stripe-should-retry"] == "true" and r.headers["retry-after"] == "1"
             assert len(fake_stripe.requests) == before
             assert any("enforcement unavailable" in line for line in kb.logs.lines)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         # recovers by itself once the store is writable again
         assert sc.v1.charges.create({"amount": 100, "currency": "usd", "source": "tok_visa"}).amount == 100
 
@@ -48,7 +42,13 @@ def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path
 
     with (
         ReceiverThread() as hook,
-        KeybrakeThread(tmp_path / "d", sqlite_busy_timeout_ms=200, alert_interval_s=0.1, alert_retry_base_s=0.1) as kb,
+        KeybrakeThread(
+            tmp_path / "d",
+            sqlite_busy_timeout_ms=200,
+            pg_statement_timeout_ms=200,
+            alert_interval_s=0.1,
+            alert_retry_base_s=0.1,
+        ) as kb,
     ):
         kb.add_credential(fake_stripe.base_url)
         with kb.admin() as c:
@@ -57,9 +57,7 @@ def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path
             assert made.status_code == 201
         key = kb.issue({"daily_usd_cap": 10})
         time.sleep(0.3)  # the alert worker has read the destinations into memory
-        blocker = sqlite3.connect(tmp_path / "d" / "keybrake.db", isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with kb.write_lock_held():
             for _ in range(3):  # three failures, one alert (at most one per 5 minutes)
                 r = httpx.post(
                     f"{kb.url}/stripe/v1/charges",
@@ -70,9 +68,6 @@ def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and not hook.fake.requests:
                 time.sleep(0.05)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and len(hook.fake.requests) < 2:
             time.sleep(0.05)

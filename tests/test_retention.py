@@ -13,7 +13,8 @@ from keybrake.store import open_store
 from keybrake.store.base import AuditRow, CapSpec, Window
 from keybrake.store.ids import new_audit_id
 from keybrake.timefmt import DAY_MS
-from tests.store.test_sqlite_contract import Clock, key
+from tests import harness
+from tests.store.test_store_contract import Clock, key
 
 NOW = 1_800_000_000_000
 
@@ -24,7 +25,7 @@ def _row(ts: int, verdict: str = "allowed") -> AuditRow:
 
 async def test_purge_deletes_old_rows_in_batches_and_exports_them_first(tmp_path: Path) -> None:
     clock = Clock(NOW - 100 * DAY_MS)
-    store = open_store(None, tmp_path, migrate=False, clock=clock)
+    store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
     await store.insert_key(key(store), "h1")
     old = [_row(NOW - (100 - i) * DAY_MS + i) for i in range(25)]  # 100 to 76 days old
     for r in old:
@@ -49,6 +50,7 @@ async def test_purge_deletes_old_rows_in_batches_and_exports_them_first(tmp_path
     for r in (*old[10:], kept, recent):
         assert await store.get_audit(r.id) is not None
     assert await purge(store, 0, None) == 0  # 0 = keep forever
+    await store.close()
 
 
 def test_purge_cli(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def _setup(port: int, fake: FakeStripe, token: str = ADMIN_TOKEN, policy: dict |
     return r.json()  # type: ignore[no-any-return]
 
 
+@pytest.mark.sqlite_only
 def test_first_start_creates_everything_and_prints_the_token_once(tmp_path: Path, fake_stripe: FakeStripe) -> None:
     data, log = tmp_path / "data", tmp_path / "serve.log"
     env = {k: v for k, v in os.environ.items() if k != "KEYBRAKE_ADMIN_TOKEN"}

@@ -228,7 +228,7 @@ class KeybrakeApp:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                await self.rt.store.heartbeat(self.instance_id)
+                await self.rt.store.heartbeat(self.instance_id, hostname(), os.getpid())
                 await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
                 await self.rt.store.dedup_purge()
             except EnforcementUnavailable as exc:
@@ -241,7 +241,10 @@ class KeybrakeApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self.settler.flush()
+        if not await self.settler.flush(self.rt.settings.graceful_shutdown_s):
+            event(log, "stopping with rows not yet settled; recovery marks them outcome_unknown", logging.ERROR)
+        with contextlib.suppress(EnforcementUnavailable):
+            await self.rt.store.deregister_instance(self.instance_id)
         await self.upstream.close()
         event(log, "keybrake stopped", instance=self.instance_id)
 

@@ -18,14 +18,18 @@ class SettingsError(ValueError):
     pass
 
 
+DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("keybrake-data")
-    database_url: str | None = None
-    admin_token: str | None = None
-    master_key: str | None = None
+    # Secrets (a database password, tokens, the master key) never appear in a repr or a log.
+    database_url: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+    master_key: str | None = field(default=None, repr=False)
     master_key_file: Path | None = None
     migrate: bool = False
     default_key_ttl_s: int = 24 * 3600
@@ -51,6 +55,13 @@ class Settings:
     audit_retention_days: int = 90  # 0 keeps every row forever
     audit_purge_export_dir: Path | None = None  # purged rows are appended here (JSON lines) first
     sqlite_busy_timeout_ms: int = 2000
+    # PostgreSQL (KEYBRAKE_DATABASE_URL=postgresql://…): connections per replica, how long a
+    # request waits for one, and the server-side limit on any one statement. Past either wait
+    # the request fails closed (503 enforcement_unavailable).
+    pg_pool_size: int = 16
+    pg_pool_timeout_s: float = 2.0
+    pg_statement_timeout_ms: int = 5000
+    pg_connect_timeout_s: int = 3
     log_level: str = "INFO"
 
     @property
@@ -101,6 +112,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             kw["data_dir"] = Path(e["KEYBRAKE_DATA_DIR"])
         if e.get("KEYBRAKE_DATABASE_URL"):
             kw["database_url"] = e["KEYBRAKE_DATABASE_URL"]
+            if not kw["database_url"].startswith(DATABASE_SCHEMES):
+                raise SettingsError(
+                    "KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)"
+                )
         if e.get("KEYBRAKE_ADMIN_TOKEN"):
             kw["admin_token"] = e["KEYBRAKE_ADMIN_TOKEN"]
         if e.get("KEYBRAKE_MASTER_KEY"):
@@ -170,6 +185,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             kw["audit_purge_export_dir"] = Path(e["KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"])
         if "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS" in e:
             kw["sqlite_busy_timeout_ms"] = int(e["KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS"])
+        for name, attr, conv, low in (
+            ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", int, 1),
+            ("KEYBRAKE_PG_POOL_TIMEOUT", "pg_pool_timeout_s", float, 0.01),
+            ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", int, 1),
+            ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", int, 1),
+        ):
+            if name in e:
+                kw[attr] = conv(e[name])
+                if kw[attr] < low:
+                    raise SettingsError(f"{name} must be at least {low}")
         if "KEYBRAKE_LOG_LEVEL" in e:
             kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
     except (ValueError, TypeError, InvalidOperation) as exc:

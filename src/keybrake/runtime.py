@@ -16,6 +16,7 @@ from keybrake.config import Settings
 from keybrake.crypto import MasterKeyError, Sealer, load_or_create_master_key
 from keybrake.store import Store, open_store
 from keybrake.store.base import AdminTokenRecord
+from keybrake.store.pg import PGOptions
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token, token_hash
 from keybrake.vendors import builtin_vendors
 from keybrake.vendors.base import Vendor
@@ -49,6 +50,12 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
         sqlite_synchronous=settings.sqlite_synchronous,
         busy_timeout_ms=settings.sqlite_busy_timeout_ms,
         clock=clock,
+        pg=PGOptions(
+            pool_size=settings.pg_pool_size,
+            pool_timeout_s=settings.pg_pool_timeout_s,
+            statement_timeout_ms=settings.pg_statement_timeout_ms,
+            connect_timeout_s=settings.pg_connect_timeout_s,
+        ),
     )
     try:
         canary = await store.get_meta("canary")

@@ -22,6 +22,7 @@ def _at_revision(url: str, revision: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_an_0001_database_upgrades_to_head_keeping_its_rows(tmp_path: Path) -> None:
     db = tmp_path / "keybrake.db"
     url = f"sqlite:///{db}"

@@ -97,7 +97,7 @@ async def _json_body(request: Request) -> Any:
 def build_admin_app(
     rt: Runtime,
     registry: CollectorRegistry,
-    before_read: Callable[[], Awaitable[None]] | None = None,
+    before_read: Callable[[], Awaitable[object]] | None = None,
     alerts: Alerts | None = None,
 ) -> FastAPI:
     """`before_read` lets reads see every row this process has answered (pending settlements)."""

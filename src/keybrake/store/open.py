@@ -1,4 +1,4 @@
-"""Open the store named by the settings: embedded SQLite unless a database URL is given."""
+"""Open the store named by the settings: embedded SQLite unless a PostgreSQL URL is given."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 
 from keybrake.store.base import Store
 from keybrake.store.migrate import ensure_schema
+from keybrake.store.pg import PGOptions, PostgresStore, is_postgres_url, sqlalchemy_pg_url
 from keybrake.store.sqlite import SQLiteStore
 
 
 def sqlalchemy_url(database_url: str | None, data_dir: Path) -> str:
+    if database_url and is_postgres_url(database_url):
+        return sqlalchemy_pg_url(database_url)
     if database_url:
         return database_url
     return f"sqlite:///{data_dir / 'keybrake.db'}"
@@ -26,13 +29,14 @@ def open_store(
     sqlite_synchronous: str = "NORMAL",
     clock: Callable[[], int] | None = None,
     busy_timeout_ms: int = 2000,
+    pg: PGOptions | None = None,
 ) -> Store:
     url = sqlalchemy_url(database_url, data_dir)
+    if database_url and is_postgres_url(database_url):
+        ensure_schema(url, migrate=migrate)
+        return PostgresStore(database_url, pg, clock=clock)
     if not url.startswith("sqlite:///"):
-        raise ValueError(
-            "only embedded SQLite is supported by this version; KEYBRAKE_DATABASE_URL must be unset "
-            "or start with sqlite:///"
-        )
+        raise ValueError("KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)")
     path = url[len("sqlite:///") :]
     if not create and not Path(path).exists():
         raise FileNotFoundError(f"no Keybrake database at {path}; start 'keybrake serve' once first")

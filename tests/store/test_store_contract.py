@@ -1,6 +1,6 @@
 """The store contract: exact reservations under contention, settle, revoke visibility, recovery.
 
-Written against the `Store` interface so that every engine runs it unchanged.
+Written against the `Store` interface; every test runs on SQLite and on PostgreSQL (conftest.py).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: Clock) -> Store:
-    return open_store(None, tmp_path, migrate=False, clock=clock)
+def store(open_engine: Callable[..., Store], clock: Clock) -> Store:
+    return open_engine(clock)
 
 
 def key(store: Store, key_id: str = "vk_1") -> KeyRecord:
@@ -164,25 +165,31 @@ async def test_concurrent_tasks_cannot_overshoot(store: Store) -> None:
     assert sum(results) == 20
 
 
-def _hammer(path: str, attempts: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _hammer(url: str | None, path: str, attempts: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     async def go() -> int:
-        s = open_store(None, Path(path), migrate=False)
+        s = open_store(url, Path(path), migrate=False)
         granted = 0
         for i in range(attempts):
             r = AuditRow(id=f"kbr_{os.getpid()}_{i}", ts=s.now_ms(), method="POST", path="/", verdict="in_flight")
             res = await s.reserve("vk_1", 1, caps("vk_1", 1_000_000, 300_000_000), r, "p")
             granted += res.cap_hit is None
+        await s.close()
         return granted
 
     out.put(asyncio.run(go()))
 
 
-def test_two_processes_cannot_overshoot(tmp_path: Path) -> None:
-    s = open_store(None, tmp_path, migrate=False)
-    asyncio.run(s.insert_key(key(s), "h1"))
+def test_two_processes_cannot_overshoot(tmp_path: Path, engine_url: str | None) -> None:
+    s = open_store(engine_url, tmp_path, migrate=False)
+
+    async def setup() -> None:
+        await s.insert_key(key(s), "h1")
+        await s.close()
+
+    asyncio.run(setup())
     ctx = multiprocessing.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_hammer, args=(str(tmp_path), 250, q)) for _ in range(2)]
+    procs = [ctx.Process(target=_hammer, args=(engine_url, str(tmp_path), 250, q)) for _ in range(2)]
     for p in procs:
         p.start()
     total = q.get(timeout=60) + q.get(timeout=60)

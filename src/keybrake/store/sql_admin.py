@@ -1,6 +1,6 @@
-"""SQLite engine, admin side: keys, credentials, admin tokens and audit queries.
+"""Admin side of every SQL engine: keys, credentials, budgets, admin tokens, audit and spend queries.
 
-Nothing here is on the proxy's hot path; see `sqlite.py` for reservations and settlement.
+Nothing here is on the proxy's hot path; see `sql_store.py` for reservations and settlement.
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ from keybrake.store.base import (
     SpendRow,
 )
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sqlite_base import SQLiteBase
-from keybrake.store.sqlite_rows import BUDGET_COLS, _audit_dict, _budget, _cred, _escape_like, _key
+from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_rows import BUDGET_COLS, _audit_dict, _budget, _cred, _escape_like, _key
 from keybrake.store.windows import window_start
 
 
-class SQLiteAdminQueries(SQLiteBase):
+class AdminQueries(SQLBase):
     # -- keys -----------------------------------------------------------------------------
 
-    async def insert_key(self, key: KeyRecord, token_hash: str) -> None:
+    @blocking
+    def insert_key(self, key: KeyRecord, token_hash: str) -> None:
         self._write(
             "INSERT INTO vault_keys (id, token_hash, vendor, credential, label, metadata, policy, policy_version,"
             " status, created_at, expires_at, revoked_at, revoke_reason, issued_by) VALUES"
@@ -52,11 +53,13 @@ class SQLiteAdminQueries(SQLiteBase):
             ),
         )
 
-    async def get_key(self, key_id: str) -> KeyRecord | None:
+    @blocking
+    def get_key(self, key_id: str) -> KeyRecord | None:
         rows = self._read("SELECT * FROM vault_keys WHERE id = ?", (key_id,))
         return _key(rows[0]) if rows else None
 
-    async def list_keys(self, q: KeyQuery) -> list[KeyRecord]:
+    @blocking
+    def list_keys(self, q: KeyQuery) -> list[KeyRecord]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
         now = self.now_ms()
@@ -79,15 +82,17 @@ class SQLiteAdminQueries(SQLiteBase):
         elif q.status == "revoked":
             where.append("status = 'revoked'")
         for k, v in q.metadata.items():
-            where.append("json_extract(metadata, ?) = ?")
-            params += [f'$."{k}"', v]
+            field, arg = self._json_text("metadata", k)
+            where.append(f"{field} = ?")
+            params += [arg, v]
         if q.cursor is not None:
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params += [q.cursor[0], q.cursor[0], q.cursor[1]]
         sql = f"SELECT * FROM vault_keys WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
         return [_key(r) for r in self._read(sql, (*params, q.limit))]
 
-    async def update_key(
+    @blocking
+    def update_key(
         self,
         key_id: str,
         expected_version: int,
@@ -104,7 +109,8 @@ class SQLiteAdminQueries(SQLiteBase):
         )
         return n == 1
 
-    async def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None:
+    @blocking
+    def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None:
         with self._tx() as cur:
             cur.execute(
                 "UPDATE vault_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,"
@@ -114,7 +120,8 @@ class SQLiteAdminQueries(SQLiteBase):
             r = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
         return _key(r) if r else None
 
-    async def revoke_keys(
+    @blocking
+    def revoke_keys(
         self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
     ) -> tuple[int, int]:
         now = self.now_ms()
@@ -134,7 +141,8 @@ class SQLiteAdminQueries(SQLiteBase):
         )
         return n, now
 
-    async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
+    @blocking
+    def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
         out: dict[str, CounterValue] = {}
         for name, ws in counters:
             rows = self._read(
@@ -145,7 +153,8 @@ class SQLiteAdminQueries(SQLiteBase):
             out[name] = CounterValue(used, reserved, ws)
         return out
 
-    async def active_key_count(self, credential: str) -> int:
+    @blocking
+    def active_key_count(self, credential: str) -> int:
         rows = self._read(
             "SELECT count(*) FROM vault_keys WHERE credential = ? AND status = 'active' AND expires_at > ?",
             (credential, self.now_ms()),
@@ -154,7 +163,8 @@ class SQLiteAdminQueries(SQLiteBase):
 
     # -- credentials ----------------------------------------------------------------------
 
-    async def insert_credential(self, cred: CredentialRecord) -> bool:
+    @blocking
+    def insert_credential(self, cred: CredentialRecord) -> bool:
         with self._tx() as cur:
             n = cur.execute(
                 "INSERT INTO credentials (name, vendor, secret_enc, secret_hint, base_url, livemode, created_at,"
@@ -172,7 +182,8 @@ class SQLiteAdminQueries(SQLiteBase):
             ).rowcount
         return n == 1
 
-    async def rotate_credential(
+    @blocking
+    def rotate_credential(
         self, name: str, secret_enc: bytes, hint: str, base_url: str | None, livemode: bool | None
     ) -> bool:
         n = self._write(
@@ -182,41 +193,49 @@ class SQLiteAdminQueries(SQLiteBase):
         )
         return n == 1
 
-    async def list_credentials(self) -> list[CredentialRecord]:
+    @blocking
+    def list_credentials(self) -> list[CredentialRecord]:
         return [_cred(r) for r in self._read("SELECT * FROM credentials ORDER BY created_at DESC, name")]
 
-    async def delete_credential(self, name: str) -> bool:
+    @blocking
+    def delete_credential(self, name: str) -> bool:
         return self._write("DELETE FROM credentials WHERE name = ?", (name,)) == 1
 
     # -- admin tokens ---------------------------------------------------------------------
 
     # -- budgets --------------------------------------------------------------------------
 
-    async def insert_budget(self, rec: BudgetRecord) -> None:
+    @blocking
+    def insert_budget(self, rec: BudgetRecord) -> None:
         cols = ", ".join(BUDGET_COLS)
         self._write(f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__)
 
-    async def get_budget(self, budget_id: str) -> BudgetRecord | None:
+    @blocking
+    def get_budget(self, budget_id: str) -> BudgetRecord | None:
         rows = self._read("SELECT * FROM budgets WHERE id = ?", (budget_id,))
         return _budget(rows[0]) if rows else None
 
-    async def list_budgets(self) -> list[BudgetRecord]:
+    @blocking
+    def list_budgets(self) -> list[BudgetRecord]:
         return [_budget(r) for r in self._read("SELECT * FROM budgets ORDER BY created_at, id")]
 
-    async def update_budget(self, rec: BudgetRecord) -> bool:
+    @blocking
+    def update_budget(self, rec: BudgetRecord) -> bool:
         sets = ", ".join(
             f"{c} = :{c}" for c in BUDGET_COLS if c not in ("id", "scope_kind", "scope_value", "created_at")
         )
         with self._tx() as cur:
             return cur.execute(f"UPDATE budgets SET {sets} WHERE id = :id", rec.__dict__).rowcount == 1
 
-    async def delete_budget(self, budget_id: str) -> bool:
+    @blocking
+    def delete_budget(self, budget_id: str) -> bool:
         with self._tx() as cur:
             gone = cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)).rowcount == 1
             cur.execute("DELETE FROM counters WHERE scope = ?", (f"budget:{budget_id}",))
             return gone
 
-    async def seed_budget(self, rec: BudgetRecord) -> None:
+    @blocking
+    def seed_budget(self, rec: BudgetRecord) -> None:
         """Count what covered keys already spent in the budget's current windows (new windows only)."""
         now = self.now_ms()
         if rec.scope_kind == "label_prefix":
@@ -226,7 +245,8 @@ class SQLiteAdminQueries(SQLiteBase):
         else:
             where, args = "1 = 1", []
         sql = (
-            "SELECT COALESCE(SUM(CASE WHEN a.verdict = 'in_flight' THEN a.reserved_usd ELSE a.cost_usd END), 0),"
+            "SELECT CAST(COALESCE(SUM(CASE WHEN a.verdict = 'in_flight' THEN a.reserved_usd ELSE a.cost_usd END), 0)"
+            " AS BIGINT),"
             " COUNT(*) FROM audit a JOIN vault_keys k ON k.id = a.key_id"
             f" WHERE {where} AND a.id >= ? AND a.verdict IN ('allowed', 'outcome_unknown', 'in_flight')"
         )
@@ -240,24 +260,28 @@ class SQLiteAdminQueries(SQLiteBase):
                     (f"budget:{rec.id}", cap.counter, ws, usd if cap.is_usd else count),
                 )
 
-    async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None:
+    @blocking
+    def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None:
         self._write(
             "INSERT INTO admin_tokens (id, token_hash, scope, label, created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (rec.id, token_hash, rec.scope, rec.label, rec.created_at, rec.revoked_at),
         )
 
-    async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None:
+    @blocking
+    def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None:
         rows = self._read(
             "SELECT id, scope, label, created_at, revoked_at FROM admin_tokens WHERE token_hash = ?", (token_hash,)
         )
         return AdminTokenRecord(**dict(rows[0])) if rows else None
 
-    async def list_admin_tokens(self) -> list[AdminTokenRecord]:
+    @blocking
+    def list_admin_tokens(self) -> list[AdminTokenRecord]:
         rows = self._read("SELECT id, scope, label, created_at, revoked_at FROM admin_tokens ORDER BY created_at DESC")
         return [AdminTokenRecord(**dict(r)) for r in rows]
 
-    async def revoke_admin_token(self, token_id: str) -> bool:
+    @blocking
+    def revoke_admin_token(self, token_id: str) -> bool:
         return (
             self._write(
                 "UPDATE admin_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (self.now_ms(), token_id)
@@ -267,11 +291,13 @@ class SQLiteAdminQueries(SQLiteBase):
 
     # -- audit ----------------------------------------------------------------------------
 
-    async def get_audit(self, row_id: str) -> dict[str, Any] | None:
+    @blocking
+    def get_audit(self, row_id: str) -> dict[str, Any] | None:
         rows = self._read(f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id = ?", (row_id,))
         return _audit_dict(rows[0]) if rows else None
 
-    async def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
+    @blocking
+    def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
         where: list[str] = []
         params: list[Any] = []
         for col in ("key_id", "agent_run_id", "triggering_event_id", "vendor", "error_code", "customer_scope_id"):
@@ -292,8 +318,9 @@ class SQLiteAdminQueries(SQLiteBase):
             where.append("idempotency_key LIKE ? ESCAPE '\\'")
             params.append(_escape_like(q.idempotency_key_prefix))
         for k, v in q.metadata.items():
-            where.append("json_extract(metadata, ?) = ?")
-            params += [f'$."{k}"', v]
+            field, arg = self._json_text("metadata", k)
+            where.append(f"{field} = ?")
+            params += [arg, v]
         if q.since is not None:
             where.append("id >= ?")
             params.append(audit_id_floor(q.since))
@@ -313,7 +340,8 @@ class SQLiteAdminQueries(SQLiteBase):
 
     # -- retention ------------------------------------------------------------------------
 
-    async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
+    @blocking
+    def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
         # Rows whose reservation is still kept (pending estimates, unknown outcomes) and rows
         # in flight stay: reconciliation and retries still settle them.
         sql = (
@@ -322,7 +350,8 @@ class SQLiteAdminQueries(SQLiteBase):
         )
         return [_audit_dict(r) for r in self._read(sql, (audit_id_floor(before_ms), limit))]
 
-    async def delete_audit(self, row_ids: list[str]) -> int:
+    @blocking
+    def delete_audit(self, row_ids: list[str]) -> int:
         if not row_ids:
             return 0
         with self._tx() as cur:
@@ -331,12 +360,13 @@ class SQLiteAdminQueries(SQLiteBase):
 
     # -- spend ----------------------------------------------------------------------------
 
-    async def spend(
+    @blocking
+    def spend(
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:
         group = {"key": "key_id", "label": "label", "vendor": "vendor", "bucket": f"ts / {SPEND_BUCKET_MS}"}[by]
-        # `+key_id`: the time range (the primary key) must drive this scan, not ix_audit_key.
-        where, params = ["+key_id IS NOT NULL"], []
+        # `+key_id` (SQLite): the time range (the primary key) must drive this scan, not ix_audit_key.
+        where, params = [f"{self.NO_INDEX_PREFIX}key_id IS NOT NULL"], []
         if since is not None:
             where.append("id >= ?")
             params.append(audit_id_floor(since))
@@ -351,24 +381,26 @@ class SQLiteAdminQueries(SQLiteBase):
             params.append(vendor)
         sql = (
             f"SELECT {group} AS g,"
-            " COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0),"
-            " COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0),"
-            " COUNT(*), COALESCE(SUM(verdict LIKE 'denied\\_%' ESCAPE '\\'), 0),"
-            " COALESCE(SUM(verdict = 'cap_exceeded'), 0)"
-            f" FROM audit WHERE {' AND '.join(where)} GROUP BY +g"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0) AS BIGINT),"
+            " COUNT(*), COALESCE(SUM(CASE WHEN verdict LIKE 'denied\\_%' ESCAPE '\\' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN verdict = 'cap_exceeded' THEN 1 ELSE 0 END), 0)"
+            f" FROM audit WHERE {' AND '.join(where)} GROUP BY {self.NO_INDEX_PREFIX}g"
         )
         return [SpendRow(*r) for r in self._read(sql, tuple(params))]
 
     # -- idempotent issuance --------------------------------------------------------------
 
-    async def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None:
+    @blocking
+    def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None:
         rows = self._read(
             "SELECT body_hash, answer_enc FROM issuances WHERE issuer = ? AND idempotency_key = ? AND created_at >= ?",
             (issuer, idempotency_key, since_ms),
         )
         return (rows[0]["body_hash"], bytes(rows[0]["answer_enc"])) if rows else None
 
-    async def issuance_put(self, issuer: str, idempotency_key: str, body_hash: str, answer_enc: bytes) -> bool:
+    @blocking
+    def issuance_put(self, issuer: str, idempotency_key: str, body_hash: str, answer_enc: bytes) -> bool:
         """Record the first answer; False if one is already recorded (a concurrent duplicate)."""
         now = self.now_ms()
         with self._tx() as cur:

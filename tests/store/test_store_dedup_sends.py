@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from keybrake.store import open_store
 from keybrake.store.base import (
     CapSpec,
     DedupCheck,
@@ -18,7 +17,7 @@ from keybrake.store.base import (
     Window,
 )
 from keybrake.store.ids import new_audit_id
-from tests.store.test_sqlite_contract import DAY0, Clock, caps, key, row
+from tests.store.test_store_contract import DAY0, Clock, caps, key, row
 
 WINDOW = DedupCheck("fp-1", 60_000)
 
@@ -29,8 +28,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> Store:
-    s = open_store(None, tmp_path, migrate=False, clock=clock)
+async def store(open_engine: Callable[..., Store], clock: Clock) -> Store:
+    s = open_engine(clock)
     await s.insert_key(key(s), "h1")
     return s
 

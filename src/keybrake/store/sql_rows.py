@@ -1,12 +1,12 @@
-"""SQLite rows ↔ records, shared by the engine's hot path and its admin queries."""
+"""SQL rows ↔ records, shared by the engine's hot path and its admin queries."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from keybrake.store.base import AUDIT_FIELDS, AuditRow, BudgetRecord, CredentialRecord, KeyRecord, ReservedItem
+from keybrake.store.sql_base import Row
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
@@ -19,6 +19,11 @@ def _row_params(
     row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None, fingerprint: str | None = None
 ) -> dict[str, Any]:
     params = {f: getattr(row, f) for f in AUDIT_FIELDS}
+    for f, v in params.items():
+        # Request text can carry NUL (a decoded %00); PostgreSQL text cannot hold it, SQLite can.
+        # Both engines store U+FFFD instead, so an audit row is never lost to it.
+        if type(v) is str and "\x00" in v:
+            params[f] = v.replace("\x00", "\ufffd")
     for f in _JSON_AUDIT:
         if params[f] is not None:
             params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
@@ -28,7 +33,7 @@ def _row_params(
     return params
 
 
-def _audit_dict(r: sqlite3.Row) -> dict[str, Any]:
+def _audit_dict(r: Row) -> dict[str, Any]:
     out = {f: r[f] for f in AUDIT_FIELDS}
     for f in _JSON_AUDIT:
         if out[f] is not None:
@@ -36,7 +41,7 @@ def _audit_dict(r: sqlite3.Row) -> dict[str, Any]:
     return out
 
 
-def _key(r: sqlite3.Row) -> KeyRecord:
+def _key(r: Row) -> KeyRecord:
     return KeyRecord(
         id=r["id"],
         vendor=r["vendor"],
@@ -54,7 +59,7 @@ def _key(r: sqlite3.Row) -> KeyRecord:
     )
 
 
-def _cred(r: sqlite3.Row) -> CredentialRecord:
+def _cred(r: Row) -> CredentialRecord:
     return CredentialRecord(
         name=r["name"],
         vendor=r["vendor"],
@@ -70,7 +75,7 @@ def _cred(r: sqlite3.Row) -> CredentialRecord:
 BUDGET_COLS = tuple(BudgetRecord.__dataclass_fields__)
 
 
-def _budget(r: sqlite3.Row) -> BudgetRecord:
+def _budget(r: Row) -> BudgetRecord:
     return BudgetRecord(**{c: r[c] for c in BUDGET_COLS})
 
 

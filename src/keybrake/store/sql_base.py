@@ -1,0 +1,114 @@
+"""What the SQL engines share: synchronous DB-API code behind async methods, and dialect hooks.
+
+Every store method is written once, as plain synchronous DB-API code that never awaits between
+BEGIN and COMMIT (`sql_store.py`, `sql_admin.py`, `sql_alerts.py`). `@blocking` turns it into the
+async method the proxy calls; each engine decides where the code runs (`_run`):
+
+- SQLite (`sqlite.py`) runs it inline on the event loop's thread: one connection, transactions
+  from concurrent tasks cannot interleave, and a thread hop would cost more than the work.
+- PostgreSQL (`pg.py`) runs it on a worker thread holding a pooled connection, so the event loop
+  never waits on the network; transactions from concurrent tasks run on separate connections.
+
+SQL is written with `?` and `:name` placeholders and portable functions; the few places the
+dialects differ go through the hooks below.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+S = TypeVar("S", bound="SQLBase")
+
+
+class Row(Protocol):
+    """A result row readable by position and by column name (sqlite3.Row and pg.PGRow)."""
+
+    def __getitem__(self, key: int | str) -> Any: ...
+    def keys(self) -> list[str]: ...
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the engines use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, sql: str, params: Any = ..., /) -> Cursor: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+def blocking(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Expose a synchronous store method as an async one; the engine's `_run` decides where it runs."""
+
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(functools.partial(fn, self, *args, **kwargs))
+
+    run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return run
+
+
+class SQLBase:
+    """The plumbing every engine provides. `clock` returns Unix ms; tests inject one to cross windows."""
+
+    # Dialect: `+col` keeps SQLite's planner off an index; PostgreSQL has no such hint.
+    NO_INDEX_PREFIX = ""
+
+    def __init__(self, clock: Callable[[], int] | None) -> None:
+        self._clock = clock
+
+    def now_ms(self) -> int:
+        raise NotImplementedError
+
+    async def _run(self, fn: Callable[[], R]) -> R:
+        raise NotImplementedError
+
+    def _tx(self, *, durable: bool = True) -> AbstractContextManager[Cursor]:
+        """One transaction; any database error means enforcement is unavailable.
+
+        `durable=False` (settlement, row completion) lets PostgreSQL skip the wait for the WAL
+        flush (CONTRACT §2.7); reservations always wait for it.
+        """
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Any = ()) -> list[Any]:
+        raise NotImplementedError
+
+    def _write(self, sql: str, params: Any = ()) -> int:
+        with self._tx() as cur:
+            return cur.execute(sql, params).rowcount
+
+    # -- dialect hooks ----------------------------------------------------------------------
+
+    def _json_text(self, column: str, field: str) -> tuple[str, Any]:
+        """SQL (one placeholder) reading the text of `field` from a JSON object column, and its parameter."""
+        raise NotImplementedError
+
+    def _txn_now(self, db_now: int | None) -> int:
+        """The clock a reservation uses: the database's (read in the transaction) unless a test injected one."""
+        if self._clock is not None or db_now is None:
+            return self.now_ms()
+        return db_now
+
+    def _lock_idempotency(self, cur: Cursor, key_id: str, idempotency_key: str) -> None:
+        """Serialise requests with the same key and Idempotency-Key until this transaction ends."""
+
+    NOW_SQL = "NULL"  # the database clock in Unix ms, read inside a statement
+    FOR_UPDATE = ""  # row locks for a read that decides a write (SQLite's writer lock covers it)
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    @blocking
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+
+def lock_order(scope: str, cap: str, window_start: int) -> tuple[int, str, str, int]:
+    """The one order every transaction locks counters in: the key's, then budgets' by id (no deadlocks)."""
+    return (0 if scope.startswith("key:") else 1, scope, cap, window_start)
