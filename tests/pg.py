@@ -11,6 +11,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -99,16 +100,17 @@ class PrivateCluster:
 
     BIN = "/usr/lib/postgresql"
 
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, port: int) -> None:
         versions = sorted(Path(self.BIN).glob("*/bin/pg_ctl"))
         if not versions:
             raise RuntimeError(f"PostgreSQL server binaries are needed under {self.BIN}/<version>/bin")
         self.bin = versions[-1].parent
+        # Not under pytest's tmp_path: the server runs as `postgres`, which cannot enter root's 0700 dirs.
+        root = Path(tempfile.mkdtemp(prefix="keybrake-pg-"))
         self.root = root
         self.data = root / "data"
         self.port = port
         self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        root.mkdir(parents=True, exist_ok=True)
         self._as_owner: list[str] = []
         if os.geteuid() == 0:  # the server refuses to run as root
             shutil.chown(root, "postgres")
@@ -138,3 +140,4 @@ class PrivateCluster:
             self.stop("immediate")
         except RuntimeError:
             pass
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -26,7 +26,8 @@ import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
-from keybrake.store.migrate import head_revision
+from keybrake.store.migrate import head_revision, upgrade_to_head
+from keybrake.store.pg import sqlalchemy_pg_url
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread, free_port, spawn_keybrake, wait_for
 from tests.pg import PrivateCluster
@@ -49,6 +50,7 @@ class Replicas:
     master: str = field(default_factory=lambda: base64.b64encode(os.urandom(32)).decode())
 
     def __enter__(self) -> Replicas:
+        self.root.mkdir(parents=True, exist_ok=True)
         for i in range(self.n):
             self.start(i)
         return self
@@ -246,7 +248,7 @@ def test_a_replica_killed_mid_flight_is_recovered_by_another(
 def test_postgres_stopped_mid_load_fails_closed_then_service_resumes_by_itself(
     tmp_path: Path, fake_stripe: FakeStripe
 ) -> None:
-    cluster = PrivateCluster(tmp_path / "pg", free_port())
+    cluster = PrivateCluster(free_port())
     cluster.init()
     cluster.start()
     fast = {"KEYBRAKE_PG_POOL_TIMEOUT": "0.5", "KEYBRAKE_PG_CONNECT_TIMEOUT": "1"}
@@ -353,7 +355,7 @@ def test_sqlite_install_copies_to_postgres_with_nothing_lost(
             creds = c.get("/v1/credentials").json()["data"]
             assert [(x["name"], x["secret_hint"]) for x in creds] == [("default", "sk_test_…7890")]
             budgets = c.get("/v1/budgets").json()["data"]
-            assert len(budgets) == 1 and budgets[0]["usage"]["daily_usd"]["used"] == "4.00"
+            assert len(budgets) == 1 and budgets[0]["usage"]["daily_usd"]["used"] == 4
 
 
 def test_copy_refuses_while_the_embedded_server_runs(tmp_path: Path, pg_url: str) -> None:
@@ -367,9 +369,8 @@ def test_copy_refuses_while_the_embedded_server_runs(tmp_path: Path, pg_url: str
 def test_serve_refuses_an_unmigrated_or_newer_postgres_schema(tmp_path: Path, pg_databases: Any) -> None:
     import psycopg
 
-    url = pg_databases.create()
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0004'")
+    url = pg_databases.create(migrated=False)
+    upgrade_to_head(sqlalchemy_pg_url(url), "0004")  # a database left by an older Keybrake
     env = {"KEYBRAKE_DATABASE_URL": url, "KEYBRAKE_ADMIN_TOKEN": ADMIN_TOKEN}
     with pytest.raises(RuntimeError, match="exited"):
         spawn_keybrake(tmp_path / "d", free_port(), env=env, log_path=tmp_path / "old.log")

@@ -141,4 +141,11 @@ class Denial(Exception):
 
 
 class EnforcementUnavailable(Exception):
-    """The store could not be reached or failed: enforcement is unsure, so nothing is forwarded."""
+    """The store could not be reached or failed: enforcement is unsure, so nothing is forwarded.
+
+    `commit_unknown`: the failure hit COMMIT itself, so the transaction may have landed.
+    """
+
+    def __init__(self, message: str, *, commit_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.commit_unknown = commit_unknown

@@ -258,7 +258,14 @@ class Pipeline:
             # 4b. reserve against every cap, atomically with the key's current state
             caps = _caps(key, policy, estimate)
             dedup = _dedup_check(policy, vendor, vreq)
-            result = await self.store.reserve(key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup)
+            try:
+                result = await self.store.reserve(
+                    key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup
+                )
+            except EnforcementUnavailable as exc:
+                if exc.commit_unknown:
+                    self.rec.release_unanswered(ctx, dedup)
+                raise
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True

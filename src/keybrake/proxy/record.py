@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from keybrake.config import Settings
 from keybrake.errors import Denial, EnforcementUnavailable
@@ -14,6 +14,7 @@ from keybrake.money import format_usd
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
+    DedupCheck,
     DedupOutcome,
     EarlierSettlement,
     KeyRecord,
@@ -92,6 +93,20 @@ class Recorder:
                     error=str(exc),
                 )
         self._observe(row)
+
+    def release_unanswered(self, ctx: RequestContext, dedup: DedupCheck | None) -> None:
+        """The reservation failed with no answer (the connection dropped at COMMIT): it may have
+        landed. Nothing was forwarded, so whatever it holds is released, through the settle writer,
+        which retries until the store is back; if it never landed, that finds nothing to do."""
+        if self.settle is None:
+            return
+        row = replace(ctx.row, verdict="denied_enforcement_unavailable", error_code="enforcement_unavailable")
+        row.status, row.reason = 503, "The store failed while reserving; nothing was forwarded."
+        settlement = Settlement("denied_enforcement_unavailable", 0, "none", "none", False, False)
+        outcome = None
+        if dedup is not None and row.key_id is not None:
+            outcome = DedupOutcome(row.key_id, dedup.fingerprint, "release")
+        self.settle(SettleJob(row, [], settlement, None, dedup=outcome, items_from_row=True))
 
     async def refuse(
         self,

@@ -346,6 +346,9 @@ class SettleJob:
     settles_earlier: EarlierSettlement | None = None
     ledger: tuple[str, list[LedgerEntry]] | None = None  # (credential, entries) learnt from the answer
     dedup: DedupOutcome | None = None
+    # The reservation's COMMIT failed without an answer: if it landed after all, settle what the
+    # row itself recorded as reserved (`items` is empty then); if it did not, there is nothing to do.
+    items_from_row: bool = False
 
 
 @dataclass(frozen=True)

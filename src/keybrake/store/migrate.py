@@ -57,15 +57,16 @@ def current_revision(url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def _upgrade(conn: sa.Connection) -> None:
+def _upgrade(conn: sa.Connection, revision: str = "head") -> None:
     cfg = _config()
     cfg.attributes["connection"] = conn
-    upgrade(cfg, "head")
+    upgrade(cfg, revision)
 
 
-def upgrade_to_head(url: str) -> None:
+def upgrade_to_head(url: str, revision: str = "head") -> None:
+    """Upgrade to `revision` (the head unless an older one is named: tests build old databases)."""
     with _schema_tx(url) as conn:
-        _upgrade(conn)
+        _upgrade(conn, revision)
 
 
 def ensure_schema(url: str, *, migrate: bool) -> str:

@@ -251,7 +251,7 @@ class PostgresStore(SQLStore):
                 conn.execute("COMMIT")
             except psycopg.Error as exc:
                 _rollback(conn)
-                raise _unavailable(exc) from exc
+                raise _unavailable(exc, commit_unknown=True) from exc
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
         try:
@@ -302,9 +302,9 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
         pass
 
 
-def _unavailable(exc: psycopg.Error) -> EnforcementUnavailable:
+def _unavailable(exc: psycopg.Error, *, commit_unknown: bool = False) -> EnforcementUnavailable:
     if isinstance(exc, pg_errors.QueryCanceled):
         return EnforcementUnavailable("postgresql: a statement ran past KEYBRAKE_PG_STATEMENT_TIMEOUT_MS")
     # psycopg messages name the server and the failure, never the password.
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return EnforcementUnavailable(f"postgresql: {first}")
+    return EnforcementUnavailable(f"postgresql: {first}", commit_unknown=commit_unknown)

@@ -301,7 +301,11 @@ class SQLStore(AdminQueries, AlertQueries):
             # retry after a COMMIT whose answer was lost) changes nothing the second time, and a
             # row settled meanwhile by a retry of its request is not settled again. The rows are
             # locked first (PostgreSQL), then every counter the batch releases, in lock order.
-            open_ids = _open_rows(cur, [job.row.id for job in jobs], self.FOR_UPDATE)
+            open_rows = _open_rows(cur, [job.row.id for job in jobs], self.FOR_UPDATE)
+            for job in jobs:
+                if job.items_from_row and job.row.id in open_rows:
+                    job.items = [ReservedItem.from_json(v) for v in json.loads(open_rows[job.row.id])]
+            open_ids = set(open_rows)
             moves = [
                 (job, it)
                 for job in jobs
@@ -424,17 +428,17 @@ def _settle_one(
         _dedup_settle(cur, job.dedup, row.id)
 
 
-def _open_rows(cur: Cursor, row_ids: list[str], for_update: str) -> set[str]:
-    """Which of these rows still hold a reservation to settle (locked until the transaction ends)."""
+def _open_rows(cur: Cursor, row_ids: list[str], for_update: str) -> dict[str, str]:
+    """Which of these rows still hold a reservation to settle, and what it is (locked until the end)."""
     if not row_ids:
-        return set()
+        return {}
     marks = ", ".join("?" for _ in row_ids)
     rows = cur.execute(
-        f"SELECT id FROM audit WHERE id IN ({marks}) AND reservation IS NOT NULL"
+        f"SELECT id, reservation FROM audit WHERE id IN ({marks}) AND reservation IS NOT NULL"
         f" AND verdict IN ('in_flight', 'outcome_unknown') ORDER BY id{for_update}",
         row_ids,
     ).fetchall()
-    return {r[0] for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 def _budgets(cur: Cursor) -> list[BudgetRecord]:

@@ -75,7 +75,7 @@ class SQLiteStore(SQLStore):
                 cur.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(cur)
-                raise EnforcementUnavailable(f"sqlite: {exc}") from exc
+                raise EnforcementUnavailable(f"sqlite: {exc}", commit_unknown=True) from exc
 
     @staticmethod
     def _rollback(cur: sqlite3.Cursor) -> None:
