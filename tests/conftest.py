@@ -36,14 +36,24 @@ def pg_url(pg_databases: Databases) -> Iterator[str]:
     pg_databases.drop(url)
 
 
+@pytest.fixture(scope="session")
+def _pass_database(pg_databases: Databases) -> str:
+    return pg_databases.create()
+
+
+@pytest.fixture
+def pass_database(_pass_database: str, pg_databases: Databases) -> str:
+    """The PostgreSQL pass's database, emptied for this test (no test sees another's rows)."""
+    return pg_databases.emptied(_pass_database)
+
+
 @pytest.fixture(autouse=True)
 def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
     """On the PostgreSQL pass, every Keybrake a test starts uses a fresh database of its own."""
     if ENGINE != "postgres" or request.node.get_closest_marker("sqlite_only"):
         yield
         return
-    dbs: Databases = request.getfixturevalue("pg_databases")
-    url = dbs.create()
+    url = request.getfixturevalue("pass_database")
     harness.DATABASE_URL = url
     os.environ["KEYBRAKE_DATABASE_URL"] = url  # for CLI commands and spawned servers
     try:
@@ -51,7 +61,6 @@ def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         harness.DATABASE_URL = None
         os.environ.pop("KEYBRAKE_DATABASE_URL", None)
-        dbs.drop(url)
 
 
 @pytest.fixture

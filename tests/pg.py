@@ -78,6 +78,20 @@ class Databases:
         self._made.append(name)
         return url_of(name)
 
+    def emptied(self, url: str) -> str:
+        """The database at `url`, every Keybrake table emptied (the schema stays): ~10 ms, where
+        creating a database from the template takes ~100–300 ms."""
+        with psycopg.connect(url, autocommit=True, connect_timeout=3) as c:
+            tables = [
+                r[0]
+                for r in c.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                    " AND tablename != 'alembic_version'"
+                ).fetchall()
+            ]
+            c.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(sql.Identifier(t) for t in tables)))
+        return url
+
     def drop(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         with _connect() as c:

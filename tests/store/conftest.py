@@ -21,7 +21,7 @@ def engine_url(engine: str, request: pytest.FixtureRequest) -> str | None:
     """None (embedded SQLite in tmp_path) or a fresh PostgreSQL database."""
     if engine == "sqlite":
         return None
-    return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("pass_database"))
 
 
 @pytest.fixture
