@@ -54,13 +54,23 @@ def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     url = request.getfixturevalue("pass_database")
-    harness.DATABASE_URL = url
+    dbs: Databases = request.getfixturevalue("pg_databases")
+    extra: list[str] = []
+
+    def new_database() -> str:
+        extra.append(dbs.create())
+        return extra[-1]
+
+    harness.DATABASE_URL, harness.NEW_DATABASE = url, new_database
     os.environ["KEYBRAKE_DATABASE_URL"] = url  # for CLI commands and spawned servers
     try:
         yield
     finally:
-        harness.DATABASE_URL = None
+        harness.DATABASE_URL, harness.NEW_DATABASE = None, None
+        harness.reset_installs()
         os.environ.pop("KEYBRAKE_DATABASE_URL", None)
+        for other in extra:
+            dbs.drop(other)
 
 
 @pytest.fixture

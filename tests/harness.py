@@ -29,6 +29,25 @@ from keybrake.runtime import ensure_admin_token, open_runtime
 ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"
 # Set per test on the PostgreSQL pass (tests/conftest.py): servers started by a test use it.
 DATABASE_URL: str | None = None
+# On that pass, a second install (another data dir) in the same test gets a database of its own.
+NEW_DATABASE: Callable[[], str] | None = None
+_INSTALLS: dict[Path, str] = {}
+
+
+def database_for(data_dir: Path) -> str | None:
+    """The PostgreSQL database of the install at `data_dir` on the PostgreSQL pass (else None)."""
+    if DATABASE_URL is None:
+        return None
+    if not _INSTALLS:
+        _INSTALLS[data_dir] = DATABASE_URL
+    if data_dir not in _INSTALLS:
+        assert NEW_DATABASE is not None
+        _INSTALLS[data_dir] = NEW_DATABASE()
+    return _INSTALLS[data_dir]
+
+
+def reset_installs() -> None:
+    _INSTALLS.clear()
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 
 
@@ -53,7 +72,7 @@ class KeybrakeThread:
     def __init__(self, data_dir: Path, *, clock: Callable[[], int] | None = None, **settings: Any) -> None:
         base = Settings(
             data_dir=data_dir,
-            database_url=DATABASE_URL,
+            database_url=database_for(data_dir),
             admin_token=ADMIN_TOKEN,
             allow_insecure_upstream=True,
             upstream_hosts=("127.0.0.1",),
@@ -207,7 +226,7 @@ def spawn_keybrake(
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
         "KEYBRAKE_UPSTREAM_HOSTS": "127.0.0.1",
         "KEYBRAKE_UPSTREAM_TIMEOUT": "30",
-        **({"KEYBRAKE_DATABASE_URL": DATABASE_URL} if DATABASE_URL else {}),
+        **({"KEYBRAKE_DATABASE_URL": url} if (url := database_for(data_dir)) else {}),
         **(env or {}),
     }
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL

@@ -70,8 +70,11 @@ def test_a_retry_of_a_request_still_in_flight_gets_409(kb: KeybrakeThread, fake_
     deadline = time.monotonic() + 5
     while not fake_stripe.requests and time.monotonic() < deadline:
         time.sleep(0.01)
+    started = time.monotonic()
     r = httpx.post(f"{kb.url}/stripe/v1/charges", data={"amount": 100, "currency": "usd"}, headers=headers)
+    waited = time.monotonic() - started
     assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency_in_flight"
+    assert 1.5 < waited < 4  # it waited (up to 2 s) for the first request to finish, then gave up
     assert r.headers["stripe-should-retry"] == "true" and r.headers["retry-after"] == "1"
     fake_stripe.hang.set()
     t.join(10)

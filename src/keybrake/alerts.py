@@ -322,8 +322,11 @@ class Alerts:
                     last_scan = time.monotonic()
                     self._known = await self.store.list_alerts()
                     if self._down:
-                        self._down = False
+                        # Recovered only when what failed works again: a write on the counters
+                        # (a read can succeed while reservations still cannot).
+                        await self.store.probe_write()
                         await self.emit("enforcement.recovered", {"recovered_at": rfc3339(self.store.now_ms())})
+                        self._down = False
                     await self.scan_thresholds()
                     await self.scan_expired()
                     if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:

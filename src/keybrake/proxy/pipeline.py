@@ -82,6 +82,7 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _MAX_POLICY_RETRIES = 3
+IN_FLIGHT_WAIT_S = 2.0  # a retry waits this long for the request it repeats to finish
 # Settlements that do not depend on the answer: nothing sent (release, no request counted),
 # the vendor refused the operator's secret (release; the request did reach it).
 _NOTHING_SENT = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=False)
@@ -258,14 +259,7 @@ class Pipeline:
             # 4b. reserve against every cap, atomically with the key's current state
             caps = _caps(key, policy, estimate)
             dedup = _dedup_check(policy, vendor, vreq)
-            try:
-                result = await self.store.reserve(
-                    key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup
-                )
-            except EnforcementUnavailable as exc:
-                if exc.commit_unknown:
-                    self.rec.release_unanswered(ctx, dedup)
-                raise
+            result = await self._reserve(ctx, key, caps, retry, dedup)
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True
@@ -301,6 +295,37 @@ class Pipeline:
 
         # 5. swap the credential and forward
         return await self._forward(req, ctx, key, vendor, vreq, estimate, policy, result, raw_rest)
+
+    async def _reserve(
+        self,
+        ctx: RequestContext,
+        key: KeyRecord,
+        caps: list[CapSpec],
+        retry: RetryCheck | None,
+        dedup: DedupCheck | None,
+    ) -> ReserveResult:
+        """Reserve; a retry of a request still in flight waits for it (up to IN_FLIGHT_WAIT_S).
+
+        An SDK retries as soon as it has an answer, and the first request's row is completed just
+        after its answer is sent (on another replica, perhaps): that short overlap must not turn a
+        legitimate retry into a 409.
+        """
+        deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+        pause = 0.01
+        while True:
+            try:
+                result = await self.store.reserve(
+                    key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup
+                )
+            except EnforcementUnavailable as exc:
+                if exc.commit_unknown:
+                    self.rec.release_unanswered(ctx, dedup)
+                raise
+            in_flight = result.retry_of is not None and result.retry_of.verdict == "in_flight"
+            if not in_flight or time.monotonic() + pause > deadline:
+                return result
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     async def _forward(
         self,

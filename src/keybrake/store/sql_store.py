@@ -111,6 +111,10 @@ class SQLStore(AdminQueries, AlertQueries):
         self._heartbeat(instance_id, hostname, pid)
 
     @blocking
+    def probe_write(self) -> None:
+        self._write("UPDATE counters SET used = used WHERE scope = ''")
+
+    @blocking
     def deregister_instance(self, instance_id: str) -> None:
         self._write("DELETE FROM instances WHERE id = ?", (instance_id,))
 
@@ -329,12 +333,12 @@ class SQLStore(AdminQueries, AlertQueries):
     def pending_estimates(
         self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
     ) -> list[PendingEstimate]:
+        by_vendor = " AND vendor = ?" if vendor is not None else ""
         rows = self._read(
             "SELECT id, ts, key_id, vendor, credential, vendor_object_id, account_context, reserved_usd, cost_kind"
             " FROM audit WHERE verdict = 'allowed' AND cost_source = 'estimate' AND reservation IS NOT NULL"
-            " AND vendor_object_id IS NOT NULL AND id < ? AND id > ? AND (? IS NULL OR vendor = ?)"
-            " ORDER BY id LIMIT ?",
-            (audit_id_floor(older_than_ms), after_id or "", vendor, vendor, limit),
+            f" AND vendor_object_id IS NOT NULL AND id < ? AND id > ?{by_vendor} ORDER BY id LIMIT ?",
+            (audit_id_floor(older_than_ms), after_id or "", *([vendor] if vendor is not None else []), limit),
         )
         return [PendingEstimate(**dict(r)) for r in rows]
 
