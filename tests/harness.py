@@ -48,6 +48,8 @@ def database_for(data_dir: Path) -> str | None:
 
 def reset_installs() -> None:
     _INSTALLS.clear()
+
+
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 
 
