@@ -27,6 +27,13 @@ from keybrake.store.windows import window_start
 
 
 class AdminQueries(SQLBase):
+    def _metadata_filter(self, metadata: dict[str, str], where: list[str], params: list[Any]) -> None:
+        """Exact matches on fields of the JSON `metadata` column (keys and audit rows)."""
+        for k, v in metadata.items():
+            field, arg = self._json_text("metadata", k)
+            where.append(f"{field} = ?")
+            params += [arg, v]
+
     # -- keys -----------------------------------------------------------------------------
 
     @blocking
@@ -81,10 +88,7 @@ class AdminQueries(SQLBase):
             params.append(now)
         elif q.status == "revoked":
             where.append("status = 'revoked'")
-        for k, v in q.metadata.items():
-            field, arg = self._json_text("metadata", k)
-            where.append(f"{field} = ?")
-            params += [arg, v]
+        self._metadata_filter(q.metadata, where, params)
         if q.cursor is not None:
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params += [q.cursor[0], q.cursor[0], q.cursor[1]]
@@ -317,10 +321,7 @@ class AdminQueries(SQLBase):
         if q.idempotency_key_prefix is not None:
             where.append("idempotency_key LIKE ? ESCAPE '\\'")
             params.append(_escape_like(q.idempotency_key_prefix))
-        for k, v in q.metadata.items():
-            field, arg = self._json_text("metadata", k)
-            where.append(f"{field} = ?")
-            params += [arg, v]
+        self._metadata_filter(q.metadata, where, params)
         if q.since is not None:
             where.append("id >= ?")
             params.append(audit_id_floor(q.since))
