@@ -199,10 +199,16 @@ class KeybrakeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    @property
+    def _max_flight_ms(self) -> int:
+        """No request stays in flight past its upstream timeout; a row older than this (plus a
+        generous margin) lost its settlement, and is recovered like a dead process's."""
+        return int((self.rt.settings.upstream_timeout_s + 300) * 1000)
+
     async def startup(self) -> None:
         store = self.rt.store
         await store.register_instance(self.instance_id, hostname(), os.getpid())
-        recovered = await store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
+        recovered = await store.recover_in_flight(self.instance_id, hostname(), STALE_MS, self._max_flight_ms)
         if recovered:
             event(
                 log,
@@ -229,7 +235,7 @@ class KeybrakeApp:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.rt.store.heartbeat(self.instance_id, hostname(), os.getpid())
-                await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS)
+                await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS, self._max_flight_ms)
                 await self.rt.store.dedup_purge()
             except EnforcementUnavailable as exc:
                 event(log, "heartbeat failed", logging.ERROR, error=str(exc))

@@ -16,6 +16,7 @@ import pytest
 
 from keybrake.store import open_store
 from keybrake.store.base import AuditRow, CapSpec, KeyRecord, KeyState, Settlement, Store, Window
+from keybrake.store.ids import new_audit_id
 from keybrake.timefmt import DAY_MS
 
 DAY0 = 1_790_000_000_000 - 1_790_000_000_000 % DAY_MS  # a UTC midnight
@@ -209,3 +210,19 @@ async def test_recovery_marks_rows_of_dead_instances(store: Store) -> None:
     assert got is not None and got["verdict"] == "outcome_unknown"
     c = await store.counters_for("key:vk_1", [("total_usd", 0)])
     assert c["total_usd"].reserved == 3_000_000
+
+
+async def test_a_row_in_flight_past_any_timeout_is_recovered_even_with_a_live_owner(store: Store, clock: Clock) -> None:
+    """Its settlement was lost (e.g. the database crashed after acknowledging it): not left in flight forever."""
+    host = socket.gethostname()
+    await store.insert_key(key(store), "h1")
+    await store.register_instance("ins_me", host, os.getpid())
+    r0 = AuditRow(id=new_audit_id(clock.ms), ts=clock.ms, method="POST", path="/v1/charges", verdict="in_flight")
+    await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r0, "ins_me")
+    assert await store.recover_in_flight("ins_me", host, 30_000, 60_000) == 0  # young, owner alive
+    clock.ms += 61_000
+    await store.heartbeat("ins_me", host, os.getpid())
+    assert await store.recover_in_flight("ins_me", host, 30_000, 60_000) == 1
+    got = await store.get_audit(r0.id)
+    assert got is not None and got["verdict"] == "outcome_unknown"
+    assert (await store.counters_for("key:vk_1", [("total_usd", 0)]))["total_usd"].reserved == 3_000_000

@@ -430,7 +430,10 @@ class Store(Protocol):
     async def deregister_instance(self, instance_id: str) -> None:
         """A clean stop: the lease goes now, and any row it still has in flight is recovered at once."""
 
-    async def recover_in_flight(self, instance_id: str, hostname: str, stale_ms: int) -> int: ...
+    async def recover_in_flight(
+        self, instance_id: str, hostname: str, stale_ms: int, max_flight_ms: int | None = None
+    ) -> int:
+        """Mark rows of dead processes (and rows in flight longer than `max_flight_ms`) outcome_unknown."""
 
     # hot path
     async def key_by_hash(self, token_hash: str) -> KeyRecord | None: ...

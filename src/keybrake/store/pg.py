@@ -14,7 +14,9 @@ never waits on the network and no two calls share a connection.
 - Clock: windows and expiry use the database's clock, read in the reservation's first statement;
   `now_ms()` (audit timestamps, admin answers) is the host clock corrected by the offset to the
   database's, measured at start and at every heartbeat.
-- Durability: reservations commit with `synchronous_commit=on`; settlements with `off` (§2.7).
+- Durability: every transaction commits with `synchronous_commit=on`, settlements too: an
+  asynchronous commit lost in a database crash would leave a live replica's row `in_flight`
+  with nothing left to settle it. Settlements are batched, so the flush is shared.
 - Failure: no connection within `pool_timeout_s`, a statement past `statement_timeout_ms`, or
   any database error → `EnforcementUnavailable` (503, fail closed). Broken connections are
   dropped and replaced by the pool; once PostgreSQL is back, requests succeed again without a
@@ -229,13 +231,11 @@ class PostgresStore(SQLStore):
         return conn
 
     @contextmanager
-    def _tx(self, *, durable: bool = True) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
         conn = self._conn()
         cur = _Cursor(conn.cursor(), self._local)
         try:
             cur.execute("BEGIN")
-            if not durable:
-                cur.execute("SET LOCAL synchronous_commit = off")
         except psycopg.Error as exc:
             raise _unavailable(exc) from exc
         try:

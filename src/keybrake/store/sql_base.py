@@ -68,12 +68,8 @@ class SQLBase:
     async def _run(self, fn: Callable[[], R]) -> R:
         raise NotImplementedError
 
-    def _tx(self, *, durable: bool = True) -> AbstractContextManager[Cursor]:
-        """One transaction; any database error means enforcement is unavailable.
-
-        `durable=False` (settlement, row completion) lets PostgreSQL skip the wait for the WAL
-        flush (CONTRACT §2.7); reservations always wait for it.
-        """
+    def _tx(self) -> AbstractContextManager[Cursor]:
+        """One transaction; any database error means enforcement is unavailable."""
         raise NotImplementedError
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:

@@ -127,11 +127,15 @@ class SQLStore(AdminQueries, AlertQueries):
         )
 
     @blocking
-    def recover_in_flight(self, instance_id: str, hostname: str, stale_ms: int) -> int:
+    def recover_in_flight(
+        self, instance_id: str, hostname: str, stale_ms: int, max_flight_ms: int | None = None
+    ) -> int:
         """Mark rows owned by dead processes `outcome_unknown`, keeping their reservations.
 
         A process is dead when its lease (heartbeat) is older than `stale_ms`, or at once when it
-        ran on this host and its pid is gone. Any replica may do this for any other.
+        ran on this host and its pid is gone. Any replica may do this for any other. A row in
+        flight longer than `max_flight_ms` (past any upstream timeout: its settlement was lost)
+        is marked too, whoever owns it; if its settlement does land later, it still settles it.
         """
         now = self.now_ms()
         dead: list[str] = []
@@ -146,10 +150,11 @@ class SQLStore(AdminQueries, AlertQueries):
             orphaned = cur.execute(
                 "UPDATE audit SET verdict = 'outcome_unknown', reason = ?, cost_source = 'estimate',"
                 " cost_usd = reserved_usd WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
-                " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) RETURNING id",
+                " AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) OR id < ?) RETURNING id",
                 (
                     "Keybrake stopped while this request was in flight; the vendor may have acted. "
                     "Its reservation is kept until reconciled.",
+                    audit_id_floor(now - max_flight_ms) if max_flight_ms is not None else "",
                 ),
             ).fetchall()
             for r in orphaned:
@@ -300,7 +305,7 @@ class SQLStore(AdminQueries, AlertQueries):
 
     @blocking
     def settle_many(self, jobs: list[SettleJob]) -> None:
-        with self._tx(durable=False) as cur:
+        with self._tx() as cur:
             # Only rows still holding their reservation are settled, so running a batch twice (a
             # retry after a COMMIT whose answer was lost) changes nothing the second time, and a
             # row settled meanwhile by a retry of its request is not settled again. The rows are

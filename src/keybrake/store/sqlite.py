@@ -55,7 +55,7 @@ class SQLiteStore(SQLStore):
         return fn()  # inline: no await between BEGIN and COMMIT, so tasks cannot interleave
 
     @contextmanager
-    def _tx(self, *, durable: bool = True) -> Iterator[Cursor]:
+    def _tx(self) -> Iterator[Cursor]:
         """One IMMEDIATE transaction (SQLite's write lock up front)."""
         cur = self._db.cursor()
         try:
