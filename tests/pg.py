@@ -24,9 +24,8 @@ ADMIN_URL = os.environ.get("KEYBRAKE_TEST_PG_URL", "postgresql://postgres@127.0.
 START_COMMAND = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
-def _connect(dbname: str | None = None) -> psycopg.Connection:
-    url = ADMIN_URL if dbname is None else ADMIN_URL.rsplit("/", 1)[0] + "/" + dbname
-    return psycopg.connect(url, autocommit=True, connect_timeout=3)
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
 
 
 def ensure_server() -> None:

@@ -31,6 +31,7 @@ from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.settler import SettleWriter
 from keybrake.proxy.upstream import AiohttpUpstream, Upstream
 from keybrake.runtime import Runtime
+from keybrake.store.base import LEASE_STALE_MS
 from keybrake.tokens import token_hash
 
 log = logging.getLogger("keybrake")
@@ -42,7 +43,6 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
 _ADMIN_EXACT = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
 HEARTBEAT_S = 5.0
-STALE_MS = 30_000
 
 
 def is_admin_path(path: str) -> bool:
@@ -208,7 +208,7 @@ class KeybrakeApp:
     async def startup(self) -> None:
         store = self.rt.store
         await store.register_instance(self.instance_id, hostname(), os.getpid())
-        recovered = await store.recover_in_flight(self.instance_id, hostname(), STALE_MS, self._max_flight_ms)
+        recovered = await store.recover_in_flight(self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms)
         if recovered:
             event(
                 log,
@@ -235,7 +235,7 @@ class KeybrakeApp:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.rt.store.heartbeat(self.instance_id, hostname(), os.getpid())
-                await self.rt.store.recover_in_flight(self.instance_id, hostname(), STALE_MS, self._max_flight_ms)
+                await self.rt.store.recover_in_flight(self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms)
                 await self.rt.store.dedup_purge()
             except EnforcementUnavailable as exc:
                 event(log, "heartbeat failed", logging.ERROR, error=str(exc))

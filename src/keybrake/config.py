@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.timefmt import parse_duration_s
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, RatesError, TwilioRates, load_twilio_rates
 
@@ -18,7 +19,7 @@ class SettingsError(ValueError):
     pass
 
 
-DATABASE_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://", "sqlite:///")
+DATABASE_SCHEMES = (*POSTGRES_SCHEMES, "sqlite:///")
 
 
 @dataclass(frozen=True)

@@ -319,7 +319,7 @@ class Pipeline:
                 )
             except EnforcementUnavailable as exc:
                 if exc.commit_unknown:
-                    self.rec.release_unanswered(ctx, dedup)
+                    await self.rec.release_unanswered(ctx, dedup)
                 raise
             in_flight = result.retry_of is not None and result.retry_of.verdict == "in_flight"
             if not in_flight or time.monotonic() + pause > deadline:

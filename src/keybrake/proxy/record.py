@@ -78,35 +78,37 @@ class Recorder:
         self._timings(ctx)
         settlement.apply_to(row)
         job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement))
-        if self.settle is not None:
-            self.settle(job)  # batched, off the response path
-        else:
-            try:
-                await self.store.settle_many([job])
-            except EnforcementUnavailable as exc:
-                event(
-                    log,
-                    "settle failed; the row stays in_flight and is recovered on restart",
-                    logging.ERROR,
-                    request_id=row.id,
-                    key_id=row.key_id,
-                    error=str(exc),
-                )
+        await self._submit(job)
         self._observe(row)
 
-    def release_unanswered(self, ctx: RequestContext, dedup: DedupCheck | None) -> None:
+    async def _submit(self, job: SettleJob) -> None:
+        """To the settle writer (batched, retried until the store takes it), or straight to the store."""
+        if self.settle is not None:
+            self.settle(job)
+            return
+        try:
+            await self.store.settle_many([job])
+        except EnforcementUnavailable as exc:
+            event(
+                log,
+                "settle failed; the row stays in_flight and is recovered as outcome_unknown",
+                logging.ERROR,
+                request_id=job.row.id,
+                key_id=job.row.key_id,
+                error=str(exc),
+            )
+
+    async def release_unanswered(self, ctx: RequestContext, dedup: DedupCheck | None) -> None:
         """The reservation failed with no answer (the connection dropped at COMMIT): it may have
         landed. Nothing was forwarded, so whatever it holds is released, through the settle writer,
         which retries until the store is back; if it never landed, that finds nothing to do."""
-        if self.settle is None:
-            return
         row = replace(ctx.row, verdict="denied_enforcement_unavailable", error_code="enforcement_unavailable")
         row.status, row.reason = 503, "The store failed while reserving; nothing was forwarded."
         settlement = Settlement("denied_enforcement_unavailable", 0, "none", "none", False, False)
         outcome = None
         if dedup is not None and row.key_id is not None:
             outcome = DedupOutcome(row.key_id, dedup.fingerprint, "release")
-        self.settle(SettleJob(row, [], settlement, None, dedup=outcome, items_from_row=True))
+        await self._submit(SettleJob(row, [], settlement, None, dedup=outcome, items_from_row=True))
 
     async def refuse(
         self,

@@ -131,6 +131,10 @@ class AdminTokenRecord:
     revoked_at: int | None
 
 
+# A process whose lease (heartbeat) is older than this is dead (recovery, the SQLite copy).
+LEASE_STALE_MS = 30_000
+
+
 class Window(Enum):
     DAY = "day"  # calendar day (UTC for keys, the budget's time zone for budgets)
     MONTH = "month"  # calendar month, in the budget's time zone

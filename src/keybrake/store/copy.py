@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from keybrake.store.base import LEASE_STALE_MS
 from keybrake.store.migrate import SchemaError, current_revision, ensure_schema, head_revision
 from keybrake.store.pg import sqlalchemy_pg_url
 
@@ -40,7 +41,6 @@ TABLES = (
     "alert_fired",
     "audit",
 )
-LIVE_MS = 30_000  # a lease renewed this recently means a server is still running on the file
 
 
 class CopyError(Exception):
@@ -81,7 +81,7 @@ def copy_sqlite_to_postgres(
             src.execute("BEGIN")  # one read snapshot of the whole file
             if not force_live:
                 live = src.execute(
-                    "SELECT count(*) FROM instances WHERE heartbeat_at > ?", (now_ms - LIVE_MS,)
+                    "SELECT count(*) FROM instances WHERE heartbeat_at > ?", (now_ms - LEASE_STALE_MS,)
                 ).fetchone()[0]
                 if live:
                     raise CopyError(

@@ -53,6 +53,9 @@ _RETRIES = 3
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
+
 @dataclass(frozen=True)
 class PGOptions:
     pool_size: int = 16
@@ -62,7 +65,7 @@ class PGOptions:
 
 
 def is_postgres_url(url: str | None) -> bool:
-    return bool(url) and str(url).startswith(("postgresql://", "postgres://", "postgresql+psycopg://"))
+    return bool(url) and str(url).startswith(POSTGRES_SCHEMES)
 
 
 def libpq_url(url: str) -> str:
@@ -184,7 +187,11 @@ class PostgresStore(SQLStore):
         self._local = threading.local()
         self._offset_ms = 0
         self._closed = False
-        self._call(self._sync_clock)
+        try:
+            self._call(self._sync_clock)
+        except BaseException:
+            self._close_sync()
+            raise
 
     # -- where the shared code runs ---------------------------------------------------------
 
@@ -279,10 +286,6 @@ class PostgresStore(SQLStore):
         db_ms = self._read(f"SELECT {self.NOW_SQL}")[0][0]
         t1 = time.time()
         self._offset_ms = int(db_ms - (t0 + t1) / 2 * 1000)
-
-    @property
-    def clock_offset_ms(self) -> int:
-        return self._offset_ms
 
     async def close(self) -> None:
         if self._closed:

@@ -9,6 +9,7 @@ locked in one order (`lock_order`), so concurrent transactions cannot deadlock o
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import replace
@@ -87,6 +88,10 @@ RETURNING used
 
 class SQLStore(AdminQueries, AlertQueries):
     """The store logic shared by the SQLite and PostgreSQL engines."""
+
+    @functools.cached_property
+    def _key_state_sql(self) -> str:
+        return _KEY_STATE.format(now=self.NOW_SQL)
 
     # -- meta and instances ---------------------------------------------------------------
 
@@ -216,7 +221,7 @@ class SQLStore(AdminQueries, AlertQueries):
         dedup: DedupCheck | None,
     ) -> ReserveResult:
         with self._tx() as cur:
-            k = cur.execute(_KEY_STATE.format(now=self.NOW_SQL), (key_id,)).fetchone()
+            k = cur.execute(self._key_state_sql, (key_id,)).fetchone()
             if k is None:
                 return ReserveResult(KeyState.MISSING)
             now = self._txn_now(k["db_now"])  # windows and expiry from the store's clock
@@ -260,7 +265,7 @@ class SQLStore(AdminQueries, AlertQueries):
             # One guarded UPSERT for every counter, rows in lock order: the key's, then budgets by id.
             params: dict[str, Any] = {}
             values: list[str] = []
-            order = sorted(range(len(caps)), key=lambda j: lock_order(items[j].counter_scope, caps[j].counter, 0))
+            order = sorted(range(len(items)), key=lambda j: lock_order(*_counter_key(items[j])))
             for i in order:
                 cap, item = caps[i], items[i]
                 values.append(f"(:s{i}, :c{i}, :w{i}, 0, :a{i}, :l{i})")
@@ -321,7 +326,7 @@ class SQLStore(AdminQueries, AlertQueries):
                 if job.row.id in open_ids and not job.settlement.keep_reservation
                 for it in job.items
             ]
-            moves.sort(key=lambda m: lock_order(m[1].counter_scope, m[1].counter, m[1].window_start))
+            moves.sort(key=lambda m: lock_order(*_counter_key(m[1])))
             used: dict[tuple[int, str, str], Row | None] = {}
             for job, it in moves:
                 used[(id(job), it.counter_scope, it.counter)] = _move(cur, it, it.settled_amount(job.settlement))
@@ -435,6 +440,10 @@ def _settle_one(
         _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
+
+
+def _counter_key(it: ReservedItem) -> tuple[str, str, int]:
+    return it.counter_scope, it.counter, it.window_start
 
 
 def _open_rows(cur: Cursor, row_ids: list[str], for_update: str) -> dict[str, str]:
@@ -552,7 +561,7 @@ def _settle_kept(
     if r is None:
         return False  # already settled (by a retry or an earlier pass)
     kept = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]
-    for it in sorted(kept, key=lambda i: lock_order(i.counter_scope, i.counter, i.window_start)):
+    for it in sorted(kept, key=lambda i: lock_order(*_counter_key(i))):
         # USD counters move to the real cost; the request was forwarded and the vendor has the
         # object (or answered the retry), so request and send counters count it.
         _move(cur, it, cost_usd if it.is_usd else it.amount)
