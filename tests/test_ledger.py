@@ -118,7 +118,10 @@ def test_refund_of_another_customers_charge_is_refused(kb: KeybrakeThread, fake_
     with pytest.raises(stripe.PermissionError) as info:
         via(kb, key).v1.refunds.create({"charge": theirs.id})
     assert info.value.error is not None and info.value.error.code == "scope_violation"
-    assert "cus_OTHER" in str(info.value.user_message)
+    # The denial tells the agent nothing about an object it may not see; the operator's row does.
+    assert "cus_OTHER" not in str(info.value.user_message) and "cus_OTHER" not in str(info.value.json_body)
+    denied = kb.audit(key_id=key["id"], verdict="denied")[0]
+    assert "cus_OTHER" in denied["reason"] and denied["preflight_lookup"]["status"] == 200
     refund = via(kb, key).v1.refunds.create({"charge": mine.id, "amount": 300})
     assert refund.amount == 300
     posts = [r for r in fake_stripe.requests if r.method == "POST" and r.path == "/v1/refunds"]

@@ -121,6 +121,8 @@ class Denial(Exception):
     cap: CapHit | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
     exposed_prefix: str | None = None  # a real vendor secret was sent as a key: its prefix only
+    # Facts for the operator's audit row only, never rendered to the agent (e.g. whose object it was).
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if self.code not in STATUS:

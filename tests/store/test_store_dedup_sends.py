@@ -86,10 +86,26 @@ async def test_an_idempotent_retry_reserves_no_sends(store: Store) -> None:
     r.idempotency_key = "idem-1"
     r.id = new_audit_id(store.now_ms())  # retries are looked up by time-ordered id
     res = await store.reserve("vk_1", 1, with_sends(4, 5), r, "me", check)
+    r.upstream_status = 200  # the vendor accepted it, and keeps that answer under the key
     await store.settle(r, res.items, sent(billed=True), None)
     retry = await store.reserve("vk_1", 1, with_sends(4, 5), row(store), "me", check)
     assert retry.cap_hit is None and retry.retry_of is not None
     assert await sends(store) == (4, 0)
+
+
+async def test_a_retry_after_an_answer_the_vendor_did_not_keep_reserves_like_new(store: Store) -> None:
+    """A 429/409/validation 400 stores nothing at the vendor: the repeat runs for real (and is counted)."""
+    check = RetryCheck("idem-2", "fp", cached_statuses=frozenset({402}))
+    for status, is_retry in ((429, False), (400, False), (409, False), (402, True), (201, True)):
+        first = row(store)
+        first.idempotency_key = f"idem-{status}"
+        first.id = new_audit_id(store.now_ms())
+        key_check = RetryCheck(f"idem-{status}", "fp", cached_statuses=check.cached_statuses)
+        res = await store.reserve("vk_1", 1, with_sends(1, None), first, "me", key_check)
+        first.upstream_status = status
+        await store.settle(first, res.items, sent(billed=status < 300), None)
+        again = await store.reserve("vk_1", 1, with_sends(1, None), row(store), "me", key_check)
+        assert (again.retry_of is not None) is is_retry, status
 
 
 async def test_dedup_entry_lifecycle(store: Store, clock: Clock) -> None:

@@ -52,6 +52,7 @@ from keybrake.store.base import (
     KeyRecord,
     KeyState,
     LedgerEntry,
+    ObjectCount,
     ReserveResult,
     RetryCheck,
     SettleJob,
@@ -60,6 +61,7 @@ from keybrake.store.base import (
     Window,
 )
 from keybrake.store.ids import new_audit_id
+from keybrake.store.windows import resets_at, window_start
 from keybrake.timefmt import rfc3339
 from keybrake.tokens import token_hash
 from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest
@@ -105,6 +107,9 @@ _CAP_WORDS = {
     "daily_request_cap": "daily request cap",
 }
 DEDUP_WAIT_S = 10.0
+# The most one request may reserve (µUSD): $1 billion. Far above any vendor's per-call limit,
+# far below where a counter's 64-bit sum could overflow.
+MAX_ESTIMATE_MICRO = 10**15
 
 
 class AlertSink(Protocol):
@@ -128,7 +133,7 @@ class Pipeline:
         pepper: bytes,
         instance_id: str,
         on_verdict: Callable[[str, str, int], None] | None = None,
-        settle: Callable[[SettleJob], None] | None = None,
+        settle: Callable[[SettleJob], asyncio.Future[None]] | None = None,
         alerts: AlertSink | None = None,
     ) -> None:
         self.store = store
@@ -164,6 +169,8 @@ class Pipeline:
             if self.alerts is not None:
                 self.alerts.enforcement_unavailable(str(exc))
             return self.rec.unavailable(ctx, exc)
+        except Exception as exc:  # a bug or an input nothing anticipated: fail closed, keep the row
+            return await self.rec.crashed(ctx, exc)
 
     async def _forward_if_allowed(
         self, req: ProxyRequest, ctx: RequestContext, early_denial: Denial | None
@@ -218,32 +225,43 @@ class Pipeline:
         vreq = vendor.parse(req, segments)
         ctx.row.request_summary = vendor.summary(vreq) or None
         ctx.row.account_context = vreq.account_context
-        ctx.row.idempotency_key = _first(req.header_all("idempotency-key"))
+        ctx.row.idempotency_key = _idempotency_key(req, vendor)
         if req.body:
             ctx.row.body_hash = hmac.new(self.pepper, req.body, hashlib.sha256).hexdigest()
 
         idempotency_key = ctx.row.idempotency_key
         fingerprint = vendor.fingerprint(vreq) if idempotency_key else None
-        retry = RetryCheck(idempotency_key, fingerprint) if idempotency_key and fingerprint else None
+        retry = (
+            RetryCheck(idempotency_key, fingerprint, cached_statuses=vendor.idempotency_cached_statuses)
+            if idempotency_key and fingerprint
+            else None
+        )
 
         facts: dict[str, LedgerEntry] = {}
         for _ in range(_MAX_POLICY_RETRIES):
             policy = self.snapshots.policy(key)
-            missing = [o for o in vendor.objects_needed(vreq, policy.customer_allowlist is not None) if o not in facts]
-            if missing:
-                facts.update(
-                    await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
-                )
-                vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
             try:
-                # 3. endpoint, scope and parameter rules
+                # 3. endpoint, scope and parameter rules. Everything that needs no vendor data is
+                #    checked before any lookup made with the operator's secret.
                 self._match_endpoint(ctx, policy, vendor, vreq)
+                vendor.precheck(policy, vreq)
+                check_param_rules(policy, vreq.params)
+                need = vendor.objects_needed(vreq, policy.customer_allowlist is not None)
+                missing = [o for o in need if o not in facts]
+                if missing:
+                    current = await self._before_lookup(ctx, key, thash, policy)
+                    if current is not None:  # patched since the snapshot: evaluate the new policy
+                        key, fresh = current, True
+                        continue
+                    facts.update(
+                        await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
+                    )
+                    vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
                 scope = vendor.check_scope(policy, vreq)
                 ctx.row.customer_scope_id = scope.customer_scope_id
                 if scope.extra:
                     vreq = replace(vreq, extra={**vreq.extra, **scope.extra})
                     ctx.row.request_summary = vendor.summary(vreq) or None
-                check_param_rules(policy, vreq.params)
                 # 4a. estimate what the call can move
                 estimate = self._estimate(ctx, policy, vendor, vreq, key)
             except Denial:
@@ -296,6 +314,39 @@ class Pipeline:
         # 5. swap the credential and forward
         return await self._forward(req, ctx, key, vendor, vreq, estimate, policy, result, raw_rest)
 
+    async def _before_lookup(self, ctx: RequestContext, key: KeyRecord, thash: str, policy: Policy) -> KeyRecord | None:
+        """Right before a lookup made with the operator's secret: the key's current state and its
+        request cap, read from the store (a snapshot may predate a revoke).
+
+        Raises the key's state denial or a request-cap denial; returns the current key when its
+        policy changed since the snapshot (None when it did not).
+        """
+        current = await self.store.key_by_hash(thash)
+        if current is None:
+            raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+        self.snapshots.remember(thash, current)
+        self._check_key_state(current, self.store.now_ms())
+        if current.policy_version != key.policy_version:
+            self._attach_key(ctx, current)
+            return current
+        cap = policy.max_requests_per_hour
+        if cap is not None:
+            ws = window_start(Window.HOUR, self.store.now_ms())
+            got = (await self.store.counters_for(f"key:{key.id}", [("hourly_requests", ws)]))["hourly_requests"]
+            if got.used + got.reserved + 1 > cap:
+                hit = CapHit(
+                    "key",
+                    key.id,
+                    "max_requests_per_hour",
+                    cap,
+                    got.used + got.reserved,
+                    1,
+                    resets_at(Window.HOUR, ws),
+                    False,
+                )
+                raise _cap_denial(hit, key.id)
+        return None
+
     async def _reserve(
         self,
         ctx: RequestContext,
@@ -346,6 +397,7 @@ class Pipeline:
             if policy.daily_usd_cap is not None
             else ("total_usd" if policy.total_usd_cap is not None else None)
         )
+        ctx.reserved, ctx.daily_counter = items, daily_counter
         try:
             secret, base_url = self.snapshots.credential(key, reserved.credential)
             path = vendor.upstream_path(vreq, raw_rest, secret, key.id)
@@ -358,10 +410,10 @@ class Pipeline:
         headers = [(k, v) for k, v in req.headers if k in allowed]
         headers += vendor.upstream_headers(secret)
         headers.append(("accept-encoding", "identity"))
+        body_out = vendor.upstream_body(vreq, req.body)
+        ctx.sent = True  # from here on the vendor may act: an unexpected error keeps the reservation
         try:
-            resp = await self.upstream.send(
-                UpstreamRequest(req.method, url, headers, vendor.upstream_body(vreq, req.body))
-            )
+            resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, body_out))
         except UpstreamForbidden as exc:
             refusal = Denial(
                 "upstream_forbidden",
@@ -415,16 +467,18 @@ class Pipeline:
             # Other vendor 403s pass through, without any key text the vendor echoed.
             body = redact(body.decode("utf-8", "replace")).encode()
         earlier: EarlierSettlement | None = None
+        count: ObjectCount | None = None
         if resp.status < 500 and reserved.retry_of is not None:
             # A retry reserved nothing; its answer tells what the earlier request did (§3.1.4).
             settlement = Settlement("allowed", 0, "none", "none", keep_reservation=False, forwarded=True)
-            if reserved.retry_of.verdict == "outcome_unknown" and (resp.status < 300 or resp.status == 402):
+            if reserved.retry_of.verdict == "outcome_unknown" and _cached(resp.status, vendor):
                 first = {k: v for k, v in resp_headers.items() if k != "idempotent-replayed"}
                 c = vendor.cost(vreq, estimate, resp.status, first, doc, self.settings.fx_rates)
-                earlier = EarlierSettlement(reserved.retry_of.id, c.cost_usd, c.cost_source, c.cost_kind)
+                earlier = EarlierSettlement(reserved.retry_of.id, c.cost_usd, c.cost_source, c.cost_kind, c.count)
         elif resp.status < 500:
             cost = vendor.cost(vreq, estimate, resp.status, resp_headers, doc, self.settings.fx_rates)
             row.vendor_object_id = cost.vendor_object_id
+            count = cost.count
             settlement = Settlement(
                 "allowed",
                 cost.cost_usd,
@@ -448,6 +502,7 @@ class Pipeline:
             daily_counter,
             settles_earlier=earlier,
             ledger=(key.credential, learnt) if learnt else None,
+            count=count,
         )
         # 7. answer with the vendor's response and Keybrake's headers
         out += self.rec.keybrake_headers(ctx)
@@ -562,6 +617,14 @@ class Pipeline:
                     "this endpoint from allowed_endpoints. Do not retry.",
                 )
             estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)
+        if not 0 <= estimate.amount <= MAX_ESTIMATE_MICRO:
+            # Far beyond anything a vendor takes in one call: refused before it reaches arithmetic
+            # on the counters (which must stay exact and within 64-bit integers).
+            raise Denial(
+                "body_invalid",
+                f"This call would move more than {human_usd(MAX_ESTIMATE_MICRO)} in one request, which no "
+                f"{vendor.name} call can. Check the amount. Do not retry unchanged.",
+            )
         check_max_per_call(policy, estimate.amount, key.id)
         ctx.row.reserved_usd = estimate.amount
         ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
@@ -640,8 +703,31 @@ def _cap_denial(cap: Any, key_id: str) -> Denial:
     return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
 
 
-def _first(values: list[str]) -> str | None:
-    return values[0][:255] if values else None
+def _idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
+    """The request's one Idempotency-Key, whole; refused when repeated, empty or longer than the vendor takes.
+
+    Keys are compared whole (never truncated): two keys differing in their last character are two
+    requests to the vendor, so they must be two requests to Keybrake too.
+    """
+    values = req.header_all("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Denial("header_invalid", "Send one Idempotency-Key header; this request carries several.")
+    key = values[0]
+    limit = vendor.idempotency_key_max_length
+    if not key.strip() or len(key) > limit:
+        raise Denial(
+            "header_invalid",
+            f"The Idempotency-Key header must be 1 to {limit} characters for {vendor.name} "
+            f"(got {len(key)}). Do not retry unchanged.",
+        )
+    return key
+
+
+def _cached(status: int, vendor: Vendor) -> bool:
+    """Whether the vendor stores this answer under the Idempotency-Key (and so replays it to a retry)."""
+    return 200 <= status < 300 or status in vendor.idempotency_cached_statuses
 
 
 def _first_segment(raw_path: bytes) -> str | None:

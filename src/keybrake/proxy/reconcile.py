@@ -18,7 +18,7 @@ from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import PendingEstimate, Store
-from keybrake.vendors.base import Vendor
+from keybrake.vendors.base import Vendor, VendorCost
 
 log = logging.getLogger("keybrake.reconcile")
 FINAL_AFTER_MS = 48 * 3_600_000
@@ -66,7 +66,7 @@ class Reconciler:
         vendor = self.vendors.get(row.vendor or "")
         cost = await self._fetch_cost(vendor, row) if vendor is not None else None
         if cost is not None:
-            ok = await self.store.settle_pending(row.id, cost[0], "response", cost[1])
+            ok = await self.store.settle_pending(row.id, cost.cost_usd, "response", cost.cost_kind, cost.count)
         elif now - row.ts >= FINAL_AFTER_MS:
             ok = await self.store.settle_pending(row.id, row.reserved_usd, "estimate", row.cost_kind)
         else:
@@ -75,7 +75,7 @@ class Reconciler:
             event(log, "reconciled", request_id=row.id, key_id=row.key_id, vendor=row.vendor)
         return int(ok)
 
-    async def _fetch_cost(self, vendor: Vendor, row: PendingEstimate) -> tuple[int, str] | None:
+    async def _fetch_cost(self, vendor: Vendor, row: PendingEstimate) -> VendorCost | None:
         cred = await self.store.credential(row.credential or "")
         if cred is None:
             return None
@@ -105,4 +105,4 @@ class Reconciler:
             return None
         if row.credential:
             await self.store.ledger_put(row.credential, vendor.ledger_entries(doc, row.account_context))
-        return result.cost_usd, result.cost_kind
+        return result

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from keybrake.config import Settings
 from keybrake.errors import Denial, EnforcementUnavailable
-from keybrake.logs import event
+from keybrake.logs import event, redact
 from keybrake.money import format_usd
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
@@ -19,6 +21,7 @@ from keybrake.store.base import (
     EarlierSettlement,
     KeyRecord,
     LedgerEntry,
+    ObjectCount,
     ReservedItem,
     SettleJob,
     Settlement,
@@ -27,6 +30,7 @@ from keybrake.store.base import (
 from keybrake.vendors.base import Vendor
 
 log = logging.getLogger("keybrake.proxy")
+LEDGER_WAIT_S = 5.0  # longest an answer waits for its ledger update to be durable
 
 
 @dataclass
@@ -41,6 +45,10 @@ class RequestContext:
     upstream_ms: float = 0.0
     dedup_fingerprint: str | None = None  # this request opened a dedup window entry
     dedup_answer: bytes | None = None  # the sealed answer a duplicate will be replayed
+    reserved: list[ReservedItem] | None = None  # what the committed reservation holds
+    daily_counter: str | None = None
+    sent: bool = False  # the request was handed to the upstream client (the vendor may have acted)
+    settled: bool = False  # a settlement was submitted for the reservation
 
 
 class Recorder:
@@ -49,7 +57,7 @@ class Recorder:
         *,
         store: Store,
         settings: Settings,
-        settle: Callable[[SettleJob], None] | None,
+        settle: Callable[[SettleJob], asyncio.Future[None]] | None,
         on_verdict: Callable[[str, str, int], None] | None,
     ) -> None:
         self.store = store
@@ -70,21 +78,45 @@ class Recorder:
         denial: Denial | None = None,
         settles_earlier: EarlierSettlement | None = None,
         ledger: tuple[str, list[LedgerEntry]] | None = None,
+        count: ObjectCount | None = None,
     ) -> None:
-        """Settle the reservation and complete the row. A store failure here never hides the answer."""
+        """Settle the reservation and complete the row. A store failure here never hides the answer.
+
+        What the answer taught about vendor objects (facts, what was counted) is durable before
+        the answer is returned: the next request on the same object, on any replica, prices from
+        it. Waiting is bounded (LEDGER_WAIT_S): a forwarded answer always reaches the agent.
+        """
         row = ctx.row
         if denial is not None:
-            row.error_code, row.reason, row.status = denial.code, _clip(denial.message), denial.status
+            row.error_code, row.reason, row.status = denial.code, _reason(denial), denial.status
         self._timings(ctx)
         settlement.apply_to(row)
-        job = SettleJob(row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement))
-        await self._submit(job)
+        ctx.settled = True
+        job = SettleJob(
+            row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement), count=count
+        )
+        durable = ledger is not None or count is not None or (settles_earlier is not None and settles_earlier.count)
+        await self._submit(job, wait=bool(durable))
         self._observe(row)
 
-    async def _submit(self, job: SettleJob) -> None:
-        """To the settle writer (batched, retried until the store takes it), or straight to the store."""
+    async def _submit(self, job: SettleJob, *, wait: bool = False) -> None:
+        """To the settle writer (batched, retried until the store takes it), or straight to the store.
+
+        `wait`: return once the job is committed (or LEDGER_WAIT_S passed, logged).
+        """
         if self.settle is not None:
-            self.settle(job)
+            done = self.settle(job)
+            if wait:
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), LEDGER_WAIT_S)
+                except TimeoutError:
+                    event(
+                        log,
+                        "answer returned before its ledger update was written; the settle writer keeps trying",
+                        logging.ERROR,
+                        request_id=job.row.id,
+                        key_id=job.row.key_id,
+                    )
             return
         try:
             await self.store.settle_many([job])
@@ -126,7 +158,7 @@ class Recorder:
         row = ctx.row
         row.verdict = denial.verdict
         row.error_code = denial.code
-        row.reason = _clip(denial.message)
+        row.reason = _reason(denial)
         row.status = denial.status
         written = await self._write_unreserved(ctx)
         resp = self.render_denial(ctx, denial, written=written)
@@ -167,6 +199,55 @@ class Recorder:
         if written:
             resp.headers += self.keybrake_headers(ctx)
         return resp
+
+    async def crashed(self, ctx: RequestContext, exc: Exception) -> ProxyResponse:
+        """An unexpected error on the request path: a recorded 503, never a lost row or a guess.
+
+        Before the reservation, the row is written as a denial. After it, the reservation is
+        released if nothing was sent, and kept (`outcome_unknown`) if the vendor may have acted —
+        an SDK retry with the same Idempotency-Key then costs nothing and gets the vendor's answer.
+        """
+        event(
+            log,
+            "unexpected error on the request path; answered 503 enforcement_unavailable",
+            logging.ERROR,
+            request_id=ctx.row.id,
+            key_id=ctx.row.key_id,
+            error=f"{type(exc).__name__}: {redact(str(exc))[:300]}",
+            stack="".join(traceback.format_tb(exc.__traceback__))[-4000:],
+        )
+        denial = Denial(
+            "enforcement_unavailable",
+            "Keybrake hit an internal error and could not finish enforcing this request"
+            + (
+                " after sending it; it may have been carried out: retry only with the same Idempotency-Key."
+                if ctx.sent
+                else "; nothing was forwarded. Retry shortly."
+            ),
+        )
+        try:
+            if ctx.reserved is None:
+                return await self.deny(ctx, denial)
+            if ctx.settled:
+                return self.render_denial(ctx, denial)
+            row = ctx.row
+            if ctx.sent:
+                settlement = Settlement(
+                    "outcome_unknown",
+                    row.reserved_usd,
+                    "estimate",
+                    row.cost_kind,
+                    keep_reservation=True,
+                    forwarded=True,
+                )
+            else:
+                settlement = Settlement(denial.verdict, 0, "none", "none", keep_reservation=False, forwarded=False)
+            return await self.refuse(ctx, ctx.reserved, settlement, ctx.daily_counter, denial)
+        except Exception as again:  # recording failed too: the row is recovered if it was written
+            event(log, "could not record an internal error", logging.ERROR, error=type(again).__name__)
+            return denial_response(
+                denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms()
+            )
 
     def unavailable(self, ctx: RequestContext, exc: Exception) -> ProxyResponse:
         event(
@@ -251,3 +332,8 @@ def _dedup_outcome(ctx: RequestContext, settlement: Settlement) -> DedupOutcome 
 
 def _clip(text: str) -> str:
     return text[:1000]
+
+
+def _reason(denial: Denial) -> str:
+    """The audit reason: what the agent was told, plus what only the operator may read."""
+    return _clip(denial.message + (f" [operator: {denial.detail}]" if denial.detail else ""))

@@ -8,16 +8,22 @@ until it lands: settling is idempotent (a row already settled is left alone), so
 answer was lost cannot count twice. If the process dies before, the rows stay `in_flight` and
 recovery marks them `outcome_unknown` with their reservations kept: conservative, never
 under-counted.
+
+One bad job cannot strand the others: a batch that fails is written again job by job; a job
+that still fails while its neighbours succeed is written in its degraded form — the row marked
+`outcome_unknown` with its whole reservation kept (never under-counted), without what its
+answer taught — and if even that fails, it is logged and left for recovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 
 from keybrake.errors import EnforcementUnavailable
-from keybrake.logs import event
-from keybrake.store.base import SettleJob, Store
+from keybrake.logs import event, redact
+from keybrake.store.base import SettleJob, Settlement, Store
 
 log = logging.getLogger("keybrake.settle")
 MAX_BATCH = 500
@@ -28,13 +34,17 @@ RETRY_MAX_S = 5.0
 class SettleWriter:
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: list[SettleJob] = []
+        self._pending: list[tuple[SettleJob, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, job: SettleJob) -> None:
-        self._pending.append(job)
+    def submit(self, job: SettleJob) -> asyncio.Future[None]:
+        """Queue a settlement; the future completes once it is committed (or given up, logged)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((job, done))
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._drain(), name="keybrake-settle")
+            self._task = loop.create_task(self._drain(), name="keybrake-settle")
+        return done
 
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the rest of this loop turn submit its jobs too
@@ -42,12 +52,13 @@ class SettleWriter:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                await self._store.settle_many(batch)
-                if failures:
-                    event(log, "settle recovered", rows=len(batch), failed_attempts=failures)
-                failures = 0
-            except EnforcementUnavailable as exc:
-                self._pending = batch + self._pending  # kept, in order, and tried again
+                await self._store.settle_many([job for job, _ in batch])
+            except Exception as exc:  # an outage, or one bad job: tell them apart job by job
+                left = await self._one_by_one(batch)
+                if not left:
+                    failures = 0
+                    continue
+                self._pending = left + self._pending  # kept, in order, and tried again
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
                     event(
@@ -56,9 +67,65 @@ class SettleWriter:
                         logging.ERROR,
                         rows=len(self._pending),
                         attempts=failures,
-                        error=str(exc),
+                        error=redact(str(exc)),
                     )
                 await asyncio.sleep(min(RETRY_BASE_S * 2 ** (failures - 1), RETRY_MAX_S))
+                continue
+            _resolve(batch)
+            if failures:
+                event(log, "settle recovered", rows=len(batch), failed_attempts=failures)
+            failures = 0
+
+    async def _one_by_one(
+        self, batch: list[tuple[SettleJob, asyncio.Future[None]]]
+    ) -> list[tuple[SettleJob, asyncio.Future[None]]]:
+        """Write each job alone. Returns the jobs to try again (all of them while the store is down)."""
+        failed: list[tuple[tuple[SettleJob, asyncio.Future[None]], Exception]] = []
+        written = 0
+        for item in batch:
+            try:
+                await self._store.settle_many([item[0]])
+            except Exception as exc:
+                failed.append((item, exc))
+            else:
+                written += 1
+                _resolve([item])
+        if not failed or (written == 0 and all(isinstance(e, EnforcementUnavailable) for _, e in failed)):
+            return [item for item, _ in failed]  # nothing failed, or the store is down: try again later
+        for (job, done), error in failed:
+            await self._degrade(job, error)
+            _resolve([(job, done)])
+        return []
+
+    async def _degrade(self, job: SettleJob, exc: Exception) -> None:
+        """A job the store refuses while others succeed: keep its whole reservation, drop the rest."""
+        row = job.row
+        event(
+            log,
+            "settlement refused by the store; the row is kept outcome_unknown with its reservation",
+            logging.ERROR,
+            request_id=row.id,
+            key_id=row.key_id,
+            error=f"{type(exc).__name__}: {redact(str(exc))[:300]}",
+        )
+        kept = Settlement("outcome_unknown", row.reserved_usd, "estimate", row.cost_kind, True, forwarded=True)
+        safe_row = replace(
+            row,
+            cost_usd=row.reserved_usd,
+            reason="Keybrake could not record this answer's cost; the reservation is kept until reconciled.",
+            vendor_object_id=None,
+        )
+        degraded = SettleJob(safe_row, job.items, kept, job.daily_counter, items_from_row=job.items_from_row)
+        try:
+            await self._store.settle_many([degraded])
+        except Exception as again:
+            event(
+                log,
+                "degraded settlement failed too; the row stays in_flight and is recovered as outcome_unknown",
+                logging.ERROR,
+                request_id=row.id,
+                error=type(again).__name__,
+            )
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written (shutdown, read-your-writes).
@@ -71,3 +138,9 @@ class SettleWriter:
             return True
         done, _ = await asyncio.wait({task}, timeout=timeout)
         return bool(done)
+
+
+def _resolve(batch: list[tuple[SettleJob, asyncio.Future[None]]]) -> None:
+    for _, done in batch:
+        if not done.done():
+            done.set_result(None)

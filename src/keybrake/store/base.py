@@ -188,7 +188,12 @@ class ReservedItem:
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    """A vendor object's facts (amounts in the currency's minor unit)."""
+    """A vendor object's facts (amounts in the currency's minor unit).
+
+    `amount_counted` is what Keybrake's own settlements counted against caps for the object so
+    far (the sum of its `ObjectCount` rows) — never derived from the object's status, which
+    changes outside Keybrake (a PaymentIntent confirmed in the browser). It is read, not written.
+    """
 
     object_id: str
     kind: str
@@ -196,7 +201,23 @@ class LedgerEntry:
     account_context: str | None
     currency: str | None
     amount: int | None
-    amount_counted: int  # what has been counted against caps for this object so far
+    amount_counted: int = 0
+    refunded: int | None = None  # a charge's amount_refunded
+
+
+@dataclass(frozen=True)
+class ObjectCount:
+    """What one forwarded call counts for a vendor object: money is counted once per object.
+
+    `amount` (minor units, ≥ 0) is what this call's row holds in the counters for the object
+    (its settled cost, or its kept estimate). `committed`, when the answer states what the
+    object will finally move (a capture for less, a cancel), bounds the object's total: what
+    earlier rows counted beyond it is released from their counters, latest first.
+    """
+
+    object_id: str
+    amount: int
+    committed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +242,10 @@ class RetryCheck:
     idempotency_key: str
     fingerprint: str
     window_ms: int = 23 * 3_600_000
+    # Answers besides 2xx that the vendor stores under the key (Stripe: 402 card errors). An
+    # earlier request answered with anything else moved nothing and the vendor will run the
+    # repeat for real, so the repeat reserves like a new request.
+    cached_statuses: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -353,6 +378,7 @@ class SettleJob:
     # The reservation's COMMIT failed without an answer: if it landed after all, settle what the
     # row itself recorded as reserved (`items` is empty then); if it did not, there is nothing to do.
     items_from_row: bool = False
+    count: ObjectCount | None = None  # what the call counted for the object it acted on
 
 
 @dataclass(frozen=True)
@@ -361,6 +387,7 @@ class EarlierSettlement:
     cost_usd: int
     cost_source: str
     cost_kind: str
+    count: ObjectCount | None = None
 
 
 @dataclass(frozen=True)
@@ -529,7 +556,10 @@ class Store(Protocol):
     async def pending_estimates(
         self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
     ) -> list[PendingEstimate]: ...
-    async def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool: ...
+    async def settle_pending(
+        self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str, count: ObjectCount | None = None
+    ) -> bool:
+        """Settle a row whose reservation waited for the vendor's final word (reconciliation)."""
 
     # object ledger
     async def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]: ...

@@ -35,6 +35,7 @@ TABLES = (
     "counters",
     "issuances",
     "ledger",
+    "ledger_counts",
     "dedup",
     "alert_destinations",
     "alert_outbox",

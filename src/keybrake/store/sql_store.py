@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from keybrake.errors import CapHit, EnforcementUnavailable
+from keybrake.money import format_usd
 from keybrake.store.base import (
     SEND_COUNTERS,
     AuditRow,
@@ -30,6 +31,7 @@ from keybrake.store.base import (
     KeyRecord,
     KeyState,
     LedgerEntry,
+    ObjectCount,
     PendingEstimate,
     ReservedItem,
     ReserveResult,
@@ -296,10 +298,16 @@ class SQLStore(AdminQueries, AlertQueries):
 
     @staticmethod
     def _earlier(cur: Cursor, key_id: str, retry: RetryCheck, now: int) -> EarlierRequest | None:
+        # Only an earlier request that may have moved money makes this one a retry: still in
+        # flight, outcome unknown, or answered with what the vendor stores under the key.
+        cached = sorted(retry.cached_statuses) or [-1]
+        marks = ", ".join("?" for _ in cached)
         r = cur.execute(
             "SELECT id, verdict FROM audit WHERE key_id = ? AND idempotency_key = ? AND fingerprint = ?"
-            " AND id >= ? AND verdict IN ('in_flight', 'allowed', 'outcome_unknown') ORDER BY id LIMIT 1",
-            (key_id, retry.idempotency_key, retry.fingerprint, audit_id_floor(now - retry.window_ms)),
+            " AND id >= ? AND (verdict IN ('in_flight', 'outcome_unknown') OR (verdict = 'allowed' AND"
+            f" ((upstream_status >= 200 AND upstream_status < 300) OR upstream_status IN ({marks}))))"
+            " ORDER BY id LIMIT 1",
+            (key_id, retry.idempotency_key, retry.fingerprint, audit_id_floor(now - retry.window_ms), *cached),
         ).fetchone()
         return EarlierRequest(r["id"], r["verdict"]) if r else None
 
@@ -353,10 +361,21 @@ class SQLStore(AdminQueries, AlertQueries):
         return [PendingEstimate(**dict(r)) for r in rows]
 
     @blocking
-    def settle_pending(self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str) -> bool:
+    def settle_pending(
+        self, row_id: str, cost_usd: int, cost_source: str, cost_kind: str, count: ObjectCount | None = None
+    ) -> bool:
         with self._tx() as cur:
             return _settle_kept(
-                cur, row_id, cost_usd, cost_source, cost_kind, "reconciliation", ("allowed",), None, self.FOR_UPDATE
+                cur,
+                row_id,
+                cost_usd,
+                cost_source,
+                cost_kind,
+                "reconciliation",
+                ("allowed",),
+                None,
+                self.FOR_UPDATE,
+                count,
             )
 
     # -- dedup ----------------------------------------------------------------------------
@@ -380,11 +399,7 @@ class SQLStore(AdminQueries, AlertQueries):
     def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]:
         out: dict[str, LedgerEntry] = {}
         for oid in object_ids:
-            rows = self._read(
-                "SELECT object_id, kind, customer, account_context, currency, amount, amount_counted FROM ledger"
-                " WHERE credential = ? AND object_id = ?",
-                (credential, oid),
-            )
+            rows = self._read(_LEDGER_GET, (credential, oid))
             if rows:
                 out[oid] = LedgerEntry(**dict(rows[0]))
         return out
@@ -438,6 +453,9 @@ def _settle_one(
             _settle_earlier(cur, job.settles_earlier, row.id, for_update)
     if job.ledger is not None:
         _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
+    if job.count is not None and is_open and row.credential is not None:
+        held = row.reserved_usd if settlement.keep_reservation else row.cost_usd
+        _count_object(cur, row.credential, job.count, row.id, held, items, for_update)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
 
@@ -506,24 +524,119 @@ def _dedup_settle(cur: Cursor, outcome: DedupOutcome, row_id: str) -> None:
         )
 
 
+# An object's facts, and what Keybrake's own settlements counted for it (never its status).
+_LEDGER_GET = """
+SELECT l.object_id, l.kind, l.customer, l.account_context, l.currency, l.amount, l.refunded,
+       COALESCE((SELECT SUM(c.amount_minor) FROM ledger_counts c
+                 WHERE c.credential = l.credential AND c.object_id = l.object_id), 0) AS amount_counted
+FROM ledger l WHERE l.credential = ? AND l.object_id = ?
+"""
 _LEDGER_PUT = """
-INSERT INTO ledger (credential, object_id, kind, customer, account_context, currency, amount, amount_counted,
-                    updated_at)
-VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :amount_counted, :now)
+INSERT INTO ledger (credential, object_id, kind, customer, account_context, currency, amount, refunded,
+                    amount_counted, updated_at)
+VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :refunded, 0, :now)
 ON CONFLICT (credential, object_id) DO UPDATE SET
     customer = COALESCE(excluded.customer, ledger.customer),
     account_context = COALESCE(excluded.account_context, ledger.account_context),
     currency = COALESCE(excluded.currency, ledger.currency),
     amount = COALESCE(excluded.amount, ledger.amount),
-    amount_counted = CASE WHEN excluded.amount_counted > ledger.amount_counted
-                          THEN excluded.amount_counted ELSE ledger.amount_counted END,
+    refunded = COALESCE(excluded.refunded, ledger.refunded),
     updated_at = excluded.updated_at
 """
 
 
 def _ledger_put(cur: Cursor, credential: str, entries: list[LedgerEntry], now: int) -> None:
+    """Record what answers taught about objects. Facts only: what is counted moves by settlements."""
     for e in entries:
-        cur.execute(_LEDGER_PUT, {**e.__dict__, "credential": credential, "now": now})
+        params = {k: v for k, v in e.__dict__.items() if k != "amount_counted"}
+        cur.execute(_LEDGER_PUT, {**params, "credential": credential, "now": now})
+
+
+def _count_object(
+    cur: Cursor,
+    credential: str,
+    count: ObjectCount,
+    row_id: str,
+    held: int,
+    items: list[ReservedItem],
+    for_update: str,
+) -> None:
+    """Record what `row` counts for an object, then release what the object will never move.
+
+    A row's count holds `held` µUSD (its cost, or its kept reservation) in its USD counters. When the
+    answer states what the object finally commits (a capture for less, a cancel), the excess of
+    everything counted over it is released from the counted rows, latest first: their counters
+    go down by the released µUSD and their audit cost with it. Rows still holding a reservation
+    are left alone (their outcome is not settled yet).
+    """
+    usd = [[it.counter_scope, it.counter, it.window_start] for it in items if it.is_usd]
+    if count.amount > 0:
+        cur.execute(
+            "INSERT INTO ledger_counts (credential, object_id, row_id, amount_minor, cost_usd, items)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (credential, object_id, row_id) DO UPDATE SET"
+            " amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items",
+            (credential, count.object_id, row_id, count.amount, held, json.dumps(usd)),
+        )
+    if count.committed is None:
+        return
+    counted = cur.execute(
+        "SELECT c.row_id, c.amount_minor, c.cost_usd, c.items FROM ledger_counts c"
+        " WHERE c.credential = ? AND c.object_id = ?"
+        " ORDER BY CASE WHEN c.row_id = 'legacy' THEN 1 ELSE 0 END, c.row_id DESC" + for_update,
+        (credential, count.object_id),
+    ).fetchall()
+    excess = sum(int(r["amount_minor"]) for r in counted) - count.committed
+    released_total = 0
+    for r in counted:
+        if excess <= 0:
+            break
+        if r["row_id"] == row_id or not _settled(cur, r["row_id"]):
+            continue
+        old_minor, old_cost = int(r["amount_minor"]), int(r["cost_usd"])
+        take = min(excess, old_minor)
+        new_minor = old_minor - take
+        new_cost = (old_cost * new_minor * 2 + old_minor) // (2 * old_minor)  # proportional, half-up
+        released = old_cost - new_cost
+        excess -= take
+        cur.execute(
+            "UPDATE ledger_counts SET amount_minor = ?, cost_usd = ? WHERE credential = ? AND object_id = ?"
+            " AND row_id = ?",
+            (new_minor, new_cost, credential, count.object_id, r["row_id"]),
+        )
+        if released <= 0:
+            continue
+        released_total += released
+        for scope, counter, ws in json.loads(r["items"]):
+            cur.execute(
+                "UPDATE counters SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END"
+                " WHERE scope = ? AND cap = ? AND window_start = ?",
+                (released, released, scope, counter, ws),
+            )
+        cur.execute(
+            "UPDATE audit SET cost_usd = CASE WHEN cost_usd > ? THEN cost_usd - ? ELSE 0 END, reason = ? WHERE id = ?",
+            (
+                released,
+                released,
+                f"{format_usd(released)} released by {row_id}: {count.object_id} will move less than was counted",
+                r["row_id"],
+            ),
+        )
+    if released_total:
+        cur.execute(
+            "UPDATE audit SET reason = ? WHERE id = ?",
+            (
+                f"released {format_usd(released_total)} counted earlier for {count.object_id}, which will not move",
+                row_id,
+            ),
+        )
+
+
+def _settled(cur: Cursor, row_id: str) -> bool:
+    """Whether a counted row's outcome is settled (its reservation no longer held)."""
+    if row_id == "legacy":
+        return True
+    r = cur.execute("SELECT reservation FROM audit WHERE id = ?", (row_id,)).fetchone()
+    return r is not None and r[0] is None
 
 
 def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, for_update: str) -> None:
@@ -538,6 +651,7 @@ def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, fo
         ("outcome_unknown",),
         f"outcome settled by the retry {settled_by}",
         for_update,
+        earlier.count,
     )
 
 
@@ -551,11 +665,13 @@ def _settle_kept(
     verdicts: tuple[str, ...],
     reason: str | None,
     for_update: str,
+    count: ObjectCount | None = None,
 ) -> bool:
     """Settle a reservation that was kept past the answer (unknown outcome, pending estimate)."""
     marks = ", ".join("?" for _ in verdicts)
     r = cur.execute(
-        f"SELECT reservation FROM audit WHERE id = ? AND verdict IN ({marks}) AND reservation IS NOT NULL{for_update}",
+        f"SELECT reservation, credential FROM audit WHERE id = ? AND verdict IN ({marks})"
+        f" AND reservation IS NOT NULL{for_update}",
         (row_id, *verdicts),
     ).fetchone()
     if r is None:
@@ -570,6 +686,8 @@ def _settle_kept(
         " reservation = NULL, reason = COALESCE(?, reason) WHERE id = ?",
         (cost_usd, cost_source, cost_kind, settled_by, reason, row_id),
     )
+    if count is not None and r["credential"] is not None:
+        _count_object(cur, r["credential"], count, row_id, cost_usd, kept, for_update)
     return True
 
 

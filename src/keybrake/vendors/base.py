@@ -16,7 +16,7 @@ from keybrake.core.patterns import EndpointPattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry
+from keybrake.store.base import LedgerEntry, ObjectCount
 
 Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
@@ -39,6 +39,7 @@ class Estimate:
     cost_kind: str
     currency: str | None = None
     sends: int = 0  # messages or email recipients the vendor bills (daily_send_cap)
+    minor: int | None = None  # the amount in the currency's minor unit, when priced from one
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class VendorCost:
     cost_kind: str
     keep_reservation: bool = False  # the outcome is not final (e.g. requires_action)
     vendor_object_id: str | None = None
+    count: ObjectCount | None = None  # what the call counts for the object it acted on (once per object)
 
 
 @dataclass(frozen=True)
@@ -81,9 +83,17 @@ class Vendor(Protocol):
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
+    # Idempotency-Key: the longest key the vendor takes, and the answers other than 2xx it stores
+    # under the key and replays to a retry (a retry after any other answer runs for real).
+    idempotency_key_max_length: int
+    idempotency_cached_statuses: frozenset[int]
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
+    def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
+        """Scope checks that need no vendor data (account context, a customer the request names):
+        run before any lookup made with the operator's secret. Raises a Denial."""
+
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult: ...
     def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate: ...
     def summary(self, vreq: VendorRequest) -> dict[str, Any]: ...
@@ -161,6 +171,9 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
+    idempotency_key_max_length = 255
+    idempotency_cached_statuses: frozenset[int] = frozenset()
+
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {secret.decode()}")]
 
@@ -175,6 +188,9 @@ class VendorDefaults:
 
     def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
         return []
+
+    def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
+        return None
 
     def lookup(
         self, object_id: str, account_context: str | None, secret: bytes

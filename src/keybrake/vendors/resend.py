@@ -116,6 +116,8 @@ class Resend(VendorDefaults):
     )
     guarded = GUARDED
     max_body_bytes = 45 * 1024 * 1024  # Resend accepts attachments up to 40 MB after encoding
+    # "Idempotency keys can be up to 256 characters" (https://resend.com/docs/dashboard/emails/idempotency-keys)
+    idempotency_key_max_length = 256
 
     def __init__(self, rate_usd: Decimal = DEFAULT_RATE_USD) -> None:
         self.rate_micro = int((rate_usd * MICRO).to_integral_value(rounding="ROUND_CEILING"))

@@ -17,7 +17,7 @@ from keybrake.core.policy import Policy, check_allowlist
 from keybrake.errors import Denial
 from keybrake.money import minor_to_micro_usd
 from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry
+from keybrake.store.base import LedgerEntry, ObjectCount
 from keybrake.vendors import stripe_objects
 from keybrake.vendors.base import (
     REDACTED,
@@ -100,6 +100,9 @@ PRICED: tuple[tuple[EndpointPattern, str], ...] = (
     (parse_pattern("POST /v1/topups"), "topup"),
 )
 PAYMENT_INTENT_CREATE = parse_pattern("POST /v1/payment_intents")
+# Calls that settle what an object finally moves without being priced themselves: a cancel
+# releases an uncaptured authorisation (what Keybrake counted for it is released with it).
+SETTLES_OBJECT = (parse_pattern("POST /v1/payment_intents/*/cancel"),)
 REFUND_CREATE = parse_pattern("POST /v1/refunds")
 CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 
@@ -109,7 +112,8 @@ _KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
 
 _SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
-_AMOUNT = re.compile(r"^[0-9]{1,15}$")
+# A non-negative integer of at most 12 digits: the most Stripe takes in any currency (IDR).
+_AMOUNT = re.compile(r"^[0-9]{1,12}$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
@@ -141,6 +145,12 @@ class Stripe(VendorDefaults):
         }
     )
     max_body_bytes = 1024 * 1024
+    # "Idempotency keys are up to 255 characters long"; Stripe saves a result only once the
+    # endpoint began executing: 2xx and 402 card errors are replayed, while a 429, a 409 lock
+    # conflict or a validation 400 saves nothing and the retry runs for real
+    # (https://docs.stripe.com/api/idempotent_requests).
+    idempotency_key_max_length = 255
+    idempotency_cached_statuses = frozenset({402})
     # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
     guarded: tuple[EndpointPattern, ...] = tuple(
         parse_pattern(t, casefold=True)
@@ -209,7 +219,8 @@ class Stripe(VendorDefaults):
 
     # -- scope ----------------------------------------------------------------------------
 
-    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+    def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
+        """The account context and a customer the request itself names: no lookup needed."""
         if policy.account_allowlist is not None:
             account = vreq.account_context
             if account is None and "self" in policy.account_allowlist:
@@ -223,21 +234,41 @@ class Stripe(VendorDefaults):
                 "header) and 'self' is not on the list",
             )
         customer = self._direct_customer(vreq)
-        unresolved = (
-            "the request does not name its customer (add the customer parameter, or use a /v1/customers/cus_… endpoint)"
-        )
-        ref = stripe_objects.referenced_object(vreq)
-        if customer is None and ref is not None:
-            fact = _facts(vreq).get(ref)
-            customer = fact.customer if fact else None
-            unresolved = f"{ref} belongs to no customer" if fact else f"the customer of {ref} could not be looked up"
-        if policy.customer_allowlist is not None:
+        if policy.customer_allowlist is not None and customer is not None:
             check_allowlist(
-                policy.customer_allowlist,
-                customer,
-                field="customer_allowlist",
-                what="customer",
-                unresolved_reason=unresolved,
+                policy.customer_allowlist, customer, field="customer_allowlist", what="customer", unresolved_reason=None
+            )
+
+    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        """Customer scope, with the facts looked up for the object the request names.
+
+        A denial never tells the agent facts about an object it may not see: whether the object
+        has no customer, another customer, or could not be looked up, the message is the same
+        (the audit row keeps the detail for the operator).
+        """
+        self.precheck(policy, vreq)
+        customer = self._direct_customer(vreq)
+        ref = stripe_objects.referenced_object(vreq)
+        if customer is not None or ref is None:
+            if policy.customer_allowlist is not None and customer is None:
+                check_allowlist(
+                    policy.customer_allowlist,
+                    None,
+                    field="customer_allowlist",
+                    what="customer",
+                    unresolved_reason="the request does not name its customer (add the customer parameter, or use "
+                    "a /v1/customers/cus_… endpoint)",
+                )
+            return ScopeResult(customer_scope_id=customer)
+        fact = _facts(vreq).get(ref)
+        customer = fact.customer if fact else None
+        if policy.customer_allowlist is not None and customer not in policy.customer_allowlist:
+            why = "it could not be looked up" if fact is None else f"its customer is {customer or 'none'}"
+            raise Denial(
+                "scope_violation",
+                f"Request refused by customer_allowlist: {ref} is not known to belong to a customer this key may "
+                "use. Do not retry unchanged.",
+                detail=f"{ref}: {why}",
             )
         return ScopeResult(customer_scope_id=customer)
 
@@ -300,18 +331,27 @@ class Stripe(VendorDefaults):
         return Estimate("unpriceable", 0, _unpriceable_kind(path))
 
     def _from_object(self, vreq: VendorRequest, kind: str, param: str | None, rates: Rates) -> Estimate:
-        """Reserve from the named object's facts: its amount (or the parameter), less what was counted."""
+        """Reserve from the named object's facts: its amount (or the parameter), less what Keybrake counted.
+
+        Refunds are new money (counted per call): the `amount` given, else the charge's
+        refundable remainder. Everything else is counted once per object.
+        """
         ref = stripe_objects.referenced_object(vreq)
         fact = _facts(vreq).get(ref) if ref else None
         if fact is None or fact.currency is None or fact.amount is None:
             return Estimate("unpriceable", 0, kind)
         raw = vreq.params.scalar(param) if param else None
         if raw is not None and not _AMOUNT.match(raw):
-            raise Denial("body_invalid", f"Parameter {param!r} must be a non-negative integer in minor units.")
+            raise Denial(
+                "body_invalid",
+                f"Parameter {param!r} must be a non-negative integer of at most 12 digits in minor units.",
+            )
         base = int(raw) if raw is not None else fact.amount
-        # Refunds are new objects; everything else is counted once per object.
-        due = base if kind == "refund" else max(0, base - fact.amount_counted)
-        return Estimate("priced", _to_usd(due, fact.currency, rates, reserve=True), kind, fact.currency)
+        if kind == "refund":
+            due = base if raw is not None else max(0, fact.amount - (fact.refunded or 0))
+        else:
+            due = max(0, base - fact.amount_counted)
+        return Estimate("priced", _to_usd(due, fact.currency, rates, reserve=True), kind, fact.currency, minor=due)
 
     def _priced(self, params: Params, kind: str, rates: Rates) -> Estimate:
         amount = params.scalar("amount")
@@ -319,17 +359,25 @@ class Stripe(VendorDefaults):
         if amount is None or not _AMOUNT.match(amount):
             raise Denial(
                 "body_invalid",
-                "Parameter 'amount' must be a non-negative integer in the currency's smallest unit "
-                f"(got {'nothing' if amount is None else repr(amount[:20])}).",
+                "Parameter 'amount' must be a non-negative integer of at most 12 digits in the currency's smallest "
+                f"unit (got {'nothing' if amount is None else repr(amount[:20])}).",
             )
         if currency is None or not _CURRENCY.match(currency):
             raise Denial("body_invalid", "Parameter 'currency' must be a three-letter ISO code.")
         micro = _to_usd(int(amount), currency.lower(), rates, reserve=True)
-        return Estimate("priced", micro, kind, currency.lower())
+        return Estimate("priced", micro, kind, currency.lower(), minor=int(amount))
 
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
     ) -> VendorCost:
+        """What an answer says the call moved, and what it counts for the object it acted on.
+
+        Money is counted once per object: a call on an object counts only what exceeds what
+        Keybrake's own settlements counted for it before; when the answer states what the object
+        will finally move (a capture for less, a cancel), the store releases the excess
+        (`ObjectCount.committed`). Answer amounts are validated before any arithmetic: anything
+        but an integer in [0, MAX_MINOR] leaves the estimate standing.
+        """
         if status >= 400:
             # A Stripe 4xx (including 402 card_error and 429) moved no money.
             return VendorCost(0, "none", "none")
@@ -338,37 +386,62 @@ class Stripe(VendorDefaults):
         if headers.get("idempotent-replayed", "").lower() == "true":
             return VendorCost(0, "none", "none", vendor_object_id=object_id)
         if estimate.pricing == "free":
-            return VendorCost(0, "none", "none", vendor_object_id=object_id)
+            count = None
+            if isinstance(obj, dict) and object_id and any(p.matches(vreq.method, vreq.path) for p in SETTLES_OBJECT):
+                final = stripe_objects.committed(obj)
+                count = ObjectCount(object_id, 0, final) if final is not None else None
+            return VendorCost(0, "none", "none", vendor_object_id=object_id, count=count)
         if not isinstance(obj, dict):
             # Money may have moved and the answer does not say how much: keep the estimate.
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
-        kind, amount = _money_moved(obj, estimate.cost_kind)
         fact = _facts(vreq).get(object_id) if object_id else None
-        if fact is not None and amount is not None and kind not in ("refund", "none"):
-            amount = max(0, amount - fact.amount_counted)  # counted once per object
+        counted_before = fact.amount_counted if fact is not None else 0
         currency = obj.get("currency")
-        status_field = obj.get("status")
-        if status_field in _KEEP_STATUSES:
+        if obj.get("status") in _KEEP_STATUSES:
+            # The customer may finish it outside Keybrake: the estimate stays reserved and counted
+            # for the object until reconciliation reads the outcome.
+            count = ObjectCount(object_id, estimate.minor) if object_id and estimate.minor else None
             return VendorCost(
-                estimate.amount, "estimate", estimate.cost_kind, keep_reservation=True, vendor_object_id=object_id
+                estimate.amount,
+                "estimate",
+                estimate.cost_kind,
+                keep_reservation=True,
+                vendor_object_id=object_id,
+                count=count,
             )
+        kind, amount = _money_moved(obj, estimate.cost_kind)
+        if kind == "refund" and obj.get("object") == "charge":
+            # The older /v1/charges/{id}/refund answers with the charge: `amount_refunded` is the
+            # running total of every refund, so this call counts its own amount only.
+            amount = _legacy_refund(vreq, estimate, obj)
         if amount is None or not isinstance(currency, str) or currency.lower() not in rates:
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
+        count = None
+        if kind not in ("refund", "none") and object_id is not None:
+            amount = max(0, amount - counted_before)  # counted once per object
+            count = ObjectCount(object_id, amount, stripe_objects.committed(obj))
         if amount == 0:
-            return VendorCost(0, "response", "none", vendor_object_id=object_id)
+            return VendorCost(0, "response", "none", vendor_object_id=object_id, count=count)
         micro = _to_usd(amount, currency.lower(), rates, reserve=False)
-        return VendorCost(micro, "response", kind, vendor_object_id=object_id)
+        return VendorCost(micro, "response", kind, vendor_object_id=object_id, count=count)
 
     def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
         """A PaymentIntent left in requires_action settles once the customer finishes (or abandons) it."""
         if not isinstance(doc, dict) or doc.get("status") in _KEEP_STATUSES:
             return None
+        oid = doc.get("id") if isinstance(doc.get("id"), str) else None
         kind, amount = _money_moved(doc, "charge")
         currency = doc.get("currency")
         if not amount or not isinstance(currency, str) or currency.lower() not in rates:
-            return VendorCost(0, "response", "none", vendor_object_id=doc.get("id"))
+            count = ObjectCount(oid, 0, stripe_objects.committed(doc)) if oid else None
+            return VendorCost(0, "response", "none", vendor_object_id=oid, count=count)
+        count = ObjectCount(oid, amount, stripe_objects.committed(doc)) if oid else None
         return VendorCost(
-            _to_usd(amount, currency.lower(), rates, reserve=False), "response", kind, vendor_object_id=doc.get("id")
+            _to_usd(amount, currency.lower(), rates, reserve=False),
+            "response",
+            kind,
+            vendor_object_id=oid,
+            count=count,
         )
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
@@ -446,7 +519,8 @@ def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | No
 
     def amt(name: str) -> int | None:
         v = obj.get(name)
-        return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+        valid = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= stripe_objects.MAX_MINOR
+        return v if valid else None
 
     if kind == "charge":
         if fallback_kind == "refund":
@@ -470,6 +544,21 @@ def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | No
     if kind == "credit_note":
         return "refund", amt("refund_amount") if "refund_amount" in obj else amt("amount")
     return fallback_kind, None
+
+
+def _legacy_refund(vreq: VendorRequest, estimate: Estimate, charge: dict[str, Any]) -> int | None:
+    """What one call to the older charge-refund endpoint refunded (minor units).
+
+    With `amount`, exactly that (Stripe refunds it or refuses); without, the remainder the
+    estimate computed from the charge's facts, never more than the charge's refunded total.
+    """
+    raw = vreq.params.scalar("amount")
+    if raw is not None and _AMOUNT.match(raw):
+        return int(raw)
+    total = charge.get("amount_refunded")
+    if estimate.minor is None or not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        return None
+    return min(estimate.minor, total)
 
 
 def _objects(doc: Any) -> list[dict[str, Any]]:

@@ -14,6 +14,9 @@ from keybrake.core.patterns import parse_pattern
 from keybrake.store.base import LedgerEntry
 from keybrake.vendors.base import VendorRequest
 
+# The largest amount Stripe takes in any currency (IDR: 12 digits; most currencies: 8), in minor
+# units. Amounts beyond it are refused before pricing and distrusted in answers.
+MAX_MINOR = 999_999_999_999
 COLLECTIONS = {"pi_": "payment_intents", "ch_": "charges", "in_": "invoices", "re_": "refunds", "sub_": "subscriptions"}
 PARAM_REFERENCES = ("payment_intent", "charge", "invoice")
 
@@ -76,11 +79,14 @@ def ledger_entries(doc: Any, account_context: str | None) -> list[LedgerEntry]:
 
 
 def _int(obj: dict[str, Any], name: str) -> int | None:
+    """A vendor amount, validated before any arithmetic: an integer in [0, MAX_MINOR], else None."""
     v = obj.get(name)
-    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_MINOR else None
 
 
 def _entry(obj: dict[str, Any], account_context: str | None) -> LedgerEntry | None:
+    """An object's facts: who it belongs to and how much it is for. Never what is counted —
+    that moves only with Keybrake's own settlements (an object's status changes outside it)."""
     oid = obj.get("id")
     if not isinstance(oid, str) or _kind_of(oid) is None:
         return None
@@ -89,25 +95,7 @@ def _entry(obj: dict[str, Any], account_context: str | None) -> LedgerEntry | No
     if isinstance(customer, dict):  # expanded
         customer = customer.get("id")
     currency = obj.get("currency")
-    status = obj.get("status")
-    amount = _int(obj, "amount")
-    counted = 0
-    if kind == "payment_intent":
-        if status == "succeeded":
-            counted = _int(obj, "amount_received") or amount or 0
-        elif status == "requires_capture":
-            counted = _int(obj, "amount_capturable") or amount or 0
-        elif status == "processing":
-            counted = amount or 0
-    elif kind == "charge":
-        if status != "failed":
-            # an uncaptured charge is an authorisation: it counts when authorised (CONTRACT §3.1)
-            counted = max(_int(obj, "amount_captured") or 0, amount or 0)
-    elif kind == "invoice":
-        amount = _int(obj, "amount_due")
-        counted = _int(obj, "amount_paid") or 0
-    elif kind == "refund":
-        counted = (amount or 0) if status not in ("failed", "canceled") else 0
+    amount = _int(obj, "amount_due") if kind == "invoice" else _int(obj, "amount")
     return LedgerEntry(
         object_id=oid,
         kind=kind,
@@ -115,5 +103,30 @@ def _entry(obj: dict[str, Any], account_context: str | None) -> LedgerEntry | No
         account_context=account_context,
         currency=currency.lower() if isinstance(currency, str) else None,
         amount=amount,
-        amount_counted=counted,
+        refunded=_int(obj, "amount_refunded") if kind == "charge" else None,
     )
+
+
+def committed(obj: dict[str, Any]) -> int | None:
+    """What an object states it will finally move (minor units), when its answer settles that.
+
+    A captured PaymentIntent or Charge moves what was captured (Stripe releases the rest of the
+    authorisation); a canceled or failed one moves nothing beyond what it already received. None
+    while the outcome is open (an authorisation not yet captured, a confirmation pending).
+    Source: Stripe API reference, PaymentIntent `status`/`amount_received`, Charge
+    `captured`/`amount_captured`, Invoice `status`/`amount_paid`.
+    """
+    kind, status = obj.get("object"), obj.get("status")
+    if kind == "payment_intent":
+        if status in ("succeeded", "canceled"):
+            return _int(obj, "amount_received") or 0
+        return None
+    if kind == "charge":
+        if status == "failed":
+            return 0
+        if obj.get("captured") is True:
+            return _int(obj, "amount_captured")
+        return None
+    if kind == "invoice" and status in ("paid", "void", "uncollectible"):
+        return _int(obj, "amount_paid")
+    return None

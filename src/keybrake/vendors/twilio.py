@@ -47,6 +47,9 @@ from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates
 from keybrake.vendors.sms import segments
 
 API = "2010-04-01"
+# The largest price Keybrake believes for one message or call, in the price's unit; anything
+# beyond it (or not a finite decimal) is treated as no price, so the estimate stands.
+MAX_PRICE = Decimal(100_000)
 DEFAULT_MAX_CALL_SECONDS = 600
 # Content templates (ContentSid without Body) are at most 1,600 characters: bound them as UCS-2.
 TEMPLATE_SEGMENTS = math.ceil(1600 / 67)
@@ -331,8 +334,8 @@ class Twilio(VendorDefaults):
         except InvalidOperation:
             return None
         rate = rates.get(str(unit or "usd").lower())
-        if rate is None or not value.is_finite():
-            return None
+        if rate is None or not value.is_finite() or value > MAX_PRICE:
+            return None  # validated before arithmetic: an absurd price leaves the estimate standing
         return int((value * Decimal(rate) * MICRO).to_integral_value(rounding="ROUND_HALF_UP"))
 
     def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
