@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import stripe
 
@@ -183,3 +184,104 @@ def test_requires_action_keeps_the_reservation_until_reconciled(tmp_path: Path, 
         with kb.admin() as c:
             usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]
         assert (usage["used"], usage["reserved"]) == (12, 0)
+
+
+# -- the ledger counts what Keybrake counted (issue: money counted from an object's status) --
+
+
+def test_a_browser_confirmation_is_counted_when_captured_through_keybrake(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """PaymentIntents created through Keybrake without `confirm`, confirmed outside (the usual browser
+    flow with the publishable key) and then captured through Keybrake: five of them moved $250 under
+    a $10 cap when "already counted" came from the object's status."""
+    key = kb.issue({"daily_usd_cap": 10})
+    sc = via(kb, key)
+    refused = 0
+    for _ in range(5):
+        pi = sc.v1.payment_intents.create(
+            {"amount": 5000, "currency": "usd", "payment_method": "pm_card_visa", "capture_method": "manual"}
+        )
+        direct(fake_stripe).v1.payment_intents.confirm(pi.id)  # the browser, outside Keybrake
+        assert sc.v1.payment_intents.retrieve(pi.id).status == "requires_capture"  # the ledger sees it
+        with pytest.raises(stripe.RateLimitError) as info:
+            sc.v1.payment_intents.capture(pi.id)
+        assert info.value.error is not None and info.value.error.code == "spend_cap_exceeded"
+        refused += 1
+    assert refused == 5 and used(kb, key) == 0
+    assert not [r for r in fake_stripe.requests if r.path.endswith("/capture")]
+    # with room under the cap, the capture counts the whole amount (Keybrake counted none of it)
+    with kb.admin() as c:
+        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"daily_usd_cap": 300}})
+    for pi in list(fake_stripe.payment_intents.values()):
+        assert sc.v1.payment_intents.capture(pi["id"]).status == "succeeded"
+    assert used(kb, key) == 250
+
+
+def test_an_amount_raised_by_an_update_prices_the_confirm_that_follows(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 10})
+    sc = via(kb, key)
+    pi = sc.v1.payment_intents.create({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"})
+    sc.v1.payment_intents.update(pi.id, {"amount": 900_000})  # free: moves nothing by itself
+    with pytest.raises(stripe.RateLimitError):  # priced at $9,000 at once, not at the $1 seen before
+        sc.v1.payment_intents.confirm(pi.id)
+    assert not [r for r in fake_stripe.requests if r.path.endswith("/confirm")]
+    assert fake_stripe.payment_intents[pi.id]["status"] == "requires_confirmation"
+
+
+def test_a_capture_for_less_releases_what_will_never_move(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 160})
+    sc = via(kb, key)
+    pi = sc.v1.payment_intents.create(
+        {
+            "amount": 10000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "capture_method": "manual",
+        }
+    )
+    assert used(kb, key) == 100
+    sc.v1.payment_intents.capture(pi.id, {"amount_to_capture": 4000})
+    assert used(kb, key) == 40  # Stripe released the other $60
+    rows = sorted(kb.audit(key_id=key["id"]), key=lambda r: r["id"])
+    assert rows[0]["cost_usd"] == 40 and "released by" in rows[0]["reason"]
+    assert rows[1]["cost_usd"] == 0 and "released $60" in rows[1]["reason"]
+    # the freed room is usable: a $110 charge fits (40 + 110 = 150 of 160)
+    assert sc.v1.charges.create({"amount": 11000, "currency": "usd", "source": "tok_visa"}).amount == 11000
+    # and a cancel releases a whole authorisation
+    held = sc.v1.payment_intents.create(
+        {
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "capture_method": "manual",
+        }
+    )
+    with pytest.raises(stripe.RateLimitError):
+        sc.v1.charges.create({"amount": 100, "currency": "usd", "source": "tok_visa"})  # 160 + 1 > 160
+    assert used(kb, key) == 160
+    assert sc.v1.payment_intents.cancel(held.id).status == "canceled"
+    assert used(kb, key) == 150
+
+
+def test_each_refund_through_the_older_endpoint_counts_its_own_amount(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    sc = via(kb, key)
+    charge = sc.v1.charges.create({"amount": 3000, "currency": "usd", "source": "tok_visa"})
+    h = {"Authorization": f"Bearer {key['key']}"}
+    for amount in (1000, 500):
+        r = httpx.post(f"{kb.url}/stripe/v1/charges/{charge.id}/refund", data={"amount": amount}, headers=h)
+        assert r.status_code == 200 and r.json()["object"] == "charge"
+    r = httpx.post(f"{kb.url}/stripe/v1/charges/{charge.id}/refund", headers=h)  # the remaining $15
+    assert r.status_code == 200 and r.json()["amount_refunded"] == 3000
+    refunds = sorted(
+        (row for row in kb.audit(key_id=key["id"]) if row["cost_kind"] == "refund"), key=lambda row: row["id"]
+    )
+    assert [row["cost_usd"] for row in refunds] == [10, 5, 15]  # not the running total (10, 15, 30)
+    assert used(kb, key) == 30 + 30

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import stripe
 
+from tests.fakes.resend_server import DEFAULT_API_KEY as RESEND_KEY
+from tests.fakes.resend_server import FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 
@@ -108,3 +113,103 @@ def test_stripe_dedup_window_replays_a_repeated_charge(kb: KeybrakeThread, fake_
     rows = {r["verdict"]: r for r in kb.audit(key_id=key["id"])}
     assert rows["deduplicated"]["cost_usd"] == 0 and rows["deduplicated"]["dedup_of"]
     assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 14.01
+
+
+def _lock_timeout() -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Stripe's 429 for a lock it could not take: nothing ran, nothing is kept under the key."""
+    error = {
+        "type": "invalid_request_error",
+        "code": "lock_timeout",
+        "message": "This object cannot be accessed right now because another API request or Stripe process is "
+        "currently accessing it.",
+    }
+    return 429, {"error": error}, {"Stripe-Should-Retry": "true"}
+
+
+def test_a_retry_after_an_answer_stripe_did_not_keep_reserves_like_new_spend(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """The issue's example: $50 daily cap, a $40 charge answered 429 lock_timeout, the SDK's retry
+    with the same Idempotency-Key runs for real. Twice: the second $40 must not move uncounted."""
+    key = kb.issue({"daily_usd_cap": 50})
+    sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=2)
+    fake_stripe.next_status = [_lock_timeout()]
+    first = sc.v1.charges.create({"amount": 4000, "currency": "usd", "source": "tok_visa"})
+    assert first.amount == 4000
+    assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 40
+    fake_stripe.next_status = [_lock_timeout()]
+    with pytest.raises(stripe.RateLimitError) as info:
+        sc.v1.charges.create({"amount": 4000, "currency": "usd", "source": "tok_visa"})
+    assert info.value.error is not None and info.value.error.code == "spend_cap_exceeded"
+    # Before: the retry reserved nothing, so the first $40 was never counted and the second
+    # charge went through the same way ($80 moved under a $50 cap). Now the retry was counted,
+    # and the second charge is refused before it leaves.
+    posts = [r for r in fake_stripe.requests if r.method == "POST" and r.path == "/v1/charges"]
+    assert len(posts) == 2  # the 429, then the executed retry
+    assert len(fake_stripe.charges) == 1
+    usage = kb.key(key["id"])["usage"]["daily_usd"]
+    assert (usage["used"], usage["reserved"]) == (40, 0)
+    rows = sorted(kb.audit(key_id=key["id"]), key=lambda r: r["id"])
+    assert [(r["status"], r["verdict"]) for r in rows] == [(429, "allowed"), (200, "allowed"), (429, "cap_exceeded")]
+    assert rows[1]["reserved_usd"] == 40 and rows[1]["cost_usd"] == 40
+    assert "retry_of" not in (rows[1]["metadata"] or {})
+
+
+def test_a_retry_after_a_card_decline_is_a_retry(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Stripe keeps a 402 under the key and replays it: the repeat reserves nothing."""
+    key = kb.issue({"daily_usd_cap": 50})
+    h = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "decline-1"}
+    body = {"amount": 4000, "currency": "usd", "source": "tok_chargeDeclined"}
+    assert httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=h).status_code == 402
+    again = httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=h)
+    assert again.status_code == 402 and again.headers["idempotent-replayed"] == "true"
+    rows = sorted(kb.audit(key_id=key["id"]), key=lambda r: r["id"])
+    assert rows[1]["reserved_usd"] == 0 and rows[1]["metadata"]["retry_of"] == rows[0]["id"]
+
+
+def test_idempotency_keys_are_whole_single_and_bounded(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 50})
+    url, body = f"{kb.url}/stripe/v1/charges", "amount=100&currency=usd&source=tok_visa"
+    auth = ("Authorization", f"Bearer {key['key']}")
+    ctype = ("Content-Type", "application/x-www-form-urlencoded")
+    two = httpx.post(url, content=body, headers=[auth, ctype, ("Idempotency-Key", "a"), ("Idempotency-Key", "b")])
+    assert two.status_code == 400 and two.json()["error"]["code"] == "header_invalid"
+    long = httpx.post(url, content=body, headers=[auth, ctype, ("Idempotency-Key", "k" * 256)])
+    assert long.status_code == 400 and "255" in long.json()["error"]["message"]
+    assert fake_stripe.requests == []
+    # 255 characters is Stripe's limit and is taken whole
+    assert httpx.post(url, content=body, headers=[auth, ctype, ("Idempotency-Key", "k" * 255)]).status_code == 200
+    row = kb.audit(key_id=key["id"], verdict="allowed")[0]
+    assert row["idempotency_key"] == "k" * 255
+
+
+@pytest.fixture
+def resend_kb(tmp_path: Path) -> Iterator[tuple[KeybrakeThread, FakeResend]]:
+    with FakeResendThread() as fake, KeybrakeThread(tmp_path / "r") as kb:
+        kb.add_credential(fake.base_url, name="resend", secret=RESEND_KEY, vendor="resend")
+        yield kb, fake.fake
+
+
+def test_resend_keys_differing_in_the_256th_character_are_two_sends(
+    resend_kb: tuple[KeybrakeThread, FakeResend],
+) -> None:
+    kb, fake = resend_kb
+    key = kb.issue({"daily_send_cap": 1}, vendor="resend", label="test:mailer:run-1")
+    email = {"from": "bot@mail.acme.io", "to": "ann@example.com", "subject": "hi", "text": "hello"}
+    base = "x" * 255
+
+    def send(idem: str) -> httpx.Response:
+        return httpx.post(
+            f"{kb.url}/resend/emails",
+            json=email,
+            headers={"Authorization": f"Bearer {key['key']}", "Idempotency-Key": idem},
+        )
+
+    assert send(base + "a").status_code == 200
+    second = send(base + "b")  # a different key: a new email at Resend, so a new send here
+    assert second.status_code == 429 and second.json()["name"] == "send_cap_exceeded"
+    assert send(base + "a").status_code == 200  # the same key whole: a retry, replayed by Resend
+    too_long = send(base + "ab")
+    assert too_long.status_code == 400 and too_long.json()["name"] == "header_invalid"
+    assert len([r for r in fake.requests if r.method == "POST"]) == 2
+    assert kb.key(key["id"])["usage"]["daily_sends"]["used"] == 1

@@ -281,11 +281,14 @@ class FakeStripe(FakeServer):
             ("GET", r"/v1/charges", self._list_charges),
             ("GET", r"/v1/charges/(?P<id>[^/]+)", self._get_charge),
             ("POST", r"/v1/charges/(?P<id>[^/]+)/capture", self._capture_charge),
+            ("POST", r"/v1/charges/(?P<id>[^/]+)/refund", self._refund_charge_legacy),
             ("POST", r"/v1/payment_intents", self._create_payment_intent),
             ("GET", r"/v1/payment_intents", self._list_payment_intents),
             ("GET", r"/v1/payment_intents/(?P<id>[^/]+)", self._get_payment_intent),
             ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/confirm", self._confirm_payment_intent),
             ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/capture", self._capture_payment_intent),
+            ("POST", r"/v1/payment_intents/(?P<id>[^/]+)/cancel", self._cancel_payment_intent),
+            ("POST", r"/v1/payment_intents/(?P<id>[^/]+)", self._update_payment_intent),
             ("POST", r"/v1/refunds", self._create_refund),
             ("GET", r"/v1/refunds", self._list_refunds),
             ("GET", r"/v1/refunds/(?P<id>[^/]+)", self._get_refund),
@@ -351,9 +354,9 @@ class FakeStripe(FakeServer):
         )
 
         if self.next_status:
-            status, forced = self.next_status.pop(0)
+            status, forced, *extra = self.next_status.pop(0)
             await self._wait()
-            return self._reply(status, _dumps(forced), request)
+            return self._reply(status, _dumps(forced), request, extra[0] if extra else None)
 
         auth = request.headers.get("Authorization", "")
         if auth != f"Bearer {self.secret}":
@@ -841,7 +844,68 @@ class FakeStripe(FakeServer):
         self._do_capture(self.charges[pi["latest_charge"]], amount, "amount_to_capture")
         return 200, self._pi_public(pi)
 
+    def _update_payment_intent(self, p: Params, pi_id: str) -> Answer:
+        """`POST /v1/payment_intents/{id}`: amount, currency, customer, payment_method, description,
+        metadata — only before the PaymentIntent is confirmed (Stripe: payment_intent_unexpected_state)."""
+        pi = self._payment_intent(pi_id)
+        if pi["status"] not in ("requires_payment_method", "requires_confirmation", "requires_action"):
+            raise StripeError(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_unexpected_state",
+                    "doc_url": _DOCS + "payment-intent-unexpected-state",
+                    "message": f"This PaymentIntent's amount could not be updated because it has a status of "
+                    f"{pi['status']}.",
+                },
+            )
+        amount = _amount(p, required=False)
+        if amount is not None:
+            pi["amount"] = amount
+        if _str(p, "currency") is not None:
+            pi["currency"] = _currency(p)
+        for name in ("customer", "description"):
+            if _str(p, name) is not None:
+                pi[name] = _str(p, name)
+        if _str(p, "payment_method") is not None:
+            pi["payment_method"] = _str(p, "payment_method")
+            if pi["status"] == "requires_payment_method":
+                pi["status"] = "requires_confirmation"
+        pi["metadata"] = _metadata(p, pi["metadata"])
+        return 200, self._pi_public(pi)
+
+    def _cancel_payment_intent(self, p: Params, pi_id: str) -> Answer:
+        """Cancel: allowed before it succeeds; an uncaptured authorisation is released (refunded)."""
+        pi = self._payment_intent(pi_id)
+        if pi["status"] in ("succeeded", "canceled"):
+            raise StripeError(
+                400,
+                {
+                    "type": "invalid_request_error",
+                    "code": "payment_intent_unexpected_state",
+                    "doc_url": _DOCS + "payment-intent-unexpected-state",
+                    "message": f"You cannot cancel this PaymentIntent because it has a status of {pi['status']}.",
+                },
+            )
+        for ch_id in pi["_charges"]:
+            ch = self.charges.get(ch_id)
+            if ch is not None and ch["status"] == "succeeded" and not ch["captured"]:
+                ch["amount_refunded"], ch["refunded"] = ch["amount"], True
+        pi.update(
+            status="canceled",
+            amount_capturable=0,
+            canceled_at=self._now(),
+            cancellation_reason=_str(p, "cancellation_reason"),
+        )
+        return 200, self._pi_public(pi)
+
     # --- refunds ---------------------------------------------------------------------------
+
+    def _refund_charge_legacy(self, p: Params, ch_id: str) -> Answer:
+        """The older `POST /v1/charges/{id}/refund`: refunds like /v1/refunds and answers the *charge*
+        (whose `amount_refunded` is the running total of every refund)."""
+        self._create_refund({**p, "charge": [ch_id]}, "")
+        return 200, _public(self._charge(ch_id))
 
     def _create_refund(self, p: Params, _: str) -> Answer:
         ch_id, pi_id = _str(p, "charge"), _str(p, "payment_intent")
@@ -851,7 +915,8 @@ class FakeStripe(FakeServer):
         elif pi_id:
             pi = self._payment_intent(pi_id, "payment_intent")
             ch = self.charges.get(pi["latest_charge"] or "")
-            if ch is None or ch["status"] != "succeeded":
+            # A PaymentIntent is refundable once it succeeded; an uncaptured one is canceled instead.
+            if ch is None or ch["status"] != "succeeded" or not ch["captured"]:
                 raise _invalid(
                     f"This PaymentIntent ({pi_id}) does not have a successful charge to refund.",
                     param="payment_intent",

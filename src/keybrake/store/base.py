@@ -203,6 +203,7 @@ class LedgerEntry:
     amount: int | None
     amount_counted: int = 0
     refunded: int | None = None  # a charge's amount_refunded
+    captured: bool | None = None  # a charge's `captured`
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from keybrake.errors import CapHit, EnforcementUnavailable
-from keybrake.money import format_usd
+from keybrake.money import human_usd
 from keybrake.store.base import (
     SEND_COUNTERS,
     AuditRow,
@@ -401,7 +401,9 @@ class SQLStore(AdminQueries, AlertQueries):
         for oid in object_ids:
             rows = self._read(_LEDGER_GET, (credential, oid))
             if rows:
-                out[oid] = LedgerEntry(**dict(rows[0]))
+                fact = dict(rows[0])
+                fact["captured"] = None if fact["captured"] is None else bool(fact["captured"])
+                out[oid] = LedgerEntry(**fact)
         return out
 
     @blocking
@@ -526,21 +528,23 @@ def _dedup_settle(cur: Cursor, outcome: DedupOutcome, row_id: str) -> None:
 
 # An object's facts, and what Keybrake's own settlements counted for it (never its status).
 _LEDGER_GET = """
-SELECT l.object_id, l.kind, l.customer, l.account_context, l.currency, l.amount, l.refunded,
+SELECT l.object_id, l.kind, l.customer, l.account_context, l.currency, l.amount, l.refunded, l.captured,
        COALESCE((SELECT SUM(c.amount_minor) FROM ledger_counts c
                  WHERE c.credential = l.credential AND c.object_id = l.object_id), 0) AS amount_counted
 FROM ledger l WHERE l.credential = ? AND l.object_id = ?
 """
 _LEDGER_PUT = """
 INSERT INTO ledger (credential, object_id, kind, customer, account_context, currency, amount, refunded,
-                    amount_counted, updated_at)
-VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :refunded, 0, :now)
+                    captured, amount_counted, updated_at)
+VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :refunded, :captured, 0,
+        :now)
 ON CONFLICT (credential, object_id) DO UPDATE SET
     customer = COALESCE(excluded.customer, ledger.customer),
     account_context = COALESCE(excluded.account_context, ledger.account_context),
     currency = COALESCE(excluded.currency, ledger.currency),
     amount = COALESCE(excluded.amount, ledger.amount),
     refunded = COALESCE(excluded.refunded, ledger.refunded),
+    captured = COALESCE(excluded.captured, ledger.captured),
     updated_at = excluded.updated_at
 """
 
@@ -617,7 +621,7 @@ def _count_object(
             (
                 released,
                 released,
-                f"{format_usd(released)} released by {row_id}: {count.object_id} will move less than was counted",
+                f"{human_usd(released)} released by {row_id}: {count.object_id} will move less than was counted",
                 r["row_id"],
             ),
         )
@@ -625,7 +629,7 @@ def _count_object(
         cur.execute(
             "UPDATE audit SET reason = ? WHERE id = ?",
             (
-                f"released {format_usd(released_total)} counted earlier for {count.object_id}, which will not move",
+                f"released {human_usd(released_total)} counted earlier for {count.object_id}, which will not move",
                 row_id,
             ),
         )

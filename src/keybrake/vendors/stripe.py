@@ -410,6 +410,11 @@ class Stripe(VendorDefaults):
                 count=count,
             )
         kind, amount = _money_moved(obj, estimate.cost_kind)
+        released = _uncaptured_refund(vreq, obj) if estimate.cost_kind == "refund" else None
+        if released is not None:
+            # Refunding a charge that was never captured releases its authorisation: no money
+            # moves back, and what was counted for the authorisation is released.
+            return VendorCost(0, "response", "none", vendor_object_id=object_id, count=ObjectCount(released, 0, 0))
         if kind == "refund" and obj.get("object") == "charge":
             # The older /v1/charges/{id}/refund answers with the charge: `amount_refunded` is the
             # running total of every refund, so this call counts its own amount only.
@@ -544,6 +549,22 @@ def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | No
     if kind == "credit_note":
         return "refund", amt("refund_amount") if "refund_amount" in obj else amt("amount")
     return fallback_kind, None
+
+
+def _uncaptured_refund(vreq: VendorRequest, obj: dict[str, Any]) -> str | None:
+    """The charge whose authorisation a refund call's answer released, when it refunded an uncaptured charge.
+
+    The older endpoint answers with the charge itself (`captured: false`); /v1/refunds answers
+    with the refund, and the charge's facts (looked up to price it) say it was not captured.
+    """
+    if obj.get("object") == "charge" and obj.get("captured") is False and isinstance(obj.get("id"), str):
+        return str(obj["id"])
+    if obj.get("object") == "refund" and isinstance(obj.get("charge"), str):
+        ref = stripe_objects.referenced_object(vreq)
+        charge_fact = _facts(vreq).get(ref) if ref else None
+        if charge_fact is not None and charge_fact.kind == "charge" and charge_fact.captured is False:
+            return charge_fact.object_id
+    return None
 
 
 def _legacy_refund(vreq: VendorRequest, estimate: Estimate, charge: dict[str, Any]) -> int | None:

@@ -104,6 +104,7 @@ def _entry(obj: dict[str, Any], account_context: str | None) -> LedgerEntry | No
         currency=currency.lower() if isinstance(currency, str) else None,
         amount=amount,
         refunded=_int(obj, "amount_refunded") if kind == "charge" else None,
+        captured=obj.get("captured") if kind == "charge" and isinstance(obj.get("captured"), bool) else None,
     )
 
 

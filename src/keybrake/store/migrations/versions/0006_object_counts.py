@@ -4,8 +4,10 @@
 counted (minor units), what that holds in the counters (µUSD) and which USD counters hold it,
 so that a capture or cancel for less can release the part that will never move. The object's
 "counted" is the sum of its rows: only Keybrake's own settlements count, never an object's
-status. `ledger.refunded` keeps a charge's refunded amount (a refund-all call counts only the
-remainder). `audit.idempotency_key` grows to 256 characters (Resend takes keys that long).
+status. `ledger.refunded` and `ledger.captured` keep a charge's refunded amount (a refund-all call
+counts only the remainder) and whether it was captured (refunding an uncaptured charge releases
+its authorisation rather than moving money back). `audit.idempotency_key` grows to 256
+characters (Resend takes keys that long).
 
 Revision ID: 0006
 Revises: 0005
@@ -31,6 +33,7 @@ def upgrade() -> None:
         sa.Column("items", sa.Text, nullable=False),  # JSON [[scope, counter, window_start], …] (USD)
     )
     op.add_column("ledger", sa.Column("refunded", sa.BigInteger, nullable=True))
+    op.add_column("ledger", sa.Column("captured", sa.Boolean, nullable=True))
     # What earlier versions counted per object carries over as one row of unknown counters.
     op.execute(
         "INSERT INTO ledger_counts (credential, object_id, row_id, amount_minor, cost_usd, items)"
@@ -43,5 +46,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("audit", "idempotency_key", type_=sa.String(255), existing_nullable=True)
+    op.drop_column("ledger", "captured")
     op.drop_column("ledger", "refunded")
     op.drop_table("ledger_counts")
