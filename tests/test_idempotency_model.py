@@ -76,7 +76,7 @@ attempts = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=attempts)
 def test_retries_count_exactly_what_stripe_moved(
     server: tuple[KeybrakeThread, FakeStripe], script: list[tuple[int, int, str]]

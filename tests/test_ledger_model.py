@@ -74,8 +74,8 @@ def _final(fake: FakeStripe, oid: str) -> int:
             return int(pi["amount_received"])
         return int(pi["amount_capturable"]) if pi["status"] == "requires_capture" else 0
     ch = fake.charges[oid]
-    if ch["status"] != "succeeded":
-        return 0
+    if ch["status"] != "succeeded" or (not ch["captured"] and ch["refunded"]):
+        return 0  # failed, or an authorisation released by a refund
     return int(ch["amount_captured"]) if ch["captured"] else int(ch["amount"])
 
 

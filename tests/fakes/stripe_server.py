@@ -931,6 +931,8 @@ class FakeStripe(FakeServer):
         refundable = (ch["amount_captured"] if ch["captured"] else ch["amount"]) - ch["amount_refunded"]
         if refundable <= 0:
             raise _invalid(f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded")
+        if not ch["captured"]:
+            amount = None  # refunding an uncaptured charge releases the whole authorisation
         amount = refundable if amount is None else amount
         if amount > refundable:
             raise _invalid(

@@ -617,19 +617,25 @@ class Pipeline:
                     "this endpoint from allowed_endpoints. Do not retry.",
                 )
             estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)
-        if not 0 <= estimate.amount <= MAX_ESTIMATE_MICRO:
-            # Far beyond anything a vendor takes in one call: refused before it reaches arithmetic
-            # on the counters (which must stay exact and within 64-bit integers).
-            raise Denial(
-                "body_invalid",
-                f"This call would move more than {human_usd(MAX_ESTIMATE_MICRO)} in one request, which no "
-                f"{vendor.name} call can. Check the amount. Do not retry unchanged.",
-            )
+        check_estimate_bounds(estimate, vendor.name)
         check_max_per_call(policy, estimate.amount, key.id)
         ctx.row.reserved_usd = estimate.amount
         ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
         ctx.row.cost_source = "estimate" if estimate.amount else "none"
         return estimate
+
+
+def check_estimate_bounds(estimate: Estimate, vendor_name: str) -> None:
+    """Refuse an estimate beyond anything a vendor moves in one call (400 body_invalid).
+
+    Keeps every amount that reaches the counters' arithmetic exact and far inside 64-bit integers.
+    """
+    if not 0 <= estimate.amount <= MAX_ESTIMATE_MICRO:
+        raise Denial(
+            "body_invalid",
+            f"This call would move more than {human_usd(MAX_ESTIMATE_MICRO)} in one request, which no "
+            f"{vendor_name} call can. Check the amount. Do not retry unchanged.",
+        )
 
 
 def _caps(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec]:

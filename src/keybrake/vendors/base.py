@@ -201,6 +201,13 @@ class VendorDefaults:
         return []
 
 
+def answer_text(doc: Any, name: str) -> str | None:
+    """A string field of a vendor answer, or None: answers are validated before they are trusted
+    (a field of the wrong type is treated as absent, never compared or hashed as it is)."""
+    value = doc.get(name) if isinstance(doc, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def content_type(req: ProxyRequest) -> str:
     """The request's media type, lower-cased, without parameters ("" when absent)."""
     return (req.header("content-type") or "").split(";")[0].strip().lower()

@@ -29,6 +29,7 @@ from keybrake.vendors.base import (
     VendorCost,
     VendorDefaults,
     VendorRequest,
+    answer_text,
     canonical_fingerprint,
     content_type,
 )
@@ -397,7 +398,7 @@ class Stripe(VendorDefaults):
         fact = _facts(vreq).get(object_id) if object_id else None
         counted_before = fact.amount_counted if fact is not None else 0
         currency = obj.get("currency")
-        if obj.get("status") in _KEEP_STATUSES:
+        if answer_text(obj, "status") in _KEEP_STATUSES:
             # The customer may finish it outside Keybrake: the estimate stays reserved and counted
             # for the object until reconciliation reads the outcome.
             count = ObjectCount(object_id, estimate.minor) if object_id and estimate.minor else None
@@ -432,7 +433,7 @@ class Stripe(VendorDefaults):
 
     def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
         """A PaymentIntent left in requires_action settles once the customer finishes (or abandons) it."""
-        if not isinstance(doc, dict) or doc.get("status") in _KEEP_STATUSES:
+        if not isinstance(doc, dict) or answer_text(doc, "status") in _KEEP_STATUSES:
             return None
         oid = doc.get("id") if isinstance(doc.get("id"), str) else None
         kind, amount = _money_moved(doc, "charge")
@@ -517,8 +518,8 @@ def _to_usd(amount_minor: int, currency: str, rates: Rates, *, reserve: bool) ->
 
 def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | None]:
     """(cost_kind, amount in minor units) for a Stripe object an allowed call returned."""
-    kind = obj.get("object")
-    status = obj.get("status")
+    kind = answer_text(obj, "object")
+    status = answer_text(obj, "status")
     if status in _NO_MONEY_STATUSES:
         return "none", 0
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from keybrake.core.patterns import parse_pattern
 from keybrake.store.base import LedgerEntry
-from keybrake.vendors.base import VendorRequest
+from keybrake.vendors.base import VendorRequest, answer_text
 
 # The largest amount Stripe takes in any currency (IDR: 12 digits; most currencies: 8), in minor
 # units. Amounts beyond it are refused before pricing and distrusted in answers.
@@ -117,7 +117,7 @@ def committed(obj: dict[str, Any]) -> int | None:
     Source: Stripe API reference, PaymentIntent `status`/`amount_received`, Charge
     `captured`/`amount_captured`, Invoice `status`/`amount_paid`.
     """
-    kind, status = obj.get("object"), obj.get("status")
+    kind, status = answer_text(obj, "object"), answer_text(obj, "status")
     if kind == "payment_intent":
         if status in ("succeeded", "canceled"):
             return _int(obj, "amount_received") or 0

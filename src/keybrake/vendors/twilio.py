@@ -38,6 +38,7 @@ from keybrake.vendors.base import (
     VendorCost,
     VendorDefaults,
     VendorRequest,
+    answer_text,
     content_type,
     keybrake_code_doc,
     redact_fields,
@@ -346,7 +347,7 @@ class Twilio(VendorDefaults):
         priced = self._price(doc, rates)
         if priced is not None:
             return VendorCost(priced, "response", kind, vendor_object_id=sid)
-        if doc.get("status") in _NO_CHARGE_STATUSES:
+        if answer_text(doc, "status") in _NO_CHARGE_STATUSES:
             return VendorCost(0, "response", "none", vendor_object_id=sid)
         return None
 
