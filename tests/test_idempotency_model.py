@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
@@ -78,6 +78,8 @@ attempts = st.lists(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=attempts)
+@example(script=[(0, 1500, "lock429"), (0, 1500, "run")])  # the case, always tried
+@example(script=[(0, 4000, "decline"), (0, 4000, "run"), (1, 4000, "conflict409"), (1, 4000, "run")])
 def test_retries_count_exactly_what_stripe_moved(
     server: tuple[KeybrakeThread, FakeStripe], script: list[tuple[int, int, str]]
 ) -> None:

@@ -219,11 +219,23 @@ def test_a_browser_confirmation_is_counted_when_captured_through_keybrake(
 
 
 def test_an_amount_raised_by_an_update_prices_the_confirm_that_follows(
-    kb: KeybrakeThread, fake_stripe: FakeStripe
+    kb: KeybrakeThread, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The update's answer teaches the new amount; it must be durable before that answer returns,
+    however slowly settlements are written (here: each batch takes 300 ms once the PaymentIntent
+    is known to the ledger at $1)."""
     key = kb.issue({"daily_usd_cap": 10})
     sc = via(kb, key)
     pi = sc.v1.payment_intents.create({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"})
+    assert kb.app is not None
+    store = kb.app.settler._store
+    settle_many = store.settle_many
+
+    async def slow_settle(jobs: list[Any]) -> None:
+        await asyncio.sleep(0.3)
+        await settle_many(jobs)
+
+    monkeypatch.setattr(store, "settle_many", slow_settle)
     sc.v1.payment_intents.update(pi.id, {"amount": 900_000})  # free: moves nothing by itself
     with pytest.raises(stripe.RateLimitError):  # priced at $9,000 at once, not at the $1 seen before
         sc.v1.payment_intents.confirm(pi.id)

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
@@ -139,6 +139,10 @@ def _step(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
+# the issue's cases, always tried: a browser confirmation then a capture; a capture for less
+@example(script=[("create", 2500, False, True), ("browser_confirm", 0), ("retrieve", 0), ("capture", 0, None)])
+@example(script=[("create", 7000, True, True), ("capture", 0, 3000)])
+@example(script=[("charge", 2500, True), ("legacy_refund", 0, 800), ("legacy_refund", 0, 300)])
 def test_counted_equals_what_keybrake_moved(server: tuple[KeybrakeThread, FakeStripe], script: list[Any]) -> None:
     kb, fake = server
     key = kb.issue({"daily_usd_cap": CAP_USD})
