@@ -5,6 +5,7 @@ Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from keybrake.core.params import Params
-from keybrake.core.patterns import EndpointPattern
+from keybrake.core.paths import join
+from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
@@ -80,7 +82,21 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
+    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor:
+    # a request spelled like one of them but for letter case is refused (`check_spelling`).
+    money_moving: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """The one spelling of the operation `path` names, used by every check and the audit row.
+
+        Every spelling the vendor accepts for one operation (Twilio: `.json`, `.xml`, no
+        extension) maps to the same segments; a spelling that cannot be classified with
+        certainty raises a 400 `path_invalid` Denial. What is forwarded stays the agent's bytes.
+        """
+
+    def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        """Why an `allowed_endpoints` pattern can never match a canonical path (None: it can)."""
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
@@ -158,8 +174,43 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _folded(text: str) -> EndpointPattern:
+    return parse_pattern(text, casefold=True)
+
+
+def check_spelling(method: str, path: tuple[str, ...], money_moving: tuple[EndpointPattern, ...]) -> None:
+    """Refuse a path that names a money-moving endpoint in other letter case (400 `path_invalid`).
+
+    Whether a vendor routes `/v1/Charges` like `/v1/charges` is not documented by Stripe, Resend
+    or Twilio; Keybrake's price and scope checks match the exact spelling, so a case variant of
+    an endpoint that moves money is refused rather than guessed at. Wildcard segments (ids)
+    match in any case either way.
+    """
+    if any(p.matches(method, path) for p in money_moving):
+        return
+    for p in money_moving:
+        if _folded(p.text).matches(method, path):
+            raise Denial(
+                "path_invalid",
+                f"Request path refused: {method} {join(path)[:200]} differs only in letter case from {p.text}, an "
+                "endpoint that moves money; send the vendor's exact spelling. Nothing was sent. Do not retry "
+                "unchanged.",
+            )
+
+
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
+
+    money_moving: tuple[EndpointPattern, ...] = ()
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Identity: one spelling per operation; case variants of `money_moving` are refused."""
+        check_spelling(method, path, self.money_moving)
+        return path
+
+    def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        return None
 
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {secret.decode()}")]
