@@ -114,6 +114,7 @@ def _decimal_str(v: Any) -> str:
     return str(d)
 
 
+_APPLICATION_SID = re.compile(r"^AP[0-9a-fA-F]{32}$")  # Twilio's spec pattern for ApplicationSid
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
@@ -138,9 +139,7 @@ class PolicyIn(Strict):
     allowed_twiml_urls: list[Annotated[str, Field(min_length=1, max_length=2048)]] | None = Field(
         default=None, max_length=500
     )
-    allowed_application_sids: list[Annotated[str, Field(pattern=r"^AP[0-9a-fA-F]{32}$")]] | None = Field(
-        default=None, max_length=500
-    )
+    allowed_application_sids: list[str] | None = Field(default=None, max_length=500)
     daily_send_cap: Count | None = None
     # Replay bodies are held (encrypted) for the window: at most a day.
     dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
@@ -183,6 +182,9 @@ class PolicyIn(Strict):
     @field_validator("allowed_application_sids")
     @classmethod
     def _application_sids(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for i, sid in enumerate(v or []):
+            if not _APPLICATION_SID.match(sid):
+                raise ValueError(f"entry {i} ({sid[:40]!r}) is not a Twilio application SID: AP and 32 hex digits")
         return _needs_destination_scope(v, info)
 
     @field_validator("default_calling_code")

@@ -82,9 +82,11 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
-    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor:
-    # a request spelled like one of them but for letter case is refused (`check_spelling`).
+    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor,
+    # and the endpoints it prices as free: a request spelled like one of them but for letter case
+    # is refused (`check_spelling`).
     money_moving: tuple[EndpointPattern, ...]
+    free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
@@ -179,34 +181,47 @@ def _folded(text: str) -> EndpointPattern:
     return parse_pattern(text, casefold=True)
 
 
-def check_spelling(method: str, path: tuple[str, ...], money_moving: tuple[EndpointPattern, ...]) -> None:
-    """Refuse a path that names a money-moving endpoint in other letter case (400 `path_invalid`).
+def check_spelling(
+    method: str,
+    path: tuple[str, ...],
+    *patterns: tuple[EndpointPattern, ...],
+    guarded: tuple[EndpointPattern, ...] = (),
+) -> None:
+    """Refuse a path that names a classified endpoint in other letter case (400 `path_invalid`).
 
-    Whether a vendor routes `/v1/Charges` like `/v1/charges` is not documented by Stripe, Resend
-    or Twilio; Keybrake's price and scope checks match the exact spelling, so a case variant of
-    an endpoint that moves money is refused rather than guessed at. Wildcard segments (ids)
-    match in any case either way.
+    `patterns` are the endpoints whose exact spelling decides how a request is classified: the
+    vendor's money-moving ones and its free writes (GET-only patterns are skipped: a read is free
+    in any spelling, and guarded matching is case-insensitive anyway). Whether a vendor routes
+    `/v1/Charges` like `/v1/charges` is not documented by Stripe, Resend or Twilio, so such a
+    case variant is refused rather than guessed at. Wildcard segments (ids) match in any case.
+    A path matching `guarded` (case-insensitive) is left to the guarded check, which refuses it
+    unless the key names it literally (and a literal pattern matches only the exact spelling).
     """
-    if any(p.matches(method, path) for p in money_moving):
+    if any(g.matches(method, path) for g in guarded):
         return
-    for p in money_moving:
+    candidates = [p for group in patterns for p in group if p.methods is None or p.methods != {"GET"}]
+    if any(p.matches(method, path) for p in candidates):
+        return
+    for p in candidates:
         if _folded(p.text).matches(method, path):
             raise Denial(
                 "path_invalid",
                 f"Request path refused: {method} {join(path)[:200]} differs only in letter case from {p.text}, an "
-                "endpoint that moves money; send the vendor's exact spelling. Nothing was sent. Do not retry "
-                "unchanged.",
+                "endpoint Keybrake prices and scopes by its exact spelling; send the vendor's exact spelling. "
+                "Nothing was sent. Do not retry unchanged.",
             )
 
 
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
+    guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()
+    free: tuple[EndpointPattern, ...] = ()
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
-        """Identity: one spelling per operation; case variants of `money_moving` are refused."""
-        check_spelling(method, path, self.money_moving)
+        """Identity: one spelling per operation; case variants of classified endpoints are refused."""
+        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:

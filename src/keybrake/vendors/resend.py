@@ -119,6 +119,7 @@ class Resend(VendorDefaults):
     )
     guarded = GUARDED
     money_moving = MONEY_MOVING
+    free = FREE
     max_body_bytes = 45 * 1024 * 1024  # Resend accepts attachments up to 40 MB after encoding
 
     def __init__(self, rate_usd: Decimal = DEFAULT_RATE_USD) -> None:

@@ -153,6 +153,7 @@ class Stripe(VendorDefaults):
     )
     max_body_bytes = 1024 * 1024
     money_moving = MONEY_MOVING
+    free = FREE
     # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
     guarded: tuple[EndpointPattern, ...] = tuple(
         parse_pattern(t, casefold=True)

@@ -157,6 +157,7 @@ class Twilio(VendorDefaults):
     )
     guarded = GUARDED
     money_moving = MONEY_MOVING
+    free = FREE
     max_body_bytes = 1024 * 1024
 
     def __init__(self, rates: TwilioRates = DEFAULT_TWILIO_RATES) -> None:
@@ -167,7 +168,7 @@ class Twilio(VendorDefaults):
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """`.xml`, no extension (and `.csv`/`.html` reads) map to the `.json` spelling (`twilio_paths`)."""
         path = twilio_paths.canonical(method, path)
-        check_spelling(method, path, self.money_moving)
+        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
@@ -348,7 +349,7 @@ class Twilio(VendorDefaults):
             return Estimate("priced", _micro(self.rates.rate("call_per_minute", country) * minutes), "call", "usd")
         if any(p.matches(vreq.method, vreq.path) for p in FREE):
             return Estimate("free", 0, "none")
-        return Estimate("unpriceable", 0, "call" if "Calls" in "/".join(vreq.path) else "sms")
+        return Estimate("unpriceable", 0, "call" if "calls" in "/".join(vreq.path).lower() else "sms")
 
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
