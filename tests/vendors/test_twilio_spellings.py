@@ -133,7 +133,7 @@ def spellings(draw: st.DrawFn) -> tuple[str, tuple[str, ...], tuple[str, ...], b
     )
 
 
-@settings(max_examples=2500, deadline=None)
+@settings(max_examples=2000, deadline=None)
 @given(spellings())
 def test_every_spelling_is_classified_like_its_json_form_or_refused(
     case: tuple[str, tuple[str, ...], tuple[str, ...], bool, bytes, Policy],
@@ -162,3 +162,26 @@ def test_the_issue_examples() -> None:
     assert classify("GET", ("2010-04-01", "Accounts", "vk_x"), b"", Policy()) == ("guarded",)
     # Recording media keeps its own spelling (a free read).
     assert T.canonical("GET", (*base, "Recordings", "RE1.mp3")) == (*base, "Recordings", "RE1.mp3")
+
+
+def test_endpoint_patterns_spelled_other_than_json_are_refused_at_issue() -> None:
+    def problem(text: str) -> str | None:
+        return T.pattern_problem(parse_pattern(text))
+
+    for fine in (
+        "POST /2010-04-01/Accounts/*/Messages.json",
+        "GET /2010-04-01/**",
+        "* /2010-04-01/Accounts/*",
+        "POST /2010-04-01/Accounts/*/Messages*",
+        "GET /2010-04-01/Accounts/*/Recordings/*.mp3",
+        "GET /2010-04-01",
+    ):
+        assert problem(fine) is None, fine
+    for bad, hint in (
+        ("POST /2010-04-01/Accounts/*/Messages.xml", "Messages.json"),
+        ("POST /2010-04-01/Accounts/*/Messages", "Messages.json"),
+        ("GET /2010-04-01/Accounts/*/Calls.csv", "Calls.json"),
+        ("GET /2010-04-01/Accounts/*/Messages.JSON", "Messages.json"),
+        ("GET /2010-04-01/Accounts", "Accounts.json"),
+    ):
+        assert hint in (problem(bad) or ""), bad

@@ -177,14 +177,12 @@ class Twilio(VendorDefaults):
             return None
         last = pattern.segments[-1]
         stem, _, fmt = last.rpartition(".")
-        if last in ("*", "**") or fmt == "json" or (fmt in twilio_paths.MEDIA_FORMATS and "Recordings" in pattern.text):
+        if "*" in last or fmt == "json" or (fmt in twilio_paths.MEDIA_FORMATS and "Recordings" in pattern.segments):
             return None
-        if fmt in ("xml", "csv", "html") or ("*" not in last and not stem):
-            return (
-                f"Keybrake matches every Twilio spelling (.xml, no extension, …) as its .json form: write "
-                f"{(stem or last) + '.json'!r} instead of {last!r}"
-            )
-        return None
+        return (
+            "Keybrake matches every Twilio spelling (.xml, no extension, …) as its .json form, so this pattern "
+            f"could never match: write {(stem or last) + '.json'!r} instead of {last!r}"
+        )
 
     # -- credentials ----------------------------------------------------------------------
 
