@@ -172,17 +172,7 @@ class Twilio(VendorDefaults):
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
-        """A pattern whose last segment is spelled other than `.json` never matches a canonical path."""
-        if len(pattern.segments) < 2 or pattern.segments[0] != API:
-            return None
-        last = pattern.segments[-1]
-        stem, _, fmt = last.rpartition(".")
-        if "*" in last or fmt == "json" or (fmt in twilio_paths.MEDIA_FORMATS and "Recordings" in pattern.segments):
-            return None
-        return (
-            "Keybrake matches every Twilio spelling (.xml, no extension, …) as its .json form, so this pattern "
-            f"could never match: write {(stem or last) + '.json'!r} instead of {last!r}"
-        )
+        return twilio_paths.pattern_problem(pattern)
 
     # -- credentials ----------------------------------------------------------------------
 

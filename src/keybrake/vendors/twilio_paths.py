@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-from keybrake.core.patterns import parse_pattern
+from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.errors import Denial
 
 API = "2010-04-01"
@@ -93,3 +93,21 @@ def account_segment(raw_segment: bytes) -> tuple[str, str]:
     """(account id, extension) of a raw `/Accounts/{sid}[.ext]` segment, percent-decoded."""
     stem, _, fmt = unquote(raw_segment.decode("latin-1")).partition(".")
     return stem, fmt
+
+
+def pattern_problem(pattern: EndpointPattern) -> str | None:
+    """Why an `allowed_endpoints` pattern could never match a canonical 2010 API path (None: it can).
+
+    Canonical paths end in `.json` (or a recording's `.mp3` / `.wav`), so a last segment written
+    with `.xml`, `.csv`, another extension or none (`…/Messages`) would silently match nothing.
+    """
+    if len(pattern.segments) < 2 or pattern.segments[0] != API:
+        return None
+    last = pattern.segments[-1]
+    stem, _, fmt = last.rpartition(".")
+    if "*" in last or fmt == "json" or (fmt in MEDIA_FORMATS and "Recordings" in pattern.segments):
+        return None
+    return (
+        "Keybrake matches every Twilio spelling (.xml, no extension, …) as its .json form, so this pattern "
+        f"could never match: write {(stem or last) + '.json'!r} instead of {last!r}"
+    )

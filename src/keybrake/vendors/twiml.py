@@ -230,6 +230,7 @@ def parse_twiml(text: str) -> Element:
     """The `<Response>` element of `text`; raises body_invalid for anything that is not plain XML."""
     if len(text) > MAX_TWIML_CHARS:
         raise _malformed(f"it is longer than Twilio's {MAX_TWIML_CHARS}-character limit")
+    text = text.strip()  # whitespace around the document changes nothing Twilio runs
     parser = DefusedXMLParser(
         target=TreeBuilder(insert_comments=True, insert_pis=True),
         forbid_dtd=True,
