@@ -246,3 +246,21 @@ async def test_async_context_manager() -> None:
                 auth=(DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET),
             )
         assert r.status_code == 200 and fake.requests[0].username == DEFAULT_API_KEY_SID
+
+
+def test_xml_and_bare_spellings_are_the_same_operation(server: FakeTwilioThread, fake: FakeTwilio) -> None:
+    """Twilio serves every 2010 resource as .json, .xml or without extension (XML, its default)."""
+    for rest in ("/Messages.xml", "/Messages"):
+        r = raw(server, "POST", rest, data={"To": TO, "From": FROM, "Body": "hi"})
+        assert r.status_code == 201 and r.headers["content-type"] == "application/xml"
+        assert r.text.startswith('<?xml version="1.0" encoding="UTF-8"?>\n<TwilioResponse><Message><AccountSid>')
+        assert "<Price />" in r.text and "<Status>queued</Status>" in r.text
+    assert len(fake.messages) == 2
+    listed = raw(server, "GET", "/Messages")
+    assert listed.status_code == 200 and listed.text.count("<Message>") == 2 and 'pagesize="50"' in listed.text
+    account = raw(server, "GET", "")
+    assert f"<AuthToken>{DEFAULT_AUTH_TOKEN}</AuthToken>" in account.text  # what Keybrake must never pass on
+    missing = raw(server, "GET", "/Nope.xml")
+    assert missing.status_code == 404 and "<RestException><Code>20404</Code>" in missing.text
+    bad = raw(server, "POST", "/Messages", data={"From": FROM, "Body": "hi"})
+    assert bad.status_code == 400 and "<Code>21604</Code>" in bad.text

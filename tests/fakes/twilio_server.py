@@ -15,6 +15,14 @@ Endpoints, all under ``/2010-04-01/Accounts/{AccountSid}``:
 - ``/Keys.json`` (create, list) and ``/Keys/{Sid}.json`` (fetch, delete). A created key carries
   ``secret`` (only at creation) and authenticates at once; a deleted one no longer does.
 
+Every resource also answers with ``.xml`` or no extension, as Twilio's 2010 API does (XML is its
+default representation): the same operation, answered as ``application/xml`` in Twilio's XML
+shape — ``<TwilioResponse>`` around ``<Message>``, ``<Call>``, ``<Account>`` or ``<Key>`` with
+CamelCase element names (``<Sid>``, ``<DateCreated>``, ``<Price/>`` for null), lists as
+``<Messages page="0" pagesize="50" …>`` with one element per item, errors as ``<RestException>``
+with ``<Code>``, ``<Message>``, ``<MoreInfo>``, ``<Status>``. Forced answers (``fail_next``) are
+always JSON.
+
 Anything else is Twilio's 404 (code 20404); a known path with another method is 405 (20004).
 
 Cost behaviour, as Twilio's (see /work/shared/FACTS.md): a message or call is created with
@@ -65,6 +73,7 @@ from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+from xml.etree.ElementTree import Element, SubElement, tostring
 
 from aiohttp import web
 
@@ -197,6 +206,20 @@ def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _camel(name: str) -> str:
+    """``date_created`` -> ``DateCreated``, as in Twilio's XML representation."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _xml_fields(parent: Element, doc: dict[str, Any]) -> None:
+    for key, value in doc.items():
+        child = SubElement(parent, _camel(key))
+        if isinstance(value, dict):
+            _xml_fields(child, value)
+        elif value is not None:
+            child.text = str(value)
+
+
 # --- the server ------------------------------------------------------------------------------
 
 Handler = Callable[[Params, Params, str], Answer]
@@ -247,22 +270,25 @@ class FakeTwilio(FakeServer):
         self.keys: dict[str, dict[str, Any]] = {}
         self.create_price_unit: str | None = "USD"
         self._counter = 0
-        routes: list[tuple[str, dict[str, Handler]]] = [
-            (r"\.json", {"GET": self._fetch_account}),
-            (r"/Messages\.json", {"POST": self._create_message, "GET": self._list_messages}),
+        # (path after the account, without the extension; XML element of one object; handlers)
+        routes: list[tuple[str, str, dict[str, Handler]]] = [
+            (r"", "Account", {"GET": self._fetch_account}),
+            (r"/Messages", "Message", {"POST": self._create_message, "GET": self._list_messages}),
             (
-                r"/Messages/(?P<id>[^/]+)\.json",
+                r"/Messages/(?P<id>[^/.]+)",
+                "Message",
                 {"GET": self._fetch_message, "POST": self._update_message, "DELETE": self._delete_message},
             ),
-            (r"/Calls\.json", {"POST": self._create_call, "GET": self._list_calls}),
+            (r"/Calls", "Call", {"POST": self._create_call, "GET": self._list_calls}),
             (
-                r"/Calls/(?P<id>[^/]+)\.json",
+                r"/Calls/(?P<id>[^/.]+)",
+                "Call",
                 {"GET": self._fetch_call, "POST": self._update_call, "DELETE": self._delete_call},
             ),
-            (r"/Keys\.json", {"POST": self._create_key, "GET": self._list_keys}),
-            (r"/Keys/(?P<id>[^/]+)\.json", {"GET": self._fetch_key, "DELETE": self._delete_key}),
+            (r"/Keys", "Key", {"POST": self._create_key, "GET": self._list_keys}),
+            (r"/Keys/(?P<id>[^/.]+)", "Key", {"GET": self._fetch_key, "DELETE": self._delete_key}),
         ]
-        self._routes = [(re.compile(pattern), handlers) for pattern, handlers in routes]
+        self._routes = [(re.compile(pattern), noun, handlers) for pattern, noun, handlers in routes]
 
     # --- lifecycle (FakeServer) --------------------------------------------------------------
 
@@ -352,33 +378,64 @@ class FakeTwilio(FakeServer):
             status=status, body=json.dumps(doc).encode(), headers=headers, content_type="application/json"
         )
 
+    def reply_xml(self, status: int, doc: Any, noun: str) -> web.Response:
+        """Twilio's XML representation of an answer (``.xml`` or no extension)."""
+        headers = {"Twilio-Request-Id": "RQ" + _hex()}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+        if status == 204:
+            return web.Response(status=204, headers=headers)
+        root = Element("TwilioResponse")
+        if status >= 400:
+            _xml_fields(SubElement(root, "RestException"), doc)
+        else:
+            items = next((k for k, v in doc.items() if isinstance(v, list)), None)
+            if items is None:
+                _xml_fields(SubElement(root, noun), doc)
+            else:
+                paging = {_camel(k).lower(): str(v) for k, v in doc.items() if k != items and v is not None}
+                listing = SubElement(root, _camel(items), paging)
+                for item in doc[items]:
+                    _xml_fields(SubElement(listing, noun), item)
+        body = b'<?xml version="1.0" encoding="UTF-8"?>\n' + tostring(root)
+        return web.Response(status=status, body=body, headers=headers, content_type="application/xml")
+
     async def handle(self, request: web.Request, rec: RecordedRequest) -> web.Response:
         query: Params = {}
         for key, value in request.query.items():
             query.setdefault(key, []).append(value)
+        path, fmt = request.path, "xml"
+        for ext in (".json", ".xml"):
+            if path.endswith(ext):
+                path, fmt = path[: -len(ext)], ext[1:]
+        noun = "Account"
         try:
-            status, doc = self._dispatch(request.method, request.path, rec, query)
+            status, doc, noun = self._dispatch(request.method, path, request.path, rec, query)
         except TwilioError as exc:
             status, doc = exc.status, exc.body
-        return self.reply(status, doc)
+        return self.reply(status, doc) if fmt == "json" else self.reply_xml(status, doc, noun)
 
-    def _dispatch(self, method: str, path: str, rec: RecordedRequest, query: Params) -> Answer:
+    def _dispatch(
+        self, method: str, path: str, full_path: str, rec: RecordedRequest, query: Params
+    ) -> tuple[int, Any, str]:
+        """Route ``path``, ``full_path`` without its extension (``.json``, ``.xml`` or none: one operation)."""
         if rec.username is None or rec.password is None or self.logins.get(rec.username) != rec.password:
             raise TwilioError(401, 20003, "Authenticate")
-        m = re.fullmatch(rf"{API}/Accounts/(?P<sid>[^/]+?)(?P<rest>\.json|/.+)", path)
+        m = re.fullmatch(rf"{API}/Accounts/(?P<sid>[^/.]+)(?P<rest>/.+)?", path)
         if m is None:
-            raise _not_found(path)
+            raise _not_found(full_path)
         if m["sid"] != self.account_sid:
             raise TwilioError(401, 20003, "Authenticate")
-        for pattern, handlers in self._routes:
-            route = pattern.fullmatch(m["rest"])
+        for pattern, noun, handlers in self._routes:
+            route = pattern.fullmatch(m["rest"] or "")
             if route is None:
                 continue
             handler = handlers.get(method)
             if handler is None:
                 raise TwilioError(405, 20004, "Method not allowed")
-            return handler(rec.form, query, route.groupdict().get("id") or "")
-        raise _not_found(path)
+            status, doc = handler(rec.form, query, route.groupdict().get("id") or "")
+            return status, doc, noun
+        raise _not_found(full_path)
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
+from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
 from keybrake.money import to_json_number
 from keybrake.runtime import Runtime
@@ -75,6 +76,10 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
             raise validation(
                 f"policy.{name} is not supported for {vendor} keys by this version of Keybrake", f"policy.{name}"
             )
+    for i, text in enumerate(policy.get("allowed_endpoints") or ()):
+        problem = rt.vendors[vendor].pattern_problem(parse_pattern(text))  # a pattern that could never match
+        if problem:
+            raise validation(f"entry {i} ({text!r}): {problem}", "policy.allowed_endpoints")
     warnings = []
     if not any(f in policy for f in ("daily_usd_cap", "total_usd_cap")):
         if rt.settings.require_usd_cap:

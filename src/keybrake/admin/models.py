@@ -7,11 +7,21 @@ from typing import Annotated, Any, Literal
 
 import phonenumbers
 import re2
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from keybrake.core.destinations import CALLING_CODE, CHANNEL, PHONE_PREFIX, policy_domain
 from keybrake.core.patterns import PatternError, parse_pattern
 from keybrake.money import MoneyError, parse_usd
+from keybrake.vendors.twilio_voice import twiml_url_problem
 
 # Names used by the hosted product, refused with a pointer to Keybrake's field (CONTRACT §3.5).
 ALIASES = {
@@ -104,6 +114,7 @@ def _decimal_str(v: Any) -> str:
     return str(d)
 
 
+_APPLICATION_SID = re.compile(r"^AP[0-9a-fA-F]{32}$")  # Twilio's spec pattern for ApplicationSid
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
@@ -124,6 +135,11 @@ class PolicyIn(Strict):
     default_calling_code: str | None = None
     # Twilio's own TimeLimit maximum is 4 hours.
     max_call_seconds: Annotated[int, Field(ge=1, le=14400, strict=True)] | None = None
+    # Twilio, with allowed_to_prefixes: TwiML a call may fetch, and applications that may run a call.
+    allowed_twiml_urls: list[Annotated[str, Field(min_length=1, max_length=2048)]] | None = Field(
+        default=None, max_length=500
+    )
+    allowed_application_sids: list[str] | None = Field(default=None, max_length=500)
     daily_send_cap: Count | None = None
     # Replay bodies are held (encrypted) for the window: at most a day.
     dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
@@ -153,6 +169,23 @@ class PolicyIn(Strict):
                     f"{entry!r} is neither an E.164 prefix such as '+1' or '+4420' nor a channel such as 'sip:'"
                 )
         return v
+
+    @field_validator("allowed_twiml_urls")
+    @classmethod
+    def _twiml_urls(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for entry in v or []:
+            problem = twiml_url_problem(entry)
+            if problem:
+                raise ValueError(f"{entry[:100]!r} {problem}")
+        return _needs_destination_scope(v, info)
+
+    @field_validator("allowed_application_sids")
+    @classmethod
+    def _application_sids(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        for i, sid in enumerate(v or []):
+            if not _APPLICATION_SID.match(sid):
+                raise ValueError(f"entry {i} ({sid[:40]!r}) is not a Twilio application SID: AP and 32 hex digits")
+        return _needs_destination_scope(v, info)
 
     @field_validator("default_calling_code")
     @classmethod
@@ -187,6 +220,16 @@ class PolicyIn(Strict):
                 value = {k: r.to_store() for k, r in value.items()}
             out[name] = value
         return out
+
+
+def _needs_destination_scope(v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    """allowed_twiml_urls / allowed_application_sids only widen a key's destination scope."""
+    if v is not None and info.data.get("allowed_to_prefixes") is None:
+        raise ValueError(
+            "takes effect only on a key with allowed_to_prefixes (without it calls are not destination-scoped); "
+            "set allowed_to_prefixes too, or leave this out"
+        )
+    return v
 
 
 def _check_metadata(v: dict[str, str] | None) -> dict[str, str] | None:

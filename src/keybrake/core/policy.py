@@ -36,6 +36,8 @@ ALL_FIELDS = (
     "allowed_from_domains",
     "default_calling_code",
     "max_call_seconds",
+    "allowed_twiml_urls",
+    "allowed_application_sids",
     "daily_send_cap",
     "dedup_window_seconds",
     "allow_self_revoke",
@@ -99,6 +101,9 @@ class Policy:
     allowed_to_prefixes: tuple[str, ...] | None = None  # E.164 prefixes ("+1") or channels ("sip:")
     default_calling_code: str | None = None
     max_call_seconds: int | None = None
+    # Twilio TwiML a call may fetch on a key with allowed_to_prefixes: https URLs, or prefixes ending in "*"
+    allowed_twiml_urls: tuple[str, ...] | None = None
+    allowed_application_sids: frozenset[str] | None = None  # AP… SIDs whose TwiML may run a call
     allowed_to_domains: tuple[str, ...] | None = None  # "example.com" or "*.example.com", IDNA
     allowed_from_domains: tuple[str, ...] | None = None
     daily_send_cap: int | None = None
@@ -130,6 +135,8 @@ class Policy:
             allowed_to_prefixes=opt_tuple("allowed_to_prefixes"),
             default_calling_code=data.get("default_calling_code"),
             max_call_seconds=data.get("max_call_seconds"),
+            allowed_twiml_urls=opt_tuple("allowed_twiml_urls"),
+            allowed_application_sids=opt_set("allowed_application_sids"),
             allowed_to_domains=opt_tuple("allowed_to_domains"),
             allowed_from_domains=opt_tuple("allowed_from_domains"),
             daily_send_cap=data.get("daily_send_cap"),

@@ -218,6 +218,9 @@ class Pipeline:
             raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
         vendor = self.vendors[key.vendor]
         ctx.vendor = vendor
+        # Every spelling the vendor accepts is one operation: all checks and the audit row see
+        # the canonical path; `raw_rest` (the agent's bytes) is still what is forwarded.
+        segments = vendor.canonical(req.method, segments)
         ctx.row.path = join(segments)
         limit = self.settings.max_body_bytes or vendor.max_body_bytes
         if len(req.body) > limit:

@@ -5,6 +5,7 @@ Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__in
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from keybrake.core.params import Params
-from keybrake.core.patterns import EndpointPattern
+from keybrake.core.paths import join
+from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
@@ -82,11 +84,27 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
+    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor,
+    # and the endpoints it prices as free: a request spelled like one of them but for letter case
+    # is refused (`check_spelling`).
+    money_moving: tuple[EndpointPattern, ...]
+    free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
     # Idempotency-Key: the longest key the vendor takes, and the answers other than 2xx it stores
     # under the key and replays to a retry (a retry after any other answer runs for real).
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """The one spelling of the operation `path` names, used by every check and the audit row.
+
+        Every spelling the vendor accepts for one operation (Twilio: `.json`, `.xml`, no
+        extension) maps to the same segments; a spelling that cannot be classified with
+        certainty raises a 400 `path_invalid` Denial. What is forwarded stays the agent's bytes.
+        """
+
+    def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        """Why an `allowed_endpoints` pattern can never match a canonical path (None: it can)."""
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
@@ -168,11 +186,59 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _folded(text: str) -> EndpointPattern:
+    return parse_pattern(text, casefold=True)
+
+
+def check_spelling(
+    method: str,
+    path: tuple[str, ...],
+    *patterns: tuple[EndpointPattern, ...],
+    guarded: tuple[EndpointPattern, ...] = (),
+) -> None:
+    """Refuse a path that names a classified endpoint in other letter case (400 `path_invalid`).
+
+    `patterns` are the endpoints whose exact spelling decides how a request is classified: the
+    vendor's money-moving ones and its free writes (GET-only patterns are skipped: a read is free
+    in any spelling, and guarded matching is case-insensitive anyway). Whether a vendor routes
+    `/v1/Charges` like `/v1/charges` is not documented by Stripe, Resend or Twilio, so such a
+    case variant is refused rather than guessed at. Wildcard segments (ids) match in any case.
+    A path matching `guarded` (case-insensitive) is left to the guarded check, which refuses it
+    unless the key names it literally (and a literal pattern matches only the exact spelling).
+    """
+    if any(g.matches(method, path) for g in guarded):
+        return
+    candidates = [p for group in patterns for p in group if p.methods is None or p.methods != {"GET"}]
+    if any(p.matches(method, path) for p in candidates):
+        return
+    for p in candidates:
+        if _folded(p.text).matches(method, path):
+            raise Denial(
+                "path_invalid",
+                f"Request path refused: {method} {join(path)[:200]} differs only in letter case from {p.text}, an "
+                "endpoint Keybrake prices and scopes by its exact spelling; send the vendor's exact spelling. "
+                "Nothing was sent. Do not retry unchanged.",
+            )
+
+
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
+
+    guarded: tuple[EndpointPattern, ...] = ()
+    money_moving: tuple[EndpointPattern, ...] = ()
+    free: tuple[EndpointPattern, ...] = ()
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Identity: one spelling per operation; case variants of classified endpoints are refused."""
+        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        return path
+
+    def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        return None
 
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {secret.decode()}")]

@@ -16,7 +16,7 @@ from typing import Any
 
 from keybrake.core.destinations import domain_allowed, email_address
 from keybrake.core.params import Params, parse_form, parse_json_body
-from keybrake.core.patterns import parse_pattern
+from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.money import MICRO
@@ -81,6 +81,9 @@ GUARDED = tuple(
         "POST /contacts/imports",
     )
 )
+# Endpoints whose exact spelling decides a price or a recipient check: a case variant
+# (`POST /Emails`) is refused (`base.check_spelling`); Resend documents no alternative spelling.
+MONEY_MOVING: tuple[EndpointPattern, ...] = (EMAILS_SEND, BATCH_SEND, parse_pattern("POST /broadcasts/*/send"))
 _SECRET = re.compile(r"^re_[A-Za-z0-9_]{8,}$")
 
 
@@ -115,6 +118,8 @@ class Resend(VendorDefaults):
         }
     )
     guarded = GUARDED
+    money_moving = MONEY_MOVING
+    free = FREE
     max_body_bytes = 45 * 1024 * 1024  # Resend accepts attachments up to 40 MB after encoding
     # "Idempotency keys can be up to 256 characters" (https://resend.com/docs/dashboard/emails/idempotency-keys)
     idempotency_key_max_length = 256

@@ -107,6 +107,17 @@ SETTLES_OBJECT = (parse_pattern("POST /v1/payment_intents/*/cancel"),)
 REFUND_CREATE = parse_pattern("POST /v1/refunds")
 CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 
+# Endpoints whose exact spelling decides a price: a case variant (`POST /v1/Charges`) is refused
+# (`base.check_spelling`). Stripe documents no alternative spelling; a trailing `/` is refused by
+# `core.paths`. Case variants of free endpoints are priced as unpriceable, which is stricter.
+MONEY_MOVING: tuple[EndpointPattern, ...] = (
+    *(p for p, _ in PRICED),
+    PAYMENT_INTENT_CREATE,
+    REFUND_CREATE,
+    CREDIT_NOTE_CREATE,
+    *(p for p, _, _ in stripe_objects.OBJECT_PRICED),
+)
+
 # Object kinds → (cost_kind) for settling; statuses that mean no money moved.
 _NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
 _KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
@@ -152,6 +163,8 @@ class Stripe(VendorDefaults):
     # (https://docs.stripe.com/api/idempotent_requests).
     idempotency_key_max_length = 255
     idempotency_cached_statuses = frozenset({402})
+    money_moving = MONEY_MOVING
+    free = FREE
     # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
     guarded: tuple[EndpointPattern, ...] = tuple(
         parse_pattern(t, casefold=True)

@@ -24,11 +24,13 @@ from urllib.parse import unquote_plus
 
 from keybrake.core.destinations import check_phone_prefix, country_of, mask_phone, normalise_phone
 from keybrake.core.params import parse_form
+from keybrake.core.paths import join
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial, twilio_code
 from keybrake.money import MICRO
 from keybrake.proxy.request import ProxyRequest
+from keybrake.vendors import twilio_paths, twilio_voice
 from keybrake.vendors.base import (
     Estimate,
     Rates,
@@ -39,6 +41,7 @@ from keybrake.vendors.base import (
     VendorDefaults,
     VendorRequest,
     answer_text,
+    check_spelling,
     content_type,
     keybrake_code_doc,
     redact_fields,
@@ -68,7 +71,10 @@ REPEATABLE = frozenset(
     }
 )
 # Parameters whose exact spelling matters to enforcement: a differently-cased twin is refused.
-_CANONICAL = {n.lower(): n for n in ("To", "From", "Body", "MediaUrl", "ContentSid", "ContentVariables", "TimeLimit")}
+_CANONICAL = {
+    n.lower(): n
+    for n in ("To", "From", "Body", "MediaUrl", "ContentSid", "ContentVariables", "TimeLimit", *twilio_voice.PARAMS)
+}
 
 
 def _p(text: str, *, casefold: bool = False) -> EndpointPattern:
@@ -78,6 +84,9 @@ def _p(text: str, *, casefold: bool = False) -> EndpointPattern:
 MESSAGES_CREATE = _p(f"POST /{API}/Accounts/*/Messages.json")
 CALLS_CREATE = _p(f"POST /{API}/Accounts/*/Calls.json")
 PARTICIPANTS_CREATE = _p(f"POST /{API}/Accounts/*/Conferences/*/Participants.json")
+# Endpoints whose exact spelling decides a price or a destination check: after the extension is
+# mapped to `.json`, a case variant of one of them is refused (`base.check_spelling`).
+MONEY_MOVING = (MESSAGES_CREATE, CALLS_CREATE, PARTICIPANTS_CREATE, *twilio_voice.PATTERNS)
 # Endpoints that move no money. Everything else not priced above is unpriceable — including a
 # live call's update, which can redirect it to new TwiML that dials anyone.
 FREE = tuple(
@@ -144,15 +153,30 @@ class Twilio(VendorDefaults):
             "allowed_to_prefixes",
             "default_calling_code",
             "max_call_seconds",
+            "allowed_twiml_urls",
+            "allowed_application_sids",
             "daily_send_cap",
             "dedup_window_seconds",
         }
     )
     guarded = GUARDED
+    money_moving = MONEY_MOVING
+    free = FREE
     max_body_bytes = 1024 * 1024
 
     def __init__(self, rates: TwilioRates = DEFAULT_TWILIO_RATES) -> None:
         self.rates = rates
+
+    # -- spellings ------------------------------------------------------------------------
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """`.xml`, no extension (and `.csv`/`.html` reads) map to the `.json` spelling (`twilio_paths`)."""
+        path = twilio_paths.canonical(method, path)
+        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        return path
+
+    def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        return twilio_paths.pattern_problem(pattern)
 
     # -- credentials ----------------------------------------------------------------------
 
@@ -188,19 +212,23 @@ class Twilio(VendorDefaults):
         return [("authorization", f"Basic {token}")]
 
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
-        """Swap the Account SID in `/2010-04-01/Accounts/{sid}/…` for the credential's real one."""
+        """Swap the Account SID in `/2010-04-01/Accounts/{sid}[.ext]/…` for the credential's real one.
+
+        The rest of the path is the agent's own spelling (`.xml` stays `.xml`).
+        """
         path = vreq.path
         if len(path) < 3 or path[0] != API or path[1] != "Accounts":
             return raw_path
         real = self._secret(secret)["account_sid"]
-        named, suffix = (path[2][:-5], ".json") if path[2].endswith(".json") else (path[2], "")
+        parts = raw_path.split(b"/")
+        named, fmt = twilio_paths.account_segment(parts[3])
+        suffix = f".{fmt}" if fmt else ""
         if named not in (key_id, real):
             raise Denial(
                 "scope_violation",
                 f"The path names the Twilio account {named[:40]!r}; this key may only use its own id ({key_id}) or "
                 "its credential's account. Nothing was sent. Do not retry.",
             )
-        parts = raw_path.split(b"/")
         parts[3] = (real + suffix).encode()
         return b"/".join(parts)
 
@@ -240,6 +268,9 @@ class Twilio(VendorDefaults):
         vreq = VendorRequest(req.method, path, params)
         kind = _destination_kind(req.method, path)
         vreq.extra["kind"] = kind
+        if path and path[0] == API:
+            # The representation asked for: only a JSON answer can be priced and redacted.
+            vreq.extra["format"] = twilio_paths.request_format(req.raw_path)
         if kind is not None:
             if not params.scalar("To"):
                 raise Denial("body_invalid", "Parameter 'To' is required (the destination, in E.164 form).")
@@ -263,15 +294,25 @@ class Twilio(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        fmt = vreq.extra.get("format", "json")
+        if fmt != "json" and any(p.matches(vreq.method, vreq.path) for p in twilio_paths.SECRET_ANSWERS):
+            raise Denial(
+                "path_invalid",
+                f"Request path refused: answers of {join(vreq.path)} carry secrets (auth_token, secret) that Keybrake "
+                f"removes from JSON answers only; request the .json spelling, not .{fmt}. Nothing was sent.",
+            )
+        dials = twilio_voice.check_call_control(policy, vreq.method, vreq.path, vreq.params)
         kind = self._destination_endpoint(vreq)
         if kind is None:
-            return ScopeResult()
+            return ScopeResult(extra={"dials": dials} if dials else {})
         raw_to = vreq.params.scalar("To") or ""
         channels = [p for p in policy.allowed_to_prefixes or () if p.endswith(":")]
         to = normalise_phone(raw_to, default_calling_code=policy.default_calling_code, channels=channels)
         if to.startswith("+"):
             check_phone_prefix(to, policy.allowed_to_prefixes)
         extra: dict[str, Any] = {"to": to, "whatsapp": raw_to.strip().lower().startswith("whatsapp:")}
+        if dials:
+            extra["dials"] = dials
         if kind == "call":
             cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
             given = vreq.params.scalar("TimeLimit")
@@ -300,7 +341,7 @@ class Twilio(VendorDefaults):
             return Estimate("priced", _micro(self.rates.rate("call_per_minute", country) * minutes), "call", "usd")
         if any(p.matches(vreq.method, vreq.path) for p in FREE):
             return Estimate("free", 0, "none")
-        return Estimate("unpriceable", 0, "call" if "Calls" in "/".join(vreq.path) else "sms")
+        return Estimate("unpriceable", 0, "call" if "calls" in "/".join(vreq.path).lower() else "sms")
 
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
@@ -390,9 +431,11 @@ class Twilio(VendorDefaults):
         to = vreq.extra.get("to")
         if isinstance(to, str):
             out["destination"] = mask_phone(to)
-        for name in ("segments", "num_media", "time_limit"):
+        for name in ("segments", "num_media", "time_limit", "dials"):
             if name in vreq.extra:
                 out[name] = vreq.extra[name]
+        if vreq.extra.get("format", "json") != "json":
+            out["format"] = vreq.extra["format"]  # not JSON: the cost stays at the estimate
         return out
 
     # -- errors ---------------------------------------------------------------------------
