@@ -201,7 +201,29 @@ def test_calls_get_the_policy_time_limit(kbt: KeybrakeThread, fake_twilio: FakeT
     sent = [r for r in fake(fake_twilio).requests if r.method == "POST"][-1]
     assert sent.form["TimeLimit"] == ["300"]
     (row,) = kbt.audit(key_id=key["id"])
-    assert (row["cost_kind"], row["reserved_usd"]) == ("call", 0.07)  # 5 minutes × $0.014
+    # 5 minutes × ($0.014 to the US + $0.50, the dearest leg the unseen TwiML at Url could dial)
+    assert (row["cost_kind"], row["reserved_usd"]) == ("call", 2.57)
+
+
+def test_a_calls_dialled_legs_are_reserved_and_reconciled(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
+    """Twilio bills each leg a call's TwiML dials as a child call: a key without destination
+    scope must still count them (the parent's own price leaves them out)."""
+    key = issue(kbt, daily_usd_cap=5)
+    twiml = "<Response><Dial><Number>+442079460958</Number></Dial></Response>"
+    call = client(kbt.url, key["key"], key["id"]).calls.create(to=TO, from_=FROM, twiml=twiml, time_limit=120)
+    (row,) = kbt.audit(key_id=key["id"])
+    assert row["reserved_usd"] == 0.108  # 2 minutes × ($0.014 to the US + $0.04 for the GB leg)
+    twilio = fake(fake_twilio)
+    leg = twilio.dial_leg(call.sid, "+442079460958")
+    twilio.set_price(call.sid, "-0.02800", duration=120)
+    assert kbt.audit(key_id=key["id"])[0]["cost_source"] == "estimate"  # the leg has no price yet
+    twilio.set_price(leg, "-0.08000", duration=110)
+    row = wait_for(lambda: next((r for r in kbt.audit(key_id=key["id"]) if r["cost_source"] == "response"), None))
+    assert row["cost_usd"] == 0.108 and row["settled_by"] == "reconciliation"
+    lookups = [r for r in twilio.requests if r.method == "GET"]
+    assert any(r.path.endswith("/Calls.json") and f"ParentCallSid={call.sid}" in r.query for r in lookups)
+    usage = kbt.key(key["id"])["usage"]["daily_usd"]
+    assert (usage["used"], usage["reserved"]) == (0.108, 0)
 
 
 def test_other_accounts_and_bad_auth_are_refused(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:

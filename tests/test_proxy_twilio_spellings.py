@@ -153,7 +153,7 @@ def test_twiml_dial_is_a_destination(kbt: KeybrakeThread, fake_twilio: FakeTwili
 
 def test_twiml_urls_and_applications_must_be_named(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
     app = "AP" + "ab" * 16
-    plain = issue(kbt, allowed_to_prefixes=["+1"], daily_usd_cap=5)
+    plain = issue(kbt, allowed_to_prefixes=["+1"], daily_usd_cap=50)
     for extra in ({"Url": HOOK}, {"ApplicationSid": app}, {"Twiml": "<Response/>", "FallbackUrl": HOOK}):
         r = post(kbt, plain, "Calls.json", {"To": US, "From": FROM, **extra})
         assert r.status_code == 403 and code(r) == "scope_violation", extra
@@ -167,7 +167,7 @@ def test_twiml_urls_and_applications_must_be_named(kbt: KeybrakeThread, fake_twi
         allowed_to_prefixes=["+1"],
         allowed_twiml_urls=["https://hooks.example.com/twiml/*"],
         allowed_application_sids=[app],
-        daily_usd_cap=5,
+        daily_usd_cap=50,
     )
     twilio = client(kbt.url, named["key"], named["id"])
     assert twilio.calls.create(to=US, from_=FROM, url=HOOK).sid.startswith("CA")

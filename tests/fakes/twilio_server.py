@@ -346,6 +346,25 @@ class FakeTwilio(FakeServer):
         elif duration is not None:
             call["duration"] = str(duration)
 
+    def dial_leg(self, parent_sid: str, to: str) -> str:
+        """A child call, as Twilio creates when the parent's TwiML `<Dial>`s `to` (direction
+        `outbound-dial`, `parent_call_sid` set); it is priced on its own (``set_price``)."""
+        parent = self.calls[parent_sid]
+        sid = new_sid("CA")
+        self.calls[sid] = {
+            **parent,
+            "sid": sid,
+            "parent_call_sid": parent_sid,
+            "direction": "outbound-dial",
+            "to": to,
+            "to_formatted": to,
+            "price": None,
+            "status": "in-progress",
+            "uri": self._uri(f"/Calls/{sid}.json"),
+            "_seq": self._seq(),
+        }
+        return sid
+
     def price_all(self, price: str = "-0.00790", price_unit: str = "USD") -> None:
         """Price every message and call that has no price yet."""
         for sid, obj in [*self.messages.items(), *self.calls.items()]:

@@ -6,6 +6,7 @@ import base64
 import json
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -81,18 +82,36 @@ def test_message_estimate_by_country_and_segments() -> None:
 
 def test_call_time_limit_is_capped_and_set() -> None:
     r = scoped(vreq("POST", CALLS, b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx"), Policy(max_call_seconds=120))
-    assert T.estimate(r, RATES).amount == 2 * 14_000
+    unseen = 500_000  # TwiML at a Url may dial anywhere: the dearest per-minute rate of the table
+    assert T.estimate(r, RATES).amount == 2 * (14_000 + unseen)
     assert (
         T.upstream_body(r, r_body := b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx") == r_body + b"&TimeLimit=120"
     )
     body = b"To=%2B14155550100&TimeLimit=7200&From=%2B1&Url=u"
     r = scoped(vreq("POST", CALLS, body))
     assert T.upstream_body(r, body) == b"To=%2B14155550100&From=%2B1&Url=u&TimeLimit=600"
-    assert T.estimate(r, RATES).amount == 10 * 14_000
+    assert T.estimate(r, RATES).amount == 10 * (14_000 + unseen)
     body = b"To=%2B14155550100&TimeLimit=61&From=%2B1&Url=u"
     r = scoped(vreq("POST", CALLS, body))
     assert T.upstream_body(r, body) == body  # within the cap: forwarded unchanged
-    assert T.estimate(r, RATES).amount == 2 * 14_000
+    assert T.estimate(r, RATES).amount == 2 * (14_000 + unseen)
+
+
+@pytest.mark.parametrize(
+    ("twiml", "leg_rate"),
+    [
+        ("<Response><Say>hello</Say></Response>", 0),  # dials nothing: the parent leg only
+        ("<Response><Dial>+14155550123</Dial></Response>", 14_000),
+        ("<Response><Dial><Number>+442079460958</Number><Number>+14155550123</Number></Dial></Response>", 40_000),
+        ("<Response><Dial><Sip>sip:a@b.example</Sip></Dial></Response>", 500_000),  # not a number: the default
+        ("<Response><Redirect>https://x.example/more</Redirect></Response>", 500_000),  # unseen TwiML
+    ],
+)
+def test_a_calls_dialled_legs_are_reserved(twiml: str, leg_rate: int) -> None:
+    """Twilio bills each dialled leg as a child call; together they last at most as long as the call."""
+    body = urlencode({"To": "+14155550100", "From": "+1", "Twiml": twiml, "TimeLimit": "120"}).encode()
+    r = scoped(vreq("POST", CALLS, body))
+    assert T.estimate(r, RATES).amount == 2 * (14_000 + leg_rate)
     with pytest.raises(Denial):
         scoped(vreq("POST", CALLS, b"To=%2B14155550100&TimeLimit=-5&From=%2B1&Url=u"))
     with pytest.raises(Denial):
@@ -246,3 +265,15 @@ def test_rates_file(tmp_path: Path) -> None:
         f.write_text(json.dumps(bad))
         with pytest.raises(RatesError):
             load_twilio_rates(f)
+
+
+def test_a_live_call_cannot_be_extended_past_max_call_seconds() -> None:
+    path = f"/2010-04-01/Accounts/vk_me/Calls/CA{'0' * 32}.json"
+    for value, ok in (("300", True), ("600", True), ("601", False), ("86400", False), ("1e9", False)):
+        body = urlencode({"TimeLimit": value}).encode()
+        if ok:
+            scoped(vreq("POST", path, body))
+        else:
+            with pytest.raises(Denial) as info:
+                scoped(vreq("POST", path, body))
+            assert info.value.code == "param_not_allowed"

@@ -100,7 +100,17 @@ class Reconciler:
             doc = json.loads(resp.body)
         except ValueError:
             return None
-        result = vendor.reconcile(doc, self.settings.fx_rates)
+        related = []
+        for extra_path in vendor.related_lookups(row.vendor_object_id, secret):
+            try:
+                more = await self.upstream.send(UpstreamRequest("GET", base + extra_path, headers, b""))
+                if more.status != 200:
+                    return None
+                related.append(json.loads(more.body))
+            except Exception as exc:  # any failure: try again next pass
+                event(log, "reconciliation lookup failed", logging.WARNING, request_id=row.id, error=type(exc).__name__)
+                return None
+        result = vendor.reconcile(doc, self.settings.fx_rates, related)
         if result is None:
             return None
         if row.credential:

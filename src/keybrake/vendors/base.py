@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -141,8 +141,13 @@ class Vendor(Protocol):
     def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
         """Facts an answer teaches about vendor objects."""
 
-    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
-        """The final cost of a call from its object fetched later, or None while it is not final."""
+    def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
+        """The final cost of a call from its object fetched later, or None while it is not final.
+
+        `related`: the answers of `related_lookups` (e.g. a Twilio call's child legs)."""
+
+    def related_lookups(self, object_id: str, secret: bytes) -> list[str]:
+        """Paths (with query) of further GETs whose answers reconciliation needs with the object's."""
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         """A hash identifying the request for Idempotency-Key retries; None if the vendor has none."""
@@ -264,6 +269,9 @@ class VendorDefaults:
         return None
 
     def ledger_entries(self, doc: Any, account_context: str | None) -> list[LedgerEntry]:
+        return []
+
+    def related_lookups(self, object_id: str, secret: bytes) -> list[str]:
         return []
 
 

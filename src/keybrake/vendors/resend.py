@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -227,7 +228,7 @@ class Resend(VendorDefaults):
             return VendorCost(estimate.amount, "flat_rate", "email", vendor_object_id=email_id)
         return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=email_id)
 
-    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+    def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
         return None  # flat-rate costs are final at the answer
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:

@@ -8,6 +8,7 @@ Cost parsing uses only fields stable across Stripe API versions (`amount`, `amou
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -444,7 +445,7 @@ class Stripe(VendorDefaults):
         micro = _to_usd(amount, currency.lower(), rates, reserve=False)
         return VendorCost(micro, "response", kind, vendor_object_id=object_id, count=count)
 
-    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+    def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
         """A PaymentIntent left in requires_action settles once the customer finishes (or abandons) it."""
         if not isinstance(doc, dict) or answer_text(doc, "status") in _KEEP_STATUSES:
             return None

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
 from typing import Any
@@ -302,6 +302,16 @@ class Twilio(VendorDefaults):
                 f"removes from JSON answers only; request the .json spelling, not .{fmt}. Nothing was sent.",
             )
         dials = twilio_voice.check_call_control(policy, vreq.method, vreq.path, vreq.params)
+        if twilio_voice.CALLS_UPDATE.matches(vreq.method, vreq.path):
+            # A live call's TimeLimit can be raised by an update: no further than a new call's.
+            cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
+            given = vreq.params.scalar("TimeLimit")
+            if given is not None and (not given.isdigit() or int(given) > cap):
+                raise Denial(
+                    "param_not_allowed",
+                    f"Parameter 'TimeLimit' of a call update must be a whole number of seconds up to this key's "
+                    f"max_call_seconds ({cap}). Do not retry with the same value.",
+                )
         kind = self._destination_endpoint(vreq)
         if kind is None:
             return ScopeResult(extra={"dials": dials} if dials else {})
@@ -338,7 +348,10 @@ class Twilio(VendorDefaults):
             return Estimate("priced", _micro(per_segment * int(vreq.extra["segments"])), "sms", "usd", sends=1)
         if kind == "call":
             minutes = math.ceil(int(vreq.extra["time_limit"]) / 60)
-            return Estimate("priced", _micro(self.rates.rate("call_per_minute", country) * minutes), "call", "usd")
+            per_minute = self.rates.rate("call_per_minute", country) + twilio_voice.child_leg_rate(
+                vreq.method, vreq.path, vreq.params, self.rates
+            )
+            return Estimate("priced", _micro(per_minute * minutes), "call", "usd")
         if any(p.matches(vreq.method, vreq.path) for p in FREE):
             return Estimate("free", 0, "none")
         return Estimate("unpriceable", 0, "call" if "calls" in "/".join(vreq.path).lower() else "sms")
@@ -354,7 +367,8 @@ class Twilio(VendorDefaults):
         if not isinstance(doc, dict):
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=sid)
         priced = self._price(doc, rates)
-        if priced is not None:
+        if priced is not None and estimate.cost_kind != "call":
+            # A call's own price leaves out the legs its TwiML dials: calls settle by reconciliation.
             return VendorCost(priced, "response", estimate.cost_kind, vendor_object_id=sid)
         amount = estimate.amount
         counted = _int(doc.get("num_segments"))
@@ -380,17 +394,33 @@ class Twilio(VendorDefaults):
             return None  # validated before arithmetic: an absurd price leaves the estimate standing
         return int((value * Decimal(rate) * MICRO).to_integral_value(rounding="ROUND_HALF_UP"))
 
-    def reconcile(self, doc: Any, rates: Rates) -> VendorCost | None:
+    def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
+        """The final price of a Message or Call, or None while Twilio has not priced all of it.
+
+        A call's price is its own leg plus every child call its TwiML dialled (`related`: pages
+        of `Calls.json?ParentCallSid=…`, Twilio's documented filter); it is final once each has
+        a price or ended without a charge.
+        """
         if not isinstance(doc, dict):
             return None
         sid = doc.get("sid") if isinstance(doc.get("sid"), str) else None
         kind = "call" if (sid or "").startswith("CA") else ("mms" if (sid or "").startswith("MM") else "sms")
-        priced = self._price(doc, rates)
-        if priced is not None:
-            return VendorCost(priced, "response", kind, vendor_object_id=sid)
-        if answer_text(doc, "status") in _NO_CHARGE_STATUSES:
+        total = 0
+        for leg in [doc, *(c for page in related for c in _calls_of(page))]:
+            priced = self._price(leg, rates)
+            if priced is None and answer_text(leg, "status") not in _NO_CHARGE_STATUSES:
+                return None
+            total += priced or 0
+        if total == 0 and answer_text(doc, "status") in _NO_CHARGE_STATUSES:
             return VendorCost(0, "response", "none", vendor_object_id=sid)
-        return None
+        return VendorCost(total, "response", kind, vendor_object_id=sid)
+
+    def related_lookups(self, object_id: str, secret: bytes) -> list[str]:
+        """A call's child legs (what its `<Dial>`s rang), read with the parent at reconciliation."""
+        if not object_id.startswith("CA") or not _OBJECT_SID.match(object_id):
+            return []
+        account = self._secret(secret)["account_sid"]
+        return [f"/{API}/Accounts/{account}/Calls.json?ParentCallSid={object_id}&PageSize=1000"]
 
     # -- objects --------------------------------------------------------------------------
 
@@ -465,6 +495,11 @@ def _destination_kind(method: str, path: tuple[str, ...]) -> str | None:
     if CALLS_CREATE.matches(method, path) or PARTICIPANTS_CREATE.matches(method, path):
         return "call"
     return None
+
+
+def _calls_of(page: Any) -> list[dict[str, Any]]:
+    calls = page.get("calls") if isinstance(page, dict) else None
+    return [c for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
 
 
 def _micro(usd: Decimal) -> int:

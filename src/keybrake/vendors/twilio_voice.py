@@ -28,13 +28,15 @@ parse). Keys without `allowed_to_prefixes` are not checked here. Pure functions,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import urlsplit
 
-from keybrake.core.destinations import check_phone_prefix, normalise_phone
+from keybrake.core.destinations import check_phone_prefix, country_of, normalise_phone
 from keybrake.core.params import Params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
+from keybrake.vendors.rates import TwilioRates
 from keybrake.vendors.twiml import Target, read_twiml
 
 API = "2010-04-01"
@@ -44,6 +46,7 @@ def _post(rest: str) -> EndpointPattern:
     return parse_pattern(f"POST /{API}/Accounts/*/{rest}")
 
 
+CALLS_CREATE = _post("Calls.json")
 CALLS_UPDATE = _post("Calls/*.json")
 PARTICIPANT_UPDATE = _post("Conferences/*/Participants/*.json")
 CONFERENCE_UPDATE = _post("Conferences/*.json")
@@ -61,7 +64,7 @@ class VoiceEndpoint:
 
 
 VOICE = (
-    VoiceEndpoint(_post("Calls.json"), ("Url", "FallbackUrl"), twiml=True, application=True),
+    VoiceEndpoint(CALLS_CREATE, ("Url", "FallbackUrl"), twiml=True, application=True),
     VoiceEndpoint(CALLS_UPDATE, ("Url", "FallbackUrl"), twiml=True),
     VoiceEndpoint(_post("Conferences/*/Participants.json"), ("WaitUrl",)),
     VoiceEndpoint(PARTICIPANT_UPDATE, ("HoldUrl", "AnnounceUrl", "WaitUrl")),
@@ -170,3 +173,36 @@ def twiml_url_problem(entry: str) -> str | None:
     if prefix and not parts.path.startswith("/"):
         return "is a prefix that does not pin the host: end it after the path's first '/', e.g. 'https://example.com/*'"
     return None
+
+
+def child_leg_rate(method: str, path: tuple[str, ...], params: Params, rates: TwilioRates) -> Decimal:
+    """USD per minute of the dearest leg a new call's TwiML can `<Dial>` (0 when it dials nothing).
+
+    Twilio bills every dialled leg as a child call of its own, beside the parent leg to `To`.
+    Dials run one at a time and end with the parent, so the child legs together last at most as
+    long as the parent: a call costs at most minutes × (rate of `To` + this rate). TwiML Keybrake
+    cannot see (`Url`, `FallbackUrl`, `ApplicationSid`, a fetch inside inline TwiML, TwiML it
+    cannot read) may dial anywhere: the highest per-minute rate of the table.
+    """
+    if not CALLS_CREATE.matches(method, path):
+        return Decimal(0)
+    table = rates.tables["call_per_minute"]
+    unseen = max(table.values())
+    text = params.scalar("Twiml")
+    if not text or not text.strip() or params.scalar("FallbackUrl"):
+        return unseen
+    try:
+        plan = read_twiml(text)
+    except Denial:  # a key without destination scope may send TwiML beyond the safe list
+        return unseen
+    if plan.fetches:
+        return unseen
+    worst = Decimal(0)
+    for target in plan.targets:
+        try:
+            number = normalise_phone(target.value, default_calling_code=None) if target.noun == "number" else None
+        except Denial:
+            number = None
+        rate = rates.rate("call_per_minute", country_of(number)) if number else table["default"]
+        worst = max(worst, rate)
+    return worst
