@@ -23,6 +23,7 @@ import uvicorn
 
 from keybrake.app import KeybrakeApp
 from keybrake.config import Settings
+from keybrake.listener import Listeners, bind_listeners, server_config
 from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
 
@@ -79,6 +80,7 @@ class KeybrakeThread:
             allow_insecure_upstream=True,
             upstream_hosts=("127.0.0.1",),
             upstream_timeout_s=5.0,
+            graceful_shutdown_s=5.0,
         )
         self.settings = replace(base, **settings)
         self.clock = clock
@@ -87,6 +89,9 @@ class KeybrakeThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        # Where the admin API answers: the proxy port, or the admin listener's TCP address.
+        self.admin_url = self.url
+        self.listeners: Listeners | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -102,23 +107,22 @@ class KeybrakeThread:
                 rt = await open_runtime(self.settings, create=True, clock=self.clock)
                 await ensure_admin_token(rt)
                 self.app = KeybrakeApp(rt)
-                config = uvicorn.Config(
-                    self.app,
-                    lifespan="on",
-                    http="httptools",
-                    loop="none",
-                    access_log=False,
-                    log_config=None,
-                    timeout_graceful_shutdown=5,
-                )
-                self._server = uvicorn.Server(config)
+                # The production listeners and uvicorn configuration (keybrake serve's own).
+                self.listeners = bind_listeners(self.settings, proxy_sock=self._sock)
+                admin = next((lst for lst in self.listeners.all if lst.role == "admin"), None)
+                if admin is not None and admin.unix_path is None:
+                    self.admin_url = admin.address
+                self._server = uvicorn.Server(server_config(self.app, self.settings, self.listeners))
                 self._server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-                task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+                task = asyncio.create_task(self._server.serve(sockets=self.listeners.sockets))
                 while not self._server.started and not task.done():
                     await asyncio.sleep(0.01)
                 ready.set()
-                await task
-                await rt.store.close()
+                try:
+                    await task
+                finally:
+                    self.listeners.close()
+                    await rt.store.close()
 
             try:
                 asyncio.run(main())
@@ -172,7 +176,15 @@ class KeybrakeThread:
     # -- admin helpers --------------------------------------------------------------------
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        transport = None
+        if self.settings.admin_socket is not None:
+            transport = httpx.HTTPTransport(uds=str(self.settings.admin_socket))
+        return httpx.Client(
+            base_url=self.admin_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+            transport=transport,
+        )
 
     def add_credential(
         self, base_url: str, *, name: str = "default", secret: Any = REAL_SECRET, vendor: str = "stripe"
