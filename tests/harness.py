@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -232,9 +233,17 @@ def free_port() -> int:
 
 
 def spawn_keybrake(
-    data_dir: Path, port: int, *, env: dict[str, str] | None = None, log_path: Path | None = None
+    data_dir: Path,
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    nofile: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown)."""
+    """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown).
+
+    `nofile`: the process's open-file limit (soft and hard), as `ulimit -n` would set it.
+    """
     full_env = {
         **os.environ,
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
@@ -244,11 +253,17 @@ def spawn_keybrake(
         **(env or {}),
     }
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+
+    def limit_files() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "keybrake.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env=full_env,
         stdout=out,
         stderr=out,
+        preexec_fn=limit_files if nofile is not None else None,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -228,6 +228,8 @@ def build_admin_app(
             if extra:
                 raise ApiError(422, "validation_error", f"unknown field {sorted(extra)[0]!r}", sorted(extra)[0])
             reason = body.get("reason", reason)
+            if reason is not None and not isinstance(reason, str):
+                raise ApiError(422, "validation_error", "reason must be a string", "reason")
         elif body is not None:
             raise ApiError(400, "invalid_request", 'the body must be a JSON object like {"reason": "…"}')
         out = await keys.revoke(rt, key_id, reason)

@@ -9,7 +9,8 @@ and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
    address (logged either way). The body of a refused request is never read: the answer says
    `Connection: close` and the connection goes with it;
 3. the body, capped at 1 MiB (Content-Length checked before reading, streamed bytes counted):
-   past it 413 `body_too_large`, and the connection is closed.
+   past it 413 `body_too_large`, and the connection is closed. A JSON body holding a lone
+   UTF-16 surrogate escape (`"\\ud800"`: valid JSON, not text) is 400 `invalid_request`.
 
 The token record found in step 1 is handed to the FastAPI dependency in the scope
 (`SCOPE_TOKEN`), so it is looked up once. Any exception the admin app lets through is logged
@@ -21,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -140,6 +142,15 @@ class AdminGate:
                 close=True,
             )
             return
+        if _has_lone_surrogate(body):
+            await send_error(
+                send,
+                400,
+                "invalid_request",
+                "the body holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text",
+                close=False,
+            )
+            return
         await self._run(scope, _replay(body, receive), send)
 
     async def _authenticate(self, scope: Scope) -> tuple[int, str, str] | None:
@@ -223,6 +234,28 @@ async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """True when a JSON body decodes to a string no UTF-8 store can hold (a lone surrogate).
+
+    JSON allows `\\ud800` escapes; a proper pair is one character and is accepted. Only bodies
+    with such an escape are parsed here; a body that is not JSON is left to the app (400).
+    """
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
