@@ -273,3 +273,35 @@ def test_a_live_admin_socket_is_not_taken_over() -> None:
         live.close()
         proxy.close()
         path.unlink()
+
+
+def test_a_stalled_body_closes_the_connection_and_a_truncated_request_is_never_forwarded(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    with KeybrakeThread(tmp_path / "d", header_timeout_s=0.5) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 100})
+        head = (
+            "POST /stripe/v1/charges HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Authorization: Bearer {key['key']}\r\nContent-Length: 100\r\n\r\n"
+        ).encode()
+        # the body stops arriving: closed after the timeout
+        with socket.create_connection(("127.0.0.1", kb.port)) as s:
+            s.sendall(head + b"amount=100&currency=usd")
+            started = time.monotonic()
+            assert closed_by_server(s, 5)
+            assert time.monotonic() - started < 3
+        # the client leaves mid-body: nothing is forwarded (a truncated "name=Jo" used to be)
+        customers = head.replace(b"/v1/charges", b"/v1/customers")
+        with socket.create_connection(("127.0.0.1", kb.port)) as s:
+            s.sendall(customers + b"name=Jo")
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert fake_stripe.requests == []
+        assert any("a request body stalled" in line for line in kb.logs.lines)
+
+
+def test_an_upgrade_request_is_answered_as_plain_http(kb: KeybrakeThread) -> None:
+    with socket.create_connection(("127.0.0.1", kb.port)) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        assert read_response(s)[0] == 200

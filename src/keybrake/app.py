@@ -165,7 +165,9 @@ class KeybrakeApp:
         limit = self.rt.settings.max_body_bytes or (
             named.max_body_bytes if named else max(v.max_body_bytes for v in self.rt.vendors.values())
         )
-        body, too_large = await _read_body(receive, limit, headers)
+        body, too_large, gone = await _read_body(receive, limit, headers)
+        if gone:
+            return  # the client left mid-body: a truncated request is never forwarded, no one to answer
         req = ProxyRequest(
             scope["method"],
             raw_path,
@@ -266,8 +268,11 @@ class KeybrakeApp:
         event(log, "keybrake stopped", instance=self.instance_id)
 
 
-async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
-    """Read the whole body, or stop reading once it passes `limit` (the rest is drained)."""
+async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool, bool]:
+    """Read the whole body, or stop keeping it once it passes `limit` (the rest is drained).
+
+    Returns (body, too_large, gone): `gone` when the client disconnected before the body ended.
+    """
     declared = next((v for k, v in headers if k == "content-length"), None)
     too_large = declared is not None and declared.isdigit() and int(declared) > limit
     chunks: list[bytes] = []
@@ -275,7 +280,7 @@ async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return b"", too_large, True
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -284,7 +289,7 @@ async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), too_large
+    return b"".join(chunks), too_large, False
 
 
 def _not_here(message: str) -> ProxyResponse:

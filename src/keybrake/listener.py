@@ -13,7 +13,8 @@ connection. `GuardedHttpProtocol` adds, per listener:
 - a header size limit: request line + headers past `max_header_bytes` → 431
   `header_too_large`, checked on every chunk before the parser buffers more;
 - a header-read timeout: from the connection's start, and from the end of each response,
-  until the next request's headers are complete; past it the connection is closed;
+  until the next request's headers are complete; past it the connection is closed. The same
+  time without a byte of a request body that is still arriving also closes the connection;
 - the idle keep-alive timeout (uvicorn's own, from the settings).
 
 One process serves one or two listeners (the proxy, and the admin API on its own TCP address
@@ -175,6 +176,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: TimerHandle | None = None
         self._over_limit = False
         self._refused = False
+        self._body_timer: TimerHandle | None = None
+        self._body_pending = False  # a request's body is still arriving
 
     # -- connection --------------------------------------------------------------------------
 
@@ -194,6 +197,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self.listener is not None:
             self.listener.open.discard(self)
         self._cancel_head_timer()
+        self._cancel_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -202,6 +206,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._head_pending:
             self._head_bytes += len(data)
+        elif self._body_pending:
+            self._arm_body_timer()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -243,9 +249,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             raise _Refused
         super().on_headers_complete()
+        self._body_pending = True
+        self._arm_body_timer()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
+        self._body_pending = False
+        self._cancel_body_timer()
         self._head_pending = True  # the next request's head, if any, is what is awaited now
         self._head_bytes = 0
 
@@ -282,6 +292,29 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(self.listeners.header_timeout_s, self._body_timeout)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        """No byte of a request body for the header timeout: closed (the app sees a disconnect).
+        While reading is paused because the app has not taken what arrived, the clock waits."""
+        self._body_timer = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            self._arm_body_timer()
+            return
+        assert self.listener is not None
+        self.listeners.note(self.listener, "body", "connection closed: a request body stalled")
+        self._refused = True
+        self.transport.close()
 
     def _head_timeout(self) -> None:
         self._head_timer = None
@@ -380,6 +413,7 @@ def server_config(app: Any, settings: Settings, listeners: Listeners) -> uvicorn
         app,
         lifespan="on",
         http=bind_protocol(listeners),
+        ws="none",  # an Upgrade request is served as plain HTTP, never handed to another protocol
         loop="none",
         access_log=False,
         log_config=None,
