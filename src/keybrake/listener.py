@@ -206,8 +206,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._head_pending:
             self._head_bytes += len(data)
-        elif self._body_pending:
-            self._arm_body_timer()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -220,6 +218,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return
         if self._head_pending and self._head_bytes > self.listeners.max_header_bytes:
             self._refuse_header_size()
+        elif self._body_pending:
+            self._arm_body_timer()  # (re)armed after each chunk while a body is still arriving
 
     # -- parser callbacks --------------------------------------------------------------------
 
@@ -250,7 +250,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             raise _Refused
         super().on_headers_complete()
         self._body_pending = True
-        self._arm_body_timer()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
