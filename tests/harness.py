@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ import uvicorn
 
 from keybrake.app import KeybrakeApp
 from keybrake.config import Settings
+from keybrake.listener import Listeners, bind_listeners, server_config
 from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
 
@@ -79,6 +81,7 @@ class KeybrakeThread:
             allow_insecure_upstream=True,
             upstream_hosts=("127.0.0.1",),
             upstream_timeout_s=5.0,
+            graceful_shutdown_s=5.0,
         )
         self.settings = replace(base, **settings)
         self.clock = clock
@@ -87,6 +90,9 @@ class KeybrakeThread:
         self._sock.bind(("127.0.0.1", 0))
         self.port = self._sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        # Where the admin API answers: the proxy port, or the admin listener's TCP address.
+        self.admin_url = self.url
+        self.listeners: Listeners | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -102,23 +108,22 @@ class KeybrakeThread:
                 rt = await open_runtime(self.settings, create=True, clock=self.clock)
                 await ensure_admin_token(rt)
                 self.app = KeybrakeApp(rt)
-                config = uvicorn.Config(
-                    self.app,
-                    lifespan="on",
-                    http="httptools",
-                    loop="none",
-                    access_log=False,
-                    log_config=None,
-                    timeout_graceful_shutdown=5,
-                )
-                self._server = uvicorn.Server(config)
+                # The production listeners and uvicorn configuration (keybrake serve's own).
+                self.listeners = bind_listeners(self.settings, proxy_sock=self._sock)
+                admin = next((lst for lst in self.listeners.all if lst.role == "admin"), None)
+                if admin is not None and admin.unix_path is None:
+                    self.admin_url = admin.address
+                self._server = uvicorn.Server(server_config(self.app, self.settings, self.listeners))
                 self._server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
-                task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+                task = asyncio.create_task(self._server.serve(sockets=self.listeners.sockets))
                 while not self._server.started and not task.done():
                     await asyncio.sleep(0.01)
                 ready.set()
-                await task
-                await rt.store.close()
+                try:
+                    await task
+                finally:
+                    self.listeners.close()
+                    await rt.store.close()
 
             try:
                 asyncio.run(main())
@@ -172,7 +177,15 @@ class KeybrakeThread:
     # -- admin helpers --------------------------------------------------------------------
 
     def admin(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+        transport = None
+        if self.settings.admin_socket is not None:
+            transport = httpx.HTTPTransport(uds=str(self.settings.admin_socket))
+        return httpx.Client(
+            base_url=self.admin_url,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=30,
+            transport=transport,
+        )
 
     def add_credential(
         self, base_url: str, *, name: str = "default", secret: Any = REAL_SECRET, vendor: str = "stripe"
@@ -220,9 +233,17 @@ def free_port() -> int:
 
 
 def spawn_keybrake(
-    data_dir: Path, port: int, *, env: dict[str, str] | None = None, log_path: Path | None = None
+    data_dir: Path,
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    nofile: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown)."""
+    """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown).
+
+    `nofile`: the process's open-file limit (soft and hard), as `ulimit -n` would set it.
+    """
     full_env = {
         **os.environ,
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
@@ -232,11 +253,17 @@ def spawn_keybrake(
         **(env or {}),
     }
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
+
+    def limit_files() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "keybrake.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
         env=full_env,
         stdout=out,
         stderr=out,
+        preexec_fn=limit_files if nofile is not None else None,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from keybrake.config import Settings
+from keybrake.core.upstream_url import url_refusal
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, EnforcementUnavailable
 from keybrake.logs import event, redact
@@ -67,6 +68,23 @@ _CAP_NAMES = {
     ("budget", "total_usd"): "total_usd_cap",
     ("budget", "daily_requests"): "daily_request_cap",
 }
+
+
+def alert_url_refusal(url: str, settings: Settings) -> str | None:
+    """Why an alert may not be delivered to `url` under `settings` (a sentence), or None.
+
+    The vendor-credential rules without the vendor host list, a query string allowed: https, or
+    plain http to loopback with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1. Checked when a destination
+    is written and again before every delivery.
+    """
+    return url_refusal(
+        url,
+        allowed_hosts=None,
+        listed_hosts=settings.upstream_hosts,
+        allow_insecure=settings.allow_insecure_upstream,
+        what="url",
+        allow_query=True,
+    )
 
 
 def sign(secret: bytes, body: bytes, t: int) -> str:
@@ -150,6 +168,10 @@ class Alerts:
             self.soon(self._send_direct(dest, d))
 
     async def _send_direct(self, dest: AlertDestination, d: Delivery) -> None:
+        refusal = alert_url_refusal(dest.url, self.settings)
+        if refusal is not None:
+            event(log, "enforcement.unavailable alert not delivered", logging.WARNING, alert=dest.id, error=refusal)
+            return
         try:
             await self.upstream.send(UpstreamRequest("POST", dest.url, self._headers(dest, d), d.body.encode()))
         except Exception as exc:  # best effort: the store is down, there is no outbox
@@ -283,13 +305,18 @@ class Alerts:
         headers = self._headers(dest, d)
         status: int | None = None
         error: str | None = None
-        try:
-            resp = await self.upstream.send(UpstreamRequest("POST", dest.url, headers, body))
-            status = resp.status
-            if not 200 <= resp.status < 300:
-                error = redact(resp.body[:300].decode("utf-8", "replace"))
-        except Exception as exc:  # any failure: retried with backoff
-            error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
+        refusal = alert_url_refusal(dest.url, self.settings)
+        if refusal is not None:
+            # Accepted under other settings, refused by this process's: nothing is sent.
+            error = f"refused by the current settings: {refusal}"
+        else:
+            try:
+                resp = await self.upstream.send(UpstreamRequest("POST", dest.url, headers, body))
+                status = resp.status
+                if not 200 <= resp.status < 300:
+                    error = redact(resp.body[:300].decode("utf-8", "replace"))
+            except Exception as exc:  # any failure: retried with backoff
+                error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
         attempts = d.attempts + 1
         now = self.store.now_ms()
         if error is None:

@@ -18,9 +18,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from keybrake.admin.api import build_admin_app
+from keybrake.admin.gate import AdminGate
 from keybrake.admin.keys import render as render_key
 from keybrake.alerts import Alerts
 from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
 from keybrake.proxy import retention
 from keybrake.proxy.auth import extract_token
@@ -42,6 +44,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
 _ADMIN_EXACT = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
+_BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 HEARTBEAT_S = 5.0
 
 
@@ -86,7 +89,7 @@ class KeybrakeApp:
         )
         self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
-        self._admin: Any = self.admin
+        self._admin: Any = AdminGate(self.admin, rt)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _count(self, vendor: str, verdict: str, status: int) -> None:
@@ -99,8 +102,16 @@ class KeybrakeApp:
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
             path = scope["path"]
+            # Which listener the request came in on (keybrake.listener); a scope without one is
+            # treated as the proxy's whenever the admin API has a listener of its own.
+            role = scope.get(SCOPE_KEY) or ("proxy" if self.rt.settings.separate_admin else "all")
             if is_admin_path(path):
-                await self._admin(scope, receive, send)
+                if role == "proxy" and path not in _BOTH_LISTENERS:
+                    await _send(send, _not_here("the admin API is served on its own listener, not on this port"))
+                else:
+                    await self._admin(scope, receive, send)
+            elif role == "admin":
+                await _send(send, _not_here("this is the admin listener; proxied calls go to the proxy port"))
             elif path == "/_keybrake/self" and scope["method"] == "GET":
                 await _send(send, await self._self_view(scope))
             elif path == "/_keybrake" or path.startswith("/_keybrake/"):
@@ -154,7 +165,9 @@ class KeybrakeApp:
         limit = self.rt.settings.max_body_bytes or (
             named.max_body_bytes if named else max(v.max_body_bytes for v in self.rt.vendors.values())
         )
-        body, too_large = await _read_body(receive, limit, headers)
+        body, too_large, gone = await _read_body(receive, limit, headers)
+        if gone:
+            return  # the client left mid-body: a truncated request is never forwarded, no one to answer
         req = ProxyRequest(
             scope["method"],
             raw_path,
@@ -255,8 +268,11 @@ class KeybrakeApp:
         event(log, "keybrake stopped", instance=self.instance_id)
 
 
-async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool]:
-    """Read the whole body, or stop reading once it passes `limit` (the rest is drained)."""
+async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool, bool]:
+    """Read the whole body, or stop keeping it once it passes `limit` (the rest is drained).
+
+    Returns (body, too_large, gone): `gone` when the client disconnected before the body ended.
+    """
     declared = next((v for k, v in headers if k == "content-length"), None)
     too_large = declared is not None and declared.isdigit() and int(declared) > limit
     chunks: list[bytes] = []
@@ -264,7 +280,7 @@ async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return b"", too_large, True
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -273,7 +289,13 @@ async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), too_large
+    return b"".join(chunks), too_large, False
+
+
+def _not_here(message: str) -> ProxyResponse:
+    """404 for a path served on the other listener; the body is not read (the connection closes)."""
+    body = dumps({"error": {"type": "keybrake_error", "code": "not_found", "message": message}})
+    return ProxyResponse(404, [("content-type", JSON_TYPE), ("connection", "close")], body)
 
 
 async def _send(send: Send, resp: ProxyResponse) -> None:

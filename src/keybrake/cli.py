@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +27,7 @@ from keybrake.admin import spend as spend_ops
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
-from keybrake.config import Settings, SettingsError, from_env
+from keybrake.config import Settings, SettingsError, check_listeners, from_env
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, announce_bootstrap_token, ensure_admin_token, open_runtime
 from keybrake.store.base import AdminTokenRecord, AuditQuery, KeyQuery
@@ -92,45 +93,82 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="Listen address (KEYBRAKE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (KEYBRAKE_PORT, default 8080).")
+@click.option(
+    "--admin-host",
+    default=None,
+    help="Serve the admin API on its own address (KEYBRAKE_ADMIN_HOST, default 127.0.0.1 with --admin-port).",
+)
+@click.option(
+    "--admin-port",
+    type=int,
+    default=None,
+    help="Serve the admin API on its own port, not on the proxy port (KEYBRAKE_ADMIN_PORT).",
+)
+@click.option(
+    "--admin-socket",
+    default=None,
+    help="Serve the admin API on a unix socket (mode 0600), not on the proxy port (KEYBRAKE_ADMIN_SOCKET).",
+)
 @data_dir_opt
 @click.option("--migrate", is_flag=True, help="Upgrade an older database schema before starting.")
-def serve(host: str | None, port: int | None, data_dir: str | None, migrate: bool) -> None:
-    """Run the proxy and the admin API."""
+def serve(
+    host: str | None,
+    port: int | None,
+    admin_host: str | None,
+    admin_port: int | None,
+    admin_socket: str | None,
+    data_dir: str | None,
+    migrate: bool,
+) -> None:
+    """Run the proxy and the admin API (on the proxy port, or on a listener of its own)."""
     import uvicorn
     import uvloop
 
     from keybrake.app import KeybrakeApp
+    from keybrake.listener import ListenerError, bind_listeners, ensure_fd_limit, server_config
 
-    settings = _settings(data_dir).with_overrides(host=host, port=port, migrate=migrate or None)
+    settings = _settings(data_dir).with_overrides(
+        host=host,
+        port=port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        admin_socket=Path(admin_socket) if admin_socket else None,
+        migrate=migrate or None,
+    )
+    try:
+        check_listeners(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
     logs.configure(settings.log_level)
+    warning = ensure_fd_limit(settings)
+    if warning:
+        logs.event(logging.getLogger("keybrake"), warning, logging.WARNING)
 
     async def go() -> None:
         try:
             rt = await open_runtime(settings, create=True)
         except (MasterKeyError, SchemaError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        listeners = None
         try:
             token = await ensure_admin_token(rt)
             if token:
                 announce_bootstrap_token(token, settings.data_dir)
+            try:
+                listeners = bind_listeners(settings)
+            except ListenerError as exc:
+                raise click.ClickException(str(exc)) from None
             app = KeybrakeApp(rt)
-            config = uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                lifespan="on",
-                http="httptools",
-                loop="none",
-                access_log=False,
-                log_config=None,
-                timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
-                server_header=False,
-            )
-            server = uvicorn.Server(config)
-            await server.serve()
+            for lst in listeners.all:
+                logs.event(logging.getLogger("keybrake"), "listening", listener=lst.role, address=lst.address,
+                           max_connections=lst.limit)  # fmt: skip
+            server = uvicorn.Server(server_config(app, settings, listeners))
+            await server.serve(sockets=listeners.sockets)
             if not server.started:
                 raise click.ClickException("keybrake could not start (see the log above)")
         finally:
+            if listeners is not None:
+                listeners.close()
             await rt.store.close()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -64,6 +65,24 @@ class Settings:
     pg_statement_timeout_ms: int = 5000
     pg_connect_timeout_s: int = 3
     log_level: str = "INFO"
+    # Listeners (docs/operations.md, "Listeners and limits"). The admin API on a listener of its
+    # own (a TCP address or a unix socket) is the production layout: agents on the proxy port
+    # cannot reach it at all, and it keeps connections of its own when the proxy port is flooded.
+    admin_host: str | None = None
+    admin_port: int | None = None
+    admin_socket: Path | None = None
+    # X-Forwarded-For / X-Forwarded-Proto are believed only from these addresses or networks.
+    trusted_proxies: tuple[str, ...] = ()
+    max_connections: int = 1000  # open connections on the proxy listener; past it: 503
+    admin_max_connections: int = 64  # the same, on a separate admin listener
+    max_header_bytes: int = 16 * 1024  # request line + headers; past it: 431
+    header_timeout_s: float = 10.0  # until a request's headers are complete; then closed
+    keepalive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+
+    @property
+    def separate_admin(self) -> bool:
+        """True when the admin API has a listener of its own (and is not served on the proxy port)."""
+        return self.admin_port is not None or self.admin_socket is not None
 
     @property
     def master_key_path(self) -> Path:
@@ -198,6 +217,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
                     raise SettingsError(f"{name} must be at least {low}")
         if "KEYBRAKE_LOG_LEVEL" in e:
             kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
+        kw.update(_listener_env(e))
     except (ValueError, TypeError, InvalidOperation) as exc:
         if isinstance(exc, SettingsError):
             raise
@@ -205,7 +225,64 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     s = Settings(**kw)
     if s.admin_token is not None and len(s.admin_token) < 32:
         raise SettingsError("KEYBRAKE_ADMIN_TOKEN must be at least 32 characters")
+    check_listeners(s)
     return s
+
+
+def _listener_env(e: Mapping[str, str]) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if e.get("KEYBRAKE_ADMIN_HOST"):
+        kw["admin_host"] = e["KEYBRAKE_ADMIN_HOST"]
+    if e.get("KEYBRAKE_ADMIN_PORT"):
+        kw["admin_port"] = int(e["KEYBRAKE_ADMIN_PORT"])
+    if e.get("KEYBRAKE_ADMIN_SOCKET"):
+        kw["admin_socket"] = Path(e["KEYBRAKE_ADMIN_SOCKET"])
+    if e.get("KEYBRAKE_TRUSTED_PROXIES"):
+        kw["trusted_proxies"] = parse_trusted_proxies(e["KEYBRAKE_TRUSTED_PROXIES"])
+    for name, attr, conv, low in (
+        ("KEYBRAKE_MAX_CONNECTIONS", "max_connections", int, 1),
+        ("KEYBRAKE_ADMIN_MAX_CONNECTIONS", "admin_max_connections", int, 1),
+        ("KEYBRAKE_MAX_HEADER_BYTES", "max_header_bytes", int, 1024),
+        ("KEYBRAKE_HEADER_TIMEOUT", "header_timeout_s", float, 0.1),
+        ("KEYBRAKE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s", float, 0.1),
+    ):
+        if name in e:
+            kw[attr] = conv(e[name])
+            if not kw[attr] >= low:  # also refuses NaN
+                raise SettingsError(f"{name} must be at least {low}")
+    return kw
+
+
+def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+    """`KEYBRAKE_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks, each checked.
+
+    Raises SettingsError naming an entry that is neither (uvicorn would silently never match it).
+    """
+    out: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(entry, strict=True) if "/" in entry else ipaddress.ip_address(entry)))
+        except ValueError:
+            raise SettingsError(
+                f"KEYBRAKE_TRUSTED_PROXIES: {entry!r} is not an IP address or a network like 10.0.0.0/8"
+            ) from None
+    return tuple(out)
+
+
+def check_listeners(s: Settings) -> None:
+    """Refuse listener settings that contradict each other (raises SettingsError)."""
+    if s.admin_host is not None and s.admin_port is None:
+        raise SettingsError("KEYBRAKE_ADMIN_HOST (--admin-host) needs KEYBRAKE_ADMIN_PORT (--admin-port)")
+    if s.admin_port is not None and s.admin_socket is not None:
+        raise SettingsError("give the admin listener a TCP port or a unix socket, not both")
+    if s.admin_port is not None:
+        if not 0 <= s.admin_port <= 65535:
+            raise SettingsError("KEYBRAKE_ADMIN_PORT must be a port number")
+        if s.admin_port == s.port and s.admin_port != 0 and (s.admin_host or "127.0.0.1") == s.host:
+            raise SettingsError("the admin listener must not be the proxy listener (same host and port)")
 
 
 def _num_or_str(v: str) -> int | str:

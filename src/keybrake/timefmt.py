@@ -16,7 +16,7 @@ def rfc3339(ms: int) -> str:
 
 def parse_rfc3339(text: str) -> int:
     """Any RFC 3339 timestamp with an offset → Unix ms. Raises ValueError otherwise."""
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", text):
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", text, re.ASCII):
         raise ValueError("must be an RFC 3339 timestamp with a time zone, e.g. 2026-05-01T12:00:00Z")
     dt = datetime.fromisoformat(text.replace("z", "Z").replace("t", "T"))
     return int(dt.timestamp() * 1000)

@@ -64,3 +64,57 @@ def test_vendor_settings_are_parsed(tmp_path: Path) -> None:
 def test_bad_vendor_settings_are_refused(name: str, value: str, words: str) -> None:
     with pytest.raises(SettingsError, match=words):
         from_env({name: value})
+
+
+def test_listener_settings_are_parsed() -> None:
+    s = from_env(
+        {
+            "KEYBRAKE_ADMIN_PORT": "9090",
+            "KEYBRAKE_TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.7 ,::1",
+            "KEYBRAKE_MAX_CONNECTIONS": "2000",
+            "KEYBRAKE_ADMIN_MAX_CONNECTIONS": "16",
+            "KEYBRAKE_MAX_HEADER_BYTES": "32768",
+            "KEYBRAKE_HEADER_TIMEOUT": "5",
+            "KEYBRAKE_KEEPALIVE_TIMEOUT": "2.5",
+        }
+    )
+    assert s.separate_admin and (s.admin_host, s.admin_port, s.admin_socket) == (None, 9090, None)
+    assert s.trusted_proxies == ("10.0.0.0/8", "192.0.2.7", "::1")
+    assert (s.max_connections, s.admin_max_connections, s.max_header_bytes) == (2000, 16, 32768)
+    assert (s.header_timeout_s, s.keepalive_timeout_s) == (5.0, 2.5)
+    sock = from_env({"KEYBRAKE_ADMIN_SOCKET": "/run/keybrake/admin.sock"})
+    assert sock.separate_admin and sock.admin_socket == Path("/run/keybrake/admin.sock")
+    defaults = from_env({})
+    assert not defaults.separate_admin and defaults.trusted_proxies == ()
+    assert (defaults.max_connections, defaults.max_header_bytes, defaults.header_timeout_s) == (1000, 16384, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"KEYBRAKE_TRUSTED_PROXIES": "10.0.0.1/8"}, "not an IP address or a network"),
+        ({"KEYBRAKE_TRUSTED_PROXIES": "proxy.internal"}, "not an IP address or a network"),
+        ({"KEYBRAKE_TRUSTED_PROXIES": "*"}, "not an IP address or a network"),
+        ({"KEYBRAKE_ADMIN_HOST": "127.0.0.1"}, "needs KEYBRAKE_ADMIN_PORT"),
+        ({"KEYBRAKE_ADMIN_PORT": "9090", "KEYBRAKE_ADMIN_SOCKET": "/tmp/a.sock"}, "not both"),
+        ({"KEYBRAKE_ADMIN_PORT": "8080"}, "must not be the proxy listener"),
+        ({"KEYBRAKE_ADMIN_PORT": "70000"}, "port number"),
+        ({"KEYBRAKE_MAX_CONNECTIONS": "0"}, "at least 1"),
+        ({"KEYBRAKE_MAX_HEADER_BYTES": "100"}, "at least 1024"),
+        ({"KEYBRAKE_HEADER_TIMEOUT": "nan"}, "at least"),
+        ({"KEYBRAKE_KEEPALIVE_TIMEOUT": "0"}, "at least"),
+    ],
+)
+def test_bad_listener_settings_are_refused(env: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        from_env(env)
+
+
+def test_the_fd_budget_covers_every_listener_the_store_and_upstream() -> None:
+    from keybrake.config import Settings
+    from keybrake.listener import FD_MARGIN, UPSTREAM_CONNECTIONS, ceiling, fd_budget
+
+    one = Settings(max_connections=1000)
+    assert fd_budget(one) == ceiling(1000) + 8 + UPSTREAM_CONNECTIONS + FD_MARGIN == 1428
+    two = Settings(max_connections=1000, admin_port=9090, database_url="postgresql://db/kb", pg_pool_size=16)
+    assert fd_budget(two) == ceiling(1000) + ceiling(64) + 16 + UPSTREAM_CONNECTIONS + FD_MARGIN

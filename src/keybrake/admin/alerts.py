@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 
 from keybrake.admin.errors import not_found, validation
 from keybrake.admin.models import Strict
-from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS
+from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS, alert_url_refusal
 from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
 from keybrake.timefmt import rfc3339
@@ -40,16 +40,13 @@ class AlertIn(Strict):
 
 
 def _check_url(rt: Runtime, url: str) -> None:
-    """CONTRACT §4.1 without the vendor host list: https, or http to loopback in tests."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise validation("url must be an https:// URL", "url")
-    if parts.username or parts.password or parts.fragment:
-        raise validation("url may not carry userinfo or a fragment", "url")
-    if parts.scheme == "http" and not (
-        rt.settings.allow_insecure_upstream and parts.hostname in ("127.0.0.1", "localhost", "::1")
-    ):
-        raise validation("plain http is accepted only for loopback with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1", "url")
+    """CONTRACT §4.1 without the vendor host list: https, or http to loopback in tests.
+
+    Checked again before every delivery (`keybrake.alerts`), with the running settings.
+    """
+    refusal = alert_url_refusal(url, rt.settings)
+    if refusal is not None:
+        raise validation(refusal, "url")
 
 
 async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:

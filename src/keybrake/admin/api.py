@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,16 +21,15 @@ from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
 from keybrake.admin.errors import ApiError, not_found
+from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.alerts import Alerts
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime
 from keybrake.store.base import AdminTokenRecord, KeyQuery
-from keybrake.tokens import VAULT_PREFIX
 
 log = logging.getLogger("keybrake.admin")
-_FAILURES_PER_MINUTE = 10
 
 
 class KJSON(Response):
@@ -53,23 +50,6 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return KJSON(
         {"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}}, status_code=status
     )
-
-
-class AuthFailures:
-    """At most 10 failed admin authentications per minute per client address (CONTRACT §2.0)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-
-    def blocked(self, client: str) -> bool:
-        q = self._seen[client]
-        now = time.monotonic()
-        while q and q[0] < now - 60:
-            q.popleft()
-        return len(q) >= _FAILURES_PER_MINUTE
-
-    def record(self, client: str) -> None:
-        self._seen[client].append(time.monotonic())
 
 
 def _query(request: Request, allowed: tuple[str, ...], *, prefixes: tuple[str, ...] = ()) -> dict[str, str]:
@@ -109,7 +89,6 @@ def build_admin_app(
         openapi_url="/openapi.json",
         default_response_class=KJSON,
     )
-    failures = AuthFailures()
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -148,29 +127,16 @@ def build_admin_app(
             return error_response(405, "method_not_allowed", "method not allowed on this admin endpoint")
         return error_response(exc.status_code, "invalid_request", str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def _last_resort(request: Request, exc: Exception) -> Response:
+        # Rendered here; logged (redacted) once by the gate, which sees the exception next.
+        return error_response(500, "internal_error", INTERNAL_ERROR)
+
     async def admin(request: Request) -> AdminTokenRecord:
-        client = request.client.host if request.client else "unknown"
-        if failures.blocked(client):
-            event(log, "admin authentication refused: too many failures", logging.WARNING, client=client)
-            raise ApiError(
-                429, "too_many_auth_failures", "too many failed admin authentications from this address; wait a minute"
-            )
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            failures.record(client)
-            event(log, "admin authentication failed: no bearer token", logging.WARNING, client=client)
+        """The token record the ASGI gate (`keybrake.admin.gate`) found; without one, 401."""
+        rec = request.scope.get(SCOPE_TOKEN)
+        if not isinstance(rec, AdminTokenRecord):
             raise ApiError(401, "admin_token_invalid", "send 'Authorization: Bearer <admin token>'")
-        if token.startswith(VAULT_PREFIX):
-            failures.record(client)
-            event(log, "admin authentication failed: a vault key was sent", logging.WARNING, client=client)
-            raise ApiError(401, "admin_token_required", "vault keys cannot call the admin API; use an admin token")
-        rec = await rt.store.admin_token_by_hash(rt.hash_token(token))
-        if rec is None or rec.revoked_at is not None:
-            failures.record(client)
-            event(log, "admin authentication failed: unknown or revoked token", logging.WARNING, client=client)
-            raise ApiError(401, "admin_token_invalid", "unknown or revoked admin token")
         bootstrap = rt.settings.data_dir / BOOTSTRAP_FILE
         if bootstrap.exists():
             bootstrap.unlink(missing_ok=True)
@@ -262,6 +228,8 @@ def build_admin_app(
             if extra:
                 raise ApiError(422, "validation_error", f"unknown field {sorted(extra)[0]!r}", sorted(extra)[0])
             reason = body.get("reason", reason)
+            if reason is not None and not isinstance(reason, str):
+                raise ApiError(422, "validation_error", "reason must be a string", "reason")
         elif body is not None:
             raise ApiError(400, "invalid_request", 'the body must be a JSON object like {"reason": "…"}')
         out = await keys.revoke(rt, key_id, reason)

@@ -38,13 +38,21 @@ def render_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_MAX_UNIX_S = 253402300799  # 9999-12-31T23:59:59Z, the last second a timestamp can name
+
+
 def parse_time(value: str, name: str) -> int:
-    if value.isdigit():
-        return int(value) * 1000
-    try:
-        return parse_rfc3339(value)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", f"{name}: {exc}", name) from None
+    """Unix seconds or an RFC 3339 timestamp → Unix ms. Raises ApiError 400 naming `name`."""
+    if value.isascii() and value.isdigit():
+        ms = int(value) * 1000
+    else:
+        try:
+            ms = parse_rfc3339(value)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_request", f"{name}: {exc}", name) from None
+    if not 0 <= ms <= _MAX_UNIX_S * 1000:
+        raise ApiError(400, "invalid_request", f"{name}: must be between 1970 and the end of 9999 (UTC)", name)
+    return ms
 
 
 def encode_cursor(ts: int, row_id: str) -> str:
@@ -55,6 +63,8 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         ts, row_id = raw.split(":", 1)
+        if not (ts.isascii() and ts.isdigit()) or int(ts) > _MAX_UNIX_S * 1000:
+            raise ValueError(ts)
         return int(ts), row_id
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "invalid_request", "cursor is not one this API returned", "cursor") from None
@@ -63,7 +73,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 def parse_limit(value: str | None) -> int:
     if value is None:
         return 100
-    if not value.isdigit() or not 1 <= int(value) <= 1000:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 1000:
         raise ApiError(400, "invalid_request", "limit must be an integer from 1 to 1000", "limit")
     return int(value)
 

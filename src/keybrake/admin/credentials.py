@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
-from urllib.parse import urlsplit
 
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
 from keybrake.admin.models import CredentialIn, RotateIn
 from keybrake.config import Settings
+from keybrake.core.upstream_url import url_refusal
 from keybrake.runtime import Runtime
 from keybrake.store.base import CredentialRecord
 from keybrake.timefmt import rfc3339
@@ -16,49 +15,22 @@ from keybrake.vendors.base import ValidatedSecret, Vendor
 
 
 def check_base_url(url: str, vendor: Vendor, settings: Settings) -> str:
-    """CONTRACT §4.1: https to a vendor host (or a listed one); http only to loopback when allowed."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise validation("base_url must be an https:// URL", "base_url")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise validation("base_url may not carry userinfo, a query or a fragment", "base_url")
-    host = parts.hostname.lower()
-    if parts.scheme == "http":
-        if not settings.allow_insecure_upstream or not _is_loopback(host):
-            raise validation(
-                "base_url must be https://; plain http is accepted only for loopback hosts "
-                "with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1",
-                "base_url",
-            )
-    if not (_host_listed(host, vendor.upstream_hosts) or _host_listed(host, settings.upstream_hosts)):
-        raise validation(
-            f"base_url host {host!r} is not a {vendor.name} API host; list it in KEYBRAKE_UPSTREAM_HOSTS to allow it",
-            "base_url",
-        )
+    """CONTRACT §4.1: https to a vendor host (or a listed one); http only to loopback when allowed.
+
+    The same rule (`keybrake.core.upstream_url.url_refusal`) is applied again before every
+    request that would carry the secret, with the settings of the process sending it.
+    Raises ApiError 422 naming `base_url`.
+    """
+    refusal = url_refusal(
+        url,
+        allowed_hosts=vendor.upstream_hosts,
+        listed_hosts=settings.upstream_hosts,
+        allow_insecure=settings.allow_insecure_upstream,
+        vendor=vendor.name,
+    )
+    if refusal is not None:
+        raise validation(refusal, "base_url")
     return url.rstrip("/")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_listed(host: str, listed: tuple[str, ...]) -> bool:
-    """Exact names, `*.suffix`, or one inner `*` standing for one or more labels (`api.*.twilio.com`)."""
-    for entry in listed:
-        if entry.startswith("*.") and host.endswith(entry[1:]):
-            return True
-        if "*" in entry[1:]:
-            head, tail = entry.split("*", 1)
-            if host.startswith(head) and host.endswith(tail) and len(host) > len(head) + len(tail):
-                return True
-        if host == entry:
-            return True
-    return False
 
 
 def _validated(rt: Runtime, vendor_name: str, secret: Any) -> tuple[Vendor, ValidatedSecret]:

@@ -309,12 +309,14 @@ class AdminTokenIn(Strict):
     label: str = Field(min_length=1, max_length=200)
 
 
-def _timezone(v: str) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+def _timezone(v: object) -> str:
+    from zoneinfo import ZoneInfo
 
+    if not isinstance(v, str):
+        raise ValueError("timezone must be a string naming an IANA time zone such as 'UTC' or 'America/New_York'")
     try:
         ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"{v!r} is not an IANA time zone such as 'UTC' or 'America/New_York'") from None
     return v
 

@@ -1,6 +1,8 @@
 """Where upstream connections may go (CONTRACT §4.1).
 
-Every new connection resolves the vendor host and refuses non-public addresses — loopback,
+`EgressRules` applies the URL rules (`keybrake.core.upstream_url`) of the running process to
+every URL a vendor secret is about to be sent to, whatever was accepted when the credential
+was written. Then every new connection resolves the vendor host and refuses non-public addresses — loopback,
 private, link-local, CGNAT, multicast, unspecified — unless that exact host is listed in
 `KEYBRAKE_UPSTREAM_HOSTS`. A DNS answer that sends api.stripe.com to 10.0.0.5 is an attack
 or a misconfiguration; either way the real secret must not follow it.
@@ -13,6 +15,9 @@ import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
+
+from keybrake.config import Settings
+from keybrake.core.upstream_url import url_refusal
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
@@ -51,3 +56,32 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._inner.close()
+
+
+class EgressRules:
+    """The URL rules under this process's settings, with verdicts cached per (vendor, URL).
+
+    Settings never change during a process's life, so a verdict is a fact for that life; the
+    cache is bounded (cleared past 10,000 entries).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._verdicts: dict[tuple[str, tuple[str, ...], str], str | None] = {}
+
+    def refusal(self, url: str, vendor: str, vendor_hosts: tuple[str, ...]) -> str | None:
+        """Why a `vendor` secret may not be sent to `url` now (a sentence), or None if it may."""
+        cache_key = (vendor, vendor_hosts, url)
+        if cache_key in self._verdicts:
+            return self._verdicts[cache_key]
+        verdict = url_refusal(
+            url,
+            allowed_hosts=vendor_hosts,
+            listed_hosts=self._settings.upstream_hosts,
+            allow_insecure=self._settings.allow_insecure_upstream,
+            vendor=vendor,
+        )
+        if len(self._verdicts) > 10_000:
+            self._verdicts.clear()
+        self._verdicts[cache_key] = verdict
+        return verdict

@@ -31,6 +31,7 @@ from keybrake.errors import CapHit, Denial, EnforcementUnavailable
 from keybrake.logs import redact
 from keybrake.money import format_usd, human_usd
 from keybrake.proxy.auth import agent_headers, extract_token
+from keybrake.proxy.egress import EgressRules
 from keybrake.proxy.facts import find_facts, json_or_none
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse, open_replay, seal_replay
@@ -143,7 +144,7 @@ class Pipeline:
         self.sealer = sealer
         self.pepper = pepper
         self.instance_id = instance_id
-        self.snapshots = KeySnapshots(sealer, vendors)
+        self.snapshots = KeySnapshots(sealer, vendors, EgressRules(settings))
         self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
         self.alerts = alerts
 

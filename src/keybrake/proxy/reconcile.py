@@ -16,6 +16,7 @@ from keybrake.config import Settings
 from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
+from keybrake.proxy.egress import EgressRules
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import PendingEstimate, Store
 from keybrake.vendors.base import Vendor, VendorCost
@@ -30,6 +31,7 @@ class Reconciler:
         self, store: Store, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
+        self.egress = EgressRules(settings)
 
     def interval_s(self, vendor: str) -> float:
         """Seconds between passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else KEYBRAKE_RECONCILE_INTERVAL."""
@@ -79,6 +81,14 @@ class Reconciler:
         cred = await self.store.credential(row.credential or "")
         if cred is None:
             return None
+        base = (cred.base_url or vendor.default_base_url).rstrip("/")
+        refusal = self.egress.refusal(cred.base_url or vendor.default_base_url, vendor.name, vendor.upstream_hosts)
+        if refusal is not None:
+            # The current settings refuse this destination: nothing is sent; after 48 hours the
+            # estimate becomes final, as for any object that cannot be read.
+            event(log, "reconciliation lookup refused", logging.WARNING, request_id=row.id, credential=cred.name,
+                  error=refusal)  # fmt: skip
+            return None
         try:
             secret = self.sealer.open(cred.secret_enc, f"credential:{cred.name}")
         except MasterKeyError:
@@ -87,7 +97,6 @@ class Reconciler:
         if where is None:
             return None
         path, extra = where
-        base = (cred.base_url or vendor.default_base_url).rstrip("/")
         headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
         try:
             resp = await self.upstream.send(UpstreamRequest("GET", base + path, headers, b""))

@@ -13,14 +13,16 @@ from collections import OrderedDict
 from keybrake.core.policy import Policy
 from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.errors import Denial
+from keybrake.proxy.egress import EgressRules
 from keybrake.store.base import CredentialRecord, KeyRecord
 from keybrake.vendors.base import Vendor
 
 
 class KeySnapshots:
-    def __init__(self, sealer: Sealer, vendors: dict[str, Vendor]) -> None:
+    def __init__(self, sealer: Sealer, vendors: dict[str, Vendor], egress: EgressRules) -> None:
         self._sealer = sealer
         self._vendors = vendors
+        self._egress = egress
         self._keys: OrderedDict[str, KeyRecord] = OrderedDict()
         self._policies: OrderedDict[tuple[str, int], Policy] = OrderedDict()
         self._secrets: dict[bytes, bytes] = {}
@@ -29,12 +31,28 @@ class KeySnapshots:
         return self._keys.get(token_hash)
 
     def credential(self, key: KeyRecord, cred: CredentialRecord | None) -> tuple[bytes, str]:
-        """The secret read in the reservation transaction; plaintexts are cached by ciphertext."""
+        """(secret, base_url) for a request about to be sent; plaintexts are cached by ciphertext.
+
+        Every caller sends the secret to the returned URL, so the URL rules of this process are
+        applied here, before the secret is even decrypted: a credential written under other
+        settings (plain http allowed then, or a host listed then) raises Denial
+        `upstream_forbidden` (502, nothing sent). Also raises `credential_unavailable`.
+        """
         if cred is None or cred.vendor != key.vendor:
             raise Denial(
                 "credential_unavailable",
                 f"The credential '{key.credential}' of this key no longer exists. Do not retry; the operator "
                 "must restore it.",
+            )
+        vendor = self._vendors[key.vendor]
+        base_url = cred.base_url or vendor.default_base_url
+        refusal = self._egress.refusal(base_url, vendor.name, vendor.upstream_hosts)
+        if refusal is not None:
+            raise Denial(
+                "upstream_forbidden",
+                f"Refused to send the {vendor.name} credential '{key.credential}': its {refusal} "
+                "(the rules of this server's current settings). Nothing was sent. Do not retry; the operator "
+                "must rotate the credential to an allowed base_url or change the settings.",
             )
         secret = self._secrets.get(cred.secret_enc)
         if secret is None:
@@ -48,7 +66,7 @@ class KeySnapshots:
             if len(self._secrets) > 1000:
                 self._secrets.clear()
             self._secrets[cred.secret_enc] = secret
-        return secret, cred.base_url or self._vendors[key.vendor].default_base_url
+        return secret, base_url
 
     def remember(self, thash: str, key: KeyRecord) -> None:
         self._keys[thash] = key

@@ -1,0 +1,272 @@
+"""The ASGI gate in front of the admin API: the token is checked before any body is read.
+
+Order, for every admin request except the open paths (`/healthz`, `/readyz`, `/openapi.json`,
+and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
+
+1. the admin token from the `Authorization` header, looked up by its hash (one store read). A
+   valid token always gets in, however many failures its address has had;
+2. a failure answers 401, or 429 `too_many_auth_failures` past 10 failures a minute from the
+   address (logged either way). The body of a refused request is never read: the answer says
+   `Connection: close` and the connection goes with it;
+3. the body, capped at 1 MiB (Content-Length checked before reading, streamed bytes counted):
+   past it 413 `body_too_large`, and the connection is closed. A JSON body holding a lone
+   UTF-16 surrogate escape (`"\\ud800"`: valid JSON, not text) is 400 `invalid_request`.
+
+The token record found in step 1 is handed to the FastAPI dependency in the scope
+(`SCOPE_TOKEN`), so it is looked up once. Any exception the admin app lets through is logged
+(redacted) and answered 500 in the admin error shape.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from keybrake.errors import EnforcementUnavailable
+from keybrake.logs import event, redact
+from keybrake.runtime import Runtime
+from keybrake.store.base import AdminTokenRecord
+from keybrake.tokens import VAULT_PREFIX
+
+log = logging.getLogger("keybrake.admin")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+SCOPE_TOKEN = "keybrake.admin_token"  # noqa: S105 (a scope key, not a secret)
+MAX_ADMIN_BODY_BYTES = 1024 * 1024
+FAILURES_PER_MINUTE = 10
+INTERNAL_ERROR = "internal error (logged); read the resource before retrying a change"
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+
+
+class AuthFailures:
+    """Failed admin authentications per client address over the last minute.
+
+    Memory is bounded: at most `max_addresses` addresses (least recently failing dropped first)
+    and `FAILURES_PER_MINUTE + 1` timestamps each. IPv6 clients count per /64, the block one
+    host usually holds.
+    """
+
+    def __init__(self, max_addresses: int = 10_000) -> None:
+        self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._max = max_addresses
+
+    def failed(self, client: str) -> int:
+        """Record one failure from `client`; returns the failures in the last minute, this one included."""
+        now = time.monotonic()
+        q = self._seen.pop(client, None)
+        if q is None:
+            q = deque(maxlen=FAILURES_PER_MINUTE + 1)
+        while q and q[0] < now - 60:
+            q.popleft()
+        q.append(now)
+        self._seen[client] = q
+        while len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+        return len(q)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def client_address(scope: Scope) -> str:
+    """The address failures are counted under: the peer (after trusted forwarded headers),
+    an IPv6 peer's /64, or "local" for a unix-socket peer."""
+    client = scope.get("client")
+    if not client:
+        return "local"
+    host = str(client[0])
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+
+
+def error_body(code: str, message: str, field: str | None = None) -> bytes:
+    """The admin error shape (docs/api.md)."""
+    return json.dumps(
+        {"error": {"type": "keybrake_error", "code": code, "message": message, "field": field}},
+        separators=(",", ":"),
+    ).encode()
+
+
+async def send_error(send: Send, status: int, code: str, message: str, *, close: bool) -> None:
+    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"cache-control", b"no-store")]
+    if close:
+        headers.append((b"connection", b"close"))  # the unread body goes with the connection
+    body = error_body(code, message)
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AdminGate:
+    """ASGI middleware: authenticate from the headers, then read (and cap) the body."""
+
+    def __init__(self, app: Any, rt: Runtime) -> None:
+        self.app = app
+        self.rt = rt
+        self.failures = AuthFailures()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if not (path in OPEN_PATHS or (path == "/metrics" and self.rt.settings.metrics_public)):
+            refusal = await self._authenticate(scope)
+            if refusal is not None:
+                await send_error(send, *refusal, close=True)
+                return
+        try:
+            body = await _read_capped(scope, receive)
+        except _Gone:
+            return  # the client left before its body arrived: nothing to do, no one to answer
+        if body is None:
+            await send_error(
+                send,
+                413,
+                "body_too_large",
+                f"admin request bodies are limited to {MAX_ADMIN_BODY_BYTES} bytes; nothing was changed",
+                close=True,
+            )
+            return
+        if _has_lone_surrogate(body):
+            await send_error(
+                send,
+                400,
+                "invalid_request",
+                "the body holds a lone UTF-16 surrogate escape (such as \\ud800), which is not text",
+                close=False,
+            )
+            return
+        await self._run(scope, _replay(body, receive), send)
+
+    async def _authenticate(self, scope: Scope) -> tuple[int, str, str] | None:
+        """None when the token is valid (its record put in the scope), else (status, code, message)."""
+        values = [v for k, v in scope["headers"] if k == b"authorization"]
+        header = values[0].decode("latin-1") if len(values) == 1 else ""
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return self._failure(scope, "no bearer token", 401, "admin_token_invalid",
+                                 "send one 'Authorization: Bearer <admin token>' header")  # fmt: skip
+        if token.startswith(VAULT_PREFIX):
+            return self._failure(scope, "a vault key was sent", 401, "admin_token_required",
+                                 "vault keys cannot call the admin API; use an admin token")  # fmt: skip
+        try:
+            rec: AdminTokenRecord | None = await self.rt.store.admin_token_by_hash(self.rt.hash_token(token))
+        except EnforcementUnavailable as exc:
+            event(log, "admin call failed: store unavailable", logging.ERROR, error=str(exc))
+            return 503, "enforcement_unavailable", "the store is unavailable; nothing was changed"
+        if rec is None or rec.revoked_at is not None:
+            return self._failure(scope, "unknown or revoked token", 401, "admin_token_invalid",
+                                 "unknown or revoked admin token")  # fmt: skip
+        scope[SCOPE_TOKEN] = rec
+        return None
+
+    def _failure(self, scope: Scope, why: str, status: int, code: str, message: str) -> tuple[int, str, str]:
+        client = client_address(scope)
+        count = self.failures.failed(client)
+        if count > FAILURES_PER_MINUTE:
+            event(log, "admin authentication refused: too many failures", logging.WARNING, client=client, reason=why)
+            return (
+                429,
+                "too_many_auth_failures",
+                f"more than {FAILURES_PER_MINUTE} failed admin authentications in a minute from this address; "
+                "a valid admin token is still accepted",
+            )
+        event(log, f"admin authentication failed: {why}", logging.WARNING, client=client)
+        return status, code, message
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin app; an exception it lets through is logged (redacted) and answered 500."""
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            event(log, "admin call failed: internal error", logging.ERROR, path=scope["path"][:200],
+                  error=f"{type(exc).__name__}: {redact(str(exc))[:300]}")  # fmt: skip
+            if not started:
+                await send_error(send, 500, "internal_error", INTERNAL_ERROR, close=True)
+
+
+class _Gone(Exception):
+    """The client disconnected while its body was being read."""
+
+
+async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
+    """The whole body, or None once it passes MAX_ADMIN_BODY_BYTES (declared or streamed).
+
+    Raises _Gone if the client disconnects first.
+    """
+    for k, v in scope["headers"]:
+        if k == b"content-length" and v.strip().isdigit() and int(v) > MAX_ADMIN_BODY_BYTES:
+            return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise _Gone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_ADMIN_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(body: bytes) -> bool:
+    """True when a JSON body decodes to a string no UTF-8 store can hold (a lone surrogate).
+
+    JSON allows `\\ud800` escapes; a proper pair is one character and is accepted. Only bodies
+    with such an escape are parsed here; a body that is not JSON is left to the app (400).
+    """
+    if not _SURROGATE_ESCAPE.search(body):
+        return False
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body read already, then waits for the disconnect."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,453 @@
+"""The listeners: sockets, connection limits, header limits and timeouts, and uvicorn's config.
+
+`keybrake serve` and the test harness build the server through `server_config`, so tests run
+with the production settings. uvicorn's httptools protocol has no limit on header size and no
+header-read timeout (a connection that never finishes its headers is kept forever, and a 25 MB
+header is buffered whole), and its `limit_concurrency` still accepts and keeps every
+connection. `GuardedHttpProtocol` adds, per listener:
+
+- a connection limit: past `limit` open connections a connection is answered 503
+  `too_many_connections` (JSON, `Retry-After: 1`) as soon as its request head arrives, and
+  closed; past `limit + overflow` it is closed at once. File descriptors are bounded by
+  the sum of the listeners' ceilings (`fd_budget`);
+- a header size limit: request line + headers past `max_header_bytes` → 431
+  `header_too_large`, checked on every chunk before the parser buffers more;
+- a header-read timeout: from the connection's start, and from the end of each response,
+  until the next request's headers are complete; past it the connection is closed. The same
+  time without a byte of a request body that is still arriving also closes the connection;
+- the idle keep-alive timeout (uvicorn's own, from the settings).
+
+One process serves one or two listeners (the proxy, and the admin API on its own TCP address
+or unix socket): one uvicorn server, one event loop, one application. Each connection learns
+its listener from its local address, and every request carries it in
+`scope["keybrake.listener"]`: "proxy", "admin", or "all" (one listener for both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import resource
+import socket
+import stat
+import time
+from asyncio import TimerHandle, Transport
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httptools
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from keybrake.config import Settings
+from keybrake.logs import event
+
+log = logging.getLogger("keybrake.listener")
+
+SCOPE_KEY = "keybrake.listener"
+UPSTREAM_CONNECTIONS = 256  # the upstream connector's limit (proxy/upstream.py)
+FD_MARGIN = 64  # logs, the SQLite files, DNS, the alert worker, a shell's worth of slack
+_WILDCARD = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names the wildcard, binds nothing)
+
+
+class ListenerError(Exception):
+    """A listener could not be set up (address in use, a live server on the unix socket…)."""
+
+
+@dataclass(eq=False)
+class Listener:
+    """One listening socket, its role, and the connections it holds open right now."""
+
+    role: str  # "proxy", "admin" or "all"
+    sock: socket.socket
+    limit: int  # open connections served normally
+    address: str  # for logs and messages: http://host:port or unix:/path
+    unix_path: Path | None = None
+    open: set[GuardedHttpProtocol] = field(default_factory=set)
+
+    @property
+    def ceiling(self) -> int:
+        return ceiling(self.limit)
+
+    def matches(self, local: tuple[str, int | None] | None) -> int:
+        """How well an accepted connection's local address matches: 2 exactly, 1 by wildcard, 0 not."""
+        if local is None:
+            return 0
+        if self.unix_path is not None:
+            return 2 if local[1] is None and local[0] == str(self.unix_path) else 0
+        host, port = self.sock.getsockname()[:2]
+        if local[1] != port:
+            return 0
+        if host in _WILDCARD:
+            return 1
+        return 2 if _same_ip(host, local[0]) else 0
+
+
+def ceiling(limit: int) -> int:
+    """Connections a listener holds at most: `limit` served, then 10% (at least 8) more that get
+    their 503; past that a new connection is closed at once."""
+    return limit + max(8, limit // 10)
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        ia, ib = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return a == b
+    ia = getattr(ia, "ipv4_mapped", None) or ia
+    ib = getattr(ib, "ipv4_mapped", None) or ib
+    return ia == ib
+
+
+class Listeners:
+    """The listeners of one server, and the limits every connection on them obeys."""
+
+    def __init__(self, listeners: list[Listener], settings: Settings) -> None:
+        if not listeners:
+            raise ListenerError("no listener")
+        self.all = listeners
+        self.max_header_bytes = settings.max_header_bytes
+        self.header_timeout_s = settings.header_timeout_s
+        self._notes: dict[tuple[str, str], tuple[float, int]] = {}
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [lst.sock for lst in self.all]
+
+    def find(self, local: tuple[str, int | None] | None) -> Listener:
+        """The listener a connection was accepted on; when unsure, the proxy's (never the admin's)."""
+        best = max(self.all, key=lambda lst: lst.matches(local))  # an exact match beats a wildcard
+        if best.matches(local) == 0:
+            return next(lst for lst in self.all if lst.role != "admin")
+        return best
+
+    def note(self, listener: Listener, kind: str, message: str) -> None:
+        """Log a refusal at most once per 10 s per listener and kind, with how many were not logged."""
+        now = time.monotonic()
+        last, quiet = self._notes.get((listener.role, kind), (-1e9, 0))
+        if now - last < 10:
+            self._notes[(listener.role, kind)] = (last, quiet + 1)
+            return
+        self._notes[(listener.role, kind)] = (now, 0)
+        event(log, message, logging.WARNING, listener=listener.role, refused_since_last_log=quiet)
+
+    def close(self) -> None:
+        """Close the sockets and remove a unix socket file (at shutdown)."""
+        for lst in self.all:
+            with contextlib.suppress(OSError):
+                lst.sock.close()
+            if lst.unix_path is not None:
+                with contextlib.suppress(OSError):
+                    lst.unix_path.unlink()
+
+
+def _error_bytes(status: int, code: str, message: str, extra: bytes = b"") -> bytes:
+    body = json.dumps({"error": {"type": "keybrake_error", "code": code, "message": message}}).encode()
+    return b"".join(
+        [
+            STATUS_LINE[status],
+            b"content-type: application/json; charset=utf-8\r\n",
+            b"content-length: " + str(len(body)).encode() + b"\r\n",
+            extra,
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing: the answer is already written."""
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits above. Bound to its listeners by `bind_protocol`."""
+
+    listeners: ClassVar[Listeners]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.listener: Listener | None = None
+        self._head_pending = True  # waiting for a request's headers to complete
+        self._head_bytes = 0
+        self._head_timer: TimerHandle | None = None
+        self._over_limit = False
+        self._refused = False
+        self._body_timer: TimerHandle | None = None
+        self._body_pending = False  # a request's body is still arriving
+
+    # -- connection --------------------------------------------------------------------------
+
+    def connection_made(self, transport: Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        listener = self.listener = self.listeners.find(self.server)
+        if len(listener.open) >= listener.ceiling:
+            self.listeners.note(listener, "ceiling", "connection closed at once: past the connection limit")
+            self._refused = True
+            transport.close()
+            return
+        self._over_limit = len(listener.open) >= listener.limit
+        listener.open.add(self)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.listener is not None:
+            self.listener.open.discard(self)
+        self._cancel_head_timer()
+        self._cancel_body_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._unset_keepalive_if_required()
+        if self._head_pending:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._unsupported_upgrade_warning()
+        except httptools.HttpParserError:
+            if self._refused:
+                return  # a callback refused the request and answered
+            self.logger.warning("Invalid HTTP request received.")
+            self.send_400_response("Invalid HTTP request received.")
+            return
+        if self._head_pending and self._head_bytes > self.listeners.max_header_bytes:
+            self._refuse_header_size()
+        elif self._body_pending:
+            self._arm_body_timer()  # (re)armed after each chunk while a body is still arriving
+
+    # -- parser callbacks --------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        assert self.listener is not None
+        self.scope[SCOPE_KEY] = self.listener.role  # type: ignore[literal-required]
+
+    def on_headers_complete(self) -> None:
+        self._head_pending = False
+        self._cancel_head_timer()
+        size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if size > self.listeners.max_header_bytes:
+            self._refuse_header_size()
+            raise _Refused
+        if self._over_limit:
+            assert self.listener is not None
+            self.listeners.note(self.listener, "limit", "request refused: past the connection limit")
+            admin = self.listener.role == "admin"
+            limit_name = "KEYBRAKE_ADMIN_MAX_CONNECTIONS" if admin else "KEYBRAKE_MAX_CONNECTIONS"
+            self._refuse(
+                503,
+                "too_many_connections",
+                f"Keybrake holds its limit of {self.listener.limit} open connections on this listener "
+                f"({limit_name}); nothing was done. Retry shortly.",
+                b"retry-after: 1\r\n",
+            )
+            raise _Refused
+        super().on_headers_complete()
+        self._body_pending = True
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._body_pending = False
+        self._cancel_body_timer()
+        self._head_pending = True  # the next request's head, if any, is what is awaited now
+        self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._head_pending and not self.transport.is_closing():
+            self._arm_head_timer()
+
+    # -- refusals and timers -----------------------------------------------------------------
+
+    def _refuse_header_size(self) -> None:
+        assert self.listener is not None
+        self.listeners.note(self.listener, "header", "request refused: headers too large")
+        self._refuse(
+            431,
+            "header_too_large",
+            f"The request line and headers are larger than {self.listeners.max_header_bytes} bytes "
+            "(KEYBRAKE_MAX_HEADER_BYTES); nothing was done.",
+        )
+
+    def _refuse(self, status: int, code: str, message: str, extra: bytes = b"") -> None:
+        self._refused = True
+        self._cancel_head_timer()
+        if not self.transport.is_closing():
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.write(_error_bytes(status, code, message, extra))
+            self.transport.close()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.listeners.header_timeout_s, self._head_timeout)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(self.listeners.header_timeout_s, self._body_timeout)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        """No byte of a request body for the header timeout: closed (the app sees a disconnect).
+        While reading is paused because the app has not taken what arrived, the clock waits."""
+        self._body_timer = None
+        if not self._body_pending or self.transport.is_closing():
+            return
+        if self.flow.read_paused:
+            self._arm_body_timer()
+            return
+        assert self.listener is not None
+        self.listeners.note(self.listener, "body", "connection closed: a request body stalled")
+        self._refused = True
+        self.transport.close()
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._head_pending and not self.transport.is_closing():
+            assert self.listener is not None
+            self.listeners.note(self.listener, "timeout", "connection closed: no complete request head in time")
+            self._refused = True
+            self.transport.close()
+
+
+def bind_protocol(listeners: Listeners) -> type[GuardedHttpProtocol]:
+    """A protocol class bound to these listeners (uvicorn builds one instance per connection)."""
+    return type("KeybrakeHttpProtocol", (GuardedHttpProtocol,), {"listeners": listeners})
+
+
+# -- sockets ---------------------------------------------------------------------------------
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A bound TCP socket (SO_REUSEADDR, as uvicorn binds). Raises ListenerError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A unix socket at `path`, mode 0600 from its creation. A stale socket file is replaced;
+    a live one (a server answers on it) or any other file is an error (ListenerError)."""
+    if path.exists() or path.is_symlink():
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ListenerError(f"{path} exists and is not a socket; remove it or choose another path")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody listens
+        else:
+            raise ListenerError(f"another server is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ListenerError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    return sock
+
+
+def _tcp_address(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bind_listeners(settings: Settings, *, proxy_sock: socket.socket | None = None) -> Listeners:
+    """The proxy listener (`proxy_sock` if given, else `host:port`) and, if configured, the admin one.
+
+    Raises ListenerError; sockets bound before the error are closed.
+    """
+    bound: list[Listener] = []
+    try:
+        sock = proxy_sock or bind_tcp(settings.host, settings.port)
+        role = "proxy" if settings.separate_admin else "all"
+        bound.append(Listener(role, sock, settings.max_connections, _tcp_address(sock)))
+        if settings.admin_socket is not None:
+            path = settings.admin_socket.absolute()
+            bound.append(Listener("admin", bind_unix(path), settings.admin_max_connections, f"unix:{path}", path))
+        elif settings.admin_port is not None:
+            admin = bind_tcp(settings.admin_host or "127.0.0.1", settings.admin_port)
+            bound.append(Listener("admin", admin, settings.admin_max_connections, _tcp_address(admin)))
+    except BaseException:
+        for lst in bound:
+            if lst.sock is not proxy_sock:
+                lst.sock.close()
+        raise
+    return Listeners(bound, settings)
+
+
+def server_config(app: Any, settings: Settings, listeners: Listeners) -> uvicorn.Config:
+    """The one uvicorn configuration of `keybrake serve` (and of the tests' servers).
+
+    Forwarded headers (X-Forwarded-For/-Proto) are believed only from KEYBRAKE_TRUSTED_PROXIES
+    (addresses or CIDR networks, which uvicorn 0.54 matches); without it they are ignored.
+    """
+    return uvicorn.Config(
+        app,
+        lifespan="on",
+        http=bind_protocol(listeners),
+        ws="none",  # an Upgrade request is served as plain HTTP, never handed to another protocol
+        loop="none",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
+        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]
+        server_header=False,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+    )
+
+
+# -- file descriptors ------------------------------------------------------------------------
+
+
+def fd_budget(settings: Settings) -> int:
+    """File descriptors the limits can hold open at once: every listener's ceiling, the store's
+    connections, the upstream connector's 256, and a margin (docs/operations.md)."""
+    listeners = ceiling(settings.max_connections)
+    if settings.separate_admin:
+        listeners += ceiling(settings.admin_max_connections)
+    store = settings.pg_pool_size if settings.database_url and not settings.database_url.startswith("sqlite") else 8
+    return listeners + store + UPSTREAM_CONNECTIONS + FD_MARGIN
+
+
+def ensure_fd_limit(settings: Settings) -> str | None:
+    """Raise the soft RLIMIT_NOFILE to `fd_budget` if the hard limit allows; else a warning sentence."""
+    need = fd_budget(settings)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return None
+    if hard == resource.RLIM_INFINITY or hard >= need:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+            return None
+    return (
+        f"the open-file limit is {soft} (hard {hard}) but the connection limits need {need}: raise `ulimit -n` "
+        "(LimitNOFILE= in systemd) or lower KEYBRAKE_MAX_CONNECTIONS; past the limit new connections fail"
+    )
