@@ -75,6 +75,7 @@ class KeybrakeApp:
         )
         self.settler = SettleWriter(rt.store)
         self.alerts = Alerts(rt.store, rt.sealer, self.upstream, rt.settings)
+        self.body_budget = BodyBudget(rt.settings.max_buffered_body_bytes)
         self.pipeline = Pipeline(
             store=rt.store,
             vendors=rt.vendors,
@@ -158,16 +159,53 @@ class KeybrakeApp:
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         client = scope.get("client")
-        # The prefix names the vendor if present; otherwise the key decides later and the
-        # pipeline applies that vendor's (smaller) limit to what was read.
-        prefix = raw_path.split(b"/", 2)[1].decode("latin-1") if raw_path.count(b"/") >= 1 else ""
-        named = self.rt.vendors.get(prefix)
-        limit = self.rt.settings.max_body_bytes or (
-            named.max_body_bytes if named else max(v.max_body_bytes for v in self.rt.vendors.values())
+        # No body is read before the vault key is known: a request without one is refused unread
+        # and its connection closed (the body goes with it).
+        head = ProxyRequest(
+            scope["method"], raw_path, scope.get("query_string", b""), headers, b"", client[0] if client else ""
         )
-        body, too_large, gone = await _read_body(receive, limit, headers)
+        key, refusal = await self.pipeline.admit(head)
+        if refusal is not None:
+            resp = await self.pipeline.handle_denial(head, refusal)
+            resp.headers.append(("connection", "close"))
+            await _send(send, resp)
+            return
+        limit = self.rt.settings.max_body_bytes or (
+            self.rt.vendors[key.vendor].max_body_bytes
+            if key is not None and key.vendor in self.rt.vendors
+            else max(v.max_body_bytes for v in self.rt.vendors.values())
+        )
+        try:
+            body, too_large, gone = await _read_body(receive, limit, headers, self.body_budget)
+        except BodyBudgetExceeded:
+            busy = Denial(
+                "enforcement_unavailable",
+                "Keybrake is holding too many request bodies at once (KEYBRAKE_MAX_BUFFERED_BODY_BYTES); nothing "
+                "was forwarded. Retry shortly.",
+            )
+            resp = await self.pipeline.handle_denial(head, busy)
+            resp.headers.append(("connection", "close"))
+            await _send(send, resp)
+            return
         if gone:
             return  # the client left mid-body: a truncated request is never forwarded, no one to answer
+        try:
+            await self._answer(scope, send, raw_path, headers, client, body, too_large, limit)
+        finally:
+            if not too_large:
+                self.body_budget.give(len(body))
+
+    async def _answer(
+        self,
+        scope: Scope,
+        send: Send,
+        raw_path: bytes,
+        headers: tuple[tuple[str, str], ...],
+        client: Any,
+        body: bytes,
+        too_large: bool,
+        limit: int,
+    ) -> None:
         req = ProxyRequest(
             scope["method"],
             raw_path,
@@ -268,28 +306,64 @@ class KeybrakeApp:
         event(log, "keybrake stopped", instance=self.instance_id)
 
 
-async def _read_body(receive: Receive, limit: int, headers: tuple[tuple[str, str], ...]) -> tuple[bytes, bool, bool]:
+class BodyBudgetExceeded(Exception):
+    """Buffering this body would pass the process's budget for request bodies held at once."""
+
+
+class BodyBudget:
+    """Bytes of proxied request bodies held in memory at once, across every request (bounded).
+
+    Bodies are read whole before forwarding (one parse, then the same bytes sent on); the
+    connection limit bounds how many, this bounds how much: past it a request is refused
+    (503 `enforcement_unavailable`, retryable), never buffered.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        if self.held + n > self.limit:
+            raise BodyBudgetExceeded
+        self.held += n
+
+    def give(self, n: int) -> None:
+        self.held -= n
+
+
+async def _read_body(
+    receive: Receive, limit: int, headers: tuple[tuple[str, str], ...], budget: BodyBudget
+) -> tuple[bytes, bool, bool]:
     """Read the whole body, or stop keeping it once it passes `limit` (the rest is drained).
 
     Returns (body, too_large, gone): `gone` when the client disconnected before the body ended.
+    A returned body stays taken from `budget` (the caller gives it back once answered); raises
+    BodyBudgetExceeded when holding it would pass the process's body budget.
     """
     declared = next((v for k, v in headers if k == "content-length"), None)
     too_large = declared is not None and declared.isdigit() and int(declared) > limit
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"", too_large, True
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            too_large = True
-        if not too_large:
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks), too_large, False
+    kept = False
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", too_large, True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                too_large = True
+            if not too_large:
+                budget.take(len(chunk))
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        kept = not too_large
+        return b"".join(chunks), too_large, False
+    finally:
+        if not kept:
+            budget.give(sum(len(c) for c in chunks))
 
 
 def _not_here(message: str) -> ProxyResponse:

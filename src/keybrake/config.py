@@ -76,6 +76,8 @@ class Settings:
     max_connections: int = 1000  # open connections on the proxy listener; past it: 503
     admin_max_connections: int = 64  # the same, on a separate admin listener
     max_header_bytes: int = 16 * 1024  # request line + headers; past it: 431
+    # Proxied request bodies held in memory at once, all requests together; past it: 503.
+    max_buffered_body_bytes: int = 512 * 1024 * 1024
     header_timeout_s: float = 10.0  # until a request's headers are complete; then closed
     keepalive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
 
@@ -243,6 +245,7 @@ def _listener_env(e: Mapping[str, str]) -> dict[str, Any]:
         ("KEYBRAKE_MAX_CONNECTIONS", "max_connections", int, 1),
         ("KEYBRAKE_ADMIN_MAX_CONNECTIONS", "admin_max_connections", int, 1),
         ("KEYBRAKE_MAX_HEADER_BYTES", "max_header_bytes", int, 1024),
+        ("KEYBRAKE_MAX_BUFFERED_BODY_BYTES", "max_buffered_body_bytes", int, 1024 * 1024),
         ("KEYBRAKE_HEADER_TIMEOUT", "header_timeout_s", float, 0.1),
         ("KEYBRAKE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s", float, 0.1),
     ):

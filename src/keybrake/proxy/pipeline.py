@@ -154,6 +154,29 @@ class Pipeline:
         """A request refused by the transport layer (size, encoding): recorded with its key if known."""
         return await self.handle(req, early_denial=denial)
 
+    async def admit(self, head: ProxyRequest) -> tuple[KeyRecord | None, Denial | None]:
+        """Before a body is read: the request's vault key, or why it is refused unread.
+
+        A missing, malformed or unknown key is refused here (the body is never read). Everything
+        else — including the key's state — is decided by `handle` as usual; a store failure here
+        defers to it too (it fails closed).
+        """
+        try:
+            token = extract_token(head)
+        except Denial as denial:
+            return None, denial
+        thash = token_hash(self.pepper, token)
+        key = self.snapshots.get(thash)
+        if key is None:
+            try:
+                key = await self.store.key_by_hash(thash)
+            except EnforcementUnavailable:
+                return None, None
+            if key is None:
+                return None, Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+            self.snapshots.remember(thash, key)
+        return key, None
+
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
         now = self.store.now_ms()
         row = AuditRow(
