@@ -259,3 +259,15 @@ def test_query_and_path_parameters(admin: Admin, data: st.DataObject) -> None:
         admin.send("DELETE", f"/v1/alerts/{value}")
         admin.send("DELETE", f"/v1/budgets/{value}")
         admin.send("DELETE", f"/v1/keys/{value}", params={"reason": data.draw(QUERY_VALUES)})
+
+
+def test_nul_characters_are_refused_as_input_on_every_engine(kb: KeybrakeThread) -> None:
+    """PostgreSQL cannot hold NUL in text: it was a 503 there (an outage), not the 400 it is."""
+    with kb.admin() as c:
+        for r in (
+            c.get("/v1/keys/%00"),
+            c.get("/v1/keys", params={"label": "a\x00b"}),
+            c.post("/v1/budgets", json={"name": "x\x00", "scope": "all", "daily_usd_cap": 1}),
+            c.post("/v1/keys", json={"vendor": "stripe", "label": "run", "metadata": {"k": "v\x00"}}),
+        ):
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
