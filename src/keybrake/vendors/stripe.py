@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from keybrake.core.params import Params, parse_form, parse_json_body
+from keybrake.core.params import Params, check_spelling, merge, parse_form, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
 from keybrake.errors import Denial
@@ -107,6 +107,25 @@ CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 _NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
 _KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
 
+# Top-level parameters Keybrake's pricing, scope or policy reads: a name that differs from one
+# of them only in case, width or surrounding blanks is refused (Stripe's names are exact).
+ENFORCED = frozenset(
+    {
+        "amount",
+        "currency",
+        "customer",
+        "confirm",
+        "capture",
+        "capture_method",
+        "payment_intent",
+        "charge",
+        "invoice",
+        "amount_to_capture",
+        "refund_amount",
+        "idempotency_key",
+    }
+)
+
 _SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
 _AMOUNT = re.compile(r"^[0-9]{1,15}$")
@@ -182,11 +201,13 @@ class Stripe(VendorDefaults):
                 )
         if is_v2 and req.body:
             _, body_params = parse_json_body(req.body)
-            params = parse_form(req.query, None)
-            params = Params({**params.values, **body_params.values}, params.raw_keys | body_params.raw_keys)
+            params = merge(query_params(req.query), body_params)
         else:
             params = parse_form(req.query, req.body)
-        if "idempotency_key" in params.values:
+        check_spelling(params.tops, ENFORCED, vendor="Stripe", literal=False)
+        for name in ENFORCED:
+            params.scalar(name)  # each is read as one value: a list shape is refused here, once
+        if "idempotency_key" in params.tops:
             raise Denial(
                 "param_not_allowed",
                 "Parameter 'idempotency_key' is not a Stripe parameter; send it as the Idempotency-Key header instead.",

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from keybrake.core.destinations import check_phone_prefix, country_of, mask_phone, normalise_phone
-from keybrake.core.params import parse_form
+from keybrake.core.params import check_spelling, fold, parse_form, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial, twilio_code
@@ -63,8 +63,23 @@ REPEATABLE = frozenset(
         "Permissions",
     }
 )
-# Parameters whose exact spelling matters to enforcement: a differently-cased twin is refused.
-_CANONICAL = {n.lower(): n for n in ("To", "From", "Body", "MediaUrl", "ContentSid", "ContentVariables", "TimeLimit")}
+# Parameters Keybrake's pricing, scope or policy reads. Twilio has no bracket syntax and its
+# names are case-sensitive: `To[]`, `to` or ` To` next to (or instead of) `To` are refused.
+ENFORCED = frozenset(
+    {
+        "To",
+        "From",
+        "Body",
+        "MediaUrl",
+        "ContentSid",
+        "ContentVariables",
+        "TimeLimit",
+        "Twiml",
+        "Url",
+        "FallbackUrl",
+        "ApplicationSid",
+    }
+)
 
 
 def _p(text: str, *, casefold: bool = False) -> EndpointPattern:
@@ -221,25 +236,24 @@ class Twilio(VendorDefaults):
                 "unsupported_media_type",
                 f"Twilio request bodies must be application/x-www-form-urlencoded (got {ctype or 'no Content-Type'}).",
             )
-        params = parse_form(req.query, req.body, repeatable=REPEATABLE)
+        # Literal names, as Twilio reads them (no bracket syntax); repeats only for REPEATABLE.
+        params = parse_form(req.query, req.body, repeatable=REPEATABLE, brackets=False)
         spelled: dict[str, str] = {}
         for raw in params.values:
-            folded = raw.lower()
+            folded = fold(raw)
             if folded in spelled:
-                raise Denial("param_ambiguous", f"Parameters {spelled[folded]!r} and {raw!r} differ only in case.")
-            spelled[folded] = raw
-            if folded in _CANONICAL and raw != _CANONICAL[folded]:
                 raise Denial(
-                    "body_invalid",
-                    f"Twilio parameter names are case-sensitive: send {_CANONICAL[folded]!r}, not {raw!r}.",
+                    "param_ambiguous", f"Parameters {spelled[folded]!r} and {raw[:60]!r} differ only in case."
                 )
+            spelled[folded] = raw
+        check_spelling(params.values, ENFORCED, vendor="Twilio", literal=True)
         vreq = VendorRequest(req.method, path, params)
         kind = _destination_kind(req.method, path)
         vreq.extra["kind"] = kind
         if kind is not None:
             if not params.scalar("To"):
                 raise Denial("body_invalid", "Parameter 'To' is required (the destination, in E.164 form).")
-            if req.query and "TimeLimit" in parse_form(req.query, None, repeatable=REPEATABLE).values:
+            if req.query and "TimeLimit" in query_params(req.query, repeatable=REPEATABLE, brackets=False).values:
                 raise Denial("body_invalid", "Send TimeLimit in the request body, not the query string.")
         if kind == "message":
             body = params.scalar("Body")
@@ -259,6 +273,10 @@ class Twilio(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        # param_rules name literal Twilio parameters: a look-alike of one (`Foo[]`, `foo`) is refused.
+        rules = [r.name for r in policy.param_rules or ()]
+        if rules:
+            check_spelling(vreq.params.values, rules, vendor="Twilio", literal=True)
         kind = self._destination_endpoint(vreq)
         if kind is None:
             return ScopeResult()
