@@ -122,7 +122,9 @@ def _pairs(text: str, where: str) -> list[tuple[str, str]]:
                 "name=value (name= for an empty value).",
             )
         if _BAD_ESCAPE.search(piece):
-            raise Denial("body_invalid", f"The {where} has a malformed percent-escape ('%' not followed by two hex digits).")
+            raise Denial(
+                "body_invalid", f"The {where} has a malformed percent-escape ('%' not followed by two hex digits)."
+            )
         try:
             out.append((unquote_plus(key, errors="strict"), unquote_plus(value, errors="strict")))
         except UnicodeDecodeError:

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from keybrake.core.destinations import domain_allowed, email_address
-from keybrake.core.params import check_spelling, merge, parse_json_body, query_params
+from keybrake.core.params import check_spelling, fold, merge, parse_json_body, query_params
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
@@ -103,6 +103,7 @@ ENFORCED = frozenset(
         "topic_id",
     }
 )
+_FOLDED = frozenset(fold(n) for n in ENFORCED)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,13 @@ class Resend(VendorDefaults):
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
         ctype = content_type(req)
         query = query_params(req.query)
+        in_query = sorted(n for n in query.tops if fold(n) in _FOLDED)
+        if in_query:
+            # Resend reads email fields from the JSON body only: a query copy would be checked, not sent.
+            raise Denial(
+                "param_ambiguous",
+                f"Email field {in_query[0][:40]!r} is read from the JSON body only; remove it from the query string.",
+            )
         if not req.body:
             doc: Any = None
             params = query

@@ -242,9 +242,7 @@ class Twilio(VendorDefaults):
         for raw in params.values:
             folded = fold(raw)
             if folded in spelled:
-                raise Denial(
-                    "param_ambiguous", f"Parameters {spelled[folded]!r} and {raw[:60]!r} differ only in case."
-                )
+                raise Denial("param_ambiguous", f"Parameters {spelled[folded]!r} and {raw[:60]!r} differ only in case.")
             spelled[folded] = raw
         check_spelling(params.values, ENFORCED, vendor="Twilio", literal=True)
         vreq = VendorRequest(req.method, path, params)
