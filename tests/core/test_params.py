@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from keybrake.core.params import check_no_body, check_spelling, parse_form, parse_json_body
+from keybrake.core.params import check_charset, check_no_body, check_spelling, parse_form, parse_json_body
 from keybrake.errors import Denial
 
 
@@ -128,3 +128,15 @@ def test_spelling_and_bodiless_methods() -> None:
 
 
 FORM = "application/x-www-form-urlencoded"
+
+
+def test_prototype_keys_and_foreign_charsets_are_refused() -> None:
+    for body in (b'{"__proto__": {"bcc": "x@y.z"}}', b'[{"constructor": {"prototype": {"bcc": "x@y.z"}}}]'):
+        with pytest.raises(Denial) as info:
+            parse_json_body(body)
+        assert info.value.code == "body_invalid"
+    check_charset("application/json; charset=UTF-8", b"{}")
+    check_charset("application/x-www-form-urlencoded", b"a=1")
+    with pytest.raises(Denial) as info:
+        check_charset("application/x-www-form-urlencoded; charset=utf-16le", b"a\x00=\x001\x00")
+    assert info.value.code == "unsupported_media_type"

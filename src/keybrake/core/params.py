@@ -307,6 +307,24 @@ def check_no_body(method: str, media_type: str, body: bytes) -> None:
     )
 
 
+def check_charset(content_type_header: str | None, body: bytes) -> None:
+    """Request bodies are read as UTF-8: a `charset` parameter naming anything else is refused.
+
+    A vendor that honours the charset would decode other names and values from the same bytes.
+    Raises Denial `unsupported_media_type` (415).
+    """
+    if not body or not content_type_header:
+        return
+    for param in content_type_header.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise Denial(
+                "unsupported_media_type",
+                f"Request bodies must be UTF-8 (got charset={value.strip()[:40]!r}); send them as UTF-8 or omit "
+                "the charset.",
+            )
+
+
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     folded: dict[str, str] = {}
@@ -317,6 +335,9 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise Denial("body_invalid", "JSON object has an empty key.")
         if _padded(k):
             raise Denial("body_invalid", f"JSON key {_show(k)} starts or ends with whitespace; send it without.")
+        if k == "__proto__" or (k == "constructor" and isinstance(v, dict)):
+            # JavaScript servers can read these as an object's prototype: other names' values.
+            raise Denial("body_invalid", f"JSON key {k!r} is refused (a JavaScript prototype name).")
         twin = folded.setdefault(fold(k), k)
         if twin != k:
             raise Denial(
