@@ -16,6 +16,8 @@ from tests.fakes.reference_parsers import (
     to_form_params,
     twilio_params,
 )
+from tests.fakes.resend_server import DEFAULT_API_KEY as RESEND_KEY
+from tests.fakes.resend_server import FakeResendThread
 from tests.fakes.stripe_server import DEFAULT_SECRET, FakeStripeThread
 from tests.fakes.twilio_server import FakeTwilioThread
 
@@ -104,3 +106,15 @@ def test_fake_twilio_reads_a_plain_form_first_value_wins() -> None:
         )
         assert r.status_code == 201, r.text
         assert r.json()["to"] == "+14155550100"
+
+
+def test_fake_resend_reads_json_like_json_parse_last_duplicate_wins() -> None:
+    body = b'{"from": "a@acme.io", "to": "first@example.com", "to": "last@example.com", "To": "x@y.z", "subject": "s"}'
+    with FakeResendThread() as t:
+        r = httpx.post(
+            f"{t.base_url}/emails",
+            content=body,
+            headers={"Authorization": f"Bearer {RESEND_KEY}", "Content-Type": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+        assert t.fake.emails[r.json()["id"]]["to"] == ["last@example.com"]
