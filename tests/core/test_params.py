@@ -140,3 +140,12 @@ def test_prototype_keys_and_foreign_charsets_are_refused() -> None:
     with pytest.raises(Denial) as info:
         check_charset("application/x-www-form-urlencoded; charset=utf-16le", b"a\x00=\x001\x00")
     assert info.value.code == "unsupported_media_type"
+
+
+def test_a_json_body_name_with_no_values_still_collides_with_the_query() -> None:
+    from keybrake.core.params import merge, query_params
+
+    _, body = parse_json_body(b'{"customer": {}}')
+    with pytest.raises(Denial) as info:
+        merge(query_params(b"customer=cus_A"), body)
+    assert info.value.code == "param_ambiguous"

@@ -19,6 +19,7 @@ no two keys of one object that differ only in case.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import unicodedata
@@ -121,15 +122,22 @@ def _pairs(text: str, where: str) -> list[tuple[str, str]]:
                 f"The {where} has a parameter without '=' ({_show(unquote_plus(key, errors='replace'))}); send "
                 "name=value (name= for an empty value).",
             )
-        if _BAD_ESCAPE.search(piece):
+        if "%" in piece and _BAD_ESCAPE.search(piece):
             raise Denial(
                 "body_invalid", f"The {where} has a malformed percent-escape ('%' not followed by two hex digits)."
             )
         try:
-            out.append((unquote_plus(key, errors="strict"), unquote_plus(value, errors="strict")))
+            out.append((_unquote(key), _unquote(value)))
         except UnicodeDecodeError:
             raise Denial("body_invalid", f"The {where} is not valid UTF-8 after percent-decoding.") from None
     return out
+
+
+def _unquote(text: str) -> str:
+    return unquote_plus(text, errors="strict") if "%" in text or "+" in text else text
+
+
+_ASCII_BLANKS = "".join(chr(c) for c in (*range(0x21), 0x7F))  # controls, space
 
 
 def _padded(name: str) -> bool:
@@ -138,11 +146,15 @@ def _padded(name: str) -> bool:
 
 
 def _invisible(ch: str) -> bool:
+    if ch.isascii():
+        return ch <= " " or ch == "\x7f"
     return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
 
 
 def fold(name: str) -> str:
     """A name as a reader that ignores case, width and surrounding blanks would see it."""
+    if name.isascii():
+        return name.strip(_ASCII_BLANKS).lower()
     text = unicodedata.normalize("NFKC", name)
     start, end = 0, len(text)
     while start < end and _invisible(text[start]):
@@ -176,18 +188,19 @@ def _collect(
                 f"Parameter {_show(raw_key)} appears more than once; send each parameter once.",
             )
         seen.add(raw_key)
-        if brackets:
+        shape: Shape
+        if brackets and ("[" in raw_key or "]" in raw_key):
             base, segs = _split_key(raw_key)
-            if "." in base:
-                raise Denial(
-                    "param_ambiguous",
-                    f"Parameter name {_show(raw_key)} contains '.'; nested parameters use brackets "
-                    f"(e.g. {base.split('.', 1)[0]}[{base.split('.', 1)[1]}]).",
-                )
-            shape: Shape = (base, *(_marker(s) for s in segs))
+            shape = (base, *(_marker(s) for s in segs))
         else:
             base, shape = raw_key, (raw_key,)
-        name = ".".join(p for p in shape if isinstance(p, str))
+        if brackets and "." in base:
+            head, _, rest = base.partition(".")
+            raise Denial(
+                "param_ambiguous",
+                f"Parameter name {_show(raw_key)} contains '.'; nested parameters use brackets (e.g. {head}[{rest}]).",
+            )
+        name = ".".join(p for p in shape if isinstance(p, str)) if len(shape) > 1 else base
         first_shape, first_key = shapes.setdefault(name, (shape, raw_key))
         if first_shape != shape:
             raise Denial(
@@ -224,6 +237,8 @@ def merge(query: Params, body: Params, *, nested: bool = True) -> Params:
     Vendors merge the two shallowly (Rack: the body's top-level value replaces the query's), so
     the check is on top-level names as well as on dotted names.
     """
+    if not query.tops or not body.tops:
+        return body if not query.tops else query  # each side was checked when it was collected
     both = sorted((query.tops & body.tops) | (query.values.keys() & body.values.keys()))
     if both:
         raise Denial(
@@ -278,7 +293,7 @@ def check_spelling(names: Iterable[str], canonical: Iterable[str], *, vendor: st
     is not `To` to Keybrake, and a lenient reader could take it for `To`.
     Raises Denial `body_invalid` (400).
     """
-    by_fold = {fold(c): c for c in canonical}
+    by_fold = _folded(frozenset(canonical))
     for raw in names:
         base = re.split(r"[\[\]]", raw, maxsplit=1)[0] if literal else raw
         wanted = by_fold.get(fold(base))
@@ -287,6 +302,11 @@ def check_spelling(names: Iterable[str], canonical: Iterable[str], *, vendor: st
                 "body_invalid",
                 f"{vendor} parameter names are exact: send {wanted!r}, not {_show(raw)}. Nothing was sent.",
             )
+
+
+@functools.lru_cache(maxsize=256)
+def _folded(canonical: frozenset[str]) -> dict[str, str]:
+    return {fold(c): c for c in canonical}
 
 
 def check_no_body(method: str, media_type: str, body: bytes) -> None:
