@@ -14,6 +14,11 @@ Magic values, as in Stripe test mode: a `source` or `payment_method` of `tok_cha
 `pm_card_chargeDeclined` (or `...InsufficientFunds`) declines with a 402 card_error;
 `pm_card_authenticationRequired` leaves a PaymentIntent in `requires_action`.
 
+Parameters are read as Stripe reads them, Rack-style (tests/fakes/reference_parsers.py): a
+plain key overwrites (`amount[]=100&amount=99999` is an amount of 99999), `x[]` appends, `x[a]`
+nests, the body is merged over the query string on POST (GET reads only the query), and a
+structural conflict (`amount=1&amount[]=2`) is a 400 `invalid_request_error`.
+
 Deliberately looser than Stripe: customers, sources and destinations are not checked for
 existence, and unknown parameters are accepted.
 
@@ -43,6 +48,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.reference_parsers import RackError, rack_parse, stripe_params, to_form_params
 
 DEFAULT_SECRET = "sk_test_fake_secret_1234567890"
 
@@ -373,7 +379,19 @@ class FakeStripe(FakeServer):
             error = {"error": {"type": "invalid_request_error", "message": message}}
             return self._reply(401, _dumps(error), request)
 
-        params = form if request.method == "POST" else parse_qs(request.query_string, True)
+        # Parameters as Stripe reads them: Rack-style (see tests/fakes/reference_parsers.py), the
+        # body merged over the query on POST; a structural conflict is Stripe's 400.
+        try:
+            tree = (
+                stripe_params(request.rel_url.raw_query_string, body.decode("utf-8", "replace"))
+                if request.method == "POST"
+                else rack_parse(request.rel_url.raw_query_string)
+            )
+        except RackError as exc:
+            await self._wait()
+            error = {"error": {"type": "invalid_request_error", "message": f"Invalid request parameters: {exc}"}}
+            return self._reply(400, _dumps(error), request)
+        params = to_form_params(tree)
         key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
         if not key:
             await self._wait()

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from keybrake.config import Settings
+from keybrake.core.params import check_charset, check_no_body
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
@@ -65,7 +66,7 @@ from keybrake.store.ids import new_audit_id
 from keybrake.store.windows import resets_at, window_start
 from keybrake.timefmt import rfc3339
 from keybrake.tokens import token_hash
-from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest
+from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest, content_type
 
 log = logging.getLogger("keybrake.proxy")
 
@@ -249,6 +250,9 @@ class Pipeline:
         limit = self.settings.max_body_bytes or vendor.max_body_bytes
         if len(req.body) > limit:
             raise Denial("body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES).")
+        # One parse: a GET or DELETE body is never read as parameters, so it is refused outright.
+        check_no_body(req.method, content_type(req), req.body)
+        check_charset(req.header("content-type"), req.body)
         vreq = vendor.parse(req, segments)
         ctx.row.request_summary = vendor.summary(vreq) or None
         ctx.row.account_context = vreq.account_context

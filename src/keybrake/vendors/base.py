@@ -86,7 +86,7 @@ class Vendor(Protocol):
     guarded: tuple[EndpointPattern, ...]
     # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor,
     # and the endpoints it prices as free: a request spelled like one of them but for letter case
-    # is refused (`check_spelling`).
+    # is refused (`check_path_spelling`).
     money_moving: tuple[EndpointPattern, ...]
     free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
@@ -196,7 +196,7 @@ def _folded(text: str) -> EndpointPattern:
     return parse_pattern(text, casefold=True)
 
 
-def check_spelling(
+def check_path_spelling(
     method: str,
     path: tuple[str, ...],
     *patterns: tuple[EndpointPattern, ...],
@@ -239,7 +239,7 @@ class VendorDefaults:
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """Identity: one spelling per operation; case variants of classified endpoints are refused."""
-        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from keybrake.core.destinations import domain_allowed, email_address
-from keybrake.core.params import Params, parse_form, parse_json_body
+from keybrake.core.params import check_spelling, fold, merge, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
@@ -83,9 +83,31 @@ GUARDED = tuple(
     )
 )
 # Endpoints whose exact spelling decides a price or a recipient check: a case variant
-# (`POST /Emails`) is refused (`base.check_spelling`); Resend documents no alternative spelling.
+# (`POST /Emails`) is refused (`base.check_path_spelling`); Resend documents no alternative spelling.
 MONEY_MOVING: tuple[EndpointPattern, ...] = (EMAILS_SEND, BATCH_SEND, parse_pattern("POST /broadcasts/*/send"))
 _SECRET = re.compile(r"^re_[A-Za-z0-9_]{8,}$")
+# Email fields (resend.json SendEmailRequest, plus the SDKs' `react`) that scope, pricing,
+# dedup or param_rules read, or that change who receives what.
+ENFORCED = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "html",
+        "text",
+        "template",
+        "react",
+        "reply_to",
+        "scheduled_at",
+        "attachments",
+        "headers",
+        "tags",
+        "topic_id",
+    }
+)
+_FOLDED = frozenset(fold(n) for n in ENFORCED)
 
 
 @dataclass(frozen=True)
@@ -146,7 +168,14 @@ class Resend(VendorDefaults):
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
         ctype = content_type(req)
-        query = parse_form(req.query, None)
+        query = query_params(req.query)
+        in_query = sorted(n for n in query.tops if fold(n) in _FOLDED)
+        if in_query:
+            # Resend reads email fields from the JSON body only: a query copy would be checked, not sent.
+            raise Denial(
+                "param_ambiguous",
+                f"Email field {in_query[0][:40]!r} is read from the JSON body only; remove it from the query string.",
+            )
         if not req.body:
             doc: Any = None
             params = query
@@ -157,12 +186,13 @@ class Resend(VendorDefaults):
                     f"Resend request bodies must be application/json (got {ctype or 'no Content-Type'}).",
                 )
             doc, body_params = parse_json_body(req.body)
-            for name in body_params.values:
-                if name in query.values:
-                    raise Denial(
-                        "param_ambiguous", f"Parameter {name!r} appears in both the query string and the body."
-                    )
-            params = Params({**query.values, **body_params.values}, query.raw_keys | body_params.raw_keys)
+            params = merge(query, body_params)
+            # Email fields are exact: `To`, `"bcc "` or `ｔｏ` next to (or instead of) `to` are refused,
+            # in a single email and in every batch item.
+            for i, item in enumerate(doc if isinstance(doc, list) else [doc]):
+                if isinstance(item, dict):
+                    where = f"Batch item {i}: " if isinstance(doc, list) else ""
+                    check_spelling(item, ENFORCED, vendor=f"{where}Resend", literal=True)
         vreq = VendorRequest(req.method, path, params)
         if EMAILS_SEND.matches(req.method, path):
             if not isinstance(doc, dict):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from keybrake.core.params import Params, parse_form, parse_json_body
+from keybrake.core.params import Params, check_spelling, merge, parse_form, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
 from keybrake.errors import Denial
@@ -109,7 +109,7 @@ REFUND_CREATE = parse_pattern("POST /v1/refunds")
 CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 
 # Endpoints whose exact spelling decides a price: a case variant (`POST /v1/Charges`) is refused
-# (`base.check_spelling`). Stripe documents no alternative spelling; a trailing `/` is refused by
+# (`base.check_path_spelling`). Stripe documents no alternative spelling; a trailing `/` is refused by
 # `core.paths`. Case variants of free endpoints are priced as unpriceable, which is stricter.
 MONEY_MOVING: tuple[EndpointPattern, ...] = (
     *(p for p, _ in PRICED),
@@ -122,6 +122,25 @@ MONEY_MOVING: tuple[EndpointPattern, ...] = (
 # Object kinds → (cost_kind) for settling; statuses that mean no money moved.
 _NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
 _KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
+
+# Top-level parameters Keybrake's pricing, scope or policy reads: a name that differs from one
+# of them only in case, width or surrounding blanks is refused (Stripe's names are exact).
+ENFORCED = frozenset(
+    {
+        "amount",
+        "currency",
+        "customer",
+        "confirm",
+        "capture",
+        "capture_method",
+        "payment_intent",
+        "charge",
+        "invoice",
+        "amount_to_capture",
+        "refund_amount",
+        "idempotency_key",
+    }
+)
 
 _SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
@@ -207,11 +226,13 @@ class Stripe(VendorDefaults):
                 )
         if is_v2 and req.body:
             _, body_params = parse_json_body(req.body)
-            params = parse_form(req.query, None)
-            params = Params({**params.values, **body_params.values}, params.raw_keys | body_params.raw_keys)
+            params = merge(query_params(req.query), body_params)
         else:
             params = parse_form(req.query, req.body)
-        if "idempotency_key" in params.values:
+        check_spelling(params.tops, ENFORCED, vendor="Stripe", literal=False)
+        for name in ENFORCED:
+            params.scalar(name)  # each is read as one value: a list shape is refused here, once
+        if "idempotency_key" in params.tops:
             raise Denial(
                 "param_not_allowed",
                 "Parameter 'idempotency_key' is not a Stripe parameter; send it as the Idempotency-Key header instead.",

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from keybrake.core.destinations import check_phone_prefix, country_of, mask_phone, normalise_phone
-from keybrake.core.params import parse_form
+from keybrake.core.params import check_spelling, fold, parse_form, query_params
 from keybrake.core.paths import join
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
@@ -41,7 +41,7 @@ from keybrake.vendors.base import (
     VendorDefaults,
     VendorRequest,
     answer_text,
-    check_spelling,
+    check_path_spelling,
     content_type,
     keybrake_code_doc,
     redact_fields,
@@ -70,11 +70,24 @@ REPEATABLE = frozenset(
         "Permissions",
     }
 )
-# Parameters whose exact spelling matters to enforcement: a differently-cased twin is refused.
-_CANONICAL = {
-    n.lower(): n
-    for n in ("To", "From", "Body", "MediaUrl", "ContentSid", "ContentVariables", "TimeLimit", *twilio_voice.PARAMS)
-}
+# Parameters Keybrake's pricing, scope or policy reads. Twilio has no bracket syntax and its
+# names are case-sensitive: `To[]`, `to` or ` To` next to (or instead of) `To` are refused.
+ENFORCED = frozenset(
+    {
+        "To",
+        "From",
+        "Body",
+        "MediaUrl",
+        "ContentSid",
+        "ContentVariables",
+        "TimeLimit",
+        "Twiml",
+        "Url",
+        "FallbackUrl",
+        "ApplicationSid",
+        *twilio_voice.PARAMS,
+    }
+)
 
 
 def _p(text: str, *, casefold: bool = False) -> EndpointPattern:
@@ -85,7 +98,7 @@ MESSAGES_CREATE = _p(f"POST /{API}/Accounts/*/Messages.json")
 CALLS_CREATE = _p(f"POST /{API}/Accounts/*/Calls.json")
 PARTICIPANTS_CREATE = _p(f"POST /{API}/Accounts/*/Conferences/*/Participants.json")
 # Endpoints whose exact spelling decides a price or a destination check: after the extension is
-# mapped to `.json`, a case variant of one of them is refused (`base.check_spelling`).
+# mapped to `.json`, a case variant of one of them is refused (`base.check_path_spelling`).
 MONEY_MOVING = (MESSAGES_CREATE, CALLS_CREATE, PARTICIPANTS_CREATE, *twilio_voice.PATTERNS)
 # Endpoints that move no money. Everything else not priced above is unpriceable — including a
 # live call's update, which can redirect it to new TwiML that dials anyone.
@@ -172,7 +185,7 @@ class Twilio(VendorDefaults):
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """`.xml`, no extension (and `.csv`/`.html` reads) map to the `.json` spelling (`twilio_paths`)."""
         path = twilio_paths.canonical(method, path)
-        check_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
@@ -253,18 +266,15 @@ class Twilio(VendorDefaults):
                 "unsupported_media_type",
                 f"Twilio request bodies must be application/x-www-form-urlencoded (got {ctype or 'no Content-Type'}).",
             )
-        params = parse_form(req.query, req.body, repeatable=REPEATABLE)
+        # Literal names, as Twilio reads them (no bracket syntax); repeats only for REPEATABLE.
+        params = parse_form(req.query, req.body, repeatable=REPEATABLE, brackets=False)
         spelled: dict[str, str] = {}
         for raw in params.values:
-            folded = raw.lower()
+            folded = fold(raw)
             if folded in spelled:
-                raise Denial("param_ambiguous", f"Parameters {spelled[folded]!r} and {raw!r} differ only in case.")
+                raise Denial("param_ambiguous", f"Parameters {spelled[folded]!r} and {raw[:60]!r} differ only in case.")
             spelled[folded] = raw
-            if folded in _CANONICAL and raw != _CANONICAL[folded]:
-                raise Denial(
-                    "body_invalid",
-                    f"Twilio parameter names are case-sensitive: send {_CANONICAL[folded]!r}, not {raw!r}.",
-                )
+        check_spelling(params.values, ENFORCED, vendor="Twilio", literal=True)
         vreq = VendorRequest(req.method, path, params)
         kind = _destination_kind(req.method, path)
         vreq.extra["kind"] = kind
@@ -274,7 +284,7 @@ class Twilio(VendorDefaults):
         if kind is not None:
             if not params.scalar("To"):
                 raise Denial("body_invalid", "Parameter 'To' is required (the destination, in E.164 form).")
-            if req.query and "TimeLimit" in parse_form(req.query, None, repeatable=REPEATABLE).values:
+            if req.query and "TimeLimit" in query_params(req.query, repeatable=REPEATABLE, brackets=False).values:
                 raise Denial("body_invalid", "Send TimeLimit in the request body, not the query string.")
         if kind == "message":
             body = params.scalar("Body")
@@ -312,6 +322,10 @@ class Twilio(VendorDefaults):
                     f"Parameter 'TimeLimit' of a call update must be a whole number of seconds up to this key's "
                     f"max_call_seconds ({cap}). Do not retry with the same value.",
                 )
+        # param_rules name literal Twilio parameters: a look-alike of one (`Foo[]`, `foo`) is refused.
+        rules = [r.name for r in policy.param_rules or ()]
+        if rules:
+            check_spelling(vreq.params.values, rules, vendor="Twilio", literal=True)
         kind = self._destination_endpoint(vreq)
         if kind is None:
             return ScopeResult(extra={"dials": dials} if dials else {})
