@@ -141,3 +141,32 @@ def test_resend_look_alike_keys_are_refused(resend_kb: tuple[KeybrakeThread, Fak
     assert r.status_code == 400 and r.json()["name"] == "body_invalid", r.text
     assert kb.audit(key_id=key["id"])[0]["verdict"] == "denied_body_invalid"
     assert fake.requests == [] and fake.emails == {}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Bcc": "spy@evil.io"}, 403),
+        ({" bcc ": "spy@evil.io"}, 400),  # refused already as a JSON key with blanks
+        ({"Resent-To": "spy@evil.io"}, 403),
+        ({"From": "ceo@bank.example"}, 403),
+        ({"X-Note": "ok\r\nBcc: spy@evil.io"}, 400),
+        ({"X-Count": 5}, 400),
+        ("Bcc: spy@evil.io", 400),
+    ],
+)
+def test_resend_custom_headers_cannot_add_recipients(
+    resend_kb: tuple[KeybrakeThread, FakeResend], headers: object, status: int
+) -> None:
+    """Resend's `headers` adds custom headers to the email: an address header there would send to
+    (or as) someone `to`/`cc`/`bcc`/`from` scope never saw, and uncounted."""
+    kb, fake = resend_kb
+    key = kb.issue({"allowed_to_domains": ["example.com"], "daily_usd_cap": 1}, vendor="resend", label="m")
+    email = {"from": "bot@acme.io", "to": "a@example.com", "subject": "x", "html": "y", "headers": headers}
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    for path, body in (("/emails", email), ("/emails/batch", [email])):
+        r = httpx.post(f"{kb.url}/resend{path}", json=body, headers=auth)
+        assert r.status_code == status, r.text
+    ok = httpx.post(f"{kb.url}/resend/emails", json={**email, "headers": {"X-Entity-Ref-ID": "123"}}, headers=auth)
+    assert ok.status_code == 200
+    assert len([r for r in fake.requests if r.method == "POST"]) == 1

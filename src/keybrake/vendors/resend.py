@@ -332,6 +332,7 @@ def _email(doc: dict[str, Any], where: str) -> Email:
             address, domain = email_address(v, field=f"{where}{field}")
             recipients.add(address)
             domains.add(domain)
+    _check_custom_headers(doc.get("headers"), where)
     sender = doc.get("from")
     if not isinstance(sender, str) or not sender:
         raise Denial("body_invalid", f"Field '{where}from' is required (one address).")
@@ -341,6 +342,53 @@ def _email(doc: dict[str, Any], where: str) -> Email:
     for field in ("html", "text", "template", "react"):
         h.update(b"\0" + json.dumps(doc.get(field), sort_keys=True).encode())
     return Email(frozenset(recipients), frozenset(domains), from_domain, str(subject or ""), h.hexdigest())
+
+
+# Headers that name who receives or sends a message. In `headers` they would add recipients (or a
+# sender) that `to`/`cc`/`bcc`/`from` scope and pricing never see.
+ADDRESS_HEADERS = frozenset(
+    {
+        "to",
+        "cc",
+        "bcc",
+        "from",
+        "sender",
+        "return-path",
+        "resent-to",
+        "resent-cc",
+        "resent-bcc",
+        "resent-from",
+        "resent-sender",
+        "delivered-to",
+        "envelope-to",
+        "apparently-to",
+        "x-original-to",
+    }
+)
+
+
+def _check_custom_headers(headers: Any, where: str) -> None:
+    """`headers` (Resend: "custom headers to add to the email") may not name recipients or senders.
+
+    Raises 400 body_invalid when it is not an object of strings or a name or value holds a line
+    break (which would add headers of its own); 403 scope_violation for an address header.
+    """
+    if headers is None:
+        return
+    if not isinstance(headers, dict):
+        raise Denial("body_invalid", f"Field '{where}headers' must be an object of header names to values.")
+    for name, value in headers.items():
+        if not isinstance(value, str) or any(ch in name + value for ch in "\r\n\x00"):
+            raise Denial(
+                "body_invalid",
+                f"Header {name[:40]!r} in '{where}headers' must be a one-line string (no line breaks).",
+            )
+        if name.strip().lower() in ADDRESS_HEADERS:
+            raise Denial(
+                "scope_violation",
+                f"Header {name.strip()[:40]!r} in '{where}headers' would name recipients or senders that Keybrake "
+                "does not check or count; use to, cc, bcc and from. Nothing was sent. Do not retry unchanged.",
+            )
 
 
 def _first_id(doc: Any) -> str | None:
