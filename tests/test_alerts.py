@@ -1,4 +1,4 @@
-"""Alerts through a durable outbox to loopback webhook and Slack-shaped receivers (CONTRACT §3.6)."""
+"""Alerts through a durable outbox to loopback webhook and Slack-shaped receivers (docs/api.md, alerts)."""
 
 from __future__ import annotations
 

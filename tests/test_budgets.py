@@ -1,4 +1,4 @@
-"""Budgets: caps shared by many keys, reserved atomically with the keys' own (CONTRACT §3.3)."""
+"""Budgets: caps shared by many keys, reserved atomically with the keys' own (docs/api.md, budgets)."""
 
 from __future__ import annotations
 

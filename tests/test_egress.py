@@ -1,4 +1,4 @@
-"""Upstream addresses (CONTRACT §4.1): a vendor secret never goes to a non-public address."""
+"""Upstream addresses (docs/operations.md, upstream hosts): a vendor secret never goes to a non-public address."""
 
 from __future__ import annotations
 

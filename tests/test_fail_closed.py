@@ -1,4 +1,4 @@
-"""Fail closed: when the store cannot enforce, nothing is forwarded (DESIGN §2, CONTRACT §2.1)."""
+"""Fail closed: when the store cannot enforce, nothing is forwarded (DESIGN §2, docs/errors.md)."""
 
 from __future__ import annotations
 

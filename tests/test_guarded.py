@@ -1,4 +1,4 @@
-"""Guarded endpoints and secret redaction (CONTRACT §2.2)."""
+"""Guarded endpoints and secret redaction (docs/policy.md, guarded endpoints)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert len(out.output.splitlines()) == sum(len(v.guarded) for v in builtin_vendors().values()) == 8 + 12 + 9
 
 
-# One concrete request per guarded Twilio and Resend pattern (CONTRACT §2.2).
+# One concrete request per guarded Twilio and Resend pattern (docs/policy.md, guarded endpoints).
 TWILIO_GUARDED = [
     ("GET", "/2010-04-01/Accounts.json"),
     ("GET", "/2010-04-01/Accounts/{sid}.json"),

@@ -1,4 +1,4 @@
-"""The object ledger and pre-flight lookups (CONTRACT §3.1, §3.0.1)."""
+"""The object ledger and pre-flight lookups (docs/policy.md, what a call costs; docs/policy.md)."""
 
 from __future__ import annotations
 

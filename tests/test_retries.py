@@ -1,4 +1,4 @@
-"""Retries are not new spend (CONTRACT §3.1.4)."""
+"""Retries are not new spend (docs/sdk-stripe.md, retries)."""
 
 from __future__ import annotations
 

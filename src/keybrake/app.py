@@ -1,8 +1,8 @@
 """The ASGI application, built by a function from a settings object (nothing at import).
 
-Admin paths (CONTRACT §2.0) go to the FastAPI admin app and are never forwarded; everything
+Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; everything
 else goes through the proxy pipeline as raw ASGI — a router on the hot path costs CPU and
-buys nothing there (FACTS.md).
+buys nothing there.
 """
 
 from __future__ import annotations

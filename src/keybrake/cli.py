@@ -727,7 +727,7 @@ def vendors() -> None:
 
 @vendors.command("guarded")
 def vendors_guarded() -> None:
-    """Endpoints refused unless a key names them literally (CONTRACT §2.2)."""
+    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints)."""
     from keybrake.vendors import builtin_vendors
 
     for name, vendor in sorted(builtin_vendors().items()):

@@ -1,6 +1,6 @@
 """Every way Keybrake refuses or fails a proxied request, written down once.
 
-Each code maps to exactly one HTTP status and one audit verdict (CONTRACT §2.1). Vendors only
+Each code maps to exactly one HTTP status and one audit verdict (docs/errors.md). Vendors only
 *render* a `Denial` in their own error shape; they never invent codes.
 
     Denial
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Order matters: Twilio-shaped error codes are HTTP status × 1000 + 1-based position among the
-# codes sharing that status, in this order (CONTRACT §2.1).
+# codes sharing that status, in this order (docs/errors.md).
 CODES: tuple[tuple[str, int], ...] = (
     ("key_missing", 401),
     ("key_invalid", 401),

@@ -1,4 +1,4 @@
-"""JSON-lines logging with a last-line secret filter on every record (CONTRACT §5.1)."""
+"""JSON-lines logging with a last-line secret filter on every record (docs/operations.md, logs)."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def human_usd(micro: int) -> str:
 def minor_to_micro_usd(amount_minor: int, exponent: int, usd_per_major: Decimal, *, reserve: bool) -> int:
     """Convert a vendor amount in minor units to micro-USD.
 
-    Rounds up when reserving (never under-reserve) and half-up when settling (CONTRACT §3.1.1).
+    Rounds up when reserving (never under-reserve) and half-up when settling (docs/policy.md, currencies).
     """
     major = Decimal(amount_minor).scaleb(-exponent)
     micro = major * usd_per_major * _MICRO_D

@@ -1,4 +1,4 @@
-"""Phone numbers and email addresses, read the one strict way (CONTRACT §2.3)."""
+"""Phone numbers and email addresses, read the one strict way (docs/policy.md, one parse)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """A small in-memory fake of the Resend API on loopback, for tests.
 
-Paths, fields and status codes follow Resend's OpenAPI spec (/work/shared/vendor-specs/resend.json,
+Paths, fields and status codes follow Resend's OpenAPI spec (resend/resend-openapi `resend.json`,
 resend-openapi fd6f395f). The spec documents no error responses; error bodies and names follow
 Resend's error reference (https://resend.com/docs/api-reference/errors):
 ``{"statusCode": <http status>, "name": "<error name>", "message": "…"}``.

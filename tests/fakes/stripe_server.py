@@ -2,7 +2,7 @@
 
 It speaks the wire format stripe-python uses (form-encoded bodies with bracket syntax, JSON
 answers) and answers in the shapes of Stripe's OpenAPI spec (API version 2020-08-27, see
-/work/shared/vendor-specs/stripe_spec3.json). Only the fields tests care about, plus the ones the
+stripe/openapi `openapi/spec3.json`). Only the fields tests care about, plus the ones the
 spec marks as required, are filled in.
 
 Endpoints: customers (create, retrieve, list), charges (create, retrieve, list, capture),

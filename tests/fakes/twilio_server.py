@@ -2,7 +2,7 @@
 
 It speaks the wire format twilio-python uses (HTTP Basic auth, form-encoded bodies with list
 parameters as repeated keys such as ``MediaUrl=a&MediaUrl=b``, JSON answers) and answers in the
-shapes of Twilio's OpenAPI spec (/work/shared/vendor-specs/twilio_api_v2010.json, twilio-oai
+shapes of Twilio's OpenAPI spec (twilio/twilio-oai `spec/json/twilio_api_v2010.json`, twilio-oai
 d50069b4): 201 on create, 200 on fetch, list and update, 204 with no body on delete, errors as
 ``{"code", "message", "more_info", "status"}``, a ``Twilio-Request-Id: RQ<32 hex>`` header and
 ``Content-Type: application/json`` on every answer.
@@ -25,7 +25,7 @@ always JSON.
 
 Anything else is Twilio's 404 (code 20404); a known path with another method is 405 (20004).
 
-Cost behaviour, as Twilio's (see /work/shared/FACTS.md): a message or call is created with
+Cost behaviour, as Twilio's (Twilio's docs): a message or call is created with
 ``price: null``; ``set_price()`` / ``price_all()`` make a later fetch show a negative decimal
 string in ``price_unit`` (e.g. "-0.00790"). ``num_segments`` is counted as Twilio does: GSM-7
 160 / 153 per segment (extension characters take two septets), otherwise UCS-2 70 / 67 UTF-16

@@ -1,4 +1,4 @@
-"""Alert destinations and their deliveries at the API edge (CONTRACT §3.6)."""
+"""Alert destinations and their deliveries at the API edge (docs/api.md, alerts)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class AlertIn(Strict):
 
 
 def _check_url(rt: Runtime, url: str) -> None:
-    """CONTRACT §4.1 without the vendor host list: https, or http to loopback in tests.
+    """docs/operations.md, upstream hosts without the vendor host list: https, or http to loopback in tests.
 
     Checked again before every delivery (`keybrake.alerts`), with the running settings.
     """

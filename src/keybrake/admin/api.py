@@ -42,7 +42,7 @@ class KJSON(Response):
 
 
 def _list(data: list[Any]) -> KJSON:
-    """A list answer that fits in one page (CONTRACT §3.4)."""
+    """A list answer that fits in one page (docs/api.md)."""
     return KJSON({"object": "list", "data": data, "next_cursor": None})
 
 

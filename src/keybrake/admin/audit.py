@@ -91,7 +91,7 @@ def query_from(params: dict[str, str]) -> AuditQuery:
     return AuditQuery(**kw)
 
 
-# CONTRACT §5: exactly these fields, in this order.
+# docs/api.md, audit rows: exactly these fields, in this order.
 EXPORT_FIELDS = (
     "id", "ts", "key_id", "label", "agent_run_id", "triggering_event_id", "vendor", "credential", "method",
     "path", "endpoint", "verdict", "error_code", "reason", "status", "upstream_status", "cost_usd",

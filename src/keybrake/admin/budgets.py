@@ -1,4 +1,4 @@
-"""Budgets: caps shared by every key their scope covers (CONTRACT §3.3)."""
+"""Budgets: caps shared by every key their scope covers (docs/api.md, budgets)."""
 
 from __future__ import annotations
 

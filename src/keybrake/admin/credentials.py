@@ -15,7 +15,7 @@ from keybrake.vendors.base import ValidatedSecret, Vendor
 
 
 def check_base_url(url: str, vendor: Vendor, settings: Settings) -> str:
-    """CONTRACT §4.1: https to a vendor host (or a listed one); http only to loopback when allowed.
+    """docs/operations.md, upstream hosts: https to a vendor host (or a listed one); http only to loopback when allowed.
 
     The same rule (`keybrake.core.upstream_url.url_refusal`) is applied again before every
     request that would carry the secret, with the settings of the process sending it.

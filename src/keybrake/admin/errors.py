@@ -1,4 +1,4 @@
-"""Admin API errors (CONTRACT §3.4): one status, one code, the offending field."""
+"""Admin API errors (docs/api.md): one status, one code, the offending field."""
 
 from __future__ import annotations
 

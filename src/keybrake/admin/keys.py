@@ -139,7 +139,7 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
 
 
 async def issue_idempotent(rt: Runtime, body: KeyIn, issued_by: str, idempotency_key: str) -> dict[str, Any]:
-    """CONTRACT §3.5: a repeat with the same body and issuing token returns the original answer,
+    """docs/api.md: a repeat with the same body and issuing token returns the original answer,
     token included (sealed under the master key for 24 h only); a different body is 409."""
     if not 1 <= len(idempotency_key) <= 255:
         raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")

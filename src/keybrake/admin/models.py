@@ -23,7 +23,7 @@ from keybrake.core.patterns import PatternError, parse_pattern
 from keybrake.money import MoneyError, parse_usd
 from keybrake.vendors.twilio_voice import twiml_url_problem
 
-# Names used by the hosted product, refused with a pointer to Keybrake's field (CONTRACT §3.5).
+# Names used by the hosted product, refused with a pointer to Keybrake's field (docs/api.md).
 ALIASES = {
     "agent_run_label": "label",
     "max_amount_per_call_usd": "policy.max_usd_per_call",

@@ -1,4 +1,4 @@
-"""Who spent what: audit totals grouped by key, label prefix, vendor, day or hour (CONTRACT §3.6).
+"""Who spent what: audit totals grouped by key, label prefix, vendor, day or hour (docs/api.md, alerts).
 
 The store sums in SQL (per key, label, vendor, or 15-minute bucket); label segments and local
 days and hours are folded here, so a time zone with a 30- or 45-minute offset still groups right.

@@ -1,4 +1,4 @@
-"""Where a message goes: phone numbers and email addresses, read the one strict way (CONTRACT §2.3).
+"""Where a message goes: phone numbers and email addresses, read the one strict way (docs/policy.md, one parse).
 
 The normalised form is what policy checks compare; the request is forwarded unchanged. Anything
 that cannot be read with certainty is refused rather than guessed at.
@@ -90,7 +90,7 @@ def check_phone_prefix(number: str, allowed: tuple[str, ...] | None) -> None:
 def describe(number: str) -> tuple[str | None, str]:
     """(ISO 3166 region or None, masked form) of a normalised destination, from one parse.
 
-    The mask is the country code and the first three national digits (CONTRACT §5.1), e.g.
+    The mask is the country code and the first three national digits (docs/operations.md, logs), e.g.
     `+1 415…`; channels (`sip:…`) have no region and mask to their channel.
     """
     if not number.startswith("+"):

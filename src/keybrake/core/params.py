@@ -1,4 +1,4 @@
-"""One parse of a request's parameters, used for policy, cost and audit alike (CONTRACT §2.3).
+"""One parse of a request's parameters, used for policy, cost and audit alike (docs/policy.md, one parse).
 
 One parse means one name, one value, one shape: whatever Keybrake enforces is exactly what the
 vendor acts on, or the request is refused (400) before anything is forwarded.

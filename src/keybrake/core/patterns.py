@@ -1,4 +1,4 @@
-"""`METHOD /path` endpoint patterns (CONTRACT §3.0) and their matching.
+"""`METHOD /path` endpoint patterns (docs/policy.md) and their matching.
 
 `*` alone matches one non-empty segment; `*` inside a segment globs within it; `**`, only as the
 last segment, matches zero or more segments; literal segments match exactly (case-sensitive).

@@ -1,4 +1,4 @@
-"""Reading the vault key and the agent's own headers from a request (CONTRACT §2.0.1, §5)."""
+"""Reading the vault key and the agent's own headers from a request (docs/api.md; docs/api.md, audit rows)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Where upstream connections may go (CONTRACT §4.1).
+"""Where upstream connections may go (docs/operations.md, upstream hosts).
 
 `EgressRules` applies the URL rules (`keybrake.core.upstream_url`) of the running process to
 every URL a vendor secret is about to be sent to, whatever was accepted when the credential

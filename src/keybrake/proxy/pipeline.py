@@ -5,7 +5,7 @@
 `Pipeline.handle` is the hot path. Every decision before `reserve` is a pure function of the
 request and the key's policy; `reserve` re-reads the key's status, expiry and policy version
 in the same transaction as the cap check, so a revoke or PATCH that has returned is seen by
-the very next request (CONTRACT §2.6). Nothing is forwarded unless the reservation and the
+the very next request (docs/scale-out.md). Nothing is forwarded unless the reservation and the
 in-flight audit row are committed.
 """
 
@@ -94,7 +94,7 @@ _REFUSED_BY_VENDOR = Settlement("upstream_error", 0, "none", "none", keep_reserv
 
 
 def _unknown(reserved: int, estimate: Estimate) -> Settlement:
-    """Sent, no definite answer: the reservation stays until reconciled (CONTRACT §2.5)."""
+    """Sent, no definite answer: the reservation stays until reconciled (docs/policy.md, settlement)."""
     return Settlement(
         "outcome_unknown", reserved, "estimate", estimate.cost_kind, keep_reservation=True, forwarded=True
     )
@@ -489,7 +489,7 @@ class Pipeline:
             settlement = _unknown(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
         if doc is not None:
-            # Secret-bearing fields never reach the agent, whatever the policy (CONTRACT §2.2).
+            # Secret-bearing fields never reach the agent, whatever the policy (docs/policy.md, guarded endpoints).
             redacted = vendor.redact(vreq, doc)
             if redacted:
                 row.redacted_fields = redacted
@@ -607,7 +607,7 @@ class Pipeline:
         guarded = first_match(vendor.guarded, vreq.method, vreq.path)
         if guarded is not None:
             # Only a pattern naming this endpoint outright admits it; wildcards and an absent
-            # allowlist never do (CONTRACT §2.2). Keys can carry such a pattern only when issued
+            # allowlist never do (docs/policy.md, guarded endpoints). Keys can carry such a pattern only when issued
             # with an admin-scope token: issuer-scope tokens cannot widen past their own limits.
             literal = [
                 p for p in policy.allowed_endpoints or () if p.is_literal() and p.matches(vreq.method, vreq.path)

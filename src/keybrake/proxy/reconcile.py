@@ -3,7 +3,7 @@
 A Stripe PaymentIntent answered `requires_action` keeps its reservation (the customer can
 finish authentication without passing through Keybrake); Twilio answers `price: null` until
 a message is sent. Each pass re-reads such objects with the real secret and settles the rows
-whose objects are final; after 48 hours the estimate becomes final (CONTRACT §3.1.2).
+whose objects are final; after 48 hours the estimate becomes final (docs/sdk-twilio.md).
 """
 
 from __future__ import annotations

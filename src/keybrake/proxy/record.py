@@ -274,7 +274,7 @@ class Recorder:
         return out
 
     def _admit_unauth_row(self, row: AuditRow) -> bool:
-        """Rows for requests without a well-formed token are rate-limited (CONTRACT §5)."""
+        """Rows for requests without a well-formed token are rate-limited (docs/api.md, audit rows)."""
         second = row.ts // 1000
         if second != self._unauth_second:
             if self._unauth_suppressed:

@@ -64,7 +64,7 @@ def _replay_aad(key_id: str, fingerprint: str) -> str:
 def seal_replay(
     sealer: Sealer, key_id: str, fingerprint: str, status: int, headers: list[tuple[str, str]], body: bytes
 ) -> bytes:
-    """The answer a duplicate inside the dedup window gets, sealed with the master key (CONTRACT §3.1.4)."""
+    """The answer a duplicate inside the dedup window gets, sealed with the master key (docs/sdk-stripe.md, retries)."""
     blob = _pack(status, headers, body)
     return sealer.seal(blob, _replay_aad(key_id, fingerprint))
 

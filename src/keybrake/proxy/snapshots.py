@@ -2,7 +2,7 @@
 
 Key records are *snapshots*: every admission is confirmed by the reservation transaction,
 which re-reads status, expiry and policy version, and every denial drawn from a snapshot is
-re-checked against the store (CONTRACT §2.6). Compiled policies are keyed by (key, version)
+re-checked against the store (docs/scale-out.md). Compiled policies are keyed by (key, version)
 and decrypted secrets by their ciphertext: both immutable facts.
 """
 

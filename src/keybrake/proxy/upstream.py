@@ -1,7 +1,7 @@
 """The upstream client behind a one-method interface, so tests can swap in a fake.
 
 Keybrake never retries upstream requests and never follows redirects. The two failure
-exceptions carry the distinction settlement depends on (CONTRACT §2.5): nothing was sent
+exceptions carry the distinction settlement depends on (docs/policy.md, settlement): nothing was sent
 (release the reservation) versus sent without a definite answer (keep it).
 """
 
@@ -55,7 +55,7 @@ class Upstream(Protocol):
 
 
 class AiohttpUpstream:
-    """aiohttp: mature, ~10× less CPU per request than httpx on this path (FACTS.md)."""
+    """aiohttp: mature, ~10× less CPU per request than httpx on this path."""
 
     def __init__(
         self,

@@ -46,7 +46,7 @@ class CredentialRecord:
 
 @dataclass(frozen=True)
 class BudgetRecord:
-    """A cap shared by every key its scope covers (CONTRACT §3.3). Money in micro-USD."""
+    """A cap shared by every key its scope covers (docs/api.md, budgets). Money in micro-USD."""
 
     id: str
     name: str
@@ -304,7 +304,7 @@ class ReserveResult:
 
 @dataclass
 class AuditRow:
-    """One row per proxied request; field names are the API's (CONTRACT §5)."""
+    """One row per proxied request; field names are the API's (docs/api.md, audit rows)."""
 
     id: str
     ts: int
@@ -413,7 +413,7 @@ class AuditQuery:
 
 @dataclass(frozen=True)
 class SpendRow:
-    """Audit totals of one group (micro-USD): refunds apart from everything else (CONTRACT §3.6)."""
+    """Audit totals of one group (micro-USD): refunds apart from everything else (docs/api.md, alerts)."""
 
     group: str | int | None
     charged: int
@@ -483,7 +483,7 @@ class Store(Protocol):
         """Check the key's state and every cap, reserve, and write the in-flight row: one transaction.
 
         With `retry`, an earlier forwarded request with the same Idempotency-Key and fingerprint
-        makes this a retry: USD amounts are not reserved (CONTRACT §3.1.4). If that earlier
+        makes this a retry: USD amounts are not reserved (docs/sdk-stripe.md, retries). If that earlier
         request is still in flight, nothing is reserved or written and `retry_of` says so.
         With `dedup` (and no retry), a live entry for the same key and fingerprint makes this a
         duplicate: nothing is reserved or written and `dedup_of` says which request it repeats;

@@ -10,7 +10,7 @@ never waits on the network and no two calls share a connection.
   counters are locked in one order, and a deadlock or serialization failure (never expected)
   rolls back and is retried whole.
 - Revokes and PATCHes: the key's status, expiry and policy version are read in the reservation
-  transaction; nothing about a key is cached across requests (CONTRACT §2.6).
+  transaction; nothing about a key is cached across requests (docs/scale-out.md).
 - Clock: windows and expiry use the database's clock, read in the reservation's first statement;
   `now_ms()` (audit timestamps, admin answers) is the host clock corrected by the offset to the
   database's, measured at start and at every heartbeat.

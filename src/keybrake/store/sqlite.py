@@ -2,7 +2,7 @@
 
 Every method runs synchronously on the caller's thread and never awaits between BEGIN and
 COMMIT, so transactions from concurrent tasks cannot interleave (aiosqlite's thread hop would
-cost ~10× per operation and interleave on a shared connection — FACTS.md). Reservations use
+cost ~10× per operation and interleave on a shared connection). Reservations use
 `BEGIN IMMEDIATE`, which takes SQLite's write lock up front: together with guarded UPSERTs this
 makes the cap check exact across tasks and across processes sharing the file.
 """

@@ -1,4 +1,4 @@
-"""Cap windows. Pure: the store passes its own clock's `now` (CONTRACT §3.3).
+"""Cap windows. Pure: the store passes its own clock's `now` (docs/api.md, budgets).
 
 A key's own caps use UTC days and clock hours; a budget's days and months roll over at local
 midnight of its IANA time zone (DST-aware: a local day may last 23 or 25 hours).

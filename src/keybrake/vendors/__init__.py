@@ -10,7 +10,7 @@ from keybrake.vendors.resend import DEFAULT_RATE_USD, Resend
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.twilio import Twilio
 
-# Names that can never be vendors: they are Keybrake's own surface (CONTRACT §2.0).
+# Names that can never be vendors: they are Keybrake's own surface (docs/api.md).
 RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json"})
 
 

@@ -25,7 +25,7 @@ Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
 @dataclass(frozen=True)
 class VendorRequest:
-    """A request after the vendor's one parse (CONTRACT §2.3)."""
+    """A request after the vendor's one parse (docs/policy.md, one parse)."""
 
     method: str
     path: tuple[str, ...]  # normalised segments, without the /{vendor} prefix
@@ -123,7 +123,7 @@ class Vendor(Protocol):
         """The body to send: the agent's bytes, unless the policy sets a parameter (never re-encoded)."""
 
     def credential_rejected(self, status: int, doc: Any) -> bool:
-        """Whether this answer means the vendor refused the operator's secret (CONTRACT §2.5)."""
+        """Whether this answer means the vendor refused the operator's secret (docs/policy.md, settlement)."""
 
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates

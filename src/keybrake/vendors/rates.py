@@ -1,4 +1,4 @@
-"""Per-destination price tables for Twilio estimates (CONTRACT §3.1).
+"""Per-destination price tables for Twilio estimates (docs/policy.md, what a call costs).
 
 Estimates are upper bounds reserved before a call; the vendor's real `price` settles them later.
 The defaults are Twilio's published US/CA/GB list prices rounded up to cover carrier fees, and a

@@ -2,7 +2,7 @@
 
 `POST /emails` costs the configured rate × the distinct addresses in `to`, `cc` and `bcc`;
 `POST /emails/batch` (at most 100 emails) sums its emails and is admitted or refused whole
-(CONTRACT §3.1.3). Addresses are read the one strict way of `core.destinations`.
+(docs/sdk-resend.md). Addresses are read the one strict way of `core.destinations`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ FREE = tuple(
         "PATCH /contacts/*",
         "DELETE /contacts/*",
         "POST /contacts/imports",
-        # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+        # Guarded (docs/policy.md, guarded endpoints), but they move no money once a key may call them at all.
         "* /api-keys",
         "* /api-keys/**",
         "* /domains",
@@ -66,7 +66,7 @@ FREE = tuple(
         "* /webhooks/**",
     )
 )
-# CONTRACT §2.2: endpoints that return or mint secrets, change sending domains or webhooks,
+# docs/policy.md, guarded endpoints: endpoints that return or mint secrets, change sending domains or webhooks,
 # or send to whole audiences.
 GUARDED = tuple(
     parse_pattern(t, casefold=True)
@@ -158,7 +158,7 @@ class Resend(VendorDefaults):
         return ValidatedSecret(secret.encode(), f"re_…{secret[-4:]}", None)
 
     def credential_rejected(self, status: int, doc: Any) -> bool:
-        # Resend answers a wrong key with 403 invalid_api_key (CONTRACT §2.5).
+        # Resend answers a wrong key with 403 invalid_api_key (docs/policy.md, settlement).
         return status == 401 or (status == 403 and isinstance(doc, dict) and doc.get("name") == "invalid_api_key")
 
     def request_id(self, headers: dict[str, str]) -> str | None:
@@ -280,7 +280,7 @@ class Resend(VendorDefaults):
         return h.hexdigest()
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
-        """API key tokens never reach the agent (CONTRACT §2.2)."""
+        """API key tokens never reach the agent (docs/policy.md, guarded endpoints)."""
         if not vreq.path or vreq.path[0].lower() != "api-keys":
             return []
         return redact_fields(doc, frozenset({"token"}))

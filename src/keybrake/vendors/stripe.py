@@ -2,7 +2,7 @@
 
 Cost parsing uses only fields stable across Stripe API versions (`amount`, `amount_received`,
 `amount_capturable`, `currency`, `status`, `customer`), since agents may send any
-`Stripe-Version` (CONTRACT §3.1).
+`Stripe-Version` (docs/policy.md, what a call costs).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from keybrake.vendors.base import (
     content_type,
 )
 
-# Minor-unit exponents (CONTRACT §3.1.1); every other currency Stripe supports has 2.
+# Minor-unit exponents (docs/policy.md, currencies); every other currency Stripe supports has 2.
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
 THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
 
@@ -87,7 +87,7 @@ FREE = _patterns(
     "POST /v1/tokens",
     "POST /v1/coupons",
     "DELETE /v1/coupons/*",
-    # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+    # Guarded (docs/policy.md, guarded endpoints), but they move no money once a key may call them at all.
     "POST /v1/webhook_endpoints",
     "* /v1/webhook_endpoints/**",
     "POST /v1/ephemeral_keys",
@@ -185,7 +185,7 @@ class Stripe(VendorDefaults):
     idempotency_cached_statuses = frozenset({402})
     money_moving = MONEY_MOVING
     free = FREE
-    # CONTRACT §2.2: endpoints that return or mint secrets, or redirect money or events.
+    # docs/policy.md, guarded endpoints: endpoints that return or mint secrets, or redirect money or events.
     guarded: tuple[EndpointPattern, ...] = tuple(
         parse_pattern(t, casefold=True)
         for t in (
@@ -490,7 +490,7 @@ class Stripe(VendorDefaults):
         return canonical_fingerprint(vreq) if vreq.method == "POST" else None
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
-        # Method, path, account context and the sorted canonical body (CONTRACT §3.1.4).
+        # Method, path, account context and the sorted canonical body (docs/sdk-stripe.md, retries).
         return canonical_fingerprint(vreq) if vreq.method == "POST" else None
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:

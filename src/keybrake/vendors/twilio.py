@@ -3,7 +3,7 @@ prices settled from the answer or reconciled later, phone destination scope.
 
 The agent authenticates with HTTP Basic, the vault key as the password; the Account SID in the
 path is the key's own id (`vk_…`) or the credential's real SID, and both are replaced with the
-credential's (CONTRACT §3.1.2). Twilio answers `price: null` when a message or call is created,
+credential's (docs/sdk-twilio.md). Twilio answers `price: null` when a message or call is created,
 so the estimate stands (`cost_source=estimate`) until reconciliation reads the real price.
 Keybrake never sets or relies on `MaxPrice` (obsolete at Twilio since 2024-06-03).
 """
@@ -112,7 +112,7 @@ FREE = tuple(
         f"DELETE /{API}/Accounts/*/Calls/*/Recordings/*.json",
         f"DELETE /{API}/Accounts/*/Messages/*/Media/*.json",
         f"DELETE /{API}/Accounts/*/Transcriptions/*.json",
-        # Guarded (CONTRACT §2.2), but they move no money once a key may call them at all.
+        # Guarded (docs/policy.md, guarded endpoints), but they move no money once a key may call them at all.
         f"* /{API}/Accounts/*/Keys.json",
         f"* /{API}/Accounts/*/Keys/*",
         f"* /{API}/Accounts/*/SigningKeys.json",
@@ -121,7 +121,7 @@ FREE = tuple(
         f"POST|DELETE /{API}/Accounts/*/Applications/*.json",
     )
 )
-# CONTRACT §2.2: endpoints that return or mint secrets, buy numbers or change the account.
+# docs/policy.md, guarded endpoints: endpoints that return or mint secrets, buy numbers or change the account.
 GUARDED = tuple(
     _p(t, casefold=True)
     for t in (
@@ -152,7 +152,7 @@ _SECRET_FIELDS = frozenset({"auth_token", "secret"})
 class Twilio(VendorDefaults):
     name = "twilio"
     default_base_url = "https://api.twilio.com"
-    # api.twilio.com or a regional edge such as api.dublin.ie1.twilio.com (CONTRACT §4.1)
+    # api.twilio.com or a regional edge such as api.dublin.ie1.twilio.com (docs/operations.md, upstream hosts)
     upstream_hosts: tuple[str, ...] = ("api.twilio.com", "api.*.twilio.com")
     forwarded_headers = frozenset({"accept-charset", "x-twilio-client"})
     policy_fields = frozenset(
@@ -450,7 +450,7 @@ class Twilio(VendorDefaults):
         return None  # Twilio's 2010 API has no Idempotency-Key
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
-        """Normalised `To` and a hash of Body, MediaUrl, ContentSid, ContentVariables (CONTRACT §3.1.4)."""
+        """Normalised `To` and a hash of Body, MediaUrl, ContentSid, ContentVariables (docs/sdk-stripe.md, retries)."""
         h = hashlib.sha256()
         # The account segment may be the key id or the real SID: both mean the same account.
         path = "/".join(s if i != 2 else "{account}" for i, s in enumerate(vreq.path))
@@ -467,7 +467,7 @@ class Twilio(VendorDefaults):
         return h.hexdigest()
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
-        """`auth_token` and `secret` never reach the agent, at any depth (CONTRACT §2.2)."""
+        """`auth_token` and `secret` never reach the agent, at any depth (docs/policy.md, guarded endpoints)."""
         return redact_fields(doc, _SECRET_FIELDS)
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:

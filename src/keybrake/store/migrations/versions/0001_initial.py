@@ -148,7 +148,7 @@ def upgrade() -> None:
         # Not API fields: which process owns an in-flight row, and what it reserved.
         sa.Column("owner", sa.String(40), nullable=True),
         sa.Column("reservation", sa.Text, nullable=True),
-        # Request fingerprint (CONTRACT §3.1.4): a retry with the same Idempotency-Key matches it.
+        # Request fingerprint (docs/sdk-stripe.md, retries): a retry with the same Idempotency-Key matches it.
         sa.Column("fingerprint", sa.String(64), nullable=True),
         # Ids are ULIDs minted from `ts`: clustering on them orders rows by time without a
         # separate (ts, id) index, and since/until become primary-key ranges.

@@ -1,4 +1,4 @@
-"""Budgets: caps shared by every key a scope covers (CONTRACT §3.3).
+"""Budgets: caps shared by every key a scope covers (docs/api.md, budgets).
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""Alerts: destinations, a durable delivery outbox, and fire-once marks (CONTRACT §3.6).
+"""Alerts: destinations, a durable delivery outbox, and fire-once marks (docs/api.md, alerts).
 
 Revision ID: 0005
 Revises: 0004
