@@ -102,7 +102,7 @@ def test_floods_do_not_exhaust_files_or_memory_under_a_1024_file_limit(tmp_path:
         assert held <= base_fds + ceiling(MAX_CONNECTIONS) + 5
         assert admin.get("/v1/keys").status_code == 200  # the kill switch still answers
         # past the ceiling a new connection is closed at once, unanswered
-        with pytest.raises(httpx.RemoteProtocolError):
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):  # closed, or reset, unanswered
             httpx.get(f"http://127.0.0.1:{port}/healthz")
         for s in socks:
             s.close()
