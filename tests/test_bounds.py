@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keybrake.errors import Denial
@@ -166,6 +166,9 @@ VENDORS = {"stripe": Stripe(), "twilio": Twilio(), "resend": Resend()}
     pricing=st.sampled_from(["free", "priced", "unpriceable"]),
     cost_kind=st.sampled_from(["charge", "refund", "capture", "sms", "email"]),
 )
+# found by this test: a list where a status string belongs; an infinite segment count
+@example(vendor="stripe", doc={"status": []}, status=200, pricing="priced", cost_kind="charge")
+@example(vendor="twilio", doc={"num_segments": float("inf")}, status=200, pricing="priced", cost_kind="sms")
 def test_any_vendor_answer_settles_to_a_bounded_cost(
     vendor: str, doc: Any, status: int, pricing: str, cost_kind: str
 ) -> None:

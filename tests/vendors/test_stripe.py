@@ -9,7 +9,8 @@ import pytest
 from keybrake.core.policy import Policy
 from keybrake.errors import Denial
 from keybrake.proxy.request import ProxyRequest
-from keybrake.vendors.stripe import Stripe, exponent
+from keybrake.vendors.stripe import Stripe
+from keybrake.vendors.stripe_money import exponent
 
 RATES = {"usd": Decimal(1), "jpy": Decimal("0.0067"), "kwd": Decimal("3.26"), "eur": Decimal("1.09")}
 FORM = ("content-type", "application/x-www-form-urlencoded")

@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from keybrake.errors import CapHit, EnforcementUnavailable
-from keybrake.money import human_usd
 from keybrake.store.base import (
     SEND_COUNTERS,
     AuditRow,
@@ -30,7 +29,6 @@ from keybrake.store.base import (
     EarlierSettlement,
     KeyRecord,
     KeyState,
-    LedgerEntry,
     ObjectCount,
     PendingEstimate,
     ReservedItem,
@@ -43,6 +41,7 @@ from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_admin import AdminQueries
 from keybrake.store.sql_alerts import AlertQueries
 from keybrake.store.sql_base import Cursor, Row, blocking, lock_order
+from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put
 from keybrake.store.sql_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
@@ -88,7 +87,7 @@ RETURNING used
 """
 
 
-class SQLStore(AdminQueries, AlertQueries):
+class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
     """The store logic shared by the SQLite and PostgreSQL engines."""
 
     @functools.cached_property
@@ -393,24 +392,6 @@ class SQLStore(AdminQueries, AlertQueries):
         with self._tx() as cur:
             return cur.execute("DELETE FROM dedup WHERE expires_at <= ?", (self.now_ms(),)).rowcount
 
-    # -- object ledger --------------------------------------------------------------------
-
-    @blocking
-    def ledger_get(self, credential: str, object_ids: list[str]) -> dict[str, LedgerEntry]:
-        out: dict[str, LedgerEntry] = {}
-        for oid in object_ids:
-            rows = self._read(_LEDGER_GET, (credential, oid))
-            if rows:
-                fact = dict(rows[0])
-                fact["captured"] = None if fact["captured"] is None else bool(fact["captured"])
-                out[oid] = LedgerEntry(**fact)
-        return out
-
-    @blocking
-    def ledger_put(self, credential: str, entries: list[LedgerEntry]) -> None:
-        with self._tx() as cur:
-            _ledger_put(cur, credential, entries, self.now_ms())
-
 
 def _move(cur: Cursor, it: ReservedItem, actual: int) -> Row | None:
     """Release an item's reservation and count `actual` instead; returns the counter's new `used`."""
@@ -454,10 +435,10 @@ def _settle_one(
         if job.settles_earlier is not None:
             _settle_earlier(cur, job.settles_earlier, row.id, for_update)
     if job.ledger is not None:
-        _ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
+        ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
     if job.count is not None and is_open and row.credential is not None:
         held = row.reserved_usd if settlement.keep_reservation else row.cost_usd
-        _count_object(cur, row.credential, job.count, row.id, held, items, for_update)
+        count_object(cur, row.credential, job.count, row.id, held, items, for_update)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
 
@@ -526,123 +507,6 @@ def _dedup_settle(cur: Cursor, outcome: DedupOutcome, row_id: str) -> None:
         )
 
 
-# An object's facts, and what Keybrake's own settlements counted for it (never its status).
-_LEDGER_GET = """
-SELECT l.object_id, l.kind, l.customer, l.account_context, l.currency, l.amount, l.refunded, l.captured,
-       COALESCE((SELECT SUM(c.amount_minor) FROM ledger_counts c
-                 WHERE c.credential = l.credential AND c.object_id = l.object_id), 0) AS amount_counted
-FROM ledger l WHERE l.credential = ? AND l.object_id = ?
-"""
-_LEDGER_PUT = """
-INSERT INTO ledger (credential, object_id, kind, customer, account_context, currency, amount, refunded,
-                    captured, amount_counted, updated_at)
-VALUES (:credential, :object_id, :kind, :customer, :account_context, :currency, :amount, :refunded, :captured, 0,
-        :now)
-ON CONFLICT (credential, object_id) DO UPDATE SET
-    customer = COALESCE(excluded.customer, ledger.customer),
-    account_context = COALESCE(excluded.account_context, ledger.account_context),
-    currency = COALESCE(excluded.currency, ledger.currency),
-    amount = COALESCE(excluded.amount, ledger.amount),
-    refunded = COALESCE(excluded.refunded, ledger.refunded),
-    captured = COALESCE(excluded.captured, ledger.captured),
-    updated_at = excluded.updated_at
-"""
-
-
-def _ledger_put(cur: Cursor, credential: str, entries: list[LedgerEntry], now: int) -> None:
-    """Record what answers taught about objects. Facts only: what is counted moves by settlements."""
-    for e in entries:
-        params = {k: v for k, v in e.__dict__.items() if k != "amount_counted"}
-        cur.execute(_LEDGER_PUT, {**params, "credential": credential, "now": now})
-
-
-def _count_object(
-    cur: Cursor,
-    credential: str,
-    count: ObjectCount,
-    row_id: str,
-    held: int,
-    items: list[ReservedItem],
-    for_update: str,
-) -> None:
-    """Record what `row` counts for an object, then release what the object will never move.
-
-    A row's count holds `held` µUSD (its cost, or its kept reservation) in its USD counters. When the
-    answer states what the object finally commits (a capture for less, a cancel), the excess of
-    everything counted over it is released from the counted rows, latest first: their counters
-    go down by the released µUSD and their audit cost with it. Rows still holding a reservation
-    are left alone (their outcome is not settled yet).
-    """
-    usd = [[it.counter_scope, it.counter, it.window_start] for it in items if it.is_usd]
-    if count.amount > 0:
-        cur.execute(
-            "INSERT INTO ledger_counts (credential, object_id, row_id, amount_minor, cost_usd, items)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (credential, object_id, row_id) DO UPDATE SET"
-            " amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items",
-            (credential, count.object_id, row_id, count.amount, held, json.dumps(usd)),
-        )
-    if count.committed is None:
-        return
-    counted = cur.execute(
-        "SELECT c.row_id, c.amount_minor, c.cost_usd, c.items FROM ledger_counts c"
-        " WHERE c.credential = ? AND c.object_id = ?"
-        " ORDER BY CASE WHEN c.row_id = 'legacy' THEN 1 ELSE 0 END, c.row_id DESC" + for_update,
-        (credential, count.object_id),
-    ).fetchall()
-    excess = sum(int(r["amount_minor"]) for r in counted) - count.committed
-    released_total = 0
-    for r in counted:
-        if excess <= 0:
-            break
-        if r["row_id"] == row_id or not _settled(cur, r["row_id"]):
-            continue
-        old_minor, old_cost = int(r["amount_minor"]), int(r["cost_usd"])
-        take = min(excess, old_minor)
-        new_minor = old_minor - take
-        new_cost = (old_cost * new_minor * 2 + old_minor) // (2 * old_minor)  # proportional, half-up
-        released = old_cost - new_cost
-        excess -= take
-        cur.execute(
-            "UPDATE ledger_counts SET amount_minor = ?, cost_usd = ? WHERE credential = ? AND object_id = ?"
-            " AND row_id = ?",
-            (new_minor, new_cost, credential, count.object_id, r["row_id"]),
-        )
-        if released <= 0:
-            continue
-        released_total += released
-        for scope, counter, ws in json.loads(r["items"]):
-            cur.execute(
-                "UPDATE counters SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END"
-                " WHERE scope = ? AND cap = ? AND window_start = ?",
-                (released, released, scope, counter, ws),
-            )
-        cur.execute(
-            "UPDATE audit SET cost_usd = CASE WHEN cost_usd > ? THEN cost_usd - ? ELSE 0 END, reason = ? WHERE id = ?",
-            (
-                released,
-                released,
-                f"{human_usd(released)} released by {row_id}: {count.object_id} will move less than was counted",
-                r["row_id"],
-            ),
-        )
-    if released_total:
-        cur.execute(
-            "UPDATE audit SET reason = ? WHERE id = ?",
-            (
-                f"released {human_usd(released_total)} counted earlier for {count.object_id}, which will not move",
-                row_id,
-            ),
-        )
-
-
-def _settled(cur: Cursor, row_id: str) -> bool:
-    """Whether a counted row's outcome is settled (its reservation no longer held)."""
-    if row_id == "legacy":
-        return True
-    r = cur.execute("SELECT reservation FROM audit WHERE id = ?", (row_id,)).fetchone()
-    return r is not None and r[0] is None
-
-
 def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, for_update: str) -> None:
     """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation."""
     _settle_kept(
@@ -691,7 +555,7 @@ def _settle_kept(
         (cost_usd, cost_source, cost_kind, settled_by, reason, row_id),
     )
     if count is not None and r["credential"] is not None:
-        _count_object(cur, r["credential"], count, row_id, cost_usd, kept, for_update)
+        count_object(cur, r["credential"], count, row_id, cost_usd, kept, for_update)
     return True
 
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from keybrake.core.params import Params, check_spelling, merge, parse_form, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
 from keybrake.errors import Denial
-from keybrake.money import minor_to_micro_usd
 from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry, ObjectCount
-from keybrake.vendors import stripe_objects
+from keybrake.store.base import LedgerEntry
+from keybrake.vendors import stripe_money, stripe_objects
 from keybrake.vendors.base import (
     REDACTED,
     Estimate,
@@ -30,23 +28,9 @@ from keybrake.vendors.base import (
     VendorCost,
     VendorDefaults,
     VendorRequest,
-    answer_text,
     canonical_fingerprint,
     content_type,
 )
-
-# Minor-unit exponents (docs/policy.md, currencies); every other currency Stripe supports has 2.
-ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
-THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
-
-
-def exponent(currency: str) -> int:
-    c = currency.lower()
-    if c in ZERO_DECIMAL:
-        return 0
-    if c in THREE_DECIMAL:
-        return 3
-    return 2
 
 
 def _patterns(*texts: str) -> tuple[EndpointPattern, ...]:
@@ -102,9 +86,6 @@ PRICED: tuple[tuple[EndpointPattern, str], ...] = (
     (parse_pattern("POST /v1/topups"), "topup"),
 )
 PAYMENT_INTENT_CREATE = parse_pattern("POST /v1/payment_intents")
-# Calls that settle what an object finally moves without being priced themselves: a cancel
-# releases an uncaptured authorisation (what Keybrake counted for it is released with it).
-SETTLES_OBJECT = (parse_pattern("POST /v1/payment_intents/*/cancel"),)
 REFUND_CREATE = parse_pattern("POST /v1/refunds")
 CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
 
@@ -120,8 +101,6 @@ MONEY_MOVING: tuple[EndpointPattern, ...] = (
 )
 
 # Object kinds → (cost_kind) for settling; statuses that mean no money moved.
-_NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
-_KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
 
 # Top-level parameters Keybrake's pricing, scope or policy reads: a name that differs from one
 # of them only in case, width or surrounding blanks is refused (Stripe's names are exact).
@@ -144,8 +123,6 @@ ENFORCED = frozenset(
 
 _SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
-# A non-negative integer of at most 12 digits: the most Stripe takes in any currency (IDR).
-_AMOUNT = re.compile(r"^[0-9]{1,12}$")
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 
 
@@ -296,7 +273,7 @@ class Stripe(VendorDefaults):
                     "a /v1/customers/cus_… endpoint)",
                 )
             return ScopeResult(customer_scope_id=customer)
-        fact = _facts(vreq).get(ref)
+        fact = stripe_money.facts(vreq).get(ref)
         customer = fact.customer if fact else None
         if policy.customer_allowlist is not None and customer not in policy.customer_allowlist:
             why = "it could not be looked up" if fact is None else f"its customer is {customer or 'none'}"
@@ -373,11 +350,11 @@ class Stripe(VendorDefaults):
         refundable remainder. Everything else is counted once per object.
         """
         ref = stripe_objects.referenced_object(vreq)
-        fact = _facts(vreq).get(ref) if ref else None
+        fact = stripe_money.facts(vreq).get(ref) if ref else None
         if fact is None or fact.currency is None or fact.amount is None:
             return Estimate("unpriceable", 0, kind)
         raw = vreq.params.scalar(param) if param else None
-        if raw is not None and not _AMOUNT.match(raw):
+        if raw is not None and not stripe_money.AMOUNT.match(raw):
             raise Denial(
                 "body_invalid",
                 f"Parameter {param!r} must be a non-negative integer of at most 12 digits in minor units.",
@@ -387,12 +364,14 @@ class Stripe(VendorDefaults):
             due = base if raw is not None else max(0, fact.amount - (fact.refunded or 0))
         else:
             due = max(0, base - fact.amount_counted)
-        return Estimate("priced", _to_usd(due, fact.currency, rates, reserve=True), kind, fact.currency, minor=due)
+        return Estimate(
+            "priced", stripe_money.to_usd(due, fact.currency, rates, reserve=True), kind, fact.currency, minor=due
+        )
 
     def _priced(self, params: Params, kind: str, rates: Rates) -> Estimate:
         amount = params.scalar("amount")
         currency = params.scalar("currency")
-        if amount is None or not _AMOUNT.match(amount):
+        if amount is None or not stripe_money.AMOUNT.match(amount):
             raise Denial(
                 "body_invalid",
                 "Parameter 'amount' must be a non-negative integer of at most 12 digits in the currency's smallest "
@@ -400,90 +379,18 @@ class Stripe(VendorDefaults):
             )
         if currency is None or not _CURRENCY.match(currency):
             raise Denial("body_invalid", "Parameter 'currency' must be a three-letter ISO code.")
-        micro = _to_usd(int(amount), currency.lower(), rates, reserve=True)
+        micro = stripe_money.to_usd(int(amount), currency.lower(), rates, reserve=True)
         return Estimate("priced", micro, kind, currency.lower(), minor=int(amount))
 
     def cost(
         self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
     ) -> VendorCost:
-        """What an answer says the call moved, and what it counts for the object it acted on.
-
-        Money is counted once per object: a call on an object counts only what exceeds what
-        Keybrake's own settlements counted for it before; when the answer states what the object
-        will finally move (a capture for less, a cancel), the store releases the excess
-        (`ObjectCount.committed`). Answer amounts are validated before any arithmetic: anything
-        but an integer in [0, MAX_MINOR] leaves the estimate standing.
-        """
-        if status >= 400:
-            # A Stripe 4xx (including 402 card_error and 429) moved no money.
-            return VendorCost(0, "none", "none")
-        obj = doc
-        object_id = obj.get("id") if isinstance(obj, dict) and isinstance(obj.get("id"), str) else None
-        if headers.get("idempotent-replayed", "").lower() == "true":
-            return VendorCost(0, "none", "none", vendor_object_id=object_id)
-        if estimate.pricing == "free":
-            count = None
-            if isinstance(obj, dict) and object_id and any(p.matches(vreq.method, vreq.path) for p in SETTLES_OBJECT):
-                final = stripe_objects.committed(obj)
-                count = ObjectCount(object_id, 0, final) if final is not None else None
-            return VendorCost(0, "none", "none", vendor_object_id=object_id, count=count)
-        if not isinstance(obj, dict):
-            # Money may have moved and the answer does not say how much: keep the estimate.
-            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
-        fact = _facts(vreq).get(object_id) if object_id else None
-        counted_before = fact.amount_counted if fact is not None else 0
-        currency = obj.get("currency")
-        if answer_text(obj, "status") in _KEEP_STATUSES:
-            # The customer may finish it outside Keybrake: the estimate stays reserved and counted
-            # for the object until reconciliation reads the outcome.
-            count = ObjectCount(object_id, estimate.minor) if object_id and estimate.minor else None
-            return VendorCost(
-                estimate.amount,
-                "estimate",
-                estimate.cost_kind,
-                keep_reservation=True,
-                vendor_object_id=object_id,
-                count=count,
-            )
-        kind, amount = _money_moved(obj, estimate.cost_kind)
-        released = _uncaptured_refund(vreq, obj) if estimate.cost_kind == "refund" else None
-        if released is not None:
-            # Refunding a charge that was never captured releases its authorisation: no money
-            # moves back, and what was counted for the authorisation is released.
-            return VendorCost(0, "response", "none", vendor_object_id=object_id, count=ObjectCount(released, 0, 0))
-        if kind == "refund" and obj.get("object") == "charge":
-            # The older /v1/charges/{id}/refund answers with the charge: `amount_refunded` is the
-            # running total of every refund, so this call counts its own amount only.
-            amount = _legacy_refund(vreq, estimate, obj)
-        if amount is None or not isinstance(currency, str) or currency.lower() not in rates:
-            return VendorCost(estimate.amount, "estimate", estimate.cost_kind, vendor_object_id=object_id)
-        count = None
-        if kind not in ("refund", "none") and object_id is not None:
-            amount = max(0, amount - counted_before)  # counted once per object
-            count = ObjectCount(object_id, amount, stripe_objects.committed(obj))
-        if amount == 0:
-            return VendorCost(0, "response", "none", vendor_object_id=object_id, count=count)
-        micro = _to_usd(amount, currency.lower(), rates, reserve=False)
-        return VendorCost(micro, "response", kind, vendor_object_id=object_id, count=count)
+        """What an answer says the call moved (see `stripe_money.cost`)."""
+        return stripe_money.cost(vreq, estimate, status, headers, doc, rates)
 
     def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
-        """A PaymentIntent left in requires_action settles once the customer finishes (or abandons) it."""
-        if not isinstance(doc, dict) or answer_text(doc, "status") in _KEEP_STATUSES:
-            return None
-        oid = doc.get("id") if isinstance(doc.get("id"), str) else None
-        kind, amount = _money_moved(doc, "charge")
-        currency = doc.get("currency")
-        if not amount or not isinstance(currency, str) or currency.lower() not in rates:
-            count = ObjectCount(oid, 0, stripe_objects.committed(doc)) if oid else None
-            return VendorCost(0, "response", "none", vendor_object_id=oid, count=count)
-        count = ObjectCount(oid, amount, stripe_objects.committed(doc)) if oid else None
-        return VendorCost(
-            _to_usd(amount, currency.lower(), rates, reserve=False),
-            "response",
-            kind,
-            vendor_object_id=oid,
-            count=count,
-        )
+        """A PaymentIntent left in requires_action, once final (see `stripe_money.reconcile`)."""
+        return stripe_money.reconcile(doc, rates, related)
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
         # Stripe honours Idempotency-Key on POST: a retry with the same key and body is free.
@@ -533,89 +440,6 @@ class Stripe(VendorDefaults):
             },
             headers,
         )
-
-
-def _facts(vreq: VendorRequest) -> dict[str, LedgerEntry]:
-    facts = vreq.extra.get("facts")
-    return facts if isinstance(facts, dict) else {}
-
-
-def _to_usd(amount_minor: int, currency: str, rates: Rates, *, reserve: bool) -> int:
-    rate = rates.get(currency)
-    if rate is None:
-        raise Denial(
-            "currency_not_supported",
-            f"Currency {currency.upper()!r} has no USD rate configured, so this call cannot be priced "
-            "against the key's caps. Ask the operator to add it to KEYBRAKE_FX_RATES_FILE. Do not retry.",
-        )
-    return minor_to_micro_usd(amount_minor, exponent(currency), Decimal(rate), reserve=reserve)
-
-
-def _money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | None]:
-    """(cost_kind, amount in minor units) for a Stripe object an allowed call returned."""
-    kind = answer_text(obj, "object")
-    status = answer_text(obj, "status")
-    if status in _NO_MONEY_STATUSES:
-        return "none", 0
-
-    def amt(name: str) -> int | None:
-        v = obj.get(name)
-        valid = isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= stripe_objects.MAX_MINOR
-        return v if valid else None
-
-    if kind == "charge":
-        if fallback_kind == "refund":
-            return "refund", amt("amount_refunded")
-        captured = obj.get("captured")
-        return ("charge" if captured is not False else "authorization"), amt("amount")
-    if kind == "payment_intent":
-        if status == "requires_capture":
-            return "authorization", amt("amount_capturable") or amt("amount")
-        if status in ("succeeded", "processing"):
-            return ("capture" if fallback_kind == "capture" else "charge"), amt("amount_received") or amt("amount")
-        return "none", 0
-    if kind == "refund":
-        return "refund", amt("amount")
-    if kind in ("payout", "transfer", "topup"):
-        return kind, amt("amount")
-    if kind == "transfer_reversal":
-        return "transfer", amt("amount")
-    if kind == "invoice":
-        return "charge", amt("amount_paid")
-    if kind == "credit_note":
-        return "refund", amt("refund_amount") if "refund_amount" in obj else amt("amount")
-    return fallback_kind, None
-
-
-def _uncaptured_refund(vreq: VendorRequest, obj: dict[str, Any]) -> str | None:
-    """The charge whose authorisation a refund call's answer released, when it refunded an uncaptured charge.
-
-    The older endpoint answers with the charge itself (`captured: false`); /v1/refunds answers
-    with the refund, and the charge's facts (looked up to price it) say it was not captured.
-    """
-    if obj.get("object") == "charge" and obj.get("captured") is False and isinstance(obj.get("id"), str):
-        return str(obj["id"])
-    if obj.get("object") == "refund" and isinstance(obj.get("charge"), str):
-        ref = stripe_objects.referenced_object(vreq)
-        charge_fact = _facts(vreq).get(ref) if ref else None
-        if charge_fact is not None and charge_fact.kind == "charge" and charge_fact.captured is False:
-            return charge_fact.object_id
-    return None
-
-
-def _legacy_refund(vreq: VendorRequest, estimate: Estimate, charge: dict[str, Any]) -> int | None:
-    """What one call to the older charge-refund endpoint refunded (minor units).
-
-    With `amount`, exactly that (Stripe refunds it or refuses); without, the remainder the
-    estimate computed from the charge's facts, never more than the charge's refunded total.
-    """
-    raw = vreq.params.scalar("amount")
-    if raw is not None and _AMOUNT.match(raw):
-        return int(raw)
-    total = charge.get("amount_refunded")
-    if estimate.minor is None or not isinstance(total, int) or isinstance(total, bool) or total < 0:
-        return None
-    return min(estimate.minor, total)
 
 
 def _objects(doc: Any) -> list[dict[str, Any]]:

@@ -54,6 +54,9 @@ API = "2010-04-01"
 # The largest price Keybrake believes for one message or call, in the price's unit; anything
 # beyond it (or not a finite decimal) is treated as no price, so the estimate stands.
 MAX_PRICE = Decimal(100_000)
+# A message is at most 1,600 characters: even as UCS-2 that is 24 segments. Counts beyond this
+# bound in an answer are not believed.
+MAX_SEGMENTS = 1600
 DEFAULT_MAX_CALL_SECONDS = 600
 # Content templates (ContentSid without Body) are at most 1,600 characters: bound them as UCS-2.
 TEMPLATE_SEGMENTS = math.ceil(1600 / 67)
@@ -385,7 +388,7 @@ class Twilio(VendorDefaults):
             # A call's own price leaves out the legs its TwiML dials: calls settle by reconciliation.
             return VendorCost(priced, "response", estimate.cost_kind, vendor_object_id=sid)
         amount = estimate.amount
-        counted = _int(doc.get("num_segments"))
+        counted = _segments(doc.get("num_segments"))
         estimated = vreq.extra.get("segments")
         if counted and isinstance(estimated, int) and counted > estimated:  # 0 (Messaging Services) is ignored
             amount = math.ceil(amount * counted / estimated)
@@ -521,8 +524,11 @@ def _micro(usd: Decimal) -> int:
     return int((usd * MICRO).to_integral_value(rounding="ROUND_CEILING"))
 
 
-def _int(v: Any) -> int | None:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
+def _segments(v: Any) -> int | None:
+    """A `num_segments` from an answer, validated before arithmetic: a whole number (Twilio sends a
+    decimal string) up to MAX_SEGMENTS, else None (a float, infinity or an absurd count is ignored)."""
+    if isinstance(v, bool):
         return None
+    if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 4:
+        v = int(v)
+    return v if isinstance(v, int) and 0 <= v <= MAX_SEGMENTS else None
