@@ -18,7 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keybrake.errors import Denial
-from keybrake.proxy.pipeline import MAX_ESTIMATE_MICRO, check_estimate_bounds
+from keybrake.proxy.decisions import MAX_ESTIMATE_MICRO, check_estimate_bounds
 from keybrake.proxy.request import ProxyRequest
 from keybrake.vendors.base import Estimate, VendorRequest
 from keybrake.vendors.resend import Resend

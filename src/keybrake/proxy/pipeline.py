@@ -25,13 +25,23 @@ from typing import Any, Protocol
 from keybrake.config import Settings
 from keybrake.core.params import check_charset, check_no_body
 from keybrake.core.paths import join, normalise_path
-from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, Denial, EnforcementUnavailable
 from keybrake.logs import redact
-from keybrake.money import format_usd, human_usd
+from keybrake.money import format_usd
 from keybrake.proxy.auth import agent_headers, extract_token
+from keybrake.proxy.decisions import (
+    cap_denial,
+    caps_for,
+    check_estimate_bounds,
+    dedup_check,
+    match_endpoint,
+    read_idempotency_key,
+    state_denial,
+    unknown_outcome,
+    vendor_keeps,
+)
 from keybrake.proxy.egress import EgressRules
 from keybrake.proxy.facts import find_facts, json_or_none
 from keybrake.proxy.record import Recorder, RequestContext
@@ -64,7 +74,6 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import new_audit_id
 from keybrake.store.windows import resets_at, window_start
-from keybrake.timefmt import rfc3339
 from keybrake.tokens import token_hash
 from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest, content_type
 
@@ -93,25 +102,7 @@ _NOTHING_SENT = Settlement("upstream_error", 0, "none", "none", keep_reservation
 _REFUSED_BY_VENDOR = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=True)
 
 
-def _unknown(reserved: int, estimate: Estimate) -> Settlement:
-    """Sent, no definite answer: the reservation stays until reconciled (docs/policy.md, settlement)."""
-    return Settlement(
-        "outcome_unknown", reserved, "estimate", estimate.cost_kind, keep_reservation=True, forwarded=True
-    )
-
-
-_CAP_WORDS = {
-    "daily_usd_cap": "daily spend cap",
-    "total_usd_cap": "total spend cap",
-    "max_requests_per_hour": "hourly request cap",
-    "daily_send_cap": "daily send cap",
-    "monthly_usd_cap": "monthly spend cap",
-    "daily_request_cap": "daily request cap",
-}
 DEDUP_WAIT_S = 10.0
-# The most one request may reserve (µUSD): $1 billion. Far above any vendor's per-call limit,
-# far below where a counter's 64-bit sum could overflow.
-MAX_ESTIMATE_MICRO = 10**15
 
 
 class AlertSink(Protocol):
@@ -256,7 +247,7 @@ class Pipeline:
         vreq = vendor.parse(req, segments)
         ctx.row.request_summary = vendor.summary(vreq) or None
         ctx.row.account_context = vreq.account_context
-        ctx.row.idempotency_key = _idempotency_key(req, vendor)
+        ctx.row.idempotency_key = read_idempotency_key(req, vendor)
         if req.body:
             ctx.row.body_hash = hmac.new(self.pepper, req.body, hashlib.sha256).hexdigest()
 
@@ -274,7 +265,7 @@ class Pipeline:
             try:
                 # 3. endpoint, scope and parameter rules. Everything that needs no vendor data is
                 #    checked before any lookup made with the operator's secret.
-                self._match_endpoint(ctx, policy, vendor, vreq)
+                ctx.row.endpoint = match_endpoint(policy, vendor, vreq)
                 vendor.precheck(policy, vreq)
                 check_param_rules(policy, vreq.params)
                 need = vendor.objects_needed(vreq, policy.customer_allowlist is not None)
@@ -306,8 +297,8 @@ class Pipeline:
                         continue
                 raise
             # 4b. reserve against every cap, atomically with the key's current state
-            caps = _caps(key, policy, estimate)
-            dedup = _dedup_check(policy, vendor, vreq)
+            caps = caps_for(key, policy, estimate)
+            dedup = dedup_check(policy, vendor, vreq)
             result = await self._reserve(ctx, key, caps, retry, dedup)
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
@@ -318,11 +309,11 @@ class Pipeline:
             if result.state is not KeyState.OK and result.key is not None:
                 self.snapshots.remember(thash, result.key)
             if result.state is not KeyState.OK:
-                raise _state_denial(result.state, result.key or key)
+                raise state_denial(result.state, result.key or key)
             if result.cap_hit is not None:
                 if self.alerts is not None:
                     self.alerts.cap_hit(result.cap_hit, key.id)  # only schedules: alerts never slow a request
-                raise _cap_denial(result.cap_hit, key.id)
+                raise cap_denial(result.cap_hit, key.id)
             if result.dedup_of is not None and dedup is not None:
                 replay = await self._duplicate(ctx, key, dedup.fingerprint, result.dedup_of)
                 if replay is None:
@@ -375,7 +366,7 @@ class Pipeline:
                     resets_at(Window.HOUR, ws),
                     False,
                 )
-                raise _cap_denial(hit, key.id)
+                raise cap_denial(hit, key.id)
         return None
 
     async def _reserve(
@@ -466,7 +457,9 @@ class Pipeline:
                 f"{vendor.name} did not answer ({exc}). The request may have "
                 "been carried out: retry only with the same Idempotency-Key.",
             )
-            return await self.rec.refuse(ctx, items, _unknown(row.reserved_usd, estimate), daily_counter, refusal)
+            return await self.rec.refuse(
+                ctx, items, unknown_outcome(row.reserved_usd, estimate), daily_counter, refusal
+            )
 
         # 6. settle to what the answer says the call cost
         ctx.upstream_ms = resp.elapsed_ms
@@ -486,7 +479,7 @@ class Pipeline:
             )
             return await self.rec.refuse(ctx, items, _REFUSED_BY_VENDOR, daily_counter, refusal)
         if resp.status >= 500:
-            settlement = _unknown(row.reserved_usd, estimate)
+            settlement = unknown_outcome(row.reserved_usd, estimate)
             row.reason = f"{vendor.name} answered {resp.status}; the outcome is unknown and the reservation is kept"
         if doc is not None:
             # Secret-bearing fields never reach the agent, whatever the policy (docs/policy.md, guarded endpoints).
@@ -502,7 +495,7 @@ class Pipeline:
         if resp.status < 500 and reserved.retry_of is not None:
             # A retry reserved nothing; its answer tells what the earlier request did (§3.1.4).
             settlement = Settlement("allowed", 0, "none", "none", keep_reservation=False, forwarded=True)
-            if reserved.retry_of.verdict == "outcome_unknown" and _cached(resp.status, vendor):
+            if reserved.retry_of.verdict == "outcome_unknown" and vendor_keeps(resp.status, vendor):
                 first = {k: v for k, v in resp_headers.items() if k != "idempotent-replayed"}
                 c = vendor.cost(vreq, estimate, resp.status, first, doc, self.settings.fx_rates)
                 earlier = EarlierSettlement(reserved.retry_of.id, c.cost_usd, c.cost_source, c.cost_kind, c.count)
@@ -583,9 +576,9 @@ class Pipeline:
     @staticmethod
     def _check_key_state(key: KeyRecord, now_ms: int) -> None:
         if key.status == "revoked":
-            raise _state_denial(KeyState.REVOKED, key)
+            raise state_denial(KeyState.REVOKED, key)
         if key.expires_at <= now_ms:
-            raise _state_denial(KeyState.EXPIRED, key)
+            raise state_denial(KeyState.EXPIRED, key)
 
     @staticmethod
     def _attach_agent_headers(
@@ -601,37 +594,6 @@ class Pipeline:
         if extra:
             meta["headers"] = extra
         row.metadata = meta or None
-
-    @staticmethod
-    def _match_endpoint(ctx: RequestContext, policy: Policy, vendor: Vendor, vreq: VendorRequest) -> None:
-        guarded = first_match(vendor.guarded, vreq.method, vreq.path)
-        if guarded is not None:
-            # Only a pattern naming this endpoint outright admits it; wildcards and an absent
-            # allowlist never do (docs/policy.md, guarded endpoints). Keys can carry such a pattern only when issued
-            # with an admin-scope token: issuer-scope tokens cannot widen past their own limits.
-            literal = [
-                p for p in policy.allowed_endpoints or () if p.is_literal() and p.matches(vreq.method, vreq.path)
-            ]
-            if not literal:
-                raise Denial(
-                    "endpoint_guarded",
-                    f"{vreq.method} {join(vreq.path)} is a guarded {vendor.name} endpoint ({guarded.text}: it can "
-                    "return or mint secrets, or redirect money or events). Only a key whose allowed_endpoints "
-                    "names it literally may call it. Do not retry.",
-                )
-            ctx.row.endpoint = literal[0].text
-            return
-        if policy.allowed_endpoints is None:
-            ctx.row.endpoint = None
-            return
-        matched = first_match(policy.allowed_endpoints, vreq.method, vreq.path)
-        if matched is None:
-            raise Denial(
-                "endpoint_not_allowed",
-                f"{vreq.method} {join(vreq.path)} is not in this key's "
-                "allowed_endpoints. Do not retry; ask the operator to allow it.",
-            )
-        ctx.row.endpoint = matched.text
 
     def _estimate(
         self, ctx: RequestContext, policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecord
@@ -654,117 +616,6 @@ class Pipeline:
         ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
         ctx.row.cost_source = "estimate" if estimate.amount else "none"
         return estimate
-
-
-def check_estimate_bounds(estimate: Estimate, vendor_name: str) -> None:
-    """Refuse an estimate beyond anything a vendor moves in one call (400 body_invalid).
-
-    Keeps every amount that reaches the counters' arithmetic exact and far inside 64-bit integers.
-    """
-    if not 0 <= estimate.amount <= MAX_ESTIMATE_MICRO:
-        raise Denial(
-            "body_invalid",
-            f"This call would move more than {human_usd(MAX_ESTIMATE_MICRO)} in one request, which no "
-            f"{vendor_name} call can. Check the amount. Do not retry unchanged.",
-        )
-
-
-def _caps(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec]:
-    """Every counter a request reserves against, in the fixed lock order (key, then budgets).
-
-    The key's daily and total USD counters, hourly request counter and (for sends) daily send
-    counter are always kept, capped or not, so that a cap added later by PATCH counts what was
-    already spent.
-    """
-    amount = estimate.amount
-    sends = (
-        [
-            CapSpec(
-                "key", key.id, "daily_send_cap", "daily_sends", Window.DAY, policy.daily_send_cap, estimate.sends, False
-            )
-        ]
-        if estimate.sends
-        else []
-    )
-    return [
-        CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
-        CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
-        CapSpec(
-            "key",
-            key.id,
-            "max_requests_per_hour",
-            "hourly_requests",
-            Window.HOUR,
-            policy.max_requests_per_hour,
-            1,
-            False,
-        ),
-        *sends,
-    ]
-
-
-def _dedup_check(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> DedupCheck | None:
-    if not policy.dedup_window_seconds or vreq.method != "POST":
-        return None
-    fingerprint = vendor.dedup_fingerprint(vreq)
-    return DedupCheck(fingerprint, policy.dedup_window_seconds * 1000) if fingerprint else None
-
-
-def _state_denial(state: KeyState, key: KeyRecord) -> Denial:
-    if state is KeyState.REVOKED:
-        why = f" ({key.revoke_reason})" if key.revoke_reason else ""
-        return Denial("key_revoked", f"Vault key {key.id} was revoked{why}. Do not retry.")
-    if state is KeyState.EXPIRED:
-        return Denial(
-            "key_expired", f"Vault key {key.id} expired at {rfc3339(key.expires_at)}. Do not retry; ask for a new key."
-        )
-    return Denial("key_invalid", "Unknown vault key. Do not retry.")
-
-
-def _cap_denial(cap: Any, key_id: str) -> Denial:
-    words = _CAP_WORDS.get(cap.name, cap.name)
-    whose = key_id if cap.scope == "key" else f"budget {cap.id}, which covers {key_id}"
-    if cap.is_usd:
-        limit = human_usd(cap.limit)
-        detail = f"{human_usd(cap.used)} used, this call needs {human_usd(cap.requested)}"
-        code = "spend_cap_exceeded"
-    elif cap.name == "daily_send_cap":
-        limit = str(cap.limit)
-        detail = f"{cap.used} sent, this call sends {cap.requested}; a batch is admitted or refused whole"
-        code = "send_cap_exceeded"
-    else:
-        limit = str(cap.limit)
-        detail = f"{cap.used} used"
-        code = "request_cap_exceeded"
-    when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
-    return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
-
-
-def _idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
-    """The request's one Idempotency-Key, whole; refused when repeated, empty or longer than the vendor takes.
-
-    Keys are compared whole (never truncated): two keys differing in their last character are two
-    requests to the vendor, so they must be two requests to Keybrake too.
-    """
-    values = req.header_all("idempotency-key")
-    if not values:
-        return None
-    if len(values) > 1:
-        raise Denial("header_invalid", "Send one Idempotency-Key header; this request carries several.")
-    key = values[0]
-    limit = vendor.idempotency_key_max_length
-    if not key.strip() or len(key) > limit:
-        raise Denial(
-            "header_invalid",
-            f"The Idempotency-Key header must be 1 to {limit} characters for {vendor.name} "
-            f"(got {len(key)}). Do not retry unchanged.",
-        )
-    return key
-
-
-def _cached(status: int, vendor: Vendor) -> bool:
-    """Whether the vendor stores this answer under the Idempotency-Key (and so replays it to a retry)."""
-    return 200 <= status < 300 or status in vendor.idempotency_cached_statuses
 
 
 def _first_segment(raw_path: bytes) -> str | None:

@@ -1,0 +1,180 @@
+"""The pipeline's pure decisions: which pattern admits a request, what it may reserve, which
+counters it reserves against, how its refusals read. No I/O: the pipeline calls these with the
+request, the key and its policy, and acts on the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keybrake.core.paths import join
+from keybrake.core.patterns import first_match
+from keybrake.core.policy import Policy
+from keybrake.errors import Denial
+from keybrake.money import human_usd
+from keybrake.proxy.request import ProxyRequest
+from keybrake.store.base import CapSpec, DedupCheck, KeyRecord, KeyState, Settlement, Window
+from keybrake.timefmt import rfc3339
+from keybrake.vendors.base import Estimate, Vendor, VendorRequest
+
+
+def unknown_outcome(reserved: int, estimate: Estimate) -> Settlement:
+    """Sent, no definite answer: the reservation stays until reconciled (docs/policy.md, settlement)."""
+    return Settlement(
+        "outcome_unknown", reserved, "estimate", estimate.cost_kind, keep_reservation=True, forwarded=True
+    )
+
+
+_CAP_WORDS = {
+    "daily_usd_cap": "daily spend cap",
+    "total_usd_cap": "total spend cap",
+    "max_requests_per_hour": "hourly request cap",
+    "daily_send_cap": "daily send cap",
+    "monthly_usd_cap": "monthly spend cap",
+    "daily_request_cap": "daily request cap",
+}
+# The most one request may reserve (µUSD): $1 billion. Far above any vendor's per-call limit,
+# far below where a counter's 64-bit sum could overflow.
+MAX_ESTIMATE_MICRO = 10**15
+
+
+def check_estimate_bounds(estimate: Estimate, vendor_name: str) -> None:
+    """Refuse an estimate beyond anything a vendor moves in one call (400 body_invalid).
+
+    Keeps every amount that reaches the counters' arithmetic exact and far inside 64-bit integers.
+    """
+    if not 0 <= estimate.amount <= MAX_ESTIMATE_MICRO:
+        raise Denial(
+            "body_invalid",
+            f"This call would move more than {human_usd(MAX_ESTIMATE_MICRO)} in one request, which no "
+            f"{vendor_name} call can. Check the amount. Do not retry unchanged.",
+        )
+
+
+def caps_for(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec]:
+    """Every counter a request reserves against, in the fixed lock order (key, then budgets).
+
+    The key's daily and total USD counters, hourly request counter and (for sends) daily send
+    counter are always kept, capped or not, so that a cap added later by PATCH counts what was
+    already spent.
+    """
+    amount = estimate.amount
+    sends = (
+        [
+            CapSpec(
+                "key", key.id, "daily_send_cap", "daily_sends", Window.DAY, policy.daily_send_cap, estimate.sends, False
+            )
+        ]
+        if estimate.sends
+        else []
+    )
+    return [
+        CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
+        CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
+        CapSpec(
+            "key",
+            key.id,
+            "max_requests_per_hour",
+            "hourly_requests",
+            Window.HOUR,
+            policy.max_requests_per_hour,
+            1,
+            False,
+        ),
+        *sends,
+    ]
+
+
+def dedup_check(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> DedupCheck | None:
+    if not policy.dedup_window_seconds or vreq.method != "POST":
+        return None
+    fingerprint = vendor.dedup_fingerprint(vreq)
+    return DedupCheck(fingerprint, policy.dedup_window_seconds * 1000) if fingerprint else None
+
+
+def state_denial(state: KeyState, key: KeyRecord) -> Denial:
+    if state is KeyState.REVOKED:
+        why = f" ({key.revoke_reason})" if key.revoke_reason else ""
+        return Denial("key_revoked", f"Vault key {key.id} was revoked{why}. Do not retry.")
+    if state is KeyState.EXPIRED:
+        return Denial(
+            "key_expired", f"Vault key {key.id} expired at {rfc3339(key.expires_at)}. Do not retry; ask for a new key."
+        )
+    return Denial("key_invalid", "Unknown vault key. Do not retry.")
+
+
+def cap_denial(cap: Any, key_id: str) -> Denial:
+    words = _CAP_WORDS.get(cap.name, cap.name)
+    whose = key_id if cap.scope == "key" else f"budget {cap.id}, which covers {key_id}"
+    if cap.is_usd:
+        limit = human_usd(cap.limit)
+        detail = f"{human_usd(cap.used)} used, this call needs {human_usd(cap.requested)}"
+        code = "spend_cap_exceeded"
+    elif cap.name == "daily_send_cap":
+        limit = str(cap.limit)
+        detail = f"{cap.used} sent, this call sends {cap.requested}; a batch is admitted or refused whole"
+        code = "send_cap_exceeded"
+    else:
+        limit = str(cap.limit)
+        detail = f"{cap.used} used"
+        code = "request_cap_exceeded"
+    when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
+    return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
+
+
+def read_idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
+    """The request's one Idempotency-Key, whole; refused when repeated, empty or longer than the vendor takes.
+
+    Keys are compared whole (never truncated): two keys differing in their last character are two
+    requests to the vendor, so they must be two requests to Keybrake too.
+    """
+    values = req.header_all("idempotency-key")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise Denial("header_invalid", "Send one Idempotency-Key header; this request carries several.")
+    key = values[0]
+    limit = vendor.idempotency_key_max_length
+    if not key.strip() or len(key) > limit:
+        raise Denial(
+            "header_invalid",
+            f"The Idempotency-Key header must be 1 to {limit} characters for {vendor.name} "
+            f"(got {len(key)}). Do not retry unchanged.",
+        )
+    return key
+
+
+def vendor_keeps(status: int, vendor: Vendor) -> bool:
+    """Whether the vendor stores this answer under the Idempotency-Key (and so replays it to a retry)."""
+    return 200 <= status < 300 or status in vendor.idempotency_cached_statuses
+
+
+def match_endpoint(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> str | None:
+    """The `allowed_endpoints` pattern that admits the request (None: no allowlist), or a Denial.
+
+    Guarded endpoints are admitted only by a pattern naming them with literal segments.
+    """
+    guarded = first_match(vendor.guarded, vreq.method, vreq.path)
+    if guarded is not None:
+        # Only a pattern naming this endpoint outright admits it; wildcards and an absent
+        # allowlist never do (docs/policy.md, guarded endpoints). Keys can carry such a pattern only when issued
+        # with an admin-scope token: issuer-scope tokens cannot widen past their own limits.
+        literal = [p for p in policy.allowed_endpoints or () if p.is_literal() and p.matches(vreq.method, vreq.path)]
+        if not literal:
+            raise Denial(
+                "endpoint_guarded",
+                f"{vreq.method} {join(vreq.path)} is a guarded {vendor.name} endpoint ({guarded.text}: it can "
+                "return or mint secrets, or redirect money or events). Only a key whose allowed_endpoints "
+                "names it literally may call it. Do not retry.",
+            )
+        return literal[0].text
+    if policy.allowed_endpoints is None:
+        return None
+    matched = first_match(policy.allowed_endpoints, vreq.method, vreq.path)
+    if matched is None:
+        raise Denial(
+            "endpoint_not_allowed",
+            f"{vreq.method} {join(vreq.path)} is not in this key's "
+            "allowed_endpoints. Do not retry; ask the operator to allow it.",
+        )
+    return matched.text
