@@ -172,9 +172,17 @@ def test_twiml_urls_and_applications_must_be_named(kbt: KeybrakeThread, fake_twi
     twilio = client(kbt.url, named["key"], named["id"])
     assert twilio.calls.create(to=US, from_=FROM, url=HOOK).sid.startswith("CA")
     assert twilio.calls.create(to=US, from_=FROM, application_sid=app).sid.startswith("CA")
-    with pytest.raises(TwilioRestException) as exc:
-        twilio.calls.create(to=US, from_=FROM, url="https://hooks.example.com.evil.org/twiml")
-    assert exc.value.status == 403
+    for escape in (
+        "https://hooks.example.com.evil.org/twiml",
+        "https://hooks.example.com/twiml/../../evil",  # found by the newcomer run: a prefix left by `..`
+        "https://hooks.example.com/twiml/%2e%2e/%2E%2E/evil",
+        "https://hooks.example.com/twiml/.%2e/evil",
+        "https://hooks.example.com/twiml/a%2f..%2f..%2fevil",
+        "https://hooks.example.com/twiml/..\\evil",
+    ):
+        with pytest.raises(TwilioRestException) as exc:
+            twilio.calls.create(to=US, from_=FROM, url=escape)
+        assert exc.value.status == 403, escape
     assert [r.form.get("Url", r.form.get("ApplicationSid")) for r in posts(fake_twilio)] == [[HOOK], [app]]
 
 
@@ -188,6 +196,7 @@ def test_policy_fields_are_validated(kbt: KeybrakeThread) -> None:
         ({**scoped, "allowed_twiml_urls": ["http://hooks.example.com/x"]}, "allowed_twiml_urls", "https://"),
         ({**scoped, "allowed_twiml_urls": ["https://hooks.example.com*"]}, "allowed_twiml_urls", "pin the host"),
         ({**scoped, "allowed_twiml_urls": ["https://a*b.example.com/"]}, "allowed_twiml_urls", "last character"),
+        ({**scoped, "allowed_twiml_urls": ["https://hooks.example.com/twiml/../*"]}, "allowed_twiml_urls", "dot"),
         ({**scoped, "allowed_application_sids": ["AP123"]}, "allowed_application_sids", "application SID"),
         ({"allowed_twiml_urls": [HOOK]}, "allowed_twiml_urls", "allowed_to_prefixes"),
         ({"allowed_application_sids": ["AP" + "0" * 32]}, "allowed_application_sids", "allowed_to_prefixes"),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from keybrake.core.destinations import check_phone_prefix, country_of, normalise_phone
 from keybrake.core.params import Params
@@ -77,8 +77,23 @@ PATTERNS = tuple(v.pattern for v in VOICE)
 PARAMS = ("Twiml", "Url", "FallbackUrl", "ApplicationSid", "WaitUrl", "HoldUrl", "AnnounceUrl", "PhoneNumber")
 
 
+def plain_url_path(url: str) -> bool:
+    """Whether a URL's path says what it means: no dot segments (`.`, `..`, or `%2e` spellings),
+    no encoded `/` and no backslash — which a server would resolve to another path than the one
+    a prefix match sees (`https://hooks.example.com/twiml/../../evil`)."""
+    path = urlsplit(url).path
+    for segment in path.split("/"):
+        decoded = unquote(segment)
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            return False
+    return True
+
+
 def url_named(url: str, allowed: tuple[str, ...] | None) -> bool:
-    """Whether `allowed_twiml_urls` names `url`: equal to an entry, or starting with a `…*` entry's prefix."""
+    """Whether `allowed_twiml_urls` names `url`: equal to an entry, or starting with a `…*` entry's
+    prefix; a URL whose path is not plain (dot segments, encoded slashes) is never named."""
+    if not plain_url_path(url):
+        return False
     for entry in allowed or ():
         if entry.endswith("*"):
             if url.startswith(entry[:-1]):
@@ -170,6 +185,8 @@ def twiml_url_problem(entry: str) -> str | None:
         return "is not an absolute https:// URL"
     if "@" in parts.netloc:
         return "has user information ('@') in its host part"
+    if not plain_url_path(base):
+        return "has dot segments ('.', '..'), an encoded '/' or a backslash in its path"
     if prefix and not parts.path.startswith("/"):
         return "is a prefix that does not pin the host: end it after the path's first '/', e.g. 'https://example.com/*'"
     return None
