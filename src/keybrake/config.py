@@ -94,10 +94,6 @@ class Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
-def _bool(v: str) -> bool:
-    return v.strip().lower() in ("1", "true", "yes", "on")
-
-
 def load_fx_rates(path: str) -> dict[str, Decimal]:
     try:
         raw = json.loads(Path(path).read_text())
@@ -121,138 +117,194 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
     return rates
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _Env:
+    """Typed reads of `KEYBRAKE_*` variables; every refusal names the variable and what it takes."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def has(self, name: str) -> bool:
+        return name in self.env
+
+    def text(self, name: str) -> str | None:
+        """The value, or None when unset or empty."""
+        return self.env.get(name) or None
+
+    def integer(self, name: str, low: int | None = None) -> int:
+        raw = self.env[name].strip()
+        if not (raw.isascii() and raw.lstrip("-").isdigit()):
+            raise SettingsError(f"{name} must be a whole number (got {raw[:40]!r})")
+        value = int(raw)
+        if low is not None and value < low:
+            raise SettingsError(f"{name} must be at least {low} (got {value})")
+        return value
+
+    def number(self, name: str, low: float | None = None) -> float:
+        raw = self.env[name].strip()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number (got {raw[:40]!r})") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SettingsError(f"{name} must be a finite number (got {raw[:40]!r})")
+        if low is not None and value < low:
+            raise SettingsError(f"{name} must be at least {low} (got {value})")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        raw = self.env[name].strip().lower()
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        # A typo must never silently turn a safety setting off (or on).
+        raise SettingsError(f"{name} must be one of {', '.join(_TRUE + _FALSE)} (got {raw[:40]!r})")
+
+    def decimal(self, name: str) -> Decimal:
+        raw = self.env[name].strip()
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise SettingsError(f"{name} must be a decimal number (got {raw[:40]!r})") from None
+        if not value.is_finite() or value < 0:
+            raise SettingsError(f"{name} must be a non-negative decimal (got {raw[:40]!r})")
+        return value
+
+    def duration(self, name: str) -> int:
+        raw = self.env[name].strip()
+        try:
+            return parse_duration_s(_num_or_str(raw))
+        except ValueError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read every `KEYBRAKE_*` variable; an invalid value is an error, never ignored."""
-    e = os.environ if env is None else env
+    """Read every `KEYBRAKE_*` variable; an invalid value is an error naming it, never ignored."""
+    e = _Env(os.environ if env is None else env)
     kw: dict[str, Any] = {}
-    try:
-        if "KEYBRAKE_HOST" in e:
-            kw["host"] = e["KEYBRAKE_HOST"]
-        if "KEYBRAKE_PORT" in e:
-            kw["port"] = int(e["KEYBRAKE_PORT"])
-        if "KEYBRAKE_DATA_DIR" in e:
-            kw["data_dir"] = Path(e["KEYBRAKE_DATA_DIR"])
-        if e.get("KEYBRAKE_DATABASE_URL"):
-            kw["database_url"] = e["KEYBRAKE_DATABASE_URL"]
-            if not kw["database_url"].startswith(DATABASE_SCHEMES):
-                raise SettingsError(
-                    "KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)"
-                )
-        if e.get("KEYBRAKE_ADMIN_TOKEN"):
-            kw["admin_token"] = e["KEYBRAKE_ADMIN_TOKEN"]
-        if e.get("KEYBRAKE_MASTER_KEY"):
-            kw["master_key"] = e["KEYBRAKE_MASTER_KEY"]
-        if e.get("KEYBRAKE_MASTER_KEY_FILE"):
-            kw["master_key_file"] = Path(e["KEYBRAKE_MASTER_KEY_FILE"])
-        if "KEYBRAKE_DEFAULT_KEY_TTL" in e:
-            kw["default_key_ttl_s"] = parse_duration_s(_num_or_str(e["KEYBRAKE_DEFAULT_KEY_TTL"]))
-        if "KEYBRAKE_MAX_KEY_TTL" in e:
-            kw["max_key_ttl_s"] = parse_duration_s(_num_or_str(e["KEYBRAKE_MAX_KEY_TTL"]))
-        if "KEYBRAKE_MAX_BODY_BYTES" in e:
-            kw["max_body_bytes"] = int(e["KEYBRAKE_MAX_BODY_BYTES"])
-        if "KEYBRAKE_MAX_RESPONSE_BYTES" in e:
-            kw["max_response_bytes"] = int(e["KEYBRAKE_MAX_RESPONSE_BYTES"])
-        if "KEYBRAKE_UPSTREAM_TIMEOUT" in e:
-            kw["upstream_timeout_s"] = float(e["KEYBRAKE_UPSTREAM_TIMEOUT"])
-        if "KEYBRAKE_ALLOW_INSECURE_UPSTREAM" in e:
-            kw["allow_insecure_upstream"] = _bool(e["KEYBRAKE_ALLOW_INSECURE_UPSTREAM"])
-        if e.get("KEYBRAKE_UPSTREAM_HOSTS"):
-            kw["upstream_hosts"] = tuple(
-                h.strip().lower() for h in e["KEYBRAKE_UPSTREAM_HOSTS"].split(",") if h.strip()
+    if e.has("KEYBRAKE_HOST"):
+        kw["host"] = e.env["KEYBRAKE_HOST"]
+    if e.has("KEYBRAKE_PORT"):
+        kw["port"] = e.integer("KEYBRAKE_PORT", 0)
+    if e.has("KEYBRAKE_DATA_DIR"):
+        kw["data_dir"] = Path(e.env["KEYBRAKE_DATA_DIR"])
+    if url := e.text("KEYBRAKE_DATABASE_URL"):
+        if not url.startswith(DATABASE_SCHEMES):
+            raise SettingsError(
+                "KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)"
             )
-        if e.get("KEYBRAKE_FX_RATES_FILE"):
-            kw["fx_rates"] = load_fx_rates(e["KEYBRAKE_FX_RATES_FILE"])
-        if "KEYBRAKE_SQLITE_SYNCHRONOUS" in e:
-            sync = e["KEYBRAKE_SQLITE_SYNCHRONOUS"].upper()
-            if sync not in ("NORMAL", "FULL"):
-                raise SettingsError("KEYBRAKE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
-            kw["sqlite_synchronous"] = sync
-        if "KEYBRAKE_UNAUTH_AUDIT_RATE" in e:
-            kw["unauth_audit_rate"] = int(e["KEYBRAKE_UNAUTH_AUDIT_RATE"])
-        if "KEYBRAKE_REQUIRE_USD_CAP" in e:
-            kw["require_usd_cap"] = _bool(e["KEYBRAKE_REQUIRE_USD_CAP"])
-        if "KEYBRAKE_METRICS_PUBLIC" in e:
-            kw["metrics_public"] = _bool(e["KEYBRAKE_METRICS_PUBLIC"])
-        if "KEYBRAKE_RECONCILE_INTERVAL" in e:
-            kw["reconcile_interval_s"] = float(e["KEYBRAKE_RECONCILE_INTERVAL"])
-            if kw["reconcile_interval_s"] <= 0:
-                raise SettingsError("KEYBRAKE_RECONCILE_INTERVAL must be a positive number of seconds")
-        if "KEYBRAKE_TWILIO_RECONCILE_INTERVAL" in e:
-            kw["twilio_reconcile_interval_s"] = float(e["KEYBRAKE_TWILIO_RECONCILE_INTERVAL"])
-            if kw["twilio_reconcile_interval_s"] <= 0:
-                raise SettingsError("KEYBRAKE_TWILIO_RECONCILE_INTERVAL must be a positive number of seconds")
-        if e.get("KEYBRAKE_TWILIO_RATES_FILE"):
-            try:
-                kw["twilio_rates"] = load_twilio_rates(Path(e["KEYBRAKE_TWILIO_RATES_FILE"]))
-            except RatesError as exc:
-                raise SettingsError(f"KEYBRAKE_TWILIO_RATES_FILE: {exc}") from exc
-        if "KEYBRAKE_RESEND_RATE_USD" in e:
-            rate = Decimal(e["KEYBRAKE_RESEND_RATE_USD"])
-            if not rate.is_finite() or rate < 0:
-                raise SettingsError("KEYBRAKE_RESEND_RATE_USD must be a non-negative decimal")
-            kw["resend_rate_usd"] = rate
-        for name, attr in (
-            ("KEYBRAKE_ALERT_INTERVAL", "alert_interval_s"),
-            ("KEYBRAKE_ALERT_RETRY_BASE", "alert_retry_base_s"),
-        ):
-            if name in e:
-                kw[attr] = float(e[name])
-                if kw[attr] <= 0:
-                    raise SettingsError(f"{name} must be a positive number of seconds")
-        if "KEYBRAKE_AUDIT_RETENTION_DAYS" in e:
-            kw["audit_retention_days"] = int(e["KEYBRAKE_AUDIT_RETENTION_DAYS"])
-            if kw["audit_retention_days"] < 0:
-                raise SettingsError("KEYBRAKE_AUDIT_RETENTION_DAYS must be 0 (keep forever) or a number of days")
-        if e.get("KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"):
-            kw["audit_purge_export_dir"] = Path(e["KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"])
-        if "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS" in e:
-            kw["sqlite_busy_timeout_ms"] = int(e["KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS"])
-        for name, attr, conv, low in (
-            ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", int, 1),
-            ("KEYBRAKE_PG_POOL_TIMEOUT", "pg_pool_timeout_s", float, 0.01),
-            ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", int, 1),
-            ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", int, 1),
-        ):
-            if name in e:
-                kw[attr] = conv(e[name])
-                if kw[attr] < low:
-                    raise SettingsError(f"{name} must be at least {low}")
-        if "KEYBRAKE_LOG_LEVEL" in e:
-            kw["log_level"] = e["KEYBRAKE_LOG_LEVEL"].upper()
-        kw.update(_listener_env(e))
-    except (ValueError, TypeError, InvalidOperation) as exc:
-        if isinstance(exc, SettingsError):
-            raise
-        raise SettingsError(f"invalid KEYBRAKE_* setting: {exc}") from exc
+        kw["database_url"] = url
+    for name, attr in (("KEYBRAKE_ADMIN_TOKEN", "admin_token"), ("KEYBRAKE_MASTER_KEY", "master_key")):
+        if value := e.text(name):
+            kw[attr] = value
+    if value := e.text("KEYBRAKE_MASTER_KEY_FILE"):
+        kw["master_key_file"] = Path(value)
+    for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
+        if e.has(name):
+            kw[attr] = e.duration(name)
+    for name, attr, low in (
+        ("KEYBRAKE_MAX_BODY_BYTES", "max_body_bytes", 1),
+        ("KEYBRAKE_MAX_RESPONSE_BYTES", "max_response_bytes", 1),
+        ("KEYBRAKE_UNAUTH_AUDIT_RATE", "unauth_audit_rate", 0),
+        ("KEYBRAKE_AUDIT_RETENTION_DAYS", "audit_retention_days", 0),
+        ("KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", 0),
+        ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", 1),
+        ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1),
+        ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
+    ):
+        if e.has(name):
+            kw[attr] = e.integer(name, low)
+    for name, attr, flow in (
+        ("KEYBRAKE_UPSTREAM_TIMEOUT", "upstream_timeout_s", 0.1),
+        ("KEYBRAKE_RECONCILE_INTERVAL", "reconcile_interval_s", 0.01),
+        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "twilio_reconcile_interval_s", 0.01),
+        ("KEYBRAKE_ALERT_INTERVAL", "alert_interval_s", 0.01),
+        ("KEYBRAKE_ALERT_RETRY_BASE", "alert_retry_base_s", 0.01),
+        ("KEYBRAKE_PG_POOL_TIMEOUT", "pg_pool_timeout_s", 0.01),
+    ):
+        if e.has(name):
+            kw[attr] = e.number(name, flow)
+    for name, attr in (
+        ("KEYBRAKE_ALLOW_INSECURE_UPSTREAM", "allow_insecure_upstream"),
+        ("KEYBRAKE_REQUIRE_USD_CAP", "require_usd_cap"),
+        ("KEYBRAKE_METRICS_PUBLIC", "metrics_public"),
+    ):
+        if e.has(name):
+            kw[attr] = e.boolean(name)
+    if value := e.text("KEYBRAKE_UPSTREAM_HOSTS"):
+        kw["upstream_hosts"] = tuple(h.strip().lower() for h in value.split(",") if h.strip())
+    if value := e.text("KEYBRAKE_FX_RATES_FILE"):
+        kw["fx_rates"] = load_fx_rates(value)
+    if e.has("KEYBRAKE_SQLITE_SYNCHRONOUS"):
+        sync = e.env["KEYBRAKE_SQLITE_SYNCHRONOUS"].strip().upper()
+        if sync not in ("NORMAL", "FULL"):
+            raise SettingsError("KEYBRAKE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
+        kw["sqlite_synchronous"] = sync
+    if value := e.text("KEYBRAKE_TWILIO_RATES_FILE"):
+        try:
+            kw["twilio_rates"] = load_twilio_rates(Path(value))
+        except RatesError as exc:
+            raise SettingsError(f"KEYBRAKE_TWILIO_RATES_FILE: {exc}") from exc
+    if e.has("KEYBRAKE_RESEND_RATE_USD"):
+        kw["resend_rate_usd"] = e.decimal("KEYBRAKE_RESEND_RATE_USD")
+    if value := e.text("KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"):
+        kw["audit_purge_export_dir"] = Path(value)
+    if e.has("KEYBRAKE_LOG_LEVEL"):
+        level = e.env["KEYBRAKE_LOG_LEVEL"].strip().upper()
+        if level not in _LOG_LEVELS:
+            raise SettingsError(f"KEYBRAKE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)} (got {level[:20]!r})")
+        kw["log_level"] = level
+    kw.update(_listener_env(e))
     s = Settings(**kw)
-    if s.admin_token is not None and len(s.admin_token) < 32:
-        raise SettingsError("KEYBRAKE_ADMIN_TOKEN must be at least 32 characters")
-    check_listeners(s)
+    check(s)
     return s
 
 
-def _listener_env(e: Mapping[str, str]) -> dict[str, Any]:
+def check(s: Settings) -> None:
+    """Refuse settings that contradict each other or cannot work (raises SettingsError)."""
+    if s.admin_token is not None and len(s.admin_token) < 32:
+        raise SettingsError("KEYBRAKE_ADMIN_TOKEN must be at least 32 characters")
+    if s.default_key_ttl_s > s.max_key_ttl_s:
+        raise SettingsError(
+            f"KEYBRAKE_DEFAULT_KEY_TTL ({s.default_key_ttl_s} s) is longer than KEYBRAKE_MAX_KEY_TTL "
+            f"({s.max_key_ttl_s} s): every key issued without an expiry would be refused"
+        )
+    if s.audit_purge_export_dir is not None and not s.audit_purge_export_dir.is_dir():
+        raise SettingsError(
+            f"KEYBRAKE_AUDIT_PURGE_EXPORT_DIR {s.audit_purge_export_dir} is not a directory: create it first "
+            "(purged rows are appended there before they are deleted)"
+        )
+    check_listeners(s)
+
+
+def _listener_env(e: _Env) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if e.get("KEYBRAKE_ADMIN_HOST"):
-        kw["admin_host"] = e["KEYBRAKE_ADMIN_HOST"]
-    if e.get("KEYBRAKE_ADMIN_PORT"):
-        kw["admin_port"] = int(e["KEYBRAKE_ADMIN_PORT"])
-    if e.get("KEYBRAKE_ADMIN_SOCKET"):
-        kw["admin_socket"] = Path(e["KEYBRAKE_ADMIN_SOCKET"])
-    if e.get("KEYBRAKE_TRUSTED_PROXIES"):
-        kw["trusted_proxies"] = parse_trusted_proxies(e["KEYBRAKE_TRUSTED_PROXIES"])
-    for name, attr, conv, low in (
-        ("KEYBRAKE_MAX_CONNECTIONS", "max_connections", int, 1),
-        ("KEYBRAKE_ADMIN_MAX_CONNECTIONS", "admin_max_connections", int, 1),
-        ("KEYBRAKE_MAX_HEADER_BYTES", "max_header_bytes", int, 1024),
-        ("KEYBRAKE_MAX_BUFFERED_BODY_BYTES", "max_buffered_body_bytes", int, 1024 * 1024),
-        ("KEYBRAKE_HEADER_TIMEOUT", "header_timeout_s", float, 0.1),
-        ("KEYBRAKE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s", float, 0.1),
+    if value := e.text("KEYBRAKE_ADMIN_HOST"):
+        kw["admin_host"] = value
+    if e.text("KEYBRAKE_ADMIN_PORT"):
+        kw["admin_port"] = e.integer("KEYBRAKE_ADMIN_PORT", 0)
+    if value := e.text("KEYBRAKE_ADMIN_SOCKET"):
+        kw["admin_socket"] = Path(value)
+    if value := e.text("KEYBRAKE_TRUSTED_PROXIES"):
+        kw["trusted_proxies"] = parse_trusted_proxies(value)
+    for name, attr, low in (
+        ("KEYBRAKE_MAX_CONNECTIONS", "max_connections", 1),
+        ("KEYBRAKE_ADMIN_MAX_CONNECTIONS", "admin_max_connections", 1),
+        ("KEYBRAKE_MAX_HEADER_BYTES", "max_header_bytes", 1024),
+        ("KEYBRAKE_MAX_BUFFERED_BODY_BYTES", "max_buffered_body_bytes", 1024 * 1024),
     ):
-        if name in e:
-            kw[attr] = conv(e[name])
-            if not kw[attr] >= low:  # also refuses NaN
-                raise SettingsError(f"{name} must be at least {low}")
+        if e.has(name):
+            kw[attr] = e.integer(name, low)
+    for name, attr, flow in (
+        ("KEYBRAKE_HEADER_TIMEOUT", "header_timeout_s", 0.1),
+        ("KEYBRAKE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s", 0.1),
+    ):
+        if e.has(name):
+            kw[attr] = e.number(name, flow)
     return kw
 
 

@@ -49,21 +49,48 @@ def test_vendor_settings_are_parsed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value", "words"),
     [
-        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "0", "positive"),
-        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "soon", "invalid"),
+        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "0", "at least"),
+        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "soon", "must be a number"),
         ("KEYBRAKE_RESEND_RATE_USD", "-1", "non-negative"),
-        ("KEYBRAKE_RESEND_RATE_USD", "four cents", "invalid"),
+        ("KEYBRAKE_RESEND_RATE_USD", "four cents", "must be a decimal"),
         ("KEYBRAKE_TWILIO_RATES_FILE", "/nonexistent/rates.json", "KEYBRAKE_TWILIO_RATES_FILE"),
         ("KEYBRAKE_DATABASE_URL", "mysql://db/keybrake", "postgresql://"),
         ("KEYBRAKE_PG_POOL_SIZE", "0", "at least 1"),
-        ("KEYBRAKE_PG_POOL_SIZE", "many", "invalid"),
+        ("KEYBRAKE_PG_POOL_SIZE", "many", "whole number"),
         ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "0", "at least 1"),
         ("KEYBRAKE_PG_CONNECT_TIMEOUT", "0", "at least 1"),
     ],
 )
 def test_bad_vendor_settings_are_refused(name: str, value: str, words: str) -> None:
-    with pytest.raises(SettingsError, match=words):
+    with pytest.raises(SettingsError, match=words) as info:
         from_env({name: value})
+    assert name in str(info.value)  # the error names the variable
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        # found by the newcomer run: a typo silently turned a safety setting off
+        ({"KEYBRAKE_REQUIRE_USD_CAP": "enabled"}, "KEYBRAKE_REQUIRE_USD_CAP must be one of"),
+        ({"KEYBRAKE_METRICS_PUBLIC": "maybe"}, "KEYBRAKE_METRICS_PUBLIC must be one of"),
+        ({"KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "maybe"}, "KEYBRAKE_ALLOW_INSECURE_UPSTREAM must be one of"),
+        ({"KEYBRAKE_PORT": "abc"}, "KEYBRAKE_PORT must be a whole number"),
+        ({"KEYBRAKE_UPSTREAM_TIMEOUT": "inf"}, "KEYBRAKE_UPSTREAM_TIMEOUT must be a finite number"),
+        ({"KEYBRAKE_LOG_LEVEL": "bogus"}, "KEYBRAKE_LOG_LEVEL must be one of"),
+        ({"KEYBRAKE_UNAUTH_AUDIT_RATE": "-1"}, "KEYBRAKE_UNAUTH_AUDIT_RATE must be at least 0"),
+        ({"KEYBRAKE_MAX_KEY_TTL": "1h"}, "KEYBRAKE_DEFAULT_KEY_TTL .* is longer than KEYBRAKE_MAX_KEY_TTL"),
+        ({"KEYBRAKE_AUDIT_PURGE_EXPORT_DIR": "/nonexistent/x"}, "is not a directory"),
+        ({"KEYBRAKE_DEFAULT_KEY_TTL": "soon"}, "KEYBRAKE_DEFAULT_KEY_TTL"),
+    ],
+)
+def test_every_bad_setting_names_itself(env: dict[str, str], words: str) -> None:
+    with pytest.raises(SettingsError, match=words):
+        from_env(env)
+
+
+def test_booleans_take_their_documented_spellings() -> None:
+    for raw, want in (("1", True), ("TRUE", True), (" yes ", True), ("on", True), ("0", False), ("off", False)):
+        assert from_env({"KEYBRAKE_METRICS_PUBLIC": raw}).metrics_public is want
 
 
 def test_listener_settings_are_parsed() -> None:
@@ -101,7 +128,7 @@ def test_listener_settings_are_parsed() -> None:
         ({"KEYBRAKE_ADMIN_PORT": "70000"}, "port number"),
         ({"KEYBRAKE_MAX_CONNECTIONS": "0"}, "at least 1"),
         ({"KEYBRAKE_MAX_HEADER_BYTES": "100"}, "at least 1024"),
-        ({"KEYBRAKE_HEADER_TIMEOUT": "nan"}, "at least"),
+        ({"KEYBRAKE_HEADER_TIMEOUT": "nan"}, "finite"),
         ({"KEYBRAKE_KEEPALIVE_TIMEOUT": "0"}, "at least"),
     ],
 )
