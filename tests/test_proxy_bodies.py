@@ -59,3 +59,10 @@ def test_bodies_held_at_once_are_bounded(tmp_path: Path, fake_stripe: FakeStripe
         assert small.status_code == 200  # the budget was given back
         assert kb.app is not None and kb.app.body_budget.held == 0
         assert len(fake_stripe.requests) == 1
+
+
+def test_a_proxied_answer_has_one_date_header(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 10})
+    r = httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"})
+    assert r.status_code == 200
+    assert len(r.headers.get_list("date")) == 1 and "server" not in r.headers

@@ -210,6 +210,10 @@ def test_policy_fields_are_validated(kbt: KeybrakeThread) -> None:
     policy = r.json()["policy"]
     assert policy["allowed_twiml_urls"] == [HOOK, "https://hooks.example.com/*"]
     assert policy["allowed_application_sids"] is None
+    # on another vendor's key the field is not supported at all (not "add allowed_to_prefixes")
+    kbt.add_credential("https://api.stripe.com", name="s", secret="sk_test_" + "x" * 24)
+    r = create("stripe", {"allowed_twiml_urls": [HOOK]})
+    assert r.status_code == 422 and "not supported for stripe keys" in r.json()["error"]["message"], r.text
 
 
 def test_stripe_and_resend_case_variants_of_sends_are_refused(tmp_path: Path, fake_stripe: FakeStripe) -> None:

@@ -9,6 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -54,6 +55,10 @@ def test_first_start_creates_everything_and_prints_the_token_once(tmp_path: Path
             assert stat.S_IMODE((data / name).stat().st_mode) == 0o600, name
         with sqlite3.connect(data / "keybrake.db") as db:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        admin = {"Authorization": f"Bearer {token}"}
+        failed = httpx.post(f"http://127.0.0.1:{port}/v1/keys", json={"vendor": "nope"}, headers=admin)
+        assert failed.status_code == 422
+        assert (data / "bootstrap-admin-token").exists()  # kept until a call with it succeeds
         key = _setup(port, fake_stripe, token=token)
         assert not (data / "bootstrap-admin-token").exists()
     finally:
@@ -173,3 +178,24 @@ def test_graceful_shutdown_drains_in_flight_requests(tmp_path: Path, fake_stripe
     assert proc.wait(10) in (0, -signal.SIGTERM)
     assert result["r"].status_code == 200
     assert '"msg":"keybrake stopped"' in log.read_text()
+
+
+def test_a_clean_stop_removes_the_admin_socket(tmp_path: Path) -> None:
+    """A server stopped by SIGTERM re-raises it once serving ends: the socket goes in the shutdown."""
+    short = Path(tempfile.mkdtemp(prefix="kb", dir="/tmp"))  # unix socket paths are short
+    path = short / "admin.sock"
+    proc = spawn_keybrake(tmp_path / "d", free_port(), env={"KEYBRAKE_ADMIN_SOCKET": str(path)})
+    try:
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    assert not path.exists()
+    os.rmdir(short)
+
+
+def test_an_admin_socket_in_a_missing_directory_says_so(tmp_path: Path) -> None:
+    from keybrake.listener import ListenerError, bind_unix
+
+    with pytest.raises(ListenerError, match="does not exist: create it first"):
+        bind_unix(tmp_path / "missing" / "admin.sock")

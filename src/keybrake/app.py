@@ -92,6 +92,9 @@ class KeybrakeApp:
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = AdminGate(self.admin, rt)
         self._tasks: list[asyncio.Task[None]] = []
+        # Run at the end of a clean stop, inside the server's shutdown (a server stopped by a
+        # signal re-raises it once serving ends, so code after serving may never run).
+        self.stop_hooks: list[Callable[[], None]] = []
 
     def _count(self, vendor: str, verdict: str, status: int) -> None:
         self.requests_total.labels(
@@ -303,6 +306,8 @@ class KeybrakeApp:
         with contextlib.suppress(EnforcementUnavailable):
             await self.rt.store.deregister_instance(self.instance_id)
         await self.upstream.close()
+        for hook in self.stop_hooks:
+            hook()
         event(log, "keybrake stopped", instance=self.instance_id)
 
 

@@ -159,6 +159,7 @@ def serve(
             except ListenerError as exc:
                 raise click.ClickException(str(exc)) from None
             app = KeybrakeApp(rt)
+            app.stop_hooks.append(listeners.close)  # removes a unix socket file on a clean stop
             for lst in listeners.all:
                 logs.event(logging.getLogger("keybrake"), "listening", listener=lst.role, address=lst.address,
                            max_connections=lst.limit)  # fmt: skip
@@ -406,6 +407,7 @@ def keys_show(key_id: str, data_dir: str | None) -> None:
 @click.option("--label-prefix", default=None, help="Bulk: every active key under this label prefix.")
 @click.option("--vendor", default=None, help="Bulk: every active key of this vendor.")
 @click.option("--credential", default=None, help="Bulk: every active key using this credential.")
+@click.option("--all", "everything", is_flag=True, help="Bulk: every active key of every vendor (the kill switch).")
 @data_dir_opt
 def keys_revoke(
     key_id: str | None,
@@ -413,14 +415,22 @@ def keys_revoke(
     label_prefix: str | None,
     vendor: str | None,
     credential: str | None,
+    everything: bool,
     data_dir: str | None,
 ) -> None:
-    """Revoke one key, or (with filters) every matching key: effective on the next request."""
+    """Revoke one key, or (with filters, or --all) every matching key: effective on the next request."""
     if key_id:
         _print(_run(_settings(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
         return
     body = _validate(
-        BulkRevokeIn, {"label_prefix": label_prefix, "vendor": vendor, "credential": credential, "reason": reason}
+        BulkRevokeIn,
+        {
+            "label_prefix": label_prefix,
+            "vendor": vendor,
+            "credential": credential,
+            "reason": reason,
+            "all": everything,
+        },
     )
     _print(_run(_settings(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
 

@@ -366,7 +366,13 @@ def bind_unix(path: Path) -> socket.socket:
         sock.bind(str(path))
     except OSError as exc:
         sock.close()
-        raise ListenerError(f"cannot listen on {path}: {exc.strerror or exc}") from None
+        hint = ""
+        if not path.parent.is_dir():
+            hint = (
+                f" (the directory {path.parent} does not exist: create it first, owned by the user Keybrake runs "
+                "as, mode 0700, e.g. systemd RuntimeDirectory=keybrake)"
+            )
+        raise ListenerError(f"cannot listen on {path}: {exc.strerror or exc}{hint}") from None
     finally:
         os.umask(old)
     os.chmod(path, 0o600)

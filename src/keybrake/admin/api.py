@@ -26,7 +26,7 @@ from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, R
 from keybrake.alerts import Alerts
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
-from keybrake.runtime import BOOTSTRAP_FILE, Runtime
+from keybrake.runtime import Runtime
 from keybrake.store.base import AdminTokenRecord, KeyQuery
 
 log = logging.getLogger("keybrake.admin")
@@ -137,9 +137,6 @@ def build_admin_app(
         rec = request.scope.get(SCOPE_TOKEN)
         if not isinstance(rec, AdminTokenRecord):
             raise ApiError(401, "admin_token_invalid", "send 'Authorization: Bearer <admin token>'")
-        bootstrap = rt.settings.data_dir / BOOTSTRAP_FILE
-        if bootstrap.exists():
-            bootstrap.unlink(missing_ok=True)
         if before_read is not None:
             await before_read()
         return rec

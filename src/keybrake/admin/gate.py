@@ -30,7 +30,7 @@ from typing import Any
 
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.runtime import Runtime
+from keybrake.runtime import BOOTSTRAP_FILE, Runtime
 from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import VAULT_PREFIX
 
@@ -204,6 +204,9 @@ class AdminGate:
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             started = True
+            if message["type"] == "http.response.start" and message["status"] < 400 and SCOPE_TOKEN in scope:
+                # The bootstrap token has done its job once an authenticated call succeeded.
+                (self.rt.settings.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
             await send(message)
 
         try:

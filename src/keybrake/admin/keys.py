@@ -76,6 +76,14 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
             raise validation(
                 f"policy.{name} is not supported for {vendor} keys by this version of Keybrake", f"policy.{name}"
             )
+    for name in ("allowed_twiml_urls", "allowed_application_sids"):
+        if name in policy and "allowed_to_prefixes" not in policy:
+            # They only widen a destination scope: without one, calls are not destination-scoped.
+            raise validation(
+                f"policy.{name} takes effect only on a key with allowed_to_prefixes; set allowed_to_prefixes "
+                "too, or leave it out",
+                f"policy.{name}",
+            )
     for i, text in enumerate(policy.get("allowed_endpoints") or ()):
         problem = rt.vendors[vendor].pattern_problem(parse_pattern(text))  # a pattern that could never match
         if problem:

@@ -12,7 +12,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -172,20 +171,20 @@ class PolicyIn(Strict):
 
     @field_validator("allowed_twiml_urls")
     @classmethod
-    def _twiml_urls(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _twiml_urls(cls, v: list[str] | None) -> list[str] | None:
         for entry in v or []:
             problem = twiml_url_problem(entry)
             if problem:
                 raise ValueError(f"{entry[:100]!r} {problem}")
-        return _needs_destination_scope(v, info)
+        return v
 
     @field_validator("allowed_application_sids")
     @classmethod
-    def _application_sids(cls, v: list[str] | None, info: ValidationInfo) -> list[str] | None:
+    def _application_sids(cls, v: list[str] | None) -> list[str] | None:
         for i, sid in enumerate(v or []):
             if not _APPLICATION_SID.match(sid):
                 raise ValueError(f"entry {i} ({sid[:40]!r}) is not a Twilio application SID: AP and 32 hex digits")
-        return _needs_destination_scope(v, info)
+        return v
 
     @field_validator("default_calling_code")
     @classmethod
@@ -220,16 +219,6 @@ class PolicyIn(Strict):
                 value = {k: r.to_store() for k, r in value.items()}
             out[name] = value
         return out
-
-
-def _needs_destination_scope(v: list[str] | None, info: ValidationInfo) -> list[str] | None:
-    """allowed_twiml_urls / allowed_application_sids only widen a key's destination scope."""
-    if v is not None and info.data.get("allowed_to_prefixes") is None:
-        raise ValueError(
-            "takes effect only on a key with allowed_to_prefixes (without it calls are not destination-scoped); "
-            "set allowed_to_prefixes too, or leave this out"
-        )
-    return v
 
 
 def _check_metadata(v: dict[str, str] | None) -> dict[str, str] | None:

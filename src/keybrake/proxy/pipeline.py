@@ -92,6 +92,9 @@ _HOP_BY_HOP = frozenset(
         "upgrade",
         "content-length",
         "set-cookie",
+        # Keybrake's server sets its own Date (two would reach the agent) and names no server.
+        "date",
+        "server",
     }
 )
 _MAX_POLICY_RETRIES = 3

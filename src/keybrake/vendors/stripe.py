@@ -181,7 +181,11 @@ class Stripe(VendorDefaults):
 
     def validate_secret(self, secret: Any) -> ValidatedSecret:
         if not isinstance(secret, str) or not _SECRET.match(secret):
-            raise ValueError("a Stripe secret must be a secret key (sk_…) or restricted key (rk_…)")
+            raise ValueError(
+                "a Stripe secret must be a secret or restricted key: sk_test_, sk_live_, rk_test_ or rk_live_ "
+                "followed by at least 8 letters, digits or '_' (the whole key from the Stripe dashboard, not a "
+                "placeholder)"
+            )
         prefix = "_".join(secret.split("_")[:2]) + "_"
         return ValidatedSecret(secret.encode(), f"{prefix}…{secret[-4:]}", secret.split("_")[1] == "live")
 
