@@ -240,3 +240,27 @@ def test_stripe_and_resend_case_variants_of_sends_are_refused(tmp_path: Path, fa
             )
             assert r.status_code == 400 and r.json()["name"] == "path_invalid", path
         assert resend_fake.fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/2010-04-01/Accounts/{vk}/Messages.json"),  # Twilio takes PUT for POST; the spec lists none
+        ("PUT", "/2010-04-01/Accounts/{vk}/Calls.json"),
+        ("PUT", "/2010-04-01/Accounts/{vk}/IncomingPhoneNumbers.json"),
+        ("POST", "/2010-04-01/Accounts/{vk}/SMS/Messages.json"),  # deprecated resource, still a send
+        ("POST", "/2010-04-01/Accounts/{vk}/SMS/Messages"),
+        ("POST", "/2008-08-01/Accounts/{sid}/SMS/Messages"),  # the older API version on the same host
+        ("POST", "/2008-08-01/Accounts/{sid}/Calls"),
+        ("GET", "/2008-08-01/Accounts/{sid}"),  # its answer carries <AuthToken>
+    ],
+)
+def test_operations_outside_the_2010_spec_are_refused(
+    kbt: KeybrakeThread, fake_twilio: FakeTwilioThread, method: str, path: str
+) -> None:
+    """Found by the red-team run: each of these was forwarded unpriced and unscoped."""
+    key = issue(kbt, allowed_to_prefixes=["+1415"], daily_usd_cap=5, max_usd_per_call=1, daily_send_cap=1)
+    url = kbt.url + "/twilio" + path.format(vk=key["id"], sid=DEFAULT_ACCOUNT_SID)
+    r = httpx.request(method, url, data={"To": UK, "From": FROM, "Body": "hi"}, auth=(key["id"], key["key"]))
+    assert r.status_code == 400 and code(r) == "path_invalid", r.text
+    assert fake_twilio.fake.requests == []

@@ -516,7 +516,11 @@ class Pipeline:
                 billed=resp.status < 300,
             )
         row.status = resp.status
-        learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 else []
+        # A replayed answer (`Idempotent-Replayed: true`) is the object as it was at the first call,
+        # not as it is: it teaches nothing (found by the red-team run: a replay rolled an amount
+        # back to $1 before a $9,000 confirm).
+        replayed = resp_headers.get("idempotent-replayed", "").strip().lower() == "true"
+        learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 and not replayed else []
         out = [
             (k, v) for k, v in resp.headers if k.lower() not in _HOP_BY_HOP and not k.lower().startswith("x-keybrake-")
         ]

@@ -40,8 +40,10 @@ def exponent(currency: str) -> int:
 # releases an uncaptured authorisation (what Keybrake counted for it is released with it).
 SETTLES_OBJECT = (parse_pattern("POST /v1/payment_intents/*/cancel"),)
 # Statuses that mean no money moved, and those whose outcome is still open.
-_NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method"})
-_KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation"})
+# The agent chooses the Stripe-Version: API versions before 2019-02-11 name two of them
+# `requires_source` (now requires_payment_method) and `requires_source_action` (now requires_action).
+_NO_MONEY_STATUSES = frozenset({"failed", "canceled", "requires_payment_method", "requires_source"})
+_KEEP_STATUSES = frozenset({"requires_action", "requires_confirmation", "requires_source_action"})
 # A non-negative integer of at most 12 digits: the most Stripe takes in any currency (IDR).
 AMOUNT = re.compile(r"^[0-9]{1,12}$")
 
@@ -168,7 +170,7 @@ def money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | Non
             return "authorization", amt("amount_capturable") or amt("amount")
         if status in ("succeeded", "processing"):
             return ("capture" if fallback_kind == "capture" else "charge"), amt("amount_received") or amt("amount")
-        return "none", 0
+        return fallback_kind, None  # a status Keybrake does not know: the estimate stands, never $0
     if kind == "refund":
         return "refund", amt("amount")
     if kind in ("payout", "transfer", "topup"):
@@ -185,16 +187,12 @@ def money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | Non
 def _uncaptured_refund(vreq: VendorRequest, obj: dict[str, Any]) -> str | None:
     """The charge whose authorisation a refund call's answer released, when it refunded an uncaptured charge.
 
-    The older endpoint answers with the charge itself (`captured: false`); /v1/refunds answers
-    with the refund, and the charge's facts (looked up to price it) say it was not captured.
+    Only the answer itself says so: the older endpoint answers with the charge (`captured: false`
+    after the refund). A refund object says nothing about its charge's capture, and facts learnt
+    earlier may be stale (the charge captured since), so /v1/refunds always counts as a refund.
     """
     if obj.get("object") == "charge" and obj.get("captured") is False and isinstance(obj.get("id"), str):
         return str(obj["id"])
-    if obj.get("object") == "refund" and isinstance(obj.get("charge"), str):
-        ref = stripe_objects.referenced_object(vreq)
-        charge_fact = facts(vreq).get(ref) if ref else None
-        if charge_fact is not None and charge_fact.kind == "charge" and charge_fact.captured is False:
-            return charge_fact.object_id
     return None
 
 

@@ -189,6 +189,7 @@ class Twilio(VendorDefaults):
         """`.xml`, no extension (and `.csv`/`.html` reads) map to the `.json` spelling (`twilio_paths`)."""
         path = twilio_paths.canonical(method, path)
         check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        twilio_paths.check_documented(method, path)
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:

@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.errors import Denial
+from keybrake.vendors.twilio_operations import documented
 
 API = "2010-04-01"
 WRITE_FORMATS = frozenset({"json", "xml", ""})
@@ -66,9 +67,14 @@ def split_format(segment: str) -> tuple[str, str]:
 
 
 def canonical(method: str, path: tuple[str, ...]) -> tuple[str, ...]:
-    """The `.json` spelling of a 2010 API path (other paths unchanged); raises path_invalid."""
+    """The `.json` spelling of a documented 2010 API operation; raises path_invalid for anything else.
+
+    Another API version (Twilio still serves 2008-08-01 on the same host), a deprecated resource
+    (`SMS/Messages`) or a method the spec does not list (PUT) cannot be classified, so it is
+    refused rather than passed on unpriced and unscoped.
+    """
     if len(path) < 2 or path[0] != API:
-        return path
+        raise _invalid(f"Keybrake proxies Twilio's REST API {API} only (this path starts {'/'.join(path[:1])[:40]!r})")
     for seg in path[1:-1]:
         if "." in seg:
             raise _invalid(f"only the last segment may carry an extension (got {seg[:80]!r})")
@@ -80,6 +86,17 @@ def canonical(method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         shown = ", ".join(f".{f}" for f in sorted(allowed - {""}))
         raise _invalid(f"{method} with the extension {'.' + fmt[:20]!r} is not one Twilio documents ({shown} or none)")
     return (*path[:-1], stem + ".json")
+
+
+def check_documented(method: str, path: tuple[str, ...]) -> None:
+    """Refuse (path_invalid) a canonical path that is no operation of the 2010 API's spec."""
+    if method == "GET" and path[-1].rpartition(".")[2] in MEDIA_FORMATS:
+        return  # a recording's audio (`…/Recordings/RE….mp3`)
+    if not documented(method, path):
+        raise _invalid(
+            f"{method} /{'/'.join(path)[:120]} is not an operation of Twilio's REST API {API} "
+            "(its OpenAPI spec lists none such; deprecated resources and other methods are not proxied)"
+        )
 
 
 def request_format(raw_path: bytes) -> str:
