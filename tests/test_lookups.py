@@ -179,3 +179,31 @@ def test_no_lookup_is_made_for_a_request_refusable_without_vendor_data(
     assert r.status_code in (401, 403, 429), r.text
     assert fake.requests == [], f"a lookup was made for a request refusable on {violations}"
     assert "cus_SECRET" not in r.text
+
+
+def test_a_customer_parameter_cannot_vouch_for_another_customers_object(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """Found by the red-team run: `customer=cus_A` beside another customer's object passed the scope,
+    read that object back and then confirmed it; a refund named that way leaked its amount."""
+    with _direct(fake_stripe) as c:
+        theirs = c.post(
+            "/v1/payment_intents",
+            data={"amount": 4200, "currency": "usd", "customer": "cus_OTHER", "payment_method": "pm_card_visa",
+                  "description": "secret order"},
+        ).json()  # fmt: skip
+        charge = c.post(
+            "/v1/charges", data={"amount": 7777, "currency": "usd", "customer": "cus_OTHER", "source": "tok_visa"}
+        ).json()
+    fake_stripe.reset()
+    key = kb.issue({"customer_allowlist": ["cus_A"], "daily_usd_cap": 100, "max_usd_per_call": 1})
+    h = {"Authorization": f"Bearer {key['key']}"}
+    answers = [
+        httpx.post(f"{kb.url}/stripe/v1/payment_intents/{theirs['id']}", data={"customer": "cus_A"}, headers=h),
+        httpx.post(f"{kb.url}/stripe/v1/payment_intents/{theirs['id']}/confirm", data={"customer": "cus_A"}, headers=h),
+        httpx.post(f"{kb.url}/stripe/v1/refunds", data={"charge": charge["id"], "customer": "cus_A"}, headers=h),
+    ]
+    for r in answers:
+        assert r.status_code == 403 and r.json()["error"]["code"] == "scope_violation", r.text
+        assert "secret order" not in r.text and "77.77" not in r.text and "cus_OTHER" not in r.text
+    assert [r.method for r in fake_stripe.requests] == ["GET", "GET"]  # one lookup per object, nothing sent

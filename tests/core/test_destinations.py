@@ -127,3 +127,24 @@ def test_policy_domains_are_normalised_or_refused() -> None:
     for bad in ("*", "a@b.com", "localhost", "*.*.com", "exa mple.com"):
         with pytest.raises(ValueError):
             policy_domain(bad)
+
+
+@pytest.mark.parametrize("raw", ["01168812345", "447700900123", "0044 7700 900123x", "1"])
+def test_a_national_number_that_is_not_one_of_the_default_country_is_refused(raw: str) -> None:
+    """Found by the red-team run: `01168812345` (US international prefix, then Tuvalu) was read as
+    `+101168812345` and passed a `+1` prefix check."""
+    with pytest.raises(Denial) as info:
+        normalise_phone(raw, default_calling_code="+1")
+    assert info.value.code == "scope_violation"
+
+
+@pytest.mark.parametrize(
+    ("raw", "code", "want"),
+    [
+        ("(415) 555-0100", "+1", "+14155550100"),
+        ("07700 900123", "+44", "+447700900123"),
+        ("06 1234 5678", "+39", "+390612345678"),
+    ],
+)
+def test_national_numbers_of_the_default_country_are_read(raw: str, code: str, want: str) -> None:
+    assert normalise_phone(raw, default_calling_code=code) == want

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from keybrake.core.params import parse_form
-from keybrake.core.policy import Policy, check_param_rules
+from keybrake.core.policy import ParamRule, Policy, check_param_rules
 from keybrake.errors import Denial
 
 
@@ -37,3 +37,13 @@ def test_param_rules(rules: dict, body: bytes, ok: bool) -> None:
             check_param_rules(policy(rules), params)
         assert info.value.code == "param_not_allowed"
         assert "param_rules." in info.value.message
+
+
+def test_a_rule_holds_whatever_shape_the_value_takes() -> None:
+    """Found by the red-team run: `destination[account]=acct_EVIL` passed a rule on `destination`."""
+    rule = ParamRule("destination", in_=("acct_GOOD",))
+    rule.check(parse_form(b"", b"destination=acct_GOOD"))
+    for body in (b"destination[account]=acct_EVIL&destination[amount]=90", b"destination[0]=acct_EVIL"):
+        with pytest.raises(Denial) as info:
+            rule.check(parse_form(b"", body))
+        assert info.value.code == "param_not_allowed"

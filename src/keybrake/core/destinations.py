@@ -64,14 +64,27 @@ def normalise_phone(raw: str, *, default_calling_code: str | None, channels: Ite
 
 
 def _with_calling_code(national: str, calling_code: str) -> str:
-    """Read a national number in the country of `calling_code` (trunk prefixes such as 0 removed)."""
+    """Read a national number in the country of `calling_code` (trunk prefixes such as 0 removed).
+
+    A number that does not read as one of that country — `01168812345` is the US international
+    prefix followed by Tuvalu, `447700900123` a UK number without its `+` — is refused, never
+    prefixed blindly (the vendor may read it as the other country). Raises scope_violation.
+    """
     region = phonenumbers.region_code_for_country_code(int(calling_code[1:]))
     try:
         parsed = phonenumbers.parse(national, region)
     except phonenumbers.NumberParseException:
-        return calling_code + national
-    if f"+{parsed.country_code}" != calling_code:
-        return calling_code + national
+        parsed = None
+    if (
+        parsed is None
+        or f"+{parsed.country_code}" != calling_code
+        or not phonenumbers.is_possible_number(parsed)
+    ):
+        raise Denial(
+            "scope_violation",
+            f"The destination {_masked(national)!r} has no country code and does not read as a number of "
+            f"{calling_code}: use E.164 (+<country><number>). Do not retry unchanged.",
+        )
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 

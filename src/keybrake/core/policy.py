@@ -55,6 +55,11 @@ class ParamRule:
     required: bool = False
 
     def check(self, params: Params) -> None:
+        nested = self.name + "."
+        if any(name.startswith(nested) for name in params.values):
+            # Stripe reads many parameters as a string or a hash (`destination` or
+            # `destination[account]`): a rule on the name holds whatever shape the value takes.
+            raise _param_denial(self.name, "is sent as a nested object; the rule admits only its plain value")
         values = params.values.get(self.name)
         if not values:
             if self.required:

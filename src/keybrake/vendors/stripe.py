@@ -266,7 +266,7 @@ class Stripe(VendorDefaults):
         self.precheck(policy, vreq)
         customer = self._direct_customer(vreq)
         ref = stripe_objects.referenced_object(vreq)
-        if customer is not None or ref is None:
+        if ref is None:
             if policy.customer_allowlist is not None and customer is None:
                 check_allowlist(
                     policy.customer_allowlist,
@@ -277,17 +277,19 @@ class Stripe(VendorDefaults):
                     "a /v1/customers/cus_… endpoint)",
                 )
             return ScopeResult(customer_scope_id=customer)
+        # The object's own customer decides, whatever `customer` the request also names (a
+        # `customer` parameter is checked too, in precheck, but cannot vouch for another's object).
         fact = stripe_money.facts(vreq).get(ref)
-        customer = fact.customer if fact else None
-        if policy.customer_allowlist is not None and customer not in policy.customer_allowlist:
-            why = "it could not be looked up" if fact is None else f"its customer is {customer or 'none'}"
+        owner = fact.customer if fact else None
+        if policy.customer_allowlist is not None and owner not in policy.customer_allowlist:
+            why = "it could not be looked up" if fact is None else f"its customer is {owner or 'none'}"
             raise Denial(
                 "scope_violation",
                 f"Request refused by customer_allowlist: {ref} is not known to belong to a customer this key may "
                 "use. Do not retry unchanged.",
                 detail=f"{ref}: {why}",
             )
-        return ScopeResult(customer_scope_id=customer)
+        return ScopeResult(customer_scope_id=owner or customer)
 
     # -- cost -----------------------------------------------------------------------------
 
@@ -299,8 +301,8 @@ class Stripe(VendorDefaults):
             return []
         if stripe_objects.object_priced(vreq) is not None:
             return [ref]
-        if need_customer and self._direct_customer(vreq) is None:
-            return [ref]
+        if need_customer:
+            return [ref]  # the object's own customer, whatever `customer` the request names
         return []
 
     def lookup(
