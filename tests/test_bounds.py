@@ -206,3 +206,67 @@ def _req(body: bytes) -> ProxyRequest:
     return ProxyRequest(
         "POST", b"/v1/charges", b"", (("content-type", "application/x-www-form-urlencoded"),), body, "127.0.0.1"
     )
+
+
+# -- agent input that once raised inside the checks (found by the red-team run) --------------------
+
+
+@pytest.mark.store_free
+@pytest.mark.parametrize(
+    ("vendor", "path", "body", "ctype"),
+    [
+        ("resend", ("emails",), b'{"from":"x@example.com","to":".<a@example.com>>","subject":"s","text":"t"}', "json"),
+        (
+            "resend",
+            ("emails",),
+            b'{"from":"x@example.com","to":"a@example.com ' + b"(" * 3000 + b'","text":"t"}',
+            "json",
+        ),
+        (
+            "resend",
+            ("emails",),
+            b'{"from":"x@example.com","to":"a@example.com","subject":"\\ud800","text":"t"}',
+            "json",
+        ),
+        ("resend", ("emails",), b'{"to":' + b"[" * 5000 + b"]" * 5000 + b"}", "json"),
+        ("stripe", ("v1", "charges"), b"a[" + b"b][" * 20000 + b"c]=1", "form"),
+        ("stripe", ("v1", "charges"), b"a" + b".b" * 60000 + b"=1", "form"),
+        ("resend", ("emails",), b'{"' + b"a." * 30000 + b'b":1}', "json"),
+        (
+            "twilio",
+            ("2010-04-01", "Accounts", "vk_1", "Calls.json"),
+            "To=%2B14155550100&From=%2B1&Url=u&TimeLimit=²".encode(),
+            "form",
+        ),
+    ],
+)
+def test_hostile_input_is_a_4xx_quickly(vendor: str, path: tuple[str, ...], body: bytes, ctype: str) -> None:
+    import time
+
+    from keybrake.core.policy import Policy
+
+    v = VENDORS[vendor]
+    content_type = "application/json" if ctype == "json" else "application/x-www-form-urlencoded"
+    req = ProxyRequest("POST", b"/" + "/".join(path).encode(), b"", (("content-type", content_type),), body, "")
+    started = time.monotonic()
+    with pytest.raises(Denial) as info:
+        vreq = v.parse(req, path)
+        v.check_scope(Policy(allowed_to_prefixes=("+1",), allowed_to_domains=("example.com",)), vreq)
+        v.fingerprint(vreq)
+        v.estimate(vreq, RATES)
+    assert 400 <= info.value.status < 500
+    assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.store_free
+@settings(max_examples=1500, deadline=None)
+@given(value=st.text(max_size=60) | st.from_regex(r"[a-z(<>.@\" ,=?]{0,80}", fullmatch=True))
+def test_any_email_address_string_is_read_or_refused(value: str) -> None:
+    from keybrake.core.destinations import email_address
+
+    try:
+        address, domain = email_address(value, field="to")
+    except Denial as denial:
+        assert denial.status in (400, 403)
+        return
+    assert "@" in address and address.endswith("@" + domain)

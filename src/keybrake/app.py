@@ -346,7 +346,7 @@ async def _read_body(
     BodyBudgetExceeded when holding it would pass the process's body budget.
     """
     declared = next((v for k, v in headers if k == "content-length"), None)
-    too_large = declared is not None and declared.isdigit() and int(declared) > limit
+    too_large = declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit
     chunks: list[bytes] = []
     size = 0
     kept = False

@@ -369,7 +369,7 @@ def keys_issue(
         "metadata": metadata or None,
     }
     if expires_in is not None:
-        body["expires_in"] = int(expires_in) if expires_in.isdigit() else expires_in
+        body["expires_in"] = int(expires_in) if expires_in.isascii() and expires_in.isdigit() else expires_in
     valid = _validate(KeyIn, body)
     out = _run(_settings(data_dir), lambda rt: key_ops.issue(rt, valid, None))
     _print(out)

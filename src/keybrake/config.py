@@ -341,4 +341,4 @@ def check_listeners(s: Settings) -> None:
 
 
 def _num_or_str(v: str) -> int | str:
-    return int(v) if v.isdigit() else v
+    return int(v) if v.isascii() and v.isdigit() else v

@@ -320,7 +320,7 @@ class Twilio(VendorDefaults):
             # A live call's TimeLimit can be raised by an update: no further than a new call's.
             cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
             given = vreq.params.scalar("TimeLimit")
-            if given is not None and (not given.isdigit() or int(given) > cap):
+            if given is not None and (not (given.isascii() and given.isdigit()) or int(given) > cap):
                 raise Denial(
                     "param_not_allowed",
                     f"Parameter 'TimeLimit' of a call update must be a whole number of seconds up to this key's "
@@ -344,7 +344,7 @@ class Twilio(VendorDefaults):
         if kind == "call":
             cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
             given = vreq.params.scalar("TimeLimit")
-            if given is not None and not given.isdigit():
+            if given is not None and not (given.isascii() and given.isdigit()):
                 raise Denial("body_invalid", "Parameter 'TimeLimit' must be a whole number of seconds.")
             limit = min(int(given), cap) if given is not None else cap
             extra["time_limit"] = limit
