@@ -72,8 +72,8 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert out.exit_code == 0
     assert "stripe\tPOST /v1/ephemeral_keys" in out.output and "stripe\t* /v1/apps/secrets/**" in out.output
     assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
-    assert "resend\tPOST /broadcasts/*/send" in out.output
-    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in builtin_vendors().values()) == 8 + 12 + 9
+    assert "resend\tPOST|PATCH|PUT /broadcasts/**" in out.output
+    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in builtin_vendors().values()) == 8 + 12 + 10
 
 
 # One concrete request per guarded Twilio and Resend pattern (docs/policy.md, guarded endpoints).
@@ -99,6 +99,7 @@ RESEND_GUARDED = [
     ("POST", "/webhooks"),
     ("DELETE", "/webhooks/w1"),
     ("GET", "/oauth/grants"),
+    ("POST", "/broadcasts"),
     ("POST", "/broadcasts/b1/send"),
     ("POST", "/contacts/imports"),
 ]

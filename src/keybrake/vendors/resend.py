@@ -78,13 +78,21 @@ GUARDED = tuple(
         "* /webhooks",
         "* /webhooks/**",
         "* /oauth/**",
-        "POST /broadcasts/*/send",
+        # A broadcast sends to a whole audience: creating one with `"send": true` sends at once,
+        # and an update can reschedule it (found by the red-team run: only `…/send` was guarded).
+        "POST|PATCH|PUT /broadcasts",
+        "POST|PATCH|PUT /broadcasts/**",
         "POST /contacts/imports",
     )
 )
 # Endpoints whose exact spelling decides a price or a recipient check: a case variant
 # (`POST /Emails`) is refused (`base.check_path_spelling`); Resend documents no alternative spelling.
-MONEY_MOVING: tuple[EndpointPattern, ...] = (EMAILS_SEND, BATCH_SEND, parse_pattern("POST /broadcasts/*/send"))
+MONEY_MOVING: tuple[EndpointPattern, ...] = (
+    EMAILS_SEND,
+    BATCH_SEND,
+    parse_pattern("POST /broadcasts"),
+    parse_pattern("POST /broadcasts/*/send"),
+)
 _SECRET = re.compile(r"^re_[A-Za-z0-9_]{8,}$")
 # Email fields (resend.json SendEmailRequest, plus the SDKs' `react`) that scope, pricing,
 # dedup or param_rules read, or that change who receives what.
