@@ -305,3 +305,33 @@ def test_an_upgrade_request_is_answered_as_plain_http(kb: KeybrakeThread) -> Non
     with socket.create_connection(("127.0.0.1", kb.port)) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         assert read_response(s)[0] == 200
+
+
+def test_a_trickled_body_is_closed_at_its_deadline(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """Found by the red-team run: a byte every 0.3 s re-armed the stall timer for ever, and four such
+    connections held a 4-connection listener (the kill switch included) indefinitely."""
+    with KeybrakeThread(tmp_path / "d", header_timeout_s=1.0, body_timeout_s=2.0, max_connections=4) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 1})
+        head = (
+            f"POST /stripe/v1/customers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key['key']}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
+        socks = [socket.create_connection(("127.0.0.1", kb.port)) for _ in range(4)]
+        for s in socks:
+            s.sendall(head)
+        started, closed = time.monotonic(), 0
+        while time.monotonic() - started < 6 and closed < len(socks):
+            closed = 0
+            for s in socks:
+                try:
+                    s.sendall(b"a")
+                except OSError:
+                    closed += 1
+            time.sleep(0.3)
+        assert closed == len(socks) and time.monotonic() - started < 5  # closed near the 2 s deadline
+        for s in socks:
+            s.close()
+        with kb.admin() as c:
+            assert c.delete(f"/v1/keys/{key['id']}").status_code == 200  # the kill switch answers
+        assert fake_stripe.requests == []

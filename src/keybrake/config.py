@@ -76,6 +76,7 @@ class Settings:
     max_connections: int = 1000  # open connections on the proxy listener; past it: 503
     admin_max_connections: int = 64  # the same, on a separate admin listener
     max_header_bytes: int = 16 * 1024  # request line + headers; past it: 431
+    body_timeout_s: float = 60.0  # a request body must arrive whole within this, from the end of its head
     # Proxied request bodies held in memory at once, all requests together; past it: 503.
     max_buffered_body_bytes: int = 512 * 1024 * 1024
     header_timeout_s: float = 10.0  # until a request's headers are complete; then closed
@@ -302,6 +303,7 @@ def _listener_env(e: _Env) -> dict[str, Any]:
     for name, attr, flow in (
         ("KEYBRAKE_HEADER_TIMEOUT", "header_timeout_s", 0.1),
         ("KEYBRAKE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s", 0.1),
+        ("KEYBRAKE_BODY_TIMEOUT", "body_timeout_s", 1.0),
     ):
         if e.has(name):
             kw[attr] = e.number(name, flow)

@@ -112,6 +112,7 @@ class Listeners:
         self.all = listeners
         self.max_header_bytes = settings.max_header_bytes
         self.header_timeout_s = settings.header_timeout_s
+        self.body_timeout_s = settings.body_timeout_s
         self._notes: dict[tuple[str, str], tuple[float, int]] = {}
 
     @property
@@ -177,6 +178,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._over_limit = False
         self._refused = False
         self._body_timer: TimerHandle | None = None
+        self._body_deadline: float | None = None  # loop time by which the body must have arrived
         self._body_pending = False  # a request's body is still arriving
 
     # -- connection --------------------------------------------------------------------------
@@ -254,6 +256,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._body_pending = False
+        self._body_deadline = None
         self._cancel_body_timer()
         self._head_pending = True  # the next request's head, if any, is what is awaited now
         self._head_bytes = 0
@@ -293,8 +296,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _arm_body_timer(self) -> None:
+        """Close the connection when the body stalls (no byte for the header timeout) or is still
+        arriving at its deadline (KEYBRAKE_BODY_TIMEOUT from the end of the head): a body
+        trickled a byte at a time must not hold a connection for ever."""
         self._cancel_body_timer()
-        self._body_timer = self.loop.call_later(self.listeners.header_timeout_s, self._body_timeout)
+        now = self.loop.time()
+        if self._body_deadline is None:
+            self._body_deadline = now + self.listeners.body_timeout_s
+        delay = min(self.listeners.header_timeout_s, max(0.0, self._body_deadline - now))
+        self._body_timer = self.loop.call_later(delay, self._body_timeout)
 
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:
@@ -307,11 +317,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._body_timer = None
         if not self._body_pending or self.transport.is_closing():
             return
-        if self.flow.read_paused:
+        if self.flow.read_paused and self.loop.time() < (self._body_deadline or 0):
             self._arm_body_timer()
             return
         assert self.listener is not None
-        self.listeners.note(self.listener, "body", "connection closed: a request body stalled")
+        self.listeners.note(self.listener, "body", "connection closed: a request body stalled or came too slowly")
         self._refused = True
         self.transport.close()
 

@@ -75,11 +75,7 @@ def _with_calling_code(national: str, calling_code: str) -> str:
         parsed = phonenumbers.parse(national, region)
     except phonenumbers.NumberParseException:
         parsed = None
-    if (
-        parsed is None
-        or f"+{parsed.country_code}" != calling_code
-        or not phonenumbers.is_possible_number(parsed)
-    ):
+    if parsed is None or f"+{parsed.country_code}" != calling_code or not phonenumbers.is_possible_number(parsed):
         raise Denial(
             "scope_violation",
             f"The destination {_masked(national)!r} has no country code and does not read as a number of "
