@@ -116,3 +116,32 @@ def test_a_payment_intent_status_keybrake_does_not_know_keeps_the_estimate(
     sc.v1.payment_intents.confirm(pi.id)
     used, reserved = usage(kb, key)
     assert used + reserved == 50  # never settled to $0
+
+
+@pytest.mark.parametrize("raised", [{"amount": 900_000}, {"amount": 99_999_999, "currency": "eur"}])
+def test_a_confirm_cannot_race_the_update_that_raises_its_amount(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, raised: dict[str, Any]
+) -> None:
+    """Was: a confirm sent while a free update of the amount was at Stripe reserved the old $1 and
+    moved $9,000 (or €999,999.99) on a $10 key. One write per object is in flight at a time, and a
+    write goes only if the facts it was priced from are still current."""
+    import threading
+    import time
+
+    key = kb.issue({"daily_usd_cap": 10, "max_usd_per_call": 10})
+    sc = via(kb, key)
+    pi = sc.v1.payment_intents.create({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"})
+    fake_stripe.delay_seconds = 0.5  # Stripe takes a moment on each request
+    updater = threading.Thread(target=lambda: via(kb, key).v1.payment_intents.update(pi.id, raised))
+    updater.start()
+    time.sleep(0.15)  # the update is at Stripe, its answer not back yet
+    retrying = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=3)
+    with pytest.raises(stripe.StripeError) as info:
+        retrying.v1.payment_intents.confirm(pi.id)  # 409 while the update is in flight, then priced afresh
+    updater.join()
+    fake_stripe.delay_seconds = 0
+    assert info.value.http_status == 403  # amount_over_limit at $9,000, or no rate for eur
+    assert fake_stripe.payment_intents[pi.id]["status"] == "requires_confirmation"
+    assert usage(kb, key) == (0, 0)
+    verdicts = [r["error_code"] for r in kb.audit(key_id=key["id"]) if r["path"].endswith("/confirm")]
+    assert "idempotency_in_flight" in verdicts

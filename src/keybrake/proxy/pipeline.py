@@ -65,6 +65,7 @@ from keybrake.store.base import (
     KeyState,
     LedgerEntry,
     ObjectCount,
+    ObjectGuard,
     ReserveResult,
     RetryCheck,
     SettleJob,
@@ -302,7 +303,9 @@ class Pipeline:
             # 4b. reserve against every cap, atomically with the key's current state
             caps = caps_for(key, policy, estimate)
             dedup = dedup_check(policy, vendor, vreq)
-            result = await self._reserve(ctx, key, caps, retry, dedup)
+            object_ref = vendor.object_ref(vreq)
+            guard = ObjectGuard(object_ref, facts.get(object_ref), object_ref in facts) if object_ref else None
+            result = await self._reserve(ctx, key, caps, retry, dedup, guard)
             if result.state is KeyState.CHANGED and result.key is not None:
                 key = result.key  # patched since the snapshot: evaluate the new policy
                 fresh = True
@@ -324,6 +327,14 @@ class Pipeline:
                 return replay
             if dedup is not None and result.retry_of is None:
                 ctx.dedup_fingerprint = dedup.fingerprint
+            if result.object_busy is not None:
+                # Facts about the object may be changing under this request (an update of its
+                # amount, a confirm authorising it): it goes only once that write is answered.
+                raise Denial(
+                    "idempotency_in_flight",
+                    f"Another request is acting on {object_ref} ({result.object_busy}); retry in a second (this "
+                    "one is priced again then).",
+                )
             if result.retry_of is not None:
                 if result.retry_of.verdict == "in_flight":
                     raise Denial(
@@ -379,6 +390,7 @@ class Pipeline:
         caps: list[CapSpec],
         retry: RetryCheck | None,
         dedup: DedupCheck | None,
+        guard: ObjectGuard | None = None,
     ) -> ReserveResult:
         """Reserve; a retry of a request still in flight waits for it (up to IN_FLIGHT_WAIT_S).
 
@@ -391,12 +403,14 @@ class Pipeline:
         while True:
             try:
                 result = await self.store.reserve(
-                    key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup
+                    key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup, guard
                 )
             except EnforcementUnavailable as exc:
                 if exc.commit_unknown:
                     await self.rec.release_unanswered(ctx, dedup)
                 raise
+            # A busy object is not waited for here: the request was priced from facts the write in
+            # flight may be changing, so it is refused (409, retryable) and priced afresh on retry.
             in_flight = result.retry_of is not None and result.retry_of.verdict == "in_flight"
             if not in_flight or time.monotonic() + pause > deadline:
                 return result

@@ -237,6 +237,16 @@ class PendingEstimate:
 
 
 @dataclass(frozen=True)
+class ObjectGuard:
+    """A write on a vendor object: one may be in flight per object, and it goes only if the facts
+    it was priced from are still the ledger's (else another write changed them meanwhile)."""
+
+    object_ref: str
+    fact: LedgerEntry | None
+    priced_from_fact: bool = False  # the request's price or scope came from `fact`: it must be current
+
+
+@dataclass(frozen=True)
 class RetryCheck:
     """Look for an earlier forwarded request this one retries (same key, Idempotency-Key, fingerprint)."""
 
@@ -300,6 +310,7 @@ class ReserveResult:
     credential: CredentialRecord | None = None  # read in the same transaction (vendor, secret, base_url)
     retry_of: EarlierRequest | None = None  # this request retries an earlier one: nothing USD reserved
     dedup_of: DedupHit | None = None  # a duplicate inside the dedup window: nothing reserved or written
+    object_busy: str | None = None  # another write on the same object is in flight (its row): nothing written
 
 
 @dataclass
@@ -479,8 +490,13 @@ class Store(Protocol):
         owner: str,
         retry: RetryCheck | None = None,
         dedup: DedupCheck | None = None,
+        guard: ObjectGuard | None = None,
     ) -> ReserveResult:
         """Check the key's state and every cap, reserve, and write the in-flight row: one transaction.
+
+        With `guard` (the vendor object a write acts on, and the facts it was priced from), another
+        in-flight write on the same object of the same credential, or facts that changed since,
+        refuse it: nothing is reserved or written and `object_busy` says why.
 
         With `retry`, an earlier forwarded request with the same Idempotency-Key and fingerprint
         makes this a retry: USD amounts are not reserved (docs/sdk-stripe.md, retries). If that earlier

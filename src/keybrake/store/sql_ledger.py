@@ -14,7 +14,7 @@ import json
 
 from keybrake.money import human_usd
 from keybrake.store.base import LedgerEntry, ObjectCount, ReservedItem
-from keybrake.store.sql_base import Cursor, SQLBase, blocking
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 
 
 class LedgerQueries(SQLBase):
@@ -26,9 +26,7 @@ class LedgerQueries(SQLBase):
         for oid in object_ids:
             rows = self._read(_LEDGER_GET, (credential, oid))
             if rows:
-                fact = dict(rows[0])
-                fact["captured"] = None if fact["captured"] is None else bool(fact["captured"])
-                out[oid] = LedgerEntry(**fact)
+                out[oid] = _fact(rows[0])
         return out
 
     @blocking
@@ -58,6 +56,18 @@ ON CONFLICT (credential, object_id) DO UPDATE SET
     captured = COALESCE(excluded.captured, ledger.captured),
     updated_at = excluded.updated_at
 """
+
+
+def read_fact(cur: Cursor, credential: str, object_id: str) -> LedgerEntry | None:
+    """An object's facts and what is counted for it, read inside the caller's transaction."""
+    row = cur.execute(_LEDGER_GET, (credential, object_id)).fetchone()
+    return _fact(row) if row is not None else None
+
+
+def _fact(row: Row) -> LedgerEntry:
+    fact = dict(row)
+    fact["captured"] = None if fact["captured"] is None else bool(fact["captured"])
+    return LedgerEntry(**fact)
 
 
 def ledger_put(cur: Cursor, credential: str, entries: list[LedgerEntry], now: int) -> None:

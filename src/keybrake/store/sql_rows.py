@@ -9,14 +9,18 @@ from keybrake.store.base import AUDIT_FIELDS, AuditRow, BudgetRecord, Credential
 from keybrake.store.sql_base import Row
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
-_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint")
+_AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint", "object_ref")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
 # Guarded reservation: inserts the window's counter or adds to it only while it stays within
 # the limit. No row comes back when the guard refuses, and nothing is changed.
 
 
 def _row_params(
-    row: AuditRow, owner: str | None, reservation: list[ReservedItem] | None, fingerprint: str | None = None
+    row: AuditRow,
+    owner: str | None,
+    reservation: list[ReservedItem] | None,
+    fingerprint: str | None = None,
+    object_ref: str | None = None,
 ) -> dict[str, Any]:
     params = {f: getattr(row, f) for f in AUDIT_FIELDS}
     for f, v in params.items():
@@ -29,6 +33,7 @@ def _row_params(
             params[f] = json.dumps(params[f], separators=(",", ":"), sort_keys=True)
     params["owner"] = owner
     params["fingerprint"] = fingerprint
+    params["object_ref"] = object_ref
     params["reservation"] = json.dumps([i.as_json() for i in reservation]) if reservation is not None else None
     return params
 

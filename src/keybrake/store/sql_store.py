@@ -30,6 +30,7 @@ from keybrake.store.base import (
     KeyRecord,
     KeyState,
     ObjectCount,
+    ObjectGuard,
     PendingEstimate,
     ReservedItem,
     ReserveResult,
@@ -41,7 +42,7 @@ from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_admin import AdminQueries
 from keybrake.store.sql_alerts import AlertQueries
 from keybrake.store.sql_base import Cursor, Row, blocking, lock_order
-from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put
+from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put, read_fact
 from keybrake.store.sql_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
@@ -189,9 +190,10 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
         owner: str,
         retry: RetryCheck | None = None,
         dedup: DedupCheck | None = None,
+        guard: ObjectGuard | None = None,
     ) -> ReserveResult:
         try:
-            return self._reserve(key_id, policy_version, caps, row, owner, retry, dedup)
+            return self._reserve(key_id, policy_version, caps, row, owner, retry, dedup, guard)
         except _CapRefused as refused:
             cap = refused.cap
             assert cap.limit is not None
@@ -220,6 +222,7 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
         owner: str,
         retry: RetryCheck | None,
         dedup: DedupCheck | None,
+        guard: ObjectGuard | None = None,
     ) -> ReserveResult:
         with self._tx() as cur:
             k = cur.execute(self._key_state_sql, (key_id,)).fetchone()
@@ -236,6 +239,18 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
             if state is not KeyState.OK:
                 full = cur.execute("SELECT * FROM vault_keys WHERE id = ?", (key_id,)).fetchone()
                 return ReserveResult(state, key=_key(full))
+            if guard is not None:
+                # One write per object in flight: serialised across replicas by the lock, then
+                # checked against committed in-flight rows and the facts the request was priced from.
+                self._lock_idempotency(cur, f"object:{k['credential']}", guard.object_ref)
+                busy = cur.execute(
+                    "SELECT id FROM audit WHERE credential = ? AND object_ref = ? AND verdict = 'in_flight' LIMIT 1",
+                    (k["credential"], guard.object_ref),
+                ).fetchone()
+                if busy is not None:
+                    return ReserveResult(KeyState.OK, object_busy=f"{busy[0]} is still in flight")
+                if guard.priced_from_fact and read_fact(cur, k["credential"], guard.object_ref) != guard.fact:
+                    return ReserveResult(KeyState.OK, object_busy="its facts changed since this request was priced")
             earlier = None
             if retry is not None:
                 self._lock_idempotency(cur, key_id, retry.idempotency_key)
@@ -289,7 +304,8 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
                 if cap.is_usd and cap.limit is not None:
                     left = cap.limit - r["used"] - r["reserved"]
                     remaining = left if remaining is None else min(remaining, left)
-            cur.execute(_INSERT_AUDIT, _row_params(row, owner, items, retry.fingerprint if retry else None))
+            fingerprint, object_ref = retry.fingerprint if retry else None, guard.object_ref if guard else None
+            cur.execute(_INSERT_AUDIT, _row_params(row, owner, items, fingerprint, object_ref))
             cred = None
             if k["c_vendor"] is not None:
                 cred = CredentialRecord("", k["c_vendor"], bytes(k["secret_enc"]), "", k["base_url"], None, 0, None)

@@ -133,6 +133,9 @@ class Vendor(Protocol):
     def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
         """Ids of vendor objects whose facts the request's price or scope depends on."""
 
+    def object_ref(self, vreq: VendorRequest) -> str | None:
+        """The vendor object a write acts on, if any: one write per object is in flight at a time."""
+
     def lookup(
         self, object_id: str, account_context: str | None, secret: bytes
     ) -> tuple[str, list[tuple[str, str]]] | None:
@@ -273,6 +276,9 @@ class VendorDefaults:
 
     def related_lookups(self, object_id: str, secret: bytes) -> list[str]:
         return []
+
+    def object_ref(self, vreq: VendorRequest) -> str | None:
+        return None
 
 
 def answer_text(doc: Any, name: str) -> str | None:

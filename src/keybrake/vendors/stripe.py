@@ -305,6 +305,11 @@ class Stripe(VendorDefaults):
             return [ref]  # the object's own customer, whatever `customer` the request names
         return []
 
+    def object_ref(self, vreq: VendorRequest) -> str | None:
+        """The object a write names (path or parameter): a confirm must not race the update that
+        changes its amount, nor a capture the confirm that authorises it."""
+        return stripe_objects.referenced_object(vreq) if vreq.method != "GET" else None
+
     def lookup(
         self, object_id: str, account_context: str | None, secret: bytes
     ) -> tuple[str, list[tuple[str, str]]] | None:

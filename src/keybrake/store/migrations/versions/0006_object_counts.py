@@ -7,7 +7,8 @@ so that a capture or cancel for less can release the part that will never move. 
 status. `ledger.refunded` and `ledger.captured` keep a charge's refunded amount (a refund-all call
 counts only the remainder) and whether it was captured (refunding an uncaptured charge releases
 its authorisation rather than moving money back). `audit.idempotency_key` grows to 256
-characters (Resend takes keys that long).
+characters (Resend takes keys that long). `audit.object_ref` names the object a write acts on, so
+that one write per object is in flight at a time.
 
 Revision ID: 0006
 Revises: 0005
@@ -41,9 +42,22 @@ def upgrade() -> None:
     )
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("audit", "idempotency_key", type_=sa.String(256), existing_nullable=True)
+    # The vendor object a write acts on (Stripe `pi_…` in the path or a parameter): one write per
+    # object may be in flight at a time, so a confirm cannot race the update that changes its amount.
+    op.add_column("audit", sa.Column("object_ref", sa.String(255), nullable=True))
+    where = "verdict = 'in_flight' AND object_ref IS NOT NULL"
+    op.create_index(
+        "ix_audit_object_in_flight",
+        "audit",
+        ["credential", "object_ref"],
+        sqlite_where=sa.text(where),
+        postgresql_where=sa.text(where),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_audit_object_in_flight", table_name="audit")
+    op.drop_column("audit", "object_ref")
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("audit", "idempotency_key", type_=sa.String(255), existing_nullable=True)
     op.drop_column("ledger", "captured")
