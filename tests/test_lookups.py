@@ -207,3 +207,17 @@ def test_a_customer_parameter_cannot_vouch_for_another_customers_object(
         assert r.status_code == 403 and r.json()["error"]["code"] == "scope_violation", r.text
         assert "secret order" not in r.text and "77.77" not in r.text and "cus_OTHER" not in r.text
     assert [r.method for r in fake_stripe.requests] == ["GET", "GET"]  # one lookup per object, nothing sent
+
+
+def test_lookups_stay_bounded_by_the_request_cap(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Found by the red-team run: 30 confirms of objects that do not exist on a key capped at 5
+    requests an hour made 30 GETs with the operator's secret (each was refused after its lookup)."""
+    key = kb.issue({"max_requests_per_hour": 5, "daily_usd_cap": 10, "customer_allowlist": ["cus_A"]})
+    h = {"Authorization": f"Bearer {key['key']}"}
+    codes = [
+        httpx.post(f"{kb.url}/stripe/v1/payment_intents/pi_NOPE{i}/confirm", headers=h).json()["error"]["code"]
+        for i in range(30)
+    ]
+    gets = [r for r in fake_stripe.requests if r.method == "GET"]
+    assert len(gets) == 5  # one lookup per request the cap admits
+    assert codes[:5] == ["scope_violation"] * 5 and set(codes[5:]) == {"request_cap_exceeded"}

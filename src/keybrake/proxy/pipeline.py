@@ -12,6 +12,7 @@ in-flight audit row are committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -184,6 +185,11 @@ class Pipeline:
         except Denial as denial:
             if denial.exposed_prefix is not None and self.alerts is not None:
                 self.alerts.secret_exposed(denial.exposed_prefix, req.client)
+            if ctx.row.preflight_lookup is not None and ctx.key is not None:
+                # The refused request still sent a lookup with the operator's secret: it counts as
+                # one request toward max_requests_per_hour, so lookups stay bounded by the cap.
+                with contextlib.suppress(EnforcementUnavailable):
+                    await self.store.count_request(ctx.key.id, window_start(Window.HOUR, self.store.now_ms()))
             return await self.rec.deny(ctx, denial)
         except EnforcementUnavailable as exc:
             if self.alerts is not None:

@@ -515,6 +515,8 @@ class Store(Protocol):
         """Several settlements in one transaction (the settle writer batches them)."""
 
     async def insert_audit(self, row: AuditRow) -> None: ...
+    async def count_request(self, key_id: str, window_start: int) -> None:
+        """One request in the key's hourly request counter (a refused request that made a lookup)."""
 
     # keys
     async def insert_key(self, key: KeyRecord, token_hash: str) -> None: ...

@@ -357,6 +357,16 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
                 _settle_one(cur, job, used, job.row.id in open_ids, self.FOR_UPDATE)
 
     @blocking
+    def count_request(self, key_id: str, window_start: int) -> None:
+        """Count one request in a key's hourly request counter, outside any reservation."""
+        self._write(
+            "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)"
+            " VALUES (?, 'hourly_requests', ?, 1, 0, NULL)"
+            " ON CONFLICT (scope, cap, window_start) DO UPDATE SET used = counters.used + 1",
+            (f"key:{key_id}", window_start),
+        )
+
+    @blocking
     def insert_audit(self, row: AuditRow) -> None:
         self._write(_INSERT_AUDIT, _row_params(row, None, None))
 
