@@ -84,7 +84,9 @@ class Recorder:
 
         What the answer taught about vendor objects (facts, what was counted) is durable before
         the answer is returned: the next request on the same object, on any replica, prices from
-        it. Waiting is bounded (LEDGER_WAIT_S): a forwarded answer always reaches the agent.
+        it. When the store is down the answer goes back at once (the row stays in flight, which
+        holds further writes on the object until it is written); waiting is bounded by
+        LEDGER_WAIT_S either way: a forwarded answer always reaches the agent.
         """
         row = ctx.row
         if denial is not None:

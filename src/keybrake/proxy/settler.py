@@ -58,6 +58,10 @@ class SettleWriter:
                 if not left:
                     failures = 0
                     continue
+                # The store is down: the answers waiting on these rows go back now (a forwarded
+                # answer always reaches the agent). Their rows stay in_flight until written, so
+                # another write on the same object is refused meanwhile (one write per object).
+                _resolve(left)
                 self._pending = left + self._pending  # kept, in order, and tried again
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
