@@ -85,3 +85,12 @@ def kb(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
     with KeybrakeThread(tmp_path / "data") as server:
         server.add_credential(fake_stripe.base_url)
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Pure unit and property tests (tests/core, tests/vendors) need no store: they run once, in the
+    first pass, not again on PostgreSQL."""
+    for item in items:
+        parts = item.path.parts
+        if "tests" in parts and parts[parts.index("tests") + 1] in ("core", "vendors"):
+            item.add_marker(pytest.mark.store_free)

@@ -29,6 +29,14 @@ from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
 
 ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"
+
+
+def examples(n: int) -> int:
+    """Generated examples for a test that runs in both passes: all of them on the first (SQLite),
+    a third on the PostgreSQL pass, which re-checks the same logic on the other engine."""
+    return n if os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") == "sqlite" else max(5, n // 3)
+
+
 # Set per test on the PostgreSQL pass (tests/conftest.py): servers started by a test use it.
 DATABASE_URL: str | None = None
 # On that pass, a second install (another data dir) in the same test gets a database of its own.

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from keybrake.admin.audit import encode_cursor
 from tests.fakes.stripe_server import FakeStripe
-from tests.harness import ADMIN_TOKEN, REAL_SECRET, KeybrakeThread
+from tests.harness import ADMIN_TOKEN, REAL_SECRET, KeybrakeThread, examples
 
 SPECIAL_STRINGS = [
     "", " ", "\x00", "\ud800", "🔥", "UTC", "America/New_York", "../../etc/passwd", "1e309", "-1", "NaN",
@@ -170,7 +170,7 @@ def admin(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[Admin]:
         assert not errors, "\n".join(errors[:5])
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def test_budget_timezone_of_the_wrong_type_is_422(kb: KeybrakeThread) -> None:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
-from tests.harness import REAL_SECRET, KeybrakeThread
+from tests.harness import REAL_SECRET, KeybrakeThread, examples
 
 CAP_CENTS = 10_000  # $100 daily cap
 UNKEPT = {
@@ -76,7 +76,7 @@ attempts = st.lists(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=attempts)
 @example(script=[(0, 1500, "lock429"), (0, 1500, "run")])  # the case, always tried
 @example(script=[(0, 4000, "decline"), (0, 4000, "run"), (1, 4000, "conflict409"), (1, 4000, "run")])

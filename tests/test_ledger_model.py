@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
-from tests.harness import REAL_SECRET, KeybrakeThread
+from tests.harness import REAL_SECRET, KeybrakeThread, examples
 
 CAP_USD = 600
 
@@ -137,7 +137,7 @@ def _step(
             run.refunded += charge["amount_refunded"] - before
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
 # the cases, always tried: a browser confirmation then a capture; a capture for less
 @example(script=[("create", 2500, False, True), ("browser_confirm", 0), ("retrieve", 0), ("capture", 0, None)])

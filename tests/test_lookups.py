@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
-from tests.harness import REAL_SECRET, KeybrakeThread
+from tests.harness import REAL_SECRET, KeybrakeThread, examples
 
 
 def _direct(fake: FakeStripe) -> httpx.Client:
@@ -144,7 +144,7 @@ VIOLATIONS: dict[str, tuple[dict[str, Any], dict[str, str], dict[str, str]]] = {
 ENDPOINTS = ["confirm", "capture", "increment_authorization"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     violations=st.sets(st.sampled_from(sorted(VIOLATIONS)), min_size=1, max_size=3),
     endpoint=st.sampled_from(ENDPOINTS),
