@@ -143,6 +143,7 @@ def _step(
 @example(script=[("create", 2500, False, True), ("browser_confirm", 0), ("retrieve", 0), ("capture", 0, None)])
 @example(script=[("create", 7000, True, True), ("capture", 0, 3000)])
 @example(script=[("charge", 2500, True), ("legacy_refund", 0, 800), ("legacy_refund", 0, 300)])
+@example(script=[("charge", 1000, False), ("legacy_refund", 0, 300), ("capture_charge", 0, 500)])  # found here
 def test_counted_equals_what_keybrake_moved(server: tuple[KeybrakeThread, FakeStripe], script: list[Any]) -> None:
     kb, fake = server
     key = kb.issue({"daily_usd_cap": CAP_USD})

@@ -670,6 +670,8 @@ class FakeStripe(FakeServer):
             raise _invalid(f"Charge {ch['id']} has failed and cannot be captured.", code="charge_not_capturable")
         if ch["captured"]:
             raise _invalid(f"Charge {ch['id']} has already been captured.", code="charge_already_captured")
+        if ch["refunded"]:  # refunding an uncaptured charge released its authorisation
+            raise _invalid(f"Charge {ch['id']} has already been refunded.", code="charge_already_refunded")
         amount = ch["amount"] if amount is None else amount
         if amount > ch["amount"]:
             raise _invalid(

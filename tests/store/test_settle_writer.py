@@ -33,3 +33,33 @@ async def test_one_settlement_the_store_refuses_cannot_strand_its_batch(open_eng
     assert got[1] is not None and got[1]["cost_usd"] == 1_000_000  # its whole reservation kept
     daily = (await store.counters_for("key:vk_1", [("daily_usd", DAY0)]))["daily_usd"]
     assert (daily.used, daily.reserved) == (1_800_000, 1_000_000)
+
+
+async def test_a_release_skips_rows_that_count_nothing_and_can_trim_the_settling_row(
+    open_engine: Callable[..., Store],
+) -> None:
+    """Found by the ledger generator: a row whose count was released to 0 made the next release
+    divide by zero, and the batch was written degraded (the capture's $5 stayed reserved)."""
+    from keybrake.store.base import LedgerEntry, ObjectCount
+
+    store = open_engine(Clock(DAY0 + 3_600_000))
+    await store.insert_key(key(store), "h1")
+    fact = LedgerEntry("ch_1", "charge", None, None, "usd", 1000)
+
+    async def settle(cost: int, count: ObjectCount) -> str:
+        r = row(store)
+        r.credential, r.reserved_usd = "default", cost
+        res = await store.reserve("vk_1", 1, caps("vk_1", cost, None), r, "me")
+        job = SettleJob(r, res.items, Settlement("allowed", cost, "response", "charge", False, forwarded=True),
+                        "daily_usd", ledger=("default", [fact]), count=count)  # fmt: skip
+        await store.settle_many([job])
+        return r.id
+
+    await settle(10_000_000, ObjectCount("ch_1", 1000))  # authorised $10
+    await settle(0, ObjectCount("ch_1", 0, 0))  # released entirely (a refund of the uncaptured charge)
+    capture = await settle(10_000_000, ObjectCount("ch_1", 1000, 500))  # counts $10, but only $5 moves
+    got = await store.get_audit(capture)
+    assert got is not None and got["verdict"] == "allowed" and got["cost_usd"] == 5_000_000
+    daily = (await store.counters_for("key:vk_1", [("daily_usd", DAY0)]))["daily_usd"]
+    assert (daily.used, daily.reserved) == (5_000_000, 0)
+    assert (await store.ledger_get("default", ["ch_1"]))["ch_1"].amount_counted == 500

@@ -102,20 +102,28 @@ def count_object(
             " amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items",
             (credential, count.object_id, row_id, count.amount, held, json.dumps(usd)),
         )
+    else:  # this row counts nothing (now): a count it held before (a kept estimate) is gone
+        cur.execute(
+            "DELETE FROM ledger_counts WHERE credential = ? AND object_id = ? AND row_id = ?",
+            (credential, count.object_id, row_id),
+        )
     if count.committed is None:
         return
     counted = cur.execute(
         "SELECT c.row_id, c.amount_minor, c.cost_usd, c.items FROM ledger_counts c"
         " WHERE c.credential = ? AND c.object_id = ?"
-        " ORDER BY CASE WHEN c.row_id = 'legacy' THEN 1 ELSE 0 END, c.row_id DESC" + for_update,
-        (credential, count.object_id),
+        # Earlier rows first, latest first; this row's own count last; the carried-over legacy count
+        # (no counters known) at the very end.
+        " ORDER BY CASE WHEN c.row_id = 'legacy' THEN 2 WHEN c.row_id = ? THEN 1 ELSE 0 END, c.row_id DESC"
+        + for_update,
+        (credential, count.object_id, row_id),
     ).fetchall()
     excess = sum(int(r["amount_minor"]) for r in counted) - count.committed
     released_total = 0
     for r in counted:
         if excess <= 0:
             break
-        if r["row_id"] == row_id or not _settled(cur, r["row_id"]):
+        if int(r["amount_minor"]) <= 0 or (r["row_id"] != row_id and not _settled(cur, r["row_id"])):
             continue
         old_minor, old_cost = int(r["amount_minor"]), int(r["cost_usd"])
         take = min(excess, old_minor)

@@ -164,6 +164,8 @@ def money_moved(obj: dict[str, Any], fallback_kind: str) -> tuple[str, int | Non
         if fallback_kind == "refund":
             return "refund", amt("amount_refunded")
         captured = obj.get("captured")
+        if captured is True and amt("amount_captured") is not None:
+            return "charge", amt("amount_captured")  # a partial capture moves what was captured
         return ("charge" if captured is not False else "authorization"), amt("amount")
     if kind == "payment_intent":
         if status == "requires_capture":
