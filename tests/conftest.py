@@ -8,6 +8,7 @@ import pytest
 
 from tests import harness
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
+from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
 from tests.harness import REAL_SECRET, KeybrakeThread
 from tests.pg import Databases
 
@@ -77,6 +78,21 @@ def _engine_database(request: pytest.FixtureRequest) -> Iterator[None]:
 def fake_stripe() -> Iterator[FakeStripe]:
     with FakeStripeThread(secret=REAL_SECRET) as t:
         yield t.fake
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilioThread]:
+    with FakeTwilioThread() as t:
+        yield t
+
+
+@pytest.fixture
+def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThread]:
+    """A running Keybrake with a Twilio credential on the fake Twilio, reconciling every 0.2 s."""
+    secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
+    with KeybrakeThread(tmp_path / "data", twilio_reconcile_interval_s=0.2) as server:
+        server.add_credential(fake_twilio.base_url, name="twilio", secret=secret, vendor="twilio")
+        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,20 +23,6 @@ from tests.harness import KeybrakeThread, wait_for
 
 SECRET = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
 TO, FROM = "+14155550100", "+14155550199"
-
-
-@pytest.fixture
-def fake_twilio() -> Iterator[FakeTwilioThread]:
-    with FakeTwilioThread() as t:
-        yield t
-
-
-@pytest.fixture
-def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThread]:
-    """Keybrake with a Twilio credential on the fake, reconciling every 0.2 s."""
-    with KeybrakeThread(tmp_path / "data", twilio_reconcile_interval_s=0.2) as server:
-        server.add_credential(fake_twilio.base_url, name="twilio", secret=SECRET, vendor="twilio")
-        yield server
 
 
 def issue(kb: KeybrakeThread, **policy: Any) -> dict[str, Any]:

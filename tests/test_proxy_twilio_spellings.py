@@ -7,7 +7,6 @@ log shows what would have reached Twilio.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +22,6 @@ from tests.harness import KeybrakeThread
 SECRET = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
 US, UK, FROM = "+14155550100", "+447700900123", "+14155550199"
 HOOK = "https://hooks.example.com/twiml/outbound"
-
-
-@pytest.fixture
-def fake_twilio() -> Iterator[FakeTwilioThread]:
-    with FakeTwilioThread() as t:
-        yield t
-
-
-@pytest.fixture
-def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThread]:
-    with KeybrakeThread(tmp_path / "data") as server:
-        server.add_credential(fake_twilio.base_url, name="twilio", secret=SECRET, vendor="twilio")
-        yield server
 
 
 def issue(kb: KeybrakeThread, **policy: Any) -> dict[str, Any]:
