@@ -170,7 +170,7 @@ def admin(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[Admin]:
         assert not errors, "\n".join(errors[:5])
 
 
-FUZZ = settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def test_budget_timezone_of_the_wrong_type_is_422(kb: KeybrakeThread) -> None:

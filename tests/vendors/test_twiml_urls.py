@@ -41,7 +41,7 @@ segments = st.lists(
 
 
 @pytest.mark.store_free
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(rest=segments)
 def test_a_named_url_resolves_under_its_prefix(rest: list[str]) -> None:
     url = PREFIX + "/".join(rest)
