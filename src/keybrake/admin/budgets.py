@@ -46,8 +46,7 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         created_at=now,
         updated_at=now,
     )
-    await rt.store.seed_budget(rec)  # spend already recorded in the current windows counts
-    await rt.store.insert_budget(rec)
+    await rt.store.insert_budget(rec)  # seeded with what covered keys spent in its current windows
     return await render(rt, rec)
 
 
@@ -92,7 +91,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         created_at=current.created_at,
         updated_at=rt.store.now_ms(),
     )
-    await rt.store.seed_budget(rec)  # a new time zone means new windows: count what they hold
+    # A new time zone replaces the day and month counters with freshly seeded ones (same transaction).
     if not await rt.store.update_budget(rec):
         raise not_found(f"budget {budget_id!r}")
     return await render(rt, rec)

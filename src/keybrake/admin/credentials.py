@@ -9,8 +9,9 @@ from keybrake.admin.models import CredentialIn, RotateIn
 from keybrake.config import Settings
 from keybrake.core.upstream_url import url_refusal
 from keybrake.runtime import Runtime
-from keybrake.store.base import CredentialRecord
+from keybrake.store.base import CredentialInUse, CredentialRecord
 from keybrake.timefmt import rfc3339
+from keybrake.tokens import new_id
 from keybrake.vendors.base import ValidatedSecret, Vendor
 
 
@@ -56,6 +57,7 @@ async def add(rt: Runtime, body: CredentialIn) -> dict[str, Any]:
         valid.livemode,
         now,
         None,
+        new_id("cg_"),  # this row's generation: keys issued for it are bound to it, not to the name
     )
     if not await rt.store.insert_credential(rec):
         raise conflict(f"a credential named {body.name!r} already exists; rotate it instead")
@@ -81,17 +83,23 @@ async def get_record(rt: Runtime, name: str) -> CredentialRecord:
 
 
 async def delete(rt: Runtime, name: str, *, revoke_keys: bool) -> dict[str, Any]:
+    """docs/api.md: once this returns, no active key references the credential (one transaction
+    with the credential row locked; keys issued concurrently are revoked too or refused).
+    Raises 404 (no such credential), 409 (active keys and not revoke_keys)."""
     cred = await get_record(rt, name)
-    active = await rt.store.active_key_count(name)
-    if active and not revoke_keys:
-        raise ApiError(
-            409, "conflict", f"{active} active keys use credential {name!r}; revoke them first or pass revoke_keys=true"
-        )
-    if active:
-        await rt.store.revoke_keys(label_prefix=None, vendor=None, credential=name, reason=f"credential {name} deleted")
     out = await render(rt, cred)
-    await rt.store.delete_credential(name)
+    try:
+        revoked = await rt.store.delete_credential(name, revoke_keys=revoke_keys, reason=f"credential {name} deleted")
+    except CredentialInUse as busy:
+        raise ApiError(
+            409,
+            "conflict",
+            f"{busy.active} active keys use credential {name!r}; revoke them first or pass revoke_keys=true",
+        ) from None
+    if revoked is None:
+        raise not_found(f"credential {name!r}")
     out["active_keys"] = 0
+    out["revoked_keys"] = revoked
     out["deleted"] = True
     return out
 

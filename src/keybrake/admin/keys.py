@@ -138,8 +138,10 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
         None,
         issued_by,
     )
-    await rt.store.insert_key(key, rt.hash_token(token))
-    out = await render(rt, key)
+    bound = await rt.store.issue_key(key, rt.hash_token(token))  # the credential row locked FOR SHARE
+    if bound is None:  # deleted since it was checked above
+        raise validation(f"no {body.vendor} credential named {credential!r}", "credential")
+    out = await render(rt, bound)
     out["key"] = token
     out["vault_key"] = token
     out["warnings"] = warnings

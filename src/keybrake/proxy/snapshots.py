@@ -38,7 +38,9 @@ class KeySnapshots:
         settings (plain http allowed then, or a host listed then) raises Denial
         `upstream_forbidden` (502, nothing sent). Also raises `credential_unavailable`.
         """
-        if cred is None or cred.vendor != key.vendor:
+        # A credential of the same name added after the key's was deleted is another generation:
+        # the key never binds to it (docs/security.md, credential generations).
+        if cred is None or cred.vendor != key.vendor or cred.generation != key.credential_gen:
             raise Denial(
                 "credential_unavailable",
                 f"The credential '{key.credential}' of this key no longer exists. Do not retry; the operator "

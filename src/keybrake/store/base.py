@@ -30,6 +30,18 @@ class KeyRecord:
     revoked_at: int | None
     revoke_reason: str | None
     issued_by: str | None
+    # The generation of the credential row this key was issued against (`CredentialRecord.generation`):
+    # the proxy resolves the secret by name AND generation, so a key never binds to a later
+    # credential that merely reuses the name. Set by `issue_key` from the locked credential row.
+    credential_gen: str = "g0"
+
+
+class CredentialInUse(Exception):
+    """A credential still has active keys and the delete was not asked to revoke them."""
+
+    def __init__(self, active: int) -> None:
+        super().__init__(f"{active} active keys")
+        self.active = active
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,7 @@ class CredentialRecord:
     livemode: bool | None
     created_at: int
     rotated_at: int | None
+    generation: str = "g0"  # random per add (kept by rotation); "g0" for rows older than migration 0007
 
 
 @dataclass(frozen=True)
@@ -520,6 +533,11 @@ class Store(Protocol):
 
     # keys
     async def insert_key(self, key: KeyRecord, token_hash: str) -> None: ...
+    async def issue_key(self, key: KeyRecord, token_hash: str) -> KeyRecord | None:
+        """Insert `key` bound to the current generation of its credential, read and locked (FOR SHARE)
+        in the same transaction; None when no credential of that name and vendor exists."""
+        ...
+
     async def get_key(self, key_id: str) -> KeyRecord | None: ...
     async def list_keys(self, q: KeyQuery) -> list[KeyRecord]: ...
     async def update_key(
@@ -545,16 +563,26 @@ class Store(Protocol):
         self, name: str, secret_enc: bytes, hint: str, base_url: str | None, livemode: bool | None
     ) -> bool: ...
     async def list_credentials(self) -> list[CredentialRecord]: ...
-    async def delete_credential(self, name: str) -> bool: ...
+    async def delete_credential(self, name: str, *, revoke_keys: bool = False, reason: str | None = None) -> int | None:
+        """Delete the credential row, locked FOR UPDATE first; with `revoke_keys`, revoke its active keys
+        in the same transaction. Returns the number of keys revoked, None if no such credential;
+        raises `CredentialInUse` (no change) when active keys remain and `revoke_keys` is false."""
+        ...
 
     # budgets
-    async def insert_budget(self, rec: BudgetRecord) -> None: ...
+    async def insert_budget(self, rec: BudgetRecord) -> None:
+        """Create the budget and seed its counters with what covered keys already spent in its
+        current windows, in one transaction ordered against every reservation (`sql_budgets.py`)."""
+        ...
+
     async def get_budget(self, budget_id: str) -> BudgetRecord | None: ...
     async def list_budgets(self) -> list[BudgetRecord]: ...
-    async def update_budget(self, rec: BudgetRecord) -> bool: ...
+    async def update_budget(self, rec: BudgetRecord) -> bool:
+        """Change name/caps/time zone; a new time zone replaces the day and month counters with
+        freshly seeded ones in the same transaction. False if no such budget."""
+        ...
+
     async def delete_budget(self, budget_id: str) -> bool: ...
-    async def seed_budget(self, rec: BudgetRecord) -> None:
-        """Count the spend and requests already recorded in the budget's current windows."""
 
     # admin tokens
     async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None: ...

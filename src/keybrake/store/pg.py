@@ -50,6 +50,8 @@ R = TypeVar("R")
 # Errors after which the whole transaction is rolled back and may safely run again.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _RETRIES = 3
+# The transaction advisory lock ordering budget writes against reservations ("kbbudget").
+_BUDGETS_LOCK = 0x6B62627564676574
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -148,6 +150,7 @@ class _Cursor:
 class PostgresStore(SQLStore):
     NOW_SQL = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     FOR_UPDATE = " FOR UPDATE"
+    FOR_SHARE = " FOR SHARE"
 
     def __init__(self, url: str, options: PGOptions | None = None, *, clock: Callable[[], int] | None = None) -> None:
         super().__init__(clock)
@@ -275,6 +278,10 @@ class PostgresStore(SQLStore):
         # A second request with the same Idempotency-Key waits here until the first one's
         # reservation commits, then finds it in flight (as SQLite's single writer guarantees).
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{key_id}|{idempotency_key}",))
+
+    def _lock_budgets(self, cur: Cursor, *, exclusive: bool) -> None:
+        fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+        cur.execute(f"SELECT {fn}(?)", (_BUDGETS_LOCK,))
 
     def _heartbeat(self, instance_id: str, hostname: str, pid: int) -> None:
         self._sync_clock()

@@ -6,6 +6,7 @@ Nothing here is on the proxy's hot path; see `sql_store.py` for reservations and
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from keybrake.store.base import (
@@ -13,8 +14,8 @@ from keybrake.store.base import (
     SPEND_BUCKET_MS,
     AdminTokenRecord,
     AuditQuery,
-    BudgetRecord,
     CounterValue,
+    CredentialInUse,
     CredentialRecord,
     KeyQuery,
     KeyRecord,
@@ -22,8 +23,33 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import SQLBase, blocking
-from keybrake.store.sql_rows import BUDGET_COLS, _audit_dict, _budget, _cred, _escape_like, _key
-from keybrake.store.windows import window_start
+from keybrake.store.sql_rows import _audit_dict, _cred, _key, prefix_match
+
+_INSERT_KEY = (
+    "INSERT INTO vault_keys (id, token_hash, vendor, credential, label, metadata, policy, policy_version,"
+    " status, created_at, expires_at, revoked_at, revoke_reason, issued_by, credential_gen) VALUES"
+    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _key_params(key: KeyRecord, token_hash: str) -> tuple[Any, ...]:
+    return (
+        key.id,
+        token_hash,
+        key.vendor,
+        key.credential,
+        key.label,
+        json.dumps(key.metadata),
+        json.dumps(key.policy),
+        key.policy_version,
+        key.status,
+        key.created_at,
+        key.expires_at,
+        key.revoked_at,
+        key.revoke_reason,
+        key.issued_by,
+        key.credential_gen,
+    )
 
 
 class AdminQueries(SQLBase):
@@ -38,27 +64,26 @@ class AdminQueries(SQLBase):
 
     @blocking
     def insert_key(self, key: KeyRecord, token_hash: str) -> None:
-        self._write(
-            "INSERT INTO vault_keys (id, token_hash, vendor, credential, label, metadata, policy, policy_version,"
-            " status, created_at, expires_at, revoked_at, revoke_reason, issued_by) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.id,
-                token_hash,
-                key.vendor,
-                key.credential,
-                key.label,
-                json.dumps(key.metadata),
-                json.dumps(key.policy),
-                key.policy_version,
-                key.status,
-                key.created_at,
-                key.expires_at,
-                key.revoked_at,
-                key.revoke_reason,
-                key.issued_by,
-            ),
-        )
+        self._write(_INSERT_KEY, _key_params(key, token_hash))
+
+    @blocking
+    def issue_key(self, key: KeyRecord, token_hash: str) -> KeyRecord | None:
+        """Insert `key` bound to its credential's current generation (None: no such credential).
+
+        The credential row is read FOR SHARE in the same transaction, so a concurrent
+        `delete_credential` (FOR UPDATE) either waits for this key to commit and then revokes it,
+        or has deleted the row and this issue is refused: no key outlives its credential.
+        """
+        with self._tx() as cur:
+            c = cur.execute(
+                f"SELECT generation FROM credentials WHERE name = ? AND vendor = ?{self.FOR_SHARE}",
+                (key.credential, key.vendor),
+            ).fetchone()
+            if c is None:
+                return None
+            bound = replace(key, credential_gen=c[0])
+            cur.execute(_INSERT_KEY, _key_params(bound, token_hash))
+            return bound
 
     @blocking
     def get_key(self, key_id: str) -> KeyRecord | None:
@@ -71,8 +96,9 @@ class AdminQueries(SQLBase):
         params: list[Any] = []
         now = self.now_ms()
         if q.label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.label_prefix))
+            sql, args = prefix_match("label", q.label_prefix)
+            where.append(sql)
+            params += args
         if q.label is not None:
             where.append("label = ?")
             params.append(q.label)
@@ -132,8 +158,9 @@ class AdminQueries(SQLBase):
         where: list[str] = ["status = 'active'"]
         params: list[Any] = [now, reason]
         if label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(label_prefix))
+            sql, args = prefix_match("label", label_prefix)
+            where.append(sql)
+            params += args
         for col, val in (("vendor", vendor), ("credential", credential)):
             if val is not None:
                 where.append(f"{col} = ?")
@@ -172,7 +199,7 @@ class AdminQueries(SQLBase):
         with self._tx() as cur:
             n = cur.execute(
                 "INSERT INTO credentials (name, vendor, secret_enc, secret_hint, base_url, livemode, created_at,"
-                " rotated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                " rotated_at, generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     cred.name,
                     cred.vendor,
@@ -182,6 +209,7 @@ class AdminQueries(SQLBase):
                     cred.livemode,
                     cred.created_at,
                     cred.rotated_at,
+                    cred.generation,
                 ),
             ).rowcount
         return n == 1
@@ -202,67 +230,35 @@ class AdminQueries(SQLBase):
         return [_cred(r) for r in self._read("SELECT * FROM credentials ORDER BY created_at DESC, name")]
 
     @blocking
-    def delete_credential(self, name: str) -> bool:
-        return self._write("DELETE FROM credentials WHERE name = ?", (name,)) == 1
+    def delete_credential(self, name: str, *, revoke_keys: bool = False, reason: str | None = None) -> int | None:
+        """Lock the credential row (FOR UPDATE), revoke its active keys if asked, delete it: one transaction.
+
+        Returns how many keys were revoked, None when no credential has that name. Raises
+        CredentialInUse (nothing changed) when active keys remain and `revoke_keys` is false.
+        Keys being issued concurrently hold the row FOR SHARE (`issue_key`): the lock waits for
+        them, and the revoke that follows sees them.
+        """
+        now = self.now_ms()
+        with self._tx() as cur:
+            c = cur.execute(f"SELECT generation FROM credentials WHERE name = ?{self.FOR_UPDATE}", (name,)).fetchone()
+            if c is None:
+                return None
+            if not revoke_keys:
+                active = cur.execute(
+                    "SELECT count(*) FROM vault_keys WHERE credential = ? AND status = 'active' AND expires_at > ?",
+                    (name, now),
+                ).fetchone()[0]
+                if active:
+                    raise CredentialInUse(int(active))
+            n = cur.execute(
+                "UPDATE vault_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,"
+                " policy_version = policy_version + 1 WHERE credential = ? AND status = 'active'",
+                (now, reason, name),
+            ).rowcount
+            cur.execute("DELETE FROM credentials WHERE name = ?", (name,))
+            return int(n)
 
     # -- admin tokens ---------------------------------------------------------------------
-
-    # -- budgets --------------------------------------------------------------------------
-
-    @blocking
-    def insert_budget(self, rec: BudgetRecord) -> None:
-        cols = ", ".join(BUDGET_COLS)
-        self._write(f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__)
-
-    @blocking
-    def get_budget(self, budget_id: str) -> BudgetRecord | None:
-        rows = self._read("SELECT * FROM budgets WHERE id = ?", (budget_id,))
-        return _budget(rows[0]) if rows else None
-
-    @blocking
-    def list_budgets(self) -> list[BudgetRecord]:
-        return [_budget(r) for r in self._read("SELECT * FROM budgets ORDER BY created_at, id")]
-
-    @blocking
-    def update_budget(self, rec: BudgetRecord) -> bool:
-        sets = ", ".join(
-            f"{c} = :{c}" for c in BUDGET_COLS if c not in ("id", "scope_kind", "scope_value", "created_at")
-        )
-        with self._tx() as cur:
-            return cur.execute(f"UPDATE budgets SET {sets} WHERE id = :id", rec.__dict__).rowcount == 1
-
-    @blocking
-    def delete_budget(self, budget_id: str) -> bool:
-        with self._tx() as cur:
-            gone = cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)).rowcount == 1
-            cur.execute("DELETE FROM counters WHERE scope = ?", (f"budget:{budget_id}",))
-            return gone
-
-    @blocking
-    def seed_budget(self, rec: BudgetRecord) -> None:
-        """Count what covered keys already spent in the budget's current windows (new windows only)."""
-        now = self.now_ms()
-        if rec.scope_kind == "label_prefix":
-            where, args = "k.label LIKE ? ESCAPE '\\'", [_escape_like(rec.scope_value or "")]
-        elif rec.scope_kind in ("vendor", "credential"):
-            where, args = f"k.{rec.scope_kind} = ?", [rec.scope_value or ""]
-        else:
-            where, args = "1 = 1", []
-        sql = (
-            "SELECT CAST(COALESCE(SUM(CASE WHEN a.verdict = 'in_flight' THEN a.reserved_usd ELSE a.cost_usd END), 0)"
-            " AS BIGINT),"
-            " COUNT(*) FROM audit a JOIN vault_keys k ON k.id = a.key_id"
-            f" WHERE {where} AND a.id >= ? AND a.verdict IN ('allowed', 'outcome_unknown', 'in_flight')"
-        )
-        with self._tx() as cur:
-            for cap in rec.caps(0):
-                ws = window_start(cap.window, now, cap.timezone)
-                usd, count = cur.execute(sql, (*args, audit_id_floor(ws))).fetchone()
-                cur.execute(
-                    "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)"
-                    " VALUES (?, ?, ?, ?, 0, NULL) ON CONFLICT DO NOTHING",
-                    (f"budget:{rec.id}", cap.counter, ws, usd if cap.is_usd else count),
-                )
 
     @blocking
     def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None:
@@ -311,16 +307,18 @@ class AdminQueries(SQLBase):
                 params.append(v)
         if q.verdict is not None:
             if q.verdict == "denied":
-                where.append("verdict LIKE 'denied\\_%' ESCAPE '\\'")
+                where.append("substr(verdict, 1, 7) = 'denied_'")
             else:
                 where.append("verdict = ?")
                 params.append(q.verdict)
         if q.label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.label_prefix))
+            sql, args = prefix_match("label", q.label_prefix)
+            where.append(sql)
+            params += args
         if q.idempotency_key_prefix is not None:
-            where.append("idempotency_key LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(q.idempotency_key_prefix))
+            sql, args = prefix_match("idempotency_key", q.idempotency_key_prefix)
+            where.append(sql)
+            params += args
         self._metadata_filter(q.metadata, where, params)
         if q.since is not None:
             where.append("id >= ?")
@@ -375,8 +373,9 @@ class AdminQueries(SQLBase):
             where.append("id < ?")
             params.append(audit_id_floor(until))
         if label_prefix is not None:
-            where.append("label LIKE ? ESCAPE '\\'")
-            params.append(_escape_like(label_prefix))
+            sql, args = prefix_match("label", label_prefix)
+            where.append(sql)
+            params += args
         if vendor is not None:
             where.append("vendor = ?")
             params.append(vendor)
@@ -384,7 +383,7 @@ class AdminQueries(SQLBase):
             f"SELECT {group} AS g,"
             " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0) AS BIGINT),"
             " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0) AS BIGINT),"
-            " COUNT(*), COALESCE(SUM(CASE WHEN verdict LIKE 'denied\\_%' ESCAPE '\\' THEN 1 ELSE 0 END), 0),"
+            " COUNT(*), COALESCE(SUM(CASE WHEN substr(verdict, 1, 7) = 'denied_' THEN 1 ELSE 0 END), 0),"
             " COALESCE(SUM(CASE WHEN verdict = 'cap_exceeded' THEN 1 ELSE 0 END), 0)"
             f" FROM audit WHERE {' AND '.join(where)} GROUP BY {self.NO_INDEX_PREFIX}g"
         )

@@ -94,7 +94,15 @@ class SQLBase:
     def _lock_idempotency(self, cur: Cursor, key_id: str, idempotency_key: str) -> None:
         """Serialise requests with the same key and Idempotency-Key until this transaction ends."""
 
+    def _lock_budgets(self, cur: Cursor, *, exclusive: bool) -> None:
+        """Order budget writes against reservations until this transaction ends (`sql_budgets.py`).
+
+        Reservations take it shared (they never wait on each other); creating, changing or
+        deleting a budget takes it exclusively. SQLite's single writer already orders them.
+        """
+
     NOW_SQL = "NULL"  # the database clock in Unix ms, read inside a statement
+    FOR_SHARE = ""  # a shared row lock that a FOR UPDATE elsewhere waits for (SQLite: the writer lock)
     FOR_UPDATE = ""  # row locks for a read that decides a write (SQLite's writer lock covers it)
 
     async def close(self) -> None:

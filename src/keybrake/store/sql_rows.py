@@ -61,6 +61,7 @@ def _key(r: Row) -> KeyRecord:
         revoked_at=r["revoked_at"],
         revoke_reason=r["revoke_reason"],
         issued_by=r["issued_by"],
+        credential_gen=r["credential_gen"],
     )
 
 
@@ -74,6 +75,7 @@ def _cred(r: Row) -> CredentialRecord:
         livemode=None if r["livemode"] is None else bool(r["livemode"]),
         created_at=r["created_at"],
         rotated_at=r["rotated_at"],
+        generation=r["generation"],
     )
 
 
@@ -84,5 +86,14 @@ def _budget(r: Row) -> BudgetRecord:
     return BudgetRecord(**{c: r[c] for c in BUDGET_COLS})
 
 
-def _escape_like(prefix: str) -> str:
-    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def prefix_match(column: str, prefix: str) -> tuple[str, list[Any]]:
+    """SQL (two placeholders) true when `column` starts with `prefix`, exactly as `str.startswith`.
+
+    The one matching rule of every filter (docs/api.md, filters): case-sensitive, code point by
+    code point, no wildcard characters (`%`, `_` and `\\` are themselves), the empty prefix
+    matches every non-NULL value. `substr` and `length` count characters (code points) on both
+    engines and `=` compares them exactly (SQLite's BINARY collation; PostgreSQL's deterministic
+    collations compare equal only when the bytes are equal), unlike `LIKE`, which folds ASCII
+    case on SQLite and treats `%`/`_` as wildcards.
+    """
+    return f"substr({column}, 1, CAST(? AS INTEGER)) = ?", [len(prefix), prefix]

@@ -42,6 +42,7 @@ from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_admin import AdminQueries
 from keybrake.store.sql_alerts import AlertQueries
 from keybrake.store.sql_base import Cursor, Row, blocking, lock_order
+from keybrake.store.sql_budgets import BudgetQueries
 from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put, read_fact
 from keybrake.store.sql_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
@@ -55,9 +56,10 @@ WHERE excluded.cap_limit IS NULL OR counters.used + counters.reserved + excluded
 RETURNING scope, cap, used, reserved
 """
 _KEY_STATE = """
-SELECT k.status, k.expires_at, k.policy_version, k.label, k.vendor, k.credential,
+SELECT k.status, k.expires_at, k.policy_version, k.label, k.vendor, k.credential, k.credential_gen,
        c.vendor AS c_vendor, c.secret_enc, c.base_url, {now} AS db_now
-FROM vault_keys k LEFT JOIN credentials c ON c.name = k.credential WHERE k.id = ?
+FROM vault_keys k LEFT JOIN credentials c ON c.name = k.credential AND c.generation = k.credential_gen
+WHERE k.id = ?
 """
 # Columns a settlement changes; the rest of the row was written with the reservation.
 _SETTLE_COLS = (
@@ -88,7 +90,7 @@ RETURNING used
 """
 
 
-class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
+class SQLStore(AdminQueries, BudgetQueries, AlertQueries, LedgerQueries):
     """The store logic shared by the SQLite and PostgreSQL engines."""
 
     @functools.cached_property
@@ -225,6 +227,10 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
         guard: ObjectGuard | None = None,
     ) -> ReserveResult:
         with self._tx() as cur:
+            # First: a budget being created or changed waits for this reservation, or this one
+            # waits for it and then reads its new definition (sql_budgets.py). Taken before any
+            # other lock, so no cycle can form with settlements.
+            self._lock_budgets(cur, exclusive=False)
             k = cur.execute(self._key_state_sql, (key_id,)).fetchone()
             if k is None:
                 return ReserveResult(KeyState.MISSING)
@@ -308,7 +314,17 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
             cur.execute(_INSERT_AUDIT, _row_params(row, owner, items, fingerprint, object_ref))
             cred = None
             if k["c_vendor"] is not None:
-                cred = CredentialRecord("", k["c_vendor"], bytes(k["secret_enc"]), "", k["base_url"], None, 0, None)
+                cred = CredentialRecord(
+                    k["credential"],
+                    k["c_vendor"],
+                    bytes(k["secret_enc"]),
+                    "",
+                    k["base_url"],
+                    None,
+                    0,
+                    None,
+                    k["credential_gen"],
+                )
             return ReserveResult(KeyState.OK, items=items, remaining_usd=remaining, credential=cred, retry_of=earlier)
 
     @staticmethod
@@ -340,7 +356,9 @@ class SQLStore(AdminQueries, AlertQueries, LedgerQueries):
             # locked first (PostgreSQL), then every counter the batch releases, in lock order.
             open_rows = _open_rows(cur, [job.row.id for job in jobs], self.FOR_UPDATE)
             for job in jobs:
-                if job.items_from_row and job.row.id in open_rows:
+                # The row's stored reservation is authoritative: seeding a budget created or
+                # re-zoned while the row was in flight rewrites it (sql_budgets.py).
+                if job.row.id in open_rows:
                     job.items = [ReservedItem.from_json(v) for v in json.loads(open_rows[job.row.id])]
             open_ids = set(open_rows)
             moves = [

@@ -91,7 +91,9 @@ class SQLiteStore(SQLStore):
             raise EnforcementUnavailable(f"sqlite: {exc}") from exc
 
     def _json_text(self, column: str, field: str) -> tuple[str, Any]:
-        return f"json_extract({column}, ?)", f'$."{field}"'
+        # json_each compares the member name exactly: a JSON path ('$."…"') cannot hold every
+        # name (a `"` in it is a malformed path), so one matching rule holds on both engines.
+        return f"(SELECT value FROM json_each({column}) WHERE key = ?)", field
 
     async def close(self) -> None:
         self._db.close()

@@ -1,0 +1,149 @@
+"""Budgets in every SQL engine: create, change and seed, ordered against every reservation.
+
+A budget's counters must equal what its keys spent in the current windows, whatever runs
+concurrently (docs/security.md, budget books). Three rules make that hold:
+
+- Ordering. Every reservation takes the budgets lock in shared mode as its first statement;
+  creating, changing or deleting a budget takes it exclusively (`_lock_budgets`: a PostgreSQL
+  transaction advisory lock; SQLite's single writer already orders everything). So a budget
+  write waits for the reservations that might have missed it to commit, and the reservations
+  after it read the new definition. Seeding runs inside the same transaction as the write.
+- Seeding. Settled rows (`reservation IS NULL`) of covered keys in the window count as `used`
+  (µUSD `cost_usd`, or one request each); rows still holding a reservation (in flight, outcome
+  unknown, pending estimate) are locked and count as `reserved`, and their stored reservation is
+  rewritten to name the new counter, so settling them moves it (settlement settles what the
+  row's stored reservation names, `sql_store.settle_many`).
+- Window definitions. A change of time zone deletes the budget's day and month counter rows
+  and seeds new ones in the same transaction: a counter row is never reused across a change of
+  window definition (going back to a zone starts again from the audit rows, not from a stale row).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window
+from keybrake.store.ids import audit_id_floor
+from keybrake.store.sql_base import Cursor, SQLBase, blocking
+from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
+from keybrake.store.windows import window_start
+
+# Windows that depend on the budget's time zone (TOTAL does not: its row survives a zone change).
+_ZONED = (Window.DAY, Window.MONTH)
+
+
+class BudgetQueries(SQLBase):
+    @blocking
+    def insert_budget(self, rec: BudgetRecord) -> None:
+        cols = ", ".join(BUDGET_COLS)
+        with self._tx() as cur:
+            self._lock_budgets(cur, exclusive=True)
+            cur.execute(
+                f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__
+            )
+            _seed(cur, rec, rec.caps(0), self._seed_now(cur), self.FOR_UPDATE)
+
+    @blocking
+    def get_budget(self, budget_id: str) -> BudgetRecord | None:
+        rows = self._read("SELECT * FROM budgets WHERE id = ?", (budget_id,))
+        return _budget(rows[0]) if rows else None
+
+    @blocking
+    def list_budgets(self) -> list[BudgetRecord]:
+        return [_budget(r) for r in self._read("SELECT * FROM budgets ORDER BY created_at, id")]
+
+    @blocking
+    def update_budget(self, rec: BudgetRecord) -> bool:
+        sets = ", ".join(
+            f"{c} = :{c}" for c in BUDGET_COLS if c not in ("id", "scope_kind", "scope_value", "created_at")
+        )
+        with self._tx() as cur:
+            self._lock_budgets(cur, exclusive=True)
+            before = cur.execute("SELECT timezone FROM budgets WHERE id = ?", (rec.id,)).fetchone()
+            if before is None:
+                return False
+            cur.execute(f"UPDATE budgets SET {sets} WHERE id = :id", rec.__dict__)
+            if before[0] != rec.timezone:
+                cur.execute(
+                    "DELETE FROM counters WHERE scope = ? AND cap IN ('daily_usd', 'monthly_usd', 'daily_requests')",
+                    (f"budget:{rec.id}",),
+                )
+                zoned = [c for c in rec.caps(0) if c.window in _ZONED]
+                _seed(cur, rec, zoned, self._seed_now(cur), self.FOR_UPDATE)
+            return True
+
+    @blocking
+    def delete_budget(self, budget_id: str) -> bool:
+        with self._tx() as cur:
+            self._lock_budgets(cur, exclusive=True)
+            gone = cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)).rowcount == 1
+            cur.execute("DELETE FROM counters WHERE scope = ?", (f"budget:{budget_id}",))
+            return gone
+
+    def _seed_now(self, cur: Cursor) -> int:
+        """The clock reservations use for windows (the database's, unless a test injected one)."""
+        if self.NOW_SQL == "NULL":
+            return self._txn_now(None)
+        return self._txn_now(cur.execute(f"SELECT {self.NOW_SQL}").fetchone()[0])
+
+
+def _covered_sql(rec: BudgetRecord) -> tuple[str, list[Any]]:
+    """SQL over `vault_keys k` true for the keys `rec` covers (the same rule as `BudgetRecord.covers`)."""
+    if rec.scope_kind == "label_prefix":
+        return prefix_match("k.label", rec.scope_value or "")
+    if rec.scope_kind in ("vendor", "credential"):
+        return f"k.{rec.scope_kind} = ?", [rec.scope_value or ""]
+    return "1 = 1", []
+
+
+def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_update: str) -> None:
+    """Create `caps`' counters for the current windows, holding exactly what covered keys spent there.
+
+    Must run in the transaction that wrote the budget, after `_lock_budgets(exclusive=True)`.
+    Open rows are locked first (so none settles meanwhile), then settled rows are summed.
+    """
+    scope = f"budget:{rec.id}"
+    open_rows = cur.execute(
+        f"SELECT id, key_id, reservation, reserved_usd FROM audit WHERE reservation IS NOT NULL ORDER BY id{for_update}"
+    ).fetchall()
+    keys: dict[str, bool] = {}
+    for r in open_rows:
+        if r["key_id"] is not None and r["key_id"] not in keys:
+            k = cur.execute("SELECT label, vendor, credential FROM vault_keys WHERE id = ?", (r["key_id"],)).fetchone()
+            keys[r["key_id"]] = k is not None and rec.covers(k["label"], k["vendor"], k["credential"])
+    where, args = _covered_sql(rec)
+    settled = (
+        "SELECT CAST(COALESCE(SUM(a.cost_usd), 0) AS BIGINT), COUNT(*)"
+        " FROM audit a JOIN vault_keys k ON k.id = a.key_id"
+        f" WHERE {where} AND a.id >= ? AND a.reservation IS NULL AND a.verdict IN ('allowed', 'outcome_unknown')"
+    )
+    rewritten: dict[str, list[ReservedItem]] = {}
+    for cap in caps:
+        ws = window_start(cap.window, now, cap.timezone)
+        floor = audit_id_floor(ws)
+        usd, count = cur.execute(settled, (*args, floor)).fetchone()
+        reserved = 0
+        for r in open_rows:
+            if r["id"] in rewritten:
+                items = rewritten[r["id"]]
+            else:
+                items = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]
+            items = [i for i in items if not (i.counter_scope == scope and i.counter == cap.counter)]
+            if keys.get(r["key_id"]) and r["id"] >= floor:
+                amount = int(r["reserved_usd"] or 0) if cap.is_usd else 1
+                items.append(ReservedItem(scope, cap.counter, ws, amount, cap.is_usd))
+                reserved += amount
+            rewritten[r["id"]] = items
+        cur.execute(
+            "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (scope, cap, window_start) DO UPDATE SET used = excluded.used, reserved = excluded.reserved",
+            (scope, cap.counter, ws, usd if cap.is_usd else count, reserved, cap.limit),
+        )
+    for r in open_rows:
+        items = rewritten[r["id"]]
+        before = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]
+        if items != before:
+            cur.execute(
+                "UPDATE audit SET reservation = ? WHERE id = ?", (json.dumps([i.as_json() for i in items]), r["id"])
+            )
