@@ -97,6 +97,12 @@ def _covered_sql(rec: BudgetRecord) -> tuple[str, list[Any]]:
     return "1 = 1", []
 
 
+def _usd_held(items: list[ReservedItem], reserved_usd: int | None) -> int:
+    """What a row reserved against USD budgets (µUSD): its key's total_usd amount, as `reserve` uses."""
+    own = (i.amount for i in items if i.counter_scope.startswith("key:") and i.counter == "total_usd")
+    return next(own, int(reserved_usd or 0))
+
+
 def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_update: str) -> None:
     """Create `caps`' counters for the current windows, holding exactly what covered keys spent there.
 
@@ -131,7 +137,7 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
                 items = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]
             items = [i for i in items if not (i.counter_scope == scope and i.counter == cap.counter)]
             if keys.get(r["key_id"]) and r["id"] >= floor:
-                amount = int(r["reserved_usd"] or 0) if cap.is_usd else 1
+                amount = _usd_held(items, r["reserved_usd"]) if cap.is_usd else 1
                 items.append(ReservedItem(scope, cap.counter, ws, amount, cap.is_usd))
                 reserved += amount
             rewritten[r["id"]] = items
