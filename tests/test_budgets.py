@@ -174,3 +174,39 @@ def test_budgets_cli(tmp_path: Path) -> None:
     assert both.exit_code != 0 and "validation_error" in both.output
     gone = cli.invoke(main, ["budgets", "delete", bud["id"], "--data-dir", data])
     assert gone.exit_code == 0 and _json.loads(gone.output)["deleted"] is True
+
+
+def test_a_time_zone_round_trip_does_not_reuse_the_old_utc_day(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """Issue 12, 1(a): $60, → Asia/Tokyo, $30, → UTC, $30: the last $30 is refused (it made $120 in
+    one UTC day under a $100 budget when going back reused the UTC-day counter at $60)."""
+    now = [int(dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.UTC).timestamp() * 1000)]
+    with KeybrakeThread(tmp_path / "d", clock=lambda: now[0]) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 1000}, label="tz:1")
+        bud = budget(kb, scope="all", daily_usd_cap=100, timezone="UTC")
+        assert charge(kb, key, 6000).status_code == 200
+        with kb.admin() as c:
+            assert c.patch(f"/v1/budgets/{bud['id']}", json={"timezone": "Asia/Tokyo"}).status_code == 200
+        now[0] += 60_000
+        assert charge(kb, key, 3000).status_code == 200
+        with kb.admin() as c:
+            back = c.patch(f"/v1/budgets/{bud['id']}", json={"timezone": "UTC"})
+        assert back.status_code == 200 and back.json()["usage"]["daily_usd"]["used"] == 90
+        now[0] += 60_000
+        last = charge(kb, key, 3000)
+        assert last.status_code == 429 and last.headers["x-keybrake-cap"] == f"budget:{bud['id']}:daily_usd_cap"
+        assert charges_upstream(fake_stripe) == 2
+        assert charge(kb, key, 1000).status_code == 200  # exactly up to $100
+
+
+def test_bulk_revoke_by_label_prefix_is_case_sensitive(kb: KeybrakeThread) -> None:
+    """Issue 12, kind 2: `label_prefix` "acme:" revoked `ACME:billing:2` (another tenant) on SQLite."""
+    mine = kb.issue({"daily_usd_cap": 1}, label="acme:billing:1")
+    other = kb.issue({"daily_usd_cap": 1}, label="ACME:billing:2")
+    with kb.admin() as c:
+        r = c.post("/v1/keys/revoke", json={"label_prefix": "acme:"})
+        assert r.status_code == 200 and r.json()["revoked"] == 1
+        listed = c.get("/v1/keys", params={"label_prefix": "ACME:"}).json()["data"]
+    assert [k["id"] for k in listed] == [other["id"]]
+    assert kb.key(mine["id"])["status"] == "revoked"
+    assert kb.key(other["id"])["status"] == "active"

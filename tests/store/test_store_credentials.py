@@ -1,0 +1,195 @@
+"""A credential's keys cannot outlive it (issue 12, kind 3), on both engines: a key is bound to
+the credential row's generation; deleting the credential revokes its keys in the same
+transaction; a later credential that reuses the name is another generation and no older key
+ever resolves to it. A generator interleaves issue, delete and re-add, on one store and
+concurrently on two PostgreSQL replicas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from keybrake.store import open_store
+from keybrake.store.base import AuditRow, CapSpec, CredentialInUse, CredentialRecord, KeyRecord, Store, Window
+from keybrake.store.ids import new_audit_id
+from keybrake.timefmt import DAY_MS
+from keybrake.tokens import new_id
+from tests.harness import examples
+
+
+def _cred(store: Store, name: str, account: str) -> CredentialRecord:
+    return CredentialRecord(name, "stripe", account.encode(), "sk_…", None, None, store.now_ms(), None, new_id("cg_"))
+
+
+def _key(store: Store, key_id: str, cred: str) -> KeyRecord:
+    now = store.now_ms()
+    return KeyRecord(key_id, "stripe", cred, "t", {}, {}, 1, "active", now, now + DAY_MS, None, None, None)
+
+
+async def _resolve(store: Store, key_id: str) -> bytes | None:
+    """The sealed secret a request by this key would be sent with (None: refused or no credential)."""
+    now = store.now_ms()
+    caps = [CapSpec("key", key_id, "total_usd_cap", "total_usd", Window.TOTAL, None, 0, True)]
+    row = AuditRow(id=new_audit_id(now), ts=now, method="GET", path="/v1/x", verdict="in_flight", key_id=key_id)
+    res = await store.reserve(key_id, 1, caps, row, "me")
+    if res.state.name != "OK" or res.credential is None:
+        return None
+    return res.credential.secret_enc
+
+
+async def test_a_key_never_binds_to_a_later_credential_of_the_same_name(store_only: Store) -> None:
+    store = store_only
+    assert await store.insert_credential(_cred(store, "default", "acct_A"))
+    k = await store.issue_key(_key(store, "vk_1", "default"), "h1")
+    assert k is not None and k.credential_gen.startswith("cg_")
+    assert await _resolve(store, "vk_1") == b"acct_A"
+    with pytest.raises(CredentialInUse):
+        await store.delete_credential("default")  # active keys, not asked to revoke: nothing changes
+    assert await store.delete_credential("default", revoke_keys=True, reason="gone") == 1
+    assert (await store.get_key("vk_1")).status == "revoked"  # type: ignore[union-attr]
+    assert await store.issue_key(_key(store, "vk_2", "default"), "h2") is None  # no credential: refused
+    assert await store.insert_credential(_cred(store, "default", "acct_B"))
+    # even a key that escaped revocation (un-revoked by hand here) cannot reach the new account
+    await _unrevoke(store, "vk_1")
+    assert (await store.get_key("vk_1")).status == "active"  # type: ignore[union-attr]
+    assert await _resolve(store, "vk_1") is None
+    fresh = await store.issue_key(_key(store, "vk_3", "default"), "h3")
+    assert fresh is not None and await _resolve(store, "vk_3") == b"acct_B"
+
+
+async def _unrevoke(store: Store, key_id: str) -> None:
+    """Put a key back to active behind the store's back (what a lost race used to leave)."""
+    sql = "UPDATE vault_keys SET status = 'active' WHERE id = ?"
+    await store._run(lambda: store._write(sql, (key_id,)))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def store_only(open_engine: Callable[..., Store]) -> Store:
+    return open_engine()
+
+
+# -- the generator ----------------------------------------------------------------------------
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("issue"), st.integers(0, 1)),
+        st.tuples(st.just("delete"), st.integers(0, 1), st.booleans()),
+        st.tuples(st.just("add"), st.integers(0, 1)),
+    ),
+    max_size=20,
+)
+_runs = iter(range(10**9))
+
+
+async def _invariant(store: Store, names: list[str], issued: list[str], current: dict[str, bytes]) -> None:
+    """Every key resolves to the live credential it was issued for, or to nothing."""
+    for key_id in issued:
+        k = await store.get_key(key_id)
+        assert k is not None
+        got = await _resolve(store, key_id)
+        if got is not None:
+            assert k.status == "active" and current.get(k.credential) == got, (key_id, got)
+        cred = next((c for c in await store.list_credentials() if c.name == k.credential), None)
+        if k.status == "active":  # an active key's credential row exists and is its generation
+            assert cred is not None and cred.generation == k.credential_gen, key_id
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(script=ops)
+@example(script=[("add", 0), ("issue", 0), ("delete", 0, True), ("add", 0), ("issue", 0)])
+def test_issue_delete_readd_interleavings(open_engine: Callable[..., Store], script: list[tuple]) -> None:
+    run = next(_runs)
+    names = [f"c{run}_a", f"c{run}_b"]
+
+    async def go(store: Store) -> None:
+        issued: list[str] = []
+        current: dict[str, bytes] = {}
+        for n, o in enumerate(script):
+            name = names[o[1]]
+            if o[0] == "issue":
+                k = await store.issue_key(_key(store, f"vk_{run}_{n}", name), f"h_{run}_{n}")
+                assert (k is None) == (name not in current)
+                if k is not None:
+                    issued.append(k.id)
+            elif o[0] == "delete":
+                try:
+                    out = await store.delete_credential(name, revoke_keys=o[2], reason="x")
+                except CredentialInUse:
+                    assert not o[2]
+                    out = -1
+                if out is not None and out >= 0:
+                    current.pop(name)
+                else:
+                    assert out == -1 or name not in current
+            else:
+                account = f"acct_{run}_{n}".encode()
+                cred = _cred(store, name, account.decode())
+                if await store.insert_credential(cred):
+                    current[name] = account
+            await _invariant(store, names, issued, current)
+
+    async def main() -> None:
+        store = open_engine()
+        try:
+            await go(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+@pytest.mark.pg_cluster
+def test_keys_issued_on_one_replica_while_another_deletes_the_credential(pg_url: str, tmp_path: Path) -> None:
+    """Issue 12, kind 3, at the store: 12 threads issue keys through replica B while replica A
+    deletes the credential with revoke_keys; once the delete returns no active key references
+    it, and after a re-add under the same name none of the keys resolves to the new account."""
+    a, b = open_store(pg_url, tmp_path, migrate=False), open_store(pg_url, tmp_path, migrate=False)
+    loop_a, loop_b = asyncio.new_event_loop(), asyncio.new_event_loop()
+    for lp in (loop_a, loop_b):
+        threading.Thread(target=lp.run_forever, daemon=True).start()
+
+    def on(lp: asyncio.AbstractEventLoop, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, lp).result(30)
+
+    try:
+        for rnd in range(3):
+            name = f"default{rnd}"
+            assert on(loop_a, a.insert_credential(_cred(a, name, "acct_A")))
+            issued: list[str] = []
+            stop = threading.Event()
+
+            def issuer(t: int, name: str = name, stop: threading.Event = stop, issued: list[str] = issued) -> None:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    k = on(loop_b, b.issue_key(_key(b, f"vk_{name}_{t}_{n}", name), f"h_{name}_{t}_{n}"))
+                    if k is not None:
+                        issued.append(k.id)
+
+            threads = [threading.Thread(target=issuer, args=(t,)) for t in range(12)]
+            for t in threads:
+                t.start()
+            threading.Event().wait(0.2)
+            on(loop_a, a.delete_credential(name, revoke_keys=True, reason="deleted"))
+            active = on(loop_a, a.active_key_count(name))
+            assert active == 0, active  # right when the delete returns, issuers still running
+            threading.Event().wait(0.1)
+            stop.set()
+            for t in threads:
+                t.join(30)
+            assert len(issued) > 12
+            assert on(loop_a, a.active_key_count(name)) == 0
+            assert on(loop_a, a.insert_credential(_cred(a, name, "acct_B")))
+            for key_id in issued:
+                on(loop_a, _unrevoke(a, key_id))  # even if one had escaped the revoke
+                assert on(loop_a, _resolve(a, key_id)) is None, key_id
+    finally:
+        on(loop_a, a.close())
+        on(loop_b, b.close())
