@@ -210,3 +210,32 @@ def test_bulk_revoke_by_label_prefix_is_case_sensitive(kb: KeybrakeThread) -> No
     assert [k["id"] for k in listed] == [other["id"]]
     assert kb.key(mine["id"])["status"] == "revoked"
     assert kb.key(other["id"])["status"] == "active"
+
+
+def test_a_capture_for_less_after_a_budget_was_created_releases_from_the_budget_too(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """A $70 authorisation counted before the budget existed, captured for $30 after: the budget's
+    counters hold $30, what its keys' audit rows now count (the seed re-points the object ledger)."""
+    import stripe
+
+    key = kb.issue({"daily_usd_cap": 1000}, label="cap:1")
+    sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
+    pi = sc.v1.payment_intents.create(
+        {
+            "amount": 7000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+        }
+    )
+    bud = budget(kb, scope={"label_prefix": "cap:"}, daily_usd_cap=500, monthly_usd_cap=900)
+    assert bud["usage"]["daily_usd"]["used"] == 70
+    sc.v1.payment_intents.capture(pi.id, {"amount_to_capture": 3000})
+    spent = sum(r["cost_usd"] for r in kb.audit(key_id=key["id"]))
+    assert spent == 30
+    with kb.admin() as c:
+        usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]
+    assert (usage["daily_usd"]["used"], usage["monthly_usd"]["used"]) == (30, 30)
+    assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 30

@@ -141,6 +141,8 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
                 items.append(ReservedItem(scope, cap.counter, ws, amount, cap.is_usd))
                 reserved += amount
             rewritten[r["id"]] = items
+        if cap.is_usd:
+            _repoint_ledger_counts(cur, scope, cap.counter, ws, where, args, floor)
         cur.execute(
             "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit) VALUES (?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (scope, cap, window_start) DO UPDATE SET used = excluded.used, reserved = excluded.reserved",
@@ -153,3 +155,27 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
             cur.execute(
                 "UPDATE audit SET reservation = ? WHERE id = ?", (json.dumps([i.as_json() for i in items]), r["id"])
             )
+
+
+def _repoint_ledger_counts(
+    cur: Cursor, scope: str, counter: str, ws: int, where: str, args: list[Any], floor: str
+) -> None:
+    """Make the object ledger's counted rows in the window name this budget counter too.
+
+    A later capture or cancel for less releases what a row counted from the counters its
+    `ledger_counts.items` name (`sql_ledger.count_object`); a budget seeded with that row's cost
+    must be released with it, or its counter would exceed the audit rows it covers.
+    """
+    rows = cur.execute(
+        "SELECT c.credential, c.object_id, c.row_id, c.items FROM ledger_counts c"
+        " JOIN audit a ON a.id = c.row_id JOIN vault_keys k ON k.id = a.key_id"
+        f" WHERE {where} AND a.id >= ?",
+        (*args, floor),
+    ).fetchall()
+    for r in rows:
+        items = [i for i in json.loads(r["items"]) if not (i[0] == scope and i[1] == counter)]
+        items.append([scope, counter, ws])
+        cur.execute(
+            "UPDATE ledger_counts SET items = ? WHERE credential = ? AND object_id = ? AND row_id = ?",
+            (json.dumps(items), r["credential"], r["object_id"], r["row_id"]),
+        )
