@@ -8,6 +8,7 @@ engine's answers with Python's.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -154,9 +155,17 @@ async def test_bulk_revoke_by_prefix_is_case_sensitive(store_for_matching: Store
 ALPHABET = st.sampled_from(list("aAbB:%_\\'\"é É ßs日ǆǄ\u0301-"))
 text = st.text(ALPHABET, max_size=6)
 _runs = iter(range(10**9))
+_stores: weakref.WeakKeyDictionary[Callable[..., Store], Store] = weakref.WeakKeyDictionary()
 
 
-@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def _shared_store(open_engine: Callable[..., Store]) -> Store:
+    """One store for every example of a test run (the fixture closes it); each example has its own keys."""
+    if open_engine not in _stores:
+        _stores[open_engine] = open_engine()
+    return _stores[open_engine]
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(labels=st.lists(text, min_size=1, max_size=8), prefixes=st.lists(text, min_size=1, max_size=4), data=st.data())
 @example(labels=["acme:billing:1", "ACME:billing:2"], prefixes=["acme:"], data=None)
 def test_every_filter_agrees_with_str_startswith(
@@ -169,11 +178,7 @@ def test_every_filter_agrees_with_str_startswith(
         prefixes = [*prefixes, data.draw(st.sampled_from(labels))[: data.draw(st.integers(0, 6))]]
 
     async def go() -> None:
-        store = open_engine()
-        try:
-            await _check(store)
-        finally:
-            await store.close()
+        await _check(_shared_store(open_engine))
 
     async def _check(store: Store) -> None:
         ids = {}
