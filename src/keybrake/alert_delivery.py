@@ -164,6 +164,10 @@ class Deliverer:
                 status = resp.status
                 if not 200 <= resp.status < 300:
                     error = redact(resp.body[:300].decode("utf-8", "replace"))
+            except asyncio.CancelledError:
+                # A stop mid-POST: the attempt is recorded (stop() writes it) and due again at once.
+                self._unsettled.append(Outcome(d.id, False, None, "interrupted: this replica stopped", 0))
+                raise
             except TimeoutError:
                 error = f"no answer within KEYBRAKE_ALERT_TIMEOUT ({self.settings.alert_timeout_s:g} s)"
             except Exception as exc:  # any failure: retried with backoff

@@ -89,18 +89,24 @@ class AlertQueries(SQLBase):
 
     @blocking
     def claim_deliveries(self, destination_id: str, instance_id: str, lease_ms: int, limit: int) -> list[Delivery]:
-        # PostgreSQL: the row locks of FOR UPDATE SKIP LOCKED make concurrent claims disjoint, and
-        # the outer WHERE is re-checked on a row another claim changed. SQLite: one writer at a time.
-        skip = self.FOR_UPDATE + " SKIP LOCKED" if self.FOR_UPDATE else ""
+        # PostgreSQL: the chosen rows are locked (FOR UPDATE SKIP LOCKED) in a CTE evaluated once,
+        # so concurrent claims are disjoint. SQLite: one writer at a time makes the UPDATE atomic.
         due = "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+        pick = (
+            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due} ORDER BY next_attempt_at, id LIMIT :n"
+        )
+        if self.FOR_UPDATE:
+            sql = (
+                f"WITH picked AS MATERIALIZED ({pick}{self.FOR_UPDATE} SKIP LOCKED)"
+                " UPDATE alert_outbox SET claimed_by = :me, lease_until = :until FROM picked"
+                " WHERE alert_outbox.id = picked.id RETURNING alert_outbox.*"
+            )
+        else:
+            sql = f"UPDATE alert_outbox SET claimed_by = :me, lease_until = :until WHERE id IN ({pick}) RETURNING *"
         with self._tx() as cur:
             now = self._db_now(cur)
-            rows = cur.execute(
-                f"UPDATE alert_outbox SET claimed_by = :me, lease_until = :until WHERE {due} AND id IN"
-                f" (SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due}"
-                f" ORDER BY next_attempt_at, id LIMIT :n{skip}) RETURNING *",
-                {"me": instance_id, "until": now + lease_ms, "now": now, "dest": destination_id, "n": limit},
-            ).fetchall()
+            params = {"me": instance_id, "until": now + lease_ms, "now": now, "dest": destination_id, "n": limit}
+            rows = cur.execute(sql, params).fetchall()
         return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
 
     @blocking
