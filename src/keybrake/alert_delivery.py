@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -65,6 +66,7 @@ class Outcome:
     """One POST made and its result, to be written to the outbox."""
 
     delivery_id: str
+    attempt_id: str  # one POST: its outcome is counted once however often it is written
     ok: bool
     status: int | None
     error: str | None
@@ -126,31 +128,46 @@ class Deliverer:
                 await self.store.release_claims(self.instance_id)
 
     async def _worker(self, dest: AlertDestination) -> None:
+        """Up to BATCH POSTs of this destination in flight; claims more as soon as one ends."""
         tick = min(1.0, self.settings.alert_interval_s)
-        while True:
-            try:
-                batch = await self.store.claim_deliveries(dest.id, self.instance_id, lease_ms(self.settings), BATCH)
-            except EnforcementUnavailable as exc:
-                event(log, "could not claim alert deliveries", logging.ERROR, alert=dest.id, error=str(exc))
-                batch = []
-            except Exception as exc:  # never let one destination's worker die silently
-                event(log, "alert worker error", logging.ERROR, alert=dest.id, error=repr(exc))
-                batch = []
-            if batch:
-                await asyncio.gather(*(self._attempt(dest, d) for d in batch))
-                continue
-            wake = self._wake.get(dest.id)
-            if wake is None:
-                await asyncio.sleep(tick)
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(tick):
-                    await wake.wait()
-            wake.clear()
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                batch: list[Delivery] = []
+                free = BATCH - len(inflight)
+                if free > 0:
+                    try:
+                        batch = await self.store.claim_deliveries(
+                            dest.id, self.instance_id, lease_ms(self.settings), free
+                        )
+                    except EnforcementUnavailable as exc:
+                        event(log, "could not claim alert deliveries", logging.ERROR, alert=dest.id, error=str(exc))
+                    except Exception as exc:  # never let one destination's worker die silently
+                        event(log, "alert worker error", logging.ERROR, alert=dest.id, error=repr(exc))
+                for d in batch:
+                    task = asyncio.create_task(self._attempt(dest, d))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                if batch and len(batch) == free:
+                    continue  # there may be more due
+                wake = self._wake.setdefault(dest.id, asyncio.Event())
+                waiter = asyncio.create_task(wake.wait())
+                try:
+                    await asyncio.wait({waiter, *inflight}, timeout=tick, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                wake.clear()
+        finally:
+            for task in list(inflight):
+                task.cancel()
+            for task in list(inflight):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
 
     async def _attempt(self, dest: AlertDestination, d: Delivery) -> None:
         status: int | None = None
         error: str | None = None
+        attempt = "att_" + secrets.token_hex(10)
         refusal = alert_url_refusal(dest.url, self.settings)
         if refusal is not None:
             # Accepted under other settings, refused by this process's: nothing is sent.
@@ -166,7 +183,7 @@ class Deliverer:
                     error = redact(resp.body[:300].decode("utf-8", "replace"))
             except asyncio.CancelledError:
                 # A stop mid-POST: the attempt is recorded (stop() writes it) and due again at once.
-                self._unsettled.append(Outcome(d.id, False, None, "interrupted: this replica stopped", 0))
+                self._unsettled.append(Outcome(d.id, attempt, False, None, "interrupted: this replica stopped", 0))
                 raise
             except TimeoutError:
                 error = f"no answer within KEYBRAKE_ALERT_TIMEOUT ({self.settings.alert_timeout_s:g} s)"
@@ -175,12 +192,12 @@ class Deliverer:
         retry = retry_delay_ms(d.attempts + 1, self.settings.alert_retry_base_s)
         if error is not None:
             event(log, "alert delivery failed", logging.WARNING, delivery=d.id, attempts=d.attempts + 1, status=status)
-        await self._settle(Outcome(d.id, error is None, status, error, retry))
+        await self._settle(Outcome(d.id, attempt, error is None, status, error, retry))
 
     async def _settle(self, o: Outcome) -> None:
         try:
             await self.store.settle_delivery(
-                o.delivery_id, self.instance_id, ok=o.ok, status=o.status, error=o.error,
+                o.delivery_id, self.instance_id, attempt_id=o.attempt_id, ok=o.ok, status=o.status, error=o.error,
                 retry_in_ms=o.retry_in_ms, max_attempts=MAX_ATTEMPTS,
             )  # fmt: skip
         except EnforcementUnavailable as exc:
@@ -195,7 +212,7 @@ class Deliverer:
         while self._unsettled:
             o = self._unsettled[0]
             await self.store.settle_delivery(
-                o.delivery_id, self.instance_id, ok=o.ok, status=o.status, error=o.error,
+                o.delivery_id, self.instance_id, attempt_id=o.attempt_id, ok=o.ok, status=o.status, error=o.error,
                 retry_in_ms=o.retry_in_ms, max_attempts=MAX_ATTEMPTS,
             )  # fmt: skip
             self._unsettled.pop(0)

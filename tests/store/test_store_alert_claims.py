@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import pytest
@@ -12,6 +13,19 @@ from keybrake.timefmt import DAY_MS
 from tests.store.test_store_contract import DAY0, Clock
 
 LEASE = 10_000
+
+
+def new_att() -> str:
+    return "att_" + secrets.token_hex(10)
+
+
+async def settle(
+    store: Store, d_id: str, me: str, ok: bool, status: int | None, error: str | None, retry: int, most: int
+) -> None:
+    """One POST's outcome, written once."""
+    await store.settle_delivery(
+        d_id, me, attempt_id=new_att(), ok=ok, status=status, error=error, retry_in_ms=retry, max_attempts=most
+    )
 
 
 @pytest.fixture
@@ -51,11 +65,14 @@ async def test_one_instance_claims_a_delivery_until_its_lease_lapses(store: Stor
     taken = await store.claim_deliveries("alr_a", "ins_b", LEASE, 10)
     assert sorted(d.event_id for d in taken) == ["evt_0000", "evt_0001", "evt_0002"]
     # ins_a's late outcome counts its POST but leaves ins_b's claim alone
-    await store.settle_delivery(mine[0].id, "ins_a", ok=False, status=None, error="timeout", retry_in_ms=5,
-                                max_attempts=12)  # fmt: skip
+    await settle(store, mine[0].id, "ins_a", False, None, "timeout", 5, 12)
     assert await store.claim_deliveries("alr_a", "ins_c", LEASE, 10) == []
-    await store.settle_delivery(mine[0].id, "ins_b", ok=True, status=200, error=None, retry_in_ms=5, max_attempts=12)
-    await store.settle_delivery(mine[0].id, "ins_a", ok=False, status=503, error="x", retry_in_ms=5, max_attempts=12)
+    await store.settle_delivery(
+        mine[0].id, "ins_b", attempt_id=new_att(), ok=True, status=200, error=None, retry_in_ms=5, max_attempts=12
+    )
+    await store.settle_delivery(
+        mine[0].id, "ins_a", attempt_id=new_att(), ok=False, status=503, error="x", retry_in_ms=5, max_attempts=12
+    )
     (row,) = [d for d in await store.list_deliveries(10) if d.id == mine[0].id]
     assert (row.state, row.attempts, row.claimed_by) == ("delivered", 3, None)  # delivered stays delivered
 
@@ -65,12 +82,13 @@ async def test_outcomes_backoff_and_the_last_attempt(store: Store, clock: Clock)
     await store.enqueue([d], None)
     for _ in (1, 2):
         (got,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
-        await store.settle_delivery(got.id, "ins_a", ok=False, status=500, error="no", retry_in_ms=1000,
-                                    max_attempts=3)  # fmt: skip
+        await settle(store, got.id, "ins_a", False, 500, "no", 1000, 3)
         assert await store.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []  # not due before its retry
         clock.ms += 1000
     (got,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
-    await store.settle_delivery(got.id, "ins_a", ok=False, status=500, error="no", retry_in_ms=1000, max_attempts=3)
+    await store.settle_delivery(
+        got.id, "ins_a", attempt_id=new_att(), ok=False, status=500, error="no", retry_in_ms=1000, max_attempts=3
+    )
     clock.ms += 10_000
     assert await store.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []
     (row,) = await store.list_deliveries(10)
@@ -103,3 +121,22 @@ async def test_fire_marks_are_kept_until_their_window_ends(store: Store, clock: 
     assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 0
     assert not await store.enqueue([], "threshold:total")  # a total cap's threshold never fires twice
     assert await store.enqueue([], "threshold:day")
+
+
+async def test_writing_one_outcome_twice_counts_one_attempt(store: Store, clock: Clock) -> None:
+    """The store answered nothing to the first write (it may have committed): written again."""
+    await store.enqueue([delivery("alr_a", 1, clock.ms)], None)
+    (d,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    att = new_att()
+    for _ in range(2):
+        await store.settle_delivery(d.id, "ins_a", attempt_id=att, ok=False, status=500, error="no", retry_in_ms=0,
+                                    max_attempts=12)  # fmt: skip
+    (row,) = await store.list_deliveries(10)
+    assert (row.attempts, row.state) == (1, "pending")
+    (d,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    ok = new_att()
+    for _ in range(2):
+        await store.settle_delivery(d.id, "ins_a", attempt_id=ok, ok=True, status=200, error=None, retry_in_ms=0,
+                                    max_attempts=12)  # fmt: skip
+    (row,) = await store.list_deliveries(10)
+    assert (row.attempts, row.state, row.last_status) == (2, "delivered", 200)

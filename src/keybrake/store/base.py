@@ -112,6 +112,7 @@ class Delivery:
     delivered_at: int | None = None
     claimed_by: str | None = None  # the instance sending it now (docs/scale-out.md)
     lease_until: int | None = None  # Unix ms, database clock: the claim lapses then
+    last_attempt_id: str | None = None  # the last POST whose outcome was written
 
 
 @dataclass(frozen=True)
@@ -623,6 +624,7 @@ class Store(Protocol):
         delivery_id: str,
         instance_id: str,
         *,
+        attempt_id: str,
         ok: bool,
         status: int | None,
         error: str | None,
@@ -631,7 +633,8 @@ class Store(Protocol):
     ) -> None:
         """Record one POST actually made: attempts + 1; delivered, or pending again `retry_in_ms`
         later (database clock) until `max_attempts`, then failed. A delivered row stays delivered;
-        the claim is cleared only if `instance_id` still holds it."""
+        the claim is cleared only if `instance_id` still holds it. Writing the same `attempt_id`
+        again (its first write's answer was lost) changes nothing."""
 
     async def fail_orphaned_deliveries(self, error: str) -> int:
         """Mark every pending delivery of a destination that no longer exists failed (no POST made)."""

@@ -115,6 +115,7 @@ class AlertQueries(SQLBase):
         delivery_id: str,
         instance_id: str,
         *,
+        attempt_id: str,
         ok: bool,
         status: int | None,
         error: str | None,
@@ -123,13 +124,15 @@ class AlertQueries(SQLBase):
     ) -> None:
         release = "claimed_by = CASE WHEN claimed_by = :me THEN NULL ELSE claimed_by END," \
             " lease_until = CASE WHEN claimed_by = :me THEN NULL ELSE lease_until END"  # fmt: skip
+        once = "(last_attempt_id IS NULL OR last_attempt_id <> :att)"
         with self._tx() as cur:
             now = self._db_now(cur)
             if ok:
                 cur.execute(
                     "UPDATE alert_outbox SET state = 'delivered', attempts = attempts + 1, last_status = :status,"
-                    f" last_error = NULL, delivered_at = COALESCE(delivered_at, :now), {release} WHERE id = :id",
-                    {"status": status, "now": now, "me": instance_id, "id": delivery_id},
+                    " last_error = NULL, delivered_at = COALESCE(delivered_at, :now),"
+                    f" {release}, last_attempt_id = :att WHERE id = :id AND {once}",
+                    {"status": status, "now": now, "me": instance_id, "id": delivery_id, "att": attempt_id},
                 )
                 return
             cur.execute(
@@ -137,9 +140,9 @@ class AlertQueries(SQLBase):
                 " state = CASE WHEN state <> 'pending' THEN state WHEN attempts + 1 >= :max THEN 'failed'"
                 " ELSE 'pending' END,"
                 " next_attempt_at = CASE WHEN state = 'pending' THEN :next ELSE next_attempt_at END,"
-                f" {release} WHERE id = :id",
+                f" {release}, last_attempt_id = :att WHERE id = :id AND {once}",
                 {"status": status, "error": error, "max": max_attempts, "next": now + retry_in_ms,
-                 "me": instance_id, "id": delivery_id},
+                 "me": instance_id, "id": delivery_id, "att": attempt_id},
             )  # fmt: skip
 
     @blocking
