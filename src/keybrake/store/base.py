@@ -112,7 +112,7 @@ class Delivery:
     delivered_at: int | None = None
     claimed_by: str | None = None  # the instance sending it now (docs/scale-out.md)
     lease_until: int | None = None  # Unix ms, database clock: the claim lapses then
-    last_attempt_id: str | None = None  # the last POST whose outcome was written
+    attempt_ids: str | None = None  # "att_… att_… ": the POSTs whose outcomes were written
 
 
 @dataclass(frozen=True)

@@ -124,15 +124,23 @@ class AlertQueries(SQLBase):
     ) -> None:
         release = "claimed_by = CASE WHEN claimed_by = :me THEN NULL ELSE claimed_by END," \
             " lease_until = CASE WHEN claimed_by = :me THEN NULL ELSE lease_until END"  # fmt: skip
-        once = "(last_attempt_id IS NULL OR last_attempt_id <> :att)"
+        once = "(attempt_ids IS NULL OR attempt_ids NOT LIKE :seen)"
+        log = "attempt_ids = COALESCE(attempt_ids, '') || :att || ' '"
         with self._tx() as cur:
             now = self._db_now(cur)
             if ok:
                 cur.execute(
                     "UPDATE alert_outbox SET state = 'delivered', attempts = attempts + 1, last_status = :status,"
                     " last_error = NULL, delivered_at = COALESCE(delivered_at, :now),"
-                    f" {release}, last_attempt_id = :att WHERE id = :id AND {once}",
-                    {"status": status, "now": now, "me": instance_id, "id": delivery_id, "att": attempt_id},
+                    f" {release}, {log} WHERE id = :id AND {once}",
+                    {
+                        "status": status,
+                        "now": now,
+                        "me": instance_id,
+                        "id": delivery_id,
+                        "att": attempt_id,
+                        "seen": f"%{attempt_id}%",
+                    },
                 )
                 return
             cur.execute(
@@ -140,9 +148,10 @@ class AlertQueries(SQLBase):
                 " state = CASE WHEN state <> 'pending' THEN state WHEN attempts + 1 >= :max THEN 'failed'"
                 " ELSE 'pending' END,"
                 " next_attempt_at = CASE WHEN state = 'pending' THEN :next ELSE next_attempt_at END,"
-                f" {release}, last_attempt_id = :att WHERE id = :id AND {once}",
+                f" {release}, {log} WHERE id = :id AND {once}",
                 {"status": status, "error": error, "max": max_attempts, "next": now + retry_in_ms,
-                 "me": instance_id, "id": delivery_id, "att": attempt_id},
+                 "me": instance_id, "id": delivery_id, "att": attempt_id,
+                     "seen": f"%{attempt_id}%"},
             )  # fmt: skip
 
     @blocking

@@ -23,8 +23,9 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("alert_outbox", sa.Column("claimed_by", sa.String(40), nullable=True))
     op.add_column("alert_outbox", sa.Column("lease_until", sa.BigInteger, nullable=True))
-    # The last attempt whose outcome was written: writing the same outcome again counts it once.
-    op.add_column("alert_outbox", sa.Column("last_attempt_id", sa.String(40), nullable=True))
+    # The attempts whose outcomes were written ("att_… att_… "; at most MAX_ATTEMPTS and a few):
+    # writing the same outcome again, after its first write's answer was lost, counts it once.
+    op.add_column("alert_outbox", sa.Column("attempt_ids", sa.Text, nullable=True))
     op.create_index("ix_outbox_dest_due", "alert_outbox", ["destination_id", "state", "next_attempt_at"])
     op.add_column("alert_fired", sa.Column("keep_until", sa.BigInteger, nullable=True))
     # Earlier marks were forgotten 40 days after they were made; marks of total caps (window 0) are kept.
@@ -38,6 +39,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column("alert_fired", "keep_until")
     op.drop_index("ix_outbox_dest_due", table_name="alert_outbox")
-    op.drop_column("alert_outbox", "last_attempt_id")
+    op.drop_column("alert_outbox", "attempt_ids")
     op.drop_column("alert_outbox", "lease_until")
     op.drop_column("alert_outbox", "claimed_by")
