@@ -152,6 +152,8 @@ async def run_model(
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # more passes of every replica: nothing may be sent again
+        for s in stores:
+            s.lose_settles = 0.0  # a clean stop: the store answers
         for task in running:
             task.cancel()
         for task in running:

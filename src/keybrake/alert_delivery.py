@@ -124,7 +124,14 @@ class Deliverer:
                 await task
         with contextlib.suppress(Exception):
             async with asyncio.timeout(2.0):
-                await self._flush_unsettled()
+                while True:  # each write is idempotent: try again until written or out of time
+                    try:
+                        await self._flush_unsettled()
+                        break
+                    except EnforcementUnavailable:
+                        await asyncio.sleep(0.1)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(1.0):
                 await self.store.release_claims(self.instance_id)
 
     async def _worker(self, dest: AlertDestination) -> None:
