@@ -20,6 +20,8 @@ from keybrake.store.windows import resets_at
 from keybrake.timefmt import rfc3339
 
 MAX_RETRY_DELAY_MS = 3_600_000  # backoff doubles up to an hour
+ANOMALY_MIN_REQUESTS = 5  # an hour with fewer requests is never called a spike
+ANOMALY_MIN_HOURS = 3  # a baseline needs this many hours of history
 
 
 def sign(secret: bytes, body: bytes, t: int) -> str:
@@ -55,6 +57,37 @@ def build_delivery(
 def retry_delay_ms(attempts: int, base_s: float) -> int:
     """Delay (ms) before the next try after `attempts` ≥ 1 failed ones: base × 2^(attempts−1), ≤ 1 h."""
     return min(int(base_s * 1000 * 2 ** min(attempts - 1, 20)), MAX_RETRY_DELAY_MS)
+
+
+def hourly_baselines(
+    rows: list[tuple[str, str | None, int, int, int]], hour: int
+) -> list[tuple[str, str, int, int, float, float]]:
+    """Per key and label prefix: (kind, id, this hour's µUSD, its requests, baseline µUSD, baseline
+    requests) from `hourly_totals` rows, for subjects with at least ANOMALY_MIN_REQUESTS this hour
+    and ANOMALY_MIN_HOURS of history. The baseline is the average hour since the subject's first
+    traffic in the rows (a new key is not compared with hours before it existed)."""
+    subjects: dict[tuple[str, str], dict[int, list[int]]] = {}
+    for key_id, label, h, cost, reqs in rows:
+        names = [("key", key_id)]
+        if label and ":" in label:
+            names.append(("label_prefix", label.split(":", 1)[0] + ":"))
+        for name in names:
+            acc = subjects.setdefault(name, {}).setdefault(h, [0, 0])
+            acc[0] += cost
+            acc[1] += reqs
+    out = []
+    for (kind, subject), hours in subjects.items():
+        cost_now, reqs_now = hours.get(hour, [0, 0])
+        past = [h for h in hours if h < hour]
+        if reqs_now < ANOMALY_MIN_REQUESTS or not past:
+            continue
+        observed = (hour - min(past)) // 3_600_000
+        if observed < ANOMALY_MIN_HOURS:
+            continue
+        base_cost = sum(hours[h][0] for h in past) / observed
+        base_reqs = sum(hours[h][1] for h in past) / observed
+        out.append((kind, subject, cost_now, reqs_now, base_cost, base_reqs))
+    return out
 
 
 def threshold_data(

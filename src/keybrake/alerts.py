@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
-from keybrake.alert_format import build_delivery, event_id_for, new_event_id, sign, threshold_data
+from keybrake.alert_format import (
+    build_delivery,
+    event_id_for,
+    hourly_baselines,
+    new_event_id,
+    sign,
+    threshold_data,
+)
 from keybrake.config import Settings
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, EnforcementUnavailable
@@ -46,8 +53,6 @@ EVENTS = (
     "enforcement.unavailable",
     "enforcement.recovered",
 )
-ANOMALY_MIN_REQUESTS = 5  # an hour with fewer requests is never called a spike
-ANOMALY_MIN_HOURS = 3  # a baseline needs this many hours of history
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
 MAX_HELD = 10_000  # events held in memory while the store is down
@@ -272,28 +277,8 @@ class Alerts:
         now = self.store.now_ms()
         hour = now - now % 3_600_000
         rows = await self.store.hourly_totals(hour - 24 * 3_600_000, now + 1)
-        subjects: dict[tuple[str, str], dict[int, list[int]]] = {}
-        for key_id, label, h, cost, reqs in rows:
-            names = [("key", key_id)]
-            if label and ":" in label:
-                names.append(("label_prefix", label.split(":", 1)[0] + ":"))
-            for name in names:
-                acc = subjects.setdefault(name, {}).setdefault(h, [0, 0])
-                acc[0] += cost
-                acc[1] += reqs
         queued = 0
-        for (kind, subject), hours in subjects.items():
-            cost_now, reqs_now = hours.get(hour, [0, 0])
-            past = [h for h in hours if h < hour]
-            if reqs_now < ANOMALY_MIN_REQUESTS or not past:
-                continue
-            # The baseline is the average hour since the subject's first traffic in the window (a
-            # new key is not compared with hours before it existed), over at least 3 hours.
-            observed = (hour - min(past)) // 3_600_000
-            if observed < ANOMALY_MIN_HOURS:
-                continue
-            base_cost = sum(hours[h][0] for h in past) / observed
-            base_reqs = sum(hours[h][1] for h in past) / observed
+        for kind, subject, cost_now, reqs_now, base_cost, base_reqs in hourly_baselines(rows, hour):
             for dest in dests:
                 k = float(dest.anomaly_factor)
                 over = [
