@@ -259,6 +259,9 @@ class Alerts:
     async def scan_revoked(self) -> int:
         """key.revoked for keys revoked by any path (one DELETE, a bulk revoke, the CLI, another
         replica) since the last scan (24 h back at start); the fire-once mark sends each once."""
+        if not any("key.revoked" in d.events for d in await self.store.list_alerts()):
+            self._revoked_checked_ms = None  # nobody listens: nothing to look back for later
+            return 0
         now = self.store.now_ms()
         last = self._revoked_checked_ms
         since = now - REVOKED_LOOKBACK_MS if last is None else last - CLOCK_MARGIN_MS

@@ -28,6 +28,8 @@ def upgrade() -> None:
     op.add_column("alert_outbox", sa.Column("attempt_ids", sa.Text, nullable=True))
     op.create_index("ix_outbox_dest_due", "alert_outbox", ["destination_id", "state", "next_attempt_at"])
     op.add_column("alert_fired", sa.Column("keep_until", sa.BigInteger, nullable=True))
+    # key.revoked is found by every replica's scan of recent revocations (any path revoked it).
+    op.create_index("ix_vault_keys_revoked_at", "vault_keys", ["revoked_at"])
     # Earlier marks were forgotten 40 days after they were made; marks of total caps (window 0) are kept.
     op.execute(
         sa.text(
@@ -37,6 +39,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_vault_keys_revoked_at", table_name="vault_keys")
     op.drop_column("alert_fired", "keep_until")
     op.drop_index("ix_outbox_dest_due", table_name="alert_outbox")
     op.drop_column("alert_outbox", "attempt_ids")
