@@ -75,6 +75,9 @@ def test_a_silent_destination_does_not_delay_another(tmp_path: Path, fake_stripe
                 assert c.delete(f"/v1/keys/{k['id']}").status_code == 200
         wait_for(lambda: len(healthy.hits) >= 6, timeout=10)
         assert max(h.at for h in healthy.hits) - started < 3.0
+        assert kb.app is not None
+        hanging = [d for d in deliveries(kb) if d["alert_id"] == mute["id"]]
+        assert hanging and {d["claimed_by"] for d in hanging} == {kb.app.instance_id}  # held by this replica
         capped = kb.issue({"daily_usd_cap": 2})
         crossed = time.monotonic()
         assert charge(kb, capped) == 200  # 50 % of the cap: a threshold, found by the scan

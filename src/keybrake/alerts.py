@@ -56,7 +56,7 @@ EVENTS = (
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
 MAX_HELD = 10_000  # events held in memory while the store is down
-REVOKED_LOOKBACK_MS = 24 * 3_600_000  # at start, revocations this far back are checked
+LOOKBACK_MS = 24 * 3_600_000  # at start, expiries and revocations this far back are checked
 CLOCK_MARGIN_MS = 5 * 60_000  # revoked_at comes from the revoking replica's clock
 _WINDOWS = {
     "daily_usd": Window.DAY,
@@ -248,7 +248,7 @@ class Alerts:
 
     async def scan_expired(self) -> int:
         now = self.store.now_ms()
-        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - 3_600_000
+        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - LOOKBACK_MS
         queued = 0
         for key in await self.store.keys_expired_between(since, now):
             data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "expired_at": rfc3339(key.expires_at)}
@@ -264,7 +264,7 @@ class Alerts:
             return 0
         now = self.store.now_ms()
         last = self._revoked_checked_ms
-        since = now - REVOKED_LOOKBACK_MS if last is None else last - CLOCK_MARGIN_MS
+        since = now - LOOKBACK_MS if last is None else last - CLOCK_MARGIN_MS
         queued = 0
         for key in await self.store.keys_revoked_between(since, now + CLOCK_MARGIN_MS):
             queued += await self._emit_revoked(key)
@@ -388,6 +388,8 @@ class Alerts:
                     event(log, "alert scan failed", logging.ERROR, error=str(exc))
                 await asyncio.sleep(min(1.0, self.settings.alert_interval_s))
         finally:
+            if self._tasks:  # events being queued right now (a cap hit, a revocation): let them land
+                await asyncio.wait(set(self._tasks), timeout=1.0)
             delivering.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await delivering
