@@ -1,36 +1,44 @@
-"""Alerts: events go into a durable outbox in the store; a background worker delivers them.
+"""Alerts: events go into a durable outbox in the store; `alert_delivery.Deliverer` sends them.
 
 Nothing here runs on a proxied request's path: cap thresholds are found by scanning the
-counters, cap hits and revocations only enqueue from a task scheduled off the response. The
-outbox survives restarts; failed deliveries are retried with exponential backoff.
-
-Webhook bodies are `{"id": "evt_…", "type", "created_at", "data"}`, signed in
-`X-Keybrake-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` (receivers reject
-old `t` to stop replays). Slack destinations get an incoming-webhook `{"text": …}` message.
+counters, cap hits and revocations only enqueue from a task scheduled off the response. Scans run
+in their own task and never wait on deliveries. Every event is queued at most once per
+destination: events that can repeat carry a fire-once mark (`alert_fired`), and an event's
+deliveries have ids derived from its id, so queueing it again (another replica's scan, a retry
+after the store was down) adds nothing. An event raised while the store is down is held in memory
+(at most MAX_HELD) and queued when the store answers again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import contextlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
+from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
+from keybrake.alert_format import (
+    build_delivery,
+    event_id_for,
+    hourly_baselines,
+    new_event_id,
+    sign,
+    threshold_data,
+)
 from keybrake.config import Settings
-from keybrake.core.upstream_url import url_refusal
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, EnforcementUnavailable
 from keybrake.logs import event, redact
 from keybrake.money import format_usd
-from keybrake.proxy.render import dumps
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord, Store, Window
-from keybrake.store.ids import new_audit_id
+from keybrake.store.base import AlertDestination, KeyRecord, Store, Window
 from keybrake.store.windows import resets_at, window_start
 from keybrake.timefmt import rfc3339
+
+__all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]
 
 log = logging.getLogger("keybrake.alerts")
 
@@ -45,11 +53,11 @@ EVENTS = (
     "enforcement.unavailable",
     "enforcement.recovered",
 )
-ANOMALY_MIN_REQUESTS = 5  # an hour with fewer requests is never called a spike
-ANOMALY_MIN_HOURS = 3  # a baseline needs this many hours of history
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
-MAX_ATTEMPTS = 12
+MAX_HELD = 10_000  # events held in memory while the store is down
+LOOKBACK_MS = 24 * 3_600_000  # at start, expiries and revocations this far back are checked
+CLOCK_MARGIN_MS = 5 * 60_000  # revoked_at comes from the revoking replica's clock
 _WINDOWS = {
     "daily_usd": Window.DAY,
     "daily_sends": Window.DAY,
@@ -70,40 +78,40 @@ _CAP_NAMES = {
 }
 
 
-def alert_url_refusal(url: str, settings: Settings) -> str | None:
-    """Why an alert may not be delivered to `url` under `settings` (a sentence), or None.
+@dataclass(frozen=True)
+class Held:
+    """An event the store could not take yet; queued again, with the same id, when it answers."""
 
-    The vendor-credential rules without the vendor host list, a query string allowed: https, or
-    plain http to loopback with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1. Checked when a destination
-    is written and again before every delivery.
-    """
-    return url_refusal(
-        url,
-        allowed_hosts=None,
-        listed_hosts=settings.upstream_hosts,
-        allow_insecure=settings.allow_insecure_upstream,
-        what="url",
-        allow_query=True,
-    )
-
-
-def sign(secret: bytes, body: bytes, t: int) -> str:
-    mac = hmac.new(secret, f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def new_event_id(now_ms: int) -> str:
-    return "evt_" + new_audit_id(now_ms)[4:]
+    event_type: str
+    data: dict[str, Any]
+    fire_key: str | None
+    keep_until_ms: int | None
+    forever: bool
+    event_id: str
+    at_ms: int
+    not_before_ms: int | None
 
 
 class Alerts:
-    def __init__(self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings) -> None:
+    """Produces events into the outbox and runs the scans; `deliverer` sends what is queued.
+
+    `upstream` is the HTTP client deliveries use (its own, with KEYBRAKE_ALERT_TIMEOUT, in
+    `keybrake serve`); `instance_id` names this replica in delivery claims.
+    """
+
+    def __init__(
+        self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings, *, instance_id: str | None = None
+    ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.instance_id = instance_id or f"ins_{secrets.token_hex(10)}"
+        self.deliverer = Deliverer(store, sealer, upstream, settings, self.instance_id)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._known: list[AlertDestination] = []  # for enforcement.unavailable, when the store is down
         self._unavailable_sent: dict[str, float] = {}
         self._down = False
+        self._held: list[Held] = []
         self._expired_checked_ms: int | None = None
+        self._revoked_checked_ms: int | None = None
         self._last_anomaly_scan = 0.0
 
     # -- producing events (never on the request path) ----------------------------------------
@@ -114,30 +122,90 @@ class Alerts:
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             event(log, "could not queue an alert", logging.ERROR, error=repr(task.exception()))
 
-    async def emit(self, event_type: str, data: dict[str, Any], *, fire_key: str | None = None) -> int:
-        """Queue one event for every destination subscribed to it; returns how many were queued."""
+    async def emit(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        fire_key: str | None = None,
+        keep_until_ms: int | None = None,
+        forever: bool = False,
+        not_before_ms: int | None = None,
+    ) -> int:
+        """Queue one event for every destination subscribed to it; returns how many were queued.
+
+        With `fire_key`, at most once per destination ever (the mark is kept until `keep_until_ms`,
+        default now, plus the purge's 40 days, or `forever`); `not_before_ms` skips destinations
+        created after that time (Unix ms). While the store is down the event is held in memory
+        and queued, with the same id, when it answers (`requeue_held`).
+        """
+        now = self.store.now_ms()
+        evt = event_id_for(fire_key) if fire_key else new_event_id(now)
+        held = Held(event_type, data, fire_key, keep_until_ms, forever, evt, now, not_before_ms)
+        return await self._queue(held)
+
+    async def _queue(self, h: Held) -> int:
         queued = 0
         try:
             for dest in await self.store.list_alerts():
-                if event_type in dest.events:
-                    key = f"{fire_key}:{dest.id}" if fire_key else None
-                    queued += await self._emit_one(dest, event_type, data, key)
+                if h.event_type not in dest.events:
+                    continue
+                if h.not_before_ms is not None and dest.created_at > h.not_before_ms:
+                    continue
+                key = f"{h.fire_key}:{dest.id}" if h.fire_key else None
+                d = build_delivery(dest, h.event_id, h.event_type, h.data, h.at_ms)
+                queued += int(await self.store.enqueue([d], key, keep_until_ms=h.keep_until_ms, forever=h.forever))
         except EnforcementUnavailable as exc:
-            event(log, "could not queue an alert", logging.ERROR, alert=event_type, error=str(exc))
+            self._hold(h)
+            event(log, "could not queue an alert; held to queue later", logging.ERROR, alert=h.event_type,
+                  event_id=h.event_id, error=str(exc))  # fmt: skip
+            return queued
+        if queued:
+            self.deliverer.wake()
         return queued
+
+    def _hold(self, h: Held) -> None:
+        if any(x.event_id == h.event_id for x in self._held):
+            return
+        self._held.append(h)
+        if len(self._held) > MAX_HELD:
+            lost = self._held.pop(0)
+            event(log, "alert dropped: too many held while the store is down", logging.ERROR,
+                  alert=lost.event_type, event_id=lost.event_id)  # fmt: skip
+
+    async def requeue_held(self) -> int:
+        """Queue the events held while the store was down (oldest first); returns how many went."""
+        done = 0
+        while self._held:
+            h = self._held.pop(0)
+            before = len(self._held)
+            await self._queue(h)
+            if len(self._held) > before:  # the store is down again: it went back to the end
+                self._held.insert(0, self._held.pop())
+                break
+            done += 1
+        return done
 
     def cap_hit(self, cap: CapHit, key_id: str | None) -> None:
         data = {**cap.as_json(), "key_id": key_id}
-        self.soon(self.emit("cap.hit", data, fire_key=f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}"))
+        fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}"
+        self.soon(self.emit("cap.hit", data, fire_key=fire, keep_until_ms=cap.resets_at_ms,
+                            forever=cap.resets_at_ms is None))  # fmt: skip
 
     def key_revoked(self, key: KeyRecord) -> None:
+        """key.revoked once per key, whichever path revoked it (the scan finds the others)."""
+        if key.status != "revoked":
+            return
+        self.soon(self._emit_revoked(key))
+
+    async def _emit_revoked(self, key: KeyRecord) -> int:
         data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "reason": key.revoke_reason}
-        self.soon(self.emit("key.revoked", data))
+        return await self.emit("key.revoked", data, fire_key=f"revoked:{key.id}", not_before_ms=key.revoked_at)
 
     def credential_rejected(self, credential: str, vendor: str, key_id: str | None) -> None:
         hour = self.store.now_ms() // 3_600_000
@@ -160,31 +228,47 @@ class Alerts:
                 continue
             self._unavailable_sent[dest.id] = now
             wall = int(time.time() * 1000)
-            evt = new_event_id(wall)
-            doc = {"id": evt, "type": "enforcement.unavailable", "created_at": rfc3339(wall),
-                   "data": {"error": redact(error)[:300]}}  # fmt: skip
-            body = dumps(_slack(doc) if dest.type == "slack" else doc).decode()
-            d = Delivery("dlv_" + secrets.token_hex(10), evt, dest.id, "enforcement.unavailable", body, wall, wall)
+            data = {"error": redact(error)[:300], "instance": self.instance_id}
+            d = build_delivery(dest, new_event_id(wall), "enforcement.unavailable", data, wall)
             self.soon(self._send_direct(dest, d))
 
-    async def _send_direct(self, dest: AlertDestination, d: Delivery) -> None:
+    async def _send_direct(self, dest: AlertDestination, d: Any) -> None:
         refusal = alert_url_refusal(dest.url, self.settings)
         if refusal is not None:
             event(log, "enforcement.unavailable alert not delivered", logging.WARNING, alert=dest.id, error=refusal)
             return
         try:
-            await self.upstream.send(UpstreamRequest("POST", dest.url, self._headers(dest, d), d.body.encode()))
+            async with asyncio.timeout(self.settings.alert_timeout_s):
+                req = UpstreamRequest("POST", dest.url, self.deliverer.headers(dest, d), d.body.encode())
+                await self.upstream.send(req)
         except Exception as exc:  # best effort: the store is down, there is no outbox
             event(log, "enforcement.unavailable alert not delivered", logging.WARNING, error=type(exc).__name__)
 
+    # -- scans (their own task: they never wait on a delivery) -------------------------------
+
     async def scan_expired(self) -> int:
         now = self.store.now_ms()
-        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - 3_600_000
+        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - LOOKBACK_MS
         queued = 0
         for key in await self.store.keys_expired_between(since, now):
             data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "expired_at": rfc3339(key.expires_at)}
-            queued += await self.emit("key.expired", data, fire_key=f"expired:{key.id}")
+            queued += await self.emit("key.expired", data, fire_key=f"expired:{key.id}", not_before_ms=key.expires_at)
         self._expired_checked_ms = now
+        return queued
+
+    async def scan_revoked(self) -> int:
+        """key.revoked for keys revoked by any path (one DELETE, a bulk revoke, the CLI, another
+        replica) since the last scan (24 h back at start); the fire-once mark sends each once."""
+        if not any("key.revoked" in d.events for d in await self.store.list_alerts()):
+            self._revoked_checked_ms = None  # nobody listens: nothing to look back for later
+            return 0
+        now = self.store.now_ms()
+        last = self._revoked_checked_ms
+        since = now - LOOKBACK_MS if last is None else last - CLOCK_MARGIN_MS
+        queued = 0
+        for key in await self.store.keys_revoked_between(since, now + CLOCK_MARGIN_MS):
+            queued += await self._emit_revoked(key)
+        self._revoked_checked_ms = now
         return queued
 
     async def scan_anomalies(self) -> int:
@@ -196,28 +280,8 @@ class Alerts:
         now = self.store.now_ms()
         hour = now - now % 3_600_000
         rows = await self.store.hourly_totals(hour - 24 * 3_600_000, now + 1)
-        subjects: dict[tuple[str, str], dict[int, list[int]]] = {}
-        for key_id, label, h, cost, reqs in rows:
-            names = [("key", key_id)]
-            if label and ":" in label:
-                names.append(("label_prefix", label.split(":", 1)[0] + ":"))
-            for name in names:
-                acc = subjects.setdefault(name, {}).setdefault(h, [0, 0])
-                acc[0] += cost
-                acc[1] += reqs
         queued = 0
-        for (kind, subject), hours in subjects.items():
-            cost_now, reqs_now = hours.get(hour, [0, 0])
-            past = [h for h in hours if h < hour]
-            if reqs_now < ANOMALY_MIN_REQUESTS or not past:
-                continue
-            # The baseline is the average hour since the subject's first traffic in the window (a
-            # new key is not compared with hours before it existed), over at least 3 hours.
-            observed = (hour - min(past)) // 3_600_000
-            if observed < ANOMALY_MIN_HOURS:
-                continue
-            base_cost = sum(hours[h][0] for h in past) / observed
-            base_reqs = sum(hours[h][1] for h in past) / observed
+        for kind, subject, cost_now, reqs_now, base_cost, base_reqs in hourly_baselines(rows, hour):
             for dest in dests:
                 k = float(dest.anomaly_factor)
                 over = [
@@ -238,13 +302,15 @@ class Alerts:
                     "baseline_requests": round(base_reqs, 2),
                     "factor": k,
                 }
-                queued += await self._emit_one(
-                    dest, "spend.anomaly", data, f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
-                )
+                key = f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
+                queued += await self._queue_one(dest, "spend.anomaly", data, key, hour + 3_600_000)
         return queued
 
     async def scan_thresholds(self) -> int:
-        """Queue cap.threshold for every cap whose current window crossed a subscribed percentage."""
+        """Queue cap.threshold for every cap whose current window crossed a subscribed percentage.
+
+        Once per cap, window and percentage: the mark names the window's start and is kept until
+        the window resets (a total cap's forever), so the next day or month fires again."""
         dests = [d for d in await self.store.list_alerts() if "cap.threshold" in d.events]
         if not dests:
             return 0
@@ -266,144 +332,64 @@ class Alerts:
                 tz = budget.timezone
             if window_start(window, now, tz) != c.window_start:
                 continue  # an earlier window: not news any more
+            reset = resets_at(window, c.window_start, tz)
             pct_used = (c.used + c.reserved) * 100 / c.limit
             for dest in dests:
                 for pct in dest.thresholds or DEFAULT_THRESHOLDS:
                     if pct_used < pct:
                         continue
-                    data = _threshold_data(c, kind, scope_id, name, pct, window, tz)
+                    data = threshold_data(c, kind, scope_id, name, pct, window, tz)
                     key = f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}"
-                    queued += await self._emit_one(dest, "cap.threshold", data, key)
+                    queued += await self._queue_one(dest, "cap.threshold", data, key, reset)
         return queued
 
-    async def _emit_one(
-        self, dest: AlertDestination, event_type: str, data: dict[str, Any], fire_key: str | None
+    async def _queue_one(
+        self, dest: AlertDestination, event_type: str, data: dict[str, Any], fire_key: str, keep_until_ms: int | None
     ) -> int:
-        now = self.store.now_ms()
-        evt = new_event_id(now)
-        doc = {"id": evt, "type": event_type, "created_at": rfc3339(now), "data": data}
-        body = dumps(_slack(doc) if dest.type == "slack" else doc).decode()
-        d = Delivery("dlv_" + secrets.token_hex(10), evt, dest.id, event_type, body, now, now)
-        return int(await self.store.enqueue([d], fire_key))
+        """One fire-once event for one destination (a scan's); `keep_until_ms` None keeps the mark forever."""
+        d = build_delivery(dest, event_id_for(fire_key), event_type, data, self.store.now_ms())
+        queued = await self.store.enqueue([d], fire_key, keep_until_ms=keep_until_ms, forever=keep_until_ms is None)
+        if queued:
+            self.deliverer.wake()
+        return int(queued)
 
-    # -- delivering ------------------------------------------------------------------------
-
-    async def deliver_due(self) -> int:
-        now = self.store.now_ms()
-        dests = {d.id: d for d in await self.store.list_alerts()}
-        done = 0
-        for d in await self.store.due_deliveries(now, 50):
-            dest = dests.get(d.destination_id)
-            if dest is None:
-                await self.store.finish_delivery(_replace(d, state="failed", last_error="destination deleted"))
-                continue
-            done += await self._attempt(dest, d)
-        return done
-
-    async def _attempt(self, dest: AlertDestination, d: Delivery) -> int:
-        body = d.body.encode()
-        headers = self._headers(dest, d)
-        status: int | None = None
-        error: str | None = None
-        refusal = alert_url_refusal(dest.url, self.settings)
-        if refusal is not None:
-            # Accepted under other settings, refused by this process's: nothing is sent.
-            error = f"refused by the current settings: {refusal}"
-        else:
-            try:
-                resp = await self.upstream.send(UpstreamRequest("POST", dest.url, headers, body))
-                status = resp.status
-                if not 200 <= resp.status < 300:
-                    error = redact(resp.body[:300].decode("utf-8", "replace"))
-            except Exception as exc:  # any failure: retried with backoff
-                error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
-        attempts = d.attempts + 1
-        now = self.store.now_ms()
-        if error is None:
-            await self.store.finish_delivery(_replace(d, state="delivered", attempts=attempts, last_status=status,
-                                                      last_error=None, delivered_at=now))  # fmt: skip
-            return 1
-        backoff_ms = int(self.settings.alert_retry_base_s * 1000 * 2 ** min(attempts - 1, 10))
-        state = "failed" if attempts >= MAX_ATTEMPTS else "pending"
-        await self.store.finish_delivery(
-            _replace(d, state=state, attempts=attempts, last_status=status, last_error=error,
-                     next_attempt_at=now + min(backoff_ms, 3_600_000))
-        )  # fmt: skip
-        event(log, "alert delivery failed", logging.WARNING, delivery=d.id, attempts=attempts, status=status)
-        return 0
-
-    def _headers(self, dest: AlertDestination, d: Delivery) -> list[tuple[str, str]]:
-        secret = self.sealer.open(dest.secret_enc, f"alert:{dest.id}")
-        return [
-            ("content-type", "application/json"),
-            ("user-agent", "keybrake-alerts"),
-            ("x-keybrake-signature", sign(secret, d.body.encode(), int(time.time()))),
-            ("x-keybrake-event-id", d.event_id),
-        ]
+    async def scan_once(self) -> None:
+        """One pass of every scan (raises EnforcementUnavailable when the store is down)."""
+        self._known = await self.store.list_alerts()
+        if self._down:
+            # Recovered only when what failed works again: a write on the counters
+            # (a read can succeed while reservations still cannot).
+            await self.store.probe_write()
+            now = self.store.now_ms()
+            await self.emit("enforcement.recovered", {"recovered_at": rfc3339(now), "instance": self.instance_id})
+            self._down = False
+        await self.requeue_held()
+        await self.scan_thresholds()
+        await self.scan_expired()
+        await self.scan_revoked()
+        if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
+            self._last_anomaly_scan = time.monotonic()
+            await self.scan_anomalies()
 
     async def run_forever(self) -> None:
+        """The scans every KEYBRAKE_ALERT_INTERVAL s, held events every second, and the deliverer in
+        a task of its own. Cancelling it stops the deliverer and releases this replica's claims."""
+        delivering = asyncio.create_task(self.deliverer.run_forever(), name="keybrake-alert-delivery")
         last_scan = 0.0
-        while True:
-            try:
-                if time.monotonic() - last_scan >= self.settings.alert_interval_s:
-                    last_scan = time.monotonic()
-                    self._known = await self.store.list_alerts()
-                    if self._down:
-                        # Recovered only when what failed works again: a write on the counters
-                        # (a read can succeed while reservations still cannot).
-                        await self.store.probe_write()
-                        await self.emit("enforcement.recovered", {"recovered_at": rfc3339(self.store.now_ms())})
-                        self._down = False
-                    await self.scan_thresholds()
-                    await self.scan_expired()
-                    if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
-                        self._last_anomaly_scan = time.monotonic()
-                        await self.scan_anomalies()
-                await self.deliver_due()
-            except EnforcementUnavailable as exc:
-                event(log, "alert pass failed", logging.ERROR, error=str(exc))
-            await asyncio.sleep(min(1.0, self.settings.alert_interval_s))
-
-
-def _replace(d: Delivery, **kw: Any) -> Delivery:
-    return Delivery(**{**d.__dict__, **kw})
-
-
-def _threshold_data(
-    c: CounterUsage, kind: str, scope_id: str, name: str, pct: int, window: Window, tz: str
-) -> dict[str, Any]:
-    money = c.counter.endswith("_usd")
-    reset = resets_at(window, c.window_start, tz)
-    return {
-        "scope": kind,
-        "id": scope_id,
-        "cap": name,
-        "threshold_pct": pct,
-        "limit": format_usd(c.limit) if money else c.limit,
-        "used": format_usd(c.used + c.reserved) if money else c.used + c.reserved,
-        "unit": "usd" if money else "count",
-        "window_start": rfc3339(c.window_start) if window is not Window.TOTAL else None,
-        "resets_at": rfc3339(reset) if reset is not None else None,
-    }
-
-
-def _slack(doc: dict[str, Any]) -> dict[str, Any]:
-    data = doc["data"]
-    if doc["type"] == "cap.threshold":
-        text = (
-            f":warning: Keybrake: {data['scope']} {data['id']} reached {data['threshold_pct']}% of its "
-            f"{data['cap']} ({data['used']} of {data['limit']}{' USD' if data['unit'] == 'usd' else ''})"
-        )
-    elif doc["type"] == "cap.hit":
-        text = f":no_entry: Keybrake: a request was refused by {data['scope']} {data['id']} {data['name']}"
-    elif doc["type"] in ("key.revoked", "key.expired"):
-        what = "was revoked" if doc["type"] == "key.revoked" else "expired"
-        text = f":lock: Keybrake: vault key {data['key_id']} ({data.get('label') or 'no label'}) {what}"
-    elif doc["type"] == "spend.anomaly":
-        text = (
-            f":chart_with_upwards_trend: Keybrake: {data['scope']} {data['id']} spent {data['spend_usd']} USD in "
-            f"{data['requests']} requests this hour, over {data['factor']}× its usual hour"
-        )
-    else:
-        text = f"Keybrake: {doc['type']}"
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+        try:
+            while True:
+                try:
+                    if time.monotonic() - last_scan >= self.settings.alert_interval_s:
+                        last_scan = time.monotonic()
+                        await self.scan_once()
+                    elif self._held:
+                        await self.requeue_held()
+                except EnforcementUnavailable as exc:
+                    event(log, "alert scan failed", logging.ERROR, error=str(exc))
+                await asyncio.sleep(min(1.0, self.settings.alert_interval_s))
+        finally:
+            if self._tasks:  # events being queued right now (a cap hit, a revocation): let them land
+                await asyncio.wait(set(self._tasks), timeout=1.0)
+            delivering.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await delivering

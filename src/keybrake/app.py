@@ -74,7 +74,15 @@ class KeybrakeApp:
             explicit_hosts=rt.settings.upstream_hosts,
         )
         self.settler = SettleWriter(rt.store)
-        self.alerts = Alerts(rt.store, rt.sealer, self.upstream, rt.settings)
+        # Alerts have a client of their own: a short timeout (KEYBRAKE_ALERT_TIMEOUT), so a silent
+        # receiver never holds a connection the proxy needs.
+        self.alert_upstream = upstream or AiohttpUpstream(
+            timeout_s=rt.settings.alert_timeout_s,
+            connect_timeout_s=min(rt.settings.alert_timeout_s, rt.settings.upstream_connect_timeout_s),
+            max_response_bytes=64 * 1024,
+            explicit_hosts=rt.settings.upstream_hosts,
+        )
+        self.alerts = Alerts(rt.store, rt.sealer, self.alert_upstream, rt.settings, instance_id=self.instance_id)
         self.body_budget = BodyBudget(rt.settings.max_buffered_body_bytes)
         self.pipeline = Pipeline(
             store=rt.store,
@@ -306,6 +314,8 @@ class KeybrakeApp:
         with contextlib.suppress(EnforcementUnavailable):
             await self.rt.store.deregister_instance(self.instance_id)
         await self.upstream.close()
+        if self.alert_upstream is not self.upstream:
+            await self.alert_upstream.close()
         for hook in self.stop_hooks:
             hook()
         event(log, "keybrake stopped", instance=self.instance_id)

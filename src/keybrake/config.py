@@ -54,6 +54,7 @@ class Settings:
     resend_rate_usd: Decimal = Decimal("0.0004")
     alert_interval_s: float = 10.0  # how often cap thresholds are scanned
     alert_retry_base_s: float = 5.0  # first retry delay of a failed alert delivery (doubles)
+    alert_timeout_s: float = 5.0  # one alert POST: no answer within this (connect included) is a failure
     audit_retention_days: int = 90  # 0 keeps every row forever
     audit_purge_export_dir: Path | None = None  # purged rows are appended here (JSON lines) first
     sqlite_busy_timeout_ms: int = 2000
@@ -225,6 +226,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "twilio_reconcile_interval_s", 0.01),
         ("KEYBRAKE_ALERT_INTERVAL", "alert_interval_s", 0.01),
         ("KEYBRAKE_ALERT_RETRY_BASE", "alert_retry_base_s", 0.01),
+        ("KEYBRAKE_ALERT_TIMEOUT", "alert_timeout_s", 0.1),
         ("KEYBRAKE_PG_POOL_TIMEOUT", "pg_pool_timeout_s", 0.01),
     ):
         if e.has(name):

@@ -106,5 +106,7 @@ def render_delivery(d: Delivery) -> dict[str, Any]:
         "response_error": d.last_error,
         "created_at": rfc3339(d.created_at),
         "next_attempt_at": rfc3339(d.next_attempt_at) if d.state == "pending" else None,
+        # the replica (instance id) sending it now; null when no replica holds it
+        "claimed_by": d.claimed_by if d.state == "pending" else None,
         "delivered_at": rfc3339(d.delivered_at) if d.delivered_at else None,
     }

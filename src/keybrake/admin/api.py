@@ -240,8 +240,7 @@ def build_admin_app(
         out = await keys.bulk_revoke(rt, body)
         event(log, "keys revoked in bulk", count=out["revoked"], by=who.id)
         if alerts is not None and out["revoked"]:
-            filters = {k: v for k, v in body.model_dump().items() if v not in (None, False)}
-            alerts.soon(alerts.emit("key.revoked", {"bulk": True, "revoked": out["revoked"], **filters}))
+            alerts.soon(alerts.scan_revoked())  # one key.revoked per key revoked, now
         return KJSON(out)
 
     # -- budgets --------------------------------------------------------------------------

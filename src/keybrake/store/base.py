@@ -123,6 +123,9 @@ class Delivery:
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: int | None = None
+    claimed_by: str | None = None  # the instance sending it now (docs/scale-out.md)
+    lease_until: int | None = None  # Unix ms, database clock: the claim lapses then
+    attempt_ids: str | None = None  # "att_… att_… ": the POSTs whose outcomes were written
 
 
 @dataclass(frozen=True)
@@ -622,21 +625,62 @@ class Store(Protocol):
     async def insert_alert(self, dest: AlertDestination) -> None: ...
     async def list_alerts(self) -> list[AlertDestination]: ...
     async def delete_alert(self, alert_id: str) -> bool: ...
-    async def enqueue(self, deliveries: list[Delivery], fire_key: str | None) -> bool:
-        """Add deliveries to the outbox; with `fire_key`, only if that key never fired (one transaction)."""
+    async def enqueue(
+        self,
+        deliveries: list[Delivery],
+        fire_key: str | None,
+        *,
+        keep_until_ms: int | None = None,
+        forever: bool = False,
+    ) -> bool:
+        """Add deliveries to the outbox; with `fire_key`, only if that key never fired (one transaction).
 
-    async def due_deliveries(self, now_ms: int, limit: int) -> list[Delivery]: ...
-    async def finish_delivery(self, d: Delivery) -> None:
-        """Store a delivery attempt's outcome (state, attempts, status, next attempt)."""
+        Idempotent: a delivery whose id is already there is not added again (an event re-queued
+        after a lost answer). The mark is kept until `keep_until_ms` (default now) plus the purge's
+        margin, or `forever`. Returns False when the mark had already fired.
+        """
+
+    async def claim_deliveries(
+        self, destination_id: str, instance_id: str, lease_ms: int, limit: int
+    ) -> list[Delivery]:
+        """Claim up to `limit` due pending deliveries of one destination for `instance_id`: sets
+        `claimed_by` and `lease_until` = database now + `lease_ms` in one statement, skipping rows
+        another instance holds an unexpired lease on. Only the claimant POSTs them."""
+
+    async def settle_delivery(
+        self,
+        delivery_id: str,
+        instance_id: str,
+        *,
+        attempt_id: str,
+        ok: bool,
+        status: int | None,
+        error: str | None,
+        retry_in_ms: int,
+        max_attempts: int,
+    ) -> None:
+        """Record one POST actually made: attempts + 1; delivered, or pending again `retry_in_ms`
+        later (database clock) until `max_attempts`, then failed. A delivered row stays delivered;
+        the claim is cleared only if `instance_id` still holds it. Writing the same `attempt_id`
+        again (its first write's answer was lost) changes nothing."""
+
+    async def fail_orphaned_deliveries(self, error: str) -> int:
+        """Mark every pending delivery of a destination that no longer exists failed (no POST made)."""
+
+    async def release_claims(self, instance_id: str) -> int:
+        """Clear this instance's claims on pending deliveries (a clean stop): due again at once."""
 
     async def list_deliveries(self, limit: int) -> list[Delivery]: ...
     async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
         """Capped counters at or above `min_pct` % whose window started after `since_ms` (or total)."""
 
     async def purge_fired(self, before_ms: int) -> int:
-        """Forget fire-once marks older than `before_ms` (their windows are long over)."""
+        """Forget fire-once marks kept until before `before_ms` (their windows are long over)."""
 
     async def keys_expired_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]: ...
+    async def keys_revoked_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]:
+        """Revoked keys whose `revoked_at` is in (since_ms, until_ms], by any path or replica."""
+
     async def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
         """(key_id, label, UTC hour start, cost micro-USD, forwarded requests) per key and hour."""
 

@@ -6,7 +6,7 @@ import json
 
 from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import Row, SQLBase, blocking
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import _key
 
 _DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
@@ -57,36 +57,116 @@ class AlertQueries(SQLBase):
             return cur.execute("DELETE FROM alert_destinations WHERE id = ?", (alert_id,)).rowcount == 1
 
     @blocking
-    def enqueue(self, deliveries: list[Delivery], fire_key: str | None) -> bool:
+    def enqueue(
+        self,
+        deliveries: list[Delivery],
+        fire_key: str | None,
+        *,
+        keep_until_ms: int | None = None,
+        forever: bool = False,
+    ) -> bool:
         cols = ", ".join(_DELIVERY_COLS)
         marks = ", ".join(":" + c for c in _DELIVERY_COLS)
+        now = self.now_ms()
         with self._tx() as cur:
             if fire_key is not None:
+                keep = None if forever else (now if keep_until_ms is None else keep_until_ms)
                 fired = cur.execute(
-                    "INSERT INTO alert_fired (fire_key, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    (fire_key[:255], self.now_ms()),
+                    "INSERT INTO alert_fired (fire_key, created_at, keep_until) VALUES (?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    (fire_key[:255], now, keep),
                 ).rowcount
                 if not fired:
                     return False
             for d in deliveries:
-                cur.execute(f"INSERT INTO alert_outbox ({cols}) VALUES ({marks})", d.__dict__)
+                sql = f"INSERT INTO alert_outbox ({cols}) VALUES ({marks}) ON CONFLICT (id) DO NOTHING"
+                cur.execute(sql, d.__dict__)
         return True
 
-    @blocking
-    def due_deliveries(self, now_ms: int, limit: int) -> list[Delivery]:
-        rows = self._read(
-            "SELECT * FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id"
-            " LIMIT ?",
-            (now_ms, limit),
-        )
-        return [_delivery(r) for r in rows]
+    def _db_now(self, cur: Cursor) -> int:
+        """Now (Unix ms) on the database's clock (PostgreSQL), else this process's (SQLite, or a test clock)."""
+        return self._txn_now(cur.execute(f"SELECT {self.NOW_SQL}").fetchone()[0])
 
     @blocking
-    def finish_delivery(self, d: Delivery) -> None:
-        self._write(
-            "UPDATE alert_outbox SET state = ?, attempts = ?, last_status = ?, last_error = ?, next_attempt_at = ?,"
-            " delivered_at = ? WHERE id = ?",
-            (d.state, d.attempts, d.last_status, d.last_error, d.next_attempt_at, d.delivered_at, d.id),
+    def claim_deliveries(self, destination_id: str, instance_id: str, lease_ms: int, limit: int) -> list[Delivery]:
+        # PostgreSQL: the chosen rows are locked (FOR UPDATE SKIP LOCKED) in a CTE evaluated once,
+        # so concurrent claims are disjoint. SQLite: one writer at a time makes the UPDATE atomic.
+        due = "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+        pick = (
+            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due} ORDER BY next_attempt_at, id LIMIT :n"
+        )
+        if self.FOR_UPDATE:
+            sql = (
+                f"WITH picked AS MATERIALIZED ({pick}{self.FOR_UPDATE} SKIP LOCKED)"
+                " UPDATE alert_outbox SET claimed_by = :me, lease_until = :until FROM picked"
+                " WHERE alert_outbox.id = picked.id RETURNING alert_outbox.*"
+            )
+        else:
+            sql = f"UPDATE alert_outbox SET claimed_by = :me, lease_until = :until WHERE id IN ({pick}) RETURNING *"
+        with self._tx() as cur:
+            now = self._db_now(cur)
+            params = {"me": instance_id, "until": now + lease_ms, "now": now, "dest": destination_id, "n": limit}
+            rows = cur.execute(sql, params).fetchall()
+        return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+
+    @blocking
+    def settle_delivery(
+        self,
+        delivery_id: str,
+        instance_id: str,
+        *,
+        attempt_id: str,
+        ok: bool,
+        status: int | None,
+        error: str | None,
+        retry_in_ms: int,
+        max_attempts: int,
+    ) -> None:
+        release = "claimed_by = CASE WHEN claimed_by = :me THEN NULL ELSE claimed_by END," \
+            " lease_until = CASE WHEN claimed_by = :me THEN NULL ELSE lease_until END"  # fmt: skip
+        once = "(attempt_ids IS NULL OR attempt_ids NOT LIKE :seen)"
+        log = "attempt_ids = COALESCE(attempt_ids, '') || :att || ' '"
+        with self._tx() as cur:
+            now = self._db_now(cur)
+            if ok:
+                cur.execute(
+                    "UPDATE alert_outbox SET state = 'delivered', attempts = attempts + 1, last_status = :status,"
+                    " last_error = NULL, delivered_at = COALESCE(delivered_at, :now),"
+                    f" {release}, {log} WHERE id = :id AND {once}",
+                    {
+                        "status": status,
+                        "now": now,
+                        "me": instance_id,
+                        "id": delivery_id,
+                        "att": attempt_id,
+                        "seen": f"%{attempt_id}%",
+                    },
+                )
+                return
+            cur.execute(
+                "UPDATE alert_outbox SET attempts = attempts + 1, last_status = :status, last_error = :error,"
+                " state = CASE WHEN state <> 'pending' THEN state WHEN attempts + 1 >= :max THEN 'failed'"
+                " ELSE 'pending' END,"
+                " next_attempt_at = CASE WHEN state = 'pending' THEN :next ELSE next_attempt_at END,"
+                f" {release}, {log} WHERE id = :id AND {once}",
+                {"status": status, "error": error, "max": max_attempts, "next": now + retry_in_ms,
+                 "me": instance_id, "id": delivery_id, "att": attempt_id,
+                     "seen": f"%{attempt_id}%"},
+            )  # fmt: skip
+
+    @blocking
+    def fail_orphaned_deliveries(self, error: str) -> int:
+        return self._write(
+            "UPDATE alert_outbox SET state = 'failed', last_error = ?, claimed_by = NULL, lease_until = NULL"
+            " WHERE state = 'pending' AND destination_id NOT IN (SELECT id FROM alert_destinations)",
+            (error,),
+        )
+
+    @blocking
+    def release_claims(self, instance_id: str) -> int:
+        return self._write(
+            "UPDATE alert_outbox SET claimed_by = NULL, lease_until = NULL WHERE claimed_by = ? AND state = 'pending'",
+            (instance_id,),
         )
 
     @blocking
@@ -112,6 +192,14 @@ class AlertQueries(SQLBase):
         return [_key(r) for r in rows]
 
     @blocking
+    def keys_revoked_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]:
+        rows = self._read(
+            "SELECT * FROM vault_keys WHERE status = 'revoked' AND revoked_at > ? AND revoked_at <= ?",
+            (since_ms, until_ms),
+        )
+        return [_key(r) for r in rows]
+
+    @blocking
     def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
         hint = self.NO_INDEX_PREFIX
         rows = self._read(
@@ -125,4 +213,8 @@ class AlertQueries(SQLBase):
     @blocking
     def purge_fired(self, before_ms: int) -> int:
         with self._tx() as cur:
-            return int(cur.execute("DELETE FROM alert_fired WHERE created_at < ?", (before_ms,)).rowcount)
+            return int(
+                cur.execute(
+                    "DELETE FROM alert_fired WHERE keep_until IS NOT NULL AND keep_until < ?", (before_ms,)
+                ).rowcount
+            )
