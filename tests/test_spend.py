@@ -24,6 +24,7 @@ def post(kb: KeybrakeThread, key: dict[str, Any], path: str, body: str) -> httpx
 
 
 def spend(kb: KeybrakeThread, **q: Any) -> dict[Any, dict[str, Any]]:
+    q.setdefault("since", "2026-11-01T00:00:00Z")
     with kb.admin() as c:
         r = c.get("/v1/spend", params=q)
         assert r.status_code == 200, r.text
@@ -69,7 +70,14 @@ def test_spend_groups_gross_and_net(tmp_path: Path, fake_stripe: FakeStripe) -> 
             assert c.get("/v1/spend", params={"group_by": "week"}).status_code == 400
             assert c.get("/v1/spend", params={"group_by": "day", "timezone": "Nowhere/Else"}).status_code == 400
             assert c.get("/v1/spend", params={"group_by": "key", "color": "red"}).status_code == 400
+            # A report that would scan without bound is refused, naming the field (issue 12, kind 5).
+            for q in ({"group_by": "key"}, {"group_by": "key", "since": "2025-11-01T00:00:00Z"}):
+                r = c.get("/v1/spend", params=q)
+                assert r.status_code == 400 and r.json()["error"]["field"] == "since", r.text
+            year = {"since": "2025-11-21T00:00:00Z", "until": "2026-11-21T12:00:00Z"}
+            assert c.get("/v1/spend", params={"group_by": "key", **year}).status_code == 200
 
+    # On the host, all-time totals are allowed (no --since): off the proxy's loop and pool.
     out = CliRunner().invoke(main, ["spend", "--group-by", "label:1", "--data-dir", str(tmp_path / "d")])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()

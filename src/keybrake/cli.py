@@ -624,6 +624,7 @@ def spend_cmd(
             label_prefix=label_prefix,
             vendor=vendor,
             timezone=timezone,
+            bounded=False,  # on the host, off the proxy's loop and pool: all-time totals allowed
         ),
     )
     _table(

@@ -21,7 +21,7 @@ from keybrake.store.base import (
     SpendRow,
 )
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_base import SQLBase, blocking, report
 from keybrake.store.sql_rows import BUDGET_COLS, _audit_dict, _budget, _cred, _escape_like, _key
 from keybrake.store.windows import window_start
 
@@ -300,7 +300,7 @@ class AdminQueries(SQLBase):
         rows = self._read(f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id = ?", (row_id,))
         return _audit_dict(rows[0]) if rows else None
 
-    @blocking
+    @report
     def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -361,7 +361,7 @@ class AdminQueries(SQLBase):
 
     # -- spend ----------------------------------------------------------------------------
 
-    @blocking
+    @report
     def spend(
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:
