@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,6 +14,7 @@ import httpx
 from click.testing import CliRunner
 
 from keybrake.cli import main
+from keybrake.timefmt import rfc3339
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 
@@ -83,3 +87,107 @@ def test_spend_groups_gross_and_net(tmp_path: Path, fake_stripe: FakeStripe) -> 
     lines = out.output.splitlines()
     assert lines[0].split()[:3] == ["group", "gross_usd", "net_usd"]
     assert lines[1].split()[:3] == ["tenant-a", "16.5", "8.5"]
+
+
+# -- operator reads never stall agents (issue 12, kind 5) ---------------------------------------
+
+BULK = 200_000  # SQLite: enough to show the stall
+BULK_PG = 400_000  # PostgreSQL scans faster: reports long enough to hold a pool of 4
+
+
+def bulk_audit(kb: KeybrakeThread, n: int, ts: int) -> None:
+    """`n` audit rows at `ts`, written by the database itself in one statement (seconds, not minutes)."""
+    from keybrake.store.ids import audit_id_floor
+
+    prefix = audit_id_floor(ts)[:14]
+    if kb.settings.database_url:
+        import psycopg
+
+        with psycopg.connect(kb.settings.database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO audit"
+                " (id, ts, key_id, label, vendor, credential, method, path, verdict, cost_usd, reserved_usd,"
+                " cost_source, cost_kind) SELECT %s || lpad(i::text, 16, '0'), %s, 'vk_bulk' || (i %% 50),"
+                " 'tenant-' || (i %% 7) || ':agent:run-' || (i %% 50), 'stripe', 'default', 'POST', '/v1/charges',"
+                " CASE WHEN i %% 9 = 0 THEN 'cap_exceeded' ELSE 'allowed' END, i, i, 'response', 'charge'"
+                " FROM generate_series(0, %s) AS i",
+                (prefix, ts, n - 1),
+            )
+            conn.execute("ANALYZE audit")
+        return
+    db = sqlite3.connect(kb.settings.data_dir / "keybrake.db", isolation_level=None)
+    try:
+        db.execute(
+            "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?) INSERT INTO audit"
+            " (id, ts, key_id, label, vendor, credential, method, path, verdict, cost_usd, reserved_usd,"
+            " cost_source, cost_kind) SELECT ? || printf('%016d', i), ?, 'vk_bulk' || (i % 50),"
+            " 'tenant-' || (i % 7) || ':agent:run-' || (i % 50),"
+            " 'stripe', 'default', 'POST', '/v1/charges', CASE WHEN i % 9 = 0 THEN 'cap_exceeded' ELSE 'allowed' END,"
+            " i, i, 'response', 'charge' FROM c",
+            (n - 1, prefix, ts),
+        )
+    finally:
+        db.close()
+
+
+def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """Issue 12, kind 5: with a large audit table, four reports running at once (spend by label
+    and by day, an audit page whose filter matches nothing, a CSV export) while an agent charges
+    every 20 ms. Before: on SQLite the reports ran on the event loop (charges stalled 2.7-4.1 s at
+    1M rows); on PostgreSQL with a pool of 4 they held every connection (charges waited 1.6 s)."""
+    now = int(time.time() * 1000)
+    since = rfc3339(now - 3_600_000)
+    with KeybrakeThread(tmp_path / "d", pg_pool_size=4) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        t0 = time.monotonic()
+        bulk_audit(kb, BULK_PG if kb.settings.database_url else BULK, now - 60_000)
+        print(f"bulk insert: {time.monotonic() - t0:.1f} s")
+        key = kb.issue({"daily_usd_cap": 100_000})
+        auth = {**FORM, "Authorization": f"Bearer {key['key']}"}
+        reports = [
+            ("/v1/spend", {"group_by": "label:1", "since": since}),
+            ("/v1/spend", {"group_by": "day", "since": since}),
+            ("/v1/audit", {"label_prefix": "nobody:", "limit": "10"}),
+            ("/v1/audit/export", {"format": "csv", "idempotency_key_prefix": "none-"}),
+        ]
+        stop = threading.Event()
+        done: list[float] = []
+        errors: list[str] = []
+
+        def run_report(path: str, q: dict[str, str]) -> None:
+            with kb.admin() as c:
+                while not stop.is_set():
+                    t = time.monotonic()
+                    r = c.get(path, params=q, timeout=60)
+                    if r.status_code != 200:
+                        errors.append(f"{path}: {r.status_code} {r.text[:200]}")
+                    done.append(time.monotonic() - t)
+
+        latencies: list[float] = []
+        with httpx.Client(timeout=30) as agent:
+            post = lambda: agent.post(  # noqa: E731
+                f"{kb.url}/stripe/v1/charges", content=b"amount=100&currency=usd&source=tok_visa", headers=auth
+            )
+            assert post().status_code == 200  # warm
+            # Two operators' dashboards: each of the four reports twice at once, more than the pool holds.
+            threads = [threading.Thread(target=run_report, args=r) for r in reports * 2]
+            for t in threads:
+                t.start()
+            end = time.monotonic() + 3.0
+            while time.monotonic() < end or len(done) < len(reports):
+                t = time.monotonic()
+                assert post().status_code == 200
+                latencies.append(time.monotonic() - t)
+                time.sleep(0.02)
+            stop.set()
+            for t in threads:
+                t.join(60)
+    assert not errors, errors
+    worst = max(latencies)
+    print(f"{len(latencies)} charges during {len(done)} reports (slowest report {max(done):.2f} s):"
+          f" max {worst * 1000:.0f} ms, median {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms")  # fmt: skip
+    assert len(done) >= len(reports)
+    assert worst < 0.5, f"a charge waited {worst:.2f} s behind operator reports"
+    # Before: median 725 ms (SQLite, 200k rows), 243 ms (PostgreSQL, pool of 4, 400k rows).
+    median = sorted(latencies)[len(latencies) // 2]
+    assert median < 0.15, f"charges took {median:.2f} s (median) while operator reports ran"
