@@ -109,8 +109,12 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(text: str) -> str:
-    """A text cell a spreadsheet opens as text: a leading `'` before a formula's first character."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """A text cell a spreadsheet opens as text: a leading `'` before a formula's first character.
+
+    Text already starting with `'` gets one too, so that a reader recovers every value exactly by
+    removing one leading `'` from any text cell that has one.
+    """
+    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
 
 
 def _csv_cell(name: str, value: Any) -> str:
