@@ -191,3 +191,68 @@ def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fak
     # Before: median 725 ms (SQLite, 200k rows), 243 ms (PostgreSQL, pool of 4, 400k rows).
     median = sorted(latencies)[len(latencies) // 2]
     assert median < 0.15, f"charges took {median:.2f} s (median) while operator reports ran"
+
+
+def test_generated_report_ranges_are_bounded_or_refused_and_exact(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """Generated spend requests against rows spread over 400 days: a request without `since` or
+    spanning more than 366 days is refused (400 naming `since`); every other one answers, off
+    the event loop, exactly the reference sums of the rows in [since, until)."""
+    import asyncio
+    import random
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from keybrake.store import open_store
+    from keybrake.store.base import AuditRow
+    from keybrake.store.ids import new_audit_id
+    from tests import harness
+
+    now_s = int(time.time())
+    rnd = random.Random(12)
+    rows = [
+        AuditRow(
+            id=new_audit_id(ts), ts=ts, method="POST", path="/v1/charges", verdict="allowed",
+            key_id=f"vk_g{rnd.randrange(3)}", vendor="stripe", cost_usd=rnd.randrange(1, 5_000_000),
+            cost_kind="charge",
+        )
+        for ts in sorted((now_s - rnd.randrange(400 * 86_400)) * 1000 + rnd.randrange(1000) for _ in range(80))
+    ]  # fmt: skip
+    with KeybrakeThread(tmp_path / "d") as kb:
+        store = open_store(kb.settings.database_url, kb.settings.data_dir, migrate=False)
+
+        async def fill() -> None:
+            for r in rows:
+                await store.insert_audit(r)
+            await store.close()
+
+        asyncio.run(fill())
+        days = st.one_of(st.none(), st.integers(0, 800))
+
+        @settings(max_examples=harness.examples(60), deadline=None, suppress_health_check=list(HealthCheck))
+        @given(days, days, st.sampled_from(["key", "vendor"]))
+        def check(since_ago: int | None, until_ago: int | None, group_by: str) -> None:
+            q: dict[str, Any] = {"group_by": group_by}
+            since = until = None
+            if since_ago is not None:
+                since = (now_s - since_ago * 86_400) * 1000
+                q["since"] = str(since // 1000)
+            if until_ago is not None:
+                until = (now_s - until_ago * 86_400) * 1000
+                q["until"] = str(until // 1000)
+            with kb.admin() as c:
+                r = c.get("/v1/spend", params=q)
+            end = until if until is not None else now_s * 1000 + 60_000
+            if since is None or end - since > 366 * 86_400_000:
+                assert r.status_code == 400 and r.json()["error"]["field"] == "since", r.text
+                return
+            assert r.status_code == 200, r.text
+            want: dict[str, int] = {}
+            for row in rows:
+                if since <= row.ts and (until is None or row.ts < until):
+                    g = row.key_id if group_by == "key" else "stripe"
+                    want[str(g)] = want.get(str(g), 0) + row.cost_usd
+            got = {d["group"]: round(d["gross_usd"] * 1_000_000) for d in r.json()["data"]}
+            assert got == want
+
+        check()
