@@ -256,3 +256,39 @@ def test_generated_report_ranges_are_bounded_or_refused_and_exact(tmp_path: Path
             assert got == want
 
         check()
+
+
+async def test_a_report_runs_apart_and_stops_at_its_timeout(tmp_path: Path) -> None:
+    """The mechanism on each engine: a report statement runs off the event loop and off the
+    reservations' connections (one of each here), and is stopped at KEYBRAKE_REPORT_TIMEOUT_MS."""
+    import asyncio
+
+    import pytest
+
+    from keybrake.errors import EnforcementUnavailable
+    from keybrake.store import open_store
+    from keybrake.store.pg import PGOptions
+    from tests import harness
+
+    opts = PGOptions(pool_size=1, report_pool_size=1, report_timeout_ms=400)
+    store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, pg=opts)
+    slow = (
+        "SELECT pg_sleep(5)"
+        if harness.DATABASE_URL
+        else "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < 1000000000)"
+        " SELECT count(*) FROM c"
+    )
+    try:
+        t0 = time.monotonic()
+        report = asyncio.ensure_future(store._run_report(lambda: store._read(slow)))  # type: ignore[attr-defined]
+        await asyncio.sleep(0.1)
+        t1 = time.monotonic()
+        for _ in range(5):  # the reservations' connection (and, on SQLite, the event loop) stay free
+            await store.ping()
+        assert time.monotonic() - t1 < 0.2 and not report.done()
+        with pytest.raises(EnforcementUnavailable, match="KEYBRAKE_REPORT_TIMEOUT_MS"):
+            await report
+        assert 0.35 < time.monotonic() - t0 < 2.0
+        assert await store._run_report(lambda: store._read("SELECT 1"))  # type: ignore[attr-defined]
+    finally:
+        await store.close()
