@@ -122,7 +122,8 @@ class RetentionQueries(SQLBase):
             ids = [
                 r[0]
                 for r in self._read(
-                    f"SELECT id FROM alert_outbox WHERE created_at < ? AND state IN ({marks}) ORDER BY id LIMIT ?",
+                    f"SELECT id FROM alert_outbox WHERE created_at < ? AND state IN ({marks})"
+                    " ORDER BY created_at LIMIT ?",
                     (before_ms, *FINAL_DELIVERY_STATES, batch),
                 )
             ]
@@ -140,7 +141,7 @@ class RetentionQueries(SQLBase):
                 for r in self._read(
                     "SELECT k.id FROM vault_keys k WHERE (k.expires_at < ? OR k.revoked_at < ?) AND NOT EXISTS ("
                     " SELECT 1 FROM audit a WHERE a.key_id = k.id AND (a.reservation IS NOT NULL"
-                    " OR a.verdict = 'in_flight')) ORDER BY k.id LIMIT ?",
+                    " OR a.verdict = 'in_flight')) LIMIT ?",
                     (before_ms, before_ms, batch),
                 )
             ]
