@@ -160,7 +160,12 @@ class SQLiteStore(SQLStore):
         return f"json_extract({column}, ?)", f'$."{field}"'
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._reports.shutdown)
+        with self._readers_lock:
+            for db in self._readers:
+                db.interrupt()  # a report still running stops now, not at its timeout
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self._reports.shutdown(wait=True, cancel_futures=True)
+        )
         with self._readers_lock:
             for db in self._readers:
                 db.close()
