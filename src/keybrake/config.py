@@ -65,6 +65,12 @@ class Settings:
     pg_pool_timeout_s: float = 2.0
     pg_statement_timeout_ms: int = 5000
     pg_connect_timeout_s: int = 3
+    # Operator reports (audit pages and exports, spend): how many run at once, each on a
+    # connection of its own (SQLite: a read-only connection in a worker thread; PostgreSQL: a
+    # separate pool, so reports never take the connections reservations need), and how long one
+    # statement of a report may run before it is cancelled (503).
+    report_pool_size: int = 2
+    report_timeout_ms: int = 30_000
     log_level: str = "INFO"
     # Listeners (docs/operations.md, "Listeners and limits"). The admin API on a listener of its
     # own (a TCP address or a unix socket) is the production layout: agents on the proxy port
@@ -217,6 +223,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", 1),
         ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1),
         ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
+        ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1),
+        ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100),
     ):
         if e.has(name):
             kw[attr] = e.integer(name, low)

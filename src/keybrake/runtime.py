@@ -55,6 +55,8 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
             pool_timeout_s=settings.pg_pool_timeout_s,
             statement_timeout_ms=settings.pg_statement_timeout_ms,
             connect_timeout_s=settings.pg_connect_timeout_s,
+            report_pool_size=settings.report_pool_size,
+            report_timeout_ms=settings.report_timeout_ms,
         ),
     )
     try:

@@ -104,7 +104,23 @@ EXPORT_PAGE = 1000
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
+# A spreadsheet evaluates a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """A text cell a spreadsheet opens as text: a leading `'` before a formula's first character.
+
+    Text already starting with `'` gets one too, so that a reader recovers every value exactly by
+    removing one leading `'` from any text cell that has one.
+    """
+    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
+
+
 def _csv_cell(name: str, value: Any) -> str:
+    """One CSV cell. Text that came from a request (labels, Idempotency-Keys, customers, reasons…)
+    is neutralised; numbers Keybrake writes itself (money such as `-4.5`, statuses, latencies,
+    timestamps, JSON objects) are written as they are: they are never formulas."""
     if value is None:
         return ""
     if name in _MONEY:
@@ -113,7 +129,9 @@ def _csv_cell(name: str, value: Any) -> str:
         return rfc3339(value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
+    if isinstance(value, bool | int | float):
+        return str(value)
+    return neutralise(str(value))
 
 
 def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:

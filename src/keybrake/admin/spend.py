@@ -15,7 +15,11 @@ from keybrake.money import to_json_number
 from keybrake.runtime import Runtime
 from keybrake.store.base import SPEND_BUCKET_MS, SpendRow
 from keybrake.store.windows import zone
+from keybrake.timefmt import DAY_MS
 
+# GET /v1/spend covers at most this many days (`since` is required): an unbounded report would
+# scan the whole audit table. `keybrake spend` on the host may still total everything.
+MAX_SPAN_DAYS = 366
 _LABEL_N = re.compile(r"^label:([1-9][0-9]?)$")
 GROUPS = "key | label:N | vendor | day | hour"
 
@@ -37,6 +41,22 @@ def _fold(rows: list[SpendRow], by: str, tz: str) -> dict[Any, list[int]]:
     return out
 
 
+def _check_range(since: int | None, until: int | None, now_ms: int) -> None:
+    if since is None:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"since is required: a spend report covers at most {MAX_SPAN_DAYS} days (since ≤ t < until, default"
+            " until = now); for all-time totals run `keybrake spend` on the host",
+            "since",
+        )
+    end = until if until is not None else now_ms
+    if end - since > MAX_SPAN_DAYS * DAY_MS:
+        raise ApiError(
+            400, "invalid_request", f"since: the range may span at most {MAX_SPAN_DAYS} days; page by time", "since"
+        )
+
+
 async def spend(
     rt: Runtime,
     *,
@@ -46,7 +66,13 @@ async def spend(
     label_prefix: str | None,
     vendor: str | None,
     timezone: str,
+    bounded: bool = True,
 ) -> dict[str, Any]:
+    """Totals per group (money in µUSD summed, rendered as USD numbers).
+
+    `since`/`until` are Unix ms. With `bounded` (the HTTP API), `since` is required and the
+    range may span at most MAX_SPAN_DAYS; raises ApiError 400 naming the field otherwise.
+    """
     if group_by in ("key", "vendor"):
         source = group_by
     elif _LABEL_N.match(group_by):
@@ -55,6 +81,8 @@ async def spend(
         source = "bucket"
     else:
         raise ApiError(400, "invalid_request", f"group_by must be one of {GROUPS}", "group_by")
+    if bounded:
+        _check_range(since, until, rt.store.now_ms())
     try:
         zone(timezone)
     except (KeyError, ValueError):

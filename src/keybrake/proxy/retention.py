@@ -1,5 +1,8 @@
-"""Audit retention: rows older than KEYBRAKE_AUDIT_RETENTION_DAYS are deleted in small batches.
+"""Retention: what grows with traffic and is older than KEYBRAKE_AUDIT_RETENTION_DAYS is deleted.
 
+Audit rows first, then what grew with them and nothing live needs any more (store/sql_retention.py:
+counters of ended windows, ledger objects past their lifetime, final alert deliveries, keys
+expired or revoked before the cutoff); docs/operations.md lists every table and its bound.
 Each batch is one short transaction and the loop yields between batches, so the proxy's own
 writes are never locked out for long. With KEYBRAKE_AUDIT_PURGE_EXPORT_DIR set, every batch is
 appended (JSON lines, the export's fields) and fsynced to a file there before it is deleted.
@@ -24,12 +27,33 @@ INTERVAL_S = 3600.0
 
 
 async def purge(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
-    """Delete every purgeable row older than `days`; returns how many were deleted."""
+    """Delete every purgeable row older than `days`; returns how many audit rows were deleted."""
+    return (await purge_all(store, days, export_dir, batch=batch))["audit"]
+
+
+async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
+    """Apply retention to every table that grows with traffic; returns rows deleted per table.
+
+    Raises EnforcementUnavailable (the store) or OSError (the export): audit rows are deleted
+    only once exported; the other tables are purged only after the audit rows were.
+    """
     # Fire-once alert marks outlive every window they guard after 40 days.
     await store.purge_fired(store.now_ms() - 40 * DAY_MS)
+    counts = {"audit": 0, "counters": 0, "ledger": 0, "alert_outbox": 0, "vault_keys": 0}
     if days <= 0:
-        return 0
+        return counts
     before = store.now_ms() - days * DAY_MS
+    counts["audit"] = await _purge_audit(store, before, export_dir, batch)
+    counts["alert_outbox"] = await store.purge_outbox(before, batch)
+    counts["vault_keys"] = await store.purge_keys(before, batch)
+    counts["counters"] = await store.purge_counters(before, batch)
+    counts["ledger"] = await store.purge_ledger(before, batch)
+    if any(counts.values()):
+        event(log, "retention purged", older_than=rfc3339(before), **counts)
+    return counts
+
+
+async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch: int) -> int:
     deleted = 0
     while True:
         rows = await store.purgeable_audit(before, batch)
@@ -48,15 +72,13 @@ async def purge(store: Store, days: int, export_dir: Path | None, *, batch: int 
         await asyncio.sleep(0)  # let the proxy's requests in between batches
         if len(rows) < batch:
             break
-    if deleted:
-        event(log, "audit rows purged", deleted=deleted, older_than=rfc3339(before))
     return deleted
 
 
 async def run_forever(store: Store, days: int, export_dir: Path | None) -> None:
     while True:
         try:
-            await purge(store, days, export_dir)
+            await purge_all(store, days, export_dir)
         except (EnforcementUnavailable, OSError) as exc:
             event(log, "audit purge failed; nothing was deleted unexported", logging.ERROR, error=str(exc))
         await asyncio.sleep(INTERVAL_S)

@@ -46,4 +46,12 @@ def open_store(
         # creates the -wal and -shm files with the database file's mode.
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     ensure_schema(url, migrate=migrate)
-    return SQLiteStore(path, synchronous=sqlite_synchronous, clock=clock, busy_timeout_ms=busy_timeout_ms)
+    reports = pg or PGOptions()
+    return SQLiteStore(
+        path,
+        synchronous=sqlite_synchronous,
+        clock=clock,
+        busy_timeout_ms=busy_timeout_ms,
+        report_workers=reports.report_pool_size,
+        report_timeout_ms=reports.report_timeout_ms,
+    )

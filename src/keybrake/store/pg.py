@@ -17,6 +17,10 @@ never waits on the network and no two calls share a connection.
 - Durability: every transaction commits with `synchronous_commit=on`, settlements too: an
   asynchronous commit lost in a database crash would leave a live replica's row `in_flight`
   with nothing left to settle it. Settlements are batched, so the flush is shared.
+- Reports (`@report`: audit pages, exports, spend) run on a pool of their own
+  (`report_pool_size` connections, read-only, `statement_timeout = report_timeout_ms`) and
+  worker threads of their own: a slow or all-day report never takes a connection or a thread
+  a reservation needs (docs/operations.md, "Reports").
 - Failure: no connection within `pool_timeout_s`, a statement past `statement_timeout_ms`, or
   any database error → `EnforcementUnavailable` (503, fail closed). Broken connections are
   dropped and replaced by the pool; once PostgreSQL is back, requests succeed again without a
@@ -64,6 +68,8 @@ class PGOptions:
     pool_timeout_s: float = 2.0
     statement_timeout_ms: int = 5000
     connect_timeout_s: int = 3
+    report_pool_size: int = 2  # connections for operator reports, apart from `pool_size`
+    report_timeout_ms: int = 30_000  # statement_timeout of a report's statements
 
 
 def is_postgres_url(url: str | None) -> bool:
@@ -188,6 +194,7 @@ class PostgresStore(SQLStore):
         self._pool.open(wait=False)
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
         self._local = threading.local()
+        self._open_reports(url, opts)
         self._offset_ms = 0
         self._closed = False
         try:
@@ -233,6 +240,65 @@ class PostgresStore(SQLStore):
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    # -- reports: a pool and threads of their own -------------------------------------------
+
+    def _open_reports(self, url: str, opts: PGOptions) -> None:
+        params = conninfo_to_dict(libpq_url(url))
+        server_opts = " ".join(
+            [
+                str(params.get("options") or ""),
+                f"-c statement_timeout={int(opts.report_timeout_ms)}",
+                "-c default_transaction_read_only=on",
+            ]
+        ).strip()
+        conninfo = make_conninfo(
+            libpq_url(url),
+            options=server_opts,
+            connect_timeout=str(opts.connect_timeout_s),
+            application_name=str(params.get("application_name") or "keybrake") + "-reports",
+        )
+        self._report_pool = psycopg_pool.ConnectionPool(
+            conninfo,
+            min_size=0,
+            max_size=opts.report_pool_size,
+            timeout=opts.pool_timeout_s,
+            kwargs={"autocommit": True, "row_factory": _row_factory},
+            reconnect_timeout=365 * 24 * 3600.0,
+            open=False,
+            name="keybrake-reports",
+        )
+        self._report_pool.open(wait=False)
+        self._report_executor = ThreadPoolExecutor(
+            max_workers=opts.report_pool_size, thread_name_prefix="keybrake-pg-report"
+        )
+
+    async def _run_report(self, fn: Callable[[], R]) -> R:
+        if self._closed:
+            raise EnforcementUnavailable("postgresql: the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._report_executor, self._call_report, fn)
+
+    def _call_report(self, fn: Callable[[], R]) -> R:
+        """Run a report with a connection of the report pool (never the reservations' pool)."""
+        try:
+            with self._report_pool.connection() as conn:
+                self._local.conn, self._local.done = conn, 0
+                try:
+                    return fn()
+                except EnforcementUnavailable as exc:
+                    if isinstance(exc.__cause__, pg_errors.QueryCanceled):
+                        raise EnforcementUnavailable(
+                            f"postgresql: the report ran past {self.options.report_timeout_ms} ms"
+                            " (KEYBRAKE_REPORT_TIMEOUT_MS); narrow since/until or add filters"
+                        ) from exc
+                    raise
+                finally:
+                    self._local.conn = None
+        except psycopg_pool.PoolTimeout as exc:
+            raise EnforcementUnavailable(
+                f"postgresql: no report connection within {self.options.pool_timeout_s:g} s"
+                f" (KEYBRAKE_REPORT_POOL_SIZE={self.options.report_pool_size} busy)"
+            ) from exc
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -303,6 +369,9 @@ class PostgresStore(SQLStore):
     def _close_sync(self) -> None:
         self._executor.shutdown(wait=True)
         self._pool.close()
+        if hasattr(self, "_report_pool"):
+            self._report_executor.shutdown(wait=True)
+            self._report_pool.close()
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:

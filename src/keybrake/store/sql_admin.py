@@ -22,7 +22,7 @@ from keybrake.store.base import (
     SpendRow,
 )
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_base import SQLBase, blocking, report
 from keybrake.store.sql_rows import _audit_dict, _cred, _key, prefix_match
 
 _INSERT_KEY = (
@@ -296,7 +296,7 @@ class AdminQueries(SQLBase):
         rows = self._read(f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id = ?", (row_id,))
         return _audit_dict(rows[0]) if rows else None
 
-    @blocking
+    @report
     def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
         where: list[str] = []
         params: list[Any] = []
@@ -359,7 +359,7 @@ class AdminQueries(SQLBase):
 
     # -- spend ----------------------------------------------------------------------------
 
-    @blocking
+    @report
     def spend(
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:

@@ -9,6 +9,11 @@ async method the proxy calls; each engine decides where the code runs (`_run`):
 - PostgreSQL (`pg.py`) runs it on a worker thread holding a pooled connection, so the event loop
   never waits on the network; transactions from concurrent tasks run on separate connections.
 
+Operator reports (`@report`: audit queries, exports, spend) run elsewhere again: never on the
+event loop and never on the connections reservations take: SQLite reads them on read-only
+connections in worker threads (WAL lets readers run beside the writer), PostgreSQL on a small
+pool of its own with a statement timeout for reports (docs/operations.md, "Reports").
+
 SQL is written with `?` and `:name` placeholders and portable functions; the few places the
 dialects differ go through the hooks below.
 """
@@ -53,6 +58,18 @@ def blocking(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], 
     return run
 
 
+def report(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Like `blocking`, for an operator's read (audit, export, spend): the engine's `_run_report`
+    runs it off the event loop, on connections reservations never need, with the report timeout.
+    The function must only read (`_read`)."""
+
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run_report(functools.partial(fn, self, *args, **kwargs))
+
+    run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return run
+
+
 class SQLBase:
     """The plumbing every engine provides. `clock` returns Unix ms; tests inject one to cross windows."""
 
@@ -66,6 +83,10 @@ class SQLBase:
         raise NotImplementedError
 
     async def _run(self, fn: Callable[[], R]) -> R:
+        raise NotImplementedError
+
+    async def _run_report(self, fn: Callable[[], R]) -> R:
+        """Where a report runs (see `report`); raises EnforcementUnavailable past the report timeout."""
         raise NotImplementedError
 
     def _tx(self) -> AbstractContextManager[Cursor]:

@@ -44,6 +44,7 @@ from keybrake.store.sql_alerts import AlertQueries
 from keybrake.store.sql_base import Cursor, Row, blocking, lock_order
 from keybrake.store.sql_budgets import BudgetQueries
 from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put, read_fact
+from keybrake.store.sql_retention import RetentionQueries
 from keybrake.store.sql_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
 from keybrake.store.windows import resets_at, window_start
 
@@ -90,7 +91,7 @@ RETURNING used
 """
 
 
-class SQLStore(AdminQueries, BudgetQueries, AlertQueries, LedgerQueries):
+class SQLStore(AdminQueries, BudgetQueries, AlertQueries, LedgerQueries, RetentionQueries):
     """The store logic shared by the SQLite and PostgreSQL engines."""
 
     @functools.cached_property
