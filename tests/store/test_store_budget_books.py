@@ -444,6 +444,80 @@ def test_a_budget_created_mid_load_on_another_replica_starts_at_what_its_keys_sp
         assert (used, reserved) == (spent, 0), rnd
 
 
+async def _charge_now(s: Store, kid: str, usd: int) -> None:
+    """A charge at the key's current policy version (a relabel elsewhere changes it), as the proxy
+    reloads a changed key and reserves again."""
+    while True:
+        k = await s.get_key(kid)
+        assert k is not None
+        now = s.now_ms()
+        row = AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=kid)
+        row.reserved_usd = usd
+        res = await s.reserve(kid, k.policy_version, _caps(kid, usd), row, "me")
+        if res.state is KeyState.CHANGED:
+            continue
+        assert res.state is KeyState.OK and res.cap_hit is None
+        await _settle(s, (row, res.items), usd)
+        return
+
+
+async def _relabel_now(s: Store, kid: str, label: str) -> None:
+    while True:
+        k = await s.get_key(kid)
+        assert k is not None
+        if await s.update_key(kid, k.policy_version, label=label, metadata={}, policy={}, expires_at=k.expires_at):
+            return
+
+
+@pytest.mark.pg_cluster
+def test_relabels_on_one_replica_while_both_charge_keep_the_books(pg_url: str, tmp_path: Path) -> None:
+    """Two stores (replicas) on one database, 12 threads charging 6 keys through both while a
+    thread on one replica moves keys into and out of an "acme:" budget: the budget's counter equals
+    what the keys it covers at the end spent today, to the µUSD, and every other counter too."""
+    replicas = [_Replica(pg_url, tmp_path) for _ in range(2)]
+    try:
+        kids = [f"vk_m_{i}" for i in range(6)]
+        for i, kid in enumerate(kids):
+            replicas[i % 2].call(_add_key, kid, f"x:{i}")
+        now = replicas[0].store.now_ms()
+        b = _budget("bud_moves", now, scope="label_prefix", value="acme:", daily_usd_cap=10**6 * USD)
+        replicas[0].call(_insert_budget, b)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        count = [0]
+
+        def agent(i: int) -> None:
+            rng = random.Random(i)
+            try:
+                while not stop.is_set():
+                    replicas[i % 2].call(_charge_now, kids[i % 6], rng.randint(1, 500) * 10_000)
+                    count[0] += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        agents = [threading.Thread(target=agent, args=(i,)) for i in range(12)]
+        for t in agents:
+            t.start()
+        rng = random.Random(7)
+        while count[0] < 12:  # the agents are charging
+            time.sleep(0.01)
+        before = count[0]
+        for _ in range(24):
+            kid = rng.choice(kids)
+            replicas[1].call(_relabel_now, kid, rng.choice(["acme:", "x:"]) + kid)
+        during = count[0] - before
+        stop.set()
+        for t in agents:
+            t.join(30)
+        assert not errors, errors[:3]
+        assert during > 12  # charges ran between the relabels
+        _seen(replicas[0].store).keys.clear()
+        replicas[0].call(_check_books)
+    finally:
+        for r in replicas:
+            r.close()
+
+
 def test_tokyo_window_used_by_the_example_begins_before_the_first_charge() -> None:
     """The example's clock: the Tokyo day that contains T0 began at 15:00 UTC, before T0."""
     tokyo = window_start(Window.DAY, T0, "Asia/Tokyo")
