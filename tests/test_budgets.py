@@ -239,3 +239,78 @@ def test_a_capture_for_less_after_a_budget_was_created_releases_from_the_budget_
         usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]
     assert (usage["daily_usd"]["used"], usage["monthly_usd"]["used"]) == (30, 30)
     assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 30
+
+
+def test_a_relabel_moves_the_keys_spend_into_and_out_of_label_prefix_budgets(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """Issue 12, kind 1 (label changes): key "x:1" spends $90, is relabelled "acme:1" under an
+    "acme:" budget with a $100 daily cap: the budget holds $90 at once and admits $10 more, not
+    $100 (it stayed at $0). Relabelled back out, the budget holds $0 again, and another acme key
+    gets the whole $100 (the key's $100 left with it)."""
+    bud = budget(kb, scope={"label_prefix": "acme:"}, daily_usd_cap=100, monthly_usd_cap=1000)
+    key = kb.issue({"daily_usd_cap": 1000}, label="x:1")
+    assert charge(kb, key, 9000).status_code == 200
+    with kb.admin() as c:
+        moved = c.patch(f"/v1/keys/{key['id']}", json={"label": "acme:1"})
+        assert moved.status_code == 200 and moved.json()["label"] == "acme:1"
+        usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]
+    assert (usage["daily_usd"]["used"], usage["monthly_usd"]["used"], usage["daily_usd"]["reserved"]) == (90, 90, 0)
+    refused = charge(kb, key, 2000)
+    assert refused.status_code == 429 and refused.headers["x-keybrake-cap"] == f"budget:{bud['id']}:daily_usd_cap"
+    assert charge(kb, key, 1000).status_code == 200  # exactly up to $100
+    assert charges_upstream(fake_stripe) == 2
+    with kb.admin() as c:
+        assert c.patch(f"/v1/keys/{key['id']}", json={"label": "x:1"}).status_code == 200
+        usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]
+    assert (usage["daily_usd"]["used"], usage["monthly_usd"]["used"]) == (0, 0)
+    other = kb.issue({"daily_usd_cap": 1000}, label="acme:2")
+    assert charge(kb, other, 10000).status_code == 200
+    assert charge(kb, key, 50000).status_code == 200  # no longer under the budget
+    with kb.admin() as c:
+        assert c.patch(f"/v1/keys/{key['id']}", json={"label": None}).status_code == 200  # no label: no prefix
+        usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]
+    assert (usage["daily_usd"]["used"], usage["monthly_usd"]["used"]) == (100, 100)
+    assert charge(kb, other, 100).status_code == 429
+
+
+def test_a_capture_for_less_after_a_relabel_releases_only_from_the_budgets_the_key_is_in(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """A $70 authorisation by "x:1", relabelled into an "acme:" budget (which then holds it), out
+    again, and captured for $30: the budget keeps exactly the other acme key's $20 (the release no
+    longer names it); relabelled in once more, it holds $20 + $30."""
+    import stripe
+
+    bud = budget(kb, scope={"label_prefix": "acme:"}, daily_usd_cap=500)
+    key = kb.issue({"daily_usd_cap": 1000}, label="x:1")
+    other = kb.issue({"daily_usd_cap": 1000}, label="acme:2")
+    assert charge(kb, other, 2000).status_code == 200
+    sc = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=0)
+    pi = sc.v1.payment_intents.create(
+        {
+            "amount": 7000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+        }
+    )
+
+    def used() -> Any:
+        with kb.admin() as c:
+            return c.get(f"/v1/budgets/{bud['id']}").json()["usage"]["daily_usd"]["used"]
+
+    def relabel(label: str) -> None:
+        with kb.admin() as c:
+            assert c.patch(f"/v1/keys/{key['id']}", json={"label": label}).status_code == 200
+
+    relabel("acme:1")
+    assert used() == 90
+    relabel("x:1")
+    assert used() == 20
+    sc.v1.payment_intents.capture(pi.id, {"amount_to_capture": 3000})
+    assert sum(r["cost_usd"] for r in kb.audit(key_id=key["id"])) == 30
+    assert used() == 20
+    relabel("acme:1")
+    assert used() == 50

@@ -1,7 +1,8 @@
 """Budget books (issue 12, kind 1): a budget's counters equal what its keys spent in the current
-windows, whatever changed while traffic flowed — creates, time-zone and cap changes, requests
-in flight across them. Every test runs on SQLite and on PostgreSQL (conftest.py); the replica
-test brings its own PostgreSQL database.
+windows, whatever changed while traffic flowed — creates, time-zone and cap changes, key
+relabels that move a key into or out of `label_prefix` budgets, requests in flight across them.
+Every test runs on SQLite and on PostgreSQL (conftest.py); the replica test brings its own
+PostgreSQL database.
 
 The reference model reads the audit rows back and sums, in Python, the rows each budget covers
 in each of its current windows: settled rows count their `cost_usd` (µUSD), rows still holding a
@@ -27,7 +28,17 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from keybrake.store import open_store
-from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, CapSpec, KeyRecord, Settlement, Store, Window
+from keybrake.store.base import (
+    AuditQuery,
+    AuditRow,
+    BudgetRecord,
+    CapSpec,
+    KeyRecord,
+    KeyState,
+    Settlement,
+    Store,
+    Window,
+)
 from keybrake.store.ids import audit_id_floor, new_audit_id
 from keybrake.store.windows import window_start
 from keybrake.timefmt import DAY_MS
@@ -68,10 +79,23 @@ async def _reserve(store: Store, key_id: str, usd: int) -> tuple[AuditRow, list]
     now = store.now_ms()
     row = AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=key_id)
     row.reserved_usd = usd  # as the pipeline records the estimate it reserves
-    res = await store.reserve(key_id, 1, _caps(key_id, usd), row, "me")
+    res = await store.reserve(key_id, _seen(store).versions.get(key_id, 1), _caps(key_id, usd), row, "me")
+    assert res.state is KeyState.OK, res.state
     if res.cap_hit is not None:
         return None
     return row, res.items
+
+
+async def _relabel(store: Store, key_id: str, label: str | None) -> None:
+    """Change a key's label as `PATCH /v1/keys/{id}` does (the version guard included)."""
+    k = await store.get_key(key_id)
+    assert k is not None
+    ok = await store.update_key(
+        key_id, k.policy_version, label=label, metadata=k.metadata, policy=k.policy, expires_at=k.expires_at
+    )
+    assert ok
+    _seen(store).versions[key_id] = k.policy_version + 1
+    _seen(store).keys.pop(key_id, None)  # the reference reads the new label
 
 
 async def _settle(store: Store, held: tuple[AuditRow, list], cost: int) -> None:
@@ -97,7 +121,20 @@ def _covers(b: BudgetRecord, k: KeyRecord) -> bool:
     return (k.vendor if b.scope_kind == "vendor" else k.credential) == b.scope_value
 
 
-_KEYS: dict[str, KeyRecord | None] = {}
+@dataclass
+class _Seen:
+    """What the test knows of one store's keys: the reference's view of each key (dropped when
+    relabelled) and each relabelled key's policy version (1 until then)."""
+
+    keys: dict[str, KeyRecord | None] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+
+_SEEN: weakref.WeakKeyDictionary[Store, _Seen] = weakref.WeakKeyDictionary()
+
+
+def _seen(store: Store) -> _Seen:
+    return _SEEN.setdefault(store, _Seen())
 
 
 async def _check_books(store: Store) -> None:
@@ -105,8 +142,9 @@ async def _check_books(store: Store) -> None:
     rows = await store.query_audit(AuditQuery(limit=100_000))
     keys: dict[str, KeyRecord | None] = {}
     for kid in {r["key_id"] for r in rows if r["key_id"]}:
-        keys[kid] = _KEYS.get(kid) or await store.get_key(kid)
-        _KEYS[kid] = keys[kid]  # labels never change here
+        cache = _seen(store).keys
+        keys[kid] = cache.get(kid) or await store.get_key(kid)
+        cache[kid] = keys[kid]
     now = store.now_ms()
     for b in await store.list_budgets():
         for cap in b.caps(0):
@@ -169,6 +207,40 @@ async def test_a_request_in_flight_across_a_budget_create_and_a_zone_change_sett
     assert (day.used, day.reserved) == (25 * USD, 0)
 
 
+async def test_a_relabel_moves_settled_and_in_flight_spend_between_budgets(open_engine: Callable[..., Store]) -> None:
+    """Key "x:1" spends $90 today and holds $5 in flight; relabelled "acme:1" under an "acme:"
+    budget ($100 a day) the budget holds $90 used + $5 reserved, the held row settles into it, and
+    a $10 charge is refused ($90 + $3 + $10 > $100) where it used to be admitted from $0."""
+    clock = Clock(T0)
+    store = open_engine(clock)
+    await store.insert_key(_key(store, "vk_x", "x:1"), "hx")
+    b = _budget("bud_acme", T0, scope="label_prefix", value="acme:", daily_usd_cap=100 * USD)
+    await store.insert_budget(b)
+    assert await _charge(store, "vk_x", 90 * USD)
+    held = await _reserve(store, "vk_x", 5 * USD)
+    assert held is not None
+    await _relabel(store, "vk_x", "acme:1")
+    ws = window_start(Window.DAY, clock.ms)
+    day = (await store.counters_for("budget:bud_acme", [("daily_usd", ws)]))["daily_usd"]
+    assert (day.used, day.reserved) == (90 * USD, 5 * USD)
+    await _check_books(store)
+    await _settle(store, held, 3 * USD)
+    day = (await store.counters_for("budget:bud_acme", [("daily_usd", ws)]))["daily_usd"]
+    assert (day.used, day.reserved) == (93 * USD, 0)
+    assert not await _charge(store, "vk_x", 10 * USD)
+    assert await _charge(store, "vk_x", 7 * USD)  # exactly up to the cap
+    held = await _reserve(store, "vk_x", 4 * USD)
+    assert held is None  # the budget is full
+    held = await _reserve(store, "vk_x", 0)
+    assert held is not None
+    await _relabel(store, "vk_x", "x:1")  # out again: the budget holds nothing of the key's
+    day = (await store.counters_for("budget:bud_acme", [("daily_usd", ws)]))["daily_usd"]
+    assert (day.used, day.reserved) == (0, 0)
+    await _settle(store, held, 2 * USD)  # settles outside the budget it left
+    await _check_books(store)
+    assert (await store.counters_for("budget:bud_acme", [("daily_usd", ws)]))["daily_usd"].used == 0
+
+
 # -- the generator ----------------------------------------------------------------------------
 
 SCOPES = [
@@ -188,6 +260,7 @@ op = st.one_of(
     st.tuples(st.just("zone"), st.integers(0, 9), st.sampled_from(ZONES)),
     st.tuples(st.just("cap"), st.integers(0, 9), st.one_of(st.none(), st.integers(20, 300))),
     st.tuples(st.just("advance"), st.integers(1, 20 * 60)),  # minutes
+    st.tuples(st.just("relabel"), st.integers(0, 4), st.integers(0, len(LABELS))),  # len(LABELS): no label
 )
 
 
@@ -226,6 +299,8 @@ async def _step(store: Store, run: _Run, o: tuple, n: int) -> None:
         run.budgets[i] = b
     elif name == "advance":
         run.clock.ms += o[1] * 60_000
+    elif name == "relabel":
+        await _relabel(store, f"vk_{n}_{o[1]}", LABELS[o[2]] if o[2] < len(LABELS) else None)
 
 
 _examples = iter(range(10**9))
@@ -244,12 +319,14 @@ def _shared_store(open_engine: Callable[..., Store]) -> tuple[Store, Clock]:
 @given(script=st.lists(op, max_size=25))
 @example(script=[("charge", 0, 60, 60), ("zone", 0, "Asia/Tokyo"), ("charge", 0, 30, 30), ("zone", 0, "UTC")])
 @example(script=[("hold", 0, 40), ("create", 0, "UTC", 100), ("zone", 0, "Asia/Tokyo"), ("settle", 0, 10)])
+@example(script=[("charge", 3, 50, 50), ("hold", 3, 40), ("relabel", 3, 0), ("settle", 0, 30), ("relabel", 3, 3)])
 def test_every_budget_counter_equals_the_audit_rows_it_covers(
     open_engine: Callable[..., Store], script: list[tuple]
 ) -> None:
     """Random interleavings of charges (settled at once, or held in flight and settled later at
-    another cost) with budget creates, time-zone and cap changes and clock steps; after every
-    step each budget counter of the current windows equals the reference sum."""
+    another cost) with budget creates, time-zone and cap changes, key relabels (into, out of and
+    between `label_prefix` budgets, or to no label) and clock steps; after every step each budget
+    counter of the current windows equals the reference sum over the keys it covers now."""
     n = next(_examples)
     # one store for every example (a fresh database each would cost a migration): each example
     # has its own keys and budgets and a clock 400 days past the last one's
@@ -365,6 +442,80 @@ def test_a_budget_created_mid_load_on_another_replica_starts_at_what_its_keys_sp
             for r in replicas:
                 r.close()
         assert (used, reserved) == (spent, 0), rnd
+
+
+async def _charge_now(s: Store, kid: str, usd: int) -> None:
+    """A charge at the key's current policy version (a relabel elsewhere changes it), as the proxy
+    reloads a changed key and reserves again."""
+    while True:
+        k = await s.get_key(kid)
+        assert k is not None
+        now = s.now_ms()
+        row = AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=kid)
+        row.reserved_usd = usd
+        res = await s.reserve(kid, k.policy_version, _caps(kid, usd), row, "me")
+        if res.state is KeyState.CHANGED:
+            continue
+        assert res.state is KeyState.OK and res.cap_hit is None
+        await _settle(s, (row, res.items), usd)
+        return
+
+
+async def _relabel_now(s: Store, kid: str, label: str) -> None:
+    while True:
+        k = await s.get_key(kid)
+        assert k is not None
+        if await s.update_key(kid, k.policy_version, label=label, metadata={}, policy={}, expires_at=k.expires_at):
+            return
+
+
+@pytest.mark.pg_cluster
+def test_relabels_on_one_replica_while_both_charge_keep_the_books(pg_url: str, tmp_path: Path) -> None:
+    """Two stores (replicas) on one database, 12 threads charging 6 keys through both while a
+    thread on one replica moves keys into and out of an "acme:" budget: the budget's counter equals
+    what the keys it covers at the end spent today, to the µUSD, and every other counter too."""
+    replicas = [_Replica(pg_url, tmp_path) for _ in range(2)]
+    try:
+        kids = [f"vk_m_{i}" for i in range(6)]
+        for i, kid in enumerate(kids):
+            replicas[i % 2].call(_add_key, kid, f"x:{i}")
+        now = replicas[0].store.now_ms()
+        b = _budget("bud_moves", now, scope="label_prefix", value="acme:", daily_usd_cap=10**6 * USD)
+        replicas[0].call(_insert_budget, b)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        count = [0]
+
+        def agent(i: int) -> None:
+            rng = random.Random(i)
+            try:
+                while not stop.is_set():
+                    replicas[i % 2].call(_charge_now, kids[i % 6], rng.randint(1, 500) * 10_000)
+                    count[0] += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        agents = [threading.Thread(target=agent, args=(i,)) for i in range(12)]
+        for t in agents:
+            t.start()
+        rng = random.Random(7)
+        while count[0] < 12:  # the agents are charging
+            time.sleep(0.01)
+        before = count[0]
+        for _ in range(24):
+            kid = rng.choice(kids)
+            replicas[1].call(_relabel_now, kid, rng.choice(["acme:", "x:"]) + kid)
+        during = count[0] - before
+        stop.set()
+        for t in agents:
+            t.join(30)
+        assert not errors, errors[:3]
+        assert during > 12  # charges ran between the relabels
+        _seen(replicas[0].store).keys.clear()
+        replicas[0].call(_check_books)
+    finally:
+        for r in replicas:
+            r.close()
 
 
 def test_tokyo_window_used_by_the_example_begins_before_the_first_charge() -> None:

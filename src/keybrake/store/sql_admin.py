@@ -122,24 +122,6 @@ class AdminQueries(SQLBase):
         return [_key(r) for r in self._read(sql, (*params, q.limit))]
 
     @blocking
-    def update_key(
-        self,
-        key_id: str,
-        expected_version: int,
-        *,
-        label: str | None,
-        metadata: dict[str, str],
-        policy: dict[str, Any],
-        expires_at: int,
-    ) -> bool:
-        n = self._write(
-            "UPDATE vault_keys SET label = ?, metadata = ?, policy = ?, expires_at = ?,"
-            " policy_version = policy_version + 1 WHERE id = ? AND policy_version = ? AND status = 'active'",
-            (label, json.dumps(metadata), json.dumps(policy), expires_at, key_id, expected_version),
-        )
-        return n == 1
-
-    @blocking
     def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None:
         with self._tx() as cur:
             cur.execute(

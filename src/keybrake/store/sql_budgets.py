@@ -16,6 +16,13 @@ concurrently (docs/security.md, budget books). Three rules make that hold:
 - Window definitions. A change of time zone deletes the budget's day and month counter rows
   and seeds new ones in the same transaction: a counter row is never reused across a change of
   window definition (going back to a zone starts again from the audit rows, not from a stale row).
+- Coverage. A key's label decides which `label_prefix` budgets cover it; changing it
+  (`update_key`) takes the same exclusive lock and, in the same transaction, moves the key's
+  current-window spend out of every budget that stops covering it and into every budget that
+  starts covering it (`_move_key_spend`): settled rows as `used`, rows in flight as `reserved`
+  with their stored reservations and ledger counts re-pointed as seeding does. Vendor and
+  credential never change on a key, and a budget's scope never changes, so nothing else moves
+  coverage.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 
 from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import Cursor, SQLBase, blocking
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
 from keybrake.store.windows import window_start
 
@@ -80,6 +87,48 @@ class BudgetQueries(SQLBase):
             gone = cur.execute("DELETE FROM budgets WHERE id = ?", (budget_id,)).rowcount == 1
             cur.execute("DELETE FROM counters WHERE scope = ?", (f"budget:{budget_id}",))
             return gone
+
+    @blocking
+    def update_key(
+        self,
+        key_id: str,
+        expected_version: int,
+        *,
+        label: str | None,
+        metadata: dict[str, str],
+        policy: dict[str, Any],
+        expires_at: int,
+    ) -> bool:
+        """Change an active key's label, metadata, policy and expiry (ms) if its policy version is
+        still `expected_version` (the version goes up by one). False when the key changed, was
+        revoked or is gone meanwhile (nothing written).
+
+        A label change moves the key's current-window spend between the `label_prefix` budgets it
+        leaves and joins, in the same transaction, under the exclusive budgets lock (taken first,
+        before any row lock), so no reservation or settlement sees a half-moved key.
+        """
+        with self._tx() as cur:
+            # A plain read (no row lock) decides whether coverage may move; the version guard of
+            # the UPDATE below makes sure the label it read is still the key's.
+            before = cur.execute(
+                "SELECT label, vendor, credential FROM vault_keys WHERE id = ? AND policy_version = ?",
+                (key_id, expected_version),
+            ).fetchone()
+            if before is None:
+                return False
+            relabel = before["label"] != label
+            if relabel:
+                self._lock_budgets(cur, exclusive=True)
+            n = cur.execute(
+                "UPDATE vault_keys SET label = ?, metadata = ?, policy = ?, expires_at = ?,"
+                " policy_version = policy_version + 1 WHERE id = ? AND policy_version = ? AND status = 'active'",
+                (label, json.dumps(metadata), json.dumps(policy), expires_at, key_id, expected_version),
+            ).rowcount
+            if n != 1:
+                return False
+            if relabel:
+                _move_key_spend(cur, key_id, before, label, self._seed_now(cur), self.FOR_UPDATE)
+            return True
 
     def _seed_now(self, cur: Cursor) -> int:
         """The clock reservations use for windows (the database's, unless a test injected one)."""
@@ -158,13 +207,15 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
 
 
 def _repoint_ledger_counts(
-    cur: Cursor, scope: str, counter: str, ws: int, where: str, args: list[Any], floor: str
+    cur: Cursor, scope: str, counter: str, ws: int, where: str, args: list[Any], floor: str, add: bool = True
 ) -> None:
-    """Make the object ledger's counted rows in the window name this budget counter too.
+    """Make the object ledger's counted rows in the window name this budget counter too (or, with
+    `add=False`, no longer name it).
 
     A later capture or cancel for less releases what a row counted from the counters its
     `ledger_counts.items` name (`sql_ledger.count_object`); a budget seeded with that row's cost
-    must be released with it, or its counter would exceed the audit rows it covers.
+    must be released with it, or its counter would exceed the audit rows it covers; a budget the
+    row's key left must not be, or its counter would fall below them.
     """
     rows = cur.execute(
         "SELECT c.credential, c.object_id, c.row_id, c.items FROM ledger_counts c"
@@ -174,8 +225,93 @@ def _repoint_ledger_counts(
     ).fetchall()
     for r in rows:
         items = [i for i in json.loads(r["items"]) if not (i[0] == scope and i[1] == counter)]
-        items.append([scope, counter, ws])
+        if add:
+            items.append([scope, counter, ws])
+        if items == json.loads(r["items"]):
+            continue
         cur.execute(
             "UPDATE ledger_counts SET items = ? WHERE credential = ? AND object_id = ? AND row_id = ?",
             (json.dumps(items), r["credential"], r["object_id"], r["row_id"]),
+        )
+
+
+def _move_key_spend(cur: Cursor, key_id: str, before: Row, label: str | None, now: int, for_update: str) -> None:
+    """Move key `key_id`'s spend in the current windows (`now`, ms) from the budgets its old label
+    (`before`: label, vendor, credential) was covered by to those its new `label` is covered by.
+
+    For each budget whose coverage of the key changes, and each of its counters: the key's settled
+    rows in the window (µUSD `cost_usd`, or one request each, as `_seed` counts them) leave or join
+    `used`; its rows in flight in the window drop the budget's item from their stored reservation
+    (releasing exactly what it held) and, when joining, gain one for the current window (their USD
+    hold, or 1) as seeding adds it; its object-ledger counts are re-pointed the same way. Must run in
+    the transaction that changed the label, after `_lock_budgets(exclusive=True)`.
+    """
+    vendor, credential = before["vendor"], before["credential"]
+    moves: list[tuple[BudgetRecord, bool]] = []  # (budget, whether the key joins it)
+    for b in (_budget(r) for r in cur.execute("SELECT * FROM budgets ORDER BY id").fetchall()):
+        was, joins = b.covers(before["label"], vendor, credential), b.covers(label, vendor, credential)
+        if was != joins:
+            moves.append((b, joins))
+    if not moves:
+        return
+    # Every open row locked first, as seeding does: no settlement runs until this commits, and
+    # one that was running has committed (its row then reads as settled below).
+    open_rows = cur.execute(
+        f"SELECT id, key_id, reservation, reserved_usd FROM audit WHERE reservation IS NOT NULL ORDER BY id{for_update}"
+    ).fetchall()
+    mine = {r["id"]: r for r in open_rows if r["key_id"] == key_id}
+    items = {rid: [ReservedItem.from_json(v) for v in json.loads(r["reservation"])] for rid, r in mine.items()}
+    settled = (
+        "SELECT CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT), COUNT(*) FROM audit WHERE key_id = ? AND id >= ?"
+        " AND reservation IS NULL AND verdict IN ('allowed', 'outcome_unknown')"
+    )
+    for budget, joins in moves:
+        scope = f"budget:{budget.id}"
+        for cap in budget.caps(0):
+            ws = window_start(cap.window, now, cap.timezone)
+            floor = audit_id_floor(ws)
+            usd, count = cur.execute(settled, (key_id, floor)).fetchone()
+            spent = int(usd) if cap.is_usd else int(count)
+            deltas: dict[int, list[int]] = {ws: [spent if joins else -spent, 0]}  # window → [used, reserved]
+            for rid, r in mine.items():
+                if rid < floor:
+                    continue  # reserved in an earlier window: it settles there
+                kept = []
+                for i in items[rid]:
+                    if i.counter_scope == scope and i.counter == cap.counter:
+                        deltas.setdefault(i.window_start, [0, 0])[1] -= i.amount
+                    else:
+                        kept.append(i)
+                if joins:
+                    amount = _usd_held(kept, r["reserved_usd"]) if cap.is_usd else 1
+                    kept.append(ReservedItem(scope, cap.counter, ws, amount, cap.is_usd))
+                    deltas[ws][1] += amount
+                items[rid] = kept
+            if cap.is_usd:
+                _repoint_ledger_counts(cur, scope, cap.counter, ws, "k.id = ?", [key_id], floor, add=joins)
+            for start, (d_used, d_reserved) in deltas.items():
+                _add_to_counter(cur, scope, cap.counter, start, d_used, d_reserved, cap.limit)
+    for rid, r in mine.items():
+        new = json.dumps([i.as_json() for i in items[rid]])
+        if new != json.dumps(json.loads(r["reservation"])):
+            cur.execute("UPDATE audit SET reservation = ? WHERE id = ?", (new, rid))
+
+
+def _add_to_counter(
+    cur: Cursor, scope: str, counter: str, ws: int, d_used: int, d_reserved: int, limit: int | None
+) -> None:
+    """Add `d_used` and `d_reserved` (µUSD or requests; either may be negative) to one counter row,
+    creating it when something is added to a window that has none. Never below zero."""
+    if d_used == 0 and d_reserved == 0:
+        return
+    n = cur.execute(
+        "UPDATE counters SET used = CASE WHEN used + CAST(? AS BIGINT) > 0 THEN used + CAST(? AS BIGINT) ELSE 0 END,"
+        " reserved = CASE WHEN reserved + CAST(? AS BIGINT) > 0 THEN reserved + CAST(? AS BIGINT) ELSE 0 END"
+        " WHERE scope = ? AND cap = ? AND window_start = ?",
+        (d_used, d_used, d_reserved, d_reserved, scope, counter, ws),
+    ).rowcount
+    if n == 0 and (d_used > 0 or d_reserved > 0):
+        cur.execute(
+            "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit) VALUES (?, ?, ?, ?, ?, ?)",
+            (scope, counter, ws, max(d_used, 0), max(d_reserved, 0), limit),
         )
