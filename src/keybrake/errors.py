@@ -145,9 +145,12 @@ class Denial(Exception):
 class EnforcementUnavailable(Exception):
     """The store could not be reached or failed: enforcement is unsure, so nothing is forwarded.
 
-    `commit_unknown`: the failure hit COMMIT itself, so the transaction may have landed.
+    `commit_unknown`: the failure hit COMMIT itself (or the request's deadline passed while the
+    call ran), so the transaction may have landed. `pending`: the call still running past the
+    deadline, when there is one — whatever it commits must be undone once it finishes.
     """
 
-    def __init__(self, message: str, *, commit_unknown: bool = False) -> None:
+    def __init__(self, message: str, *, commit_unknown: bool = False, pending: Any = None) -> None:
         super().__init__(message)
         self.commit_unknown = commit_unknown
+        self.pending = pending

@@ -55,6 +55,8 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
             pool_timeout_s=settings.pg_pool_timeout_s,
             statement_timeout_ms=settings.pg_statement_timeout_ms,
             connect_timeout_s=settings.pg_connect_timeout_s,
+            max_waiters=settings.store_max_waiters,
+            idle_tx_timeout_ms=settings.pg_idle_tx_timeout_ms,
         ),
     )
     try:
