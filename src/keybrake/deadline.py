@@ -39,6 +39,11 @@ class Deadline:
         if seconds > 0:
             self.at += seconds
 
+    def grace(self, seconds: float) -> None:
+        """At least `seconds` more from now: a request whose verdict is final (a denial) may still
+        write its audit row, briefly, after the deadline."""
+        self.at = max(self.at, time.monotonic() + seconds)
+
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("keybrake_deadline", default=None)
 
