@@ -177,6 +177,9 @@ class _Cursor:
         self.rowcount = 0
 
     def execute(self, sql: str, params: Any = (), /) -> _Cursor:
+        busy = getattr(self._local, "busy", None)
+        if busy is not None:
+            busy[1] = time.monotonic()  # the watchdog times each statement, not the transaction
         if params:
             self._cur.execute(_translate(sql), params)
         else:
@@ -248,7 +251,7 @@ class PostgresStore(SQLStore):
         # One slot per worker thread: the executor's own (unbounded) queue is never used.
         self._gate = StoreGate(opts.pool_size, opts.max_waiters, f"postgresql ({self.where})")
         self._local = threading.local()
-        self._busy: dict[int, tuple[psycopg.Connection[Any], float]] = {}  # thread id → (conn, started)
+        self._busy: dict[int, list[Any]] = {}  # thread id → [conn, when its current statement began]
         self._busy_lock = threading.Lock()
         self._killed: set[int] = set()  # id() of connections the watchdog shut
         self._clock_base = (int(time.time() * 1000), time.monotonic())  # (db ms, monotonic s) at the last sync
@@ -327,14 +330,15 @@ class PostgresStore(SQLStore):
                 with self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
                     me = threading.get_ident()
+                    self._local.busy = busy = [conn, time.monotonic()]
                     with self._busy_lock:
-                        self._busy[me] = (conn, time.monotonic())
+                        self._busy[me] = busy
                     try:
                         return fn()
                     finally:
                         with self._busy_lock:
                             self._busy.pop(me, None)
-                        self._local.conn = None
+                        self._local.conn = self._local.busy = None
             except psycopg_pool.PoolTimeout as exc:
                 raise EnforcementUnavailable(
                     f"postgresql: no database connection within {wait:.2g} s ({self.where})"
