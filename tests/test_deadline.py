@@ -11,6 +11,7 @@ nothing forwarded after its deadline, every request answered in time, books exac
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -180,3 +181,54 @@ def test_random_store_outages_never_forward_after_the_deadline(
     assert not any(r["verdict"] == "outcome_unknown" for r in rows)
     usage = wait_for(lambda: (u := kb.key(key["id"])["usage"]["daily_usd"])["reserved"] == 0 and u)
     assert usage["used"] == len(arrivals) == sum(r["cost_usd"] for r in rows)
+
+
+# -- (d) every final verdict about time uses the database's clock --------------------------------
+
+
+@pytest.mark.skipif(
+    os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") != "postgres",
+    reason="embedded SQLite's database clock is this host's clock: there is no other to disagree with",
+)
+def test_a_host_clock_stepped_by_an_hour_never_ends_a_key_with_20_minutes_left(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = kb.issue({"daily_usd_cap": 10}, expires_in=1200)  # 20 minutes left
+    gone = kb.issue({"daily_usd_cap": 10}, expires_in=1)
+    time.sleep(1.2)  # expired by the database's clock
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)  # the host clock steps an hour ahead
+    charge = {"amount": "100", "currency": "usd", "source": "tok_visa"}
+    for _ in range(3):
+        r = httpx.post(f"{kb.url}/stripe/v1/charges", data=charge, headers={"Authorization": f"Bearer {live['key']}"})
+        assert r.status_code == 200, r.text  # not a final 401 key_expired
+    me = httpx.get(f"{kb.url}/_keybrake/self", headers={"Authorization": f"Bearer {live['key']}"})
+    assert me.status_code == 200, me.text
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)  # and an hour behind: still refused
+    r = httpx.post(f"{kb.url}/stripe/v1/charges", data=charge, headers={"Authorization": f"Bearer {gone['key']}"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "key_expired", r.text
+    assert sum(1 for q in fake_stripe.requests if q.path == "/v1/charges") == 3
+
+
+# -- (c) reconnect backoff is capped ---------------------------------------------------------------
+
+
+def test_reconnect_backoff_is_capped_however_long_the_outage() -> None:
+    """45 s of failed reconnects: psycopg_pool's own backoff would wait ≈ 16–32 s more before the
+    next attempt (service back ≈ 16 s after the database); Keybrake's waits at most 1 s."""
+    from psycopg_pool.base import AttemptWithBackoff
+
+    from keybrake.store.pg import RECONNECT_MAX_DELAY_S, _CappedBackoff
+
+    def next_attempt_after(attempt: AttemptWithBackoff, outage_s: float) -> float:
+        now = 0.0
+        while True:
+            attempt.update_delay(now)
+            if now + attempt.delay > outage_s:
+                return now + attempt.delay - outage_s  # how long after the database is back
+            now += attempt.delay
+
+    year = 365 * 24 * 3600.0
+    assert next_attempt_after(AttemptWithBackoff(timeout=year), 45) >= 8  # the reported ≈ 16 s
+    for outage in (6, 45, 600):
+        assert next_attempt_after(_CappedBackoff(timeout=year), outage) <= RECONNECT_MAX_DELAY_S
