@@ -39,11 +39,6 @@ class Deadline:
         if seconds > 0:
             self.at += seconds
 
-    def grace(self, seconds: float) -> None:
-        """At least `seconds` more from now: a request whose verdict is final (a denial) may still
-        write its audit row, briefly, after the deadline."""
-        self.at = max(self.at, time.monotonic() + seconds)
-
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("keybrake_deadline", default=None)
 
@@ -60,6 +55,12 @@ def start(seconds: float) -> Deadline:
     d = Deadline(time.monotonic() + seconds, _task())
     _CURRENT.set(d)
     return d
+
+
+def clear() -> None:
+    """The current task has no deadline any more: a request whose verdict is final (a denial,
+    nothing will be forwarded) writes its audit row with the store's usual bounds."""
+    _CURRENT.set(None)
 
 
 def current() -> Deadline | None:

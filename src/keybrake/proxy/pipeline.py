@@ -116,7 +116,6 @@ DEDUP_WAIT_S = 10.0
 # A request is forwarded only with this much of its deadline left, so that it reaches the vendor
 # before the deadline (the agent may give up at the deadline and retry).
 FORWARD_MARGIN_S = 0.1
-DENIAL_ROW_GRACE_S = 0.5  # a denial's audit row may be written this long past the request's deadline
 
 
 class AlertSink(Protocol):
@@ -196,8 +195,7 @@ class Pipeline:
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
-            if (d := deadline.current()) is not None:
-                d.grace(DENIAL_ROW_GRACE_S)  # the verdict is final; its row may still be written
+            deadline.clear()  # the verdict is final and nothing will be forwarded: its row may still be written
             if denial.exposed_prefix is not None and self.alerts is not None:
                 self.alerts.secret_exposed(denial.exposed_prefix, req.client)
             if ctx.row.preflight_lookup is not None and ctx.key is not None:

@@ -1,11 +1,13 @@
 """The bounded wait in front of a store that runs its calls on worker threads (PostgreSQL).
 
-At most `slots` calls run at once (one per worker thread and pooled connection); at most
-`max_waiters` more wait for a slot, each no longer than its own bound (the request's deadline,
-or the pool timeout for work without one). A call that finds the queue full, or whose bound
-passes while it waits, raises `EnforcementUnavailable` at once (503, nothing forwarded): the
-queue in front of the store never grows without bound, and nothing waits in it past its
-deadline (docs/operations.md, "Fail closed").
+At most `slots` calls run at once (one per worker thread and pooled connection), first come
+first served. Proxied requests (calls with a deadline) may queue at most `max_waiters` deep,
+each no longer than its deadline: one more, or a deadline passing in the queue, raises
+`EnforcementUnavailable` at once (503, nothing forwarded). Bookkeeping without a deadline (a
+denial's audit row, settlements, alerts, admin calls) is not refused for the queue's length — it
+forwards nothing, and dropping it would lose rows — but waits no longer than its own bound.
+So no request waits in front of the store past its deadline, and the requests waiting there are
+bounded in number (docs/operations.md, "Fail closed").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class StoreGate:
         self.what = what
         self._free = slots
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._requests_waiting = 0
 
     @property
     def waiting(self) -> int:
@@ -34,13 +37,13 @@ class StoreGate:
     def busy(self) -> int:
         return self.slots - self._free
 
-    async def enter(self, bound: float) -> None:
-        """Take a slot by `bound` (monotonic seconds). Raises EnforcementUnavailable (queue full,
-        or no slot before `bound`)."""
+    async def enter(self, bound: float, *, request: bool = True) -> None:
+        """Take a slot by `bound` (monotonic seconds). `request`: a proxied request's call, counted
+        against `max_waiters`. Raises EnforcementUnavailable (queue full, or no slot by `bound`)."""
         if self._free > 0 and not self.waiting:
             self._free -= 1
             return
-        if self.waiting >= self.max_waiters:
+        if request and self._requests_waiting >= self.max_waiters:
             raise EnforcementUnavailable(
                 f"{self.what}: {self.slots} calls running and {self.max_waiters} waiting "
                 "(KEYBRAKE_STORE_MAX_WAITERS); refused at once"
@@ -50,6 +53,7 @@ class StoreGate:
             raise EnforcementUnavailable(f"{self.what}: the request's deadline passed before the store was reached")
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._requests_waiting += request
         try:
             await asyncio.wait_for(asyncio.shield(waiter), remaining)
         except TimeoutError:
@@ -57,9 +61,7 @@ class StoreGate:
                 self.leave()  # granted just as the wait ended: pass the slot on
             else:
                 waiter.cancel()
-            raise EnforcementUnavailable(
-                f"{self.what}: no free connection within the request's deadline ({self.slots} busy)"
-            ) from None
+            raise EnforcementUnavailable(f"{self.what}: no free connection in time ({self.slots} busy)") from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.leave()
@@ -67,6 +69,7 @@ class StoreGate:
                 waiter.cancel()
             raise
         finally:
+            self._requests_waiting -= request
             try:
                 self._waiters.remove(waiter)
             except ValueError:

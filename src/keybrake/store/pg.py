@@ -78,6 +78,9 @@ RECONNECT_FIRST_DELAY_S = 0.25
 RECONNECT_MAX_DELAY_S = 1.0
 # A call still running this long past statement_timeout has lost its server: its socket is shut.
 WATCHDOG_GRACE_S = 1.0
+# Bookkeeping without a deadline (denial rows, settlements, alerts, admin calls) may wait this
+# much longer than KEYBRAKE_PG_POOL_TIMEOUT for a slot in a burst: it forwards nothing.
+BOOKKEEPING_EXTRA_WAIT_S = 5.0
 # TCP keepalives (both ends), unless the URL sets its own: idle s, probe interval s, probes.
 KEEPALIVES = (5, 2, 3)
 
@@ -292,10 +295,10 @@ class PostgresStore(SQLStore):
             raise EnforcementUnavailable("postgresql: the store is closed")
         limit = deadline.bound()
         now = time.monotonic()
-        bound = limit if limit is not None else now + self.options.pool_timeout_s
+        bound = limit if limit is not None else now + self.options.pool_timeout_s + BOOKKEEPING_EXTRA_WAIT_S
         if limit is not None and limit <= now:
             raise EnforcementUnavailable("postgresql: the request's deadline passed before the store was reached")
-        await self._gate.enter(bound)
+        await self._gate.enter(bound, request=limit is not None)
         try:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
         except BaseException:
@@ -463,6 +466,7 @@ class PostgresStore(SQLStore):
         await asyncio.get_running_loop().run_in_executor(None, self._close_sync)
 
     def _close_sync(self) -> None:
+        self._closed = True  # the watchdog stops too
         self._executor.shutdown(wait=True)
         self._pool.close()
 
