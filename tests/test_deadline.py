@@ -232,3 +232,38 @@ def test_reconnect_backoff_is_capped_however_long_the_outage() -> None:
     assert next_attempt_after(AttemptWithBackoff(timeout=year), 45) >= 8  # the reported ≈ 16 s
     for outage in (6, 45, 600):
         assert next_attempt_after(_CappedBackoff(timeout=year), outage) <= RECONNECT_MAX_DELAY_S
+
+
+# -- the bounded wait in front of the store ------------------------------------------------------
+
+
+def test_the_store_gate_bounds_the_queue_in_length_and_time() -> None:
+    """2 slots, 3 request waiters: the 6th request is refused at once, a waiter gives up at its
+    bound, bookkeeping is not refused for the queue's length, and slots pass on in order."""
+    from keybrake.store.gate import StoreGate
+
+    async def main() -> None:
+        gate = StoreGate(2, 3, "test store")
+        now = time.monotonic()
+        await gate.enter(now + 1)
+        await gate.enter(now + 1)
+        waiters = [asyncio.create_task(gate.enter(now + 0.5)) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        t = time.monotonic()
+        with pytest.raises(EnforcementUnavailable, match="KEYBRAKE_STORE_MAX_WAITERS"):
+            await gate.enter(now + 5)
+        assert time.monotonic() - t < 0.05  # at once
+        book = asyncio.create_task(gate.enter(now + 5, request=False))  # not refused for the length
+        gate.leave()
+        await asyncio.sleep(0.01)
+        assert waiters[0].done() and not waiters[1].done()  # first come, first served
+        t = time.monotonic()
+        for w in waiters[1:]:
+            with pytest.raises(EnforcementUnavailable, match="in time"):
+                await w
+        assert 0.3 < time.monotonic() - t < 0.7  # each gave up at its bound (0.5 s from the start)
+        gate.leave()
+        await asyncio.wait_for(book, 1)
+        assert gate.waiting == 0 and gate.busy == 2
+
+    asyncio.run(main())
