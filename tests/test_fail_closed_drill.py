@@ -109,6 +109,18 @@ def _readyz(url: str) -> tuple[float, int, dict[str, Any]]:
     return time.monotonic() - t, r.status_code, r.json()
 
 
+def _report(results: list[Sent], arrivals: dict[str, float], **extra: Any) -> None:
+    """The drill's figures (shown with `pytest -s`, and with a failure)."""
+    refused = sorted(r.answered - r.sent for r in results if r.tag not in arrivals)
+    late = [arrivals[r.tag] - r.sent for r in results if r.tag in arrivals]
+    print(
+        f"drill: {len(results)} sent, {len(arrivals)} forwarded (latest {max(late, default=0):.3f} s after send), "
+        f"{len(refused)} refused (p50 {refused[len(refused) // 2] if refused else 0:.3f} s, "
+        f"max {max(refused, default=0):.3f} s)",
+        extra,
+    )
+
+
 def _check_deadlines(results: list[Sent], arrivals: dict[str, float]) -> None:
     """Never forwarded after its deadline; every refusal within the deadline (plus a margin)."""
     for r in results:
@@ -196,6 +208,7 @@ def test_restart_and_silent_cut_under_load_fail_closed_promptly_and_finally(
             assert during and sum(r.status == 200 for r in during) >= 0.8 * len(during), during
             time.sleep(2.0)  # anything still in flight anywhere would arrive now
             arrivals = _arrivals(fake_stripe)
+            _report(load.results, arrivals, resumed_s=round(resumed, 3))
             _check_deadlines(load.results, arrivals)
             # sent to A while cut, with the whole deadline inside the cut: all refused
             refused_in_a_cut = [r for r in load.results if r.replica == 0 and cut <= r.sent <= healed - DEADLINE_S]
@@ -227,6 +240,7 @@ def test_a_pool_larger_than_the_server_allows_still_refuses_within_the_deadline(
             released = time.monotonic()
             wait_for(lambda: load.ok_since(released) >= 10, timeout=15)
         arrivals = _arrivals(fake_stripe)
+        _report(load.results, arrivals)
         refused = [r.answered - r.sent for r in load.results if r.status == 503]
         assert len(refused) >= 10, len(refused)
         refused.sort()
