@@ -46,11 +46,14 @@ class StoreGate:
         if request and self._requests_waiting >= self.max_waiters:
             raise EnforcementUnavailable(
                 f"{self.what}: {self.slots} calls running and {self.max_waiters} waiting "
-                "(KEYBRAKE_STORE_MAX_WAITERS); refused at once"
+                "(KEYBRAKE_STORE_MAX_WAITERS); refused at once",
+                transient=True,
             )
         remaining = bound - time.monotonic()
         if remaining <= 0:
-            raise EnforcementUnavailable(f"{self.what}: the request's deadline passed before the store was reached")
+            raise EnforcementUnavailable(
+                f"{self.what}: the request's deadline passed before the store was reached", transient=True
+            )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         self._requests_waiting += request
@@ -61,7 +64,9 @@ class StoreGate:
                 self.leave()  # granted just as the wait ended: pass the slot on
             else:
                 waiter.cancel()
-            raise EnforcementUnavailable(f"{self.what}: no free connection in time ({self.slots} busy)") from None
+            raise EnforcementUnavailable(
+                f"{self.what}: no free connection in time ({self.slots} busy)", transient=True
+            ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
                 self.leave()

@@ -297,7 +297,9 @@ class PostgresStore(SQLStore):
         now = time.monotonic()
         bound = limit if limit is not None else now + self.options.pool_timeout_s + BOOKKEEPING_EXTRA_WAIT_S
         if limit is not None and limit <= now:
-            raise EnforcementUnavailable("postgresql: the request's deadline passed before the store was reached")
+            raise EnforcementUnavailable(
+                "postgresql: the request's deadline passed before the store was reached", transient=True
+            )
         await self._gate.enter(bound, request=limit is not None)
         try:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
@@ -315,6 +317,7 @@ class PostgresStore(SQLStore):
                 "postgresql: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS)",
                 commit_unknown=True,
                 pending=fut,
+                transient=True,
             ) from None
 
     def _call(self, fn: Callable[[], R], bound: float | None = None) -> R:
@@ -327,7 +330,9 @@ class PostgresStore(SQLStore):
             if bound is not None:
                 wait = min(wait, bound - time.monotonic())
                 if wait <= 0:
-                    raise EnforcementUnavailable(f"postgresql: the request's deadline passed ({self.where})")
+                    raise EnforcementUnavailable(
+                        f"postgresql: the request's deadline passed ({self.where})", transient=True
+                    )
             self._local.conn_id = None
             try:
                 with self._pool.connection(timeout=wait) as conn:
@@ -344,7 +349,7 @@ class PostgresStore(SQLStore):
                         self._local.conn = self._local.busy = None
             except psycopg_pool.PoolTimeout as exc:
                 raise EnforcementUnavailable(
-                    f"postgresql: no database connection within {wait:.2g} s ({self.where})"
+                    f"postgresql: no database connection within {wait:.2g} s ({self.where})", transient=True
                 ) from exc
             except EnforcementUnavailable as exc:
                 cause = exc.__cause__
@@ -353,6 +358,7 @@ class PostgresStore(SQLStore):
                         f"postgresql: no answer within {self.options.statement_timeout_ms} ms + "
                         f"{WATCHDOG_GRACE_S:g} s; the connection was closed ({self.where})",
                         commit_unknown=exc.commit_unknown or self._local.done > 0,
+                        transient=True,
                     ) from exc
                 if bound is not None and time.monotonic() >= bound:
                     raise
@@ -486,7 +492,10 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 def _unavailable(exc: psycopg.Error, *, commit_unknown: bool = False) -> EnforcementUnavailable:
     if isinstance(exc, pg_errors.QueryCanceled):
-        return EnforcementUnavailable("postgresql: a statement ran past KEYBRAKE_PG_STATEMENT_TIMEOUT_MS")
+        return EnforcementUnavailable(
+            "postgresql: a statement ran past KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", transient=True
+        )
     # psycopg messages name the server and the failure, never the password.
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return EnforcementUnavailable(f"postgresql: {first}", commit_unknown=commit_unknown)
+    transient = isinstance(exc, (psycopg.OperationalError, pg_errors.LockNotAvailable, pg_errors.AdminShutdown))
+    return EnforcementUnavailable(f"postgresql: {first}", commit_unknown=commit_unknown, transient=transient)
