@@ -140,8 +140,11 @@ class PrivateCluster:
             "--no-sync", "-E", "UTF8", "--locale=C.UTF-8",
         )  # fmt: skip
 
-    def start(self) -> None:
-        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
+    def start(self, max_connections: int = 100) -> None:
+        opts = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+            f" -c max_connections={max_connections}"
+        )
         log = str(self.root / "log")
         self._pg(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", opts, "-l", log, "-w", "start")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import signal
 import sqlite3
@@ -247,6 +248,28 @@ def test_a_replica_killed_mid_flight_is_recovered_by_another(
         assert all(r["reserved_usd"] == 2 for r in rows if r["verdict"] == "outcome_unknown")
         usage = rs.usage(key["id"], 2)["daily_usd"]
         assert usage["reserved"] == 8 and usage["used"] == 6  # the dead replica's reservations are kept
+
+        # (issue 12, 8e) the recovery is logged, with its count, and counted in /metrics
+        def recovery_lines() -> list[dict[str, Any]]:
+            out = []
+            for i in (0, 2):
+                for line in (rs.root / f"r{i}.log").read_text(errors="replace").splitlines():
+                    if "recovered requests left in flight by a stopped replica" in line:
+                        out.append(json.loads(line))
+            return out
+
+        lines = wait_for(recovery_lines, timeout=5)
+        assert sum(int(doc["count"]) for doc in lines) == 4, lines
+        text = json.dumps(lines)
+        assert all(doc["level"] == "warning" for doc in lines) and "vault_key_" not in text and "sk_" not in text
+        counted = 0.0
+        for i in (0, 2):
+            with rs.admin(i) as c:
+                metrics = c.get("/metrics").text
+            for m in metrics.splitlines():
+                if m.startswith("keybrake_recovered_in_flight_rows_total "):
+                    counted += float(m.split()[1])
+        assert counted == 4
 
 
 def test_postgres_stopped_mid_load_fails_closed_then_service_resumes_by_itself(

@@ -11,12 +11,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
+from keybrake import deadline
 from keybrake.admin.api import build_admin_app
 from keybrake.admin.gate import AdminGate
 from keybrake.admin.keys import render as render_key
@@ -65,6 +67,11 @@ class KeybrakeApp:
             "keybrake_proxy_requests",
             "Proxied requests by outcome",
             ["vendor", "verdict", "status_class"],
+            registry=self.registry,
+        )
+        self.recovered_total = Counter(
+            "keybrake_recovered_in_flight_rows",
+            "Audit rows left in flight by a stopped replica and recovered (outcome_unknown, reservation kept)",
             registry=self.registry,
         )
         self.upstream = upstream or AiohttpUpstream(
@@ -152,7 +159,7 @@ class KeybrakeApp:
                 raise Denial("key_invalid", "Unknown vault key.")
             if key.status == "revoked":
                 raise Denial("key_revoked", f"Vault key {key.id} was revoked.")
-            if key.expires_at <= now:
+            if key.expires_at <= now and key.expires_at <= await self.rt.store.db_now_ms():
                 raise Denial("key_expired", f"Vault key {key.id} has expired.")
             full = await render_key(self.rt, key)
         except Denial as denial:
@@ -186,6 +193,7 @@ class KeybrakeApp:
             if key is not None and key.vendor in self.rt.vendors
             else max(v.max_body_bytes for v in self.rt.vendors.values())
         )
+        reading = time.monotonic()
         try:
             body, too_large, gone = await _read_body(receive, limit, headers, self.body_budget)
         except BodyBudgetExceeded:
@@ -200,6 +208,8 @@ class KeybrakeApp:
             return
         if gone:
             return  # the client left mid-body: a truncated request is never forwarded, no one to answer
+        if (d := deadline.current()) is not None:
+            d.extend(time.monotonic() - reading)  # the client's upload time is not the store's
         try:
             await self._answer(scope, send, raw_path, headers, client, body, too_large, limit)
         finally:
@@ -271,13 +281,7 @@ class KeybrakeApp:
         store = self.rt.store
         await store.register_instance(self.instance_id, hostname(), os.getpid())
         recovered = await store.recover_in_flight(self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms)
-        if recovered:
-            event(
-                log,
-                "marked requests left in flight by a stopped process as outcome_unknown",
-                logging.WARNING,
-                count=recovered,
-            )
+        self._recovered(recovered, at_start=True)
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
         self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="keybrake-reconcile"))
         settings = self.rt.settings
@@ -290,6 +294,21 @@ class KeybrakeApp:
         )
         event(log, "keybrake started", instance=self.instance_id)
 
+    def _recovered(self, rows: int, *, at_start: bool) -> None:
+        """Log and count rows another (stopped) replica left in flight, now `outcome_unknown` with
+        their reservations kept: `keybrake_recovered_in_flight_rows_total` and one WARNING line."""
+        if not rows:
+            return
+        self.recovered_total.inc(rows)
+        event(
+            log,
+            "recovered requests left in flight by a stopped replica: marked outcome_unknown, reservations kept",
+            logging.WARNING,
+            count=rows,
+            by=self.instance_id,
+            at_start=at_start,
+        )
+
     async def _housekeeping(self) -> None:
         """Heartbeat this instance, recover rows of instances that stopped heartbeating, and delete
         dedup entries (with their sealed replay answers) whose window has ended."""
@@ -297,7 +316,10 @@ class KeybrakeApp:
             await asyncio.sleep(HEARTBEAT_S)
             try:
                 await self.rt.store.heartbeat(self.instance_id, hostname(), os.getpid())
-                await self.rt.store.recover_in_flight(self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms)
+                recovered = await self.rt.store.recover_in_flight(
+                    self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms
+                )
+                self._recovered(recovered, at_start=False)
                 await self.rt.store.dedup_purge()
             except EnforcementUnavailable as exc:
                 event(log, "heartbeat failed", logging.ERROR, error=str(exc))

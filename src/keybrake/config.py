@@ -71,6 +71,15 @@ class Settings:
     # statement of a report may run before it is cancelled (503).
     report_pool_size: int = 2
     report_timeout_ms: int = 30_000
+    # The server rolls back a transaction whose client went silent this long (a cut link), so
+    # no counter row stays locked; Keybrake's transactions never idle on purpose.
+    pg_idle_tx_timeout_ms: int = 1000
+    # Fail closed promptly (docs/operations.md, "Fail closed"): a proxied request that does not
+    # hold its reservation this long after its headers arrived is answered 503
+    # enforcement_unavailable and is never forwarded; at most this many store calls wait for a
+    # connection beyond the pool (more → 503 at once).
+    reserve_deadline_ms: int = 2000
+    store_max_waiters: int = 128
     log_level: str = "INFO"
     # Listeners (docs/operations.md, "Listeners and limits"). The admin API on a listener of its
     # own (a TCP address or a unix socket) is the production layout: agents on the proxy port
@@ -225,6 +234,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
         ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1),
         ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100),
+        ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100),
+        ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50),
+        ("KEYBRAKE_STORE_MAX_WAITERS", "store_max_waiters", 0),
     ):
         if e.has(name):
             kw[attr] = e.integer(name, low)

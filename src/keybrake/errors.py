@@ -145,9 +145,17 @@ class Denial(Exception):
 class EnforcementUnavailable(Exception):
     """The store could not be reached or failed: enforcement is unsure, so nothing is forwarded.
 
-    `commit_unknown`: the failure hit COMMIT itself, so the transaction may have landed.
+    `commit_unknown`: the failure hit COMMIT itself (or the request's deadline passed while the
+    call ran), so the transaction may have landed. `pending`: the call still running past the
+    deadline, when there is one — whatever it commits must be undone once it finishes.
+    `transient`: the store was busy or unreachable (no connection in time, a timeout, a lost
+    connection), not refusing this particular call: trying again later may succeed.
     """
 
-    def __init__(self, message: str, *, commit_unknown: bool = False) -> None:
+    def __init__(
+        self, message: str, *, commit_unknown: bool = False, pending: Any = None, transient: bool = False
+    ) -> None:
         super().__init__(message)
         self.commit_unknown = commit_unknown
+        self.pending = pending
+        self.transient = transient

@@ -57,6 +57,8 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
             connect_timeout_s=settings.pg_connect_timeout_s,
             report_pool_size=settings.report_pool_size,
             report_timeout_ms=settings.report_timeout_ms,
+            max_waiters=settings.store_max_waiters,
+            idle_tx_timeout_ms=settings.pg_idle_tx_timeout_ms,
         ),
     )
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -27,6 +28,7 @@ class RecordedRequest:
     json: Any = None  # JSON bodies, parsed
     username: str | None = None  # HTTP Basic, decoded
     password: str | None = None
+    arrived: float = field(default_factory=time.monotonic)  # when it reached the fake (monotonic s)
 
 
 class FakeServer:

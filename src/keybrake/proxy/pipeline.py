@@ -6,7 +6,9 @@
 request and the key's policy; `reserve` re-reads the key's status, expiry and policy version
 in the same transaction as the cap check, so a revoke or PATCH that has returned is seen by
 the very next request (docs/scale-out.md). Nothing is forwarded unless the reservation and the
-in-flight audit row are committed.
+in-flight audit row are committed, and nothing is forwarded once the request's deadline for
+getting its reservation (KEYBRAKE_RESERVE_DEADLINE_MS, `keybrake.deadline`) has passed: it is
+answered 503 `enforcement_unavailable` and whatever it reserved is released.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from keybrake import deadline
 from keybrake.config import Settings
 from keybrake.core.params import check_charset, check_no_body
 from keybrake.core.paths import join, normalise_path
@@ -105,9 +108,14 @@ IN_FLIGHT_WAIT_S = 2.0  # a retry waits this long for the request it repeats to 
 # the vendor refused the operator's secret (release; the request did reach it).
 _NOTHING_SENT = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=False)
 _REFUSED_BY_VENDOR = Settlement("upstream_error", 0, "none", "none", keep_reservation=False, forwarded=True)
+# Reserved, but past the request's deadline: never sent, the reservation released.
+_TOO_LATE = Settlement("denied_enforcement_unavailable", 0, "none", "none", keep_reservation=False, forwarded=False)
 
 
 DEDUP_WAIT_S = 10.0
+# A request is forwarded only with this much of its deadline left, so that it reaches the vendor
+# before the deadline (the agent may give up at the deadline and retry).
+FORWARD_MARGIN_S = 0.1
 
 
 class AlertSink(Protocol):
@@ -144,6 +152,7 @@ class Pipeline:
         self.snapshots = KeySnapshots(sealer, vendors, EgressRules(settings))
         self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
         self.alerts = alerts
+        self._late: set[asyncio.Task[None]] = set()  # releases of reservations that committed too late
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -158,6 +167,7 @@ class Pipeline:
         else — including the key's state — is decided by `handle` as usual; a store failure here
         defers to it too (it fails closed).
         """
+        deadline.start(self.settings.reserve_deadline_ms / 1000)  # from the arrival of the head
         try:
             token = extract_token(head)
         except Denial as denial:
@@ -175,6 +185,8 @@ class Pipeline:
         return key, None
 
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
+        if deadline.current() is None:  # not admitted first (a direct call): the deadline starts now
+            deadline.start(self.settings.reserve_deadline_ms / 1000)
         now = self.store.now_ms()
         row = AuditRow(
             id=new_audit_id(now), ts=now, method=req.method, path=_safe_path(req.raw_path), verdict="in_flight"
@@ -183,6 +195,7 @@ class Pipeline:
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
+            deadline.clear()  # the verdict is final and nothing will be forwarded: its row may still be written
             if denial.exposed_prefix is not None and self.alerts is not None:
                 self.alerts.secret_exposed(denial.exposed_prefix, req.client)
             if ctx.row.preflight_lookup is not None and ctx.key is not None:
@@ -223,7 +236,7 @@ class Pipeline:
         self._attach_key(ctx, key)
         if early_denial is not None:
             raise early_denial
-        self._check_key_state(key, self.store.now_ms())
+        await self._check_key_state(key)
         run_id, event_id, extra_headers = agent_headers(req)
         self._attach_agent_headers(ctx, key, run_id, event_id, extra_headers)
 
@@ -285,9 +298,11 @@ class Pipeline:
                     if current is not None:  # patched since the snapshot: evaluate the new policy
                         key, fresh = current, True
                         continue
+                    looked = time.monotonic()
                     facts.update(
                         await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
                     )
+                    _extend(time.monotonic() - looked)  # the vendor's time is not the store's
                     vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
                 scope = vendor.check_scope(policy, vreq)
                 ctx.row.customer_scope_id = scope.customer_scope_id
@@ -367,7 +382,7 @@ class Pipeline:
         if current is None:
             raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
         self.snapshots.remember(thash, current)
-        self._check_key_state(current, self.store.now_ms())
+        await self._check_key_state(current)
         if current.policy_version != key.policy_version:
             self._attach_key(ctx, current)
             return current
@@ -404,7 +419,7 @@ class Pipeline:
         after its answer is sent (on another replica, perhaps): that short overlap must not turn a
         legitimate retry into a 409.
         """
-        deadline = time.monotonic() + IN_FLIGHT_WAIT_S
+        wait_until = time.monotonic() + IN_FLIGHT_WAIT_S
         pause = 0.01
         while True:
             try:
@@ -412,15 +427,18 @@ class Pipeline:
                     key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup, guard
                 )
             except EnforcementUnavailable as exc:
-                if exc.commit_unknown:
+                if exc.commit_unknown and exc.pending is not None:
+                    self._release_when_done(ctx, dedup, exc.pending)  # past the deadline, still running
+                elif exc.commit_unknown:
                     await self.rec.release_unanswered(ctx, dedup)
                 raise
             # A busy object is not waited for here: the request was priced from facts the write in
             # flight may be changing, so it is refused (409, retryable) and priced afresh on retry.
             in_flight = result.retry_of is not None and result.retry_of.verdict == "in_flight"
-            if not in_flight or time.monotonic() + pause > deadline:
+            if not in_flight or time.monotonic() + pause > wait_until:
                 return result
             await asyncio.sleep(pause)
+            _extend(pause)  # waiting on the earlier request, not on the store
             pause = min(pause * 2, 0.2)
 
     async def _forward(
@@ -456,6 +474,18 @@ class Pipeline:
         headers += vendor.upstream_headers(secret)
         headers.append(("accept-encoding", "identity"))
         body_out = vendor.upstream_body(vreq, req.body)
+        late = deadline.current()
+        if late is not None and late.remaining() < FORWARD_MARGIN_S:
+            # The reservation came back after the deadline (a slow store): the agent may have
+            # given up and retried, so this request is never sent; its reservation is released.
+            if self.alerts is not None:
+                self.alerts.enforcement_unavailable("a reservation came back after the request's deadline")
+            too_late = Denial(
+                "enforcement_unavailable",
+                "Keybrake could not reserve this request within its deadline (KEYBRAKE_RESERVE_DEADLINE_MS); "
+                "nothing was forwarded. Retry shortly.",
+            )
+            return await self.rec.refuse(ctx, items, _TOO_LATE, daily_counter, too_late)
         ctx.sent = True  # from here on the vendor may act: an unexpected error keeps the reservation
         try:
             resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, body_out))
@@ -570,11 +600,12 @@ class Pipeline:
         unknown is refused, since it may have gone out. None: the first send was never made and
         its entry is gone, so this request may go as a new one.
         """
-        deadline = time.monotonic() + DEDUP_WAIT_S
+        wait_until = time.monotonic() + DEDUP_WAIT_S
         delay = 0.005
         current: DedupHit | None = hit
-        while current is not None and current.state == "in_flight" and time.monotonic() < deadline:
+        while current is not None and current.state == "in_flight" and time.monotonic() < wait_until:
             await asyncio.sleep(delay)
+            _extend(delay)  # waiting on the first send, not on the store
             delay = min(delay * 2, 0.1)
             current = await self.store.dedup_get(key.id, fingerprint)
         if current is None:
@@ -600,12 +631,29 @@ class Pipeline:
         row = ctx.row
         row.key_id, row.label, row.vendor, row.credential = key.id, key.label, key.vendor, key.credential
 
-    @staticmethod
-    def _check_key_state(key: KeyRecord, now_ms: int) -> None:
+    async def _check_key_state(self, key: KeyRecord) -> None:
+        """Refuse a revoked key, or one expired by the database's clock.
+
+        The local estimate of that clock only admits: a key it calls expired is refused only
+        once the database's clock, read now, agrees (a host clock step never ends a live key).
+        """
         if key.status == "revoked":
             raise state_denial(KeyState.REVOKED, key)
-        if key.expires_at <= now_ms:
+        if key.expires_at <= self.store.now_ms() and key.expires_at <= await self.store.db_now_ms():
             raise state_denial(KeyState.EXPIRED, key)
+
+    def _release_when_done(self, ctx: RequestContext, dedup: DedupCheck | None, pending: asyncio.Future[Any]) -> None:
+        """A reservation still running when the deadline passed may commit later: once it ends,
+        whatever it reserved is released (nothing was forwarded). Books stay exact."""
+
+        async def release() -> None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await pending
+            await self.rec.release_unanswered(ctx, dedup)
+
+        task = asyncio.get_running_loop().create_task(release(), name="keybrake-late-release")
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     @staticmethod
     def _attach_agent_headers(
@@ -643,6 +691,13 @@ class Pipeline:
         ctx.row.cost_kind = estimate.cost_kind if estimate.amount else "none"
         ctx.row.cost_source = "estimate" if estimate.amount else "none"
         return estimate
+
+
+def _extend(seconds: float) -> None:
+    """Time spent not waiting on the store does not count toward the request's deadline."""
+    d = deadline.current()
+    if d is not None:
+        d.extend(seconds)
 
 
 def _first_segment(raw_path: bytes) -> str | None:

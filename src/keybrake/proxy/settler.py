@@ -96,10 +96,15 @@ class SettleWriter:
                 _resolve([item])
         if not failed or (written == 0 and all(isinstance(e, EnforcementUnavailable) for _, e in failed)):
             return [item for item, _ in failed]  # nothing failed, or the store is down: try again later
+        # A job the store was too busy for (no connection in time, a timeout) is not refused:
+        # it is tried again, never degraded (found by the fail-closed drill, issue 12).
+        busy = [item for item, e in failed if isinstance(e, EnforcementUnavailable) and e.transient]
         for (job, done), error in failed:
+            if isinstance(error, EnforcementUnavailable) and error.transient:
+                continue
             await self._degrade(job, error)
             _resolve([(job, done)])
-        return []
+        return busy
 
     async def _degrade(self, job: SettleJob, exc: Exception) -> None:
         """A job the store refuses while others succeed: keep its whole reservation, drop the rest."""

@@ -476,6 +476,9 @@ class Store(Protocol):
     """Every engine implements this; the contract suite in tests/store runs against each."""
 
     def now_ms(self) -> int: ...
+    async def db_now_ms(self) -> int:
+        """The database's clock read now, in Unix ms: every final verdict about time uses it."""
+
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def probe_write(self) -> None:

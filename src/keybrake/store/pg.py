@@ -21,16 +21,29 @@ never waits on the network and no two calls share a connection.
   (`report_pool_size` connections, read-only, `statement_timeout = report_timeout_ms`) and
   worker threads of their own: a slow or all-day report never takes a connection or a thread
   a reservation needs (docs/operations.md, "Reports").
-- Failure: no connection within `pool_timeout_s`, a statement past `statement_timeout_ms`, or
-  any database error → `EnforcementUnavailable` (503, fail closed). Broken connections are
-  dropped and replaced by the pool; once PostgreSQL is back, requests succeed again without a
-  restart.
+- Failure: no connection within `pool_timeout_s` (or the request's deadline, whichever is
+  first), a statement past `statement_timeout_ms`, or any database error →
+  `EnforcementUnavailable` (503, fail closed). Broken connections are dropped and replaced by
+  the pool; once PostgreSQL is back, requests succeed again without a restart (reconnect
+  attempts back off to at most RECONNECT_MAX_DELAY_S apart, however long the outage).
+- Bounded waits (docs/operations.md, "Fail closed"): a `StoreGate` admits `pool_size` calls at
+  once and `max_waiters` more in a queue, each waiting no longer than its request's deadline
+  (`keybrake.deadline`); a request whose deadline passes while its call runs is answered at
+  once, and the call's late result is left to the caller (`EnforcementUnavailable.pending`).
+- Silent cuts: TCP keepalives on both ends, `idle_in_transaction_session_timeout` (a
+  transaction whose client went silent is rolled back by the server, releasing its counter
+  locks within `idle_tx_timeout_ms`), and a watchdog that shuts the socket of any call running
+  past `statement_timeout_ms` + WATCHDOG_GRACE_S (the server would have answered by then), so a
+  worker thread is never stuck on a connection that stopped carrying bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -44,8 +57,12 @@ import psycopg
 import psycopg_pool
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg_pool.base import AttemptWithBackoff
 
+from keybrake import deadline
 from keybrake.errors import EnforcementUnavailable
+from keybrake.logs import event
+from keybrake.store.gate import StoreGate
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
 
@@ -60,16 +77,49 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+log = logging.getLogger("keybrake.store")
+
+# Reconnection after an outage: first attempt after ~0.25 s, doubling, never more than this apart.
+RECONNECT_FIRST_DELAY_S = 0.25
+RECONNECT_MAX_DELAY_S = 1.0
+# A call still running this long past statement_timeout has lost its server: its socket is shut.
+WATCHDOG_GRACE_S = 1.0
+# Bookkeeping without a deadline (denial rows, settlements, alerts, admin calls) may wait this
+# much longer than KEYBRAKE_PG_POOL_TIMEOUT for a slot in a burst: it forwards nothing.
+BOOKKEEPING_EXTRA_WAIT_S = 5.0
+# TCP keepalives (both ends), unless the URL sets its own: idle s, probe interval s, probes.
+KEEPALIVES = (5, 2, 3)
 
 
 @dataclass(frozen=True)
 class PGOptions:
+    """Connection settings. `max_waiters`: calls queued for a connection beyond `pool_size`;
+    `idle_tx_timeout_ms`: the server rolls back a transaction idle this long (a silent client)."""
+
     pool_size: int = 16
     pool_timeout_s: float = 2.0
     statement_timeout_ms: int = 5000
     connect_timeout_s: int = 3
     report_pool_size: int = 2  # connections for operator reports, apart from `pool_size`
     report_timeout_ms: int = 30_000  # statement_timeout of a report's statements
+    max_waiters: int = 128
+    idle_tx_timeout_ms: int = 1000
+
+
+class _CappedBackoff(AttemptWithBackoff):
+    """psycopg_pool's reconnect backoff doubles without end (16 s apart after a 45 s outage):
+    capped, service resumes within about a second of the database coming back."""
+
+    INITIAL_DELAY = RECONNECT_FIRST_DELAY_S
+
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_MAX_DELAY_S)
+
+
+class _Pool(psycopg_pool.ConnectionPool):
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        super()._add_connection(attempt or _CappedBackoff(timeout=self.reconnect_timeout), growing)
 
 
 def is_postgres_url(url: str | None) -> bool:
@@ -138,6 +188,9 @@ class _Cursor:
         self.rowcount = 0
 
     def execute(self, sql: str, params: Any = (), /) -> _Cursor:
+        busy = getattr(self._local, "busy", None)
+        if busy is not None:
+            busy[1] = time.monotonic()  # the watchdog times each statement, not the transaction
         if params:
             self._cur.execute(_translate(sql), params)
         else:
@@ -163,23 +216,8 @@ class PostgresStore(SQLStore):
         opts = options or PGOptions()
         self.options = opts
         self.where = redact_url(url)
-        params = conninfo_to_dict(libpq_url(url))
-        server_opts = " ".join(
-            [
-                str(params.get("options") or ""),
-                f"-c statement_timeout={int(opts.statement_timeout_ms)}",
-                # A transaction left open by a stuck worker cannot hold counter locks for long.
-                f"-c idle_in_transaction_session_timeout={max(int(opts.statement_timeout_ms) * 2, 10_000)}",
-                "-c synchronous_commit=on",
-            ]
-        ).strip()
-        conninfo = make_conninfo(
-            libpq_url(url),
-            options=server_opts,
-            connect_timeout=str(opts.connect_timeout_s),
-            application_name=str(params.get("application_name") or "keybrake"),
-        )
-        self._pool = psycopg_pool.ConnectionPool(
+        conninfo = _conninfo(url, opts, statement_timeout_ms=opts.statement_timeout_ms)
+        self._pool = _Pool(
             conninfo,
             min_size=min(2, opts.pool_size),
             max_size=opts.pool_size,
@@ -193,10 +231,17 @@ class PostgresStore(SQLStore):
         )
         self._pool.open(wait=False)
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
+        # One slot per worker thread: the executor's own (unbounded) queue is never used.
+        self._gate = StoreGate(opts.pool_size, opts.max_waiters, f"postgresql ({self.where})")
         self._local = threading.local()
         self._open_reports(url, opts)
-        self._offset_ms = 0
+        self._busy: dict[int, list[Any]] = {}  # thread id → [conn, when its current statement began]
+        self._busy_lock = threading.Lock()
+        self._killed: set[int] = set()  # id() of connections the watchdog shut
+        self._clock_base = (int(time.time() * 1000), time.monotonic())  # (db ms, monotonic s) at the last sync
         self._closed = False
+        self._watchdog = threading.Thread(target=self._watch, name="keybrake-pg-watchdog", daemon=True)
+        self._watchdog.start()
         try:
             self._call(self._sync_clock)
         except BaseException:
@@ -206,31 +251,98 @@ class PostgresStore(SQLStore):
     # -- where the shared code runs ---------------------------------------------------------
 
     def now_ms(self) -> int:
+        """The database's clock in Unix ms, estimated: its reading at the last sync (start, every
+        heartbeat) plus the monotonic time since — a host wall-clock step changes nothing."""
         if self._clock is not None:
             return self._clock()
-        return int(time.time() * 1000) + self._offset_ms
+        db_ms, mono = self._clock_base
+        return db_ms + int((time.monotonic() - mono) * 1000)
+
+    async def db_now_ms(self) -> int:
+        """The database's clock read now (one round trip); resyncs `now_ms`."""
+        if self._clock is not None:
+            return self._clock()
+        await self._run(self._sync_clock)
+        return self.now_ms()
 
     async def _run(self, fn: Callable[[], R]) -> R:
+        """Run `fn` on a worker thread, within the request's deadline if it has one.
+
+        Raises EnforcementUnavailable: the store is closed, the wait queue is full, no slot or
+        connection before the deadline, or the deadline passed while `fn` ran — then with
+        `commit_unknown` and `pending` (the still-running call; its result may commit later).
+        """
         if self._closed:
             raise EnforcementUnavailable("postgresql: the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn)
+        limit = deadline.bound()
+        now = time.monotonic()
+        bound = limit if limit is not None else now + self.options.pool_timeout_s + BOOKKEEPING_EXTRA_WAIT_S
+        if limit is not None and limit <= now:
+            raise EnforcementUnavailable(
+                "postgresql: the request's deadline passed before the store was reached", transient=True
+            )
+        await self._gate.enter(bound, request=limit is not None)
+        try:
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
+        except BaseException:
+            self._gate.leave()
+            raise
+        fut.add_done_callback(lambda _: self._gate.leave())
+        if limit is None:
+            return await asyncio.shield(fut)  # a cancelled caller never frees a slot its thread still holds
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, limit - time.monotonic()))
+        except TimeoutError:
+            fut.add_done_callback(_consume)
+            raise EnforcementUnavailable(
+                "postgresql: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS)",
+                commit_unknown=True,
+                pending=fut,
+                transient=True,
+            ) from None
 
-    def _call(self, fn: Callable[[], R]) -> R:
-        """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect."""
+    def _call(self, fn: Callable[[], R], bound: float | None = None) -> R:
+        """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect.
+
+        `bound` (monotonic s): no connection is waited for past it, and nothing is retried after it.
+        """
         for attempt in range(_RETRIES + 1):
+            wait = self.options.pool_timeout_s
+            if bound is not None:
+                wait = min(wait, bound - time.monotonic())
+                if wait <= 0:
+                    raise EnforcementUnavailable(
+                        f"postgresql: the request's deadline passed ({self.where})", transient=True
+                    )
+            self._local.conn_id = None
             try:
-                with self._pool.connection() as conn:
-                    self._local.conn, self._local.done = conn, 0
+                with self._pool.connection(timeout=wait) as conn:
+                    self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
+                    me = threading.get_ident()
+                    self._local.busy = busy = [conn, time.monotonic()]
+                    with self._busy_lock:
+                        self._busy[me] = busy
                     try:
                         return fn()
                     finally:
-                        self._local.conn = None
+                        with self._busy_lock:
+                            self._busy.pop(me, None)
+                        self._local.conn = self._local.busy = None
             except psycopg_pool.PoolTimeout as exc:
                 raise EnforcementUnavailable(
-                    f"postgresql: no database connection within {self.options.pool_timeout_s:g} s ({self.where})"
+                    f"postgresql: no database connection within {wait:.2g} s ({self.where})", transient=True
                 ) from exc
             except EnforcementUnavailable as exc:
                 cause = exc.__cause__
+                if self._was_killed():
+                    raise EnforcementUnavailable(
+                        f"postgresql: no answer within {self.options.statement_timeout_ms} ms + "
+                        f"{WATCHDOG_GRACE_S:g} s; the connection was closed ({self.where})",
+                        commit_unknown=exc.commit_unknown or self._local.done > 0,
+                        transient=True,
+                    ) from exc
+                if bound is not None and time.monotonic() >= bound:
+                    raise
                 if attempt < _RETRIES and isinstance(cause, _RETRYABLE):
                     continue  # rolled back whole: nothing of it happened
                 if attempt == 0 and isinstance(cause, psycopg.OperationalError) and self._local.done == 0:
@@ -244,21 +356,10 @@ class PostgresStore(SQLStore):
     # -- reports: a pool and threads of their own -------------------------------------------
 
     def _open_reports(self, url: str, opts: PGOptions) -> None:
-        params = conninfo_to_dict(libpq_url(url))
-        server_opts = " ".join(
-            [
-                str(params.get("options") or ""),
-                f"-c statement_timeout={int(opts.report_timeout_ms)}",
-                "-c default_transaction_read_only=on",
-            ]
-        ).strip()
-        conninfo = make_conninfo(
-            libpq_url(url),
-            options=server_opts,
-            connect_timeout=str(opts.connect_timeout_s),
-            application_name=str(params.get("application_name") or "keybrake") + "-reports",
+        conninfo = _conninfo(
+            url, opts, statement_timeout_ms=opts.report_timeout_ms, read_only=True, application_suffix="-reports"
         )
-        self._report_pool = psycopg_pool.ConnectionPool(
+        self._report_pool = _Pool(
             conninfo,
             min_size=0,
             max_size=opts.report_pool_size,
@@ -299,6 +400,43 @@ class PostgresStore(SQLStore):
                 f"postgresql: no report connection within {self.options.pool_timeout_s:g} s"
                 f" (KEYBRAKE_REPORT_POOL_SIZE={self.options.report_pool_size} busy)"
             ) from exc
+
+    def _was_killed(self) -> bool:
+        conn_id = getattr(self._local, "conn_id", None)
+        with self._busy_lock:
+            if conn_id is not None and conn_id in self._killed:
+                self._killed.discard(conn_id)
+                return True
+        return False
+
+    def _watch(self) -> None:
+        """Shut the socket of any call running past statement_timeout + WATCHDOG_GRACE_S.
+
+        The server cancels a statement at statement_timeout and says so; no answer by then means
+        the link stopped carrying bytes (a silent cut: no RST, keepalives answered by a middlebox).
+        Shutting the socket makes libpq fail at once; the pool drops the connection.
+        """
+        limit = self.options.statement_timeout_ms / 1000 + WATCHDOG_GRACE_S
+        while not self._closed:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._busy_lock:
+                stuck = [(tid, c) for tid, (c, t0) in self._busy.items() if now - t0 > limit]
+                for tid, _ in stuck:
+                    self._busy.pop(tid, None)
+            for _, conn in stuck:
+                self._shut(conn)
+                event(log, "database connection silent; closed", logging.ERROR, where=self.where, after_s=limit)
+
+    def _shut(self, conn: psycopg.Connection[Any]) -> None:
+        try:
+            fd = conn.pgconn.socket
+            with socket.socket(fileno=os.dup(fd)) as s:
+                s.shutdown(socket.SHUT_RDWR)
+        except (OSError, psycopg.Error):
+            pass
+        with self._busy_lock:
+            self._killed.add(id(conn))  # the stuck thread learns why its call failed
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)
@@ -355,10 +493,10 @@ class PostgresStore(SQLStore):
 
     def _sync_clock(self) -> None:
         """Measure this host's clock against the database's (round-trip midpoint)."""
-        t0 = time.time()
+        t0 = time.monotonic()
         db_ms = self._read(f"SELECT {self.NOW_SQL}")[0][0]
-        t1 = time.time()
-        self._offset_ms = int(db_ms - (t0 + t1) / 2 * 1000)
+        t1 = time.monotonic()
+        self._clock_base = (int(db_ms), (t0 + t1) / 2)
 
     async def close(self) -> None:
         if self._closed:
@@ -367,11 +505,60 @@ class PostgresStore(SQLStore):
         await asyncio.get_running_loop().run_in_executor(None, self._close_sync)
 
     def _close_sync(self) -> None:
+        self._closed = True  # the watchdog stops too
         self._executor.shutdown(wait=True)
         self._pool.close()
         if hasattr(self, "_report_pool"):
             self._report_executor.shutdown(wait=True)
             self._report_pool.close()
+
+
+def _conninfo(
+    url: str, opts: PGOptions, *, statement_timeout_ms: int, read_only: bool = False, application_suffix: str = ""
+) -> str:
+    """libpq conninfo for one of the store's pools: the URL plus Keybrake's session settings.
+
+    Both ends keep TCP alive (KEEPALIVES, unless the URL sets its own) and a statement with
+    unacknowledged data fails after `statement_timeout_ms` + WATCHDOG_GRACE_S (`tcp_user_timeout`),
+    so a silent cut is noticed in seconds; the server rolls back a transaction idle longer than
+    `opts.idle_tx_timeout_ms`, so a cut replica never holds a counter row. `read_only` sessions
+    (operator reports) cannot write.
+    """
+    params = conninfo_to_dict(libpq_url(url))
+    server_opts = [
+        str(params.get("options") or ""),
+        f"-c statement_timeout={int(statement_timeout_ms)}",
+        # A transaction whose client went silent (a cut link) cannot hold counter locks for long.
+        f"-c idle_in_transaction_session_timeout={int(opts.idle_tx_timeout_ms)}",
+        # The server's end notices a vanished client too.
+        f"-c tcp_keepalives_idle={KEEPALIVES[0]}",
+        f"-c tcp_keepalives_interval={KEEPALIVES[1]}",
+        f"-c tcp_keepalives_count={KEEPALIVES[2]}",
+        "-c synchronous_commit=on",
+    ]
+    if read_only:
+        server_opts.append("-c default_transaction_read_only=on")
+    keepalives = {
+        "keepalives": "1",
+        "keepalives_idle": str(KEEPALIVES[0]),
+        "keepalives_interval": str(KEEPALIVES[1]),
+        "keepalives_count": str(KEEPALIVES[2]),
+        # Unacknowledged data (a dead peer mid-statement): the connection fails after this.
+        "tcp_user_timeout": str(int(statement_timeout_ms + WATCHDOG_GRACE_S * 1000)),
+    }
+    return make_conninfo(
+        libpq_url(url),
+        options=" ".join(server_opts).strip(),
+        connect_timeout=str(opts.connect_timeout_s),
+        application_name=str(params.get("application_name") or "keybrake") + application_suffix,
+        **{k: str(params.get(k) or v) for k, v in keepalives.items()},
+    )
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """A late call's outcome is the caller's business (`pending`); never an unretrieved error."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _rollback(conn: psycopg.Connection[Any]) -> None:
@@ -383,7 +570,10 @@ def _rollback(conn: psycopg.Connection[Any]) -> None:
 
 def _unavailable(exc: psycopg.Error, *, commit_unknown: bool = False) -> EnforcementUnavailable:
     if isinstance(exc, pg_errors.QueryCanceled):
-        return EnforcementUnavailable("postgresql: a statement ran past KEYBRAKE_PG_STATEMENT_TIMEOUT_MS")
+        return EnforcementUnavailable(
+            "postgresql: a statement ran past KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", transient=True
+        )
     # psycopg messages name the server and the failure, never the password.
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return EnforcementUnavailable(f"postgresql: {first}", commit_unknown=commit_unknown)
+    transient = isinstance(exc, (psycopg.OperationalError, pg_errors.LockNotAvailable, pg_errors.AdminShutdown))
+    return EnforcementUnavailable(f"postgresql: {first}", commit_unknown=commit_unknown, transient=transient)

@@ -82,6 +82,10 @@ class SQLBase:
     def now_ms(self) -> int:
         raise NotImplementedError
 
+    async def db_now_ms(self) -> int:
+        """The database's clock, read now (Unix ms). SQLite's is this host's: `now_ms()`."""
+        return self.now_ms()
+
     async def _run(self, fn: Callable[[], R]) -> R:
         raise NotImplementedError
 

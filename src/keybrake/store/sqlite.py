@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from keybrake import deadline
 from keybrake.errors import EnforcementUnavailable
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
@@ -70,7 +71,13 @@ class SQLiteStore(SQLStore):
         return self._clock() if self._clock is not None else int(time.time() * 1000)
 
     async def _run(self, fn: Callable[[], R]) -> R:
-        return fn()  # inline: no await between BEGIN and COMMIT, so tasks cannot interleave
+        """Inline: no await between BEGIN and COMMIT, so tasks cannot interleave. A request past
+        its deadline is refused without touching the file; the wait for a lock held by another
+        process is bounded by the busy timeout (the pipeline re-checks the deadline after)."""
+        limit = deadline.bound()
+        if limit is not None and time.monotonic() >= limit:
+            raise EnforcementUnavailable("sqlite: the request's deadline passed before the store was reached")
+        return fn()
 
     async def _run_report(self, fn: Callable[[], R]) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._reports, self._report_call, fn)

@@ -1,0 +1,77 @@
+"""A proxied request's deadline for getting its reservation (KEYBRAKE_RESERVE_DEADLINE_MS).
+
+The pipeline starts one per request (`start`); every store call made by that request's task
+reads it (`bound`) and gives up when it passes, so no request waits on the store longer than
+its deadline, and a request past it is never forwarded (docs/operations.md, "Fail closed").
+
+The deadline belongs to the task that started it: a task created from a request (the settle
+writer, an alert) inherits the context variable but not the deadline, so background work is
+never cut short by a request that has already been answered.
+
+Times are `time.monotonic()` seconds, never the wall clock: a host clock step moves no deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass
+class Deadline:
+    """`at`: monotonic seconds by which the request must hold its reservation; `task`: its owner."""
+
+    at: float
+    task: asyncio.Task[object] | None
+
+    def remaining(self) -> float:
+        """Seconds left (negative once passed)."""
+        return self.at - time.monotonic()
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def extend(self, seconds: float) -> None:
+        """Move the deadline by time that was not spent waiting on the store (the client's body,
+        a vendor lookup, an earlier request with the same Idempotency-Key)."""
+        if seconds > 0:
+            self.at += seconds
+
+
+_CURRENT: ContextVar[Deadline | None] = ContextVar("keybrake_deadline", default=None)
+
+
+def _task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+
+
+def start(seconds: float) -> Deadline:
+    """A new deadline `seconds` from now for the current task (replacing any it had)."""
+    d = Deadline(time.monotonic() + seconds, _task())
+    _CURRENT.set(d)
+    return d
+
+
+def clear() -> None:
+    """The current task has no deadline any more: a request whose verdict is final (a denial,
+    nothing will be forwarded) writes its audit row with the store's usual bounds."""
+    _CURRENT.set(None)
+
+
+def current() -> Deadline | None:
+    """The current task's own deadline, or None (background work, admin calls, other tasks)."""
+    d = _CURRENT.get()
+    if d is None or d.task is not _task():
+        return None
+    return d
+
+
+def bound() -> float | None:
+    """The monotonic time by which the current store call must be done, or None (no deadline)."""
+    d = current()
+    return None if d is None else d.at
