@@ -217,19 +217,7 @@ class PostgresStore(SQLStore):
         self.options = opts
         self.where = redact_url(url)
         conninfo = _conninfo(url, opts, statement_timeout_ms=opts.statement_timeout_ms)
-        self._pool = _Pool(
-            conninfo,
-            min_size=min(2, opts.pool_size),
-            max_size=opts.pool_size,
-            timeout=opts.pool_timeout_s,
-            kwargs={"autocommit": True, "row_factory": _row_factory},
-            # Keep trying to reconnect for as long as the process runs: the database coming back
-            # must be enough for service to resume, with no restart.
-            reconnect_timeout=365 * 24 * 3600.0,
-            open=False,
-            name="keybrake",
-        )
-        self._pool.open(wait=False)
+        self._pool = _open_pool(conninfo, min(2, opts.pool_size), opts.pool_size, opts.pool_timeout_s, "keybrake")
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
         # One slot per worker thread: the executor's own (unbounded) queue is never used.
         self._gate = StoreGate(opts.pool_size, opts.max_waiters, f"postgresql ({self.where})")
@@ -359,17 +347,7 @@ class PostgresStore(SQLStore):
         conninfo = _conninfo(
             url, opts, statement_timeout_ms=opts.report_timeout_ms, read_only=True, application_suffix="-reports"
         )
-        self._report_pool = _Pool(
-            conninfo,
-            min_size=0,
-            max_size=opts.report_pool_size,
-            timeout=opts.pool_timeout_s,
-            kwargs={"autocommit": True, "row_factory": _row_factory},
-            reconnect_timeout=365 * 24 * 3600.0,
-            open=False,
-            name="keybrake-reports",
-        )
-        self._report_pool.open(wait=False)
+        self._report_pool = _open_pool(conninfo, 0, opts.report_pool_size, opts.pool_timeout_s, "keybrake-reports")
         self._report_executor = ThreadPoolExecutor(
             max_workers=opts.report_pool_size, thread_name_prefix="keybrake-pg-report"
         )
@@ -553,6 +531,26 @@ def _conninfo(
         application_name=str(params.get("application_name") or "keybrake") + application_suffix,
         **{k: str(params.get(k) or v) for k, v in keepalives.items()},
     )
+
+
+def _open_pool(conninfo: str, min_size: int, max_size: int, timeout_s: float, name: str) -> _Pool:
+    """A started connection pool (autocommit, PGRow rows) that opens in the background.
+
+    It keeps trying to reconnect for as long as the process runs (capped backoff, `_Pool`): the
+    database coming back is enough for service to resume, with no restart.
+    """
+    pool = _Pool(
+        conninfo,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout_s,
+        kwargs={"autocommit": True, "row_factory": _row_factory},
+        reconnect_timeout=365 * 24 * 3600.0,
+        open=False,
+        name=name,
+    )
+    pool.open(wait=False)
+    return pool
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
