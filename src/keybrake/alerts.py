@@ -55,6 +55,7 @@ EVENTS = (
 )
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
+EXPOSED_MAX = 20  # secret.exposed events per 5 minutes per replica, all clients together
 MAX_HELD = 10_000  # events held in memory while the store is down
 LOOKBACK_MS = 24 * 3_600_000  # at start, expiries and revocations this far back are checked
 CLOCK_MARGIN_MS = 5 * 60_000  # revoked_at comes from the revoking replica's clock
@@ -113,6 +114,8 @@ class Alerts:
         self._expired_checked_ms: int | None = None
         self._revoked_checked_ms: int | None = None
         self._last_anomaly_scan = 0.0
+        self._exposed_bucket = -1
+        self._exposed_seen: set[tuple[str, str]] = set()
 
     # -- producing events (never on the request path) ----------------------------------------
 
@@ -213,7 +216,20 @@ class Alerts:
         self.soon(self.emit("credential.rejected", data, fire_key=f"rejected:{credential}:{hour}"))
 
     def secret_exposed(self, prefix: str, client: str) -> None:
+        """secret.exposed once per 5 minutes per kind (`auth.SECRET_KINDS`, a fixed set) and client,
+        and at most EXPOSED_MAX events per 5 minutes per replica whatever the clients: requests
+        without any key must not be able to flood the destinations (the rest are only logged)."""
         bucket = self.store.now_ms() // UNAVAILABLE_EVERY_MS
+        if self._exposed_bucket != bucket:
+            self._exposed_bucket, self._exposed_seen = bucket, set()
+        mark = (prefix, client)
+        if mark in self._exposed_seen:
+            return
+        if len(self._exposed_seen) >= EXPOSED_MAX:
+            event(log, "secret.exposed alert not queued: too many this 5 minutes", logging.WARNING,
+                  secret_prefix=prefix, client=client)  # fmt: skip
+            return
+        self._exposed_seen.add(mark)
         data = {"secret_prefix": prefix, "client": client}
         self.soon(self.emit("secret.exposed", data, fire_key=f"exposed:{prefix}:{client}:{bucket}"))
 

@@ -140,3 +140,16 @@ async def test_writing_one_outcome_twice_counts_one_attempt(store: Store, clock:
                                     max_attempts=12)  # fmt: skip
     (row,) = await store.list_deliveries(10)
     assert (row.attempts, row.state, row.last_status) == (2, "delivered", 200)
+
+
+async def test_a_flood_of_secret_exposed_never_delays_an_urgent_event_behind_it(store: Store, clock: Clock) -> None:
+    """Claim order: cap.hit, key.revoked, enforcement.* first, secret.exposed last (docs/api.md)."""
+    d = dest("alr_a")
+    for n in range(50):
+        assert await store.enqueue([build_delivery(d, f"evt_x{n:04d}", "secret.exposed", {}, clock.ms)], None)
+    clock.ms += 1
+    assert await store.enqueue([build_delivery(d, "evt_t", "cap.threshold", {}, clock.ms)], None)
+    clock.ms += 1
+    assert await store.enqueue([build_delivery(d, "evt_hit", "cap.hit", {}, clock.ms)], None)
+    first = await store.claim_deliveries("alr_a", "ins_a", LEASE, 3)
+    assert [x.event_type for x in first] == ["cap.hit", "cap.threshold", "secret.exposed"]

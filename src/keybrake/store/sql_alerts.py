@@ -10,6 +10,14 @@ from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import _key
 
 _DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
+# Claim order of due deliveries (lower first; others 1): docs/api.md, alerts.
+PRIORITY = {
+    "cap.hit": 0,
+    "key.revoked": 0,
+    "enforcement.unavailable": 0,
+    "enforcement.recovered": 0,
+    "secret.exposed": 2,
+}
 
 
 def _dest(r: Row) -> AlertDestination:
@@ -92,8 +100,12 @@ class AlertQueries(SQLBase):
         # PostgreSQL: the chosen rows are locked (FOR UPDATE SKIP LOCKED) in a CTE evaluated once,
         # so concurrent claims are disjoint. SQLite: one writer at a time makes the UPDATE atomic.
         due = "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+        # Urgent events first: a flood of one kind (secret.exposed is raised by requests without a
+        # key) never delays a cap.hit or key.revoked to the same destination behind it.
+        rank = "CASE event_type " + " ".join(f"WHEN '{e}' THEN {r}" for e, r in PRIORITY.items()) + " ELSE 1 END"
         pick = (
-            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due} ORDER BY next_attempt_at, id LIMIT :n"
+            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due}"
+            f" ORDER BY {rank}, next_attempt_at, id LIMIT :n"
         )
         if self.FOR_UPDATE:
             sql = (
@@ -107,7 +119,9 @@ class AlertQueries(SQLBase):
             now = self._db_now(cur)
             params = {"me": instance_id, "until": now + lease_ms, "now": now, "dest": destination_id, "n": limit}
             rows = cur.execute(sql, params).fetchall()
-        return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+        return sorted(
+            (_delivery(r) for r in rows), key=lambda d: (PRIORITY.get(d.event_type, 1), d.next_attempt_at, d.id)
+        )
 
     @blocking
     def settle_delivery(
