@@ -54,6 +54,18 @@ def build_delivery(
     return Delivery(delivery_id(event_id, dest.id), event_id, dest.id, event_type, body, at_ms, at_ms)
 
 
+def hit_level(used: int, limit: int) -> str:
+    """The usage level of a cap refusal: "reached" when `used` (µUSD or a count, what the window
+    had taken before the refused request) ≥ `limit`, else the tenth already used, "0"…"9".
+
+    cap.hit fires once per cap, window and level, so at most 11 times per window, and a refusal at
+    a lower level (a single request larger than what was left) never silences a later one at a
+    higher level (the cap really used up)."""
+    if limit <= 0 or used >= limit:
+        return "reached"
+    return str(max(0, used) * 10 // limit)
+
+
 def retry_delay_ms(attempts: int, base_s: float) -> int:
     """Delay (ms) before the next try after `attempts` ≥ 1 failed ones: base × 2^(attempts−1), ≤ 1 h."""
     return min(int(base_s * 1000 * 2 ** min(attempts - 1, 20)), MAX_RETRY_DELAY_MS)

@@ -23,6 +23,7 @@ from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.alert_format import (
     build_delivery,
     event_id_for,
+    hit_level,
     hourly_baselines,
     new_event_id,
     sign,
@@ -195,8 +196,11 @@ class Alerts:
         return done
 
     def cap_hit(self, cap: CapHit, key_id: str | None) -> None:
-        data = {**cap.as_json(), "key_id": key_id}
-        fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}"
+        """cap.hit once per cap, window and usage level (`hit_level`): a refusal while the cap is far
+        from used up (one oversized request) never spends the alert of the cap really running out."""
+        level = hit_level(cap.used, cap.limit)
+        data = {**cap.as_json(), "key_id": key_id, "reached": level == "reached"}
+        fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}:{level}"
         self.soon(self.emit("cap.hit", data, fire_key=fire, keep_until_ms=cap.resets_at_ms,
                             forever=cap.resets_at_ms is None))  # fmt: skip
 
