@@ -389,7 +389,10 @@ class Alerts:
         await self.scan_revoked()
         if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
             self._last_anomaly_scan = time.monotonic()
-            await self.scan_anomalies()
+            try:
+                await self.scan_anomalies()
+            except EnforcementUnavailable as exc:  # a report past its timeout: the next pass tries again
+                event(log, "spend.anomaly scan failed", logging.ERROR, error=str(exc))
 
     async def run_forever(self) -> None:
         """The scans every KEYBRAKE_ALERT_INTERVAL s, held events every second, and the deliverer in

@@ -153,3 +153,22 @@ async def test_a_flood_of_secret_exposed_never_delays_an_urgent_event_behind_it(
     assert await store.enqueue([build_delivery(d, "evt_hit", "cap.hit", {}, clock.ms)], None)
     first = await store.claim_deliveries("alr_a", "ins_a", LEASE, 3)
     assert [x.event_type for x in first] == ["cap.hit", "cap.threshold", "secret.exposed"]
+
+
+async def test_the_anomaly_scans_hourly_totals_run_as_a_report(store: Store, clock: Clock) -> None:
+    """Red team: `hourly_totals` (25 hours of audit rows grouped) ran on the store's main
+    connection — on SQLite inline on the event loop — and stalled the proxy ~1 s at 1M rows.
+    It is a report: off the event loop, on the report connections, under the report timeout."""
+    from typing import Any
+
+    inner: Any = getattr(store, "inner", store)
+    reports: list[Any] = []
+    run_report = inner._run_report
+
+    async def spy(fn: Any) -> Any:
+        reports.append(fn)
+        return await run_report(fn)
+
+    inner._run_report = spy
+    assert await store.hourly_totals(clock.ms - 24 * 3_600_000, clock.ms + 1) == []
+    assert len(reports) == 1

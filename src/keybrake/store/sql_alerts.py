@@ -6,7 +6,7 @@ import json
 
 from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, report
 from keybrake.store.sql_rows import _key
 
 _DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
@@ -213,8 +213,12 @@ class AlertQueries(SQLBase):
         )
         return [_key(r) for r in rows]
 
-    @blocking
+    @report
     def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
+        """Per key and hour since..until (Unix ms): (key_id, label, hour start ms, µUSD, requests).
+
+        A report (`@report`): it groups up to 25 hours of audit rows, so it runs on the report
+        connections, off the event loop, under KEYBRAKE_REPORT_TIMEOUT_MS (EnforcementUnavailable past it)."""
         hint = self.NO_INDEX_PREFIX
         rows = self._read(
             "SELECT key_id, MAX(label), (ts / 3600000) * 3600000 AS h, CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT),"
