@@ -63,3 +63,40 @@ def test_the_static_rule_matches_the_delivery_clients() -> None:
     listed = Settings(data_dir=Path("/nonexistent"), allow_insecure_upstream=True, upstream_hosts=("localhost",))
     assert alert_url_refusal("http://localhost:8080/h", listed) is None
     assert alert_url_refusal("http://localhost:8080/h", Settings(data_dir=Path("/x"))) is not None  # http
+
+
+def test_the_deliveries_list_pages_newest_first_with_a_state_filter(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """`GET /v1/alerts/deliveries?limit=&cursor=&state=`: newest first, `next_cursor` like /v1/keys."""
+    with ReceiverThread() as hook:
+        with KeybrakeThread(tmp_path / "d", alert_interval_s=0.05, alert_retry_base_s=60) as kb, kb.admin() as c:
+            for url in (hook.base_url + "/h", "http://127.0.0.1:9/dead"):
+                r = c.post("/v1/alerts", json={"type": "webhook", "url": url, "events": ["key.revoked"]})
+                assert r.status_code == 201, r.text
+            kb.add_credential(fake_stripe.base_url)
+            for _ in range(3):
+                key = kb.issue({"daily_usd_cap": 1})
+                assert c.delete(f"/v1/keys/{key['id']}").status_code == 200
+                time.sleep(0.01)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and len(hook.fake.requests) < 3:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            pages: list[list[dict[str, object]]] = []
+            cursor = None
+            while True:
+                r = c.get("/v1/alerts/deliveries", params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+                assert r.status_code == 200, r.text
+                pages.append(r.json()["data"])
+                cursor = r.json()["next_cursor"]
+                if cursor is None:
+                    break
+            rows = [d for p in pages for d in p]
+            assert [len(p) for p in pages] == [2, 2, 2]
+            keys = [(str(d["created_at"]), str(d["id"])) for d in rows]
+            assert keys == sorted(keys, reverse=True)
+            delivered = c.get("/v1/alerts/deliveries", params={"state": "delivered"}).json()["data"]
+            assert len(delivered) == 3 and {d["state"] for d in delivered} == {"delivered"}
+            pending = c.get("/v1/alerts/deliveries", params={"state": "pending"}).json()["data"]
+            assert len(pending) == 3 and {d["state"] for d in pending} == {"pending"}
+            bad = c.get("/v1/alerts/deliveries", params={"state": "done"})
+            assert bad.status_code == 400 and bad.json()["error"]["field"] == "state"

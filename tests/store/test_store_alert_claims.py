@@ -172,3 +172,38 @@ async def test_the_anomaly_scans_hourly_totals_run_as_a_report(store: Store, clo
     inner._run_report = spy
     assert await store.hourly_totals(clock.ms - 24 * 3_600_000, clock.ms + 1) == []
     assert len(reports) == 1
+
+
+async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(store: Store, clock: Clock) -> None:
+    """Newcomer: the list was ordered by the random id and capped at 1,000. Now created_at DESC, id
+    DESC, with a cursor and a state filter; against a model over ties and all three states."""
+    import random
+
+    rnd = random.Random(12)
+    made: list[Delivery] = []
+    for n in range(60):
+        at = clock.ms + rnd.randrange(8)  # many share a millisecond: the id breaks the tie
+        d = build_delivery(dest(rnd.choice(["alr_a", "alr_b"])), f"evt_{n:04d}", "key.revoked", {}, at)
+        assert await store.enqueue([d], None)
+        made.append(d)
+    done = made[::3]
+    for d in done[: len(done) // 2]:
+        await settle(store, d.id, "ins_a", True, 200, None, 5, 12)
+    for d in done[len(done) // 2 :]:
+        await settle(store, d.id, "ins_a", False, 500, "x", 5, 1)  # one attempt allowed: failed
+    state = {d.id: "pending" for d in made} | {d.id: "delivered" for d in done[: len(done) // 2]}
+    state |= {d.id: "failed" for d in done[len(done) // 2 :]}
+    for want_state in (None, "pending", "delivered", "failed"):
+        want = sorted(
+            (d for d in made if want_state in (None, state[d.id])), key=lambda d: (d.created_at, d.id), reverse=True
+        )
+        got: list[Delivery] = []
+        before = None
+        while True:
+            page = await store.list_deliveries(7, state=want_state, before=before)
+            got += page
+            if len(page) < 7:
+                break
+            before = (page[-1].created_at, page[-1].id)
+        assert [d.id for d in got] == [d.id for d in want], want_state
+        assert {d.state for d in got} <= ({want_state} if want_state else {"pending", "delivered", "failed"})

@@ -16,6 +16,8 @@ from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
 from keybrake.timefmt import rfc3339
 
+DELIVERY_STATES = ("pending", "delivered", "failed")
+
 
 class AlertIn(Strict):
     type: str = Field(pattern=r"^(webhook|slack)$")

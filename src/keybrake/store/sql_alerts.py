@@ -184,8 +184,22 @@ class AlertQueries(SQLBase):
         )
 
     @blocking
-    def list_deliveries(self, limit: int) -> list[Delivery]:
-        return [_delivery(r) for r in self._read("SELECT * FROM alert_outbox ORDER BY id DESC LIMIT ?", (limit,))]
+    def list_deliveries(
+        self, limit: int, *, state: str | None = None, before: tuple[int, str] | None = None
+    ) -> list[Delivery]:
+        """Newest first (created_at DESC, id DESC), at most `limit`; only `state` if given; only
+        rows after the cursor `before` = (created_at ms, id) of the last row of the previous page."""
+        where: list[str] = []
+        params: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT * FROM alert_outbox{cond} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return [_delivery(r) for r in self._read(sql, (*params, limit))]
 
     @blocking
     def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
