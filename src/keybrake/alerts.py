@@ -21,6 +21,7 @@ from typing import Any
 
 from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.alert_format import (
+    anomaly_data,
     build_delivery,
     event_id_for,
     hit_level,
@@ -33,7 +34,6 @@ from keybrake.config import Settings
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.money import format_usd
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, KeyRecord, Store, Window
 from keybrake.store.windows import resets_at, window_start
@@ -311,17 +311,7 @@ class Alerts:
                 ]
                 if not over:
                     continue
-                data = {
-                    "scope": kind,
-                    "id": subject,
-                    "metrics": over,
-                    "hour_start": rfc3339(hour),
-                    "spend_usd": format_usd(cost_now),
-                    "baseline_spend_usd": format_usd(int(base_cost)),
-                    "requests": reqs_now,
-                    "baseline_requests": round(base_reqs, 2),
-                    "factor": k,
-                }
+                data = anomaly_data(kind, subject, over, hour, cost_now, reqs_now, base_cost, base_reqs, k)
                 key = f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
                 queued += await self._queue_one(dest, "spend.anomaly", data, key, hour + 3_600_000)
         return queued
