@@ -71,3 +71,35 @@ def test_the_kind_of_an_exposed_secret_is_one_of_a_fixed_set(token: str) -> None
     kind = secret_prefix(token)
     assert kind in SECRET_KINDS
     assert kind == "other" or token.startswith(kind) or kind == "32-hex token"
+
+
+async def test_secret_exposed_is_bounded_per_replica_whatever_the_clients() -> None:
+    """Many clients (addresses) each sending a real-looking secret: at most EXPOSED_MAX events per
+    5 minutes per replica; the next 5 minutes sends again."""
+    from keybrake.alerts import EXPOSED_MAX, Alerts
+
+    class Clock:
+        ms = 1_800_000_000_000
+
+        def now_ms(self) -> int:
+            return self.ms
+
+    store = Clock()
+    alerts = Alerts(store, None, None, None)  # type: ignore[arg-type]
+    sent: list[tuple[str, str]] = []
+
+    async def emit(event_type: str, data: dict[str, str], **kw: Any) -> int:
+        sent.append((data["secret_prefix"], data["client"]))
+        return 1
+
+    alerts.emit = emit  # type: ignore[method-assign]
+    for i in range(500):
+        for token in ("sk_live_x", f"sk_{i:05d}"):
+            alerts.secret_exposed(secret_prefix(token), f"10.0.{i // 256}.{i % 256}")
+    await asyncio.sleep(0)
+    assert len(sent) == EXPOSED_MAX == 20 and len(set(sent)) == 20
+    store.ms += 5 * 60_000
+    alerts.secret_exposed("sk_live_", "10.9.9.9")
+    alerts.secret_exposed("sk_live_", "10.9.9.9")  # the same kind and client: once
+    await asyncio.sleep(0)
+    assert sent[-1] == ("sk_live_", "10.9.9.9") and len(sent) == 21
