@@ -85,6 +85,12 @@ def test_thresholds_arrive_once_each_signed(
         assert not verify(wh["secret"], thresholds[0].headers, thresholds[0].body + b" ")
         (hit,) = posts(hook.fake, "cap.hit")
         assert hit.json["data"]["name"] == "daily_usd_cap"
+        # money is a JSON number in every event (newcomer: cap.threshold had "limit": "10")
+        for x in thresholds:
+            d = x.json["data"]
+            assert d["limit"] == 10 and type(d["limit"]) is int and type(d["used"]) in (int, float), d
+            assert d["used"] >= d["threshold_pct"] / 10 and d["unit"] == "usd"
+        assert hit.json["data"]["limit_usd"] == 10 and type(hit.json["data"]["limit_usd"]) is int
         texts = [x.json["text"] for x in posts(slack.fake)]
         assert len(texts) == 3 and all(key["id"] in t and "daily_usd_cap" in t for t in texts)
 

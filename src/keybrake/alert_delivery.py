@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import secrets
+import socket
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from keybrake.alert_format import retry_delay_ms, sign
 from keybrake.config import Settings
-from keybrake.core.upstream_url import url_refusal
+from keybrake.core.upstream_url import is_loopback, url_refusal
 from keybrake.crypto import Sealer
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
+from keybrake.proxy.egress import ForbiddenAddress, GuardedResolver
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, Delivery, Store
 
@@ -46,7 +50,7 @@ def alert_url_refusal(url: str, settings: Settings) -> str | None:
     plain http to loopback with KEYBRAKE_ALLOW_INSECURE_UPSTREAM=1. Checked when a destination
     is written and again before every delivery.
     """
-    return url_refusal(
+    refusal = url_refusal(
         url,
         allowed_hosts=None,
         listed_hosts=settings.upstream_hosts,
@@ -54,6 +58,54 @@ def alert_url_refusal(url: str, settings: Settings) -> str | None:
         what="url",
         allow_query=True,
     )
+    if refusal is not None:
+        return refusal
+    host = (urlsplit(url).hostname or "").lower()
+    if not _is_ip(host) and is_loopback(host) and host not in settings.upstream_hosts:
+        return _private_refusal(host)
+    return None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _private_refusal(host: str) -> str:
+    return (
+        f"url host {host!r} resolves only to non-public addresses: a host name must resolve to a public"
+        " address unless that exact name is listed in KEYBRAKE_UPSTREAM_HOSTS (or use the IP address)"
+    )
+
+
+async def alert_url_check(url: str, settings: Settings, timeout_s: float = 2.0) -> tuple[str | None, list[str]]:
+    """What delivery will make of `url` now: (refusal sentence or None, warnings).
+
+    `alert_url_refusal`, then the delivery client's DNS rule (`egress.GuardedResolver`): a host
+    name (not an IP address) must resolve to at least one public address unless that exact name
+    is in KEYBRAKE_UPSTREAM_HOSTS. A name that does not resolve now (or not within `timeout_s`)
+    is only a warning: deliveries are retried and DNS may change."""
+    refusal = alert_url_refusal(url, settings)
+    if refusal is not None:
+        return refusal, []
+    host = (urlsplit(url).hostname or "").lower()
+    if _is_ip(host):
+        return None, []
+    try:
+        async with asyncio.timeout(timeout_s):
+            resolver = GuardedResolver(settings.upstream_hosts)
+            try:
+                await resolver.resolve(host, 443, socket.AF_UNSPEC)
+            finally:
+                await resolver.close()
+    except ForbiddenAddress:
+        return _private_refusal(host), []
+    except (OSError, TimeoutError) as exc:
+        return None, [f"url host {host!r} does not resolve now ({type(exc).__name__}); deliveries fail until it does"]
+    return None, []
 
 
 def lease_ms(settings: Settings) -> int:
@@ -198,7 +250,9 @@ class Deliverer:
                 error = f"{type(exc).__name__}: {redact(str(exc))[:200]}"
         retry = retry_delay_ms(d.attempts + 1, self.settings.alert_retry_base_s)
         if error is not None:
-            event(log, "alert delivery failed", logging.WARNING, delivery=d.id, attempts=d.attempts + 1, status=status)
+            # the reason (the receiver's answer or the connection error; never the URL's path)
+            event(log, "alert delivery failed", logging.WARNING, delivery=d.id, alert=dest.id, type=d.event_type,
+                  attempts=d.attempts + 1, status=status, error=error[:300])  # fmt: skip
         await self._settle(Outcome(d.id, attempt, error is None, status, error, retry))
 
     async def _settle(self, o: Outcome) -> None:

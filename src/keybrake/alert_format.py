@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from decimal import Decimal
 from typing import Any
 
-from keybrake.money import format_usd
+from keybrake.money import to_json_number
 from keybrake.proxy.render import dumps
 from keybrake.store.base import AlertDestination, CounterUsage, Delivery, Window
 from keybrake.store.ids import new_audit_id
@@ -54,6 +55,18 @@ def build_delivery(
     return Delivery(delivery_id(event_id, dest.id), event_id, dest.id, event_type, body, at_ms, at_ms)
 
 
+def hit_level(used: int, limit: int) -> str:
+    """The usage level of a cap refusal: "reached" when `used` (µUSD or a count, what the window
+    had taken before the refused request) ≥ `limit`, else the tenth already used, "0"…"9".
+
+    cap.hit fires once per cap, window and level, so at most 11 times per window, and a refusal at
+    a lower level (a single request larger than what was left) never silences a later one at a
+    higher level (the cap really used up)."""
+    if limit <= 0 or used >= limit:
+        return "reached"
+    return str(max(0, used) * 10 // limit)
+
+
 def retry_delay_ms(attempts: int, base_s: float) -> int:
     """Delay (ms) before the next try after `attempts` ≥ 1 failed ones: base × 2^(attempts−1), ≤ 1 h."""
     return min(int(base_s * 1000 * 2 ** min(attempts - 1, 20)), MAX_RETRY_DELAY_MS)
@@ -90,6 +103,31 @@ def hourly_baselines(
     return out
 
 
+def usd(micro: int) -> Decimal:
+    """Money in every event's `data`: a JSON number of US dollars, exact (`25.5`, `0.0067`), from µUSD.
+
+    The one helper for event money (docs/api.md, money): never a string."""
+    return to_json_number(micro)
+
+
+def anomaly_data(
+    kind: str, subject: str, metrics: list[str], hour: int, cost_now: int, reqs_now: int,
+    base_cost: float, base_reqs: float, factor: float,
+) -> dict[str, Any]:  # fmt: skip
+    """spend.anomaly's `data`: µUSD in, USD numbers out (`usd`); `hour` is the hour's start (Unix ms)."""
+    return {
+        "scope": kind,
+        "id": subject,
+        "metrics": metrics,
+        "hour_start": rfc3339(hour),
+        "spend_usd": usd(cost_now),
+        "baseline_spend_usd": usd(int(base_cost)),
+        "requests": reqs_now,
+        "baseline_requests": round(base_reqs, 2),
+        "factor": factor,
+    }
+
+
 def threshold_data(
     c: CounterUsage, kind: str, scope_id: str, name: str, pct: int, window: Window, tz: str
 ) -> dict[str, Any]:
@@ -100,8 +138,8 @@ def threshold_data(
         "id": scope_id,
         "cap": name,
         "threshold_pct": pct,
-        "limit": format_usd(c.limit) if money else c.limit,
-        "used": format_usd(c.used + c.reserved) if money else c.used + c.reserved,
+        "limit": usd(c.limit) if money else c.limit,
+        "used": usd(c.used + c.reserved) if money else c.used + c.reserved,
         "unit": "usd" if money else "count",
         "window_start": rfc3339(c.window_start) if window is not Window.TOTAL else None,
         "resets_at": rfc3339(reset) if reset is not None else None,

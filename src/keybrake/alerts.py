@@ -21,8 +21,10 @@ from typing import Any
 
 from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.alert_format import (
+    anomaly_data,
     build_delivery,
     event_id_for,
+    hit_level,
     hourly_baselines,
     new_event_id,
     sign,
@@ -32,7 +34,6 @@ from keybrake.config import Settings
 from keybrake.crypto import Sealer
 from keybrake.errors import CapHit, EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.money import format_usd
 from keybrake.proxy.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, KeyRecord, Store, Window
 from keybrake.store.windows import resets_at, window_start
@@ -55,6 +56,7 @@ EVENTS = (
 )
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
+EXPOSED_MAX = 20  # secret.exposed events per 5 minutes per replica, all clients together
 MAX_HELD = 10_000  # events held in memory while the store is down
 LOOKBACK_MS = 24 * 3_600_000  # at start, expiries and revocations this far back are checked
 CLOCK_MARGIN_MS = 5 * 60_000  # revoked_at comes from the revoking replica's clock
@@ -113,6 +115,8 @@ class Alerts:
         self._expired_checked_ms: int | None = None
         self._revoked_checked_ms: int | None = None
         self._last_anomaly_scan = 0.0
+        self._exposed_bucket = -1
+        self._exposed_seen: set[tuple[str, str]] = set()
 
     # -- producing events (never on the request path) ----------------------------------------
 
@@ -192,8 +196,11 @@ class Alerts:
         return done
 
     def cap_hit(self, cap: CapHit, key_id: str | None) -> None:
-        data = {**cap.as_json(), "key_id": key_id}
-        fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}"
+        """cap.hit once per cap, window and usage level (`hit_level`): a refusal while the cap is far
+        from used up (one oversized request) never spends the alert of the cap really running out."""
+        level = hit_level(cap.used, cap.limit)
+        data = {**cap.as_json(), "key_id": key_id, "reached": level == "reached"}
+        fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}:{level}"
         self.soon(self.emit("cap.hit", data, fire_key=fire, keep_until_ms=cap.resets_at_ms,
                             forever=cap.resets_at_ms is None))  # fmt: skip
 
@@ -213,7 +220,20 @@ class Alerts:
         self.soon(self.emit("credential.rejected", data, fire_key=f"rejected:{credential}:{hour}"))
 
     def secret_exposed(self, prefix: str, client: str) -> None:
+        """secret.exposed once per 5 minutes per kind (`auth.SECRET_KINDS`, a fixed set) and client,
+        and at most EXPOSED_MAX events per 5 minutes per replica whatever the clients: requests
+        without any key must not be able to flood the destinations (the rest are only logged)."""
         bucket = self.store.now_ms() // UNAVAILABLE_EVERY_MS
+        if self._exposed_bucket != bucket:
+            self._exposed_bucket, self._exposed_seen = bucket, set()
+        mark = (prefix, client)
+        if mark in self._exposed_seen:
+            return
+        if len(self._exposed_seen) >= EXPOSED_MAX:
+            event(log, "secret.exposed alert not queued: too many this 5 minutes", logging.WARNING,
+                  secret_prefix=prefix, client=client)  # fmt: skip
+            return
+        self._exposed_seen.add(mark)
         data = {"secret_prefix": prefix, "client": client}
         self.soon(self.emit("secret.exposed", data, fire_key=f"exposed:{prefix}:{client}:{bucket}"))
 
@@ -291,17 +311,7 @@ class Alerts:
                 ]
                 if not over:
                     continue
-                data = {
-                    "scope": kind,
-                    "id": subject,
-                    "metrics": over,
-                    "hour_start": rfc3339(hour),
-                    "spend_usd": format_usd(cost_now),
-                    "baseline_spend_usd": format_usd(int(base_cost)),
-                    "requests": reqs_now,
-                    "baseline_requests": round(base_reqs, 2),
-                    "factor": k,
-                }
+                data = anomaly_data(kind, subject, over, hour, cost_now, reqs_now, base_cost, base_reqs, k)
                 key = f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
                 queued += await self._queue_one(dest, "spend.anomaly", data, key, hour + 3_600_000)
         return queued
@@ -369,7 +379,10 @@ class Alerts:
         await self.scan_revoked()
         if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
             self._last_anomaly_scan = time.monotonic()
-            await self.scan_anomalies()
+            try:
+                await self.scan_anomalies()
+            except EnforcementUnavailable as exc:  # a report past its timeout: the next pass tries again
+                event(log, "spend.anomaly scan failed", logging.ERROR, error=str(exc))
 
     async def run_forever(self) -> None:
         """The scans every KEYBRAKE_ALERT_INTERVAL s, held events every second, and the deliverer in

@@ -140,3 +140,70 @@ async def test_writing_one_outcome_twice_counts_one_attempt(store: Store, clock:
                                     max_attempts=12)  # fmt: skip
     (row,) = await store.list_deliveries(10)
     assert (row.attempts, row.state, row.last_status) == (2, "delivered", 200)
+
+
+async def test_a_flood_of_secret_exposed_never_delays_an_urgent_event_behind_it(store: Store, clock: Clock) -> None:
+    """Claim order: cap.hit, key.revoked, enforcement.* first, secret.exposed last (docs/api.md)."""
+    d = dest("alr_a")
+    for n in range(50):
+        assert await store.enqueue([build_delivery(d, f"evt_x{n:04d}", "secret.exposed", {}, clock.ms)], None)
+    clock.ms += 1
+    assert await store.enqueue([build_delivery(d, "evt_t", "cap.threshold", {}, clock.ms)], None)
+    clock.ms += 1
+    assert await store.enqueue([build_delivery(d, "evt_hit", "cap.hit", {}, clock.ms)], None)
+    first = await store.claim_deliveries("alr_a", "ins_a", LEASE, 3)
+    assert [x.event_type for x in first] == ["cap.hit", "cap.threshold", "secret.exposed"]
+
+
+async def test_the_anomaly_scans_hourly_totals_run_as_a_report(store: Store, clock: Clock) -> None:
+    """Red team: `hourly_totals` (25 hours of audit rows grouped) ran on the store's main
+    connection — on SQLite inline on the event loop — and stalled the proxy ~1 s at 1M rows.
+    It is a report: off the event loop, on the report connections, under the report timeout."""
+    from typing import Any
+
+    inner: Any = getattr(store, "inner", store)
+    reports: list[Any] = []
+    run_report = inner._run_report
+
+    async def spy(fn: Any) -> Any:
+        reports.append(fn)
+        return await run_report(fn)
+
+    inner._run_report = spy
+    assert await store.hourly_totals(clock.ms - 24 * 3_600_000, clock.ms + 1) == []
+    assert len(reports) == 1
+
+
+async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(store: Store, clock: Clock) -> None:
+    """Newcomer: the list was ordered by the random id and capped at 1,000. Now created_at DESC, id
+    DESC, with a cursor and a state filter; against a model over ties and all three states."""
+    import random
+
+    rnd = random.Random(12)
+    made: list[Delivery] = []
+    for n in range(60):
+        at = clock.ms + rnd.randrange(8)  # many share a millisecond: the id breaks the tie
+        d = build_delivery(dest(rnd.choice(["alr_a", "alr_b"])), f"evt_{n:04d}", "key.revoked", {}, at)
+        assert await store.enqueue([d], None)
+        made.append(d)
+    done = made[::3]
+    for d in done[: len(done) // 2]:
+        await settle(store, d.id, "ins_a", True, 200, None, 5, 12)
+    for d in done[len(done) // 2 :]:
+        await settle(store, d.id, "ins_a", False, 500, "x", 5, 1)  # one attempt allowed: failed
+    state = {d.id: "pending" for d in made} | {d.id: "delivered" for d in done[: len(done) // 2]}
+    state |= {d.id: "failed" for d in done[len(done) // 2 :]}
+    for want_state in (None, "pending", "delivered", "failed"):
+        want = sorted(
+            (d for d in made if want_state in (None, state[d.id])), key=lambda d: (d.created_at, d.id), reverse=True
+        )
+        got: list[Delivery] = []
+        before = None
+        while True:
+            page = await store.list_deliveries(7, state=want_state, before=before)
+            got += page
+            if len(page) < 7:
+                break
+            before = (page[-1].created_at, page[-1].id)
+        assert [d.id for d in got] == [d.id for d in want], want_state
+        assert {d.state for d in got} <= ({want_state} if want_state else {"pending", "delivered", "failed"})

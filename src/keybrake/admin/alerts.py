@@ -10,10 +10,13 @@ from pydantic import Field, field_validator
 
 from keybrake.admin.errors import not_found, validation
 from keybrake.admin.models import Strict
-from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS, alert_url_refusal
+from keybrake.alert_delivery import alert_url_check
+from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
 from keybrake.timefmt import rfc3339
+
+DELIVERY_STATES = ("pending", "delivered", "failed")
 
 
 class AlertIn(Strict):
@@ -39,18 +42,20 @@ class AlertIn(Strict):
         return sorted(set(v))
 
 
-def _check_url(rt: Runtime, url: str) -> None:
-    """docs/operations.md, upstream hosts without the vendor host list: https, or http to loopback in tests.
+async def _check_url(rt: Runtime, url: str) -> list[str]:
+    """docs/api.md, alerts: what delivery would refuse is a 400 naming `url`; a host that does not
+    resolve now is a warning. Returns the warnings.
 
     Checked again before every delivery (`keybrake.alerts`), with the running settings.
     """
-    refusal = alert_url_refusal(url, rt.settings)
+    refusal, warnings = await alert_url_check(url, rt.settings)
     if refusal is not None:
         raise validation(refusal, "url")
+    return warnings
 
 
 async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
-    _check_url(rt, body.url)
+    warnings = await _check_url(rt, body.url)
     alert_id = "alr_" + secrets.token_hex(10)
     secret = "whsec_kb_" + secrets.token_urlsafe(32)
     dest = AlertDestination(
@@ -66,7 +71,7 @@ async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
     await rt.store.insert_alert(dest)
     out = render(dest)
     out["secret"] = secret  # shown once
-    out["warnings"] = []
+    out["warnings"] = warnings
     return out
 
 

@@ -311,9 +311,16 @@ def build_admin_app(
 
     @app.get("/v1/alerts/deliveries")
     async def list_deliveries(request: Request, who: AdminTokenRecord = Admin) -> Response:
-        q = _query(request, ("limit",))
-        data = [alert_ops.render_delivery(d) for d in await rt.store.list_deliveries(parse_limit(q.get("limit")))]
-        return _list(data)
+        q = _query(request, ("limit", "cursor", "state"))
+        limit = parse_limit(q.get("limit"))
+        state = q.get("state")
+        if state is not None and state not in alert_ops.DELIVERY_STATES:
+            raise ApiError(400, "invalid_request", "state must be pending, delivered or failed", "state")
+        before = decode_cursor(q["cursor"]) if "cursor" in q else None
+        rows = await rt.store.list_deliveries(limit + 1, state=state, before=before)
+        more, rows = len(rows) > limit, rows[:limit]
+        cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+        return KJSON({"object": "list", "data": [alert_ops.render_delivery(d) for d in rows], "next_cursor": cursor})
 
     @app.delete("/v1/alerts/{alert_id}")
     async def delete_alert(alert_id: str, who: AdminTokenRecord = Admin) -> Response:

@@ -73,13 +73,21 @@ def extract_token(req: ProxyRequest) -> str:
     return token
 
 
+SECRET_KINDS = ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "re_", "32-hex token", "other")
+
+
 def secret_prefix(token: str) -> str:
-    """What may be said of an exposed secret: its kind, never its value (`sk_live_`, `re_`, `32-hex`)."""
-    if token.startswith(("sk_", "rk_")):
-        return "_".join(token.split("_")[:2])[:8] + "_"
-    if token.startswith("re_"):
-        return "re_"
-    return "32-hex token"
+    """What may be said of an exposed secret: its kind, one of SECRET_KINDS, never its value.
+
+    A fixed set, whatever the sender puts after `sk_`: the kind keys the once-per-5-minutes rule
+    of `secret.exposed`, so a client must not be able to mint new kinds (`sk_00001`, `sk_00002`…).
+    """
+    for kind in SECRET_KINDS[:5]:
+        if token.startswith(kind):
+            return kind
+    if re.fullmatch(r"[0-9a-f]{32}", token):
+        return "32-hex token"
+    return "other"
 
 
 def agent_headers(req: ProxyRequest) -> tuple[str | None, str | None, dict[str, str]]:

@@ -673,7 +673,11 @@ class Store(Protocol):
     async def release_claims(self, instance_id: str) -> int:
         """Clear this instance's claims on pending deliveries (a clean stop): due again at once."""
 
-    async def list_deliveries(self, limit: int) -> list[Delivery]: ...
+    async def list_deliveries(
+        self, limit: int, *, state: str | None = None, before: tuple[int, str] | None = None
+    ) -> list[Delivery]:
+        """Newest first (created_at, then id, descending); `state` filters; `before` is a page cursor."""
+
     async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
         """Capped counters at or above `min_pct` % whose window started after `since_ms` (or total)."""
 

@@ -6,10 +6,18 @@ import json
 
 from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, report
 from keybrake.store.sql_rows import _key
 
 _DELIVERY_COLS = tuple(Delivery.__dataclass_fields__)
+# Claim order of due deliveries (lower first; others 1): docs/api.md, alerts.
+PRIORITY = {
+    "cap.hit": 0,
+    "key.revoked": 0,
+    "enforcement.unavailable": 0,
+    "enforcement.recovered": 0,
+    "secret.exposed": 2,
+}
 
 
 def _dest(r: Row) -> AlertDestination:
@@ -92,8 +100,12 @@ class AlertQueries(SQLBase):
         # PostgreSQL: the chosen rows are locked (FOR UPDATE SKIP LOCKED) in a CTE evaluated once,
         # so concurrent claims are disjoint. SQLite: one writer at a time makes the UPDATE atomic.
         due = "state = 'pending' AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until <= :now)"
+        # Urgent events first: a flood of one kind (secret.exposed is raised by requests without a
+        # key) never delays a cap.hit or key.revoked to the same destination behind it.
+        rank = "CASE event_type " + " ".join(f"WHEN '{e}' THEN {r}" for e, r in PRIORITY.items()) + " ELSE 1 END"
         pick = (
-            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due} ORDER BY next_attempt_at, id LIMIT :n"
+            f"SELECT id FROM alert_outbox WHERE destination_id = :dest AND {due}"
+            f" ORDER BY {rank}, next_attempt_at, id LIMIT :n"
         )
         if self.FOR_UPDATE:
             sql = (
@@ -107,7 +119,9 @@ class AlertQueries(SQLBase):
             now = self._db_now(cur)
             params = {"me": instance_id, "until": now + lease_ms, "now": now, "dest": destination_id, "n": limit}
             rows = cur.execute(sql, params).fetchall()
-        return sorted((_delivery(r) for r in rows), key=lambda d: (d.next_attempt_at, d.id))
+        return sorted(
+            (_delivery(r) for r in rows), key=lambda d: (PRIORITY.get(d.event_type, 1), d.next_attempt_at, d.id)
+        )
 
     @blocking
     def settle_delivery(
@@ -170,8 +184,22 @@ class AlertQueries(SQLBase):
         )
 
     @blocking
-    def list_deliveries(self, limit: int) -> list[Delivery]:
-        return [_delivery(r) for r in self._read("SELECT * FROM alert_outbox ORDER BY id DESC LIMIT ?", (limit,))]
+    def list_deliveries(
+        self, limit: int, *, state: str | None = None, before: tuple[int, str] | None = None
+    ) -> list[Delivery]:
+        """Newest first (created_at DESC, id DESC), at most `limit`; only `state` if given; only
+        rows after the cursor `before` = (created_at ms, id) of the last row of the previous page."""
+        where: list[str] = []
+        params: list[object] = []
+        if state is not None:
+            where.append("state = ?")
+            params.append(state)
+        if before is not None:
+            where.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            params += [before[0], before[0], before[1]]
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT * FROM alert_outbox{cond} ORDER BY created_at DESC, id DESC LIMIT ?"
+        return [_delivery(r) for r in self._read(sql, (*params, limit))]
 
     @blocking
     def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
@@ -199,8 +227,12 @@ class AlertQueries(SQLBase):
         )
         return [_key(r) for r in rows]
 
-    @blocking
+    @report
     def hourly_totals(self, since_ms: int, until_ms: int) -> list[tuple[str, str | None, int, int, int]]:
+        """Per key and hour since..until (Unix ms): (key_id, label, hour start ms, µUSD, requests).
+
+        A report (`@report`): it groups up to 25 hours of audit rows, so it runs on the report
+        connections, off the event loop, under KEYBRAKE_REPORT_TIMEOUT_MS (EnforcementUnavailable past it)."""
         hint = self.NO_INDEX_PREFIX
         rows = self._read(
             "SELECT key_id, MAX(label), (ts / 3600000) * 3600000 AS h, CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT),"
