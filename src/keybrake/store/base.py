@@ -250,6 +250,9 @@ class PendingEstimate:
     account_context: str | None
     reserved_usd: int
     cost_kind: str
+    # The generation of the credential the row's key was bound to (None: no such key). The
+    # reconciler sends only with that generation's secret, never with a later credential of the name.
+    credential_gen: str | None = None
 
 
 @dataclass(frozen=True)
