@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import simplejson
@@ -379,8 +379,19 @@ def build_admin_app(
             raise ApiError(400, "invalid_request", "format must be csv or jsonl", "format")
         q = query_from(params)
         event(log, "audit export", format=fmt, by=who.id)
+        rows = export(rt.store, q, fmt)
+        # The first page is read before the 200 is sent: an error there is an ordinary error
+        # answer (503 past the report timeout). A later page's error cuts the body (no final chunk).
+        first = await anext(rows, b"")
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in rows:
+                yield chunk
+
         return StreamingResponse(
-            export(rt.store, q, fmt),
+            body(),
             media_type=FORMATS[fmt],
             headers={"content-disposition": f'attachment; filename="keybrake-audit.{fmt}"'},
         )

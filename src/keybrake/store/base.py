@@ -438,6 +438,7 @@ class AuditQuery:
     cursor: tuple[int, str] | None = None
     limit: int = 100
     after_id: str | None = None  # export: rows after this id, oldest first
+    through_id: str | None = None  # export: rows up to this id (inclusive): one scan window
     ascending: bool = False
 
 
@@ -609,6 +610,10 @@ class Store(Protocol):
         """Delete entries (and their sealed answers) whose window has ended."""
 
     # reconciliation
+    async def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other
+        filters ignored), or None when fewer rows remain: the end of one export page's scan."""
+
     async def pending_estimates(
         self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
     ) -> list[PendingEstimate]: ...

@@ -314,10 +314,27 @@ class AdminQueries(SQLBase):
         if q.after_id is not None:
             where.append("id > ?")
             params.append(q.after_id)
+        if q.through_id is not None:
+            where.append("id <= ?")
+            params.append(q.through_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         order = "ASC" if q.ascending else "DESC"
         sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id {order} LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+    @report
+    def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        # Walks at most `window` entries of the id index: bounded whatever the filters match.
+        where, params = ["id > ?"], [q.after_id or ""]
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(audit_id_floor(q.since))
+        if q.until is not None:
+            where.append("id < ?")
+            params.append(audit_id_floor(q.until))
+        sql = f"SELECT id FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT 1 OFFSET ?"
+        rows = self._read(sql, (*params, window - 1))
+        return str(rows[0][0]) if rows else None
 
     # -- retention ------------------------------------------------------------------------
 
