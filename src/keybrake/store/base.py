@@ -609,6 +609,9 @@ class Store(Protocol):
     async def dedup_purge(self) -> int:
         """Delete entries (and their sealed answers) whose window has ended."""
 
+    async def purge_issuances(self) -> int:
+        """Forget recorded key issuances (`POST /v1/keys` Idempotency-Keys) older than 24 hours."""
+
     # reconciliation
     async def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
         """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other

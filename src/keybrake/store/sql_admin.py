@@ -410,3 +410,11 @@ class AdminQueries(SQLBase):
                 (issuer, idempotency_key, body_hash, answer_enc, now),
             ).rowcount
         return n == 1
+
+    @blocking
+    def purge_issuances(self) -> int:
+        """Forget recorded key issuances older than 24 hours (their Idempotency-Key window)."""
+        with self._tx() as cur:
+            return int(
+                cur.execute("DELETE FROM issuances WHERE created_at < ?", (self.now_ms() - 24 * 3_600_000,)).rowcount
+            )
