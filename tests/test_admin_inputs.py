@@ -308,3 +308,13 @@ def test_nul_characters_are_refused_as_input_on_every_engine(kb: KeybrakeThread)
             c.post("/v1/keys", json={"vendor": "stripe", "label": "run", "metadata": {"k": "v\x00"}}),
         ):
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+
+
+def test_query_booleans_are_exactly_true_or_false(kb: KeybrakeThread) -> None:
+    """Newcomer k12: `?revoke_keys=1` is 400 naming the parameter (docs/api.md, errors): env-var
+    spellings (`1`, `yes`) are not query-string booleans."""
+    with kb.admin() as c:
+        for raw in ("1", "yes", "True"):
+            r = c.delete("/v1/credentials/default", params={"revoke_keys": raw})
+            err = r.json()["error"]
+            assert (r.status_code, err["code"], err["field"]) == (400, "invalid_request", "revoke_keys"), raw
