@@ -155,6 +155,14 @@ class Admin:
             err = r.json()["error"]
             assert err["type"] == "keybrake_error" and isinstance(err["code"], str), what
             assert isinstance(err["message"], str) and err["message"] and "field" in err, what
+            field = err["field"]
+            if r.status_code == 422 and field and isinstance(body, dict):
+                # A real field path: one the body has, or a missing field of one it has, never a
+                # validation library's internals such as `scope.function-after[_one(), BudgetScopeIn]`.
+                dotted = {".".join(map(str, p)) for p in paths_of(body)}
+                named = field in dotted or "." not in field
+                named = named or any(field.startswith(d + ".") and "." not in field[len(d) + 1 :] for d in dotted)
+                assert named, f"{what} → field {field!r}"
         elif path.endswith("/export"):
             assert r.content is not None
 
@@ -171,6 +179,35 @@ def admin(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[Admin]:
 
 
 FUZZ = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def test_an_empty_label_prefix_is_refused_saying_what_to_send_with_a_real_field(kb: KeybrakeThread) -> None:
+    """Newcomer k12: an empty prefix matches every value, so where it would mean "everything" it is
+    refused, naming the explicit form: bulk revoke → `{"all": true}`, budget → `"scope": "all"`. The
+    field is the user's path (`scope.label_prefix`), not pydantic's union tags."""
+    with kb.admin() as c:
+        r = c.post("/v1/keys/revoke", json={"label_prefix": ""})
+        err = r.json()["error"]
+        assert (r.status_code, err["field"]) == (422, "label_prefix") and '{"all": true}' in err["message"]
+        r = c.post("/v1/budgets", json={**BUDGET, "scope": {"label_prefix": ""}})
+        err = r.json()["error"]
+        assert (r.status_code, err["field"]) == (422, "scope.label_prefix") and '"scope": "all"' in err["message"]
+        r = c.post("/v1/budgets", json={**BUDGET, "scope": {"label_prefix": "x" * 201}})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "scope.label_prefix")
+        r = c.post("/v1/budgets", json={**BUDGET, "scope": {}})
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "scope")
+
+
+def test_error_field_paths_drop_validation_internals() -> None:
+    from keybrake.admin.errors import field_path
+
+    assert (
+        field_path(("body", "scope", "function-after[_one(), BudgetScopeIn]", "label_prefix")) == "scope.label_prefix"
+    )
+    assert field_path(("body", "scope", "literal['all']")) == "scope"
+    assert field_path(("body", "secret", "dict[str,str]", "account_sid")) == "secret.account_sid"
+    assert field_path(("body", "policy", "allowed_endpoints", 2)) == "policy.allowed_endpoints.2"
+    assert field_path(("body",)) == ""
 
 
 def test_budget_timezone_of_the_wrong_type_is_422(kb: KeybrakeThread) -> None:
@@ -271,3 +308,13 @@ def test_nul_characters_are_refused_as_input_on_every_engine(kb: KeybrakeThread)
             c.post("/v1/keys", json={"vendor": "stripe", "label": "run", "metadata": {"k": "v\x00"}}),
         ):
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request", r.text
+
+
+def test_query_booleans_are_exactly_true_or_false(kb: KeybrakeThread) -> None:
+    """Newcomer k12: `?revoke_keys=1` is 400 naming the parameter (docs/api.md, errors): env-var
+    spellings (`1`, `yes`) are not query-string booleans."""
+    with kb.admin() as c:
+        for raw in ("1", "yes", "True"):
+            r = c.delete("/v1/credentials/default", params={"revoke_keys": raw})
+            err = r.json()["error"]
+            assert (r.status_code, err["code"], err["field"]) == (400, "invalid_request", "revoke_keys"), raw

@@ -62,9 +62,29 @@ def test_purge_cli(tmp_path: Path) -> None:
         pass
     runner = CliRunner()
     off = runner.invoke(main, ["audit", "purge", "--older-than-days", "0", "--data-dir", str(tmp_path / "d")])
-    assert off.exit_code != 0 and "retention is off" in off.output
+    # Retention off is not a failure for a cron job: exit 0, saying so (docs/operations.md).
+    assert off.exit_code == 0 and off.output.startswith("retention is off (0 days): no audit rows purged")
+    bad = runner.invoke(main, ["audit", "purge", "--older-than-days", "-1", "--data-dir", str(tmp_path / "d")])
+    assert bad.exit_code == 2 and "--older-than-days" in bad.output
     ok = runner.invoke(main, ["audit", "purge", "--older-than-days", "30", "--data-dir", str(tmp_path / "d")])
     assert ok.exit_code == 0 and "deleted 0 audit rows older than 30 days" in ok.output
+    # The summary names every table docs/operations.md's retention table bounds.
+    for words in ("audit rows", "counters", "ledger objects", "ledger_counts", "alert deliveries", "keys",
+                  "alert fire-once marks", "dedup entries", "key issuances"):  # fmt: skip
+        assert words in ok.output, words
+
+
+async def test_purge_all_counts_every_table_and_forgets_day_old_issuances(tmp_path: Path) -> None:
+    from keybrake.proxy.retention import TABLES
+
+    clock = Clock(NOW)
+    store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
+    assert await store.issuance_put("adm_1", "k-old", "h", b"x")
+    clock.ms += 24 * 3_600_000 + 1
+    counts = await purge_all(store, 0, None)
+    assert set(counts) == set(TABLES) and counts["issuances"] == 1 and counts["audit"] == 0
+    assert await store.issuance_get("adm_1", "k-old", 0) is None
+    await store.close()
 
 
 # -- retention covers everything that grows (issue 12, kind 6) ----------------------------------

@@ -183,6 +183,38 @@ def test_idempotency_keys_are_whole_single_and_bounded(kb: KeybrakeThread, fake_
     assert row["idempotency_key"] == "k" * 255
 
 
+@pytest.mark.parametrize("raw", ["clé-1".encode(), b"k\xff", b"a\tb", "键".encode()])
+def test_a_non_ascii_idempotency_key_is_refused_naming_the_header(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, raw: bytes
+) -> None:
+    """Red team k12: header bytes are read as latin-1, so a UTF-8 key was stored garbled and an
+    `idempotency_key_prefix` filter (UTF-8) missed it — a way to hide from audit filters. Such
+    keys (and control characters) are refused: 400 header_invalid, nothing sent, the row audited."""
+    key = kb.issue({"daily_usd_cap": 50})
+    r = httpx.post(
+        f"{kb.url}/stripe/v1/charges",
+        content=b"amount=100&currency=usd&source=tok_visa",
+        headers=[
+            (b"Authorization", f"Bearer {key['key']}".encode()),
+            (b"Content-Type", b"application/x-www-form-urlencoded"),
+            (b"Idempotency-Key", raw),
+        ],
+    )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "header_invalid"
+    assert "Idempotency-Key" in r.json()["error"]["message"] and "ASCII" in r.json()["error"]["message"]
+    assert fake_stripe.requests == []
+    assert [row["verdict"] for row in kb.audit(key_id=key["id"])] == ["denied_header_invalid"]
+    # printable ASCII, spaces included, is taken whole
+    ok = httpx.post(
+        f"{kb.url}/stripe/v1/charges",
+        content=b"amount=100&currency=usd&source=tok_visa",
+        headers={"Authorization": f"Bearer {key['key']}", "Content-Type": "application/x-www-form-urlencoded",
+                 "Idempotency-Key": "order 42 ~!"},
+    )  # fmt: skip
+    assert ok.status_code == 200
+    assert kb.audit(key_id=key["id"], idempotency_key_prefix="order 42")[0]["idempotency_key"] == "order 42 ~!"
+
+
 @pytest.fixture
 def resend_kb(tmp_path: Path) -> Iterator[tuple[KeybrakeThread, FakeResend]]:
     with FakeResendThread() as fake, KeybrakeThread(tmp_path / "r") as kb:

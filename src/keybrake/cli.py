@@ -550,13 +550,22 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
 
     settings = _settings(data_dir)
     days = settings.audit_retention_days if older_than_days is None else older_than_days
-    if days <= 0:
-        raise click.ClickException("retention is off (0 days): nothing to purge")
+    if days < 0:
+        raise click.BadParameter(f"must be 0 (retention off) or more days (got {days})", param_hint="--older-than-days")
     target = Path(export_dir) if export_dir else settings.audit_purge_export_dir
     n = _run(settings, lambda rt: purge_all(rt.store, days, target))
+    own = (
+        f"{n['alert_fired']} alert fire-once marks older than 40 days, {n['dedup']} ended dedup entries,"
+        f" {n['issuances']} key issuances older than 24 hours"
+    )
+    if days == 0:
+        # Exit 0: "nothing to purge" is not a failure for a cron job.
+        click.echo(f"retention is off (0 days): no audit rows purged, nor what grew with them; deleted {own}")
+        return
     click.echo(
         f"deleted {n['audit']} audit rows older than {days} days; with them {n['counters']} counters of ended"
-        f" windows, {n['ledger']} ledger objects, {n['alert_outbox']} alert deliveries, {n['vault_keys']} keys"
+        f" windows, {n['ledger']} ledger objects (and their ledger_counts), {n['alert_outbox']} alert deliveries,"
+        f" {n['vault_keys']} keys; and {own}"
     )
 
 

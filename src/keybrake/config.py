@@ -135,6 +135,12 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+# Each report holds a connection of its own (PostgreSQL: counted in max_connections) and a
+# worker thread: more than this at once only queues them inside the database.
+MAX_REPORT_POOL_SIZE = 32
+HIGH_WHY = {
+    "KEYBRAKE_REPORT_POOL_SIZE": ": each report at once holds a database connection and a thread of its own",
+}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -151,13 +157,16 @@ class _Env:
         """The value, or None when unset or empty."""
         return self.env.get(name) or None
 
-    def integer(self, name: str, low: int | None = None) -> int:
+    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
+        """A whole number in [low, high]. Raises SettingsError naming the variable and the bound."""
         raw = self.env[name].strip()
         if not (raw.isascii() and raw.lstrip("-").isdigit()):
             raise SettingsError(f"{name} must be a whole number (got {raw[:40]!r})")
         value = int(raw)
         if low is not None and value < low:
             raise SettingsError(f"{name} must be at least {low} (got {value})")
+        if high is not None and value > high:
+            raise SettingsError(f"{name} must be at most {high} (got {value}){HIGH_WHY.get(name, '')}")
         return value
 
     def number(self, name: str, low: float | None = None) -> float:
@@ -223,7 +232,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
         if e.has(name):
             kw[attr] = e.duration(name)
-    for name, attr, low in (
+    for name, attr, *bounds in (
         ("KEYBRAKE_MAX_BODY_BYTES", "max_body_bytes", 1),
         ("KEYBRAKE_MAX_RESPONSE_BYTES", "max_response_bytes", 1),
         ("KEYBRAKE_UNAUTH_AUDIT_RATE", "unauth_audit_rate", 0),
@@ -232,14 +241,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", 1),
         ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1),
         ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
-        ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1),
+        ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1, MAX_REPORT_POOL_SIZE),
         ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100),
         ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100),
         ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50),
         ("KEYBRAKE_STORE_MAX_WAITERS", "store_max_waiters", 0),
     ):
         if e.has(name):
-            kw[attr] = e.integer(name, low)
+            kw[attr] = e.integer(name, *bounds)
     for name, attr, flow in (
         ("KEYBRAKE_UPSTREAM_TIMEOUT", "upstream_timeout_s", 0.1),
         ("KEYBRAKE_RECONCILE_INTERVAL", "reconcile_interval_s", 0.01),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import simplejson
@@ -21,7 +21,7 @@ from keybrake import deadline
 from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
-from keybrake.admin.errors import ApiError, not_found
+from keybrake.admin.errors import ApiError, field_path, not_found
 from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.alerts import Alerts
@@ -107,9 +107,7 @@ def build_admin_app(
         if any(e.get("type") == "json_invalid" for e in errors):
             return error_response(400, "invalid_request", "the body is not valid JSON")
         err = errors[0]
-        loc = [str(p) for p in err["loc"]]
-        if loc and loc[0] == "body":
-            loc = loc[1:]
+        loc = [p for p in field_path(err["loc"]).split(".") if p]
         msg = str(err["msg"]).removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
@@ -386,8 +384,19 @@ def build_admin_app(
             raise ApiError(400, "invalid_request", "format must be csv or jsonl", "format")
         q = query_from(params)
         event(log, "audit export", format=fmt, by=who.id)
+        rows = export(rt.store, q, fmt)
+        # The first page is read before the 200 is sent: an error there is an ordinary error
+        # answer (503 past the report timeout). A later page's error cuts the body (no final chunk).
+        first = await anext(rows, b"")
+
+        async def body() -> AsyncIterator[bytes]:
+            if first:
+                yield first
+            async for chunk in rows:
+                yield chunk
+
         return StreamingResponse(
-            export(rt.store, q, fmt),
+            body(),
             media_type=FORMATS[fmt],
             headers={"content-disposition": f'attachment; filename="keybrake-audit.{fmt}"'},
         )

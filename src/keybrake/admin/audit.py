@@ -7,14 +7,17 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from keybrake.admin.errors import ApiError
+from keybrake.logs import event
 from keybrake.money import format_usd, to_json_number
 from keybrake.store.base import AuditQuery, Store
 from keybrake.timefmt import parse_rfc3339, rfc3339
 
+log = logging.getLogger("keybrake.admin")
 _MONEY = ("cost_usd", "reserved_usd", "cap_usage_after_usd")
 FILTERS = (
     "key_id",
@@ -100,7 +103,8 @@ EXPORT_FIELDS = (
     "body_hash", "redacted_fields", "preflight_lookup", "latency_ms", "upstream_latency_ms", "overhead_ms",
     "metadata",
 )  # fmt: skip
-EXPORT_PAGE = 1000
+EXPORT_PAGE = 1000  # rows per page
+EXPORT_WINDOW = 10_000  # audit rows (any) one page's statements scan at most
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
@@ -150,24 +154,50 @@ def jsonl_line(row: dict[str, Any]) -> bytes:
 
 
 async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
-    """Every matching row, oldest first, one page at a time: memory stays bounded at any size."""
+    """Every matching row, oldest first, one page at a time: memory stays bounded at any size.
+
+    Each page scans at most EXPORT_WINDOW rows in id order (`Store.audit_window_end`, then the
+    filtered read within that id range), so no statement scans without bound however rarely
+    the filters match. The first chunk (CSV: header row and first page) is produced only after
+    the first page was read, so a caller that awaits it first can still answer an error (503).
+    An error on a later page (a report statement past KEYBRAKE_REPORT_TIMEOUT_MS, a lost
+    database) is logged ("audit export cut") and propagates: the server closes the connection
+    without HTTP's final chunk, so every client reports the body as incomplete (docs/api.md).
+    """
+    head = b""
     if fmt == "csv":
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\r\n").writerow(EXPORT_FIELDS)
-        yield buf.getvalue().encode()
-    page = dataclasses.replace(q, cursor=None, limit=EXPORT_PAGE, ascending=True)
+        head = buf.getvalue().encode()
+    base = dataclasses.replace(q, cursor=None, limit=EXPORT_PAGE, ascending=True, after_id=None, through_id=None)
+    after: str | None = None
+    sent, yielded, end, new_window = 0, False, None, True
     while True:
-        rows = await store.query_audit(page)
-        if not rows:
-            return
+        try:
+            if new_window:  # each audit row is walked by one window statement, at most
+                end = await store.audit_window_end(dataclasses.replace(base, after_id=after), EXPORT_WINDOW)
+            rows = await store.query_audit(dataclasses.replace(base, after_id=after, through_id=end))
+        except Exception as exc:
+            if yielded:
+                event(log, "audit export cut", logging.ERROR, rows_sent=sent, after_id=after, error=str(exc))
+            raise
+        chunk = head
+        head = b""
         if fmt == "csv":
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\r\n")
             for row in rows:
                 writer.writerow([_csv_cell(f, row[f]) for f in EXPORT_FIELDS])
-            yield buf.getvalue().encode()
+            chunk += buf.getvalue().encode()
         else:
-            yield b"".join(jsonl_line(r) for r in rows)
-        if len(rows) < EXPORT_PAGE:
+            chunk += b"".join(jsonl_line(r) for r in rows)
+        sent += len(rows)
+        if chunk:
+            yielded = True
+            yield chunk
+        if len(rows) == EXPORT_PAGE:  # the rest of the same window next
+            after, new_window = rows[-1]["id"], False
+        elif end is None:
             return
-        page = dataclasses.replace(page, after_id=rows[-1]["id"])
+        else:
+            after, new_window = end, True

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from keybrake.admin.errors import ApiError, not_found, validation
+from keybrake.admin.errors import ApiError, field_path, not_found, validation
 from keybrake.admin.models import BudgetIn, BudgetPatchIn
 from keybrake.money import to_json_number
 from keybrake.runtime import Runtime
@@ -75,8 +75,9 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         body = BudgetPatchIn.model_validate(merged)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or None
-        raise validation(f"{where}: {err['msg']}" if where else err["msg"], where) from None
+        where = field_path(err["loc"]) or None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise validation(f"{where}: {msg}" if where else msg, where) from None
     _require_a_cap(body.model_dump())
     rec = BudgetRecord(
         id=current.id,

@@ -2,6 +2,32 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
+# Segments pydantic adds to an error's location that name no field a user can send: validator
+# and union tags (`function-after[_one(), BudgetScopeIn]`, `literal['all']`, `dict[str,str]`),
+# scalar type tags of a union's members, and model class names.
+_TAG = re.compile(r"[\[\]() ,]")
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "json-or-python", "tagged-union"})
+
+
+def field_path(loc: Sequence[int | str]) -> str:
+    """The user's field path for a pydantic error location: `scope.label_prefix`, `policy.daily_usd_cap`,
+    `items.0`. Drops `body` (FastAPI's) and every segment that is not a field (see _TAG, _TYPE_TAGS,
+    CapWords class names); "" when nothing is left (the body as a whole)."""
+    out: list[str] = []
+    for i, seg in enumerate(loc):
+        if isinstance(seg, int):
+            out.append(str(seg))
+            continue
+        if i == 0 and seg == "body":
+            continue
+        if _TAG.search(seg) or seg in _TYPE_TAGS or (seg[:1].isupper() and seg.isidentifier() and "_" not in seg):
+            continue
+        out.append(seg)
+    return ".".join(out)
+
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:

@@ -272,13 +272,20 @@ class RevokeIn(Strict):
 
 
 class BulkRevokeIn(Strict):
-    label_prefix: str | None = Field(default=None, min_length=1)
+    label_prefix: str | None = None
     vendor: str | None = None
     credential: str | None = None
     reason: str | None = Field(default=None, max_length=500)
     all: bool = False
 
     _aliases = model_validator(mode="before")(_refuse_aliases)
+
+    @field_validator("label_prefix")
+    @classmethod
+    def _not_empty(cls, v: str | None) -> str | None:
+        if v == "":
+            raise ValueError('an empty label_prefix would revoke every key: to mean that, send {"all": true}')
+        return v
 
 
 class CredentialIn(Strict):
@@ -311,9 +318,16 @@ def _timezone(v: object) -> str:
 
 
 class BudgetScopeIn(Strict):
-    label_prefix: str | None = Field(default=None, min_length=1, max_length=200)
+    label_prefix: str | None = Field(default=None, max_length=200)
     vendor: str | None = None
     credential: str | None = None
+
+    @field_validator("label_prefix")
+    @classmethod
+    def _not_empty(cls, v: str | None) -> str | None:
+        if v == "":
+            raise ValueError('an empty label_prefix would cover every key: for that, use "scope": "all"')
+        return v
 
     @model_validator(mode="after")
     def _one(self) -> BudgetScopeIn:

@@ -123,7 +123,8 @@ def cap_denial(cap: Any, key_id: str) -> Denial:
 
 
 def read_idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
-    """The request's one Idempotency-Key, whole; refused when repeated, empty or longer than the vendor takes.
+    """The request's one Idempotency-Key, whole; refused (Denial `header_invalid`) when repeated,
+    empty, longer than the vendor takes, or not printable ASCII.
 
     Keys are compared whole (never truncated): two keys differing in their last character are two
     requests to the vendor, so they must be two requests to Keybrake too.
@@ -134,6 +135,14 @@ def read_idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
     if len(values) > 1:
         raise Denial("header_invalid", "Send one Idempotency-Key header; this request carries several.")
     key = values[0]
+    if not all(" " <= c <= "~" for c in key):
+        # Headers arrive as bytes and are read as latin-1: a UTF-8 key would be stored garbled
+        # and no `idempotency_key_prefix` filter (UTF-8) would find it. SDKs send UUIDs.
+        raise Denial(
+            "header_invalid",
+            "The Idempotency-Key header must be printable ASCII (space to '~'; SDKs send UUIDs); "
+            "this one has another byte. Do not retry unchanged.",
+        )
     limit = vendor.idempotency_key_max_length
     if not key.strip() or len(key) > limit:
         raise Denial(

@@ -79,7 +79,10 @@ class Reconciler:
 
     async def _fetch_cost(self, vendor: Vendor, row: PendingEstimate) -> VendorCost | None:
         cred = await self.store.credential(row.credential or "")
-        if cred is None:
+        if cred is None or cred.vendor != vendor.name or cred.generation != row.credential_gen:
+            # The credential the row's key was bound to is gone (deleted, or the name now holds a
+            # later credential, possibly of another account): nothing is sent with any other secret.
+            # The row keeps its reservation; after 48 hours the estimate becomes final.
             return None
         base = (cred.base_url or vendor.default_base_url).rstrip("/")
         refusal = self.egress.refusal(cred.base_url or vendor.default_base_url, vendor.name, vendor.upstream_hosts)

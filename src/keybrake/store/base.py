@@ -250,6 +250,9 @@ class PendingEstimate:
     account_context: str | None
     reserved_usd: int
     cost_kind: str
+    # The generation of the credential the row's key was bound to (None: no such key). The
+    # reconciler sends only with that generation's secret, never with a later credential of the name.
+    credential_gen: str | None = None
 
 
 @dataclass(frozen=True)
@@ -435,6 +438,7 @@ class AuditQuery:
     cursor: tuple[int, str] | None = None
     limit: int = 100
     after_id: str | None = None  # export: rows after this id, oldest first
+    through_id: str | None = None  # export: rows up to this id (inclusive): one scan window
     ascending: bool = False
 
 
@@ -605,7 +609,14 @@ class Store(Protocol):
     async def dedup_purge(self) -> int:
         """Delete entries (and their sealed answers) whose window has ended."""
 
+    async def purge_issuances(self) -> int:
+        """Forget recorded key issuances (`POST /v1/keys` Idempotency-Keys) older than 24 hours."""
+
     # reconciliation
+    async def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other
+        filters ignored), or None when fewer rows remain: the end of one export page's scan."""
+
     async def pending_estimates(
         self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
     ) -> list[PendingEstimate]: ...

@@ -314,10 +314,27 @@ class AdminQueries(SQLBase):
         if q.after_id is not None:
             where.append("id > ?")
             params.append(q.after_id)
+        if q.through_id is not None:
+            where.append("id <= ?")
+            params.append(q.through_id)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         order = "ASC" if q.ascending else "DESC"
         sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id {order} LIMIT ?"
         return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+    @report
+    def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        # Walks at most `window` entries of the id index: bounded whatever the filters match.
+        where, params = ["id > ?"], [q.after_id or ""]
+        if q.since is not None:
+            where.append("id >= ?")
+            params.append(audit_id_floor(q.since))
+        if q.until is not None:
+            where.append("id < ?")
+            params.append(audit_id_floor(q.until))
+        sql = f"SELECT id FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT 1 OFFSET ?"
+        rows = self._read(sql, (*params, window - 1))
+        return str(rows[0][0]) if rows else None
 
     # -- retention ------------------------------------------------------------------------
 
@@ -393,3 +410,11 @@ class AdminQueries(SQLBase):
                 (issuer, idempotency_key, body_hash, answer_enc, now),
             ).rowcount
         return n == 1
+
+    @blocking
+    def purge_issuances(self) -> int:
+        """Forget recorded key issuances older than 24 hours (their Idempotency-Key window)."""
+        with self._tx() as cur:
+            return int(
+                cur.execute("DELETE FROM issuances WHERE created_at < ?", (self.now_ms() - 24 * 3_600_000,)).rowcount
+            )

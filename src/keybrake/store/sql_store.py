@@ -397,9 +397,12 @@ class SQLStore(AdminQueries, BudgetQueries, AlertQueries, LedgerQueries, Retenti
     ) -> list[PendingEstimate]:
         by_vendor = " AND vendor = ?" if vendor is not None else ""
         rows = self._read(
-            "SELECT id, ts, key_id, vendor, credential, vendor_object_id, account_context, reserved_usd, cost_kind"
-            " FROM audit WHERE verdict = 'allowed' AND cost_source = 'estimate' AND reservation IS NOT NULL"
-            f" AND vendor_object_id IS NOT NULL AND id < ? AND id > ?{by_vendor} ORDER BY id LIMIT ?",
+            "SELECT a.id, a.ts, a.key_id, a.vendor, a.credential, a.vendor_object_id, a.account_context,"
+            " a.reserved_usd, a.cost_kind, k.credential_gen"
+            " FROM audit a LEFT JOIN vault_keys k ON k.id = a.key_id"
+            " WHERE a.verdict = 'allowed' AND a.cost_source = 'estimate' AND a.reservation IS NOT NULL"
+            f" AND a.vendor_object_id IS NOT NULL AND a.id < ? AND a.id > ?{by_vendor.replace('vendor', 'a.vendor')}"
+            " ORDER BY a.id LIMIT ?",
             (audit_id_floor(older_than_ms), after_id or "", *([vendor] if vendor is not None else []), limit),
         )
         return [PendingEstimate(**dict(r)) for r in rows]
