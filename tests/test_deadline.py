@@ -267,3 +267,42 @@ def test_the_store_gate_bounds_the_queue_in_length_and_time() -> None:
         assert gate.waiting == 0 and gate.busy == 2
 
     asyncio.run(main())
+
+
+def test_a_store_failure_after_sending_never_answers_nothing_was_forwarded(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    """Once a request is sent, the vendor may have acted: a store failure on the way back is an
+    outcome-unknown answer with the reservation kept, never "nothing was forwarded" (an agent
+    would retry without an Idempotency-Key and move money twice)."""
+    with KeybrakeThread(tmp_path / "d") as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 50})
+        assert kb.app is not None
+        rec = kb.app.pipeline.rec
+
+        real_finish = rec.finish
+        calls: list[int] = []
+
+        async def store_down_on_the_way_back(*args: Any, **kwargs: Any) -> None:
+            calls.append(1)
+            if len(calls) == 1:  # the first write after sending fails; recording the outcome works
+                raise EnforcementUnavailable("postgresql: connection lost (injected after sending)")
+            await real_finish(*args, **kwargs)
+
+        rec.finish = store_down_on_the_way_back  # type: ignore[method-assign]
+        try:
+            r = httpx.post(
+                f"{kb.url}/stripe/v1/charges",
+                data={"amount": 700, "currency": "usd", "source": "tok_visa"},
+                headers={"Authorization": f"Bearer {key['key']}"},
+                timeout=10,
+            )
+        finally:
+            rec.finish = real_finish  # type: ignore[method-assign]
+        assert len(fake_stripe.requests) == 1  # it was sent
+        assert r.status_code == 503
+        message = r.json()["error"]["message"]
+        assert "nothing was forwarded" not in message and "same Idempotency-Key" in message
+        row = wait_for(lambda: [x for x in kb.audit() if x["verdict"] == "outcome_unknown"])[0]
+        assert row["reserved_usd"] == 7  # kept: the charge may have happened

@@ -207,6 +207,8 @@ class Pipeline:
         except EnforcementUnavailable as exc:
             if self.alerts is not None:
                 self.alerts.enforcement_unavailable(str(exc))
+            if ctx.sent:  # the vendor may have acted: never answer "nothing was forwarded"
+                return await self.rec.crashed(ctx, exc)
             return self.rec.unavailable(ctx, exc)
         except Exception as exc:  # a bug or an input nothing anticipated: fail closed, keep the row
             return await self.rec.crashed(ctx, exc)
@@ -487,6 +489,7 @@ class Pipeline:
             )
             return await self.rec.refuse(ctx, items, _TOO_LATE, daily_counter, too_late)
         ctx.sent = True  # from here on the vendor may act: an unexpected error keeps the reservation
+        deadline.clear()  # the deadline bounds getting the reservation; nothing after sending is refused for it
         try:
             resp = await self.upstream.send(UpstreamRequest(req.method, url, headers, body_out))
         except UpstreamForbidden as exc:
