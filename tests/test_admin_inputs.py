@@ -156,7 +156,9 @@ class Admin:
             assert err["type"] == "keybrake_error" and isinstance(err["code"], str), what
             assert isinstance(err["message"], str) and err["message"] and "field" in err, what
             field = err["field"]
-            if r.status_code == 422 and field and isinstance(body, dict):
+            paths = paths_of(body) if isinstance(body, dict) else []
+            dotted_keys = any("." in str(seg) for p in paths for seg in p)  # a dotted path is ambiguous then
+            if r.status_code == 422 and field and isinstance(body, dict) and not dotted_keys:
                 # A real field path: one the body has, or a missing field of one it has, never a
                 # validation library's internals such as `scope.function-after[_one(), BudgetScopeIn]`.
                 dotted = {".".join(map(str, p)) for p in paths_of(body)}
