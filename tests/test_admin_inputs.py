@@ -210,6 +210,10 @@ def test_error_field_paths_drop_validation_internals() -> None:
     assert field_path(("body", "secret", "dict[str,str]", "account_sid")) == "secret.account_sid"
     assert field_path(("body", "policy", "allowed_endpoints", 2)) == "policy.allowed_endpoints.2"
     assert field_path(("body",)) == ""
+    assert field_path(("body", "scope", "BudgetScopeIn", "label_prefix")) == "scope.label_prefix"
+    # A field the user named in CapWords is a field, not a class name.
+    assert field_path(("body", "policy", "param_rules", "To")) == "policy.param_rules.To"
+    assert field_path(("body", "metadata", "Env")) == "metadata.Env"
 
 
 def test_budget_timezone_of_the_wrong_type_is_422(kb: KeybrakeThread) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -15,7 +16,8 @@ _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "
 def field_path(loc: Sequence[int | str]) -> str:
     """The user's field path for a pydantic error location: `scope.label_prefix`, `policy.daily_usd_cap`,
     `items.0`. Drops `body` (FastAPI's) and every segment that is not a field (see _TAG, _TYPE_TAGS,
-    CapWords class names); "" when nothing is left (the body as a whole)."""
+    the admin API's model class names); "" when nothing is left (the body as a whole). A field a
+    user named in CapWords (a Twilio parameter `To`, a metadata key) is kept."""
     out: list[str] = []
     for i, seg in enumerate(loc):
         if isinstance(seg, int):
@@ -23,10 +25,20 @@ def field_path(loc: Sequence[int | str]) -> str:
             continue
         if i == 0 and seg == "body":
             continue
-        if _TAG.search(seg) or seg in _TYPE_TAGS or (seg[:1].isupper() and seg.isidentifier() and "_" not in seg):
+        if _TAG.search(seg) or seg in _TYPE_TAGS or seg in _model_names():
             continue
         out.append(seg)
     return ".".join(out)
+
+
+@functools.cache
+def _model_names() -> frozenset[str]:
+    """Names of the admin API's pydantic models (they appear in union error locations)."""
+    from pydantic import BaseModel
+
+    from keybrake.admin import models  # imported late: the models raise errors of this module
+
+    return frozenset(name for name, obj in vars(models).items() if isinstance(obj, type) and issubclass(obj, BaseModel))
 
 
 class ApiError(Exception):
