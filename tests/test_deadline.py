@@ -377,7 +377,7 @@ def test_store_time_inside_find_facts_is_not_counted(tmp_path: Path, fake_stripe
 
             store._run = run
         with httpx.Client() as c:
-            sent, answered, status, code = _refund(c, kb, key["key"], charge)
+            _sent, _answered, status, code = _refund(c, kb, key["key"], charge)
         assert "ledger_get" in names  # the delay really hit the lookup
         assert (status, code) == (503, "enforcement_unavailable")
         time.sleep(0.3)

@@ -56,11 +56,13 @@ def _charge(kb: KeybrakeThread, key: dict[str, object]) -> httpx.Response:
 
 
 def _held(kb: KeybrakeThread, key_id: str) -> tuple[list[tuple[object, ...]], dict[str, object]]:
-    rows = kb.query(f"SELECT verdict, reserved_usd FROM audit WHERE key_id = '{key_id}'")
+    rows = kb.query(f"SELECT verdict, reserved_usd FROM audit WHERE key_id = '{key_id}'")  # noqa: S608 (a test's own key id)
     return rows, kb.key(key_id)["usage"]["daily_usd"]
 
 
-def test_commit_landing_after_the_late_release_leaves_a_reservation_held(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+def test_commit_landing_after_the_late_release_leaves_a_reservation_held(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
     """Red-team case: INSERT 3 s, COMMIT 4 s (deadline 2 s, statement timeout 5 s). The watchdog
     timed from the INSERT and shut the socket mid-COMMIT; the COMMIT landed after the late release:
     row in_flight, $3 reserved forever. Now: 503, never forwarded, $0 reserved, no in_flight row."""

@@ -274,7 +274,7 @@ class PostgresStore(SQLStore):
             raise EnforcementUnavailable(
                 "postgresql: the request's deadline passed before the store was reached", transient=True
             )
-        await self._gate.enter(bound, request=limit is not None)
+        await self._gate.enter(bound, kind=deadline.queue_class())
         try:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
         except BaseException:
