@@ -6,10 +6,12 @@ first served. Every waiter belongs to a class (`keybrake.deadline`), each capped
 - `request` (a proxied request's call with a deadline): at most `max_waiters` waiting, each no
   longer than its deadline; one more, or a deadline passing in the queue, raises
   `EnforcementUnavailable` at once (503, nothing forwarded);
-- `lookup` (an uncached key lookup, `/_keybrake/self`, `/readyz`: nobody authenticated yet) and
-  `denial` (a final denial's audit row): at most `side_cap(max_waiters)` waiting each, so floods
-  of unknown keys or denials never take the places of keys that hold a valid key; a denial row
-  refused here is shed (`EnforcementUnavailable(shed=True)`), counted and logged by the caller;
+- `lookup` (an uncached key lookup, `/_keybrake/self`, `/readyz`: nobody authenticated yet): at
+  most `side_cap(max_waiters)` waiting, so a flood of unknown keys never takes the places of keys
+  already known;
+- `denial` (a final denial's audit row): at most `max_waiters` waiting, apart from the requests'
+  places (a legitimate burst of denials keeps its rows); a row refused here is shed
+  (`EnforcementUnavailable(shed=True)`), counted and logged by the caller;
 - `bookkeeping` (settlements, alerts, admin calls): not refused for the queue's length — it
   forwards nothing, and dropping it would lose books — but waits no longer than its own bound.
 
@@ -28,7 +30,7 @@ from keybrake.errors import EnforcementUnavailable
 
 
 def side_cap(max_waiters: int) -> int:
-    """Waiters allowed in each of the `lookup` and `denial` classes: a quarter of the requests'."""
+    """Waiters allowed in the `lookup` class: a quarter of the requests' (at least 1)."""
     return max(1, max_waiters // 4)
 
 
@@ -40,7 +42,7 @@ class StoreGate:
         self.what = what
         self._free = slots
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: side_cap(max_waiters)}
+        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
         self._by_class = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}
 
     @property

@@ -61,7 +61,7 @@ class SQLiteStore(SQLStore):
         max_waiters: int = 128,
     ) -> None:
         """`max_waiters`: proxied calls queued for the writer at most (KEYBRAKE_STORE_MAX_WAITERS);
-        uncached key lookups and denial rows get `side_cap(max_waiters)` places each."""
+        uncached key lookups get `side_cap(max_waiters)` places, denial rows `max_waiters` (apart)."""
         super().__init__(clock)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
@@ -82,7 +82,7 @@ class SQLiteStore(SQLStore):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite")
-        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: side_cap(max_waiters)}
+        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
         self._queued = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}  # per class, queued or running
         self._busy_now = int(busy_timeout_ms)  # the writer connection's busy_timeout (ms) right now
         self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite-probe")
