@@ -18,6 +18,7 @@ from keybrake.store.base import Store
 
 READYZ_DEADLINE_S = 1.0  # /readyz answers within this, ready or not
 PROBE_EVERY_S = 0.25  # a probe's answer is reused this long (s): at most 4 store probes a second
+PROBE_DEADLINE_S = 0.8  # the probe's own store deadline: its reason arrives before READYZ_DEADLINE_S
 
 
 class ReadyProbe:
@@ -39,7 +40,7 @@ class ReadyProbe:
             return False, f"store: no answer within {READYZ_DEADLINE_S:g} s"
 
     async def _probe(self) -> tuple[bool, str | None]:
-        deadline.start(READYZ_DEADLINE_S, kind=deadline.LOOKUP)  # the store call gives up by then
+        deadline.start(PROBE_DEADLINE_S, kind=deadline.LOOKUP)  # the store call gives up by then
         answer: tuple[bool, str | None]
         try:
             await self.store.ping()
