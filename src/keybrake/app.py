@@ -74,6 +74,11 @@ class KeybrakeApp:
             "Audit rows left in flight by a stopped replica and recovered (outcome_unknown, reservation kept)",
             registry=self.registry,
         )
+        self.shed_total = Counter(
+            "keybrake_audit_rows_shed",
+            "Denial audit rows not written because the store's denial queue was full (a flood of denials)",
+            registry=self.registry,
+        )
         self.upstream = upstream or AiohttpUpstream(
             timeout_s=rt.settings.upstream_timeout_s,
             connect_timeout_s=rt.settings.upstream_connect_timeout_s,
@@ -103,6 +108,7 @@ class KeybrakeApp:
             settle=self.settler.submit,
             alerts=self.alerts,
         )
+        self.pipeline.rec.on_shed = self.shed_total.inc
         self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = AdminGate(self.admin, rt)
@@ -153,6 +159,8 @@ class KeybrakeApp:
         headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
         req = ProxyRequest("GET", b"/_keybrake/self", b"", headers, b"", "")
         now = self.rt.store.now_ms()
+        # Bounded like a proxied request's call, in the capped class of unauthenticated lookups.
+        deadline.start(self.rt.settings.reserve_deadline_ms / 1000, kind=deadline.LOOKUP)
         try:
             key = await self.rt.store.key_by_hash(token_hash(self.rt.pepper, extract_token(req)))
             if key is None:

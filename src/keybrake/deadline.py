@@ -21,10 +21,13 @@ from dataclasses import dataclass
 
 @dataclass
 class Deadline:
-    """`at`: monotonic seconds by which the request must hold its reservation; `task`: its owner."""
+    """`at`: monotonic seconds by which the request must hold its reservation; `task`: its owner;
+    `kind`: the class its store calls queue in (`REQUEST`, or `LOOKUP` for a call made before
+    the caller is known to hold a key: an uncached key lookup, `/_keybrake/self`, `/readyz`)."""
 
     at: float
     task: asyncio.Task[object] | None
+    kind: str = "request"
 
     def remaining(self) -> float:
         """Seconds left (negative once passed)."""
@@ -40,7 +43,14 @@ class Deadline:
             self.at += seconds
 
 
+# The classes a store call queues in (store/gate.py): each has its own cap on waiters.
+REQUEST = "request"  # a proxied request's call (KEYBRAKE_STORE_MAX_WAITERS)
+LOOKUP = "lookup"  # unauthenticated so far: an uncached key lookup, /_keybrake/self, /readyz
+DENIAL = "denial"  # a final denial's audit row (no deadline; shed and counted when its cap is full)
+BOOKKEEPING = "bookkeeping"  # settlements, alerts, admin calls: never shed, time-bounded
+
 _CURRENT: ContextVar[Deadline | None] = ContextVar("keybrake_deadline", default=None)
+_DENIAL: ContextVar[asyncio.Task[object] | None] = ContextVar("keybrake_denial", default=None)
 
 
 def _task() -> asyncio.Task[object] | None:
@@ -50,17 +60,28 @@ def _task() -> asyncio.Task[object] | None:
         return None
 
 
-def start(seconds: float) -> Deadline:
+def start(seconds: float, kind: str = REQUEST) -> Deadline:
     """A new deadline `seconds` from now for the current task (replacing any it had)."""
-    d = Deadline(time.monotonic() + seconds, _task())
+    d = Deadline(time.monotonic() + seconds, _task(), kind)
     _CURRENT.set(d)
     return d
 
 
-def clear() -> None:
-    """The current task has no deadline any more: a request whose verdict is final (a denial,
-    nothing will be forwarded) writes its audit row with the store's usual bounds."""
+def clear(*, denial: bool = False) -> None:
+    """The current task has no deadline any more. `denial`: its verdict is final and nothing
+    will be forwarded — its audit row is written with the store's usual bounds, queued in the
+    DENIAL class (capped; a row beyond the cap is shed and counted, never waited for)."""
     _CURRENT.set(None)
+    _DENIAL.set(_task() if denial else None)
+
+
+def queue_class() -> str:
+    """The class the current task's next store call queues in (see REQUEST … BOOKKEEPING)."""
+    d = current()
+    if d is not None:
+        return d.kind
+    owner = _DENIAL.get()
+    return DENIAL if owner is not None and owner is _task() else BOOKKEEPING
 
 
 def current() -> Deadline | None:

@@ -150,12 +150,21 @@ class EnforcementUnavailable(Exception):
     deadline, when there is one — whatever it commits must be undone once it finishes.
     `transient`: the store was busy or unreachable (no connection in time, a timeout, a lost
     connection), not refusing this particular call: trying again later may succeed.
+    `shed`: a denial's audit row refused because its queue class is full (store/gate.py): the
+    caller counts and logs it (never silently dropped).
     """
 
     def __init__(
-        self, message: str, *, commit_unknown: bool = False, pending: Any = None, transient: bool = False
+        self,
+        message: str,
+        *,
+        commit_unknown: bool = False,
+        pending: Any = None,
+        transient: bool = False,
+        shed: bool = False,
     ) -> None:
         super().__init__(message)
+        self.shed = shed
         self.commit_unknown = commit_unknown
         self.pending = pending
         self.transient = transient

@@ -17,21 +17,20 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from keybrake import deadline
 from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
 from keybrake.admin.errors import ApiError, field_path, not_found
 from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
+from keybrake.admin.ready import ReadyProbe
 from keybrake.alerts import Alerts
 from keybrake.errors import EnforcementUnavailable
-from keybrake.logs import event, redact
+from keybrake.logs import event
 from keybrake.runtime import Runtime
 from keybrake.store.base import AdminTokenRecord, KeyQuery
 
 log = logging.getLogger("keybrake.admin")
-READYZ_DEADLINE_S = 1.0  # /readyz answers within this, ready or not
 
 
 class KJSON(Response):
@@ -149,15 +148,15 @@ def build_admin_app(
     async def healthz() -> Response:
         return KJSON({"status": "ok"})
 
+    ready = ReadyProbe(rt.store)
+
     @app.get("/readyz")
     async def readyz() -> Response:
         """200 `{"status": "ready"}`, or 503 `{"status": "unavailable", "reason": …}` — always
-        within READYZ_DEADLINE_S, whatever the store does (a probe never queues behind it)."""
-        deadline.start(READYZ_DEADLINE_S)  # the store call gives up by then (keybrake.deadline)
-        try:
-            await rt.store.ping()
-        except EnforcementUnavailable as exc:
-            return KJSON({"status": "unavailable", "reason": redact(str(exc))[:300]}, status_code=503)
+        within READYZ_DEADLINE_S, whatever the store does; one shared probe per PROBE_EVERY_S."""
+        ok, reason = await ready.check()
+        if not ok:
+            return KJSON({"status": "unavailable", "reason": reason}, status_code=503)
         return KJSON({"status": "ready"})
 
     @app.get("/metrics")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+from keybrake import deadline
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.proxy.upstream import (
@@ -16,6 +19,8 @@ from keybrake.proxy.upstream import (
 )
 from keybrake.store.base import KeyRecord, LedgerEntry, Store
 from keybrake.vendors.base import Vendor, VendorRequest
+
+T = TypeVar("T")
 
 
 async def find_facts(
@@ -31,6 +36,8 @@ async def find_facts(
     """Facts from the ledger, else one pre-flight GET per object with the real secret.
 
     Pre-flight GETs are recorded in the row's `preflight_lookup` and count toward no cap.
+    Only the time spent in the vendor (`upstream.send`) moves the request's deadline; every store
+    call made here (`ledger_get`, `credential`, `ledger_put`) counts toward it like any other.
     """
     found = await store.ledger_get(key.credential, object_ids)
     for oid in object_ids:
@@ -44,7 +51,7 @@ async def find_facts(
         headers = [*vendor.upstream_headers(secret), *extra, ("accept-encoding", "identity")]
         lookup: dict[str, Any] = {"object": oid, "path": path}
         try:
-            resp = await upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b""))
+            resp = await _vendor_time(upstream.send(UpstreamRequest("GET", base_url.rstrip("/") + path, headers, b"")))
         except (UpstreamUnreachable, UpstreamForbidden, UpstreamOutcomeUnknown) as exc:
             lookup["error"] = type(exc).__name__
         else:
@@ -58,6 +65,17 @@ async def find_facts(
                 found.update({e.object_id: e for e in entries if e.object_id == oid})
         ctx.row.preflight_lookup = lookup
     return found
+
+
+async def _vendor_time(call: Awaitable[T]) -> T:
+    """Await a vendor call; its duration (seconds, success or not) moves the request's deadline."""
+    sent = time.monotonic()
+    try:
+        return await call
+    finally:
+        d = deadline.current()
+        if d is not None:
+            d.extend(time.monotonic() - sent)
 
 
 def json_or_none(body: bytes, headers: dict[str, str]) -> Any:

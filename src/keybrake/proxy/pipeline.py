@@ -176,7 +176,7 @@ class Pipeline:
         key = self.snapshots.get(thash)
         if key is None:
             try:
-                key = await self.store.key_by_hash(thash)
+                key = await self._lookup(thash, cached=False)
             except EnforcementUnavailable:
                 return None, None
             if key is None:
@@ -195,7 +195,7 @@ class Pipeline:
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
-            deadline.clear()  # the verdict is final and nothing will be forwarded: its row may still be written
+            deadline.clear(denial=True)  # final, nothing forwarded: its row is written in the capped DENIAL class
             if denial.exposed_prefix is not None and self.alerts is not None:
                 self.alerts.secret_exposed(denial.exposed_prefix, req.client)
             if ctx.row.preflight_lookup is not None and ctx.key is not None:
@@ -230,7 +230,7 @@ class Pipeline:
         key = self.snapshots.get(thash)
         fresh = key is None
         if key is None or key.status == "revoked" or key.expires_at <= self.store.now_ms():
-            key = await self.store.key_by_hash(thash)
+            key = await self._lookup(thash, cached=key is not None)
             fresh = True
         if key is None:
             raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
@@ -300,11 +300,10 @@ class Pipeline:
                     if current is not None:  # patched since the snapshot: evaluate the new policy
                         key, fresh = current, True
                         continue
-                    looked = time.monotonic()
+                    # only the vendor's time inside moves the deadline (find_facts); its store calls count
                     facts.update(
                         await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
                     )
-                    _extend(time.monotonic() - looked)  # the vendor's time is not the store's
                     vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
                 scope = vendor.check_scope(policy, vreq)
                 ctx.row.customer_scope_id = scope.customer_scope_id
@@ -633,6 +632,19 @@ class Pipeline:
         ctx.key = key
         row = ctx.row
         row.key_id, row.label, row.vendor, row.credential = key.id, key.label, key.vendor, key.credential
+
+    async def _lookup(self, thash: str, *, cached: bool) -> KeyRecord | None:
+        """The key with token hash `thash`. A token not in the snapshot cache has authenticated
+        nobody yet: its lookup queues in the capped LOOKUP class (store/gate.py), so a flood of
+        unknown keys never takes the places of requests whose key is known."""
+        d = deadline.current()
+        if cached or d is None:
+            return await self.store.key_by_hash(thash)
+        d.kind = deadline.LOOKUP
+        try:
+            return await self.store.key_by_hash(thash)
+        finally:
+            d.kind = deadline.REQUEST
 
     async def _check_key_state(self, key: KeyRecord) -> None:
         """Refuse a revoked key, or one expired by the database's clock.

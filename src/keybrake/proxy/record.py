@@ -31,6 +31,7 @@ from keybrake.vendors.base import Vendor
 
 log = logging.getLogger("keybrake.proxy")
 LEDGER_WAIT_S = 5.0  # longest an answer waits for its ledger update to be durable
+SHED_LOG_S = 10.0  # shed denial rows are logged as a count at most once per this many seconds
 
 
 @dataclass
@@ -67,6 +68,9 @@ class Recorder:
         self._unauth_second = 0
         self._unauth_count = 0
         self._unauth_suppressed = 0
+        self.on_shed: Callable[[], None] | None = None  # the keybrake_audit_rows_shed_total metric
+        self._shed_n = 0  # denial rows shed since the last log line
+        self._shed_logged = 0.0  # monotonic s of that line
 
     async def finish(
         self,
@@ -186,7 +190,10 @@ class Recorder:
                 await self.store.insert_audit(row)
             except EnforcementUnavailable as exc:
                 written = False
-                event(log, "could not write the audit row of an unforwarded request", logging.ERROR, error=str(exc))
+                if exc.shed:
+                    self._shed()
+                else:
+                    event(log, "could not write the audit row of an unforwarded request", logging.ERROR, error=str(exc))
         self._observe(row)
         return written
 
@@ -274,6 +281,23 @@ class Recorder:
             out.append(("x-keybrake-key-id", ctx.row.key_id))
         out.append(("x-keybrake-overhead-ms", f"{ctx.row.overhead_ms or 0:.1f}"))
         return out
+
+    def _shed(self) -> None:
+        """A denial's row not written because the store's denial queue was full (a flood of
+        denials): counted in the metric and logged as a rate, at most one line per SHED_LOG_S."""
+        if self.on_shed is not None:
+            self.on_shed()
+        self._shed_n += 1
+        now = time.monotonic()
+        if now - self._shed_logged >= SHED_LOG_S:
+            event(
+                log,
+                "denial audit rows shed: the store's denial queue is full (a flood of denials)",
+                logging.WARNING,
+                shed=self._shed_n,
+                since_s=round(min(now - self._shed_logged, 1e6), 1),
+            )
+            self._shed_n, self._shed_logged = 0, now
 
     def _admit_unauth_row(self, row: AuditRow) -> bool:
         """Rows for requests without a well-formed token are rate-limited (docs/api.md, audit rows)."""

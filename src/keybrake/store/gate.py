@@ -1,13 +1,22 @@
 """The bounded wait in front of a store that runs its calls on worker threads (PostgreSQL).
 
 At most `slots` calls run at once (one per worker thread and pooled connection), first come
-first served. Proxied requests (calls with a deadline) may queue at most `max_waiters` deep,
-each no longer than its deadline: one more, or a deadline passing in the queue, raises
-`EnforcementUnavailable` at once (503, nothing forwarded). Bookkeeping without a deadline (a
-denial's audit row, settlements, alerts, admin calls) is not refused for the queue's length — it
-forwards nothing, and dropping it would lose rows — but waits no longer than its own bound.
-So no request waits in front of the store past its deadline, and the requests waiting there are
-bounded in number (docs/operations.md, "Fail closed").
+first served. Every waiter belongs to a class (`keybrake.deadline`), each capped on its own:
+
+- `request` (a proxied request's call with a deadline): at most `max_waiters` waiting, each no
+  longer than its deadline; one more, or a deadline passing in the queue, raises
+  `EnforcementUnavailable` at once (503, nothing forwarded);
+- `lookup` (an uncached key lookup, `/_keybrake/self`, `/readyz`: nobody authenticated yet): at
+  most `side_cap(max_waiters)` waiting, so a flood of unknown keys never takes the places of keys
+  already known;
+- `denial` (a final denial's audit row): at most `max_waiters` waiting, apart from the requests'
+  places (a legitimate burst of denials keeps its rows); a row refused here is shed
+  (`EnforcementUnavailable(shed=True)`), counted and logged by the caller;
+- `bookkeeping` (settlements, alerts, admin calls): not refused for the queue's length — it
+  forwards nothing, and dropping it would lose books — but waits no longer than its own bound.
+
+So no request waits in front of the store past its deadline, and every unauthenticated or
+denial-driven queue entry is bounded in number (docs/operations.md, "Fail closed").
 """
 
 from __future__ import annotations
@@ -16,7 +25,13 @@ import asyncio
 import time
 from collections import deque
 
+from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
 from keybrake.errors import EnforcementUnavailable
+
+
+def side_cap(max_waiters: int) -> int:
+    """Waiters allowed in the `lookup` class: a quarter of the requests' (at least 1)."""
+    return max(1, max_waiters // 4)
 
 
 class StoreGate:
@@ -27,7 +42,8 @@ class StoreGate:
         self.what = what
         self._free = slots
         self._waiters: deque[asyncio.Future[None]] = deque()
-        self._requests_waiting = 0
+        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
+        self._by_class = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}
 
     @property
     def waiting(self) -> int:
@@ -37,17 +53,21 @@ class StoreGate:
     def busy(self) -> int:
         return self.slots - self._free
 
-    async def enter(self, bound: float, *, request: bool = True) -> None:
-        """Take a slot by `bound` (monotonic seconds). `request`: a proxied request's call, counted
-        against `max_waiters`. Raises EnforcementUnavailable (queue full, or no slot by `bound`)."""
+    async def enter(self, bound: float, *, request: bool = True, kind: str | None = None) -> None:
+        """Take a slot by `bound` (monotonic seconds). `kind`: the waiter's class (default
+        `request` if `request` else `bookkeeping`), counted against that class's cap.
+        Raises EnforcementUnavailable (its class full — `shed` for a denial row — or no slot by `bound`)."""
+        kind = kind or (REQUEST if request else BOOKKEEPING)
         if self._free > 0 and not self.waiting:
             self._free -= 1
             return
-        if request and self._requests_waiting >= self.max_waiters:
+        cap = self._caps.get(kind)
+        if cap is not None and self._by_class[kind] >= cap:
             raise EnforcementUnavailable(
-                f"{self.what}: {self.slots} calls running and {self.max_waiters} waiting "
+                f"{self.what}: {self.slots} calls running and {cap} {kind} calls waiting "
                 "(KEYBRAKE_STORE_MAX_WAITERS); refused at once",
                 transient=True,
+                shed=kind == DENIAL,
             )
         remaining = bound - time.monotonic()
         if remaining <= 0:
@@ -56,7 +76,7 @@ class StoreGate:
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        self._requests_waiting += request
+        self._by_class[kind] += 1
         try:
             await asyncio.wait_for(asyncio.shield(waiter), remaining)
         except TimeoutError:
@@ -74,7 +94,7 @@ class StoreGate:
                 waiter.cancel()
             raise
         finally:
-            self._requests_waiting -= request
+            self._by_class[kind] -= 1
             try:
                 self._waiters.remove(waiter)
             except ValueError:

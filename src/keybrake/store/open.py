@@ -54,4 +54,5 @@ def open_store(
         busy_timeout_ms=busy_timeout_ms,
         report_workers=reports.report_pool_size,
         report_timeout_ms=reports.report_timeout_ms,
+        max_waiters=reports.max_waiters,
     )

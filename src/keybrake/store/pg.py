@@ -33,8 +33,10 @@ never waits on the network and no two calls share a connection.
 - Silent cuts: TCP keepalives on both ends, `idle_in_transaction_session_timeout` (a
   transaction whose client went silent is rolled back by the server, releasing its counter
   locks within `idle_tx_timeout_ms`), and a watchdog that shuts the socket of any call running
-  past `statement_timeout_ms` + WATCHDOG_GRACE_S (the server would have answered by then), so a
-  worker thread is never stuck on a connection that stopped carrying bytes.
+  past `statement_timeout_ms` + WATCHDOG_GRACE_S (the server would have answered by then; COMMIT
+  is timed too), so a worker thread is never stuck on a connection that stopped carrying bytes.
+  A lost connection's server session is terminated and waited for (`_end_session`) before the
+  call ends, so a caller that then reads the row sees the transaction's final outcome.
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ RECONNECT_FIRST_DELAY_S = 0.25
 RECONNECT_MAX_DELAY_S = 1.0
 # A call still running this long past statement_timeout has lost its server: its socket is shut.
 WATCHDOG_GRACE_S = 1.0
+# A lost connection's server session is terminated and waited for at most this long (s).
+SESSION_END_WAIT_S = 5.0
 # Bookkeeping without a deadline (denial rows, settlements, alerts, admin calls) may wait this
 # much longer than KEYBRAKE_PG_POOL_TIMEOUT for a slot in a burst: it forwards nothing.
 BOOKKEEPING_EXTRA_WAIT_S = 5.0
@@ -217,6 +221,7 @@ class PostgresStore(SQLStore):
         self.options = opts
         self.where = redact_url(url)
         conninfo = _conninfo(url, opts, statement_timeout_ms=opts.statement_timeout_ms)
+        self._conninfo = conninfo  # for ending a lost connection's server session (`_end_session`)
         self._pool = _open_pool(conninfo, min(2, opts.pool_size), opts.pool_size, opts.pool_timeout_s, "keybrake")
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
         # One slot per worker thread: the executor's own (unbounded) queue is never used.
@@ -269,7 +274,7 @@ class PostgresStore(SQLStore):
             raise EnforcementUnavailable(
                 "postgresql: the request's deadline passed before the store was reached", transient=True
             )
-        await self._gate.enter(bound, request=limit is not None)
+        await self._gate.enter(bound, kind=deadline.queue_class())
         try:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
         except BaseException:
@@ -302,10 +307,11 @@ class PostgresStore(SQLStore):
                     raise EnforcementUnavailable(
                         f"postgresql: the request's deadline passed ({self.where})", transient=True
                     )
-            self._local.conn_id = None
+            self._local.conn_id = self._local.pid = None
             try:
                 with self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
+                    self._local.pid = conn.info.backend_pid
                     me = threading.get_ident()
                     self._local.busy = busy = [conn, time.monotonic()]
                     with self._busy_lock:
@@ -322,7 +328,12 @@ class PostgresStore(SQLStore):
                 ) from exc
             except EnforcementUnavailable as exc:
                 cause = exc.__cause__
-                if self._was_killed():
+                killed = self._was_killed()
+                if (killed or isinstance(cause, psycopg.OperationalError)) and (exc.commit_unknown or self._local.done):
+                    # The connection is lost with a transaction perhaps still running on the server
+                    # (a COMMIT landing later): its outcome is final only once that session is gone.
+                    self._end_session(self._local.pid)
+                if killed:
                     raise EnforcementUnavailable(
                         f"postgresql: no answer within {self.options.statement_timeout_ms} ms + "
                         f"{WATCHDOG_GRACE_S:g} s; the connection was closed ({self.where})",
@@ -387,6 +398,45 @@ class PostgresStore(SQLStore):
                 return True
         return False
 
+    def _end_session(self, pid: int | None) -> None:
+        """Make sure the server session `pid` of a lost connection is gone, so whatever its
+        transaction did is final before anyone reads it (a late release must see a late COMMIT).
+
+        Terminates it from a fresh connection (`pg_terminate_backend`, same application_name, so a
+        reused pid of another program is never hit) and waits until it has left `pg_stat_activity`.
+        A refused connection ends the wait at once (the server is not running: a shutdown or crash
+        ends every session and aborts every uncommitted transaction). Otherwise retried until
+        SESSION_END_WAIT_S, then logged as not confirmed.
+        """
+        if pid is None:
+            return
+        give_up = time.monotonic() + SESSION_END_WAIT_S
+        while True:
+            try:
+                with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2) as db:
+                    while True:
+                        db.execute(
+                            "SELECT pg_terminate_backend(pid, 1000) FROM pg_stat_activity"
+                            " WHERE pid = %s AND application_name = current_setting('application_name')",
+                            (pid,),
+                        )
+                        row = db.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()
+                        if row is not None and row[0] == 0:
+                            event(log, "lost database session ended", logging.WARNING, where=self.where, pid=pid)
+                            return
+                        if time.monotonic() > give_up:
+                            break
+                        time.sleep(0.05)
+            except psycopg.OperationalError as exc:
+                if "refused" in str(exc) or "shutting down" in str(exc) or "starting up" in str(exc):
+                    return  # no server running, or one that has just started: the old session is gone
+            except psycopg.Error:
+                pass
+            if time.monotonic() > give_up:
+                event(log, "lost database session not confirmed ended", logging.ERROR, where=self.where, pid=pid)
+                return
+            time.sleep(0.25)
+
     def _watch(self) -> None:
         """Shut the socket of any call running past statement_timeout + WATCHDOG_GRACE_S.
 
@@ -439,6 +489,9 @@ class PostgresStore(SQLStore):
             _rollback(conn)
             raise
         else:
+            busy = getattr(self._local, "busy", None)
+            if busy is not None:
+                busy[1] = time.monotonic()  # COMMIT is a statement the watchdog times too
             try:
                 conn.execute("COMMIT")
             except psycopg.Error as exc:

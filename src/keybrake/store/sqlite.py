@@ -1,10 +1,17 @@
 """Embedded SQLite engine (stdlib sqlite3, WAL).
 
-Every method runs synchronously on the caller's thread and never awaits between BEGIN and
-COMMIT, so transactions from concurrent tasks cannot interleave (aiosqlite's thread hop would
-cost ~10× per operation and interleave on a shared connection). Reservations use
+Every store call runs whole on ONE writer thread (`_writer`), in arrival order, on the one
+connection, so transactions from concurrent tasks cannot interleave, and the event loop never
+waits on the file: a lock held by another process (a CLI command, a backup) delays only the
+calls queued behind it. A caller with a deadline (`keybrake.deadline`) waits no longer than its
+time left: then `EnforcementUnavailable` with `pending` (the call may still commit; the caller
+releases what it reserved, as on PostgreSQL), and a call that had not started yet never runs.
+The busy wait of a call with a deadline is bounded by its time left too. Reservations use
 `BEGIN IMMEDIATE`, which takes SQLite's write lock up front: together with guarded UPSERTs this
 makes the cap check exact across tasks and across processes sharing the file.
+
+`ping` (readiness) probes a write (`BEGIN IMMEDIATE`) on a connection of its own, off the loop,
+with a short busy timeout: a file locked by another process is reported, not waited for.
 
 Operator reports (`@report`: audit pages, exports, spend) are the exception: a scan of a large
 audit table would hold the event loop for seconds, so they run in worker threads, each on a
@@ -26,11 +33,15 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from keybrake import deadline
+from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
 from keybrake.errors import EnforcementUnavailable
+from keybrake.store.gate import side_cap
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
 
 R = TypeVar("R")
+# /readyz's write probe waits this long (ms) for a lock held by another process.
+PROBE_BUSY_MS = 250
 
 
 class SQLiteStore(SQLStore):
@@ -47,7 +58,10 @@ class SQLiteStore(SQLStore):
         busy_timeout_ms: int = 2000,
         report_workers: int = 2,
         report_timeout_ms: int = 30_000,
+        max_waiters: int = 128,
     ) -> None:
+        """`max_waiters`: proxied calls queued for the writer at most (KEYBRAKE_STORE_MAX_WAITERS);
+        uncached key lookups get `side_cap(max_waiters)` places, denial rows `max_waiters` (apart)."""
         super().__init__(clock)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
@@ -55,7 +69,8 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         # A lock held by another process (a CLI command, a backup) is waited for this long, then
-        # the request fails closed. The wait blocks the event loop, so keep it short.
+        # the call fails closed (a proxied call waits no longer than its deadline). It runs on the
+        # writer thread: the event loop never waits on it.
         self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.execute("PRAGMA mmap_size=268435456")
@@ -66,18 +81,95 @@ class SQLiteStore(SQLStore):
         self._local = threading.local()  # .db: this report thread's read-only connection
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite")
+        self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
+        self._queued = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}  # per class, queued or running
+        self._busy_now = int(busy_timeout_ms)  # the writer connection's busy_timeout (ms) right now
+        self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite-probe")
+        self._probe_db: sqlite3.Connection | None = None
 
     def now_ms(self) -> int:
         return self._clock() if self._clock is not None else int(time.time() * 1000)
 
     async def _run(self, fn: Callable[[], R]) -> R:
-        """Inline: no await between BEGIN and COMMIT, so tasks cannot interleave. A request past
-        its deadline is refused without touching the file; the wait for a lock held by another
-        process is bounded by the busy timeout (the pipeline re-checks the deadline after)."""
+        """Run `fn` whole on the writer thread; a caller with a deadline waits only its time left.
+
+        Raises EnforcementUnavailable: the deadline passed before the call (nothing touched), or
+        while it waited or ran — then with `commit_unknown` and `pending` (the call's future: it
+        may still commit; one not started yet never runs and ends with this error).
+        """
         limit = deadline.bound()
         if limit is not None and time.monotonic() >= limit:
             raise EnforcementUnavailable("sqlite: the request's deadline passed before the store was reached")
-        return fn()
+        kind = deadline.queue_class()
+        cap = self._caps.get(kind)
+        if cap is not None and self._queued[kind] >= cap + 1:  # + the one running
+            raise EnforcementUnavailable(
+                f"sqlite: {cap} {kind} calls already waiting for the writer (KEYBRAKE_STORE_MAX_WAITERS); "
+                "refused at once",
+                transient=True,
+                shed=kind == DENIAL,
+            )
+        gave_up = [False]
+
+        def call() -> R:
+            if gave_up[0]:
+                raise EnforcementUnavailable("sqlite: the request's deadline passed while queued for the store")
+            busy = self._busy_timeout_ms
+            if limit is not None:  # a lock held elsewhere is waited for no longer than the time left
+                busy = max(1, min(busy, int((limit - time.monotonic()) * 1000)))
+            if busy != self._busy_now:
+                self._db.execute(f"PRAGMA busy_timeout={busy}")
+                self._busy_now = busy
+            return fn()
+
+        fut = asyncio.get_running_loop().run_in_executor(self._writer, call)
+        self._queued[kind] += 1
+        fut.add_done_callback(lambda _: self._dequeue(kind))
+        if limit is None:
+            return await asyncio.shield(fut)  # a cancelled caller never abandons a running call
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, limit - time.monotonic()))
+        except TimeoutError:
+            gave_up[0] = True
+            fut.add_done_callback(_consume)
+            raise EnforcementUnavailable(
+                "sqlite: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS); "
+                "the database file is locked by another process or slow",
+                commit_unknown=True,
+                pending=fut,
+                transient=True,
+            ) from None
+
+    def _dequeue(self, kind: str) -> None:
+        self._queued[kind] -= 1
+
+    async def ping(self) -> None:
+        """Readiness: a write can start now (`BEGIN IMMEDIATE`, then ROLLBACK), probed on a
+        connection of its own, off the event loop, waiting at most PROBE_BUSY_MS for a lock.
+
+        Raises EnforcementUnavailable naming the cause (the file locked by another process).
+        """
+        await asyncio.get_running_loop().run_in_executor(self._prober, self._probe_write)
+
+    def _probe_write(self) -> None:
+        try:
+            if self._probe_db is None:
+                self._probe_db = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=PROBE_BUSY_MS / 1000
+                )
+                self._probe_db.execute(f"PRAGMA busy_timeout={PROBE_BUSY_MS}")
+            self._probe_db.execute("BEGIN IMMEDIATE")
+            self._probe_db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise EnforcementUnavailable(
+                    f"sqlite: the database file is locked by another process (no write lock within "
+                    f"{PROBE_BUSY_MS} ms); reservations wait up to KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS, then fail"
+                ) from exc
+            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
 
     async def _run_report(self, fn: Callable[[], R]) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._reports, self._report_call, fn)
@@ -179,4 +271,15 @@ class SQLiteStore(SQLStore):
             for db in self._readers:
                 db.close()
             self._readers.clear()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, lambda: self._writer.shutdown(wait=True))  # queued calls finish
+        await loop.run_in_executor(None, lambda: self._prober.shutdown(wait=True))
+        if self._probe_db is not None:
+            self._probe_db.close()
         self._db.close()
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """A late call's outcome is the caller's business (`pending`); never an unretrieved error."""
+    if not fut.cancelled():
+        fut.exception()
