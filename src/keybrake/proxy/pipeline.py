@@ -150,6 +150,8 @@ class Pipeline:
         self.pepper = pepper
         self.instance_id = instance_id
         self.snapshots = KeySnapshots(sealer, vendors, EgressRules(settings))
+        # Uncached key lookups in progress, by token hash: a burst on one new key makes one lookup.
+        self._lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
         self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
         self.alerts = alerts
         self._late: set[asyncio.Task[None]] = set()  # releases of reservations that committed too late
@@ -636,15 +638,33 @@ class Pipeline:
     async def _lookup(self, thash: str, *, cached: bool) -> KeyRecord | None:
         """The key with token hash `thash`. A token not in the snapshot cache has authenticated
         nobody yet: its lookup queues in the capped LOOKUP class (store/gate.py), so a flood of
-        unknown keys never takes the places of requests whose key is known."""
+        unknown keys never takes the places of requests whose key is known; and concurrent
+        lookups of one token share a single store call (a burst of a new key's first requests
+        is one lookup, never refused for the LOOKUP cap), each waiting no longer than its own
+        deadline (EnforcementUnavailable past it)."""
         d = deadline.current()
         if cached or d is None:
             return await self.store.key_by_hash(thash)
+        shared = self._lookups.get(thash)
+        if shared is not None:
+            try:
+                return await asyncio.wait_for(asyncio.shield(shared), max(0.0, d.remaining()))
+            except TimeoutError:
+                raise EnforcementUnavailable("the key lookup did not finish within the request's deadline") from None
+        mine: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
+        self._lookups[thash] = mine
         d.kind = deadline.LOOKUP
         try:
-            return await self.store.key_by_hash(thash)
+            key = await self.store.key_by_hash(thash)
+            mine.set_result(key)
+            return key
+        except BaseException as exc:
+            mine.set_exception(exc if isinstance(exc, Exception) else EnforcementUnavailable("key lookup cancelled"))
+            mine.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
         finally:
             d.kind = deadline.REQUEST
+            self._lookups.pop(thash, None)
 
     async def _check_key_state(self, key: KeyRecord) -> None:
         """Refuse a revoked key, or one expired by the database's clock.
