@@ -688,8 +688,10 @@ class Store(Protocol):
         """(key_id, label, UTC hour start, cost micro-USD, forwarded requests) per key and hour."""
 
     # retention
-    async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
-        """The oldest rows older than `before_ms` that nothing still needs (no reservation kept)."""
+    async def purgeable_audit(self, before_ms: int, limit: int, after_id: str = "") -> list[dict[str, Any]]:
+        """The oldest rows (id > `after_id`) older than `before_ms` that nothing still needs: no
+        reservation kept, not in flight, and not of a key still in the store (budget seeding
+        counts every row of a live key, docs/operations.md "Retention")."""
 
     async def delete_audit(self, row_ids: list[str]) -> int: ...
     # Retention beyond the audit rows (store/sql_retention.py): rows older than a cutoff (Unix ms)
