@@ -374,9 +374,23 @@ class AuditRow:
 AUDIT_FIELDS: tuple[str, ...] = tuple(AuditRow.__dataclass_fields__)
 
 
+def counted_request_sql(alias: str = "") -> str:
+    """SQL true for an audit row that counts as one forwarded request — the row-level mirror of
+    `Settlement.forwarded`, which settlement moves request counters by. Forwarded rows end as
+    `allowed`, `outcome_unknown`, or `upstream_error` with the vendor's status recorded (the
+    vendor refused the operator's secret: it did see the request); `upstream_error` without an
+    upstream status was never sent. Budget seeding and relabel moves count with it (one rule)."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"({a}verdict IN ('allowed', 'outcome_unknown')"
+        f" OR ({a}verdict = 'upstream_error' AND {a}upstream_status IS NOT NULL))"
+    )
+
+
 @dataclass(frozen=True)
 class Settlement:
-    """What a forwarded call finally cost. `keep_reservation`: outcome not final yet."""
+    """What a forwarded call finally cost. `keep_reservation`: outcome not final yet.
+    `forwarded` must agree with `counted_request_sql` on the row it settles."""
 
     verdict: str  # allowed | outcome_unknown | upstream_error
     cost_usd: int

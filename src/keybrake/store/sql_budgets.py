@@ -9,7 +9,8 @@ concurrently (docs/security.md, budget books). Three rules make that hold:
   write waits for the reservations that might have missed it to commit, and the reservations
   after it read the new definition. Seeding runs inside the same transaction as the write.
 - Seeding. Settled rows (`reservation IS NULL`) of covered keys in the window count as `used`
-  (µUSD `cost_usd`, or one request each); rows still holding a reservation (in flight, outcome
+  (µUSD `cost_usd`, or one request each for the rows `counted_request_sql` counts, the rule
+  settlement moves request counters by); rows still holding a reservation (in flight, outcome
   unknown, pending estimate) are locked and count as `reserved`, and their stored reservation is
   rewritten to name the new counter, so settling them moves it (settlement settles what the
   row's stored reservation names, `sql_store.settle_many`).
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window
+from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window, counted_request_sql
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
@@ -171,7 +172,7 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
     settled = (
         "SELECT CAST(COALESCE(SUM(a.cost_usd), 0) AS BIGINT), COUNT(*)"
         " FROM audit a JOIN vault_keys k ON k.id = a.key_id"
-        f" WHERE {where} AND a.id >= ? AND a.reservation IS NULL AND a.verdict IN ('allowed', 'outcome_unknown')"
+        f" WHERE {where} AND a.id >= ? AND a.reservation IS NULL AND {counted_request_sql('a')}"
     )
     rewritten: dict[str, list[ReservedItem]] = {}
     for cap in caps:
@@ -263,7 +264,7 @@ def _move_key_spend(cur: Cursor, key_id: str, before: Row, label: str | None, no
     items = {rid: [ReservedItem.from_json(v) for v in json.loads(r["reservation"])] for rid, r in mine.items()}
     settled = (
         "SELECT CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT), COUNT(*) FROM audit WHERE key_id = ? AND id >= ?"
-        " AND reservation IS NULL AND verdict IN ('allowed', 'outcome_unknown')"
+        f" AND reservation IS NULL AND {counted_request_sql()}"
     )
     for budget, joins in moves:
         scope = f"budget:{budget.id}"

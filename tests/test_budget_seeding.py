@@ -1,0 +1,45 @@
+"""Budget seeding counts exactly what settlement counts (issue 12 fix round, findings F1.3 and F1.2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+
+
+def _budget(kb: KeybrakeThread, name: str, scope: Any, **caps: Any) -> dict[str, Any]:
+    with kb.admin() as c:
+        r = c.post("/v1/budgets", json={"name": name, "scope": scope, **caps})
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+def _usage(kb: KeybrakeThread, bid: str) -> dict[str, Any]:
+    with kb.admin() as c:
+        return c.get(f"/v1/budgets/{bid}").json()["usage"]  # type: ignore[no-any-return]
+
+
+def test_a_vendor_401_counts_one_request_in_live_and_seeded_budgets_alike(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    """Red-team suspicion, verified: a request the vendor refused with 401 reached the vendor, so
+    settlement counts it in daily_request_cap (1); a budget created after it, and one a key is
+    relabelled into, used to count 0. All three now agree: 1 (and $0)."""
+    with KeybrakeThread(tmp_path / "d") as kb:
+        kb.add_credential(fake_stripe.base_url, secret="sk_test_wrongsecret99999")
+        key = kb.issue({"daily_usd_cap": 10}, label="t:agent")
+        before = _budget(kb, "before", {"label_prefix": "t:"}, daily_request_cap=10)
+        r = httpx.get(f"{kb.url}/stripe/v1/customers", headers={"Authorization": f"Bearer {key['key']}"})
+        assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_credential_rejected"
+        after = _budget(kb, "after", {"label_prefix": "t:"}, daily_request_cap=10)
+        assert _usage(kb, before["id"])["daily_requests"]["used"] == 1
+        assert after["usage"]["daily_requests"]["used"] == 1
+        moved = _budget(kb, "moved", {"label_prefix": "u:"}, daily_request_cap=10)
+        with kb.admin() as c:
+            assert c.patch(f"/v1/keys/{key['id']}", json={"label": "u:agent"}).status_code == 200
+        assert _usage(kb, moved["id"])["daily_requests"]["used"] == 1
+        assert _usage(kb, before["id"])["daily_requests"]["used"] == 0  # the relabel moved it out
