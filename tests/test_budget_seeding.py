@@ -43,3 +43,40 @@ def test_a_vendor_401_counts_one_request_in_live_and_seeded_budgets_alike(
             assert c.patch(f"/v1/keys/{key['id']}", json={"label": "u:agent"}).status_code == 200
         assert _usage(kb, moved["id"])["daily_requests"]["used"] == 1
         assert _usage(kb, before["id"])["daily_requests"]["used"] == 0  # the relabel moved it out
+
+
+def _charge(kb: KeybrakeThread, key: dict[str, Any], cents: int) -> httpx.Response:
+    return httpx.post(
+        f"{kb.url}/stripe/v1/charges",
+        content=f"amount={cents}&currency=usd&source=tok_visa".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Bearer {key['key']}"},
+        timeout=60,
+    )
+
+
+def test_a_credential_budget_follows_the_credentials_current_generation(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    """Newcomer: a budget on {"credential": "default"} created after DELETE ?revoke_keys=true and
+    re-adding `default` counted the deleted generation's spend (179 on a fresh credential). Now it
+    starts at 0 and counts the new generation's keys ($5); an existing budget keeps what it counted."""
+    with KeybrakeThread(tmp_path / "d") as kb:
+        first = kb.add_credential(fake_stripe.base_url)
+        old = kb.issue({"daily_usd_cap": 1000})
+        existing = _budget(kb, "existing", {"credential": "default"}, daily_usd_cap=1000)
+        assert _charge(kb, old, 17_900).status_code == 200  # $179 on the first generation
+        with kb.admin() as c:
+            assert c.delete("/v1/credentials/default", params={"revoke_keys": "true"}).status_code == 200
+        second = kb.add_credential(fake_stripe.base_url)
+        assert first["generation"] != second["generation"]
+        fresh = _budget(kb, "fresh", {"credential": "default"}, daily_usd_cap=1000)
+        assert fresh["usage"]["daily_usd"]["used"] == 0
+        new = kb.issue({"daily_usd_cap": 1000})
+        assert new["credential_generation"] == second["generation"]
+        assert _charge(kb, new, 500).status_code == 200
+        assert _usage(kb, fresh["id"])["daily_usd"]["used"] == 5
+        assert _usage(kb, existing["id"])["daily_usd"]["used"] == 184  # kept: 179 + 5
+        with kb.admin() as c:
+            listed = c.get("/v1/keys", params={"credential": "default"}).json()["data"]
+        gens = {k["id"]: k["credential_generation"] for k in listed}  # by name: both generations
+        assert gens == {old["id"]: first["generation"], new["id"]: second["generation"]}

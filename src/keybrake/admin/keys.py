@@ -218,6 +218,7 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
         "object": "vault_key",
         "vendor": key.vendor,
         "credential": key.credential,
+        "credential_generation": key.credential_gen,
         "label": key.label,
         "metadata": key.metadata,
         "status": status_of(key, now),

@@ -139,11 +139,22 @@ class BudgetQueries(SQLBase):
 
 
 def _covered_sql(rec: BudgetRecord) -> tuple[str, list[Any]]:
-    """SQL over `vault_keys k` true for the keys `rec` covers (the same rule as `BudgetRecord.covers`)."""
+    """SQL over `vault_keys k` true for the keys `rec` covers (the rule of `BudgetRecord.covers`).
+
+    A credential budget covers the keys bound to the credential's current generation only (none
+    when no credential has that name): keys of a deleted credential whose name was reused are
+    not its keys (they were all revoked by the delete and can never spend again), so a budget
+    created after a delete + re-add does not count their spend.
+    """
     if rec.scope_kind == "label_prefix":
         return prefix_match("k.label", rec.scope_value or "")
-    if rec.scope_kind in ("vendor", "credential"):
-        return f"k.{rec.scope_kind} = ?", [rec.scope_value or ""]
+    if rec.scope_kind == "vendor":
+        return "k.vendor = ?", [rec.scope_value or ""]
+    if rec.scope_kind == "credential":
+        return (
+            "k.credential = ? AND k.credential_gen = (SELECT c.generation FROM credentials c WHERE c.name = ?)",
+            [rec.scope_value or "", rec.scope_value or ""],
+        )
     return "1 = 1", []
 
 
@@ -163,12 +174,12 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
     open_rows = cur.execute(
         f"SELECT id, key_id, reservation, reserved_usd FROM audit WHERE reservation IS NOT NULL ORDER BY id{for_update}"
     ).fetchall()
+    where, args = _covered_sql(rec)
     keys: dict[str, bool] = {}
     for r in open_rows:
         if r["key_id"] is not None and r["key_id"] not in keys:
-            k = cur.execute("SELECT label, vendor, credential FROM vault_keys WHERE id = ?", (r["key_id"],)).fetchone()
-            keys[r["key_id"]] = k is not None and rec.covers(k["label"], k["vendor"], k["credential"])
-    where, args = _covered_sql(rec)
+            k = cur.execute(f"SELECT 1 FROM vault_keys k WHERE k.id = ? AND {where}", (r["key_id"], *args)).fetchone()
+            keys[r["key_id"]] = k is not None
     settled = (
         "SELECT CAST(COALESCE(SUM(a.cost_usd), 0) AS BIGINT), COUNT(*)"
         " FROM audit a JOIN vault_keys k ON k.id = a.key_id"
