@@ -21,7 +21,7 @@ from keybrake import deadline
 from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
-from keybrake.admin.errors import ApiError, not_found
+from keybrake.admin.errors import ApiError, not_found, pydantic_message
 from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.alerts import Alerts
@@ -110,7 +110,7 @@ def build_admin_app(
         loc = [str(p) for p in err["loc"]]
         if loc and loc[0] == "body":
             loc = loc[1:]
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = pydantic_message(str(err["msg"]))
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
         if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
