@@ -80,3 +80,23 @@ def test_a_credential_budget_follows_the_credentials_current_generation(
             listed = c.get("/v1/keys", params={"credential": "default"}).json()["data"]
         gens = {k["id"]: k["credential_generation"] for k in listed}  # by name: both generations
         assert gens == {old["id"]: first["generation"], new["id"]: second["generation"]}
+
+
+def test_budget_inputs_name_the_field_and_warn_like_keys(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """Newcomer: a bad time zone on PATCH leaked pydantic's "Value error, "; a budget on a credential
+    that does not exist was created silently; `GET /v1/spend` with until < since answered 200."""
+    with KeybrakeThread(tmp_path / "d") as kb:
+        kb.add_credential(fake_stripe.base_url)
+        with kb.admin() as c:
+            ok = c.post("/v1/budgets", json={"name": "b", "scope": "all", "daily_usd_cap": 5})
+            assert ok.status_code == 201 and "warnings" not in ok.json()
+            bad = c.patch(f"/v1/budgets/{ok.json()['id']}", json={"timezone": "Mars/Olympus"})
+            assert bad.status_code == 422 and "Value error" not in bad.text, bad.text
+            assert bad.json()["error"]["field"] == "timezone", bad.text
+            ghost = c.post("/v1/budgets", json={"name": "g", "scope": {"credential": "nope"}, "daily_usd_cap": 5})
+            assert ghost.status_code == 201
+            assert ghost.json()["warnings"] == [
+                "no credential named 'nope' exists: this budget covers no key until one is added"
+            ]
+            spend = c.get("/v1/spend", params={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
+            assert spend.status_code == 400 and spend.json()["error"]["field"] == "until", spend.text
