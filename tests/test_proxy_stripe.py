@@ -169,7 +169,8 @@ def test_cap_message_names_the_cap(kb: KeybrakeThread) -> None:
     with pytest.raises(stripe.RateLimitError) as info:
         client(kb, key).v1.charges.create({"amount": 101, "currency": "usd"})
     err = info.value.json_body["error"]  # type: ignore[index]
-    assert err["message"].startswith("Do not retry: daily spend cap of $1.00 reached for " + key["id"])
+    want = f"Do not retry: this call would exceed the daily spend cap of $1.00 for {key['id']}"
+    assert err["message"].startswith(want)
     assert err["keybrake"]["cap"]["name"] == "daily_usd_cap" and err["keybrake"]["cap"]["limit_usd"] == 1
     assert err["keybrake"]["cap"]["requested_usd"] == 1.01 and err["keybrake"]["retryable"] is False
 

@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 from keybrake.cli import main
 from keybrake.proxy.retention import purge, purge_all
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, CapSpec, Delivery, KeyRecord, LedgerEntry, Settlement, Store, Window
+from keybrake.store.base import (
+    AuditRow,
+    BudgetRecord,
+    CapSpec,
+    Delivery,
+    KeyRecord,
+    LedgerEntry,
+    Settlement,
+    Store,
+    Window,
+)
 from keybrake.store.ids import new_audit_id
 from keybrake.timefmt import DAY_MS
 from tests import harness
@@ -21,8 +31,9 @@ from tests.store.test_store_contract import Clock, key
 NOW = 1_800_000_000_000
 
 
-def _row(ts: int, verdict: str = "allowed") -> AuditRow:
-    return AuditRow(id=new_audit_id(ts), ts=ts, method="GET", path="/v1/balance", verdict=verdict, key_id="vk_1")
+def _row(ts: int, verdict: str = "allowed", key_id: str = "vk_gone") -> AuditRow:
+    """A row of key `key_id` (by default one no longer in the store: purged with its key)."""
+    return AuditRow(id=new_audit_id(ts), ts=ts, method="GET", path="/v1/balance", verdict=verdict, key_id=key_id)
 
 
 async def test_purge_deletes_old_rows_in_batches_and_exports_them_first(tmp_path: Path) -> None:
@@ -33,7 +44,10 @@ async def test_purge_deletes_old_rows_in_batches_and_exports_them_first(tmp_path
     for r in old:
         await store.insert_audit(r)
     # a kept reservation (a pending estimate) from 95 days ago must survive
-    kept = _row(NOW - 95 * DAY_MS + 7)
+    kept = _row(NOW - 95 * DAY_MS + 7, key_id="vk_1")
+    # and so must an old row of a key still in the store (budget seeding counts it)
+    live = _row(NOW - 99 * DAY_MS + 3, key_id="vk_1")
+    await store.insert_audit(live)
     cap = CapSpec("key", "vk_1", "total_usd_cap", "total_usd", Window.TOTAL, None, 5, True)
     clock.ms = kept.ts
     await store.reserve("vk_1", 1, [cap], kept, "ins")
@@ -49,7 +63,7 @@ async def test_purge_deletes_old_rows_in_batches_and_exports_them_first(tmp_path
     assert all((out / f.name).stat().st_mode & 0o777 == 0o600 for f in out.iterdir())
     for r in old[:10]:
         assert await store.get_audit(r.id) is None
-    for r in (*old[10:], kept, recent):
+    for r in (*old[10:], kept, recent, live):
         assert await store.get_audit(r.id) is not None
     assert await purge(store, 0, None) == 0  # 0 = keep forever
     await store.close()
@@ -66,12 +80,27 @@ def test_purge_cli(tmp_path: Path) -> None:
     assert off.exit_code == 0 and off.output.startswith("retention is off (0 days): no audit rows purged")
     bad = runner.invoke(main, ["audit", "purge", "--older-than-days", "-1", "--data-dir", str(tmp_path / "d")])
     assert bad.exit_code == 2 and "--older-than-days" in bad.output
-    ok = runner.invoke(main, ["audit", "purge", "--older-than-days", "30", "--data-dir", str(tmp_path / "d")])
-    assert ok.exit_code == 0 and "deleted 0 audit rows older than 30 days" in ok.output
+    for short in ("1", "34"):  # shorter than a month in any zone + margin: budgets could not seed
+        bad = runner.invoke(main, ["audit", "purge", "--older-than-days", short, "--data-dir", str(tmp_path / "d")])
+        assert bad.exit_code != 0 and "--older-than-days must be 0" in bad.output and "at least 35" in bad.output
+    ok = runner.invoke(main, ["audit", "purge", "--older-than-days", "35", "--data-dir", str(tmp_path / "d")])
+    assert ok.exit_code == 0 and "deleted 0 audit rows older than 35 days" in ok.output
     # The summary names every table docs/operations.md's retention table bounds.
     for words in ("audit rows", "counters", "ledger objects", "ledger_counts", "alert deliveries", "keys",
                   "alert fire-once marks", "dedup entries", "key issuances"):  # fmt: skip
         assert words in ok.output, words
+
+
+def test_retention_setting_shorter_than_35_days_is_refused_naming_it() -> None:
+    import pytest
+
+    from keybrake.config import SettingsError, from_env
+
+    for days in ("1", "34"):
+        with pytest.raises(SettingsError, match=r"KEYBRAKE_AUDIT_RETENTION_DAYS must be 0 .* at least 35"):
+            from_env({"KEYBRAKE_AUDIT_RETENTION_DAYS": days})
+    assert from_env({"KEYBRAKE_AUDIT_RETENTION_DAYS": "0"}).audit_retention_days == 0
+    assert from_env({"KEYBRAKE_AUDIT_RETENTION_DAYS": "35"}).audit_retention_days == 35
 
 
 async def test_purge_all_counts_every_table_and_forgets_day_old_issuances(tmp_path: Path) -> None:
@@ -152,9 +181,11 @@ async def test_purge_covers_counters_ledger_and_outbox_of_the_period(tmp_path: P
     live_before = await store.counters_for("key:vk_1", [("daily_usd", NOW - NOW % DAY_MS), ("total_usd", 0)])
 
     counts = await purge_all(store, 90, None)
-    assert counts["audit"] == 20 and counts["ledger"] == 10 and counts["alert_outbox"] == 20
+    # vk_1 is still live: its audit rows stay (a budget created later seeds its total from them);
+    # they go once the key expired before the cutoff (test_purge_deletes_old_rows_in_batches...).
+    assert counts["audit"] == 0 and counts["ledger"] == 10 and counts["alert_outbox"] == 20
     assert counts["counters"] == 40  # 20 daily and 20 hourly request counters
-    assert await _count(store, "SELECT count(*) FROM audit") == 1
+    assert await _count(store, "SELECT count(*) FROM audit") == 21
     assert (
         await _count(
             store, "SELECT count(*) FROM counters WHERE window_start > 0 AND window_start < ?", NOW - 90 * DAY_MS
@@ -193,7 +224,7 @@ def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path)
     total_cap = 10**12
 
     @settings(max_examples=harness.examples(40), deadline=None, suppress_health_check=list(HealthCheck))
-    @given(st.lists(_EVENT, max_size=25), st.integers(1, 60), st.integers(1, 110))
+    @given(st.lists(_EVENT, max_size=25), st.integers(35, 110), st.integers(1, 110))
     def check(events: list[tuple[int, int, str]], days: int, b_life: int) -> None:
         seq[0] += 1
         e = seq[0]
@@ -203,7 +234,7 @@ def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path)
 
         async def run() -> None:
             clock.ms = base
-            ka = KeyRecord(a, "stripe", cred, "t:a", {}, {}, 1, "active", base, now + DAY_MS, None, None, None)
+            ka = KeyRecord(a, "stripe", cred, f"t:a{e}:", {}, {}, 1, "active", base, now + DAY_MS, None, None, None)
             kb_ = KeyRecord(b, "stripe", cred, "t:b", {}, {}, 1, "active", base, base + b_life * DAY_MS,
                             None, None, None)  # fmt: skip
             await store.insert_key(ka, f"ha{e}")
@@ -246,11 +277,12 @@ def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path)
             await purge_all(store, days, None, batch=3)
 
             cutoff = now - days * DAY_MS
-            for r, keep in rows:
-                gone = r.ts < cutoff and not keep
-                assert (await store.get_audit(r.id) is None) == gone, (r, keep, cutoff)
             b_kept = any(keep for r, keep in rows if r.key_id == b)
             b_gone = kb_.expires_at < cutoff and not b_kept
+            for r, keep in rows:
+                # a live key's rows stay whatever their age: budget seeding needs them
+                gone = r.ts < cutoff and not keep and r.key_id == b and b_gone
+                assert (await store.get_audit(r.id) is None) == gone, (r, keep, cutoff)
             assert (await store.get_key(b) is None) == b_gone
             assert await store.get_key(a) is not None
             for (scope, cap, ws), value in before.items():
@@ -276,6 +308,13 @@ def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path)
             left = total_cap - spent_a
             over = await store.reserve(a, 1, _caps(a, left + 1, total_cap), _probe(a, now), "me")
             assert over.cap_hit is not None and over.cap_hit.name == "total_usd_cap"
+            # A total budget created after the purge starts at everything the live key spent.
+            bud = BudgetRecord(
+                f"bud_r{e}", "r", "label_prefix", f"t:a{e}:", None, None, total_cap, None, "UTC", now, now
+            )
+            await store.insert_budget(bud)
+            got_b = await store.counters_for(f"budget:{bud.id}", [("total_usd", 0)])
+            assert got_b["total_usd"].used + got_b["total_usd"].reserved == spent_a  # held rows as reserved
 
         asyncio.run(run())
 

@@ -27,7 +27,7 @@ from keybrake.admin import spend as spend_ops
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
-from keybrake.config import Settings, SettingsError, check_listeners, from_env
+from keybrake.config import Settings, SettingsError, check_listeners, from_env, retention_error
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, announce_bootstrap_token, ensure_admin_token, open_runtime
 from keybrake.store.base import AdminTokenRecord, AuditQuery, KeyQuery
@@ -552,6 +552,9 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
     days = settings.audit_retention_days if older_than_days is None else older_than_days
     if days < 0:
         raise click.BadParameter(f"must be 0 (retention off) or more days (got {days})", param_hint="--older-than-days")
+    name = "KEYBRAKE_AUDIT_RETENTION_DAYS" if older_than_days is None else "--older-than-days"
+    if (why := retention_error(name, days)) is not None:
+        raise click.ClickException(why)
     target = Path(export_dir) if export_dir else settings.audit_purge_export_dir
     n = _run(settings, lambda rt: purge_all(rt.store, days, target))
     own = (

@@ -15,6 +15,21 @@ from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.timefmt import parse_duration_s
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, RatesError, TwilioRates, load_twilio_rates
 
+# The shortest audit retention allowed (days; 0 = off): a budget created or a key relabelled
+# now seeds its month and day windows from the audit rows, and a local month (any time zone,
+# with a DST hour) lasts at most 31 days and an hour; 35 leaves a margin (docs/operations.md).
+MIN_RETENTION_DAYS = 35
+
+
+def retention_error(name: str, days: int) -> str | None:
+    """Why `days` (named `name` in the message) is not a valid retention, or None when it is."""
+    if 0 < days < MIN_RETENTION_DAYS:
+        return (
+            f"{name} must be 0 (keep every row) or at least {MIN_RETENTION_DAYS} days (got {days}): budgets"
+            " seed their month windows from the audit rows, so a shorter retention would let spend pass a cap"
+        )
+    return None
+
 
 class SettingsError(ValueError):
     pass
@@ -55,7 +70,7 @@ class Settings:
     alert_interval_s: float = 10.0  # how often cap thresholds are scanned
     alert_retry_base_s: float = 5.0  # first retry delay of a failed alert delivery (doubles)
     alert_timeout_s: float = 5.0  # one alert POST: no answer within this (connect included) is a failure
-    audit_retention_days: int = 90  # 0 keeps every row forever
+    audit_retention_days: int = 90  # 0 keeps every row forever; otherwise at least MIN_RETENTION_DAYS
     audit_purge_export_dir: Path | None = None  # purged rows are appended here (JSON lines) first
     sqlite_busy_timeout_ms: int = 2000
     # PostgreSQL (KEYBRAKE_DATABASE_URL=postgresql://…): connections per replica, how long a
@@ -249,6 +264,8 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     ):
         if e.has(name):
             kw[attr] = e.integer(name, *bounds)
+    if (why := retention_error("KEYBRAKE_AUDIT_RETENTION_DAYS", kw.get("audit_retention_days", 0))) is not None:
+        raise SettingsError(why)
     for name, attr, flow in (
         ("KEYBRAKE_UPSTREAM_TIMEOUT", "upstream_timeout_s", 0.1),
         ("KEYBRAKE_RECONCILE_INTERVAL", "reconcile_interval_s", 0.01),

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from keybrake.admin import alerts as alert_ops
 from keybrake.admin import budgets, credentials, keys, spend
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit, parse_time, query_from, render_row
-from keybrake.admin.errors import ApiError, field_path, not_found
+from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message
 from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.admin.ready import ReadyProbe
@@ -107,7 +107,7 @@ def build_admin_app(
             return error_response(400, "invalid_request", "the body is not valid JSON")
         err = errors[0]
         loc = [p for p in field_path(err["loc"]).split(".") if p]
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = pydantic_message(str(err["msg"]))
         if err.get("type") == "extra_forbidden":
             msg = f"unknown field {loc[-1]!r}" if loc else "unknown field"
         if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):

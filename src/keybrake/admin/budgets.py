@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from keybrake.admin.errors import ApiError, field_path, not_found, validation
+from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BudgetIn, BudgetPatchIn
 from keybrake.money import to_json_number
 from keybrake.runtime import Runtime
@@ -47,7 +47,11 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         updated_at=now,
     )
     await rt.store.insert_budget(rec)  # seeded with what covered keys spent in its current windows
-    return await render(rt, rec)
+    out = await render(rt, rec)
+    if kind == "credential" and not any(c.name == value for c in await rt.store.list_credentials()):
+        # Like a key's warnings: created (a credential may be added later), but it covers nothing yet.
+        out["warnings"] = [f"no credential named {value!r} exists: this budget covers no key until one is added"]
+    return out
 
 
 async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
@@ -76,7 +80,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = field_path(err["loc"]) or None
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = pydantic_message(err["msg"])
         raise validation(f"{where}: {msg}" if where else msg, where) from None
     _require_a_cap(body.model_dump())
     rec = BudgetRecord(

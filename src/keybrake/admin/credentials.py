@@ -109,6 +109,7 @@ async def render(rt: Runtime, cred: CredentialRecord) -> dict[str, Any]:
         "object": "credential",
         "name": cred.name,
         "vendor": cred.vendor,
+        "generation": cred.generation,
         "base_url": cred.base_url,
         "created_at": rfc3339(cred.created_at),
         "rotated_at": rfc3339(cred.rotated_at) if cred.rotated_at else None,

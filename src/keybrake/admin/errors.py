@@ -47,6 +47,11 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field = status, code, message, field
 
 
+def pydantic_message(msg: str) -> str:
+    """A pydantic error message as the admin API shows it: without pydantic's "Value error, "."""
+    return msg.removeprefix("Value error, ")
+
+
 def validation(message: str, field: str | None) -> ApiError:
     return ApiError(422, "validation_error", message, field)
 

@@ -12,7 +12,7 @@ import simplejson
 from pydantic import ValidationError
 
 from keybrake.admin import budgets
-from keybrake.admin.errors import ApiError, conflict, field_path, not_found, validation
+from keybrake.admin.errors import ApiError, conflict, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
@@ -35,7 +35,7 @@ _USAGE = (
 def pydantic_field(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
     err = exc.errors()[0]
     loc = field_path(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
+    msg = pydantic_message(err["msg"])
     field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or None)
     return msg, field or ""
 
@@ -218,6 +218,7 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
         "object": "vault_key",
         "vendor": key.vendor,
         "credential": key.credential,
+        "credential_generation": key.credential_gen,
         "label": key.label,
         "metadata": key.metadata,
         "status": status_of(key, now),

@@ -50,6 +50,8 @@ def _check_range(since: int | None, until: int | None, now_ms: int) -> None:
             " until = now); for all-time totals run `keybrake spend` on the host",
             "since",
         )
+    if until is not None and until < since:
+        raise ApiError(400, "invalid_request", "until must not be before since (since ≤ t < until)", "until")
     end = until if until is not None else now_ms
     if end - since > MAX_SPAN_DAYS * DAY_MS:
         raise ApiError(

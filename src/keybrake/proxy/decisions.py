@@ -119,7 +119,11 @@ def cap_denial(cap: Any, key_id: str) -> Denial:
         detail = f"{cap.used} used"
         code = "request_cap_exceeded"
     when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
-    return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
+    if code == "request_cap_exceeded":  # one request more than the cap allows: it is reached
+        return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
+    # A USD or send cap may refuse a call that would pass it, well before it is reached.
+    message = f"Do not retry: this call would exceed the {words} of {limit} for {whose} ({detail}).{when}"
+    return Denial(code, message, cap=cap)
 
 
 def read_idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:

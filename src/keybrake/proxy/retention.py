@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from keybrake.admin.audit import jsonl_line
+from keybrake.config import retention_error
 from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.store.base import Store
@@ -38,8 +39,14 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
     (every name of TABLES; `ledger` counts objects, their `ledger_counts` rows go with them).
 
     Raises EnforcementUnavailable (the store) or OSError (the export): audit rows are deleted
-    only once exported; the other tables are purged only after the audit rows were.
+    only once exported. ValueError when 0 < `days` < MIN_RETENTION_DAYS (config.retention_error).
+
+    Keys expired or revoked before the cutoff go first; audit rows of a key still in the store
+    are never deleted (`purgeable_audit`), so a budget created or a key relabelled later is
+    seeded from all of a live key's spend, its `total` window included.
     """
+    if (why := retention_error("retention days", days)) is not None:
+        raise ValueError(why)
     counts = dict.fromkeys(TABLES, 0)
     # Tables with bounds of their own, purged whatever R is (even 0): fire-once alert marks
     # outlive every window they guard after 40 days; dedup entries end with their window;
@@ -50,9 +57,9 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
     if days <= 0:
         return counts
     before = store.now_ms() - days * DAY_MS
+    counts["vault_keys"] = await store.purge_keys(before, batch)
     counts["audit"] = await _purge_audit(store, before, export_dir, batch)
     counts["alert_outbox"] = await store.purge_outbox(before, batch)
-    counts["vault_keys"] = await store.purge_keys(before, batch)
     counts["counters"] = await store.purge_counters(before, batch)
     counts["ledger"] = await store.purge_ledger(before, batch)
     if any(counts.values()):
@@ -61,9 +68,9 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
 
 
 async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch: int) -> int:
-    deleted = 0
+    deleted, after = 0, ""
     while True:
-        rows = await store.purgeable_audit(before, batch)
+        rows = await store.purgeable_audit(before, batch, after)
         if not rows:
             break
         if export_dir is not None:
@@ -76,6 +83,7 @@ async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch
             finally:
                 os.close(fd)
         deleted += await store.delete_audit([r["id"] for r in rows])
+        after = rows[-1]["id"]
         await asyncio.sleep(0)  # let the proxy's requests in between batches
         if len(rows) < batch:
             break

@@ -377,9 +377,23 @@ class AuditRow:
 AUDIT_FIELDS: tuple[str, ...] = tuple(AuditRow.__dataclass_fields__)
 
 
+def counted_request_sql(alias: str = "") -> str:
+    """SQL true for an audit row that counts as one forwarded request — the row-level mirror of
+    `Settlement.forwarded`, which settlement moves request counters by. Forwarded rows end as
+    `allowed`, `outcome_unknown`, or `upstream_error` with the vendor's status recorded (the
+    vendor refused the operator's secret: it did see the request); `upstream_error` without an
+    upstream status was never sent. Budget seeding and relabel moves count with it (one rule)."""
+    a = f"{alias}." if alias else ""
+    return (
+        f"({a}verdict IN ('allowed', 'outcome_unknown')"
+        f" OR ({a}verdict = 'upstream_error' AND {a}upstream_status IS NOT NULL))"
+    )
+
+
 @dataclass(frozen=True)
 class Settlement:
-    """What a forwarded call finally cost. `keep_reservation`: outcome not final yet."""
+    """What a forwarded call finally cost. `keep_reservation`: outcome not final yet.
+    `forwarded` must agree with `counted_request_sql` on the row it settles."""
 
     verdict: str  # allowed | outcome_unknown | upstream_error
     cost_usd: int
@@ -703,8 +717,10 @@ class Store(Protocol):
         """(key_id, label, UTC hour start, cost micro-USD, forwarded requests) per key and hour."""
 
     # retention
-    async def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
-        """The oldest rows older than `before_ms` that nothing still needs (no reservation kept)."""
+    async def purgeable_audit(self, before_ms: int, limit: int, after_id: str = "") -> list[dict[str, Any]]:
+        """The oldest rows (id > `after_id`) older than `before_ms` that nothing still needs: no
+        reservation kept, not in flight, and not of a key still in the store (budget seeding
+        counts every row of a live key, docs/operations.md "Retention")."""
 
     async def delete_audit(self, row_ids: list[str]) -> int: ...
     # Retention beyond the audit rows (store/sql_retention.py): rows older than a cutoff (Unix ms)

@@ -339,14 +339,18 @@ class AdminQueries(SQLBase):
     # -- retention ------------------------------------------------------------------------
 
     @blocking
-    def purgeable_audit(self, before_ms: int, limit: int) -> list[dict[str, Any]]:
+    def purgeable_audit(self, before_ms: int, limit: int, after_id: str = "") -> list[dict[str, Any]]:
         # Rows whose reservation is still kept (pending estimates, unknown outcomes) and rows
-        # in flight stay: reconciliation and retries still settle them.
+        # in flight stay: reconciliation and retries still settle them. Rows of a key still in
+        # vault_keys stay: a budget created (or a key relabelled) later seeds from them, `total`
+        # windows from all of them; a key goes (`purge_keys`) once it expired or was revoked
+        # before the cutoff, and its rows become purgeable then.
         sql = (
-            f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id < ? AND reservation IS NULL"
-            " AND verdict != 'in_flight' ORDER BY id LIMIT ?"
+            f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id < ? AND id > ? AND reservation IS NULL"
+            " AND verdict != 'in_flight' AND (key_id IS NULL OR NOT EXISTS"
+            " (SELECT 1 FROM vault_keys k WHERE k.id = audit.key_id)) ORDER BY id LIMIT ?"
         )
-        return [_audit_dict(r) for r in self._read(sql, (audit_id_floor(before_ms), limit))]
+        return [_audit_dict(r) for r in self._read(sql, (audit_id_floor(before_ms), after_id, limit))]
 
     @blocking
     def delete_audit(self, row_ids: list[str]) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord
+from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord, counted_request_sql
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, report
 from keybrake.store.sql_rows import _key
@@ -236,7 +236,7 @@ class AlertQueries(SQLBase):
         hint = self.NO_INDEX_PREFIX
         rows = self._read(
             "SELECT key_id, MAX(label), (ts / 3600000) * 3600000 AS h, CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT),"
-            " SUM(CASE WHEN verdict IN ('allowed', 'outcome_unknown') THEN 1 ELSE 0 END)"
+            f" SUM(CASE WHEN {counted_request_sql()} THEN 1 ELSE 0 END)"
             f" FROM audit WHERE id >= ? AND id < ? AND {hint}key_id IS NOT NULL GROUP BY {hint}key_id, h",
             (audit_id_floor(since_ms), audit_id_floor(until_ms)),
         )

@@ -9,7 +9,8 @@ concurrently (docs/security.md, budget books). Three rules make that hold:
   write waits for the reservations that might have missed it to commit, and the reservations
   after it read the new definition. Seeding runs inside the same transaction as the write.
 - Seeding. Settled rows (`reservation IS NULL`) of covered keys in the window count as `used`
-  (µUSD `cost_usd`, or one request each); rows still holding a reservation (in flight, outcome
+  (µUSD `cost_usd`, or one request each for the rows `counted_request_sql` counts, the rule
+  settlement moves request counters by); rows still holding a reservation (in flight, outcome
   unknown, pending estimate) are locked and count as `reserved`, and their stored reservation is
   rewritten to name the new counter, so settling them moves it (settlement settles what the
   row's stored reservation names, `sql_store.settle_many`).
@@ -30,7 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window
+from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window, counted_request_sql
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
@@ -49,7 +50,7 @@ class BudgetQueries(SQLBase):
             cur.execute(
                 f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__
             )
-            _seed(cur, rec, rec.caps(0), self._seed_now(cur), self.FOR_UPDATE)
+            _seed(cur, rec, rec.caps(0), self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
 
     @blocking
     def get_budget(self, budget_id: str) -> BudgetRecord | None:
@@ -77,7 +78,7 @@ class BudgetQueries(SQLBase):
                     (f"budget:{rec.id}",),
                 )
                 zoned = [c for c in rec.caps(0) if c.window in _ZONED]
-                _seed(cur, rec, zoned, self._seed_now(cur), self.FOR_UPDATE)
+                _seed(cur, rec, zoned, self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
             return True
 
     @blocking
@@ -127,7 +128,7 @@ class BudgetQueries(SQLBase):
             if n != 1:
                 return False
             if relabel:
-                _move_key_spend(cur, key_id, before, label, self._seed_now(cur), self.FOR_UPDATE)
+                _move_key_spend(cur, key_id, before, label, self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
             return True
 
     def _seed_now(self, cur: Cursor) -> int:
@@ -138,11 +139,22 @@ class BudgetQueries(SQLBase):
 
 
 def _covered_sql(rec: BudgetRecord) -> tuple[str, list[Any]]:
-    """SQL over `vault_keys k` true for the keys `rec` covers (the same rule as `BudgetRecord.covers`)."""
+    """SQL over `vault_keys k` true for the keys `rec` covers (the rule of `BudgetRecord.covers`).
+
+    A credential budget covers the keys bound to the credential's current generation only (none
+    when no credential has that name): keys of a deleted credential whose name was reused are
+    not its keys (they were all revoked by the delete and can never spend again), so a budget
+    created after a delete + re-add does not count their spend.
+    """
     if rec.scope_kind == "label_prefix":
         return prefix_match("k.label", rec.scope_value or "")
-    if rec.scope_kind in ("vendor", "credential"):
-        return f"k.{rec.scope_kind} = ?", [rec.scope_value or ""]
+    if rec.scope_kind == "vendor":
+        return "k.vendor = ?", [rec.scope_value or ""]
+    if rec.scope_kind == "credential":
+        return (
+            "k.credential = ? AND k.credential_gen = (SELECT c.generation FROM credentials c WHERE c.name = ?)",
+            [rec.scope_value or "", rec.scope_value or ""],
+        )
     return "1 = 1", []
 
 
@@ -152,7 +164,21 @@ def _usd_held(items: list[ReservedItem], reserved_usd: int | None) -> int:
     return next(own, int(reserved_usd or 0))
 
 
-def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_update: str) -> None:
+def seed_sum_sql(where: str, no_index: str) -> str:
+    """(µUSD, requests) of the counted settled rows of the keys `where` covers, from an audit id.
+
+    `no_index` is the engine's NO_INDEX_PREFIX: on SQLite `+a.id` keeps the primary key from
+    driving the scan, so the covered keys drive it through ix_audit_key_counted (migration 0010),
+    which holds only counted rows: refused rows of a flooding agent are never read.
+    """
+    return (
+        "SELECT CAST(COALESCE(SUM(a.cost_usd), 0) AS BIGINT), COUNT(*)"
+        " FROM audit a JOIN vault_keys k ON k.id = a.key_id"
+        f" WHERE {where} AND {no_index}a.id >= ? AND a.reservation IS NULL AND {counted_request_sql('a')}"
+    )
+
+
+def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_update: str, no_index: str = "") -> None:
     """Create `caps`' counters for the current windows, holding exactly what covered keys spent there.
 
     Must run in the transaction that wrote the budget, after `_lock_budgets(exclusive=True)`.
@@ -162,17 +188,13 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
     open_rows = cur.execute(
         f"SELECT id, key_id, reservation, reserved_usd FROM audit WHERE reservation IS NOT NULL ORDER BY id{for_update}"
     ).fetchall()
+    where, args = _covered_sql(rec)
     keys: dict[str, bool] = {}
     for r in open_rows:
         if r["key_id"] is not None and r["key_id"] not in keys:
-            k = cur.execute("SELECT label, vendor, credential FROM vault_keys WHERE id = ?", (r["key_id"],)).fetchone()
-            keys[r["key_id"]] = k is not None and rec.covers(k["label"], k["vendor"], k["credential"])
-    where, args = _covered_sql(rec)
-    settled = (
-        "SELECT CAST(COALESCE(SUM(a.cost_usd), 0) AS BIGINT), COUNT(*)"
-        " FROM audit a JOIN vault_keys k ON k.id = a.key_id"
-        f" WHERE {where} AND a.id >= ? AND a.reservation IS NULL AND a.verdict IN ('allowed', 'outcome_unknown')"
-    )
+            k = cur.execute(f"SELECT 1 FROM vault_keys k WHERE k.id = ? AND {where}", (r["key_id"], *args)).fetchone()
+            keys[r["key_id"]] = k is not None
+    settled = seed_sum_sql(where, no_index)
     rewritten: dict[str, list[ReservedItem]] = {}
     for cap in caps:
         ws = window_start(cap.window, now, cap.timezone)
@@ -235,7 +257,9 @@ def _repoint_ledger_counts(
         )
 
 
-def _move_key_spend(cur: Cursor, key_id: str, before: Row, label: str | None, now: int, for_update: str) -> None:
+def _move_key_spend(
+    cur: Cursor, key_id: str, before: Row, label: str | None, now: int, for_update: str, no_index: str = ""
+) -> None:
     """Move key `key_id`'s spend in the current windows (`now`, ms) from the budgets its old label
     (`before`: label, vendor, credential) was covered by to those its new `label` is covered by.
 
@@ -261,16 +285,13 @@ def _move_key_spend(cur: Cursor, key_id: str, before: Row, label: str | None, no
     ).fetchall()
     mine = {r["id"]: r for r in open_rows if r["key_id"] == key_id}
     items = {rid: [ReservedItem.from_json(v) for v in json.loads(r["reservation"])] for rid, r in mine.items()}
-    settled = (
-        "SELECT CAST(COALESCE(SUM(cost_usd), 0) AS BIGINT), COUNT(*) FROM audit WHERE key_id = ? AND id >= ?"
-        " AND reservation IS NULL AND verdict IN ('allowed', 'outcome_unknown')"
-    )
+    settled = seed_sum_sql("k.id = ?", no_index)
     for budget, joins in moves:
         scope = f"budget:{budget.id}"
         for cap in budget.caps(0):
             ws = window_start(cap.window, now, cap.timezone)
             floor = audit_id_floor(ws)
-            usd, count = cur.execute(settled, (key_id, floor)).fetchone()
+            usd, count = cur.execute(settled, (key_id, floor)).fetchone()  # one key: k.id = ?
             spent = int(usd) if cap.is_usd else int(count)
             deltas: dict[int, list[int]] = {ws: [spent if joins else -spent, 0]}  # window → [used, reserved]
             for rid, r in mine.items():
