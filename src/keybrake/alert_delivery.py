@@ -261,6 +261,10 @@ class Deliverer:
                 o.delivery_id, self.instance_id, attempt_id=o.attempt_id, ok=o.ok, status=o.status, error=o.error,
                 retry_in_ms=o.retry_in_ms, max_attempts=MAX_ATTEMPTS,
             )  # fmt: skip
+        except asyncio.CancelledError:
+            # A stop while the outcome was being written: kept, so stop() writes it (attempts == POSTs).
+            self._unsettled.append(o)
+            raise
         except EnforcementUnavailable as exc:
             event(log, "could not record an alert delivery; kept to retry", logging.ERROR, delivery=o.delivery_id,
                   error=str(exc))  # fmt: skip
