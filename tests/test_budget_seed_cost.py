@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from keybrake.store.base import counted_request_sql
 from keybrake.store.sql_budgets import seed_sum_sql
 from keybrake.store.sql_rows import prefix_match
 from tests import harness
+from tests.bulk import agent_rows
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 
@@ -49,39 +49,6 @@ def test_the_seed_sum_uses_the_counted_rows_index_on_both_engines(tmp_path: Path
             assert "ix_audit_key_counted" in plan, plan
     finally:
         asyncio.run(store.close())
-
-
-def agent_rows(kb: KeybrakeThread, key: dict[str, Any], n: int, ts: int, verdict: str = "denied_endpoint") -> None:
-    """`n` audit rows of the agent's own key, as n refused requests would leave them (cost 0).
-    Written by the database itself for speed; each is what one cheap 403 from the agent writes."""
-    from keybrake.store.ids import audit_id_floor
-
-    prefix = audit_id_floor(ts)[:14]
-    args = (prefix, ts, key["id"], key["label"], verdict, n - 1)
-    if kb.settings.database_url:
-        import psycopg
-
-        with psycopg.connect(kb.settings.database_url, autocommit=True) as conn:
-            conn.execute(
-                "INSERT INTO audit (id, ts, key_id, label, vendor, credential, method, path, verdict, cost_usd,"
-                " reserved_usd, cost_source, cost_kind) SELECT %s || lpad(i::text, 16, '0'), %s, %s, %s, 'stripe',"
-                " 'default', 'POST', '/v1/customers', %s, 0, 0, 'none', 'none' FROM generate_series(0, %s) AS i",
-                args,
-            )
-            conn.execute("ANALYZE audit")
-        return
-    db = sqlite3.connect(kb.settings.data_dir / "keybrake.db", isolation_level=None)
-    try:
-        db.execute(
-            "WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c WHERE i < ?) INSERT INTO audit"
-            " (id, ts, key_id, label, vendor, credential, method, path, verdict, cost_usd, reserved_usd,"
-            " cost_source, cost_kind) SELECT ? || printf('%016d', i), ?, ?, ?, 'stripe', 'default', 'POST',"
-            " '/v1/customers', ?, 0, 0, 'none', 'none' FROM c",
-            (n - 1, *args[:5]),
-        )
-        db.execute("ANALYZE")
-    finally:
-        db.close()
 
 
 def _latencies_during(kb: KeybrakeThread, other: dict[str, Any], action: Any) -> tuple[list[float], float]:
