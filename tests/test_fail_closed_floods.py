@@ -244,9 +244,14 @@ def test_sqlite_busy_wait_delays_deadline_start_of_other_requests(tmp_path: Path
             sent_b = time.monotonic()
             rb = _charge(kb, b, "B")
             answered_b = time.monotonic() - sent_b
-            t = time.monotonic()
-            health = httpx.get(f"{kb.url}/healthz", timeout=30)  # the event loop answers meanwhile
-            loop_s = time.monotonic() - t
+            # The event loop answers meanwhile. The lock is held throughout, so a loop blocked by the
+            # store would be slow on every probe; the fastest of three rules out a one-off stall of
+            # this whole test process (seen once under the full suite's load).
+            loop_s = 99.0
+            for _ in range(3):
+                t = time.monotonic()
+                health = httpx.get(f"{kb.url}/healthz", timeout=30)
+                loop_s = min(loop_s, time.monotonic() - t)
             time.sleep(1.0)
             release.set()
             ra = fa.result(30)
