@@ -302,12 +302,7 @@ class AdminQueries(SQLBase):
             where.append(sql)
             params += args
         self._metadata_filter(q.metadata, where, params)
-        if q.since is not None:
-            where.append("id >= ?")
-            params.append(audit_id_floor(q.since))
-        if q.until is not None:
-            where.append("id < ?")
-            params.append(audit_id_floor(q.until))
+        _time_range(q, where, params)
         if q.cursor is not None:
             where.append("id < ?")
             params.append(q.cursor[1])
@@ -326,12 +321,7 @@ class AdminQueries(SQLBase):
     def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
         # Walks at most `window` entries of the id index: bounded whatever the filters match.
         where, params = ["id > ?"], [q.after_id or ""]
-        if q.since is not None:
-            where.append("id >= ?")
-            params.append(audit_id_floor(q.since))
-        if q.until is not None:
-            where.append("id < ?")
-            params.append(audit_id_floor(q.until))
+        _time_range(q, where, params)
         sql = f"SELECT id FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT 1 OFFSET ?"
         rows = self._read(sql, (*params, window - 1))
         return str(rows[0][0]) if rows else None
@@ -422,3 +412,14 @@ class AdminQueries(SQLBase):
             return int(
                 cur.execute("DELETE FROM issuances WHERE created_at < ?", (self.now_ms() - 24 * 3_600_000,)).rowcount
             )
+
+
+def _time_range(q: AuditQuery, where: list[str], params: list[Any]) -> None:
+    """Add `q.since` (inclusive) and `q.until` (exclusive), in Unix ms, as bounds on the audit id
+    (ids start with their time, `audit_id_floor`): the id index serves the range."""
+    if q.since is not None:
+        where.append("id >= ?")
+        params.append(audit_id_floor(q.since))
+    if q.until is not None:
+        where.append("id < ?")
+        params.append(audit_id_floor(q.until))
