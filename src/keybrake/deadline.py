@@ -33,9 +33,6 @@ class Deadline:
         """Seconds left (negative once passed)."""
         return self.at - time.monotonic()
 
-    def expired(self) -> bool:
-        return time.monotonic() >= self.at
-
     def extend(self, seconds: float) -> None:
         """Move the deadline by time that was not spent waiting on the store (the client's body,
         a vendor lookup, an earlier request with the same Idempotency-Key)."""

@@ -653,7 +653,7 @@ class Pipeline:
                 raise EnforcementUnavailable("the key lookup did not finish within the request's deadline") from None
         mine: asyncio.Future[KeyRecord | None] = asyncio.get_running_loop().create_future()
         self._lookups[thash] = mine
-        d.kind = deadline.LOOKUP
+        kind, d.kind = d.kind, deadline.LOOKUP
         try:
             key = await self.store.key_by_hash(thash)
             mine.set_result(key)
@@ -663,7 +663,7 @@ class Pipeline:
             mine.exception()  # retrieved: no "never retrieved" warning when nobody else waited
             raise
         finally:
-            d.kind = deadline.REQUEST
+            d.kind = kind
             self._lookups.pop(thash, None)
 
     async def _check_key_state(self, key: KeyRecord) -> None:

@@ -146,7 +146,7 @@ class Recorder:
         outcome = None
         if dedup is not None and row.key_id is not None:
             outcome = DedupOutcome(row.key_id, dedup.fingerprint, "release")
-        await self._submit(SettleJob(row, [], settlement, None, dedup=outcome, items_from_row=True))
+        await self._submit(SettleJob(row, [], settlement, None, dedup=outcome))
 
     async def refuse(
         self,

@@ -124,7 +124,7 @@ class SettleWriter:
             reason="Keybrake could not record this answer's cost; the reservation is kept until reconciled.",
             vendor_object_id=None,
         )
-        degraded = SettleJob(safe_row, job.items, kept, job.daily_counter, items_from_row=job.items_from_row)
+        degraded = SettleJob(safe_row, job.items, kept, job.daily_counter)
         try:
             await self._store.settle_many([degraded])
         except Exception as again:

@@ -422,7 +422,6 @@ class SettleJob:
     dedup: DedupOutcome | None = None
     # The reservation's COMMIT failed without an answer: if it landed after all, settle what the
     # row itself recorded as reserved (`items` is empty then); if it did not, there is nothing to do.
-    items_from_row: bool = False
     count: ObjectCount | None = None  # what the call counted for the object it acted on
 
 

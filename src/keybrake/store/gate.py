@@ -47,10 +47,12 @@ class StoreGate:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w.done())
+        """Calls queued for a slot (a waiter leaves the queue when it gets one or gives up)."""
+        return len(self._waiters)
 
     @property
     def busy(self) -> int:
+        """Slots in use."""
         return self.slots - self._free
 
     async def enter(self, bound: float, *, request: bool = True, kind: str | None = None) -> None:
@@ -58,7 +60,7 @@ class StoreGate:
         `request` if `request` else `bookkeeping`), counted against that class's cap.
         Raises EnforcementUnavailable (its class full — `shed` for a denial row — or no slot by `bound`)."""
         kind = kind or (REQUEST if request else BOOKKEEPING)
-        if self._free > 0 and not self.waiting:
+        if self._free > 0 and not self._waiters:
             self._free -= 1
             return
         cap = self._caps.get(kind)

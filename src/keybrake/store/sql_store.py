@@ -395,13 +395,13 @@ class SQLStore(AdminQueries, BudgetQueries, AlertQueries, LedgerQueries, Retenti
     def pending_estimates(
         self, older_than_ms: int, limit: int, *, vendor: str | None = None, after_id: str | None = None
     ) -> list[PendingEstimate]:
-        by_vendor = " AND vendor = ?" if vendor is not None else ""
+        by_vendor = " AND a.vendor = ?" if vendor is not None else ""
         rows = self._read(
             "SELECT a.id, a.ts, a.key_id, a.vendor, a.credential, a.vendor_object_id, a.account_context,"
             " a.reserved_usd, a.cost_kind, k.credential_gen"
             " FROM audit a LEFT JOIN vault_keys k ON k.id = a.key_id"
             " WHERE a.verdict = 'allowed' AND a.cost_source = 'estimate' AND a.reservation IS NOT NULL"
-            f" AND a.vendor_object_id IS NOT NULL AND a.id < ? AND a.id > ?{by_vendor.replace('vendor', 'a.vendor')}"
+            f" AND a.vendor_object_id IS NOT NULL AND a.id < ? AND a.id > ?{by_vendor}"
             " ORDER BY a.id LIMIT ?",
             (audit_id_floor(older_than_ms), after_id or "", *([vendor] if vendor is not None else []), limit),
         )

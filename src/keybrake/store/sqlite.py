@@ -42,6 +42,9 @@ from keybrake.store.sql_store import SQLStore
 R = TypeVar("R")
 # /readyz's write probe waits this long (ms) for a lock held by another process.
 PROBE_BUSY_MS = 250
+# A proxied call waits for a lock held elsewhere no longer than its time left, lowered in these
+# steps (ms) so that the busy timeout changes rarely rather than on every call.
+BUSY_STEP_MS = 250
 
 
 class SQLiteStore(SQLStore):
@@ -117,7 +120,9 @@ class SQLiteStore(SQLStore):
                 raise EnforcementUnavailable("sqlite: the request's deadline passed while queued for the store")
             busy = self._busy_timeout_ms
             if limit is not None:  # a lock held elsewhere is waited for no longer than the time left
-                busy = max(1, min(busy, int((limit - time.monotonic()) * 1000)))
+                left_ms = int((limit - time.monotonic()) * 1000)
+                if left_ms < busy - BUSY_STEP_MS:  # in steps: one PRAGMA per change, not one per call
+                    busy = max(1, left_ms // BUSY_STEP_MS * BUSY_STEP_MS or left_ms)
             if busy != self._busy_now:
                 self._db.execute(f"PRAGMA busy_timeout={busy}")
                 self._busy_now = busy
