@@ -324,3 +324,24 @@ def test_query_booleans_are_exactly_true_or_false(kb: KeybrakeThread) -> None:
             r = c.delete("/v1/credentials/default", params={"revoke_keys": raw})
             err = r.json()["error"]
             assert (r.status_code, err["code"], err["field"]) == (400, "invalid_request", "revoke_keys"), raw
+
+
+def test_item_routes_refuse_unknown_query_parameters_and_a_credential_delete_body(kb: KeybrakeThread) -> None:
+    """docs/api.md: an unknown query parameter is a 400 naming it, on every route; a DELETE of a
+    credential takes its flag in the query, and a body (where the flag would be lost) is refused."""
+    key = kb.issue({"daily_usd_cap": 5})
+    with kb.admin() as c:
+        for method, path in (
+            ("GET", f"/v1/keys/{key['id']}"),
+            ("GET", "/v1/budgets/bud_nope"),
+            ("DELETE", "/v1/budgets/bud_nope"),
+            ("DELETE", "/v1/alerts/alr_nope"),
+            ("GET", "/v1/credentials/default"),
+            ("GET", "/v1/audit/req_nope"),
+        ):
+            r = c.request(method, path, params={"bogus": "1"})
+            assert r.status_code == 400 and r.json()["error"]["field"] == "bogus", (method, path, r.text)
+        assert c.get(f"/v1/keys/{key['id']}").status_code == 200
+        r = c.request("DELETE", "/v1/credentials/default", json={"revoke_keys": True})
+        assert r.status_code == 400 and "?revoke_keys=true" in r.json()["error"]["message"]
+        assert c.get("/v1/credentials/default").status_code == 200  # nothing deleted

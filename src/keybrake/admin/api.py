@@ -208,7 +208,8 @@ def build_admin_app(
         return KJSON({"object": "list", "data": data, "next_cursor": next_cursor})
 
     @app.get("/v1/keys/{key_id}")
-    async def get_key(key_id: str, who: AdminTokenRecord = Admin) -> Response:
+    async def get_key(key_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         return KJSON(await keys.render(rt, await keys.get_record(rt, key_id)))
 
     @app.patch("/v1/keys/{key_id}")
@@ -260,7 +261,8 @@ def build_admin_app(
         return _list(data)
 
     @app.get("/v1/budgets/{budget_id}")
-    async def get_budget(budget_id: str, who: AdminTokenRecord = Admin) -> Response:
+    async def get_budget(budget_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         return KJSON(await budgets.render(rt, await budgets.get_record(rt, budget_id)))
 
     @app.patch("/v1/budgets/{budget_id}")
@@ -270,7 +272,8 @@ def build_admin_app(
         return KJSON(out)
 
     @app.delete("/v1/budgets/{budget_id}")
-    async def delete_budget(budget_id: str, who: AdminTokenRecord = Admin) -> Response:
+    async def delete_budget(budget_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         out = await budgets.delete(rt, budget_id)
         event(log, "budget deleted", budget_id=budget_id, by=who.id)
         return KJSON(out)
@@ -320,7 +323,8 @@ def build_admin_app(
         return KJSON({"object": "list", "data": [alert_ops.render_delivery(d) for d in rows], "next_cursor": cursor})
 
     @app.delete("/v1/alerts/{alert_id}")
-    async def delete_alert(alert_id: str, who: AdminTokenRecord = Admin) -> Response:
+    async def delete_alert(alert_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         out = await alert_ops.delete(rt, alert_id)
         event(log, "alert destination deleted", alert_id=alert_id, by=who.id)
         return KJSON(out)
@@ -340,7 +344,8 @@ def build_admin_app(
         return _list(data)
 
     @app.get("/v1/credentials/{name}")
-    async def get_credential(name: str, who: AdminTokenRecord = Admin) -> Response:
+    async def get_credential(name: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         return KJSON(await credentials.render(rt, await credentials.get_record(rt, name)))
 
     @app.post("/v1/credentials/{name}/rotate")
@@ -352,6 +357,9 @@ def build_admin_app(
     @app.delete("/v1/credentials/{name}")
     async def delete_credential(name: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
         q = _query(request, ("revoke_keys",))
+        if await request.body():
+            msg = "DELETE takes no body: send revoke_keys as ?revoke_keys=true"
+            raise ApiError(400, "invalid_request", msg, "body")
         flag = q.get("revoke_keys", "false")
         if flag not in ("true", "false"):
             raise ApiError(400, "invalid_request", "revoke_keys must be true or false", "revoke_keys")
@@ -401,7 +409,8 @@ def build_admin_app(
         )
 
     @app.get("/v1/audit/{row_id}")
-    async def get_audit(row_id: str, who: AdminTokenRecord = Admin) -> Response:
+    async def get_audit(row_id: str, request: Request, who: AdminTokenRecord = Admin) -> Response:
+        _query(request, ())  # takes none: an unknown one is a 400, never ignored
         row = await rt.store.get_audit(row_id)
         if row is None:
             raise not_found(f"audit row {row_id!r}")
