@@ -23,11 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from keybrake.core.timefmt import DAY_MS, utc_day_start
 from keybrake.store import open_store
 from keybrake.store.base import AuditQuery, AuditRow
 from keybrake.store.ids import new_audit_id
 from keybrake.store.sql_rows import _INSERT_AUDIT, _row_params
-from keybrake.timefmt import DAY_MS, utc_day_start
 
 
 def build(path: Path, rows: int, days: int) -> int:

@@ -9,7 +9,7 @@ import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keybrake.alert_format import hit_level
+from keybrake.jobs.alert_format import hit_level
 from tests.fakes.receiver import ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, examples

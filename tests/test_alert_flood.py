@@ -76,7 +76,7 @@ def test_the_kind_of_an_exposed_secret_is_one_of_a_fixed_set(token: str) -> None
 async def test_secret_exposed_is_bounded_per_replica_whatever_the_clients() -> None:
     """Many clients (addresses) each sending a real-looking secret: at most EXPOSED_MAX events per
     5 minutes per replica; the next 5 minutes sends again."""
-    from keybrake.alerts import EXPOSED_MAX, Alerts
+    from keybrake.jobs.alerts import EXPOSED_MAX, Alerts
 
     class Clock:
         ms = 1_800_000_000_000

@@ -11,12 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
-from keybrake.alerts import Alerts
 from keybrake.config import Settings
+from keybrake.core.timefmt import DAY_MS, rfc3339
 from keybrake.crypto import Sealer
+from keybrake.jobs.alerts import Alerts
 from keybrake.store import open_store
 from keybrake.store.base import AlertDestination, Store
-from keybrake.timefmt import DAY_MS, rfc3339
 from tests import harness
 from tests.fakes.raw_receiver import RawReceiver
 from tests.fakes.stripe_server import FakeStripe

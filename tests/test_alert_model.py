@@ -26,11 +26,11 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keybrake.alerts import Alerts
 from keybrake.config import Settings
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.crypto import Sealer
-from keybrake.errors import EnforcementUnavailable
-from keybrake.proxy.upstream import UpstreamRequest, UpstreamResponse
+from keybrake.jobs.alerts import Alerts
+from keybrake.net.upstream import UpstreamRequest, UpstreamResponse
 from keybrake.store import open_store
 from keybrake.store.base import AlertDestination, Store
 from tests import harness

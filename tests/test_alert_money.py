@@ -8,10 +8,11 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keybrake.alert_format import anomaly_data, threshold_data
-from keybrake.errors import CapHit
-from keybrake.proxy.render import dumps
-from keybrake.store.base import CounterUsage, Window
+from keybrake.core.errors import CapHit
+from keybrake.core.jsonfmt import dumps
+from keybrake.core.windows import Window
+from keybrake.jobs.alert_format import anomaly_data, threshold_data
+from keybrake.store.base import CounterUsage
 from tests.harness import examples
 
 MICRO = st.integers(0, 10**15)

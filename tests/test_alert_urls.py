@@ -6,8 +6,8 @@ import json
 import time
 from pathlib import Path
 
-from keybrake.alert_delivery import alert_url_refusal
 from keybrake.config import Settings
+from keybrake.jobs.alert_delivery import alert_url_refusal
 from tests.fakes.receiver import ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread

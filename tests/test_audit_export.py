@@ -15,13 +15,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import strategies as st
 
-from keybrake.admin.audit import EXPORT_FIELDS
 from keybrake.cli import main
-from keybrake.money import format_usd
+from keybrake.core.audit_lines import EXPORT_FIELDS
+from keybrake.core.money import format_usd
+from keybrake.core.timefmt import rfc3339
 from keybrake.store.base import AuditRow
 from keybrake.store.ids import new_audit_id
 from keybrake.store.sql_rows import _INSERT_AUDIT, _row_params
-from keybrake.timefmt import rfc3339
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread, free_port, spawn_keybrake
 

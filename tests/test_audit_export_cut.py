@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from tests.bulk import agent_rows
 from tests.harness import KeybrakeThread
 

@@ -17,9 +17,9 @@ import stripe
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
+from keybrake.core.request import ProxyRequest
 from keybrake.proxy.decisions import MAX_ESTIMATE_MICRO, check_estimate_bounds
-from keybrake.proxy.request import ProxyRequest
 from keybrake.vendors.base import Estimate, VendorRequest
 from keybrake.vendors.resend import Resend
 from keybrake.vendors.stripe import Stripe

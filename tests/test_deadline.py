@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.store.pg import PostgresStore
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, examples, wait_for

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import stripe
 
-from keybrake.proxy.egress import is_public
-from keybrake.proxy.upstream import AiohttpUpstream, UpstreamForbidden, UpstreamRequest
+from keybrake.net.egress import is_public
+from keybrake.net.upstream import AiohttpUpstream, UpstreamForbidden, UpstreamRequest
 from keybrake.store import open_store
 from keybrake.store.base import CredentialRecord
 from tests import harness

@@ -10,21 +10,13 @@ from click.testing import CliRunner
 from hypothesis import strategies as st
 
 from keybrake.cli import main
-from keybrake.proxy.retention import purge, purge_all
+from keybrake.core.ledger import LedgerEntry
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import Window
+from keybrake.jobs.retention import purge, purge_all
 from keybrake.store import open_store
-from keybrake.store.base import (
-    AuditRow,
-    BudgetRecord,
-    CapSpec,
-    Delivery,
-    KeyRecord,
-    LedgerEntry,
-    Settlement,
-    Store,
-    Window,
-)
+from keybrake.store.base import AuditRow, BudgetRecord, CapSpec, Delivery, KeyRecord, Settlement, Store
 from keybrake.store.ids import new_audit_id
-from keybrake.timefmt import DAY_MS
 from tests import harness
 from tests.store.test_store_contract import Clock, key
 
@@ -104,7 +96,7 @@ def test_retention_setting_shorter_than_35_days_is_refused_naming_it() -> None:
 
 
 async def test_purge_all_counts_every_table_and_forgets_day_old_issuances(tmp_path: Path) -> None:
-    from keybrake.proxy.retention import TABLES
+    from keybrake.jobs.retention import TABLES
 
     clock = Clock(NOW)
     store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
@@ -326,8 +318,8 @@ def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path)
 
 
 def _items(r: AuditRow, key_id: str, total: int) -> list[Any]:
+    from keybrake.core.windows import window_start
     from keybrake.store.base import ReservedItem
-    from keybrake.store.windows import window_start
 
     out = []
     for cap in _caps(key_id, 0, total):

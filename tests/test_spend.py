@@ -14,7 +14,7 @@ import httpx
 from click.testing import CliRunner
 
 from keybrake.cli import main
-from keybrake.timefmt import rfc3339
+from keybrake.core.timefmt import rfc3339
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 
@@ -283,7 +283,7 @@ async def test_a_report_runs_apart_and_stops_at_its_timeout(tmp_path: Path) -> N
 
     import pytest
 
-    from keybrake.errors import EnforcementUnavailable
+    from keybrake.core.errors import EnforcementUnavailable
     from keybrake.store import open_store
     from keybrake.store.pg import PGOptions
     from tests import harness

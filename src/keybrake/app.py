@@ -22,18 +22,19 @@ from keybrake import deadline
 from keybrake.admin.api import build_admin_app
 from keybrake.admin.gate import AdminGate
 from keybrake.admin.keys import render as render_key
-from keybrake.alerts import Alerts
-from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.core.errors import Denial, EnforcementUnavailable
+from keybrake.core.jsonfmt import dumps
+from keybrake.core.request import ProxyRequest
+from keybrake.jobs import retention
+from keybrake.jobs.alerts import Alerts
+from keybrake.jobs.reconcile import Reconciler
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
-from keybrake.proxy import retention
+from keybrake.net.upstream import AiohttpUpstream, Upstream
 from keybrake.proxy.auth import extract_token
 from keybrake.proxy.pipeline import Pipeline, hostname
-from keybrake.proxy.reconcile import Reconciler
-from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response, dumps
-from keybrake.proxy.request import ProxyRequest
+from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response
 from keybrake.proxy.settler import SettleWriter
-from keybrake.proxy.upstream import AiohttpUpstream, Upstream
 from keybrake.runtime import Runtime
 from keybrake.store.base import LEASE_STALE_MS
 from keybrake.tokens import token_hash

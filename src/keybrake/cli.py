@@ -546,7 +546,7 @@ def audit_export(
 def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: str | None) -> None:
     """Delete audit rows past retention now (the server also does it hourly), in small batches,
     and what grew with them that nothing live needs (counters, ledger, alert deliveries, keys)."""
-    from keybrake.proxy.retention import purge_all
+    from keybrake.jobs.retention import purge_all
 
     settings = _settings(data_dir)
     days = settings.audit_retention_days if older_than_days is None else older_than_days

@@ -11,8 +11,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from keybrake.core.timefmt import parse_duration_s
 from keybrake.store.pg import POSTGRES_SCHEMES
-from keybrake.timefmt import parse_duration_s
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, RatesError, TwilioRates, load_twilio_rates
 
 # The shortest audit retention allowed (days; 0 = off): a budget created or a key relabelled

@@ -49,7 +49,7 @@ from keybrake.logs import event
 log = logging.getLogger("keybrake.listener")
 
 SCOPE_KEY = "keybrake.listener"
-UPSTREAM_CONNECTIONS = 256  # the upstream connector's limit (proxy/upstream.py)
+UPSTREAM_CONNECTIONS = 256  # the upstream connector's limit (net/upstream.py)
 FD_MARGIN = 64  # logs, the SQLite files, DNS, the alert worker, a shell's worth of slack
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names the wildcard, binds nothing)
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keybrake.alert_delivery import lease_ms
-from keybrake.alert_format import MAX_RETRY_DELAY_MS, retry_delay_ms
 from keybrake.config import SettingsError, from_env
+from keybrake.jobs.alert_delivery import lease_ms
+from keybrake.jobs.alert_format import MAX_RETRY_DELAY_MS, retry_delay_ms
 
 
 def test_alert_timeout_is_read_and_defaults_to_five_seconds() -> None:

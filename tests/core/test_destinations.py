@@ -13,7 +13,7 @@ from keybrake.core.destinations import (
     normalise_phone,
     policy_domain,
 )
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from keybrake.errors import CODES, twilio_code
-from keybrake.money import MoneyError, format_usd, minor_to_micro_usd, parse_usd
+from keybrake.core.errors import CODES, twilio_code
+from keybrake.core.money import MoneyError, format_usd, minor_to_micro_usd, parse_usd
 from keybrake.tokens import VAULT_PREFIX, is_well_formed, new_token
 
 

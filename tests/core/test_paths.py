@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.errors import Denial
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.patterns import parse_pattern
-from keybrake.errors import Denial
 
 
 def upstream_readings(raw: str) -> set[str]:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from keybrake.core.errors import Denial
 from keybrake.core.params import parse_form
 from keybrake.core.policy import ParamRule, Policy, check_param_rules
-from keybrake.errors import Denial
 
 
 def policy(rules: dict) -> Policy:

@@ -40,7 +40,7 @@ async def test_a_release_skips_rows_that_count_nothing_and_can_trim_the_settling
 ) -> None:
     """Found by the ledger generator: a row whose count was released to 0 made the next release
     divide by zero, and the batch was written degraded (the capture's $5 stayed reserved)."""
-    from keybrake.store.base import LedgerEntry, ObjectCount
+    from keybrake.core.ledger import LedgerEntry, ObjectCount
 
     store = open_engine(Clock(DAY0 + 3_600_000))
     await store.insert_key(key(store), "h1")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from keybrake.alert_format import build_delivery
+from keybrake.core.timefmt import DAY_MS
+from keybrake.jobs.alert_format import build_delivery
 from keybrake.store.base import AlertDestination, Delivery, Store
-from keybrake.timefmt import DAY_MS
 from tests.store.test_store_contract import DAY0, Clock
 
 LEASE = 10_000

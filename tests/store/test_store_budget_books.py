@@ -27,21 +27,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
-from keybrake.store.base import (
-    AuditQuery,
-    AuditRow,
-    BudgetRecord,
-    CapSpec,
-    KeyRecord,
-    KeyState,
-    Settlement,
-    Store,
-    Window,
-)
+from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, CapSpec, KeyRecord, KeyState, Settlement, Store
 from keybrake.store.ids import audit_id_floor, new_audit_id
-from keybrake.store.windows import window_start
-from keybrake.timefmt import DAY_MS
 from tests.harness import examples
 
 USD = 1_000_000  # µUSD per dollar

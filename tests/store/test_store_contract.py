@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import Window
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, CapSpec, KeyRecord, KeyState, Settlement, Store, Window
+from keybrake.store.base import AuditRow, CapSpec, KeyRecord, KeyState, Settlement, Store
 from keybrake.store.ids import new_audit_id
-from keybrake.timefmt import DAY_MS
 
 DAY0 = 1_790_000_000_000 - 1_790_000_000_000 % DAY_MS  # a UTC midnight
 

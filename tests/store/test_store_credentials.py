@@ -17,10 +17,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import Window
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, CapSpec, CredentialInUse, CredentialRecord, KeyRecord, Store, Window
+from keybrake.store.base import AuditRow, CapSpec, CredentialInUse, CredentialRecord, KeyRecord, Store
 from keybrake.store.ids import new_audit_id
-from keybrake.timefmt import DAY_MS
 from keybrake.tokens import new_id
 from tests.harness import examples
 

@@ -6,16 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from keybrake.store.base import (
-    CapSpec,
-    DedupCheck,
-    DedupOutcome,
-    RetryCheck,
-    SettleJob,
-    Settlement,
-    Store,
-    Window,
-)
+from keybrake.core.windows import Window
+from keybrake.store.base import CapSpec, DedupCheck, DedupOutcome, RetryCheck, SettleJob, Settlement, Store
 from keybrake.store.ids import new_audit_id
 from tests.store.test_store_contract import DAY0, Clock, caps, key, row
 
@@ -150,7 +142,7 @@ async def test_a_crashed_first_send_becomes_unknown(store: Store) -> None:
 
 
 async def test_alert_scans_see_only_windows_that_can_still_be_current(store: Store, clock: Clock) -> None:
-    from keybrake.timefmt import DAY_MS
+    from keybrake.core.timefmt import DAY_MS
 
     res = await store.reserve("vk_1", 1, caps("vk_1", 9, 10, total=10), row(store), "me")
     assert res.cap_hit is None

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, KeyQuery, KeyRecord, Store, Window
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import Window, window_start
+from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, KeyQuery, KeyRecord, Store
 from keybrake.store.ids import new_audit_id
-from keybrake.store.windows import window_start
-from keybrake.timefmt import DAY_MS
 from tests.harness import examples
 
 LABELS = [

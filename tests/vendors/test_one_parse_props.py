@@ -18,10 +18,10 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.errors import Denial
 from keybrake.core.params import Params, fold
 from keybrake.core.policy import ParamRule, Policy
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors import stripe_objects
 from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.resend import ENFORCED as RESEND_ENFORCED

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors.resend import Resend
 
 R = Resend(Decimal("0.0004"))

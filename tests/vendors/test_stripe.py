@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
+from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.stripe_money import exponent
 
@@ -196,7 +196,7 @@ def test_payment_intent_create_is_free_only_without_confirm(confirm: str) -> Non
 
 
 def test_a_refund_of_a_named_charge_is_priced_in_the_charges_currency() -> None:
-    from keybrake.store.base import LedgerEntry
+    from keybrake.core.ledger import LedgerEntry
 
     r = vreq("POST", "/v1/refunds", b"charge=ch_1&amount=100000&currency=jpy")
     facts = {"ch_1": LedgerEntry("ch_1", "charge", "cus_1", None, "usd", 200000, 200000)}

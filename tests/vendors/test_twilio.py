@@ -10,9 +10,9 @@ from urllib.parse import urlencode
 
 import pytest
 
+from keybrake.core.errors import Denial, twilio_code
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial, twilio_code
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.rates import RatesError, load_twilio_rates
 from keybrake.vendors.sms import segments

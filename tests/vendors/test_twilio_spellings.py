@@ -18,10 +18,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.errors import Denial
 from keybrake.core.patterns import first_match, parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors.twilio import Twilio
 from keybrake.vendors.twilio_paths import SECRET_ANSWERS
 

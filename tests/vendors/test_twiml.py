@@ -22,9 +22,9 @@ from defusedxml.ElementTree import fromstring
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.errors import Denial
 from keybrake.core.params import Params
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
 from keybrake.vendors.twilio_voice import check_call_control, url_named
 
 HOOK = "https://hooks.example.com/twiml/next"

@@ -10,11 +10,11 @@ from pydantic import Field, field_validator
 
 from keybrake.admin.errors import not_found, validation
 from keybrake.admin.models import Strict
-from keybrake.alert_delivery import alert_url_check
-from keybrake.alerts import DEFAULT_THRESHOLDS, EVENTS
+from keybrake.core.timefmt import rfc3339
+from keybrake.jobs.alert_delivery import alert_url_check
+from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
-from keybrake.timefmt import rfc3339
 
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
@@ -46,7 +46,7 @@ async def _check_url(rt: Runtime, url: str) -> list[str]:
     """docs/api.md, alerts: what delivery would refuse is a 400 naming `url`; a host that does not
     resolve now is a warning. Returns the warnings.
 
-    Checked again before every delivery (`keybrake.alerts`), with the running settings.
+    Checked again before every delivery (`keybrake.jobs.alerts`), with the running settings.
     """
     refusal, warnings = await alert_url_check(url, rt.settings)
     if refusal is not None:

@@ -24,8 +24,8 @@ from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_mess
 from keybrake.admin.gate import INTERNAL_ERROR, SCOPE_TOKEN
 from keybrake.admin.models import BudgetIn, BulkRevokeIn, CredentialIn, KeyIn, RotateIn
 from keybrake.admin.ready import ReadyProbe
-from keybrake.alerts import Alerts
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
+from keybrake.jobs.alerts import Alerts
 from keybrake.logs import event
 from keybrake.runtime import Runtime
 from keybrake.store.base import AdminTokenRecord, KeyQuery

@@ -6,19 +6,19 @@ import base64
 import csv
 import dataclasses
 import io
-import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from keybrake.admin.errors import ApiError
+from keybrake.core.audit_lines import EXPORT_FIELDS, MONEY_FIELDS, csv_cells, jsonl_line
+from keybrake.core.money import to_json_number
+from keybrake.core.timefmt import parse_rfc3339, rfc3339
 from keybrake.logs import event
-from keybrake.money import format_usd, to_json_number
 from keybrake.store.base import AuditQuery, Store
-from keybrake.timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger("keybrake.admin")
-_MONEY = ("cost_usd", "reserved_usd", "cap_usage_after_usd")
+_MONEY = MONEY_FIELDS
 FILTERS = (
     "key_id",
     "label_prefix",
@@ -94,63 +94,9 @@ def query_from(params: dict[str, str]) -> AuditQuery:
     return AuditQuery(**kw)
 
 
-# docs/api.md, audit rows: exactly these fields, in this order.
-EXPORT_FIELDS = (
-    "id", "ts", "key_id", "label", "agent_run_id", "triggering_event_id", "vendor", "credential", "method",
-    "path", "endpoint", "verdict", "error_code", "reason", "status", "upstream_status", "cost_usd",
-    "reserved_usd", "cost_source", "cost_kind", "cap_usage_after_usd", "customer_scope_id", "account_context",
-    "vendor_request_id", "vendor_object_id", "idempotency_key", "dedup_of", "settled_by", "request_summary",
-    "body_hash", "redacted_fields", "preflight_lookup", "latency_ms", "upstream_latency_ms", "overhead_ms",
-    "metadata",
-)  # fmt: skip
 EXPORT_PAGE = 1000  # rows per page
 EXPORT_WINDOW = 10_000  # audit rows (any) one page's statements scan at most
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-
-
-# A spreadsheet evaluates a cell starting with one of these as a formula (OWASP, CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(text: str) -> str:
-    """A text cell a spreadsheet opens as text: a leading `'` before a formula's first character.
-
-    Text already starting with `'` gets one too, so that a reader recovers every value exactly by
-    removing one leading `'` from any text cell that has one.
-    """
-    return "'" + text if text.startswith((*FORMULA_START, "'")) else text
-
-
-def _csv_cell(name: str, value: Any) -> str:
-    """One CSV cell. Text that came from a request (labels, Idempotency-Keys, customers, reasons…)
-    is neutralised; numbers Keybrake writes itself (money such as `-4.5`, statuses, latencies,
-    timestamps, JSON objects) are written as they are: they are never formulas."""
-    if value is None:
-        return ""
-    if name in _MONEY:
-        return format_usd(value)
-    if name == "ts":
-        return rfc3339(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    if isinstance(value, bool | int | float):
-        return str(value)
-    return neutralise(str(value))
-
-
-def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
-    out = {f: row[f] for f in EXPORT_FIELDS}
-    out["ts"] = rfc3339(row["ts"])
-    for f in _MONEY:
-        if out[f] is not None:
-            out[f] = to_json_number(out[f])
-    return out
-
-
-def jsonl_line(row: dict[str, Any]) -> bytes:
-    from keybrake.proxy.render import dumps
-
-    return dumps(_jsonl_row(row)) + b"\n"
 
 
 async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
@@ -187,7 +133,7 @@ async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
             buf = io.StringIO()
             writer = csv.writer(buf, lineterminator="\r\n")
             for row in rows:
-                writer.writerow([_csv_cell(f, row[f]) for f in EXPORT_FIELDS])
+                writer.writerow(csv_cells(row))
             chunk += buf.getvalue().encode()
         else:
             chunk += b"".join(jsonl_line(r) for r in rows)

@@ -9,11 +9,11 @@ from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BudgetIn, BudgetPatchIn
-from keybrake.money import to_json_number
+from keybrake.core.money import to_json_number
+from keybrake.core.timefmt import rfc3339
+from keybrake.core.windows import resets_at, window_start
 from keybrake.runtime import Runtime
 from keybrake.store.base import BudgetRecord
-from keybrake.store.windows import resets_at, window_start
-from keybrake.timefmt import rfc3339
 
 CAPS = ("daily_usd_cap", "monthly_usd_cap", "total_usd_cap", "daily_request_cap")
 _USAGE = {"daily_usd_cap": "daily_usd", "monthly_usd_cap": "monthly_usd", "total_usd_cap": "total_usd"}

@@ -7,10 +7,10 @@ from typing import Any
 from keybrake.admin.errors import ApiError, conflict, not_found, validation
 from keybrake.admin.models import CredentialIn, RotateIn
 from keybrake.config import Settings
+from keybrake.core.timefmt import rfc3339
 from keybrake.core.upstream_url import url_refusal
 from keybrake.runtime import Runtime
 from keybrake.store.base import CredentialInUse, CredentialRecord
-from keybrake.timefmt import rfc3339
 from keybrake.tokens import new_id
 from keybrake.vendors.base import ValidatedSecret, Vendor
 

@@ -28,7 +28,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime
 from keybrake.store.base import AdminTokenRecord

@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
+from keybrake.core.money import to_json_number
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
-from keybrake.money import to_json_number
+from keybrake.core.timefmt import parse_duration_s, parse_rfc3339, rfc3339
+from keybrake.core.windows import Window, resets_at, window_start
 from keybrake.runtime import Runtime
-from keybrake.store.base import KeyQuery, KeyRecord, Window
-from keybrake.store.windows import resets_at, window_start
-from keybrake.timefmt import parse_duration_s, parse_rfc3339, rfc3339
+from keybrake.store.base import KeyQuery, KeyRecord
 from keybrake.tokens import VAULT_PREFIX, new_id, new_token
 
 # usage entry → (policy field, counter, window)

@@ -18,8 +18,8 @@ from pydantic import (
 )
 
 from keybrake.core.destinations import CALLING_CODE, CHANNEL, PHONE_PREFIX, policy_domain
+from keybrake.core.money import MoneyError, parse_usd
 from keybrake.core.patterns import PatternError, parse_pattern
-from keybrake.money import MoneyError, parse_usd
 from keybrake.vendors.twilio_voice import twiml_url_problem
 
 # Names used by the hosted product, refused with a pointer to Keybrake's field (docs/api.md).

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from keybrake import deadline
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import redact
 from keybrake.store.base import Store
 

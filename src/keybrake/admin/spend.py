@@ -11,11 +11,11 @@ import re
 from typing import Any
 
 from keybrake.admin.errors import ApiError
-from keybrake.money import to_json_number
+from keybrake.core.money import to_json_number
+from keybrake.core.timefmt import DAY_MS
+from keybrake.core.windows import zone
 from keybrake.runtime import Runtime
 from keybrake.store.base import SPEND_BUCKET_MS, SpendRow
-from keybrake.store.windows import zone
-from keybrake.timefmt import DAY_MS
 
 # GET /v1/spend covers at most this many days (`since` is required): an unbounded report would
 # scan the whole audit table. `keybrake spend` on the host may still total everything.

@@ -15,7 +15,7 @@ from email.headerregistry import HeaderRegistry
 import idna
 import phonenumbers
 
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 PHONE_PREFIX = re.compile(r"^\+[1-9][0-9]{0,14}$")

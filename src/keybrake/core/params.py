@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")

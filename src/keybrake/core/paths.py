@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
 
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
 _BAD_PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")

@@ -13,10 +13,10 @@ from typing import Any
 
 import re2
 
+from keybrake.core.errors import Denial
+from keybrake.core.money import human_usd
 from keybrake.core.params import Params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
-from keybrake.errors import Denial
-from keybrake.money import human_usd
 
 # Every §3 policy field, in the order the API renders them. Money fields hold micro-USD.
 USD_FIELDS = ("daily_usd_cap", "total_usd_cap", "max_usd_per_call")

@@ -6,8 +6,8 @@ import base64
 import binascii
 import re
 
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.errors import Denial
+from keybrake.core.request import ProxyRequest
 from keybrake.tokens import VAULT_PREFIX, is_well_formed
 
 # Values that look like a real vendor secret: refused, never forwarded.

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from keybrake.core.errors import Denial
+from keybrake.core.money import human_usd
 from keybrake.core.paths import join
 from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.money import human_usd
-from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import CapSpec, DedupCheck, KeyRecord, KeyState, Settlement, Window
-from keybrake.timefmt import rfc3339
+from keybrake.core.request import ProxyRequest
+from keybrake.core.timefmt import rfc3339
+from keybrake.core.windows import Window
+from keybrake.store.base import CapSpec, DedupCheck, KeyRecord, KeyState, Settlement
 from keybrake.vendors.base import Estimate, Vendor, VendorRequest
 
 

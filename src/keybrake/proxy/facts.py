@@ -8,16 +8,17 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from keybrake import deadline
-from keybrake.proxy.record import RequestContext
-from keybrake.proxy.snapshots import KeySnapshots
-from keybrake.proxy.upstream import (
+from keybrake.core.ledger import LedgerEntry
+from keybrake.net.upstream import (
     Upstream,
     UpstreamForbidden,
     UpstreamOutcomeUnknown,
     UpstreamRequest,
     UpstreamUnreachable,
 )
-from keybrake.store.base import KeyRecord, LedgerEntry, Store
+from keybrake.proxy.record import RequestContext
+from keybrake.proxy.snapshots import KeySnapshots
+from keybrake.store.base import KeyRecord, Store
 from keybrake.vendors.base import Vendor, VendorRequest
 
 T = TypeVar("T")

@@ -27,13 +27,24 @@ from typing import Any, Protocol
 
 from keybrake import deadline
 from keybrake.config import Settings
+from keybrake.core.errors import CapHit, Denial, EnforcementUnavailable
+from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.money import format_usd
 from keybrake.core.params import check_charset, check_no_body
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
+from keybrake.core.request import ProxyRequest
+from keybrake.core.windows import Window, resets_at, window_start
 from keybrake.crypto import Sealer
-from keybrake.errors import CapHit, Denial, EnforcementUnavailable
 from keybrake.logs import redact
-from keybrake.money import format_usd
+from keybrake.net.egress import EgressRules
+from keybrake.net.upstream import (
+    Upstream,
+    UpstreamForbidden,
+    UpstreamOutcomeUnknown,
+    UpstreamRequest,
+    UpstreamUnreachable,
+)
 from keybrake.proxy.auth import agent_headers, extract_token
 from keybrake.proxy.decisions import (
     cap_denial,
@@ -46,19 +57,10 @@ from keybrake.proxy.decisions import (
     unknown_outcome,
     vendor_keeps,
 )
-from keybrake.proxy.egress import EgressRules
 from keybrake.proxy.facts import find_facts, json_or_none
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse, open_replay, seal_replay
-from keybrake.proxy.request import ProxyRequest
 from keybrake.proxy.snapshots import KeySnapshots
-from keybrake.proxy.upstream import (
-    Upstream,
-    UpstreamForbidden,
-    UpstreamOutcomeUnknown,
-    UpstreamRequest,
-    UpstreamUnreachable,
-)
 from keybrake.store.base import (
     AuditRow,
     CapSpec,
@@ -67,18 +69,14 @@ from keybrake.store.base import (
     EarlierSettlement,
     KeyRecord,
     KeyState,
-    LedgerEntry,
-    ObjectCount,
     ObjectGuard,
     ReserveResult,
     RetryCheck,
     SettleJob,
     Settlement,
     Store,
-    Window,
 )
 from keybrake.store.ids import new_audit_id
-from keybrake.store.windows import resets_at, window_start
 from keybrake.tokens import token_hash
 from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, Estimate, Vendor, VendorRequest, content_type
 

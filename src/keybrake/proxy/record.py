@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from keybrake.config import Settings
-from keybrake.errors import Denial, EnforcementUnavailable
+from keybrake.core.errors import Denial, EnforcementUnavailable
+from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
-from keybrake.money import format_usd
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
@@ -20,8 +21,6 @@ from keybrake.store.base import (
     DedupOutcome,
     EarlierSettlement,
     KeyRecord,
-    LedgerEntry,
-    ObjectCount,
     ReservedItem,
     SettleJob,
     Settlement,

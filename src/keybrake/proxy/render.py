@@ -6,13 +6,11 @@ import base64
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
 
-import simplejson
-
+from keybrake.core.errors import Denial
+from keybrake.core.jsonfmt import dumps
+from keybrake.core.timefmt import rfc3339
 from keybrake.crypto import Sealer
-from keybrake.errors import Denial
-from keybrake.timefmt import rfc3339
 from keybrake.vendors.base import Vendor, generic_denial
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -23,10 +21,6 @@ class ProxyResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
-
-
-def dumps(obj: Any) -> bytes:
-    return str(simplejson.dumps(obj, use_decimal=True, separators=(",", ":"))).encode()
 
 
 def denial_response(

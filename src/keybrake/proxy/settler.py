@@ -21,7 +21,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
 from keybrake.store.base import SettleJob, Settlement, Store
 

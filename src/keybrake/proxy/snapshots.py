@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
 from keybrake.crypto import MasterKeyError, Sealer
-from keybrake.errors import Denial
-from keybrake.proxy.egress import EgressRules
+from keybrake.net.egress import EgressRules
 from keybrake.store.base import CredentialRecord, KeyRecord
 from keybrake.vendors.base import Vendor
 

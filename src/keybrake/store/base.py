@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
-from keybrake.errors import CapHit
+from keybrake.core.errors import CapHit
+from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.windows import Window
 
 
 @dataclass(frozen=True)
@@ -151,13 +153,6 @@ class AdminTokenRecord:
 LEASE_STALE_MS = 30_000
 
 
-class Window(Enum):
-    DAY = "day"  # calendar day (UTC for keys, the budget's time zone for budgets)
-    MONTH = "month"  # calendar month, in the budget's time zone
-    HOUR = "hour"  # UTC clock hour
-    TOTAL = "total"  # the key's (or budget's) whole life
-
-
 @dataclass(frozen=True)
 class CapSpec:
     """One counter a request reserves against. `limit` None = tracked, not capped."""
@@ -200,41 +195,6 @@ class ReservedItem:
     @classmethod
     def from_json(cls, v: list[Any]) -> ReservedItem:
         return cls(v[0], v[1], int(v[2]), int(v[3]), bool(v[4]))
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """A vendor object's facts (amounts in the currency's minor unit).
-
-    `amount_counted` is what Keybrake's own settlements counted against caps for the object so
-    far (the sum of its `ObjectCount` rows) — never derived from the object's status, which
-    changes outside Keybrake (a PaymentIntent confirmed in the browser). It is read, not written.
-    """
-
-    object_id: str
-    kind: str
-    customer: str | None
-    account_context: str | None
-    currency: str | None
-    amount: int | None
-    amount_counted: int = 0
-    refunded: int | None = None  # a charge's amount_refunded
-    captured: bool | None = None  # a charge's `captured`
-
-
-@dataclass(frozen=True)
-class ObjectCount:
-    """What one forwarded call counts for a vendor object: money is counted once per object.
-
-    `amount` (minor units, ≥ 0) is what this call's row holds in the counters for the object
-    (its settled cost, or its kept estimate). `committed`, when the answer states what the
-    object will finally move (a capture for less, a cancel), bounds the object's total: what
-    earlier rows counted beyond it is released from their counters, latest first.
-    """
-
-    object_id: str
-    amount: int
-    committed: int | None = None
 
 
 @dataclass(frozen=True)

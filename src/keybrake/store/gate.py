@@ -25,8 +25,8 @@ import asyncio
 import time
 from collections import deque
 
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
-from keybrake.errors import EnforcementUnavailable
 
 
 def side_cap(max_waiters: int) -> int:

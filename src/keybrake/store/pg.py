@@ -62,7 +62,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool.base import AttemptWithBackoff
 
 from keybrake import deadline
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event
 from keybrake.store.gate import StoreGate
 from keybrake.store.sql_base import Cursor

@@ -31,11 +31,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, Window, counted_request_sql
+from keybrake.core.windows import Window, window_start
+from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, counted_request_sql
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
-from keybrake.store.windows import window_start
 
 # Windows that depend on the budget's time zone (TOTAL does not: its row survives a zone change).
 _ZONED = (Window.DAY, Window.MONTH)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 
-from keybrake.money import human_usd
-from keybrake.store.base import LedgerEntry, ObjectCount, ReservedItem
+from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.money import human_usd
+from keybrake.store.base import ReservedItem
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 
 

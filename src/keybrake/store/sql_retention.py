@@ -1,6 +1,6 @@
 """Retention of everything that grows with traffic, beyond the audit rows (docs/operations.md, "Retention").
 
-`proxy/retention.py` calls these with a cutoff (Unix ms: now − KEYBRAKE_AUDIT_RETENTION_DAYS);
+`jobs/retention.py` calls these with a cutoff (Unix ms: now − KEYBRAKE_AUDIT_RETENTION_DAYS);
 each method deletes in short batches (one transaction each) and returns how many rows went.
 What a live cap, budget or reservation still needs is never deleted:
 
@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keybrake.core.timefmt import DAY_MS, HOUR_MS
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.sql_base import SQLBase, blocking
-from keybrake.timefmt import DAY_MS, HOUR_MS
 
 MAX_WINDOW_MS = 31 * DAY_MS + HOUR_MS  # the longest cap window: a local month (with a DST hour)
 OBJECT_LIFETIME_MS = 31 * DAY_MS  # a Stripe authorisation can be captured for at most 30 days

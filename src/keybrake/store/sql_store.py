@@ -15,7 +15,9 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from keybrake.errors import CapHit, EnforcementUnavailable
+from keybrake.core.errors import CapHit, EnforcementUnavailable
+from keybrake.core.ledger import ObjectCount
+from keybrake.core.windows import resets_at, window_start
 from keybrake.store.base import (
     SEND_COUNTERS,
     AuditRow,
@@ -29,7 +31,6 @@ from keybrake.store.base import (
     EarlierSettlement,
     KeyRecord,
     KeyState,
-    ObjectCount,
     ObjectGuard,
     PendingEstimate,
     ReservedItem,
@@ -46,7 +47,6 @@ from keybrake.store.sql_budgets import BudgetQueries
 from keybrake.store.sql_ledger import LedgerQueries, count_object, ledger_put, read_fact
 from keybrake.store.sql_retention import RetentionQueries
 from keybrake.store.sql_rows import _INSERT_AUDIT, _budget, _cred, _key, _row_params
-from keybrake.store.windows import resets_at, window_start
 
 _RESERVE = """
 INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)

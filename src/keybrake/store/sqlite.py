@@ -33,8 +33,8 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from keybrake import deadline
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
-from keybrake.errors import EnforcementUnavailable
 from keybrake.store.gate import side_cap
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore

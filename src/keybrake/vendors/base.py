@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
+from keybrake.core.errors import Denial
+from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.params import Params
 from keybrake.core.paths import join
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry, ObjectCount
+from keybrake.core.request import ProxyRequest
 
 Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 

@@ -16,12 +16,12 @@ from decimal import Decimal
 from typing import Any
 
 from keybrake.core.destinations import domain_allowed, email_address
+from keybrake.core.errors import Denial
+from keybrake.core.money import MICRO
 from keybrake.core.params import check_spelling, fold, merge, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
-from keybrake.money import MICRO
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import (
     Estimate,
     Rates,

@@ -11,12 +11,12 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from keybrake.core.errors import Denial
+from keybrake.core.ledger import LedgerEntry
 from keybrake.core.params import Params, check_spelling, merge, parse_form, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
-from keybrake.errors import Denial
-from keybrake.proxy.request import ProxyRequest
-from keybrake.store.base import LedgerEntry
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors import stripe_money, stripe_objects
 from keybrake.vendors.base import (
     REDACTED,

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from keybrake.core.errors import Denial
+from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.money import minor_to_micro_usd
 from keybrake.core.patterns import parse_pattern
-from keybrake.errors import Denial
-from keybrake.money import minor_to_micro_usd
-from keybrake.store.base import LedgerEntry, ObjectCount
 from keybrake.vendors import stripe_objects
 from keybrake.vendors.base import Estimate, Rates, VendorCost, VendorRequest, answer_text
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from keybrake.core.ledger import LedgerEntry
 from keybrake.core.patterns import parse_pattern
-from keybrake.store.base import LedgerEntry
 from keybrake.vendors.base import VendorRequest, answer_text
 
 # The largest amount Stripe takes in any currency (IDR: 12 digits; most currencies: 8), in minor

@@ -23,13 +23,13 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from keybrake.core.destinations import check_phone_prefix, country_of, mask_phone, normalise_phone
+from keybrake.core.errors import Denial, twilio_code
+from keybrake.core.money import MICRO
 from keybrake.core.params import check_spelling, fold, parse_form, query_params
 from keybrake.core.paths import join
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial, twilio_code
-from keybrake.money import MICRO
-from keybrake.proxy.request import ProxyRequest
+from keybrake.core.request import ProxyRequest
 from keybrake.vendors import twilio_paths, twilio_voice
 from keybrake.vendors.base import (
     Estimate,

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
+from keybrake.core.errors import Denial
 from keybrake.core.patterns import EndpointPattern, parse_pattern
-from keybrake.errors import Denial
 from keybrake.vendors.twilio_operations import documented
 
 API = "2010-04-01"

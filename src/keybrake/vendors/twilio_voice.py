@@ -32,10 +32,10 @@ from decimal import Decimal
 from urllib.parse import unquote, urlsplit
 
 from keybrake.core.destinations import check_phone_prefix, country_of, normalise_phone
+from keybrake.core.errors import Denial
 from keybrake.core.params import Params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.errors import Denial
 from keybrake.vendors.rates import TwilioRates
 from keybrake.vendors.twiml import Target, read_twiml
 

@@ -21,7 +21,7 @@ from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
-from keybrake.errors import Denial
+from keybrake.core.errors import Denial
 
 MAX_TWIML_CHARS = 4000  # Twilio: "Max 4000 characters"
 MAX_DEPTH = 12

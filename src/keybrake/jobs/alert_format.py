@@ -13,12 +13,12 @@ import hmac
 from decimal import Decimal
 from typing import Any
 
-from keybrake.money import to_json_number
-from keybrake.proxy.render import dumps
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery, Window
+from keybrake.core.jsonfmt import dumps
+from keybrake.core.money import to_json_number
+from keybrake.core.timefmt import rfc3339
+from keybrake.core.windows import Window, resets_at
+from keybrake.store.base import AlertDestination, CounterUsage, Delivery
 from keybrake.store.ids import new_audit_id
-from keybrake.store.windows import resets_at
-from keybrake.timefmt import rfc3339
 
 MAX_RETRY_DELAY_MS = 3_600_000  # backoff doubles up to an hour
 ANOMALY_MIN_REQUESTS = 5  # an hour with fewer requests is never called a spike

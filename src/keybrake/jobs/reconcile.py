@@ -13,11 +13,11 @@ import json
 import logging
 
 from keybrake.config import Settings
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.crypto import MasterKeyError, Sealer
-from keybrake.errors import EnforcementUnavailable
 from keybrake.logs import event
-from keybrake.proxy.egress import EgressRules
-from keybrake.proxy.upstream import Upstream, UpstreamRequest
+from keybrake.net.egress import EgressRules
+from keybrake.net.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import PendingEstimate, Store
 from keybrake.vendors.base import Vendor, VendorCost
 

@@ -19,8 +19,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from keybrake.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
-from keybrake.alert_format import (
+from keybrake.config import Settings
+from keybrake.core.errors import CapHit, EnforcementUnavailable
+from keybrake.core.timefmt import rfc3339
+from keybrake.core.windows import Window, resets_at, window_start
+from keybrake.crypto import Sealer
+from keybrake.jobs.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
+from keybrake.jobs.alert_format import (
     anomaly_data,
     build_delivery,
     event_id_for,
@@ -30,18 +35,13 @@ from keybrake.alert_format import (
     sign,
     threshold_data,
 )
-from keybrake.config import Settings
-from keybrake.crypto import Sealer
-from keybrake.errors import CapHit, EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.proxy.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, KeyRecord, Store, Window
-from keybrake.store.windows import resets_at, window_start
-from keybrake.timefmt import rfc3339
+from keybrake.net.upstream import Upstream, UpstreamRequest
+from keybrake.store.base import AlertDestination, KeyRecord, Store
 
 __all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]
 
-log = logging.getLogger("keybrake.alerts")
+log = logging.getLogger("keybrake.jobs.alerts")
 
 EVENTS = (
     "cap.threshold",

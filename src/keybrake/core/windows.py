@@ -7,11 +7,18 @@ midnight of its IANA time zone (DST-aware: a local day may last 23 or 25 hours).
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from keybrake.store.base import Window
-from keybrake.timefmt import DAY_MS, HOUR_MS, utc_day_start, utc_hour_start
+from keybrake.core.timefmt import DAY_MS, HOUR_MS, utc_day_start, utc_hour_start
+
+
+class Window(Enum):
+    DAY = "day"  # calendar day (UTC for keys, the budget's time zone for budgets)
+    MONTH = "month"  # calendar month, in the budget's time zone
+    HOUR = "hour"  # UTC clock hour
+    TOTAL = "total"  # the key's (or budget's) whole life
 
 
 @lru_cache(maxsize=256)

@@ -26,17 +26,17 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from keybrake.alert_format import retry_delay_ms, sign
 from keybrake.config import Settings
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.upstream_url import is_loopback, url_refusal
 from keybrake.crypto import Sealer
-from keybrake.errors import EnforcementUnavailable
+from keybrake.jobs.alert_format import retry_delay_ms, sign
 from keybrake.logs import event, redact
-from keybrake.proxy.egress import ForbiddenAddress, GuardedResolver
-from keybrake.proxy.upstream import Upstream, UpstreamRequest
+from keybrake.net.egress import ForbiddenAddress, GuardedResolver
+from keybrake.net.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, Delivery, Store
 
-log = logging.getLogger("keybrake.alerts")
+log = logging.getLogger("keybrake.jobs.alerts")
 
 MAX_ATTEMPTS = 12
 BATCH = 10  # deliveries of one destination claimed and sent at once

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import aiohttp
 
-from keybrake.proxy.egress import ForbiddenAddress, GuardedResolver
+from keybrake.net.egress import ForbiddenAddress, GuardedResolver
 
 
 @dataclass(frozen=True)

@@ -96,8 +96,8 @@ class CapHit:
     is_usd: bool
 
     def as_json(self) -> dict[str, Any]:
-        from keybrake.money import to_json_number
-        from keybrake.timefmt import rfc3339
+        from keybrake.core.money import to_json_number
+        from keybrake.core.timefmt import rfc3339
 
         body: dict[str, Any] = {"scope": self.scope, "id": self.id, "name": self.name}
         if self.is_usd:

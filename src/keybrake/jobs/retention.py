@@ -15,12 +15,12 @@ import logging
 import os
 from pathlib import Path
 
-from keybrake.admin.audit import jsonl_line
 from keybrake.config import retention_error
-from keybrake.errors import EnforcementUnavailable
+from keybrake.core.audit_lines import jsonl_line
+from keybrake.core.errors import EnforcementUnavailable
+from keybrake.core.timefmt import DAY_MS, rfc3339
 from keybrake.logs import event
 from keybrake.store.base import Store
-from keybrake.timefmt import DAY_MS, rfc3339
 
 log = logging.getLogger("keybrake.retention")
 BATCH = 2000
