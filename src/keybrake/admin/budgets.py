@@ -9,14 +9,15 @@ from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BudgetIn, BudgetPatchIn
+from keybrake.core.caps import BUDGET_CAPS
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
 from keybrake.core.windows import resets_at, window_start
 from keybrake.runtime import Runtime
 from keybrake.store.base import BudgetRecord
 
-CAPS = ("daily_usd_cap", "monthly_usd_cap", "total_usd_cap", "daily_request_cap")
-_USAGE = {"daily_usd_cap": "daily_usd", "monthly_usd_cap": "monthly_usd", "total_usd_cap": "total_usd"}
+CAPS = tuple(c.field for c in BUDGET_CAPS)
+_COUNT_CAPS = frozenset(c.field for c in BUDGET_CAPS if not c.is_usd)
 
 
 def _require_a_cap(values: dict[str, Any]) -> None:
@@ -72,7 +73,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
     for cap in CAPS:
         value = getattr(current, cap)
         if value is not None:
-            merged[cap] = to_json_number(value) if cap != "daily_request_cap" else value
+            merged[cap] = to_json_number(value) if cap not in _COUNT_CAPS else value
     merged.update(doc)
     merged = {k: v for k, v in merged.items() if v is not None}
     try:
@@ -146,7 +147,7 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
     }
     for cap in CAPS:
         value = getattr(rec, cap)
-        out[cap] = (to_json_number(value) if cap != "daily_request_cap" else value) if value is not None else None
+        out[cap] = (to_json_number(value) if cap not in _COUNT_CAPS else value) if value is not None else None
     return out
 
 

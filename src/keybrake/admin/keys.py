@@ -14,22 +14,15 @@ from pydantic import ValidationError
 from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
+from keybrake.core.caps import KEY_CAPS
 from keybrake.core.money import to_json_number
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
 from keybrake.core.timefmt import parse_duration_s, parse_rfc3339, rfc3339
-from keybrake.core.windows import Window, resets_at, window_start
+from keybrake.core.windows import resets_at, window_start
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery, KeyRecord
 from keybrake.tokens import VAULT_PREFIX, new_id, new_token
-
-# usage entry → (policy field, counter, window)
-_USAGE = (
-    ("daily_usd", "daily_usd_cap", "daily_usd", Window.DAY),
-    ("total_usd", "total_usd_cap", "total_usd", Window.TOTAL),
-    ("hourly_requests", "max_requests_per_hour", "hourly_requests", Window.HOUR),
-    ("daily_sends", "daily_send_cap", "daily_sends", Window.DAY),
-)
 
 
 def pydantic_field(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
@@ -198,16 +191,15 @@ def render_policy(policy: dict[str, Any]) -> dict[str, Any]:
 async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
     now = rt.store.now_ms()
     counters = await rt.store.counters_for(
-        f"key:{key.id}", [(counter, window_start(w, now)) for _, _, counter, w in _USAGE]
+        f"key:{key.id}", [(c.counter, window_start(c.window, now)) for c in KEY_CAPS]
     )
     usage: dict[str, Any] = {}
-    for entry, field, counter, window in _USAGE:
-        limit = key.policy.get(field)
+    for cap in KEY_CAPS:  # a usage entry is named after its counter
+        limit = key.policy.get(cap.field)
         if limit is None:
             continue
-        c = counters[counter]
-        money = entry.endswith("_usd")
-        usage[entry] = {
+        c, window, money = counters[cap.counter], cap.window, cap.is_usd
+        usage[cap.counter] = {
             "limit": to_json_number(limit) if money else limit,
             "used": to_json_number(c.used) if money else c.used,
             "reserved": to_json_number(c.reserved) if money else c.reserved,

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from keybrake.config import Settings
+from keybrake.core.caps import CAPS_BY_COUNTER
 from keybrake.core.errors import CapHit, EnforcementUnavailable
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import Window, resets_at, window_start
+from keybrake.core.windows import resets_at, window_start
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.jobs.alert_format import (
@@ -60,24 +61,6 @@ EXPOSED_MAX = 20  # secret.exposed events per 5 minutes per replica, all clients
 MAX_HELD = 10_000  # events held in memory while the store is down
 LOOKBACK_MS = 24 * 3_600_000  # at start, expiries and revocations this far back are checked
 CLOCK_MARGIN_MS = 5 * 60_000  # revoked_at comes from the revoking replica's clock
-_WINDOWS = {
-    "daily_usd": Window.DAY,
-    "daily_sends": Window.DAY,
-    "daily_requests": Window.DAY,
-    "monthly_usd": Window.MONTH,
-    "hourly_requests": Window.HOUR,
-    "total_usd": Window.TOTAL,
-}
-_CAP_NAMES = {
-    ("key", "daily_usd"): "daily_usd_cap",
-    ("key", "total_usd"): "total_usd_cap",
-    ("key", "hourly_requests"): "max_requests_per_hour",
-    ("key", "daily_sends"): "daily_send_cap",
-    ("budget", "daily_usd"): "daily_usd_cap",
-    ("budget", "monthly_usd"): "monthly_usd_cap",
-    ("budget", "total_usd"): "total_usd_cap",
-    ("budget", "daily_requests"): "daily_request_cap",
-}
 
 
 @dataclass(frozen=True)
@@ -330,10 +313,10 @@ class Alerts:
         # Only windows that can still be current: a month at most (total caps have no window).
         for c in await self.store.counters_near_caps(lowest, now - 32 * 86_400_000):
             kind, _, scope_id = c.scope.partition(":")
-            window = _WINDOWS.get(c.counter)
-            name = _CAP_NAMES.get((kind, c.counter))
-            if window is None or name is None:
+            spec = CAPS_BY_COUNTER.get((kind, c.counter))
+            if spec is None:
                 continue
+            window, name = spec.window, spec.field
             tz = "UTC"
             if kind == "budget":
                 budget = await self.store.get_budget(scope_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keybrake.core.caps import KEY_CAPS, Cap
 from keybrake.core.errors import Denial
 from keybrake.core.money import human_usd
 from keybrake.core.paths import join
@@ -14,7 +15,6 @@ from keybrake.core.patterns import first_match
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import Window
 from keybrake.store.base import CapSpec, DedupCheck, KeyRecord, KeyState, Settlement
 from keybrake.vendors.base import Estimate, Vendor, VendorRequest
 
@@ -59,30 +59,14 @@ def caps_for(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec
     counter are always kept, capped or not, so that a cap added later by PATCH counts what was
     already spent.
     """
-    amount = estimate.amount
-    sends = (
-        [
-            CapSpec(
-                "key", key.id, "daily_send_cap", "daily_sends", Window.DAY, policy.daily_send_cap, estimate.sends, False
-            )
-        ]
-        if estimate.sends
-        else []
-    )
+
+    def amount(c: Cap) -> int:
+        return estimate.amount if c.is_usd else estimate.sends if c.counts == "send" else 1
+
     return [
-        CapSpec("key", key.id, "daily_usd_cap", "daily_usd", Window.DAY, policy.daily_usd_cap, amount, True),
-        CapSpec("key", key.id, "total_usd_cap", "total_usd", Window.TOTAL, policy.total_usd_cap, amount, True),
-        CapSpec(
-            "key",
-            key.id,
-            "max_requests_per_hour",
-            "hourly_requests",
-            Window.HOUR,
-            policy.max_requests_per_hour,
-            1,
-            False,
-        ),
-        *sends,
+        CapSpec("key", key.id, c.field, c.counter, c.window, getattr(policy, c.field), amount(c), c.is_usd)
+        for c in KEY_CAPS
+        if c.counts != "send" or estimate.sends  # a send counter only for a request that sends
     ]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
+from keybrake.core.caps import BUDGET_CAPS, SEND_COUNTERS
 from keybrake.core.errors import CapHit
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.windows import Window
@@ -86,14 +87,19 @@ class BudgetRecord:
 
     def caps(self, usd: int) -> list[CapSpec]:
         """The budget's counters a request reserves against (tracked even when uncapped)."""
-        tz, bid = self.timezone, self.id
         return [
-            CapSpec("budget", bid, "daily_usd_cap", "daily_usd", Window.DAY, self.daily_usd_cap, usd, True, tz),
-            CapSpec("budget", bid, "monthly_usd_cap", "monthly_usd", Window.MONTH, self.monthly_usd_cap, usd, True, tz),
-            CapSpec("budget", bid, "total_usd_cap", "total_usd", Window.TOTAL, self.total_usd_cap, usd, True, tz),
             CapSpec(
-                "budget", bid, "daily_request_cap", "daily_requests", Window.DAY, self.daily_request_cap, 1, False, tz
-            ),
+                "budget",
+                self.id,
+                c.field,
+                c.counter,
+                c.window,
+                getattr(self, c.field),
+                usd if c.is_usd else 1,
+                c.is_usd,
+                self.timezone,
+            )
+            for c in BUDGET_CAPS
         ]
 
 
@@ -166,11 +172,6 @@ class CapSpec:
     amount: int
     is_usd: bool
     timezone: str = "UTC"  # where DAY and MONTH windows roll over
-
-
-# Counters of what the vendor bills (messages, email recipients): they count only when the
-# vendor accepted the send, unlike request counters, which count every forwarded request.
-SEND_COUNTERS = frozenset({"daily_sends"})
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keybrake.core.caps import ZONED_BUDGET_COUNTERS
 from keybrake.core.windows import Window, window_start
 from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, counted_request_sql
 from keybrake.store.ids import audit_id_floor
@@ -73,9 +74,10 @@ class BudgetQueries(SQLBase):
                 return False
             cur.execute(f"UPDATE budgets SET {sets} WHERE id = :id", rec.__dict__)
             if before[0] != rec.timezone:
+                marks = ", ".join("?" for _ in ZONED_BUDGET_COUNTERS)
                 cur.execute(
-                    "DELETE FROM counters WHERE scope = ? AND cap IN ('daily_usd', 'monthly_usd', 'daily_requests')",
-                    (f"budget:{rec.id}",),
+                    f"DELETE FROM counters WHERE scope = ? AND cap IN ({marks})",
+                    (f"budget:{rec.id}", *ZONED_BUDGET_COUNTERS),
                 )
                 zoned = [c for c in rec.caps(0) if c.window in _ZONED]
                 _seed(cur, rec, zoned, self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)

@@ -15,11 +15,11 @@ import os
 from dataclasses import replace
 from typing import Any
 
+from keybrake.core.caps import SEND_COUNTERS
 from keybrake.core.errors import CapHit, EnforcementUnavailable
 from keybrake.core.ledger import ObjectCount
 from keybrake.core.windows import resets_at, window_start
 from keybrake.store.base import (
-    SEND_COUNTERS,
     AuditRow,
     BudgetRecord,
     CapSpec,
