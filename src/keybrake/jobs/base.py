@@ -5,9 +5,10 @@ one shared loop (`Job.run_forever`): wait `delay_s()` seconds, run a pass, and s
 fails because the store (or, for retention, the export file) is unavailable is reported — one
 ERROR line, `failure`, with the error — and the next pass comes at the usual time: a job never
 stops on an outage and never retries faster than its interval, so a down store is not hammered.
-Nothing a pass skipped is lost: every job's work is read again from the store on the next pass
-(fail closed: what could not be done stays due). Any other exception ends the job's task and is
-raised again when the app stops (`JobRunner.stop`), as a bug should be.
+What a failed pass could not do stays due: it is read again from the store on the next pass, or
+kept in memory until then (alert events held, delivery outcomes not yet written). Any other
+exception ends the job's task and is raised again when the app stops (`JobRunner.stop`), as a
+bug should be.
 
 Stopping cancels every job at once, then waits for each in list order; a job's `on_stop` runs
 inside its cancelled task. A job marked `stop_late` (alert delivery) is cancelled only when the
