@@ -19,6 +19,7 @@ from keybrake.config import retention_error
 from keybrake.core.audit_lines import jsonl_line
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import DAY_MS, rfc3339
+from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.store.base import Store
 
@@ -90,10 +91,26 @@ async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch
     return deleted
 
 
-async def run_forever(store: Store, days: int, export_dir: Path | None) -> None:
-    while True:
-        try:
-            await purge_all(store, days, export_dir)
-        except (EnforcementUnavailable, OSError) as exc:
-            event(log, "audit purge failed; nothing was deleted unexported", logging.ERROR, error=str(exc))
-        await asyncio.sleep(INTERVAL_S)
+class RetentionJob(Job):
+    """`purge_all` at start and every INTERVAL_S (an hour) after the previous pass ended.
+
+    A pass that fails (the store is down, or the export file cannot be written) deletes nothing
+    unexported; the next pass tries again.
+    """
+
+    name = "retention"
+    log = logging.getLogger("keybrake.retention")
+    failure = "audit purge failed; nothing was deleted unexported"
+    handled = (EnforcementUnavailable, OSError)
+    first_pass_now = True
+
+    def __init__(self, store: Store, days: int, export_dir: Path | None) -> None:
+        """`days` is KEYBRAKE_AUDIT_RETENTION_DAYS, `export_dir` KEYBRAKE_AUDIT_PURGE_EXPORT_DIR."""
+        self.store, self.days, self.export_dir = store, days, export_dir
+
+    def delay_s(self) -> float:
+        return INTERVAL_S
+
+    async def run_once(self) -> int:
+        """One retention pass; returns the rows deleted, every table together."""
+        return sum((await purge_all(self.store, self.days, self.export_dir)).values())
