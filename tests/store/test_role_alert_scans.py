@@ -3,8 +3,10 @@ expired or were revoked in a window, hourly totals; on every engine."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from keybrake.core.timefmt import DAY_MS
-from keybrake.store.base import AlertScanStore, Store
+from keybrake.store.base import AlertDestination, AlertScanStore, Store
 from tests.store.contract import Clock, caps, key, row
 
 
@@ -44,3 +46,22 @@ async def test_alert_scans_see_only_windows_that_can_still_be_current(
     clock.ms += 41 * DAY_MS
     assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 1
     assert await alert_scans.enqueue([], "mark-1")
+
+
+async def test_keys_that_expired_or_were_revoked_in_a_window(
+    store: Store, clock: Clock, alert_scans: AlertScanStore
+) -> None:
+    """(since, until]: an active key whose expiry passed in it, a key revoked in it; nothing twice."""
+    k1, k2, k3 = key(store, "vk_1"), key(store, "vk_2"), key(store, "vk_3")
+    for n, k in enumerate((k1, replace(k2, expires_at=clock.ms + 1000), k3)):
+        await store.insert_key(k, f"h{n}")
+    start = clock.ms
+    clock.ms += 500
+    await store.revoke_key("vk_3", "test")
+    assert [k.id for k in await alert_scans.keys_revoked_between(start, clock.ms)] == ["vk_3"]
+    assert await alert_scans.keys_revoked_between(clock.ms, clock.ms + 1000) == []
+    assert await alert_scans.keys_expired_between(start, clock.ms) == []
+    assert [k.id for k in await alert_scans.keys_expired_between(clock.ms, start + 1000)] == ["vk_2"]
+    assert await alert_scans.keys_expired_between(start + 1000, start + DAY_MS) == []
+    await store.insert_alert(AlertDestination("alr_1", "webhook", "https://x.test", b"s", ("key.revoked",), (), start))
+    assert [d.id for d in await alert_scans.list_alerts()] == ["alr_1"]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from keybrake.core.ledger import LedgerEntry
 from keybrake.core.timefmt import DAY_MS
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, KeyState, ReservationStore, Settlement, Store
+from keybrake.store.base import AuditRow, CredentialRecord, KeyState, ReservationStore, Settlement, Store
 from tests.store.contract import DAY0, Clock, caps, key, row
 
 
@@ -142,3 +144,34 @@ def test_two_processes_cannot_overshoot(tmp_path: Path, engine_url: str | None) 
     for p in procs:
         p.join(timeout=10)
     assert total == 300
+
+
+async def test_lookups_denial_rows_request_counts_and_the_object_ledger(
+    store: Store, reservations: ReservationStore
+) -> None:
+    """The pipeline's small calls outside a reservation: a key by its token hash, a credential by
+    name, a denial's row, one request counted without a reservation, and the object ledger (facts
+    merge: a later answer that omits a fact keeps the one known)."""
+    await store.insert_key(key(store), "h1")
+    found = await reservations.key_by_hash("h1")
+    assert found is not None and found.id == "vk_1" and await reservations.key_by_hash("h2") is None
+    cred = CredentialRecord("default", "stripe", b"sealed", "sk_…", None, None, store.now_ms(), None, "cg_1")
+    assert await store.insert_credential(cred)
+    assert await reservations.credential("default") == cred and await reservations.credential("other") is None
+    denial = replace(row(store), verdict="denied_policy", status=403, error_code="endpoint_not_allowed")
+    await reservations.insert_audit(denial)
+    got = await store.get_audit(denial.id)
+    assert got is not None and (got["verdict"], got["status"], got["error_code"]) == (
+        "denied_policy", 403, "endpoint_not_allowed"
+    )  # fmt: skip
+    hour = DAY0 + 3_600_000
+    for _ in range(2):
+        await reservations.count_request("vk_1", hour)
+    counted = (await reservations.counters_for("key:vk_1", [("hourly_requests", hour)]))["hourly_requests"]
+    assert (counted.used, counted.reserved, counted.window_start) == (2, 0, hour)
+    assert await reservations.ledger_get("default", ["ch_1"]) == {}
+    await reservations.ledger_put("default", [LedgerEntry("ch_1", "charge", "cus_1", None, "usd", 500)])
+    await reservations.ledger_put("default", [LedgerEntry("ch_1", "charge", None, "acct_1", "usd", 500, refunded=100)])
+    facts = await reservations.ledger_get("default", ["ch_1", "ch_2"])
+    assert facts == {"ch_1": LedgerEntry("ch_1", "charge", "cus_1", "acct_1", "usd", 500, 0, 100, None)}
+    assert await reservations.ledger_get("other", ["ch_1"]) == {}  # per credential
