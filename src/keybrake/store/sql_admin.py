@@ -10,7 +10,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from keybrake.store.base import (
+from keybrake.store.records import (
     AdminTokenRecord,
     CounterValue,
     CredentialInUse,
