@@ -18,7 +18,7 @@ from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.logs import event
 from keybrake.net.egress import EgressRules
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import PendingEstimate, Store
+from keybrake.store.base import PendingEstimate, ReconcileStore
 from keybrake.vendors.base import Vendor, VendorCost
 
 log = logging.getLogger("keybrake.reconcile")
@@ -28,7 +28,7 @@ BATCH = 100
 
 class Reconciler:
     def __init__(
-        self, store: Store, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
+        self, store: ReconcileStore, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
         self.egress = EgressRules(settings)

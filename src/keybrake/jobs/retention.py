@@ -20,7 +20,7 @@ from keybrake.core.audit_lines import jsonl_line
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import DAY_MS, rfc3339
 from keybrake.logs import event
-from keybrake.store.base import Store
+from keybrake.store.base import RetentionStore
 
 log = logging.getLogger("keybrake.retention")
 BATCH = 2000
@@ -29,12 +29,12 @@ INTERVAL_S = 3600.0
 TABLES = ("audit", "counters", "ledger", "alert_outbox", "vault_keys", "alert_fired", "dedup", "issuances")
 
 
-async def purge(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
+async def purge(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
     """Delete every purgeable row older than `days`; returns how many audit rows were deleted."""
     return (await purge_all(store, days, export_dir, batch=batch))["audit"]
 
 
-async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
+async def purge_all(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
     """Apply retention to every table that grows with traffic; returns rows deleted per table
     (every name of TABLES; `ledger` counts objects, their `ledger_counts` rows go with them).
 
@@ -67,7 +67,7 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
     return counts
 
 
-async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch: int) -> int:
+async def _purge_audit(store: RetentionStore, before: int, export_dir: Path | None, batch: int) -> int:
     deleted, after = 0, ""
     while True:
         rows = await store.purgeable_audit(before, batch, after)
@@ -90,7 +90,7 @@ async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch
     return deleted
 
 
-async def run_forever(store: Store, days: int, export_dir: Path | None) -> None:
+async def run_forever(store: RetentionStore, days: int, export_dir: Path | None) -> None:
     while True:
         try:
             await purge_all(store, days, export_dir)
