@@ -35,7 +35,7 @@ from keybrake.jobs.base import Job
 from keybrake.logs import event, redact
 from keybrake.net.egress import ForbiddenAddress, GuardedResolver
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, Delivery, Store
+from keybrake.store.base import AlertDestination, Delivery, OutboxStore
 
 log = logging.getLogger("keybrake.jobs.alerts")
 
@@ -141,7 +141,9 @@ class Deliverer(Job):
     first_pass_now = True
     stop_late = True
 
-    def __init__(self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings, instance_id: str) -> None:
+    def __init__(
+        self, store: OutboxStore, sealer: Sealer, upstream: Upstream, settings: Settings, instance_id: str
+    ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
         self.instance_id = instance_id
         self._workers: dict[str, asyncio.Task[None]] = {}

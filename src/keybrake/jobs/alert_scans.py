@@ -21,7 +21,7 @@ from keybrake.jobs.alert_format import anomaly_data, hourly_baselines, threshold
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, LOOKBACK_MS, Alerts
 from keybrake.jobs.base import Job
 from keybrake.logs import event
-from keybrake.store.base import Store
+from keybrake.store.base import AlertScanStore
 
 log = logging.getLogger("keybrake.jobs.alerts")
 
@@ -36,7 +36,7 @@ class AlertScans(Job):
 
     def __init__(self, alerts: Alerts) -> None:
         self.alerts = alerts
-        self.store: Store = alerts.store
+        self.store: AlertScanStore = alerts.store
         self.settings: Settings = alerts.settings
         self._last_scan = 0.0
         self._last_anomaly_scan = 0.0

@@ -31,7 +31,7 @@ from keybrake.jobs.alert_format import (
 )
 from keybrake.logs import event, redact
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, KeyRecord, Store
+from keybrake.store.base import AlertDestination, AlertScanStore, KeyRecord
 
 __all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]
 
@@ -78,7 +78,13 @@ class Alerts:
     """
 
     def __init__(
-        self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings, *, instance_id: str | None = None
+        self,
+        store: AlertScanStore,
+        sealer: Sealer,
+        upstream: Upstream,
+        settings: Settings,
+        *,
+        instance_id: str | None = None,
     ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
         self.instance_id = instance_id or f"ins_{secrets.token_hex(10)}"

@@ -19,7 +19,7 @@ from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.net.egress import EgressRules
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import PendingEstimate, Store
+from keybrake.store.base import PendingEstimate, ReconcileStore
 from keybrake.vendors.base import Vendor, VendorCost
 
 log = logging.getLogger("keybrake.reconcile")
@@ -31,7 +31,7 @@ class Reconciler:
     """Settles pending rows by reading their objects from the vendor (`run_once`); `ReconcileJob` runs it."""
 
     def __init__(
-        self, store: Store, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
+        self, store: ReconcileStore, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
         self.egress = EgressRules(settings)

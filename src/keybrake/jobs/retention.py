@@ -21,7 +21,7 @@ from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import DAY_MS, rfc3339
 from keybrake.jobs.base import Job
 from keybrake.logs import event
-from keybrake.store.base import Store
+from keybrake.store.base import RetentionStore
 
 log = logging.getLogger("keybrake.retention")
 BATCH = 2000
@@ -30,12 +30,12 @@ INTERVAL_S = 3600.0
 TABLES = ("audit", "counters", "ledger", "alert_outbox", "vault_keys", "alert_fired", "dedup", "issuances")
 
 
-async def purge(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
+async def purge(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
     """Delete every purgeable row older than `days`; returns how many audit rows were deleted."""
     return (await purge_all(store, days, export_dir, batch=batch))["audit"]
 
 
-async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
+async def purge_all(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
     """Apply retention to every table that grows with traffic; returns rows deleted per table
     (every name of TABLES; `ledger` counts objects, their `ledger_counts` rows go with them).
 
@@ -68,7 +68,7 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
     return counts
 
 
-async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch: int) -> int:
+async def _purge_audit(store: RetentionStore, before: int, export_dir: Path | None, batch: int) -> int:
     deleted, after = 0, ""
     while True:
         rows = await store.purgeable_audit(before, batch, after)
@@ -104,7 +104,7 @@ class RetentionJob(Job):
     handled = (EnforcementUnavailable, OSError)
     first_pass_now = True
 
-    def __init__(self, store: Store, days: int, export_dir: Path | None) -> None:
+    def __init__(self, store: RetentionStore, days: int, export_dir: Path | None) -> None:
         """`days` is KEYBRAKE_AUDIT_RETENTION_DAYS, `export_dir` KEYBRAKE_AUDIT_PURGE_EXPORT_DIR."""
         self.store, self.days, self.export_dir = store, days, export_dir
 

@@ -18,7 +18,7 @@ from keybrake.net.upstream import (
 )
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
-from keybrake.store.base import KeyRecord, Store
+from keybrake.store.base import KeyRecord, ReservationStore
 from keybrake.vendors.base import Vendor, VendorRequest
 
 T = TypeVar("T")
@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 async def find_facts(
     ctx: RequestContext,
-    store: Store,
+    store: ReservationStore,
     upstream: Upstream,
     snapshots: KeySnapshots,
     key: KeyRecord,

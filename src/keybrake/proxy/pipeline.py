@@ -70,11 +70,11 @@ from keybrake.store.base import (
     KeyRecord,
     KeyState,
     ObjectGuard,
+    ReservationStore,
     ReserveResult,
     RetryCheck,
     SettleJob,
     Settlement,
-    Store,
 )
 from keybrake.store.ids import new_audit_id
 from keybrake.tokens import token_hash
@@ -129,7 +129,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ReservationStore,
         vendors: dict[str, Vendor],
         upstream: Upstream,
         settings: Settings,

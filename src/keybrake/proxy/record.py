@@ -21,10 +21,10 @@ from keybrake.store.base import (
     DedupOutcome,
     EarlierSettlement,
     KeyRecord,
+    ReservationStore,
     ReservedItem,
     SettleJob,
     Settlement,
-    Store,
 )
 from keybrake.vendors.base import Vendor
 
@@ -55,7 +55,7 @@ class Recorder:
     def __init__(
         self,
         *,
-        store: Store,
+        store: ReservationStore,
         settings: Settings,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None,
         on_verdict: Callable[[str, str, int], None] | None,
