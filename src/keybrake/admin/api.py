@@ -49,6 +49,7 @@ def build_admin_app(
         redoc_url=None,
         openapi_url="/openapi.json",
         default_response_class=KJSON,
+        generate_unique_id_function=lambda route: route.name,  # operationId: `issue_key`, `list_keys`, …
     )
     app.state.runtime, app.state.registry, app.state.alerts = rt, registry, alerts
     app.state.before_read, app.state.ready = before_read, ReadyProbe(rt.store)

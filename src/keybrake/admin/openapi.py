@@ -35,7 +35,34 @@ def describe(app: FastAPI) -> None:
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             for name, schema in top.get("$defs", {}).items():
                 schemas.setdefault(name, schema)
+            _as_answered(spec)
             app.openapi_schema = spec
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+_JSON = "application/json"
+
+
+def _as_answered(spec: dict[str, Any]) -> None:
+    """Say what the API answers, where FastAPI's defaults say otherwise.
+
+    - JSON answers are keyed `application/json` (the answers carry `; charset=utf-8`, a parameter
+      OpenAPI tools do not match on);
+    - FastAPI's own 422 shape (`HTTPValidationError`) is never answered: the admin app turns every
+      validation failure into the admin error shape (`ErrorBody`), declared where it occurs.
+    """
+    for operations in spec["paths"].values():
+        for op in operations.values():
+            answers = op.get("responses", {})
+            unprocessable = answers.get("422", {}).get("content", {}).get(_JSON, {}).get("schema", {})
+            if unprocessable.get("$ref", "").endswith("/HTTPValidationError"):
+                del answers["422"]
+            for answer in answers.values():
+                content = answer.get("content", {})
+                for media in [m for m in content if m.startswith(_JSON + ";")]:
+                    content.setdefault(_JSON, content.pop(media))
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)

@@ -13,12 +13,12 @@ from typing import Any
 
 import simplejson
 from fastapi import Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from keybrake.admin.errors import ApiError
 
 
-class KJSON(Response):
+class KJSON(JSONResponse):
     """JSON with money rendered exactly (Decimal → plain decimal number)."""
 
     media_type = "application/json; charset=utf-8"
