@@ -67,12 +67,6 @@ class Usage(Out):
     resets_at: Timestamp | None = Field(description="null for a window that never resets (total)")
 
 
-class Deleted(Out):
-    """Mixed into the final object a DELETE answers."""
-
-    deleted: Literal[True]
-
-
 # -- keys -------------------------------------------------------------------------------------
 
 
