@@ -63,8 +63,6 @@ def test_a_generated_client_adds_issues_reads_and_revokes(
     generated: Any, kb_admin: KeybrakeThread, fake_stripe: FakeStripe
 ) -> None:
     api = importlib.import_module(f"{PACKAGE}.api")
-    for resource in ("credentials", "keys", "audit"):
-        importlib.import_module(f"{PACKAGE}.api.{resource}")
     models = importlib.import_module(f"{PACKAGE}.models")
     client = generated.AuthenticatedClient(base_url=kb_admin.admin_url, token=ADMIN_TOKEN)
 
@@ -82,7 +80,8 @@ def test_a_generated_client_adds_issues_reads_and_revokes(
 
     agent = {"Authorization": f"Bearer {key.key}"}
     assert httpx.get(f"{kb_admin.url}/stripe/v1/balance", headers=agent).status_code == 200
-    audit = importlib.import_module(f"{api.__name__}.audit.query_audit").sync(client=client, key_id=key.id)
+    query_audit = importlib.import_module(f"{api.__name__}.audit.query_audit")
+    audit = query_audit.sync(client=client, key_id=key.id, limit=10)
     assert isinstance(audit, models.PageAuditRow), audit
     assert [(r.key_id, r.verdict, r.path) for r in audit.data] == [(key.id, "allowed", "/v1/balance")]
     assert audit.next_cursor is None and audit.data[0].cost_usd == 0
@@ -94,3 +93,6 @@ def test_a_generated_client_adds_issues_reads_and_revokes(
 
     missing = importlib.import_module(f"{api.__name__}.keys.get_key").sync("vk_missing", client=client)
     assert isinstance(missing, models.ErrorBody) and missing.error.code == "not_found"
+    delete = importlib.import_module(f"{api.__name__}.credentials.delete_credential")
+    gone = delete.sync("gen", client=client, revoke_keys=True)  # a boolean query parameter sent as `true`
+    assert isinstance(gone, models.DeletedCredential) and gone.deleted is True and gone.revoked_keys == 0

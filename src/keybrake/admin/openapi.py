@@ -43,6 +43,12 @@ def describe(app: FastAPI) -> None:
 
 
 _JSON = "application/json"
+# Query parameters the routes parse themselves (exact messages, 400 naming them) but that have a
+# type a client should know: declared here as what is accepted.
+QUERY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    "revoke_keys": {"type": "boolean", "default": False, "description": "exactly `true` or `false`"},
+}
 
 
 def _as_answered(spec: dict[str, Any]) -> None:
@@ -51,10 +57,15 @@ def _as_answered(spec: dict[str, Any]) -> None:
     - JSON answers are keyed `application/json` (the answers carry `; charset=utf-8`, a parameter
       OpenAPI tools do not match on);
     - FastAPI's own 422 shape (`HTTPValidationError`) is never answered: the admin app turns every
-      validation failure into the admin error shape (`ErrorBody`), declared where it occurs.
+      validation failure into the admin error shape (`ErrorBody`), declared where it occurs;
+    - `limit` is an integer from 1 to 1000 and `revoke_keys` a boolean (QUERY_SCHEMAS), though
+      the routes read them as text to answer their own 400s.
     """
     for operations in spec["paths"].values():
         for op in operations.values():
+            for param in op.get("parameters", []):
+                if param["in"] == "query" and param["name"] in QUERY_SCHEMAS:
+                    param["schema"] = QUERY_SCHEMAS[param["name"]]
             answers = op.get("responses", {})
             unprocessable = answers.get("422", {}).get("content", {}).get(_JSON, {}).get("schema", {})
             if unprocessable.get("$ref", "").endswith("/HTTPValidationError"):
