@@ -16,8 +16,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from keybrake.admin.models import Count, Money, PolicyIn
-from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
+from keybrake.admin.models import BudgetPatchIn, PolicyIn
+from keybrake.core.policy import USD_FIELDS
 
 T = TypeVar("T")
 
@@ -71,17 +71,12 @@ class Usage(Out):
 
 
 def _policy_model() -> type[BaseModel]:
-    """Every policy field (`keybrake.core.policy.ALL_FIELDS`), null when unset: keys.render_policy."""
+    """Every policy field, in the input model's order, null when unset (`keys.render_policy`);
+    money as `Usd`, every other field typed as the input takes it."""
     fields: dict[str, Any] = {}
-    for name in ALL_FIELDS:
-        field = PolicyIn.model_fields.get(name)
-        if name in USD_FIELDS:
-            annotation: Any = Usd | None
-        elif field is not None:
-            annotation = field.annotation
-        else:  # a field the input model does not name (yet): documented, untyped
-            annotation = Any
-        fields[name] = (annotation, Field(description=field.description if field else None))
+    for name, field in PolicyIn.model_fields.items():
+        annotation: Any = Usd | None if name in USD_FIELDS else field.annotation
+        fields[field.alias or name] = (annotation, Field(description=field.description))
     return create_model("Policy", __base__=Out, __doc__="The key's policy as stored (docs/policy.md)", **fields)
 
 
@@ -322,15 +317,20 @@ class KeyMergePatch(Out):
     expires_at: str | None = Field(default=None, description="RFC 3339")
 
 
-class BudgetMergePatch(Out):
-    """PATCH /v1/budgets/{id}: a JSON merge patch; `null` removes a cap; `scope` cannot change."""
+def _merge_patch_of(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """`model` with every field optional and nullable (a JSON merge patch of it, RFC 7396)."""
+    fields: dict[str, Any] = {}
+    for field_name, field in model.model_fields.items():
+        annotation: Any = Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        fields[field_name] = (annotation | None, Field(default=None, description=field.description))
+    return create_model(name, __base__=Out, __doc__=doc, **fields)
 
-    name: str | None = None
-    daily_usd_cap: Money | None = None
-    monthly_usd_cap: Money | None = None
-    total_usd_cap: Money | None = None
-    daily_request_cap: Count | None = None
-    timezone: str | None = Field(default=None, description="an IANA time zone such as 'UTC'")
+
+BudgetMergePatch = _merge_patch_of(
+    BudgetPatchIn,
+    "BudgetMergePatch",
+    "PATCH /v1/budgets/{id}: a JSON merge patch; `null` removes a cap; `scope` cannot change.",
+)
 
 
 class RevokeBody(Out):
