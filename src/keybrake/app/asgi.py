@@ -42,13 +42,13 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
-_ADMIN_EXACT = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
+_ADMIN_EXACT = frozenset({"/openapi.json", "/docs", "/healthz", "/readyz", "/metrics"})
 _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 
 
 def is_admin_path(path: str) -> bool:
     """Decoded path → admin surface? Checked on the decoded path so no encoding sneaks past."""
-    if path in _ADMIN_EXACT:
+    if path in _ADMIN_EXACT or path.startswith("/docs/assets/"):
         return True
     parts = path.split("/")
     return len(parts) >= 3 and parts[1] == "v1" and parts[2] in _ADMIN_ROOTS
