@@ -34,10 +34,9 @@ class Reconciler:
         self.egress = EgressRules(settings)
 
     def interval_s(self, vendor: str) -> float:
-        """Seconds between passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else KEYBRAKE_RECONCILE_INTERVAL."""
-        if vendor == "twilio":
-            return self.settings.twilio_reconcile_interval_s
-        return self.settings.reconcile_interval_s
+        """Seconds between passes: the vendor's own interval (a vendor setting), else KEYBRAKE_RECONCILE_INTERVAL."""
+        own = self.vendors[vendor].reconcile_interval_s if vendor in self.vendors else None
+        return own if own is not None else self.settings.reconcile_interval_s
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()

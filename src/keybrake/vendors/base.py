@@ -94,6 +94,9 @@ class Vendor(Protocol):
     # under the key and replays to a retry (a retry after any other answer runs for real).
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
+    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
+    # None: KEYBRAKE_RECONCILE_INTERVAL.
+    reconcile_interval_s: float | None
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """The one spelling of the operation `path` names, used by every check and the audit row.
@@ -235,6 +238,7 @@ class VendorDefaults:
 
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
+    reconcile_interval_s: float | None = None
 
     guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()

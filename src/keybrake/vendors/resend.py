@@ -35,6 +35,7 @@ from keybrake.vendors.base import (
     redact_fields,
     retry_after,
 )
+from keybrake.vendors.registry import VendorSetting, VendorSpec
 
 DEFAULT_RATE_USD = Decimal("0.0004")
 MAX_BATCH = 100
@@ -407,3 +408,10 @@ def _first_id(doc: Any) -> str | None:
         if isinstance(data, list) and data and isinstance(data[0], dict) and isinstance(data[0].get("id"), str):
             return str(data[0]["id"])
     return None
+
+
+SPEC = VendorSpec(
+    "resend",
+    lambda values: Resend(values["rate_usd"]),
+    (VendorSetting("KEYBRAKE_RESEND_RATE_USD", "rate_usd", "decimal", DEFAULT_RATE_USD),),
+)

@@ -31,6 +31,7 @@ from keybrake.vendors.base import (
     canonical_fingerprint,
     content_type,
 )
+from keybrake.vendors.registry import VendorSpec
 
 
 def _patterns(*texts: str) -> tuple[EndpointPattern, ...]:
@@ -470,3 +471,6 @@ def _unpriceable_kind(path: tuple[str, ...]) -> str:
     if "capture" in joined:
         return "capture"
     return "charge"
+
+
+SPEC = VendorSpec("stripe", lambda values: Stripe())

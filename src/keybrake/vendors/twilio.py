@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote_plus
@@ -47,7 +48,8 @@ from keybrake.vendors.base import (
     redact_fields,
     retry_after,
 )
-from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates
+from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates, load_twilio_rates
+from keybrake.vendors.registry import VendorSetting, VendorSpec
 from keybrake.vendors.sms import segments
 
 API = "2010-04-01"
@@ -180,8 +182,10 @@ class Twilio(VendorDefaults):
     free = FREE
     max_body_bytes = 1024 * 1024
 
-    def __init__(self, rates: TwilioRates = DEFAULT_TWILIO_RATES) -> None:
+    def __init__(self, rates: TwilioRates = DEFAULT_TWILIO_RATES, reconcile_interval_s: float = 60.0) -> None:
         self.rates = rates
+        # Twilio answers `price: null` until a message is sent: its own reconciliation interval.
+        self.reconcile_interval_s = reconcile_interval_s
 
     # -- spellings ------------------------------------------------------------------------
 
@@ -533,3 +537,19 @@ def _segments(v: Any) -> int | None:
     if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 4:
         v = int(v)
     return v if isinstance(v, int) and 0 <= v <= MAX_SEGMENTS else None
+
+
+SPEC = VendorSpec(
+    "twilio",
+    lambda values: Twilio(values["rates"], values["reconcile_interval_s"]),
+    (
+        VendorSetting(
+            "KEYBRAKE_TWILIO_RATES_FILE",
+            "rates",
+            "file",
+            DEFAULT_TWILIO_RATES,
+            load=lambda path: load_twilio_rates(Path(path)),
+        ),
+        VendorSetting("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "reconcile_interval_s", "number", 60.0, low=0.01),
+    ),
+)
