@@ -25,7 +25,7 @@ from keybrake.core.request import ProxyRequest
 from keybrake.vendors import stripe_objects
 from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.resend import ENFORCED as RESEND_ENFORCED
-from keybrake.vendors.resend import Resend
+from keybrake.vendors.resend import Resend, ResendParse
 from keybrake.vendors.stripe import ENFORCED as STRIPE_ENFORCED
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.twilio import ENFORCED as TWILIO_ENFORCED
@@ -303,8 +303,8 @@ def twilio_request(draw: st.DrawFn) -> tuple[str, str, str]:
 def _twilio_decisions(path: str, query: str, body: str) -> Any:
     vreq = T.parse(_request("POST", path, query, body.encode(), FORM), _segs(path))
     scope = T.check_scope(TWILIO_SCOPE, vreq)
-    vreq = VendorRequest(vreq.method, vreq.path, vreq.params, extra={**vreq.extra, **scope.extra})
-    return vreq, scope.extra, T.estimate(vreq, RATES)
+    vreq = vreq.scoped(scope)
+    return vreq, scope.detail, T.estimate(vreq, RATES)
 
 
 @props(3000)
@@ -444,7 +444,8 @@ def test_resend_enforces_what_json_parse_acts_on_or_refuses(req: tuple[str, str,
     # The same decisions from the document as Resend reads it, re-encoded cleanly.
     clean = _resend_decisions(path, "", json.dumps(doc).encode())
     assert (scope, estimate, dedup) == clean[1:]
-    assert vreq.extra["emails"] == clean[0].extra["emails"]
+    assert isinstance(vreq.detail, ResendParse) and isinstance(clean[0].detail, ResendParse)
+    assert vreq.detail.emails == clean[0].detail.emails
 
 
 def test_stripe_v2_query_and_json_body_name_a_parameter_once() -> None:

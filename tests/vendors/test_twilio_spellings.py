@@ -11,7 +11,6 @@ allowlist → scope → estimate) must equal the `.json` spelling's, or the spel
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,7 @@ from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors.twilio import Twilio
 from keybrake.vendors.twilio_paths import SECRET_ANSWERS
+from keybrake.vendors.twilio_pricing import TwilioParse
 
 T = Twilio()
 RATES = {"usd": Decimal(1)}
@@ -99,9 +99,10 @@ def classify(method: str, segments: tuple[str, ...], body: bytes, policy: Policy
         if allowed is not None and first_match(allowed, method, canon) is None:
             return ("endpoint_not_allowed",)
         scope = T.check_scope(policy, vreq)
-        vreq = replace(vreq, extra={**vreq.extra, **scope.extra})
+        vreq = vreq.scoped(scope)
         est = T.estimate(vreq, RATES)
-        return ("ok", est.pricing, est.amount, est.cost_kind, est.sends, vreq.extra.get("kind"), scope.extra)
+        assert isinstance(vreq.detail, TwilioParse)
+        return ("ok", est.pricing, est.amount, est.cost_kind, est.sends, vreq.detail.kind, scope.detail)
     except Denial as denial:
         return ("denied", denial.code)
 

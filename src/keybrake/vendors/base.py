@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from keybrake.core.errors import Denial
@@ -25,13 +26,26 @@ Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
 @dataclass(frozen=True)
 class VendorRequest:
-    """A request after the vendor's one parse (docs/policy.md, one parse)."""
+    """A request after the vendor's one parse (docs/policy.md, one parse). Immutable: the
+    pipeline adds what it learns with `dataclasses.replace`.
+
+    `detail`: what the vendor's parse learnt beyond the parameters, a frozen dataclass of the
+    vendor's own (e.g. `TwilioParse`), read only by that vendor. `facts`: what the pre-flight
+    lookups taught about the objects the request names (`objects_needed`), by object id.
+    `scope`: what the vendor's `check_scope` decided (`ScopeResult.detail`), None before it.
+    """
 
     method: str
     path: tuple[str, ...]  # normalised segments, without the /{vendor} prefix
     params: Params
     account_context: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    detail: object = None
+    facts: Mapping[str, LedgerEntry] = field(default_factory=lambda: MappingProxyType({}))
+    scope: object = None
+
+    def scoped(self, result: ScopeResult) -> VendorRequest:
+        """This request with the scope decisions of `result` (unchanged when it has none)."""
+        return replace(self, scope=result.detail) if result.detail is not None else self
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,12 @@ class VendorCost:
 
 @dataclass(frozen=True)
 class ScopeResult:
+    """What `check_scope` decided: the customer the request acts for (audited), and `detail`,
+    the vendor's own typed decisions (e.g. a Twilio call's time limit), which the pipeline sets
+    as `VendorRequest.scope` before the estimate (None: nothing to add)."""
+
     customer_scope_id: str | None = None
-    # Facts the policy decided for this request (e.g. a Twilio call's time limit), merged into
-    # `VendorRequest.extra` before the estimate.
-    extra: dict[str, Any] = field(default_factory=dict)
+    detail: object = None
 
 
 @dataclass(frozen=True)

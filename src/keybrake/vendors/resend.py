@@ -130,6 +130,16 @@ class Email:
     content_hash: str  # of html, text and template: bodies are never kept
 
 
+@dataclass(frozen=True)
+class ResendParse:
+    """What the one parse learnt of a Resend request (`VendorRequest.detail`): the parsed JSON
+    body (`doc`, None without one; it is the Idempotency-Key fingerprint) and, for a send, each
+    email it carries (`emails`; empty for every other request)."""
+
+    doc: Any
+    emails: tuple[Email, ...] = ()
+
+
 class Resend(VendorDefaults):
     name = "resend"
     default_base_url = "https://api.resend.com"
@@ -202,24 +212,21 @@ class Resend(VendorDefaults):
                 if isinstance(item, dict):
                     where = f"Batch item {i}: " if isinstance(doc, list) else ""
                     check_spelling(item, ENFORCED, vendor=f"{where}Resend", literal=True)
-        vreq = VendorRequest(req.method, path, params)
+        emails: list[Email] = []
         if EMAILS_SEND.matches(req.method, path):
             if not isinstance(doc, dict):
                 raise Denial("body_invalid", "POST /emails takes one JSON object (from, to, subject, html or text).")
-            vreq.extra["emails"] = [_email(doc, "")]
+            emails.append(_email(doc, ""))
         elif BATCH_SEND.matches(req.method, path):
             if not isinstance(doc, list) or not doc:
                 raise Denial("body_invalid", "POST /emails/batch takes a JSON array of 1 to 100 email objects.")
             if len(doc) > MAX_BATCH:
                 raise Denial("body_invalid", f"A batch holds at most {MAX_BATCH} emails (got {len(doc)}).")
-            emails = []
             for i, item in enumerate(doc):
                 if not isinstance(item, dict):
                     raise Denial("body_invalid", f"Batch item {i} is not a JSON object.")
                 emails.append(_email(item, f"[{i}]."))
-            vreq.extra["emails"] = emails
-        vreq.extra["doc"] = doc
-        return vreq
+        return VendorRequest(req.method, path, params, detail=ResendParse(doc, tuple(emails)))
 
     # -- scope ----------------------------------------------------------------------------
 
@@ -274,7 +281,7 @@ class Resend(VendorDefaults):
         """Resend honours Idempotency-Key on sends: method, path and the canonical JSON body."""
         if vreq.method != "POST":
             return None
-        canonical = json.dumps(vreq.extra.get("doc"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(_detail(vreq).doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
@@ -317,9 +324,16 @@ class Resend(VendorDefaults):
         )
 
 
-def _emails(vreq: VendorRequest) -> list[Email]:
-    emails = vreq.extra.get("emails")
-    return emails if isinstance(emails, list) else []
+def _detail(vreq: VendorRequest) -> ResendParse:
+    """What the one parse learnt (`Resend.parse` sets it on every request it returns)."""
+    detail = vreq.detail
+    assert isinstance(detail, ResendParse), "a Resend request carries a ResendParse"
+    return detail
+
+
+def _emails(vreq: VendorRequest) -> tuple[Email, ...]:
+    """The emails a send carries (one, or a batch's), empty for any other request."""
+    return _detail(vreq).emails
 
 
 def _email(doc: dict[str, Any], where: str) -> Email:
