@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from keybrake.core.errors import Denial
-from keybrake.core.params import Params, fold
+from keybrake.core.names import fold
+from keybrake.core.params import Params
 from keybrake.core.policy import ParamRule, Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors import stripe_objects

@@ -11,14 +11,14 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from keybrake.core.destinations import domain_allowed, email_address
+from keybrake.core.destinations import domain_allowed
 from keybrake.core.errors import Denial
 from keybrake.core.money import MICRO
-from keybrake.core.params import check_spelling, fold, merge, parse_json_body, query_params
+from keybrake.core.names import check_spelling, fold
+from keybrake.core.params import merge, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
@@ -36,10 +36,12 @@ from keybrake.vendors.base import (
     retry_after,
 )
 from keybrake.vendors.registry import VendorSetting, VendorSpec
+from keybrake.vendors.resend_emails import Email, ResendParse, read_email
+
+__all__ = ["ENFORCED", "SPEC", "Resend", "ResendParse"]
 
 DEFAULT_RATE_USD = Decimal("0.0004")
 MAX_BATCH = 100
-MAX_RECIPIENTS_PER_FIELD = 50
 
 EMAILS_SEND = parse_pattern("POST /emails")
 BATCH_SEND = parse_pattern("POST /emails/batch")
@@ -119,27 +121,6 @@ ENFORCED = frozenset(
 _FOLDED = frozenset(fold(n) for n in ENFORCED)
 
 
-@dataclass(frozen=True)
-class Email:
-    """What one email of a request sends, read once."""
-
-    recipients: frozenset[str]  # distinct `local@domain` over to, cc and bcc
-    to_domains: frozenset[str]
-    from_domain: str
-    subject: str
-    content_hash: str  # of html, text and template: bodies are never kept
-
-
-@dataclass(frozen=True)
-class ResendParse:
-    """What the one parse learnt of a Resend request (`VendorRequest.detail`): the parsed JSON
-    body (`doc`, None without one; it is the Idempotency-Key fingerprint) and, for a send, each
-    email it carries (`emails`; empty for every other request)."""
-
-    doc: Any
-    emails: tuple[Email, ...] = ()
-
-
 class Resend(VendorDefaults):
     name = "resend"
     default_base_url = "https://api.resend.com"
@@ -216,7 +197,7 @@ class Resend(VendorDefaults):
         if EMAILS_SEND.matches(req.method, path):
             if not isinstance(doc, dict):
                 raise Denial("body_invalid", "POST /emails takes one JSON object (from, to, subject, html or text).")
-            emails.append(_email(doc, ""))
+            emails.append(read_email(doc, ""))
         elif BATCH_SEND.matches(req.method, path):
             if not isinstance(doc, list) or not doc:
                 raise Denial("body_invalid", "POST /emails/batch takes a JSON array of 1 to 100 email objects.")
@@ -225,7 +206,7 @@ class Resend(VendorDefaults):
             for i, item in enumerate(doc):
                 if not isinstance(item, dict):
                     raise Denial("body_invalid", f"Batch item {i} is not a JSON object.")
-                emails.append(_email(item, f"[{i}]."))
+                emails.append(read_email(item, f"[{i}]."))
         return VendorRequest(req.method, path, params, detail=ResendParse(doc, tuple(emails)))
 
     # -- scope ----------------------------------------------------------------------------
@@ -324,94 +305,18 @@ class Resend(VendorDefaults):
         )
 
 
+_NO_PARSE = ResendParse(None)
+
+
 def _detail(vreq: VendorRequest) -> ResendParse:
-    """What the one parse learnt (`Resend.parse` sets it on every request it returns)."""
-    detail = vreq.detail
-    assert isinstance(detail, ResendParse), "a Resend request carries a ResendParse"
-    return detail
+    """What the one parse learnt (`Resend.parse` sets it on every request it returns; a request
+    built otherwise reads as one without a body)."""
+    return vreq.detail if isinstance(vreq.detail, ResendParse) else _NO_PARSE
 
 
 def _emails(vreq: VendorRequest) -> tuple[Email, ...]:
     """The emails a send carries (one, or a batch's), empty for any other request."""
     return _detail(vreq).emails
-
-
-def _email(doc: dict[str, Any], where: str) -> Email:
-    recipients: set[str] = set()
-    domains: set[str] = set()
-    for field in ("to", "cc", "bcc"):
-        value = doc.get(field)
-        if value is None:
-            if field == "to":
-                raise Denial("body_invalid", f"Field '{where}to' is required (one address or a list).")
-            continue
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or len(values) > MAX_RECIPIENTS_PER_FIELD:
-            raise Denial(
-                "body_invalid",
-                f"Field '{where}{field}' must be an address or a list of 1 to {MAX_RECIPIENTS_PER_FIELD} addresses.",
-            )
-        for v in values:
-            address, domain = email_address(v, field=f"{where}{field}")
-            recipients.add(address)
-            domains.add(domain)
-    _check_custom_headers(doc.get("headers"), where)
-    sender = doc.get("from")
-    if not isinstance(sender, str) or not sender:
-        raise Denial("body_invalid", f"Field '{where}from' is required (one address).")
-    _, from_domain = email_address(sender, field=f"{where}from")
-    subject = doc.get("subject")
-    h = hashlib.sha256()
-    for field in ("html", "text", "template", "react"):
-        h.update(b"\0" + json.dumps(doc.get(field), sort_keys=True).encode())
-    return Email(frozenset(recipients), frozenset(domains), from_domain, str(subject or ""), h.hexdigest())
-
-
-# Headers that name who receives or sends a message. In `headers` they would add recipients (or a
-# sender) that `to`/`cc`/`bcc`/`from` scope and pricing never see.
-ADDRESS_HEADERS = frozenset(
-    {
-        "to",
-        "cc",
-        "bcc",
-        "from",
-        "sender",
-        "return-path",
-        "resent-to",
-        "resent-cc",
-        "resent-bcc",
-        "resent-from",
-        "resent-sender",
-        "delivered-to",
-        "envelope-to",
-        "apparently-to",
-        "x-original-to",
-    }
-)
-
-
-def _check_custom_headers(headers: Any, where: str) -> None:
-    """`headers` (Resend: "custom headers to add to the email") may not name recipients or senders.
-
-    Raises 400 body_invalid when it is not an object of strings or a name or value holds a line
-    break (which would add headers of its own); 403 scope_violation for an address header.
-    """
-    if headers is None:
-        return
-    if not isinstance(headers, dict):
-        raise Denial("body_invalid", f"Field '{where}headers' must be an object of header names to values.")
-    for name, value in headers.items():
-        if not isinstance(value, str) or any(ch in name + value for ch in "\r\n\x00"):
-            raise Denial(
-                "body_invalid",
-                f"Header {name[:40]!r} in '{where}headers' must be a one-line string (no line breaks).",
-            )
-        if name.strip().lower() in ADDRESS_HEADERS:
-            raise Denial(
-                "scope_violation",
-                f"Header {name.strip()[:40]!r} in '{where}headers' would name recipients or senders that Keybrake "
-                "does not check or count; use to, cc, bcc and from. Nothing was sent. Do not retry unchanged.",
-            )
 
 
 def _first_id(doc: Any) -> str | None:

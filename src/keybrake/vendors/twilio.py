@@ -24,9 +24,10 @@ from urllib.parse import unquote_plus
 
 from keybrake.core.destinations import check_phone_prefix, mask_phone, normalise_phone
 from keybrake.core.errors import Denial
-from keybrake.core.params import check_spelling, fold, parse_form, query_params
+from keybrake.core.names import check_spelling, fold
+from keybrake.core.params import parse_form, query_params
 from keybrake.core.paths import join
-from keybrake.core.patterns import EndpointPattern, parse_pattern
+from keybrake.core.patterns import EndpointPattern
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors import twilio_paths, twilio_pricing, twilio_voice
@@ -46,95 +47,24 @@ from keybrake.vendors.base import (
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates, load_twilio_rates
 from keybrake.vendors.registry import VendorSetting, VendorSpec
 from keybrake.vendors.sms import segments
+from keybrake.vendors.twilio_endpoints import (
+    CALLS_CREATE,
+    ENFORCED,
+    FREE,
+    GUARDED,
+    MESSAGES_CREATE,
+    MONEY_MOVING,
+    PARTICIPANTS_CREATE,
+    REPEATABLE,
+)
 from keybrake.vendors.twilio_errors import twilio_denial
-from keybrake.vendors.twilio_pricing import NO_SCOPE, OBJECT_SID, TwilioParse, TwilioScope
+from keybrake.vendors.twilio_pricing import NO_PARSE, NO_SCOPE, OBJECT_SID, TwilioParse, TwilioScope
 
 API = "2010-04-01"
 DEFAULT_MAX_CALL_SECONDS = 600
 # Content templates (ContentSid without Body) are at most 1,600 characters: bound them as UCS-2.
 TEMPLATE_SEGMENTS = math.ceil(1600 / 67)
-
-# Form parameters Twilio's spec types as arrays: sent as repeated keys (`MediaUrl=a&MediaUrl=b`).
-REPEATABLE = frozenset(
-    {
-        "MediaUrl",
-        "StatusCallbackEvent",
-        "RecordingStatusCallbackEvent",
-        "ConferenceStatusCallbackEvent",
-        "ConferenceRecordingStatusCallbackEvent",
-        "PersistentAction",
-        "Permissions",
-    }
-)
-# Parameters Keybrake's pricing, scope or policy reads. Twilio has no bracket syntax and its
-# names are case-sensitive: `To[]`, `to` or ` To` next to (or instead of) `To` are refused.
-ENFORCED = frozenset(
-    {
-        "To",
-        "From",
-        "Body",
-        "MediaUrl",
-        "ContentSid",
-        "ContentVariables",
-        "TimeLimit",
-        "Twiml",
-        "Url",
-        "FallbackUrl",
-        "ApplicationSid",
-        *twilio_voice.PARAMS,
-    }
-)
-
-
-def _p(text: str, *, casefold: bool = False) -> EndpointPattern:
-    return parse_pattern(text, casefold=casefold)
-
-
-MESSAGES_CREATE = _p(f"POST /{API}/Accounts/*/Messages.json")
-CALLS_CREATE = _p(f"POST /{API}/Accounts/*/Calls.json")
-PARTICIPANTS_CREATE = _p(f"POST /{API}/Accounts/*/Conferences/*/Participants.json")
-# Endpoints whose exact spelling decides a price or a destination check: after the extension is
-# mapped to `.json`, a case variant of one of them is refused (`base.check_path_spelling`).
-MONEY_MOVING = (MESSAGES_CREATE, CALLS_CREATE, PARTICIPANTS_CREATE, *twilio_voice.PATTERNS)
-# Endpoints that move no money. Everything else not priced above is unpriceable — including a
-# live call's update, which can redirect it to new TwiML that dials anyone.
-FREE = tuple(
-    _p(t)
-    for t in (
-        "GET /**",
-        f"POST /{API}/Accounts/*/Messages/*.json",  # redact a body or cancel a scheduled message
-        f"DELETE /{API}/Accounts/*/Calls/*.json",
-        f"DELETE /{API}/Accounts/*/Recordings/*.json",
-        f"DELETE /{API}/Accounts/*/Calls/*/Recordings/*.json",
-        f"DELETE /{API}/Accounts/*/Messages/*/Media/*.json",
-        f"DELETE /{API}/Accounts/*/Transcriptions/*.json",
-        # Guarded (docs/policy.md, guarded endpoints), but they move no money once a key may call them at all.
-        f"* /{API}/Accounts/*/Keys.json",
-        f"* /{API}/Accounts/*/Keys/*",
-        f"* /{API}/Accounts/*/SigningKeys.json",
-        f"* /{API}/Accounts/*/SigningKeys/*",
-        f"POST /{API}/Accounts/*/Applications.json",
-        f"POST|DELETE /{API}/Accounts/*/Applications/*.json",
-    )
-)
-# docs/policy.md, guarded endpoints: endpoints that return or mint secrets, buy numbers or change the account.
-GUARDED = tuple(
-    _p(t, casefold=True)
-    for t in (
-        f"* /{API}/Accounts.json",
-        f"* /{API}/Accounts/*.json",
-        f"* /{API}/Accounts/*/Keys.json",
-        f"* /{API}/Accounts/*/Keys/*",
-        f"* /{API}/Accounts/*/SigningKeys.json",
-        f"* /{API}/Accounts/*/SigningKeys/*",
-        f"POST /{API}/Accounts/*/IncomingPhoneNumbers*",
-        f"POST|DELETE /{API}/Accounts/*/IncomingPhoneNumbers/**",
-        f"POST /{API}/Accounts/*/Applications*",
-        f"POST /{API}/Accounts/*/Applications/**",
-        f"* /{API}/Accounts/*/SIP/**",
-        f"DELETE /{API}/Accounts/*/Messages/*",
-    )
-)
+__all__ = ["ENFORCED", "REPEATABLE", "SPEC", "Twilio"]
 
 _ACCOUNT_SID = re.compile(r"^AC[0-9a-f]{32}$")
 _AUTH_TOKEN = re.compile(r"^[0-9a-f]{32}$")
@@ -423,10 +353,9 @@ def _destination_kind(method: str, path: tuple[str, ...]) -> str | None:
 
 
 def _detail(vreq: VendorRequest) -> TwilioParse:
-    """The Twilio facts of the one parse (`Twilio.parse` sets them on every request it returns)."""
-    detail = vreq.detail
-    assert isinstance(detail, TwilioParse), "a Twilio request carries a TwilioParse"
-    return detail
+    """The Twilio facts of the one parse (`Twilio.parse` sets them on every request it returns;
+    a request built otherwise reads as one that names no destination)."""
+    return vreq.detail if isinstance(vreq.detail, TwilioParse) else NO_PARSE
 
 
 def _scope(vreq: VendorRequest) -> TwilioScope:

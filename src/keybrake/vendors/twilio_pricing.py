@@ -63,6 +63,7 @@ class TwilioScope:
     set_time_limit: int | None = None
 
 
+NO_PARSE = TwilioParse(None)
 NO_SCOPE = TwilioScope()
 
 
