@@ -1,13 +1,17 @@
 """Key policy inputs of the admin API (docs/policy.md): `PolicyIn` and its `ParamRuleIn`, plus the
 field types and strict base every admin input shares. Unknown fields are errors (422 naming the
-field), never ignored."""
+field), never ignored.
+
+`PolicyIn` is composed of the core fields (`CorePolicyIn`) and each registered vendor's own
+(`VendorSpec.policy_input`, with their validators): the admin API names no vendor.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
-import phonenumbers
 import re2
 from pydantic import (
     BaseModel,
@@ -15,14 +19,16 @@ from pydantic import (
     ConfigDict,
     Field,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
-from keybrake.core.destinations import CALLING_CODE, CHANNEL, PHONE_PREFIX, policy_domain
 from keybrake.core.money import MoneyError, parse_usd
 from keybrake.core.patterns import PatternError, parse_pattern
-from keybrake.vendors.twilio_voice import twiml_url_problem
+from keybrake.core.policy import CORE_RANKS
+from keybrake.vendors import registry
 
 # Names used by the hosted product, refused with a pointer to Keybrake's field (docs/api.md).
 ALIASES = {
@@ -114,40 +120,16 @@ def _decimal_str(v: Any) -> str:
     return str(d)
 
 
-_APPLICATION_SID = re.compile(r"^AP[0-9a-fA-F]{32}$")  # Twilio's spec pattern for ApplicationSid
 _PARAM_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
-class PolicyIn(Strict):
-    daily_usd_cap: Money | None = None
-    total_usd_cap: Money | None = None
-    max_usd_per_call: Money | None = None
-    max_requests_per_hour: Count | None = None
-    max_requests_total: Count | None = None
-    max_write_requests_total: Count | None = None
-    allowed_endpoints: list[str] | None = Field(default=None, max_length=500)
-    customer_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
-    account_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
-    param_rules: dict[str, ParamRuleIn] | None = None
-    allowed_to_prefixes: list[str] | None = Field(default=None, max_length=500)
-    allowed_to_domains: list[str] | None = Field(default=None, max_length=500)
-    allowed_from_domains: list[str] | None = Field(default=None, max_length=500)
-    default_calling_code: str | None = None
-    # Twilio's own TimeLimit maximum is 4 hours.
-    max_call_seconds: Annotated[int, Field(ge=1, le=14400, strict=True)] | None = None
-    # Twilio, with allowed_to_prefixes: TwiML a call may fetch, and applications that may run a call.
-    allowed_twiml_urls: list[Annotated[str, Field(min_length=1, max_length=2048)]] | None = Field(
-        default=None, max_length=500
-    )
-    allowed_application_sids: list[str] | None = Field(default=None, max_length=500)
-    daily_send_cap: Count | None = None
-    # Replay bodies are held (encrypted) for the window: at most a day.
-    dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
-    allow_self_revoke: bool | None = None
+class PolicyBase(Strict):
+    """What every key policy input does, whatever fields it is composed of: refuse the hosted
+    product's names, check endpoint patterns and parameter rule names, store what is set."""
 
     _aliases = model_validator(mode="before")(_refuse_aliases)
 
-    @field_validator("allowed_endpoints")
+    @field_validator("allowed_endpoints", check_fields=False)
     @classmethod
     def _patterns(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
@@ -158,50 +140,7 @@ class PolicyIn(Strict):
                     raise ValueError(f"entry {i} ({text!r}): {exc}") from None
         return v
 
-    @field_validator("allowed_to_prefixes")
-    @classmethod
-    def _prefixes(cls, v: list[str] | None) -> list[str] | None:
-        for entry in v or []:
-            if entry.lower() == "whatsapp:":
-                raise ValueError("'whatsapp:' is removed before checking; list the number prefixes instead")
-            if not (PHONE_PREFIX.match(entry) or CHANNEL.match(entry)):
-                raise ValueError(
-                    f"{entry!r} is neither an E.164 prefix such as '+1' or '+4420' nor a channel such as 'sip:'"
-                )
-        return v
-
-    @field_validator("allowed_twiml_urls")
-    @classmethod
-    def _twiml_urls(cls, v: list[str] | None) -> list[str] | None:
-        for entry in v or []:
-            problem = twiml_url_problem(entry)
-            if problem:
-                raise ValueError(f"{entry[:100]!r} {problem}")
-        return v
-
-    @field_validator("allowed_application_sids")
-    @classmethod
-    def _application_sids(cls, v: list[str] | None) -> list[str] | None:
-        for i, sid in enumerate(v or []):
-            if not _APPLICATION_SID.match(sid):
-                raise ValueError(f"entry {i} ({sid[:40]!r}) is not a Twilio application SID: AP and 32 hex digits")
-        return v
-
-    @field_validator("default_calling_code")
-    @classmethod
-    def _calling_code(cls, v: str | None) -> str | None:
-        if v is not None and (
-            not CALLING_CODE.match(v) or phonenumbers.region_code_for_country_code(int(v[1:])) == "ZZ"
-        ):
-            raise ValueError(f"{v!r} is not a country calling code such as '+1' or '+44'")
-        return v
-
-    @field_validator("allowed_to_domains", "allowed_from_domains")
-    @classmethod
-    def _domains(cls, v: list[str] | None) -> list[str] | None:
-        return [policy_domain(d) for d in v] if v is not None else None
-
-    @field_validator("param_rules")
+    @field_validator("param_rules", check_fields=False)
     @classmethod
     def _rule_names(cls, v: dict[str, ParamRuleIn] | None) -> dict[str, ParamRuleIn] | None:
         for name in v or {}:
@@ -220,3 +159,62 @@ class PolicyIn(Strict):
                 value = {k: r.to_store() for k, r in value.items()}
             out[name] = value
         return out
+
+
+class CorePolicyIn(PolicyBase):
+    """The core policy fields (core/policy.py CORE_RANKS), which every vendor's keys can take."""
+
+    daily_usd_cap: Money | None = None
+    total_usd_cap: Money | None = None
+    max_usd_per_call: Money | None = None
+    max_requests_per_hour: Count | None = None
+    max_requests_total: Count | None = None
+    max_write_requests_total: Count | None = None
+    allowed_endpoints: list[str] | None = Field(default=None, max_length=500)
+    customer_allowlist: list[Annotated[str, Field(min_length=1, max_length=255)]] | None = None
+    param_rules: dict[str, ParamRuleIn] | None = None
+    daily_send_cap: Count | None = None
+    # Replay bodies are held (encrypted) for the window: at most a day.
+    dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
+    allow_self_revoke: bool | None = None
+
+
+def compose_policy_input(vendor_inputs: Sequence[type[BaseModel]]) -> type[PolicyBase]:
+    """`PolicyIn`: the core fields and every vendor's own (`VendorSpec.policy_input`), with their
+    validators, in rank order (core/policy.py CORE_RANKS, each vendor model's `RANKS`).
+
+    Raises ValueError when two models declare one field, or a vendor field has no rank.
+    """
+    ranks: dict[str, int] = dict(CORE_RANKS)
+    fields: dict[str, FieldInfo] = dict(CorePolicyIn.model_fields)
+    validators: dict[str, Any] = {}
+    for model in vendor_inputs:
+        declared: Mapping[str, int] = getattr(model, "RANKS", {})
+        for name, info in model.model_fields.items():
+            if name in fields:
+                raise ValueError(f"policy field {name!r} is declared twice ({model.__name__})")
+            if name not in declared:
+                raise ValueError(f"policy field {name!r} of {model.__name__} has no rank (RANKS)")
+            fields[name], ranks[name] = info, declared[name]
+        for attr, found in model.__pydantic_decorators__.field_validators.items():
+            # The vendor's own validators, re-declared on the composed model (its messages unchanged).
+            func = getattr(found.func, "__func__", found.func)
+            validators[f"{model.__name__}_{attr}"] = field_validator(*found.info.fields, mode=found.info.mode)(func)
+    order = sorted(fields, key=ranks.__getitem__)
+    composed: type[PolicyBase] = create_model(  # type: ignore[call-overload]
+        "PolicyIn",
+        __base__=PolicyBase,
+        __module__=__name__,
+        __validators__=validators,
+        **{name: (fields[name].annotation, fields[name]) for name in order},
+    )
+    return composed
+
+
+if TYPE_CHECKING:
+    PolicyIn = PolicyBase
+else:
+    # Composed once, from the vendors registered when the admin API is imported.
+    PolicyIn = compose_policy_input([s.policy_input for s in registry.specs() if s.policy_input is not None])
+# Every policy field, in the order the API renders them.
+ALL_FIELDS: tuple[str, ...] = tuple(PolicyIn.model_fields)

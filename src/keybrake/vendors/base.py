@@ -126,6 +126,10 @@ class Vendor(Protocol):
         """Why an `allowed_endpoints` pattern can never match a canonical path (None: it can)."""
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(field, message) when a stored policy sets one of the vendor's fields that cannot take
+        effect as given (the admin API refuses it, 422), else None."""
+
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
     def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
         """Scope checks that need no vendor data (account context, a customer the request names):
@@ -266,6 +270,9 @@ class VendorDefaults:
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        return None
+
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
 
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from pydantic import BaseModel
+
 from keybrake.vendors.base import Vendor
 
 # Names that can never be vendors: they are Keybrake's own surface (docs/api.md).
@@ -45,11 +47,15 @@ class VendorSpec:
     """A vendor as the registry knows it: `build` makes the vendor from its settings' values.
 
     `build` is called with a mapping holding every declared setting (the default where unset).
+    The vendor reads its policy fields typed with `Policy.vendor_fields` (core/policy.py).
     """
 
     name: str
     build: Callable[[VendorSettingValues], Vendor]
     settings: tuple[VendorSetting, ...] = ()
+    # The vendor's own policy fields as the admin API takes them (a pydantic model whose
+    # `RANKS` class variable says where each renders among all fields), or None.
+    policy_input: type[BaseModel] | None = None
 
     def values(self, given: VendorSettingValues | None) -> dict[str, Any]:
         """Every declared setting's value: `given` where set, else the default."""

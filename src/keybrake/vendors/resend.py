@@ -37,6 +37,7 @@ from keybrake.vendors.base import (
 )
 from keybrake.vendors.registry import VendorSetting, VendorSpec
 from keybrake.vendors.resend_emails import Email, ResendParse, read_email
+from keybrake.vendors.resend_policy import ResendPolicy, ResendPolicyIn
 
 __all__ = ["ENFORCED", "SPEC", "Resend", "ResendParse"]
 
@@ -212,19 +213,18 @@ class Resend(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        own = policy.vendor_fields(ResendPolicy.from_store)
         for i, email in enumerate(_emails(vreq)):
             where = f" (batch item {i})" if BATCH_SEND.matches(vreq.method, vreq.path) else ""
-            if policy.allowed_to_domains is not None:
-                outside = sorted(d for d in email.to_domains if not domain_allowed(d, policy.allowed_to_domains))
+            if own.allowed_to_domains is not None:
+                outside = sorted(d for d in email.to_domains if not domain_allowed(d, own.allowed_to_domains))
                 if outside:
                     raise Denial(
                         "scope_violation",
                         f"Recipient domain {outside[0]!r}{where} is outside this key's allowed_to_domains; nothing "
                         "was sent. Do not retry.",
                     )
-            if policy.allowed_from_domains is not None and not domain_allowed(
-                email.from_domain, policy.allowed_from_domains
-            ):
+            if own.allowed_from_domains is not None and not domain_allowed(email.from_domain, own.allowed_from_domains):
                 raise Denial(
                     "scope_violation",
                     f"Sender domain {email.from_domain!r}{where} is outside this key's allowed_from_domains. "
@@ -333,4 +333,5 @@ SPEC = VendorSpec(
     "resend",
     lambda values: Resend(values["rate_usd"]),
     (VendorSetting("KEYBRAKE_RESEND_RATE_USD", "rate_usd", "decimal", DEFAULT_RATE_USD),),
+    policy_input=ResendPolicyIn,
 )

@@ -42,6 +42,7 @@ from keybrake.vendors.stripe_endpoints import (
     PRICED,
     REFUND_CREATE,
 )
+from keybrake.vendors.stripe_policy import StripePolicy, StripePolicyIn
 
 __all__ = ["ENFORCED", "SPEC", "Stripe"]
 
@@ -162,12 +163,13 @@ class Stripe(VendorDefaults):
 
     def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
         """The account context and a customer the request itself names: no lookup needed."""
-        if policy.account_allowlist is not None:
+        accounts = policy.vendor_fields(StripePolicy.from_store).account_allowlist
+        if accounts is not None:
             account = vreq.account_context
-            if account is None and "self" in policy.account_allowlist:
+            if account is None and "self" in accounts:
                 account = "self"
             check_allowlist(
-                policy.account_allowlist,
+                accounts,
                 account,
                 field="account_allowlist",
                 what="Stripe account",
@@ -396,4 +398,4 @@ def _unpriceable_kind(path: tuple[str, ...]) -> str:
     return "charge"
 
 
-SPEC = VendorSpec("stripe", lambda values: Stripe())
+SPEC = VendorSpec("stripe", lambda values: Stripe(), policy_input=StripePolicyIn)

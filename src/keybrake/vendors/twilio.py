@@ -58,6 +58,7 @@ from keybrake.vendors.twilio_endpoints import (
     REPEATABLE,
 )
 from keybrake.vendors.twilio_errors import twilio_denial
+from keybrake.vendors.twilio_policy import TwilioPolicy, TwilioPolicyIn, policy_problem
 from keybrake.vendors.twilio_pricing import NO_PARSE, NO_SCOPE, OBJECT_SID, TwilioParse, TwilioScope
 
 API = "2010-04-01"
@@ -117,6 +118,9 @@ class Twilio(VendorDefaults):
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
         return twilio_paths.pattern_problem(pattern)
+
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
+        return policy_problem(policy)
 
     # -- credentials ----------------------------------------------------------------------
 
@@ -229,10 +233,11 @@ class Twilio(VendorDefaults):
                 f"Request path refused: answers of {join(vreq.path)} carry secrets (auth_token, secret) that Keybrake "
                 f"removes from JSON answers only; request the .json spelling, not .{fmt}. Nothing was sent.",
             )
-        dials = twilio_voice.check_call_control(policy, vreq.method, vreq.path, vreq.params)
+        own = policy.vendor_fields(TwilioPolicy.from_store)
+        dials = twilio_voice.check_call_control(own, vreq.method, vreq.path, vreq.params)
         if twilio_voice.CALLS_UPDATE.matches(vreq.method, vreq.path):
             # A live call's TimeLimit can be raised by an update: no further than a new call's.
-            cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
+            cap = own.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
             given = vreq.params.scalar("TimeLimit")
             if given is not None and (not (given.isascii() and given.isdigit()) or int(given) > cap):
                 raise Denial(
@@ -248,14 +253,14 @@ class Twilio(VendorDefaults):
         if kind is None:
             return ScopeResult(detail=TwilioScope(dials=dials) if dials else None)
         raw_to = vreq.params.scalar("To") or ""
-        channels = [p for p in policy.allowed_to_prefixes or () if p.endswith(":")]
-        to = normalise_phone(raw_to, default_calling_code=policy.default_calling_code, channels=channels)
+        channels = [p for p in own.allowed_to_prefixes or () if p.endswith(":")]
+        to = normalise_phone(raw_to, default_calling_code=own.default_calling_code, channels=channels)
         if to.startswith("+"):
-            check_phone_prefix(to, policy.allowed_to_prefixes)
+            check_phone_prefix(to, own.allowed_to_prefixes)
         whatsapp = raw_to.strip().lower().startswith("whatsapp:")
         if kind != "call":
             return ScopeResult(detail=TwilioScope(to, whatsapp, dials))
-        cap = policy.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
+        cap = own.max_call_seconds or DEFAULT_MAX_CALL_SECONDS
         given = vreq.params.scalar("TimeLimit")
         if given is not None and not (given.isascii() and given.isdigit()):
             raise Denial("body_invalid", "Parameter 'TimeLimit' must be a whole number of seconds.")
@@ -376,4 +381,5 @@ SPEC = VendorSpec(
         ),
         VendorSetting("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "reconcile_interval_s", "number", 60.0, low=0.01),
     ),
+    policy_input=TwilioPolicyIn,
 )
