@@ -132,7 +132,7 @@ TWILIO = VendorExamples(
     priced=form("POST", f"{TW}/Messages.json", MESSAGE),
     priced_usd=11_300,
     unpriceable=form("POST", f"{TW}/Calls/{CA}.json", "Status=completed"),
-    scope=Policy(allowed_to_prefixes=("+1",)),
+    scope=Policy(vendor_data={"allowed_to_prefixes": ["+1"]}),
     in_scope=form("POST", f"{TW}/Messages.json", MESSAGE),
     out_of_scope=form("POST", f"{TW}/Messages.json", "To=%2B442079460958&From=%2B14155550199&Body=hi"),
     secret_answer=(
@@ -156,7 +156,7 @@ RESEND = VendorExamples(
     priced=js("POST", "/emails", {**EMAIL, "to": ["b@example.com", "c@example.com"]}),
     priced_usd=800,
     unpriceable=Call("DELETE", "/broadcasts/b_1"),
-    scope=Policy(allowed_to_domains=("example.com",)),
+    scope=Policy(vendor_data={"allowed_to_domains": ["example.com"]}),
     in_scope=js("POST", "/emails", EMAIL),
     out_of_scope=js("POST", "/emails", {**EMAIL, "to": "b@evil.io"}),
     secret_answer=(Call("GET", "/api-keys"), {"id": "k_1", "token": "re_t0ken"}, ("re_t0ken",)),

@@ -271,7 +271,8 @@ TWILIO_FIELDS: dict[str, list[str]] = {
 }
 # A param_rules name is enforced too: its look-alikes are refused like those of Twilio's own.
 TWILIO_SCOPE = Policy(
-    allowed_to_prefixes=("+1",), max_call_seconds=120, param_rules=(ParamRule("StatusCallback", pattern="https://.*"),)
+    param_rules=(ParamRule("StatusCallback", pattern="https://.*"),),
+    vendor_data={"allowed_to_prefixes": ["+1"], "max_call_seconds": 120},
 )
 TWILIO_READ = TWILIO_ENFORCED | {"StatusCallback"}
 
@@ -344,7 +345,7 @@ RESEND_VALUES: dict[str, list[str]] = {
     "template": ['{"id": "t1"}', '{"id": "t1", "variables": {"to": "x"}}', '{"id": "t1", "Id": "t2"}'],
     "labels": ['"a"'],  # not an email field: only the generic JSON key rules apply
 }
-RESEND_SCOPE = Policy(allowed_to_domains=("example.com",), allowed_from_domains=("acme.io",))
+RESEND_SCOPE = Policy(vendor_data={"allowed_to_domains": ["example.com"], "allowed_from_domains": ["acme.io"]})
 
 
 RESEND_MEMBERS = [

@@ -74,7 +74,10 @@ def test_message_estimate_by_country_and_segments() -> None:
 
 
 def test_call_time_limit_is_capped_and_set() -> None:
-    r = scoped(vreq("POST", CALLS, b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx"), Policy(max_call_seconds=120))
+    r = scoped(
+        vreq("POST", CALLS, b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx"),
+        Policy(vendor_data={"max_call_seconds": 120}),
+    )
     unseen = 500_000  # TwiML at a Url may dial anywhere: the dearest per-minute rate of the table
     assert T.estimate(r, RATES).amount == 2 * (14_000 + unseen)
     assert (
@@ -137,7 +140,7 @@ def test_json_bodies_are_refused() -> None:
 
 
 def test_destination_scope() -> None:
-    policy = Policy(allowed_to_prefixes=("+1",), default_calling_code="+1")
+    policy = Policy(vendor_data={"allowed_to_prefixes": ["+1"], "default_calling_code": "+1"})
     assert scoped(vreq("POST", MESSAGES, b"To=%28415%29+555-0100&From=x&Body=hi"), policy).scope == TwilioScope(
         "+14155550100"
     )

@@ -69,9 +69,9 @@ BODIES = (
 )
 POLICIES = (
     Policy(),
-    Policy(allowed_to_prefixes=("+1",), max_usd_per_call=1_000_000),
+    Policy(max_usd_per_call=1_000_000, vendor_data={"allowed_to_prefixes": ["+1"]}),
     Policy(
-        allowed_to_prefixes=("+1",),
+        vendor_data={"allowed_to_prefixes": ["+1"]},
         allowed_endpoints=tuple(
             parse_pattern(p) for p in ("POST /2010-04-01/Accounts/*/Messages.json", "GET /2010-04-01/**")
         ),
@@ -152,7 +152,7 @@ def test_every_spelling_is_classified_like_its_json_form_or_refused(
 
 
 def test_the_issue_examples() -> None:
-    policy = Policy(allowed_to_prefixes=("+1",))
+    policy = Policy(vendor_data={"allowed_to_prefixes": ["+1"]})
     body = b"To=%2B447700900123&From=%2B14155550199&Body=hi"
     base = ("2010-04-01", "Accounts", "vk_x")
     for last in ("Messages.xml", "Messages", "Messages.json"):
