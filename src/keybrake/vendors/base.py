@@ -1,6 +1,7 @@
 """The small protocol a vendor module implements; the proxy core knows vendors only by it.
 
-Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__init__.py`.
+Adding a vendor is one module implementing `Vendor` and declaring a `VendorSpec`
+(vendors/registry.py), registered in `vendors/__init__.py` (docs/vendors.md).
 """
 
 from __future__ import annotations
