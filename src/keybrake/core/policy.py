@@ -109,7 +109,8 @@ class Policy:
     param_rules: tuple[ParamRule, ...] | None = None
     daily_send_cap: int | None = None
     dedup_window_seconds: int | None = None
-    vendor_data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # Not hashed (a mapping): equal policies still hash alike, by their other fields.
+    vendor_data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     _parsed: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod

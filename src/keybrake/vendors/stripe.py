@@ -217,8 +217,6 @@ class Stripe(VendorDefaults):
             )
         return ScopeResult(customer_scope_id=owner or customer)
 
-    # -- cost -----------------------------------------------------------------------------
-
     # -- objects the request depends on (ledger / pre-flight) ------------------------------
 
     def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
