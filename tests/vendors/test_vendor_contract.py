@@ -130,3 +130,22 @@ def test_error_shape(case: tuple[Vendor, VendorExamples], code: str) -> None:
     assert _at(body, ex.error_message_at) == f"refused: {code}"
     assert "vk_1" in json.dumps(body)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in rendered.headers.items())
+
+
+def test_a_registered_vendors_settings_are_read_and_checked_like_any_other() -> None:
+    from keybrake.config import SettingsError, from_env
+
+    settings = from_env({"KEYBRAKE_ACME_FEE_USD": "0.05"})
+    assert settings.vendor_setting("acme", "fee_usd") == Decimal("0.05")
+    assert from_env({}).vendor_setting("acme", "fee_usd") == Decimal("0.30")  # the declared default
+    acme = builtin_vendors(settings)["acme"]
+    assert acme.estimate(_scoped(acme, EXAMPLES["acme"].priced), RATES).amount == 12_550_000  # $12.50 + $0.05
+    with pytest.raises(SettingsError, match="KEYBRAKE_ACME_FEE_USD must be a non-negative decimal"):
+        from_env({"KEYBRAKE_ACME_FEE_USD": "-1"})
+
+
+@pytest.mark.parametrize("name", ["v1", "_keybrake", "healthz", "a/b", ""])
+def test_reserved_or_unroutable_names_cannot_be_registered(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot be a vendor name"):
+        registry.register(registry.VendorSpec(name, lambda values: builtin_vendors()["stripe"]))
+    assert name not in builtin_vendors()
