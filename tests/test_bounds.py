@@ -251,7 +251,7 @@ def test_hostile_input_is_a_4xx_quickly(vendor: str, path: tuple[str, ...], body
     started = time.monotonic()
     with pytest.raises(Denial) as info:
         vreq = v.parse(req, path)
-        v.check_scope(Policy(allowed_to_prefixes=("+1",), allowed_to_domains=("example.com",)), vreq)
+        v.check_scope(Policy(vendor_data={"allowed_to_prefixes": ["+1"], "allowed_to_domains": ["example.com"]}), vreq)
         v.fingerprint(vreq)
         v.estimate(vreq, RATES)
     assert 400 <= info.value.status < 500

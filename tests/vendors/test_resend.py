@@ -55,7 +55,7 @@ def test_batch_sums_its_emails() -> None:
 
 
 def test_domain_scope_checks_every_address_of_every_email() -> None:
-    policy = Policy(allowed_to_domains=("example.com",), allowed_from_domains=("*.acme.io",))
+    policy = Policy(vendor_data={"allowed_to_domains": ["example.com"], "allowed_from_domains": ["*.acme.io"]})
     batch = [email(f"u{i}@example.com") for i in range(9)] + [email("u9@example.com", bcc=["spy@evil.io"])]
     R.check_scope(policy, vreq("POST", "/emails/batch", batch[:9]))
     with pytest.raises(Denial) as exc:

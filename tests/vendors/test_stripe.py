@@ -200,7 +200,7 @@ def test_a_refund_of_a_named_charge_is_priced_in_the_charges_currency() -> None:
 
     r = vreq("POST", "/v1/refunds", b"charge=ch_1&amount=100000&currency=jpy")
     facts = {"ch_1": LedgerEntry("ch_1", "charge", "cus_1", None, "usd", 200000, 200000)}
-    r = type(r)(r.method, r.path, r.params, r.account_context, {"facts": facts})
+    r = type(r)(r.method, r.path, r.params, r.account_context, facts=facts)
     est = S.estimate(r, RATES)
     assert (est.pricing, est.amount, est.currency) == ("priced", 1_000_000_000, "usd")  # $1,000, not ¥100,000
     unknown = S.estimate(vreq("POST", "/v1/refunds", b"charge=ch_2&amount=100&currency=usd"), RATES)

@@ -304,11 +304,11 @@ class Pipeline:
                     facts.update(
                         await find_facts(ctx, self.store, self.upstream, self.snapshots, key, vendor, vreq, missing)
                     )
-                    vreq = replace(vreq, extra={**vreq.extra, "facts": facts})
+                    vreq = replace(vreq, facts=dict(facts))
                 scope = vendor.check_scope(policy, vreq)
                 ctx.row.customer_scope_id = scope.customer_scope_id
-                if scope.extra:
-                    vreq = replace(vreq, extra={**vreq.extra, **scope.extra})
+                if scope.detail is not None:
+                    vreq = replace(vreq, scope=scope.detail)
                     ctx.row.request_summary = vendor.summary(vreq) or None
                 # 4a. estimate what the call can move
                 estimate = self._estimate(ctx, policy, vendor, vreq, key)
