@@ -115,7 +115,8 @@ async def closed_loop(urls: list[str], tokens: list[str], concurrency: int, seco
 
 def proxied_charges(upstream_base: str) -> int:
     stats = upstream_stats(upstream_base)
-    return stats["charges"] - stats["charges_direct"]
+    proxied: int = stats["charges"] - stats["charges_direct"]
+    return proxied
 
 
 def issue_keys(base: str, n: int) -> list[str]:

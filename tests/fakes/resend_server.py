@@ -255,7 +255,7 @@ class FakeResend(FakeServer):
         rec = self.record(request, body)
         self.requests.append(rec)
         if self.next_status:
-            status, forced = self.next_status.pop(0)
+            status, forced = self.next_status.pop(0)[:2]
             await self._wait()
             return self.reply(status, forced)
         return await self.handle(request, rec)

@@ -360,9 +360,9 @@ class FakeStripe(FakeServer):
         )
 
         if self.next_status:
-            status, forced, *extra = self.next_status.pop(0)
+            answer = self.next_status.pop(0)
             await self._wait()
-            return self._reply(status, _dumps(forced), request, extra[0] if extra else None)
+            return self._reply(answer[0], _dumps(answer[1]), request, answer[2] if len(answer) == 3 else None)
 
         auth = request.headers.get("Authorization", "")
         if auth != f"Bearer {self.secret}":
@@ -486,7 +486,7 @@ class FakeStripe(FakeServer):
     # --- webhook endpoints (guarded by Keybrake; `secret` is only returned at creation) --------
 
     def _create_webhook_endpoint(self, p: Params, _: str) -> Answer:
-        we = {
+        we: dict[str, Any] = {
             "id": new_id("we"),
             "object": "webhook_endpoint",
             "api_version": None,
@@ -509,7 +509,7 @@ class FakeStripe(FakeServer):
     # --- customers -------------------------------------------------------------------------
 
     def _create_customer(self, p: Params, _: str) -> Answer:
-        cus = {
+        cus: dict[str, Any] = {
             "id": new_id("cus"),
             "object": "customer",
             "address": None,
@@ -569,6 +569,7 @@ class FakeStripe(FakeServer):
         failed: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
         ch_id = new_id("ch")
+        outcome: dict[str, str | None]
         if failed:
             outcome = {
                 "network_status": "declined_by_network",
@@ -930,6 +931,7 @@ class FakeStripe(FakeServer):
     def _create_refund(self, p: Params, _: str) -> Answer:
         ch_id, pi_id = _str(p, "charge"), _str(p, "payment_intent")
         amount = _amount(p, required=False)
+        ch: dict[str, Any] | None
         if ch_id:
             ch = self._charge(ch_id, "charge")
         elif pi_id:
@@ -1003,7 +1005,7 @@ class FakeStripe(FakeServer):
         amount = _amount(p)
         currency = _currency(p)
         now = self._now()
-        po = {
+        po: dict[str, Any] = {
             "id": new_id("po"),
             "object": "payout",
             "amount": amount,
@@ -1080,7 +1082,8 @@ class FakeStripe(FakeServer):
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     """A copy without the fake's bookkeeping keys (those starting with ``_``)."""
-    return json.loads(json.dumps({k: v for k, v in obj.items() if not k.startswith("_")}))
+    copy: dict[str, Any] = json.loads(json.dumps({k: v for k, v in obj.items() if not k.startswith("_")}))
+    return copy
 
 
 def _dumps(obj: Any) -> bytes:
