@@ -30,7 +30,17 @@ from hypothesis import strategies as st
 from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
-from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, CapSpec, KeyRecord, KeyState, Settlement, Store
+from keybrake.store.base import (
+    AuditQuery,
+    AuditRow,
+    BudgetRecord,
+    CapSpec,
+    KeyRecord,
+    KeyState,
+    ReservedItem,
+    Settlement,
+    Store,
+)
 from keybrake.store.ids import audit_id_floor, new_audit_id
 from tests.harness import examples
 
@@ -64,7 +74,7 @@ def _budget(bid: str, now: int, *, scope: str = "all", value: str | None = None,
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
-async def _reserve(store: Store, key_id: str, usd: int) -> tuple[AuditRow, list] | None:
+async def _reserve(store: Store, key_id: str, usd: int) -> tuple[AuditRow, list[ReservedItem]] | None:
     """Reserve `usd` µUSD for a charge by `key_id`; None when a budget refused it."""
     now = store.now_ms()
     row = AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=key_id)
@@ -88,7 +98,7 @@ async def _relabel(store: Store, key_id: str, label: str | None) -> None:
     _seen(store).keys.pop(key_id, None)  # the reference reads the new label
 
 
-async def _settle(store: Store, held: tuple[AuditRow, list], cost: int) -> None:
+async def _settle(store: Store, held: tuple[AuditRow, list[ReservedItem]], cost: int) -> None:
     row, items = held
     row.verdict = "allowed"
     await store.settle(row, items, Settlement("allowed", cost, "response", "charge", False, True), None)
@@ -258,10 +268,10 @@ op = st.one_of(
 class _Run:
     clock: Clock
     budgets: list[BudgetRecord] = field(default_factory=list)
-    held: list[tuple[AuditRow, list]] = field(default_factory=list)
+    held: list[tuple[AuditRow, list[ReservedItem]]] = field(default_factory=list)
 
 
-async def _step(store: Store, run: _Run, o: tuple, n: int) -> None:
+async def _step(store: Store, run: _Run, o: tuple[Any, ...], n: int) -> None:
     name = o[0]
     if name == "charge":
         await _charge(store, f"vk_{n}_{o[1]}", o[2] * USD, o[3] * USD)
@@ -311,7 +321,7 @@ def _shared_store(open_engine: Callable[..., Store]) -> tuple[Store, Clock]:
 @example(script=[("hold", 0, 40), ("create", 0, "UTC", 100), ("zone", 0, "Asia/Tokyo"), ("settle", 0, 10)])
 @example(script=[("charge", 3, 50, 50), ("hold", 3, 40), ("relabel", 3, 0), ("settle", 0, 30), ("relabel", 3, 3)])
 def test_every_budget_counter_equals_the_audit_rows_it_covers(
-    open_engine: Callable[..., Store], script: list[tuple]
+    open_engine: Callable[..., Store], script: list[tuple[Any, ...]]
 ) -> None:
     """Random interleavings of charges (settled at once, or held in flight and settled later at
     another cost) with budget creates, time-zone and cap changes, key relabels (into, out of and
@@ -414,7 +424,8 @@ def _round(replicas: list[_Replica], rnd: int) -> tuple[int, int, int]:
     assert not errors, errors[:3]
     assert count[0] > 48  # charges ran before and after the create
     replicas[0].call(_check_books)
-    return replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
+    counter: tuple[int, int, int] = replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
+    return counter
 
 
 @pytest.mark.pg_cluster

@@ -59,7 +59,9 @@ def key(store: Store, key_id: str = "vk_1") -> KeyRecord:
     )
 
 
-def caps(key_id: str, amount: int, daily: int | None, total: int | None = None, hourly: int | None = None):
+def caps(
+    key_id: str, amount: int, daily: int | None, total: int | None = None, hourly: int | None = None
+) -> list[CapSpec]:
     return [
         CapSpec("key", key_id, "daily_usd_cap", "daily_usd", Window.DAY, daily, amount, True),
         CapSpec("key", key_id, "total_usd_cap", "total_usd", Window.TOTAL, total, amount, True),

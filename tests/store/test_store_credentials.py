@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -107,7 +108,7 @@ async def _invariant(store: Store, names: list[str], issued: list[str], current:
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
 @example(script=[("add", 0), ("issue", 0), ("delete", 0, True), ("add", 0), ("issue", 0)])
-def test_issue_delete_readd_interleavings(open_engine: Callable[..., Store], script: list[tuple]) -> None:
+def test_issue_delete_readd_interleavings(open_engine: Callable[..., Store], script: list[tuple[Any, ...]]) -> None:
     run = next(_runs)
     names = [f"c{run}_a", f"c{run}_b"]
 

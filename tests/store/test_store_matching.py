@@ -192,8 +192,8 @@ def test_every_filter_agrees_with_str_startswith(
             assert mine == {i for i, lb in ids.items() if lb.startswith(p)}, (p, labels)
         p = prefixes[-1]
         await store.revoke_keys(label_prefix=p, vendor=None, credential=None, reason="g")
-        for i, lb in ids.items():
-            k = await store.get_key(i)
-            assert k is not None and (k.status == "revoked") == lb.startswith(p), (p, lb)
+        for kid, lb in ids.items():
+            got = await store.get_key(kid)
+            assert got is not None and (got.status == "revoked") == lb.startswith(p), (p, lb)
 
     asyncio.run(go())
