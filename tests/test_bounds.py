@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy.decisions import MAX_ESTIMATE_MICRO, check_estimate_bounds
-from keybrake.vendors.base import Estimate, VendorRequest
+from keybrake.vendors.base import Estimate, Vendor, VendorRequest
 from keybrake.vendors.resend import Resend
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.twilio import Twilio
@@ -154,7 +154,7 @@ answer_fields = st.fixed_dictionaries(
         )
     },
 )
-VENDORS = {"stripe": Stripe(), "twilio": Twilio(), "resend": Resend()}
+VENDORS: dict[str, Vendor] = {"stripe": Stripe(), "twilio": Twilio(), "resend": Resend()}
 
 
 @pytest.mark.store_free

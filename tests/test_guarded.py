@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,7 +47,9 @@ def test_every_guarded_pattern_has_a_request_here() -> None:
         {"allowed_endpoints": ["POST /v1/*", "GET /v1/*/*", "DELETE /v1/*/*", "* /v1/*/*/*", "GET /v1/apps/secrets/*"]},
     ],
 )
-def test_guarded_endpoints_need_a_literal_pattern(kb: KeybrakeThread, fake_stripe: FakeStripe, policy: dict) -> None:
+def test_guarded_endpoints_need_a_literal_pattern(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, policy: dict[str, Any]
+) -> None:
     key = kb.issue({**policy, "max_usd_per_call": 1})
     for method, path in GUARDED_REQUESTS:
         r = httpx.request(method, f"{kb.url}/stripe{path}", headers={"Authorization": f"Bearer {key['key']}"})

@@ -257,6 +257,7 @@ def test_rates_file(tmp_path: Path) -> None:
     rates = load_twilio_rates(f)
     assert rates.rate("sms", "US") == Decimal("0.0079") and rates.rate("sms", "FR") == Decimal("0.05")
     assert rates.rate("mms", "US") == Decimal("0.0270")  # tables not in the file keep their defaults
+    bad: object
     for bad in ({"sms": {"US": "0.01"}}, {"sms": {"usa": "1", "default": "1"}}, {"fax": {"default": "1"}}, []):
         f.write_text(json.dumps(bad))
         with pytest.raises(RatesError):

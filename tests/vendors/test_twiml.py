@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
@@ -73,7 +74,7 @@ class Effects:
 def reference(text: str) -> Effects:
     out = Effects()
 
-    def walk(el: object) -> None:
+    def walk(el: Element) -> None:
         tag = getattr(el, "tag", None)
         if not isinstance(tag, str) or tag not in MODELLED:
             out.unmodelled.append(str(tag))
@@ -83,7 +84,7 @@ def reference(text: str) -> Effects:
                 out.fetches.append(value.strip())
         if tag in ("Gather", "Record") and not any(n.lower() == "action" for n in attrs):
             out.fetches.append(None)
-        body = ((getattr(el, "text", None) or "") + "".join(c.tail or "" for c in el)).strip()  # type: ignore[attr-defined]
+        body = ((getattr(el, "text", None) or "") + "".join(c.tail or "" for c in el)).strip()
         if tag == "Redirect":
             out.fetches.append(body or None)
         if tag == "Dial" and body:
@@ -91,9 +92,9 @@ def reference(text: str) -> Effects:
         if tag in ("Number", "Sip") and body:
             out.targets.append(body)
         if tag == "Client":
-            names = [c.text or "" for c in el if c.tag == "Identity"] + ([body] if body else [])  # type: ignore[attr-defined]
+            names = [c.text or "" for c in el if c.tag == "Identity"] + ([body] if body else [])
             out.targets += ["client:" + n.strip() for n in names if n.strip()]
-        for child in el:  # type: ignore[attr-defined]
+        for child in el:
             walk(child)
 
     walk(fromstring(text))
