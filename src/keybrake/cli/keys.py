@@ -59,7 +59,7 @@ def _metadata(meta: tuple[str, ...]) -> dict[str, str]:
 @click.option("--max-usd-per-call", default=None)
 @click.option("--max-requests-per-hour", type=int, default=None)
 @click.option("--allow", "allowed", multiple=True, help="Allowed endpoint, e.g. 'POST /v1/charges'. Repeatable.")
-@click.option("--customer", "customers", multiple=True, help="Allowed Stripe customer. Repeatable.")
+@click.option("--customer", "customers", multiple=True, help="Allowed customer id (customer_allowlist). Repeatable.")
 @click.option("--metadata", "meta", multiple=True, help="key=value. Repeatable.")
 @click.option("--policy", "policy_json", default=None, help="Whole policy as JSON, or @file.json.")
 @data_dir_opt
