@@ -9,7 +9,7 @@ import os
 import secrets
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from keybrake.config import Settings
@@ -18,8 +18,9 @@ from keybrake.store import Store, open_store
 from keybrake.store.base import AdminTokenRecord
 from keybrake.store.pg import PGOptions
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token, token_hash
-from keybrake.vendors import builtin_vendors
+from keybrake.vendors import builtin_vendors, registry
 from keybrake.vendors.base import Vendor
+from keybrake.vendors.registry import VendorSpec
 
 _CANARY = b"keybrake-master-key-check"
 BOOTSTRAP_FILE = "bootstrap-admin-token"
@@ -32,6 +33,8 @@ class Runtime:
     sealer: Sealer
     pepper: bytes
     vendors: dict[str, Vendor]
+    # The specs `vendors` were built from: their policy fields compose the admin API's key models.
+    vendor_specs: tuple[VendorSpec, ...] = field(default_factory=registry.specs)
 
     def hash_token(self, token: str) -> str:
         return token_hash(self.pepper, token)
@@ -85,13 +88,8 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
     except BaseException:
         await store.close()
         raise
-    return Runtime(
-        settings,
-        store,
-        sealer,
-        pepper,
-        builtin_vendors(settings),
-    )
+    specs = registry.specs()  # the vendors registered now, built and served together
+    return Runtime(settings, store, sealer, pepper, builtin_vendors(settings, specs), specs)
 
 
 async def ensure_admin_token(rt: Runtime) -> str | None:

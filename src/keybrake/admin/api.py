@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from keybrake.admin.errors import ApiError, field_path, pydantic_message
 from keybrake.admin.gate import INTERNAL_ERROR
+from keybrake.admin.key_models import key_models
 from keybrake.admin.openapi import describe
 from keybrake.admin.ready import ReadyProbe
 from keybrake.admin.routes import alerts, audit, budgets, credentials, docs, health, keys, spend
@@ -29,8 +30,15 @@ from keybrake.logs import event
 from keybrake.runtime import Runtime
 
 log = logging.getLogger("keybrake.admin")
-ROUTERS = (health.router, keys.router, credentials.router, budgets.router, alerts.router, audit.router,
-           spend.router, docs.router)  # fmt: skip
+ROUTERS = (
+    health.router,
+    credentials.router,
+    budgets.router,
+    alerts.router,
+    audit.router,
+    spend.router,
+    docs.router,
+)  # fmt: skip; the keys router is built per app, second (`keys.build_router`)
 __all__ = ["KJSON", "build_admin_app", "error_response"]
 
 
@@ -53,14 +61,15 @@ def build_admin_app(
     )
     app.state.runtime, app.state.registry, app.state.alerts = rt, registry, alerts
     app.state.before_read, app.state.ready = before_read, ReadyProbe(rt.store)
-    for router in ROUTERS:
+    models = key_models(rt.vendor_specs)  # the policy fields of the vendors `rt` serves
+    for router in (ROUTERS[0], keys.build_router(models), *ROUTERS[1:]):
         app.include_router(router)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(EnforcementUnavailable, _store_down)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _last_resort)
-    describe(app)
+    describe(app, models.extra_models)
     return app
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -13,8 +14,8 @@ from pydantic import ValidationError
 
 from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, field_path, not_found, pydantic_message, validation
-from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
-from keybrake.admin.policy import ALL_FIELDS
+from keybrake.admin.key_models import key_models
+from keybrake.admin.models import BulkRevokeIn, KeyIn
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.money import to_json_number
 from keybrake.core.patterns import parse_pattern
@@ -173,9 +174,10 @@ def status_of(key: KeyRecord, now: int) -> str:
     return "expired" if key.expires_at <= now else "active"
 
 
-def render_policy(policy: dict[str, Any]) -> dict[str, Any]:
+def render_policy(policy: dict[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """Every policy field of `fields` (`KeyModels.fields`, in order), null when unset; money in USD."""
     out: dict[str, Any] = {}
-    for name in ALL_FIELDS:
+    for name in fields:
         value = policy.get(name)
         if value is not None and name in USD_FIELDS:
             value = to_json_number(value)
@@ -214,7 +216,7 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
         "revoked_at": rfc3339(key.revoked_at) if key.revoked_at else None,
         "revoke_reason": key.revoke_reason,
         "issued_by": key.issued_by,
-        "policy": render_policy(key.policy),
+        "policy": render_policy(key.policy, key_models(rt.vendor_specs).fields),
         "usage": usage,
         "spent_usd": to_json_number(counters["total_usd"].used),
     }
@@ -241,7 +243,7 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
     }
     merged = _merge(current, {k: v for k, v in patch_body.items() if k in ("label", "metadata", "policy")})
     try:
-        valid = KeyPatchIn.model_validate(merged)
+        valid = key_models(rt.vendor_specs).key_patch_in.model_validate(merged)
     except ValidationError as exc:
         msg, field = pydantic_field(exc)
         raise validation(msg, field) from None

@@ -11,12 +11,12 @@ from keybrake.admin.policy import (
     Count,
     Money,
     ParamRuleIn,
-    PolicyIn,
+    PolicyBase,
     Strict,
     _refuse_aliases,
 )
 
-__all__ = ["ALIASES", "ParamRuleIn", "PolicyIn", "Strict"]
+__all__ = ["ALIASES", "ParamRuleIn", "PolicyBase", "Strict"]
 RESERVED_METADATA_KEYS = frozenset({"headers", "claimed_agent_run_id", "suppressed"})
 
 
@@ -41,6 +41,7 @@ def _check_label(v: str | None) -> str | None:
     return v
 
 
+# POST /v1/keys; `policy` is typed per set of vendors (`key_models.KeyModels.key_in`).
 class KeyIn(Strict):
     vendor: str
     credential: str | None = None
@@ -48,7 +49,7 @@ class KeyIn(Strict):
     expires_in: int | str | None = None
     expires_at: str | None = None
     metadata: dict[str, Annotated[str, Field(strict=True)]] | None = None
-    policy: PolicyIn = Field(default_factory=PolicyIn)
+    policy: PolicyBase = Field(default_factory=PolicyBase)
 
     _aliases = model_validator(mode="before")(_refuse_aliases)
     _meta = field_validator("metadata")(classmethod(lambda cls, v: _check_metadata(v)))
@@ -56,11 +57,12 @@ class KeyIn(Strict):
 
 
 class KeyPatchIn(Strict):
-    """Validated *after* the merge patch is applied to the current key (RFC 7396)."""
+    """Validated *after* the merge patch is applied to the current key (RFC 7396); `policy` is typed
+    per set of vendors (`key_models.KeyModels.key_patch_in`)."""
 
     label: str | None = None
     metadata: dict[str, Annotated[str, Field(strict=True)]] | None = None
-    policy: PolicyIn = Field(default_factory=PolicyIn)
+    policy: PolicyBase = Field(default_factory=PolicyBase)
 
     _meta = field_validator("metadata")(classmethod(lambda cls, v: _check_metadata(v)))
     _label = field_validator("label")(classmethod(lambda cls, v: _check_label(v)))

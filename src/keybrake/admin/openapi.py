@@ -1,20 +1,20 @@
 """/openapi.json: the admin API's OpenAPI 3.1 description, generated from the routers once per app.
 
 FastAPI writes the document from the routes' models. Added here: the schemas of request bodies
-that routes read themselves (merge patches, the optional revoke body; `schemas.EXTRA_MODELS`,
+that routes read themselves (merge patches, the optional revoke body; `KeyModels.extra_models`,
 referenced from the routes' `openapi_extra`) and the description of the page envelope and
 authentication. docs/api.md, "The OpenAPI description", says how to generate a client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
-
-from keybrake.admin.schemas import EXTRA_MODELS
 
 DESCRIPTION = """Keybrake's admin API (docs/api.md). Every operation but the health ones needs
 `Authorization: Bearer <admin token>`. Money is a JSON number in US dollars, exact, at most 6
@@ -23,14 +23,15 @@ decimals; timestamps are RFC 3339 UTC strings. Lists share one envelope:
 `timezone`). Every error is `{"error": {"type": "keybrake_error", "code", "message", "field"}}`."""
 
 
-def describe(app: FastAPI) -> None:
-    """Make `app.openapi()` (served at /openapi.json) build the document once, with EXTRA_MODELS."""
+def describe(app: FastAPI, extra_models: Sequence[type[BaseModel]]) -> None:
+    """Make `app.openapi()` (served at /openapi.json) build the document once, with `extra_models`
+    (`KeyModels.extra_models`: the bodies routes read themselves) in its components."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             spec = get_openapi(title=app.title, version=app.version, description=DESCRIPTION, routes=app.routes)
             _, top = models_json_schema(
-                [(m, "validation") for m in EXTRA_MODELS], ref_template="#/components/schemas/{model}"
+                [(m, "validation") for m in extra_models], ref_template="#/components/schemas/{model}"
             )
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             for name, schema in top.get("$defs", {}).items():

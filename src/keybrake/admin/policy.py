@@ -3,14 +3,16 @@ field types and strict base every admin input shares. Unknown fields are errors 
 field), never ignored.
 
 `PolicyIn` is composed of the core fields (`CorePolicyIn`) and each registered vendor's own
-(`VendorSpec.policy_input`, with their validators): the admin API names no vendor.
+(`VendorSpec.policy_input`, with their validators) when the admin app is built (`policy_input`),
+not when this module is imported: the admin API names no vendor.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import re2
 from pydantic import (
@@ -29,6 +31,7 @@ from keybrake.core.money import MoneyError, parse_usd
 from keybrake.core.patterns import PatternError, parse_pattern
 from keybrake.core.policy import CORE_RANKS
 from keybrake.vendors import registry
+from keybrake.vendors.registry import VendorSpec
 
 # Names used by the hosted product, refused with a pointer to Keybrake's field (docs/api.md).
 ALIASES = {
@@ -211,10 +214,25 @@ def compose_policy_input(vendor_inputs: Sequence[type[BaseModel]]) -> type[Polic
     return composed
 
 
-if TYPE_CHECKING:
-    PolicyIn = PolicyBase
-else:
-    # Composed once, from the vendors registered when the admin API is imported.
-    PolicyIn = compose_policy_input([s.policy_input for s in registry.specs() if s.policy_input is not None])
-# Every policy field, in the order the API renders them.
-ALL_FIELDS: tuple[str, ...] = tuple(PolicyIn.model_fields)
+@functools.cache
+def policy_input_of(vendor_inputs: tuple[type[BaseModel], ...]) -> type[PolicyBase]:
+    """`compose_policy_input(vendor_inputs)`, composed once per tuple of vendor models."""
+    return compose_policy_input(vendor_inputs)
+
+
+def vendor_inputs(specs: Sequence[VendorSpec] | None = None) -> tuple[type[BaseModel], ...]:
+    """The policy input models of `specs` (None: the vendors registered now), in their order."""
+    return tuple(s.policy_input for s in (registry.specs() if specs is None else specs) if s.policy_input is not None)
+
+
+def policy_input(specs: Sequence[VendorSpec] | None = None) -> type[PolicyBase]:
+    """`PolicyIn` for the vendors `specs` (None: those registered now), composed on first use and
+    cached per set of vendor policy models. The admin app composes it when it is built (`build_admin_app`, from
+    the vendors its Runtime built), so a vendor registered before that brings its policy fields.
+    Raises ValueError as `compose_policy_input` does."""
+    return policy_input_of(vendor_inputs(specs))
+
+
+def all_fields(specs: Sequence[VendorSpec] | None = None) -> tuple[str, ...]:
+    """Every policy field of `policy_input(specs)`, in the order the API renders them."""
+    return tuple(policy_input(specs).model_fields)

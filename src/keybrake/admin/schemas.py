@@ -16,8 +16,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from keybrake.admin.models import BudgetPatchIn, PolicyIn
-from keybrake.core.policy import USD_FIELDS
+from keybrake.admin.models import BudgetPatchIn, PolicyBase
 
 T = TypeVar("T")
 
@@ -70,19 +69,6 @@ class Usage(Out):
 # -- keys -------------------------------------------------------------------------------------
 
 
-def _policy_model() -> type[BaseModel]:
-    """Every policy field, in the input model's order, null when unset (`keys.render_policy`);
-    money as `Usd`, every other field typed as the input takes it."""
-    fields: dict[str, Any] = {}
-    for name, field in PolicyIn.model_fields.items():
-        annotation: Any = Usd | None if name in USD_FIELDS else field.annotation
-        fields[field.alias or name] = (annotation, Field(description=field.description))
-    return create_model("Policy", __base__=Out, __doc__="The key's policy as stored (docs/policy.md)", **fields)
-
-
-Policy = _policy_model()
-
-
 class Key(Out):
     """A vault key (docs/api.md, the key object); the token itself is shown only at issuance."""
 
@@ -99,7 +85,7 @@ class Key(Out):
     revoked_at: Timestamp | None
     revoke_reason: str | None
     issued_by: str | None
-    policy: Policy  # type: ignore[valid-type]
+    policy: BaseModel  # typed per set of vendors: `key_models.KeyModels.key` (every policy field)
     usage: dict[str, Usage] = Field(description="per counter (daily_usd, total_usd, hourly_requests, …) of a set cap")
     spent_usd: Usd
 
@@ -312,7 +298,7 @@ class KeyMergePatch(Out):
 
     label: str | None = None
     metadata: dict[str, str | None] | None = None
-    policy: PolicyIn | None = None
+    policy: PolicyBase | None = None  # typed per set of vendors: `key_models.KeyModels.key_merge_patch`
     expires_in: int | str | None = Field(default=None, description="seconds, or a duration such as '8h'")
     expires_at: str | None = Field(default=None, description="RFC 3339")
 
@@ -339,5 +325,6 @@ class RevokeBody(Out):
     reason: str | None = Field(default=None, max_length=500)
 
 
-# Models only named by `openapi_extra` (bodies read by the route): added to the components.
-EXTRA_MODELS: tuple[type[BaseModel], ...] = (KeyMergePatch, BudgetMergePatch, RevokeBody)
+# Models only named by `openapi_extra` (bodies read by the route), added to the components after
+# the app's `KeyMergePatch` (`key_models.KeyModels.extra_models`).
+EXTRA_MODELS: tuple[type[BaseModel], ...] = (BudgetMergePatch, RevokeBody)

@@ -10,7 +10,7 @@ settings are read from the environment, the vendor is built and served by the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from keybrake.vendors.base import Vendor
 
 # Names that can never be vendors: they are Keybrake's own surface (docs/api.md).
-RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json"})
+RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json", "docs"})
 
 VendorSettingValues = Mapping[str, Any]  # setting name → parsed value (only those set)
 
@@ -94,11 +94,14 @@ class HasVendorSettings(Protocol):
     def vendor_settings(self) -> Mapping[str, VendorSettingValues]: ...
 
 
-def build_vendors(settings: HasVendorSettings | None = None) -> dict[str, Vendor]:
-    """Every registered vendor, built from its settings (`settings=None`: all defaults)."""
+def build_vendors(
+    settings: HasVendorSettings | None = None, vendor_specs: Sequence[VendorSpec] | None = None
+) -> dict[str, Vendor]:
+    """The vendors of `vendor_specs` (None: every registered one), by name, each built from its
+    settings (`settings=None`: all defaults)."""
     given = settings.vendor_settings if settings is not None else {}
     out: dict[str, Vendor] = {}
-    for s in specs():
+    for s in specs() if vendor_specs is None else vendor_specs:
         vendor = s.build(s.values(given.get(s.name)))
         assert vendor.name == s.name, f"the spec {s.name!r} built the vendor {vendor.name!r}"
         out[s.name] = vendor

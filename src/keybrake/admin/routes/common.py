@@ -32,7 +32,7 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def json_request_body(model: str, *, required: bool) -> dict[str, Any]:
     """`openapi_extra` declaring a JSON body a route reads itself (a merge patch, an optional body):
-    `model` names one of `schemas.EXTRA_MODELS`, added to the components by `keybrake.admin.openapi`."""
+    `model` names one of `KeyModels.extra_models`, added to the components by `keybrake.admin.openapi`."""
     schema = {"$ref": f"#/components/schemas/{model}"}
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 

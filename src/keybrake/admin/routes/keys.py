@@ -1,8 +1,15 @@
-"""`/v1/keys`: issue, list, read, patch, revoke, bulk revoke (docs/api.md, keys)."""
+"""`/v1/keys`: issue, list, read, patch, revoke, bulk revoke (docs/api.md, keys).
+
+The router is built per admin app (`build_router`): its models carry the policy fields of the
+app's vendors (`keybrake.admin.key_models`)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response
@@ -10,9 +17,10 @@ from fastapi.responses import Response
 from keybrake.admin import keys
 from keybrake.admin.audit import decode_cursor, encode_cursor, parse_limit
 from keybrake.admin.errors import ApiError
+from keybrake.admin.key_models import KeyModels
 from keybrake.admin.models import BulkRevokeIn, KeyIn
 from keybrake.admin.routes.common import Admin, Principal, Rt, alerts, errors, json_request_body
-from keybrake.admin.schemas import IssuedKey, Key, Page, Revocation
+from keybrake.admin.schemas import Page, Revocation
 from keybrake.admin.wire import KJSON, json_body, page, query_params
 from keybrake.jobs.alerts import Alerts
 from keybrake.logs import event
@@ -20,12 +28,10 @@ from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery
 
 log = logging.getLogger("keybrake.admin")
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
 Alerter = Depends(alerts)
 _LIST_PARAMS = ("label_prefix", "label", "vendor", "credential", "status", "limit", "cursor")
 
 
-@router.post("", status_code=201, response_model=IssuedKey, responses=errors(409, 413, 422))
 async def issue_key(
     body: KeyIn,
     rt: Runtime = Rt,
@@ -42,7 +48,6 @@ async def issue_key(
     return KJSON(out, status_code=201)
 
 
-@router.get("", response_model=Page[Key], responses=errors())
 async def list_keys(
     request: Request,
     rt: Runtime = Rt,
@@ -77,7 +82,6 @@ async def list_keys(
     return page(data, next_cursor)
 
 
-@router.post("/revoke", response_model=Revocation, responses=errors(413, 422))
 async def bulk_revoke(
     body: BulkRevokeIn, rt: Runtime = Rt, who: Principal = Admin, sender: Alerts | None = Alerter
 ) -> Response:
@@ -89,19 +93,12 @@ async def bulk_revoke(
     return KJSON(out)
 
 
-@router.get("/{key_id}", response_model=Key, responses=errors(404))
 async def get_key(key_id: str, request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """One key with its usage."""
     query_params(request, ())  # takes none: an unknown one is a 400, never ignored
     return KJSON(await keys.render(rt, await keys.get_record(rt, key_id)))
 
 
-@router.patch(
-    "/{key_id}",
-    response_model=Key,
-    responses=errors(404, 409, 413, 422),
-    openapi_extra=json_request_body("KeyMergePatch", required=True),
-)
 async def patch_key(key_id: str, request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """Change label, metadata, expiry or policy (JSON merge patch); 409 unless the key is active."""
     out = await keys.patch(rt, key_id, await json_body(request))
@@ -109,12 +106,6 @@ async def patch_key(key_id: str, request: Request, rt: Runtime = Rt, who: Princi
     return KJSON(out)
 
 
-@router.delete(
-    "/{key_id}",
-    response_model=Key,
-    responses=errors(404, 413, 422),
-    openapi_extra=json_request_body("RevokeBody", required=False),
-)
 async def revoke_key(
     key_id: str,
     request: Request,
@@ -140,3 +131,52 @@ async def revoke_key(
     if sender is not None:
         sender.key_revoked(await keys.get_record(rt, key_id))
     return KJSON(out)
+
+
+def build_router(models: KeyModels) -> APIRouter:
+    """The `/v1/keys` router of one admin app, typed with `models` (its vendors' policy fields)."""
+    key, key_in = models.key, models.key_in
+    router = APIRouter(prefix="/v1/keys", tags=["keys"])
+    router.add_api_route(
+        "",
+        _with_body(issue_key, key_in),
+        methods=["POST"],
+        status_code=201,
+        response_model=models.issued_key,
+        responses=errors(409, 413, 422),
+    )
+    router.add_api_route("", list_keys, methods=["GET"], response_model=Page[key], responses=errors())  # type: ignore[valid-type]
+    router.add_api_route(
+        "/revoke", bulk_revoke, methods=["POST"], response_model=Revocation, responses=errors(413, 422)
+    )
+    router.add_api_route("/{key_id}", get_key, methods=["GET"], response_model=key, responses=errors(404))
+    router.add_api_route(
+        "/{key_id}",
+        patch_key,
+        methods=["PATCH"],
+        response_model=key,
+        responses=errors(404, 409, 413, 422),
+        openapi_extra=json_request_body("KeyMergePatch", required=True),
+    )
+    router.add_api_route(
+        "/{key_id}",
+        revoke_key,
+        methods=["DELETE"],
+        response_model=key,
+        responses=errors(404, 413, 422),
+        openapi_extra=json_request_body("RevokeBody", required=False),
+    )
+    return router
+
+
+def _with_body(endpoint: Callable[..., Awaitable[Response]], model: type[KeyIn]) -> Callable[..., Awaitable[Response]]:
+    """`endpoint` with its `body` parameter declared as `model` (FastAPI validates and describes it)."""
+
+    @functools.wraps(endpoint)
+    async def typed(*args: Any, **kwargs: Any) -> Response:
+        return await endpoint(*args, **kwargs)
+
+    signature = inspect.signature(endpoint)
+    params = [p.replace(annotation=model) if p.name == "body" else p for p in signature.parameters.values()]
+    typed.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return typed
