@@ -7,7 +7,9 @@ matching, pricing classes, scope, redaction and error shape (docs/vendors.md, ad
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,27 @@ def js(method: str, path: str, doc: Any) -> Call:
 
 
 @dataclass(frozen=True)
+class PolicyFieldExample:
+    """One of the vendor's own policy fields (`VendorSpec.policy_input`), as the contract tests use it.
+
+    - `valid` is accepted by the composed admin input; `invalid` is refused with a message
+      containing `message` (the vendor's own validator's or pydantic's), naming the field.
+    - `call` is decided by the field: with `also` (other fields the value needs) and the field set
+      to `valid`, it is refused with `code`; with `also` alone it is allowed — or the other way
+      round when the field `widens` what `also` allows. None: the field decides no refusal.
+    """
+
+    field: str
+    valid: Any
+    invalid: Any
+    message: str
+    call: Call | None
+    code: str = "scope_violation"
+    also: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    widens: bool = False
+
+
+@dataclass(frozen=True)
 class VendorExamples:
     """The example requests and answers the contract tests run for one vendor.
 
@@ -63,6 +86,7 @@ class VendorExamples:
     - `secret_answer`: a call and its answer, with the secret values `redact` must remove.
     - `error_code_at`, `error_message_at`: where `render_denial`'s body carries the Keybrake
       code and message (the vendor's documented error shape).
+    - `policy_fields`: one example per policy field the vendor declares (`PolicyFieldExample`).
     """
 
     secret: Any
@@ -82,6 +106,7 @@ class VendorExamples:
     secret_answer: tuple[Call, dict[str, Any], tuple[str, ...]]
     error_code_at: tuple[str, ...]
     error_message_at: tuple[str, ...]
+    policy_fields: tuple[PolicyFieldExample, ...] = ()
 
 
 AC = "AC" + "0" * 32
@@ -89,6 +114,8 @@ MESSAGE = "To=%2B14155550100&From=%2B14155550199&Body=hi"
 EMAIL = {"from": "a@acme.io", "to": "b@example.com", "subject": "s", "text": "t"}
 CA = "CA" + "1" * 32
 TW = f"/2010-04-01/Accounts/{AC}"
+AP = "AP" + "2" * 32
+OK_TWIML = "https%3A%2F%2Fok.example%2Ftwiml"
 
 STRIPE = VendorExamples(
     secret="sk_test_abcdefgh12345678",
@@ -112,6 +139,15 @@ STRIPE = VendorExamples(
     ),
     error_code_at=("error", "code"),
     error_message_at=("error", "message"),
+    policy_fields=(
+        PolicyFieldExample(
+            "account_allowlist",
+            ["acct_1"],
+            [""],
+            "at least 1 character",
+            Call("GET", "/v1/charges", headers=(("stripe-account", "acct_9"),)),
+        ),
+    ),
 )
 
 TWILIO = VendorExamples(
@@ -142,6 +178,50 @@ TWILIO = VendorExamples(
     ),
     error_code_at=("details", "keybrake_code"),
     error_message_at=("message",),
+    policy_fields=(
+        PolicyFieldExample(
+            "allowed_to_prefixes",
+            ["+1"],
+            ["44"],
+            "is neither an E.164 prefix",
+            form("POST", f"{TW}/Messages.json", "To=%2B442079460958&From=%2B14155550199&Body=hi"),
+        ),
+        PolicyFieldExample(
+            "default_calling_code",
+            "+44",
+            "+999",
+            "is not a country calling code",
+            form("POST", f"{TW}/Messages.json", "To=2079460958&From=%2B14155550199&Body=hi"),
+            also={"allowed_to_prefixes": ["+44"]},
+            widens=True,
+        ),
+        PolicyFieldExample(
+            "max_call_seconds",
+            60,
+            0,
+            "greater than or equal to 1",
+            form("POST", f"{TW}/Calls/{CA}.json", "TimeLimit=120"),
+            code="param_not_allowed",
+        ),
+        PolicyFieldExample(
+            "allowed_twiml_urls",
+            ["https://ok.example/twiml"],
+            ["http://ok.example/twiml"],
+            "http://ok.example/twiml",
+            form("POST", f"{TW}/Calls.json", f"To=%2B14155550100&From=%2B14155550199&Url={OK_TWIML}"),
+            also={"allowed_to_prefixes": ["+1"]},
+            widens=True,
+        ),
+        PolicyFieldExample(
+            "allowed_application_sids",
+            [AP],
+            ["AP1"],
+            "is not a Twilio application SID",
+            form("POST", f"{TW}/Calls.json", f"To=%2B14155550100&From=%2B14155550199&ApplicationSid={AP}"),
+            also={"allowed_to_prefixes": ["+1"]},
+            widens=True,
+        ),
+    ),
 )
 
 RESEND = VendorExamples(
@@ -162,6 +242,22 @@ RESEND = VendorExamples(
     secret_answer=(Call("GET", "/api-keys"), {"id": "k_1", "token": "re_t0ken"}, ("re_t0ken",)),
     error_code_at=("name",),
     error_message_at=("message",),
+    policy_fields=(
+        PolicyFieldExample(
+            "allowed_to_domains",
+            ["example.com"],
+            ["not a domain"],
+            "is not a",
+            js("POST", "/emails", {**EMAIL, "to": "b@evil.io"}),
+        ),
+        PolicyFieldExample(
+            "allowed_from_domains",
+            ["acme.io"],
+            ["*"],
+            "is not a",
+            js("POST", "/emails", {**EMAIL, "from": "a@evil.io"}),
+        ),
+    ),
 )
 
 BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND}

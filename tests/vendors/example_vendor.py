@@ -6,15 +6,23 @@ built and served by `keybrake serve`, and pass the contract tests Stripe, Twilio
 
 Acme's API: Bearer auth with `ak_` keys; `POST /v1/orders` (JSON `{"customer", "amount"}`, the
 amount in US cents) charges the order plus a flat fee (`KEYBRAKE_ACME_FEE_USD`) and answers
-`{"id", "object": "order", "customer", "amount_charged"}`; `GET` is free; `/v1/api_keys` mints
-keys (guarded) whose answers carry `api_secret`; errors are `{"fault": {"code", "reason"}}`.
+`{"id", "object": "order", "customer", "amount_charged"}`; an order may name the `region` that
+fulfils it ("us-east", "eu-west", …); `GET` is free; `/v1/api_keys` mints keys (guarded) whose
+answers carry `api_secret`; errors are `{"fault": {"code", "reason"}}`.
+
+Acme's own policy field, `allowed_acme_regions` (`AcmePolicyIn`, declared by its `VendorSpec`):
+the regions a key's orders may name; an order naming another region, or none, is refused
+(`scope_violation`) before anything is sent.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, field_validator
 
 from keybrake.core.errors import Denial
 from keybrake.core.money import MICRO
@@ -38,12 +46,35 @@ from keybrake.vendors.base import (
     retry_after,
 )
 from keybrake.vendors.registry import VendorSetting, VendorSpec
-from tests.vendors.contract import Call, VendorExamples, js
+from tests.vendors.contract import Call, PolicyFieldExample, VendorExamples, js
 
 ORDERS_CREATE = parse_pattern("POST /v1/orders")
 FREE: tuple[EndpointPattern, ...] = (parse_pattern("GET /**"),)
 _SECRET = re.compile(r"^ak_[A-Za-z0-9]{16,}$")
 _MAX_CENTS = 10**9  # amounts beyond ten million dollars are refused, not priced
+_REGION = re.compile(r"^[a-z]{2}-[a-z]{2,12}$")
+
+
+class AcmePolicyIn(BaseModel):
+    """Acme's policy field as the admin API takes it; `RANKS`: where it renders among all fields."""
+
+    RANKS: ClassVar[Mapping[str, int]] = {"allowed_acme_regions": 85}
+
+    allowed_acme_regions: list[str] | None = None
+
+    @field_validator("allowed_acme_regions")
+    @classmethod
+    def _regions(cls, v: list[str] | None) -> list[str] | None:
+        for region in v or []:
+            if not _REGION.match(region):
+                raise ValueError(f"{region[:40]!r} is not an Acme region such as 'us-east' or 'eu-west'")
+        return v
+
+
+def allowed_regions(data: Mapping[str, Any]) -> frozenset[str] | None:
+    """`allowed_acme_regions` as the checks read it, from the stored policy (None: not set)."""
+    regions = data.get("allowed_acme_regions")
+    return frozenset(regions) if regions is not None else None
 
 
 class Acme(VendorDefaults):
@@ -54,7 +85,15 @@ class Acme(VendorDefaults):
     upstream_hosts: tuple[str, ...] = ("api.acme.example",)
     forwarded_headers = frozenset({"idempotency-key"})
     policy_fields = frozenset(
-        {"daily_usd_cap", "total_usd_cap", "max_usd_per_call", "allowed_endpoints", "customer_allowlist", "param_rules"}
+        {
+            "daily_usd_cap",
+            "total_usd_cap",
+            "max_usd_per_call",
+            "allowed_endpoints",
+            "customer_allowlist",
+            "param_rules",
+            "allowed_acme_regions",
+        }
     )
     money_moving: tuple[EndpointPattern, ...] = (ORDERS_CREATE,)
     free: tuple[EndpointPattern, ...] = FREE
@@ -86,6 +125,15 @@ class Acme(VendorDefaults):
             check_allowlist(
                 policy.customer_allowlist, customer, field="customer_allowlist", what="customer", unresolved_reason=None
             )
+        region = vreq.params.scalar("region")
+        if region is not None:  # any request naming a region, not only an order
+            check_allowlist(
+                policy.vendor_fields(allowed_regions),
+                region,
+                field="allowed_acme_regions",
+                what="region",
+                unresolved_reason=None,
+            )
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
         customer = vreq.params.scalar("customer")
@@ -96,6 +144,13 @@ class Acme(VendorDefaults):
                 field="customer_allowlist",
                 what="customer",
                 unresolved_reason="the order names no customer",
+            )
+            check_allowlist(
+                policy.vendor_fields(allowed_regions),
+                vreq.params.scalar("region"),
+                field="allowed_acme_regions",
+                what="region",
+                unresolved_reason="the order names no region",
             )
         return ScopeResult(customer_scope_id=customer)
 
@@ -158,6 +213,7 @@ SPEC = VendorSpec(
     "acme",
     lambda values: Acme(values["fee_usd"]),
     (VendorSetting("KEYBRAKE_ACME_FEE_USD", "fee_usd", "decimal", Decimal("0.30")),),
+    policy_input=AcmePolicyIn,
 )
 
 
@@ -185,4 +241,13 @@ EXAMPLES = VendorExamples(
     secret_answer=(Call("GET", "/v1/api_keys"), {"data": [{"id": "k_1", "api_secret": "as_s3cret"}]}, ("as_s3cret",)),
     error_code_at=("fault", "code"),
     error_message_at=("fault", "reason"),
+    policy_fields=(
+        PolicyFieldExample(
+            "allowed_acme_regions",
+            ["eu-west"],
+            ["EU West"],
+            "is not an Acme region such as 'us-east' or 'eu-west'",
+            js("POST", "/v1/orders", {**ORDER, "region": "us-east"}),
+        ),
+    ),
 )

@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from keybrake.admin.key_models import key_models
 from keybrake.core.errors import Denial
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import Policy
@@ -120,6 +122,48 @@ def test_redaction(case: tuple[Vendor, VendorExamples]) -> None:
     assert not any(s in text for s in secrets)
 
 
+def test_every_declared_policy_field_has_an_example(case: tuple[Vendor, VendorExamples]) -> None:
+    vendor, ex = case
+    spec = registry.spec(vendor.name)
+    assert spec is not None
+    declared = set(spec.policy_input.model_fields) if spec.policy_input is not None else set()
+    assert {e.field for e in ex.policy_fields} == declared
+    assert declared <= vendor.policy_fields  # the vendor's keys take them (admin/keys.py refuses others)
+
+
+def test_policy_fields_are_accepted_refused_with_the_vendors_message_and_enforced(
+    case: tuple[Vendor, VendorExamples],
+) -> None:
+    vendor, ex = case
+    key_in = key_models().key_in  # what POST /v1/keys validates, composed from the registered vendors
+    assert ex.policy_fields or vendor.name != "acme"
+    for e in ex.policy_fields:
+        stored = key_in.model_validate(
+            {"vendor": vendor.name, "policy": {**e.also, e.field: e.valid}}
+        ).policy.to_store()
+        assert e.field in stored and vendor.policy_problem(stored) is None
+        with pytest.raises(ValidationError) as invalid:
+            key_in.model_validate({"vendor": vendor.name, "policy": {**e.also, e.field: e.invalid}})
+        (error,) = invalid.value.errors()
+        assert error["loc"][:2] == ("policy", e.field) and e.message in error["msg"], error
+        if e.call is None:
+            continue
+        with_field, without = Policy.from_store(stored), Policy.from_store(dict(e.also))
+        refused_by, allowed_by = (without, with_field) if e.widens else (with_field, without)
+        _scoped(vendor, e.call, allowed_by)
+        with pytest.raises(Denial) as refused:
+            _scoped(vendor, e.call, refused_by)
+        assert refused.value.code == e.code, (e.field, refused.value.message)
+
+
+def test_a_vendor_registered_after_the_admin_api_is_imported_brings_its_policy_fields() -> None:
+    assert "allowed_acme_regions" in key_models().policy_in.model_fields
+    assert "allowed_acme_regions" in key_models().policy.model_fields  # rendered in every key
+    without = [s for s in registry.specs() if s.name != "acme"]
+    assert "allowed_acme_regions" not in key_models(without).policy_in.model_fields
+    assert key_models(without) is key_models(list(without))  # composed once per set of vendors
+
+
 @pytest.mark.parametrize("code", ["scope_violation", "spend_cap_exceeded", "upstream_timeout"])
 def test_error_shape(case: tuple[Vendor, VendorExamples], code: str) -> None:
     vendor, ex = case
@@ -144,7 +188,7 @@ def test_a_registered_vendors_settings_are_read_and_checked_like_any_other() -> 
         from_env({"KEYBRAKE_ACME_FEE_USD": "-1"})
 
 
-@pytest.mark.parametrize("name", ["v1", "_keybrake", "healthz", "a/b", ""])
+@pytest.mark.parametrize("name", ["v1", "_keybrake", "healthz", "docs", "openapi.json", "a/b", ""])
 def test_reserved_or_unroutable_names_cannot_be_registered(name: str) -> None:
     with pytest.raises(ValueError, match="cannot be a vendor name"):
         registry.register(registry.VendorSpec(name, lambda values: builtin_vendors()["stripe"]))
