@@ -1,6 +1,7 @@
 """The one-file test vendor (tests/vendors/example_vendor.py) through a real `keybrake serve`
 against a tiny fake Acme: its setting is read, its priced call reserves and settles, its scope
-refuses in its own error shape, and its secret never reaches the agent."""
+refuses in its own error shape, its secret never reaches the agent, and its own policy field is
+taken, rendered, enforced and described by the admin API."""
 
 from __future__ import annotations
 
@@ -127,3 +128,42 @@ def test_guarded_endpoints_and_redaction(kb: KeybrakeThread, acme: FakeThread[Fa
     r = httpx.get(f"{kb.url}/acme/v1/api_keys", headers={"Authorization": f"Bearer {named['key']}"})
     assert r.status_code == 200
     assert "as_v3ry_s3cret" not in r.text and r.json()["data"][0]["api_secret"] == "[redacted by keybrake]"
+
+
+def test_acmes_own_policy_field_is_taken_rendered_enforced_and_described(
+    kb: KeybrakeThread, acme: FakeThread[FakeAcme]
+) -> None:
+    # Acme registered its field after keybrake.admin was imported: the app composed it when built.
+    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()["components"]["schemas"]
+    for model in ("PolicyIn", "Policy"):
+        assert {"type": "array", "items": {"type": "string"}} in spec[model]["properties"]["allowed_acme_regions"][
+            "anyOf"
+        ]
+    key = kb.issue({"daily_usd_cap": 50, "allowed_acme_regions": ["eu-west"]}, vendor="acme")
+    assert key["policy"]["allowed_acme_regions"] == ["eu-west"]
+    assert kb.key(key["id"])["policy"]["allowed_acme_regions"] == ["eu-west"]
+    with kb.admin() as c:
+        bad = c.post("/v1/keys", json={"vendor": "acme", "policy": {"allowed_acme_regions": ["EU West"]}})
+        assert (bad.status_code, bad.json()["error"]["field"]) == (422, "policy.allowed_acme_regions"), bad.text
+        assert "is not an Acme region such as 'us-east' or 'eu-west'" in bad.json()["error"]["message"]
+        # Another vendor's keys do not take it.
+        other = c.post("/v1/keys", json={"vendor": "stripe", "policy": {"allowed_acme_regions": ["eu-west"]}})
+        assert (other.status_code, other.json()["error"]["field"]) == (422, "policy.allowed_acme_regions")
+
+    order = {"customer": "cu_ok", "amount": 100, "region": "us-east"}
+    for doc in (order, {"customer": "cu_ok", "amount": 100}):  # another region, or none
+        refused = _post(kb, key["key"], "/v1/orders", doc)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["fault"]["code"] == "scope_violation"
+        assert "allowed_acme_regions" in refused.json()["fault"]["reason"]
+    assert acme.fake.requests == []  # refused before any upstream call
+    assert _post(kb, key["key"], "/v1/orders", {**order, "region": "eu-west"}).status_code == 201
+
+    with kb.admin() as c:  # a merge patch is validated by the same composed model
+        widened = c.patch(f"/v1/keys/{key['id']}", json={"policy": {"allowed_acme_regions": ["eu-west", "us-east"]}})
+        assert widened.status_code == 200, widened.text
+        assert widened.json()["policy"]["allowed_acme_regions"] == ["eu-west", "us-east"]
+        bad = c.patch(f"/v1/keys/{key['id']}", json={"policy": {"allowed_acme_regions": ["?"]}})
+        assert (bad.status_code, bad.json()["error"]["field"]) == (422, "policy.allowed_acme_regions"), bad.text
+    assert _post(kb, key["key"], "/v1/orders", order).status_code == 201
+    assert len(acme.fake.requests) == 2
