@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from keybrake.vendors.base import Vendor
 
-# Names that can never be vendors: they are Keybrake's own surface (docs/api.md).
+# Names that can never be vendors: they are Keybrake's own surface (docs/api.md; /docs is the admin API's page).
 RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json", "docs"})
 
 VendorSettingValues = Mapping[str, Any]  # setting name → parsed value (only those set)
@@ -47,7 +47,9 @@ class VendorSpec:
     """A vendor as the registry knows it: `build` makes the vendor from its settings' values.
 
     `build` is called with a mapping holding every declared setting (the default where unset).
-    The vendor reads its policy fields typed with `Policy.vendor_fields` (core/policy.py).
+    `policy_input` declares the vendor's own policy fields; the admin API composes them with the
+    core fields when its app is built (register before that; docs/vendors.md, the registry). The
+    vendor reads them typed with `Policy.vendor_fields` (core/policy.py).
     """
 
     name: str
