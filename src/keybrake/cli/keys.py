@@ -9,7 +9,8 @@ from typing import Any
 import click
 
 from keybrake.admin import keys as key_ops
-from keybrake.admin.models import BulkRevokeIn, KeyIn
+from keybrake.admin.key_models import key_models
+from keybrake.admin.models import BulkRevokeIn
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery
@@ -102,7 +103,7 @@ def keys_issue(
     }
     if expires_in is not None:
         body["expires_in"] = int(expires_in) if expires_in.isascii() and expires_in.isdigit() else expires_in
-    valid = validate(KeyIn, body)
+    valid = validate(key_models().key_in, body)  # the policy fields of the vendors registered
     out = run(settings_for(data_dir), lambda rt: key_ops.issue(rt, valid, None))
     print_json(out)
     for w in out["warnings"]:
