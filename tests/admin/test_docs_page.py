@@ -69,6 +69,7 @@ def test_the_proxy_listener_serves_no_docs(kb_admin: KeybrakeThread) -> None:
 def test_the_docs_page_renders_the_admin_api_in_a_browser(kb_admin: KeybrakeThread) -> None:
     """Headless Chromium (Debian's, through Playwright) opens /docs: every operation of /openapi.json
     renders as OpenAPI 3.1, every request stays on the admin listener, and the console shows no error."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM is not None, "CI needs chromium: apt-get install --no-install-recommends chromium"
@@ -88,7 +89,10 @@ def test_the_docs_page_renders_the_admin_api_in_a_browser(kb_admin: KeybrakeThre
             page.goto(f"{kb_admin.admin_url}/docs")
             # Deep-linking ids: operations-<tag>-<operationId>
             issue_block = page.locator(f"#operations-{issue['tags'][0]}-{issue['operationId']}")
-            issue_block.wait_for(timeout=10_000)
+            try:
+                issue_block.wait_for(timeout=10_000)
+            except PlaywrightTimeout:
+                pytest.fail(f"POST /v1/keys never rendered; console: {errors}")
             assert issue_block.locator(".opblock-summary-path").get_attribute("data-path") == "/v1/keys"
             assert issue_block.locator(".opblock-summary-method").inner_text() == "POST"
             assert issue_block.locator(".opblock-summary-description").inner_text() == issue["summary"]
