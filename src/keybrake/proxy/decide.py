@@ -95,26 +95,26 @@ class Route:
 
 
 def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Route | Refusal:
-    """Route to the key's vendor: refuses an unproxied method (405 method_not_supported) or a
-    path prefixed with another vendor's name (vendor_mismatch)."""
-    if req.method not in SUPPORTED_METHODS:
-        return Refusal(
-            Denial(
-                "method_not_supported", f"Method {req.method[:10]} is not proxied; use GET, POST, PATCH, PUT or DELETE."
-            ),
-            {},
-        )
-    segments = normalise_path(req.raw_path)
-    raw_rest = req.raw_path
-    if segments and segments[0] in vendors:
-        if segments[0] != key.vendor:
-            message = f"This vault key is for {key.vendor}, not {segments[0]}. Do not retry with this key."
-            return Refusal(Denial("vendor_mismatch", message), {})
-        segments = segments[1:]
-        raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
-    vendor = vendors[key.vendor]
-    # Every spelling the vendor accepts is one operation (docs/policy.md, one parse).
-    return Route(vendor, vendor.canonical(req.method, segments), raw_rest)
+    """Route to the key's vendor: refuses an unproxied method (405 method_not_supported), a path
+    that is not plain (400 path_invalid: dot segments, encoded slashes, double encoding, `//`, a
+    spelling the vendor does not document) or prefixed with another vendor's name (vendor_mismatch)."""
+    try:
+        if req.method not in SUPPORTED_METHODS:
+            message = f"Method {req.method[:10]} is not proxied; use GET, POST, PATCH, PUT or DELETE."
+            raise Denial("method_not_supported", message)
+        segments = normalise_path(req.raw_path)
+        raw_rest = req.raw_path
+        if segments and segments[0] in vendors:
+            if segments[0] != key.vendor:
+                message = f"This vault key is for {key.vendor}, not {segments[0]}. Do not retry with this key."
+                raise Denial("vendor_mismatch", message)
+            segments = segments[1:]
+            raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
+        vendor = vendors[key.vendor]
+        # Every spelling the vendor accepts is one operation (docs/policy.md, one parse).
+        return Route(vendor, vendor.canonical(req.method, segments), raw_rest)
+    except Denial as denial:
+        return Refusal(denial, {})
 
 
 @dataclass(frozen=True)

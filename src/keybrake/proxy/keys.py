@@ -4,13 +4,22 @@ besides the reservation (which re-reads status, expiry and policy version in its
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from keybrake import deadline
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.store.base import KeyRecord, KeyState, Store
 
 
-async def key_state(key: KeyRecord, store: Store) -> KeyState:
+class Clocks(Protocol):
+    """The two clocks a key's expiry is read by (ms since the epoch): this host's estimate of
+    the database's clock, and the database's clock itself (one store call)."""
+
+    def now_ms(self) -> int: ...
+    async def db_now_ms(self) -> int: ...
+
+
+async def key_state(key: KeyRecord, clocks: Clocks) -> KeyState:
     """REVOKED, EXPIRED (by the database's clock) or OK. Used by the pipeline on every request
     and by `GET /_keybrake/self`.
 
@@ -20,7 +29,7 @@ async def key_state(key: KeyRecord, store: Store) -> KeyState:
     """
     if key.status == "revoked":
         return KeyState.REVOKED
-    if key.expires_at <= store.now_ms() and key.expires_at <= await store.db_now_ms():
+    if key.expires_at <= clocks.now_ms() and key.expires_at <= await clocks.db_now_ms():
         return KeyState.EXPIRED
     return KeyState.OK
 

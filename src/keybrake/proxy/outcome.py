@@ -18,8 +18,7 @@ from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.logs import redact
 from keybrake.net.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, UpstreamResponse, UpstreamUnreachable
 from keybrake.proxy.decide import RowNotes
-from keybrake.proxy.decisions import unknown_outcome, vendor_keeps
-from keybrake.proxy.facts import json_or_none
+from keybrake.proxy.decisions import json_or_none, unknown_outcome, vendor_keeps
 from keybrake.store.base import EarlierRequest, EarlierSettlement, Settlement
 from keybrake.vendors.base import Estimate, Rates, Vendor, VendorRequest
 
