@@ -3,6 +3,13 @@
 No server, no store, no sockets: each row runs the pure decisions of proxy/decide.py in the
 shell's order (tests/proxy/build.py). End-to-end guarantees (SDKs through the proxy, caps under
 concurrency, fail-closed, revocation) stay in the real-server suites.
+
+Moved here from real-server tests that only checked a decision (every checked value kept):
+test_proxy_stripe.py test_path_tricks_are_refused, test_customer_scope, test_account_scope,
+test_param_rules_and_max_per_call, four rows of test_bad_bodies_get_clear_errors_and_nothing_is_forwarded
+and the subscription half of test_unpriceable_endpoint_needs_max_usd_per_call;
+test_proxy_twilio_spellings.py test_stripe_and_resend_case_variants_of_sends_are_refused;
+test_proxy_resend.py test_broadcasts_are_guarded_in_every_write.
 """
 
 from __future__ import annotations
@@ -395,6 +402,22 @@ PLANS: list[tuple[str, KeyRecord, ProxyRequest, int, int, list[tuple[str, str, W
             ("daily_usd_cap", "daily_usd", Window.DAY, 100 * USD, 10 * USD),
             ("total_usd_cap", "total_usd", Window.TOTAL, None, 10 * USD),
             ("max_requests_per_hour", "hourly_requests", Window.HOUR, 5, 1),
+        ],
+    ),
+    (
+        "a $30 charge inside param_rules and the per-call bound",
+        key(
+            param_rules={"currency": {"in": ["usd"]}, "amount": {"max": 5000}},
+            max_usd_per_call=40 * USD,
+            daily_usd_cap=100 * USD,
+        ),
+        request("POST", "/stripe/v1/charges", form={**CHARGE, "amount": "3000"}),
+        30 * USD,
+        0,
+        [
+            ("daily_usd_cap", "daily_usd", Window.DAY, 100 * USD, 30 * USD),
+            ("total_usd_cap", "total_usd", Window.TOTAL, None, 30 * USD),
+            ("max_requests_per_hour", "hourly_requests", Window.HOUR, None, 1),
         ],
     ),
     (
