@@ -84,6 +84,7 @@ def decide(
     """
     notes: RowNotes = {}
     where = route(req, k, VENDORS)
+    notes.update(where.notes)
     if isinstance(where, Refusal):
         return where.denial, notes
     parsed = parse(req, where, None, PEPPER)

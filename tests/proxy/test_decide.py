@@ -381,6 +381,14 @@ def test_a_refusal_keeps_what_the_row_learnt() -> None:
     )
     assert not isinstance(got, tuple) and got.code == "scope_violation"
     assert notes["idempotency_key"] == "idem-1" and notes["body_hash"] and notes["request_summary"]
+    assert notes["path"] == "/v1/charges"
+
+
+def test_the_row_names_the_canonical_spelling() -> None:
+    """Every spelling the vendor accepts is one operation: the row sees the canonical path."""
+    k = key("twilio", daily_usd_cap=5 * USD)
+    _, notes = decide(k, request("POST", f"/twilio/2010-04-01/Accounts/{KEY_ID}/Messages", form=SMS))
+    assert notes["path"] == f"/2010-04-01/Accounts/{KEY_ID}/Messages.json"
 
 
 def caps(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.errors import CapHit, Denial
@@ -83,6 +83,13 @@ class Refusal:
     notes: RowNotes
 
 
+class Decided(Protocol):
+    """A decision's result: it carries the row fields it established."""
+
+    @property
+    def notes(self) -> RowNotes: ...
+
+
 @dataclass(frozen=True)
 class Route:
     """The key's vendor and the operation the path names: `segments` in the vendor's one
@@ -92,6 +99,7 @@ class Route:
     vendor: Vendor
     segments: tuple[str, ...]
     raw_rest: bytes
+    notes: RowNotes
 
 
 def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Route | Refusal:
@@ -111,8 +119,10 @@ def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Rout
             segments = segments[1:]
             raw_rest = b"/" + req.raw_path.split(b"/", 2)[2] if req.raw_path.count(b"/") >= 2 else b"/"
         vendor = vendors[key.vendor]
-        # Every spelling the vendor accepts is one operation (docs/policy.md, one parse).
-        return Route(vendor, vendor.canonical(req.method, segments), raw_rest)
+        # Every spelling the vendor accepts is one operation (docs/policy.md, one parse): all checks
+        # and the audit row see the canonical path; `raw_rest` (the agent's bytes) is forwarded.
+        segments = vendor.canonical(req.method, segments)
+        return Route(vendor, segments, raw_rest, {"path": join(segments)})
     except Denial as denial:
         return Refusal(denial, {})
 

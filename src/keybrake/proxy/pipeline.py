@@ -28,7 +28,6 @@ from keybrake import deadline
 from keybrake.config import Settings
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry
-from keybrake.core.paths import join
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.core.windows import window_start
@@ -39,7 +38,7 @@ from keybrake.net.upstream import (
 )
 from keybrake.proxy import decide
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
-from keybrake.proxy.decide import REQUEST_CAP, Plan, Refusal, note
+from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
@@ -64,7 +63,7 @@ from keybrake.vendors.base import Vendor, VendorRequest
 log = logging.getLogger("keybrake.proxy")
 
 _MAX_POLICY_RETRIES = 3
-T = TypeVar("T")
+T = TypeVar("T", bound=Decided)
 
 
 class Pipeline:
@@ -179,7 +178,6 @@ class Pipeline:
         # 2. route to the key's vendor; the vendor's one parse
         where = _decided(ctx, decide.route(req, key, self.vendors))
         ctx.vendor = where.vendor
-        ctx.row.path = join(where.segments)  # the canonical spelling; the agent's bytes are forwarded
         parsed = _decided(ctx, decide.parse(req, where, self.settings.max_body_bytes, self.pepper))
         at = _Attempt(thash, key, fresh, parsed.vreq)
 
@@ -339,9 +337,7 @@ def _decided(ctx: RequestContext, result: T | Refusal) -> T:
     if isinstance(result, Refusal):
         note(ctx.row, result.notes)
         raise result.denial
-    notes = getattr(result, "notes", None)
-    if notes:
-        note(ctx.row, notes)
+    note(ctx.row, result.notes)
     return result
 
 
