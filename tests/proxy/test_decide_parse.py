@@ -15,7 +15,7 @@ import pytest
 
 from keybrake.core.request import ProxyRequest
 from keybrake.store.base import KeyRecord
-from tests.proxy.build import KEY_ID, key, plan_of, refusal_of, request
+from tests.proxy.build import KEY_ID, TWILIO_SID, key, plan_of, refusal_of, request
 from tests.test_guarded import GUARDED_REQUESTS, RESEND_GUARDED, TWILIO_GUARDED
 
 pytestmark = pytest.mark.store_free
@@ -143,3 +143,79 @@ def test_resend_custom_headers_without_addresses_are_sent() -> None:
         RESEND_KEY, request("POST", "/resend/emails", json_body={**EMAIL, "headers": {"X-Entity-Ref-ID": "123"}})
     )
     assert b"X-Entity-Ref-ID" in sent.body
+
+
+# -- Twilio spellings (moved from test_proxy_twilio_spellings.py: test_operations_outside_the_2010_spec_are_refused,
+# test_undocumented_spellings_of_a_send_are_refused, test_account_fetch_is_guarded_in_every_spelling)
+UK_SMS = {"To": "+447700900123", "From": "+14155550199", "Body": "hi"}
+SPEC_KEY = key("twilio", allowed_to_prefixes=["+1415"], daily_usd_cap=5 * USD, max_usd_per_call=USD, daily_send_cap=1)
+SEND_KEY = key("twilio", allowed_to_prefixes=["+1"], daily_usd_cap=5 * USD, max_usd_per_call=USD)
+PLAIN_KEY = key("twilio", daily_usd_cap=5 * USD)
+NAMED_KEY = key("twilio", daily_usd_cap=5 * USD, allowed_endpoints=[f"GET /2010-04-01/Accounts/{TWILIO_SID}.json"])
+# (why, key, method, path after /twilio, code, words the message must carry)
+SPELLINGS: list[tuple[str, KeyRecord, str, str, str, str]] = [
+    # Found by the red-team run: each of these was forwarded unpriced and unscoped.
+    *[
+        ("outside the 2010 spec", SPEC_KEY, m, p.format(vk=KEY_ID, sid=TWILIO_SID), "path_invalid", "")
+        for m, p in [
+            ("PUT", "/2010-04-01/Accounts/{vk}/Messages.json"),  # Twilio takes PUT for POST; the spec lists none
+            ("PUT", "/2010-04-01/Accounts/{vk}/Calls.json"),
+            ("PUT", "/2010-04-01/Accounts/{vk}/IncomingPhoneNumbers.json"),
+            ("POST", "/2010-04-01/Accounts/{vk}/SMS/Messages.json"),  # deprecated resource, still a send
+            ("POST", "/2010-04-01/Accounts/{vk}/SMS/Messages"),
+            ("POST", "/2008-08-01/Accounts/{sid}/SMS/Messages"),  # the older API version on the same host
+            ("POST", "/2008-08-01/Accounts/{sid}/Calls"),
+            ("GET", "/2008-08-01/Accounts/{sid}"),  # its answer carries <AuthToken>
+        ]
+    ],
+    *[
+        (
+            "an undocumented spelling of a send",
+            SEND_KEY,
+            "POST",
+            f"/2010-04-01/Accounts/{KEY_ID}/{s}",
+            "path_invalid",
+            "",
+        )
+        for s in ("messages.json", "MESSAGES.xml", "Messages.JSON", "Messages.csv", "Messages.json.xml", "Calls.txt")
+    ],
+    (
+        "a case variant says so",
+        SEND_KEY,
+        "POST",
+        f"/2010-04-01/Accounts/{KEY_ID}/messages.json",
+        "path_invalid",
+        "differs only in letter case",
+    ),
+    *[
+        (
+            "the account fetch in any spelling",
+            PLAIN_KEY,
+            "GET",
+            f"/2010-04-01/Accounts/{a}{ext}",
+            "endpoint_guarded",
+            "",
+        )
+        for a in (KEY_ID, TWILIO_SID)
+        for ext in (".xml", "", ".csv", ".html")
+    ],
+    ("the keys list", PLAIN_KEY, "GET", f"/2010-04-01/Accounts/{KEY_ID}/Keys", "endpoint_guarded", ""),
+    # An XML account would carry <AuthToken>: even a key naming the JSON fetch cannot read it.
+    (
+        "the XML account fetch",
+        NAMED_KEY,
+        "GET",
+        f"/2010-04-01/Accounts/{TWILIO_SID}.xml",
+        "path_invalid",
+        "JSON answers only",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("why", "k", "method", "path", "code", "words"), SPELLINGS, ids=[f"{s[0]}: {s[2]} {s[3]}" for s in SPELLINGS]
+)
+def test_twilio_spellings(why: str, k: KeyRecord, method: str, path: str, code: str, words: str) -> None:
+    body = UK_SMS if method in ("POST", "PUT") else None
+    denial = refusal_of(k, request(method, "/twilio" + path, form=body))
+    assert denial.code == code and words in denial.message, denial.message
