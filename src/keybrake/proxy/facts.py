@@ -16,9 +16,10 @@ from keybrake.net.upstream import (
     UpstreamUnreachable,
 )
 from keybrake.proxy.decisions import json_or_none
+from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
-from keybrake.store.base import KeyRecord, Store
+from keybrake.store.base import KeyRecord
 from keybrake.vendors.base import Vendor, VendorRequest
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ T = TypeVar("T")
 
 async def find_facts(
     ctx: RequestContext,
-    store: Store,
+    store: HotPathStore,
     upstream: Upstream,
     snapshots: KeySnapshots,
     key: KeyRecord,

@@ -43,6 +43,7 @@ from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state
+from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
@@ -54,7 +55,6 @@ from keybrake.store.base import (
     ReserveResult,
     RetryCheck,
     SettleJob,
-    Store,
 )
 from keybrake.store.ids import new_audit_id
 from keybrake.tokens import token_hash
@@ -72,7 +72,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: Store,
+        store: HotPathStore,
         vendors: dict[str, Vendor],
         upstream: Upstream,
         settings: Settings,

@@ -14,6 +14,7 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
+from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
@@ -24,7 +25,6 @@ from keybrake.store.base import (
     ReservedItem,
     SettleJob,
     Settlement,
-    Store,
 )
 from keybrake.vendors.base import Vendor
 
@@ -55,7 +55,7 @@ class Recorder:
     def __init__(
         self,
         *,
-        store: Store,
+        store: HotPathStore,
         settings: Settings,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None,
         on_verdict: Callable[[str, str, int], None] | None,

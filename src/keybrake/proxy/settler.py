@@ -23,7 +23,8 @@ from dataclasses import replace
 
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.store.base import SettleJob, Settlement, Store
+from keybrake.proxy.ports import HotPathStore
+from keybrake.store.base import SettleJob, Settlement
 
 log = logging.getLogger("keybrake.settle")
 MAX_BATCH = 500
@@ -32,7 +33,7 @@ RETRY_MAX_S = 5.0
 
 
 class SettleWriter:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: HotPathStore) -> None:
         self._store = store
         self._pending: list[tuple[SettleJob, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
