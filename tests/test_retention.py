@@ -18,7 +18,7 @@ from keybrake.store import open_store
 from keybrake.store.base import AuditRow, BudgetRecord, CapSpec, Delivery, KeyRecord, Settlement, Store
 from keybrake.store.ids import new_audit_id
 from tests import harness
-from tests.store.test_store_contract import Clock, key
+from tests.store.contract import Clock, key
 
 NOW = 1_800_000_000_000
 

@@ -1,4 +1,8 @@
-"""The store contract runs on every engine: each test once on SQLite and once on PostgreSQL."""
+"""The store contract runs on every engine: each test once on SQLite and once on PostgreSQL.
+
+Each role of the store (`keybrake.store.roles`) has its suite, tests/store/test_role_*.py, whose
+tests act through a fixture typed as that role; `store` is the whole engine, for arranging.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,24 @@ from pathlib import Path
 import pytest
 
 from keybrake.store import open_store
-from keybrake.store.base import Store
+from keybrake.store.base import (
+    AdminTokenStore,
+    AlertScanStore,
+    AlertStore,
+    AuditStore,
+    BudgetStore,
+    CredentialStore,
+    InstanceStore,
+    KeyStore,
+    LifecycleStore,
+    OutboxStore,
+    ReconcileStore,
+    ReservationStore,
+    RetentionStore,
+    SettleStore,
+    Store,
+)
+from tests.store.contract import DAY0, Clock
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,3 +58,88 @@ async def open_engine(engine_url: str | None, tmp_path: Path) -> AsyncIterator[C
     yield _open
     for s in opened:
         await s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """01:00 UTC on DAY0; tests move it."""
+    return Clock(DAY0 + 3_600_000)
+
+
+@pytest.fixture
+def store(open_engine: Callable[..., Store], clock: Clock) -> Store:
+    """The whole engine on `clock`: role suites arrange and read back through it."""
+    return open_engine(clock)
+
+
+# -- the engine seen through each role: what a role's suite acts through ------------------
+
+
+@pytest.fixture
+def reservations(store: Store) -> ReservationStore:
+    return store
+
+
+@pytest.fixture
+def settlements(store: Store) -> SettleStore:
+    return store
+
+
+@pytest.fixture
+def instances(store: Store) -> InstanceStore:
+    return store
+
+
+@pytest.fixture
+def lifecycle(store: Store) -> LifecycleStore:
+    return store
+
+
+@pytest.fixture
+def keys(store: Store) -> KeyStore:
+    return store
+
+
+@pytest.fixture
+def credentials(store: Store) -> CredentialStore:
+    return store
+
+
+@pytest.fixture
+def budgets(store: Store) -> BudgetStore:
+    return store
+
+
+@pytest.fixture
+def audit(store: Store) -> AuditStore:
+    return store
+
+
+@pytest.fixture
+def alerts(store: Store) -> AlertStore:
+    return store
+
+
+@pytest.fixture
+def admin_tokens(store: Store) -> AdminTokenStore:
+    return store
+
+
+@pytest.fixture
+def outbox(store: Store) -> OutboxStore:
+    return store
+
+
+@pytest.fixture
+def alert_scans(store: Store) -> AlertScanStore:
+    return store
+
+
+@pytest.fixture
+def reconcile(store: Store) -> ReconcileStore:
+    return store
+
+
+@pytest.fixture
+def retention(store: Store) -> RetentionStore:
+    return store

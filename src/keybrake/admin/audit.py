@@ -15,7 +15,7 @@ from keybrake.core.audit_lines import EXPORT_FIELDS, MONEY_FIELDS, csv_cells, js
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import parse_rfc3339, rfc3339
 from keybrake.logs import event
-from keybrake.store.base import AuditQuery, Store
+from keybrake.store.base import AuditQuery, AuditStore
 
 log = logging.getLogger("keybrake.admin")
 _MONEY = MONEY_FIELDS
@@ -99,7 +99,7 @@ EXPORT_WINDOW = 10_000  # audit rows (any) one page's statements scan at most
 FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
-async def export(store: Store, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
+async def export(store: AuditStore, q: AuditQuery, fmt: str) -> AsyncIterator[bytes]:
     """Every matching row, oldest first, one page at a time: memory stays bounded at any size.
 
     Each page scans at most EXPORT_WINDOW rows in id order (`Store.audit_window_end`, then the

@@ -1,7 +1,7 @@
 """The ASGI gate in front of the admin API: the token is checked before any body is read.
 
 Order, for every admin request except the open paths (`/healthz`, `/readyz`, `/openapi.json`,
-and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
+the docs page `/docs` with its assets, and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
 
 1. the admin token from the `Authorization` header, looked up by its hash (one store read). A
    valid token always gets in, however many failures its address has had;
@@ -12,8 +12,10 @@ and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
    past it 413 `body_too_large`, and the connection is closed. A JSON body holding a lone
    UTF-16 surrogate escape (`"\\ud800"`: valid JSON, not text) is 400 `invalid_request`.
 
-The token record found in step 1 is handed to the FastAPI dependency in the scope
-(`SCOPE_TOKEN`), so it is looked up once. Any exception the admin app lets through is logged
+The caller found in step 1 is put in the scope as a `keybrake.admin.auth.Principal`
+(`SCOPE_PRINCIPAL`), so it is looked up once; every route requires it through one dependency
+(`keybrake.admin.auth.require_admin`). `_authenticate` is where a later session-cookie source
+plugs in (see `keybrake.admin.auth`). Any exception the admin app lets through is logged
 (redacted) and answered 500 in the admin error shape.
 """
 
@@ -28,6 +30,7 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime
@@ -40,11 +43,11 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-SCOPE_TOKEN = "keybrake.admin_token"  # noqa: S105 (a scope key, not a secret)
 MAX_ADMIN_BODY_BYTES = 1024 * 1024
 FAILURES_PER_MINUTE = 10
 INTERNAL_ERROR = "internal error (logged); read the resource before retrying a change"
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
+OPEN_PREFIXES = ("/docs/assets/",)  # the docs page's script, stylesheet and icon (admin/routes/docs.py)
 
 
 class AuthFailures:
@@ -124,7 +127,11 @@ class AdminGate:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if not (path in OPEN_PATHS or (path == "/metrics" and self.rt.settings.metrics_public)):
+        if not (
+            path in OPEN_PATHS
+            or path.startswith(OPEN_PREFIXES)
+            or (path == "/metrics" and self.rt.settings.metrics_public)
+        ):
             refusal = await self._authenticate(scope)
             if refusal is not None:
                 await send_error(send, *refusal, close=True)
@@ -161,7 +168,11 @@ class AdminGate:
         await self._run(scope, _replay(body, receive), send)
 
     async def _authenticate(self, scope: Scope) -> tuple[int, str, str] | None:
-        """None when the token is valid (its record put in the scope), else (status, code, message)."""
+        """None when the caller is known (its `Principal` put in the scope), else (status, code, message).
+
+        Today the one source is the bearer header. A session cookie would be looked up here, before
+        the missing-header refusal, and set `scope[SCOPE_PRINCIPAL]` the same way (auth.py).
+        """
         values = [v for k, v in scope["headers"] if k == b"authorization"]
         header = values[0].decode("latin-1") if len(values) == 1 else ""
         scheme, _, token = header.partition(" ")
@@ -180,7 +191,7 @@ class AdminGate:
         if rec is None or rec.revoked_at is not None:
             return self._failure(scope, "unknown or revoked token", 401, "admin_token_invalid",
                                  "unknown or revoked admin token")  # fmt: skip
-        scope[SCOPE_TOKEN] = rec
+        scope[SCOPE_PRINCIPAL] = Principal.from_token(rec)
         return None
 
     def _failure(self, scope: Scope, why: str, status: int, code: str, message: str) -> tuple[int, str, str]:
@@ -204,7 +215,7 @@ class AdminGate:
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             started = True
-            if message["type"] == "http.response.start" and message["status"] < 400 and SCOPE_TOKEN in scope:
+            if message["type"] == "http.response.start" and message["status"] < 400 and SCOPE_PRINCIPAL in scope:
                 # The bootstrap token has done its job once an authenticated call succeeded.
                 (self.rt.settings.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
             await send(message)

@@ -14,7 +14,7 @@ import time
 from keybrake import deadline
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import redact
-from keybrake.store.base import Store
+from keybrake.store.base import Probes
 
 READYZ_DEADLINE_S = 1.0  # /readyz answers within this, ready or not
 PROBE_EVERY_S = 0.25  # a probe's answer is reused this long (s): at most 4 store probes a second
@@ -22,7 +22,7 @@ PROBE_DEADLINE_S = 0.8  # the probe's own store deadline: its reason arrives bef
 
 
 class ReadyProbe:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Probes) -> None:
         self.store = store
         self._answer: tuple[bool, str | None] | None = None  # (ready, reason if not)
         self._at = 0.0  # monotonic s of that answer

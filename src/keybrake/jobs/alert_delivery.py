@@ -31,10 +31,11 @@ from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.upstream_url import is_loopback, url_refusal
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_format import retry_delay_ms, sign
+from keybrake.jobs.base import Job
 from keybrake.logs import event, redact
 from keybrake.net.egress import ForbiddenAddress, GuardedResolver
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, Delivery, Store
+from keybrake.store.base import AlertDestination, Delivery, OutboxStore
 
 log = logging.getLogger("keybrake.jobs.alerts")
 
@@ -125,13 +126,30 @@ class Outcome:
     retry_in_ms: int
 
 
-class Deliverer:
-    def __init__(self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings, instance_id: str) -> None:
+class Deliverer(Job):
+    """The delivery job: keeps one worker per destination (`_worker`) and writes outcomes.
+
+    Each pass (every second, or KEYBRAKE_ALERT_INTERVAL if shorter) writes the outcomes the store
+    refused earlier, starts a worker for each new destination, stops the workers of deleted
+    ones, and every KEYBRAKE_ALERT_INTERVAL s fails the deliveries of deleted destinations.
+    Stopped after the alert scans (`stop_late`): events they queue while stopping are still sent.
+    """
+
+    name = "alert-delivery"
+    log = logging.getLogger("keybrake.jobs.alerts")
+    failure = "alert delivery pass failed"
+    first_pass_now = True
+    stop_late = True
+
+    def __init__(
+        self, store: OutboxStore, sealer: Sealer, upstream: Upstream, settings: Settings, instance_id: str
+    ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
         self.instance_id = instance_id
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._unsettled: list[Outcome] = []
+        self._last_orphans = 0.0
         self.posts = 0  # POSTs made by this replica (a test reads it)
 
     def wake(self) -> None:
@@ -139,31 +157,30 @@ class Deliverer:
         for ev in self._wake.values():
             ev.set()
 
-    async def run_forever(self) -> None:
-        """Keep one worker per destination; write outcomes the store refused earlier; fail orphans."""
-        tick = min(1.0, self.settings.alert_interval_s)
-        last_orphans = 0.0
-        try:
-            while True:
-                try:
-                    await self._flush_unsettled()
-                    dests = {d.id: d for d in await self.store.list_alerts()}
-                    for dest_id, dest in dests.items():
-                        task = self._workers.get(dest_id)
-                        if task is None or task.done():
-                            self._wake[dest_id] = asyncio.Event()
-                            self._workers[dest_id] = asyncio.create_task(self._worker(dest), name=f"alerts-{dest_id}")
-                    for dest_id in [d for d in self._workers if d not in dests]:
-                        self._workers.pop(dest_id).cancel()
-                        self._wake.pop(dest_id, None)
-                    if time.monotonic() - last_orphans >= self.settings.alert_interval_s:
-                        last_orphans = time.monotonic()
-                        await self.store.fail_orphaned_deliveries("destination deleted")
-                except EnforcementUnavailable as exc:
-                    event(log, "alert delivery pass failed", logging.ERROR, error=str(exc))
-                await asyncio.sleep(tick)
-        finally:
-            await self.stop()
+    def delay_s(self) -> float:
+        return min(1.0, self.settings.alert_interval_s)
+
+    async def run_once(self) -> int:
+        """One pass (see the class docstring); returns how many workers it started."""
+        await self._flush_unsettled()
+        dests = {d.id: d for d in await self.store.list_alerts()}
+        started = 0
+        for dest_id, dest in dests.items():
+            task = self._workers.get(dest_id)
+            if task is None or task.done():
+                self._wake[dest_id] = asyncio.Event()
+                self._workers[dest_id] = asyncio.create_task(self._worker(dest), name=f"alerts-{dest_id}")
+                started += 1
+        for dest_id in [d for d in self._workers if d not in dests]:
+            self._workers.pop(dest_id).cancel()
+            self._wake.pop(dest_id, None)
+        if time.monotonic() - self._last_orphans >= self.settings.alert_interval_s:
+            self._last_orphans = time.monotonic()
+            await self.store.fail_orphaned_deliveries("destination deleted")
+        return started
+
+    async def on_stop(self) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         """Cancel the workers and release this replica's claims (best effort, bounded)."""

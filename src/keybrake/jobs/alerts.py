@@ -2,7 +2,7 @@
 
 Nothing here runs on a proxied request's path: cap thresholds are found by scanning the
 counters, cap hits and revocations only enqueue from a task scheduled off the response. Scans run
-in their own task and never wait on deliveries. Every event is queued at most once per
+in their own job (`alert_scans`) and never wait on deliveries. Every event is queued at most once per
 destination: events that can repeat carry a fire-once mark (`alert_fired`), and an event's
 deliveries have ids derived from its id, so queueing it again (another replica's scan, a retry
 after the store was down) adds nothing. An event raised while the store is down is held in memory
@@ -12,7 +12,6 @@ after the store was down) adds nothing. An event raised while the store is down 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
@@ -20,25 +19,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from keybrake.config import Settings
-from keybrake.core.caps import CAPS_BY_COUNTER
 from keybrake.core.errors import CapHit, EnforcementUnavailable
-from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import resets_at, window_start
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.jobs.alert_format import (
-    anomaly_data,
     build_delivery,
     event_id_for,
     hit_level,
-    hourly_baselines,
     new_event_id,
     sign,
-    threshold_data,
 )
 from keybrake.logs import event, redact
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import AlertDestination, KeyRecord, Store
+from keybrake.store.base import AlertDestination, AlertScanStore, KeyRecord
 
 __all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]
 
@@ -78,26 +71,30 @@ class Held:
 
 
 class Alerts:
-    """Produces events into the outbox and runs the scans; `deliverer` sends what is queued.
+    """Produces events into the outbox; `alert_scans.AlertScans` runs the scans, `deliverer` sends.
 
     `upstream` is the HTTP client deliveries use (its own, with KEYBRAKE_ALERT_TIMEOUT, in
     `keybrake serve`); `instance_id` names this replica in delivery claims.
     """
 
     def __init__(
-        self, store: Store, sealer: Sealer, upstream: Upstream, settings: Settings, *, instance_id: str | None = None
+        self,
+        store: AlertScanStore,
+        sealer: Sealer,
+        upstream: Upstream,
+        settings: Settings,
+        *,
+        instance_id: str | None = None,
     ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
         self.instance_id = instance_id or f"ins_{secrets.token_hex(10)}"
         self.deliverer = Deliverer(store, sealer, upstream, settings, self.instance_id)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._known: list[AlertDestination] = []  # for enforcement.unavailable, when the store is down
+        self.known: list[AlertDestination] = []  # for enforcement.unavailable, when the store is down
         self._unavailable_sent: dict[str, float] = {}
-        self._down = False
+        self.down = False  # enforcement.unavailable was raised; the scans send enforcement.recovered
         self._held: list[Held] = []
-        self._expired_checked_ms: int | None = None
         self._revoked_checked_ms: int | None = None
-        self._last_anomaly_scan = 0.0
         self._exposed_bucket = -1
         self._exposed_seen: set[tuple[str, str]] = set()
 
@@ -165,6 +162,11 @@ class Alerts:
             event(log, "alert dropped: too many held while the store is down", logging.ERROR,
                   alert=lost.event_type, event_id=lost.event_id)  # fmt: skip
 
+    @property
+    def holding(self) -> bool:
+        """Events are held in memory, waiting for the store to answer."""
+        return bool(self._held)
+
     async def requeue_held(self) -> int:
         """Queue the events held while the store was down (oldest first); returns how many went."""
         done = 0
@@ -222,9 +224,9 @@ class Alerts:
 
     def enforcement_unavailable(self, error: str) -> None:
         """Sent from memory, best-effort, at most once per 5 minutes per destination (the store is down)."""
-        self._down = True
+        self.down = True
         now = time.monotonic() * 1000
-        for dest in self._known:
+        for dest in self.known:
             if "enforcement.unavailable" not in dest.events:
                 continue
             if now - self._unavailable_sent.get(dest.id, -UNAVAILABLE_EVERY_MS) < UNAVAILABLE_EVERY_MS:
@@ -247,17 +249,7 @@ class Alerts:
         except Exception as exc:  # best effort: the store is down, there is no outbox
             event(log, "enforcement.unavailable alert not delivered", logging.WARNING, error=type(exc).__name__)
 
-    # -- scans (their own task: they never wait on a delivery) -------------------------------
-
-    async def scan_expired(self) -> int:
-        now = self.store.now_ms()
-        since = self._expired_checked_ms if self._expired_checked_ms is not None else now - LOOKBACK_MS
-        queued = 0
-        for key in await self.store.keys_expired_between(since, now):
-            data = {"key_id": key.id, "label": key.label, "vendor": key.vendor, "expired_at": rfc3339(key.expires_at)}
-            queued += await self.emit("key.expired", data, fire_key=f"expired:{key.id}", not_before_ms=key.expires_at)
-        self._expired_checked_ms = now
-        return queued
+    # -- the revocation scan (the alert scan job's, and the admin API's after a revoke) ----------
 
     async def scan_revoked(self) -> int:
         """key.revoked for keys revoked by any path (one DELETE, a bulk revoke, the CLI, another
@@ -274,69 +266,7 @@ class Alerts:
         self._revoked_checked_ms = now
         return queued
 
-    async def scan_anomalies(self) -> int:
-        """spend.anomaly: this hour's spend or requests of a key or label prefix above k × its
-        average hour over (up to) the 24 before it, with at least ANOMALY_MIN_REQUESTS requests."""
-        dests = [d for d in await self.store.list_alerts() if "spend.anomaly" in d.events]
-        if not dests:
-            return 0
-        now = self.store.now_ms()
-        hour = now - now % 3_600_000
-        rows = await self.store.hourly_totals(hour - 24 * 3_600_000, now + 1)
-        queued = 0
-        for kind, subject, cost_now, reqs_now, base_cost, base_reqs in hourly_baselines(rows, hour):
-            for dest in dests:
-                k = float(dest.anomaly_factor)
-                over = [
-                    m
-                    for m, v, b in (("spend", cost_now, base_cost), ("requests", reqs_now, base_reqs))
-                    if b and v > k * b
-                ]
-                if not over:
-                    continue
-                data = anomaly_data(kind, subject, over, hour, cost_now, reqs_now, base_cost, base_reqs, k)
-                key = f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
-                queued += await self._queue_one(dest, "spend.anomaly", data, key, hour + 3_600_000)
-        return queued
-
-    async def scan_thresholds(self) -> int:
-        """Queue cap.threshold for every cap whose current window crossed a subscribed percentage.
-
-        Once per cap, window and percentage: the mark names the window's start and is kept until
-        the window resets (a total cap's forever), so the next day or month fires again."""
-        dests = [d for d in await self.store.list_alerts() if "cap.threshold" in d.events]
-        if not dests:
-            return 0
-        lowest = min(min(d.thresholds or DEFAULT_THRESHOLDS) for d in dests)
-        now = self.store.now_ms()
-        queued = 0
-        # Only windows that can still be current: a month at most (total caps have no window).
-        for c in await self.store.counters_near_caps(lowest, now - 32 * 86_400_000):
-            kind, _, scope_id = c.scope.partition(":")
-            spec = CAPS_BY_COUNTER.get((kind, c.counter))
-            if spec is None:
-                continue
-            window, name = spec.window, spec.field
-            tz = "UTC"
-            if kind == "budget":
-                budget = await self.store.get_budget(scope_id)
-                if budget is None:
-                    continue
-                tz = budget.timezone
-            if window_start(window, now, tz) != c.window_start:
-                continue  # an earlier window: not news any more
-            reset = resets_at(window, c.window_start, tz)
-            pct_used = (c.used + c.reserved) * 100 / c.limit
-            for dest in dests:
-                for pct in dest.thresholds or DEFAULT_THRESHOLDS:
-                    if pct_used < pct:
-                        continue
-                    data = threshold_data(c, kind, scope_id, name, pct, window, tz)
-                    key = f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}"
-                    queued += await self._queue_one(dest, "cap.threshold", data, key, reset)
-        return queued
-
-    async def _queue_one(
+    async def queue_one(
         self, dest: AlertDestination, event_type: str, data: dict[str, Any], fire_key: str, keep_until_ms: int | None
     ) -> int:
         """One fire-once event for one destination (a scan's); `keep_until_ms` None keeps the mark forever."""
@@ -346,46 +276,7 @@ class Alerts:
             self.deliverer.wake()
         return int(queued)
 
-    async def scan_once(self) -> None:
-        """One pass of every scan (raises EnforcementUnavailable when the store is down)."""
-        self._known = await self.store.list_alerts()
-        if self._down:
-            # Recovered only when what failed works again: a write on the counters
-            # (a read can succeed while reservations still cannot).
-            await self.store.probe_write()
-            now = self.store.now_ms()
-            await self.emit("enforcement.recovered", {"recovered_at": rfc3339(now), "instance": self.instance_id})
-            self._down = False
-        await self.requeue_held()
-        await self.scan_thresholds()
-        await self.scan_expired()
-        await self.scan_revoked()
-        if time.monotonic() - self._last_anomaly_scan >= 6 * self.settings.alert_interval_s:
-            self._last_anomaly_scan = time.monotonic()
-            try:
-                await self.scan_anomalies()
-            except EnforcementUnavailable as exc:  # a report past its timeout: the next pass tries again
-                event(log, "spend.anomaly scan failed", logging.ERROR, error=str(exc))
-
-    async def run_forever(self) -> None:
-        """The scans every KEYBRAKE_ALERT_INTERVAL s, held events every second, and the deliverer in
-        a task of its own. Cancelling it stops the deliverer and releases this replica's claims."""
-        delivering = asyncio.create_task(self.deliverer.run_forever(), name="keybrake-alert-delivery")
-        last_scan = 0.0
-        try:
-            while True:
-                try:
-                    if time.monotonic() - last_scan >= self.settings.alert_interval_s:
-                        last_scan = time.monotonic()
-                        await self.scan_once()
-                    elif self._held:
-                        await self.requeue_held()
-                except EnforcementUnavailable as exc:
-                    event(log, "alert scan failed", logging.ERROR, error=str(exc))
-                await asyncio.sleep(min(1.0, self.settings.alert_interval_s))
-        finally:
-            if self._tasks:  # events being queued right now (a cap hit, a revocation): let them land
-                await asyncio.wait(set(self._tasks), timeout=1.0)
-            delivering.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await delivering
+    async def drain(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most `timeout_s`) for events being queued right now (a cap hit, a revocation) to land."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
 from keybrake.config import Settings
-from keybrake.core.errors import EnforcementUnavailable
 from keybrake.crypto import MasterKeyError, Sealer
+from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.net.egress import EgressRules
 from keybrake.net.upstream import Upstream, UpstreamRequest
-from keybrake.store.base import PendingEstimate, Store
+from keybrake.store.base import PendingEstimate, ReconcileStore
 from keybrake.vendors.base import Vendor, VendorCost
 
 log = logging.getLogger("keybrake.reconcile")
@@ -27,29 +28,20 @@ BATCH = 100
 
 
 class Reconciler:
+    """Settles pending rows by reading their objects from the vendor (`run_once`); `ReconcileJob` runs it."""
+
     def __init__(
-        self, store: Store, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
+        self, store: ReconcileStore, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
         self.egress = EgressRules(settings)
 
     def interval_s(self, vendor: str) -> float:
-        """Seconds between passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else KEYBRAKE_RECONCILE_INTERVAL."""
+        """Seconds between one vendor's passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else
+        KEYBRAKE_RECONCILE_INTERVAL. The one place a vendor's reconcile interval is chosen."""
         if vendor == "twilio":
             return self.settings.twilio_reconcile_interval_s
         return self.settings.reconcile_interval_s
-
-    async def run_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = {name: loop.time() + self.interval_s(name) for name in self.vendors}
-        while True:
-            name = min(due, key=due.__getitem__)
-            await asyncio.sleep(max(0.0, due[name] - loop.time()))
-            try:
-                await self.run_once(name)
-            except EnforcementUnavailable as exc:
-                event(log, "reconciliation pass failed", logging.ERROR, vendor=name, error=str(exc))
-            due[name] = loop.time() + self.interval_s(name)
 
     async def run_once(self, vendor: str | None = None) -> int:
         """One pass over every pending row (of one vendor, or all); returns how many it settled."""
@@ -128,3 +120,42 @@ class Reconciler:
         if row.credential:
             await self.store.ledger_put(row.credential, vendor.ledger_entries(doc, row.account_context))
         return result
+
+
+class ReconcileJob(Job):
+    """Reconciliation on each vendor's own interval (`Reconciler.interval_s`), one vendor's pass at a time.
+
+    Each vendor's first pass comes one interval after start; the next, one interval after its
+    previous pass ended. A pass that fails (the store is down) is logged with its vendor.
+    """
+
+    name = "reconcile"
+    log = logging.getLogger("keybrake.reconcile")
+    failure = "reconciliation pass failed"
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self.reconciler = reconciler
+        self._due: dict[str, float] | None = None  # loop time each vendor's next pass is due
+        self._vendor = ""  # the vendor of the pass running now
+
+    def _schedule(self) -> dict[str, float]:
+        if self._due is None:
+            now = asyncio.get_running_loop().time()
+            self._due = {name: now + self.reconciler.interval_s(name) for name in self.reconciler.vendors}
+        return self._due
+
+    def delay_s(self) -> float:
+        due = self._schedule()
+        return max(0.0, min(due.values()) - asyncio.get_running_loop().time())
+
+    async def run_once(self) -> int:
+        """The pass of the vendor due first; returns the rows it settled."""
+        due = self._schedule()
+        self._vendor = min(due, key=due.__getitem__)
+        try:
+            return await self.reconciler.run_once(self._vendor)
+        finally:
+            due[self._vendor] = asyncio.get_running_loop().time() + self.reconciler.interval_s(self._vendor)
+
+    def failure_fields(self) -> dict[str, Any]:
+        return {"vendor": self._vendor}

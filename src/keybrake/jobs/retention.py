@@ -19,8 +19,9 @@ from keybrake.config import retention_error
 from keybrake.core.audit_lines import jsonl_line
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import DAY_MS, rfc3339
+from keybrake.jobs.base import Job
 from keybrake.logs import event
-from keybrake.store.base import Store
+from keybrake.store.base import RetentionStore
 
 log = logging.getLogger("keybrake.retention")
 BATCH = 2000
@@ -29,12 +30,12 @@ INTERVAL_S = 3600.0
 TABLES = ("audit", "counters", "ledger", "alert_outbox", "vault_keys", "alert_fired", "dedup", "issuances")
 
 
-async def purge(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
+async def purge(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> int:
     """Delete every purgeable row older than `days`; returns how many audit rows were deleted."""
     return (await purge_all(store, days, export_dir, batch=batch))["audit"]
 
 
-async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
+async def purge_all(store: RetentionStore, days: int, export_dir: Path | None, *, batch: int = BATCH) -> dict[str, int]:
     """Apply retention to every table that grows with traffic; returns rows deleted per table
     (every name of TABLES; `ledger` counts objects, their `ledger_counts` rows go with them).
 
@@ -67,7 +68,7 @@ async def purge_all(store: Store, days: int, export_dir: Path | None, *, batch: 
     return counts
 
 
-async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch: int) -> int:
+async def _purge_audit(store: RetentionStore, before: int, export_dir: Path | None, batch: int) -> int:
     deleted, after = 0, ""
     while True:
         rows = await store.purgeable_audit(before, batch, after)
@@ -90,10 +91,26 @@ async def _purge_audit(store: Store, before: int, export_dir: Path | None, batch
     return deleted
 
 
-async def run_forever(store: Store, days: int, export_dir: Path | None) -> None:
-    while True:
-        try:
-            await purge_all(store, days, export_dir)
-        except (EnforcementUnavailable, OSError) as exc:
-            event(log, "audit purge failed; nothing was deleted unexported", logging.ERROR, error=str(exc))
-        await asyncio.sleep(INTERVAL_S)
+class RetentionJob(Job):
+    """`purge_all` at start and every INTERVAL_S (an hour) after the previous pass ended.
+
+    A pass that fails (the store is down, or the export file cannot be written) deletes nothing
+    unexported; the next pass tries again.
+    """
+
+    name = "retention"
+    log = logging.getLogger("keybrake.retention")
+    failure = "audit purge failed; nothing was deleted unexported"
+    handled = (EnforcementUnavailable, OSError)
+    first_pass_now = True
+
+    def __init__(self, store: RetentionStore, days: int, export_dir: Path | None) -> None:
+        """`days` is KEYBRAKE_AUDIT_RETENTION_DAYS, `export_dir` KEYBRAKE_AUDIT_PURGE_EXPORT_DIR."""
+        self.store, self.days, self.export_dir = store, days, export_dir
+
+    def delay_s(self) -> float:
+        return INTERVAL_S
+
+    async def run_once(self) -> int:
+        """One retention pass; returns the rows deleted, every table together."""
+        return sum((await purge_all(self.store, self.days, self.export_dir)).values())

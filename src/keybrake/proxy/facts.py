@@ -16,10 +16,9 @@ from keybrake.net.upstream import (
     UpstreamUnreachable,
 )
 from keybrake.proxy.decisions import json_or_none
-from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
-from keybrake.store.base import KeyRecord
+from keybrake.store.base import KeyRecord, ReservationStore
 from keybrake.vendors.base import Vendor, VendorRequest
 
 T = TypeVar("T")
@@ -27,7 +26,7 @@ T = TypeVar("T")
 
 async def find_facts(
     ctx: RequestContext,
-    store: HotPathStore,
+    store: ReservationStore,
     upstream: Upstream,
     snapshots: KeySnapshots,
     key: KeyRecord,

@@ -8,8 +8,7 @@ from typing import Protocol
 
 from keybrake import deadline
 from keybrake.core.errors import EnforcementUnavailable
-from keybrake.proxy.ports import HotPathStore
-from keybrake.store.base import KeyRecord, KeyState
+from keybrake.store.base import KeyRecord, KeyState, ReservationStore
 
 
 class Clocks(Protocol):
@@ -38,7 +37,7 @@ async def key_state(key: KeyRecord, clocks: Clocks) -> KeyState:
 class KeyLookups:
     """Key lookups by token hash, coalesced: concurrent lookups of one token share a store call."""
 
-    def __init__(self, store: HotPathStore) -> None:
+    def __init__(self, store: ReservationStore) -> None:
         self.store = store
         # Uncached key lookups in progress, by token hash: a burst on one new key makes one lookup.
         self._lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}

@@ -43,7 +43,6 @@ from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state
-from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
@@ -52,6 +51,7 @@ from keybrake.store.base import (
     AuditRow,
     KeyRecord,
     KeyState,
+    ReservationStore,
     ReserveResult,
     RetryCheck,
     SettleJob,
@@ -72,7 +72,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        store: HotPathStore,
+        store: ReservationStore,
         vendors: dict[str, Vendor],
         upstream: Upstream,
         settings: Settings,

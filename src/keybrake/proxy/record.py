@@ -14,7 +14,6 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
-from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
@@ -22,6 +21,7 @@ from keybrake.store.base import (
     DedupOutcome,
     EarlierSettlement,
     KeyRecord,
+    ReservationStore,
     ReservedItem,
     SettleJob,
     Settlement,
@@ -55,7 +55,7 @@ class Recorder:
     def __init__(
         self,
         *,
-        store: HotPathStore,
+        store: ReservationStore,
         settings: Settings,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None,
         on_verdict: Callable[[str, str, int], None] | None,

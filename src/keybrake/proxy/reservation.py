@@ -12,10 +12,18 @@ from typing import Any
 from keybrake import deadline
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.crypto import Sealer
-from keybrake.proxy.ports import HotPathStore
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse, open_replay
-from keybrake.store.base import CapSpec, DedupCheck, DedupHit, KeyRecord, ObjectGuard, ReserveResult, RetryCheck
+from keybrake.store.base import (
+    CapSpec,
+    DedupCheck,
+    DedupHit,
+    KeyRecord,
+    ObjectGuard,
+    ReservationStore,
+    ReserveResult,
+    RetryCheck,
+)
 
 IN_FLIGHT_WAIT_S = 2.0  # a retry waits this long for the request it repeats to finish
 DEDUP_WAIT_S = 10.0  # a duplicate waits this long for the first send's answer
@@ -24,7 +32,7 @@ DEDUP_WAIT_S = 10.0  # a duplicate waits this long for the first send's answer
 class Reservations:
     """Reserve for the pipeline; `instance_id` names this replica on the in-flight row."""
 
-    def __init__(self, store: HotPathStore, rec: Recorder, sealer: Sealer, instance_id: str) -> None:
+    def __init__(self, store: ReservationStore, rec: Recorder, sealer: Sealer, instance_id: str) -> None:
         self.store = store
         self.rec = rec
         self.sealer = sealer

@@ -23,8 +23,7 @@ from dataclasses import replace
 
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.proxy.ports import HotPathStore
-from keybrake.store.base import SettleJob, Settlement
+from keybrake.store.base import SettleJob, Settlement, SettleStore
 
 log = logging.getLogger("keybrake.settle")
 MAX_BATCH = 500
@@ -33,7 +32,7 @@ RETRY_MAX_S = 5.0
 
 
 class SettleWriter:
-    def __init__(self, store: HotPathStore) -> None:
+    def __init__(self, store: SettleStore) -> None:
         self._store = store
         self._pending: list[tuple[SettleJob, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None

@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from keybrake.store.base import LEASE_STALE_MS
 from keybrake.store.migrate import SchemaError, current_revision, ensure_schema, head_revision
-from keybrake.store.pg import sqlalchemy_pg_url
+from keybrake.store.pg_conn import sqlalchemy_pg_url
+from keybrake.store.records import LEASE_STALE_MS
 
 # Parents before children is not needed (no foreign keys), but audit goes last: it is the big one.
 TABLES = (

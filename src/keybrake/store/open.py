@@ -8,7 +8,8 @@ from pathlib import Path
 
 from keybrake.store.base import Store
 from keybrake.store.migrate import ensure_schema
-from keybrake.store.pg import PGOptions, PostgresStore, is_postgres_url, sqlalchemy_pg_url
+from keybrake.store.pg import PostgresStore
+from keybrake.store.pg_conn import PGOptions, is_postgres_url, sqlalchemy_pg_url
 from keybrake.store.sqlite import SQLiteStore
 
 

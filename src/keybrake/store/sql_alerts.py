@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery, KeyRecord, counted_request_sql
 from keybrake.store.ids import audit_id_floor
+from keybrake.store.records import AlertDestination, CounterUsage, Delivery, KeyRecord
+from keybrake.store.reservations import counted_request_sql
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, report
 from keybrake.store.sql_rows import _key
 

@@ -1,7 +1,7 @@
 """What the SQL engines share: synchronous DB-API code behind async methods, and dialect hooks.
 
 Every store method is written once, as plain synchronous DB-API code that never awaits between
-BEGIN and COMMIT (`sql_store.py`, `sql_admin.py`, `sql_alerts.py`). `@blocking` turns it into the
+BEGIN and COMMIT (`sql_store.py` and the modules it lists). `@blocking` turns it into the
 async method the proxy calls; each engine decides where the code runs (`_run`):
 
 - SQLite (`sqlite.py`) runs it inline on the event loop's thread: one connection, transactions
@@ -109,6 +109,13 @@ class SQLBase:
     def _json_text(self, column: str, field: str) -> tuple[str, Any]:
         """SQL (one placeholder) reading the text of `field` from a JSON object column, and its parameter."""
         raise NotImplementedError
+
+    def _metadata_filter(self, metadata: dict[str, str], where: list[str], params: list[Any]) -> None:
+        """Exact matches on fields of the JSON `metadata` column (keys and audit rows)."""
+        for k, v in metadata.items():
+            field, arg = self._json_text("metadata", k)
+            where.append(f"{field} = ?")
+            params += [arg, v]
 
     def _txn_now(self, db_now: int | None) -> int:
         """The clock a reservation uses: the database's (read in the transaction) unless a test injected one."""

@@ -13,7 +13,7 @@ concurrently (docs/security.md, budget books). Three rules make that hold:
   settlement moves request counters by); rows still holding a reservation (in flight, outcome
   unknown, pending estimate) are locked and count as `reserved`, and their stored reservation is
   rewritten to name the new counter, so settling them moves it (settlement settles what the
-  row's stored reservation names, `sql_store.settle_many`).
+  row's stored reservation names, `sql_settle.settle_many`).
 - Window definitions. A change of time zone deletes the budget's day and month counter rows
   and seeds new ones in the same transaction: a counter row is never reused across a change of
   window definition (going back to a zone starts again from the audit rows, not from a stale row).
@@ -33,8 +33,9 @@ from typing import Any
 
 from keybrake.core.caps import ZONED_BUDGET_COUNTERS
 from keybrake.core.windows import Window, window_start
-from keybrake.store.base import BudgetRecord, CapSpec, ReservedItem, counted_request_sql
 from keybrake.store.ids import audit_id_floor
+from keybrake.store.records import BudgetRecord, CapSpec
+from keybrake.store.reservations import ReservedItem, counted_request_sql
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
 

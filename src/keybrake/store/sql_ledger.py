@@ -11,10 +11,11 @@ Plain synchronous DB-API code, run inside the caller's transaction or by `@block
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import human_usd
-from keybrake.store.base import ReservedItem
+from keybrake.store.reservations import ReservedItem
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 
 
@@ -96,18 +97,7 @@ def count_object(
     are left alone (their outcome is not settled yet).
     """
     usd = [[it.counter_scope, it.counter, it.window_start] for it in items if it.is_usd]
-    if count.amount > 0:
-        cur.execute(
-            "INSERT INTO ledger_counts (credential, object_id, row_id, amount_minor, cost_usd, items)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (credential, object_id, row_id) DO UPDATE SET"
-            " amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items",
-            (credential, count.object_id, row_id, count.amount, held, json.dumps(usd)),
-        )
-    else:  # this row counts nothing (now): a count it held before (a kept estimate) is gone
-        cur.execute(
-            "DELETE FROM ledger_counts WHERE credential = ? AND object_id = ? AND row_id = ?",
-            (credential, count.object_id, row_id),
-        )
+    _record_count(cur, credential, count, row_id, held, usd)
     if count.committed is None:
         return
     counted = cur.execute(
@@ -126,35 +116,9 @@ def count_object(
             break
         if int(r["amount_minor"]) <= 0 or (r["row_id"] != row_id and not _settled(cur, r["row_id"])):
             continue
-        old_minor, old_cost = int(r["amount_minor"]), int(r["cost_usd"])
-        take = min(excess, old_minor)
-        new_minor = old_minor - take
-        new_cost = (old_cost * new_minor * 2 + old_minor) // (2 * old_minor)  # proportional, half-up
-        released = old_cost - new_cost
+        take = min(excess, int(r["amount_minor"]))
         excess -= take
-        cur.execute(
-            "UPDATE ledger_counts SET amount_minor = ?, cost_usd = ? WHERE credential = ? AND object_id = ?"
-            " AND row_id = ?",
-            (new_minor, new_cost, credential, count.object_id, r["row_id"]),
-        )
-        if released <= 0:
-            continue
-        released_total += released
-        for scope, counter, ws in json.loads(r["items"]):
-            cur.execute(
-                "UPDATE counters SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END"
-                " WHERE scope = ? AND cap = ? AND window_start = ?",
-                (released, released, scope, counter, ws),
-            )
-        cur.execute(
-            "UPDATE audit SET cost_usd = CASE WHEN cost_usd > ? THEN cost_usd - ? ELSE 0 END, reason = ? WHERE id = ?",
-            (
-                released,
-                released,
-                f"{human_usd(released)} released by {row_id}: {count.object_id} will move less than was counted",
-                r["row_id"],
-            ),
-        )
+        released_total += _release(cur, credential, count.object_id, r, take, row_id)
     if released_total:
         cur.execute(
             "UPDATE audit SET reason = ? WHERE id = ?",
@@ -163,6 +127,55 @@ def count_object(
                 row_id,
             ),
         )
+
+
+def _record_count(
+    cur: Cursor, credential: str, count: ObjectCount, row_id: str, held: int, usd: list[list[Any]]
+) -> None:
+    """Write what `row_id` counts for the object (`usd`: its USD counters), or drop its count."""
+    if count.amount > 0:
+        cur.execute(
+            "INSERT INTO ledger_counts (credential, object_id, row_id, amount_minor, cost_usd, items)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (credential, object_id, row_id) DO UPDATE SET"
+            " amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items",
+            (credential, count.object_id, row_id, count.amount, held, json.dumps(usd)),
+        )
+    else:  # this row counts nothing (now): a count it held before (a kept estimate) is gone
+        cur.execute(
+            "DELETE FROM ledger_counts WHERE credential = ? AND object_id = ? AND row_id = ?",
+            (credential, count.object_id, row_id),
+        )
+
+
+def _release(cur: Cursor, credential: str, object_id: str, r: Row, take: int, by_row: str) -> int:
+    """Take `take` minor units off the counted row `r`, and its cost proportionally (half-up) off
+    its count, its USD counters and its audit cost. Returns the µUSD released."""
+    old_minor, old_cost = int(r["amount_minor"]), int(r["cost_usd"])
+    new_minor = old_minor - take
+    new_cost = (old_cost * new_minor * 2 + old_minor) // (2 * old_minor)  # proportional, half-up
+    released = old_cost - new_cost
+    cur.execute(
+        "UPDATE ledger_counts SET amount_minor = ?, cost_usd = ? WHERE credential = ? AND object_id = ? AND row_id = ?",
+        (new_minor, new_cost, credential, object_id, r["row_id"]),
+    )
+    if released <= 0:
+        return 0
+    for scope, counter, ws in json.loads(r["items"]):
+        cur.execute(
+            "UPDATE counters SET used = CASE WHEN used > ? THEN used - ? ELSE 0 END"
+            " WHERE scope = ? AND cap = ? AND window_start = ?",
+            (released, released, scope, counter, ws),
+        )
+    cur.execute(
+        "UPDATE audit SET cost_usd = CASE WHEN cost_usd > ? THEN cost_usd - ? ELSE 0 END, reason = ? WHERE id = ?",
+        (
+            released,
+            released,
+            f"{human_usd(released)} released by {by_row}: {object_id} will move less than was counted",
+            r["row_id"],
+        ),
+    )
+    return released
 
 
 def _settled(cur: Cursor, row_id: str) -> bool:

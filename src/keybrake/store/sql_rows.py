@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keybrake.store.base import AUDIT_FIELDS, AuditRow, BudgetRecord, CredentialRecord, KeyRecord, ReservedItem
+from keybrake.store.records import AUDIT_FIELDS, AuditRow, BudgetRecord, CredentialRecord, KeyRecord
+from keybrake.store.reservations import ReservedItem
 from keybrake.store.sql_base import Row
 
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")

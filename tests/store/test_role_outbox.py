@@ -1,4 +1,5 @@
-"""The alert outbox's claims, outcomes and fire-once marks on every engine (docs/scale-out.md, alerts)."""
+"""The outbox role (`OutboxStore`, the alert delivery job's): claims, outcomes and fire-once marks on
+every engine (docs/scale-out.md, alerts); and the delivery log the admin API lists (`AlertStore`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pytest
 
 from keybrake.core.timefmt import DAY_MS
 from keybrake.jobs.alert_format import build_delivery
-from keybrake.store.base import AlertDestination, Delivery, Store
-from tests.store.test_store_contract import DAY0, Clock
+from keybrake.store.base import AlertDestination, AlertStore, Delivery, OutboxStore, Store
+from tests.store.contract import DAY0, Clock
 
 LEASE = 10_000
 
@@ -29,11 +30,6 @@ async def settle(
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(DAY0 + 3_600_000)
-
-
-@pytest.fixture
 async def store(open_engine: Callable[..., Store], clock: Clock) -> Store:
     s = open_engine(clock)
     await s.insert_alert(dest("alr_a"))
@@ -49,132 +45,125 @@ def delivery(dest_id: str, n: int, at: int) -> Delivery:
     return build_delivery(dest(dest_id), f"evt_{n:04d}", "key.revoked", {"n": n}, at)
 
 
-async def test_one_instance_claims_a_delivery_until_its_lease_lapses(store: Store, clock: Clock) -> None:
+async def test_one_instance_claims_a_delivery_until_its_lease_lapses(
+    store: Store, clock: Clock, outbox: OutboxStore, alerts: AlertStore
+) -> None:
     for n in range(3):
-        assert await store.enqueue([delivery("alr_a", n, clock.ms)], None)
-    await store.enqueue([delivery("alr_b", 9, clock.ms)], None)
-    mine = await store.claim_deliveries("alr_a", "ins_a", LEASE, 2)
+        assert await outbox.enqueue([delivery("alr_a", n, clock.ms)], None)
+    await outbox.enqueue([delivery("alr_b", 9, clock.ms)], None)
+    mine = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 2)
     assert [d.event_id for d in mine] == ["evt_0000", "evt_0001"]
     assert {d.claimed_by for d in mine} == {"ins_a"} and {d.lease_until for d in mine} == {clock.ms + LEASE}
-    rest = await store.claim_deliveries("alr_a", "ins_b", LEASE, 10)
+    rest = await outbox.claim_deliveries("alr_a", "ins_b", LEASE, 10)
     assert [d.event_id for d in rest] == ["evt_0002"]  # never one another instance holds
-    assert await store.claim_deliveries("alr_a", "ins_c", LEASE, 10) == []
-    assert [d.event_id for d in await store.claim_deliveries("alr_b", "ins_c", LEASE, 10)] == ["evt_0009"]
+    assert await outbox.claim_deliveries("alr_a", "ins_c", LEASE, 10) == []
+    assert [d.event_id for d in await outbox.claim_deliveries("alr_b", "ins_c", LEASE, 10)] == ["evt_0009"]
 
     clock.ms += LEASE  # ins_a died: its claims lapse and another instance takes them over
-    taken = await store.claim_deliveries("alr_a", "ins_b", LEASE, 10)
+    taken = await outbox.claim_deliveries("alr_a", "ins_b", LEASE, 10)
     assert sorted(d.event_id for d in taken) == ["evt_0000", "evt_0001", "evt_0002"]
     # ins_a's late outcome counts its POST but leaves ins_b's claim alone
     await settle(store, mine[0].id, "ins_a", False, None, "timeout", 5, 12)
-    assert await store.claim_deliveries("alr_a", "ins_c", LEASE, 10) == []
-    await store.settle_delivery(
+    assert await outbox.claim_deliveries("alr_a", "ins_c", LEASE, 10) == []
+    await outbox.settle_delivery(
         mine[0].id, "ins_b", attempt_id=new_att(), ok=True, status=200, error=None, retry_in_ms=5, max_attempts=12
     )
-    await store.settle_delivery(
+    await outbox.settle_delivery(
         mine[0].id, "ins_a", attempt_id=new_att(), ok=False, status=503, error="x", retry_in_ms=5, max_attempts=12
     )
-    (row,) = [d for d in await store.list_deliveries(10) if d.id == mine[0].id]
+    (row,) = [d for d in await alerts.list_deliveries(10) if d.id == mine[0].id]
     assert (row.state, row.attempts, row.claimed_by) == ("delivered", 3, None)  # delivered stays delivered
 
 
-async def test_outcomes_backoff_and_the_last_attempt(store: Store, clock: Clock) -> None:
+async def test_outcomes_backoff_and_the_last_attempt(
+    store: Store, clock: Clock, outbox: OutboxStore, alerts: AlertStore
+) -> None:
     d = delivery("alr_a", 1, clock.ms)
-    await store.enqueue([d], None)
+    await outbox.enqueue([d], None)
     for _ in (1, 2):
-        (got,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+        (got,) = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10)
         await settle(store, got.id, "ins_a", False, 500, "no", 1000, 3)
-        assert await store.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []  # not due before its retry
+        assert await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []  # not due before its retry
         clock.ms += 1000
-    (got,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
-    await store.settle_delivery(
+    (got,) = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    await outbox.settle_delivery(
         got.id, "ins_a", attempt_id=new_att(), ok=False, status=500, error="no", retry_in_ms=1000, max_attempts=3
     )
     clock.ms += 10_000
-    assert await store.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []
-    (row,) = await store.list_deliveries(10)
+    assert await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10) == []
+    (row,) = await alerts.list_deliveries(10)
     assert (row.state, row.attempts, row.last_status) == ("failed", 3, 500)
 
 
-async def test_queueing_an_event_again_adds_nothing_and_a_stop_releases_claims(store: Store, clock: Clock) -> None:
+async def test_queueing_an_event_again_adds_nothing_and_a_stop_releases_claims(
+    store: Store, clock: Clock, outbox: OutboxStore, alerts: AlertStore
+) -> None:
     d = delivery("alr_a", 1, clock.ms)
-    assert await store.enqueue([d], None) and await store.enqueue([d], None)
-    assert len(await store.list_deliveries(10)) == 1
-    await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
-    assert await store.release_claims("ins_a") == 1
-    assert [x.id for x in await store.claim_deliveries("alr_a", "ins_b", LEASE, 10)] == [d.id]
-    assert await store.delete_alert("alr_a")
-    assert await store.fail_orphaned_deliveries("destination deleted") == 1
-    (row,) = await store.list_deliveries(10)
+    assert await outbox.enqueue([d], None) and await outbox.enqueue([d], None)
+    assert len(await alerts.list_deliveries(10)) == 1
+    await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    assert await outbox.release_claims("ins_a") == 1
+    assert [x.id for x in await outbox.claim_deliveries("alr_a", "ins_b", LEASE, 10)] == [d.id]
+    assert await alerts.delete_alert("alr_a")
+    assert await outbox.fail_orphaned_deliveries("destination deleted") == 1
+    (row,) = await alerts.list_deliveries(10)
     assert (row.state, row.last_error) == ("failed", "destination deleted")
 
 
-async def test_fire_marks_are_kept_until_their_window_ends(store: Store, clock: Clock) -> None:
+async def test_fire_marks_are_kept_until_their_window_ends(store: Store, clock: Clock, outbox: OutboxStore) -> None:
     end_of_day = DAY0 + DAY_MS
-    assert await store.enqueue([], "threshold:day", keep_until_ms=end_of_day)
-    assert await store.enqueue([], "threshold:total", forever=True)
-    assert await store.enqueue([], "plain")
+    assert await outbox.enqueue([], "threshold:day", keep_until_ms=end_of_day)
+    assert await outbox.enqueue([], "threshold:total", forever=True)
+    assert await outbox.enqueue([], "plain")
     clock.ms = end_of_day + 39 * DAY_MS
     assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 0
     clock.ms = end_of_day + 41 * DAY_MS
     assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 2  # the day's and the plain mark
     clock.ms += 1000 * DAY_MS
     assert await store.purge_fired(clock.ms - 40 * DAY_MS) == 0
-    assert not await store.enqueue([], "threshold:total")  # a total cap's threshold never fires twice
-    assert await store.enqueue([], "threshold:day")
+    assert not await outbox.enqueue([], "threshold:total")  # a total cap's threshold never fires twice
+    assert await outbox.enqueue([], "threshold:day")
 
 
-async def test_writing_one_outcome_twice_counts_one_attempt(store: Store, clock: Clock) -> None:
+async def test_writing_one_outcome_twice_counts_one_attempt(
+    store: Store, clock: Clock, outbox: OutboxStore, alerts: AlertStore
+) -> None:
     """The store answered nothing to the first write (it may have committed): written again."""
-    await store.enqueue([delivery("alr_a", 1, clock.ms)], None)
-    (d,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    await outbox.enqueue([delivery("alr_a", 1, clock.ms)], None)
+    (d,) = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10)
     att = new_att()
     for _ in range(2):
-        await store.settle_delivery(d.id, "ins_a", attempt_id=att, ok=False, status=500, error="no", retry_in_ms=0,
+        await outbox.settle_delivery(d.id, "ins_a", attempt_id=att, ok=False, status=500, error="no", retry_in_ms=0,
                                     max_attempts=12)  # fmt: skip
-    (row,) = await store.list_deliveries(10)
+    (row,) = await alerts.list_deliveries(10)
     assert (row.attempts, row.state) == (1, "pending")
-    (d,) = await store.claim_deliveries("alr_a", "ins_a", LEASE, 10)
+    (d,) = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 10)
     ok = new_att()
     for _ in range(2):
-        await store.settle_delivery(d.id, "ins_a", attempt_id=ok, ok=True, status=200, error=None, retry_in_ms=0,
+        await outbox.settle_delivery(d.id, "ins_a", attempt_id=ok, ok=True, status=200, error=None, retry_in_ms=0,
                                     max_attempts=12)  # fmt: skip
-    (row,) = await store.list_deliveries(10)
+    (row,) = await alerts.list_deliveries(10)
     assert (row.attempts, row.state, row.last_status) == (2, "delivered", 200)
 
 
-async def test_a_flood_of_secret_exposed_never_delays_an_urgent_event_behind_it(store: Store, clock: Clock) -> None:
+async def test_a_flood_of_secret_exposed_never_delays_an_urgent_event_behind_it(
+    store: Store, clock: Clock, outbox: OutboxStore
+) -> None:
     """Claim order: cap.hit, key.revoked, enforcement.* first, secret.exposed last (docs/api.md)."""
     d = dest("alr_a")
     for n in range(50):
-        assert await store.enqueue([build_delivery(d, f"evt_x{n:04d}", "secret.exposed", {}, clock.ms)], None)
+        assert await outbox.enqueue([build_delivery(d, f"evt_x{n:04d}", "secret.exposed", {}, clock.ms)], None)
     clock.ms += 1
-    assert await store.enqueue([build_delivery(d, "evt_t", "cap.threshold", {}, clock.ms)], None)
+    assert await outbox.enqueue([build_delivery(d, "evt_t", "cap.threshold", {}, clock.ms)], None)
     clock.ms += 1
-    assert await store.enqueue([build_delivery(d, "evt_hit", "cap.hit", {}, clock.ms)], None)
-    first = await store.claim_deliveries("alr_a", "ins_a", LEASE, 3)
+    assert await outbox.enqueue([build_delivery(d, "evt_hit", "cap.hit", {}, clock.ms)], None)
+    first = await outbox.claim_deliveries("alr_a", "ins_a", LEASE, 3)
     assert [x.event_type for x in first] == ["cap.hit", "cap.threshold", "secret.exposed"]
 
 
-async def test_the_anomaly_scans_hourly_totals_run_as_a_report(store: Store, clock: Clock) -> None:
-    """Red team: `hourly_totals` (25 hours of audit rows grouped) ran on the store's main
-    connection — on SQLite inline on the event loop — and stalled the proxy ~1 s at 1M rows.
-    It is a report: off the event loop, on the report connections, under the report timeout."""
-    from typing import Any
-
-    inner: Any = getattr(store, "inner", store)
-    reports: list[Any] = []
-    run_report = inner._run_report
-
-    async def spy(fn: Any) -> Any:
-        reports.append(fn)
-        return await run_report(fn)
-
-    inner._run_report = spy
-    assert await store.hourly_totals(clock.ms - 24 * 3_600_000, clock.ms + 1) == []
-    assert len(reports) == 1
-
-
-async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(store: Store, clock: Clock) -> None:
+async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(
+    store: Store, clock: Clock, outbox: OutboxStore, alerts: AlertStore
+) -> None:
     """Newcomer: the list was ordered by the random id and capped at 1,000. Now created_at DESC, id
     DESC, with a cursor and a state filter; against a model over ties and all three states."""
     import random
@@ -184,7 +173,7 @@ async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(store
     for n in range(60):
         at = clock.ms + rnd.randrange(8)  # many share a millisecond: the id breaks the tie
         d = build_delivery(dest(rnd.choice(["alr_a", "alr_b"])), f"evt_{n:04d}", "key.revoked", {}, at)
-        assert await store.enqueue([d], None)
+        assert await outbox.enqueue([d], None)
         made.append(d)
     done = made[::3]
     for d in done[: len(done) // 2]:
@@ -200,7 +189,7 @@ async def test_deliveries_are_listed_newest_first_and_paged_past_any_limit(store
         got: list[Delivery] = []
         before = None
         while True:
-            page = await store.list_deliveries(7, state=want_state, before=before)
+            page = await alerts.list_deliveries(7, state=want_state, before=before)
             got += page
             if len(page) < 7:
                 break

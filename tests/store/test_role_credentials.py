@@ -12,6 +12,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -20,10 +21,20 @@ from hypothesis import strategies as st
 from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window
 from keybrake.store import open_store
-from keybrake.store.base import AuditRow, CapSpec, CredentialInUse, CredentialRecord, KeyRecord, Store
+from keybrake.store.base import (
+    AuditRow,
+    CapSpec,
+    CredentialInUse,
+    CredentialRecord,
+    CredentialStore,
+    KeyRecord,
+    KeyStore,
+    Store,
+)
 from keybrake.store.ids import new_audit_id
 from keybrake.tokens import new_id
 from tests.harness import examples
+from tests.store.contract import Clock
 
 
 def _cred(store: Store, name: str, account: str) -> CredentialRecord:
@@ -46,35 +57,57 @@ async def _resolve(store: Store, key_id: str) -> bytes | None:
     return res.credential.secret_enc
 
 
-async def test_a_key_never_binds_to_a_later_credential_of_the_same_name(store_only: Store) -> None:
-    store = store_only
-    assert await store.insert_credential(_cred(store, "default", "acct_A"))
-    k = await store.issue_key(_key(store, "vk_1", "default"), "h1")
+async def test_a_key_never_binds_to_a_later_credential_of_the_same_name(
+    store: Store, credentials: CredentialStore, keys: KeyStore
+) -> None:
+    assert await credentials.insert_credential(_cred(store, "default", "acct_A"))
+    k = await keys.issue_key(_key(store, "vk_1", "default"), "h1")
     assert k is not None and k.credential_gen.startswith("cg_")
     assert await _resolve(store, "vk_1") == b"acct_A"
     with pytest.raises(CredentialInUse):
-        await store.delete_credential("default")  # active keys, not asked to revoke: nothing changes
-    assert await store.delete_credential("default", revoke_keys=True, reason="gone") == 1
-    assert (await store.get_key("vk_1")).status == "revoked"  # type: ignore[union-attr]
-    assert await store.issue_key(_key(store, "vk_2", "default"), "h2") is None  # no credential: refused
-    assert await store.insert_credential(_cred(store, "default", "acct_B"))
+        await credentials.delete_credential("default")  # active keys, not asked to revoke: nothing changes
+    assert await credentials.delete_credential("default", revoke_keys=True, reason="gone") == 1
+    assert (await keys.get_key("vk_1")).status == "revoked"  # type: ignore[union-attr]
+    assert await keys.issue_key(_key(store, "vk_2", "default"), "h2") is None  # no credential: refused
+    assert await credentials.insert_credential(_cred(store, "default", "acct_B"))
     # even a key that escaped revocation (un-revoked by hand here) cannot reach the new account
     await _unrevoke(store, "vk_1")
-    assert (await store.get_key("vk_1")).status == "active"  # type: ignore[union-attr]
+    assert (await keys.get_key("vk_1")).status == "active"  # type: ignore[union-attr]
     assert await _resolve(store, "vk_1") is None
-    fresh = await store.issue_key(_key(store, "vk_3", "default"), "h3")
+    fresh = await keys.issue_key(_key(store, "vk_3", "default"), "h3")
     assert fresh is not None and await _resolve(store, "vk_3") == b"acct_B"
+
+
+async def test_add_rotate_list_and_count_keys(
+    store: Store, clock: Clock, credentials: CredentialStore, keys: KeyStore
+) -> None:
+    """A name is added once; a rotation replaces the secret and keeps the generation (keys stay
+    bound); `active_key_count` counts active keys not yet expired; deleting nothing answers None."""
+    first = _cred(store, "default", "acct_A")
+    assert await credentials.insert_credential(first)
+    assert not await credentials.insert_credential(_cred(store, "default", "acct_Z"))  # the name is taken
+    clock.ms += 1
+    assert await credentials.insert_credential(_cred(store, "other", "acct_O"))
+    assert [c.name for c in await credentials.list_credentials()] == ["other", "default"]  # newest first
+    for n in range(3):
+        assert await keys.issue_key(_key(store, f"vk_{n}", "default"), f"h{n}") is not None
+    await keys.revoke_key("vk_0", "test")
+    assert await credentials.active_key_count("default") == 2
+    clock.ms += DAY_MS  # the other two expire
+    assert await credentials.active_key_count("default") == 0
+    clock.ms += 1
+    assert await credentials.rotate_credential("default", b"acct_B", "sk_…B", "https://x.test", True)
+    assert not await credentials.rotate_credential("missing", b"x", "h", None, None)
+    (got,) = [c for c in await credentials.list_credentials() if c.name == "default"]
+    assert (got.secret_enc, got.secret_hint, got.base_url, got.livemode) == (b"acct_B", "sk_…B", "https://x.test", True)
+    assert (got.generation, got.created_at, got.rotated_at) == (first.generation, first.created_at, clock.ms)
+    assert await credentials.delete_credential("missing") is None
 
 
 async def _unrevoke(store: Store, key_id: str) -> None:
     """Put a key back to active behind the store's back (what a lost race used to leave)."""
     sql = "UPDATE vault_keys SET status = 'active' WHERE id = ?"
     await store._run(lambda: store._write(sql, (key_id,)))  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def store_only(open_engine: Callable[..., Store]) -> Store:
-    return open_engine()
 
 
 # -- the generator ----------------------------------------------------------------------------
@@ -107,7 +140,7 @@ async def _invariant(store: Store, names: list[str], issued: list[str], current:
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(script=ops)
 @example(script=[("add", 0), ("issue", 0), ("delete", 0, True), ("add", 0), ("issue", 0)])
-def test_issue_delete_readd_interleavings(open_engine: Callable[..., Store], script: list[tuple]) -> None:
+def test_issue_delete_readd_interleavings(open_engine: Callable[..., Store], script: list[tuple[Any, ...]]) -> None:
     run = next(_runs)
     names = [f"c{run}_a", f"c{run}_b"]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from keybrake.proxy.settler import SettleWriter
 from keybrake.store.base import SettleJob, Settlement, Store
-from tests.store.test_store_contract import DAY0, Clock, caps, key, row
+from tests.store.contract import DAY0, Clock, caps, key, row
 
 
 async def test_one_settlement_the_store_refuses_cannot_strand_its_batch(open_engine: Callable[..., Store]) -> None:

@@ -1,27 +1,5 @@
-"""The listeners: sockets, connection limits, header limits and timeouts, and uvicorn's config.
-
-`keybrake serve` and the test harness build the server through `server_config`, so tests run
-with the production settings. uvicorn's httptools protocol has no limit on header size and no
-header-read timeout (a connection that never finishes its headers is kept forever, and a 25 MB
-header is buffered whole), and its `limit_concurrency` still accepts and keeps every
-connection. `GuardedHttpProtocol` adds, per listener:
-
-- a connection limit: past `limit` open connections a connection is answered 503
-  `too_many_connections` (JSON, `Retry-After: 1`) as soon as its request head arrives, and
-  closed; past `limit + overflow` it is closed at once. File descriptors are bounded by
-  the sum of the listeners' ceilings (`fd_budget`);
-- a header size limit: request line + headers past `max_header_bytes` → 431
-  `header_too_large`, checked on every chunk before the parser buffers more;
-- a header-read timeout: from the connection's start, and from the end of each response,
-  until the next request's headers are complete; past it the connection is closed. The same
-  time without a byte of a request body that is still arriving also closes the connection;
-- the idle keep-alive timeout (uvicorn's own, from the settings).
-
-One process serves one or two listeners (the proxy, and the admin API on its own TCP address
-or unix socket): one uvicorn server, one event loop, one application. Each connection learns
-its listener from its local address, and every request carries it in
-`scope["keybrake.listener"]`: "proxy", "admin", or "all" (one listener for both).
-"""
+"""The connection guard: `GuardedHttpProtocol` (uvicorn's httptools protocol with the limits the
+package docstring lists), the listeners it serves and their connection ceilings."""
 
 from __future__ import annotations
 
@@ -29,10 +7,7 @@ import contextlib
 import ipaddress
 import json
 import logging
-import os
-import resource
 import socket
-import stat
 import time
 from asyncio import TimerHandle, Transport
 from dataclasses import dataclass, field
@@ -40,7 +15,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import httptools
-import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keybrake.config import Settings
@@ -49,8 +23,6 @@ from keybrake.logs import event
 log = logging.getLogger("keybrake.listener")
 
 SCOPE_KEY = "keybrake.listener"
-UPSTREAM_CONNECTIONS = 256  # the upstream connector's limit (net/upstream.py)
-FD_MARGIN = 64  # logs, the SQLite files, DNS, the alert worker, a shell's worth of slack
 _WILDCARD = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 (names the wildcard, binds nothing)
 
 
@@ -337,133 +309,3 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 def bind_protocol(listeners: Listeners) -> type[GuardedHttpProtocol]:
     """A protocol class bound to these listeners (uvicorn builds one instance per connection)."""
     return type("KeybrakeHttpProtocol", (GuardedHttpProtocol,), {"listeners": listeners})
-
-
-# -- sockets ---------------------------------------------------------------------------------
-
-
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A bound TCP socket (SO_REUSEADDR, as uvicorn binds). Raises ListenerError."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ListenerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
-def bind_unix(path: Path) -> socket.socket:
-    """A unix socket at `path`, mode 0600 from its creation. A stale socket file is replaced;
-    a live one (a server answers on it) or any other file is an error (ListenerError)."""
-    if path.exists() or path.is_symlink():
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ListenerError(f"{path} exists and is not a socket; remove it or choose another path")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(str(path))
-        except OSError:
-            path.unlink()  # stale: nobody listens
-        else:
-            raise ListenerError(f"another server is listening on {path}")
-        finally:
-            probe.close()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    except OSError as exc:
-        sock.close()
-        hint = ""
-        if not path.parent.is_dir():
-            hint = (
-                f" (the directory {path.parent} does not exist: create it first, owned by the user Keybrake runs "
-                "as, mode 0700, e.g. systemd RuntimeDirectory=keybrake)"
-            )
-        raise ListenerError(f"cannot listen on {path}: {exc.strerror or exc}{hint}") from None
-    finally:
-        os.umask(old)
-    os.chmod(path, 0o600)
-    return sock
-
-
-def _tcp_address(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def bind_listeners(settings: Settings, *, proxy_sock: socket.socket | None = None) -> Listeners:
-    """The proxy listener (`proxy_sock` if given, else `host:port`) and, if configured, the admin one.
-
-    Raises ListenerError; sockets bound before the error are closed.
-    """
-    bound: list[Listener] = []
-    try:
-        sock = proxy_sock or bind_tcp(settings.host, settings.port)
-        role = "proxy" if settings.separate_admin else "all"
-        bound.append(Listener(role, sock, settings.max_connections, _tcp_address(sock)))
-        if settings.admin_socket is not None:
-            path = settings.admin_socket.absolute()
-            bound.append(Listener("admin", bind_unix(path), settings.admin_max_connections, f"unix:{path}", path))
-        elif settings.admin_port is not None:
-            admin = bind_tcp(settings.admin_host or "127.0.0.1", settings.admin_port)
-            bound.append(Listener("admin", admin, settings.admin_max_connections, _tcp_address(admin)))
-    except BaseException:
-        for lst in bound:
-            if lst.sock is not proxy_sock:
-                lst.sock.close()
-        raise
-    return Listeners(bound, settings)
-
-
-def server_config(app: Any, settings: Settings, listeners: Listeners) -> uvicorn.Config:
-    """The one uvicorn configuration of `keybrake serve` (and of the tests' servers).
-
-    Forwarded headers (X-Forwarded-For/-Proto) are believed only from KEYBRAKE_TRUSTED_PROXIES
-    (addresses or CIDR networks, which uvicorn 0.54 matches); without it they are ignored.
-    """
-    return uvicorn.Config(
-        app,
-        lifespan="on",
-        http=bind_protocol(listeners),
-        ws="none",  # an Upgrade request is served as plain HTTP, never handed to another protocol
-        loop="none",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_s),
-        timeout_keep_alive=settings.keepalive_timeout_s,  # type: ignore[arg-type]
-        server_header=False,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=list(settings.trusted_proxies) or None,
-    )
-
-
-# -- file descriptors ------------------------------------------------------------------------
-
-
-def fd_budget(settings: Settings) -> int:
-    """File descriptors the limits can hold open at once: every listener's ceiling, the store's
-    connections, the upstream connector's 256, and a margin (docs/operations.md)."""
-    listeners = ceiling(settings.max_connections)
-    if settings.separate_admin:
-        listeners += ceiling(settings.admin_max_connections)
-    store = settings.pg_pool_size if settings.database_url and not settings.database_url.startswith("sqlite") else 8
-    return listeners + store + UPSTREAM_CONNECTIONS + FD_MARGIN
-
-
-def ensure_fd_limit(settings: Settings) -> str | None:
-    """Raise the soft RLIMIT_NOFILE to `fd_budget` if the hard limit allows; else a warning sentence."""
-    need = fd_budget(settings)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return None
-    if hard == resource.RLIM_INFINITY or hard >= need:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
-            return None
-    return (
-        f"the open-file limit is {soft} (hard {hard}) but the connection limits need {need}: raise `ulimit -n` "
-        "(LimitNOFILE= in systemd) or lower KEYBRAKE_MAX_CONNECTIONS; past the limit new connections fail"
-    )

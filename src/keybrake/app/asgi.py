@@ -1,4 +1,4 @@
-"""The ASGI application, built by a function from a settings object (nothing at import).
+"""The ASGI application: routing, the proxy adapter, and the lifespan that runs the jobs.
 
 Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; everything
 else goes through the proxy pipeline as raw ASGI — a router on the hot path costs CPU and
@@ -7,10 +7,8 @@ buys nothing there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,23 +19,21 @@ from prometheus_client import CollectorRegistry, Counter
 from keybrake import deadline
 from keybrake.admin.api import build_admin_app
 from keybrake.admin.gate import AdminGate
-from keybrake.admin.keys import render as render_key
+from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
+from keybrake.app.self_view import self_view
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
-from keybrake.jobs import retention
+from keybrake.jobs import JobRunner, build_jobs
 from keybrake.jobs.alerts import Alerts
-from keybrake.jobs.reconcile import Reconciler
+from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
 from keybrake.net.upstream import AiohttpUpstream, Upstream
-from keybrake.proxy.auth import extract_token
-from keybrake.proxy.pipeline import Pipeline, hostname
-from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response
+from keybrake.proxy.pipeline import Pipeline
+from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 from keybrake.proxy.settler import SettleWriter
 from keybrake.runtime import Runtime
-from keybrake.store.base import LEASE_STALE_MS
-from keybrake.tokens import token_hash
 
 log = logging.getLogger("keybrake")
 
@@ -46,20 +42,24 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
-_ADMIN_EXACT = frozenset({"/openapi.json", "/healthz", "/readyz", "/metrics"})
+_ADMIN_EXACT = frozenset({"/openapi.json", "/docs", "/healthz", "/readyz", "/metrics"})
 _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
-HEARTBEAT_S = 5.0
 
 
 def is_admin_path(path: str) -> bool:
     """Decoded path → admin surface? Checked on the decoded path so no encoding sneaks past."""
-    if path in _ADMIN_EXACT:
+    if path in _ADMIN_EXACT or path.startswith("/docs/assets/"):
         return True
     parts = path.split("/")
     return len(parts) >= 3 and parts[1] == "v1" and parts[2] in _ADMIN_ROOTS
 
 
 class KeybrakeApp:
+    """One process's application over a `Runtime`: the proxy pipeline, the admin app, the jobs.
+
+    `upstream` replaces both HTTP clients (the proxy's and the alerts'), for tests.
+    """
+
     def __init__(self, rt: Runtime, *, upstream: Upstream | None = None) -> None:
         self.rt = rt
         self.instance_id = f"ins_{uuid.uuid4().hex[:20]}"
@@ -110,10 +110,20 @@ class KeybrakeApp:
             alerts=self.alerts,
         )
         self.pipeline.rec.on_shed = self.shed_total.inc
-        self.reconciler = Reconciler(rt.store, rt.vendors, self.upstream, rt.sealer, rt.settings)
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = AdminGate(self.admin, rt)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
+        self.jobs = JobRunner(
+            build_jobs(
+                store=rt.store,
+                settings=rt.settings,
+                vendors=rt.vendors,
+                sealer=rt.sealer,
+                upstream=self.upstream,
+                alerts=self.alerts,
+                housekeeping=self.housekeeping,
+            )
+        )
         # Run at the end of a clean stop, inside the server's shutdown (a server stopped by a
         # signal re-raises it once serving ends, so code after serving may never run).
         self.stop_hooks: list[Callable[[], None]] = []
@@ -139,7 +149,7 @@ class KeybrakeApp:
             elif role == "admin":
                 await _send(send, _not_here("this is the admin listener; proxied calls go to the proxy port"))
             elif path == "/_keybrake/self" and scope["method"] == "GET":
-                await _send(send, await self._self_view(scope))
+                await _send(send, await self_view(self.rt, scope))
             elif path == "/_keybrake" or path.startswith("/_keybrake/"):
                 await _send(
                     send,
@@ -151,34 +161,6 @@ class KeybrakeApp:
                 )
             else:
                 await self._proxy(scope, receive, send)
-
-    async def _self_view(self, scope: Scope) -> ProxyResponse:
-        """`GET /_keybrake/self`: the calling vault key's own id, expiry, endpoints and usage (§3.5).
-
-        No metadata and no credential. SDK helpers use it to learn the key id (Twilio's path).
-        """
-        headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
-        req = ProxyRequest("GET", b"/_keybrake/self", b"", headers, b"", "")
-        now = self.rt.store.now_ms()
-        # Bounded like a proxied request's call, in the capped class of unauthenticated lookups.
-        deadline.start(self.rt.settings.reserve_deadline_ms / 1000, kind=deadline.LOOKUP)
-        try:
-            key = await self.rt.store.key_by_hash(token_hash(self.rt.pepper, extract_token(req)))
-            if key is None:
-                raise Denial("key_invalid", "Unknown vault key.")
-            if key.status == "revoked":
-                raise Denial("key_revoked", f"Vault key {key.id} was revoked.")
-            if key.expires_at <= now and key.expires_at <= await self.rt.store.db_now_ms():
-                raise Denial("key_expired", f"Vault key {key.id} has expired.")
-            full = await render_key(self.rt, key)
-        except Denial as denial:
-            return denial_response(denial, None, request_id=None, key_id=None, now_ms=now)
-        except EnforcementUnavailable:
-            down = Denial("enforcement_unavailable", "Keybrake cannot reach its store. Retry shortly.")
-            return denial_response(down, None, request_id=None, key_id=None, now_ms=now)
-        view = {k: full[k] for k in ("id", "object", "vendor", "label", "status", "expires_at", "usage")}
-        view["allowed_endpoints"] = full["policy"]["allowed_endpoints"]
-        return ProxyResponse(200, [("content-type", JSON_TYPE), ("cache-control", "no-store")], dumps(view))
 
     # -- proxy adapter --------------------------------------------------------------------
 
@@ -204,7 +186,7 @@ class KeybrakeApp:
         )
         reading = time.monotonic()
         try:
-            body, too_large, gone = await _read_body(receive, limit, headers, self.body_budget)
+            body, too_large, gone = await read_body(receive, limit, headers, self.body_budget)
         except BodyBudgetExceeded:
             busy = Denial(
                 "enforcement_unavailable",
@@ -280,66 +262,15 @@ class KeybrakeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    @property
-    def _max_flight_ms(self) -> int:
-        """No request stays in flight past its upstream timeout; a row older than this (plus a
-        generous margin) lost its settlement, and is recovered like a dead process's."""
-        return int((self.rt.settings.upstream_timeout_s + 300) * 1000)
-
     async def startup(self) -> None:
-        store = self.rt.store
-        await store.register_instance(self.instance_id, hostname(), os.getpid())
-        recovered = await store.recover_in_flight(self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms)
-        self._recovered(recovered, at_start=True)
-        self._tasks.append(asyncio.create_task(self._housekeeping(), name="keybrake-housekeeping"))
-        self._tasks.append(asyncio.create_task(self.reconciler.run_forever(), name="keybrake-reconcile"))
-        settings = self.rt.settings
-        self._tasks.append(asyncio.create_task(self.alerts.run_forever(), name="keybrake-alerts"))
-        self._tasks.append(
-            asyncio.create_task(
-                retention.run_forever(store, settings.audit_retention_days, settings.audit_purge_export_dir),
-                name="keybrake-retention",
-            )
-        )
+        """Register this instance and recover what stopped replicas left, then start the jobs."""
+        await self.housekeeping.register()
+        self.jobs.start()
         event(log, "keybrake started", instance=self.instance_id)
 
-    def _recovered(self, rows: int, *, at_start: bool) -> None:
-        """Log and count rows another (stopped) replica left in flight, now `outcome_unknown` with
-        their reservations kept: `keybrake_recovered_in_flight_rows_total` and one WARNING line."""
-        if not rows:
-            return
-        self.recovered_total.inc(rows)
-        event(
-            log,
-            "recovered requests left in flight by a stopped replica: marked outcome_unknown, reservations kept",
-            logging.WARNING,
-            count=rows,
-            by=self.instance_id,
-            at_start=at_start,
-        )
-
-    async def _housekeeping(self) -> None:
-        """Heartbeat this instance, recover rows of instances that stopped heartbeating, and delete
-        dedup entries (with their sealed replay answers) whose window has ended."""
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            try:
-                await self.rt.store.heartbeat(self.instance_id, hostname(), os.getpid())
-                recovered = await self.rt.store.recover_in_flight(
-                    self.instance_id, hostname(), LEASE_STALE_MS, self._max_flight_ms
-                )
-                self._recovered(recovered, at_start=False)
-                await self.rt.store.dedup_purge()
-            except EnforcementUnavailable as exc:
-                event(log, "heartbeat failed", logging.ERROR, error=str(exc))
-
     async def shutdown(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        """Stop the jobs, settle what is queued, deregister, close the clients, run `stop_hooks`."""
+        await self.jobs.stop()
         if not await self.settler.flush(self.rt.settings.graceful_shutdown_s):
             event(log, "stopping with rows not yet settled; recovery marks them outcome_unknown", logging.ERROR)
         with contextlib.suppress(EnforcementUnavailable):
@@ -350,66 +281,6 @@ class KeybrakeApp:
         for hook in self.stop_hooks:
             hook()
         event(log, "keybrake stopped", instance=self.instance_id)
-
-
-class BodyBudgetExceeded(Exception):
-    """Buffering this body would pass the process's budget for request bodies held at once."""
-
-
-class BodyBudget:
-    """Bytes of proxied request bodies held in memory at once, across every request (bounded).
-
-    Bodies are read whole before forwarding (one parse, then the same bytes sent on); the
-    connection limit bounds how many, this bounds how much: past it a request is refused
-    (503 `enforcement_unavailable`, retryable), never buffered.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def take(self, n: int) -> None:
-        if self.held + n > self.limit:
-            raise BodyBudgetExceeded
-        self.held += n
-
-    def give(self, n: int) -> None:
-        self.held -= n
-
-
-async def _read_body(
-    receive: Receive, limit: int, headers: tuple[tuple[str, str], ...], budget: BodyBudget
-) -> tuple[bytes, bool, bool]:
-    """Read the whole body, or stop keeping it once it passes `limit` (the rest is drained).
-
-    Returns (body, too_large, gone): `gone` when the client disconnected before the body ended.
-    A returned body stays taken from `budget` (the caller gives it back once answered); raises
-    BodyBudgetExceeded when holding it would pass the process's body budget.
-    """
-    declared = next((v for k, v in headers if k == "content-length"), None)
-    too_large = declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit
-    chunks: list[bytes] = []
-    size = 0
-    kept = False
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return b"", too_large, True
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                too_large = True
-            if not too_large:
-                budget.take(len(chunk))
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        kept = not too_large
-        return b"".join(chunks), too_large, False
-    finally:
-        if not kept:
-            budget.give(sum(len(c) for c in chunks))
 
 
 def _not_here(message: str) -> ProxyResponse:

@@ -1,8 +1,8 @@
-"""Budget books (issue 12, kind 1): a budget's counters equal what its keys spent in the current
-windows, whatever changed while traffic flowed — creates, time-zone and cap changes, key
-relabels that move a key into or out of `label_prefix` budgets, requests in flight across them.
-Every test runs on SQLite and on PostgreSQL (conftest.py); the replica test brings its own
-PostgreSQL database.
+"""The budgets role (`BudgetStore`, the admin surface's) and its books (issue 12, kind 1): a
+budget's counters equal what its keys spent in the current windows, whatever changed while
+traffic flowed — creates, time-zone and cap changes, key relabels that move a key into or out
+of `label_prefix` budgets, requests in flight across them. Every test runs on SQLite and on
+PostgreSQL (conftest.py); the replica test brings its own PostgreSQL database.
 
 The reference model reads the audit rows back and sums, in Python, the rows each budget covers
 in each of its current windows: settled rows count their `cost_usd` (µUSD), rows still holding a
@@ -30,21 +30,25 @@ from hypothesis import strategies as st
 from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
-from keybrake.store.base import AuditQuery, AuditRow, BudgetRecord, CapSpec, KeyRecord, KeyState, Settlement, Store
+from keybrake.store.base import (
+    AuditQuery,
+    AuditRow,
+    BudgetRecord,
+    BudgetStore,
+    CapSpec,
+    KeyRecord,
+    KeyState,
+    ReservedItem,
+    Settlement,
+    Store,
+)
 from keybrake.store.ids import audit_id_floor, new_audit_id
 from tests.harness import examples
+from tests.store.contract import Clock
 
 USD = 1_000_000  # µUSD per dollar
 T0 = int(dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.UTC).timestamp() * 1000)  # 01:00 in Tokyo on the 11th
 ZONES = ("UTC", "Asia/Tokyo", "America/New_York", "Pacific/Kiritimati", "Europe/Paris")
-
-
-class Clock:
-    def __init__(self, ms: int) -> None:
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
 
 
 def _key(store: Store, key_id: str, label: str, vendor: str = "stripe") -> KeyRecord:
@@ -64,7 +68,7 @@ def _budget(bid: str, now: int, *, scope: str = "all", value: str | None = None,
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
-async def _reserve(store: Store, key_id: str, usd: int) -> tuple[AuditRow, list] | None:
+async def _reserve(store: Store, key_id: str, usd: int) -> tuple[AuditRow, list[ReservedItem]] | None:
     """Reserve `usd` µUSD for a charge by `key_id`; None when a budget refused it."""
     now = store.now_ms()
     row = AuditRow(id=new_audit_id(now), ts=now, method="POST", path="/v1/charges", verdict="in_flight", key_id=key_id)
@@ -88,7 +92,7 @@ async def _relabel(store: Store, key_id: str, label: str | None) -> None:
     _seen(store).keys.pop(key_id, None)  # the reference reads the new label
 
 
-async def _settle(store: Store, held: tuple[AuditRow, list], cost: int) -> None:
+async def _settle(store: Store, held: tuple[AuditRow, list[ReservedItem]], cost: int) -> None:
     row, items = held
     row.verdict = "allowed"
     await store.settle(row, items, Settlement("allowed", cost, "response", "charge", False, True), None)
@@ -161,14 +165,15 @@ async def test_going_back_to_a_time_zone_does_not_reuse_its_old_counter(open_eng
     """Issue 12, 1(a): $60, → Asia/Tokyo, $30, → UTC, $30: the last $30 is refused ($120 > $100 in one UTC day)."""
     clock = Clock(T0)
     store = open_engine(clock)
+    budgets: BudgetStore = store  # what these tests exercise; `store` arranges
     await store.insert_key(_key(store, "vk_a", "t:1"), "h1")
     b = _budget("bud_tz", T0, daily_usd_cap=100 * USD)
-    await store.insert_budget(b)
+    await budgets.insert_budget(b)
     assert await _charge(store, "vk_a", 60 * USD)
-    assert await store.update_budget(replace(b, timezone="Asia/Tokyo"))
+    assert await budgets.update_budget(replace(b, timezone="Asia/Tokyo"))
     clock.ms += 60_000
     assert await _charge(store, "vk_a", 30 * USD)  # $90 in the Tokyo day that began 15:00 UTC
-    assert await store.update_budget(replace(b, timezone="UTC"))
+    assert await budgets.update_budget(replace(b, timezone="UTC"))
     clock.ms += 60_000
     assert not await _charge(store, "vk_a", 30 * USD)  # $90 + $30 > $100 in this UTC day
     day = (await store.counters_for("budget:bud_tz", [("daily_usd", window_start(Window.DAY, clock.ms))]))["daily_usd"]
@@ -182,13 +187,14 @@ async def test_a_request_in_flight_across_a_budget_create_and_a_zone_change_sett
 ) -> None:
     clock = Clock(T0)
     store = open_engine(clock)
+    budgets: BudgetStore = store  # what these tests exercise; `store` arranges
     await store.insert_key(_key(store, "vk_a", "t:1"), "h1")
     held = await _reserve(store, "vk_a", 40 * USD)  # in flight before the budget exists
     assert held is not None
     b = _budget("bud_f", T0, daily_usd_cap=100 * USD, monthly_usd_cap=500 * USD)
-    await store.insert_budget(b)
+    await budgets.insert_budget(b)
     await _check_books(store)  # $40 reserved in the new counters
-    assert await store.update_budget(replace(b, timezone="Asia/Tokyo"))
+    assert await budgets.update_budget(replace(b, timezone="Asia/Tokyo"))
     await _check_books(store)
     await _settle(store, held, 25 * USD)  # cheaper than reserved
     await _check_books(store)
@@ -203,9 +209,10 @@ async def test_a_relabel_moves_settled_and_in_flight_spend_between_budgets(open_
     a $10 charge is refused ($90 + $3 + $10 > $100) where it used to be admitted from $0."""
     clock = Clock(T0)
     store = open_engine(clock)
+    budgets: BudgetStore = store  # what these tests exercise; `store` arranges
     await store.insert_key(_key(store, "vk_x", "x:1"), "hx")
     b = _budget("bud_acme", T0, scope="label_prefix", value="acme:", daily_usd_cap=100 * USD)
-    await store.insert_budget(b)
+    await budgets.insert_budget(b)
     assert await _charge(store, "vk_x", 90 * USD)
     held = await _reserve(store, "vk_x", 5 * USD)
     assert held is not None
@@ -229,6 +236,26 @@ async def test_a_relabel_moves_settled_and_in_flight_spend_between_budgets(open_
     await _settle(store, held, 2 * USD)  # settles outside the budget it left
     await _check_books(store)
     assert (await store.counters_for("budget:bud_acme", [("daily_usd", ws)]))["daily_usd"].used == 0
+
+
+async def test_a_deleted_budget_is_gone_with_its_counters(store: Store, clock: Clock, budgets: BudgetStore) -> None:
+    """Budgets are listed oldest first; a delete removes the budget and every counter of it, and
+    changing or deleting a budget that is not there answers False."""
+    await store.insert_key(_key(store, "vk_a", "t:1"), "h1")
+    first, second = _budget("bud_1", clock.ms, daily_usd_cap=100 * USD), _budget("bud_2", clock.ms + 1)
+    await budgets.insert_budget(first)
+    await budgets.insert_budget(second)
+    assert [b.id for b in await budgets.list_budgets()] == ["bud_1", "bud_2"]
+    assert await budgets.get_budget("bud_1") == first
+    assert await _charge(store, "vk_a", 60 * USD)
+    ws = window_start(Window.DAY, clock.ms)
+    assert (await budgets.counters_for("budget:bud_1", [("daily_usd", ws)]))["daily_usd"].used == 60 * USD
+    assert await budgets.delete_budget("bud_1")
+    assert await budgets.get_budget("bud_1") is None and [b.id for b in await budgets.list_budgets()] == ["bud_2"]
+    assert (await budgets.counters_for("budget:bud_1", [("daily_usd", ws)]))["daily_usd"].used == 0
+    assert not await budgets.delete_budget("bud_1")
+    assert not await budgets.update_budget(replace(first, name="again"))
+    assert await _charge(store, "vk_a", 60 * USD)  # its cap no longer applies
 
 
 # -- the generator ----------------------------------------------------------------------------
@@ -258,10 +285,10 @@ op = st.one_of(
 class _Run:
     clock: Clock
     budgets: list[BudgetRecord] = field(default_factory=list)
-    held: list[tuple[AuditRow, list]] = field(default_factory=list)
+    held: list[tuple[AuditRow, list[ReservedItem]]] = field(default_factory=list)
 
 
-async def _step(store: Store, run: _Run, o: tuple, n: int) -> None:
+async def _step(store: Store, run: _Run, o: tuple[Any, ...], n: int) -> None:
     name = o[0]
     if name == "charge":
         await _charge(store, f"vk_{n}_{o[1]}", o[2] * USD, o[3] * USD)
@@ -311,7 +338,7 @@ def _shared_store(open_engine: Callable[..., Store]) -> tuple[Store, Clock]:
 @example(script=[("hold", 0, 40), ("create", 0, "UTC", 100), ("zone", 0, "Asia/Tokyo"), ("settle", 0, 10)])
 @example(script=[("charge", 3, 50, 50), ("hold", 3, 40), ("relabel", 3, 0), ("settle", 0, 30), ("relabel", 3, 3)])
 def test_every_budget_counter_equals_the_audit_rows_it_covers(
-    open_engine: Callable[..., Store], script: list[tuple]
+    open_engine: Callable[..., Store], script: list[tuple[Any, ...]]
 ) -> None:
     """Random interleavings of charges (settled at once, or held in flight and settled later at
     another cost) with budget creates, time-zone and cap changes, key relabels (into, out of and
@@ -414,7 +441,8 @@ def _round(replicas: list[_Replica], rnd: int) -> tuple[int, int, int]:
     assert not errors, errors[:3]
     assert count[0] > 48  # charges ran before and after the create
     replicas[0].call(_check_books)
-    return replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
+    day: tuple[int, int, int] = replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
+    return day
 
 
 @pytest.mark.pg_cluster

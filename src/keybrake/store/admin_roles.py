@@ -1,0 +1,172 @@
+"""The admin surface's store interfaces (admin/*.py, the CLI), and the small shared reads
+other roles extend (`roles.py`). Money in micro-USD, times in Unix ms."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from keybrake.store.records import (
+    AdminTokenRecord,
+    AlertDestination,
+    AuditQuery,
+    BudgetRecord,
+    CounterValue,
+    CredentialRecord,
+    Delivery,
+    KeyQuery,
+    KeyRecord,
+    SpendRow,
+)
+
+
+class Clock(Protocol):
+    """The store's clock: every window and expiry is judged by it (docs/scale-out.md)."""
+
+    def now_ms(self) -> int:
+        """The database's clock in Unix ms, as this process estimates it (no round trip)."""
+        ...
+
+    async def db_now_ms(self) -> int:
+        """The database's clock read now, in Unix ms: every final verdict about time uses it."""
+
+
+class CounterReader(Protocol):
+    """Counter readings: the key and budget usage pages, the pipeline's hourly request cap."""
+
+    async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
+        """`scope` (key:vk_… | budget:bud_…), `counters` [(counter, window start)] → value per counter."""
+        ...
+
+
+class CredentialReader(Protocol):
+    """A credential by name (its sealed secret, vendor, base URL, generation)."""
+
+    async def credential(self, name: str) -> CredentialRecord | None: ...
+
+
+class DestinationReader(Protocol):
+    """The configured alert destinations."""
+
+    async def list_alerts(self) -> list[AlertDestination]: ...
+
+
+class BudgetReader(Protocol):
+    """Budgets as they are now."""
+
+    async def get_budget(self, budget_id: str) -> BudgetRecord | None: ...
+    async def list_budgets(self) -> list[BudgetRecord]: ...
+
+
+class KeyStore(CounterReader, Clock, Protocol):
+    """Virtual keys (admin/keys.py): issue (idempotently), read, list, change, revoke."""
+
+    async def insert_key(self, key: KeyRecord, token_hash: str) -> None: ...
+    async def issue_key(self, key: KeyRecord, token_hash: str) -> KeyRecord | None:
+        """Insert `key` bound to the current generation of its credential, read and locked (FOR SHARE)
+        in the same transaction; None when no credential of that name and vendor exists."""
+        ...
+
+    async def get_key(self, key_id: str) -> KeyRecord | None: ...
+    async def list_keys(self, q: KeyQuery) -> list[KeyRecord]: ...
+    async def update_key(
+        self,
+        key_id: str,
+        expected_version: int,
+        *,
+        label: str | None,
+        metadata: dict[str, str],
+        policy: dict[str, Any],
+        expires_at: int,
+    ) -> bool:
+        """Change the key if its policy version is still `expected_version` (then + 1); a new label
+        moves its spend between the budgets covering it (`sql_budgets.py`). False: it moved on."""
+        ...
+
+    async def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None: ...
+    async def revoke_keys(
+        self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
+    ) -> tuple[int, int]:
+        """Revoke every active key matching all given filters: (how many, revoked_at)."""
+        ...
+
+    async def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None:
+        """The (body hash, sealed answer) recorded for an issuance's Idempotency-Key since `since_ms`."""
+        ...
+
+    async def issuance_put(self, issuer: str, idempotency_key: str, body_hash: str, answer_enc: bytes) -> bool:
+        """Record the first answer; False if one is already recorded (a concurrent duplicate)."""
+        ...
+
+
+class CredentialStore(Clock, Protocol):
+    """Vendor credentials (admin/credentials.py): add, rotate, list, delete."""
+
+    async def insert_credential(self, cred: CredentialRecord) -> bool:
+        """Add the credential; False if one of that name exists."""
+        ...
+
+    async def rotate_credential(
+        self, name: str, secret_enc: bytes, hint: str, base_url: str | None, livemode: bool | None
+    ) -> bool: ...
+    async def list_credentials(self) -> list[CredentialRecord]: ...
+    async def delete_credential(self, name: str, *, revoke_keys: bool = False, reason: str | None = None) -> int | None:
+        """Delete the credential row, locked FOR UPDATE first; with `revoke_keys`, revoke its active keys
+        in the same transaction. Returns the number of keys revoked, None if no such credential;
+        raises `CredentialInUse` (no change) when active keys remain and `revoke_keys` is false."""
+        ...
+
+    async def active_key_count(self, credential: str) -> int: ...
+
+
+class BudgetStore(BudgetReader, CounterReader, Clock, Protocol):
+    """Shared budgets (admin/budgets.py): create, change, delete, and their counters."""
+
+    async def insert_budget(self, rec: BudgetRecord) -> None:
+        """Create the budget and seed its counters with what covered keys already spent in its
+        current windows, in one transaction ordered against every reservation (`sql_budgets.py`)."""
+        ...
+
+    async def update_budget(self, rec: BudgetRecord) -> bool:
+        """Change name/caps/time zone; a new time zone replaces the day and month counters with
+        freshly seeded ones in the same transaction. False if no such budget."""
+        ...
+
+    async def delete_budget(self, budget_id: str) -> bool: ...
+
+
+class AuditStore(Clock, Protocol):
+    """The audit log and spend (admin/audit.py, admin/spend.py): reports, never on the hot path."""
+
+    async def get_audit(self, row_id: str) -> dict[str, Any] | None: ...
+    async def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
+        """Rows matching every filter of `q`, by id (newest first unless `q.ascending`), `q.limit` at most."""
+        ...
+
+    async def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other
+        filters ignored), or None when fewer rows remain: the end of one export page's scan."""
+
+    async def spend(
+        self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
+    ) -> list[SpendRow]:
+        """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
+
+
+class AlertStore(DestinationReader, Clock, Protocol):
+    """Alert destinations and the delivery log (admin/alerts.py)."""
+
+    async def insert_alert(self, dest: AlertDestination) -> None: ...
+    async def delete_alert(self, alert_id: str) -> bool: ...
+    async def list_deliveries(
+        self, limit: int, *, state: str | None = None, before: tuple[int, str] | None = None
+    ) -> list[Delivery]:
+        """Newest first (created_at, then id, descending); `state` filters; `before` is a page cursor."""
+
+
+class AdminTokenStore(Clock, Protocol):
+    """Admin API tokens (admin/gate.py checks them; the CLI and bootstrap issue them)."""
+
+    async def insert_admin_token(self, rec: AdminTokenRecord, token_hash: str) -> None: ...
+    async def admin_token_by_hash(self, token_hash: str) -> AdminTokenRecord | None: ...
+    async def list_admin_tokens(self) -> list[AdminTokenRecord]: ...
+    async def revoke_admin_token(self, token_id: str) -> bool: ...

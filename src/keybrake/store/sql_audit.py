@@ -1,0 +1,138 @@
+"""Audit and spend queries for every SQL engine: the operator's reports (`@report`), and the
+audit rows retention may delete. Nothing here is on the proxy's hot path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keybrake.store.ids import audit_id_floor
+from keybrake.store.records import AUDIT_FIELDS, SPEND_BUCKET_MS, AuditQuery, SpendRow
+from keybrake.store.sql_base import SQLBase, blocking, report
+from keybrake.store.sql_rows import _audit_dict, prefix_match
+
+
+class AuditQueries(SQLBase):
+    """The audit log (rows, pages, export windows), spend totals, and retention's audit deletes."""
+
+    # -- audit ----------------------------------------------------------------------------
+
+    @blocking
+    def get_audit(self, row_id: str) -> dict[str, Any] | None:
+        rows = self._read(f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id = ?", (row_id,))
+        return _audit_dict(rows[0]) if rows else None
+
+    @report
+    def query_audit(self, q: AuditQuery) -> list[dict[str, Any]]:
+        where: list[str] = []
+        params: list[Any] = []
+        for col in ("key_id", "agent_run_id", "triggering_event_id", "vendor", "error_code", "customer_scope_id"):
+            v = getattr(q, col)
+            if v is not None:
+                where.append(f"{col} = ?")
+                params.append(v)
+        if q.verdict is not None:
+            if q.verdict == "denied":
+                where.append("substr(verdict, 1, 7) = 'denied_'")
+            else:
+                where.append("verdict = ?")
+                params.append(q.verdict)
+        if q.label_prefix is not None:
+            sql, args = prefix_match("label", q.label_prefix)
+            where.append(sql)
+            params += args
+        if q.idempotency_key_prefix is not None:
+            sql, args = prefix_match("idempotency_key", q.idempotency_key_prefix)
+            where.append(sql)
+            params += args
+        self._metadata_filter(q.metadata, where, params)
+        _time_range(q, where, params)
+        if q.cursor is not None:
+            where.append("id < ?")
+            params.append(q.cursor[1])
+        if q.after_id is not None:
+            where.append("id > ?")
+            params.append(q.after_id)
+        if q.through_id is not None:
+            where.append("id <= ?")
+            params.append(q.through_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        order = "ASC" if q.ascending else "DESC"
+        sql = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit {clause} ORDER BY id {order} LIMIT ?"
+        return [_audit_dict(r) for r in self._read(sql, (*params, q.limit))]
+
+    @report
+    def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
+        # Walks at most `window` entries of the id index: bounded whatever the filters match.
+        where, params = ["id > ?"], [q.after_id or ""]
+        _time_range(q, where, params)
+        sql = f"SELECT id FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT 1 OFFSET ?"
+        rows = self._read(sql, (*params, window - 1))
+        return str(rows[0][0]) if rows else None
+
+    # -- retention ------------------------------------------------------------------------
+
+    @blocking
+    def purgeable_audit(self, before_ms: int, limit: int, after_id: str = "") -> list[dict[str, Any]]:
+        # Rows whose reservation is still kept (pending estimates, unknown outcomes) and rows
+        # in flight stay: reconciliation and retries still settle them. Rows of a key still in
+        # vault_keys stay: a budget created (or a key relabelled) later seeds from them, `total`
+        # windows from all of them; a key goes (`purge_keys`) once it expired or was revoked
+        # before the cutoff, and its rows become purgeable then.
+        sql = (
+            f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit WHERE id < ? AND id > ? AND reservation IS NULL"
+            " AND verdict != 'in_flight' AND (key_id IS NULL OR NOT EXISTS"
+            " (SELECT 1 FROM vault_keys k WHERE k.id = audit.key_id)) ORDER BY id LIMIT ?"
+        )
+        return [_audit_dict(r) for r in self._read(sql, (audit_id_floor(before_ms), after_id, limit))]
+
+    @blocking
+    def delete_audit(self, row_ids: list[str]) -> int:
+        if not row_ids:
+            return 0
+        with self._tx() as cur:
+            marks = ", ".join("?" for _ in row_ids)
+            return int(cur.execute(f"DELETE FROM audit WHERE id IN ({marks})", row_ids).rowcount)
+
+    # -- spend ----------------------------------------------------------------------------
+
+    @report
+    def spend(
+        self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
+    ) -> list[SpendRow]:
+        group = {"key": "key_id", "label": "label", "vendor": "vendor", "bucket": f"ts / {SPEND_BUCKET_MS}"}[by]
+        # `+key_id` (SQLite): the time range (the primary key) must drive this scan, not ix_audit_key.
+        where, params = [f"{self.NO_INDEX_PREFIX}key_id IS NOT NULL"], []
+        if since is not None:
+            where.append("id >= ?")
+            params.append(audit_id_floor(since))
+        if until is not None:
+            where.append("id < ?")
+            params.append(audit_id_floor(until))
+        if label_prefix is not None:
+            sql, args = prefix_match("label", label_prefix)
+            where.append(sql)
+            params += args
+        if vendor is not None:
+            where.append("vendor = ?")
+            params.append(vendor)
+        sql = (
+            f"SELECT {group} AS g,"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0) AS BIGINT),"
+            " COUNT(*), COALESCE(SUM(CASE WHEN substr(verdict, 1, 7) = 'denied_' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN verdict = 'cap_exceeded' THEN 1 ELSE 0 END), 0)"
+            f" FROM audit WHERE {' AND '.join(where)} GROUP BY {self.NO_INDEX_PREFIX}g"
+        )
+        return [SpendRow(*r) for r in self._read(sql, tuple(params))]
+
+
+def _time_range(q: AuditQuery, where: list[str], params: list[Any]) -> None:
+    """Add `q.since` (inclusive) and `q.until` (exclusive), in Unix ms, as bounds on the audit id
+    (ids start with their time, `audit_id_floor`): the id index serves the range."""
+    if q.since is not None:
+        where.append("id >= ?")
+        params.append(audit_id_floor(q.since))
+    if q.until is not None:
+        where.append("id < ?")
+        params.append(audit_id_floor(q.until))
