@@ -121,3 +121,19 @@ def plan_of(
     got, _ = decide(k, req, facts)
     assert not isinstance(got, Denial), f"refused: {got.code}: {got.message}"
     return got
+
+
+USD = 1_000_000  # µUSD per dollar
+CHARGE = {"amount": "1000", "currency": "usd", "source": "tok_visa"}
+SENDER = "Acme <bot@mail.acme.io>"
+SMS = {"To": "+14155550100", "From": "+14155550199", "Body": "hi"}
+
+
+def email(to: Any, **extra: Any) -> dict[str, Any]:
+    """A Resend email to `to` from SENDER."""
+    return {"from": SENDER, "to": to, "subject": "Your receipt", "html": "<p>Thanks!</p>", **extra}
+
+
+def twilio_send(body: dict[str, str], account: str = KEY_ID) -> ProxyRequest:
+    """A Twilio message send with form `body`, naming `account` in the path (the key's id by default)."""
+    return request("POST", f"/twilio/2010-04-01/Accounts/{account}/Messages.json", form=body)

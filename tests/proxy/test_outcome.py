@@ -13,14 +13,11 @@ from keybrake.net.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, Ups
 from keybrake.proxy.outcome import NOTHING_SENT, REFUSED_BY_VENDOR, Outcome, outcome, transport_failure
 from keybrake.store.base import EarlierRequest, KeyRecord, Settlement
 from keybrake.vendors.base import REDACTED
-from tests.proxy.build import RATES, SECRETS, TWILIO_SID, VENDORS, key, plan_of, request
+from tests.proxy.build import CHARGE, RATES, SECRETS, SENDER, TWILIO_SID, USD, VENDORS, key, plan_of, request
 
 pytestmark = pytest.mark.store_free
 
-USD = 1_000_000
-CHARGE = {"amount": "1000", "currency": "usd", "source": "tok_visa"}
 STRIPE_CHARGE = (key(daily_usd_cap=100 * USD), request("POST", "/stripe/v1/charges", form=CHARGE))
-SENDER = "Acme <bot@mail.acme.io>"
 RESEND_SEND = (
     key("resend", daily_usd_cap=USD),
     request("POST", "/resend/emails", json_body={"from": SENDER, "to": "a@example.com", "subject": "s", "html": "h"}),
