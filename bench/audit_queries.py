@@ -21,7 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from keybrake.core.timefmt import DAY_MS, utc_day_start
 from keybrake.store import open_store
@@ -36,7 +38,7 @@ def build(path: Path, rows: int, days: int) -> int:
     rnd = random.Random(7)
     step = (now - start) / rows
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[dict[str, Any]]:
         for i in range(rows):
             ts = int(start + i * step)
             run = rnd.randrange(20_000)

@@ -36,20 +36,9 @@ import psycopg
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_bench import (
-    BODY,
-    CONTENT_TYPE,
-    DIRECT_MARK,
-    HOST,
-    Child,
-    free_port,
-    http_json,
-    percentile,
-    spawn,
-    start_fake_upstream,
-    upstream_stats,
-    wait_healthy,
-)
+from children import HOST, Child, free_port, http_json, spawn, start_fake_upstream, upstream_stats, wait_healthy
+from measure import percentile
+from targets import BODY, CONTENT_TYPE, DIRECT_MARK
 
 ADMIN_TOKEN = "bench-admin-token-" + secrets.token_hex(16)
 POLICY = {"daily_usd_cap": 100_000_000, "max_requests_per_hour": 100_000_000}
@@ -115,7 +104,8 @@ async def closed_loop(urls: list[str], tokens: list[str], concurrency: int, seco
 
 def proxied_charges(upstream_base: str) -> int:
     stats = upstream_stats(upstream_base)
-    return stats["charges"] - stats["charges_direct"]
+    proxied: int = stats["charges"] - stats["charges_direct"]
+    return proxied
 
 
 def issue_keys(base: str, n: int) -> list[str]:

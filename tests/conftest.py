@@ -90,7 +90,7 @@ def fake_twilio() -> Iterator[FakeTwilioThread]:
 def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThread]:
     """A running Keybrake with a Twilio credential on the fake Twilio, reconciling every 0.2 s."""
     secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
-    with KeybrakeThread(tmp_path / "data", twilio_reconcile_interval_s=0.2) as server:
+    with KeybrakeThread(tmp_path / "data", vendor_settings={"twilio": {"reconcile_interval_s": 0.2}}) as server:
         server.add_credential(fake_twilio.base_url, name="twilio", secret=secret, vendor="twilio")
         yield server
 

@@ -159,7 +159,7 @@ class KeybrakeThread:
         """Read the server's own database directly (SQLite file or PostgreSQL), as an operator could."""
         if self.settings.database_url:
             with psycopg.connect(self.settings.database_url) as conn:
-                return [tuple(r) for r in conn.execute(sql).fetchall()]  # type: ignore[arg-type]
+                return [tuple(r) for r in conn.execute(sql).fetchall()]
         with sqlite3.connect(self.settings.data_dir / "keybrake.db") as db:
             return [tuple(r) for r in db.execute(sql).fetchall()]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -55,7 +56,7 @@ def test_health_and_openapi(kb: KeybrakeThread) -> None:
         ({"vendor": "stripe", "agent_run_label": "x"}, None),
     ],
 )
-def test_bad_key_requests_get_422_naming_the_field(kb: KeybrakeThread, body: dict, field: str | None) -> None:
+def test_bad_key_requests_get_422_naming_the_field(kb: KeybrakeThread, body: dict[str, Any], field: str | None) -> None:
     with kb.admin() as c:
         r = c.post("/v1/keys", json=body)
     assert r.status_code == 422, r.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybrake.admin.gate import FAILURES_PER_MINUTE, MAX_ADMIN_BODY_BYTES, AuthFailures, client_address
+from keybrake.store.base import AdminTokenRecord
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 from tests.test_listener import closed_by_server, read_response
@@ -109,7 +111,7 @@ def test_admin_bodies_are_capped_at_one_mebibyte(kb: KeybrakeThread) -> None:
         assert closed_by_server(s, 2)
 
     # streamed without a length: counted, 413 past the cap
-    def chunks():  # type: ignore[no-untyped-def]
+    def chunks() -> Iterator[bytes]:
         yield b'{"vendor": "stripe", "label": "'
         for _ in range(20):
             yield b"x" * 65536
@@ -132,10 +134,10 @@ def test_the_token_is_looked_up_once_per_request(kb: KeybrakeThread) -> None:
     calls = 0
     original = store.admin_token_by_hash
 
-    async def counting(h: str):  # type: ignore[no-untyped-def]
+    async def counting(token_hash: str) -> AdminTokenRecord | None:
         nonlocal calls
         calls += 1
-        return await original(h)
+        return await original(token_hash)
 
     store.admin_token_by_hash = counting  # type: ignore[method-assign]
     try:

@@ -17,7 +17,7 @@ from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
 from tests.harness import KeybrakeThread, wait_for
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-FAST = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
+FAST: dict[str, Any] = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -226,10 +227,11 @@ def test_generated_text_never_opens_as_a_formula(tmp_path: Path) -> None:
     @given(st.lists(_text, min_size=len(TEXT_COLUMNS), max_size=len(TEXT_COLUMNS)))
     def check(values: list[str]) -> None:
         n[0] += 1
+        texts: dict[str, Any] = dict(zip(TEXT_COLUMNS, values, strict=True))  # str into str | None fields
         row = AuditRow(
             id=new_audit_id(1_800_000_000_000 + n[0]), ts=1_800_000_000_000 + n[0], method="POST",
             path="/v1/charges", verdict="allowed", key_id="vk_gen", cost_usd=-n[0] * 10_000,
-            **dict(zip(TEXT_COLUMNS, values, strict=True)),
+            **texts,
         )  # fmt: skip
 
         async def both() -> tuple[bytes, bytes]:

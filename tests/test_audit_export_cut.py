@@ -52,6 +52,7 @@ def test_an_export_cut_by_an_error_ends_without_the_final_chunk(tmp_path: Path, 
     now = int(time.time() * 1000)
     with KeybrakeThread(tmp_path / "d") as kb:
         agent_rows(kb, {"id": "vk_a", "label": "a"}, 2500, now - 60_000)
+        assert kb.app is not None
         store = kb.app.rt.store
         real = store.query_audit
         calls = 0
@@ -85,6 +86,7 @@ def test_an_export_whose_first_page_fails_is_an_error_answer_not_a_200(tmp_path:
     """The first page is read before the 200 is sent: past the report timeout there, the answer
     is 503 `enforcement_unavailable` (docs/api.md), not an empty 200."""
     with KeybrakeThread(tmp_path / "d") as kb:
+        assert kb.app is not None
         store = kb.app.rt.store
 
         async def timed_out(q: Any) -> Any:

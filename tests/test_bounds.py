@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy.decisions import MAX_ESTIMATE_MICRO, check_estimate_bounds
-from keybrake.vendors.base import Estimate, VendorRequest
+from keybrake.vendors.base import Estimate, Vendor, VendorRequest
 from keybrake.vendors.resend import Resend
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.twilio import Twilio
@@ -154,7 +154,7 @@ answer_fields = st.fixed_dictionaries(
         )
     },
 )
-VENDORS = {"stripe": Stripe(), "twilio": Twilio(), "resend": Resend()}
+VENDORS: dict[str, Vendor] = {"stripe": Stripe(), "twilio": Twilio(), "resend": Resend()}
 
 
 @pytest.mark.store_free
@@ -251,7 +251,7 @@ def test_hostile_input_is_a_4xx_quickly(vendor: str, path: tuple[str, ...], body
     started = time.monotonic()
     with pytest.raises(Denial) as info:
         vreq = v.parse(req, path)
-        v.check_scope(Policy(allowed_to_prefixes=("+1",), allowed_to_domains=("example.com",)), vreq)
+        v.check_scope(Policy(vendor_data={"allowed_to_prefixes": ["+1"], "allowed_to_domains": ["example.com"]}), vreq)
         v.fingerprint(vreq)
         v.estimate(vreq, RATES)
     assert 400 <= info.value.status < 500

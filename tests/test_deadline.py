@@ -84,7 +84,7 @@ def _inject(kb: KeybrakeThread, plan: Plan) -> None:
                 raise EnforcementUnavailable("injected: the answer was lost after COMMIT", commit_unknown=True)
             return out
 
-        store._call = slow_call
+        store._call = slow_call  # type: ignore[method-assign]  # a slow store: this instance only
     else:
         run = store._run
 
@@ -406,7 +406,7 @@ def test_store_time_inside_find_facts_is_not_counted(tmp_path: Path, fake_stripe
                 time.sleep(delays.get(_method(fn), 0.0))
                 return wrapped(fn, bound)
 
-            store._call = call
+            store._call = call  # type: ignore[method-assign]  # a slow store: this instance only
         else:
 
             async def run(fn: Callable[[], Any]) -> Any:

@@ -165,7 +165,7 @@ def test_pre_flight_lookups_and_reconciliation_obey_the_running_settings(
         with pytest.raises(stripe.APIError) as exc:
             via(kb, key).v1.payment_intents.confirm(unknown.id)
         assert exc.value.http_status == 502
-        assert exc.value.json_body is not None and exc.value.json_body["error"]["code"] == "upstream_forbidden"
+        assert isinstance(exc.value.json_body, dict) and exc.value.json_body["error"]["code"] == "upstream_forbidden"
         # reconciliation passes run, and never read the pending object
         wait_for(lambda: any("reconciliation lookup refused" in line for line in kb.logs.lines))
         assert fake_stripe.requests == []
@@ -179,7 +179,7 @@ def test_alert_destinations_are_checked_again_before_each_delivery(tmp_path: Pat
             with kb.admin() as c:
                 r = c.post("/v1/alerts", json={"type": "webhook", "url": hook.base_url, "events": ["key.revoked"]})
                 assert r.status_code == 201
-        fast = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
+        fast: dict[str, Any] = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
         with KeybrakeThread(tmp_path / "d", allow_insecure_upstream=False, **fast) as kb:
             with kb.admin() as c:  # the vendor's default https host: no request is made here
                 c.post("/v1/credentials", json={"vendor": "stripe", "name": "default", "secret": REAL_SECRET})

@@ -45,7 +45,7 @@ def slow_store(kb: KeybrakeThread, seconds: float) -> None:
             time.sleep(seconds)
             return call(fn, bound)
 
-        store._call = slow_call
+        store._call = slow_call  # type: ignore[method-assign]  # a slow store: this instance only
     else:
         run = store._run
 

@@ -139,7 +139,7 @@ def _settings(tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path,
         reconcile_interval_s=7.0,
-        twilio_reconcile_interval_s=3.0,
+        vendor_settings={"twilio": {"reconcile_interval_s": 3.0}},
         alert_interval_s=0.5,
         audit_retention_days=30,
         audit_purge_export_dir=tmp_path / "purged",
@@ -154,7 +154,7 @@ async def test_build_jobs_is_the_one_list_with_each_jobs_settings(tmp_path: Path
     recovered = Counter("recovered", "", registry=CollectorRegistry())
     housekeeping = Housekeeping(store, settings, "ins_test", recovered)
     jobs = build_jobs(
-        store=store, settings=settings, vendors=builtin_vendors(), sealer=sealer, upstream=upstream,
+        store=store, settings=settings, vendors=builtin_vendors(settings), sealer=sealer, upstream=upstream,
         alerts=alerts, housekeeping=housekeeping,
     )  # fmt: skip
     assert [j.name for j in jobs] == ["housekeeping", "reconcile", "alerts", "alert-delivery", "retention"]

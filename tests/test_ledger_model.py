@@ -24,6 +24,7 @@ import pytest
 import stripe
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from stripe.params import PaymentIntentCreateParams
 
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
 from tests.harness import REAL_SECRET, KeybrakeThread, examples
@@ -91,10 +92,10 @@ def _step(
     name = op[0]
     if name == "create":
         _, amount, confirm, manual = op
-        params: dict[str, Any] = {"amount": amount, "currency": "usd", "payment_method": "pm_card_visa"}
+        params: PaymentIntentCreateParams = {"amount": amount, "currency": "usd", "payment_method": "pm_card_visa"}
         if manual:
             params["capture_method"] = "manual"
-        pi = sc.v1.payment_intents.create({**params, "confirm": confirm})  # type: ignore[arg-type]
+        pi = sc.v1.payment_intents.create({**params, "confirm": confirm})
         run.intents.append(pi.id)
         if confirm:
             run.touched.add(pi.id)
@@ -132,7 +133,7 @@ def _step(
         before, captured = charge["amount_refunded"], charge["captured"]
         r = httpx.post(f"{kb_url}/stripe/v1/charges/{target}/refund", data={"amount": op[2]}, headers=auth)
         if r.status_code != 200:
-            raise stripe.InvalidRequestError(r.text, None, http_status=r.status_code)
+            raise stripe.InvalidRequestError(r.text, None, http_status=r.status_code)  # type: ignore[no-untyped-call]
         if captured:  # refunding an uncaptured charge releases its authorisation instead
             run.refunded += charge["amount_refunded"] - before
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from stripe.params import ChargeCreateParams, PaymentIntentUpdateParams
 
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
@@ -27,13 +28,13 @@ def usage(kb: KeybrakeThread, key: dict[str, Any]) -> tuple[float, float]:
 
 @pytest.mark.parametrize("raised", [{"amount": 900_000}, {"amount": 99_999_999, "currency": "eur"}])
 def test_a_replayed_update_does_not_roll_the_ledger_back(
-    kb: KeybrakeThread, fake_stripe: FakeStripe, raised: dict[str, Any]
+    kb: KeybrakeThread, fake_stripe: FakeStripe, raised: PaymentIntentUpdateParams
 ) -> None:
     """Was: $9,000 (or €999,999.99) confirmed on a $10 key, priced at the $1 a replay reported."""
     key = kb.issue({"daily_usd_cap": 10, "max_usd_per_call": 10})
     sc = via(kb, key)
     pi = sc.v1.payment_intents.create({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"})
-    small = {"amount": 100, "currency": "usd"}
+    small: PaymentIntentUpdateParams = {"amount": 100, "currency": "usd"}
     sc.v1.payment_intents.update(pi.id, small, {"idempotency_key": "upd-1"})
     sc.v1.payment_intents.update(pi.id, raised, {"idempotency_key": "upd-2"})
     replay = sc.v1.payment_intents.update(pi.id, small, {"idempotency_key": "upd-1"})  # Stripe replays the $1
@@ -53,7 +54,7 @@ def test_a_replayed_authorisation_cannot_make_a_refund_release_a_captured_charge
     sc = via(kb, key)
     moved = 0
     for i in range(5):
-        params = {"amount": 10000, "currency": "usd", "source": "tok_visa", "capture": False}
+        params: ChargeCreateParams = {"amount": 10000, "currency": "usd", "source": "tok_visa", "capture": False}
         try:
             ch = sc.v1.charges.create(params, {"idempotency_key": f"auth-{i}"})
             sc.v1.charges.capture(ch.id)
@@ -61,8 +62,8 @@ def test_a_replayed_authorisation_cannot_make_a_refund_release_a_captured_charge
             sc.v1.refunds.create({"charge": ch.id, "amount": 100})
         except stripe.RateLimitError:
             break
-    for ch in fake_stripe.charges.values():
-        moved += ch["amount_captured"] + ch["amount_refunded"]  # refunds consume caps too
+    for row in fake_stripe.charges.values():
+        moved += row["amount_captured"] + row["amount_refunded"]  # refunds consume caps too
     used, reserved = usage(kb, key)
     assert reserved == 0 and round(used * 100) == moved and used <= 150
 
@@ -75,11 +76,13 @@ def test_a_refund_of_a_charge_captured_since_it_was_seen_counts(kb: KeybrakeThre
         {"amount": 10000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True,
          "capture_method": "manual"}
     )  # fmt: skip
-    assert sc.v1.charges.retrieve(pi.latest_charge).captured is False  # the ledger learns it uncaptured
+    charge_id = pi.latest_charge
+    assert isinstance(charge_id, str)  # an id: the charge is not expanded
+    assert sc.v1.charges.retrieve(charge_id).captured is False  # the ledger learns it uncaptured
     sc.v1.payment_intents.capture(pi.id)  # captured through the PaymentIntent: the charge is not re-read
-    assert sc.v1.refunds.create({"charge": pi.latest_charge, "amount": 5000}).amount == 5000
+    assert sc.v1.refunds.create({"charge": charge_id, "amount": 5000}).amount == 5000
     with pytest.raises(stripe.RateLimitError):  # $100 + $50 + $50 > $150
-        sc.v1.refunds.create({"charge": pi.latest_charge, "amount": 5000})
+        sc.v1.refunds.create({"charge": charge_id, "amount": 5000})
     assert usage(kb, key) == (150, 0)
 
 
@@ -120,7 +123,7 @@ def test_a_payment_intent_status_keybrake_does_not_know_keeps_the_estimate(
 
 @pytest.mark.parametrize("raised", [{"amount": 900_000}, {"amount": 99_999_999, "currency": "eur"}])
 def test_a_confirm_cannot_race_the_update_that_raises_its_amount(
-    kb: KeybrakeThread, fake_stripe: FakeStripe, raised: dict[str, Any]
+    kb: KeybrakeThread, fake_stripe: FakeStripe, raised: PaymentIntentUpdateParams
 ) -> None:
     """Was: a confirm sent while a free update of the amount was at Stripe reserved the old $1 and
     moved $9,000 (or €999,999.99) on a $10 key. One write per object is in flight at a time, and a

@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -63,7 +64,7 @@ def huge_admin_body(port: int, sent: list[int]) -> None:
     sent.append(n)
 
 
-def run_all(target: object, port: int, count: int) -> list[int]:
+def run_all(target: Callable[[int, list[int]], None], port: int, count: int) -> list[int]:
     sent: list[int] = []
     threads = [threading.Thread(target=target, args=(port, sent)) for _ in range(count)]
     for t in threads:

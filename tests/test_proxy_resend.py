@@ -97,13 +97,13 @@ def test_a_batch_that_would_cross_the_send_cap_is_refused_whole(
     kbr: KeybrakeThread, fake_resend: FakeResend, sdk: None
 ) -> None:
     key = issue(kbr, daily_usd_cap=1, daily_send_cap=15)
-    first = resend.Batch.send([email(f"u{i}@example.com") for i in range(10)])  # type: ignore[arg-type]
+    first = resend.Batch.send([email(f"u{i}@example.com") for i in range(10)])  # type: ignore[misc]  # dicts, not SendParams
     assert len(first["data"]) == 10
     with pytest.raises(ResendError) as exc:
-        resend.Batch.send([email(f"v{i}@example.com") for i in range(10)])  # type: ignore[arg-type]
+        resend.Batch.send([email(f"v{i}@example.com") for i in range(10)])  # type: ignore[misc]  # dicts, not SendParams
     assert exc.value.code == 429 and exc.value.error_type == "send_cap_exceeded"
     assert len(fake_resend.emails) == 10
-    resend.Batch.send([email(f"w{i}@example.com") for i in range(5)])  # type: ignore[arg-type]
+    resend.Batch.send([email(f"w{i}@example.com") for i in range(5)])  # type: ignore[misc]  # dicts, not SendParams
     assert len(fake_resend.emails) == 15
     rows = [r for r in kbr.audit(key_id=key["id"]) if r["verdict"] == "allowed"]
     assert sorted(r["cost_usd"] for r in rows) == [0.002, 0.004]  # N × $0.0004

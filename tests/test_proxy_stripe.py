@@ -131,7 +131,7 @@ def _concurrent_charges(kb: KeybrakeThread, key: dict[str, Any], n: int) -> list
         try:
             return await asyncio.gather(*(one(i) for i in range(n)))
         finally:
-            await http.close_async()
+            await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in stripe-python
 
     return asyncio.run(all_of())
 
@@ -214,7 +214,7 @@ def test_revoke_under_load_admits_nothing_after_it_returns(kb: KeybrakeThread, f
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*tasks)
-        await http.close_async()
+        await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in stripe-python
         return [s for t, s in statuses if t > revoked_at], revoked_at
 
     after, _ = asyncio.run(run())
@@ -467,7 +467,11 @@ def test_audit_filters_and_pagination(tmp_path: Path, fake_stripe: FakeStripe) -
         with kb.admin() as c:
             seen, cursor = [], None
             while True:
-                params = {"limit": 10, "agent_run_id": "run-7", **({"cursor": cursor} if cursor else {})}
+                params: dict[str, str | int] = {
+                    "limit": 10,
+                    "agent_run_id": "run-7",
+                    **({"cursor": cursor} if cursor else {}),
+                }
                 page = c.get("/v1/audit", params=params).json()
                 seen += [r["id"] for r in page["data"]]
                 cursor = page["next_cursor"]

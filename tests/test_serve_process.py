@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +24,9 @@ from tests.harness import ADMIN_TOKEN, REAL_SECRET, free_port, spawn_keybrake
 pytestmark = pytest.mark.multiprocess
 
 
-def _setup(port: int, fake: FakeStripe, token: str = ADMIN_TOKEN, policy: dict | None = None) -> dict:
+def _setup(
+    port: int, fake: FakeStripe, token: str = ADMIN_TOKEN, policy: dict[str, Any] | None = None
+) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {token}"}
     r = httpx.post(
         f"http://127.0.0.1:{port}/v1/credentials",

@@ -165,9 +165,12 @@ def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fak
 
         latencies: list[float] = []
         with httpx.Client(timeout=30) as agent:
-            post = lambda: agent.post(  # noqa: E731
-                f"{kb.url}/stripe/v1/charges", content=b"amount=100&currency=usd&source=tok_visa", headers=auth
-            )
+
+            def post() -> httpx.Response:
+                return agent.post(
+                    f"{kb.url}/stripe/v1/charges", content=b"amount=100&currency=usd&source=tok_visa", headers=auth
+                )
+
             assert post().status_code == 200  # warm
             baseline = []  # the same machine, the same moment, no reports
             for _ in range(25):
@@ -177,8 +180,8 @@ def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fak
                 time.sleep(0.02)
             # Two operators' dashboards: each of the four reports twice at once, more than the pool holds.
             threads = [threading.Thread(target=run_report, args=r) for r in reports * 2]
-            for t in threads:
-                t.start()
+            for th in threads:
+                th.start()
             end = time.monotonic() + 3.0
             while time.monotonic() < end or len(done) < len(reports):
                 t = time.monotonic()
@@ -186,8 +189,8 @@ def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fak
                 latencies.append(time.monotonic() - t)
                 time.sleep(0.02)
             stop.set()
-            for t in threads:
-                t.join(60)
+            for th in threads:
+                th.join(60)
     assert not errors, errors
     worst = max(latencies)
     median = sorted(latencies)[len(latencies) // 2]

@@ -11,9 +11,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from keybrake.core.timefmt import parse_duration_s
+from keybrake.envvars import Env
+from keybrake.envvars import SettingsError as SettingsError  # re-exported: callers import it from here
 from keybrake.store.pg import POSTGRES_SCHEMES
-from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, RatesError, TwilioRates, load_twilio_rates
+from keybrake.vendors import registry
+from keybrake.vendors.registry import VendorSetting
 
 # The shortest audit retention allowed (days; 0 = off): a budget created or a key relabelled
 # now seeds its month and day windows from the audit rows, and a local month (any time zone,
@@ -29,10 +31,6 @@ def retention_error(name: str, days: int) -> str | None:
             " seed their month windows from the audit rows, so a shorter retention would let spend pass a cap"
         )
     return None
-
-
-class SettingsError(ValueError):
-    pass
 
 
 DATABASE_SCHEMES = (*POSTGRES_SCHEMES, "sqlite:///")
@@ -51,7 +49,7 @@ class Settings:
     migrate: bool = False
     default_key_ttl_s: int = 24 * 3600
     max_key_ttl_s: int = 30 * 24 * 3600
-    max_body_bytes: int | None = None  # None: each vendor's default (1 MiB; 45 MiB for resend)
+    max_body_bytes: int | None = None  # None: each vendor's default (`Vendor.max_body_bytes`)
     max_response_bytes: int = 10 * 1024 * 1024
     upstream_timeout_s: float = 60.0
     upstream_connect_timeout_s: float = 5.0
@@ -64,9 +62,9 @@ class Settings:
     metrics_public: bool = False
     graceful_shutdown_s: float = 30.0
     reconcile_interval_s: float = 60.0
-    twilio_reconcile_interval_s: float = 60.0
-    twilio_rates: TwilioRates = field(default_factory=lambda: DEFAULT_TWILIO_RATES)
-    resend_rate_usd: Decimal = Decimal("0.0004")
+    # Each vendor's own settings (vendors/registry.py `VendorSetting`): vendor name → setting
+    # name → parsed value, only those set; the vendor's default applies to the others.
+    vendor_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     alert_interval_s: float = 10.0  # how often cap thresholds are scanned
     alert_retry_base_s: float = 5.0  # first retry delay of a failed alert delivery (doubles)
     alert_timeout_s: float = 5.0  # one alert POST: no answer within this (connect included) is a failure
@@ -122,6 +120,13 @@ class Settings:
     def master_key_path(self) -> Path:
         return self.master_key_file or self.data_dir / "master.key"
 
+    def vendor_setting(self, vendor: str, name: str) -> Any:
+        """A vendor setting's value: as set, else the registered vendor's default (KeyError: none such)."""
+        spec = registry.spec(vendor)
+        if spec is None:
+            raise KeyError(vendor)
+        return spec.values(self.vendor_settings.get(vendor))[name]
+
     def with_overrides(self, **kw: Any) -> Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
@@ -149,104 +154,16 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
     return rates
 
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # Each report holds a connection of its own (PostgreSQL: counted in max_connections) and a
 # worker thread: more than this at once only queues them inside the database.
 MAX_REPORT_POOL_SIZE = 32
-HIGH_WHY = {
-    "KEYBRAKE_REPORT_POOL_SIZE": ": each report at once holds a database connection and a thread of its own",
-}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class _Env:
-    """Typed reads of `KEYBRAKE_*` variables; every refusal names the variable and what it takes."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def has(self, name: str) -> bool:
-        return name in self.env
-
-    def text(self, name: str) -> str | None:
-        """The value, or None when unset or empty."""
-        return self.env.get(name) or None
-
-    def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
-        """A whole number in [low, high]. Raises SettingsError naming the variable and the bound."""
-        raw = self.env[name].strip()
-        if not (raw.isascii() and raw.lstrip("-").isdigit()):
-            raise SettingsError(f"{name} must be a whole number (got {raw[:40]!r})")
-        value = int(raw)
-        if low is not None and value < low:
-            raise SettingsError(f"{name} must be at least {low} (got {value})")
-        if high is not None and value > high:
-            raise SettingsError(f"{name} must be at most {high} (got {value}){HIGH_WHY.get(name, '')}")
-        return value
-
-    def number(self, name: str, low: float | None = None) -> float:
-        raw = self.env[name].strip()
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number (got {raw[:40]!r})") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise SettingsError(f"{name} must be a finite number (got {raw[:40]!r})")
-        if low is not None and value < low:
-            raise SettingsError(f"{name} must be at least {low} (got {value})")
-        return value
-
-    def boolean(self, name: str) -> bool:
-        raw = self.env[name].strip().lower()
-        if raw in _TRUE:
-            return True
-        if raw in _FALSE:
-            return False
-        # A typo must never silently turn a safety setting off (or on).
-        raise SettingsError(f"{name} must be one of {', '.join(_TRUE + _FALSE)} (got {raw[:40]!r})")
-
-    def decimal(self, name: str) -> Decimal:
-        raw = self.env[name].strip()
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            raise SettingsError(f"{name} must be a decimal number (got {raw[:40]!r})") from None
-        if not value.is_finite() or value < 0:
-            raise SettingsError(f"{name} must be a non-negative decimal (got {raw[:40]!r})")
-        return value
-
-    def duration(self, name: str) -> int:
-        raw = self.env[name].strip()
-        try:
-            return parse_duration_s(_num_or_str(raw))
-        except ValueError as exc:
-            raise SettingsError(f"{name}: {exc}") from None
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     """Read every `KEYBRAKE_*` variable; an invalid value is an error naming it, never ignored."""
-    e = _Env(os.environ if env is None else env)
-    kw: dict[str, Any] = {}
-    if e.has("KEYBRAKE_HOST"):
-        kw["host"] = e.env["KEYBRAKE_HOST"]
-    if e.has("KEYBRAKE_PORT"):
-        kw["port"] = e.integer("KEYBRAKE_PORT", 0)
-    if e.has("KEYBRAKE_DATA_DIR"):
-        kw["data_dir"] = Path(e.env["KEYBRAKE_DATA_DIR"])
-    if url := e.text("KEYBRAKE_DATABASE_URL"):
-        if not url.startswith(DATABASE_SCHEMES):
-            raise SettingsError(
-                "KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)"
-            )
-        kw["database_url"] = url
-    for name, attr in (("KEYBRAKE_ADMIN_TOKEN", "admin_token"), ("KEYBRAKE_MASTER_KEY", "master_key")):
-        if value := e.text(name):
-            kw[attr] = value
-    if value := e.text("KEYBRAKE_MASTER_KEY_FILE"):
-        kw["master_key_file"] = Path(value)
-    for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
-        if e.has(name):
-            kw[attr] = e.duration(name)
+    e = Env(os.environ if env is None else env)
+    kw = _server_env(e)
     for name, attr, *bounds in (
         ("KEYBRAKE_MAX_BODY_BYTES", "max_body_bytes", 1),
         ("KEYBRAKE_MAX_RESPONSE_BYTES", "max_response_bytes", 1),
@@ -269,7 +186,6 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     for name, attr, flow in (
         ("KEYBRAKE_UPSTREAM_TIMEOUT", "upstream_timeout_s", 0.1),
         ("KEYBRAKE_RECONCILE_INTERVAL", "reconcile_interval_s", 0.01),
-        ("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "twilio_reconcile_interval_s", 0.01),
         ("KEYBRAKE_ALERT_INTERVAL", "alert_interval_s", 0.01),
         ("KEYBRAKE_ALERT_RETRY_BASE", "alert_retry_base_s", 0.01),
         ("KEYBRAKE_ALERT_TIMEOUT", "alert_timeout_s", 0.1),
@@ -293,13 +209,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if sync not in ("NORMAL", "FULL"):
             raise SettingsError("KEYBRAKE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
         kw["sqlite_synchronous"] = sync
-    if value := e.text("KEYBRAKE_TWILIO_RATES_FILE"):
-        try:
-            kw["twilio_rates"] = load_twilio_rates(Path(value))
-        except RatesError as exc:
-            raise SettingsError(f"KEYBRAKE_TWILIO_RATES_FILE: {exc}") from exc
-    if e.has("KEYBRAKE_RESEND_RATE_USD"):
-        kw["resend_rate_usd"] = e.decimal("KEYBRAKE_RESEND_RATE_USD")
+    kw["vendor_settings"] = _vendor_env(e)
     if value := e.text("KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"):
         kw["audit_purge_export_dir"] = Path(value)
     if e.has("KEYBRAKE_LOG_LEVEL"):
@@ -311,6 +221,61 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     s = Settings(**kw)
     check(s)
     return s
+
+
+def _vendor_setting(e: Env, setting: VendorSetting) -> tuple[bool, Any]:
+    """(whether set, parsed value) of one vendor setting; refusals name the variable."""
+    if setting.kind == "file":
+        path = e.text(setting.env)
+        if path is None:
+            return False, None
+        assert setting.load is not None
+        try:
+            return True, setting.load(path)
+        except ValueError as exc:
+            raise SettingsError(f"{setting.env}: {exc}") from exc
+    if not e.has(setting.env):
+        return False, None
+    if setting.kind == "number":
+        return True, e.number(setting.env, setting.low)
+    return True, e.decimal(setting.env)
+
+
+def _vendor_env(e: Env) -> dict[str, dict[str, Any]]:
+    """Every registered vendor's settings that are set: vendor name → setting name → value."""
+    out: dict[str, dict[str, Any]] = {}
+    for spec in registry.specs():
+        for setting in spec.settings:
+            given, value = _vendor_setting(e, setting)
+            if given:
+                out.setdefault(spec.name, {})[setting.name] = value
+    return out
+
+
+def _server_env(e: Env) -> dict[str, Any]:
+    """Where Keybrake listens and keeps its data, its secrets, and key lifetimes."""
+    kw: dict[str, Any] = {}
+    if e.has("KEYBRAKE_HOST"):
+        kw["host"] = e.env["KEYBRAKE_HOST"]
+    if e.has("KEYBRAKE_PORT"):
+        kw["port"] = e.integer("KEYBRAKE_PORT", 0)
+    if e.has("KEYBRAKE_DATA_DIR"):
+        kw["data_dir"] = Path(e.env["KEYBRAKE_DATA_DIR"])
+    if url := e.text("KEYBRAKE_DATABASE_URL"):
+        if not url.startswith(DATABASE_SCHEMES):
+            raise SettingsError(
+                "KEYBRAKE_DATABASE_URL must start with postgresql:// (scale-out) or sqlite:/// (embedded)"
+            )
+        kw["database_url"] = url
+    for name, attr in (("KEYBRAKE_ADMIN_TOKEN", "admin_token"), ("KEYBRAKE_MASTER_KEY", "master_key")):
+        if value := e.text(name):
+            kw[attr] = value
+    if value := e.text("KEYBRAKE_MASTER_KEY_FILE"):
+        kw["master_key_file"] = Path(value)
+    for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
+        if e.has(name):
+            kw[attr] = e.duration(name)
+    return kw
 
 
 def check(s: Settings) -> None:
@@ -330,7 +295,7 @@ def check(s: Settings) -> None:
     check_listeners(s)
 
 
-def _listener_env(e: _Env) -> dict[str, Any]:
+def _listener_env(e: Env) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if value := e.text("KEYBRAKE_ADMIN_HOST"):
         kw["admin_host"] = value
@@ -388,7 +353,3 @@ def check_listeners(s: Settings) -> None:
             raise SettingsError("KEYBRAKE_ADMIN_PORT must be a port number")
         if s.admin_port == s.port and s.admin_port != 0 and (s.admin_host or "127.0.0.1") == s.host:
             raise SettingsError("the admin listener must not be the proxy listener (same host and port)")
-
-
-def _num_or_str(v: str) -> int | str:
-    return int(v) if v.isascii() and v.isdigit() else v

@@ -90,7 +90,7 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
         store,
         sealer,
         pepper,
-        builtin_vendors(twilio_rates=settings.twilio_rates, resend_rate_usd=settings.resend_rate_usd),
+        builtin_vendors(settings),
     )
 
 

@@ -15,7 +15,7 @@ class Spec:
     def __init__(self, doc: dict[str, Any]) -> None:
         self.doc = doc
         self.checked: set[tuple[str, str, str]] = set()  # (method, path template, status) seen
-        self._paths = [
+        self._paths: list[tuple[re.Pattern[str], str]] = [
             (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"), template) for template in doc["paths"]
         ]
 

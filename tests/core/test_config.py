@@ -22,9 +22,9 @@ def test_vendor_settings_are_parsed(tmp_path: Path) -> None:
             "KEYBRAKE_MAX_BODY_BYTES": "2048",
         }
     )
-    assert s.twilio_reconcile_interval_s == 15.0
-    assert s.resend_rate_usd == Decimal("0.00035")
-    assert s.twilio_rates.rate("sms", "US") == Decimal("0.0079")
+    assert s.vendor_setting("twilio", "reconcile_interval_s") == 15.0
+    assert s.vendor_setting("resend", "rate_usd") == Decimal("0.00035")
+    assert s.vendor_setting("twilio", "rates").rate("sms", "US") == Decimal("0.0079")
     assert s.max_body_bytes == 2048
     pg = from_env(
         {
@@ -43,7 +43,7 @@ def test_vendor_settings_are_parsed(tmp_path: Path) -> None:
     )
     assert "hunter2" not in repr(pg)  # the password never reaches a log through the settings
     defaults = from_env({})
-    assert defaults.max_body_bytes is None and defaults.resend_rate_usd == Decimal("0.0004")
+    assert defaults.max_body_bytes is None and defaults.vendor_setting("resend", "rate_usd") == Decimal("0.0004")
 
 
 @pytest.mark.parametrize(

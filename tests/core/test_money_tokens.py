@@ -4,9 +4,10 @@ from decimal import Decimal
 
 import pytest
 
-from keybrake.core.errors import CODES, twilio_code
+from keybrake.core.errors import CODES
 from keybrake.core.money import MoneyError, format_usd, minor_to_micro_usd, parse_usd
 from keybrake.tokens import VAULT_PREFIX, is_well_formed, new_token
+from keybrake.vendors.twilio_errors import twilio_code
 
 
 @pytest.mark.parametrize(

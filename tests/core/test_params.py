@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from keybrake.core.errors import Denial
-from keybrake.core.params import check_charset, check_no_body, check_spelling, parse_form, parse_json_body
+from keybrake.core.names import check_spelling
+from keybrake.core.params import check_charset, check_no_body, parse_form, parse_json_body
 
 
 def test_nested_keys_become_dotted_paths() -> None:

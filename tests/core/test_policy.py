@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from keybrake.core.errors import Denial
@@ -7,7 +9,7 @@ from keybrake.core.params import parse_form
 from keybrake.core.policy import ParamRule, Policy, check_param_rules
 
 
-def policy(rules: dict) -> Policy:
+def policy(rules: dict[str, Any]) -> Policy:
     return Policy.from_store({"param_rules": rules})
 
 
@@ -28,7 +30,7 @@ def policy(rules: dict) -> Policy:
         ({"items.price": {"in": ["p1"]}}, b"items[0][price]=p1&items[1][price]=p2", False),
     ],
 )
-def test_param_rules(rules: dict, body: bytes, ok: bool) -> None:
+def test_param_rules(rules: dict[str, Any], body: bytes, ok: bool) -> None:
     params = parse_form(b"", body)
     if ok:
         check_param_rules(policy(rules), params)

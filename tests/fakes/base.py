@@ -8,11 +8,14 @@ import threading
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from aiohttp import web
 
 T = TypeVar("T")
+
+# A forced answer: (status, JSON body), or (status, JSON body, extra response headers).
+ForcedAnswer = tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], dict[str, str]]
 
 
 @dataclass
@@ -37,8 +40,9 @@ class FakeServer:
     - ``delay_seconds``: sleep this long before answering any request.
     - ``hang``: an ``asyncio.Event`` or ``threading.Event``; while set here and not yet set,
       every request waits for it (a call in flight).
-    - ``next_status``: queue of ``(status, json_body)``; each request pops the first one and is
-      answered with it instead (after recording it, before auth). Forced answers create nothing.
+    - ``next_status``: queue of ``(status, json_body)`` (a fake may also honour
+      ``(status, json_body, headers)``); each request pops the first one and is answered with it
+      instead (after recording it, before auth). Forced answers create nothing.
     """
 
     name = "fake"
@@ -47,7 +51,7 @@ class FakeServer:
         self.requests: list[RecordedRequest] = []
         self.delay_seconds: float = 0.0
         self.hang: asyncio.Event | threading.Event | None = None
-        self.next_status: list[tuple[int, dict[str, Any]]] = []
+        self.next_status: list[ForcedAnswer] = []
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -95,7 +99,7 @@ class FakeServer:
             while not hang.is_set():  # polling works for both kinds of event
                 await asyncio.sleep(0.005)
         if self.next_status:
-            status, doc = self.next_status.pop(0)
+            status, doc = self.next_status.pop(0)[:2]
             return self.reply(status, doc)
         return await self.handle(request, recorded)
 
@@ -188,7 +192,7 @@ class FakeThread(Generic[S]):
         elif hang is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(hang.set)
 
-    def __enter__(self) -> FakeThread[S]:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

@@ -29,7 +29,7 @@ TO, FROM = "+14155550100", "+14155550199"
 RFC2822 = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} \+0000")
 
 
-class FakeHttpClient(TwilioHttpClient):
+class FakeHttpClient(TwilioHttpClient):  # type: ignore[misc]  # twilio-python ships no type hints
     """twilio-python has no base-URL option: send what it addresses to api.twilio.com to the fake."""
 
     def __init__(self, base_url: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
+from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.resend import Resend
 
 R = Resend(Decimal("0.0004"))
@@ -18,7 +19,9 @@ JSON = ("content-type", "application/json")
 RATES = {"usd": Decimal(1)}
 
 
-def vreq(method: str, path: str, doc: Any = None, *, raw: bytes | None = None, ctype: str = "application/json"):
+def vreq(
+    method: str, path: str, doc: Any = None, *, raw: bytes | None = None, ctype: str = "application/json"
+) -> VendorRequest:
     body = raw if raw is not None else (json.dumps(doc).encode() if doc is not None else b"")
     segs = tuple(path.strip("/").split("/"))
     return R.parse(ProxyRequest(method, path.encode(), b"", (("content-type", ctype),), body, "127.0.0.1"), segs)
@@ -55,7 +58,7 @@ def test_batch_sums_its_emails() -> None:
 
 
 def test_domain_scope_checks_every_address_of_every_email() -> None:
-    policy = Policy(allowed_to_domains=("example.com",), allowed_from_domains=("*.acme.io",))
+    policy = Policy(vendor_data={"allowed_to_domains": ["example.com"], "allowed_from_domains": ["*.acme.io"]})
     batch = [email(f"u{i}@example.com") for i in range(9)] + [email("u9@example.com", bcc=["spy@evil.io"])]
     R.check_scope(policy, vreq("POST", "/emails/batch", batch[:9]))
     with pytest.raises(Denial) as exc:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
+from keybrake.vendors.base import VendorCost, VendorRequest
 from keybrake.vendors.stripe import Stripe
 from keybrake.vendors.stripe_money import exponent
 
@@ -17,7 +19,9 @@ FORM = ("content-type", "application/x-www-form-urlencoded")
 S = Stripe()
 
 
-def vreq(method: str, path: str, body: bytes = b"", headers: tuple = (FORM,), query: bytes = b""):
+def vreq(
+    method: str, path: str, body: bytes = b"", headers: tuple[tuple[str, str], ...] = (FORM,), query: bytes = b""
+) -> VendorRequest:
     segs = tuple(path.strip("/").split("/"))
     return S.parse(ProxyRequest(method, path.encode(), query, headers, body, "127.0.0.1"), segs)
 
@@ -112,7 +116,9 @@ def test_customer_scope() -> None:
         assert info.value.code == "scope_violation"
 
 
-def _cost(path: str, body: bytes, answer: dict, status: int = 200, headers: dict | None = None):
+def _cost(
+    path: str, body: bytes, answer: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> VendorCost:
     r = vreq("POST", path, body)
     est = S.estimate(r, RATES)
     return S.cost(r, est, status, headers or {}, answer, RATES)
@@ -200,7 +206,7 @@ def test_a_refund_of_a_named_charge_is_priced_in_the_charges_currency() -> None:
 
     r = vreq("POST", "/v1/refunds", b"charge=ch_1&amount=100000&currency=jpy")
     facts = {"ch_1": LedgerEntry("ch_1", "charge", "cus_1", None, "usd", 200000, 200000)}
-    r = type(r)(r.method, r.path, r.params, r.account_context, {"facts": facts})
+    r = type(r)(r.method, r.path, r.params, r.account_context, facts=facts)
     est = S.estimate(r, RATES)
     assert (est.pricing, est.amount, est.currency) == ("priced", 1_000_000_000, "usd")  # $1,000, not ¥100,000
     unknown = S.estimate(vreq("POST", "/v1/refunds", b"charge=ch_2&amount=100&currency=usd"), RATES)

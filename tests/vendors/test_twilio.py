@@ -10,13 +10,15 @@ from urllib.parse import urlencode
 
 import pytest
 
-from keybrake.core.errors import Denial, twilio_code
+from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.rates import RatesError, load_twilio_rates
 from keybrake.vendors.sms import segments
 from keybrake.vendors.twilio import REPEATABLE, Twilio
+from keybrake.vendors.twilio_errors import twilio_code
+from keybrake.vendors.twilio_pricing import TwilioScope
 
 # Extracted from Twilio's OpenAPI spec (provenance inside the file).
 SPEC_ARRAYS = Path(__file__).resolve().parents[1] / "fixtures" / "twilio_form_arrays.json"
@@ -36,9 +38,7 @@ def vreq(method: str, path: str, body: bytes = b"", query: bytes = b"") -> Vendo
 
 
 def scoped(r: VendorRequest, policy: Policy = Policy()) -> VendorRequest:
-    from dataclasses import replace
-
-    return replace(r, extra={**r.extra, **T.check_scope(policy, r).extra})
+    return r.scoped(T.check_scope(policy, r))
 
 
 def test_segments_gsm7_ucs2_and_escapes() -> None:
@@ -74,7 +74,10 @@ def test_message_estimate_by_country_and_segments() -> None:
 
 
 def test_call_time_limit_is_capped_and_set() -> None:
-    r = scoped(vreq("POST", CALLS, b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx"), Policy(max_call_seconds=120))
+    r = scoped(
+        vreq("POST", CALLS, b"To=%2B14155550100&From=%2B1&Url=https%3A%2F%2Fx"),
+        Policy(vendor_data={"max_call_seconds": 120}),
+    )
     unseen = 500_000  # TwiML at a Url may dial anywhere: the dearest per-minute rate of the table
     assert T.estimate(r, RATES).amount == 2 * (14_000 + unseen)
     assert (
@@ -137,8 +140,8 @@ def test_json_bodies_are_refused() -> None:
 
 
 def test_destination_scope() -> None:
-    policy = Policy(allowed_to_prefixes=("+1",), default_calling_code="+1")
-    assert scoped(vreq("POST", MESSAGES, b"To=%28415%29+555-0100&From=x&Body=hi"), policy).extra["to"] == (
+    policy = Policy(vendor_data={"allowed_to_prefixes": ["+1"], "default_calling_code": "+1"})
+    assert scoped(vreq("POST", MESSAGES, b"To=%28415%29+555-0100&From=x&Body=hi"), policy).scope == TwilioScope(
         "+14155550100"
     )
     for to in (b"%2B44+20+7946+0958", b"0044207946095", b"whatsapp%3A%2B442079460958", b"sip%3Aa%40b.c"):
@@ -254,6 +257,7 @@ def test_rates_file(tmp_path: Path) -> None:
     rates = load_twilio_rates(f)
     assert rates.rate("sms", "US") == Decimal("0.0079") and rates.rate("sms", "FR") == Decimal("0.05")
     assert rates.rate("mms", "US") == Decimal("0.0270")  # tables not in the file keep their defaults
+    bad: object
     for bad in ({"sms": {"US": "0.01"}}, {"sms": {"usa": "1", "default": "1"}}, {"fax": {"default": "1"}}, []):
         f.write_text(json.dumps(bad))
         with pytest.raises(RatesError):

@@ -11,7 +11,6 @@ allowlist → scope → estimate) must equal the `.json` spelling's, or the spel
 
 from __future__ import annotations
 
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +23,7 @@ from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors.twilio import Twilio
 from keybrake.vendors.twilio_paths import SECRET_ANSWERS
+from keybrake.vendors.twilio_pricing import TwilioParse
 
 T = Twilio()
 RATES = {"usd": Decimal(1)}
@@ -69,9 +69,9 @@ BODIES = (
 )
 POLICIES = (
     Policy(),
-    Policy(allowed_to_prefixes=("+1",), max_usd_per_call=1_000_000),
+    Policy(max_usd_per_call=1_000_000, vendor_data={"allowed_to_prefixes": ["+1"]}),
     Policy(
-        allowed_to_prefixes=("+1",),
+        vendor_data={"allowed_to_prefixes": ["+1"]},
         allowed_endpoints=tuple(
             parse_pattern(p) for p in ("POST /2010-04-01/Accounts/*/Messages.json", "GET /2010-04-01/**")
         ),
@@ -99,9 +99,10 @@ def classify(method: str, segments: tuple[str, ...], body: bytes, policy: Policy
         if allowed is not None and first_match(allowed, method, canon) is None:
             return ("endpoint_not_allowed",)
         scope = T.check_scope(policy, vreq)
-        vreq = replace(vreq, extra={**vreq.extra, **scope.extra})
+        vreq = vreq.scoped(scope)
         est = T.estimate(vreq, RATES)
-        return ("ok", est.pricing, est.amount, est.cost_kind, est.sends, vreq.extra.get("kind"), scope.extra)
+        assert isinstance(vreq.detail, TwilioParse)
+        return ("ok", est.pricing, est.amount, est.cost_kind, est.sends, vreq.detail.kind, scope.detail)
     except Denial as denial:
         return ("denied", denial.code)
 
@@ -151,7 +152,7 @@ def test_every_spelling_is_classified_like_its_json_form_or_refused(
 
 
 def test_the_issue_examples() -> None:
-    policy = Policy(allowed_to_prefixes=("+1",))
+    policy = Policy(vendor_data={"allowed_to_prefixes": ["+1"]})
     body = b"To=%2B447700900123&From=%2B14155550199&Body=hi"
     base = ("2010-04-01", "Accounts", "vk_x")
     for last in ("Messages.xml", "Messages", "Messages.json"):

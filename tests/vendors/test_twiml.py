@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
 
 import pytest
@@ -24,7 +25,7 @@ from hypothesis import strategies as st
 
 from keybrake.core.errors import Denial
 from keybrake.core.params import Params
-from keybrake.core.policy import Policy
+from keybrake.vendors.twilio_policy import TwilioPolicy
 from keybrake.vendors.twilio_voice import check_call_control, url_named
 
 HOOK = "https://hooks.example.com/twiml/next"
@@ -73,7 +74,7 @@ class Effects:
 def reference(text: str) -> Effects:
     out = Effects()
 
-    def walk(el: object) -> None:
+    def walk(el: Element) -> None:
         tag = getattr(el, "tag", None)
         if not isinstance(tag, str) or tag not in MODELLED:
             out.unmodelled.append(str(tag))
@@ -83,7 +84,7 @@ def reference(text: str) -> Effects:
                 out.fetches.append(value.strip())
         if tag in ("Gather", "Record") and not any(n.lower() == "action" for n in attrs):
             out.fetches.append(None)
-        body = ((getattr(el, "text", None) or "") + "".join(c.tail or "" for c in el)).strip()  # type: ignore[attr-defined]
+        body = ((getattr(el, "text", None) or "") + "".join(c.tail or "" for c in el)).strip()
         if tag == "Redirect":
             out.fetches.append(body or None)
         if tag == "Dial" and body:
@@ -91,16 +92,16 @@ def reference(text: str) -> Effects:
         if tag in ("Number", "Sip") and body:
             out.targets.append(body)
         if tag == "Client":
-            names = [c.text or "" for c in el if c.tag == "Identity"] + ([body] if body else [])  # type: ignore[attr-defined]
+            names = [c.text or "" for c in el if c.tag == "Identity"] + ([body] if body else [])
             out.targets += ["client:" + n.strip() for n in names if n.strip()]
-        for child in el:  # type: ignore[attr-defined]
+        for child in el:
             walk(child)
 
     walk(fromstring(text))
     return out
 
 
-def inside(raw: str, policy: Policy) -> bool:
+def inside(raw: str, policy: TwilioPolicy) -> bool:
     """The reference reading of a destination: channels, punctuation, 00, a +1 default code."""
     prefixes = policy.allowed_to_prefixes or ()
     value = raw.strip()
@@ -148,9 +149,9 @@ DOCS = st.lists(st.one_of(LEAVES, LEVEL1, LEVEL2, LEVEL3), min_size=1, max_size=
 )
 
 
-def policies() -> st.SearchStrategy[Policy]:
+def policies() -> st.SearchStrategy[TwilioPolicy]:
     return st.builds(
-        Policy,
+        TwilioPolicy,
         allowed_to_prefixes=st.lists(
             st.sampled_from(("+1", "+1415", "+44", "sip:", "client:")), min_size=1, max_size=3, unique=True
         ).map(tuple),
@@ -159,7 +160,7 @@ def policies() -> st.SearchStrategy[Policy]:
     )
 
 
-def admitted(policy: Policy, twiml: str, where: tuple[str, tuple[str, ...]] = CALLS) -> bool:
+def admitted(policy: TwilioPolicy, twiml: str, where: tuple[str, tuple[str, ...]] = CALLS) -> bool:
     try:
         check_call_control(policy, where[0], where[1], Params({"Twiml": (twiml,)}, frozenset({"Twiml"})))
     except Denial as denial:
@@ -173,7 +174,9 @@ def admitted(policy: Policy, twiml: str, where: tuple[str, tuple[str, ...]] = CA
 # give documents near the boundary, so that the property is exercised on admitted ones too.
 SAFE_TARGETS = ("+14155550100", "+1 212 555 0100", "(415) 555-0100", "sip:desk@pbx.example", "client:alice")
 SAFE_URLS = (HOOK, "https://cdn.example.com/exact.xml")
-SAFE_POLICY = Policy(allowed_to_prefixes=("+1", "sip:", "client:"), default_calling_code="+1", allowed_twiml_urls=NAMED)
+SAFE_POLICY = TwilioPolicy(
+    allowed_to_prefixes=("+1", "sip:", "client:"), default_calling_code="+1", allowed_twiml_urls=NAMED
+)
 KINDS = ("say", "play", "pause", "gather", "dial", "nouns", "redirect", "record", "enqueue", "conference")
 FOREIGN = ("Connect", "Refer", "Start", "Pay", "Sms", "Application", "Sim", "dial", "Gather", "Queue", "Say")
 
@@ -250,7 +253,9 @@ def shaped_doc(draw: st.DrawFn, targets: tuple[str, ...], urls: tuple[str, ...],
     policies(),
     st.sampled_from((CALLS, UPDATE)),
 )
-def test_admitted_twiml_dials_and_fetches_only_what_the_key_allows(twiml: str, policy: Policy, where: object) -> None:
+def test_admitted_twiml_dials_and_fetches_only_what_the_key_allows(
+    twiml: str, policy: TwilioPolicy, where: object
+) -> None:
     if not admitted(policy, twiml, where):  # type: ignore[arg-type]
         return
     effects = reference(twiml)
@@ -295,7 +300,7 @@ def test_known_safe_twiml_is_admitted(twiml: str) -> None:
     ],
 )
 def test_what_cannot_be_read_with_certainty_is_refused(twiml: str, code: str) -> None:
-    policy = Policy(allowed_to_prefixes=("+1", "client:"), allowed_twiml_urls=NAMED)
+    policy = TwilioPolicy(allowed_to_prefixes=("+1", "client:"), allowed_twiml_urls=NAMED)
     with pytest.raises(Denial) as exc:
         check_call_control(policy, *CALLS, Params({"Twiml": (twiml,)}, frozenset({"Twiml"})))
     assert exc.value.code == code
@@ -324,12 +329,12 @@ def test_what_cannot_be_read_with_certainty_is_refused(twiml: str, code: str) ->
 )
 def test_verbs_nouns_and_attributes_off_the_known_safe_list_are_refused(element: str) -> None:
     """Each is an otherwise admissible document: only the element named makes it refused."""
-    policy = Policy(allowed_to_prefixes=("+1", "sip:"), allowed_twiml_urls=NAMED)
+    policy = TwilioPolicy(allowed_to_prefixes=("+1", "sip:"), allowed_twiml_urls=NAMED)
     assert admitted(policy, "<Response><Say>ok</Say><Dial>+14155550100</Dial></Response>")
     assert not admitted(policy, f"<Response><Say>ok</Say>{element}</Response>")
 
 
 def test_without_destination_scope_nothing_is_read() -> None:
     params = Params({"Twiml": ("<Response><Dial>+882345678901</Dial></Response>",)}, frozenset({"Twiml"}))
-    assert check_call_control(Policy(), *CALLS, params) == 0
-    assert check_call_control(Policy(allowed_to_prefixes=("+1",)), *CALLS, Params({}, frozenset())) == 0
+    assert check_call_control(TwilioPolicy(), *CALLS, params) == 0
+    assert check_call_control(TwilioPolicy(allowed_to_prefixes=("+1",)), *CALLS, Params({}, frozenset())) == 0

@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError, conflict, field_path, not_found, pydantic_message, validation
 from keybrake.admin.models import BulkRevokeIn, KeyIn, KeyPatchIn
+from keybrake.admin.policy import ALL_FIELDS
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.money import to_json_number
 from keybrake.core.patterns import parse_pattern
-from keybrake.core.policy import ALL_FIELDS, USD_FIELDS
+from keybrake.core.policy import USD_FIELDS
 from keybrake.core.timefmt import parse_duration_s, parse_rfc3339, rfc3339
 from keybrake.core.windows import resets_at, window_start
 from keybrake.runtime import Runtime
@@ -69,14 +70,8 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
             raise validation(
                 f"policy.{name} is not supported for {vendor} keys by this version of Keybrake", f"policy.{name}"
             )
-    for name in ("allowed_twiml_urls", "allowed_application_sids"):
-        if name in policy and "allowed_to_prefixes" not in policy:
-            # They only widen a destination scope: without one, calls are not destination-scoped.
-            raise validation(
-                f"policy.{name} takes effect only on a key with allowed_to_prefixes; set allowed_to_prefixes "
-                "too, or leave it out",
-                f"policy.{name}",
-            )
+    if unusable := rt.vendors[vendor].policy_problem(policy):  # a vendor field that cannot take effect
+        raise validation(unusable[1], unusable[0])
     for i, text in enumerate(policy.get("allowed_endpoints") or ()):
         problem = rt.vendors[vendor].pattern_problem(parse_pattern(text))  # a pattern that could never match
         if problem:

@@ -26,7 +26,8 @@ _PUNCTUATION = str.maketrans("", "", " -.()\t")
 
 
 def normalise_phone(raw: str, *, default_calling_code: str | None, channels: Iterable[str] = ()) -> str:
-    """The E.164 number (or `channel:` address) a Twilio `To` names; raises scope_violation.
+    """The E.164 number (or `channel:` address) a destination parameter names (e.g. Twilio's `To`);
+    raises scope_violation.
 
     `whatsapp:` is removed; any other channel prefix (`sip:`, `client:` …) is kept as-is and
     accepted only when `channels` lists it exactly.

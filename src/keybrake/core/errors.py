@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# Order matters: Twilio-shaped error codes are HTTP status × 1000 + 1-based position among the
-# codes sharing that status, in this order (docs/errors.md).
+# Order matters: vendors whose errors carry an integer code (Twilio, vendors/twilio_errors.py)
+# number them by HTTP status × 1000 + 1-based position among the codes sharing that status, in
+# this order (docs/errors.md).
 CODES: tuple[tuple[str, int], ...] = (
     ("key_missing", 401),
     ("key_invalid", 401),
@@ -73,13 +74,6 @@ def verdict_for(code: str) -> str:
     if code == "upstream_timeout":
         return "outcome_unknown"
     return f"denied_{code}"
-
-
-def twilio_code(code: str) -> int:
-    """Twilio-shaped integer code: status × 1000 + position among codes with that status."""
-    status = STATUS[code]
-    same = [c for c, s in CODES if s == status]
-    return status * 1000 + same.index(code) + 1
 
 
 @dataclass(frozen=True)

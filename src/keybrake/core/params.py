@@ -19,16 +19,15 @@ no two keys of one object that differ only in case.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
 from keybrake.core.errors import Denial
+from keybrake.core.names import fold, padded, show
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
@@ -80,16 +79,10 @@ class Params:
 EMPTY = Params({}, frozenset())
 
 
-def _show(name: str) -> str:
-    return repr(name[:60])
-
-
 def _split_key(raw_key: str) -> tuple[str, list[str]]:
     m = _KEY.match(raw_key)
     if not m:
-        raise Denial(
-            "body_invalid", f"Parameter name {_show(raw_key)} is malformed (unbalanced or misplaced brackets)."
-        )
+        raise Denial("body_invalid", f"Parameter name {show(raw_key)} is malformed (unbalanced or misplaced brackets).")
     return m.group(1), _BRACKET.findall(m.group(2))
 
 
@@ -119,7 +112,7 @@ def _pairs(text: str, where: str) -> list[tuple[str, str]]:
         if not sep:
             raise Denial(
                 "body_invalid",
-                f"The {where} has a parameter without '=' ({_show(unquote_plus(key, errors='replace'))}); send "
+                f"The {where} has a parameter without '=' ({show(unquote_plus(key, errors='replace'))}); send "
                 "name=value (name= for an empty value).",
             )
         if "%" in piece and _BAD_ESCAPE.search(piece):
@@ -137,33 +130,6 @@ def _unquote(text: str) -> str:
     return unquote_plus(text, errors="strict") if "%" in text or "+" in text else text
 
 
-_ASCII_BLANKS = "".join(chr(c) for c in (*range(0x21), 0x7F))  # controls, space
-
-
-def _padded(name: str) -> bool:
-    """Whether a name starts or ends with whitespace or an invisible character."""
-    return bool(name) and (_invisible(name[0]) or _invisible(name[-1]))
-
-
-def _invisible(ch: str) -> bool:
-    if ch.isascii():
-        return ch <= " " or ch == "\x7f"
-    return ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf", "Zs", "Zl", "Zp")
-
-
-def fold(name: str) -> str:
-    """A name as a reader that ignores case, width and surrounding blanks would see it."""
-    if name.isascii():
-        return name.strip(_ASCII_BLANKS).lower()
-    text = unicodedata.normalize("NFKC", name)
-    start, end = 0, len(text)
-    while start < end and _invisible(text[start]):
-        start += 1
-    while end > start and _invisible(text[end - 1]):
-        end -= 1
-    return text[start:end].casefold()
-
-
 def _collect(
     pairs: Iterable[tuple[str, str]], repeatable: frozenset[str] = frozenset(), *, brackets: bool = True
 ) -> Params:
@@ -177,16 +143,16 @@ def _collect(
         if not raw_key:
             raise Denial("body_invalid", "A parameter has an empty name.")
         _check_name_size(raw_key, raw_key.count("[") + 1)
-        if _padded(raw_key):
+        if padded(raw_key):
             raise Denial(
                 "param_ambiguous",
-                f"Parameter name {_show(raw_key)} starts or ends with whitespace; send the name without it.",
+                f"Parameter name {show(raw_key)} starts or ends with whitespace; send the name without it.",
             )
         repeats = raw_key in repeatable or (brackets and raw_key.endswith("[]"))
         if raw_key in seen and not repeats:
             raise Denial(
                 "param_ambiguous",
-                f"Parameter {_show(raw_key)} appears more than once; send each parameter once.",
+                f"Parameter {show(raw_key)} appears more than once; send each parameter once.",
             )
         seen.add(raw_key)
         shape: Shape
@@ -199,14 +165,14 @@ def _collect(
             head, _, rest = base.partition(".")
             raise Denial(
                 "param_ambiguous",
-                f"Parameter name {_show(raw_key)} contains '.'; nested parameters use brackets (e.g. {head}[{rest}]).",
+                f"Parameter name {show(raw_key)} contains '.'; nested parameters use brackets (e.g. {head}[{rest}]).",
             )
         name = ".".join(p for p in shape if isinstance(p, str)) if len(shape) > 1 else base
         first_shape, first_key = shapes.setdefault(name, (shape, raw_key))
         if first_shape != shape:
             raise Denial(
                 "param_ambiguous",
-                f"Parameter {name!r} is sent in two shapes ({_show(first_key)} and {_show(raw_key)}); send "
+                f"Parameter {name!r} is sent in two shapes ({show(first_key)} and {show(raw_key)}); send "
                 f"`{name}` once, in one shape.",
             )
         if len(shape) != sum(isinstance(p, str) for p in shape) or raw_key in repeatable:
@@ -229,7 +195,7 @@ def _check_name_size(name: str, depth: int) -> None:
     if len(name) > MAX_NAME_CHARS or depth > MAX_DEPTH:
         raise Denial(
             "body_invalid",
-            f"Parameter name {_show(name[:60])}… is longer than {MAX_NAME_CHARS} characters or nested deeper than "
+            f"Parameter name {show(name[:60])}… is longer than {MAX_NAME_CHARS} characters or nested deeper than "
             f"{MAX_DEPTH} levels.",
         )
 
@@ -301,31 +267,6 @@ def parse_form(
     return merge(q, b, nested=brackets)
 
 
-def check_spelling(names: Iterable[str], canonical: Iterable[str], *, vendor: str, literal: bool) -> None:
-    """Refuse a name that reads like a parameter enforcement uses but is not spelled exactly.
-
-    `to`, `TO`, ` To` and `Ｔｏ` all fold to `To`: a vendor that ignores case, width or blanks
-    could act on them while Keybrake reads `To`. With `literal` (vendors without bracket syntax,
-    JSON keys) the part before a bracket is compared too, and `To[]` or `To[0]` is refused: it
-    is not `To` to Keybrake, and a lenient reader could take it for `To`.
-    Raises Denial `body_invalid` (400).
-    """
-    by_fold = _folded(frozenset(canonical))
-    for raw in names:
-        base = re.split(r"[\[\]]", raw, maxsplit=1)[0] if literal else raw
-        wanted = by_fold.get(fold(base))
-        if wanted is not None and raw != wanted:
-            raise Denial(
-                "body_invalid",
-                f"{vendor} parameter names are exact: send {wanted!r}, not {_show(raw)}. Nothing was sent.",
-            )
-
-
-@functools.lru_cache(maxsize=256)
-def _folded(canonical: frozenset[str]) -> dict[str, str]:
-    return {fold(c): c for c in canonical}
-
-
 def check_no_body(method: str, media_type: str, body: bytes) -> None:
     """GET and DELETE carry no body: parameters of a read or a delete go in the query string.
 
@@ -367,18 +308,18 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     folded: dict[str, str] = {}
     for k, v in pairs:
         if k in out:
-            raise Denial("body_invalid", f"JSON object has the key {_show(k)} more than once.")
+            raise Denial("body_invalid", f"JSON object has the key {show(k)} more than once.")
         if not k:
             raise Denial("body_invalid", "JSON object has an empty key.")
-        if _padded(k):
-            raise Denial("body_invalid", f"JSON key {_show(k)} starts or ends with whitespace; send it without.")
+        if padded(k):
+            raise Denial("body_invalid", f"JSON key {show(k)} starts or ends with whitespace; send it without.")
         if k == "__proto__" or (k == "constructor" and isinstance(v, dict)):
             # JavaScript servers can read these as an object's prototype: other names' values.
             raise Denial("body_invalid", f"JSON key {k!r} is refused (a JavaScript prototype name).")
         twin = folded.setdefault(fold(k), k)
         if twin != k:
             raise Denial(
-                "body_invalid", f"JSON object has the keys {_show(twin)} and {_show(k)}, which differ only in case."
+                "body_invalid", f"JSON object has the keys {show(twin)} and {show(k)}, which differ only in case."
             )
         out[k] = v
     return out

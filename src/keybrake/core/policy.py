@@ -2,14 +2,17 @@
 
 Stored as JSON with money in integer micro-USD; built once per (key, policy version) and then
 shared read-only. Vendor-specific meaning (what the customer of a request is, what it costs)
-comes from the vendor module; this module only compares it with the policy.
+comes from the vendor module; this module only compares it with the policy. Fields only one
+vendor understands are that vendor's (`Policy.vendor_data`, read with `vendor_fields`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
 
 import re2
 
@@ -18,30 +21,29 @@ from keybrake.core.money import human_usd
 from keybrake.core.params import Params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 
-# Every §3 policy field, in the order the API renders them. Money fields hold micro-USD.
+# The core policy fields (every vendor's keys can take them), each with its rank: the API
+# renders every field, core and vendor ones (`VendorSpec.policy_input` RANKS), in rank order.
+# Money fields hold micro-USD.
 USD_FIELDS = ("daily_usd_cap", "total_usd_cap", "max_usd_per_call")
-ALL_FIELDS = (
-    "daily_usd_cap",
-    "total_usd_cap",
-    "max_usd_per_call",
-    "max_requests_per_hour",
-    "max_requests_total",
-    "max_write_requests_total",
-    "allowed_endpoints",
-    "customer_allowlist",
-    "account_allowlist",
-    "param_rules",
-    "allowed_to_prefixes",
-    "allowed_to_domains",
-    "allowed_from_domains",
-    "default_calling_code",
-    "max_call_seconds",
-    "allowed_twiml_urls",
-    "allowed_application_sids",
-    "daily_send_cap",
-    "dedup_window_seconds",
-    "allow_self_revoke",
+CORE_RANKS: Mapping[str, int] = MappingProxyType(
+    {
+        "daily_usd_cap": 10,
+        "total_usd_cap": 20,
+        "max_usd_per_call": 30,
+        "max_requests_per_hour": 40,
+        "max_requests_total": 50,
+        "max_write_requests_total": 60,
+        "allowed_endpoints": 70,
+        "customer_allowlist": 80,  # the customer a request acts for (`ScopeResult.customer_scope_id`)
+        "param_rules": 100,
+        "daily_send_cap": 180,
+        "dedup_window_seconds": 190,
+        "allow_self_revoke": 200,
+    }
 )
+CORE_FIELDS = tuple(CORE_RANKS)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -95,58 +97,48 @@ def _param_denial(name: str, why: str) -> Denial:
 
 @dataclass(frozen=True)
 class Policy:
+    """A key's policy: the core fields, and the vendor's own fields as stored (`vendor_data`),
+    which the vendor reads typed through `vendor_fields`."""
+
     daily_usd_cap: int | None = None
     total_usd_cap: int | None = None
     max_usd_per_call: int | None = None
     max_requests_per_hour: int | None = None
     allowed_endpoints: tuple[EndpointPattern, ...] | None = None
     customer_allowlist: frozenset[str] | None = None
-    account_allowlist: frozenset[str] | None = None
     param_rules: tuple[ParamRule, ...] | None = None
-    allowed_to_prefixes: tuple[str, ...] | None = None  # E.164 prefixes ("+1") or channels ("sip:")
-    default_calling_code: str | None = None
-    max_call_seconds: int | None = None
-    # Twilio TwiML a call may fetch on a key with allowed_to_prefixes: https URLs, or prefixes ending in "*"
-    allowed_twiml_urls: tuple[str, ...] | None = None
-    allowed_application_sids: frozenset[str] | None = None  # AP… SIDs whose TwiML may run a call
-    allowed_to_domains: tuple[str, ...] | None = None  # "example.com" or "*.example.com", IDNA
-    allowed_from_domains: tuple[str, ...] | None = None
     daily_send_cap: int | None = None
     dedup_window_seconds: int | None = None
+    # Not hashed (a mapping): equal policies still hash alike, by their other fields.
+    vendor_data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    _parsed: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
-    def from_store(cls, data: dict[str, Any]) -> Policy:
+    def from_store(cls, data: Mapping[str, Any]) -> Policy:
         """Build from the stored JSON (already validated at the API edge)."""
-
-        def opt_set(name: str) -> frozenset[str] | None:
-            v = data.get(name)
-            return frozenset(v) if v is not None else None
-
-        def opt_tuple(name: str) -> tuple[str, ...] | None:
-            v = data.get(name)
-            return tuple(v) if v is not None else None
-
         endpoints = data.get("allowed_endpoints")
         rules = data.get("param_rules")
+        customers = data.get("customer_allowlist")
         return cls(
             daily_usd_cap=data.get("daily_usd_cap"),
             total_usd_cap=data.get("total_usd_cap"),
             max_usd_per_call=data.get("max_usd_per_call"),
             max_requests_per_hour=data.get("max_requests_per_hour"),
             allowed_endpoints=tuple(parse_pattern(p) for p in endpoints) if endpoints is not None else None,
-            customer_allowlist=opt_set("customer_allowlist"),
-            account_allowlist=opt_set("account_allowlist"),
+            customer_allowlist=frozenset(customers) if customers is not None else None,
             param_rules=tuple(rule_from_store(k, v) for k, v in rules.items()) if rules is not None else None,
-            allowed_to_prefixes=opt_tuple("allowed_to_prefixes"),
-            default_calling_code=data.get("default_calling_code"),
-            max_call_seconds=data.get("max_call_seconds"),
-            allowed_twiml_urls=opt_tuple("allowed_twiml_urls"),
-            allowed_application_sids=opt_set("allowed_application_sids"),
-            allowed_to_domains=opt_tuple("allowed_to_domains"),
-            allowed_from_domains=opt_tuple("allowed_from_domains"),
             daily_send_cap=data.get("daily_send_cap"),
             dedup_window_seconds=data.get("dedup_window_seconds"),
+            vendor_data=MappingProxyType({k: v for k, v in data.items() if k not in CORE_RANKS}),
         )
+
+    def vendor_fields(self, parse: Callable[[Mapping[str, Any]], T]) -> T:
+        """The vendor's own fields, parsed from `vendor_data` by `parse` (e.g. `TwilioPolicy.from_store`)
+        once per policy: policies are built once per (key, policy version) and then shared."""
+        parsed = self._parsed.get(parse)
+        if parsed is None:
+            parsed = self._parsed[parse] = parse(self.vendor_data)
+        return cast(T, parsed)
 
     def has_usd_cap(self) -> bool:
         return self.daily_usd_cap is not None or self.total_usd_cap is not None

@@ -37,11 +37,10 @@ class Reconciler:
         self.egress = EgressRules(settings)
 
     def interval_s(self, vendor: str) -> float:
-        """Seconds between one vendor's passes: KEYBRAKE_TWILIO_RECONCILE_INTERVAL for Twilio, else
+        """Seconds between one vendor's passes: the vendor's own interval (a vendor setting), else
         KEYBRAKE_RECONCILE_INTERVAL. The one place a vendor's reconcile interval is chosen."""
-        if vendor == "twilio":
-            return self.settings.twilio_reconcile_interval_s
-        return self.settings.reconcile_interval_s
+        own = self.vendors[vendor].reconcile_interval_s if vendor in self.vendors else None
+        return own if own is not None else self.settings.reconcile_interval_s
 
     async def run_once(self, vendor: str | None = None) -> int:
         """One pass over every pending row (of one vendor, or all); returns how many it settled."""

@@ -193,13 +193,14 @@ def admit(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> Admitted | Ref
 
 
 def with_facts(vreq: VendorRequest, facts: dict[str, LedgerEntry]) -> VendorRequest:
-    """The request with what the ledger or a lookup said about the objects it names."""
-    return replace(vreq, extra={**vreq.extra, "facts": facts})
+    """The request with what the ledger or a lookup said about the objects it names (a copy:
+    the shell keeps adding to its own dict)."""
+    return replace(vreq, facts=dict(facts))
 
 
 def with_scope(vreq: VendorRequest, scope: ScopeResult) -> VendorRequest:
     """The request with what the policy's scope check decided for it (e.g. a call's time limit)."""
-    return replace(vreq, extra={**vreq.extra, **scope.extra})
+    return replace(vreq, scope=scope.detail)
 
 
 def request_cap_hit(policy: Policy, key_id: str, used: int, reserved: int, window_start_ms: int) -> CapHit | None:
@@ -238,7 +239,7 @@ def plan(
     try:
         scope = vendor.check_scope(policy, vreq)
         notes["customer_scope_id"] = scope.customer_scope_id
-        if scope.extra:
+        if scope.detail is not None:
             vreq = with_scope(vreq, scope)
             notes["request_summary"] = vendor.summary(vreq) or None
         estimate = _estimate(policy, vendor, vreq, key, rates)

@@ -1,23 +1,18 @@
-"""Built-in vendors. Adding one is a module implementing `Vendor` and a line here."""
+"""Vendors Keybrake proxies. Each is one module implementing `Vendor` (vendors/base.py) and
+declaring a `VendorSpec` (vendors/registry.py); the built-in ones are registered here."""
 
 from __future__ import annotations
 
-from decimal import Decimal
+from keybrake.vendors import registry
+from keybrake.vendors.registry import RESERVED_NAMES, build_vendors
+from keybrake.vendors.resend import SPEC as RESEND
+from keybrake.vendors.stripe import SPEC as STRIPE
+from keybrake.vendors.twilio import SPEC as TWILIO
 
-from keybrake.vendors.base import Vendor
-from keybrake.vendors.rates import DEFAULT_TWILIO_RATES, TwilioRates
-from keybrake.vendors.resend import DEFAULT_RATE_USD, Resend
-from keybrake.vendors.stripe import Stripe
-from keybrake.vendors.twilio import Twilio
+for _spec in (STRIPE, TWILIO, RESEND):
+    registry.register(_spec)
 
-# Names that can never be vendors: they are Keybrake's own surface (docs/api.md).
-RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json"})
+# Every registered vendor built from its settings (`keybrake.config.Settings`; None: defaults).
+builtin_vendors = build_vendors
 
-
-def builtin_vendors(
-    *, twilio_rates: TwilioRates = DEFAULT_TWILIO_RATES, resend_rate_usd: Decimal = DEFAULT_RATE_USD
-) -> dict[str, Vendor]:
-    vendors: list[Vendor] = [Stripe(), Twilio(twilio_rates), Resend(resend_rate_usd)]
-    out = {v.name: v for v in vendors}
-    assert not RESERVED_NAMES & out.keys()
-    return out
+__all__ = ["RESERVED_NAMES", "builtin_vendors", "registry"]

@@ -1,6 +1,7 @@
 """The small protocol a vendor module implements; the proxy core knows vendors only by it.
 
-Adding a vendor is one module implementing `Vendor` plus a line in `vendors/__init__.py`.
+Adding a vendor is one module implementing `Vendor` and declaring a `VendorSpec`
+(vendors/registry.py), registered in `vendors/__init__.py` (docs/vendors.md).
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from keybrake.core.errors import Denial
@@ -25,13 +27,26 @@ Rates = Mapping[str, Decimal]  # lower-case currency → USD per major unit
 
 @dataclass(frozen=True)
 class VendorRequest:
-    """A request after the vendor's one parse (docs/policy.md, one parse)."""
+    """A request after the vendor's one parse (docs/policy.md, one parse). Immutable: the
+    pipeline adds what it learns with `dataclasses.replace`.
+
+    `detail`: what the vendor's parse learnt beyond the parameters, a frozen dataclass of the
+    vendor's own (e.g. `TwilioParse`), read only by that vendor. `facts`: what the pre-flight
+    lookups taught about the objects the request names (`objects_needed`), by object id.
+    `scope`: what the vendor's `check_scope` decided (`ScopeResult.detail`), None before it.
+    """
 
     method: str
     path: tuple[str, ...]  # normalised segments, without the /{vendor} prefix
     params: Params
     account_context: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    detail: object = None
+    facts: Mapping[str, LedgerEntry] = field(default_factory=lambda: MappingProxyType({}))
+    scope: object = None
+
+    def scoped(self, result: ScopeResult) -> VendorRequest:
+        """This request with the scope decisions of `result` (unchanged when it has none)."""
+        return replace(self, scope=result.detail) if result.detail is not None else self
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,12 @@ class VendorCost:
 
 @dataclass(frozen=True)
 class ScopeResult:
+    """What `check_scope` decided: the customer the request acts for (audited), and `detail`,
+    the vendor's own typed decisions (e.g. a Twilio call's time limit), which the pipeline sets
+    as `VendorRequest.scope` before the estimate (None: nothing to add)."""
+
     customer_scope_id: str | None = None
-    # Facts the policy decided for this request (e.g. a Twilio call's time limit), merged into
-    # `VendorRequest.extra` before the estimate.
-    extra: dict[str, Any] = field(default_factory=dict)
+    detail: object = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +111,9 @@ class Vendor(Protocol):
     # under the key and replays to a retry (a retry after any other answer runs for real).
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
+    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
+    # None: KEYBRAKE_RECONCILE_INTERVAL.
+    reconcile_interval_s: float | None
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """The one spelling of the operation `path` names, used by every check and the audit row.
@@ -107,6 +127,10 @@ class Vendor(Protocol):
         """Why an `allowed_endpoints` pattern can never match a canonical path (None: it can)."""
 
     def validate_secret(self, secret: Any) -> ValidatedSecret: ...
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
+        """(field, message) when a stored policy sets one of the vendor's fields that cannot take
+        effect as given (the admin API refuses it, 422), else None."""
+
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest: ...
     def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
         """Scope checks that need no vendor data (account context, a customer the request names):
@@ -235,6 +259,7 @@ class VendorDefaults:
 
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
+    reconcile_interval_s: float | None = None
 
     guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()
@@ -246,6 +271,9 @@ class VendorDefaults:
         return path
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
+        return None
+
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
         return None
 
     def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:

@@ -11,14 +11,14 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from keybrake.core.destinations import domain_allowed, email_address
+from keybrake.core.destinations import domain_allowed
 from keybrake.core.errors import Denial
 from keybrake.core.money import MICRO
-from keybrake.core.params import check_spelling, fold, merge, parse_json_body, query_params
+from keybrake.core.names import check_spelling, fold
+from keybrake.core.params import merge, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
@@ -35,10 +35,14 @@ from keybrake.vendors.base import (
     redact_fields,
     retry_after,
 )
+from keybrake.vendors.registry import VendorSetting, VendorSpec
+from keybrake.vendors.resend_emails import Email, ResendParse, read_email
+from keybrake.vendors.resend_policy import ResendPolicy, ResendPolicyIn
+
+__all__ = ["ENFORCED", "SPEC", "Resend", "ResendParse"]
 
 DEFAULT_RATE_USD = Decimal("0.0004")
 MAX_BATCH = 100
-MAX_RECIPIENTS_PER_FIELD = 50
 
 EMAILS_SEND = parse_pattern("POST /emails")
 BATCH_SEND = parse_pattern("POST /emails/batch")
@@ -118,17 +122,6 @@ ENFORCED = frozenset(
 _FOLDED = frozenset(fold(n) for n in ENFORCED)
 
 
-@dataclass(frozen=True)
-class Email:
-    """What one email of a request sends, read once."""
-
-    recipients: frozenset[str]  # distinct `local@domain` over to, cc and bcc
-    to_domains: frozenset[str]
-    from_domain: str
-    subject: str
-    content_hash: str  # of html, text and template: bodies are never kept
-
-
 class Resend(VendorDefaults):
     name = "resend"
     default_base_url = "https://api.resend.com"
@@ -201,41 +194,37 @@ class Resend(VendorDefaults):
                 if isinstance(item, dict):
                     where = f"Batch item {i}: " if isinstance(doc, list) else ""
                     check_spelling(item, ENFORCED, vendor=f"{where}Resend", literal=True)
-        vreq = VendorRequest(req.method, path, params)
+        emails: list[Email] = []
         if EMAILS_SEND.matches(req.method, path):
             if not isinstance(doc, dict):
                 raise Denial("body_invalid", "POST /emails takes one JSON object (from, to, subject, html or text).")
-            vreq.extra["emails"] = [_email(doc, "")]
+            emails.append(read_email(doc, ""))
         elif BATCH_SEND.matches(req.method, path):
             if not isinstance(doc, list) or not doc:
                 raise Denial("body_invalid", "POST /emails/batch takes a JSON array of 1 to 100 email objects.")
             if len(doc) > MAX_BATCH:
                 raise Denial("body_invalid", f"A batch holds at most {MAX_BATCH} emails (got {len(doc)}).")
-            emails = []
             for i, item in enumerate(doc):
                 if not isinstance(item, dict):
                     raise Denial("body_invalid", f"Batch item {i} is not a JSON object.")
-                emails.append(_email(item, f"[{i}]."))
-            vreq.extra["emails"] = emails
-        vreq.extra["doc"] = doc
-        return vreq
+                emails.append(read_email(item, f"[{i}]."))
+        return VendorRequest(req.method, path, params, detail=ResendParse(doc, tuple(emails)))
 
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        own = policy.vendor_fields(ResendPolicy.from_store)
         for i, email in enumerate(_emails(vreq)):
             where = f" (batch item {i})" if BATCH_SEND.matches(vreq.method, vreq.path) else ""
-            if policy.allowed_to_domains is not None:
-                outside = sorted(d for d in email.to_domains if not domain_allowed(d, policy.allowed_to_domains))
+            if own.allowed_to_domains is not None:
+                outside = sorted(d for d in email.to_domains if not domain_allowed(d, own.allowed_to_domains))
                 if outside:
                     raise Denial(
                         "scope_violation",
                         f"Recipient domain {outside[0]!r}{where} is outside this key's allowed_to_domains; nothing "
                         "was sent. Do not retry.",
                     )
-            if policy.allowed_from_domains is not None and not domain_allowed(
-                email.from_domain, policy.allowed_from_domains
-            ):
+            if own.allowed_from_domains is not None and not domain_allowed(email.from_domain, own.allowed_from_domains):
                 raise Denial(
                     "scope_violation",
                     f"Sender domain {email.from_domain!r}{where} is outside this key's allowed_from_domains. "
@@ -273,7 +262,7 @@ class Resend(VendorDefaults):
         """Resend honours Idempotency-Key on sends: method, path and the canonical JSON body."""
         if vreq.method != "POST":
             return None
-        canonical = json.dumps(vreq.extra.get("doc"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(_detail(vreq).doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
@@ -316,87 +305,18 @@ class Resend(VendorDefaults):
         )
 
 
-def _emails(vreq: VendorRequest) -> list[Email]:
-    emails = vreq.extra.get("emails")
-    return emails if isinstance(emails, list) else []
+_NO_PARSE = ResendParse(None)
 
 
-def _email(doc: dict[str, Any], where: str) -> Email:
-    recipients: set[str] = set()
-    domains: set[str] = set()
-    for field in ("to", "cc", "bcc"):
-        value = doc.get(field)
-        if value is None:
-            if field == "to":
-                raise Denial("body_invalid", f"Field '{where}to' is required (one address or a list).")
-            continue
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or len(values) > MAX_RECIPIENTS_PER_FIELD:
-            raise Denial(
-                "body_invalid",
-                f"Field '{where}{field}' must be an address or a list of 1 to {MAX_RECIPIENTS_PER_FIELD} addresses.",
-            )
-        for v in values:
-            address, domain = email_address(v, field=f"{where}{field}")
-            recipients.add(address)
-            domains.add(domain)
-    _check_custom_headers(doc.get("headers"), where)
-    sender = doc.get("from")
-    if not isinstance(sender, str) or not sender:
-        raise Denial("body_invalid", f"Field '{where}from' is required (one address).")
-    _, from_domain = email_address(sender, field=f"{where}from")
-    subject = doc.get("subject")
-    h = hashlib.sha256()
-    for field in ("html", "text", "template", "react"):
-        h.update(b"\0" + json.dumps(doc.get(field), sort_keys=True).encode())
-    return Email(frozenset(recipients), frozenset(domains), from_domain, str(subject or ""), h.hexdigest())
+def _detail(vreq: VendorRequest) -> ResendParse:
+    """What the one parse learnt (`Resend.parse` sets it on every request it returns; a request
+    built otherwise reads as one without a body)."""
+    return vreq.detail if isinstance(vreq.detail, ResendParse) else _NO_PARSE
 
 
-# Headers that name who receives or sends a message. In `headers` they would add recipients (or a
-# sender) that `to`/`cc`/`bcc`/`from` scope and pricing never see.
-ADDRESS_HEADERS = frozenset(
-    {
-        "to",
-        "cc",
-        "bcc",
-        "from",
-        "sender",
-        "return-path",
-        "resent-to",
-        "resent-cc",
-        "resent-bcc",
-        "resent-from",
-        "resent-sender",
-        "delivered-to",
-        "envelope-to",
-        "apparently-to",
-        "x-original-to",
-    }
-)
-
-
-def _check_custom_headers(headers: Any, where: str) -> None:
-    """`headers` (Resend: "custom headers to add to the email") may not name recipients or senders.
-
-    Raises 400 body_invalid when it is not an object of strings or a name or value holds a line
-    break (which would add headers of its own); 403 scope_violation for an address header.
-    """
-    if headers is None:
-        return
-    if not isinstance(headers, dict):
-        raise Denial("body_invalid", f"Field '{where}headers' must be an object of header names to values.")
-    for name, value in headers.items():
-        if not isinstance(value, str) or any(ch in name + value for ch in "\r\n\x00"):
-            raise Denial(
-                "body_invalid",
-                f"Header {name[:40]!r} in '{where}headers' must be a one-line string (no line breaks).",
-            )
-        if name.strip().lower() in ADDRESS_HEADERS:
-            raise Denial(
-                "scope_violation",
-                f"Header {name.strip()[:40]!r} in '{where}headers' would name recipients or senders that Keybrake "
-                "does not check or count; use to, cc, bcc and from. Nothing was sent. Do not retry unchanged.",
-            )
+def _emails(vreq: VendorRequest) -> tuple[Email, ...]:
+    """The emails a send carries (one, or a batch's), empty for any other request."""
+    return _detail(vreq).emails
 
 
 def _first_id(doc: Any) -> str | None:
@@ -407,3 +327,11 @@ def _first_id(doc: Any) -> str | None:
         if isinstance(data, list) and data and isinstance(data[0], dict) and isinstance(data[0].get("id"), str):
             return str(data[0]["id"])
     return None
+
+
+SPEC = VendorSpec(
+    "resend",
+    lambda values: Resend(values["rate_usd"]),
+    (VendorSetting("KEYBRAKE_RESEND_RATE_USD", "rate_usd", "decimal", DEFAULT_RATE_USD),),
+    policy_input=ResendPolicyIn,
+)

@@ -13,7 +13,8 @@ from typing import Any
 
 from keybrake.core.errors import Denial
 from keybrake.core.ledger import LedgerEntry
-from keybrake.core.params import Params, check_spelling, merge, parse_form, parse_json_body, query_params
+from keybrake.core.names import check_spelling
+from keybrake.core.params import Params, merge, parse_form, parse_json_body, query_params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
 from keybrake.core.request import ProxyRequest
@@ -31,95 +32,19 @@ from keybrake.vendors.base import (
     canonical_fingerprint,
     content_type,
 )
-
-
-def _patterns(*texts: str) -> tuple[EndpointPattern, ...]:
-    return tuple(parse_pattern(t) for t in texts)
-
-
-# Endpoints that move no money. Anything not listed here or priced below is unpriceable.
-# Not here on purpose: invoice and invoice-item creation/update, which Stripe can collect
-# later on its own (auto_advance, a subscription's next invoice) without passing through us.
-FREE = _patterns(
-    "GET /**",
-    "POST /v1/customers",
-    "POST /v1/customers/*",
-    "DELETE /v1/customers/*",
-    "POST /v1/customers/*/sources",
-    "POST /v1/payment_methods",
-    "POST /v1/payment_methods/*",
-    "POST /v1/payment_methods/*/attach",
-    "POST /v1/payment_methods/*/detach",
-    "POST /v1/payment_intents/*",
-    "POST /v1/payment_intents/*/cancel",
-    "POST /v1/setup_intents",
-    "POST /v1/setup_intents/*",
-    "POST /v1/setup_intents/*/confirm",
-    "POST /v1/setup_intents/*/cancel",
-    "POST /v1/products",
-    "POST /v1/products/*",
-    "DELETE /v1/products/*",
-    "POST /v1/prices",
-    "POST /v1/prices/*",
-    "DELETE /v1/invoices/*",
-    "POST /v1/invoices/*/void",
-    "DELETE /v1/invoiceitems/*",
-    "POST /v1/charges/*",
-    "POST /v1/refunds/*",
-    "POST /v1/refunds/*/cancel",
-    "POST /v1/payouts/*/cancel",
-    "POST /v1/tokens",
-    "POST /v1/coupons",
-    "DELETE /v1/coupons/*",
-    # Guarded (docs/policy.md, guarded endpoints), but they move no money once a key may call them at all.
-    "POST /v1/webhook_endpoints",
-    "* /v1/webhook_endpoints/**",
-    "POST /v1/ephemeral_keys",
-    "DELETE /v1/ephemeral_keys/*",
-)
-
-# Endpoints whose upper bound is in the request: (pattern, cost_kind, amount param, needs currency).
-PRICED: tuple[tuple[EndpointPattern, str], ...] = (
-    (parse_pattern("POST /v1/charges"), "charge"),
-    (parse_pattern("POST /v1/payouts"), "payout"),
-    (parse_pattern("POST /v1/transfers"), "transfer"),
-    (parse_pattern("POST /v1/topups"), "topup"),
-)
-PAYMENT_INTENT_CREATE = parse_pattern("POST /v1/payment_intents")
-REFUND_CREATE = parse_pattern("POST /v1/refunds")
-CREDIT_NOTE_CREATE = parse_pattern("POST /v1/credit_notes")
-
-# Endpoints whose exact spelling decides a price: a case variant (`POST /v1/Charges`) is refused
-# (`base.check_path_spelling`). Stripe documents no alternative spelling; a trailing `/` is refused by
-# `core.paths`. Case variants of free endpoints are priced as unpriceable, which is stricter.
-MONEY_MOVING: tuple[EndpointPattern, ...] = (
-    *(p for p, _ in PRICED),
-    PAYMENT_INTENT_CREATE,
-    REFUND_CREATE,
+from keybrake.vendors.registry import VendorSpec
+from keybrake.vendors.stripe_endpoints import (
     CREDIT_NOTE_CREATE,
-    *(p for p, _, _ in stripe_objects.OBJECT_PRICED),
+    ENFORCED,
+    FREE,
+    MONEY_MOVING,
+    PAYMENT_INTENT_CREATE,
+    PRICED,
+    REFUND_CREATE,
 )
+from keybrake.vendors.stripe_policy import StripePolicy, StripePolicyIn
 
-# Object kinds → (cost_kind) for settling; statuses that mean no money moved.
-
-# Top-level parameters Keybrake's pricing, scope or policy reads: a name that differs from one
-# of them only in case, width or surrounding blanks is refused (Stripe's names are exact).
-ENFORCED = frozenset(
-    {
-        "amount",
-        "currency",
-        "customer",
-        "confirm",
-        "capture",
-        "capture_method",
-        "payment_intent",
-        "charge",
-        "invoice",
-        "amount_to_capture",
-        "refund_amount",
-        "idempotency_key",
-    }
-)
+__all__ = ["ENFORCED", "SPEC", "Stripe"]
 
 _SECRET = re.compile(r"^(sk|rk)_(test|live)_[A-Za-z0-9_]{8,}$")
 _ACCT = re.compile(r"^acct_[A-Za-z0-9]+$")
@@ -238,12 +163,13 @@ class Stripe(VendorDefaults):
 
     def precheck(self, policy: Policy, vreq: VendorRequest) -> None:
         """The account context and a customer the request itself names: no lookup needed."""
-        if policy.account_allowlist is not None:
+        accounts = policy.vendor_fields(StripePolicy.from_store).account_allowlist
+        if accounts is not None:
             account = vreq.account_context
-            if account is None and "self" in policy.account_allowlist:
+            if account is None and "self" in accounts:
                 account = "self"
             check_allowlist(
-                policy.account_allowlist,
+                accounts,
                 account,
                 field="account_allowlist",
                 what="Stripe account",
@@ -290,8 +216,6 @@ class Stripe(VendorDefaults):
                 detail=f"{ref}: {why}",
             )
         return ScopeResult(customer_scope_id=owner or customer)
-
-    # -- cost -----------------------------------------------------------------------------
 
     # -- objects the request depends on (ledger / pre-flight) ------------------------------
 
@@ -470,3 +394,6 @@ def _unpriceable_kind(path: tuple[str, ...]) -> str:
     if "capture" in joined:
         return "capture"
     return "charge"
+
+
+SPEC = VendorSpec("stripe", lambda values: Stripe(), policy_input=StripePolicyIn)

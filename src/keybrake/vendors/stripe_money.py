@@ -11,7 +11,7 @@ the object ledger).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -132,9 +132,9 @@ def reconcile(doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost
     )
 
 
-def facts(vreq: VendorRequest) -> dict[str, LedgerEntry]:
-    facts = vreq.extra.get("facts")
-    return facts if isinstance(facts, dict) else {}
+def facts(vreq: VendorRequest) -> Mapping[str, LedgerEntry]:
+    """What the pre-flight lookups taught about the objects the request names, by id."""
+    return vreq.facts
 
 
 def to_usd(amount_minor: int, currency: str, rates: Rates, *, reserve: bool) -> int:

@@ -29,15 +29,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from keybrake.core.destinations import check_phone_prefix, country_of, normalise_phone
 from keybrake.core.errors import Denial
 from keybrake.core.params import Params
 from keybrake.core.patterns import EndpointPattern, parse_pattern
-from keybrake.core.policy import Policy
 from keybrake.vendors.rates import TwilioRates
 from keybrake.vendors.twiml import Target, read_twiml
+
+if TYPE_CHECKING:  # twilio_policy reads twiml_url_problem from here
+    from keybrake.vendors.twilio_policy import TwilioPolicy
 
 API = "2010-04-01"
 
@@ -103,7 +106,7 @@ def url_named(url: str, allowed: tuple[str, ...] | None) -> bool:
     return False
 
 
-def check_call_control(policy: Policy, method: str, path: tuple[str, ...], params: Params) -> int:
+def check_call_control(policy: TwilioPolicy, method: str, path: tuple[str, ...], params: Params) -> int:
     """Refuse what a voice request would dial or fetch outside the key's scope (see the module doc).
 
     Returns the number of TwiML dial targets checked. Raises Denial scope_violation (403) or
@@ -145,7 +148,7 @@ def check_call_control(policy: Policy, method: str, path: tuple[str, ...], param
     return len(plan.targets)
 
 
-def _check_url(policy: Policy, url: str, where: str) -> None:
+def _check_url(policy: TwilioPolicy, url: str, where: str) -> None:
     if url and not url_named(url, policy.allowed_twiml_urls):
         raise Denial(
             "scope_violation",
@@ -154,7 +157,7 @@ def _check_url(policy: Policy, url: str, where: str) -> None:
         )
 
 
-def check_target(policy: Policy, target: Target, where: str) -> str:
+def check_target(policy: TwilioPolicy, target: Target, where: str) -> str:
     """The normalised target (`+1415…` or `sip:…`); raises scope_violation like `To` would."""
     raw = "client:" + target.value if target.noun == "client" else target.value
     channels = [p for p in policy.allowed_to_prefixes or () if p.endswith(":")]

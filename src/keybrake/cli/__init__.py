@@ -1,0 +1,44 @@
+"""`keybrake` command line: serve, and everything an operator does by hand.
+
+One module per admin API resource (credentials, keys, budgets, audit, spend, admin tokens), plus
+serve, db and vendors; `common` holds what they share. Operator commands open the store directly
+(same data dir / database URL and master key as the server), so they work whether or not a server
+is running and need no admin token. A command's docstring is its `--help` text, so commands that
+never had one stay without.
+"""
+
+from __future__ import annotations
+
+import click
+
+from keybrake.cli.audit import audit
+from keybrake.cli.budgets import budgets
+from keybrake.cli.credentials import credentials
+from keybrake.cli.db import db, migrate_sqlite_to_postgres
+from keybrake.cli.keys import keys
+from keybrake.cli.serve import serve
+from keybrake.cli.spend import spend_cmd
+from keybrake.cli.tokens import admin_tokens
+from keybrake.cli.vendors import vendors
+
+__all__ = ["main"]
+
+
+@click.group()
+def main() -> None:
+    """Keybrake: put the brakes on your agent's keys."""
+
+
+for _command in (
+    serve,
+    db,
+    migrate_sqlite_to_postgres,
+    credentials,
+    keys,
+    audit,
+    spend_cmd,
+    budgets,
+    vendors,
+    admin_tokens,
+):
+    main.add_command(_command)

@@ -1,0 +1,188 @@
+"""`keybrake audit …`: the per-request audit log, as the admin API's /v1/audit (plus purge and tail)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import simplejson
+
+from keybrake.admin.audit import parse_time, render_row
+from keybrake.admin.errors import ApiError
+from keybrake.cli.common import data_dir_opt, run, settings_for, table
+from keybrake.config import retention_error
+from keybrake.runtime import Runtime
+from keybrake.store.base import AuditQuery
+
+_AUDIT_COLS = ("ts", "id", "key_id", "method", "path", "verdict", "status", "cost_usd")
+
+
+@click.group()
+def audit() -> None:
+    """The per-request audit log."""
+
+
+@audit.command("query")
+@click.option("--run", "run_id", default=None, help="agent_run_id")
+@click.option("--key", "key_id", default=None)
+@click.option("--label-prefix", default=None)
+@click.option("--verdict", default=None)
+@click.option("--since", default=None, help="RFC 3339 or Unix seconds")
+@click.option("--until", default=None)
+@click.option("--limit", type=int, default=100)
+@click.option("--json", "as_json", is_flag=True)
+@data_dir_opt
+def audit_query(
+    run_id: str | None,
+    key_id: str | None,
+    label_prefix: str | None,
+    verdict: str | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    as_json: bool,
+    data_dir: str | None,
+) -> None:
+    """Rows matching the filters, newest first."""
+    try:
+        q = AuditQuery(
+            agent_run_id=run_id,
+            key_id=key_id,
+            label_prefix=label_prefix,
+            verdict=verdict,
+            since=parse_time(since, "since") if since else None,
+            until=parse_time(until, "until") if until else None,
+            limit=limit,
+        )
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return await rt.store.query_audit(q)
+
+    rows = [render_row(r) for r in run(settings_for(data_dir), go)]
+    if as_json:
+        for r in rows:
+            click.echo(simplejson.dumps(r, use_decimal=True))
+    else:
+        table(rows, _AUDIT_COLS)
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="-", help="file (default: stdout)")
+@click.option("--run", "run_id", default=None, help="agent_run_id")
+@click.option("--key", "key_id", default=None)
+@click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
+@click.option("--verdict", default=None)
+@click.option("--since", default=None, help="RFC 3339 or Unix seconds")
+@click.option("--until", default=None)
+@data_dir_opt
+def audit_export(
+    fmt: str,
+    out_path: str,
+    run_id: str | None,
+    key_id: str | None,
+    label_prefix: str | None,
+    vendor: str | None,
+    verdict: str | None,
+    since: str | None,
+    until: str | None,
+    data_dir: str | None,
+) -> None:
+    """Every matching row, oldest first, streamed (CSV with a header row, or JSON lines)."""
+    from keybrake.admin.audit import export
+
+    q = AuditQuery(
+        agent_run_id=run_id,
+        key_id=key_id,
+        label_prefix=label_prefix,
+        vendor=vendor,
+        verdict=verdict,
+        since=parse_time(since, "since") if since else None,
+        until=parse_time(until, "until") if until else None,
+    )
+
+    async def go(rt: Runtime) -> int:
+        count = 0
+        with click.open_file(out_path, "wb") as out:
+            async for chunk in export(rt.store, q, fmt):
+                out.write(chunk)
+                count += 1
+        return count
+
+    run(settings_for(data_dir), go)
+
+
+@audit.command("purge")
+@click.option("--older-than-days", type=int, default=None, help="default: KEYBRAKE_AUDIT_RETENTION_DAYS (90)")
+@click.option("--export-dir", type=click.Path(file_okay=False), default=None, help="append purged rows here first")
+@data_dir_opt
+def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: str | None) -> None:
+    """Delete audit rows past retention now (the server also does it hourly), in small batches,
+    and what grew with them that nothing live needs (counters, ledger, alert deliveries, keys)."""
+    from keybrake.jobs.retention import purge_all
+
+    settings = settings_for(data_dir)
+    days = settings.audit_retention_days if older_than_days is None else older_than_days
+    if days < 0:
+        raise click.BadParameter(f"must be 0 (retention off) or more days (got {days})", param_hint="--older-than-days")
+    name = "KEYBRAKE_AUDIT_RETENTION_DAYS" if older_than_days is None else "--older-than-days"
+    if (why := retention_error(name, days)) is not None:
+        raise click.ClickException(why)
+    target = Path(export_dir) if export_dir else settings.audit_purge_export_dir
+    n = run(settings, lambda rt: purge_all(rt.store, days, target))
+    own = (
+        f"{n['alert_fired']} alert fire-once marks older than 40 days, {n['dedup']} ended dedup entries,"
+        f" {n['issuances']} key issuances older than 24 hours"
+    )
+    if days == 0:
+        # Exit 0: "nothing to purge" is not a failure for a cron job.
+        click.echo(f"retention is off (0 days): no audit rows purged, nor what grew with them; deleted {own}")
+        return
+    click.echo(
+        f"deleted {n['audit']} audit rows older than {days} days; with them {n['counters']} counters of ended"
+        f" windows, {n['ledger']} ledger objects (and their ledger_counts), {n['alert_outbox']} alert deliveries,"
+        f" {n['vault_keys']} keys; and {own}"
+    )
+
+
+@audit.command("tail")
+@click.option("-n", "count", type=int, default=20)
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
+@click.option("--interval", type=float, default=1.0)
+@data_dir_opt
+def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) -> None:
+    """The latest rows; with --follow, new rows as they arrive."""
+    settings = settings_for(data_dir)
+
+    async def go(rt: Runtime) -> None:
+        rows = list(reversed(await rt.store.query_audit(AuditQuery(limit=count))))
+        seen = {r["id"] for r in rows}
+        for r in rows:
+            _line(render_row(r))
+        while follow:
+            await asyncio.sleep(interval)
+            since = (rows[-1]["ts"] - 5000) if rows else int(time.time() * 1000) - 5000
+            fresh = [
+                r
+                for r in reversed(await rt.store.query_audit(AuditQuery(since=since, limit=1000)))
+                if r["id"] not in seen
+            ]
+            for r in fresh:
+                seen.add(r["id"])
+                rows.append(r)
+                _line(render_row(r))
+
+    try:
+        run(settings, go)
+    except KeyboardInterrupt:
+        pass
+
+
+def _line(row: dict[str, Any]) -> None:
+    click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))

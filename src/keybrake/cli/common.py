@@ -1,0 +1,91 @@
+"""What every operator command shares: settings, opening the store, printing, validation.
+
+Operator commands open the store directly (same data dir / database URL and master key as the
+server), so they work whether or not a server is running and need no admin token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import simplejson
+from pydantic import BaseModel, ValidationError
+
+from keybrake.admin import keys as key_ops
+from keybrake.admin.errors import ApiError
+from keybrake.config import Settings, SettingsError, from_env
+from keybrake.crypto import MasterKeyError
+from keybrake.runtime import Runtime, open_runtime
+from keybrake.store.migrate import SchemaError
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+data_dir_opt = click.option(
+    "--data-dir", envvar="KEYBRAKE_DATA_DIR", default=None, help="Data directory (default ./keybrake-data)."
+)
+
+
+def settings_for(data_dir: str | None) -> Settings:
+    """The server's settings from the environment, with `--data-dir` (a path, or None) applied.
+
+    Raises click.ClickException (exit 1) naming the bad environment variable.
+    """
+    try:
+        s = from_env()
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return s.with_overrides(data_dir=Path(data_dir) if data_dir else None)
+
+
+def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Open the existing store (never creates one), run `fn` on it, close it; returns fn's result.
+
+    A missing database, wrong master key or old schema, and an admin ApiError (printed as
+    `code: message (field)`), become click.ClickException (exit 1).
+    """
+
+    async def go() -> T:
+        try:
+            rt = await open_runtime(settings, create=False)
+        except (MasterKeyError, SchemaError, FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        try:
+            return await fn(rt)
+        except ApiError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            raise click.ClickException(f"{exc.code}: {exc.message}{where}") from None
+        finally:
+            await rt.store.close()
+
+    return asyncio.run(go())
+
+
+def print_json(obj: Any) -> None:
+    """Print a JSON document (decimals exact, indented by 2) on standard output."""
+    click.echo(simplejson.dumps(obj, use_decimal=True, indent=2))
+
+
+def validate(model: type[M], data: dict[str, Any]) -> M:
+    """`data` checked by an admin request model, as the admin API checks a request body.
+
+    Raises click.ClickException `validation_error: <message> (<field>)` (exit 1).
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        msg, field = key_ops.pydantic_field(exc)
+        raise click.ClickException(f"validation_error: {msg} ({field})") from None
+
+
+def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
+    """Print `rows` as a left-aligned text table: a header of `cols`, then one line per row."""
+    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))

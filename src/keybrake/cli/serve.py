@@ -1,0 +1,106 @@
+"""`keybrake serve`: the proxy and the admin API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from keybrake import logs
+from keybrake.cli.common import data_dir_opt, settings_for
+from keybrake.config import Settings, SettingsError, check_listeners
+from keybrake.crypto import MasterKeyError
+from keybrake.runtime import announce_bootstrap_token, ensure_admin_token, open_runtime
+from keybrake.store.migrate import SchemaError
+
+
+@click.command()
+@click.option("--host", default=None, help="Listen address (KEYBRAKE_HOST, default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Listen port (KEYBRAKE_PORT, default 8080).")
+@click.option(
+    "--admin-host",
+    default=None,
+    help="Serve the admin API on its own address (KEYBRAKE_ADMIN_HOST, default 127.0.0.1 with --admin-port).",
+)
+@click.option(
+    "--admin-port",
+    type=int,
+    default=None,
+    help="Serve the admin API on its own port, not on the proxy port (KEYBRAKE_ADMIN_PORT).",
+)
+@click.option(
+    "--admin-socket",
+    default=None,
+    help="Serve the admin API on a unix socket (mode 0600), not on the proxy port (KEYBRAKE_ADMIN_SOCKET).",
+)
+@data_dir_opt
+@click.option("--migrate", is_flag=True, help="Upgrade an older database schema before starting.")
+def serve(
+    host: str | None,
+    port: int | None,
+    admin_host: str | None,
+    admin_port: int | None,
+    admin_socket: str | None,
+    data_dir: str | None,
+    migrate: bool,
+) -> None:
+    """Run the proxy and the admin API (on the proxy port, or on a listener of its own)."""
+    import uvloop
+
+    from keybrake.listener import ensure_fd_limit
+
+    settings = settings_for(data_dir).with_overrides(
+        host=host,
+        port=port,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        admin_socket=Path(admin_socket) if admin_socket else None,
+        migrate=migrate or None,
+    )
+    try:
+        check_listeners(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    logs.configure(settings.log_level)
+    warning = ensure_fd_limit(settings)
+    if warning:
+        logs.event(logging.getLogger("keybrake"), warning, logging.WARNING)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> None:
+    """Open (or create) the store, announce a bootstrap admin token, bind, serve until stopped."""
+    import uvicorn
+
+    from keybrake.app import KeybrakeApp
+    from keybrake.listener import ListenerError, bind_listeners, server_config
+
+    try:
+        rt = await open_runtime(settings, create=True)
+    except (MasterKeyError, SchemaError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    listeners = None
+    try:
+        token = await ensure_admin_token(rt)
+        if token:
+            announce_bootstrap_token(token, settings.data_dir)
+        try:
+            listeners = bind_listeners(settings)
+        except ListenerError as exc:
+            raise click.ClickException(str(exc)) from None
+        app = KeybrakeApp(rt)
+        app.stop_hooks.append(listeners.close)  # removes a unix socket file on a clean stop
+        for lst in listeners.all:
+            logs.event(logging.getLogger("keybrake"), "listening", listener=lst.role, address=lst.address,
+                       max_connections=lst.limit)  # fmt: skip
+        server = uvicorn.Server(server_config(app, settings, listeners))
+        await server.serve(sockets=listeners.sockets)
+        if not server.started:
+            raise click.ClickException("keybrake could not start (see the log above)")
+    finally:
+        if listeners is not None:
+            listeners.close()
+        await rt.store.close()

@@ -1,0 +1,51 @@
+"""`keybrake admin-tokens …`: admin tokens (the store directly, so a lost token can be replaced)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table
+from keybrake.runtime import Runtime
+from keybrake.store.base import AdminTokenRecord
+from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
+
+
+@click.group("admin-tokens")
+def admin_tokens() -> None:
+    """Admin tokens (talks to the store directly, so a lost token can be replaced)."""
+
+
+@admin_tokens.command("create")
+@click.option("--label", required=True)
+@data_dir_opt
+def admin_tokens_create(label: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> dict[str, Any]:
+        token = new_token(ADMIN_PREFIX)
+        rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.store.now_ms(), None)
+        await rt.store.insert_admin_token(rec, rt.hash_token(token))
+        return {"id": rec.id, "scope": rec.scope, "label": label, "token": token}
+
+    print_json(run(settings_for(data_dir), go))
+
+
+@admin_tokens.command("list")
+@data_dir_opt
+def admin_tokens_list(data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> list[dict[str, Any]]:
+        return [r.__dict__ for r in await rt.store.list_admin_tokens()]
+
+    table(run(settings_for(data_dir), go), ("id", "scope", "label", "created_at", "revoked_at"))
+
+
+@admin_tokens.command("revoke")
+@click.argument("token_id")
+@data_dir_opt
+def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:
+    async def go(rt: Runtime) -> bool:
+        return await rt.store.revoke_admin_token(token_id)
+
+    if not run(settings_for(data_dir), go):
+        raise click.ClickException(f"no active admin token {token_id}")
+    click.echo(f"revoked {token_id}")
