@@ -26,3 +26,31 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
 }
+
+# The /docs browser test (tests/admin/test_docs_page.py) drives Debian's Chromium through
+# Playwright. Install it when missing (root, apt); otherwise say how, and fail on CI (CI=true).
+ensure_chromium() {
+  command -v chromium >/dev/null && return 0
+  local how="apt-get install --no-install-recommends chromium (as root)" log policy
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing Chromium (Debian package) for the /docs browser test" >&2
+    log=$(mktemp)
+    export DEBIAN_FRONTEND=noninteractive
+    # Refresh the package lists only when they do not offer chromium or are stale (install fails).
+    policy=$(apt-cache policy chromium 2>/dev/null || true)
+    if [[ $policy != *"Candidate: "[0-9]* ]]; then
+      apt-get update -q >>"$log" 2>&1 || true
+    fi
+    if ! apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1; then
+      apt-get update -q >>"$log" 2>&1 && apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
+        || cat "$log" >&2
+    fi
+    rm -f "$log"
+  fi
+  command -v chromium >/dev/null && return 0
+  if [ -n "${CI:-}" ]; then
+    echo "the /docs browser test needs Chromium: $how" >&2
+    exit 1
+  fi
+  echo "note: no Chromium, so the /docs browser test skips; to run it: $how" >&2
+}

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import httpx
-import pytest
 import stripe
 from click.testing import CliRunner
 
@@ -36,26 +31,6 @@ def test_every_guarded_pattern_has_a_request_here() -> None:
     stripe_vendor = builtin_vendors()["stripe"]
     for pattern in stripe_vendor.guarded:
         assert any(pattern.matches(m, tuple(p.strip("/").split("/"))) for m, p in GUARDED_REQUESTS), pattern.text
-
-
-@pytest.mark.parametrize(
-    "policy",
-    [
-        {},
-        {"allowed_endpoints": ["* /v1/**"]},
-        {"allowed_endpoints": ["* /**"]},
-        {"allowed_endpoints": ["POST /v1/*", "GET /v1/*/*", "DELETE /v1/*/*", "* /v1/*/*/*", "GET /v1/apps/secrets/*"]},
-    ],
-)
-def test_guarded_endpoints_need_a_literal_pattern(
-    kb: KeybrakeThread, fake_stripe: FakeStripe, policy: dict[str, Any]
-) -> None:
-    key = kb.issue({**policy, "max_usd_per_call": 1})
-    for method, path in GUARDED_REQUESTS:
-        r = httpx.request(method, f"{kb.url}/stripe{path}", headers={"Authorization": f"Bearer {key['key']}"})
-        assert r.status_code == 403, (method, path, r.text)
-        assert r.json()["error"]["code"] == "endpoint_guarded"
-    assert fake_stripe.requests == []
 
 
 def test_literal_pattern_admits_and_the_secret_is_redacted(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
@@ -108,27 +83,9 @@ RESEND_GUARDED = [
 ]
 
 
-def test_every_twilio_and_resend_guarded_pattern_is_refused(tmp_path: Path) -> None:
-    from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResendThread
-    from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
-
+def test_every_twilio_and_resend_guarded_pattern_has_a_request_here() -> None:
+    """Each request is refused in tests/proxy/test_decide_parse.py."""
     vendors = builtin_vendors()
     for vendor, cases in (("twilio", TWILIO_GUARDED), ("resend", RESEND_GUARDED)):
         patterns = {first_match(vendors[vendor].guarded, m, tuple(p.strip("/").split("/"))) for m, p in cases}
         assert None not in patterns and len(patterns) == len(vendors[vendor].guarded)
-
-    twilio_secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
-    with FakeTwilioThread() as tw, FakeResendThread() as rs, KeybrakeThread(tmp_path / "kb") as kb:
-        kb.add_credential(tw.base_url, name="tw", secret=twilio_secret, vendor="twilio")
-        kb.add_credential(rs.base_url, name="rs", secret=DEFAULT_API_KEY, vendor="resend")
-        wide = ["* /**"]
-        tkey = kb.issue({"allowed_endpoints": wide, "max_usd_per_call": 1}, vendor="twilio")
-        rkey = kb.issue({"allowed_endpoints": wide, "max_usd_per_call": 1}, vendor="resend")
-        for method, path in TWILIO_GUARDED:
-            url = kb.url + "/twilio" + path.format(sid=tkey["id"])
-            r = httpx.request(method, url, auth=(tkey["id"], tkey["key"]))
-            assert r.status_code == 403 and r.json()["details"]["keybrake_code"] == "endpoint_guarded", path
-        for method, path in RESEND_GUARDED:
-            r = httpx.request(method, kb.url + "/resend" + path, headers={"Authorization": f"Bearer {rkey['key']}"})
-            assert r.status_code == 403 and r.json()["name"] == "endpoint_guarded", path
-        assert not tw.fake.requests and not rs.fake.requests

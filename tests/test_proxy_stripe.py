@@ -236,65 +236,10 @@ def test_expired_key_is_refused(tmp_path: Path, fake_stripe: FakeStripe) -> None
             assert c.get(f"/v1/keys/{key['id']}").json()["status"] == "expired"
 
 
-def test_customer_scope(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    key = kb.issue({"customer_allowlist": ["cus_ABC123"], "daily_usd_cap": 100})
-    sc = client(kb, key)
-    sc.v1.charges.create({"amount": 100, "currency": "usd", "customer": "cus_ABC123", "source": "tok_visa"})
-    for params in ({"amount": 100, "currency": "usd", "customer": "cus_OTHER"}, {"amount": 100, "currency": "usd"}):
-        with pytest.raises(stripe.PermissionError) as info:
-            sc.v1.charges.create(params)  # type: ignore[arg-type]
-        assert code_of(info.value) == "scope_violation"
-    with pytest.raises(stripe.PermissionError):
-        sc.v1.customers.list()  # a list without a customer filter cannot be scoped
-    assert len(fake_stripe.requests) == 1
-    assert kb.audit(verdict="allowed")[0]["customer_scope_id"] == "cus_ABC123"
-
-
-def test_account_scope(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    key = kb.issue({"account_allowlist": ["acct_123"], "daily_usd_cap": 100})
-    client(kb, key, stripe_account="acct_123").v1.customers.list()
-    assert fake_stripe.requests[-1].headers["stripe-account"] == "acct_123"
-    for kw in ({"stripe_account": "acct_999"}, {"stripe_context": "acct_999"}, {}):
-        with pytest.raises(stripe.PermissionError) as info:
-            client(kb, key, **kw).v1.customers.list()
-        assert code_of(info.value) == "scope_violation"
-    with pytest.raises(stripe.InvalidRequestError) as bad:
-        client(kb, key, stripe_account="acct_123", stripe_context="acct_999").v1.customers.list()
-    assert code_of(bad.value) == "param_ambiguous"
-    assert len(fake_stripe.requests) == 1
-
-
-def test_param_rules_and_max_per_call(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    key = kb.issue(
-        {
-            "param_rules": {"currency": {"in": ["usd"]}, "amount": {"max": 5000}},
-            "max_usd_per_call": 40,
-            "daily_usd_cap": 100,
-        }
-    )
-    sc = client(kb, key)
-    sc.v1.charges.create({"amount": 3000, "currency": "usd", "source": "tok_visa"})
-    with pytest.raises(stripe.PermissionError) as info:
-        sc.v1.charges.create({"amount": 100, "currency": "eur"})
-    assert code_of(info.value) == "param_not_allowed" and "param_rules.currency" in str(info.value.user_message)
-    with pytest.raises(stripe.PermissionError) as info:
-        sc.v1.charges.create({"amount": 5001, "currency": "usd"})
-    assert code_of(info.value) == "param_not_allowed"
-    with kb.admin() as c:
-        c.patch(f"/v1/keys/{key['id']}", json={"policy": {"param_rules": None}})
-    with pytest.raises(stripe.PermissionError) as info:
-        sc.v1.charges.create({"amount": 4001, "currency": "usd"})
-    assert code_of(info.value) == "amount_over_limit" and "$40.00" in str(info.value.user_message)
-    assert len(fake_stripe.requests) == 1
-
-
-def test_unpriceable_endpoint_needs_max_usd_per_call(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+def test_an_unpriceable_refund_sends_only_its_lookup(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Which calls are unpriceable is decided in tests/proxy/test_decide.py; end to end, a refund
+    of a charge nobody knows sends one pre-flight GET, which finds nothing, and nothing else."""
     key = kb.issue({"daily_usd_cap": 100})
-    with pytest.raises(stripe.PermissionError) as info:
-        client(kb, key).v1.subscriptions.create({"customer": "cus_1", "items": [{"price": "price_1"}]})
-    assert code_of(info.value) == "unpriceable_request" and "max_usd_per_call" in str(info.value.user_message)
-    assert fake_stripe.requests == []
-    # a refund of a charge nobody knows: one pre-flight GET finds nothing, and nothing is sent
     with pytest.raises(stripe.PermissionError) as info:
         client(kb, key).v1.refunds.create({"charge": "ch_x"})
     assert code_of(info.value) == "unpriceable_request"
@@ -414,8 +359,6 @@ def test_admin_token_on_the_proxy_is_not_forwarded(kb: KeybrakeThread, fake_stri
 @pytest.mark.parametrize(
     ("content", "ctype", "extra", "code", "status"),
     [
-        (b"amount=100&amount=999999&currency=usd", "application/x-www-form-urlencoded", {}, "param_ambiguous", 400),
-        (b'{"amount": 100}', "application/json", {}, "unsupported_media_type", 415),
         (
             b"amount=100&currency=usd",
             "application/x-www-form-urlencoded",
@@ -423,8 +366,6 @@ def test_admin_token_on_the_proxy_is_not_forwarded(kb: KeybrakeThread, fake_stri
             "unsupported_media_type",
             415,
         ),
-        (b"amount=%ff&currency=usd", "application/x-www-form-urlencoded", {}, "body_invalid", 400),
-        (b"a[b=1", "application/x-www-form-urlencoded", {}, "body_invalid", 400),
         (b"x=" + b"a" * (1024 * 1024 + 10), "application/x-www-form-urlencoded", {}, "body_too_large", 413),
         (
             b"amount=1&currency=usd",
@@ -455,27 +396,6 @@ def test_bad_bodies_get_clear_errors_and_nothing_is_forwarded(
     assert fake_stripe.requests == []
     row = kb.audit(key_id=key["id"])[0]
     assert row["verdict"] == f"denied_{code}" and row["status"] == status
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/stripe/v1/customers/../charges",
-        "/stripe/v1/customers/%2e%2e/charges",
-        "/stripe/v1/customers%2Fcus_1",
-        "/stripe//v1/charges",
-        "/stripe/v1/customers/%252e%252e",
-    ],
-)
-def test_path_tricks_are_refused(kb: KeybrakeThread, fake_stripe: FakeStripe, path: str) -> None:
-    key = kb.issue({"allowed_endpoints": ["GET /v1/customers/*"]})
-    with httpx.Client() as c:
-        req = c.build_request("GET", kb.url, headers={"Authorization": f"Bearer {key['key']}"})
-        req.url = req.url.copy_with(raw_path=path.encode())
-        r = c.send(req)
-    assert r.status_code in (400, 403), r.text
-    assert r.json()["error"]["code"] in ("path_invalid", "endpoint_not_allowed")
-    assert fake_stripe.requests == []
 
 
 def test_vendor_prefix_mismatch_and_unprefixed_routing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from typing import Any
 
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
+from keybrake.store.base import AuditRow, KeyRecord
 from keybrake.tokens import VAULT_PREFIX, is_well_formed
 
 # Values that look like a real vendor secret: refused, never forwarded.
@@ -116,3 +118,19 @@ def _one_id(req: ProxyRequest, name: str) -> str | None:
             "header_invalid", f"Header {name} must appear once, with at most 128 characters of [A-Za-z0-9._:-]."
         )
     return values[0]
+
+
+def attach_agent_headers(
+    row: AuditRow, key: KeyRecord, run_id: str | None, event_id: str | None, extra: dict[str, str]
+) -> None:
+    """Record the agent headers (`agent_headers`) on the audit row. A run id bound in the key's
+    metadata wins; a different one the agent claimed is kept as `claimed_agent_run_id`."""
+    meta: dict[str, Any] = dict(key.metadata)
+    bound = key.metadata.get("agent_run_id")
+    row.agent_run_id = bound or run_id
+    if bound and run_id and run_id != bound:
+        meta["claimed_agent_run_id"] = run_id
+    row.triggering_event_id = event_id
+    if extra:
+        meta["headers"] = extra
+    row.metadata = meta or None

@@ -5,6 +5,7 @@ request, the key and its policy, and acts on the result.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from keybrake.core.caps import KEY_CAPS, Cap
@@ -176,3 +177,13 @@ def match_endpoint(policy: Policy, vendor: Vendor, vreq: VendorRequest) -> str |
             "allowed_endpoints. Do not retry; ask the operator to allow it.",
         )
     return matched.text
+
+
+def json_or_none(body: bytes, headers: dict[str, str]) -> Any:
+    """The JSON document of a vendor answer (headers by lower-case name), or None when it is not JSON."""
+    if "json" not in headers.get("content-type", "") or not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from keybrake.net.upstream import (
     UpstreamRequest,
     UpstreamUnreachable,
 )
+from keybrake.proxy.decisions import json_or_none
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.store.base import KeyRecord, ReservationStore
@@ -77,12 +77,3 @@ async def _vendor_time(call: Awaitable[T]) -> T:
         d = deadline.current()
         if d is not None:
             d.extend(time.monotonic() - sent)
-
-
-def json_or_none(body: bytes, headers: dict[str, str]) -> Any:
-    if "json" not in headers.get("content-type", "") or not body:
-        return None
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
