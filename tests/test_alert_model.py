@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 
 from keybrake.config import Settings
 from keybrake.core.errors import EnforcementUnavailable
+from keybrake.core.upstream import UpstreamRequest, UpstreamResponse
 from keybrake.crypto import Sealer
 from keybrake.jobs.alerts import Alerts
-from keybrake.net.upstream import UpstreamRequest, UpstreamResponse
 from keybrake.store import open_store
 from keybrake.store.base import AlertDestination, Store
 from tests import harness

@@ -10,8 +10,9 @@ import httpx
 import pytest
 import stripe
 
+from keybrake.core.upstream import UpstreamForbidden, UpstreamRequest
 from keybrake.net.egress import is_public
-from keybrake.net.upstream import AiohttpUpstream, UpstreamForbidden, UpstreamRequest
+from keybrake.net.upstream import AiohttpUpstream
 from keybrake.store import open_store
 from keybrake.store.base import CredentialRecord
 from tests import harness

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from keybrake.config import Settings
 from keybrake.core.errors import EnforcementUnavailable
+from keybrake.core.upstream import Upstream
 from keybrake.crypto import Sealer
 from keybrake.jobs import Job, JobRunner, build_jobs
 from keybrake.jobs.alert_delivery import Deliverer
@@ -20,7 +21,6 @@ from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import HEARTBEAT_S, Housekeeping
 from keybrake.jobs.reconcile import ReconcileJob
 from keybrake.jobs.retention import INTERVAL_S, RetentionJob
-from keybrake.net.upstream import Upstream
 from keybrake.store.base import Store
 from keybrake.vendors import builtin_vendors
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from keybrake.config import Settings
 from keybrake.crypto import MasterKeyError, Sealer, load_or_create_master_key
 from keybrake.store import Store, open_store
-from keybrake.store.base import AdminTokenRecord
+from keybrake.store.base import (
+    AdminTokenRecord,
+    AdminTokenStore,
+    AlertStore,
+    AuditStore,
+    BudgetStore,
+    CredentialStore,
+    KeyStore,
+)
 from keybrake.store.pg import PGOptions
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token, token_hash
 from keybrake.vendors import builtin_vendors, registry
@@ -38,6 +46,32 @@ class Runtime:
 
     def hash_token(self, token: str) -> str:
         return token_hash(self.pepper, token)
+
+    # The store by role (docs/architecture.md, store roles): each admin resource and CLI command
+    # reaches the store through the one interface it needs, so mypy checks it uses nothing else.
+    @property
+    def key_store(self) -> KeyStore:
+        return self.store
+
+    @property
+    def credential_store(self) -> CredentialStore:
+        return self.store
+
+    @property
+    def budget_store(self) -> BudgetStore:
+        return self.store
+
+    @property
+    def audit_store(self) -> AuditStore:
+        return self.store
+
+    @property
+    def alert_store(self) -> AlertStore:
+        return self.store
+
+    @property
+    def token_store(self) -> AdminTokenStore:
+        return self.store
 
 
 async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], int] | None = None) -> Runtime:

@@ -11,7 +11,7 @@ from keybrake.core.errors import Denial
 from keybrake.core.ledger import LedgerEntry
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
-from keybrake.net.upstream import UpstreamRequest
+from keybrake.core.upstream import UpstreamRequest
 from keybrake.proxy.decide import Plan, Refusal, RowNotes, admit, parse, plan, route, upstream_request, with_facts
 from keybrake.store.base import KeyRecord
 from keybrake.vendors import builtin_vendors

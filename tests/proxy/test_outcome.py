@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from keybrake.core.request import ProxyRequest
-from keybrake.net.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, UpstreamResponse, UpstreamUnreachable
+from keybrake.core.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, UpstreamResponse, UpstreamUnreachable
 from keybrake.proxy.outcome import NOTHING_SENT, REFUSED_BY_VENDOR, Outcome, outcome, transport_failure
 from keybrake.store.base import EarlierRequest, KeyRecord, Settlement
 from keybrake.vendors.base import REDACTED

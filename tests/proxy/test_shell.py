@@ -17,9 +17,9 @@ import pytest
 from keybrake.config import Settings
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import DAY_MS
+from keybrake.core.upstream import UpstreamOutcomeUnknown, UpstreamRequest, UpstreamResponse, UpstreamUnreachable
 from keybrake.core.windows import Window, window_start
 from keybrake.crypto import Sealer
-from keybrake.net.upstream import UpstreamOutcomeUnknown, UpstreamRequest, UpstreamResponse, UpstreamUnreachable
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.store import open_store
 from keybrake.store.base import CredentialRecord, KeyRecord, Store

@@ -65,10 +65,10 @@ async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
         rt.sealer.seal(secret.encode(), f"alert:{alert_id}"),
         tuple(body.events),
         tuple(body.thresholds),
-        rt.store.now_ms(),
+        rt.alert_store.now_ms(),
         str(body.anomaly_factor),
     )
-    await rt.store.insert_alert(dest)
+    await rt.alert_store.insert_alert(dest)
     out = render(dest)
     out["secret"] = secret  # shown once
     out["warnings"] = warnings
@@ -91,9 +91,9 @@ def render(dest: AlertDestination) -> dict[str, Any]:
 
 
 async def delete(rt: Runtime, alert_id: str) -> dict[str, Any]:
-    for dest in await rt.store.list_alerts():
+    for dest in await rt.alert_store.list_alerts():
         if dest.id == alert_id:
-            await rt.store.delete_alert(alert_id)
+            await rt.alert_store.delete_alert(alert_id)
             return {**render(dest), "deleted": True}
     raise not_found(f"alert {alert_id!r}")
 

@@ -33,7 +33,7 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         kind, value = next((k, v) for k, v in body.scope.model_dump().items() if v is not None)
         if kind == "vendor" and value not in rt.vendors:
             raise validation(f"unknown vendor {value!r}; known: {', '.join(sorted(rt.vendors))}", "scope.vendor")
-    now = rt.store.now_ms()
+    now = rt.budget_store.now_ms()
     rec = BudgetRecord(
         id="bud_" + secrets.token_urlsafe(16).replace("-", "a").replace("_", "b")[:22],
         name=body.name,
@@ -47,16 +47,16 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         created_at=now,
         updated_at=now,
     )
-    await rt.store.insert_budget(rec)  # seeded with what covered keys spent in its current windows
+    await rt.budget_store.insert_budget(rec)  # seeded with what covered keys spent in its current windows
     out = await render(rt, rec)
-    if kind == "credential" and not any(c.name == value for c in await rt.store.list_credentials()):
+    if kind == "credential" and not any(c.name == value for c in await rt.credential_store.list_credentials()):
         # Like a key's warnings: created (a credential may be added later), but it covers nothing yet.
         out["warnings"] = [f"no credential named {value!r} exists: this budget covers no key until one is added"]
     return out
 
 
 async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
-    rec = await rt.store.get_budget(budget_id)
+    rec = await rt.budget_store.get_budget(budget_id)
     if rec is None:
         raise not_found(f"budget {budget_id!r}")
     return rec
@@ -95,10 +95,10 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         daily_request_cap=body.daily_request_cap,
         timezone=body.timezone,
         created_at=current.created_at,
-        updated_at=rt.store.now_ms(),
+        updated_at=rt.budget_store.now_ms(),
     )
     # A new time zone replaces the day and month counters with freshly seeded ones (same transaction).
-    if not await rt.store.update_budget(rec):
+    if not await rt.budget_store.update_budget(rec):
         raise not_found(f"budget {budget_id!r}")
     return await render(rt, rec)
 
@@ -106,7 +106,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
 async def delete(rt: Runtime, budget_id: str) -> dict[str, Any]:
     rec = await get_record(rt, budget_id)
     out = await render(rt, rec)
-    await rt.store.delete_budget(budget_id)
+    await rt.budget_store.delete_budget(budget_id)
     out["deleted"] = True
     return out
 
@@ -116,9 +116,9 @@ def scope_json(rec: BudgetRecord) -> Any:
 
 
 async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
-    now = rt.store.now_ms()
+    now = rt.budget_store.now_ms()
     specs = rec.caps(0)
-    counters = await rt.store.counters_for(
+    counters = await rt.budget_store.counters_for(
         f"budget:{rec.id}", [(c.counter, window_start(c.window, now, c.timezone)) for c in specs]
     )
     usage: dict[str, Any] = {}
@@ -156,7 +156,7 @@ async def covering_warnings(
 ) -> list[str]:
     """Warnings for a key whose own cap exceeds what a covering budget can ever allow (§3.3)."""
     out = []
-    for rec in await rt.store.list_budgets():
+    for rec in await rt.budget_store.list_budgets():
         if not rec.covers(label, vendor, credential):
             continue
         ceilings = [c for c in (rec.daily_usd_cap, rec.monthly_usd_cap, rec.total_usd_cap) if c is not None]

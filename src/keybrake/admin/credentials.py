@@ -47,7 +47,7 @@ def _validated(rt: Runtime, vendor_name: str, secret: Any) -> tuple[Vendor, Vali
 async def add(rt: Runtime, body: CredentialIn) -> dict[str, Any]:
     vendor, valid = _validated(rt, body.vendor, body.secret)
     base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else None
-    now = rt.store.now_ms()
+    now = rt.credential_store.now_ms()
     rec = CredentialRecord(
         body.name,
         vendor.name,
@@ -59,7 +59,7 @@ async def add(rt: Runtime, body: CredentialIn) -> dict[str, Any]:
         None,
         new_id("cg_"),  # this row's generation: keys issued for it are bound to it, not to the name
     )
-    if not await rt.store.insert_credential(rec):
+    if not await rt.credential_store.insert_credential(rec):
         raise conflict(f"a credential named {body.name!r} already exists; rotate it instead")
     return await render(rt, rec)
 
@@ -69,14 +69,14 @@ async def rotate(rt: Runtime, name: str, body: RotateIn) -> dict[str, Any]:
     vendor, valid = _validated(rt, cred.vendor, body.secret)
     # The secret is supplied again, so the destination may change with it (§4.1); omitted keeps it.
     base_url = check_base_url(body.base_url, vendor, rt.settings) if body.base_url else cred.base_url
-    await rt.store.rotate_credential(
+    await rt.credential_store.rotate_credential(
         name, rt.sealer.seal(valid.blob, f"credential:{name}"), valid.hint, base_url, valid.livemode
     )
     return await render(rt, await get_record(rt, name))
 
 
 async def get_record(rt: Runtime, name: str) -> CredentialRecord:
-    for cred in await rt.store.list_credentials():
+    for cred in await rt.credential_store.list_credentials():
         if cred.name == name:
             return cred
     raise not_found(f"credential {name!r}")
@@ -89,7 +89,9 @@ async def delete(rt: Runtime, name: str, *, revoke_keys: bool) -> dict[str, Any]
     cred = await get_record(rt, name)
     out = await render(rt, cred)
     try:
-        revoked = await rt.store.delete_credential(name, revoke_keys=revoke_keys, reason=f"credential {name} deleted")
+        revoked = await rt.credential_store.delete_credential(
+            name, revoke_keys=revoke_keys, reason=f"credential {name} deleted"
+        )
     except CredentialInUse as busy:
         raise ApiError(
             409,
@@ -115,5 +117,5 @@ async def render(rt: Runtime, cred: CredentialRecord) -> dict[str, Any]:
         "rotated_at": rfc3339(cred.rotated_at) if cred.rotated_at else None,
         "secret_hint": cred.secret_hint,
         "livemode": cred.livemode,
-        "active_keys": await rt.store.active_key_count(cred.name),
+        "active_keys": await rt.credential_store.active_key_count(cred.name),
     }

@@ -184,7 +184,7 @@ class AdminGate:
             return self._failure(scope, "a vault key was sent", 401, "admin_token_required",
                                  "vault keys cannot call the admin API; use an admin token")  # fmt: skip
         try:
-            rec: AdminTokenRecord | None = await self.rt.store.admin_token_by_hash(self.rt.hash_token(token))
+            rec: AdminTokenRecord | None = await self.rt.token_store.admin_token_by_hash(self.rt.hash_token(token))
         except EnforcementUnavailable as exc:
             event(log, "admin call failed: store unavailable", logging.ERROR, error=str(exc))
             return 503, "enforcement_unavailable", "the store is unavailable; nothing was changed"

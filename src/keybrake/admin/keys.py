@@ -51,9 +51,9 @@ def _expiry(rt: Runtime, created_at: int, expires_in: Any, expires_at: Any) -> i
             ttl = parse_duration_s(expires_in) if expires_in is not None else rt.settings.default_key_ttl_s
         except ValueError as exc:
             raise validation(str(exc), "expires_in") from None
-        at = rt.store.now_ms() + ttl * 1000
+        at = rt.key_store.now_ms() + ttl * 1000
         field = "expires_in"
-    if at <= rt.store.now_ms():
+    if at <= rt.key_store.now_ms():
         raise validation("the expiry is in the past", field)
     if at - created_at > rt.settings.max_key_ttl_s * 1000:
         raise validation(
@@ -90,7 +90,7 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
 
 
 async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
-    creds = [c for c in await rt.store.list_credentials() if c.vendor == vendor]
+    creds = [c for c in await rt.credential_store.list_credentials() if c.vendor == vendor]
     if name is not None:
         if not any(c.name == name for c in creds):
             raise validation(f"no {vendor} credential named {name!r}", "credential")
@@ -109,7 +109,7 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
     warnings = _check_policy_fields(rt, body.vendor, policy)
     credential = await _credential_for(rt, body.vendor, body.credential)
     warnings += await budgets.covering_warnings(rt, body.label, body.vendor, credential, policy)
-    now = rt.store.now_ms()
+    now = rt.key_store.now_ms()
     expires_at = _expiry(rt, now, body.expires_in, body.expires_at)
     token = new_token(VAULT_PREFIX)
     key = KeyRecord(
@@ -127,7 +127,7 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
         None,
         issued_by,
     )
-    bound = await rt.store.issue_key(key, rt.hash_token(token))  # the credential row locked FOR SHARE
+    bound = await rt.key_store.issue_key(key, rt.hash_token(token))  # the credential row locked FOR SHARE
     if bound is None:  # deleted since it was checked above
         raise validation(f"no {body.vendor} credential named {credential!r}", "credential")
     out = await render(rt, bound)
@@ -144,9 +144,9 @@ async def issue_idempotent(rt: Runtime, body: KeyIn, issued_by: str, idempotency
         raise ApiError(400, "invalid_request", "Idempotency-Key must be 1 to 255 characters")
     body_hash = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
     purpose = f"issuance:{issued_by}:{idempotency_key}"
-    since = rt.store.now_ms() - 24 * 3_600_000
+    since = rt.key_store.now_ms() - 24 * 3_600_000
     for _ in range(2):
-        earlier = await rt.store.issuance_get(issued_by, idempotency_key, since)
+        earlier = await rt.key_store.issuance_get(issued_by, idempotency_key, since)
         if earlier is not None:
             if earlier[0] != body_hash:
                 raise conflict("this Idempotency-Key was used with a different body in the last 24 hours")
@@ -154,15 +154,15 @@ async def issue_idempotent(rt: Runtime, body: KeyIn, issued_by: str, idempotency
             return answer
         out = await issue(rt, body, issued_by)
         sealed = rt.sealer.seal(simplejson.dumps(out, use_decimal=True).encode(), purpose)
-        if await rt.store.issuance_put(issued_by, idempotency_key, body_hash, sealed):
+        if await rt.key_store.issuance_put(issued_by, idempotency_key, body_hash, sealed):
             return out
         # a concurrent duplicate recorded its answer first: that key stands, this one is revoked
-        await rt.store.revoke_key(out["id"], "duplicate issuance (same Idempotency-Key)")
+        await rt.key_store.revoke_key(out["id"], "duplicate issuance (same Idempotency-Key)")
     raise conflict("this Idempotency-Key is being used concurrently; retry")
 
 
 async def get_record(rt: Runtime, key_id: str) -> KeyRecord:
-    key = await rt.store.get_key(key_id)
+    key = await rt.key_store.get_key(key_id)
     if key is None:
         raise not_found(f"key {key_id!r}")
     return key
@@ -186,8 +186,8 @@ def render_policy(policy: dict[str, Any], fields: Sequence[str]) -> dict[str, An
 
 
 async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
-    now = rt.store.now_ms()
-    counters = await rt.store.counters_for(
+    now = rt.key_store.now_ms()
+    counters = await rt.key_store.counters_for(
         f"key:{key.id}", [(c.counter, window_start(c.window, now)) for c in KEY_CAPS]
     )
     usage: dict[str, Any] = {}
@@ -234,8 +234,8 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
         if name not in allowed:
             raise validation(f"unknown field {name!r}", name)
     key = await get_record(rt, key_id)
-    if status_of(key, rt.store.now_ms()) != "active":
-        raise conflict(f"key {key_id} is {status_of(key, rt.store.now_ms())} and cannot be changed")
+    if status_of(key, rt.key_store.now_ms()) != "active":
+        raise conflict(f"key {key_id} is {status_of(key, rt.key_store.now_ms())} and cannot be changed")
     current: dict[str, Any] = {
         "label": key.label,
         "metadata": copy.deepcopy(key.metadata),
@@ -252,7 +252,7 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
     expires_at = key.expires_at
     if "expires_in" in patch_body or "expires_at" in patch_body:
         expires_at = _expiry(rt, key.created_at, patch_body.get("expires_in"), patch_body.get("expires_at"))
-    ok = await rt.store.update_key(
+    ok = await rt.key_store.update_key(
         key.id,
         key.policy_version,
         label=valid.label,
@@ -290,7 +290,7 @@ async def revoke(rt: Runtime, key_id: str, reason: str | None) -> dict[str, Any]
     if reason is not None and len(reason) > 500:
         raise validation("at most 500 characters", "reason")
     await get_record(rt, key_id)
-    key = await rt.store.revoke_key(key_id, reason)
+    key = await rt.key_store.revoke_key(key_id, reason)
     assert key is not None
     return await render(rt, key)
 
@@ -298,14 +298,14 @@ async def revoke(rt: Runtime, key_id: str, reason: str | None) -> dict[str, Any]
 async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
     if not body.all and body.label_prefix is None and body.vendor is None and body.credential is None:
         raise validation("give at least one of label_prefix, vendor, credential, or all=true", "label_prefix")
-    n, at = await rt.store.revoke_keys(
+    n, at = await rt.key_store.revoke_keys(
         label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, reason=body.reason
     )
     return {"object": "revocation", "revoked": n, "revoked_at": rfc3339(at)}
 
 
 async def list_keys(rt: Runtime, q: KeyQuery) -> tuple[list[dict[str, Any]], str | None]:
-    rows = await rt.store.list_keys(KeyQuery(**{**q.__dict__, "limit": q.limit + 1}))
+    rows = await rt.key_store.list_keys(KeyQuery(**{**q.__dict__, "limit": q.limit + 1}))
     more = len(rows) > q.limit
     rows = rows[: q.limit]
     cursor = f"{rows[-1].created_at}:{rows[-1].id}" if more and rows else None

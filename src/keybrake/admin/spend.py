@@ -84,12 +84,12 @@ async def spend(
     else:
         raise ApiError(400, "invalid_request", f"group_by must be one of {GROUPS}", "group_by")
     if bounded:
-        _check_range(since, until, rt.store.now_ms())
+        _check_range(since, until, rt.audit_store.now_ms())
     try:
         zone(timezone)
     except (KeyError, ValueError):
         raise ApiError(400, "invalid_request", f"{timezone!r} is not an IANA time zone", "timezone") from None
-    rows = await rt.store.spend(source, since, until, label_prefix, vendor)
+    rows = await rt.audit_store.spend(source, since, until, label_prefix, vendor)
     folded = _fold(rows, group_by, timezone)
     data = []
     for group, (charged, refunded, requests, denied, cap_hits) in folded.items():

@@ -24,12 +24,13 @@ from keybrake.app.self_view import self_view
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
+from keybrake.core.upstream import Upstream
 from keybrake.jobs import JobRunner, build_jobs
 from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
-from keybrake.net.upstream import AiohttpUpstream, Upstream
+from keybrake.net.upstream import AiohttpUpstream
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 from keybrake.proxy.settler import SettleWriter

@@ -10,9 +10,10 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy.auth import extract_token
+from keybrake.proxy.keys import key_state
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response
 from keybrake.runtime import Runtime
-from keybrake.store.base import KeyRecord
+from keybrake.store.base import KeyRecord, KeyState
 from keybrake.tokens import token_hash
 
 _FIELDS = ("id", "object", "vendor", "label", "status", "expires_at", "usage")
@@ -31,7 +32,7 @@ async def self_view(rt: Runtime, scope: dict[str, Any]) -> ProxyResponse:
     now = rt.store.now_ms()
     deadline.start(rt.settings.reserve_deadline_ms / 1000, kind=deadline.LOOKUP)
     try:
-        key = await _usable_key(rt, req, now)
+        key = await _usable_key(rt, req)
         full = await render_key(rt, key)
     except Denial as denial:
         return denial_response(denial, None, request_id=None, key_id=None, now_ms=now)
@@ -43,17 +44,17 @@ async def self_view(rt: Runtime, scope: dict[str, Any]) -> ProxyResponse:
     return ProxyResponse(200, [("content-type", JSON_TYPE), ("cache-control", "no-store")], dumps(view))
 
 
-async def _usable_key(rt: Runtime, req: ProxyRequest, now: int) -> KeyRecord:
+async def _usable_key(rt: Runtime, req: ProxyRequest) -> KeyRecord:
     """The request's vault key if it is known, not revoked and not expired; raises that Denial.
 
-    The same key-state check as a proxied request's (proxy/pipeline.py): the one place to call
-    the proxy's own check instead once it is a function of its own.
+    The key's state is the proxy's own check (`proxy.keys.key_state`, run on every proxied request).
     """
     key = await rt.store.key_by_hash(token_hash(rt.pepper, extract_token(req)))
     if key is None:
         raise Denial("key_invalid", "Unknown vault key.")
-    if key.status == "revoked":
+    state = await key_state(key, rt.store)
+    if state is KeyState.REVOKED:
         raise Denial("key_revoked", f"Vault key {key.id} was revoked.")
-    if key.expires_at <= now and key.expires_at <= await rt.store.db_now_ms():
+    if state is KeyState.EXPIRED:
         raise Denial("key_expired", f"Vault key {key.id} has expired.")
     return key

@@ -61,7 +61,7 @@ def audit_query(
         raise click.ClickException(exc.message) from None
 
     async def go(rt: Runtime) -> list[dict[str, Any]]:
-        return await rt.store.query_audit(q)
+        return await rt.audit_store.query_audit(q)
 
     rows = [render_row(r) for r in run(settings_for(data_dir), go)]
     if as_json:
@@ -161,7 +161,7 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
     settings = settings_for(data_dir)
 
     async def go(rt: Runtime) -> None:
-        rows = list(reversed(await rt.store.query_audit(AuditQuery(limit=count))))
+        rows = list(reversed(await rt.audit_store.query_audit(AuditQuery(limit=count))))
         seen = {r["id"] for r in rows}
         for r in rows:
             _line(render_row(r))
@@ -170,7 +170,7 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
             since = (rows[-1]["ts"] - 5000) if rows else int(time.time() * 1000) - 5000
             fresh = [
                 r
-                for r in reversed(await rt.store.query_audit(AuditQuery(since=since, limit=1000)))
+                for r in reversed(await rt.audit_store.query_audit(AuditQuery(since=since, limit=1000)))
                 if r["id"] not in seen
             ]
             for r in fresh:

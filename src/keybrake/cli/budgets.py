@@ -66,7 +66,7 @@ def budgets_create(
 @data_dir_opt
 def budgets_list(data_dir: str | None) -> None:
     async def go(rt: Runtime) -> list[dict[str, Any]]:
-        return [await budget_ops.render(rt, b) for b in await rt.store.list_budgets()]
+        return [await budget_ops.render(rt, b) for b in await rt.budget_store.list_budgets()]
 
     rows = run(settings_for(data_dir), go)
     for row in rows:

@@ -61,7 +61,7 @@ def credentials_rotate(name: str, secret: str | None, base_url: str | None, data
 @data_dir_opt
 def credentials_list(data_dir: str | None) -> None:
     async def go(rt: Runtime) -> list[dict[str, Any]]:
-        return [await creds_ops.render(rt, c) for c in await rt.store.list_credentials()]
+        return [await creds_ops.render(rt, c) for c in await rt.credential_store.list_credentials()]
 
     rows = run(settings_for(data_dir), go)
     table(rows, ("name", "vendor", "secret_hint", "base_url", "active_keys", "created_at"))

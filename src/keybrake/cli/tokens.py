@@ -23,8 +23,8 @@ def admin_tokens() -> None:
 def admin_tokens_create(label: str, data_dir: str | None) -> None:
     async def go(rt: Runtime) -> dict[str, Any]:
         token = new_token(ADMIN_PREFIX)
-        rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.store.now_ms(), None)
-        await rt.store.insert_admin_token(rec, rt.hash_token(token))
+        rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.token_store.now_ms(), None)
+        await rt.token_store.insert_admin_token(rec, rt.hash_token(token))
         return {"id": rec.id, "scope": rec.scope, "label": label, "token": token}
 
     print_json(run(settings_for(data_dir), go))
@@ -34,7 +34,7 @@ def admin_tokens_create(label: str, data_dir: str | None) -> None:
 @data_dir_opt
 def admin_tokens_list(data_dir: str | None) -> None:
     async def go(rt: Runtime) -> list[dict[str, Any]]:
-        return [r.__dict__ for r in await rt.store.list_admin_tokens()]
+        return [r.__dict__ for r in await rt.token_store.list_admin_tokens()]
 
     table(run(settings_for(data_dir), go), ("id", "scope", "label", "created_at", "revoked_at"))
 
@@ -44,7 +44,7 @@ def admin_tokens_list(data_dir: str | None) -> None:
 @data_dir_opt
 def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:
     async def go(rt: Runtime) -> bool:
-        return await rt.store.revoke_admin_token(token_id)
+        return await rt.token_store.revoke_admin_token(token_id)
 
     if not run(settings_for(data_dir), go):
         raise click.ClickException(f"no active admin token {token_id}")

@@ -7,6 +7,7 @@ the alert scans, alert delivery and retention. docs/architecture.md describes ea
 from __future__ import annotations
 
 from keybrake.config import Settings
+from keybrake.core.upstream import Upstream
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_scans import AlertScans
 from keybrake.jobs.alerts import Alerts
@@ -14,7 +15,6 @@ from keybrake.jobs.base import Job, JobRunner
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.jobs.reconcile import ReconcileJob, Reconciler
 from keybrake.jobs.retention import RetentionJob
-from keybrake.net.upstream import Upstream
 from keybrake.store.base import Store
 from keybrake.vendors.base import Vendor
 

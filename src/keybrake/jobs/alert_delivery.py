@@ -28,13 +28,13 @@ from urllib.parse import urlsplit
 
 from keybrake.config import Settings
 from keybrake.core.errors import EnforcementUnavailable
+from keybrake.core.upstream import Upstream, UpstreamRequest
 from keybrake.core.upstream_url import is_loopback, url_refusal
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_format import retry_delay_ms, sign
 from keybrake.jobs.base import Job
 from keybrake.logs import event, redact
 from keybrake.net.egress import ForbiddenAddress, GuardedResolver
-from keybrake.net.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, Delivery, OutboxStore
 
 log = logging.getLogger("keybrake.jobs.alerts")

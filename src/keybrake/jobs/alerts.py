@@ -20,6 +20,7 @@ from typing import Any
 
 from keybrake.config import Settings
 from keybrake.core.errors import CapHit, EnforcementUnavailable
+from keybrake.core.upstream import Upstream, UpstreamRequest
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.jobs.alert_format import (
@@ -30,7 +31,6 @@ from keybrake.jobs.alert_format import (
     sign,
 )
 from keybrake.logs import event, redact
-from keybrake.net.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import AlertDestination, AlertScanStore, KeyRecord
 
 __all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]

@@ -14,11 +14,11 @@ import logging
 from typing import Any
 
 from keybrake.config import Settings
+from keybrake.core.upstream import Upstream, UpstreamRequest
 from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.net.egress import EgressRules
-from keybrake.net.upstream import Upstream, UpstreamRequest
 from keybrake.store.base import PendingEstimate, ReconcileStore
 from keybrake.vendors.base import Vendor, VendorCost
 

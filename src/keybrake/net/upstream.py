@@ -1,4 +1,5 @@
-"""The upstream client behind a one-method interface, so tests can swap in a fake.
+"""The upstream client (aiohttp) behind the one-method `Upstream` interface (`keybrake.core.upstream`),
+so tests can swap in a fake.
 
 Keybrake never retries upstream requests and never follows redirects. The two failure
 exceptions carry the distinction settlement depends on (docs/policy.md, settlement): nothing was sent
@@ -8,50 +9,17 @@ exceptions carry the distinction settlement depends on (docs/policy.md, settleme
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 import aiohttp
 
+from keybrake.core.upstream import (
+    UpstreamForbidden,
+    UpstreamOutcomeUnknown,
+    UpstreamRequest,
+    UpstreamResponse,
+    UpstreamUnreachable,
+)
 from keybrake.net.egress import ForbiddenAddress, GuardedResolver
-
-
-@dataclass(frozen=True)
-class UpstreamRequest:
-    method: str
-    url: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-@dataclass(frozen=True)
-class UpstreamResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    elapsed_ms: float
-
-
-class UpstreamUnreachable(Exception):
-    """The connection failed before any byte of the request was sent."""
-
-
-class UpstreamForbidden(Exception):
-    """The vendor host resolved to an address Keybrake refuses to send secrets to; nothing was sent."""
-
-
-class UpstreamOutcomeUnknown(Exception):
-    """The request may have reached the vendor, but no definite answer came back."""
-
-    def __init__(self, message: str, *, timeout: bool, elapsed_ms: float) -> None:
-        super().__init__(message)
-        self.timeout = timeout
-        self.elapsed_ms = elapsed_ms
-
-
-class Upstream(Protocol):
-    async def send(self, request: UpstreamRequest) -> UpstreamResponse: ...
-    async def close(self) -> None: ...
 
 
 class AiohttpUpstream:

@@ -23,8 +23,8 @@ from keybrake.core.params import check_charset, check_no_body
 from keybrake.core.paths import join, normalise_path
 from keybrake.core.policy import Policy, check_max_per_call, check_param_rules
 from keybrake.core.request import ProxyRequest
+from keybrake.core.upstream import UpstreamRequest
 from keybrake.core.windows import resets_at
-from keybrake.net.upstream import UpstreamRequest
 from keybrake.proxy.decisions import (
     caps_for,
     check_estimate_bounds,

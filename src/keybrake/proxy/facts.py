@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from keybrake import deadline
 from keybrake.core.ledger import LedgerEntry
-from keybrake.net.upstream import (
+from keybrake.core.upstream import (
     Upstream,
     UpstreamForbidden,
     UpstreamOutcomeUnknown,

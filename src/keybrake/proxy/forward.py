@@ -12,14 +12,14 @@ from keybrake.config import Settings
 from keybrake.core.errors import CapHit, Denial
 from keybrake.core.money import format_usd
 from keybrake.core.request import ProxyRequest
-from keybrake.crypto import Sealer
-from keybrake.net.upstream import (
+from keybrake.core.upstream import (
     Upstream,
     UpstreamForbidden,
     UpstreamOutcomeUnknown,
     UpstreamResponse,
     UpstreamUnreachable,
 )
+from keybrake.crypto import Sealer
 from keybrake.proxy import decide
 from keybrake.proxy.decide import Plan, Refusal, Route, note
 from keybrake.proxy.outcome import NOTHING_SENT, TOO_LATE, outcome, too_late, transport_failure

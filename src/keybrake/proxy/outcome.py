@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from keybrake.core.errors import Denial
 from keybrake.core.ledger import LedgerEntry, ObjectCount
+from keybrake.core.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, UpstreamResponse, UpstreamUnreachable
 from keybrake.logs import redact
-from keybrake.net.upstream import UpstreamForbidden, UpstreamOutcomeUnknown, UpstreamResponse, UpstreamUnreachable
 from keybrake.proxy.decide import RowNotes
 from keybrake.proxy.decisions import json_or_none, unknown_outcome, vendor_keeps
 from keybrake.store.base import EarlierRequest, EarlierSettlement, Settlement

@@ -30,12 +30,10 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
+from keybrake.core.upstream import Upstream
 from keybrake.core.windows import window_start
 from keybrake.crypto import Sealer
 from keybrake.net.egress import EgressRules
-from keybrake.net.upstream import (
-    Upstream,
-)
 from keybrake.proxy import decide
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note

@@ -32,7 +32,7 @@ async def create_alert(body: alert_ops.AlertIn, rt: Runtime = Rt, who: Principal
 async def list_alerts(request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """Every destination, in one page."""
     query_params(request, ())
-    return page([alert_ops.render(d) for d in await rt.store.list_alerts()])
+    return page([alert_ops.render(d) for d in await rt.alert_store.list_alerts()])
 
 
 @router.get("/deliveries", response_model=Page[Delivery], responses=errors())
@@ -50,7 +50,7 @@ async def list_deliveries(
     if state is not None and state not in alert_ops.DELIVERY_STATES:
         raise ApiError(400, "invalid_request", "state must be pending, delivered or failed", "state")
     before = decode_cursor(cursor) if cursor is not None else None
-    rows = await rt.store.list_deliveries(page_size + 1, state=state, before=before)
+    rows = await rt.alert_store.list_deliveries(page_size + 1, state=state, before=before)
     more, rows = len(rows) > page_size, rows[:page_size]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
     return page([alert_ops.render_delivery(d) for d in rows], next_cursor)

@@ -50,7 +50,7 @@ async def query_audit(request: Request, rt: Runtime = Rt, who: Principal = Admin
     every request this process has already answered."""
     params = query_params(request, _PAGE_PARAMS, prefixes=("metadata.",))
     q = query_from(params)
-    rows = await rt.store.query_audit(q.__class__(**{**q.__dict__, "limit": q.limit + 1}))
+    rows = await rt.audit_store.query_audit(q.__class__(**{**q.__dict__, "limit": q.limit + 1}))
     more = len(rows) > q.limit
     rows = rows[: q.limit]
     next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None
@@ -101,7 +101,7 @@ async def audit_export(request: Request, rt: Runtime = Rt, who: Principal = Admi
 async def get_audit(row_id: str, request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """One row by its `kbr_…` id (an answer's `X-Keybrake-Request-Id`)."""
     query_params(request, ())  # takes none: an unknown one is a 400, never ignored
-    row = await rt.store.get_audit(row_id)
+    row = await rt.audit_store.get_audit(row_id)
     if row is None:
         raise not_found(f"audit row {row_id!r}")
     return KJSON(render_row(row))

@@ -31,7 +31,7 @@ async def create_budget(body: BudgetIn, rt: Runtime = Rt, who: Principal = Admin
 async def list_budgets(request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """Every budget with its usage, in one page."""
     query_params(request, ())
-    return page([await budgets.render(rt, b) for b in await rt.store.list_budgets()])
+    return page([await budgets.render(rt, b) for b in await rt.budget_store.list_budgets()])
 
 
 @router.get("/{budget_id}", response_model=Budget, responses=errors(404))

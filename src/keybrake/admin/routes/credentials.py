@@ -32,7 +32,7 @@ async def add_credential(body: CredentialIn, rt: Runtime = Rt, who: Principal = 
 async def list_credentials(request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
     """Every credential, in one page."""
     query_params(request, ())
-    return page([await credentials.render(rt, c) for c in await rt.store.list_credentials()])
+    return page([await credentials.render(rt, c) for c in await rt.credential_store.list_credentials()])
 
 
 @router.get("/{name}", response_model=Credential, responses=errors(404))
