@@ -23,6 +23,7 @@ from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import (
+    CORE_POLICY_FIELDS,
     Estimate,
     Rates,
     Rendered,
@@ -127,20 +128,7 @@ class Resend(VendorDefaults):
     default_base_url = "https://api.resend.com"
     upstream_hosts: tuple[str, ...] = ("api.resend.com",)
     forwarded_headers = frozenset({"idempotency-key"})
-    policy_fields = frozenset(
-        {
-            "daily_usd_cap",
-            "total_usd_cap",
-            "max_usd_per_call",
-            "max_requests_per_hour",
-            "allowed_endpoints",
-            "param_rules",
-            "allowed_to_domains",
-            "allowed_from_domains",
-            "daily_send_cap",
-            "dedup_window_seconds",
-        }
-    )
+    policy_fields = CORE_POLICY_FIELDS | {"allowed_from_domains", "allowed_to_domains", "daily_send_cap"}
     guarded = GUARDED
     money_moving = MONEY_MOVING
     free = FREE

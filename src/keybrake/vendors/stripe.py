@@ -20,6 +20,7 @@ from keybrake.core.policy import Policy, check_allowlist
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors import stripe_money, stripe_objects
 from keybrake.vendors.base import (
+    CORE_POLICY_FIELDS,
     REDACTED,
     Estimate,
     Rates,
@@ -65,19 +66,7 @@ class Stripe(VendorDefaults):
             "x-stripe-client-telemetry",
         }
     )
-    policy_fields = frozenset(
-        {
-            "daily_usd_cap",
-            "total_usd_cap",
-            "max_usd_per_call",
-            "max_requests_per_hour",
-            "allowed_endpoints",
-            "customer_allowlist",
-            "account_allowlist",
-            "param_rules",
-            "dedup_window_seconds",
-        }
-    )
+    policy_fields = CORE_POLICY_FIELDS | {"account_allowlist", "customer_allowlist"}
     max_body_bytes = 1024 * 1024
     # "Idempotency keys are up to 255 characters long"; Stripe saves a result only once the
     # endpoint began executing: 2xx and 402 card errors are replayed, while a 429, a 409 lock

@@ -32,6 +32,7 @@ from keybrake.core.policy import Policy
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors import twilio_paths, twilio_pricing, twilio_voice
 from keybrake.vendors.base import (
+    CORE_POLICY_FIELDS,
     Estimate,
     Rates,
     Rendered,
@@ -80,23 +81,14 @@ class Twilio(VendorDefaults):
     # api.twilio.com or a regional edge such as api.dublin.ie1.twilio.com (docs/operations.md, upstream hosts)
     upstream_hosts: tuple[str, ...] = ("api.twilio.com", "api.*.twilio.com")
     forwarded_headers = frozenset({"accept-charset", "x-twilio-client"})
-    policy_fields = frozenset(
-        {
-            "daily_usd_cap",
-            "total_usd_cap",
-            "max_usd_per_call",
-            "max_requests_per_hour",
-            "allowed_endpoints",
-            "param_rules",
-            "allowed_to_prefixes",
-            "default_calling_code",
-            "max_call_seconds",
-            "allowed_twiml_urls",
-            "allowed_application_sids",
-            "daily_send_cap",
-            "dedup_window_seconds",
-        }
-    )
+    policy_fields = CORE_POLICY_FIELDS | {
+        "allowed_application_sids",
+        "allowed_to_prefixes",
+        "allowed_twiml_urls",
+        "daily_send_cap",
+        "default_calling_code",
+        "max_call_seconds",
+    }
     guarded = GUARDED
     money_moving = MONEY_MOVING
     free = FREE
