@@ -25,7 +25,7 @@ from tests.harness import KeybrakeThread, wait_for
     os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") != "postgres",
     reason="embedded SQLite's database clock is this host's clock: there is no other to disagree with",
 )
-def test_a_host_clockSTEPped_by_an_hour_never_ends_a_key_with_20_minutes_left(
+def test_a_host_clock_stepped_by_an_hour_never_ends_a_key_with_20_minutes_left(
     kb: KeybrakeThread, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     live = kb.issue({"daily_usd_cap": 10}, expires_in=1200)  # 20 minutes left
