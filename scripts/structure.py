@@ -4,9 +4,13 @@ admin API's OpenAPI operations with response schemas, and the import-layer contr
     .venv/bin/python scripts/structure.py            # this checkout
     .venv/bin/python scripts/structure.py --root DIR # another checkout (its src/ is imported)
 
+    .venv/bin/python scripts/structure.py --no-openapi --tests  # as scripts/test runs it
+
 Exits 1 when a module under src/ exceeds --max-module lines (400) or a function exceeds
---max-function lines (80): docs/architecture.md, size rules. Lines are counted as `wc -l` does;
-a function spans its `def` line to its last line, docstring included.
+--max-function lines (80): docs/architecture.md, size rules. With --tests the same limits hold
+for tests/ and bench/ (their offenders are listed and count toward the exit status). Lines are
+counted as `wc -l` does; a function spans its `def` line to its last line, docstring included.
+The last line printed sums up the size rules' result.
 """
 
 from __future__ import annotations
@@ -48,6 +52,18 @@ def long_functions(path: Path, limit: int) -> list[tuple[int, str]]:
 
     walk(tree, "")
     return out
+
+
+def oversized(
+    root: Path, folder: Path, max_module: int, max_function: int
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(modules over `max_module` lines, functions over `max_function` lines) under `folder`, each
+    as (lines, path relative to `root`[:qualified function name]), longest first."""
+    files = sorted(folder.rglob("*.py"))
+    rel = {p: p.relative_to(root).as_posix() for p in files}
+    big = sorted(((n, rel[p]) for p in files if (n := len(p.read_text().splitlines())) > max_module), reverse=True)
+    longs = sorted(((n, f"{rel[p]}:{f}") for p in files for n, f in long_functions(p, max_function)), reverse=True)
+    return big, longs
 
 
 def names_a_vendor(path: Path) -> bool:
@@ -113,6 +129,7 @@ def main() -> int:
     ap.add_argument("--max-module", type=int, default=400)
     ap.add_argument("--max-function", type=int, default=80)
     ap.add_argument("--no-openapi", action="store_true", help="skip building the admin app")
+    ap.add_argument("--tests", action="store_true", help="hold tests/ and bench/ to the size limits too")
     args = ap.parse_args()
     root: Path = args.root.resolve()
     files = python_files(root)
@@ -129,13 +146,15 @@ def main() -> int:
     print(f"functions over {args.max_function} lines: {len(longs)}")
     for n, name in longs:
         print(f"  {n:5d} {name}")
+    n_big, n_long = len(big), len(longs)
     for extra in ("tests", "bench"):
-        others = sorted((root / extra).rglob("*.py"))
-        o_big = [(len(p.read_text().splitlines()), p) for p in others]
-        o_big = [(n, p) for n, p in o_big if n > args.max_module]
-        o_long = [(n, f) for p in others for n, f in long_functions(p, args.max_function)]
-        print(f"{extra}/: {len(others)} modules, {len(o_big)} over {args.max_module} lines, "
-              f"{len(o_long)} functions over {args.max_function} lines")  # fmt: skip
+        o_big, o_long = oversized(root, root / extra, args.max_module, args.max_function)
+        print(f"{extra}/: {len(list((root / extra).rglob('*.py')))} modules, {len(o_big)} over {args.max_module} "
+              f"lines, {len(o_long)} functions over {args.max_function} lines")  # fmt: skip
+        if args.tests:
+            for n, name in (*o_big, *o_long):
+                print(f"  {n:5d} {name}")
+            n_big, n_long = n_big + len(o_big), n_long + len(o_long)
     outside = [rel[p] for p in files if "/vendors/" not in rel[p] and "/integrations/" not in rel[p]]
     naming = [name for p, name in rel.items() if name in outside and names_a_vendor(p)]
     print(f"modules outside vendors/ naming a built-in vendor in code: {len(naming)}")
@@ -148,7 +167,10 @@ def main() -> int:
     if lint.exists() and "importlinter" in (root / "pyproject.toml").read_text():
         r = subprocess.run([str(lint), "--no-cache"], cwd=root, capture_output=True, text=True)
         print("import contracts: " + " ".join(line for line in r.stdout.splitlines() if line.startswith("Contracts:")))
-    return 1 if big or longs else 0
+    where = "src/, tests/, bench/" if args.tests else "src/"
+    print(f"size rules ({where}): {n_big} modules over {args.max_module} lines, "
+          f"{n_long} functions over {args.max_function} lines")  # fmt: skip
+    return 1 if n_big or n_long else 0
 
 
 if __name__ == "__main__":

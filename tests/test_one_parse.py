@@ -1,6 +1,6 @@
 """One parse: one name, one value, one shape — regressions through raw HTTP against a running
 Keybrake and the fake vendors (which read parameters as the vendors do, see
-tests/fakes/reference_parsers.py). The kind is generated in tests/vendors/test_one_parse_props.py;
+tests/fakes/reference_parsers.py). The kind is generated in tests/vendors/test_one_parse_props_*.py;
 the refusals alone are tables in tests/proxy/test_decide_parse.py."""
 
 from __future__ import annotations

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keybrake.cli import main
@@ -17,6 +20,7 @@ from keybrake.jobs.retention import purge, purge_all
 from keybrake.store import open_store
 from keybrake.store.base import AuditRow, BudgetRecord, CapSpec, Delivery, KeyRecord, Settlement, Store
 from keybrake.store.ids import new_audit_id
+from keybrake.store.sql_retention import MAX_WINDOW_MS, OBJECT_LIFETIME_MS
 from tests import harness
 from tests.store.contract import Clock, key
 
@@ -200,115 +204,166 @@ _EVENT = st.tuples(
 )
 
 
+TOTAL_CAP = 10**12  # µUSD: the generated key a's total cap, never reached by its charges
+
+
+@dataclass
+class _Traffic:
+    """One example's generated traffic: keys a (live) and b (expiring after `b_life` days) on
+    credential `cred`, the audit rows charged (and whether each kept its reservation), the ledger
+    objects touched (id → last touch, ms), the alert deliveries queued (id, created ms, state)."""
+
+    e: int
+    now: int
+    a: KeyRecord
+    b: KeyRecord
+    cred: str
+    rows: list[tuple[AuditRow, bool]] = field(default_factory=list)
+    objects: dict[str, int] = field(default_factory=dict)
+    outbox: list[tuple[str, int, str]] = field(default_factory=list)
+    spent_a: int = 0
+
+
+async def _generate_traffic(
+    store: Store, clock: Clock, e: int, events: list[tuple[int, int, str]], b_life: int
+) -> _Traffic:
+    """Example `e`'s keys and events over 120 simulated days, each later than the last example's."""
+    base = NOW + e * 400 * DAY_MS  # every example later than the last: their rows never mix
+    now = base + 120 * DAY_MS
+    a, b, cred, dest = f"vk_a{e}", f"vk_b{e}", f"cred{e}", f"alr_{e}"
+    clock.ms = base
+    ka = KeyRecord(a, "stripe", cred, f"t:a{e}:", {}, {}, 1, "active", base, now + DAY_MS, None, None, None)
+    kb_ = KeyRecord(b, "stripe", cred, "t:b", {}, {}, 1, "active", base, base + b_life * DAY_MS,
+                    None, None, None)  # fmt: skip
+    await store.insert_key(ka, f"ha{e}")
+    await store.insert_key(kb_, f"hb{e}")
+    t = _Traffic(e, now, ka, kb_, cred)
+    for i, (day, hour, kind) in enumerate(sorted(events)):
+        clock.ms = base + day * DAY_MS + hour * 3_600_000 + i  # strictly increasing
+        if kind in ("charge_a", "kept_a"):
+            amount = 1_000 * (i + 1)
+            t.rows.append((await _charge(store, a, amount, keep=kind == "kept_a", total=TOTAL_CAP), kind == "kept_a"))
+            t.spent_a += amount
+        elif kind == "charge_b" and clock.ms < kb_.expires_at:
+            t.rows.append((await _charge(store, b, 500), False))
+        elif kind == "object":
+            oid = f"ch_{e}_{day % 5}"  # the same object touched again moves its updated_at
+            await store.ledger_put(cred, [LedgerEntry(oid, "charge", None, None, "usd", 100)])
+            t.objects[oid] = clock.ms
+        elif kind in ("delivered", "failed", "pending"):
+            await store.enqueue([_delivery(i, dest, clock.ms, kind)], None)
+            t.outbox.append((f"dlv_{dest}_{i}", clock.ms, kind))
+    clock.ms = now
+    return t
+
+
+async def _key_counters(store: Store, t: _Traffic) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """(scope, cap, window start) → (used, reserved) of every counter row of keys a and b."""
+    return {
+        (r[0], r[1], int(r[2])): (int(r[3]), int(r[4]))
+        for s in (f"key:{t.a.id}", f"key:{t.b.id}")
+        for r in await store._run(  # type: ignore[attr-defined]
+            lambda s=s: store._read(  # type: ignore[attr-defined]
+                "SELECT scope, cap, window_start, used, reserved FROM counters WHERE scope = ?", (s,)
+            )
+        )
+    }
+
+
+async def _check_rows_and_keys(store: Store, t: _Traffic, cutoff: int) -> bool:
+    """Only expired key b's rows older than `cutoff` go, with b, when none kept a reservation;
+    returns whether b is gone."""
+    b_kept = any(keep for r, keep in t.rows if r.key_id == t.b.id)
+    b_gone = t.b.expires_at < cutoff and not b_kept
+    for r, keep in t.rows:
+        # a live key's rows stay whatever their age: budget seeding needs them
+        gone = r.ts < cutoff and not keep and r.key_id == t.b.id and b_gone
+        assert (await store.get_audit(r.id) is None) == gone, (r, keep, cutoff)
+    assert (await store.get_key(t.b.id) is None) == b_gone
+    assert await store.get_key(t.a.id) is not None
+    return b_gone
+
+
+async def _check_counters(
+    store: Store,
+    t: _Traffic,
+    before: dict[tuple[str, str, int], tuple[int, int]],
+    cutoff: int,
+    b_gone: bool,
+) -> None:
+    """Counters of windows ended before the cutoff (none holding a kept reservation) and those of
+    a purged key b are gone; every other counter is unchanged."""
+    kept_counters = {(it.counter_scope, it.counter, it.window_start) for r, keep in t.rows if keep
+                     for it in _items(r, t.a.id, TOTAL_CAP)}  # fmt: skip
+    for (scope, cap, ws), value in before.items():
+        ended = 0 < ws < cutoff - MAX_WINDOW_MS and (scope, cap, ws) not in kept_counters
+        gone = ended or (scope == f"key:{t.b.id}" and b_gone)
+        got = await store.counters_for(scope, [(cap, ws)])
+        if gone:
+            assert (got[cap].used, got[cap].reserved) == (0, 0), (scope, cap, ws)
+            assert await _count(
+                store, "SELECT count(*) FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
+                scope, cap, ws,
+            ) == 0  # fmt: skip
+        else:
+            assert (got[cap].used, got[cap].reserved) == value, (scope, cap, ws)
+
+
+async def _check_objects_and_outbox(store: Store, t: _Traffic, cutoff: int) -> None:
+    """Ledger objects untouched for their lifetime (and older than the cutoff) go; deliveries
+    older than the cutoff go unless still pending."""
+    for oid, touched in t.objects.items():
+        gone = touched < min(cutoff, t.now - OBJECT_LIFETIME_MS)
+        assert (await store.ledger_get(t.cred, [oid]) == {}) == gone, (oid, touched)
+    for did, created, state in t.outbox:
+        gone = created < cutoff and state != "pending"
+        n = await _count(store, "SELECT count(*) FROM alert_outbox WHERE id = ?", did)
+        assert n == (0 if gone else 1), (did, created, state)
+
+
+async def _check_live_caps(store: Store, t: _Traffic) -> None:
+    """Key a's total cap refuses as before, and a budget created now starts at all a spent."""
+    a = t.a.id
+    # The live total cap refuses exactly as before: one µUSD over what is left.
+    left = TOTAL_CAP - t.spent_a
+    over = await store.reserve(a, 1, _caps(a, left + 1, TOTAL_CAP), _probe(a, t.now), "me")
+    assert over.cap_hit is not None and over.cap_hit.name == "total_usd_cap"
+    # A total budget created after the purge starts at everything the live key spent.
+    bud = BudgetRecord(
+        f"bud_r{t.e}", "r", "label_prefix", f"t:a{t.e}:", None, None, TOTAL_CAP, None, "UTC", t.now, t.now
+    )
+    await store.insert_budget(bud)
+    got_b = await store.counters_for(f"budget:{bud.id}", [("total_usd", 0)])
+    assert got_b["total_usd"].used + got_b["total_usd"].reserved == t.spent_a  # held rows as reserved
+
+
+async def _purge_example(
+    store: Store, clock: Clock, e: int, events: list[tuple[int, int, str]], days: int, b_life: int
+) -> None:
+    """Example `e`: generate its traffic, purge with retention `days`, check what went and stayed."""
+    t = await _generate_traffic(store, clock, e, events, b_life)
+    before = await _key_counters(store, t)
+    await purge_all(store, days, None, batch=3)
+    cutoff = t.now - days * DAY_MS
+    b_gone = await _check_rows_and_keys(store, t, cutoff)
+    await _check_counters(store, t, before, cutoff, b_gone)
+    await _check_objects_and_outbox(store, t, cutoff)
+    await _check_live_caps(store, t)
+
+
 def test_generated_traffic_then_purge_keeps_exactly_what_is_live(tmp_path: Path) -> None:
     """Random traffic over simulated days (an injected clock), then retention of R days: exactly
     the rows older than the cutoff that no live window, kept reservation or pending delivery
     needs are gone; every remaining counter is unchanged and the live caps refuse the same."""
-    import asyncio
-
-    from hypothesis import HealthCheck, given, settings
-
-    from keybrake.store.sql_retention import MAX_WINDOW_MS, OBJECT_LIFETIME_MS
-
     clock = Clock(NOW)
     store = open_store(harness.DATABASE_URL, tmp_path, migrate=False, clock=clock)
     seq = [0]
-    total_cap = 10**12
 
     @settings(max_examples=harness.examples(40), deadline=None, suppress_health_check=list(HealthCheck))
     @given(st.lists(_EVENT, max_size=25), st.integers(35, 110), st.integers(1, 110))
     def check(events: list[tuple[int, int, str]], days: int, b_life: int) -> None:
         seq[0] += 1
-        e = seq[0]
-        base = NOW + e * 400 * DAY_MS  # every example later than the last: their rows never mix
-        now = base + 120 * DAY_MS
-        a, b, cred, dest = f"vk_a{e}", f"vk_b{e}", f"cred{e}", f"alr_{e}"
-
-        async def run() -> None:
-            clock.ms = base
-            ka = KeyRecord(a, "stripe", cred, f"t:a{e}:", {}, {}, 1, "active", base, now + DAY_MS, None, None, None)
-            kb_ = KeyRecord(b, "stripe", cred, "t:b", {}, {}, 1, "active", base, base + b_life * DAY_MS,
-                            None, None, None)  # fmt: skip
-            await store.insert_key(ka, f"ha{e}")
-            await store.insert_key(kb_, f"hb{e}")
-            rows: list[tuple[AuditRow, bool]] = []
-            objects: dict[str, int] = {}
-            outbox: list[tuple[str, int, str]] = []
-            spent_a = 0
-            for i, (day, hour, kind) in enumerate(sorted(events)):
-                clock.ms = base + day * DAY_MS + hour * 3_600_000 + i  # strictly increasing
-                if kind in ("charge_a", "kept_a"):
-                    amount = 1_000 * (i + 1)
-                    rows.append(
-                        (await _charge(store, a, amount, keep=kind == "kept_a", total=total_cap), kind == "kept_a")
-                    )
-                    spent_a += amount
-                elif kind == "charge_b" and clock.ms < kb_.expires_at:
-                    rows.append((await _charge(store, b, 500), False))
-                elif kind == "object":
-                    oid = f"ch_{e}_{day % 5}"  # the same object touched again moves its updated_at
-                    await store.ledger_put(cred, [LedgerEntry(oid, "charge", None, None, "usd", 100)])
-                    objects[oid] = clock.ms
-                elif kind in ("delivered", "failed", "pending"):
-                    await store.enqueue([_delivery(i, dest, clock.ms, kind)], None)
-                    outbox.append((f"dlv_{dest}_{i}", clock.ms, kind))
-            clock.ms = now
-            scopes = (f"key:{a}", f"key:{b}")
-            before = {
-                (r[0], r[1], int(r[2])): (int(r[3]), int(r[4]))
-                for s in scopes
-                for r in await store._run(  # type: ignore[attr-defined]
-                    lambda s=s: store._read(  # type: ignore[attr-defined]
-                        "SELECT scope, cap, window_start, used, reserved FROM counters WHERE scope = ?", (s,)
-                    )
-                )
-            }
-            kept_counters = {(it.counter_scope, it.counter, it.window_start) for r, keep in rows if keep
-                             for it in _items(r, a, total_cap)}  # fmt: skip
-
-            await purge_all(store, days, None, batch=3)
-
-            cutoff = now - days * DAY_MS
-            b_kept = any(keep for r, keep in rows if r.key_id == b)
-            b_gone = kb_.expires_at < cutoff and not b_kept
-            for r, keep in rows:
-                # a live key's rows stay whatever their age: budget seeding needs them
-                gone = r.ts < cutoff and not keep and r.key_id == b and b_gone
-                assert (await store.get_audit(r.id) is None) == gone, (r, keep, cutoff)
-            assert (await store.get_key(b) is None) == b_gone
-            assert await store.get_key(a) is not None
-            for (scope, cap, ws), value in before.items():
-                ended = 0 < ws < cutoff - MAX_WINDOW_MS and (scope, cap, ws) not in kept_counters
-                gone = ended or (scope == f"key:{b}" and b_gone)
-                got = await store.counters_for(scope, [(cap, ws)])
-                if gone:
-                    assert (got[cap].used, got[cap].reserved) == (0, 0), (scope, cap, ws)
-                    assert await _count(
-                        store, "SELECT count(*) FROM counters WHERE scope = ? AND cap = ? AND window_start = ?",
-                        scope, cap, ws,
-                    ) == 0  # fmt: skip
-                else:
-                    assert (got[cap].used, got[cap].reserved) == value, (scope, cap, ws)
-            for oid, touched in objects.items():
-                gone = touched < min(cutoff, now - OBJECT_LIFETIME_MS)
-                assert (await store.ledger_get(cred, [oid]) == {}) == gone, (oid, touched)
-            for did, created, state in outbox:
-                gone = created < cutoff and state != "pending"
-                n = await _count(store, "SELECT count(*) FROM alert_outbox WHERE id = ?", did)
-                assert n == (0 if gone else 1), (did, created, state)
-            # The live total cap refuses exactly as before: one µUSD over what is left.
-            left = total_cap - spent_a
-            over = await store.reserve(a, 1, _caps(a, left + 1, total_cap), _probe(a, now), "me")
-            assert over.cap_hit is not None and over.cap_hit.name == "total_usd_cap"
-            # A total budget created after the purge starts at everything the live key spent.
-            bud = BudgetRecord(
-                f"bud_r{e}", "r", "label_prefix", f"t:a{e}:", None, None, total_cap, None, "UTC", now, now
-            )
-            await store.insert_budget(bud)
-            got_b = await store.counters_for(f"budget:{bud.id}", [("total_usd", 0)])
-            assert got_b["total_usd"].used + got_b["total_usd"].reserved == spent_a  # held rows as reserved
-
-        asyncio.run(run())
+        asyncio.run(_purge_example(store, clock, seq[0], events, days, b_life))
 
     try:
         check()
