@@ -11,8 +11,8 @@ import click
 import simplejson
 
 from keybrake.admin.audit import parse_time, render_row
-from keybrake.admin.errors import ApiError
-from keybrake.cli.common import data_dir_opt, run, settings_for, table
+from keybrake.admin.errors import ApiError, not_found
+from keybrake.cli.common import cell, data_dir_opt, print_json, run, settings_for, table
 from keybrake.config import retention_error
 from keybrake.runtime import Runtime
 from keybrake.store.base import AuditQuery
@@ -69,6 +69,21 @@ def audit_query(
             click.echo(simplejson.dumps(r, use_decimal=True))
     else:
         table(rows, _AUDIT_COLS)
+
+
+@audit.command("show")
+@click.argument("row_id")
+@data_dir_opt
+def audit_show(row_id: str, data_dir: str | None) -> None:
+    """One row by its `kbr_…` id (an answer's X-Keybrake-Request-Id), as GET /v1/audit/{id}."""
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        row = await rt.audit_store.get_audit(row_id)
+        if row is None:
+            raise not_found(f"audit row {row_id!r}")
+        return render_row(row)
+
+    print_json(run(settings_for(data_dir), go))
 
 
 @audit.command("export")
@@ -185,4 +200,4 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
 
 
 def _line(row: dict[str, Any]) -> None:
-    click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
+    click.echo("  ".join(cell(row.get(c)) for c in _AUDIT_COLS))

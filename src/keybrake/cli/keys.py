@@ -50,6 +50,11 @@ def _metadata(meta: tuple[str, ...]) -> dict[str, str]:
     return metadata
 
 
+def _expires_in(value: str) -> int | str:
+    """`--expires-in` as the API takes it: seconds (digits) as a number, else the text (90s, 8h, 7d)."""
+    return int(value) if value.isascii() and value.isdigit() else value
+
+
 @keys.command("issue")
 @click.option("--vendor", required=True)
 @click.option("--credential", default=None)
@@ -102,7 +107,7 @@ def keys_issue(
         "metadata": metadata or None,
     }
     if expires_in is not None:
-        body["expires_in"] = int(expires_in) if expires_in.isascii() and expires_in.isdigit() else expires_in
+        body["expires_in"] = _expires_in(expires_in)
     valid = validate(key_models().key_in, body)  # the policy fields of the vendors registered
     out = run(settings_for(data_dir), lambda rt: key_ops.issue(rt, valid, None))
     print_json(out)
@@ -152,6 +157,8 @@ def keys_revoke(
     data_dir: str | None,
 ) -> None:
     """Revoke one key, or (with filters, or --all) every matching key: effective on the next request."""
+    if not key_id and not everything and label_prefix is None and vendor is None and credential is None:
+        raise click.UsageError("give a KEY_ID, or at least one of --label-prefix, --vendor, --credential, or --all")
     if key_id:
         print_json(run(settings_for(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
         return
@@ -166,3 +173,56 @@ def keys_revoke(
         },
     )
     print_json(run(settings_for(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
+
+
+@keys.command("update")
+@click.argument("key_id")
+@click.option("--label", default=None)
+@click.option("--clear-label", is_flag=True, help="Remove the label.")
+@click.option("--expires-in", default=None, help="New expiry from now: 90s, 15m, 8h, 7d or seconds.")
+@click.option("--expires-at", default=None, help="New expiry, RFC 3339.")
+@click.option("--daily-usd-cap", default=None)
+@click.option("--total-usd-cap", default=None)
+@click.option("--max-usd-per-call", default=None)
+@click.option("--max-requests-per-hour", type=int, default=None)
+@click.option("--metadata", "meta", multiple=True, help="key=value, set (merged into the key's). Repeatable.")
+@click.option("--remove-metadata", "unmeta", multiple=True, help="A metadata key to remove. Repeatable.")
+@click.option("--policy", "policy_json", default=None, help="Policy merge patch as JSON (null removes a field), or @file.json.")
+@data_dir_opt
+def keys_update(
+    key_id: str,
+    label: str | None,
+    clear_label: bool,
+    expires_in: str | None,
+    expires_at: str | None,
+    daily_usd_cap: str | None,
+    total_usd_cap: str | None,
+    max_usd_per_call: str | None,
+    max_requests_per_hour: int | None,
+    meta: tuple[str, ...],
+    unmeta: tuple[str, ...],
+    policy_json: str | None,
+    data_dir: str | None,
+) -> None:
+    """Change an active key's label, metadata, expiry or policy, as PATCH /v1/keys/{id} (a JSON merge
+    patch: what is not given stays; the policy is checked with the key's vendor's fields)."""
+    caps = {
+        "daily_usd_cap": daily_usd_cap,
+        "total_usd_cap": total_usd_cap,
+        "max_usd_per_call": max_usd_per_call,
+        "max_requests_per_hour": max_requests_per_hour,
+    }
+    doc: dict[str, Any] = {}
+    if label is not None or clear_label:
+        doc["label"] = None if clear_label else label
+    if meta or unmeta:
+        doc["metadata"] = {**_metadata(meta), **{k: None for k in unmeta}}
+    if (policy := _policy(policy_json, caps)) or policy_json:
+        doc["policy"] = policy
+    if expires_in is not None:
+        doc["expires_in"] = _expires_in(expires_in)
+    if expires_at is not None:
+        doc["expires_at"] = expires_at
+    if not doc:
+        raise click.UsageError("nothing to change: give --label, --metadata, --expires-in, a cap or --policy")
+    print_json(run(settings_for(data_dir), lambda rt: key_ops.patch(rt, key_id, doc)))
