@@ -12,6 +12,9 @@ from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, tab
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 
+_DEFAULT_PCTS = ", ".join(map(str, DEFAULT_THRESHOLDS))
+_ALERT_COLS = ("id", "type", "url", "events", "thresholds", "anomaly_factor", "created_at")
+
 
 @click.group()
 def alerts() -> None:
@@ -27,9 +30,9 @@ def alerts() -> None:
     "thresholds",
     type=int,
     multiple=True,
-    help=f"Cap use percentage that fires cap.threshold (1 to 100). Repeatable; default {", ".join(map(str, DEFAULT_THRESHOLDS))}.",
+    help=f"Cap use % that fires cap.threshold (1 to 100). Repeatable; default {_DEFAULT_PCTS}.",
 )
-@click.option("--anomaly-factor", type=float, default=None, help="Spend × this over the usual fires anomaly (default 3).")
+@click.option("--anomaly-factor", type=float, default=None, help="Spend this many times the usual fires anomaly (3).")
 @data_dir_opt
 def alerts_create(
     kind: str,
@@ -60,7 +63,7 @@ def alerts_list(data_dir: str | None) -> None:
     async def go(rt: Runtime) -> list[dict[str, Any]]:
         return [alert_ops.render(d) for d in await rt.alert_store.list_alerts()]
 
-    table(run(settings_for(data_dir), go), ("id", "type", "url", "events", "thresholds", "anomaly_factor", "created_at"))
+    table(run(settings_for(data_dir), go), _ALERT_COLS)
 
 
 @alerts.command("deliveries")

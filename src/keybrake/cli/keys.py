@@ -187,7 +187,7 @@ def keys_revoke(
 @click.option("--max-requests-per-hour", type=int, default=None)
 @click.option("--metadata", "meta", multiple=True, help="key=value, set (merged into the key's). Repeatable.")
 @click.option("--remove-metadata", "unmeta", multiple=True, help="A metadata key to remove. Repeatable.")
-@click.option("--policy", "policy_json", default=None, help="Policy merge patch as JSON (null removes a field), or @file.json.")
+@click.option("--policy", "policy_json", default=None, help="Policy merge patch (JSON or @file.json); null removes.")
 @data_dir_opt
 def keys_update(
     key_id: str,
