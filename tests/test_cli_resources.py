@@ -142,3 +142,22 @@ def test_admin_tokens_list_prints_rfc3339_times(kb: KeybrakeThread) -> None:
 def test_version_is_the_package_version() -> None:
     result = CliRunner().invoke(main, ["--version"])
     assert result.exit_code == 0 and result.output.strip() == f"keybrake, version {version('keybrake')}"
+
+
+def test_keys_list_and_audit_query_take_the_apis_filters(kb: KeybrakeThread) -> None:
+    a = kb.issue({"daily_usd_cap": 5}, label="tenant-a", metadata={"team": "a"})
+    b = kb.issue({"daily_usd_cap": 5}, label="tenant-b", metadata={"team": "b"})
+    by_meta = cli(kb, "keys", "list", "--metadata", "team=b")
+    assert by_meta.exit_code == 0 and b["id"] in by_meta.output and a["id"] not in by_meta.output
+    by_label = cli(kb, "keys", "list", "--label", "tenant-a", "--credential", "default")
+    assert by_label.exit_code == 0 and a["id"] in by_label.output and b["id"] not in by_label.output
+    assert b["id"] not in cli(kb, "keys", "list", "--credential", "other").output
+
+    for key in (a, b):
+        httpx.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer {key['key']}"})
+    rows = [
+        json.loads(line) for line in cli(kb, "audit", "query", "--json", "--metadata", "team=a").stdout.splitlines()
+    ]
+    assert [r["key_id"] for r in rows] == [a["id"]]
+    assert cli(kb, "audit", "query", "--json", "--vendor", "twilio").stdout == ""
+    assert len(cli(kb, "audit", "query", "--json", "--vendor", "stripe").stdout.splitlines()) == 2

@@ -82,6 +82,17 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         raise click.ClickException(f"validation_error: {msg} ({field})") from None
 
 
+def metadata(items: tuple[str, ...]) -> dict[str, str]:
+    """`--metadata key=value` items as a dict; raises click.ClickException on an item without `=`."""
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--metadata {item!r} must be key=value")
+        out[k] = v
+    return out
+
+
 def cell(value: Any) -> str:
     """One table cell: a value as the admin API's JSON writes it (`null`, `true`, `false`, a number
     or a string unquoted; a list as its items joined by commas); a missing column is empty."""

@@ -11,7 +11,7 @@ import click
 from keybrake.admin import keys as key_ops
 from keybrake.admin.key_models import key_models
 from keybrake.admin.models import BulkRevokeIn
-from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.common import data_dir_opt, metadata, print_json, run, settings_for, table, validate
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery
 
@@ -37,17 +37,6 @@ def _policy(policy_json: str | None, caps: dict[str, str | int | None]) -> dict[
         if value is not None:
             policy[name] = value
     return policy
-
-
-def _metadata(meta: tuple[str, ...]) -> dict[str, str]:
-    """`--metadata key=value` items as a dict; raises click.ClickException on an item without `=`."""
-    metadata = {}
-    for item in meta:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise click.ClickException(f"--metadata {item!r} must be key=value")
-        metadata[k] = v
-    return metadata
 
 
 def _expires_in(value: str) -> int | str:
@@ -98,13 +87,13 @@ def keys_issue(
         policy["allowed_endpoints"] = list(allowed)
     if customers:
         policy["customer_allowlist"] = list(customers)
-    metadata = _metadata(meta)
+    meta_doc = metadata(meta)
     body: dict[str, Any] = {
         "vendor": vendor,
         "credential": credential,
         "label": label,
         "policy": policy,
-        "metadata": metadata or None,
+        "metadata": meta_doc or None,
     }
     if expires_in is not None:
         body["expires_in"] = _expires_in(expires_in)
@@ -117,14 +106,32 @@ def keys_issue(
 
 @keys.command("list")
 @click.option("--label-prefix", default=None)
+@click.option("--label", default=None, help="This exact label.")
 @click.option("--vendor", default=None)
+@click.option("--credential", default=None)
 @click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None)
+@click.option("--metadata", "meta", multiple=True, help="key=value, exact. Repeatable.")
 @click.option("--limit", type=int, default=100)
 @data_dir_opt
 def keys_list(
-    label_prefix: str | None, vendor: str | None, status: str | None, limit: int, data_dir: str | None
+    label_prefix: str | None,
+    label: str | None,
+    vendor: str | None,
+    credential: str | None,
+    status: str | None,
+    meta: tuple[str, ...],
+    limit: int,
+    data_dir: str | None,
 ) -> None:
-    q = KeyQuery(label_prefix=label_prefix, vendor=vendor, status=status, limit=limit)
+    q = KeyQuery(
+        label_prefix=label_prefix,
+        label=label,
+        vendor=vendor,
+        credential=credential,
+        status=status,
+        metadata=metadata(meta),
+        limit=limit,
+    )
     rows, _ = run(settings_for(data_dir), lambda rt: key_ops.list_keys(rt, q))
     table(rows, ("id", "label", "vendor", "status", "spent_usd", "expires_at"))
 
@@ -216,7 +223,7 @@ def keys_update(
     if label is not None or clear_label:
         doc["label"] = None if clear_label else label
     if meta or unmeta:
-        doc["metadata"] = {**_metadata(meta), **{k: None for k in unmeta}}
+        doc["metadata"] = {**metadata(meta), **{k: None for k in unmeta}}
     if (policy := _policy(policy_json, caps)) or policy_json:
         doc["policy"] = policy
     if expires_in is not None:
