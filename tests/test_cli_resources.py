@@ -83,6 +83,9 @@ def test_keys_update_is_the_merge_patch(kb: KeybrakeThread) -> None:
     assert out["label"] == "renamed" and out["metadata"] == {"team": "b"}
     assert out["policy"]["daily_usd_cap"] == 7 and out["policy"]["total_usd_cap"] is None
 
+    later = ok_json(cli(kb, "keys", "update", key["id"], "--clear-label", "--expires-in", "2h"))
+    assert later["label"] is None and later["expires_at"] != out["expires_at"] and later["policy"] == out["policy"]
+
     bad = cli(kb, "keys", "update", key["id"], "--policy", json.dumps({"account_allowlist": "acct_1"}))
     assert bad.exit_code != 0 and "validation_error" in bad.output and "account_allowlist" in bad.output
     past = cli(kb, "keys", "update", key["id"], "--expires-at", "2001-01-01T00:00:00Z")
