@@ -1,6 +1,6 @@
 """`keybrake` command line: serve, and everything an operator does by hand.
 
-One module per admin API resource (credentials, keys, budgets, audit, spend, admin tokens), plus
+One module per admin API resource (credentials, keys, budgets, alerts, audit, spend, admin tokens), plus
 serve, db and vendors; `common` holds what they share. Operator commands open the store directly
 (same data dir / database URL and master key as the server), so they work whether or not a server
 is running and need no admin token. A command's docstring is its `--help` text, so commands that
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from keybrake.cli.alerts import alerts
 from keybrake.cli.audit import audit
 from keybrake.cli.budgets import budgets
 from keybrake.cli.credentials import credentials
@@ -25,6 +26,7 @@ __all__ = ["main"]
 
 
 @click.group()
+@click.version_option(package_name="keybrake", prog_name="keybrake")
 def main() -> None:
     """Keybrake: put the brakes on your agent's keys."""
 
@@ -40,5 +42,6 @@ for _command in (
     budgets,
     vendors,
     admin_tokens,
+    alerts,
 ):
     main.add_command(_command)

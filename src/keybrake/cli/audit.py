@@ -11,8 +11,8 @@ import click
 import simplejson
 
 from keybrake.admin.audit import parse_time, render_row
-from keybrake.admin.errors import ApiError
-from keybrake.cli.common import data_dir_opt, run, settings_for, table
+from keybrake.admin.errors import ApiError, not_found
+from keybrake.cli.common import cell, data_dir_opt, metadata, print_json, run, settings_for, table
 from keybrake.config import retention_error
 from keybrake.runtime import Runtime
 from keybrake.store.base import AuditQuery
@@ -29,7 +29,10 @@ def audit() -> None:
 @click.option("--run", "run_id", default=None, help="agent_run_id")
 @click.option("--key", "key_id", default=None)
 @click.option("--label-prefix", default=None)
+@click.option("--vendor", default=None)
 @click.option("--verdict", default=None)
+@click.option("--error-code", default=None)
+@click.option("--metadata", "meta", multiple=True, help="key=value: the key's metadata, exact. Repeatable.")
 @click.option("--since", default=None, help="RFC 3339 or Unix seconds")
 @click.option("--until", default=None)
 @click.option("--limit", type=int, default=100)
@@ -39,7 +42,10 @@ def audit_query(
     run_id: str | None,
     key_id: str | None,
     label_prefix: str | None,
+    vendor: str | None,
     verdict: str | None,
+    error_code: str | None,
+    meta: tuple[str, ...],
     since: str | None,
     until: str | None,
     limit: int,
@@ -52,7 +58,10 @@ def audit_query(
             agent_run_id=run_id,
             key_id=key_id,
             label_prefix=label_prefix,
+            vendor=vendor,
             verdict=verdict,
+            error_code=error_code,
+            metadata=metadata(meta),
             since=parse_time(since, "since") if since else None,
             until=parse_time(until, "until") if until else None,
             limit=limit,
@@ -69,6 +78,21 @@ def audit_query(
             click.echo(simplejson.dumps(r, use_decimal=True))
     else:
         table(rows, _AUDIT_COLS)
+
+
+@audit.command("show")
+@click.argument("row_id")
+@data_dir_opt
+def audit_show(row_id: str, data_dir: str | None) -> None:
+    """One row by its `kbr_…` id (an answer's X-Keybrake-Request-Id), as GET /v1/audit/{id}."""
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        row = await rt.audit_store.get_audit(row_id)
+        if row is None:
+            raise not_found(f"audit row {row_id!r}")
+        return render_row(row)
+
+    print_json(run(settings_for(data_dir), go))
 
 
 @audit.command("export")
@@ -185,4 +209,4 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
 
 
 def _line(row: dict[str, Any]) -> None:
-    click.echo("  ".join(str(row.get(c)) for c in _AUDIT_COLS))
+    click.echo("  ".join(cell(row.get(c)) for c in _AUDIT_COLS))

@@ -82,9 +82,31 @@ def validate(model: type[M], data: dict[str, Any]) -> M:
         raise click.ClickException(f"validation_error: {msg} ({field})") from None
 
 
+def metadata(items: tuple[str, ...]) -> dict[str, str]:
+    """`--metadata key=value` items as a dict; raises click.ClickException on an item without `=`."""
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise click.ClickException(f"--metadata {item!r} must be key=value")
+        out[k] = v
+    return out
+
+
+def cell(value: Any) -> str:
+    """One table cell: a value as the admin API's JSON writes it (`null`, `true`, `false`, a number
+    or a string unquoted; a list as its items joined by commas); a missing column is empty."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join(cell(v) for v in value)
+    return str(simplejson.dumps(value, use_decimal=True))
+
+
 def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
-    """Print `rows` as a left-aligned text table: a header of `cols`, then one line per row."""
-    cells = [[str(r.get(c, "")) for c in cols] for r in rows]
+    """Print `rows` as a left-aligned text table: a header of `cols`, then one line per row
+    (cells as `cell` writes them)."""
+    cells = [[cell(r[c]) if c in r else "" for c in cols] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
     for row in cells:

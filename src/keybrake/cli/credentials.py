@@ -67,6 +67,18 @@ def credentials_list(data_dir: str | None) -> None:
     table(rows, ("name", "vendor", "secret_hint", "base_url", "active_keys", "created_at"))
 
 
+@credentials.command("show")
+@click.argument("name")
+@data_dir_opt
+def credentials_show(name: str, data_dir: str | None) -> None:
+    """One credential (never its secret), as GET /v1/credentials/{name}."""
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        return await creds_ops.render(rt, await creds_ops.get_record(rt, name))
+
+    print_json(run(settings_for(data_dir), go))
+
+
 @credentials.command("delete")
 @click.argument("name")
 @click.option("--revoke-keys", is_flag=True, help="Also revoke the keys that use it.")

@@ -11,7 +11,7 @@ import click
 from keybrake.admin import keys as key_ops
 from keybrake.admin.key_models import key_models
 from keybrake.admin.models import BulkRevokeIn
-from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.common import data_dir_opt, metadata, print_json, run, settings_for, table, validate
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery
 
@@ -39,15 +39,9 @@ def _policy(policy_json: str | None, caps: dict[str, str | int | None]) -> dict[
     return policy
 
 
-def _metadata(meta: tuple[str, ...]) -> dict[str, str]:
-    """`--metadata key=value` items as a dict; raises click.ClickException on an item without `=`."""
-    metadata = {}
-    for item in meta:
-        k, sep, v = item.partition("=")
-        if not sep:
-            raise click.ClickException(f"--metadata {item!r} must be key=value")
-        metadata[k] = v
-    return metadata
+def _expires_in(value: str) -> int | str:
+    """`--expires-in` as the API takes it: seconds (digits) as a number, else the text (90s, 8h, 7d)."""
+    return int(value) if value.isascii() and value.isdigit() else value
 
 
 @keys.command("issue")
@@ -93,16 +87,16 @@ def keys_issue(
         policy["allowed_endpoints"] = list(allowed)
     if customers:
         policy["customer_allowlist"] = list(customers)
-    metadata = _metadata(meta)
+    meta_doc = metadata(meta)
     body: dict[str, Any] = {
         "vendor": vendor,
         "credential": credential,
         "label": label,
         "policy": policy,
-        "metadata": metadata or None,
+        "metadata": meta_doc or None,
     }
     if expires_in is not None:
-        body["expires_in"] = int(expires_in) if expires_in.isascii() and expires_in.isdigit() else expires_in
+        body["expires_in"] = _expires_in(expires_in)
     valid = validate(key_models().key_in, body)  # the policy fields of the vendors registered
     out = run(settings_for(data_dir), lambda rt: key_ops.issue(rt, valid, None))
     print_json(out)
@@ -112,14 +106,32 @@ def keys_issue(
 
 @keys.command("list")
 @click.option("--label-prefix", default=None)
+@click.option("--label", default=None, help="This exact label.")
 @click.option("--vendor", default=None)
+@click.option("--credential", default=None)
 @click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None)
+@click.option("--metadata", "meta", multiple=True, help="key=value, exact. Repeatable.")
 @click.option("--limit", type=int, default=100)
 @data_dir_opt
 def keys_list(
-    label_prefix: str | None, vendor: str | None, status: str | None, limit: int, data_dir: str | None
+    label_prefix: str | None,
+    label: str | None,
+    vendor: str | None,
+    credential: str | None,
+    status: str | None,
+    meta: tuple[str, ...],
+    limit: int,
+    data_dir: str | None,
 ) -> None:
-    q = KeyQuery(label_prefix=label_prefix, vendor=vendor, status=status, limit=limit)
+    q = KeyQuery(
+        label_prefix=label_prefix,
+        label=label,
+        vendor=vendor,
+        credential=credential,
+        status=status,
+        metadata=metadata(meta),
+        limit=limit,
+    )
     rows, _ = run(settings_for(data_dir), lambda rt: key_ops.list_keys(rt, q))
     table(rows, ("id", "label", "vendor", "status", "spent_usd", "expires_at"))
 
@@ -152,6 +164,8 @@ def keys_revoke(
     data_dir: str | None,
 ) -> None:
     """Revoke one key, or (with filters, or --all) every matching key: effective on the next request."""
+    if not key_id and not everything and label_prefix is None and vendor is None and credential is None:
+        raise click.UsageError("give a KEY_ID, or at least one of --label-prefix, --vendor, --credential, or --all")
     if key_id:
         print_json(run(settings_for(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
         return
@@ -166,3 +180,56 @@ def keys_revoke(
         },
     )
     print_json(run(settings_for(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
+
+
+@keys.command("update")
+@click.argument("key_id")
+@click.option("--label", default=None)
+@click.option("--clear-label", is_flag=True, help="Remove the label.")
+@click.option("--expires-in", default=None, help="New expiry from now: 90s, 15m, 8h, 7d or seconds.")
+@click.option("--expires-at", default=None, help="New expiry, RFC 3339.")
+@click.option("--daily-usd-cap", default=None)
+@click.option("--total-usd-cap", default=None)
+@click.option("--max-usd-per-call", default=None)
+@click.option("--max-requests-per-hour", type=int, default=None)
+@click.option("--metadata", "meta", multiple=True, help="key=value, set (merged into the key's). Repeatable.")
+@click.option("--remove-metadata", "unmeta", multiple=True, help="A metadata key to remove. Repeatable.")
+@click.option("--policy", "policy_json", default=None, help="Policy merge patch (JSON or @file.json); null removes.")
+@data_dir_opt
+def keys_update(
+    key_id: str,
+    label: str | None,
+    clear_label: bool,
+    expires_in: str | None,
+    expires_at: str | None,
+    daily_usd_cap: str | None,
+    total_usd_cap: str | None,
+    max_usd_per_call: str | None,
+    max_requests_per_hour: int | None,
+    meta: tuple[str, ...],
+    unmeta: tuple[str, ...],
+    policy_json: str | None,
+    data_dir: str | None,
+) -> None:
+    """Change an active key's label, metadata, expiry or policy, as PATCH /v1/keys/{id} (a JSON merge
+    patch: what is not given stays; the policy is checked with the key's vendor's fields)."""
+    caps = {
+        "daily_usd_cap": daily_usd_cap,
+        "total_usd_cap": total_usd_cap,
+        "max_usd_per_call": max_usd_per_call,
+        "max_requests_per_hour": max_requests_per_hour,
+    }
+    doc: dict[str, Any] = {}
+    if label is not None or clear_label:
+        doc["label"] = None if clear_label else label
+    if meta or unmeta:
+        doc["metadata"] = {**metadata(meta), **{k: None for k in unmeta}}
+    if (policy := _policy(policy_json, caps)) or policy_json:
+        doc["policy"] = policy
+    if expires_in is not None:
+        doc["expires_in"] = _expires_in(expires_in)
+    if expires_at is not None:
+        doc["expires_at"] = expires_at
+    if not doc:
+        raise click.UsageError("nothing to change: give --label, --metadata, --expires-in, a cap or --policy")
+    print_json(run(settings_for(data_dir), lambda rt: key_ops.patch(rt, key_id, doc)))

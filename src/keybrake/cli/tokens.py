@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table
+from keybrake.core.timefmt import rfc3339
 from keybrake.runtime import Runtime
 from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
@@ -34,9 +35,18 @@ def admin_tokens_create(label: str, data_dir: str | None) -> None:
 @data_dir_opt
 def admin_tokens_list(data_dir: str | None) -> None:
     async def go(rt: Runtime) -> list[dict[str, Any]]:
-        return [r.__dict__ for r in await rt.token_store.list_admin_tokens()]
+        return [_render(r) for r in await rt.token_store.list_admin_tokens()]
 
     table(run(settings_for(data_dir), go), ("id", "scope", "label", "created_at", "revoked_at"))
+
+
+def _render(rec: AdminTokenRecord) -> dict[str, Any]:
+    """An admin token's row with its times in RFC 3339 (UTC, ms), as the admin API writes times."""
+    row = dict(rec.__dict__)
+    for name in ("created_at", "revoked_at"):
+        if row.get(name) is not None:
+            row[name] = rfc3339(row[name])
+    return row
 
 
 @admin_tokens.command("revoke")
