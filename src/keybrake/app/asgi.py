@@ -1,8 +1,9 @@
 """The ASGI application: routing, the proxy adapter, and the lifespan that runs the jobs.
 
-Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; everything
-else goes through the proxy pipeline as raw ASGI — a router on the hot path costs CPU and
-buys nothing there.
+Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; other paths
+under a name no vendor may take (`/docs/`, `/metrics/x`, `/_keybrake/…`) are answered here;
+everything else goes through the proxy pipeline as raw ASGI — a router on the hot path costs
+CPU and buys nothing there.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 # First path segments no vendor may take (vendors.RESERVED_NAMES) whose paths that are not admin
 # routes are answered here, unread and unaudited: `/_keybrake/…` (the agent's own endpoints) and
 # `/docs/`, `/metrics/x`, … (the admin API's 404). `v1` is not among them: a `/v1/…` path that is
-# not an admin route is an unprefixed vendor call, routed by its key's vendor (docs/vendors.md).
+# not an admin route is an unprefixed vendor call, routed by its key's vendor (docs/sdk-stripe.md).
 _RESERVED_ROOTS = RESERVED_NAMES - {"v1"}
 _NO_ADMIN_ENDPOINT = error_body("not_found", "no such admin endpoint")
 
