@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from openapi_spec_validator import validate
 
@@ -132,3 +134,26 @@ def test_every_declared_query_parameter_is_accepted(kb: KeybrakeThread) -> None:
                 assert r.status_code == 200, (path, name, r.text)
                 seen += 1
     assert seen >= 25
+
+
+def test_security_is_declared_exactly_where_a_token_is_needed(kb: KeybrakeThread) -> None:
+    """Every operation of /openapi.json, called without a token on the real server: it answers 401
+    exactly when it declares the admin bearer scheme. Each call comes from a loopback address of
+    its own, so the gate's failure count per address never answers 429 instead."""
+    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()
+    operations = [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
+    open_ones = set()
+    for n, (method, path, op) in enumerate(operations):
+        url = kb.admin_url + re.sub(r"\{[^}]+\}", "x", path)
+        with httpx.Client(transport=httpx.HTTPTransport(local_address=f"127.0.0.{n + 2}")) as c:
+            status = c.request(method.upper(), url).status_code
+        if status == 401:
+            assert op.get("security") == [{"AdminToken": []}], (method, path)
+        else:
+            assert status == 200 and not op.get("security"), (method, path, status)
+            open_ones.add(path)
+    assert open_ones == {"/healthz", "/readyz"}
+    assert spec["paths"]["/metrics"]["get"]["security"] == [{"AdminToken": []}]
+    for page in ("/openapi.json", "/docs"):  # the description itself: open, and no operation of it
+        assert page not in spec["paths"]
+        assert httpx.get(f"{kb.admin_url}{page}").status_code == 200

@@ -1,8 +1,9 @@
 """The ASGI application: routing, the proxy adapter, and the lifespan that runs the jobs.
 
-Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; everything
-else goes through the proxy pipeline as raw ASGI — a router on the hot path costs CPU and
-buys nothing there.
+Admin paths (docs/api.md) go to the FastAPI admin app and are never forwarded; other paths
+under a name no vendor may take (`/docs/`, `/metrics/x`, `/_keybrake/…`) are answered here;
+everything else goes through the proxy pipeline as raw ASGI — a router on the hot path costs
+CPU and buys nothing there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from keybrake import deadline
 from keybrake.admin.api import build_admin_app
-from keybrake.admin.gate import AdminGate
+from keybrake.admin.gate import AdminGate, error_body
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.app.self_view import self_view
 from keybrake.core.errors import Denial, EnforcementUnavailable
@@ -35,6 +36,7 @@ from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 from keybrake.proxy.settler import SettleWriter
 from keybrake.runtime import Runtime
+from keybrake.vendors import RESERVED_NAMES
 
 log = logging.getLogger("keybrake")
 
@@ -45,6 +47,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
 _ADMIN_EXACT = frozenset({"/openapi.json", "/docs", "/healthz", "/readyz", "/metrics"})
 _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
+# First path segments no vendor may take (vendors.RESERVED_NAMES) whose paths that are not admin
+# routes are answered here, unread and unaudited: `/_keybrake/…` (the agent's own endpoints) and
+# `/docs/`, `/metrics/x`, … (the admin API's 404). `v1` is not among them: a `/v1/…` path that is
+# not an admin route is an unprefixed vendor call, routed by its key's vendor (docs/sdk-stripe.md).
+_RESERVED_ROOTS = RESERVED_NAMES - {"v1"}
+_NO_ADMIN_ENDPOINT = error_body("not_found", "no such admin endpoint")
 
 
 def is_admin_path(path: str) -> bool:
@@ -53,6 +61,12 @@ def is_admin_path(path: str) -> bool:
         return True
     parts = path.split("/")
     return len(parts) >= 3 and parts[1] == "v1" and parts[2] in _ADMIN_ROOTS
+
+
+def _first_segment(path: str) -> str:
+    """`/docs/x` → `docs`, `/metrics` → `metrics`, `/` → `` (one scan, no split)."""
+    end = path.find("/", 1)
+    return path[1:] if end < 0 else path[1:end]
 
 
 class KeybrakeApp:
@@ -149,9 +163,11 @@ class KeybrakeApp:
                     await self._admin(scope, receive, send)
             elif role == "admin":
                 await _send(send, _not_here("this is the admin listener; proxied calls go to the proxy port"))
+            elif (root := _first_segment(path)) not in _RESERVED_ROOTS:
+                await self._proxy(scope, receive, send)
             elif path == "/_keybrake/self" and scope["method"] == "GET":
                 await _send(send, await self_view(self.rt, scope))
-            elif path == "/_keybrake" or path.startswith("/_keybrake/"):
+            elif root == "_keybrake":
                 await _send(
                     send,
                     ProxyResponse(
@@ -160,8 +176,13 @@ class KeybrakeApp:
                         b'{"error":{"type":"keybrake_error","code":"not_found","message":"no such Keybrake endpoint"}}',
                     ),
                 )
-            else:
-                await self._proxy(scope, receive, send)
+            else:  # /docs/, /metrics/x, …: never an agent call, no audit row
+                await _send(
+                    send,
+                    ProxyResponse(
+                        404, [("content-type", JSON_TYPE), ("cache-control", "no-store")], _NO_ADMIN_ENDPOINT
+                    ),
+                )
 
     # -- proxy adapter --------------------------------------------------------------------
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import generate_latest
 
-from keybrake.admin.auth import admit
+from keybrake.admin.auth import admit, bearer
 from keybrake.admin.ready import ReadyProbe
 from keybrake.admin.routes.common import ERROR_MEANINGS, runtime
 from keybrake.admin.schemas import ErrorBody, Health, Ready
@@ -35,6 +35,9 @@ async def readyz(request: Request) -> Response:
 @router.get(
     "/metrics",
     response_class=Response,
+    # Declares the admin bearer scheme in /openapi.json, as `require_admin` does for the /v1 routes;
+    # it checks nothing (the gate did, unless KEYBRAKE_METRICS_PUBLIC=1).
+    dependencies=[Depends(bearer)],
     responses={
         200: {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}},
         401: {"model": ErrorBody, "description": ERROR_MEANINGS[401] + "; none needed with KEYBRAKE_METRICS_PUBLIC=1"},
