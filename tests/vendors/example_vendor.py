@@ -32,6 +32,7 @@ from keybrake.core.policy import Policy, check_allowlist
 from keybrake.core.request import ProxyRequest
 from keybrake.vendors import registry
 from keybrake.vendors.base import (
+    CORE_POLICY_FIELDS,
     Estimate,
     Rates,
     Rendered,
@@ -84,17 +85,7 @@ class Acme(VendorDefaults):
     default_base_url = "https://api.acme.example"
     upstream_hosts: tuple[str, ...] = ("api.acme.example",)
     forwarded_headers = frozenset({"idempotency-key"})
-    policy_fields = frozenset(
-        {
-            "daily_usd_cap",
-            "total_usd_cap",
-            "max_usd_per_call",
-            "allowed_endpoints",
-            "customer_allowlist",
-            "param_rules",
-            "allowed_acme_regions",
-        }
-    )
+    policy_fields = CORE_POLICY_FIELDS | {"customer_allowlist", "allowed_acme_regions"}
     money_moving: tuple[EndpointPattern, ...] = (ORDERS_CREATE,)
     free: tuple[EndpointPattern, ...] = FREE
     guarded: tuple[EndpointPattern, ...] = (
