@@ -213,6 +213,9 @@ def register() -> None:
     registry.register(SPEC)
 
 
+# --- Contract examples (tests/vendors/contract.py), for the tests only. The vendor above needs
+# none of this: to copy it out of the tree, drop this block and the `tests.vendors.contract`
+# import, or move both into your own test file (docs/vendors.md, adding a vendor).
 ORDER = {"customer": "cu_ok", "amount": 1250, "item": "anvil"}
 EXAMPLES = VendorExamples(
     secret="ak_" + "a1" * 10,

@@ -65,6 +65,8 @@ def budgets_create(
 @budgets.command("list")
 @data_dir_opt
 def budgets_list(data_dir: str | None) -> None:
+    """List every budget: id, name, scope, time zone and each cap's used/limit in USD or requests."""
+
     async def go(rt: Runtime) -> list[dict[str, Any]]:
         return [await budget_ops.render(rt, b) for b in await rt.budget_store.list_budgets()]
 
@@ -79,6 +81,8 @@ def budgets_list(data_dir: str | None) -> None:
 @click.argument("budget_id")
 @data_dir_opt
 def budgets_show(budget_id: str, data_dir: str | None) -> None:
+    """Show one budget (bud_…) as GET /v1/budgets/{id} answers: its scope, caps and usage."""
+
     async def go(rt: Runtime) -> dict[str, Any]:
         return await budget_ops.render(rt, await budget_ops.get_record(rt, budget_id))
 
@@ -104,4 +108,5 @@ def budgets_update(
 @click.argument("budget_id")
 @data_dir_opt
 def budgets_delete(budget_id: str, data_dir: str | None) -> None:
+    """Delete a budget (bud_…) and its counters; prints it with "deleted": true (keys keep their own caps)."""
     print_json(run(settings_for(data_dir), lambda rt: budget_ops.delete(rt, budget_id)))
