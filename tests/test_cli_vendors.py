@@ -13,6 +13,8 @@ from keybrake.cli import main
 from keybrake.vendors import registry
 from tests.vendors import example_vendor
 
+pytestmark = pytest.mark.store_free  # no store: runs once, not again on PostgreSQL
+
 
 @pytest.fixture
 def acme_registered() -> Iterator[None]:
