@@ -29,8 +29,15 @@ def test_the_standalone_fake_prints_its_url_and_secret_and_serves_stripe_python(
         client = stripe.StripeClient("sk_test_standalone_1234", base_addresses={"api": url.group(1)})
         customer = client.v1.customers.create({"name": "Demo"})
         assert client.v1.customers.retrieve(customer.id).name == "Demo"
-        order = {"amount": 2000, "currency": "usd", "customer": customer.id, "payment_method": "pm_card_visa"}
-        intent = client.v1.payment_intents.create({**order, "confirm": True})
+        intent = client.v1.payment_intents.create(
+            {
+                "amount": 2000,
+                "currency": "usd",
+                "customer": customer.id,
+                "payment_method": "pm_card_visa",
+                "confirm": True,
+            }
+        )
         assert intent.status == "succeeded"
     finally:
         proc.send_signal(signal.SIGTERM)
