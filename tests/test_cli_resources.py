@@ -79,6 +79,7 @@ def test_keys_update_is_the_merge_patch(kb: KeybrakeThread) -> None:
         cli(kb, "keys", "update", key["id"], "--label", "renamed", "--daily-usd-cap", "7",
             "--policy", json.dumps({"total_usd_cap": None}), "--metadata", "team=b", "--remove-metadata", "run")
     )  # fmt: skip
+    assert out.pop("warnings") == ["no allowed_endpoints: every endpoint of the vendor is allowed"]  # as issue
     assert out == kb.key(key["id"])
     assert out["label"] == "renamed" and out["metadata"] == {"team": "b"}
     assert out["policy"]["daily_usd_cap"] == 7 and out["policy"]["total_usd_cap"] is None

@@ -58,6 +58,9 @@ def build_admin_app(
         openapi_url="/openapi.json",
         default_response_class=KJSON,
         generate_unique_id_function=lambda route: route.name,  # operationId: `issue_key`, `list_keys`, …
+        # No redirect from `/x/` to `/x`: Starlette builds its Location from the client's Host header
+        # (an open redirect on the token-free paths); a trailing-slash path is an unknown path, 404.
+        redirect_slashes=False,
     )
     app.state.runtime, app.state.registry, app.state.alerts = rt, registry, alerts
     app.state.before_read, app.state.ready = before_read, ReadyProbe(rt.store)

@@ -1,8 +1,8 @@
 """The admin API's key models for one set of vendors: every model that carries a key policy.
 
 A key policy has the core fields and each vendor's own (`VendorSpec.policy_input`), so the models
-that carry one — the inputs `KeyIn` and `KeyPatchIn`, the answers `Policy`, `Key` and
-`IssuedKey`, the merge patch `KeyMergePatch` — are composed for the vendors an admin app serves
+that carry one — the inputs `KeyIn` and `KeyPatchIn`, the answers `Policy`, `Key`,
+`IssuedKey` and `UpdatedKey`, the merge patch `KeyMergePatch` — are composed for the vendors an admin app serves
 when the app is built (`build_admin_app`, from its Runtime's `vendor_specs`), and cached per set
 of the vendors' policy models. Each composed model keeps the name, fields, field order and validators of the one in
 `models` or `schemas` it refines; only its `policy` is typed with the vendors' fields.
@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, create_model
 
 from keybrake.admin.models import KeyIn, KeyPatchIn
 from keybrake.admin.policy import PolicyBase, policy_input_of, vendor_inputs
-from keybrake.admin.schemas import EXTRA_MODELS, IssuedKey, Key, KeyMergePatch, Out, Usd
+from keybrake.admin.schemas import EXTRA_MODELS, IssuedKey, Key, KeyMergePatch, Out, UpdatedKey, Usd
 from keybrake.core.policy import USD_FIELDS
 from keybrake.vendors.registry import VendorSpec
 
@@ -34,6 +34,7 @@ class KeyModels:
     policy: type[BaseModel]  # `Policy`: the policy as a key renders it, every field, null when unset
     key: type[Key]
     issued_key: type[IssuedKey]
+    updated_key: type[UpdatedKey]
     key_merge_patch: type[KeyMergePatch]
 
     @property
@@ -74,6 +75,7 @@ def _composed(inputs: tuple[type[BaseModel], ...]) -> KeyModels:
         policy,
         _refined(Key, policy=(policy, ...)),
         _refined(IssuedKey, policy=(policy, ...)),
+        _refined(UpdatedKey, policy=(policy, ...)),
         _refined(KeyMergePatch, policy=(policy_in | None, None)),
     )
 

@@ -104,7 +104,7 @@ async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
 
 async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, Any]:
     if body.vendor not in rt.vendors:
-        raise validation(f"unknown vendor {body.vendor!r}; known: {', '.join(sorted(rt.vendors))}", "vendor")
+        raise unknown_vendor(rt, body.vendor)
     policy = body.policy.to_store()
     warnings = _check_policy_fields(rt, body.vendor, policy)
     credential = await _credential_for(rt, body.vendor, body.credential)
@@ -223,7 +223,11 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
 
 
 async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
-    """JSON merge patch (RFC 7396) over label, metadata, expiry and policy (field by field)."""
+    """JSON merge patch (RFC 7396) over label, metadata, expiry and policy (field by field).
+
+    Returns the key as `render` does plus `warnings`: the texts issuance gives for the policy the key
+    now has (no USD cap, no allowed_endpoints). Raises ApiError: 400 (not an object), 404, 409 (not
+    active, or changed meanwhile), 422 (a field)."""
     if not isinstance(patch_body, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object (a merge patch)")
     for name in ("vendor", "credential"):
@@ -248,7 +252,7 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
         msg, field = pydantic_field(exc)
         raise validation(msg, field) from None
     policy = valid.policy.to_store()
-    _check_policy_fields(rt, key.vendor, policy)
+    warnings = _check_policy_fields(rt, key.vendor, policy)
     expires_at = key.expires_at
     if "expires_in" in patch_body or "expires_at" in patch_body:
         expires_at = _expiry(rt, key.created_at, patch_body.get("expires_in"), patch_body.get("expires_at"))
@@ -262,7 +266,9 @@ async def patch(rt: Runtime, key_id: str, patch_body: Any) -> dict[str, Any]:
     )
     if not ok:
         raise conflict(f"key {key_id} changed or was revoked during the update; read it and try again")
-    return await render(rt, await get_record(rt, key_id))
+    out = await render(rt, await get_record(rt, key_id))
+    out["warnings"] = warnings
+    return out
 
 
 def _policy_as_input(policy: dict[str, Any]) -> dict[str, Any]:
@@ -295,9 +301,23 @@ async def revoke(rt: Runtime, key_id: str, reason: str | None) -> dict[str, Any]
     return await render(rt, key)
 
 
+def unknown_vendor(rt: Runtime, vendor: str) -> ApiError:
+    """422 naming `vendor` and the vendors `rt` serves (the answer to a vendor it does not serve)."""
+    return validation(f"unknown vendor {vendor!r}; known: {', '.join(sorted(rt.vendors))}", "vendor")
+
+
 async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
+    """Revoke every active key matching all of `body`'s filters: {"object": "revocation", "revoked": n,
+    "revoked_at": RFC 3339}. Raises ApiError 422 when no filter is given, or when `vendor` is not a
+    vendor `rt` serves or `credential` names no credential (a typo would otherwise revoke nothing
+    and answer 0); a `label_prefix` matching no key is a valid 0."""
     if not body.all and body.label_prefix is None and body.vendor is None and body.credential is None:
         raise validation("give at least one of label_prefix, vendor, credential, or all=true", "label_prefix")
+    if body.vendor is not None and body.vendor not in rt.vendors:
+        raise unknown_vendor(rt, body.vendor)
+    if body.credential is not None:
+        if not any(c.name == body.credential for c in await rt.credential_store.list_credentials()):
+            raise validation(f"no credential named {body.credential!r}", "credential")
     n, at = await rt.key_store.revoke_keys(
         label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, reason=body.reason
     )

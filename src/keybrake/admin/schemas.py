@@ -96,6 +96,13 @@ class IssuedKey(Key):
     warnings: list[str]
 
 
+class UpdatedKey(Key):
+    """A key after PATCH /v1/keys/{id}, with the warnings issuance gives for the policy it now has
+    (no USD cap, no allowed_endpoints)."""
+
+    warnings: list[str]
+
+
 class Revocation(Out):
     object: Literal["revocation"]
     revoked: int

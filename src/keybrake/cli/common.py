@@ -7,6 +7,7 @@ server), so they work whether or not a server is running and need no admin token
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -93,11 +94,34 @@ def metadata(items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+# Unicode categories a table cell never prints raw: controls (Cc: BEL, ESC, newline), format
+# characters (Cf: the bidi overrides U+202A-U+202E and isolates, zero-width characters), line and
+# paragraph separators (Zl, Zp) and unpaired surrogates (Cs). Any of them in a value an agent
+# chose (a path, a label) could move, hide or reorder what the operator's terminal shows.
+_UNPRINTED = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def _escaped(ch: str) -> str:
+    """`ch` as JSON escapes it: `\\uXXXX` (lowercase hex), a surrogate pair above U+FFFF."""
+    cp = ord(ch)
+    if cp <= 0xFFFF:
+        return f"\\u{cp:04x}"
+    cp -= 0x10000
+    return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+
+
+def printable(text: str) -> str:
+    """`text` with every character of category Cc, Cf, Zl, Zp or Cs written as `\\uXXXX` (as JSON
+    output escapes it); every other character as is."""
+    return "".join(_escaped(ch) if unicodedata.category(ch) in _UNPRINTED else ch for ch in text)
+
+
 def cell(value: Any) -> str:
     """One table cell: a value as the admin API's JSON writes it (`null`, `true`, `false`, a number
-    or a string unquoted; a list as its items joined by commas); a missing column is empty."""
+    or a string unquoted, with its control and format characters escaped by `printable`; a list as
+    its items joined by commas); a missing column is empty."""
     if isinstance(value, str):
-        return value
+        return printable(value)
     if isinstance(value, list):
         return ",".join(cell(v) for v in value)
     return str(simplejson.dumps(value, use_decimal=True))

@@ -21,22 +21,47 @@ def keys() -> None:
     """Vault keys."""
 
 
-def _policy(policy_json: str | None, caps: dict[str, str | int | None]) -> dict[str, Any]:
-    """The policy document: `--policy` (JSON, or @file.json) with each cap option given set over it.
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "true or false"}
 
-    Raises click.ClickException when `--policy` is not valid JSON.
-    """
-    policy: dict[str, Any] = {}
-    if policy_json:
+
+def _load_policy(policy_json: str | None) -> Any:
+    """`--policy` as JSON (its text, or @file.json's); {} when it is not given.
+
+    Raises click.ClickException when it is not valid JSON or its file cannot be read."""
+    if not policy_json:
+        return {}
+    try:
         text = Path(policy_json[1:]).read_text() if policy_json.startswith("@") else policy_json
-        try:
-            policy = json.loads(text)
-        except ValueError:
-            raise click.ClickException("--policy is not valid JSON") from None
-    for name, value in caps.items():
-        if value is not None:
-            policy[name] = value
-    return policy
+    except OSError as exc:
+        raise click.ClickException(f"--policy {policy_json}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise click.ClickException("--policy is not valid JSON") from None
+
+
+def _policy(policy_json: str | None, caps: dict[str, str | int | None]) -> dict[str, Any]:
+    """The policy document: `--policy` (a JSON object, or @file.json holding one) with each cap option
+    given set over it.
+
+    Raises click.ClickException when `--policy` is not valid JSON or its file cannot be read, and
+    click.UsageError naming --policy when it is not a JSON object.
+    """
+    policy = _load_policy(policy_json)
+    if not isinstance(policy, dict):
+        what = "null" if policy is None else _JSON_TYPES.get(type(policy), "no object")
+        raise click.UsageError(f"--policy must be a JSON object (the policy), not {what}")
+    return {**policy, **{name: value for name, value in caps.items() if value is not None}}
+
+
+def _policy_patch(policy_json: str | None, caps: dict[str, str | int | None]) -> dict[str, Any] | None:
+    """The policy merge patch of `keys update`: as `_policy`, but `--policy null` alone is None (the
+    merge patch that removes the whole policy). Raises click.UsageError when null comes with a cap."""
+    if policy_json and _load_policy(policy_json) is None:
+        if any(value is not None for value in caps.values()):
+            raise click.UsageError("--policy null removes the whole policy: give no cap option with it")
+        return None
+    return _policy(policy_json, caps)
 
 
 def _expires_in(value: str) -> int | str:
@@ -100,7 +125,12 @@ def keys_issue(
     valid = validate(key_models().key_in, body)  # the policy fields of the vendors registered
     out = run(settings_for(data_dir), lambda rt: key_ops.issue(rt, valid, None))
     print_json(out)
-    for w in out["warnings"]:
+    _warn(out["warnings"])
+
+
+def _warn(warnings: list[str]) -> None:
+    """Each of an answer's `warnings` on standard error, as `warning: <text>`."""
+    for w in warnings:
         click.echo(f"warning: {w}", err=True)
 
 
@@ -166,6 +196,18 @@ def keys_revoke(
     """Revoke one key, or (with filters, or --all) every matching key: effective on the next request."""
     if not key_id and not everything and label_prefix is None and vendor is None and credential is None:
         raise click.UsageError("give a KEY_ID, or at least one of --label-prefix, --vendor, --credential, or --all")
+    bulk = [
+        opt
+        for opt, given in (
+            ("--label-prefix", label_prefix is not None),
+            ("--vendor", vendor is not None),
+            ("--credential", credential is not None),
+            ("--all", everything),
+        )
+        if given
+    ]
+    if key_id and bulk:  # else the filters would be ignored: KEY_ID alone is revoked
+        raise click.UsageError(f"give KEY_ID (one key) or {', '.join(bulk)} (bulk), not both")
     if key_id:
         print_json(run(settings_for(data_dir), lambda rt: key_ops.revoke(rt, key_id, reason)))
         return
@@ -224,7 +266,7 @@ def keys_update(
         doc["label"] = None if clear_label else label
     if meta or unmeta:
         doc["metadata"] = {**metadata(meta), **{k: None for k in unmeta}}
-    if (policy := _policy(policy_json, caps)) or policy_json:
+    if (policy := _policy_patch(policy_json, caps)) or policy_json:
         doc["policy"] = policy
     if expires_in is not None:
         doc["expires_in"] = _expires_in(expires_in)
@@ -232,4 +274,6 @@ def keys_update(
         doc["expires_at"] = expires_at
     if not doc:
         raise click.UsageError("nothing to change: give --label, --metadata, --expires-in, a cap or --policy")
-    print_json(run(settings_for(data_dir), lambda rt: key_ops.patch(rt, key_id, doc)))
+    out = run(settings_for(data_dir), lambda rt: key_ops.patch(rt, key_id, doc))
+    print_json(out)
+    _warn(out["warnings"])

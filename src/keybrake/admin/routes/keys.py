@@ -154,7 +154,7 @@ def build_router(models: KeyModels) -> APIRouter:
         "/{key_id}",
         patch_key,
         methods=["PATCH"],
-        response_model=key,
+        response_model=models.updated_key,
         responses=errors(404, 409, 413, 422),
         openapi_extra=json_request_body("KeyMergePatch", required=True),
     )
