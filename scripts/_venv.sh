@@ -41,8 +41,8 @@ ensure_chromium() {
     if [[ $policy != *"Candidate: "[0-9]* ]]; then
       apt-get update -q >>"$log" 2>&1 || true
     fi
-    if ! apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1; then
-      apt-get update -q >>"$log" 2>&1 && apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
+    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1; then
+      apt-get update -q >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
         || cat "$log" >&2
     fi
     rm -f "$log"
