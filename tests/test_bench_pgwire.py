@@ -1,0 +1,140 @@
+"""bench/pg_wire.py: the counting relay between a client and PostgreSQL, through psycopg on the
+real server (round trips, statements, commits, byte-exact relaying) and on scripted messages."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import pg_wire
+
+pytestmark = pytest.mark.pg_cluster  # brings its own connections; runs once, in the first pass
+
+
+@pytest.fixture
+def relay() -> Iterator[pg_wire.PgWireRelay]:
+    with pg_wire.PgWireRelay(5432) as r:
+        yield r
+
+
+def _connect(relay: pg_wire.PgWireRelay, pg_url: str) -> psycopg.Connection:
+    return psycopg.connect(relay.rewrite_url(pg_url), autocommit=True, connect_timeout=5)
+
+
+def test_autocommit_selects_are_one_round_trip_each_and_no_commit(relay: pg_wire.PgWireRelay, pg_url: str) -> None:
+    with _connect(relay, pg_url) as conn:
+        before = relay.totals()
+        for i in range(3):
+            assert conn.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+        d = relay.totals() - before
+    assert (d.round_trips, d.statements, d.commits, d.ready_for_query) == (3, 3, 0, 3)
+    assert relay.totals().connections == 1
+
+
+def test_explicit_transaction_is_three_round_trips_and_one_commit(relay: pg_wire.PgWireRelay, pg_url: str) -> None:
+    with _connect(relay, pg_url) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        before = relay.totals()
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("COMMIT")
+        d = relay.totals() - before
+        assert (d.round_trips, d.statements, d.commits) == (3, 3, 1)
+        # A failed transaction's COMMIT answers ROLLBACK: no commit.
+        before = relay.totals()
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("INSERT INTO t VALUES (1 / 0)")
+        conn.execute("COMMIT")
+        d = relay.totals() - before
+        assert (d.round_trips, d.commits) == (3, 0)
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_autocommit_writes_commit_and_failed_ones_do_not(relay: pg_wire.PgWireRelay, pg_url: str) -> None:
+    with _connect(relay, pg_url) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        before = relay.totals()
+        conn.execute("INSERT INTO t VALUES (1)")
+        conn.execute("UPDATE t SET x = 2")
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            conn.execute("INSERT INTO t VALUES (1 / 0)")
+        d = relay.totals() - before
+    assert (d.round_trips, d.statements, d.commits) == (3, 3, 2)
+
+
+def test_pipeline_is_counted_per_statement_and_per_sync(relay: pg_wire.PgWireRelay, pg_url: str) -> None:
+    with _connect(relay, pg_url) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+        before = relay.totals()
+        with conn.pipeline():
+            for i in range(3):
+                conn.execute("INSERT INTO t VALUES (%s)", (i,))
+        d = relay.totals() - before
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (3,)
+    assert d.statements == 3
+    # Each Sync is answered by one ReadyForQuery; the pipeline is at least one round trip and at
+    # most one per Sync (fewer when the client sent the next Sync before the answer came).
+    assert 1 <= d.round_trips <= d.ready_for_query
+    # psycopg in autocommit syncs each statement: each one is its own implicit transaction.
+    assert d.commits == d.ready_for_query - (1 if d.ready_for_query > 3 else 0)
+
+
+def test_relay_is_byte_exact(relay: pg_wire.PgWireRelay, pg_url: str) -> None:
+    query = (
+        "SELECT i, md5(i::text), repeat(chr(65 + i % 26), i % 300), decode(md5(i::text), 'hex')"
+        " FROM generate_series(1, 3000) i"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as direct, _connect(relay, pg_url) as relayed:
+        want = direct.execute(query).fetchall()
+        before = relay.totals()
+        got = relayed.execute(query).fetchall()
+        d = relay.totals() - before
+    assert got == want
+    assert d.bytes_to_client > 400_000 and d.bytes_to_server > 0
+
+
+def _msg(kind: bytes, body: bytes = b"") -> tuple[bytes, bytes]:
+    return kind, body
+
+
+def test_scripted_pipeline_of_two_syncs_is_one_round_trip() -> None:
+    """Parse/Bind/Execute/Sync twice before any answer: one round trip, two statements, and two
+    implicit transactions that wrote: two commits."""
+    s = pg_wire.ConnState()
+    assert s.client_message(b"", struct.pack("!i", pg_wire.SSL_REQUEST)) == b"N"
+    assert s.client_message(b"", struct.pack("!i", 196608) + b"user\0postgres\0\0") is None
+    s.server_message(b"Z", b"I")  # end of startup: not a round trip
+    for _ in range(2):
+        for kind in (b"P", b"B", b"E", b"S"):
+            s.client_message(kind, b"")
+    for _ in range(2):
+        for kind, body in (_msg(b"1"), _msg(b"2"), _msg(b"C", b"INSERT 0 1\0"), _msg(b"Z", b"I")):
+            s.server_message(kind, body)
+    assert (s.counts.round_trips, s.counts.statements, s.counts.commits, s.counts.ready_for_query) == (1, 2, 2, 2)
+    s.client_message(b"X", b"")  # Terminate awaits nothing
+    assert s.counts.round_trips == 1
+
+
+def test_scripted_simple_query_with_a_block_inside() -> None:
+    """One Query 'BEGIN; INSERT ...; COMMIT': one round trip, one statement, one commit (not two)."""
+    s = pg_wire.ConnState(started=True)
+    s.client_message(b"Q", b"BEGIN; INSERT INTO t VALUES (1); COMMIT\0")
+    for tag in (b"BEGIN", b"INSERT 0 1", b"COMMIT"):
+        s.server_message(b"C", tag + b"\0")
+    s.server_message(b"Z", b"I")
+    assert (s.counts.round_trips, s.counts.statements, s.counts.commits) == (1, 1, 1)
+
+
+def test_frames_split_across_reads() -> None:
+    f = pg_wire._Frames(typed=True)
+    data = b"Z" + struct.pack("!i", 5) + b"I" + b"C" + struct.pack("!i", 13) + b"SELECT 1\0"
+    assert f.feed(data[:3]) == []
+    assert f.feed(data[3:8]) == [(b"Z", b"I")]
+    assert f.feed(data[8:]) == [(b"C", b"SELECT 1\0")]
