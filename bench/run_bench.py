@@ -48,7 +48,7 @@ from closed_loop import WRK_INSTALL_HINT, run_wrk, wrk_version
 from measure import CpuMeter, Result
 from open_loop import run_open_loop, steady_phase
 from report import Check, evaluate, git_commit, machine_note, render_table, write_json
-from session import Run, audit_rows, start_direct, start_proxied
+from session import Run, audit_rows, start_direct, start_postgres, start_proxied, stop_postgres
 from targets import SCENARIOS
 
 TARGET_ADDED_P50_MS = 2.0
@@ -140,6 +140,19 @@ def _parser() -> argparse.ArgumentParser:
         "--sustain-rate) and/or twilio (steady SMS send, POST .../Messages.json)",
     )
     p.add_argument(
+        "--pg-url",
+        default=None,
+        help="store Keybrake's data in PostgreSQL: a fresh database created (and dropped at the end) on "
+        "the server of this maintenance-database URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres "
+        "(default: embedded SQLite)",
+    )
+    p.add_argument(
+        "--pg-wire",
+        action="store_true",
+        help="with --pg-url: put a counting relay (bench/pg_wire.py) between Keybrake and PostgreSQL and "
+        "report PostgreSQL round trips, commits and statements per proxied request",
+    )
+    p.add_argument(
         "--twilio",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -163,6 +176,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if not lo <= value <= hi:
             p.error(f"--{name.replace('_', '-')} must be between {lo} and {hi}")
+    if args.pg_wire and not args.pg_url:
+        p.error("--pg-wire needs --pg-url (the PostgreSQL server Keybrake stores its data in)")
     if args.threads > args.connections:
         p.error("--threads must not exceed --connections")
     return args
@@ -287,10 +302,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"temp dir {run.workdir}")
         start_direct(run, args)
         if keybrake_exe is not None:
+            if args.pg_url:
+                start_postgres(run, args)
             start_proxied(run, args, keybrake_exe)
         log(f"sanity requests: {json.dumps(run.sanity)}")
         assert run.upstream is not None
-        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid)
+        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, run.relay.totals if run.relay else None)
         results = _measure(run, args, wrk, cpu)
         if run.kb is not None:
             audit = audit_rows(run)
@@ -303,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for child in reversed(run.children):
             child.stop()
+        stop_postgres(run)
         if args.keep_tmp:
             log(f"kept {run.workdir}")
         else:
@@ -325,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": [asdict(r) for r in results],
         "audit": audit,
+        "pg_wire": json.loads(run.relay.as_json()) if run.relay else None,
         "checks": [asdict(c) for c in checks],
     }
     write_json(out, payload)

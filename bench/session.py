@@ -9,11 +9,13 @@ import json
 import secrets
 import time
 import urllib.error
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from children import Child, SetupError, log, start_fake_upstream, start_keybrake, upstream_stats
+from pg_wire import PgWireRelay
 from report import outcome_summary
 from targets import TWILIO_BODY, TWILIO_PATH, Target, audit_summary, provision, sanity_check
 
@@ -37,6 +39,48 @@ class Run:
     steady_targets: dict[str, list[Target]] = field(default_factory=dict)
     key_ids: dict[str, str] = field(default_factory=dict)
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --pg-url: Keybrake's store is a fresh database on that server (dropped at the end);
+    # --pg-wire: Keybrake reaches it through `relay`, which counts the traffic.
+    pg_admin_url: str = ""
+    pg_database: str = ""
+    database_url: str = ""
+    relay: PgWireRelay | None = None
+
+
+def start_postgres(run: Run, args: argparse.Namespace) -> None:
+    """With --pg-url: create Keybrake's database (migrated by `keybrake serve` at start-up); with
+    --pg-wire also start the counting relay in front of the server. Raises SetupError."""
+    import psycopg
+    from psycopg import sql
+
+    run.pg_admin_url = args.pg_url
+    name = f"kb_bench_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(args.pg_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise SetupError(f"cannot create the bench database at {args.pg_url}: {exc}") from exc
+    run.pg_database = name
+    run.database_url = args.pg_url.rsplit("/", 1)[0] + "/" + name
+    log(f"PostgreSQL store: database {name}")
+    if args.pg_wire:
+        parts = urllib.parse.urlsplit(args.pg_url)
+        run.relay = PgWireRelay(parts.port or 5432, parts.hostname or "127.0.0.1")
+        run.relay.start()
+        run.database_url = run.relay.rewrite_url(run.database_url)
+        log(f"pg-wire relay on 127.0.0.1:{run.relay.port} -> {parts.hostname}:{parts.port or 5432}")
+
+
+def stop_postgres(run: Run) -> None:
+    """Stop the relay and drop the bench database (after Keybrake has stopped)."""
+    import psycopg
+    from psycopg import sql
+
+    if run.relay is not None:
+        run.relay.stop()
+    if run.pg_database:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(run.pg_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(run.pg_database)))
 
 
 def start_direct(run: Run, args: argparse.Namespace) -> None:
@@ -66,7 +110,10 @@ def start_direct(run: Run, args: argparse.Namespace) -> None:
 def start_proxied(run: Run, args: argparse.Namespace, keybrake_exe: str) -> None:
     """Start `keybrake serve`; per vendor a vault key and a proxied target, checked with one request."""
     upstream_port = int(run.upstream_base.rsplit(":", 1)[1])
-    kb, run.kb_base = start_keybrake(keybrake_exe, upstream_port, run.workdir, run.admin_token, args.startup_timeout)
+    env = {"KEYBRAKE_DATABASE_URL": run.database_url} if run.database_url else None
+    kb, run.kb_base = start_keybrake(
+        keybrake_exe, upstream_port, run.workdir, run.admin_token, args.startup_timeout, env
+    )
     run.kb = kb
     run.children.append(kb)
     log(f"keybrake pid {kb.pid} at {run.kb_base} (data dir {run.workdir / 'data'})")
