@@ -45,7 +45,10 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import signal
+import socket
 import struct
+import sys
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -186,8 +189,15 @@ class PgWireRelay:
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def open(self, port: int = 0) -> int:
+        """Listen on 127.0.0.1:`port` (0: any free one) on the running loop; returns the port."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
     def start(self) -> int:
-        """Listen on 127.0.0.1:0; returns the port. Raises OSError if it cannot listen."""
+        """Listen on 127.0.0.1:0 on a thread of its own; returns the port. Raises OSError if it
+        cannot listen."""
         ready = threading.Event()
         failure: list[BaseException] = []
         loop = asyncio.new_event_loop()
@@ -196,8 +206,7 @@ class PgWireRelay:
         def run() -> None:
             asyncio.set_event_loop(loop)
             try:
-                self._server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-                self.port = self._server.sockets[0].getsockname()[1]
+                loop.run_until_complete(self.open())
             except BaseException as exc:  # reported to start()'s caller
                 failure.append(exc)
                 ready.set()
@@ -319,3 +328,64 @@ class PgWireRelay:
             state.counts.bytes_to_client += len(data)
             c_writer.write(data)
             await c_writer.drain()
+
+
+# -- as a process of its own (the bench: the relay's CPU stays out of the load generator) --------
+
+
+def remote_json(control_port: int, timeout: float = 5.0) -> dict[str, Any]:
+    """The counters of a relay process, read from its control port (see `main`): {"totals": {...},
+    "per_connection": [...]}. Raises OSError if it does not answer, ValueError on bad JSON."""
+    with socket.create_connection(("127.0.0.1", control_port), timeout=timeout) as conn:
+        chunks = []
+        while chunk := conn.recv(_CHUNK):
+            chunks.append(chunk)
+    doc: dict[str, Any] = json.loads(b"".join(chunks))
+    return doc
+
+
+def remote_totals(control_port: int) -> WireCounts:
+    """The summed counters of a relay process (see `remote_json`)."""
+    return WireCounts(**remote_json(control_port)["totals"])
+
+
+async def _run(relay: PgWireRelay, port: int, control_port: int) -> None:
+    async def answer(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(relay.as_json().encode())
+        await writer.drain()
+        writer.close()
+
+    await relay.open(port)
+    control = await asyncio.start_server(answer, "127.0.0.1", control_port)
+    print(f"pg-wire relay 127.0.0.1:{relay.port} -> {relay.target[0]}:{relay.target[1]}", flush=True)
+    async with control:
+        await control.serve_forever()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python bench/pg_wire.py --port P --control-port C [--target-host H] [--target-port 5432]`:
+    relay 127.0.0.1:P to PostgreSQL; each connection to 127.0.0.1:C gets the counters as JSON.
+    Runs until SIGTERM or SIGINT."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--control-port", type=int, required=True)
+    p.add_argument("--target-host", default="127.0.0.1")
+    p.add_argument("--target-port", type=int, default=5432)
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    relay = PgWireRelay(args.target_port, args.target_host)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with contextlib.suppress(KeyboardInterrupt), runner:
+        runner.run(_run(relay, args.port, args.control_port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

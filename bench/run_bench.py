@@ -307,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_proxied(run, args, keybrake_exe)
         log(f"sanity requests: {json.dumps(run.sanity)}")
         assert run.upstream is not None
-        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, run.relay.totals if run.relay else None)
+        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, run.wire_totals if run.relay_control else None)
         results = _measure(run, args, wrk, cpu)
         if run.kb is not None:
             audit = audit_rows(run)
@@ -318,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; stopping the child processes", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        wire = run.wire_json()
         for child in reversed(run.children):
             child.stop()
         stop_postgres(run)
@@ -343,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": [asdict(r) for r in results],
         "audit": audit,
-        "pg_wire": json.loads(run.relay.as_json()) if run.relay else None,
+        "pg_wire": wire,
         "checks": [asdict(c) for c in checks],
     }
     write_json(out, payload)
