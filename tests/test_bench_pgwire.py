@@ -136,3 +136,38 @@ def test_frames_split_across_reads() -> None:
     assert f.feed(data[:3]) == []
     assert f.feed(data[3:8]) == [(b"Z", b"I")]
     assert f.feed(data[8:]) == [(b"C", b"SELECT 1\0")]
+
+
+def test_relay_process_answers_its_counters_as_json(pg_url: str, tmp_path: Path) -> None:
+    """`python bench/pg_wire.py --port P --control-port C`, as run_bench --pg-wire starts it."""
+    import socket
+    import subprocess
+    import time
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    script = Path(__file__).resolve().parents[1] / "bench" / "pg_wire.py"
+    argv = [sys.executable, str(script), "--port", str(ports[0]), "--control-port", str(ports[1])]
+    with (tmp_path / "relay.log").open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert pg_wire.remote_totals(ports[1]) == pg_wire.WireCounts()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "relay.log").read_text()
+                time.sleep(0.05)
+        url = pg_url.rsplit("@", 1)[0] + f"@127.0.0.1:{ports[0]}/" + pg_url.rsplit("/", 1)[1]
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT 41 + 1").fetchone() == (42,)
+        doc = pg_wire.remote_json(ports[1])
+        assert doc["totals"]["round_trips"] == 1 and doc["totals"]["statements"] == 1
+        assert len(doc["per_connection"]) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
