@@ -47,6 +47,7 @@ from children import BENCH_DIR, SetupError, log
 from closed_loop import WRK_INSTALL_HINT, run_wrk, wrk_version
 from measure import CpuMeter, Result
 from open_loop import run_open_loop, steady_phase
+from pg_loops import pg_closed_loops
 from report import Check, evaluate, git_commit, machine_note, render_table, write_json
 from session import Run, audit_rows, start_direct, start_postgres, start_proxied, stop_postgres
 from targets import SCENARIOS
@@ -214,7 +215,7 @@ def _find_tools(args: argparse.Namespace) -> tuple[str | None, str | None] | Non
 
 
 def _measure(run: Run, args: argparse.Namespace, wrk: str | None, cpu: CpuMeter) -> list[Result]:
-    """The scenarios, in order: steady (per vendor), sustain (optional), max (wrk)."""
+    """The scenarios, in order: steady (per vendor), sustain (optional), pg-c1 and pg-c16 (--pg-wire), max (wrk)."""
     results: list[Result] = []
     # 1. steady rate, open loop, direct and proxied blocks alternating, one vendor after the
     #    other. Stripe keeps the scenario name "steady" (comparable with earlier results);
@@ -248,7 +249,12 @@ def _measure(run: Run, args: argparse.Namespace, wrk: str | None, cpu: CpuMeter)
         gen = f"open-loop {args.sustain_rate:g}/s"
         results.append(sus["keybrake"].result("sustain", "keybrake", gen))
 
-    # 3. max throughput, closed loop (wrk, Stripe)
+    # 3. --pg-wire: closed loops of 1 and 16 clients (Stripe), PostgreSQL traffic per request
+    if len(stripe_targets) == 2 and cpu.wire is not None:
+        log(f"pg-c1, pg-c16: closed loops of 1 and 16 clients through keybrake, {args.duration}s each")
+        results += pg_closed_loops(stripe_targets[1], args.duration, cpu)
+
+    # 4. max throughput, closed loop (wrk, Stripe)
     if wrk is not None:
         for t in stripe_targets:
             log(f"max: wrk -t{args.threads} -c{args.connections} -d{args.duration}s against {t.name}")
