@@ -72,6 +72,23 @@ _BOUNDS: dict[str, tuple[float, float]] = {
 }
 
 
+def _add_pg_options(p: argparse.ArgumentParser) -> None:
+    """--pg-url (Keybrake's store on PostgreSQL) and --pg-wire (count its traffic on the wire)."""
+    p.add_argument(
+        "--pg-url",
+        default=None,
+        help="store Keybrake's data in PostgreSQL: a fresh database created (and dropped at the end) on "
+        "the server of this maintenance-database URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres "
+        "(default: embedded SQLite)",
+    )
+    p.add_argument(
+        "--pg-wire",
+        action="store_true",
+        help="with --pg-url: put a counting relay (bench/pg_wire.py) between Keybrake and PostgreSQL and "
+        "report PostgreSQL round trips, commits and statements per proxied request",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Benchmark Keybrake against a fake Stripe upstream (direct vs proxied).",
@@ -140,19 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated vendors to measure: stripe (steady POST /v1/charges, plus wrk max and "
         "--sustain-rate) and/or twilio (steady SMS send, POST .../Messages.json)",
     )
-    p.add_argument(
-        "--pg-url",
-        default=None,
-        help="store Keybrake's data in PostgreSQL: a fresh database created (and dropped at the end) on "
-        "the server of this maintenance-database URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres "
-        "(default: embedded SQLite)",
-    )
-    p.add_argument(
-        "--pg-wire",
-        action="store_true",
-        help="with --pg-url: put a counting relay (bench/pg_wire.py) between Keybrake and PostgreSQL and "
-        "report PostgreSQL round trips, commits and statements per proxied request",
-    )
+    _add_pg_options(p)
     p.add_argument(
         "--twilio",
         action=argparse.BooleanOptionalAction,
