@@ -8,6 +8,10 @@ commits and bytes, read from the PostgreSQL v3 protocol on the wire (not by wrap
     delta = relay.totals() - before    # WireCounts; .as_dict() for JSON
     relay.stop()
 
+or as a process of its own (what `run_bench.py --pg-wire` does, so that the relay's CPU stays out
+of the load generator): `python bench/pg_wire.py --port P --control-port C`, counters read with
+`remote_totals(C)` / `remote_json(C)`.
+
 Framing (https://www.postgresql.org/docs/current/protocol-message-formats.html): the client's
 first message has no type byte (Int32 length, Int32 code). An SSLRequest (code 80877103) or
 GSSENCRequest (80877104) is answered 'N' by the relay itself, so the session stays plaintext and
@@ -163,9 +167,9 @@ class ConnState:
         first = words[0] if words else ""
         if first in ("BEGIN", "START"):
             self.in_block = True
-        elif first == "COMMIT":
+        elif first == "COMMIT":  # also ends an implicit transaction ("INSERT ...; COMMIT" in one Query)
             self.counts.commits += 1
-            self.in_block = False
+            self.in_block = self.implicit_write = False
         elif first == "ROLLBACK":
             self.in_block = False
         elif first in WRITE_TAGS and not self.in_block:
@@ -175,9 +179,9 @@ class ConnState:
 class PgWireRelay:
     """Relays 127.0.0.1:<port> to PostgreSQL at target_host:target_port, counting as it goes.
 
-    The relay runs its own asyncio loop on a daemon thread (`start()`, `stop()`), so a synchronous
-    caller (the bench) can keep it up across several of its own event loops. `totals()` is safe
-    to call from any thread at any time.
+    Either on its own asyncio loop on a daemon thread (`start()`, `stop()`: a synchronous caller
+    keeps it up across several of its own event loops), or on the running loop (`open()`, as
+    `main` does in a process of its own). `totals()` is safe to call from any thread at any time.
     """
 
     def __init__(self, target_port: int = 5432, target_host: str = "127.0.0.1") -> None:

@@ -171,3 +171,13 @@ def test_relay_process_answers_its_counters_as_json(pg_url: str, tmp_path: Path)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_scripted_commit_ending_an_implicit_transaction_counts_once() -> None:
+    """One Query 'INSERT ...; COMMIT' (no BEGIN): the COMMIT ends the implicit transaction."""
+    s = pg_wire.ConnState(started=True)
+    s.client_message(b"Q", b"INSERT INTO t VALUES (1); COMMIT\0")
+    for tag in (b"INSERT 0 1", b"COMMIT"):
+        s.server_message(b"C", tag + b"\0")
+    s.server_message(b"Z", b"I")
+    assert (s.counts.round_trips, s.counts.commits) == (1, 1)
