@@ -164,7 +164,14 @@ def start_fake_upstream(
     return child, base
 
 
-def start_keybrake(exe: str, upstream_port: int, workdir: Path, admin_token: str, timeout: float) -> tuple[Child, str]:
+def start_keybrake(
+    exe: str,
+    upstream_port: int,
+    workdir: Path,
+    admin_token: str,
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[Child, str]:
     port = free_port()
     data_dir = workdir / "data"
     data_dir.mkdir()
@@ -173,6 +180,7 @@ def start_keybrake(exe: str, upstream_port: int, workdir: Path, admin_token: str
         "KEYBRAKE_ADMIN_TOKEN": admin_token,
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
         "KEYBRAKE_UPSTREAM_HOSTS": HOST,
+        **(extra_env or {}),
     }
     argv = [exe, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
     child = spawn("keybrake", argv, env, workdir / "keybrake.log")

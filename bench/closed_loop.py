@@ -75,7 +75,7 @@ def run_wrk(
         str(script),
         target.url,
     ]
-    meter = CpuMeter(*cpu.pids.values())
+    meter = cpu.fresh()
     with meter.measure():
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     match = re.search(r"^BENCH_JSON (\{.*\})$", proc.stdout, re.MULTILINE)
@@ -87,7 +87,7 @@ def run_wrk(
     if w["status"]:
         errors["non_2xx"] = int(w["status"])
     ok = int(w["requests"] - w["status"])
-    return Result(
+    result = Result(
         scenario="max",
         target=target.name,
         generator=f"wrk t={threads} c={connections}",
@@ -103,3 +103,4 @@ def run_wrk(
         upstream_cpu_ms_per_req=meter.per_req_ms("upstream", int(w["requests"])),
         extra={"mean_ms": w["mean_us"] / 1000.0, "requests_total": int(w["requests"])},
     )
+    return meter.with_pg(result, int(w["requests"]))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pg_wire import WireCounts
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
@@ -54,6 +56,11 @@ class Result:
     upstream_cpu_ms_per_req: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     vendor: str = "stripe"
+    # --pg-wire: PostgreSQL traffic of the measured blocks (every Keybrake connection, background
+    # jobs included) divided by the requests; see bench/pg_wire.py for the definitions.
+    pg_round_trips_per_req: float | None = None
+    pg_commits_per_req: float | None = None
+    pg_statements_per_req: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -61,15 +68,23 @@ class Result:
 
 
 class CpuMeter:
-    """CPU seconds the children spend during a block of work."""
+    """CPU seconds the children spend during a block of work, and (with `wire`, a function giving
+    the PostgreSQL relay's running totals) the PostgreSQL traffic of those blocks."""
 
-    def __init__(self, kb_pid: int | None, up_pid: int | None) -> None:
+    def __init__(self, kb_pid: int | None, up_pid: int | None, wire: Callable[[], WireCounts] | None = None) -> None:
         self.pids = {"keybrake": kb_pid, "upstream": up_pid}
         self.totals: dict[str, float] = {"keybrake": 0.0, "upstream": 0.0}
+        self.wire = wire
+        self.wire_totals = WireCounts()
+
+    def fresh(self) -> CpuMeter:
+        """A meter of the same processes (and relay) with nothing counted yet."""
+        return CpuMeter(self.pids["keybrake"], self.pids["upstream"], self.wire)
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[None]:
         before = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        wire_before = self.wire() if self.wire else None
         try:
             yield
         finally:
@@ -77,6 +92,19 @@ class CpuMeter:
                 b, a = before[k], cpu_seconds(p)
                 if b is not None and a is not None:
                     self.totals[k] += a - b
+            if self.wire is not None and wire_before is not None:
+                self.wire_totals = self.wire_totals + (self.wire() - wire_before)
+
+    def with_pg(self, result: Result, requests: int) -> Result:
+        """`result` with its pg_*_per_req fields set from the relay's counts (unchanged without a
+        relay, without requests, or for a direct target, which does not touch PostgreSQL)."""
+        if self.wire is None or requests <= 0 or result.target == "direct":
+            return result
+        w = self.wire_totals
+        result.pg_round_trips_per_req = w.round_trips / requests
+        result.pg_commits_per_req = w.commits / requests
+        result.pg_statements_per_req = w.statements / requests
+        return result
 
     def per_req_ms(self, who: str, requests: int) -> float | None:
         if self.pids[who] is None or requests <= 0:

@@ -33,7 +33,7 @@ class Samples:
             errors["dropped"] = self.dropped
         ms = 1000.0
         n = len(lat)
-        return Result(
+        result = Result(
             scenario=scenario,
             target=target,
             generator=generator,
@@ -54,6 +54,7 @@ class Samples:
             },
             vendor=vendor,
         )
+        return self.cpu.with_pg(result, n) if self.cpu else result
 
 
 async def open_loop_block(
@@ -124,7 +125,7 @@ async def open_loop_phase(
     """Warm up each target, then alternate blocks of seconds/rounds per target (ABBA order)."""
     import aiohttp
 
-    out = {t.name: Samples(cpu=CpuMeter(*cpu.pids.values())) for t in targets}
+    out = {t.name: Samples(cpu=cpu.fresh()) for t in targets}
     timeout = aiohttp.ClientTimeout(total=request_timeout)
     sessions = {
         t.name: aiohttp.ClientSession(

@@ -31,6 +31,9 @@ def render_table(results: list[Result]) -> str:
         f"{'scenario':<10} {'target':<9} {'generator':<19} {'req/s':>9} {'p50 ms':>8} "
         f"{'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} {'errors':>7} {'kb cpu ms/req':>13}"
     )
+    pg = any(r.pg_round_trips_per_req is not None for r in results)
+    if pg:
+        header += f" {'pg round trips/req':>18} {'pg commits/req':>14}"
     lines = [header, "-" * len(header)]
     for r in results:
         base = direct.get(r.scenario) if r.target != "direct" else None
@@ -41,6 +44,7 @@ def render_table(results: list[Result]) -> str:
             f"{_fmt(r.p50_ms):>8} {_fmt(r.p99_ms):>8} {_fmt(add50, signed=True):>8} "
             f"{_fmt(add99, signed=True):>8} {r.error_count:>7} "
             f"{_fmt(None if r.target == 'direct' else r.keybrake_cpu_ms_per_req, '.3f'):>13}"
+            + (f" {_fmt(r.pg_round_trips_per_req):>18} {_fmt(r.pg_commits_per_req):>14}" if pg else "")
         )
     return "\n".join(lines)
 

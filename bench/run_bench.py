@@ -47,8 +47,9 @@ from children import BENCH_DIR, SetupError, log
 from closed_loop import WRK_INSTALL_HINT, run_wrk, wrk_version
 from measure import CpuMeter, Result
 from open_loop import run_open_loop, steady_phase
+from pg_loops import pg_closed_loops
 from report import Check, evaluate, git_commit, machine_note, render_table, write_json
-from session import Run, audit_rows, start_direct, start_proxied
+from session import Run, audit_rows, start_direct, start_postgres, start_proxied, stop_postgres
 from targets import SCENARIOS
 
 TARGET_ADDED_P50_MS = 2.0
@@ -69,6 +70,23 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "request_timeout": (0.1, 120),
     "startup_timeout": (1, 300),
 }
+
+
+def _add_pg_options(p: argparse.ArgumentParser) -> None:
+    """--pg-url (Keybrake's store on PostgreSQL) and --pg-wire (count its traffic on the wire)."""
+    p.add_argument(
+        "--pg-url",
+        default=None,
+        help="store Keybrake's data in PostgreSQL: a fresh database created (and dropped at the end) on "
+        "the server of this maintenance-database URL, e.g. postgresql://postgres@127.0.0.1:5432/postgres "
+        "(default: embedded SQLite)",
+    )
+    p.add_argument(
+        "--pg-wire",
+        action="store_true",
+        help="with --pg-url: put a counting relay (bench/pg_wire.py) between Keybrake and PostgreSQL and "
+        "report PostgreSQL round trips, commits and statements per proxied request",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated vendors to measure: stripe (steady POST /v1/charges, plus wrk max and "
         "--sustain-rate) and/or twilio (steady SMS send, POST .../Messages.json)",
     )
+    _add_pg_options(p)
     p.add_argument(
         "--twilio",
         action=argparse.BooleanOptionalAction,
@@ -163,6 +182,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         value = getattr(args, name)
         if not lo <= value <= hi:
             p.error(f"--{name.replace('_', '-')} must be between {lo} and {hi}")
+    if args.pg_wire and not args.pg_url:
+        p.error("--pg-wire needs --pg-url (the PostgreSQL server Keybrake stores its data in)")
     if args.threads > args.connections:
         p.error("--threads must not exceed --connections")
     return args
@@ -199,7 +220,7 @@ def _find_tools(args: argparse.Namespace) -> tuple[str | None, str | None] | Non
 
 
 def _measure(run: Run, args: argparse.Namespace, wrk: str | None, cpu: CpuMeter) -> list[Result]:
-    """The scenarios, in order: steady (per vendor), sustain (optional), max (wrk)."""
+    """The scenarios, in order: steady (per vendor), sustain (optional), pg-c1 and pg-c16 (--pg-wire), max (wrk)."""
     results: list[Result] = []
     # 1. steady rate, open loop, direct and proxied blocks alternating, one vendor after the
     #    other. Stripe keeps the scenario name "steady" (comparable with earlier results);
@@ -233,7 +254,12 @@ def _measure(run: Run, args: argparse.Namespace, wrk: str | None, cpu: CpuMeter)
         gen = f"open-loop {args.sustain_rate:g}/s"
         results.append(sus["keybrake"].result("sustain", "keybrake", gen))
 
-    # 3. max throughput, closed loop (wrk, Stripe)
+    # 3. --pg-wire: closed loops of 1 and 16 clients (Stripe), PostgreSQL traffic per request
+    if len(stripe_targets) == 2 and cpu.wire is not None:
+        log(f"pg-c1, pg-c16: closed loops of 1 and 16 clients through keybrake, {args.duration}s each")
+        results += pg_closed_loops(stripe_targets[1], args.duration, cpu)
+
+    # 4. max throughput, closed loop (wrk, Stripe)
     if wrk is not None:
         for t in stripe_targets:
             log(f"max: wrk -t{args.threads} -c{args.connections} -d{args.duration}s against {t.name}")
@@ -287,10 +313,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"temp dir {run.workdir}")
         start_direct(run, args)
         if keybrake_exe is not None:
+            if args.pg_url:
+                start_postgres(run, args)
             start_proxied(run, args, keybrake_exe)
         log(f"sanity requests: {json.dumps(run.sanity)}")
         assert run.upstream is not None
-        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid)
+        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, run.wire_totals if run.relay_control else None)
         results = _measure(run, args, wrk, cpu)
         if run.kb is not None:
             audit = audit_rows(run)
@@ -301,8 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; stopping the child processes", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        wire = run.wire_json()
         for child in reversed(run.children):
             child.stop()
+        stop_postgres(run)
         if args.keep_tmp:
             log(f"kept {run.workdir}")
         else:
@@ -325,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "results": [asdict(r) for r in results],
         "audit": audit,
+        "pg_wire": wire,
         "checks": [asdict(c) for c in checks],
     }
     write_json(out, payload)

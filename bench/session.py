@@ -6,14 +6,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import secrets
 import time
 import urllib.error
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from children import Child, SetupError, log, start_fake_upstream, start_keybrake, upstream_stats
+from children import (
+    BENCH_DIR,
+    HOST,
+    Child,
+    SetupError,
+    free_port,
+    log,
+    spawn,
+    start_fake_upstream,
+    start_keybrake,
+    upstream_stats,
+)
+from pg_wire import WireCounts, remote_json, remote_totals
 from report import outcome_summary
 from targets import TWILIO_BODY, TWILIO_PATH, Target, audit_summary, provision, sanity_check
 
@@ -37,6 +51,80 @@ class Run:
     steady_targets: dict[str, list[Target]] = field(default_factory=dict)
     key_ids: dict[str, str] = field(default_factory=dict)
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # --pg-url: Keybrake's store is a fresh database on that server (dropped at the end);
+    # --pg-wire: Keybrake reaches it through a relay process (bench/pg_wire.py) that counts the
+    # traffic and answers its counters on `relay_control` (a port).
+    pg_admin_url: str = ""
+    pg_database: str = ""
+    database_url: str = ""
+    relay_control: int = 0
+
+    def wire_totals(self) -> WireCounts:
+        """The relay's counters so far (every connection). Raises OSError if it does not answer."""
+        return remote_totals(self.relay_control)
+
+    def wire_json(self) -> dict[str, Any] | None:
+        """The relay's counters, totals and per connection (None without --pg-wire or relay)."""
+        if not self.relay_control:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            return remote_json(self.relay_control)
+        return None
+
+
+def start_postgres(run: Run, args: argparse.Namespace) -> None:
+    """With --pg-url: create Keybrake's database (migrated by `keybrake serve` at start-up); with
+    --pg-wire also start the counting relay in front of the server. Raises SetupError."""
+    import psycopg
+    from psycopg import sql
+
+    run.pg_admin_url = args.pg_url
+    name = f"kb_bench_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(args.pg_url, autocommit=True, connect_timeout=5) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise SetupError(f"cannot create the bench database at {args.pg_url}: {exc}") from exc
+    run.pg_database = name
+    run.database_url = args.pg_url.rsplit("/", 1)[0] + "/" + name
+    log(f"PostgreSQL store: database {name}")
+    if args.pg_wire:
+        _start_relay(run, args)
+
+
+def _start_relay(run: Run, args: argparse.Namespace) -> None:
+    import sys
+
+    parts = urllib.parse.urlsplit(args.pg_url)
+    port, run.relay_control = free_port(), free_port()
+    argv = [sys.executable, str(BENCH_DIR / "pg_wire.py"), "--port", str(port), "--control-port"]
+    argv += [str(run.relay_control), "--target-host", parts.hostname or "127.0.0.1"]
+    argv += ["--target-port", str(parts.port or 5432)]
+    child = spawn("pg-wire relay", argv, dict(os.environ), run.workdir / "pg_wire.log")
+    run.children.append(child)
+    deadline = time.monotonic() + args.startup_timeout
+    while True:
+        try:
+            run.wire_totals()
+            break
+        except OSError as exc:
+            if not child.alive() or time.monotonic() > deadline:
+                raise SetupError(f"the pg-wire relay did not start ({exc}):\n{child.log_tail()}") from None
+            time.sleep(0.1)
+    db = urllib.parse.urlsplit(run.database_url)
+    userinfo = db.netloc.rpartition("@")[0]
+    run.database_url = urllib.parse.urlunsplit(db._replace(netloc=f"{userinfo}@{HOST}:{port}".lstrip("@")))
+    log(f"pg-wire relay pid {child.pid} on {HOST}:{port} -> {parts.hostname}:{parts.port or 5432}")
+
+
+def stop_postgres(run: Run) -> None:
+    """Drop the bench database (after Keybrake and the relay have stopped)."""
+    import psycopg
+    from psycopg import sql
+
+    if run.pg_database:
+        with contextlib.suppress(psycopg.Error), psycopg.connect(run.pg_admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(run.pg_database)))
 
 
 def start_direct(run: Run, args: argparse.Namespace) -> None:
@@ -66,7 +154,10 @@ def start_direct(run: Run, args: argparse.Namespace) -> None:
 def start_proxied(run: Run, args: argparse.Namespace, keybrake_exe: str) -> None:
     """Start `keybrake serve`; per vendor a vault key and a proxied target, checked with one request."""
     upstream_port = int(run.upstream_base.rsplit(":", 1)[1])
-    kb, run.kb_base = start_keybrake(keybrake_exe, upstream_port, run.workdir, run.admin_token, args.startup_timeout)
+    env = {"KEYBRAKE_DATABASE_URL": run.database_url} if run.database_url else None
+    kb, run.kb_base = start_keybrake(
+        keybrake_exe, upstream_port, run.workdir, run.admin_token, args.startup_timeout, env
+    )
     run.kb = kb
     run.children.append(kb)
     log(f"keybrake pid {kb.pid} at {run.kb_base} (data dir {run.workdir / 'data'})")
