@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import sqlite3
@@ -202,3 +203,19 @@ def test_an_admin_socket_in_a_missing_directory_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(ListenerError, match="does not exist: create it first"):
         bind_unix(tmp_path / "missing" / "admin.sock")
+
+
+def test_serve_freezes_the_long_lived_heap_before_serving(tmp_path: Path) -> None:
+    """`keybrake serve` moves what lives as long as the process out of the collector's sight
+    (`gc.freeze`) before it answers: the log says how many objects, and a call is then served."""
+    data, log = tmp_path / "data", tmp_path / "serve.log"
+    port = free_port()
+    proc = spawn_keybrake(data, port, log_path=log)
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+        frozen = [json.loads(line) for line in log.read_text().splitlines() if '"heap frozen"' in line]
+        assert len(frozen) == 1, log.read_text()[-2000:]
+        assert frozen[0]["objects"] > 10_000  # modules, the runtime and the app: tens of thousands
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
