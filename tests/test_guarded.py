@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from keybrake.cli import main
 from keybrake.core.patterns import first_match
-from keybrake.vendors import builtin_vendors
+from keybrake.vendors import build_vendors
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 
@@ -28,7 +28,7 @@ GUARDED_REQUESTS = [
 
 
 def test_every_guarded_pattern_has_a_request_here() -> None:
-    stripe_vendor = builtin_vendors()["stripe"]
+    stripe_vendor = build_vendors()["stripe"]
     for pattern in stripe_vendor.guarded:
         assert any(pattern.matches(m, tuple(p.strip("/").split("/"))) for m, p in GUARDED_REQUESTS), pattern.text
 
@@ -51,7 +51,7 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert "stripe\tPOST /v1/ephemeral_keys" in out.output and "stripe\t* /v1/apps/secrets/**" in out.output
     assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
     assert "resend\tPOST|PATCH|PUT /broadcasts/**" in out.output
-    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in builtin_vendors().values()) == 8 + 12 + 10
+    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in build_vendors().values()) == 8 + 12 + 10
 
 
 # One concrete request per guarded Twilio and Resend pattern (docs/policy.md, guarded endpoints).
@@ -85,7 +85,7 @@ RESEND_GUARDED = [
 
 def test_every_twilio_and_resend_guarded_pattern_has_a_request_here() -> None:
     """Each request is refused in tests/proxy/test_decide_parse.py."""
-    vendors = builtin_vendors()
+    vendors = build_vendors()
     for vendor, cases in (("twilio", TWILIO_GUARDED), ("resend", RESEND_GUARDED)):
         patterns = {first_match(vendors[vendor].guarded, m, tuple(p.strip("/").split("/"))) for m, p in cases}
         assert None not in patterns and len(patterns) == len(vendors[vendor].guarded)

@@ -22,7 +22,7 @@ from keybrake.jobs.housekeeping import HEARTBEAT_S, Housekeeping
 from keybrake.jobs.reconcile import ReconcileJob
 from keybrake.jobs.retention import INTERVAL_S, RetentionJob
 from keybrake.store.base import Store
-from keybrake.vendors import builtin_vendors
+from keybrake.vendors import build_vendors
 
 pytestmark = pytest.mark.store_free
 
@@ -154,7 +154,7 @@ async def test_build_jobs_is_the_one_list_with_each_jobs_settings(tmp_path: Path
     recovered = Counter("recovered", "", registry=CollectorRegistry())
     housekeeping = Housekeeping(store, settings, "ins_test", recovered)
     jobs = build_jobs(
-        store=store, settings=settings, vendors=builtin_vendors(settings), sealer=sealer, upstream=upstream,
+        store=store, settings=settings, vendors=build_vendors(settings), sealer=sealer, upstream=upstream,
         alerts=alerts, housekeeping=housekeeping,
     )  # fmt: skip
     assert [j.name for j in jobs] == ["housekeeping", "reconcile", "alerts", "alert-delivery", "retention"]

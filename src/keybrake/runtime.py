@@ -26,7 +26,7 @@ from keybrake.store.base import (
 )
 from keybrake.store.pg import PGOptions
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token, token_hash
-from keybrake.vendors import builtin_vendors, registry
+from keybrake.vendors import build_vendors, registry
 from keybrake.vendors.base import Vendor
 from keybrake.vendors.registry import VendorSpec
 
@@ -123,7 +123,7 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
         await store.close()
         raise
     specs = registry.specs()  # the vendors registered now, built and served together
-    return Runtime(settings, store, sealer, pepper, builtin_vendors(settings, specs), specs)
+    return Runtime(settings, store, sealer, pepper, build_vendors(settings, specs), specs)
 
 
 async def ensure_admin_token(rt: Runtime) -> str | None:

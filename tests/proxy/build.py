@@ -14,9 +14,9 @@ from keybrake.core.request import ProxyRequest
 from keybrake.core.upstream import UpstreamRequest
 from keybrake.proxy.decide import Plan, Refusal, RowNotes, admit, parse, plan, route, upstream_request, with_facts
 from keybrake.store.base import KeyRecord
-from keybrake.vendors import builtin_vendors
+from keybrake.vendors import build_vendors
 
-VENDORS = builtin_vendors()
+VENDORS = build_vendors()
 RATES = {"usd": Decimal(1), "eur": Decimal("1.10")}
 PEPPER = b"p" * 32
 NOW = 1_800_000_000_000

@@ -24,7 +24,7 @@ from keybrake.proxy.pipeline import Pipeline
 from keybrake.store import open_store
 from keybrake.store.base import CredentialRecord, KeyRecord, Store
 from keybrake.tokens import VAULT_PREFIX, new_id, new_token, token_hash
-from keybrake.vendors import builtin_vendors
+from keybrake.vendors import build_vendors
 from tests.conftest import ENGINE
 
 SECRET = "sk_test_fake_secret_1234567890"
@@ -75,7 +75,7 @@ class Shell:
         self.store, self.upstream, self.key, self.token = store, upstream, key, token
         self.pipeline = Pipeline(
             store=store,
-            vendors=builtin_vendors(),
+            vendors=build_vendors(),
             upstream=upstream,
             settings=Settings(),
             sealer=SEALER,

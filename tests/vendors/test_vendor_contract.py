@@ -16,7 +16,7 @@ from keybrake.admin.key_models import key_models
 from keybrake.core.errors import Denial
 from keybrake.core.patterns import parse_pattern
 from keybrake.core.policy import Policy
-from keybrake.vendors import builtin_vendors, registry
+from keybrake.vendors import build_vendors, registry
 from keybrake.vendors.base import REDACTED, Vendor, VendorRequest
 from tests.vendors import example_vendor
 from tests.vendors.contract import BUILTIN_EXAMPLES, Call, VendorExamples
@@ -40,7 +40,7 @@ def _vendors() -> list[str]:
 def case(request: pytest.FixtureRequest) -> tuple[Vendor, VendorExamples]:
     name = request.param
     assert name in EXAMPLES, f"vendor {name!r} declares no contract examples (tests/vendors/contract.py)"
-    return builtin_vendors()[name], EXAMPLES[name]
+    return build_vendors()[name], EXAMPLES[name]
 
 
 def _parsed(vendor: Vendor, call: Call) -> VendorRequest:
@@ -62,7 +62,7 @@ def _at(doc: Any, path: tuple[str, ...]) -> Any:
 
 def test_every_registered_vendor_declares_examples() -> None:
     assert set(_vendors()) == set(EXAMPLES)
-    assert "acme" in builtin_vendors()  # registered from its own module alone
+    assert "acme" in build_vendors()  # registered from its own module alone
 
 
 def test_secret_shape(case: tuple[Vendor, VendorExamples]) -> None:
@@ -182,7 +182,7 @@ def test_a_registered_vendors_settings_are_read_and_checked_like_any_other() -> 
     settings = from_env({"KEYBRAKE_ACME_FEE_USD": "0.05"})
     assert settings.vendor_setting("acme", "fee_usd") == Decimal("0.05")
     assert from_env({}).vendor_setting("acme", "fee_usd") == Decimal("0.30")  # the declared default
-    acme = builtin_vendors(settings)["acme"]
+    acme = build_vendors(settings)["acme"]
     assert acme.estimate(_scoped(acme, EXAMPLES["acme"].priced), RATES).amount == 12_550_000  # $12.50 + $0.05
     with pytest.raises(SettingsError, match="KEYBRAKE_ACME_FEE_USD must be a non-negative decimal"):
         from_env({"KEYBRAKE_ACME_FEE_USD": "-1"})
@@ -191,5 +191,5 @@ def test_a_registered_vendors_settings_are_read_and_checked_like_any_other() -> 
 @pytest.mark.parametrize("name", ["v1", "_keybrake", "healthz", "docs", "openapi.json", "a/b", ""])
 def test_reserved_or_unroutable_names_cannot_be_registered(name: str) -> None:
     with pytest.raises(ValueError, match="cannot be a vendor name"):
-        registry.register(registry.VendorSpec(name, lambda values: builtin_vendors()["stripe"]))
-    assert name not in builtin_vendors()
+        registry.register(registry.VendorSpec(name, lambda values: build_vendors()["stripe"]))
+    assert name not in build_vendors()

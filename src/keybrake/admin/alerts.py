@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from keybrake.admin.errors import not_found, validation
-from keybrake.admin.models import Strict
+from keybrake.admin.policy import Strict
 from keybrake.core.timefmt import rfc3339
 from keybrake.jobs.alert_delivery import alert_url_check
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS

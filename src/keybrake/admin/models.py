@@ -6,17 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from keybrake.admin.policy import (
-    ALIASES,
-    Count,
-    Money,
-    ParamRuleIn,
-    PolicyBase,
-    Strict,
-    _refuse_aliases,
-)
+from keybrake.admin.policy import Count, Money, PolicyBase, Strict, _refuse_aliases
 
-__all__ = ["ALIASES", "ParamRuleIn", "PolicyBase", "Strict"]
 RESERVED_METADATA_KEYS = frozenset({"headers", "claimed_agent_run_id", "suppressed"})
 
 

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
-from keybrake.admin.models import BudgetPatchIn, PolicyBase
+from keybrake.admin.models import BudgetPatchIn
+from keybrake.admin.policy import PolicyBase
 
 T = TypeVar("T")
 

@@ -19,9 +19,9 @@ def vendors() -> None:
 @vendors.command("guarded")
 def vendors_guarded() -> None:
     """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints)."""
-    from keybrake.vendors import builtin_vendors
+    from keybrake.vendors import build_vendors
 
-    for name, vendor in sorted(builtin_vendors().items()):
+    for name, vendor in sorted(build_vendors().items()):
         for pattern in vendor.guarded:
             click.echo(f"{name}\t{pattern.text}")
 
@@ -33,9 +33,9 @@ def vendor_rows() -> list[dict[str, Any]]:
     `{"env", "kind", "default", "value"}` — `value` the text set in this environment (None: unset,
     the default applies; not parsed here), `default` None for a file setting (the vendor's
     built-in table)."""
-    from keybrake.vendors import builtin_vendors, registry
+    from keybrake.vendors import build_vendors, registry
 
-    built = builtin_vendors()
+    built = build_vendors()
     rows = []
     for spec in registry.specs():
         vendor = built[spec.name]

@@ -7,7 +7,7 @@ import asyncio
 from typing import Protocol
 
 from keybrake import deadline
-from keybrake.core.errors import EnforcementUnavailable
+from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.store.base import KeyRecord, KeyState, ReservationStore
 
 
@@ -17,6 +17,11 @@ class Clocks(Protocol):
 
     def now_ms(self) -> int: ...
     async def db_now_ms(self) -> int: ...
+
+
+def unknown_key() -> Denial:
+    """The refusal of a token no vault key has (401 key_invalid): final for the agent."""
+    return Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
 
 
 async def key_state(key: KeyRecord, clocks: Clocks) -> KeyState:

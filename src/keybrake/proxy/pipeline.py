@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
-from keybrake.proxy.keys import KeyLookups, key_state
+from keybrake.proxy.keys import KeyLookups, key_state, unknown_key
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
@@ -121,7 +120,7 @@ class Pipeline:
             except EnforcementUnavailable:
                 return None, None
             if key is None:
-                return None, Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+                return None, unknown_key()
             self.snapshots.remember(thash, key)
         return key, None
 
@@ -206,7 +205,7 @@ class Pipeline:
             key = await self.keys.lookup(thash, cached=key is not None)
             fresh = True
         if key is None:
-            raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+            raise unknown_key()
         self.snapshots.remember(thash, key)
         _attach_key(ctx, key)
         return thash, key, fresh
@@ -292,7 +291,7 @@ class Pipeline:
         """
         current = await self.store.key_by_hash(at.thash)
         if current is None:
-            raise Denial("key_invalid", "Unknown vault key. Do not retry; ask the operator for a new key.")
+            raise unknown_key()
         self.snapshots.remember(at.thash, current)
         state = await key_state(current, self.store)
         if state is not KeyState.OK:
@@ -352,7 +351,3 @@ def _first_segment(raw_path: bytes) -> str | None:
 
 def _safe_path(raw_path: bytes) -> str:
     return raw_path.decode("latin-1")[:2048]
-
-
-def hostname() -> str:
-    return socket.gethostname()

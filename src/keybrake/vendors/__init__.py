@@ -12,7 +12,4 @@ from keybrake.vendors.twilio import SPEC as TWILIO
 for _spec in (STRIPE, TWILIO, RESEND):
     registry.register(_spec)
 
-# Every registered vendor built from its settings (`keybrake.config.Settings`; None: defaults).
-builtin_vendors = build_vendors
-
-__all__ = ["RESERVED_NAMES", "builtin_vendors", "registry"]
+__all__ = ["RESERVED_NAMES", "build_vendors", "registry"]
