@@ -10,10 +10,12 @@ reservation count their `reserved_usd`; the counter must hold exactly that (`use
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import random
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -170,3 +172,35 @@ async def add_key(s: Store, kid: str, label: str) -> None:
 
 async def add_budget(s: Store, b: BudgetRecord) -> None:
     await s.insert_budget(b)
+
+
+@contextlib.contextmanager
+def charging_agents(
+    replicas: list[Replica], agents: int, charge: Callable[[Replica, int, random.Random], object]
+) -> Iterator[list[int]]:
+    """`agents` threads charging in a loop (`charge(replica, agent, rng)`, agent i on replica i % 2)
+    until the block ends; yields the running count of charges (`[n]`). On exit they are stopped
+    and joined, and any error one of them raised fails the test."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    count = [0]
+
+    def agent(i: int) -> None:
+        rng = random.Random(i)
+        try:
+            while not stop.is_set():
+                charge(replicas[i % 2], i, rng)
+                count[0] += 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(agents)]
+    for t in threads:
+        t.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert not errors, errors[:3]

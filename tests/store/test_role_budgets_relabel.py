@@ -6,7 +6,6 @@ load on two replicas (the reference model: tests/store/budget_books.py).
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.store.budget_books import (
     add_key,
     budget_record,
     charge,
+    charging_agents,
     check_books,
     hold,
     key_caps,
@@ -118,34 +118,17 @@ def test_relabels_on_one_replica_while_both_charge_keep_the_books(pg_url: str, t
         now = replicas[0].store.now_ms()
         b = budget_record("bud_moves", now, scope="label_prefix", value="acme:", daily_usd_cap=10**6 * USD)
         replicas[0].call(add_budget, b)
-        stop = threading.Event()
-        errors: list[BaseException] = []
-        count = [0]
-
-        def agent(i: int) -> None:
-            rng = random.Random(i)
-            try:
-                while not stop.is_set():
-                    replicas[i % 2].call(_charge_now, kids[i % 6], rng.randint(1, 500) * 10_000)
-                    count[0] += 1
-            except BaseException as exc:
-                errors.append(exc)
-
-        agents = [threading.Thread(target=agent, args=(i,)) for i in range(12)]
-        for t in agents:
-            t.start()
-        rng = random.Random(7)
-        while count[0] < 12:  # the agents are charging
-            time.sleep(0.01)
-        before = count[0]
-        for _ in range(24):
-            kid = rng.choice(kids)
-            replicas[1].call(_relabel_now, kid, rng.choice(["acme:", "x:"]) + kid)
-        during = count[0] - before
-        stop.set()
-        for t in agents:
-            t.join(30)
-        assert not errors, errors[:3]
+        with charging_agents(
+            replicas, 12, lambda r, i, rng: r.call(_charge_now, kids[i % 6], rng.randint(1, 500) * 10_000)
+        ) as count:
+            rng = random.Random(7)
+            while count[0] < 12:  # the agents are charging
+                time.sleep(0.01)
+            before = count[0]
+            for _ in range(24):
+                kid = rng.choice(kids)
+                replicas[1].call(_relabel_now, kid, rng.choice(["acme:", "x:"]) + kid)
+            during = count[0] - before
         assert during > 12  # charges ran between the relabels
         seen(replicas[0].store).keys.clear()
         replicas[0].call(check_books)

@@ -5,8 +5,6 @@ at exactly what its keys spent (the reference model: tests/store/budget_books.py
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.store.budget_books import (
     add_key,
     budget_record,
     charge,
+    charging_agents,
     check_books,
 )
 
@@ -43,31 +42,14 @@ def _round(replicas: list[Replica], rnd: int) -> tuple[int, int, int]:
     kids = [f"vk_r{rnd}_{i}" for i in range(24)]
     for i, kid in enumerate(kids):
         replicas[i % 2].call(add_key, kid, f"tenant{rnd}:{i}")
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    count = [0]
-
-    def agent(i: int) -> None:
-        rng = random.Random(i)
-        try:
-            while not stop.is_set():
-                replicas[i % 2].call(charge, kids[i], rng.randint(1, 500) * 10_000)
-                count[0] += 1
-        except BaseException as exc:
-            errors.append(exc)
-
-    agents = [threading.Thread(target=agent, args=(i,)) for i in range(24)]
-    for t in agents:
-        t.start()
-    time.sleep(0.4)
-    now = replicas[1].store.now_ms()
-    b = budget_record(f"bud_r{rnd}", now, scope="label_prefix", value=f"tenant{rnd}:", daily_usd_cap=10**6 * USD)
-    replicas[1].call(add_budget, b)
-    time.sleep(0.4)
-    stop.set()
-    for t in agents:
-        t.join(30)
-    assert not errors, errors[:3]
+    with charging_agents(
+        replicas, 24, lambda r, i, rng: r.call(charge, kids[i], rng.randint(1, 500) * 10_000)
+    ) as count:
+        time.sleep(0.4)
+        now = replicas[1].store.now_ms()
+        b = budget_record(f"bud_r{rnd}", now, scope="label_prefix", value=f"tenant{rnd}:", daily_usd_cap=10**6 * USD)
+        replicas[1].call(add_budget, b)
+        time.sleep(0.4)
     assert count[0] > 48  # charges ran before and after the create
     replicas[0].call(check_books)
     day: tuple[int, int, int] = replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
