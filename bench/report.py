@@ -8,11 +8,11 @@ import math
 import os
 import platform
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from children import BENCH_DIR
+from goals import Check, target_checks
 from measure import Result
 from targets import SCENARIOS
 
@@ -49,46 +49,10 @@ def render_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-@dataclass
-class Check:
-    name: str
-    value: str
-    passed: bool
-
-
 def evaluate(results: list[Result], audit: dict[str, Any], args: argparse.Namespace) -> list[Check]:
-    by = {(r.scenario, r.target): r for r in results}
-    checks: list[Check] = []
-    d, k = by.get(("steady", "direct")), by.get(("steady", "keybrake"))
-    if d and k:
-        added = k.p50_ms - d.p50_ms
-        checks.append(
-            Check(
-                f"p50 added latency at {args.rate:g} req/s <= {args.target_p50_ms:g} ms, 0 errors",
-                f"{added:+.2f} ms, {k.error_count} errors",
-                added <= args.target_p50_ms and k.error_count == 0,
-            )
-        )
-    d, k = by.get(("twilio", "direct")), by.get(("twilio", "keybrake"))
-    if d and k:
-        added = k.p50_ms - d.p50_ms
-        checks.append(
-            Check(
-                f"Twilio SMS send: p50 added latency at {args.rate:g} req/s <= {args.target_p50_ms:g} ms, 0 errors",
-                f"{added:+.2f} ms, {k.error_count} errors",
-                added <= args.target_p50_ms and k.error_count == 0,
-            )
-        )
-    m = by.get(("max", "keybrake"))
-    if m:
-        checks.append(
-            Check(
-                f"proxied throughput >= {args.target_rps:g} req/s (wrk), 0 errors",
-                f"{m.rps:.0f} req/s, {m.error_count} errors",
-                m.rps >= args.target_rps and m.error_count == 0,
-            )
-        )
-    s = by.get(("sustain", "keybrake"))
+    """The targets (bench/goals.py) plus, per vendor, the audit check: rows >= requests forwarded."""
+    checks = target_checks(results, args)
+    s = next((r for r in results if (r.scenario, r.target) == ("sustain", "keybrake")), None)
     if s:
         checks.append(
             Check(

@@ -27,30 +27,37 @@ ensure_venv() {
   fi
 }
 
-# The /docs browser test (tests/admin/test_docs_page.py) drives Debian's Chromium through
-# Playwright. Install it when missing (root, apt); otherwise say how, and fail on CI (CI=true).
-ensure_chromium() {
-  command -v chromium >/dev/null && return 0
-  local how="apt-get install --no-install-recommends chromium (as root)" log policy
+# Debian packages the suite needs: `ensure_apt_tool COMMAND PACKAGE WHY` installs PACKAGE when
+# COMMAND is missing (root, apt); otherwise says how, and fails on CI (CI=true).
+ensure_apt_tool() {
+  local cmd=$1 pkg=$2 why=$3 how log policy
+  command -v "$cmd" >/dev/null && return 0
+  how="apt-get install --no-install-recommends $pkg (as root)"
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing Chromium (Debian package) for the /docs browser test" >&2
+    echo "installing $pkg (Debian package) for $why" >&2
     log=$(mktemp)
     export DEBIAN_FRONTEND=noninteractive
-    # Refresh the package lists only when they do not offer chromium or are stale (install fails).
-    policy=$(apt-cache policy chromium 2>/dev/null || true)
+    # Refresh the package lists only when they do not offer the package or are stale (install fails).
+    policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
     if [[ $policy != *"Candidate: "[0-9]* ]]; then
       apt-get update -q >>"$log" 2>&1 || true
     fi
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1; then
-      apt-get update -q >>"$log" 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >>"$log" 2>&1 \
+    if ! apt-get install -y -q --no-install-recommends "$pkg" >>"$log" 2>&1; then
+      apt-get update -q >>"$log" 2>&1 && apt-get install -y -q --no-install-recommends "$pkg" >>"$log" 2>&1 \
         || cat "$log" >&2
     fi
     rm -f "$log"
   fi
-  command -v chromium >/dev/null && return 0
+  command -v "$cmd" >/dev/null && return 0
   if [ -n "${CI:-}" ]; then
-    echo "the /docs browser test needs Chromium: $how" >&2
+    echo "$why needs $pkg: $how" >&2
     exit 1
   fi
-  echo "note: no Chromium, so the /docs browser test skips; to run it: $how" >&2
+  echo "note: no $pkg, so $why skips; to run it: $how" >&2
 }
+
+# The /docs browser test (tests/admin/test_docs_page.py) drives Debian's Chromium through Playwright.
+ensure_chromium() { ensure_apt_tool chromium chromium "the /docs browser test"; }
+
+# The benchmark's smoke test (tests/test_bench_smoke.py) runs its wrk (max throughput) scenario.
+ensure_wrk() { ensure_apt_tool wrk wrk "the benchmark smoke test"; }
