@@ -87,6 +87,16 @@ def _add_pg_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_smoke_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="prove the bench works (CI): 1 s per scenario, 1 round, no warm-up, 100 req/s steady; "
+        "every scenario still runs, but its figures are too short to compare with the targets "
+        "(not allowed with --check)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Benchmark Keybrake against a fake Stripe upstream (direct vs proxied).",
@@ -140,13 +150,6 @@ def _parser() -> argparse.ArgumentParser:
         help="do not start keybrake; measure only the direct path",
     )
     add_target_options(p)
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="prove the bench works (CI): 1 s per scenario, 1 round, no warm-up, 100 req/s steady; "
-        "every scenario still runs, but its figures are too short to compare with the targets "
-        "(not allowed with --check)",
-    )
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     p.add_argument(
         "--out",
@@ -162,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
         "--sustain-rate) and/or twilio (steady SMS send, POST .../Messages.json)",
     )
     _add_pg_options(p)
+    _add_smoke_option(p)
     p.add_argument(
         "--twilio",
         action=argparse.BooleanOptionalAction,
