@@ -11,11 +11,13 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from keybrake.core.errors import EnforcementUnavailable
+from keybrake.integrations.twilio import client as twilio_client
 from keybrake.proxy.metrics import OVERHEAD_BUCKETS_S, ProxyMetrics
 from keybrake.proxy.settler import SettleWriter
 from keybrake.store.base import AuditRow, EarlierSettlement, SettleJob, Settlement
 from tests.fakes.stripe_server import FakeStripe
-from tests.harness import KeybrakeThread
+from tests.fakes.twilio_server import FakeTwilioThread
+from tests.harness import KeybrakeThread, wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -102,6 +104,24 @@ def test_a_vendor_error_keeps_its_reservation_and_books_nothing(kb: KeybrakeThre
     assert get(moved, "keybrake_upstream_latency_seconds_count", **stripe) == 1
     assert get(moved, "keybrake_reserved_usd_total", **stripe) == 4.0
     assert get(moved, "keybrake_settled_usd_total", **stripe) == 0  # kept reserved: outcome unknown
+
+
+def test_an_estimate_is_booked_when_reconciliation_settles_it(
+    kbt: KeybrakeThread, fake_twilio: FakeTwilioThread
+) -> None:
+    key = kbt.issue({"daily_usd_cap": 5, "allowed_to_prefixes": ["+1"]}, vendor="twilio", label="test:n:run-1")
+    before = scrape(kbt)
+    msg = twilio_client(kbt.url, key["key"]).messages.create(to="+14155550100", from_="+14155550199", body="hi")
+    kbt.audit(key_id=key["id"])  # reads flush the settle writer
+    moved = delta(before, scrape(kbt))
+    twilio = {"vendor": "twilio"}
+    assert get(moved, "keybrake_reserved_usd_total", **twilio) == 0.0113  # the estimate
+    assert get(moved, "keybrake_settled_usd_total", **twilio) == 0  # kept reserved until reconciled
+    fake_twilio.fake.set_price(msg.sid, "-0.00790")
+    wait_for(lambda: get(delta(before, scrape(kbt)), "keybrake_settled_usd_total", **twilio))
+    moved = delta(before, scrape(kbt))
+    assert get(moved, "keybrake_settled_usd_total", **twilio) == 0.0079  # once, at the price Twilio charged
+    assert get(moved, "keybrake_proxy_requests_total", verdict="allowed", status_class="2xx", **twilio) == 1
 
 
 def test_no_label_carries_an_unbounded_value(kb: KeybrakeThread) -> None:

@@ -124,6 +124,7 @@ class KeybrakeApp:
                 upstream=self.upstream,
                 alerts=self.alerts,
                 housekeeping=self.housekeeping,
+                metrics=self.metrics,
             )
         )
         # Run at the end of a clean stop, inside the server's shutdown (a server stopped by a
