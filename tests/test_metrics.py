@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -132,6 +133,7 @@ def test_no_label_carries_an_unbounded_value(kb: KeybrakeThread) -> None:
     assert not any(v.startswith(("vk_", "kbr_", "/", "acme", "run-")) for v in values), values
 
 
+@pytest.mark.store_free
 async def test_the_settle_writer_counts_a_settlement_once_even_when_its_commit_is_retried() -> None:
     """The store took the first COMMIT but its answer was lost: the batch is written again
     (idempotent) and the settled USD is counted once, after the commit that answered."""

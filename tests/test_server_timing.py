@@ -63,6 +63,7 @@ def row_of(kb: KeybrakeThread, r: httpx.Response) -> dict[str, Any]:
         return got.json()  # type: ignore[no-any-return]
 
 
+@pytest.mark.store_free
 def test_the_parser_reads_the_spec_examples_and_refuses_garbage() -> None:
     assert parse_server_timing('cache;desc="Cache, Read";dur=23.2, db;dur=53') == {
         "cache": {"desc": '"Cache, Read"', "dur": "23.2"},
