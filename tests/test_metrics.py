@@ -125,6 +125,25 @@ def test_an_estimate_is_booked_when_reconciliation_settles_it(
     assert get(moved, "keybrake_proxy_requests_total", verdict="allowed", status_class="2xx", **twilio) == 1
 
 
+def test_a_retry_books_the_earlier_unknown_outcome_once(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """A 500 leaves the charge's outcome unknown (reserved, not booked); the SDK's retry with the same
+    Idempotency-Key reserves nothing and its answer books the first request's cost — once."""
+    key = kb.issue({"daily_usd_cap": 50})
+    before = scrape(kb)
+    fake_stripe.next_status = [(500, {"error": {"type": "api_error", "message": "boom"}})]
+    auth = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "idem-1"}
+    body = {"amount": 4000, "currency": "usd", "source": "tok_visa"}
+    assert httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth).status_code == 500
+    for _ in range(2):  # the retry, and a second one the first already answered
+        assert httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth).status_code == 200
+    kb.audit(key_id=key["id"])  # reads flush the settle writer
+    moved = delta(before, scrape(kb))
+    stripe = {"vendor": "stripe"}
+    assert get(moved, "keybrake_reserved_usd_total", **stripe) == 40.0
+    assert get(moved, "keybrake_settled_usd_total", **stripe) == 40.0
+    assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 40  # the books agree
+
+
 def test_no_label_carries_an_unbounded_value(kb: KeybrakeThread) -> None:
     key = kb.issue({"total_usd_cap": 5}, label="acme:agent:7", metadata={"agent_run_id": "run-x"})
     for cents in (100, 900):

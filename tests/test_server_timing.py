@@ -151,3 +151,20 @@ def test_stripe_sdk_sees_it_on_answers_and_errors(kb: KeybrakeThread) -> None:
         sc.v1.charges.create({"amount": 100, "currency": "usd"})
     assert info.value.headers is not None
     assert set(parse_server_timing(info.value.headers["server-timing"])) == {"keybrake"}
+
+
+def test_a_deduplicated_replay_carries_its_own_timing_not_the_first_answers(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 20, "dedup_window_seconds": 30})
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    charge = {"id": "ch_d", "object": "charge", "amount": 700, "currency": "usd", "status": "succeeded"}
+    fake_stripe.next_status = [(200, charge, {"Server-Timing": "keybrake;dur=0.001"})]
+    body = {"amount": 700, "currency": "usd", "source": "tok_visa"}
+    first = httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth)
+    second = httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth)
+    assert second.headers["x-keybrake-deduplicated"] == "true" and second.json()["id"] == "ch_d"
+    row = row_of(kb, second)
+    assert row["verdict"] == "deduplicated"
+    assert timings(second) == {"keybrake": row["overhead_ms"]}  # nothing sent: the replay's own time
+    assert timings(first)["keybrake"] == row_of(kb, first)["overhead_ms"]
