@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from keybrake import deadline
 from keybrake.admin.api import build_admin_app
@@ -32,6 +32,7 @@ from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
 from keybrake.net.upstream import AiohttpUpstream
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 from keybrake.proxy.settler import SettleWriter
@@ -78,30 +79,17 @@ class KeybrakeApp:
     def __init__(self, rt: Runtime, *, upstream: Upstream | None = None) -> None:
         self.rt = rt
         self.instance_id = f"ins_{uuid.uuid4().hex[:20]}"
-        self.registry = CollectorRegistry()
-        self.requests_total = Counter(
-            "keybrake_proxy_requests",
-            "Proxied requests by outcome",
-            ["vendor", "verdict", "status_class"],
-            registry=self.registry,
-        )
-        self.recovered_total = Counter(
-            "keybrake_recovered_in_flight_rows",
-            "Audit rows left in flight by a stopped replica and recovered (outcome_unknown, reservation kept)",
-            registry=self.registry,
-        )
-        self.shed_total = Counter(
-            "keybrake_audit_rows_shed",
-            "Denial audit rows not written because the store's denial queue was full (a flood of denials)",
-            registry=self.registry,
-        )
+        self.registry = CollectorRegistry()  # served at /metrics (docs/operations.md, metrics)
+        self.metrics = ProxyMetrics(self.registry)
+        self.recovered_total = self.metrics.recovered
+        self.shed_total = self.metrics.shed
         self.upstream = upstream or AiohttpUpstream(
             timeout_s=rt.settings.upstream_timeout_s,
             connect_timeout_s=rt.settings.upstream_connect_timeout_s,
             max_response_bytes=rt.settings.max_response_bytes,
             explicit_hosts=rt.settings.upstream_hosts,
         )
-        self.settler = SettleWriter(rt.store)
+        self.settler = SettleWriter(rt.store, self.metrics)
         # Alerts have a client of their own: a short timeout (KEYBRAKE_ALERT_TIMEOUT), so a silent
         # receiver never holds a connection the proxy needs.
         self.alert_upstream = upstream or AiohttpUpstream(
@@ -120,11 +108,10 @@ class KeybrakeApp:
             sealer=rt.sealer,
             pepper=rt.pepper,
             instance_id=self.instance_id,
-            on_verdict=self._count,
+            metrics=self.metrics,
             settle=self.settler.submit,
             alerts=self.alerts,
         )
-        self.pipeline.rec.on_shed = self.shed_total.inc
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = AdminGate(self.admin, rt)
         self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
@@ -137,16 +124,12 @@ class KeybrakeApp:
                 upstream=self.upstream,
                 alerts=self.alerts,
                 housekeeping=self.housekeeping,
+                metrics=self.metrics,
             )
         )
         # Run at the end of a clean stop, inside the server's shutdown (a server stopped by a
         # signal re-raises it once serving ends, so code after serving may never run).
         self.stop_hooks: list[Callable[[], None]] = []
-
-    def _count(self, vendor: str, verdict: str, status: int) -> None:
-        self.requests_total.labels(
-            vendor, verdict.split("_")[0] if verdict.startswith("denied_") else verdict, f"{status // 100}xx"
-        ).inc()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -15,6 +15,7 @@ from keybrake.jobs.base import Job, JobRunner
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.jobs.reconcile import ReconcileJob, Reconciler
 from keybrake.jobs.retention import RetentionJob
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.store.base import Store
 from keybrake.vendors.base import Vendor
 
@@ -30,6 +31,7 @@ def build_jobs(
     upstream: Upstream,
     alerts: Alerts,
     housekeeping: Housekeeping,
+    metrics: ProxyMetrics | None = None,
 ) -> list[Job]:
     """The jobs the app runs, in the order they start and stop (`JobRunner`).
 
@@ -40,7 +42,7 @@ def build_jobs(
     """
     return [
         housekeeping,
-        ReconcileJob(Reconciler(store, vendors, upstream, sealer, settings)),
+        ReconcileJob(Reconciler(store, vendors, upstream, sealer, settings, metrics)),
         AlertScans(alerts),
         alerts.deliverer,
         RetentionJob(store, settings.audit_retention_days, settings.audit_purge_export_dir),

@@ -19,6 +19,7 @@ from keybrake.crypto import MasterKeyError, Sealer
 from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.net.egress import EgressRules
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.store.base import PendingEstimate, ReconcileStore
 from keybrake.vendors.base import Vendor, VendorCost
 
@@ -31,9 +32,16 @@ class Reconciler:
     """Settles pending rows by reading their objects from the vendor (`run_once`); `ReconcileJob` runs it."""
 
     def __init__(
-        self, store: ReconcileStore, vendors: dict[str, Vendor], upstream: Upstream, sealer: Sealer, settings: Settings
+        self,
+        store: ReconcileStore,
+        vendors: dict[str, Vendor],
+        upstream: Upstream,
+        sealer: Sealer,
+        settings: Settings,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.store, self.vendors, self.upstream, self.sealer, self.settings = store, vendors, upstream, sealer, settings
+        self.metrics = metrics  # a settled row's cost counts in keybrake_settled_usd_total
         self.egress = EgressRules(settings)
 
     def interval_s(self, vendor: str) -> float:
@@ -59,11 +67,15 @@ class Reconciler:
         vendor = self.vendors.get(row.vendor or "")
         cost = await self._fetch_cost(vendor, row) if vendor is not None else None
         if cost is not None:
-            ok = await self.store.settle_pending(row.id, cost.cost_usd, "response", cost.cost_kind, cost.count)
+            booked = cost.cost_usd
+            ok = await self.store.settle_pending(row.id, booked, "response", cost.cost_kind, cost.count)
         elif now - row.ts >= FINAL_AFTER_MS:
-            ok = await self.store.settle_pending(row.id, row.reserved_usd, "estimate", row.cost_kind)
+            booked = row.reserved_usd
+            ok = await self.store.settle_pending(row.id, booked, "estimate", row.cost_kind)
         else:
             return 0
+        if ok and self.metrics is not None:
+            self.metrics.settled(row.vendor, booked)  # once: settle_pending is True for one caller only
         if ok:
             event(log, "reconciled", request_id=row.id, key_id=row.key_id, vendor=row.vendor)
         return int(ok)

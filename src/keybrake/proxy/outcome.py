@@ -43,6 +43,9 @@ HOP_BY_HOP = frozenset(
         # Keybrake's server sets its own Date (two would reach the agent) and names no server.
         "date",
         "server",
+        # Keybrake sends its own Server-Timing (keybrake, upstream): a vendor's is dropped, so no
+        # vendor can spoof Keybrake's figures (docs/sdk-stripe.md, response headers).
+        "server-timing",
     }
 )
 

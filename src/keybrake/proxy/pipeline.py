@@ -40,6 +40,7 @@ from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state, unknown_key
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
@@ -76,7 +77,7 @@ class Pipeline:
         sealer: Sealer,
         pepper: bytes,
         instance_id: str,
-        on_verdict: Callable[[str, str, int], None] | None = None,
+        metrics: ProxyMetrics | None = None,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None = None,
         alerts: AlertSink | None = None,
     ) -> None:
@@ -89,7 +90,7 @@ class Pipeline:
         self.instance_id = instance_id
         self.snapshots = KeySnapshots(sealer, vendors, EgressRules(settings))
         self.keys = KeyLookups(store)
-        self.rec = Recorder(store=store, settings=settings, settle=settle, on_verdict=on_verdict)
+        self.rec = Recorder(store=store, settings=settings, settle=settle, metrics=metrics)
         self.alerts = alerts
         self.reservations = Reservations(store, self.rec, sealer, instance_id)
         self.forwarder = Forwarder(upstream, self.snapshots, self.rec, sealer, settings, alerts)

@@ -14,6 +14,7 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
+from keybrake.proxy.metrics import ProxyMetrics, server_timing
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
     AuditRow,
@@ -58,16 +59,15 @@ class Recorder:
         store: ReservationStore,
         settings: Settings,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None,
-        on_verdict: Callable[[str, str, int], None] | None,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.settle = settle
-        self.on_verdict = on_verdict
+        self.metrics = metrics  # proxy/metrics.py; None: nothing counted (set by the app)
         self._unauth_second = 0
         self._unauth_count = 0
         self._unauth_suppressed = 0
-        self.on_shed: Callable[[], None] | None = None  # the keybrake_audit_rows_shed_total metric
         self._shed_n = 0  # denial rows shed since the last log line
         self._shed_logged = 0.0  # monotonic s of that line
 
@@ -97,6 +97,10 @@ class Recorder:
         self._timings(ctx)
         settlement.apply_to(row)
         ctx.settled = True
+        if denial is not None:
+            self._cap_hit(row, denial)
+        if self.metrics is not None:
+            self.metrics.reserved(row.vendor, row.reserved_usd)  # once: a request is finished once
         job = SettleJob(
             row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement), count=count
         )
@@ -134,6 +138,9 @@ class Recorder:
                 key_id=job.row.key_id,
                 error=str(exc),
             )
+        else:
+            if self.metrics is not None:
+                self.metrics.settled_job(job)
 
     async def release_unanswered(self, ctx: RequestContext, dedup: DedupCheck | None) -> None:
         """The reservation failed with no answer (the connection dropped at COMMIT): it may have
@@ -165,9 +172,9 @@ class Recorder:
         row.error_code = denial.code
         row.reason = _reason(denial)
         row.status = denial.status
+        self._cap_hit(row, denial)
         written = await self._write_unreserved(ctx)
-        resp = self.render_denial(ctx, denial, written=written)
-        return resp
+        return self.render_denial(ctx, denial, written=written)
 
     async def replayed(self, ctx: RequestContext, first_id: str, status: int) -> None:
         """A duplicate inside the dedup window answered with the first request's answer: costs nothing."""
@@ -206,6 +213,8 @@ class Recorder:
         )
         if written:
             resp.headers += self.keybrake_headers(ctx)
+        else:
+            resp.headers.append(("server-timing", _timing(ctx.row)))
         return resp
 
     async def crashed(self, ctx: RequestContext, exc: Exception) -> ProxyResponse:
@@ -253,9 +262,12 @@ class Recorder:
             return await self.refuse(ctx, ctx.reserved, settlement, ctx.daily_counter, denial)
         except Exception as again:  # recording failed too: the row is recovered if it was written
             event(log, "could not record an internal error", logging.ERROR, error=type(again).__name__)
-            return denial_response(
+            self._timings(ctx)
+            resp = denial_response(
                 denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms()
             )
+            resp.headers.append(("server-timing", _timing(ctx.row)))
+            return resp
 
     def unavailable(self, ctx: RequestContext, exc: Exception) -> ProxyResponse:
         event(
@@ -270,22 +282,35 @@ class Recorder:
             "Keybrake cannot reach its store, so it cannot enforce "
             "this key's policy; nothing was forwarded. Retry shortly.",
         )
-        if self.on_verdict:
-            self.on_verdict(ctx.row.vendor or "unknown", "enforcement_unavailable", 503)
-        return denial_response(denial, ctx.vendor, request_id=None, key_id=ctx.row.key_id, now_ms=self.store.now_ms())
+        self._timings(ctx)
+        row = ctx.row
+        if self.metrics is not None:
+            self.metrics.request(row.vendor, "enforcement_unavailable", 503, row.overhead_ms, row.upstream_latency_ms)
+        resp = denial_response(denial, ctx.vendor, request_id=None, key_id=row.key_id, now_ms=self.store.now_ms())
+        resp.headers.append(("server-timing", _timing(row)))
+        return resp
 
     def keybrake_headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
-        out = [("x-keybrake-request-id", ctx.row.id)]
-        if ctx.row.key_id:
-            out.append(("x-keybrake-key-id", ctx.row.key_id))
-        out.append(("x-keybrake-overhead-ms", f"{ctx.row.overhead_ms or 0:.1f}"))
+        """Keybrake's headers on an answer with an audit row, from the row's timings (`_timings`
+        ran): request id, key id, `X-Keybrake-Overhead-Ms` (ms, one decimal) and `Server-Timing`
+        (`keybrake;dur=<overhead_ms, 3 decimals>[, upstream;dur=<upstream_latency_ms>]`)."""
+        row = ctx.row
+        out = [("x-keybrake-request-id", row.id)]
+        if row.key_id:
+            out.append(("x-keybrake-key-id", row.key_id))
+        out.append(("x-keybrake-overhead-ms", f"{row.overhead_ms or 0:.1f}"))
+        out.append(("server-timing", _timing(row)))
         return out
+
+    def _cap_hit(self, row: AuditRow, denial: Denial) -> None:
+        if denial.cap is not None and self.metrics is not None:
+            self.metrics.cap_hit(row.vendor, denial.cap.scope, denial.cap.name)
 
     def _shed(self) -> None:
         """A denial's row not written because the store's denial queue was full (a flood of
         denials): counted in the metric and logged as a rate, at most one line per SHED_LOG_S."""
-        if self.on_shed is not None:
-            self.on_shed()
+        if self.metrics is not None:
+            self.metrics.shed.inc()
         self._shed_n += 1
         now = time.monotonic()
         if now - self._shed_logged >= SHED_LOG_S:
@@ -323,8 +348,8 @@ class Recorder:
         level = logging.DEBUG if row.verdict == "allowed" else logging.INFO
         if log.isEnabledFor(level):
             self._log_row(row, level)
-        if self.on_verdict:
-            self.on_verdict(row.vendor or "unknown", row.verdict, row.status or 0)
+        if self.metrics is not None:
+            self.metrics.request(row.vendor, row.verdict, row.status or 0, row.overhead_ms, row.upstream_latency_ms)
 
     @staticmethod
     def _log_row(row: AuditRow, level: int) -> None:
@@ -353,6 +378,10 @@ def _dedup_outcome(ctx: RequestContext, settlement: Settlement) -> DedupOutcome 
     if settlement.verdict == "outcome_unknown":
         return DedupOutcome(ctx.key.id, ctx.dedup_fingerprint, "unknown")
     return DedupOutcome(ctx.key.id, ctx.dedup_fingerprint, "release")
+
+
+def _timing(row: AuditRow) -> str:
+    return server_timing(row.overhead_ms, row.upstream_latency_ms)
 
 
 def _clip(text: str) -> str:

@@ -104,6 +104,7 @@ class Reservations:
                 f"{still}, so it may have gone out.",
             )
         status, headers, body = open_replay(self.sealer, key.id, fingerprint, current.answer_enc)
+        headers = [(k, v) for k, v in headers if k.lower() != "server-timing"]  # sealed before it was dropped
         await self.rec.replayed(ctx, current.row_id, status)
         headers += self.rec.keybrake_headers(ctx)
         headers += [("x-keybrake-deduplicated", "true"), ("x-keybrake-deduplicated-of", current.row_id)]

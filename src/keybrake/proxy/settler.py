@@ -23,6 +23,7 @@ from dataclasses import replace
 
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.store.base import SettleJob, Settlement, SettleStore
 
 log = logging.getLogger("keybrake.settle")
@@ -32,8 +33,11 @@ RETRY_MAX_S = 5.0
 
 
 class SettleWriter:
-    def __init__(self, store: SettleStore) -> None:
+    """`metrics`: each job is counted (`keybrake_settled_usd_total`) once, after its commit."""
+
+    def __init__(self, store: SettleStore, metrics: ProxyMetrics | None = None) -> None:
         self._store = store
+        self._metrics = metrics
         self._pending: list[tuple[SettleJob, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -75,7 +79,7 @@ class SettleWriter:
                     )
                 await asyncio.sleep(min(RETRY_BASE_S * 2 ** (failures - 1), RETRY_MAX_S))
                 continue
-            _resolve(batch)
+            self._committed(batch)
             if failures:
                 event(log, "settle recovered", rows=len(batch), failed_attempts=failures)
             failures = 0
@@ -93,7 +97,7 @@ class SettleWriter:
                 failed.append((item, exc))
             else:
                 written += 1
-                _resolve([item])
+                self._committed([item])
         if not failed or (written == 0 and all(isinstance(e, EnforcementUnavailable) for _, e in failed)):
             return [item for item, _ in failed]  # nothing failed, or the store is down: try again later
         # A job the store was too busy for (no connection in time, a timeout) is not refused:
@@ -102,9 +106,15 @@ class SettleWriter:
         for (job, done), error in failed:
             if isinstance(error, EnforcementUnavailable) and error.transient:
                 continue
-            await self._degrade(job, error)
+            await self._degrade(job, error)  # books nothing: its reservation is kept
             _resolve([(job, done)])
         return busy
+
+    def _committed(self, batch: list[tuple[SettleJob, asyncio.Future[None]]]) -> None:
+        if self._metrics is not None:
+            for job, _ in batch:
+                self._metrics.settled_job(job)
+        _resolve(batch)
 
     async def _degrade(self, job: SettleJob, exc: Exception) -> None:
         """A job the store refuses while others succeed: keep its whole reservation, drop the rest."""
