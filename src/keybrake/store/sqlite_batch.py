@@ -302,12 +302,12 @@ class Checkpointer:
     copied (for tests and operators).
     """
 
-    def __init__(self, path: str, commits: Callable[[], int], every_s: float = CHECKPOINT_EVERY_S) -> None:
+    def __init__(self, path: str, commits: Callable[[], int], every_s: float | None = None) -> None:
         self.path = path
         self.passes = 0
         self.frames = 0
         self._commits = commits
-        self._every_s = every_s
+        self._every_s = CHECKPOINT_EVERY_S if every_s is None else every_s
         self._stop = threading.Event()
         self._db: sqlite3.Connection | None = None
         self._thread = threading.Thread(target=self._main, name="keybrake-sqlite-checkpoint", daemon=True)
