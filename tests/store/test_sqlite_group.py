@@ -153,8 +153,8 @@ async def test_a_failed_commit_fails_the_whole_group_commit_unknown(sq: SQLiteSt
     for r in rows:
         assert await sq.get_audit(r.id) is None
     # the writer goes on: the next group commits
-    r = await sq.reserve("vk_1", 1, caps("vk_1", 1_000_000, 10_000_000), row(sq), "me")
-    assert r.state is KeyState.OK and r.cap_hit is None
+    after = await sq.reserve("vk_1", 1, caps("vk_1", 1_000_000, 10_000_000), row(sq), "me")
+    assert after.state is KeyState.OK and after.cap_hit is None
 
 
 async def test_reservations_and_settlements_in_one_group(sq: SQLiteStore) -> None:

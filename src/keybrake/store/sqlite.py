@@ -5,12 +5,14 @@ order, on the one connection, so transactions from concurrent tasks cannot inter
 event loop never waits on the file: a lock held by another process (a CLI command, a backup)
 delays only the calls queued behind it. The calls queued together share one transaction (group
 commit: each call's transaction is a savepoint of it) and are answered once it committed. WAL
-checkpoints run on a background thread, never on the writer (`sqlite_batch.Checkpointer`). A caller with a deadline (`keybrake.deadline`) waits no longer than its
-time left: then `EnforcementUnavailable` with `pending` (the call may still commit; the caller
-releases what it reserved, as on PostgreSQL), and a call that had not started yet never runs.
-The busy wait of a call with a deadline is bounded by its time left too. Reservations use
-`BEGIN IMMEDIATE`, which takes SQLite's write lock up front: together with guarded UPSERTs this
-makes the cap check exact across tasks and across processes sharing the file.
+checkpoints run on a background thread, never on the writer (`sqlite_batch.Checkpointer`).
+
+A caller with a deadline (`keybrake.deadline`) waits no longer than its time left: then
+`EnforcementUnavailable` with `pending` (the call may still commit; the caller releases what it
+reserved, as on PostgreSQL), and a call that had not started yet never runs. The busy wait of a
+call with a deadline is bounded by its time left too. Reservations use `BEGIN IMMEDIATE`, which
+takes SQLite's write lock up front: together with guarded UPSERTs this makes the cap check
+exact across tasks and across processes sharing the file.
 
 `ping` (readiness) probes a write (`BEGIN IMMEDIATE`) on a connection of its own, off the loop,
 with a short busy timeout: a file locked by another process is reported, not waited for.
@@ -29,7 +31,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar

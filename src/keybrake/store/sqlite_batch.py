@@ -63,11 +63,9 @@ class Call:
     started yet then never runs.
     """
 
-    __slots__ = ("fn", "fut", "loop", "kind", "limit", "gave_up", "ok", "value")
+    __slots__ = ("fn", "fut", "gave_up", "kind", "limit", "loop", "ok", "value")
 
-    def __init__(
-        self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, kind: str, limit: float | None
-    ) -> None:
+    def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, kind: str, limit: float | None) -> None:
         self.fn, self.loop, self.kind, self.limit = fn, loop, kind, limit
         self.fut: asyncio.Future[Any] = loop.create_future()
         self.gave_up = False
@@ -142,7 +140,9 @@ class GroupWriter:
         try:
             for call in group:
                 if call.gave_up:
-                    call.fail(EnforcementUnavailable("sqlite: the request's deadline passed while queued for the store"))
+                    call.fail(
+                        EnforcementUnavailable("sqlite: the request's deadline passed while queued for the store")
+                    )
                     continue
                 self._run_one(call)
                 if self._began and not self.db.in_transaction:  # SQLite undid the whole transaction
@@ -169,7 +169,7 @@ class GroupWriter:
                 self.db.execute(f"PRAGMA busy_timeout={busy}")
                 self._busy_now = busy
             call.ok, call.value = True, call.fn()
-        except BaseException as exc:  # noqa: BLE001 - the caller gets it, the thread goes on
+        except BaseException as exc:
             call.fail(exc)
 
     def _commit(self, done: list[Call]) -> None:
