@@ -118,23 +118,13 @@ class SQLiteStore(SQLStore):
                 transient=True,
                 shed=kind == DENIAL,
             )
-        call = Call(fn, asyncio.get_running_loop(), kind, limit)
+        loop = asyncio.get_running_loop()
+        call = Call(fn, loop, kind, limit)
         self._group.submit(call)
-        fut: asyncio.Future[R] = call.fut
-        if limit is None:
-            return await asyncio.shield(fut)  # a cancelled caller never abandons a running call
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, limit - time.monotonic()))
-        except TimeoutError:
-            call.gave_up = True
-            fut.add_done_callback(_consume)
-            raise EnforcementUnavailable(
-                "sqlite: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS); "
-                "the database file is locked by another process or slow",
-                commit_unknown=True,
-                pending=fut,
-                transient=True,
-            ) from None
+        if limit is not None:
+            call.timer = loop.call_at(loop.time() + (limit - time.monotonic()), call.expire)
+        waiter: asyncio.Future[R] = call.waiter
+        return await waiter  # a cancelled caller cancels its waiter, never the running call
 
     async def ping(self) -> None:
         """Readiness: a write can start now (`BEGIN IMMEDIATE`, then ROLLBACK), probed on a
@@ -245,9 +235,3 @@ class SQLiteStore(SQLStore):
         if self._probe_db is not None:
             self._probe_db.close()
         self._db.close()
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """A late call's outcome is the caller's business (`pending`); never an unretrieved error."""
-    if not fut.cancelled():
-        fut.exception()

@@ -29,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,24 +56,45 @@ _SAVEPOINT = "kb_call"
 
 
 class Call:
-    """One store call queued for the writer: `fn` runs there, its outcome answers `fut`.
+    """One store call queued for the writer: `fn` runs there, its outcome answers `waiter`.
 
     `kind`: its queue class (counted in the store's `_queued` until answered); `limit`: its
-    deadline (monotonic s) or None; `gave_up`: set by the caller past the deadline: a call not
-    started yet then never runs.
+    deadline (monotonic s) or None, enforced by `timer`; `gave_up`: set past the deadline: a
+    call not started yet then never runs, and its late outcome goes to `fut` (the `pending` the
+    caller was given), created only then. The caller awaits `waiter`: cancelling the caller
+    cancels the waiter, never the call.
     """
 
-    __slots__ = ("fn", "fut", "gave_up", "kind", "limit", "loop", "ok", "value")
+    __slots__ = ("fn", "fut", "gave_up", "kind", "limit", "loop", "ok", "timer", "value", "waiter")
 
     def __init__(self, fn: Callable[[], Any], loop: asyncio.AbstractEventLoop, kind: str, limit: float | None) -> None:
         self.fn, self.loop, self.kind, self.limit = fn, loop, kind, limit
-        self.fut: asyncio.Future[Any] = loop.create_future()
+        self.waiter: asyncio.Future[Any] = loop.create_future()
+        self.fut: asyncio.Future[Any] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.gave_up = False
         self.ok = False
         self.value: Any = None
 
     def fail(self, exc: BaseException) -> None:
         self.ok, self.value = False, exc
+
+    def expire(self) -> None:
+        """On the event loop, at the deadline: the caller gets EnforcementUnavailable with
+        `commit_unknown` and `pending`; the call is skipped if it has not started."""
+        if self.waiter.done():  # answered, or the caller was cancelled (the call goes on)
+            return
+        self.gave_up = True
+        self.fut = self.loop.create_future()
+        self.waiter.set_exception(
+            EnforcementUnavailable(
+                "sqlite: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS); "
+                "the database file is locked by another process or slow",
+                commit_unknown=True,
+                pending=self.fut,
+                transient=True,
+            )
+        )
 
 
 class GroupWriter:
@@ -94,7 +115,9 @@ class GroupWriter:
         self._in_group = False  # the writer thread runs a group: `tx` opens savepoints
         self._began = False  # this group's transaction was begun (and not rolled back by us)
         self._savepoint = False  # the running call's transaction is a savepoint
-        self._q: queue.SimpleQueue[Call | None] = queue.SimpleQueue()
+        self._q: deque[Call | None] = deque()
+        self._wake = threading.Event()  # set to wake the thread when it is idle
+        self._idle = False  # the thread found the queue empty and waits (or is about to)
         self._thread = threading.Thread(target=self._main, name="keybrake-sqlite", daemon=True)
         self._thread.start()
 
@@ -103,33 +126,41 @@ class GroupWriter:
         if self.closed:
             raise EnforcementUnavailable("sqlite: the store is closed")
         self._queued[call.kind] += 1
-        self._q.put(call)
+        self._q.append(call)
+        if self._idle:  # one wake-up per idle period, not one per call
+            self._idle = False
+            self._wake.set()
 
     def close(self) -> None:
         """Run every call queued so far, then stop the thread (blocking: call off the loop)."""
         self.closed = True
-        self._q.put(None)
+        self._q.append(None)
+        self._wake.set()
         self._thread.join()
 
     # -- the writer thread ------------------------------------------------------------------
 
     def _main(self) -> None:
+        q = self._q
         while True:
-            first = self._q.get()
-            if first is None:
-                return
-            group, stop = [first], False
-            while len(group) < MAX_GROUP:
-                try:
-                    call = self._q.get_nowait()
-                except queue.Empty:
-                    break
+            if not q:
+                self._idle = True
+                if not q:  # checked again after saying so: a call queued meanwhile sets the event
+                    self._wake.wait()
+                self._wake.clear()
+                self._idle = False
+                continue
+            group: list[Call] = []
+            stop = False
+            while q and len(group) < MAX_GROUP:
+                call = q.popleft()
                 if call is None:
                     stop = True
                     break
                 group.append(call)
-            self._run_group(group)
-            self._answer(group)
+            if group:
+                self._run_group(group)
+                self._answer(group)
             if stop:
                 return
 
@@ -197,15 +228,21 @@ class GroupWriter:
                 pass
 
     def _resolve(self, calls: list[Call]) -> None:
-        """On the event loop: set each call's future and count it out of its queue class."""
+        """On the event loop: answer each call's waiter (or its `pending` future, past the
+        deadline) and count it out of its queue class."""
         for call in calls:
             self._queued[call.kind] -= 1
-            if call.fut.done():
-                continue
-            if call.ok:
-                call.fut.set_result(call.value)
-            else:
-                call.fut.set_exception(call.value)
+            if call.timer is not None:
+                call.timer.cancel()
+            for fut in (call.waiter, call.fut):
+                if fut is None or fut.done():
+                    continue
+                if call.ok:
+                    fut.set_result(call.value)
+                else:
+                    fut.set_exception(call.value)
+                    if fut is call.fut:
+                        fut.exception()  # a late outcome is the caller's business, never an unretrieved error
 
     # -- transactions -------------------------------------------------------------------------
 
