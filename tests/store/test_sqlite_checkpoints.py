@@ -1,4 +1,4 @@
-"""SQLite WAL checkpoints run on a background thread (`sqlite_batch.Checkpointer`), never on the
+"""SQLite WAL checkpoints run on a background thread (`sqlite_wal.Checkpointer`), never on the
 writer connection (`wal_autocheckpoint=0`); a crash right after answers keeps every answered
 reservation (each answer came after its group's COMMIT)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from keybrake.store import open_store, sqlite_batch
+from keybrake.store import open_store, sqlite_wal
 from keybrake.store.sqlite import SQLiteStore
 from tests.store.contract import DAY0, Clock, caps, key, row
 
@@ -39,7 +39,7 @@ async def _fill(store: SQLiteStore, n: int) -> None:
 
 
 async def test_the_writer_never_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_batch, "CHECKPOINT_EVERY_S", 3600.0)  # the background thread stays asleep
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_EVERY_S", 3600.0)  # the background thread stays asleep
     s = open_store(None, tmp_path, migrate=False, clock=Clock(DAY0 + 3_600_000))
     assert isinstance(s, SQLiteStore)
     try:
@@ -55,7 +55,7 @@ async def test_the_writer_never_checkpoints(tmp_path: Path, monkeypatch: pytest.
 
 
 async def test_the_background_thread_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_batch, "CHECKPOINT_EVERY_S", 0.02)
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_EVERY_S", 0.02)
     s = open_store(None, tmp_path, migrate=False, clock=Clock(DAY0 + 3_600_000))
     assert isinstance(s, SQLiteStore)
     try:
@@ -76,14 +76,14 @@ async def test_the_background_thread_checkpoints(tmp_path: Path, monkeypatch: py
 async def test_a_checkpoint_error_is_logged_not_fatal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(sqlite_batch, "CHECKPOINT_EVERY_S", 0.02)
+    monkeypatch.setattr(sqlite_wal, "CHECKPOINT_EVERY_S", 0.02)
     calls: list[int] = []
 
-    def broken(self: sqlite_batch.Checkpointer) -> tuple[int, int, int]:
+    def broken(self: sqlite_wal.Checkpointer) -> tuple[int, int, int]:
         calls.append(1)
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(sqlite_batch.Checkpointer, "checkpoint", broken)
+    monkeypatch.setattr(sqlite_wal.Checkpointer, "checkpoint", broken)
     s = open_store(None, tmp_path, migrate=False, clock=Clock(DAY0 + 3_600_000))
     assert isinstance(s, SQLiteStore)
     try:

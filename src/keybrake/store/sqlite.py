@@ -5,7 +5,7 @@ order, on the one connection, so transactions from concurrent tasks cannot inter
 event loop never waits on the file: a lock held by another process (a CLI command, a backup)
 delays only the calls queued behind it. The calls queued together share one transaction (group
 commit: each call's transaction is a savepoint of it) and are answered once it committed. WAL
-checkpoints run on a background thread, never on the writer (`sqlite_batch.Checkpointer`).
+checkpoints run on a background thread, never on the writer (`sqlite_wal.Checkpointer`).
 
 A caller with a deadline (`keybrake.deadline`) waits no longer than its time left: then
 `EnforcementUnavailable` with `pending` (the call may still commit; the caller releases what it
@@ -42,7 +42,8 @@ from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
 from keybrake.store.gate import side_cap
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
-from keybrake.store.sqlite_batch import Call, Checkpointer, GroupWriter
+from keybrake.store.sqlite_batch import Call, GroupWriter
+from keybrake.store.sqlite_wal import Checkpointer
 
 R = TypeVar("R")
 # /readyz's write probe waits this long (ms) for a lock held by another process.
@@ -80,7 +81,7 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA temp_store=MEMORY")
-        # The writer never checkpoints inline: a background thread does (sqlite_batch.Checkpointer).
+        # The writer never checkpoints inline: a background thread does (sqlite_wal.Checkpointer).
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self.report_timeout_ms = report_timeout_ms
         self._busy_timeout_ms = busy_timeout_ms

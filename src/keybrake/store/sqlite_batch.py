@@ -1,4 +1,4 @@
-"""SQLite's writer thread: group commit, and WAL checkpoints off the writer.
+"""SQLite's writer thread: group commit (WAL checkpoints run apart: `sqlite_wal.py`).
 
 Group commit. Every store call queues for ONE writer thread (`GroupWriter`). The thread takes
 everything queued when it wakes (at most `MAX_GROUP` calls) and runs the calls one after the
@@ -16,19 +16,12 @@ The first call of a transaction needs no savepoint: if it fails, the whole (so f
 transaction rolls back, so a lone call costs what it did before group commit. The transaction
 is begun lazily by the first call that writes, with that call's busy timeout: a lock held by
 another process fails that call as before, and the next call of the group tries again.
-
-Checkpoints. The writer connection never checkpoints (`wal_autocheckpoint=0`): a COMMIT that
-crossed SQLite's 1000-page threshold used to copy the WAL into the database inline, which pushed
-reservation p99.9 to ≈ 5 ms. `Checkpointer` runs `wal_checkpoint(PASSIVE)` on a connection of
-its own every `CHECKPOINT_EVERY_S` when something was committed since its last pass; PASSIVE
-never takes the writer lock, so reservations go on beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -46,12 +39,6 @@ MAX_GROUP = 64
 # A proxied call waits for a lock held elsewhere no longer than its time left, lowered in these
 # steps (ms) so that the busy timeout changes rarely rather than on every call.
 BUSY_STEP_MS = 250
-# The background checkpoint's period (s) while something is being committed.
-CHECKPOINT_EVERY_S = 0.2
-# Past this size (bytes) the WAL file is truncated (`wal_checkpoint(TRUNCATE)`, waiting at most
-# TRUNCATE_BUSY_MS for the writer): the bound on the -wal file however long a report reads.
-WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
-TRUNCATE_BUSY_MS = 100
 _SAVEPOINT = "kb_call"
 
 
@@ -159,7 +146,13 @@ class GroupWriter:
                     break
                 group.append(call)
             if group:
-                self._run_group(group)
+                try:
+                    self._run_group(group)
+                except BaseException as exc:  # a bug here must not stop the writer: fail the group
+                    log.exception("sqlite: the writer thread failed a group of %d calls", len(group))
+                    _rollback(self.db)
+                    for call in group:
+                        call.fail(EnforcementUnavailable(f"sqlite: {exc!r}", commit_unknown=True))
                 self._answer(group)
             if stop:
                 return
@@ -324,65 +317,3 @@ def _rollback(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
     except sqlite3.Error:
         pass
-
-
-class Checkpointer:
-    """A background thread copying the WAL into the database file, on a connection of its own.
-
-    Every `every_s` seconds, if the writer committed since the last pass (`commits()` changed),
-    it runs `PRAGMA wal_checkpoint(PASSIVE)`: no writer lock taken, so reservations never wait
-    on it. SQLite restarts the WAL from its start at the first write after a complete
-    checkpoint, so under steady load the -wal file holds about one period of writes; a report
-    reading an old snapshot holds the checkpoint back, and once the file passes
-    WAL_TRUNCATE_BYTES it is truncated (`TRUNCATE`, waiting at most TRUNCATE_BUSY_MS for the
-    writer). Errors are logged, never raised. `passes`/`frames`: checkpoints run and WAL frames
-    copied (for tests and operators).
-    """
-
-    def __init__(self, path: str, commits: Callable[[], int], every_s: float | None = None) -> None:
-        self.path = path
-        self.passes = 0
-        self.frames = 0
-        self._commits = commits
-        self._every_s = CHECKPOINT_EVERY_S if every_s is None else every_s
-        self._stop = threading.Event()
-        self._db: sqlite3.Connection | None = None
-        self._thread = threading.Thread(target=self._main, name="keybrake-sqlite-checkpoint", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        """Stop the thread and join it (blocking: call off the event loop)."""
-        self._stop.set()
-        self._thread.join()
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def _main(self) -> None:
-        seen = -1
-        while not self._stop.wait(self._every_s):
-            now = self._commits()
-            if now == seen:
-                continue
-            seen = now
-            try:
-                self.checkpoint()
-            except sqlite3.Error as exc:
-                log.warning("sqlite: background WAL checkpoint failed (retried next pass): %s", exc)
-
-    def checkpoint(self) -> tuple[int, int, int]:
-        """One pass (on the calling thread): PASSIVE, then TRUNCATE if the -wal file is past its
-        bound. Returns PASSIVE's (busy, WAL frames, frames checkpointed); raises sqlite3.Error."""
-        if self._db is None:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout={TRUNCATE_BUSY_MS}")
-        busy, frames, done = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.passes += 1
-        self.frames += max(0, done)
-        try:
-            size = os.stat(self.path + "-wal").st_size
-        except OSError:
-            size = 0
-        if size > WAL_TRUNCATE_BYTES:
-            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return busy, frames, done
