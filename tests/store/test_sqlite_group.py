@@ -187,3 +187,22 @@ async def test_a_call_whose_deadline_passed_while_queued_never_runs(sq: SQLiteSt
         await pending
     assert ran == []
     assert sq._queued["request"] == 0
+
+
+async def test_the_writer_survives_a_failure_of_its_own_code(sq: SQLiteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keybrake.store.sqlite_batch import GroupWriter
+
+    real = GroupWriter._commit
+
+    def broken(self: GroupWriter, done: list[Any]) -> None:
+        monkeypatch.setattr(GroupWriter, "_commit", real)
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(GroupWriter, "_commit", broken)
+    r0 = row(sq)
+    with pytest.raises(EnforcementUnavailable) as exc:
+        await sq.reserve("vk_1", 1, caps("vk_1", 1_000_000, 10_000_000), r0, "me")
+    assert exc.value.commit_unknown
+    assert await sq.get_audit(r0.id) is None and await _daily(sq) == (0, 0)  # rolled back
+    after = await sq.reserve("vk_1", 1, caps("vk_1", 1_000_000, 10_000_000), row(sq), "me")
+    assert after.cap_hit is None and await _daily(sq) == (0, 1_000_000)
