@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -103,7 +104,7 @@ class GroupWriter:
         self._began = False  # this group's transaction was begun (and not rolled back by us)
         self._savepoint = False  # the running call's transaction is a savepoint
         self._q: deque[Call | None] = deque()
-        self._wake = threading.Event()  # set to wake the thread when it is idle
+        self._wake: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token wakes the idle thread
         self._idle = False  # the thread found the queue empty and waits (or is about to)
         self._thread = threading.Thread(target=self._main, name="keybrake-sqlite", daemon=True)
         self._thread.start()
@@ -116,13 +117,13 @@ class GroupWriter:
         self._q.append(call)
         if self._idle:  # one wake-up per idle period, not one per call
             self._idle = False
-            self._wake.set()
+            self._wake.put(None)
 
     def close(self) -> None:
         """Run every call queued so far, then stop the thread (blocking: call off the loop)."""
         self.closed = True
         self._q.append(None)
-        self._wake.set()
+        self._wake.put(None)
         self._thread.join()
 
     # -- the writer thread ------------------------------------------------------------------
@@ -132,9 +133,8 @@ class GroupWriter:
         while True:
             if not q:
                 self._idle = True
-                if not q:  # checked again after saying so: a call queued meanwhile sets the event
-                    self._wake.wait()
-                self._wake.clear()
+                if not q:  # checked again after saying so: a call queued meanwhile puts a token
+                    self._wake.get()  # (a token left over from a wake-up not needed only loops once more)
                 self._idle = False
                 continue
             group: list[Call] = []
