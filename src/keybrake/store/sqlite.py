@@ -81,7 +81,8 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA temp_store=MEMORY")
-        # The writer never checkpoints inline: a background thread does (sqlite_wal.Checkpointer).
+        # The writer never checkpoints inline: a background thread does (sqlite_wal.Checkpointer);
+        # past WAL_REWIND_BYTES of WAL, the writer finishes one between two groups.
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self.report_timeout_ms = report_timeout_ms
         self._busy_timeout_ms = busy_timeout_ms
@@ -92,7 +93,7 @@ class SQLiteStore(SQLStore):
         self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
         self._queued = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}  # per class, queued or running
         self._group = GroupWriter(self._db, self._queued, int(busy_timeout_ms))
-        self._checkpointer = Checkpointer(path, lambda: self._group.commits)
+        self._checkpointer = Checkpointer(path, lambda: self._group.commits, self._group.request_rewind)
         self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite-probe")
         self._probe_db: sqlite3.Connection | None = None
 

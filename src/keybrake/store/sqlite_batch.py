@@ -96,6 +96,8 @@ class GroupWriter:
     def __init__(self, db: sqlite3.Connection, queued: dict[str, int], busy_timeout_ms: int) -> None:
         self.db = db
         self.commits = 0  # shared transactions committed (read by the checkpointer and tests)
+        self.rewinds = 0  # checkpoints the writer finished so that the WAL rewinds (sqlite_wal.py)
+        self._rewind = False  # the checkpointer asked for one
         self.closed = False
         self._queued = queued
         self._busy_timeout_ms = busy_timeout_ms
@@ -118,6 +120,10 @@ class GroupWriter:
         if self._idle:  # one wake-up per idle period, not one per call
             self._idle = False
             self._wake.put(None)
+
+    def request_rewind(self) -> None:
+        """(Any thread.) Finish a checkpoint between two groups, so the WAL rewinds (sqlite_wal.py)."""
+        self._rewind = True
 
     def close(self) -> None:
         """Run every call queued so far, then stop the thread (blocking: call off the loop)."""
@@ -154,8 +160,20 @@ class GroupWriter:
                     for call in group:
                         call.fail(EnforcementUnavailable(f"sqlite: {exc!r}", commit_unknown=True))
                 self._answer(group)
+                if self._rewind:  # after the answers: no caller waits for it
+                    self._rewind = False
+                    self._finish_checkpoint()
             if stop:
                 return
+
+    def _finish_checkpoint(self) -> None:
+        """Copy what the background pass left (written since it began) so that the next write
+        rewinds the WAL; PASSIVE: it never waits for a reader."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.rewinds += 1
+        except sqlite3.Error as exc:
+            log.warning("sqlite: WAL checkpoint on the writer failed (asked again later): %s", exc)
 
     def _run_group(self, group: list[Call]) -> None:
         """Run the calls in one shared transaction and commit it; outcomes stay on the calls."""
