@@ -72,7 +72,7 @@ class Checkpointer:
             seen = now
             try:
                 self.checkpoint()
-            except sqlite3.Error as exc:
+            except Exception as exc:  # never fatal: the next pass tries again
                 log.warning("sqlite: background WAL checkpoint failed (retried next pass): %s", exc)
 
     def checkpoint(self) -> tuple[int, int, int]:
