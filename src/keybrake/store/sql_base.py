@@ -4,8 +4,9 @@ Every store method is written once, as plain synchronous DB-API code that never 
 BEGIN and COMMIT (`sql_store.py` and the modules it lists). `@blocking` turns it into the
 async method the proxy calls; each engine decides where the code runs (`_run`):
 
-- SQLite (`sqlite.py`) runs it inline on the event loop's thread: one connection, transactions
-  from concurrent tasks cannot interleave, and a thread hop would cost more than the work.
+- SQLite (`sqlite.py`) runs it on one writer thread holding the one connection: transactions
+  from concurrent tasks cannot interleave; the calls queued together share one COMMIT (group
+  commit, `sqlite_batch.py`), each call's `_tx` being a savepoint of it.
 - PostgreSQL (`pg.py`) runs it on a worker thread holding a pooled connection, so the event loop
   never waits on the network; transactions from concurrent tasks run on separate connections.
 

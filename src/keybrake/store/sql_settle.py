@@ -7,6 +7,7 @@ retry's answer or by reconciliation. Counters are locked in `lock_order`, rows f
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from keybrake.core.ledger import ObjectCount
 from keybrake.store.ids import audit_id_floor
@@ -21,7 +22,6 @@ from keybrake.store.reservations import (
 )
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, lock_order
 from keybrake.store.sql_ledger import count_object, ledger_put
-from keybrake.store.sql_rows import _row_params
 
 # Columns a settlement changes; the rest of the row was written with the reservation.
 _SETTLE_COLS = (
@@ -44,6 +44,8 @@ _SETTLE_COLS = (
     "overhead_ms",
     "reservation",
 )
+_SETTLE_JSON = ("metadata", "redacted_fields")  # JSON text columns among them (as in sql_rows._JSON_AUDIT)
+_SETTLE_SCALARS = tuple(c for c in _SETTLE_COLS if c not in (*_SETTLE_JSON, "reservation"))
 _SETTLE_AUDIT = f"UPDATE audit SET {', '.join(f'{c} = :{c}' for c in _SETTLE_COLS)} WHERE id = :id"
 _SETTLE = """
 UPDATE counters SET reserved = reserved - :amount, used = used + :actual
@@ -158,9 +160,7 @@ def _settle_one(
             else:
                 got = used.get((id(job), daily.counter_scope, daily.counter))
             row.cap_usage_after_usd = got[0] if got else None
-        kept = items if settlement.keep_reservation else None
-        params = _row_params(row, None, kept)
-        cur.execute(_SETTLE_AUDIT, {c: params[c] for c in ("id", *_SETTLE_COLS)})
+        cur.execute(_SETTLE_AUDIT, _settle_params(row, items if settlement.keep_reservation else None))
         if job.settles_earlier is not None:
             _settle_earlier(cur, job.settles_earlier, row.id, for_update)
     if job.ledger is not None:
@@ -170,6 +170,21 @@ def _settle_one(
         count_object(cur, row.credential, job.count, row.id, held, items, for_update)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
+
+
+def _settle_params(row: AuditRow, kept: list[ReservedItem] | None) -> dict[str, Any]:
+    """The parameters of `_SETTLE_AUDIT`: what `_row_params` gives for those columns, computed
+    for them alone (the request summary and lookup, written with the reservation, are not
+    serialised again per settled row)."""
+    params: dict[str, Any] = {"id": row.id}
+    for c in _SETTLE_SCALARS:
+        v = getattr(row, c)
+        params[c] = v.replace("\x00", "\ufffd") if type(v) is str and "\x00" in v else v  # as _row_params
+    for c in _SETTLE_JSON:
+        v = getattr(row, c)
+        params[c] = None if v is None else json.dumps(v, separators=(",", ":"), sort_keys=True)
+    params["reservation"] = json.dumps([i.as_json() for i in kept]) if kept is not None else None
+    return params
 
 
 def _counter_key(it: ReservedItem) -> tuple[str, str, int]:

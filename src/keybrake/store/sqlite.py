@@ -1,14 +1,18 @@
 """Embedded SQLite engine (stdlib sqlite3, WAL).
 
-Every store call runs whole on ONE writer thread (`_writer`), in arrival order, on the one
-connection, so transactions from concurrent tasks cannot interleave, and the event loop never
-waits on the file: a lock held by another process (a CLI command, a backup) delays only the
-calls queued behind it. A caller with a deadline (`keybrake.deadline`) waits no longer than its
-time left: then `EnforcementUnavailable` with `pending` (the call may still commit; the caller
-releases what it reserved, as on PostgreSQL), and a call that had not started yet never runs.
-The busy wait of a call with a deadline is bounded by its time left too. Reservations use
-`BEGIN IMMEDIATE`, which takes SQLite's write lock up front: together with guarded UPSERTs this
-makes the cap check exact across tasks and across processes sharing the file.
+Every store call runs whole on ONE writer thread (`sqlite_batch.GroupWriter`), in arrival
+order, on the one connection, so transactions from concurrent tasks cannot interleave, and the
+event loop never waits on the file: a lock held by another process (a CLI command, a backup)
+delays only the calls queued behind it. The calls queued together share one transaction (group
+commit: each call's transaction is a savepoint of it) and are answered once it committed. WAL
+checkpoints run on a background thread, never on the writer (`sqlite_wal.Checkpointer`).
+
+A caller with a deadline (`keybrake.deadline`) waits no longer than its time left: then
+`EnforcementUnavailable` with `pending` (the call may still commit; the caller releases what it
+reserved, as on PostgreSQL), and a call that had not started yet never runs. The busy wait of a
+call with a deadline is bounded by its time left too. Reservations use `BEGIN IMMEDIATE`, which
+takes SQLite's write lock up front: together with guarded UPSERTs this makes the cap check
+exact across tasks and across processes sharing the file.
 
 `ping` (readiness) probes a write (`BEGIN IMMEDIATE`) on a connection of its own, off the loop,
 with a short busy timeout: a file locked by another process is reported, not waited for.
@@ -27,9 +31,9 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from keybrake import deadline
@@ -38,13 +42,12 @@ from keybrake.deadline import BOOKKEEPING, DENIAL, LOOKUP, REQUEST
 from keybrake.store.gate import side_cap
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
+from keybrake.store.sqlite_batch import Call, GroupWriter
+from keybrake.store.sqlite_wal import Checkpointer
 
 R = TypeVar("R")
 # /readyz's write probe waits this long (ms) for a lock held by another process.
 PROBE_BUSY_MS = 250
-# A proxied call waits for a lock held elsewhere no longer than its time left, lowered in these
-# steps (ms) so that the busy timeout changes rarely rather than on every call.
-BUSY_STEP_MS = 250
 
 
 class SQLiteStore(SQLStore):
@@ -78,16 +81,19 @@ class SQLiteStore(SQLStore):
         self._db.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache
         self._db.execute("PRAGMA mmap_size=268435456")
         self._db.execute("PRAGMA temp_store=MEMORY")
+        # The writer never checkpoints inline: a background thread does (sqlite_wal.Checkpointer);
+        # past WAL_REWIND_BYTES of WAL, the writer finishes one between two groups.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self.report_timeout_ms = report_timeout_ms
         self._busy_timeout_ms = busy_timeout_ms
         self._reports = ThreadPoolExecutor(max_workers=max(1, report_workers), thread_name_prefix="keybrake-report")
         self._local = threading.local()  # .db: this report thread's read-only connection
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite")
         self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
         self._queued = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}  # per class, queued or running
-        self._busy_now = int(busy_timeout_ms)  # the writer connection's busy_timeout (ms) right now
+        self._group = GroupWriter(self._db, self._queued, int(busy_timeout_ms))
+        self._checkpointer = Checkpointer(path, lambda: self._group.commits, self._group.request_rewind)
         self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-sqlite-probe")
         self._probe_db: sqlite3.Connection | None = None
 
@@ -95,7 +101,8 @@ class SQLiteStore(SQLStore):
         return self._clock() if self._clock is not None else int(time.time() * 1000)
 
     async def _run(self, fn: Callable[[], R]) -> R:
-        """Run `fn` whole on the writer thread; a caller with a deadline waits only its time left.
+        """Run `fn` whole on the writer thread (in a group commit: `sqlite_batch.py`); a caller
+        with a deadline waits only its time left. Answered once the group's COMMIT returned.
 
         Raises EnforcementUnavailable: the deadline passed before the call (nothing touched), or
         while it waited or ran — then with `commit_unknown` and `pending` (the call's future: it
@@ -113,41 +120,13 @@ class SQLiteStore(SQLStore):
                 transient=True,
                 shed=kind == DENIAL,
             )
-        gave_up = [False]
-
-        def call() -> R:
-            if gave_up[0]:
-                raise EnforcementUnavailable("sqlite: the request's deadline passed while queued for the store")
-            busy = self._busy_timeout_ms
-            if limit is not None:  # a lock held elsewhere is waited for no longer than the time left
-                left_ms = int((limit - time.monotonic()) * 1000)
-                if left_ms < busy - BUSY_STEP_MS:  # in steps: one PRAGMA per change, not one per call
-                    busy = max(1, left_ms // BUSY_STEP_MS * BUSY_STEP_MS or left_ms)
-            if busy != self._busy_now:
-                self._db.execute(f"PRAGMA busy_timeout={busy}")
-                self._busy_now = busy
-            return fn()
-
-        fut = asyncio.get_running_loop().run_in_executor(self._writer, call)
-        self._queued[kind] += 1
-        fut.add_done_callback(lambda _: self._dequeue(kind))
-        if limit is None:
-            return await asyncio.shield(fut)  # a cancelled caller never abandons a running call
-        try:
-            return await asyncio.wait_for(asyncio.shield(fut), max(0.0, limit - time.monotonic()))
-        except TimeoutError:
-            gave_up[0] = True
-            fut.add_done_callback(_consume)
-            raise EnforcementUnavailable(
-                "sqlite: no answer within the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS); "
-                "the database file is locked by another process or slow",
-                commit_unknown=True,
-                pending=fut,
-                transient=True,
-            ) from None
-
-    def _dequeue(self, kind: str) -> None:
-        self._queued[kind] -= 1
+        loop = asyncio.get_running_loop()
+        call = Call(fn, loop, kind, limit)
+        self._group.submit(call)
+        if limit is not None:
+            call.timer = loop.call_at(loop.time() + (limit - time.monotonic()), call.expire)
+        waiter: asyncio.Future[R] = call.waiter
+        return await waiter  # a cancelled caller cancels its waiter, never the running call
 
     async def ping(self) -> None:
         """Readiness: a write can start now (`BEGIN IMMEDIATE`, then ROLLBACK), probed on a
@@ -223,35 +202,10 @@ class SQLiteStore(SQLStore):
             self._local.db = None
             db.set_progress_handler(None, 0)
 
-    @contextmanager
-    def _tx(self) -> Iterator[Cursor]:
-        """One IMMEDIATE transaction (SQLite's write lock up front)."""
-        cur = self._db.cursor()
-        try:
-            cur.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-        try:
-            yield cur
-        except sqlite3.Error as exc:
-            self._rollback(cur)
-            raise EnforcementUnavailable(f"sqlite: {exc}") from exc
-        except BaseException:
-            self._rollback(cur)
-            raise
-        else:
-            try:
-                cur.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback(cur)
-                raise EnforcementUnavailable(f"sqlite: {exc}", commit_unknown=True) from exc
-
-    @staticmethod
-    def _rollback(cur: sqlite3.Cursor) -> None:
-        try:
-            cur.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
+    def _tx(self) -> AbstractContextManager[Cursor]:
+        """One call's IMMEDIATE transaction: a savepoint of its group's shared transaction
+        (`GroupWriter.tx`); raises EnforcementUnavailable for any database error."""
+        return self._group.tx()
 
     def _read(self, sql: str, params: Any = ()) -> list[Any]:
         db = getattr(self._local, "db", None) or self._db  # a report thread's reader, else the loop's
@@ -277,14 +231,9 @@ class SQLiteStore(SQLStore):
                 db.close()
             self._readers.clear()
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, lambda: self._writer.shutdown(wait=True))  # queued calls finish
+        await loop.run_in_executor(None, self._group.close)  # queued calls finish
+        await loop.run_in_executor(None, self._checkpointer.close)
         await loop.run_in_executor(None, lambda: self._prober.shutdown(wait=True))
         if self._probe_db is not None:
             self._probe_db.close()
         self._db.close()
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """A late call's outcome is the caller's business (`pending`); never an unretrieved error."""
-    if not fut.cancelled():
-        fut.exception()
