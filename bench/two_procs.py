@@ -67,21 +67,26 @@ def _wrk(url: str, bearer: str, connections: int, seconds: int, workdir: Path) -
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _ok(proc: subprocess.Popen[str]) -> tuple[int, float]:
+def _ok(proc: subprocess.Popen[str]) -> tuple[int, float, int]:
+    """(requests answered 200, seconds, other answers and errors) of one wrk run."""
     out, _ = proc.communicate(timeout=120)
     w = json.loads(re.search(r"^BENCH_JSON (\{.*\})$", out, re.MULTILINE).group(1))  # type: ignore[union-attr]
-    return int(w["requests"] - w["status"] - w["timeout"]), w["duration_us"] / 1e6
+    bad = int(w["status"] + w["timeout"] + w["connect"] + w["read"] + w["write"])
+    return int(w["requests"] - w["status"] - w["timeout"]), w["duration_us"] / 1e6, bad
 
 
 def _load(targets: list[str], bearer: str, conns: int, seconds: int, pids: list[int], workdir: Path) -> str:
-    cpu0 = sum(cpu_seconds(p) or 0 for p in pids)
+    cpu0 = [cpu_seconds(p) or 0 for p in pids]
     procs = [_wrk(f"{t}/v1/charges", bearer, conns // len(targets), seconds, workdir) for t in targets]
     done = [_ok(p) for p in procs]
-    cpu = sum(cpu_seconds(p) or 0 for p in pids) - cpu0
-    ok = sum(n for n, _ in done)
-    rps = sum(n / d for n, d in done)
+    cpu = [(cpu_seconds(p) or 0) - c for p, c in zip(pids, cpu0, strict=True)]
+    ok = sum(n for n, _, _ in done)
+    rps = sum(n / d for n, d, _ in done)
+    bad = sum(b for _, _, b in done)
+    split = " + ".join(f"{c / ok * 1e6:.0f}" for c in cpu)
     return (
-        f"{len(targets)} process(es): {rps:7.0f} req/s, {cpu / ok * 1e6:5.0f} µs keybrake CPU/request ({ok} requests)"
+        f"{len(targets)} process(es) loaded: {rps:7.0f} req/s, {sum(cpu) / ok * 1e6:5.0f} µs keybrake CPU/request "
+        f"(A + B: {split}), {ok} answered 200, {bad} other/errors"
     )
 
 
