@@ -102,7 +102,66 @@ async def _pyreqwest(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
     return send, client.close
 
 
+async def _pyreqwest_pinned(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    """pyreqwest with the egress guard kept: the host is resolved and checked by Keybrake's
+    GuardedResolver, and the client for (host, port) is built pinned to that checked address
+    (`resolve(host, ip, port)`, so the URL's host still gives SNI and Host), rebuilt after 30 s
+    (aiohttp's DNS cache TTL). The cost of this design per request, not a Keybrake client."""
+    import socket
+    import time
+    from datetime import timedelta
+    from urllib.parse import urlsplit
+
+    from pyreqwest.client import Client, ClientBuilder
+
+    from keybrake.net.egress import GuardedResolver
+
+    resolver = GuardedResolver(("127.0.0.1",))
+    clients: dict[tuple[str, int], tuple[float, Client]] = {}
+
+    async def client_for(target: str) -> Client:
+        parts = urlsplit(target)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+        entry = clients.get((host, port))
+        if entry is not None and entry[0] > time.monotonic():
+            return entry[1]
+        checked = await resolver.resolve(host, port, socket.AF_INET)  # raises ForbiddenAddress
+        client = (
+            ClientBuilder()
+            .no_proxy()
+            .follow_redirects(False)
+            .gzip(False)
+            .brotli(False)
+            .zstd(False)
+            .deflate(False)
+            .referer(False)
+            .timeout(timedelta(seconds=30))
+            .connect_timeout(timedelta(seconds=5))
+            .resolve(host, checked[0]["host"], port)
+            .build()
+        )
+        clients[(host, port)] = (time.monotonic() + 30, client)
+        if entry is not None:
+            await entry[1].close()
+        return client
+
+    async def send() -> int:
+        client = await client_for(url)
+        resp = await client.request("POST", url).headers(HEADERS).body_bytes(BODY).build().send()
+        body = await resp.bytes()
+        headers = list(resp.headers.items())
+        assert body and headers
+        return resp.status
+
+    async def close() -> None:
+        for _, c in clients.values():
+            await c.close()
+
+    return send, close
+
+
 VARIANTS = {
+    "pyreqwest-pinned": _pyreqwest_pinned,
     "keybrake": _keybrake,
     "pyreqwest": _pyreqwest,
     "aiohttp-nocleanup": lambda url: _keybrake(url, "nocleanup"),
