@@ -90,7 +90,7 @@ class AiohttpUpstream:
         in several TCP reads (or TLS records) is only its first part.
         """
         body = await content.readany()
-        chunk = await content.readany() if body else b""
+        chunk = await content.readany() if body and not content.at_eof() else b""
         if chunk:
             parts = [body, chunk]
             size = len(body) + len(chunk)
