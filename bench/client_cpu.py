@@ -3,8 +3,10 @@
     .venv/bin/python bench/client_cpu.py [--requests N] [--concurrency C] [--rounds R] [variant ...]
 
 Variants: `keybrake` (net.upstream.AiohttpUpstream as the proxy uses it: guarded resolver,
-its connector and session settings), `aiohttp-*` (settings tried on top of it), `pyreqwest`
-(if installed). Each round runs every variant once, in order, for N requests with C in flight;
+its connector and session settings), `aiohttp-nocleanup|nolimit|notimeout` (one setting changed),
+and, when pyreqwest is installed (`pip install pyreqwest==0.15.1`; not a Keybrake dependency),
+`pyreqwest` (no egress check) and `pyreqwest-pinned` (the egress check kept by pinning each
+host to its checked address). Default: keybrake, plus the pyreqwest ones if installed. Each round runs every variant once, in order, for N requests with C in flight;
 the figure is the process's CPU time (user + system, every thread: pyreqwest's Tokio runtime
 runs on its own thread) per request, best round. The upstream runs in its own process.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import resource
 import sys
 from collections.abc import Awaitable, Callable
@@ -197,7 +200,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=5000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("variants", nargs="*", default=["keybrake", "pyreqwest"])
+    found = importlib.util.find_spec("pyreqwest") is not None  # not a Keybrake dependency: pip install it to compare
+    ap.add_argument("variants", nargs="*", default=["keybrake"] + (["pyreqwest", "pyreqwest-pinned"] if found else []))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         child, base = start_fake_upstream(SECRET, Path(tmp), 20)
