@@ -6,7 +6,8 @@ Variants: `keybrake` (net.upstream.AiohttpUpstream as the proxy uses it: guarded
 its connector and session settings), `aiohttp-nocleanup|nolimit|notimeout` (one setting changed),
 and, when pyreqwest is installed (`pip install pyreqwest==0.15.1`; not a Keybrake dependency),
 `pyreqwest` (no egress check) and `pyreqwest-pinned` (the egress check kept by pinning each
-host to its checked address). Default: keybrake, plus the pyreqwest ones if installed. Each round runs every variant once, in order, for N requests with C in flight;
+host to its checked address). Default: keybrake, plus the pyreqwest ones if installed.
+Each round runs every variant once, in order, for N requests with C in flight;
 the figure is the process's CPU time (user + system, every thread: pyreqwest's Tokio runtime
 runs on its own thread) per request, best round. The upstream runs in its own process.
 """
