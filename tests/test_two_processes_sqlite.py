@@ -5,6 +5,7 @@ through both never overshoot a cap, and each process sees the other's rows."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -69,7 +70,7 @@ def test_two_processes_on_one_data_dir_let_exactly_25_through(
             return got if len(got) == 200 else None
 
         for port in ports:  # each process reads every row, both processes' answers
-            verdicts = [r["verdict"] for r in wait_for(lambda port=port: rows_through(port))]
+            verdicts = [r["verdict"] for r in wait_for(functools.partial(rows_through, port))]
             assert verdicts.count("allowed") == 25 and verdicts.count("cap_exceeded") == 175
     finally:
         for p in procs:
