@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import zlib
 
@@ -16,6 +17,7 @@ VAULT_PREFIX = "vault_key_"
 ADMIN_PREFIX = "kb_admin_"
 _RANDOM_LEN = 43  # 43 × log2(62) ≈ 256 bits
 _CHECK_LEN = 6
+_BASE62_BODY = re.compile(f"[0-9A-Za-z]{{{_RANDOM_LEN + _CHECK_LEN}}}")
 
 
 def _b62(n: int, width: int) -> str:
@@ -40,7 +42,7 @@ def is_well_formed(token: str, prefix: str) -> bool:
     if not token.startswith(prefix) or len(token) != len(prefix) + _RANDOM_LEN + _CHECK_LEN:
         return False
     rest = token[len(prefix) :]
-    if any(c not in BASE62 for c in rest):
+    if _BASE62_BODY.fullmatch(rest) is None:
         return False
     body, check = rest[:_RANDOM_LEN], rest[_RANDOM_LEN:]
     return hmac.compare_digest(check, _checksum(prefix, body))

@@ -236,6 +236,8 @@ def merge(query: Params, body: Params, *, nested: bool = True) -> Params:
 
 def query_params(query: bytes, *, repeatable: frozenset[str] = frozenset(), brackets: bool = True) -> Params:
     """Parse a query string (percent-encoded ASCII)."""
+    if not query:
+        return EMPTY  # most proxied calls have none
     try:
         text = query.decode("ascii")
     except UnicodeDecodeError:

@@ -7,7 +7,7 @@ last segment, matches zero or more segments; literal segments match exactly (cas
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
 
@@ -23,18 +23,38 @@ class EndpointPattern:
     segments: tuple[str, ...]  # raw pattern segments; "**" only last
     _regexes: tuple[re.Pattern[str] | None, ...]  # None for a literal segment
     casefold: bool = False
+    # Derived once (matching is on every request's path, many patterns per request): the
+    # segments before a trailing "**", and whether they are all literal and case-sensitive
+    # (then one tuple comparison decides).
+    _fixed: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _rest: bool = field(init=False, repr=False, compare=False)
+    _plain: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rest = bool(self.segments) and self.segments[-1] == "**"
+        fixed = self.segments[:-1] if rest else self.segments
+        object.__setattr__(self, "_rest", rest)
+        object.__setattr__(self, "_fixed", fixed)
+        object.__setattr__(self, "_plain", not self.casefold and all(rx is None for rx in self._regexes[: len(fixed)]))
 
     @property
     def rest(self) -> bool:
-        return bool(self.segments) and self.segments[-1] == "**"
+        return self._rest
 
     def matches(self, method: str, path: tuple[str, ...]) -> bool:
-        casefold = self.casefold
         if self.methods is not None and method not in self.methods:
             return False
-        segs = self.segments[:-1] if self.rest else self.segments
-        if len(path) < len(segs) or (not self.rest and len(path) != len(segs)):
+        segs = self._fixed
+        if self._rest:
+            if len(path) < len(segs):
+                return False
+            if self._plain:
+                return path[: len(segs)] == segs
+        elif self._plain:
+            return path == segs
+        elif len(path) != len(segs):
             return False
+        casefold = self.casefold
         for i, pat in enumerate(segs):
             seg = path[i]
             rx = self._regexes[i]

@@ -132,6 +132,45 @@ def _error_bytes(status: int, code: str, message: str, extra: bytes = b"") -> by
     )
 
 
+class _OneWriteTransport:
+    """The connection's transport as one response cycle sees it: the response head (status line
+    and headers, written by uvicorn on `http.response.start`) is held and goes out with the first
+    body write, in one send instead of two. Anything written before the response starts (100
+    Continue) goes at once; a close or the end of the response flushes a held head first."""
+
+    __slots__ = ("_cycle", "_head", "_started", "_transport")
+
+    def __init__(self, transport: Transport, cycle: Any) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if not self._started and self._cycle.response_started:
+            self._started = True
+            self._head = data
+            return
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _Refused(Exception):
     """Raised inside a parser callback to stop parsing: the answer is already written."""
 
@@ -223,6 +262,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             )
             raise _Refused
         super().on_headers_complete()
+        if self.cycle is not None:
+            self.cycle.transport = _OneWriteTransport(self.transport, self.cycle)  # type: ignore[assignment]
         self._body_pending = True
 
     def on_message_complete(self) -> None:
@@ -234,6 +275,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def on_response_complete(self) -> None:
+        if self.cycle is not None and isinstance(self.cycle.transport, _OneWriteTransport):
+            self.cycle.transport.flush()  # a response with no body write (HEAD): its head goes now
         super().on_response_complete()
         if self._head_pending and not self.transport.is_closing():
             self._arm_head_timer()

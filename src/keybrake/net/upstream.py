@@ -67,13 +67,7 @@ class AiohttpUpstream:
                 data=request.body if request.body else None,
                 allow_redirects=False,
             ) as resp:
-                body = await resp.content.read(self._max + 1)
-                if len(body) > self._max:
-                    raise UpstreamOutcomeUnknown(
-                        "the vendor's answer is larger than KEYBRAKE_MAX_RESPONSE_BYTES",
-                        timeout=False,
-                        elapsed_ms=_ms(started),
-                    )
+                body = await self._read_body(resp.content, started)
                 headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.raw_headers]
                 return UpstreamResponse(resp.status, headers, body, _ms(started))
         except aiohttp.ConnectionTimeoutError as exc:
@@ -88,6 +82,28 @@ class AiohttpUpstream:
             raise UpstreamOutcomeUnknown(
                 f"connection broke: {type(exc).__name__}", timeout=False, elapsed_ms=_ms(started)
             ) from exc
+
+    async def _read_body(self, content: aiohttp.StreamReader, started: float) -> bytes:
+        """The whole answer body, up to KEYBRAKE_MAX_RESPONSE_BYTES (else UpstreamOutcomeUnknown).
+
+        Read to the end: one `read` returns what has arrived so far, which for a body that comes
+        in several TCP reads (or TLS records) is only its first part.
+        """
+        body = await content.readany()
+        chunk = await content.readany() if body and not content.at_eof() else b""
+        if chunk:
+            parts = [body, chunk]
+            size = len(body) + len(chunk)
+            while chunk and size <= self._max:
+                chunk = await content.readany()
+                parts.append(chunk)
+                size += len(chunk)
+            body = b"".join(parts)
+        if len(body) > self._max:
+            raise UpstreamOutcomeUnknown(
+                "the vendor's answer is larger than KEYBRAKE_MAX_RESPONSE_BYTES", timeout=False, elapsed_ms=_ms(started)
+            )
+        return body
 
     async def close(self) -> None:
         if self._session is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable
@@ -62,6 +63,11 @@ log = logging.getLogger("keybrake.proxy")
 
 _MAX_POLICY_RETRIES = 3
 T = TypeVar("T", bound=Decided)
+# The token hash `admit` computed from a request's headers (that very tuple), for `handle` of the
+# same request in the same task: the key is read from the headers once, not twice.
+_ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str] | None] = contextvars.ContextVar(
+    "keybrake_admitted", default=None
+)
 
 
 class Pipeline:
@@ -114,6 +120,7 @@ class Pipeline:
         except Denial as denial:
             return None, denial
         thash = token_hash(self.pepper, token)
+        _ADMITTED.set((head.headers, thash))
         key = self.snapshots.get(thash)
         if key is None:
             try:
@@ -197,9 +204,12 @@ class Pipeline:
     async def _authenticate(self, req: ProxyRequest, ctx: RequestContext) -> tuple[str, KeyRecord, bool]:
         """The request's key. A cached key is only a snapshot: the reservation re-reads its status,
         expiry and policy version, and a denial is never made from a stale snapshot (`fresh`)."""
-        token = extract_token(req)
+        admitted = _ADMITTED.get()
+        if admitted is not None and admitted[0] is req.headers:
+            thash = admitted[1]  # the same headers `admit` read the key from
+        else:
+            thash = token_hash(self.pepper, extract_token(req))
         ctx.well_formed_token = True
-        thash = token_hash(self.pepper, token)
         key = self.snapshots.get(thash)
         fresh = key is None
         if key is None or key.status == "revoked" or key.expires_at <= self.store.now_ms():

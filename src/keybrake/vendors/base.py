@@ -231,6 +231,9 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
+_SPELLED_MAX = 4096
+
+
 @functools.lru_cache(maxsize=256)
 def _folded(text: str) -> EndpointPattern:
     return parse_pattern(text, casefold=True)
@@ -278,10 +281,27 @@ class VendorDefaults:
     money_moving: tuple[EndpointPattern, ...] = ()
     free: tuple[EndpointPattern, ...] = ()
 
+    # (method, path) pairs whose spelling `check_spelling` accepted: a fact of this vendor's
+    # constant patterns, so each is checked once (bounded: cleared past _SPELLED_MAX entries).
+    _spelled: dict[tuple[str, tuple[str, ...]], None] | None = None
+
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """Identity: one spelling per operation; case variants of classified endpoints are refused."""
-        check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        self.check_spelling(method, path)
         return path
+
+    def check_spelling(self, method: str, path: tuple[str, ...]) -> None:
+        """`check_path_spelling` against this vendor's money-moving, free and guarded patterns
+        (raises its Denial); an accepted (method, path) is remembered."""
+        spelled = self._spelled
+        if spelled is None:
+            spelled = self._spelled = {}
+        elif (method, path) in spelled:
+            return
+        check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        if len(spelled) >= _SPELLED_MAX:
+            spelled.clear()
+        spelled[(method, path)] = None
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
         return None

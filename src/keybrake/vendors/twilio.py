@@ -41,7 +41,6 @@ from keybrake.vendors.base import (
     VendorCost,
     VendorDefaults,
     VendorRequest,
-    check_path_spelling,
     content_type,
     redact_fields,
 )
@@ -104,7 +103,7 @@ class Twilio(VendorDefaults):
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """`.xml`, no extension (and `.csv`/`.html` reads) map to the `.json` spelling (`twilio_paths`)."""
         path = twilio_paths.canonical(method, path)
-        check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
+        self.check_spelling(method, path)
         twilio_paths.check_documented(method, path)
         return path
 
