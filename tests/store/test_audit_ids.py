@@ -3,6 +3,7 @@ floor below every id of its millisecond."""
 
 from __future__ import annotations
 
+import os
 import random
 
 from ulid import ULID
@@ -33,3 +34,16 @@ def test_ids_strictly_increase_within_a_millisecond_and_differ_across() -> None:
     assert spread == sorted(spread)
     randomness = {s[14:] for s in spread}
     assert len(randomness) == 500  # fresh randomness each new millisecond
+
+
+def test_a_forked_child_does_not_reuse_the_parents_pool() -> None:
+    new_audit_id(1_700_000_000_000)  # the parent's pool now holds unspent randomness
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: mint at a new millisecond and report it
+        os.write(w, new_audit_id(1_700_000_000_001).encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.waitpid(pid, 0)
+    assert child != new_audit_id(1_700_000_000_001)

@@ -24,6 +24,10 @@ class _Minter:
     millisecond adds one to the last randomness (python-ulid's StrictMonotonicPolicy)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the pool and the last id (a fresh minter; after a fork, in the child)."""
         self._lock = threading.Lock()
         self._pool = b""
         self._at = len(self._pool)
@@ -68,6 +72,8 @@ def encode(value: int) -> str:
 
 
 _MINTER = _Minter()
+# A forked child must not reuse the parent's unspent pool (two processes would mint the same ids).
+os.register_at_fork(after_in_child=lambda: _MINTER.reset())
 
 
 def _id_ms(ts_ms: int) -> int:
