@@ -63,8 +63,8 @@ class Pair:
         return out[0], out[1]
 
 
-@pytest.fixture
-def pair(pg_databases: Databases, tmp_path: Path) -> Iterator[Pair]:
+@pytest.fixture(name="pair")
+def pair_fixture(pg_databases: Databases, tmp_path: Path) -> Iterator[Pair]:
     urls = (pg_databases.create(), pg_databases.create())
     clock = Clock(DAY0 + 3_600_000)
     runner = asyncio.Runner()

@@ -24,7 +24,7 @@ from keybrake.store.reservations import DedupCheck, ObjectGuard, RetryCheck
 from keybrake.store.sql_reserve import ReserveQueries
 from tests.pg import Databases
 from tests.store.contract import DAY0
-from tests.store.pg_diff import Pair, pair  # noqa: F401  (fixture)
+from tests.store.pg_diff import Pair, pair_fixture  # noqa: F401  (the `pair` fixture)
 
 DIFF = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -190,13 +190,14 @@ def _seed(s: dict[str, Any], caps: list[CapSpec]) -> list[tuple[str, tuple[Any, 
             )
         )
     counters: list[tuple[str, str, int, int | None]] = [
-        (f"key:vk_1", c.counter, window_start(c.window, now, c.timezone), c.limit) for c in caps
+        ("key:vk_1", c.counter, window_start(c.window, now, c.timezone), c.limit) for c in caps
     ]
     for bid, kind, value, bcaps, tz in s["budgets"]:
         out.append(
             (
-                "INSERT INTO budgets (id, name, scope_kind, scope_value, daily_usd_cap, monthly_usd_cap, total_usd_cap,"
-                " daily_request_cap, timezone, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0)",
+                "INSERT INTO budgets (id, name, scope_kind, scope_value, daily_usd_cap, monthly_usd_cap,"
+                " total_usd_cap, daily_request_cap, timezone, created_at, updated_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0)",
                 (bid, bid, kind, value, *bcaps, tz),
             )
         )
@@ -211,18 +212,26 @@ def _seed(s: dict[str, Any], caps: list[CapSpec]) -> list[tuple[str, tuple[Any, 
         scope, counter, ws, limit = counters[idx % len(counters)]
         out.append(
             (
-                "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
+                "INSERT INTO counters (scope, cap, window_start, used, reserved, cap_limit)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (scope, counter, ws, used, reserved, limit),
             )
         )
+    return out + _earlier_rows(s)
+
+
+def _earlier_rows(s: dict[str, Any]) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows a retry, a duplicate or an object guard finds (or not)."""
+    now = s["now"]
+    out: list[tuple[str, tuple[Any, ...]]] = []
     if s["retry"] not in (None, "none"):
         verdict = s["retry"].rstrip("0123456789") if s["retry"].startswith("allowed") else s["retry"]
         status = int(s["retry"][len("allowed") :]) if s["retry"].startswith("allowed") else None
         out.append(
             (
-                "INSERT INTO audit (id, ts, method, path, verdict, key_id, idempotency_key, fingerprint, upstream_status,"
-                " cost_usd, reserved_usd, cost_source, cost_kind) VALUES (%s, %s, 'POST', '/v1/charges', %s, 'vk_1',"
+                "INSERT INTO audit (id, ts, method, path, verdict, key_id, idempotency_key, fingerprint,"
+                " upstream_status, cost_usd, reserved_usd, cost_source, cost_kind)"
+                " VALUES (%s, %s, 'POST', '/v1/charges', %s, 'vk_1',"
                 " 'ik_1', 'fp_1', %s, 0, 0, 'none', 'none')",
                 (new_audit_id(now - 60_000), now - 60_000, verdict, status),
             )
@@ -240,8 +249,9 @@ def _seed(s: dict[str, Any], caps: list[CapSpec]) -> list[tuple[str, tuple[Any, 
     if s["guard"] == "busy":
         out.append(
             (
-                "INSERT INTO audit (id, ts, method, path, verdict, key_id, credential, object_ref, cost_usd, reserved_usd,"
-                " cost_source, cost_kind) VALUES (%s, %s, 'POST', '/x', 'in_flight', 'vk_1', %s, 'pi_1', 0, 0, 'none', 'none')",
+                "INSERT INTO audit (id, ts, method, path, verdict, key_id, credential, object_ref, cost_usd,"
+                " reserved_usd, cost_source, cost_kind)"
+                " VALUES (%s, %s, 'POST', '/x', 'in_flight', 'vk_1', %s, 'pi_1', 0, 0, 'none', 'none')",
                 (new_audit_id(now - 5), now - 5, s["credential"]),
             )
         )

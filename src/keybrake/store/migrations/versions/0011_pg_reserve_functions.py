@@ -272,12 +272,14 @@ BEGIN
             'credential', CASE WHEN k.c_vendor IS NOT NULL THEN jsonb_build_object(
                 'name', k.credential, 'vendor', k.c_vendor, 'secret_hex', encode(k.secret_enc, 'hex'),
                 'base_url', k.base_url, 'generation', k.credential_gen) END,
-            'retry_of', CASE WHEN found_earlier THEN jsonb_build_object('id', earlier_id, 'verdict', earlier_verdict) END);
+            'retry_of', CASE WHEN found_earlier
+                             THEN jsonb_build_object('id', earlier_id, 'verdict', earlier_verdict) END);
     EXCEPTION WHEN SQLSTATE 'KB001' THEN
         GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
         v_cap := detail::jsonb;
         SELECT ct.used + ct.reserved INTO v_used FROM counters ct
-         WHERE ct.scope = v_cap->>'counter_scope' AND ct.cap = v_cap->>'counter' AND ct.window_start = (v_cap->>'ws')::bigint;
+         WHERE ct.scope = v_cap->>'counter_scope' AND ct.cap = v_cap->>'counter'
+           AND ct.window_start = (v_cap->>'ws')::bigint;
         RETURN jsonb_build_object('state', 'ok', 'zeroed', found_earlier,
                                   'cap_hit', v_cap || jsonb_build_object('used', coalesce(v_used, 0)));
     END;
