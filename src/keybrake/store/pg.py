@@ -77,7 +77,7 @@ from keybrake.store.pg_conn import (
     sqlalchemy_pg_url,
 )
 from keybrake.store.pg_reserve import BUDGETS_LOCK as _BUDGETS_LOCK
-from keybrake.store.pg_reserve import PGReserveQueries
+from keybrake.store.pg_settle import PGSettleQueries
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
 
@@ -95,7 +95,7 @@ _RETRIES = 3
 BOOKKEEPING_EXTRA_WAIT_S = 5.0
 
 
-class PostgresStore(PGReserveQueries, SQLStore):
+class PostgresStore(PGSettleQueries, SQLStore):
     NOW_SQL = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     FOR_UPDATE = " FOR UPDATE"
     FOR_SHARE = " FOR SHARE"
