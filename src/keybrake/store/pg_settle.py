@@ -4,9 +4,10 @@ The shared `sql_settle.SettleQueries.settle_many` costs BEGIN, a row lock, one U
 counter, one per row, and COMMIT: five round trips or more per batch. `keybrake_settle` does
 the same in one statement (one round trip, one implicit transaction) for the batches the proxy
 makes: jobs that settle their own row, count what it taught about objects (the ledger, the
-row's own object count) and record the dedup entry's outcome. A batch with a job that also
-settles an earlier `outcome_unknown` request, or that bounds an object's total (`count.committed`:
-a capture for less, a cancel), is rare and runs through the shared path unchanged.
+row's object count, and what earlier rows counted beyond an object's final total, released
+latest first: `keybrake_count_object`) and record the dedup entry's outcome. A batch with a job
+that also settles an earlier `outcome_unknown` request (a retry's answer) is rare and runs
+through the shared path unchanged.
 
 Errors are the shared path's (EnforcementUnavailable); the statement is idempotent like the
 shared transaction (only rows still holding a reservation are settled), so a batch whose
@@ -34,7 +35,7 @@ _SEND_COUNTERS = sorted(SEND_COUNTERS)
 
 def one_statement_batch(jobs: list[SettleJob]) -> bool:
     """Whether `keybrake_settle` settles this batch (else the shared path does)."""
-    return all(j.settles_earlier is None and (j.count is None or j.count.committed is None) for j in jobs)
+    return all(j.settles_earlier is None for j in jobs)
 
 
 def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:

@@ -286,6 +286,89 @@ BEGIN
 END $$
 """.replace("@AUDIT_COLS@", AUDIT_COLS)
 
+HUMAN_USD = r"""
+CREATE OR REPLACE FUNCTION keybrake_human_usd(p_micro bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_micro % 1000000 % 10000 = 0
+        THEN '$' || regexp_replace((p_micro / 1000000)::text, '(\d)(?=(\d{3})+$)', '\1,', 'g') || '.'
+             || lpad(((p_micro % 1000000) / 10000)::text, 2, '0')
+        ELSE '$' || (p_micro / 1000000)::text || '.' || rtrim(lpad((p_micro % 1000000)::text, 6, '0'), '0') END
+$$
+"""
+
+# `store.sql_ledger.count_object` (for a settled row's own count, µUSD `p_held` in the USD
+# counters `p_items`, a JSON text [[scope, counter, window_start], …]).
+COUNT_OBJECT = r"""
+CREATE OR REPLACE FUNCTION keybrake_count_object(p_cred text, p_obj text, p_row text, p_amount bigint,
+                                                 p_committed bigint, p_held bigint, p_items text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    counted jsonb := '[]';
+    c jsonb;
+    excess bigint;
+    take bigint;
+    old_minor bigint;
+    old_cost bigint;
+    new_minor bigint;
+    new_cost bigint;
+    released bigint;
+    released_total bigint := 0;
+    it jsonb;
+BEGIN
+    IF p_amount > 0 THEN
+        INSERT INTO ledger_counts AS lc (credential, object_id, row_id, amount_minor, cost_usd, items)
+        VALUES (p_cred, p_obj, p_row, p_amount, p_held, p_items)
+        ON CONFLICT (credential, object_id, row_id) DO UPDATE SET
+            amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items;
+    ELSE
+        DELETE FROM ledger_counts WHERE credential = p_cred AND object_id = p_obj AND row_id = p_row;
+    END IF;
+    IF p_committed IS NULL THEN
+        RETURN;
+    END IF;
+    FOR r IN SELECT lc.row_id, lc.amount_minor, lc.cost_usd, lc.items FROM ledger_counts lc
+              WHERE lc.credential = p_cred AND lc.object_id = p_obj
+              ORDER BY CASE WHEN lc.row_id = 'legacy' THEN 2 WHEN lc.row_id = p_row THEN 1 ELSE 0 END, lc.row_id DESC
+                FOR UPDATE LOOP
+        counted := counted || jsonb_build_array(to_jsonb(r));
+    END LOOP;
+    SELECT coalesce(sum((x->>'amount_minor')::bigint), 0) - p_committed INTO excess
+      FROM jsonb_array_elements(counted) AS t(x);
+    FOR c IN SELECT x FROM jsonb_array_elements(counted) WITH ORDINALITY AS t(x, n) ORDER BY n LOOP
+        EXIT WHEN excess <= 0;
+        old_minor := (c->>'amount_minor')::bigint;
+        IF old_minor <= 0 OR (c->>'row_id' <> p_row AND c->>'row_id' <> 'legacy' AND NOT EXISTS (
+                SELECT 1 FROM audit au WHERE au.id = c->>'row_id' AND au.reservation IS NULL)) THEN
+            CONTINUE;
+        END IF;
+        take := least(excess, old_minor);
+        excess := excess - take;
+        old_cost := (c->>'cost_usd')::bigint;
+        new_minor := old_minor - take;
+        new_cost := floor((old_cost::numeric * new_minor * 2 + old_minor) / (2 * old_minor::numeric));
+        released := old_cost - new_cost;
+        UPDATE ledger_counts SET amount_minor = new_minor, cost_usd = new_cost
+         WHERE credential = p_cred AND object_id = p_obj AND row_id = c->>'row_id';
+        IF released > 0 THEN
+            FOR it IN SELECT x FROM jsonb_array_elements((c->>'items')::jsonb) AS t(x) LOOP
+                UPDATE counters SET used = CASE WHEN used > released THEN used - released ELSE 0 END
+                 WHERE scope = it->>0 AND cap = it->>1 AND window_start = (it->>2)::bigint;
+            END LOOP;
+            UPDATE audit SET cost_usd = CASE WHEN cost_usd > released THEN cost_usd - released ELSE 0 END,
+                             reason = keybrake_human_usd(released) || ' released by ' || p_row || ': ' || p_obj
+                                      || ' will move less than was counted'
+             WHERE id = c->>'row_id';
+            released_total := released_total + released;
+        END IF;
+    END LOOP;
+    IF released_total <> 0 THEN
+        UPDATE audit SET reason = 'released ' || keybrake_human_usd(released_total) || ' counted earlier for '
+                                  || p_obj || ', which will not move'
+         WHERE id = p_row;
+    END IF;
+END $$
+"""
+
 # The columns `store.sql_settle._SETTLE_AUDIT` sets, frozen here as of this revision.
 SETTLE_COLS = (
     "metadata, verdict, error_code, reason, status, upstream_status, cost_usd, cost_source, cost_kind,"
@@ -381,20 +464,13 @@ BEGIN
             END LOOP;
         END IF;
         IF jsonb_typeof(job->'count') = 'object' AND is_open AND job->>'credential' IS NOT NULL THEN
-            IF (job->'count'->>'amount')::bigint > 0 THEN
-                SELECT '[' || coalesce(string_agg(format('[%s, %s, %s]', to_json(it->>0), to_json(it->>1), it->>2),
-                                                  ', ' ORDER BY n), '') || ']'
-                  INTO usd_items FROM jsonb_array_elements(v_items) WITH ORDINALITY AS u(it, n)
-                 WHERE (it->>4)::boolean;
-                INSERT INTO ledger_counts AS c (credential, object_id, row_id, amount_minor, cost_usd, items)
-                VALUES (job->>'credential', job->'count'->>'object_id', job->>'row_id',
-                        (job->'count'->>'amount')::bigint, (job->>'held')::bigint, usd_items)
-                ON CONFLICT (credential, object_id, row_id) DO UPDATE SET
-                    amount_minor = excluded.amount_minor, cost_usd = excluded.cost_usd, items = excluded.items;
-            ELSE
-                DELETE FROM ledger_counts WHERE credential = job->>'credential'
-                   AND object_id = job->'count'->>'object_id' AND row_id = job->>'row_id';
-            END IF;
+            SELECT '[' || coalesce(string_agg(format('[%s, %s, %s]', to_json(it->>0), to_json(it->>1), it->>2),
+                                              ', ' ORDER BY n), '') || ']'
+              INTO usd_items FROM jsonb_array_elements(v_items) WITH ORDINALITY AS u(it, n)
+             WHERE (it->>4)::boolean;
+            PERFORM keybrake_count_object(job->>'credential', job->'count'->>'object_id', job->>'row_id',
+                                          (job->'count'->>'amount')::bigint, (job->'count'->>'committed')::bigint,
+                                          (job->>'held')::bigint, usd_items);
         END IF;
         IF jsonb_typeof(job->'dedup') = 'object' THEN
             IF job->'dedup'->>'state' = 'release' THEN
@@ -422,6 +498,8 @@ def upgrade() -> None:
     op.execute(WINDOW_START)
     op.execute(AUDIT_ID_FLOOR)
     op.execute(RESERVE)
+    op.execute(HUMAN_USD)
+    op.execute(COUNT_OBJECT)
     op.execute(SETTLE)
 
 
@@ -429,6 +507,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP FUNCTION IF EXISTS keybrake_settle(jsonb)")
+    op.execute("DROP FUNCTION IF EXISTS keybrake_count_object(text, text, text, bigint, bigint, bigint, text)")
+    op.execute("DROP FUNCTION IF EXISTS keybrake_human_usd(bigint)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_reserve(jsonb)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_audit_id_floor(bigint)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_window_start(text, bigint, text)")
