@@ -17,6 +17,7 @@ block), as `_CapRefused` rolls back the shared transaction.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -26,7 +27,7 @@ from psycopg.types.json import Jsonb
 from keybrake.core.caps import BUDGET_CAPS, SEND_COUNTERS
 from keybrake.core.errors import CapHit, EnforcementUnavailable
 from keybrake.core.windows import Window, resets_at
-from keybrake.store.pg_conn import _Cursor, _unavailable
+from keybrake.store.pg_conn import _unavailable
 from keybrake.store.records import AuditRow, CapSpec, CredentialRecord
 from keybrake.store.reservations import (
     DedupCheck,
@@ -176,19 +177,26 @@ class PGReserveQueries(SQLBase):
     ) -> ReserveResult:
         now = self.now_ms() if self._clock is not None else None
         args = reserve_args(key_id, policy_version, caps, row, owner, retry, dedup, guard, now)
-        res = self._one_statement("SELECT keybrake_reserve(?)", (Jsonb(args),))
+        res = self._one_statement("SELECT keybrake_reserve(%s)", (Jsonb(args),))
         return reserve_result(res, row)
 
     def _one_statement(self, sql: str, params: Any) -> Any:
-        """Run one writing statement on the call's autocommit connection; its first column.
+        """Run one writing statement (psycopg's `%s` placeholders) on the call's autocommit
+        connection; its first column.
 
         Raises EnforcementUnavailable: `commit_unknown` when the connection was lost while it ran
         (its implicit transaction may have committed); the call is then counted as having run a
         statement, so `PostgresStore._call` ends the server session and never runs it again.
         """
         local = self._local
+        busy = getattr(local, "busy", None)
+        if busy is not None:
+            busy[1] = time.monotonic()  # the watchdog times the statement
         try:
-            got = _Cursor(self._conn().cursor(), local).execute(sql, params).fetchone()
+            # Not prepared: psycopg would spend a round trip of its own preparing it (a Parse
+            # and a Sync on the 5th call of each connection), for a plan PostgreSQL caches anyway.
+            got = self._conn().execute(sql, params, prepare=False).fetchone()
+            local.done += 1
         except psycopg.Error as exc:
             if exc.sqlstate is None:  # no answer from the server: the statement may have committed
                 local.done += 1
@@ -196,4 +204,5 @@ class PGReserveQueries(SQLBase):
             if exc.sqlstate == _DEDUP_CHANGING:
                 raise EnforcementUnavailable("the dedup entry kept changing under this request") from exc
             raise _unavailable(exc) from exc
+        assert got is not None
         return got[0]

@@ -106,5 +106,5 @@ class PGSettleQueries(PGReserveQueries):
 
     @blocking
     def _settle_batch(self, jobs: list[SettleJob]) -> None:
-        res = self._one_statement("SELECT keybrake_settle(?)", (Jsonb(settle_args(jobs)),))
+        res = self._one_statement("SELECT keybrake_settle(%s)", (Jsonb(settle_args(jobs)),))
         apply_settled(jobs, res)
