@@ -9,6 +9,7 @@ import copy
 import datetime as dt
 import zoneinfo
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -159,7 +160,8 @@ def _key_caps(s: dict[str, Any]) -> list[CapSpec]:
     return caps
 
 
-FACT = LedgerEntry("pi_1", "payment_intent", "cus_1", None, "usd", 500, 0, None, None)
+# amount_counted as the store reads it back (a SUM of bigints: a Decimal)
+FACT = LedgerEntry("pi_1", "payment_intent", "cus_1", None, "usd", 500, Decimal(0), None, None)
 
 
 def _seed(s: dict[str, Any], caps: list[CapSpec]) -> list[tuple[str, tuple[Any, ...]]]:

@@ -16,9 +16,12 @@ block), as `_CapRefused` rolls back the shared transaction.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 import time
 from dataclasses import asdict
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -48,6 +51,20 @@ BUDGETS_LOCK = 0x6B62627564676574
 _BUDGET_CAPS = [
     {"field": c.field, "counter": c.counter, "window": c.window.value, "is_usd": c.is_usd} for c in BUDGET_CAPS
 ]
+
+
+def jsonb(value: Any) -> Jsonb:
+    """`value` as a jsonb parameter. A Decimal (what PostgreSQL's SUM of bigints reads back as,
+    e.g. a ledger fact's `amount_counted`) is sent as the exact number it holds."""
+    return Jsonb(value, dumps=functools.partial(json.dumps, default=_exact_number))
+
+
+def _exact_number(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return int(o) if o == o.to_integral_value() else float(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
 # SQLSTATEs raised by keybrake_reserve (migration 0011).
 _DEDUP_CHANGING = "KB002"
 
@@ -177,7 +194,7 @@ class PGReserveQueries(SQLBase):
     ) -> ReserveResult:
         now = self.now_ms() if self._clock is not None else None
         args = reserve_args(key_id, policy_version, caps, row, owner, retry, dedup, guard, now)
-        res = self._one_statement("SELECT keybrake_reserve(%s)", (Jsonb(args),))
+        res = self._one_statement("SELECT keybrake_reserve(%s)", (jsonb(args),))
         return reserve_result(res, row)
 
     def _one_statement(self, sql: str, params: Any) -> Any:

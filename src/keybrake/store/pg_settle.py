@@ -21,10 +21,8 @@ import json
 from dataclasses import asdict
 from typing import Any, cast
 
-from psycopg.types.json import Jsonb
-
 from keybrake.core.caps import SEND_COUNTERS
-from keybrake.store.pg_reserve import PGReserveQueries
+from keybrake.store.pg_reserve import PGReserveQueries, jsonb
 from keybrake.store.reservations import ReservedItem, SettleJob
 from keybrake.store.sql_base import blocking
 from keybrake.store.sql_rows import _row_params
@@ -106,5 +104,5 @@ class PGSettleQueries(PGReserveQueries):
 
     @blocking
     def _settle_batch(self, jobs: list[SettleJob]) -> None:
-        res = self._one_statement("SELECT keybrake_settle(%s)", (Jsonb(settle_args(jobs)),))
+        res = self._one_statement("SELECT keybrake_settle(%s)", (jsonb(settle_args(jobs)),))
         apply_settled(jobs, res)
