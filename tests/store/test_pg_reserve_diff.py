@@ -161,7 +161,7 @@ def _key_caps(s: dict[str, Any]) -> list[CapSpec]:
 
 
 # amount_counted as the store reads it back (a SUM of bigints: a Decimal)
-FACT = LedgerEntry("pi_1", "payment_intent", "cus_1", None, "usd", 500, Decimal(0), None, None)
+FACT = LedgerEntry("pi_1", "payment_intent", "cus_1", None, "usd", 500, Decimal(0), None, None)  # type: ignore[arg-type]
 
 
 def _seed(s: dict[str, Any], caps: list[CapSpec]) -> list[tuple[str, tuple[Any, ...]]]:
@@ -329,3 +329,27 @@ def _check(pair: Pair, s: dict[str, Any]) -> None:
     assert rows[0] == rows[1]
     new, ref = pair.dumps()
     assert new == ref
+
+
+def test_migration_0011_downgrades_and_upgrades_the_functions(pg_databases: Databases) -> None:
+    import sqlalchemy as sa
+    from alembic.command import downgrade, upgrade
+
+    from keybrake.store.migrate import _config
+    from keybrake.store.pg import sqlalchemy_pg_url
+
+    url = pg_databases.create()
+    names = "SELECT proname FROM pg_proc WHERE proname LIKE 'keybrake\\_%' ORDER BY proname"  # the functions of 0011
+    engine = sa.create_engine(sqlalchemy_pg_url(url))
+    try:
+        for step, want in ((downgrade, []), (upgrade, ["audit_id_floor", "count_object", "human_usd", "reserve"])):
+            with engine.begin() as conn:
+                cfg = _config()
+                cfg.attributes["connection"] = conn
+                step(cfg, "0010" if step is downgrade else "0011")
+            with psycopg.connect(url, autocommit=True) as c:
+                got = [r[0].removeprefix("keybrake_") for r in c.execute(names).fetchall()]
+            assert got == [*want, *(["settle", "window_start"] if want else [])]
+    finally:
+        engine.dispose()
+        pg_databases.drop(url)
