@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
 from keybrake.core.caps import BUDGET_CAPS, SEND_COUNTERS
@@ -65,6 +66,8 @@ def _exact_number(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON serialisable")
 
 
+# Errors PostgreSQL raises while a statement runs, before its commit: it rolled back whole.
+_ROLLED_BACK = (pg_errors.QueryCanceled, pg_errors.LockNotAvailable, pg_errors.TransactionRollback)
 # SQLSTATEs raised by keybrake_reserve (migration 0011).
 _DEDUP_CHANGING = "KB002"
 
@@ -176,8 +179,12 @@ class PGReserveQueries(SQLBase):
     """`reserve` as one statement (PostgreSQL only; `PostgresStore` puts it before the shared one)."""
 
     _local: threading.local  # PostgresStore's: the call's connection and statement count
+    _conninfo: str
 
     def _conn(self) -> psycopg.Connection[Any]:
+        raise NotImplementedError
+
+    def _end_session(self, pid: int | None) -> None:
         raise NotImplementedError
 
     @blocking
@@ -194,16 +201,40 @@ class PGReserveQueries(SQLBase):
     ) -> ReserveResult:
         now = self.now_ms() if self._clock is not None else None
         args = reserve_args(key_id, policy_version, caps, row, owner, retry, dedup, guard, now)
-        res = self._one_statement("SELECT keybrake_reserve(%s)", (jsonb(args),))
+        try:
+            res = self._one_statement("SELECT keybrake_reserve(%s)", (jsonb(args),))
+        except EnforcementUnavailable as exc:
+            if exc.commit_unknown and self._landed_nowhere(row.id):
+                # Nothing ran (a pooled connection the server dropped, a restart): as a BEGIN
+                # failing on it, `PostgresStore._call` runs the call once more on a fresh one.
+                self._local.done = 0
+                raise EnforcementUnavailable(str(exc), transient=True) from exc.__cause__
+            raise
         return reserve_result(res, row)
+
+    def _landed_nowhere(self, row_id: str) -> bool:
+        """After a reservation's connection was lost: True only when its session is gone and its
+        in-flight row is not in the database (so nothing it did can ever commit). Any doubt
+        (the database unreachable, the session not confirmed ended) answers False."""
+        self._end_session(self._local.pid)
+        try:
+            with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=2) as db:
+                alive = db.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (self._local.pid,))
+                if alive.fetchone() != (0,):
+                    return False
+                return db.execute("SELECT 1 FROM audit WHERE id = %s", (row_id,)).fetchone() is None
+        except psycopg.Error:
+            return False
 
     def _one_statement(self, sql: str, params: Any) -> Any:
         """Run one writing statement (psycopg's `%s` placeholders) on the call's autocommit
         connection; its first column.
 
-        Raises EnforcementUnavailable: `commit_unknown` when the connection was lost while it ran
-        (its implicit transaction may have committed); the call is then counted as having run a
-        statement, so `PostgresStore._call` ends the server session and never runs it again.
+        Raises EnforcementUnavailable: `commit_unknown` when the connection was lost or its
+        session ended while the statement ran (its implicit transaction may have committed just
+        before); the call then counts as having run a statement, so `PostgresStore._call` ends
+        the server session and never runs it again. Errors raised while the statement ran
+        (a timeout, a deadlock, a refused value) roll it back: not `commit_unknown`.
         """
         local = self._local
         busy = getattr(local, "busy", None)
@@ -215,7 +246,7 @@ class PGReserveQueries(SQLBase):
             got = self._conn().execute(sql, params, prepare=False).fetchone()
             local.done += 1
         except psycopg.Error as exc:
-            if exc.sqlstate is None:  # no answer from the server: the statement may have committed
+            if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _ROLLED_BACK):
                 local.done += 1
                 raise _unavailable(exc, commit_unknown=True) from exc
             if exc.sqlstate == _DEDUP_CHANGING:
