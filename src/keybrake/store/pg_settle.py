@@ -3,11 +3,10 @@
 The shared `sql_settle.SettleQueries.settle_many` costs BEGIN, a row lock, one UPDATE per
 counter, one per row, and COMMIT: five round trips or more per batch. `keybrake_settle` does
 the same in one statement (one round trip, one implicit transaction) for the batches the proxy
-makes: jobs that settle their own row, count what it taught about objects (the ledger, the
-row's object count, and what earlier rows counted beyond an object's final total, released
-latest first: `keybrake_count_object`) and record the dedup entry's outcome. A batch with a job
-that also settles an earlier `outcome_unknown` request (a retry's answer) is rare and runs
-through the shared path unchanged.
+makes: each job settles its own row, the earlier `outcome_unknown` request a retry's answer
+settles (`keybrake_settle_kept`), counts what it taught about objects (the ledger, the row's
+object count, and what earlier rows counted beyond an object's final total, released latest
+first: `keybrake_count_object`) and records the dedup entry's outcome.
 
 Errors are the shared path's (EnforcementUnavailable); the statement is idempotent like the
 shared transaction (only rows still holding a reservation are settled), so a batch whose
@@ -19,21 +18,16 @@ from __future__ import annotations
 import copy
 import json
 from dataclasses import asdict
-from typing import Any, cast
+from typing import Any
 
 from keybrake.core.caps import SEND_COUNTERS
 from keybrake.store.pg_reserve import PGReserveQueries, jsonb
 from keybrake.store.reservations import ReservedItem, SettleJob
 from keybrake.store.sql_base import blocking
 from keybrake.store.sql_rows import _row_params
-from keybrake.store.sql_settle import _SETTLE_COLS, SettleQueries
+from keybrake.store.sql_settle import _SETTLE_COLS
 
 _SEND_COUNTERS = sorted(SEND_COUNTERS)
-
-
-def one_statement_batch(jobs: list[SettleJob]) -> bool:
-    """Whether `keybrake_settle` settles this batch (else the shared path does)."""
-    return all(j.settles_earlier is None for j in jobs)
 
 
 def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
@@ -64,6 +58,15 @@ def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
                 if ledger is None
                 else [{k: v for k, v in e.__dict__.items() if k != "amount_counted"} for e in ledger[1]],
                 "count": None if job.count is None else asdict(job.count),
+                "earlier": None
+                if job.settles_earlier is None
+                else {
+                    "id": job.settles_earlier.id,
+                    "cost_usd": job.settles_earlier.cost_usd,
+                    "cost_source": job.settles_earlier.cost_source,
+                    "cost_kind": job.settles_earlier.cost_kind,
+                    "count": None if job.settles_earlier.count is None else asdict(job.settles_earlier.count),
+                },
                 "dedup": None
                 if job.dedup is None
                 else {
@@ -91,18 +94,13 @@ def apply_settled(jobs: list[SettleJob], res: list[dict[str, Any]]) -> None:
 
 class PGSettleQueries(PGReserveQueries):
     """`settle_many` as one statement per batch (PostgreSQL only; `PostgresStore` puts it before
-    the shared `SettleQueries`, which it is)."""
-
-    async def settle_many(self, jobs: list[SettleJob]) -> None:
-        """Settle a batch (see the module): one statement, or the shared transaction.
-
-        Raises EnforcementUnavailable as the shared path does."""
-        if not one_statement_batch(jobs):
-            await SettleQueries.settle_many(cast(SettleQueries, self), jobs)
-        elif jobs:
-            await self._settle_batch(jobs)
+    the shared `SettleQueries`)."""
 
     @blocking
-    def _settle_batch(self, jobs: list[SettleJob]) -> None:
+    def settle_many(self, jobs: list[SettleJob]) -> None:
+        """Settle a batch in one statement (see the module). Raises EnforcementUnavailable as the
+        shared path does (`commit_unknown`: the connection was lost while it ran)."""
+        if not jobs:
+            return
         res = self._one_statement("SELECT keybrake_settle(%s)", (jsonb(settle_args(jobs)),))
         apply_settled(jobs, res)

@@ -369,6 +369,44 @@ BEGIN
 END $$
 """
 
+# `store.sql_settle._settle_earlier`: a retry's answer settles the earlier `outcome_unknown`
+# request it repeats (its kept reservation moves to the real cost).
+SETTLE_KEPT = r"""
+CREATE OR REPLACE FUNCTION keybrake_settle_kept(e jsonb, p_by text) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+    it jsonb;
+    cost bigint := (e->>'cost_usd')::bigint;
+    usd_items text;
+BEGIN
+    SELECT au.reservation, au.credential INTO r FROM audit au
+     WHERE au.id = e->>'id' AND au.verdict IN ('outcome_unknown') AND au.reservation IS NOT NULL FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    FOR it IN SELECT x FROM jsonb_array_elements(r.reservation::jsonb) WITH ORDINALITY AS t(x, n)
+               ORDER BY CASE WHEN (x->>0) LIKE 'key:%' THEN 0 ELSE 1 END, (x->>0) COLLATE "C",
+                        (x->>1) COLLATE "C", (x->>2)::bigint, n LOOP
+        UPDATE counters SET reserved = reserved - (it->>3)::bigint,
+                            used = used + CASE WHEN (it->>4)::boolean THEN cost ELSE (it->>3)::bigint END
+         WHERE scope = it->>0 AND cap = it->>1 AND window_start = (it->>2)::bigint;
+    END LOOP;
+    UPDATE audit SET verdict = 'allowed', cost_usd = cost, cost_source = e->>'cost_source', cost_kind = e->>'cost_kind',
+                     settled_by = p_by, reservation = NULL,
+                     reason = COALESCE('outcome settled by the retry ' || p_by, reason)
+     WHERE id = e->>'id';
+    IF jsonb_typeof(e->'count') = 'object' AND r.credential IS NOT NULL THEN
+        SELECT '[' || coalesce(string_agg(format('[%s, %s, %s]', to_json(x->>0), to_json(x->>1), x->>2),
+                                          ', ' ORDER BY n), '') || ']'
+          INTO usd_items FROM jsonb_array_elements(r.reservation::jsonb) WITH ORDINALITY AS t(x, n)
+         WHERE (x->>4)::boolean;
+        PERFORM keybrake_count_object(r.credential, e->'count'->>'object_id', e->>'id',
+                                      (e->'count'->>'amount')::bigint, (e->'count'->>'committed')::bigint,
+                                      cost, usd_items);
+    END IF;
+END $$
+"""
+
 # The columns `store.sql_settle._SETTLE_AUDIT` sets, frozen here as of this revision.
 SETTLE_COLS = (
     "metadata, verdict, error_code, reason, status, upstream_status, cost_usd, cost_source, cost_kind,"
@@ -445,6 +483,9 @@ BEGIN
                 CASE WHEN (job->>'keep')::boolean THEN open_rows->>(job->>'row_id') END);
             UPDATE audit SET (@SETTLE_COLS@) = (SELECT @SETTLE_COLS@ FROM jsonb_populate_record(NULL::audit, params))
              WHERE id = job->>'row_id';
+            IF jsonb_typeof(job->'earlier') = 'object' THEN
+                PERFORM keybrake_settle_kept(job->'earlier', job->>'row_id');
+            END IF;
         END IF;
         IF jsonb_typeof(job->'ledger') = 'array' THEN
             FOR e IN SELECT x FROM jsonb_array_elements(job->'ledger') AS t(x) LOOP
@@ -500,6 +541,7 @@ def upgrade() -> None:
     op.execute(RESERVE)
     op.execute(HUMAN_USD)
     op.execute(COUNT_OBJECT)
+    op.execute(SETTLE_KEPT)
     op.execute(SETTLE)
 
 
@@ -507,6 +549,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute("DROP FUNCTION IF EXISTS keybrake_settle(jsonb)")
+    op.execute("DROP FUNCTION IF EXISTS keybrake_settle_kept(jsonb, text)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_count_object(text, text, text, bigint, bigint, bigint, text)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_human_usd(bigint)")
     op.execute("DROP FUNCTION IF EXISTS keybrake_reserve(jsonb)")
