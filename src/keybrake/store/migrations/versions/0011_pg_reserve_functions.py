@@ -35,6 +35,7 @@ WINDOW_START = r"""
 CREATE OR REPLACE FUNCTION keybrake_window_start(p_window text, p_now bigint, p_tz text) RETURNS bigint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
+    old_tz text;
     l timestamp;
     x timestamptz;
     c timestamptz;
@@ -48,21 +49,25 @@ BEGIN
     ELSIF p_tz = 'UTC' AND p_window = 'day' THEN
         RETURN p_now - ((p_now % 86400000) + 86400000) % 86400000;
     END IF;
-    l := date_trunc(CASE WHEN p_window = 'month' THEN 'month' ELSE 'day' END,
-                    to_timestamp(p_now::float8 / 1000.0) AT TIME ZONE p_tz);
-    x := l AT TIME ZONE p_tz;
+    -- The zone as the TimeZone setting reads it: always the IANA zone (`AT TIME ZONE 'CET'` would
+    -- read 'CET' as the fixed-offset abbreviation), restored before returning.
+    old_tz := current_setting('TimeZone');
+    PERFORM set_config('TimeZone', p_tz, true);
+    l := date_trunc(CASE WHEN p_window = 'month' THEN 'month' ELSE 'day' END, to_timestamp(p_now::float8 / 1000.0)::timestamp);
+    x := l::timestamptz;
     -- The earliest instant whose local time is `l` (a repeated midnight: the first one); none
     -- (a midnight skipped by a DST gap): PostgreSQL's reading, the offset before the gap.
     FOREACH o IN ARRAY ARRAY[
-        (x AT TIME ZONE p_tz) - (x AT TIME ZONE 'UTC'),
-        ((x - interval '1 day') AT TIME ZONE p_tz) - ((x - interval '1 day') AT TIME ZONE 'UTC'),
-        ((x + interval '1 day') AT TIME ZONE p_tz) - ((x + interval '1 day') AT TIME ZONE 'UTC')
+        x::timestamp - (x AT TIME ZONE 'UTC'),
+        (x - interval '1 day')::timestamp - ((x - interval '1 day') AT TIME ZONE 'UTC'),
+        (x + interval '1 day')::timestamp - ((x + interval '1 day') AT TIME ZONE 'UTC')
     ] LOOP
         c := (l - o) AT TIME ZONE 'UTC';
-        IF (c AT TIME ZONE p_tz) = l AND (best IS NULL OR c < best) THEN
+        IF c::timestamp = l AND (best IS NULL OR c < best) THEN
             best := c;
         END IF;
     END LOOP;
+    PERFORM set_config('TimeZone', old_tz, true);
     RETURN floor(extract(epoch FROM coalesce(best, x)) * 1000)::bigint;
 END $$
 """
