@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 
 from keybrake.store.pg import PGOptions, PostgresStore
 from tests.pg import Databases
 from tests.store.contract import caps, key, row
+
+# Brings its own PostgreSQL databases (both engines' passes would run it alike): once, in the first pass.
+pytestmark = pytest.mark.pg_cluster
 
 
 async def test_a_connection_the_server_dropped_is_replaced_and_the_reservation_made_once(

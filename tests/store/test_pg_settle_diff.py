@@ -7,6 +7,7 @@ import copy
 from typing import Any
 
 import psycopg
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -32,6 +33,9 @@ SETTLEMENTS = st.builds(
     forwarded=st.booleans(),
     billed=st.booleans(),
 )
+
+# Brings its own PostgreSQL databases (both engines' passes would run it alike): once, in the first pass.
+pytestmark = pytest.mark.pg_cluster
 
 
 # An answer whose outcome is unknown: the row keeps its reservation until a retry settles it.
