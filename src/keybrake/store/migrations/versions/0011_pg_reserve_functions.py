@@ -53,7 +53,8 @@ BEGIN
     -- read 'CET' as the fixed-offset abbreviation), restored before returning.
     old_tz := current_setting('TimeZone');
     PERFORM set_config('TimeZone', p_tz, true);
-    l := date_trunc(CASE WHEN p_window = 'month' THEN 'month' ELSE 'day' END, to_timestamp(p_now::float8 / 1000.0)::timestamp);
+    l := date_trunc(CASE WHEN p_window = 'month' THEN 'month' ELSE 'day' END,
+                    to_timestamp(p_now::float8 / 1000.0)::timestamp);
     x := l::timestamptz;
     -- The earliest instant whose local time is `l` (a repeated midnight: the first one); none
     -- (a midnight skipped by a DST gap): PostgreSQL's reading, the offset before the gap.
