@@ -3,10 +3,12 @@ real server (round trips, statements, commits, byte-exact relaying) and on scrip
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -181,3 +183,84 @@ def test_scripted_commit_ending_an_implicit_transaction_counts_once() -> None:
         s.server_message(b"C", tag + b"\0")
     s.server_message(b"Z", b"I")
     assert (s.counts.round_trips, s.counts.commits) == (1, 1)
+
+
+# -- Keybrake's PostgreSQL store on the wire: the ceiling of issue 14 -------------------------
+
+
+def _real_commits(pg_url: str) -> tuple[int, int]:
+    """Transactions committed in the database (pg_stat_database: every transaction, read-only and
+    session start-up ones too, and every implicit transaction,
+    the ones the relay cannot see — a SELECT of a function that writes — included), once every
+    other session has ended (a session reports its counts when it ends); and how many
+    transactions this reading made, which the next reading counts."""
+    import time
+
+    own = 0
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        deadline = time.monotonic() + 20
+        while True:
+            own += 1
+            others = c.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()
+            if others == (0,):
+                break
+            assert time.monotonic() < deadline, "sessions still open"
+            time.sleep(0.02)
+        row = c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    assert row is not None
+    return int(row[0]), own + 2  # its polls, its read, and its session's start-up transaction
+
+
+async def _requests(store: Any, n: int, concurrent: bool) -> None:
+    """`n` reservations, each followed by its settlement; `concurrent`: all reserved at once,
+    then settled in one batch (as the settle writer batches a burst)."""
+    from keybrake.store.reservations import SettleJob, Settlement
+    from tests.store.contract import caps, row
+
+    settled = Settlement("allowed", 900, "response", "charge", False, forwarded=True)
+
+    async def reserve() -> SettleJob:
+        r = row(store)
+        res = await store.reserve("vk_1", 1, caps("vk_1", 1000, 10**9, 10**9, 10**6), r, "inst")
+        assert res.items, res
+        return SettleJob(r, res.items, settled, "daily_usd")
+
+    if concurrent:
+        await store.settle_many(list(await asyncio.gather(*(reserve() for _ in range(n)))))
+    else:
+        for _ in range(n):
+            await store.settle_many([await reserve()])
+
+
+@pytest.mark.parametrize("concurrent", [False, True], ids=["sequential", "16-concurrent"])
+async def test_a_request_costs_at_most_two_round_trips_on_postgres(
+    relay: pg_wire.PgWireRelay, pg_url: str, concurrent: bool
+) -> None:
+    """Issue 14's ceiling, counted on the wire: one statement reserves (`keybrake_reserve`), one
+    settles a batch (`keybrake_settle`). Commits: the relay counts explicit COMMITs and implicit
+    writes it can see; `pg_stat_database` counts every committed transaction, so both are asserted."""
+    from keybrake.store.pg import PGOptions, PostgresStore
+    from tests.store.contract import key
+
+    setup = PostgresStore(pg_url, PGOptions(pool_size=2))
+    await setup.insert_key(key(setup), "h1")
+    await setup.close()
+    n = 16
+    commits0, reading = _real_commits(pg_url)
+    opened = relay.totals()
+    store = PostgresStore(relay.rewrite_url(pg_url), PGOptions(pool_size=n))  # one clock read at start
+    try:
+        before = relay.totals()
+        await _requests(store, n, concurrent)
+        d = relay.totals() - before
+    finally:
+        await store.close()
+    # Not the store's: its start-up clock read, and one transaction per session start-up.
+    sessions = (relay.totals() - opened).connections
+    real = _real_commits(pg_url)[0] - commits0 - reading - 1 - sessions
+    assert d.round_trips <= 2 * n and d.statements <= 2 * n, d
+    assert d.commits <= 1.2 * n, d
+    batches = n if not concurrent else 1
+    assert real == n + batches, real  # one commit per reservation, one per settlement batch

@@ -65,11 +65,32 @@ def test_commit_landing_after_the_late_release_leaves_a_reservation_held(
 ) -> None:
     """Red-team case: INSERT 3 s, COMMIT 4 s (deadline 2 s, statement timeout 5 s). The watchdog
     timed from the INSERT and shut the socket mid-COMMIT; the COMMIT landed after the late release:
-    row in_flight, $3 reserved forever. Now: 503, never forwarded, $0 reserved, no in_flight row."""
+    row in_flight, $3 reserved forever. Now: 503, never forwarded, $0 reserved, no in_flight row.
+
+    The reservation is one statement on PostgreSQL (`keybrake_reserve`): the watchdog times it
+    whole, shuts it at 5 + 1 s, and its session is ended before the late release: nothing lands,
+    no row at all (the denial row of a reservation that landed is the next test's case)."""
     with KeybrakeThread(tmp_path / "d") as kb:
         kb.add_credential(fake_stripe.base_url)
         key = kb.issue({"daily_usd_cap": 5})
         _slow_triggers(kb, str(key["id"]), 3, "PERFORM pg_sleep(4);")
+        r = _charge(kb, key)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "enforcement_unavailable"
+        time.sleep(8)  # past the COMMIT's end, had it been let run
+        rows, usage = _held(kb, str(key["id"]))
+        assert usage["reserved"] == 0 and usage["used"] == 0, usage
+        assert [v for v, _ in rows] in ([], ["denied_enforcement_unavailable"]), rows
+        assert not [q for q in fake_stripe.requests if q.path == "/v1/charges"]
+
+
+def test_a_reservation_landing_after_its_503_is_released(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    """INSERT 1.5 s, COMMIT 2 s: past the request's 2 s deadline (503 at once), within the statement
+    timeout and the watchdog: the reservation commits late, and the late release settles it: one
+    denial row, $0 reserved, nothing forwarded."""
+    with KeybrakeThread(tmp_path / "d") as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 5})
+        _slow_triggers(kb, str(key["id"]), 1.5, "PERFORM pg_sleep(2);")
         r = _charge(kb, key)
         assert r.status_code == 503 and r.json()["error"]["code"] == "enforcement_unavailable"
         rows, usage = wait_for(

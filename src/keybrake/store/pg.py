@@ -76,6 +76,8 @@ from keybrake.store.pg_conn import (
     shut_socket,
     sqlalchemy_pg_url,
 )
+from keybrake.store.pg_reserve import BUDGETS_LOCK as _BUDGETS_LOCK
+from keybrake.store.pg_settle import PGSettleQueries
 from keybrake.store.sql_base import Cursor
 from keybrake.store.sql_store import SQLStore
 
@@ -88,14 +90,12 @@ R = TypeVar("R")
 # Errors after which the whole transaction is rolled back and may safely run again.
 _RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _RETRIES = 3
-# The transaction advisory lock ordering budget writes against reservations ("kbbudget").
-_BUDGETS_LOCK = 0x6B62627564676574
 # Bookkeeping without a deadline (denial rows, settlements, alerts, admin calls) may wait this
 # much longer than KEYBRAKE_PG_POOL_TIMEOUT for a slot in a burst: it forwards nothing.
 BOOKKEEPING_EXTRA_WAIT_S = 5.0
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(PGSettleQueries, SQLStore):
     NOW_SQL = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
     FOR_UPDATE = " FOR UPDATE"
     FOR_SHARE = " FOR SHARE"
