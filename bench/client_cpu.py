@@ -101,7 +101,7 @@ async def _pyreqwest(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
         body = await resp.bytes()
         headers = list(resp.headers.items())
         assert body and headers
-        return resp.status
+        return int(resp.status)
 
     return send, client.close
 
@@ -155,7 +155,7 @@ async def _pyreqwest_pinned(url: str) -> tuple[Send, Callable[[], Awaitable[None
         body = await resp.bytes()
         headers = list(resp.headers.items())
         assert body and headers
-        return resp.status
+        return int(resp.status)
 
     async def close() -> None:
         for _, c in clients.values():

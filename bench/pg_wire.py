@@ -34,11 +34,11 @@ Definitions (all counted per connection and summed over connections):
   semicolon-separated statements counts once.
 - commits: transactions committed, as the wire shows them: (a) each CommandComplete tagged
   "COMMIT" (explicit COMMIT or END; a COMMIT of a failed transaction is tagged "ROLLBACK" and is
-  not counted; "COMMIT PREPARED" counts too); plus (b) each implicit (autocommit) transaction that
-  ran a writing command — a CommandComplete tagged INSERT, UPDATE, DELETE, MERGE or COPY outside
-  an explicit block — and ended with ReadyForQuery status 'I' and no ErrorResponse. Read-only
-  autocommit statements are not commits. Limitation: an autocommit SELECT of a function that
-  writes looks read-only on the wire and is not counted.
+  not counted; "COMMIT PREPARED" counts too); plus (b) each implicit (autocommit) transaction —
+  one or more commands completed outside an explicit block, ended by ReadyForQuery status 'I'
+  with no ErrorResponse. Read-only ones count too: the wire cannot tell a SELECT that writes
+  (a function such as `keybrake_reserve`) from one that does not, so this is every committed
+  transaction (what `pg_stat_database.xact_commit` counts) — an upper bound on WAL flushes.
 - bytes_to_server / bytes_to_client: bytes relayed each way (startup included).
 - connections: client connections accepted.
 """
@@ -60,7 +60,6 @@ from typing import Any
 
 SSL_REQUEST = 80877103
 GSSENC_REQUEST = 80877104
-WRITE_TAGS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "COPY"})
 _CHUNK = 65536
 
 
@@ -123,7 +122,7 @@ class ConnState:
     busy: bool = False  # a round trip is open
     outstanding: int = 0  # Query/Sync messages not yet answered by ReadyForQuery
     in_block: bool = False  # inside an explicit transaction block
-    implicit_write: bool = False  # the current implicit transaction ran a writing command
+    implicit_done: bool = False  # the current implicit transaction completed a command
 
     def client_message(self, kind: bytes, body: bytes) -> bytes | None:
         """Count one client message; the bytes to answer the client with instead of relaying it
@@ -149,15 +148,15 @@ class ConnState:
             tag = body.rstrip(b"\0").decode("ascii", "replace")
             self._command_complete(tag)
         elif kind == b"E":
-            self.implicit_write = False
+            self.implicit_done = False
         elif kind == b"Z":
             status = body[:1]
             if self.busy or self.outstanding:
                 self.counts.ready_for_query += 1
             self.outstanding = max(0, self.outstanding - 1)
-            if status == b"I" and self.implicit_write:
+            if status == b"I" and self.implicit_done:
                 self.counts.commits += 1
-            self.implicit_write = False
+            self.implicit_done = False
             self.in_block = status in (b"T", b"E")
             if self.outstanding == 0:
                 self.busy = False
@@ -169,11 +168,11 @@ class ConnState:
             self.in_block = True
         elif first == "COMMIT":  # also ends an implicit transaction ("INSERT ...; COMMIT" in one Query)
             self.counts.commits += 1
-            self.in_block = self.implicit_write = False
+            self.in_block = self.implicit_done = False
         elif first == "ROLLBACK":
             self.in_block = False
-        elif first in WRITE_TAGS and not self.in_block:
-            self.implicit_write = True
+        elif not self.in_block:
+            self.implicit_done = True
 
 
 class PgWireRelay:
