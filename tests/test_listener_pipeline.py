@@ -20,6 +20,7 @@ from tests.fakes.stripe_server import FakeStripeThread
 from tests.harness import REAL_SECRET, KeybrakeThread, examples
 
 Request = tuple[str, str, bytes]  # method, target, body
+Event = h11.Request | h11.Data | h11.EndOfMessage
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +30,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]
         yield kb.port, kb.issue()["key"]
 
 
-def _events(request: Request, key: str) -> list[h11.Request | h11.Data | h11.EndOfMessage]:
+def _events(request: Request, key: str) -> list[Event]:
     method, target, body = request
     headers = [("host", "keybrake.test"), ("content-length", str(len(body)))]
     if target.startswith("/stripe/"):
         headers.append(("authorization", f"Bearer {key}"))
     if body:
         headers.append(("content-type", "application/x-www-form-urlencoded"))
-    events: list[h11.Request | h11.Data | h11.EndOfMessage] = [h11.Request(method=method, target=target, headers=headers)]
+    events: list[h11.Request | h11.Data | h11.EndOfMessage] = [
+        h11.Request(method=method, target=target, headers=headers)
+    ]
     if body:
         events.append(h11.Data(data=body))
     return [*events, h11.EndOfMessage()]
 
 
-def _wire(events: list[h11.Request | h11.Data | h11.EndOfMessage]) -> bytes:
+def _wire(events: list[Event]) -> bytes:
     conn = h11.Connection(h11.CLIENT)
     return b"".join(conn.send(e) or b"" for e in events)
 

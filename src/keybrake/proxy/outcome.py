@@ -195,7 +195,8 @@ def outcome(
     learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 and not replayed else []
     out, dropped = passed_headers(resp.headers)
     if dropped:
-        why = f"dropped {len(dropped)} {vendor.name} answer header(s) Keybrake cannot pass on: {', '.join(sorted(set(dropped))[:10])}"
+        names = ", ".join(sorted(set(dropped))[:10])
+        why = f"dropped {len(dropped)} {vendor.name} answer header(s) Keybrake cannot pass on: {names}"
         notes["reason"] = f"{notes['reason']}; {why}" if notes.get("reason") else why
     return Outcome(settlement, notes, resp.status, out, body, earlier=earlier, count=count, ledger=learnt)
 
