@@ -136,15 +136,29 @@ class _OneWriteTransport:
     """The connection's transport as one response cycle sees it: the response head (status line
     and headers, written by uvicorn on `http.response.start`) is held and goes out with the first
     body write, in one send instead of two. Anything written before the response starts (100
-    Continue) goes at once; a close or the end of the response flushes a held head first."""
+    Continue) goes at once; a close or the end of the response flushes a held head first.
 
-    __slots__ = ("_cycle", "_head", "_started", "_transport")
+    The end of the response is caught on the cycle itself (its `on_response` callback is wrapped),
+    never through the protocol's `self.cycle`: with a pipelined next request uvicorn has already
+    replaced that by the next cycle, and a HEAD answer (no body write) would never be flushed."""
+
+    __slots__ = ("_cycle", "_head", "_on_response", "_started", "_transport")
 
     def __init__(self, transport: Transport, cycle: Any) -> None:
         self._transport = transport
         self._cycle = cycle
         self._head: bytes | None = None
         self._started = False
+        self._on_response = getattr(cycle, "on_response", None)
+        if self._on_response is not None:
+            cycle.on_response = self._response_complete
+
+    def _response_complete(self) -> None:
+        """This cycle's response is complete: its held head (a HEAD answer) goes now, before the
+        protocol starts the next pipelined request."""
+        self.flush()
+        if self._on_response is not None:
+            self._on_response()
 
     def write(self, data: bytes) -> None:
         if not self._started and self._cycle.response_started:
@@ -275,9 +289,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     def on_response_complete(self) -> None:
-        if self.cycle is not None and isinstance(self.cycle.transport, _OneWriteTransport):
-            self.cycle.transport.flush()  # a response with no body write (HEAD): its head goes now
-        super().on_response_complete()
+        super().on_response_complete()  # a held head was flushed by its own cycle (_OneWriteTransport)
         if self._head_pending and not self.transport.is_closing():
             self._arm_head_timer()
 

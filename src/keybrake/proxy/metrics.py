@@ -2,7 +2,7 @@
 `Server-Timing` value (docs/sdk-stripe.md, response headers).
 
 Every label is bounded: `vendor` is a configured vendor's name (or `unknown` before the key is
-known), `verdict` one of a fixed set, `status_class` `1xx`…`5xx`, `scope` `key` or `budget`,
+known), `verdict` one of a fixed set, `status_class` `1xx`…`9xx`, `scope` `key` or `budget`,
 `cap` a cap's name. Never a key id, a path, a budget id or anything an agent chooses.
 
 The hot path pays one dict lookup per series it touches: children are looked up by label once

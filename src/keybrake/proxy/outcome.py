@@ -11,6 +11,7 @@ until reconciled; a definite answer (< 500) → what the vendor says it cost.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from keybrake.core.errors import Denial
@@ -48,6 +49,41 @@ HOP_BY_HOP = frozenset(
         "server-timing",
     }
 )
+
+
+# What Keybrake's server (uvicorn with httptools) writes without refusing: a header name that is an
+# RFC 9110 token, a value of field content (VCHAR / obs-text, SP and HTAB inside). A vendor header
+# it would refuse (a control character, DEL, CR/LF, a non-latin-1 character, a name with a space or
+# a colon) made it drop the agent's connection after the charge was settled: such a header is
+# dropped instead, and the audit row's reason says so (names only, never a value).
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def passable(name: str, value: str) -> bool:
+    """Whether a header (name, value: latin-1 text, the value without surrounding blanks) can be
+    written to the agent: the name an RFC 9110 token, the value field content (no CR, LF, NUL,
+    DEL or other control character but HTAB; nothing past U+00FF)."""
+    return _TOKEN.fullmatch(name) is not None and _FIELD_VALUE.fullmatch(value) is not None
+
+
+def passed_headers(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The vendor's answer headers the agent gets: hop-by-hop and x-keybrake-* removed, values
+    stripped of surrounding blanks, and those Keybrake cannot write dropped. Returns (the headers
+    passed, a description of each header dropped as unwritable: its name when that is a token,
+    else "a header with an invalid name"; never a value)."""
+    out: list[tuple[str, str]] = []
+    dropped: list[str] = []
+    for name, raw in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower.startswith("x-keybrake-"):
+            continue
+        value = raw.strip(" \t")
+        if passable(name, value):
+            out.append((name, value))
+        else:
+            dropped.append(lower[:64] if _TOKEN.fullmatch(name) else "a header with an invalid name")
+    return out, dropped
 
 
 def too_late() -> Denial:
@@ -157,7 +193,11 @@ def outcome(
     # back to $1 before a $9,000 confirm).
     replayed = resp_headers.get("idempotent-replayed", "").strip().lower() == "true"
     learnt = vendor.ledger_entries(doc, vreq.account_context) if resp.status < 300 and not replayed else []
-    out = [(k, v) for k, v in resp.headers if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-keybrake-")]
+    out, dropped = passed_headers(resp.headers)
+    if dropped:
+        names = ", ".join(sorted(set(dropped))[:10])
+        why = f"dropped {len(dropped)} {vendor.name} answer header(s) Keybrake cannot pass on: {names}"
+        notes["reason"] = f"{notes['reason']}; {why}" if notes.get("reason") else why
     return Outcome(settlement, notes, resp.status, out, body, earlier=earlier, count=count, ledger=learnt)
 
 

@@ -231,7 +231,20 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
+# The memo of accepted spellings (`Vendor.check_spelling`) is bounded by entries and by bytes: a
+# path longer than _SPELLED_PATH_MAX characters or _SPELLED_SEGMENTS segments is checked every time,
+# never remembered (an agent's flood of distinct 15 KB paths once could hold ~64 MiB per vendor),
+# and the memo is cleared when its estimated size would pass _SPELLED_BYTES.
 _SPELLED_MAX = 4096
+_SPELLED_PATH_MAX = 256  # characters, segments together
+_SPELLED_SEGMENTS = 12
+_SPELLED_BYTES = 2 << 20
+
+
+def spelled_cost(path: tuple[str, ...]) -> int:
+    """Estimated bytes one memo entry for `path` holds: its characters, a string object per
+    segment, the tuple and the dict slot (an over-estimate for ASCII paths)."""
+    return sum(len(seg) for seg in path) + 64 * len(path) + 160
 
 
 @functools.lru_cache(maxsize=256)
@@ -282,8 +295,10 @@ class VendorDefaults:
     free: tuple[EndpointPattern, ...] = ()
 
     # (method, path) pairs whose spelling `check_spelling` accepted: a fact of this vendor's
-    # constant patterns, so each is checked once (bounded: cleared past _SPELLED_MAX entries).
+    # constant patterns, so each is checked once. Bounded: only short paths are remembered, and the
+    # memo is cleared past _SPELLED_MAX entries or _SPELLED_BYTES (estimated by `spelled_cost`).
     _spelled: dict[tuple[str, tuple[str, ...]], None] | None = None
+    _spelled_bytes = 0
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """Identity: one spelling per operation; case variants of classified endpoints are refused."""
@@ -299,9 +314,14 @@ class VendorDefaults:
         elif (method, path) in spelled:
             return
         check_path_spelling(method, path, self.money_moving, self.free, guarded=self.guarded)
-        if len(spelled) >= _SPELLED_MAX:
+        if len(path) > _SPELLED_SEGMENTS or sum(len(seg) for seg in path) > _SPELLED_PATH_MAX:
+            return  # checked, not remembered
+        cost = spelled_cost(path)
+        if len(spelled) >= _SPELLED_MAX or self._spelled_bytes + cost > _SPELLED_BYTES:
             spelled.clear()
+            self._spelled_bytes = 0
         spelled[(method, path)] = None
+        self._spelled_bytes += cost
 
     def pattern_problem(self, pattern: EndpointPattern) -> str | None:
         return None
