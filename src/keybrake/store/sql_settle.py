@@ -146,7 +146,8 @@ def _settle_one(
 
     A row no longer open (settled already) is left as it is; what the answer taught about vendor
     objects and the dedup entry is still recorded (both writes are idempotent). Returns whether
-    this job settled its `settles_earlier` row (False: none, or settled already by another).
+    this job settled its `settles_earlier` row, in this run or in an earlier run of the same job
+    that committed (its answer lost); False: none, or another retry or reconciliation did.
     """
     row, items, settlement = job.row, job.items, job.settlement
     earlier_settled = False
@@ -167,6 +168,9 @@ def _settle_one(
         cur.execute(_SETTLE_AUDIT, _settle_params(row, items if settlement.keep_reservation else None))
         if job.settles_earlier is not None:
             earlier_settled = _settle_earlier(cur, job.settles_earlier, row.id, for_update)
+    if job.settles_earlier is not None and not earlier_settled:
+        # Settled already: by this very job if a run of it committed but its answer was lost.
+        earlier_settled = _settled_by(cur, job.settles_earlier.id, row.id)
     if job.ledger is not None:
         ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
     if job.count is not None and is_open and row.credential is not None:
@@ -223,8 +227,7 @@ def _dedup_settle(cur: Cursor, outcome: DedupOutcome, row_id: str) -> None:
 
 def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, for_update: str) -> bool:
     """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation.
-    True if this call settled it; False if it was no longer outcome_unknown (settled already by
-    another retry of the same request, or by reconciliation)."""
+    True if this call settled it; False if it was no longer outcome_unknown."""
     return _settle_kept(
         cur,
         earlier.id,
@@ -237,6 +240,13 @@ def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, fo
         for_update,
         earlier.count,
     )
+
+
+def _settled_by(cur: Cursor, row_id: str, settled_by: str) -> bool:
+    """Whether `row_id` was settled by the row `settled_by` (an earlier attempt of the same job,
+    its COMMIT landed and its answer lost, settled it)."""
+    got = cur.execute("SELECT 1 FROM audit WHERE id = ? AND settled_by = ?", (row_id, settled_by)).fetchone()
+    return got is not None
 
 
 def _settle_kept(

@@ -377,7 +377,7 @@ END $$
 
 # `store.sql_settle._settle_earlier`: a retry's answer settles the earlier `outcome_unknown`
 # request it repeats (its kept reservation moves to the real cost). True if this call settled
-# it, false if it was no longer outcome_unknown (another retry or reconciliation settled it).
+# it, false if it was no longer outcome_unknown.
 SETTLE_KEPT = r"""
 CREATE OR REPLACE FUNCTION keybrake_settle_kept(e jsonb, p_by text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
@@ -424,7 +424,8 @@ SETTLE_COLS = (
 
 # `store.sql_settle.SettleQueries.settle_many` in one statement. Returns one object per job:
 # `open` (its row still held a reservation), `reservation`, `has_daily`, `cap_usage`, and
-# `earlier_settled` (this job moved its `earlier` outcome_unknown row: the metric counts it then).
+# `earlier_settled` (this job moved its `earlier` outcome_unknown row, in this run or in a run of
+# it that committed with its answer lost (`settled_by` names it): the metric counts it then).
 SETTLE = r"""
 CREATE OR REPLACE FUNCTION keybrake_settle(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -497,6 +498,11 @@ BEGIN
             IF jsonb_typeof(job->'earlier') = 'object' THEN
                 earlier_settled := keybrake_settle_kept(job->'earlier', job->>'row_id');
             END IF;
+        END IF;
+        IF jsonb_typeof(job->'earlier') = 'object' AND NOT earlier_settled THEN
+            -- Settled already: by this very job if a run of it committed but its answer was lost.
+            earlier_settled := EXISTS (SELECT 1 FROM audit au WHERE au.id = job->'earlier'->>'id'
+                                                                AND au.settled_by = job->>'row_id');
         END IF;
         IF jsonb_typeof(job->'ledger') = 'array' THEN
             FOR e IN SELECT x FROM jsonb_array_elements(job->'ledger') AS t(x) LOOP
