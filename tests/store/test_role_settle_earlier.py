@@ -27,7 +27,7 @@ RETRY = Settlement("allowed", 0, "response", "charge", False, forwarded=True)  #
 
 def _metric(metrics: ProxyMetrics) -> int:
     """`keybrake_settled_usd_total{vendor="stripe"}` in µUSD."""
-    return round(metrics.settled_usd.labels("stripe")._value.get() * 1_000_000)
+    return round(float(metrics.settled_usd.labels("stripe")._value.get()) * 1_000_000)
 
 
 async def _reserve(store: Store, key_id: str, amount: int) -> tuple[Any, list[Any]]:
