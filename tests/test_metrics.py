@@ -144,6 +144,40 @@ def test_a_retry_books_the_earlier_unknown_outcome_once(kb: KeybrakeThread, fake
     assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 40  # the books agree
 
 
+def test_concurrent_retries_book_the_earlier_unknown_outcome_once(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Red team F2: five retries (same Idempotency-Key) reserved while the earlier request is still
+    outcome_unknown; each one's answer carries the earlier settlement, the store settles it once,
+    and the metric books it once (it counted it five times)."""
+    key = kb.issue({"daily_usd_cap": 50})
+    before = scrape(kb)
+    fake_stripe.next_status = [(500, {"error": {"type": "api_error", "message": "boom"}})]
+    auth = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "idem-5"}
+    body = {"amount": 100, "currency": "usd", "source": "tok_visa"}
+    assert httpx.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth).status_code == 500
+    kb.audit(key_id=key["id"])  # the 500 is settled (outcome_unknown, reservation kept)
+    charge_json = {"id": "ch_retry5", "object": "charge", "amount": 100, "currency": "usd", "status": "succeeded"}
+    replayed = {"Idempotent-Replayed": "true"}
+    fake_stripe.next_status = [(200, charge_json), *[(200, charge_json, replayed)] * 4]
+    fake_stripe.delay_seconds = 0.5  # every retry is reserved before any answer comes back
+
+    async def retries() -> list[int]:
+        async with httpx.AsyncClient() as c:
+            got = await asyncio.gather(
+                *(c.post(f"{kb.url}/stripe/v1/charges", data=body, headers=auth, timeout=10) for _ in range(5))
+            )
+        return [r.status_code for r in got]
+
+    assert asyncio.run(retries()) == [200] * 5
+    fake_stripe.delay_seconds = 0
+    rows = kb.audit(key_id=key["id"])  # reads flush the settle writer
+    retry_rows = [r for r in rows if (r.get("metadata") or {}).get("retry_of")]
+    assert len(retry_rows) == 5  # all five were reserved as retries of the unknown outcome
+    moved = delta(before, scrape(kb))
+    stripe = {"vendor": "stripe"}
+    assert kb.key(key["id"])["usage"]["daily_usd"]["used"] == 1  # the store settled it once
+    assert get(moved, "keybrake_settled_usd_total", **stripe) == 1.0  # and the metric agrees
+
+
 def test_no_label_carries_an_unbounded_value(kb: KeybrakeThread) -> None:
     key = kb.issue({"total_usd_cap": 5}, label="acme:agent:7", metadata={"agent_run_id": "run-x"})
     for cents in (100, 900):
@@ -165,6 +199,8 @@ async def test_the_settle_writer_counts_a_settlement_once_even_when_its_commit_i
             self.calls += 1
             if self.calls <= 4:  # the batch, then each job alone: the connection dropped at COMMIT
                 raise EnforcementUnavailable("connection lost", commit_unknown=True, transient=True)
+            for job in jobs:  # the earlier row names this job in settled_by: the store says True
+                job.earlier_settled = job.settles_earlier is not None
 
     metrics = ProxyMetrics(CollectorRegistry())
     writer = SettleWriter(LostAnswer(), metrics)  # type: ignore[arg-type]

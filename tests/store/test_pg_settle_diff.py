@@ -163,6 +163,14 @@ def _arrange(pair: Pair, b: dict[str, Any]) -> list[SettleJob]:
     return jobs
 
 
+def _verdict(pair: Pair, row_id: str) -> str:
+    """The row's verdict now, on the new database."""
+    with psycopg.connect(pair.urls[0], autocommit=True) as c:
+        got = c.execute("SELECT verdict FROM audit WHERE id = %s", (row_id,)).fetchone()
+    assert got is not None
+    return str(got[0])
+
+
 def _kept_row(pair: Pair, now: int) -> str:
     """A request whose outcome is unknown, its reservation kept (on both databases): its id."""
     row = AuditRow(
@@ -206,8 +214,23 @@ def test_settle_function_is_the_shared_settlement(pair: Pair, b: dict[str, Any])
     pair.runner.run(SettleQueries.settle_many(pair.ref, ref_jobs))
     event(f"{sum(1 for r in b['rows'] if r['before'] is not None)} settled before")
     assert new_jobs == ref_jobs  # rows completed and items as the shared path leaves them
+    # Which job settled the earlier outcome_unknown row (the settled-USD metric counts it then):
+    # the same answer on both paths, one job at most, and one exactly when the row was settled.
+    said = [j.earlier_settled for j in new_jobs]
+    assert said == [j.earlier_settled for j in ref_jobs]
     new, ref = pair.dumps()
     assert new == ref
+    earlier = {j.settles_earlier.id for j in jobs if j.settles_earlier is not None}
+    moved = bool(earlier) and _verdict(pair, next(iter(earlier))) == "allowed"  # it was outcome_unknown
+    assert sum(said) == (1 if moved else 0)
+    event(f"{sum(1 for j in jobs if j.settles_earlier is not None)} jobs carry it, {sum(said)} settled it")
+    # The batch again, as after a COMMIT whose answer was lost: the same answers, the same databases.
+    new_again, ref_again = copy.deepcopy(jobs), copy.deepcopy(jobs)
+    pair.runner.run(pair.new.settle_many(new_again))
+    pair.runner.run(SettleQueries.settle_many(pair.ref, ref_again))
+    assert [j.earlier_settled for j in new_again] == [j.earlier_settled for j in ref_again] == said
+    new_db, ref_db = pair.dumps()
+    assert new_db == ref_db
     event("nothing changed" if new == before[0] else "settled")
     event("an earlier request settled" if "outcome settled by the retry" in str(new["audit"]) else "no earlier")
     event("released counted µUSD" if "released" in str(new["audit"]) else "released nothing")

@@ -140,6 +140,9 @@ class ProxyMetrics:
 def booked_usd(job: SettleJob) -> int:
     """µUSD a committed settlement books as the real cost: the row's cost unless its reservation is
     kept (outcome unknown, an estimate awaiting reconciliation: booked when that settles), plus the
-    earlier `outcome_unknown` request a retry's answer settles."""
+    earlier `outcome_unknown` request a retry's answer settles — only if the store says this job's
+    settlement moved it (`earlier_settled`): several retries of one request each carry it, the
+    store settles it once (as the reconciler counts only when `settle_pending` is True)."""
     own = 0 if job.settlement.keep_reservation else job.settlement.cost_usd
-    return own + (job.settles_earlier.cost_usd if job.settles_earlier is not None else 0)
+    earlier = job.settles_earlier
+    return own + (earlier.cost_usd if earlier is not None and job.earlier_settled else 0)

@@ -82,8 +82,10 @@ def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
 
 def apply_settled(jobs: list[SettleJob], res: list[dict[str, Any]]) -> None:
     """Leave each job as the shared path leaves it: an open row's stored reservation as its
-    items, its row completed (verdict, cost, `cap_usage_after_usd`)."""
+    items, its row completed (verdict, cost, `cap_usage_after_usd`), and `earlier_settled`
+    (whether this job's statement moved the earlier `outcome_unknown` row it settles)."""
     for job, r in zip(jobs, res, strict=True):
+        job.earlier_settled = bool(r["earlier_settled"])
         if not r["open"]:
             continue
         job.items = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]

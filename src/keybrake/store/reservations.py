@@ -180,6 +180,11 @@ class SettleJob:
     # The reservation's COMMIT failed without an answer: if it landed after all, settle what the
     # row itself recorded as reserved (`items` is empty then); if it did not, there is nothing to do.
     count: ObjectCount | None = None  # what the call counted for the object it acted on
+    # Set by the store's `settle_many` once committed: True when THIS job moved `settles_earlier`
+    # (the row was still outcome_unknown; or a run of this job that committed, its answer lost:
+    # the row's `settled_by` is this row), False when another retry of the same request or
+    # reconciliation settled it, or there is none. The metric counts the earlier cost only then.
+    earlier_settled: bool = False
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,10 @@ class SettleQueries(SQLBase):
             used: dict[tuple[int, str, str], Row | None] = {}
             for job, it in moves:
                 used[(id(job), it.counter_scope, it.counter)] = _move(cur, it, it.settled_amount(job.settlement))
-            for job in jobs:
-                _settle_one(cur, job, used, job.row.id in open_ids, self.FOR_UPDATE)
+            moved = [_settle_one(cur, job, used, job.row.id in open_ids, self.FOR_UPDATE) for job in jobs]
+        # Only once committed (a batch rolled back and written again job by job starts afresh).
+        for job, earlier_settled in zip(jobs, moved, strict=True):
+            job.earlier_settled = earlier_settled
 
     @blocking
     def pending_estimates(
@@ -139,13 +141,16 @@ def _move(cur: Cursor, it: ReservedItem, actual: int) -> Row | None:
 
 def _settle_one(
     cur: Cursor, job: SettleJob, used: dict[tuple[int, str, str], Row | None], is_open: bool, for_update: str
-) -> None:
+) -> bool:
     """Complete a job's row once its counters moved (`used`: each moved counter's new `used`).
 
     A row no longer open (settled already) is left as it is; what the answer taught about vendor
-    objects and the dedup entry is still recorded (both writes are idempotent).
+    objects and the dedup entry is still recorded (both writes are idempotent). Returns whether
+    this job settled its `settles_earlier` row, in this run or in an earlier run of the same job
+    that committed (its answer lost); False: none, or another retry or reconciliation did.
     """
     row, items, settlement = job.row, job.items, job.settlement
+    earlier_settled = False
     if is_open:
         settlement.apply_to(row)
         daily = next(
@@ -162,7 +167,10 @@ def _settle_one(
             row.cap_usage_after_usd = got[0] if got else None
         cur.execute(_SETTLE_AUDIT, _settle_params(row, items if settlement.keep_reservation else None))
         if job.settles_earlier is not None:
-            _settle_earlier(cur, job.settles_earlier, row.id, for_update)
+            earlier_settled = _settle_earlier(cur, job.settles_earlier, row.id, for_update)
+    if job.settles_earlier is not None and not earlier_settled:
+        # Settled already: by this very job if a run of it committed but its answer was lost.
+        earlier_settled = _settled_by(cur, job.settles_earlier.id, row.id)
     if job.ledger is not None:
         ledger_put(cur, job.ledger[0], job.ledger[1], row.ts)
     if job.count is not None and is_open and row.credential is not None:
@@ -170,6 +178,7 @@ def _settle_one(
         count_object(cur, row.credential, job.count, row.id, held, items, for_update)
     if job.dedup is not None:
         _dedup_settle(cur, job.dedup, row.id)
+    return earlier_settled
 
 
 def _settle_params(row: AuditRow, kept: list[ReservedItem] | None) -> dict[str, Any]:
@@ -216,9 +225,10 @@ def _dedup_settle(cur: Cursor, outcome: DedupOutcome, row_id: str) -> None:
         )
 
 
-def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, for_update: str) -> None:
-    """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation."""
-    _settle_kept(
+def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, for_update: str) -> bool:
+    """A retry's answer tells what the earlier outcome_unknown request did: settle its reservation.
+    True if this call settled it; False if it was no longer outcome_unknown."""
+    return _settle_kept(
         cur,
         earlier.id,
         earlier.cost_usd,
@@ -230,6 +240,13 @@ def _settle_earlier(cur: Cursor, earlier: EarlierSettlement, settled_by: str, fo
         for_update,
         earlier.count,
     )
+
+
+def _settled_by(cur: Cursor, row_id: str, settled_by: str) -> bool:
+    """Whether `row_id` was settled by the row `settled_by` (an earlier attempt of the same job,
+    its COMMIT landed and its answer lost, settled it)."""
+    got = cur.execute("SELECT 1 FROM audit WHERE id = ? AND settled_by = ?", (row_id, settled_by)).fetchone()
+    return got is not None
 
 
 def _settle_kept(
@@ -244,7 +261,8 @@ def _settle_kept(
     for_update: str,
     count: ObjectCount | None = None,
 ) -> bool:
-    """Settle a reservation that was kept past the answer (unknown outcome, pending estimate)."""
+    """Settle a reservation that was kept past the answer (unknown outcome, pending estimate).
+    True if this call moved it; False if the row no longer holds it with one of `verdicts`."""
     marks = ", ".join("?" for _ in verdicts)
     r = cur.execute(
         f"SELECT reservation, credential FROM audit WHERE id = ? AND verdict IN ({marks})"

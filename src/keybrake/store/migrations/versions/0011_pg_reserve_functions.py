@@ -376,9 +376,10 @@ END $$
 """
 
 # `store.sql_settle._settle_earlier`: a retry's answer settles the earlier `outcome_unknown`
-# request it repeats (its kept reservation moves to the real cost).
+# request it repeats (its kept reservation moves to the real cost). True if this call settled
+# it, false if it was no longer outcome_unknown.
 SETTLE_KEPT = r"""
-CREATE OR REPLACE FUNCTION keybrake_settle_kept(e jsonb, p_by text) RETURNS void LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION keybrake_settle_kept(e jsonb, p_by text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     r record;
     it jsonb;
@@ -388,7 +389,7 @@ BEGIN
     SELECT au.reservation, au.credential INTO r FROM audit au
      WHERE au.id = e->>'id' AND au.verdict IN ('outcome_unknown') AND au.reservation IS NOT NULL FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN;
+        RETURN false;
     END IF;
     FOR it IN SELECT x FROM jsonb_array_elements(r.reservation::jsonb) WITH ORDINALITY AS t(x, n)
                ORDER BY CASE WHEN (x->>0) LIKE 'key:%' THEN 0 ELSE 1 END, (x->>0) COLLATE "C",
@@ -410,6 +411,7 @@ BEGIN
                                       (e->'count'->>'amount')::bigint, (e->'count'->>'committed')::bigint,
                                       cost, usd_items);
     END IF;
+    RETURN true;
 END $$
 """
 
@@ -420,8 +422,10 @@ SETTLE_COLS = (
     " upstream_latency_ms, overhead_ms, reservation"
 )
 
-# `store.sql_settle.SettleQueries.settle_many` for batches whose jobs settle no earlier request
-# and bound no object's total (store/pg_settle.py sends the others through the shared path).
+# `store.sql_settle.SettleQueries.settle_many` in one statement. Returns one object per job:
+# `open` (its row still held a reservation), `reservation`, `has_daily`, `cap_usage`, and
+# `earlier_settled` (this job moved its `earlier` outcome_unknown row, in this run or in a run of
+# it that committed with its answer lost (`settled_by` names it): the metric counts it then).
 SETTLE = r"""
 CREATE OR REPLACE FUNCTION keybrake_settle(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
@@ -439,6 +443,7 @@ DECLARE
     params jsonb;
     e jsonb;
     usd_items text;
+    earlier_settled boolean;
     out jsonb := '[]';
 BEGIN
     -- The rows still holding a reservation, locked first (in id order), with what they reserved.
@@ -471,6 +476,7 @@ BEGIN
         is_open := open_rows ? (job->>'row_id');
         daily := NULL;
         cap_usage := NULL;
+        earlier_settled := false;
         IF is_open THEN
             v_items := (open_rows->>(job->>'row_id'))::jsonb;
             SELECT it INTO daily FROM jsonb_array_elements(v_items) WITH ORDINALITY AS u(it, n)
@@ -490,8 +496,13 @@ BEGIN
             UPDATE audit SET (@SETTLE_COLS@) = (SELECT @SETTLE_COLS@ FROM jsonb_populate_record(NULL::audit, params))
              WHERE id = job->>'row_id';
             IF jsonb_typeof(job->'earlier') = 'object' THEN
-                PERFORM keybrake_settle_kept(job->'earlier', job->>'row_id');
+                earlier_settled := keybrake_settle_kept(job->'earlier', job->>'row_id');
             END IF;
+        END IF;
+        IF jsonb_typeof(job->'earlier') = 'object' AND NOT earlier_settled THEN
+            -- Settled already: by this very job if a run of it committed but its answer was lost.
+            earlier_settled := EXISTS (SELECT 1 FROM audit au WHERE au.id = job->'earlier'->>'id'
+                                                                AND au.settled_by = job->>'row_id');
         END IF;
         IF jsonb_typeof(job->'ledger') = 'array' THEN
             FOR e IN SELECT x FROM jsonb_array_elements(job->'ledger') AS t(x) LOOP
@@ -531,7 +542,7 @@ BEGIN
         END IF;
         out := out || jsonb_build_array(jsonb_build_object(
             'open', is_open, 'reservation', open_rows->(job->>'row_id'),
-            'has_daily', daily IS NOT NULL, 'cap_usage', cap_usage));
+            'has_daily', daily IS NOT NULL, 'cap_usage', cap_usage, 'earlier_settled', earlier_settled));
         j := j + 1;
     END LOOP;
     RETURN out;
@@ -547,6 +558,8 @@ def upgrade() -> None:
     op.execute(RESERVE)
     op.execute(HUMAN_USD)
     op.execute(COUNT_OBJECT)
+    # It returned void before it told whether it settled anything (a return type is not replaced).
+    op.execute("DROP FUNCTION IF EXISTS keybrake_settle_kept(jsonb, text)")
     op.execute(SETTLE_KEPT)
     op.execute(SETTLE)
 
