@@ -31,6 +31,7 @@ class Check:
     name: str
     value: str
     passed: bool
+    target: bool = True  # a performance target (False: a correctness check, e.g. the audit rows)
 
 
 def add_target_options(p: argparse.ArgumentParser) -> None:
