@@ -12,7 +12,7 @@ from keybrake.admin.models import BudgetIn, BudgetPatchIn
 from keybrake.core.caps import BUDGET_CAPS
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import resets_at, window_start
+from keybrake.core.windows import resets_at
 from keybrake.runtime import Runtime
 from keybrake.store.base import BudgetRecord
 
@@ -118,8 +118,10 @@ def scope_json(rec: BudgetRecord) -> Any:
 async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
     now = rt.budget_store.now_ms()
     specs = rec.caps(0)
+    # The rows reservations count in: window starts from the engine's one source (PostgreSQL's tzdata).
+    starts = await rt.budget_store.window_starts(now, [(c.window, c.timezone) for c in specs])
     counters = await rt.budget_store.counters_for(
-        f"budget:{rec.id}", [(c.counter, window_start(c.window, now, c.timezone)) for c in specs]
+        f"budget:{rec.id}", [(c.counter, ws) for c, ws in zip(specs, starts, strict=True)]
     )
     usage: dict[str, Any] = {}
     for spec in specs:

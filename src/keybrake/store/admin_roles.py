@@ -3,8 +3,10 @@ other roles extend (`roles.py`). Money in micro-USD, times in Unix ms."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from keybrake.core.windows import Window
 from keybrake.store.records import (
     AdminTokenRecord,
     AlertDestination,
@@ -35,6 +37,16 @@ class CounterReader(Protocol):
 
     async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
         """`scope` (key:vk_… | budget:bud_…), `counters` [(counter, window start)] → value per counter."""
+        ...
+
+
+class WindowStarts(Protocol):
+    """Which counter row is current: the window starts reservations use (one source per engine)."""
+
+    async def window_starts(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+        """The start (Unix ms) of each (window, IANA zone) at `now_ms`, as the engine's
+        reservations compute it (PostgreSQL: `keybrake_window_start`, the server's tzdata, in one
+        query; SQLite: Python's). Raises EnforcementUnavailable."""
         ...
 
 
@@ -118,7 +130,7 @@ class CredentialStore(Clock, Protocol):
     async def active_key_count(self, credential: str) -> int: ...
 
 
-class BudgetStore(BudgetReader, CounterReader, Clock, Protocol):
+class BudgetStore(BudgetReader, CounterReader, WindowStarts, Clock, Protocol):
     """Shared budgets (admin/budgets.py): create, change, delete, and their counters."""
 
     async def insert_budget(self, rec: BudgetRecord) -> None:

@@ -20,6 +20,7 @@ import functools
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -30,7 +31,7 @@ from psycopg.types.json import Jsonb
 
 from keybrake.core.caps import BUDGET_CAPS, SEND_COUNTERS
 from keybrake.core.errors import CapHit, EnforcementUnavailable
-from keybrake.core.windows import Window, resets_at
+from keybrake.core.windows import Window, resets_at, window_start
 from keybrake.store.pg_conn import _unavailable
 from keybrake.store.records import AuditRow, CapSpec, CredentialRecord
 from keybrake.store.reservations import (
@@ -43,7 +44,7 @@ from keybrake.store.reservations import (
     ReserveResult,
     RetryCheck,
 )
-from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_base import Cursor, SQLBase, blocking
 from keybrake.store.sql_rows import _key, _row_params
 
 # The transaction advisory lock ordering budget writes against reservations ("kbbudget").
@@ -161,6 +162,13 @@ def reserve_result(res: dict[str, Any], row: AuditRow) -> ReserveResult:
     return ReserveResult(state, items=items, remaining_usd=res["remaining"], credential=credential, retry_of=retry_of)
 
 
+def _plain_start(window: Window, now: int, tz: str) -> int | None:
+    """A window start both engines compute alike without tzdata (hour, total, UTC day); None otherwise."""
+    if window is Window.HOUR or window is Window.TOTAL or (window is Window.DAY and tz == "UTC"):
+        return window_start(window, now, tz)
+    return None
+
+
 def _cap_hit(c: dict[str, Any]) -> CapHit:
     ws = int(c["ws"])
     return CapHit(
@@ -211,6 +219,29 @@ class PGReserveQueries(SQLBase):
                 raise EnforcementUnavailable(str(exc), transient=True) from exc.__cause__
             raise
         return reserve_result(res, row)
+
+    def _window_starts(self, cur: Cursor | None, now: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+        """The database's `keybrake_window_start` for every zoned window (one SELECT, on `cur` or,
+        with None, the call's connection); hour, total and UTC day windows are plain arithmetic,
+        the same in both (the function's own shortcuts), and cost no query."""
+        out = [_plain_start(w, now, tz) for w, tz in windows]
+        ask = [(i, w, tz) for i, (w, tz) in enumerate(windows) if out[i] is None]
+        if ask:
+            cols = ", ".join("keybrake_window_start(?, CAST(? AS BIGINT), ?)" for _ in ask)
+            params = [p for _, w, tz in ask for p in (w.value, now, tz)]
+            got = (
+                cur.execute(f"SELECT {cols}", params).fetchone()
+                if cur is not None
+                else self._read(f"SELECT {cols}", params)[0]
+            )
+            for n, (i, _, _) in enumerate(ask):
+                out[i] = int(got[n])
+        return [int(v) for v in out if v is not None]
+
+    async def window_starts(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+        if all(_plain_start(w, now_ms, tz) is not None for w, tz in windows):
+            return self._window_starts(None, now_ms, windows)
+        return await self._run(functools.partial(self._window_starts, None, now_ms, list(windows)))
 
     def _landed_nowhere(self, row_id: str) -> bool:
         """After a reservation's connection was lost: True only when its session is gone and its
