@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message, validation
-from keybrake.admin.models import BudgetIn, BudgetPatchIn
+from keybrake.admin.models import LEAP_SECOND_PREFIX, BudgetIn, BudgetPatchIn
 from keybrake.core.caps import BUDGET_CAPS
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
 from keybrake.core.windows import resets_at
+from keybrake.logs import event
 from keybrake.runtime import Runtime
-from keybrake.store.base import BudgetRecord
+from keybrake.store.base import BudgetRecord, BudgetStore
+
+log = logging.getLogger("keybrake.admin")
 
 CAPS = tuple(c.field for c in BUDGET_CAPS)
 _COUNT_CAPS = frozenset(c.field for c in BUDGET_CAPS if not c.is_usd)
@@ -33,6 +38,7 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         kind, value = next((k, v) for k, v in body.scope.model_dump().items() if v is not None)
         if kind == "vendor" and value not in rt.vendors:
             raise validation(f"unknown vendor {value!r}; known: {', '.join(sorted(rt.vendors))}", "scope.vendor")
+    await _zone_known(rt, body.timezone)
     now = rt.budget_store.now_ms()
     rec = BudgetRecord(
         id="bud_" + secrets.token_urlsafe(16).replace("-", "a").replace("_", "b")[:22],
@@ -53,6 +59,40 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         # Like a key's warnings: created (a credential may be added later), but it covers nothing yet.
         out["warnings"] = [f"no credential named {value!r} exists: this budget covers no key until one is added"]
     return out
+
+
+async def _zone_known(rt: Runtime, tz: str) -> None:
+    """400 naming the zone when the database cannot compute windows in it (PostgreSQL's tzdata
+    lacks it): refused now rather than every covered key's reservation failing with 503 later."""
+    reason = await rt.budget_store.zone_refusal(tz)
+    if reason is not None:
+        raise validation(f"timezone: the database does not know the time zone {tz!r} ({reason})", "timezone")
+
+
+async def log_unusable_zones(store: BudgetStore) -> int:
+    """At start-up: an ERROR naming every budget whose time zone reservations cannot use (a
+    leap-second 'right/' zone, or one the database refuses): every key it covers is refused with
+    503 until its timezone is changed (docs/operations.md). Returns how many; a store that does
+    not answer is left to the jobs to report."""
+    bad = 0
+    try:
+        for b in await store.list_budgets():
+            reason = "leap-second zone" if b.timezone.startswith(LEAP_SECOND_PREFIX) else None
+            reason = reason or await store.zone_refusal(b.timezone)
+            if reason is not None:
+                bad += 1
+                event(
+                    log,
+                    "budget time zone unusable: reservations of covered keys fail (503) until it is changed",
+                    logging.ERROR,
+                    budget=b.id,
+                    name=b.name,
+                    timezone=b.timezone,
+                    reason=reason,
+                )
+    except EnforcementUnavailable:
+        pass
+    return bad
 
 
 async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
@@ -84,6 +124,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         msg = pydantic_message(err["msg"])
         raise validation(f"{where}: {msg}" if where else msg, where) from None
     _require_a_cap(body.model_dump())
+    await _zone_known(rt, body.timezone)
     rec = BudgetRecord(
         id=current.id,
         name=body.name,

@@ -49,6 +49,12 @@ class WindowStarts(Protocol):
         query; SQLite: Python's). Raises EnforcementUnavailable."""
         ...
 
+    async def zone_refusal(self, tz: str) -> str | None:
+        """None when the engine's reservations can compute windows in zone `tz`; otherwise the
+        database's reason (PostgreSQL refuses a zone its tzdata lacks; SQLite uses Python's, which
+        the admin validator already checked). Raises EnforcementUnavailable."""
+        ...
+
 
 class CredentialReader(Protocol):
     """A credential by name (its sealed secret, vendor, base URL, generation)."""

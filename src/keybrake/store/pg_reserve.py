@@ -243,6 +243,20 @@ class PGReserveQueries(SQLBase):
             return self._window_starts(None, now_ms, windows)
         return await self._run(functools.partial(self._window_starts, None, now_ms, list(windows)))
 
+    async def zone_refusal(self, tz: str) -> str | None:
+        return await self._run(functools.partial(self._zone_refusal, tz))
+
+    def _zone_refusal(self, tz: str) -> str | None:
+        """PostgreSQL's reason for refusing `tz` in `keybrake_window_start` (its tzdata lacks it,
+        or it uses leap seconds), or None. Other errors raise EnforcementUnavailable."""
+        try:
+            self._conn().execute("SELECT keybrake_window_start('month', 0, %s)", (tz,), prepare=False).fetchone()
+        except pg_errors.InvalidParameterValue as exc:
+            return exc.diag.message_primary or str(exc)
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        return None
+
     def _landed_nowhere(self, row_id: str) -> bool:
         """After a reservation's connection was lost: True only when its session is gone and its
         in-flight row is not in the database (so nothing it did can ever commit). Any doubt

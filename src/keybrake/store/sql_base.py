@@ -151,6 +151,11 @@ class SQLBase:
         query for all `windows` on PostgreSQL, none on SQLite. Raises EnforcementUnavailable."""
         return self._window_starts(None, now_ms, windows)
 
+    async def zone_refusal(self, tz: str) -> str | None:
+        """None when reservations can compute windows in `tz` (SQLite: always; Python's zoneinfo is
+        the admin validator's). PostgreSQL overrides it with the database's answer."""
+        return None
+
     NOW_SQL = "NULL"  # the database clock in Unix ms, read inside a statement
     FOR_SHARE = ""  # a shared row lock that a FOR UPDATE elsewhere waits for (SQLite: the writer lock)
     FOR_UPDATE = ""  # row locks for a read that decides a write (SQLite's writer lock covers it)
