@@ -110,6 +110,12 @@ def test_a_budget_created_under_tzdata_skew_counts_what_covered_keys_spent(
         with kb.admin() as c:
             usage = c.get(f"/v1/budgets/{bud['id']}").json()["usage"]["daily_usd"]
         assert (usage["used"], usage["reserved"], usage["limit"]) == (10, 0, 10)
+        if pg_start is not None:  # the window ends where the database's next day starts
+            end = database_day_start(kb, pg_start + 36 * 3_600_000)
+            assert end is not None
+            assert usage["resets_at"] == dt.datetime.fromtimestamp(end / 1000, dt.UTC).strftime(
+                "%Y-%m-%dT%H:%M:%S.000Z"
+            )
         # The alert scan reads the same row: the budget's 100 % threshold fires, for that window.
         fired = wait_for(
             lambda: [

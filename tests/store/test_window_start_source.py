@@ -1,7 +1,7 @@
 """On PostgreSQL every window start of a budget counter comes from the database's
 `keybrake_window_start` (the reservation's own, `keybrake_reserve`): budget seeding, relabel moves
 (`sql_budgets.py`, through `SQLBase._window_starts` in their transaction), the admin usage and the
-alert scans (`window_starts`, which admin/budgets.py `render` and jobs/alert_scans.py
+alert scans (`window_bounds`, which admin/budgets.py `render` and jobs/alert_scans.py
 `scan_thresholds` call). Random zones and instants; the function is the reference.
 
 Python's zoneinfo is skewed for the whole test (as the red team's tzskew.py does): every zone
@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keybrake.core import windows
+from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
 from keybrake.store.base import Store
@@ -123,7 +124,16 @@ def test_seeding_relabel_usage_and_alerts_use_the_databases_window_starts(
     env.clock.ms = now
     want = {w: env.sql_start(w, now, tz) for w in Window}
     # usage (admin/budgets.py) and alert scans (jobs/alert_scans.py): one call for every pair
-    assert env.run(env.store.window_starts(now, [(w, tz) for w in Window])) == [want[w] for w in Window]
+    bounds = env.run(env.store.window_bounds(now, [(w, tz) for w in Window]))
+    assert [b[0] for b in bounds] == [want[w] for w in Window]
+    # ... and the end each shows (resets_at): the function's next window
+    ends: dict[Window, int | None] = {
+        w: env.sql_start(w, want[w] + step, tz)
+        for w, step in ((Window.DAY, 36 * 3_600_000), (Window.MONTH, 32 * DAY_MS))
+    }
+    ends[Window.HOUR], ends[Window.TOTAL] = want[Window.HOUR] + 3_600_000, None
+    assert [b[1] for b in bounds] == [ends[w] for w in Window]
+    assert all(e is None or want[w] < e for w, e in ends.items())
     # seeding: every counter of a new budget in the window the function names
     caps = {"daily_usd_cap": 10 * USD, "monthly_usd_cap": 10 * USD, "daily_request_cap": 5}
     seed = budget_record(f"bud_s{i}", now, scope="label_prefix", value=f"none{i}:", timezone=tz, **caps)

@@ -14,7 +14,6 @@ from keybrake.core.caps import BUDGET_CAPS
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import resets_at
 from keybrake.logs import event
 from keybrake.runtime import Runtime
 from keybrake.store.base import BudgetRecord, BudgetStore
@@ -160,9 +159,10 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
     now = rt.budget_store.now_ms()
     specs = rec.caps(0)
     # The rows reservations count in: window starts from the engine's one source (PostgreSQL's tzdata).
-    starts = await rt.budget_store.window_starts(now, [(c.window, c.timezone) for c in specs])
+    bounds = await rt.budget_store.window_bounds(now, [(c.window, c.timezone) for c in specs])
+    resets = {c.counter: end for c, (_, end) in zip(specs, bounds, strict=True)}
     counters = await rt.budget_store.counters_for(
-        f"budget:{rec.id}", [(c.counter, ws) for c, ws in zip(specs, starts, strict=True)]
+        f"budget:{rec.id}", [(c.counter, ws) for c, (ws, _) in zip(specs, bounds, strict=True)]
     )
     usage: dict[str, Any] = {}
     for spec in specs:
@@ -171,7 +171,7 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
             continue
         c = counters[spec.counter]
         money = spec.is_usd
-        reset = resets_at(spec.window, c.window_start, spec.timezone)
+        reset = resets[spec.counter]
         usage[spec.counter] = {
             "limit": to_json_number(limit) if money else limit,
             "used": to_json_number(c.used) if money else c.used,

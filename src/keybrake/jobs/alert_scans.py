@@ -16,7 +16,7 @@ from keybrake.config import Settings
 from keybrake.core.caps import CAPS_BY_COUNTER
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import Window, resets_at
+from keybrake.core.windows import Window
 from keybrake.jobs.alert_format import anomaly_data, hourly_baselines, threshold_data
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, LOOKBACK_MS, Alerts
 from keybrake.jobs.base import Job
@@ -107,17 +107,16 @@ class AlertScans(Job):
                 tz = budget.timezone
             near.append((c, kind, scope_id, spec.window, spec.field, tz))
         # The current windows as reservations compute them (one query on PostgreSQL).
-        starts = await self.store.window_starts(now, [(n[3], n[5]) for n in near])
-        for (c, kind, scope_id, window, name, tz), ws in zip(near, starts, strict=True):
+        bounds = await self.store.window_bounds(now, [(n[3], n[5]) for n in near])
+        for (c, kind, scope_id, window, name, _), (ws, reset) in zip(near, bounds, strict=True):
             if ws != c.window_start:
                 continue  # an earlier window: not news any more
-            reset = resets_at(window, c.window_start, tz)
             pct_used = (c.used + c.reserved) * 100 / c.limit
             for dest in dests:
                 for pct in dest.thresholds or DEFAULT_THRESHOLDS:
                     if pct_used < pct:
                         continue
-                    data = threshold_data(c, kind, scope_id, name, pct, window, tz)
+                    data = threshold_data(c, kind, scope_id, name, pct, window, reset)
                     key = f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}"
                     queued += await self.alerts.queue_one(dest, "cap.threshold", data, key, reset)
         return queued

@@ -43,10 +43,11 @@ class CounterReader(Protocol):
 class WindowStarts(Protocol):
     """Which counter row is current: the window starts reservations use (one source per engine)."""
 
-    async def window_starts(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
-        """The start (Unix ms) of each (window, IANA zone) at `now_ms`, as the engine's
-        reservations compute it (PostgreSQL: `keybrake_window_start`, the server's tzdata, in one
-        query; SQLite: Python's). Raises EnforcementUnavailable."""
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, end) in Unix ms of each (window, IANA zone) current at `now_ms`, as the engine's
+        reservations compute them (PostgreSQL: `keybrake_window_start`, the server's tzdata, in one
+        query; SQLite: Python's); the end is the next window's start (None: a total window).
+        Raises EnforcementUnavailable."""
         ...
 
     async def zone_refusal(self, tz: str) -> str | None:

@@ -162,6 +162,19 @@ def reserve_result(res: dict[str, Any], row: AuditRow) -> ReserveResult:
     return ReserveResult(state, items=items, remaining_usd=res["remaining"], credential=credential, retry_of=retry_of)
 
 
+# From a window's start, a step that lands inside the next window (days: 23–25 h; months: 28–31 days).
+_NEXT_STEP_MS = {Window.DAY: 36 * 3_600_000, Window.MONTH: 32 * 86_400_000}
+
+
+def _plain_bounds(now: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+    """Python's (start, next start) of each window (exact for hour, total and UTC day windows)."""
+    out: list[tuple[int, int | None]] = []
+    for w, tz in windows:
+        ws = window_start(w, now, tz)
+        out.append((ws, resets_at(w, ws, tz)))
+    return out
+
+
 def _plain_start(window: Window, now: int, tz: str) -> int | None:
     """A window start both engines compute alike without tzdata (hour, total, UTC day); None otherwise."""
     if window is Window.HOUR or window is Window.TOTAL or (window is Window.DAY and tz == "UTC"):
@@ -238,10 +251,27 @@ class PGReserveQueries(SQLBase):
                 out[i] = int(got[n])
         return [int(v) for v in out if v is not None]
 
-    async def window_starts(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
         if all(_plain_start(w, now_ms, tz) is not None for w, tz in windows):
-            return self._window_starts(None, now_ms, windows)
-        return await self._run(functools.partial(self._window_starts, None, now_ms, list(windows)))
+            return _plain_bounds(now_ms, windows)
+        return await self._run(functools.partial(self._window_bounds, now_ms, list(windows)))
+
+    def _window_bounds(self, now: int, windows: list[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, next start) of each zoned window from `keybrake_window_start`, in one SELECT: the
+        next start is the function's at start + a step that always lands in the next window (a
+        day is 23–25 h, a month 28–31 days)."""
+        out = _plain_bounds(now, windows)
+        ask = [(i, w, tz) for i, (w, tz) in enumerate(windows) if _plain_start(w, now, tz) is None]
+        one = "keybrake_window_start(?, CAST(? AS BIGINT), ?)"
+        nxt = "keybrake_window_start(?, keybrake_window_start(?, CAST(? AS BIGINT), ?) + CAST(? AS BIGINT), ?)"
+        cols = ", ".join(f"{one}, {nxt}" for _ in ask)
+        params: list[Any] = []
+        for _, w, tz in ask:
+            params += [w.value, now, tz, w.value, w.value, now, tz, _NEXT_STEP_MS[w], tz]
+        got = self._read(f"SELECT {cols}", params)[0]
+        for n, (i, _, _) in enumerate(ask):
+            out[i] = (int(got[2 * n]), int(got[2 * n + 1]))
+        return out
 
     async def zone_refusal(self, tz: str) -> str | None:
         return await self._run(functools.partial(self._zone_refusal, tz))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from keybrake.core.windows import Window, window_start
+from keybrake.core.windows import Window, resets_at, window_start
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,10 +146,14 @@ class SQLBase:
         """
         return [window_start(w, now, tz) for w, tz in windows]
 
-    async def window_starts(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
-        """`_window_starts` for callers outside a transaction (admin usage, alert scans): one
-        query for all `windows` on PostgreSQL, none on SQLite. Raises EnforcementUnavailable."""
-        return self._window_starts(None, now_ms, windows)
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, next window's start; None for total) of each window at `now_ms`, as
+        `_window_starts` computes them, for callers outside a transaction (admin usage, alert
+        scans): one query for all `windows` on PostgreSQL, none on SQLite. Raises EnforcementUnavailable."""
+        out: list[tuple[int, int | None]] = []
+        for (w, tz), ws in zip(windows, self._window_starts(None, now_ms, windows), strict=True):
+            out.append((ws, resets_at(w, ws, tz)))
+        return out
 
     async def zone_refusal(self, tz: str) -> str | None:
         """None when reservations can compute windows in `tz` (SQLite: always; Python's zoneinfo is
