@@ -74,10 +74,13 @@ async def log_unusable_zones(store: BudgetStore) -> int:
     503 until its timezone is changed (docs/operations.md). Returns how many; a store that does
     not answer is left to the jobs to report."""
     bad = 0
+    refused: dict[str, str | None] = {}  # one database question per zone
     try:
         for b in await store.list_budgets():
-            reason = "leap-second zone" if b.timezone.startswith(LEAP_SECOND_PREFIX) else None
-            reason = reason or await store.zone_refusal(b.timezone)
+            if b.timezone not in refused:
+                leap = b.timezone.startswith(LEAP_SECOND_PREFIX)
+                refused[b.timezone] = "leap-second zone" if leap else await store.zone_refusal(b.timezone)
+            reason = refused[b.timezone]
             if reason is not None:
                 bad += 1
                 event(

@@ -197,7 +197,9 @@ def _cap_hit(c: dict[str, Any]) -> CapHit:
 
 
 class PGReserveQueries(SQLBase):
-    """`reserve` as one statement (PostgreSQL only; `PostgresStore` puts it before the shared one)."""
+    """`reserve` as one statement (PostgreSQL only; `PostgresStore` puts it before the shared one),
+    and the one source of window starts every other budget-counter path uses on PostgreSQL
+    (`_window_starts`, `window_bounds`, `zone_refusal`): the database's `keybrake_window_start`."""
 
     _local: threading.local  # PostgresStore's: the call's connection and statement count
     _conninfo: str
