@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from keybrake.core.errors import CapHit
 from keybrake.core.jsonfmt import dumps
-from keybrake.core.windows import Window
+from keybrake.core.windows import Window, resets_at
 from keybrake.jobs.alert_format import anomaly_data, threshold_data
 from keybrake.store.base import CounterUsage
 from tests.harness import examples
+
+DAY_END = resets_at(Window.DAY, 0)  # the counters below start at 0
 
 MICRO = st.integers(0, 10**15)
 MONEY_FIELDS = {
@@ -38,7 +40,7 @@ def test_every_events_money_is_an_exact_json_number(
     """Newcomer: cap.threshold had strings ("limit": "100") while cap.hit had numbers."""
     c = CounterUsage("key:vk_x", "daily_usd", 0, used, reserved, max(limit, 1))
     cases = {
-        "cap.threshold": (threshold_data(c, "key", "vk_x", "daily_usd_cap", 50, Window.DAY, "UTC"),
+        "cap.threshold": (threshold_data(c, "key", "vk_x", "daily_usd_cap", 50, Window.DAY, DAY_END),
                           {"limit": max(limit, 1), "used": used + reserved}),
         "cap.hit": (CapHit("key", "vk_x", "daily_usd_cap", limit, used, requested, None, True).as_json(),
                     {"limit_usd": limit, "used_usd": used, "requested_usd": requested}),
@@ -53,5 +55,7 @@ def test_every_events_money_is_an_exact_json_number(
 
 def test_a_count_caps_threshold_stays_a_count() -> None:
     c = CounterUsage("key:vk_x", "hourly_requests", 0, 7, 1, 10)
-    d = threshold_data(c, "key", "vk_x", "max_requests_per_hour", 80, Window.HOUR, "UTC")
+    d = threshold_data(
+        c, "key", "vk_x", "max_requests_per_hour", 80, Window.HOUR, resets_at(Window.HOUR, c.window_start)
+    )
     assert (d["limit"], d["used"], d["unit"]) == (10, 8, "count")

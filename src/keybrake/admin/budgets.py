@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from pydantic import ValidationError
 
 from keybrake.admin.errors import ApiError, field_path, not_found, pydantic_message, validation
-from keybrake.admin.models import BudgetIn, BudgetPatchIn
+from keybrake.admin.models import LEAP_SECOND_PREFIX, BudgetIn, BudgetPatchIn
 from keybrake.core.caps import BUDGET_CAPS
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import resets_at, window_start
+from keybrake.logs import event
 from keybrake.runtime import Runtime
-from keybrake.store.base import BudgetRecord
+from keybrake.store.base import BudgetRecord, BudgetStore
+
+log = logging.getLogger("keybrake.admin")
 
 CAPS = tuple(c.field for c in BUDGET_CAPS)
 _COUNT_CAPS = frozenset(c.field for c in BUDGET_CAPS if not c.is_usd)
@@ -33,6 +37,7 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         kind, value = next((k, v) for k, v in body.scope.model_dump().items() if v is not None)
         if kind == "vendor" and value not in rt.vendors:
             raise validation(f"unknown vendor {value!r}; known: {', '.join(sorted(rt.vendors))}", "scope.vendor")
+    await _zone_known(rt, body.timezone)
     now = rt.budget_store.now_ms()
     rec = BudgetRecord(
         id="bud_" + secrets.token_urlsafe(16).replace("-", "a").replace("_", "b")[:22],
@@ -53,6 +58,43 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         # Like a key's warnings: created (a credential may be added later), but it covers nothing yet.
         out["warnings"] = [f"no credential named {value!r} exists: this budget covers no key until one is added"]
     return out
+
+
+async def _zone_known(rt: Runtime, tz: str) -> None:
+    """400 naming the zone when the database cannot compute windows in it (PostgreSQL's tzdata
+    lacks it): refused now rather than every covered key's reservation failing with 503 later."""
+    reason = await rt.budget_store.zone_refusal(tz)
+    if reason is not None:
+        raise validation(f"timezone: the database does not know the time zone {tz!r} ({reason})", "timezone")
+
+
+async def log_unusable_zones(store: BudgetStore) -> int:
+    """At start-up: an ERROR naming every budget whose time zone reservations cannot use (a
+    leap-second 'right/' zone, or one the database refuses): every key it covers is refused with
+    503 until its timezone is changed (docs/operations.md). Returns how many; a store that does
+    not answer is left to the jobs to report."""
+    bad = 0
+    refused: dict[str, str | None] = {}  # one database question per zone
+    try:
+        for b in await store.list_budgets():
+            if b.timezone not in refused:
+                leap = b.timezone.startswith(LEAP_SECOND_PREFIX)
+                refused[b.timezone] = "leap-second zone" if leap else await store.zone_refusal(b.timezone)
+            reason = refused[b.timezone]
+            if reason is not None:
+                bad += 1
+                event(
+                    log,
+                    "budget time zone unusable: reservations of covered keys fail (503) until it is changed",
+                    logging.ERROR,
+                    budget=b.id,
+                    name=b.name,
+                    timezone=b.timezone,
+                    reason=reason,
+                )
+    except EnforcementUnavailable:
+        pass
+    return bad
 
 
 async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
@@ -84,6 +126,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         msg = pydantic_message(err["msg"])
         raise validation(f"{where}: {msg}" if where else msg, where) from None
     _require_a_cap(body.model_dump())
+    await _zone_known(rt, body.timezone)
     rec = BudgetRecord(
         id=current.id,
         name=body.name,
@@ -118,8 +161,11 @@ def scope_json(rec: BudgetRecord) -> Any:
 async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
     now = rt.budget_store.now_ms()
     specs = rec.caps(0)
+    # The rows reservations count in: window starts from the engine's one source (PostgreSQL's tzdata).
+    bounds = await rt.budget_store.window_bounds(now, [(c.window, c.timezone) for c in specs])
+    resets = {c.counter: end for c, (_, end) in zip(specs, bounds, strict=True)}
     counters = await rt.budget_store.counters_for(
-        f"budget:{rec.id}", [(c.counter, window_start(c.window, now, c.timezone)) for c in specs]
+        f"budget:{rec.id}", [(c.counter, ws) for c, (ws, _) in zip(specs, bounds, strict=True)]
     )
     usage: dict[str, Any] = {}
     for spec in specs:
@@ -128,7 +174,7 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
             continue
         c = counters[spec.counter]
         money = spec.is_usd
-        reset = resets_at(spec.window, c.window_start, spec.timezone)
+        reset = resets[spec.counter]
         usage[spec.counter] = {
             "limit": to_json_number(limit) if money else limit,
             "used": to_json_number(c.used) if money else c.used,

@@ -97,11 +97,20 @@ class AdminTokenIn(Strict):
     label: str = Field(min_length=1, max_length=200)
 
 
+# Leap-second variants of the IANA zones (right/UTC, right/Europe/Berlin): refused.
+LEAP_SECOND_PREFIX = "right/"
+
+
 def _timezone(v: object) -> str:
     from zoneinfo import ZoneInfo
 
     if not isinstance(v, str):
         raise ValueError("timezone must be a string naming an IANA time zone such as 'UTC' or 'America/New_York'")
+    if v.startswith(LEAP_SECOND_PREFIX):
+        # PostgreSQL refuses them (no leap seconds), and a day of a leap-second zone is not a
+        # calendar day of the zone anyway: one rule for both engines.
+        plain = v[len(LEAP_SECOND_PREFIX) :]
+        raise ValueError(f"{v!r} is a leap-second ('right/') zone, which budgets do not support; use {plain!r}")
     try:
         ZoneInfo(v)
     except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError

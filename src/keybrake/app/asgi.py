@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from keybrake import deadline
 from keybrake.admin.api import build_admin_app
+from keybrake.admin.budgets import log_unusable_zones
 from keybrake.admin.gate import AdminGate, error_body
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.app.self_view import self_view
@@ -270,6 +271,7 @@ class KeybrakeApp:
     async def startup(self) -> None:
         """Register this instance and recover what stopped replicas left, then start the jobs."""
         await self.housekeeping.register()
+        await log_unusable_zones(self.rt.store)
         self.jobs.start()
         event(log, "keybrake started", instance=self.instance_id)
 

@@ -16,7 +16,7 @@ from typing import Any
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import Window, resets_at
+from keybrake.core.windows import Window
 from keybrake.store.base import AlertDestination, CounterUsage, Delivery
 from keybrake.store.ids import new_audit_id
 
@@ -129,10 +129,11 @@ def anomaly_data(
 
 
 def threshold_data(
-    c: CounterUsage, kind: str, scope_id: str, name: str, pct: int, window: Window, tz: str
+    c: CounterUsage, kind: str, scope_id: str, name: str, pct: int, window: Window, reset: int | None
 ) -> dict[str, Any]:
+    """cap.threshold's data; `reset` (Unix ms, None for a total cap) is the window's end as the
+    store computes window starts (`window_bounds`)."""
     money = c.counter.endswith("_usd")
-    reset = resets_at(window, c.window_start, tz)
     return {
         "scope": kind,
         "id": scope_id,

@@ -16,12 +16,12 @@ from keybrake.config import Settings
 from keybrake.core.caps import CAPS_BY_COUNTER
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.core.timefmt import rfc3339
-from keybrake.core.windows import resets_at, window_start
+from keybrake.core.windows import Window
 from keybrake.jobs.alert_format import anomaly_data, hourly_baselines, threshold_data
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, LOOKBACK_MS, Alerts
 from keybrake.jobs.base import Job
 from keybrake.logs import event
-from keybrake.store.base import AlertScanStore
+from keybrake.store.base import AlertScanStore, CounterUsage
 
 log = logging.getLogger("keybrake.jobs.alerts")
 
@@ -93,27 +93,30 @@ class AlertScans(Job):
         now = self.store.now_ms()
         queued = 0
         # Only windows that can still be current: a month at most (total caps have no window).
+        near: list[tuple[CounterUsage, str, str, Window, str, str]] = []
         for c in await self.store.counters_near_caps(lowest, now - 32 * 86_400_000):
             kind, _, scope_id = c.scope.partition(":")
             spec = CAPS_BY_COUNTER.get((kind, c.counter))
             if spec is None:
                 continue
-            window, name = spec.window, spec.field
             tz = "UTC"
             if kind == "budget":
                 budget = await self.store.get_budget(scope_id)
                 if budget is None:
                     continue
                 tz = budget.timezone
-            if window_start(window, now, tz) != c.window_start:
+            near.append((c, kind, scope_id, spec.window, spec.field, tz))
+        # The current windows as reservations compute them (one query on PostgreSQL).
+        bounds = await self.store.window_bounds(now, [(n[3], n[5]) for n in near])
+        for (c, kind, scope_id, window, name, _), (ws, reset) in zip(near, bounds, strict=True):
+            if ws != c.window_start:
                 continue  # an earlier window: not news any more
-            reset = resets_at(window, c.window_start, tz)
             pct_used = (c.used + c.reserved) * 100 / c.limit
             for dest in dests:
                 for pct in dest.thresholds or DEFAULT_THRESHOLDS:
                     if pct_used < pct:
                         continue
-                    data = threshold_data(c, kind, scope_id, name, pct, window, tz)
+                    data = threshold_data(c, kind, scope_id, name, pct, window, reset)
                     key = f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}"
                     queued += await self.alerts.queue_one(dest, "cap.threshold", data, key, reset)
         return queued

@@ -3,8 +3,10 @@ other roles extend (`roles.py`). Money in micro-USD, times in Unix ms."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from keybrake.core.windows import Window
 from keybrake.store.records import (
     AdminTokenRecord,
     AlertDestination,
@@ -35,6 +37,23 @@ class CounterReader(Protocol):
 
     async def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:
         """`scope` (key:vk_… | budget:bud_…), `counters` [(counter, window start)] → value per counter."""
+        ...
+
+
+class WindowStarts(Protocol):
+    """Which counter row is current: the window starts reservations use (one source per engine)."""
+
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, end) in Unix ms of each (window, IANA zone) current at `now_ms`, as the engine's
+        reservations compute them (PostgreSQL: `keybrake_window_start`, the server's tzdata, in one
+        query; SQLite: Python's); the end is the next window's start (None: a total window).
+        Raises EnforcementUnavailable."""
+        ...
+
+    async def zone_refusal(self, tz: str) -> str | None:
+        """None when the engine's reservations can compute windows in zone `tz`; otherwise the
+        database's reason (PostgreSQL refuses a zone its tzdata lacks; SQLite uses Python's, which
+        the admin validator already checked). Raises EnforcementUnavailable."""
         ...
 
 
@@ -118,7 +137,7 @@ class CredentialStore(Clock, Protocol):
     async def active_key_count(self, credential: str) -> int: ...
 
 
-class BudgetStore(BudgetReader, CounterReader, Clock, Protocol):
+class BudgetStore(BudgetReader, CounterReader, WindowStarts, Clock, Protocol):
     """Shared budgets (admin/budgets.py): create, change, delete, and their counters."""
 
     async def insert_budget(self, rec: BudgetRecord) -> None:

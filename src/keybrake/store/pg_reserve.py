@@ -20,6 +20,7 @@ import functools
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -30,7 +31,7 @@ from psycopg.types.json import Jsonb
 
 from keybrake.core.caps import BUDGET_CAPS, SEND_COUNTERS
 from keybrake.core.errors import CapHit, EnforcementUnavailable
-from keybrake.core.windows import Window, resets_at
+from keybrake.core.windows import Window, resets_at, window_start
 from keybrake.store.pg_conn import _unavailable
 from keybrake.store.records import AuditRow, CapSpec, CredentialRecord
 from keybrake.store.reservations import (
@@ -43,7 +44,7 @@ from keybrake.store.reservations import (
     ReserveResult,
     RetryCheck,
 )
-from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_base import Cursor, SQLBase, blocking
 from keybrake.store.sql_rows import _key, _row_params
 
 # The transaction advisory lock ordering budget writes against reservations ("kbbudget").
@@ -161,6 +162,26 @@ def reserve_result(res: dict[str, Any], row: AuditRow) -> ReserveResult:
     return ReserveResult(state, items=items, remaining_usd=res["remaining"], credential=credential, retry_of=retry_of)
 
 
+# From a window's start, a step that lands inside the next window (days: 23–25 h; months: 28–31 days).
+_NEXT_STEP_MS = {Window.DAY: 36 * 3_600_000, Window.MONTH: 32 * 86_400_000}
+
+
+def _plain_bounds(now: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+    """Python's (start, next start) of each window (exact for hour, total and UTC day windows)."""
+    out: list[tuple[int, int | None]] = []
+    for w, tz in windows:
+        ws = window_start(w, now, tz)
+        out.append((ws, resets_at(w, ws, tz)))
+    return out
+
+
+def _plain_start(window: Window, now: int, tz: str) -> int | None:
+    """A window start both engines compute alike without tzdata (hour, total, UTC day); None otherwise."""
+    if window is Window.HOUR or window is Window.TOTAL or (window is Window.DAY and tz == "UTC"):
+        return window_start(window, now, tz)
+    return None
+
+
 def _cap_hit(c: dict[str, Any]) -> CapHit:
     ws = int(c["ws"])
     return CapHit(
@@ -176,7 +197,9 @@ def _cap_hit(c: dict[str, Any]) -> CapHit:
 
 
 class PGReserveQueries(SQLBase):
-    """`reserve` as one statement (PostgreSQL only; `PostgresStore` puts it before the shared one)."""
+    """`reserve` as one statement (PostgreSQL only; `PostgresStore` puts it before the shared one),
+    and the one source of window starts every other budget-counter path uses on PostgreSQL
+    (`_window_starts`, `window_bounds`, `zone_refusal`): the database's `keybrake_window_start`."""
 
     _local: threading.local  # PostgresStore's: the call's connection and statement count
     _conninfo: str
@@ -211,6 +234,60 @@ class PGReserveQueries(SQLBase):
                 raise EnforcementUnavailable(str(exc), transient=True) from exc.__cause__
             raise
         return reserve_result(res, row)
+
+    def _window_starts(self, cur: Cursor | None, now: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+        """The database's `keybrake_window_start` for every zoned window (one SELECT, on `cur` or,
+        with None, the call's connection); hour, total and UTC day windows are plain arithmetic,
+        the same in both (the function's own shortcuts), and cost no query."""
+        out = [_plain_start(w, now, tz) for w, tz in windows]
+        ask = [(i, w, tz) for i, (w, tz) in enumerate(windows) if out[i] is None]
+        if ask:
+            cols = ", ".join("keybrake_window_start(?, CAST(? AS BIGINT), ?)" for _ in ask)
+            params = [p for _, w, tz in ask for p in (w.value, now, tz)]
+            got = (
+                cur.execute(f"SELECT {cols}", params).fetchone()
+                if cur is not None
+                else self._read(f"SELECT {cols}", params)[0]
+            )
+            for n, (i, _, _) in enumerate(ask):
+                out[i] = int(got[n])
+        return [int(v) for v in out if v is not None]
+
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        if all(_plain_start(w, now_ms, tz) is not None for w, tz in windows):
+            return _plain_bounds(now_ms, windows)
+        return await self._run(functools.partial(self._window_bounds, now_ms, list(windows)))
+
+    def _window_bounds(self, now: int, windows: list[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, next start) of each zoned window from `keybrake_window_start`, in one SELECT: the
+        next start is the function's at start + a step that always lands in the next window (a
+        day is 23–25 h, a month 28–31 days)."""
+        out = _plain_bounds(now, windows)
+        ask = [(i, w, tz) for i, (w, tz) in enumerate(windows) if _plain_start(w, now, tz) is None]
+        one = "keybrake_window_start(?, CAST(? AS BIGINT), ?)"
+        nxt = "keybrake_window_start(?, keybrake_window_start(?, CAST(? AS BIGINT), ?) + CAST(? AS BIGINT), ?)"
+        cols = ", ".join(f"{one}, {nxt}" for _ in ask)
+        params: list[Any] = []
+        for _, w, tz in ask:
+            params += [w.value, now, tz, w.value, w.value, now, tz, _NEXT_STEP_MS[w], tz]
+        got = self._read(f"SELECT {cols}", params)[0]
+        for n, (i, _, _) in enumerate(ask):
+            out[i] = (int(got[2 * n]), int(got[2 * n + 1]))
+        return out
+
+    async def zone_refusal(self, tz: str) -> str | None:
+        return await self._run(functools.partial(self._zone_refusal, tz))
+
+    def _zone_refusal(self, tz: str) -> str | None:
+        """PostgreSQL's reason for refusing `tz` in `keybrake_window_start` (its tzdata lacks it,
+        or it uses leap seconds), or None. Other errors raise EnforcementUnavailable."""
+        try:
+            self._conn().execute("SELECT keybrake_window_start('month', 0, %s)", (tz,), prepare=False).fetchone()
+        except pg_errors.InvalidParameterValue as exc:
+            return exc.diag.message_primary or str(exc)
+        except psycopg.Error as exc:
+            raise _unavailable(exc) from exc
+        return None
 
     def _landed_nowhere(self, row_id: str) -> bool:
         """After a reservation's connection was lost: True only when its session is gone and its

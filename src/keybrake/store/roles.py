@@ -30,6 +30,7 @@ from keybrake.store.admin_roles import (
     CredentialStore,
     DestinationReader,
     KeyStore,
+    WindowStarts,
 )
 from keybrake.store.records import AuditRow, CapSpec, CounterUsage, Delivery, KeyRecord
 from keybrake.store.reservations import (
@@ -218,7 +219,7 @@ class OutboxStore(DestinationReader, Protocol):
         """Clear this instance's claims on pending deliveries (a clean stop): due again at once."""
 
 
-class AlertScanStore(OutboxStore, BudgetReader, Probes, Clock, Protocol):
+class AlertScanStore(OutboxStore, BudgetReader, WindowStarts, Probes, Clock, Protocol):
     """The alert scans' (jobs/alerts.py): what happened since the last scan, queued as events."""
 
     async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:

@@ -22,9 +22,11 @@ dialects differ go through the hooks below.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from keybrake.core.windows import Window, resets_at, window_start
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -133,6 +135,30 @@ class SQLBase:
         Reservations take it shared (they never wait on each other); creating, changing or
         deleting a budget takes it exclusively. SQLite's single writer already orders them.
         """
+
+    def _window_starts(self, cur: Cursor | None, now: int, windows: Sequence[tuple[Window, str]]) -> list[int]:
+        """The start (Unix ms) of each (window, IANA zone) at `now` (ms), as this engine's
+        reservations compute it: the one source of truth for which counter row is current.
+
+        SQLite: Python's `core.windows.window_start` (the reservation's own). PostgreSQL
+        overrides it with the database's `keybrake_window_start` (the server's tzdata), read
+        on `cur` (inside the caller's transaction) or, with `cur` None, on the call's connection.
+        """
+        return [window_start(w, now, tz) for w, tz in windows]
+
+    async def window_bounds(self, now_ms: int, windows: Sequence[tuple[Window, str]]) -> list[tuple[int, int | None]]:
+        """(start, next window's start; None for total) of each window at `now_ms`, as
+        `_window_starts` computes them, for callers outside a transaction (admin usage, alert
+        scans): one query for all `windows` on PostgreSQL, none on SQLite. Raises EnforcementUnavailable."""
+        out: list[tuple[int, int | None]] = []
+        for (w, tz), ws in zip(windows, self._window_starts(None, now_ms, windows), strict=True):
+            out.append((ws, resets_at(w, ws, tz)))
+        return out
+
+    async def zone_refusal(self, tz: str) -> str | None:
+        """None when reservations can compute windows in `tz` (SQLite: always; Python's zoneinfo is
+        the admin validator's). PostgreSQL overrides it with the database's answer."""
+        return None
 
     NOW_SQL = "NULL"  # the database clock in Unix ms, read inside a statement
     FOR_SHARE = ""  # a shared row lock that a FOR UPDATE elsewhere waits for (SQLite: the writer lock)

@@ -28,11 +28,13 @@ concurrently (docs/security.md, budget books). Three rules make that hold:
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from keybrake.core.caps import ZONED_BUDGET_COUNTERS
-from keybrake.core.windows import Window, window_start
+from keybrake.core.windows import Window
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.records import BudgetRecord, CapSpec
 from keybrake.store.reservations import ReservedItem, counted_request_sql
@@ -41,6 +43,8 @@ from keybrake.store.sql_rows import BUDGET_COLS, _budget, prefix_match
 
 # Windows that depend on the budget's time zone (TOTAL does not: its row survives a zone change).
 _ZONED = (Window.DAY, Window.MONTH)
+# The engine's window starts at the transaction's clock, on its cursor (`SQLBase._window_starts`).
+Starts = Callable[[Sequence[tuple[Window, str]]], list[int]]
 
 
 class BudgetQueries(SQLBase):
@@ -52,7 +56,7 @@ class BudgetQueries(SQLBase):
             cur.execute(
                 f"INSERT INTO budgets ({cols}) VALUES ({', '.join(':' + c for c in BUDGET_COLS)})", rec.__dict__
             )
-            _seed(cur, rec, rec.caps(0), self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
+            _seed(cur, rec, rec.caps(0), self._starts(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
 
     @blocking
     def get_budget(self, budget_id: str) -> BudgetRecord | None:
@@ -81,7 +85,7 @@ class BudgetQueries(SQLBase):
                     (f"budget:{rec.id}", *ZONED_BUDGET_COUNTERS),
                 )
                 zoned = [c for c in rec.caps(0) if c.window in _ZONED]
-                _seed(cur, rec, zoned, self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
+                _seed(cur, rec, zoned, self._starts(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
             return True
 
     @blocking
@@ -131,7 +135,7 @@ class BudgetQueries(SQLBase):
             if n != 1:
                 return False
             if relabel:
-                _move_key_spend(cur, key_id, before, label, self._seed_now(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
+                _move_key_spend(cur, key_id, before, label, self._starts(cur), self.FOR_UPDATE, self.NO_INDEX_PREFIX)
             return True
 
     def _seed_now(self, cur: Cursor) -> int:
@@ -139,6 +143,11 @@ class BudgetQueries(SQLBase):
         if self.NOW_SQL == "NULL":
             return self._txn_now(None)
         return self._txn_now(cur.execute(f"SELECT {self.NOW_SQL}").fetchone()[0])
+
+    def _starts(self, cur: Cursor) -> Starts:
+        """Window starts as reservations compute them (`_window_starts`: PostgreSQL's
+        `keybrake_window_start` on this transaction's cursor), at the reservations' clock."""
+        return functools.partial(self._window_starts, cur, self._seed_now(cur))
 
 
 def _covered_sql(rec: BudgetRecord) -> tuple[str, list[Any]]:
@@ -181,8 +190,11 @@ def seed_sum_sql(where: str, no_index: str) -> str:
     )
 
 
-def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_update: str, no_index: str = "") -> None:
-    """Create `caps`' counters for the current windows, holding exactly what covered keys spent there.
+def _seed(
+    cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], starts: Starts, for_update: str, no_index: str = ""
+) -> None:
+    """Create `caps`' counters for the current windows (`starts`: the engine's, as reservations
+    compute them), holding exactly what covered keys spent there.
 
     Must run in the transaction that wrote the budget, after `_lock_budgets(exclusive=True)`.
     Open rows are locked first (so none settles meanwhile), then settled rows are summed.
@@ -199,8 +211,7 @@ def _seed(cur: Cursor, rec: BudgetRecord, caps: list[CapSpec], now: int, for_upd
             keys[r["key_id"]] = k is not None
     settled = seed_sum_sql(where, no_index)
     rewritten: dict[str, list[ReservedItem]] = {}
-    for cap in caps:
-        ws = window_start(cap.window, now, cap.timezone)
+    for cap, ws in zip(caps, starts([(c.window, c.timezone) for c in caps]), strict=True):
         floor = audit_id_floor(ws)
         usd, count = cur.execute(settled, (*args, floor)).fetchone()
         reserved = 0
@@ -261,10 +272,11 @@ def _repoint_ledger_counts(
 
 
 def _move_key_spend(
-    cur: Cursor, key_id: str, before: Row, label: str | None, now: int, for_update: str, no_index: str = ""
+    cur: Cursor, key_id: str, before: Row, label: str | None, starts: Starts, for_update: str, no_index: str = ""
 ) -> None:
-    """Move key `key_id`'s spend in the current windows (`now`, ms) from the budgets its old label
-    (`before`: label, vendor, credential) was covered by to those its new `label` is covered by.
+    """Move key `key_id`'s spend in the current windows (`starts`, as reservations compute them)
+    from the budgets its old label (`before`: label, vendor, credential) was covered by to those
+    its new `label` is covered by.
 
     For each budget whose coverage of the key changes, and each of its counters: the key's settled
     rows in the window (µUSD `cost_usd`, or one request each, as `_seed` counts them) leave or join
@@ -291,8 +303,8 @@ def _move_key_spend(
     settled = seed_sum_sql("k.id = ?", no_index)
     for budget, joins in moves:
         scope = f"budget:{budget.id}"
-        for cap in budget.caps(0):
-            ws = window_start(cap.window, now, cap.timezone)
+        caps = budget.caps(0)
+        for cap, ws in zip(caps, starts([(c.window, c.timezone) for c in caps]), strict=True):
             floor = audit_id_floor(ws)
             usd, count = cur.execute(settled, (key_id, floor)).fetchone()  # one key: k.id = ?
             spent = int(usd) if cap.is_usd else int(count)
