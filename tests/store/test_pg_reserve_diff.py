@@ -23,11 +23,12 @@ from keybrake.store.ids import audit_id_floor, new_audit_id
 from keybrake.store.records import AuditRow, CapSpec
 from keybrake.store.reservations import DedupCheck, ObjectGuard, RetryCheck
 from keybrake.store.sql_reserve import ReserveQueries
+from tests.harness import examples
 from tests.pg import Databases
 from tests.store.contract import DAY0
 from tests.store.pg_diff import Pair, pair_fixture  # noqa: F401  (the `pair` fixture)
 
-DIFF = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+DIFF = settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Zones whose DST transitions fall at (or across) local midnight, and a few ordinary ones.
 MIDNIGHT_ZONES = (

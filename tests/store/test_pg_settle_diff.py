@@ -18,10 +18,11 @@ from keybrake.store.ids import new_audit_id
 from keybrake.store.records import AuditRow, CapSpec
 from keybrake.store.reservations import DedupCheck, DedupOutcome, EarlierSettlement, SettleJob, Settlement
 from keybrake.store.sql_settle import SettleQueries
+from tests.harness import examples
 from tests.store.contract import DAY0
 from tests.store.pg_diff import Pair, pair_fixture  # noqa: F401  (the `pair` fixture)
 
-DIFF = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+DIFF = settings(max_examples=examples(80), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 SETTLEMENTS = st.builds(
     Settlement,
