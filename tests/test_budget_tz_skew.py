@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
-import zoneinfo
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,14 @@ import httpx
 import psycopg
 import pytest
 
-from keybrake.core import windows
 from keybrake.core.windows import Window, window_start
 from tests.fakes.receiver import ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
+from tests.tzpath import point_zoneinfo_at
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 ZONE = "Europe/Berlin"
-
-
-def _reset_zones(path: list[str] | None) -> None:
-    if path is None:
-        zoneinfo.reset_tzpath()
-    else:
-        zoneinfo.reset_tzpath(path)
-    zoneinfo.ZoneInfo.clear_cache()
-    windows.zone.cache_clear()
 
 
 @pytest.fixture
@@ -49,11 +39,11 @@ def skewed_berlin(tmp_path: Path) -> Iterator[None]:
     (tz / "Europe").mkdir(parents=True)
     shutil.copy("/usr/share/zoneinfo/Pacific/Kiritimati", tz / "Europe" / "Berlin")
     shutil.copy("/usr/share/zoneinfo/UTC", tz / "UTC")
-    _reset_zones([str(tz)])
+    point_zoneinfo_at([str(tz)])
     try:
         yield
     finally:
-        _reset_zones(None)
+        point_zoneinfo_at(None)
 
 
 def charge(kb: KeybrakeThread, key: dict[str, Any]) -> int:

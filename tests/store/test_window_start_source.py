@@ -24,7 +24,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keybrake.core import windows
 from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
@@ -32,6 +31,7 @@ from keybrake.store.base import Store
 from tests.pg import Databases
 from tests.store.budget_books import USD, budget_record, hold, key_record, relabel
 from tests.store.contract import Clock
+from tests.tzpath import point_zoneinfo_at
 
 pytestmark = pytest.mark.pg_cluster  # its own database: once, in the first pass
 
@@ -87,15 +87,6 @@ def zones(env: Env) -> list[str]:
 SYSTEM_ZONES = Path("/usr/share/zoneinfo")
 
 
-def _zone_path(path: list[str] | None) -> None:
-    if path is None:
-        zoneinfo.reset_tzpath()
-    else:
-        zoneinfo.reset_tzpath(path)
-    zoneinfo.ZoneInfo.clear_cache()
-    windows.zone.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def skewed(env: Env, zones: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[str]]:
     """Python reads zone i with the rules of zone i + n/2 (UTC stays UTC); yields the zones."""
@@ -105,13 +96,13 @@ def skewed(env: Env, zones: list[str], tmp_path_factory: pytest.TempPathFactory)
         (tz / z).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SYSTEM_ZONES / here[(n + len(here) // 2) % len(here)], tz / z)
     shutil.copy(SYSTEM_ZONES / "UTC", tz / "UTC")
-    _zone_path([str(tz)])
+    point_zoneinfo_at([str(tz)])
     try:
         differ = [z for z in ("Europe/Berlin", "Asia/Tokyo", "America/New_York") if z in here]
         assert all(window_start(Window.DAY, LO, z) != env.sql_start(Window.DAY, LO, z) for z in differ)
         yield here
     finally:
-        _zone_path(None)
+        point_zoneinfo_at(None)
 
 
 @given(data=st.data(), now=st.integers(min_value=LO, max_value=HI))
