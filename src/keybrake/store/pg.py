@@ -143,8 +143,11 @@ class PostgresStore(PGSettleQueries, SQLStore):
         await self._run(self._sync_clock)
         return self.now_ms()
 
-    async def _run(self, fn: Callable[[], R]) -> R:
+    async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
         """Run `fn` on a worker thread, within the request's deadline if it has one.
+
+        `idempotent` (an explicit opt-in: `sql_base.idempotent`): `fn` has the same effect run
+        twice as once, so a connection lost while it ran is retried once on a fresh one (`_call`).
 
         Raises EnforcementUnavailable: the store is closed, the wait queue is full, no slot or
         connection before the deadline, or the deadline passed while `fn` ran — then with
@@ -161,7 +164,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
             )
         await self._gate.enter(bound, kind=deadline.queue_class())
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound, idempotent)
         except BaseException:
             self._gate.leave()
             raise
@@ -179,10 +182,12 @@ class PostgresStore(PGSettleQueries, SQLStore):
                 transient=True,
             ) from None
 
-    def _call(self, fn: Callable[[], R], bound: float | None = None) -> R:
+    def _call(self, fn: Callable[[], R], bound: float | None = None, idempotent: bool = False) -> R:
         """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect.
 
         `bound` (monotonic s): no connection is waited for past it, and nothing is retried after it.
+        `idempotent`: a connection lost after statements ran (its session ended first, so the
+        first run's outcome is final) is retried once too; never after the watchdog shut it.
         """
         for attempt in range(_RETRIES + 1):
             wait = self.options.pool_timeout_s
@@ -193,6 +198,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
                         f"postgresql: the request's deadline passed ({self.where})", transient=True
                     )
             self._local.conn_id = self._local.pid = None
+            lost = False
             try:
                 with self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
@@ -204,6 +210,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     try:
                         return fn()
                     finally:
+                        lost = conn.broken  # the link is gone (not a statement timeout or a lock wait)
                         with self._busy_lock:
                             self._busy.pop(me, None)
                         self._local.conn = self._local.busy = None
@@ -229,9 +236,14 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     raise
                 if attempt < _RETRIES and isinstance(cause, _RETRYABLE):
                     continue  # rolled back whole: nothing of it happened
-                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and self._local.done == 0:
+                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and not self._local.done:
                     # A pooled connection the server dropped (a restart): nothing ran on it.
                     # Drop every such connection and run once more on a fresh one.
+                    self._pool.check()
+                    continue
+                if attempt == 0 and idempotent and lost:
+                    # Lost mid-call; its session is ended (above), so the first run's outcome is
+                    # final, and running it again changes nothing if it did land.
                     self._pool.check()
                     continue
                 raise

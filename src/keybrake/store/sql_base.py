@@ -61,6 +61,19 @@ def blocking(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], 
     return run
 
 
+def idempotent(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Like `blocking`, for a call that may run twice with the same effect as once (an explicit
+    opt-in: `_run(..., idempotent=True)`). PostgreSQL then runs it once more on a fresh connection
+    when its connection is lost mid-call, within the call's bound; SQLite has no connection to lose.
+    """
+
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(functools.partial(fn, self, *args, **kwargs), idempotent=True)
+
+    run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return run
+
+
 def report(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Like `blocking`, for an operator's read (audit, export, spend): the engine's `_run_report`
     runs it off the event loop, on connections reservations never need, with the report timeout.
@@ -89,7 +102,8 @@ class SQLBase:
         """The database's clock, read now (Unix ms). SQLite's is this host's: `now_ms()`."""
         return self.now_ms()
 
-    async def _run(self, fn: Callable[[], R]) -> R:
+    async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
+        """Where a store call runs; `idempotent`: `fn` may run again after a lost connection."""
         raise NotImplementedError
 
     async def _run_report(self, fn: Callable[[], R]) -> R:
