@@ -146,8 +146,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
     async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
         """Run `fn` on a worker thread, within the request's deadline if it has one.
 
-        `idempotent` (an explicit opt-in: `sql_base.idempotent`): `fn` has the same effect run
-        twice as once, so a connection lost while it ran is retried once on a fresh one (`_call`).
+        `idempotent` (opt-in: `sql_base.idempotent`): `fn` run twice does what it does once (`_call`).
 
         Raises EnforcementUnavailable: the store is closed, the wait queue is full, no slot or
         connection before the deadline, or the deadline passed while `fn` ran — then with
@@ -186,8 +185,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
         """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect.
 
         `bound` (monotonic s): no connection is waited for past it, and nothing is retried after it.
-        `idempotent`: a connection lost after statements ran (its session ended first, so the
-        first run's outcome is final) is retried once too; never after the watchdog shut it.
+        `idempotent`: also retried once when its connection is lost mid-call (not when the watchdog shut it).
         """
         for attempt in range(_RETRIES + 1):
             wait = self.options.pool_timeout_s
@@ -210,7 +208,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     try:
                         return fn()
                     finally:
-                        lost = conn.broken  # the link is gone (not a statement timeout or a lock wait)
+                        lost = idempotent and conn.broken  # the link is gone (not a timeout or a lock wait)
                         with self._busy_lock:
                             self._busy.pop(me, None)
                         self._local.conn = self._local.busy = None
@@ -236,14 +234,9 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     raise
                 if attempt < _RETRIES and isinstance(cause, _RETRYABLE):
                     continue  # rolled back whole: nothing of it happened
-                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and not self._local.done:
-                    # A pooled connection the server dropped (a restart): nothing ran on it.
-                    # Drop every such connection and run once more on a fresh one.
-                    self._pool.check()
-                    continue
-                if attempt == 0 and idempotent and lost:
-                    # Lost mid-call; its session is ended (above), so the first run's outcome is
-                    # final, and running it again changes nothing if it did land.
+                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and (not self._local.done or lost):
+                    # Nothing ran on a pooled connection the server dropped (a restart), or an idempotent
+                    # call lost its link mid-call (session ended above): drop all such, run once more.
                     self._pool.check()
                     continue
                 raise
