@@ -71,6 +71,7 @@ from keybrake.store.pg_conn import (
     _unavailable,
     end_session,
     is_postgres_url,
+    live_connection,
     log,
     redact_url,
     shut_socket,
@@ -144,9 +145,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
         return self.now_ms()
 
     async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
-        """Run `fn` on a worker thread, within the request's deadline if it has one.
-
-        `idempotent` (opt-in: `sql_base.idempotent`): `fn` run twice does what it does once (`_call`).
+        """Run `fn` on a worker thread, within the request's deadline if it has one (`idempotent`: `_call`).
 
         Raises EnforcementUnavailable: the store is closed, the wait queue is full, no slot or
         connection before the deadline, or the deadline passed while `fn` ran — then with
@@ -198,7 +197,8 @@ class PostgresStore(PGSettleQueries, SQLStore):
             self._local.conn_id = self._local.pid = None
             lost = False
             try:
-                with self._pool.connection(timeout=wait) as conn:
+                retry = attempt and idempotent  # on a connection that answered just now
+                with live_connection(self._pool, wait) if retry else self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
                     self._local.pid = conn.info.backend_pid
                     me = threading.get_ident()
