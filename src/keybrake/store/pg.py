@@ -79,7 +79,7 @@ from keybrake.store.pg_conn import (
 )
 from keybrake.store.pg_reserve import BUDGETS_LOCK as _BUDGETS_LOCK
 from keybrake.store.pg_settle import PGSettleQueries
-from keybrake.store.sql_base import Cursor
+from keybrake.store.sql_base import Cursor, IdempotentCall
 from keybrake.store.sql_store import SQLStore
 
 # Connection names importers know from here (pg_conn.py defines them).
@@ -144,8 +144,8 @@ class PostgresStore(PGSettleQueries, SQLStore):
         await self._run(self._sync_clock)
         return self.now_ms()
 
-    async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
-        """Run `fn` on a worker thread, within the request's deadline if it has one (`idempotent`: `_call`).
+    async def _run(self, fn: Callable[[], R]) -> R:
+        """Run `fn` on a worker thread, within the request's deadline if it has one.
 
         Raises EnforcementUnavailable: the store is closed, the wait queue is full, no slot or
         connection before the deadline, or the deadline passed while `fn` ran — then with
@@ -162,7 +162,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
             )
         await self._gate.enter(bound, kind=deadline.queue_class())
         try:
-            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound, idempotent)
+            fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
         except BaseException:
             self._gate.leave()
             raise
@@ -180,12 +180,13 @@ class PostgresStore(PGSettleQueries, SQLStore):
                 transient=True,
             ) from None
 
-    def _call(self, fn: Callable[[], R], bound: float | None = None, idempotent: bool = False) -> R:
+    def _call(self, fn: Callable[[], R], bound: float | None = None) -> R:
         """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect.
 
         `bound` (monotonic s): no connection is waited for past it, and nothing is retried after it.
-        `idempotent`: also retried once when its connection is lost mid-call (not when the watchdog shut it).
+        An `IdempotentCall` is retried once, on a live connection, after its own was lost mid-call.
         """
+        idempotent = isinstance(fn, IdempotentCall)
         for attempt in range(_RETRIES + 1):
             wait = self.options.pool_timeout_s
             if bound is not None:
@@ -197,8 +198,8 @@ class PostgresStore(PGSettleQueries, SQLStore):
             self._local.conn_id = self._local.pid = None
             lost = False
             try:
-                retry = attempt and idempotent  # on a connection that answered just now
-                with live_connection(self._pool, wait) if retry else self._pool.connection(timeout=wait) as conn:
+                live = attempt and idempotent  # a retry runs on a connection that answered just now
+                with live_connection(self._pool, wait) if live else self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
                     self._local.pid = conn.info.backend_pid
                     me = threading.get_ident()
@@ -235,8 +236,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
                 if attempt < _RETRIES and isinstance(cause, _RETRYABLE):
                     continue  # rolled back whole: nothing of it happened
                 if attempt == 0 and isinstance(cause, psycopg.OperationalError) and (not self._local.done or lost):
-                    # Nothing ran on a pooled connection the server dropped (a restart), or an idempotent
-                    # call lost its link mid-call (session ended above): drop all such, run once more.
+                    # A dropped pooled connection nothing ran on (a restart), or an idempotent call's lost link.
                     self._pool.check()
                     continue
                 raise

@@ -61,14 +61,19 @@ def blocking(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], 
     return run
 
 
-def idempotent(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
-    """Like `blocking`, for a call that may run twice with the same effect as once (an explicit
-    opt-in: `_run(..., idempotent=True)`). PostgreSQL then runs it once more on a fresh connection
-    when its connection is lost mid-call, within the call's bound; SQLite has no connection to lose.
+class IdempotentCall(functools.partial[R]):
+    """A store call whose second run does what its first did (an explicit opt-in: `idempotent`).
+
+    PostgreSQL runs it once more on a live connection when its own is lost mid-call, within the
+    call's bound (`PostgresStore._call`); SQLite's writer has no connection to lose.
     """
 
+
+def idempotent(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Like `blocking`, for a method that may run twice with the effect of once (an `IdempotentCall`)."""
+
     async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        return await self._run(functools.partial(fn, self, *args, **kwargs), idempotent=True)
+        return await self._run(IdempotentCall(fn, self, *args, **kwargs))
 
     run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
     return run
@@ -102,8 +107,7 @@ class SQLBase:
         """The database's clock, read now (Unix ms). SQLite's is this host's: `now_ms()`."""
         return self.now_ms()
 
-    async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
-        """Where a store call runs; `idempotent`: `fn` may run again after a lost connection."""
+    async def _run(self, fn: Callable[[], R]) -> R:
         raise NotImplementedError
 
     async def _run_report(self, fn: Callable[[], R]) -> R:

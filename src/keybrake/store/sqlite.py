@@ -100,10 +100,9 @@ class SQLiteStore(SQLStore):
     def now_ms(self) -> int:
         return self._clock() if self._clock is not None else int(time.time() * 1000)
 
-    async def _run(self, fn: Callable[[], R], *, idempotent: bool = False) -> R:
+    async def _run(self, fn: Callable[[], R]) -> R:
         """Run `fn` whole on the writer thread (in a group commit: `sqlite_batch.py`); a caller
         with a deadline waits only its time left. Answered once the group's COMMIT returned.
-        `idempotent` changes nothing here: the writer's connection is a file, never lost.
 
         Raises EnforcementUnavailable: the deadline passed before the call (nothing touched), or
         while it waited or ran — then with `commit_unknown` and `pending` (the call's future: it
