@@ -89,3 +89,14 @@ async def test_spend_groups_refunds_apart(store: Store, clock: Clock, audit: Aud
         ((DAY0 + 2 * HOUR) // SPEND_BUCKET_MS, 300, 0),
         ((DAY0 + 3 * HOUR) // SPEND_BUCKET_MS, 0, 250),
     ]
+
+
+async def test_a_row_written_twice_with_one_id_stays_one_row(store: Store, clock: Clock, audit: AuditStore) -> None:
+    """`insert_audit` runs again after a lost connection whose COMMIT may have landed: the second
+    run with the same id adds nothing and raises nothing (the first row's content stays)."""
+    row = AuditRow(id=new_audit_id(clock.ms), ts=clock.ms, method="POST", path="/v1/x", verdict="denied_policy")
+    await store.insert_audit(row)
+    row.reason = "the second run"
+    await store.insert_audit(row)
+    got = await audit.query_audit(AuditQuery())
+    assert [(r["id"], r["reason"]) for r in got] == [(row.id, None)]

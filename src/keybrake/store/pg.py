@@ -71,6 +71,7 @@ from keybrake.store.pg_conn import (
     _unavailable,
     end_session,
     is_postgres_url,
+    live_connection,
     log,
     redact_url,
     shut_socket,
@@ -78,7 +79,7 @@ from keybrake.store.pg_conn import (
 )
 from keybrake.store.pg_reserve import BUDGETS_LOCK as _BUDGETS_LOCK
 from keybrake.store.pg_settle import PGSettleQueries
-from keybrake.store.sql_base import Cursor
+from keybrake.store.sql_base import Cursor, IdempotentCall
 from keybrake.store.sql_store import SQLStore
 
 # Connection names importers know from here (pg_conn.py defines them).
@@ -183,7 +184,9 @@ class PostgresStore(PGSettleQueries, SQLStore):
         """Run `fn` with a pooled connection; retry it whole only when that cannot repeat an effect.
 
         `bound` (monotonic s): no connection is waited for past it, and nothing is retried after it.
+        An `IdempotentCall` is retried once, on a live connection, after its own was lost mid-call.
         """
+        idempotent = isinstance(fn, IdempotentCall)
         for attempt in range(_RETRIES + 1):
             wait = self.options.pool_timeout_s
             if bound is not None:
@@ -193,8 +196,10 @@ class PostgresStore(PGSettleQueries, SQLStore):
                         f"postgresql: the request's deadline passed ({self.where})", transient=True
                     )
             self._local.conn_id = self._local.pid = None
+            lost = False
             try:
-                with self._pool.connection(timeout=wait) as conn:
+                live = attempt and idempotent  # a retry runs on a connection that answered just now
+                with live_connection(self._pool, wait) if live else self._pool.connection(timeout=wait) as conn:
                     self._local.conn, self._local.done, self._local.conn_id = conn, 0, id(conn)
                     self._local.pid = conn.info.backend_pid
                     me = threading.get_ident()
@@ -204,6 +209,7 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     try:
                         return fn()
                     finally:
+                        lost = idempotent and conn.broken  # the link is gone (not a timeout or a lock wait)
                         with self._busy_lock:
                             self._busy.pop(me, None)
                         self._local.conn = self._local.busy = None
@@ -229,9 +235,8 @@ class PostgresStore(PGSettleQueries, SQLStore):
                     raise
                 if attempt < _RETRIES and isinstance(cause, _RETRYABLE):
                     continue  # rolled back whole: nothing of it happened
-                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and self._local.done == 0:
-                    # A pooled connection the server dropped (a restart): nothing ran on it.
-                    # Drop every such connection and run once more on a fresh one.
+                if attempt == 0 and isinstance(cause, psycopg.OperationalError) and (not self._local.done or lost):
+                    # A dropped pooled connection nothing ran on (a restart), or an idempotent call's lost link.
                     self._pool.check()
                     continue
                 raise

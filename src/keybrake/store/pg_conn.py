@@ -10,7 +10,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -215,6 +216,25 @@ def _open_pool(conninfo: str, min_size: int, max_size: int, timeout_s: float, na
     )
     pool.open(wait=False)
     return pool
+
+
+@contextmanager
+def live_connection(pool: psycopg_pool.ConnectionPool[Any], timeout_s: float) -> Iterator[psycopg.Connection[Any]]:
+    """A pooled connection that answered just now (one empty round trip): a stale one (its server
+    session ended, as after pg_terminate_backend of every session) is dropped, another taken.
+
+    For the retry of an idempotent call only (`PostgresStore._call`), never the hot path.
+    Raises psycopg_pool.PoolTimeout: no live connection within `timeout_s`.
+    """
+    end = time.monotonic() + timeout_s
+    while True:
+        with pool.connection(timeout=max(0.0, end - time.monotonic())) as conn:
+            try:
+                psycopg_pool.ConnectionPool.check_connection(conn)
+            except psycopg.OperationalError:
+                continue  # broken now: the pool discards it on return
+            yield conn
+            return
 
 
 def end_session(conninfo: str, where: str, pid: int | None) -> None:

@@ -61,6 +61,24 @@ def blocking(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], 
     return run
 
 
+class IdempotentCall(functools.partial[R]):
+    """A store call whose second run does what its first did (an explicit opt-in: `idempotent`).
+
+    PostgreSQL runs it once more on a live connection when its own is lost mid-call, within the
+    call's bound (`PostgresStore._call`); SQLite's writer has no connection to lose.
+    """
+
+
+def idempotent(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Like `blocking`, for a method that may run twice with the effect of once (an `IdempotentCall`)."""
+
+    async def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._run(IdempotentCall(fn, self, *args, **kwargs))
+
+    run.__name__, run.__doc__, run.__qualname__ = fn.__name__, fn.__doc__, fn.__qualname__
+    return run
+
+
 def report(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
     """Like `blocking`, for an operator's read (audit, export, spend): the engine's `_run_report`
     runs it off the event loop, on connections reservations never need, with the report timeout.

@@ -12,6 +12,9 @@ from keybrake.store.sql_base import Row
 _JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint", "object_ref")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
+# The row of a request that reserved nothing: written again with the same id (a retry after a
+# lost connection whose COMMIT may have landed) it stays one row.
+_INSERT_AUDIT_ONCE = _INSERT_AUDIT + " ON CONFLICT (id) DO NOTHING"
 # Guarded reservation: inserts the window's counter or adds to it only while it stays within
 # the limit. No row comes back when the guard refuses, and nothing is changed.
 

@@ -15,13 +15,13 @@ from keybrake.store.reservations import DedupHit
 from keybrake.store.sql_admin import AdminQueries
 from keybrake.store.sql_alerts import AlertQueries
 from keybrake.store.sql_audit import AuditQueries
-from keybrake.store.sql_base import blocking
+from keybrake.store.sql_base import blocking, idempotent
 from keybrake.store.sql_budgets import BudgetQueries
 from keybrake.store.sql_instances import InstanceQueries
 from keybrake.store.sql_ledger import LedgerQueries
 from keybrake.store.sql_reserve import ReserveQueries, _dedup_hit
 from keybrake.store.sql_retention import RetentionQueries
-from keybrake.store.sql_rows import _INSERT_AUDIT, _cred, _key, _row_params
+from keybrake.store.sql_rows import _INSERT_AUDIT_ONCE, _cred, _key, _row_params
 from keybrake.store.sql_settle import SettleQueries
 
 
@@ -60,9 +60,11 @@ class SQLStore(
             (f"key:{key_id}", window_start),
         )
 
-    @blocking
+    @idempotent
     def insert_audit(self, row: AuditRow) -> None:
-        self._write(_INSERT_AUDIT, _row_params(row, None, None))
+        """Write the row of a request that reserved nothing (a denial, a replay); once per id,
+        however often it runs (a retry after a lost connection leaves one row)."""
+        self._write(_INSERT_AUDIT_ONCE, _row_params(row, None, None))
 
     # -- dedup ----------------------------------------------------------------------------
 
