@@ -21,6 +21,7 @@ import resource
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -76,12 +77,14 @@ async def _keybrake(url: str, tweak: str = "") -> tuple[Send, Callable[[], Await
     return send, up.close
 
 
-async def _pyreqwest(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
+def _pyreqwest_builder() -> Any:
+    """pyreqwest's client builder set as the proxy would use it: no redirects, no decompression,
+    no Referer, 30 s total and 5 s connect timeouts."""
     from datetime import timedelta
 
     from pyreqwest.client import ClientBuilder
 
-    client = (
+    return (
         ClientBuilder()
         .follow_redirects(False)
         .gzip(False)
@@ -91,8 +94,12 @@ async def _pyreqwest(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
         .referer(False)
         .timeout(timedelta(seconds=30))
         .connect_timeout(timedelta(seconds=5))
-        .resolve("upstream.test", "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0]))
-        .build()
+    )
+
+
+async def _pyreqwest(url: str) -> tuple[Send, Callable[[], Awaitable[None]]]:
+    client = (
+        _pyreqwest_builder().resolve("upstream.test", "127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])).build()
     )
     target = url.replace("127.0.0.1", "upstream.test")
 
@@ -113,10 +120,9 @@ async def _pyreqwest_pinned(url: str) -> tuple[Send, Callable[[], Awaitable[None
     (aiohttp's DNS cache TTL). The cost of this design per request, not a Keybrake client."""
     import socket
     import time
-    from datetime import timedelta
     from urllib.parse import urlsplit
 
-    from pyreqwest.client import Client, ClientBuilder
+    from pyreqwest.client import Client
 
     from keybrake.net.egress import GuardedResolver
 
@@ -130,20 +136,7 @@ async def _pyreqwest_pinned(url: str) -> tuple[Send, Callable[[], Awaitable[None
         if entry is not None and entry[0] > time.monotonic():
             return entry[1]
         checked = await resolver.resolve(host, port, socket.AF_INET)  # raises ForbiddenAddress
-        client = (
-            ClientBuilder()
-            .no_proxy()
-            .follow_redirects(False)
-            .gzip(False)
-            .brotli(False)
-            .zstd(False)
-            .deflate(False)
-            .referer(False)
-            .timeout(timedelta(seconds=30))
-            .connect_timeout(timedelta(seconds=5))
-            .resolve(host, checked[0]["host"], port)
-            .build()
-        )
+        client = _pyreqwest_builder().no_proxy().resolve(host, checked[0]["host"], port).build()
         clients[(host, port)] = (time.monotonic() + 30, client)
         if entry is not None:
             await entry[1].close()
