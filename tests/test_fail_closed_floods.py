@@ -26,6 +26,7 @@ import pytest
 from keybrake.store.pg import PostgresStore
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 ON_PG = os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") == "postgres"
 sqlite_pass = pytest.mark.skipif(ON_PG, reason="SQLite's writer and its file lock")
@@ -94,7 +95,7 @@ class Flood:
     def __enter__(self) -> Flood:
         for t in self._threads:
             t.start()
-        time.sleep(0.5)  # the flood is on
+        wait_until(lambda: len(self.answers) > self.n, f"{self.n} flooders to get answers")  # the flood is on
         return self
 
     def __exit__(self, *exc: object) -> None:

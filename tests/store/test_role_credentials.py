@@ -35,6 +35,7 @@ from keybrake.store.ids import new_audit_id
 from keybrake.tokens import new_id
 from tests.harness import examples
 from tests.store.contract import Clock
+from tests.waits import wait_until
 
 
 def _cred(store: Store, name: str, account: str) -> CredentialRecord:
@@ -196,26 +197,35 @@ def test_keys_issued_on_one_replica_while_another_deletes_the_credential(pg_url:
             issued: list[str] = []
             stop = threading.Event()
 
-            def issuer(t: int, name: str = name, stop: threading.Event = stop, issued: list[str] = issued) -> None:
+            tries: list[int] = []
+
+            def issuer(
+                t: int,
+                name: str = name,
+                stop: threading.Event = stop,
+                issued: list[str] = issued,
+                tries: list[int] = tries,
+            ) -> None:
                 n = 0
                 while not stop.is_set():
                     n += 1
                     k = on(loop_b, b.issue_key(_key(b, f"vk_{name}_{t}_{n}", name), f"h_{name}_{t}_{n}"))
+                    tries.append(1)
                     if k is not None:
                         issued.append(k.id)
 
             threads = [threading.Thread(target=issuer, args=(t,)) for t in range(12)]
             for t in threads:
                 t.start()
-            threading.Event().wait(0.2)
+            wait_until(lambda issued=issued: len(issued) > 24, "issuers to get keys through replica B")
             on(loop_a, a.delete_credential(name, revoke_keys=True, reason="deleted"))
             active = on(loop_a, a.active_key_count(name))
             assert active == 0, active  # right when the delete returns, issuers still running
-            threading.Event().wait(0.1)
+            after = len(tries)
+            wait_until(lambda after=after, tries=tries: len(tries) > after + 24, "issuers to race past the delete")
             stop.set()
             for t in threads:
                 t.join(30)
-            assert len(issued) > 12
             assert on(loop_a, a.active_key_count(name)) == 0
             assert on(loop_a, a.insert_credential(_cred(a, name, "acct_B")))
             for key_id in issued[-40:]:  # the last ones raced the delete
