@@ -17,6 +17,7 @@ from tests.fakes.base import FakeThread
 from tests.fakes.receiver import Receiver
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, examples
+from tests.waits import wait_until
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -51,16 +52,20 @@ def test_keyless_sk_prefixes_cannot_flood_secret_exposed_nor_delay_a_cap_hit(
             refused = httpx.post(f"{kb.url}/stripe/v1/charges", content=b"amount=100&currency=usd&source=tok_visa",
                                  headers={**FORM, "Authorization": f"Bearer {key['key']}"}, timeout=30)  # fmt: skip
             assert refused.status_code == 429
-            got = None
-            while time.monotonic() < hit_at + 30:
-                if any((x.json or {}).get("type") == "cap.hit" for x in hook.fake.requests):
-                    got = time.monotonic() - hit_at
-                    break
-                time.sleep(0.05)
-            time.sleep(0.5)
+
+            def types() -> list[str]:
+                return [(x.json or {}).get("type", "") for x in hook.fake.requests]
+
+            wait_until(lambda: "cap.hit" in types(), "the cap.hit POST")
+            got = time.monotonic() - hit_at
+            wait_until(lambda: "secret.exposed" in types(), "the secret.exposed POST")
+            time.sleep(0.5)  # more scans: no other kind is sent
             exposed = [x for x in hook.fake.requests if (x.json or {}).get("type") == "secret.exposed"]
     assert [x.json["data"]["secret_prefix"] for x in exposed] == ["other"]
-    assert got is not None and got < 2.0, got
+    # Not queued behind the flood's deliveries: at most the one secret.exposed went before it, and it
+    # arrived in seconds (was 6-7.6 s; the bound leaves a loaded machine room).
+    assert types().index("cap.hit") <= 1, types()
+    assert got < 5.0, got
 
 
 @settings(max_examples=examples(300), deadline=None)

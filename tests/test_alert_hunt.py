@@ -23,6 +23,7 @@ from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
 from tests.test_alert_model import FlakyStore, Receivers, _empty
 from tests.test_alerts import alert, charge
+from tests.waits import wait_until_async
 
 
 async def _one_replica(tmp: Path, kinds: list[str], lose_settles: float) -> tuple[Alerts, FlakyStore, Receivers]:
@@ -46,11 +47,8 @@ async def _one_replica(tmp: Path, kinds: list[str], lose_settles: float) -> tupl
 
 async def _deliver(a: Alerts, receivers: Receivers, want: int) -> None:
     task = asyncio.create_task(a.deliverer.run_forever())
-    for _ in range(100):
-        if sum(receivers.accepted.values()) >= want:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.3)
+    await wait_until_async(lambda: sum(receivers.accepted.values()) >= want, f"{want} POSTs accepted")
+    await asyncio.sleep(0.3)  # more passes: nothing may be sent again
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -80,7 +78,7 @@ async def test_a_post_whose_outcome_could_not_be_written_is_not_sent_again(tmp_p
     try:
         await a.emit("key.revoked", {"key_id": "vk_1"})
         task = asyncio.create_task(_deliver(a, receivers, 1))
-        await asyncio.sleep(0.5)
+        await wait_until_async(lambda: store.lost >= 3, "3 passes to write the outcome and lose the answer")
         store.lose_settles = 0.0
         await task
         (row,) = await store.inner.list_deliveries(10)

@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import tempfile
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -73,6 +74,7 @@ class FlakyStore:
     def __init__(self, inner: Store, rng: random.Random, lose_settles: float) -> None:
         self.inner, self.rng, self.lose_settles = inner, rng, lose_settles
         self.fault = "none"
+        self.lost = 0  # outcomes written whose answer was then lost
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -89,6 +91,7 @@ class FlakyStore:
     async def settle_delivery(self, *args: Any, **kw: Any) -> None:
         await self.inner.settle_delivery(*args, **kw)
         if self.rng.random() < self.lose_settles:
+            self.lost += 1
             raise EnforcementUnavailable("drill: the answer to COMMIT was lost", commit_unknown=True)
 
 
@@ -147,9 +150,8 @@ async def run_model(
             per_dest = Counter(d for d, _ in receivers.accepted)
             return all(per_dest[i] >= plain + fired for i in healthy)
 
-        for _ in range(200):
-            if done():
-                break
+        deadline = time.monotonic() + 60  # then the assertions below say what is missing
+        while not done() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # more passes of every replica: nothing may be sent again
         for s in stores:

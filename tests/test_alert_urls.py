@@ -11,6 +11,7 @@ from keybrake.jobs.alert_delivery import alert_url_refusal
 from tests.fakes.receiver import ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 
 def test_a_localhost_url_is_refused_at_create_unless_the_name_is_listed(
@@ -32,9 +33,7 @@ def test_a_localhost_url_is_refused_at_create_unless_the_name_is_listed(
             kb.add_credential(fake_stripe.base_url)
             key = kb.issue({"daily_usd_cap": 1})
             assert c.delete(f"/v1/keys/{key['id']}").status_code == 200
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not hook.fake.requests:
-                time.sleep(0.05)
+            wait_until(lambda: bool(hook.fake.requests), "the key.revoked POST")
             assert [(x.json or {}).get("type") for x in hook.fake.requests] == ["key.revoked"]
 
 
@@ -47,11 +46,8 @@ def test_a_refused_delivery_logs_its_reason(tmp_path: Path, fake_stripe: FakeStr
         kb.add_credential(fake_stripe.base_url)
         key = kb.issue({"daily_usd_cap": 1})
         assert c.delete(f"/v1/keys/{key['id']}").status_code == 200
-        deadline = time.monotonic() + 10
-        lines: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not lines:
-            lines = [json.loads(x) for x in kb.logs.lines if "alert delivery failed" in x]
-            time.sleep(0.05)
+        wait_until(lambda: any("alert delivery failed" in x for x in kb.logs.lines), "the failed attempt's log line")
+        lines = [json.loads(x) for x in kb.logs.lines if "alert delivery failed" in x]
     assert lines and "could not connect" in str(lines[0]["error"]), lines
     assert lines[0]["type"] == "key.revoked" and "s3cr3t" not in kb.logs.text()
 
@@ -77,10 +73,10 @@ def test_the_deliveries_list_pages_newest_first_with_a_state_filter(tmp_path: Pa
                 key = kb.issue({"daily_usd_cap": 1})
                 assert c.delete(f"/v1/keys/{key['id']}").status_code == 200
                 time.sleep(0.01)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and len(hook.fake.requests) < 3:
-                time.sleep(0.05)
-            time.sleep(0.3)
+            wait_until(  # the three POSTs answered and their outcomes written
+                lambda: len(c.get("/v1/alerts/deliveries", params={"state": "delivered"}).json()["data"]) == 3,
+                "3 deliveries in state delivered",
+            )
             pages: list[list[dict[str, object]]] = []
             cursor = None
             while True:

@@ -17,6 +17,7 @@ import pytest
 from keybrake.core.errors import EnforcementUnavailable
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
+from tests.waits import wait_until_async
 
 # -- (d) every final verdict about time uses the database's clock --------------------------------
 
@@ -80,23 +81,24 @@ def test_the_store_gate_bounds_the_queue_in_length_and_time() -> None:
     async def main() -> None:
         gate = StoreGate(2, 3, "test store")
         now = time.monotonic()
-        await gate.enter(now + 1)
-        await gate.enter(now + 1)
-        waiters = [asyncio.create_task(gate.enter(now + 0.5)) for _ in range(3)]
+        bound = now + 1.0  # the waiters' deadline
+        await gate.enter(now + 5)
+        await gate.enter(now + 5)
+        waiters = [asyncio.create_task(gate.enter(bound)) for _ in range(3)]
         await asyncio.sleep(0.01)
-        t = time.monotonic()
+        sixth = asyncio.create_task(gate.enter(now + 5))
+        await asyncio.sleep(0)
+        assert sixth.done()  # at once: refused on its first step, before waiting on anything
         with pytest.raises(EnforcementUnavailable, match="KEYBRAKE_STORE_MAX_WAITERS"):
-            await gate.enter(now + 5)
-        assert time.monotonic() - t < 0.05  # at once
+            await sixth
         book = asyncio.create_task(gate.enter(now + 5, request=False))  # not refused for the length
         gate.leave()
-        await asyncio.sleep(0.01)
-        assert waiters[0].done() and not waiters[1].done()  # first come, first served
-        t = time.monotonic()
+        await wait_until_async(waiters[0].done, "the first waiter to get the freed slot")
+        assert not waiters[1].done()  # first come, first served
         for w in waiters[1:]:
             with pytest.raises(EnforcementUnavailable, match="in time"):
-                await w
-        assert 0.3 < time.monotonic() - t < 0.7  # each gave up at its bound (0.5 s from the start)
+                await asyncio.wait_for(w, 30)  # not a TimeoutError: the waiter gave up by itself
+            assert bound - 0.01 <= time.monotonic() < now + 5  # at its own bound: not before, nor at another's
         gate.leave()
         await asyncio.wait_for(book, 1)
         assert gate.waiting == 0 and gate.busy == 2

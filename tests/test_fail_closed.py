@@ -10,6 +10,7 @@ import stripe
 
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 
 def test_a_store_that_cannot_write_gets_503_and_nothing_is_forwarded(tmp_path: Path, fake_stripe: FakeStripe) -> None:
@@ -56,7 +57,11 @@ def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path
             made = c.post("/v1/alerts", json={"type": "webhook", "url": hook.base_url + "/h", "events": events})
             assert made.status_code == 201
         key = kb.issue({"daily_usd_cap": 10})
-        time.sleep(0.3)  # the alert worker has read the destinations into memory
+        assert kb.app is not None
+        alerts = kb.app.alerts
+        wait_until(  # the alert worker has read the destinations into memory
+            lambda: made.json()["id"] in {d.id for d in alerts.known}, "the alert scan to load the destination"
+        )
         with kb.write_lock_held():
             for _ in range(3):  # three failures, one alert (at most one per 5 minutes)
                 r = httpx.post(
@@ -65,11 +70,7 @@ def test_enforcement_unavailable_alert_from_memory_then_recovered(tmp_path: Path
                     headers={"Authorization": f"Bearer {key['key']}"},
                 )
                 assert r.status_code == 503
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and not hook.fake.requests:
-                time.sleep(0.05)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(hook.fake.requests) < 2:
-            time.sleep(0.05)
+            wait_until(lambda: bool(hook.fake.requests), "the enforcement.unavailable alert, sent from memory")
+        wait_until(lambda: len(hook.fake.requests) >= 2, "the enforcement.recovered alert")
         types = [r.json["type"] for r in hook.fake.requests]
         assert types == ["enforcement.unavailable", "enforcement.recovered"]

@@ -15,6 +15,7 @@ from stripe.params import ChargeCreateParams, PaymentIntentUpdateParams
 
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 
 def via(kb: KeybrakeThread, key: dict[str, Any]) -> stripe.StripeClient:
@@ -129,15 +130,18 @@ def test_a_confirm_cannot_race_the_update_that_raises_its_amount(
     moved $9,000 (or €999,999.99) on a $10 key. One write per object is in flight at a time, and a
     write goes only if the facts it was priced from are still current."""
     import threading
-    import time
 
     key = kb.issue({"daily_usd_cap": 10, "max_usd_per_call": 10})
     sc = via(kb, key)
     pi = sc.v1.payment_intents.create({"amount": 100, "currency": "usd", "payment_method": "pm_card_visa"})
-    fake_stripe.delay_seconds = 0.5  # Stripe takes a moment on each request
+    fake_stripe.delay_seconds = 1.0  # Stripe takes a moment on each request
+    sent = len(fake_stripe.requests)
     updater = threading.Thread(target=lambda: via(kb, key).v1.payment_intents.update(pi.id, raised))
     updater.start()
-    time.sleep(0.15)  # the update is at Stripe, its answer not back yet
+    wait_until(  # the update is at Stripe, its answer not back yet (1 s from now)
+        lambda: any(r.path == f"/v1/payment_intents/{pi.id}" for r in fake_stripe.requests[sent:]),
+        "the update to reach Stripe",
+    )
     retrying = stripe.StripeClient(key["key"], base_addresses={"api": f"{kb.url}/stripe"}, max_network_retries=3)
     with pytest.raises(stripe.StripeError) as info:
         retrying.v1.payment_intents.confirm(pi.id)  # 409 while the update is in flight, then priced afresh

@@ -14,6 +14,7 @@ import stripe
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.stripe_sdk import assert_secret_only, async_client, client, code_of
+from tests.waits import wait_until_async
 
 
 def test_sdk_flows_reach_upstream_with_the_real_secret_and_are_audited(
@@ -178,11 +179,13 @@ def test_revoke_under_load_admits_nothing_after_it_returns(kb: KeybrakeThread, f
                     statuses.append((start, "revoked"))
 
         tasks = [asyncio.create_task(agent()) for _ in range(8)]
-        await asyncio.sleep(0.3)
+        await wait_until_async(lambda: len(statuses) >= 16, "the 8 agents to be served before the revoke")
         async with httpx.AsyncClient(base_url=kb.url, headers=kb.admin().headers) as c:
             await c.delete(f"/v1/keys/{key['id']}")
         revoked_at = asyncio.get_running_loop().time()
-        await asyncio.sleep(0.3)
+        await wait_until_async(
+            lambda: sum(t > revoked_at for t, _ in statuses) >= 16, "16 calls sent after the revoke returned"
+        )
         stop.set()
         await asyncio.gather(*tasks)
         await http.close_async()  # type: ignore[no-untyped-call]  # unannotated in stripe-python

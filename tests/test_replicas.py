@@ -298,11 +298,14 @@ def test_postgres_stopped_mid_load_fails_closed_then_service_resumes_by_itself(
                 wait_for(lambda: sum(s == 200 for _, s, _ in results) >= 20)
                 cluster.stop("immediate")  # as if the database host died
                 down = time.monotonic()
-                time.sleep(0.5)  # requests that reserved before the stop may still be forwarded
+                # The loader sends one request at a time: once one sent after the stop is answered, the
+                # one that may have reserved before it has been forwarded (or not) for good.
+                wait_for(lambda: any(t >= down for t, _, _ in results), timeout=30)
+                quiet = time.monotonic()
                 forwarded_at_down = _upstream(fake_stripe, "POST", "/v1/charges")
-                time.sleep(3)
+                wait_for(lambda: sum(t >= quiet for t, _, _ in results) >= 4, timeout=30)  # tried during the outage
                 assert _upstream(fake_stripe, "POST", "/v1/charges") == forwarded_at_down  # nothing forwarded
-                during = [(s, c) for t, s, c in results if down + 0.5 <= t]
+                during = [(s, c) for t, s, c in results if quiet <= t]
                 assert during and all(s == 503 and c == "enforcement_unavailable" for s, c in during), during[:5]
                 cluster.start()
                 up = time.monotonic()

@@ -5,7 +5,6 @@ at exactly what its keys spent (the reference model: tests/store/budget_books.py
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from tests.store.budget_books import (
     charging_agents,
     check_books,
 )
+from tests.waits import wait_until
 
 # -- replicas under load (PostgreSQL) ---------------------------------------------------------
 
@@ -45,12 +45,12 @@ def _round(replicas: list[Replica], rnd: int) -> tuple[int, int, int]:
     with charging_agents(
         replicas, 24, lambda r, i, rng: r.call(charge, kids[i], rng.randint(1, 500) * 10_000)
     ) as count:
-        time.sleep(0.4)
+        wait_until(lambda: count[0] > 48, "48 charges before the create")
         now = replicas[1].store.now_ms()
         b = budget_record(f"bud_r{rnd}", now, scope="label_prefix", value=f"tenant{rnd}:", daily_usd_cap=10**6 * USD)
         replicas[1].call(add_budget, b)
-        time.sleep(0.4)
-    assert count[0] > 48  # charges ran before and after the create
+        created = count[0]
+        wait_until(lambda: count[0] > created + 48, "48 charges after the create")
     replicas[0].call(check_books)
     day: tuple[int, int, int] = replicas[0].call(_day_counter, b.id, f"vk_r{rnd}_")
     return day
