@@ -87,8 +87,8 @@ def test_the_store_gate_bounds_the_queue_in_length_and_time() -> None:
         waiters = [asyncio.create_task(gate.enter(bound)) for _ in range(3)]
         await asyncio.sleep(0.01)
         sixth = asyncio.create_task(gate.enter(now + 5))
-        await asyncio.sleep(0)
-        assert sixth.done()  # at once: refused on its first step, before waiting on anything
+        await wait_until_async(sixth.done, "the 6th request's answer")
+        assert not any(w.done() for w in waiters)  # at once: while the queue is full, before any waiter's bound
         with pytest.raises(EnforcementUnavailable, match="KEYBRAKE_STORE_MAX_WAITERS"):
             await sixth
         book = asyncio.create_task(gate.enter(now + 5, request=False))  # not refused for the length
