@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+from keybrake.jobs.reconcile import ReconcileJob
 from tests.fakes.stripe_server import FakeStripeThread
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 
 def test_reconciliation_never_sends_a_later_credentials_secret_for_a_deleted_generations_row(tmp_path: Path) -> None:
@@ -31,8 +32,19 @@ def test_reconciliation_never_sends_a_later_credentials_secret_for_a_deleted_gen
         assert pending.status == "requires_action"
         with kb.admin() as c:
             assert c.delete("/v1/credentials/default", params={"revoke_keys": "true"}).status_code == 200
+        assert kb.app is not None
+        (job,) = [j for j in kb.app.jobs.jobs if isinstance(j, ReconcileJob)]
+        passes: list[str] = []
+        run_once = job.reconciler.run_once
+
+        async def counted(vendor: str) -> int:
+            settled = await run_once(vendor)
+            passes.append(vendor)  # a pass that ran to its end
+            return settled
+
+        job.reconciler.run_once = counted  # type: ignore[method-assign]  # this app's reconciler only
         kb.add_credential(acct_b.base_url, secret=secret_b)
-        time.sleep(1.0)  # ten reconciliation passes
+        wait_until(lambda: passes.count("stripe") >= 10, "ten Stripe reconciliation passes with B added")
         seen = [(r.method, r.path) for r in acct_b.fake.requests]
         with kb.admin() as c:
             rows = c.get("/v1/audit", params={"key_id": key["id"]}).json()["data"]
