@@ -20,6 +20,7 @@ from tests import harness
 from tests.bulk import agent_rows
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
+from tests.waits import wait_until
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -71,11 +72,12 @@ def _latencies_during(kb: KeybrakeThread, other: dict[str, Any], action: Any) ->
 
     th = threading.Thread(target=agent)
     th.start()
-    time.sleep(0.5)
+    wait_until(lambda: len(lat) >= 10, "10 charges before the operator's action")
     t0 = time.monotonic()
     action()
     took = time.monotonic() - t0
-    time.sleep(0.3)
+    after = len(lat)
+    wait_until(lambda: len(lat) >= after + 5, "5 charges after the operator's action")
     stop.set()
     th.join(60)
     return lat, took
