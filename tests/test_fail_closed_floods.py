@@ -167,7 +167,7 @@ def test_denial_rows_queue_without_bound_and_starve_other_keys(tmp_path: Path, f
         def accounted() -> bool:  # each denial's row written or counted as shed (the last rows land late)
             rows = kb.query(sql)[0][0] - 1  # the warm-up's
             books.append((rows, kb.app.shed_total._value.get(), denied))  # type: ignore[union-attr]
-            return rows + books[-1][1] >= denied
+            return bool(rows + books[-1][1] >= denied)
 
         wait_until(accounted, "every denial's row written or counted as shed")
         rows, shed, denied = books[-1]

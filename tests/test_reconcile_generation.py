@@ -37,9 +37,9 @@ def test_reconciliation_never_sends_a_later_credentials_secret_for_a_deleted_gen
         passes: list[str] = []
         run_once = job.reconciler.run_once
 
-        async def counted(vendor: str) -> int:
+        async def counted(vendor: str | None = None) -> int:
             settled = await run_once(vendor)
-            passes.append(vendor)  # a pass that ran to its end
+            passes.append(vendor or "")  # a pass that ran to its end
             return settled
 
         job.reconciler.run_once = counted  # type: ignore[method-assign]  # this app's reconciler only

@@ -122,9 +122,10 @@ def test_relabels_on_one_replica_while_both_charge_keep_the_books(pg_url: str, t
             replicas, 12, lambda r, i, rng: r.call(_charge_now, kids[i % 6], rng.randint(1, 500) * 10_000)
         ) as count:
             rng = random.Random(7)
+            last = [0]  # the count at the previous relabel
             for _ in range(24):  # charges run between the relabels
-                last = count[0]
-                wait_until(lambda last=last: count[0] > last, "a charge between two relabels")
+                wait_until(lambda: count[0] > last[0], "a charge between two relabels")
+                last[0] = count[0]
                 kid = rng.choice(kids)
                 replicas[1].call(_relabel_now, kid, rng.choice(["acme:", "x:"]) + kid)
         seen(replicas[0].store).keys.clear()

@@ -217,12 +217,20 @@ def test_keys_issued_on_one_replica_while_another_deletes_the_credential(pg_url:
             threads = [threading.Thread(target=issuer, args=(t,)) for t in range(12)]
             for t in threads:
                 t.start()
-            wait_until(lambda issued=issued: len(issued) > 24, "issuers to get keys through replica B")
+
+            def issuing(issued: list[str] = issued) -> bool:
+                return len(issued) > 24
+
+            wait_until(issuing, "issuers to get keys through replica B")
             on(loop_a, a.delete_credential(name, revoke_keys=True, reason="deleted"))
             active = on(loop_a, a.active_key_count(name))
             assert active == 0, active  # right when the delete returns, issuers still running
             after = len(tries)
-            wait_until(lambda after=after, tries=tries: len(tries) > after + 24, "issuers to race past the delete")
+
+            def racing(after: int = after, tries: list[int] = tries) -> bool:
+                return len(tries) > after + 24
+
+            wait_until(racing, "issuers to race past the delete")
             stop.set()
             for t in threads:
                 t.join(30)
