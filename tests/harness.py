@@ -61,6 +61,7 @@ def reset_installs() -> None:
 
 
 REAL_SECRET = "sk_test_fake_secret_1234567890"
+STARTUP_S = 60.0  # how long a Keybrake (thread or process) may take to start: CI runs 2-4x slower
 
 
 class LogCapture(logging.Handler):
@@ -141,7 +142,8 @@ class KeybrakeThread:
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        ready.wait(20)
+        if not ready.wait(STARTUP_S):
+            raise RuntimeError(f"keybrake did not start within {STARTUP_S:g} s")
         if self._error:
             raise self._error
         return self
@@ -223,7 +225,7 @@ class KeybrakeThread:
             return r.json()["data"]  # type: ignore[no-any-return]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
     """Poll until `predicate()` is truthy and return its value; fail the test after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -273,7 +275,7 @@ def spawn_keybrake(
         stderr=out,
         preexec_fn=limit_files if nofile is not None else None,
     )
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP_S
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"keybrake exited with {proc.returncode}")
@@ -283,4 +285,4 @@ def spawn_keybrake(
         except httpx.HTTPError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("keybrake did not become healthy")
+    raise RuntimeError(f"keybrake did not become healthy within {STARTUP_S:g} s")

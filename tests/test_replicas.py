@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,12 +151,14 @@ def test_300_concurrent_requests_on_three_replicas_let_exactly_25_through(
     data: dict[str, str] | None,
     code: str,
 ) -> None:
-    with Replicas(tmp_path, pg_url, 3) as rs:
+    # 300 at once queue for 3 × 8 connections: on a loaded machine some would pass the 2 s
+    # reservation deadline (503) — not what this test is about, so the deadline is generous here.
+    with Replicas(tmp_path, pg_url, 3, env={"KEYBRAKE_RESERVE_DEADLINE_MS": "30000"}) as rs:
         key = rs.setup(fake_stripe.base_url, policy)
         urls = [rs.url_of(i) + "/stripe" for i in range(3)]
         statuses = asyncio.run(_fire(urls, key["key"], 300, method, path, data))
-        assert statuses.count(200) == 25, sorted(set(statuses))
-        assert statuses.count(429) == 275
+        assert statuses.count(200) == 25, Counter(statuses)
+        assert statuses.count(429) == 275, Counter(statuses)
         assert _upstream(fake_stripe, method, path) == 25
 
         def all_rows() -> list[dict[str, Any]] | None:
