@@ -1,5 +1,7 @@
 """Shopify's contract examples (tests/vendors/contract.py, `VendorExamples`): GraphQL requests as
-ShopifyAPI's `GraphQL().execute` sends them, and REST writes as its resources send them."""
+ShopifyAPI's `GraphQL().execute` sends them, and REST writes as its resources send them.
+
+Imported by tests/vendors/contract.py (import that module, not this one: this one needs it first)."""
 
 from __future__ import annotations
 
@@ -7,32 +9,13 @@ from typing import Any
 
 from keybrake.core.policy import Policy
 from tests.vendors.contract import Call, PolicyFieldExample, VendorExamples, js
-
-TOKEN = "shpat_" + "0123456789abcdef" * 2
-V = "/admin/api/2025-07"
-GQL = f"{V}/graphql.json"
-ORDER = "gid://shopify/Order/1001"
+from tests.vendors.shopify_calls import GQL, PRODUCT, REFUND, TOKEN, V, refund_input
 
 
 def graphql(query: str, variables: dict[str, Any] | None = None, operation_name: str | None = None) -> Call:
     """A GraphQL request as ShopifyAPI's `GraphQL().execute(query, variables, operation_name)` sends it."""
     return js("POST", GQL, {"query": query, "variables": variables, "operationName": operation_name})
 
-
-REFUND = (
-    "mutation Refund($input: RefundInput!) { refundCreate(input: $input) "
-    "{ refund { id } userErrors { field message } } }"
-)
-
-
-def refund_input(*amounts: str, currency: str | None = "USD") -> dict[str, Any]:
-    """A `RefundInput` returning `amounts` (decimal strings) on ORDER."""
-    tx = [{"amount": a, "gateway": "shopify_payments", "kind": "REFUND", "orderId": ORDER} for a in amounts]
-    return {"input": {"orderId": ORDER, **({"currency": currency} if currency else {}), "transactions": tx}}
-
-
-PRODUCT = 'mutation { productCreate(product: {title: "Anvil"}) { product { id } userErrors { message } } }'
-GIFT_CARD = 'mutation { giftCardCreate(input: {initialValue: "25.00"}) { giftCard { id } userErrors { message } } }'
 
 SHOPIFY = VendorExamples(
     secret=TOKEN,

@@ -152,7 +152,7 @@ class Shopify(VendorDefaults):
         if detail.graphql is not None:
             if detail.graphql.operation.kind == "query":
                 return Estimate("free", 0, "none")
-            moving = [m for m in detail.mutations if m.kind != "free"]
+            moving = [m for m in detail.mutations if m.kind in ("priced", "unpriceable")]
             if not moving:
                 return Estimate("free", 0, "none")
             if any(m.kind != "priced" for m in moving):
@@ -180,7 +180,7 @@ class Shopify(VendorDefaults):
         data = doc.get("data") if isinstance(doc, dict) else None
         if doc is None:
             return VendorCost(estimate.amount, "estimate", estimate.cost_kind)  # no answer to read: keep it
-        ran = [m for m in detail.mutations if m.kind != "free" and _ran(data, m)]
+        ran = [m for m in detail.mutations if m.kind in ("priced", "unpriceable") and _ran(data, m)]
         if not ran:
             return VendorCost(0, "response", "none")
         if estimate.pricing == "unpriceable":
