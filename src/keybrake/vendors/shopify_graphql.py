@@ -9,6 +9,8 @@ Requests"):
 - its root selection set is flattened through fragment spreads and inline fragments (a spread of
   an undefined fragment, a fragment cycle, two fragments or operations of one name are refused);
 - a field is known by its name, never by its alias (`refund: refundCreate(…)` runs `refundCreate`);
+  fields of one response key run once (the same field twice counts once; two different fields
+  under one key are refused);
 - argument values are read from inline literals or from `variables` (a variable's default when
   the request gives none), each value in one shape: numbers from a literal keep their exact
   text (`Decimal`), an object literal naming one field twice is refused.
@@ -175,7 +177,7 @@ def _operation(
     nodes = _root_fields(op.selection_set, fragments, ())
     if len(nodes) > MAX_ROOT_FIELDS:
         raise GraphQLRefused(f"A GraphQL operation may run at most {MAX_ROOT_FIELDS} root fields.")
-    fields = tuple(_root_field(node, variables, defaults) for node in nodes)
+    fields = _merged([_root_field(node, variables, defaults) for node in nodes])
     kind = "mutation" if op.operation is OperationType.MUTATION else "query"
     return Operation(kind, op.name.value if op.name is not None else None, fields)
 
@@ -201,6 +203,22 @@ def _root_fields(
         if len(out) > MAX_ROOT_FIELDS:
             raise GraphQLRefused(f"A GraphQL operation may run at most {MAX_ROOT_FIELDS} root fields.")
     return out
+
+
+def _merged(fields: list[RootField]) -> tuple[RootField, ...]:
+    """Fields of one response key run once (GraphQL spec, CollectFields and field merging): the
+    same field twice counts once; two different fields under one key are refused (Shopify refuses
+    such a document as invalid; Keybrake does not guess which would run)."""
+    seen: dict[str, RootField] = {}
+    out = []
+    for f in fields:
+        prior = seen.get(f.key)
+        if prior is None:
+            seen[f.key] = f
+            out.append(f)
+        elif (prior.name, prior.arguments) != (f.name, f.arguments):
+            raise GraphQLRefused(f"Response key {f.key[:60]!r} names two different fields or arguments.")
+    return tuple(out)
 
 
 def _root_field(node: FieldNode, variables: Mapping[str, Any], defaults: Mapping[str, ValueNode]) -> RootField:

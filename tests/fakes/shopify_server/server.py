@@ -11,7 +11,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
-from graphql import FieldNode, OperationDefinitionNode, graphql_sync, parse
+from graphql import (
+    ExecutionResult,
+    FieldNode,
+    GraphQLFieldResolver,
+    OperationDefinitionNode,
+    graphql_sync,
+    parse,
+)
 
 from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
 from tests.fakes.shopify_server.schema import SCHEMA, bag, money, new_gid, user_error
@@ -95,12 +102,26 @@ class FakeShopify(FakeServer):
 
     # --- GraphQL -------------------------------------------------------------------------------
 
+    def execute(
+        self, query: str, variables: Any, operation_name: Any, field_resolver: GraphQLFieldResolver | None = None
+    ) -> ExecutionResult:
+        """Validate and execute a document against the fake's schema and state, as Shopify would
+        (`field_resolver`: graphql-core's hook around every field, e.g. to record what ran)."""
+        return graphql_sync(
+            SCHEMA,
+            query,
+            _Root(self),
+            variable_values=variables,
+            operation_name=operation_name,
+            field_resolver=field_resolver,
+        )
+
     def _graphql(self, rec: RecordedRequest) -> dict[str, Any]:
         body = rec.json if isinstance(rec.json, dict) else {}
         query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
         if not isinstance(query, str):
             return {"errors": [{"message": "Parameter Missing or Invalid", "extensions": {"code": "BAD_REQUEST"}}]}
-        result = graphql_sync(SCHEMA, query, _Root(self), variable_values=variables, operation_name=name)
+        result = self.execute(query, variables, name)
         if result.errors and result.data is None:
             return {"errors": [e.formatted for e in result.errors]}
         cost = _cost(query, name)
