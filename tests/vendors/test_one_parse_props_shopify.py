@@ -66,8 +66,8 @@ def _args(name: str, amount: str) -> str:
 
 
 @st.composite
-def _field(draw: st.DrawFn, doc: Doc, op_vars: list[str] | None) -> tuple[str, tuple[str, Decimal | None]]:
-    """One mutation field: its text and (name, amount). Variables only outside fragments."""
+def _field(draw: st.DrawFn, doc: Doc, op_vars: list[str] | None) -> tuple[str, tuple[str, Decimal | None, str]]:
+    """One mutation field: its text and (name, amount, response key). Variables only outside fragments."""
     name = draw(st.sampled_from(sorted(KINDS)))
     doc.n += 1
     alias = draw(st.sampled_from([None, f"a{doc.n}", *sorted(KINDS)]))

@@ -36,7 +36,7 @@ from keybrake.vendors.base import (
     retry_after,
 )
 from keybrake.vendors.registry import VendorSpec
-from keybrake.vendors.shopify_money import mutation_class, to_micro_usd
+from keybrake.vendors.shopify_money import Amount, mutation_class, to_micro_usd
 from keybrake.vendors.shopify_policy import ShopifyPolicy, ShopifyPolicyIn
 from keybrake.vendors.shopify_request import (
     GRAPHQL,
@@ -233,12 +233,12 @@ def _shop_currency(vreq: VendorRequest) -> str | None:
     return vreq.scope.shop_currency if isinstance(vreq.scope, ShopifyScope) else None
 
 
-def _priced(amounts: list[Any], currency: str | None, rates: Rates, kind: str) -> Estimate:
+def _priced(amounts: list[Amount], currency: str | None, rates: Rates, kind: str) -> Estimate:
     micro = to_micro_usd(amounts, currency, rates)
     if micro is None:
         return Estimate("unpriceable", 0, kind)
-    currencies = {a.currency or currency for a in amounts}
-    return Estimate("priced", micro, kind, currencies.pop().lower() if len(currencies) == 1 else None)
+    currencies = {(a.currency or currency or "").lower() for a in amounts}  # every one known once priced
+    return Estimate("priced", micro, kind, currencies.pop() if len(currencies) == 1 else None)
 
 
 def _ran(data: Any, m: MutationRead) -> bool:
