@@ -54,5 +54,12 @@ SHOPIFY = VendorExamples(
             "is not an upper-case ISO 4217 currency code",
             None,  # it decides a price, not a scope: tests/test_proxy_shopify.py
         ),
+        PolicyFieldExample(
+            "daily_graphql_cost_points",
+            5000,
+            0,
+            "greater than or equal to 1",
+            None,  # it sets a cap, not a scope: tests/test_proxy_shopify_points.py
+        ),
     ),
 )

@@ -12,8 +12,8 @@ schema is public). Tokens in answers (`accessToken`, `access_token`) are redacte
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from keybrake.core.errors import Denial
@@ -70,6 +70,9 @@ GUARDED = tuple(
     )
 )
 SECRET_FIELDS = frozenset({"accessToken", "access_token"})
+# "Single queries are limited to a cost of 1,000 points" (shopify.dev/docs/api/usage/limits,
+# GraphQL Admin API): what one GraphQL call reserves against daily_graphql_cost_points.
+MAX_QUERY_COST = 1000
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,17 @@ class Shopify(VendorDefaults):
 
     def request_id(self, headers: dict[str, str]) -> str | None:
         return headers.get("x-request-id")
+
+    def policy_problem(self, policy: Mapping[str, Any]) -> tuple[str, str] | None:
+        """A points cap below what one GraphQL call reserves would refuse every GraphQL call."""
+        cap = policy.get("daily_graphql_cost_points")
+        if isinstance(cap, int) and cap < MAX_QUERY_COST:
+            return (
+                "daily_graphql_cost_points",
+                f"must be at least {MAX_QUERY_COST}: each GraphQL call reserves {MAX_QUERY_COST} points (the most "
+                "Shopify lets one query cost) until its answer reports what it used",
+            )
+        return None
 
     # -- the one parse --------------------------------------------------------------------
 
@@ -148,6 +162,12 @@ class Shopify(VendorDefaults):
     # -- cost -----------------------------------------------------------------------------
 
     def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
+        """The call's price class and amount; a GraphQL call also reserves MAX_QUERY_COST points."""
+        detail = _detail(vreq)
+        estimate = self._price(vreq, rates)
+        return replace(estimate, points=MAX_QUERY_COST) if detail.graphql is not None else estimate
+
+    def _price(self, vreq: VendorRequest, rates: Rates) -> Estimate:
         detail, currency = _detail(vreq), _shop_currency(vreq)
         if detail.graphql is not None:
             if detail.graphql.operation.kind == "query":
@@ -171,7 +191,11 @@ class Shopify(VendorDefaults):
     ) -> VendorCost:
         """2xx: REST writes cost their estimate; a GraphQL mutation field costs its amounts when its
         payload came back without `userErrors` (a null payload, or a top-level `errors` answer
-        without `data`, ran nothing)."""
+        without `data`, ran nothing). Points: `query_points` of the answer."""
+        cost = self._cost(vreq, estimate, status, doc, rates)
+        return replace(cost, points=query_points(status, doc)) if _detail(vreq).graphql is not None else cost
+
+    def _cost(self, vreq: VendorRequest, estimate: Estimate, status: int, doc: Any, rates: Rates) -> VendorCost:
         if status >= 300 or estimate.pricing == "free":
             return VendorCost(0, "none", "none")
         detail = _detail(vreq)
@@ -239,6 +263,25 @@ def _priced(amounts: list[Amount], currency: str | None, rates: Rates, kind: str
         return Estimate("unpriceable", 0, kind)
     currencies = {(a.currency or currency or "").lower() for a in amounts}  # every one known once priced
     return Estimate("priced", micro, kind, currencies.pop() if len(currencies) == 1 else None)
+
+
+def query_points(status: int, doc: Any) -> int | None:
+    """The cost points a GraphQL answer says the call used: `extensions.cost.actualQueryCost`
+    (shopify.dev/docs/api/usage/limits); 0 for a refusal (status ≥ 300: nothing ran) and for a
+    cost of null (a throttled call runs nothing); None (keep the reserved bound) when a 2xx
+    answer reports no cost."""
+    if status >= 300:
+        return 0
+    ext = doc.get("extensions") if isinstance(doc, dict) else None
+    cost = ext.get("cost") if isinstance(ext, dict) else None
+    if not isinstance(cost, dict) or "actualQueryCost" not in cost:
+        return None
+    actual = cost["actualQueryCost"]
+    if actual is None:
+        return 0
+    if isinstance(actual, bool) or not isinstance(actual, int | float) or not 0 <= actual <= MAX_QUERY_COST:
+        return None  # not a cost Shopify can report: keep the bound
+    return int(-(-actual // 1))  # whole points, rounded up
 
 
 def _ran(data: Any, m: MutationRead) -> bool:

@@ -7,6 +7,10 @@ and the parsed form the checks read (`ShopifyPolicy`).
 - `shopify_shop_currency`: the shop's currency (ISO 4217, e.g. "USD"), which prices amounts that
   Shopify reads in the shop's currency (`giftCardCreate`'s `initialValue`, a refund or capture
   without `currency`). Not set: such calls are unpriceable.
+- `daily_graphql_cost_points`: the GraphQL cost points (Shopify's `extensions.cost`) a key may use
+  per UTC day. Each GraphQL call reserves `MAX_QUERY_COST` (the most Shopify lets one query cost)
+  and settles to the answer's `actualQueryCost`; the cap itself is a core cap
+  (`core.caps.KEY_CAPS`, counter `daily_graphql_points`) reading this field.
 """
 
 from __future__ import annotations
@@ -25,10 +29,15 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 class ShopifyPolicyIn(BaseModel):
     """Shopify's policy fields as the admin API takes them; `RANKS`: where each renders among all fields."""
 
-    RANKS: ClassVar[Mapping[str, int]] = {"allowed_shopify_mutations": 75, "shopify_shop_currency": 95}
+    RANKS: ClassVar[Mapping[str, int]] = {
+        "allowed_shopify_mutations": 75,
+        "shopify_shop_currency": 95,
+        "daily_graphql_cost_points": 185,
+    }
 
     allowed_shopify_mutations: list[str] | None = Field(default=None, max_length=500)
     shopify_shop_currency: str | None = None
+    daily_graphql_cost_points: int | None = Field(default=None, ge=1, le=10**12)
 
     @field_validator("allowed_shopify_mutations")
     @classmethod
