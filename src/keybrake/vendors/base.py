@@ -113,8 +113,7 @@ class Vendor(Protocol):
     # under the key and replays to a retry (a retry after any other answer runs for real).
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
-    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
-    # None: KEYBRAKE_RECONCILE_INTERVAL.
+    # Seconds between reconciliation passes over its pending rows; None: KEYBRAKE_RECONCILE_INTERVAL.
     reconcile_interval_s: float | None
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
