@@ -112,6 +112,9 @@ def test_amounts_are_read_from_literals_variables_and_defaults_in_one_shape() ->
     assert refused(gql(CAPTURE, {"a": "1e3"}, "C")).code == "body_invalid"
     assert refused(gql(CAPTURE.replace("EUR", "CHF"), {"a": "1"}, "C")).code == "currency_not_supported"
     assert decide(gql(REFUND, refund_input("0.01"), "Refund")).pricing == "priced"
+    one = refund_input("7.00")
+    one["input"]["transactions"] = one["input"]["transactions"][0]  # coerced to a list of one, as Shopify does
+    assert decide(gql(REFUND, one, "Refund")).amount == 7_000_000
 
 
 def test_an_alias_never_hides_a_field_and_a_repeat_runs_once() -> None:

@@ -89,6 +89,8 @@ def _refund_create(args: Mapping[str, Any]) -> list[Amount]:
     transactions = inp.get("transactions")
     if transactions is None:
         return []  # a refund without transactions returns no money (restock, notes)
+    if isinstance(transactions, dict):
+        transactions = [transactions]  # GraphQL input coercion: one value given for a list is a list of one
     if not isinstance(transactions, list):
         raise _invalid("refundCreate(input.transactions) must be a list of transactions.")
     return [
