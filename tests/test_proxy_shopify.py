@@ -190,7 +190,7 @@ def test_revoke_takes_effect_on_the_next_request(
     assert len(graphql_posts(fake)) == 1 and fake.orders["1001"].refunded == 0
 
 
-def test_a_credential_must_name_a_shop(kbr: KeybrakeThread) -> None:
+def test_a_credential_must_name_a_shop(kbr: KeybrakeThread, capsys: pytest.CaptureFixture[str]) -> None:
     with kbr.admin() as c:
         for url in ("https://evil.example.com", "https://myshopify.com.evil.example"):
             body = {"vendor": "shopify", "name": "x", "secret": DEFAULT_TOKEN, "base_url": url}
@@ -200,6 +200,12 @@ def test_a_credential_must_name_a_shop(kbr: KeybrakeThread) -> None:
         assert c.post("/v1/credentials", json=body).status_code == 201
         refused_secret = c.post("/v1/credentials", json={**body, "name": "y", "secret": "sk_test_abcdefgh12345678"})
         assert refused_secret.status_code == 422
+        no_shop = {"vendor": "shopify", "name": "no-shop", "secret": DEFAULT_TOKEN}
+        assert c.post("/v1/credentials", json=no_shop).status_code == 201
+    key = kbr.issue({}, vendor="shopify", credential="no-shop", label="test:shop-agent:run-1")
+    activate(kbr.url, key["key"], VERSION)
+    status, body = refused(capsys, "{ shop { name } }")  # there is no default shop to send the token to
+    assert status == 502 and body["errors"][0]["extensions"]["code"] == "upstream_forbidden"
 
 
 def test_the_order_in_examples_is_the_fakes(fake: FakeShopify) -> None:
