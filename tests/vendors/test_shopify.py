@@ -184,6 +184,13 @@ def test_a_mutation_costs_what_ran_according_to_the_answer() -> None:
     assert settle(call, {"errors": [{"message": "x"}]}, status=403)[0] == 0
 
 
+def test_oauth_writes_are_guarded_and_the_scopes_read_is_free() -> None:
+    exchange, scopes = ("admin", "oauth", "access_token"), ("admin", "oauth", "access_scopes.json")
+    assert any(g.matches("POST", exchange) for g in S.guarded)
+    assert not any(g.matches("GET", scopes) for g in S.guarded)
+    assert decide(Call("GET", "/admin/oauth/access_scopes.json")).pricing == "free"
+
+
 def test_tokens_are_redacted_from_every_answer() -> None:
     doc = {"storefront_access_token": {"access_token": "abc", "title": "t"}, "data": {"x": {"accessToken": "def"}}}
     assert S.redact(scoped(Call("GET", f"{V}/shop.json")), doc) == ["accessToken", "access_token"]

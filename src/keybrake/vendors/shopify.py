@@ -61,7 +61,7 @@ FREE: tuple[EndpointPattern, ...] = (
 GUARDED = tuple(
     parse_pattern(t, casefold=True)
     for t in (
-        "* /admin/oauth/**",
+        "POST|PUT|PATCH|DELETE /admin/oauth/**",  # token exchange; GET access_scopes.json is a free read
         "* /admin/api/*/webhooks.json",
         "* /admin/api/*/webhooks/**",
         "* /admin/api/*/storefront_access_tokens.json",
