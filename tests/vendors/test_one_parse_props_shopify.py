@@ -5,8 +5,9 @@ variable (with and without a default). Two oracles:
 - a reference model built from the generator's own structure: which mutation fields the executed
   operation runs, in order, with which amounts; Keybrake's scope and price decisions follow from it;
 - graphql-core's executor on the fake shop (tests/fakes/shopify_server): the mutation resolvers it
-  really calls are exactly the fields Keybrake read, and what it refunds and captures is what
-  Keybrake priced.
+  really calls are exactly the fields Keybrake read, less those `@skip`/`@include` leave out
+  (Keybrake counts those as run: an upper bound), and what it refunds and captures is what
+  Keybrake priced for the fields that ran.
 
 Examples per run: 400.
 """
@@ -49,20 +50,23 @@ class Doc:
     variables: dict[str, Any] = field(default_factory=dict)
     fragments: dict[str, list[tuple[str, Decimal | None, str]]] = field(default_factory=dict)
     keys: set[str] = field(default_factory=set)
+    skipped: set[str] = field(default_factory=set)  # response keys a directive leaves out
     n: int = 0
 
 
-def _args(name: str, amount: str) -> str:
+def _args(name: str, amount: str) -> tuple[str, str]:
+    """(arguments, selection set) of a mutation field, the amount written as `amount`."""
     if name == "refundCreate":
         tx = f'{{amount: {amount}, gateway: "g", kind: REFUND, orderId: "{ORDER}"}}'
-        return f'(input: {{orderId: "{ORDER}", currency: USD, transactions: [{tx}]}}) {{ refund {{ id }} }}'
+        return f'(input: {{orderId: "{ORDER}", currency: USD, transactions: [{tx}]}})', "{ refund { id } }"
     if name == "orderCapture":
-        return f'(input: {{id: "{ORDER}", parentTransactionId: "t", amount: {amount}, currency: USD}}) {{ transaction {{ id }} }}'  # noqa: E501
+        capture = f'{{id: "{ORDER}", parentTransactionId: "t", amount: {amount}, currency: USD}}'
+        return f"(input: {capture})", "{ transaction { id } }"
     if name == "productCreate":
-        return '(product: {title: "A"}) { product { id } }'
+        return '(product: {title: "A"})', "{ product { id } }"
     if name == "draftOrderComplete":
-        return '(id: "gid://shopify/DraftOrder/1") { draftOrder { id } }'
-    return '(input: {title: "s"}) { storefrontAccessToken { id } }'
+        return '(id: "gid://shopify/DraftOrder/1")', "{ draftOrder { id } }"
+    return '(input: {title: "s"})', "{ storefrontAccessToken { id } }"
 
 
 @st.composite
@@ -89,7 +93,16 @@ def _field(draw: st.DrawFn, doc: Doc, op_vars: list[str] | None) -> tuple[str, t
             doc.variables[var] = str(value)
         amount = f"${var}"
     head = f"{alias}: {name}" if alias else name
-    return head + _args(name, amount), (name, value if KINDS[name] == "priced" else None, alias or name)
+    leaves_out = (" @skip(if: true)", " @include(if: false)")
+    directive = draw(st.sampled_from(["", "", "", *leaves_out, " @include(if: true)"]))
+    if directive in leaves_out:
+        doc.skipped.add(alias or name)
+    arguments, selection = _args(name, amount)
+    return f"{head}{arguments}{directive} {selection}", (
+        name,
+        value if KINDS[name] == "priced" else None,
+        alias or name,
+    )
 
 
 @st.composite
@@ -189,7 +202,8 @@ def test_scope_and_price_follow_the_fields_the_executed_operation_runs(generated
 def test_graphql_core_runs_exactly_the_mutation_fields_keybrake_read(generated: tuple[Doc, str | None]) -> None:
     doc, chosen = generated
     vreq = V.parse(proxy_request("POST", GQL, "", _call(doc, chosen), JSON), segments(GQL))
-    read = [(m.name, sum(a.value for a in m.amounts)) for m in vreq.detail.mutations]  # type: ignore[attr-defined]
+    mutations = vreq.detail.mutations  # type: ignore[attr-defined]
+    read = [(m.name, sum(a.value for a in m.amounts)) for m in mutations if m.key not in doc.skipped]
     fake = FakeShopify()
     fake.add_order("1001", captured=Decimal(1000), authorized=Decimal(1000))
     ran: list[str] = []
