@@ -123,6 +123,8 @@ def test_an_alias_never_hides_a_field_and_a_repeat_runs_once() -> None:
     assert decide(gql(twice, refund_input("5.00"), "R")).amount == 5_000_000
     two = twice.replace("a: refundCreate(input: $input) { refund { id } } }", "b: refundCreate(input: $input) { id } }")
     assert decide(gql(two, refund_input("5.00"), "R")).amount == 10_000_000
+    typename = 'mutation { __typename productCreate(product: {title: "A"}) { product { id } } }'
+    assert decide(gql(typename), Policy(vendor_data={"allowed_shopify_mutations": ["productCreate"]})).pricing == "free"
     hidden = 'mutation { productCreate: draftOrderComplete(id: "d") { draftOrder { id } } }'
     only_products = Policy(vendor_data={"allowed_shopify_mutations": ["productCreate"]})
     assert refused(gql(hidden), only_products).code == "scope_violation"

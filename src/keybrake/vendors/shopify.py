@@ -143,6 +143,8 @@ class Shopify(VendorDefaults):
             if op.kind != "mutation":
                 continue
             for f in op.fields:
+                if f.name.startswith("__"):
+                    continue  # a meta field (`__typename`) runs nothing
                 named = own.allowed_mutations is not None and f.name in own.allowed_mutations
                 if mutation_class(f.name) == "guarded" and not named:
                     raise Denial(
