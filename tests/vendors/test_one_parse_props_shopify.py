@@ -110,8 +110,12 @@ def _selection(draw: st.DrawFn, doc: Doc, op_vars: list[str] | None, depth: int)
     parts, fields = [], []
     last: tuple[str, Any] | None = None  # the last plain field, which "repeat" writes again
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["field", "field", "inline", "spread", "repeat"] if depth < 2 else ["field"]))
-        if kind == "repeat" and last is not None:  # the same field again, same key: it runs once
+        kind = draw(
+            st.sampled_from(["field", "field", "inline", "spread", "repeat", "meta"] if depth < 2 else ["field"])
+        )
+        if kind == "meta":
+            parts.append("__typename")  # a meta field: runs no mutation, needs no allowlisting
+        elif kind == "repeat" and last is not None:  # the same field again, same key: it runs once
             parts.append(last[0])
             fields.append(last[1])
         elif kind in ("field", "repeat"):
@@ -203,7 +207,11 @@ def test_graphql_core_runs_exactly_the_mutation_fields_keybrake_read(generated: 
     doc, chosen = generated
     vreq = V.parse(proxy_request("POST", GQL, "", _call(doc, chosen), JSON), segments(GQL))
     mutations = vreq.detail.mutations  # type: ignore[attr-defined]
-    read = [(m.name, sum(a.value for a in m.amounts)) for m in mutations if m.key not in doc.skipped]
+    read = [
+        (m.name, sum(a.value for a in m.amounts))
+        for m in mutations
+        if m.key not in doc.skipped and not m.name.startswith("__")
+    ]
     fake = FakeShopify()
     fake.add_order("1001", captured=Decimal(1000), authorized=Decimal(1000))
     ran: list[str] = []
