@@ -51,7 +51,8 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert "stripe\tPOST /v1/ephemeral_keys" in out.output and "stripe\t* /v1/apps/secrets/**" in out.output
     assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
     assert "resend\tPOST|PATCH|PUT /broadcasts/**" in out.output
-    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in build_vendors().values()) == 8 + 12 + 10
+    assert "shopify\t* /admin/api/*/webhooks.json" in out.output
+    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in build_vendors().values()) == 8 + 12 + 10 + 6
 
 
 # One concrete request per guarded Twilio and Resend pattern (docs/policy.md, guarded endpoints).

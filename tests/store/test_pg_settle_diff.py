@@ -33,6 +33,7 @@ SETTLEMENTS = st.builds(
     keep_reservation=st.booleans(),
     forwarded=st.booleans(),
     billed=st.booleans(),
+    points=st.one_of(st.none(), st.integers(0, 1000)),  # cost points an answer reported (point counters)
 )
 
 # Brings its own PostgreSQL databases (both engines' passes would run it alike): once, in the first pass.
@@ -88,6 +89,10 @@ def _caps(amount: int, sends: bool) -> list[CapSpec]:
     ]
     if sends:
         caps.append(CapSpec("key", "vk_1", "daily_send_cap", "daily_sends", Window.DAY, None, 1, False))
+        points = CapSpec(
+            "key", "vk_1", "daily_graphql_cost_points", "daily_graphql_points", Window.DAY, None, 1000, False
+        )
+        caps.append(points)
     return caps
 
 

@@ -104,8 +104,8 @@ class VendorExamples:
     in_scope: Call
     out_of_scope: Call
     secret_answer: tuple[Call, dict[str, Any], tuple[str, ...]]
-    error_code_at: tuple[str, ...]
-    error_message_at: tuple[str, ...]
+    error_code_at: tuple[str | int, ...]  # keys, or list indexes
+    error_message_at: tuple[str | int, ...]
     policy_fields: tuple[PolicyFieldExample, ...] = ()
 
 
@@ -260,4 +260,6 @@ RESEND = VendorExamples(
     ),
 )
 
-BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND}
+from tests.vendors.examples_shopify import SHOPIFY  # noqa: E402  (it imports this module's Call)
+
+BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND, "shopify": SHOPIFY}

@@ -54,7 +54,7 @@ def _scoped(vendor: Vendor, call: Call, policy: Policy = Policy()) -> VendorRequ
     return vreq.scoped(vendor.check_scope(policy, vreq))
 
 
-def _at(doc: Any, path: tuple[str, ...]) -> Any:
+def _at(doc: Any, path: tuple[str | int, ...]) -> Any:
     for name in path:
         doc = doc[name]
     return doc

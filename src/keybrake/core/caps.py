@@ -17,7 +17,9 @@ class Cap:
     """One cap. `scope`: "key" (a vault key's policy) or "budget"; `field`: the policy or budget
     field that sets its limit; `counter`: the counter row it is checked against; `is_usd`: the
     counter holds micro-USD (else a count); `counts`: what one request adds to a count counter —
-    "request" (every forwarded request) or "send" (what the vendor billed: messages, recipients)."""
+    "request" (every forwarded request), "send" (what the vendor billed: messages, recipients) or
+    "points" (the vendor's cost points: a bound reserved, settled to the points its answer reports).
+    `vendor_field`: the limit is one of the vendor's own policy fields (`Policy.vendor_data`)."""
 
     scope: str
     field: str
@@ -25,6 +27,7 @@ class Cap:
     window: Window
     is_usd: bool
     counts: str = "request"
+    vendor_field: bool = False
 
 
 KEY_CAPS: tuple[Cap, ...] = (
@@ -32,6 +35,8 @@ KEY_CAPS: tuple[Cap, ...] = (
     Cap("key", "total_usd_cap", "total_usd", Window.TOTAL, True),
     Cap("key", "max_requests_per_hour", "hourly_requests", Window.HOUR, False),
     Cap("key", "daily_send_cap", "daily_sends", Window.DAY, False, counts="send"),
+    # GraphQL cost points (Shopify's `extensions.cost`), a vendor field: docs/sdk-shopify.md.
+    Cap("key", "daily_graphql_cost_points", "daily_graphql_points", Window.DAY, False, "points", True),
 )
 BUDGET_CAPS: tuple[Cap, ...] = (
     Cap("budget", "daily_usd_cap", "daily_usd", Window.DAY, True),
@@ -44,6 +49,9 @@ CAPS: tuple[Cap, ...] = KEY_CAPS + BUDGET_CAPS
 # Counters of what the vendor bills: they count only when the vendor accepted the send, unlike
 # request counters, which count every forwarded request.
 SEND_COUNTERS = frozenset(c.counter for c in CAPS if c.counts == "send")
+# Counters of cost points: they settle to what the answer reports (`Settlement.points`), else
+# keep what was reserved when the request was forwarded.
+POINT_COUNTERS = frozenset(c.counter for c in CAPS if c.counts == "points")
 # Counters whose window rolls over in a budget's time zone (a change of zone re-seeds them).
 ZONED_BUDGET_COUNTERS = tuple(c.counter for c in BUDGET_CAPS if c.window in (Window.DAY, Window.MONTH))
 

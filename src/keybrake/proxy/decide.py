@@ -268,7 +268,7 @@ def _estimate(policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecor
                 "cannot be priced before the call; set a non-zero max_usd_per_call on the key or remove "
                 "this endpoint from allowed_endpoints. Do not retry.",
             )
-        estimate = Estimate("unpriceable", policy.max_usd_per_call, estimate.cost_kind)
+        estimate = replace(estimate, amount=policy.max_usd_per_call)  # its points bound stays
     check_estimate_bounds(estimate, vendor.name)
     check_max_per_call(policy, estimate.amount, key.id)
     return estimate

@@ -32,6 +32,7 @@ _CAP_WORDS = {
     "total_usd_cap": "total spend cap",
     "max_requests_per_hour": "hourly request cap",
     "daily_send_cap": "daily send cap",
+    "daily_graphql_cost_points": "daily GraphQL cost points cap",
     "monthly_usd_cap": "monthly spend cap",
     "daily_request_cap": "daily request cap",
 }
@@ -62,12 +63,18 @@ def caps_for(key: KeyRecord, policy: Policy, estimate: Estimate) -> list[CapSpec
     """
 
     def amount(c: Cap) -> int:
-        return estimate.amount if c.is_usd else estimate.sends if c.counts == "send" else 1
+        if c.is_usd:
+            return estimate.amount
+        return estimate.sends if c.counts == "send" else estimate.points if c.counts == "points" else 1
+
+    def limit(c: Cap) -> Any:
+        return policy.vendor_data.get(c.field) if c.vendor_field else getattr(policy, c.field)
 
     return [
-        CapSpec("key", key.id, c.field, c.counter, c.window, getattr(policy, c.field), amount(c), c.is_usd)
+        CapSpec("key", key.id, c.field, c.counter, c.window, limit(c), amount(c), c.is_usd)
         for c in KEY_CAPS
-        if c.counts != "send" or estimate.sends  # a send counter only for a request that sends
+        # a send or points counter only for a request that sends or uses points
+        if (c.counts != "send" or estimate.sends) and (c.counts != "points" or estimate.points)
     ]
 
 
@@ -100,12 +107,16 @@ def cap_denial(cap: Any, key_id: str) -> Denial:
         limit = str(cap.limit)
         detail = f"{cap.used} sent, this call sends {cap.requested}; a batch is admitted or refused whole"
         code = "send_cap_exceeded"
+    elif cap.name == "daily_graphql_cost_points":
+        limit = f"{cap.limit} points"
+        detail = f"{cap.used} used or held, this call reserves up to {cap.requested}, the most one call can cost"
+        code = "request_cap_exceeded"
     else:
         limit = str(cap.limit)
         detail = f"{cap.used} used"
         code = "request_cap_exceeded"
     when = f" It resets at {rfc3339(cap.resets_at_ms)}." if cap.resets_at_ms is not None else ""
-    if code == "request_cap_exceeded":  # one request more than the cap allows: it is reached
+    if code == "request_cap_exceeded" and cap.name != "daily_graphql_cost_points":  # one request more: reached
         return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
     # A USD or send cap may refuse a call that would pass it, well before it is reached.
     message = f"Do not retry: this call would exceed the {words} of {limit} for {whose} ({detail}).{when}"

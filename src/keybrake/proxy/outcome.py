@@ -185,7 +185,7 @@ def outcome(
         count = cost.count
         billed = resp.status < 300
         settlement = Settlement(
-            "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True, billed
+            "allowed", cost.cost_usd, cost.cost_source, cost.cost_kind, cost.keep_reservation, True, billed, cost.points
         )
     notes["status"] = resp.status
     # A replayed answer (`Idempotent-Replayed: true`) is the object as it was at the first call,

@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from keybrake.core.caps import SEND_COUNTERS
+from keybrake.core.caps import POINT_COUNTERS, SEND_COUNTERS
 from keybrake.store.pg_reserve import PGReserveQueries, jsonb
 from keybrake.store.reservations import ReservedItem, SettleJob
 from keybrake.store.sql_base import blocking
@@ -28,6 +28,7 @@ from keybrake.store.sql_rows import _row_params
 from keybrake.store.sql_settle import _SETTLE_COLS
 
 _SEND_COUNTERS = sorted(SEND_COUNTERS)
+_POINT_COUNTERS = sorted(POINT_COUNTERS)
 
 
 def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
@@ -47,6 +48,7 @@ def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
                 "keep": s.keep_reservation,
                 "cost_usd": s.cost_usd,
                 "billed": s.billed,
+                "points": s.points,
                 "forwarded": s.forwarded,
                 "daily_counter": job.daily_counter,
                 "params": {c: params[c] for c in _SETTLE_COLS if c not in ("cap_usage_after_usd", "reservation")}
@@ -77,7 +79,7 @@ def settle_args(jobs: list[SettleJob]) -> dict[str, Any]:
                 },
             }
         )
-    return {"jobs": out, "send_counters": _SEND_COUNTERS}
+    return {"jobs": out, "send_counters": _SEND_COUNTERS, "point_counters": _POINT_COUNTERS}
 
 
 def apply_settled(jobs: list[SettleJob], res: list[dict[str, Any]]) -> None:

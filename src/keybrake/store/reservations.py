@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from keybrake.core.caps import SEND_COUNTERS
+from keybrake.core.caps import POINT_COUNTERS, SEND_COUNTERS
 from keybrake.core.errors import CapHit
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.store.records import AuditRow, CredentialRecord, KeyRecord
@@ -29,6 +29,8 @@ class ReservedItem:
             return settlement.cost_usd
         if self.counter in SEND_COUNTERS:
             return self.amount if settlement.billed else 0
+        if self.counter in POINT_COUNTERS and settlement.forwarded and settlement.points is not None:
+            return settlement.points
         return self.amount if settlement.forwarded else 0
 
     def as_json(self) -> list[Any]:
@@ -159,6 +161,7 @@ class Settlement:
     keep_reservation: bool
     forwarded: bool  # counts toward request caps
     billed: bool = False  # the vendor accepted the send: counts toward send caps
+    points: int | None = None  # cost points the answer reports: point counters settle to it (else the bound)
 
     def apply_to(self, row: AuditRow) -> None:
         row.verdict, row.cost_usd = self.verdict, self.cost_usd

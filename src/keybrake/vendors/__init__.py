@@ -6,10 +6,11 @@ from __future__ import annotations
 from keybrake.vendors import registry
 from keybrake.vendors.registry import RESERVED_NAMES, build_vendors
 from keybrake.vendors.resend import SPEC as RESEND
+from keybrake.vendors.shopify import SPEC as SHOPIFY
 from keybrake.vendors.stripe import SPEC as STRIPE
 from keybrake.vendors.twilio import SPEC as TWILIO
 
-for _spec in (STRIPE, TWILIO, RESEND):
+for _spec in (STRIPE, TWILIO, RESEND, SHOPIFY):
     registry.register(_spec)
 
 __all__ = ["RESERVED_NAMES", "build_vendors", "registry"]

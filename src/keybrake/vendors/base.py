@@ -56,6 +56,7 @@ class Estimate:
     cost_kind: str
     currency: str | None = None
     sends: int = 0  # messages or email recipients the vendor bills (daily_send_cap)
+    points: int = 0  # the most cost points the call can use (daily_graphql_cost_points), reserved
     minor: int | None = None  # the amount in the currency's minor unit, when priced from one
 
 
@@ -69,6 +70,7 @@ class VendorCost:
     keep_reservation: bool = False  # the outcome is not final (e.g. requires_action)
     vendor_object_id: str | None = None
     count: ObjectCount | None = None  # what the call counts for the object it acted on (once per object)
+    points: int | None = None  # cost points the answer reports (None: keep the reserved bound)
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,7 @@ class Vendor(Protocol):
     # under the key and replays to a retry (a retry after any other answer runs for real).
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
-    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
-    # None: KEYBRAKE_RECONCILE_INTERVAL.
+    # Seconds between reconciliation passes over its pending rows; None: KEYBRAKE_RECONCILE_INTERVAL.
     reconcile_interval_s: float | None
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
