@@ -142,7 +142,14 @@ def test_shop_currency_prices_what_shopify_reads_in_the_shops_currency() -> None
 
 
 def test_money_words_make_a_mutation_unpriceable_and_releases_free() -> None:
-    for name in ("draftOrderComplete", "discountCodeBasicCreate", "orderMarkAsPaid", "appSubscriptionCreate"):
+    for name in (
+        "draftOrderComplete",
+        "discountCodeBasicCreate",
+        "orderMarkAsPaid",
+        "appSubscriptionCreate",
+        "priceRuleCreate",
+        "fulfillmentCreateV2",
+    ):
         assert decide(gql(f"mutation {{ {name}(id: 1) {{ userErrors {{ message }} }} }}")).pricing == "unpriceable"
     for name in ("discountCodeDelete", "productCreate", "customerUpdate"):
         assert decide(gql(f"mutation {{ {name}(id: 1) {{ userErrors {{ message }} }} }}")).pricing == "free"

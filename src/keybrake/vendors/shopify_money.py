@@ -8,8 +8,8 @@ in its arguments), **unpriceable** (it moves money by an amount its request does
   (`input.amount` in `input.currency`), `giftCardCreate` (`input.initialValue`, in the shop's
   currency), `giftCardCredit` (`creditInput.creditAmount {amount, currencyCode}`);
 - unpriceable: every other field whose name holds one of `MONEY_WORDS` (refunds, captures,
-  payments, billing, gift cards, store credit, discounts, draft-order completion, marking an
-  order paid, app charges), unless it only removes or deactivates (`…Delete`, `…Deactivate`);
+  payments, billing, gift cards, store credit, discounts and price rules, draft-order completion,
+  marking an order paid, app charges, fulfilment creation), unless it only removes or deactivates (`…Delete`, `…Deactivate`);
 - free: every other field (products, customers, inventory, metafields, …): stop those with
   `allowed_shopify_mutations`.
 
@@ -48,6 +48,8 @@ MONEY_WORDS = (
     "appsubscription",
     "appusagerecord",
     "returnprocess",
+    "pricerule",  # price rules are discounts by another name
+    "fulfillmentcreate",  # fulfilling captures the order's payment where the shop captures at fulfillment
 )
 RELEASING_SUFFIXES = ("Delete", "Deactivate", "Remove")
 MAX_AMOUNT = Decimal(10) ** 12  # in the major unit: larger amounts are refused, not priced
