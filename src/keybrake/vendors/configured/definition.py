@@ -39,7 +39,7 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     host = (base_url.split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]).lower()
     if not any(host == h or (h.startswith("*.") and domain_allowed(host, (h,))) for h in hosts):
         raise Bad("base_url", f"its host {host!r} is not one of upstream_hosts")
-    max_body = t.get("max_body_bytes", p.positive_int(1, p.MAX_BODY), 1024 * 1024)
+    max_body = t.get("max_body_bytes", p.positive_int(1024, p.MAX_BODY), 1024 * 1024)
     credential = t.need("credential", _credential)
     vault_key = t.get("vault_key", _vault_key, s.VaultKey("bearer", None))
     request = t.get("request", _request, s.RequestRules(frozenset({"json"}), "exact", None, None, frozenset()))
@@ -114,6 +114,8 @@ def _vault_key(v: Any, where: str) -> s.VaultKey:
 def _request(v: Any, where: str) -> s.RequestRules:
     t = Table(v, where)
     bodies = t.get("bodies", p.strings, ("json",))
+    if not bodies:
+        raise Bad(t.at("bodies"), "must list json, form or both")
     for i, b in enumerate(bodies):
         p.one_of(s.BODIES)(b, f"{t.at('bodies')}[{i}]")
     json_keys = t.get("json_keys", p.one_of(s.JSON_KEYS), "exact")
@@ -237,6 +239,8 @@ def _scopes(v: Any, where: str) -> tuple[s.Scope, ...]:
         t.done()
         if not paths:
             raise Bad(t.at("paths"), "must list at least one path")
+        if endpoints == ():
+            raise Bad(t.at("endpoints"), "must list at least one endpoint (omit it for every endpoint)")
         if address_field is not None and match != "email_domain":
             raise Bad(t.at("address_field"), "is used with match = 'email_domain' only")
         if any(o.field == field and o.match != match for o in out):

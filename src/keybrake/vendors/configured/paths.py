@@ -49,12 +49,12 @@ def compile_path(text: str) -> JsonPath:
         raise ValueError("a JSON path is a non-empty string such as 'to' or 'messages[*].to'")
     steps: list[str | int] = []
     for i, part in enumerate(text.split(".")):
-        name, _, rest = part.partition("[")
-        if not (i == 0 and not name and rest) and not _KEY.match(name):
+        name, bracket, rest = part.partition("[")
+        if not (i == 0 and not name and bracket) and not _KEY.match(name):
             raise ValueError(f"{text!r}: key {name!r} is empty or has characters other than letters, digits, _-$@")
         if name:
             steps.append(name)
-        rest = "[" + rest if rest else ""
+        rest = bracket + rest
         while rest:
             m = _STEP.match(rest)
             if m is None:
