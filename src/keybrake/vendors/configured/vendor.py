@@ -87,14 +87,14 @@ class ConfiguredVendor(VendorDefaults):
                 raise ValueError(f"a {title} secret is one non-empty string")
             if c.prefix is not None and not secret.startswith(c.prefix):
                 raise ValueError(f"a {title} secret starts with {c.prefix}")
-            return ValidatedSecret(secret.encode(), f"{c.prefix or ''}…{secret[-4:]}", None)
+            return ValidatedSecret(secret.encode(), f"{c.prefix or ''}…{_tail(secret)}", None)
         if not isinstance(secret, dict) or set(secret) != set(c.fields):
             raise ValueError(f"a {title} secret is an object with exactly the fields {', '.join(c.fields)}")
         if not all(isinstance(v, str) and v and v.isprintable() for v in secret.values()):
             raise ValueError(f"each field of a {title} secret is a non-empty string")
         blob = json.dumps({f: secret[f] for f in c.fields}, separators=(",", ":")).encode()
         last = secret[c.fields[-1]]
-        return ValidatedSecret(blob, f"{c.fields[-1]}=…{last[-4:]}", None)
+        return ValidatedSecret(blob, f"{c.fields[-1]}=…{_tail(last)}", None)
 
     def _fill(self, template: str, secret: bytes) -> str:
         c = self.definition.credential
@@ -199,7 +199,7 @@ class ConfiguredVendor(VendorDefaults):
             settled = _settled(doc, e.settle, rates)
             if settled is not None:
                 return VendorCost(settled, "response", estimate.cost_kind)
-        source = "flat_rate" if e.pricing in ("fixed", "per_item") else "estimate"
+        source = "flat_rate" if e.pricing in ("fixed", "per_item") and e.settle is None else "estimate"
         return VendorCost(estimate.amount, source, estimate.cost_kind)
 
     def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
@@ -244,6 +244,11 @@ class ConfiguredVendor(VendorDefaults):
         if not placed and isinstance(body, dict) and "keybrake" not in body:
             body["keybrake"] = keybrake
         return Rendered(body, retry_after(denial))
+
+
+def _tail(secret: str) -> str:
+    """The last 4 characters of a secret for its hint, none of a short one (under 12)."""
+    return secret[-4:] if len(secret) >= 12 else ""
 
 
 def _read_paths(d: s.Definition) -> list[JsonPath]:
