@@ -210,3 +210,25 @@ def test_scope_fields_by_match_kind() -> None:
         assert denied(v.check_scope, policy, call(v, "POST", "/mail", doc)).code == "scope_violation", doc
     v.check_scope(Policy(), call(v, "POST", "/mail", {"To": "a@evil.io"}))  # no field set: no check
     assert {"allowed_to_domains", "allowed_streams"} <= v.policy_fields
+
+
+def test_what_is_forwarded_carries_the_credential_and_drops_the_agents_copy() -> None:
+    from keybrake.core.upstream import UpstreamRequest
+    from keybrake.proxy.decide import Route, upstream_request
+
+    v = vendor(
+        credential={"inject": "query", "query": "api_key"},
+        vault_key={"arrives": "header", "header": "X-Mailco-Token"},
+        request={"forward_headers": ["x-mailco-version"], "idempotency_header": "Idempotency-Key"},
+    )
+    token = new_token(VAULT_PREFIX)
+    headers = (("x-mailco-token", token), ("x-mailco-version", "2"), ("idempotency-key", "k1"), ("x-other", "1"))
+    req = ProxyRequest("GET", b"/mailco/mail", b"limit=1", headers, b"", "127.0.0.1")
+    vreq = call(v, "GET", "/mail", query=b"limit=1", headers=headers)
+    blob = v.validate_secret("s3cr3t&x=1").blob
+    sent = upstream_request(req, Route(v, ("mail",), b"/mail", {}), vreq, blob, "https://api.mailco.example", "vk")
+    assert isinstance(sent, UpstreamRequest), sent
+    assert sent.url == "https://api.mailco.example/mail?limit=1&api_key=s3cr3t%26x%3D1"
+    names = [k for k, _ in sent.headers]
+    assert "x-mailco-version" in names and "idempotency-key" in names
+    assert "x-mailco-token" not in names and "x-other" not in names and token not in str(sent.headers)
