@@ -182,3 +182,19 @@ def test_a_form_message_is_read_like_its_json_twin(kb: Server, smsco: FakeThread
     twice = httpx.post(f"{kb.url}/smsco/v1/messages", content=body + "&from=%2B1999", headers=form, timeout=30)
     assert (twice.status_code, twice.json()["error"]["code"]) == (400, "param_ambiguous")
     assert [row["cost_usd"] for row in kb.audit(key["id"])] == [0, 0.015]  # newest first
+
+
+def test_a_retry_with_the_definitions_idempotency_header_is_charged_once(
+    kb: Server, smsco: FakeThread[FakeSmsco]
+) -> None:
+    key = kb.issue({"daily_usd_cap": 1})
+    headers = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "retry-1"}
+    first, second = (
+        httpx.post(f"{kb.url}/smsco/v1/messages", json=MESSAGE, headers=headers, timeout=30) for _ in range(2)
+    )
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert first.json()["id"] == second.json()["id"]
+    assert all(r.headers.get("idempotency-key") == "retry-1" for r in smsco.fake.requests)  # forwarded
+    assert len(smsco.fake.messages) == 1
+    assert kb.usage(key["id"])["used"] == 0.015  # the retry moved no money
+    assert len(kb.audit(key["id"])) == 2  # one row per call, the retry included

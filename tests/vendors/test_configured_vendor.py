@@ -232,3 +232,14 @@ def test_what_is_forwarded_carries_the_credential_and_drops_the_agents_copy() ->
     names = [k for k, _ in sent.headers]
     assert "x-mailco-version" in names and "idempotency-key" in names
     assert "x-mailco-token" not in names and "x-other" not in names and token not in str(sent.headers)
+
+
+def test_the_definitions_idempotency_header_is_the_retry_key() -> None:
+    from keybrake.proxy.decisions import read_idempotency_key
+
+    v = vendor(request={"idempotency_header": "X-Idem-Key"})
+    req = ProxyRequest("POST", b"/mailco/mail", b"", (("x-idem-key", "k1"),), b"", "127.0.0.1")
+    assert read_idempotency_key(req, v) == "k1" and "x-idem-key" in v.forwarded_headers
+    twice = ProxyRequest("POST", b"/mailco/mail", b"", (("x-idem-key", "a"), ("x-idem-key", "b")), b"", "1")
+    assert denied(read_idempotency_key, twice, v).code == "header_invalid"
+    assert read_idempotency_key(ProxyRequest("POST", b"/", b"", (("idempotency-key", "k"),), b"", "1"), v) is None

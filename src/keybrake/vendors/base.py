@@ -107,13 +107,12 @@ class Vendor(Protocol):
     money_moving: tuple[EndpointPattern, ...]
     free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
-    # Idempotency-Key: the longest key the vendor takes, and the answers other than 2xx it stores
-    # under the key and replays to a retry (a retry after any other answer runs for real).
+    # The retry key's header (lower-case, `idempotency-key`), the longest key the vendor takes, and the
+    # answers other than 2xx it stores under the key and replays to a retry (others run for real).
+    idempotency_header: str
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
-    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
-    # None: KEYBRAKE_RECONCILE_INTERVAL.
-    reconcile_interval_s: float | None
+    reconcile_interval_s: float | None  # s between reconciliation passes (None: KEYBRAKE_RECONCILE_INTERVAL)
     vault_key_header: str | None  # lower-case; the agent's key may come in it too (None: no such header)
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
@@ -283,6 +282,7 @@ def check_path_spelling(
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
+    idempotency_header = "idempotency-key"
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
     reconcile_interval_s: float | None = None

@@ -53,6 +53,8 @@ class ConfiguredVendor(VendorDefaults):
         idem = {d.request.idempotency_header} if d.request.idempotency_header else set()
         self.forwarded_headers = frozenset(d.request.forward_headers | idem)
         self.vault_key_header = d.vault_key.header
+        if d.request.idempotency_header is not None:
+            self.idempotency_header = d.request.idempotency_header
         self.policy_fields = (
             CORE_POLICY_FIELDS
             | {sc.field for sc in d.scopes}
