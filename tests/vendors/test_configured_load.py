@@ -160,3 +160,23 @@ def test_serve_refuses_to_start_on_an_invalid_definition(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert f"vendor definition {tmp_path}/data/vendors/smsco.toml: answers: is not a known key" in proc.stderr.decode()
     assert not (tmp_path / "data" / "keybrake.db").exists()  # stopped before anything was opened
+
+
+def test_package_definitions_are_registered_as_built_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for d in load.package_definitions():  # Keybrake's own definitions: registered at import
+        spec = registry.spec(d.name)
+        assert spec is not None and load.origin(spec) == "built-in definition", d.name
+    package = tmp_path / "kb_test_definitions"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "other.toml").write_text(other())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(load, "PACKAGE", "kb_test_definitions")
+    try:
+        (spec,) = load.register_package_definitions()
+        assert registry.spec("other") is spec and load.origin(spec) == "built-in definition"
+        with pytest.raises(DefinitionError, match="'other' is already a built-in vendor"):
+            load.register_package_definitions()  # a second definition of a registered name
+    finally:
+        registry.unregister("other")
+        load._PACKAGED.pop("other", None)

@@ -123,7 +123,7 @@ def test_a_message_reserves_its_recipients_then_settles_to_smscos_price(
     assert row["request_summary"] == {"endpoint": "POST /v1/messages", "items": 2}
 
 
-def test_scope_and_guarded_endpoints_refuse_in_smscos_shape_before_sending(
+def test_scope_guarded_endpoints_and_the_send_cap_refuse_in_smscos_shape_before_sending(
     kb: Server, smsco: FakeThread[FakeSmsco]
 ) -> None:
     key = kb.issue({"daily_usd_cap": 1, "allowed_smsco_prefixes": ["+1"]})
@@ -142,6 +142,11 @@ def test_scope_and_guarded_endpoints_refuse_in_smscos_shape_before_sending(
     assert "s3cret" not in keys.text and keys.json()["keys"][0]["secret"] == "[redacted by keybrake]"
     verdicts = [r["verdict"] for r in kb.audit(key["id"])]  # newest first
     assert verdicts == ["denied_endpoint_guarded", "denied_scope_violation", "denied_scope_violation"]
+    sends = kb.issue({"daily_usd_cap": 1, "daily_send_cap": 3})  # `sends = "items"`: one per recipient
+    assert kb.send(sends["key"]).status_code == 201
+    over = kb.send(sends["key"])
+    assert (over.status_code, over.json()["error"]["code"]) == (429, "send_cap_exceeded")
+    assert len(smsco.fake.requests) == 2  # the GET /v1/keys and the first message
 
 
 def test_caps_hold_exactly_under_concurrency_and_a_revoke_stops_the_next_request(
