@@ -111,7 +111,11 @@ def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Rout
         if req.method not in SUPPORTED_METHODS:
             message = f"Method {req.method[:10]} is not proxied; use GET, POST, PATCH, PUT or DELETE."
             raise Denial("method_not_supported", message)
-        segments = normalise_path(req.raw_path)
+        raw = req.raw_path
+        vendor = vendors.get(key.vendor)
+        if vendor is not None and vendor.trailing_slash and len(raw) > 1 and raw.endswith(b"/") and raw[-2:] != b"//":
+            raw = raw[:-1]  # `/a/b/` is `/a/b` to this vendor: classified as such, forwarded as sent
+        segments = normalise_path(raw)
         raw_rest = req.raw_path
         if segments and segments[0] in vendors:
             if segments[0] != key.vendor:

@@ -53,6 +53,7 @@ class ConfiguredVendor(VendorDefaults):
         idem = {d.request.idempotency_header} if d.request.idempotency_header else set()
         self.forwarded_headers = frozenset(d.request.forward_headers | idem)
         self.vault_key_header = d.vault_key.header
+        self.trailing_slash = d.request.trailing_slash
         if d.request.idempotency_header is not None:
             self.idempotency_header = d.request.idempotency_header
         self.policy_fields = (
@@ -68,6 +69,7 @@ class ConfiguredVendor(VendorDefaults):
             parse_pattern(e.match.text, casefold=True) for e in d.endpoints if e.guarded
         )
         self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None)
+        self.read_roots = frozenset(p.top is None for p in _read_paths(d))  # True: a path into an array body
         # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
         self.list_names = frozenset(
             p.top
@@ -133,7 +135,14 @@ class ConfiguredVendor(VendorDefaults):
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
         d = self.definition
-        src = reading.source(d, req, self.read_names, self.list_names)
+        for name in sorted(d.request.refuse_headers):
+            if req.header_all(name):
+                raise Denial(
+                    "header_invalid",
+                    f"{d.title} requests through Keybrake may not carry {name}: it changes what the call acts on "
+                    "in a way this key's scope does not cover. Nothing was sent. Do not retry with it.",
+                )
+        src = reading.source(d, req, self.read_names, self.list_names, self.read_roots)
         c = d.credential
         if c.inject == "query" and c.query is not None and c.query in src.params.tops:
             raise Denial(
@@ -147,6 +156,7 @@ class ConfiguredVendor(VendorDefaults):
                 items = reading.count_items(src, endpoint.items)
             if endpoint.amount is not None:
                 amount = reading.read_amount(src, endpoint.amount)
+        scoping.check_forbidden(d.forbids, src, req.method, path)
         scoped = scoping.read_scopes(d.scopes, src, req.method, path)
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
         detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped))
@@ -254,7 +264,7 @@ def _tail(secret: str) -> str:
 
 
 def _read_paths(d: s.Definition) -> list[JsonPath]:
-    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths]
+    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths] + [p for f in d.forbids for p in f.paths]
     for e in d.endpoints:
         if e.items is not None:
             out += e.items.paths
