@@ -63,7 +63,7 @@ def _vendor(json_keys: str) -> ConfiguredVendor:
 
 
 EXACT, INSENSITIVE = _vendor("exact"), _vendor("case_insensitive")
-VALUES = {
+VALUES: dict[str, list[Any]] = {
     "to": ["a@example.com", "spy@evil.io", "a@example.com, b@example.com", '"Doe, J" <j@example.com>',
            ["a@example.com", "s@evil.io"], ["b@example.com"]],
     "cc": ["c@example.com", "spy@evil.io", []],
