@@ -113,7 +113,10 @@ def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Rout
             raise Denial("method_not_supported", message)
         raw = req.raw_path
         vendor = vendors.get(key.vendor)
-        if vendor is not None and vendor.trailing_slash and len(raw) > 1 and raw.endswith(b"/") and raw[-2:] != b"//":
+        if vendor is None:  # a vendor defined by a file that this process did not load (removed, another replica's)
+            message = f"This vault key is for {key.vendor}, which this server does not serve. Nothing was sent."
+            raise Denial("vendor_mismatch", message)
+        if vendor.trailing_slash and len(raw) > 1 and raw.endswith(b"/") and raw[-2:] != b"//":
             raw = raw[:-1]  # `/a/b/` is `/a/b` to this vendor: classified as such, forwarded as sent
         segments = normalise_path(raw)
         raw_rest = req.raw_path
