@@ -298,3 +298,17 @@ def test_a_trailing_slash_is_the_same_operation_only_where_the_definition_says_s
     assert not isinstance(
         route(ProxyRequest("POST", b"/mailco/mail//", b"", (), b"", "1"), key, {"mailco": slash}), Route
     )
+
+
+def test_the_error_content_type_is_the_vendors() -> None:
+    from keybrake.proxy.render import denial_response
+
+    problem = vendor(
+        error={"body": {"title": "{code}", "detail": "{message}"}, "content_type": "application/problem+json"}
+    )
+    sent = denial_response(Denial("scope_violation", "no"), problem, request_id="r", key_id="k", now_ms=0)
+    assert [v for k, v in sent.headers if k == "content-type"] == ["application/problem+json"]
+    sent = denial_response(Denial("scope_violation", "no"), vendor(), request_id="r", key_id="k", now_ms=0)
+    assert [v for k, v in sent.headers if k == "content-type"] == ["application/json; charset=utf-8"]
+    with pytest.raises(Exception, match=r"error\.content_type: the body is sent as JSON"):
+        vendor(error={"body": {"a": "{code} {message}"}, "content_type": "text/html"})

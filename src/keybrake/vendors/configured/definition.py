@@ -137,6 +137,11 @@ def _error(v: Any, where: str) -> s.ErrorShape:
     body = t.need("body", lambda b, w: b)
     ctype = t.get("content_type", p.text, "application/json")
     t.done()
+    media = ctype.split(";")[0].strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        raise Bad(t.at("content_type"), "the body is sent as JSON: application/json or application/<…>+json")
+    if any(ch in ctype for ch in "\r\n"):
+        raise Bad(t.at("content_type"), "must be one line")
     if not _mentions(body, "{code}") or not _mentions(body, "{message}"):
         raise Bad(t.at("body"), "must carry {code} and {message} somewhere (SDKs read them)")
     return s.ErrorShape(body, ctype)

@@ -255,7 +255,10 @@ class ConfiguredVendor(VendorDefaults):
         body = _fill_error(self.definition.error.body, denial, keybrake, placed)
         if not placed and isinstance(body, dict) and "keybrake" not in body:
             body["keybrake"] = keybrake
-        return Rendered(body, retry_after(denial))
+        headers = retry_after(denial)
+        if self.definition.error.content_type != "application/json":
+            headers["Content-Type"] = self.definition.error.content_type
+        return Rendered(body, headers)
 
 
 def _tail(secret: str) -> str:
