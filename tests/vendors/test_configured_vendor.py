@@ -70,6 +70,14 @@ def test_addresses_are_counted_as_email_headers_list_them() -> None:
     assert objects.estimate(vreq, RATES).amount == 2_000
 
 
+def test_a_null_field_is_absent_but_a_null_entry_is_refused() -> None:
+    v = vendor()  # postmarker sends every unset field as null
+    assert v.estimate(call(v, "POST", "/mail", {"To": "a@x.io", "Cc": None}), RATES).amount == 1_000
+    assert denied(call, v, "POST", "/mail", {"To": ["a@x.io", None]}).code == "body_invalid"
+    values = vendor(endpoint=[{**MAIL, "items": {"count": "values", "paths": ["[*].To"]}}])
+    assert values.estimate(call(values, "POST", "/mail", [{"To": "a"}, {"To": None}]), RATES).amount == 1_000
+
+
 def test_array_length_and_values_counts() -> None:
     v = vendor(endpoint=[{**MAIL, "items": {"count": "array_length", "paths": ["batch"]}, "sends": "items"}])
     est = v.estimate(call(v, "POST", "/mail", {"batch": [{}, {}, {}]}), RATES)

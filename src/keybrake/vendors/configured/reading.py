@@ -40,12 +40,13 @@ class Source:
     match: KeyMatch
 
     def values(self, path: JsonPath) -> list[Any]:
-        """Every value at `path` (JSON: as the document holds them; form/query: strings)."""
+        """Every value at `path` (JSON: as the document holds them, a `null` there being no value,
+        as JSON APIs read it — an SDK sends unset fields so; form/query: strings)."""
         if self.is_json:
             problem = shape_problem(self.doc, path, self.match)
             if problem is not None:
                 raise Denial("body_invalid", f"Field {path.text!r} cannot be read: {problem}.")
-            return read(self.doc, path, self.match)
+            return [v for v in read(self.doc, path, self.match) if v is not None]
         return list(self.params.values.get(".".join(path.keys), ()))
 
 
