@@ -83,11 +83,17 @@ def kb(tmp_path: Path, smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
         )  # fmt: skip
         assert r.status_code == 201, r.text
         assert r.json()["secret_hint"] == "token=…9f9f" and TOKEN not in r.text
+        outside = {"vendor": "smsco", "name": "elsewhere", "secret": {"account": ACCOUNT, "token": TOKEN},
+                   "base_url": "https://api.elsewhere.example"}  # fmt: skip
+        refused = server.admin("POST", "/v1/credentials", json=outside)  # not one of the definition's hosts
+        assert refused.status_code == 422 and "base_url" in refused.text, refused.text
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
-    assert TOKEN not in (tmp_path / "serve.log").read_text()  # the secret is never logged
+    log = (tmp_path / "serve.log").read_text()
+    assert TOKEN not in log  # the secret is never logged
+    assert '"vendor defined by a file"' in log and str(vendors / "smsco.toml") in log
 
 
 def test_a_message_reserves_its_recipients_then_settles_to_smscos_price(
