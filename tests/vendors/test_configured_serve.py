@@ -153,6 +153,9 @@ def test_scope_guarded_endpoints_and_the_send_cap_refuse_in_smscos_shape_before_
     over = kb.send(sends["key"])
     assert (over.status_code, over.json()["error"]["code"]) == (429, "send_cap_exceeded")
     assert len(smsco.fake.requests) == 2  # the GET /v1/keys and the first message
+    unlisted = httpx.delete(f"{kb.url}/smsco/v1/messages/msg_1", headers={"Authorization": f"Bearer {sends['key']}"})
+    assert (unlisted.status_code, unlisted.json()["error"]["code"]) == (403, "unpriceable_request")
+    assert len(smsco.fake.requests) == 2  # an endpoint the file does not list is unpriceable: refused here
 
 
 def test_caps_hold_exactly_under_concurrency_and_a_revoke_stops_the_next_request(
