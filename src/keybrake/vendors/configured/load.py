@@ -91,7 +91,7 @@ def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpe
         if model is not None:
             shared = getattr(model, "SHARED", {})
             for f in model.model_fields:
-                fields[f] = (shared.get(f), f"vendor {other.name!r}")
+                fields.setdefault(f, (shared.get(f), f"vendor {other.name!r}"))  # named by its first declarer
     for d in definitions:
         if d.name in taken:
             raise DefinitionError(d.source, "name", f"{d.name!r} is already {taken[d.name]}")
@@ -107,7 +107,7 @@ def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpe
                     f"scope[{i}].field",
                     f"{sc.field!r} is a policy field of {found[1]} with another meaning; name this one differently",
                 )
-            fields[sc.field] = (kind, f"vendor {d.name!r}")
+            fields.setdefault(sc.field, (kind, f"vendor {d.name!r}"))
 
 
 def register_package_definitions() -> list[VendorSpec]:
