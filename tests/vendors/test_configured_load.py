@@ -216,3 +216,24 @@ def test_the_cli_issues_a_key_with_a_definitions_policy_field(tmp_path: Path) ->
     assert json.loads(issued.stdout)["policy"]["allowed_smsco_prefixes"] == ["+1"]
     refused = _cli(*args, "--policy", '{"allowed_smsco_prefixes": ["44"]}')
     assert refused.exit_code == 1 and "is not an E.164 prefix" in refused.output
+
+
+def test_vendors_check_takes_the_packages_own_definitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "kb_test_defs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "other.toml").write_text(other())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(load, "PACKAGE", "kb_test_defs")
+    try:
+        load.register_package_definitions()
+        ok = _cli("vendors", "check", str(package / "other.toml"))
+        assert ok.exit_code == 0, ok.output  # checked against the other vendors, not against itself
+        copy = tmp_path / "vendors" / "other.toml"
+        copy.parent.mkdir()
+        copy.write_text(other())
+        clash = _cli("vendors", "check", str(copy))  # an operator's file of the same name is a clash
+        assert clash.exit_code == 1 and "'other' is already a built-in vendor" in clash.output
+    finally:
+        registry.unregister("other")
+        load._PACKAGED.pop("other", None)

@@ -66,6 +66,12 @@ def package_definitions() -> list[Definition]:
     return out
 
 
+def packaged_file(path: Path) -> bool:
+    """Whether `path` is one of the package's own definition files (`vendors check` on it)."""
+    root = Path(str(resources.files(PACKAGE)))
+    return path.resolve().parent == root.resolve()
+
+
 def directory_definitions(directory: Path) -> list[Definition]:
     """Every definition in `directory`: each `*.toml` file; another entry (not hidden) is refused
     so that a misnamed file is never silently skipped. Raises DefinitionError."""
