@@ -135,6 +135,8 @@ def test_vendors_check_and_list(tmp_path: Path) -> None:
     assert rows["smsco"]["settings"] == [
         {"env": "KEYBRAKE_SMSCO_USD_PER_SMS", "kind": "decimal", "default": 0.0079, "value": None}
     ]
+    guarded = _cli("vendors", "guarded", "--data-dir", str(tmp_path))
+    assert guarded.exit_code == 0 and "smsco\t* /v1/keys/**" in guarded.output.splitlines()
     broken = _cli("vendors", "list", "--data-dir", str(tmp_path), env={"KEYBRAKE_VENDORS_DIR": str(bad.parent)})
     assert broken.exit_code == 1 and "endpoint[1].usd" in broken.output
 

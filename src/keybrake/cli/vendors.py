@@ -19,10 +19,13 @@ def vendors() -> None:
 
 
 @vendors.command("guarded")
-def vendors_guarded() -> None:
-    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints)."""
+@data_dir_opt
+def vendors_guarded(data_dir: str | None) -> None:
+    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints), of
+    every vendor, those defined by files included."""
     from keybrake.vendors import build_vendors
 
+    settings_for(data_dir)  # registers the vendors defined by files
     for name, vendor in sorted(build_vendors().items()):
         for pattern in vendor.guarded:
             click.echo(f"{name}\t{pattern.text}")
