@@ -6,6 +6,7 @@ on an invalid file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,8 +31,12 @@ pytestmark = pytest.mark.store_free  # but one test runs a server: it runs on th
 
 @pytest.fixture(autouse=True)
 def _clean() -> Iterator[None]:
-    yield
-    load.uninstall()
+    umask = os.umask(0o022)  # the files these tests write are the owner's only, as Keybrake requires
+    try:
+        yield
+    finally:
+        os.umask(umask)
+        load.uninstall()
 
 
 def other(name: str = "other", scope: str = "") -> str:
@@ -84,6 +89,19 @@ def test_clashes_and_stray_files_are_refused(tmp_path: Path, files: dict[str, st
     with pytest.raises(DefinitionError) as exc:
         load.install(tmp_path, explicit=True)
     assert message in str(exc.value)
+
+
+def test_a_definition_others_may_write_is_refused(tmp_path: Path) -> None:
+    path = write_smsco(tmp_path / "vendors")
+    path.chmod(0o664)
+    with pytest.raises(DefinitionError, match=r"smsco.toml: is writable by group or others \(chmod go-w\)"):
+        load.install(tmp_path / "vendors", explicit=True)
+    path.chmod(0o644)
+    (tmp_path / "vendors").chmod(0o777)
+    with pytest.raises(DefinitionError, match=r"vendors: is writable by group or others"):
+        load.install(tmp_path / "vendors", explicit=True)
+    (tmp_path / "vendors").chmod(0o755)
+    assert set(load.install(tmp_path / "vendors", explicit=True)) == {"smsco"}
 
 
 def test_an_email_domain_field_shares_resends_name(tmp_path: Path) -> None:

@@ -75,6 +75,7 @@ def packaged_file(path: Path) -> bool:
 def directory_definitions(directory: Path) -> list[Definition]:
     """Every definition in `directory`: each `*.toml` file; another entry (not hidden) is refused
     so that a misnamed file is never silently skipped. Raises DefinitionError."""
+    _not_writable_by_others(directory)
     out = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
@@ -83,8 +84,18 @@ def directory_definitions(directory: Path) -> list[Definition]:
             raise DefinitionError(
                 str(entry), "", "is not a vendor definition: this directory holds only <name>.toml files"
             )
+        _not_writable_by_others(entry)
         out.append(read_file(entry))
     return out
+
+
+def _not_writable_by_others(path: Path) -> None:
+    """Refuse a definition file or directory that group or others may write: a definition decides
+    where the operator's secrets are sent (`base_url`, `upstream_hosts`). Raises DefinitionError."""
+    if path.stat().st_mode & 0o022:
+        raise DefinitionError(
+            str(path), "", "is writable by group or others (chmod go-w): a definition decides where secrets are sent"
+        )
 
 
 def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpec]) -> None:
