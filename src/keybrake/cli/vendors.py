@@ -42,6 +42,7 @@ def vendor_rows() -> list[dict[str, Any]]:
     applies; not parsed here), `default` None for a file setting (the vendor's built-in table)."""
     from keybrake.vendors import build_vendors, registry
     from keybrake.vendors.configured.load import origin
+    from keybrake.vendors.configured.vendor import ConfiguredVendor
 
     built = build_vendors()
     rows = []
@@ -59,7 +60,7 @@ def vendor_rows() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": spec.name,
-                "title": getattr(getattr(vendor, "definition", None), "title", spec.name),
+                "title": vendor.definition.title if isinstance(vendor, ConfiguredVendor) else spec.name,
                 "source": origin(spec),
                 "base_url": vendor.default_base_url,
                 "upstream_hosts": list(vendor.upstream_hosts),
