@@ -103,18 +103,19 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
-    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor,
-    # and the endpoints it prices as free: a request spelled like one of them but for letter case
-    # is refused (`check_path_spelling`).
+    # Endpoints whose exact spelling decides a price or a scope check, and those it prices as free:
+    # a request spelled like one of them but for letter case is refused (`check_path_spelling`).
     money_moving: tuple[EndpointPattern, ...]
     free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
-    # Idempotency-Key: the longest key the vendor takes, and the answers other than 2xx it stores
-    # under the key and replays to a retry (a retry after any other answer runs for real).
+    # The retry key's header (lower-case, `idempotency-key`), the longest key the vendor takes, and the
+    # answers other than 2xx it stores under the key and replays to a retry (others run for real).
+    idempotency_header: str
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
-    # Seconds between reconciliation passes over its pending rows; None: KEYBRAKE_RECONCILE_INTERVAL.
-    reconcile_interval_s: float | None
+    reconcile_interval_s: float | None  # s between reconciliation passes (None: KEYBRAKE_RECONCILE_INTERVAL)
+    vault_key_header: str | None  # lower-case; the agent's key may come in it too (None: no such header)
+    trailing_slash: bool  # a path's one trailing '/' is ignored (the vendor's router does); else refused
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """The one spelling of the operation `path` names, used by every check and the audit row.
@@ -144,9 +145,8 @@ class Vendor(Protocol):
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
         """The path to send upstream; raises a Denial if it names what the credential may not reach."""
 
-    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
-        """The body to send: the agent's bytes, unless the policy sets a parameter (never re-encoded)."""
-
+    def upstream_query(self, secret: bytes) -> list[tuple[str, str]]: ...  # credential query parameters (rare)
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes: ...  # agent's bytes unless a policy sets one
     def credential_rejected(self, status: int, doc: Any) -> bool:
         """Whether this answer means the vendor refused the operator's secret (docs/policy.md, settlement)."""
 
@@ -155,9 +155,7 @@ class Vendor(Protocol):
     ) -> VendorCost:
         """What the call cost, from a definite answer (< 500); `doc` is its parsed JSON or None."""
 
-    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
-        """Ids of vendor objects whose facts the request's price or scope depends on."""
-
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]: ...  # ids price/scope need
     def object_ref(self, vreq: VendorRequest) -> str | None:
         """The vendor object a write acts on, if any: one write per object is in flight at a time."""
 
@@ -232,10 +230,9 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
-# The memo of accepted spellings (`Vendor.check_spelling`) is bounded by entries and by bytes: a
-# path longer than _SPELLED_PATH_MAX characters or _SPELLED_SEGMENTS segments is checked every time,
-# never remembered (an agent's flood of distinct 15 KB paths once could hold ~64 MiB per vendor),
-# and the memo is cleared when its estimated size would pass _SPELLED_BYTES.
+# The memo of accepted spellings (`Vendor.check_spelling`) is bounded: a path longer than
+# _SPELLED_PATH_MAX characters or _SPELLED_SEGMENTS segments is never remembered (a flood of 15 KB
+# paths once held ~64 MiB per vendor); the memo is cleared past _SPELLED_BYTES (estimated).
 _SPELLED_MAX = 4096
 _SPELLED_PATH_MAX = 256  # characters, segments together
 _SPELLED_SEGMENTS = 12
@@ -287,17 +284,19 @@ def check_path_spelling(
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
+    idempotency_header = "idempotency-key"
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
     reconcile_interval_s: float | None = None
+    vault_key_header: str | None = None
+    trailing_slash = False
 
     guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()
     free: tuple[EndpointPattern, ...] = ()
 
-    # (method, path) pairs whose spelling `check_spelling` accepted: a fact of this vendor's
-    # constant patterns, so each is checked once. Bounded: only short paths are remembered, and the
-    # memo is cleared past _SPELLED_MAX entries or _SPELLED_BYTES (estimated by `spelled_cost`).
+    # (method, path) pairs `check_spelling` accepted (a fact of the vendor's constant patterns), each
+    # checked once; bounded: short paths only, cleared past _SPELLED_MAX entries or _SPELLED_BYTES.
     _spelled: dict[tuple[str, tuple[str, ...]], None] | None = None
     _spelled_bytes = 0
 
@@ -335,6 +334,9 @@ class VendorDefaults:
 
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
         return raw_path
+
+    def upstream_query(self, secret: bytes) -> list[tuple[str, str]]:
+        return []
 
     def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
         return body
