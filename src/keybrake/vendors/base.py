@@ -101,15 +101,13 @@ class Vendor(Protocol):
     default_base_url: str
     upstream_hosts: tuple[str, ...]  # exact names or "*.suffix"
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
-    policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
+    policy_fields: frozenset[str]  # the policy fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
-    # Endpoints whose exact spelling decides a price or a scope check, and those it prices as free:
-    # a request spelled like one of them but for letter case is refused (`check_path_spelling`).
+    # Endpoints whose spelling decides a price or scope, and free ones: case variants refused (check_path_spelling).
     money_moving: tuple[EndpointPattern, ...]
     free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
-    # The retry key's header (lower-case, `idempotency-key`), the longest key the vendor takes, and the
-    # answers other than 2xx it stores under the key and replays to a retry (others run for real).
+    # Retry key: its header (lower-case), longest length, the non-2xx answers the vendor replays to a retry.
     idempotency_header: str
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]

@@ -9,7 +9,8 @@ in its arguments), **unpriceable** (it moves money by an amount its request does
   currency), `giftCardCredit` (`creditInput.creditAmount {amount, currencyCode}`);
 - unpriceable: every other field whose name holds one of `MONEY_WORDS` (refunds, captures,
   payments, billing, gift cards, store credit, discounts and price rules, draft-order completion,
-  marking an order paid, app charges, fulfilment creation), unless it only removes or deactivates (`…Delete`, `…Deactivate`);
+  marking an order paid, app charges, fulfilment creation), unless it only removes or
+  deactivates (`…Delete`, `…Deactivate`);
 - free: every other field (products, customers, inventory, metafields, …): stop those with
   `allowed_shopify_mutations`.
 
