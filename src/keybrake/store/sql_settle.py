@@ -82,10 +82,7 @@ class SettleQueries(SQLBase):
                 if job.row.id in open_ids and not job.settlement.keep_reservation
                 for it in job.items
             ]
-            moves.sort(key=lambda m: lock_order(*_counter_key(m[1])))
-            used: dict[tuple[int, str, str], Row | None] = {}
-            for job, it in moves:
-                used[(id(job), it.counter_scope, it.counter)] = _move(cur, it, it.settled_amount(job.settlement))
+            used = _move_all(cur, moves)
             moved = [_settle_one(cur, job, used, job.row.id in open_ids, self.FOR_UPDATE) for job in jobs]
         # Only once committed (a batch rolled back and written again job by job starts afresh).
         for job, earlier_settled in zip(jobs, moved, strict=True):
@@ -126,6 +123,33 @@ class SettleQueries(SQLBase):
             )
 
 
+def _move_all(cur: Cursor, moves: list[tuple[SettleJob, ReservedItem]]) -> dict[tuple[int, str, str], Any]:
+    """Release the reservations of `moves` and count what each settled for: ONE UPDATE per
+    distinct counter of the batch (the jobs of one key share its counters), in lock order.
+
+    Returns, per (id(job), counter scope, counter), the counter's `used` right after that job's
+    move, as `(used,)` (None: no such counter row) — exactly what one UPDATE per move in job
+    order would have returned: the final `used` minus what the later jobs of the batch added.
+    """
+    by_counter: dict[tuple[str, str, int], list[tuple[SettleJob, ReservedItem, int]]] = {}
+    for job, it in moves:
+        by_counter.setdefault(_counter_key(it), []).append((job, it, it.settled_amount(job.settlement)))
+    used: dict[tuple[int, str, str], Any] = {}
+    for key in sorted(by_counter, key=lambda k: lock_order(*k)):
+        group = by_counter[key]
+        amount = sum(it.amount for _, it, _ in group)
+        actual = sum(a for _, _, a in group)
+        row = cur.execute(
+            _SETTLE, {"scope": key[0], "cap": key[1], "ws": key[2], "amount": amount, "actual": actual}
+        ).fetchone()
+        after = None if row is None else int(row[0])
+        for job, it, a in reversed(group):  # the last job's move leaves the final value
+            used.setdefault((id(job), it.counter_scope, it.counter), None if after is None else (after,))
+            if after is not None:
+                after -= a
+    return used
+
+
 def _move(cur: Cursor, it: ReservedItem, actual: int) -> Row | None:
     """Release an item's reservation and count `actual` instead; returns the counter's new `used`."""
     params = {
@@ -140,7 +164,7 @@ def _move(cur: Cursor, it: ReservedItem, actual: int) -> Row | None:
 
 
 def _settle_one(
-    cur: Cursor, job: SettleJob, used: dict[tuple[int, str, str], Row | None], is_open: bool, for_update: str
+    cur: Cursor, job: SettleJob, used: dict[tuple[int, str, str], Any], is_open: bool, for_update: str
 ) -> bool:
     """Complete a job's row once its counters moved (`used`: each moved counter's new `used`).
 
