@@ -36,6 +36,27 @@ def cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def postgres_cpu_seconds() -> float | None:
+    """user+system CPU seconds of every PostgreSQL server process on this machine (the postmaster,
+    its backends, WAL writer, checkpointer…, named `postgres` in /proc), live ones only: a backend
+    that exits during a block takes its CPU with it, so this under-counts connection churn.
+    None when no such process is visible (the server runs elsewhere)."""
+    total, seen = 0, False
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if stat.partition("(")[2].rpartition(")")[0] != "postgres":
+            continue
+        fields = stat.rpartition(")")[2].split()
+        total += int(fields[11]) + int(fields[12])
+        seen = True
+    return total / _CLK_TCK if seen else None
+
+
 # -- results -------------------------------------------------------------------------------------
 
 
@@ -61,6 +82,8 @@ class Result:
     pg_round_trips_per_req: float | None = None
     pg_commits_per_req: float | None = None
     pg_statements_per_req: float | None = None
+    # --pg-url on this machine: CPU of the PostgreSQL server's processes per request (ms).
+    postgres_cpu_ms_per_req: float | None = None
 
     @property
     def error_count(self) -> int:
@@ -71,19 +94,29 @@ class CpuMeter:
     """CPU seconds the children spend during a block of work, and (with `wire`, a function giving
     the PostgreSQL relay's running totals) the PostgreSQL traffic of those blocks."""
 
-    def __init__(self, kb_pid: int | None, up_pid: int | None, wire: Callable[[], WireCounts] | None = None) -> None:
+    def __init__(
+        self,
+        kb_pid: int | None,
+        up_pid: int | None,
+        wire: Callable[[], WireCounts] | None = None,
+        *,
+        local_pg: bool = False,
+    ) -> None:
+        """`local_pg`: the PostgreSQL server runs on this machine; its CPU is measured too."""
         self.pids = {"keybrake": kb_pid, "upstream": up_pid}
-        self.totals: dict[str, float] = {"keybrake": 0.0, "upstream": 0.0}
+        self.totals: dict[str, float] = {"keybrake": 0.0, "upstream": 0.0, "postgres": 0.0}
         self.wire = wire
         self.wire_totals = WireCounts()
+        self.local_pg = local_pg
 
     def fresh(self) -> CpuMeter:
         """A meter of the same processes (and relay) with nothing counted yet."""
-        return CpuMeter(self.pids["keybrake"], self.pids["upstream"], self.wire)
+        return CpuMeter(self.pids["keybrake"], self.pids["upstream"], self.wire, local_pg=self.local_pg)
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[None]:
         before = {k: cpu_seconds(p) for k, p in self.pids.items()}
+        pg_before = postgres_cpu_seconds() if self.local_pg else None
         wire_before = self.wire() if self.wire else None
         try:
             yield
@@ -92,13 +125,21 @@ class CpuMeter:
                 b, a = before[k], cpu_seconds(p)
                 if b is not None and a is not None:
                     self.totals[k] += a - b
+            pg_after = postgres_cpu_seconds() if pg_before is not None else None
+            if pg_before is not None and pg_after is not None:
+                self.totals["postgres"] += pg_after - pg_before
             if self.wire is not None and wire_before is not None:
                 self.wire_totals = self.wire_totals + (self.wire() - wire_before)
 
     def with_pg(self, result: Result, requests: int) -> Result:
         """`result` with its pg_*_per_req fields set from the relay's counts (unchanged without a
-        relay, without requests, or for a direct target, which does not touch PostgreSQL)."""
-        if self.wire is None or requests <= 0 or result.target == "direct":
+        relay, without requests, or for a direct target, which does not touch PostgreSQL), and
+        `postgres_cpu_ms_per_req` when the server is local."""
+        if requests <= 0 or result.target == "direct":
+            return result
+        if self.local_pg:
+            result.postgres_cpu_ms_per_req = self.totals["postgres"] * 1000.0 / requests
+        if self.wire is None:
             return result
         w = self.wire_totals
         result.pg_round_trips_per_req = w.round_trips / requests
@@ -107,6 +148,6 @@ class CpuMeter:
         return result
 
     def per_req_ms(self, who: str, requests: int) -> float | None:
-        if self.pids[who] is None or requests <= 0:
+        if self.pids.get(who) is None or requests <= 0:
             return None
         return self.totals[who] * 1000.0 / requests

@@ -34,6 +34,9 @@ def render_table(results: list[Result]) -> str:
     pg = any(r.pg_round_trips_per_req is not None for r in results)
     if pg:
         header += f" {'pg round trips/req':>18} {'pg commits/req':>14}"
+    server = any(r.postgres_cpu_ms_per_req is not None for r in results)
+    if server:
+        header += f" {'pg cpu ms/req':>13}"
     lines = [header, "-" * len(header)]
     for r in results:
         base = direct.get(r.scenario) if r.target != "direct" else None
@@ -45,6 +48,7 @@ def render_table(results: list[Result]) -> str:
             f"{_fmt(add99, signed=True):>8} {r.error_count:>7} "
             f"{_fmt(None if r.target == 'direct' else r.keybrake_cpu_ms_per_req, '.3f'):>13}"
             + (f" {_fmt(r.pg_round_trips_per_req):>18} {_fmt(r.pg_commits_per_req):>14}" if pg else "")
+            + (f" {_fmt(r.postgres_cpu_ms_per_req, '.3f'):>13}" if server else "")
         )
     return "\n".join(lines)
 

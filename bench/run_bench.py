@@ -46,7 +46,7 @@ from typing import Any
 from children import BENCH_DIR, SetupError, log
 from closed_loop import WRK_INSTALL_HINT, run_wrk, wrk_version
 from goals import TARGET_STEADY_RATE, Check, add_target_options
-from measure import CpuMeter, Result
+from measure import CpuMeter, Result, postgres_cpu_seconds
 from open_loop import run_open_loop, steady_phase
 from pg_loops import pg_closed_loops
 from report import evaluate, git_commit, machine_note, render_table, write_json
@@ -298,7 +298,8 @@ def _print_report(
         "+p50/+p99 = keybrake minus direct in the same scenario. 'steady' (Stripe POST /v1/charges)\n"
         "and 'twilio' (Twilio SMS send, POST .../Messages.json) are open-loop fixed-rate schedules\n"
         "(latency from send to full response); 'max' is wrk closed-loop at saturation (Stripe),\n"
-        "where latency is mostly queueing. kb cpu = keybrake process CPU per request."
+        "where latency is mostly queueing. kb cpu = keybrake process CPU per request; pg cpu = a local\n"
+        "PostgreSQL server's processes' CPU per request (--pg-url)."
     )
     print(f"machine: {machine_note(load_before)}")
     for r in results:
@@ -345,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_proxied(run, args, keybrake_exe)
         log(f"sanity requests: {json.dumps(run.sanity)}")
         assert run.upstream is not None
-        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, run.wire_totals if run.relay_control else None)
+        wire, local_pg = run.wire_totals if run.relay_control else None, bool(args.pg_url and postgres_cpu_seconds())
+        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, wire, local_pg=local_pg)
         results = _measure(run, args, wrk, cpu)
         if run.kb is not None:
             audit = audit_rows(run)
