@@ -346,8 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_proxied(run, args, keybrake_exe)
         log(f"sanity requests: {json.dumps(run.sanity)}")
         assert run.upstream is not None
-        wire, local_pg = run.wire_totals if run.relay_control else None, bool(args.pg_url and postgres_cpu_seconds())
-        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, wire, local_pg=local_pg)
+        totals, local_pg = run.wire_totals if run.relay_control else None, bool(args.pg_url and postgres_cpu_seconds())
+        cpu = CpuMeter(run.kb.pid if run.kb else None, run.upstream.pid, totals, local_pg=local_pg)
         results = _measure(run, args, wrk, cpu)
         if run.kb is not None:
             audit = audit_rows(run)
