@@ -22,7 +22,7 @@ from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
 from keybrake.vendors import build_vendors
 from tests.vendors.contract import Call
-from tests.vendors.one_parse_gen import REPEAT, add_entry, join_entries, props, spellings
+from tests.vendors.one_parse_gen import add_entry, join_entries, props, spellings
 
 RATE_MICRO = 400  # $0.0004, the default KEYBRAKE_SENDGRID_USD_PER_EMAIL
 RATES = {"usd": Decimal(1)}
