@@ -68,14 +68,14 @@ SENDGRID = VendorExamples(
             "allowed_to_domains",
             ["example.com"],
             ["not a domain"],
-            "not a domain",
+            "is not a domain name",
             js("POST", SEND, mail("b@example.com", cc=["x@evil.io"])),
         ),
         PolicyFieldExample(
             "allowed_from_domains",
             ["acme.io"],
             ["*"],
-            "*",
+            "is not a domain name",
             js(
                 "POST",
                 SEND,
