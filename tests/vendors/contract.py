@@ -260,4 +260,7 @@ RESEND = VendorExamples(
     ),
 )
 
-BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND}
+from tests.vendors.examples_postmark import POSTMARK  # noqa: E402  (it uses the classes above)
+from tests.vendors.examples_sendgrid import SENDGRID  # noqa: E402
+
+BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND, "postmark": POSTMARK, "sendgrid": SENDGRID}
