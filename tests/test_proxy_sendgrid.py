@@ -4,6 +4,7 @@ OpenAPI documents; SendGrid is the built-in defined by sendgrid.toml."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -145,13 +146,14 @@ def test_revoke_takes_effect_on_the_next_request(kb: KeybrakeThread, fake_sg: Fa
 def test_guarded_endpoints_and_the_redacted_api_key(kb: KeybrakeThread, fake_sg: FakeSendGrid) -> None:
     key = issue(kb, daily_usd_cap=1)
     sg = sdk(kb, key)
-    for call in (
+    calls: list[Callable[[], Any]] = [
         lambda: sg.client.api_keys.post(request_body={"name": "x"}),
         lambda: sg.client.user.webhooks.event.settings.patch(request_body={"url": "https://evil.example"}),
         lambda: sg.client.subusers.post(request_body={"username": "x"}),
         lambda: sg.client.teammates.post(request_body={"email": "x@evil.io"}),
         lambda: sg.client.whitelabel.domains.post(request_body={"domain": "evil.io"}),
-    ):
+    ]
+    for call in calls:
         with pytest.raises(HTTPError) as exc:
             call()
         assert exc.value.status_code == 403 and errors(exc.value)["id"] == "endpoint_guarded"

@@ -57,21 +57,19 @@ class FakePostmark(FakeServer):
         # (path pattern, token kind, {method: handler}); paths are matched case-insensitively
         # and without a trailing slash, as Postmark's routing does.
         server, account = "server", "account"
-        self._routes: list[tuple[re.Pattern[str], str, dict[str, Handler]]] = [
-            (re.compile(p), kind, methods)
-            for p, kind, methods in (
-                (r"/email", server, {"POST": self._send}),
-                (r"/email/batch", server, {"POST": self._batch}),
-                (r"/email/withtemplate", server, {"POST": self._send_template}),
-                (r"/email/batchwithtemplates", server, {"POST": self._batch_templates}),
-                (r"/messages/outbound/(?P<id>[^/]+)/details", server, {"GET": self._details}),
-                (r"/server", server, {"GET": self._get_server, "PUT": self._put_server}),
-                (r"/webhooks", server, {"GET": self._list_webhooks, "POST": self._create_webhook}),
-                (r"/servers", account, {"GET": self._list_servers}),
-                (r"/domains", account, {"GET": self._empty("Domains")}),
-                (r"/senders", account, {"GET": self._empty("SenderSignatures")}),
-            )
+        table: list[tuple[str, str, dict[str, Handler]]] = [
+            (r"/email", server, {"POST": self._send}),
+            (r"/email/batch", server, {"POST": self._batch}),
+            (r"/email/withtemplate", server, {"POST": self._send_template}),
+            (r"/email/batchwithtemplates", server, {"POST": self._batch_templates}),
+            (r"/messages/outbound/(?P<id>[^/]+)/details", server, {"GET": self._details}),
+            (r"/server", server, {"GET": self._get_server, "PUT": self._put_server}),
+            (r"/webhooks", server, {"GET": self._list_webhooks, "POST": self._create_webhook}),
+            (r"/servers", account, {"GET": self._list_servers}),
+            (r"/domains", account, {"GET": self._empty("Domains")}),
+            (r"/senders", account, {"GET": self._empty("SenderSignatures")}),
         ]
+        self._routes = [(re.compile(p), kind, methods) for p, kind, methods in table]
 
     async def __aenter__(self) -> FakePostmark:
         await self.start()
