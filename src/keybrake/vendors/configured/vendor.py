@@ -53,6 +53,9 @@ class ConfiguredVendor(VendorDefaults):
         idem = {d.request.idempotency_header} if d.request.idempotency_header else set()
         self.forwarded_headers = frozenset(d.request.forward_headers | idem)
         self.vault_key_header = d.vault_key.header
+        self.trailing_slash = d.request.trailing_slash
+        if d.request.idempotency_header is not None:
+            self.idempotency_header = d.request.idempotency_header
         self.policy_fields = (
             CORE_POLICY_FIELDS
             | {sc.field for sc in d.scopes}
@@ -66,6 +69,7 @@ class ConfiguredVendor(VendorDefaults):
             parse_pattern(e.match.text, casefold=True) for e in d.endpoints if e.guarded
         )
         self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None)
+        self.read_roots = frozenset(p.top is None for p in _read_paths(d))  # True: a path into an array body
         # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
         self.list_names = frozenset(
             p.top
@@ -87,14 +91,14 @@ class ConfiguredVendor(VendorDefaults):
                 raise ValueError(f"a {title} secret is one non-empty string")
             if c.prefix is not None and not secret.startswith(c.prefix):
                 raise ValueError(f"a {title} secret starts with {c.prefix}")
-            return ValidatedSecret(secret.encode(), f"{c.prefix or ''}…{secret[-4:]}", None)
+            return ValidatedSecret(secret.encode(), f"{c.prefix or ''}…{_tail(secret)}", None)
         if not isinstance(secret, dict) or set(secret) != set(c.fields):
             raise ValueError(f"a {title} secret is an object with exactly the fields {', '.join(c.fields)}")
         if not all(isinstance(v, str) and v and v.isprintable() for v in secret.values()):
             raise ValueError(f"each field of a {title} secret is a non-empty string")
         blob = json.dumps({f: secret[f] for f in c.fields}, separators=(",", ":")).encode()
         last = secret[c.fields[-1]]
-        return ValidatedSecret(blob, f"{c.fields[-1]}=…{last[-4:]}", None)
+        return ValidatedSecret(blob, f"{c.fields[-1]}=…{_tail(last)}", None)
 
     def _fill(self, template: str, secret: bytes) -> str:
         c = self.definition.credential
@@ -131,7 +135,14 @@ class ConfiguredVendor(VendorDefaults):
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
         d = self.definition
-        src = reading.source(d, req, self.read_names, self.list_names)
+        for name in sorted(d.request.refuse_headers):
+            if req.header_all(name):
+                raise Denial(
+                    "header_invalid",
+                    f"{d.title} requests through Keybrake may not carry {name}: it changes what the call acts on "
+                    "in a way this key's scope does not cover. Nothing was sent. Do not retry with it.",
+                )
+        src = reading.source(d, req, self.read_names, self.list_names, self.read_roots)
         c = d.credential
         if c.inject == "query" and c.query is not None and c.query in src.params.tops:
             raise Denial(
@@ -145,6 +156,7 @@ class ConfiguredVendor(VendorDefaults):
                 items = reading.count_items(src, endpoint.items)
             if endpoint.amount is not None:
                 amount = reading.read_amount(src, endpoint.amount)
+        scoping.check_forbidden(d.forbids, src, req.method, path)
         scoped = scoping.read_scopes(d.scopes, src, req.method, path)
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
         detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped))
@@ -199,7 +211,7 @@ class ConfiguredVendor(VendorDefaults):
             settled = _settled(doc, e.settle, rates)
             if settled is not None:
                 return VendorCost(settled, "response", estimate.cost_kind)
-        source = "flat_rate" if e.pricing in ("fixed", "per_item") else "estimate"
+        source = "flat_rate" if e.pricing in ("fixed", "per_item") and e.settle is None else "estimate"
         return VendorCost(estimate.amount, source, estimate.cost_kind)
 
     def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
@@ -243,11 +255,19 @@ class ConfiguredVendor(VendorDefaults):
         body = _fill_error(self.definition.error.body, denial, keybrake, placed)
         if not placed and isinstance(body, dict) and "keybrake" not in body:
             body["keybrake"] = keybrake
-        return Rendered(body, retry_after(denial))
+        headers = retry_after(denial)
+        if self.definition.error.content_type != "application/json":
+            headers["Content-Type"] = self.definition.error.content_type
+        return Rendered(body, headers)
+
+
+def _tail(secret: str) -> str:
+    """The last 4 characters of a secret for its hint, none of a short one (under 12)."""
+    return secret[-4:] if len(secret) >= 12 else ""
 
 
 def _read_paths(d: s.Definition) -> list[JsonPath]:
-    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths]
+    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths] + [p for f in d.forbids for p in f.paths]
     for e in d.endpoints:
         if e.items is not None:
             out += e.items.paths
