@@ -75,7 +75,7 @@ def test_batches_and_templates_are_counted_per_address(kb: KeybrakeThread, fake_
     results = pm.emails.send_batch(msg("a@example.com, b@example.com"), msg("c@example.com", Bcc="d@example.com"))
     assert [r["ErrorCode"] for r in results] == [0, 0]
     one = {"From": SENDER, "To": "e@example.com", "TemplateAlias": "welcome", "TemplateModel": {"n": 1}}
-    assert pm.emails.send_with_template(**one)["ErrorCode"] == 0  # the helper drops postmarker's trailing /
+    assert pm.emails.send_with_template(**one)["ErrorCode"] == 0  # postmarker posts /email/withTemplate/
     assert [r["ErrorCode"] for r in pm.emails.send_template_batch(one, {**one, "Cc": "f@example.com"})] == [0, 0]
     assert len(fake_pm.messages) == 5
     costs = sorted(r["cost_usd"] for r in kb.audit(key_id=key["id"]))
@@ -101,6 +101,23 @@ def test_case_twins_are_refused_not_guessed(kb: KeybrakeThread, fake_pm: FakePos
     r = raw(kb, key, "/email", {**msg("ok@example.com"), "TO": "spy@evil.io"})
     assert r.status_code == 400 and isinstance(r.json()["ErrorCode"], int) and r.json()["Message"]
     assert not sends(fake_pm)
+
+
+def test_a_custom_header_naming_recipients_is_refused_on_every_key(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
+    key = issue(kb, daily_usd_cap=1)  # no allowed_to_domains: the refusal does not depend on scope
+    pm = client(kb.url, key["key"])
+    for name in ("Bcc", " bcc ", "Resent-To", "X-Original-To"):
+        with pytest.raises(ClientError) as exc:
+            pm.emails.send(**msg("a@example.com", Headers={name: "spy@evil.io"}))
+        assert exc.value.error_code == 403 and "neither scoped nor counted" in str(exc.value), name
+    batch = [msg("a@example.com"), msg("b@example.com", Headers={"cc": "spy@evil.io"})]
+    with pytest.raises(ClientError) as exc:
+        pm.emails.send_batch(*batch)
+    assert exc.value.error_code == 403
+    assert not sends(fake_pm)
+    pm.emails.send(**msg("a@example.com", Headers={"X-Campaign": "spring"}))  # other headers go through
+    (sent,) = fake_pm.messages.values()
+    assert sent["headers"] == [{"Name": "X-Campaign", "Value": "spring"}]
 
 
 def test_send_cap_and_usd_cap_are_exact_under_concurrency(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:

@@ -175,6 +175,10 @@ def test_bad_bodies_and_keys_are_refused_before_sending(kb: KeybrakeThread, fake
     twice = b'{"personalizations": [], "personalizations": [{"to": [{"email": "spy@evil.io"}]}]}'
     dup = httpx.post(url, content=twice, headers={**bearer, "content-type": "application/json"})
     assert dup.status_code == 400
+    subuser = SendGridAPIClient(key["key"], host=f"{kb.url}/sendgrid", impersonate_subuser="tenant-b")
+    with pytest.raises(HTTPError) as exc:
+        subuser.send(mail({"to": ["a@example.com"]}))  # On-Behalf-Of would act on another account
+    assert exc.value.status_code == 400 and "on-behalf-of" in errors(exc.value)["errors"][0]["message"].lower()
     real = httpx.post(url, json={}, headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"})
     assert real.status_code == 401 and real.json()["id"] == "key_invalid"
     assert not fake_sg.requests

@@ -4,8 +4,7 @@ postmarker joins its API root and each endpoint with `urllib.parse.urljoin`, and
 start with `/` (`/email`, `/email/batch`, …), so a `root_api_url` with a path — Keybrake's
 `{proxy_url}/postmark/` — loses the path and the request would reach `{proxy_url}/email`.
 This module ships a client that keeps the prefix, and refuses to send anything (and so the
-vault key) anywhere but Keybrake. It also drops the trailing slash postmarker puts on
-`/email/withTemplate/` and `/email/batchWithTemplates/` (Keybrake refuses empty path segments)::
+vault key) anywhere but Keybrake::
 
     from keybrake.integrations.postmark import client
     postmark = client("http://127.0.0.1:8080", "vault_key_…")
@@ -53,9 +52,7 @@ class KeybrakePostmarkClient(PostmarkClient):  # type: ignore[misc]  # postmarke
             raise KeybrakePostmarkError(
                 f"{endpoint} needs Postmark's account token; account-level calls do not go through Keybrake"
             )
-        # Relative to the root (urljoin keeps /postmark/), without the trailing slash postmarker
-        # puts on /email/withTemplate/ (Keybrake refuses empty path segments; Postmark takes both).
-        return super()._call(method, root, endpoint.strip("/"), data, headers, **kwargs)
+        return super()._call(method, root, endpoint.lstrip("/"), data, headers, **kwargs)  # urljoin keeps /postmark/
 
 
 def client(proxy_url: str, vault_key: str, **kwargs: Any) -> KeybrakePostmarkClient:
