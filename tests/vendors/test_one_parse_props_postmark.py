@@ -1,9 +1,10 @@
 """One parse, generated (see tests/vendors/one_parse_gen.py), Postmark: JSON bodies for the four
 send endpoints built from every member the definition reads (`From`, `To`, `Cc`, `Bcc`) and some it
 does not, with letter-case, width and whitespace variants, repeats, and address lists with
-display names and quoted commas. Keybrake's parse either refuses with a 4xx, or enforces exactly
-what Postmark's .NET reader acts on: keys matched in any letter case (`to` is `To`), recipients
-split as an email header is (Python's `email.utils.getaddresses` as the reference).
+display names and quoted commas, and custom `Headers`. Keybrake's parse either refuses with a
+4xx, or enforces exactly what Postmark's .NET reader acts on — keys matched in any letter case
+(`to` is `To`), recipients split as an email header is (Python's `email.utils.getaddresses` as the
+reference) — and lets no custom header naming recipients or a sender through.
 
 Examples per run: 1,500.
 """
@@ -48,7 +49,13 @@ VALUES: dict[str, list[str]] = {
     "Bcc": ADDRESSES,
     "Subject": ['"s"'],
     "TextBody": ['"t"'],
-    "Headers": ['[{"Name": "X-Tag", "Value": "1"}]'],
+    "Headers": [
+        '[{"Name": "X-Tag", "Value": "1"}]',
+        '[{"Name": "Bcc", "Value": "spy@evil.io"}]',
+        '[{"name": " resent-TO ", "value": "spy@evil.io"}]',
+        '[{"Name": "X-Tag", "Value": "1"}, {"NAME": "cc", "Value": "spy@evil.io"}]',
+        "null",
+    ],
 }
 MEMBERS = [
     (f, json.dumps(key), v)
@@ -98,6 +105,22 @@ def reference(path: str, doc: Any) -> tuple[int, bool]:
     return count, allowed
 
 
+ADDRESS_HEADERS = {"to", "cc", "bcc", "from", "sender", "return-path", "delivered-to", "x-original-to"}
+
+
+def address_headers(path: str, doc: Any) -> list[str]:
+    """Custom header names (`Headers[].Name`, any key case) that name recipients or a sender."""
+    found = []
+    for m in messages(path, doc):
+        for h in m.get("headers") or []:
+            name = {k.lower(): v for k, v in h.items()}.get("name", "") if isinstance(h, dict) else ""
+            if isinstance(name, str) and (
+                name.strip().lower() in ADDRESS_HEADERS or name.strip().lower().startswith("resent-")
+            ):
+                found.append(name)
+    return found
+
+
 def folded_twins(path: str, body: bytes) -> bool:
     """Whether an object that holds a read field has two keys differing only by case."""
     twins = False
@@ -129,6 +152,7 @@ def test_postmark_enforces_what_dotnet_reads_or_refuses(req: tuple[str, bytes]) 
         return
     event("accepted")
     assert not folded_twins(path, body), body  # `To` and `to` in one message: refused, not guessed
+    assert not address_headers(path, json.loads(body)), body  # refused on every key
     count, allowed = reference(path, json.loads(body))
     assert allowed, body  # every address Postmark would send to or from is inside the scope
     assert amount == count * RATE_MICRO, (amount, count, body)
