@@ -51,7 +51,9 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert "stripe\tPOST /v1/ephemeral_keys" in out.output and "stripe\t* /v1/apps/secrets/**" in out.output
     assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
     assert "resend\tPOST|PATCH|PUT /broadcasts/**" in out.output
-    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in build_vendors().values()) == 8 + 12 + 10
+    assert "postmark\tGET|PUT /server" in out.output and "sendgrid\t* /v3/api_keys/**" in out.output
+    # stripe, twilio, resend, and the built-in definitions postmark.toml and sendgrid.toml
+    assert len(out.output.splitlines()) == sum(len(v.guarded) for v in build_vendors().values()) == 8 + 12 + 10 + 5 + 10
 
 
 # One concrete request per guarded Twilio and Resend pattern (docs/policy.md, guarded endpoints).
