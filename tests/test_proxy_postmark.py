@@ -65,6 +65,8 @@ def test_send_swaps_the_token_and_costs_the_rate_per_address(kb: KeybrakeThread,
     assert key["key"] not in json.dumps([seen.headers, seen.body.decode()])
     (row,) = kb.audit(key_id=key["id"])
     assert (row["verdict"], row["cost_usd"]) == ("allowed", pytest.approx(3 * RATE))
+    assert row["request_summary"] == {"endpoint": "POST /email", "items": 3}
+    assert "Ana" not in json.dumps(row) and "example.com" not in json.dumps(row) and row["body_hash"]
     usage = kb.key(key["id"])["usage"]
     assert usage["daily_sends"]["used"] == 3
 
