@@ -157,6 +157,19 @@ def _try(pm: Any, message: dict[str, Any]) -> int:
         return int(exc.error_code)
 
 
+def test_a_postmark_refusal_costs_and_counts_nothing(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
+    key = issue(kb, daily_usd_cap=1, daily_send_cap=2)
+    pm = client(kb.url, key["key"])
+    fake_pm.fail_next(422, 406, "You tried to send to a recipient that has been marked as inactive.")
+    with pytest.raises(ClientError) as exc:
+        pm.emails.send(**msg("a@example.com, b@example.com"))
+    assert exc.value.error_code == 406  # Postmark's own answer, passed through
+    usage = kb.key(key["id"])["usage"]
+    assert (usage["daily_sends"]["used"], usage["daily_usd"]["used"]) == (0, 0)
+    pm.emails.send(**msg("a@example.com, b@example.com"))  # the whole cap is still there
+    assert kb.key(key["id"])["usage"]["daily_sends"]["used"] == 2
+
+
 def test_revoke_takes_effect_on_the_next_request(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
     key = issue(kb, daily_usd_cap=1)
     pm = client(kb.url, key["key"])
