@@ -19,10 +19,13 @@ def vendors() -> None:
 
 
 @vendors.command("guarded")
-def vendors_guarded() -> None:
-    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints)."""
+@data_dir_opt
+def vendors_guarded(data_dir: str | None) -> None:
+    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints), of
+    every vendor, those defined by files included."""
     from keybrake.vendors import build_vendors
 
+    settings_for(data_dir)  # registers the vendors defined by files
     for name, vendor in sorted(build_vendors().items()):
         for pattern in vendor.guarded:
             click.echo(f"{name}\t{pattern.text}")
@@ -89,12 +92,13 @@ def vendors_check(file: Path) -> None:
     defined by a file): its TOML, every key, and its name and policy fields against the built-in
     vendors. Exits 1 with the file, the key and what is wrong."""
     from keybrake.vendors import registry
-    from keybrake.vendors.configured.load import check_together, installed, read_file
+    from keybrake.vendors.configured.load import check_together, installed, packaged_file, read_file
     from keybrake.vendors.configured.schema import DefinitionError
 
     try:
         definition = read_file(file)
-        check_together([definition], [s for s in registry.specs() if s.name not in installed()])
+        itself = definition.name if packaged_file(file) else None  # a built-in definition, checked against the rest
+        check_together([definition], [s for s in registry.specs() if s.name not in installed() and s.name != itself])
     except DefinitionError as exc:
         raise click.ClickException(f"vendor definition {exc}") from None
     endpoints, scopes = len(definition.endpoints), len({sc.field for sc in definition.scopes})
