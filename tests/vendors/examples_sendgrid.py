@@ -38,6 +38,8 @@ SENDGRID = VendorExamples(
         Call("POST", "/v3/teammates"),
         Call("POST", "/v3/whitelabel/domains"),
         Call("POST", "/v3/verified_senders"),
+        js("PUT", "/v3/marketing/singlesends/abc/schedule", {"send_at": "now"}),
+        Call("POST", "/v3/campaigns/1/schedules/now"),
     ),
     free=Call("GET", "/v3/scopes"),
     priced=js(
@@ -52,7 +54,7 @@ SENDGRID = VendorExamples(
         },
     ),
     priced_usd=2_000,  # 5 addresses × $0.0004
-    unpriceable=js("POST", "/v3/marketing/singlesends/abc/schedule", {"send_at": "now"}),
+    unpriceable=js("POST", "/v3/validations/email", {"email": "b@example.com"}),  # a paid add-on, not priced
     scope=Policy(vendor_data={"allowed_to_domains": ["example.com"]}),
     in_scope=js("POST", SEND, mail("b@example.com")),
     out_of_scope=js("POST", SEND, mail("b@example.com", bcc=["spy@evil.io"])),
