@@ -209,6 +209,11 @@ def test_token_in_the_wrong_place_and_the_real_token_are_refused(kb: KeybrakeThr
     form = httpx.post(url, data={"To": "a@example.com"}, headers={"X-Postmark-Server-Token": key["key"]})
     assert form.status_code == 415
     assert not fake_pm.requests
+    both = {"X-Postmark-Server-Token": key["key"], "X-Postmark-Account-Token": "agents-own-account-token"}
+    assert httpx.post(url, json=msg("a@example.com"), headers=both).status_code == 200
+    (seen,) = fake_pm.requests
+    assert "x-postmark-account-token" not in seen.headers  # never forwarded
+    assert seen.headers["x-postmark-server-token"] == DEFAULT_SERVER_TOKEN
 
 
 def test_the_helper_sends_nothing_elsewhere(kb: KeybrakeThread) -> None:
