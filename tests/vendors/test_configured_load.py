@@ -150,6 +150,7 @@ def test_vendors_check_and_list(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
     assert rows["smsco"]["source"] == str(path) and rows["stripe"]["source"] == "built-in"
+    assert (rows["smsco"]["title"], rows["stripe"]["title"]) == ("SMSCo", "stripe")
     assert rows["smsco"]["settings"] == [
         {"env": "KEYBRAKE_SMSCO_USD_PER_SMS", "kind": "decimal", "default": 0.0079, "value": None}
     ]

@@ -32,15 +32,17 @@ def vendors_guarded(data_dir: str | None) -> None:
 
 
 def vendor_rows() -> list[dict[str, Any]]:
-    """Every registered vendor, in registration order: `{"name", "source", "base_url",
-    "upstream_hosts", "settings"}`. `source` is where it comes from (`configured.load.origin`:
-    "built-in", "built-in definition", its definition file, "registered in Python"); `base_url` is
-    where requests go when a credential sets none; `upstream_hosts` the hosts a credential's
+    """Every registered vendor, in registration order: `{"name", "title", "source", "base_url",
+    "upstream_hosts", "settings"}`. `title` is a definition's human name (else the name); `source`
+    is where it comes from (`configured.load.origin`: "built-in", "built-in definition", its
+    definition file, "registered in Python"); `base_url` is where requests go when a credential
+    sets none; `upstream_hosts` the hosts a credential's
     `base_url` may name without `KEYBRAKE_UPSTREAM_HOSTS`; each setting is `{"env", "kind",
     "default", "value"}` — `value` the text set in this environment (None: unset, the default
     applies; not parsed here), `default` None for a file setting (the vendor's built-in table)."""
     from keybrake.vendors import build_vendors, registry
     from keybrake.vendors.configured.load import origin
+    from keybrake.vendors.configured.vendor import ConfiguredVendor
 
     built = build_vendors()
     rows = []
@@ -58,6 +60,7 @@ def vendor_rows() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": spec.name,
+                "title": vendor.definition.title if isinstance(vendor, ConfiguredVendor) else spec.name,
                 "source": origin(spec),
                 "base_url": vendor.default_base_url,
                 "upstream_hosts": list(vendor.upstream_hosts),
@@ -82,7 +85,7 @@ def vendors_list(as_json: bool, data_dir: str | None) -> None:
         return
     for row in rows:
         row["settings"] = [f"{s['env']}={s['value']}" if s["value"] is not None else s["env"] for s in row["settings"]]
-    table(rows, ("name", "source", "base_url", "upstream_hosts", "settings"))
+    table(rows, ("name", "title", "source", "base_url", "upstream_hosts", "settings"))
 
 
 @vendors.command("check")
