@@ -12,6 +12,7 @@ import httpx
 import pytest
 from postmarker.exceptions import ClientError
 
+from keybrake.config import from_env
 from keybrake.integrations.postmark import KeybrakePostmarkError, client
 from tests.fakes.postmark_server import DEFAULT_SERVER_TOKEN, FakePostmark, FakePostmarkThread
 from tests.harness import KeybrakeThread
@@ -69,6 +70,16 @@ def test_send_swaps_the_token_and_costs_the_rate_per_address(kb: KeybrakeThread,
     assert "Ana" not in json.dumps(row) and "example.com" not in json.dumps(row) and row["body_hash"]
     usage = kb.key(key["id"])["usage"]
     assert usage["daily_sends"]["used"] == 3
+
+
+def test_the_operator_sets_the_per_email_price(tmp_path: Path, fake_pm: FakePostmark) -> None:
+    priced = from_env({"KEYBRAKE_POSTMARK_USD_PER_EMAIL": "0.00125"}).vendor_settings
+    with KeybrakeThread(tmp_path / "priced", vendor_settings=priced) as kb:
+        kb.add_credential(fake_pm.base_url, name="postmark", secret=DEFAULT_SERVER_TOKEN, vendor="postmark")
+        key = issue(kb, daily_usd_cap=1)
+        client(kb.url, key["key"]).emails.send(**msg("a@example.com, b@example.com"))
+        (row,) = kb.audit(key_id=key["id"])
+        assert row["cost_usd"] == pytest.approx(0.0025)
 
 
 def test_batches_and_templates_are_counted_per_address(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
