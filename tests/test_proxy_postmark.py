@@ -105,8 +105,11 @@ def test_one_outside_recipient_refuses_the_whole_batch(kb: KeybrakeThread, fake_
     assert exc.value.error_code == 403 and "evil.io" in str(exc.value)
     lower = raw(kb, key, "/email", {"from": SENDER, "to": "ok@example.com", "cc": "spy@evil.io", "textbody": "t"})
     assert lower.status_code == 403 and lower.json()["KeybrakeCode"] == "scope_violation"  # `cc` is `Cc`
+    for path, body in (("/email", [msg("spy@evil.io")]), ("/email/batch", msg("spy@evil.io"))):  # other shapes
+        wrong_shape = raw(kb, key, path, body)
+        assert wrong_shape.status_code == 403 and wrong_shape.json()["KeybrakeCode"] == "scope_violation", path
     assert not sends(fake_pm)
-    assert [r["verdict"] for r in kb.audit(key_id=key["id"])] == ["denied_scope_violation"] * 2
+    assert [r["verdict"] for r in kb.audit(key_id=key["id"])] == ["denied_scope_violation"] * 4
 
 
 def test_case_twins_are_refused_not_guessed(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:

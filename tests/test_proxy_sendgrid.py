@@ -175,6 +175,8 @@ def test_bad_bodies_and_keys_are_refused_before_sending(kb: KeybrakeThread, fake
     twice = b'{"personalizations": [], "personalizations": [{"to": [{"email": "spy@evil.io"}]}]}'
     dup = httpx.post(url, content=twice, headers={**bearer, "content-type": "application/json"})
     assert dup.status_code == 400
+    array = httpx.post(url, json=[{"personalizations": [{"to": [{"email": "spy@evil.io"}]}]}], headers=bearer)
+    assert array.status_code == 400  # a body of a shape the definition does not read
     subuser = SendGridAPIClient(key["key"], host=f"{kb.url}/sendgrid", impersonate_subuser="tenant-b")
     with pytest.raises(HTTPError) as exc:
         subuser.send(mail({"to": ["a@example.com"]}))  # On-Behalf-Of would act on another account
