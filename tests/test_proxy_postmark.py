@@ -237,5 +237,6 @@ def test_the_helper_sends_nothing_elsewhere(kb: KeybrakeThread) -> None:
         pm.status.get()
     with pytest.raises(KeybrakePostmarkError, match="account token"):
         pm.domains.all()
+    assert key["key"] not in repr(pm) and key["key"] not in str(pm)
     with pytest.raises(TypeError, match="root_api_url"):
         client(kb.url, key["key"], root_api_url="https://api.postmarkapp.com/")

@@ -42,6 +42,9 @@ class KeybrakePostmarkClient(PostmarkClient):  # type: ignore[misc]  # postmarke
                 raise TypeError(f"{taken} is set by keybrake.integrations.postmark and cannot be given")
         super().__init__(server_token=vault_key, root_api_url=proxy_url.rstrip("/") + "/postmark/", **kwargs)
 
+    def __repr__(self) -> str:  # postmarker's repr shows the token: never the vault key
+        return f"<KeybrakePostmarkClient: {self.root_api_url}>"
+
     def _call(self, method: str, root: str, endpoint: str, data: Any = None, headers: Any = None, **kwargs: Any) -> Any:
         if root != self.root_api_url:
             raise KeybrakePostmarkError(
