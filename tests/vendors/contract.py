@@ -260,6 +260,15 @@ RESEND = VendorExamples(
     ),
 )
 
+from tests.vendors.examples_postmark import POSTMARK  # noqa: E402  (it uses the classes above)
+from tests.vendors.examples_sendgrid import SENDGRID  # noqa: E402
 from tests.vendors.examples_shopify import SHOPIFY  # noqa: E402  (it imports this module's Call)
 
-BUILTIN_EXAMPLES = {"stripe": STRIPE, "twilio": TWILIO, "resend": RESEND, "shopify": SHOPIFY}
+BUILTIN_EXAMPLES = {
+    "stripe": STRIPE,
+    "twilio": TWILIO,
+    "resend": RESEND,
+    "shopify": SHOPIFY,
+    "postmark": POSTMARK,
+    "sendgrid": SENDGRID,
+}
