@@ -68,9 +68,9 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
     fields = rt.vendors[vendor].policy_fields
     for name in policy:
         if name not in fields:
-            raise validation(
-                f"policy.{name} is not supported for {vendor} keys by this version of Keybrake", f"policy.{name}"
-            )
+            owners = sorted(n for n, v in rt.vendors.items() if name in v.policy_fields)
+            why = f"it is a policy field of {', '.join(owners)}" if owners else "no vendor supports it yet"
+            raise validation(f"policy.{name} is not supported for {vendor} keys: {why}", f"policy.{name}")
     if unusable := rt.vendors[vendor].policy_problem(policy):  # a vendor field that cannot take effect
         raise validation(unusable[1], unusable[0])
     for i, text in enumerate(policy.get("allowed_endpoints") or ()):
