@@ -79,7 +79,8 @@ class VendorExamples:
     - `never_matches`: an `allowed_endpoints` pattern `pattern_problem` explains (None: the
       vendor accepts every pattern); `matches`: one it accepts.
     - `guarded`: calls that must match one of `Vendor.guarded`.
-    - `free`, `unpriceable`: calls estimated as such (`free` None: the vendor has no free call); `priced`: a call estimated at `priced_usd`
+    - `free`, `unpriceable`: calls estimated as such (`free` None: the vendor has no free call);
+      `priced`: a call estimated at `priced_usd`
       micro-USD (an upper bound), under `Policy()`.
     - `scope`: a policy scoping the key; `in_scope` passes it, `out_of_scope` is refused
       (`scope_violation`, by precheck or check_scope).
