@@ -34,7 +34,9 @@ def fake_segment() -> Iterator[FakeSegment]:
 
 @pytest.fixture
 def kbr(tmp_path: Path, fake_segment: FakeSegment) -> Iterator[KeybrakeThread]:
-    with KeybrakeThread(tmp_path / "data", vendor_settings={"segment": {"usd_per_event": USD_PER_EVENT}}) as server:
+    with KeybrakeThread(
+        tmp_path / "data", vendor_settings={"segment": {"keybrake_segment_usd_per_event": USD_PER_EVENT}}
+    ) as server:
         server.add_credential(fake_segment.base_url, name="segment", secret=DEFAULT_WRITE_KEY, vendor="segment")
         yield server
 
@@ -192,27 +194,40 @@ def test_a_write_key_in_the_body_is_never_forwarded_and_must_be_the_vault_key(
     assert key["key"] not in seen.body.decode()
 
 
-def test_what_the_library_does_with_refusals(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
-    """A refusal it does not retry (4xx but 408/410/429/460) reaches `on_error` at once; a cap
-    refusal (429) is retried `max_retries` times, each refused and audited, never forwarded."""
+def test_what_the_background_consumer_does_with_refusals(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
+    """A cap refusal (429 with Retry-After: the seconds to the cap's reset) is a rate limit to the
+    library: with `max_rate_limit_duration` shorter than the wait it drops the batch at once and
+    tells `on_error`; a refusal it does not retry (415 here) reaches `on_error` as an APIError."""
     key = issue(kbr, daily_send_cap=1)
     errors: list[Any] = []
-    sdk = client(kbr, key, upload_interval=0.05, max_retries=2, on_error=lambda e, batch: errors.append(e))
+    options: dict[str, Any] = {"upload_interval": 0.05, "on_error": lambda e, batch: errors.append(e)}
+    sdk = client(kbr, key, max_rate_limit_duration=60, **options)
     sdk.track("u1", "A")
     sdk.flush()
     sdk.track("u1", "B")
     sdk.flush()
-    wait_until(lambda: errors, what="the library reports the refused batch")
-    assert (errors[0].status, errors[0].code) == (429, "send_cap_exceeded")
+    wait_until(lambda: errors, what="the library reports the dropped batch")
+    assert "Rate limit duration exceeded" in str(errors[0])
     assert [e["event"] for e in fake_segment.events] == ["A"]
-    verdicts = [r["verdict"] for r in kbr.audit(key_id=key["id"])]
-    assert verdicts.count("cap_exceeded") == 3 and verdicts.count("allowed") == 1  # the try and 2 retries
-    gz = client(kbr, key, gzip=True, upload_interval=0.05, on_error=lambda e, batch: errors.append(e))
+    assert sorted(r["verdict"] for r in kbr.audit(key_id=key["id"])) == ["allowed", "cap_exceeded"]
+    gz = client(kbr, key, gzip=True, **options)
     gz.track("u1", "C")
     gz.flush()
     assert (errors[-1].status, errors[-1].code) == (415, "unsupported_media_type")
     sdk.join()
     gz.join()
+
+
+def test_sync_mode_raises_the_cap_refusal_at_once(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
+    key = issue(kbr, daily_send_cap=2)
+    sdk = client(kbr, key, sync_mode=True)
+    sdk.track("u1", "A")
+    sdk.track("u1", "B")
+    with pytest.raises(APIError) as exc:
+        sdk.track("u1", "C")
+    assert (exc.value.status, exc.value.code) == (429, "send_cap_exceeded")
+    assert "Do not retry" in exc.value.message and int(exc.value.response.headers["retry-after"]) > 0
+    assert [e["event"] for e in fake_segment.events] == ["A", "B"]
 
 
 def test_oversized_bodies_are_refused_before_sending(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
