@@ -238,3 +238,17 @@ def test_oversized_bodies_are_refused_before_sending(kbr: KeybrakeThread, fake_s
     form = httpx.post(f"{kbr.url}/segment/v1/track", data={"userId": "u1", "event": "E"}, auth=basic(key))
     assert form.status_code == 415 and form.json()["code"] == "unsupported_media_type"
     assert not posts(fake_segment)
+
+
+def test_segments_own_refusal_is_passed_through_and_counts_nothing(
+    kbr: KeybrakeThread, fake_segment: FakeSegment
+) -> None:
+    key = issue(kbr, daily_send_cap=10)
+    big = {"userId": "u1", "event": "E", "properties": {"p": "x" * 40_000}}  # over Segment's 32 KB per event
+    r = httpx.post(f"{kbr.url}/segment/v1/track", json=big, auth=basic(key))
+    assert r.status_code == 400 and r.json()["code"] == "invalid_request"  # Segment's answer, not Keybrake's
+    assert "32768" in r.json()["message"] and len(posts(fake_segment)) == 1 and not fake_segment.events
+    (row,) = kbr.audit(key_id=key["id"])
+    assert row["cost_usd"] == 0
+    sends = kbr.key(key["id"])["usage"]["daily_sends"]
+    assert (sends["used"], sends["reserved"]) == (0, 0)
