@@ -15,6 +15,8 @@ from keybrake.envvars import Env
 from keybrake.envvars import SettingsError as SettingsError  # re-exported: callers import it from here
 from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.vendors import registry
+from keybrake.vendors.configured.load import install
+from keybrake.vendors.configured.schema import DefinitionError
 from keybrake.vendors.registry import VendorSetting
 
 # The shortest audit retention allowed (days; 0 = off): a budget created or a key relabelled
@@ -65,6 +67,9 @@ class Settings:
     # Each vendor's own settings (vendors/registry.py `VendorSetting`): vendor name → setting
     # name → parsed value, only those set; the vendor's default applies to the others.
     vendor_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Vendor definition files (docs/vendors.md, vendors defined by a file): KEYBRAKE_VENDORS_DIR,
+    # None: `<data-dir>/vendors/` (`vendor_definitions`), which may be absent.
+    vendors_dir: Path | None = None
     alert_interval_s: float = 10.0  # how often cap thresholds are scanned
     alert_retry_base_s: float = 5.0  # first retry delay of a failed alert delivery (doubles)
     alert_timeout_s: float = 5.0  # one alert POST: no answer within this (connect included) is a failure
@@ -129,6 +134,23 @@ class Settings:
 
     def with_overrides(self, **kw: Any) -> Settings:
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+    @property
+    def vendor_definitions(self) -> Path:
+        """Where the operator's vendor definitions are read: KEYBRAKE_VENDORS_DIR or `<data-dir>/vendors/`."""
+        return self.vendors_dir if self.vendors_dir is not None else self.data_dir / "vendors"
+
+
+def with_configured_vendors(s: Settings, env: Mapping[str, str] | None = None) -> Settings:
+    """Register the vendors defined by the files of `s.vendor_definitions` (all or nothing,
+    replacing those a previous call registered) and read their settings from `env` (None: the
+    process environment). Call it once the data directory is final, before the runtime is opened.
+    Raises SettingsError naming the file, the key and what is wrong."""
+    try:
+        install(s.vendor_definitions, explicit=s.vendors_dir is not None)
+    except DefinitionError as exc:
+        raise SettingsError(f"vendor definition {exc}") from None
+    return replace(s, vendor_settings=_vendor_env(Env(os.environ if env is None else env)))
 
 
 def load_fx_rates(path: str) -> dict[str, Decimal]:
@@ -270,6 +292,8 @@ def _server_env(e: Env) -> dict[str, Any]:
     for name, attr in (("KEYBRAKE_ADMIN_TOKEN", "admin_token"), ("KEYBRAKE_MASTER_KEY", "master_key")):
         if value := e.text(name):
             kw[attr] = value
+    if value := e.text("KEYBRAKE_VENDORS_DIR"):
+        kw["vendors_dir"] = Path(value)
     if value := e.text("KEYBRAKE_MASTER_KEY_FILE"):
         kw["master_key_file"] = Path(value)
     for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):

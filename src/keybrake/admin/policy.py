@@ -186,23 +186,34 @@ def compose_policy_input(vendor_inputs: Sequence[type[BaseModel]]) -> type[Polic
     """`PolicyIn`: the core fields and every vendor's own (`VendorSpec.policy_input`), with their
     validators, in rank order (core/policy.py CORE_RANKS, each vendor model's `RANKS`).
 
-    Raises ValueError when two models declare one field, or a vendor field has no rank.
+    Two models may declare one field only when both mark it shared with the same kind (their
+    `SHARED` class variable, field → kind, e.g. "email_domain": the same validation), as a vendor
+    defined by a file does for Resend's `allowed_to_domains`; the first declaration is used.
+    Raises ValueError when two models declare one field otherwise, or a vendor field has no rank.
     """
     ranks: dict[str, int] = dict(CORE_RANKS)
     fields: dict[str, FieldInfo] = dict(CorePolicyIn.model_fields)
+    shared: dict[str, str | None] = {}
     validators: dict[str, Any] = {}
     for model in vendor_inputs:
         declared: Mapping[str, int] = getattr(model, "RANKS", {})
+        kinds: Mapping[str, str] = getattr(model, "SHARED", {})
+        again: set[str] = set()
         for name, info in model.model_fields.items():
             if name in fields:
+                if name in shared and shared[name] is not None and shared[name] == kinds.get(name):
+                    again.add(name)
+                    continue
                 raise ValueError(f"policy field {name!r} is declared twice ({model.__name__})")
             if name not in declared:
                 raise ValueError(f"policy field {name!r} of {model.__name__} has no rank (RANKS)")
-            fields[name], ranks[name] = info, declared[name]
+            fields[name], ranks[name], shared[name] = info, declared[name], kinds.get(name)
         for attr, found in model.__pydantic_decorators__.field_validators.items():
             # The vendor's own validators, re-declared on the composed model (its messages unchanged).
             func = getattr(found.func, "__func__", found.func)
-            validators[f"{model.__name__}_{attr}"] = field_validator(*found.info.fields, mode=found.info.mode)(func)
+            own = [f for f in found.info.fields if f not in again]
+            if own:
+                validators[f"{model.__name__}_{attr}"] = field_validator(*own, mode=found.info.mode)(func)
     order = sorted(fields, key=ranks.__getitem__)
     composed: type[PolicyBase] = create_model(  # type: ignore[call-overload]
         "PolicyIn",

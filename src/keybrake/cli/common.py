@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
-from keybrake.config import Settings, SettingsError, from_env
+from keybrake.config import Settings, SettingsError, from_env, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
 from keybrake.store.migrate import SchemaError
@@ -37,10 +37,10 @@ def settings_for(data_dir: str | None) -> Settings:
     Raises click.ClickException (exit 1) naming the bad environment variable.
     """
     try:
-        s = from_env()
+        s = from_env().with_overrides(data_dir=Path(data_dir) if data_dir else None)
+        return with_configured_vendors(s)  # the vendors defined by files, registered before anything is built
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
-    return s.with_overrides(data_dir=Path(data_dir) if data_dir else None)
 
 
 def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:

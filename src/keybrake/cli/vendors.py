@@ -1,14 +1,16 @@
-"""`keybrake vendors …`: the registered vendors and what the built-in vendors guard."""
+"""`keybrake vendors …`: the registered vendors (built in, defined by a file, or registered by a
+wrapper), what they guard, and checking a vendor definition file."""
 
 from __future__ import annotations
 
 import os
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import click
 
-from keybrake.cli.common import print_json, table
+from keybrake.cli.common import data_dir_opt, print_json, settings_for, table
 
 
 @click.group()
@@ -27,13 +29,15 @@ def vendors_guarded() -> None:
 
 
 def vendor_rows() -> list[dict[str, Any]]:
-    """Every registered vendor, in registration order: `{"name", "base_url", "upstream_hosts",
-    "settings"}`. `base_url` is where requests go when a credential sets none; `upstream_hosts` the
-    hosts a credential's `base_url` may name without `KEYBRAKE_UPSTREAM_HOSTS`; each setting is
-    `{"env", "kind", "default", "value"}` — `value` the text set in this environment (None: unset,
-    the default applies; not parsed here), `default` None for a file setting (the vendor's
-    built-in table)."""
+    """Every registered vendor, in registration order: `{"name", "source", "base_url",
+    "upstream_hosts", "settings"}`. `source` is where it comes from (`configured.load.origin`:
+    "built-in", "built-in definition", its definition file, "registered in Python"); `base_url` is
+    where requests go when a credential sets none; `upstream_hosts` the hosts a credential's
+    `base_url` may name without `KEYBRAKE_UPSTREAM_HOSTS`; each setting is `{"env", "kind",
+    "default", "value"}` — `value` the text set in this environment (None: unset, the default
+    applies; not parsed here), `default` None for a file setting (the vendor's built-in table)."""
     from keybrake.vendors import build_vendors, registry
+    from keybrake.vendors.configured.load import origin
 
     built = build_vendors()
     rows = []
@@ -51,6 +55,7 @@ def vendor_rows() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": spec.name,
+                "source": origin(spec),
                 "base_url": vendor.default_base_url,
                 "upstream_hosts": list(vendor.upstream_hosts),
                 "settings": settings,
@@ -61,13 +66,37 @@ def vendor_rows() -> list[dict[str, Any]]:
 
 @vendors.command("list")
 @click.option("--json", "as_json", is_flag=True, help="print the list as JSON (with each setting's default)")
-def vendors_list(as_json: bool) -> None:
-    """Registered vendors: name (the /{vendor}/ path prefix), default base URL, upstream hosts and
-    their KEYBRAKE_* settings (env=value where set in this environment)."""
+@data_dir_opt
+def vendors_list(as_json: bool, data_dir: str | None) -> None:
+    """Registered vendors: name (the /{vendor}/ path prefix), where each comes from (built in, or
+    its definition file in KEYBRAKE_VENDORS_DIR), default base URL, upstream hosts and their
+    KEYBRAKE_* settings (env=value where set in this environment). An invalid definition file is
+    reported, as `keybrake serve` would refuse to start."""
+    settings_for(data_dir)  # registers the vendors defined by files, as every command does
     rows = vendor_rows()
     if as_json:
         print_json(rows)
         return
     for row in rows:
         row["settings"] = [f"{s['env']}={s['value']}" if s["value"] is not None else s["env"] for s in row["settings"]]
-    table(rows, ("name", "base_url", "upstream_hosts", "settings"))
+    table(rows, ("name", "source", "base_url", "upstream_hosts", "settings"))
+
+
+@vendors.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def vendors_check(file: Path) -> None:
+    """Validate one vendor definition file without starting anything (docs/vendors.md, vendors
+    defined by a file): its TOML, every key, and its name and policy fields against the built-in
+    vendors. Exits 1 with the file, the key and what is wrong."""
+    from keybrake.vendors import registry
+    from keybrake.vendors.configured.load import check_together, installed, read_file
+    from keybrake.vendors.configured.schema import DefinitionError
+
+    try:
+        definition = read_file(file)
+        check_together([definition], [s for s in registry.specs() if s.name not in installed()])
+    except DefinitionError as exc:
+        raise click.ClickException(f"vendor definition {exc}") from None
+    endpoints, scopes = len(definition.endpoints), len({sc.field for sc in definition.scopes})
+    click.echo(f"{file}: vendor {definition.name!r} ({definition.title}) is valid: {endpoints} endpoints, "
+               f"{scopes} scope fields")  # fmt: skip

@@ -19,8 +19,12 @@ _PRINTABLE = re.compile(r"^[\x20-\x7e]{0,256}$")
 MAX_KEYBRAKE_HEADERS = 20
 
 
-def extract_token(req: ProxyRequest) -> str:
-    """The one vault key a request carries; raises key_missing / key_ambiguous / key_invalid."""
+def extract_token(req: ProxyRequest, vendor_header: str | None = None) -> str:
+    """The one vault key a request carries; raises key_missing / key_ambiguous / key_invalid.
+
+    `vendor_header`: a lower-case header the request's vendor takes the key in besides
+    Authorization and X-Keybrake-Key (a configured vendor's `vault_key.header`, e.g.
+    `x-postmark-server-token`)."""
     found: list[str] = []
     auths = req.header_all("authorization")
     if len(auths) > 1:
@@ -52,6 +56,8 @@ def extract_token(req: ProxyRequest) -> str:
                 "The Authorization header must be 'Bearer <vault key>' or Basic with the vault key as the password.",
             )
     found += [v.strip() for v in req.header_all("x-keybrake-key")]
+    if vendor_header is not None:
+        found += [v.strip() for v in req.header_all(vendor_header)]
     distinct = {t for t in found if t}
     if not distinct:
         raise Denial(

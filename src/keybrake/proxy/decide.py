@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypedDict
+from urllib.parse import urlencode
 
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.errors import CapHit, Denial
@@ -308,6 +309,8 @@ def upstream_request(
     url = base_url.rstrip("/") + path.decode("latin-1")
     if req.query:
         url += "?" + req.query.decode("latin-1")
+    if credential_query := vendor.upstream_query(secret):
+        url += ("&" if req.query else "?") + urlencode(credential_query)
     allowed = COMMON_FORWARDED_HEADERS | vendor.forwarded_headers
     headers = [(k, v) for k, v in req.headers if k in allowed]
     headers += vendor.upstream_headers(secret)

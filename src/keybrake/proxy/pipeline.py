@@ -116,7 +116,7 @@ class Pipeline:
         """
         deadline.start(self.settings.reserve_deadline_ms / 1000)  # from the arrival of the head
         try:
-            token = extract_token(head)
+            token = extract_token(head, self._vault_key_header(head))
         except Denial as denial:
             return None, denial
         thash = token_hash(self.pepper, token)
@@ -131,6 +131,12 @@ class Pipeline:
                 return None, unknown_key()
             self.snapshots.remember(thash, key)
         return key, None
+
+    def _vault_key_header(self, req: ProxyRequest) -> str | None:
+        """The header the request's vendor (by its path prefix) takes the vault key in, if any."""
+        prefix = _first_segment(req.raw_path)
+        vendor = self.vendors.get(prefix) if prefix else None
+        return vendor.vault_key_header if vendor is not None else None
 
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
         if deadline.current() is None:  # not admitted first (a direct call): the deadline starts now
@@ -208,7 +214,7 @@ class Pipeline:
         if admitted is not None and admitted[0] is req.headers:
             thash = admitted[1]  # the same headers `admit` read the key from
         else:
-            thash = token_hash(self.pepper, extract_token(req))
+            thash = token_hash(self.pepper, extract_token(req, self._vault_key_header(req)))
         ctx.well_formed_token = True
         key = self.snapshots.get(thash)
         fresh = key is None

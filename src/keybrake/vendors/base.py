@@ -114,6 +114,7 @@ class Vendor(Protocol):
     # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
     # None: KEYBRAKE_RECONCILE_INTERVAL.
     reconcile_interval_s: float | None
+    vault_key_header: str | None  # lower-case; the agent's key may come in it too (None: no such header)
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """The one spelling of the operation `path` names, used by every check and the audit row.
@@ -143,9 +144,8 @@ class Vendor(Protocol):
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
         """The path to send upstream; raises a Denial if it names what the credential may not reach."""
 
-    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
-        """The body to send: the agent's bytes, unless the policy sets a parameter (never re-encoded)."""
-
+    def upstream_query(self, secret: bytes) -> list[tuple[str, str]]: ...  # credential query parameters (rare)
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes: ...  # agent's bytes unless a policy sets one
     def credential_rejected(self, status: int, doc: Any) -> bool:
         """Whether this answer means the vendor refused the operator's secret (docs/policy.md, settlement)."""
 
@@ -154,9 +154,7 @@ class Vendor(Protocol):
     ) -> VendorCost:
         """What the call cost, from a definite answer (< 500); `doc` is its parsed JSON or None."""
 
-    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]:
-        """Ids of vendor objects whose facts the request's price or scope depends on."""
-
+    def objects_needed(self, vreq: VendorRequest, need_customer: bool) -> list[str]: ...  # ids price/scope need
     def object_ref(self, vreq: VendorRequest) -> str | None:
         """The vendor object a write acts on, if any: one write per object is in flight at a time."""
 
@@ -231,10 +229,9 @@ def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     )
 
 
-# The memo of accepted spellings (`Vendor.check_spelling`) is bounded by entries and by bytes: a
-# path longer than _SPELLED_PATH_MAX characters or _SPELLED_SEGMENTS segments is checked every time,
-# never remembered (an agent's flood of distinct 15 KB paths once could hold ~64 MiB per vendor),
-# and the memo is cleared when its estimated size would pass _SPELLED_BYTES.
+# The memo of accepted spellings (`Vendor.check_spelling`) is bounded: a path longer than
+# _SPELLED_PATH_MAX characters or _SPELLED_SEGMENTS segments is never remembered (a flood of 15 KB
+# paths once held ~64 MiB per vendor); the memo is cleared past _SPELLED_BYTES (estimated).
 _SPELLED_MAX = 4096
 _SPELLED_PATH_MAX = 256  # characters, segments together
 _SPELLED_SEGMENTS = 12
@@ -289,6 +286,7 @@ class VendorDefaults:
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
     reconcile_interval_s: float | None = None
+    vault_key_header: str | None = None
 
     guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()
@@ -334,6 +332,9 @@ class VendorDefaults:
 
     def upstream_path(self, vreq: VendorRequest, raw_path: bytes, secret: bytes, key_id: str) -> bytes:
         return raw_path
+
+    def upstream_query(self, secret: bytes) -> list[tuple[str, str]]:
+        return []
 
     def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
         return body

@@ -16,6 +16,8 @@ class ResendPolicyIn(BaseModel):
     """Resend's policy fields as the admin API takes them; `RANKS`: where each renders among all fields."""
 
     RANKS: ClassVar[Mapping[str, int]] = {"allowed_to_domains": 120, "allowed_from_domains": 130}
+    # Vendors defined by a file may declare these names too, for the same kind of check.
+    SHARED: ClassVar[Mapping[str, str]] = {"allowed_to_domains": "email_domain", "allowed_from_domains": "email_domain"}
 
     allowed_to_domains: list[str] | None = Field(default=None, max_length=500)
     allowed_from_domains: list[str] | None = Field(default=None, max_length=500)

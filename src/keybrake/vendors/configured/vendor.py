@@ -1,0 +1,324 @@
+"""`ConfiguredVendor`: the `Vendor` protocol (vendors/base.py) driven by a definition file
+(docs/vendors.md, vendors defined by a file). Every decision reads the definition and what
+`reading.py` learnt in the one parse; nothing here does I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from types import MappingProxyType
+from typing import Any
+
+from keybrake.core.errors import Denial
+from keybrake.core.money import MICRO
+from keybrake.core.patterns import EndpointPattern, parse_pattern
+from keybrake.core.policy import Policy
+from keybrake.core.request import ProxyRequest
+from keybrake.vendors.base import (
+    CORE_POLICY_FIELDS,
+    REDACTED,
+    Estimate,
+    Rates,
+    Rendered,
+    ScopeResult,
+    ValidatedSecret,
+    VendorCost,
+    VendorDefaults,
+    VendorRequest,
+    retry_after,
+)
+from keybrake.vendors.configured import reading, scoping
+from keybrake.vendors.configured import schema as s
+from keybrake.vendors.configured.paths import JsonPath, any_case_key, read, replace
+
+_NO_PARSE = reading.ConfiguredParse(None, "")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+class ConfiguredVendor(VendorDefaults):
+    """A vendor built from `definition`; `prices` holds the micro-USD value of every price that
+    names a setting (`Usd.setting` → value), read when the vendor is built."""
+
+    def __init__(self, definition: s.Definition, prices: Mapping[str, int] | None = None) -> None:
+        d = self.definition = definition
+        self.prices = dict(prices or {})
+        self.name = d.name
+        self.default_base_url = d.base_url
+        self.upstream_hosts = d.upstream_hosts
+        self.max_body_bytes = d.max_body_bytes
+        idem = {d.request.idempotency_header} if d.request.idempotency_header else set()
+        self.forwarded_headers = frozenset(d.request.forward_headers | idem)
+        self.vault_key_header = d.vault_key.header
+        self.policy_fields = (
+            CORE_POLICY_FIELDS
+            | {sc.field for sc in d.scopes}
+            | ({"daily_send_cap"} if any(e.sends is not None for e in d.endpoints) else set())
+        )
+        self.endpoints = d.endpoints
+        self.patterns = tuple(e.match for e in d.endpoints)
+        self.free = tuple(e.match for e in d.endpoints if e.pricing == "free")
+        self.money_moving = tuple(e.match for e in d.endpoints if e.pricing != "free")
+        self.guarded: tuple[EndpointPattern, ...] = tuple(
+            parse_pattern(e.match.text, casefold=True) for e in d.endpoints if e.guarded
+        )
+        self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None)
+        # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
+        self.list_names = frozenset(
+            p.top
+            for e in d.endpoints
+            if e.items is not None and e.items.count == "array_length"
+            for p in e.items.paths
+            if p.top is not None
+        )
+
+    # -- credentials ----------------------------------------------------------------------
+
+    def validate_secret(self, secret: Any) -> ValidatedSecret:
+        """A one-string secret (with `prefix` when the definition sets one) or a JSON object of
+        exactly the definition's `fields`, each a non-empty string. Raises ValueError."""
+        c = self.definition.credential
+        title = self.definition.title
+        if c.fields is None:
+            if not isinstance(secret, str) or not secret or not secret.isprintable():
+                raise ValueError(f"a {title} secret is one non-empty string")
+            if c.prefix is not None and not secret.startswith(c.prefix):
+                raise ValueError(f"a {title} secret starts with {c.prefix}")
+            return ValidatedSecret(secret.encode(), f"{c.prefix or ''}…{_tail(secret)}", None)
+        if not isinstance(secret, dict) or set(secret) != set(c.fields):
+            raise ValueError(f"a {title} secret is an object with exactly the fields {', '.join(c.fields)}")
+        if not all(isinstance(v, str) and v and v.isprintable() for v in secret.values()):
+            raise ValueError(f"each field of a {title} secret is a non-empty string")
+        blob = json.dumps({f: secret[f] for f in c.fields}, separators=(",", ":")).encode()
+        last = secret[c.fields[-1]]
+        return ValidatedSecret(blob, f"{c.fields[-1]}=…{_tail(last)}", None)
+
+    def _fill(self, template: str, secret: bytes) -> str:
+        c = self.definition.credential
+        text = secret.decode()
+        values = {"secret": text} if c.fields is None else json.loads(text)
+        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), template)
+
+    def upstream_headers(self, secret: bytes) -> list[tuple[str, str]]:
+        """The credential as the definition injects it (`credential.inject`); never logged."""
+        c = self.definition.credential
+        if c.inject == "bearer":
+            return [("authorization", f"Bearer {self._fill(c.value, secret)}")]
+        if c.inject == "basic":
+            pair = f"{self._fill(c.username, secret)}:{self._fill(c.password, secret)}"
+            return [("authorization", "Basic " + base64.b64encode(pair.encode()).decode())]
+        if c.inject == "header":
+            assert c.header is not None
+            return [(c.header, self._fill(c.value, secret))]
+        return []
+
+    def upstream_query(self, secret: bytes) -> list[tuple[str, str]]:
+        """Query parameters the credential adds (`inject = "query"`), else none."""
+        c = self.definition.credential
+        if c.inject != "query":
+            return []
+        assert c.query is not None
+        return [(c.query, self._fill(c.value, secret))]
+
+    def request_id(self, headers: dict[str, str]) -> str | None:
+        h = self.definition.request.request_id_header
+        return headers.get(h) if h else None
+
+    # -- the one parse --------------------------------------------------------------------
+
+    def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
+        d = self.definition
+        src = reading.source(d, req, self.read_names, self.list_names)
+        c = d.credential
+        if c.inject == "query" and c.query is not None and c.query in src.params.tops:
+            raise Denial(
+                "param_ambiguous",
+                f"{c.query!r} is the credential's parameter: Keybrake adds it; remove it. Nothing was sent.",
+            )
+        endpoint = _endpoint(self.endpoints, req.method, path)
+        items = amount = None
+        if endpoint is not None:
+            if endpoint.items is not None:
+                items = reading.count_items(src, endpoint.items)
+            if endpoint.amount is not None:
+                amount = reading.read_amount(src, endpoint.amount)
+        scoped = scoping.read_scopes(d.scopes, src, req.method, path)
+        canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
+        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped))
+        return VendorRequest(req.method, path, src.params, detail=detail)
+
+    # -- scope ----------------------------------------------------------------------------
+
+    def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
+        scoping.check(self.definition.scopes, policy.vendor_fields(self.scope_policy), _detail(vreq).scoped)
+        return ScopeResult()
+
+    def scope_policy(self, data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+        """This vendor's scope fields from the stored policy (None/absent: not set)."""
+        return {sc.field: tuple(data[sc.field]) for sc in self.definition.scopes if data.get(sc.field) is not None}
+
+    # -- cost -----------------------------------------------------------------------------
+
+    def _usd(self, usd: s.Usd) -> int:
+        return self.prices.get(usd.setting, usd.micro) if usd.setting is not None else usd.micro
+
+    def estimate(self, vreq: VendorRequest, rates: Rates) -> Estimate:
+        detail = _detail(vreq)
+        e = detail.endpoint
+        if e is None or e.pricing == "unpriceable":
+            return Estimate("unpriceable", 0, "call")
+        if e.pricing == "free":
+            return Estimate("free", 0, "none")
+        sends = detail.items or 0 if e.sends == "items" else int(e.sends or 0)
+        if e.pricing == "fixed":
+            assert e.usd is not None
+            return Estimate("priced", self._usd(e.usd), "call", "usd", sends=sends)
+        if e.pricing == "per_item":
+            assert e.usd is not None and detail.items is not None
+            return Estimate("priced", self._usd(e.usd) * detail.items, "item", "usd", sends=sends)
+        assert detail.amount is not None
+        major, currency = detail.amount
+        return Estimate("priced", _to_usd(major, currency, rates, reserve=True), "amount", currency, sends=sends)
+
+    def cost(
+        self, vreq: VendorRequest, estimate: Estimate, status: int, headers: dict[str, str], doc: Any, rates: Rates
+    ) -> VendorCost:
+        """A refused answer (≥ 400) or a free call costs nothing; `settle` reads the cost from the
+        answer when it can (else the estimate stands); fixed and per-item prices are final."""
+        e = _detail(vreq).endpoint
+        if status >= 400 or estimate.pricing == "free" or e is None:
+            return (
+                VendorCost(0, "none", "none")
+                if status >= 400 or estimate.pricing == "free"
+                else VendorCost(estimate.amount, "estimate", estimate.cost_kind)
+            )
+        if e.settle is not None:
+            settled = _settled(doc, e.settle, rates)
+            if settled is not None:
+                return VendorCost(settled, "response", estimate.cost_kind)
+        source = "flat_rate" if e.pricing in ("fixed", "per_item") and e.settle is None else "estimate"
+        return VendorCost(estimate.amount, source, estimate.cost_kind)
+
+    def reconcile(self, doc: Any, rates: Rates, related: Sequence[Any] = ()) -> VendorCost | None:
+        return None  # a configured vendor's answer is final
+
+    # -- answers, retries, errors ---------------------------------------------------------
+
+    def summary(self, vreq: VendorRequest) -> dict[str, Any]:
+        detail = _detail(vreq)
+        out: dict[str, Any] = {}
+        if detail.endpoint is not None:
+            out["endpoint"] = detail.endpoint.match.text
+        if detail.items is not None:
+            out["items"] = detail.items
+        return out
+
+    def fingerprint(self, vreq: VendorRequest) -> str | None:
+        """Method, path and the canonical body (JSON) or sorted parameters (form, query)."""
+        h = hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{_detail(vreq).canonical}".encode())
+        for name, values in sorted(vreq.params.values.items()):
+            h.update(b"\0" + name.encode() + b"=" + b"\1".join(v.encode() for v in values))
+        return h.hexdigest()
+
+    def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
+        return self.fingerprint(vreq) if vreq.method == "POST" else None
+
+    def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
+        """Every `answer.redact` path, and the matched endpoint's, replaced by REDACTED."""
+        e = _detail(vreq).endpoint
+        found = []
+        for p in (*self.definition.redact, *(e.redact if e is not None else ())):
+            if replace(doc, p, REDACTED, any_case_key):
+                found.append(p.text)
+        return found
+
+    def render_denial(self, denial: Denial, keybrake: dict[str, Any]) -> Rendered:
+        """The definition's `[error] body` with {code}, {message}, {status} filled (a string
+        exactly "{status}" becomes the number) and `keybrake` at "{keybrake}" or, when the body
+        does not place it, as a top-level `keybrake` member of an object body."""
+        placed: list[bool] = []
+        body = _fill_error(self.definition.error.body, denial, keybrake, placed)
+        if not placed and isinstance(body, dict) and "keybrake" not in body:
+            body["keybrake"] = keybrake
+        return Rendered(body, retry_after(denial))
+
+
+def _tail(secret: str) -> str:
+    """The last 4 characters of a secret for its hint, none of a short one (under 12)."""
+    return secret[-4:] if len(secret) >= 12 else ""
+
+
+def _read_paths(d: s.Definition) -> list[JsonPath]:
+    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths]
+    for e in d.endpoints:
+        if e.items is not None:
+            out += e.items.paths
+        if e.amount is not None:
+            out += [p for p in (e.amount.path, e.amount.currency_path) if p is not None]
+    return out
+
+
+def _endpoint(endpoints: tuple[s.Endpoint, ...], method: str, path: tuple[str, ...]) -> s.Endpoint | None:
+    return next((e for e in endpoints if e.match.matches(method, path)), None)
+
+
+def _detail(vreq: VendorRequest) -> reading.ConfiguredParse:
+    return vreq.detail if isinstance(vreq.detail, reading.ConfiguredParse) else _NO_PARSE
+
+
+def _to_usd(major: Decimal, currency: str, rates: Rates, *, reserve: bool) -> int:
+    """`major` units of `currency` in micro-USD through `rates`: rounded up when reserving (never
+    under-reserve), half-up when settling (docs/policy.md, currencies). Raises 400
+    currency_not_supported for a currency without a rate."""
+    rate = rates.get(currency)
+    if rate is None:
+        raise Denial(
+            "currency_not_supported",
+            f"Currency {currency.upper()!r} has no USD rate configured, so this call cannot be priced against the "
+            "key's caps. Ask the operator to add it to KEYBRAKE_FX_RATES_FILE. Do not retry.",
+        )
+    micro = major * Decimal(rate) * MICRO
+    return int(micro.to_integral_value(rounding=ROUND_CEILING if reserve else ROUND_HALF_UP))
+
+
+def _settled(doc: Any, money: s.Money, rates: Rates) -> int | None:
+    """The cost an answer states at `money` (micro-USD), or None when absent or unreadable."""
+    values = read(doc, money.path, any_case_key)
+    if len(values) != 1:
+        return None
+    currency = money.currency
+    if money.currency_path is not None:
+        cur = read(doc, money.currency_path, any_case_key)
+        currency = cur[0].lower() if len(cur) == 1 and isinstance(cur[0], str) and len(cur[0]) == 3 else None
+    if currency is None or currency not in rates:
+        return None
+    value = values[0]
+    if isinstance(value, str) and value.startswith("-"):
+        value = value[1:]  # vendors state prices as negative balances ("-0.0075")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        value = abs(value)
+    try:
+        major = reading.to_major(value, money, currency)
+    except Denial:
+        return None
+    return _to_usd(major, currency, rates, reserve=False)
+
+
+def _fill_error(node: Any, denial: Denial, keybrake: dict[str, Any], placed: list[bool]) -> Any:
+    if isinstance(node, dict):
+        return {k: _fill_error(v, denial, keybrake, placed) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_fill_error(v, denial, keybrake, placed) for v in node]
+    if not isinstance(node, str):
+        return node
+    if node == "{status}":
+        return denial.status
+    if node == "{keybrake}":
+        placed.append(True)
+        return keybrake
+    return (
+        node.replace("{code}", denial.code).replace("{message}", denial.message).replace("{status}", str(denial.status))
+    )

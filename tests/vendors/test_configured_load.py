@@ -1,0 +1,162 @@
+"""Loading vendor definition files (docs/vendors.md, vendors defined by a file): all or nothing,
+names and policy fields checked against every other vendor, KEYBRAKE_VENDORS_DIR, the price
+settings a file declares, `keybrake vendors check|list`, and `keybrake serve` refusing to start
+on an invalid file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from keybrake.cli import main
+from keybrake.config import Settings, SettingsError, from_env, with_configured_vendors
+from keybrake.vendors import build_vendors, registry
+from keybrake.vendors.configured import load
+from keybrake.vendors.configured.schema import DefinitionError
+from tests.harness import free_port
+from tests.vendors.configured_smsco import smsco_toml, write_smsco
+
+pytestmark = pytest.mark.store_free
+
+
+@pytest.fixture(autouse=True)
+def _clean() -> Iterator[None]:
+    yield
+    load.uninstall()
+
+
+def other(name: str = "other", scope: str = "") -> str:
+    return (
+        f'format = 1\nname = "{name}"\nbase_url = "https://api.other.example"\nupstream_hosts = ["api.other.example"]\n'
+        '[credential]\ninject = "bearer"\n[error]\nbody = { error = "{code}: {message}" }\n' + scope
+    )
+
+
+def test_a_directory_is_loaded_all_or_nothing(tmp_path: Path) -> None:
+    write_smsco(tmp_path)
+    (tmp_path / "other.toml").write_text(other())
+    assert set(load.install(tmp_path, explicit=True)) == {"smsco", "other"}
+    assert {"smsco", "other"} <= set(build_vendors())
+    (tmp_path / "zbad.toml").write_text(other("zbad").replace('inject = "bearer"', 'inject = "cookie"'))
+    (tmp_path / "new.toml").write_text(other("new"))
+    with pytest.raises(DefinitionError, match=r"zbad.toml: credential.inject: must be one of"):
+        load.install(tmp_path, explicit=True)
+    assert registry.spec("new") is None  # nothing of the failed load was registered
+    assert {"smsco", "other"} <= set(build_vendors())  # the previous load stands
+    (tmp_path / "zbad.toml").unlink()
+    (tmp_path / "other.toml").unlink()
+    assert set(load.install(tmp_path, explicit=True)) == {"smsco", "new"}
+    assert registry.spec("other") is None  # a removed file's vendor is gone after the next load
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"stripe.toml": other("stripe")}, "stripe.toml: name: 'stripe' is already a built-in vendor"),
+        ({"a.toml": other("b")}, "a.toml: name: 'b' must equal the file name (a.toml)"),
+        ({"notes.txt": "hello"}, "notes.txt: is not a vendor definition"),
+        (
+            {
+                "other.toml": other(
+                    scope='[[scope]]\nfield = "allowed_to_prefixes"\nmatch = "e164_prefix"\npaths = ["to"]\n'
+                )
+            },
+            "scope[0].field: 'allowed_to_prefixes' is a policy field of vendor 'twilio' with another meaning",
+        ),
+        (
+            {"other.toml": other(scope='[[scope]]\nfield = "allowed_to_domains"\nmatch = "exact"\npaths = ["to"]\n')},
+            "scope[0].field: 'allowed_to_domains' is a policy field of vendor 'resend' with another meaning",
+        ),
+    ],
+)
+def test_clashes_and_stray_files_are_refused(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(DefinitionError) as exc:
+        load.install(tmp_path, explicit=True)
+    assert message in str(exc.value)
+
+
+def test_an_email_domain_field_shares_resends_name(tmp_path: Path) -> None:
+    from keybrake.admin.key_models import key_models
+
+    scope = '[[scope]]\nfield = "allowed_to_domains"\nmatch = "email_domain"\npaths = ["to"]\n'
+    (tmp_path / "other.toml").write_text(other(scope=scope))
+    load.install(tmp_path, explicit=True)
+    key_in = key_models().key_in
+    for vendor in ("resend", "other"):
+        body = {"vendor": vendor, "policy": {"allowed_to_domains": ["Example.COM"]}}
+        assert key_in.model_validate(body).policy.to_store()["allowed_to_domains"] == ["example.com"]
+    with pytest.raises(ValueError, match="is not a domain name"):
+        key_in.model_validate({"vendor": "other", "policy": {"allowed_to_domains": ["*"]}})
+
+
+def test_settings_name_the_directory_and_read_the_files_prices(tmp_path: Path) -> None:
+    write_smsco(tmp_path / "vendors")
+    s = with_configured_vendors(Settings(data_dir=tmp_path), {"KEYBRAKE_SMSCO_USD_PER_SMS": "0.02"})
+    assert s.vendor_definitions == tmp_path / "vendors"
+    assert s.vendor_setting("smsco", "keybrake_smsco_usd_per_sms") == Decimal("0.02")
+    assert build_vendors(s)["smsco"].prices == {"KEYBRAKE_SMSCO_USD_PER_SMS": 20_000}  # type: ignore[attr-defined]
+    with pytest.raises(SettingsError, match="KEYBRAKE_SMSCO_USD_PER_SMS must be a non-negative decimal"):
+        with_configured_vendors(Settings(data_dir=tmp_path), {"KEYBRAKE_SMSCO_USD_PER_SMS": "-1"})
+    explicit = from_env({"KEYBRAKE_VENDORS_DIR": str(tmp_path / "missing")})
+    with pytest.raises(SettingsError, match="missing: KEYBRAKE_VENDORS_DIR is not a directory"):
+        with_configured_vendors(explicit, {})
+    assert with_configured_vendors(Settings(data_dir=tmp_path / "fresh"), {}).vendor_settings == {}  # none yet
+
+
+def _cli(*args: str, env: dict[str, Any] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def test_vendors_check_and_list(tmp_path: Path) -> None:
+    path = write_smsco(tmp_path / "vendors")
+    ok = _cli("vendors", "check", str(path))
+    assert ok.exit_code == 0 and "vendor 'smsco' (SMSCo) is valid: 4 endpoints, 2 scope fields" in ok.output
+    bad = tmp_path / "bad" / "smsco.toml"
+    bad.parent.mkdir()
+    bad.write_text(smsco_toml().replace('usd = "0.005"', 'usd = "0.0050001"'))
+    refused = _cli("vendors", "check", str(bad))
+    assert refused.exit_code == 1
+    assert f"vendor definition {bad}: endpoint[1].usd: '0.0050001' has more than 6 decimals" in refused.output
+    listed = _cli("vendors", "list", "--json", "--data-dir", str(tmp_path))
+    assert listed.exit_code == 0, listed.output
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["smsco"]["source"] == str(path) and rows["stripe"]["source"] == "built-in"
+    assert rows["smsco"]["settings"] == [
+        {"env": "KEYBRAKE_SMSCO_USD_PER_SMS", "kind": "decimal", "default": 0.0079, "value": None}
+    ]
+    broken = _cli("vendors", "list", "--data-dir", str(tmp_path), env={"KEYBRAKE_VENDORS_DIR": str(bad.parent)})
+    assert broken.exit_code == 1 and "endpoint[1].usd" in broken.output
+
+
+@pytest.mark.multiprocess
+def test_serve_refuses_to_start_on_an_invalid_definition(tmp_path: Path) -> None:
+    (tmp_path / "data" / "vendors").mkdir(parents=True)
+    (tmp_path / "data" / "vendors" / "smsco.toml").write_text(smsco_toml().replace("[answer]", "[answers]"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keybrake.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"vendor definition {tmp_path}/data/vendors/smsco.toml: answers: is not a known key" in proc.stderr.decode()
+    assert not (tmp_path / "data" / "keybrake.db").exists()  # stopped before anything was opened
