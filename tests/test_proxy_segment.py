@@ -190,11 +190,12 @@ def test_a_write_key_in_the_body_is_never_forwarded_and_must_be_the_vault_key(
     for other in (DEFAULT_WRITE_KEY, "someone-elses-key", 7):
         r = httpx.post(url, json={**doc, "writeKey": other}, auth=basic(key))
         assert r.status_code in (400, 401) and r.json()["code"] in ("key_ambiguous", "key_invalid"), r.text
-    case_variant = httpx.post(url, json={**doc, "WriteKey": key["key"]}, auth=basic(key))
-    assert case_variant.status_code == 400
-    (seen,) = posts(fake_segment)
-    assert "writeKey" not in seen.json and seen.json == doc
-    assert key["key"] not in seen.body.decode()
+    assert httpx.post(url, json={**doc, "WRITEKEY": DEFAULT_WRITE_KEY}, auth=basic(key)).status_code == 400
+    assert httpx.post(url, json={**doc, "WriteKey": key["key"]}, auth=basic(key)).status_code == 200  # read as writeKey
+    near_miss = httpx.post(url, json={**doc, "writeKey ": key["key"]}, auth=basic(key))
+    assert near_miss.status_code == 400 and near_miss.json()["code"] == "body_invalid"
+    assert [r.json for r in posts(fake_segment)] == [doc, doc]  # both without the member
+    assert all(key["key"] not in r.body.decode() for r in posts(fake_segment))
 
 
 def test_what_the_background_consumer_does_with_refusals(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:

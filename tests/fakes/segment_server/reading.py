@@ -20,16 +20,19 @@ def go_fold(name: str) -> str:
     return "".join(_FOLD_SPECIAL.get(c, c) for c in name).lower()
 
 
+class Members(list[tuple[str, Any]]):
+    """A JSON object as a Go reader meets it: its members in order, duplicates included."""
+
+
 def go_members(body: bytes | str) -> Any:
-    """The JSON document with every object's members kept in order, duplicates included:
-    objects become lists of ``(name, value)``."""
-    return json.loads(body, object_pairs_hook=list)
+    """The JSON document with every object as ``Members`` (arrays stay lists)."""
+    return json.loads(body, object_pairs_hook=Members)
 
 
 def go_field(obj: Any, field: str) -> Any:
     """The value Go decodes into `field` from a members list (see ``go_members``): the last member
     whose name equals `field` or folds to it. None when absent or when `obj` is not an object."""
-    if not isinstance(obj, list) or (obj and not isinstance(obj[0], tuple)):
+    if not isinstance(obj, Members):
         return None
     value = None
     for name, member in obj:
@@ -40,7 +43,7 @@ def go_field(obj: Any, field: str) -> Any:
 
 def go_plain(value: Any) -> Any:
     """A members-list value back as plain JSON values (the last of duplicated names wins)."""
-    if isinstance(value, list) and value and all(isinstance(p, tuple) for p in value):
+    if isinstance(value, Members):
         return {k: go_plain(v) for k, v in value}
     if isinstance(value, list):
         return [go_plain(v) for v in value]

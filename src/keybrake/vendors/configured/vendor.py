@@ -31,7 +31,7 @@ from keybrake.vendors.base import (
     VendorRequest,
     retry_after,
 )
-from keybrake.vendors.configured import reading, scoping
+from keybrake.vendors.configured import body_key, reading, scoping
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.paths import JsonPath, any_case_key, read, replace
 
@@ -65,7 +65,9 @@ class ConfiguredVendor(VendorDefaults):
         self.guarded: tuple[EndpointPattern, ...] = tuple(
             parse_pattern(e.match.text, casefold=True) for e in d.endpoints if e.guarded
         )
-        self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None)
+        self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None) | frozenset(
+            (d.vault_key.body_field,) if d.vault_key.body_field else ()
+        )
         # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
         self.list_names = frozenset(
             p.top
@@ -147,8 +149,16 @@ class ConfiguredVendor(VendorDefaults):
                 amount = reading.read_amount(src, endpoint.amount)
         scoped = scoping.read_scopes(d.scopes, src, req.method, path)
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
-        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped))
+        field = d.vault_key.body_field
+        drop = body_key.member_to_drop(src.doc, field, src.match, req, d.vault_key.header) if field else None
+        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped), drop)
         return VendorRequest(req.method, path, src.params, detail=detail)
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        """The agent's bytes, or, when a body member carried the vault key, the parsed body
+        without it (`[vault_key] body_field`): the vendor never receives the vault key."""
+        detail = _detail(vreq)
+        return body_key.without(detail.canonical, detail.drop) if detail.drop is not None else body
 
     # -- scope ----------------------------------------------------------------------------
 
