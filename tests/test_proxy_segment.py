@@ -210,7 +210,7 @@ def test_what_the_background_consumer_does_with_refusals(kbr: KeybrakeThread, fa
     sdk.flush()
     sdk.track("u1", "B")
     sdk.flush()
-    wait_until(lambda: errors, what="the library reports the dropped batch")
+    wait_until(lambda: bool(errors), what="the library reports the dropped batch")
     assert "Rate limit duration exceeded" in str(errors[0])
     assert [e["event"] for e in fake_segment.events] == ["A"]
     assert sorted(r["verdict"] for r in kbr.audit(key_id=key["id"])) == ["allowed", "cap_exceeded"]

@@ -170,5 +170,5 @@ def test_which_answers_the_background_consumer_retries(fake: FakeSegment, status
         assert len(fake.requests) == 2 and fake.requests[1].headers["x-retry-count"] == "1"
         assert len(fake.events) == 1 and not errors
     else:
-        wait_until(lambda: errors, what="the library reports the refused batch")
+        wait_until(lambda: bool(errors), what="the library reports the refused batch")
         assert len(fake.requests) == 1 and not fake.events and errors[0].status == status
