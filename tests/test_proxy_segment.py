@@ -191,6 +191,8 @@ def test_a_write_key_in_the_body_is_never_forwarded_and_must_be_the_vault_key(
         r = httpx.post(url, json={**doc, "writeKey": other}, auth=basic(key))
         assert r.status_code in (400, 401) and r.json()["code"] in ("key_ambiguous", "key_invalid"), r.text
     assert httpx.post(url, json={**doc, "WRITEKEY": DEFAULT_WRITE_KEY}, auth=basic(key)).status_code == 400
+    alone = httpx.post(url, json={**doc, "writeKey": key["key"]})  # Segment's body-only auth
+    assert alone.status_code == 401 and alone.json()["code"] == "key_missing"
     assert httpx.post(url, json={**doc, "WriteKey": key["key"]}, auth=basic(key)).status_code == 200  # read as writeKey
     near_miss = httpx.post(url, json={**doc, "writeKey ": key["key"]}, auth=basic(key))
     assert near_miss.status_code == 400 and near_miss.json()["code"] == "body_invalid"
