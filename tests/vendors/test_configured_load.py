@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -21,10 +22,10 @@ from keybrake.config import Settings, SettingsError, from_env, with_configured_v
 from keybrake.vendors import build_vendors, registry
 from keybrake.vendors.configured import load
 from keybrake.vendors.configured.schema import DefinitionError
-from tests.harness import free_port
+from tests.harness import KeybrakeThread, free_port
 from tests.vendors.configured_smsco import smsco_toml, write_smsco
 
-pytestmark = pytest.mark.store_free
+pytestmark = pytest.mark.store_free  # but one test runs a server: it runs on the first pass only
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +161,41 @@ def test_serve_refuses_to_start_on_an_invalid_definition(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert f"vendor definition {tmp_path}/data/vendors/smsco.toml: answers: is not a known key" in proc.stderr.decode()
     assert not (tmp_path / "data" / "keybrake.db").exists()  # stopped before anything was opened
+
+
+def test_package_definitions_are_registered_as_built_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for d in load.package_definitions():  # Keybrake's own definitions: registered at import
+        spec = registry.spec(d.name)
+        assert spec is not None and load.origin(spec) == "built-in definition", d.name
+    package = tmp_path / "kb_test_definitions"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "other.toml").write_text(other())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(load, "PACKAGE", "kb_test_definitions")
+    try:
+        (spec,) = load.register_package_definitions()
+        assert registry.spec("other") is spec and load.origin(spec) == "built-in definition"
+        with pytest.raises(DefinitionError, match="'other' is already a built-in vendor"):
+            load.register_package_definitions()  # a second definition of a registered name
+    finally:
+        registry.unregister("other")
+        load._PACKAGED.pop("other", None)
+
+
+def test_keys_of_a_vendor_whose_file_was_removed_are_refused_not_crashed(tmp_path: Path) -> None:
+    write_smsco(tmp_path / "vendors")
+    load.install(tmp_path / "vendors", explicit=True)
+    secret = {"account": "AC1234567890", "token": "t" * 20}
+    with KeybrakeThread(tmp_path / "data") as kb:
+        kb.add_credential("http://127.0.0.1:9", name="smsco", secret=secret, vendor="smsco")
+        key = kb.issue({"daily_usd_cap": 1}, vendor="smsco")
+    load.uninstall()  # the file is gone at the next start
+    with KeybrakeThread(tmp_path / "data") as kb:
+        r = httpx.post(
+            f"{kb.url}/smsco/v1/messages", json={"to": ["+1"]}, headers={"Authorization": f"Bearer {key['key']}"}
+        )
+        assert (r.status_code, r.json()["error"]["code"]) == (403, "vendor_mismatch"), r.text
+        assert "smsco, which this server does not serve" in r.json()["error"]["message"]
+        (row,) = kb.audit(key_id=key["id"])
+        assert row["verdict"] == "denied_vendor_mismatch"

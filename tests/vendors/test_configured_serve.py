@@ -123,7 +123,7 @@ def test_a_message_reserves_its_recipients_then_settles_to_smscos_price(
     assert row["request_summary"] == {"endpoint": "POST /v1/messages", "items": 2}
 
 
-def test_scope_and_guarded_endpoints_refuse_in_smscos_shape_before_sending(
+def test_scope_guarded_endpoints_and_the_send_cap_refuse_in_smscos_shape_before_sending(
     kb: Server, smsco: FakeThread[FakeSmsco]
 ) -> None:
     key = kb.issue({"daily_usd_cap": 1, "allowed_smsco_prefixes": ["+1"]})
@@ -142,6 +142,11 @@ def test_scope_and_guarded_endpoints_refuse_in_smscos_shape_before_sending(
     assert "s3cret" not in keys.text and keys.json()["keys"][0]["secret"] == "[redacted by keybrake]"
     verdicts = [r["verdict"] for r in kb.audit(key["id"])]  # newest first
     assert verdicts == ["denied_endpoint_guarded", "denied_scope_violation", "denied_scope_violation"]
+    sends = kb.issue({"daily_usd_cap": 1, "daily_send_cap": 3})  # `sends = "items"`: one per recipient
+    assert kb.send(sends["key"]).status_code == 201
+    over = kb.send(sends["key"])
+    assert (over.status_code, over.json()["error"]["code"]) == (429, "send_cap_exceeded")
+    assert len(smsco.fake.requests) == 2  # the GET /v1/keys and the first message
 
 
 def test_caps_hold_exactly_under_concurrency_and_a_revoke_stops_the_next_request(
@@ -182,3 +187,19 @@ def test_a_form_message_is_read_like_its_json_twin(kb: Server, smsco: FakeThread
     twice = httpx.post(f"{kb.url}/smsco/v1/messages", content=body + "&from=%2B1999", headers=form, timeout=30)
     assert (twice.status_code, twice.json()["error"]["code"]) == (400, "param_ambiguous")
     assert [row["cost_usd"] for row in kb.audit(key["id"])] == [0, 0.015]  # newest first
+
+
+def test_a_retry_with_the_definitions_idempotency_header_is_charged_once(
+    kb: Server, smsco: FakeThread[FakeSmsco]
+) -> None:
+    key = kb.issue({"daily_usd_cap": 1})
+    headers = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "retry-1"}
+    first, second = (
+        httpx.post(f"{kb.url}/smsco/v1/messages", json=MESSAGE, headers=headers, timeout=30) for _ in range(2)
+    )
+    assert (first.status_code, second.status_code) == (201, 201), second.text
+    assert first.json()["id"] == second.json()["id"]
+    assert all(r.headers.get("idempotency-key") == "retry-1" for r in smsco.fake.requests)  # forwarded
+    assert len(smsco.fake.messages) == 1
+    assert kb.usage(key["id"])["used"] == 0.015  # the retry moved no money
+    assert len(kb.audit(key["id"])) == 2  # one row per call, the retry included

@@ -70,6 +70,14 @@ def test_addresses_are_counted_as_email_headers_list_them() -> None:
     assert objects.estimate(vreq, RATES).amount == 2_000
 
 
+def test_a_null_field_is_absent_but_a_null_entry_is_refused() -> None:
+    v = vendor()  # postmarker sends every unset field as null
+    assert v.estimate(call(v, "POST", "/mail", {"To": "a@x.io", "Cc": None}), RATES).amount == 1_000
+    assert denied(call, v, "POST", "/mail", {"To": ["a@x.io", None]}).code == "body_invalid"
+    values = vendor(endpoint=[{**MAIL, "items": {"count": "values", "paths": ["[*].To"]}}])
+    assert values.estimate(call(values, "POST", "/mail", [{"To": "a"}, {"To": None}]), RATES).amount == 1_000
+
+
 def test_array_length_and_values_counts() -> None:
     v = vendor(endpoint=[{**MAIL, "items": {"count": "array_length", "paths": ["batch"]}, "sends": "items"}])
     est = v.estimate(call(v, "POST", "/mail", {"batch": [{}, {}, {}]}), RATES)
@@ -188,6 +196,8 @@ def test_the_one_parse_of_bodies_and_queries() -> None:
     assert denied(call, v, "POST", "/mail", {"To": "a@x.io"}, query=b"To=b%40y.io").code == "param_ambiguous"
     assert denied(call, v, "POST", "/mail", {"to": "a@x.io"}).code == "body_invalid"  # a near miss of `To`
     assert denied(call, v, "POST", "/mail", b'{"To": "a@x.io", "To": "b@y.io"}').code == "body_invalid"
+    for other_shape in ([{"To": "a@x.io"}], "a@x.io", 5):  # no path of this definition would read them
+        assert denied(call, v, "POST", "/mail", other_shape).code == "body_invalid"
     insensitive = vendor(request={"json_keys": "case_insensitive"})
     vreq = call(insensitive, "POST", "/mail", {"TO": "a@x.io, b@x.io"})
     assert insensitive.estimate(vreq, RATES).amount == 2_000
@@ -232,3 +242,81 @@ def test_what_is_forwarded_carries_the_credential_and_drops_the_agents_copy() ->
     names = [k for k, _ in sent.headers]
     assert "x-mailco-version" in names and "idempotency-key" in names
     assert "x-mailco-token" not in names and "x-other" not in names and token not in str(sent.headers)
+
+
+def test_the_definitions_idempotency_header_is_the_retry_key() -> None:
+    from keybrake.proxy.decisions import read_idempotency_key
+
+    v = vendor(request={"idempotency_header": "X-Idem-Key"})
+    req = ProxyRequest("POST", b"/mailco/mail", b"", (("x-idem-key", "k1"),), b"", "127.0.0.1")
+    assert read_idempotency_key(req, v) == "k1" and "x-idem-key" in v.forwarded_headers
+    twice = ProxyRequest("POST", b"/mailco/mail", b"", (("x-idem-key", "a"), ("x-idem-key", "b")), b"", "1")
+    assert denied(read_idempotency_key, twice, v).code == "header_invalid"
+    assert read_idempotency_key(ProxyRequest("POST", b"/", b"", (("idempotency-key", "k"),), b"", "1"), v) is None
+
+
+def test_the_vault_key_and_the_credential_may_share_a_header() -> None:
+    """Postmark's X-Postmark-Server-Token: the agent's vault key arrives in it, the real token
+    replaces it (the agent's copy is never forwarded)."""
+    from keybrake.core.upstream import UpstreamRequest
+    from keybrake.proxy.decide import Route, upstream_request
+
+    v = vendor(
+        credential={"inject": "header", "header": "X-Server-Token"},
+        vault_key={"arrives": "header", "header": "X-Server-Token"},
+    )
+    token = new_token(VAULT_PREFIX)
+    req = ProxyRequest("GET", b"/mailco/mail", b"", (("x-server-token", token),), b"", "127.0.0.1")
+    assert extract_token(req, v.vault_key_header) == token
+    sent = upstream_request(req, Route(v, ("mail",), b"/mail", {}), call(v, "GET", "/mail"), b"real", "https://h", "k")
+    assert isinstance(sent, UpstreamRequest)
+    assert [v for k, v in sent.headers if k == "x-server-token"] == ["real"]
+
+
+def test_refused_headers_and_forbidden_values() -> None:
+    forbid = {"paths": ["Headers[*].Name", "[*].Headers[*].Name"], "values": ["Bcc", "resent-*"], "why": "recipients"}
+    v = vendor(request={"refuse_headers": ["on-behalf-of"]}, forbid=[forbid])
+    refused = denied(call, v, "POST", "/mail", {"To": "a@x.io"}, headers=(("on-behalf-of", "sub"),))
+    assert refused.code == "header_invalid" and "on-behalf-of" in refused.message
+    for name in ("BCC", " bcc ", "Resent-To"):
+        doc = {"To": "a@x.io", "Headers": [{"Name": "X-Tag", "Value": "1"}, {"Name": name, "Value": "s@evil.io"}]}
+        d = denied(call, v, "POST", "/mail", doc)
+        assert d.code == "scope_violation" and "Headers[*].Name may not be" in d.message and "(recipients)" in d.message
+    batch = [{"To": "a@x.io", "Headers": [{"Name": "bcc", "Value": "s@evil.io"}]}]
+    assert denied(call, v, "POST", "/mail", batch).code == "scope_violation"
+    call(v, "POST", "/mail", {"To": "a@x.io", "Headers": [{"Name": "X-Resent", "Value": "1"}]})  # allowed
+    with pytest.raises(Exception, match=r"forbid\[0\].values\[0\]: a value is text"):
+        vendor(forbid=[{**forbid, "values": ["b*c"]}])
+    with pytest.raises(Exception, match=r"request\.refuse_headers: 'idempotency-key' is also a header"):
+        vendor(request={"refuse_headers": ["idempotency-key"], "idempotency_header": "Idempotency-Key"})
+
+
+def test_a_trailing_slash_is_the_same_operation_only_where_the_definition_says_so() -> None:
+    from keybrake.proxy.decide import Route, route
+    from keybrake.store.records import KeyRecord
+
+    plain, slash = vendor(), vendor(request={"trailing_slash": True})
+    key = KeyRecord.__new__(KeyRecord)
+    object.__setattr__(key, "vendor", "mailco")
+    req = ProxyRequest("POST", b"/mailco/mail/", b"", (), b"", "127.0.0.1")
+    routed = route(req, key, {"mailco": slash})
+    assert isinstance(routed, Route) and (routed.segments, routed.raw_rest) == (("mail",), b"/mail/")
+    refused = route(req, key, {"mailco": plain})
+    assert not isinstance(refused, Route) and refused.denial.code == "path_invalid"
+    assert not isinstance(
+        route(ProxyRequest("POST", b"/mailco/mail//", b"", (), b"", "1"), key, {"mailco": slash}), Route
+    )
+
+
+def test_the_error_content_type_is_the_vendors() -> None:
+    from keybrake.proxy.render import denial_response
+
+    problem = vendor(
+        error={"body": {"title": "{code}", "detail": "{message}"}, "content_type": "application/problem+json"}
+    )
+    sent = denial_response(Denial("scope_violation", "no"), problem, request_id="r", key_id="k", now_ms=0)
+    assert [v for k, v in sent.headers if k == "content-type"] == ["application/problem+json"]
+    sent = denial_response(Denial("scope_violation", "no"), vendor(), request_id="r", key_id="k", now_ms=0)
+    assert [v for k, v in sent.headers if k == "content-type"] == ["application/json; charset=utf-8"]
+    with pytest.raises(Exception, match=r"error\.content_type: the body is sent as JSON"):
+        vendor(error={"body": {"a": "{code} {message}"}, "content_type": "text/html"})

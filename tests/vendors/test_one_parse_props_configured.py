@@ -5,6 +5,9 @@ blank, duplicate-key and query-versus-body variants, under `json_keys = "exact"`
 the values the vendor's own reader acts on: `JSON.parse` (exact keys, the last duplicate wins),
 a case-insensitive .NET reader (any ASCII case), or a plain form parser.
 
+SMSCo's forms (the worked example of docs/vendors.md): `to`, read as a list, may repeat; every
+other field is sent once; look-alikes (`To`, `to[]`) are refused.
+
 Examples per run: 1,500 per reader.
 """
 
@@ -26,6 +29,7 @@ from keybrake.vendors.configured.definition import parse_definition
 from keybrake.vendors.configured.load import spec_of
 from keybrake.vendors.configured.reading import ConfiguredParse
 from keybrake.vendors.configured.vendor import ConfiguredVendor
+from tests.vendors.configured_smsco import smsco_toml
 from tests.vendors.configured_toml import dumps
 from tests.vendors.one_parse_gen import FORM, JSON, add_entry, join_entries, props, proxy_request, spellings
 
@@ -63,7 +67,7 @@ def _vendor(json_keys: str) -> ConfiguredVendor:
 
 
 EXACT, INSENSITIVE = _vendor("exact"), _vendor("case_insensitive")
-VALUES = {
+VALUES: dict[str, list[Any]] = {
     "to": ["a@example.com", "spy@evil.io", "a@example.com, b@example.com", '"Doe, J" <j@example.com>',
            ["a@example.com", "s@evil.io"], ["b@example.com"]],
     "cc": ["c@example.com", "spy@evil.io", []],
@@ -157,3 +161,43 @@ def _verdict(vendor: ConfiguredVendor, vreq: Any) -> str:
         assert d.code == "scope_violation"
         return "refused"
     return "allowed"
+
+
+# --- forms: SMSCo (docs/vendors.md's worked example), where `to` is a list sent by repeating it ---
+
+SMSCO = spec_of(parse_definition(smsco_toml(), "smsco.toml", "smsco")).build(
+    {"keybrake_smsco_usd_per_sms": Decimal("0.01")}
+)
+FORM_NAMES = {"to": ["%2B14155550100", "%2B442079460958"], "from": ["%2B14155550199", "%2B1999"], "text": ["hi"]}
+FORM_MEMBERS = [(f, k, v) for f, vs in FORM_NAMES.items() for k in [f] * 6 + [*spellings(f), f + "[]"] for v in vs]
+
+
+@st.composite
+def smsco_forms(draw: st.DrawFn) -> tuple[str, bytes]:
+    pairs = [("to", "%2B14155550100"), ("from", "%2B14155550199"), ("text", "hi")]
+    pairs += [(k, v) for _, k, v in draw(st.lists(st.sampled_from(FORM_MEMBERS), max_size=5))]
+    body = "&".join(f"{quote(k, safe='[]')}={v}" for k, v in draw(st.permutations(pairs)))
+    return draw(st.sampled_from(["", "", "", "to=%2B1", "To=%2B1", "limit=1"])), body.encode()
+
+
+@props(1500)
+@given(req=smsco_forms())
+def test_a_repeated_form_field_is_read_whole_and_nothing_else_repeats(req: tuple[str, bytes]) -> None:
+    query, body = req
+    try:
+        vreq = SMSCO.parse(proxy_request("POST", "/v1/messages", query, body, FORM), ("v1", "messages"))
+        estimate = SMSCO.estimate(vreq, {"usd": Decimal(1)})
+    except Denial as d:
+        assert 400 <= d.status < 500, d
+        event(f"refused {d.code}")
+        return
+    event("accepted")
+    pairs = parse_qsl(body.decode(), keep_blank_values=True)  # the vendor's form reader
+    to = [v for k, v in pairs if k == "to"]
+    senders = [v for k, v in pairs if k == "from"]
+    assert estimate.amount == 10_000 * len(to) and estimate.sends == len(to)
+    assert len(senders) == 1  # a field read as one value was sent once
+    assert not any(k != "to" and k.lower().strip() in ("to", "to[]") for k, _ in pairs)  # no look-alike of `to`
+    detail = vreq.detail
+    assert isinstance(detail, ConfiguredParse)
+    assert list(detail.scoped[0]) == to and list(detail.scoped[1]) == senders

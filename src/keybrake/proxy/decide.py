@@ -111,7 +111,14 @@ def route(req: ProxyRequest, key: KeyRecord, vendors: dict[str, Vendor]) -> Rout
         if req.method not in SUPPORTED_METHODS:
             message = f"Method {req.method[:10]} is not proxied; use GET, POST, PATCH, PUT or DELETE."
             raise Denial("method_not_supported", message)
-        segments = normalise_path(req.raw_path)
+        raw = req.raw_path
+        vendor = vendors.get(key.vendor)
+        if vendor is None:  # a vendor defined by a file that this process did not load (removed, another replica's)
+            message = f"This vault key is for {key.vendor}, which this server does not serve. Nothing was sent."
+            raise Denial("vendor_mismatch", message)
+        if vendor.trailing_slash and len(raw) > 1 and raw.endswith(b"/") and raw[-2:] != b"//":
+            raw = raw[:-1]  # `/a/b/` is `/a/b` to this vendor: classified as such, forwarded as sent
+        segments = normalise_path(raw)
         raw_rest = req.raw_path
         if segments and segments[0] in vendors:
             if segments[0] != key.vendor:

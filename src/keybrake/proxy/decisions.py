@@ -119,11 +119,11 @@ def read_idempotency_key(req: ProxyRequest, vendor: Vendor) -> str | None:
     Keys are compared whole (never truncated): two keys differing in their last character are two
     requests to the vendor, so they must be two requests to Keybrake too.
     """
-    values = req.header_all("idempotency-key")
+    values = req.header_all(vendor.idempotency_header)  # `Idempotency-Key` unless the vendor names another
     if not values:
         return None
     if len(values) > 1:
-        raise Denial("header_invalid", "Send one Idempotency-Key header; this request carries several.")
+        raise Denial("header_invalid", f"Send one {vendor.idempotency_header} header; this request carries several.")
     key = values[0]
     if not all(" " <= c <= "~" for c in key):
         # Headers arrive as bytes and are read as latin-1: a UTF-8 key would be stored garbled

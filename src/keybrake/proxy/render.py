@@ -34,8 +34,10 @@ def denial_response(
         "cap": denial.cap.as_json() if denial.cap else None,
     }
     rendered = vendor.render_denial(denial, keybrake) if vendor else generic_denial(denial, keybrake)
-    headers = [("content-type", JSON_TYPE)]
-    headers += [(k.lower(), v) for k, v in rendered.headers.items()]
+    own = [(k.lower(), v) for k, v in rendered.headers.items()]
+    # JSON, as the vendor labels its errors (a vendor defined by a file may say application/problem+json).
+    headers = [("content-type", JSON_TYPE)] if all(k != "content-type" for k, _ in own) else []
+    headers += own
     if denial.cap is not None:
         cap = denial.cap
         headers.append(("x-keybrake-cap-hit", "true"))

@@ -101,20 +101,19 @@ class Vendor(Protocol):
     forwarded_headers: frozenset[str]  # lower-case, in addition to the common ones
     policy_fields: frozenset[str]  # §3 fields that mean something for this vendor
     guarded: tuple[EndpointPattern, ...]
-    # Endpoints whose exact spelling decides a price or a scope check, declared once per vendor,
-    # and the endpoints it prices as free: a request spelled like one of them but for letter case
-    # is refused (`check_path_spelling`).
+    # Endpoints whose exact spelling decides a price or a scope check, and those it prices as free:
+    # a request spelled like one of them but for letter case is refused (`check_path_spelling`).
     money_moving: tuple[EndpointPattern, ...]
     free: tuple[EndpointPattern, ...]
     max_body_bytes: int  # default request body limit (KEYBRAKE_MAX_BODY_BYTES overrides)
-    # Idempotency-Key: the longest key the vendor takes, and the answers other than 2xx it stores
-    # under the key and replays to a retry (a retry after any other answer runs for real).
+    # The retry key's header (lower-case, `idempotency-key`), the longest key the vendor takes, and the
+    # answers other than 2xx it stores under the key and replays to a retry (others run for real).
+    idempotency_header: str
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
-    # Seconds between reconciliation passes over this vendor's pending rows (a vendor setting);
-    # None: KEYBRAKE_RECONCILE_INTERVAL.
-    reconcile_interval_s: float | None
+    reconcile_interval_s: float | None  # s between reconciliation passes (None: KEYBRAKE_RECONCILE_INTERVAL)
     vault_key_header: str | None  # lower-case; the agent's key may come in it too (None: no such header)
+    trailing_slash: bool  # a path's one trailing '/' is ignored (the vendor's router does); else refused
 
     def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
         """The one spelling of the operation `path` names, used by every check and the audit row.
@@ -283,18 +282,19 @@ def check_path_spelling(
 class VendorDefaults:
     """What most vendors do; a vendor module overrides only where it differs."""
 
+    idempotency_header = "idempotency-key"
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
     reconcile_interval_s: float | None = None
     vault_key_header: str | None = None
+    trailing_slash = False
 
     guarded: tuple[EndpointPattern, ...] = ()
     money_moving: tuple[EndpointPattern, ...] = ()
     free: tuple[EndpointPattern, ...] = ()
 
-    # (method, path) pairs whose spelling `check_spelling` accepted: a fact of this vendor's
-    # constant patterns, so each is checked once. Bounded: only short paths are remembered, and the
-    # memo is cleared past _SPELLED_MAX entries or _SPELLED_BYTES (estimated by `spelled_cost`).
+    # (method, path) pairs `check_spelling` accepted (a fact of the vendor's constant patterns), each
+    # checked once; bounded: short paths only, cleared past _SPELLED_MAX entries or _SPELLED_BYTES.
     _spelled: dict[tuple[str, tuple[str, ...]], None] | None = None
     _spelled_bytes = 0
 

@@ -7,6 +7,7 @@ import tomllib
 from typing import Any
 
 from keybrake.core.destinations import domain_allowed
+from keybrake.core.names import fold
 from keybrake.vendors.configured import parse as p
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.parse import Bad, Table
@@ -47,6 +48,7 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     redact = t.get("answer", _answer, ())
     endpoints = t.get("endpoint", _endpoints, ())
     scopes = t.get("scope", _scopes, ())
+    forbids = t.get("forbid", _forbids, ())
     t.done()
     own = {credential.header, vault_key.header, request.idempotency_header} - {None}
     clash = sorted(request.forward_headers & own)
@@ -54,13 +56,11 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
         raise Bad("request.forward_headers", f"{clash[0]!r} is the credential, vault key or idempotency header")
     if vault_key.body_field is not None and "json" not in request.bodies:
         raise Bad("vault_key.body_field", "is a JSON body member: request.bodies must include 'json'")
-    if credential.header is not None and credential.header == vault_key.header:
-        raise Bad("vault_key.header", "must differ from credential.header (the agent's copy is never forwarded)")
-    if any(e.sends is not None for e in endpoints) and any(sc.field == "daily_send_cap" for sc in scopes):
-        raise Bad("scope", "daily_send_cap is Keybrake's own field")
-    return s.Definition(
-        source, name, title, base_url, hosts, max_body, credential, vault_key, request, error, redact, endpoints, scopes
-    )
+    refused = sorted(request.refuse_headers & (own | request.forward_headers))
+    if refused:
+        raise Bad("request.refuse_headers", f"{refused[0]!r} is also a header this definition takes or forwards")
+    parts = (name, title, base_url, hosts, max_body, credential, vault_key, request, error, redact, endpoints, scopes)
+    return s.Definition(source, *parts, forbids=forbids)
 
 
 def _credential(v: Any, where: str) -> s.Credential:
@@ -125,11 +125,14 @@ def _request(v: Any, where: str) -> s.RequestRules:
     idem = t.get("idempotency_header", p.header, None)
     rid = t.get("request_id_header", p.header, None)
     forward = t.get("forward_headers", p.strings, ())
+    refuse = t.get("refuse_headers", p.strings, ())
+    slash = t.get("trailing_slash", p.flag, False)
     t.done()
-    for i, h in enumerate(forward):
-        if p.header(h, f"{t.at('forward_headers')}[{i}]") != h:
-            raise Bad(f"{t.at('forward_headers')}[{i}]", "header names here are lower-case")
-    return s.RequestRules(frozenset(bodies), json_keys, idem, rid, frozenset(forward))
+    for key, names in (("forward_headers", forward), ("refuse_headers", refuse)):
+        for i, h in enumerate(names):
+            if p.header(h, f"{t.at(key)}[{i}]") != h:
+                raise Bad(f"{t.at(key)}[{i}]", "header names here are lower-case")
+    return s.RequestRules(frozenset(bodies), json_keys, idem, rid, frozenset(forward), frozenset(refuse), slash)
 
 
 def _error(v: Any, where: str) -> s.ErrorShape:
@@ -137,6 +140,11 @@ def _error(v: Any, where: str) -> s.ErrorShape:
     body = t.need("body", lambda b, w: b)
     ctype = t.get("content_type", p.text, "application/json")
     t.done()
+    media = ctype.split(";")[0].strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        raise Bad(t.at("content_type"), "the body is sent as JSON: application/json or application/<…>+json")
+    if any(ch in ctype for ch in "\r\n"):
+        raise Bad(t.at("content_type"), "must be one line")
     if not _mentions(body, "{code}") or not _mentions(body, "{message}"):
         raise Bad(t.at("body"), "must carry {code} and {message} somewhere (SDKs read them)")
     return s.ErrorShape(body, ctype)
@@ -250,3 +258,30 @@ def _scopes(v: Any, where: str) -> tuple[s.Scope, ...]:
             raise Bad(t.at("match"), f"{field!r} is declared again with another match kind")
         out.append(s.Scope(field, match, paths, endpoints, required, address_field or "email"))
     return tuple(out)
+
+
+def _forbids(v: Any, where: str) -> tuple[s.Forbid, ...]:
+    if not isinstance(v, list):
+        raise Bad(where, "must be an array of tables ([[forbid]])")
+    out: list[s.Forbid] = []
+    for i, item in enumerate(v):
+        t = Table(item, f"forbid[{i}]")
+        paths = t.need("paths", p.paths)
+        values = t.need("values", p.strings)
+        endpoints = t.get("endpoints", _patterns, None)
+        why = t.get("why", p.text, None)
+        t.done()
+        if not paths or not values:
+            raise Bad(t.at("paths" if not paths else "values"), "must list at least one entry")
+        for j, value in enumerate(values):
+            if "*" in value[:-1] or not fold(value.rstrip("*")):
+                raise Bad(f"{t.at('values')}[{j}]", "a value is text, with '*' only at its end (a prefix)")
+        out.append(s.Forbid(paths, tuple(fold(x) for x in values), endpoints, why))
+    return tuple(out)
+
+
+def _patterns(v: Any, where: str) -> tuple[Any, ...]:
+    out = tuple(p.pattern(e, f"{where}[{j}]") for j, e in enumerate(p.strings(v, where)))
+    if not out:
+        raise Bad(where, "must list at least one endpoint (omit it for every endpoint)")
+    return out

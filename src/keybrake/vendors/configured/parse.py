@@ -67,6 +67,7 @@ class Table:
 
 
 def text(v: Any, where: str) -> str:
+    """A non-empty string."""
     if not isinstance(v, str) or not v:
         raise Bad(where, "must be a non-empty string")
     return v
@@ -80,18 +81,22 @@ def member(v: Any, where: str) -> str:
 
 
 def template(v: Any, where: str) -> str:
+    """A string, possibly empty (a template over `{secret}` or `{<field>}`)."""
     if not isinstance(v, str):
         raise Bad(where, "must be a string")
     return v
 
 
 def flag(v: Any, where: str) -> bool:
+    """true or false."""
     if not isinstance(v, bool):
         raise Bad(where, "must be true or false")
     return v
 
 
 def one_of(options: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """A check taking exactly one of `options`."""
+
     def check(v: Any, where: str) -> str:
         if v not in options:
             raise Bad(where, f"must be one of {', '.join(options)} (got {str(v)[:40]!r})")
@@ -101,6 +106,7 @@ def one_of(options: tuple[str, ...]) -> Callable[[Any, str], str]:
 
 
 def strings(v: Any, where: str) -> tuple[str, ...]:
+    """A list of distinct non-empty strings."""
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
         raise Bad(where, "must be a list of non-empty strings")
     if len(set(v)) != len(v):
@@ -109,6 +115,7 @@ def strings(v: Any, where: str) -> tuple[str, ...]:
 
 
 def header(v: Any, where: str) -> str:
+    """An HTTP header name (returned lower-case), not one Keybrake sets or reads itself."""
     if not isinstance(v, str) or not _HEADER.match(v):
         raise Bad(where, "must be an HTTP header name (letters, digits, '-')")
     if v.lower() in _OWN_HEADERS:
@@ -117,6 +124,7 @@ def header(v: Any, where: str) -> str:
 
 
 def path(v: Any, where: str) -> JsonPath:
+    """A JSON path (`paths.compile_path`)."""
     try:
         return compile_path(v)
     except ValueError as exc:
@@ -124,10 +132,12 @@ def path(v: Any, where: str) -> JsonPath:
 
 
 def paths(v: Any, where: str) -> tuple[JsonPath, ...]:
+    """A list of JSON paths, each refused at its own index."""
     return tuple(path(p, f"{where}[{i}]") for i, p in enumerate(strings(v, where)))
 
 
 def pattern(v: Any, where: str) -> EndpointPattern:
+    """A `METHOD /path` pattern (`core.patterns.parse_pattern`)."""
     try:
         return parse_pattern(v)
     except PatternError as exc:
@@ -151,6 +161,7 @@ def usd_decimal(v: Any, where: str) -> int:
 
 
 def usd(v: Any, where: str) -> s.Usd:
+    """A price: a USD decimal string, or `{ setting = "KEYBRAKE_…", default = "…" }`."""
     if isinstance(v, dict):
         t = Table(v, where)
         env = t.need("setting", text)
@@ -163,6 +174,7 @@ def usd(v: Any, where: str) -> s.Usd:
 
 
 def money(v: Any, where: str) -> s.Money:
+    """`{ path, unit, currency | currency_path }`: where an amount and its currency are read."""
     t = Table(v, where)
     p = t.need("path", path)
     unit = t.need("unit", one_of(s.UNITS))
@@ -177,6 +189,8 @@ def money(v: Any, where: str) -> s.Money:
 
 
 def positive_int(low: int, high: int) -> Callable[[Any, str], int]:
+    """A check taking a whole number from `low` to `high` (not a boolean)."""
+
     def check(v: Any, where: str) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
             raise Bad(where, f"must be a whole number from {low} to {high}")
@@ -186,6 +200,7 @@ def positive_int(low: int, high: int) -> Callable[[Any, str], int]:
 
 
 def name(v: Any, where: str) -> str:
+    """A vendor name: the path prefix, not one of Keybrake's own."""
     if not isinstance(v, str) or not _NAME.match(v):
         raise Bad(where, "must be lower-case letters, digits and '_', starting with a letter (at most 40)")
     if v in RESERVED_NAMES:
@@ -194,6 +209,7 @@ def name(v: Any, where: str) -> str:
 
 
 def policy_field(v: Any, where: str) -> str:
+    """A scope field name, not one of the core policy fields."""
     if not isinstance(v, str) or not _FIELD.match(v):
         raise Bad(where, "must be lower-case letters, digits and '_' (a policy field name)")
     if v in CORE_RANKS:
@@ -202,6 +218,7 @@ def policy_field(v: Any, where: str) -> str:
 
 
 def hosts(v: Any, where: str) -> tuple[str, ...]:
+    """At least one upstream host: lower-case names or `*.suffix`."""
     out = strings(v, where)
     for i, h in enumerate(out):
         if not _HOST.match(h):
@@ -212,6 +229,7 @@ def hosts(v: Any, where: str) -> tuple[str, ...]:
 
 
 def base_url(v: Any, where: str) -> str:
+    """An https:// URL without query, fragment or credentials (returned without a trailing `/`)."""
     url = text(v, where)
     parts = urlsplit(url)
     if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:

@@ -114,8 +114,12 @@ def read(doc: Any, path: JsonPath, match: KeyMatch = exact_key) -> list[Any]:
 
 def shape_problem(doc: Any, path: JsonPath, match: KeyMatch = exact_key) -> str | None:
     """Why `path` cannot be read in `doc` as its steps say (an array step into a non-array, a key
-    step into a non-object), or None. A missing key is no problem (the field is absent)."""
+    step into a non-object, below the body itself), or None. A missing key is no problem (the
+    field is absent), nor is a body of the other kind at the root: a definition may list a path
+    for each body shape an endpoint takes (`To` for one message, `[*].To` for a batch)."""
     node_sets: list[Any] = [doc]
+    if doc is None or isinstance(path.steps[0], str) != isinstance(doc, dict):
+        return None
     for i, step in enumerate(path.steps):
         nxt: list[Any] = []
         for node in node_sets:

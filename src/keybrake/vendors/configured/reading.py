@@ -40,12 +40,13 @@ class Source:
     match: KeyMatch
 
     def values(self, path: JsonPath) -> list[Any]:
-        """Every value at `path` (JSON: as the document holds them; form/query: strings)."""
+        """Every value at `path` (JSON: as the document holds them, a `null` there being no value,
+        as JSON APIs read it — an SDK sends unset fields so; form/query: strings)."""
         if self.is_json:
             problem = shape_problem(self.doc, path, self.match)
             if problem is not None:
                 raise Denial("body_invalid", f"Field {path.text!r} cannot be read: {problem}.")
-            return read(self.doc, path, self.match)
+            return [v for v in read(self.doc, path, self.match) if v is not None]
         return list(self.params.values.get(".".join(path.keys), ()))
 
 
@@ -63,10 +64,18 @@ class ConfiguredParse:
     drop: str | None = None  # a body member carrying the vault key, removed before forwarding
 
 
-def source(defn: s.Definition, req: ProxyRequest, read_names: frozenset[str], list_names: frozenset[str]) -> Source:
+def source(
+    defn: s.Definition,
+    req: ProxyRequest,
+    read_names: frozenset[str],
+    list_names: frozenset[str],
+    read_roots: frozenset[bool] = frozenset(),
+) -> Source:
     """The request's fields: its JSON or form body (of a kind the definition accepts), else its
     query string. `read_names`: the fields the definition reads (spelt exactly, body or query,
-    not both); `list_names`: those a form or query may repeat. Raises 415
+    not both); `list_names`: those a form or query may repeat; `read_roots`: whether its paths
+    start at an array (True) or an object (False) — a JSON body of neither kind is refused, since
+    none of its paths would read it (empty: anything). Raises 415
     unsupported_media_type, 400 body_invalid / param_ambiguous."""
     match = folded_key if defn.request.json_keys == "case_insensitive" else exact_key
     query = query_params(req.query, repeatable=list_names)
@@ -88,6 +97,9 @@ def source(defn: s.Definition, req: ProxyRequest, read_names: frozenset[str], li
         )
     if kind == "json":
         doc, params = parse_json_body(req.body)
+        if read_roots and not (isinstance(doc, dict | list) and isinstance(doc, list) in read_roots):
+            shape = "an array" if isinstance(doc, list) else "an object" if isinstance(doc, dict) else "a JSON value"
+            raise Denial("body_invalid", f"{defn.title} takes no body that is {shape} here. Nothing was sent.")
         return Source(doc, merge(query, params), True, match)
     params = parse_form(req.query, req.body, repeatable=list_names)
     check_spelling(params.raw_keys, read_names, vendor=defn.title, literal=True)

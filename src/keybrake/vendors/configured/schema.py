@@ -76,6 +76,8 @@ class RequestRules:
     idempotency_header: str | None  # lower-case
     request_id_header: str | None  # lower-case
     forward_headers: frozenset[str]  # lower-case
+    refuse_headers: frozenset[str] = frozenset()  # lower-case: a request carrying one is refused
+    trailing_slash: bool = False  # `/a/b/` is the operation `/a/b` (the vendor's router ignores it)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,17 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class Forbid:
+    """One `[[forbid]]`: values refused at `paths` on every key (403 scope_violation), compared
+    ignoring case and surrounding blanks; a value ending in `*` matches as a prefix."""
+
+    paths: tuple[JsonPath, ...]
+    values: tuple[str, ...]  # folded (core.names.fold)
+    endpoints: tuple[EndpointPattern, ...] | None
+    why: str | None = None
+
+
+@dataclass(frozen=True)
 class Definition:
     """A whole vendor definition (one TOML file)."""
 
@@ -149,6 +162,7 @@ class Definition:
     redact: tuple[JsonPath, ...]
     endpoints: tuple[Endpoint, ...]
     scopes: tuple[Scope, ...]
+    forbids: tuple[Forbid, ...] = ()
 
     def settings(self) -> dict[str, int]:
         """Every `KEYBRAKE_*` setting its prices name → its default in micro-USD."""

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from keybrake.core.destinations import domain_allowed, mask_phone, normalise_phone
 from keybrake.core.errors import Denial
+from keybrake.core.names import fold
 from keybrake.vendors.configured import reading
 from keybrake.vendors.configured import schema as s
 
@@ -77,3 +78,21 @@ def _show(kind: str, value: str) -> str:
     if kind == "email_domain":
         return f"Recipient domain {value!r}"
     return f"Value {value[:60]!r}"
+
+
+def check_forbidden(forbids: tuple[s.Forbid, ...], src: reading.Source, method: str, path: tuple[str, ...]) -> None:
+    """Refuse (403 scope_violation, on every key) a request naming a value a `[[forbid]]` lists at
+    its paths: compared ignoring case and surrounding blanks (`core.names.fold`), `x*` as a prefix."""
+    for f in forbids:
+        if f.endpoints is not None and not any(p.matches(method, path) for p in f.endpoints):
+            continue
+        for p in f.paths:
+            for value in reading.strings(src, p):
+                folded = fold(value)
+                if any(folded.startswith(v[:-1]) if v.endswith("*") else folded == v for v in f.values):
+                    why = f" ({f.why})" if f.why else ""
+                    raise Denial(
+                        "scope_violation",
+                        f"{p.text} may not be {value.strip()[:60]!r}{why}: Keybrake does not check or count what it "
+                        "would do. Nothing was sent. Do not retry unchanged.",
+                    )

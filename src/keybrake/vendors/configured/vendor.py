@@ -53,6 +53,9 @@ class ConfiguredVendor(VendorDefaults):
         idem = {d.request.idempotency_header} if d.request.idempotency_header else set()
         self.forwarded_headers = frozenset(d.request.forward_headers | idem)
         self.vault_key_header = d.vault_key.header
+        self.trailing_slash = d.request.trailing_slash
+        if d.request.idempotency_header is not None:
+            self.idempotency_header = d.request.idempotency_header
         self.policy_fields = (
             CORE_POLICY_FIELDS
             | {sc.field for sc in d.scopes}
@@ -68,6 +71,7 @@ class ConfiguredVendor(VendorDefaults):
         self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None) | frozenset(
             (d.vault_key.body_field,) if d.vault_key.body_field else ()
         )
+        self.read_roots = frozenset(p.top is None for p in _read_paths(d))  # True: a path into an array body
         # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
         self.list_names = frozenset(
             p.top
@@ -133,7 +137,14 @@ class ConfiguredVendor(VendorDefaults):
 
     def parse(self, req: ProxyRequest, path: tuple[str, ...]) -> VendorRequest:
         d = self.definition
-        src = reading.source(d, req, self.read_names, self.list_names)
+        for name in sorted(d.request.refuse_headers):
+            if req.header_all(name):
+                raise Denial(
+                    "header_invalid",
+                    f"{d.title} requests through Keybrake may not carry {name}: it changes what the call acts on "
+                    "in a way this key's scope does not cover. Nothing was sent. Do not retry with it.",
+                )
+        src = reading.source(d, req, self.read_names, self.list_names, self.read_roots)
         c = d.credential
         if c.inject == "query" and c.query is not None and c.query in src.params.tops:
             raise Denial(
@@ -147,6 +158,7 @@ class ConfiguredVendor(VendorDefaults):
                 items = reading.count_items(src, endpoint.items)
             if endpoint.amount is not None:
                 amount = reading.read_amount(src, endpoint.amount)
+        scoping.check_forbidden(d.forbids, src, req.method, path)
         scoped = scoping.read_scopes(d.scopes, src, req.method, path)
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
         field = d.vault_key.body_field
@@ -253,7 +265,10 @@ class ConfiguredVendor(VendorDefaults):
         body = _fill_error(self.definition.error.body, denial, keybrake, placed)
         if not placed and isinstance(body, dict) and "keybrake" not in body:
             body["keybrake"] = keybrake
-        return Rendered(body, retry_after(denial))
+        headers = retry_after(denial)
+        if self.definition.error.content_type != "application/json":
+            headers["Content-Type"] = self.definition.error.content_type
+        return Rendered(body, headers)
 
 
 def _tail(secret: str) -> str:
@@ -262,7 +277,7 @@ def _tail(secret: str) -> str:
 
 
 def _read_paths(d: s.Definition) -> list[JsonPath]:
-    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths]
+    out: list[JsonPath] = [p for sc in d.scopes for p in sc.paths] + [p for f in d.forbids for p in f.paths]
     for e in d.endpoints:
         if e.items is not None:
             out += e.items.paths
