@@ -83,6 +83,9 @@ def test_track_and_identify_swap_the_write_key_and_cost_the_rate_per_event(
         assert key["key"] not in json.dumps([seen.headers, seen.body.decode()])
     rows = kbr.audit(key_id=key["id"])
     assert [(r["verdict"], r["cost_usd"]) for r in rows] == [("allowed", 0.001)] * 2
+    assert rows[0]["request_summary"] == {"endpoint": "POST /v1/batch", "items": 1}
+    assert "Order Completed" not in json.dumps(rows) and rows[0]["body_hash"]
+    assert key["key"] not in kbr.logs.text() and DEFAULT_WRITE_KEY not in kbr.logs.text()
     usage = kbr.key(key["id"])["usage"]
     assert usage["daily_sends"]["used"] == 2 and usage["daily_usd"]["used"] == 0.002
 
