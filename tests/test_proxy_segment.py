@@ -227,6 +227,21 @@ def test_what_the_background_consumer_does_with_refusals(kbr: KeybrakeThread, fa
     gz.join()
 
 
+def test_a_cap_that_never_resets_is_retried_max_retries_times(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
+    key = issue(kbr, total_usd_cap=0.001)  # one event at $0.001
+    errors: list[Any] = []
+    sdk = client(kbr, key, upload_interval=0.05, max_retries=1, on_error=lambda e, batch: errors.append(e))
+    sdk.track("u1", "A")
+    sdk.flush()
+    sdk.track("u1", "B")
+    sdk.flush()
+    sdk.join()
+    (error,) = errors
+    assert (error.status, error.code) == (429, "spend_cap_exceeded") and "retry-after" not in error.response.headers
+    assert [e["event"] for e in fake_segment.events] == ["A"]
+    assert sorted(r["verdict"] for r in kbr.audit(key_id=key["id"])) == ["allowed", "cap_exceeded", "cap_exceeded"]
+
+
 def test_sync_mode_raises_the_cap_refusal_at_once(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
     key = issue(kbr, daily_send_cap=2)
     sdk = client(kbr, key, sync_mode=True)
