@@ -22,6 +22,12 @@ from tests.vendors.one_parse_gen import props
 pytestmark = pytest.mark.store_free
 
 VALID: dict[str, Any] = tomllib.loads(smsco_toml())
+# The options the worked example does not use, so that generated mutations reach them too.
+EXTENDED: dict[str, Any] = {
+    **VALID,
+    "request": {**VALID["request"], "refuse_headers": ["on-behalf-of"], "trailing_slash": True},
+    "forbid": [{"paths": ["headers[*].name"], "values": ["bcc", "resent-*"], "why": "recipients"}],
+}
 
 
 def refused(doc: dict[str, Any] | str) -> DefinitionError:
@@ -113,7 +119,7 @@ def _places(node: Any, where: str) -> list[tuple[str, Any, Any]]:
     return out
 
 
-PLACES = [p[0] for p in _places(VALID, "")]
+PLACES = [p[0] for p in _places(EXTENDED, "")]
 
 
 def _at(doc: Any, where: str) -> Any:
@@ -128,7 +134,7 @@ _WRONG = [[], {"x": 1}, -3, True, "", ["a", "a"]]
 
 @st.composite
 def bad_definition(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
-    doc = copy.deepcopy(VALID)
+    doc = copy.deepcopy(EXTENDED)
     kind = draw(st.sampled_from(["unknown", "wrong_type", "missing"]))
     if kind == "unknown":
         tables = [w for w in ["", *PLACES] if isinstance((_at(doc, w)[0][_at(doc, w)[1]] if w else doc), dict)]
@@ -172,5 +178,8 @@ def test_a_generated_bad_definition_is_refused_naming_its_key(case: tuple[dict[s
         "redact": [],
         "scope": [],
         "endpoint": [],
+        "forbid": [],
+        "refuse_headers": [],
+        "trailing_slash": True,
     }
     assert k in still_valid and container[k] == still_valid[k], (where, container[k])
