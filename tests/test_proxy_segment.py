@@ -134,20 +134,24 @@ def test_the_send_cap_is_exact_under_concurrent_batches(kbr: KeybrakeThread, fak
     assert sum(r["verdict"] == "cap_exceeded" for r in rows) == outcomes.count("send_cap_exceeded")
 
 
-def test_the_usd_cap_is_exact_under_concurrency(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
+def test_the_usd_cap_is_exact_under_concurrent_library_calls(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
     key = issue(kbr, daily_usd_cap=0.02)  # 20 events at $0.001
+    sdk = client(kbr, key, sync_mode=True, timeout=30)
 
-    def send(i: int) -> int:
-        r = httpx.post(
-            f"{kbr.url}/segment/v1/track", json={"userId": f"u{i}", "event": "E"}, auth=basic(key), timeout=30
-        )
-        return r.status_code
+    def send(i: int) -> str:
+        try:
+            sdk.track(f"u{i}", "E")
+            return "ok"
+        except APIError as exc:
+            return str(exc.code)
 
     with ThreadPoolExecutor(16) as pool:
-        statuses = list(pool.map(send, range(40)))
-    assert statuses.count(200) == 20 and statuses.count(429) == 20, statuses
+        outcomes = list(pool.map(send, range(40)))
+    assert outcomes.count("ok") == 20 and outcomes.count("spend_cap_exceeded") == 20, outcomes
     assert len(fake_segment.events) == 20
     assert kbr.key(key["id"])["usage"]["daily_usd"]["used"] == 0.02
+    verdicts = [r["verdict"] for r in kbr.audit(key_id=key["id"])]
+    assert verdicts.count("allowed") == 20 and verdicts.count("cap_exceeded") == 20
 
 
 def test_a_revoked_key_is_refused_on_the_next_request(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
