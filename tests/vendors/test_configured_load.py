@@ -199,3 +199,20 @@ def test_keys_of_a_vendor_whose_file_was_removed_are_refused_not_crashed(tmp_pat
         assert "smsco, which this server does not serve" in r.json()["error"]["message"]
         (row,) = kb.audit(key_id=key["id"])
         assert row["verdict"] == "denied_vendor_mismatch"
+
+
+def test_the_cli_issues_a_key_with_a_definitions_policy_field(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_smsco(data / "vendors")
+    load.install(data / "vendors", explicit=True)
+    with KeybrakeThread(data) as kb:
+        kb.add_credential(
+            "http://127.0.0.1:9", name="smsco", secret={"account": "AC1", "token": "t" * 16}, vendor="smsco"
+        )
+    load.uninstall()  # as a fresh `keybrake` process: the command itself reads the directory
+    args = ["keys", "issue", "--data-dir", str(data), "--vendor", "smsco", "--daily-usd-cap", "5"]
+    issued = _cli(*args, "--policy", '{"allowed_smsco_prefixes": ["+1"]}')
+    assert issued.exit_code == 0, issued.output
+    assert json.loads(issued.stdout)["policy"]["allowed_smsco_prefixes"] == ["+1"]
+    refused = _cli(*args, "--policy", '{"allowed_smsco_prefixes": ["44"]}')
+    assert refused.exit_code == 1 and "is not an E.164 prefix" in refused.output

@@ -83,11 +83,17 @@ def kb(tmp_path: Path, smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
         )  # fmt: skip
         assert r.status_code == 201, r.text
         assert r.json()["secret_hint"] == "token=…9f9f" and TOKEN not in r.text
+        outside = {"vendor": "smsco", "name": "elsewhere", "secret": {"account": ACCOUNT, "token": TOKEN},
+                   "base_url": "https://api.elsewhere.example"}  # fmt: skip
+        refused = server.admin("POST", "/v1/credentials", json=outside)  # not one of the definition's hosts
+        assert refused.status_code == 422 and "base_url" in refused.text, refused.text
         yield server
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(15)
-    assert TOKEN not in (tmp_path / "serve.log").read_text()  # the secret is never logged
+    log = (tmp_path / "serve.log").read_text()
+    assert TOKEN not in log  # the secret is never logged
+    assert '"vendor defined by a file"' in log and str(vendors / "smsco.toml") in log
 
 
 def test_a_message_reserves_its_recipients_then_settles_to_smscos_price(
@@ -147,6 +153,9 @@ def test_scope_guarded_endpoints_and_the_send_cap_refuse_in_smscos_shape_before_
     over = kb.send(sends["key"])
     assert (over.status_code, over.json()["error"]["code"]) == (429, "send_cap_exceeded")
     assert len(smsco.fake.requests) == 2  # the GET /v1/keys and the first message
+    unlisted = httpx.delete(f"{kb.url}/smsco/v1/messages/msg_1", headers={"Authorization": f"Bearer {sends['key']}"})
+    assert (unlisted.status_code, unlisted.json()["error"]["code"]) == (403, "unpriceable_request")
+    assert len(smsco.fake.requests) == 2  # an endpoint the file does not list is unpriceable: refused here
 
 
 def test_caps_hold_exactly_under_concurrency_and_a_revoke_stops_the_next_request(

@@ -9,6 +9,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keybrake.core.errors import Denial
 from keybrake.core.policy import Policy
@@ -20,6 +22,7 @@ from keybrake.vendors.configured.definition import parse_definition
 from keybrake.vendors.configured.load import spec_of
 from keybrake.vendors.configured.vendor import ConfiguredVendor
 from tests.vendors.configured_toml import dumps
+from tests.vendors.one_parse_gen import props
 
 pytestmark = pytest.mark.store_free
 RATES = {"usd": Decimal(1), "eur": Decimal("1.10"), "jpy": Decimal("0.0067")}
@@ -320,3 +323,18 @@ def test_the_error_content_type_is_the_vendors() -> None:
     assert [v for k, v in sent.headers if k == "content-type"] == ["application/json; charset=utf-8"]
     with pytest.raises(Exception, match=r"error\.content_type: the body is sent as JSON"):
         vendor(error={"body": {"a": "{code} {message}"}, "content_type": "text/html"})
+
+
+AMOUNT = vendor(endpoint=[{"match": "POST /p", "pricing": "amount",
+                           "amount": {"path": "amount", "unit": "minor", "currency_path": "currency"}}])  # fmt: skip
+EXPONENTS = {"usd": 2, "eur": 2, "jpy": 0, "kwd": 3}  # ISO 4217 minor units
+
+
+@props(400)
+@given(minor=st.integers(0, 10**12), currency=st.sampled_from(sorted(EXPONENTS)), as_text=st.booleans())
+def test_an_amount_reserves_at_least_what_it_moves_in_usd(minor: int, currency: str, as_text: bool) -> None:
+    rates = {**RATES, "kwd": Decimal("3.25")}
+    doc = {"amount": str(minor) if as_text else minor, "currency": currency.upper()}
+    reserved = AMOUNT.estimate(call(AMOUNT, "POST", "/p", doc), rates).amount
+    exact = Decimal(minor) / 10 ** EXPONENTS[currency] * rates[currency] * 1_000_000
+    assert exact <= reserved < exact + 1  # rounded up to the micro-dollar, never down

@@ -122,8 +122,9 @@ def keys_issue(
     }
     if expires_in is not None:
         body["expires_in"] = _expires_in(expires_in)
+    settings = settings_for(data_dir)  # first: it registers the vendors defined by files, and their policy fields
     valid = validate(key_models().key_in, body)  # the policy fields of the vendors registered
-    out = run(settings_for(data_dir), lambda rt: key_ops.issue(rt, valid, None))
+    out = run(settings, lambda rt: key_ops.issue(rt, valid, None))
     print_json(out)
     _warn(out["warnings"])
 

@@ -15,6 +15,7 @@ from keybrake.config import Settings, SettingsError, check_listeners
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import announce_bootstrap_token, ensure_admin_token, open_runtime
 from keybrake.store.migrate import SchemaError
+from keybrake.vendors.configured.load import installed
 
 
 @click.command()
@@ -65,6 +66,8 @@ def serve(
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
     logs.configure(settings.log_level)
+    for name, source in installed().items():  # read at start-up: a changed file takes effect on restart
+        logs.event(logging.getLogger("keybrake"), "vendor defined by a file", vendor=name, file=source)
     warning = ensure_fd_limit(settings)
     if warning:
         logs.event(logging.getLogger("keybrake"), warning, logging.WARNING)

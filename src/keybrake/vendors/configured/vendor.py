@@ -211,12 +211,10 @@ class ConfiguredVendor(VendorDefaults):
         """A refused answer (≥ 400) or a free call costs nothing; `settle` reads the cost from the
         answer when it can (else the estimate stands); fixed and per-item prices are final."""
         e = _detail(vreq).endpoint
-        if status >= 400 or estimate.pricing == "free" or e is None:
-            return (
-                VendorCost(0, "none", "none")
-                if status >= 400 or estimate.pricing == "free"
-                else VendorCost(estimate.amount, "estimate", estimate.cost_kind)
-            )
+        if status >= 400 or estimate.pricing == "free":
+            return VendorCost(0, "none", "none")
+        if e is None:  # not listed: unpriceable, the max_usd_per_call reserved stands
+            return VendorCost(estimate.amount, "estimate", estimate.cost_kind)
         if e.settle is not None:
             settled = _settled(doc, e.settle, rates)
             if settled is not None:
