@@ -51,6 +51,7 @@ def test_a_vendor_registered_by_a_wrapper_is_listed(monkeypatch: pytest.MonkeyPa
     acme = {row["name"]: row for row in json.loads(as_json.stdout)}["acme"]
     assert acme == {
         "name": "acme",
+        "title": "acme",
         "source": "registered in Python",
         "base_url": "https://api.acme.example",
         "upstream_hosts": ["api.acme.example"],
@@ -59,6 +60,6 @@ def test_a_vendor_registered_by_a_wrapper_is_listed(monkeypatch: pytest.MonkeyPa
     listed = CliRunner().invoke(main, ["vendors", "list"])
     assert listed.exit_code == 0, listed.output
     header, *lines = listed.stdout.splitlines()
-    assert header.split() == ["name", "source", "base_url", "upstream_hosts", "settings"]
-    row = ["acme", "registered", "in", "Python", "https://api.acme.example", "api.acme.example"]
+    assert header.split() == ["name", "title", "source", "base_url", "upstream_hosts", "settings"]
+    row = ["acme", "acme", "registered", "in", "Python", "https://api.acme.example", "api.acme.example"]
     assert [*row, "KEYBRAKE_ACME_FEE_USD=0.05"] in [line.split() for line in lines]

@@ -25,9 +25,13 @@ def smsco_toml() -> str:
 
 
 def write_smsco(directory: Path) -> Path:
+    """The worked example as `directory/smsco.toml`, writable by its owner only (Keybrake refuses
+    definitions others may write), whatever the umask."""
     directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o755)
     path = directory / "smsco.toml"
     path.write_text(smsco_toml())
+    path.chmod(0o644)
     return path
 
 

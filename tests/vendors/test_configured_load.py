@@ -6,6 +6,7 @@ on an invalid file."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,8 +31,12 @@ pytestmark = pytest.mark.store_free  # but one test runs a server: it runs on th
 
 @pytest.fixture(autouse=True)
 def _clean() -> Iterator[None]:
-    yield
-    load.uninstall()
+    umask = os.umask(0o022)  # the files these tests write are the owner's only, as Keybrake requires
+    try:
+        yield
+    finally:
+        os.umask(umask)
+        load.uninstall()
 
 
 def other(name: str = "other", scope: str = "") -> str:
@@ -86,6 +91,19 @@ def test_clashes_and_stray_files_are_refused(tmp_path: Path, files: dict[str, st
     assert message in str(exc.value)
 
 
+def test_a_definition_others_may_write_is_refused(tmp_path: Path) -> None:
+    path = write_smsco(tmp_path / "vendors")
+    path.chmod(0o664)
+    with pytest.raises(DefinitionError, match=r"smsco.toml: is writable by group or others \(chmod go-w\)"):
+        load.install(tmp_path / "vendors", explicit=True)
+    path.chmod(0o644)
+    (tmp_path / "vendors").chmod(0o777)
+    with pytest.raises(DefinitionError, match=r"vendors: is writable by group or others"):
+        load.install(tmp_path / "vendors", explicit=True)
+    (tmp_path / "vendors").chmod(0o755)
+    assert set(load.install(tmp_path / "vendors", explicit=True)) == {"smsco"}
+
+
 def test_an_email_domain_field_shares_resends_name(tmp_path: Path) -> None:
     from keybrake.admin.key_models import key_models
 
@@ -132,9 +150,12 @@ def test_vendors_check_and_list(tmp_path: Path) -> None:
     assert listed.exit_code == 0, listed.output
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
     assert rows["smsco"]["source"] == str(path) and rows["stripe"]["source"] == "built-in"
+    assert (rows["smsco"]["title"], rows["stripe"]["title"]) == ("SMSCo", "stripe")
     assert rows["smsco"]["settings"] == [
         {"env": "KEYBRAKE_SMSCO_USD_PER_SMS", "kind": "decimal", "default": 0.0079, "value": None}
     ]
+    guarded = _cli("vendors", "guarded", "--data-dir", str(tmp_path))
+    assert guarded.exit_code == 0 and "smsco\t* /v1/keys/**" in guarded.output.splitlines()
     broken = _cli("vendors", "list", "--data-dir", str(tmp_path), env={"KEYBRAKE_VENDORS_DIR": str(bad.parent)})
     assert broken.exit_code == 1 and "endpoint[1].usd" in broken.output
 
@@ -216,3 +237,24 @@ def test_the_cli_issues_a_key_with_a_definitions_policy_field(tmp_path: Path) ->
     assert json.loads(issued.stdout)["policy"]["allowed_smsco_prefixes"] == ["+1"]
     refused = _cli(*args, "--policy", '{"allowed_smsco_prefixes": ["44"]}')
     assert refused.exit_code == 1 and "is not an E.164 prefix" in refused.output
+
+
+def test_vendors_check_takes_the_packages_own_definitions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "kb_test_defs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "other.toml").write_text(other())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(load, "PACKAGE", "kb_test_defs")
+    try:
+        load.register_package_definitions()
+        ok = _cli("vendors", "check", str(package / "other.toml"))
+        assert ok.exit_code == 0, ok.output  # checked against the other vendors, not against itself
+        copy = tmp_path / "vendors" / "other.toml"
+        copy.parent.mkdir()
+        copy.write_text(other())
+        clash = _cli("vendors", "check", str(copy))  # an operator's file of the same name is a clash
+        assert clash.exit_code == 1 and "'other' is already a built-in vendor" in clash.output
+    finally:
+        registry.unregister("other")
+        load._PACKAGED.pop("other", None)

@@ -109,3 +109,22 @@ def test_key_matching_refuses_near_misses_and_reads_case_only_when_asked() -> No
     with pytest.raises(Denial):
         read({"ｔｏ": "x"}, compile_path("to"), folded_key)  # a width variant: a lenient reader's, not .NET's
     assert read({"To": 1, "to": 2}, compile_path("to"), any_case_key) == [1, 2]
+
+
+def render(steps: tuple[str | int, ...]) -> str:
+    out = ""
+    for s in steps:
+        out += ("." if out else "") + s if isinstance(s, str) else ("[*]" if s == -1 else f"[{s}]")
+    return out
+
+
+@props(1500)
+@given(st.text(alphabet="ab.[]*0_-$@ 9", max_size=14))
+def test_a_text_compiles_only_to_the_path_it_spells(text: str) -> None:
+    """Every accepted text is exactly the rendering of its steps: nothing is dropped or guessed
+    (`to[` was accepted as `to` before)."""
+    try:
+        path = compile_path(text)
+    except ValueError:
+        return
+    assert render(path.steps) == text

@@ -19,25 +19,30 @@ def vendors() -> None:
 
 
 @vendors.command("guarded")
-def vendors_guarded() -> None:
-    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints)."""
+@data_dir_opt
+def vendors_guarded(data_dir: str | None) -> None:
+    """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints), of
+    every vendor, those defined by files included."""
     from keybrake.vendors import build_vendors
 
+    settings_for(data_dir)  # registers the vendors defined by files
     for name, vendor in sorted(build_vendors().items()):
         for pattern in vendor.guarded:
             click.echo(f"{name}\t{pattern.text}")
 
 
 def vendor_rows() -> list[dict[str, Any]]:
-    """Every registered vendor, in registration order: `{"name", "source", "base_url",
-    "upstream_hosts", "settings"}`. `source` is where it comes from (`configured.load.origin`:
-    "built-in", "built-in definition", its definition file, "registered in Python"); `base_url` is
-    where requests go when a credential sets none; `upstream_hosts` the hosts a credential's
+    """Every registered vendor, in registration order: `{"name", "title", "source", "base_url",
+    "upstream_hosts", "settings"}`. `title` is a definition's human name (else the name); `source`
+    is where it comes from (`configured.load.origin`: "built-in", "built-in definition", its
+    definition file, "registered in Python"); `base_url` is where requests go when a credential
+    sets none; `upstream_hosts` the hosts a credential's
     `base_url` may name without `KEYBRAKE_UPSTREAM_HOSTS`; each setting is `{"env", "kind",
     "default", "value"}` — `value` the text set in this environment (None: unset, the default
     applies; not parsed here), `default` None for a file setting (the vendor's built-in table)."""
     from keybrake.vendors import build_vendors, registry
     from keybrake.vendors.configured.load import origin
+    from keybrake.vendors.configured.vendor import ConfiguredVendor
 
     built = build_vendors()
     rows = []
@@ -55,6 +60,7 @@ def vendor_rows() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": spec.name,
+                "title": vendor.definition.title if isinstance(vendor, ConfiguredVendor) else spec.name,
                 "source": origin(spec),
                 "base_url": vendor.default_base_url,
                 "upstream_hosts": list(vendor.upstream_hosts),
@@ -79,7 +85,7 @@ def vendors_list(as_json: bool, data_dir: str | None) -> None:
         return
     for row in rows:
         row["settings"] = [f"{s['env']}={s['value']}" if s["value"] is not None else s["env"] for s in row["settings"]]
-    table(rows, ("name", "source", "base_url", "upstream_hosts", "settings"))
+    table(rows, ("name", "title", "source", "base_url", "upstream_hosts", "settings"))
 
 
 @vendors.command("check")
@@ -89,12 +95,13 @@ def vendors_check(file: Path) -> None:
     defined by a file): its TOML, every key, and its name and policy fields against the built-in
     vendors. Exits 1 with the file, the key and what is wrong."""
     from keybrake.vendors import registry
-    from keybrake.vendors.configured.load import check_together, installed, read_file
+    from keybrake.vendors.configured.load import check_together, installed, packaged_file, read_file
     from keybrake.vendors.configured.schema import DefinitionError
 
     try:
         definition = read_file(file)
-        check_together([definition], [s for s in registry.specs() if s.name not in installed()])
+        itself = definition.name if packaged_file(file) else None  # a built-in definition, checked against the rest
+        check_together([definition], [s for s in registry.specs() if s.name not in installed() and s.name != itself])
     except DefinitionError as exc:
         raise click.ClickException(f"vendor definition {exc}") from None
     endpoints, scopes = len(definition.endpoints), len({sc.field for sc in definition.scopes})

@@ -66,9 +66,16 @@ def package_definitions() -> list[Definition]:
     return out
 
 
+def packaged_file(path: Path) -> bool:
+    """Whether `path` is one of the package's own definition files (`vendors check` on it)."""
+    root = Path(str(resources.files(PACKAGE)))
+    return path.resolve().parent == root.resolve()
+
+
 def directory_definitions(directory: Path) -> list[Definition]:
     """Every definition in `directory`: each `*.toml` file; another entry (not hidden) is refused
     so that a misnamed file is never silently skipped. Raises DefinitionError."""
+    _not_writable_by_others(directory)
     out = []
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
@@ -77,8 +84,18 @@ def directory_definitions(directory: Path) -> list[Definition]:
             raise DefinitionError(
                 str(entry), "", "is not a vendor definition: this directory holds only <name>.toml files"
             )
+        _not_writable_by_others(entry)
         out.append(read_file(entry))
     return out
+
+
+def _not_writable_by_others(path: Path) -> None:
+    """Refuse a definition file or directory that group or others may write: a definition decides
+    where the operator's secrets are sent (`base_url`, `upstream_hosts`). Raises DefinitionError."""
+    if path.stat().st_mode & 0o022:
+        raise DefinitionError(
+            str(path), "", "is writable by group or others (chmod go-w): a definition decides where secrets are sent"
+        )
 
 
 def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpec]) -> None:
@@ -91,7 +108,7 @@ def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpe
         if model is not None:
             shared = getattr(model, "SHARED", {})
             for f in model.model_fields:
-                fields[f] = (shared.get(f), f"vendor {other.name!r}")
+                fields.setdefault(f, (shared.get(f), f"vendor {other.name!r}"))  # named by its first declarer
     for d in definitions:
         if d.name in taken:
             raise DefinitionError(d.source, "name", f"{d.name!r} is already {taken[d.name]}")
@@ -107,7 +124,7 @@ def check_together(definitions: Sequence[Definition], others: Iterable[VendorSpe
                     f"scope[{i}].field",
                     f"{sc.field!r} is a policy field of {found[1]} with another meaning; name this one differently",
                 )
-            fields[sc.field] = (kind, f"vendor {d.name!r}")
+            fields.setdefault(sc.field, (kind, f"vendor {d.name!r}"))
 
 
 def register_package_definitions() -> list[VendorSpec]:
