@@ -79,7 +79,8 @@ class VendorExamples:
     - `never_matches`: an `allowed_endpoints` pattern `pattern_problem` explains (None: the
       vendor accepts every pattern); `matches`: one it accepts.
     - `guarded`: calls that must match one of `Vendor.guarded`.
-    - `free`, `unpriceable`: calls estimated as such; `priced`: a call estimated at `priced_usd`
+    - `free`, `unpriceable`: calls estimated as such (`free` None: the vendor has no free call);
+      `priced`: a call estimated at `priced_usd`
       micro-USD (an upper bound), under `Policy()`.
     - `scope`: a policy scoping the key; `in_scope` passes it, `out_of_scope` is refused
       (`scope_violation`, by precheck or check_scope).
@@ -96,7 +97,7 @@ class VendorExamples:
     never_matches: str | None
     matches: str
     guarded: tuple[Call, ...]
-    free: Call
+    free: Call | None
     priced: Call
     priced_usd: int
     unpriceable: Call
@@ -260,7 +261,10 @@ RESEND = VendorExamples(
     ),
 )
 
-from tests.vendors.examples_postmark import POSTMARK  # noqa: E402  (it uses the classes above)
+# Vendors built in as definitions (src/keybrake/vendors/definitions/*.toml) keep their examples in
+# their own module, which imports the classes above.
+from tests.vendors.examples_postmark import POSTMARK  # noqa: E402
+from tests.vendors.examples_segment import SEGMENT  # noqa: E402
 from tests.vendors.examples_sendgrid import SENDGRID  # noqa: E402
 from tests.vendors.examples_shopify import SHOPIFY  # noqa: E402  (it imports this module's Call)
 
@@ -271,4 +275,5 @@ BUILTIN_EXAMPLES = {
     "shopify": SHOPIFY,
     "postmark": POSTMARK,
     "sendgrid": SENDGRID,
+    "segment": SEGMENT,
 }

@@ -55,6 +55,8 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     clash = sorted(request.forward_headers & own)
     if clash:
         raise Bad("request.forward_headers", f"{clash[0]!r} is the credential, vault key or idempotency header")
+    if vault_key.body_field is not None and "json" not in request.bodies:
+        raise Bad("vault_key.body_field", "is a JSON body member: request.bodies must include 'json'")
     refused = sorted(request.refuse_headers & (own | request.forward_headers))
     if refused:
         raise Bad("request.refuse_headers", f"{refused[0]!r} is also a header this definition takes or forwards")
@@ -106,10 +108,11 @@ def _vault_key(v: Any, where: str) -> s.VaultKey:
     t = Table(v, where)
     arrives = t.need("arrives", p.one_of(s.ARRIVES))
     header = t.get("header", p.header, None)
+    body_field = t.get("body_field", p.member, None)
     t.done()
     if (arrives == "header") != (header is not None):
         raise Bad(t.at("header"), "is required with arrives = 'header' and not allowed otherwise")
-    return s.VaultKey(arrives, header)
+    return s.VaultKey(arrives, header, body_field)
 
 
 def _request(v: Any, where: str) -> s.RequestRules:

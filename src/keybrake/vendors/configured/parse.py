@@ -79,6 +79,13 @@ def text(v: Any, where: str) -> str:
     return v
 
 
+def member(v: Any, where: str) -> str:
+    """A top-level JSON member name: printable, no blanks around it, no `.` or `[` (not a path)."""
+    if not isinstance(v, str) or not v or not v.isprintable() or v != v.strip() or any(c in v for c in ".[]"):
+        raise Bad(where, "must be a JSON member name (printable, no surrounding blanks, no '.', '[' or ']')")
+    return v
+
+
 def template(v: Any, where: str) -> str:
     """A string, possibly empty (a template over `{secret}` or `{<field>}`)."""
     if not isinstance(v, str):

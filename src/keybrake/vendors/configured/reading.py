@@ -53,13 +53,15 @@ class Source:
 @dataclass(frozen=True)
 class ConfiguredParse:
     """What the one parse learnt (`VendorRequest.detail`): the endpoint it matched, the item
-    count, the amount (major units, currency) and each scope's values, by scope index."""
+    count, the amount (major units, currency), each scope's values by scope index, and the body
+    member that carried the vault key (`[vault_key] body_field`), if any."""
 
     endpoint: s.Endpoint | None
     canonical: str  # the body as a canonical string (fingerprints)
     items: int | None = None
     amount: tuple[Decimal, str] | None = None
     scoped: Mapping[int, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    drop: str | None = None  # a body member carrying the vault key, removed before forwarding
 
 
 def source(

@@ -60,10 +60,13 @@ class Credential:
 
 @dataclass(frozen=True)
 class VaultKey:
-    """Where the agent's vault key arrives (ARRIVES); `header`: its lower-case name."""
+    """Where the agent's vault key arrives (ARRIVES); `header`: its lower-case name;
+    `body_field`: a top-level JSON body member that may carry it too (checked, never forwarded;
+    configured/body_key.py)."""
 
     arrives: str
     header: str | None
+    body_field: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from keybrake.vendors.base import (
     VendorRequest,
     retry_after,
 )
-from keybrake.vendors.configured import reading, scoping
+from keybrake.vendors.configured import body_key, reading, scoping
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.paths import JsonPath, any_case_key, read, replace
 
@@ -68,7 +68,9 @@ class ConfiguredVendor(VendorDefaults):
         self.guarded: tuple[EndpointPattern, ...] = tuple(
             parse_pattern(e.match.text, casefold=True) for e in d.endpoints if e.guarded
         )
-        self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None)
+        self.read_names = frozenset(p.top for p in _read_paths(d) if p.top is not None) | frozenset(
+            (d.vault_key.body_field,) if d.vault_key.body_field else ()
+        )
         self.read_roots = frozenset(p.top is None for p in _read_paths(d))  # True: a path into an array body
         # Form fields that may repeat (`to=…&to=…`): those an `array_length` count reads as lists.
         self.list_names = frozenset(
@@ -159,8 +161,16 @@ class ConfiguredVendor(VendorDefaults):
         scoping.check_forbidden(d.forbids, src, req.method, path)
         scoped = scoping.read_scopes(d.scopes, src, req.method, path)
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
-        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped))
+        field = d.vault_key.body_field
+        drop = body_key.member_to_drop(src.doc, field, src.match, req, d.vault_key.header) if field else None
+        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped), drop)
         return VendorRequest(req.method, path, src.params, detail=detail)
+
+    def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
+        """The agent's bytes, or, when a body member carried the vault key, the parsed body
+        without it (`[vault_key] body_field`): the vendor never receives the vault key."""
+        detail = _detail(vreq)
+        return body_key.without(detail.canonical, detail.drop) if detail.drop is not None else body
 
     # -- scope ----------------------------------------------------------------------------
 
