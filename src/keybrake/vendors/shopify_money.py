@@ -89,7 +89,16 @@ KNOWN = {
     "giftCardCredit": frozenset({"id", "creditInput"}),
     "GiftCardCreditInput": frozenset({"creditAmount", "creditedAt", "note"}),
     "refund": frozenset(
-        {"currency", "notify", "note", "discrepancy_reason", "shipping", "refund_line_items", "transactions"}
+        {
+            "order_id",
+            "currency",
+            "notify",
+            "note",
+            "discrepancy_reason",
+            "shipping",
+            "refund_line_items",
+            "transactions",
+        }
     ),
     "refund.transactions[]": frozenset({"parent_id", "amount", "kind", "gateway"}),
     "gift_card": frozenset({"initial_value", "code", "note", "template_suffix", "customer_id", "expires_on"}),
