@@ -112,7 +112,7 @@ def test_a_bulk_mutation_is_guarded_and_unpriceable(
 @pytest.mark.parametrize(
     "query",
     [
-        'mutation { carrierServiceCreate(input: {name: "x", callbackUrl: "https://e.example"}) { userErrors { field } } }',
+        'mutation { carrierServiceCreate(input: {name: "x", callbackUrl: "https://e.ex"}) { userErrors { field } } }',
         'mutation { fulfillmentServiceCreate(name: "x", callbackUrl: "https://e.example") { userErrors { field } } }',
         'mutation { scriptTagCreate(input: {src: "https://e.example/a.js"}) { userErrors { field } } }',
     ],
