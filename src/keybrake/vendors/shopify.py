@@ -36,7 +36,7 @@ from keybrake.vendors.base import (
     retry_after,
 )
 from keybrake.vendors.registry import VendorSpec
-from keybrake.vendors.shopify_classes import REST_FREE_WRITES, REST_GIFT_CARD, REST_GUARDED, REST_REFUND, rest_class
+from keybrake.vendors.shopify_classes import REST_FREE_WRITES, REST_GUARDED, REST_PRICED, rest_class, rest_priced
 from keybrake.vendors.shopify_classes import mutation_guarded as _guarded_name
 from keybrake.vendors.shopify_money import Amount, to_micro_usd
 from keybrake.vendors.shopify_policy import ShopifyPolicy, ShopifyPolicyIn
@@ -79,7 +79,7 @@ class Shopify(VendorDefaults):
     forwarded_headers: frozenset[str] = frozenset()
     policy_fields = CORE_POLICY_FIELDS | frozenset(ShopifyPolicyIn.model_fields)
     guarded = GUARDED
-    money_moving: tuple[EndpointPattern, ...] = (GRAPHQL, REST_REFUND, REST_GIFT_CARD)
+    money_moving: tuple[EndpointPattern, ...] = (GRAPHQL, *REST_PRICED.values())
     free = FREE
     max_body_bytes = 20 * 1024 * 1024  # REST image uploads carry base64 attachments
 
@@ -170,9 +170,8 @@ class Shopify(VendorDefaults):
                 return Estimate("unpriceable", 0, moving[0].name)
             amounts = [a for m in moving for a in m.amounts]
             return _priced(amounts, currency, rates, moving[0].name)
-        rest = rest_class(vreq.method, vreq.path)
+        rest, kind = rest_class(vreq.method, vreq.path), rest_priced(vreq.method, vreq.path) or ""
         if rest == "priced":
-            kind = "refund" if REST_REFUND.matches(vreq.method, vreq.path) else "gift_card"
             if detail.rest_amounts is None:
                 return Estimate("unpriceable", 0, kind)  # a key its pricer does not know, or no body
             return _priced(list(detail.rest_amounts), currency, rates, kind)

@@ -139,6 +139,8 @@ REST_GUARDED = _patterns(
 )
 REST_REFUND = parse_pattern("POST /admin/api/*/orders/*/refunds.json")
 REST_GIFT_CARD = parse_pattern("POST /admin/api/*/gift_cards.json")
+REST_TRANSACTION = parse_pattern("POST /admin/api/*/orders/*/transactions.json")
+REST_PRICED = {"refund": REST_REFUND, "gift_card": REST_GIFT_CARD, "transaction": REST_TRANSACTION}
 # REST writes that move no money: the twins of the free GraphQL families.
 REST_FREE_WRITES = _patterns(
     "POST /admin/api/*/orders/*/refunds/calculate.json",
@@ -182,8 +184,13 @@ def rest_class(method: str, path: tuple[str, ...]) -> str:
         return "guarded"
     if method in ("GET", "HEAD", "OPTIONS"):
         return "free"
-    if REST_REFUND.matches(method, path) or REST_GIFT_CARD.matches(method, path):
+    if rest_priced(method, path) is not None:
         return "priced"
     if any(p.matches(method, path) for p in REST_FREE_WRITES):
         return "free"
     return "unpriceable"
+
+
+def rest_priced(method: str, path: tuple[str, ...]) -> str | None:
+    """The kind of a priced REST write ("refund", "gift_card", "transaction"); None for others."""
+    return next((kind for kind, p in REST_PRICED.items() if p.matches(method, path)), None)

@@ -101,6 +101,7 @@ KNOWN = {
         }
     ),
     "refund.transactions[]": frozenset({"parent_id", "amount", "kind", "gateway"}),
+    "transaction": frozenset({"kind", "amount", "currency", "parent_id", "gateway", "test"}),
     "gift_card": frozenset({"initial_value", "code", "note", "template_suffix", "customer_id", "expires_on"}),
 }
 
@@ -204,6 +205,20 @@ def rest_refund_amounts(doc: Any) -> list[Amount] | None:
             return None
         out.append(Amount(_amount(t.get("amount"), where), currency, where))
     return out
+
+
+def rest_transaction_amounts(doc: Any) -> list[Amount] | None:
+    """`POST …/orders/{id}/transactions.json`: a `capture` or `refund` transaction's `amount`, in
+    its `currency` (the shop's without one), like GraphQL's `orderCapture`; None (unpriceable) for
+    any other kind (a `sale`, a `void`), a transaction without an amount (a capture of the whole
+    authorization) or a key not in `KNOWN`."""
+    if not isinstance(doc, dict) or set(doc) - {"transaction"}:
+        return None
+    tx = _object(doc.get("transaction"), "transaction")
+    if not _known(tx, "transaction") or tx.get("kind") not in ("capture", "refund") or tx.get("amount") is None:
+        return None
+    currency = _currency(tx.get("currency"), "transaction.currency")
+    return [Amount(_amount(tx.get("amount"), "transaction.amount"), currency, "transaction.amount")]
 
 
 def rest_gift_card_amounts(doc: Any) -> list[Amount] | None:

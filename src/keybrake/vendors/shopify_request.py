@@ -16,7 +16,7 @@ from keybrake.core.errors import Denial
 from keybrake.core.params import Params, parse_json_body, query_params
 from keybrake.core.paths import join
 from keybrake.core.patterns import parse_pattern
-from keybrake.vendors.shopify_classes import REST_GIFT_CARD, REST_REFUND, RUNS_A_DOCUMENT
+from keybrake.vendors.shopify_classes import RUNS_A_DOCUMENT, rest_priced
 from keybrake.vendors.shopify_graphql import GraphQLRefused, GraphQLRequest, holds_mutation, read_request
 from keybrake.vendors.shopify_money import (
     Amount,
@@ -24,7 +24,14 @@ from keybrake.vendors.shopify_money import (
     mutation_class,
     rest_gift_card_amounts,
     rest_refund_amounts,
+    rest_transaction_amounts,
 )
+
+REST_PRICERS = {
+    "refund": rest_refund_amounts,
+    "gift_card": rest_gift_card_amounts,
+    "transaction": rest_transaction_amounts,
+}
 
 GRAPHQL = parse_pattern("POST /admin/api/*/graphql.json")
 _VERSION = re.compile(r"^(\d{4}-\d{2}|unstable)$")
@@ -97,11 +104,8 @@ def parse_body(
     doc, body_params = parse_json_body(body)
     if params.values:
         raise Denial("param_ambiguous", "Send a Shopify REST write's parameters in its JSON body only, not the query.")
-    read = None
-    if REST_REFUND.matches(method, path):
-        read = rest_refund_amounts(doc)
-    elif REST_GIFT_CARD.matches(method, path):
-        read = rest_gift_card_amounts(doc)
+    priced = rest_priced(method, path)
+    read = REST_PRICERS[priced](doc) if priced is not None else None
     return body_params, ShopifyParse(rest_amounts=tuple(read) if read is not None else None)
 
 
