@@ -263,8 +263,8 @@ def holds_mutation(value: Any) -> bool:
     """Whether an argument value holds, in any string inside it, a GraphQL document with a mutation
     operation (such a field runs a mutation Keybrake cannot scope or price from the outer one)."""
     if isinstance(value, str):
-        if "mutation" not in value:
-            return False
+        if "mutation" not in value or "{" not in value:
+            return False  # no keyword or no selection set: no document to parse (linear, unlike a parse)
         try:
             doc = parse(value, no_location=True, max_tokens=MAX_TOKENS)
         except (GraphQLError, RecursionError):
