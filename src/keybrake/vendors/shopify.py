@@ -1,5 +1,6 @@
 """Shopify Admin: per-shop base URL, `X-Shopify-Access-Token`, GraphQL scoped and priced per
-operation, REST refunds priced (docs/sdk-shopify.md).
+operation, REST refunds, captures and gift cards priced; every mutation or REST write not listed
+free or priced is unpriceable (`shopify_classes`, docs/sdk-shopify.md).
 
 The credential's secret is the shop's Admin API access token (`shpat_…`); its `base_url` is the
 shop, `https://{shop}.myshopify.com` (required: there is no default shop). GraphQL is one
@@ -122,9 +123,10 @@ class Shopify(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
-        """Every mutation field of every operation in the document: guarded ones only when
-        `allowed_shopify_mutations` names them (403 endpoint_guarded), others only when it is
-        unset or names them (403 scope_violation)."""
+        """Every mutation field of every operation in the document: guarded ones
+        (`shopify_classes.mutation_guarded`, or given a mutation document in an argument) only when
+        `allowed_shopify_mutations` names them (403 endpoint_guarded), others only when it is unset
+        or names them (403 scope_violation)."""
         own = policy.vendor_fields(ShopifyPolicy.from_store)
         graphql = _detail(vreq).graphql
         for op in graphql.operations if graphql is not None else ():
