@@ -57,7 +57,7 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert (
         len(out.output.splitlines())
         == sum(len(v.guarded) for v in build_vendors().values())
-        == 8 + 12 + 10 + 6 + 5 + 12
+        == 8 + 12 + 10 + 12 + 5 + 12
     )
 
 

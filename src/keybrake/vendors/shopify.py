@@ -1,5 +1,6 @@
 """Shopify Admin: per-shop base URL, `X-Shopify-Access-Token`, GraphQL scoped and priced per
-operation, REST refunds priced (docs/sdk-shopify.md).
+operation, REST refunds, captures and gift cards priced; every mutation or REST write not listed
+free or priced is unpriceable (`shopify_classes`, docs/sdk-shopify.md).
 
 The credential's secret is the shop's Admin API access token (`shpat_…`); its `base_url` is the
 shop, `https://{shop}.myshopify.com` (required: there is no default shop). GraphQL is one
@@ -36,39 +37,27 @@ from keybrake.vendors.base import (
     retry_after,
 )
 from keybrake.vendors.registry import VendorSpec
-from keybrake.vendors.shopify_money import Amount, mutation_class, to_micro_usd
+from keybrake.vendors.shopify_classes import REST_FREE_WRITES, REST_GUARDED, REST_PRICED, rest_class, rest_priced
+from keybrake.vendors.shopify_classes import mutation_guarded as _guarded_name
+from keybrake.vendors.shopify_money import Amount, to_micro_usd
 from keybrake.vendors.shopify_policy import ShopifyPolicy, ShopifyPolicyIn
 from keybrake.vendors.shopify_request import (
     GRAPHQL,
-    REST_GIFT_CARD,
-    REST_REFUND,
-    REST_UNPRICEABLE,
     MutationRead,
     ShopifyParse,
     check_path,
     parse_body,
+    runs_a_document,
 )
 
 __all__ = ["SPEC", "Shopify", "ShopifyParse"]
 
 _SECRET = re.compile(r"^shp(at|ca|pa|ua)_[0-9a-fA-F]{32}$")
-FREE: tuple[EndpointPattern, ...] = (
-    parse_pattern("GET /**"),
-    parse_pattern("POST /admin/api/*/orders/*/refunds/calculate.json"),
-)
-# REST endpoints that mint or return tokens, redirect events, or uninstall the app (docs/policy.md,
-# guarded endpoints); GraphQL's guarded mutations are checked by name (`check_scope`).
-GUARDED = tuple(
-    parse_pattern(t, casefold=True)
-    for t in (
-        "POST|PUT|PATCH|DELETE /admin/oauth/**",  # token exchange; GET access_scopes.json is a free read
-        "* /admin/api/*/webhooks.json",
-        "* /admin/api/*/webhooks/**",
-        "* /admin/api/*/storefront_access_tokens.json",
-        "* /admin/api/*/storefront_access_tokens/**",
-        "* /admin/api/*/api_permissions/**",
-    )
-)
+FREE: tuple[EndpointPattern, ...] = (parse_pattern("GET /**"), *REST_FREE_WRITES)
+# REST endpoints that mint or return tokens, redirect events or data to a URL, serve storefront code
+# or uninstall the app (`shopify_classes.REST_GUARDED`); GraphQL's guarded mutations are checked by
+# name (`check_scope`).
+GUARDED = REST_GUARDED
 SECRET_FIELDS = frozenset({"accessToken", "access_token"})
 # "Single queries are limited to a cost of 1,000 points" (shopify.dev/docs/api/usage/limits,
 # GraphQL Admin API): what one GraphQL call reserves against daily_graphql_cost_points.
@@ -91,7 +80,7 @@ class Shopify(VendorDefaults):
     forwarded_headers: frozenset[str] = frozenset()
     policy_fields = CORE_POLICY_FIELDS | frozenset(ShopifyPolicyIn.model_fields)
     guarded = GUARDED
-    money_moving: tuple[EndpointPattern, ...] = (GRAPHQL, REST_REFUND, REST_GIFT_CARD, *REST_UNPRICEABLE)
+    money_moving: tuple[EndpointPattern, ...] = (GRAPHQL, *REST_PRICED.values())
     free = FREE
     max_body_bytes = 20 * 1024 * 1024  # REST image uploads carry base64 attachments
 
@@ -134,9 +123,10 @@ class Shopify(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
-        """Every mutation field of every operation in the document: guarded ones only when
-        `allowed_shopify_mutations` names them (403 endpoint_guarded), others only when it is
-        unset or names them (403 scope_violation)."""
+        """Every mutation field of every operation in the document: guarded ones
+        (`shopify_classes.mutation_guarded`, or given a mutation document in an argument) only when
+        `allowed_shopify_mutations` names them (403 endpoint_guarded), others only when it is unset
+        or names them (403 scope_violation)."""
         own = policy.vendor_fields(ShopifyPolicy.from_store)
         graphql = _detail(vreq).graphql
         for op in graphql.operations if graphql is not None else ():
@@ -146,10 +136,11 @@ class Shopify(VendorDefaults):
                 if f.name.startswith("__"):
                     continue  # a meta field (`__typename`) runs nothing
                 named = own.allowed_mutations is not None and f.name in own.allowed_mutations
-                if mutation_class(f.name) == "guarded" and not named:
+                if (_guarded_name(f.name) or runs_a_document(f.name, f.arguments)) and not named:
                     raise Denial(
                         "endpoint_guarded",
-                        f"GraphQL mutation {f.name!r} is guarded (it mints tokens or redirects events); only a key "
+                        f"GraphQL mutation {f.name!r} is guarded (it mints tokens, sends shop data or events to a "
+                        "URL, serves storefront code or runs other mutations); only a key "
                         "whose allowed_shopify_mutations names it may run it. Nothing was sent. Do not retry.",
                     )
                 if own.allowed_mutations is not None and not named:
@@ -181,11 +172,13 @@ class Shopify(VendorDefaults):
                 return Estimate("unpriceable", 0, moving[0].name)
             amounts = [a for m in moving for a in m.amounts]
             return _priced(amounts, currency, rates, moving[0].name)
-        if detail.rest_amounts is not None:
-            kind = "refund" if REST_REFUND.matches(vreq.method, vreq.path) else "gift_card"
+        rest, kind = rest_class(vreq.method, vreq.path), rest_priced(vreq.method, vreq.path) or ""
+        if rest == "priced":
+            if detail.rest_amounts is None:
+                return Estimate("unpriceable", 0, kind)  # a key its pricer does not know, or no body
             return _priced(list(detail.rest_amounts), currency, rates, kind)
-        if any(p.matches(vreq.method, vreq.path) for p in REST_UNPRICEABLE):
-            return Estimate("unpriceable", 0, vreq.path[-1].removesuffix(".json"))
+        if rest == "unpriceable":
+            return Estimate("unpriceable", 0, vreq.path[-1].removesuffix(".json")[:60])
         return Estimate("free", 0, "none")
 
     def cost(

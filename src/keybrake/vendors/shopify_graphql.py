@@ -257,3 +257,23 @@ def _value(node: ValueNode, variables: Mapping[str, Any], defaults: Mapping[str,
             out[f.name.value] = _value(f.value, variables, defaults)
         return out
     raise GraphQLRefused("A GraphQL value could not be read.")
+
+
+def holds_mutation(value: Any) -> bool:
+    """Whether an argument value holds, in any string inside it, a GraphQL document with a mutation
+    operation (such a field runs a mutation Keybrake cannot scope or price from the outer one)."""
+    if isinstance(value, str):
+        if "mutation" not in value or "{" not in value:
+            return False  # no keyword or no selection set: no document to parse (linear, unlike a parse)
+        try:
+            doc = parse(value, no_location=True, max_tokens=MAX_TOKENS)
+        except (GraphQLError, RecursionError):
+            return False
+        return any(
+            isinstance(d, OperationDefinitionNode) and d.operation is OperationType.MUTATION for d in doc.definitions
+        )
+    if isinstance(value, Mapping):
+        return any(holds_mutation(v) for v in value.values())
+    if isinstance(value, list):
+        return any(holds_mutation(v) for v in value)
+    return False

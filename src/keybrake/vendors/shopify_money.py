@@ -1,18 +1,14 @@
-"""What Shopify Admin calls move, in US dollars: GraphQL mutations by field name, REST by endpoint.
+"""What Shopify Admin calls move, in US dollars: the amounts of the priced GraphQL mutations and
+REST writes (docs/sdk-shopify.md, "What a call costs"; the classes are `shopify_classes`).
 
-Each mutation field is **guarded** (mints tokens or redirects events), **priced** (its amount is
-in its arguments), **unpriceable** (it moves money by an amount its request does not state) or
-**free** (docs/sdk-shopify.md, pricing):
+- `refundCreate`: `input.transactions[].amount` in `input.currency`, plus
+  `input.refundMethods[].storeCreditRefund.amount {amount, currencyCode}` (store credit);
+- `orderCapture`: `input.amount` in `input.currency`;
+- `giftCardCreate`: `input.initialValue`, in the shop's currency;
+- `giftCardCredit`: `creditInput.creditAmount {amount, currencyCode}`.
 
-- priced: `refundCreate` (`input.transactions[].amount`, in `input.currency`), `orderCapture`
-  (`input.amount` in `input.currency`), `giftCardCreate` (`input.initialValue`, in the shop's
-  currency), `giftCardCredit` (`creditInput.creditAmount {amount, currencyCode}`);
-- unpriceable: every other field whose name holds one of `MONEY_WORDS` (refunds, captures,
-  payments, billing, gift cards, store credit, discounts and price rules, draft-order completion,
-  marking an order paid, app charges, fulfilment creation), unless it only removes or
-  deactivates (`…Delete`, `…Deactivate`);
-- free: every other field (products, customers, inventory, metafields, …): stop those with
-  `allowed_shopify_mutations`.
+Every argument and input-object key of a priced mutation must be known to its pricer (`KNOWN`):
+an unknown one makes the call unpriceable (a pricer returns None), never priced lower.
 
 Amounts are Shopify's `Money`/`Decimal` scalars: decimal strings ("10.50"), whole JSON numbers, or
 GraphQL number literals (read exactly); a JSON fraction (10.5) is refused, since a float cannot
@@ -30,29 +26,8 @@ from typing import Any
 
 from keybrake.core.errors import Denial
 from keybrake.core.money import MICRO
+from keybrake.vendors import shopify_classes as classes
 
-GUARDED_WORDS = ("accesstoken", "webhooksubscription", "pixel")
-MONEY_WORDS = (
-    "refund",
-    "capture",
-    "payment",
-    "billing",
-    "charge",
-    "purchase",
-    "transaction",
-    "giftcard",
-    "storecredit",
-    "discount",
-    "mandate",
-    "markaspaid",
-    "draftordercomplete",
-    "appsubscription",
-    "appusagerecord",
-    "returnprocess",
-    "pricerule",  # price rules are discounts by another name
-    "fulfillmentcreate",  # fulfilling captures the order's payment where the shop captures at fulfillment
-)
-RELEASING_SUFFIXES = ("Delete", "Deactivate", "Remove")
 MAX_AMOUNT = Decimal(10) ** 12  # in the major unit: larger amounts are refused, not priced
 _DECIMAL = re.compile(r"^[0-9]{1,13}(\.[0-9]{1,12})?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -69,61 +44,137 @@ class Amount:
 
 
 def mutation_class(name: str) -> str:
-    """ "guarded", "priced", "unpriceable" or "free" for a mutation field name (see the module)."""
-    folded = name.lower()
-    if any(w in folded for w in GUARDED_WORDS):
-        return "guarded"
-    if name in PRICED_MUTATIONS:
-        return "priced"
-    if any(w in folded for w in MONEY_WORDS) and not name.endswith(RELEASING_SUFFIXES):
-        return "unpriceable"
-    return "free"
+    """ "guarded", "priced", "unpriceable" or "free" for a mutation field name (`shopify_classes`)."""
+    return classes.mutation_class(name, frozenset(PRICED_MUTATIONS))
 
 
-def mutation_amounts(name: str, arguments: Mapping[str, Any]) -> list[Amount]:
-    """The amounts a priced mutation field moves, read from its arguments. Raises Denial
-    `body_invalid` when an amount or currency is missing or malformed."""
+def mutation_amounts(name: str, arguments: Mapping[str, Any]) -> list[Amount] | None:
+    """The amounts a priced mutation field moves, read from its arguments; None (unpriceable) when
+    an argument or input key is not in `KNOWN`. Raises Denial `body_invalid` when an amount or
+    currency is missing or malformed."""
     return PRICED_MUTATIONS[name](arguments)
 
 
-def _refund_create(args: Mapping[str, Any]) -> list[Amount]:
+# The argument and input-object keys each pricer knows (Shopify Admin GraphQL reference: RefundInput,
+# OrderTransactionInput, RefundMethodInput, StoreCreditRefundInput, OrderCaptureInput,
+# GiftCardCreateInput, GiftCardCreditInput; REST Refund and GiftCard). Keys that say what is
+# refunded (line items, shipping, duties) move no money themselves: the transactions and
+# refund methods do.
+KNOWN = {
+    "refundCreate": frozenset({"input"}),
+    "RefundInput": frozenset(
+        {
+            "orderId",
+            "note",
+            "notify",
+            "currency",
+            "shipping",
+            "refundLineItems",
+            "refundDuties",
+            "transactions",
+            "refundMethods",
+            "discrepancyReason",
+            "allowOverRefunding",
+        }
+    ),
+    "OrderTransactionInput": frozenset({"amount", "gateway", "kind", "orderId", "parentId"}),
+    "RefundMethodInput": frozenset({"storeCreditRefund"}),
+    "StoreCreditRefundInput": frozenset({"amount", "expiresAt"}),
+    "orderCapture": frozenset({"input"}),
+    "OrderCaptureInput": frozenset({"id", "parentTransactionId", "amount", "currency", "finalCapture"}),
+    "giftCardCreate": frozenset({"input"}),
+    "GiftCardCreateInput": frozenset(
+        {"initialValue", "code", "customerId", "expiresOn", "note", "recipientAttributes", "templateSuffix"}
+    ),
+    "giftCardCredit": frozenset({"id", "creditInput"}),
+    "GiftCardCreditInput": frozenset({"creditAmount", "creditedAt", "note"}),
+    "refund": frozenset(
+        {
+            "order_id",
+            "currency",
+            "notify",
+            "note",
+            "discrepancy_reason",
+            "shipping",
+            "refund_line_items",
+            "transactions",
+        }
+    ),
+    "refund.transactions[]": frozenset({"parent_id", "amount", "kind", "gateway"}),
+    "transaction": frozenset({"kind", "amount", "currency", "parent_id", "gateway", "test"}),
+    "gift_card": frozenset({"initial_value", "code", "note", "template_suffix", "customer_id", "expires_on"}),
+}
+
+
+def _known(value: Mapping[str, Any], shape: str) -> bool:
+    return all(k in KNOWN[shape] for k in value)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return [value]  # GraphQL input coercion: one value given for a list is a list of one
+    if not isinstance(value, list):
+        raise _invalid(f"{where} must be a list.")
+    return value
+
+
+def _refund_create(args: Mapping[str, Any]) -> list[Amount] | None:
     inp = _object(args.get("input"), "refundCreate(input)")
+    if not (_known(args, "refundCreate") and _known(inp, "RefundInput")):
+        return None
     currency = _currency(inp.get("currency"), "refundCreate(input.currency)")
-    transactions = inp.get("transactions")
-    if transactions is None:
-        return []  # a refund without transactions returns no money (restock, notes)
-    if isinstance(transactions, dict):
-        transactions = [transactions]  # GraphQL input coercion: one value given for a list is a list of one
-    if not isinstance(transactions, list):
-        raise _invalid("refundCreate(input.transactions) must be a list of transactions.")
-    return [
-        Amount(_amount(_object(t, "refundCreate(input.transactions[])").get("amount"), w), currency, w)
-        for i, t in enumerate(transactions)
-        for w in (f"refundCreate(input.transactions[{i}].amount)",)
-    ]
+    out = []
+    for i, t in enumerate(_list(inp.get("transactions"), "refundCreate(input.transactions)")):
+        where = f"refundCreate(input.transactions[{i}].amount)"
+        t = _object(t, "refundCreate(input.transactions[])")
+        if not _known(t, "OrderTransactionInput"):
+            return None
+        out.append(Amount(_amount(t.get("amount"), where), currency, where))
+    for i, m in enumerate(_list(inp.get("refundMethods"), "refundCreate(input.refundMethods)")):
+        where = f"refundCreate(input.refundMethods[{i}].storeCreditRefund.amount)"
+        m = _object(m, "refundCreate(input.refundMethods[])")
+        credit = _object(m.get("storeCreditRefund"), f"refundCreate(input.refundMethods[{i}].storeCreditRefund)")
+        if not (_known(m, "RefundMethodInput") and _known(credit, "StoreCreditRefundInput")):
+            return None
+        out.append(_money(credit.get("amount"), where))
+    return out
 
 
-def _order_capture(args: Mapping[str, Any]) -> list[Amount]:
+def _money(value: Any, where: str) -> Amount:
+    """A `MoneyInput {amount, currencyCode}` (both required)."""
+    money = _object(value, where)
+    if set(money) - {"amount", "currencyCode"}:
+        raise _invalid(f"{where} takes amount and currencyCode only.")
+    currency = _currency(money.get("currencyCode"), f"{where}.currencyCode")
+    if currency is None:
+        raise _invalid(f"{where}.currencyCode is required.")
+    return Amount(_amount(money.get("amount"), f"{where}.amount"), currency, f"{where}.amount")
+
+
+def _order_capture(args: Mapping[str, Any]) -> list[Amount] | None:
     inp = _object(args.get("input"), "orderCapture(input)")
+    if not (_known(args, "orderCapture") and _known(inp, "OrderCaptureInput")):
+        return None
     where = "orderCapture(input.amount)"
     currency = _currency(inp.get("currency"), "orderCapture(input.currency)")
     return [Amount(_amount(inp.get("amount"), where), currency, where)]
 
 
-def _gift_card_create(args: Mapping[str, Any]) -> list[Amount]:
+def _gift_card_create(args: Mapping[str, Any]) -> list[Amount] | None:
     inp = _object(args.get("input"), "giftCardCreate(input)")
+    if not (_known(args, "giftCardCreate") and _known(inp, "GiftCardCreateInput")):
+        return None
     where = "giftCardCreate(input.initialValue)"
     return [Amount(_amount(inp.get("initialValue"), where), None, where)]
 
 
-def _gift_card_credit(args: Mapping[str, Any]) -> list[Amount]:
+def _gift_card_credit(args: Mapping[str, Any]) -> list[Amount] | None:
     inp = _object(args.get("creditInput"), "giftCardCredit(creditInput)")
-    money = _object(inp.get("creditAmount"), "giftCardCredit(creditInput.creditAmount)")
-    where = "giftCardCredit(creditInput.creditAmount.amount)"
-    currency = _currency(money.get("currencyCode"), "giftCardCredit(creditInput.creditAmount.currencyCode)")
-    if currency is None:
-        raise _invalid("giftCardCredit(creditInput.creditAmount.currencyCode) is required.")
-    return [Amount(_amount(money.get("amount"), where), currency, where)]
+    if not (_known(args, "giftCardCredit") and _known(inp, "GiftCardCreditInput")):
+        return None
+    return [_money(inp.get("creditAmount"), "giftCardCredit(creditInput.creditAmount)")]
 
 
 PRICED_MUTATIONS = {
@@ -134,25 +185,50 @@ PRICED_MUTATIONS = {
 }
 
 
-def rest_refund_amounts(doc: Any) -> list[Amount]:
-    """`POST …/orders/{id}/refunds.json`: `refund.transactions[].amount` in `refund.currency`."""
-    refund = _object(doc.get("refund") if isinstance(doc, dict) else None, "refund")
+def rest_refund_amounts(doc: Any) -> list[Amount] | None:
+    """`POST …/orders/{id}/refunds.json`: `refund.transactions[].amount` in `refund.currency`;
+    None (unpriceable) for a key not in `KNOWN`."""
+    if not isinstance(doc, dict) or set(doc) - {"refund"}:
+        return None
+    refund = _object(doc.get("refund"), "refund")
+    if not _known(refund, "refund"):
+        return None
     currency = _currency(refund.get("currency"), "refund.currency")
     transactions = refund.get("transactions")
-    if transactions is None:
-        return []
-    if not isinstance(transactions, list):
+    if transactions is not None and not isinstance(transactions, list):
         raise _invalid("refund.transactions must be a list of transactions.")
     out = []
-    for i, t in enumerate(transactions):
+    for i, t in enumerate(transactions or ()):
         where = f"refund.transactions[{i}].amount"
-        out.append(Amount(_amount(_object(t, "refund.transactions[]").get("amount"), where), currency, where))
+        t = _object(t, "refund.transactions[]")
+        if not _known(t, "refund.transactions[]"):
+            return None
+        out.append(Amount(_amount(t.get("amount"), where), currency, where))
     return out
 
 
-def rest_gift_card_amounts(doc: Any) -> list[Amount]:
-    """`POST …/gift_cards.json`: `gift_card.initial_value`, in the shop's currency."""
-    card = _object(doc.get("gift_card") if isinstance(doc, dict) else None, "gift_card")
+def rest_transaction_amounts(doc: Any) -> list[Amount] | None:
+    """`POST …/orders/{id}/transactions.json`: a `capture` or `refund` transaction's `amount`, in
+    its `currency` (the shop's without one), like GraphQL's `orderCapture`; None (unpriceable) for
+    any other kind (a `sale`, a `void`), a transaction without an amount (a capture of the whole
+    authorization) or a key not in `KNOWN`."""
+    if not isinstance(doc, dict) or set(doc) - {"transaction"}:
+        return None
+    tx = _object(doc.get("transaction"), "transaction")
+    if not _known(tx, "transaction") or tx.get("kind") not in ("capture", "refund") or tx.get("amount") is None:
+        return None
+    currency = _currency(tx.get("currency"), "transaction.currency")
+    return [Amount(_amount(tx.get("amount"), "transaction.amount"), currency, "transaction.amount")]
+
+
+def rest_gift_card_amounts(doc: Any) -> list[Amount] | None:
+    """`POST …/gift_cards.json`: `gift_card.initial_value`, in the shop's currency; None for a key
+    not in `KNOWN`."""
+    if not isinstance(doc, dict) or set(doc) - {"gift_card"}:
+        return None
+    card = _object(doc.get("gift_card"), "gift_card")
+    if not _known(card, "gift_card"):
+        return None
     return [Amount(_amount(card.get("initial_value"), "gift_card.initial_value"), None, "gift_card.initial_value")]
 
 

@@ -3,7 +3,8 @@ and the parsed form the checks read (`ShopifyPolicy`).
 
 - `allowed_shopify_mutations`: the GraphQL mutation field names a key may run (exact names as in
   Shopify's schema, e.g. "refundCreate"). Not set: every mutation but the guarded ones. Guarded
-  mutations (tokens, webhook subscriptions, pixels) run only when named here.
+  mutations (tokens, webhook subscriptions, pixels, carrier and fulfilment services, script tags,
+  bulk mutations: `shopify_classes`) run only when named here.
 - `shopify_shop_currency`: the shop's currency (ISO 4217, e.g. "USD"), which prices amounts that
   Shopify reads in the shop's currency (`giftCardCreate`'s `initialValue`, a refund or capture
   without `currency`). Not set: such calls are unpriceable.

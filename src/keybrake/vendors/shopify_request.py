@@ -16,37 +16,24 @@ from keybrake.core.errors import Denial
 from keybrake.core.params import Params, parse_json_body, query_params
 from keybrake.core.paths import join
 from keybrake.core.patterns import parse_pattern
-from keybrake.vendors.shopify_graphql import GraphQLRefused, GraphQLRequest, read_request
+from keybrake.vendors.shopify_classes import RUNS_A_DOCUMENT, rest_priced
+from keybrake.vendors.shopify_graphql import GraphQLRefused, GraphQLRequest, holds_mutation, read_request
 from keybrake.vendors.shopify_money import (
     Amount,
     mutation_amounts,
     mutation_class,
     rest_gift_card_amounts,
     rest_refund_amounts,
+    rest_transaction_amounts,
 )
 
+REST_PRICERS = {
+    "refund": rest_refund_amounts,
+    "gift_card": rest_gift_card_amounts,
+    "transaction": rest_transaction_amounts,
+}
+
 GRAPHQL = parse_pattern("POST /admin/api/*/graphql.json")
-REST_REFUND = parse_pattern("POST /admin/api/*/orders/*/refunds.json")
-REST_GIFT_CARD = parse_pattern("POST /admin/api/*/gift_cards.json")
-# REST writes that move money by an amount the request does not state (docs/sdk-shopify.md).
-REST_UNPRICEABLE = tuple(
-    parse_pattern(t)
-    for t in (
-        "POST /admin/api/*/orders/*/transactions.json",
-        "POST /admin/api/*/orders/*/cancel.json",
-        "PUT /admin/api/*/draft_orders/*/complete.json",
-        "POST /admin/api/*/price_rules.json",
-        "PUT /admin/api/*/price_rules/*.json",
-        "POST /admin/api/*/price_rules/*/discount_codes.json",
-        "PUT /admin/api/*/price_rules/*/discount_codes/*.json",
-        "POST /admin/api/*/price_rules/*/batch.json",
-        "POST /admin/api/*/gift_cards/*/adjustments.json",
-        "POST /admin/api/*/application_charges.json",
-        "POST /admin/api/*/recurring_application_charges.json",
-        "POST /admin/api/*/recurring_application_charges/*/usage_charges.json",
-        "POST /admin/api/*/application_credits.json",
-    )
-)
 _VERSION = re.compile(r"^(\d{4}-\d{2}|unstable)$")
 JSON = "application/json"
 GRAPHQL_MEDIA = "application/graphql"
@@ -54,8 +41,10 @@ GRAPHQL_MEDIA = "application/graphql"
 
 @dataclass(frozen=True)
 class MutationRead:
-    """One mutation field of the executed operation: its class (`shopify_money.mutation_class`)
-    and, when priced, the amounts read from its arguments."""
+    """One mutation field of the executed operation: its class (`shopify_money.mutation_class`;
+    "unpriceable" too for a priced field with an argument its pricer does not know, and for a
+    field given a mutation document as an argument) and, when priced, the amounts read from its
+    arguments."""
 
     name: str
     key: str  # where its answer sits in `data` (alias or name)
@@ -115,12 +104,9 @@ def parse_body(
     doc, body_params = parse_json_body(body)
     if params.values:
         raise Denial("param_ambiguous", "Send a Shopify REST write's parameters in its JSON body only, not the query.")
-    amounts: tuple[Amount, ...] | None = None
-    if REST_REFUND.matches(method, path):
-        amounts = tuple(rest_refund_amounts(doc))
-    elif REST_GIFT_CARD.matches(method, path):
-        amounts = tuple(rest_gift_card_amounts(doc))
-    return body_params, ShopifyParse(rest_amounts=amounts)
+    priced = rest_priced(method, path)
+    read = REST_PRICERS[priced](doc) if priced is not None else None
+    return body_params, ShopifyParse(rest_amounts=tuple(read) if read is not None else None)
 
 
 def _graphql(doc: Any) -> ShopifyParse:
@@ -132,9 +118,17 @@ def _graphql(doc: Any) -> ShopifyParse:
     if request.operation.kind == "mutation":
         for f in request.operation.fields:
             kind = mutation_class(f.name)
-            amounts = tuple(mutation_amounts(f.name, f.arguments)) if kind == "priced" else ()
-            reads.append(MutationRead(f.name, f.key, kind, amounts))
+            read = mutation_amounts(f.name, f.arguments) if kind == "priced" else []
+            if read is None or runs_a_document(f.name, f.arguments):
+                kind, read = "unpriceable", []  # an unknown key, or a mutation hidden in a string
+            reads.append(MutationRead(f.name, f.key, kind, tuple(read)))
     return ShopifyParse(graphql=request, mutations=tuple(reads))
+
+
+def runs_a_document(name: str, arguments: Any) -> bool:
+    """Whether a mutation field runs another mutation: it is one of `RUNS_A_DOCUMENT`, or an
+    argument holds a GraphQL mutation document (guarded and unpriceable)."""
+    return name in RUNS_A_DOCUMENT or holds_mutation(arguments)
 
 
 def _text(body: bytes) -> str:

@@ -22,6 +22,7 @@ scalar URL
 
 enum CurrencyCode { USD EUR GBP CAD JPY }
 enum OrderTransactionKind { SALE CAPTURE AUTHORIZATION VOID REFUND CHANGE EMV_AUTHORIZATION SUGGESTED_REFUND }
+enum OrderCancelReason { CUSTOMER DECLINED FRAUD INVENTORY STAFF OTHER }
 enum WebhookSubscriptionTopic { ORDERS_CREATE ORDERS_PAID REFUNDS_CREATE }
 
 type MoneyV2 { amount: Decimal! currencyCode: CurrencyCode! }
@@ -46,6 +47,9 @@ type StorefrontAccessTokenCreatePayload {
   storefrontAccessToken: StorefrontAccessToken
   userErrors: [UserError!]!
 }
+type Job { id: ID! done: Boolean! }
+type OrderCancelUserError { field: [String!] message: String! }
+type OrderCancelPayload { job: Job orderCancelUserErrors: [OrderCancelUserError!]! userErrors: [UserError!]! }
 type WebhookSubscriptionCreatePayload { webhookSubscription: WebhookSubscription userErrors: [UserError!]! }
 
 input OrderTransactionInput {
@@ -61,7 +65,13 @@ input RefundInput {
   note: String
   notify: Boolean
   transactions: [OrderTransactionInput!]
+  refundMethods: [RefundMethodInput!]
+  allowOverRefunding: Boolean
 }
+input MoneyInput { amount: Decimal! currencyCode: CurrencyCode! }
+input StoreCreditRefundInput { amount: MoneyInput! expiresAt: String }
+input RefundMethodInput { storeCreditRefund: StoreCreditRefundInput }
+input OrderCancelRefundMethodInput { originalPaymentMethodsRefund: Boolean storeCreditRefund: StoreCreditRefundInput }
 input OrderCaptureInput { id: ID! parentTransactionId: ID! amount: Money! currency: CurrencyCode finalCapture: Boolean }
 input GiftCardCreateInput { initialValue: Decimal! code: String note: String }
 input ProductCreateInput { title: String! }
@@ -76,6 +86,15 @@ type Mutation {
   giftCardCreate(input: GiftCardCreateInput!): GiftCardCreatePayload
   productCreate(product: ProductCreateInput!): ProductCreatePayload
   draftOrderComplete(id: ID!): DraftOrderCompletePayload
+  orderCancel(
+    orderId: ID!
+    reason: OrderCancelReason!
+    restock: Boolean!
+    refund: Boolean
+    refundMethod: OrderCancelRefundMethodInput
+    notifyCustomer: Boolean
+    staffNote: String
+  ): OrderCancelPayload
   storefrontAccessTokenCreate(input: StorefrontAccessTokenInput!): StorefrontAccessTokenCreatePayload
   webhookSubscriptionCreate(
     topic: WebhookSubscriptionTopic!

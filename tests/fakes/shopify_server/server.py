@@ -43,7 +43,8 @@ class FakeShopify(FakeServer):
     """A fake Shopify Admin API shop. ``await start()`` binds 127.0.0.1 on a free port.
 
     ``orders`` (legacy numeric id → FakeOrder) starts with order 1001 ($500 captured, USD);
-    ``refunds``, ``gift_cards``, ``products``, ``tokens`` and ``webhooks`` record what was made.
+    ``refunds`` (and ``store_credit`` issued), ``gift_cards``, ``products``, ``tokens`` and
+    ``webhooks`` record what was made.
     """
 
     name = "fake-shopify"
@@ -54,6 +55,7 @@ class FakeShopify(FakeServer):
         self.currency = currency
         self.orders: dict[str, FakeOrder] = {}
         self.refunds: list[dict[str, Any]] = []
+        self.store_credit = Decimal(0)  # issued by refundCreate's storeCreditRefund methods
         self.gift_cards: list[dict[str, Any]] = []
         self.products: list[dict[str, Any]] = []
         self.tokens: list[str] = []
@@ -193,10 +195,13 @@ class _Root:
         if o is None:
             return {"refund": None, "order": None, "userErrors": [user_error(["orderId"], "Order does not exist")]}
         amounts = [Decimal(t["amount"]) for t in input.get("transactions") or []]
-        if o.refunded + sum(amounts) > o.captured:
+        credit = [Decimal(m["storeCreditRefund"]["amount"]["amount"]) for m in input.get("refundMethods") or []]
+        amounts += credit
+        if o.refunded + sum(amounts) > o.captured and not input.get("allowOverRefunding"):
             err = user_error(["transactions"], "Refund amount exceeds the amount available to refund")
             return {"refund": None, "order": None, "userErrors": [err]}
         o.refunded += sum(amounts)
+        self.fake.store_credit += sum(credit, Decimal(0))
         self.fake.refunds.append({"via": "graphql", "order": o.gid, "amount": sum(amounts)})
         refund = {"id": new_gid("Refund"), "totalRefundedSet": bag(sum(amounts, Decimal(0)), o.currency)}
         return {"refund": refund, "order": self.order(info, o.gid), "userErrors": []}
@@ -221,6 +226,21 @@ class _Root:
         made = {"id": new_gid("Product"), "title": product["title"]}
         self.fake.products.append(made)
         return {"product": made, "userErrors": []}
+
+    def orderCancel(self, info: Any, orderId: str, reason: str, restock: bool, **args: Any) -> dict[str, Any]:
+        """Cancels; `refund: true` or `refundMethod.originalPaymentMethodsRefund` refunds what is left."""
+        o = self.fake.order(orderId)
+        if o is None:
+            return {
+                "job": None,
+                "orderCancelUserErrors": [user_error(["orderId"], "Order does not exist")],
+                "userErrors": [],
+            }
+        method = args.get("refundMethod") or {}
+        if args.get("refund") or method.get("originalPaymentMethodsRefund"):
+            self.fake.refunds.append({"via": "orderCancel", "order": o.gid, "amount": o.captured - o.refunded})
+            o.refunded = o.captured
+        return {"job": {"id": new_gid("Job"), "done": False}, "orderCancelUserErrors": [], "userErrors": []}
 
     def draftOrderComplete(self, info: Any, id: str) -> dict[str, Any]:
         return {"draftOrder": {"id": id, "status": "COMPLETED"}, "userErrors": []}
