@@ -75,6 +75,7 @@ class RequestRules:
     forward_headers: frozenset[str]  # lower-case
     refuse_headers: frozenset[str] = frozenset()  # lower-case: a request carrying one is refused
     trailing_slash: bool = False  # `/a/b/` is the operation `/a/b` (the vendor's router ignores it)
+    path_characters: str = ""  # characters a path segment may hold beyond the default alphabet (routing.py)
 
 
 @dataclass(frozen=True)
