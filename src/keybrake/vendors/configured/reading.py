@@ -23,11 +23,25 @@ from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import content_type
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.paths import JsonPath, KeyMatch, exact_key, folded_key, read, shape_problem
-from keybrake.vendors.stripe_money import exponent
+from keybrake.vendors.stripe_money import exponent as stripe_exponent
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 MAX_ITEMS = 10_000
+# ISO 4217 minor-unit exponents other than 2 (the ISO 4217 list one, currencies in use).
+ISO4217_EXPONENTS = {
+    **dict.fromkeys("bif clp djf gnf isk jpy kmf krw pyg rwf ugx uyi vnd vuv xaf xof xpf".split(), 0),
+    **dict.fromkeys("bhd iqd jod kwd lyd omr tnd".split(), 3),
+    **dict.fromkeys("clf uyw".split(), 4),
+}
+
+
+def exponent_of(currency: str, table: str) -> int:
+    """Decimal places of `currency`'s minor unit in `table`: "iso4217" (ISO 4217: ISK and JPY 0,
+    KWD 3, most 2) or "stripe" (Stripe's table, docs/policy.md currencies: ISK read as 2)."""
+    if table == "stripe":
+        return stripe_exponent(currency)
+    return ISO4217_EXPONENTS.get(currency.lower(), 2)
 
 
 @dataclass(frozen=True)
@@ -222,7 +236,7 @@ def to_major(raw: Any, money: s.Money, currency: str) -> Decimal:
         return d
     if d != d.to_integral_value():
         raise Denial("body_invalid", f"Field {money.path.text!r} is in minor units: a whole number.")
-    return d.scaleb(-exponent(currency))
+    return d.scaleb(-exponent_of(currency, money.minor_units))
 
 
 def _one(src: Source, path: JsonPath, what: str) -> list[Any]:

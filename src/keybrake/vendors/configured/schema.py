@@ -22,6 +22,7 @@ JSON_KEYS = ("exact", "case_insensitive")
 COUNTS = ("array_length", "addresses", "values")
 MATCH_KINDS = ("exact", "prefix", "email_domain", "e164_prefix")
 UNITS = ("major", "minor")
+MINOR_UNITS = ("iso4217", "stripe")  # the currency-exponent table of unit = "minor" (reading.exponent_of)
 
 
 class DefinitionError(ValueError):
@@ -102,6 +103,7 @@ class Money:
     unit: str  # UNITS
     currency: str | None
     currency_path: JsonPath | None
+    minor_units: str = "iso4217"  # MINOR_UNITS
 
 
 @dataclass(frozen=True)
