@@ -47,6 +47,15 @@ def test_a_list_is_counted_entry_by_entry_as_its_scope_reads_it() -> None:
     assert denied(call, v, "POST", "/send", {"to": ["a", None]}).code == "body_invalid"
 
 
+def test_values_counted_where_a_scope_reads_addresses_is_refused() -> None:
+    mail = {"field": "allowed_to_domains", "match": "email_domain", "paths": ["to"]}
+    with pytest.raises(s.DefinitionError, match=r"endpoint\[0\]\.items\.count.*use count = 'addresses'"):
+        vendor(endpoint=[{**QCO_SEND, "items": {"count": "values", "paths": ["to"]}}], scope=[mail])
+    v = vendor(endpoint=[{**QCO_SEND, "items": {"count": "addresses", "paths": ["to"]}}], scope=[mail])
+    vreq = call(v, "POST", "/send", {"to": "a@x.io, b@y.io"})
+    assert v.estimate(vreq, RATES).sends == len(vreq.detail.scoped[0]) == 2
+
+
 entry = st.sampled_from(["a", "b@x.io", "+1415", "evt"])
 field_value = st.one_of(st.none(), entry, st.lists(entry, max_size=6))
 

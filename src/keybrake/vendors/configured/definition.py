@@ -51,6 +51,7 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     forbids = t.get("forbid", _forbids, ())
     t.done()
     _check_header_options(credential, vault_key, request)
+    _check_one_reading(endpoints, scopes)
     parts = (name, title, base_url, hosts, max_body, credential, vault_key, request, error, redact, endpoints, scopes)
     return s.Definition(source, *parts, forbids=forbids)
 
@@ -62,6 +63,21 @@ def header_options(request: s.RequestRules) -> list[tuple[str, str]]:
     for key, names in (("forward_headers", request.forward_headers), ("refuse_headers", request.refuse_headers)):
         out += [(f"request.{key}", h) for h in sorted(names)]
     return out
+
+
+def _check_one_reading(endpoints: tuple[s.Endpoint, ...], scopes: tuple[s.Scope, ...]) -> None:
+    """A field is counted as its scopes read it: `count = "values"` (one per value) at a path an
+    `email_domain` scope reads as addresses (`"a@x.io, b@y.io"` is two) would price fewer
+    recipients than the scope checks; such a count must be `"addresses"`."""
+    read_as_addresses = {jp.text: j for j, sc in enumerate(scopes) if sc.match == "email_domain" for jp in sc.paths}
+    for e in endpoints:
+        for jp in e.items.paths if e.items is not None and e.items.count == "values" else ():
+            if jp.text in read_as_addresses:
+                raise Bad(
+                    f"endpoint[{e.index}].items.count",
+                    f"'values' counts {jp.text!r} once per value, but scope[{read_as_addresses[jp.text]}] reads "
+                    "addresses there (a comma-separated string is several): use count = 'addresses'",
+                )
 
 
 def _check_header_options(credential: s.Credential, vault_key: s.VaultKey, request: s.RequestRules) -> None:
