@@ -57,17 +57,29 @@ def test_values_counted_where_a_scope_reads_addresses_is_refused() -> None:
 
 
 entry = st.sampled_from(["a", "b@x.io", "+1415", "evt"])
-field_value = st.one_of(st.none(), entry, st.lists(entry, max_size=6))
+odd_entry = st.one_of(entry, st.none(), st.lists(entry, max_size=2))  # null and nested entries: refused
+field_value = st.one_of(st.none(), entry, st.lists(entry, max_size=6), st.lists(odd_entry, max_size=3))
 
 
 @props(300)
 @given(to=field_value, cc=field_value, more=st.lists(st.dictionaries(st.just("to"), field_value), max_size=3))
 def test_count_values_equals_the_number_of_values_the_scope_checks(to: Any, cc: Any, more: list[Any]) -> None:
+    """Every generated body is either refused whole, or counted exactly as its scope reads it."""
     v = values_vendor(["to", "cc", "more[*].to"])
     body = {k: x for k, x in (("to", to), ("cc", cc), ("more", more)) if x is not None}
-    vreq = call(v, "POST", "/send", body)
+    lists = [x for x in (to, cc, *(m.get("to") for m in more)) if isinstance(x, list)]
+    odd = any(e is None or isinstance(e, list) for x in lists for e in x)
+    try:
+        vreq = call(v, "POST", "/send", body)
+    except Denial as d:
+        assert odd and d.code == "body_invalid", d
+        return
+    assert not odd
+    flat = [
+        e for x in (to, cc, *(m.get("to") for m in more)) if x is not None for e in (x if isinstance(x, list) else [x])
+    ]
     est = v.estimate(vreq, RATES)
-    assert est.sends == len(vreq.detail.scoped[0]) == vreq.detail.items
+    assert est.sends == len(vreq.detail.scoped[0]) == vreq.detail.items == len(flat)
 
 
 # -- path spellings ---------------------------------------------------------------------------
