@@ -183,3 +183,25 @@ def test_a_generated_bad_definition_is_refused_naming_its_key(case: tuple[dict[s
         "trailing_slash": True,
     }
     assert k in still_valid and container[k] == still_valid[k], (where, container[k])
+
+
+@pytest.mark.parametrize(
+    ("rename", "where", "hint"),
+    [
+        (("upstream_hosts", "upstream_host"), "upstream_host", "did you mean 'upstream_hosts'?"),
+        (("base_url", "baseurl"), "baseurl", "did you mean 'base_url'?"),
+    ],
+)
+def test_a_misspelt_required_key_is_named_with_the_key_it_resembles(
+    rename: tuple[str, str], where: str, hint: str
+) -> None:
+    doc = copy.deepcopy(VALID)
+    doc[rename[1]] = doc.pop(rename[0])
+    message = str(refused(doc))
+    assert f"{where}: is not a known key here ({hint})" in message, message
+
+
+def test_a_misspelt_pricing_in_an_endpoint_is_named() -> None:
+    doc = copy.deepcopy(VALID)
+    doc["endpoint"][0]["priceing"] = doc["endpoint"][0].pop("pricing")
+    assert "endpoint[0].priceing: is not a known key here (did you mean 'pricing'?)" in str(refused(doc))

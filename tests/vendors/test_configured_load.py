@@ -146,6 +146,12 @@ def test_vendors_check_and_list(tmp_path: Path) -> None:
     refused = _cli("vendors", "check", str(bad))
     assert refused.exit_code == 1
     assert f"vendor definition {bad}: endpoint[1].usd: '0.0050001' has more than 6 decimals" in refused.output
+    loose = tmp_path / "loose" / "smsco.toml"
+    loose.parent.mkdir()
+    loose.write_text(smsco_toml())
+    loose.chmod(0o664)  # what start-up refuses, `check` refuses too
+    refused = _cli("vendors", "check", str(loose))
+    assert refused.exit_code == 1 and "is writable by group or others" in refused.output
     listed = _cli("vendors", "list", "--json", "--data-dir", str(tmp_path))
     assert listed.exit_code == 0, listed.output
     rows = {r["name"]: r for r in json.loads(listed.stdout)}

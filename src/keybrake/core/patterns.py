@@ -109,3 +109,22 @@ def first_match(patterns: tuple[EndpointPattern, ...], method: str, path: tuple[
         if p.matches(method, path):
             return p
     return None
+
+
+def sample_requests(pattern: EndpointPattern) -> list[tuple[str, tuple[str, ...]]]:
+    """Concrete (method, path) requests `pattern` matches: every method it names (all of METHODS for
+    '*'), each wildcard filled with "x" and a trailing '**' with nothing and with one segment. Used
+    to find a pattern an earlier one already covers (`shadows`)."""
+    fixed = tuple(seg.replace("*", "x") for seg in pattern.segments if seg != "**")
+    paths = [fixed, (*fixed, "x")] if pattern.rest else [fixed]
+    methods = sorted(pattern.methods) if pattern.methods is not None else sorted(METHODS)
+    return [(m, path) for m in methods for path in paths]
+
+
+def shadows(earlier: EndpointPattern, later: EndpointPattern) -> tuple[str, tuple[str, ...]] | None:
+    """A request `later` matches that `earlier` matches too (so, with first-match-wins, it never
+    reaches `later`), or None when `earlier` covers none of `later`'s sample requests."""
+    for method, path in sample_requests(later):
+        if later.matches(method, path) and earlier.matches(method, path):
+            return method, path
+    return None

@@ -8,6 +8,7 @@ from typing import Any
 
 from keybrake.core.destinations import domain_allowed
 from keybrake.core.names import fold
+from keybrake.core.patterns import shadows
 from keybrake.vendors.configured import parse as p
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.parse import Bad, Table
@@ -215,6 +216,15 @@ def _endpoints(v: Any, where: str) -> tuple[s.Endpoint, ...]:
         if e.match.text in seen:
             raise Bad(f"endpoint[{e.index}].match", f"{e.match.text!r} is also endpoint[{seen[e.match.text]}]")
         seen[e.match.text] = e.index
+    for later in out:  # first match wins: an endpoint an earlier one covers would never be used
+        for earlier in out[: later.index]:
+            hit = shadows(earlier.match, later.match)
+            if hit is not None:
+                raise Bad(
+                    f"endpoint[{later.index}].match",
+                    f"{later.match.text!r} is never reached for {hit[0]} /{'/'.join(hit[1])}: endpoint[{earlier.index}]"
+                    f" {earlier.match.text!r} matches it first (put specific endpoints before wildcards)",
+                )
     return out
 
 

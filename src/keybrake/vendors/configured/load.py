@@ -47,7 +47,10 @@ def spec_of(definition: Definition) -> VendorSpec:
 
 
 def read_file(path: Path) -> Definition:
-    """One operator file, checked (its name must equal the file's stem). Raises DefinitionError."""
+    """One operator file, checked (its name must equal the file's stem; group or others may not write
+    it, so `vendors check` refuses what start-up refuses). Raises DefinitionError."""
+    if not packaged_file(path):
+        _not_writable_by_others(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -84,7 +87,6 @@ def directory_definitions(directory: Path) -> list[Definition]:
             raise DefinitionError(
                 str(entry), "", "is not a vendor definition: this directory holds only <name>.toml files"
             )
-        _not_writable_by_others(entry)
         out.append(read_file(entry))
     return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from difflib import get_close_matches
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -57,13 +58,18 @@ class Table:
     def need(self, key: str, check: Callable[[Any, str], T]) -> T:
         self.taken.add(key)
         if key not in self.data:
+            near = get_close_matches(key, [k for k in self.data if isinstance(k, str) and k != key], n=1, cutoff=0.75)
+            if near:  # a misspelt required key is named, not only reported missing
+                raise Bad(self.at(near[0]), f"is not a known key here (did you mean {key!r}?)")
             raise Bad(self.at(key), "is required")
         return check(self.data[key], self.at(key))
 
     def done(self) -> None:
         extra = sorted(set(self.data) - self.taken)
         if extra:
-            raise Bad(self.at(extra[0]), "is not a known key here (check the spelling; docs/vendors.md)")
+            near = get_close_matches(extra[0], sorted(self.taken), n=1, cutoff=0.75)
+            hint = f"did you mean {near[0]!r}?" if near else "check the spelling; docs/vendors.md"
+            raise Bad(self.at(extra[0]), f"is not a known key here ({hint})")
 
 
 def text(v: Any, where: str) -> str:
