@@ -22,6 +22,7 @@ from keybrake.core.upstream import (
 from keybrake.crypto import Sealer
 from keybrake.proxy import decide
 from keybrake.proxy.decide import Plan, Refusal, Route, note
+from keybrake.proxy.echoes import credential_echoes, scrub_answer
 from keybrake.proxy.outcome import NOTHING_SENT, TOO_LATE, outcome, too_late, transport_failure
 from keybrake.proxy.record import Recorder, RequestContext
 from keybrake.proxy.render import ProxyResponse, seal_replay
@@ -84,12 +85,14 @@ class Forwarder:
         ctx.sent = True  # from here on the vendor may act: an unexpected error keeps the reservation
         deadline.clear()  # the deadline bounds getting the reservation; nothing after sending is refused for it
         try:
-            return await self.upstream.send(request)
+            resp = await self.upstream.send(request)
         except (UpstreamForbidden, UpstreamUnreachable, UpstreamOutcomeUnknown) as exc:
             if isinstance(exc, UpstreamOutcomeUnknown):
                 ctx.upstream_ms = exc.elapsed_ms
             refusal, settlement = transport_failure(exc, where.vendor.name, ctx.row.reserved_usd, plan.estimate)
             return await self.refuse(ctx, settlement, refusal)
+        # The operator's credential never reaches the agent, even when the answer repeats the request.
+        return scrub_answer(resp, credential_echoes(where.vendor, secret))
 
     async def answer(
         self,

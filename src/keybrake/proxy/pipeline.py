@@ -38,6 +38,7 @@ from keybrake.proxy import decide
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial
+from keybrake.proxy.echoes import check_vault_key_placement
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state, unknown_key
@@ -190,6 +191,8 @@ class Pipeline:
         where = _decided(ctx, decide.route(req, key, self.vendors))
         ctx.vendor = where.vendor
         parsed = _decided(ctx, decide.parse(req, where, self.settings.max_body_bytes, self.pepper))
+        forwarded_body = where.vendor.upstream_body(parsed.vreq, req.body)
+        check_vault_key_placement(extract_token(req, self._vault_key_header(req)), req.query, forwarded_body)
         at = _Attempt(thash, key, fresh, parsed.vreq)
 
         # 3-4. the key's policy: endpoint, scope, estimate; reserve against every cap

@@ -51,17 +51,53 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     scopes = t.get("scope", _scopes, ())
     forbids = t.get("forbid", _forbids, ())
     t.done()
-    own = {credential.header, vault_key.header, request.idempotency_header} - {None}
-    clash = sorted(request.forward_headers & own)
-    if clash:
-        raise Bad("request.forward_headers", f"{clash[0]!r} is the credential, vault key or idempotency header")
+    _check_header_options(credential, vault_key, request)
+    _check_one_reading(endpoints, scopes)
     if vault_key.body_field is not None and "json" not in request.bodies:
         raise Bad("vault_key.body_field", "is a JSON body member: request.bodies must include 'json'")
-    refused = sorted(request.refuse_headers & (own | request.forward_headers))
-    if refused:
-        raise Bad("request.refuse_headers", f"{refused[0]!r} is also a header this definition takes or forwards")
     parts = (name, title, base_url, hosts, max_body, credential, vault_key, request, error, redact, endpoints, scopes)
     return s.Definition(source, *parts, forbids=forbids)
+
+
+def header_options(request: s.RequestRules) -> list[tuple[str, str]]:
+    """(key path, lower-case header name) of every header-valued `[request]` option."""
+    out = [(f"request.{k}", h) for k, h in (("idempotency_header", request.idempotency_header),
+                                            ("request_id_header", request.request_id_header)) if h]  # fmt: skip
+    for key, names in (("forward_headers", request.forward_headers), ("refuse_headers", request.refuse_headers)):
+        out += [(f"request.{key}", h) for h in sorted(names)]
+    return out
+
+
+def _check_one_reading(endpoints: tuple[s.Endpoint, ...], scopes: tuple[s.Scope, ...]) -> None:
+    """A field is counted as its scopes read it: `count = "values"` (one per value) at a path an
+    `email_domain` scope reads as addresses (`"a@x.io, b@y.io"` is two) would price fewer
+    recipients than the scope checks; such a count must be `"addresses"`."""
+    read_as_addresses = {jp.text: j for j, sc in enumerate(scopes) if sc.match == "email_domain" for jp in sc.paths}
+    for e in endpoints:
+        for jp in e.items.paths if e.items is not None and e.items.count == "values" else ():
+            if jp.text in read_as_addresses:
+                raise Bad(
+                    f"endpoint[{e.index}].items.count",
+                    f"'values' counts {jp.text!r} once per value, but scope[{read_as_addresses[jp.text]}] reads "
+                    "addresses there (a comma-separated string is several): use count = 'addresses'",
+                )
+
+
+def _check_header_options(credential: s.Credential, vault_key: s.VaultKey, request: s.RequestRules) -> None:
+    """One rule for every header option: it differs from the credential's and the vault key's
+    header (those carry secrets: an option naming one would forward, record or refuse a secret),
+    and a refused header is none the definition takes or forwards."""
+    secret = {credential.header: "the credential's header", vault_key.header: "the vault key's header"}
+    secret.pop(None, None)
+    for where, h in header_options(request):
+        if h in secret:
+            raise Bad(where, f"{h!r} is {secret[h]}: a header option must name another header")
+    taken = {request.idempotency_header, request.request_id_header} | request.forward_headers
+    refused = sorted(request.refuse_headers & taken)
+    if refused:
+        raise Bad("request.refuse_headers", f"{refused[0]!r} is also a header this definition takes or forwards")
+    if request.idempotency_header in request.forward_headers:
+        raise Bad("request.forward_headers", f"{request.idempotency_header!r} is the idempotency header")
 
 
 def _credential(v: Any, where: str) -> s.Credential:
@@ -128,12 +164,18 @@ def _request(v: Any, where: str) -> s.RequestRules:
     forward = t.get("forward_headers", p.strings, ())
     refuse = t.get("refuse_headers", p.strings, ())
     slash = t.get("trailing_slash", p.flag, False)
+    path_chars = t.get("path_characters", p.text, "")
     t.done()
+    odd = sorted(set(path_chars) - set("!$&'()*,;=:"))
+    if odd:
+        raise Bad(t.at("path_characters"), f"{odd[0]!r} cannot be allowed: only !$&'()*,;=: are (RFC 3986 sub-delims)")
     for key, names in (("forward_headers", forward), ("refuse_headers", refuse)):
         for i, h in enumerate(names):
             if p.header(h, f"{t.at(key)}[{i}]") != h:
                 raise Bad(f"{t.at(key)}[{i}]", "header names here are lower-case")
-    return s.RequestRules(frozenset(bodies), json_keys, idem, rid, frozenset(forward), frozenset(refuse), slash)
+    return s.RequestRules(
+        frozenset(bodies), json_keys, idem, rid, frozenset(forward), frozenset(refuse), slash, path_chars
+    )
 
 
 def _error(v: Any, where: str) -> s.ErrorShape:

@@ -180,10 +180,12 @@ def usd(v: Any, where: str) -> s.Usd:
 
 
 def money(v: Any, where: str) -> s.Money:
-    """`{ path, unit, currency | currency_path }`: where an amount and its currency are read."""
+    """`{ path, unit, currency | currency_path, minor_units }`: where an amount and its currency are
+    read, and (unit = "minor") whose table of currency exponents applies (`schema.MINOR_UNITS`)."""
     t = Table(v, where)
     p = t.need("path", path)
     unit = t.need("unit", one_of(s.UNITS))
+    table = t.get("minor_units", one_of(s.MINOR_UNITS), "iso4217")
     currency = t.get("currency", text, None)
     currency_path = t.get("currency_path", path, None)
     t.done()
@@ -191,7 +193,9 @@ def money(v: Any, where: str) -> s.Money:
         raise Bad(where, 'give exactly one of currency (e.g. "usd") or currency_path')
     if currency is not None and not _CURRENCY.match(currency):
         raise Bad(t.at("currency"), 'must be a lower-case three-letter currency code such as "usd"')
-    return s.Money(p, unit, currency, currency_path)
+    if unit != "minor" and "minor_units" in v:
+        raise Bad(t.at("minor_units"), 'is read only with unit = "minor"')
+    return s.Money(p, unit, currency, currency_path, table)
 
 
 def positive_int(low: int, high: int) -> Callable[[Any, str], int]:

@@ -23,11 +23,25 @@ from keybrake.core.request import ProxyRequest
 from keybrake.vendors.base import content_type
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.paths import JsonPath, KeyMatch, exact_key, folded_key, read, shape_problem
-from keybrake.vendors.stripe_money import exponent
+from keybrake.vendors.stripe_money import exponent as stripe_exponent
 
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 MAX_ITEMS = 10_000
+# ISO 4217 minor-unit exponents other than 2 (the ISO 4217 list one, currencies in use).
+ISO4217_EXPONENTS = {
+    **dict.fromkeys("bif clp djf gnf isk jpy kmf krw pyg rwf ugx uyi vnd vuv xaf xof xpf".split(), 0),
+    **dict.fromkeys("bhd iqd jod kwd lyd omr tnd".split(), 3),
+    **dict.fromkeys("clf uyw".split(), 4),
+}
+
+
+def exponent_of(currency: str, table: str) -> int:
+    """Decimal places of `currency`'s minor unit in `table`: "iso4217" (ISO 4217: ISK and JPY 0,
+    KWD 3, most 2) or "stripe" (Stripe's table, docs/policy.md currencies: ISK read as 2)."""
+    if table == "stripe":
+        return stripe_exponent(currency)
+    return ISO4217_EXPONENTS.get(currency.lower(), 2)
 
 
 @dataclass(frozen=True)
@@ -106,14 +120,27 @@ def source(
     return Source(None, params, False, match)
 
 
-def strings(src: Source, path: JsonPath) -> list[str]:
-    """String values at `path`: a string, or each string of an array there; anything else is refused."""
-    out: list[str] = []
+def entries(src: Source, path: JsonPath) -> list[Any]:
+    """THE reader of a field's values, entry by entry (items counting, scopes and forbids all
+    read through it, so what is counted is what is checked): a value at `path`, or each entry
+    of an array there. An array inside such an array, or a `null` entry, is refused (400
+    body_invalid): no reader could tell how the vendor counts it."""
+    out: list[Any] = []
     for v in src.values(path):
         for item in v if isinstance(v, list) else [v]:
-            if not isinstance(item, str):
-                raise Denial("body_invalid", f"Field {path.text!r} must hold strings.")
+            if isinstance(item, list) or item is None:
+                raise Denial("body_invalid", f"Field {path.text!r} holds a nested array or a null entry.")
             out.append(item)
+    return out
+
+
+def strings(src: Source, path: JsonPath) -> list[str]:
+    """String values at `path` (`entries`: a string, or each string of an array there); anything
+    else is refused (400 body_invalid)."""
+    out = entries(src, path)
+    for item in out:
+        if not isinstance(item, str):
+            raise Denial("body_invalid", f"Field {path.text!r} must hold strings.")
     return out
 
 
@@ -122,15 +149,14 @@ def addresses(src: Source, path: JsonPath, address_field: str) -> list[str]:
     an array of strings or of objects with `address_field`. Returns `local@domain` forms.
     Raises 400 body_invalid / param_ambiguous, 403 scope_violation (an unreadable address)."""
     out: list[str] = []
-    for v in src.values(path):
-        for item in v if isinstance(v, list) else [v]:
-            if isinstance(item, dict):
-                keys = src.match(item, address_field)
-                item = item[keys[0]] if keys else None
-            if not isinstance(item, str):
-                raise Denial("body_invalid", f"Field {path.text!r} must hold addresses (strings).")
-            for piece in split_recipients(item, path.text):
-                out.append(email_address(piece, field=path.text)[0])
+    for item in entries(src, path):
+        if isinstance(item, dict):
+            keys = src.match(item, address_field)
+            item = item[keys[0]] if keys else None
+        if not isinstance(item, str):
+            raise Denial("body_invalid", f"Field {path.text!r} must hold addresses (strings).")
+        for piece in split_recipients(item, path.text):
+            out.append(email_address(piece, field=path.text)[0])
     return out
 
 
@@ -178,7 +204,7 @@ def count_items(src: Source, items: s.Items) -> int:
         elif items.count == "addresses":
             total += len(addresses(src, path, items.address_field))
         else:
-            total += sum(1 for _ in src.values(path))
+            total += len(entries(src, path))  # a list counts entry by entry, as scopes read it
     if total > MAX_ITEMS:
         raise Denial("body_invalid", f"The request carries {total} items; at most {MAX_ITEMS} are priced per call.")
     return total
@@ -212,7 +238,7 @@ def to_major(raw: Any, money: s.Money, currency: str) -> Decimal:
         return d
     if d != d.to_integral_value():
         raise Denial("body_invalid", f"Field {money.path.text!r} is in minor units: a whole number.")
-    return d.scaleb(-exponent(currency))
+    return d.scaleb(-exponent_of(currency, money.minor_units))
 
 
 def _one(src: Source, path: JsonPath, what: str) -> list[Any]:

@@ -22,6 +22,7 @@ JSON_KEYS = ("exact", "case_insensitive")
 COUNTS = ("array_length", "addresses", "values")
 MATCH_KINDS = ("exact", "prefix", "email_domain", "e164_prefix")
 UNITS = ("major", "minor")
+MINOR_UNITS = ("iso4217", "stripe")  # the currency-exponent table of unit = "minor" (reading.exponent_of)
 
 
 class DefinitionError(ValueError):
@@ -78,6 +79,7 @@ class RequestRules:
     forward_headers: frozenset[str]  # lower-case
     refuse_headers: frozenset[str] = frozenset()  # lower-case: a request carrying one is refused
     trailing_slash: bool = False  # `/a/b/` is the operation `/a/b` (the vendor's router ignores it)
+    path_characters: str = ""  # characters a path segment may hold beyond the default alphabet (routing.py)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class Money:
     unit: str  # UNITS
     currency: str | None
     currency_path: JsonPath | None
+    minor_units: str = "iso4217"  # MINOR_UNITS
 
 
 @dataclass(frozen=True)

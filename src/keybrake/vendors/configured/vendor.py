@@ -31,7 +31,7 @@ from keybrake.vendors.base import (
     VendorRequest,
     retry_after,
 )
-from keybrake.vendors.configured import body_key, reading, scoping
+from keybrake.vendors.configured import body_key, reading, routing, scoping
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.paths import JsonPath, any_case_key, read, replace
 
@@ -54,6 +54,7 @@ class ConfiguredVendor(VendorDefaults):
         self.forwarded_headers = frozenset(d.request.forward_headers | idem)
         self.vault_key_header = d.vault_key.header
         self.trailing_slash = d.request.trailing_slash
+        self.path_rules = routing.path_rules(d)
         if d.request.idempotency_header is not None:
             self.idempotency_header = d.request.idempotency_header
         self.policy_fields = (
@@ -132,6 +133,13 @@ class ConfiguredVendor(VendorDefaults):
     def request_id(self, headers: dict[str, str]) -> str | None:
         h = self.definition.request.request_id_header
         return headers.get(h) if h else None
+
+    def canonical(self, method: str, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Identity, after the path-spelling rules (`routing.check_path`: the path alphabet, near-misses
+        of priced, guarded and scoped endpoints) and the case-variant rule. Raises 400 path_invalid."""
+        routing.check_path(self.path_rules, self.definition.title, method, path)
+        self.check_spelling(method, path)
+        return path
 
     # -- the one parse --------------------------------------------------------------------
 
