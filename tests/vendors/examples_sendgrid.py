@@ -64,7 +64,7 @@ SENDGRID = VendorExamples(
         ("SG.n3w.s3cretpart",),
     ),
     error_code_at=("id",),
-    error_message_at=("errors", 0, "message"),  # type: ignore[arg-type]
+    error_message_at=("errors", 0, "message"),
     policy_fields=(
         PolicyFieldExample(
             "allowed_to_domains",
