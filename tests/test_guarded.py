@@ -52,12 +52,14 @@ def test_vendors_guarded_prints_the_lists() -> None:
     assert "twilio\t* /2010-04-01/Accounts/*/Keys.json" in out.output
     assert "resend\tPOST|PATCH|PUT /broadcasts/**" in out.output
     assert "shopify\t* /admin/api/*/webhooks.json" in out.output
-    assert "postmark\tGET|PUT /server" in out.output and "sendgrid\t* /v3/api_keys/**" in out.output
+    assert "postmark\t* /server" in out.output and "sendgrid\t* /v3/api_keys/**" in out.output
+    assert "sendgrid\tPOST|PATCH|PUT|DELETE /v3/mail_settings/**" in out.output
+    assert "sendgrid\tPOST /v3/marketing/test/send_email" in out.output
     # stripe, twilio, resend, shopify, and the built-in definitions postmark.toml and sendgrid.toml
     assert (
         len(out.output.splitlines())
         == sum(len(v.guarded) for v in build_vendors().values())
-        == 8 + 12 + 10 + 12 + 5 + 12
+        == 8 + 12 + 10 + 12 + 5 + 17
     )
 
 

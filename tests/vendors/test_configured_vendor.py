@@ -225,6 +225,36 @@ def test_scope_fields_by_match_kind() -> None:
     assert {"allowed_to_domains", "allowed_streams"} <= v.policy_fields
 
 
+_SCOPED = vendor(
+    endpoint=[{**MAIL, "items": {"count": "addresses", "paths": ["To"]}, "sends": "items"}],
+    scope=[{"field": "allowed_to_domains", "match": "email_domain", "paths": ["To"]}],
+)
+
+
+@given(
+    path=st.lists(st.text("abcdefgh", min_size=1, max_size=6), min_size=1, max_size=4).filter(lambda p: p != ["mail"]),
+    method=st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE"]),
+    domains=st.none() | st.just(["x.io"]),
+    cap=st.none() | st.integers(0, 5),
+)
+def test_an_unlisted_endpoint_is_refused_on_a_key_that_scopes_or_caps_sends(
+    path: list[str], method: str, domains: list[str] | None, cap: int | None
+) -> None:
+    """Fail closed: what an endpoint the definition does not list sends, and to whom, cannot be read,
+    so a key setting any scope field or daily_send_cap refuses it; a key setting neither does not."""
+    data = {"allowed_to_domains": domains} if domains is not None else {}
+    policy = Policy(daily_send_cap=cap, vendor_data=data)
+    vreq = call(_SCOPED, method, "/" + "/".join(path), {"To": "a@x.io"} if method != "GET" else None)
+    if domains is None and cap is None:
+        assert _SCOPED.check_scope(policy, vreq) is not None
+        return
+    d = denied(_SCOPED.check_scope, policy, vreq)
+    assert (d.code, d.status) == ("scope_violation", 403) and "not described by the" in d.message
+    assert ("allowed_to_domains" in d.message) == (domains is not None)
+    assert ("daily_send_cap" in d.message) == (cap is not None)
+    _SCOPED.check_scope(policy, call(_SCOPED, "POST", "/mail", {"To": "a@x.io"}))  # a listed one is read
+
+
 def test_what_is_forwarded_carries_the_credential_and_drops_the_agents_copy() -> None:
     from keybrake.core.upstream import UpstreamRequest
     from keybrake.proxy.decide import Route, upstream_request

@@ -183,7 +183,20 @@ class ConfiguredVendor(VendorDefaults):
     # -- scope ----------------------------------------------------------------------------
 
     def check_scope(self, policy: Policy, vreq: VendorRequest) -> ScopeResult:
-        scoping.check(self.definition.scopes, policy.vendor_fields(self.scope_policy), _detail(vreq).scoped)
+        """Refuse (403 scope_violation) a value outside the key's scope fields, and — fail closed —
+        a request that matches no `[[endpoint]]` when the key sets any of this definition's scope
+        fields or `daily_send_cap`: what such a request sends, and to whom, cannot be read."""
+        allowed = policy.vendor_fields(self.scope_policy)
+        detail = _detail(vreq)
+        if detail.endpoint is None and (allowed or policy.daily_send_cap is not None):
+            limits = sorted(allowed) + (["daily_send_cap"] if policy.daily_send_cap is not None else [])
+            raise Denial(
+                "scope_violation",
+                f"{vreq.method} /{'/'.join(vreq.path)} is not described by the {self.definition.title} "
+                f"definition, so its recipients and scope cannot be checked against this key's "
+                f"{', '.join(limits)}. Nothing was sent. Do not retry; use a listed endpoint or a key without them.",
+            )
+        scoping.check(self.definition.scopes, allowed, detail.scoped)
         return ScopeResult()
 
     def scope_policy(self, data: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
