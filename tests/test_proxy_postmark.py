@@ -240,3 +240,36 @@ def test_the_helper_sends_nothing_elsewhere(kb: KeybrakeThread) -> None:
     assert key["key"] not in repr(pm) and key["key"] not in str(pm)
     with pytest.raises(TypeError, match="root_api_url"):
         client(kb.url, key["key"], root_api_url="https://api.postmarkapp.com/")
+
+
+def test_bulk_sends_are_priced_scoped_and_counted_per_address(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
+    key = issue(kb, daily_usd_cap=1, daily_send_cap=4, allowed_to_domains=["example.com"])
+    shared = {"From": SENDER, "Subject": "Your receipt", "TextBody": "Thanks!"}
+    bulk = {**shared, "Messages": [{"To": "a@example.com", "Cc": "b@example.com"}, {"To": "c@example.com"}]}
+    r = raw(kb, key, "/email/bulk", bulk)
+    assert r.status_code == 200 and r.json()["Status"] == "Accepted" and fake_pm.bulk == [bulk]
+    (row,) = kb.audit(key_id=key["id"])
+    assert (row["verdict"], row["cost_usd"]) == ("allowed", pytest.approx(3 * RATE))
+    assert row["request_summary"] == {"endpoint": "POST /email/bulk", "items": 3}
+    assert kb.key(key["id"])["usage"]["daily_sends"]["used"] == 3
+    spy = raw(kb, key, "/email/bulk", {**shared, "Messages": [{"To": "a@example.com", "Bcc": "spy@evil.io"}]})
+    assert spy.status_code == 403 and spy.json()["KeybrakeCode"] == "scope_violation" and "evil.io" in spy.text
+    over = raw(kb, key, "/email/bulk", {**shared, "Messages": [{"To": "a@example.com, b@example.com"}]})
+    assert over.status_code == 429, over.text  # 3 + 2 > daily_send_cap 4
+    assert fake_pm.bulk == [bulk] and kb.key(key["id"])["usage"]["daily_sends"]["used"] == 3
+
+
+def test_unlisted_endpoints_are_refused_on_a_scoped_key_and_server_is_guarded(
+    kb: KeybrakeThread, fake_pm: FakePostmark
+) -> None:
+    for policy in ({"allowed_to_domains": ["example.com"]}, {"daily_send_cap": 5}):
+        key = issue(kb, max_usd_per_call=0.05, **policy)
+        r = raw(kb, key, "/email/bulkish", {"Messages": [{"To": "spy@evil.io"}]})
+        assert r.status_code == 403 and r.json()["KeybrakeCode"] == "scope_violation"
+        assert "not described by the Postmark definition" in r.json()["Message"]
+    key = issue(kb, daily_usd_cap=1)
+    for method in ("POST", "PATCH", "DELETE"):
+        body = {"InboundHookUrl": "https://evil.example/hook"} if method != "DELETE" else None
+        r = raw(kb, key, "/server", body, method)
+        assert r.status_code == 403 and r.json()["KeybrakeCode"] == "endpoint_guarded", method
+    assert not fake_pm.requests

@@ -280,3 +280,30 @@ def test_segments_own_refusal_is_passed_through_and_counts_nothing(
     assert row["cost_usd"] == 0
     sends = kbr.key(key["id"])["usage"]["daily_sends"]
     assert (sends["used"], sends["reserved"]) == (0, 0)
+
+
+@pytest.mark.parametrize("path", ["/v1/import", "/v1/b"])
+def test_the_batch_endpoints_other_names_are_scoped_and_counted(
+    kbr: KeybrakeThread, fake_segment: FakeSegment, path: str
+) -> None:
+    key = issue(kbr, daily_send_cap=3, allowed_events=["Order Completed"], allowed_types=["track"])
+    ok = [{"type": "track", "userId": "u1", "event": "Order Completed"}] * 2
+    assert httpx.post(f"{kbr.url}/segment{path}", json={"batch": ok}, auth=basic(key)).status_code == 200
+    assert kbr.key(key["id"])["usage"]["daily_sends"]["used"] == 2
+    for batch in ([{"type": "identify", "userId": "u1"}], [{"type": "track", "userId": "u1", "event": "Refund"}]):
+        r = httpx.post(f"{kbr.url}/segment{path}", json={"batch": batch}, auth=basic(key))
+        assert r.status_code == 403 and r.json()["code"] == "scope_violation", batch
+    r = httpx.post(f"{kbr.url}/segment{path}", json={"batch": ok}, auth=basic(key))
+    assert r.status_code == 429  # 2 + 2 > daily_send_cap 3
+    assert kinds(fake_segment) == [("track", "Order Completed")] * 2
+
+
+def test_short_names_and_unlisted_endpoints(kbr: KeybrakeThread, fake_segment: FakeSegment) -> None:
+    key = issue(kbr, daily_send_cap=5, allowed_events=["Order Completed"])
+    for event, status in (("Order Completed", 200), ("Refund", 403)):
+        r = httpx.post(f"{kbr.url}/segment/v1/t", json={"userId": "u1", "event": event}, auth=basic(key))
+        assert r.status_code == status, event
+    assert kbr.key(key["id"])["usage"]["daily_sends"]["used"] == 1
+    r = httpx.post(f"{kbr.url}/segment/v1/replay", json={"batch": []}, auth=basic(key))
+    assert r.status_code == 403 and "not described by the Segment" in r.json()["message"]
+    assert kinds(fake_segment) == [("track", "Order Completed")]

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Bcc, Cc, Mail, Personalization, To
+from sendgrid.helpers.mail import Bcc, BccSettings, BccSettingsEmail, Cc, Mail, MailSettings, Personalization, To
 
 from tests.fakes.sendgrid_server import DEFAULT_API_KEY, FakeSendGrid, FakeSendGridThread
 from tests.harness import KeybrakeThread
@@ -183,4 +183,62 @@ def test_bad_bodies_and_keys_are_refused_before_sending(kb: KeybrakeThread, fake
     assert exc.value.status_code == 400 and "on-behalf-of" in errors(exc.value)["errors"][0]["message"].lower()
     real = httpx.post(url, json={}, headers={"Authorization": f"Bearer {DEFAULT_API_KEY}"})
     assert real.status_code == 401 and real.json()["id"] == "key_invalid"
+    assert not fake_sg.requests
+
+
+def with_bcc_setting(m: Mail, address: str) -> Mail:
+    """sendgrid-python's BccSettings: mail_settings.bcc.email gets a copy of every email."""
+    settings = MailSettings()
+    settings.bcc_settings = BccSettings(True, BccSettingsEmail(address))
+    m.mail_settings = settings
+    return m
+
+
+def test_the_bcc_mail_setting_is_a_recipient(kb: KeybrakeThread, fake_sg: FakeSendGrid) -> None:
+    key = issue(kb, daily_usd_cap=1, daily_send_cap=10, allowed_to_domains=["example.com"])
+    sg = sdk(kb, key)
+    with pytest.raises(HTTPError) as exc:
+        sg.send(with_bcc_setting(mail({"to": ["a@example.com"]}), "spy@evil.io"))
+    assert exc.value.status_code == 403 and errors(exc.value)["id"] == "scope_violation"
+    assert "evil.io" in errors(exc.value)["errors"][0]["message"] and not fake_sg.requests
+    assert sg.send(with_bcc_setting(mail({"to": ["a@example.com"]}), "archive@example.com")).status_code == 202
+    row = next(r for r in kb.audit(key_id=key["id"]) if r["verdict"] == "allowed")
+    assert row["request_summary"] == {"endpoint": "POST /v3/mail/send", "items": 2}
+    assert row["cost_usd"] == pytest.approx(2 * RATE)
+    assert kb.key(key["id"])["usage"]["daily_sends"]["used"] == 2
+
+
+def test_settings_that_redirect_mail_and_other_senders_are_guarded(kb: KeybrakeThread, fake_sg: FakeSendGrid) -> None:
+    key = issue(kb, daily_usd_cap=1)
+    sg = sdk(kb, key)
+    calls: list[Callable[[], Any]] = [
+        lambda: sg.client.mail_settings.forward_bounce.patch(request_body={"enabled": True, "email": "x@evil.io"}),
+        lambda: sg.client.mail_settings.forward_spam.patch(request_body={"enabled": True, "email": "x@evil.io"}),
+        lambda: sg.client.mail_settings.bcc.patch(request_body={"enabled": True, "email": "x@evil.io"}),
+        lambda: sg.client.tracking_settings.subscription.patch(request_body={"url": "https://evil.example"}),
+        lambda: sg.client.marketing.test.send_email.post(request_body={"template_id": "t", "emails": ["x@evil.io"]}),
+        lambda: sg.client.mail.send.beta.post(request_body={"personalizations": [{"to": [{"email": "x@evil.io"}]}]}),
+    ]
+    for i, call in enumerate(calls):
+        with pytest.raises(HTTPError) as exc:
+            call()
+        assert exc.value.status_code == 403 and errors(exc.value)["id"] == "endpoint_guarded", i
+    v2 = httpx.post(  # the retired v2 Web API, outside sendgrid-python's /v3 paths
+        f"{kb.url}/sendgrid/api/mail.send.json",
+        json={"to": "x@evil.io"},
+        headers={"Authorization": f"Bearer {key['key']}"},
+    )
+    assert v2.status_code == 403 and v2.json()["id"] == "endpoint_guarded"
+    assert not fake_sg.requests
+
+
+def test_unlisted_endpoints_are_refused_on_a_key_that_scopes_or_caps_sends(
+    kb: KeybrakeThread, fake_sg: FakeSendGrid
+) -> None:
+    for policy in ({"allowed_from_domains": ["acme.io"]}, {"daily_send_cap": 5}):
+        sg = sdk(kb, issue(kb, max_usd_per_call=0.05, **policy))
+        with pytest.raises(HTTPError) as exc:
+            sg.client.validations.email.post(request_body={"email": "x@evil.io"})
+        assert exc.value.status_code == 403 and errors(exc.value)["id"] == "scope_violation"
+        assert "not described by the SendGrid definition" in errors(exc.value)["errors"][0]["message"]
     assert not fake_sg.requests

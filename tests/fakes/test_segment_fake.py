@@ -144,7 +144,7 @@ def test_payload_limits_and_json_errors_are_400_with_code_and_message(fake: Fake
     assert post("/v1/track", body([msg])).status_code == 400
     assert post("/v1/track", b"userId=u1", "application/x-www-form-urlencoded").status_code == 400
     assert post("/v1/batch", body({"batch": {"0": msg}})).status_code == 400
-    assert post("/v1/import", body(msg)).status_code == 404
+    assert post("/v1/replay", body(msg)).status_code == 404
     assert httpx.get(fake.base_url + "/v1/track", headers=BASIC).status_code == 405
     assert len(fake.events) == 16
 

@@ -45,6 +45,7 @@ class FakePostmark(FakeServer):
         self.server_token = server_token
         self.account_token = account_token
         self.messages: dict[str, dict[str, Any]] = {}
+        self.bulk: list[dict[str, Any]] = []  # every accepted /email/bulk body
         self.webhooks: list[dict[str, Any]] = []
         self.server: dict[str, Any] = {
             "ID": 1,
@@ -62,6 +63,7 @@ class FakePostmark(FakeServer):
             (r"/email/batch", server, {"POST": self._batch}),
             (r"/email/withtemplate", server, {"POST": self._send_template}),
             (r"/email/batchwithtemplates", server, {"POST": self._batch_templates}),
+            (r"/email/bulk", server, {"POST": self._bulk}),
             (r"/messages/outbound/(?P<id>[^/]+)/details", server, {"GET": self._details}),
             (r"/server", server, {"GET": self._get_server, "PUT": self._put_server}),
             (r"/webhooks", server, {"GET": self._list_webhooks, "POST": self._create_webhook}),
@@ -153,6 +155,16 @@ class FakePostmark(FakeServer):
         if not isinstance(items, list):
             raise PostmarkFailure(300, "The request body must be an object with a Messages array.")
         return self._many(items, template=True)
+
+    def _bulk(self, rec: RecordedRequest, _: str) -> Answer:
+        """Bulk API: one shared message and `Messages` (each with its own To, Cc, Bcc), accepted
+        as a whole for later sending: {"ID", "Status": "Accepted", "SubmittedAt"}."""
+        doc = rec.json
+        items = ci(doc).get("messages") if isinstance(doc, dict) else None
+        if not isinstance(items, list) or not items:
+            raise PostmarkFailure(300, "The request body must be an object with a non-empty Messages array.")
+        self.bulk.append(doc)
+        return 200, {"ID": secrets.token_hex(8), "Status": "Accepted", "SubmittedAt": "2026-11-30T00:00:00Z"}
 
     def _many(self, items: Any, *, template: bool) -> Answer:
         """A batch: each message is accepted or refused on its own (Postmark answers 200 with one

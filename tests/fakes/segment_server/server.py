@@ -23,7 +23,14 @@ from tests.fakes.segment_server.wire import (
     problem,
 )
 
-ENDPOINTS = {f"/v1/{t}": t for t in (*TYPES, "batch")}
+# The documented names, /v1/import (the batch endpoint's older name) and the one-letter names
+# analytics.js posts to (/v1/t, /v1/i, …, /v1/b for a batch).
+ENDPOINTS = {
+    **{f"/v1/{t}": t for t in (*TYPES, "batch")},
+    **{f"/v1/{t[0]}": t for t in TYPES},
+    "/v1/import": "batch",
+    "/v1/b": "batch",
+}
 
 
 class FakeSegment(FakeServer):
@@ -112,7 +119,7 @@ class FakeSegment(FakeServer):
 
     def _document(self, request: web.Request, rec: RecordedRequest) -> dict[str, Any]:
         raw = rec.body  # decompressed
-        limit = MAX_BATCH_BYTES if request.path == "/v1/batch" else MAX_MESSAGE_BYTES
+        limit = MAX_BATCH_BYTES if ENDPOINTS.get(request.path) == "batch" else MAX_MESSAGE_BYTES
         if len(raw) > limit:
             raise SegmentFailure(f"The request is {len(raw)} bytes; the limit is {limit} bytes.")
         if not isinstance(rec.json, dict):
