@@ -192,7 +192,7 @@ class Pipeline:
         ctx.vendor = where.vendor
         parsed = _decided(ctx, decide.parse(req, where, self.settings.max_body_bytes, self.pepper))
         forwarded_body = where.vendor.upstream_body(parsed.vreq, req.body)
-        check_vault_key_placement(extract_token(req, self._vault_key_header(req)), req.query, forwarded_body)
+        check_vault_key_placement(extract_token(req, self._vault_key_header(req)), req, where.vendor, forwarded_body)
         at = _Attempt(thash, key, fresh, parsed.vreq)
 
         # 3-4. the key's policy: endpoint, scope, estimate; reserve against every cap
