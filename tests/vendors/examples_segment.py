@@ -31,7 +31,7 @@ SEGMENT = VendorExamples(
     # Priced at KEYBRAKE_SEGMENT_USD_PER_EVENT per event: $0 unless the operator sets it.
     priced=batch(track("A"), track("B"), {"type": "identify", "userId": "u1"}),
     priced_usd=0,
-    unpriceable=js("POST", "/v1/import", {"batch": [track("A")]}),
+    unpriceable=js("POST", "/v1/replay", {"batch": [track("A")]}),
     scope=Policy(vendor_data={"allowed_events": ["Order Completed"]}),
     in_scope=js("POST", "/v1/track", TRACK),
     out_of_scope=js("POST", "/v1/track", {**TRACK, "event": "Refund Issued"}),

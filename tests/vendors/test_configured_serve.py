@@ -154,8 +154,12 @@ def test_scope_guarded_endpoints_and_the_send_cap_refuse_in_smscos_shape_before_
     assert (over.status_code, over.json()["error"]["code"]) == (429, "send_cap_exceeded")
     assert len(smsco.fake.requests) == 2  # the GET /v1/keys and the first message
     unlisted = httpx.delete(f"{kb.url}/smsco/v1/messages/msg_1", headers={"Authorization": f"Bearer {sends['key']}"})
-    assert (unlisted.status_code, unlisted.json()["error"]["code"]) == (403, "unpriceable_request")
-    assert len(smsco.fake.requests) == 2  # an endpoint the file does not list is unpriceable: refused here
+    # an endpoint the file does not list: its sends cannot be counted, so a send-capped key is refused
+    assert (unlisted.status_code, unlisted.json()["error"]["code"]) == (403, "scope_violation")
+    plain = kb.issue({"daily_usd_cap": 1})  # without scope fields or a send cap it is unpriceable: refused too
+    unpriced = httpx.delete(f"{kb.url}/smsco/v1/messages/msg_1", headers={"Authorization": f"Bearer {plain['key']}"})
+    assert (unpriced.status_code, unpriced.json()["error"]["code"]) == (403, "unpriceable_request")
+    assert len(smsco.fake.requests) == 2  # nothing of either reached SMSCo
 
 
 def test_caps_hold_exactly_under_concurrency_and_a_revoke_stops_the_next_request(

@@ -63,7 +63,8 @@ def test_the_price_is_a_setting_defaulting_to_zero_and_checked_like_any_other() 
 
 
 def test_other_paths_are_unpriceable_and_nothing_is_guarded() -> None:
-    assert estimate(segment(), "/v1/import", {"batch": []}).pricing == "unpriceable"
+    assert estimate(segment(), "/v1/replay", {"batch": []}).pricing == "unpriceable"
+    assert estimate(segment(), "/v1/import", {"batch": []}).pricing == "priced"  # read like /v1/batch
     assert segment().guarded == ()
 
 
