@@ -64,9 +64,9 @@ log = logging.getLogger("keybrake.proxy")
 
 _MAX_POLICY_RETRIES = 3
 T = TypeVar("T", bound=Decided)
-# The token hash `admit` computed from a request's headers (that very tuple), for `handle` of the
+# The token hash and token `admit` read from a request's headers (that very tuple), for `handle` of the
 # same request in the same task: the key is read from the headers once, not twice.
-_ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str] | None] = contextvars.ContextVar(
+_ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str, str] | None] = contextvars.ContextVar(
     "keybrake_admitted", default=None
 )
 
@@ -121,7 +121,7 @@ class Pipeline:
         except Denial as denial:
             return None, denial
         thash = token_hash(self.pepper, token)
-        _ADMITTED.set((head.headers, thash))
+        _ADMITTED.set((head.headers, thash, token))
         key = self.snapshots.get(thash)
         if key is None:
             try:
@@ -179,7 +179,7 @@ class Pipeline:
             raise Denial("header_invalid", "Content-Length and Transfer-Encoding together are refused.")
 
         # 1. authenticate; a revoked or expired key is refused on every request
-        thash, key, fresh = await self._authenticate(req, ctx)
+        token, thash, key, fresh = await self._authenticate(req, ctx)
         if early_denial is not None:
             raise early_denial
         state = await key_state(key, self.store)
@@ -192,7 +192,7 @@ class Pipeline:
         ctx.vendor = where.vendor
         parsed = _decided(ctx, decide.parse(req, where, self.settings.max_body_bytes, self.pepper))
         forwarded_body = where.vendor.upstream_body(parsed.vreq, req.body)
-        check_vault_key_placement(extract_token(req, self._vault_key_header(req)), req, where.vendor, forwarded_body)
+        check_vault_key_placement(token, req, where.vendor, forwarded_body)
         at = _Attempt(thash, key, fresh, parsed.vreq)
 
         # 3-4. the key's policy: endpoint, scope, estimate; reserve against every cap
@@ -210,14 +210,15 @@ class Pipeline:
         # 6. settle to what the answer says the call cost; 7. answer with Keybrake's headers
         return await self.forwarder.answer(ctx, at.key, where.vendor, plan, result, sent)
 
-    async def _authenticate(self, req: ProxyRequest, ctx: RequestContext) -> tuple[str, KeyRecord, bool]:
+    async def _authenticate(self, req: ProxyRequest, ctx: RequestContext) -> tuple[str, str, KeyRecord, bool]:
         """The request's key. A cached key is only a snapshot: the reservation re-reads its status,
         expiry and policy version, and a denial is never made from a stale snapshot (`fresh`)."""
         admitted = _ADMITTED.get()
         if admitted is not None and admitted[0] is req.headers:
-            thash = admitted[1]  # the same headers `admit` read the key from
+            thash, token = admitted[1], admitted[2]  # the same headers `admit` read the key from
         else:
-            thash = token_hash(self.pepper, extract_token(req, self._vault_key_header(req)))
+            token = extract_token(req, self._vault_key_header(req))
+            thash = token_hash(self.pepper, token)
         ctx.well_formed_token = True
         key = self.snapshots.get(thash)
         fresh = key is None
@@ -228,7 +229,7 @@ class Pipeline:
             raise unknown_key()
         self.snapshots.remember(thash, key)
         _attach_key(ctx, key)
-        return thash, key, fresh
+        return token, thash, key, fresh
 
     async def _reserve_allowed(
         self, ctx: RequestContext, at: _Attempt, vendor: Vendor, retry: RetryCheck | None
