@@ -202,7 +202,7 @@ def from_body(body: Any) -> Denial | None:
     if isinstance(details, Mapping) and isinstance(details.get("keybrake_code"), str):  # Twilio
         return classify(details["keybrake_code"], str(body.get("message", "")), _detail(details))
     if isinstance(body.get("KeybrakeCode"), str):  # Postmark
-        return classify(body["KeybrakeCode"], str(body.get("Message", "")))
+        return classify(body["KeybrakeCode"], str(body.get("Message", "")), _detail(body))
     if isinstance(body.get("name"), str) and "statusCode" in body:  # Resend
         return classify(body["name"], str(body.get("message", "")), _detail(body))
     errors = body.get("errors")
@@ -212,7 +212,7 @@ def from_body(body: Any) -> Denial | None:
         if isinstance(ext, Mapping) and isinstance(ext.get("code"), str):  # Shopify
             return classify(ext["code"], str(first.get("message", "")), _detail(ext))
         if isinstance(body.get("id"), str) and first.get("help") == body["id"]:  # SendGrid
-            return classify(body["id"], str(first.get("message", "")))
-    if isinstance(body.get("code"), str) and set(body) == {"code", "message"}:  # Segment
-        return classify(body["code"], str(body.get("message", "")))
+            return classify(body["id"], str(first.get("message", "")), _detail(body))
+    if isinstance(body.get("code"), str) and set(body) <= {"code", "message", "keybrake"}:  # Segment
+        return classify(body["code"], str(body.get("message", "")), _detail(body))
     return None
