@@ -104,11 +104,11 @@ class AsyncKeybrake:
         `cursor`."""
         return await self.call(ops.list_keys(**filters))
 
-    async def iter_keys(self, **filters: Any) -> AsyncIterator[m.Key]:
-        """Every key matching `filters` (as `list_keys`), all pages."""
+    async def iter_keys(self, *, page_size: int = 100, **filters: Any) -> AsyncIterator[m.Key]:
+        """Every key matching `filters` (as `list_keys`), newest first, all pages of `page_size` (1-1000)."""
         cursor = None
         while True:
-            page = await self.list_keys(**filters, cursor=cursor)
+            page = await self.list_keys(**filters, limit=page_size, cursor=cursor)
             for item in page.data:
                 yield item
             if page.next_cursor is None:
@@ -174,12 +174,13 @@ class AsyncKeybrake:
         return await self.call(ops.audit_query(filters, metadata, limit, cursor))
 
     async def iter_audit(
-        self, *, metadata: Mapping[str, str] | None = None, **filters: Any
+        self, *, metadata: Mapping[str, str] | None = None, page_size: int = 1000, **filters: Any
     ) -> AsyncIterator[m.AuditRow]:
-        """Every audit row matching the filters (as `query_audit`), newest first, all pages."""
+        """Every audit row matching the filters (as `query_audit`), newest first, all pages of
+        `page_size` rows (1-1000)."""
         cursor = None
         while True:
-            page = await self.query_audit(limit=1000, cursor=cursor, metadata=metadata, **filters)
+            page = await self.query_audit(limit=page_size, cursor=cursor, metadata=metadata, **filters)
             for row in page.data:
                 yield row
             if page.next_cursor is None:

@@ -104,11 +104,11 @@ class Keybrake:
         `cursor`."""
         return self.call(ops.list_keys(**filters))
 
-    def iter_keys(self, **filters: Any) -> Iterator[m.Key]:
-        """Every key matching `filters` (as `list_keys`), all pages."""
+    def iter_keys(self, *, page_size: int = 100, **filters: Any) -> Iterator[m.Key]:
+        """Every key matching `filters` (as `list_keys`), newest first, all pages of `page_size` (1-1000)."""
         cursor = None
         while True:
-            page = self.list_keys(**filters, cursor=cursor)
+            page = self.list_keys(**filters, limit=page_size, cursor=cursor)
             yield from page.data
             if page.next_cursor is None:
                 return
@@ -172,11 +172,14 @@ class Keybrake:
         `error_code`, `label_prefix`, `since`, `until` (datetime, RFC 3339 or Unix seconds), …"""
         return self.call(ops.audit_query(filters, metadata, limit, cursor))
 
-    def iter_audit(self, *, metadata: Mapping[str, str] | None = None, **filters: Any) -> Iterator[m.AuditRow]:
-        """Every audit row matching the filters (as `query_audit`), newest first, all pages."""
+    def iter_audit(
+        self, *, metadata: Mapping[str, str] | None = None, page_size: int = 1000, **filters: Any
+    ) -> Iterator[m.AuditRow]:
+        """Every audit row matching the filters (as `query_audit`), newest first, all pages of
+        `page_size` rows (1-1000)."""
         cursor = None
         while True:
-            page = self.query_audit(limit=1000, cursor=cursor, metadata=metadata, **filters)
+            page = self.query_audit(limit=page_size, cursor=cursor, metadata=metadata, **filters)
             yield from page.data
             if page.next_cursor is None:
                 return
