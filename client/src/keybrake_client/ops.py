@@ -242,9 +242,7 @@ def spend(
     timezone: str | None,
 ) -> Op[m.SpendReport]:
     """`GET /v1/spend` (`since` required; at most 366 days)."""
-    q = query(
-        group_by=group_by, since=since, until=until, label_prefix=label_prefix, vendor=vendor, timezone=timezone
-    )
+    q = query(group_by=group_by, since=since, until=until, label_prefix=label_prefix, vendor=vendor, timezone=timezone)
     return Op("GET", "/v1/spend", m.SpendReport, query=q, idempotent=True)
 
 

@@ -276,4 +276,3 @@ class AsyncRunContext:
             raise
         except Exception as failure:
             _revoke_failed(run, failure, exc)
-
