@@ -186,6 +186,7 @@ def test_only_idempotent_calls_are_retried(busy: str) -> None:
             (lambda: client.update_key("vk_1", label="x"), "PATCH", 1),
             (lambda: client.create_budget("b", "all", daily_usd_cap=1), "POST", 1),
             (lambda: client.delete_budget("bud_1"), "DELETE", 1),
+            (lambda: client.revoke_keys(all=True), "POST", 1),
         ]:
             _Busy.seen = []
             with pytest.raises(KeybrakeAPIError) as info:

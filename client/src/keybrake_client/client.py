@@ -25,8 +25,8 @@ class Keybrake:
     `url`: where the admin API answers (e.g. `http://127.0.0.1:8080`, or the admin listener's
     `http://127.0.0.1:9090`); `admin_token`: an admin token (never a vault key); `proxy_url`:
     where agents reach the proxy (default `url`, the single-listener layout); `timeout`: seconds
-    per attempt; `retries`: how many times an idempotent call (GET, revoke, issue with its
-    Idempotency-Key) is sent again after a connection error or a 502/503/504. Errors:
+    per attempt; `retries`: how many times an idempotent call (GET, revoke of one key, issue
+    with its Idempotency-Key) is sent again after a connection error or a 502/503/504. Errors:
     `KeybrakeAPIError` (`.status`, `.code`, `.message`, `.field`) for an error answer,
     `KeybrakeConnectionError` when Keybrake cannot be reached. Use as a context manager or
     call `close()`.

@@ -160,13 +160,13 @@ def bulk_revoke(
     all: bool,
     reason: str | None,
 ) -> Op[m.Revocation]:
-    """`POST /v1/keys/revoke`: revoking the active keys matching the filters again changes nothing."""
+    """`POST /v1/keys/revoke`. Not retried: sent again later it would also revoke keys issued since."""
     body = _body(label_prefix=label_prefix, vendor=vendor, credential=credential, reason=reason)
     if all:
         body["all"] = True
     if not body.keys() - {"reason"}:
         raise ValueError("bulk_revoke: give label_prefix, vendor, credential, or all=True")
-    return Op("POST", "/v1/keys/revoke", m.Revocation, body=body, idempotent=True)
+    return Op("POST", "/v1/keys/revoke", m.Revocation, body=body)
 
 
 # -- credentials --------------------------------------------------------------------------------
