@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from keybrake_client.denial import CODES as CLIENT_CODES
-from keybrake_client.denial import TWILIO_CODES, classify, denial, from_body
 
 from keybrake.core.errors import CODES, RETRYABLE, STATUS, CapHit, Denial
 from keybrake.core.jsonfmt import dumps
 from keybrake.vendors import build_vendors
 from keybrake.vendors.twilio_errors import twilio_code
+from keybrake_client.denial import CODES as CLIENT_CODES
+from keybrake_client.denial import TWILIO_CODES, classify, denial, from_body
 
 VENDORS = build_vendors()
 BUILTIN = sorted(VENDORS)

@@ -79,7 +79,9 @@ def works_with_only(allowed: set[str], module: str) -> subprocess.CompletedProce
 
 
 def test_the_client_alone_needs_only_httpx_and_pydantic() -> None:
-    declared = {canonicalize_name(Requirement(r).name) for r in md.requires("keybrake-client") or [] if "extra" not in r}
+    declared = {
+        canonicalize_name(Requirement(r).name) for r in md.requires("keybrake-client") or [] if "extra" not in r
+    }
     assert declared == {"httpx", "pydantic"}
     assert "keybrake" not in closure("keybrake-client")
     done = works_with_only(closure("keybrake-client"), "keybrake_client.denial")

@@ -10,10 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from keybrake_client import models as m
-from keybrake_client import ops
 from pydantic import BaseModel
 
+from keybrake_client import models as m
+from keybrake_client import ops
 from tests.harness import KeybrakeThread
 
 # One call of every `Op` builder, with every optional parameter it can send set.

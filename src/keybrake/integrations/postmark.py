@@ -1,7 +1,8 @@
 """Re-export of `keybrake_client.vendors.postmark` (the `keybrake-client` distribution, extra `postmark`).
 
 Kept so `from keybrake.integrations.postmark import …` keeps working; new code imports
-`keybrake_client.vendors.postmark` (or uses `Keybrake.run(...).postmark()`). Install: `pip install './client[postmark]'`.
+`keybrake_client.vendors.postmark` (or uses `Keybrake.run(...).postmark()`).
+Install: `pip install './client[postmark]'`.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Kept so `from keybrake.integrations.twilio import …` keeps working; new code i
 from __future__ import annotations
 
 try:
-    from keybrake_client.vendors.twilio import KeybrakeHttpClient, KeybrakeTwilioError, TWILIO_API, client, key_id
+    from keybrake_client.vendors.twilio import TWILIO_API, KeybrakeHttpClient, KeybrakeTwilioError, client, key_id
 except ModuleNotFoundError as exc:  # the client, or the vendor's SDK, is not installed
     raise ModuleNotFoundError(
         f"keybrake.integrations.twilio needs the keybrake-client package with its twilio extra "
@@ -15,4 +15,4 @@ except ModuleNotFoundError as exc:  # the client, or the vendor's SDK, is not in
         name=exc.name,
     ) from exc
 
-__all__ = ["KeybrakeHttpClient", "KeybrakeTwilioError", "TWILIO_API", "client", "key_id"]
+__all__ = ["TWILIO_API", "KeybrakeHttpClient", "KeybrakeTwilioError", "client", "key_id"]
