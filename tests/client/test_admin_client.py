@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -179,7 +179,7 @@ def busy() -> Iterator[str]:
 
 def test_only_idempotent_calls_are_retried(busy: str) -> None:
     with Keybrake(busy, ADMIN_TOKEN, retries=2) as client:
-        for call, method, tries in [
+        calls: list[tuple[Callable[[], object], str, int]] = [
             (lambda: client.get_key("vk_1"), "GET", 3),
             (lambda: client.revoke_key("vk_1"), "DELETE", 3),
             (lambda: client.issue_key("stripe", policy={}), "POST", 3),  # carries an Idempotency-Key
@@ -187,7 +187,8 @@ def test_only_idempotent_calls_are_retried(busy: str) -> None:
             (lambda: client.create_budget("b", "all", daily_usd_cap=1), "POST", 1),
             (lambda: client.delete_budget("bud_1"), "DELETE", 1),
             (lambda: client.revoke_keys(all=True), "POST", 1),
-        ]:
+        ]
+        for call, method, tries in calls:
             _Busy.seen = []
             with pytest.raises(KeybrakeAPIError) as info:
                 call()
