@@ -83,6 +83,10 @@ def revoked(opts: DemoOptions, key_id: str, a: Attempt) -> None:
     step(opts, f"revoked {key_id}; the agent's next call got {a.status} {a.code}: {a.message}")
 
 
+def _maybe(value: Any) -> str:
+    return "-" if value is None else money(usd(value))
+
+
 def audit_table(out: Outcome) -> None:
     """The run's audit rows in call order: attempt, verdict, status, error code, cost, reserved, cap used."""
     order = {a.request_id: a.number for a in [*out.attempts, *([out.after_revoke] if out.after_revoke else [])]}
@@ -92,18 +96,19 @@ def audit_table(out: Outcome) -> None:
         [
             str(order.get(r.get("id"), "?")), str(r.get("ts", ""))[11:23], str(r.get("verdict")), str(r.get("status")),
             str(r.get("error_code") or ""), money(usd(r.get("cost_usd"))), str(r.get("cost_source") or ""),
-            money(usd(r.get("reserved_usd"))), money(usd(r.get("cap_usage_after_usd"))),
+            money(usd(r.get("reserved_usd"))), _maybe(r.get("cap_usage_after_usd")),
         ]  # fmt: skip
         for r in rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
-    click.echo("  " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for row in cells:
-        click.echo("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    for row in [list(cols), *cells]:
+        click.echo(("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
 
 
 def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
     """The audit trail, the money with and without Keybrake, and the verdict (text)."""
+    if any(r.get("cost_source") == "estimate" for r in out.audit):
+        click.echo("\n(cost_source estimate: Keybrake's reservation stands until the vendor's price is read)")
     click.echo(f"\nAudit trail of {out.run_id} (GET /v1/audit?agent_run_id={out.run_id}): {len(out.audit)} rows")
     audit_table(out)
     through = sum(1 for a in out.attempts if a.through)

@@ -24,6 +24,7 @@ from keybrake.demo.scenarios import Scenario
 from keybrake.tokens import ADMIN_PREFIX, new_token
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
+SETTLE_S = 15.0  # how long to wait for reconciliation to read prices the vendor gives after the answer
 
 
 def _loads(text: str) -> Any:
@@ -94,7 +95,7 @@ async def _main(opts: DemoOptions, out: Outcome) -> None:
     sc = opts.scenario
     sandbox = sc.sandbox()
     admin_token = new_token(ADMIN_PREFIX)
-    proc = KeybrakeProcess(out.data_dir, admin_token, {})
+    proc = KeybrakeProcess(out.data_dir, admin_token, dict(sc.server_env))
     try:
         await sandbox.start()
         ctx = sc.seed(sandbox)
@@ -143,7 +144,7 @@ async def _governed_run(
 ) -> None:
     sc = opts.scenario
     cred = await _admin(session, base, token, "POST", "/v1/credentials", sc.credential(sandbox))
-    report.step(opts, f"stored the sandbox {sc.vendor} secret as credential '{cred['name']}' ({cred.get('hint')})")
+    report.step(opts, f"stored the sandbox {sc.vendor} secret as credential '{cred['name']}' ({cred.get('secret_hint')})")
     out.key = await _admin(session, base, token, "POST", "/v1/keys", {
         "vendor": sc.vendor, "credential": cred["name"], "label": f"demo:{sc.name}:{out.run_id}",
         "expires_in": "1h", "metadata": {"agent_run_id": out.run_id}, "policy": sc.policy(ctx, opts.cap_usd),
@@ -169,6 +170,19 @@ async def _governed_run(
     out.after_revoke = await attempt(session, proxy, sc.request(sandbox, ctx, key_id, vault_key), opts.attempts + 1)
     report.revoked(opts, key_id, out.after_revoke)
     out.audit = await _audit(session, base, token, out.run_id)
+    if sc.settle is not None:
+        sc.settle(sandbox)
+        report.step(opts, f"the {sc.vendor} sandbox priced the messages it sent; waiting for Keybrake to reconcile")
+        deadline = asyncio.get_running_loop().time() + SETTLE_S
+        while _unsettled(out.audit) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.25)
+            out.audit = await _audit(session, base, token, out.run_id)
+        if _unsettled(out.audit):
+            report.step(opts, f"not all reconciled within {SETTLE_S:g} s: those rows show Keybrake's estimate")
+
+
+def _unsettled(rows: list[dict[str, Any]]) -> bool:
+    return any(r.get("verdict") == "allowed" and r.get("cost_source") != "response" for r in rows)
 
 
 async def _audit(session: aiohttp.ClientSession, base: str, token: str, run_id: str) -> list[dict[str, Any]]:

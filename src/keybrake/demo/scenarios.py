@@ -42,7 +42,10 @@ class Scenario:
     `policy(ctx, cap)` the vault key's policy; `request(sandbox, ctx, key_id, secret)` one attempt
     (`secret`: the vault key through Keybrake, the real secret without it); `moved_usd(sandbox)`
     what the sandbox account really moved, in USD; `real_secret(sandbox)` the secret a call
-    straight at the sandbox carries.
+    straight at the sandbox carries. `settle(sandbox)`, when set: the vendor prices the calls after
+    the answer (Twilio's `price` arrives once a message is sent); the demo calls it after the loop
+    and waits for Keybrake's reconciliation to read the real price. `server_env`: settings for
+    `keybrake serve`.
     """
 
     name: str
@@ -58,6 +61,8 @@ class Scenario:
     request: Callable[[Any, dict[str, str], str, str], Call]
     moved_usd: Callable[[Any], Decimal]
     real_secret: Callable[[Any], str]
+    settle: Callable[[Any], object] | None = None
+    server_env: tuple[tuple[str, str], ...] = ()
 
 
 # -- refund-loop: a support agent refunding the same order again and again ---------------------
@@ -138,6 +143,9 @@ SMS_LOOP = Scenario(
     request=_sms_request,
     moved_usd=lambda sb: sb.billed_usd,
     real_secret=lambda sb: sb.auth_token,
+    settle=lambda sb: sb.deliver(),
+    # Reconcile twice a second, so the real prices are read within the demo (default: every 60 s).
+    server_env=(("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "0.5"),),
 )
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (REFUND_LOOP, SMS_LOOP)}
