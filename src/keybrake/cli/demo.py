@@ -36,14 +36,22 @@ def _cap(value: str | None) -> Decimal | None:
 )
 @click.option(
     "--attempts",
-    type=click.IntRange(1, 500),
+    type=click.IntRange(1, 100),
     default=None,
-    help="How many times the agent makes the call (default 20).",
+    help="How many times the agent makes the call, 1 to 100 (default 20).",
 )
 @click.option("--cap", "cap_text", default=None, help="The vault key's USD cap (refund-loop 100, sms-loop 0.10).")
 @click.option("--keep", is_flag=True, help="Keep the temporary data directory (store and server log); print where.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
-def demo(scenario: str, attempts: int | None, cap_text: str | None, keep: bool, as_json: bool) -> None:
+@click.option(
+    "--pace",
+    type=click.FloatRange(0, 10),
+    default=None,
+    help="Seconds between two attempts (default 0.15 on a terminal, 0 otherwise).",
+)
+def demo(
+    scenario: str, attempts: int | None, cap_text: str | None, keep: bool, as_json: bool, pace: float | None
+) -> None:
     """Watch a cap stop a runaway agent: no vendor account, no network, nothing left behind.
 
     Starts Keybrake on a temporary data directory and free loopback ports, with a local sandbox
@@ -55,16 +63,19 @@ def demo(scenario: str, attempts: int | None, cap_text: str | None, keep: bool, 
     cap = _cap(cap_text) or sc.cap_usd
     live = sys.stdout.isatty() and not as_json
     opts = DemoOptions(sc, attempts or sc.attempts, cap, keep=keep, as_json=as_json, live=live,
-                       pace_s=0.15 if live else 0.0)  # fmt: skip
+                       pace_s=(0.15 if live else 0.0) if pace is None else pace)  # fmt: skip
     if not as_json:
         click.echo(f"Keybrake demo: {sc.name} (cap {report.money(cap)}, {opts.attempts} attempts)")
     try:
         out = run_demo(opts)
     except DemoError as exc:
         raise click.ClickException(f"the demo could not run: {exc}") from None
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        click.echo("\ninterrupted: Keybrake and the sandbox are stopped, the temporary data is removed", err=True)
-        sys.exit(130)
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        # 128 + the signal, as a shell reports it: Ctrl-C (SIGINT) 130, SIGTERM 143.
+        kept = f", the data kept in {exc_dir}" if keep and (exc_dir := getattr(exc, "data_dir", None)) else ""
+        click.echo(f"\ninterrupted: Keybrake and the sandbox are stopped{kept or ', the temporary data is removed'}",
+                   err=True)  # fmt: skip
+        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
     if as_json:
         click.echo(simplejson.dumps(report.as_json(opts, out, out.stopped_at), use_decimal=True, indent=2))
     else:

@@ -15,10 +15,27 @@ def usd(value: Any) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
 
+def _requested(doc: Any) -> Decimal | None:
+    """The `requested_usd` of a cap denial's detail (Stripe: `error.keybrake.cap`; Twilio: `details.cap`)."""
+    if isinstance(doc, dict):
+        if "requested_usd" in doc:
+            return usd(doc["requested_usd"])
+        for v in doc.values():
+            found = _requested(v)
+            if found is not None:
+                return found
+    return None
+
+
 def reserved_per_call(out: Outcome) -> Decimal | None:
-    """What Keybrake reserved for one call of the loop (the allowed rows' `reserved_usd`, all equal),
-    or None when no call was allowed or they differ (noted in `out.problems`)."""
+    """What Keybrake reserves for one call of the loop: the allowed rows' `reserved_usd` (all equal),
+    else what the first cap denial says the call needed (`requested_usd`); None when neither is
+    known or they differ (noted in `out.problems`)."""
     values = {usd(r.get("reserved_usd")) for r in out.audit if r.get("verdict") == "allowed"}
+    refused = next((a for a in out.attempts if a.code == "spend_cap_exceeded"), None)
+    needed = _requested(refused.doc) if refused is not None else None
+    if needed is not None:
+        values.add(needed)
     if len(values) > 1:
         out.problems.append(f"the allowed calls reserved different amounts: {sorted(values)}")
     return values.pop() if len(values) == 1 else None
@@ -39,7 +56,7 @@ def check(out: Outcome, cap: Decimal, attempts: int) -> None:
     through = [a.number for a in out.attempts if a.through]
     k = expected_through(out, cap, attempts)
     if k is None:
-        p.append("no call of the loop was allowed, so the cap's stopping point cannot be checked")
+        p.append("no call was allowed nor refused by the cap, so where the cap stops the loop cannot be checked")
         k = 0
     if through != list(range(1, k + 1)):
         p.append(f"expected attempts 1..{k} to go through and the rest to be refused; went through: {through}")
