@@ -72,9 +72,8 @@ def demo(
         raise click.ClickException(f"the demo could not run: {exc}") from None
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         # 128 + the signal, as a shell reports it: Ctrl-C (SIGINT) 130, SIGTERM 143.
-        kept = f", the data kept in {exc_dir}" if keep and (exc_dir := getattr(exc, "data_dir", None)) else ""
-        click.echo(f"\ninterrupted: Keybrake and the sandbox are stopped{kept or ', the temporary data is removed'}",
-                   err=True)  # fmt: skip
+        data = "the data directory is kept (named above)" if keep else "the temporary data is removed"
+        click.echo(f"\ninterrupted: Keybrake and the sandbox are stopped, {data}", err=True)
         sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
     if as_json:
         click.echo(simplejson.dumps(report.as_json(opts, out, out.stopped_at), use_decimal=True, indent=2))
