@@ -69,7 +69,9 @@ def _check_run(doc: dict[str, Any], attempts: int, through: int, code_after: str
         row = rows[call["audit_id"]]
         assert row["status"] == call["status"]
         assert row["agent_run_id"] == doc["run_id"] and row["key_id"] == doc["key_id"]
-        want = "allowed" if call["status"] < 300 else ("cap_exceeded" if call["status"] == 429 else "denied_key_revoked")
+        want = (
+            "allowed" if call["status"] < 300 else ("cap_exceeded" if call["status"] == 429 else "denied_key_revoked")
+        )
         assert row["verdict"] == want
     assert doc["ok"] is True and doc["problems"] == []
 
@@ -82,7 +84,7 @@ def test_refund_loop_stops_at_the_cap_and_prints_the_trail(tmp_path: Path) -> No
     assert f"stopped by the cap at attempt {through + 1}:" in out
     assert re.search(rf"attempt +{through}/20 +200 through", out)
     assert "total spend cap of $100.00" in out
-    assert f"Audit trail of run-demo-" in out and ": 21 rows" in out
+    assert "Audit trail of run-demo-" in out and ": 21 rows" in out
     assert len(re.findall(r"^  \d+ +\S+ +allowed +200 ", out, re.M)) == through
     assert len(re.findall(r"^  \d+ +\S+ +cap_exceeded +429 +spend_cap_exceeded", out, re.M)) == 20 - through
     assert re.search(r"^  21 +\S+ +denied_key_revoked +401 +key_revoked", out, re.M)

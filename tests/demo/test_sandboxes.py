@@ -34,7 +34,12 @@ def test_stripe_sdk_reads_refunds_and_errors(stripe_sandbox: StripeSandbox) -> N
     pi = sb.seed_payment(amount=5000, currency="usd", customer="cus_demo", description="order")
     client = _stripe(sb)
     got = client.v1.payment_intents.retrieve(pi["id"])
-    assert (got.object, got.status, got.amount_received, got.customer) == ("payment_intent", "succeeded", 5000, "cus_demo")
+    assert (got.object, got.status, got.amount_received, got.customer) == (
+        "payment_intent",
+        "succeeded",
+        5000,
+        "cus_demo",
+    )
     refund = client.v1.refunds.create({"payment_intent": pi["id"], "amount": 3000})
     assert isinstance(refund, stripe.Refund)
     assert (refund.object, refund.amount, refund.currency, refund.status) == ("refund", 3000, "usd", "succeeded")
@@ -42,7 +47,11 @@ def test_stripe_sdk_reads_refunds_and_errors(stripe_sandbox: StripeSandbox) -> N
     assert (charge.amount_refunded, charge.refunded) == (3000, False)
     with pytest.raises(stripe.InvalidRequestError) as too_much:
         client.v1.refunds.create({"payment_intent": pi["id"], "amount": 2001})
-    assert (too_much.value.code, too_much.value.param, too_much.value.http_status) == ("amount_too_large", "amount", 400)
+    assert (too_much.value.code, too_much.value.param, too_much.value.http_status) == (
+        "amount_too_large",
+        "amount",
+        400,
+    )
     with pytest.raises(stripe.InvalidRequestError) as missing:
         client.v1.payment_intents.retrieve("pi_nope")
     assert missing.value.code == "resource_missing" and missing.value.http_status == 404
@@ -119,7 +128,11 @@ def test_keybrake_prices_the_twilio_sandbox_message(twilio_sandbox: TwilioSandbo
     sb.deliver()
     final = twilio_pricing.reconcile(dict(sb.messages[created.sid]), RATES)
     assert final is not None
-    assert (final.cost_usd, final.cost_source, final.cost_kind) == (int(2 * US_SMS_SEGMENT_USD * 10**6), "response", "sms")
+    assert (final.cost_usd, final.cost_source, final.cost_kind) == (
+        int(2 * US_SMS_SEGMENT_USD * 10**6),
+        "response",
+        "sms",
+    )
     assert sb.billed_usd == 2 * US_SMS_SEGMENT_USD
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 import click
 import simplejson
 
-from keybrake.demo import SCENARIOS, DemoError, DemoOptions, run_demo, report
+from keybrake.demo import SCENARIOS, DemoError, DemoOptions, report, run_demo
 
 
 def _cap(value: str | None) -> Decimal | None:

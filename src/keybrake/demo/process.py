@@ -77,14 +77,14 @@ class KeybrakeProcess:
         cmd = [sys.executable, "-m", "keybrake.cli", "serve", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(self.data_dir / "keybrake")]  # fmt: skip
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(  # noqa: ASYNC220 - returns at once; the wait below polls
+            self._proc = subprocess.Popen(
                 cmd,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # a Ctrl-C reaches the demo, which stops it in order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:

@@ -94,10 +94,16 @@ def audit_table(out: Outcome) -> None:
     cols = ("#", "ts", "verdict", "status", "error_code", "cost_usd", "cost_source", "reserved_usd", "cap_used_after")
     cells = [
         [
-            str(order.get(r.get("id"), "?")), str(r.get("ts", ""))[11:23], str(r.get("verdict")), str(r.get("status")),
-            str(r.get("error_code") or ""), money(usd(r.get("cost_usd"))), str(r.get("cost_source") or ""),
-            money(usd(r.get("reserved_usd"))), _maybe(r.get("cap_usage_after_usd")),
-        ]  # fmt: skip
+            str(order.get(r.get("id"), "?")),
+            str(r.get("ts", ""))[11:23],
+            str(r.get("verdict")),
+            str(r.get("status")),
+            str(r.get("error_code") or ""),
+            money(usd(r.get("cost_usd"))),
+            str(r.get("cost_source") or ""),
+            money(usd(r.get("reserved_usd"))),
+            _maybe(r.get("cap_usage_after_usd")),
+        ]
         for r in rows
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]

@@ -124,9 +124,7 @@ async def _main(opts: DemoOptions, out: Outcome) -> None:
 async def _admin(
     session: aiohttp.ClientSession, base: str, token: str, method: str, path: str, body: Any = None
 ) -> Any:
-    async with session.request(
-        method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}
-    ) as resp:
+    async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as resp:
         doc = await resp.json(content_type=None, loads=_loads)
         if resp.status >= 300:
             raise DemoError(f"admin API {method} {path} answered {resp.status}: {doc}")
@@ -144,7 +142,9 @@ async def _governed_run(
 ) -> None:
     sc = opts.scenario
     cred = await _admin(session, base, token, "POST", "/v1/credentials", sc.credential(sandbox))
-    report.step(opts, f"stored the sandbox {sc.vendor} secret as credential '{cred['name']}' ({cred.get('secret_hint')})")
+    report.step(
+        opts, f"stored the sandbox {sc.vendor} secret as credential '{cred['name']}' ({cred.get('secret_hint')})"
+    )
     out.key = await _admin(session, base, token, "POST", "/v1/keys", {
         "vendor": sc.vendor, "credential": cred["name"], "label": f"demo:{sc.name}:{out.run_id}",
         "expires_in": "1h", "metadata": {"agent_run_id": out.run_id}, "policy": sc.policy(ctx, opts.cap_usd),
@@ -214,4 +214,3 @@ async def _direct_run(opts: DemoOptions, out: Outcome) -> None:
         out.direct_moved_usd = sc.moved_usd(sandbox)
     finally:
         await sandbox.stop()
-

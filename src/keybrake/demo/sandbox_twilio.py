@@ -41,7 +41,12 @@ def segments(body: str) -> int:
 
 
 def _error(status: int, code: int, message: str) -> web.Response:
-    doc = {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status}
+    doc = {
+        "code": code,
+        "message": message,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
     return web.json_response(doc, status=status)
 
 
