@@ -66,7 +66,7 @@ class Progress:
         if self.opts.live:
             sys.stdout.write("\r\033[K" + line)
             if stopped:
-                sys.stdout.write(f"\n  ⛔ stopped by the cap at attempt {a.number}: {a.message}\n")
+                sys.stdout.write(f"\n  stopped by the cap at attempt {a.number}: {a.message}\n")
             sys.stdout.flush()
         else:
             click.echo(line)
