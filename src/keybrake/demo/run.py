@@ -8,6 +8,7 @@ import contextlib
 import json
 import secrets
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -75,7 +76,10 @@ def run_demo(opts: DemoOptions) -> Outcome:
     """Run the demo and clean up (also on Ctrl-C, SIGTERM or an error). Returns the outcome, whose
     `problems` list what did not go as expected (empty: it behaved). Raises DemoError when it could
     not run at all; KeyboardInterrupt and asyncio.CancelledError pass through after cleanup."""
-    data_dir = Path(tempfile.mkdtemp(prefix="keybrake-demo-"))
+    try:
+        data_dir = Path(tempfile.mkdtemp(prefix="keybrake-demo-"))
+    except OSError as exc:
+        raise DemoError(f"cannot make a temporary directory in {tempfile.gettempdir()}: {exc.strerror}") from None
     out = Outcome("run-demo-" + secrets.token_hex(4), data_dir)
     try:
         asyncio.run(_main(opts, out))
@@ -86,8 +90,6 @@ def run_demo(opts: DemoOptions) -> Outcome:
 
 
 async def _main(opts: DemoOptions, out: Outcome) -> None:
-    import signal
-
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     assert task is not None
     with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -110,14 +112,14 @@ async def _main(opts: DemoOptions, out: Outcome) -> None:
         out.moved_usd = sc.moved_usd(sandbox)
         await _direct_run(opts, out)
         checks.check(out, opts.cap_usd, opts.attempts)
-    except aiohttp.ClientError as exc:
-        raise DemoError(f"a call failed: {exc}\n{proc.log_tail()}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise DemoError(f"a call failed: {exc or type(exc).__name__}\n{proc.log_tail()}") from None
     finally:
         status = proc.stop()
         await sandbox.stop()
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(signal.SIGTERM)
-        if status not in (None, 0, -15):
+        if status not in (None, 0, -signal.SIGTERM):  # uvicorn re-raises SIGTERM after a clean stop
             out.problems.append(f"keybrake serve stopped with status {status}")
 
 
@@ -125,8 +127,12 @@ async def _admin(
     session: aiohttp.ClientSession, base: str, token: str, method: str, path: str, body: Any = None
 ) -> Any:
     async with session.request(method, base + path, json=body, headers={"Authorization": f"Bearer {token}"}) as resp:
-        doc = await resp.json(content_type=None, loads=_loads)
-        if resp.status >= 300:
+        text = await resp.text()
+        try:
+            doc = _loads(text)
+        except ValueError:
+            doc = text[:300]
+        if resp.status >= 300 or isinstance(doc, str):
             raise DemoError(f"admin API {method} {path} answered {resp.status}: {doc}")
         return doc
 
