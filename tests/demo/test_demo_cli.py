@@ -217,3 +217,10 @@ def test_an_interrupt_mid_loop_cleans_up(tmp_path: Path, sig: signal.Signals) ->
     assert list(tmp.iterdir()) == []
     assert _processes_naming(data_dir.group(1)) == []
     assert all(_refused(a) for a in addresses)
+
+
+def test_a_loop_within_the_cap_goes_through(tmp_path: Path) -> None:
+    proc = _demo(tmp_path, "--attempts", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: 3 calls stayed within the $100.00 cap" in proc.stdout
+    assert f"3 went through, ${3 * REFUND_USD:,.2f} moved; 0 refused" in proc.stdout

@@ -136,8 +136,11 @@ def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
         for p in out.problems:
             click.echo(f"  - {p}", err=True)
     else:
-        where = f"at attempt {stopped_at}" if stopped_at and stopped_at <= opts.attempts else "(never reached)"
-        click.echo(f"\nOK: the cap stopped the loop {where}, and the audit trail has every call.")
+        if stopped_at is None:
+            click.echo(f"\nOK: {opts.attempts} calls stayed within the {money(opts.cap_usd)} cap, and the audit trail "
+                       "has every call.")  # fmt: skip
+        else:
+            click.echo(f"\nOK: the cap stopped the loop at attempt {stopped_at}, and the audit trail has every call.")
 
 
 def as_json(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> dict[str, Any]:
