@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from keybrake.cli import main
 from keybrake.demo.sandbox_twilio import US_SMS_SEGMENT_USD
 from keybrake.demo.scenarios import REFUND_MINOR
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES
@@ -158,13 +160,19 @@ def test_leaves_the_users_data_settings_and_ports_alone(tmp_path: Path) -> None:
     assert f":{port}," not in proc.stdout
 
 
-def test_bad_options_are_named(tmp_path: Path) -> None:
-    proc = _demo(tmp_path, "--cap", "-3")
-    assert proc.returncode == 2 and "--cap" in proc.stderr and "above 0" in proc.stderr
-    proc = _demo(tmp_path, "--scenario", "wire-loop")
-    assert proc.returncode == 2 and "--scenario" in proc.stderr
-    proc = _demo(tmp_path, "--attempts", "0")
-    assert proc.returncode == 2 and "--attempts" in proc.stderr
+def test_bad_options_are_named() -> None:
+    runner = CliRunner()
+    for args, named in (
+        (["--cap", "-3"], "above 0"),
+        (["--cap", "ten"], "not an amount in USD"),
+        (["--cap", "0.0000001"], "at most 6 decimals"),
+        (["--scenario", "wire-loop"], "--scenario"),
+        (["--attempts", "0"], "--attempts"),
+        (["--attempts", "101"], "--attempts"),
+    ):
+        result = runner.invoke(main, ["demo", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert named in result.output, (args, result.output)
 
 
 def _processes_naming(text: str) -> list[int]:
