@@ -5,7 +5,6 @@ from __future__ import annotations
 import secrets
 import string
 import time
-from typing import Any
 
 from aiohttp import web
 
@@ -24,12 +23,11 @@ def now_s() -> int:
 
 class Sandbox:
     """One sandbox vendor: `routes` is filled by the subclass; `start()` listens on 127.0.0.1 at a
-    free port (read back from `base_url`), `stop()` closes it. Requests are counted in `requests`."""
+    free port (read back from `base_url`), `stop()` closes it."""
 
     name = "sandbox"
 
     def __init__(self) -> None:
-        self.requests = 0
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -45,13 +43,7 @@ class Sandbox:
 
     async def start(self) -> None:
         """Listen on a free loopback port (the operating system picks it: no port in use is touched)."""
-
-        @web.middleware
-        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
-            self.requests += 1
-            return await handler(request)  # type: ignore[no-any-return]
-
-        app = web.Application(middlewares=[count])
+        app = web.Application()
         self.routes(app)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
