@@ -3,6 +3,7 @@ the audit trail, the comparison with the same loop without Keybrake, and the ver
 
 from __future__ import annotations
 
+import shutil
 import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -64,7 +65,8 @@ class Progress:
         if stopped:
             self.first_refusal = a
         if self.opts.live:
-            sys.stdout.write("\r\033[K" + line)
+            width = shutil.get_terminal_size().columns
+            sys.stdout.write("\r\033[K" + line[: max(width - 1, 20)])  # a wrapped line could not be redrawn
             if stopped:
                 sys.stdout.write(f"\n  stopped by the cap at attempt {a.number}: {a.message}\n")
             sys.stdout.flush()
