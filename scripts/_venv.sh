@@ -1,4 +1,4 @@
-# Sourced by scripts/serve and scripts/test: create .venv and install the pinned dependencies.
+# Sourced by scripts/serve, scripts/demo and scripts/test: create .venv and install the pinned dependencies.
 # Re-installs only when a lock file changed since the last install.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,7 +1,7 @@
 """`keybrake` command line: serve, and everything an operator does by hand.
 
 One module per admin API resource (credentials, keys, budgets, alerts, audit, spend, admin tokens), plus
-serve, db and vendors; `common` holds what they share. Operator commands open the store directly
+serve, db, vendors and demo; `common` holds what they share. Operator commands open the store directly
 (same data dir / database URL and master key as the server), so they work whether or not a server
 is running and need no admin token. A command's docstring is its `--help` text, so commands that
 never had one stay without.
@@ -16,6 +16,7 @@ from keybrake.cli.audit import audit
 from keybrake.cli.budgets import budgets
 from keybrake.cli.credentials import credentials
 from keybrake.cli.db import db, migrate_sqlite_to_postgres
+from keybrake.cli.demo import demo
 from keybrake.cli.keys import keys
 from keybrake.cli.serve import serve
 from keybrake.cli.spend import spend_cmd
@@ -43,5 +44,6 @@ for _command in (
     vendors,
     admin_tokens,
     alerts,
+    demo,
 ):
     main.add_command(_command)

@@ -1,0 +1,151 @@
+"""The scripted runaway agents: what each one calls, against which sandbox, under which policy.
+
+A scenario is one money-moving call repeated: the agent is stuck in a loop and sends it again and
+again. `request` builds attempt *n*'s call for a vault key; `moved_usd` reads from the sandbox what
+the account really moved (refunds paid out, messages billed) — the "without Keybrake" figure is
+that same reading after running the loop straight at a fresh sandbox with the real secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from keybrake.demo.sandbox import Sandbox, object_id
+from keybrake.demo.sandbox_stripe import StripeSandbox
+from keybrake.demo.sandbox_twilio import TwilioSandbox
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP call of the agent: `path` below the vendor's base URL, a form `body`, `headers`."""
+
+    method: str
+    path: str
+    body: dict[str, str]
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runaway agent.
+
+    `story`: one line saying what the agent does wrong; `call_text`: the call, for people;
+    `cap_usd` and `attempts`: the defaults of `--cap` and `--attempts`.
+    `sandbox()` makes a fresh sandbox; `seed(sandbox)` puts what the agent acts on into it and
+    returns the ids the calls name (`ctx`); `credential(sandbox)` is the admin API's credential body;
+    `policy(ctx, cap)` the vault key's policy; `request(sandbox, ctx, key_id, secret)` one attempt
+    (`secret`: the vault key through Keybrake, the real secret without it); `moved_usd(sandbox)`
+    what the sandbox account really moved, in USD; `real_secret(sandbox)` the secret a call
+    straight at the sandbox carries. `settle(sandbox)`, when set: the vendor prices the calls after
+    the answer (Twilio's `price` arrives once a message is sent); the demo calls it after the loop
+    and waits for Keybrake's reconciliation to read the real price. `server_env`: settings for
+    `keybrake serve`.
+    """
+
+    name: str
+    vendor: str
+    story: str
+    call_text: str
+    cap_usd: Decimal
+    attempts: int
+    sandbox: Callable[[], Sandbox]
+    seed: Callable[[Any], dict[str, str]]
+    credential: Callable[[Any], dict[str, Any]]
+    policy: Callable[[dict[str, str], Decimal], dict[str, Any]]
+    request: Callable[[Any, dict[str, str], str, str], Call]
+    moved_usd: Callable[[Any], Decimal]
+    real_secret: Callable[[Any], str]
+    settle: Callable[[Any], object] | None = None
+    server_env: tuple[tuple[str, str], ...] = ()
+
+
+# -- refund-loop: a support agent refunding the same order again and again ---------------------
+
+ORDER_MINOR = 250_000  # a $2,500.00 order
+REFUND_MINOR = 2_500  # a $25.00 goodwill refund
+
+
+def _refund_seed(sb: StripeSandbox) -> dict[str, str]:
+    customer = object_id("cus_", 14)
+    pi = sb.seed_payment(amount=ORDER_MINOR, currency="usd", customer=customer, description="Order #8F3C")
+    return {"payment_intent": pi["id"], "customer": customer}
+
+
+def _refund_request(sb: StripeSandbox, ctx: dict[str, str], key_id: str, secret: str) -> Call:
+    body = {"payment_intent": ctx["payment_intent"], "amount": str(REFUND_MINOR), "reason": "requested_by_customer"}
+    # Each turn of the loop is a new refund to the agent: a new Idempotency-Key, as an SDK makes one.
+    headers = {"Authorization": f"Bearer {secret}", "Idempotency-Key": str(uuid.uuid4())}
+    return Call("POST", "/v1/refunds", body, headers)
+
+
+REFUND_LOOP = Scenario(
+    name="refund-loop",
+    vendor="stripe",
+    story="a support agent re-reads the same complaint and refunds $25.00 on order #8F3C every time",
+    call_text=f"POST /v1/refunds payment_intent=pi_… amount={REFUND_MINOR} (USD {REFUND_MINOR / 100:.2f})",
+    cap_usd=Decimal(100),
+    attempts=20,
+    sandbox=lambda: StripeSandbox("sk_test_" + secrets.token_hex(12)),
+    seed=_refund_seed,
+    credential=lambda sb: {"vendor": "stripe", "name": "sandbox", "secret": sb.secret, "base_url": sb.base_url},
+    policy=lambda ctx, cap: {
+        "total_usd_cap": str(cap),
+        "allowed_endpoints": ["POST /v1/refunds"],
+        "customer_allowlist": [ctx["customer"]],
+    },
+    request=_refund_request,
+    moved_usd=lambda sb: Decimal(sb.moved_refunds_minor) / 100,
+    real_secret=lambda sb: sb.secret,
+)
+
+
+# -- sms-loop: a notification agent texting the same customer again and again -----------------
+
+SMS_TO, SMS_FROM = "+14155550100", "+14155550199"
+SMS_BODY = "Your order #8F3C has shipped! Track it at https://example.com/t/8f3c"
+
+
+def _sms_request(sb: TwilioSandbox, ctx: dict[str, str], key_id: str, secret: str) -> Call:
+    # Through Keybrake the account in the path is the key's id and the key is the password
+    # (the Twilio helper's convention); straight at Twilio, the real Account SID and auth token.
+    user = key_id or sb.account_sid
+    auth = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    path = f"/2010-04-01/Accounts/{user}/Messages.json"
+    return Call("POST", path, {"To": SMS_TO, "From": SMS_FROM, "Body": SMS_BODY}, {"Authorization": f"Basic {auth}"})
+
+
+SMS_LOOP = Scenario(
+    name="sms-loop",
+    vendor="twilio",
+    story=f"a notification agent keeps texting the same 'your order has shipped' SMS to {SMS_TO}",
+    call_text=f"POST /2010-04-01/Accounts/…/Messages.json To={SMS_TO} (one SMS segment)",
+    cap_usd=Decimal("0.10"),
+    attempts=20,
+    sandbox=TwilioSandbox,
+    seed=lambda sb: {},
+    credential=lambda sb: {
+        "vendor": "twilio",
+        "name": "sandbox",
+        "secret": {"account_sid": sb.account_sid, "auth_token": sb.auth_token},
+        "base_url": sb.base_url,
+    },
+    policy=lambda ctx, cap: {
+        "total_usd_cap": str(cap),
+        "allowed_endpoints": ["POST /2010-04-01/Accounts/*/Messages.json"],
+        "allowed_to_prefixes": ["+1"],
+    },
+    request=_sms_request,
+    moved_usd=lambda sb: sb.billed_usd,
+    real_secret=lambda sb: sb.auth_token,
+    settle=lambda sb: sb.deliver(),
+    # Reconcile twice a second, so the real prices are read within the demo (default: every 60 s).
+    server_env=(("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "0.5"),),
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (REFUND_LOOP, SMS_LOOP)}
