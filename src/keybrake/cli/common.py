@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
+from keybrake.cli.datadir import require_data_dir
 from keybrake.config import Settings, SettingsError, from_env, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
@@ -46,9 +47,11 @@ def settings_for(data_dir: str | None) -> Settings:
 def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
     """Open the existing store (never creates one), run `fn` on it, close it; returns fn's result.
 
-    A missing database, wrong master key or old schema, and an admin ApiError (printed as
+    A missing data directory or database, wrong master key or old schema, and an admin ApiError (printed as
     `code: message (field)`), become click.ClickException (exit 1).
     """
+
+    require_data_dir(settings)  # a mistyped --data-dir is refused by name, never created
 
     async def go() -> T:
         try:
