@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
 from keybrake.cli.datadir import require_data_dir
-from keybrake.config import Settings, SettingsError, from_env, with_configured_vendors
+from keybrake.config import Settings, SettingsError, from_env, unknown_settings, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
 from keybrake.store.migrate import SchemaError
@@ -35,13 +35,17 @@ data_dir_opt = click.option(
 def settings_for(data_dir: str | None) -> Settings:
     """The server's settings from the environment, with `--data-dir` (a path, or None) applied.
 
-    Raises click.ClickException (exit 1) naming the bad environment variable.
+    Raises click.ClickException (exit 1) naming the bad environment variable; a `KEYBRAKE_*`
+    variable that is no setting is named in a warning on standard error.
     """
     try:
         s = from_env().with_overrides(data_dir=Path(data_dir) if data_dir else None)
-        return with_configured_vendors(s)  # the vendors defined by files, registered before anything is built
+        s = with_configured_vendors(s)  # the vendors defined by files, registered before anything is built
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    for name in unknown_settings():
+        click.echo(f"warning: {name} is not a Keybrake setting and is ignored (a typo?)", err=True)
+    return s
 
 
 def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
