@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
 from keybrake.cli.datadir import require_data_dir
+from keybrake.cli.tables import cut, fit, human_time, terminal_width, want_iso
 from keybrake.config import Settings, SettingsError, from_env, unknown_settings, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
@@ -136,9 +137,14 @@ def cell(value: Any) -> str:
 
 def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
     """Print `rows` as a left-aligned text table: a header of `cols`, then one line per row
-    (cells as `cell` writes them)."""
+    (cells as `cell` writes them; RFC 3339 times as `YYYY-MM-DD hh:mm:ss UTC (3 min ago)` unless
+    the command got `--iso`), narrowed to the terminal's width (`tables.fit`, cut cells end `…`)."""
+    iso = want_iso()
     cells = [[cell(r[c]) if c in r else "" for c in cols] for r in rows]
+    if not iso:
+        cells = [[human_time(v) for v in row] for row in cells]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    widths = fit(widths, list(cols), terminal_width())
+    click.echo("  ".join(cut(c, w).ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        click.echo("  ".join(cut(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

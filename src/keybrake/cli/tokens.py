@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table
+from keybrake.cli.tables import iso_opt
 from keybrake.core.timefmt import rfc3339
 from keybrake.runtime import BOOTSTRAP_FILE, Runtime, forget_bootstrap_file
 from keybrake.store.base import AdminTokenRecord
@@ -40,6 +41,7 @@ def admin_tokens_create(label: str, data_dir: str | None) -> None:
 
 
 @admin_tokens.command("list")
+@iso_opt
 @data_dir_opt
 def admin_tokens_list(data_dir: str | None) -> None:
     """List admin tokens (ids, labels, times; never the tokens)."""
