@@ -237,7 +237,10 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
         "issued_by": key.issued_by,
         "policy": render_policy(key.policy, key_models(rt.vendor_specs).fields),
         "usage": usage,
-        "spent_usd": to_json_number(counters["total_usd"].used),
+        # What the key's caps count over its life, settled or still held (a Twilio send awaiting
+        # its price, an outcome unknown): the same money `keybrake spend` counts for the key, for
+        # every vendor alike (a settled-only figure read 0 for every unreconciled Twilio send).
+        "spent_usd": to_json_number(counters["total_usd"].used + counters["total_usd"].reserved),
     }
 
 
