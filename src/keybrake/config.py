@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from keybrake.crypto import MasterKeyError, master_key_bytes
-from keybrake.envvars import Env, is_host
+from keybrake.envvars import Env, parse_trusted_proxies, parse_upstream_hosts
 from keybrake.envvars import SettingsError as SettingsError  # re-exported: callers import it from here
 from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.vendors import registry
@@ -362,42 +361,6 @@ def _listener_env(e: Env) -> dict[str, Any]:
         if e.has(name):
             kw[attr] = e.number(name, flow)
     return kw
-
-
-def parse_upstream_hosts(value: str) -> tuple[str, ...]:
-    """`KEYBRAKE_UPSTREAM_HOSTS`: comma-separated host names, IP addresses or `*.suffix` entries,
-    lower-cased. Raises SettingsError naming an entry that is none of these (a URL, a port)."""
-    out: list[str] = []
-    for raw in value.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        if not is_host(entry.removeprefix("*.")):
-            raise SettingsError(
-                f"KEYBRAKE_UPSTREAM_HOSTS: {entry[:60]!r} is not a host name, an IP address or *.suffix "
-                "(no scheme, port or path)"
-            )
-        out.append(entry)
-    return tuple(out)
-
-
-def parse_trusted_proxies(value: str) -> tuple[str, ...]:
-    """`KEYBRAKE_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks, each checked.
-
-    Raises SettingsError naming an entry that is neither (uvicorn would silently never match it).
-    """
-    out: list[str] = []
-    for raw in value.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            out.append(str(ipaddress.ip_network(entry, strict=True) if "/" in entry else ipaddress.ip_address(entry)))
-        except ValueError:
-            raise SettingsError(
-                f"KEYBRAKE_TRUSTED_PROXIES: {entry!r} is not an IP address or a network like 10.0.0.0/8"
-            ) from None
-    return tuple(out)
 
 
 def check_listeners(s: Settings) -> None:
