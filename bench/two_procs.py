@@ -53,7 +53,7 @@ def _keybrake(exe: str, data_dir: Path, upstream_port: int, workdir: Path, name:
         "KEYBRAKE_ALLOW_INSECURE_UPSTREAM": "1",
         "KEYBRAKE_UPSTREAM_HOSTS": HOST,
     }
-    argv = [exe, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir)]
+    argv = [exe, "serve", "--host", HOST, "--port", str(port), "--data-dir", str(data_dir), "--shared-data-dir"]
     child = spawn(name, argv, env, workdir / f"{name}.log")
     base = f"http://{HOST}:{port}"
     wait_healthy(child, f"{base}/healthz", 30)

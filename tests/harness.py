@@ -249,10 +249,12 @@ def spawn_keybrake(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     nofile: int | None = None,
+    args: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """`keybrake serve` as a real process (for kill -9, first start, graceful shutdown).
 
-    `nofile`: the process's open-file limit (soft and hard), as `ulimit -n` would set it.
+    `nofile`: the process's open-file limit (soft and hard), as `ulimit -n` would set it; `args`:
+    more `serve` options.
     """
     full_env = {
         **os.environ,
@@ -269,7 +271,7 @@ def spawn_keybrake(
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "keybrake.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "keybrake.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *args],
         env=full_env,
         stdout=out,
         stderr=out,

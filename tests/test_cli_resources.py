@@ -135,12 +135,15 @@ def test_revoke_without_a_filter_names_the_cli_options(kb: KeybrakeThread) -> No
 def test_admin_tokens_list_prints_rfc3339_times(kb: KeybrakeThread) -> None:
     made = ok_json(cli(kb, "admin-tokens", "create", "--label", "ops"))
     assert cli(kb, "admin-tokens", "revoke", made["id"]).exit_code == 0
-    listed = cli(kb, "admin-tokens", "list")
+    listed = cli(kb, "admin-tokens", "list", "--iso")
     assert listed.exit_code == 0, listed.output
     line = next(line for line in listed.output.splitlines() if line.startswith(made["id"]))
     cells = line.split()
     assert cells[3].endswith("Z") and cells[3][4] == "-" and "T" in cells[3]  # created_at
     assert cells[4].endswith("Z") and "T" in cells[4]  # revoked_at
+    people = cli(kb, "admin-tokens", "list")  # without --iso: times for people
+    line = next(line for line in people.output.splitlines() if line.startswith(made["id"]))
+    assert line.count(" UTC (just now)") == 2, line
 
 
 def test_version_is_the_package_version() -> None:

@@ -47,7 +47,9 @@ def test_two_processes_on_one_data_dir_let_exactly_25_through(
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i, port in enumerate(ports):  # the second starts once the first has created the data dir
-            procs.append(spawn_keybrake(data_dir, port, env=env, log_path=tmp_path / f"p{i}.log"))
+            procs.append(
+                spawn_keybrake(data_dir, port, env=env, log_path=tmp_path / f"p{i}.log", args=("--shared-data-dir",))
+            )
         with _admin(ports[0]) as c:
             r = c.post(
                 "/v1/credentials",

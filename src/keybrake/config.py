@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -11,7 +10,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from keybrake.envvars import Env
+from keybrake.crypto import MasterKeyError, master_key_bytes
+from keybrake.envvars import Env, parse_trusted_proxies, parse_upstream_hosts
 from keybrake.envvars import SettingsError as SettingsError  # re-exported: callers import it from here
 from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.vendors import registry
@@ -153,6 +153,13 @@ def with_configured_vendors(s: Settings, env: Mapping[str, str] | None = None) -
     return replace(s, vendor_settings=_vendor_env(Env(os.environ if env is None else env)))
 
 
+def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
+    """`KEYBRAKE_*` variables of `env` (None: the process environment) that are no setting of
+    this installation (a typo such as KEYBRAKE_PROT), sorted. Call it after `with_configured_vendors`:
+    the settings of vendors defined by files are known from then on."""
+    return Env(os.environ if env is None else env).unknown()
+
+
 def load_fx_rates(path: str) -> dict[str, Decimal]:
     try:
         raw = json.loads(Path(path).read_text())
@@ -179,6 +186,7 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
 # Each report holds a connection of its own (PostgreSQL: counted in max_connections) and a
 # worker thread: more than this at once only queues them inside the database.
 MAX_REPORT_POOL_SIZE = 32
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with its terminating NUL (Linux)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -223,22 +231,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if e.has(name):
             kw[attr] = e.boolean(name)
     if value := e.text("KEYBRAKE_UPSTREAM_HOSTS"):
-        kw["upstream_hosts"] = tuple(h.strip().lower() for h in value.split(",") if h.strip())
+        kw["upstream_hosts"] = parse_upstream_hosts(value)
     if value := e.text("KEYBRAKE_FX_RATES_FILE"):
         kw["fx_rates"] = load_fx_rates(value)
     if e.has("KEYBRAKE_SQLITE_SYNCHRONOUS"):
-        sync = e.env["KEYBRAKE_SQLITE_SYNCHRONOUS"].strip().upper()
-        if sync not in ("NORMAL", "FULL"):
-            raise SettingsError("KEYBRAKE_SQLITE_SYNCHRONOUS must be NORMAL or FULL")
-        kw["sqlite_synchronous"] = sync
+        kw["sqlite_synchronous"] = e.choice("KEYBRAKE_SQLITE_SYNCHRONOUS", ("NORMAL", "FULL"))
     kw["vendor_settings"] = _vendor_env(e)
     if value := e.text("KEYBRAKE_AUDIT_PURGE_EXPORT_DIR"):
         kw["audit_purge_export_dir"] = Path(value)
     if e.has("KEYBRAKE_LOG_LEVEL"):
-        level = e.env["KEYBRAKE_LOG_LEVEL"].strip().upper()
-        if level not in _LOG_LEVELS:
-            raise SettingsError(f"KEYBRAKE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)} (got {level[:20]!r})")
-        kw["log_level"] = level
+        kw["log_level"] = e.choice("KEYBRAKE_LOG_LEVEL", _LOG_LEVELS)
     kw.update(_listener_env(e))
     s = Settings(**kw)
     check(s)
@@ -278,11 +280,13 @@ def _server_env(e: Env) -> dict[str, Any]:
     """Where Keybrake listens and keeps its data, its secrets, and key lifetimes."""
     kw: dict[str, Any] = {}
     if e.has("KEYBRAKE_HOST"):
-        kw["host"] = e.env["KEYBRAKE_HOST"]
+        kw["host"] = e.host("KEYBRAKE_HOST")
     if e.has("KEYBRAKE_PORT"):
-        kw["port"] = e.integer("KEYBRAKE_PORT", 0)
+        kw["port"] = e.integer("KEYBRAKE_PORT", 0, 65535)
     if e.has("KEYBRAKE_DATA_DIR"):
-        kw["data_dir"] = Path(e.env["KEYBRAKE_DATA_DIR"])
+        kw["data_dir"] = Path(e.raw("KEYBRAKE_DATA_DIR"))
+        if kw["data_dir"].exists() and not kw["data_dir"].is_dir():
+            raise SettingsError(f"KEYBRAKE_DATA_DIR {kw['data_dir']} exists and is not a directory")
     if url := e.text("KEYBRAKE_DATABASE_URL"):
         if not url.startswith(DATABASE_SCHEMES):
             raise SettingsError(
@@ -292,10 +296,17 @@ def _server_env(e: Env) -> dict[str, Any]:
     for name, attr in (("KEYBRAKE_ADMIN_TOKEN", "admin_token"), ("KEYBRAKE_MASTER_KEY", "master_key")):
         if value := e.text(name):
             kw[attr] = value
+    if "master_key" in kw:
+        try:
+            master_key_bytes(kw["master_key"], "KEYBRAKE_MASTER_KEY")
+        except MasterKeyError as exc:
+            raise SettingsError(str(exc)) from None
     if value := e.text("KEYBRAKE_VENDORS_DIR"):
         kw["vendors_dir"] = Path(value)
     if value := e.text("KEYBRAKE_MASTER_KEY_FILE"):
         kw["master_key_file"] = Path(value)
+        if kw["master_key_file"].is_dir():
+            raise SettingsError(f"KEYBRAKE_MASTER_KEY_FILE {value} is a directory: name the key file itself")
     for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
         if e.has(name):
             kw[attr] = e.duration(name)
@@ -321,12 +332,17 @@ def check(s: Settings) -> None:
 
 def _listener_env(e: Env) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if value := e.text("KEYBRAKE_ADMIN_HOST"):
-        kw["admin_host"] = value
+    if e.text("KEYBRAKE_ADMIN_HOST"):
+        kw["admin_host"] = e.host("KEYBRAKE_ADMIN_HOST")
     if e.text("KEYBRAKE_ADMIN_PORT"):
-        kw["admin_port"] = e.integer("KEYBRAKE_ADMIN_PORT", 0)
+        kw["admin_port"] = e.integer("KEYBRAKE_ADMIN_PORT", 0, 65535)
     if value := e.text("KEYBRAKE_ADMIN_SOCKET"):
         kw["admin_socket"] = Path(value)
+        if len(str(kw["admin_socket"].absolute()).encode()) > MAX_SOCKET_PATH:
+            raise SettingsError(
+                f"KEYBRAKE_ADMIN_SOCKET {value[:60]!r}…: a unix socket path is at most {MAX_SOCKET_PATH} bytes "
+                "(absolute); choose a shorter one"
+            )
     if value := e.text("KEYBRAKE_TRUSTED_PROXIES"):
         kw["trusted_proxies"] = parse_trusted_proxies(value)
     for name, attr, low in (
@@ -345,25 +361,6 @@ def _listener_env(e: Env) -> dict[str, Any]:
         if e.has(name):
             kw[attr] = e.number(name, flow)
     return kw
-
-
-def parse_trusted_proxies(value: str) -> tuple[str, ...]:
-    """`KEYBRAKE_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks, each checked.
-
-    Raises SettingsError naming an entry that is neither (uvicorn would silently never match it).
-    """
-    out: list[str] = []
-    for raw in value.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            out.append(str(ipaddress.ip_network(entry, strict=True) if "/" in entry else ipaddress.ip_address(entry)))
-        except ValueError:
-            raise SettingsError(
-                f"KEYBRAKE_TRUSTED_PROXIES: {entry!r} is not an IP address or a network like 10.0.0.0/8"
-            ) from None
-    return tuple(out)
 
 
 def check_listeners(s: Settings) -> None:

@@ -39,14 +39,14 @@ class Sealer:
 def load_or_create_master_key(env_value: str | None, path: Path, *, create: bool) -> bytes:
     """`KEYBRAKE_MASTER_KEY` (base64) wins; else the key file, created 0600 on first start."""
     if env_value:
-        return _decode(env_value, "KEYBRAKE_MASTER_KEY")
+        return master_key_bytes(env_value, "KEYBRAKE_MASTER_KEY")
     if path.exists():
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
             raise MasterKeyError(
                 f"master key file {path} has mode {oct(mode)}; it must be readable by its owner only (chmod 600 {path})"
             )
-        return _decode(path.read_text().strip(), str(path))
+        return master_key_bytes(path.read_text().strip(), str(path))
     if not create:
         raise MasterKeyError(f"master key file {path} does not exist")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +57,8 @@ def load_or_create_master_key(env_value: str | None, path: Path, *, create: bool
     return key
 
 
-def _decode(text: str, where: str) -> bytes:
+def master_key_bytes(text: str, where: str) -> bytes:
+    """The 32 key bytes of base64 `text` (`where` names its source in the error). Raises MasterKeyError."""
     try:
         key = base64.b64decode(text, validate=True)
     except ValueError as exc:

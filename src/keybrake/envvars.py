@@ -3,6 +3,8 @@ variable and what it takes (a SettingsError)."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
@@ -20,22 +22,68 @@ HIGH_WHY = {
 }
 
 
+# Every variable any `Env` was asked about (set or not): the settings Keybrake reads, so that a
+# test can hold them against the documentation's table and feed each a bad value.
+NAMES: set[str] = set()
+# Variables that are not the server's settings: read by scripts/serve or by the test suite.
+NOT_SETTINGS = ("KEYBRAKE_VENV", "KEYBRAKE_TEST_")
+_HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
+
+
+def is_host(value: str) -> bool:
+    """An IP address (v4 or v6) or a DNS host name (letters, digits, hyphens, dots)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return len(value) <= 253 and _HOST.fullmatch(value) is not None
+
+
 class Env:
-    """Typed reads of `KEYBRAKE_*` variables; every refusal names the variable and what it takes."""
+    """Typed reads of `KEYBRAKE_*` variables; every refusal names the variable and what it takes.
+
+    Every read goes through one of these methods, which records the name (`NAMES`)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
     def has(self, name: str) -> bool:
+        NAMES.add(name)
         return name in self.env
 
     def text(self, name: str) -> str | None:
         """The value, or None when unset or empty."""
+        NAMES.add(name)
         return self.env.get(name) or None
+
+    def raw(self, name: str) -> str:
+        """The value as set (KeyError when unset): for a reader that checks it itself."""
+        NAMES.add(name)
+        return self.env[name]
+
+    def choice(self, name: str, options: tuple[str, ...]) -> str:
+        """One of `options` (compared in upper case). Raises SettingsError naming the variable and them."""
+        value = self.raw(name).strip().upper()
+        if value not in options:
+            raise SettingsError(f"{name} must be one of {', '.join(options)} (got {value[:20]!r})")
+        return value
+
+    def host(self, name: str) -> str:
+        """An IP address or host name to listen on. Raises SettingsError naming the variable."""
+        value = self.raw(name).strip()
+        if not is_host(value):
+            raise SettingsError(f"{name} must be an IP address or a host name such as 127.0.0.1 (got {value[:60]!r})")
+        return value
+
+    def unknown(self) -> list[str]:
+        """`KEYBRAKE_*` variables set that no reader asked about (a typo such as KEYBRAKE_PROT)."""
+        return sorted(
+            n for n in self.env if n.startswith("KEYBRAKE_") and n not in NAMES and not n.startswith(NOT_SETTINGS)
+        )
 
     def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
         """A whole number in [low, high]. Raises SettingsError naming the variable and the bound."""
-        raw = self.env[name].strip()
+        raw = self.raw(name).strip()
         if not (raw.isascii() and raw.lstrip("-").isdigit()):
             raise SettingsError(f"{name} must be a whole number (got {raw[:40]!r})")
         value = int(raw)
@@ -46,7 +94,8 @@ class Env:
         return value
 
     def number(self, name: str, low: float | None = None) -> float:
-        raw = self.env[name].strip()
+        """A finite number, at least `low`. Raises SettingsError naming the variable."""
+        raw = self.raw(name).strip()
         try:
             value = float(raw)
         except ValueError:
@@ -58,7 +107,8 @@ class Env:
         return value
 
     def boolean(self, name: str) -> bool:
-        raw = self.env[name].strip().lower()
+        """On for 1/true/yes/on, off for 0/false/no/off (any case); anything else raises SettingsError."""
+        raw = self.raw(name).strip().lower()
         if raw in _TRUE:
             return True
         if raw in _FALSE:
@@ -67,7 +117,8 @@ class Env:
         raise SettingsError(f"{name} must be one of {', '.join(_TRUE + _FALSE)} (got {raw[:40]!r})")
 
     def decimal(self, name: str) -> Decimal:
-        raw = self.env[name].strip()
+        """A non-negative finite decimal. Raises SettingsError naming the variable."""
+        raw = self.raw(name).strip()
         try:
             value = Decimal(raw)
         except InvalidOperation:
@@ -77,7 +128,8 @@ class Env:
         return value
 
     def duration(self, name: str) -> int:
-        raw = self.env[name].strip()
+        """Seconds, or 90s/15m/8h/7d. Raises SettingsError naming the variable."""
+        raw = self.raw(name).strip()
         try:
             return parse_duration_s(_num_or_str(raw))
         except ValueError as exc:
@@ -86,3 +138,39 @@ class Env:
 
 def _num_or_str(v: str) -> int | str:
     return int(v) if v.isascii() and v.isdigit() else v
+
+
+def parse_upstream_hosts(value: str) -> tuple[str, ...]:
+    """`KEYBRAKE_UPSTREAM_HOSTS`: comma-separated host names, IP addresses or `*.suffix` entries,
+    lower-cased. Raises SettingsError naming an entry that is none of these (a URL, a port)."""
+    out: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if not is_host(entry.removeprefix("*.")):
+            raise SettingsError(
+                f"KEYBRAKE_UPSTREAM_HOSTS: {entry[:60]!r} is not a host name, an IP address or *.suffix "
+                "(no scheme, port or path)"
+            )
+        out.append(entry)
+    return tuple(out)
+
+
+def parse_trusted_proxies(value: str) -> tuple[str, ...]:
+    """`KEYBRAKE_TRUSTED_PROXIES`: comma-separated addresses or CIDR networks, each checked.
+
+    Raises SettingsError naming an entry that is neither (uvicorn would silently never match it).
+    """
+    out: list[str] = []
+    for raw in value.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(entry, strict=True) if "/" in entry else ipaddress.ip_address(entry)))
+        except ValueError:
+            raise SettingsError(
+                f"KEYBRAKE_TRUSTED_PROXIES: {entry!r} is not an IP address or a network like 10.0.0.0/8"
+            ) from None
+    return tuple(out)

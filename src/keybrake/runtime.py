@@ -127,7 +127,11 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
 
 
 async def ensure_admin_token(rt: Runtime) -> str | None:
-    """Make sure an admin token exists. Returns a newly generated bootstrap token to show once."""
+    """Make sure an admin token exists. Returns a newly generated bootstrap token to show once.
+
+    The bootstrap token file is kept (mode 0600) while its token works and no token of the
+    operator's own exists; at start it is removed once `KEYBRAKE_ADMIN_TOKEN` is set or the token
+    in it no longer authenticates (`forget_bootstrap_file`)."""
     now = rt.store.now_ms()
     if rt.settings.admin_token:
         h = rt.hash_token(rt.settings.admin_token)
@@ -135,8 +139,10 @@ async def ensure_admin_token(rt: Runtime) -> str | None:
             await rt.store.insert_admin_token(
                 AdminTokenRecord(new_id("adm_"), "admin", "KEYBRAKE_ADMIN_TOKEN", now, None), h
             )
+        await forget_bootstrap_file(rt, always=True)
         return None
     if await rt.store.list_admin_tokens():
+        await forget_bootstrap_file(rt, always=False)
         return None
     token = new_token(ADMIN_PREFIX)
     await rt.store.insert_admin_token(
@@ -149,10 +155,27 @@ async def ensure_admin_token(rt: Runtime) -> str | None:
     return token
 
 
+async def forget_bootstrap_file(rt: Runtime, *, always: bool) -> bool:
+    """Remove the bootstrap token file when `always` (the operator has a token of their own) or
+    when the token in it no longer authenticates (revoked). Returns whether a file was removed."""
+    path = rt.settings.data_dir / BOOTSTRAP_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        return False
+    if not always and token:
+        rec = await rt.store.admin_token_by_hash(rt.hash_token(token))
+        if rec is not None and rec.revoked_at is None:
+            return False
+    path.unlink(missing_ok=True)
+    return True
+
+
 def announce_bootstrap_token(token: str, data_dir: Path) -> None:
-    # Printed once, to stderr only; the file is deleted after the first successful admin call.
+    """Print a new bootstrap token once, to stderr only, with where it is kept and how to replace it."""
     sys.stderr.write(
-        "\n  Keybrake bootstrap admin token (shown once; also in "
-        f"{data_dir / BOOTSTRAP_FILE} until first use):\n\n    {token}\n\n"
+        "\n  Keybrake bootstrap admin token (shown once; also kept in "
+        f"{data_dir / BOOTSTRAP_FILE}, mode 0600,\n  until you revoke it or make your own with "
+        f"`keybrake admin-tokens create --label NAME`):\n\n    {token}\n\n"
     )
     sys.stderr.flush()

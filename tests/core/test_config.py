@@ -125,7 +125,7 @@ def test_listener_settings_are_parsed() -> None:
         ({"KEYBRAKE_ADMIN_HOST": "127.0.0.1"}, "needs KEYBRAKE_ADMIN_PORT"),
         ({"KEYBRAKE_ADMIN_PORT": "9090", "KEYBRAKE_ADMIN_SOCKET": "/tmp/a.sock"}, "not both"),
         ({"KEYBRAKE_ADMIN_PORT": "8080"}, "must not be the proxy listener"),
-        ({"KEYBRAKE_ADMIN_PORT": "70000"}, "port number"),
+        ({"KEYBRAKE_ADMIN_PORT": "70000"}, "KEYBRAKE_ADMIN_PORT must be at most 65535"),
         ({"KEYBRAKE_MAX_CONNECTIONS": "0"}, "at least 1"),
         ({"KEYBRAKE_MAX_HEADER_BYTES": "100"}, "at least 1024"),
         ({"KEYBRAKE_HEADER_TIMEOUT": "nan"}, "finite"),

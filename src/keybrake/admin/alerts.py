@@ -12,6 +12,7 @@ from keybrake.admin.errors import not_found, validation
 from keybrake.admin.policy import Strict
 from keybrake.core.timefmt import rfc3339
 from keybrake.jobs.alert_delivery import alert_url_check
+from keybrake.jobs.alert_scans import seed_threshold_marks
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 from keybrake.store.base import AlertDestination, Delivery
@@ -68,6 +69,8 @@ async def create(rt: Runtime, body: AlertIn) -> dict[str, Any]:
         rt.alert_store.now_ms(),
         str(body.anomaly_factor),
     )
+    # Before the destination exists for the scans: what crossed before it is never sent to it.
+    await seed_threshold_marks(rt.store, dest)
     await rt.alert_store.insert_alert(dest)
     out = render(dest)
     out["secret"] = secret  # shown once

@@ -33,7 +33,7 @@ from typing import Any
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
-from keybrake.runtime import BOOTSTRAP_FILE, Runtime
+from keybrake.runtime import Runtime
 from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import VAULT_PREFIX
 
@@ -114,6 +114,45 @@ async def send_error(send: Send, status: int, code: str, message: str, *, close:
     await send({"type": "http.response.body", "body": body})
 
 
+# How to get a working admin token, added to every refusal of one (never the data directory's path:
+# an agent on the proxy port may be the one asking).
+RECOVERY = (
+    " An admin token is in the data directory's bootstrap-admin-token file after the first start (until"
+    " you revoke it or make your own), or make a new one on the server host with"
+    " `keybrake admin-tokens create --label NAME`."
+)
+
+
+def header_problem(values: list[str]) -> str | None:
+    """What is wrong with a request's `Authorization` header values (decoded latin-1), or None
+    when there is exactly one of the form `Bearer <token>`."""
+    if not values:
+        return "no Authorization header: send 'Authorization: Bearer <admin token>'."
+    if len(values) > 1:
+        return f"{len(values)} Authorization headers: send exactly one, 'Authorization: Bearer <admin token>'."
+    scheme, _, token = values[0].strip().partition(" ")
+    if not scheme:
+        return (
+            "the Authorization header is empty: send 'Authorization: Bearer <admin token>' (was the variable or"
+            " file the token was read from empty?)."
+        )
+    if scheme.lower() != "bearer":
+        if not token and not (scheme.isascii() and scheme.isalpha()):
+            return (
+                "the Authorization header must be 'Bearer <admin token>', not a token alone: put 'Bearer ' before it."
+            )
+        return f"the Authorization header must be 'Bearer <admin token>', not {scheme[:20]!r}."
+    token = token.strip()
+    if not token:
+        return (
+            "the Authorization header says 'Bearer' but carries no token: the variable or file the token was"
+            " read from was empty or missing."
+        )
+    if not token.isprintable() or any(c.isspace() for c in token):
+        return "the admin token holds a space or a control character: send it alone, as printed when it was made."
+    return None
+
+
 class AdminGate:
     """ASGI middleware: authenticate from the headers, then read (and cap) the body."""
 
@@ -174,12 +213,10 @@ class AdminGate:
         the missing-header refusal, and set `scope[SCOPE_PRINCIPAL]` the same way (auth.py).
         """
         values = [v for k, v in scope["headers"] if k == b"authorization"]
-        header = values[0].decode("latin-1") if len(values) == 1 else ""
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return self._failure(scope, "no bearer token", 401, "admin_token_invalid",
-                                 "send one 'Authorization: Bearer <admin token>' header")  # fmt: skip
+        problem = header_problem([v.decode("latin-1") for v in values])
+        if problem is not None:
+            return self._failure(scope, "no bearer token", 401, "admin_token_invalid", problem + RECOVERY)
+        token = values[0].decode("latin-1").strip().partition(" ")[2].strip()
         if token.startswith(VAULT_PREFIX):
             return self._failure(scope, "a vault key was sent", 401, "admin_token_required",
                                  "vault keys cannot call the admin API; use an admin token")  # fmt: skip
@@ -190,7 +227,7 @@ class AdminGate:
             return 503, "enforcement_unavailable", "the store is unavailable; nothing was changed"
         if rec is None or rec.revoked_at is not None:
             return self._failure(scope, "unknown or revoked token", 401, "admin_token_invalid",
-                                 "unknown or revoked admin token")  # fmt: skip
+                                 "unknown or revoked admin token." + RECOVERY)  # fmt: skip
         scope[SCOPE_PRINCIPAL] = Principal.from_token(rec)
         return None
 
@@ -215,9 +252,6 @@ class AdminGate:
         async def tracking_send(message: dict[str, Any]) -> None:
             nonlocal started
             started = True
-            if message["type"] == "http.response.start" and message["status"] < 400 and SCOPE_PRINCIPAL in scope:
-                # The bootstrap token has done its job once an authenticated call succeeded.
-                (self.rt.settings.data_dir / BOOTSTRAP_FILE).unlink(missing_ok=True)
             await send(message)
 
         try:

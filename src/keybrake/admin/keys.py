@@ -89,17 +89,36 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
     return warnings
 
 
-async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
-    creds = [c for c in await rt.credential_store.list_credentials() if c.vendor == vendor]
+DEFAULT_CREDENTIAL = "default"
+
+
+def pick_credential(vendor: str, names: list[str], name: str | None) -> str:
+    """The credential a key is issued on: `name` when given (one of `names`, the vendor's
+    credentials); else the vendor's only credential; else the one named `default`.
+
+    Raises ApiError 422 on `credential` naming the choices (docs/api.md, POST /v1/keys).
+    """
     if name is not None:
-        if not any(c.name == name for c in creds):
-            raise validation(f"no {vendor} credential named {name!r}", "credential")
+        if name not in names:
+            known = f"; {vendor} credentials: {', '.join(sorted(names))}" if names else ""
+            raise validation(f"no {vendor} credential named {name!r}{known}", "credential")
         return name
-    if not creds:
+    if not names:
         raise validation(f"no {vendor} credential exists; add one with POST /v1/credentials", "credential")
-    if len(creds) > 1:
-        raise validation(f"several {vendor} credentials exist; name one", "credential")
-    return creds[0].name
+    if len(names) == 1:
+        return names[0]
+    if DEFAULT_CREDENTIAL in names:
+        return DEFAULT_CREDENTIAL
+    raise validation(
+        f"several {vendor} credentials exist and none is named {DEFAULT_CREDENTIAL!r}; name one of: "
+        f"{', '.join(sorted(names))}",
+        "credential",
+    )
+
+
+async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
+    names = [c.name for c in await rt.credential_store.list_credentials() if c.vendor == vendor]
+    return pick_credential(vendor, names, name)
 
 
 async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, Any]:
@@ -218,7 +237,10 @@ async def render(rt: Runtime, key: KeyRecord) -> dict[str, Any]:
         "issued_by": key.issued_by,
         "policy": render_policy(key.policy, key_models(rt.vendor_specs).fields),
         "usage": usage,
-        "spent_usd": to_json_number(counters["total_usd"].used),
+        # What the key's caps count over its life, settled or still held (a Twilio send awaiting
+        # its price, an outcome unknown): the same money `keybrake spend` counts for the key, for
+        # every vendor alike (a settled-only figure read 0 for every unreconciled Twilio send).
+        "spent_usd": to_json_number(counters["total_usd"].used + counters["total_usd"].reserved),
     }
 
 

@@ -3,8 +3,8 @@
 One module per admin API resource (credentials, keys, budgets, alerts, audit, spend, admin tokens), plus
 serve, db, vendors and demo; `common` holds what they share. Operator commands open the store directly
 (same data dir / database URL and master key as the server), so they work whether or not a server
-is running and need no admin token. A command's docstring is its `--help` text, so commands that
-never had one stay without.
+is running and need no admin token. A command's docstring is its `--help` text; every command and
+option has help text (tests/test_cli_help.py walks the tree).
 """
 
 from __future__ import annotations

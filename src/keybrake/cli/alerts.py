@@ -9,6 +9,7 @@ import click
 from keybrake.admin import alerts as alert_ops
 from keybrake.admin.audit import parse_limit
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.tables import iso_opt
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.runtime import Runtime
 
@@ -22,7 +23,13 @@ def alerts() -> None:
 
 
 @alerts.command("create")
-@click.option("--type", "kind", type=click.Choice(["webhook", "slack"]), required=True)
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["webhook", "slack"]),
+    required=True,
+    help="A signed webhook or a Slack incoming webhook.",
+)
 @click.option("--url", required=True, help="https URL the alerts are POSTed to.")
 @click.option("--event", "events", multiple=True, required=True, help=f"Repeatable; one of {', '.join(EVENTS)}.")
 @click.option(
@@ -56,6 +63,7 @@ def alerts_create(
 
 
 @alerts.command("list")
+@iso_opt
 @data_dir_opt
 def alerts_list(data_dir: str | None) -> None:
     """Every destination (the URL's host only: its path is a secret), as GET /v1/alerts."""
@@ -67,9 +75,12 @@ def alerts_list(data_dir: str | None) -> None:
 
 
 @alerts.command("deliveries")
-@click.option("--state", type=click.Choice(alert_ops.DELIVERY_STATES), default=None)
+@click.option(
+    "--state", type=click.Choice(alert_ops.DELIVERY_STATES), default=None, help="Only deliveries in this state."
+)
 @click.option("--limit", default="100", show_default=True, help="1 to 1000.")
 @click.option("--json", "as_json", is_flag=True, help="The deliveries as a JSON array.")
+@iso_opt
 @data_dir_opt
 def alerts_deliveries(state: str | None, limit: str, as_json: bool, data_dir: str | None) -> None:
     """Deliveries, newest first, as GET /v1/alerts/deliveries."""

@@ -13,6 +13,7 @@ import simplejson
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError, not_found
 from keybrake.cli.common import cell, data_dir_opt, metadata, print_json, run, settings_for, table
+from keybrake.cli.tables import iso_opt
 from keybrake.config import retention_error
 from keybrake.runtime import Runtime
 from keybrake.store.base import AuditQuery
@@ -27,16 +28,17 @@ def audit() -> None:
 
 @audit.command("query")
 @click.option("--run", "run_id", default=None, help="agent_run_id")
-@click.option("--key", "key_id", default=None)
-@click.option("--label-prefix", default=None)
-@click.option("--vendor", default=None)
-@click.option("--verdict", default=None)
-@click.option("--error-code", default=None)
+@click.option("--key", "key_id", default=None, help="Only this key's rows (vk_…).")
+@click.option("--label-prefix", default=None, help="Only keys whose label starts with this.")
+@click.option("--vendor", default=None, help="Only this vendor's rows.")
+@click.option("--verdict", default=None, help="Only this verdict, e.g. allowed, cap_exceeded, outcome_unknown.")
+@click.option("--error-code", default=None, help="Only rows refused with this error code.")
 @click.option("--metadata", "meta", multiple=True, help="key=value: the key's metadata, exact. Repeatable.")
 @click.option("--since", default=None, help="RFC 3339 or Unix seconds")
-@click.option("--until", default=None)
-@click.option("--limit", type=int, default=100)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--until", default=None, help="RFC 3339 or Unix seconds (exclusive)")
+@click.option("--limit", type=int, default=100, show_default=True, help="Rows at most.")
+@click.option("--json", "as_json", is_flag=True, help="The rows as a JSON array (times in RFC 3339).")
+@iso_opt
 @data_dir_opt
 def audit_query(
     run_id: str | None,
@@ -96,15 +98,17 @@ def audit_show(row_id: str, data_dir: str | None) -> None:
 
 
 @audit.command("export")
-@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True, help="CSV or JSON lines."
+)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default="-", help="file (default: stdout)")
 @click.option("--run", "run_id", default=None, help="agent_run_id")
-@click.option("--key", "key_id", default=None)
-@click.option("--label-prefix", default=None)
-@click.option("--vendor", default=None)
-@click.option("--verdict", default=None)
+@click.option("--key", "key_id", default=None, help="Only this key's rows (vk_…).")
+@click.option("--label-prefix", default=None, help="Only keys whose label starts with this.")
+@click.option("--vendor", default=None, help="Only this vendor's rows.")
+@click.option("--verdict", default=None, help="Only this verdict, e.g. allowed, cap_exceeded, outcome_unknown.")
 @click.option("--since", default=None, help="RFC 3339 or Unix seconds")
-@click.option("--until", default=None)
+@click.option("--until", default=None, help="RFC 3339 or Unix seconds (exclusive)")
 @data_dir_opt
 def audit_export(
     fmt: str,
@@ -176,9 +180,9 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
 
 
 @audit.command("tail")
-@click.option("-n", "count", type=int, default=20)
+@click.option("-n", "count", type=int, default=20, show_default=True, help="How many of the latest rows.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
-@click.option("--interval", type=float, default=1.0)
+@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between reads with --follow.")
 @data_dir_opt
 def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) -> None:
     """The latest rows; with --follow, new rows as they arrive."""

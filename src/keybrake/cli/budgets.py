@@ -11,6 +11,7 @@ import click
 from keybrake.admin import budgets as budget_ops
 from keybrake.admin.models import BudgetIn
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 
 
@@ -38,10 +39,10 @@ def _caps(**kw: Any) -> dict[str, Any]:
 
 
 @budgets.command("create")
-@click.option("--name", required=True)
-@click.option("--label-prefix", default=None)
-@click.option("--vendor", default=None)
-@click.option("--credential", default=None)
+@click.option("--name", required=True, help="A name for people (unique not required).")
+@click.option("--label-prefix", default=None, help="Cover every key whose label starts with this.")
+@click.option("--vendor", default=None, help="Cover every key of this vendor.")
+@click.option("--credential", default=None, help="Cover every key on this credential.")
 @click.option("--all", "everything", is_flag=True, help="cover every key")
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone where days and months roll over")
 @_cap_options
@@ -63,6 +64,7 @@ def budgets_create(
 
 
 @budgets.command("list")
+@iso_opt
 @data_dir_opt
 def budgets_list(data_dir: str | None) -> None:
     """List every budget: id, name, scope, time zone and each cap's used/limit in USD or requests."""
@@ -91,8 +93,8 @@ def budgets_show(budget_id: str, data_dir: str | None) -> None:
 
 @budgets.command("update")
 @click.argument("budget_id")
-@click.option("--name", default=None)
-@click.option("--timezone", default=None)
+@click.option("--name", default=None, help="New name.")
+@click.option("--timezone", default=None, help="New IANA time zone for day and month roll-over.")
 @click.option("--remove", multiple=True, type=click.Choice(budget_ops.CAPS), help="remove a cap")
 @_cap_options
 @data_dir_opt

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
-from keybrake.config import Settings, SettingsError, from_env, with_configured_vendors
+from keybrake.cli.datadir import require_data_dir
+from keybrake.cli.tables import cut, fit, human_time, terminal_width, want_iso
+from keybrake.config import Settings, SettingsError, from_env, unknown_settings, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
 from keybrake.store.migrate import SchemaError
@@ -34,21 +36,27 @@ data_dir_opt = click.option(
 def settings_for(data_dir: str | None) -> Settings:
     """The server's settings from the environment, with `--data-dir` (a path, or None) applied.
 
-    Raises click.ClickException (exit 1) naming the bad environment variable.
+    Raises click.ClickException (exit 1) naming the bad environment variable; a `KEYBRAKE_*`
+    variable that is no setting is named in a warning on standard error.
     """
     try:
         s = from_env().with_overrides(data_dir=Path(data_dir) if data_dir else None)
-        return with_configured_vendors(s)  # the vendors defined by files, registered before anything is built
+        s = with_configured_vendors(s)  # the vendors defined by files, registered before anything is built
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    for name in unknown_settings():
+        click.echo(f"warning: {name} is not a Keybrake setting and is ignored (a typo?)", err=True)
+    return s
 
 
 def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
     """Open the existing store (never creates one), run `fn` on it, close it; returns fn's result.
 
-    A missing database, wrong master key or old schema, and an admin ApiError (printed as
+    A missing data directory or database, wrong master key or old schema, and an admin ApiError (printed as
     `code: message (field)`), become click.ClickException (exit 1).
     """
+
+    require_data_dir(settings)  # a mistyped --data-dir is refused by name, never created
 
     async def go() -> T:
         try:
@@ -129,9 +137,14 @@ def cell(value: Any) -> str:
 
 def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
     """Print `rows` as a left-aligned text table: a header of `cols`, then one line per row
-    (cells as `cell` writes them)."""
+    (cells as `cell` writes them; RFC 3339 times as `YYYY-MM-DD hh:mm:ss UTC (3 min ago)` unless
+    the command got `--iso`), narrowed to the terminal's width (`tables.fit`, cut cells end `…`)."""
+    iso = want_iso()
     cells = [[cell(r[c]) if c in r else "" for c in cols] for r in rows]
+    if not iso:
+        cells = [[human_time(v) for v in row] for row in cells]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    widths = fit(widths, list(cols), terminal_width())
+    click.echo("  ".join(cut(c, w).ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
     for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        click.echo("  ".join(cut(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())

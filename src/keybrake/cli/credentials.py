@@ -11,6 +11,7 @@ import click
 from keybrake.admin import credentials as creds_ops
 from keybrake.admin.models import CredentialIn, RotateIn
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 
 
@@ -35,10 +36,12 @@ def _secret_arg(secret: str | None) -> str | dict[str, str]:
 
 
 @credentials.command("add")
-@click.option("--vendor", required=True)
-@click.option("--name", default="default", show_default=True)
+@click.option("--vendor", required=True, help="The vendor it is for (keybrake vendors list).")
+@click.option(
+    "--name", default="default", show_default=True, help="Its name; keys issued without --credential use `default`."
+)
 @click.option("--secret", default=None, help="Omit to read it from a prompt or standard input.")
-@click.option("--base-url", default=None)
+@click.option("--base-url", default=None, help="Upstream URL, if not the vendor's own.")
 @data_dir_opt
 def credentials_add(vendor: str, name: str, secret: str | None, base_url: str | None, data_dir: str | None) -> None:
     """Store a vendor secret."""
@@ -48,8 +51,8 @@ def credentials_add(vendor: str, name: str, secret: str | None, base_url: str | 
 
 @credentials.command("rotate")
 @click.argument("name")
-@click.option("--secret", default=None)
-@click.option("--base-url", default=None)
+@click.option("--secret", default=None, help="The new secret; omit to read it from a prompt or standard input.")
+@click.option("--base-url", default=None, help="A new upstream URL (default: unchanged).")
 @data_dir_opt
 def credentials_rotate(name: str, secret: str | None, base_url: str | None, data_dir: str | None) -> None:
     """Replace a credential's secret in place; every key keeps working."""
@@ -58,8 +61,11 @@ def credentials_rotate(name: str, secret: str | None, base_url: str | None, data
 
 
 @credentials.command("list")
+@iso_opt
 @data_dir_opt
 def credentials_list(data_dir: str | None) -> None:
+    """Every credential (never a secret), as GET /v1/credentials."""
+
     async def go(rt: Runtime) -> list[dict[str, Any]]:
         return [await creds_ops.render(rt, c) for c in await rt.credential_store.list_credentials()]
 
@@ -84,4 +90,5 @@ def credentials_show(name: str, data_dir: str | None) -> None:
 @click.option("--revoke-keys", is_flag=True, help="Also revoke the keys that use it.")
 @data_dir_opt
 def credentials_delete(name: str, revoke_keys: bool, data_dir: str | None) -> None:
+    """Delete a credential, as DELETE /v1/credentials/{name} (refused while keys use it, unless --revoke-keys)."""
     print_json(run(settings_for(data_dir), lambda rt: creds_ops.delete(rt, name, revoke_keys=revoke_keys)))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import click
 
 from keybrake.cli.common import data_dir_opt, settings_for
+from keybrake.cli.datadir import require_data_dir
 from keybrake.store.copy import CopyError, copy_sqlite_to_postgres
 from keybrake.store.migrate import SchemaError, head_revision, upgrade_to_head
 from keybrake.store.open import sqlalchemy_url
@@ -24,7 +26,7 @@ def db_upgrade(data_dir: str | None) -> None:
     """Migrate the database to this version's schema (back it up first)."""
     s = settings_for(data_dir)
     if not is_postgres_url(s.database_url):
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        require_data_dir(s)  # a mistyped --data-dir is refused by name, never created
     try:
         upgrade_to_head(sqlalchemy_url(s.database_url, s.data_dir))
     except SchemaError as exc:
@@ -51,6 +53,7 @@ def migrate_sqlite_to_postgres(data_dir: str | None, target: str, force_live: bo
     s = settings_for(data_dir)
     if not is_postgres_url(target):
         raise click.ClickException("--to must be a postgresql:// URL")
+    require_data_dir(dataclasses.replace(s, database_url=None))  # the source: the embedded install
     src = s.data_dir / "keybrake.db"
 
     def progress(table: str, n: int) -> None:

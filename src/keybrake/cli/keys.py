@@ -12,6 +12,7 @@ from keybrake.admin import keys as key_ops
 from keybrake.admin.key_models import key_models
 from keybrake.admin.models import BulkRevokeIn
 from keybrake.cli.common import data_dir_opt, metadata, print_json, run, settings_for, table, validate
+from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 from keybrake.store.base import KeyQuery
 
@@ -70,14 +71,14 @@ def _expires_in(value: str) -> int | str:
 
 
 @keys.command("issue")
-@click.option("--vendor", required=True)
-@click.option("--credential", default=None)
-@click.option("--label", default=None)
+@click.option("--vendor", required=True, help="The vendor the key is for (keybrake vendors list).")
+@click.option("--credential", default=None, help="Credential name; default: the only one, else the one named default.")
+@click.option("--label", default=None, help="Label, e.g. tenant:agent:run (budgets match its prefix).")
 @click.option("--expires-in", default=None, help="90s, 15m, 8h, 7d or seconds.")
-@click.option("--daily-usd-cap", default=None)
-@click.option("--total-usd-cap", default=None)
-@click.option("--max-usd-per-call", default=None)
-@click.option("--max-requests-per-hour", type=int, default=None)
+@click.option("--daily-usd-cap", default=None, help="USD per UTC day.")
+@click.option("--total-usd-cap", default=None, help="USD over the key's life.")
+@click.option("--max-usd-per-call", default=None, help="USD one call may move.")
+@click.option("--max-requests-per-hour", type=int, default=None, help="Forwarded requests per hour.")
 @click.option("--allow", "allowed", multiple=True, help="Allowed endpoint, e.g. 'POST /v1/charges'. Repeatable.")
 @click.option("--customer", "customers", multiple=True, help="Allowed customer id (customer_allowlist). Repeatable.")
 @click.option("--metadata", "meta", multiple=True, help="key=value. Repeatable.")
@@ -136,13 +137,14 @@ def _warn(warnings: list[str]) -> None:
 
 
 @keys.command("list")
-@click.option("--label-prefix", default=None)
+@click.option("--label-prefix", default=None, help="Labels starting with this.")
 @click.option("--label", default=None, help="This exact label.")
-@click.option("--vendor", default=None)
-@click.option("--credential", default=None)
-@click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None)
+@click.option("--vendor", default=None, help="Keys of this vendor.")
+@click.option("--credential", default=None, help="Keys on this credential.")
+@click.option("--status", type=click.Choice(["active", "revoked", "expired"]), default=None, help="Keys in this state.")
 @click.option("--metadata", "meta", multiple=True, help="key=value, exact. Repeatable.")
-@click.option("--limit", type=int, default=100)
+@click.option("--limit", type=int, default=100, show_default=True, help="Keys at most (no cursor).")
+@iso_opt
 @data_dir_opt
 def keys_list(
     label_prefix: str | None,
@@ -154,6 +156,7 @@ def keys_list(
     limit: int,
     data_dir: str | None,
 ) -> None:
+    """List keys, newest first, as GET /v1/keys (the first page: --limit)."""
     q = KeyQuery(
         label_prefix=label_prefix,
         label=label,
@@ -171,6 +174,8 @@ def keys_list(
 @click.argument("key_id")
 @data_dir_opt
 def keys_show(key_id: str, data_dir: str | None) -> None:
+    """One key with its usage and spend, as GET /v1/keys/{id}."""
+
     async def go(rt: Runtime) -> dict[str, Any]:
         return await key_ops.render(rt, await key_ops.get_record(rt, key_id))
 
@@ -179,7 +184,7 @@ def keys_show(key_id: str, data_dir: str | None) -> None:
 
 @keys.command("revoke")
 @click.argument("key_id", required=False)
-@click.option("--reason", default=None)
+@click.option("--reason", default=None, help="Why, recorded with the revoke.")
 @click.option("--label-prefix", default=None, help="Bulk: every active key under this label prefix.")
 @click.option("--vendor", default=None, help="Bulk: every active key of this vendor.")
 @click.option("--credential", default=None, help="Bulk: every active key using this credential.")
@@ -227,14 +232,14 @@ def keys_revoke(
 
 @keys.command("update")
 @click.argument("key_id")
-@click.option("--label", default=None)
+@click.option("--label", default=None, help="New label.")
 @click.option("--clear-label", is_flag=True, help="Remove the label.")
 @click.option("--expires-in", default=None, help="New expiry from now: 90s, 15m, 8h, 7d or seconds.")
 @click.option("--expires-at", default=None, help="New expiry, RFC 3339.")
-@click.option("--daily-usd-cap", default=None)
-@click.option("--total-usd-cap", default=None)
-@click.option("--max-usd-per-call", default=None)
-@click.option("--max-requests-per-hour", type=int, default=None)
+@click.option("--daily-usd-cap", default=None, help="USD per UTC day.")
+@click.option("--total-usd-cap", default=None, help="USD over the key's life.")
+@click.option("--max-usd-per-call", default=None, help="USD one call may move.")
+@click.option("--max-requests-per-hour", type=int, default=None, help="Forwarded requests per hour.")
 @click.option("--metadata", "meta", multiple=True, help="key=value, set (merged into the key's). Repeatable.")
 @click.option("--remove-metadata", "unmeta", multiple=True, help="A metadata key to remove. Repeatable.")
 @click.option("--policy", "policy_json", default=None, help="Policy merge patch (JSON or @file.json); null removes.")

@@ -6,16 +6,21 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from keybrake import logs
 from keybrake.cli.common import data_dir_opt, settings_for
+from keybrake.cli.datadir import announce_new_store, take_serve_lock
 from keybrake.config import Settings, SettingsError, check_listeners
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import announce_bootstrap_token, ensure_admin_token, open_runtime
 from keybrake.store.migrate import SchemaError
 from keybrake.vendors.configured.load import installed
+
+if TYPE_CHECKING:
+    from keybrake.listener import Listeners
 
 
 @click.command()
@@ -39,6 +44,12 @@ from keybrake.vendors.configured.load import installed
 )
 @data_dir_opt
 @click.option("--migrate", is_flag=True, help="Upgrade an older database schema before starting.")
+@click.option(
+    "--shared-data-dir",
+    is_flag=True,
+    help="Share an embedded SQLite store with other serve processes started with this flag (two processes, "
+    "one data dir); without it a second serve on the same store is refused.",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -47,11 +58,12 @@ def serve(
     admin_socket: str | None,
     data_dir: str | None,
     migrate: bool,
+    shared_data_dir: bool,
 ) -> None:
     """Run the proxy and the admin API (on the proxy port, or on a listener of its own)."""
     import uvloop
 
-    from keybrake.listener import ensure_fd_limit
+    from keybrake.listener import ListenerError, bind_listeners, ensure_fd_limit
 
     settings = settings_for(data_dir).with_overrides(
         host=host,
@@ -65,36 +77,42 @@ def serve(
         check_listeners(settings)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    try:
+        listeners = bind_listeners(settings)  # first: a port in use stops the start before anything is created
+    except ListenerError as exc:
+        raise click.ClickException(str(exc)) from None
+    announce_new_store(settings)
+    lock = take_serve_lock(settings, shared=shared_data_dir)  # before the store is opened
     logs.configure(settings.log_level)
     for name, source in installed().items():  # read at start-up: a changed file takes effect on restart
         logs.event(logging.getLogger("keybrake"), "vendor defined by a file", vendor=name, file=source)
     warning = ensure_fd_limit(settings)
     if warning:
         logs.event(logging.getLogger("keybrake"), warning, logging.WARNING)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(settings))
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(settings, listeners))
+    finally:
+        listeners.close()
+        if lock is not None:
+            lock.release()
 
 
-async def _serve(settings: Settings) -> None:
-    """Open (or create) the store, announce a bootstrap admin token, bind, serve until stopped."""
+async def _serve(settings: Settings, listeners: Listeners) -> None:
+    """Open (or create) the store, announce a bootstrap admin token, serve on `listeners` until stopped."""
     import uvicorn
 
     from keybrake.app import KeybrakeApp
-    from keybrake.listener import ListenerError, bind_listeners, server_config
+    from keybrake.listener import server_config
 
     try:
         rt = await open_runtime(settings, create=True)
     except (MasterKeyError, SchemaError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    listeners = None
     try:
         token = await ensure_admin_token(rt)
         if token:
             announce_bootstrap_token(token, settings.data_dir)
-        try:
-            listeners = bind_listeners(settings)
-        except ListenerError as exc:
-            raise click.ClickException(str(exc)) from None
         app = KeybrakeApp(rt)
         app.stop_hooks.append(listeners.close)  # removes a unix socket file on a clean stop
         for lst in listeners.all:
@@ -111,6 +129,4 @@ async def _serve(settings: Settings) -> None:
         if not server.started:
             raise click.ClickException("keybrake could not start (see the log above)")
     finally:
-        if listeners is not None:
-            listeners.close()
         await rt.store.close()

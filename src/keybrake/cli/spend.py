@@ -13,8 +13,8 @@ from keybrake.cli.common import data_dir_opt, run, settings_for, table
 @click.option("--group-by", default="key", show_default=True, help=spend_ops.GROUPS)
 @click.option("--since", default=None, help="RFC 3339 or Unix seconds (inclusive)")
 @click.option("--until", default=None, help="RFC 3339 or Unix seconds (exclusive)")
-@click.option("--label-prefix", default=None)
-@click.option("--vendor", default=None)
+@click.option("--label-prefix", default=None, help="Only keys whose label starts with this.")
+@click.option("--vendor", default=None, help="Only this vendor.")
 @click.option("--timezone", default="UTC", show_default=True, help="for --group-by day|hour")
 @data_dir_opt
 def spend_cmd(

@@ -7,8 +7,9 @@ from typing import Any
 import click
 
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table
+from keybrake.cli.tables import iso_opt
 from keybrake.core.timefmt import rfc3339
-from keybrake.runtime import Runtime
+from keybrake.runtime import BOOTSTRAP_FILE, Runtime, forget_bootstrap_file
 from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
 
@@ -19,21 +20,32 @@ def admin_tokens() -> None:
 
 
 @admin_tokens.command("create")
-@click.option("--label", required=True)
+@click.option("--label", required=True, help="What the token is for, e.g. ops or ci (shown by list).")
 @data_dir_opt
 def admin_tokens_create(label: str, data_dir: str | None) -> None:
+    """Make a new admin token (admin scope), printed once; also the way to replace a lost one.
+
+    The bootstrap token file, if still there, is removed: you now have a token of your own (the
+    bootstrap token itself works until `keybrake admin-tokens revoke` revokes it)."""
+    settings = settings_for(data_dir)
+
     async def go(rt: Runtime) -> dict[str, Any]:
         token = new_token(ADMIN_PREFIX)
         rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.token_store.now_ms(), None)
         await rt.token_store.insert_admin_token(rec, rt.hash_token(token))
+        if await forget_bootstrap_file(rt, always=True):
+            click.echo(f"removed {settings.data_dir / BOOTSTRAP_FILE}: use the token below from now on", err=True)
         return {"id": rec.id, "scope": rec.scope, "label": label, "token": token}
 
-    print_json(run(settings_for(data_dir), go))
+    print_json(run(settings, go))
 
 
 @admin_tokens.command("list")
+@iso_opt
 @data_dir_opt
 def admin_tokens_list(data_dir: str | None) -> None:
+    """List admin tokens (ids, labels, times; never the tokens)."""
+
     async def go(rt: Runtime) -> list[dict[str, Any]]:
         return [_render(r) for r in await rt.token_store.list_admin_tokens()]
 
@@ -53,8 +65,12 @@ def _render(rec: AdminTokenRecord) -> dict[str, Any]:
 @click.argument("token_id")
 @data_dir_opt
 def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:
+    """Revoke the admin token TOKEN_ID (adm_…); the bootstrap token file goes with the bootstrap token."""
+
     async def go(rt: Runtime) -> bool:
-        return await rt.token_store.revoke_admin_token(token_id)
+        done = await rt.token_store.revoke_admin_token(token_id)
+        await forget_bootstrap_file(rt, always=False)  # removed if the token in it no longer works
+        return done
 
     if not run(settings_for(data_dir), go):
         raise click.ClickException(f"no active admin token {token_id}")

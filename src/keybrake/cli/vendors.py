@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from keybrake.cli.common import data_dir_opt, print_json, settings_for, table
+from keybrake.envvars import Env
 
 
 @click.group()
@@ -45,6 +46,7 @@ def vendor_rows() -> list[dict[str, Any]]:
     from keybrake.vendors.configured.vendor import ConfiguredVendor
 
     built = build_vendors()
+    env = Env(os.environ)
     rows = []
     for spec in registry.specs():
         vendor = built[spec.name]
@@ -53,7 +55,7 @@ def vendor_rows() -> list[dict[str, Any]]:
                 "env": s.env,
                 "kind": s.kind,
                 "default": s.default if isinstance(s.default, int | float | Decimal | str) else None,
-                "value": os.environ.get(s.env),
+                "value": env.text(s.env),  # as set (validated by settings_for above)
             }
             for s in spec.settings
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from keybrake.config import Settings
 from keybrake.core.caps import CAPS_BY_COUNTER
@@ -21,7 +22,7 @@ from keybrake.jobs.alert_format import anomaly_data, hourly_baselines, threshold
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, LOOKBACK_MS, Alerts
 from keybrake.jobs.base import Job
 from keybrake.logs import event
-from keybrake.store.base import AlertScanStore, CounterUsage
+from keybrake.store.base import AlertDestination, AlertScanStore, CounterUsage
 
 log = logging.getLogger("keybrake.jobs.alerts")
 
@@ -85,40 +86,13 @@ class AlertScans(Job):
         """Queue cap.threshold for every cap whose current window crossed a subscribed percentage.
 
         Once per cap, window and percentage: the mark names the window's start and is kept until
-        the window resets (a total cap's forever), so the next day or month fires again."""
+        the window resets (a total cap's forever), so the next day or month fires again. A new
+        destination's marks for what had crossed before it existed are written when it is
+        created (`seed_threshold_marks`), so it never gets that past as news."""
         dests = [d for d in await self.store.list_alerts() if "cap.threshold" in d.events]
-        if not dests:
-            return 0
-        lowest = min(min(d.thresholds or DEFAULT_THRESHOLDS) for d in dests)
-        now = self.store.now_ms()
         queued = 0
-        # Only windows that can still be current: a month at most (total caps have no window).
-        near: list[tuple[CounterUsage, str, str, Window, str, str]] = []
-        for c in await self.store.counters_near_caps(lowest, now - 32 * 86_400_000):
-            kind, _, scope_id = c.scope.partition(":")
-            spec = CAPS_BY_COUNTER.get((kind, c.counter))
-            if spec is None:
-                continue
-            tz = "UTC"
-            if kind == "budget":
-                budget = await self.store.get_budget(scope_id)
-                if budget is None:
-                    continue
-                tz = budget.timezone
-            near.append((c, kind, scope_id, spec.window, spec.field, tz))
-        # The current windows as reservations compute them (one query on PostgreSQL).
-        bounds = await self.store.window_bounds(now, [(n[3], n[5]) for n in near])
-        for (c, kind, scope_id, window, name, _), (ws, reset) in zip(near, bounds, strict=True):
-            if ws != c.window_start:
-                continue  # an earlier window: not news any more
-            pct_used = (c.used + c.reserved) * 100 / c.limit
-            for dest in dests:
-                for pct in dest.thresholds or DEFAULT_THRESHOLDS:
-                    if pct_used < pct:
-                        continue
-                    data = threshold_data(c, kind, scope_id, name, pct, window, reset)
-                    key = f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}"
-                    queued += await self.alerts.queue_one(dest, "cap.threshold", data, key, reset)
+        for dest, data, key, reset in await threshold_crossings(self.store, dests):
+            queued += await self.alerts.queue_one(dest, "cap.threshold", data, key, reset)
         return queued
 
     async def scan_expired(self) -> int:
@@ -158,3 +132,54 @@ class AlertScans(Job):
                 key = f"anomaly:{kind}:{subject}:{hour}:{dest.id}"
                 queued += await self.alerts.queue_one(dest, "spend.anomaly", data, key, hour + 3_600_000)
         return queued
+
+
+Crossing = tuple[AlertDestination, dict[str, Any], str, int | None]
+
+
+async def threshold_crossings(store: AlertScanStore, dests: list[AlertDestination]) -> list[Crossing]:
+    """Every (destination, event data, fire-once key, mark kept until (Unix ms; None: forever))
+    of a cap at or past one of `dests`' thresholds in its current window. Caps of keys that are
+    revoked or expired are left out: their thresholds are not news."""
+    if not dests:
+        return []
+    lowest = min(min(d.thresholds or DEFAULT_THRESHOLDS) for d in dests)
+    now = store.now_ms()
+    # Only windows that can still be current: a month at most (total caps have no window).
+    near: list[tuple[CounterUsage, str, str, Window, str, str]] = []
+    for c in await store.counters_near_caps(lowest, now - 32 * 86_400_000, active_at_ms=now):
+        kind, _, scope_id = c.scope.partition(":")
+        spec = CAPS_BY_COUNTER.get((kind, c.counter))
+        if spec is None:
+            continue
+        tz = "UTC"
+        if kind == "budget":
+            budget = await store.get_budget(scope_id)
+            if budget is None:
+                continue
+            tz = budget.timezone
+        near.append((c, kind, scope_id, spec.window, spec.field, tz))
+    # The current windows as reservations compute them (one query on PostgreSQL).
+    bounds = await store.window_bounds(now, [(n[3], n[5]) for n in near])
+    out: list[Crossing] = []
+    for (c, kind, scope_id, window, name, _), (ws, reset) in zip(near, bounds, strict=True):
+        if ws != c.window_start:
+            continue  # an earlier window: not news any more
+        pct_used = (c.used + c.reserved) * 100 / c.limit
+        for dest in dests:
+            for pct in dest.thresholds or DEFAULT_THRESHOLDS:
+                if pct_used >= pct:
+                    data = threshold_data(c, kind, scope_id, name, pct, window, reset)
+                    out.append((dest, data, f"threshold:{c.scope}:{c.counter}:{c.window_start}:{pct}:{dest.id}", reset))
+    return out
+
+
+async def seed_threshold_marks(store: AlertScanStore, dest: AlertDestination) -> int:
+    """Mark as already sent, for `dest` (about to be created), every threshold crossed before it
+    existed, so its first scan sends only what crosses from now on. Returns the marks written."""
+    if "cap.threshold" not in dest.events:
+        return 0
+    written = 0
+    for _, _, key, reset in await threshold_crossings(store, [dest]):
+        written += int(await store.enqueue([], key, keep_until_ms=reset, forever=reset is None))
+    return written

@@ -4,6 +4,7 @@ file-descriptor budget the connection limits need (docs/operations.md, file desc
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import resource
 import socket
@@ -20,8 +21,14 @@ UPSTREAM_CONNECTIONS = 256  # the upstream connector's limit (net/upstream.py)
 FD_MARGIN = 64  # logs, the SQLite files, DNS, the alert worker, a shell's worth of slack
 
 
-def bind_tcp(host: str, port: int) -> socket.socket:
-    """A bound TCP socket (SO_REUSEADDR, as uvicorn binds). Raises ListenerError."""
+# The settings that choose each listener's address: named in a refusal to bind.
+PROXY_SETTINGS = ("--port or KEYBRAKE_PORT", "--host or KEYBRAKE_HOST")
+ADMIN_SETTINGS = ("--admin-port or KEYBRAKE_ADMIN_PORT", "--admin-host or KEYBRAKE_ADMIN_HOST")
+
+
+def bind_tcp(host: str, port: int, settings: tuple[str, str] = PROXY_SETTINGS) -> socket.socket:
+    """A bound TCP socket (SO_REUSEADDR, as uvicorn binds). Raises ListenerError, one line naming
+    the port and `settings` (the flag or variable of the port, then of the host) to change."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -29,7 +36,15 @@ def bind_tcp(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise ListenerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenerError(
+                f"port {port} on {host} is already in use (another keybrake serve, or another program): "
+                f"stop it, or choose another port with {settings[0]}"
+            ) from None
+        raise ListenerError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (the address is set by {settings[1]}, "
+            f"the port by {settings[0]})"
+        ) from None
     return sock
 
 
@@ -86,7 +101,7 @@ def bind_listeners(settings: Settings, *, proxy_sock: socket.socket | None = Non
             path = settings.admin_socket.absolute()
             bound.append(Listener("admin", bind_unix(path), settings.admin_max_connections, f"unix:{path}", path))
         elif settings.admin_port is not None:
-            admin = bind_tcp(settings.admin_host or "127.0.0.1", settings.admin_port)
+            admin = bind_tcp(settings.admin_host or "127.0.0.1", settings.admin_port, ADMIN_SETTINGS)
             bound.append(Listener("admin", admin, settings.admin_max_connections, _tcp_address(admin)))
     except BaseException:
         for lst in bound:

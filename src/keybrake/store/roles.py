@@ -222,8 +222,11 @@ class OutboxStore(DestinationReader, Protocol):
 class AlertScanStore(OutboxStore, BudgetReader, WindowStarts, Probes, Clock, Protocol):
     """The alert scans' (jobs/alerts.py): what happened since the last scan, queued as events."""
 
-    async def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
-        """Capped counters at or above `min_pct` % whose window started after `since_ms` (or total)."""
+    async def counters_near_caps(
+        self, min_pct: int, since_ms: int, *, active_at_ms: int | None = None
+    ) -> list[CounterUsage]:
+        """Capped counters at or above `min_pct` % whose window started after `since_ms` (or total);
+        with `active_at_ms`, a key's only while the key is active then (not revoked, not expired)."""
 
     async def keys_expired_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]: ...
     async def keys_revoked_between(self, since_ms: int, until_ms: int) -> list[KeyRecord]:

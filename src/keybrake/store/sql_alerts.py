@@ -203,12 +203,20 @@ class AlertQueries(SQLBase):
         return [_delivery(r) for r in self._read(sql, (*params, limit))]
 
     @blocking
-    def counters_near_caps(self, min_pct: int, since_ms: int) -> list[CounterUsage]:
+    def counters_near_caps(self, min_pct: int, since_ms: int, *, active_at_ms: int | None = None) -> list[CounterUsage]:
+        active, params = "", [min_pct, since_ms]
+        if active_at_ms is not None:
+            # a key's counter only while the key is active: a revoked or expired key's caps are not news
+            active = (
+                " AND (substr(scope, 1, 4) != 'key:' OR EXISTS (SELECT 1 FROM vault_keys k"
+                " WHERE k.id = substr(scope, 5) AND k.status = 'active' AND k.expires_at > ?))"
+            )
+            params.append(active_at_ms)
         rows = self._read(
             "SELECT scope, cap, window_start, used, reserved, cap_limit FROM counters"
             " WHERE cap_limit IS NOT NULL AND cap_limit > 0 AND (used + reserved) * 100 >= cap_limit * ?"
-            " AND (window_start >= ? OR window_start = 0)",
-            (min_pct, since_ms),
+            " AND (window_start >= ? OR window_start = 0)" + active,
+            tuple(params),
         )
         return [CounterUsage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 

@@ -1,0 +1,99 @@
+"""How tables print for people: times as `2026-11-30 14:02:11 UTC (3 min ago)` (or RFC 3339 with
+`--iso`), and columns fitted to the terminal's width (cells cut with `…`; `--json` has them whole).
+
+`table` in cli/common.py calls these on cells already escaped (`printable`), so cutting a cell
+never splits an escape sequence's meaning from view: a cut is marked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ISO_META = "keybrake.iso"
+MIN_WIDTH = 8  # a column is never cut narrower than this (or its header)
+_RFC3339_UTC = re.compile(r"^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(\.\d+)?Z$")
+
+
+def _remember_iso(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.meta[ISO_META] = value
+    return value
+
+
+def iso_opt(fn: F) -> F:
+    """The `--iso` flag of a command that prints a table: times as RFC 3339, as the API writes them."""
+    return click.option(
+        "--iso",
+        is_flag=True,
+        expose_value=False,
+        callback=_remember_iso,
+        help="Print times as RFC 3339 UTC (as the API writes them), not 'YYYY-MM-DD hh:mm:ss UTC (3 min ago)'.",
+    )(fn)
+
+
+def want_iso() -> bool:
+    """Whether the running command was given `--iso` (False outside a click command)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(ISO_META))
+
+
+def ago(seconds: float) -> str:
+    """A signed age in words: `just now`, `3 min ago`, `in 2 h`, `5 days ago` (`seconds` > 0: past)."""
+    s = abs(seconds)
+    if s < 45:
+        return "just now"
+    if s < 3600:
+        words = f"{round(s / 60)} min"
+    elif s < 48 * 3600:
+        words = f"{round(s / 3600)} h"
+    else:
+        words = f"{round(s / 86400)} days"
+    return f"{words} ago" if seconds > 0 else f"in {words}"
+
+
+def human_time(cell: str, now_s: float | None = None) -> str:
+    """An RFC 3339 UTC cell as `YYYY-MM-DD hh:mm:ss UTC (age)`; any other cell unchanged."""
+    m = _RFC3339_UTC.match(cell)
+    if m is None:
+        return cell
+    when = dt.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{m.group(3) or ''}+00:00")
+    now = time.time() if now_s is None else now_s
+    return f"{m.group(1)} {m.group(2)} UTC ({ago(now - when.timestamp())})"
+
+
+def terminal_width() -> int | None:
+    """Columns to fit a table into: `COLUMNS`, else the terminal's; None when standard output is
+    not a terminal (a pipe or a file gets whole cells)."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def fit(widths: list[int], headers: list[str], total: int | None, gap: int = 2) -> list[int]:
+    """Column widths narrowed, widest first, until the line fits `total` columns (None: as they
+    are); no column goes below MIN_WIDTH or its header's length."""
+    out = list(widths)
+    if total is None:
+        return out
+    floor = [max(MIN_WIDTH, len(h)) for h in headers]
+    while sum(out) + gap * (len(out) - 1) > total:
+        i = max(range(len(out)), key=lambda j: out[j] - floor[j])
+        if out[i] <= floor[i]:
+            break  # as narrow as allowed: the line wraps
+        out[i] -= 1
+    return out
+
+
+def cut(text: str, width: int) -> str:
+    """`text` within `width` characters, a cut marked with `…`."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

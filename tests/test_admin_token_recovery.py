@@ -1,0 +1,84 @@
+"""A lost or empty admin token: the bootstrap token file stays while it works and no token of the
+operator's own exists, and every refused `Authorization` header says what is wrong with it and how
+to get a token (docs/operations.md, admin tokens)."""
+
+from __future__ import annotations
+
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from keybrake.cli import main
+from tests.harness import KeybrakeThread
+
+BOOTSTRAP = "bootstrap-admin-token"
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[KeybrakeThread]:
+    """A server started with no KEYBRAKE_ADMIN_TOKEN: it makes a bootstrap token."""
+    with KeybrakeThread(tmp_path / "data", admin_token=None) as kb:
+        yield kb
+
+
+def _cli(kb: KeybrakeThread, *args: str) -> str:
+    env = {"KEYBRAKE_DATABASE_URL": kb.settings.database_url or "", "KEYBRAKE_ADMIN_TOKEN": ""}
+    out = CliRunner().invoke(main, [*args, "--data-dir", str(kb.settings.data_dir)], env=env)
+    assert out.exit_code == 0, out.output
+    return out.output
+
+
+# Every shape of a refused header, and what its message must say (the header problem first).
+HEADERS: list[tuple[list[tuple[str, str]], str]] = [
+    ([], "no Authorization header"),
+    ([("Authorization", "Bearer")], "says 'Bearer' but carries no token"),
+    ([("Authorization", "bearer")], "says 'Bearer' but carries no token"),
+    ([("Authorization", "")], "the Authorization header is empty"),
+    ([("Authorization", "Basic dXNlcjpwdw==")], "must be 'Bearer <admin token>', not 'Basic'"),
+    ([("Authorization", "kb_admin_abc")], "must be 'Bearer <admin token>'"),
+    ([("Authorization", "Bearer a b")], "holds a space or a control character"),
+    ([("Authorization", "Bearer x"), ("Authorization", "Bearer y")], "2 Authorization headers"),
+    ([("Authorization", "Bearer kb_admin_unknown")], "unknown or revoked admin token"),
+]
+
+
+@pytest.mark.parametrize(("headers", "says"), HEADERS, ids=[h[1][:30] for h in HEADERS])
+def test_every_refused_header_says_what_is_wrong_and_how_to_recover(
+    kb: KeybrakeThread, headers: list[tuple[str, str]], says: str
+) -> None:
+    r = httpx.get(f"{kb.url}/v1/keys", headers=httpx.Headers(headers))
+    err = r.json()["error"]
+    assert r.status_code == 401 and err["code"] == "admin_token_invalid"
+    assert says in err["message"], err["message"]
+    assert "keybrake admin-tokens create --label NAME" in err["message"]
+    assert "bootstrap-admin-token" in err["message"]
+    assert str(kb.settings.data_dir) not in err["message"]  # no server path to whoever asks
+
+
+def test_the_bootstrap_file_outlives_its_first_use_and_goes_with_the_operators_own_token(
+    fresh: KeybrakeThread,
+) -> None:
+    path = fresh.settings.data_dir / BOOTSTRAP
+    token = path.read_text().strip()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for _ in range(2):  # as in a new shell: `$(cat …)` still gives a working token
+        r = httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {path.read_text().strip()}"})
+        assert r.status_code == 200
+    assert "removed" in _cli(fresh, "admin-tokens", "create", "--label", "ops")
+    assert not path.exists()
+    # the bootstrap token itself still works until revoked
+    assert httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_revoking_the_bootstrap_token_removes_its_file(fresh: KeybrakeThread) -> None:
+    path = fresh.settings.data_dir / BOOTSTRAP
+    token = path.read_text().strip()
+    (boot,) = [r for r in fresh.query("SELECT id, label FROM admin_tokens") if r[1] == "bootstrap"]
+    _cli(fresh, "admin-tokens", "revoke", boot[0])
+    assert not path.exists()
+    r = httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and "admin-tokens create" in r.json()["error"]["message"]
