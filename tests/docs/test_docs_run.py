@@ -1,0 +1,88 @@
+"""The docs' examples run as written: every `sh` and `python` block of README.md and
+docs/quickstart.md, in order, against a real `keybrake serve` and the repository's fake Stripe API
+(`scripts/fake-stripe`), in a private network namespace so the documented ports are free.
+
+A block that cannot run here says so in the page (`<!-- not-run: REASON -->` before it); those
+are counted and listed, never skipped silently. See tests/docs/mdblocks.py for the markers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.docs.mdblocks import runnable
+
+REPO = Path(__file__).resolve().parents[2]
+PAGES = ["README.md", "docs/quickstart.md"]
+_LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "bench", "docs", "README.md", ".venv"]
+
+pytestmark = pytest.mark.multiprocess
+
+
+def _namespace_ok() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rn", "true"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _mirror(tmp: Path) -> Path:
+    """A repository root of links (no keybrake-data/). `scripts/serve` installs only when the
+    .venv lacks its stamp: a .venv set up from dev.lock (which includes runtime.lock) gets the
+    runtime stamp, so the page's `./scripts/serve` starts at once instead of re-installing."""
+    root = tmp / "repo"
+    root.mkdir()
+    for name in _LINKED:
+        (root / name).symlink_to(REPO / name)
+    venv = REPO / ".venv"
+    locks = sorted((REPO / "requirements").glob("*.lock"))
+    want = hashlib.sha256(b"".join(p.read_bytes() for p in [*locks, REPO / "pyproject.toml"])).hexdigest()
+    dev, runtime = venv / ".keybrake-dev.lock.sha256", venv / ".keybrake-runtime.lock.sha256"
+    if dev.exists() and dev.read_text().strip() == want and not runtime.exists():
+        runtime.write_text(want + "\n")
+    return root
+
+
+def _run(page: str, tmp: Path) -> list[dict[str, Any]]:
+    root = _mirror(tmp)
+    cmd = f"ip link set lo up && exec {sys.executable} -m tests.docs.docrun {REPO / page} --root {root}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        ["unshare", "-rn", "bash", "-c", cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    shutil.rmtree(root / "keybrake-data", ignore_errors=True)
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.sqlite_only
+@pytest.mark.skipif(not _namespace_ok(), reason="needs `unshare -rn` (user and network namespaces)")
+@pytest.mark.parametrize("page", PAGES)
+def test_every_block_runs_as_written(page: str, tmp_path: Path) -> None:
+    report = _run(page, tmp_path)
+    assert len(report) == len(runnable(REPO / page)) > 0
+    not_run = [f"{e['where']}: {e['note']}" for e in report if e["kind"] == "not-run"]
+    print(f"{page}: {len(report)} blocks, {len(not_run)} marked not-run:", *not_run, sep="\n  ")
+    failures = [f"{e['where']}: {e['error']}" for e in report if e["kind"] != "not-run" and not e["ok"]]
+    assert not failures, "\n\n".join(failures)
+    assert all(e["ok"] for e in report if e["kind"] != "not-run")
+
+
+def test_markers_name_a_reason() -> None:
+    """A not-run block says why; a background block says which address it waits for."""
+    for page in PAGES:
+        for block in runnable(REPO / page):
+            if block.kind == "not-run":
+                assert len(block.note) >= 10, f"{block.where}: say why it cannot run"
+            if block.kind == "background":
+                host, _, port = block.note.rpartition(":")
+                assert host and port.isdigit(), f"{block.where}: background needs HOST:PORT, got {block.note!r}"
