@@ -7,7 +7,7 @@ the line before it (blank lines between are allowed):
 - `<!-- background: HOST:PORT -->`: a server started as written, in its own shell, kept running
   until the page is done; the next block runs once HOST:PORT accepts connections.
 
-A comment line `# → TEXT` in a block states what the lines before it print: `…` in TEXT stands
+A comment `# → TEXT` in a block (on its own line or after code) states what the code before it prints: `…` in TEXT stands
 for anything, whitespace is ignored, and the pieces must appear in that order in the output.
 """
 
@@ -20,12 +20,14 @@ from pathlib import Path
 RUN_LANGS = ("sh", "python")
 _FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(not-run|background):\s*(.+?)\s*-->\s*$")
-_EXPECT = re.compile(r"^\s*#\s*→\s*(.+)$")
+_EXPECT = re.compile(r"(?:^|\s)#\s*→\s*(.+)$")
 # The documented placeholders, replaced by the value an earlier block printed.
 PLACEHOLDERS = {
     "vault_key_…": re.compile(r"vault_key_[A-Za-z0-9_-]{8,}"),
     "vk_…": re.compile(r"\bvk_[A-Za-z0-9]{6,}"),
     "sk_test_…": re.compile(r"\bsk_test_[A-Za-z0-9_]{8,}"),
+    "cus_…": re.compile(r"\bcus_[A-Za-z0-9]{6,}"),
+    "kbr_…": re.compile(r"\bkbr_[0-9A-Z]{26}"),
 }
 
 
@@ -48,7 +50,7 @@ class Block:
 
     def expectations(self) -> list[str]:
         """The `# → …` texts of the block, in order."""
-        return [m.group(1) for line in self.code.splitlines() if (m := _EXPECT.match(line))]
+        return [m.group(1) for line in self.code.splitlines() if (m := _EXPECT.search(line))]
 
 
 def blocks(path: Path) -> list[Block]:
