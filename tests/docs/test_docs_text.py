@@ -138,3 +138,19 @@ def test_the_internal_reference_check_can_fail() -> None:
         assert _INTERNAL.search(text), text
     for text in ("color #fff", "[x](#anchor-12)", "a 4xx answer", "HTTP 429"):
         assert not _INTERNAL.search(text), text
+
+
+ADMIN_DEFINITION = 'export ADMIN="Authorization: Bearer $(cat keybrake-data/bootstrap-admin-token)"'
+
+
+def test_admin_is_defined_one_way_everywhere() -> None:
+    """Every page that sets `ADMIN` sets it exactly as the README does, so a command copied from
+    any page works in the shell the README set up."""
+    assert ADMIN_DEFINITION in (REPO / "README.md").read_text(encoding="utf-8")
+    other = [
+        f"{page.relative_to(REPO)}:{n}: {line.strip()}"
+        for page in PAGES
+        for n, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if re.search(r"(?<![\w$])ADMIN=", line) and ADMIN_DEFINITION not in line
+    ]
+    assert not other, "\n".join(other)
