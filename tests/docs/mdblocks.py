@@ -7,8 +7,9 @@ the line before it (blank lines between are allowed):
 - `<!-- background: HOST:PORT -->`: a server started as written, in its own shell, kept running
   until the page is done; the next block runs once HOST:PORT accepts connections.
 
-A comment `# → TEXT` in a block (on its own line or after code) states what the code before it prints: `…` in TEXT stands
-for anything, whitespace is ignored, and the pieces must appear in that order in the output.
+A comment `# → TEXT` in a block (on its own line or after code) states what the code before it
+prints: `…` in TEXT stands for anything, whitespace is ignored, and the pieces must appear in that
+order in the output.
 """
 
 from __future__ import annotations
