@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.docs.mdblocks import Block, expected_pattern, learn, runnable, squash, substitute
+from tests.docs.mdblocks import Block, expected_pattern, learn, runnable, server_blocks, squash, substitute
 from tests.docs.sessions import Background, Bash, BlockFailed, Python
 
 ADMIN_LINE = 'export ADMIN="Authorization: Bearer $(cat keybrake-data/bootstrap-admin-token)"'
@@ -43,7 +43,7 @@ def run_page(page: Path, root: Path) -> list[dict[str, Any]]:
     report: list[dict[str, Any]] = []
     failed = admin_set = False
     try:
-        for n, block in enumerate(runnable(page)):
+        for n, block in enumerate([*server_blocks(page), *runnable(page)]):
             entry: dict[str, Any] = {"where": block.where, "kind": block.kind, "note": block.note, "ok": None}
             report.append(entry)
             if block.kind == "not-run" or failed:

@@ -7,6 +7,9 @@ the line before it (blank lines between are allowed):
 - `<!-- background: HOST:PORT -->`: a server started as written, in its own shell, kept running
   until the page is done; the next block runs once HOST:PORT accepts connections.
 
+A page whose examples need the servers another page starts says so once, anywhere in it:
+`<!-- servers: README.md -->` (a path relative to the page) runs that page's background blocks first.
+
 A comment `# → TEXT` in a block (on its own line or after code) states what the code before it
 prints: `…` in TEXT stands for anything, whitespace is ignored, and the pieces must appear in that
 order in the output.
@@ -15,12 +18,14 @@ order in the output.
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 RUN_LANGS = ("sh", "python")
 _FENCE = re.compile(r"^(```+|~~~+)\s*([\w+-]*)\s*$")
 _MARKER = re.compile(r"^<!--\s*(not-run|background):\s*(.+?)\s*-->\s*$")
+_SERVERS = re.compile(r"<!--\s*servers:\s*(\S+)\s*-->")
 _EXPECT = re.compile(r"(?:^|\s)#\s*→\s*(.+)$")
 # The documented placeholders, replaced by the value an earlier block printed.
 PLACEHOLDERS = {
@@ -70,7 +75,8 @@ def blocks(path: Path) -> list[Block]:
             while j < len(lines) and not lines[j].strip().startswith(fence):
                 j += 1
             kind, note = marker or ("run", "")
-            out.append(Block(path, i + 2, lang, "\n".join(lines[i + 1 : j]), kind, note))
+            code = textwrap.dedent("\n".join(lines[i + 1 : j]))  # a block inside a list item is indented
+            out.append(Block(path, i + 2, lang, code, kind, note))
             marker, i = None, j
         elif line.strip():
             marker = None
@@ -108,3 +114,11 @@ def expected_pattern(text: str) -> re.Pattern[str]:
 def squash(text: str) -> str:
     """`text` without any whitespace."""
     return re.sub(r"\s+", "", text)
+
+
+def server_blocks(path: Path) -> list[Block]:
+    """The background blocks of the page `path` names in `<!-- servers: PAGE -->`, if it does."""
+    m = _SERVERS.search(path.read_text(encoding="utf-8"))
+    if m is None:
+        return []
+    return [b for b in runnable((path.parent / m.group(1)).resolve()) if b.kind == "background"]
