@@ -139,3 +139,13 @@ def test_an_in_flight_row_is_printed_again_when_it_completes(
     finally:
         fake.release()
         tail.stop()
+
+
+@pytest.mark.parametrize(("args", "named"), [(["-n", "-1"], "-n"), (["-f", "--interval", "0"], "--interval")])
+def test_bad_options_are_refused_naming_the_option(tmp_path: Path, args: list[str], named: str) -> None:
+    from click.testing import CliRunner
+
+    from keybrake.cli.audit import audit
+
+    result = CliRunner().invoke(audit, ["tail", "--data-dir", str(tmp_path), *args])
+    assert result.exit_code == 2 and named in result.output, result.output
