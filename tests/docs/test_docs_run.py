@@ -102,6 +102,19 @@ def test_every_block_runs_as_written(page: str, tmp_path: Path) -> None:
     assert all(e["ok"] for e in report if e["kind"] != "not-run")
 
 
+# How many blocks each page marks not-run: a new marker must be counted here on purpose.
+NOT_RUN = {"README.md": 2, "docs/quickstart.md": 5, "docs/sdk-stripe.md": 1}
+
+
+def test_not_run_blocks_are_counted() -> None:
+    """Each page's not-run blocks are exactly the ones counted above (a marker added or removed
+    without updating the count fails here, so no block stops running unnoticed)."""
+    assert set(NOT_RUN) == set(PAGES)
+    for page in PAGES:
+        marked = [f"{b.where}: {b.note}" for b in runnable(REPO / page) if b.kind == "not-run"]
+        assert len(marked) == NOT_RUN[page], f"{page} marks {len(marked)} blocks not-run:\n" + "\n".join(marked)
+
+
 def test_markers_name_a_reason() -> None:
     """A not-run block says why; a background block says which address it waits for."""
     for page in PAGES:
