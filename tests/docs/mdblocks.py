@@ -32,6 +32,7 @@ PLACEHOLDERS = {
     "vault_key_…": re.compile(r"vault_key_[A-Za-z0-9_-]{8,}"),
     "vk_…": re.compile(r"\bvk_[A-Za-z0-9]{6,}"),
     "sk_test_…": re.compile(r"\bsk_test_[A-Za-z0-9_]{8,}"),
+    "re_…": re.compile(r"\bre_[A-Za-z0-9]{20,}"),
     "cus_…": re.compile(r"\bcus_[A-Za-z0-9]{6,}"),
     "kbr_…": re.compile(r"\bkbr_[0-9A-Z]{26}"),
 }
