@@ -24,8 +24,8 @@ import pytest
 from tests.docs.mdblocks import runnable
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/quickstart.md", "docs/sdk-stripe.md", "docs/sdk-resend.md"]
-DOC_PORTS = (8080, 12111, 12113)  # the ports the pages use: Keybrake, the fake Stripe and Resend APIs
+PAGES = ["README.md", "docs/quickstart.md", "docs/sdk-stripe.md", "docs/sdk-resend.md", "docs/sdk-twilio.md"]
+DOC_PORTS = (8080, 12111, 12113, 12114)  # the ports the pages use: Keybrake, the fake Stripe, Resend, Twilio
 _LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "bench", "docs", "README.md", ".venv"]
 
 pytestmark = pytest.mark.multiprocess
@@ -103,7 +103,13 @@ def test_every_block_runs_as_written(page: str, tmp_path: Path) -> None:
 
 
 # How many blocks each page marks not-run: a new marker must be counted here on purpose.
-NOT_RUN = {"README.md": 2, "docs/quickstart.md": 5, "docs/sdk-stripe.md": 1, "docs/sdk-resend.md": 1}
+NOT_RUN = {
+    "README.md": 2,
+    "docs/quickstart.md": 5,
+    "docs/sdk-stripe.md": 1,
+    "docs/sdk-resend.md": 1,
+    "docs/sdk-twilio.md": 1,
+}
 
 
 def test_not_run_blocks_are_counted() -> None:
