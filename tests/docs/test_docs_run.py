@@ -24,8 +24,17 @@ import pytest
 from tests.docs.mdblocks import runnable
 
 REPO = Path(__file__).resolve().parents[2]
-PAGES = ["README.md", "docs/quickstart.md", "docs/sdk-stripe.md", "docs/sdk-resend.md", "docs/sdk-twilio.md"]
-DOC_PORTS = (8080, 12111, 12113, 12114)  # the ports the pages use: Keybrake, the fake Stripe, Resend, Twilio
+PAGES = [
+    "README.md",
+    "docs/quickstart.md",
+    "docs/sdk-stripe.md",
+    "docs/sdk-resend.md",
+    "docs/sdk-twilio.md",
+    "docs/sdk-sendgrid.md",
+    "docs/sdk-segment.md",
+]
+# The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid and Segment APIs.
+DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116)
 _LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "bench", "docs", "README.md", ".venv"]
 
 pytestmark = pytest.mark.multiprocess
@@ -109,6 +118,8 @@ NOT_RUN = {
     "docs/sdk-stripe.md": 1,
     "docs/sdk-resend.md": 1,
     "docs/sdk-twilio.md": 1,
+    "docs/sdk-sendgrid.md": 1,
+    "docs/sdk-segment.md": 1,
 }
 
 
