@@ -32,9 +32,10 @@ PAGES = [
     "docs/sdk-twilio.md",
     "docs/sdk-sendgrid.md",
     "docs/sdk-segment.md",
+    "docs/sdk-postmark.md",
 ]
-# The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid and Segment APIs.
-DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116)
+# The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid, Segment and Postmark APIs.
+DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116, 12117)
 _LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "bench", "docs", "README.md", ".venv"]
 
 pytestmark = pytest.mark.multiprocess
@@ -120,6 +121,7 @@ NOT_RUN = {
     "docs/sdk-twilio.md": 1,
     "docs/sdk-sendgrid.md": 1,
     "docs/sdk-segment.md": 1,
+    "docs/sdk-postmark.md": 1,
 }
 
 
