@@ -33,9 +33,11 @@ PAGES = [
     "docs/sdk-sendgrid.md",
     "docs/sdk-segment.md",
     "docs/sdk-postmark.md",
+    "docs/sdk-shopify.md",
 ]
-# The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid, Segment and Postmark APIs.
-DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116, 12117)
+# The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid, Segment, Postmark
+# and Shopify APIs.
+DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116, 12117, 12118)
 _LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "bench", "docs", "README.md", ".venv"]
 
 pytestmark = pytest.mark.multiprocess
@@ -122,6 +124,7 @@ NOT_RUN = {
     "docs/sdk-sendgrid.md": 1,
     "docs/sdk-segment.md": 1,
     "docs/sdk-postmark.md": 1,
+    "docs/sdk-shopify.md": 1,
 }
 
 
