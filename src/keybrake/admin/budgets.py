@@ -200,7 +200,7 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
 async def covering_warnings(
     rt: Runtime, label: str | None, vendor: str, credential: str, policy: dict[str, Any]
 ) -> list[str]:
-    """Warnings for a key whose own cap exceeds what a covering budget can ever allow (§3.3)."""
+    """Warnings for a key whose own cap exceeds what a covering budget can ever allow."""
     out = []
     for rec in await rt.budget_store.list_budgets():
         if not rec.covers(label, vendor, credential):

@@ -1,4 +1,4 @@
-"""`GET /_keybrake/self` on the proxy listener: what a vault key may know about itself (§3.5)."""
+"""`GET /_keybrake/self` on the proxy listener: what a vault key may know about itself."""
 
 from __future__ import annotations
 

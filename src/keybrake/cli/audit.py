@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import simplejson
 
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError, not_found
+from keybrake.cli.audit_follow import Follower
 from keybrake.cli.common import cell, data_dir_opt, metadata, print_json, run, settings_for, table
 from keybrake.cli.tables import iso_opt
 from keybrake.config import retention_error
@@ -180,31 +180,30 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
 
 
 @audit.command("tail")
-@click.option("-n", "count", type=int, default=20, show_default=True, help="How many of the latest rows.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows.")
+@click.option("-n", "count", type=int, default=20, show_default=True, help="How many of the latest rows to print first.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing rows as they arrive, each once; a row printed in_flight is printed again,"
+    " marked (update), when it completes. Ctrl-C stops.",
+)
 @click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between reads with --follow.")
 @data_dir_opt
 def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) -> None:
-    """The latest rows; with --follow, new rows as they arrive."""
+    """The latest rows, oldest first; with --follow, new rows as they arrive and in-flight rows
+    again when they complete."""
+    if count < 0:
+        raise click.BadParameter(f"must be 0 or more (got {count})", param_hint="-n")
+    if interval <= 0:
+        raise click.BadParameter(f"must be more than 0 seconds (got {interval:g})", param_hint="--interval")
     settings = settings_for(data_dir)
 
     async def go(rt: Runtime) -> None:
-        rows = list(reversed(await rt.audit_store.query_audit(AuditQuery(limit=count))))
-        seen = {r["id"] for r in rows}
-        for r in rows:
-            _line(render_row(r))
-        while follow:
-            await asyncio.sleep(interval)
-            since = (rows[-1]["ts"] - 5000) if rows else int(time.time() * 1000) - 5000
-            fresh = [
-                r
-                for r in reversed(await rt.audit_store.query_audit(AuditQuery(since=since, limit=1000)))
-                if r["id"] not in seen
-            ]
-            for r in fresh:
-                seen.add(r["id"])
-                rows.append(r)
-                _line(render_row(r))
+        follower = Follower(rt.audit_store, _line)
+        await follower.start(count)
+        if follow:
+            await follower.follow(interval)
 
     try:
         run(settings, go)
@@ -212,5 +211,8 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
         pass
 
 
-def _line(row: dict[str, Any]) -> None:
-    click.echo("  ".join(cell(row.get(c)) for c in _AUDIT_COLS))
+def _line(row: dict[str, Any], update: bool = False) -> None:
+    rendered = render_row(row)
+    text = "  ".join(cell(rendered.get(c)) for c in _AUDIT_COLS)
+    click.echo(f"{text}  (update)" if update else text, nl=True)
+    sys.stdout.flush()

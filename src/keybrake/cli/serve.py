@@ -121,7 +121,7 @@ async def _serve(settings: Settings, listeners: Listeners) -> None:
         server = uvicorn.Server(server_config(app, settings, listeners))
         # Everything built so far (modules, the runtime, the app) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer walks ~100k long-lived
-        # objects on the request path (bench/README.md, issue 14's profile).
+        # objects on the request path (bench/README.md, the speed work's profile).
         gc.collect()
         gc.freeze()
         logs.event(logging.getLogger("keybrake"), "heap frozen", objects=gc.get_freeze_count())

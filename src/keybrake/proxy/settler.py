@@ -101,7 +101,7 @@ class SettleWriter:
         if not failed or (written == 0 and all(isinstance(e, EnforcementUnavailable) for _, e in failed)):
             return [item for item, _ in failed]  # nothing failed, or the store is down: try again later
         # A job the store was too busy for (no connection in time, a timeout) is not refused:
-        # it is tried again, never degraded (found by the fail-closed drill, issue 12).
+        # it is tried again, never degraded (found by the fail-closed drill).
         busy = [item for item, e in failed if isinstance(e, EnforcementUnavailable) and e.transient]
         for (job, done), error in failed:
             if isinstance(error, EnforcementUnavailable) and error.transient:

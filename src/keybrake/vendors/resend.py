@@ -254,7 +254,7 @@ class Resend(VendorDefaults):
         return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
-        """The sorted recipients, from, subject and a hash of html/text/template, per email (§3.1.4)."""
+        """The sorted recipients, from, subject and a hash of html/text/template, per email."""
         emails = _emails(vreq)
         if not emails:
             return self.fingerprint(vreq)
