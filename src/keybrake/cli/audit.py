@@ -180,7 +180,7 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
 
 
 @audit.command("tail")
-@click.option("-n", "count", type=int, default=20, show_default=True, help="How many of the latest rows to print first.")
+@click.option("-n", "count", type=int, default=20, show_default=True, help="How many latest rows to print first.")
 @click.option(
     "--follow",
     "-f",
