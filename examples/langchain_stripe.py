@@ -39,7 +39,11 @@ from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 CUSTOMER = "cus_keybrake_demo"
 PAYMENT_CENTS = 2500
 # The agent run's policy: PaymentIntents only, at most $30 a call, $60 a day.
-POLICY: dict[str, Any] = {"daily_usd_cap": 60, "max_usd_per_call": 30, "allowed_endpoints": ["POST /v1/payment_intents"]}
+POLICY: dict[str, Any] = {
+    "daily_usd_cap": 60,
+    "max_usd_per_call": 30,
+    "allowed_endpoints": ["POST /v1/payment_intents"],
+}
 STOP = "STOP"  # how a tool answer that must end the run begins
 MAX_STEPS = 10
 
@@ -69,7 +73,7 @@ def payment_tool(client: stripe.StripeClient, run: Any) -> BaseTool:
         try:
             pi = client.v1.payment_intents.create(
                 {"amount": amount_cents, "currency": "usd", "customer": CUSTOMER, "payment_method": "pm_card_visa",
-                 "payment_method_types": ["card"], "confirm": True, "metadata": {"invoice": invoice}},
+                 "confirm": True, "metadata": {"invoice": invoice}},
                 {"idempotency_key": run.idempotency_key(tool_call_id), "headers": {"X-Keybrake-Step": tool_call_id}},
             )  # fmt: skip
         except stripe.StripeError as exc:

@@ -30,8 +30,8 @@ from typing import Any
 
 import stripe
 from agents import Agent, MaxTurnsExceeded, RunConfig, Runner, function_tool, set_tracing_disabled
-from agents.tool_context import ToolContext
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.tool_context import ToolContext
 from keybrake_client import Denial, Keybrake, denial
 
 CUSTOMER = "cus_keybrake_demo"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from examples import langchain_stripe as recipe
 from keybrake_client import idempotency_key
+
+from examples import langchain_stripe as recipe
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from examples import pydantic_ai_stripe as recipe
 from keybrake_client import idempotency_key
+
+from examples import pydantic_ai_stripe as recipe
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 
@@ -37,7 +38,10 @@ def test_the_cap_stops_the_runaway_refunds_and_the_model_ends_the_run(
     charges = [r["vendor_object_id"] for r in setup]
     assert len(charges) == recipe.CHARGES and all(c.startswith("ch_") for c in charges)
     assert [r.form["charge"][0] for r in fake_stripe.requests if r.path == "/v1/refunds"] == [
-        charges[0], charges[0], charges[1], charges[1]
+        charges[0],
+        charges[0],
+        charges[1],
+        charges[1],
     ]
     # each refund's Idempotency-Key is derived from the run id and the step (the charge refunded)
     steps = [charges[0], charges[0], charges[1], charges[1], charges[2]]

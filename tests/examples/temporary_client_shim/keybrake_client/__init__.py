@@ -136,7 +136,9 @@ class Keybrake:
 
     def __init__(self, url: str, admin_token: str, *, timeout: float = 30.0) -> None:
         self.url = self.proxy_url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=timeout
+        )
 
     def __enter__(self) -> Keybrake:
         return self
