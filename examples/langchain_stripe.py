@@ -31,10 +31,12 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import stripe
-from keybrake_client import Denial, Keybrake, denial
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
 PAYMENT_CENTS = 2500
@@ -61,7 +63,7 @@ def stop_answer(d: Denial) -> str:
     )
 
 
-def payment_tool(client: stripe.StripeClient, run: Any) -> BaseTool:
+def payment_tool(client: stripe.StripeClient, run: Run) -> BaseTool:
     """The `pay` tool for one run: `client` is the run's Stripe client, `run` its keybrake_client.Run."""
     stopped: list[Denial] = []
 
@@ -126,10 +128,10 @@ class Report:
     forwarded: int
     refused: list[tuple[str, str]]  # (Keybrake code, its message)
     spent_usd: Decimal  # what the run's payments moved (what caps count)
-    rows: list[Any]
+    rows: list[AuditRow]  # oldest first
 
 
-def reconstruct(run: Any, output: str) -> Report:
+def reconstruct(run: Run, output: str) -> Report:
     """Read the run back from the audit log: every request of its key, forwarded or refused."""
     rows = run.audit()
     forwarded = sum(1 for r in rows if r.upstream_status is not None)
@@ -157,8 +159,9 @@ def print_report(report: Report) -> None:
     print(f"  model's last word: {report.output}")
     print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
     for row in report.rows:
+        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
         money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
-        print(f"   {row.method} {row.path} -> {row.status} {row.error_code or row.verdict} {money}")
+        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
     for code, why in report.refused:
         print(f"  refused: {code}: {why}")
     print(f"  USD moved: ${report.spent_usd:.2f}")

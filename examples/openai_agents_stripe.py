@@ -32,7 +32,9 @@ import stripe
 from agents import Agent, MaxTurnsExceeded, RunConfig, Runner, function_tool, set_tracing_disabled
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
-from keybrake_client import Denial, Keybrake, denial
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
 TOP_UP_CENTS = 3000
@@ -47,7 +49,7 @@ class Deps:
     """The run context: the run's Stripe client and Keybrake run, and the denial that stopped it."""
 
     stripe: stripe.StripeClient
-    run: Any  # keybrake_client.Run
+    run: Run
     stopped: Denial | None = None
     charges: list[str] = field(default_factory=list)
 
@@ -111,10 +113,10 @@ class Report:
     forwarded: int
     refused: list[tuple[str, str]]  # (Keybrake code, its message)
     spent_usd: Decimal  # what the run's charges moved (what caps count)
-    rows: list[Any]
+    rows: list[AuditRow]  # oldest first
 
 
-def reconstruct(run: Any, output: str) -> Report:
+def reconstruct(run: Run, output: str) -> Report:
     """Read the run back from the audit log: every request of its key, forwarded or refused."""
     rows = run.audit()
     forwarded = sum(1 for r in rows if r.upstream_status is not None)
@@ -151,8 +153,9 @@ def print_report(report: Report) -> None:
     print(f"  model's last word: {report.output}")
     print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
     for row in report.rows:
+        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
         money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
-        print(f"   {row.method} {row.path} -> {row.status} {row.error_code or row.verdict} {money}")
+        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
     for code, why in report.refused:
         print(f"  refused: {code}: {why}")
     print(f"  USD moved: ${report.spent_usd:.2f}")

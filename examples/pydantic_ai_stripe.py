@@ -1,14 +1,15 @@
 """PydanticAI + Stripe through Keybrake: a refund agent runs away, and the spend cap stops it.
 
 A support agent is asked to refund a customer's duplicate charges. Its model (PydanticAI's own
-`FunctionModel`, scripted: no LLM is called) runs away and keeps asking for refunds. The run has
-its own vault key (`kb.run`, revoked when the block ends) with a $50 daily cap, so after two $20
-refunds the third is refused by Keybrake (Stripe 429 `spend_cap_exceeded`,
-`Stripe-Should-Retry: false`). The tool turns that refusal into a final answer — "STOP: … do not
-retry" — not a `ModelRetry`, which would make PydanticAI ask the model to try the refund again;
-the model ends the run. Every refund carries an `Idempotency-Key` derived from the run id and
-the step (the charge refunded), so a retried step can never refund twice. At the end the run is
-reconstructed from Keybrake's audit log: calls forwarded, the refusal and why, USD moved.
+`FunctionModel`, scripted: no LLM is called) runs away: it asks for every refund twice, and keeps
+going. Every refund carries an `Idempotency-Key` derived from the run id and the step (the charge
+refunded), so a repeated step is replayed by Stripe and refunds nothing more. The run has its own
+vault key (`kb.run`, revoked when the block ends) with a $50 daily cap, so after two $20 refunds
+the third is refused by Keybrake (Stripe 429 `spend_cap_exceeded`, `Stripe-Should-Retry: false`).
+The tool turns that refusal into a final answer — "STOP: … do not retry" — not a `ModelRetry`,
+which would make PydanticAI ask the model to try the refund again; the model ends the run. At the
+end the run is reconstructed from Keybrake's audit log: calls forwarded, the refusal and why, USD
+moved.
 
     pip install './client[stripe]' pydantic-ai-slim==2.68.0
     KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/pydantic_ai_stripe.py
@@ -28,12 +29,14 @@ from decimal import Decimal
 from typing import Any
 
 import stripe
-from keybrake_client import Denial, Keybrake, denial
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.exceptions import UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
 CHARGES = 5  # duplicate charges of $20 the agent is asked to refund
@@ -48,7 +51,7 @@ class Deps:
     """What the tool needs: the run's Stripe client and Keybrake run, and the denial that stopped it."""
 
     stripe: stripe.StripeClient
-    run: Any  # keybrake_client.Run
+    run: Run
     stopped: Denial | None = None
     refunds: list[str] = field(default_factory=list)
 
@@ -113,10 +116,10 @@ class Report:
     forwarded: int
     refused: list[tuple[str, str]]  # (Keybrake code, its message)
     spent_usd: Decimal  # what the run's refunds moved (what caps count)
-    rows: list[Any]
+    rows: list[AuditRow]  # oldest first
 
 
-def reconstruct(run: Any, output: str) -> Report:
+def reconstruct(run: Run, output: str) -> Report:
     """Read the run back from the audit log: every request of its key, forwarded or refused."""
     rows = run.audit()
     forwarded = sum(1 for r in rows if r.upstream_status is not None)
@@ -159,8 +162,9 @@ def print_report(report: Report) -> None:
     print(f"  model's last word: {report.output}")
     print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
     for row in report.rows:
+        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
         money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
-        print(f"   {row.method} {row.path} -> {row.status} {row.error_code or row.verdict} {money}")
+        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
     for code, why in report.refused:
         print(f"  refused: {code}: {why}")
     print(f"  USD moved: ${report.spent_usd:.2f}")

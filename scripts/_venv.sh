@@ -17,11 +17,14 @@ ensure_venv() {
   fi
   stamp="$VENV/.keybrake-$(basename "$lock").sha256"
   local want
-  want=$(cat "$ROOT/requirements/"*.lock "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  want=$(cat "$ROOT/requirements/"*.lock "$ROOT/pyproject.toml" "$ROOT/client/pyproject.toml" | sha256sum | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "installing pinned dependencies from requirements/$(basename "$lock")" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$lock" 2> >(grep -v '^WARNING: Location' >&2)
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT" \
+      2> >(grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' >&2)
+    # the client library (client/, distribution keybrake-client): its deps are in the locks
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT/client" \
       2> >(grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' >&2)
     echo "$want" > "$stamp"
   fi

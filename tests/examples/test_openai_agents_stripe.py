@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from keybrake_client import idempotency_key
-
 from examples import openai_agents_stripe as recipe
+from keybrake_client import idempotency_key
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 

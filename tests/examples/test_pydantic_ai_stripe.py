@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from keybrake_client import idempotency_key
-
 from examples import pydantic_ai_stripe as recipe
+from keybrake_client import idempotency_key
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 
@@ -46,6 +45,8 @@ def test_the_cap_stops_the_runaway_refunds_and_the_model_ends_the_run(
     # each refund's Idempotency-Key is derived from the run id and the step (the charge refunded)
     steps = [charges[0], charges[0], charges[1], charges[1], charges[2]]
     assert [r.idempotency_key for r in rows] == [idempotency_key("run-pai-1", f"refund-{c}") for c in steps]
+    # the agent step that made each request is in its row (the X-Keybrake-Step header)
+    assert [(r.metadata or {})["headers"]["x-keybrake-step"] for r in rows] == [f"step-{n}" for n in range(1, 6)]
     # the audit rows found by agent_run_id are the run's rows; the key is revoked
     by_run = kb.audit(agent_run_id="run-pai-1")
     assert sorted(r["id"] for r in by_run) == sorted(r.id for r in rows)

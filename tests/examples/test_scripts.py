@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.examples.conftest import ROOT, SHIM
+from tests.examples.conftest import ROOT
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 
 # recipe: (calls forwarded, USD moved)
@@ -17,8 +17,6 @@ RECIPES = {"pydantic_ai_stripe": (4, "40.00"), "openai_agents_stripe": (3, "90.0
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRAKE_")}
-    if str(SHIM) in sys.path:
-        env["PYTHONPATH"] = str(SHIM)  # TEMPORARY: the stand-in for keybrake_client
     return {**env, **extra}
 
 

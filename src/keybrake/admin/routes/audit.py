@@ -72,7 +72,8 @@ _EXPORT_ANSWER: dict[int | str, dict[str, Any]] = {
     openapi_extra=_documented(*FILTERS, "since", "until", "format"),
 )
 async def audit_export(request: Request, rt: Runtime = Rt, who: Principal = Admin) -> Response:
-    """Every matching row as CSV or JSON Lines (`format`), streamed page by page; the same filters."""
+    """Every matching row as CSV or JSON Lines (`format`), streamed page by page; the same filters,
+    `metadata.<k>=<v>` (exact) included."""
     params = query_params(request, (*FILTERS, "since", "until", "format"), prefixes=("metadata.",))
     fmt = params.pop("format", "csv")
     if fmt not in FORMATS:
