@@ -34,6 +34,21 @@ def test_the_recipe_runs_as_a_script(kb: KeybrakeThread, name: str) -> None:
     assert "vault_key_" not in out.stdout + out.stderr
 
 
+def test_the_twilio_recipe_runs_as_a_script(kbt: KeybrakeThread) -> None:
+    env = _env(KEYBRAKE_URL=kbt.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "pydantic_ai_twilio.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "3 texts sent, 3 repeats not sent, 1 refused" in out.stdout
+    assert "  refused: send_cap_exceeded: Do not retry" in out.stdout
+    assert "vault_key_" not in out.stdout + out.stderr
+
+
 def test_a_script_without_an_admin_token_says_what_to_set() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "langchain_stripe.py")],
