@@ -24,6 +24,7 @@ import argparse
 import os
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -156,8 +157,8 @@ def print_report(report: Report) -> None:
         step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
         money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
         print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
-    for code, why in report.refused:
-        print(f"  refused: {code}: {why}")
+    for (code, why), n in Counter(report.refused).items():  # each reason once
+        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
     print(f"  USD moved: ${report.spent_usd:.2f}")
 
 

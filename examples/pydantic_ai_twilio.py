@@ -23,6 +23,7 @@ import argparse
 import os
 import sys
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +146,8 @@ def print_report(report: Report) -> None:
     print(f"  {report.sent} texts sent, {report.deduplicated} repeats not sent, {len(report.refused)} refused")
     for row in report.rows:
         print(f"   {row.method} {row.endpoint or row.path} -> {row.status} {row.error_code or row.verdict}")
-    for code, why in report.refused:
-        print(f"  refused: {code}: {why}")
+    for (code, why), n in Counter(report.refused).items():  # each reason once
+        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
 
 
 if __name__ == "__main__":
