@@ -17,6 +17,8 @@ from keybrake.vendors.twilio_errors import twilio_code
 from keybrake_client.denial import CODES as CLIENT_CODES
 from keybrake_client.denial import TWILIO_CODES, classify, denial, from_body
 
+pytestmark = pytest.mark.store_free  # no store of its own: runs once, in the first pass
+
 VENDORS = build_vendors()
 BUILTIN = sorted(VENDORS)
 SERVER_CODES = [code for code, _ in CODES]

@@ -174,7 +174,7 @@ def test_shopify_rest(tmp_path: Path) -> None:
                 client,
                 "shopify",
                 {"daily_usd_cap": 5, "allowed_endpoints": ["GET /admin/api/*/orders/*.json"]},
-                lambda run: run.shopify("2025-07"),
+                lambda run: run.shopify(),
                 lambda shopify: shopify.Refund.create(refund),
                 lambda shopify: shopify.Order.find(1001),
                 "endpoint_not_allowed",

@@ -13,6 +13,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+pytestmark = pytest.mark.store_free  # no store of its own: runs once, in the first pass
+
 VENDOR_MODULES = {
     "stripe": "stripe",
     "twilio": "keybrake_client.vendors.twilio",

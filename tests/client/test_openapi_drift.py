@@ -16,6 +16,8 @@ from keybrake_client import models as m
 from keybrake_client import ops
 from tests.harness import KeybrakeThread
 
+pytestmark = pytest.mark.store_free  # no store of its own: runs once, in the first pass
+
 # One call of every `Op` builder, with every optional parameter it can send set.
 SAMPLES: dict[str, ops.Op[Any]] = {
     "issue_key": ops.issue_key(

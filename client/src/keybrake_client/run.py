@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from keybrake_client.client import Keybrake
 
 MAX_REASON = 500
+SHOPIFY_API_VERSION = "2025-07"  # run.shopify()'s default Admin API version
 
 
 @dataclass(frozen=True)
@@ -122,9 +123,10 @@ class Run:
         """The `resend` module pointed at the proxy with this run's key (process-wide setting)."""
         return vendors.configure_resend(self.proxy_url, self.key.secret)
 
-    def shopify(self, api_version: str) -> Any:
+    def shopify(self, api_version: str = SHOPIFY_API_VERSION) -> Any:
         """The `shopify` module with its resources and `shopify.GraphQL()` pointed at the proxy with
-        this run's key for `api_version` (e.g. "2025-07"); per thread, like ShopifyAPI's sessions."""
+        this run's key for `api_version` ("2025-07" unless given: pass the version your code is
+        written against); per thread, like ShopifyAPI's sessions."""
         import shopify
 
         from keybrake_client.vendors.shopify import activate
