@@ -1,0 +1,172 @@
+"""OpenAI Agents SDK + Stripe through Keybrake: a top-up agent runs away, and the spend cap stops it.
+
+A billing agent tops up a customer's prepaid balance with a $30 card charge. Its model (the SDK's
+own test double `agents.testing.ScriptedModel`: no OpenAI call, tracing off) runs away and keeps
+charging. The run has its own vault key (`kb.run`, revoked when the block ends) with a $100
+daily cap, so the fourth charge is refused by Keybrake (Stripe 429 `spend_cap_exceeded`,
+`Stripe-Should-Retry: false`). The function tool turns the refusal into a final answer —
+"STOP: … do not retry" — and the model ends the run; `max_turns` is the backstop for a model that
+would not. Each charge's `Idempotency-Key` is derived from the run id and the step, here the
+model's tool call id (one call id is one invocation for the life of a run, so a replayed step
+charges once). At the end the run is reconstructed from Keybrake's audit log.
+
+    pip install './client[stripe]' openai-agents==0.24.0
+    KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/openai_agents_stripe.py
+
+Keybrake must hold a Stripe credential (a test-mode `sk_test_…`, or `scripts/fake-stripe`: see
+examples/README.md). For a stop the model cannot overrule, give the Agent a `tool_use_behavior`
+function that ends the run when a tool answer begins with STOP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from agents import Agent, MaxTurnsExceeded, RunConfig, Runner, function_tool, set_tracing_disabled
+from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
+from agents.tool_context import ToolContext
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
+
+CUSTOMER = "cus_keybrake_demo"
+TOP_UP_CENTS = 3000
+# The agent run's policy: charges only, at most $50 a call, $100 a day.
+POLICY: dict[str, Any] = {"daily_usd_cap": 100, "max_usd_per_call": 50, "allowed_endpoints": ["POST /v1/charges"]}
+STOP = "STOP"  # how a tool answer that must end the run begins
+MAX_TURNS = 10
+
+
+@dataclass
+class Deps:
+    """The run context: the run's Stripe client and Keybrake run, and the denial that stopped it."""
+
+    stripe: stripe.StripeClient
+    run: Run
+    stopped: Denial | None = None
+    charges: list[str] = field(default_factory=list)
+
+
+def stop_answer(d: Denial) -> str:
+    """The tool's final answer to the model after a denial that retrying cannot fix."""
+    return (
+        f"{STOP}: Keybrake refused this charge ({d.code}; retrying cannot help). {d.message} "
+        "Do not retry it and make no other charge in this run: tell the user the spending limit was "
+        "reached and end the run."
+    )
+
+
+@function_tool
+def charge_customer(ctx: ToolContext[Deps], amount_cents: int, description: str) -> str:
+    """Charge the customer's card `amount_cents` (minor units, USD) to top up their balance."""
+    deps = ctx.context
+    if deps.stopped is not None:  # the run was told to stop: never call Stripe again
+        return stop_answer(deps.stopped)
+    try:
+        charge = deps.stripe.v1.charges.create(
+            {"amount": amount_cents, "currency": "usd", "source": "tok_visa", "customer": CUSTOMER,
+             "description": description},
+            {"idempotency_key": deps.run.idempotency_key(ctx.tool_call_id),
+             "headers": {"X-Keybrake-Step": ctx.tool_call_id}},
+        )  # fmt: skip
+    except stripe.StripeError as exc:
+        d = denial(exc)
+        if d is None:  # Stripe's own answer (card declined…): the model may decide
+            return f"Stripe refused the charge: {exc.user_message}"
+        if d.retryable:  # e.g. enforcement_unavailable: this same call (same key) may be tried again
+            return f"Keybrake could not complete the charge now ({d.code}): {d.message}"
+        deps.stopped = d
+        return stop_answer(d)
+    deps.charges.append(charge.id)
+    return f"Charged {amount_cents} cents: {charge.id} ({charge.status})."
+
+
+def runaway_model(*, obey_stop: bool = True, steps: int = MAX_TURNS + 2) -> ScriptedModel:
+    """A scripted model that charges $30 on every turn until a tool answer says STOP (or forever
+    with `obey_stop=False`, for `max_turns` to end)."""
+
+    def respond(call: ModelCall) -> Any:
+        items = call.input if isinstance(call.input, list) else []
+        outputs = [i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
+        if obey_stop and outputs and str(outputs[-1]["output"]).startswith(STOP):
+            return [assistant_message(f"I stopped: {outputs[-1]['output']}")]
+        args = {"amount_cents": TOP_UP_CENTS, "description": "prepaid balance top-up"}
+        return [function_call("charge_customer", args, call_id=f"call_{len(outputs) + 1}")]
+
+    return ScriptedModel([ModelStep.respond(respond) for _ in range(steps)])
+
+
+@dataclass
+class Report:
+    """The run as Keybrake's audit log tells it."""
+
+    run_id: str
+    key_id: str
+    output: str
+    forwarded: int
+    refused: list[tuple[str, str]]  # (Keybrake code, its message)
+    spent_usd: Decimal  # what the run's charges moved (what caps count)
+    rows: list[AuditRow]  # oldest first
+
+
+def reconstruct(run: Run, output: str) -> Report:
+    """Read the run back from the audit log: every request of its key, forwarded or refused."""
+    rows = run.audit()
+    forwarded = sum(1 for r in rows if r.upstream_status is not None)
+    refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
+    return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
+
+
+def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+    """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
+    set_tracing_disabled(True)  # nothing leaves the machine but the calls to Keybrake
+    run_id = run_id or f"top-up-{uuid.uuid4().hex[:8]}"
+    agent = Agent[Deps](
+        name="billing",
+        instructions="Top up the customer's prepaid balance with charge_customer.",
+        model=runaway_model(obey_stop=obey_stop),
+        tools=[charge_customer],
+    )
+    with Keybrake(url, admin_token) as kb:
+        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m") as run:
+            deps = Deps(stripe=run.stripe(max_network_retries=2), run=run)
+            try:
+                result = Runner.run_sync(
+                    agent, f"Top up {CUSTOMER}'s balance.", context=deps, max_turns=MAX_TURNS,
+                    run_config=RunConfig(tracing_disabled=True),
+                )  # fmt: skip
+                output = str(result.final_output)
+            except MaxTurnsExceeded as exc:  # the backstop when a model ignores STOP
+                output = f"run ended by its limit: {exc}"
+        return reconstruct(run, output)
+
+
+def print_report(report: Report) -> None:
+    print(f"run {report.run_id} (key {report.key_id})")
+    print(f"  model's last word: {report.output}")
+    print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
+    for row in report.rows:
+        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
+        money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
+        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
+    for (code, why), n in Counter(report.refused).items():  # each reason once
+        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
+    print(f"  USD moved: ${report.spent_usd:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    args = parser.parse_args()
+    if not args.admin_token:
+        sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
+    print_report(main(args.url, args.admin_token))

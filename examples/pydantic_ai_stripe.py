@@ -1,0 +1,181 @@
+"""PydanticAI + Stripe through Keybrake: a refund agent runs away, and the spend cap stops it.
+
+A support agent is asked to refund a customer's duplicate charges. Its model (PydanticAI's own
+`FunctionModel`, scripted: no LLM is called) runs away: it asks for every refund twice, and keeps
+going. Every refund carries an `Idempotency-Key` derived from the run id and the step (the charge
+refunded), so a repeated step is replayed by Stripe and refunds nothing more. The run has its own
+vault key (`kb.run`, revoked when the block ends) with a $50 daily cap, so after two $20 refunds
+the third is refused by Keybrake (Stripe 429 `spend_cap_exceeded`, `Stripe-Should-Retry: false`).
+The tool turns that refusal into a final answer — "STOP: … do not retry" — not a `ModelRetry`,
+which would make PydanticAI ask the model to try the refund again; the model ends the run. At the
+end the run is reconstructed from Keybrake's audit log: calls forwarded, the refusal and why, USD
+moved.
+
+    pip install './client[stripe]' pydantic-ai-slim==2.68.0
+    KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/pydantic_ai_stripe.py
+
+Keybrake must hold a Stripe credential (a test-mode `sk_test_…`, or `scripts/fake-stripe`: see
+examples/README.md). The script first makes the five $20 charges to refund, with a key of their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import stripe
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import UsageLimits
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
+
+CUSTOMER = "cus_keybrake_demo"
+CHARGES = 5  # duplicate charges of $20 the agent is asked to refund
+CHARGE_CENTS = 2000
+# The agent run's policy: refunds only, at most $25 a call, $50 a day.
+POLICY: dict[str, Any] = {"daily_usd_cap": 50, "max_usd_per_call": 25, "allowed_endpoints": ["POST /v1/refunds"]}
+STOP = "STOP"  # how a tool answer that must end the run begins
+
+
+@dataclass
+class Deps:
+    """What the tool needs: the run's Stripe client and Keybrake run, and the denial that stopped it."""
+
+    stripe: stripe.StripeClient
+    run: Run
+    stopped: Denial | None = None
+    refunds: list[str] = field(default_factory=list)
+
+
+def stop_answer(d: Denial) -> str:
+    """The tool's final answer to the model after a denial that retrying cannot fix."""
+    return (
+        f"{STOP}: Keybrake refused this refund ({d.code}; retrying cannot help). {d.message} "
+        "Do not retry it and make no other refund in this run: tell the user the refund limit was "
+        "reached and end the run."
+    )
+
+
+def refund_charge(ctx: RunContext[Deps], charge: str, amount_cents: int) -> str:
+    """Refund `amount_cents` (minor units) of Stripe charge `charge`."""
+    deps = ctx.deps
+    if deps.stopped is not None:  # the run was told to stop: never call Stripe again
+        return stop_answer(deps.stopped)
+    try:
+        refund = deps.stripe.v1.refunds.create(
+            {"charge": charge, "amount": amount_cents},
+            {
+                # the same run and step always give the same key: a retried step refunds once
+                "idempotency_key": deps.run.idempotency_key(f"refund-{charge}"),
+                "headers": {"X-Keybrake-Step": f"step-{ctx.run_step}"},  # in the audit row's metadata
+            },
+        )
+    except stripe.StripeError as exc:
+        d = denial(exc)
+        if d is None:  # Stripe's own answer (already refunded, no such charge): the model may decide
+            return f"Stripe refused the refund of {charge}: {exc.user_message}"
+        if d.retryable:  # e.g. enforcement_unavailable: the same refund (same key) may be tried again
+            return f"Keybrake could not complete the refund of {charge} now ({d.code}): {d.message}"
+        deps.stopped = d
+        return stop_answer(d)
+    deps.refunds.append(refund.id)
+    return f"Refunded {amount_cents} cents of {charge}: {refund.id} ({refund.status})."
+
+
+def runaway_model(charges: list[str], *, obey_stop: bool = True) -> FunctionModel:
+    """A scripted model that asks for one refund per turn, over and over (twice per charge), until
+    a tool answer says STOP (or forever with `obey_stop=False`, for the run's tool-call limit to end)."""
+    plan = [c for c in charges for _ in range(2)]
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts if isinstance(p, ToolReturnPart)]
+        if obey_stop and returns and str(returns[-1].content).startswith(STOP):
+            return ModelResponse(parts=[TextPart(f"I stopped: {returns[-1].content}")])
+        charge = plan[len(returns) % len(plan)]
+        return ModelResponse(parts=[ToolCallPart("refund_charge", {"charge": charge, "amount_cents": CHARGE_CENTS})])
+
+    return FunctionModel(respond)
+
+
+@dataclass
+class Report:
+    """The run as Keybrake's audit log tells it."""
+
+    run_id: str
+    key_id: str
+    output: str
+    forwarded: int
+    refused: list[tuple[str, str]]  # (Keybrake code, its message)
+    spent_usd: Decimal  # what the run's refunds moved (what caps count)
+    rows: list[AuditRow]  # oldest first
+
+
+def reconstruct(run: Run, output: str) -> Report:
+    """Read the run back from the audit log: every request of its key, forwarded or refused."""
+    rows = run.audit()
+    forwarded = sum(1 for r in rows if r.upstream_status is not None)
+    refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
+    return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
+
+
+def make_charges(kb: Keybrake, run_id: str) -> list[str]:
+    """The customer's duplicate charges, made through Keybrake with a key of their own."""
+    policy = {"daily_usd_cap": 200, "max_usd_per_call": 25, "allowed_endpoints": ["POST /v1/charges"]}
+    with kb.run(vendor="stripe", run_id=f"{run_id}-setup", policy=policy, ttl="10m") as setup:
+        client = setup.stripe()
+        return [
+            client.v1.charges.create(
+                {"amount": CHARGE_CENTS, "currency": "usd", "source": "tok_visa", "customer": CUSTOMER},
+                {"idempotency_key": setup.idempotency_key(f"charge-{i}")},
+            ).id
+            for i in range(CHARGES)
+        ]
+
+
+def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+    """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
+    run_id = run_id or f"refunds-{uuid.uuid4().hex[:8]}"
+    with Keybrake(url, admin_token) as kb:
+        charges = make_charges(kb, run_id)
+        agent = Agent(runaway_model(charges, obey_stop=obey_stop), deps_type=Deps, tools=[refund_charge])
+        prompt = f"Refund the duplicate charges of customer {CUSTOMER}: {', '.join(charges)}."
+        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m") as run:
+            deps = Deps(stripe=run.stripe(max_network_retries=2), run=run)
+            try:
+                output = agent.run_sync(prompt, deps=deps, usage_limits=UsageLimits(tool_calls_limit=8)).output
+            except UsageLimitExceeded as exc:  # the backstop when a model ignores STOP
+                output = f"run ended by its limit: {exc}"
+        return reconstruct(run, output)
+
+
+def print_report(report: Report) -> None:
+    print(f"run {report.run_id} (key {report.key_id})")
+    print(f"  model's last word: {report.output}")
+    print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
+    for row in report.rows:
+        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
+        money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
+        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
+    for (code, why), n in Counter(report.refused).items():  # each reason once
+        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
+    print(f"  USD moved: ${report.spent_usd:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    args = parser.parse_args()
+    if not args.admin_token:
+        sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
+    print_report(main(args.url, args.admin_token))

@@ -1,0 +1,160 @@
+"""PydanticAI + Twilio through Keybrake: an SMS agent runs away, and the daily send cap stops it.
+
+A notifier agent texts customers that their order shipped. Its model (PydanticAI's own
+`FunctionModel`, scripted: no LLM is called) runs away: it sends every text twice, and keeps
+going. Twilio takes no `Idempotency-Key`, so the run's key has `dedup_window_seconds`: Keybrake
+answers a repeated send with the first answer (`X-Keybrake-Deduplicated: true`) and sends nothing.
+The run has its own vault key (`kb.run`, revoked when the block ends) allowing three texts a day
+to `+1` numbers, so the fourth customer's text is refused by Keybrake (Twilio's error shape, 429,
+code 429003, `send_cap_exceeded`). The tool turns that refusal into a final answer — "STOP: … do
+not retry" — not a `ModelRetry`, and the model ends the run. At the end the run is reconstructed
+from Keybrake's audit log: texts sent, repeats not sent, the refusal and why.
+
+    pip install './client[twilio]' pydantic-ai-slim==2.68.0
+    KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/pydantic_ai_twilio.py
+
+Keybrake must hold a Twilio credential (docs/sdk-twilio.md). With a real account, use Twilio's
+test credentials or numbers you own: the script texts +1 415 555 0101… from +1 415 555 0199.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.exceptions import UsageLimitExceeded
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import UsageLimits
+from twilio.base.exceptions import TwilioRestException
+
+from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client.models import AuditRow
+
+SENDER = "+14155550199"
+CUSTOMERS = [f"+1415555010{n}" for n in range(1, 7)]
+# The agent run's policy: texts to +1 numbers only, three a day, $1 a day, repeats replayed for 10 minutes.
+POLICY: dict[str, Any] = {
+    "daily_send_cap": 3,
+    "daily_usd_cap": 1,
+    "allowed_to_prefixes": ["+1"],
+    "dedup_window_seconds": 600,
+    "allowed_endpoints": ["POST /2010-04-01/Accounts/*/Messages.json"],
+}
+STOP = "STOP"  # how a tool answer that must end the run begins
+
+
+@dataclass
+class Deps:
+    """What the tool needs: the run's Twilio client, and the denial that stopped the run."""
+
+    twilio: Any  # twilio.rest.Client on the proxy
+    stopped: Denial | None = None
+    sent: list[str] = field(default_factory=list)
+
+
+def stop_answer(d: Denial) -> str:
+    """The tool's final answer to the model after a denial that retrying cannot fix."""
+    return (
+        f"{STOP}: Keybrake refused this text ({d.code}; retrying cannot help). {d.message} "
+        "Do not retry it and send no other text in this run: tell the user the sending limit was "
+        "reached and end the run."
+    )
+
+
+def send_text(ctx: RunContext[Deps], to: str, body: str) -> str:
+    """Send the SMS `body` to the E.164 number `to`."""
+    deps = ctx.deps
+    if deps.stopped is not None:  # the run was told to stop: never call Twilio again
+        return stop_answer(deps.stopped)
+    try:
+        msg = deps.twilio.messages.create(to=to, from_=SENDER, body=body)
+    except TwilioRestException as exc:
+        d = denial(exc)
+        if d is None:  # Twilio's own answer (invalid number…): the model may decide
+            return f"Twilio refused the text to {to}: {exc.msg}"
+        if d.retryable:
+            return f"Keybrake could not send the text to {to} now ({d.code}): {d.message}"
+        deps.stopped = d
+        return stop_answer(d)
+    deps.sent.append(msg.sid)
+    return f"Texted {to}: {msg.sid} ({msg.status})."
+
+
+def runaway_model(*, obey_stop: bool = True) -> FunctionModel:
+    """A scripted model that texts each customer twice, then starts over, until a tool answer
+    says STOP (or forever with `obey_stop=False`, for the run's tool-call limit to end)."""
+    plan = [c for c in CUSTOMERS for _ in range(2)]
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        returns = [p for m in messages if isinstance(m, ModelRequest) for p in m.parts if isinstance(p, ToolReturnPart)]
+        if obey_stop and returns and str(returns[-1].content).startswith(STOP):
+            return ModelResponse(parts=[TextPart(f"I stopped: {returns[-1].content}")])
+        to = plan[len(returns) % len(plan)]
+        return ModelResponse(parts=[ToolCallPart("send_text", {"to": to, "body": "Your order has shipped."})])
+
+    return FunctionModel(respond)
+
+
+@dataclass
+class Report:
+    """The run as Keybrake's audit log tells it."""
+
+    run_id: str
+    key_id: str
+    output: str
+    sent: int  # forwarded to Twilio
+    deduplicated: int  # repeats answered by Keybrake, not sent
+    refused: list[tuple[str, str]]  # (Keybrake code, its message)
+    rows: list[AuditRow]  # oldest first
+
+
+def reconstruct(run: Run, output: str) -> Report:
+    """Read the run back from the audit log: every request of its key, sent, replayed or refused."""
+    rows = run.audit()
+    sent = sum(1 for r in rows if r.upstream_status is not None)
+    dedup = sum(1 for r in rows if r.verdict == "deduplicated")
+    refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
+    return Report(run.run_id, run.key.id, output, sent, dedup, refused, rows)
+
+
+def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+    """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
+    run_id = run_id or f"shipping-texts-{uuid.uuid4().hex[:8]}"
+    agent = Agent(runaway_model(obey_stop=obey_stop), deps_type=Deps, tools=[send_text])
+    with Keybrake(url, admin_token) as kb:
+        with kb.run(vendor="twilio", run_id=run_id, policy=POLICY, ttl="15m") as run:
+            deps = Deps(twilio=run.twilio())
+            try:
+                output = agent.run_sync(
+                    "Tell each customer with a shipped order.", deps=deps, usage_limits=UsageLimits(tool_calls_limit=12)
+                ).output
+            except UsageLimitExceeded as exc:  # the backstop when a model ignores STOP
+                output = f"run ended by its limit: {exc}"
+        return reconstruct(run, output)
+
+
+def print_report(report: Report) -> None:
+    print(f"run {report.run_id} (key {report.key_id})")
+    print(f"  model's last word: {report.output}")
+    print(f"  {report.sent} texts sent, {report.deduplicated} repeats not sent, {len(report.refused)} refused")
+    for row in report.rows:
+        print(f"   {row.method} {row.endpoint or row.path} -> {row.status} {row.error_code or row.verdict}")
+    for (code, why), n in Counter(report.refused).items():  # each reason once
+        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
+    parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    args = parser.parse_args()
+    if not args.admin_token:
+        sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
+    print_report(main(args.url, args.admin_token))

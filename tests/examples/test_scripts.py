@@ -1,0 +1,61 @@
+"""Each recipe runs as a script (`python examples/<recipe>.py`) against a running Keybrake."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.examples.conftest import ROOT
+from tests.harness import ADMIN_TOKEN, KeybrakeThread
+
+# recipe: (calls forwarded, USD moved)
+RECIPES = {"pydantic_ai_stripe": (4, "40.00"), "openai_agents_stripe": (3, "90.00"), "langchain_stripe": (2, "50.00")}
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRAKE_")}
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_the_recipe_runs_as_a_script(kb: KeybrakeThread, name: str) -> None:
+    env = _env(KEYBRAKE_URL=kb.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / f"{name}.py")], env=env, capture_output=True, text=True, timeout=90
+    )
+    assert out.returncode == 0, out.stderr
+    forwarded, usd = RECIPES[name]
+    assert f"{forwarded} calls forwarded, 1 refused" in out.stdout
+    assert "  refused: spend_cap_exceeded: Do not retry" in out.stdout
+    assert f"USD moved: ${usd}" in out.stdout
+    assert "vault_key_" not in out.stdout + out.stderr
+
+
+def test_the_twilio_recipe_runs_as_a_script(kbt: KeybrakeThread) -> None:
+    env = _env(KEYBRAKE_URL=kbt.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "pydantic_ai_twilio.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "3 texts sent, 3 repeats not sent, 1 refused" in out.stdout
+    assert "  refused: send_cap_exceeded: Do not retry" in out.stdout
+    assert "vault_key_" not in out.stdout + out.stderr
+
+
+def test_a_script_without_an_admin_token_says_what_to_set() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "langchain_stripe.py")],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 1
+    assert "set KEYBRAKE_ADMIN_TOKEN" in out.stderr
