@@ -38,7 +38,19 @@ PAGES = [
 # The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid, Segment, Postmark
 # and Shopify APIs.
 DOC_PORTS = (8080, 12111, 12113, 12114, 12115, 12116, 12117, 12118)
-_LINKED = ["scripts", "src", "tests", "requirements", "pyproject.toml", "client", "examples", "bench", "docs", "README.md", ".venv"]
+_LINKED = [
+    "scripts",
+    "src",
+    "tests",
+    "requirements",
+    "pyproject.toml",
+    "client",
+    "examples",
+    "bench",
+    "docs",
+    "README.md",
+    ".venv",
+]
 
 pytestmark = pytest.mark.multiprocess
 
