@@ -44,7 +44,8 @@ def _terminate_when_held(url: str, killed: list[int]) -> None:
 
         def held() -> int | None:
             row = db.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'keybrake%' AND wait_event = 'PgSleep'"
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND application_name LIKE 'keybrake%' AND wait_event = 'PgSleep'"
             ).fetchone()
             return int(row[0]) if row else None
 

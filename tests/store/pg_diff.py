@@ -71,6 +71,11 @@ def pair_fixture(pg_databases: Databases, tmp_path: Path) -> Iterator[Pair]:
     new = open_store(urls[0], tmp_path, migrate=False, clock=clock)
     ref = open_store(urls[1], tmp_path, migrate=False, clock=clock)
     assert isinstance(new, PostgresStore) and isinstance(ref, PostgresStore)
+    for store in (new, ref):
+        # The pools open their connections in background threads, and psycopg_pool draws each one's
+        # expiry jitter from the global `random`: wait for them here, not while Hypothesis draws
+        # the first example (it warns when the global random state moves during a draw).
+        store._pool.wait(timeout=30)
     try:
         yield Pair(runner, pg_databases, urls, new, ref, clock)
     finally:

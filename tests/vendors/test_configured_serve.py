@@ -14,7 +14,6 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,14 +55,28 @@ class Server:
         return r.json()["data"]  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def smsco() -> Iterator[FakeThread[FakeSmsco]]:
+@pytest.fixture(scope="module")
+def _smsco() -> Iterator[FakeThread[FakeSmsco]]:
     with FakeThread(FakeSmsco()) as t:
         yield t
 
 
 @pytest.fixture
-def kb(tmp_path: Path, smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
+def smsco(_smsco: FakeThread[FakeSmsco]) -> FakeThread[FakeSmsco]:
+    """The module's fake SMSCo, emptied for this test (it sees only this test's requests)."""
+    fake = _smsco.fake
+    fake.requests.clear()
+    fake.messages.clear()
+    fake.idempotent.clear()
+    fake.hang = None
+    return _smsco
+
+
+@pytest.fixture(scope="module")
+def _server(tmp_path_factory: pytest.TempPathFactory, _smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
+    """One `keybrake serve` for the module (starting one takes ~1.5 s): each test issues keys of
+    its own, and reads usage and audit rows by key."""
+    tmp_path = tmp_path_factory.mktemp("serve")
     vendors = tmp_path / "vendor-files"
     write_smsco(vendors)
     port = free_port()
@@ -79,7 +92,7 @@ def kb(tmp_path: Path, smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
             "POST",
             "/v1/credentials",
             json={"vendor": "smsco", "name": "smsco", "secret": {"account": ACCOUNT, "token": TOKEN},
-                  "base_url": smsco.base_url},
+                  "base_url": _smsco.base_url},
         )  # fmt: skip
         assert r.status_code == 201, r.text
         assert r.json()["secret_hint"] == "token=…9f9f" and TOKEN not in r.text
@@ -94,6 +107,11 @@ def kb(tmp_path: Path, smsco: FakeThread[FakeSmsco]) -> Iterator[Server]:
     log = (tmp_path / "serve.log").read_text()
     assert TOKEN not in log  # the secret is never logged
     assert '"vendor defined by a file"' in log and str(vendors / "smsco.toml") in log
+
+
+@pytest.fixture
+def kb(_server: Server, smsco: FakeThread[FakeSmsco]) -> Server:
+    return _server
 
 
 def test_a_message_reserves_its_recipients_then_settles_to_smscos_price(
