@@ -46,10 +46,10 @@ def test_a_long_non_ascii_run_id_still_revokes(small_headers: KeybrakeThread) ->
     _revoked_after_run(small_headers, "é" * 400)
 
 
-CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 RUN_IDS = st.one_of(
     st.text(CHARS, min_size=1, max_size=500),
-    st.text(st.characters(min_codepoint=0x80, blacklist_categories=("Cs",)), min_size=150, max_size=500),
+    st.text(st.characters(min_codepoint=0x80, exclude_categories=["Cs"]), min_size=150, max_size=500),
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from examples import langchain_stripe as recipe
 from keybrake_client import Keybrake
@@ -55,7 +56,7 @@ def test_openai_agents_a_charge_retried_after_a_timeout_is_made_once(tmp_path: P
     held = threading.Event()
     answers: list[str] = []
 
-    def respond(call: ModelCall) -> object:
+    def respond(call: ModelCall) -> Any:
         items = call.input if isinstance(call.input, list) else []
         outputs = [i for i in items if isinstance(i, dict) and i.get("type") == "function_call_output"]
         answers[:] = [str(o["output"]) for o in outputs]
