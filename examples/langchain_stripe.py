@@ -8,8 +8,9 @@ cap, so the third payment is refused by Keybrake (Stripe 429 `spend_cap_exceeded
 `Stripe-Should-Retry: false`). The tool answers with a `ToolMessage` whose content is a final
 "STOP: … do not retry" for the model and whose artifact is the structured denial; the model ends
 the loop (a step limit is the backstop). Each payment's `Idempotency-Key` is derived from the run
-id and the step, here the model's tool call id. At the end the run is reconstructed from
-Keybrake's audit log.
+id and the step, here the invoice paid: never the model's tool call id, which is new on every call,
+so a payment retried after `upstream_timeout` (the vendor may have made it) would be made twice.
+At the end the run is reconstructed from Keybrake's audit log.
 
     pip install './client[stripe]' langchain-core==1.8.1
     KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/langchain_stripe.py
@@ -77,13 +78,15 @@ def payment_tool(client: stripe.StripeClient, run: Run) -> BaseTool:
             pi = client.v1.payment_intents.create(
                 {"amount": amount_cents, "currency": "usd", "customer": CUSTOMER, "payment_method": "pm_card_visa",
                  "confirm": True, "metadata": {"invoice": invoice}},
-                {"idempotency_key": run.idempotency_key(tool_call_id), "headers": {"X-Keybrake-Step": tool_call_id}},
+                # the step is the invoice, not the model's call id: a retry is a new call with a new id
+                {"idempotency_key": run.idempotency_key(f"pay-{invoice}"),
+                 "headers": {"X-Keybrake-Step": tool_call_id}},
             )  # fmt: skip
         except stripe.StripeError as exc:
             d = denial(exc)
             if d is None:  # Stripe's own answer (card declined…): the model may decide
                 return f"Stripe refused the payment: {exc.user_message}", None
-            if d.retryable:  # e.g. enforcement_unavailable: this same call (same key) may be tried again
+            if d.retryable:  # e.g. upstream_timeout: paying this invoice again sends the same key
                 return f"Keybrake could not complete the payment now ({d.code}): {d.message}", asdict(d)
             stopped.append(d)
             return stop_answer(d), asdict(d)

@@ -8,7 +8,9 @@ daily cap, so the fourth charge is refused by Keybrake (Stripe 429 `spend_cap_ex
 "STOP: … do not retry" — and the model ends the run; `max_turns` is the backstop for a model that
 would not. Each charge's `Idempotency-Key` is derived from the run id and the step, here the
 model's tool call id (one call id is one invocation for the life of a run, so a replayed step
-charges once). At the end the run is reconstructed from Keybrake's audit log.
+charges once); a charge that ended in a retryable refusal (`upstream_timeout`: Stripe may have
+made it) keeps its key, and the model's retry of it (a new call id) sends that key again. At the
+end the run is reconstructed from Keybrake's audit log.
 
     pip install './client[stripe]' openai-agents==0.24.0
     KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/openai_agents_stripe.py
@@ -53,6 +55,10 @@ class Deps:
     run: Run
     stopped: Denial | None = None
     charges: list[str] = field(default_factory=list)
+    # (amount, description) → the Idempotency-Key of a charge whose outcome is unknown (it ended
+    # in a retryable refusal such as upstream_timeout: Stripe may have made it). The model's retry
+    # is a new tool call with a new call id; it must send this key, not a new one.
+    unsettled: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
 def stop_answer(d: Denial) -> str:
@@ -70,18 +76,20 @@ def charge_customer(ctx: ToolContext[Deps], amount_cents: int, description: str)
     deps = ctx.context
     if deps.stopped is not None:  # the run was told to stop: never call Stripe again
         return stop_answer(deps.stopped)
+    what = (amount_cents, description)
+    key = deps.unsettled.pop(what, None) or deps.run.idempotency_key(ctx.tool_call_id)
     try:
         charge = deps.stripe.v1.charges.create(
             {"amount": amount_cents, "currency": "usd", "source": "tok_visa", "customer": CUSTOMER,
              "description": description},
-            {"idempotency_key": deps.run.idempotency_key(ctx.tool_call_id),
-             "headers": {"X-Keybrake-Step": ctx.tool_call_id}},
+            {"idempotency_key": key, "headers": {"X-Keybrake-Step": ctx.tool_call_id}},
         )  # fmt: skip
     except stripe.StripeError as exc:
         d = denial(exc)
         if d is None:  # Stripe's own answer (card declined…): the model may decide
             return f"Stripe refused the charge: {exc.user_message}"
-        if d.retryable:  # e.g. enforcement_unavailable: this same call (same key) may be tried again
+        if d.retryable:  # e.g. upstream_timeout: the model's retry of this charge sends the same key
+            deps.unsettled[what] = key
             return f"Keybrake could not complete the charge now ({d.code}): {d.message}"
         deps.stopped = d
         return stop_answer(d)

@@ -29,7 +29,7 @@ def test_the_cap_stops_the_runaway_payments_and_the_model_ends_the_loop(
     assert [r.cost_usd for r in rows] == [Decimal(25)] * 2 + [Decimal(0)]
     intents = list(fake_stripe.payment_intents.values())
     assert len(intents) == 2 and {pi["status"] for pi in intents} == {"succeeded"}
-    steps = ["call_1", "call_2", "call_3"]
+    steps = ["pay-inv-1", "pay-inv-2", "pay-inv-3"]  # the invoice paid, never the model's call id
     assert [r.idempotency_key for r in rows] == [idempotency_key("run-lc-1", s) for s in steps]
     by_run = kb.audit(agent_run_id="run-lc-1")
     assert sorted(r["id"] for r in by_run) == sorted(r.id for r in rows)

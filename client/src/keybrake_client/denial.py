@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Kind = Literal["auth", "revoked", "expired", "invalid", "scope", "cap", "duplicate", "transient", "upstream"]
@@ -112,14 +112,39 @@ def classify(code: str, message: str = "", detail: Mapping[str, Any] | None = No
     return Denial(code, kind, retryable, status, message, detail or {})
 
 
+# Codes after which the vendor may have acted: a retry is safe only under the same
+# Idempotency-Key, and only at a vendor that replays a retry sent under it.
+OUTCOME_UNKNOWN = frozenset({"upstream_timeout"})
+# SDK exceptions of vendors that take no Idempotency-Key (a retry is a second send).
+_NO_IDEMPOTENCY = ("twilio.", "postmarker.", "python_http_client.", "segment.", "pyactiveresource.", "shopify.")
+
+
 def denial(exc: BaseException) -> Denial | None:
     """The Keybrake denial `exc` carries (or the exception it was raised from), else None: a
-    vendor's own error, a network error, or anything else is None."""
+    vendor's own error, a network error, or anything else is None. A code after which the vendor
+    may have acted (`upstream_timeout`) is retryable only when a retry can be replayed: never
+    from the SDK of a vendor that takes no Idempotency-Key (Twilio, Postmark, SendGrid, Segment,
+    ShopifyAPI), and from a raw HTTP error only when its request carried an Idempotency-Key."""
     for e in _chain(exc):
         found = _from_exception(e)
         if found is not None:
+            if found.retryable and found.code in OUTCOME_UNKNOWN and not _replayable(e):
+                return replace(found, retryable=False)
             return found
     return None
+
+
+def _replayable(e: BaseException) -> bool:
+    """Whether sending the request that raised `e` again is replayed by its vendor."""
+    if type(e).__module__.startswith(_NO_IDEMPOTENCY):
+        return False
+    if getattr(e, "json_body", None) is not None or type(e).__module__.startswith("resend"):
+        return True  # stripe and resend: the vendor replays a retry under the same Idempotency-Key
+    try:
+        headers = e.request.headers  # type: ignore[attr-defined]  # httpx.Request, requests.PreparedRequest
+    except Exception:  # no request (httpx raises RuntimeError, requests may hold None)
+        return False
+    return bool(headers.get("Idempotency-Key"))
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

@@ -148,8 +148,11 @@ def update_key(key_id: str, patch: Mapping[str, Any]) -> Op[m.UpdatedKey]:
 
 
 def revoke_key(key_id: str, reason: str | None) -> Op[m.Key]:
-    """`DELETE /v1/keys/{key_id}`: revoking a revoked key changes nothing, so it is retried."""
-    return Op("DELETE", "/v1/keys/{key_id}", m.Key, {"key_id": key_id}, query=query(reason=reason), idempotent=True)
+    """`DELETE /v1/keys/{key_id}`: revoking a revoked key changes nothing, so it is retried. The
+    reason goes in the body: in the query it would count against the server's request-line and
+    header limit (KEYBRAKE_MAX_HEADER_BYTES), and a long reason must never keep a key alive."""
+    body = None if reason is None else {"reason": reason}
+    return Op("DELETE", "/v1/keys/{key_id}", m.Key, {"key_id": key_id}, body=body, idempotent=True)
 
 
 def bulk_revoke(

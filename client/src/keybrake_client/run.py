@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -71,6 +72,35 @@ def idempotency_key(run_id: str, step: str) -> str:
     return f"kb_{digest[:48]}"
 
 
+# SDKs configured process-wide (resend) or per thread (ShopifyAPI; every asyncio task of the
+# thread shares it): the live run whose vault key each holds. A second live run configuring one
+# would hand the first run's agent its key (the other run's policy, alive after the first run's
+# revoke), so it is refused until the holder's block ends.
+_HOLDERS: dict[tuple[str, int | None], Run] = {}
+_HOLDERS_LOCK = threading.Lock()
+
+
+def _hold(run: Run, sdk: str, *, per_thread: bool) -> None:
+    slot = (sdk, threading.get_ident() if per_thread else None)
+    with _HOLDERS_LOCK:
+        holder = _HOLDERS.get(slot)
+        if holder is not None and holder is not run:
+            where = "this thread" if per_thread else "this process"
+            raise KeybrakeError(
+                f"{sdk} is configured once for {where} and run {holder.run_id} ({holder.key.id}) still holds it: "
+                f"one run at a time may use {sdk} there (its agent would otherwise call with this run's key)"
+            )
+        _HOLDERS[slot] = run
+
+
+def _release(run: Run) -> None:
+    """At the end of `run`'s block: free the SDKs it held (they keep its key, now revoked: a late
+    call is refused as `key_revoked`)."""
+    with _HOLDERS_LOCK:
+        for slot in [slot for slot, holder in _HOLDERS.items() if holder is run]:
+            del _HOLDERS[slot]
+
+
 def _reason(run_id: str, exc: BaseException | None) -> str:
     if exc is None:
         why = "run finished"
@@ -120,17 +150,21 @@ class Run:
         return client(self.proxy_url, self.key.secret, self.key.id, timeout=timeout)
 
     def resend(self) -> Any:
-        """The `resend` module pointed at the proxy with this run's key (process-wide setting)."""
+        """The `resend` module pointed at the proxy with this run's key (process-wide setting: one
+        live run at a time per process; raises KeybrakeError while another run's block holds it)."""
+        _hold(self, "resend", per_thread=False)
         return vendors.configure_resend(self.proxy_url, self.key.secret)
 
     def shopify(self, api_version: str = SHOPIFY_API_VERSION) -> Any:
         """The `shopify` module with its resources and `shopify.GraphQL()` pointed at the proxy with
         this run's key for `api_version` ("2025-07" unless given: pass the version your code is
-        written against); per thread, like ShopifyAPI's sessions."""
+        written against); per thread, like ShopifyAPI's sessions: one live run at a time per thread
+        (asyncio tasks share theirs), else KeybrakeError."""
         import shopify
 
         from keybrake_client.vendors.shopify import activate
 
+        _hold(self, "shopify", per_thread=True)
         activate(self.proxy_url, self.key.secret, api_version)
         return shopify
 
@@ -223,6 +257,8 @@ class RunContext:
             run.revoked = True
         except Exception as failure:
             _revoke_failed(run, failure, exc)
+        finally:
+            _release(run)
 
 
 class AsyncRun(Run):
@@ -278,3 +314,5 @@ class AsyncRunContext:
             raise
         except Exception as failure:
             _revoke_failed(run, failure, exc)
+        finally:
+            _release(run)

@@ -123,6 +123,18 @@ RECOVERY = (
 )
 
 
+# HTTP authentication schemes (IANA registry, and the common unregistered ones) a refusal may
+# name. Whatever else a header starts with is never echoed: a token sent without 'Bearer ', or
+# with a typo in front of it, is a secret.
+KNOWN_SCHEMES = {
+    s.lower(): s
+    for s in (
+        "Basic", "Digest", "Negotiate", "NTLM", "HOBA", "Mutual", "OAuth", "SCRAM-SHA-1", "SCRAM-SHA-256",
+        "vapid", "DPoP", "GNAP", "Concealed", "PrivateToken", "Token", "ApiKey", "AWS4-HMAC-SHA256",
+    )
+}  # fmt: skip
+
+
 def header_problem(values: list[str]) -> str | None:
     """What is wrong with a request's `Authorization` header values (decoded latin-1), or None
     when there is exactly one of the form `Bearer <token>`."""
@@ -141,7 +153,12 @@ def header_problem(values: list[str]) -> str | None:
             return (
                 "the Authorization header must be 'Bearer <admin token>', not a token alone: put 'Bearer ' before it."
             )
-        return f"the Authorization header must be 'Bearer <admin token>', not {scheme[:20]!r}."
+        named = KNOWN_SCHEMES.get(scheme.lower())  # never the header's own text: it may be a secret
+        return (
+            f"the Authorization header must be 'Bearer <admin token>', not {named!r}."
+            if named
+            else ("the Authorization header must be 'Bearer <admin token>': it starts with something else.")
+        )
     token = token.strip()
     if not token:
         return (
