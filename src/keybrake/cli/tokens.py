@@ -14,12 +14,12 @@ from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
 
 
-@click.group("admin-tokens")
+@click.group("admin-tokens", short_help="Admin tokens, made and revoked in the store.")
 def admin_tokens() -> None:
     """Admin tokens (talks to the store directly, so a lost token can be replaced)."""
 
 
-@admin_tokens.command("create")
+@admin_tokens.command("create", short_help="Make a new admin token (printed once).")
 @click.option("--label", required=True, help="What the token is for, e.g. ops or ci (shown by list).")
 @data_dir_opt
 def admin_tokens_create(label: str, data_dir: str | None) -> None:
@@ -63,7 +63,7 @@ def _render(rec: AdminTokenRecord) -> dict[str, Any]:
     return row
 
 
-@admin_tokens.command("revoke")
+@admin_tokens.command("revoke", short_help="Revoke an admin token by its adm_… id.")
 @click.argument("token_id")
 @data_dir_opt
 def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:
