@@ -37,7 +37,7 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool, InjectedToolCallId, tool
 
-from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
 from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
@@ -143,13 +143,20 @@ def reconstruct(run: Run, output: str) -> Report:
     return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
 
 
-def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+def main(
+    url: str,
+    admin_token: str,
+    *,
+    run_id: str | None = None,
+    obey_stop: bool = True,
+    credential: str | None = None,
+) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
     run_id = run_id or f"invoices-{uuid.uuid4().hex[:8]}"
     history: list[BaseMessage] = [HumanMessage(f"Pay the open invoices of supplier {CUSTOMER}.")]
     model = GenericFakeChatModel(messages=runaway_script(history, obey_stop=obey_stop))
     with Keybrake(url, admin_token) as kb:
-        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m") as run:
+        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m", credential=credential) as run:
             tools = [payment_tool(run.stripe(max_network_retries=2), run)]
             try:
                 output = run_agent(history, model, tools)
@@ -175,7 +182,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--credential",
+        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
+        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
+    )
     args = parser.parse_args()
     if not args.admin_token:
         sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    print_report(main(args.url, args.admin_token))
+    try:
+        report = main(args.url, args.admin_token, credential=args.credential)
+    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
+        sys.exit(f"Keybrake: {exc}")
+    print_report(report)

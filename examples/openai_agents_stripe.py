@@ -36,7 +36,7 @@ from agents import Agent, MaxTurnsExceeded, RunConfig, Runner, function_tool, se
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.tool_context import ToolContext
 
-from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
 from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
@@ -133,7 +133,14 @@ def reconstruct(run: Run, output: str) -> Report:
     return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
 
 
-def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+def main(
+    url: str,
+    admin_token: str,
+    *,
+    run_id: str | None = None,
+    obey_stop: bool = True,
+    credential: str | None = None,
+) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
     set_tracing_disabled(True)  # nothing leaves the machine but the calls to Keybrake
     run_id = run_id or f"top-up-{uuid.uuid4().hex[:8]}"
@@ -144,7 +151,7 @@ def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bo
         tools=[charge_customer],
     )
     with Keybrake(url, admin_token) as kb:
-        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m") as run:
+        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m", credential=credential) as run:
             deps = Deps(stripe=run.stripe(max_network_retries=2), run=run)
             try:
                 result = Runner.run_sync(
@@ -174,7 +181,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--credential",
+        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
+        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
+    )
     args = parser.parse_args()
     if not args.admin_token:
         sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    print_report(main(args.url, args.admin_token))
+    try:
+        report = main(args.url, args.admin_token, credential=args.credential)
+    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
+        sys.exit(f"Keybrake: {exc}")
+    print_report(report)

@@ -36,7 +36,7 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
 
-from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
 from keybrake_client.models import AuditRow
 
 CUSTOMER = "cus_keybrake_demo"
@@ -128,10 +128,10 @@ def reconstruct(run: Run, output: str) -> Report:
     return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
 
 
-def make_charges(kb: Keybrake, run_id: str) -> list[str]:
+def make_charges(kb: Keybrake, run_id: str, credential: str | None = None) -> list[str]:
     """The customer's duplicate charges, made through Keybrake with a key of their own."""
     policy = {"daily_usd_cap": 200, "max_usd_per_call": 25, "allowed_endpoints": ["POST /v1/charges"]}
-    with kb.run(vendor="stripe", run_id=f"{run_id}-setup", policy=policy, ttl="10m") as setup:
+    with kb.run(vendor="stripe", run_id=f"{run_id}-setup", policy=policy, ttl="10m", credential=credential) as setup:
         client = setup.stripe()
         return [
             client.v1.charges.create(
@@ -142,14 +142,21 @@ def make_charges(kb: Keybrake, run_id: str) -> list[str]:
         ]
 
 
-def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+def main(
+    url: str,
+    admin_token: str,
+    *,
+    run_id: str | None = None,
+    obey_stop: bool = True,
+    credential: str | None = None,
+) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
     run_id = run_id or f"refunds-{uuid.uuid4().hex[:8]}"
     with Keybrake(url, admin_token) as kb:
-        charges = make_charges(kb, run_id)
+        charges = make_charges(kb, run_id, credential)
         agent = Agent(runaway_model(charges, obey_stop=obey_stop), deps_type=Deps, tools=[refund_charge])
         prompt = f"Refund the duplicate charges of customer {CUSTOMER}: {', '.join(charges)}."
-        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m") as run:
+        with kb.run(vendor="stripe", run_id=run_id, policy=POLICY, ttl="15m", credential=credential) as run:
             deps = Deps(stripe=run.stripe(max_network_retries=2), run=run)
             try:
                 output = agent.run_sync(prompt, deps=deps, usage_limits=UsageLimits(tool_calls_limit=8)).output
@@ -175,7 +182,16 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--credential",
+        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
+        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
+    )
     args = parser.parse_args()
     if not args.admin_token:
         sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    print_report(main(args.url, args.admin_token))
+    try:
+        report = main(args.url, args.admin_token, credential=args.credential)
+    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
+        sys.exit(f"Keybrake: {exc}")
+    print_report(report)

@@ -25,6 +25,7 @@ import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from pydantic_ai import Agent, RunContext
@@ -34,7 +35,7 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
 from twilio.base.exceptions import TwilioRestException
 
-from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
 from keybrake_client.models import AuditRow
 
 SENDER = "+14155550199"
@@ -112,6 +113,7 @@ class Report:
     sent: int  # forwarded to Twilio
     deduplicated: int  # repeats answered by Keybrake, not sent
     refused: list[tuple[str, str]]  # (Keybrake code, its message)
+    spent_usd: Decimal  # what the run's texts cost (what caps count)
     rows: list[AuditRow]  # oldest first
 
 
@@ -121,15 +123,22 @@ def reconstruct(run: Run, output: str) -> Report:
     sent = sum(1 for r in rows if r.upstream_status is not None)
     dedup = sum(1 for r in rows if r.verdict == "deduplicated")
     refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
-    return Report(run.run_id, run.key.id, output, sent, dedup, refused, rows)
+    return Report(run.run_id, run.key.id, output, sent, dedup, refused, run.spend().gross_usd, rows)
 
 
-def main(url: str, admin_token: str, *, run_id: str | None = None, obey_stop: bool = True) -> Report:
+def main(
+    url: str,
+    admin_token: str,
+    *,
+    run_id: str | None = None,
+    obey_stop: bool = True,
+    credential: str | None = None,
+) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
     run_id = run_id or f"shipping-texts-{uuid.uuid4().hex[:8]}"
     agent = Agent(runaway_model(obey_stop=obey_stop), deps_type=Deps, tools=[send_text])
     with Keybrake(url, admin_token) as kb:
-        with kb.run(vendor="twilio", run_id=run_id, policy=POLICY, ttl="15m") as run:
+        with kb.run(vendor="twilio", run_id=run_id, policy=POLICY, ttl="15m", credential=credential) as run:
             deps = Deps(twilio=run.twilio())
             try:
                 output = agent.run_sync(
@@ -145,16 +154,27 @@ def print_report(report: Report) -> None:
     print(f"  model's last word: {report.output}")
     print(f"  {report.sent} texts sent, {report.deduplicated} repeats not sent, {len(report.refused)} refused")
     for row in report.rows:
-        print(f"   {row.method} {row.endpoint or row.path} -> {row.status} {row.error_code or row.verdict}")
+        money = f"${row.cost_usd:.4f}" if row.upstream_status is not None else "not sent"
+        print(f"   {row.method} {row.path} -> {row.status} {row.error_code or row.verdict} {money}")
     for (code, why), n in Counter(report.refused).items():  # each reason once
         print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
+    print(f"  USD moved: ${report.spent_usd:.4f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
+    parser.add_argument(
+        "--credential",
+        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
+        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
+    )
     args = parser.parse_args()
     if not args.admin_token:
         sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    print_report(main(args.url, args.admin_token))
+    try:
+        report = main(args.url, args.admin_token, credential=args.credential)
+    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
+        sys.exit(f"Keybrake: {exc}")
+    print_report(report)

@@ -4,6 +4,7 @@ to get a token (docs/operations.md, admin tokens)."""
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
-from tests.harness import KeybrakeThread
+from tests.harness import ADMIN_TOKEN, KeybrakeThread
 
 BOOTSTRAP = "bootstrap-admin-token"
 
@@ -68,10 +69,43 @@ def test_the_bootstrap_file_outlives_its_first_use_and_goes_with_the_operators_o
     for _ in range(2):  # as in a new shell: `$(cat …)` still gives a working token
         r = httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {path.read_text().strip()}"})
         assert r.status_code == 200
-    assert "removed" in _cli(fresh, "admin-tokens", "create", "--label", "ops")
+    out = _cli(fresh, "admin-tokens", "create", "--label", "ops")
+    assert "revoked the bootstrap admin token and removed" in out and "use the token below" in out
     assert not path.exists()
-    # the bootstrap token itself still works until revoked
-    assert httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # the bootstrap token is revoked with its file: no valid token whose only copy is scrollback
+    r = httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401
+    own = json.loads(out[out.index("{") :])["token"]
+    assert httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {own}"}).status_code == 200
+
+
+def test_the_label_bootstrap_is_reserved(fresh: KeybrakeThread) -> None:
+    env = {"KEYBRAKE_DATABASE_URL": fresh.settings.database_url or "", "KEYBRAKE_ADMIN_TOKEN": ""}
+    args = ["admin-tokens", "create", "--label", "bootstrap", "--data-dir", str(fresh.settings.data_dir)]
+    out = CliRunner().invoke(main, args, env=env)
+    assert out.exit_code == 2 and "reserved for the bootstrap token" in out.output
+    assert (fresh.settings.data_dir / BOOTSTRAP).exists()
+
+
+def test_starting_with_keybrake_admin_token_revokes_the_bootstrap_token_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    with KeybrakeThread(data, admin_token=None):
+        boot = (data / BOOTSTRAP).read_text().strip()
+    capsys.readouterr()
+    with KeybrakeThread(data, admin_token=ADMIN_TOKEN) as kb:
+        err = capsys.readouterr().err
+        assert not (data / BOOTSTRAP).exists()
+        assert err.count("revoked the bootstrap admin token") == 1, err
+        assert f"removed {data / BOOTSTRAP}: use KEYBRAKE_ADMIN_TOKEN from now on" in err
+        assert boot not in err and ADMIN_TOKEN not in err
+        refused = httpx.get(f"{kb.url}/v1/keys", headers={"Authorization": f"Bearer {boot}"})
+        assert refused.status_code == 401
+        ok = httpx.get(f"{kb.url}/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert ok.status_code == 200
+    with KeybrakeThread(data, admin_token=ADMIN_TOKEN):  # nothing left to retire: no line
+        assert "bootstrap" not in capsys.readouterr().err
 
 
 def test_revoking_the_bootstrap_token_removes_its_file(fresh: KeybrakeThread) -> None:

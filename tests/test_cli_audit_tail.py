@@ -94,6 +94,8 @@ def test_follow_prints_each_new_row_once_and_no_older_row(
     before = [_denied(base, key) for _ in range(12)]  # all within a second: older than -n 3 shows
     tail = Tail(data, "-n", "3", "-f", "--interval", "0.2")
     try:
+        # a header names the columns once, the cost with its unit
+        assert tail.lines(1) == ["ts  id  key_id  method  path  verdict  status  cost_usd"]
         first = tail.lines(3)
         assert [line.split()[1] for line in first] == before[-3:]
         assert tail.quiet(1.0) == []  # the nine older rows are not "new"
@@ -114,7 +116,9 @@ def test_an_in_flight_row_is_printed_again_when_it_completes(
     tail = Tail(data, "-n", "1", "-f", "--interval", "0.2")
     answers: list[httpx.Response] = []
     try:
-        assert tail.lines(1)[0].split()[1] == first  # the tail has read the log: what follows is new
+        assert (
+            tail.lines(2)[1].split()[1] == first
+        )  # after the header  # the tail has read the log: what follows is new
         fake.hold()
         body = {"amount": "500", "currency": "usd", "source": "tok_visa"}
         call = threading.Thread(

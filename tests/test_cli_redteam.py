@@ -127,3 +127,14 @@ def test_a_policy_file_that_cannot_be_read_is_an_error_naming_it(kb: KeybrakeThr
     result = cli(kb, "keys", "issue", "--vendor", "stripe", "--policy", "@/nonexistent/policy.json")
     assert result.exit_code == 1 and "--policy @/nonexistent/policy.json" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_json_output_is_utf8_and_still_escapes_spoofing_characters(kb: KeybrakeThread) -> None:
+    added = cli(kb, "credentials", "add", "--vendor", "stripe", "--name", "utf8", "--secret", "sk_test_0123456789")
+    assert added.exit_code == 0, added.output
+    assert '"secret_hint": "sk_test_…6789"' in added.stdout and "\\u2026" not in added.stdout
+    assert json.loads(added.stdout)["secret_hint"] == "sk_test_…6789"
+    key = kb.issue({"daily_usd_cap": 5})
+    httpx.get(f"{kb.url}/stripe/v1/customers/cus_é%E2%80%AE", headers={"Authorization": f"Bearer {key['key']}"})
+    out = cli(kb, "audit", "query", "--json").stdout
+    assert "cus_é\\u202e" in out and "\u202e" not in out, out

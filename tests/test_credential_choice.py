@@ -22,10 +22,17 @@ def server(tmp_path: Path) -> Iterator[KeybrakeThread]:
 
 def test_a_second_credential_keeps_default_as_the_choice(server: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     server.add_credential(fake_stripe.base_url)
-    assert server.issue({"daily_usd_cap": 5})["credential"] == "default"
+    only = server.issue({"daily_usd_cap": 5})
+    assert only["credential"] == "default"
+    assert not any("credential" in w for w in only["warnings"])  # the only one: nothing to say
     server.add_credential(fake_stripe.base_url, name="eu")
-    assert server.issue({"daily_usd_cap": 5})["credential"] == "default"
-    assert server.issue({"daily_usd_cap": 5}, credential="eu")["credential"] == "eu"
+    chosen = server.issue({"daily_usd_cap": 5})
+    assert chosen["credential"] == "default"
+    assert "credential not named: using 'default'" in chosen["warnings"]  # several: say which
+    named = server.issue({"daily_usd_cap": 5}, credential="eu")
+    assert named["credential"] == "eu" and not any("credential" in w for w in named["warnings"])
+    named_default = server.issue({"daily_usd_cap": 5}, credential="default")
+    assert not any("credential" in w for w in named_default["warnings"])
 
 
 def test_several_credentials_without_default_are_refused_naming_them(

@@ -180,6 +180,7 @@ def test_requires_action_keeps_the_reservation_until_reconciled(tmp_path: Path, 
             time.sleep(0.1)
         assert (rows[done.id]["cost_usd"], rows[done.id]["cost_source"]) == (12, "response")
         assert rows[done.id]["settled_by"] == "reconciliation"
+        assert rows[done.id]["cap_usage_after_usd"] == 12  # the usage after its own settlement, not 0
         assert (rows[dropped.id]["cost_usd"], rows[dropped.id]["cost_kind"]) == (0, "none")
         with kb.admin() as c:
             usage = c.get(f"/v1/keys/{key['id']}").json()["usage"]["daily_usd"]

@@ -32,6 +32,7 @@ from keybrake.vendors.registry import VendorSpec
 
 _CANARY = b"keybrake-master-key-check"
 BOOTSTRAP_FILE = "bootstrap-admin-token"
+BOOTSTRAP_LABEL = "bootstrap"  # the label of the token `ensure_admin_token` generates; reserved
 
 
 @dataclass
@@ -129,9 +130,11 @@ async def open_runtime(settings: Settings, *, create: bool, clock: Callable[[], 
 async def ensure_admin_token(rt: Runtime) -> str | None:
     """Make sure an admin token exists. Returns a newly generated bootstrap token to show once.
 
-    The bootstrap token file is kept (mode 0600) while its token works and no token of the
-    operator's own exists; at start it is removed once `KEYBRAKE_ADMIN_TOKEN` is set or the token
-    in it no longer authenticates (`forget_bootstrap_file`)."""
+    The bootstrap token file (mode 0600) exists exactly while the bootstrap token works and is
+    not replaced: once the operator has a token of their own (`KEYBRAKE_ADMIN_TOKEN` at start, or
+    `keybrake admin-tokens create`) the bootstrap token is revoked and its file removed
+    (`retire_bootstrap`, which prints one line on stderr saying so); at start the file is also
+    removed when the token in it no longer authenticates (`forget_bootstrap_file`)."""
     now = rt.store.now_ms()
     if rt.settings.admin_token:
         h = rt.hash_token(rt.settings.admin_token)
@@ -139,20 +142,38 @@ async def ensure_admin_token(rt: Runtime) -> str | None:
             await rt.store.insert_admin_token(
                 AdminTokenRecord(new_id("adm_"), "admin", "KEYBRAKE_ADMIN_TOKEN", now, None), h
             )
-        await forget_bootstrap_file(rt, always=True)
+        await retire_bootstrap(rt, instead="KEYBRAKE_ADMIN_TOKEN")
         return None
     if await rt.store.list_admin_tokens():
         await forget_bootstrap_file(rt, always=False)
         return None
     token = new_token(ADMIN_PREFIX)
     await rt.store.insert_admin_token(
-        AdminTokenRecord(new_id("adm_"), "admin", "bootstrap", now, None), rt.hash_token(token)
+        AdminTokenRecord(new_id("adm_"), "admin", BOOTSTRAP_LABEL, now, None), rt.hash_token(token)
     )
     path = rt.settings.data_dir / BOOTSTRAP_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")
     return token
+
+
+async def retire_bootstrap(rt: Runtime, *, instead: str) -> bool:
+    """The operator has an admin token of their own: revoke the bootstrap token (every active
+    token labelled `bootstrap`) and remove its file. When anything changed, print one line on
+    stderr saying so and to use `instead` (e.g. "KEYBRAKE_ADMIN_TOKEN"). Returns whether it did."""
+    revoked = [
+        rec.id
+        for rec in await rt.store.list_admin_tokens()
+        if rec.label == BOOTSTRAP_LABEL and rec.revoked_at is None and await rt.store.revoke_admin_token(rec.id)
+    ]
+    removed = await forget_bootstrap_file(rt, always=True)
+    if revoked or removed:
+        what = "revoked the bootstrap admin token" if revoked else "the bootstrap admin token was already revoked"
+        where = f" and removed {rt.settings.data_dir / BOOTSTRAP_FILE}" if removed else ""
+        sys.stderr.write(f"keybrake: {what}{where}: use {instead} from now on\n")
+        sys.stderr.flush()
+    return bool(revoked or removed)
 
 
 async def forget_bootstrap_file(rt: Runtime, *, always: bool) -> bool:
@@ -176,6 +197,6 @@ def announce_bootstrap_token(token: str, data_dir: Path) -> None:
     sys.stderr.write(
         "\n  Keybrake bootstrap admin token (shown once; also kept in "
         f"{data_dir / BOOTSTRAP_FILE}, mode 0600,\n  until you revoke it or make your own with "
-        f"`keybrake admin-tokens create --label NAME`):\n\n    {token}\n\n"
+        f"`keybrake admin-tokens create --label NAME`, which revokes it):\n\n    {token}\n\n"
     )
     sys.stderr.flush()

@@ -120,6 +120,10 @@ def test_sms_loop_settles_at_twilios_price(tmp_path: Path) -> None:
     assert {(r["reserved_usd"], r["cost_usd"], r["cost_source"]) for r in allowed} == {
         (SMS_RESERVED_USD, US_SMS_SEGMENT_USD, "response")
     }
+    # Each row settled by reconciliation reports the cap used after its own settlement (not the
+    # $0 used while every estimate was still reserved).
+    assert {r["settled_by"] for r in allowed} == {"reconciliation"}
+    assert sorted(r["cap_usage_after_usd"] for r in allowed) == [k * US_SMS_SEGMENT_USD for k in range(1, through + 1)]
     assert doc["with_keybrake_usd"] == through * US_SMS_SEGMENT_USD
     assert doc["without_keybrake_usd"] == 20 * US_SMS_SEGMENT_USD
     assert list((tmp_path / "t").iterdir()) == []

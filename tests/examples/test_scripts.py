@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -47,6 +50,28 @@ def test_the_twilio_recipe_runs_as_a_script(kbt: KeybrakeThread) -> None:
     assert "3 texts sent, 3 repeats not sent, 1 refused" in out.stdout
     assert "  refused: send_cap_exceeded: Do not retry" in out.stdout
     assert "vault_key_" not in out.stdout + out.stderr
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("   ")]
+    assert len(rows) == 7 and all(r[0] == "POST" and r[1].startswith("/2010-04-01/Accounts/") for r in rows), rows
+    assert [r[-1] for r in rows].count("sent") == 4  # 3 repeats answered by Keybrake and 1 refused: not sent
+    moved = re.search(r"^  USD moved: \$(\d+\.\d{4})$", out.stdout, re.M)
+    assert moved is not None and Decimal(moved[1]) > 0, out.stdout
+
+
+def test_a_recipe_uses_the_credential_named_by_option_or_environment(kb: KeybrakeThread, fake_stripe: Any) -> None:
+    kb.add_credential(fake_stripe.base_url, name="ops")  # two Stripe credentials: the recipe picks one
+    script = str(ROOT / "examples" / "langchain_stripe.py")
+    by_env = _env(KEYBRAKE_URL=kb.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN, KEYBRAKE_CREDENTIAL="ops")
+    for argv, env in (([], by_env), (["--credential", "default"], by_env)):  # the option wins
+        out = subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True, timeout=90)
+        assert out.returncode == 0, out.stderr
+        key_id = re.search(r"\(key (vk_\w+)\)", out.stdout)
+        assert key_id is not None, out.stdout
+        assert kb.key(key_id[1])["credential"] == (argv[1] if argv else "ops")
+    env = _env(KEYBRAKE_URL=kb.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN)
+    out = subprocess.run([sys.executable, script, "--credential", "nope"], env=env, capture_output=True, text=True,
+                         timeout=90)  # fmt: skip
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("Keybrake: ") and "'nope'" in out.stderr, out.stderr
 
 
 def test_a_script_without_an_admin_token_says_what_to_set() -> None:

@@ -41,12 +41,18 @@ async def test_pending_estimates_are_found_oldest_first_and_settled_once(
     assert [p.id for p in await reconcile.pending_estimates(clock.ms + 1, 10, vendor="stripe")] == [a.id, c.id]
     assert [p.id for p in await reconcile.pending_estimates(clock.ms + 1, 1, after_id=a.id)] == [b.id]
 
+    before = await store.get_audit(a.id)
+    assert before is not None and before["cap_usage_after_usd"] == 0  # its estimate still reserved
     assert await reconcile.settle_pending(a.id, 4_200, "response", "charge")
     assert not await reconcile.settle_pending(a.id, 9_999, "response", "charge")  # settled once
     got = await store.get_audit(a.id)
     assert got is not None and (got["verdict"], got["cost_usd"], got["cost_source"], got["settled_by"]) == (
         "allowed", 4_200, "response", "reconciliation"
     )  # fmt: skip
+    assert got["cap_usage_after_usd"] == 4_200  # the key's usage after this row's settlement
+    assert await reconcile.settle_pending(b.id, 1_000, "response", "sms")
+    got_b = await store.get_audit(b.id)
+    assert got_b is not None and got_b["cap_usage_after_usd"] == 5_200
     daily = (await store.counters_for("key:vk_1", [("daily_usd", DAY0)]))["daily_usd"]
-    assert (daily.used, daily.reserved) == (4_200, 3 * 5_000)  # the others still hold their estimate
-    assert [p.id for p in await reconcile.pending_estimates(clock.ms + 1, 10)] == [b.id, c.id]
+    assert (daily.used, daily.reserved) == (5_200, 2 * 5_000)  # the others still hold their estimate
+    assert [p.id for p in await reconcile.pending_estimates(clock.ms + 1, 10)] == [c.id]

@@ -45,6 +45,8 @@ async def test_five_retries_settle_the_unknown_outcome_once_and_say_which(open_e
     await store.insert_key(key(store), "h1")
     first, items = await _reserve(store, "vk_1", 1_000_000)
     await store.settle_many([SettleJob(first, items, KEPT, "daily_usd")])
+    kept = await store.get_audit(first.id)
+    assert kept is not None and kept["cap_usage_after_usd"] == 0  # its cost not known yet
     earlier = EarlierSettlement(first.id, 1_000_000, "response", "charge")
     jobs = []
     for _ in range(5):
@@ -58,6 +60,11 @@ async def test_five_retries_settle_the_unknown_outcome_once_and_say_which(open_e
     assert [j.earlier_settled for j in jobs] == [True, False, False, False, False]
     assert await _used(store, "vk_1") == 1_000_000
     assert _metric(metrics) == 1_000_000  # it was 5_000_000
+    # the earlier row reports the key's usage after its own settlement (with its reservation
+    # kept it reported $0 used), and so does the retry that settled it
+    settled = await store.get_audit(first.id)
+    assert settled is not None and settled["settled_by"] == jobs[0].row.id
+    assert settled["cap_usage_after_usd"] == 1_000_000
     again = copy.deepcopy(jobs)  # the first batch again, as after a COMMIT whose answer was lost
     await store.settle_many(again)
     assert [j.earlier_settled for j in again] == [True, False, False, False, False]  # still this job's

@@ -116,9 +116,14 @@ def pick_credential(vendor: str, names: list[str], name: str | None) -> str:
     )
 
 
-async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> str:
+async def _credential_for(rt: Runtime, vendor: str, name: str | None) -> tuple[str, list[str]]:
+    """The credential to issue on (`pick_credential`) and the warning that says which one was
+    chosen when the body named none and the vendor has several (`default` then)."""
     names = [c.name for c in await rt.credential_store.list_credentials() if c.vendor == vendor]
-    return pick_credential(vendor, names, name)
+    chosen = pick_credential(vendor, names, name)
+    if name is None and len(names) > 1:
+        return chosen, [f"credential not named: using {chosen!r}"]
+    return chosen, []
 
 
 async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, Any]:
@@ -126,7 +131,8 @@ async def issue(rt: Runtime, body: KeyIn, issued_by: str | None) -> dict[str, An
         raise unknown_vendor(rt, body.vendor)
     policy = body.policy.to_store()
     warnings = _check_policy_fields(rt, body.vendor, policy)
-    credential = await _credential_for(rt, body.vendor, body.credential)
+    credential, chosen = await _credential_for(rt, body.vendor, body.credential)
+    warnings += chosen
     warnings += await budgets.covering_warnings(rt, body.label, body.vendor, credential, policy)
     now = rt.key_store.now_ms()
     expires_at = _expiry(rt, now, body.expires_in, body.expires_at)

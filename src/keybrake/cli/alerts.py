@@ -17,12 +17,12 @@ _DEFAULT_PCTS = ", ".join(map(str, DEFAULT_THRESHOLDS))
 _ALERT_COLS = ("id", "type", "url", "events", "thresholds", "anomaly_factor", "created_at")
 
 
-@click.group()
+@click.group(short_help="Where alerts go (webhook or Slack).")
 def alerts() -> None:
     """Where alerts go (webhook or Slack), and what was sent there."""
 
 
-@alerts.command("create")
+@alerts.command("create", short_help="Add a destination, as POST /v1/alerts.")
 @click.option(
     "--type",
     "kind",
@@ -62,7 +62,7 @@ def alerts_create(
         click.echo(f"warning: {w}", err=True)
 
 
-@alerts.command("list")
+@alerts.command("list", short_help="Every destination, as GET /v1/alerts.")
 @iso_opt
 @data_dir_opt
 def alerts_list(data_dir: str | None) -> None:
@@ -96,7 +96,7 @@ def alerts_deliveries(state: str | None, limit: str, as_json: bool, data_dir: st
         table(rows, ("id", "alert_id", "type", "state", "attempts", "response_status", "created_at", "delivered_at"))
 
 
-@alerts.command("delete")
+@alerts.command("delete", short_help="Delete a destination, as DELETE /v1/alerts/{id}.")
 @click.argument("alert_id")
 @data_dir_opt
 def alerts_delete(alert_id: str, data_dir: str | None) -> None:

@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-import simplejson
 
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError, not_found
 from keybrake.cli.audit_follow import Follower
-from keybrake.cli.common import cell, data_dir_opt, metadata, print_json, run, settings_for, table
+from keybrake.cli.common import cell, data_dir_opt, json_text, metadata, print_json, run, settings_for, table
 from keybrake.cli.tables import iso_opt
 from keybrake.config import retention_error
 from keybrake.runtime import Runtime
@@ -77,12 +76,12 @@ def audit_query(
     rows = [render_row(r) for r in run(settings_for(data_dir), go)]
     if as_json:
         for r in rows:
-            click.echo(simplejson.dumps(r, use_decimal=True))
+            click.echo(json_text(r))
     else:
         table(rows, _AUDIT_COLS)
 
 
-@audit.command("show")
+@audit.command("show", short_help="One row by its kbr_… id, as GET /v1/audit/{id}.")
 @click.argument("row_id")
 @data_dir_opt
 def audit_show(row_id: str, data_dir: str | None) -> None:
@@ -97,7 +96,7 @@ def audit_show(row_id: str, data_dir: str | None) -> None:
     print_json(run(settings_for(data_dir), go))
 
 
-@audit.command("export")
+@audit.command("export", short_help="Every matching row, oldest first, as CSV or JSON lines.")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True, help="CSV or JSON lines."
 )
@@ -146,7 +145,7 @@ def audit_export(
     run(settings_for(data_dir), go)
 
 
-@audit.command("purge")
+@audit.command("purge", short_help="Delete audit rows past retention now.")
 @click.option("--older-than-days", type=int, default=None, help="default: KEYBRAKE_AUDIT_RETENTION_DAYS (90)")
 @click.option("--export-dir", type=click.Path(file_okay=False), default=None, help="append purged rows here first")
 @data_dir_opt
@@ -179,7 +178,7 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
     )
 
 
-@audit.command("tail")
+@audit.command("tail", short_help="The latest rows; with --follow, new rows as they come.")
 @click.option("-n", "count", type=int, default=20, show_default=True, help="How many latest rows to print first.")
 @click.option(
     "--follow",
@@ -192,7 +191,9 @@ def audit_purge(older_than_days: int | None, export_dir: str | None, data_dir: s
 @data_dir_opt
 def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) -> None:
     """The latest rows, oldest first; with --follow, new rows as they arrive and in-flight rows
-    again when they complete."""
+    again when they complete.
+
+    A header line names the columns first (cost_usd: what the call cost, in USD)."""
     if count < 0:
         raise click.BadParameter(f"must be 0 or more (got {count})", param_hint="-n")
     if interval <= 0:
@@ -200,6 +201,7 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
     settings = settings_for(data_dir)
 
     async def go(rt: Runtime) -> None:
+        click.echo("  ".join(_AUDIT_COLS))  # the header once: the rows that follow are not aligned to it
         follower = Follower(rt.audit_store, _line)
         await follower.start(count)
         if follow:

@@ -15,7 +15,7 @@ from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 
 
-@click.group()
+@click.group(short_help="Caps shared by every key a scope covers.")
 def budgets() -> None:
     """Caps shared by every key a scope covers (label prefix, vendor, credential or all)."""
 
@@ -38,7 +38,7 @@ def _caps(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-@budgets.command("create")
+@budgets.command("create", short_help="Create a budget over one scope.")
 @click.option("--name", required=True, help="A name for people (unique not required).")
 @click.option("--label-prefix", default=None, help="Cover every key whose label starts with this.")
 @click.option("--vendor", default=None, help="Cover every key of this vendor.")
@@ -63,7 +63,7 @@ def budgets_create(
     print_json(run(settings_for(data_dir), lambda rt: budget_ops.create(rt, body)))
 
 
-@budgets.command("list")
+@budgets.command("list", short_help="List every budget with its caps and usage.")
 @iso_opt
 @data_dir_opt
 def budgets_list(data_dir: str | None) -> None:
@@ -74,12 +74,12 @@ def budgets_list(data_dir: str | None) -> None:
 
     rows = run(settings_for(data_dir), go)
     for row in rows:
-        row["scope"] = json.dumps(row["scope"])
+        row["scope"] = json.dumps(row["scope"], ensure_ascii=False)
         row["usage"] = ", ".join(f"{k} {v['used']}/{v['limit']}" for k, v in row["usage"].items())
     table(rows, ("id", "name", "scope", "timezone", "usage"))
 
 
-@budgets.command("show")
+@budgets.command("show", short_help="Show one budget, as GET /v1/budgets/{id}.")
 @click.argument("budget_id")
 @data_dir_opt
 def budgets_show(budget_id: str, data_dir: str | None) -> None:
@@ -106,7 +106,7 @@ def budgets_update(
     print_json(run(settings_for(data_dir), lambda rt: budget_ops.patch(rt, budget_id, patch_doc)))
 
 
-@budgets.command("delete")
+@budgets.command("delete", short_help="Delete a budget and its counters.")
 @click.argument("budget_id")
 @data_dir_opt
 def budgets_delete(budget_id: str, data_dir: str | None) -> None:

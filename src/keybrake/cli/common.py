@@ -74,9 +74,18 @@ def run(settings: Settings, fn: Callable[[Runtime], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
+def json_text(obj: Any, *, indent: int | None = None) -> str:
+    """`obj` as JSON text in UTF-8 (decimals exact): `é`, `…` and `漢` as themselves, never
+    `\\u…`, except the characters `printable` escapes (controls, bidi and other format
+    characters, line separators), which JSON escapes the same way. With `indent`, one value per
+    line; the line breaks are the layout's own (JSON escapes every newline inside a string)."""
+    text = str(simplejson.dumps(obj, use_decimal=True, indent=indent, ensure_ascii=False))
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 def print_json(obj: Any) -> None:
-    """Print a JSON document (decimals exact, indented by 2) on standard output."""
-    click.echo(simplejson.dumps(obj, use_decimal=True, indent=2))
+    """Print a JSON document (UTF-8, decimals exact, indented by 2: `json_text`) on standard output."""
+    click.echo(json_text(obj, indent=2))
 
 
 def validate(model: type[M], data: dict[str, Any]) -> M:
@@ -132,7 +141,7 @@ def cell(value: Any) -> str:
         return printable(value)
     if isinstance(value, list):
         return ",".join(cell(v) for v in value)
-    return str(simplejson.dumps(value, use_decimal=True))
+    return json_text(value)
 
 
 def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 
 
-@click.group()
+@click.group(short_help="Vendor secrets, stored encrypted.")
 def credentials() -> None:
     """Vendor secrets (stored encrypted, never shown again)."""
 
@@ -85,7 +85,7 @@ def credentials_show(name: str, data_dir: str | None) -> None:
     print_json(run(settings_for(data_dir), go))
 
 
-@credentials.command("delete")
+@credentials.command("delete", short_help="Delete a credential (refused while keys use it).")
 @click.argument("name")
 @click.option("--revoke-keys", is_flag=True, help="Also revoke the keys that use it.")
 @data_dir_opt

@@ -34,7 +34,7 @@ def db_upgrade(data_dir: str | None) -> None:
     click.echo(f"database schema is current ({head_revision()})")
 
 
-@click.command("migrate-sqlite-to-postgres")
+@click.command("migrate-sqlite-to-postgres", short_help="Copy an embedded install into PostgreSQL.")
 @data_dir_opt
 @click.option(
     "--to",

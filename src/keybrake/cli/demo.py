@@ -7,7 +7,6 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 import click
-import simplejson
 
 from keybrake.demo import SCENARIOS, DemoError, DemoOptions, report, run_demo
 
@@ -26,7 +25,7 @@ def _cap(value: str | None) -> Decimal | None:
     return cap
 
 
-@click.command()
+@click.command(short_help="Watch a cap stop a runaway agent.")
 @click.option(
     "--scenario",
     type=click.Choice(sorted(SCENARIOS)),
@@ -76,7 +75,9 @@ def demo(
         click.echo(f"\ninterrupted: Keybrake and the sandbox are stopped, {data}", err=True)
         sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
     if as_json:
-        click.echo(simplejson.dumps(report.as_json(opts, out, out.stopped_at), use_decimal=True, indent=2))
+        from keybrake.cli.common import json_text
+
+        click.echo(json_text(report.as_json(opts, out, out.stopped_at), indent=2))
     else:
         report.summary(opts, out, out.stopped_at)
     if out.problems:

@@ -182,7 +182,7 @@ def keys_show(key_id: str, data_dir: str | None) -> None:
     print_json(run(settings_for(data_dir), go))
 
 
-@keys.command("revoke")
+@keys.command("revoke", short_help="Revoke one key, or every key the filters match.")
 @click.argument("key_id", required=False)
 @click.option("--reason", default=None, help="Why, recorded with the revoke.")
 @click.option("--label-prefix", default=None, help="Bulk: every active key under this label prefix.")
@@ -230,7 +230,7 @@ def keys_revoke(
     print_json(run(settings_for(data_dir), lambda rt: key_ops.bulk_revoke(rt, body)))
 
 
-@keys.command("update")
+@keys.command("update", short_help="Change an active key's label, metadata, expiry or policy.")
 @click.argument("key_id")
 @click.option("--label", default=None, help="New label.")
 @click.option("--clear-label", is_flag=True, help="Remove the label.")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from keybrake.listener import Listeners
 
 
-@click.command()
+@click.command(short_help="Run the proxy and the admin API.")
 @click.option("--host", default=None, help="Listen address (KEYBRAKE_HOST, default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Listen port (KEYBRAKE_PORT, default 8080).")
 @click.option(

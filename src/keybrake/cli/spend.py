@@ -9,7 +9,7 @@ from keybrake.admin.audit import parse_time
 from keybrake.cli.common import data_dir_opt, run, settings_for, table
 
 
-@click.command("spend")
+@click.command("spend", short_help="Who spent what, gross and net.")
 @click.option("--group-by", default="key", show_default=True, help=spend_ops.GROUPS)
 @click.option("--since", default=None, help="RFC 3339 or Unix seconds (inclusive)")
 @click.option("--until", default=None, help="RFC 3339 or Unix seconds (exclusive)")

@@ -9,32 +9,34 @@ import click
 from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table
 from keybrake.cli.tables import iso_opt
 from keybrake.core.timefmt import rfc3339
-from keybrake.runtime import BOOTSTRAP_FILE, Runtime, forget_bootstrap_file
+from keybrake.runtime import BOOTSTRAP_LABEL, Runtime, forget_bootstrap_file, retire_bootstrap
 from keybrake.store.base import AdminTokenRecord
 from keybrake.tokens import ADMIN_PREFIX, new_id, new_token
 
 
-@click.group("admin-tokens")
+@click.group("admin-tokens", short_help="Admin tokens, made and revoked in the store.")
 def admin_tokens() -> None:
     """Admin tokens (talks to the store directly, so a lost token can be replaced)."""
 
 
-@admin_tokens.command("create")
+@admin_tokens.command("create", short_help="Make a new admin token (printed once).")
 @click.option("--label", required=True, help="What the token is for, e.g. ops or ci (shown by list).")
 @data_dir_opt
 def admin_tokens_create(label: str, data_dir: str | None) -> None:
     """Make a new admin token (admin scope), printed once; also the way to replace a lost one.
 
-    The bootstrap token file, if still there, is removed: you now have a token of your own (the
-    bootstrap token itself works until `keybrake admin-tokens revoke` revokes it)."""
+    You now have a token of your own: the bootstrap token is revoked and its file removed (one
+    line on stderr says so). The label `bootstrap` is reserved for the bootstrap token."""
     settings = settings_for(data_dir)
+    if label.strip() == BOOTSTRAP_LABEL:
+        why = f"'{BOOTSTRAP_LABEL}' is reserved for the bootstrap token; choose another"
+        raise click.BadParameter(why, param_hint="--label")
 
     async def go(rt: Runtime) -> dict[str, Any]:
         token = new_token(ADMIN_PREFIX)
         rec = AdminTokenRecord(new_id("adm_"), "admin", label, rt.token_store.now_ms(), None)
         await rt.token_store.insert_admin_token(rec, rt.hash_token(token))
-        if await forget_bootstrap_file(rt, always=True):
-            click.echo(f"removed {settings.data_dir / BOOTSTRAP_FILE}: use the token below from now on", err=True)
+        await retire_bootstrap(rt, instead="the token below")
         return {"id": rec.id, "scope": rec.scope, "label": label, "token": token}
 
     print_json(run(settings, go))
@@ -61,7 +63,7 @@ def _render(rec: AdminTokenRecord) -> dict[str, Any]:
     return row
 
 
-@admin_tokens.command("revoke")
+@admin_tokens.command("revoke", short_help="Revoke an admin token by its adm_… id.")
 @click.argument("token_id")
 @data_dir_opt
 def admin_tokens_revoke(token_id: str, data_dir: str | None) -> None:

@@ -14,12 +14,12 @@ from keybrake.cli.common import data_dir_opt, print_json, settings_for, table
 from keybrake.envvars import Env
 
 
-@click.group()
+@click.group(short_help="Registered vendors, built in or from files.")
 def vendors() -> None:
     """Registered vendors (built in, or registered by a wrapper before the command runs)."""
 
 
-@vendors.command("guarded")
+@vendors.command("guarded", short_help="Endpoints refused unless a key names them.")
 @data_dir_opt
 def vendors_guarded(data_dir: str | None) -> None:
     """Endpoints refused unless a key names them literally (docs/policy.md, guarded endpoints), of
@@ -72,7 +72,7 @@ def vendor_rows() -> list[dict[str, Any]]:
     return rows
 
 
-@vendors.command("list")
+@vendors.command("list", short_help="Registered vendors, their origin and settings.")
 @click.option("--json", "as_json", is_flag=True, help="print the list as JSON (with each setting's default)")
 @data_dir_opt
 def vendors_list(as_json: bool, data_dir: str | None) -> None:
@@ -90,7 +90,7 @@ def vendors_list(as_json: bool, data_dir: str | None) -> None:
     table(rows, ("name", "title", "source", "base_url", "upstream_hosts", "settings"))
 
 
-@vendors.command("check")
+@vendors.command("check", short_help="Validate one vendor definition file.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def vendors_check(file: Path) -> None:
     """Validate one vendor definition file without starting anything (docs/vendors.md, vendors

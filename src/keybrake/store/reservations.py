@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from keybrake.core.caps import POINT_COUNTERS, SEND_COUNTERS
+from keybrake.core.caps import KEY_CAPS, POINT_COUNTERS, SEND_COUNTERS
 from keybrake.core.errors import CapHit
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.store.records import AuditRow, CredentialRecord, KeyRecord
@@ -39,6 +39,18 @@ class ReservedItem:
     @classmethod
     def from_json(cls, v: list[Any]) -> ReservedItem:
         return cls(v[0], v[1], int(v[2]), int(v[3]), bool(v[4]))
+
+
+# The key's USD counters in the order an audit row reports them (`cap_usage_after_usd`: the
+# daily window if the key has a daily cap, else its total).
+REPORTED_USD_COUNTERS = tuple(c.counter for c in KEY_CAPS if c.is_usd)
+
+
+def reported_item(items: list[ReservedItem]) -> ReservedItem | None:
+    """The reserved item whose counter an audit row's `cap_usage_after_usd` reports: the key's
+    first USD counter in `REPORTED_USD_COUNTERS` order among `items`; None if it reserved none."""
+    usd = {it.counter: it for it in items if it.is_usd and it.counter_scope.startswith("key:")}
+    return next((usd[c] for c in REPORTED_USD_COUNTERS if c in usd), None)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from keybrake.store.reservations import (
     ReservedItem,
     SettleJob,
     Settlement,
+    reported_item,
 )
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, lock_order
 from keybrake.store.sql_ledger import count_object, ledger_put
@@ -296,14 +297,21 @@ def _settle_kept(
     if r is None:
         return False  # already settled (by a retry or an earlier pass)
     kept = [ReservedItem.from_json(v) for v in json.loads(r["reservation"])]
+    used: dict[tuple[str, str, int], int | None] = {}
     for it in sorted(kept, key=lambda i: lock_order(*_counter_key(i))):
         # USD counters move to the real cost; the request was forwarded and the vendor has the
         # object (or answered the retry), so request and send counters count it.
-        _move(cur, it, cost_usd if it.is_usd else it.amount)
+        got = _move(cur, it, cost_usd if it.is_usd else it.amount)
+        used[_counter_key(it)] = None if got is None else int(got[0])
+    # The row reports its key's usage after THIS settlement (it reported the usage without its
+    # cost while the reservation was kept); a row that reserved no reported counter keeps its own.
+    reported = reported_item(kept)
+    cap_usage = None if reported is None else used.get(_counter_key(reported))
     cur.execute(
         "UPDATE audit SET verdict = 'allowed', cost_usd = ?, cost_source = ?, cost_kind = ?, settled_by = ?,"
-        " reservation = NULL, reason = COALESCE(?, reason) WHERE id = ?",
-        (cost_usd, cost_source, cost_kind, settled_by, reason, row_id),
+        " reservation = NULL, reason = COALESCE(?, reason),"
+        " cap_usage_after_usd = COALESCE(?, cap_usage_after_usd) WHERE id = ?",
+        (cost_usd, cost_source, cost_kind, settled_by, reason, cap_usage, row_id),
     )
     if count is not None and r["credential"] is not None:
         count_object(cur, r["credential"], count, row_id, cost_usd, kept, for_update)
