@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from keybrake.cli.datadir import lock_path
+from keybrake.config import Settings
 from tests.harness import ADMIN_TOKEN, free_port, spawn_keybrake
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.sqlite_only]
@@ -55,3 +59,29 @@ def test_every_spelling_of_one_store_is_refused_while_an_exclusive_serve_holds_i
         first.send_signal(signal.SIGTERM)
         first.wait(20)
     assert code == 1 and "is in use" in out, (code, out[-2000:])
+
+
+# Path spellings of one directory: itself, with `.` and `sub/..` segments, or through a link.
+_STEPS = st.lists(st.sampled_from([".", "sub/..", "link"]), max_size=4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=_STEPS, by_url=st.booleans(), relative=st.booleans())
+def test_one_database_file_has_one_lock_path(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[str], by_url: bool, relative: bool
+) -> None:
+    root = tmp_path_factory.mktemp("spell")
+    data = root / "data"
+    (data / "sub").mkdir(parents=True)
+    (root / "link").symlink_to(data)
+    canonical = lock_path(Settings(data_dir=data))
+    spelled = Path("link" if "link" in steps else "data", *[s for s in steps if s != "link"])
+    base = spelled if relative else root / spelled
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        url = f"sqlite:///{base}/keybrake.db"
+        s = Settings(data_dir=Path("elsewhere"), database_url=url) if by_url else Settings(data_dir=base)
+        assert lock_path(s) == canonical
+    finally:
+        os.chdir(cwd)
