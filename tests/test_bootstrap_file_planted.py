@@ -9,7 +9,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from keybrake.crypto import write_secret_file
 from tests.harness import KeybrakeThread
 
 BOOTSTRAP = "bootstrap-admin-token"
@@ -44,3 +47,36 @@ def test_a_planted_symbolic_link_does_not_carry_the_token_elsewhere(tmp_path: Pa
     path = data / BOOTSTRAP
     assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_text().startswith("kb_")
+
+
+_BEFORE = st.sampled_from(["nothing", "file", "link-to-file", "dangling-link"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(before=_BEFORE, mode=st.integers(0o400, 0o777), umask=st.integers(0, 0o777), text=st.text(max_size=40))
+def test_a_secret_file_is_always_a_fresh_0600_file(
+    tmp_path_factory: pytest.TempPathFactory, before: str, mode: int, umask: int, text: str
+) -> None:
+    d = tmp_path_factory.mktemp("secret")
+    path, target = d / "secret", d / "target"
+    if before == "file":
+        path.write_text("old")
+        path.chmod(mode)
+    elif before == "link-to-file":
+        target.write_text("old")
+        target.chmod(mode)
+        path.symlink_to(target)
+    elif before == "dangling-link":
+        path.symlink_to(target)
+    old = os.umask(umask)
+    try:
+        write_secret_file(path, text)
+    finally:
+        os.umask(old)
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().decode() == text
+    assert sorted(p.name for p in d.iterdir()) == sorted({"secret", *(["target"] if target.exists() else [])})
+    if before == "link-to-file":
+        assert target.read_text() == "old"
+    if before == "dangling-link":
+        assert not target.exists()
