@@ -283,8 +283,8 @@ def _server_env(e: Env) -> dict[str, Any]:
         kw["host"] = e.host("KEYBRAKE_HOST")
     if e.has("KEYBRAKE_PORT"):
         kw["port"] = e.integer("KEYBRAKE_PORT", 0, 65535)
-    if e.has("KEYBRAKE_DATA_DIR"):
-        kw["data_dir"] = Path(e.raw("KEYBRAKE_DATA_DIR"))
+    if value := e.text("KEYBRAKE_DATA_DIR"):  # empty: the default, never the working directory
+        kw["data_dir"] = Path(value)
         if kw["data_dir"].exists() and not kw["data_dir"].is_dir():
             raise SettingsError(f"KEYBRAKE_DATA_DIR {kw['data_dir']} exists and is not a directory")
     if url := e.text("KEYBRAKE_DATABASE_URL"):
