@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybrake.cli import main
-from keybrake.cli.tables import fit
+from keybrake.cli.tables import cut, fit, pad, width
 from tests.harness import KeybrakeThread
 
 
@@ -46,3 +46,11 @@ def test_a_wide_script_label_stays_within_the_terminal(kb: KeybrakeThread) -> No
 def test_fit_never_narrows_an_id_column(widths: list[int], total: int) -> None:
     headers = ["id", *[f"c{i}" for i in range(len(widths) - 1)]]
     assert fit(widths, headers, total)[0] == widths[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(max_size=30), cols=st.integers(1, 40))
+def test_a_cut_cell_takes_at_most_its_columns_and_keeps_a_prefix(text: str, cols: int) -> None:
+    out = cut(text, cols)
+    assert out == text or (out.endswith("…") and text.startswith(out[:-1]) and width(out) <= cols)
+    assert width(pad(out, cols)) >= cols
