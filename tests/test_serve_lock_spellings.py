@@ -85,3 +85,12 @@ def test_one_database_file_has_one_lock_path(
         assert lock_path(s) == canonical
     finally:
         os.chdir(cwd)
+
+
+def test_a_lock_file_that_cannot_be_opened_is_one_line_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "serve.lock").mkdir(parents=True)  # as unusable as a file serve may not write
+    code, out = _second_serve(tmp_path, str(data), None)
+    assert code == 1, out
+    assert "Traceback" not in out
+    assert f"Error: cannot open the serve lock {data.resolve() / 'serve.lock'}" in out, out
