@@ -66,13 +66,20 @@ def take_serve_lock(settings: Settings, *, shared: bool) -> ServeLock | None:
     created if needed (mode 0700 for the data directory).
 
     Raises click.ClickException naming the directory when another `serve` holds the store: an
-    exclusive lock against any other, a shared one (`--shared-data-dir`) against one that is not.
+    exclusive lock against any other, a shared one (`--shared-data-dir`) against one that is not;
+    and naming the lock file when it cannot be created or opened (not writable, a directory).
     """
     path = lock_path(settings)
     if path is None:
         return None
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the serve lock {path}: {exc.strerror or exc} (serve needs to create and write it "
+            "in the data directory)"
+        ) from None
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
