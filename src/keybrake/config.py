@@ -186,6 +186,9 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
 # Each report holds a connection of its own (PostgreSQL: counted in max_connections) and a
 # worker thread: more than this at once only queues them inside the database.
 MAX_REPORT_POOL_SIZE = 32
+# Timeouts handed to a database are 32-bit there: SQLite reads a larger busy_timeout as 0 (no wait
+# at all), PostgreSQL refuses a larger statement or idle-transaction timeout on every connection.
+MAX_DB_INT = 2**31 - 1
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with its terminating NUL (Linux)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -199,14 +202,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_MAX_RESPONSE_BYTES", "max_response_bytes", 1),
         ("KEYBRAKE_UNAUTH_AUDIT_RATE", "unauth_audit_rate", 0),
         ("KEYBRAKE_AUDIT_RETENTION_DAYS", "audit_retention_days", 0),
-        ("KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", 0),
+        ("KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", 0, MAX_DB_INT),
         ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", 1),
-        ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1),
-        ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
+        ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1, MAX_DB_INT),
+        ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1, MAX_DB_INT),
         ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1, MAX_REPORT_POOL_SIZE),
-        ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100),
-        ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100),
-        ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50),
+        ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100, MAX_DB_INT),
+        ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100, MAX_DB_INT),
+        ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50, MAX_DB_INT),
         ("KEYBRAKE_STORE_MAX_WAITERS", "store_max_waiters", 0),
     ):
         if e.has(name):

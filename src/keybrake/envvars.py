@@ -19,6 +19,17 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # Why an upper bound exists, added to the refusal of a value over it.
 HIGH_WHY = {
     "KEYBRAKE_REPORT_POOL_SIZE": ": each report at once holds a database connection and a thread of its own",
+    **{
+        name: ": about 24 days, the 32-bit range the databases take"
+        for name in (
+            "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS",
+            "KEYBRAKE_PG_STATEMENT_TIMEOUT_MS",
+            "KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS",
+            "KEYBRAKE_REPORT_TIMEOUT_MS",
+            "KEYBRAKE_RESERVE_DEADLINE_MS",
+            "KEYBRAKE_PG_CONNECT_TIMEOUT",
+        )
+    },
 }
 
 
