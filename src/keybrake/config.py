@@ -25,8 +25,14 @@ from keybrake.vendors.registry import VendorSetting
 MIN_RETENTION_DAYS = 35
 
 
+# The longest audit retention (days): 100 years, well inside the stores' millisecond timestamps.
+MAX_RETENTION_DAYS = 36_500
+
+
 def retention_error(name: str, days: int) -> str | None:
     """Why `days` (named `name` in the message) is not a valid retention, or None when it is."""
+    if days > MAX_RETENTION_DAYS:
+        return f"{name} must be at most {MAX_RETENTION_DAYS} days (got {days}); 0 keeps every row"
     if 0 < days < MIN_RETENTION_DAYS:
         return (
             f"{name} must be 0 (keep every row) or at least {MIN_RETENTION_DAYS} days (got {days}): budgets"
