@@ -73,3 +73,12 @@ def test_numbers_are_ascii_literals_or_refused_by_name(text: str) -> None:
 @given(text=_ASCII_INT)
 def test_plain_ascii_whole_numbers_are_read(text: str) -> None:
     assert Env({"KEYBRAKE_X": f" {text} "}).integer("KEYBRAKE_X") == int(text)
+
+
+@pytest.mark.parametrize("name", ["KEYBRAKE_ADMIN_PORT", "KEYBRAKE_ADMIN_HOST", "KEYBRAKE_PORT", "KEYBRAKE_HOST"])
+def test_an_empty_listener_setting_is_refused_not_the_admin_api_on_the_proxy_port(name: str) -> None:
+    # KEYBRAKE_ADMIN_PORT=${ADMIN_PORT} with the template's variable unset: the operator meant the
+    # admin API on a listener of its own; starting without one would serve it on the proxy port.
+    env = {"KEYBRAKE_ADMIN_PORT": "9091", name: ""}
+    with pytest.raises(SettingsError, match=name):
+        from_env(env)
