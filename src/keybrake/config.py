@@ -341,9 +341,11 @@ def check(s: Settings) -> None:
 
 def _listener_env(e: Env) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if e.text("KEYBRAKE_ADMIN_HOST"):
+    # Set at all, even empty, they must be valid (as KEYBRAKE_HOST and KEYBRAKE_PORT): an empty
+    # one read as unset would serve the admin API on the proxy port the operator meant to keep it off.
+    if e.has("KEYBRAKE_ADMIN_HOST"):
         kw["admin_host"] = e.host("KEYBRAKE_ADMIN_HOST")
-    if e.text("KEYBRAKE_ADMIN_PORT"):
+    if e.has("KEYBRAKE_ADMIN_PORT"):
         kw["admin_port"] = e.integer("KEYBRAKE_ADMIN_PORT", 0, 65535)
     if value := e.text("KEYBRAKE_ADMIN_SOCKET"):
         kw["admin_socket"] = Path(value)
