@@ -25,8 +25,14 @@ from keybrake.vendors.registry import VendorSetting
 MIN_RETENTION_DAYS = 35
 
 
+# The longest audit retention (days): 100 years, well inside the stores' millisecond timestamps.
+MAX_RETENTION_DAYS = 36_500
+
+
 def retention_error(name: str, days: int) -> str | None:
     """Why `days` (named `name` in the message) is not a valid retention, or None when it is."""
+    if days > MAX_RETENTION_DAYS:
+        return f"{name} must be at most {MAX_RETENTION_DAYS} days (got {days}); 0 keeps every row"
     if 0 < days < MIN_RETENTION_DAYS:
         return (
             f"{name} must be 0 (keep every row) or at least {MIN_RETENTION_DAYS} days (got {days}): budgets"
@@ -186,6 +192,9 @@ def load_fx_rates(path: str) -> dict[str, Decimal]:
 # Each report holds a connection of its own (PostgreSQL: counted in max_connections) and a
 # worker thread: more than this at once only queues them inside the database.
 MAX_REPORT_POOL_SIZE = 32
+# Timeouts handed to a database are 32-bit there: SQLite reads a larger busy_timeout as 0 (no wait
+# at all), PostgreSQL refuses a larger statement or idle-transaction timeout on every connection.
+MAX_DB_INT = 2**31 - 1
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with its terminating NUL (Linux)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -199,14 +208,14 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ("KEYBRAKE_MAX_RESPONSE_BYTES", "max_response_bytes", 1),
         ("KEYBRAKE_UNAUTH_AUDIT_RATE", "unauth_audit_rate", 0),
         ("KEYBRAKE_AUDIT_RETENTION_DAYS", "audit_retention_days", 0),
-        ("KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", 0),
+        ("KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", 0, MAX_DB_INT),
         ("KEYBRAKE_PG_POOL_SIZE", "pg_pool_size", 1),
-        ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1),
-        ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1),
+        ("KEYBRAKE_PG_STATEMENT_TIMEOUT_MS", "pg_statement_timeout_ms", 1, MAX_DB_INT),
+        ("KEYBRAKE_PG_CONNECT_TIMEOUT", "pg_connect_timeout_s", 1, MAX_DB_INT),
         ("KEYBRAKE_REPORT_POOL_SIZE", "report_pool_size", 1, MAX_REPORT_POOL_SIZE),
-        ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100),
-        ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100),
-        ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50),
+        ("KEYBRAKE_REPORT_TIMEOUT_MS", "report_timeout_ms", 100, MAX_DB_INT),
+        ("KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS", "pg_idle_tx_timeout_ms", 100, MAX_DB_INT),
+        ("KEYBRAKE_RESERVE_DEADLINE_MS", "reserve_deadline_ms", 50, MAX_DB_INT),
         ("KEYBRAKE_STORE_MAX_WAITERS", "store_max_waiters", 0),
     ):
         if e.has(name):
@@ -283,8 +292,8 @@ def _server_env(e: Env) -> dict[str, Any]:
         kw["host"] = e.host("KEYBRAKE_HOST")
     if e.has("KEYBRAKE_PORT"):
         kw["port"] = e.integer("KEYBRAKE_PORT", 0, 65535)
-    if e.has("KEYBRAKE_DATA_DIR"):
-        kw["data_dir"] = Path(e.raw("KEYBRAKE_DATA_DIR"))
+    if value := e.text("KEYBRAKE_DATA_DIR"):  # empty: the default, never the working directory
+        kw["data_dir"] = Path(value)
         if kw["data_dir"].exists() and not kw["data_dir"].is_dir():
             raise SettingsError(f"KEYBRAKE_DATA_DIR {kw['data_dir']} exists and is not a directory")
     if url := e.text("KEYBRAKE_DATABASE_URL"):
@@ -332,9 +341,11 @@ def check(s: Settings) -> None:
 
 def _listener_env(e: Env) -> dict[str, Any]:
     kw: dict[str, Any] = {}
-    if e.text("KEYBRAKE_ADMIN_HOST"):
+    # Set at all, even empty, they must be valid (as KEYBRAKE_HOST and KEYBRAKE_PORT): an empty
+    # one read as unset would serve the admin API on the proxy port the operator meant to keep it off.
+    if e.has("KEYBRAKE_ADMIN_HOST"):
         kw["admin_host"] = e.host("KEYBRAKE_ADMIN_HOST")
-    if e.text("KEYBRAKE_ADMIN_PORT"):
+    if e.has("KEYBRAKE_ADMIN_PORT"):
         kw["admin_port"] = e.integer("KEYBRAKE_ADMIN_PORT", 0, 65535)
     if value := e.text("KEYBRAKE_ADMIN_SOCKET"):
         kw["admin_socket"] = Path(value)

@@ -66,3 +66,21 @@ def master_key_bytes(text: str, where: str) -> bytes:
     if len(key) != 32:
         raise MasterKeyError(f"{where} must hold 32 bytes of base64-encoded key material")
     return key
+
+
+def write_secret_file(path: Path, text: str) -> None:
+    """Write `text` to `path` as a new regular file of mode 0600 (whatever the umask), put in place
+    atomically: whatever was at `path` (a file of a wider mode, a symbolic link) is replaced, never
+    written through or followed. Raises OSError (the temporary file is removed)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

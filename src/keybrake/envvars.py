@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from keybrake.core.timefmt import parse_duration_s
 
@@ -19,6 +19,17 @@ _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 # Why an upper bound exists, added to the refusal of a value over it.
 HIGH_WHY = {
     "KEYBRAKE_REPORT_POOL_SIZE": ": each report at once holds a database connection and a thread of its own",
+    **{
+        name: ": about 24 days, the 32-bit range the databases take"
+        for name in (
+            "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS",
+            "KEYBRAKE_PG_STATEMENT_TIMEOUT_MS",
+            "KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS",
+            "KEYBRAKE_REPORT_TIMEOUT_MS",
+            "KEYBRAKE_RESERVE_DEADLINE_MS",
+            "KEYBRAKE_PG_CONNECT_TIMEOUT",
+        )
+    },
 }
 
 
@@ -27,6 +38,14 @@ HIGH_WHY = {
 NAMES: set[str] = set()
 # Variables that are not the server's settings: read by scripts/serve or by the test suite.
 NOT_SETTINGS = ("KEYBRAKE_VENV", "KEYBRAKE_TEST_")
+# What a number setting may spell: plain ASCII digits with an optional sign and decimal point;
+# no digits of another script ('١٢'), digit-group underscores ('1_0') or exponents ('1e3'),
+# which Python's float() and Decimal() would quietly read.
+_INTEGER = re.compile(r"-?[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)", re.ASCII)
+# The longest duration a setting takes (a key lifetime): 100 years, well inside what a store's
+# millisecond timestamps hold.
+MAX_DURATION_S = 100 * 365 * 86_400
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*$")
 
 
@@ -52,9 +71,13 @@ class Env:
         return name in self.env
 
     def text(self, name: str) -> str | None:
-        """The value, or None when unset or empty."""
+        """The value, or None when unset or empty. Raises SettingsError for a blank value (only
+        spaces or tabs): a path or list of nothing, never read as one."""
         NAMES.add(name)
-        return self.env.get(name) or None
+        value = self.env.get(name) or None
+        if value is not None and not value.strip():
+            raise SettingsError(f"{name} is blank ({value!r}): unset it or give a value")
+        return value
 
     def raw(self, name: str) -> str:
         """The value as set (KeyError when unset): for a reader that checks it itself."""
@@ -84,7 +107,7 @@ class Env:
     def integer(self, name: str, low: int | None = None, high: int | None = None) -> int:
         """A whole number in [low, high]. Raises SettingsError naming the variable and the bound."""
         raw = self.raw(name).strip()
-        if not (raw.isascii() and raw.lstrip("-").isdigit()):
+        if not _INTEGER.fullmatch(raw):
             raise SettingsError(f"{name} must be a whole number (got {raw[:40]!r})")
         value = int(raw)
         if low is not None and value < low:
@@ -96,11 +119,11 @@ class Env:
     def number(self, name: str, low: float | None = None) -> float:
         """A finite number, at least `low`. Raises SettingsError naming the variable."""
         raw = self.raw(name).strip()
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number (got {raw[:40]!r})") from None
-        if value != value or value in (float("inf"), float("-inf")):
+        if not _DECIMAL.fullmatch(raw):
+            what = "a finite number in plain digits" if _float_or_none(raw) is not None else "a number"
+            raise SettingsError(f"{name} must be {what} such as 2.5 (got {raw[:40]!r})")
+        value = float(raw)
+        if value in (float("inf"), float("-inf")):
             raise SettingsError(f"{name} must be a finite number (got {raw[:40]!r})")
         if low is not None and value < low:
             raise SettingsError(f"{name} must be at least {low} (got {value})")
@@ -119,10 +142,9 @@ class Env:
     def decimal(self, name: str) -> Decimal:
         """A non-negative finite decimal. Raises SettingsError naming the variable."""
         raw = self.raw(name).strip()
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            raise SettingsError(f"{name} must be a decimal number (got {raw[:40]!r})") from None
+        if not _DECIMAL.fullmatch(raw):
+            raise SettingsError(f"{name} must be a decimal number such as 0.0079 (got {raw[:40]!r})")
+        value = Decimal(raw)
         if not value.is_finite() or value < 0:
             raise SettingsError(f"{name} must be a non-negative decimal (got {raw[:40]!r})")
         return value
@@ -131,9 +153,19 @@ class Env:
         """Seconds, or 90s/15m/8h/7d. Raises SettingsError naming the variable."""
         raw = self.raw(name).strip()
         try:
-            return parse_duration_s(_num_or_str(raw))
+            value = parse_duration_s(_num_or_str(raw))
         except ValueError as exc:
             raise SettingsError(f"{name}: {exc}") from None
+        if value > MAX_DURATION_S:
+            raise SettingsError(f"{name} must be at most {MAX_DURATION_S // 86_400}d (got {raw[:40]!r})")
+        return value
+
+
+def _float_or_none(v: str) -> float | None:
+    try:
+        return float(v)
+    except ValueError:
+        return None
 
 
 def _num_or_str(v: str) -> int | str:

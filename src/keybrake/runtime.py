@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from keybrake.config import Settings
-from keybrake.crypto import MasterKeyError, Sealer, load_or_create_master_key
+from keybrake.crypto import MasterKeyError, Sealer, load_or_create_master_key, write_secret_file
 from keybrake.store import Store, open_store
 from keybrake.store.base import (
     AdminTokenRecord,
@@ -152,9 +152,7 @@ async def ensure_admin_token(rt: Runtime) -> str | None:
         AdminTokenRecord(new_id("adm_"), "admin", BOOTSTRAP_LABEL, now, None), rt.hash_token(token)
     )
     path = rt.settings.data_dir / BOOTSTRAP_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    write_secret_file(path, token + "\n")  # 0600, replacing (never following) what was there
     return token
 
 

@@ -200,7 +200,8 @@ def _refused(address: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# SIGHUP: the terminal the demo runs in is closed (an ssh session dropped at 2 a.m.).
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_an_interrupt_mid_loop_cleans_up(tmp_path: Path, sig: signal.Signals) -> None:
     tmp = tmp_path / "t"
     tmp.mkdir()

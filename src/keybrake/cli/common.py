@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
 from keybrake.cli.datadir import require_data_dir
-from keybrake.cli.tables import cut, fit, human_time, terminal_width, want_iso
+from keybrake.cli.tables import cut, fit, human_time, pad, terminal_width, want_iso, width
 from keybrake.config import Settings, SettingsError, from_env, unknown_settings, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
@@ -152,8 +152,8 @@ def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
     cells = [[cell(r[c]) if c in r else "" for c in cols] for r in rows]
     if not iso:
         cells = [[human_time(v) for v in row] for row in cells]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    widths = [max([width(c)] + [width(row[i]) for row in cells]) for i, c in enumerate(cols)]
     widths = fit(widths, list(cols), terminal_width())
-    click.echo("  ".join(cut(c, w).ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip())
+    click.echo("  ".join(pad(cut(c, w), w) for c, w in zip(cols, widths, strict=True)).rstrip())
     for row in cells:
-        click.echo("  ".join(cut(v, w).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        click.echo("  ".join(pad(cut(v, w), w) for v, w in zip(row, widths, strict=True)).rstrip())

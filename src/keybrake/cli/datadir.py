@@ -2,7 +2,7 @@
 missing directory refused by name (docs/operations.md, data directory).
 
 One `keybrake serve` per embedded SQLite store: `serve` holds an exclusive `flock` on
-`<data-dir>/serve.lock` (or `<database file>.serve.lock` for `KEYBRAKE_DATABASE_URL=sqlite:///…`)
+`<data-dir>/serve.lock` (or `<database file>.serve.lock` for a sqlite:/// URL naming another file)
 for as long as it runs. The kernel drops the lock when the process ends, however it ends (kill -9
 included), so it is never stale. `serve --shared-data-dir` takes a shared lock instead: several
 processes that all say so may share the store (docs/operations.md, running on both cores), but
@@ -36,13 +36,16 @@ def sqlite_file(settings: Settings) -> Path | None:
 
 
 def lock_path(settings: Settings) -> Path | None:
-    """Where `serve` takes its lock (None on PostgreSQL, where replicas share the database by design)."""
+    """Where `serve` takes its lock (None on PostgreSQL, where replicas share the database by design).
+
+    A function of the database file itself, symbolic links resolved: however the store is named
+    (--data-dir, a sqlite:/// URL, relative or absolute, through a link) one file gets one lock,
+    `serve.lock` beside a `keybrake.db`, else `<database file>.serve.lock`."""
     db = sqlite_file(settings)
     if db is None:
         return None
-    if settings.database_url is None:
-        return settings.data_dir / LOCK_NAME
-    return db.with_name(db.name + ".serve.lock")
+    real = db.resolve()
+    return real.parent / LOCK_NAME if real.name == DB_NAME else real.with_name(real.name + ".serve.lock")
 
 
 class ServeLock:
@@ -63,13 +66,20 @@ def take_serve_lock(settings: Settings, *, shared: bool) -> ServeLock | None:
     created if needed (mode 0700 for the data directory).
 
     Raises click.ClickException naming the directory when another `serve` holds the store: an
-    exclusive lock against any other, a shared one (`--shared-data-dir`) against one that is not.
+    exclusive lock against any other, a shared one (`--shared-data-dir`) against one that is not;
+    and naming the lock file when it cannot be created or opened (not writable, a directory).
     """
     path = lock_path(settings)
     if path is None:
         return None
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot open the serve lock {path}: {exc.strerror or exc} (serve needs to create and write it "
+            "in the data directory)"
+        ) from None
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from decimal import Decimal, InvalidOperation
 
@@ -70,10 +71,10 @@ def demo(
     except DemoError as exc:
         raise click.ClickException(f"the demo could not run: {exc}") from None
     except (KeyboardInterrupt, asyncio.CancelledError) as exc:
-        # 128 + the signal, as a shell reports it: Ctrl-C (SIGINT) 130, SIGTERM 143.
+        # 128 + the signal, as a shell reports it: Ctrl-C (SIGINT) 130, SIGTERM 143, SIGHUP 129.
         data = "the data directory is kept (named above)" if keep else "the temporary data is removed"
         click.echo(f"\ninterrupted: Keybrake and the sandbox are stopped, {data}", err=True)
-        sys.exit(130 if isinstance(exc, KeyboardInterrupt) else 143)
+        sys.exit(128 + _signal_of(exc))
     if as_json:
         from keybrake.cli.common import json_text
 
@@ -82,3 +83,12 @@ def demo(
         report.summary(opts, out, out.stopped_at)
     if out.problems:
         sys.exit(1)
+
+
+def _signal_of(exc: BaseException) -> int:
+    """The signal that stopped the demo: SIGINT for Ctrl-C, else the one a cancellation names
+    (`run.STOP_SIGNALS`), SIGTERM when it names none."""
+    if isinstance(exc, KeyboardInterrupt):
+        return signal.SIGINT
+    name = exc.args[0] if exc.args and isinstance(exc.args[0], str) else ""
+    return signal.Signals[name] if name in signal.Signals.__members__ else signal.SIGTERM

@@ -13,6 +13,7 @@ import re
 import shutil
 import sys
 import time
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -79,13 +80,19 @@ def terminal_width() -> int | None:
     return None
 
 
+def is_id_column(header: str) -> bool:
+    """An id column (`id`, `…_id`): never cut, being the cell a person copies into the next command."""
+    return header == "id" or header.endswith("_id")
+
+
 def fit(widths: list[int], headers: list[str], total: int | None, gap: int = 2) -> list[int]:
-    """Column widths narrowed, widest first, until the line fits `total` columns (None: as they
-    are); no column goes below MIN_WIDTH or its header's length."""
+    """Column widths (terminal columns) narrowed, widest first, until the line fits `total`
+    columns (None: as they are); no column goes below MIN_WIDTH or its header's length, and an id
+    column (`is_id_column`) keeps its whole width (the line wraps rather than cut one)."""
     out = list(widths)
     if total is None:
         return out
-    floor = [max(MIN_WIDTH, len(h)) for h in headers]
+    floor = [w if is_id_column(h) else max(MIN_WIDTH, len(h)) for h, w in zip(headers, widths, strict=True)]
     while sum(out) + gap * (len(out) - 1) > total:
         i = max(range(len(out)), key=lambda j: out[j] - floor[j])
         if out[i] <= floor[i]:
@@ -94,6 +101,34 @@ def fit(widths: list[int], headers: list[str], total: int | None, gap: int = 2) 
     return out
 
 
-def cut(text: str, width: int) -> str:
-    """`text` within `width` characters, a cut marked with `…`."""
-    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+def char_width(c: str) -> int:
+    """Terminal columns one character takes: 2 for East Asian wide and full-width ones, 0 for a
+    combining mark or a zero-width format character, else 1."""
+    if unicodedata.combining(c) or unicodedata.category(c) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(c) in ("W", "F") else 1
+
+
+def width(text: str) -> int:
+    """Terminal columns `text` takes (`char_width` of each character)."""
+    return sum(char_width(c) for c in text)
+
+
+def cut(text: str, cols: int) -> str:
+    """`text` within `cols` terminal columns, a cut marked with `…` (a wide character that would
+    straddle the edge goes whole)."""
+    if width(text) <= cols:
+        return text
+    out, used = [], 0
+    for c in text:
+        w = char_width(c)
+        if used + w > cols - 1:
+            break
+        out.append(c)
+        used += w
+    return "".join(out) + "…"
+
+
+def pad(text: str, cols: int) -> str:
+    """`text` filled with spaces to `cols` terminal columns."""
+    return text + " " * max(cols - width(text), 0)

@@ -72,10 +72,16 @@ class Outcome:
         return next((a.number for a in self.attempts if not a.through), None)
 
 
+# Signals that stop the demo with its cleanup: SIGTERM, and SIGHUP (its terminal was closed).
+# Ctrl-C (SIGINT) arrives as KeyboardInterrupt.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def run_demo(opts: DemoOptions) -> Outcome:
     """Run the demo and clean up (also on Ctrl-C, SIGTERM or an error). Returns the outcome, whose
     `problems` list what did not go as expected (empty: it behaved). Raises DemoError when it could
-    not run at all; KeyboardInterrupt and asyncio.CancelledError pass through after cleanup."""
+    not run at all; KeyboardInterrupt and asyncio.CancelledError (its message the name of the
+    signal in STOP_SIGNALS that stopped it) pass through after cleanup."""
     try:
         data_dir = Path(tempfile.mkdtemp(prefix="keybrake-demo-"))
     except OSError as exc:
@@ -92,8 +98,9 @@ def run_demo(opts: DemoOptions) -> Outcome:
 async def _main(opts: DemoOptions, out: Outcome) -> None:
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     assert task is not None
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    for sig in STOP_SIGNALS:  # the task is cancelled with the signal's name: the cleanup below runs
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel, sig.name)
     sc = opts.scenario
     sandbox = sc.sandbox()
     admin_token = new_token(ADMIN_PREFIX)
@@ -117,8 +124,9 @@ async def _main(opts: DemoOptions, out: Outcome) -> None:
     finally:
         status = proc.stop()
         await sandbox.stop()
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGTERM)
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
         if status not in (None, 0, -signal.SIGTERM):  # uvicorn re-raises SIGTERM after a clean stop
             out.problems.append(f"keybrake serve stopped with status {status}")
 

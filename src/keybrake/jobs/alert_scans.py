@@ -137,9 +137,12 @@ class AlertScans(Job):
 Crossing = tuple[AlertDestination, dict[str, Any], str, int | None]
 
 
-async def threshold_crossings(store: AlertScanStore, dests: list[AlertDestination]) -> list[Crossing]:
+async def threshold_crossings(
+    store: AlertScanStore, dests: list[AlertDestination], *, settled_only: bool = False
+) -> list[Crossing]:
     """Every (destination, event data, fire-once key, mark kept until (Unix ms; None: forever))
-    of a cap at or past one of `dests`' thresholds in its current window. Caps of keys that are
+    of a cap at or past one of `dests`' thresholds in its current window, counting spend settled
+    and held (reserved), or with `settled_only` settled spend alone. Caps of keys that are
     revoked or expired are left out: their thresholds are not news."""
     if not dests:
         return []
@@ -165,7 +168,7 @@ async def threshold_crossings(store: AlertScanStore, dests: list[AlertDestinatio
     for (c, kind, scope_id, window, name, _), (ws, reset) in zip(near, bounds, strict=True):
         if ws != c.window_start:
             continue  # an earlier window: not news any more
-        pct_used = (c.used + c.reserved) * 100 / c.limit
+        pct_used = (c.used + (0 if settled_only else c.reserved)) * 100 / c.limit
         for dest in dests:
             for pct in dest.thresholds or DEFAULT_THRESHOLDS:
                 if pct_used >= pct:
@@ -176,10 +179,13 @@ async def threshold_crossings(store: AlertScanStore, dests: list[AlertDestinatio
 
 async def seed_threshold_marks(store: AlertScanStore, dest: AlertDestination) -> int:
     """Mark as already sent, for `dest` (about to be created), every threshold crossed before it
-    existed, so its first scan sends only what crosses from now on. Returns the marks written."""
+    existed, so its first scan sends only what crosses from now on. Returns the marks written.
+
+    Only settled spend counts: a reservation in flight may yet be released (a 4xx), and a mark
+    seeded from it would swallow a real crossing of the same threshold later in the window."""
     if "cap.threshold" not in dest.events:
         return 0
     written = 0
-    for _, _, key, reset in await threshold_crossings(store, [dest]):
+    for _, _, key, reset in await threshold_crossings(store, [dest], settled_only=True):
         written += int(await store.enqueue([], key, keep_until_ms=reset, forever=reset is None))
     return written
