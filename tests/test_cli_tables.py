@@ -1,14 +1,16 @@
 """Tables for people: times as `YYYY-MM-DD hh:mm:ss UTC (3 min ago)` (RFC 3339 with --iso), and
-lines that fit the terminal's width (COLUMNS), cut cells marked `…`; a pipe gets whole cells."""
+lines that fit a terminal's width, cut cells marked `…`; a pipe gets whole cells, whatever COLUMNS says."""
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 
 import pytest
 from click.testing import CliRunner
 
-from keybrake.cli import main
+from keybrake.cli import main, tables
 from keybrake.cli.tables import ago, cut, fit, human_time
 from tests.harness import KeybrakeThread
 
@@ -45,16 +47,39 @@ def test_fit_narrows_the_widest_first_and_never_below_the_floor() -> None:
     assert cut("abcdefghij", 5) == "abcd…" and cut("abc", 5) == "abc"
 
 
-def test_keys_list_fits_the_terminal_and_shows_times_for_people(kb: KeybrakeThread) -> None:
+class _Out(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_only_a_terminal_is_fitted_whatever_columns_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI, test runners and some shells export COLUMNS: a pipe or a file still gets whole cells."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys, "stdout", _Out(tty=False))
+    assert tables.terminal_width() is None
+    monkeypatch.setattr(sys, "stdout", _Out(tty=True))
+    assert tables.terminal_width() == 80
+
+
+def test_keys_list_fits_the_terminal_and_shows_times_for_people(
+    kb: KeybrakeThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kb.issue({"daily_usd_cap": 5}, label="tenant-a:billing-agent:" + "x" * 80)
     env = {"KEYBRAKE_DATABASE_URL": kb.settings.database_url or "", "KEYBRAKE_ADMIN_TOKEN": ""}
     args = ["keys", "list", "--data-dir", str(kb.settings.data_dir)]
-    narrow = CliRunner().invoke(main, args, env={**env, "COLUMNS": "120"})
+    monkeypatch.setattr(tables, "terminal_width", lambda: 120)  # a 120-column terminal
+    narrow = CliRunner().invoke(main, args, env=env)
     assert narrow.exit_code == 0, narrow.output
     lines = narrow.output.splitlines()
     assert all(len(line) <= 120 for line in lines), lines
     assert "…" in lines[1] and re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(in 2\d h\)", narrow.output)
-    iso = CliRunner().invoke(main, [*args, "--iso"], env={**env, "COLUMNS": "400"})
+    monkeypatch.setattr(tables, "terminal_width", lambda: 400)
+    iso = CliRunner().invoke(main, [*args, "--iso"], env=env)
     assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", iso.output) and "x" * 80 in iso.output
-    piped = CliRunner().invoke(main, args, env={**env, "COLUMNS": ""})  # not a terminal: whole cells
+    monkeypatch.setattr(tables, "terminal_width", lambda: None)  # not a terminal: whole cells
+    piped = CliRunner().invoke(main, args, env=env)
     assert "x" * 80 in piped.output

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import unicodedata
 
+import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keybrake.cli import main
+from keybrake.cli import main, tables
 from keybrake.cli.tables import cut, fit, pad, width
 from tests.harness import KeybrakeThread
 
@@ -20,8 +21,11 @@ def _columns(text: str) -> int:
 
 
 def _keys_list(kb: KeybrakeThread, columns: int) -> list[str]:
-    env = {"KEYBRAKE_DATABASE_URL": kb.settings.database_url or "", "KEYBRAKE_ADMIN_TOKEN": "", "COLUMNS": str(columns)}
-    out = CliRunner().invoke(main, ["keys", "list", "--data-dir", str(kb.settings.data_dir)], env=env)
+    """`keybrake keys list` as a terminal `columns` wide shows it."""
+    env = {"KEYBRAKE_DATABASE_URL": kb.settings.database_url or "", "KEYBRAKE_ADMIN_TOKEN": ""}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tables, "terminal_width", lambda: columns)
+        out = CliRunner().invoke(main, ["keys", "list", "--data-dir", str(kb.settings.data_dir)], env=env)
     assert out.exit_code == 0, out.output
     return out.output.splitlines()
 

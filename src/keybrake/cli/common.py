@@ -18,8 +18,9 @@ from pydantic import BaseModel, ValidationError
 
 from keybrake.admin import keys as key_ops
 from keybrake.admin.errors import ApiError
+from keybrake.cli import tables
 from keybrake.cli.datadir import require_data_dir
-from keybrake.cli.tables import cut, fit, human_time, pad, terminal_width, want_iso, width
+from keybrake.cli.tables import cut, fit, human_time, pad, want_iso, width
 from keybrake.config import Settings, SettingsError, from_env, unknown_settings, with_configured_vendors
 from keybrake.crypto import MasterKeyError
 from keybrake.runtime import Runtime, open_runtime
@@ -153,7 +154,7 @@ def table(rows: list[dict[str, Any]], cols: tuple[str, ...]) -> None:
     if not iso:
         cells = [[human_time(v) for v in row] for row in cells]
     widths = [max([width(c)] + [width(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    widths = fit(widths, list(cols), terminal_width())
+    widths = fit(widths, list(cols), tables.terminal_width())
     click.echo("  ".join(pad(cut(c, w), w) for c, w in zip(cols, widths, strict=True)).rstrip())
     for row in cells:
         click.echo("  ".join(pad(cut(v, w), w) for v, w in zip(row, widths, strict=True)).rstrip())

@@ -8,7 +8,6 @@ never splits an escape sequence's meaning from view: a cut is marked.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import shutil
 import sys
@@ -73,9 +72,10 @@ def human_time(cell: str, now_s: float | None = None) -> str:
 
 
 def terminal_width() -> int | None:
-    """Columns to fit a table into: `COLUMNS`, else the terminal's; None when standard output is
-    not a terminal (a pipe or a file gets whole cells)."""
-    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+    """Columns to fit a table into when standard output is a terminal (`COLUMNS` when set, else
+    the terminal's size); None otherwise: a pipe or a file gets whole cells, whatever `COLUMNS`
+    says (many environments export it: test runners, CI, some shells)."""
+    if sys.stdout.isatty():
         return shutil.get_terminal_size().columns
     return None
 
