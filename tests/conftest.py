@@ -105,8 +105,15 @@ def kb(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Pure unit and property tests (tests/core, tests/vendors) need no store: they run once, in the
-    first pass, not again on PostgreSQL."""
+    first pass, not again on PostgreSQL. The client library's, the recipes' and the docs' tests
+    (tests/client, tests/examples, tests/docs) check the client side — the docs' pages start their
+    own `./scripts/serve` on SQLite whatever the pass — so they too run once (`client_side`)."""
     for item in items:
         parts = item.path.parts
-        if "tests" in parts and parts[parts.index("tests") + 1] in ("core", "vendors"):
+        if "tests" not in parts:
+            continue
+        where = parts[parts.index("tests") + 1]
+        if where in ("core", "vendors"):
             item.add_marker(pytest.mark.store_free)
+        elif where in ("client", "examples", "docs"):
+            item.add_marker(pytest.mark.client_side)
