@@ -1,6 +1,7 @@
 """A lost or empty admin token: the bootstrap token file stays while it works and no token of the
 operator's own exists, and every refused `Authorization` header says what is wrong with it and how
-to get a token (docs/operations.md, admin tokens)."""
+to get a token — the command to run on the server host, never a file or a path (docs/operations.md,
+admin tokens)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from keybrake.cli import main
-from tests.harness import ADMIN_TOKEN, KeybrakeThread
+from tests.harness import ADMIN_TOKEN, KeybrakeThread, examples
 
 BOOTSTRAP = "bootstrap-admin-token"
 
@@ -56,8 +59,9 @@ def test_every_refused_header_says_what_is_wrong_and_how_to_recover(
     assert r.status_code == 401 and err["code"] == "admin_token_invalid"
     assert says in err["message"], err["message"]
     assert "keybrake admin-tokens create --label NAME" in err["message"]
-    assert "bootstrap-admin-token" in err["message"]
-    assert str(kb.settings.data_dir) not in err["message"]  # no server path to whoever asks
+    # Never where a token is kept: whoever asks may be an agent on the proxy port with a file-reading tool.
+    assert "bootstrap" not in err["message"] and "keybrake-data" not in err["message"]
+    assert str(kb.settings.data_dir) not in err["message"]
 
 
 def test_the_bootstrap_file_outlives_its_first_use_and_goes_with_the_operators_own_token(
@@ -116,3 +120,22 @@ def test_revoking_the_bootstrap_token_removes_its_file(fresh: KeybrakeThread) ->
     assert not path.exists()
     r = httpx.get(f"{fresh.url}/v1/keys", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401 and "admin-tokens create" in r.json()["error"]["message"]
+
+
+# Header values HTTP/1.1 carries (visible characters, spaces, obs-text); a control character is refused
+# by the HTTP parser before the admin API sees it.
+VALUE = st.text(st.characters(codec="latin-1", exclude_categories=["Cc"]), max_size=60)
+
+
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(VALUE, max_size=3))
+def test_no_refusal_of_any_header_names_a_file_or_a_path(kb: KeybrakeThread, values: list[str]) -> None:
+    """Whatever the Authorization headers (none, several, any scheme, any token), the refusal
+    (401, or 429 past the failure limit) never says where a token is kept."""
+    headers = httpx.Headers([(b"Authorization", v.strip(" \t").encode("latin-1")) for v in values])
+    r = httpx.get(f"{kb.url}/v1/keys", headers=headers)
+    assert r.status_code in (401, 429), r.text
+    message = r.json()["error"]["message"]
+    for leak in ("bootstrap", "keybrake-data", "data dir", str(kb.settings.data_dir), "/"):
+        assert leak not in message, (leak, message)
+    assert r.status_code == 429 or "keybrake admin-tokens create --label NAME" in message

@@ -58,6 +58,28 @@ def test_sdk_retry_after_a_timeout_is_charged_once_and_linked(tmp_path: Path, fa
         assert usage["used"] == 6 and usage["reserved"] == 0  # the cap was charged once
 
 
+@pytest.mark.parametrize("idempotency_key", [None, "order-78"])
+def test_a_timeouts_retry_advice_follows_the_requests_idempotency_key(
+    tmp_path: Path, fake_stripe: FakeStripe, idempotency_key: str | None
+) -> None:
+    """After a timeout Stripe may have charged: a retry is safe (Stripe replays it) only under the
+    same Idempotency-Key; without one every signal says do not retry."""
+    with KeybrakeThread(tmp_path / "d", upstream_timeout_s=0.5) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 10})
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        fake_stripe.delay_seconds = 0.8
+        r = httpx.post(f"{kb.url}/stripe/v1/charges", data={"amount": 100, "currency": "usd"}, headers=headers)
+        fake_stripe.delay_seconds = 0
+    retry = idempotency_key is not None
+    assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+    assert r.json()["error"]["keybrake"]["retryable"] is retry
+    assert r.headers["stripe-should-retry"] == ("true" if retry else "false")
+    assert ("retry-after" in r.headers) is retry
+
+
 def test_a_retry_of_a_request_still_in_flight_gets_409(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 10})
     headers = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "order-77"}

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keybrake.core.errors import CODES, RETRYABLE, STATUS, CapHit, Denial
+from keybrake.core.errors import CODES, OUTCOME_UNKNOWN, RETRYABLE, STATUS, CapHit, Denial
 from keybrake.core.jsonfmt import dumps
 from keybrake.vendors import build_vendors
 from keybrake.vendors.twilio_errors import twilio_code
 from keybrake_client.denial import CODES as CLIENT_CODES
+from keybrake_client.denial import OUTCOME_UNKNOWN as CLIENT_OUTCOME_UNKNOWN
 from keybrake_client.denial import TWILIO_CODES, classify, denial, from_body
 
 pytestmark = pytest.mark.store_free  # no store of its own: runs once, in the first pass
@@ -27,6 +28,9 @@ SERVER_CODES = [code for code, _ in CODES]
 def test_the_client_classifies_exactly_the_server_codes_in_order() -> None:
     # A code added to the server without a classification here fails this test.
     assert list(CLIENT_CODES) == SERVER_CODES
+    # The codes whose retry advice depends on the request (the vendor replays a retry under the
+    # idempotency key the request carried) are the same on both sides.
+    assert CLIENT_OUTCOME_UNKNOWN == OUTCOME_UNKNOWN
 
 
 @given(st.sampled_from(SERVER_CODES))

@@ -51,6 +51,9 @@ async def test_rows_by_id_filters_time_and_pages(store: Store, clock: Clock, aud
     assert got is not None and (got["key_id"], got["vendor"], got["cost_usd"]) == ("vk_2", "twilio", 300)
     assert await audit.get_audit("kbr_missing") is None
     assert [r["id"] for r in await audit.query_audit(AuditQuery())] == ids[::-1]  # newest first
+    assert await audit.count_audit_between(ids[0], ids[3]) == 3  # (after, through]
+    assert await audit.count_audit_between("", ids[-1]) == len(ids)
+    assert await audit.count_audit_between(ids[-1], ids[-1]) == 0
     assert [r["id"] for r in await audit.query_audit(AuditQuery(key_id="vk_1"))] == [ids[3], ids[1], ids[0]]
     denied = await audit.query_audit(AuditQuery(verdict="denied"))
     assert [r["id"] for r in denied] == [ids[5], ids[1]]  # every denied_* verdict

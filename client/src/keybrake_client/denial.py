@@ -113,7 +113,8 @@ def classify(code: str, message: str = "", detail: Mapping[str, Any] | None = No
 
 
 # Codes after which the vendor may have acted: a retry is safe only under the same
-# Idempotency-Key, and only at a vendor that replays a retry sent under it.
+# Idempotency-Key, and only at a vendor that replays a retry sent under it (the server's
+# keybrake.core.errors.OUTCOME_UNKNOWN).
 OUTCOME_UNKNOWN = frozenset({"upstream_timeout"})
 # SDK exceptions of vendors that take no Idempotency-Key (a retry is a second send).
 _NO_IDEMPOTENCY = ("twilio.", "postmarker.", "python_http_client.", "segment.", "pyactiveresource.", "shopify.")
@@ -122,14 +123,18 @@ _NO_IDEMPOTENCY = ("twilio.", "postmarker.", "python_http_client.", "segment.", 
 def denial(exc: BaseException) -> Denial | None:
     """The Keybrake denial `exc` carries (or the exception it was raised from), else None: a
     vendor's own error, a network error, or anything else is None. A code after which the vendor
-    may have acted (`upstream_timeout`) is retryable only when a retry can be replayed: never
-    from the SDK of a vendor that takes no Idempotency-Key (Twilio, Postmark, SendGrid, Segment,
-    ShopifyAPI), and from a raw HTTP error only when its request carried an Idempotency-Key."""
+    may have acted (`upstream_timeout`) is retryable only when a retry is replayed — the vendor
+    replays retries and the request carried its idempotency header — as the server decided for
+    that request (`keybrake.retryable` in the answer). Where the answer's shape does not carry
+    it: never from the SDK of a vendor that takes no Idempotency-Key (Twilio, Postmark, SendGrid,
+    Segment, ShopifyAPI), and from a raw HTTP error only when its request carried an Idempotency-Key."""
     for e in _chain(exc):
         found = _from_exception(e)
         if found is not None:
-            if found.retryable and found.code in OUTCOME_UNKNOWN and not _replayable(e):
-                return replace(found, retryable=False)
+            if found.retryable and found.code in OUTCOME_UNKNOWN:
+                said = found.detail.get("retryable")
+                if not (said if isinstance(said, bool) else _replayable(e)):
+                    return replace(found, retryable=False)
             return found
     return None
 

@@ -114,13 +114,11 @@ async def send_error(send: Send, status: int, code: str, message: str, *, close:
     await send({"type": "http.response.body", "body": body})
 
 
-# How to get a working admin token, added to every refusal of one (never the data directory's path:
-# an agent on the proxy port may be the one asking).
-RECOVERY = (
-    " An admin token is in the data directory's bootstrap-admin-token file after the first start (until"
-    " you revoke it or make your own), or make a new one on the server host with"
-    " `keybrake admin-tokens create --label NAME`."
-)
+# How to get a working admin token, added to every refusal of one. It never names a file or a path
+# (the bootstrap token file, the data directory): on the single-listener layout an agent on the
+# proxy port may be the one asking, and a file-reading tool would make it admin. The docs say
+# where the bootstrap token is kept (quickstart, operations).
+RECOVERY = " To get an admin token, run `keybrake admin-tokens create --label NAME` on the server host."
 
 
 # HTTP authentication schemes (IANA registry, and the common unregistered ones) a refusal may
@@ -236,7 +234,7 @@ class AdminGate:
         token = values[0].decode("latin-1").strip().partition(" ")[2].strip()
         if token.startswith(VAULT_PREFIX):
             return self._failure(scope, "a vault key was sent", 401, "admin_token_required",
-                                 "vault keys cannot call the admin API; use an admin token")  # fmt: skip
+                                 "vault keys cannot call the admin API; use an admin token." + RECOVERY)  # fmt: skip
         try:
             rec: AdminTokenRecord | None = await self.rt.token_store.admin_token_by_hash(self.rt.hash_token(token))
         except EnforcementUnavailable as exc:

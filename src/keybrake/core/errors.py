@@ -63,6 +63,10 @@ STATUS: dict[str, int] = dict(CODES)
 
 # Codes after which a retry of the same request can succeed without anyone changing anything.
 RETRYABLE = frozenset({"idempotency_in_flight", "upstream_unreachable", "enforcement_unavailable", "upstream_timeout"})
+# Of those, codes after which the vendor may have acted: a retry is safe (retryable) only where the
+# vendor replays a retry sent under the same idempotency key and the request carried one
+# (`Denial.replayable`); anywhere else a retry may act twice (a second payment, a second message).
+OUTCOME_UNKNOWN = frozenset({"upstream_timeout"})
 
 
 def verdict_for(code: str) -> str:
@@ -117,6 +121,9 @@ class Denial(Exception):
     exposed_prefix: str | None = None  # a real vendor secret was sent as a key: its prefix only
     # Facts for the operator's audit row only, never rendered to the agent (e.g. whose object it was).
     detail: str | None = None
+    # For an OUTCOME_UNKNOWN code: the request carried the idempotency header of a vendor that
+    # replays a retry sent under it (so retrying cannot act twice).
+    replayable: bool = False
 
     def __post_init__(self) -> None:
         if self.code not in STATUS:
@@ -129,7 +136,10 @@ class Denial(Exception):
 
     @property
     def retryable(self) -> bool:
-        return self.code in RETRYABLE
+        """Whether sending the same request again can succeed without anyone changing anything and
+        without acting twice: the code's advice (RETRYABLE), and for a code after which the vendor
+        may have acted (OUTCOME_UNKNOWN) only when the retry is replayed (`replayable`)."""
+        return self.code in RETRYABLE and (self.code not in OUTCOME_UNKNOWN or self.replayable)
 
     @property
     def verdict(self) -> str:

@@ -89,7 +89,9 @@ class Forwarder:
         except (UpstreamForbidden, UpstreamUnreachable, UpstreamOutcomeUnknown) as exc:
             if isinstance(exc, UpstreamOutcomeUnknown):
                 ctx.upstream_ms = exc.elapsed_ms
-            refusal, settlement = transport_failure(exc, where.vendor.name, ctx.row.reserved_usd, plan.estimate)
+            refusal, settlement = transport_failure(
+                exc, where.vendor, ctx.row.idempotency_key, ctx.row.reserved_usd, plan.estimate
+            )
             return await self.refuse(ctx, settlement, refusal)
         # The operator's credential never reaches the agent, even when the answer repeats the request.
         return scrub_answer(resp, credential_echoes(where.vendor, secret))

@@ -97,13 +97,17 @@ def too_late() -> Denial:
 
 def transport_failure(
     exc: UpstreamForbidden | UpstreamUnreachable | UpstreamOutcomeUnknown,
-    vendor_name: str,
+    vendor: Vendor,
+    idempotency_key: str | None,
     reserved_usd: int,
     estimate: Estimate,
 ) -> tuple[Denial, Settlement]:
     """The refusal and settlement for a send that got no answer (net/upstream.py: each exception
     has one settlement meaning). Forbidden or unreachable: nothing was sent, the reservation is
-    released. Outcome unknown: it may have been carried out, the reservation (µUSD) is kept."""
+    released. Outcome unknown: it may have been carried out, the reservation (µUSD) is kept, and
+    a retry is advised (`retryable`) only when it is replayed: the vendor replays retries
+    (`replays_retries`) and the request carried its idempotency header (`idempotency_key`)."""
+    vendor_name = vendor.name
     if isinstance(exc, UpstreamForbidden):
         message = (
             f"Refused to send the {vendor_name} credential: {exc}. Nothing was sent. Do not retry; the "
@@ -115,11 +119,22 @@ def transport_failure(
             f"{vendor_name} could not be reached ({exc}); nothing was sent and nothing was charged. Retrying may help."
         )
         return Denial("upstream_unreachable", message), NOTHING_SENT
-    message = (
-        f"{vendor_name} did not answer ({exc}). The request may have been carried out: retry only with the "
-        "same Idempotency-Key."
-    )
-    return Denial("upstream_timeout", message), unknown_outcome(reserved_usd, estimate)
+    header = "-".join(part.capitalize() for part in vendor.idempotency_header.split("-"))
+    replayable = vendor.replays_retries and idempotency_key is not None
+    if replayable:
+        advice = f"a retry with the same {header} is safe: {vendor_name} answers it with the first outcome."
+    elif vendor.replays_retries:
+        advice = (
+            f"it carried no {header}, so a retry may act twice: check the outcome with {vendor_name} before "
+            f"sending it again (and send an {header} next time)."
+        )
+    else:
+        advice = (
+            f"{vendor_name} does not replay retries, so a retry may act twice: check the outcome with "
+            f"{vendor_name} before sending it again."
+        )
+    message = f"{vendor_name} did not answer ({exc}). The request may have been carried out; {advice}"
+    return Denial("upstream_timeout", message, replayable=replayable), unknown_outcome(reserved_usd, estimate)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from keybrake.store.base import (
     SettleJob,
     Settlement,
 )
+from keybrake.store.ids import new_audit_id
 from keybrake.vendors.base import Vendor
 
 log = logging.getLogger("keybrake.proxy")
@@ -50,6 +51,14 @@ class RequestContext:
     daily_counter: str | None = None
     sent: bool = False  # the request was handed to the upstream client (the vendor may have acted)
     settled: bool = False  # a settlement was submitted for the reservation
+    id_fixed: bool = False  # a write that may have created the row was made: its id never changes
+
+    def stamp(self, now_ms: int, *, fix: bool = False) -> None:
+        """Mint the row's id and `ts` (ms) just before a write that may create it: ids follow write order
+        (`audit tail -f` reads by id). A fixed id is kept; `fix`: keep this one (its write follows)."""
+        if not self.id_fixed:
+            self.row.id, self.row.ts = new_audit_id(now_ms), now_ms
+        self.id_fixed = self.id_fixed or fix
 
 
 class Recorder:
@@ -185,6 +194,7 @@ class Recorder:
 
     async def _write_unreserved(self, ctx: RequestContext) -> bool:
         """Write the row of a request that reserved nothing; False if it could not be written."""
+        ctx.stamp(self.store.now_ms(), fix=True)  # the row's first write: its id follows write order
         row = ctx.row
         row.cost_usd, row.reserved_usd, row.cost_source, row.cost_kind = 0, 0, "none", "none"
         self._timings(ctx)
@@ -224,6 +234,7 @@ class Recorder:
         released if nothing was sent, and kept (`outcome_unknown`) if the vendor may have acted —
         an SDK retry with the same Idempotency-Key then costs nothing and gets the vendor's answer.
         """
+        ctx.stamp(self.store.now_ms(), fix=True)  # named in the log: the row written next keeps it
         event(
             log,
             "unexpected error on the request path; answered 503 enforcement_unavailable",
@@ -384,10 +395,6 @@ def _timing(row: AuditRow) -> str:
     return server_timing(row.overhead_ms, row.upstream_latency_ms)
 
 
-def _clip(text: str) -> str:
-    return text[:1000]
-
-
 def _reason(denial: Denial) -> str:
     """The audit reason: what the agent was told, plus what only the operator may read."""
-    return _clip(denial.message + (f" [operator: {denial.detail}]" if denial.detail else ""))
+    return (denial.message + (f" [operator: {denial.detail}]" if denial.detail else ""))[:1000]

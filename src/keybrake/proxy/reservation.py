@@ -19,6 +19,7 @@ from keybrake.store.base import (
     DedupCheck,
     DedupHit,
     KeyRecord,
+    KeyState,
     ObjectGuard,
     ReservationStore,
     ReserveResult,
@@ -57,11 +58,15 @@ class Reservations:
         wait_until = time.monotonic() + IN_FLIGHT_WAIT_S
         pause = 0.01
         while True:
+            # The row is first written by this reservation: its id is minted now, after every
+            # lookup and wait before it (RequestContext.stamp), and kept once the write may have landed.
+            ctx.stamp(self.store.now_ms())
             try:
                 result = await self.store.reserve(
                     key.id, key.policy_version, caps, ctx.row, self.instance_id, retry, dedup, guard
                 )
             except EnforcementUnavailable as exc:
+                ctx.id_fixed = True  # it may have committed
                 if exc.commit_unknown and exc.pending is not None:
                     self._release_when_done(ctx, dedup, exc.pending)  # past the deadline, still running
                 elif exc.commit_unknown:
@@ -70,6 +75,7 @@ class Reservations:
             # A busy object is not waited for here: the request was priced from facts the write in
             # flight may be changing, so it is refused (409, retryable) and priced afresh on retry.
             in_flight = result.retry_of is not None and result.retry_of.verdict == "in_flight"
+            ctx.id_fixed = _wrote_row(result, in_flight)
             if not in_flight or time.monotonic() + pause > wait_until:
                 return result
             await asyncio.sleep(pause)
@@ -122,6 +128,17 @@ class Reservations:
         task = asyncio.get_running_loop().create_task(release(), name="keybrake-late-release")
         self._late.add(task)
         task.add_done_callback(self._late.discard)
+
+
+def _wrote_row(result: ReserveResult, retry_in_flight: bool) -> bool:
+    """Whether the reservation wrote the request's in-flight row (it passed every check)."""
+    return (
+        result.state is KeyState.OK
+        and result.cap_hit is None
+        and result.dedup_of is None
+        and result.object_busy is None
+        and not retry_in_flight
+    )
 
 
 def _extend(seconds: float) -> None:

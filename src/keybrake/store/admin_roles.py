@@ -165,6 +165,11 @@ class AuditStore(Clock, Protocol):
         """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other
         filters ignored), or None when fewer rows remain: the end of one export page's scan."""
 
+    async def count_audit_between(self, after_id: str, through_id: str) -> int:
+        """How many audit rows have an id in (`after_id`, `through_id`]: `keybrake audit tail -f`
+        checks its overlap window for late rows with it, without reading the rows."""
+        ...
+
     async def spend(
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:

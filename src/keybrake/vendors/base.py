@@ -111,6 +111,7 @@ class Vendor(Protocol):
     idempotency_header: str
     idempotency_key_max_length: int
     idempotency_cached_statuses: frozenset[int]
+    replays_retries: bool  # a retry under the idempotency header gets the first outcome (safe after a timeout)
     reconcile_interval_s: float | None  # s between reconciliation passes (None: KEYBRAKE_RECONCILE_INTERVAL)
     vault_key_header: str | None  # lower-case; the agent's key may come in it too (None: no such header)
     trailing_slash: bool  # a path's one trailing '/' is ignored (the vendor's router does); else refused
@@ -222,10 +223,8 @@ ERRORS_DOC = "https://github.com/keybrake/keybrake/blob/main/docs/errors.md"
 
 def generic_denial(denial: Denial, keybrake: dict[str, Any]) -> Rendered:
     """The shape for unknown vendors and requests whose vendor cannot be told."""
-    return Rendered(
-        {"error": {"type": "keybrake_error", "code": denial.code, "message": denial.message, "keybrake": keybrake}},
-        {},
-    )
+    error = {"type": "keybrake_error", "code": denial.code, "message": denial.message, "keybrake": keybrake}
+    return Rendered({"error": error}, {})
 
 
 # The memo of accepted spellings (`Vendor.check_spelling`) is bounded: a path longer than
@@ -285,6 +284,7 @@ class VendorDefaults:
     idempotency_header = "idempotency-key"
     idempotency_key_max_length = 255
     idempotency_cached_statuses: frozenset[int] = frozenset()
+    replays_retries = False
     reconcile_interval_s: float | None = None
     vault_key_header: str | None = None
     trailing_slash = False

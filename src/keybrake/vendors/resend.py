@@ -135,6 +135,7 @@ class Resend(VendorDefaults):
     max_body_bytes = 45 * 1024 * 1024  # Resend accepts attachments up to 40 MB after encoding
     # "Idempotency keys can be up to 256 characters" (https://resend.com/docs/dashboard/emails/idempotency-keys)
     idempotency_key_max_length = 256
+    replays_retries = True  # a retry under the same key within 24 hours returns the first answer
 
     def __init__(self, rate_usd: Decimal = DEFAULT_RATE_USD) -> None:
         self.rate_micro = int((rate_usd * MICRO).to_integral_value(rounding="ROUND_CEILING"))

@@ -74,6 +74,7 @@ class Stripe(VendorDefaults):
     # (https://docs.stripe.com/api/idempotent_requests).
     idempotency_key_max_length = 255
     idempotency_cached_statuses = frozenset({402})
+    replays_retries = True  # a retry under the same key gets the first result, or runs once if none was saved
     money_moving = MONEY_MOVING
     free = FREE
     # docs/policy.md, guarded endpoints: endpoints that return or mint secrets, or redirect money or events.

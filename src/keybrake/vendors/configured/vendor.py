@@ -57,6 +57,8 @@ class ConfiguredVendor(VendorDefaults):
         self.path_rules = routing.path_rules(d)
         if d.request.idempotency_header is not None:
             self.idempotency_header = d.request.idempotency_header
+        # A definition names an idempotency header only for a vendor that replays retries under it.
+        self.replays_retries = d.request.idempotency_header is not None
         self.policy_fields = (
             CORE_POLICY_FIELDS
             | {sc.field for sc in d.scopes}
