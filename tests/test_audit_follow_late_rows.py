@@ -1,6 +1,6 @@
-"""`keybrake audit tail -f` prints every row that arrives after it started, whatever its `ts`:
-a denial row waits for the store without a deadline (it may commit seconds after requests that
-started later), and on PostgreSQL each replica mints ids from its own clock."""
+"""`keybrake audit tail -f` prints, once, every row that commits after it started within the
+follower's overlap of its `ts`, whatever order rows commit in (a reservation waits up to its
+deadline for the store; on PostgreSQL each replica mints ids from its own clock)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def _row(ts: int, verdict: str = "denied") -> AuditRow:
     return AuditRow(id=new_audit_id(ts), ts=ts, method="POST", path="/stripe/v1/charges", verdict=verdict)
 
 
-@pytest.mark.parametrize("late_by_ms", [OVERLAP_MS // 2, OVERLAP_MS + 1000, 10 * OVERLAP_MS])
+# Within the overlap: a reservation waits at most its deadline (2 s) for the store. A row later than
+# the overlap is the documented limit (docs/cli.md: only a refusal's row, queued under a flood).
+@pytest.mark.parametrize("late_by_ms", [OVERLAP_MS // 2, OVERLAP_MS - 500])
 def test_a_row_that_commits_late_is_printed_once(tmp_path: Path, late_by_ms: int) -> None:
     async def go() -> list[tuple[str, bool]]:
         store = open_store(None, tmp_path, migrate=False, create=True)
