@@ -100,9 +100,15 @@ def test_keybrake_prices_the_sandbox_send_per_recipient(sdk: ResendSandbox) -> N
 def test_keybrake_reads_the_sandbox_refusals(resend_sandbox: ResendSandbox) -> None:
     """A wrong key is the credential's fault; Keybrake's own refusal in Resend's shape reads back."""
     v = Resend(EMAIL_USD)
-    ok = httpx.post(resend_sandbox.base_url + "/emails", json=_email(), headers={"Authorization": f"Bearer {resend_sandbox.api_key}"})
+    ok = httpx.post(
+        resend_sandbox.base_url + "/emails",
+        json=_email(),
+        headers={"Authorization": f"Bearer {resend_sandbox.api_key}"},
+    )
     assert ok.status_code == 200 and list(ok.json()) == ["id"]  # the documented answer: the id alone
-    wrong = httpx.post(resend_sandbox.base_url + "/emails", json=_email(), headers={"Authorization": "Bearer re_nope1234"})
+    wrong = httpx.post(
+        resend_sandbox.base_url + "/emails", json=_email(), headers={"Authorization": "Bearer re_nope1234"}
+    )
     assert wrong.status_code == 403 and v.credential_rejected(wrong.status_code, wrong.json())
     assert denial_code(wrong.json()) == (None, "API key is invalid.")
     rendered = v.render_denial(Denial("send_cap_exceeded", "Do not retry."), {"request_id": "kbr_1"})

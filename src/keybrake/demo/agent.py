@@ -32,7 +32,8 @@ class Attempt:
 
 def denial_code(doc: Any) -> tuple[str | None, str]:
     """(Keybrake's error code, message) of a denial in the vendor's error shape: Stripe's
-    `error.code`, Twilio's `details.keybrake_code`, Resend's `name` (next to `keybrake`); (None, vendor message) for a vendor's own error."""
+    `error.code`, Twilio's `details.keybrake_code`, Resend's `name` (next to `keybrake`);
+    (None, vendor message) for a vendor's own error."""
     if not isinstance(doc, dict):
         return None, ""
     err = doc.get("error")

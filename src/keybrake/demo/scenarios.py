@@ -9,9 +9,9 @@ that same reading after running the loop straight at a fresh sandbox with the re
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import uuid
-import json
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from decimal import Decimal
