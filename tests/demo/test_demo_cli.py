@@ -183,6 +183,14 @@ def test_email_loop_json_stops_at_whichever_cap_comes_first(tmp_path: Path, args
     assert doc["without_keybrake_usd"] == doc["attempts"] * per_email
 
 
+def test_sms_loop_with_a_send_cap_counts_messages(tmp_path: Path) -> None:
+    """Twilio's daily_send_cap counts one send per message created, whatever its segments."""
+    doc = _json(_demo(tmp_path, "--scenario", "sms-loop", "--json", "--send-cap", "5", "--attempts", "8"))
+    through = min(8, 5, int(Decimal("0.10") // SMS_RESERVED_USD))
+    _check_run(doc, 8, through, cap="send_cap_exceeded")
+    assert (doc["with_keybrake_sent"], doc["without_keybrake_sent"]) == (through, 8)
+
+
 def test_a_cap_below_one_call_lets_nothing_through(tmp_path: Path) -> None:
     doc = _json(_demo(tmp_path, "--json", "--attempts", "3", "--cap", "10"))
     _check_run(doc, 3, 0)
