@@ -70,7 +70,8 @@ def demo(
     """Watch a cap stop a runaway agent: no vendor account, no network, nothing left behind.
 
     Starts Keybrake on a temporary data directory and free loopback ports, with a local sandbox
-    vendor; stores a sandbox secret, issues a vault key with a USD cap, runs an agent that repeats
+    vendor; stores a sandbox secret, issues a vault key with a USD cap (and, for email-loop or with
+    --send-cap, a daily send cap), runs an agent that repeats
     one money-moving call, revokes the key and prints the audit trail and what the loop would
     have moved without Keybrake. Exit 0 when Keybrake behaved as expected, 1 otherwise.
     """

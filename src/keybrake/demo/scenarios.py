@@ -2,7 +2,7 @@
 
 A scenario is one money-moving call repeated: the agent is stuck in a loop and sends it again and
 again. `request` builds attempt *n*'s call for a vault key; `moved_usd` reads from the sandbox what
-the account really moved (refunds paid out, messages billed) — the "without Keybrake" figure is
+the account really moved (refunds paid out, messages and emails billed) — the "without Keybrake" figure is
 that same reading after running the loop straight at a fresh sandbox with the real secret.
 """
 
