@@ -48,6 +48,8 @@ def test_the_sdk_sends_reads_and_is_refused_as_by_resend(sdk: ResendSandbox) -> 
         "email", sent["id"], SENDER, ["ap@customer.test"], ["cfo@customer.test", "Bee <b@customer.test>"], None
     )  # fmt: skip
     assert (sdk.sent, sdk.billed_usd) == (3, 3 * EMAIL_USD)
+    quoted = resend.Emails.send(_email(to='"Customer, AP" <ap@customer.test>', cc=None))
+    assert sdk.recipients(sdk.emails[quoted["id"]]) == 1
     with pytest.raises(MissingRequiredFieldsError) as no_to:
         resend.Emails.send({"from": SENDER, "subject": "x", "text": "y"})  # type: ignore[typeddict-item]
     assert (no_to.value.code, no_to.value.error_type, no_to.value.message) == (
@@ -67,7 +69,7 @@ def test_the_sdk_sends_reads_and_is_refused_as_by_resend(sdk: ResendSandbox) -> 
     with pytest.raises(MissingApiKeyError) as missing:
         resend.Emails.send(_email())
     assert (missing.value.code, missing.value.error_type) == (401, "missing_api_key")
-    assert len(sdk.emails) == 1
+    assert len(sdk.emails) == 2
 
 
 def test_an_idempotency_key_replays_the_first_answer(sdk: ResendSandbox) -> None:

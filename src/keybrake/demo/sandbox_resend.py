@@ -28,7 +28,7 @@ from keybrake.demo.sandbox import Sandbox
 EMAIL_USD = Decimal(20) / Decimal(50_000)  # $0.0004 per email sent (one per recipient)
 MAX_RECIPIENTS = 50
 _ADDRESS = re.compile(r"[^\s@<>,;\"]+@[^\s@<>,;\"]+\.[^\s@<>,;\"]+")
-_NAMED = re.compile(r"\s*[^<>\"]*?\s*<(?P<address>[^<>]*)>\s*")
+_NAMED = re.compile(r"\s*(?:\"[^\"]*\"|[^<>\"]*?)\s*<(?P<address>[^<>]*)>\s*")  # `"Acme, Inc." <a@b.c>` too
 _BAD_ADDRESS = (
     "Invalid `{}` field. The email address needs to follow the `email@example.com` or "
     "`Name <email@example.com>` format."
