@@ -10,6 +10,7 @@ from typing import TypeVar
 import pytest
 
 from keybrake.demo.sandbox import Sandbox
+from keybrake.demo.sandbox_resend import ResendSandbox
 from keybrake.demo.sandbox_stripe import StripeSandbox
 from keybrake.demo.sandbox_twilio import TwilioSandbox
 
@@ -38,3 +39,8 @@ def stripe_sandbox() -> Iterator[StripeSandbox]:
 @pytest.fixture
 def twilio_sandbox() -> Iterator[TwilioSandbox]:
     yield from _serve(TwilioSandbox())
+
+
+@pytest.fixture
+def resend_sandbox() -> Iterator[ResendSandbox]:
+    yield from _serve(ResendSandbox())

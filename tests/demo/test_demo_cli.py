@@ -21,8 +21,9 @@ import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
+from keybrake.demo.sandbox_resend import EMAIL_USD
 from keybrake.demo.sandbox_twilio import US_SMS_SEGMENT_USD
-from keybrake.demo.scenarios import REFUND_MINOR
+from keybrake.demo.scenarios import EMAIL_CC, EMAIL_LOOP, REFUND_MINOR
 from keybrake.vendors.rates import DEFAULT_TWILIO_RATES
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.sqlite_only]
@@ -55,14 +56,14 @@ def _json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return doc
 
 
-def _check_run(doc: dict[str, Any], attempts: int, through: int, code_after: str = "key_revoked") -> None:
+def _check_run(
+    doc: dict[str, Any], attempts: int, through: int, code_after: str = "key_revoked", cap: str = "spend_cap_exceeded"
+) -> None:
     """The calls, their audit rows and the cap's stopping point, for `through` calls let through."""
     statuses = [c["status"] for c in doc["calls"]]
     assert len(statuses) == attempts
     assert all(200 <= s < 300 for s in statuses[:through]), statuses
-    assert [(c["status"], c["code"]) for c in doc["calls"][through:]] == [(429, "spend_cap_exceeded")] * (
-        attempts - through
-    )
+    assert [(c["status"], c["code"]) for c in doc["calls"][through:]] == [(429, cap)] * (attempts - through)
     assert doc["stopped_at"] == (through + 1 if through < attempts else None)
     assert (doc["after_revoke"]["status"], doc["after_revoke"]["code"]) == (401, code_after)
     rows = {r["id"]: r for r in doc["audit"]}
@@ -129,6 +130,67 @@ def test_sms_loop_settles_at_twilios_price(tmp_path: Path) -> None:
     assert list((tmp_path / "t").iterdir()) == []
 
 
+RECIPIENTS = 1 + len(EMAIL_CC)  # each email of email-loop goes to its `to` and its `cc`s
+
+
+def _usd(amount: Decimal) -> str:
+    """An amount below a cent as the demo prints it: `$0.0012`."""
+    return "$" + format(amount.normalize(), "f")
+
+
+def test_email_loop_stops_at_the_send_cap(tmp_path: Path) -> None:
+    proc = _demo(tmp_path, "--scenario", "email-loop")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert EMAIL_LOOP.send_cap is not None
+    through = EMAIL_LOOP.send_cap // RECIPIENTS  # 20 recipients a day, 3 an email: 6 emails
+    assert (
+        f"stopped by the cap at attempt {through + 1}: Do not retry: this call would exceed the daily send cap" in out
+    )
+    assert "daily_send_cap 20 emails" in out and ": 21 rows" in out
+    per_email = re.escape(_usd(RECIPIENTS * EMAIL_USD))
+    assert len(re.findall(rf"^  \d+ +\S+ +allowed +200 +{per_email} +flat_rate", out, re.M)) == through
+    assert len(re.findall(r"^  \d+ +\S+ +cap_exceeded +429 +send_cap_exceeded", out, re.M)) == 20 - through
+    assert f"20 accepted, {20 * RECIPIENTS} emails sent, {_usd(20 * RECIPIENTS * EMAIL_USD)} moved" in out
+    assert (
+        f"{through} went through, {through * RECIPIENTS} emails sent, {_usd(through * RECIPIENTS * EMAIL_USD)}" in out
+    )
+    assert f"OK: the cap stopped the loop at attempt {through + 1}" in out
+    assert list((tmp_path / "t").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [(("--cap", "0.005"), "spend_cap_exceeded"), (("--send-cap", "10", "--attempts", "5"), "send_cap_exceeded")],
+    ids=["usd-cap", "send-cap"],
+)
+def test_email_loop_json_stops_at_whichever_cap_comes_first(tmp_path: Path, args: tuple[str, ...], code: str) -> None:
+    doc = _json(_demo(tmp_path, "--scenario", "email-loop", "--json", *args))
+    per_email = RECIPIENTS * EMAIL_USD
+    cap, send_cap = Decimal(doc["cap_usd"]), doc["send_cap"]
+    through = min(doc["attempts"], int(cap // per_email), send_cap // RECIPIENTS)
+    _check_run(doc, doc["attempts"], through, cap=code)
+    allowed = [r for r in doc["audit"] if r["verdict"] == "allowed"]
+    assert [(r["cost_usd"], r["cost_source"], r["request_summary"]["recipient_count"]) for r in allowed] == [
+        (per_email, "flat_rate", RECIPIENTS)
+    ] * through
+    assert len({r["vendor_object_id"] for r in allowed}) == through
+    assert (doc["with_keybrake_sent"], doc["without_keybrake_sent"]) == (
+        through * RECIPIENTS,
+        doc["attempts"] * RECIPIENTS,
+    )
+    assert doc["with_keybrake_usd"] == through * per_email
+    assert doc["without_keybrake_usd"] == doc["attempts"] * per_email
+
+
+def test_sms_loop_with_a_send_cap_counts_messages(tmp_path: Path) -> None:
+    """Twilio's daily_send_cap counts one send per message created, whatever its segments."""
+    doc = _json(_demo(tmp_path, "--scenario", "sms-loop", "--json", "--send-cap", "5", "--attempts", "8"))
+    through = min(8, 5, int(Decimal("0.10") // SMS_RESERVED_USD))
+    _check_run(doc, 8, through, cap="send_cap_exceeded")
+    assert (doc["with_keybrake_sent"], doc["without_keybrake_sent"]) == (through, 8)
+
+
 def test_a_cap_below_one_call_lets_nothing_through(tmp_path: Path) -> None:
     doc = _json(_demo(tmp_path, "--json", "--attempts", "3", "--cap", "10"))
     _check_run(doc, 3, 0)
@@ -173,6 +235,8 @@ def test_bad_options_are_named() -> None:
         (["--scenario", "wire-loop"], "--scenario"),
         (["--attempts", "0"], "--attempts"),
         (["--attempts", "101"], "--attempts"),
+        (["--send-cap", "5"], "--send-cap"),  # refund-loop: Stripe has no daily_send_cap
+        (["--scenario", "email-loop", "--send-cap", "-1"], "--send-cap"),
     ):
         result = runner.invoke(main, ["demo", *args])
         assert result.exit_code == 2, (args, result.output)

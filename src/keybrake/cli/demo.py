@@ -32,7 +32,8 @@ def _cap(value: str | None) -> Decimal | None:
     type=click.Choice(sorted(SCENARIOS)),
     default="refund-loop",
     show_default=True,
-    help="refund-loop: the same $25.00 Stripe refund again and again; sms-loop: the same Twilio SMS.",
+    help="refund-loop: the same $25.00 Stripe refund again and again; sms-loop: the same Twilio SMS; "
+    "email-loop: the same Resend email to three recipients.",
 )
 @click.option(
     "--attempts",
@@ -40,7 +41,15 @@ def _cap(value: str | None) -> Decimal | None:
     default=None,
     help="How many times the agent makes the call, 1 to 100 (default 20).",
 )
-@click.option("--cap", "cap_text", default=None, help="The vault key's USD cap (refund-loop 100, sms-loop 0.10).")
+@click.option(
+    "--cap", "cap_text", default=None, help="The vault key's USD cap (refund-loop 100, sms-loop 0.10, email-loop 1)."
+)
+@click.option(
+    "--send-cap",
+    type=click.IntRange(0, 1_000_000),
+    default=None,
+    help="The vault key's daily_send_cap: messages (sms-loop) or email recipients (email-loop; default 20).",
+)
 @click.option("--keep", is_flag=True, help="Keep the temporary data directory (store and server log); print where.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 @click.option(
@@ -50,22 +59,36 @@ def _cap(value: str | None) -> Decimal | None:
     help="Seconds between two attempts (default 0.15 on a terminal, 0 otherwise).",
 )
 def demo(
-    scenario: str, attempts: int | None, cap_text: str | None, keep: bool, as_json: bool, pace: float | None
+    scenario: str,
+    attempts: int | None,
+    cap_text: str | None,
+    send_cap: int | None,
+    keep: bool,
+    as_json: bool,
+    pace: float | None,
 ) -> None:
     """Watch a cap stop a runaway agent: no vendor account, no network, nothing left behind.
 
     Starts Keybrake on a temporary data directory and free loopback ports, with a local sandbox
-    vendor; stores a sandbox secret, issues a vault key with a USD cap, runs an agent that repeats
+    vendor; stores a sandbox secret, issues a vault key with a USD cap (and, for email-loop or with
+    --send-cap, a daily send cap), runs an agent that repeats
     one money-moving call, revokes the key and prints the audit trail and what the loop would
     have moved without Keybrake. Exit 0 when Keybrake behaved as expected, 1 otherwise.
     """
     sc = SCENARIOS[scenario]
     cap = _cap(cap_text) or sc.cap_usd
+    if send_cap is not None and sc.sends is None:
+        raise click.BadParameter(
+            f"{sc.name}'s vendor ({sc.vendor}) has no daily_send_cap; use it with sms-loop or email-loop",
+            param_hint="--send-cap",
+        )
     live = sys.stdout.isatty() and not as_json
     opts = DemoOptions(sc, attempts or sc.attempts, cap, keep=keep, as_json=as_json, live=live,
-                       pace_s=(0.15 if live else 0.0) if pace is None else pace)  # fmt: skip
+                       pace_s=(0.15 if live else 0.0) if pace is None else pace,
+                       send_cap=sc.send_cap if send_cap is None else send_cap)  # fmt: skip
     if not as_json:
-        click.echo(f"Keybrake demo: {sc.name} (cap {report.money(cap)}, {opts.attempts} attempts)")
+        sends = "" if opts.send_cap is None else f", send cap {opts.send_cap} {sc.sends_word}"
+        click.echo(f"Keybrake demo: {sc.name} (cap {report.money(cap)}{sends}, {opts.attempts} attempts)")
     try:
         out = run_demo(opts)
     except DemoError as exc:

@@ -32,13 +32,16 @@ class Attempt:
 
 def denial_code(doc: Any) -> tuple[str | None, str]:
     """(Keybrake's error code, message) of a denial in the vendor's error shape: Stripe's
-    `error.code`, Twilio's `details.keybrake_code`; (None, vendor message) for a vendor's own error."""
+    `error.code`, Twilio's `details.keybrake_code`, Resend's `name` (next to `keybrake`);
+    (None, vendor message) for a vendor's own error."""
     if not isinstance(doc, dict):
         return None, ""
     err = doc.get("error")
     if isinstance(err, dict):
         kb = err.get("keybrake")
         return (str(err.get("code")) if isinstance(kb, dict) else None), str(err.get("message", ""))
+    if isinstance(doc.get("keybrake"), dict) and isinstance(doc.get("name"), str):  # Resend's shape
+        return doc["name"], str(doc.get("message", ""))
     details = doc.get("details")
     if isinstance(details, dict) and isinstance(details.get("keybrake_code"), str):
         return details["keybrake_code"], str(doc.get("message", ""))

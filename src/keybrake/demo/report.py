@@ -32,6 +32,8 @@ def step(opts: DemoOptions, text: str) -> None:
 
 def key_issued(opts: DemoOptions, key: dict[str, Any]) -> None:
     caps = ", ".join(f"{k} {money(usd(v))}" for k, v in key["policy"].items() if k.endswith("usd_cap") and v)
+    if key["policy"].get("daily_send_cap") is not None:
+        caps += f", daily_send_cap {key['policy']['daily_send_cap']} {opts.scenario.sends_word}"
     step(opts, f"issued vault key {key['id']} (label {key['label']}) with {caps}")
     if not opts.as_json:
         sc = opts.scenario
@@ -41,14 +43,15 @@ def key_issued(opts: DemoOptions, key: dict[str, Any]) -> None:
 class Progress:
     """The loop as it happens: on a terminal one line redrawn in place, plus a line of its own for
     the first refusal; otherwise one plain line per attempt. `used` is what the key's cap counts
-    after the attempt (USD), read by the caller from the admin API."""
+    after the attempt (USD), `sent` what the send cap counts (None: the key has none), read by the
+    caller from the admin API."""
 
     def __init__(self, opts: DemoOptions) -> None:
         self.opts = opts
         self.through = self.refused = 0
         self.first_refusal: Attempt | None = None
 
-    def seen(self, a: Attempt, used: Decimal) -> None:
+    def seen(self, a: Attempt, used: Decimal, sent: int | None = None) -> None:
         if a.through:
             self.through += 1
         else:
@@ -59,7 +62,7 @@ class Progress:
         what = f"{a.status} through" if a.through else f"{a.status} {a.code or 'refused'}"
         line = (
             f"  attempt {a.number:>{n}}/{self.opts.attempts}  {what:<24}  cap used {money(used)} of "
-            f"{money(self.opts.cap_usd)}  ({self.through} through, {self.refused} refused)"
+            f"{money(self.opts.cap_usd)}{self._sends(sent)}  ({self.through} through, {self.refused} refused)"
         )
         stopped = not a.through and self.first_refusal is None
         if stopped:
@@ -74,6 +77,9 @@ class Progress:
             click.echo(line)
             if stopped:
                 click.echo(f"  stopped by the cap at attempt {a.number}: {a.message}")
+
+    def _sends(self, sent: int | None) -> str:
+        return "" if sent is None else f", sends {sent} of {self.opts.send_cap}"
 
     def done(self) -> None:
         if self.opts.live and not self.opts.as_json:
@@ -121,14 +127,18 @@ def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
     audit_table(out)
     through = sum(1 for a in out.attempts if a.through)
     direct_through = sum(1 for a in out.direct if a.through)
-    refused_cap = sum(1 for a in out.attempts if a.code == "spend_cap_exceeded")
+    refused_cap = sum(1 for a in out.attempts if a.code in ("spend_cap_exceeded", "send_cap_exceeded"))
+    word = opts.scenario.sends_word
+    direct_sent = "" if out.direct_sent is None or not word else f"{out.direct_sent} {word} sent, "
+    sent = "" if out.sent is None or not word else f"{out.sent} {word} sent, "
+    caps = money(opts.cap_usd) + ("" if opts.send_cap is None else f" and {opts.send_cap}-{word.rstrip('s')}")
     click.echo(
         f"\nWithout Keybrake: the same {opts.attempts} calls straight at a fresh sandbox — {direct_through} "
-        f"accepted, {money(out.direct_moved_usd)} moved."
+        f"accepted, {direct_sent}{money(out.direct_moved_usd)} moved."
     )
     click.echo(
-        f"With Keybrake:    {through} went through, {money(out.moved_usd)} moved; {refused_cap} refused at the "
-        f"{money(opts.cap_usd)} cap; the key revoked."
+        f"With Keybrake:    {through} went through, {sent}{money(out.moved_usd)} moved; {refused_cap} refused at the "
+        f"{caps} cap{'s' if opts.send_cap is not None else ''}; the key revoked."
     )
     click.echo(f"Kept from moving: {money(out.direct_moved_usd - out.moved_usd)}.")
     if opts.keep:
@@ -153,6 +163,7 @@ def as_json(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> dict[str
 
     return {
         "scenario": opts.scenario.name, "run_id": out.run_id, "cap_usd": opts.cap_usd, "attempts": opts.attempts,
+        "send_cap": opts.send_cap, "with_keybrake_sent": out.sent, "without_keybrake_sent": out.direct_sent,
         "key_id": out.key.get("id"), "stopped_at": stopped_at, "calls": [one(a) for a in out.attempts],
         "after_revoke": one(out.after_revoke) if out.after_revoke else None, "audit": out.audit,
         "with_keybrake_usd": out.moved_usd, "without_keybrake_usd": out.direct_moved_usd,

@@ -40,7 +40,8 @@ class DemoError(Exception):
 class DemoOptions:
     """`scenario`; `attempts` (≥ 1) and `cap_usd` (> 0, at most 6 decimals); `keep`: leave the data
     directory in place; `as_json`: one JSON document instead of text; `live`: a progress line
-    redrawn in place (a terminal); `pace_s`: a pause between attempts, so a person can follow."""
+    redrawn in place (a terminal); `pace_s`: a pause between attempts, so a person can follow;
+    `send_cap`: the key's `daily_send_cap` (None: none; only for scenarios with `sends`)."""
 
     scenario: Scenario
     attempts: int
@@ -49,11 +50,14 @@ class DemoOptions:
     as_json: bool = False
     live: bool = False
     pace_s: float = 0.0
+    send_cap: int | None = None
 
 
 @dataclass
 class Outcome:
-    """What a run found (filled as it goes; `report` prints it, `checks` judges it)."""
+    """What a run found (filled as it goes; `report` prints it, `checks` judges it). `objects`: the
+    ids of what the sandbox created through Keybrake; `sent` / `direct_sent`: the scenario's
+    `sends` through Keybrake and without it (None when the scenario counts none)."""
 
     run_id: str
     data_dir: Path
@@ -64,6 +68,9 @@ class Outcome:
     moved_usd: Decimal = Decimal(0)
     direct: list[Attempt] = field(default_factory=list)
     direct_moved_usd: Decimal = Decimal(0)
+    objects: list[str] = field(default_factory=list)
+    sent: int | None = None
+    direct_sent: int | None = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -116,9 +123,10 @@ async def _main(opts: DemoOptions, out: Outcome) -> None:
         report.step(opts, f"keybrake serve listening on {proc.base_url}, data in {out.data_dir}")
         async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
             await _governed_run(opts, out, session, proc.base_url, admin_token, sandbox, ctx)
-        out.moved_usd = sc.moved_usd(sandbox)
+        out.moved_usd, out.objects = sc.moved_usd(sandbox), list(sc.objects(sandbox))
+        out.sent = sc.sends(sandbox) if sc.sends is not None else None
         await _direct_run(opts, out)
-        checks.check(out, opts.cap_usd, opts.attempts)
+        checks.check(out, opts.cap_usd, opts.attempts, opts.send_cap)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise DemoError(f"a call failed: {exc or type(exc).__name__}\n{proc.log_tail()}") from None
     finally:
@@ -155,13 +163,16 @@ async def _governed_run(
     ctx: dict[str, str],
 ) -> None:
     sc = opts.scenario
+    policy = sc.policy(ctx, opts.cap_usd)
+    if opts.send_cap is not None:
+        policy["daily_send_cap"] = opts.send_cap
     cred = await _admin(session, base, token, "POST", "/v1/credentials", sc.credential(sandbox))
     report.step(
         opts, f"stored the sandbox {sc.vendor} secret as credential '{cred['name']}' ({cred.get('secret_hint')})"
     )
     out.key = await _admin(session, base, token, "POST", "/v1/keys", {
         "vendor": sc.vendor, "credential": cred["name"], "label": f"demo:{sc.name}:{out.run_id}",
-        "expires_in": "1h", "metadata": {"agent_run_id": out.run_id}, "policy": sc.policy(ctx, opts.cap_usd),
+        "expires_in": "1h", "metadata": {"agent_run_id": out.run_id}, "policy": policy,
     })  # fmt: skip
     key_id, vault_key = out.key["id"], out.key["key"]
     report.key_issued(opts, out.key)
@@ -175,8 +186,10 @@ async def _governed_run(
 
     async def seen(a: Attempt) -> None:
         key = await _admin(session, base, token, "GET", f"/v1/keys/{key_id}")
-        window = key.get("usage", {}).get("total_usd") or {}
-        progress.seen(a, usd(window.get("used")) + usd(window.get("reserved")))
+        usage = key.get("usage", {})
+        window, sends = usage.get("total_usd") or {}, usage.get("daily_sends") or {}
+        sent = int(sends.get("used") or 0) + int(sends.get("reserved") or 0) if opts.send_cap is not None else None
+        progress.seen(a, usd(window.get("used")) + usd(window.get("reserved")), sent)
 
     out.attempts = await run_loop(opts.attempts, send, seen)
     progress.done()
@@ -226,5 +239,6 @@ async def _direct_run(opts: DemoOptions, out: Outcome) -> None:
 
             out.direct = await run_loop(opts.attempts, send)
         out.direct_moved_usd = sc.moved_usd(sandbox)
+        out.direct_sent = sc.sends(sandbox) if sc.sends is not None else None
     finally:
         await sandbox.stop()

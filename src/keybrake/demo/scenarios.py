@@ -2,32 +2,35 @@
 
 A scenario is one money-moving call repeated: the agent is stuck in a loop and sends it again and
 again. `request` builds attempt *n*'s call for a vault key; `moved_usd` reads from the sandbox what
-the account really moved (refunds paid out, messages billed) — the "without Keybrake" figure is
+the account really moved (refunds paid out, messages and emails billed) — the "without Keybrake" figure is
 that same reading after running the loop straight at a fresh sandbox with the real secret.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from keybrake.demo.sandbox import Sandbox, object_id
+from keybrake.demo.sandbox_resend import EMAIL_USD, ResendSandbox
 from keybrake.demo.sandbox_stripe import StripeSandbox
 from keybrake.demo.sandbox_twilio import TwilioSandbox
 
 
 @dataclass(frozen=True)
 class Call:
-    """One HTTP call of the agent: `path` below the vendor's base URL, a form `body`, `headers`."""
+    """One HTTP call of the agent: `path` below the vendor's base URL, a `body` (a dict is sent
+    form-encoded, a str as it is: give its Content-Type in `headers`), `headers`."""
 
     method: str
     path: str
-    body: dict[str, str]
+    body: dict[str, str] | str
     headers: dict[str, str]
 
 
@@ -45,7 +48,10 @@ class Scenario:
     straight at the sandbox carries. `settle(sandbox)`, when set: the vendor prices the calls after
     the answer (Twilio's `price` arrives once a message is sent); the demo calls it after the loop
     and waits for Keybrake's reconciliation to read the real price. `server_env`: settings for
-    `keybrake serve`.
+    `keybrake serve`. `objects(sandbox)`: the ids of what the sandbox created (refunds, messages,
+    emails), which the audit rows' `vendor_object_id` must name. `sends(sandbox)`, when set: what the
+    vendor counts toward `daily_send_cap` (messages, email recipients) and bills, `sends_word` what
+    they are; `send_cap` the default of `--send-cap` (None: the key has no `daily_send_cap`).
     """
 
     name: str
@@ -61,8 +67,12 @@ class Scenario:
     request: Callable[[Any, dict[str, str], str, str], Call]
     moved_usd: Callable[[Any], Decimal]
     real_secret: Callable[[Any], str]
+    objects: Callable[[Any], Collection[str]]
     settle: Callable[[Any], object] | None = None
     server_env: tuple[tuple[str, str], ...] = ()
+    sends: Callable[[Any], int] | None = None
+    sends_word: str = ""
+    send_cap: int | None = None
 
 
 # -- refund-loop: a support agent refunding the same order again and again ---------------------
@@ -102,6 +112,7 @@ REFUND_LOOP = Scenario(
     request=_refund_request,
     moved_usd=lambda sb: Decimal(sb.moved_refunds_minor) / 100,
     real_secret=lambda sb: sb.secret,
+    objects=lambda sb: sb.refunds.keys(),
 )
 
 
@@ -143,9 +154,55 @@ SMS_LOOP = Scenario(
     request=_sms_request,
     moved_usd=lambda sb: sb.billed_usd,
     real_secret=lambda sb: sb.auth_token,
+    objects=lambda sb: sb.messages.keys(),
+    sends=lambda sb: len(sb.messages),
+    sends_word="messages",
     settle=lambda sb: sb.deliver(),
     # Reconcile twice a second, so the real prices are read within the demo (default: every 60 s).
     server_env=(("KEYBRAKE_TWILIO_RECONCILE_INTERVAL", "0.5"),),
 )
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (REFUND_LOOP, SMS_LOOP)}
+
+# -- email-loop: a billing agent re-sending the same email to a customer's contacts -------------
+
+EMAIL_FROM = "Acme Billing <billing@acme.test>"
+EMAIL_TO, EMAIL_CC = "ap@customer.test", ("cfo@customer.test", "controller@customer.test")
+EMAIL_SUBJECT = "Invoice INV-8F3C is ready"
+
+
+def _email_request(sb: ResendSandbox, ctx: dict[str, str], key_id: str, secret: str) -> Call:
+    body = {"from": EMAIL_FROM, "to": [EMAIL_TO], "cc": list(EMAIL_CC), "subject": EMAIL_SUBJECT,
+            "text": "Your invoice INV-8F3C for $2,500.00 is ready: https://example.com/i/8f3c"}  # fmt: skip
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+    return Call("POST", "/emails", json.dumps(body), headers)
+
+
+EMAIL_LOOP = Scenario(
+    name="email-loop",
+    vendor="resend",
+    story=f"a billing agent keeps re-sending the same '{EMAIL_SUBJECT}' email to the customer's "
+    f"{1 + len(EMAIL_CC)} accounts-payable contacts",
+    call_text=f"POST /emails to={EMAIL_TO} cc={','.join(EMAIL_CC)} ({1 + len(EMAIL_CC)} recipients)",
+    cap_usd=Decimal(1),
+    attempts=20,
+    sandbox=ResendSandbox,
+    seed=lambda sb: {},
+    credential=lambda sb: {"vendor": "resend", "name": "sandbox", "secret": sb.api_key, "base_url": sb.base_url},
+    policy=lambda ctx, cap: {
+        "total_usd_cap": str(cap),
+        "allowed_endpoints": ["POST /emails"],
+        "allowed_to_domains": [EMAIL_TO.rpartition("@")[2]],
+        "allowed_from_domains": [EMAIL_FROM.rpartition("@")[2].rstrip(">")],
+    },
+    request=_email_request,
+    moved_usd=lambda sb: sb.billed_usd,
+    real_secret=lambda sb: sb.api_key,
+    objects=lambda sb: sb.emails.keys(),
+    # Keybrake prices a send at a flat rate per recipient: the sandbox's price per email.
+    server_env=(("KEYBRAKE_RESEND_RATE_USD", str(EMAIL_USD)),),
+    sends=lambda sb: sb.sent,
+    sends_word="emails",
+    send_cap=20,
+)
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (REFUND_LOOP, SMS_LOOP, EMAIL_LOOP)}
