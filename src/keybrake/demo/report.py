@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 
 def money(value: Decimal) -> str:
-    """`$1,234.50`, or `$0.0113` for amounts below a cent (as many decimals as it has, at most 6)."""
+    """`$1,234.50`, or `$0.0060` below a dollar when cents are not enough (at least 4 decimals, as
+    many as it has up to 6), so the figures of one run line up."""
     if value == value.quantize(Decimal("0.01")) or abs(value) >= 1:
         return f"${value:,.2f}"
-    return "$" + format(value.normalize(), "f")
+    places = max(4, -value.normalize().as_tuple().exponent)  # type: ignore[operator]  # finite: an int
+    return f"${value:.{min(places, 6)}f}"
 
 
 def step(opts: DemoOptions, text: str) -> None:
@@ -119,6 +121,18 @@ def audit_table(out: Outcome) -> None:
         click.echo(("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True))).rstrip())
 
 
+def refusals(opts: DemoOptions, out: Outcome) -> str:
+    """`N refused at the $1.00 cap` — naming only the cap(s) the refusals cite (USD or send cap)."""
+    word = opts.scenario.sends_word or "sends"
+    named = {
+        "spend_cap_exceeded": f"{money(opts.cap_usd)} cap",
+        "send_cap_exceeded": f"{opts.send_cap}-{word.rstrip('s')} cap",
+    }
+    hit = [code for code in named if any(a.code == code for a in out.attempts)]
+    count = sum(1 for a in out.attempts if a.code in named)
+    return f"{count} refused at the " + " and the ".join(named[c] for c in hit) if hit else "none refused at a cap"
+
+
 def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
     """The audit trail, the money with and without Keybrake, and the verdict (text)."""
     if any(r.get("cost_source") == "estimate" for r in out.audit):
@@ -127,20 +141,21 @@ def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
     audit_table(out)
     through = sum(1 for a in out.attempts if a.through)
     direct_through = sum(1 for a in out.direct if a.through)
-    refused_cap = sum(1 for a in out.attempts if a.code in ("spend_cap_exceeded", "send_cap_exceeded"))
     word = opts.scenario.sends_word
     direct_sent = "" if out.direct_sent is None or not word else f"{out.direct_sent} {word} sent, "
     sent = "" if out.sent is None or not word else f"{out.sent} {word} sent, "
-    caps = money(opts.cap_usd) + ("" if opts.send_cap is None else f" and {opts.send_cap}-{word.rstrip('s')}")
     click.echo(
         f"\nWithout Keybrake: the same {opts.attempts} calls straight at a fresh sandbox — {direct_through} "
         f"accepted, {direct_sent}{money(out.direct_moved_usd)} moved."
     )
     click.echo(
-        f"With Keybrake:    {through} went through, {sent}{money(out.moved_usd)} moved; {refused_cap} refused at the "
-        f"{caps} cap{'s' if opts.send_cap is not None else ''}; the key revoked."
+        f"With Keybrake:    {through} went through, {sent}{money(out.moved_usd)} moved; {refusals(opts, out)}; "
+        "the key revoked."
     )
-    click.echo(f"Kept from moving: {money(out.direct_moved_usd - out.moved_usd)}.")
+    unsent = (
+        "" if out.direct_sent is None or out.sent is None or not word else f" and {out.direct_sent - out.sent} {word}"
+    )
+    click.echo(f"Kept from moving: {money(out.direct_moved_usd - out.moved_usd)}{unsent}.")
     if opts.keep:
         click.echo(f"\nData directory kept: {out.data_dir} (keybrake/ holds the store, serve.log the server's log)")
     if out.problems:
