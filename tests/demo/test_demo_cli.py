@@ -134,8 +134,9 @@ RECIPIENTS = 1 + len(EMAIL_CC)  # each email of email-loop goes to its `to` and 
 
 
 def _usd(amount: Decimal) -> str:
-    """An amount below a cent as the demo prints it: `$0.0012`."""
-    return "$" + format(amount.normalize(), "f")
+    """An amount below a dollar as the demo prints it: at least 4 decimals (`$0.0012`, `$0.0240`)."""
+    places = max(4, -int(amount.normalize().as_tuple().exponent))
+    return f"${amount:.{places}f}"
 
 
 def test_email_loop_stops_at_the_send_cap(tmp_path: Path) -> None:

@@ -122,15 +122,15 @@ def audit_table(out: Outcome) -> None:
 
 
 def refusals(opts: DemoOptions, out: Outcome) -> str:
-    """`N refused at the $1.00 cap` — naming only the cap(s) the refusals cite (USD or send cap)."""
+    """`N refused at the $1.00 cap`: the cap(s) the refusals cite (USD or send cap), or, when none
+    was refused, every cap the key has."""
     word = opts.scenario.sends_word or "sends"
-    named = {
-        "spend_cap_exceeded": f"{money(opts.cap_usd)} cap",
-        "send_cap_exceeded": f"{opts.send_cap}-{word.rstrip('s')} cap",
-    }
-    hit = [code for code in named if any(a.code == code for a in out.attempts)]
+    named = {"spend_cap_exceeded": f"{money(opts.cap_usd)} cap"}
+    if opts.send_cap is not None:
+        named["send_cap_exceeded"] = f"{opts.send_cap}-{word.rstrip('s')} cap"
+    hit = [code for code in named if any(a.code == code for a in out.attempts)] or list(named)
     count = sum(1 for a in out.attempts if a.code in named)
-    return f"{count} refused at the " + " and the ".join(named[c] for c in hit) if hit else "none refused at a cap"
+    return f"{count} refused at the " + " and the ".join(named[c] for c in hit)
 
 
 def summary(opts: DemoOptions, out: Outcome, stopped_at: int | None) -> None:
