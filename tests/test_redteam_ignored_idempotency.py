@@ -20,8 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybrake.core.request import ProxyRequest
+from keybrake.core.upstream import UpstreamOutcomeUnknown
+from keybrake.proxy.outcome import transport_failure
 from keybrake.vendors import build_vendors
-from keybrake.vendors.base import VendorRequest
+from keybrake.vendors.base import Estimate, VendorRequest
 from tests.fakes.postmark_server import DEFAULT_SERVER_TOKEN, FakePostmark, FakePostmarkThread
 from tests.harness import KeybrakeThread
 
@@ -97,3 +99,21 @@ def test_resend_still_replays_a_retry_of_a_send() -> None:
     body = b'{"from": "a@mail.acme.io", "to": "b@example.com", "subject": "s", "text": "t"}'
     assert VENDORS["resend"].fingerprint(_resend_request("POST", "/emails", body)) is not None
     assert VENDORS["resend"].fingerprint(_resend_request("POST", "/emails/batch", b"[" + body + b"]")) is not None
+
+
+@settings(max_examples=50, deadline=None)
+@given(where=st.sampled_from(RESEND_NOT_REPLAYED), name=st.text("abcdefghij", min_size=1, max_size=8))
+def test_a_timeout_where_resend_ignores_the_key_is_not_advised_as_safe_to_retry(
+    where: tuple[str, str], name: str
+) -> None:
+    vreq = _resend_request(*where, f'{{"name": "{name}"}}'.encode())
+    resend = VENDORS["resend"]
+    exc = UpstreamOutcomeUnknown("read timeout", timeout=True, elapsed_ms=30_000.0)
+    honoured = resend.fingerprint(vreq) is not None  # as the pipeline decides it (proxy/forward.py)
+    refusal, _ = transport_failure(exc, resend, "k", 500, Estimate("priced", 500, "email"), honoured=honoured)
+    assert not refusal.retryable and "is safe" not in refusal.message and "ignores the Idempotency-Key" in refusal.message
+    body = b'{"from": "a@mail.acme.io", "to": "b@example.com", "subject": "s", "text": "t"}'
+    send = _resend_request("POST", "/emails", body)
+    honoured = resend.fingerprint(send) is not None
+    refusal, _ = transport_failure(exc, resend, "k", 500, Estimate("priced", 500, "email"), honoured=honoured)
+    assert refusal.retryable
