@@ -111,7 +111,9 @@ def test_a_timeout_where_resend_ignores_the_key_is_not_advised_as_safe_to_retry(
     exc = UpstreamOutcomeUnknown("read timeout", timeout=True, elapsed_ms=30_000.0)
     honoured = resend.fingerprint(vreq) is not None  # as the pipeline decides it (proxy/forward.py)
     refusal, _ = transport_failure(exc, resend, "k", 500, Estimate("priced", 500, "email"), honoured=honoured)
-    assert not refusal.retryable and "is safe" not in refusal.message and "ignores the Idempotency-Key" in refusal.message
+    assert (
+        not refusal.retryable and "is safe" not in refusal.message and "ignores the Idempotency-Key" in refusal.message
+    )
     body = b'{"from": "a@mail.acme.io", "to": "b@example.com", "subject": "s", "text": "t"}'
     send = _resend_request("POST", "/emails", body)
     honoured = resend.fingerprint(send) is not None

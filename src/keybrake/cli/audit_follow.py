@@ -36,6 +36,8 @@ def overlap_ms(settings: Settings) -> int:
     """The overlap (ms) a tail re-checks for `settings`: OVERLAP_MS, or more when a reservation may
     wait longer for the store (KEYBRAKE_RESERVE_DEADLINE_MS plus DRIFT_MS)."""
     return max(OVERLAP_MS, settings.reserve_deadline_ms + DRIFT_MS)
+
+
 PAGE = 500  # rows per read while catching up
 PENDING_READS = 200  # in-flight rows re-read per poll (oldest first)
 
