@@ -39,9 +39,7 @@ def test_the_key_lookup_on_the_headers_counts_in_latency_and_overhead(kb: Keybra
 
     keys.lookup = slow_lookup
     key = kb.issue({"daily_usd_cap": 1}, label="test:latency:run-1")
-    resp = httpx.get(
-        f"{kb.url}/stripe/v1/customers", headers={"Authorization": f"Bearer {key['key']}"}, timeout=30
-    )
+    resp = httpx.get(f"{kb.url}/stripe/v1/customers", headers={"Authorization": f"Bearer {key['key']}"}, timeout=30)
     assert resp.status_code == 200, resp.text
     (row,) = kb.audit(key_id=key["id"])
     assert row["latency_ms"] >= LOOKUP_S * 1000, row["latency_ms"]
