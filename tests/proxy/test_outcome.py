@@ -243,7 +243,7 @@ FAILURES: list[tuple[Exception, str, Settlement | None]] = [
 def test_sends_without_an_answer(exc: Exception, code: str, settlement: Settlement | None) -> None:
     planned, _ = plan_of(*STRIPE_CHARGE)
     assert isinstance(exc, UpstreamForbidden | UpstreamUnreachable | UpstreamOutcomeUnknown)
-    denial, got = transport_failure(exc, VENDORS["stripe"], "k1", 10 * USD, planned.estimate)
+    denial, got = transport_failure(exc, VENDORS["stripe"], "k1", 10 * USD, planned.estimate, honoured=True)
     assert denial.code == code
     if settlement is not None:
         assert got == settlement

@@ -51,7 +51,7 @@ def test_the_vendors_that_replay_retries_are_the_ones_documented() -> None:
 def test_a_timeout_is_retryable_only_where_a_retry_is_replayed(name: str, key: str | None) -> None:
     v = VENDORS[name]
     exc = UpstreamOutcomeUnknown("read timeout", timeout=True, elapsed_ms=30_000.0)
-    refusal, settlement = transport_failure(exc, v, key, 500, Estimate("priced", 500, "charge"))
+    refusal, settlement = transport_failure(exc, v, key, 500, Estimate("priced", 500, "charge"), honoured=True)
     expected = key is not None and (name in REPLAYING or name == "mailco+idem")
     assert refusal.code == "upstream_timeout" and settlement.keep_reservation
     assert refusal.retryable is expected

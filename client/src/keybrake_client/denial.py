@@ -127,7 +127,8 @@ def denial(exc: BaseException) -> Denial | None:
     replays retries and the request carried its idempotency header — as the server decided for
     that request (`keybrake.retryable` in the answer). Where the answer's shape does not carry
     it: never from the SDK of a vendor that takes no Idempotency-Key (Twilio, Postmark, SendGrid,
-    Segment, ShopifyAPI), and from a raw HTTP error only when its request carried an Idempotency-Key."""
+    Segment, ShopifyAPI), from resend-python only when the answer carried `Retry-After`, and from a
+    raw HTTP error only when its request carried an Idempotency-Key."""
     for e in _chain(exc):
         found = _from_exception(e)
         if found is not None:
@@ -143,8 +144,13 @@ def _replayable(e: BaseException) -> bool:
     """Whether sending the request that raised `e` again is replayed by its vendor."""
     if type(e).__module__.startswith(_NO_IDEMPOTENCY):
         return False
-    if getattr(e, "json_body", None) is not None or type(e).__module__.startswith("resend"):
-        return True  # stripe and resend: the vendor replays a retry under the same Idempotency-Key
+    if type(e).__module__.startswith("resend"):
+        # A ResendError keeps the answer's headers, not its `keybrake` object: the server sends
+        # `Retry-After` with upstream_timeout exactly when a retry is replayed (docs/errors.md).
+        headers = getattr(e, "headers", None)
+        return isinstance(headers, Mapping) and any(str(k).lower() == "retry-after" for k in headers)
+    if getattr(e, "json_body", None) is not None:
+        return True  # stripe: the vendor replays a retry under the same Idempotency-Key
     try:
         headers = e.request.headers  # type: ignore[attr-defined]  # httpx.Request, requests.PreparedRequest
     except Exception:  # no request (httpx raises RuntimeError, requests may hold None)

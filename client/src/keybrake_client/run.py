@@ -83,6 +83,9 @@ _HOLDERS_LOCK = threading.Lock()
 def _hold(run: Run, sdk: str, *, per_thread: bool) -> None:
     slot = (sdk, threading.get_ident() if per_thread else None)
     with _HOLDERS_LOCK:
+        if run._ended:
+            # Its block is over: held again, nothing would ever free the SDK for later runs.
+            raise KeybrakeError(f"run {run.run_id} ({run.key.id}) has ended: it cannot configure {sdk} again")
         holder = _HOLDERS.get(slot)
         if holder is not None and holder is not run:
             where = "this thread" if per_thread else "this process"
@@ -97,6 +100,7 @@ def _release(run: Run) -> None:
     """At the end of `run`'s block: free the SDKs it held (they keep its key, now revoked: a late
     call is refused as `key_revoked`)."""
     with _HOLDERS_LOCK:
+        run._ended = True
         for slot in [slot for slot, holder in _HOLDERS.items() if holder is run]:
             del _HOLDERS[slot]
 
@@ -129,6 +133,7 @@ class Run:
         self.proxy_url = proxy_url
         self.revoked = False
         self._admin = admin
+        self._ended = False  # its block has ended (set under _HOLDERS_LOCK): it may hold no SDK again
 
     def __repr__(self) -> str:  # never the token
         return f"Run(run_id={self.run_id!r}, key={self.key.id!r}, vendor={self.vendor!r}, revoked={self.revoked})"
@@ -151,7 +156,8 @@ class Run:
 
     def resend(self) -> Any:
         """The `resend` module pointed at the proxy with this run's key (process-wide setting: one
-        live run at a time per process; raises KeybrakeError while another run's block holds it)."""
+        live run at a time per process; raises KeybrakeError while another run's block holds it, and
+        once this run's block has ended)."""
         _hold(self, "resend", per_thread=False)
         return vendors.configure_resend(self.proxy_url, self.key.secret)
 
@@ -159,7 +165,7 @@ class Run:
         """The `shopify` module with its resources and `shopify.GraphQL()` pointed at the proxy with
         this run's key for `api_version` ("2025-07" unless given: pass the version your code is
         written against); per thread, like ShopifyAPI's sessions: one live run at a time per thread
-        (asyncio tasks share theirs), else KeybrakeError."""
+        (asyncio tasks share theirs), else KeybrakeError; KeybrakeError too once this run's block has ended."""
         import shopify
 
         from keybrake_client.vendors.shopify import activate

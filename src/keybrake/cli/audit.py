@@ -10,7 +10,7 @@ import click
 
 from keybrake.admin.audit import parse_time, render_row
 from keybrake.admin.errors import ApiError, not_found
-from keybrake.cli.audit_follow import Follower
+from keybrake.cli.audit_follow import Follower, overlap_ms
 from keybrake.cli.common import cell, data_dir_opt, json_text, metadata, print_json, run, settings_for, table
 from keybrake.cli.tables import iso_opt
 from keybrake.config import retention_error
@@ -202,7 +202,7 @@ def audit_tail(count: int, follow: bool, interval: float, data_dir: str | None) 
 
     async def go(rt: Runtime) -> None:
         click.echo("  ".join(_AUDIT_COLS))  # the header once: the rows that follow are not aligned to it
-        follower = Follower(rt.audit_store, _line)
+        follower = Follower(rt.audit_store, _line, overlap_ms=overlap_ms(settings))
         await follower.start(count)
         if follow:
             await follower.follow(interval)

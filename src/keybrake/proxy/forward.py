@@ -90,7 +90,12 @@ class Forwarder:
             if isinstance(exc, UpstreamOutcomeUnknown):
                 ctx.upstream_ms = exc.elapsed_ms
             refusal, settlement = transport_failure(
-                exc, where.vendor, ctx.row.idempotency_key, ctx.row.reserved_usd, plan.estimate
+                exc,
+                where.vendor,
+                ctx.row.idempotency_key,
+                ctx.row.reserved_usd,
+                plan.estimate,
+                honoured=where.vendor.fingerprint(plan.vreq) is not None,
             )
             return await self.refuse(ctx, settlement, refusal)
         # The operator's credential never reaches the agent, even when the answer repeats the request.

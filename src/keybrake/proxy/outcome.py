@@ -101,12 +101,15 @@ def transport_failure(
     idempotency_key: str | None,
     reserved_usd: int,
     estimate: Estimate,
+    *,
+    honoured: bool,
 ) -> tuple[Denial, Settlement]:
     """The refusal and settlement for a send that got no answer (net/upstream.py: each exception
     has one settlement meaning). Forbidden or unreachable: nothing was sent, the reservation is
     released. Outcome unknown: it may have been carried out, the reservation (µUSD) is kept, and
     a retry is advised (`retryable`) only when it is replayed: the vendor replays retries
-    (`replays_retries`) and the request carried its idempotency header (`idempotency_key`)."""
+    (`replays_retries`), the request carried its idempotency header (`idempotency_key`) and the
+    vendor honours it on this request's endpoint (`honoured`: its `fingerprint` is not None)."""
     vendor_name = vendor.name
     if isinstance(exc, UpstreamForbidden):
         message = (
@@ -120,9 +123,14 @@ def transport_failure(
         )
         return Denial("upstream_unreachable", message), NOTHING_SENT
     header = "-".join(part.capitalize() for part in vendor.idempotency_header.split("-"))
-    replayable = vendor.replays_retries and idempotency_key is not None
+    replayable = vendor.replays_retries and idempotency_key is not None and honoured
     if replayable:
         advice = f"a retry with the same {header} is safe: {vendor_name} answers it with the first outcome."
+    elif vendor.replays_retries and idempotency_key is not None:
+        advice = (
+            f"{vendor_name} ignores the {header} on this endpoint, so a retry may act twice: check the outcome "
+            f"with {vendor_name} before sending it again."
+        )
     elif vendor.replays_retries:
         advice = (
             f"it carried no {header}, so a retry may act twice: check the outcome with {vendor_name} before "

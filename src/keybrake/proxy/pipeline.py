@@ -140,13 +140,20 @@ class Pipeline:
         return vendor.vault_key_header if vendor is not None else None
 
     async def handle(self, req: ProxyRequest, *, early_denial: Denial | None = None) -> ProxyResponse:
-        if deadline.current() is None:  # not admitted first (a direct call): the deadline starts now
-            deadline.start(self.settings.reserve_deadline_ms / 1000)
+        budget_s = self.settings.reserve_deadline_ms / 1000
+        admitted = _ADMITTED.get()
+        d = deadline.current()
+        if d is None:  # not admitted first (a direct call): the deadline starts now
+            d = deadline.start(budget_s)
+        elif admitted is None or admitted[0] is not req.headers:
+            d = None  # a deadline not started by this request's `admit`: timed from now
         now = self.store.now_ms()
         row = AuditRow(
             id=new_audit_id(now), ts=now, method=req.method, path=_safe_path(req.raw_path), verdict="in_flight"
         )
-        ctx = RequestContext(row, time.perf_counter())
+        # Timed from the head's arrival (`admit`: its key lookup is Keybrake's time), less the client's
+        # upload, by which the deadline was moved.
+        ctx = RequestContext(row, time.perf_counter() - (max(0.0, budget_s - d.remaining()) if d else 0.0))
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:

@@ -248,17 +248,18 @@ class Resend(VendorDefaults):
         return None  # flat-rate costs are final at the answer
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
-        """Resend honours Idempotency-Key on sends: method, path and the canonical JSON body."""
-        if vreq.method != "POST":
+        """Method, path and the canonical JSON body of a send. Resend honours Idempotency-Key on
+        `POST /emails` and `POST /emails/batch` only (https://resend.com/docs/dashboard/emails/idempotency-keys):
+        elsewhere None, a request repeating a key is a second action, reserved and counted as one."""
+        if not (EMAILS_SEND.matches(vreq.method, vreq.path) or BATCH_SEND.matches(vreq.method, vreq.path)):
             return None
-        canonical = json.dumps(_detail(vreq).doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()
+        return _request_hash(vreq)
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
         """The sorted recipients, from, subject and a hash of html/text/template, per email."""
         emails = _emails(vreq)
         if not emails:
-            return self.fingerprint(vreq)
+            return _request_hash(vreq) if vreq.method == "POST" else None
         h = hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}".encode())
         for e in emails:
             h.update(b"\0" + "\1".join(sorted(e.recipients)).encode())
@@ -324,3 +325,9 @@ SPEC = VendorSpec(
     (VendorSetting("KEYBRAKE_RESEND_RATE_USD", "rate_usd", "decimal", DEFAULT_RATE_USD),),
     policy_input=ResendPolicyIn,
 )
+
+
+def _request_hash(vreq: VendorRequest) -> str:
+    """SHA-256 (hex) of the method, path and the canonical JSON body."""
+    canonical = json.dumps(_detail(vreq).doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{canonical}".encode()).hexdigest()

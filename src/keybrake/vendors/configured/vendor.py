@@ -260,14 +260,20 @@ class ConfiguredVendor(VendorDefaults):
         return out
 
     def fingerprint(self, vreq: VendorRequest) -> str | None:
-        """Method, path and the canonical body (JSON) or sorted parameters (form, query)."""
+        """Method, path and the canonical body (JSON) or sorted parameters (form, query); None when the
+        definition names no idempotency header: the vendor ignores an `Idempotency-Key`, so a request
+        repeating one is a second action, reserved and counted like any other."""
+        return self._request_hash(vreq) if self.replays_retries else None
+
+    def _request_hash(self, vreq: VendorRequest) -> str:
+        """SHA-256 (hex) of the method, path and the canonical body or sorted parameters."""
         h = hashlib.sha256(f"{vreq.method} /{'/'.join(vreq.path)}\0{_detail(vreq).canonical}".encode())
         for name, values in sorted(vreq.params.values.items()):
             h.update(b"\0" + name.encode() + b"=" + b"\1".join(v.encode() for v in values))
         return h.hexdigest()
 
     def dedup_fingerprint(self, vreq: VendorRequest) -> str | None:
-        return self.fingerprint(vreq) if vreq.method == "POST" else None
+        return self._request_hash(vreq) if vreq.method == "POST" else None
 
     def redact(self, vreq: VendorRequest, doc: Any) -> list[str]:
         """Every `answer.redact` path, and the matched endpoint's, replaced by REDACTED."""
