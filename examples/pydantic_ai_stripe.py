@@ -20,13 +20,10 @@ examples/README.md). The script first makes the five $20 charges to refund, with
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import stripe
@@ -36,8 +33,11 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
 
-from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
-from keybrake_client.models import AuditRow
+from keybrake_client import Denial, Keybrake, Run, denial
+
+if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
 
 CUSTOMER = "cus_keybrake_demo"
 CHARGES = 5  # duplicate charges of $20 the agent is asked to refund
@@ -107,27 +107,6 @@ def runaway_model(charges: list[str], *, obey_stop: bool = True) -> FunctionMode
     return FunctionModel(respond)
 
 
-@dataclass
-class Report:
-    """The run as Keybrake's audit log tells it."""
-
-    run_id: str
-    key_id: str
-    output: str
-    forwarded: int
-    refused: list[tuple[str, str]]  # (Keybrake code, its message)
-    spent_usd: Decimal  # what the run's refunds moved (what caps count)
-    rows: list[AuditRow]  # oldest first
-
-
-def reconstruct(run: Run, output: str) -> Report:
-    """Read the run back from the audit log: every request of its key, forwarded or refused."""
-    rows = run.audit()
-    forwarded = sum(1 for r in rows if r.upstream_status is not None)
-    refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
-    return Report(run.run_id, run.key.id, output, forwarded, refused, run.spend().gross_usd, rows)
-
-
 def make_charges(kb: Keybrake, run_id: str, credential: str | None = None) -> list[str]:
     """The customer's duplicate charges, made through Keybrake with a key of their own."""
     policy = {"daily_usd_cap": 200, "max_usd_per_call": 25, "allowed_endpoints": ["POST /v1/charges"]}
@@ -165,33 +144,5 @@ def main(
         return reconstruct(run, output)
 
 
-def print_report(report: Report) -> None:
-    print(f"run {report.run_id} (key {report.key_id})")
-    print(f"  model's last word: {report.output}")
-    print(f"  {report.forwarded} calls forwarded, {len(report.refused)} refused")
-    for row in report.rows:
-        step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
-        money = f"${row.cost_usd:.2f}" if row.upstream_status is not None else "not sent"
-        print(f"   {row.method} {row.path} [{step}] -> {row.status} {row.error_code or row.verdict} {money}")
-    for (code, why), n in Counter(report.refused).items():  # each reason once
-        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
-    print(f"  USD moved: ${report.spent_usd:.2f}")
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
-    parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
-    parser.add_argument(
-        "--credential",
-        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
-        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
-    )
-    args = parser.parse_args()
-    if not args.admin_token:
-        sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    try:
-        report = main(args.url, args.admin_token, credential=args.credential)
-    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
-        sys.exit(f"Keybrake: {exc}")
-    print_report(report)
+    print_report(run_from_command_line(__doc__, main))

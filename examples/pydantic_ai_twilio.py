@@ -19,13 +19,10 @@ test credentials or numbers you own: the script texts +1 415 555 0101… from +1
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
-from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from pydantic_ai import Agent, RunContext
@@ -35,8 +32,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
 from twilio.base.exceptions import TwilioRestException
 
-from keybrake_client import Denial, Keybrake, KeybrakeError, Run, denial
-from keybrake_client.models import AuditRow
+from keybrake_client import Denial, Keybrake, denial
+
+if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
 
 SENDER = "+14155550199"
 CUSTOMERS = [f"+1415555010{n}" for n in range(1, 7)]
@@ -103,29 +103,6 @@ def runaway_model(*, obey_stop: bool = True) -> FunctionModel:
     return FunctionModel(respond)
 
 
-@dataclass
-class Report:
-    """The run as Keybrake's audit log tells it."""
-
-    run_id: str
-    key_id: str
-    output: str
-    sent: int  # forwarded to Twilio
-    deduplicated: int  # repeats answered by Keybrake, not sent
-    refused: list[tuple[str, str]]  # (Keybrake code, its message)
-    spent_usd: Decimal  # what the run's texts cost (what caps count)
-    rows: list[AuditRow]  # oldest first
-
-
-def reconstruct(run: Run, output: str) -> Report:
-    """Read the run back from the audit log: every request of its key, sent, replayed or refused."""
-    rows = run.audit()
-    sent = sum(1 for r in rows if r.upstream_status is not None)
-    dedup = sum(1 for r in rows if r.verdict == "deduplicated")
-    refused = [(r.error_code, r.reason or "") for r in rows if r.error_code]
-    return Report(run.run_id, run.key.id, output, sent, dedup, refused, run.spend().gross_usd, rows)
-
-
 def main(
     url: str,
     admin_token: str,
@@ -149,32 +126,8 @@ def main(
         return reconstruct(run, output)
 
 
-def print_report(report: Report) -> None:
-    print(f"run {report.run_id} (key {report.key_id})")
-    print(f"  model's last word: {report.output}")
-    print(f"  {report.sent} texts sent, {report.deduplicated} repeats not sent, {len(report.refused)} refused")
-    for row in report.rows:
-        money = f"${row.cost_usd:.4f}" if row.upstream_status is not None else "not sent"
-        print(f"   {row.method} {row.path} -> {row.status} {row.error_code or row.verdict} {money}")
-    for (code, why), n in Counter(report.refused).items():  # each reason once
-        print(f"  refused{f' x{n}' if n > 1 else ''}: {code}: {why}")
-    print(f"  USD moved: ${report.spent_usd:.4f}")
-
-
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--url", default=os.environ.get("KEYBRAKE_URL", "http://127.0.0.1:8080"))
-    parser.add_argument("--admin-token", default=os.environ.get("KEYBRAKE_ADMIN_TOKEN"))
-    parser.add_argument(
-        "--credential",
-        default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
-        help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
+    report = run_from_command_line(__doc__, main)
+    print_report(
+        report, f"{report.forwarded} texts sent, {report.deduplicated} repeats not sent", places=4, steps=False
     )
-    args = parser.parse_args()
-    if not args.admin_token:
-        sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
-    try:
-        report = main(args.url, args.admin_token, credential=args.credential)
-    except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
-        sys.exit(f"Keybrake: {exc}")
-    print_report(report)

@@ -20,7 +20,7 @@ def test_the_send_cap_stops_the_runaway_texts_and_the_model_ends_the_run(
     assert [(r.status, r.verdict) for r in report.rows] == [(201, "allowed"), (201, "deduplicated")] * 3 + [
         (429, "cap_exceeded")
     ]
-    assert (report.sent, report.deduplicated) == (3, 3)
+    assert (report.forwarded, report.deduplicated) == (3, 3)
     assert [code for code, _ in report.refused] == ["send_cap_exceeded"]
     sent = [r for r in fake_twilio.fake.requests if r.method == "POST"]
     assert [r.form["To"][0] for r in sent] == recipe.CUSTOMERS[:3]
@@ -36,5 +36,5 @@ def test_a_model_that_ignores_stop_is_ended_by_the_tool_call_limit_without_anoth
 
     assert report.output.startswith("run ended by its limit:")
     assert [code for code, _ in report.refused] == ["send_cap_exceeded"]
-    assert len(report.rows) == 7 and report.sent == 3
+    assert len(report.rows) == 7 and report.forwarded == 3
     assert len([r for r in fake_twilio.fake.requests if r.method == "POST"]) == 3
