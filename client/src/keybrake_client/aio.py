@@ -13,13 +13,22 @@ from pydantic import BaseModel
 from keybrake_client import models as m
 from keybrake_client import ops
 from keybrake_client.run import AsyncRunContext, run_spec
-from keybrake_client.transport import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, asend, check_token, headers, result
+from keybrake_client.transport import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    AdminBase,
+    api_error,
+    asend,
+    export_cut,
+    request_kwargs,
+    result,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Usd = Decimal | int | str
 
 
-class AsyncKeybrake:
+class AsyncKeybrake(AdminBase):
     """An asyncio client of Keybrake's admin API: the methods of `Keybrake`, awaited.
 
     `url`: where the admin API answers (e.g. `http://127.0.0.1:8080`, or the admin listener's
@@ -42,15 +51,8 @@ class AsyncKeybrake:
         retries: int = DEFAULT_RETRIES,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.proxy_url = (proxy_url or url).rstrip("/")
-        self.retries = retries
-        self._http = httpx.AsyncClient(
-            base_url=self.url, headers=headers(check_token(admin_token)), timeout=timeout, transport=transport
-        )
-
-    def __repr__(self) -> str:
-        return f"AsyncKeybrake({self.url!r}, proxy_url={self.proxy_url!r})"
+        super().__init__(url, admin_token, proxy_url, timeout, retries)
+        self._http = httpx.AsyncClient(**self._http_settings, transport=transport)
 
     async def __aenter__(self) -> AsyncKeybrake:
         return self
@@ -198,9 +200,6 @@ class AsyncKeybrake:
 
         A cut export (the server failed mid-way) raises `KeybrakeConnectionError`: the export is
         complete only when the iterator ends without an error."""
-        from keybrake_client.errors import KeybrakeConnectionError
-        from keybrake_client.transport import api_error, request_kwargs
-
         op = ops.audit_export(format, filters, metadata)
         try:
             async with self._http.stream(op.method, op.url(), **request_kwargs(op)) as resp:
@@ -210,7 +209,7 @@ class AsyncKeybrake:
                 async for chunk in resp.aiter_bytes():
                     yield chunk
         except httpx.TransportError as exc:
-            raise KeybrakeConnectionError(f"audit export cut: {type(exc).__name__}: {exc}") from exc
+            raise export_cut(exc) from exc
 
     async def spend(
         self,

@@ -13,13 +13,22 @@ from pydantic import BaseModel
 from keybrake_client import models as m
 from keybrake_client import ops
 from keybrake_client.run import RunContext, run_spec
-from keybrake_client.transport import DEFAULT_RETRIES, DEFAULT_TIMEOUT_S, check_token, headers, result, send
+from keybrake_client.transport import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    AdminBase,
+    api_error,
+    export_cut,
+    request_kwargs,
+    result,
+    send,
+)
 
 M = TypeVar("M", bound=BaseModel)
 Usd = Decimal | int | str
 
 
-class Keybrake:
+class Keybrake(AdminBase):
     """A client of Keybrake's admin API.
 
     `url`: where the admin API answers (e.g. `http://127.0.0.1:8080`, or the admin listener's
@@ -42,15 +51,8 @@ class Keybrake:
         retries: int = DEFAULT_RETRIES,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.proxy_url = (proxy_url or url).rstrip("/")
-        self.retries = retries
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers(check_token(admin_token)), timeout=timeout, transport=transport
-        )
-
-    def __repr__(self) -> str:
-        return f"Keybrake({self.url!r}, proxy_url={self.proxy_url!r})"
+        super().__init__(url, admin_token, proxy_url, timeout, retries)
+        self._http = httpx.Client(**self._http_settings, transport=transport)
 
     def __enter__(self) -> Keybrake:
         return self
@@ -196,9 +198,6 @@ class Keybrake:
 
         A cut export (the server failed mid-way) raises `KeybrakeConnectionError`: the export is
         complete only when the iterator ends without an error."""
-        from keybrake_client.errors import KeybrakeConnectionError
-        from keybrake_client.transport import api_error, request_kwargs
-
         op = ops.audit_export(format, filters, metadata)
         try:
             with self._http.stream(op.method, op.url(), **request_kwargs(op)) as resp:
@@ -207,7 +206,7 @@ class Keybrake:
                     raise api_error(resp)
                 yield from resp.iter_bytes()
         except httpx.TransportError as exc:
-            raise KeybrakeConnectionError(f"audit export cut: {type(exc).__name__}: {exc}") from exc
+            raise export_cut(exc) from exc
 
     def spend(
         self,

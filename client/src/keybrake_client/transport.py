@@ -119,3 +119,28 @@ async def asend(client: httpx.AsyncClient, op: Op[Any], retries: int) -> httpx.R
             return resp
         await asyncio.sleep(backoff(attempt, resp))
         attempt += 1
+
+
+class AdminBase:
+    """What `Keybrake` and `AsyncKeybrake` share besides their I/O: `url` (the admin API, no
+    trailing slash), `proxy_url` (where agents reach the proxy; default `url`), `retries`, and
+    `_http_settings`, the keyword arguments of their httpx client (base URL, auth headers, timeout
+    in seconds). Raises ValueError for an empty admin token (`check_token`)."""
+
+    def __init__(self, url: str, admin_token: str, proxy_url: str | None, timeout: float, retries: int) -> None:
+        self.url = url.rstrip("/")
+        self.proxy_url = (proxy_url or url).rstrip("/")
+        self.retries = retries
+        self._http_settings: dict[str, Any] = {
+            "base_url": self.url,
+            "headers": headers(check_token(admin_token)),
+            "timeout": timeout,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r}, proxy_url={self.proxy_url!r})"
+
+
+def export_cut(exc: httpx.TransportError) -> KeybrakeConnectionError:
+    """The error of an audit export the server cut mid-way (a transport error while streaming)."""
+    return KeybrakeConnectionError(f"audit export cut: {type(exc).__name__}: {exc}")
