@@ -38,7 +38,7 @@ from keybrake_client import Denial, Keybrake, Run, denial
 
 if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
+from examples.recipe_common import STOP, Report, print_report, reconstruct, run_from_command_line, stop_answer
 
 CUSTOMER = "cus_keybrake_demo"
 PAYMENT_CENTS = 2500
@@ -48,21 +48,11 @@ POLICY: dict[str, Any] = {
     "max_usd_per_call": 30,
     "allowed_endpoints": ["POST /v1/payment_intents"],
 }
-STOP = "STOP"  # how a tool answer that must end the run begins
 MAX_STEPS = 10
 
 
 class RunawayLoop(RuntimeError):
     """The agent loop reached its step limit without the model ending it."""
-
-
-def stop_answer(d: Denial) -> str:
-    """The tool's final answer to the model after a denial that retrying cannot fix."""
-    return (
-        f"{STOP}: Keybrake refused this payment ({d.code}; retrying cannot help). {d.message} "
-        "Do not retry it and make no other payment in this run: tell the user the spending limit "
-        "was reached and end the run."
-    )
 
 
 def payment_tool(client: stripe.StripeClient, run: Run) -> BaseTool:
@@ -73,7 +63,7 @@ def payment_tool(client: stripe.StripeClient, run: Run) -> BaseTool:
     def pay(amount_cents: int, invoice: str, tool_call_id: Annotated[str, InjectedToolCallId]) -> tuple[str, Any]:
         """Pay invoice `invoice` with a confirmed card PaymentIntent of `amount_cents` (minor units, USD)."""
         if stopped:  # the run was told to stop: never call Stripe again
-            return stop_answer(stopped[0]), asdict(stopped[0])
+            return stop_answer(stopped[0], "payment"), asdict(stopped[0])
         try:
             pi = client.v1.payment_intents.create(
                 {"amount": amount_cents, "currency": "usd", "customer": CUSTOMER, "payment_method": "pm_card_visa",
@@ -89,7 +79,7 @@ def payment_tool(client: stripe.StripeClient, run: Run) -> BaseTool:
             if d.retryable:  # e.g. upstream_timeout: paying this invoice again sends the same key
                 return f"Keybrake could not complete the payment now ({d.code}): {d.message}", asdict(d)
             stopped.append(d)
-            return stop_answer(d), asdict(d)
+            return stop_answer(d, "payment"), asdict(d)
         return f"Paid {invoice}: {pi.id} ({pi.status}).", {"id": pi.id}
 
     return pay

@@ -37,13 +37,12 @@ from keybrake_client import Denial, Keybrake, Run, denial
 
 if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
+from examples.recipe_common import STOP, Report, print_report, reconstruct, run_from_command_line, stop_answer
 
 CUSTOMER = "cus_keybrake_demo"
 TOP_UP_CENTS = 3000
 # The agent run's policy: charges only, at most $50 a call, $100 a day.
 POLICY: dict[str, Any] = {"daily_usd_cap": 100, "max_usd_per_call": 50, "allowed_endpoints": ["POST /v1/charges"]}
-STOP = "STOP"  # how a tool answer that must end the run begins
 MAX_TURNS = 10
 
 
@@ -61,21 +60,12 @@ class Deps:
     unsettled: dict[tuple[int, str], str] = field(default_factory=dict)
 
 
-def stop_answer(d: Denial) -> str:
-    """The tool's final answer to the model after a denial that retrying cannot fix."""
-    return (
-        f"{STOP}: Keybrake refused this charge ({d.code}; retrying cannot help). {d.message} "
-        "Do not retry it and make no other charge in this run: tell the user the spending limit was "
-        "reached and end the run."
-    )
-
-
 @function_tool
 def charge_customer(ctx: ToolContext[Deps], amount_cents: int, description: str) -> str:
     """Charge the customer's card `amount_cents` (minor units, USD) to top up their balance."""
     deps = ctx.context
     if deps.stopped is not None:  # the run was told to stop: never call Stripe again
-        return stop_answer(deps.stopped)
+        return stop_answer(deps.stopped, "charge")
     what = (amount_cents, description)
     key = deps.unsettled.pop(what, None) or deps.run.idempotency_key(ctx.tool_call_id)
     try:
@@ -92,7 +82,7 @@ def charge_customer(ctx: ToolContext[Deps], amount_cents: int, description: str)
             deps.unsettled[what] = key
             return f"Keybrake could not complete the charge now ({d.code}): {d.message}"
         deps.stopped = d
-        return stop_answer(d)
+        return stop_answer(d, "charge")
     deps.charges.append(charge.id)
     return f"Charged {amount_cents} cents: {charge.id} ({charge.status})."
 

@@ -37,14 +37,13 @@ from keybrake_client import Denial, Keybrake, Run, denial
 
 if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
+from examples.recipe_common import STOP, Report, print_report, reconstruct, run_from_command_line, stop_answer
 
 CUSTOMER = "cus_keybrake_demo"
 CHARGES = 5  # duplicate charges of $20 the agent is asked to refund
 CHARGE_CENTS = 2000
 # The agent run's policy: refunds only, at most $25 a call, $50 a day.
 POLICY: dict[str, Any] = {"daily_usd_cap": 50, "max_usd_per_call": 25, "allowed_endpoints": ["POST /v1/refunds"]}
-STOP = "STOP"  # how a tool answer that must end the run begins
 
 
 @dataclass
@@ -57,20 +56,11 @@ class Deps:
     refunds: list[str] = field(default_factory=list)
 
 
-def stop_answer(d: Denial) -> str:
-    """The tool's final answer to the model after a denial that retrying cannot fix."""
-    return (
-        f"{STOP}: Keybrake refused this refund ({d.code}; retrying cannot help). {d.message} "
-        "Do not retry it and make no other refund in this run: tell the user the refund limit was "
-        "reached and end the run."
-    )
-
-
 def refund_charge(ctx: RunContext[Deps], charge: str, amount_cents: int) -> str:
     """Refund `amount_cents` (minor units) of Stripe charge `charge`."""
     deps = ctx.deps
     if deps.stopped is not None:  # the run was told to stop: never call Stripe again
-        return stop_answer(deps.stopped)
+        return stop_answer(deps.stopped, "refund", limit="refund")
     try:
         refund = deps.stripe.v1.refunds.create(
             {"charge": charge, "amount": amount_cents},
@@ -87,7 +77,7 @@ def refund_charge(ctx: RunContext[Deps], charge: str, amount_cents: int) -> str:
         if d.retryable:  # e.g. enforcement_unavailable: the same refund (same key) may be tried again
             return f"Keybrake could not complete the refund of {charge} now ({d.code}): {d.message}"
         deps.stopped = d
-        return stop_answer(d)
+        return stop_answer(d, "refund", limit="refund")
     deps.refunds.append(refund.id)
     return f"Refunded {amount_cents} cents of {charge}: {refund.id} ({refund.status})."
 

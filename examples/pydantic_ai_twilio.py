@@ -36,7 +36,7 @@ from keybrake_client import Denial, Keybrake, denial
 
 if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from examples.recipe_common import Report, print_report, reconstruct, run_from_command_line
+from examples.recipe_common import STOP, Report, print_report, reconstruct, run_from_command_line, stop_answer
 
 SENDER = "+14155550199"
 CUSTOMERS = [f"+1415555010{n}" for n in range(1, 7)]
@@ -48,7 +48,6 @@ POLICY: dict[str, Any] = {
     "dedup_window_seconds": 600,
     "allowed_endpoints": ["POST /2010-04-01/Accounts/*/Messages.json"],
 }
-STOP = "STOP"  # how a tool answer that must end the run begins
 
 
 @dataclass
@@ -60,20 +59,11 @@ class Deps:
     sent: list[str] = field(default_factory=list)
 
 
-def stop_answer(d: Denial) -> str:
-    """The tool's final answer to the model after a denial that retrying cannot fix."""
-    return (
-        f"{STOP}: Keybrake refused this text ({d.code}; retrying cannot help). {d.message} "
-        "Do not retry it and send no other text in this run: tell the user the sending limit was "
-        "reached and end the run."
-    )
-
-
 def send_text(ctx: RunContext[Deps], to: str, body: str) -> str:
     """Send the SMS `body` to the E.164 number `to`."""
     deps = ctx.deps
     if deps.stopped is not None:  # the run was told to stop: never call Twilio again
-        return stop_answer(deps.stopped)
+        return stop_answer(deps.stopped, "text", verb="send", limit="sending")
     try:
         msg = deps.twilio.messages.create(to=to, from_=SENDER, body=body)
     except TwilioRestException as exc:
@@ -83,7 +73,7 @@ def send_text(ctx: RunContext[Deps], to: str, body: str) -> str:
         if d.retryable:
             return f"Keybrake could not send the text to {to} now ({d.code}): {d.message}"
         deps.stopped = d
-        return stop_answer(d)
+        return stop_answer(d, "text", verb="send", limit="sending")
     deps.sent.append(msg.sid)
     return f"Texted {to}: {msg.sid} ({msg.status})."
 

@@ -1,4 +1,4 @@
-"""What every recipe shares: the run read back from Keybrake's audit log, its printout, and the
+"""What every recipe shares: the tool's STOP answer, the run read back from Keybrake's audit log, its printout, and the
 command line (`--url`, `--admin-token`, `--credential` and their environment defaults).
 
 Each recipe imports it as `examples.recipe_common`; run as a script (`python examples/<recipe>.py`,
@@ -15,8 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from keybrake_client import KeybrakeError, Run
+from keybrake_client import Denial, KeybrakeError, Run
 from keybrake_client.models import AuditRow
+
+STOP = "STOP"  # how a tool answer that must end the run begins
+
+
+def stop_answer(d: Denial, thing: str, *, verb: str = "make", limit: str = "spending") -> str:
+    """The tool's final answer to the model after a denial that retrying cannot fix: `thing` is
+    what was refused ("refund", "text"), `verb` how another is made, `limit` the limit's name."""
+    return (
+        f"{STOP}: Keybrake refused this {thing} ({d.code}; retrying cannot help). {d.message} "
+        f"Do not retry it and {verb} no other {thing} in this run: tell the user the {limit} limit was "
+        "reached and end the run."
+    )
 
 
 @dataclass
