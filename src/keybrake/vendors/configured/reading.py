@@ -76,6 +76,7 @@ class ConfiguredParse:
     amount: tuple[Decimal, str] | None = None
     scoped: Mapping[int, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     drop: str | None = None  # a body member carrying the vault key, removed before forwarding
+    forwarded: bytes | None = None  # the body without `drop` (what the vendor gets), when `drop` is set
 
 
 def source(

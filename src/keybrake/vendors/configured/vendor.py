@@ -173,14 +173,15 @@ class ConfiguredVendor(VendorDefaults):
         canonical = json.dumps(src.doc, sort_keys=True, ensure_ascii=False) if src.is_json else ""
         field = d.vault_key.body_field
         drop = body_key.member_to_drop(src.doc, field, src.match, req, d.vault_key.header) if field else None
-        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped), drop)
+        forwarded = body_key.without(src.doc, drop) if drop is not None else None
+        detail = reading.ConfiguredParse(endpoint, canonical, items, amount, MappingProxyType(scoped), drop, forwarded)
         return VendorRequest(req.method, path, src.params, detail=detail)
 
     def upstream_body(self, vreq: VendorRequest, body: bytes) -> bytes:
         """The agent's bytes, or, when a body member carried the vault key, the parsed body
         without it (`[vault_key] body_field`): the vendor never receives the vault key."""
-        detail = _detail(vreq)
-        return body_key.without(detail.canonical, detail.drop) if detail.drop is not None else body
+        forwarded = _detail(vreq).forwarded
+        return forwarded if forwarded is not None else body
 
     # -- scope ----------------------------------------------------------------------------
 
