@@ -158,6 +158,8 @@ def test_not_run_blocks_are_counted() -> None:
 
 def test_markers_name_a_reason() -> None:
     """A not-run block says why; a background block says which address it waits for."""
+    kinds = {b.kind for page in PAGES for b in runnable(REPO / page)}
+    assert {"not-run", "background"} <= kinds, kinds  # both checks below really look at a block
     for page in PAGES:
         for block in runnable(REPO / page):
             if block.kind == "not-run":

@@ -4,6 +4,7 @@ answers and delays, and a wrapper that runs it on its own event loop in a backgr
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Awaitable
@@ -118,6 +119,23 @@ class FakeServer:
 
     async def handle(self, request: web.Request, recorded: RecordedRequest) -> web.Response:
         raise NotImplementedError
+
+
+class JsonFakeServer(FakeServer):
+    """A fake whose vendor speaks JSON: `record` also parses the body into ``rec.json`` (``None``
+    when the body is empty or not JSON, so a test can assert on malformed input), and `reply`
+    answers `doc` as a JSON body with HTTP `status`."""
+
+    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
+        rec = super().record(request, body)
+        try:
+            rec.json = json.loads(body) if body else None
+        except ValueError:
+            rec.json = None
+        return rec
+
+    def reply(self, status: int, doc: Any) -> web.Response:
+        return web.json_response(doc, status=status)
 
 
 class Serving(Protocol):

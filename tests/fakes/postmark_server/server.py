@@ -3,7 +3,6 @@ the server object (with its API tokens) and webhooks."""
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.base import FakeThread, JsonFakeServer, RecordedRequest
 from tests.fakes.postmark_server.wire import (
     DEFAULT_ACCOUNT_TOKEN,
     DEFAULT_SERVER_TOKEN,
@@ -29,7 +28,7 @@ from tests.fakes.postmark_server.wire import (
 Handler = Callable[[RecordedRequest, str], Answer]
 
 
-class FakePostmark(FakeServer):
+class FakePostmark(JsonFakeServer):
     """A fake Postmark API server. ``await start()`` binds 127.0.0.1 on a free port.
 
     Test controls (see FakeServer): ``delay_seconds``, ``hang``, ``next_status`` and
@@ -85,17 +84,6 @@ class FakePostmark(FakeServer):
         self.next_status.append((status, error_body(code, message)[1]))
 
     # --- plumbing ----------------------------------------------------------------------------
-
-    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
-        rec = super().record(request, body)
-        try:
-            rec.json = json.loads(body) if body else None
-        except ValueError:
-            rec.json = None
-        return rec
-
-    def reply(self, status: int, doc: Any) -> web.Response:
-        return web.json_response(doc, status=status)
 
     async def handle(self, request: web.Request, rec: RecordedRequest) -> web.Response:
         try:

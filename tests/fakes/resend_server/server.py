@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.base import FakeThread, JsonFakeServer, RecordedRequest
 from tests.fakes.resend_server.wire import (
     _NAME_FOR_STATUS,
     DEFAULT_API_KEY,
@@ -36,7 +36,7 @@ from tests.fakes.resend_server.wire import (
 Handler = Callable[[web.Request, RecordedRequest, str], Answer]
 
 
-class FakeResend(FakeServer):
+class FakeResend(JsonFakeServer):
     """A fake Resend API server. ``await start()`` binds 127.0.0.1 on a free port.
 
     Test controls (``reset()`` puts them back, keeping emails, keys and idempotency records):
@@ -87,14 +87,6 @@ class FakeResend(FakeServer):
         self.next_status.append(error_body(name, message, status))
 
     # --- plumbing ----------------------------------------------------------------------------
-
-    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
-        rec = super().record(request, body)
-        try:
-            rec.json = json.loads(body) if body else None
-        except ValueError:
-            rec.json = None
-        return rec
 
     def reply(self, status: int, doc: Any) -> web.Response:
         headers: dict[str, str] = {}

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.base import FakeThread, JsonFakeServer, RecordedRequest
 from tests.fakes.segment_server.wire import (
     DEFAULT_WRITE_KEY,
     MAX_BATCH_BYTES,
@@ -33,7 +33,7 @@ ENDPOINTS = {
 }
 
 
-class FakeSegment(FakeServer):
+class FakeSegment(JsonFakeServer):
     """A fake Segment HTTP Tracking API. ``await start()`` binds 127.0.0.1 on a free port.
 
     What it keeps (``reset()`` clears the test controls only):
@@ -78,14 +78,7 @@ class FakeSegment(FakeServer):
                 rec.username, rec.password = user, password
             except (binascii.Error, UnicodeDecodeError):
                 pass
-        try:  # aiohttp has already undone Content-Encoding: gzip
-            rec.json = json.loads(body) if body else None
-        except ValueError:
-            rec.json = None
-        return rec
-
-    def reply(self, status: int, doc: Any) -> web.Response:
-        return web.json_response(doc, status=status)
+        return rec  # rec.json: aiohttp has already undone Content-Encoding: gzip
 
     async def handle(self, request: web.Request, rec: RecordedRequest) -> web.Response:
         try:

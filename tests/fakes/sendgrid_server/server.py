@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import string
 import uuid
@@ -11,14 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.base import FakeThread, JsonFakeServer, RecordedRequest
 from tests.fakes.sendgrid_server.wire import DEFAULT_API_KEY, Answer, SendGridFailure, error_body, mail
 
 Handler = Callable[[RecordedRequest], Answer]
 _ALNUM = string.ascii_letters + string.digits
 
 
-class FakeSendGrid(FakeServer):
+class FakeSendGrid(JsonFakeServer):
     """A fake SendGrid v3 API server. ``await start()`` binds 127.0.0.1 on a free port.
 
     Test controls (see FakeServer): ``delay_seconds``, ``hang``, ``next_status`` and
@@ -55,14 +54,6 @@ class FakeSendGrid(FakeServer):
         self.next_status.append(error_body(status, message, field))
 
     # --- plumbing ----------------------------------------------------------------------------
-
-    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
-        rec = super().record(request, body)
-        try:
-            rec.json = json.loads(body) if body else None
-        except ValueError:
-            rec.json = None
-        return rec
 
     def reply(self, status: int, doc: Any, headers: dict[str, str] | None = None) -> web.Response:
         if status == 202 and doc is None:  # Mail Send: "202 Accepted", no body

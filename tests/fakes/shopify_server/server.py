@@ -3,7 +3,6 @@ few REST endpoints, orders whose captured and refunded amounts the tests read ba
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from graphql import (
     parse,
 )
 
-from tests.fakes.base import FakeServer, FakeThread, RecordedRequest
+from tests.fakes.base import FakeThread, JsonFakeServer, RecordedRequest
 from tests.fakes.shopify_server.schema import SCHEMA, bag, money, new_gid, user_error
 
 DEFAULT_TOKEN = "shpat_" + "fa4e" * 8
@@ -39,7 +38,7 @@ class FakeOrder:
     refunded: Decimal = Decimal(0)
 
 
-class FakeShopify(FakeServer):
+class FakeShopify(JsonFakeServer):
     """A fake Shopify Admin API shop. ``await start()`` binds 127.0.0.1 on a free port.
 
     ``orders`` (legacy numeric id → FakeOrder) starts with order 1001 ($500 captured, USD);
@@ -72,14 +71,6 @@ class FakeShopify(FakeServer):
 
     def reply(self, status: int, doc: Any) -> web.Response:
         return web.json_response(doc, status=status, headers={"x-request-id": secrets.token_hex(8)})
-
-    def record(self, request: web.Request, body: bytes) -> RecordedRequest:
-        rec = super().record(request, body)
-        try:
-            rec.json = json.loads(body) if body else None
-        except ValueError:
-            rec.json = None
-        return rec
 
     async def handle(self, request: web.Request, rec: RecordedRequest) -> web.Response:
         if request.headers.get("X-Shopify-Access-Token") != self.token:
