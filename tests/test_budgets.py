@@ -163,6 +163,7 @@ def test_budgets_cli(tmp_path: Path) -> None:
     assert bud["scope"] == {"label_prefix": "tenant-a:"} and bud["daily_usd_cap"] == 12.5
     listed = cli.invoke(main, ["budgets", "list", "--data-dir", data])
     assert bud["id"] in listed.output and "daily_usd 0/12.5" in listed.output
+    assert listed.exit_code == 0 and '{"label_prefix": "tenant-a:"}' in listed.output  # the scope cell, as JSON
     changed = cli.invoke(
         main,
         ["budgets", "update", bud["id"], "--monthly-usd-cap", "100", "--remove", "daily_usd_cap", "--data-dir", data],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +9,7 @@ import click
 
 from keybrake.admin import budgets as budget_ops
 from keybrake.admin.models import BudgetIn
-from keybrake.cli.common import data_dir_opt, print_json, run, settings_for, table, validate
+from keybrake.cli.common import data_dir_opt, json_text, print_json, run, settings_for, table, validate
 from keybrake.cli.tables import iso_opt
 from keybrake.runtime import Runtime
 
@@ -74,7 +73,7 @@ def budgets_list(data_dir: str | None) -> None:
 
     rows = run(settings_for(data_dir), go)
     for row in rows:
-        row["scope"] = json.dumps(row["scope"], ensure_ascii=False)
+        row["scope"] = json_text(row["scope"])  # quoted: the scope "all" apart from a prefix named all
         row["usage"] = ", ".join(f"{k} {v['used']}/{v['limit']}" for k, v in row["usage"].items())
     table(rows, ("id", "name", "scope", "timezone", "usage"))
 

@@ -8,7 +8,7 @@ import time
 import click
 
 from keybrake.cli.common import data_dir_opt, settings_for
-from keybrake.cli.datadir import require_data_dir
+from keybrake.cli.datadir import DB_NAME, require_data_dir
 from keybrake.store.copy import CopyError, copy_sqlite_to_postgres
 from keybrake.store.migrate import SchemaError, head_revision, upgrade_to_head
 from keybrake.store.open import sqlalchemy_url
@@ -54,7 +54,7 @@ def migrate_sqlite_to_postgres(data_dir: str | None, target: str, force_live: bo
     if not is_postgres_url(target):
         raise click.ClickException("--to must be a postgresql:// URL")
     require_data_dir(dataclasses.replace(s, database_url=None))  # the source: the embedded install
-    src = s.data_dir / "keybrake.db"
+    src = s.data_dir / DB_NAME  # the file require_data_dir just found
 
     def progress(table: str, n: int) -> None:
         if table == "audit" and n % 100_000 == 0:
