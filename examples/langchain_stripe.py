@@ -121,7 +121,8 @@ def main(
     credential: str | None = None,
 ) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
-    run_id = run_id or f"invoices-{uuid.uuid4().hex[:8]}"
+    if run_id is None:  # an empty run_id is refused by kb.run(), not replaced
+        run_id = f"invoices-{uuid.uuid4().hex[:8]}"
     history: list[BaseMessage] = [HumanMessage(f"Pay the open invoices of supplier {CUSTOMER}.")]
     model = GenericFakeChatModel(messages=runaway_script(history, obey_stop=obey_stop))
     with Keybrake(url, admin_token) as kb:

@@ -112,7 +112,8 @@ def main(
 ) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
     set_tracing_disabled(True)  # nothing leaves the machine but the calls to Keybrake
-    run_id = run_id or f"top-up-{uuid.uuid4().hex[:8]}"
+    if run_id is None:  # an empty run_id is refused by kb.run(), not replaced
+        run_id = f"top-up-{uuid.uuid4().hex[:8]}"
     agent = Agent[Deps](
         name="billing",
         instructions="Top up the customer's prepaid balance with charge_customer.",

@@ -120,7 +120,8 @@ def main(
     credential: str | None = None,
 ) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
-    run_id = run_id or f"refunds-{uuid.uuid4().hex[:8]}"
+    if run_id is None:  # an empty run_id is refused by kb.run(), not replaced
+        run_id = f"refunds-{uuid.uuid4().hex[:8]}"
     with Keybrake(url, admin_token) as kb:
         charges = make_charges(kb, run_id, credential)
         agent = Agent(runaway_model(charges, obey_stop=obey_stop), deps_type=Deps, tools=[refund_charge])

@@ -102,7 +102,8 @@ def main(
     credential: str | None = None,
 ) -> Report:
     """Run the agent once against Keybrake at `url` and return what the audit log says about it."""
-    run_id = run_id or f"shipping-texts-{uuid.uuid4().hex[:8]}"
+    if run_id is None:  # an empty run_id is refused by kb.run(), not replaced
+        run_id = f"shipping-texts-{uuid.uuid4().hex[:8]}"
     agent = Agent(runaway_model(obey_stop=obey_stop), deps_type=Deps, tools=[send_text])
     with Keybrake(url, admin_token) as kb:
         with kb.run(vendor="twilio", run_id=run_id, policy=POLICY, ttl="15m", credential=credential) as run:

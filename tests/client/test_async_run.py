@@ -32,19 +32,25 @@ async def test_an_exception_revokes(kb: KeybrakeThread) -> None:
         assert (await akb.get_key(run.key.id)).revoke_reason == "run failed: ValueError (arun-2)"
 
 
+async def _start_a_long_run(akb: AsyncKeybrake, run_id: str) -> tuple[asyncio.Task[None], list[AsyncRun]]:
+    """A task inside `akb.run(run_id)`, waiting a minute; returned once its key is issued."""
+    entered = asyncio.Event()
+    runs: list[AsyncRun] = []
+
+    async def agent() -> None:
+        async with akb.run(vendor="stripe", run_id=run_id) as run:
+            runs.append(run)
+            entered.set()
+            await asyncio.sleep(60)
+
+    task = asyncio.create_task(agent())
+    await entered.wait()
+    return task, runs
+
+
 async def test_cancellation_revokes_and_stays_cancelled(kb: KeybrakeThread) -> None:
     async with AsyncKeybrake(kb.url, ADMIN_TOKEN) as akb:
-        entered = asyncio.Event()
-        runs: list[AsyncRun] = []
-
-        async def agent() -> None:
-            async with akb.run(vendor="stripe", run_id="arun-3") as run:
-                runs.append(run)
-                entered.set()
-                await asyncio.sleep(60)
-
-        task = asyncio.create_task(agent())
-        await entered.wait()
+        task, runs = await _start_a_long_run(akb, "arun-3")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -55,17 +61,7 @@ async def test_cancellation_revokes_and_stays_cancelled(kb: KeybrakeThread) -> N
 
 async def test_a_second_cancel_during_the_revoke_still_revokes(kb: KeybrakeThread) -> None:
     async with AsyncKeybrake(kb.url, ADMIN_TOKEN) as akb:
-        entered = asyncio.Event()
-        runs: list[AsyncRun] = []
-
-        async def agent() -> None:
-            async with akb.run(vendor="stripe", run_id="arun-4") as run:
-                runs.append(run)
-                entered.set()
-                await asyncio.sleep(60)
-
-        task = asyncio.create_task(agent())
-        await entered.wait()
+        task, runs = await _start_a_long_run(akb, "arun-4")
         task.cancel()
         await asyncio.sleep(0)  # the block is left and the revoke sent ...
         task.cancel()  # ... and the task is cancelled again while it waits for the answer

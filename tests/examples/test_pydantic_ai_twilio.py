@@ -4,6 +4,8 @@ refuses the fourth text and the tool's STOP answer ends the run."""
 
 from __future__ import annotations
 
+import pytest
+
 from examples import pydantic_ai_twilio as recipe
 from tests.fakes.twilio_server import FakeTwilioThread
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
@@ -38,3 +40,9 @@ def test_a_model_that_ignores_stop_is_ended_by_the_tool_call_limit_without_anoth
     assert [code for code, _ in report.refused] == ["send_cap_exceeded"]
     assert len(report.rows) == 7 and report.forwarded == 3
     assert len([r for r in fake_twilio.fake.requests if r.method == "POST"]) == 3
+
+
+def test_an_empty_run_id_is_refused_not_replaced(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
+    with pytest.raises(ValueError, match="run_id must be a non-empty string"):
+        recipe.main(kbt.url, ADMIN_TOKEN, run_id="")
+    assert [r for r in fake_twilio.fake.requests if r.method == "POST"] == []
