@@ -28,14 +28,12 @@ _JSON_SHORT = {"/": b"\\/", '"': b'\\"', "\\": b"\\\\"}  # JSON short escapes (c
 _JSON_SHORT |= {"\b": b"\\b", "\f": b"\\f", "\n": b"\\n", "\r": b"\\r", "\t": b"\\t"}
 
 
-@functools.lru_cache(maxsize=256)
 def credential_echoes(vendor: Vendor, secret: bytes) -> tuple[str, ...]:
     """The credential values `vendor` injects for `secret` (query values; header values, the
     bearer token, for Basic auth the base64 pair, the pair and its password — the user when the
     password is empty: Segment's write key), each also as base64 (standard and URL-safe, with and
     without `=` padding). Values shorter than MIN_ECHO_CHARS are left out. Longest first, so a
-    longer value is replaced before a part of it. `scrub_answer` matches every spelling of each.
-    Memoized per (vendor, secret): every answer needs them, and they only change with the credential."""
+    longer value is replaced before a part of it. `scrub_answer` matches every spelling of each."""
     values: list[str] = [v for _, v in vendor.upstream_query(secret)]
     for _, value in vendor.upstream_headers(secret):
         scheme, _, rest = value.partition(" ")
