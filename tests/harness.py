@@ -24,7 +24,7 @@ import uvicorn
 
 from keybrake.app import KeybrakeApp
 from keybrake.config import Settings
-from keybrake.listener import Listeners, bind_listeners, server_config
+from keybrake.listener import KeybrakeServer, Listeners, bind_listeners, server_config
 from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
 
@@ -122,7 +122,9 @@ class KeybrakeThread:
                 admin = next((lst for lst in self.listeners.all if lst.role == "admin"), None)
                 if admin is not None and admin.unix_path is None:
                     self.admin_url = admin.address
-                self._server = uvicorn.Server(server_config(self.app, self.settings, self.listeners))
+                self._server = KeybrakeServer(
+                    server_config(self.app, self.settings, self.listeners), on_stop=self.app.begin_stop
+                )
                 self._server.config.setup_event_loop = lambda: None  # type: ignore[method-assign]
                 task = asyncio.create_task(self._server.serve(sockets=self.listeners.sockets))
                 while not self._server.started and not task.done():

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from keybrake.crypto import MasterKeyError, master_key_bytes
-from keybrake.envvars import Env, parse_trusted_proxies, parse_upstream_hosts
+from keybrake.envvars import Env, approval_env, parse_trusted_proxies, parse_upstream_hosts
 from keybrake.envvars import SettingsError as SettingsError  # re-exported: callers import it from here
 from keybrake.store.pg import POSTGRES_SCHEMES
 from keybrake.vendors import registry
@@ -121,6 +121,13 @@ class Settings:
     max_buffered_body_bytes: int = 512 * 1024 * 1024
     header_timeout_s: float = 10.0  # until a request's headers are complete; then closed
     keepalive_timeout_s: float = 5.0  # an idle keep-alive connection is closed after this
+    # Human approval (docs/approvals.md): the longest a held call waits (a policy's
+    # approval_timeout_seconds is bounded by it), how many calls of one key may wait at once
+    # (past it a call is refused, not held), and the address operators reach the admin API at,
+    # for the approve / deny links in Slack messages (None: messages carry no links).
+    approval_max_wait_s: int = 900
+    approval_max_pending: int = 10
+    public_url: str | None = None
 
     @property
     def separate_admin(self) -> bool:
@@ -319,6 +326,7 @@ def _server_env(e: Env) -> dict[str, Any]:
     for name, attr in (("KEYBRAKE_DEFAULT_KEY_TTL", "default_key_ttl_s"), ("KEYBRAKE_MAX_KEY_TTL", "max_key_ttl_s")):
         if e.has(name):
             kw[attr] = e.duration(name)
+    kw.update(approval_env(e))
     return kw
 
 

@@ -7,7 +7,10 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
 
+from keybrake.core.approvals import MAX_APPROVAL_WAIT_S
 from keybrake.core.timefmt import parse_duration_s
 
 
@@ -206,3 +209,35 @@ def parse_trusted_proxies(value: str) -> tuple[str, ...]:
                 f"KEYBRAKE_TRUSTED_PROXIES: {entry!r} is not an IP address or a network like 10.0.0.0/8"
             ) from None
     return tuple(out)
+
+
+def approval_env(e: Env) -> dict[str, Any]:
+    """Human approval's settings (docs/approvals.md)."""
+    kw: dict[str, Any] = {}
+    if e.has("KEYBRAKE_APPROVAL_MAX_WAIT"):
+        kw["approval_max_wait_s"] = wait = e.duration("KEYBRAKE_APPROVAL_MAX_WAIT")
+        if not 1 <= wait <= MAX_APPROVAL_WAIT_S:
+            raise SettingsError(
+                f"KEYBRAKE_APPROVAL_MAX_WAIT must be between 1s and {MAX_APPROVAL_WAIT_S}s (got {wait}s): a held "
+                "call keeps its connection and its reservation open while it waits"
+            )
+    if e.has("KEYBRAKE_APPROVAL_MAX_PENDING"):
+        kw["approval_max_pending"] = e.integer("KEYBRAKE_APPROVAL_MAX_PENDING", 1, 1000)
+    if value := e.text("KEYBRAKE_PUBLIC_URL"):
+        kw["public_url"] = parse_public_url(value)
+    return kw
+
+
+def parse_public_url(value: str) -> str:
+    """KEYBRAKE_PUBLIC_URL: an http(s) URL with a host and nothing after the path, without the
+    trailing slash. Raises SettingsError naming the variable."""
+    try:
+        u = urlsplit(value.strip())
+    except ValueError as exc:
+        raise SettingsError(f"KEYBRAKE_PUBLIC_URL is not a URL: {exc}") from None
+    if u.scheme not in ("http", "https") or not u.hostname or u.query or u.fragment or u.username or u.password:
+        raise SettingsError(
+            f"KEYBRAKE_PUBLIC_URL must be an http(s) URL such as https://keybrake.example.com, with no query, "
+            f"fragment or credentials (got {value[:80]!r})"
+        )
+    return value.strip().rstrip("/")

@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keybrake.core.errors import CODES, OUTCOME_UNKNOWN, RETRYABLE, STATUS, CapHit, Denial
+from keybrake.core.errors import ASK_AGAIN, CODES, OUTCOME_UNKNOWN, RETRYABLE, STATUS, CapHit, Denial
 from keybrake.core.jsonfmt import dumps
 from keybrake.vendors import build_vendors
 from keybrake.vendors.twilio_errors import twilio_code
+from keybrake_client.denial import ASK_AGAIN as CLIENT_ASK_AGAIN
 from keybrake_client.denial import CODES as CLIENT_CODES
 from keybrake_client.denial import OUTCOME_UNKNOWN as CLIENT_OUTCOME_UNKNOWN
 from keybrake_client.denial import TWILIO_CODES, classify, denial, from_body
@@ -31,6 +32,8 @@ def test_the_client_classifies_exactly_the_server_codes_in_order() -> None:
     # The codes whose retry advice depends on the request (the vendor replays a retry under the
     # idempotency key the request carried) are the same on both sides.
     assert CLIENT_OUTCOME_UNKNOWN == OUTCOME_UNKNOWN
+    # A held call's advice on asking again is the server's too.
+    assert CLIENT_ASK_AGAIN == ASK_AGAIN
 
 
 @given(st.sampled_from(SERVER_CODES))

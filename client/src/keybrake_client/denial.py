@@ -17,7 +17,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-Kind = Literal["auth", "revoked", "expired", "invalid", "scope", "cap", "duplicate", "transient", "upstream"]
+Kind = Literal[
+    "auth", "revoked", "expired", "invalid", "scope", "cap", "duplicate", "transient", "upstream", "approval"
+]
 
 # code: (HTTP status, kind, retryable). Order as the server's table (Twilio's integer codes are
 # status × 1000 + the code's position among those sharing its status).
@@ -42,6 +44,9 @@ CODES: dict[str, tuple[int, Kind, bool]] = {
     "amount_over_limit": (403, "cap", False),
     "currency_not_supported": (403, "scope", False),
     "unpriceable_request": (403, "scope", False),
+    "approval_denied": (403, "approval", False),
+    "approval_timeout": (403, "approval", False),
+    "approval_queue_full": (403, "approval", False),
     "idempotency_in_flight": (409, "transient", True),
     "duplicate_outcome_unknown": (409, "duplicate", False),
     "spend_cap_exceeded": (429, "cap", False),
@@ -82,7 +87,9 @@ class Denial:
     `max_usd_per_call`), "scope" (endpoint, customer, recipient, parameter rules), "revoked",
     "expired", "auth" (no or bad key), "invalid" (the request's form), "duplicate" (a dedup'd
     send of unknown outcome), "transient" (in flight, store or vendor unreachable) or "upstream"
-    (the operator's credential or upstream settings); `retryable`: whether sending the same
+    (the operator's credential or upstream settings) or "approval" (a call held for a person's
+    approval was denied, not decided in time, or not held: `ask_again` says whether sending it
+    again, to be held again, can help); `retryable`: whether sending the same
     request again can succeed without anyone changing anything (for `upstream_timeout` only with
     the same Idempotency-Key); `status`: the HTTP status; `message`: Keybrake's explanation;
     `detail`: the `keybrake` object of the answer when the shape carries it (e.g. `cap` with
@@ -95,6 +102,12 @@ class Denial:
     status: int
     message: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def ask_again(self) -> bool:
+        """For a held call: True when asking again can help (no one decided in time, or too many
+        calls were already waiting); False when a person denied it. False for every other code."""
+        return self.code in ASK_AGAIN
 
     @property
     def cap(self) -> Mapping[str, Any] | None:
@@ -112,6 +125,8 @@ def classify(code: str, message: str = "", detail: Mapping[str, Any] | None = No
     return Denial(code, kind, retryable, status, message, detail or {})
 
 
+# Approval codes after which asking again can help (the server's keybrake.core.errors.ASK_AGAIN).
+ASK_AGAIN = frozenset({"approval_timeout", "approval_queue_full"})
 # Codes after which the vendor may have acted: a retry is safe only under the same
 # Idempotency-Key, and only at a vendor that replays a retry sent under it (the server's
 # keybrake.core.errors.OUTCOME_UNKNOWN).

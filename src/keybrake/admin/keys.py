@@ -73,10 +73,18 @@ def _check_policy_fields(rt: Runtime, vendor: str, policy: dict[str, Any]) -> li
             raise validation(f"policy.{name} is not supported for {vendor} keys: {why}", f"policy.{name}")
     if unusable := rt.vendors[vendor].policy_problem(policy):  # a vendor field that cannot take effect
         raise validation(unusable[1], unusable[0])
-    for i, text in enumerate(policy.get("allowed_endpoints") or ()):
-        problem = rt.vendors[vendor].pattern_problem(parse_pattern(text))  # a pattern that could never match
-        if problem:
-            raise validation(f"entry {i} ({text!r}): {problem}", "policy.allowed_endpoints")
+    for name in ("allowed_endpoints", "approval_endpoints"):
+        for i, text in enumerate(policy.get(name) or ()):
+            problem = rt.vendors[vendor].pattern_problem(parse_pattern(text))  # a pattern that could never match
+            if problem:
+                raise validation(f"entry {i} ({text!r}): {problem}", f"policy.{name}")
+    wait = policy.get("approval_timeout_seconds")
+    if wait is not None and wait > rt.settings.approval_max_wait_s:
+        raise validation(
+            f"{wait}s is longer than this server lets a call wait for approval: at most "
+            f"{rt.settings.approval_max_wait_s}s (KEYBRAKE_APPROVAL_MAX_WAIT)",
+            "policy.approval_timeout_seconds",
+        )
     warnings = []
     if not any(f in policy for f in ("daily_usd_cap", "total_usd_cap")):
         if rt.settings.require_usd_cap:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from keybrake.core.approvals import MAX_APPROVAL_WAIT_S
 from keybrake.core.money import MoneyError, parse_usd
 from keybrake.core.patterns import PatternError, parse_pattern
 from keybrake.core.policy import CORE_RANKS
@@ -132,7 +133,7 @@ class PolicyBase(Strict):
 
     _aliases = model_validator(mode="before")(_refuse_aliases)
 
-    @field_validator("allowed_endpoints", check_fields=False)
+    @field_validator("allowed_endpoints", "approval_endpoints", check_fields=False)
     @classmethod
     def _patterns(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
@@ -180,6 +181,11 @@ class CorePolicyIn(PolicyBase):
     # Replay bodies are held (encrypted) for the window: at most a day.
     dedup_window_seconds: Annotated[int, Field(ge=1, le=86400, strict=True)] | None = None
     allow_self_revoke: bool | None = None
+    # Human approval (docs/approvals.md): calls estimated above this, or matching these patterns,
+    # wait for a person; this long at most (bounded by KEYBRAKE_APPROVAL_MAX_WAIT).
+    approval_above_usd: Money | None = None
+    approval_endpoints: list[str] | None = Field(default=None, max_length=500)
+    approval_timeout_seconds: Annotated[int, Field(ge=1, le=MAX_APPROVAL_WAIT_S, strict=True)] | None = None
 
 
 def compose_policy_input(vendor_inputs: Sequence[type[BaseModel]]) -> type[PolicyBase]:

@@ -9,6 +9,7 @@ CPU and buys nothing there.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
 from keybrake.net.upstream import AiohttpUpstream
+from keybrake.proxy.approval import CLIENT_GONE
 from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
@@ -112,6 +114,7 @@ class KeybrakeApp:
             metrics=self.metrics,
             settle=self.settler.submit,
             alerts=self.alerts,
+            approval_sink=self.alerts,
         )
         self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
         self._admin: Any = AdminGate(self.admin, rt)
@@ -207,6 +210,7 @@ class KeybrakeApp:
             return  # the client left mid-body: a truncated request is never forwarded, no one to answer
         if (d := deadline.current()) is not None:
             d.extend(time.monotonic() - reading)  # the client's upload time is not the store's
+        CLIENT_GONE.set(functools.partial(_disconnected, receive))  # a call held for approval watches it
         try:
             await self._answer(scope, send, raw_path, headers, client, body, too_large, limit)
         finally:
@@ -268,6 +272,10 @@ class KeybrakeApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def begin_stop(self) -> None:
+        """The server starts stopping (before it waits for open requests): end every held call."""
+        self.pipeline.approvals.stop()
+
     async def startup(self) -> None:
         """Register this instance and recover what stopped replicas left, then start the jobs."""
         await self.housekeeping.register()
@@ -294,6 +302,13 @@ def _not_here(message: str) -> ProxyResponse:
     """404 for a path served on the other listener; the body is not read (the connection closes)."""
     body = dumps({"error": {"type": "keybrake_error", "code": "not_found", "message": message}})
     return ProxyResponse(404, [("content-type", JSON_TYPE), ("connection", "close")], body)
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Return once the client has disconnected (after the whole body was read, ASGI's next
+    message is `http.disconnect`, sent when the connection closes)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _send(send: Send, resp: ProxyResponse) -> None:

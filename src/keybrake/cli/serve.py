@@ -100,10 +100,9 @@ def serve(
 
 async def _serve(settings: Settings, listeners: Listeners) -> None:
     """Open (or create) the store, announce a bootstrap admin token, serve on `listeners` until stopped."""
-    import uvicorn
 
     from keybrake.app import KeybrakeApp
-    from keybrake.listener import server_config
+    from keybrake.listener import KeybrakeServer, server_config
 
     try:
         rt = await open_runtime(settings, create=True)
@@ -118,7 +117,7 @@ async def _serve(settings: Settings, listeners: Listeners) -> None:
         for lst in listeners.all:
             logs.event(logging.getLogger("keybrake"), "listening", listener=lst.role, address=lst.address,
                        max_connections=lst.limit)  # fmt: skip
-        server = uvicorn.Server(server_config(app, settings, listeners))
+        server = KeybrakeServer(server_config(app, settings, listeners), on_stop=app.begin_stop)
         # Everything built so far (modules, the runtime, the app) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer walks ~100k long-lived
         # objects on the request path (bench/README.md, the speed work's profile).

@@ -7,7 +7,8 @@ Each code maps to exactly one HTTP status and one audit verdict (docs/errors.md)
     ├── 400 key_ambiguous, path_invalid, param_ambiguous, body_invalid, header_invalid
     ├── 401 key_missing, key_invalid, key_revoked, key_expired
     ├── 403 vendor_mismatch, endpoint_not_allowed, endpoint_guarded, scope_violation,
-    │       param_not_allowed, amount_over_limit, currency_not_supported, unpriceable_request
+    │       param_not_allowed, amount_over_limit, currency_not_supported, unpriceable_request,
+    │       approval_denied, approval_timeout, approval_queue_full
     ├── 405 method_not_supported
     ├── 409 idempotency_in_flight, duplicate_outcome_unknown
     ├── 413 body_too_large
@@ -47,6 +48,9 @@ CODES: tuple[tuple[str, int], ...] = (
     ("amount_over_limit", 403),
     ("currency_not_supported", 403),
     ("unpriceable_request", 403),
+    ("approval_denied", 403),
+    ("approval_timeout", 403),
+    ("approval_queue_full", 403),
     ("idempotency_in_flight", 409),
     ("duplicate_outcome_unknown", 409),
     ("spend_cap_exceeded", 429),
@@ -63,6 +67,10 @@ STATUS: dict[str, int] = dict(CODES)
 
 # Codes after which a retry of the same request can succeed without anyone changing anything.
 RETRYABLE = frozenset({"idempotency_in_flight", "upstream_unreachable", "enforcement_unavailable", "upstream_timeout"})
+# Codes of a call held for a person's approval (docs/approvals.md) after which asking again —
+# sending the same request, which is held again — can help: no one decided, or the call was
+# never held. Never RETRYABLE: it needs a person.
+ASK_AGAIN = frozenset({"approval_timeout", "approval_queue_full"})
 # Of those, codes after which the vendor may have acted: a retry is safe (retryable) only where the
 # vendor replays a retry sent under the same idempotency key and the request carried one
 # (`Denial.replayable`); anywhere else a retry may act twice (a second payment, a second message).

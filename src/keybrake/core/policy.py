@@ -24,16 +24,19 @@ from keybrake.core.patterns import EndpointPattern, parse_pattern
 # The core policy fields (every vendor's keys can take them), each with its rank: the API
 # renders every field, core and vendor ones (`VendorSpec.policy_input` RANKS), in rank order.
 # Money fields hold micro-USD.
-USD_FIELDS = ("daily_usd_cap", "total_usd_cap", "max_usd_per_call")
+USD_FIELDS = ("daily_usd_cap", "total_usd_cap", "max_usd_per_call", "approval_above_usd")
 CORE_RANKS: Mapping[str, int] = MappingProxyType(
     {
         "daily_usd_cap": 10,
         "total_usd_cap": 20,
         "max_usd_per_call": 30,
+        "approval_above_usd": 32,  # docs/approvals.md: a person approves calls estimated above it
         "max_requests_per_hour": 40,
         "max_requests_total": 50,
         "max_write_requests_total": 60,
         "allowed_endpoints": 70,
+        "approval_endpoints": 72,  # … and every call matching one of these
+        "approval_timeout_seconds": 74,  # how long a held call waits for the decision
         "customer_allowlist": 80,  # the customer a request acts for (`ScopeResult.customer_scope_id`)
         "param_rules": 100,
         "daily_send_cap": 180,
@@ -109,6 +112,9 @@ class Policy:
     param_rules: tuple[ParamRule, ...] | None = None
     daily_send_cap: int | None = None
     dedup_window_seconds: int | None = None
+    approval_above_usd: int | None = None
+    approval_endpoints: tuple[EndpointPattern, ...] | None = None
+    approval_timeout_seconds: int | None = None
     # Not hashed (a mapping): equal policies still hash alike, by their other fields.
     vendor_data: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     _parsed: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -117,6 +123,7 @@ class Policy:
     def from_store(cls, data: Mapping[str, Any]) -> Policy:
         """Build from the stored JSON (already validated at the API edge)."""
         endpoints = data.get("allowed_endpoints")
+        held = data.get("approval_endpoints")
         rules = data.get("param_rules")
         customers = data.get("customer_allowlist")
         return cls(
@@ -129,6 +136,9 @@ class Policy:
             param_rules=tuple(rule_from_store(k, v) for k, v in rules.items()) if rules is not None else None,
             daily_send_cap=data.get("daily_send_cap"),
             dedup_window_seconds=data.get("dedup_window_seconds"),
+            approval_above_usd=data.get("approval_above_usd"),
+            approval_endpoints=tuple(parse_pattern(p) for p in held) if held is not None else None,
+            approval_timeout_seconds=data.get("approval_timeout_seconds"),
             vendor_data=MappingProxyType({k: v for k, v in data.items() if k not in CORE_RANKS}),
         )
 

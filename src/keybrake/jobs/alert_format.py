@@ -17,7 +17,7 @@ from keybrake.core.jsonfmt import dumps
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
 from keybrake.core.windows import Window
-from keybrake.store.base import AlertDestination, CounterUsage, Delivery
+from keybrake.store.base import AlertDestination, ApprovalRecord, CounterUsage, Delivery
 from keybrake.store.ids import new_audit_id
 
 MAX_RETRY_DELAY_MS = 3_600_000  # backoff doubles up to an hour
@@ -144,6 +144,26 @@ def threshold_data(
         "unit": "usd" if money else "count",
         "window_start": rfc3339(c.window_start) if window is not Window.TOTAL else None,
         "resets_at": rfc3339(reset) if reset is not None else None,
+    }
+
+
+def approval_data(rec: ApprovalRecord) -> dict[str, Any]:
+    """approval.requested's `data`: what the held call is, how much it moves (USD number, `usd`),
+    whose it is, why it waits and until when (docs/approvals.md)."""
+    return {
+        "approval_id": rec.id,
+        "audit_id": rec.audit_id,
+        "key_id": rec.key_id,
+        "label": rec.label,
+        "agent_run_id": rec.agent_run_id,
+        "vendor": rec.vendor,
+        "method": rec.method,
+        "endpoint": rec.endpoint,
+        "amount_usd": usd(rec.amount_usd),
+        "summary": rec.summary,
+        "reasons": list(rec.reasons),
+        "created_at": rfc3339(rec.created_at),
+        "expires_at": rfc3339(rec.expires_at),
     }
 
 

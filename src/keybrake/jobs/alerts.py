@@ -24,6 +24,7 @@ from keybrake.core.upstream import Upstream, UpstreamRequest
 from keybrake.crypto import Sealer
 from keybrake.jobs.alert_delivery import MAX_ATTEMPTS, Deliverer, alert_url_refusal
 from keybrake.jobs.alert_format import (
+    approval_data,
     build_delivery,
     event_id_for,
     hit_level,
@@ -31,7 +32,7 @@ from keybrake.jobs.alert_format import (
     sign,
 )
 from keybrake.logs import event, redact
-from keybrake.store.base import AlertDestination, AlertScanStore, KeyRecord
+from keybrake.store.base import AlertDestination, AlertScanStore, ApprovalRecord, KeyRecord
 
 __all__ = ["DEFAULT_THRESHOLDS", "EVENTS", "MAX_ATTEMPTS", "Alerts", "alert_url_refusal", "sign"]
 
@@ -47,6 +48,7 @@ EVENTS = (
     "secret.exposed",
     "enforcement.unavailable",
     "enforcement.recovered",
+    "approval.requested",
 )
 UNAVAILABLE_EVERY_MS = 5 * 60_000
 DEFAULT_THRESHOLDS = (50, 80, 100)
@@ -188,6 +190,11 @@ class Alerts:
         fire = f"hit:{cap.scope}:{cap.id}:{cap.name}:{cap.resets_at_ms}:{level}"
         self.soon(self.emit("cap.hit", data, fire_key=fire, keep_until_ms=cap.resets_at_ms,
                             forever=cap.resets_at_ms is None))  # fmt: skip
+
+    def approval_requested(self, rec: ApprovalRecord) -> None:
+        """approval.requested for a call just held (docs/approvals.md): once per approval."""
+        data = approval_data(rec)
+        self.soon(self.emit("approval.requested", data, fire_key=f"approval:{rec.id}", keep_until_ms=rec.expires_at))
 
     def key_revoked(self, key: KeyRecord) -> None:
         """key.revoked once per key, whichever path revoked it (the scan finds the others)."""

@@ -30,6 +30,7 @@ from keybrake.listener.guard import SCOPE_KEY, GuardedHttpProtocol, Listener, Li
 from keybrake.listener.sockets import (
     FD_MARGIN,
     UPSTREAM_CONNECTIONS,
+    KeybrakeServer,
     bind_listeners,
     bind_tcp,
     bind_unix,
@@ -43,6 +44,7 @@ __all__ = [
     "SCOPE_KEY",
     "UPSTREAM_CONNECTIONS",
     "GuardedHttpProtocol",
+    "KeybrakeServer",
     "Listener",
     "ListenerError",
     "Listeners",

@@ -9,6 +9,7 @@ import os
 import resource
 import socket
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +132,21 @@ def server_config(app: Any, settings: Settings, listeners: Listeners) -> uvicorn
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
     )
+
+
+class KeybrakeServer(uvicorn.Server):
+    """uvicorn's server that tells the app the moment it starts stopping (`on_stop`), before it
+    waits for open requests to finish: calls held for approval end then (docs/approvals.md)
+    instead of holding the stop for their whole wait."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.on_stop is not None:
+            self.on_stop()
+        await super().shutdown(sockets)
 
 
 # -- file descriptors ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The request pipeline's async shell, top to bottom:
 
-    authenticate → route & parse → admit → [lookup] → plan → reserve → forward → outcome → settle
+    authenticate → route & parse → admit → [lookup] → plan → reserve → [hold for approval]
+    → forward → outcome → settle
 
 Every decision is a pure function (proxy/decide.py before forwarding, proxy/outcome.py after the
 answer); this module only calls the store and the vendor and acts on what they decide. Before
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from keybrake import deadline
 from keybrake.config import Settings
@@ -35,6 +36,7 @@ from keybrake.core.windows import window_start
 from keybrake.crypto import Sealer
 from keybrake.net.egress import EgressRules
 from keybrake.proxy import decide
+from keybrake.proxy.approval import Approvals, ApprovalSink, approve_or_refuse
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial
@@ -48,6 +50,7 @@ from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.store.base import (
+    ApprovalStore,
     AuditRow,
     KeyRecord,
     KeyState,
@@ -71,13 +74,17 @@ _ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str, str] |
 )
 
 
+class PipelineStore(ReservationStore, ApprovalStore, Protocol):
+    """What the pipeline needs of the store: reservations and the holds of calls awaiting approval."""
+
+
 class Pipeline:
     """The hot path: `handle` answers one proxied request; see the module docstring."""
 
     def __init__(
         self,
         *,
-        store: ReservationStore,
+        store: PipelineStore,
         vendors: dict[str, Vendor],
         upstream: Upstream,
         settings: Settings,
@@ -87,6 +94,7 @@ class Pipeline:
         metrics: ProxyMetrics | None = None,
         settle: Callable[[SettleJob], asyncio.Future[None]] | None = None,
         alerts: AlertSink | None = None,
+        approval_sink: ApprovalSink | None = None,
     ) -> None:
         self.store = store
         self.vendors = vendors
@@ -101,6 +109,7 @@ class Pipeline:
         self.alerts = alerts
         self.reservations = Reservations(store, self.rec, sealer, instance_id)
         self.forwarder = Forwarder(upstream, self.snapshots, self.rec, sealer, settings, alerts)
+        self.approvals = Approvals(store, settings, instance_id, approval_sink)
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -208,13 +217,19 @@ class Pipeline:
             return reserved  # a duplicate inside the dedup window: the first answer, replayed
         plan, result = reserved
 
-        # 5. swap the credential and forward
+        # 5. a call a person must approve waits here, its reservation held (proxy/approval.py)
         ctx.reserved, ctx.daily_counter = result.items, plan.daily_counter
+        policy = self.snapshots.policy(at.key)
+        ended = await approve_or_refuse(self.approvals, ctx, at.key, policy, plan, result, self.forwarder.refuse)
+        if ended is not None:
+            return ended
+
+        # 6. swap the credential and forward
         sent = await self.forwarder.send(req, ctx, at.key, where, plan, result)
         if isinstance(sent, ProxyResponse):
             return sent  # refused after reserving; the reservation is settled
 
-        # 6. settle to what the answer says the call cost; 7. answer with Keybrake's headers
+        # 7. settle to what the answer says the call cost; 8. answer with Keybrake's headers
         return await self.forwarder.answer(ctx, at.key, where.vendor, plan, result, sent)
 
     async def _authenticate(self, req: ProxyRequest, ctx: RequestContext) -> tuple[str, str, KeyRecord, bool]:

@@ -20,11 +20,14 @@ from keybrake.store.admin_roles import (
     KeyStore,
 )
 from keybrake.store.records import (
+    APPROVAL_STATES,
     AUDIT_FIELDS,
     LEASE_STALE_MS,
     SPEND_BUCKET_MS,
     AdminTokenRecord,
     AlertDestination,
+    ApprovalQuery,
+    ApprovalRecord,
     AuditQuery,
     AuditRow,
     BudgetRecord,
@@ -56,6 +59,7 @@ from keybrake.store.reservations import (
 )
 from keybrake.store.roles import (
     AlertScanStore,
+    ApprovalStore,
     InstanceStore,
     LedgerStore,
     LifecycleStore,
@@ -69,6 +73,7 @@ from keybrake.store.roles import (
 )
 
 __all__ = [
+    "APPROVAL_STATES",
     "AUDIT_FIELDS",
     "LEASE_STALE_MS",
     "SPEND_BUCKET_MS",
@@ -77,6 +82,9 @@ __all__ = [
     "AlertDestination",
     "AlertScanStore",
     "AlertStore",
+    "ApprovalQuery",
+    "ApprovalRecord",
+    "ApprovalStore",
     "AuditQuery",
     "AuditRow",
     "AuditStore",

@@ -71,6 +71,8 @@ class BudgetRecord:
     timezone: str
     created_at: int
     updated_at: int
+    # Calls of a covered key estimated above this (µUSD) wait for a person (docs/approvals.md).
+    approval_above_usd: int | None = None
 
     def covers(self, label: str | None, vendor: str, credential: str) -> bool:
         if self.scope_kind == "all":
@@ -210,9 +212,58 @@ class AuditRow:
     upstream_latency_ms: float | None = None
     overhead_ms: float | None = None
     metadata: dict[str, Any] | None = None
+    # A call held for approval (docs/approvals.md): {"id", "state", "reasons", "expires_at",
+    # then "decided_by", "decided_at", "reason", "waited_ms"}; None for every other call.
+    approval: dict[str, Any] | None = None
 
 
 AUDIT_FIELDS: tuple[str, ...] = tuple(AuditRow.__dataclass_fields__)
+
+
+APPROVAL_STATES = ("pending", "approved", "denied", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    """One call held for a person's decision (docs/approvals.md). Money in µUSD, times Unix ms.
+
+    `state`: pending, then exactly one of approved | denied | expired (no one decided in time) |
+    cancelled (the key was revoked, the agent hung up, or the holding replica stopped).
+    `run_scope`: what a grant for "the rest of this run" covers: `run:<agent_run_id>` when the
+    key is bound to a run, else `key:<key id>`.
+    """
+
+    id: str
+    audit_id: str
+    key_id: str
+    label: str | None
+    agent_run_id: str | None
+    vendor: str
+    method: str
+    endpoint: str
+    amount_usd: int
+    summary: dict[str, Any] | None
+    reasons: tuple[str, ...]
+    state: str
+    created_at: int
+    expires_at: int
+    owner: str
+    decided_at: int | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+    grant_usd: int | None = None
+
+    @property
+    def run_scope(self) -> str:
+        return f"run:{self.agent_run_id}" if self.agent_run_id else f"key:{self.key_id}"
+
+
+@dataclass(frozen=True)
+class ApprovalQuery:
+    state: str | None = None  # one of APPROVAL_STATES; "pending" lists only those not yet expired
+    key_id: str | None = None
+    before_id: str | None = None  # page: ids older than this (newest first)
+    limit: int = 100
 
 
 @dataclass(frozen=True)

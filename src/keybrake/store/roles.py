@@ -1,6 +1,6 @@
 """The store's interfaces, one per role: each names what one kind of caller needs.
 
-- the proxy: `ReservationStore` (the pipeline and its recorder), `SettleStore` (the settle
+- the proxy: `ReservationStore` (the pipeline and its recorder), `ApprovalStore` (held calls), `SettleStore` (the settle
   writer), `LedgerStore` (facts learnt about vendor objects);
 - the admin surface: `KeyStore`, `CredentialStore`, `BudgetStore`, `AuditStore`, `AlertStore`,
   `AdminTokenStore` (admin_roles.py);
@@ -32,7 +32,7 @@ from keybrake.store.admin_roles import (
     KeyStore,
     WindowStarts,
 )
-from keybrake.store.records import AuditRow, CapSpec, CounterUsage, Delivery, KeyRecord
+from keybrake.store.records import ApprovalQuery, ApprovalRecord, AuditRow, CapSpec, CounterUsage, Delivery, KeyRecord
 from keybrake.store.reservations import (
     DedupCheck,
     DedupHit,
@@ -49,6 +49,7 @@ __all__ = [
     "AdminTokenStore",
     "AlertScanStore",
     "AlertStore",
+    "ApprovalStore",
     "AuditStore",
     "BudgetStore",
     "Clock",
@@ -142,6 +143,40 @@ class ReservationStore(CredentialReader, CounterReader, SettleStore, LedgerStore
         """One request in the key's hourly request counter (a refused request that made a lookup)."""
 
     async def dedup_get(self, key_id: str, fingerprint: str) -> DedupHit | None: ...
+
+
+class ApprovalStore(Clock, Protocol):
+    """Calls held for a person's decision (docs/approvals.md; `sql_approvals.py`): the holder
+    (`proxy/approval.py`) writes and watches a hold, people decide through the admin API."""
+
+    async def hold_approval(self, rec: ApprovalRecord) -> None:
+        """Write a pending approval and mark its audit row `awaiting_approval`, together."""
+
+    async def approval_get(self, approval_id: str) -> ApprovalRecord | None: ...
+    async def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, str | None, int | None]:
+        """(the approval, its key's status, its key's expiry): what the holder polls."""
+
+    async def decide_approval(
+        self, approval_id: str, state: str, by: str, reason: str | None, grant_usd: int | None = None
+    ) -> tuple[bool, ApprovalRecord | None]:
+        """approved | denied, only while pending and unexpired: (taken?, the approval now)."""
+
+    async def end_approval(
+        self, approval_id: str, state: str, by: str, reason: str, waited_ms: int | None = None
+    ) -> ApprovalRecord | None:
+        """The holder ends a pending hold (expired | cancelled); returns the approval as it stands."""
+
+    async def note_approval(self, audit_id: str, approval: dict[str, Any]) -> None:
+        """Write the audit row's `approval` (the holder, once it knows how the hold ended)."""
+
+    async def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
+        """Take µUSD from the run's live grant if it holds that much: the granting approval's id."""
+
+    async def grant_for(self, run_scope: str) -> dict[str, Any] | None: ...
+    async def pending_approvals(self, key_id: str) -> int: ...
+    async def list_approvals(self, q: ApprovalQuery) -> list[ApprovalRecord]: ...
+    async def budget_approval_thresholds(self, budget_ids: list[str]) -> dict[str, int]:
+        """budget id → approval_above_usd (µUSD), for those that set one."""
 
 
 class InstanceStore(Protocol):
@@ -264,6 +299,7 @@ class RetentionStore(Clock, Protocol):
 
 class Store(
     ReservationStore,
+    ApprovalStore,
     KeyStore,
     CredentialStore,
     BudgetStore,

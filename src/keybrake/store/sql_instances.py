@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 from keybrake.store.ids import audit_id_floor
+from keybrake.store.sql_approvals import cancel_orphaned_approvals
 from keybrake.store.sql_base import SQLBase, blocking
 
 
@@ -83,6 +84,7 @@ class InstanceQueries(SQLBase):
             ).fetchall()
             for r in orphaned:
                 cur.execute("UPDATE dedup SET state = 'unknown' WHERE row_id = ? AND state = 'in_flight'", (r[0],))
+            cancel_orphaned_approvals(cur, now)
         return len(orphaned)
 
 

@@ -9,7 +9,7 @@ from keybrake.store.records import AUDIT_FIELDS, AuditRow, BudgetRecord, Credent
 from keybrake.store.reservations import ReservedItem
 from keybrake.store.sql_base import Row
 
-_JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata")
+_JSON_AUDIT = ("request_summary", "redacted_fields", "preflight_lookup", "metadata", "approval")
 _AUDIT_COLS = (*AUDIT_FIELDS, "owner", "reservation", "fingerprint", "object_ref")
 _INSERT_AUDIT = f"INSERT INTO audit ({', '.join(_AUDIT_COLS)}) VALUES ({', '.join(':' + c for c in _AUDIT_COLS)})"
 # The row of a request that reserved nothing: written again with the same id (a retry after a

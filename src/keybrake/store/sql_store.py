@@ -4,7 +4,7 @@ engine's `_run` (see `sql_base.py`); none awaits between BEGIN and COMMIT.
 The parts, by what they serve: `sql_reserve.py` (the reservation), `sql_settle.py` (settlement
 and reconciliation), `sql_instances.py` (meta, leases, recovery), `sql_ledger.py` (the object
 ledger), `sql_admin.py` (keys, credentials, admin tokens, issuances), `sql_audit.py` (audit
-and spend reports), `sql_budgets.py`, `sql_alerts.py` and `sql_retention.py`. This module adds
+and spend reports), `sql_budgets.py`, `sql_alerts.py`, `sql_approvals.py` and `sql_retention.py`. This module adds
 the proxy's small reads and writes outside a reservation.
 """
 
@@ -14,6 +14,7 @@ from keybrake.store.records import AuditRow, CredentialRecord, KeyRecord
 from keybrake.store.reservations import DedupHit
 from keybrake.store.sql_admin import AdminQueries
 from keybrake.store.sql_alerts import AlertQueries
+from keybrake.store.sql_approvals import ApprovalQueries
 from keybrake.store.sql_audit import AuditQueries
 from keybrake.store.sql_base import blocking, idempotent
 from keybrake.store.sql_budgets import BudgetQueries
@@ -35,6 +36,7 @@ class SQLStore(
     AlertQueries,
     LedgerQueries,
     RetentionQueries,
+    ApprovalQueries,
 ):
     """The store logic shared by the SQLite and PostgreSQL engines."""
 

@@ -1,0 +1,79 @@
+"""Which calls wait for a person (docs/approvals.md), decided from plain data: no I/O, no clock.
+
+A call needs approval when its estimate (µUSD) is above the key's `approval_above_usd` or the
+`approval_above_usd` of any budget covering the key, or when it matches one of the key's
+`approval_endpoints` patterns. It is decided after every other check has passed and the call
+has reserved its estimate against every cap, so held calls together can never exceed a cap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from keybrake.core.money import human_usd
+from keybrake.core.patterns import first_match
+from keybrake.core.policy import Policy
+
+DEFAULT_APPROVAL_WAIT_S = 120  # how long a held call waits when its policy does not say
+MAX_APPROVAL_WAIT_S = 3600  # the longest any server lets a call wait (KEYBRAKE_APPROVAL_MAX_WAIT)
+# A decision link (Slack's approve / deny buttons) signs these parts: the approval, the action
+# and the hold's end, so a link can decide only that call, only that way, only while it waits.
+LINK_ACTIONS = ("approve", "deny")
+
+
+@dataclass(frozen=True)
+class ApprovalNeed:
+    """Why a call waits (sentences naming the rule and the amounts) and for how long (s)."""
+
+    reasons: tuple[str, ...]
+    wait_s: int
+
+
+def approval_need(
+    policy: Policy,
+    budget_thresholds: Mapping[str, int],
+    method: str,
+    path: tuple[str, ...],
+    estimate_usd: int,
+    max_wait_s: int,
+) -> ApprovalNeed | None:
+    """The approval a call needs, or None. `budget_thresholds`: budget id → `approval_above_usd`
+    (µUSD) of each budget covering the key; `path`: the vendor's canonical segments; `max_wait_s`:
+    the server's KEYBRAKE_APPROVAL_MAX_WAIT, which bounds the policy's `approval_timeout_seconds`."""
+    reasons: list[str] = []
+    if policy.approval_above_usd is not None and estimate_usd > policy.approval_above_usd:
+        reasons.append(
+            f"it would move {human_usd(estimate_usd)}, above the key's approval_above_usd of "
+            f"{human_usd(policy.approval_above_usd)}"
+        )
+    for budget_id, threshold in sorted(budget_thresholds.items()):
+        if estimate_usd > threshold:
+            reasons.append(
+                f"it would move {human_usd(estimate_usd)}, above budget {budget_id}'s approval_above_usd "
+                f"of {human_usd(threshold)}"
+            )
+    matched = first_match(policy.approval_endpoints or (), method, path)
+    if matched is not None:
+        reasons.append(f"{method} /{'/'.join(path)} matches the key's approval_endpoints entry {matched.text!r}")
+    if not reasons:
+        return None
+    wait = policy.approval_timeout_seconds or DEFAULT_APPROVAL_WAIT_S
+    return ApprovalNeed(tuple(reasons), max(1, min(wait, max_wait_s)))
+
+
+def link_signature(secret: bytes, approval_id: str, action: str, expires_at_ms: int) -> str:
+    """The signature of a decision link: hex HMAC-SHA256(secret, "<id>.<action>.<expires ms>")."""
+    if action not in LINK_ACTIONS:
+        raise ValueError(f"not a link action: {action!r}")
+    msg = f"{approval_id}.{action}.{expires_at_ms}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()
+
+
+def link_valid(secret: bytes, approval_id: str, action: str, expires_at_ms: int, signature: str) -> bool:
+    """Whether `signature` signs exactly this approval, action and expiry (constant-time compare)."""
+    if action not in LINK_ACTIONS:
+        return False
+    return hmac.compare_digest(link_signature(secret, approval_id, action, expires_at_ms), signature)
