@@ -25,9 +25,10 @@ HEARTBEAT_S = 5.0
 
 
 def max_flight_ms(settings: Settings) -> int:
-    """No request stays in flight past its upstream timeout; a row older than this (plus a
-    generous margin, 300 s) lost its settlement, and is recovered like a dead process's (ms)."""
-    return int((settings.upstream_timeout_s + 300) * 1000)
+    """No request stays in flight past its longest hold for approval (KEYBRAKE_APPROVAL_MAX_WAIT)
+    and its upstream timeout; a row older than this (plus a generous margin, 300 s) lost its
+    settlement, and is recovered like a dead process's (ms)."""
+    return int((settings.approval_max_wait_s + settings.upstream_timeout_s + 300) * 1000)
 
 
 class Housekeeping(Job):

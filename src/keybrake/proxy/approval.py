@@ -35,6 +35,7 @@ from keybrake.core.policy import Policy
 from keybrake.logs import event
 from keybrake.proxy.decide import Plan
 from keybrake.proxy.forward import FORWARD_MARGIN_S
+from keybrake.proxy.metrics import ProxyMetrics
 from keybrake.proxy.record import RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.store.base import (
@@ -82,11 +83,23 @@ class Approvals:
     """
 
     def __init__(
-        self, store: ApprovalStore, settings: Settings, instance_id: str, sink: ApprovalSink | None = None
+        self,
+        store: ApprovalStore,
+        settings: Settings,
+        instance_id: str,
+        sink: ApprovalSink | None = None,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.store, self.settings, self.instance_id, self.sink = store, settings, instance_id, sink
+        self.metrics = metrics
         self._events: dict[str, asyncio.Event] = {}
         self._stopping = False
+        if metrics is not None:
+            metrics.approvals_held.set_function(lambda: len(self._events))
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.approvals.labels(outcome).inc()
 
     def wake(self, approval_id: str) -> None:
         ev = self._events.get(approval_id)
@@ -151,10 +164,12 @@ class Approvals:
             note: dict[str, Any] = {"state": "approved", "decided_by": f"grant:{granted}", "waited_ms": 0}
             note["reasons"] = list(need.reasons)
             await self.store.note_approval(audit_id, note)
+            self._count("granted")
             return Held(note, 0.0)
         if self._stopping:
-            raise _ended("approval_timeout", "Keybrake is stopping", rec, ASK_AGAIN)
+            raise _ended("approval_timeout", "Keybrake is stopping", rec, ASK_AGAIN, "cancelled")
         if await self.store.pending_approvals(key.id) >= self.settings.approval_max_pending:
+            self._count("queue_full")
             raise Denial(
                 "approval_queue_full",
                 f"This call needs a person's approval, but {key.id} already has "
@@ -168,7 +183,15 @@ class Approvals:
                   amount_usd=human_usd(amount_usd), expires_in_s=need.wait_s)  # fmt: skip
             if self.sink is not None:
                 self.sink.approval_requested(rec)
-            final = await self._watch(rec, ev, started)
+            try:
+                final = await self._watch(rec, ev, started)
+            except Denial as ended:
+                self._count(ended.extra_headers.get(STATE_HEADER, "cancelled"))
+                raise
+            except ClientGone:
+                self._count("cancelled")
+                raise
+            self._count("approved")
         finally:
             self._events.pop(rec.id, None)
         waited = time.monotonic() - started
@@ -182,16 +205,19 @@ class Approvals:
         gone = _client_gone()
         try:
             while True:
-                current = await self._read(rec)
+                current = await self._read(rec, started)
                 if current is not None and current.state == "approved":
                     return current
                 if current is not None and current.state == "denied":
+                    with contextlib.suppress(EnforcementUnavailable):
+                        waited_ms = round((time.monotonic() - started) * 1000)
+                        await self.store.note_approval(rec.audit_id, audit_approval(current, waited_ms=waited_ms))
                     why = f" ({current.reason})" if current.reason else ""
-                    raise _ended("approval_denied", f"a person denied it{why}", current, DECIDED)
+                    raise _ended("approval_denied", f"a person denied it{why}", current, DECIDED, "denied")
                 left = rec.expires_at - self.store.now_ms()
                 if self._stopping:
                     await self._end(rec, "cancelled", "Keybrake stopped while the call waited", started)
-                    raise _ended("approval_timeout", "Keybrake stopped while it waited", rec, ASK_AGAIN)
+                    raise _ended("approval_timeout", "Keybrake stopped while it waited", rec, ASK_AGAIN, "cancelled")
                 if gone is not None and gone.done():
                     await self._end(rec, "cancelled", "the agent disconnected while the call waited", started)
                     raise ClientGone()
@@ -199,7 +225,7 @@ class Approvals:
                     ended = await self._end(rec, "expired", "no one decided in time", started)
                     if ended is not None and ended.state == "approved":
                         return ended  # approved just before the hold ended
-                    raise _ended("approval_timeout", f"no one decided within {_span(rec)}", rec, ASK_AGAIN)
+                    raise _ended("approval_timeout", f"no one decided within {_span(rec)}", rec, ASK_AGAIN, "expired")
                 ev.clear()
                 waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(ev.wait())]
                 if gone is not None:
@@ -212,7 +238,7 @@ class Approvals:
             if gone is not None:
                 gone.cancel()
 
-    async def _read(self, rec: ApprovalRecord) -> ApprovalRecord | None:
+    async def _read(self, rec: ApprovalRecord, started: float) -> ApprovalRecord | None:
         """The approval as stored now; raises the denial when its key was revoked or expired
         (the hold is ended as cancelled). None while the store cannot be read (still held)."""
         deadline.start(self.settings.reserve_deadline_ms / 1000)  # each read bounded as a request's
@@ -220,12 +246,12 @@ class Approvals:
             current, status, expires_at = await self.store.approval_watch(rec.id)
         except EnforcementUnavailable:
             return None
-        if current is not None and current.state == "pending":
+        if current is not None and current.state in ("pending", "approved"):
+            # A key revoked or expired while held is refused, even if approved in the same moment.
             if status != "active" or (expires_at is not None and expires_at <= self.store.now_ms()):
                 why = "the key was revoked" if status == "revoked" else "the key expired"
-                with contextlib.suppress(EnforcementUnavailable):
-                    await self.store.end_approval(rec.id, "cancelled", "keybrake", f"{why} while the call waited")
-                raise _ended("approval_denied", f"{why} while it waited", rec, KEY_GONE)
+                await self._end(rec, "cancelled", f"{why} while the call waited", started)
+                raise _ended("approval_denied", f"{why} while it waited", rec, KEY_GONE, "cancelled")
         return current
 
     async def _end(self, rec: ApprovalRecord, state: str, reason: str, started: float) -> ApprovalRecord | None:
@@ -251,13 +277,17 @@ DECIDED = "Do not ask again: a person decided."
 KEY_GONE = "Do not retry: the key can no longer be used."
 
 
-def _ended(code: str, what: str, rec: ApprovalRecord, advice: str) -> Denial:
-    """The refusal a hold ends in; `advice` says whether asking again can help (ASK_AGAIN …)."""
+STATE_HEADER = "x-keybrake-approval-state"
+
+
+def _ended(code: str, what: str, rec: ApprovalRecord, advice: str, state: str) -> Denial:
+    """The refusal a hold ends in; `advice` says whether asking again can help (ASK_AGAIN …),
+    `state` how the approval ended (denied, expired, cancelled), also told in a header."""
     return Denial(
         code,
         f"This call waited for a person's approval ({rec.id}) and was not sent: {what}. {advice}",
         detail=f"approval {rec.id}",
-        extra_headers={"x-keybrake-approval-id": rec.id},
+        extra_headers={"x-keybrake-approval-id": rec.id, STATE_HEADER: state},
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from keybrake.store.base import SettleJob
 
@@ -90,6 +90,16 @@ class ProxyMetrics:
         self.shed = Counter(
             "keybrake_audit_rows_shed",
             "Denial audit rows not written because the store's denial queue was full (a flood of denials)",
+            registry=r,
+        )
+        self.approvals_held = Gauge(
+            "keybrake_approvals_held", "Calls held for a person's approval on this replica now", registry=r
+        )
+        self.approvals = Counter(
+            "keybrake_approvals",
+            "Calls held for approval (or let go by a run's grant), by how they ended: approved, granted, denied, "
+            "expired, cancelled, queue_full",
+            ["outcome"],
             registry=r,
         )
         self._children: dict[Any, Any] = {}

@@ -109,7 +109,7 @@ class Pipeline:
         self.alerts = alerts
         self.reservations = Reservations(store, self.rec, sealer, instance_id)
         self.forwarder = Forwarder(upstream, self.snapshots, self.rec, sealer, settings, alerts)
-        self.approvals = Approvals(store, settings, instance_id, approval_sink)
+        self.approvals = Approvals(store, settings, instance_id, approval_sink, metrics)
 
     # -- the hot path ---------------------------------------------------------------------
 

@@ -193,6 +193,9 @@ REDACTED = "[redacted by keybrake]"
 CORE_POLICY_FIELDS = frozenset(
     {
         "allowed_endpoints",
+        "approval_above_usd",
+        "approval_endpoints",
+        "approval_timeout_seconds",
         "daily_usd_cap",
         "dedup_window_seconds",
         "max_requests_per_hour",
