@@ -278,3 +278,25 @@ def test_a_stopping_server_ends_held_calls_at_once(tmp_path: Any, fake_stripe: F
     rows = kb.query("SELECT state, reason FROM approvals")
     assert rows == [("cancelled", "Keybrake stopped while the call waited")]
     assert kb.query("SELECT reserved FROM counters WHERE cap = 'daily_usd'") == [(0,)]
+
+
+def test_a_policy_changed_while_the_call_waits_is_checked_again_not_bypassed(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100, "approval_above_usd": 30, "approval_timeout_seconds": 60})
+    sc = client(kb, key)
+    call = Call(lambda: sc.v1.charges.create(CHARGE_40))
+    (a,) = pending(kb, 1)
+    with kb.admin() as c:  # the operator narrows the key while the call waits
+        r = c.patch(f"/v1/keys/{key['id']}", json={"policy": {"allowed_endpoints": ["GET /v1/customers"]}})
+        assert r.status_code == 200, r.text
+    call.outcome(10)
+    assert isinstance(call.error, stripe.PermissionError) and code_of(call.error) == "approval_timeout"
+    assert "policy changed" in str(call.error.user_message)
+    assert decide(kb, a["id"], "approve").status_code == 409
+    # Asked again, the call meets the key's current policy.
+    with pytest.raises(stripe.PermissionError) as exc:
+        sc.v1.charges.create(CHARGE_40)
+    assert code_of(exc.value) == "endpoint_not_allowed"
+    assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
+    wait_for(lambda: usage(kb, key["id"])["reserved"] == 0, 10)

@@ -184,7 +184,7 @@ class Approvals:
             if self.sink is not None:
                 self.sink.approval_requested(rec)
             try:
-                final = await self._watch(rec, ev, started)
+                final = await self._watch(rec, ev, started, key.policy_version)
             except Denial as ended:
                 self._count(ended.extra_headers.get(STATE_HEADER, "cancelled"))
                 raise
@@ -200,12 +200,14 @@ class Approvals:
             await self.store.note_approval(audit_id, approval)
         return Held(approval, waited)
 
-    async def _watch(self, rec: ApprovalRecord, ev: asyncio.Event, started: float) -> ApprovalRecord:
+    async def _watch(
+        self, rec: ApprovalRecord, ev: asyncio.Event, started: float, policy_version: int
+    ) -> ApprovalRecord:
         """Poll until decided; returns the approved record, or raises what ended the hold."""
         gone = _client_gone()
         try:
             while True:
-                current = await self._read(rec, started)
+                current = await self._read(rec, started, policy_version)
                 if current is not None and current.state == "approved":
                     return current
                 if current is not None and current.state == "denied":
@@ -238,20 +240,25 @@ class Approvals:
             if gone is not None:
                 gone.cancel()
 
-    async def _read(self, rec: ApprovalRecord, started: float) -> ApprovalRecord | None:
+    async def _read(self, rec: ApprovalRecord, started: float, policy_version: int) -> ApprovalRecord | None:
         """The approval as stored now; raises the denial when its key was revoked or expired
         (the hold is ended as cancelled). None while the store cannot be read (still held)."""
         deadline.start(self.settings.reserve_deadline_ms / 1000)  # each read bounded as a request's
         try:
-            current, status, expires_at = await self.store.approval_watch(rec.id)
+            current, key = await self.store.approval_watch(rec.id)
         except EnforcementUnavailable:
             return None
-        if current is not None and current.state in ("pending", "approved"):
-            # A key revoked or expired while held is refused, even if approved in the same moment.
-            if status != "active" or (expires_at is not None and expires_at <= self.store.now_ms()):
-                why = "the key was revoked" if status == "revoked" else "the key expired"
-                await self._end(rec, "cancelled", f"{why} while the call waited", started)
-                raise _ended("approval_denied", f"{why} while it waited", rec, KEY_GONE, "cancelled")
+        if current is None or current.state not in ("pending", "approved"):
+            return current
+        # Checked as on every request, even if approved in the same moment: a key revoked or expired
+        # while its call waited is refused; a policy changed meanwhile may no longer admit the call.
+        if key is None or key.status != "active" or key.expires_at <= self.store.now_ms():
+            why = "the key was revoked" if key is None or key.status == "revoked" else "the key expired"
+            await self._end(rec, "cancelled", f"{why} while the call waited", started)
+            raise _ended("approval_denied", f"{why} while it waited", rec, KEY_GONE, "cancelled")
+        if key.policy_version != policy_version:
+            await self._end(rec, "cancelled", "the key's policy changed while the call waited", started)
+            raise _ended("approval_timeout", "the key's policy changed while it waited", rec, RECHECK, "cancelled")
         return current
 
     async def _end(self, rec: ApprovalRecord, state: str, reason: str, started: float) -> ApprovalRecord | None:
@@ -275,6 +282,7 @@ def _span(rec: ApprovalRecord) -> str:
 ASK_AGAIN = "Asking again (the same request) holds it for approval again."
 DECIDED = "Do not ask again: a person decided."
 KEY_GONE = "Do not retry: the key can no longer be used."
+RECHECK = "Asking again checks it against the key's current policy (and holds it again if it still needs approval)."
 
 
 STATE_HEADER = "x-keybrake-approval-state"

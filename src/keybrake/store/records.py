@@ -259,6 +259,15 @@ class ApprovalRecord:
 
 
 @dataclass(frozen=True)
+class KeyWatch:
+    """What a holder re-reads about a held call's key: status, expiry (Unix ms), policy version."""
+
+    status: str
+    expires_at: int
+    policy_version: int
+
+
+@dataclass(frozen=True)
 class ApprovalQuery:
     state: str | None = None  # one of APPROVAL_STATES; "pending" lists only those not yet expired
     key_id: str | None = None

@@ -32,7 +32,16 @@ from keybrake.store.admin_roles import (
     KeyStore,
     WindowStarts,
 )
-from keybrake.store.records import ApprovalQuery, ApprovalRecord, AuditRow, CapSpec, CounterUsage, Delivery, KeyRecord
+from keybrake.store.records import (
+    ApprovalQuery,
+    ApprovalRecord,
+    AuditRow,
+    CapSpec,
+    CounterUsage,
+    Delivery,
+    KeyRecord,
+    KeyWatch,
+)
 from keybrake.store.reservations import (
     DedupCheck,
     DedupHit,
@@ -153,8 +162,8 @@ class ApprovalStore(Clock, Protocol):
         """Write a pending approval and mark its audit row `awaiting_approval`, together."""
 
     async def approval_get(self, approval_id: str) -> ApprovalRecord | None: ...
-    async def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, str | None, int | None]:
-        """(the approval, its key's status, its key's expiry): what the holder polls."""
+    async def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, KeyWatch | None]:
+        """(the approval, its key's status, expiry and policy version): what the holder polls."""
 
     async def decide_approval(
         self, approval_id: str, state: str, by: str, reason: str | None, grant_usd: int | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keybrake.store.records import ApprovalQuery, ApprovalRecord
+from keybrake.store.records import ApprovalQuery, ApprovalRecord, KeyWatch
 from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
 
 # Decisions a person makes; the holder ends a hold with the others.
@@ -45,16 +45,22 @@ class ApprovalQueries(SQLBase):
         return _approval(rows[0]) if rows else None
 
     @blocking
-    def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, str | None, int | None]:
-        """What the holder polls: the approval, and its key's status and expiry (None: no such key)."""
+    def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, KeyWatch | None]:
+        """What the holder polls: the approval, and its key's status, expiry and policy version
+        (None: no such key)."""
         rows = self._read(
-            "SELECT a.*, k.status AS key_status, k.expires_at AS key_expires_at FROM approvals a"
+            "SELECT a.*, k.status AS key_status, k.expires_at AS key_expires_at,"
+            " k.policy_version AS key_policy_version FROM approvals a"
             " LEFT JOIN vault_keys k ON k.id = a.key_id WHERE a.id = ?",
             (approval_id,),
         )
         if not rows:
-            return None, None, None
-        return _approval(rows[0]), rows[0]["key_status"], rows[0]["key_expires_at"]
+            return None, None
+        r = rows[0]
+        key = (
+            None if r["key_status"] is None else KeyWatch(r["key_status"], r["key_expires_at"], r["key_policy_version"])
+        )
+        return _approval(r), key
 
     @blocking
     def decide_approval(
