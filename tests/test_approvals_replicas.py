@@ -4,6 +4,7 @@ that is not holding the call may restart meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -72,3 +73,43 @@ def test_a_decision_through_another_replica_reaches_the_holder_even_across_a_res
         got = wait_for(row, 20)
         assert got["approval"]["state"] == "approved" and got["approval"]["reason"] == "ok from replica 2"
         assert rs.usage(key["id"], 1)["daily_usd"]["used"] == 40
+
+
+def test_calls_held_by_a_replica_that_dies_are_released_by_another(
+    tmp_path: Path, pg_url: str, fake_stripe: FakeStripe
+) -> None:
+    with Replicas(tmp_path, pg_url, 2) as rs:
+        key = rs.setup(
+            fake_stripe.base_url, {"daily_usd_cap": 100, "approval_above_usd": 30, "approval_timeout_seconds": 300}
+        )
+        auth = {"Authorization": f"Bearer {key['key']}"}
+
+        def agent() -> None:  # held by replica 0, which is then killed
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(rs.url_of(0) + "/stripe/v1/charges", data=CHARGE_40, headers=auth, timeout=60)
+
+        threads = [threading.Thread(target=agent) for _ in range(2)]
+        for t in threads:
+            t.start()
+        held = _pending(rs, 1, 2)
+        assert rs.usage(key["id"], 1)["daily_usd"]["reserved"] == 80
+        rs.procs[0].send_signal(signal.SIGKILL)
+        rs.procs[0].wait(10)
+        for t in threads:
+            t.join(10)
+
+        def released() -> dict[str, Any] | None:
+            usage = rs.usage(key["id"], 1)["daily_usd"]
+            return usage if usage["reserved"] == 0 else None
+
+        usage = wait_for(released, 60)  # replica 1's housekeeping finds replica 0 dead
+        assert usage["used"] == 0
+        with rs.admin(1) as c:
+            for a in held:
+                got = c.get(f"/v1/approvals/{a['id']}").json()
+                assert got["state"] == "cancelled" and "stopped" in got["reason"]
+                assert c.post(f"/v1/approvals/{a['id']}/approve", json={}).status_code == 409
+        rows = rs.audit(key["id"], 1)
+        assert [r["verdict"] for r in rows] == ["denied_approval_timeout"] * 2
+        assert all(r["approval"]["state"] == "cancelled" for r in rows)
+        assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]

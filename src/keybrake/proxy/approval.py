@@ -216,6 +216,11 @@ class Approvals:
                         await self.store.note_approval(rec.audit_id, audit_approval(current, waited_ms=waited_ms))
                     why = f" ({current.reason})" if current.reason else ""
                     raise _ended("approval_denied", f"a person denied it{why}", current, DECIDED, "denied")
+                if current is not None and current.state in ("expired", "cancelled"):
+                    # Ended elsewhere (another replica's recovery took this replica for dead).
+                    raise _ended(
+                        "approval_timeout", current.reason or "it was cancelled", rec, ASK_AGAIN, current.state
+                    )
                 left = rec.expires_at - self.store.now_ms()
                 if self._stopping:
                     await self._end(rec, "cancelled", "Keybrake stopped while the call waited", started)

@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 from keybrake.store.records import ApprovalQuery, ApprovalRecord, KeyWatch
-from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking
+from keybrake.store.reservations import ReservedItem
+from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, lock_order
 
 # Decisions a person makes; the holder ends a hold with the others.
 DECISIONS = ("approved", "denied")
@@ -198,6 +199,45 @@ def cancel_orphaned_approvals(cur: Cursor, now: int) -> int:
         " AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = approvals.owner)",
         (now,),
     ).rowcount
+
+
+# The audit row's `approval` while its call is held and not yet approved (`_mark_row`'s JSON).
+_AWAITING = '%"state": "awaiting_approval"%'
+
+
+def release_orphaned_holds(cur: Cursor) -> int:
+    """Rows a dead replica held for approval and never approved (so never sent), released:
+    their reservations given back, the row refused `approval_timeout`, their dedup entries gone.
+    An approved call may have been sent: its row is left to the outcome_unknown recovery."""
+    rows = cur.execute(
+        "SELECT id, reservation, approval FROM audit WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
+        " AND approval LIKE ? AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) ORDER BY id",
+        (_AWAITING,),
+    ).fetchall()
+    for r in rows:
+        items = sorted(  # in the one lock order (no deadlock with settlements)
+            (ReservedItem.from_json(v) for v in json.loads(r[1])),
+            key=lambda it: lock_order(it.counter_scope, it.counter, it.window_start),
+        )
+        for it in items:
+            cur.execute(
+                "UPDATE counters SET reserved = reserved - ? WHERE scope = ? AND cap = ? AND window_start = ?",
+                (it.amount, it.counter_scope, it.counter, it.window_start),
+            )
+        approval = {**json.loads(r[2]), "state": "cancelled", "decided_by": "keybrake"}
+        cur.execute(
+            "UPDATE audit SET verdict = 'denied_approval_timeout', error_code = 'approval_timeout', status = 403,"
+            " reason = ?, reservation = NULL, cost_usd = 0, cost_source = 'none', approval = ? WHERE id = ?",
+            (_ORPHANED, json.dumps(approval, sort_keys=True), r[0]),
+        )
+        cur.execute("DELETE FROM dedup WHERE row_id = ?", (r[0],))
+    return len(rows)
+
+
+_ORPHANED = (
+    "The Keybrake replica holding this call for approval stopped before anyone approved it; it was never "
+    "sent and its reservation was released."
+)
 
 
 def audit_approval(rec: ApprovalRecord, *, state: str | None = None, waited_ms: int | None = None) -> dict[str, Any]:

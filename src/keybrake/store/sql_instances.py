@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.sql_approvals import cancel_orphaned_approvals
+from keybrake.store.sql_approvals import cancel_orphaned_approvals, release_orphaned_holds
 from keybrake.store.sql_base import SQLBase, blocking
 
 
@@ -55,7 +55,8 @@ class InstanceQueries(SQLBase):
     def recover_in_flight(
         self, instance_id: str, hostname: str, stale_ms: int, max_flight_ms: int | None = None
     ) -> int:
-        """Mark rows owned by dead processes `outcome_unknown`, keeping their reservations.
+        """Mark rows owned by dead processes `outcome_unknown`, keeping their reservations; their
+        calls still held for approval (never sent) are released instead. Returns how many rows.
 
         A process is dead when its lease (heartbeat) is older than `stale_ms`, or at once when it
         ran on this host and its pid is gone. Any replica may do this for any other. A row in
@@ -72,6 +73,8 @@ class InstanceQueries(SQLBase):
                 cur.execute("DELETE FROM instances WHERE id = ?", (d,))
             # One statement, so the owners it sees and the rows it marks are one snapshot: a
             # process registers before it writes its first in-flight row.
+            # Calls a dead replica held for approval and never sent: released, not kept.
+            released = release_orphaned_holds(cur)
             orphaned = cur.execute(
                 "UPDATE audit SET verdict = 'outcome_unknown', reason = ?, cost_source = 'estimate',"
                 " cost_usd = reserved_usd WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
@@ -85,7 +88,7 @@ class InstanceQueries(SQLBase):
             for r in orphaned:
                 cur.execute("UPDATE dedup SET state = 'unknown' WHERE row_id = ? AND state = 'in_flight'", (r[0],))
             cancel_orphaned_approvals(cur, now)
-        return len(orphaned)
+        return len(orphaned) + released
 
 
 def _pid_alive(pid: int) -> bool:
