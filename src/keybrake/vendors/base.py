@@ -189,20 +189,10 @@ class Vendor(Protocol):
 
 REDACTED = "[redacted by keybrake]"
 # The policy fields every vendor's requests can be checked against (caps, allowlist, parameter
-# rules, dedup); a vendor's `policy_fields` are these and its own (docs/policy.md).
+# rules, dedup, approval); a vendor's `policy_fields` are these and its own (docs/policy.md).
 CORE_POLICY_FIELDS = frozenset(
-    {
-        "allowed_endpoints",
-        "approval_above_usd",
-        "approval_endpoints",
-        "approval_timeout_seconds",
-        "daily_usd_cap",
-        "dedup_window_seconds",
-        "max_requests_per_hour",
-        "max_usd_per_call",
-        "param_rules",
-        "total_usd_cap",
-    }
+    "allowed_endpoints daily_usd_cap dedup_window_seconds max_requests_per_hour max_usd_per_call param_rules"
+    " total_usd_cap approval_above_usd approval_endpoints approval_timeout_seconds".split()
 )
 COMMON_FORWARDED_HEADERS = frozenset({"content-type", "accept", "accept-language", "user-agent"})
 
