@@ -153,14 +153,14 @@ def test_bad_requests_are_refused_by_name(kb: KeybrakeThread, fake_stripe: FakeS
     _, call, listed = hold(kb)
     aid = listed["id"]
     with kb.admin() as c:
-        for params, field in (
+        for params, name in (
             ({"nope": "1"}, "nope"),
             ({"state": "waiting"}, "state"),
             ({"limit": "0"}, "limit"),
             ({"cursor": "!!"}, "cursor"),
         ):
             r = c.get("/v1/approvals", params=params)
-            assert (r.status_code, r.json()["error"]["field"]) == (400, field), r.text
+            assert (r.status_code, r.json()["error"]["field"]) == (400, name), r.text
         assert c.get(f"/v1/approvals/{aid}", params={"x": "1"}).status_code == 400
         missing = c.get("/v1/approvals/apr_missing")
         assert missing.status_code == 404 and "apr_missing" in missing.json()["error"]["message"]
@@ -168,7 +168,7 @@ def test_bad_requests_are_refused_by_name(kb: KeybrakeThread, fake_stripe: FakeS
         assert c.post("/v1/approvals/apr_missing/deny", json={"reason": "x"}).status_code == 404
         bad_json = c.post(f"/v1/approvals/{aid}/approve", content=b"{", headers={"Content-Type": "application/json"})
         assert bad_json.status_code == 400
-    for verb, body, field in (
+    refusals: list[tuple[str, Any, str | None]] = [
         ("deny", None, None),  # a reason is required: no body at all
         ("deny", {}, "reason"),
         ("deny", {"reason": ""}, "reason"),
@@ -179,7 +179,8 @@ def test_bad_requests_are_refused_by_name(kb: KeybrakeThread, fake_stripe: FakeS
         ("approve", {"reason": "x" * 501}, "reason"),
         ("approve", {"why": "x"}, "why"),
         ("approve", [1], None),
-    ):
+    ]
+    for verb, body, field in refusals:
         r = decide(kb, aid, verb, body)
         assert r.status_code in (400, 422) and r.json()["error"]["field"] == field, (verb, body, r.text)
     with kb.admin() as c:
