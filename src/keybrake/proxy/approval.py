@@ -237,7 +237,9 @@ class Approvals:
                 waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(ev.wait())]
                 if gone is not None:
                     waits.append(gone)
-                _, pending = await asyncio.wait(waits, timeout=min(POLL_S, left / 1000))
+                _, pending = await asyncio.wait(
+                    waits, timeout=min(POLL_S, left / 1000), return_when=asyncio.FIRST_COMPLETED
+                )
                 for f in pending:
                     if f is not gone:
                         f.cancel()
