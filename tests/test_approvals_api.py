@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+import pytest
 import stripe
 
 from keybrake.core.timefmt import parse_rfc3339
@@ -249,3 +250,17 @@ def test_key_approval_policy_fields_render(kb: KeybrakeThread) -> None:
 def _above_sql(budget_id: str) -> str:
     assert budget_id.replace("_", "").isalnum()  # an id the API made: safe to quote
     return f"SELECT approval_above_usd FROM budgets WHERE id = '{budget_id}'"  # noqa: S608
+
+
+def test_a_decision_made_here_wakes_its_holder_at_once(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the store polled only every 60 s, the call still goes at once: the API woke its holder."""
+    import keybrake.proxy.approval
+
+    monkeypatch.setattr(keybrake.proxy.approval, "POLL_S", 60.0)
+    _, call, listed = hold(kb)
+    started = time.monotonic()
+    assert decide(kb, listed["id"], "approve").status_code == 200
+    assert call.done(timeout=20).error is None
+    assert time.monotonic() - started < 20
