@@ -12,7 +12,7 @@ from keybrake.admin.keys import render_policy
 from keybrake.admin.schemas import AuditRow
 from keybrake.store.base import AUDIT_FIELDS
 from tests.admin.spec import Spec
-from tests.approval_holds import hold
+from tests.approval_holds import HeldCall, hold
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, REAL_SECRET, KeybrakeThread
 
@@ -97,6 +97,8 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
         check(c.post(f"/v1/approvals/{approval['id']}/deny", json={}))  # 422
         held.done()
         check(c.get(f"/v1/audit/{approval['audit_id']}"))  # with its approval
+        assert HeldCall(kb, held.key).done().error is None  # let go by the run's grant
+        check(c.get("/v1/audit", params={"key_id": held.key["id"]}))  # the grant's approval too
         _, held, approval = hold(kb)
         check(c.post(f"/v1/approvals/{approval['id']}/deny", json={"reason": "no"}))
         held.done()

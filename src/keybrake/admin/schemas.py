@@ -251,11 +251,13 @@ class Approval(Out):
 class AuditApproval(Out):
     """An audit row's hold for approval: how it went (docs/approvals.md)."""
 
-    id: str
+    id: str = Field(default="", description="the approval (apr_…); absent when a run's grant let the call go")
     state: Literal["awaiting_approval", "approved", "denied", "expired", "cancelled"]
     reasons: list[str]
-    expires_at: Timestamp
-    decided_by: str | None = Field(default=None, description="absent until decided")
+    expires_at: Timestamp = Field(default="", description="when the hold ends; absent when a grant let it go")
+    decided_by: str | None = Field(
+        default=None, description="absent until decided; `grant:apr_…` when the run's grant by that approval let it go"
+    )
     decided_at: Timestamp | None = Field(default=None, description="absent until decided")
     reason: str | None = Field(default=None, description="absent until decided")
     waited_ms: int | None = Field(default=None, description="how long the call was held; absent unless known")
