@@ -19,6 +19,7 @@ from keybrake.store.base import (
     AdminTokenRecord,
     AdminTokenStore,
     AlertStore,
+    ApprovalStore,
     AuditStore,
     BudgetStore,
     CredentialStore,
@@ -72,6 +73,10 @@ class Runtime:
 
     @property
     def token_store(self) -> AdminTokenStore:
+        return self.store
+
+    @property
+    def approval_store(self) -> ApprovalStore:
         return self.store
 
 

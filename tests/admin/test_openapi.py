@@ -12,6 +12,7 @@ from keybrake.admin.keys import render_policy
 from keybrake.admin.schemas import AuditRow
 from keybrake.store.base import AUDIT_FIELDS
 from tests.admin.spec import Spec
+from tests.approval_holds import hold
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, REAL_SECRET, KeybrakeThread
 
@@ -23,7 +24,7 @@ def test_the_document_is_openapi_3_1_with_every_answer_declared(kb: KeybrakeThre
     validate(spec)  # raises on any violation of the OpenAPI 3.1 schema
     assert spec["openapi"].startswith("3.1.")
     operations = [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
-    assert len(operations) == 27
+    assert len(operations) == 31
     for method, path, op in operations:
         assert op["operationId"].isidentifier(), op["operationId"]
         ok = [s for s in op["responses"] if s.startswith("2")]
@@ -88,6 +89,17 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
         check(c.get("/v1/alerts"))
         check(c.get("/v1/alerts/deliveries", params={"state": "pending"}))
         check(c.delete(f"/v1/alerts/{made_alert['id']}"))
+        _, held, approval = hold(kb)
+        check(c.get("/v1/approvals", params={"state": "pending", "limit": 5}))
+        check(c.get(f"/v1/approvals/{approval['id']}"))
+        check(c.post(f"/v1/approvals/{approval['id']}/approve", json={"reason": "ok", "grant_run_usd": 5}))
+        check(c.post(f"/v1/approvals/{approval['id']}/deny", json={"reason": "late"}))  # 409
+        check(c.post(f"/v1/approvals/{approval['id']}/deny", json={}))  # 422
+        held.done()
+        check(c.get(f"/v1/audit/{approval['audit_id']}"))  # with its approval
+        _, held, approval = hold(kb)
+        check(c.post(f"/v1/approvals/{approval['id']}/deny", json={"reason": "no"}))
+        held.done()
         check(c.delete(f"/v1/keys/{key['id']}", params={"reason": "done"}))
         check(c.request("DELETE", f"/v1/keys/{key['id']}", json={"reason": "again"}))
         check(c.post("/v1/keys/revoke", json={"label_prefix": "t:"}))
@@ -100,7 +112,7 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
     check(httpx.get(f"{kb.admin_url}/v1/keys", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"}))  # 401
     statuses = {s for _, _, s in spec.checked}
     assert {"200", "201", "400", "401", "404", "409", "422"} <= statuses
-    assert len({(m, t) for m, t, _ in spec.checked}) == 25  # every JSON operation but /metrics and the export
+    assert len({(m, t) for m, t, _ in spec.checked}) == 29  # every JSON operation but /metrics and the export
 
 
 def test_the_checker_refuses_an_answer_off_its_schema(kb: KeybrakeThread) -> None:

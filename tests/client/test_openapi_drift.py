@@ -75,6 +75,10 @@ SAMPLES: dict[str, ops.Op[Any]] = {
     "list_alerts": ops.list_alerts(),
     "delete_alert": ops.delete_alert("alert_x"),
     "list_deliveries": ops.list_deliveries("failed", 5, "c"),
+    "list_approvals": ops.list_approvals("pending", "vk_x", 5, "c"),
+    "get_approval": ops.get_approval("apr_x"),
+    "approve_approval": ops.approve_approval("apr_x", "ok", "12.5"),
+    "deny_approval": ops.deny_approval("apr_x", "no"),
 }
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from keybrake_client import models as m
 from keybrake_client import ops
+from keybrake_client.approvals import AsyncApprovals
 from keybrake_client.run import AsyncRunContext, run_spec
 from keybrake_client.transport import (
     DEFAULT_RETRIES,
@@ -53,6 +54,7 @@ class AsyncKeybrake(AdminBase):
     ) -> None:
         super().__init__(url, admin_token, proxy_url, timeout, retries)
         self._http = httpx.AsyncClient(**self._http_settings, transport=transport)
+        self.approvals = AsyncApprovals(self)  # calls held for a person's decision
 
     async def __aenter__(self) -> AsyncKeybrake:
         return self

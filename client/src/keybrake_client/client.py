@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from keybrake_client import models as m
 from keybrake_client import ops
+from keybrake_client.approvals import Approvals
 from keybrake_client.run import RunContext, run_spec
 from keybrake_client.transport import (
     DEFAULT_RETRIES,
@@ -53,6 +54,7 @@ class Keybrake(AdminBase):
     ) -> None:
         super().__init__(url, admin_token, proxy_url, timeout, retries)
         self._http = httpx.Client(**self._http_settings, transport=transport)
+        self.approvals = Approvals(self)  # calls held for a person's decision
 
     def __enter__(self) -> Keybrake:
         return self

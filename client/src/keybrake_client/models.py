@@ -117,6 +117,7 @@ class Budget(Model):
     monthly_usd_cap: Decimal | None
     total_usd_cap: Decimal | None
     daily_request_cap: int | None
+    approval_above_usd: Decimal | None = None  # covered calls estimated above it wait for a person
 
 
 class CreatedBudget(Budget):
@@ -215,6 +216,32 @@ class AuditRow(Model):
     upstream_latency_ms: float | None
     overhead_ms: float | None
     metadata: dict[str, Any] | None
+    approval: dict[str, Any] | None = None  # how a hold for approval went (id, state, reasons, …); None: never held
+
+
+class Approval(Model):
+    """A call held for a person's decision (docs/approvals.md); `state` pending, approved, denied,
+    expired or cancelled; money in USD `Decimal`."""
+
+    id: str
+    object: Literal["approval"]
+    state: Literal["pending", "approved", "denied", "expired", "cancelled"]
+    key_id: str
+    label: str | None
+    agent_run_id: str | None
+    vendor: str
+    method: str
+    endpoint: str
+    amount_usd: Decimal
+    summary: dict[str, Any] | None
+    reasons: list[str]
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    reason: str | None
+    grant_run_usd: Decimal | None
+    audit_id: str
 
 
 class SpendGroup(Model):

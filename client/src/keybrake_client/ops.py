@@ -297,3 +297,32 @@ def list_deliveries(state: str | None, limit: int | None, cursor: str | None) ->
     """`GET /v1/alerts/deliveries`: one page, newest first."""
     q = query(state=state, limit=limit, cursor=cursor)
     return Op("GET", "/v1/alerts/deliveries", m.Page[m.Delivery], query=q, idempotent=True)
+
+
+# -- approvals ----------------------------------------------------------------------------------
+
+
+def list_approvals(
+    state: str | None, key_id: str | None, limit: int | None, cursor: str | None
+) -> Op[m.Page[m.Approval]]:
+    """`GET /v1/approvals`: one page, newest first."""
+    q = query(state=state, key_id=key_id, limit=limit, cursor=cursor)
+    return Op("GET", "/v1/approvals", m.Page[m.Approval], query=q, idempotent=True)
+
+
+def get_approval(approval_id: str) -> Op[m.Approval]:
+    """`GET /v1/approvals/{approval_id}`."""
+    return Op("GET", "/v1/approvals/{approval_id}", m.Approval, {"approval_id": approval_id}, idempotent=True)
+
+
+def approve_approval(approval_id: str, reason: str | None, grant_run_usd: Any) -> Op[m.Approval]:
+    """`POST /v1/approvals/{approval_id}/approve`. Sent once: a decision is never repeated blindly
+    (after a lost answer, read the approval to learn whether it was taken)."""
+    body = _body(reason=reason, grant_run_usd=_money(grant_run_usd))
+    return Op("POST", "/v1/approvals/{approval_id}/approve", m.Approval, {"approval_id": approval_id}, body=body)
+
+
+def deny_approval(approval_id: str, reason: str) -> Op[m.Approval]:
+    """`POST /v1/approvals/{approval_id}/deny` (a reason is required). Sent once, like an approval."""
+    body = {"reason": reason}
+    return Op("POST", "/v1/approvals/{approval_id}/deny", m.Approval, {"approval_id": approval_id}, body=body)

@@ -1,7 +1,7 @@
 """The admin HTTP API (FastAPI): one router per resource (`keybrake.admin.routes`), assembled here.
 
 Handlers are thin: they declare their models (the OpenAPI description at /openapi.json), parse,
-and call `keys`, `credentials`, `budgets`, `alerts`, `audit` or `spend`. Authentication is the
+and call `keys`, `credentials`, `budgets`, `alerts`, `approvals`, `audit` or `spend`. Authentication is the
 ASGI gate's (`keybrake.admin.gate`) and one dependency's (`keybrake.admin.auth.require_admin`).
 Errors are answered here, in the admin error shape (docs/api.md, errors).
 """
@@ -22,7 +22,7 @@ from keybrake.admin.gate import INTERNAL_ERROR
 from keybrake.admin.key_models import key_models
 from keybrake.admin.openapi import describe
 from keybrake.admin.ready import ReadyProbe
-from keybrake.admin.routes import alerts, audit, budgets, credentials, docs, health, keys, spend
+from keybrake.admin.routes import alerts, approvals, audit, budgets, credentials, docs, health, keys, spend
 from keybrake.admin.wire import KJSON, error_response
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.jobs.alerts import Alerts
@@ -35,6 +35,7 @@ ROUTERS = (
     credentials.router,
     budgets.router,
     alerts.router,
+    approvals.router,
     audit.router,
     spend.router,
     docs.router,
@@ -47,9 +48,11 @@ def build_admin_app(
     registry: CollectorRegistry,
     before_read: Callable[[], Awaitable[object]] | None = None,
     alerts: Alerts | None = None,
+    wake_approval: Callable[[str], None] | None = None,
 ) -> FastAPI:
     """The admin app for `rt`. `before_read` lets reads see every row this process has answered
-    (pending settlements); `alerts` sends key.revoked events; `registry` is served at /metrics."""
+    (pending settlements); `alerts` sends key.revoked events; `registry` is served at /metrics;
+    `wake_approval(id)` tells this process's holder of a call that it was decided."""
     app = FastAPI(
         title="Keybrake admin API",
         version="0.1.0",
@@ -64,6 +67,7 @@ def build_admin_app(
     )
     app.state.runtime, app.state.registry, app.state.alerts = rt, registry, alerts
     app.state.before_read, app.state.ready = before_read, ReadyProbe(rt.store)
+    app.state.wake_approval = wake_approval
     models = key_models(rt.vendor_specs)  # the policy fields of the vendors `rt` serves
     for router in (ROUTERS[0], keys.build_router(models), *ROUTERS[1:]):
         app.include_router(router)

@@ -38,6 +38,19 @@ def render_row(row: dict[str, Any]) -> dict[str, Any]:
     for f in _MONEY:
         if out[f] is not None:
             out[f] = to_json_number(out[f])
+    if out.get("approval") is not None:
+        out["approval"] = render_approval(out["approval"])
+    return out
+
+
+def render_approval(stored: dict[str, Any]) -> dict[str, Any]:
+    """The audit row's `approval` as stored (µUSD, Unix ms) → as the API shows it (USD, RFC 3339)."""
+    out = dict(stored)
+    for f in ("expires_at", "decided_at"):
+        if out.get(f) is not None:
+            out[f] = rfc3339(out[f])
+    if out.get("grant_usd") is not None:
+        out["grant_usd"] = to_json_number(out["grant_usd"])
     return out
 
 

@@ -51,6 +51,7 @@ async def create(rt: Runtime, body: BudgetIn) -> dict[str, Any]:
         timezone=body.timezone,
         created_at=now,
         updated_at=now,
+        approval_above_usd=body.approval_above_usd,
     )
     await rt.budget_store.insert_budget(rec)  # seeded with what covered keys spent in its current windows
     out = await render(rt, rec)
@@ -105,7 +106,8 @@ async def get_record(rt: Runtime, budget_id: str) -> BudgetRecord:
 
 
 async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
-    """JSON merge patch over name, caps and timezone; `null` removes a cap; scope is immutable."""
+    """JSON merge patch over name, caps, approval_above_usd and timezone; `null` removes a cap;
+    scope is immutable."""
     if not isinstance(doc, dict):
         raise ApiError(400, "invalid_request", "the body must be a JSON object (a merge patch)")
     if "scope" in doc:
@@ -116,6 +118,8 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         value = getattr(current, cap)
         if value is not None:
             merged[cap] = to_json_number(value) if cap not in _COUNT_CAPS else value
+    if current.approval_above_usd is not None:
+        merged["approval_above_usd"] = to_json_number(current.approval_above_usd)
     merged.update(doc)
     merged = {k: v for k, v in merged.items() if v is not None}
     try:
@@ -139,6 +143,7 @@ async def patch(rt: Runtime, budget_id: str, doc: Any) -> dict[str, Any]:
         timezone=body.timezone,
         created_at=current.created_at,
         updated_at=rt.budget_store.now_ms(),
+        approval_above_usd=body.approval_above_usd,
     )
     # A new time zone replaces the day and month counters with freshly seeded ones (same transaction).
     if not await rt.budget_store.update_budget(rec):
@@ -194,6 +199,8 @@ async def render(rt: Runtime, rec: BudgetRecord) -> dict[str, Any]:
     for cap in CAPS:
         value = getattr(rec, cap)
         out[cap] = (to_json_number(value) if cap not in _COUNT_CAPS else value) if value is not None else None
+    above = rec.approval_above_usd
+    out["approval_above_usd"] = to_json_number(above) if above is not None else None
     return out
 
 

@@ -145,6 +145,7 @@ class BudgetIn(Strict):
     total_usd_cap: Money | None = None
     daily_request_cap: Count | None = None
     timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
+    approval_above_usd: Money | None = None  # docs/approvals.md: covered calls above it wait for a person
 
 
 class BudgetPatchIn(Strict):
@@ -156,3 +157,4 @@ class BudgetPatchIn(Strict):
     total_usd_cap: Money | None = None
     daily_request_cap: Count | None = None
     timezone: Annotated[str, BeforeValidator(_timezone)] = "UTC"
+    approval_above_usd: Money | None = None  # docs/approvals.md: covered calls above it wait for a person

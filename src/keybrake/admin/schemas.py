@@ -163,6 +163,9 @@ class Budget(Out):
     monthly_usd_cap: Usd | None
     total_usd_cap: Usd | None
     daily_request_cap: int | None
+    approval_above_usd: Usd | None = Field(
+        description="calls of a covered key estimated above this wait for a person (docs/approvals.md)"
+    )
 
 
 class CreatedBudget(Budget):
@@ -216,6 +219,49 @@ class Delivery(Out):
     delivered_at: Timestamp | None
 
 
+# -- approvals --------------------------------------------------------------------------------
+
+
+class Approval(Out):
+    """A call held for a person's decision (docs/approvals.md)."""
+
+    id: str
+    object: Literal["approval"]
+    state: Literal["pending", "approved", "denied", "expired", "cancelled"] = Field(
+        description="a pending approval past `expires_at` is `expired` (it can no longer be decided)"
+    )
+    key_id: str
+    label: str | None
+    agent_run_id: str | None
+    vendor: str
+    method: str
+    endpoint: str
+    amount_usd: Usd = Field(description="the call's estimate")
+    summary: dict[str, Any] | None = Field(description="what the call does, as the audit row's request_summary")
+    reasons: list[str] = Field(description="why it needs approval")
+    created_at: Timestamp
+    expires_at: Timestamp = Field(description="when the hold ends (`approval_timeout`) unless decided")
+    decided_at: Timestamp | None
+    decided_by: str | None = Field(description="the admin token id (adm_…), `cli:<user>`, or keybrake")
+    reason: str | None
+    grant_run_usd: Usd | None = Field(description="what the approval granted the rest of the run")
+    audit_id: str
+
+
+class AuditApproval(Out):
+    """An audit row's hold for approval: how it went (docs/approvals.md)."""
+
+    id: str
+    state: Literal["awaiting_approval", "approved", "denied", "expired", "cancelled"]
+    reasons: list[str]
+    expires_at: Timestamp
+    decided_by: str | None = Field(default=None, description="absent until decided")
+    decided_at: Timestamp | None = Field(default=None, description="absent until decided")
+    reason: str | None = Field(default=None, description="absent until decided")
+    waited_ms: int | None = Field(default=None, description="how long the call was held; absent unless known")
+    grant_usd: Usd | None = Field(default=None, description="absent unless the approval granted the rest of the run")
+
+
 # -- audit ------------------------------------------------------------------------------------
 
 
@@ -259,6 +305,7 @@ class AuditRow(Out):
     upstream_latency_ms: float | None
     overhead_ms: float | None
     metadata: dict[str, Any] | None
+    approval: AuditApproval | None = Field(description="null unless the call was held for approval")
 
 
 # -- spend ------------------------------------------------------------------------------------

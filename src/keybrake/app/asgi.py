@@ -48,7 +48,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts"})
+_ADMIN_ROOTS = frozenset({"keys", "credentials", "admin_tokens", "audit", "spend", "budgets", "alerts", "approvals"})
 _ADMIN_EXACT = frozenset({"/openapi.json", "/docs", "/healthz", "/readyz", "/metrics"})
 _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 # First path segments no vendor may take (vendors.RESERVED_NAMES) whose paths that are not admin
@@ -116,7 +116,13 @@ class KeybrakeApp:
             alerts=self.alerts,
             approval_sink=self.alerts,
         )
-        self.admin = build_admin_app(rt, self.registry, before_read=self.settler.flush, alerts=self.alerts)
+        self.admin = build_admin_app(
+            rt,
+            self.registry,
+            before_read=self.settler.flush,
+            alerts=self.alerts,
+            wake_approval=self.pipeline.approvals.wake,  # a decision made here wakes its holder here at once
+        )
         self._admin: Any = AdminGate(self.admin, rt)
         self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
         self.jobs = JobRunner(

@@ -1,6 +1,6 @@
 """`keybrake` command line: serve, and everything an operator does by hand.
 
-One module per admin API resource (credentials, keys, budgets, alerts, audit, spend, admin tokens), plus
+One module per admin API resource (credentials, keys, budgets, alerts, approvals, audit, spend, admin tokens), plus
 serve, db, vendors and demo; `common` holds what they share. Operator commands open the store directly
 (same data dir / database URL and master key as the server), so they work whether or not a server
 is running and need no admin token. A command's docstring is its `--help` text; every command and
@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from keybrake.cli.alerts import alerts
+from keybrake.cli.approvals import approvals
 from keybrake.cli.audit import audit
 from keybrake.cli.budgets import budgets
 from keybrake.cli.credentials import credentials
@@ -44,6 +45,7 @@ for _command in (
     vendors,
     admin_tokens,
     alerts,
+    approvals,
     demo,
 ):
     main.add_command(_command)

@@ -24,6 +24,7 @@ _CAP_OPTIONS = (
     click.option("--monthly-usd-cap", default=None, help="USD per calendar month (in --timezone)"),
     click.option("--total-usd-cap", default=None, help="USD over the budget's life"),
     click.option("--daily-request-cap", type=int, default=None, help="forwarded requests per day"),
+    click.option("--approval-above-usd", default=None, help="calls of covered keys above this USD wait for a person"),
 )
 
 
@@ -94,7 +95,9 @@ def budgets_show(budget_id: str, data_dir: str | None) -> None:
 @click.argument("budget_id")
 @click.option("--name", default=None, help="New name.")
 @click.option("--timezone", default=None, help="New IANA time zone for day and month roll-over.")
-@click.option("--remove", multiple=True, type=click.Choice(budget_ops.CAPS), help="remove a cap")
+@click.option(
+    "--remove", multiple=True, type=click.Choice((*budget_ops.CAPS, "approval_above_usd")), help="remove a cap"
+)
 @_cap_options
 @data_dir_opt
 def budgets_update(

@@ -15,6 +15,7 @@ from keybrake.runtime import Runtime
 ERROR_MEANINGS = {
     400: "`invalid_request`: malformed JSON, a body that is not an object, an unknown or repeated query parameter",
     401: "`admin_token_invalid` (no, unknown or revoked admin token) or `admin_token_required` (a vault key)",
+    403: "`insufficient_scope`: the admin token's scope may not do this",
     404: "`not_found`: no such id or name",
     409: "`conflict`: the resource's state forbids the change (see docs/api.md)",
     413: "`body_too_large`: the body is larger than 1 MiB",
