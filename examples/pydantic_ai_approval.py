@@ -21,12 +21,12 @@ approval's state, who decided and how long the call waited.
     KEYBRAKE_URL=http://127.0.0.1:8080 KEYBRAKE_ADMIN_TOKEN=… python examples/pydantic_ai_approval.py
 
 So that it runs unattended, the script also plays the operator (`--decide approve`, the default, or
-`--decide deny`): a thread that approves or denies the run's pending approvals through the admin
-API, as `keybrake approvals approve|deny` or a Slack link would. With `--decide none` it waits for
-you: `keybrake approvals list --state pending`, then approve or deny it within
-`--approval-timeout-seconds` (default 120). Keybrake must hold a Stripe credential (a test-mode
-`sk_test_…`, or `scripts/fake-stripe`: see examples/README.md). The script first makes the two
-charges to refund, with a key of their own.
+`--decide deny`): a thread that approves or denies the run's pending approvals with the client
+library's `kb.approvals` (the admin API), as `keybrake approvals approve|deny` or a Slack link
+would. With `--decide none` it waits for you: `keybrake approvals list --state pending`, then
+approve or deny it within `--approval-timeout-seconds` (default 120). Keybrake must hold a Stripe
+credential (a test-mode `sk_test_…`, or `scripts/fake-stripe`: see examples/README.md). The script
+first makes the two charges to refund, with a key of their own.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import stripe
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.exceptions import UsageLimitExceeded
@@ -48,7 +47,8 @@ from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, Text
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import UsageLimits
 
-from keybrake_client import Denial, Keybrake, Run, denial
+from keybrake_client import Denial, Keybrake, KeybrakeAPIError, Run, denial
+from keybrake_client.models import Approval
 
 if not __package__:  # run as a script (python examples/<recipe>.py): make `examples` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -175,16 +175,17 @@ def make_charges(kb: Keybrake, run_id: str, credential: str | None = None) -> li
 
 
 class Operator:
-    """The person who decides, played by a thread for the demo: every `poll_s` it lists the pending
-    approvals (`GET /v1/approvals?state=pending`, admin token) and approves or denies those of
-    `run_id` (`POST /v1/approvals/{id}/approve|deny`). `decided`: the approvals it decided."""
+    """The person who decides, played by a thread for the demo: every `poll_s` it lists the run's
+    pending approvals (`kb.approvals.list`: `GET /v1/approvals?state=pending`, admin token) and
+    approves or denies each (`POST /v1/approvals/{id}/approve|deny`) with `reason`, as
+    `keybrake approvals approve|deny` or a Slack link would. `decided`: the approvals it decided."""
 
     def __init__(
-        self, url: str, admin_token: str, run_id: str, decision: str, reason: str, poll_s: float = 0.2
+        self, url: str, admin_token: str, key_id: str, decision: str, reason: str, poll_s: float = 0.2
     ) -> None:
-        self.run_id, self.decision, self.reason, self.poll_s = run_id, decision, reason, poll_s
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
-        self.decided: list[dict[str, Any]] = []
+        self.key_id, self.decision, self.reason, self.poll_s = key_id, decision, reason, poll_s
+        self.kb = Keybrake(url, admin_token)  # its own client: the agent's thread uses the other one
+        self.decided: list[Approval] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="operator", daemon=True)
 
@@ -195,20 +196,19 @@ class Operator:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        self.http.close()
+        self.kb.close()
 
     def _loop(self) -> None:
         while not self.stop.wait(self.poll_s):
-            r = self.http.get("/v1/approvals", params={"state": "pending"})
-            r.raise_for_status()
-            for approval in r.json()["data"]:
-                if approval["agent_run_id"] == self.run_id:
-                    body = {"reason": self.reason}
-                    answer = self.http.post(f"/v1/approvals/{approval['id']}/{self.decision}", json=body)
-                    if answer.status_code == 409:  # its hold ended (or someone decided) first: nothing to do
-                        continue
-                    answer.raise_for_status()
-                    self.decided.append(answer.json())
+            for approval in self.kb.approvals.list(state="pending", key_id=self.key_id).data:
+                try:
+                    if self.decision == "approve":
+                        self.decided.append(self.kb.approvals.approve(approval.id, self.reason))
+                    else:
+                        self.decided.append(self.kb.approvals.deny(approval.id, self.reason))
+                except KeybrakeAPIError as exc:
+                    if exc.status != 409:  # 409: its hold ended (or someone decided) first
+                        raise
 
 
 def main(
@@ -236,18 +236,18 @@ def main(
             http = stripe.RequestsClient(timeout=approval_timeout_seconds + 30)
             deps = Deps(stripe=run.stripe(http_client=http, max_network_retries=2), run=run)
             try:
-                with _operator(url, admin_token, run_id, decide, reason):
+                with _operator(url, admin_token, run.key.id, decide, reason):
                     output = agent.run_sync(prompt, deps=deps, usage_limits=UsageLimits(tool_calls_limit=6)).output
             except UsageLimitExceeded as exc:  # the backstop when a model ignores STOP
                 output = f"run ended by its limit: {exc}"
         return reconstruct(run, output)
 
 
-def _operator(url: str, admin_token: str, run_id: str, decide: str | None, reason: str | None) -> Any:
+def _operator(url: str, admin_token: str, key_id: str, decide: str | None, reason: str | None) -> Any:
     if decide in (None, "none"):
         return _Nobody()
     default = "checked the order" if decide == "approve" else "this customer's refunds need a manager"
-    return Operator(url, admin_token, run_id, str(decide), reason or default)
+    return Operator(url, admin_token, key_id, str(decide), reason or default)
 
 
 class _Nobody:
@@ -261,7 +261,7 @@ class _Nobody:
 def print_approvals(report: Report) -> None:
     """Each held call's approval as its audit row tells it: state, who decided, why, how long it waited."""
     for row in report.rows:
-        approval: dict[str, Any] | None = getattr(row, "approval", None)
+        approval = row.approval  # None: the call was never held
         if approval:
             why = f" ({approval['reason']})" if approval.get("reason") else ""
             print(

@@ -55,9 +55,8 @@ class Operator:
 
 def _approval(row: AuditRow) -> dict[str, Any]:
     """The row's `approval` (how its hold went); the row must have been held."""
-    approval: dict[str, Any] | None = getattr(row, "approval", None)
-    assert approval is not None, row
-    return approval
+    assert row.approval is not None, row
+    return row.approval
 
 
 def _refunded_charges(fake_stripe: FakeStripe) -> list[str]:
@@ -77,7 +76,7 @@ def test_an_approved_refund_is_made_and_its_row_says_who_approved_it(
     assert [r.cost_usd for r in (small, big)] == [Decimal(30), Decimal(250)]
     assert report.spent_usd == Decimal(280) and report.forwarded == 2 and report.refused == []
     # the $30 refund was never held; the $250 one waited for the operator, who saw what it was
-    assert getattr(small, "approval", None) is None
+    assert small.approval is None
     [listed] = op.seen
     assert listed["amount_usd"] == 250 and listed["method"] == "POST" and listed["key_id"] == report.key_id
     assert listed["reasons"], listed
@@ -131,9 +130,9 @@ def test_a_refund_no_one_decides_on_is_asked_for_once_more_then_stops(
     assert report.output.startswith("I stopped: STOP: the refund of ")
     assert "no one decided (approval_timeout)" in report.output
     small, *held = report.rows
-    assert (small.status, small.verdict, getattr(small, "approval", None)) == (200, "allowed", None)
+    assert (small.status, small.verdict, small.approval) == (200, "allowed", None)
     # asked twice, held twice (two approvals), never sent
-    assert len(held) == 2 and all(getattr(r, "approval", None) is not None for r in held)
+    assert len(held) == 2 and all(r.approval is not None for r in held)
     assert [(r.status, r.error_code, r.upstream_status) for r in held] == [(403, "approval_timeout", None)] * 2
     approvals = [_approval(r) for r in held]
     assert [(a["state"], a["decided_by"]) for a in approvals] == [("expired", "keybrake")] * 2
