@@ -112,11 +112,13 @@ def refund_charge(ctx: RunContext[Deps], charge: str, amount_cents: int) -> str:
 def approval_answer(deps: Deps, charge: str, d: Denial) -> str:
     """The tool's answer when the refund waited for a person and was not sent: once after a
     timeout the model may ask again; a denial, or a second timeout, ends the run."""
-    if d.ask_again and charge not in deps.asked_again:  # no one decided in time: asking again can help
+    # approval_timeout: no one decided in time; approval_queue_full: too many calls of the run wait
+    unanswered = "no one decided in time" if d.code == "approval_timeout" else "too many calls already wait"
+    if d.ask_again and charge not in deps.asked_again:  # asking again (held again) can help
         deps.asked_again.add(charge)
         return (
-            f"{NOT_DECIDED}: the refund of {charge} waited for a person's approval and no one decided in "
-            f"time ({d.code}); nothing was refunded. You may ask for it once more."
+            f"{NOT_DECIDED}: the refund of {charge} needs a person's approval and {unanswered} ({d.code}); "
+            "nothing was refunded. You may ask for it once more."
         )
     if d.code == "approval_denied":
         deps.stopped = (
@@ -125,9 +127,8 @@ def approval_answer(deps: Deps, charge: str, d: Denial) -> str:
         )
     else:
         deps.stopped = (
-            f"{STOP}: the refund of {charge} waited for a person's approval twice and no one decided "
-            f"({d.code}); nothing was refunded. Do not retry it: tell the user it needs a person's "
-            "approval and end the run."
+            f"{STOP}: the refund of {charge} was asked for twice and not approved: {unanswered} ({d.code}); "
+            "nothing was refunded. Do not retry it: tell the user it needs a person's approval and end the run."
         )
     return deps.stopped
 

@@ -128,7 +128,7 @@ def test_a_refund_no_one_decides_on_is_asked_for_once_more_then_stops(
     report = recipe.main(kb.url, ADMIN_TOKEN, run_id="run-apr-3", approval_timeout_seconds=1)
 
     assert report.output.startswith("I stopped: STOP: the refund of ")
-    assert "no one decided (approval_timeout)" in report.output
+    assert "asked for twice and not approved: no one decided in time (approval_timeout)" in report.output
     small, *held = report.rows
     assert (small.status, small.verdict, small.approval) == (200, "allowed", None)
     # asked twice, held twice (two approvals), never sent
