@@ -70,9 +70,12 @@ def print_report(report: Report, counts: str | None = None, *, places: int = 2, 
     print(f"  USD moved: ${report.spent_usd:.{places}f}")
 
 
-def run_from_command_line(doc: str | None, main: Callable[..., Report]) -> Report:
+def run_from_command_line(
+    doc: str | None, main: Callable[..., Report], options: Callable[[argparse.ArgumentParser], None] | None = None
+) -> Report:
     """Run a recipe's `main(url, admin_token, credential=…)` with the command line's options
     (defaults from KEYBRAKE_URL, KEYBRAKE_ADMIN_TOKEN, KEYBRAKE_CREDENTIAL) and return its report.
+    `options` adds a recipe's own options to the parser: each is passed to `main` by its name.
 
     Exits with status 1 and a message on stderr without an admin token, or on Keybrake's refusal
     (a `KeybrakeError`, e.g. no credential of that name).
@@ -85,11 +88,14 @@ def run_from_command_line(doc: str | None, main: Callable[..., Report]) -> Repor
         default=os.environ.get("KEYBRAKE_CREDENTIAL") or None,
         help="the credential the run's key uses, by name (default: the vendor's only one, or 'default')",
     )
-    args = parser.parse_args()
-    if not args.admin_token:
+    if options is not None:
+        options(parser)
+    args = vars(parser.parse_args())
+    url, admin_token = args.pop("url"), args.pop("admin_token")
+    if not admin_token:
         sys.exit("set KEYBRAKE_ADMIN_TOKEN (or --admin-token) to a Keybrake admin token")
     try:
-        report: Report = main(args.url, args.admin_token, credential=args.credential)
+        report: Report = main(url, admin_token, **args)  # credential and the recipe's own options
     except KeybrakeError as exc:  # e.g. no credential of that name: Keybrake's answer says which
         sys.exit(f"Keybrake: {exc}")
     return report

@@ -57,6 +57,36 @@ def test_the_twilio_recipe_runs_as_a_script(kbt: KeybrakeThread) -> None:
     assert moved is not None and Decimal(moved[1]) > 0, out.stdout
 
 
+# the operator the script plays: (its options, counts, each approval's line and how many, USD moved)
+APPROVAL_RUNS = {
+    "approve": ([], "2 calls forwarded, 0 refused", r"approved by adm_\w+ \(checked the order\)", 1, "280.00"),
+    "deny": (["--decide", "deny", "--reason", "not today"], "1 calls forwarded, 1 refused",
+             r"denied by adm_\w+ \(not today\)", 1, "30.00"),
+    "none": (["--decide", "none", "--approval-timeout-seconds", "1"], "1 calls forwarded, 2 refused",
+             r"expired by keybrake \(no one decided in time\)", 2, "30.00"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("decision", sorted(APPROVAL_RUNS))
+def test_the_approval_recipe_runs_as_a_script_and_plays_the_operator(kb: KeybrakeThread, decision: str) -> None:
+    argv, counts, state, held, usd = APPROVAL_RUNS[decision]
+    env = _env(KEYBRAKE_URL=kb.url, KEYBRAKE_ADMIN_TOKEN=ADMIN_TOKEN)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "pydantic_ai_approval.py"), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert out.returncode == 0, out.stderr
+    assert counts in out.stdout
+    assert f"USD moved: ${usd}" in out.stdout
+    # each held refund's approval, as its audit row tells it: state, who decided, why, how long it waited
+    assert len(re.findall(rf"^  approval apr_\w+: {state}, waited \d+ ms$", out.stdout, re.M)) == held, out.stdout
+    assert len(re.findall(r"^  approval ", out.stdout, re.M)) == held
+    assert "vault_key_" not in out.stdout + out.stderr
+
+
 def test_a_recipe_uses_the_credential_named_by_option_or_environment(kb: KeybrakeThread, fake_stripe: Any) -> None:
     kb.add_credential(fake_stripe.base_url, name="ops")  # two Stripe credentials: the recipe picks one
     script = str(ROOT / "examples" / "langchain_stripe.py")
