@@ -21,9 +21,7 @@ from tests.harness import ADMIN_TOKEN, KeybrakeThread, examples, wait_for
 THRESHOLD = 30
 
 
-@settings(
-    max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=examples(8), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     cap=st.integers(min_value=40, max_value=160),
     amounts=st.lists(st.integers(min_value=5, max_value=70), min_size=1, max_size=7),
