@@ -5,6 +5,7 @@ answers approval_denied / approval_timeout (docs/approvals.md)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -139,6 +140,11 @@ def test_an_approved_call_is_forwarded_exactly_as_received_and_its_row_says_who_
     assert ap["waited_ms"] >= 300
     # The hold is not Keybrake's own time: overhead stays what a call without a hold costs.
     assert row["overhead_ms"] < 300
+    # Exports carry the decision as the API shows it (USD, RFC 3339).
+    with kb.admin() as c:
+        lines = c.get("/v1/audit/export", params={"format": "jsonl", "key_id": key["id"]}).text.splitlines()
+    (exported,) = [json.loads(x) for x in lines]
+    assert exported["approval"] == ap and ap["decided_at"].endswith("Z")
 
 
 def test_a_denied_call_is_refused_with_the_reason_and_its_reservation_released(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from keybrake.admin.errors import ApiError
-from keybrake.core.audit_lines import EXPORT_FIELDS, MONEY_FIELDS, csv_cells, jsonl_line
+from keybrake.core.audit_lines import EXPORT_FIELDS, MONEY_FIELDS, csv_cells, jsonl_line, render_approval
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import parse_rfc3339, rfc3339
 from keybrake.logs import event
@@ -40,17 +40,6 @@ def render_row(row: dict[str, Any]) -> dict[str, Any]:
             out[f] = to_json_number(out[f])
     if out.get("approval") is not None:
         out["approval"] = render_approval(out["approval"])
-    return out
-
-
-def render_approval(stored: dict[str, Any]) -> dict[str, Any]:
-    """The audit row's `approval` as stored (µUSD, Unix ms) → as the API shows it (USD, RFC 3339)."""
-    out = dict(stored)
-    for f in ("expires_at", "decided_at"):
-        if out.get(f) is not None:
-            out[f] = rfc3339(out[f])
-    if out.get("grant_usd") is not None:
-        out["grant_usd"] = to_json_number(out["grant_usd"])
     return out
 
 

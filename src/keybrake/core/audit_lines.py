@@ -21,7 +21,7 @@ EXPORT_FIELDS = (
     "reserved_usd", "cost_source", "cost_kind", "cap_usage_after_usd", "customer_scope_id", "account_context",
     "vendor_request_id", "vendor_object_id", "idempotency_key", "dedup_of", "settled_by", "request_summary",
     "body_hash", "redacted_fields", "preflight_lookup", "latency_ms", "upstream_latency_ms", "overhead_ms",
-    "metadata",
+    "metadata", "approval",
 )  # fmt: skip
 
 
@@ -48,11 +48,25 @@ def _csv_cell(name: str, value: Any) -> str:
         return format_usd(value)
     if name == "ts":
         return rfc3339(value)
+    if name == "approval" and value is not None:
+        value = render_approval(value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     if isinstance(value, bool | int | float):
         return str(value)
     return neutralise(str(value))
+
+
+def render_approval(stored: dict[str, Any]) -> dict[str, Any]:
+    """An audit row's `approval` as stored (µUSD, Unix ms) → as the API and exports show it (USD
+    numbers, RFC 3339 times; docs/api.md, audit rows)."""
+    out = dict(stored)
+    for f in ("expires_at", "decided_at"):
+        if out.get(f) is not None:
+            out[f] = rfc3339(out[f])
+    if out.get("grant_usd") is not None:
+        out["grant_usd"] = to_json_number(out["grant_usd"])
+    return out
 
 
 def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -61,6 +75,8 @@ def _jsonl_row(row: dict[str, Any]) -> dict[str, Any]:
     for f in _MONEY:
         if out[f] is not None:
             out[f] = to_json_number(out[f])
+    if out["approval"] is not None:
+        out["approval"] = render_approval(out["approval"])
     return out
 
 
