@@ -15,6 +15,7 @@ from keybrake.store import open_store
 from keybrake.store.base import (
     AdminTokenStore,
     AlertScanStore,
+    ApprovalStore,
     AlertStore,
     AuditStore,
     BudgetStore,
@@ -142,4 +143,9 @@ def reconcile(store: Store) -> ReconcileStore:
 
 @pytest.fixture
 def retention(store: Store) -> RetentionStore:
+    return store
+
+
+@pytest.fixture
+def approvals(store: Store) -> ApprovalStore:
     return store
