@@ -15,8 +15,8 @@ from keybrake.store import open_store
 from keybrake.store.base import (
     AdminTokenStore,
     AlertScanStore,
-    ApprovalStore,
     AlertStore,
+    ApprovalStore,
     AuditStore,
     BudgetStore,
     CredentialStore,
