@@ -216,12 +216,17 @@ def test_only_the_exact_link_path_passes_the_gate_without_a_token(kbl: KeybrakeT
         ("POST", f"/v1/approvals/{aid}/deny"),
         ("PUT", f"/v1/approvals/{aid}/decide"),
         ("DELETE", f"/v1/approvals/{aid}/decide"),
-        ("GET", f"/v1/approvals/x/../{aid}/decide"),
+        ("HEAD", f"/v1/approvals/{aid}/decide"),
+        ("GET", f"/v1/approvals/{aid}/decide%20"),
         ("GET", f"/v1/keys/{aid}/decide"),
     ]
     for method, path in near:
         answer = httpx.request(method, base + path + query)
-        assert answer.status_code == 401, (method, path, answer.status_code)
+        # the gate's refusal, before any route: 401, or 429 once this address has failed 10 times
+        assert answer.status_code in (401, 429), (method, path, answer.status_code)
+        if method != "HEAD":
+            code = answer.json()["error"]["code"]
+            assert code == ("admin_token_invalid" if answer.status_code == 401 else "too_many_auth_failures")
 
 
 def test_without_a_public_url_the_message_says_how_to_decide(

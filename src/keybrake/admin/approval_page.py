@@ -29,11 +29,12 @@ PAGE_HEADERS = {
     "x-content-type-options": "nosniff",
 }
 _STYLE = (
-    "body{font:15px/1.45 system-ui,sans-serif;max-width:42em;margin:2em auto;padding:0 1em;color:#222}"
+    "body{font:15px/1.45 system-ui,sans-serif;max-width:42em;margin:2em auto;padding:0 1em;color:rgb(34,34,34)}"
     "th{text-align:left;vertical-align:top;padding:.2em 1em .2em 0;white-space:nowrap}td{padding:.2em 0}"
-    "code{background:#f3f3f3;padding:0 .2em;word-break:break-all}.amount{font-size:1.3em;font-weight:bold}"
+    "code{background:rgb(243,243,243);padding:0 .2em;word-break:break-all}.amount{font-size:1.3em;font-weight:bold}"
     "button{font-size:1em;padding:.5em 1.5em;margin-top:1em}textarea{width:100%;box-sizing:border-box}"
-    ".deny button{background:#b00020;color:#fff;border:0}.approve button{background:#1b5e20;color:#fff;border:0}"
+    ".deny button{background:rgb(176,0,32);color:white;border:0}"
+    ".approve button{background:rgb(27,94,32);color:white;border:0}"
 )
 
 
