@@ -20,6 +20,7 @@ import httpx
 import pytest
 import stripe
 
+from keybrake.proxy import approval
 from tests.fakes.receiver import Receiver, ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
@@ -124,8 +125,14 @@ def with_query(link: str, **changes: str) -> str:
 
 
 def test_a_link_shows_a_page_on_get_and_decides_once_on_post(
-    kbl: KeybrakeThread, fake_stripe: FakeStripe, slack: ReceiverThread, hook: ReceiverThread
+    kbl: KeybrakeThread,
+    fake_stripe: FakeStripe,
+    slack: ReceiverThread,
+    hook: ReceiverThread,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The holder reads the store only every 60 s: the call goes at once only if the link wakes it.
+    monkeypatch.setattr(approval, "POLL_S", 60.0)
     call, text, links, key = hold(kbl, slack, "a@example.com")
     aid = approval_id(links["approve"])
     assert "*Amount:*" in text and "`/v1/customers`" in text and "`run-7`" in text and key["id"] in text
@@ -141,7 +148,7 @@ def test_a_link_shows_a_page_on_get_and_decides_once_on_post(
     assert state(kbl, aid) == "pending" and call.thread.is_alive() and not fake_stripe.requests
     done = httpx.post(links["approve"], content=b"", headers=FORM)
     assert done.status_code == 200 and "Approved" in done.text, done.text
-    call.done()
+    call.done(timeout=10)
     assert call.error is None and call.result.email == "a@example.com"
     assert [r.path for r in fake_stripe.requests] == ["/v1/customers"]
     assert stored(kbl, aid) == ("approved", "slack-link", None)
