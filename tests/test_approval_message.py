@@ -30,6 +30,8 @@ pytestmark = pytest.mark.store_free
 
 AID = "apr_01KBC3Y8N4J6W2Q5R7T9V0X1Z3"
 PUBLIC = "https://keybrake.example.com/some/prefix"
+LONG = PUBLIC + "/" + "p" * 400  # fewer details shown, the links kept
+HUGE = PUBLIC + "/" + "p" * 900  # links too long for the message: it says how to decide instead
 SECRET = link_secret(b"\x01" * 32)
 NASTY = [
     "<", ">", "|", "&", "`", "```", "*", "_", "~", "\n", "\r\n", "\u2028", "\u202e", "\u200b", "\x00",
@@ -64,8 +66,8 @@ def tame_key(k: str, i: int) -> str:
     return f"x{i}" if one_line(k) else " " * (i + 1)
 
 
-def text_of(rec: ApprovalRecord, links: bool) -> str:
-    data = approval_data(rec, decision_links(PUBLIC, SECRET, rec.id, rec.expires_at) if links else None)
+def text_of(rec: ApprovalRecord, links: bool, public: str = PUBLIC) -> str:
+    data = approval_data(rec, decision_links(public, SECRET, rec.id, rec.expires_at) if links else None)
     msg = slack_message({"id": "evt_x", "type": "approval.requested", "created_at": "now", "data": data})
     assert msg["blocks"][0]["text"]["text"] == msg["text"]
     return str(msg["text"])
@@ -84,16 +86,25 @@ def skeleton(text: str) -> str:
     summary=st.none() | st.dictionaries(hostile, scalar, max_size=9),
     reasons=st.lists(hostile, min_size=1, max_size=5),
     links=st.booleans(),
+    public=st.sampled_from([PUBLIC, LONG, HUGE]),
 )
 def test_the_agent_cannot_add_links_formatting_or_lines_to_the_slack_message(
-    endpoint: str, method: str, label: str | None, run: str | None, summary: Any, reasons: list[str], links: bool
+    endpoint: str,
+    method: str,
+    label: str | None,
+    run: str | None,
+    summary: Any,
+    reasons: list[str],
+    links: bool,
+    public: str,
 ) -> None:
     rec = record(endpoint, method, label, run, summary, reasons)
-    text = text_of(rec, links)
+    text = text_of(rec, links, public)
     assert len(text) <= MAX_TEXT
-    ours = decision_links(PUBLIC, SECRET, rec.id, rec.expires_at)
+    ours = decision_links(public, SECRET, rec.id, rec.expires_at)
     rest = text.replace(f"<{ours['approve']}|Approve>", "").replace(f"<{ours['deny']}|Deny>", "")
-    assert ("|Approve>" in text) == links and ("|Deny>" in text) == links
+    shown = links and public != HUGE
+    assert ("|Approve>" in text) == shown and ("|Deny>" in text) == shown
     assert "<" not in rest and ">" not in rest, text  # no link, mention or quote but ours
     assert not re.search(r"&(?!amp;|lt;|gt;)", rest), text  # every & is an escape
     benign = replace(
@@ -105,7 +116,7 @@ def test_the_agent_cannot_add_links_formatting_or_lines_to_the_slack_message(
         summary=None if summary is None else {tame_key(k, i): tame(v) for i, (k, v) in enumerate(summary.items())},
         reasons=tuple(tame(r) for r in reasons),
     )
-    assert skeleton(text) == skeleton(text_of(benign, links))
+    assert skeleton(text) == skeleton(text_of(benign, links, public))
     lines = text.split("\n")
     assert lines[1] == f"*Amount:* *{human_usd(rec.amount_usd)}* (Keybrake's estimate)"
     assert lines[-2].startswith(f"*Waits until:* {rfc3339(rec.expires_at)};")

@@ -26,6 +26,8 @@ MAX_REASON = 200
 MAX_SUMMARY_FIELDS = 6
 MAX_REASONS = 3
 MAX_TEXT = 3000  # Slack refuses a section whose text is longer
+LONG_LINKS = 600  # links longer than this (a long KEYBRAKE_PUBLIC_URL): one reason, no summary fields
+MAX_LINKS = 1500  # longer than this: no links, the message says how to decide instead
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "`": "'"}
 
 
@@ -65,7 +67,10 @@ def amount_text(amount_usd: Any) -> str:
 
 
 def approval_slack_text(data: dict[str, Any]) -> str:
-    """The message for one `approval.requested` event's `data` (`alert_format.approval_data`)."""
+    """The message for one `approval.requested` event's `data` (`alert_format.approval_data`).
+
+    Its length never depends on how long the agent's values are (each is capped): only on the
+    links, so a long KEYBRAKE_PUBLIC_URL shows fewer details rather than passing MAX_TEXT."""
     aid = plain(data["approval_id"], 40)
     lines = [
         f":raised_hand: *Keybrake: a call waits for your approval* ({aid})",
@@ -74,30 +79,41 @@ def approval_slack_text(data: dict[str, Any]) -> str:
         f"*Key:* {code(data['key_id'], 40)} · *label* {code(data.get('label'))} · *run* "
         f"{code(data.get('agent_run_id'))}",
     ]
+    decide = _decide_line(data.get("links"), aid)
+    compact = len(decide) > LONG_LINKS
     summary = data.get("summary")
     if isinstance(summary, dict) and summary:
-        fields = [f"{code(k, MAX_NAME)}: {code(v)}" for k, v in list(summary.items())[:MAX_SUMMARY_FIELDS]]
-        more = len(summary) - MAX_SUMMARY_FIELDS
-        lines.append("*Request:* " + ", ".join(fields) + (f" and {more} more" if more > 0 else ""))
+        shown = 0 if compact else MAX_SUMMARY_FIELDS
+        fields = [f"{code(k, MAX_NAME)}: {code(v)}" for k, v in list(summary.items())[:shown]]
+        more = len(summary) - len(fields)
+        lines.append("*Request:* " + ", ".join(fields) + (f" and {more} more" if fields and more > 0 else ""))
+        if not fields:
+            lines[-1] += f"{len(summary)} fields, shown on the approval's page"
     reasons = list(data.get("reasons") or [])
-    for reason in reasons[:MAX_REASONS]:
+    most = 1 if compact else MAX_REASONS
+    for reason in reasons[:most]:
         lines.append(f"*Why:* {code(reason, MAX_REASON)}")
-    if len(reasons) > MAX_REASONS:
-        lines.append(f"*Why:* and {len(reasons) - MAX_REASONS} more reasons")
+    if len(reasons) > most:
+        lines.append(f"*Why:* and {len(reasons) - most} more reasons")
     lines.append(f"*Waits until:* {plain(data['expires_at'], 40)}; after that it is refused (approval_timeout)")
-    links = data.get("links")
+    lines.append(decide)
+    return "\n".join(lines)
+
+
+def _decide_line(links: Any, aid: str) -> str:
+    """The Approve / Deny links, or how to decide without them (no links, or links too long)."""
     if isinstance(links, dict) and links.get("approve") and links.get("deny"):
-        lines.append(
+        line = (
             f"<{_url(links['approve'])}|Approve> · <{_url(links['deny'])}|Deny> "
             "(each opens a page that asks you to confirm; a link works once, until the hold ends)"
         )
-    else:
-        lines.append(
-            f"Decide with `keybrake approvals approve {aid}` or `keybrake approvals deny {aid} --reason …` "
-            f"on the server, or `POST /v1/approvals/{aid}/approve` (or `/deny`) with an admin token. "
-            "(With KEYBRAKE_PUBLIC_URL set, this message carries approve / deny links.)"
-        )
-    return "\n".join(lines)
+        if len(line) <= MAX_LINKS:
+            return line
+    return (
+        f"Decide with `keybrake approvals approve {aid}` or `keybrake approvals deny {aid} --reason …` "
+        f"on the server, or `POST /v1/approvals/{aid}/approve` (or `/deny`) with an admin token. "
+        "(With KEYBRAKE_PUBLIC_URL set, and short enough, this message carries approve / deny links.)"
+    )
 
 
 def _url(url: str) -> str:
