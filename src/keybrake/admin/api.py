@@ -23,6 +23,7 @@ from keybrake.admin.key_models import key_models
 from keybrake.admin.openapi import describe
 from keybrake.admin.ready import ReadyProbe
 from keybrake.admin.routes import alerts, approvals, audit, budgets, credentials, docs, health, keys, spend
+from keybrake.admin.routes.approval_links import router as decision_links
 from keybrake.admin.wire import KJSON, error_response
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.jobs.alerts import Alerts
@@ -71,6 +72,7 @@ def build_admin_app(
     models = key_models(rt.vendor_specs)  # the policy fields of the vendors `rt` serves
     for router in (ROUTERS[0], keys.build_router(models), *ROUTERS[1:]):
         app.include_router(router)
+    app.include_router(decision_links)  # token-free pages, signed per link (not in /openapi.json)
     app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
     app.add_exception_handler(EnforcementUnavailable, _store_down)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]

@@ -1,14 +1,16 @@
 """The ASGI gate in front of the admin API: the token is checked before any body is read.
 
 Order, for every admin request except the open paths (`/healthz`, `/readyz`, `/openapi.json`,
-the docs page `/docs` with its assets, and `/metrics` with KEYBRAKE_METRICS_PUBLIC=1):
+the docs page `/docs` with its assets, `/metrics` with KEYBRAKE_METRICS_PUBLIC=1, and a GET or
+POST on exactly `/v1/approvals/<approval id>/decide`, a signed decision link whose route checks
+its signature before anything else, `decision_link`):
 
 1. the admin token from the `Authorization` header, looked up by its hash (one store read). A
    valid token always gets in, however many failures its address has had;
 2. a failure answers 401, or 429 `too_many_auth_failures` past 10 failures a minute from the
    address (logged either way). The body of a refused request is never read: the answer says
    `Connection: close` and the connection goes with it;
-3. the body, capped at 1 MiB (Content-Length checked before reading, streamed bytes counted):
+3. the body, capped at 1 MiB (8 KiB for a decision link; Content-Length checked before reading, streamed bytes counted):
    past it 413 `body_too_large`, and the connection is closed. A JSON body holding a lone
    UTF-16 surrogate escape (`"\\ud800"`: valid JSON, not text) is 400 `invalid_request`.
 
@@ -31,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
+from keybrake.core.approvals import decision_path_id
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
 from keybrake.runtime import Runtime
@@ -44,6 +47,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 MAX_ADMIN_BODY_BYTES = 1024 * 1024
+MAX_LINK_BODY_BYTES = 8 * 1024  # a decision link's form: at most a reason of 500 characters
+LINK_METHODS = frozenset({"GET", "POST"})
 FAILURES_PER_MINUTE = 10
 INTERNAL_ERROR = "internal error (logged); read the resource before retrying a change"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs"})
@@ -78,6 +83,13 @@ class AuthFailures:
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+def decision_link(scope: Scope) -> bool:
+    """A GET or POST on exactly `/v1/approvals/<apr_ id>/decide` (the decoded path matched whole,
+    `core.approvals.DECISION_PATH`): an approve / deny link, let in without an admin token. Any
+    other method or any other path, however close, needs the token as before."""
+    return scope.get("method") in LINK_METHODS and decision_path_id(scope["path"]) is not None
 
 
 def client_address(scope: Scope) -> str:
@@ -181,27 +193,27 @@ class AdminGate:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
+        link = decision_link(scope)
         if not (
             path in OPEN_PATHS
             or path.startswith(OPEN_PREFIXES)
             or (path == "/metrics" and self.rt.settings.metrics_public)
+            or link
         ):
             refusal = await self._authenticate(scope)
             if refusal is not None:
                 await send_error(send, *refusal, close=True)
                 return
+        cap = MAX_LINK_BODY_BYTES if link else MAX_ADMIN_BODY_BYTES
         try:
-            body = await _read_capped(scope, receive)
+            body = await _read_capped(scope, receive, cap)
         except _Gone:
             return  # the client left before its body arrived: nothing to do, no one to answer
         if body is None:
             await send_error(
-                send,
-                413,
-                "body_too_large",
-                f"admin request bodies are limited to {MAX_ADMIN_BODY_BYTES} bytes; nothing was changed",
+                send, 413, "body_too_large", f"admin request bodies are limited to {cap} bytes; nothing was changed",
                 close=True,
-            )
+            )  # fmt: skip
             return
         if _has_lone_surrogate(body):
             await send_error(
@@ -282,13 +294,13 @@ class _Gone(Exception):
     """The client disconnected while its body was being read."""
 
 
-async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
-    """The whole body, or None once it passes MAX_ADMIN_BODY_BYTES (declared or streamed).
+async def _read_capped(scope: Scope, receive: Receive, cap: int) -> bytes | None:
+    """The whole body, or None once it passes `cap` bytes (declared or streamed).
 
     Raises _Gone if the client disconnects first.
     """
     for k, v in scope["headers"]:
-        if k == b"content-length" and v.strip().isdigit() and int(v) > MAX_ADMIN_BODY_BYTES:
+        if k == b"content-length" and v.strip().isdigit() and int(v) > cap:
             return None
     chunks: list[bytes] = []
     size = 0
@@ -298,7 +310,7 @@ async def _read_capped(scope: Scope, receive: Receive) -> bytes | None:
             raise _Gone
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_ADMIN_BODY_BYTES:
+        if size > cap:
             return None
         chunks.append(chunk)
         if not message.get("more_body", False):

@@ -24,6 +24,7 @@ from keybrake.admin.budgets import log_unusable_zones
 from keybrake.admin.gate import AdminGate, error_body
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.app.self_view import self_view
+from keybrake.core.approvals import link_secret
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
@@ -101,7 +102,14 @@ class KeybrakeApp:
             max_response_bytes=64 * 1024,
             explicit_hosts=rt.settings.upstream_hosts,
         )
-        self.alerts = Alerts(rt.store, rt.sealer, self.alert_upstream, rt.settings, instance_id=self.instance_id)
+        self.alerts = Alerts(
+            rt.store,
+            rt.sealer,
+            self.alert_upstream,
+            rt.settings,
+            instance_id=self.instance_id,
+            link_secret=link_secret(rt.pepper),  # approve / deny links (KEYBRAKE_PUBLIC_URL)
+        )
         self.body_budget = BodyBudget(rt.settings.max_buffered_body_bytes)
         self.pipeline = Pipeline(
             store=rt.store,

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from keybrake.core.money import human_usd
 from keybrake.core.patterns import first_match
@@ -77,3 +79,33 @@ def link_valid(secret: bytes, approval_id: str, action: str, expires_at_ms: int,
     if action not in LINK_ACTIONS:
         return False
     return hmac.compare_digest(link_signature(secret, approval_id, action, expires_at_ms), signature)
+
+
+# The path of a decision link: exactly `/v1/approvals/<approval id>/decide` (an approval id is
+# `apr_` and a ULID). The admin gate lets GET and POST on it through without an admin token:
+# the link's signature is its authority (docs/approvals.md, links).
+DECISION_PATH = re.compile(r"/v1/approvals/(apr_[0-9A-HJKMNP-TV-Z]{26})/decide", re.ASCII)
+_LINK_SECRET_LABEL = b"keybrake approval links"
+
+
+def link_secret(pepper: bytes) -> bytes:
+    """The key decision links are signed with, derived from the install's pepper: every replica
+    of an install signs and checks the same links, and no other secret is reused as it is."""
+    return hmac.new(pepper, _LINK_SECRET_LABEL, hashlib.sha256).digest()
+
+
+def decision_path_id(path: str) -> str | None:
+    """The approval id of a decision link's path (the decoded path, matched whole), else None."""
+    m = DECISION_PATH.fullmatch(path)
+    return m.group(1) if m else None
+
+
+def decision_links(public_url: str, secret: bytes, approval_id: str, expires_at_ms: int) -> dict[str, str]:
+    """{"approve": url, "deny": url}: each link decides this approval that way, once, until the
+    hold ends (`expires_at_ms`, Unix ms). `public_url` is KEYBRAKE_PUBLIC_URL (no trailing slash)."""
+    base = f"{public_url}/v1/approvals/{quote(approval_id, safe='')}/decide"
+    return {
+        action: f"{base}?action={action}&expires={expires_at_ms}&sig="
+        + link_signature(secret, approval_id, action, expires_at_ms)
+        for action in LINK_ACTIONS
+    }

@@ -17,6 +17,7 @@ from keybrake.core.jsonfmt import dumps
 from keybrake.core.money import to_json_number
 from keybrake.core.timefmt import rfc3339
 from keybrake.core.windows import Window
+from keybrake.jobs.approval_message import approval_slack_text
 from keybrake.store.base import AlertDestination, ApprovalRecord, CounterUsage, Delivery
 from keybrake.store.ids import new_audit_id
 
@@ -147,9 +148,10 @@ def threshold_data(
     }
 
 
-def approval_data(rec: ApprovalRecord) -> dict[str, Any]:
+def approval_data(rec: ApprovalRecord, links: dict[str, str] | None = None) -> dict[str, Any]:
     """approval.requested's `data`: what the held call is, how much it moves (USD number, `usd`),
-    whose it is, why it waits and until when (docs/approvals.md)."""
+    whose it is, why it waits and until when (docs/approvals.md); `links`, the signed approve /
+    deny links (`core.approvals.decision_links`), or None when KEYBRAKE_PUBLIC_URL is not set."""
     return {
         "approval_id": rec.id,
         "audit_id": rec.audit_id,
@@ -164,6 +166,7 @@ def approval_data(rec: ApprovalRecord) -> dict[str, Any]:
         "reasons": list(rec.reasons),
         "created_at": rfc3339(rec.created_at),
         "expires_at": rfc3339(rec.expires_at),
+        "links": links,
     }
 
 
@@ -184,6 +187,8 @@ def slack_message(doc: dict[str, Any]) -> dict[str, Any]:
             f":chart_with_upwards_trend: Keybrake: {data['scope']} {data['id']} spent {data['spend_usd']} USD in "
             f"{data['requests']} requests this hour, over {data['factor']}× its usual hour"
         )
+    elif doc["type"] == "approval.requested":
+        text = approval_slack_text(data)
     else:
         text = f"Keybrake: {doc['type']}"
     return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keybrake.config import Settings
+from keybrake.core.approvals import decision_links
 from keybrake.core.errors import CapHit, EnforcementUnavailable
 from keybrake.core.upstream import Upstream, UpstreamRequest
 from keybrake.crypto import Sealer
@@ -76,7 +77,8 @@ class Alerts:
     """Produces events into the outbox; `alert_scans.AlertScans` runs the scans, `deliverer` sends.
 
     `upstream` is the HTTP client deliveries use (its own, with KEYBRAKE_ALERT_TIMEOUT, in
-    `keybrake serve`); `instance_id` names this replica in delivery claims.
+    `keybrake serve`); `instance_id` names this replica in delivery claims; `link_secret` signs
+    the approve / deny links of approval.requested (with KEYBRAKE_PUBLIC_URL set; else no links).
     """
 
     def __init__(
@@ -87,8 +89,10 @@ class Alerts:
         settings: Settings,
         *,
         instance_id: str | None = None,
+        link_secret: bytes | None = None,
     ) -> None:
         self.store, self.sealer, self.upstream, self.settings = store, sealer, upstream, settings
+        self.link_secret = link_secret  # signs approve / deny links (`core.approvals.link_secret`)
         self.instance_id = instance_id or f"ins_{secrets.token_hex(10)}"
         self.deliverer = Deliverer(store, sealer, upstream, settings, self.instance_id)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -192,8 +196,12 @@ class Alerts:
                             forever=cap.resets_at_ms is None))  # fmt: skip
 
     def approval_requested(self, rec: ApprovalRecord) -> None:
-        """approval.requested for a call just held (docs/approvals.md): once per approval."""
-        data = approval_data(rec)
+        """approval.requested for a call just held (docs/approvals.md): once per approval, with
+        signed approve / deny links that work until the hold ends when KEYBRAKE_PUBLIC_URL is set."""
+        links = None
+        if self.settings.public_url and self.link_secret:
+            links = decision_links(self.settings.public_url, self.link_secret, rec.id, rec.expires_at)
+        data = approval_data(rec, links)
         self.soon(self.emit("approval.requested", data, fire_key=f"approval:{rec.id}", keep_until_ms=rec.expires_at))
 
     def key_revoked(self, key: KeyRecord) -> None:
