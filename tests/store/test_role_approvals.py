@@ -26,7 +26,7 @@ async def _hold(store: Store, approvals: ApprovalStore, **kw: object) -> Approva
     r0 = row(store)
     await store.reserve("vk_1", 1, caps("vk_1", 40_000_000, None), r0, "ins_me")
     rec = held(store, r0.id, **kw)  # type: ignore[arg-type]
-    await approvals.hold_approval(rec)
+    assert await approvals.hold_approval(rec, 10)
     return rec
 
 
@@ -106,3 +106,15 @@ async def test_recovery_releases_calls_a_dead_replica_held_and_keeps_approved_on
     assert (await store.counters_for("key:vk_1", [("total_usd", 0)]))["total_usd"].reserved == 40_000_000
     again = await approvals.approval_get(waiting.id)
     assert again is not None and again.state == "cancelled"
+
+
+async def test_the_pending_limit_holds_under_concurrent_holds(store: Store, approvals: ApprovalStore) -> None:
+    await store.insert_key(key(store), "h1")
+    recs = []
+    for _ in range(6):
+        r0 = row(store)
+        await store.reserve("vk_1", 1, caps("vk_1", 1_000_000, None), r0, "ins_me")
+        recs.append(held(store, r0.id))
+    took = await asyncio.gather(*[approvals.hold_approval(r, 4) for r in recs])
+    assert sorted(took) == [False, False, True, True, True, True]
+    assert await approvals.pending_approvals("vk_1") == 4

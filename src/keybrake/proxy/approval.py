@@ -168,17 +168,16 @@ class Approvals:
             return Held(note, 0.0)
         if self._stopping:
             raise _ended("approval_timeout", "Keybrake is stopping", rec, ASK_AGAIN, "cancelled")
-        if await self.store.pending_approvals(key.id) >= self.settings.approval_max_pending:
-            self._count("queue_full")
-            raise Denial(
-                "approval_queue_full",
-                f"This call needs a person's approval, but {key.id} already has "
-                f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING); it was "
-                "not held and nothing was sent. Ask again once those are decided.",
-            )
         ev = self._events[rec.id] = asyncio.Event()
         try:
-            await self.store.hold_approval(rec)
+            if not await self.store.hold_approval(rec, self.settings.approval_max_pending):
+                self._count("queue_full")
+                raise Denial(
+                    "approval_queue_full",
+                    f"This call needs a person's approval, but {key.id} already has "
+                    f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING); it "
+                    "was not held and nothing was sent. Ask again once those are decided.",
+                )
             event(log, "call held for approval", approval_id=rec.id, key_id=key.id, audit_id=audit_id,
                   amount_usd=human_usd(amount_usd), expires_in_s=need.wait_s)  # fmt: skip
             if self.sink is not None:
@@ -230,8 +229,10 @@ class Approvals:
                     raise ClientGone()
                 if left <= 0:
                     ended = await self._end(rec, "expired", "no one decided in time", started)
-                    if ended is not None and ended.state == "approved":
-                        return ended  # approved just before the hold ended
+                    if ended is not None and ended.state == "approved":  # just before the hold ended
+                        again = await self._read(rec, started, policy_version)  # the key's checks too
+                        if again is not None and again.state == "approved":
+                            return again
                     raise _ended("approval_timeout", f"no one decided within {_span(rec)}", rec, ASK_AGAIN, "expired")
                 ev.clear()
                 waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(ev.wait())]

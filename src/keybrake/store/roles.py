@@ -158,8 +158,9 @@ class ApprovalStore(Clock, Protocol):
     """Calls held for a person's decision (docs/approvals.md; `sql_approvals.py`): the holder
     (`proxy/approval.py`) writes and watches a hold, people decide through the admin API."""
 
-    async def hold_approval(self, rec: ApprovalRecord) -> None:
-        """Write a pending approval and mark its audit row `awaiting_approval`, together."""
+    async def hold_approval(self, rec: ApprovalRecord, max_pending: int) -> bool:
+        """Write a pending approval and mark its audit row `awaiting_approval`, together, unless
+        the key already has `max_pending` held (False, nothing written)."""
 
     async def approval_get(self, approval_id: str) -> ApprovalRecord | None: ...
     async def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, KeyWatch | None]:

@@ -25,9 +25,18 @@ class ApprovalQueries(SQLBase):
     """The approval role of the SQL engines (`store.roles.ApprovalStore`)."""
 
     @blocking
-    def hold_approval(self, rec: ApprovalRecord) -> None:
-        """Write a new pending approval and mark its audit row `awaiting_approval`, together."""
+    def hold_approval(self, rec: ApprovalRecord, max_pending: int) -> bool:
+        """Write a new pending approval and mark its audit row `awaiting_approval`, together —
+        unless the key already has `max_pending` calls held (False: nothing written). Holds of
+        one key are serialised, so concurrent calls never pass the limit together."""
         with self._tx() as cur:
+            self._lock_approvals(cur, rec.key_id)
+            held = cur.execute(
+                "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND state = 'pending' AND expires_at > ?",
+                (rec.key_id, rec.created_at),
+            ).fetchone()
+            if int(held[0]) >= max_pending:
+                return False
             cur.execute(
                 "INSERT INTO approvals (id, audit_id, key_id, label, agent_run_id, vendor, method, endpoint,"
                 " amount_usd, summary, reasons, state, created_at, expires_at, owner)"
@@ -39,6 +48,7 @@ class ApprovalQueries(SQLBase):
                 ),
             )  # fmt: skip
             _mark_row(cur, rec.audit_id, audit_approval(rec, state="awaiting_approval"))
+        return True
 
     @blocking
     def approval_get(self, approval_id: str) -> ApprovalRecord | None:
