@@ -306,3 +306,24 @@ def test_a_policy_changed_while_the_call_waits_is_checked_again_not_bypassed(
     assert code_of(exc.value) == "endpoint_not_allowed"
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
     wait_for(lambda: usage(kb, key["id"])["reserved"] == 0, 10)
+
+
+def test_a_budget_threshold_holds_the_calls_of_every_key_it_covers(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    with kb.admin() as c:
+        r = c.post(
+            "/v1/budgets",
+            json={"name": "tenant", "scope": {"label_prefix": "tenant-a:"}, "daily_usd_cap": 500,
+                  "approval_above_usd": 30},
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        bud = r.json()
+    covered = kb.issue({"daily_usd_cap": 100}, label="tenant-a:agent:1")
+    other = kb.issue({"daily_usd_cap": 100}, label="tenant-b:agent:1")
+    assert client(kb, other).v1.charges.create(CHARGE_40).amount == 4000  # not covered: not held
+    small: Any = {**CHARGE_40, "amount": 3000}
+    assert client(kb, covered).v1.charges.create(small).amount == 3000  # $30 is not above $30
+    call = Call(lambda: client(kb, covered).v1.charges.create(CHARGE_40))
+    (a,) = pending(kb, 1)
+    assert a["key_id"] == covered["id"] and any(bud["id"] in why for why in a["reasons"])
+    assert decide(kb, a["id"], "approve").status_code == 200
+    assert call.outcome().amount == 4000

@@ -51,6 +51,7 @@ from keybrake.store.sql_approvals import audit_approval
 
 log = logging.getLogger("keybrake.proxy")
 
+THRESHOLDS_TTL_S = 1.0  # budgets' approval_above_usd are read again after this long
 POLL_S = 0.25  # how often a holder reads the decision from the store (decisions on other replicas)
 # Set by the ASGI adapter for each proxied request: a coroutine that returns once the client has
 # disconnected (ASGI `http.disconnect`). A held call watches it: a client that hangs up is never sent.
@@ -93,6 +94,7 @@ class Approvals:
         self.store, self.settings, self.instance_id, self.sink = store, settings, instance_id, sink
         self.metrics = metrics
         self._events: dict[str, asyncio.Event] = {}
+        self._threshold_cache: dict[tuple[str, ...], tuple[float, dict[str, int]]] = {}
         self._stopping = False
         if metrics is not None:
             metrics.approvals_held.set_function(lambda: len(self._events))
@@ -121,11 +123,26 @@ class Approvals:
     ) -> ApprovalNeed | None:
         """Whether the reserved call (its reservation `items`) needs approval. The budgets covering
         the key are read only when one may set a threshold the estimate is above (µUSD > 0)."""
-        budgets = [it.counter_scope[len("budget:") :] for it in items if it.counter_scope.startswith("budget:")]
         thresholds: dict[str, int] = {}
-        if estimate_usd > 0 and budgets:
-            thresholds = await self.store.budget_approval_thresholds(sorted(set(budgets)))
+        if estimate_usd > 0:
+            budgets = tuple(sorted({it.counter_scope[7:] for it in items if it.counter_scope.startswith("budget:")}))
+            if budgets:
+                thresholds = await self._thresholds(budgets)
         return approval_need(policy, thresholds, method, path, estimate_usd, self.settings.approval_max_wait_s)
+
+    async def _thresholds(self, budgets: tuple[str, ...]) -> dict[str, int]:
+        """The budgets' `approval_above_usd`, read at most once per THRESHOLDS_TTL_S per set of
+        budgets: a change applies within that time (docs/approvals.md), and a priced call under a
+        budget does not pay a store round trip for a setting that rarely changes."""
+        now = time.monotonic()
+        cached = self._threshold_cache.get(budgets)
+        if cached is not None and now - cached[0] < THRESHOLDS_TTL_S:
+            return cached[1]
+        got = await self.store.budget_approval_thresholds(list(budgets))
+        if len(self._threshold_cache) >= 1024:
+            self._threshold_cache.clear()
+        self._threshold_cache[budgets] = (now, got)
+        return got
 
     async def hold(
         self,
