@@ -131,6 +131,8 @@ def test_an_approved_call_is_forwarded_exactly_as_received_and_its_row_says_who_
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     resp = call.outcome()
     assert resp.status_code == 200, resp.text
+    assert resp.headers["x-keybrake-approval-id"] == a["id"]
+    assert resp.headers["x-keybrake-approval-state"] == "approved"
     sent = [x for x in fake_stripe.requests if x.path == "/v1/charges"]
     assert len(sent) == 1 and sent[0].body == body  # the agent's bytes, not a re-encoding
     (row,) = settled(kb, key["id"], 1)
@@ -154,14 +156,18 @@ def test_a_denied_call_is_refused_with_the_reason_and_its_reservation_released(
     call = Call(lambda: client(kb, key).v1.charges.create(CHARGE_40))
     (a,) = pending(kb, 1)
     assert usage(kb, key["id"])["reserved"] == 40
+    time.sleep(0.3)
     assert decide(kb, a["id"], "deny", reason="not this customer").status_code == 200
     call.outcome()
     err = call.error
     assert isinstance(err, stripe.PermissionError) and code_of(err) == "approval_denied"
     assert "not this customer" in str(err.user_message) and "Do not ask again" in str(err.user_message)
+    assert err.json_body is not None and err.json_body["error"]["keybrake"]["ask_again"] is False
+    assert err.headers is not None and err.headers["x-keybrake-approval-state"] == "denied"
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
     (row,) = settled(kb, key["id"], 1)
     assert row["verdict"] == "denied_approval_denied" and row["cost_usd"] == 0
+    assert row["approval"]["waited_ms"] >= 300 and row["overhead_ms"] < 300  # the hold is not overhead
     assert row["approval"]["state"] == "denied" and row["approval"]["reason"] == "not this customer"
     assert usage(kb, key["id"])["reserved"] == 0 and usage(kb, key["id"])["used"] == 0
     # A second decision loses: the approval is no longer pending.
@@ -180,9 +186,11 @@ def test_an_undecided_call_times_out_releases_and_can_no_longer_be_approved(
     assert 0.9 <= time.monotonic() - started < 10
     assert isinstance(call.error, stripe.PermissionError) and code_of(call.error) == "approval_timeout"
     assert "Asking again" in str(call.error.user_message)
+    assert call.error.json_body is not None and call.error.json_body["error"]["keybrake"]["ask_again"] is True
     assert decide(kb, a["id"], "approve").status_code == 409
     (row,) = settled(kb, key["id"], 1)
     assert row["verdict"] == "denied_approval_timeout" and row["approval"]["state"] == "expired"
+    assert row["overhead_ms"] < 500  # the one-second hold is not Keybrake's own time
     assert usage(kb, key["id"])["reserved"] == 0
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
 

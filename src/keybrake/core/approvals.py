@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from keybrake.core.money import human_usd
@@ -64,6 +65,17 @@ def approval_need(
         return None
     wait = policy.approval_timeout_seconds or DEFAULT_APPROVAL_WAIT_S
     return ApprovalNeed(tuple(reasons), max(1, min(wait, max_wait_s)))
+
+
+def approved_headers(approval: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """The headers of an answer an approval let go (`approval`: the audit row's, None for a call
+    that was not held): `X-Keybrake-Approval-Id` (the approval, or the one whose grant covered
+    the call) and `X-Keybrake-Approval-State: approved`."""
+    if approval is None:
+        return []
+    by = str(approval.get("decided_by") or "")
+    approval_id = str(approval.get("id") or by.removeprefix("grant:"))
+    return [("x-keybrake-approval-id", approval_id), ("x-keybrake-approval-state", "approved")]
 
 
 def link_signature(secret: bytes, approval_id: str, action: str, expires_at_ms: int) -> str:

@@ -349,10 +349,16 @@ async def approve_or_refuse(
     if left is not None and left < FORWARD_MARGIN_S:
         return None  # reserved too late to be sent at all: the forwarder refuses it (TOO_LATE)
     endpoint = "/" + "/".join(vreq.path)
+    holding = time.monotonic()
     try:
-        held = await approvals.hold(
-            key, ctx.row.id, need, endpoint, vreq.method, plan.estimate.amount, ctx.row.request_summary
-        )
+        try:
+            held = await approvals.hold(
+                key, ctx.row.id, need, endpoint, vreq.method, plan.estimate.amount, ctx.row.request_summary
+            )
+        finally:  # however the hold ends, it is not Keybrake's own time (overhead_ms, latency_ms)
+            ctx.started += time.monotonic() - holding
+            if left is not None:
+                deadline.start(left)  # what was left of getting the reservation when the hold began
     except ClientGone:
         gone = Denial("approval_timeout", "The agent disconnected while the call waited for approval; nothing sent.")
         return await refuse(ctx, _released(gone.verdict), gone)
@@ -360,11 +366,7 @@ async def approve_or_refuse(
         return await refuse(ctx, _released(ended.verdict), ended)
     except EnforcementUnavailable as exc:
         return await refuse(ctx, _released("denied_enforcement_unavailable"), _unsure(exc))
-    finally:
-        if left is not None:
-            deadline.start(left)  # what was left of getting the reservation when the hold began
     ctx.row.approval = held.approval
-    ctx.started += held.waited_s  # the hold is not Keybrake's time (overhead_ms, latency_ms)
     return None
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from keybrake.config import Settings
+from keybrake.core.approvals import approved_headers
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
@@ -304,14 +305,12 @@ class Recorder:
     def keybrake_headers(self, ctx: RequestContext) -> list[tuple[str, str]]:
         """Keybrake's headers on an answer with an audit row, from the row's timings (`_timings`
         ran): request id, key id, `X-Keybrake-Overhead-Ms` (ms, one decimal) and `Server-Timing`
-        (`keybrake;dur=<overhead_ms, 3 decimals>[, upstream;dur=<upstream_latency_ms>]`)."""
+        (`keybrake;dur=<overhead_ms, 3 decimals>[, upstream;dur=<upstream_latency_ms>]`), and those
+        of a call an approval let go (`core.approvals.approved_headers`)."""
         row = ctx.row
-        out = [("x-keybrake-request-id", row.id)]
-        if row.key_id:
-            out.append(("x-keybrake-key-id", row.key_id))
-        out.append(("x-keybrake-overhead-ms", f"{row.overhead_ms or 0:.1f}"))
-        out.append(("server-timing", _timing(row)))
-        return out
+        out = [("x-keybrake-request-id", row.id), *([("x-keybrake-key-id", row.key_id)] if row.key_id else [])]
+        out += [("x-keybrake-overhead-ms", f"{row.overhead_ms or 0:.1f}"), ("server-timing", _timing(row))]
+        return out + approved_headers(row.approval)
 
     def _cap_hit(self, row: AuditRow, denial: Denial) -> None:
         if denial.cap is not None and self.metrics is not None:
