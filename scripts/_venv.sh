@@ -11,9 +11,16 @@ ensure_venv() {
     echo "Keybrake needs Python 3.11 or newer ($PYTHON is $("$PYTHON" --version 2>&1))." >&2
     exit 1
   fi
-  if [ ! -x "$VENV/bin/python" ]; then
+  # Two scripts started together (./scripts/fake-stripe and ./scripts/serve on a first run) set
+  # up one .venv in turn: the second waits, then finds it ready.
+  if command -v flock >/dev/null; then
+    mkdir -p "$(dirname "$VENV")"
+    exec 9>"$VENV.lock"
+    flock 9
+  fi
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pip' 2>/dev/null; then
     echo "creating virtual environment in $VENV" >&2
-    "$PYTHON" -m venv "$VENV"
+    "$PYTHON" -m venv --clear "$VENV"  # --clear: a setup that was cut short starts over
   fi
   stamp="$VENV/.keybrake-$(basename "$lock").sha256"
   local want
@@ -27,6 +34,9 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT/client" \
       2> >(grep -v -e '^WARNING: Location' -e 'BuildBackendWarning' >&2)
     echo "$want" > "$stamp"
+  fi
+  if command -v flock >/dev/null; then
+    exec 9>&-
   fi
 }
 

@@ -39,8 +39,9 @@ HIGH_WHY = {
 # Every variable any `Env` was asked about (set or not): the settings Keybrake reads, so that a
 # test can hold them against the documentation's table and feed each a bad value.
 NAMES: set[str] = set()
-# Variables that are not the server's settings: read by scripts/serve or by the test suite.
-NOT_SETTINGS = ("KEYBRAKE_VENV", "KEYBRAKE_TEST_")
+# Variables that are not the server's settings: read by scripts/serve, the test suite, or the
+# recipes in examples/ (where Keybrake is, which credential to issue on).
+NOT_SETTINGS = ("KEYBRAKE_VENV", "KEYBRAKE_TEST_", "KEYBRAKE_URL", "KEYBRAKE_CREDENTIAL")
 # What a number setting may spell: plain ASCII digits with an optional sign and decimal point;
 # no digits of another script ('١٢'), digit-group underscores ('1_0') or exponents ('1e3'),
 # which Python's float() and Decimal() would quietly read.
