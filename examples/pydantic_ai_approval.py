@@ -252,7 +252,14 @@ def _operator(url: str, admin_token: str, key_id: str, decide: str | None, reaso
 
 
 class _Nobody:
+    """No one plays the operator: say so, and how to decide, before the refund waits."""
+
     def __enter__(self) -> None:
+        print(
+            "the big refund will wait for a person: decide it in another shell with "
+            "`.venv/bin/keybrake approvals list --state pending`, then `approvals approve|deny <id>`",
+            flush=True,
+        )
         return None
 
     def __exit__(self, *exc: object) -> None:

@@ -59,7 +59,8 @@ def print_report(report: Report, counts: str | None = None, *, places: int = 2, 
     decimals of USD amounts, and `steps` whether each row shows its `X-Keybrake-Step` header."""
     print(f"run {report.run_id} (key {report.key_id})")
     print(f"  model's last word: {report.output}")
-    print(f"  {counts or f'{report.forwarded} calls forwarded'}, {len(report.refused)} refused")
+    calls = f"{report.forwarded} call{'' if report.forwarded == 1 else 's'} forwarded"
+    print(f"  {counts or calls}, {len(report.refused)} refused")
     for row in report.rows:
         step = ((row.metadata or {}).get("headers") or {}).get("x-keybrake-step", "-")
         money = f"${row.cost_usd:.{places}f}" if row.upstream_status is not None else "not sent"

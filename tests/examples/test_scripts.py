@@ -60,9 +60,9 @@ def test_the_twilio_recipe_runs_as_a_script(kbt: KeybrakeThread) -> None:
 # the operator the script plays: (its options, counts, each approval's line and how many, USD moved)
 APPROVAL_RUNS = {
     "approve": ([], "2 calls forwarded, 0 refused", r"approved by adm_\w+ \(checked the order\)", 1, "280.00"),
-    "deny": (["--decide", "deny", "--reason", "not today"], "1 calls forwarded, 1 refused",
+    "deny": (["--decide", "deny", "--reason", "not today"], "1 call forwarded, 1 refused",
              r"denied by adm_\w+ \(not today\)", 1, "30.00"),
-    "none": (["--decide", "none", "--approval-timeout-seconds", "1"], "1 calls forwarded, 2 refused",
+    "none": (["--decide", "none", "--approval-timeout-seconds", "1"], "1 call forwarded, 2 refused",
              r"expired by keybrake \(no one decided in time\)", 2, "30.00"),
 }  # fmt: skip
 
