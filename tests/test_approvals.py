@@ -335,3 +335,19 @@ def test_a_budget_threshold_holds_the_calls_of_every_key_it_covers(kb: KeybrakeT
     assert a["key_id"] == covered["id"] and any(bud["id"] in why for why in a["reasons"])
     assert decide(kb, a["id"], "approve").status_code == 200
     assert call.outcome().amount == 4000
+
+
+def test_an_sdk_that_times_out_first_cancels_its_hold_and_nothing_is_sent(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    """stripe-python gives up after its timeout (80 s by default, 1 s here) and closes the connection:
+    the hold ends as cancelled and its reservation is released (docs/approvals.md, SDK timeouts)."""
+    key = kb.issue({"daily_usd_cap": 100, "approval_above_usd": 30, "approval_timeout_seconds": 60})
+    impatient = client(kb, key, http_client=stripe.RequestsClient(timeout=1))
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.charges.create(CHARGE_40)
+    wait_for(lambda: usage(kb, key["id"])["reserved"] == 0, 10)
+    with kb.admin() as c:
+        (a,) = c.get("/v1/approvals", params={"key_id": key["id"]}).json()["data"]
+    assert a["state"] == "cancelled" and "disconnected" in a["reason"]
+    assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
