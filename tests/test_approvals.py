@@ -162,7 +162,8 @@ def test_a_denied_call_is_refused_with_the_reason_and_its_reservation_released(
     err = call.error
     assert isinstance(err, stripe.PermissionError) and code_of(err) == "approval_denied"
     assert "not this customer" in str(err.user_message) and "Do not ask again" in str(err.user_message)
-    assert err.json_body is not None and err.json_body["error"]["keybrake"]["ask_again"] is False
+    body: Any = err.json_body
+    assert body["error"]["keybrake"]["ask_again"] is False
     assert err.headers is not None and err.headers["x-keybrake-approval-state"] == "denied"
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
     (row,) = settled(kb, key["id"], 1)
@@ -186,7 +187,8 @@ def test_an_undecided_call_times_out_releases_and_can_no_longer_be_approved(
     assert 0.9 <= time.monotonic() - started < 10
     assert isinstance(call.error, stripe.PermissionError) and code_of(call.error) == "approval_timeout"
     assert "Asking again" in str(call.error.user_message)
-    assert call.error.json_body is not None and call.error.json_body["error"]["keybrake"]["ask_again"] is True
+    body: Any = call.error.json_body
+    assert body["error"]["keybrake"]["ask_again"] is True
     assert decide(kb, a["id"], "approve").status_code == 409
     (row,) = settled(kb, key["id"], 1)
     assert row["verdict"] == "denied_approval_timeout" and row["approval"]["state"] == "expired"

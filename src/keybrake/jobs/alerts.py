@@ -201,8 +201,14 @@ class Alerts:
         links = None
         if self.settings.public_url and self.link_secret:
             links = decision_links(self.settings.public_url, self.link_secret, rec.id, rec.expires_at)
-        data = approval_data(rec, links)
-        self.soon(self.emit("approval.requested", data, fire_key=f"approval:{rec.id}", keep_until_ms=rec.expires_at))
+        self.soon(self._request_approval(rec, approval_data(rec, links)))
+
+    async def _request_approval(self, rec: ApprovalRecord, data: dict[str, Any]) -> int:
+        sent = await self.emit("approval.requested", data, fire_key=f"approval:{rec.id}", keep_until_ms=rec.expires_at)
+        if sent == 0 and not self.holding:  # no destination takes it: say so where an operator looks
+            event(log, "a call waits for approval and no alert destination takes approval.requested", logging.WARNING,
+                  approval_id=rec.id, key_id=rec.key_id, decide="keybrake approvals list --state pending")  # fmt: skip
+        return sent
 
     def key_revoked(self, key: KeyRecord) -> None:
         """key.revoked once per key, whichever path revoked it (the scan finds the others)."""
