@@ -90,8 +90,13 @@ _LINK_SECRET_LABEL = b"keybrake approval links"
 
 def link_secret(pepper: bytes) -> bytes:
     """The key decision links are signed with, derived from the install's pepper: every replica
-    of an install signs and checks the same links, and no other secret is reused as it is."""
-    return hmac.new(pepper, _LINK_SECRET_LABEL, hashlib.sha256).digest()
+    of an install signs and checks the same links, and no other secret is reused as it is.
+
+    HKDF-Extract style, the label as the HMAC key and the pepper as the message: never
+    HMAC(pepper, data), which is what Keybrake stores and shows elsewhere for data an agent
+    chooses (the audit row's `body_hash`, token hashes). A body equal to the label must not
+    publish the link key to every reader of the audit log."""
+    return hmac.new(_LINK_SECRET_LABEL, pepper, hashlib.sha256).digest()
 
 
 def decision_path_id(path: str) -> str | None:

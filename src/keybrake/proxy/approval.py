@@ -47,7 +47,7 @@ from keybrake.store.base import (
     Settlement,
 )
 from keybrake.store.ids import new_audit_id
-from keybrake.store.sql_approvals import audit_approval
+from keybrake.store.sql_approvals import ABANDONED, audit_approval
 
 log = logging.getLogger("keybrake.proxy")
 
@@ -168,17 +168,17 @@ class Approvals:
             return Held(note, 0.0)
         if self._stopping:
             raise _ended("approval_timeout", "Keybrake is stopping", rec, ASK_AGAIN, "cancelled")
-        if await self.store.pending_approvals(key.id) >= self.settings.approval_max_pending:
-            self._count("queue_full")
-            raise Denial(
-                "approval_queue_full",
-                f"This call needs a person's approval, but {key.id} already has "
-                f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING); it was "
-                "not held and nothing was sent. Ask again once those are decided.",
-            )
         ev = self._events[rec.id] = asyncio.Event()
         try:
-            await self.store.hold_approval(rec)
+            if not await self.store.hold_approval(rec, self.settings.approval_max_pending):
+                self._count("queue_full")
+                raise Denial(
+                    "approval_queue_full",
+                    f"This call needs a person's approval, but {key.id} already has "
+                    f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING; a call "
+                    "whose agent hung up while it waited keeps its place until its hold would have ended); it "
+                    "was not held and nothing was sent. Ask again once those are decided.",
+                )
             event(log, "call held for approval", approval_id=rec.id, key_id=key.id, audit_id=audit_id,
                   amount_usd=human_usd(amount_usd), expires_in_s=need.wait_s)  # fmt: skip
             if self.sink is not None:
@@ -226,7 +226,7 @@ class Approvals:
                     await self._end(rec, "cancelled", "Keybrake stopped while the call waited", started)
                     raise _ended("approval_timeout", "Keybrake stopped while it waited", rec, ASK_AGAIN, "cancelled")
                 if gone is not None and gone.done():
-                    await self._end(rec, "cancelled", "the agent disconnected while the call waited", started)
+                    await self._end(rec, "cancelled", ABANDONED, started)
                     raise ClientGone()
                 if left <= 0:
                     ended = await self._end(rec, "expired", "no one decided in time", started)

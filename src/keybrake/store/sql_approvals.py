@@ -19,15 +19,33 @@ from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, lock_order
 # Decisions a person makes; the holder ends a hold with the others.
 DECISIONS = ("approved", "denied")
 ENDINGS = ("expired", "cancelled")
+# The reason of a hold cancelled because its agent hung up. Such a hold keeps its place in the
+# key's queue until it would have ended: else holding, hanging up and asking again would send
+# one approval.requested per cycle, without bound, and bury the real requests.
+ABANDONED = "the agent disconnected while the call waited"
+_QUEUED = (
+    "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND expires_at > ?"
+    " AND (state = 'pending' OR (state = 'cancelled' AND reason = ?))"
+)
+_QUEUE_LOCK = "approvals"  # with "queue:<key id>": serialises a key's count-then-write of holds
 
 
 class ApprovalQueries(SQLBase):
     """The approval role of the SQL engines (`store.roles.ApprovalStore`)."""
 
     @blocking
-    def hold_approval(self, rec: ApprovalRecord) -> None:
-        """Write a new pending approval and mark its audit row `awaiting_approval`, together."""
+    def hold_approval(self, rec: ApprovalRecord, max_pending: int | None = None) -> bool:
+        """Write a new pending approval and mark its audit row `awaiting_approval`, together;
+        True when written. With `max_pending`, only while the key's queue (`_QUEUED`: its pending
+        holds and those its agent abandoned, until they would have ended) holds fewer: counted and
+        written in one transaction under the key's queue lock, so concurrent calls cannot all
+        read "below the limit" (False: not written)."""
         with self._tx() as cur:
+            if max_pending is not None:
+                self._lock_idempotency(cur, "queue:" + rec.key_id, _QUEUE_LOCK)
+                queued = cur.execute(_QUEUED, (rec.key_id, self.now_ms(), ABANDONED)).fetchone()[0]
+                if int(queued) >= max_pending:
+                    return False
             cur.execute(
                 "INSERT INTO approvals (id, audit_id, key_id, label, agent_run_id, vendor, method, endpoint,"
                 " amount_usd, summary, reasons, state, created_at, expires_at, owner)"
@@ -39,6 +57,7 @@ class ApprovalQueries(SQLBase):
                 ),
             )  # fmt: skip
             _mark_row(cur, rec.audit_id, audit_approval(rec, state="awaiting_approval"))
+        return True
 
     @blocking
     def approval_get(self, approval_id: str) -> ApprovalRecord | None:
@@ -141,11 +160,9 @@ class ApprovalQueries(SQLBase):
 
     @blocking
     def pending_approvals(self, key_id: str) -> int:
-        """How many of the key's calls are held now (pending and not past their hold)."""
-        rows = self._read(
-            "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND state = 'pending' AND expires_at > ?",
-            (key_id, self.now_ms()),
-        )
+        """How many places of the key's queue are taken now: its calls held (pending and not past
+        their hold) and those whose agent hung up while held, until their hold would have ended."""
+        rows = self._read(_QUEUED, (key_id, self.now_ms(), ABANDONED))
         return int(rows[0][0])
 
     @blocking

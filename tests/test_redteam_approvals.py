@@ -1,0 +1,160 @@
+"""Red team of human approval (docs/approvals.md): a prompt-injected agent holding a vault key,
+against a real Keybrake and the fake Stripe. Each test is an attack that once worked.
+
+- The per-key queue of held calls (`KEYBRAKE_APPROVAL_MAX_PENDING`) was checked before the hold
+  was written: concurrent calls all read "below the limit" and were all held.
+- A call whose agent hung up freed its place at once: holding, hanging up and asking again sent
+  an approval.requested message per cycle, without bound (80 a second), burying the real ones.
+- The decision links' key was HMAC(pepper, a fixed label), the very construction of the audit
+  row's `body_hash` (HMAC(pepper, body)) and of token hashes: a body equal to the label would
+  publish the key to every audit reader. No vendor's parser accepts that label as a body today
+  (it has no `=` and is not JSON), so this was latent; the key is now derived apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keybrake.core import approvals as core_approvals
+from keybrake.core.approvals import link_secret
+from tests.fakes.receiver import ReceiverThread
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread, examples, wait_for
+
+HOLD = {"approval_endpoints": ["POST /v1/customers"], "approval_timeout_seconds": 30}
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+MAX_PENDING = 3
+
+
+@pytest.fixture
+def kbq(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
+    """A Keybrake whose keys may each have MAX_PENDING calls held at once."""
+    with KeybrakeThread(tmp_path / "q", approval_max_pending=MAX_PENDING, alert_interval_s=0.05) as server:
+        server.add_credential(fake_stripe.base_url)
+        yield server
+
+
+def pending(kb: KeybrakeThread, key_id: str) -> list[dict[str, Any]]:
+    with kb.admin() as c:
+        r = c.get("/v1/approvals", params={"state": "pending", "key_id": key_id})
+    assert r.status_code == 200, r.text
+    return r.json()["data"]  # type: ignore[no-any-return]
+
+
+def deny_all(kb: KeybrakeThread, key_id: str) -> None:
+    with kb.admin() as c:
+        for a in pending(kb, key_id):
+            c.post(f"/v1/approvals/{a['id']}/deny", json={"reason": "red team"})
+
+
+def raw_call(kb: KeybrakeThread, key: dict[str, Any], body: bytes) -> socket.socket:
+    """A customers.create sent on a raw socket (held); the agent can hang up at any time."""
+    u = urlsplit(kb.url)
+    assert u.hostname is not None and u.port is not None
+    s = socket.create_connection((u.hostname, u.port))
+    head = (
+        f"POST /stripe/v1/customers HTTP/1.1\r\nHost: stripe\r\nAuthorization: Bearer {key['key']}\r\n"
+        f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    s.sendall(head.encode() + body)
+    return s
+
+
+def test_concurrent_calls_never_hold_more_than_the_pending_limit(kbq: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kbq.issue(HOLD)
+    answers: list[httpx.Response] = []
+
+    def call(i: int) -> None:
+        answers.append(
+            httpx.post(
+                f"{kbq.url}/stripe/v1/customers",
+                content=f"email=c{i}@example.com",
+                headers={"Authorization": f"Bearer {key['key']}", **FORM},
+                timeout=60,
+            )
+        )
+
+    threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in range(24)]
+    for t in threads:
+        t.start()
+    # Every call but the held ones is answered at once (queue full).
+    time.sleep(3)
+    held = pending(kbq, key["id"])
+    assert len(held) <= MAX_PENDING, f"{len(held)} calls held, the limit is {MAX_PENDING}"
+    refused = [a for a in answers if a.status_code == 403]
+    assert len(refused) == 24 - len(held)
+    assert all(a.json()["error"]["code"] == "approval_queue_full" for a in refused)
+    deny_all(kbq, key["id"])
+    for t in threads:
+        t.join(30)
+    assert not [r for r in fake_stripe.requests if r.path == "/v1/customers"]
+
+
+def test_hanging_up_and_asking_again_cannot_flood_the_approvers(kbq: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    with ReceiverThread() as slack:
+        with kbq.admin() as c:
+            doc = {"type": "slack", "url": slack.base_url + "/in", "events": ["approval.requested"]}
+            assert c.post("/v1/alerts", json=doc).status_code == 201
+        key = kbq.issue(HOLD)
+        asked = 0
+        for rnd in range(4):
+            socks = [raw_call(kbq, key, f"email=r{rnd}-{i}@example.com".encode()) for i in range(MAX_PENDING)]
+            time.sleep(0.5)
+            asked += len(pending(kbq, key["id"]))
+            for s in socks:
+                s.close()  # the agent hangs up: the hold is cancelled, nothing is sent
+            wait_for(lambda: not pending(kbq, key["id"]), 10)
+        # An abandoned hold keeps its place until it would have ended: the first round's calls
+        # were held, the later rounds' were refused approval_queue_full, and the channel got
+        # one message per held call, not one per reconnect.
+        assert asked == MAX_PENDING
+        answer = httpx.post(
+            f"{kbq.url}/stripe/v1/customers",
+            content=b"email=again@example.com",
+            headers={"Authorization": f"Bearer {key['key']}", **FORM},
+            timeout=10,
+        )
+        assert answer.status_code == 403 and answer.json()["error"]["code"] == "approval_queue_full"
+        assert "hung up" in answer.json()["error"]["message"]
+        rows = kbq.query("SELECT COUNT(*) FROM alert_outbox WHERE event_type = 'approval.requested'")
+        assert rows[0][0] == MAX_PENDING
+        assert not [r for r in fake_stripe.requests if r.path == "/v1/customers"]
+
+
+def test_a_denied_or_expired_hold_frees_its_place_at_once(kbq: KeybrakeThread) -> None:
+    """Only calls whose agent hung up keep their place: a decision frees it (no lockout)."""
+    key = kbq.issue(HOLD)
+    socks = [raw_call(kbq, key, f"email=d{i}@example.com".encode()) for i in range(MAX_PENDING)]
+    wait_for(lambda: len(pending(kbq, key["id"])) == MAX_PENDING, 10)
+    deny_all(kbq, key["id"])
+    wait_for(lambda: not pending(kbq, key["id"]), 10)
+    again = raw_call(kbq, key, b"email=after@example.com")
+    wait_for(lambda: len(pending(kbq, key["id"])) == 1, 10)
+    deny_all(kbq, key["id"])
+    for s in [*socks, again]:
+        s.close()
+
+
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(pepper=st.binary(min_size=32, max_size=32), extra=st.binary(max_size=40))  # the pepper: 32 random bytes
+def test_no_hmac_under_the_pepper_is_the_link_key(pepper: bytes, extra: bytes) -> None:
+    """The class: every value Keybrake shows or stores as HMAC(pepper, data) (audit body_hash,
+    token hashes) — for any data, the label itself included — differs from the link key."""
+    secret = link_secret(pepper)
+    label = core_approvals._LINK_SECRET_LABEL
+    for data in (label, label + extra, extra, label.hex().encode(), label.decode().upper().encode()):
+        assert hmac.new(pepper, data, hashlib.sha256).digest() != secret
+        assert hmac.new(pepper, data, hashlib.sha256).hexdigest() != secret.hex()
