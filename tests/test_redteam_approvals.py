@@ -21,15 +21,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from keybrake.core import approvals as core_approvals
 from keybrake.core.approvals import link_secret
+from keybrake.core.params import parse_form
+from keybrake.jobs.approval_message import MAX_SUMMARY_FIELDS
+from keybrake.vendors.base import VendorRequest
+from keybrake.vendors.stripe import Stripe
 from tests.fakes.receiver import ReceiverThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, examples, wait_for
@@ -158,3 +162,74 @@ def test_no_hmac_under_the_pepper_is_the_link_key(pepper: bytes, extra: bytes) -
     for data in (label, label + extra, extra, label.hex().encode(), label.decode().upper().encode()):
         assert hmac.new(pepper, data, hashlib.sha256).digest() != secret
         assert hmac.new(pepper, data, hashlib.sha256).hexdigest() != secret.hex()
+
+
+def test_a_grant_never_lets_through_calls_that_reserve_nothing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """`grant_run_usd: 1` once let every later free call of approval_endpoints (customer creates,
+    deletes) go without asking: $0 always "fits" in what is left of the grant."""
+    key = kb.issue({**HOLD, "approval_endpoints": ["POST /v1/customers", "DELETE /v1/customers/*"]})
+    first = raw_call(kb, key, b"email=first@example.com")
+    (apr,) = wait_for(lambda: pending(kb, key["id"]), 10)
+    with kb.admin() as c:
+        assert c.post(f"/v1/approvals/{apr['id']}/approve", json={"grant_run_usd": 1}).status_code == 200
+    assert b" 200 " in first.recv(4096)
+    first.close()
+    later = raw_call(kb, key, b"email=later@example.com")
+    held = wait_for(lambda: pending(kb, key["id"]), 10)
+    assert len(held) == 1, "a call that reserves nothing went on the grant without asking"
+    deny_all(kb, key["id"])
+    later.close()
+    assert len([r for r in fake_stripe.requests if r.path == "/v1/customers"]) == 1
+
+
+def test_the_approver_sees_where_the_money_goes(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """A $1 transfer to the agent's own connected account, made in another Stripe account, was
+    shown as `amount: 100, currency: usd` only: the person approved it blind."""
+    key = kb.issue({"approval_above_usd": 0, "daily_usd_cap": 100})
+    body = b"amount=100&currency=usd&destination=acct_ATTACKER1&transfer_group=refund-42"
+    u = urlsplit(kb.url)
+    assert u.hostname is not None and u.port is not None
+    s = socket.create_connection((u.hostname, u.port))
+    s.sendall(
+        (
+            f"POST /stripe/v1/transfers HTTP/1.1\r\nHost: stripe\r\nAuthorization: Bearer {key['key']}\r\n"
+            f"Stripe-Account: acct_OTHER1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+    (apr,) = wait_for(lambda: pending(kb, key["id"]), 10)
+    assert apr["summary"]["destination"] == "acct_ATTACKER1"
+    assert apr["summary"]["stripe_account"] == "acct_OTHER1"
+    deny_all(kb, key["id"])
+    s.close()
+
+
+ROUTED = st.sampled_from(["destination", "destination[account]", "transfer_data[destination]", "on_behalf_of"])
+OTHER_PARAMS = st.sampled_from(
+    ["customer", "charge", "payment_intent", "confirm", "capture_method", "description", "metadata[a]", "source"]
+)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(
+    routed=st.lists(ROUTED, min_size=1, max_size=2, unique=True),
+    others=st.lists(OTHER_PARAMS, max_size=8, unique=True),
+    account=st.none() | st.just("acct_CTX1"),
+    value=st.from_regex(r"acct_[A-Za-z0-9]{1,80}", fullmatch=True),
+)
+def test_routing_parameters_are_always_among_the_first_fields_shown(
+    routed: list[str], others: list[str], account: str | None, value: str
+) -> None:
+    """The class: whatever else the request carries, every parameter that routes the money, and the
+    account the call acts in, is in the summary within the six fields Slack shows."""
+    assume(not {"destination", "destination[account]"} <= set(routed))  # Stripe takes one form or the other
+    pairs = ["amount=100", "currency=usd"] + [f"{quote(n)}=x" for n in others] + [f"{quote(n)}={value}" for n in routed]
+    vreq = VendorRequest("POST", ("v1", "charges"), parse_form(b"", "&".join(pairs).encode()), account)
+    shown = list(Stripe().summary(vreq).items())[:MAX_SUMMARY_FIELDS]
+    names = {k for k, _ in shown}
+    for n in routed:
+        canonical = n.replace("[", ".").rstrip("]")
+        assert canonical in names and dict(shown)[canonical] == value[:64]
+    if account is not None:
+        assert ("stripe_account", account) in shown
