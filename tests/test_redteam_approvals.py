@@ -164,8 +164,13 @@ def test_no_hmac_under_the_pepper_is_the_link_key(pepper: bytes, extra: bytes) -
         assert hmac.new(pepper, data, hashlib.sha256).hexdigest() != secret.hex()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="open finding: a grant lets go any number of calls that reserve $0 (tests/test_approvals_api.py "
+    "asserts a free call goes on a grant, so the fix is a design decision)",
+)
 def test_a_grant_never_lets_through_calls_that_reserve_nothing(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    """`grant_run_usd: 1` once let every later free call of approval_endpoints (customer creates,
+    """`grant_run_usd: 1` lets every later free call of approval_endpoints (customer creates,
     deletes) go without asking: $0 always "fits" in what is left of the grant."""
     key = kb.issue({**HOLD, "approval_endpoints": ["POST /v1/customers", "DELETE /v1/customers/*"]})
     first = raw_call(kb, key, b"email=first@example.com")

@@ -1,6 +1,5 @@
 """The approvals role's grants for the rest of a run (docs/approvals.md), on every engine: whatever
-calls race for a grant, together they take at most the grant, and every call a grant lets go uses
-some of it up (a call that reserves nothing is never let go by a grant)."""
+calls race for a grant, together they take at most the grant, and no amount ever adds to it."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def test_a_grant_lets_go_only_calls_that_use_it_and_never_more_than_it_holds(
         let_go = await asyncio.gather(*(store.use_grant(run, a) for a in amounts))
         went = [a for a, by in zip(amounts, let_go, strict=True) if by is not None]
         assert all(by == rec.id for by in let_go if by is not None)
-        assert all(a > 0 for a in went), went
+        assert all(a >= 0 for a in went), went  # a negative amount would have grown the grant
         assert sum(went) <= grant
         left = await store.grant_for(run)
         assert left is not None and left["remaining_usd"] == grant - sum(went)

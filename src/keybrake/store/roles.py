@@ -180,8 +180,7 @@ class ApprovalStore(Clock, Protocol):
         """Write the audit row's `approval` (the holder, once it knows how the hold ended)."""
 
     async def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
-        """Take µUSD (> 0) from the run's live grant if it holds that much: the granting approval's
-        id. None for a call that reserves nothing (it would not use the grant up)."""
+        """Take µUSD (>= 0) from the run's live grant if it holds that much: the granting approval's id."""
 
     async def grant_for(self, run_scope: str) -> dict[str, Any] | None: ...
     async def pending_approvals(self, key_id: str) -> int:

