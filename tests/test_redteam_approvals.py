@@ -5,6 +5,10 @@ against a real Keybrake and the fake Stripe. Each test is an attack that once wo
   was written: concurrent calls all read "below the limit" and were all held.
 - A call whose agent hung up freed its place at once: holding, hanging up and asking again sent
   an approval.requested message per cycle, without bound (80 a second), burying the real ones.
+- An unpriceable call (a subscription) reserves the key's max_usd_per_call and was compared
+  with approval_above_usd as if that were its amount: under the threshold, it went unasked.
+- A transfer's destination and the Stripe account a call acts in were not shown to the approver.
+- A grant for the rest of a run lets any number of calls that reserve $0 go (open: strict xfail).
 - The decision links' key was HMAC(pepper, a fixed label), the very construction of the audit
   row's `body_hash` (HMAC(pepper, body)) and of token hashes: a body equal to the label would
   publish the key to every audit reader. No vendor's parser accepts that label as a body today
@@ -29,8 +33,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from keybrake.core import approvals as core_approvals
-from keybrake.core.approvals import link_secret
+from keybrake.core.approvals import approval_need, link_secret
 from keybrake.core.params import parse_form
+from keybrake.core.policy import Policy
 from keybrake.jobs.approval_message import MAX_SUMMARY_FIELDS
 from keybrake.vendors.base import VendorRequest
 from keybrake.vendors.stripe import Stripe
@@ -238,3 +243,55 @@ def test_routing_parameters_are_always_among_the_first_fields_shown(
         assert canonical in names and dict(shown)[canonical] == value[:64]
     if account is not None:
         assert ("stripe_account", account) in shown
+
+
+def test_an_unpriceable_call_cannot_slip_under_approval_above_usd(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """A subscription (unpriceable: it can charge any amount at once) was reserved at the key's
+    max_usd_per_call ($50) and so never reached approval_above_usd ($100): it went without
+    asking, whatever it charged."""
+    key = kb.issue({"max_usd_per_call": 50, "approval_above_usd": 100, "daily_usd_cap": 1000})
+    body = b"customer=cus_1&items[0][price]=price_enterprise_10000usd"
+    u = urlsplit(kb.url)
+    assert u.hostname is not None and u.port is not None
+    s = socket.create_connection((u.hostname, u.port))
+    s.settimeout(3)
+    s.sendall(
+        (
+            f"POST /stripe/v1/subscriptions HTTP/1.1\r\nHost: stripe\r\nAuthorization: Bearer {key['key']}\r\n"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        + body
+    )
+
+    def sent() -> bool:
+        return any("subscriptions" in x.path for x in fake_stripe.requests)
+
+    wait_for(lambda: pending(kb, key["id"]) or sent())
+    assert not sent(), "sent without a person's approval"
+    (apr,) = pending(kb, key["id"])
+    assert apr["amount_usd"] == 50 and any("unpriceable" in r for r in apr["reasons"])
+    deny_all(kb, key["id"])
+    s.close()
+
+
+@settings(max_examples=examples(300), deadline=None)
+@given(
+    key_threshold=st.none() | st.integers(0, 10**13),
+    budgets=st.dictionaries(st.sampled_from(["bud_a", "bud_b"]), st.integers(0, 10**13), max_size=2),
+    estimate=st.integers(1, 10**13),
+    unbounded=st.booleans(),
+)
+def test_a_call_whose_estimate_is_no_bound_is_above_every_threshold(
+    key_threshold: int | None, budgets: dict[str, int], estimate: int, unbounded: bool
+) -> None:
+    """The class: an estimate that is no upper bound (unpriceable, reserved at max_usd_per_call)
+    never lets a call pass under an approval_above_usd, the key's or a budget's, whatever the
+    amounts; a bounded estimate waits exactly when it is above one."""
+    policy = Policy(approval_above_usd=key_threshold)
+    need = approval_need(policy, budgets, "POST", ("v1", "subscriptions"), estimate, 120, unbounded=unbounded)
+    thresholds = [t for t in [key_threshold, *budgets.values()] if t is not None]
+    applies = thresholds if unbounded else [t for t in thresholds if estimate > t]
+    assert (need is not None) == bool(applies)
+    if need is not None:
+        assert len(need.reasons) == len(applies)
+        assert all(("unpriceable" in r) == unbounded for r in need.reasons)

@@ -117,15 +117,19 @@ class Approvals:
         return len(self._events)
 
     async def need(
-        self, policy: Policy, method: str, path: tuple[str, ...], estimate_usd: int, items: list[ReservedItem]
-    ) -> ApprovalNeed | None:
-        """Whether the reserved call (its reservation `items`) needs approval. The budgets covering
-        the key are read only when one may set a threshold the estimate is above (µUSD > 0)."""
+        self, policy: Policy, method: str, path: tuple[str, ...], estimate_usd: int, items: list[ReservedItem],
+        *, unbounded: bool = False,
+    ) -> ApprovalNeed | None:  # fmt: skip
+        """Whether the reserved call (its reservation `items`) needs approval; `unbounded`: its
+        estimate is no upper bound (unpriceable). The budgets covering the key are read only when
+        one may set a threshold the call is above (µUSD > 0, or unbounded)."""
         budgets = [it.counter_scope[len("budget:") :] for it in items if it.counter_scope.startswith("budget:")]
         thresholds: dict[str, int] = {}
-        if estimate_usd > 0 and budgets:
+        if (estimate_usd > 0 or unbounded) and budgets:
             thresholds = await self.store.budget_approval_thresholds(sorted(set(budgets)))
-        return approval_need(policy, thresholds, method, path, estimate_usd, self.settings.approval_max_wait_s)
+        return approval_need(
+            policy, thresholds, method, path, estimate_usd, self.settings.approval_max_wait_s, unbounded=unbounded
+        )
 
     async def hold(
         self,
@@ -321,7 +325,10 @@ async def approve_or_refuse(
         return None
     vreq = plan.vreq
     try:
-        need = await approvals.need(policy, vreq.method, vreq.path, plan.estimate.amount, result.items)
+        need = await approvals.need(
+            policy, vreq.method, vreq.path, plan.estimate.amount, result.items,
+            unbounded=plan.estimate.pricing == "unpriceable",
+        )  # fmt: skip
     except EnforcementUnavailable as exc:
         return await refuse(ctx, _released("denied_enforcement_unavailable"), _unsure(exc))
     if need is None:
