@@ -6,6 +6,8 @@ it. Generated: the queue's earlier holds, the limit and how many holds race for 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import weakref
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,7 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keybrake.store.base import ApprovalRecord, Store
+from keybrake.store.base import ApprovalRecord, InstanceStore, RetryCheck, Store
+from keybrake.store.ids import new_audit_id
 from keybrake.store.sql_approvals import ABANDONED
 from tests.harness import examples
 from tests.store.contract import DAY0, Clock, caps, key, row
@@ -94,3 +97,28 @@ def test_racing_holds_take_only_the_free_places_of_the_queue(
             assert (got is not None) == ok  # a refused hold writes nothing
 
     asyncio.run(go())
+
+
+async def test_a_held_call_is_never_taken_for_sent_by_the_max_flight_recovery(
+    store: Store, clock: Clock, instances: InstanceStore
+) -> None:
+    """A replica whose KEYBRAKE_APPROVAL_MAX_WAIT is shorter (a rolling config change) recovers rows
+    in flight past its own max flight, whoever owns them. A call another, live replica still holds
+    for approval was marked outcome_unknown: never sent, yet its Idempotency-Key retry was then
+    taken for a retry of a call that may have moved money, and went without approval."""
+    host = socket.gethostname()
+    await store.insert_key(key(store), "h1")
+    await instances.register_instance("ins_me", host, os.getpid())
+    retry = RetryCheck("idem-1", "fp-1")
+    r0 = replace(row(store), id=new_audit_id(clock.ms), idempotency_key="idem-1")
+    await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r0, "ins_me", retry)
+    rec = _record(store, r0.id, "vk_1", 3_600_000)  # a one-hour hold
+    assert await store.hold_approval(rec)
+    clock.ms += 61_000
+    await instances.heartbeat("ins_me", host, os.getpid())
+    assert await instances.recover_in_flight("ins_other", host, 30_000, 60_000) == 0
+    got = await store.get_audit(r0.id)
+    assert got is not None and got["verdict"] == "in_flight"
+    r1 = replace(row(store), id=new_audit_id(clock.ms), idempotency_key="idem-1")
+    again = await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r1, "ins_me", retry)
+    assert again.retry_of is not None and again.retry_of.verdict == "in_flight"  # refused 409, never sent

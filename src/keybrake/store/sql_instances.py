@@ -75,10 +75,14 @@ class InstanceQueries(SQLBase):
             # process registers before it writes its first in-flight row.
             # Calls a dead replica held for approval and never sent: released, not kept.
             released = release_orphaned_holds(cur)
+            # A call still held for a person (its approval pending) was never sent: however long it
+            # has been in flight (a replica with a shorter KEYBRAKE_APPROVAL_MAX_WAIT), it is never
+            # taken for one that may have moved money. Its live holder ends it.
             orphaned = cur.execute(
                 "UPDATE audit SET verdict = 'outcome_unknown', reason = ?, cost_source = 'estimate',"
                 " cost_usd = reserved_usd WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
-                " AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) OR id < ?) RETURNING id",
+                " AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) OR (id < ? AND NOT EXISTS"
+                " (SELECT 1 FROM approvals a WHERE a.state = 'pending' AND a.audit_id = audit.id))) RETURNING id",
                 (
                     "Keybrake stopped while this request was in flight; the vendor may have acted. "
                     "Its reservation is kept until reconciled.",
