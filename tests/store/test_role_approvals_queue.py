@@ -122,3 +122,31 @@ async def test_a_held_call_is_never_taken_for_sent_by_the_max_flight_recovery(
     r1 = replace(row(store), id=new_audit_id(clock.ms), idempotency_key="idem-1")
     again = await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r1, "ins_me", retry)
     assert again.retry_of is not None and again.retry_of.verdict == "in_flight"  # refused 409, never sent
+
+
+async def test_a_call_whose_hold_ended_unapproved_is_released_not_taken_for_sent(
+    store: Store, clock: Clock, instances: InstanceStore
+) -> None:
+    """The holder ended the hold (timeout, hang-up: the row's approval says so) and died before its
+    release was written. Recovery took the row for a call that may have been sent (only rows
+    still `awaiting_approval` were released): outcome_unknown, reservation kept, and the agent's
+    Idempotency-Key retry then went as a retry, without approval."""
+    host = socket.gethostname()
+    await store.insert_key(key(store), "h1")
+    await instances.register_instance("ins_gone", host, 2**22 + 4243)  # a pid that is gone
+    retry = RetryCheck("idem-2", "fp-2")
+    r0 = replace(row(store), id=new_audit_id(clock.ms), idempotency_key="idem-2")
+    await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r0, "ins_gone", retry)
+    rec = replace(_record(store, r0.id, "vk_1", 60_000), owner="ins_gone")
+    assert await store.hold_approval(rec)
+    ended = await store.end_approval(rec.id, "expired", "keybrake", "no one decided in time", 60_000)
+    assert ended is not None and ended.state == "expired"
+    await instances.register_instance("ins_other", host, os.getpid())
+    await instances.recover_in_flight("ins_other", host, 30_000)
+    got = await store.get_audit(r0.id)
+    assert got is not None
+    assert got["verdict"] == "denied_approval_timeout", got["verdict"]
+    assert (await store.counters_for("key:vk_1", [("total_usd", 0)]))["total_usd"].reserved == 0
+    r1 = replace(row(store), id=new_audit_id(clock.ms), idempotency_key="idem-2")
+    again = await store.reserve("vk_1", 1, caps("vk_1", 3_000_000, None), r1, "ins_other", retry)
+    assert again.retry_of is None  # a new call: held for approval again

@@ -221,18 +221,27 @@ def cancel_orphaned_approvals(cur: Cursor, now: int) -> int:
     ).rowcount
 
 
-# The audit row's `approval` while its call is held and not yet approved (`_mark_row`'s JSON).
-_AWAITING = '%"state": "awaiting_approval"%'
+# The audit row's `approval` once its call was approved, by a person or a grant (`_mark_row`'s
+# JSON, keys sorted; every string the agent controls is JSON-escaped, so this is only ever the state).
+_APPROVED = '%"state": "approved"%'
 
 
-def release_orphaned_holds(cur: Cursor) -> int:
-    """Rows a dead replica held for approval and never approved (so never sent), released:
-    their reservations given back, the row refused `approval_timeout`, their dedup entries gone.
-    An approved call may have been sent: its row is left to the outcome_unknown recovery."""
+def release_orphaned_holds(cur: Cursor, floor: str = "") -> int:
+    """Rows held for approval and never approved (so never sent), whose holder is gone: their
+    reservations given back, the row refused `approval_timeout`, their dedup entries gone.
+
+    Never approved: waiting still, or ended otherwise (expired, denied, cancelled) by a holder that
+    died before its release was written — either way never sent, so never `outcome_unknown` (an
+    Idempotency-Key retry of an outcome_unknown call goes as a retry, without approval). Gone: the
+    owner's instance is, or the row is older than `floor` (the max-flight audit id) and no hold of
+    it is pending (a live holder ends its own). An approved call may have been sent: its row is
+    left to the outcome_unknown recovery."""
     rows = cur.execute(
         "SELECT id, reservation, approval FROM audit WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
-        " AND approval LIKE ? AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) ORDER BY id",
-        (_AWAITING,),
+        " AND approval IS NOT NULL AND approval NOT LIKE ? AND (NOT EXISTS (SELECT 1 FROM instances i WHERE"
+        " i.id = audit.owner) OR (id < ? AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.state = 'pending'"
+        " AND a.audit_id = audit.id))) ORDER BY id",
+        (_APPROVED, floor),
     ).fetchall()
     for r in rows:
         items = sorted(  # in the one lock order (no deadlock with settlements)

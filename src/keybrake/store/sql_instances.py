@@ -73,8 +73,10 @@ class InstanceQueries(SQLBase):
                 cur.execute("DELETE FROM instances WHERE id = ?", (d,))
             # One statement, so the owners it sees and the rows it marks are one snapshot: a
             # process registers before it writes its first in-flight row.
-            # Calls a dead replica held for approval and never sent: released, not kept.
-            released = release_orphaned_holds(cur)
+            # Calls held for approval and never approved (so never sent), their holder gone:
+            # released, not kept.
+            floor = audit_id_floor(now - max_flight_ms) if max_flight_ms is not None else ""
+            released = release_orphaned_holds(cur, floor)
             # A call still held for a person (its approval pending) was never sent: however long it
             # has been in flight (a replica with a shorter KEYBRAKE_APPROVAL_MAX_WAIT), it is never
             # taken for one that may have moved money. Its live holder ends it.
@@ -86,7 +88,7 @@ class InstanceQueries(SQLBase):
                 (
                     "Keybrake stopped while this request was in flight; the vendor may have acted. "
                     "Its reservation is kept until reconciled.",
-                    audit_id_floor(now - max_flight_ms) if max_flight_ms is not None else "",
+                    floor,
                 ),
             ).fetchall()
             for r in orphaned:
