@@ -22,7 +22,7 @@ _runs = iter(range(10**9))
 
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(grant=st.integers(0, 100), amounts=st.lists(st.integers(-5, 60), min_size=1, max_size=12))
-def test_a_grant_lets_go_only_calls_that_use_it_and_never_more_than_it_holds(
+def test_racing_calls_never_take_more_than_the_grant_nor_add_to_it(
     open_engine: Callable[..., Store], grant: int, amounts: list[int]
 ) -> None:
     if open_engine not in _stores:
