@@ -260,6 +260,9 @@ def test_approving_the_rest_of_the_run_lets_later_calls_go_up_to_the_grant(
     rows = settled(kb, key["id"], 4)
     by_grant = [r for r in rows if (r.get("approval") or {}).get("decided_by") == f"grant:{a['id']}"]
     assert len(by_grant) == 2
+    assert by_grant[0]["approval"] == {
+        "state": "approved", "decided_by": f"grant:{a['id']}", "reasons": a["reasons"], "waited_ms": 0
+    }  # fmt: skip
     assert len([r for r in fake_stripe.requests if r.path == "/v1/charges"]) == 3
 
 

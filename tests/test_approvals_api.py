@@ -15,7 +15,7 @@ from keybrake.core.timefmt import parse_rfc3339
 from tests.approval_holds import HeldCall, decide, hold, pending_for
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
-from tests.stripe_sdk import client, code_of
+from tests.stripe_sdk import code_of
 
 FIELDS = [
     "id", "object", "state", "key_id", "label", "agent_run_id", "vendor", "method", "endpoint", "amount_usd",
@@ -66,13 +66,9 @@ def test_a_held_call_is_listed_read_and_approved_then_goes(kb: KeybrakeThread, f
     assert row["approval"]["state"] == "approved" and row["approval"]["decided_by"] == out["decided_by"]
     assert row["approval"]["grant_usd"] == 50 and row["approval"]["decided_at"] == out["decided_at"]
     assert "approval decided" in kb.logs.text() and listed["id"] in kb.logs.text()
-    # the rest of the run goes without asking: the next call is not held
-    assert client(kb, key).v1.customers.create({"email": "b@example.com"}).id.startswith("cus_")
-    granted = kb.audit(key_id=key["id"])[0]["approval"]
-    assert granted == {"state": "approved", "decided_by": f"grant:{listed['id']}", "reasons": listed["reasons"],
-                       "waited_ms": 0}  # fmt: skip
+    # a grant is money: a later call that reserves nothing (a customer create) is still asked
+    # (docs/approvals.md, the rest of the run; priced calls on a grant: tests/test_approvals.py)
     with kb.admin() as c:
-        assert c.get("/v1/approvals", params={"state": "pending"}).json()["data"] == []
         assert [a["id"] for a in c.get("/v1/approvals", params={"state": "approved"}).json()["data"]] == [listed["id"]]
 
 

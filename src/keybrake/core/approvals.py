@@ -42,22 +42,22 @@ def approval_need(
     path: tuple[str, ...],
     estimate_usd: int,
     max_wait_s: int,
+    *,
+    unbounded: bool = False,
 ) -> ApprovalNeed | None:
     """The approval a call needs, or None. `budget_thresholds`: budget id → `approval_above_usd`
     (µUSD) of each budget covering the key; `path`: the vendor's canonical segments; `max_wait_s`:
-    the server's KEYBRAKE_APPROVAL_MAX_WAIT, which bounds the policy's `approval_timeout_seconds`."""
+    the server's KEYBRAKE_APPROVAL_MAX_WAIT, which bounds the policy's `approval_timeout_seconds`.
+
+    `unbounded`: the estimate is no upper bound (an unpriceable call, reserved at the key's
+    max_usd_per_call): such a call may move any amount, so it is above every threshold that
+    applies, whatever it reserved."""
     reasons: list[str] = []
-    if policy.approval_above_usd is not None and estimate_usd > policy.approval_above_usd:
-        reasons.append(
-            f"it would move {human_usd(estimate_usd)}, above the key's approval_above_usd of "
-            f"{human_usd(policy.approval_above_usd)}"
-        )
+    if policy.approval_above_usd is not None and (unbounded or estimate_usd > policy.approval_above_usd):
+        reasons.append(_above(estimate_usd, "the key's", policy.approval_above_usd, unbounded))
     for budget_id, threshold in sorted(budget_thresholds.items()):
-        if estimate_usd > threshold:
-            reasons.append(
-                f"it would move {human_usd(estimate_usd)}, above budget {budget_id}'s approval_above_usd "
-                f"of {human_usd(threshold)}"
-            )
+        if unbounded or estimate_usd > threshold:
+            reasons.append(_above(estimate_usd, f"budget {budget_id}'s", threshold, unbounded))
     matched = first_match(policy.approval_endpoints or (), method, path)
     if matched is not None:
         reasons.append(f"{method} /{'/'.join(path)} matches the key's approval_endpoints entry {matched.text!r}")
@@ -76,6 +76,16 @@ def approved_headers(approval: Mapping[str, Any] | None) -> list[tuple[str, str]
     by = str(approval.get("decided_by") or "")
     approval_id = str(approval.get("id") or by.removeprefix("grant:"))
     return [("x-keybrake-approval-id", approval_id), ("x-keybrake-approval-state", "approved")]
+
+
+def _above(estimate_usd: int, whose: str, threshold: int, unbounded: bool) -> str:
+    """Why a call's amount needs approval under `whose` approval_above_usd of `threshold` µUSD."""
+    if unbounded:
+        return (
+            f"it is unpriceable: it may move any amount ({human_usd(estimate_usd)} is only what it reserves), "
+            f"so it cannot be shown to be within {whose} approval_above_usd of {human_usd(threshold)}"
+        )
+    return f"it would move {human_usd(estimate_usd)}, above {whose} approval_above_usd of {human_usd(threshold)}"
 
 
 def link_signature(secret: bytes, approval_id: str, action: str, expires_at_ms: int) -> str:
@@ -102,8 +112,13 @@ _LINK_SECRET_LABEL = b"keybrake approval links"
 
 def link_secret(pepper: bytes) -> bytes:
     """The key decision links are signed with, derived from the install's pepper: every replica
-    of an install signs and checks the same links, and no other secret is reused as it is."""
-    return hmac.new(pepper, _LINK_SECRET_LABEL, hashlib.sha256).digest()
+    of an install signs and checks the same links, and no other secret is reused as it is.
+
+    HKDF-Extract style, the label as the HMAC key and the pepper as the message: never
+    HMAC(pepper, data), which is what Keybrake stores and shows elsewhere for data an agent
+    chooses (the audit row's `body_hash`, token hashes). A body equal to the label must not
+    publish the link key to every reader of the audit log."""
+    return hmac.new(_LINK_SECRET_LABEL, pepper, hashlib.sha256).digest()
 
 
 def decision_path_id(path: str) -> str | None:

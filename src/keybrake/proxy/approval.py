@@ -47,7 +47,7 @@ from keybrake.store.base import (
     Settlement,
 )
 from keybrake.store.ids import new_audit_id
-from keybrake.store.sql_approvals import audit_approval
+from keybrake.store.sql_approvals import ABANDONED, audit_approval
 
 log = logging.getLogger("keybrake.proxy")
 
@@ -119,16 +119,20 @@ class Approvals:
         return len(self._events)
 
     async def need(
-        self, policy: Policy, method: str, path: tuple[str, ...], estimate_usd: int, items: list[ReservedItem]
-    ) -> ApprovalNeed | None:
-        """Whether the reserved call (its reservation `items`) needs approval. The budgets covering
-        the key are read only when one may set a threshold the estimate is above (µUSD > 0)."""
+        self, policy: Policy, method: str, path: tuple[str, ...], estimate_usd: int, items: list[ReservedItem],
+        *, unbounded: bool = False,
+    ) -> ApprovalNeed | None:  # fmt: skip
+        """Whether the reserved call (its reservation `items`) needs approval; `unbounded`: its
+        estimate is no upper bound (unpriceable). The budgets covering the key are read only when
+        one may set a threshold the call is above (µUSD > 0, or unbounded)."""
         thresholds: dict[str, int] = {}
-        if estimate_usd > 0:
+        if estimate_usd > 0 or unbounded:
             budgets = tuple(sorted({it.counter_scope[7:] for it in items if it.counter_scope.startswith("budget:")}))
             if budgets:
                 thresholds = await self._thresholds(budgets)
-        return approval_need(policy, thresholds, method, path, estimate_usd, self.settings.approval_max_wait_s)
+        return approval_need(
+            policy, thresholds, method, path, estimate_usd, self.settings.approval_max_wait_s, unbounded=unbounded
+        )
 
     async def _thresholds(self, budgets: tuple[str, ...]) -> dict[str, int]:
         """The budgets' `approval_above_usd`, read at most once per THRESHOLDS_TTL_S per set of
@@ -153,6 +157,8 @@ class Approvals:
         method: str,
         amount_usd: int,
         summary: dict[str, Any] | None,
+        *,
+        grantable: bool = True,
     ) -> Held:
         """Hold the call until it is decided. Returns `Held` when it may go; raises the Denial that
         ends it otherwise (the caller releases the reservation), or ClientGone."""
@@ -176,7 +182,9 @@ class Approvals:
             expires_at=now + need.wait_s * 1000,
             owner=self.instance_id,
         )
-        granted = await self.store.use_grant(rec.run_scope, amount_usd)
+        # A run's grant is money: it covers a call that reserves a bounded amount above zero, never
+        # one that reserves nothing or may move any amount (those are asked every time).
+        granted = await self.store.use_grant(rec.run_scope, amount_usd) if grantable and amount_usd > 0 else None
         if granted is not None:
             note: dict[str, Any] = {"state": "approved", "decided_by": f"grant:{granted}", "waited_ms": 0}
             note["reasons"] = list(need.reasons)
@@ -192,7 +200,8 @@ class Approvals:
                 raise Denial(
                     "approval_queue_full",
                     f"This call needs a person's approval, but {key.id} already has "
-                    f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING); it "
+                    f"{self.settings.approval_max_pending} calls waiting (KEYBRAKE_APPROVAL_MAX_PENDING; a call "
+                    "whose agent hung up while it waited keeps its place until its hold would have ended); it "
                     "was not held and nothing was sent. Ask again once those are decided.",
                 )
             event(log, "call held for approval", approval_id=rec.id, key_id=key.id, audit_id=audit_id,
@@ -242,7 +251,7 @@ class Approvals:
                     await self._end(rec, "cancelled", "Keybrake stopped while the call waited", started)
                     raise _ended("approval_timeout", "Keybrake stopped while it waited", rec, ASK_AGAIN, "cancelled")
                 if gone is not None and gone.done():
-                    await self._end(rec, "cancelled", "the agent disconnected while the call waited", started)
+                    await self._end(rec, "cancelled", ABANDONED, started)
                     raise ClientGone()
                 if left <= 0:
                     ended = await self._end(rec, "expired", "no one decided in time", started)
@@ -339,7 +348,10 @@ async def approve_or_refuse(
         return None
     vreq = plan.vreq
     try:
-        need = await approvals.need(policy, vreq.method, vreq.path, plan.estimate.amount, result.items)
+        need = await approvals.need(
+            policy, vreq.method, vreq.path, plan.estimate.amount, result.items,
+            unbounded=plan.estimate.pricing == "unpriceable",
+        )  # fmt: skip
     except EnforcementUnavailable as exc:
         return await refuse(ctx, _released("denied_enforcement_unavailable"), _unsure(exc))
     if need is None:
@@ -353,8 +365,9 @@ async def approve_or_refuse(
     try:
         try:
             held = await approvals.hold(
-                key, ctx.row.id, need, endpoint, vreq.method, plan.estimate.amount, ctx.row.request_summary
-            )
+                key, ctx.row.id, need, endpoint, vreq.method, plan.estimate.amount, ctx.row.request_summary,
+                grantable=plan.estimate.pricing != "unpriceable",
+            )  # fmt: skip
         finally:  # however the hold ends, it is not Keybrake's own time (overhead_ms, latency_ms)
             ctx.started += time.monotonic() - holding
             if left is not None:

@@ -364,9 +364,6 @@ class PostgresStore(PGSettleQueries, SQLStore):
         # reservation commits, then finds it in flight (as SQLite's single writer guarantees).
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"{key_id}|{idempotency_key}",))
 
-    def _lock_approvals(self, cur: Cursor, key_id: str) -> None:
-        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (f"approvals|{key_id}",))
-
     def _lock_budgets(self, cur: Cursor, *, exclusive: bool) -> None:
         fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
         cur.execute(f"SELECT {fn}(?)", (_BUDGETS_LOCK,))

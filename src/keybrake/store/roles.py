@@ -158,9 +158,9 @@ class ApprovalStore(Clock, Protocol):
     """Calls held for a person's decision (docs/approvals.md; `sql_approvals.py`): the holder
     (`proxy/approval.py`) writes and watches a hold, people decide through the admin API."""
 
-    async def hold_approval(self, rec: ApprovalRecord, max_pending: int) -> bool:
-        """Write a pending approval and mark its audit row `awaiting_approval`, together, unless
-        the key already has `max_pending` held (False, nothing written)."""
+    async def hold_approval(self, rec: ApprovalRecord, max_pending: int | None = None) -> bool:
+        """Write a pending approval and mark its audit row `awaiting_approval`, together; with
+        `max_pending`, only while the key's queue holds fewer (checked atomically; False: not written)."""
 
     async def approval_get(self, approval_id: str) -> ApprovalRecord | None: ...
     async def approval_watch(self, approval_id: str) -> tuple[ApprovalRecord | None, KeyWatch | None]:
@@ -180,10 +180,12 @@ class ApprovalStore(Clock, Protocol):
         """Write the audit row's `approval` (the holder, once it knows how the hold ended)."""
 
     async def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
-        """Take µUSD from the run's live grant if it holds that much: the granting approval's id."""
+        """Take µUSD (>= 0) from the run's live grant if it holds that much: the granting approval's id."""
 
     async def grant_for(self, run_scope: str) -> dict[str, Any] | None: ...
-    async def pending_approvals(self, key_id: str) -> int: ...
+    async def pending_approvals(self, key_id: str) -> int:
+        """Places taken in the key's queue: held calls, and abandoned ones until their hold's end."""
+
     async def list_approvals(self, q: ApprovalQuery) -> list[ApprovalRecord]: ...
     async def budget_approval_thresholds(self, budget_ids: list[str]) -> dict[str, int]:
         """budget id → approval_above_usd (µUSD), for those that set one."""

@@ -19,24 +19,33 @@ from keybrake.store.sql_base import Cursor, Row, SQLBase, blocking, lock_order
 # Decisions a person makes; the holder ends a hold with the others.
 DECISIONS = ("approved", "denied")
 ENDINGS = ("expired", "cancelled")
+# The reason of a hold cancelled because its agent hung up. Such a hold keeps its place in the
+# key's queue until it would have ended: else holding, hanging up and asking again would send
+# one approval.requested per cycle, without bound, and bury the real requests.
+ABANDONED = "the agent disconnected while the call waited"
+_QUEUED = (
+    "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND expires_at > ?"
+    " AND (state = 'pending' OR (state = 'cancelled' AND reason = ?))"
+)
+_QUEUE_LOCK = "approvals"  # with "queue:<key id>": serialises a key's count-then-write of holds
 
 
 class ApprovalQueries(SQLBase):
     """The approval role of the SQL engines (`store.roles.ApprovalStore`)."""
 
     @blocking
-    def hold_approval(self, rec: ApprovalRecord, max_pending: int) -> bool:
-        """Write a new pending approval and mark its audit row `awaiting_approval`, together —
-        unless the key already has `max_pending` calls held (False: nothing written). Holds of
-        one key are serialised, so concurrent calls never pass the limit together."""
+    def hold_approval(self, rec: ApprovalRecord, max_pending: int | None = None) -> bool:
+        """Write a new pending approval and mark its audit row `awaiting_approval`, together;
+        True when written. With `max_pending`, only while the key's queue (`_QUEUED`: its pending
+        holds and those its agent abandoned, until they would have ended) holds fewer: counted and
+        written in one transaction under the key's queue lock, so concurrent calls cannot all
+        read "below the limit" (False: not written)."""
         with self._tx() as cur:
-            self._lock_approvals(cur, rec.key_id)
-            held = cur.execute(
-                "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND state = 'pending' AND expires_at > ?",
-                (rec.key_id, rec.created_at),
-            ).fetchone()
-            if int(held[0]) >= max_pending:
-                return False
+            if max_pending is not None:
+                self._lock_idempotency(cur, "queue:" + rec.key_id, _QUEUE_LOCK)
+                queued = cur.execute(_QUEUED, (rec.key_id, self.now_ms(), ABANDONED)).fetchone()[0]
+                if int(queued) >= max_pending:
+                    return False
             cur.execute(
                 "INSERT INTO approvals (id, audit_id, key_id, label, agent_run_id, vendor, method, endpoint,"
                 " amount_usd, summary, reasons, state, created_at, expires_at, owner)"
@@ -130,7 +139,10 @@ class ApprovalQueries(SQLBase):
     def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
         """Take `amount_usd` (µUSD) from the run's grant, if one is live and holds that much;
         returns the approval id that granted it, else None. One guarded UPDATE: concurrent calls
-        can never together take more than the grant."""
+        can never together take more than the grant; a negative amount (which no estimate is)
+        takes nothing and would add to it, so it is never let go."""
+        if amount_usd < 0:
+            return None
         now = self.now_ms()
         with self._tx() as cur:
             took = cur.execute(
@@ -151,11 +163,9 @@ class ApprovalQueries(SQLBase):
 
     @blocking
     def pending_approvals(self, key_id: str) -> int:
-        """How many of the key's calls are held now (pending and not past their hold)."""
-        rows = self._read(
-            "SELECT COUNT(*) FROM approvals WHERE key_id = ? AND state = 'pending' AND expires_at > ?",
-            (key_id, self.now_ms()),
-        )
+        """How many places of the key's queue are taken now: its calls held (pending and not past
+        their hold) and those whose agent hung up while held, until their hold would have ended."""
+        rows = self._read(_QUEUED, (key_id, self.now_ms(), ABANDONED))
         return int(rows[0][0])
 
     @blocking
@@ -211,18 +221,27 @@ def cancel_orphaned_approvals(cur: Cursor, now: int) -> int:
     ).rowcount
 
 
-# The audit row's `approval` while its call is held and not yet approved (`_mark_row`'s JSON).
-_AWAITING = '%"state": "awaiting_approval"%'
+# The audit row's `approval` once its call was approved, by a person or a grant (`_mark_row`'s
+# JSON, keys sorted; every string the agent controls is JSON-escaped, so this is only ever the state).
+_APPROVED = '%"state": "approved"%'
 
 
-def release_orphaned_holds(cur: Cursor) -> int:
-    """Rows a dead replica held for approval and never approved (so never sent), released:
-    their reservations given back, the row refused `approval_timeout`, their dedup entries gone.
-    An approved call may have been sent: its row is left to the outcome_unknown recovery."""
+def release_orphaned_holds(cur: Cursor, floor: str = "") -> int:
+    """Rows held for approval and never approved (so never sent), whose holder is gone: their
+    reservations given back, the row refused `approval_timeout`, their dedup entries gone.
+
+    Never approved: waiting still, or ended otherwise (expired, denied, cancelled) by a holder that
+    died before its release was written — either way never sent, so never `outcome_unknown` (an
+    Idempotency-Key retry of an outcome_unknown call goes as a retry, without approval). Gone: the
+    owner's instance is, or the row is older than `floor` (the max-flight audit id) and no hold of
+    it is pending (a live holder ends its own). An approved call may have been sent: its row is
+    left to the outcome_unknown recovery."""
     rows = cur.execute(
         "SELECT id, reservation, approval FROM audit WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
-        " AND approval LIKE ? AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) ORDER BY id",
-        (_AWAITING,),
+        " AND approval IS NOT NULL AND approval NOT LIKE ? AND (NOT EXISTS (SELECT 1 FROM instances i WHERE"
+        " i.id = audit.owner) OR (id < ? AND NOT EXISTS (SELECT 1 FROM approvals a WHERE a.state = 'pending'"
+        " AND a.audit_id = audit.id))) ORDER BY id",
+        (_APPROVED, floor),
     ).fetchall()
     for r in rows:
         items = sorted(  # in the one lock order (no deadlock with settlements)

@@ -147,10 +147,6 @@ class SQLBase:
     def _lock_idempotency(self, cur: Cursor, key_id: str, idempotency_key: str) -> None:
         """Serialise requests with the same key and Idempotency-Key until this transaction ends."""
 
-    def _lock_approvals(self, cur: Cursor, key_id: str) -> None:
-        """Serialise holds of one key's calls until this transaction ends (the pending limit).
-        SQLite's single writer already does."""
-
     def _lock_budgets(self, cur: Cursor, *, exclusive: bool) -> None:
         """Order budget writes against reservations until this transaction ends (`sql_budgets.py`).
 

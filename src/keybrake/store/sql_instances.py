@@ -73,16 +73,22 @@ class InstanceQueries(SQLBase):
                 cur.execute("DELETE FROM instances WHERE id = ?", (d,))
             # One statement, so the owners it sees and the rows it marks are one snapshot: a
             # process registers before it writes its first in-flight row.
-            # Calls a dead replica held for approval and never sent: released, not kept.
-            released = release_orphaned_holds(cur)
+            # Calls held for approval and never approved (so never sent), their holder gone:
+            # released, not kept.
+            floor = audit_id_floor(now - max_flight_ms) if max_flight_ms is not None else ""
+            released = release_orphaned_holds(cur, floor)
+            # A call still held for a person (its approval pending) was never sent: however long it
+            # has been in flight (a replica with a shorter KEYBRAKE_APPROVAL_MAX_WAIT), it is never
+            # taken for one that may have moved money. Its live holder ends it.
             orphaned = cur.execute(
                 "UPDATE audit SET verdict = 'outcome_unknown', reason = ?, cost_source = 'estimate',"
                 " cost_usd = reserved_usd WHERE verdict = 'in_flight' AND reservation IS NOT NULL"
-                " AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) OR id < ?) RETURNING id",
+                " AND (NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = audit.owner) OR (id < ? AND NOT EXISTS"
+                " (SELECT 1 FROM approvals a WHERE a.state = 'pending' AND a.audit_id = audit.id))) RETURNING id",
                 (
                     "Keybrake stopped while this request was in flight; the vendor may have acted. "
                     "Its reservation is kept until reconciled.",
-                    audit_id_floor(now - max_flight_ms) if max_flight_ms is not None else "",
+                    floor,
                 ),
             ).fetchall()
             for r in orphaned:

@@ -18,7 +18,7 @@ from keybrake.core.params import Params, merge, parse_form, parse_json_body, que
 from keybrake.core.patterns import EndpointPattern, parse_pattern
 from keybrake.core.policy import Policy, check_allowlist
 from keybrake.core.request import ProxyRequest
-from keybrake.vendors import stripe_money, stripe_objects
+from keybrake.vendors import stripe_money, stripe_objects, stripe_summary
 from keybrake.vendors.base import (
     CORE_POLICY_FIELDS,
     REDACTED,
@@ -340,12 +340,7 @@ class Stripe(VendorDefaults):
         return customer or next((s for s in vreq.path if s.startswith("cus_")), None)
 
     def summary(self, vreq: VendorRequest) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in ("amount", "currency", "customer", "confirm", "capture_method"):
-            v = vreq.params.scalar(name)
-            if v is not None:
-                out[name] = v[:64]
-        return out
+        return stripe_summary.summary(vreq)
 
     # -- errors ---------------------------------------------------------------------------
 
