@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import httpx
 from openapi_spec_validator import validate
@@ -12,9 +13,10 @@ from keybrake.admin.keys import render_policy
 from keybrake.admin.schemas import AuditRow
 from keybrake.store.base import AUDIT_FIELDS
 from tests.admin.spec import Spec
-from tests.approval_holds import HeldCall, hold
+from tests.approval_holds import hold
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import ADMIN_TOKEN, REAL_SECRET, KeybrakeThread
+from tests.stripe_sdk import client
 
 JSON_ANSWERS_EXEMPT = {("get", "/v1/audit/export"), ("get", "/metrics")}  # streamed CSV/JSONL; Prometheus text
 
@@ -89,7 +91,7 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
         check(c.get("/v1/alerts"))
         check(c.get("/v1/alerts/deliveries", params={"state": "pending"}))
         check(c.delete(f"/v1/alerts/{made_alert['id']}"))
-        _, held, approval = hold(kb)
+        _, held, approval = hold(kb, {"approval_above_usd": 0.5, "approval_endpoints": ["POST /v1/*"]})
         check(c.get("/v1/approvals", params={"state": "pending", "limit": 5}))
         check(c.get(f"/v1/approvals/{approval['id']}"))
         check(c.post(f"/v1/approvals/{approval['id']}/approve", json={"reason": "ok", "grant_run_usd": 5}))
@@ -97,7 +99,8 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
         check(c.post(f"/v1/approvals/{approval['id']}/deny", json={}))  # 422
         held.done()
         check(c.get(f"/v1/audit/{approval['audit_id']}"))  # with its approval
-        assert HeldCall(kb, held.key).done().error is None  # let go by the run's grant
+        charge: Any = {"amount": 100, "currency": "usd", "source": "tok_visa"}  # $1: a grant covers money only
+        assert client(kb, held.key).v1.charges.create(charge).amount == 100  # let go by the run's grant
         check(c.get("/v1/audit", params={"key_id": held.key["id"]}))  # the grant's approval too
         _, held, approval = hold(kb)
         check(c.post(f"/v1/approvals/{approval['id']}/deny", json={"reason": "no"}))

@@ -30,18 +30,20 @@ CORE_RANKS: Mapping[str, int] = MappingProxyType(
         "daily_usd_cap": 10,
         "total_usd_cap": 20,
         "max_usd_per_call": 30,
-        "approval_above_usd": 32,  # docs/approvals.md: a person approves calls estimated above it
         "max_requests_per_hour": 40,
         "max_requests_total": 50,
         "max_write_requests_total": 60,
         "allowed_endpoints": 70,
-        "approval_endpoints": 72,  # … and every call matching one of these
-        "approval_timeout_seconds": 74,  # how long a held call waits for the decision
         "customer_allowlist": 80,  # the customer a request acts for (`ScopeResult.customer_scope_id`)
         "param_rules": 100,
         "daily_send_cap": 180,
         "dedup_window_seconds": 190,
         "allow_self_revoke": 200,
+        # Human approval (docs/approvals.md): calls estimated above it, and every call matching one
+        # of the patterns, wait for a person, this long at most.
+        "approval_above_usd": 210,
+        "approval_endpoints": 220,
+        "approval_timeout_seconds": 230,
     }
 )
 CORE_FIELDS = tuple(CORE_RANKS)
