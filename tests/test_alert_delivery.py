@@ -56,6 +56,7 @@ def test_three_replicas_post_each_event_exactly_once(tmp_path: Path, pg_url: str
         assert sum(d["attempts"] for d in log) == len(hook.hits) == 7
 
 
+@pytest.mark.timing
 def test_a_silent_destination_does_not_delay_another(tmp_path: Path, fake_stripe: FakeStripe) -> None:
     """Issue example (b): a receiver that accepts and never answers; six events to a healthy one
     arrive within seconds (before: 5 s each, one after another), and the scans do not stall."""
@@ -120,6 +121,7 @@ def test_key_revoked_once_per_key_whichever_path_revoked_it(tmp_path: Path, fake
         assert reasons[a["id"]] == "one" and reasons[b["id"]] == "bulk"
 
 
+@pytest.mark.timing
 def test_a_stop_mid_delivery_loses_nothing_and_the_restart_sends_at_once(
     tmp_path: Path, fake_stripe: FakeStripe
 ) -> None:

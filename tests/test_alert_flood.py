@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ class SlowReceiver(Receiver):
         return web.Response(text="ok")
 
 
+@pytest.mark.timing
 def test_keyless_sk_prefixes_cannot_flood_secret_exposed_nor_delay_a_cap_hit(
     tmp_path: Path, fake_stripe: FakeStripe
 ) -> None:

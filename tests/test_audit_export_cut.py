@@ -27,6 +27,7 @@ def read_export(kb: KeybrakeThread, **params: str) -> tuple[int, bytes, str | No
         return r.status_code, body, err
 
 
+@pytest.mark.timing
 def test_an_export_past_a_rarely_matching_filter_is_complete_within_the_report_timeout(tmp_path: Path) -> None:
     """Red team k12 (scaled down): 1,500 rows of tenant-a, then an agent's flood of 1,000,000 rows,
     then 50 more of tenant-a, exported with `label_prefix=tenant-a:` under a 100 ms report

@@ -211,6 +211,7 @@ def _req(body: bytes) -> ProxyRequest:
 # -- agent input that once raised inside the checks (found by the red-team run) --------------------
 
 
+@pytest.mark.timing
 @pytest.mark.store_free
 @pytest.mark.parametrize(
     ("vendor", "path", "body", "ctype"),

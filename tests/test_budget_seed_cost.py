@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from keybrake.store import open_store
 from keybrake.store.base import counted_request_sql
@@ -86,6 +87,7 @@ def _latencies_during(kb: KeybrakeThread, other: dict[str, Any], action: Any) ->
 N_ROWS = int(os.environ.get("KEYBRAKE_SEED_ROWS", "100000"))  # the red team used 1,000,000
 
 
+@pytest.mark.timing
 def test_budget_create_and_relabel_over_an_agents_flooded_rows_do_not_stall_other_agents(
     tmp_path: Path, fake_stripe: FakeStripe
 ) -> None:

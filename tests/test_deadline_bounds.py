@@ -73,6 +73,7 @@ def test_reconnect_backoff_is_capped_however_long_the_outage() -> None:
 # -- the bounded wait in front of the store ------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_the_store_gate_bounds_the_queue_in_length_and_time() -> None:
     """2 slots, 3 request waiters: the 6th request is refused at once, a waiter gives up at its
     bound, bookkeeping is not refused for the queue's length, and slots pass on in order."""

@@ -27,6 +27,8 @@ from tests.deadline_faults import DEADLINE_S, DELAYS, STEP, TRANSIT_S, Plan, slo
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, examples, wait_for
 
+pytestmark = pytest.mark.timing  # deadlines measured in ms: run alone
+
 
 @pytest.fixture
 def slow_kb(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[tuple[KeybrakeThread, Plan]]:

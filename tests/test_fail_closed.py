@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import stripe
 
 from tests.fakes.stripe_server import FakeStripe
@@ -13,6 +14,7 @@ from tests.harness import KeybrakeThread
 from tests.waits import wait_until
 
 
+@pytest.mark.timing
 def test_a_store_that_cannot_write_gets_503_and_nothing_is_forwarded(tmp_path: Path, fake_stripe: FakeStripe) -> None:
     with KeybrakeThread(tmp_path / "d", sqlite_busy_timeout_ms=300, pg_statement_timeout_ms=300) as kb:
         kb.add_credential(fake_stripe.base_url)

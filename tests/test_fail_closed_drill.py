@@ -30,7 +30,7 @@ from tests.harness import KeybrakeThread, free_port, wait_for
 from tests.pg import PrivateCluster
 from tests.relay import SilentRelay
 
-pytestmark = [pytest.mark.pg_cluster]
+pytestmark = [pytest.mark.pg_cluster, pytest.mark.timing]
 
 DEADLINE_S = 1.0
 MARGIN_S = 0.5  # a refusal's answer: deadline + this, on a busy test machine

@@ -30,6 +30,7 @@ from tests.waits import wait_until
 
 ON_PG = os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") == "postgres"
 sqlite_pass = pytest.mark.skipif(ON_PG, reason="SQLite's writer and its file lock")
+pytestmark = pytest.mark.timing  # floods held and latencies measured: run alone
 
 
 def _name(fn: Callable[[], Any]) -> str:

@@ -122,6 +122,7 @@ def test_a_payment_intent_status_keybrake_does_not_know_keeps_the_estimate(
     assert used + reserved == 50  # never settled to $0
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("raised", [{"amount": 900_000}, {"amount": 99_999_999, "currency": "eur"}])
 def test_a_confirm_cannot_race_the_update_that_raises_its_amount(
     kb: KeybrakeThread, fake_stripe: FakeStripe, raised: PaymentIntentUpdateParams

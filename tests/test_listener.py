@@ -117,6 +117,7 @@ def test_an_unfinished_huge_header_is_cut_off_early(kb: KeybrakeThread) -> None:
 # -- timeouts ------------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(tmp_path: Path) -> None:
     with KeybrakeThread(tmp_path / "d", header_timeout_s=0.5, keepalive_timeout_s=30) as kb:
         with socket.create_connection(("127.0.0.1", kb.port)) as s:
@@ -150,6 +151,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout(tmp_
         assert any("no complete request head in time" in line for line in kb.logs.lines)
 
 
+@pytest.mark.timing
 def test_an_idle_keep_alive_connection_is_closed(tmp_path: Path) -> None:
     with KeybrakeThread(tmp_path / "d", header_timeout_s=30, keepalive_timeout_s=0.3) as kb:
         with socket.create_connection(("127.0.0.1", kb.port)) as s:
@@ -276,6 +278,7 @@ def test_a_live_admin_socket_is_not_taken_over() -> None:
         path.unlink()
 
 
+@pytest.mark.timing
 def test_a_stalled_body_closes_the_connection_and_a_truncated_request_is_never_forwarded(
     tmp_path: Path, fake_stripe: FakeStripe
 ) -> None:
@@ -307,6 +310,7 @@ def test_an_upgrade_request_is_answered_as_plain_http(kb: KeybrakeThread) -> Non
         assert read_response(s)[0] == 200
 
 
+@pytest.mark.timing
 def test_a_trickled_body_is_closed_at_its_deadline(tmp_path: Path, fake_stripe: FakeStripe) -> None:
     """Found by the red-team run: a byte every 0.3 s re-armed the stall timer for ever, and four such
     connections held a 4-connection listener (the kill switch included) indefinitely."""

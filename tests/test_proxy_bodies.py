@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
@@ -26,6 +27,7 @@ def _head(kb: KeybrakeThread, token: str, length: int) -> bytes:
     )
 
 
+@pytest.mark.timing
 def test_a_body_is_not_read_before_the_vault_key_is_known(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     """100 MB announced with an unknown (well-formed) key and with no key: 401 after the head, unread."""
     real = kb.issue({"daily_usd_cap": 10})["key"]

@@ -136,6 +136,7 @@ def test_a_custom_header_naming_recipients_is_refused_on_every_key(kb: KeybrakeT
     assert sent["headers"] == [{"Name": "X-Campaign", "Value": "spring"}]
 
 
+@pytest.mark.timing
 def test_send_cap_and_usd_cap_are_exact_under_concurrency(kb: KeybrakeThread, fake_pm: FakePostmark) -> None:
     key = issue(kb, daily_usd_cap=1, daily_send_cap=20)
     pm = client(kb.url, key["key"])

@@ -99,6 +99,7 @@ def test_scope_covers_every_personalization_and_sender(kb: KeybrakeThread, fake_
     assert not fake_sg.requests
 
 
+@pytest.mark.timing
 def test_send_cap_and_usd_cap_are_exact_under_concurrency(kb: KeybrakeThread, fake_sg: FakeSendGrid) -> None:
     key = issue(kb, daily_usd_cap=1, daily_send_cap=30)
 

@@ -108,6 +108,7 @@ def _concurrent_charges(kb: KeybrakeThread, key: dict[str, Any], n: int) -> list
     return asyncio.run(all_of())
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("policy", "code", "cap"),
     [

@@ -96,6 +96,7 @@ def test_destination_prefixes_are_checked_on_the_normalised_number(
     assert len(refused) == 5
 
 
+@pytest.mark.timing
 def test_daily_send_cap_holds_under_50_concurrent_sends(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
     key = issue(kbt, daily_send_cap=20, daily_usd_cap=50)
     twilio = client(kbt.url, key["key"], key["id"])

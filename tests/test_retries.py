@@ -80,6 +80,7 @@ def test_a_timeouts_retry_advice_follows_the_requests_idempotency_key(
     assert ("retry-after" in r.headers) is retry
 
 
+@pytest.mark.timing
 def test_a_retry_of_a_request_still_in_flight_gets_409(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 10})
     headers = {"Authorization": f"Bearer {key['key']}", "Idempotency-Key": "order-77"}

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,25 +40,36 @@ def _second_serve(cwd: Path, data_dir: str, url: str | None) -> tuple[int | None
         return None, out
 
 
-@pytest.mark.parametrize("spelling", ["url-absolute", "url-relative", "url-through-link", "dir-through-link"])
-def test_every_spelling_of_one_store_is_refused_while_an_exclusive_serve_holds_it(
-    tmp_path: Path, spelling: str
-) -> None:
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """One exclusive serve holding a store, with a link to its file and one to its directory;
+    (the directory above them, the serve). Shared by the spellings: each tries a second serve."""
+    root = tmp_path_factory.mktemp("held")
+    data = root / "data"
     first = spawn_keybrake(data, free_port(), env=ENV)
-    (tmp_path / "link.db").symlink_to(data / "keybrake.db")
-    (tmp_path / "linkdir").symlink_to(data)
-    data_dir, url = {
-        "url-absolute": (str(data), f"sqlite:///{data}/keybrake.db"),
-        "url-relative": ("data", "sqlite:///data/keybrake.db"),
-        "url-through-link": (str(data), f"sqlite:///{tmp_path}/link.db"),
-        "dir-through-link": ("linkdir", None),
-    }[spelling]
+    (root / "link.db").symlink_to(data / "keybrake.db")
+    (root / "linkdir").symlink_to(data)
     try:
-        code, out = _second_serve(tmp_path, data_dir, url)
+        yield root, first
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(20)
+
+
+@pytest.mark.parametrize("spelling", ["url-absolute", "url-relative", "url-through-link", "dir-through-link"])
+def test_every_spelling_of_one_store_is_refused_while_an_exclusive_serve_holds_it(
+    held: tuple[Path, subprocess.Popen[bytes]], spelling: str
+) -> None:
+    root, first = held
+    data = root / "data"
+    data_dir, url = {
+        "url-absolute": (str(data), f"sqlite:///{data}/keybrake.db"),
+        "url-relative": ("data", "sqlite:///data/keybrake.db"),
+        "url-through-link": (str(data), f"sqlite:///{root}/link.db"),
+        "dir-through-link": ("linkdir", None),
+    }[spelling]
+    code, out = _second_serve(root, data_dir, url)
+    assert first.poll() is None  # the exclusive serve held the store throughout
     assert code == 1 and "is in use" in out, (code, out[-2000:])
 
 

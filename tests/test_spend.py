@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
@@ -130,6 +131,7 @@ def bulk_audit(kb: KeybrakeThread, n: int, ts: int) -> None:
         db.close()
 
 
+@pytest.mark.timing
 def test_reports_on_a_large_audit_table_do_not_stall_charges(tmp_path: Path, fake_stripe: FakeStripe) -> None:
     """Issue 12, kind 5: with a large audit table, four reports running at once (spend by label
     and by day, an audit page whose filter matches nothing, a CSV export) while an agent charges
@@ -279,6 +281,7 @@ def test_generated_report_ranges_are_bounded_or_refused_and_exact(tmp_path: Path
         check()
 
 
+@pytest.mark.timing
 async def test_a_report_runs_apart_and_stops_at_its_timeout(tmp_path: Path) -> None:
     """The mechanism on each engine: a report statement runs off the event loop and off the
     reservations' connections (one of each here), and is stopped at KEYBRAKE_REPORT_TIMEOUT_MS."""

@@ -196,6 +196,7 @@ def test_only_idempotent_calls_are_retried(busy: str) -> None:
             assert _Busy.seen == [method] * tries
 
 
+@pytest.mark.timing
 def test_timeouts_and_unreachable(busy: str) -> None:
     _Busy.stall = 1.0
     with Keybrake(busy, ADMIN_TOKEN, timeout=0.2, retries=1) as client:
