@@ -94,19 +94,12 @@ class ApprovalQueries(SQLBase):
         if state not in DECISIONS:
             raise ValueError(f"not a decision: {state!r}")
         now = self.now_ms()
+        grant = grant_usd if state == "approved" else None
         with self._tx() as cur:
-            won = cur.execute(
-                "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?, grant_usd = ?"
-                " WHERE id = ? AND state = 'pending' AND expires_at > ?",
-                (state, now, by, reason, grant_usd if state == "approved" else None, approval_id, now),
-            ).rowcount
-            r = cur.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-            rec = _approval(r) if r is not None else None
-            if won and rec is not None:
-                _mark_row(cur, rec.audit_id, audit_approval(rec))
-                if grant_usd is not None and state == "approved":
-                    _grant(cur, rec, grant_usd, by, now)
-        return bool(won), rec
+            won, rec = _change(cur, approval_id, state, by, reason, now, grant=grant, live_at=now)
+            if won and rec is not None and grant is not None:
+                _grant(cur, rec, grant, by, now)
+        return won, rec
 
     @blocking
     def end_approval(
@@ -116,18 +109,8 @@ class ApprovalQueries(SQLBase):
         now stands — a decision that won the race stays (the holder acts on it)."""
         if state not in ENDINGS:
             raise ValueError(f"not an ending: {state!r}")
-        now = self.now_ms()
         with self._tx() as cur:
-            won = cur.execute(
-                "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?"
-                " WHERE id = ? AND state = 'pending'",
-                (state, now, by, reason, approval_id),
-            ).rowcount
-            r = cur.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
-            rec = _approval(r) if r is not None else None
-            if won and rec is not None:
-                _mark_row(cur, rec.audit_id, audit_approval(rec, waited_ms=waited_ms))
-        return rec
+            return _change(cur, approval_id, state, by, reason, self.now_ms(), waited_ms=waited_ms)[1]
 
     @blocking
     def note_approval(self, audit_id: str, approval: dict[str, Any]) -> None:
@@ -284,6 +267,25 @@ def audit_approval(rec: ApprovalRecord, *, state: str | None = None, waited_ms: 
     if waited_ms is not None:
         out["waited_ms"] = waited_ms
     return out
+
+
+def _change(
+    cur: Cursor, approval_id: str, state: str, by: str, reason: str | None, now: int, *,
+    grant: int | None = None, live_at: int | None = None, waited_ms: int | None = None,
+) -> tuple[bool, ApprovalRecord | None]:  # fmt: skip
+    """The one change of an approval's state: only from pending (and with `live_at`, only while its
+    hold lasts past that time, Unix ms), the audit row's `approval` in step. (taken?, the approval now)."""
+    live = " AND expires_at > ?" if live_at is not None else ""
+    won = cur.execute(
+        "UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, reason = ?, grant_usd = ?"
+        f" WHERE id = ? AND state = 'pending'{live}",
+        (state, now, by, reason, grant, approval_id, *([live_at] if live_at is not None else [])),
+    ).rowcount
+    r = cur.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+    rec = _approval(r) if r is not None else None
+    if won and rec is not None:
+        _mark_row(cur, rec.audit_id, audit_approval(rec, waited_ms=waited_ms))
+    return bool(won), rec
 
 
 def _mark_row(cur: Cursor, audit_id: str, approval: dict[str, Any]) -> None:
