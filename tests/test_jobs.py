@@ -200,3 +200,27 @@ async def test_reconcile_runs_each_vendor_on_its_own_interval(caplog: pytest.Log
     assert runs.count("stripe") >= 2 and runs.count("twilio") >= runs.count("stripe")
     failed = [r.fields for r in caplog.records if r.getMessage() == "reconciliation pass failed"]  # type: ignore[attr-defined]
     assert failed and all(f == {"vendor": "stripe", "error": "down"} for f in failed)
+
+
+class _RecoveryDown:
+    """A store that registers instances but whose recovery fails for want of the database."""
+
+    def __init__(self) -> None:
+        self.registered: list[str] = []
+
+    async def register_instance(self, instance_id: str, hostname: str, pid: int) -> None:
+        self.registered.append(instance_id)
+
+    async def recover_in_flight(self, *args: Any) -> int:
+        raise EnforcementUnavailable("postgresql: terminating connection due to idle-in-transaction timeout")
+
+
+async def test_a_recovery_that_fails_at_start_does_not_stop_the_start(caplog: pytest.LogCaptureFixture) -> None:
+    store = _RecoveryDown()
+    recovered = Counter("t_recovered", "t", registry=CollectorRegistry())
+    job = Housekeeping(cast(Store, store), Settings(), "ins_start", recovered)
+    with caplog.at_level(logging.WARNING):
+        assert await job.register() == 0
+    assert store.registered == ["ins_start"]
+    (line,) = [r for r in caplog.records if "recovery at start failed" in r.getMessage()]
+    assert "idle-in-transaction" in str(line.__dict__)  # the error is in the line's fields

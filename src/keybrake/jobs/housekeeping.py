@@ -17,6 +17,7 @@ from typing import ClassVar
 from prometheus_client import Counter
 
 from keybrake.config import Settings
+from keybrake.core.errors import EnforcementUnavailable
 from keybrake.jobs.base import Job
 from keybrake.logs import event
 from keybrake.store.base import LEASE_STALE_MS, Store
@@ -45,9 +46,18 @@ class Housekeeping(Job):
         return HEARTBEAT_S
 
     async def register(self) -> int:
-        """At start: register this instance, then recover what stopped replicas left (rows recovered)."""
+        """At start: register this instance, then recover what stopped replicas left (rows recovered).
+
+        A recovery that fails for want of the store (a transient error) does not stop the start:
+        it is logged and the job's next pass, HEARTBEAT_S later, recovers instead. Registering is
+        required (raises EnforcementUnavailable)."""
         await self.store.register_instance(self.instance_id, socket.gethostname(), os.getpid())
-        return await self._recover(at_start=True)
+        try:
+            return await self._recover(at_start=True)
+        except EnforcementUnavailable as exc:
+            event(self.log, "recovery at start failed; the housekeeping job tries again", logging.WARNING,
+                  error=str(exc), retry_in_s=HEARTBEAT_S)  # fmt: skip
+            return 0
 
     async def run_once(self) -> int:
         """Heartbeat, recover, purge ended dedup entries; returns the rows recovered."""
