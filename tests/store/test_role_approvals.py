@@ -83,8 +83,10 @@ async def test_a_grant_hands_out_at_most_what_was_granted(store: Store, approval
     took = await asyncio.gather(*[approvals.use_grant("run:run-7", 30_000_000) for _ in range(6)])
     assert sorted(t for t in took if t is not None) == [rec.id] * 3  # 3 × $30 ≤ $100 < 4 × $30
     assert await approvals.use_grant("run:run-8", 1) is None  # another run has no grant
-    grant = await approvals.grant_for("run:run-7")
-    assert grant is not None and grant["remaining_usd"] == 10_000_000
+    # exactly $10 is left: a cent more is refused, the $10 itself is taken, then nothing
+    assert await approvals.use_grant("run:run-7", 10_000_001) is None
+    assert await approvals.use_grant("run:run-7", 10_000_000) == rec.id
+    assert await approvals.use_grant("run:run-7", 1) is None
 
 
 async def test_recovery_releases_calls_a_dead_replica_held_and_keeps_approved_ones(

@@ -50,7 +50,9 @@ def test_racing_calls_never_take_more_than_the_grant_nor_add_to_it(
         assert all(by == rec.id for by in let_go if by is not None)
         assert all(a >= 0 for a in went), went  # a negative amount would have grown the grant
         assert sum(went) <= grant
-        left = await store.grant_for(run)
-        assert left is not None and left["remaining_usd"] == grant - sum(went)
+        left = grant - sum(went)  # exactly this is left: one µUSD more is refused, then all of it goes
+        assert await store.use_grant(run, left + 1) is None
+        assert await store.use_grant(run, left) == rec.id
+        assert await store.use_grant(run, 1) is None
 
     asyncio.run(go())

@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from keybrake import deadline
@@ -68,14 +67,6 @@ class ClientGone(Exception):
     """The agent disconnected while its call was held: nothing was sent, there is no one to answer."""
 
 
-@dataclass
-class Held:
-    """What the pipeline needs after a hold that let the call go: who decided and how long it waited."""
-
-    approval: dict[str, Any]
-    waited_s: float
-
-
 class Approvals:
     """Decides whether a reserved call waits for a person, and holds it until it is decided.
 
@@ -113,10 +104,6 @@ class Approvals:
         self._stopping = True
         for ev in list(self._events.values()):
             ev.set()
-
-    @property
-    def holding(self) -> int:
-        return len(self._events)
 
     async def need(
         self, policy: Policy, method: str, path: tuple[str, ...], estimate_usd: int, items: list[ReservedItem],
@@ -159,9 +146,10 @@ class Approvals:
         summary: dict[str, Any] | None,
         *,
         grantable: bool = True,
-    ) -> Held:
-        """Hold the call until it is decided. Returns `Held` when it may go; raises the Denial that
-        ends it otherwise (the caller releases the reservation), or ClientGone."""
+    ) -> dict[str, Any]:
+        """Hold the call until it is decided. Returns the audit row's `approval` (who decided, how
+        long it waited) when it may go; raises the Denial that ends it otherwise (the caller
+        releases the reservation), or ClientGone."""
         started = time.monotonic()
         run_id = key.metadata.get("agent_run_id")
         now = self.store.now_ms()
@@ -190,7 +178,7 @@ class Approvals:
             note["reasons"] = list(need.reasons)
             await self.store.note_approval(audit_id, note)
             self._count("granted")
-            return Held(note, 0.0)
+            return note
         if self._stopping:
             raise _ended("approval_timeout", "Keybrake is stopping", rec, ASK_AGAIN, "cancelled")
         ev = self._events[rec.id] = asyncio.Event()
@@ -219,11 +207,10 @@ class Approvals:
             self._count("approved")
         finally:
             self._events.pop(rec.id, None)
-        waited = time.monotonic() - started
-        approval = audit_approval(final, waited_ms=round(waited * 1000))
+        approval = audit_approval(final, waited_ms=round((time.monotonic() - started) * 1000))
         with contextlib.suppress(EnforcementUnavailable):
             await self.store.note_approval(audit_id, approval)
-        return Held(approval, waited)
+        return approval
 
     async def _watch(
         self, rec: ApprovalRecord, ev: asyncio.Event, started: float, policy_version: int
@@ -379,7 +366,7 @@ async def approve_or_refuse(
         return await refuse(ctx, _released(ended.verdict), ended)
     except EnforcementUnavailable as exc:
         return await refuse(ctx, _released("denied_enforcement_unavailable"), _unsure(exc))
-    ctx.row.approval = held.approval
+    ctx.row.approval = held
     return None
 
 

@@ -182,7 +182,6 @@ class ApprovalStore(Clock, Protocol):
     async def use_grant(self, run_scope: str, amount_usd: int) -> str | None:
         """Take µUSD (>= 0) from the run's live grant if it holds that much: the granting approval's id."""
 
-    async def grant_for(self, run_scope: str) -> dict[str, Any] | None: ...
     async def pending_approvals(self, key_id: str) -> int:
         """Places taken in the key's queue: held calls, and abandoned ones until their hold's end."""
 

@@ -139,12 +139,6 @@ class ApprovalQueries(SQLBase):
             return str(r[0])
 
     @blocking
-    def grant_for(self, run_scope: str) -> dict[str, Any] | None:
-        """The run's grant as stored (µUSD, Unix ms), or None."""
-        rows = self._read("SELECT * FROM approval_grants WHERE run_scope = ?", (run_scope,))
-        return {k: rows[0][k] for k in rows[0].keys()} if rows else None
-
-    @blocking
     def pending_approvals(self, key_id: str) -> int:
         """How many places of the key's queue are taken now: its calls held (pending and not past
         their hold) and those whose agent hung up while held, until their hold would have ended."""

@@ -88,7 +88,7 @@ async def decision_page(approval_id: str, request: Request, rt: Runtime = Rt) ->
     """The confirmation page: what the call is, and a form that POSTs the decision."""
     try:
         action = check_link(rt, approval_id, request)
-        rec = await rt.store.approval_get(approval_id)
+        rec = await rt.approval_store.approval_get(approval_id)
     except Refused as exc:
         return refused(exc)
     except EnforcementUnavailable:
@@ -111,7 +111,7 @@ async def decide_by_link(approval_id: str, request: Request, rt: Runtime = Rt) -
         return refused(exc)
     state = "approved" if action == "approve" else "denied"
     try:
-        taken, rec = await rt.store.decide_approval(approval_id, state, DECIDED_BY, reason)
+        taken, rec = await rt.approval_store.decide_approval(approval_id, state, DECIDED_BY, reason)
     except EnforcementUnavailable:
         return _store_down()
     if rec is None:
