@@ -178,6 +178,7 @@ def test_bad_requests_are_refused_by_name(kb: KeybrakeThread, fake_stripe: FakeS
         ("deny", {"reason": "x", "grant_run_usd": 1}, "grant_run_usd"),
         ("approve", {"grant_run_usd": "lots"}, "grant_run_usd"),
         ("approve", {"grant_run_usd": -1}, "grant_run_usd"),
+        ("approve", {"grant_run_usd": 0}, "grant_run_usd"),  # a $0 grant would cover no call
         ("approve", {"reason": "x" * 501}, "reason"),
         ("approve", {"why": "x"}, "why"),
         ("approve", [1], None),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from keybrake.admin.audit import decode_cursor, encode_cursor
 from keybrake.admin.errors import ApiError, conflict, not_found
@@ -33,8 +33,15 @@ class ApproveIn(Strict):
     reason: str | None = Field(default=None, min_length=1, max_length=500)
     grant_run_usd: Money | None = Field(
         default=None,
-        description="also let the rest of this call's run go without asking while what it reserves fits (USD)",
+        description="also let the rest of this call's run go without asking while what it reserves fits (USD, > 0)",
     )
+
+    @field_validator("grant_run_usd")
+    @classmethod
+    def _some_money(cls, v: int | None) -> int | None:
+        if v == 0:  # it would cover nothing: a grant covers calls that reserve more than $0
+            raise ValueError("must be more than 0: a grant of $0 would cover no call (omit it to grant nothing)")
+        return v
 
 
 class DenyIn(Strict):

@@ -71,6 +71,8 @@ RETRYABLE = frozenset({"idempotency_in_flight", "upstream_unreachable", "enforce
 # sending the same request, which is held again — can help: no one decided, or the call was
 # never held. Never RETRYABLE: it needs a person.
 ASK_AGAIN = frozenset({"approval_timeout", "approval_queue_full"})
+# The codes of a call that needed a person's approval: their answers say `ask_again`.
+APPROVAL_CODES = frozenset({"approval_denied", *ASK_AGAIN})
 # Of those, codes after which the vendor may have acted: a retry is safe (retryable) only where the
 # vendor replays a retry sent under the same idempotency key and the request carried one
 # (`Denial.replayable`); anywhere else a retry may act twice (a second payment, a second message).

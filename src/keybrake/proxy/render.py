@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import dataclass
 
-from keybrake.core.errors import ASK_AGAIN, Denial
+from keybrake.core.errors import APPROVAL_CODES, ASK_AGAIN, Denial
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.timefmt import rfc3339
 from keybrake.crypto import Sealer
@@ -33,7 +33,7 @@ def denial_response(
         "retryable": denial.retryable,
         "cap": denial.cap.as_json() if denial.cap else None,
     }
-    if denial.code.startswith("approval_"):  # a held call: whether asking again can help (docs/approvals.md)
+    if denial.code in APPROVAL_CODES:  # a held call: whether asking again can help (docs/approvals.md)
         keybrake["ask_again"] = denial.code in ASK_AGAIN
     rendered = vendor.render_denial(denial, keybrake) if vendor else generic_denial(denial, keybrake)
     own = [(k.lower(), v) for k, v in rendered.headers.items()]
