@@ -126,6 +126,7 @@ class Settings:
     # (past it a call is refused, not held), and the address operators reach the admin API at,
     # for the approve / deny links in Slack messages (None: messages carry no links).
     approval_max_wait_s: int = 900
+    console_session_s: int = 8 * 3600  # KEYBRAKE_CONSOLE_SESSION: a console sign-in lasts this long
     approval_max_pending: int = 10
     public_url: str | None = None
 

@@ -226,6 +226,12 @@ def approval_env(e: Env) -> dict[str, Any]:
         kw["approval_max_pending"] = e.integer("KEYBRAKE_APPROVAL_MAX_PENDING", 1, 1000)
     if value := e.text("KEYBRAKE_PUBLIC_URL"):
         kw["public_url"] = parse_public_url(value)
+    if e.has("KEYBRAKE_CONSOLE_SESSION"):
+        kw["console_session_s"] = ttl = e.duration("KEYBRAKE_CONSOLE_SESSION")
+        if not 60 <= ttl <= 7 * 86400:
+            raise SettingsError(
+                f"KEYBRAKE_CONSOLE_SESSION must be between 1m and 7d (got {ttl}s): how long a web console sign-in lasts"
+            )
     return kw
 
 

@@ -5,13 +5,10 @@ puts a `Principal` in the request scope under `SCOPE_PRINCIPAL`; every admin rou
 `require_admin`, which only asks for that Principal (401 `admin_token_invalid` without one). No
 route looks at the `Authorization` header, a token or a store itself.
 
-Today a Principal comes from one source: `Authorization: Bearer <admin token>` (`via="bearer"`).
-The hook for the dashboard's session cookie is `AdminGate._authenticate`: a cookie resolver
-placed there (before the missing-header refusal) that maps a live session to
-`Principal(via="session", …)` satisfies every route unchanged, and keeps the gate's rules —
-resolved before the body is read, failures counted per address, 401/429 answers as they are.
-A cookie source must also demand a CSRF defence (a header a cross-site form cannot send) on
-every method but GET: the bearer header needs none, a cookie does.
+A Principal comes from one of two sources: `Authorization: Bearer <admin token>` (`via="bearer"`)
+on the JSON API, or the web console's session cookie (`via="session"`, `keybrake.admin.sessions`)
+on the console's pages under `/console` only. The console checks a CSRF token on every POST
+(`keybrake.console.forms`): the bearer header needs none, a cookie does.
 """
 
 from __future__ import annotations
@@ -33,12 +30,14 @@ class Principal:
     """An authenticated admin caller.
 
     `id` is what logs and `issued_by` record (the admin token id, `adm_…`); `via` says how it was
-    proved; `token` is the admin token record it stands for.
+    proved; `token` is the admin token record it stands for; `session_id` is the console
+    session's `cs_…` id (None for a bearer token).
     """
 
     id: str
-    via: Literal["bearer"]
+    via: Literal["bearer", "session"]
     token: AdminTokenRecord
+    session_id: str | None = None
 
     @classmethod
     def from_token(cls, rec: AdminTokenRecord) -> Principal:

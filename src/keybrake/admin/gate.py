@@ -16,8 +16,9 @@ its signature before anything else, `decision_link`):
 
 The caller found in step 1 is put in the scope as a `keybrake.admin.auth.Principal`
 (`SCOPE_PRINCIPAL`), so it is looked up once; every route requires it through one dependency
-(`keybrake.admin.auth.require_admin`). `_authenticate` is where a later session-cookie source
-plugs in (see `keybrake.admin.auth`). Any exception the admin app lets through is logged
+(`keybrake.admin.auth.require_admin`). The web console's paths (`/console…`) take no bearer
+token: their session cookie is resolved by `_session`, and the console's pages send a request
+without a live session to the sign-in page. Any exception the admin app lets through is logged
 (redacted) and answered 500 in the admin error shape.
 """
 
@@ -26,13 +27,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
+from keybrake.admin.body_checks import has_lone_surrogate, has_nul
+from keybrake.admin.sessions import SCOPE_SESSION_PROBLEM, console_path, cookie_of, resolve, with_console_headers
 from keybrake.core.approvals import decision_path_id
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
@@ -187,6 +189,8 @@ class AdminGate:
         self.app = app
         self.rt = rt
         self.failures = AuthFailures()
+        if hasattr(app, "state"):
+            app.state.auth_failures = self.failures  # the console's sign-in counts its failures here too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -194,7 +198,11 @@ class AdminGate:
             return
         path = scope["path"]
         link = decision_link(scope)
-        if not (
+        if console_path(path):
+            send = with_console_headers(send)
+            if await self._session(scope, send):
+                return
+        elif not (
             path in OPEN_PATHS
             or path.startswith(OPEN_PREFIXES)
             or (path == "/metrics" and self.rt.settings.metrics_public)
@@ -215,7 +223,7 @@ class AdminGate:
                 close=True,
             )  # fmt: skip
             return
-        if _has_lone_surrogate(body):
+        if has_lone_surrogate(body):
             await send_error(
                 send,
                 400,
@@ -224,7 +232,7 @@ class AdminGate:
                 close=False,
             )
             return
-        if _has_nul(scope, body):
+        if has_nul(scope, body):
             # No store keeps NUL in text (PostgreSQL refuses it): refused here as input, not
             # failed there as an outage.
             await send_error(
@@ -236,8 +244,7 @@ class AdminGate:
     async def _authenticate(self, scope: Scope) -> tuple[int, str, str] | None:
         """None when the caller is known (its `Principal` put in the scope), else (status, code, message).
 
-        Today the one source is the bearer header. A session cookie would be looked up here, before
-        the missing-header refusal, and set `scope[SCOPE_PRINCIPAL]` the same way (auth.py).
+        The one source here is the bearer header; the console's cookie is resolved by `_session`.
         """
         values = [v for k, v in scope["headers"] if k == b"authorization"]
         problem = header_problem([v.decode("latin-1") for v in values])
@@ -257,6 +264,26 @@ class AdminGate:
                                  "unknown or revoked admin token." + RECOVERY)  # fmt: skip
         scope[SCOPE_PRINCIPAL] = Principal.from_token(rec)
         return None
+
+    async def _session(self, scope: Scope, send: Send) -> bool:
+        """A console request: the session cookie, if any, is resolved into the scope's Principal
+        (`via="session"`); the console's pages decide what a request without one gets (the sign-in
+        page). True when it was answered here (503: the store cannot say whether the session lives)."""
+        cookie = cookie_of(scope["headers"])
+        if cookie is None:
+            return False
+        try:
+            found = await resolve(self.rt, cookie)
+        except EnforcementUnavailable as exc:
+            event(log, "console request failed: store unavailable", logging.ERROR, error=str(exc))
+            await send_error(send, 503, "enforcement_unavailable", "the store is unavailable; nothing was changed",
+                             close=True)  # fmt: skip
+            return True
+        if found.session is not None and found.token is not None:
+            scope[SCOPE_PRINCIPAL] = Principal(found.token.id, "session", found.token, found.session.id)
+        else:
+            scope[SCOPE_SESSION_PROBLEM] = found.why
+        return False
 
     def _failure(self, scope: Scope, why: str, status: int, code: str, message: str) -> tuple[int, str, str]:
         client = client_address(scope)
@@ -316,52 +343,6 @@ async def _read_capped(scope: Scope, receive: Receive, cap: int) -> bytes | None
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _has_lone_surrogate(body: bytes) -> bool:
-    """True when a JSON body decodes to a string no UTF-8 store can hold (a lone surrogate).
-
-    JSON allows `\\ud800` escapes; a proper pair is one character and is accepted. Only bodies
-    with such an escape are parsed here; a body that is not JSON is left to the app (400).
-    """
-    if not _SURROGATE_ESCAPE.search(body):
-        return False
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    try:
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _has_nul(scope: Scope, body: bytes) -> bool:
-    """A NUL in the decoded path, the query string (raw or %00) or a string of the JSON body."""
-    query = scope.get("query_string", b"")
-    if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query or b"\x00" in body:
-        return True
-    if b"\\u0000" not in body:
-        return False
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    stack = [doc]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str) and "\x00" in node:
-            return True
-        if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return False
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

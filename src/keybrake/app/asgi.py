@@ -22,8 +22,10 @@ from keybrake import deadline
 from keybrake.admin.api import build_admin_app
 from keybrake.admin.budgets import log_unusable_zones
 from keybrake.admin.gate import AdminGate, error_body
+from keybrake.admin.sessions import console_path
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.app.self_view import self_view
+from keybrake.console import mount as mount_console
 from keybrake.core.approvals import link_secret
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
@@ -58,6 +60,10 @@ _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 # not an admin route is an unprefixed vendor call, routed by its key's vendor (docs/sdk-stripe.md).
 _RESERVED_ROOTS = RESERVED_NAMES - {"v1"}
 _NO_ADMIN_ENDPOINT = error_body("not_found", "no such admin endpoint")
+CONSOLE_ELSEWHERE = (
+    "the web console is served on the admin listener only: start Keybrake with --admin-port 8081"
+    " (KEYBRAKE_ADMIN_PORT) and open http://127.0.0.1:8081/console"
+)
 
 
 def is_admin_path(path: str) -> bool:
@@ -131,6 +137,7 @@ class KeybrakeApp:
             alerts=self.alerts,
             wake_approval=self.pipeline.approvals.wake,  # a decision made here wakes its holder here at once
         )
+        mount_console(self.admin)
         self._admin: Any = AdminGate(self.admin, rt)
         self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
         self.jobs = JobRunner(
@@ -157,7 +164,12 @@ class KeybrakeApp:
             # Which listener the request came in on (keybrake.listener); a scope without one is
             # treated as the proxy's whenever the admin API has a listener of its own.
             role = scope.get(SCOPE_KEY) or ("proxy" if self.rt.settings.separate_admin else "all")
-            if is_admin_path(path):
+            if console_path(path):  # the web console: the admin listener only, never the agents' port
+                if role == "admin":
+                    await self._admin(scope, receive, send)
+                else:
+                    await _send(send, _not_here(CONSOLE_ELSEWHERE))
+            elif is_admin_path(path):
                 if role == "proxy" and path not in _BOTH_LISTENERS:
                     await _send(send, _not_here("the admin API is served on its own listener, not on this port"))
                 else:

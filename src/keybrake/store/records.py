@@ -153,6 +153,17 @@ class AdminTokenRecord:
     revoked_at: int | None
 
 
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A web console sign-in (docs/console.md): `id` cs_…; times in ms since the epoch."""
+
+    id: str
+    admin_token_id: str
+    created_at: int
+    expires_at: int
+    ended_at: int | None
+
+
 # A process whose lease (heartbeat) is older than this is dead (recovery, the SQLite copy).
 LEASE_STALE_MS = 30_000
 

@@ -4,7 +4,8 @@ engine's `_run` (see `sql_base.py`); none awaits between BEGIN and COMMIT.
 The parts, by what they serve: `sql_reserve.py` (the reservation), `sql_settle.py` (settlement
 and reconciliation), `sql_instances.py` (meta, leases, recovery), `sql_ledger.py` (the object
 ledger), `sql_admin.py` (keys, credentials, admin tokens, issuances), `sql_audit.py` (audit
-and spend reports), `sql_budgets.py`, `sql_alerts.py`, `sql_approvals.py` and `sql_retention.py`. This module adds
+and spend reports), `sql_budgets.py`, `sql_alerts.py`, `sql_approvals.py`, `sql_sessions.py` (console sign-ins) and
+`sql_retention.py`. This module adds
 the proxy's small reads and writes outside a reservation.
 """
 
@@ -23,6 +24,7 @@ from keybrake.store.sql_ledger import LedgerQueries
 from keybrake.store.sql_reserve import ReserveQueries, _dedup_hit
 from keybrake.store.sql_retention import RetentionQueries
 from keybrake.store.sql_rows import _INSERT_AUDIT_ONCE, _cred, _key, _row_params
+from keybrake.store.sql_sessions import SessionQueries
 from keybrake.store.sql_settle import SettleQueries
 
 
@@ -37,6 +39,7 @@ class SQLStore(
     LedgerQueries,
     RetentionQueries,
     ApprovalQueries,
+    SessionQueries,
 ):
     """The store logic shared by the SQLite and PostgreSQL engines."""
 

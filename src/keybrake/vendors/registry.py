@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from keybrake.vendors.base import Vendor
 
 # Names that can never be vendors: they are Keybrake's own surface (docs/api.md; /docs is the admin API's page).
-RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json", "docs"})
+RESERVED_NAMES = frozenset({"v1", "_keybrake", "healthz", "readyz", "metrics", "openapi.json", "docs", "console"})
 
 VendorSettingValues = Mapping[str, Any]  # setting name → parsed value (only those set)
 

@@ -1,0 +1,54 @@
+"""The operator console (docs/console.md): server-rendered pages on the admin listener.
+
+`mount(app)` adds the console's routes to the admin app (`keybrake.admin.api.build_admin_app`);
+`keybrake.app` serves them on the admin listener only, never on the proxy port. Each page
+reads and changes through the same functions as the admin API (`keybrake.admin.keys`, …), so a
+change made here is validated, recorded and alerted on exactly like the API's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from keybrake.admin.errors import ApiError
+from keybrake.admin.sessions import console_path
+from keybrake.console.routes import overview, session, static
+from keybrake.console.web import SignInNeeded, error_page, see_other
+from keybrake.core.errors import EnforcementUnavailable
+
+ROUTERS = (session.router, static.router, overview.router)
+Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def mount(app: FastAPI) -> None:
+    """Add the console's pages to the admin app, with its errors answered as pages."""
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_exception_handler(SignInNeeded, _sign_in_needed)  # type: ignore[arg-type]
+    for exc_class in (ApiError, EnforcementUnavailable):
+        app.add_exception_handler(exc_class, _as_page(app.exception_handlers[exc_class]))  # type: ignore[arg-type]
+
+
+async def _sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
+    if request.method == "GET":
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return see_other("/console/sign-in", next=target, why=exc.why or "")
+    return error_page(
+        request, 401, "You are not signed in (or your session ended): sign in again; nothing was changed."
+    )
+
+
+def _as_page(api_handler: Handler) -> Handler:
+    """An exception handler answering console paths with an error page and others as before."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        if not console_path(request.url.path):
+            return await api_handler(request, exc)
+        if isinstance(exc, ApiError):
+            return error_page(request, exc.status, exc.message)
+        return error_page(request, 503, "The store is unavailable; nothing was changed. Try again shortly.")
+
+    return handler
