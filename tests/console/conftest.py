@@ -55,7 +55,13 @@ class Watched:
         self.errors: list[str] = []
         page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
-        page.on("requestfailed", lambda r: self.errors.append(f"failed: {r.url}"))
+        page.on("requestfailed", self._failed)
+
+    def _failed(self, request: Any) -> None:
+        # A load the page's own navigation cut short (ERR_ABORTED: an icon still loading when a
+        # form was sent) is no fault; anything else (refused, blocked by CSP, reset) is.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.errors.append(f"failed: {request.url} ({request.failure})")
 
 
 @pytest.fixture

@@ -107,7 +107,11 @@ async def posted(request: Request) -> Form:
     op = await operator(request)
     origin = request.headers.get("origin")
     if origin is not None and not same_origin(origin, request):
-        raise ApiError(403, "csrf_failed", "the form was sent from another site; nothing was changed")
+        raise ApiError(
+            403,
+            "csrf_failed",
+            "the form was sent from another site (refused as cross-site request forgery, CSRF); nothing was changed",
+        )
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     fields: dict[str, str] = {}
     if ctype == "application/x-www-form-urlencoded":  # anything else carries no CSRF token: refused below
