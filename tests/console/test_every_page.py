@@ -1,0 +1,43 @@
+"""Every page of the console's navigation (found from the navigation itself), in Chromium, on a
+wide and on a narrow screen: it answers 200, the browser reports no error, axe-core finds no
+serious or critical violation (labels, names, contrast among them), nothing is wider than a
+phone's screen, and the keyboard reaches the skip link first and then the navigation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keybrake.console.web import NAV
+from tests.console.conftest import Watched, axe_serious, shoot, sign_in
+from tests.harness import KeybrakeThread
+
+pytestmark = pytest.mark.sqlite_only
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["wide", "narrow"])
+def test_every_navigation_page_is_clean_usable_and_fits(
+    browser: Any, ckb: KeybrakeThread, width: int, height: int
+) -> None:
+    ckb.issue({"daily_usd_cap": 10}, label="sweep:agent:run-1", agent_run_id="run-1")  # some content
+    context = browser.new_context(viewport={"width": width, "height": height})
+    w = Watched(context.new_page())
+    sign_in(w.page, ckb)
+    for href, label in NAV:
+        answer = w.page.goto(f"{ckb.admin_url}{href}")
+        assert answer is not None and answer.status == 200, (href, answer and answer.status)
+        assert w.page.get_by_role("heading", level=1).count() == 1, href
+        assert axe_serious(w.page) == [], href
+        overflow = w.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (href, f"{overflow}px wider than the screen")
+        nav = w.page.get_by_role("navigation", name="Console")
+        assert nav.get_by_role("link", name=label, exact=True).get_attribute("aria-current") == "page", href
+        w.page.keyboard.press("Tab")
+        assert w.page.evaluate("document.activeElement.textContent") == "Skip to content", href
+        w.page.keyboard.press("Tab")
+        assert w.page.evaluate("document.activeElement.getAttribute('href')") == "/console", href
+        slug = href.removeprefix("/console").strip("/") or "overview"
+        shoot(w.page, f"sweep-{width}-{slug}")
+    assert w.errors == []
+    context.close()
