@@ -70,7 +70,7 @@ ensure_apt_tool() {
 }
 
 # The /docs browser test (tests/admin/test_docs_page.py) drives Debian's Chromium through Playwright.
-ensure_chromium() { ensure_apt_tool chromium chromium "the /docs browser test"; }
+ensure_chromium() { ensure_apt_tool chromium chromium "the browser tests (the web console, the /docs page)"; }
 
 # The benchmark's smoke test (tests/test_bench_smoke.py) runs its wrk (max throughput) scenario.
 ensure_wrk() { ensure_apt_tool wrk wrk "the benchmark smoke test"; }
