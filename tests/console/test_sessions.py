@@ -160,3 +160,13 @@ def test_the_session_cookie_does_not_open_the_json_api(kba: KeybrakeThread) -> N
     r = httpx.get(f"{kba.admin_url}/v1/keys", headers={"Cookie": f"keybrake_session={cookie}"})
     if True:
         assert r.status_code == 401 and r.json()["error"]["code"] == "admin_token_invalid"
+
+
+def test_a_self_refreshing_part_sends_the_page_to_sign_in_without_data(kba: KeybrakeThread) -> None:
+    """htmx refreshes (a live tail) after the session ended: no data, the whole page goes to sign-in."""
+    headers = {"HX-Request": "true", "HX-Current-URL": f"{kba.admin_url}/console?vendor=stripe"}
+    r = httpx.get(f"{kba.admin_url}/console", headers=headers)
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["hx-redirect"] == "/console/sign-in?next=/console%3Fvendor%3Dstripe"
+    r = httpx.get(f"{kba.admin_url}/console", headers={**headers, "HX-Current-URL": "https://evil.example/x"})
+    assert r.headers["hx-redirect"] == "/console/sign-in?next=/console"  # never back to another site

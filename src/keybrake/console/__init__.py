@@ -9,6 +9,7 @@ change made here is validated, recorded and alerted on exactly like the API's.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -16,7 +17,7 @@ from fastapi.responses import Response
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
 from keybrake.console.routes import overview, session, static
-from keybrake.console.web import SignInNeeded, error_page, see_other
+from keybrake.console.web import SignInNeeded, error_page, safe_next, see_other, sign_in_url
 from keybrake.core.errors import EnforcementUnavailable
 
 ROUTERS = (session.router, static.router, overview.router)
@@ -33,6 +34,13 @@ def mount(app: FastAPI) -> None:
 
 
 async def _sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
+    """No live session: a page goes to the sign-in form (and back after it); a part a page
+    refreshes by itself (an htmx request) sends the whole page there, carrying no data; a POST
+    is refused 401."""
+    if request.headers.get("hx-request") == "true":
+        where = request.headers.get("hx-current-url", "")
+        target = safe_next(urlsplit(where).path + (f"?{urlsplit(where).query}" if urlsplit(where).query else ""))
+        return Response(status_code=200, headers={"hx-redirect": sign_in_url(target, exc.why or "")})
     if request.method == "GET":
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return see_other("/console/sign-in", next=target, why=exc.why or "")

@@ -142,10 +142,20 @@ def page(request: Request, template: str, op: Operator | None, status: int = 200
     return HTMLResponse(html, status_code=status)
 
 
+def with_query(path: str, **query: str) -> str:
+    """`path` with the non-empty `query` values, URL-encoded."""
+    qs = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v)
+    return path + (f"?{qs}" if qs else "")
+
+
 def see_other(path: str, **query: str) -> RedirectResponse:
     """303 to a console path (after a POST: the browser GETs it; reload never posts again)."""
-    qs = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v)
-    return RedirectResponse(path + (f"?{qs}" if qs else ""), status_code=303)
+    return RedirectResponse(with_query(path, **query), status_code=303)
+
+
+def sign_in_url(next_path: str, why: str = "") -> str:
+    """The sign-in page, coming back to `next_path` after it."""
+    return with_query("/console/sign-in", next=next_path, why=why)
 
 
 def safe_next(value: str | None) -> str:
