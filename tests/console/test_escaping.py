@@ -40,11 +40,14 @@ def test_agent_controlled_text_is_escaped_on_every_page(kbm: KeybrakeThread, lab
     assert made.status_code == 201, made.text
     key = made.json()
     with signed_in(kbm) as c:
-        for path in pages_showing(key, httpx.URL(f"/x/{run}").raw_path.decode()[3:]):
-            text = c.get(path).text
+        for path in pages_showing(key, quote(run, safe="")):
+            page = c.get(path)
+            assert page.status_code == 200, (path, page.status_code)
             for value in (label, run):
-                if value in text:  # shown raw: only harmless when it holds no markup character
-                    assert not any(ch in value for ch in '<>&"'), (path, value)
+                if any(ch in value for ch in "<>&\"'"):
+                    assert value not in page.text, (path, value)
+            if path.endswith(key["id"]):  # the key's own page shows both, escaped
+                assert str(escape(label)) in page.text and str(escape(run)) in page.text, path
 
 
 def test_a_hostile_label_runs_nothing_in_a_browser(browser: Any, tmp_path: Path) -> None:
