@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,7 +15,11 @@ from keybrake.core.timefmt import utc_day_start
 from tests.approval_holds import decide, hold
 from tests.console.overview_seed import seed
 from tests.console.test_sessions import signed_in
-from tests.harness import KeybrakeThread
+from tests.fakes.receiver import ReceiverThread
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread, wait_for
+
+FAST: dict[str, Any] = {"alert_interval_s": 0.1, "alert_retry_base_s": 0.1}
 
 
 def section(html: str, heading_id: str) -> str:
@@ -99,3 +105,38 @@ def test_refusal_counts_read_the_refusals_index_only(ckb: KeybrakeThread) -> Non
     )
     plan = " ".join(str(r[-1]) for r in rows)
     assert "ix_audit_refusals" in plan and "COVERING INDEX" in plan, plan
+
+
+def test_recent_alerts_show_the_deliveries_never_the_url(tmp_path: Path, fake_stripe: FakeStripe) -> None:
+    with ReceiverThread() as hook, KeybrakeThread(tmp_path / "d", admin_port=0, **FAST) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        with kb.admin() as c:
+            url = hook.base_url + "/hooks/secret-path-kb"
+            r = c.post("/v1/alerts", json={"type": "webhook", "url": url, "events": ["cap.hit"]})
+            assert r.status_code == 201, r.text
+            alert_id = r.json()["id"]
+        seed(kb)
+
+        def delivered() -> list[dict[str, object]] | None:
+            with kb.admin() as c:
+                rows: list[dict[str, object]] = c.get("/v1/alerts/deliveries").json()["data"]
+            return rows if rows and rows[0]["state"] == "delivered" else None
+
+        (row,) = wait_for(delivered)
+        with signed_in(kb) as c:
+            alerts = section(c.get("/console").text, "ov-alerts")
+        assert f"cap.hit webhook {alert_id} delivered (HTTP 200) 1" in text(alerts)
+        assert "secret-path-kb" not in alerts and hook.base_url not in alerts
+
+
+@pytest.mark.sqlite_only
+def test_near_cap_keys_are_found_on_the_counters_window_index(ckb: KeybrakeThread) -> None:
+    one = (
+        "SELECT c.scope FROM counters c JOIN vault_keys k ON k.id = substr(c.scope, 5)"
+        " WHERE c.window_start = 0 AND substr(c.scope, 1, 4) = 'key:' AND c.cap = 'total_usd'"
+        " AND c.cap_limit > 0 AND (c.used + c.reserved) * 100 >= c.cap_limit * 80"
+        " AND k.status = 'active' AND k.expires_at > 0"
+    )
+    plan = " ".join(str(r[-1]) for r in ckb.query(f"EXPLAIN QUERY PLAN {one}"))
+    assert "SEARCH c USING INDEX ix_counters_window (window_start=?)" in plan, plan
+    assert "SCAN" not in plan, plan
