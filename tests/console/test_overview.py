@@ -123,6 +123,7 @@ def test_recent_alerts_show_the_deliveries_never_the_url(tmp_path: Path, fake_st
             return rows if rows and rows[0]["state"] == "delivered" else None
 
         (row,) = wait_for(delivered)
+        assert row["type"] == "cap.hit" and row["alert_id"] == alert_id
         with signed_in(kb) as c:
             alerts = section(c.get("/console").text, "ov-alerts")
         assert f"cap.hit webhook {alert_id} delivered (HTTP 200) 1" in text(alerts)
