@@ -3,6 +3,7 @@ Stripe activity, the range selector, axe-core, screenshots (wide and phone-sized
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -41,9 +42,10 @@ def _overview(w: Watched, kb: KeybrakeThread, near_id: str, approval_id: str) ->
     meter = p.get_by_role("meter", name=f"daily_usd_cap of {near_id}")
     assert meter.get_attribute("value") == "20" and meter.get_attribute("max") == "25"
     assert p.get_by_role("link", name=approval_id).get_attribute("href") == f"/console/approvals/{approval_id}"
-    assert p.get_by_role("link", name="Refused calls in the audit log").get_attribute("href") == (
-        "/console/audit?verdict=deny"
-    )
+    denials = p.get_by_role("link", name="Denials in the audit log").get_attribute("href")
+    assert re.fullmatch(r"/console/audit\?verdict=denied&since=\d+", denials)
+    code = codes.get_by_role("link", name="spend_cap_exceeded").get_attribute("href")
+    assert code == denials.replace("verdict=denied", "error_code=spend_cap_exceeded")
     assert axe_serious(p) == []
     shoot(p, "overview")
     p.set_viewport_size({"width": 390, "height": 844})

@@ -139,6 +139,7 @@ async def overview(request: Request, op: Annotated[Operator, Depends(operator)])
         month=month,
         vendors=by_vendor(await vendor_spend(rt, today), await vendor_spend(rt, month)),
         refused=await refusals(rt, now - DAY_MS),
+        since_s=(now - DAY_MS) // 1000,  # the audit log's links: the same 24 hours (Unix seconds)
         near=await near_caps(rt, now),
         near_pct=NEAR_PCT,
         near_shown=NEAR_SHOWN,
