@@ -41,7 +41,7 @@ def _overview(w: Watched, kb: KeybrakeThread, near_id: str, approval_id: str) ->
     assert codes.get_by_role("row", name="endpoint_not_allowed denial 1").is_visible()
     meter = p.get_by_role("meter", name=f"daily_usd_cap of {near_id}")
     assert meter.get_attribute("value") == "20" and meter.get_attribute("max") == "25"
-    assert p.get_by_role("link", name=approval_id).get_attribute("href") == f"/console/approvals/{approval_id}"
+    assert p.get_by_role("link", name=approval_id).get_attribute("href") == f"/console/approvals#apr-{approval_id}"
     denials = p.get_by_role("link", name="Denials in the audit log").get_attribute("href")
     assert re.fullmatch(r"/console/audit\?verdict=denied&since=\d+", denials)
     code = codes.get_by_role("link", name="spend_cap_exceeded").get_attribute("href")
