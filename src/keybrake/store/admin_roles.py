@@ -13,6 +13,7 @@ from keybrake.store.records import (
     AuditQuery,
     BudgetRecord,
     ConsoleSession,
+    CounterUsage,
     CounterValue,
     CredentialRecord,
     Delivery,
@@ -103,6 +104,14 @@ class KeyStore(CounterReader, Clock, Protocol):
         ...
 
     async def revoke_key(self, key_id: str, reason: str | None) -> KeyRecord | None: ...
+    async def keys_near_caps(
+        self, counters: list[tuple[str, int]], min_pct: int, now_ms: int, limit: int
+    ) -> list[CounterUsage]:
+        """Counters of active keys (not revoked, not expired at `now_ms`) among `counters`
+        [(counter, window start)] whose used + reserved is at least `min_pct` % of the limit their
+        last reservation was checked against; the fullest first, at most `limit`."""
+        ...
+
     async def revoke_keys(
         self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
     ) -> tuple[int, int]:
@@ -175,6 +184,10 @@ class AuditStore(Clock, Protocol):
         self, by: str, since: int | None, until: int | None, label_prefix: str | None, vendor: str | None
     ) -> list[SpendRow]:
         """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
+
+    async def refusals_since(self, since_ms: int) -> list[tuple[str, str, int]]:
+        """(verdict, error code, rows) of the refused calls (rows with an error code) since `since_ms`."""
+        ...
 
 
 class AlertStore(DestinationReader, Clock, Protocol):

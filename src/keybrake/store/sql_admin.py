@@ -12,13 +12,14 @@ from typing import Any
 
 from keybrake.store.records import (
     AdminTokenRecord,
+    CounterUsage,
     CounterValue,
     CredentialInUse,
     CredentialRecord,
     KeyQuery,
     KeyRecord,
 )
-from keybrake.store.sql_base import SQLBase, blocking
+from keybrake.store.sql_base import SQLBase, blocking, report
 from keybrake.store.sql_rows import _cred, _key, prefix_match
 
 _INSERT_KEY = (
@@ -156,6 +157,30 @@ class AdminQueries(SQLBase):
             used, reserved = (rows[0]["used"], rows[0]["reserved"]) if rows else (0, 0)
             out[name] = CounterValue(used, reserved, ws)
         return out
+
+    @report
+    def keys_near_caps(
+        self, counters: list[tuple[str, int]], min_pct: int, now_ms: int, limit: int
+    ) -> list[CounterUsage]:
+        # One probe per (counter, window start) on ix_counters_window (window_start, scope, cap):
+        # the current windows' rows only, keys' scopes only; the fullest first, at most `limit`.
+        parts, params = [], []
+        for name, ws in counters:
+            parts.append(
+                "SELECT c.scope, c.cap, c.window_start, c.used, c.reserved, c.cap_limit FROM counters c"
+                " JOIN vault_keys k ON k.id = substr(c.scope, 5)"
+                " WHERE c.window_start = ? AND substr(c.scope, 1, 4) = 'key:' AND c.cap = ?"
+                " AND c.cap_limit > 0 AND (c.used + c.reserved) * 100 >= c.cap_limit * ?"
+                " AND k.status = 'active' AND k.expires_at > ?"
+            )
+            params += [ws, name, min_pct, now_ms]
+        if not parts:
+            return []
+        sql = (
+            f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS near"
+            " ORDER BY (used + reserved) * 1.0 / cap_limit DESC, scope LIMIT ?"
+        )
+        return [CounterUsage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self._read(sql, (*params, limit))]
 
     @blocking
     def active_key_count(self, credential: str) -> int:

@@ -100,6 +100,17 @@ class AuditQueries(SQLBase):
             marks = ", ".join("?" for _ in row_ids)
             return int(cur.execute(f"DELETE FROM audit WHERE id IN ({marks})", row_ids).rowcount)
 
+    @report
+    def refusals_since(self, since_ms: int) -> list[tuple[str, str, int]]:
+        # Walks ix_audit_refusals (error_code IS NOT NULL, by id) from `since_ms`: the day's
+        # allowed calls are never read.
+        rows = self._read(
+            "SELECT verdict, error_code, COUNT(*) FROM audit WHERE id >= ? AND error_code IS NOT NULL"
+            " GROUP BY verdict, error_code",
+            (audit_id_floor(since_ms),),
+        )
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     # -- spend ----------------------------------------------------------------------------
 
     @report
