@@ -36,7 +36,7 @@ def pages_showing(key: dict[str, Any], run: str) -> list[str]:
 @given(label=HOSTILE, run=HOSTILE)
 def test_agent_controlled_text_is_escaped_on_every_page(kbm: KeybrakeThread, label: str, run: str) -> None:
     with kbm.admin() as a:
-        made = a.post("/v1/keys", json={"vendor": "stripe", "label": label, "agent_run_id": run, "policy": {}})
+        made = a.post("/v1/keys", json={"vendor": "stripe", "label": label, "metadata": {"agent_run_id": run}, "policy": {}})
     if made.status_code == 422:  # a value the API refuses never reaches a page
         return
     assert made.status_code == 201, made.text
@@ -55,7 +55,7 @@ def test_agent_controlled_text_is_escaped_on_every_page(kbm: KeybrakeThread, lab
 def test_a_hostile_label_runs_nothing_in_a_browser(browser: Any, tmp_path: Path) -> None:
     payload = '"><img src=x onerror="document.title=\'pwned\'"><script>document.title="pwned"</script>'
     with KeybrakeThread(tmp_path / "d", admin_port=0) as kb:
-        key = kb.issue({}, label=payload, agent_run_id="run-x")
+        key = kb.issue({}, label=payload, metadata={"agent_run_id": "run-x"})
         context = browser.new_context()
         w = Watched(context.new_page())
         sign_in(w.page, kb)

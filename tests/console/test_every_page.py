@@ -20,7 +20,7 @@ pytestmark = pytest.mark.sqlite_only
 def test_every_navigation_page_is_clean_usable_and_fits(
     browser: Any, ckb: KeybrakeThread, width: int, height: int
 ) -> None:
-    ckb.issue({"daily_usd_cap": 10}, label="sweep:agent:run-1", agent_run_id="run-1")  # some content
+    ckb.issue({"daily_usd_cap": 10}, label="sweep:agent:run-1", metadata={"agent_run_id": "run-1"})  # some content
     context = browser.new_context(viewport={"width": width, "height": height})
     w = Watched(context.new_page())
     sign_in(w.page, ckb)
