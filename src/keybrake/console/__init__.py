@@ -15,11 +15,11 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import approvals, overview, session, static
+from keybrake.console.routes import alerts, approvals, budgets, overview, session, static
 from keybrake.console.web import SignInNeeded, error_page, see_other
 from keybrake.core.errors import EnforcementUnavailable
 
-ROUTERS = (session.router, static.router, overview.router, approvals.router)
+ROUTERS = (session.router, static.router, overview.router, approvals.router, budgets.router, alerts.router)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
