@@ -15,11 +15,19 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import alerts, approvals, budgets, overview, session, static
+from keybrake.console.routes import alerts, approvals, budgets, credentials, overview, session, static
 from keybrake.console.web import SignInNeeded, error_page, see_other
 from keybrake.core.errors import EnforcementUnavailable
 
-ROUTERS = (session.router, static.router, overview.router, approvals.router, budgets.router, alerts.router)
+ROUTERS = (
+    session.router,
+    static.router,
+    overview.router,
+    approvals.router,
+    budgets.router,
+    alerts.router,
+    credentials.router,
+)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
