@@ -101,3 +101,6 @@ def test_the_pending_fragment_answers_204_while_nothing_changed(ckb: KeybrakeThr
 def test_without_a_session_the_inbox_sends_to_sign_in(ckb: KeybrakeThread) -> None:
     r = httpx.get(f"{ckb.admin_url}/console/approvals/pending")
     assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in")
+    # htmx's poll is told to load the sign-in page rather than swap it into the list
+    r = httpx.get(f"{ckb.admin_url}/console/approvals/pending", headers={"HX-Request": "true"})
+    assert r.status_code == 204 and r.headers["hx-redirect"] == "/console/sign-in?next=/console/approvals"

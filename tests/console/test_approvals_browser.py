@@ -93,3 +93,14 @@ def test_approve_and_grant_lets_the_runs_next_call_go_without_waiting(web: Watch
     rows = wait_for(lambda: (r := ckb.audit(key_id=key["id"])) and len(r) == 2 and r)
     assert rows[0]["approval"]["decided_by"] == f"grant:{apr['id']}"
     assert web.errors == []
+
+
+def test_the_inbox_goes_to_sign_in_once_the_session_ends(web: Watched, ckb: KeybrakeThread) -> None:
+    page = web.page
+    page.goto(f"{ckb.admin_url}/console/approvals")
+    token = page.locator('form.signout input[name="csrf_token"]').get_attribute("value")
+    r = page.context.request.post(f"{ckb.admin_url}/console/sign-out", form={"csrf_token": token})
+    assert r.ok  # the session ends elsewhere (another tab); the inbox's next poll notices
+    page.wait_for_url(re.compile(r"/console/sign-in\?next=/console/approvals"), timeout=10_000)
+    assert page.get_by_label("Admin token").is_visible()
+    assert web.errors == []

@@ -77,3 +77,25 @@ def test_delete_is_confirmed_and_refused_while_keys_use_the_credential(ckb: Keyb
         assert r.status_code == 303 and "1%20keys%20revoked" in r.headers["location"]
         assert ckb.key(key["id"])["status"] == "revoked"
         assert "No credentials yet" in c.get("/console/credentials").text
+
+
+def test_a_twilio_credential_is_rotated_from_its_parts(ckb: KeybrakeThread) -> None:
+    ckb.add_credential(
+        "https://api.twilio.com",
+        name="sms",
+        vendor="twilio",
+        secret={"account_sid": "AC" + "0" * 32, "auth_token": "f" * 32},
+    )
+    new_token = "0123456789abcdef" * 2
+    with signed_in(ckb) as c:
+        form = c.get("/console/credentials/sms/rotate")
+        assert 'name="account_sid"' in form.text and 'name="auth_token" type="password"' in form.text
+        token = csrf_of(c, "/console/credentials/sms/rotate")
+        data = {"csrf_token": token, "confirm": "yes", "account_sid": "AC" + "1" * 32, "auth_token": new_token}
+        r = c.post("/console/credentials/sms/rotate", data=data)
+        assert r.status_code == 303, r.text
+        r = c.post("/console/credentials/sms/rotate", data={**data, "auth_token": "short"})
+        assert r.status_code == 422 and "a Twilio secret is" in r.text and new_token not in r.text
+    with ckb.admin() as api:
+        assert api.get("/v1/credentials/sms").json()["secret_hint"].endswith("token …cdef")
+    assert new_token not in ckb.logs.text()

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from keybrake.admin import approvals as approval_ops
 from keybrake.admin.errors import ApiError
 from keybrake.console.ops_forms import optional, validated
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, SignInNeeded, operator, page, posted, runtime, see_other
 
 router = APIRouter(include_in_schema=False)
 PATH = "/console/approvals"
@@ -52,8 +52,17 @@ async def approvals_page(
 
 
 @router.get(PATH + "/pending")
-async def pending_fragment(request: Request, op: Annotated[Operator, Depends(operator)], shown: str = "") -> Response:
-    """The pending list alone (htmx polls it); 204 when it still lists exactly the approvals `shown`."""
+async def pending_fragment(request: Request, shown: str = "") -> Response:
+    """The pending list alone (htmx polls it); 204 when it still lists exactly the approvals `shown`.
+    Once the session has ended, htmx is told to load the sign-in page (`HX-Redirect`) instead of
+    swapping it into the list."""
+    try:
+        op = await operator(request)
+    except SignInNeeded as exc:
+        if request.headers.get("hx-request") != "true":
+            raise
+        target = see_other("/console/sign-in", next=PATH, why=exc.why or "").headers["location"]
+        return Response(status_code=204, headers={"HX-Redirect": target})
     rows, sig = await _pending(request)
     if shown and shown == sig:
         return Response(status_code=204)
