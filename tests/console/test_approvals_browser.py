@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.approval_holds import HeldCall, pending_for
+from tests.approval_holds import HeldCall, decide, hold, pending_for
 from tests.console.conftest import Watched, axe_serious, shoot
 from tests.harness import KeybrakeThread, wait_for
 from tests.stripe_sdk import client, code_of
@@ -27,6 +27,9 @@ def _audit_row(kb: KeybrakeThread, key_id: str) -> dict[str, Any]:
 
 def test_a_held_call_appears_and_approve_completes_it(web: Watched, ckb: KeybrakeThread) -> None:
     page = web.page
+    _, earlier, first = hold(ckb, label="billing:refunds:run-2a")  # one already decided, for the screenshot
+    assert decide(ckb, first["id"], "deny", {"reason": "duplicate refund"}).status_code == 200
+    earlier.done()
     page.goto(f"{ckb.admin_url}/console/approvals")
     page.get_by_text("No call is waiting").wait_for()
     key = ckb.issue(
