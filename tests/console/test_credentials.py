@@ -44,7 +44,8 @@ def test_rotate_from_the_page_never_echoes_the_secret(ckb: KeybrakeThread, fake_
         seen.append(r)
         assert r.status_code == 422 and "nothing was changed" in r.text  # no confirm=yes
         r = c.post(
-            "/console/credentials/default/rotate", data={"csrf_token": token, "confirm": "yes", "secret": NEW_SECRET}
+            "/console/credentials/default/rotate",
+            data={"csrf_token": token, "confirm": "yes", "secret": NEW_SECRET + "\n"},
         )
         seen.append(r)
         assert r.status_code == 303 and r.headers["location"].startswith("/console/credentials?notice=Rotated")

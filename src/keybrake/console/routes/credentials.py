@@ -67,8 +67,8 @@ def secret_of(vendor: str, form: Form) -> str | dict[str, str]:
     """The secret the form carries: Twilio's parts as the API's object, any other vendor's as text.
     Never logged, never rendered."""
     if vendor == "twilio":
-        return {part: form.fields[part] for part in TWILIO_PARTS if form.fields.get(part)}
-    return form.fields.get("secret", "")
+        return {part: form.get(part) for part in TWILIO_PARTS if form.get(part)}
+    return form.get("secret")  # stripped: a secret pasted with a trailing newline is still the secret
 
 
 @router.post(PATH + "/{name}/rotate")
