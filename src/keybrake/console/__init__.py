@@ -16,11 +16,20 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import overview, session, spend, static
+from keybrake.console.routes import alerts, approvals, budgets, credentials, overview, session, spend, static
 from keybrake.console.web import SignInNeeded, error_page, safe_next, see_other, sign_in_url
 from keybrake.core.errors import EnforcementUnavailable
 
-ROUTERS = (session.router, static.router, overview.router, spend.router)
+ROUTERS = (
+    session.router,
+    static.router,
+    overview.router,
+    spend.router,
+    approvals.router,
+    budgets.router,
+    alerts.router,
+    credentials.router,
+)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
