@@ -53,4 +53,9 @@ def share(used: Any, limit: Any) -> int:
     return max(0, min(100, int(u * 100 / lim)))
 
 
-FILTERS = {"usd": usd, "micro_usd": micro_usd, "when": when, "share": share}
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """`1 cap hit`, `2 cap hits`: the count and the word it takes."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+FILTERS = {"usd": usd, "micro_usd": micro_usd, "when": when, "share": share, "plural": plural}

@@ -105,7 +105,8 @@ def alert_doc(form: Form) -> dict[str, Any]:
 @router.post(PATH)
 async def create_alert(request: Request, form: Annotated[Form, Depends(posted)]) -> Response:
     """Add a destination; a refusal re-renders the page with the API's message and the form kept.
-    The destination's signing secret is not shown (nor logged)."""
+    A webhook's signing secret is shown once, on the answer to this POST (like the API's), never
+    in a redirect, a later page or a log line."""
     doc = alert_doc(form)
     kept = {name: form.get(name) for name in FIELDS}
     try:
@@ -117,6 +118,8 @@ async def create_alert(request: Request, form: Annotated[Form, Depends(posted)])
     event(log, "alert destination created", alert_id=out["id"], by=form.op.principal.id)
     warned = " ".join(f"Warning: {w}." for w in out["warnings"])
     notice = f"Added {out['type']} destination {out['id']} ({out['url']}). {warned}".strip()
+    if out["type"] == "webhook":
+        return page(request, "alerts_created.html", form.op, title="Destination added", notice=notice, dest=out)
     return see_other(PATH, notice=notice)
 
 
