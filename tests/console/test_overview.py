@@ -56,10 +56,10 @@ def test_the_overview_shows_spend_refusals_near_caps_and_approvals(ckb: Keybrake
         assert usd(stripe["charged_usd"]) == "$27.00" and "$27.00 today" in spend
         assert "$27.00 this month" in spend
         assert stripe["denied"] == 1 and stripe["cap_hits"] == 1
-        assert f"Today: {stripe['requests']} requests, 1 denied, 1 cap hits" in spend
+        assert f"Today: {stripe['requests']} requests, 1 denied, 1 cap hit" in spend
         # refusals of the last 24 h, by code
         refused = text(section(html, "ov-refused"))
-        assert "1 cap hits 1 denials" in refused
+        assert "1 cap hit 1 denial" in refused
         assert "endpoint_not_allowed denial 1" in refused and "spend_cap_exceeded cap hit 1" in refused
         # the near-cap key: $20 of $25, and only it (the other is at 7 %)
         near = text(section(html, "ov-near"))
