@@ -16,11 +16,11 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import overview, session, static
+from keybrake.console.routes import key_detail, keys, overview, session, static
 from keybrake.console.web import SignInNeeded, error_page, safe_next, see_other, sign_in_url
 from keybrake.core.errors import EnforcementUnavailable
 
-ROUTERS = (session.router, static.router, overview.router)
+ROUTERS = (session.router, static.router, overview.router, keys.router, key_detail.router)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
