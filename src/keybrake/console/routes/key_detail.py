@@ -67,7 +67,10 @@ async def _detail(request: Request, op: Operator, key_id: str, status: int = 200
     rt = runtime(request)
     key = await keys.render(rt, await keys.get_record(rt, key_id))
     rows = await tail_rows(rt, key_id)
-    runs = list(dict.fromkeys(r["agent_run_id"] for r in rows if r["agent_run_id"]))
+    # The run the key was issued for (metadata agent_run_id, as approvals read it), then the runs
+    # its latest calls named (X-Agent-Run-Id).
+    named = [key["metadata"].get("agent_run_id"), *(r["agent_run_id"] for r in rows)]
+    runs = list(dict.fromkeys(str(r) for r in named if r))
     ctx.setdefault("patch_text", patch_example(key))
     ctx.setdefault("notice", request.query_params.get("notice", ""))
     return page(request, "key_detail.html", op, status=status, title=f"Key {key_id}", key=key, bars=bars(key),
