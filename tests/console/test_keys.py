@@ -3,11 +3,16 @@ behind their confirmations, the key page's merge patch and live tail, and the re
 
 from __future__ import annotations
 
+import asyncio
 import re
+from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 import stripe
 
+from keybrake.store import open_store
 from tests.console.test_sessions import csrf_of, signed_in
 from tests.harness import KeybrakeThread
 from tests.stripe_sdk import client
@@ -119,6 +124,7 @@ def test_key_detail_patch_keeps_the_text_on_a_refusal(ckb: KeybrakeThread) -> No
         r = c.get(path)
         assert r.status_code == 200 and "daily_usd_cap" in r.text and "$5.00" in r.text
         assert "&lt;b&gt;ops&lt;/b&gt;" in r.text and "<b>ops</b>" not in r.text
+        assert "customer_allowlist" in r.text and "allowed_to_prefixes" not in r.text  # Stripe's fields only
         assert f'hx-get="{path}/tail"' in r.text and f"/console/audit?key_id={key['id']}" in r.text
         csrf = csrf_of(c, path)
         bad = '{"policy": {"daily_usd_cap": "lots"}}'
@@ -143,3 +149,28 @@ def test_the_tail_is_a_fragment_and_needs_a_session(ckb: KeybrakeThread) -> None
         assert "/v1/customers" in r.text and "allowed" in r.text and "<html" not in r.text
         assert c.get("/console/keys/vk_nope/tail").status_code == 404
         assert c.get("/console/keys/vk_nope").status_code == 404
+
+
+@pytest.mark.sqlite_only
+def test_last_call_and_tail_reads_seek_the_key_index(tmp_path: Path) -> None:
+    """The fleet's last call per key and the key page's tail read ix_audit_key (key_id, id), newest
+    first, without a sort or a scan: bounded at any number of audit rows."""
+    store = open_store(None, tmp_path, migrate=False)
+
+    def plan(sql: str, args: list[Any]) -> str:
+        def go() -> list[Any]:
+            with store._tx() as cur:  # type: ignore[attr-defined]
+                return list(cur.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall())
+
+        return "\n".join(str(tuple(r)) for r in asyncio.run(store._run(go)))  # type: ignore[attr-defined]
+
+    try:
+        for sql in (
+            "SELECT ts FROM audit WHERE key_id = ? ORDER BY id DESC LIMIT 1",  # last_calls
+            "SELECT * FROM audit WHERE key_id = ? ORDER BY id DESC LIMIT ?",  # query_audit(key_id, limit)
+        ):
+            args = ["vk_1"] + ([20] if sql.endswith("?") else [])
+            found = plan(sql, args)
+            assert "ix_audit_key" in found and "TEMP B-TREE" not in found, found
+    finally:
+        asyncio.run(store.close())

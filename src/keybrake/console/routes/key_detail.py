@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Collection
 from typing import Annotated, Any
 
 import simplejson
@@ -37,11 +38,13 @@ def patch_example(key: dict[str, Any]) -> str:
     return str(simplejson.dumps({"policy": policy}, use_decimal=True, indent=2, sort_keys=True))
 
 
-def policy_rows(key: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """Every policy field of a rendered key as (name, text, set): USD as `$1.00`, lists joined,
-    objects as JSON, `not set` for an unset field."""
+def policy_rows(key: dict[str, Any], fields: Collection[str] | None) -> list[tuple[str, str, bool]]:
+    """Every policy field of a rendered key that its vendor supports (`fields`; None: all) as
+    (name, text, set): USD as `$1.00`, lists joined, objects as JSON, `not set` when unset."""
     out = []
     for name, value in key["policy"].items():
+        if fields is not None and name not in fields and value is None:
+            continue
         if value is None:
             text = "not set"
         elif name in USD_FIELDS:
@@ -67,6 +70,7 @@ async def _detail(request: Request, op: Operator, key_id: str, status: int = 200
     rt = runtime(request)
     key = await keys.render(rt, await keys.get_record(rt, key_id))
     rows = await tail_rows(rt, key_id)
+    fields = rt.vendors[key["vendor"]].policy_fields if key["vendor"] in rt.vendors else None
     # The run the key was issued for (metadata agent_run_id, as approvals read it), then the runs
     # its latest calls named (X-Agent-Run-Id).
     named = [key["metadata"].get("agent_run_id"), *(r["agent_run_id"] for r in rows)]
@@ -74,7 +78,7 @@ async def _detail(request: Request, op: Operator, key_id: str, status: int = 200
     ctx.setdefault("patch_text", patch_example(key))
     ctx.setdefault("notice", request.query_params.get("notice", ""))
     return page(request, "key_detail.html", op, status=status, title=f"Key {key_id}", key=key, bars=bars(key),
-                policy=policy_rows(key), rows=rows, runs=runs, **ctx)  # fmt: skip
+                policy=policy_rows(key, fields), rows=rows, runs=runs, **ctx)  # fmt: skip
 
 
 @router.get("/console/keys/{key_id}")
