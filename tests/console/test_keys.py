@@ -4,6 +4,7 @@ behind their confirmations, the key page's merge patch and live tail, and the re
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,10 @@ def test_key_detail_patch_keeps_the_text_on_a_refusal(ckb: KeybrakeThread) -> No
         csrf = csrf_of(c, path)
         bad = '{"policy": {"daily_usd_cap": "lots"}}'
         r = c.post(f"{path}/patch", data={"csrf_token": csrf, "patch": bad})
-        assert r.status_code == 422 and "policy.daily_usd_cap" in r.text
+        with ckb.admin() as api:  # the API's own answer to the same patch: the page shows its words
+            err = api.patch(f"/v1/keys/{key['id']}", content=bad).json()["error"]
+        assert r.status_code == 422 and err["field"] == "policy.daily_usd_cap"
+        assert f"policy.daily_usd_cap: {html.escape(err['message'])}" in r.text
         assert "{&#34;policy&#34;: {&#34;daily_usd_cap&#34;: &#34;lots&#34;}}" in r.text  # the text kept
         r = c.post(f"{path}/patch", data={"csrf_token": csrf, "patch": "{not json"})
         assert r.status_code == 400 and "not valid JSON" in r.text and "{not json" in r.text

@@ -91,6 +91,7 @@ def test_key_detail_patch_and_live_tail(web: Watched, ckb: KeybrakeThread) -> No
     p.get_by_role("button", name=f"Apply the patch to key {key['id']}").click()
     assert "Key changed" in p.get_by_role("status").first.inner_text()
     assert ckb.key(key["id"])["policy"]["max_requests_per_hour"] == 60
+    p.evaluate("window.notReloaded = true")  # gone if the page were loaded again
     tail = p.locator("section#tail")
     assert tail.locator("tbody tr").count() == 1
     time.sleep(0.5)
@@ -99,6 +100,7 @@ def test_key_detail_patch_and_live_tail(web: Watched, ckb: KeybrakeThread) -> No
     while tail.locator("tbody tr").count() < 2 and time.monotonic() < deadline:
         p.wait_for_timeout(250)  # htmx reloads the section every 2 s; the page itself is not reloaded
     assert tail.locator("tbody tr").count() == 2
+    assert p.evaluate("window.notReloaded") is True
     shoot(p, "key-detail")
     assert axe_serious(p) == []
     # the one console error: the refused patch's 422 answer, which Chromium reports
