@@ -117,3 +117,24 @@ def test_the_tail_stops_with_the_session(browser: Any, ckb: KeybrakeThread) -> N
     page.wait_for_timeout(2500)  # one refresh without a session: 401, the section kept, no data
     assert page.locator("section#tail").count() == 1
     context.close()
+
+
+def test_the_key_pages_fit_a_phone(browser: Any, ckb: KeybrakeThread) -> None:
+    """The key page, its revoke confirmation and the bulk confirmation on a 390 px screen: no serious
+    axe-core violation (a table that scrolls sideways is reachable by keyboard), nothing wider."""
+    key = ckb.issue({"daily_usd_cap": 10, "allowed_endpoints": ["POST /v1/customers"]}, label="phone:agent:run-1")
+    client(ckb, key).v1.customers.create({"email": "a@example.com"})
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    w = Watched(context.new_page())
+    sign_in(w.page, ckb)
+    w.page.goto(f"{ckb.admin_url}/console/keys")
+    w.page.get_by_label("Label prefix to revoke").fill("phone:")
+    w.page.get_by_role("button", name="Review bulk revocation").click()
+    for path in ("", f"/console/keys/{key['id']}", f"/console/keys/{key['id']}/revoke"):
+        if path:
+            w.page.goto(f"{ckb.admin_url}{path}")
+        assert axe_serious(w.page) == [], path or "bulk confirmation"
+        overflow = w.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, (path or "bulk confirmation", f"{overflow}px wider than the screen")
+    assert w.errors == []
+    context.close()

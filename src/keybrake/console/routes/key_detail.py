@@ -71,9 +71,9 @@ async def _detail(request: Request, op: Operator, key_id: str, status: int = 200
     key = await keys.render(rt, await keys.get_record(rt, key_id))
     rows = await tail_rows(rt, key_id)
     fields = rt.vendors[key["vendor"]].policy_fields if key["vendor"] in rt.vendors else None
-    # The run the key was issued for (metadata agent_run_id, as approvals read it), then the runs
+    # The run the key was issued for (its agent_run_id, else its metadata's, as approvals read it), then the runs
     # its latest calls named (X-Agent-Run-Id).
-    named = [key["metadata"].get("agent_run_id"), *(r["agent_run_id"] for r in rows)]
+    named = [key.get("agent_run_id") or key["metadata"].get("agent_run_id"), *(r["agent_run_id"] for r in rows)]
     runs = list(dict.fromkeys(str(r) for r in named if r))
     ctx.setdefault("patch_text", patch_example(key))
     ctx.setdefault("notice", request.query_params.get("notice", ""))
