@@ -145,8 +145,13 @@ def test_key_detail_patch_keeps_the_text_on_a_refusal(ckb: KeybrakeThread) -> No
 def test_the_tail_is_a_fragment_and_needs_a_session(ckb: KeybrakeThread) -> None:
     key = ckb.issue({}, label="tail:key")
     client(ckb, key).v1.customers.create({"email": "a@example.com"})
-    r = httpx.get(f"{ckb.admin_url}/console/keys/{key['id']}/tail")
-    assert r.status_code == 401 and "customers" not in r.text
+    tail = f"{ckb.admin_url}/console/keys/{key['id']}/tail"
+    r = httpx.get(tail)
+    assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in?next=")
+    assert "customers" not in r.text
+    page = f"{ckb.admin_url}/console/keys/{key['id']}"
+    r = httpx.get(tail, headers={"HX-Request": "true", "HX-Current-URL": page})  # the refresh of a page
+    assert r.headers["hx-redirect"] == f"/console/sign-in?next=/console/keys/{key['id']}" and r.text == ""
     with signed_in(ckb) as c:
         r = c.get(f"/console/keys/{key['id']}/tail")
         assert r.status_code == 200 and r.text.startswith('<section id="tail"')
