@@ -183,3 +183,20 @@ def test_last_call_and_tail_reads_seek_the_key_index(tmp_path: Path) -> None:
             assert "ix_audit_key" in found and "TEMP B-TREE" not in found, found
     finally:
         asyncio.run(store.close())
+
+
+def test_a_hostile_label_is_text_on_every_keys_page(ckb: KeybrakeThread) -> None:
+    label = '"><script>alert(1)</script><b x="'
+    key = ckb.issue({"daily_usd_cap": 1}, label=label)
+    with signed_in(ckb) as c:
+        csrf = csrf_of(c, "/console/keys")
+        answers = [
+            c.get("/console/keys"),
+            c.get(f"/console/keys/{key['id']}"),
+            c.get(f"/console/keys/{key['id']}/revoke"),
+            c.post("/console/keys/bulk-revoke", data={"csrf_token": csrf, "label_prefix": label[:5]}),
+        ]
+    for r in answers:
+        assert r.status_code == 200, r.url
+        assert label not in r.text and "<script>alert" not in r.text, r.url
+        assert html.escape(label, quote=False).replace('"', "&#34;") in r.text, r.url
