@@ -36,7 +36,9 @@ def pages_showing(key: dict[str, Any], run: str) -> list[str]:
 @given(label=HOSTILE, run=HOSTILE)
 def test_agent_controlled_text_is_escaped_on_every_page(kbm: KeybrakeThread, label: str, run: str) -> None:
     with kbm.admin() as a:
-        made = a.post("/v1/keys", json={"vendor": "stripe", "label": label, "metadata": {"agent_run_id": run}, "policy": {}})
+        made = a.post(
+            "/v1/keys", json={"vendor": "stripe", "label": label, "metadata": {"agent_run_id": run}, "policy": {}}
+        )
     if made.status_code == 422:  # a value the API refuses never reaches a page
         return
     assert made.status_code == 201, made.text

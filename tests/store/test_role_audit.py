@@ -103,3 +103,10 @@ async def test_a_row_written_twice_with_one_id_stays_one_row(store: Store, clock
     await store.insert_audit(row)
     got = await audit.query_audit(AuditQuery())
     assert [(r["id"], r["reason"]) for r in got] == [(row.id, None)]
+
+
+async def test_the_last_call_of_each_key(store: Store, clock: Clock, audit: AuditStore) -> None:
+    """`last_calls`: each key's newest row time (ms); a key without rows is absent."""
+    await _write(store, clock)
+    assert await audit.last_calls(["vk_1", "vk_2", "vk_none"]) == {"vk_1": DAY0 + 3 * HOUR, "vk_2": DAY0 + 4 * HOUR}
+    assert await audit.last_calls([]) == {}

@@ -153,6 +153,22 @@ async def test_bulk_revoke_by_prefix_is_case_sensitive(store: Store, keys: KeySt
     assert n == 0  # `%` is a character, not a wildcard
 
 
+async def test_the_bulk_count_is_what_the_bulk_revoke_revokes(store: Store, clock: Clock, keys: KeyStore) -> None:
+    """`revocable_keys` counts (and lists the newest of) the rows `revoke_keys` with the same
+    filters revokes: status active, an expired key never revoked included, nothing changed."""
+    await _fill(store, LABELS)
+    for p in PREFIXES:
+        n, first = await keys.revocable_keys(label_prefix=p, vendor=None, credential=None, limit=3)
+        want = [lb for lb in LABELS if lb.startswith(p)]
+        assert n == len(want) and len(first) == min(3, n) and all(k.label in want for k in first), p
+    await keys.revoke_keys(label_prefix="acme:", vendor=None, credential=None, reason="x")  # revoked: not counted
+    clock.ms += 2 * DAY_MS  # every key has expired, none was revoked since: a bulk revoke still marks them
+    n, first = await keys.revocable_keys(label_prefix="a", vendor="stripe", credential="default", limit=100)
+    assert sorted(k.label or "" for k in first) == ["aXb:1", "a_b:1", "acmé:x"]
+    assert (await keys.revoke_keys(label_prefix="a", vendor="stripe", credential="default", reason="y"))[0] == n == 3
+    assert await keys.revocable_keys(label_prefix="a", vendor="twilio", credential=None, limit=5) == (0, [])
+
+
 async def test_a_change_needs_the_current_version_and_an_active_key(store: Store, keys: KeyStore) -> None:
     """`update_key` is a compare-and-set on the policy version (which it moves up by one); a revoke
     moves it too and is final: a revoked key cannot be changed, a second revoke changes nothing."""

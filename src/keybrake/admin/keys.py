@@ -347,6 +347,26 @@ async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
     "revoked_at": RFC 3339}. Raises ApiError 422 when no filter is given, or when `vendor` is not a
     vendor `rt` serves or `credential` names no credential (a typo would otherwise revoke nothing
     and answer 0); a `label_prefix` matching no key is a valid 0."""
+    await _check_bulk(rt, body)
+    n, at = await rt.key_store.revoke_keys(
+        label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, reason=body.reason
+    )
+    return {"object": "revocation", "revoked": n, "revoked_at": rfc3339(at)}
+
+
+async def bulk_revoke_preview(rt: Runtime, body: BulkRevokeIn, limit: int = 20) -> dict[str, Any]:
+    """What `bulk_revoke` with `body` would revoke now, changing nothing: {"would_revoke": n,
+    "keys": the newest `limit` of them as `render` gives them}. The same filters and the same
+    refusals (ApiError 422) as `bulk_revoke`; the keys counted are the ones it revokes (status
+    active, an expired key not yet revoked included)."""
+    await _check_bulk(rt, body)
+    n, first = await rt.key_store.revocable_keys(
+        label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, limit=limit
+    )
+    return {"would_revoke": n, "keys": [await render(rt, k) for k in first]}
+
+
+async def _check_bulk(rt: Runtime, body: BulkRevokeIn) -> None:
     if not body.all and body.label_prefix is None and body.vendor is None and body.credential is None:
         raise validation("give at least one of label_prefix, vendor, credential, or all=true", "label_prefix")
     if body.vendor is not None and body.vendor not in rt.vendors:
@@ -354,10 +374,6 @@ async def bulk_revoke(rt: Runtime, body: BulkRevokeIn) -> dict[str, Any]:
     if body.credential is not None:
         if not any(c.name == body.credential for c in await rt.credential_store.list_credentials()):
             raise validation(f"no credential named {body.credential!r}", "credential")
-    n, at = await rt.key_store.revoke_keys(
-        label_prefix=body.label_prefix, vendor=body.vendor, credential=body.credential, reason=body.reason
-    )
-    return {"object": "revocation", "revoked": n, "revoked_at": rfc3339(at)}
 
 
 async def list_keys(rt: Runtime, q: KeyQuery) -> tuple[list[dict[str, Any]], str | None]:

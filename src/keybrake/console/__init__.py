@@ -16,7 +16,18 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import alerts, approvals, budgets, credentials, overview, session, spend, static
+from keybrake.console.routes import (
+    alerts,
+    approvals,
+    budgets,
+    credentials,
+    key_detail,
+    keys,
+    overview,
+    session,
+    spend,
+    static,
+)
 from keybrake.console.web import SignInNeeded, error_page, safe_next, see_other, sign_in_url
 from keybrake.core.errors import EnforcementUnavailable
 
@@ -24,6 +35,8 @@ ROUTERS = (
     session.router,
     static.router,
     overview.router,
+    keys.router,
+    key_detail.router,
     spend.router,
     approvals.router,
     budgets.router,

@@ -118,6 +118,13 @@ class KeyStore(CounterReader, Clock, Protocol):
         """Revoke every active key matching all given filters: (how many, revoked_at)."""
         ...
 
+    async def revocable_keys(
+        self, *, label_prefix: str | None, vendor: str | None, credential: str | None, limit: int
+    ) -> tuple[int, list[KeyRecord]]:
+        """What `revoke_keys` with the same filters would revoke now, changing nothing: (how many,
+        the newest `limit` of them)."""
+        ...
+
     async def issuance_get(self, issuer: str, idempotency_key: str, since_ms: int) -> tuple[str, bytes] | None:
         """The (body hash, sealed answer) recorded for an issuance's Idempotency-Key since `since_ms`."""
         ...
@@ -187,6 +194,11 @@ class AuditStore(Clock, Protocol):
 
     async def refusals_since(self, since_ms: int) -> list[tuple[str, str, int]]:
         """(verdict, error code, rows) of the refused calls (rows with an error code) since `since_ms`."""
+        ...
+
+    async def last_calls(self, key_ids: Sequence[str]) -> dict[str, int]:
+        """The time (Unix ms) of each key's newest audit row, for the keys of `key_ids` that have
+        one: one index seek per key (ix_audit_key), never a scan."""
         ...
 
 

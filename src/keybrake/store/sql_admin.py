@@ -49,6 +49,23 @@ def _key_params(key: KeyRecord, token_hash: str) -> tuple[Any, ...]:
     )
 
 
+def _revocable(label_prefix: str | None, vendor: str | None, credential: str | None) -> tuple[str, list[Any]]:
+    """The WHERE (and its parameters) of the keys a bulk revocation stops: status 'active' (an
+    expired key not yet revoked included) and every given filter. `revoke_keys` revokes these
+    rows; `revocable_keys` counts them first: one rule for both."""
+    where: list[str] = ["status = 'active'"]
+    params: list[Any] = []
+    if label_prefix is not None:
+        sql, args = prefix_match("label", label_prefix)
+        where.append(sql)
+        params += args
+    for col, val in (("vendor", vendor), ("credential", credential)):
+        if val is not None:
+            where.append(f"{col} = ?")
+            params.append(val)
+    return " AND ".join(where), params
+
+
 class AdminQueries(SQLBase):
     """Keys, credentials, admin tokens and idempotent issuance (see `admin_roles.py`)."""
 
@@ -129,22 +146,24 @@ class AdminQueries(SQLBase):
         self, *, label_prefix: str | None, vendor: str | None, credential: str | None, reason: str | None
     ) -> tuple[int, int]:
         now = self.now_ms()
-        where: list[str] = ["status = 'active'"]
-        params: list[Any] = [now, reason]
-        if label_prefix is not None:
-            sql, args = prefix_match("label", label_prefix)
-            where.append(sql)
-            params += args
-        for col, val in (("vendor", vendor), ("credential", credential)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                params.append(val)
+        where, args = _revocable(label_prefix, vendor, credential)
         n = self._write(
             "UPDATE vault_keys SET status = 'revoked', revoked_at = ?, revoke_reason = ?,"
-            f" policy_version = policy_version + 1 WHERE {' AND '.join(where)}",
-            params,
+            f" policy_version = policy_version + 1 WHERE {where}",
+            [now, reason, *args],
         )
         return n, now
+
+    @blocking
+    def revocable_keys(
+        self, *, label_prefix: str | None, vendor: str | None, credential: str | None, limit: int
+    ) -> tuple[int, list[KeyRecord]]:
+        where, args = _revocable(label_prefix, vendor, credential)
+        n = self._read(f"SELECT count(*) FROM vault_keys WHERE {where}", args)[0][0]
+        rows = self._read(
+            f"SELECT * FROM vault_keys WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ?", (*args, limit)
+        )
+        return int(n), [_key(r) for r in rows]
 
     @blocking
     def counters_for(self, scope: str, counters: list[tuple[str, int]]) -> dict[str, CounterValue]:

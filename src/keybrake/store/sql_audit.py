@@ -4,6 +4,7 @@ audit rows retention may delete. Nothing here is on the proxy's hot path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from keybrake.store.ids import audit_id_floor
@@ -75,6 +76,15 @@ class AuditQueries(SQLBase):
         # Counted on the id index alone: no row is read or sent.
         rows = self._read("SELECT COUNT(*) FROM audit WHERE id > ? AND id <= ?", (after_id, through_id))
         return int(rows[0][0])
+
+    @report
+    def last_calls(self, key_ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for key_id in key_ids:  # ix_audit_key (key_id, id): the newest row of each key, one seek each
+            rows = self._read("SELECT ts FROM audit WHERE key_id = ? ORDER BY id DESC LIMIT 1", (key_id,))
+            if rows:
+                out[key_id] = int(rows[0][0])
+        return out
 
     # -- retention ------------------------------------------------------------------------
 
