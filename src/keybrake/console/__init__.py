@@ -15,11 +15,11 @@ from fastapi.responses import Response
 
 from keybrake.admin.errors import ApiError
 from keybrake.admin.sessions import console_path
-from keybrake.console.routes import overview, session, static
+from keybrake.console.routes import audit, overview, runs, session, static
 from keybrake.console.web import SignInNeeded, error_page, see_other
 from keybrake.core.errors import EnforcementUnavailable
 
-ROUTERS = (session.router, static.router, overview.router)
+ROUTERS = (session.router, static.router, overview.router, audit.router, runs.router)
 Handler = Callable[[Request, Exception], Awaitable[Response]]
 
 
