@@ -11,6 +11,10 @@ from keybrake.store.records import AUDIT_FIELDS, SPEND_BUCKET_MS, AuditQuery, Re
 from keybrake.store.sql_base import SQLBase, blocking, report
 from keybrake.store.sql_rows import _audit_dict, prefix_match
 
+# Above every audit id (rows up to the end of year 9999): an upper bound that makes a walk from
+# the newest row an index range on both engines, whatever the database's collation.
+_TOP_ID = audit_id_floor(253_402_300_800_000)
+
 
 class AuditQueries(SQLBase):
     """The audit log (rows, pages, export windows), spend totals, and retention's audit deletes."""
@@ -73,7 +77,7 @@ class AuditQueries(SQLBase):
     @report
     def audit_window_start(self, q: AuditQuery, window: int) -> tuple[str, int, str | None] | None:
         # Walks at most `window` + 1 entries of the id index downwards from the cursor (or the top).
-        where, params = ["id < ?"], [q.cursor[1] if q.cursor is not None else "kbr_~"]
+        where, params = ["id < ?"], [q.cursor[1] if q.cursor is not None else _TOP_ID]
         _time_range(q, where, params)
         sql = f"SELECT id, ts FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT 2 OFFSET ?"
         rows = self._read(sql, (*params, window - 1))
@@ -103,7 +107,7 @@ class AuditQueries(SQLBase):
             " ORDER BY id DESC LIMIT ?) AS latest WHERE agent_run_id IS NOT NULL"
             " GROUP BY agent_run_id ORDER BY last_ts DESC LIMIT ?"
         )
-        return [RecentRun(str(r[0]), int(r[1])) for r in self._read(sql, ("kbr_~", window, limit))]
+        return [RecentRun(str(r[0]), int(r[1])) for r in self._read(sql, (_TOP_ID, window, limit))]
 
     @report
     def count_audit_between(self, after_id: str, through_id: str) -> int:
