@@ -5,11 +5,11 @@
 
 Starts `keybrake serve --admin-port` on a throwaway data directory (the real schema, through
 its migrations), issues --keys vault keys through the admin API, stops it, bulk-inserts N audit
-rows straight into its SQLite store (spread over --days days, the keys, 20,000 agent runs, three
-vendors, ~2 % cap hits and ~3 % endpoint denials), starts it again, signs in to the console
-with the admin token and times each console page over HTTP: every route of PAGES that exists
-in this build (a 404 is skipped and reported). Prints the median and p95 of --repeat loads per
-page (after one warm-up load) and a JSON line.
+rows straight into its SQLite store (spread over --days days, the keys, 20,000 agent runs and
+one long run of ~1 % of the rows, three vendors, ~2 % cap hits and ~3 % endpoint denials),
+starts it again, signs in to the console with the admin token and times each console page over
+HTTP: every page of `pages()` that exists in this build (a 404 is skipped and reported).
+Prints the median and p95 of --repeat loads per page (after one warm-up load) and a JSON line.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from keybrake.core.timefmt import DAY_MS
 from keybrake.store.ids import new_audit_id
 
 RUNS = 20_000
+BUSY_RUN = "run-busy"
 VENDORS = (("stripe", "POST", "/v1/charges", "POST /v1/charges"),
            ("twilio", "POST", "/2010-04-01/Accounts/AC1/Messages.json", "POST /2010-04-01/Accounts/*/Messages.json"),
            ("resend", "POST", "/emails", "POST /emails"))  # fmt: skip
@@ -67,8 +68,9 @@ def rows(n: int, days: int, keys: list[tuple[str, str]], now: int) -> Iterator[t
                 "allowed_endpoints", 403, 0)  # fmt: skip
         else:
             verdict, code, reason, status, cost = "allowed", None, None, 200, rnd.randrange(100, 50_000_000)
+        run_id = BUSY_RUN if rnd.random() < 0.01 else f"run-{run}"  # one long run: ~1 % of all calls
         yield (
-            new_audit_id(ts), ts, key_id, label, f"run-{run}", vendor, "default", method, path, endpoint, verdict,
+            new_audit_id(ts), ts, key_id, label, run_id, vendor, "default", method, path, endpoint, verdict,
             code, reason, status, status if status == 200 else None, cost, cost, "response" if cost else "none",
             "charge" if cost else "none", f"req_{i:012d}" if status == 200 else None,
             '{"amount": "1000", "currency": "usd"}', 2.5,
@@ -121,7 +123,7 @@ def issue_keys(kb: Keybrake, count: int) -> list[tuple[str, str]]:
         out = []
         for i in range(count):
             label = f"tenant-{i % 20}:agent:{i}"
-            r = c.post("/v1/keys", json={"vendor": "stripe", "label": label, "expires_in": "30d",
+            r = c.post("/v1/keys", json={"vendor": "stripe", "label": label, "expires_in": "29d",
                                          "policy": {"daily_usd_cap": 1000}})  # fmt: skip
             if r.status_code != 201:
                 raise SetupError(f"key: HTTP {r.status_code}: {r.text}")
@@ -145,6 +147,7 @@ def pages(keys: list[tuple[str, str]], now: int, run: str) -> list[tuple[str, st
         ("runs", "/console/runs"),
         ("run timeline", f"/console/runs/{run}"),
         ("run export (CSV)", f"/console/runs/{run}/export?format=csv"),
+        ("long run timeline (page 1 of ~20)", f"/console/runs/{BUSY_RUN}"),
         ("spend", "/console/spend"),
         ("budgets", "/console/budgets"),
         ("alerts", "/console/alerts"),
@@ -169,6 +172,9 @@ def time_pages(kb: Keybrake, todo: list[tuple[str, str]], repeat: int) -> tuple[
         first = c.get("/console/audit")
         if (nxt := older_link(first.text)) is not None:
             todo = [*todo[:4], ("audit page 2 (Older rows)", nxt), *todo[4:]]
+        busy = c.get(f"/console/runs/{BUSY_RUN}")
+        if busy.status_code == 200 and (later := older_link(busy.text)) is not None:
+            todo.append(("long run page 2 (Later calls)", later))
         for name, path in todo:
             warm = c.get(path)
             if warm.status_code == 404:
