@@ -17,6 +17,7 @@ import pytest
 from keybrake.console.routes import audit as audit_route
 from keybrake.console.routes import runs as runs_route
 from keybrake.core.audit_lines import EXPORT_FIELDS
+from tests.approval_holds import decide, hold
 from tests.console.test_sessions import signed_in
 from tests.harness import KeybrakeThread
 
@@ -136,3 +137,17 @@ def test_a_run_timeline_is_in_order_across_pages(ckb: KeybrakeThread, monkeypatc
         assert go.status_code == 303 and go.headers["location"] == "/console/runs/run-long"
         missing = c.get("/console/runs/run-none")
         assert missing.status_code == 404 and "No audit row names this agent run" in missing.text
+
+
+def test_a_held_calls_approval_state_and_agent_strings_are_shown_escaped(ckb: KeybrakeThread) -> None:
+    key, call, listed = hold(ckb, metadata={"agent_run_id": "run-<held>"}, label="ops:<b>agent</b>")
+    assert decide(ckb, listed["id"], "approve").status_code == 200
+    call.done()
+    assert call.error is None
+    with signed_in(ckb) as c:
+        found = c.get("/console/audit", params={"key_id": key["id"]})
+        assert '<span class="state-approved">approved</span>' in found.text
+        assert "ops:&lt;b&gt;agent&lt;/b&gt;" in found.text and "<b>agent</b>" not in found.text
+        run = c.get(runs_route.run_path("run-<held>"))
+        assert run.status_code == 200 and "approval approved" in run.text
+        assert "run-&lt;held&gt;" in run.text and "run-<held>" not in run.text
