@@ -10,7 +10,8 @@ audit search instead.
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
@@ -65,24 +66,24 @@ async def run_timeline(agent_run_id: str, request: Request, op: Annotated[Operat
     `before`: earlier ones), with the run's totals. A malformed cursor is shown as a problem."""
     rt = runtime(request)
     problem, status = "", 200
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     earlier = later = ""
     try:
         params = typed(request, ("after", "before"))
         q = AuditQuery(agent_run_id=agent_run_id, limit=PAGE + 1)
         if "before" in params:  # the page just before a cursor: read newest first, shown oldest first
-            rows = list(reversed(await rt.audit_store.query_audit(_with(q, cursor=decode_cursor(params["before"])))))
+            rows = list(reversed(await rt.audit_store.query_audit(replace(q, cursor=decode_cursor(params["before"])))))
             more_before, more_after = len(rows) > PAGE, True
             rows = rows[-PAGE:]
         else:
             after = decode_cursor(params["after"])[1] if "after" in params else None
-            rows = await rt.audit_store.query_audit(_with(q, after_id=after, ascending=True))
+            rows = await rt.audit_store.query_audit(replace(q, after_id=after, ascending=True))
             more_before, more_after = after is not None, len(rows) > PAGE
             rows = rows[:PAGE]
         if rows and more_before:
-            earlier = _page_link(agent_run_id, before=encode_cursor(int(str(rows[0]["ts"])), str(rows[0]["id"])))
+            earlier = _page_link(agent_run_id, before=encode_cursor(rows[0]["ts"], rows[0]["id"]))
         if rows and more_after:
-            later = _page_link(agent_run_id, after=encode_cursor(int(str(rows[-1]["ts"])), str(rows[-1]["id"])))
+            later = _page_link(agent_run_id, after=encode_cursor(rows[-1]["ts"], rows[-1]["id"]))
     except ApiError as exc:
         if exc.status >= 500:
             raise
@@ -97,10 +98,6 @@ async def run_timeline(agent_run_id: str, request: Request, op: Annotated[Operat
         jsonl_link=f"{run_path(agent_run_id)}/export?format=jsonl",
         audit_link="/console/audit?" + urlencode({"agent_run_id": agent_run_id}),
     )  # fmt: skip
-
-
-def _with(q: AuditQuery, **changes: object) -> AuditQuery:
-    return q.__class__(**{**q.__dict__, **changes})
 
 
 def _page_link(agent_run_id: str, **query: str) -> str:
