@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from keybrake.admin.audit import FILTERS, FORMATS, export, query_from
 from keybrake.admin.errors import ApiError
 from keybrake.console.web import Operator, env, runtime
+from keybrake.core.timefmt import rfc3339
 from keybrake.logs import event
 from keybrake.store.base import AuditQuery
 
@@ -38,7 +39,12 @@ def verdict_class(verdict: str) -> str:
     return "verdict-other"
 
 
-env.filters["verdict_class"] = verdict_class
+def when_ms(ms: int) -> str:
+    """Unix ms as `2026-11-30 02:14:07.123 UTC`: the calls of one run are often within a second."""
+    return rfc3339(ms)[:23].replace("T", " ") + " UTC"
+
+
+env.filters.update(verdict_class=verdict_class, when_ms=when_ms)
 
 
 def typed(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
