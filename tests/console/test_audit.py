@@ -151,3 +151,32 @@ def test_a_held_calls_approval_state_and_agent_strings_are_shown_escaped(ckb: Ke
         run = c.get(runs_route.run_path("run-<held>"))
         assert run.status_code == 200 and "approval approved" in run.text
         assert "run-&lt;held&gt;" in run.text and "run-<held>" not in run.text
+
+
+def test_a_rare_filter_is_searched_window_by_window_without_skipping(
+    ckb: KeybrakeThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_route, "SCAN_WINDOW", 5)
+    monkeypatch.setattr(audit_route, "PAGE", 2)
+    quiet = ckb.issue({"allowed_endpoints": ["GET /v1/charges"]}, label="rare")
+    busy = ckb.issue({"daily_usd_cap": 100}, label="busy")
+    _calls(ckb, quiet, 3)  # the oldest rows: denied
+    _calls(ckb, busy, 12)
+    want = [r["id"] for r in ckb.audit(verdict="denied")]
+    assert len(want) == 3
+    with signed_in(ckb) as c:
+        page = c.get("/console/audit", params={"verdict": "denied"})
+        assert _ids_in(page.text) == [] and "This page looked at the 5 rows down to" in page.text
+        seen, pages = [], [page]
+        while (older := re.search(r'href="([^"]+)" rel="next"', page.text)) is not None:
+            page = c.get(older.group(1).replace("&amp;", "&"))
+            assert page.status_code == 200
+            seen += _ids_in(page.text)
+            pages.append(page)
+        assert seen == want  # every match once, newest first, across windows
+        back: list[str] = []
+        while (newer := re.search(r'href="([^"]+)" rel="prev"', page.text)) is not None:
+            page = c.get(newer.group(1).replace("&amp;", "&"))
+            back = _ids_in(page.text) + back
+        last = _ids_in(pages[-1].text)  # Newer rows back to the top: every match above the last page, once
+        assert back == [i for i in want if i not in last]
