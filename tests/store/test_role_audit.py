@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from keybrake.store.base import SPEND_BUCKET_MS, AuditQuery, AuditRow, AuditStore, SpendRow, Store
 from keybrake.store.ids import new_audit_id
+from keybrake.store.records import RecentRun, RunTotals
 from tests.store.contract import DAY0, Clock
 
 HOUR = 3_600_000
@@ -38,6 +39,7 @@ async def _write(store: Store, clock: Clock) -> list[str]:
             cost_usd=cost,
             cost_kind=kind,
             metadata={"run": str(n % 2)},
+            agent_run_id=f"run-{n % 2}" if key_id else None,
         )
         await store.insert_audit(row)
         ids.append(row.id)
@@ -75,6 +77,25 @@ async def test_an_export_window_ends_after_so_many_rows(store: Store, clock: Clo
     assert await audit.audit_window_end(AuditQuery(after_id=ids[1], key_id="vk_2"), 2) == ids[3]
     assert await audit.audit_window_end(AuditQuery(since=DAY0 + 4 * HOUR), 2) == ids[5]
     assert await audit.audit_window_end(AuditQuery(after_id=ids[4]), 2) is None  # fewer rows remain
+
+
+async def test_console_windows_run_totals_and_recent_runs(store: Store, clock: Clock, audit: AuditStore) -> None:
+    """The console's reads: a downward scan window's far end, one run's totals (µUSD, refunds
+    apart; `denied` counts denied_* and cap_exceeded), and the runs of the latest rows."""
+    ids = await _write(store, clock)
+    assert await audit.audit_window_start(AuditQuery(), 2) == (ids[4], DAY0 + 4 * HOUR, ids[3])
+    assert await audit.audit_window_start(AuditQuery(cursor=(0, ids[4])), 2) == (ids[2], DAY0 + 2 * HOUR, ids[1])
+    assert await audit.audit_window_start(AuditQuery(cursor=(0, ids[2])), 2) == (ids[0], DAY0, None)  # the bottom
+    assert await audit.audit_window_start(AuditQuery(cursor=(0, ids[1])), 2) is None  # fewer rows remain
+    assert await audit.audit_window_start(AuditQuery(until=DAY0 + 2 * HOUR), 2) == (ids[0], DAY0, None)
+    # run-0: rows 0 (allowed 1,000), 2 (allowed 300), 4 (cap_exceeded); run-1: 1 (denied), 3 (refund 250)
+    assert await audit.audit_run_totals("run-0") == RunTotals(3, 2, 1, 1_300, 0, DAY0, DAY0 + 4 * HOUR)
+    assert await audit.audit_run_totals("run-1") == RunTotals(2, 1, 1, 0, 250, DAY0 + HOUR, DAY0 + 3 * HOUR)
+    assert await audit.audit_run_totals("run-none") == RunTotals(0, 0, 0, 0, 0, None, None)
+    recent = await audit.recent_runs(10, 5)
+    assert recent == [RecentRun("run-0", DAY0 + 4 * HOUR), RecentRun("run-1", DAY0 + 3 * HOUR)]
+    assert await audit.recent_runs(2, 5) == [RecentRun("run-0", DAY0 + 4 * HOUR)]  # rows 5 (no run) and 4
+    assert await audit.recent_runs(10, 1) == [RecentRun("run-0", DAY0 + 4 * HOUR)]
 
 
 async def test_spend_groups_refunds_apart(store: Store, clock: Clock, audit: AuditStore) -> None:

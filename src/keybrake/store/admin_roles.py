@@ -19,6 +19,8 @@ from keybrake.store.records import (
     Delivery,
     KeyQuery,
     KeyRecord,
+    RecentRun,
+    RunTotals,
     SpendRow,
 )
 
@@ -181,6 +183,22 @@ class AuditStore(Clock, Protocol):
     async def audit_window_end(self, q: AuditQuery, window: int) -> str | None:
         """The id of the `window`-th audit row after `q.after_id` within `q.since`/`q.until` (other
         filters ignored), or None when fewer rows remain: the end of one export page's scan."""
+
+    async def audit_window_start(self, q: AuditQuery, window: int) -> tuple[str, int, str | None] | None:
+        """The far end of one console search page's scan, so a rarely matching filter never walks
+        the whole table: `window` rows below `q.cursor` (or the newest row) within `q.since`/`q.until`
+        (other filters ignored), the lowest one's id and ts, and the id of the row below it (None at
+        the bottom). None when fewer than `window` rows remain."""
+        ...
+
+    async def audit_run_totals(self, agent_run_id: str) -> RunTotals:
+        """One run's call count, allowed and denied counts, charged and refunded µUSD, first and
+        last call (Unix ms), read on the run's index."""
+        ...
+
+    async def recent_runs(self, window: int, limit: int) -> list[RecentRun]:
+        """The runs among the latest `window` audit rows, latest call first, `limit` at most."""
+        ...
 
     async def count_audit_between(self, after_id: str, through_id: str) -> int:
         """How many audit rows have an id in (`after_id`, `through_id`]: `keybrake audit tail -f`

@@ -308,6 +308,31 @@ class AuditQuery:
 
 
 @dataclass(frozen=True)
+class RunTotals:
+    """What one agent run did (the console's run timeline): calls, outcomes, money in µUSD.
+
+    `denied` counts `denied_*` and `cap_exceeded` rows; `charged` sums settled costs other than
+    refunds, `refunded` the refunds; `first_ts`/`last_ts` are Unix ms (None without calls).
+    """
+
+    calls: int
+    allowed: int
+    denied: int
+    charged: int
+    refunded: int
+    first_ts: int | None
+    last_ts: int | None
+
+
+@dataclass(frozen=True)
+class RecentRun:
+    """An agent run seen among the latest audit rows: its id and its latest call's time (Unix ms)."""
+
+    agent_run_id: str
+    last_ts: int
+
+
+@dataclass(frozen=True)
 class SpendRow:
     """Audit totals of one group (micro-USD): refunds apart from everything else (docs/api.md, alerts)."""
 

@@ -8,9 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from keybrake.store.ids import audit_id_floor
-from keybrake.store.records import AUDIT_FIELDS, SPEND_BUCKET_MS, AuditQuery, SpendRow
+from keybrake.store.records import AUDIT_FIELDS, SPEND_BUCKET_MS, AuditQuery, RecentRun, RunTotals, SpendRow
 from keybrake.store.sql_base import SQLBase, blocking, report
 from keybrake.store.sql_rows import _audit_dict, prefix_match
+
+# Above every audit id (rows up to the end of year 9999): an upper bound that makes a walk from
+# the newest row an index range on both engines, whatever the database's collation.
+_TOP_ID = audit_id_floor(253_402_300_800_000)
 
 
 class AuditQueries(SQLBase):
@@ -70,6 +74,41 @@ class AuditQueries(SQLBase):
         sql = f"SELECT id FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT 1 OFFSET ?"
         rows = self._read(sql, (*params, window - 1))
         return str(rows[0][0]) if rows else None
+
+    @report
+    def audit_window_start(self, q: AuditQuery, window: int) -> tuple[str, int, str | None] | None:
+        # Walks at most `window` + 1 entries of the id index downwards from the cursor (or the top).
+        where, params = ["id < ?"], [q.cursor[1] if q.cursor is not None else _TOP_ID]
+        _time_range(q, where, params)
+        sql = f"SELECT id, ts FROM audit WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT 2 OFFSET ?"
+        rows = self._read(sql, (*params, window - 1))
+        if not rows:
+            return None
+        return str(rows[0][0]), int(rows[0][1]), str(rows[1][0]) if len(rows) > 1 else None
+
+    @report
+    def audit_run_totals(self, agent_run_id: str) -> RunTotals:
+        # One run's rows on ix_audit_run (agent_run_id, id): bounded by the run, never the table.
+        sql = (
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN verdict = 'allowed' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN substr(verdict, 1, 7) = 'denied_' OR verdict = 'cap_exceeded'"
+            " THEN 1 ELSE 0 END), 0),"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0) AS BIGINT),"
+            " MIN(ts), MAX(ts) FROM audit WHERE agent_run_id = ?"
+        )
+        r = self._read(sql, (agent_run_id,))[0]
+        return RunTotals(int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), r[5], r[6])
+
+    @report
+    def recent_runs(self, window: int, limit: int) -> list[RecentRun]:
+        # The latest `window` rows of the id index (a bounded walk), grouped by run.
+        sql = (
+            "SELECT agent_run_id, MAX(ts) AS last_ts FROM (SELECT agent_run_id, ts FROM audit WHERE id < ?"
+            " ORDER BY id DESC LIMIT ?) AS latest WHERE agent_run_id IS NOT NULL"
+            " GROUP BY agent_run_id ORDER BY last_ts DESC LIMIT ?"
+        )
+        return [RecentRun(str(r[0]), int(r[1])) for r in self._read(sql, (_TOP_ID, window, limit))]
 
     @report
     def count_audit_between(self, after_id: str, through_id: str) -> int:

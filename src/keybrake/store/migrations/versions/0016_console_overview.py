@@ -4,14 +4,14 @@ Refused calls (every row with an error code: denials, cap hits, upstream failure
 sparse part of a busy audit table. A partial index on them, ordered by id (ids start with their
 time), answers "refusals since t, counted by code" from the index alone.
 
-Revision ID: 0017
-Revises: 0015 (becomes 0016 when that revision is in the same tree)
+Revision ID: 0016
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0017"
+revision = "0016"
 down_revision = "0015"
 branch_labels = None
 depends_on = None
