@@ -77,7 +77,7 @@ def test_a_run_is_reconstructed_in_order_and_exported(web: Watched, ckb: Keybrak
 def test_audit_search_in_the_browser(web: Watched, ckb: KeybrakeThread) -> None:
     _run_calls(ckb)
     page: Any = web.page
-    page.get_by_role("link", name="Audit").click()
+    page.get_by_role("navigation", name="Console").get_by_role("link", name="Audit", exact=True).click()
     page.wait_for_url(f"{ckb.admin_url}/console/audit")
     assert page.locator("tbody tr").count() == 5
     page.get_by_label("Verdict").select_option("denied")

@@ -88,9 +88,7 @@ async def run_timeline(agent_run_id: str, request: Request, op: Annotated[Operat
         if exc.status >= 500:
             raise
         problem, status = exc.message, exc.status
-    totals = await rt.audit_store.audit_run_totals(agent_run_id)
-    if totals.calls == 0 and not problem:
-        status = 404
+    totals = await rt.audit_store.audit_run_totals(agent_run_id)  # no call (yet): the page says so, 200
     return page(
         request, "run.html", op, status=status, title=f"Run {agent_run_id}", problem=problem, run_id=agent_run_id,
         rows=rows, totals=totals, earlier=earlier, later=later, first=_page_link(agent_run_id) if earlier else "",
