@@ -90,6 +90,13 @@ async def spend(
     except (KeyError, ValueError):
         raise ApiError(400, "invalid_request", f"{timezone!r} is not an IANA time zone", "timezone") from None
     rows = await rt.audit_store.spend(source, since, until, label_prefix, vendor)
+    return report(rows, group_by, timezone)
+
+
+def report(rows: list[SpendRow], group_by: str, timezone: str) -> dict[str, Any]:
+    """The spend report (GET /v1/spend's body) of store totals `rows` grouped `group_by` (already
+    checked) in `timezone`: per group charged, refunded, gross and net USD, requests, denied, cap
+    hits; time groups in order, others biggest first."""
     folded = _fold(rows, group_by, timezone)
     data = []
     for group, (charged, refunded, requests, denied, cap_hits) in folded.items():

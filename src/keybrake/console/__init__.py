@@ -30,6 +30,7 @@ from keybrake.console.routes import (
     spend,
     static,
 )
+from keybrake.console.spend_days import SpendDays
 from keybrake.console.web import SignInNeeded, error_page, safe_next, see_other, sign_in_url
 from keybrake.core.errors import EnforcementUnavailable
 
@@ -54,6 +55,7 @@ def mount(app: FastAPI) -> None:
     """Add the console's pages to the admin app, with its errors answered as pages."""
     for router in ROUTERS:
         app.include_router(router)
+    app.state.spend_days = SpendDays()  # the Overview's and Spend's per-day totals (closed days kept)
     app.add_exception_handler(SignInNeeded, _sign_in_needed)  # type: ignore[arg-type]
     for exc_class in (ApiError, EnforcementUnavailable):
         app.add_exception_handler(exc_class, _as_page(app.exception_handlers[exc_class]))  # type: ignore[arg-type]

@@ -210,6 +210,11 @@ class AuditStore(Clock, Protocol):
     ) -> list[SpendRow]:
         """Totals grouped `by` key_id, label, vendor, or SPEND_BUCKET_MS time bucket (`bucket`)."""
 
+    async def spend_days(self, since: int, until: int) -> list[tuple[str, str | None, int, int, int, int, int, int]]:
+        """(vendor, label, UTC day start ms, charged µUSD, refunded µUSD, requests, denied, cap hits)
+        of the audit rows in [`since`, `until`): one pass over the range."""
+        ...
+
     async def refusals_since(self, since_ms: int) -> list[tuple[str, str, int]]:
         """(verdict, error code, rows) of the refused calls (rows with an error code) since `since_ms`."""
         ...

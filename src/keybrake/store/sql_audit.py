@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from keybrake.core.timefmt import DAY_MS
 from keybrake.store.ids import audit_id_floor
 from keybrake.store.records import AUDIT_FIELDS, SPEND_BUCKET_MS, AuditQuery, RecentRun, RunTotals, SpendRow
 from keybrake.store.sql_base import SQLBase, blocking, report
@@ -191,6 +192,23 @@ class AuditQueries(SQLBase):
             f" FROM audit WHERE {' AND '.join(where)} GROUP BY {self.NO_INDEX_PREFIX}g"
         )
         return [SpendRow(*r) for r in self._read(sql, tuple(params))]
+
+    @blocking
+    def spend_days(self, since: int, until: int) -> list[tuple[str, str | None, int, int, int, int, int, int]]:
+        """Audit totals per (vendor, label, UTC day) of the rows in [`since`, `until`) (Unix ms):
+        (vendor, label, day start in Unix ms, charged µUSD, refunded µUSD, requests, denied,
+        cap hits), summed as `spend` sums them. One pass over the range (the id index)."""
+        sql = (
+            f"SELECT vendor, label, ts / {DAY_MS} AS d,"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN 0 ELSE cost_usd END), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(CASE WHEN cost_kind = 'refund' THEN cost_usd ELSE 0 END), 0) AS BIGINT),"
+            " COUNT(*), COALESCE(SUM(CASE WHEN substr(verdict, 1, 7) = 'denied_' THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN verdict = 'cap_exceeded' THEN 1 ELSE 0 END), 0)"
+            f" FROM audit WHERE {self.NO_INDEX_PREFIX}key_id IS NOT NULL AND id >= ? AND id < ?"
+            f" GROUP BY {self.NO_INDEX_PREFIX}vendor, {self.NO_INDEX_PREFIX}label, d"
+        )
+        rows = self._read(sql, (audit_id_floor(since), audit_id_floor(until)))
+        return [(r[0], r[1], int(r[2]) * DAY_MS, int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7])) for r in rows]
 
 
 def _time_range(q: AuditQuery, where: list[str], params: list[Any]) -> None:

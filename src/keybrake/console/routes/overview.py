@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from keybrake.admin import approvals, keys
-from keybrake.admin.spend import spend
+from keybrake.console.spend_days import Cell
+from keybrake.console.spend_days import by_vendor as spend_by_vendor
 from keybrake.console.web import Operator, operator, page, runtime
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.timefmt import DAY_MS, utc_day_start
@@ -36,10 +37,9 @@ def month_start(now_ms: int) -> int:
     return int(dt.datetime(d.year, d.month, 1, tzinfo=dt.UTC).timestamp() * 1000)
 
 
-async def vendor_spend(rt: Runtime, since: int) -> list[dict[str, Any]]:
-    """The spend report by vendor since `since` (Unix ms) until now, as GET /v1/spend answers it."""
-    report = await spend(rt, group_by="vendor", since=since, until=None, label_prefix=None, vendor=None, timezone="UTC")
-    rows: list[dict[str, Any]] = report["data"]
+def vendor_spend(cells: list[Cell], since: int) -> list[dict[str, Any]]:
+    """The spend report by vendor since `since` (a UTC day start, Unix ms), as GET /v1/spend answers it."""
+    rows: list[dict[str, Any]] = spend_by_vendor(cells, since)["data"]
     return rows
 
 
@@ -128,6 +128,7 @@ async def overview(request: Request, op: Annotated[Operator, Depends(operator)])
     rt = runtime(request)
     now = rt.audit_store.now_ms()
     today, month = utc_day_start(now), month_start(now)
+    cells = await request.app.state.spend_days.cells(rt, month)
     pending, more = await approvals.list_approvals(rt, state="pending", key_id=None, limit=PENDING_COUNTED, cursor=None)
     return page(
         request,
@@ -137,7 +138,7 @@ async def overview(request: Request, op: Annotated[Operator, Depends(operator)])
         now=now,
         today=today,
         month=month,
-        vendors=by_vendor(await vendor_spend(rt, today), await vendor_spend(rt, month)),
+        vendors=by_vendor(vendor_spend(cells, today), vendor_spend(cells, month)),
         refused=await refusals(rt, now - DAY_MS),
         since_s=(now - DAY_MS) // 1000,  # the audit log's links: the same 24 hours (Unix seconds)
         near=await near_caps(rt, now),

@@ -1,7 +1,7 @@
 """Spend (`/console/spend`): charged money per vendor per UTC day, and per label segment, over the
 last 7, 30 or 90 days, as server-drawn bar charts (`console.charts`) each with a table of the
-exact numbers beneath. The numbers are GET /v1/spend's (`admin.spend.spend`), over the range's
-audit id range: one report by vendor, one by day per vendor, one by label segment."""
+exact numbers beneath. The numbers are GET /v1/spend's (its report, `admin.spend.report`), made
+from one read of the range per (vendor, label, day) (`console.spend_days`)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from keybrake.admin.spend import spend
 from keybrake.console.charts import Chart, bar_chart
+from keybrake.console.spend_days import Cell, by_day, by_label, by_vendor
 from keybrake.console.web import Operator, operator, page, runtime
 from keybrake.core.money import MICRO
 from keybrake.core.timefmt import DAY_MS, utc_day_start
-from keybrake.runtime import Runtime
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,32 +38,29 @@ def day_slots(since: int, days: int) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range(days)]
 
 
-async def _report(rt: Runtime, group_by: str, since: int, vendor: str | None = None) -> list[dict[str, Any]]:
-    report = await spend(
-        rt, group_by=group_by, since=since, until=None, label_prefix=None, vendor=vendor, timezone="UTC"
-    )
+def _data(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = report["data"]
     return rows
 
 
-async def vendor_days(rt: Runtime, since: int, days: int) -> list[dict[str, Any]]:
+def vendor_days(cells: list[Cell], since: int, days: int) -> list[dict[str, Any]]:
     """Per vendor with spend in the range (biggest first): `vendor`, `total` (its report row),
     `rows` (the by-day report rows, days without calls left out) and `chart` (a bar per day charged)."""
     slots = day_slots(since, days)
     out = []
-    for total in await _report(rt, "vendor", since):
+    for total in _data(by_vendor(cells)):
         vendor = str(total["group"])
-        rows = await _report(rt, "day", since, vendor)
+        rows = _data(by_day(cells, vendor))
         charged = {str(r["group"]): micro(r["charged_usd"]) for r in rows}
         chart = bar_chart([(d, charged.get(d, 0)) for d in slots])
         out.append({"vendor": vendor, "total": total, "rows": rows, "chart": chart})
     return out
 
 
-async def label_segments(rt: Runtime, since: int, segments: int) -> tuple[list[dict[str, Any]], Chart, int]:
+def label_segments(cells: list[Cell], segments: int) -> tuple[list[dict[str, Any]], Chart, int]:
     """The label:N report (biggest first): its first LABEL_GROUPS_SHOWN rows, their chart, and
     how many groups the report had."""
-    rows = await _report(rt, f"label:{segments}", since)
+    rows = _data(by_label(cells, segments))
     shown = rows[:LABEL_GROUPS_SHOWN]
     chart = bar_chart([(_label(r["group"]), micro(r["charged_usd"])) for r in shown])
     return shown, chart, len(rows)
@@ -93,7 +89,8 @@ async def spend_page(request: Request, op: Annotated[Operator, Depends(operator)
     segments, bad_seg = _choice(request.query_params.get("segments"), SEGMENTS, DEFAULT_SEGMENTS, "segments")
     now = rt.audit_store.now_ms()
     since = utc_day_start(now) - (days - 1) * DAY_MS
-    labels, label_chart, label_count = await label_segments(rt, since, segments)
+    cells = await request.app.state.spend_days.cells(rt, since)
+    labels, label_chart, label_count = label_segments(cells, segments)
     problem = " ".join(m for m in (bad_days, bad_seg) if m)
     return page(
         request,
@@ -108,7 +105,7 @@ async def spend_page(request: Request, op: Annotated[Operator, Depends(operator)
         segment_choices=SEGMENTS,
         since=since,
         now=now,
-        vendors=await vendor_days(rt, since, days),
+        vendors=vendor_days(cells, since, days),
         labels=labels,
         label_chart=label_chart,
         label_count=label_count,
