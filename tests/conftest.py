@@ -107,8 +107,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Pure unit and property tests (tests/core, tests/vendors) need no store: they run once, in the
     first pass, not again on PostgreSQL. The client library's, the recipes' and the docs' tests
     (tests/client, tests/examples, tests/docs) check the client side — the docs' pages start their
-    own `./scripts/serve` on SQLite whatever the pass — so they too run once (`client_side`)."""
+    own `./scripts/serve` on SQLite whatever the pass — so they too run once (`client_side`).
+    Tests that drive Chromium (the `browser` fixture) are marked `browser`."""
     for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
         parts = item.path.parts
         if "tests" not in parts:
             continue

@@ -8,14 +8,10 @@ import re
 import threading
 from typing import Any
 
-import pytest
-
 from tests.approval_holds import HeldCall, decide, hold, pending_for
 from tests.console.conftest import Watched, axe_serious, shoot
 from tests.harness import KeybrakeThread, wait_for
 from tests.stripe_sdk import client, code_of
-
-pytestmark = pytest.mark.sqlite_only
 
 CHARGE_40: Any = {"amount": 4000, "currency": "usd", "source": "tok_visa"}  # $40
 

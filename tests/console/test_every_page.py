@@ -13,8 +13,6 @@ from keybrake.console.web import NAV
 from tests.console.conftest import Watched, axe_serious, shoot, sign_in
 from tests.harness import KeybrakeThread
 
-pytestmark = pytest.mark.sqlite_only
-
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["wide", "narrow"])
 def test_every_navigation_page_is_clean_usable_and_fits(

@@ -7,14 +7,11 @@ import time
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
 import stripe
 
 from tests.console.conftest import Watched, axe_serious, shoot, sign_in
 from tests.harness import KeybrakeThread
 from tests.stripe_sdk import client
-
-pytestmark = pytest.mark.sqlite_only  # the pages read through the store's roles, tested on both engines elsewhere
 
 
 def _refused(sc: stripe.StripeClient) -> int | None:

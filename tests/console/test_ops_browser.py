@@ -6,15 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.approval_holds import decide, hold
 from tests.console.conftest import Watched, axe_serious, shoot
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, free_port, wait_for
 from tests.stripe_sdk import client
-
-pytestmark = pytest.mark.sqlite_only
 
 NEW_SECRET = "sk_test_BROWSERrotated0123456789abcd"
 

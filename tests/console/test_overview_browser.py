@@ -6,14 +6,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
 from tests.approval_holds import decide, hold
 from tests.console.conftest import Watched, axe_serious, shoot
 from tests.console.overview_seed import seed
 from tests.harness import KeybrakeThread
-
-pytestmark = pytest.mark.sqlite_only  # the pages read through the store's roles, tested on both engines elsewhere
 
 
 def test_overview_and_spend_in_a_browser(web: Watched, ckb: KeybrakeThread) -> None:

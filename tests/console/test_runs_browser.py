@@ -15,7 +15,6 @@ from tests.console.conftest import Watched, axe_serious, shoot
 from tests.harness import KeybrakeThread
 from tests.stripe_sdk import client
 
-pytestmark = pytest.mark.sqlite_only
 RUN = "run-2am-7f3c"
 
 

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.console.conftest import Watched, axe_serious, shoot, sign_in
 from tests.harness import KeybrakeThread
-
-pytestmark = pytest.mark.sqlite_only  # the pages read through the store's roles, tested on both engines elsewhere
 
 
 def test_sign_in_and_out_in_a_browser(browser: Any, ckb: KeybrakeThread) -> None:
