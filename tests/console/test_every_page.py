@@ -35,6 +35,9 @@ def test_every_navigation_page_is_clean_usable_and_fits(
         assert w.page.evaluate("document.activeElement.textContent") == "Skip to content", href
         w.page.keyboard.press("Tab")
         assert w.page.evaluate("document.activeElement.getAttribute('href')") == "/console", href
+        if href == "/console/keys":  # the kill switch in view, without scrolling sideways, on any screen
+            box = w.page.get_by_role("link", name="Revoke").first.bounding_box()
+            assert box is not None and box["x"] + box["width"] <= width, (width, box)
         slug = href.removeprefix("/console").strip("/") or "overview"
         shoot(w.page, f"sweep-{width}-{slug}")
     assert w.errors == []

@@ -36,7 +36,7 @@ def test_the_fleet_shows_caps_last_call_and_filters(ckb: KeybrakeThread) -> None
         row = row[: row.index("</tr>")]
         assert re.search(r'<meter min="0" max="10" value="1"', row), row  # one request of 10 this hour
         assert "1 / 10" in row and "/ $5.00" in row
-        assert "UTC" in row.split("<td>")[-2]  # the last call's time (never for the idle key)
+        assert "UTC" in row.split('<td data-label="Last call">')[-1]  # the last call's time (never for the idle key)
         idle_row = r.text[r.text.index(f'href="/console/keys/{idle["id"]}"') :]
         assert "never" in idle_row[: idle_row.index("</tr>")] and "$0.00 / $2.50" in idle_row
         assert c.get("/console/keys", params={"vendor": "twilio"}).text.count("/console/keys/vk_") == 0

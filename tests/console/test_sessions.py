@@ -175,3 +175,19 @@ def test_a_self_refreshing_part_sends_the_page_to_sign_in_without_data(kba: Keyb
     assert r.headers["hx-redirect"] == "/console/sign-in?next=/console%3Fvendor%3Dstripe"
     r = httpx.get(f"{kba.admin_url}/console", headers={**headers, "HX-Current-URL": "https://evil.example/x"})
     assert r.headers["hx-redirect"] == "/console/sign-in?next=/console"  # never back to another site
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"admin_port": 18081}, "open http://127.0.0.1:18081/console"),
+        ({"admin_port": 9000, "admin_host": "::1"}, "open http://[::1]:9000/console"),
+        ({"admin_socket": Path("/run/kb.sock")}, "admin socket"),
+        ({}, "start Keybrake with --admin-port 8081"),
+    ],
+)
+def test_the_proxy_port_says_where_the_console_is(settings: dict[str, object], says: str) -> None:
+    from keybrake.app.asgi import console_elsewhere
+    from keybrake.config import Settings
+
+    assert says in console_elsewhere(Settings(data_dir=Path("/nonexistent"), **settings))  # type: ignore[arg-type]

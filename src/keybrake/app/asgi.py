@@ -60,10 +60,22 @@ _BOTH_LISTENERS = frozenset({"/healthz", "/readyz"})
 # not an admin route is an unprefixed vendor call, routed by its key's vendor (docs/sdk-stripe.md).
 _RESERVED_ROOTS = RESERVED_NAMES - {"v1"}
 _NO_ADMIN_ENDPOINT = error_body("not_found", "no such admin endpoint")
-CONSOLE_ELSEWHERE = (
-    "the web console is served on the admin listener only: start Keybrake with --admin-port 8081"
-    " (KEYBRAKE_ADMIN_PORT) and open http://127.0.0.1:8081/console"
-)
+
+
+def console_elsewhere(settings: Any) -> str:
+    """Where the web console is, for a request that asked for it on the proxy port."""
+    if settings.admin_socket is not None:
+        return "the web console is served on the admin listener only (this server's admin socket), not on this port"
+    if settings.admin_port:
+        host = settings.admin_host or "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"the web console is served on the admin listener only: open http://{host}:{settings.admin_port}/console"
+    if settings.admin_port == 0:
+        return "the web console is served on the admin listener only, not on this port"
+    return (
+        "the web console is served on the admin listener only: start Keybrake with --admin-port 8081"
+        " (KEYBRAKE_ADMIN_PORT) and open http://127.0.0.1:8081/console"
+    )
 
 
 def is_admin_path(path: str) -> bool:
@@ -168,7 +180,7 @@ class KeybrakeApp:
                 if role == "admin":
                     await self._admin(scope, receive, send)
                 else:
-                    await _send(send, _not_here(CONSOLE_ELSEWHERE))
+                    await _send(send, _not_here(console_elsewhere(self.rt.settings)))
             elif is_admin_path(path):
                 if role == "proxy" and path not in _BOTH_LISTENERS:
                     await _send(send, _not_here("the admin API is served on its own listener, not on this port"))
