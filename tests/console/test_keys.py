@@ -154,7 +154,7 @@ def test_the_tail_is_a_fragment_and_needs_a_session(ckb: KeybrakeThread) -> None
     assert r.headers["hx-redirect"] == f"/console/sign-in?next=/console/keys/{key['id']}" and r.text == ""
     with signed_in(ckb) as c:
         r = c.get(f"/console/keys/{key['id']}/tail")
-        assert r.status_code == 200 and r.text.startswith('<section id="tail"')
+        assert r.status_code == 200 and r.text.startswith('<div id="live"') and '<section id="tail"' in r.text
         assert "/v1/customers" in r.text and "allowed" in r.text and "<html" not in r.text
         assert c.get("/console/keys/vk_nope/tail").status_code == 404
         assert c.get("/console/keys/vk_nope").status_code == 404

@@ -98,6 +98,8 @@ def test_key_detail_patch_and_live_tail(web: Watched, ckb: KeybrakeThread) -> No
     while tail.locator("tbody tr").count() < 2 and time.monotonic() < deadline:
         p.wait_for_timeout(250)  # htmx reloads the section every 2 s; the page itself is not reloaded
     assert tail.locator("tbody tr").count() == 2
+    # the usage above the tail is live too: the hourly request counter moved without a reload
+    assert "2 / 60" in p.locator("#live").inner_text()
     assert p.evaluate("window.notReloaded") is True
     shoot(p, "key-detail")
     assert axe_serious(p) == []

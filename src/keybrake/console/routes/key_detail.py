@@ -89,12 +89,13 @@ async def key_page(request: Request, key_id: str, op: Annotated[Operator, Depend
 
 @router.get("/console/keys/{key_id}/tail")
 async def key_tail(request: Request, key_id: str, op: Annotated[Operator, Depends(operator)]) -> Response:
-    """The live audit tail section alone (htmx swaps it in every 2 s). Without a session no row
-    is sent: htmx's request is told to take the page to sign-in, any other GET is redirected there."""
+    """The live part alone — usage per window and the latest calls (htmx swaps it in every 2 s).
+    Without a session no row is sent: htmx's request is told to take the page to sign-in, any
+    other GET is redirected there."""
     rt = runtime(request)
-    await keys.get_record(rt, key_id)  # 404 for an unknown key
+    key = await keys.render(rt, await keys.get_record(rt, key_id))  # 404 for an unknown key
     rows = await tail_rows(rt, key_id)
-    return page(request, "key_tail.html", op, key={"id": key_id}, rows=rows)
+    return page(request, "key_live.html", op, key=key, bars=bars(key), rows=rows)
 
 
 @router.post("/console/keys/{key_id}/patch")
