@@ -94,6 +94,19 @@ def test_a_new_data_dir_is_said_out_loud(tmp_path: Path) -> None:
     assert "creating a new" not in log.read_text()
 
 
+def test_serve_names_the_web_console_on_the_admin_listener(tmp_path: Path) -> None:
+    log, admin = tmp_path / "serve.log", free_port()
+    proc = spawn_keybrake(tmp_path / "d", free_port(), env=ENV, log_path=log, args=("--admin-port", str(admin)))
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    assert f"web console: http://127.0.0.1:{admin}/console (sign in with an admin token)" in log.read_text()
+    log.write_text("")
+    proc = spawn_keybrake(tmp_path / "d", free_port(), env=ENV, log_path=log)  # one port: no console
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(20)
+    assert "web console" not in log.read_text()
+
+
 # Every command that reads the store, with the arguments it needs; a command with --data-dir
 # that is not here (and not below) fails the family test, so a new one must be added.
 STORE_COMMANDS: dict[str, list[str]] = {

@@ -117,6 +117,8 @@ async def _serve(settings: Settings, listeners: Listeners) -> None:
         for lst in listeners.all:
             logs.event(logging.getLogger("keybrake"), "listening", listener=lst.role, address=lst.address,
                        max_connections=lst.limit)  # fmt: skip
+            if lst.role == "admin" and lst.address.startswith("http"):
+                click.echo(f"web console: {lst.address}/console (sign in with an admin token)", err=True)
         server = KeybrakeServer(server_config(app, settings, listeners), on_stop=app.begin_stop)
         # Everything built so far (modules, the runtime, the app) lives as long as the process:
         # moved out of the collector's sight, a full collection no longer walks ~100k long-lived
