@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keybrake.admin.spend import report
-from keybrake.console.spend_days import SpendDays, by_day, by_label, by_vendor
+from keybrake.console.spend_days import Cell, SpendDays, by_day, by_label, by_vendor
 from keybrake.core.timefmt import DAY_MS
 from keybrake.runtime import Runtime
 from keybrake.store.base import AuditRow, AuditStore, Store
@@ -60,6 +60,10 @@ async def test_the_console_cells_fold_to_the_spend_reports(
     assert sum(c[5] for c in cells) == len(rows)
 
 
+def total(cells: list[Cell]) -> int:
+    return sum(c[3] for c in cells)
+
+
 class _Rt:
     def __init__(self, audit: AuditStore) -> None:
         self.audit_store = audit
@@ -74,7 +78,6 @@ async def test_closed_days_are_kept_and_refreshed_behind_the_page(
     yesterday = DAY0 + 10 * DAY_MS
     clock.ms = yesterday + DAY_MS + 3_600_000  # 01:00 the next day
     await _write(store, yesterday, [(0, 1000, "stripe", "a", "allowed", 1_000_000, "charge")])
-    total = lambda cells: sum(c[3] for c in cells)  # noqa: E731
     assert total(await days.cells(rt, yesterday)) == 1_000_000
     # a late change to a closed day is not read again while the kept copy is fresh…
     await _write(store, yesterday, [(0, 2000, "stripe", "a", "allowed", 500_000, "charge")])

@@ -10,6 +10,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from fastapi.responses import StreamingResponse
+
 from keybrake.admin.errors import ApiError
 from keybrake.core.audit_lines import EXPORT_FIELDS, MONEY_FIELDS, csv_cells, jsonl_line, render_approval
 from keybrake.core.money import to_json_number
@@ -149,3 +151,23 @@ async def export(store: AuditStore, q: AuditQuery, fmt: str) -> AsyncIterator[by
             return
         else:
             after, new_window = end, True
+
+
+async def export_answer(store: AuditStore, q: AuditQuery, fmt: str, filename: str) -> StreamingResponse:
+    """`export` as a download named `filename` (CSV or JSON Lines by `fmt`, one of FORMATS).
+
+    The first page is read before the 200 is sent: an error there is an ordinary error answer
+    (503 past the report timeout). A later page's error cuts the body (no final chunk), so a
+    download that failed midway is never silently short."""
+    rows = export(store, q, fmt)
+    first = await anext(rows, b"")
+
+    async def body() -> AsyncIterator[bytes]:
+        if first:
+            yield first
+        async for chunk in rows:
+            yield chunk
+
+    return StreamingResponse(
+        body(), media_type=FORMATS[fmt], headers={"content-disposition": f'attachment; filename="{filename}"'}
+    )

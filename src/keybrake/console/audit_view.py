@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from keybrake.admin.audit import FILTERS, FORMATS, export, query_from
+from keybrake.admin.audit import FILTERS, FORMATS, export_answer, query_from
 from keybrake.admin.errors import ApiError
 from keybrake.console.web import Operator, env, runtime
 from keybrake.core.timefmt import rfc3339
@@ -82,19 +81,7 @@ async def export_response(request: Request, op: Operator, q: AuditQuery, fmt: st
         raise ApiError(400, "invalid_request", "format must be csv or jsonl", "format")
     rt = runtime(request)
     event(log, "audit export", format=fmt, by=op.principal.id, via="console")
-    rows = export(rt.store, q, fmt)
-    first = await anext(rows, b"")
-
-    async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in rows:
-            yield chunk
-
-    name = attachment_name(stem, fmt)
-    return StreamingResponse(
-        body(), media_type=FORMATS[fmt], headers={"content-disposition": f'attachment; filename="{name}"'}
-    )
+    return await export_answer(rt.store, q, fmt, attachment_name(stem, fmt))
 
 
 def export_query(params: dict[str, str]) -> AuditQuery:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from keybrake.admin.audit import FILTERS, FORMATS, encode_cursor, export, query_from, render_row
+from keybrake.admin.audit import FILTERS, FORMATS, encode_cursor, export_answer, query_from, render_row
 from keybrake.admin.errors import ApiError, not_found
 from keybrake.admin.routes.common import Admin, Principal, Rt, errors
 from keybrake.admin.schemas import AuditRow, Page
@@ -80,22 +79,7 @@ async def audit_export(request: Request, rt: Runtime = Rt, who: Principal = Admi
         raise ApiError(400, "invalid_request", "format must be csv or jsonl", "format")
     q = query_from(params)
     event(log, "audit export", format=fmt, by=who.id)
-    rows = export(rt.store, q, fmt)
-    # The first page is read before the 200 is sent: an error there is an ordinary error
-    # answer (503 past the report timeout). A later page's error cuts the body (no final chunk).
-    first = await anext(rows, b"")
-
-    async def body() -> AsyncIterator[bytes]:
-        if first:
-            yield first
-        async for chunk in rows:
-            yield chunk
-
-    return StreamingResponse(
-        body(),
-        media_type=FORMATS[fmt],
-        headers={"content-disposition": f'attachment; filename="keybrake-audit.{fmt}"'},
-    )
+    return await export_answer(rt.store, q, fmt, f"keybrake-audit.{fmt}")
 
 
 @router.get("/{row_id}", response_model=AuditRow, responses=errors(404))
