@@ -77,12 +77,15 @@ async def sign_in(request: Request) -> Response:
 
 async def _sign_in_fields(request: Request) -> dict[str, str]:
     """The sign-in form's fields. Raises ApiError 403 for a form sent from another site (a login
-    CSRF: signing a browser in as someone else)."""
+    CSRF: signing a browser in as someone else), 400 for a body that is no sign-in form."""
     origin = request.headers.get("origin")
     if origin is not None and not same_origin(origin, request):
         raise ApiError(403, "csrf_failed", "the sign-in form was sent from another site")
     body = (await request.body()).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=10))
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=10))
+    except ValueError:  # more fields than the form has: input refused, not an internal error
+        raise ApiError(400, "invalid_request", "the sign-in form could not be read") from None
 
 
 @router.post("/console/sign-out")
