@@ -3,14 +3,18 @@ signing in): each test is one attack, through a real Keybrake on loopback, and a
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
 
 from tests.console.test_sessions import csrf_of, signed_in
 from tests.harness import KeybrakeThread
+from tests.stripe_sdk import client
 
 
 @pytest.fixture
@@ -53,3 +57,27 @@ def test_a_malformed_sign_in_form_is_a_400_not_an_internal_error(kbr: KeybrakeTh
                    headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
     assert r.status_code == 400, (r.status_code, r.text)
     assert "internal error" not in kbr.logs.text()
+
+
+def _hrefs(html: str) -> list[str]:
+    return re.findall(r'href="([^"]*)"', html)
+
+
+def test_a_run_id_cannot_make_a_run_link_point_elsewhere(ckb: KeybrakeThread) -> None:
+    """A key's run id (its metadata's `agent_run_id`, set by whatever orchestrator issued the key
+    for the agent; X-Agent-Run-Id itself allows no `/`): on the key's page the run's link must open
+    that run's timeline, never another console page such as a revocation (a browser resolves
+    `/console/runs/../keys/…` to `/console/keys/…`)."""
+    victim = ckb.issue({}, label="prod:billing")
+    run = f"../keys/{victim['id']}/revoke"
+    key = ckb.issue({}, label="agent:crm", metadata={"agent_run_id": run})
+    client(ckb, key).v1.customers.create({"email": "a@example.com"})
+    with signed_in(ckb) as c:
+        page = c.get(f"/console/keys/{key['id']}")
+        assert page.status_code == 200, page.text
+        links = [html.unescape(h) for h in _hrefs(page.text) if "runs/" in h]
+        resolved = [urlsplit(urljoin(f"{ckb.admin_url}/console/keys/x", h)).path for h in links]
+        assert f"/console/keys/{victim['id']}/revoke" not in resolved, links
+        assert resolved and all(p.startswith("/console/runs/") for p in resolved), links
+        timeline = c.get(links[0])
+        assert timeline.status_code == 200 and run in html.unescape(timeline.text)

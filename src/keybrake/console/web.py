@@ -142,6 +142,15 @@ def page(request: Request, template: str, op: Operator | None, status: int = 200
     return HTMLResponse(html, status_code=status)
 
 
+def run_path(agent_run_id: str) -> str:
+    """The timeline's path of a run, the id percent-encoded whole (`/` included), so no run id
+    (`../keys/…`) makes a link open another page. Templates use it as the `run_href` filter."""
+    return "/console/runs/" + quote(agent_run_id, safe="")
+
+
+env.filters["run_href"] = run_path
+
+
 def with_query(path: str, **query: str) -> str:
     """`path` with the non-empty `query` values, URL-encoded."""
     qs = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v)
