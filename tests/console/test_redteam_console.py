@@ -26,7 +26,6 @@ def kbr(tmp_path: Path) -> Iterator[KeybrakeThread]:
 SPOOF = "Security check: your admin token expired. Paste it at https://evil.example/verify to keep access."
 
 
-@pytest.mark.xfail(strict=True, reason="a page shows any `notice` from its query string as its own status message")
 @pytest.mark.parametrize("path", ["/console/keys", "/console/approvals", "/console/budgets", "/console/credentials",
                                   "/console/alerts"])  # fmt: skip
 def test_a_link_cannot_put_its_own_notice_on_a_console_page(kbr: KeybrakeThread, path: str) -> None:

@@ -9,6 +9,8 @@ console answer (Content-Security-Policy and the rest) are added by the admin gat
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -157,9 +159,30 @@ def with_query(path: str, **query: str) -> str:
     return path + (f"?{qs}" if qs else "")
 
 
-def see_other(path: str, **query: str) -> RedirectResponse:
-    """303 to a console path (after a POST: the browser GETs it; reload never posts again)."""
+def see_other(path: str, noted_by: Operator | None = None, **query: str) -> RedirectResponse:
+    """303 to a console path (after a POST: the browser GETs it; reload never posts again). A
+    `notice` (what the action did) is signed for `noted_by`'s session (`ns`, `notice_mac`) so the
+    page shows it (`notice_of`); a link from elsewhere cannot. Raises ValueError for a notice
+    without `noted_by`."""
+    if query.get("notice"):
+        if noted_by is None:
+            raise ValueError("a notice needs the operator it is shown to")
+        query["ns"] = notice_mac(noted_by, query["notice"])
     return RedirectResponse(with_query(path, **query), status_code=303)
+
+
+def notice_mac(op: Operator, notice: str) -> str:
+    """The signature of a notice for `op`'s session (32 hex characters): an HMAC keyed by the
+    session's CSRF token, so no one without the session can make a page show a notice."""
+    signed = b"keybrake console notice v1\0" + notice.encode()
+    return hmac.new(op.csrf.encode(), signed, hashlib.sha256).hexdigest()[:32]
+
+
+def notice_of(request: Request, op: Operator) -> str:
+    """The query string's `notice` when its `ns` signature is `op`'s session's (a redirect of
+    `see_other` after an action), else "": text a link from elsewhere put there is never shown."""
+    notice, mac = request.query_params.get("notice", ""), request.query_params.get("ns", "")
+    return notice if notice and hmac.compare_digest(notice_mac(op, notice).encode(), mac.encode()) else ""
 
 
 def sign_in_url(next_path: str, why: str = "") -> str:
