@@ -88,7 +88,7 @@ def test_a_run_id_cannot_make_a_run_link_point_elsewhere(ckb: KeybrakeThread) ->
 
 
 def _active(kb: KeybrakeThread, key_id: str) -> bool:
-    return kb.key(key_id)["status"] == "active"
+    return bool(kb.key(key_id)["status"] == "active")
 
 
 def test_cross_site_and_tokenless_revocations_change_nothing(ckb: KeybrakeThread) -> None:
