@@ -14,6 +14,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
+from keybrake.admin.sessions import csrf_token
 from tests.console.test_sessions import csrf_of, signed_in
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 from tests.stripe_sdk import client
@@ -164,3 +165,19 @@ def test_agent_text_in_the_export_opens_as_text_in_a_spreadsheet(ckb: KeybrakeTh
         cells = next(csv.DictReader(io.StringIO(r.text)))
         assert cells["idempotency_key"] == "'" + evil
         assert r.headers["content-disposition"] == 'attachment; filename="keybrake-audit.csv"'
+
+
+def test_a_second_session_cookie_cannot_stand_in_for_the_csrf_token(ckb: KeybrakeThread) -> None:
+    """Cookie tossing: any page on another port of the same host (same site for cookies) can add a
+    `keybrake_session` cookie of its own beside the operator's. The session the request is signed
+    in with and the CSRF token it is checked against must come from the same cookie: a token
+    computed from the planted value (known to whoever planted it) changes nothing."""
+    key = ckb.issue({}, label="victim")
+    with signed_in(ckb) as c:
+        real = c.cookies["keybrake_session"]
+        planted = "planted-by-another-port"
+        headers = {"cookie": f"keybrake_session={real}; keybrake_session={planted}"}
+        r = httpx.post(f"{ckb.admin_url}/console/keys/{key['id']}/revoke", headers=headers,
+                       data={"csrf_token": csrf_token(planted), "confirm": "yes"})  # fmt: skip
+        assert r.status_code in (401, 403), r.status_code
+        assert _active(ckb, key["id"])

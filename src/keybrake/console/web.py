@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.admin.errors import ApiError
-from keybrake.admin.sessions import COOKIE, SCOPE_SESSION_PROBLEM, csrf_token, csrf_valid
+from keybrake.admin.sessions import SCOPE_SESSION_PROBLEM, cookie_of, csrf_token, csrf_valid
 from keybrake.console.format import FILTERS
 from keybrake.runtime import Runtime
 
@@ -78,10 +78,18 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
+def session_cookie(request: Request) -> str:
+    """The session cookie's value exactly as the admin gate resolved it (`cookie_of`: the first
+    `keybrake_session` sent), "" without one. Every use (the session, its CSRF token, sign-out)
+    reads this one: a second cookie planted beside it (another port of the host can set one)
+    never supplies the CSRF token."""
+    return cookie_of(request.scope["headers"]) or ""
+
+
 async def operator(request: Request) -> Operator:
     """The signed-in operator (a FastAPI dependency). Raises SignInNeeded without a live session."""
     principal = request.scope.get(SCOPE_PRINCIPAL)
-    cookie = request.cookies.get(COOKIE)
+    cookie = session_cookie(request)
     if not isinstance(principal, Principal) or principal.via != "session" or not cookie:
         raise SignInNeeded(request.scope.get(SCOPE_SESSION_PROBLEM))
     before_read = getattr(request.app.state, "before_read", None)
@@ -125,7 +133,7 @@ async def posted(request: Request) -> Form:
             if name in fields:
                 raise ApiError(400, "invalid_request", f"the form field {name!r} was sent twice")
             fields[name] = value
-    if not csrf_valid(request.cookies.get(COOKIE, ""), fields.pop("csrf_token", None)):
+    if not csrf_valid(session_cookie(request), fields.pop("csrf_token", None)):
         raise ApiError(403, "csrf_failed", "the form's CSRF token is missing or wrong; reload the page and try again")
     return Form(fields, op)
 

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from keybrake.admin.errors import ApiError
 from keybrake.admin.gate import FAILURES_PER_MINUTE, client_address
 from keybrake.admin.sessions import COOKIE, end_session, open_session
-from keybrake.console.web import Form, page, posted, runtime, safe_next, same_origin, see_other
+from keybrake.console.web import Form, page, posted, runtime, safe_next, same_origin, see_other, session_cookie
 from keybrake.logs import event
 from keybrake.runtime import Runtime
 from keybrake.tokens import VAULT_PREFIX
@@ -92,7 +92,7 @@ async def _sign_in_fields(request: Request) -> dict[str, str]:
 async def sign_out(request: Request, form: Annotated[Form, Depends(posted)]) -> Response:
     """End the session (server side, at once) and clear the cookie."""
     rt = runtime(request)
-    await end_session(rt, request.cookies.get(COOKIE, ""))
+    await end_session(rt, session_cookie(request))
     event(log, "console sign-out", logging.INFO, session_id=form.op.principal.session_id)
     answer = see_other("/console/sign-in", why="signed_out")
     answer.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
