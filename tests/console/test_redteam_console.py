@@ -9,7 +9,7 @@ import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -181,3 +181,20 @@ def test_a_second_session_cookie_cannot_stand_in_for_the_csrf_token(ckb: Keybrak
                        data={"csrf_token": csrf_token(planted), "confirm": "yes"})  # fmt: skip
         assert r.status_code in (401, 403), r.status_code
         assert _active(ckb, key["id"])
+
+
+def test_what_an_agent_sends_is_inert_text_on_the_audit_key_and_run_pages(ckb: KeybrakeThread) -> None:
+    """Stored XSS / htmx attribute injection: a path, query, Idempotency-Key and run id the agent
+    chose (markup, an hx-get, a quote to leave an attribute) show as text on every page listing them."""
+    key = ckb.issue({}, label="agent:crm")
+    evil = "\"'><img src=x onerror=alert(1) hx-get=/console/sign-out hx-trigger=load>"
+    headers = {"authorization": f"Bearer {key['key']}", "idempotency-key": evil, "x-agent-run-id": "run-x1"}
+    httpx.post(f"{ckb.url}/stripe/v1/customers", params={"q": evil}, data={"email": evil}, headers=headers)
+    httpx.get(f"{ckb.url}/stripe/v1/customers/" + quote(evil, safe=""), headers=headers)
+    assert evil in [r["idempotency_key"] for r in ckb.audit(key_id=key["id"])]  # stored as sent
+    with signed_in(ckb) as c:
+        for path in ("/console/audit", f"/console/keys/{key['id']}", f"/console/keys/{key['id']}/tail",
+                     "/console/runs/run-x1", "/console"):  # fmt: skip
+            page = c.get(path)
+            assert page.status_code == 200, (path, page.text)
+            assert "<img" not in page.text and "hx-trigger=load" not in page.text.replace("&#34;", ""), path
