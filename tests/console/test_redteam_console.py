@@ -198,3 +198,24 @@ def test_what_an_agent_sends_is_inert_text_on_the_audit_key_and_run_pages(ckb: K
             page = c.get(path)
             assert page.status_code == 200, (path, page.text)
             assert "<img" not in page.text and "hx-trigger=load" not in page.text.replace("&#34;", ""), path
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a `;` or tab inside agent text starts a new cell in a spreadsheet whose list separator it is; the"
+    " leading-`'` rule protects only the start of a cell, and quoting the comma-separated cell does not help there",
+)
+def test_agent_text_cannot_start_a_cell_where_semicolons_separate(ckb: KeybrakeThread) -> None:
+    """CSV injection past the leading `'`: a spreadsheet set to a locale whose list separator is `;`
+    (much of Europe) splits an unquoted cell at each `;`, so `x;=cmd|' /C calc'!A0` would open as
+    a cell `=cmd|…`, a formula."""
+    key = ckb.issue({})
+    evil = "x;=cmd|' /C calc'!A0"
+    client(ckb, key).v1.customers.create({"email": "a@example.com"}, options={"idempotency_key": evil})
+    with signed_in(ckb) as c:
+        r = c.get("/console/audit/export", params={"key_id": key["id"], "format": "csv"})
+        assert r.status_code == 200
+    assert next(csv.DictReader(io.StringIO(r.text)))["idempotency_key"] == evil  # the value itself is kept
+    for sep in (";", "\t"):
+        for row in csv.reader(io.StringIO(r.text), delimiter=sep):
+            assert not [cell for cell in row if cell.startswith(("=", "+", "@"))], (sep, row)
