@@ -219,3 +219,21 @@ def test_agent_text_cannot_start_a_cell_where_semicolons_separate(ckb: KeybrakeT
     for sep in (";", "\t"):
         for row in csv.reader(io.StringIO(r.text), delimiter=sep):
             assert not [cell for cell in row if cell.startswith(("=", "+", "@"))], (sep, row)
+
+
+def test_a_planted_cookie_sent_first_does_not_sign_the_operator_out(ckb: KeybrakeThread) -> None:
+    """Cookie tossing as denial of service: a cookie planted with a longer path (`Path=/console/keys`)
+    is sent before the operator's own, on every page under it. The console must still find the
+    operator's live session (and check the CSRF token against it, not the planted one)."""
+    key = ckb.issue({}, label="victim")
+    with signed_in(ckb) as c:
+        real = c.cookies["keybrake_session"]
+    headers = {"cookie": f"keybrake_session=planted-by-another-port; keybrake_session={real}"}
+    page = httpx.get(f"{ckb.admin_url}/console/keys", headers=headers)
+    assert page.status_code == 200, page.headers
+    url = f"{ckb.admin_url}/console/keys/{key['id']}/revoke"
+    forged = {"csrf_token": csrf_token("planted-by-another-port"), "confirm": "yes"}
+    assert httpx.post(url, headers=headers, data=forged).status_code == 403
+    assert _active(ckb, key["id"])
+    assert httpx.post(url, headers=headers, data={"csrf_token": csrf_token(real), "confirm": "yes"}).status_code == 303
+    assert not _active(ckb, key["id"])

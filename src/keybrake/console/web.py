@@ -22,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.admin.errors import ApiError
-from keybrake.admin.sessions import SCOPE_SESSION_PROBLEM, cookie_of, csrf_token, csrf_valid
+from keybrake.admin.sessions import SCOPE_SESSION_COOKIE, SCOPE_SESSION_PROBLEM, csrf_token, csrf_valid
 from keybrake.console.format import FILTERS
 from keybrake.runtime import Runtime
 
@@ -79,11 +79,11 @@ def runtime(request: Request) -> Runtime:
 
 
 def session_cookie(request: Request) -> str:
-    """The session cookie's value exactly as the admin gate resolved it (`cookie_of`: the first
-    `keybrake_session` sent), "" without one. Every use (the session, its CSRF token, sign-out)
-    reads this one: a second cookie planted beside it (another port of the host can set one)
-    never supplies the CSRF token."""
-    return cookie_of(request.scope["headers"]) or ""
+    """The value of the session cookie the admin gate found live (of those sent), "" without one.
+    Every use (the session, its CSRF token, sign-out) reads this one: another cookie planted beside
+    it (another port of the host can set one) never supplies the CSRF token."""
+    value = request.scope.get(SCOPE_SESSION_COOKIE)
+    return value if isinstance(value, str) else ""
 
 
 async def operator(request: Request) -> Operator:
