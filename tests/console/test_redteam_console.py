@@ -237,3 +237,43 @@ def test_a_planted_cookie_sent_first_does_not_sign_the_operator_out(ckb: Keybrak
     assert _active(ckb, key["id"])
     assert httpx.post(url, headers=headers, data={"csrf_token": csrf_token(real), "confirm": "yes"}).status_code == 303
     assert not _active(ckb, key["id"])
+
+
+def test_no_secret_reaches_a_log_line_or_a_url(ckb: KeybrakeThread) -> None:
+    """Signing in (also with a wrong token and a vault key), pages, a revocation and sign-out:
+    the admin token, the vault key, the session cookie and its CSRF token are in no log line and
+    in no redirect's Location."""
+    key = ckb.issue({}, label="victim")
+    httpx.post(f"{ckb.admin_url}/console/sign-in", data={"token": key["key"]})
+    httpx.post(f"{ckb.admin_url}/console/sign-in", data={"token": ADMIN_TOKEN + "x"})
+    locations: list[str] = []
+    with signed_in(ckb) as c:
+        cookie = c.cookies["keybrake_session"]
+        csrf = csrf_of(c)
+        for path in ("/console/keys", f"/console/keys/{key['id']}", "/console/audit", "/console/approvals"):
+            assert c.get(path).status_code == 200
+        r = c.post(f"/console/keys/{key['id']}/revoke", data={"csrf_token": csrf, "confirm": "yes"})
+        locations.append(r.headers["location"])
+        r = c.post("/console/sign-out", data={"csrf_token": csrf})
+        locations.append(r.headers["location"])
+    text = ckb.logs.text() + "\n".join(locations)
+    for secret in (ADMIN_TOKEN, key["key"], cookie, csrf):
+        assert secret not in text
+
+
+def test_bulk_revocation_takes_the_label_prefix_literally(ckb: KeybrakeThread) -> None:
+    """`%`, `_` and `\\` in a label prefix are themselves (no SQL LIKE wildcard), case counts, and
+    a look-alike (Cyrillic `р`) is another prefix: the preview and the revocation both say so."""
+    keep = [ckb.issue({}, label=lab)["id"] for lab in ("prodXa", "Prod_a", "\u0440rod_a", "prod\\_a")]
+    hit = ckb.issue({}, label="prod_a")["id"]
+    wild = ckb.issue({}, label="%all")["id"]
+    with signed_in(ckb) as c:
+        csrf = csrf_of(c)
+        preview = c.post("/console/keys/bulk-revoke", data={"csrf_token": csrf, "label_prefix": "prod_"})
+        assert "This will revoke 1 active key." in preview.text and hit in preview.text
+        r = c.post("/console/keys/bulk-revoke", data={"csrf_token": csrf, "label_prefix": "prod_", "confirm": "yes"})
+        assert r.status_code == 303
+        r = c.post("/console/keys/bulk-revoke", data={"csrf_token": csrf, "label_prefix": "%", "confirm": "yes"})
+        assert r.status_code == 303
+    assert [_active(ckb, k) for k in keep] == [True] * 4
+    assert not _active(ckb, hit) and not _active(ckb, wild)
