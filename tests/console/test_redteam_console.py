@@ -277,3 +277,19 @@ def test_bulk_revocation_takes_the_label_prefix_literally(ckb: KeybrakeThread) -
         assert r.status_code == 303
     assert [_active(ckb, k) for k in keep] == [True] * 4
     assert not _active(ckb, hit) and not _active(ckb, wild)
+
+
+def test_applying_the_prefilled_patch_unchanged_changes_no_policy(ckb: KeybrakeThread) -> None:
+    """The key page's patch form starts from the key's own policy: sent as it is, it must leave
+    every cap and rule exactly as they were (no rounding that raises a cap, no rule dropped)."""
+    policy = {"daily_usd_cap": "0.000001", "total_usd_cap": 99,
+              "max_requests_per_hour": 7, "allowed_endpoints": ["POST /v1/customers"], "approval_above_usd": "0.5"}  # fmt: skip
+    key = ckb.issue(policy, label="agent:crm")
+    before = ckb.key(key["id"])["policy"]
+    with signed_in(ckb) as c:
+        page = c.get(f"/console/keys/{key['id']}").text
+        start = page.index(">", page.index('<textarea id="patch"')) + 1
+        text = html.unescape(page[start : page.index("</textarea>", start)])
+        r = c.post(f"/console/keys/{key['id']}/patch", data={"csrf_token": csrf_of(c), "patch": text})
+        assert r.status_code == 303, r.text
+    assert ckb.key(key["id"])["policy"] == before
