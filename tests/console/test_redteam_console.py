@@ -7,7 +7,9 @@ import csv
 import html
 import io
 import re
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -15,6 +17,7 @@ import httpx
 import pytest
 
 from keybrake.admin.sessions import csrf_token
+from tests.console.conftest import Watched
 from tests.console.test_sessions import csrf_of, signed_in
 from tests.harness import ADMIN_TOKEN, KeybrakeThread
 from tests.stripe_sdk import client
@@ -282,8 +285,8 @@ def test_bulk_revocation_takes_the_label_prefix_literally(ckb: KeybrakeThread) -
 def test_applying_the_prefilled_patch_unchanged_changes_no_policy(ckb: KeybrakeThread) -> None:
     """The key page's patch form starts from the key's own policy: sent as it is, it must leave
     every cap and rule exactly as they were (no rounding that raises a cap, no rule dropped)."""
-    policy = {"daily_usd_cap": "0.000001", "total_usd_cap": 99,
-              "max_requests_per_hour": 7, "allowed_endpoints": ["POST /v1/customers"], "approval_above_usd": "0.5"}  # fmt: skip
+    policy = {"daily_usd_cap": "0.000001", "total_usd_cap": 99, "max_requests_per_hour": 7,
+              "allowed_endpoints": ["POST /v1/customers"], "approval_above_usd": "0.5"}  # fmt: skip
     key = ckb.issue(policy, label="agent:crm")
     before = ckb.key(key["id"])["policy"]
     with signed_in(ckb) as c:
@@ -293,3 +296,41 @@ def test_applying_the_prefilled_patch_unchanged_changes_no_policy(ckb: KeybrakeT
         r = c.post(f"/console/keys/{key['id']}/patch", data={"csrf_token": csrf_of(c), "patch": text})
         assert r.status_code == 303, r.text
     assert ckb.key(key["id"])["policy"] == before
+
+
+def test_a_page_on_another_port_cannot_revoke_in_chromium(web: Watched, ckb: KeybrakeThread) -> None:
+    """The strongest cross-site position on a laptop: a hostile page served from another port of
+    127.0.0.1 (the same *site*, so the SameSite=Strict cookie is sent) plants a session cookie of
+    its own and auto-submits a revocation carrying the CSRF token of that planted cookie. Refused;
+    the key stays active, and the operator's session still works."""
+    key = ckb.issue({}, label="victim")
+    planted = "planted-by-another-port"
+    body = (
+        "<!doctype html><title>x</title><body>"
+        f'<form id="f" method="post" action="{ckb.admin_url}/console/keys/{key["id"]}/revoke">'
+        f'<input name="csrf_token" value="{csrf_token(planted)}"><input name="confirm" value="yes"></form>'
+        f"<script>document.cookie = 'keybrake_session={planted}; path=/console/keys';"
+        " document.getElementById('f').submit();</script>"
+    ).encode()
+
+    class Hostile(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        web.page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        web.page.wait_for_url(f"{ckb.admin_url}/console/keys/{key['id']}/revoke")  # the form was sent
+        assert "another site" in web.page.content()  # refused by its Origin (and by its token)
+        assert _active(ckb, key["id"])
+        web.page.goto(f"{ckb.admin_url}/console/keys")
+        assert web.page.url == f"{ckb.admin_url}/console/keys"  # still signed in
+    finally:
+        server.shutdown()
