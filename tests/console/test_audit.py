@@ -16,6 +16,7 @@ import pytest
 
 from keybrake.console.routes import audit as audit_route
 from keybrake.console.routes import runs as runs_route
+from keybrake.console.web import run_path
 from keybrake.core.audit_lines import EXPORT_FIELDS
 from tests.approval_holds import decide, hold
 from tests.console.test_sessions import signed_in
@@ -103,7 +104,7 @@ def test_exports_are_the_apis_columns_and_rows(ckb: KeybrakeThread) -> None:
         lines = c.get("/console/audit/export", params={"key_id": key["id"], "format": "jsonl"})
         assert lines.headers["content-disposition"] == 'attachment; filename="keybrake-audit.jsonl"'
         assert [json.loads(x)["key_id"] for x in lines.text.splitlines()] == [key["id"]] * 4
-        run = c.get(runs_route.run_path("run-exp/1") + "/export", params={"format": "jsonl"})
+        run = c.get(run_path("run-exp/1") + "/export", params={"format": "jsonl"})
         assert run.status_code == 200
         assert run.headers["content-disposition"] == 'attachment; filename="keybrake-run-run-exp_1.jsonl"'
         assert run.text == api.get("/v1/audit/export", params={"agent_run_id": "run-exp/1", "format": "jsonl"}).text
@@ -148,7 +149,7 @@ def test_a_held_calls_approval_state_and_agent_strings_are_shown_escaped(ckb: Ke
         found = c.get("/console/audit", params={"key_id": key["id"]})
         assert '<span class="state-approved">approved</span>' in found.text
         assert "ops:&lt;b&gt;agent&lt;/b&gt;" in found.text and "<b>agent</b>" not in found.text
-        run = c.get(runs_route.run_path("run-<held>"))
+        run = c.get(run_path("run-<held>"))
         assert run.status_code == 200 and "approval approved" in run.text
         assert "run-&lt;held&gt;" in run.text and "run-<held>" not in run.text
 

@@ -34,7 +34,14 @@ from typing import Any
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.admin.body_checks import has_lone_surrogate, has_nul
-from keybrake.admin.sessions import SCOPE_SESSION_PROBLEM, console_path, cookie_of, resolve, with_console_headers
+from keybrake.admin.sessions import (
+    SCOPE_SESSION_COOKIE,
+    SCOPE_SESSION_PROBLEM,
+    console_path,
+    cookies_of,
+    resolve,
+    with_console_headers,
+)
 from keybrake.core.approvals import decision_path_id
 from keybrake.core.errors import EnforcementUnavailable
 from keybrake.logs import event, redact
@@ -266,23 +273,27 @@ class AdminGate:
         return None
 
     async def _session(self, scope: Scope, send: Send) -> bool:
-        """A console request: the session cookie, if any, is resolved into the scope's Principal
-        (`via="session"`); the console's pages decide what a request without one gets (the sign-in
-        page). True when it was answered here (503: the store cannot say whether the session lives)."""
-        cookie = cookie_of(scope["headers"])
-        if cookie is None:
-            return False
-        try:
-            found = await resolve(self.rt, cookie)
-        except EnforcementUnavailable as exc:
-            event(log, "console request failed: store unavailable", logging.ERROR, error=str(exc))
-            await send_error(send, 503, "enforcement_unavailable", "the store is unavailable; nothing was changed",
-                             close=True)  # fmt: skip
-            return True
-        if found.session is not None and found.token is not None:
-            scope[SCOPE_PRINCIPAL] = Principal(found.token.id, "session", found.token, found.session.id)
-        else:
-            scope[SCOPE_SESSION_PROBLEM] = found.why
+        """A console request: the first of its session cookies that is a live session is resolved
+        into the scope's Principal (`via="session"`) and its value kept (SCOPE_SESSION_COOKIE: the
+        one the CSRF token is checked against); the console's pages decide what a request without
+        one gets (the sign-in page, saying why the first cookie is none). True when it was answered
+        here (503: the store cannot say whether the session lives)."""
+        why: str | None = None
+        for cookie in cookies_of(scope["headers"]):
+            try:
+                found = await resolve(self.rt, cookie)
+            except EnforcementUnavailable as exc:
+                event(log, "console request failed: store unavailable", logging.ERROR, error=str(exc))
+                await send_error(send, 503, "enforcement_unavailable", "the store is unavailable; nothing was changed",
+                                 close=True)  # fmt: skip
+                return True
+            if found.session is not None and found.token is not None:
+                scope[SCOPE_PRINCIPAL] = Principal(found.token.id, "session", found.token, found.session.id)
+                scope[SCOPE_SESSION_COOKIE] = cookie
+                return False
+            why = why or found.why
+        if why is not None:
+            scope[SCOPE_SESSION_PROBLEM] = why
         return False
 
     def _failure(self, scope: Scope, why: str, status: int, code: str, message: str) -> tuple[int, str, str]:

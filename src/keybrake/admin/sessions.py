@@ -24,6 +24,7 @@ from keybrake.tokens import new_id
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 COOKIE = "keybrake_session"
 SCOPE_SESSION_PROBLEM = "keybrake.console_session_problem"  # why a cookie sent is no live session
+SCOPE_SESSION_COOKIE = "keybrake.console_session_cookie"  # the cookie value of the live session found
 _CSRF_CONTEXT = b"keybrake console csrf v1"
 
 
@@ -79,16 +80,22 @@ def csrf_valid(cookie: str, sent: str | None) -> bool:
     return bool(sent) and hmac.compare_digest(csrf_token(cookie), str(sent))
 
 
-def cookie_of(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """The `keybrake_session` cookie's value from raw ASGI headers, or None."""
+MAX_SESSION_COOKIES = 4  # `keybrake_session` cookies of one request looked up, at most
+
+
+def cookies_of(headers: list[tuple[bytes, bytes]]) -> list[str]:
+    """The `keybrake_session` cookies' values from raw ASGI headers, in the order sent, at most
+    MAX_SESSION_COOKIES. A browser may send several: another port of the same host can set one
+    (ports do not separate cookies), and one with a longer path is sent first."""
+    out: list[str] = []
     for k, v in headers:
         if k != b"cookie":
             continue
         for part in v.decode("latin-1").split(";"):
             name, _, value = part.strip().partition("=")
-            if name == COOKIE and value:
-                return value
-    return None
+            if name == COOKIE and value and len(out) < MAX_SESSION_COOKIES:
+                out.append(value)
+    return out
 
 
 CONSOLE_PREFIX = "/console"

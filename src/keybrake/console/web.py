@@ -9,6 +9,8 @@ console answer (Content-Security-Policy and the rest) are added by the admin gat
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -20,7 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from keybrake.admin.auth import SCOPE_PRINCIPAL, Principal
 from keybrake.admin.errors import ApiError
-from keybrake.admin.sessions import COOKIE, SCOPE_SESSION_PROBLEM, csrf_token, csrf_valid
+from keybrake.admin.sessions import SCOPE_SESSION_COOKIE, SCOPE_SESSION_PROBLEM, csrf_token, csrf_valid
 from keybrake.console.format import FILTERS
 from keybrake.runtime import Runtime
 
@@ -76,10 +78,18 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
+def session_cookie(request: Request) -> str:
+    """The value of the session cookie the admin gate found live (of those sent), "" without one.
+    Every use (the session, its CSRF token, sign-out) reads this one: another cookie planted beside
+    it (another port of the host can set one) never supplies the CSRF token."""
+    value = request.scope.get(SCOPE_SESSION_COOKIE)
+    return value if isinstance(value, str) else ""
+
+
 async def operator(request: Request) -> Operator:
     """The signed-in operator (a FastAPI dependency). Raises SignInNeeded without a live session."""
     principal = request.scope.get(SCOPE_PRINCIPAL)
-    cookie = request.cookies.get(COOKIE)
+    cookie = session_cookie(request)
     if not isinstance(principal, Principal) or principal.via != "session" or not cookie:
         raise SignInNeeded(request.scope.get(SCOPE_SESSION_PROBLEM))
     before_read = getattr(request.app.state, "before_read", None)
@@ -123,7 +133,7 @@ async def posted(request: Request) -> Form:
             if name in fields:
                 raise ApiError(400, "invalid_request", f"the form field {name!r} was sent twice")
             fields[name] = value
-    if not csrf_valid(request.cookies.get(COOKIE, ""), fields.pop("csrf_token", None)):
+    if not csrf_valid(session_cookie(request), fields.pop("csrf_token", None)):
         raise ApiError(403, "csrf_failed", "the form's CSRF token is missing or wrong; reload the page and try again")
     return Form(fields, op)
 
@@ -142,15 +152,45 @@ def page(request: Request, template: str, op: Operator | None, status: int = 200
     return HTMLResponse(html, status_code=status)
 
 
+def run_path(agent_run_id: str) -> str:
+    """The timeline's path of a run, the id percent-encoded whole (`/` included), so no run id
+    (`../keys/…`) makes a link open another page. Templates use it as the `run_href` filter."""
+    return "/console/runs/" + quote(agent_run_id, safe="")
+
+
+env.filters["run_href"] = run_path
+
+
 def with_query(path: str, **query: str) -> str:
     """`path` with the non-empty `query` values, URL-encoded."""
     qs = "&".join(f"{k}={quote(v)}" for k, v in query.items() if v)
     return path + (f"?{qs}" if qs else "")
 
 
-def see_other(path: str, **query: str) -> RedirectResponse:
-    """303 to a console path (after a POST: the browser GETs it; reload never posts again)."""
+def see_other(path: str, noted_by: Operator | None = None, **query: str) -> RedirectResponse:
+    """303 to a console path (after a POST: the browser GETs it; reload never posts again). A
+    `notice` (what the action did) is signed for `noted_by`'s session (`ns`, `notice_mac`) so the
+    page shows it (`notice_of`); a link from elsewhere cannot. Raises ValueError for a notice
+    without `noted_by`."""
+    if query.get("notice"):
+        if noted_by is None:
+            raise ValueError("a notice needs the operator it is shown to")
+        query["ns"] = notice_mac(noted_by, query["notice"])
     return RedirectResponse(with_query(path, **query), status_code=303)
+
+
+def notice_mac(op: Operator, notice: str) -> str:
+    """The signature of a notice for `op`'s session (32 hex characters): an HMAC keyed by the
+    session's CSRF token, so no one without the session can make a page show a notice."""
+    signed = b"keybrake console notice v1\0" + notice.encode()
+    return hmac.new(op.csrf.encode(), signed, hashlib.sha256).hexdigest()[:32]
+
+
+def notice_of(request: Request, op: Operator) -> str:
+    """The query string's `notice` when its `ns` signature is `op`'s session's (a redirect of
+    `see_other` after an action), else "": text a link from elsewhere put there is never shown."""
+    notice, mac = request.query_params.get("notice", ""), request.query_params.get("ns", "")
+    return notice if notice and hmac.compare_digest(notice_mac(op, notice).encode(), mac.encode()) else ""
 
 
 def sign_in_url(next_path: str, why: str = "") -> str:

@@ -19,7 +19,7 @@ from keybrake.admin import alerts as alert_ops
 from keybrake.admin.audit import decode_cursor, encode_cursor
 from keybrake.admin.errors import ApiError
 from keybrake.console.ops_forms import optional, validated
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, notice_of, operator, page, posted, runtime, see_other
 from keybrake.jobs.alerts import DEFAULT_THRESHOLDS, EVENTS
 from keybrake.logs import event
 
@@ -35,7 +35,7 @@ async def alerts_page(
     request: Request, op: Annotated[Operator, Depends(operator)], state: str = "", cursor: str = ""
 ) -> Response:
     """Destinations, the form to add one, and one page of deliveries (`state`, `cursor`)."""
-    return await _render(request, op, state=state, cursor=cursor, notice=request.query_params.get("notice", ""))
+    return await _render(request, op, state=state, cursor=cursor, notice=notice_of(request, op))
 
 
 async def _render(
@@ -120,7 +120,7 @@ async def create_alert(request: Request, form: Annotated[Form, Depends(posted)])
     notice = f"Added {out['type']} destination {out['id']} ({out['url']}). {warned}".strip()
     if out["type"] == "webhook":
         return page(request, "alerts_created.html", form.op, title="Destination added", notice=notice, dest=out)
-    return see_other(PATH, notice=notice)
+    return see_other(PATH, form.op, notice=notice)
 
 
 @router.post(PATH + "/{alert_id}/delete")
@@ -135,4 +135,4 @@ async def delete_alert(request: Request, alert_id: str, form: Annotated[Form, De
         raise ApiError(404, "not_found", f"alert {alert_id!r} not found")
     out = await alert_ops.delete(rt, alert_id)
     event(log, "alert destination deleted", alert_id=alert_id, by=form.op.principal.id)
-    return see_other(PATH, notice=f"Deleted destination {alert_id} ({out['url']}): it gets no more alerts.")
+    return see_other(PATH, form.op, notice=f"Deleted destination {alert_id} ({out['url']}): it gets no more alerts.")

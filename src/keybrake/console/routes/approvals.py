@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from keybrake.admin import approvals as approval_ops
 from keybrake.admin.errors import ApiError
 from keybrake.console.ops_forms import optional, validated
-from keybrake.console.web import Form, Operator, SignInNeeded, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, SignInNeeded, notice_of, operator, page, posted, runtime, see_other
 
 router = APIRouter(include_in_schema=False)
 PATH = "/console/approvals"
@@ -48,7 +48,7 @@ async def approvals_page(
     request: Request, op: Annotated[Operator, Depends(operator)], state: str = "", cursor: str = ""
 ) -> Response:
     """The inbox: pending approvals, then the recent decided ones (`state` filter, `cursor` paging)."""
-    return await _render(request, op, state=state, cursor=cursor, notice=request.query_params.get("notice", ""))
+    return await _render(request, op, state=state, cursor=cursor, notice=notice_of(request, op))
 
 
 @router.get(PATH + "/pending")
@@ -131,7 +131,7 @@ async def approve(request: Request, approval_id: str, form: Annotated[Form, Depe
         return await _refused(request, form.op, exc, kept)
     _wake(request, approval_id)
     granted = f"; the rest of its run may reserve up to ${out['grant_run_usd']} without asking" if grant else ""
-    return see_other(PATH, notice=f"Approved {approval_id}: the held call goes now{granted}.")
+    return see_other(PATH, form.op, notice=f"Approved {approval_id}: the held call goes now{granted}.")
 
 
 @router.post(PATH + "/{approval_id}/deny")
@@ -147,7 +147,7 @@ async def deny(request: Request, approval_id: str, form: Annotated[Form, Depends
     except ApiError as exc:
         return await _refused(request, form.op, exc, kept)
     _wake(request, approval_id)
-    return see_other(PATH, notice=f"Denied {approval_id}: the agent gets approval_denied with your reason.")
+    return see_other(PATH, form.op, notice=f"Denied {approval_id}: the agent gets approval_denied with your reason.")
 
 
 async def _refused(request: Request, op: Operator, exc: ApiError, kept: dict[str, str]) -> Response:

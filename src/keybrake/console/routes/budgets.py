@@ -17,7 +17,7 @@ from keybrake.admin import budgets
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import BudgetIn
 from keybrake.console.ops_forms import count, optional, validated
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, notice_of, operator, page, posted, runtime, see_other
 from keybrake.logs import event
 
 log = logging.getLogger("keybrake.console")
@@ -43,7 +43,7 @@ COUNTERS = {
 @router.get(PATH)
 async def budgets_page(request: Request, op: Annotated[Operator, Depends(operator)]) -> Response:
     """Every budget with its usage, and the form to create one."""
-    return await _render(request, op, notice=request.query_params.get("notice", ""))
+    return await _render(request, op, notice=notice_of(request, op))
 
 
 async def _render(
@@ -96,7 +96,7 @@ async def create_budget(request: Request, form: Annotated[Form, Depends(posted)]
         return await _render(request, form.op, status=exc.status, problem=exc.message, **kept)
     event(log, "budget created", budget_id=out["id"], by=form.op.principal.id)
     warned = " ".join(f"Warning: {w}." for w in out.get("warnings", []))
-    return see_other(PATH, notice=f"Created budget {out['name']} ({out['id']}). {warned}".strip())
+    return see_other(PATH, form.op, notice=f"Created budget {out['name']} ({out['id']}). {warned}".strip())
 
 
 @router.post(PATH + "/{budget_id}/delete")
@@ -109,4 +109,4 @@ async def delete_budget(request: Request, budget_id: str, form: Annotated[Form, 
         return page(request, "budgets_delete.html", form.op, title="Delete budget", budget=budget)
     out = await budgets.delete(rt, budget_id)
     event(log, "budget deleted", budget_id=budget_id, by=form.op.principal.id)
-    return see_other(PATH, notice=f"Deleted budget {out['name']} ({budget_id}): its caps no longer apply.")
+    return see_other(PATH, form.op, notice=f"Deleted budget {out['name']} ({budget_id}): its caps no longer apply.")

@@ -21,7 +21,7 @@ from keybrake.admin import credentials
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import RotateIn
 from keybrake.console.ops_forms import optional, validated
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, notice_of, operator, page, posted, runtime, see_other
 from keybrake.logs import event
 
 log = logging.getLogger("keybrake.console")
@@ -36,7 +36,7 @@ async def credentials_page(request: Request, op: Annotated[Operator, Depends(ope
     """Every credential, with its active keys."""
     rt = runtime(request)
     rows = [await credentials.render(rt, c) for c in await rt.credential_store.list_credentials()]
-    notice = request.query_params.get("notice", "")
+    notice = notice_of(request, op)
     return page(request, "credentials.html", op, title="Credentials", credentials=rows, notice=notice)
 
 
@@ -88,7 +88,9 @@ async def rotate(request: Request, name: str, form: Annotated[Form, Depends(post
     event(log, "credential rotated", credential=name, by=form.op.principal.id)
     keys = out["active_keys"]
     return see_other(
-        PATH, notice=f"Rotated credential {name}: its {keys} active keys use the new secret from their next request."
+        PATH,
+        form.op,
+        notice=f"Rotated credential {name}: its {keys} active keys use the new secret from their next request.",
     )
 
 
@@ -109,7 +111,7 @@ async def delete(request: Request, name: str, form: Annotated[Form, Depends(post
             return _delete_form(request, form.op, cred, status=409, problem=exc.message, revoke=revoke)
         event(log, "credential deleted", credential=name, by=form.op.principal.id)
         revoked = f"; {out['revoked_keys']} keys revoked" if out["revoked_keys"] else ""
-        return see_other(PATH, notice=f"Deleted credential {name}{revoked}.")
+        return see_other(PATH, form.op, notice=f"Deleted credential {name}{revoked}.")
     return _delete_form(request, form.op, cred)
 
 

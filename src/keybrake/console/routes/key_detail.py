@@ -20,7 +20,7 @@ from keybrake.admin import keys
 from keybrake.admin.errors import ApiError
 from keybrake.console.format import usd
 from keybrake.console.routes.keys import bars
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, notice_of, operator, page, posted, runtime, see_other
 from keybrake.core.policy import USD_FIELDS
 from keybrake.logs import event
 from keybrake.runtime import Runtime
@@ -76,7 +76,7 @@ async def _detail(request: Request, op: Operator, key_id: str, status: int = 200
     named = [key.get("agent_run_id") or key["metadata"].get("agent_run_id"), *(r["agent_run_id"] for r in rows)]
     runs = list(dict.fromkeys(str(r) for r in named if r))
     ctx.setdefault("patch_text", patch_example(key))
-    ctx.setdefault("notice", request.query_params.get("notice", ""))
+    ctx.setdefault("notice", notice_of(request, op))
     return page(request, "key_detail.html", op, status=status, title=f"Key {key_id}", key=key, bars=bars(key),
                 policy=policy_rows(key, fields), rows=rows, runs=runs, **ctx)  # fmt: skip
 
@@ -123,4 +123,4 @@ async def key_patch(request: Request, key_id: str, form: Annotated[Form, Depends
         return await _detail(request, form.op, key_id, status=status, problem=problem, patch_text=text)
     event(log, "key changed", key_id=key_id, by=form.op.principal.id)
     note = "Key changed." + "".join(f" Note: {w}." for w in out["warnings"])
-    return see_other(f"/console/keys/{key_id}", notice=note)
+    return see_other(f"/console/keys/{key_id}", form.op, notice=note)

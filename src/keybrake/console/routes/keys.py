@@ -18,7 +18,7 @@ from keybrake.admin import keys
 from keybrake.admin.audit import decode_cursor, encode_cursor
 from keybrake.admin.errors import ApiError
 from keybrake.admin.models import BulkRevokeIn
-from keybrake.console.web import Form, Operator, operator, page, posted, runtime, see_other
+from keybrake.console.web import Form, Operator, notice_of, operator, page, posted, runtime, see_other
 from keybrake.core.caps import KEY_CAPS
 from keybrake.jobs.alerts import Alerts
 from keybrake.logs import event
@@ -94,7 +94,7 @@ async def keys_page(
     return page(request, "keys.html", op, title="Keys", keys=rows, bars=bars, last=last, filters=filters,
                 vendors=sorted(rt.vendors), statuses=STATUSES, next_cursor=next_cursor, first_page=not cursor,
                 bulk={"label_prefix": "", "vendor": "", "reason": ""},
-                notice=request.query_params.get("notice", ""))  # fmt: skip
+                notice=notice_of(request, op))  # fmt: skip
 
 
 def _back(key_id: str, value: str) -> str:
@@ -134,7 +134,7 @@ async def revoke(request: Request, key_id: str, form: Annotated[Form, Depends(po
     if sender is not None:
         sender.key_revoked(await keys.get_record(rt, key_id))
     name = f"{key_id} ({out['label']})" if out["label"] else key_id
-    return see_other(back, notice=f"Key {name} is revoked: its next call is refused.")
+    return see_other(back, form.op, notice=f"Key {name} is revoked: its next call is refused.")
 
 
 def _bulk_body(form: Form) -> tuple[dict[str, str], BulkRevokeIn | None, str]:
@@ -182,4 +182,4 @@ async def bulk_revoke(request: Request, form: Annotated[Form, Depends(posted)]) 
     note = f"Revoked {n} key{'s' if n != 1 else ''}: their next calls are refused."
     if shown.isdigit() and int(shown) != n:
         note += f" The confirmation showed {shown}: keys were issued, revoked or changed meanwhile."
-    return see_other("/console/keys", notice=note)
+    return see_other("/console/keys", form.op, notice=note)

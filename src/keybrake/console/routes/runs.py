@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -20,7 +20,7 @@ from fastapi.responses import Response
 from keybrake.admin.audit import decode_cursor, encode_cursor
 from keybrake.admin.errors import ApiError
 from keybrake.console.audit_view import export_response, typed
-from keybrake.console.web import Operator, operator, page, runtime, see_other
+from keybrake.console.web import Operator, operator, page, run_path, runtime, see_other
 from keybrake.store.base import AuditQuery
 
 router = APIRouter(include_in_schema=False)
@@ -28,11 +28,6 @@ PAGE = 500  # calls per timeline page
 RECENT_WINDOW = 2_000  # latest audit rows the recent-runs list looks at
 RECENT_RUNS = 20
 MAX_RUN_ID = 128  # the audit column's width
-
-
-def run_path(agent_run_id: str) -> str:
-    """The timeline's path of a run (the id percent-encoded, `/` included)."""
-    return "/console/runs/" + quote(agent_run_id, safe="")
 
 
 @router.get("/console/runs")

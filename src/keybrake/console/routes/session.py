@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from keybrake.admin.errors import ApiError
 from keybrake.admin.gate import FAILURES_PER_MINUTE, client_address
 from keybrake.admin.sessions import COOKIE, end_session, open_session
-from keybrake.console.web import Form, page, posted, runtime, safe_next, same_origin, see_other
+from keybrake.console.web import Form, page, posted, runtime, safe_next, same_origin, see_other, session_cookie
 from keybrake.logs import event
 from keybrake.runtime import Runtime
 from keybrake.tokens import VAULT_PREFIX
@@ -77,19 +77,22 @@ async def sign_in(request: Request) -> Response:
 
 async def _sign_in_fields(request: Request) -> dict[str, str]:
     """The sign-in form's fields. Raises ApiError 403 for a form sent from another site (a login
-    CSRF: signing a browser in as someone else)."""
+    CSRF: signing a browser in as someone else), 400 for a body that is no sign-in form."""
     origin = request.headers.get("origin")
     if origin is not None and not same_origin(origin, request):
         raise ApiError(403, "csrf_failed", "the sign-in form was sent from another site")
     body = (await request.body()).decode("utf-8", "replace")
-    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=10))
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=10))
+    except ValueError:  # more fields than the form has: input refused, not an internal error
+        raise ApiError(400, "invalid_request", "the sign-in form could not be read") from None
 
 
 @router.post("/console/sign-out")
 async def sign_out(request: Request, form: Annotated[Form, Depends(posted)]) -> Response:
     """End the session (server side, at once) and clear the cookie."""
     rt = runtime(request)
-    await end_session(rt, request.cookies.get(COOKIE, ""))
+    await end_session(rt, session_cookie(request))
     event(log, "console sign-out", logging.INFO, session_id=form.op.principal.session_id)
     answer = see_other("/console/sign-in", why="signed_out")
     answer.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
