@@ -191,3 +191,12 @@ def test_the_proxy_port_says_where_the_console_is(settings: dict[str, object], s
     from keybrake.config import Settings
 
     assert says in console_elsewhere(Settings(data_dir=Path("/nonexistent"), **settings))  # type: ignore[arg-type]
+
+
+def test_the_cookie_is_secure_behind_an_https_public_url(tmp_path: Path) -> None:
+    """Behind a TLS proxy whose forwarded headers are not trusted, the request looks like plain
+    HTTP: an https KEYBRAKE_PUBLIC_URL still makes the cookie Secure."""
+    with KeybrakeThread(tmp_path / "d", admin_port=0, public_url="https://keybrake.example.com") as kb:
+        r = httpx.post(f"{kb.admin_url}/console/sign-in", data={"token": ADMIN_TOKEN})
+        assert r.status_code == 303
+        assert "secure" in {f.strip().lower() for f in r.headers["set-cookie"].split(";")}

@@ -70,9 +70,17 @@ async def sign_in(request: Request) -> Response:
     answer = see_other(nxt)
     answer.set_cookie(
         COOKIE, cookie, max_age=rt.settings.console_session_s, path="/console", httponly=True, samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure_cookie(request, rt),
     )  # fmt: skip
     return answer
+
+
+def secure_cookie(request: Request, rt: Runtime) -> bool:
+    """The cookie is `Secure` when the console was reached over HTTPS: this request's scheme (Keybrake's
+    own TLS, or a trusted proxy's forwarded one), or an https KEYBRAKE_PUBLIC_URL (a TLS proxy in
+    front whose forwarded headers are not trusted)."""
+    public = rt.settings.public_url or ""
+    return request.url.scheme == "https" or public.startswith("https://")
 
 
 async def _sign_in_fields(request: Request) -> dict[str, str]:
