@@ -136,7 +136,10 @@ def test_a_link_shows_a_page_on_get_and_decides_once_on_post(
     call, text, links, key = hold(kbl, slack, "a@example.com")
     aid = approval_id(links["approve"])
     assert "*Amount:*" in text and "`/v1/customers`" in text and "`run-7`" in text and key["id"] in text
-    (sent,) = [x.json for x in hook.fake.requests if (x.json or {}).get("type") == "approval.requested"]
+    # Slack's and the webhook's deliveries are separate: the webhook's may land a moment after Slack's.
+    (sent,) = wait_for(
+        lambda: [x.json for x in hook.fake.requests if (x.json or {}).get("type") == "approval.requested"], timeout=20
+    )
     assert sent["data"]["links"] == {k: PUBLIC + v[len(kbl.admin_url) :] for k, v in links.items()}
     page = httpx.get(links["approve"])  # what a chat unfurler or a mail scanner does: decides nothing
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")

@@ -42,3 +42,18 @@ def test_every_navigation_page_is_clean_usable_and_fits(
         shoot(w.page, f"sweep-{width}-{slug}")
     assert w.errors == []
     context.close()
+
+
+def test_every_scrolling_table_box_is_reachable_by_keyboard_and_named() -> None:
+    """A table box that scrolls sideways (any, once its rows are long enough or the screen narrow)
+    is focusable and named, so a keyboard can scroll it (axe-core's scrollable-region-focusable)."""
+    import re
+    from importlib.resources import files
+
+    found = 0
+    for template in (files("keybrake.console") / "templates").iterdir():
+        for tag in re.findall(r'<div class="table-wrap"[^>]*>', template.read_text()):
+            found += 1
+            assert 'tabindex="0"' in tag and 'role="region"' in tag, (template.name, tag)
+            assert "aria-label=" in tag or "aria-labelledby=" in tag, (template.name, tag)
+    assert found >= 15
