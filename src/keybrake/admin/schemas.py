@@ -242,7 +242,9 @@ class Approval(Out):
     created_at: Timestamp
     expires_at: Timestamp = Field(description="when the hold ends (`approval_timeout`) unless decided")
     decided_at: Timestamp | None
-    decided_by: str | None = Field(description="the admin token id (adm_…), `cli:<user>`, or keybrake")
+    decided_by: str | None = Field(
+        description="the admin token id (adm_…), `console:adm_…` (web console), `cli:<user>`, `slack-link` or keybrake"
+    )
     reason: str | None
     grant_run_usd: Usd | None = Field(description="what the approval granted the rest of the run")
     audit_id: str
