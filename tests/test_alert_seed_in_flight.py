@@ -21,7 +21,10 @@ DECLINED = {"error": {"type": "card_error", "code": "card_declined", "message": 
 def test_a_released_reservation_at_creation_does_not_swallow_a_later_real_crossing(
     tmp_path: Path, fake_stripe: FakeStripe, hook: ReceiverThread
 ) -> None:
-    with KeybrakeThread(tmp_path / "d", **FAST) as kb:
+    # Scans count held money too (an 80 % alert while $9 is reserved is by design): the scan must
+    # not run between the destination's creation and the release, so scans here are 2 s apart,
+    # not FAST's 0.1 s (a busy machine stretched that gap past 0.1 s).
+    with KeybrakeThread(tmp_path / "d", **{**FAST, "alert_interval_s": 2.0}) as kb:
         kb.add_credential(fake_stripe.base_url)
         key = kb.issue({"daily_usd_cap": 10})
         fake_stripe.hang = threading.Event()
@@ -39,7 +42,7 @@ def test_a_released_reservation_at_creation_does_not_swallow_a_later_real_crossi
         t.join(30)
         assert answers == [402]  # declined: the $9 is released, nothing was spent
         fake_stripe.hang = None
-        time.sleep(0.5)
+        time.sleep(2.5)  # at least one scan after the release
         assert posts(hook.fake, "cap.threshold") == []
         assert charge(kb, key, 900) == 200  # now $9 of $10 is really spent: 50 % and 80 % crossed
         got = wait_for(lambda: [e for e in posts(hook.fake, "cap.threshold") if e.json["data"]["threshold_pct"] == 80])
