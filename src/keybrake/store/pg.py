@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,7 +107,13 @@ class PostgresStore(PGSettleQueries, SQLStore):
         opts = options or PGOptions()
         self.options = opts
         self.where = redact_url(url)
-        conninfo = _conninfo(url, opts, statement_timeout_ms=opts.statement_timeout_ms)
+        # Sessions are named `keybrake-<8 hex>`, one name per store: ending a lost connection's
+        # session (`_end_session`) matches that name as well as the pid, so a pid the server has
+        # given since to another Keybrake's session (another replica, another install) is never hit.
+        self._session_tag = "-" + secrets.token_hex(4)
+        conninfo = _conninfo(
+            url, opts, statement_timeout_ms=opts.statement_timeout_ms, application_suffix=self._session_tag
+        )
         self._conninfo = conninfo  # for ending a lost connection's server session (`_end_session`)
         self._pool = _open_pool(conninfo, min(2, opts.pool_size), opts.pool_size, opts.pool_timeout_s, "keybrake")
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
@@ -246,7 +253,11 @@ class PostgresStore(PGSettleQueries, SQLStore):
 
     def _open_reports(self, url: str, opts: PGOptions) -> None:
         conninfo = _conninfo(
-            url, opts, statement_timeout_ms=opts.report_timeout_ms, read_only=True, application_suffix="-reports"
+            url,
+            opts,
+            statement_timeout_ms=opts.report_timeout_ms,
+            read_only=True,
+            application_suffix=self._session_tag + "-reports",
         )
         self._report_pool = _open_pool(conninfo, 0, opts.report_pool_size, opts.pool_timeout_s, "keybrake-reports")
         self._report_executor = ThreadPoolExecutor(
