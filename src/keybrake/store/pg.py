@@ -5,18 +5,15 @@ threads, each holding a pooled connection for the length of one store call, so t
 never waits on the network and no two calls share a connection.
 
 - Exactness across replicas: a reservation is one transaction whose guarded multi-row UPSERT is
-  re-evaluated by PostgreSQL on the latest committed counter (READ COMMITTED re-checks the
-  `WHERE` after waiting on a row lock), so concurrent requests on any replica cannot overshoot;
-  counters are locked in one order, and a deadlock or serialization failure (never expected)
-  rolls back and is retried whole.
-- Revokes and PATCHes: the key's status, expiry and policy version are read in the reservation
+  re-evaluated on the latest committed counter (READ COMMITTED re-checks the `WHERE` after a row
+  lock), so no replica overshoots; counters lock in one order; a deadlock is retried whole.
+- Revokes and PATCHes: key status, expiry and policy version are read in the reservation
   transaction; nothing about a key is cached across requests (docs/scale-out.md).
 - Clock: windows and expiry use the database's clock, read in the reservation's first statement;
   `now_ms()` (audit timestamps, admin answers) is the host clock corrected by the offset to the
   database's, measured at start and at every heartbeat.
-- Durability: every transaction commits with `synchronous_commit=on`, settlements too: an
-  asynchronous commit lost in a database crash would leave a live replica's row `in_flight`
-  with nothing left to settle it. Settlements are batched, so the flush is shared.
+- Durability: every transaction commits with `synchronous_commit=on`, settlements too (a lost
+  asynchronous commit would leave a row `in_flight` for good); settlements are batched.
 - Reports (`@report`: audit pages, exports, spend) run on a pool of their own
   (`report_pool_size` connections, read-only, `statement_timeout = report_timeout_ms`) and
   worker threads of their own: a slow or all-day report never takes a connection or a thread
@@ -35,8 +32,9 @@ never waits on the network and no two calls share a connection.
   locks within `idle_tx_timeout_ms`), and a watchdog that shuts the socket of any call running
   past `statement_timeout_ms` + WATCHDOG_GRACE_S (the server would have answered by then; COMMIT
   is timed too), so a worker thread is never stuck on a connection that stopped carrying bytes.
-  A lost connection's server session is terminated and waited for (`_end_session`) before the
-  call ends, so a caller that then reads the row sees the transaction's final outcome.
+  A lost connection's server session is terminated and waited for (`_end_session`, matching its
+  pid and this store's session name `keybrake-<8 hex>`, so no other Keybrake's session is hit)
+  before the call ends, so a caller that then reads the row sees the transaction's final outcome.
 """
 
 from __future__ import annotations
@@ -107,15 +105,9 @@ class PostgresStore(PGSettleQueries, SQLStore):
         opts = options or PGOptions()
         self.options = opts
         self.where = redact_url(url)
-        # Sessions are named `keybrake-<8 hex>`, one name per store: ending a lost connection's
-        # session (`_end_session`) matches that name as well as the pid, so a pid the server has
-        # given since to another Keybrake's session (another replica, another install) is never hit.
-        self._session_tag = "-" + secrets.token_hex(4)
-        conninfo = _conninfo(
-            url, opts, statement_timeout_ms=opts.statement_timeout_ms, application_suffix=self._session_tag
-        )
-        self._conninfo = conninfo  # for ending a lost connection's server session (`_end_session`)
-        self._pool = _open_pool(conninfo, min(2, opts.pool_size), opts.pool_size, opts.pool_timeout_s, "keybrake")
+        self._tag = tag = "-" + secrets.token_hex(4)  # sessions `keybrake-<8 hex>`: see `_end_session`
+        self._conninfo = _conninfo(url, opts, statement_timeout_ms=opts.statement_timeout_ms, application_suffix=tag)
+        self._pool = _open_pool(self._conninfo, min(2, opts.pool_size), opts.pool_size, opts.pool_timeout_s, "keybrake")
         self._executor = ThreadPoolExecutor(max_workers=opts.pool_size, thread_name_prefix="keybrake-pg")
         # One slot per worker thread: the executor's own (unbounded) queue is never used.
         self._gate = StoreGate(opts.pool_size, opts.max_waiters, f"postgresql ({self.where})")
@@ -252,13 +244,8 @@ class PostgresStore(PGSettleQueries, SQLStore):
     # -- reports: a pool and threads of their own -------------------------------------------
 
     def _open_reports(self, url: str, opts: PGOptions) -> None:
-        conninfo = _conninfo(
-            url,
-            opts,
-            statement_timeout_ms=opts.report_timeout_ms,
-            read_only=True,
-            application_suffix=self._session_tag + "-reports",
-        )
+        timeout, suffix = opts.report_timeout_ms, self._tag + "-reports"
+        conninfo = _conninfo(url, opts, statement_timeout_ms=timeout, read_only=True, application_suffix=suffix)
         self._report_pool = _open_pool(conninfo, 0, opts.report_pool_size, opts.pool_timeout_s, "keybrake-reports")
         self._report_executor = ThreadPoolExecutor(
             max_workers=opts.report_pool_size, thread_name_prefix="keybrake-pg-report"
