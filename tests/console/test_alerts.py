@@ -48,3 +48,14 @@ def test_a_destination_is_added_shown_by_host_and_deleted_after_confirmation(ckb
         with ckb.admin() as api:
             assert api.get("/v1/alerts").json()["data"] == []
     assert SECRET_PATH not in ckb.logs.text() and secret not in ckb.logs.text()
+
+
+def test_a_filter_or_cursor_the_page_cannot_use_is_said_not_dropped(ckb: KeybrakeThread) -> None:
+    with signed_in(ckb) as c:
+        r = c.get("/console/alerts", params={"state": "nope"})
+        assert r.status_code == 400 and "state must be one of" in r.text
+        r = c.get("/console/alerts", params={"cursor": "garbage"})
+        assert r.status_code == 400 and "cursor is not one this page made" in r.text
+        r = c.get("/console/approvals", params={"state": "nope"})
+        assert r.status_code == 400 and "state must be one of" in r.text
+        assert c.get("/console/alerts", params={"state": "pending"}).status_code == 200

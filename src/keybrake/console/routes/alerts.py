@@ -51,12 +51,17 @@ async def _render(
     events: tuple[str, ...] = (),
 ) -> Response:
     rt = runtime(request)
-    if state not in alert_ops.DELIVERY_STATES:
+    refused = []  # a filter or cursor this page cannot use is said (400), never dropped silently
+    if state and state not in alert_ops.DELIVERY_STATES:
+        refused.append(f"state must be one of {', '.join(alert_ops.DELIVERY_STATES)}; showing every state.")
         state = ""
     try:
         before = decode_cursor(cursor) if cursor else None
     except ApiError:
-        before = None  # a mangled cursor shows the first page
+        refused.append("cursor is not one this page made; showing the newest deliveries.")
+        before = None
+    if refused:
+        problem, status = " ".join([problem, *refused]).strip(), max(status, 400)
     rows = await rt.alert_store.list_deliveries(DELIVERIES_LIMIT + 1, state=state or None, before=before)
     more, rows = len(rows) > DELIVERIES_LIMIT, rows[:DELIVERIES_LIMIT]
     next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else ""

@@ -80,8 +80,9 @@ async def _render(
     problem: str = "",
     kept: dict[str, str] | None = None,
 ) -> Response:
-    if state and state not in DECIDED_STATES:
-        state = ""  # an unknown filter shows every decided state rather than failing the inbox
+    if state and state not in DECIDED_STATES:  # said (400) above the inbox, never dropped silently
+        problem = f"{problem} state must be one of {', '.join(DECIDED_STATES)}; showing every decided state.".strip()
+        state, status = "", max(status, 400)
     pending, sig = await _pending(request)
     decided, next_cursor = await approval_ops.list_approvals(
         runtime(request), state=state or None, key_id=None, limit=DECIDED_LIMIT, cursor=cursor or None
