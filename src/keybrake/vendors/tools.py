@@ -1,0 +1,261 @@
+"""MCP tools as plain data: what each tool sends, its input schema, and the request it becomes
+(docs/mcp.md). Pure: no I/O, no MCP SDK — `keybrake.mcp` serves these.
+
+A `Tool` is one vendor endpoint. A call's arguments become exactly the request the vendor's SDK
+sends for it: path parameters fill the path template (`{name}`; `{key_id}` is the vault key's
+id, where Twilio's SDKs put the Account SID), the rest are the vendor's parameters — a
+form body the way the vendor's SDK encodes one (Stripe: `metadata[k]=v`, `items[0][price]=…`;
+Twilio: a list repeats its name), a JSON body, or, for a GET, the query string. Nothing an agent
+passes is dropped: a parameter the tool does not declare is sent on as given (the vendor rejects
+what it does not know, exactly as with its SDK), and a path parameter that could leave its
+segment is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from keybrake.core.money import human_usd
+from keybrake.core.patterns import EndpointPattern
+from keybrake.core.policy import Policy
+
+# The argument a client may set to choose the idempotency key itself (docs/mcp.md, idempotency).
+IDEMPOTENCY_ARG = "idempotency_key"
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+# A path parameter is one id: never a `/`, `.`-segment, `%`, `?` or `#` that could move the call.
+_PATH_VALUE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,254}")
+BODIES = ("form_nested", "form_repeat", "json", "json_array")
+_MAX_DEPTH = 8
+
+
+class ToolInputError(ValueError):
+    """Arguments a tool cannot turn into a request; the message names the argument and the rule."""
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One MCP tool: a vendor endpoint with its arguments.
+
+    `path`: the vendor path template (`/v1/payment_intents/{intent}/capture`), without the
+    `/{vendor}` prefix. `body`: how the parameters are sent on POST/PATCH/PUT — `form_nested`
+    (Stripe's encoding), `form_repeat` (Twilio's), `json` (an object), `json_array` (the value of
+    the one array argument `array_arg` is the body). `properties`/`required`: the JSON Schema of the
+    vendor parameters (path parameters are added by `input_schema`). `moves`: what one call can
+    move or send, in a sentence a model reads ("" for a read). `idempotent`: the vendor replays a
+    retry sent under the same idempotency key, so a call carries one (`idempotency_key`).
+    """
+
+    name: str
+    vendor: str
+    method: str
+    path: str
+    summary: str
+    moves: str = ""
+    properties: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    required: tuple[str, ...] = ()
+    body: str = "json"
+    array_arg: str | None = None
+    idempotent: bool = False
+    open_params: bool = True  # parameters beyond `properties` are sent on as given
+
+    def __post_init__(self) -> None:
+        if self.body not in BODIES:
+            raise ValueError(f"tool {self.name}: body must be one of {BODIES}")
+        if (self.body == "json_array") != (self.array_arg is not None):
+            raise ValueError(f"tool {self.name}: a json_array body names its array_arg, and only it")
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """The path template's parameters an agent supplies (not `key_id`, which Keybrake fills)."""
+        return tuple(p for p in _PLACEHOLDER.findall(self.path) if p != "key_id")
+
+    def segments(self) -> tuple[str | None, ...]:
+        """The path template's segments, None for a parameter (any one id)."""
+        return tuple(None if _PLACEHOLDER.fullmatch(s) else s for s in self.path.strip("/").split("/"))
+
+    def input_schema(self) -> dict[str, Any]:
+        """The tool's JSON Schema (draft 2020-12 object): path parameters, the vendor parameters
+        and, on an idempotent tool, the optional `idempotency_key`."""
+        props: dict[str, Any] = {
+            p: {"type": "string", "pattern": "^" + _PATH_VALUE.pattern + "$", "description": f"The {p} id."}
+            for p in self.path_params
+        }
+        props.update(dict(self.properties))
+        if self.idempotent:
+            props[IDEMPOTENCY_ARG] = {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 200,
+                "description": "Optional. Calls with the same key are one call at the vendor (a retry is not new "
+                "spend). Left out, Keybrake derives one from this key, this tool and these arguments; pass a new "
+                "value to make an identical call again on purpose.",
+            }
+        return {
+            "type": "object",
+            "properties": props,
+            "required": [*self.path_params, *self.required],
+            "additionalProperties": self.open_params,
+        }
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """The request a tool call becomes: `raw_path` includes the `/{vendor}` prefix."""
+
+    method: str
+    raw_path: bytes
+    query: bytes
+    body: bytes
+    content_type: str | None
+    idempotency_key: str | None
+
+
+def build_request(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolRequest:
+    """`args` (already valid against `tool.input_schema()`) → the vendor request.
+
+    Raises ToolInputError for a path parameter that is not one id, a null or a nesting deeper
+    than 8 levels, or a value the body encoding cannot carry.
+    """
+    params = dict(args)
+    idem = params.pop(IDEMPOTENCY_ARG, None) if tool.idempotent else None
+    values = {"key_id": key_id}
+    for p in tool.path_params:
+        v = params.pop(p, None)
+        if not isinstance(v, str) or not _PATH_VALUE.fullmatch(v) or v.strip(".") == "":
+            raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':', '.'), got {v!r}")
+        values[p] = v
+    path = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), tool.path)
+    raw_path = f"/{tool.vendor}{path}".encode()
+    if idem is None and tool.idempotent and tool.method == "POST":
+        idem = derived_idempotency_key(key_id, tool.name, args)
+    if tool.method in ("GET", "DELETE"):
+        query = urlencode(list(_form(params, nested=tool.body != "form_repeat"))).encode()
+        return ToolRequest(tool.method, raw_path, query, b"", None, idem)
+    if tool.body == "json_array":
+        assert tool.array_arg is not None
+        body: Any = params.pop(tool.array_arg, None)
+        if params:
+            raise ToolInputError(f"arguments {sorted(params)} are not taken by {tool.name}: put them in each item")
+        _check_depth(body, 0)
+        return ToolRequest(tool.method, raw_path, b"", _json(body), "application/json", idem)
+    if tool.body == "json":
+        _check_depth(params, 0)
+        return ToolRequest(tool.method, raw_path, b"", _json(params), "application/json", idem)
+    form = urlencode(list(_form(params, nested=tool.body == "form_nested"))).encode()
+    return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", idem)
+
+
+def derived_idempotency_key(key_id: str, tool: str, args: Mapping[str, Any]) -> str:
+    """`mcp-` + SHA-256 (hex, 40 characters) of the vault key's id, the tool and its arguments
+    in canonical JSON: a client's retry of the same call carries the same key."""
+    canonical = json.dumps({"key": key_id, "tool": tool, "args": args}, sort_keys=True, separators=(",", ":"))
+    return "mcp-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _check_depth(value: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise ToolInputError(f"arguments nest deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        for v in value.values():
+            _check_depth(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_depth(v, depth + 1)
+
+
+def _form(params: Mapping[str, Any], *, nested: bool) -> Iterator[tuple[str, str]]:
+    """Form pairs: Stripe's nesting (`a[b]`, `a[0][c]`) when `nested`, else a list repeats its name."""
+    for name, value in params.items():
+        yield from _pairs(name, value, nested, 0)
+
+
+def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[str, str]]:
+    if depth > _MAX_DEPTH:
+        raise ToolInputError(f"argument {name.split('[')[0]!r} nests deeper than {_MAX_DEPTH} levels")
+    if value is None:
+        raise ToolInputError(f"argument {name!r} is null: leave it out instead")
+    if isinstance(value, bool):
+        yield name, "true" if value else "false"
+    elif isinstance(value, (int, float, str)):
+        yield name, str(value)
+    elif isinstance(value, Mapping):
+        if not nested:
+            raise ToolInputError(f"argument {name!r} must be a plain value or a list of them, not an object")
+        for k, v in value.items():
+            yield from _pairs(f"{name}[{k}]", v, nested, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if nested:
+                yield from _pairs(f"{name}[{i}]", v, nested, depth + 1)
+            elif isinstance(v, (Mapping, list)):
+                raise ToolInputError(f"argument {name!r} must be a list of plain values")
+            else:
+                yield from _pairs(name, v, nested, depth + 1)
+    else:
+        raise ToolInputError(f"argument {name!r} has a value JSON cannot carry")
+
+
+# -- which tools a key's policy admits, and what each may move -------------------------------
+
+
+def admitted(tool: Tool, policy: Policy) -> bool:
+    """Whether the key's `allowed_endpoints` can admit some call of this tool (every tool of the
+    key's vendor when the policy has no allowlist). A path parameter matches any one segment."""
+    if policy.allowed_endpoints is None:
+        return True
+    segs = tool.segments()
+    return any(_could_match(p, tool.method, segs) for p in policy.allowed_endpoints)
+
+
+def _could_match(pattern: EndpointPattern, method: str, segs: tuple[str | None, ...]) -> bool:
+    if pattern.methods is not None and method not in pattern.methods:
+        return False
+    fixed = pattern.segments[:-1] if pattern.rest else pattern.segments
+    if len(segs) < len(fixed) or (not pattern.rest and len(segs) != len(fixed)):
+        return False
+    # A parameter segment can hold whatever the pattern's segment asks (a literal id, a glob).
+    filled = tuple(
+        s if s is not None else (fixed[i].replace("*", "x") if i < len(fixed) else "x") for i, s in enumerate(segs)
+    )
+    return pattern.matches(method, filled)
+
+
+def blast_radius(tool: Tool, policy: Policy, expires_at: str) -> str:
+    """The limits a model should see in the tool's description: what one call can move and the
+    key's caps, approval rules and scope that hold it (amounts in USD)."""
+    parts = [tool.moves] if tool.moves else ["Reads only: moves no money and sends nothing."]
+    caps = []
+    if policy.max_usd_per_call is not None:
+        caps.append(f"at most {human_usd(policy.max_usd_per_call)} per call")
+    if policy.daily_usd_cap is not None:
+        caps.append(f"{human_usd(policy.daily_usd_cap)} a day")
+    if policy.total_usd_cap is not None:
+        caps.append(f"{human_usd(policy.total_usd_cap)} in total")
+    if policy.daily_send_cap is not None:
+        caps.append(f"{policy.daily_send_cap} sends a day")
+    if policy.max_requests_per_hour is not None:
+        caps.append(f"{policy.max_requests_per_hour} calls an hour")
+    if caps:
+        parts.append("This key's caps: " + ", ".join(caps) + "; a call past one is refused before it is sent.")
+    if policy.approval_above_usd is not None:
+        parts.append(f"Calls above {human_usd(policy.approval_above_usd)} wait for a person's approval.")
+    if policy.approval_endpoints and any(_could_match(p, tool.method, tool.segments()) for p in policy.approval_endpoints):
+        parts.append("Calls of this tool may wait for a person's approval.")
+    if policy.customer_allowlist is not None:
+        parts.append(f"Only {len(policy.customer_allowlist)} listed customer(s) may be acted for.")
+    scoped = sorted(k for k in policy.vendor_data if k.startswith("allowed_"))
+    if scoped:
+        parts.append("Scope rules on this key: " + ", ".join(scoped) + ".")
+    parts.append(f"The key expires at {expires_at}.")
+    return " ".join(parts)
