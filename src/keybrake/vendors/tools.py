@@ -28,7 +28,7 @@ from keybrake.core.policy import Policy
 
 # The argument a client may set to choose the idempotency key itself (docs/mcp.md, idempotency).
 IDEMPOTENCY_ARG = "idempotency_key"
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 # A path parameter is one id: never a `/`, `.`-segment, `%`, `?` or `#` that could move the call.
 _PATH_VALUE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,254}")
 BODIES = ("form_nested", "form_repeat", "json", "json_array")
