@@ -24,6 +24,8 @@ from keybrake.admin.budgets import log_unusable_zones
 from keybrake.admin.gate import AdminGate, error_body
 from keybrake.admin.sessions import console_path
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
+from keybrake.app.mcp_route import PATH as MCP_PATH
+from keybrake.app.mcp_route import serve_mcp
 from keybrake.app.self_view import self_view
 from keybrake.console import mount as mount_console
 from keybrake.core.approvals import link_secret
@@ -36,6 +38,7 @@ from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
+from keybrake.mcp import McpFront
 from keybrake.net.upstream import AiohttpUpstream
 from keybrake.proxy.approval import CLIENT_GONE
 from keybrake.proxy.metrics import ProxyMetrics
@@ -142,6 +145,10 @@ class KeybrakeApp:
             alerts=self.alerts,
             approval_sink=self.alerts,
         )
+        self.mcp = McpFront(
+            self.pipeline,
+            max_body_bytes=rt.settings.max_body_bytes or max(v.max_body_bytes for v in rt.vendors.values()),
+        )
         self.admin = build_admin_app(
             rt,
             self.registry,
@@ -190,6 +197,9 @@ class KeybrakeApp:
                 await _send(send, _not_here("this is the admin listener; proxied calls go to the proxy port"))
             elif (root := _first_segment(path)) not in _RESERVED_ROOTS:
                 await self._proxy(scope, receive, send)
+            elif path == MCP_PATH:
+                rt = self.rt
+                await serve_mcp(self.mcp, self.pipeline, rt.settings, self.body_budget, scope, receive, send, _send)
             elif path == "/_keybrake/self" and scope["method"] == "GET":
                 await _send(send, await self_view(self.rt, scope))
             elif root == "_keybrake":
@@ -319,10 +329,12 @@ class KeybrakeApp:
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
+        await self.mcp.start()
         event(log, "keybrake started", instance=self.instance_id)
 
     async def shutdown(self) -> None:
         """Stop the jobs, settle what is queued, deregister, close the clients, run `stop_hooks`."""
+        await self.mcp.stop()
         await self.jobs.stop()
         if not await self.settler.flush(self.rt.settings.graceful_shutdown_s):
             event(log, "stopping with rows not yet settled; recovery marks them outcome_unknown", logging.ERROR)

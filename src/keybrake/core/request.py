@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -13,6 +14,9 @@ class ProxyRequest:
     headers: tuple[tuple[str, str], ...]  # lower-cased names, latin-1 decoded values
     body: bytes
     client: str
+    # How the call came in when not as plain HTTP: an MCP tool call's {"tool": …, "transport": …}
+    # (keybrake.mcp), recorded on its audit row as metadata.mcp. Set by Keybrake, never from headers.
+    via: Mapping[str, str] | None = None
 
     def header(self, name: str) -> str | None:
         for k, v in self.headers:

@@ -131,7 +131,7 @@ def attach_agent_headers(
 ) -> None:
     """Record the agent headers (`agent_headers`) on the audit row. A run id bound in the key's
     metadata wins; a different one the agent claimed is kept as `claimed_agent_run_id`."""
-    meta: dict[str, Any] = dict(key.metadata)
+    meta: dict[str, Any] = {**key.metadata, **(row.metadata or {})}  # what the row knew (metadata.mcp) wins
     bound = key.metadata.get("agent_run_id")
     row.agent_run_id = bound or run_id
     if bound and run_id and run_id != bound:

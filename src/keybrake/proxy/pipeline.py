@@ -158,7 +158,12 @@ class Pipeline:
             d = None  # a deadline not started by this request's `admit`: timed from now
         now = self.store.now_ms()
         row = AuditRow(
-            id=new_audit_id(now), ts=now, method=req.method, path=_safe_path(req.raw_path), verdict="in_flight"
+            id=new_audit_id(now),
+            ts=now,
+            method=req.method,
+            path=_safe_path(req.raw_path),
+            verdict="in_flight",
+            metadata={"mcp": dict(req.via)} if req.via else None,
         )
         # Timed from the head's arrival (`admit`: its key lookup is Keybrake's time), less the client's
         # upload, by which the deadline was moved.

@@ -21,6 +21,7 @@ class ProxyResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    denial: Denial | None = None  # Keybrake's refusal this answer renders (None: the vendor's answer)
 
 
 def denial_response(
@@ -52,7 +53,7 @@ def denial_response(
             headers = [(k, v) for k, v in headers if k != "retry-after"]
             headers.append(("retry-after", str(seconds)))
     headers += [(k.lower(), v) for k, v in denial.extra_headers.items()]
-    return ProxyResponse(denial.status, headers, dumps(rendered.body))
+    return ProxyResponse(denial.status, headers, dumps(rendered.body), denial)
 
 
 def _replay_aad(key_id: str, fingerprint: str) -> str:

@@ -1,0 +1,187 @@
+"""The MCP server: a vault key's vendor tools, each call one request through the proxy pipeline
+(docs/mcp.md).
+
+Served over streamable HTTP at `/_keybrake/mcp` on the proxy listener (stateless, JSON answers:
+any replica answers any request, no sticky sessions); `keybrake mcp` serves the same tools over
+stdio by relaying to that endpoint (`keybrake.mcp.bridge`). The vault key comes with every HTTP
+request (`Authorization`), so a revoke is seen by the very next call and a listing is the key's
+policy as it is now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import jsonschema
+import mcp_types as types
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+
+from keybrake import __version__
+from keybrake.core.errors import Denial
+from keybrake.core.request import ProxyRequest
+from keybrake.core.timefmt import rfc3339
+from keybrake.mcp.results import tool_error, tool_result
+from keybrake.proxy.auth import extract_token
+from keybrake.proxy.decisions import state_denial
+from keybrake.proxy.keys import key_state
+from keybrake.proxy.pipeline import Pipeline
+from keybrake.store.base import KeyRecord, KeyState
+from keybrake.tokens import token_hash
+from keybrake.vendors.tool_catalog import tools_for
+from keybrake.vendors.tools import Tool, ToolInputError, admitted, blast_radius, build_request
+
+# JSON-RPC error code of a refused listing (the implementation-defined server error range).
+KEY_REFUSED = -32001
+# The header `keybrake mcp` (stdio) sets on what it relays, recorded as the call's transport.
+BRIDGE_HEADER = "x-keybrake-mcp-transport"
+_AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
+INSTRUCTIONS = (
+    "Tools of one vendor, called through Keybrake under this run's vault key: every call is checked "
+    "against the key's caps and scope before it is sent, and audited. A refused call is a tool error "
+    "whose text says whether calling again can help."
+)
+
+
+class McpFront:
+    """The MCP server over a `Pipeline`: `handle` is the ASGI app of `/_keybrake/mcp`.
+
+    `max_body_bytes`: the largest JSON-RPC request body (the proxy's own limit is checked before
+    it is read, app/mcp_route.py). Start with `start()` (inside the server's lifespan), stop with
+    `stop()`.
+    """
+
+    def __init__(self, pipeline: Pipeline, *, max_body_bytes: int) -> None:
+        self.pipeline = pipeline
+        self.server: Server[Any] = Server(
+            "keybrake",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
+        # The vault key is required on every request (a browser page cannot send it), so the SDK's
+        # DNS-rebinding check on Host and Origin adds nothing and would refuse a load balancer's names.
+        self.sessions = StreamableHTTPSessionManager(
+            app=self.server,
+            json_response=True,
+            stateless=True,
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            max_request_body_size=max_body_bytes,
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def start(self) -> None:
+        """Start the SDK's task group (once per process)."""
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self.sessions.run())
+        self._stack = stack
+
+    async def stop(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+            self._stack = None
+
+    async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The SDK's streamable HTTP handling of one request (already authenticated and read)."""
+        await self.sessions.handle_request(scope, receive, send)
+
+    # -- handlers -------------------------------------------------------------------------
+
+    async def _key(self, ctx: Any, *, usable: bool) -> tuple[str, KeyRecord]:
+        """The request's vault key and the key as stored now; raises MCPError for an unknown key
+        and, when `usable` is asked, for a revoked or expired one (a tool call leaves that to the
+        pipeline, which refuses it with an audit row)."""
+        headers = _headers(ctx)
+        try:
+            token = extract_token(ProxyRequest("POST", b"/_keybrake/mcp", b"", headers, b"", ""))
+            key = await self.pipeline.keys.lookup(token_hash(self.pipeline.pepper, token), cached=True)
+            if key is None:
+                raise Denial("key_invalid", "Unknown vault key. Do not retry.")
+            state = await key_state(key, self.pipeline.store) if usable else KeyState.OK
+            if state is not KeyState.OK:
+                raise state_denial(state, key)
+        except Denial as denial:
+            raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({denial.code}): {denial.message}") from None
+        return token, key
+
+    async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        _, key = await self._key(ctx, usable=True)
+        vendor = self.pipeline.vendors.get(key.vendor)
+        if vendor is None:
+            return types.ListToolsResult(tools=[])
+        policy = self.pipeline.snapshots.policy(key)
+        expires = rfc3339(key.expires_at)
+        return types.ListToolsResult(
+            tools=[_listed(t, blast_radius(t, policy, expires)) for t in tools_for(vendor) if admitted(t, policy)]
+        )
+
+    async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        headers = _headers(ctx)
+        token, key = await self._key(ctx, usable=False)
+        vendor = self.pipeline.vendors.get(key.vendor)
+        tool = next((t for t in tools_for(vendor) if t.name == params.name), None) if vendor else None
+        if vendor is None or tool is None:
+            return tool_error(
+                f"No tool {params.name[:80]!r} for this vault key ({key.vendor}); tools/list names its tools. "
+                "Nothing was sent."
+            )
+        args = dict(params.arguments or {})
+        problems = sorted(jsonschema.Draft202012Validator(tool.input_schema()).iter_errors(args), key=str)
+        if problems:
+            where = "/".join(str(p) for p in problems[0].absolute_path) or "arguments"
+            return tool_error(f"Invalid arguments for {tool.name}: {where}: {problems[0].message}. Nothing was sent.")
+        try:
+            built = build_request(tool, args, key.id)
+        except ToolInputError as exc:
+            return tool_error(f"Invalid arguments for {tool.name}: {exc}. Nothing was sent.")
+        out = [("authorization", f"Bearer {token}")]
+        if built.content_type is not None:
+            out.append(("content-type", built.content_type))
+        if built.idempotency_key is not None:
+            out.append((vendor.idempotency_header, built.idempotency_key))
+        out += [(k, v) for k, v in headers if k in _AGENT_HEADERS or (k.startswith("x-keybrake-") and k != "x-keybrake-key")]
+        via = {"tool": tool.name, "transport": _transport(headers)}
+        req = ProxyRequest(built.method, built.raw_path, built.query, tuple(out), built.body, _client(ctx), via)
+        refused = (await self.pipeline.admit(req))[1]
+        resp = await (self.pipeline.handle_denial(req, refused) if refused else self.pipeline.handle(req))
+        return tool_result(vendor.name, resp)
+
+
+def _listed(tool: Tool, limits: str) -> types.Tool:
+    reads = tool.method == "GET"
+    return types.Tool(
+        name=tool.name,
+        title=tool.summary.split(":")[0].split(".")[0][:80],
+        description=f"{tool.summary}\n\n{limits}",
+        input_schema=tool.input_schema(),
+        annotations=types.ToolAnnotations(
+            read_only_hint=reads,
+            destructive_hint=not reads and bool(tool.moves),
+            idempotent_hint=reads or tool.idempotent,
+            open_world_hint=True,
+        ),
+    )
+
+
+def _headers(ctx: Any) -> tuple[tuple[str, str], ...]:
+    """The HTTP request's headers, lower-case names (none when the context has no HTTP request)."""
+    request = getattr(ctx, "request", None)
+    if request is None:
+        return ()
+    return tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.scope["headers"])
+
+
+def _client(ctx: Any) -> str:
+    request = getattr(ctx, "request", None)
+    client = request.scope.get("client") if request is not None else None
+    return str(client[0]) if client else ""
+
+
+def _transport(headers: tuple[tuple[str, str], ...]) -> str:
+    claimed: Mapping[str, str] = dict(headers)
+    return "stdio" if claimed.get(BRIDGE_HEADER) == "stdio" else "streamable-http"

@@ -1,0 +1,77 @@
+"""A pipeline answer as an MCP tool result (docs/mcp.md, results and errors).
+
+A Keybrake refusal and a vendor's error are tool errors (`is_error`), never protocol failures:
+the model reads the text, which says what refused the call and whether calling again can help.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import mcp_types as types
+
+from keybrake.core.errors import ASK_AGAIN, OUTCOME_UNKNOWN, Denial
+from keybrake.core.money import human_usd
+from keybrake.core.timefmt import rfc3339
+from keybrake.proxy.render import ProxyResponse
+
+_FACT_HEADERS = {
+    "x-keybrake-request-id": "request_id",
+    "x-keybrake-spend-remaining-usd": "spend_remaining_usd",
+}
+
+
+def retry_advice(denial: Denial) -> str:
+    """One sentence: whether sending the same tool call again can help, and when."""
+    if denial.code in ASK_AGAIN:
+        return "Calling the tool again asks a person again."
+    if denial.retryable:
+        return "Retrying the same call in a moment can succeed; it is not new spend."
+    if denial.code in OUTCOME_UNKNOWN:
+        return "The vendor may have acted: do not call again before checking what happened."
+    if denial.cap is not None and denial.cap.resets_at_ms is not None:
+        return f"Retrying will not help before the cap resets at {rfc3339(denial.cap.resets_at_ms)}."
+    return "Retrying the same call will not help: change the call or ask the operator."
+
+
+def tool_error(text: str) -> types.CallToolResult:
+    """A tool error with this text (nothing was sent)."""
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+
+
+def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
+    """The tool result for one pipeline answer: a Keybrake refusal, the vendor's error, or the
+    vendor's answer (its JSON as text and, for an object, as structured content) with Keybrake's
+    facts about the call (request id, spend left) under `_meta.keybrake`."""
+    facts = {name: v for k, v in resp.headers if (name := _FACT_HEADERS.get(k)) is not None}
+    meta = {"keybrake": {**facts, "status": resp.status}}
+    if resp.denial is not None:
+        d = resp.denial
+        lines = [f"Keybrake refused this call ({d.code}): {d.message}", retry_advice(d)]
+        if d.cap is not None and d.cap.is_usd:
+            lines.append(
+                f"Cap {d.cap.name}: {human_usd(d.cap.limit)}, {human_usd(d.cap.used)} used, this call needs "
+                f"{human_usd(d.cap.requested)}."
+            )
+        meta["keybrake"]["code"] = d.code
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text="\n".join(lines))], is_error=True, meta=meta
+        )
+    text = resp.body.decode("utf-8", "replace")
+    doc: Any = None
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        doc = None
+    if resp.status >= 400:
+        lines = [f"{vendor} answered HTTP {resp.status}; nothing more was done. Its answer:", text[:4000]]
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text="\n".join(lines))], is_error=True, meta=meta
+        )
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text or f"{vendor} answered HTTP {resp.status}.")],
+        structured_content=doc if isinstance(doc, dict) else None,
+        is_error=False,
+        meta=meta,
+    )
