@@ -41,7 +41,14 @@ HIGH_WHY = {
 NAMES: set[str] = set()
 # Variables that are not the server's settings: read by scripts/serve, the test suite, or the
 # recipes in examples/ (where Keybrake is, which credential to issue on).
-NOT_SETTINGS = ("KEYBRAKE_VENV", "KEYBRAKE_TEST_", "KEYBRAKE_URL", "KEYBRAKE_CREDENTIAL")
+NOT_SETTINGS = (
+    "KEYBRAKE_VENV",
+    "KEYBRAKE_TEST_",
+    "KEYBRAKE_URL",
+    "KEYBRAKE_CREDENTIAL",
+    "KEYBRAKE_VAULT_KEY",  # `keybrake mcp`: the run's vault key
+    "KEYBRAKE_AGENT_RUN_ID",  # `keybrake mcp`: the run id sent with every call
+)
 # What a number setting may spell: plain ASCII digits with an optional sign and decimal point;
 # no digits of another script ('١٢'), digit-group underscores ('1_0') or exponents ('1e3'),
 # which Python's float() and Decimal() would quietly read.

@@ -14,7 +14,6 @@ from typing import Any
 
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
-from keybrake.core.errors import Denial
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
 from keybrake.mcp import McpFront
@@ -75,8 +74,8 @@ async def serve_mcp(
         return
     try:
         if too_large:
-            denial = Denial("body_too_large", f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES).")
-            await reply(send, _error(413, denial.code, denial.message, ("connection", "close")))
+            message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
+            await reply(send, _error(413, "body_too_large", message, ("connection", "close")))
             return
         sent = False
 

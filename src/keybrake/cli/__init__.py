@@ -19,6 +19,7 @@ from keybrake.cli.credentials import credentials
 from keybrake.cli.db import db, migrate_sqlite_to_postgres
 from keybrake.cli.demo import demo
 from keybrake.cli.keys import keys
+from keybrake.cli.mcp import mcp
 from keybrake.cli.serve import serve
 from keybrake.cli.spend import spend_cmd
 from keybrake.cli.tokens import admin_tokens
@@ -47,5 +48,6 @@ for _command in (
     alerts,
     approvals,
     demo,
+    mcp,
 ):
     main.add_command(_command)

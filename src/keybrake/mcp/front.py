@@ -40,6 +40,7 @@ KEY_REFUSED = -32001
 # The header `keybrake mcp` (stdio) sets on what it relays, recorded as the call's transport.
 BRIDGE_HEADER = "x-keybrake-mcp-transport"
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
+_KEY_HEADER = "x-keybrake-key"
 INSTRUCTIONS = (
     "Tools of one vendor, called through Keybrake under this run's vault key: every call is checked "
     "against the key's caps and scope before it is sent, and audited. A refused call is a tool error "
@@ -144,7 +145,7 @@ class McpFront:
             out.append(("content-type", built.content_type))
         if built.idempotency_key is not None:
             out.append((vendor.idempotency_header, built.idempotency_key))
-        out += [(k, v) for k, v in headers if k in _AGENT_HEADERS or (k.startswith("x-keybrake-") and k != "x-keybrake-key")]
+        out += [(k, v) for k, v in headers if k in _AGENT_HEADERS or (k.startswith("x-keybrake-") and k != _KEY_HEADER)]
         via = {"tool": tool.name, "transport": _transport(headers)}
         req = ProxyRequest(built.method, built.raw_path, built.query, tuple(out), built.body, _client(ctx), via)
         refused = (await self.pipeline.admit(req))[1]

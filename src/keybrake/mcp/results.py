@@ -55,9 +55,7 @@ def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
                 f"{human_usd(d.cap.requested)}."
             )
         meta["keybrake"]["code"] = d.code
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text="\n".join(lines))], is_error=True, meta=meta
-        )
+        return _result("\n".join(lines), True, meta)
     text = resp.body.decode("utf-8", "replace")
     doc: Any = None
     try:
@@ -66,12 +64,17 @@ def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
         doc = None
     if resp.status >= 400:
         lines = [f"{vendor} answered HTTP {resp.status}; nothing more was done. Its answer:", text[:4000]]
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text="\n".join(lines))], is_error=True, meta=meta
-        )
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text or f"{vendor} answered HTTP {resp.status}.")],
-        structured_content=doc if isinstance(doc, dict) else None,
-        is_error=False,
-        meta=meta,
+        return _result("\n".join(lines), True, meta)
+    return _result(
+        text or f"{vendor} answered HTTP {resp.status}.", False, meta, doc if isinstance(doc, dict) else None
     )
+
+
+def _result(
+    text: str, is_error: bool, meta: dict[str, Any], structured: dict[str, Any] | None = None
+) -> types.CallToolResult:
+    result = types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured, is_error=is_error
+    )
+    result.meta = meta  # `_meta` on the wire
+    return result

@@ -157,14 +157,8 @@ class Pipeline:
         elif admitted is None or admitted[0] is not req.headers:
             d = None  # a deadline not started by this request's `admit`: timed from now
         now = self.store.now_ms()
-        row = AuditRow(
-            id=new_audit_id(now),
-            ts=now,
-            method=req.method,
-            path=_safe_path(req.raw_path),
-            verdict="in_flight",
-            metadata={"mcp": dict(req.via)} if req.via else None,
-        )
+        path, mcp = _safe_path(req.raw_path), {"mcp": dict(req.via)} if req.via else None
+        row = AuditRow(id=new_audit_id(now), ts=now, method=req.method, path=path, verdict="in_flight", metadata=mcp)
         # Timed from the head's arrival (`admit`: its key lookup is Keybrake's time), less the client's
         # upload, by which the deadline was moved.
         ctx = RequestContext(row, time.perf_counter() - (max(0.0, budget_s - d.remaining()) if d else 0.0))

@@ -1,0 +1,89 @@
+"""`keybrake mcp`: the MCP front over stdio, for clients that spawn their tools' server as a
+process (desktop clients, agent frameworks; docs/mcp.md, stdio).
+
+The process holds only the run's vault key (from its environment), never the store or the
+master key: every `tools/list` and `tools/call` it reads on stdin is relayed to the Keybrake
+server's `/_keybrake/mcp` endpoint with the key, where the policy is checked and the call audited
+exactly as over HTTP, and the answer is written back on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.lowlevel import Server
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+
+from keybrake import __version__
+from keybrake.mcp.front import BRIDGE_HEADER, INSTRUCTIONS
+from keybrake.mcp.results import tool_error
+
+ENDPOINT = "/_keybrake/mcp"
+# A tool call may wait for a person's approval (at most KEYBRAKE_APPROVAL_TIMEOUT_MAX, 1 h) before
+# its answer comes: the relay waits as long.
+READ_TIMEOUT_S = 3700.0
+
+
+def endpoint_url(url: str) -> str:
+    """`http://host:8080` (a Keybrake server) → its MCP endpoint; a URL naming the endpoint is kept.
+    Raises ValueError for a URL that is not http(s) or names another path."""
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http:// or https:// URL of a Keybrake server")
+    if base.endswith(ENDPOINT):
+        return base
+    if base.count("/") > 2:
+        raise ValueError(f"{url!r} names a path; give the server's URL (http://host:port) or …{ENDPOINT}")
+    return base + ENDPOINT
+
+
+@contextlib.asynccontextmanager
+async def relay(url: str, vault_key: str, agent_run_id: str | None = None) -> AsyncIterator[Server[Any]]:
+    """A stdio-servable `Server` whose tools are those the Keybrake server at `url` lists for
+    `vault_key`; connected while the context is open. Raises whatever connecting raises (the
+    server unreachable, the key refused)."""
+    headers = {"Authorization": f"Bearer {vault_key}", BRIDGE_HEADER: "stdio"}
+    if agent_run_id:
+        headers["X-Agent-Run-Id"] = agent_run_id
+    timeout = httpx2.Timeout(30.0, read=READ_TIMEOUT_S)
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
+        Client(streamable_http_client(endpoint_url(url), http_client=http)) as upstream,
+    ):
+
+        async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+            return await upstream.list_tools(cursor=params.cursor if params else None)
+
+        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+            try:
+                return await upstream.call_tool(params.name, dict(params.arguments or {}))
+            except MCPError:
+                raise
+            except httpx2.ConnectError as exc:
+                return tool_error(f"Keybrake at {url} is unreachable ({type(exc).__name__}); nothing was sent.")
+            except (httpx2.HTTPError, OSError) as exc:
+                return tool_error(
+                    f"The connection to Keybrake at {url} failed during the call ({type(exc).__name__}): the call "
+                    "may have been sent. Check the run's audit trail before calling again."
+                )
+
+        yield Server(
+            "keybrake",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+        )
+
+
+async def serve_stdio(url: str, vault_key: str, agent_run_id: str | None = None) -> None:
+    """Serve the relay on this process's stdin/stdout until the client closes them."""
+    async with relay(url, vault_key, agent_run_id) as server, stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())

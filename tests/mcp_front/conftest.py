@@ -1,0 +1,53 @@
+"""MCP tests: the `mcp` SDK's own client against Keybrake's MCP front (docs/mcp.md), over
+streamable HTTP (`/_keybrake/mcp`) and over stdio (`keybrake mcp`, spawned as a process)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+
+Connect = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
+
+
+@contextlib.asynccontextmanager
+async def mcp_http(base_url: str, vault_key: str, **headers: str) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP at `base_url`/_keybrake/mcp, with the vault key as Bearer."""
+    async with (
+        httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {vault_key}", **headers}, timeout=httpx2.Timeout(60.0)
+        ) as http,
+        Client(streamable_http_client(f"{base_url}/_keybrake/mcp", http_client=http)) as client,
+    ):
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def mcp_stdio(base_url: str, vault_key: str, **env: str) -> AsyncIterator[Client]:
+    """The SDK's client over stdio, spawning `keybrake mcp` with the vault key in its environment."""
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).parent / "keybrake"),
+        args=["mcp", "--url", base_url],
+        env={"PATH": os.environ.get("PATH", ""), "KEYBRAKE_VAULT_KEY": vault_key, **env},
+    )
+    async with Client(params) as client:
+        yield client
+
+
+@pytest.fixture(params=["http", "stdio"])
+def connect(request: pytest.FixtureRequest) -> Connect:
+    """Connect the SDK's client to a Keybrake server's MCP front, over each transport in turn."""
+    return mcp_http if request.param == "http" else mcp_stdio
+
+
+def text_of(result: Any) -> str:
+    """The text of a tool result's content."""
+    return "\n".join(getattr(c, "text", "") for c in getattr(result, "content", []))
