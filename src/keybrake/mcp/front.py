@@ -134,8 +134,10 @@ class McpFront:
         args = dict(params.arguments or {})
         problems = sorted(jsonschema.Draft202012Validator(tool.input_schema()).iter_errors(args), key=str)
         if problems:
-            where = "/".join(str(p) for p in problems[0].absolute_path) or "arguments"
-            return tool_error(f"Invalid arguments for {tool.name}: {where}: {problems[0].message}. Nothing was sent.")
+            first = problems[0]
+            where = "/".join(str(p) for p in first.absolute_path) or "arguments"
+            why = "null is not accepted: leave the argument out" if first.instance is None else first.message
+            return tool_error(f"Invalid arguments for {tool.name}: {where}: {why}. Nothing was sent.")
         try:
             built = build_request(tool, args, key.id)
         except ToolInputError as exc:

@@ -1,0 +1,126 @@
+"""The MCP front's edges: retries are one call at the vendor, bad arguments never leave, the HTTP
+endpoint refuses before reading, Resend's tools, and `keybrake mcp`'s own errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+from tests.mcp_front.conftest import Connect, mcp_http, text_of
+
+PAY = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+KEYBRAKE = str(Path(sys.executable).parent / "keybrake")
+
+
+@pytest.fixture
+def fake_resend() -> Iterator[FakeResend]:
+    with FakeResendThread() as t:
+        yield t.fake
+
+
+@pytest.fixture
+def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
+    with KeybrakeThread(tmp_path / "data") as server:
+        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
+        yield server
+
+
+async def test_a_retried_call_is_one_payment_and_a_new_key_is_a_new_one(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, connect: Connect
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    async with connect(kb.url, key["key"]) as c:
+        first = await c.call_tool("stripe_create_payment_intent", PAY)
+        again = await c.call_tool("stripe_create_payment_intent", PAY)  # the client's retry: same arguments
+        assert not first.is_error and not again.is_error, text_of(again)
+        assert first.structured_content and again.structured_content
+        assert again.structured_content["id"] == first.structured_content["id"]
+        assert len(fake_stripe.payment_intents) == 1
+        chosen = {**PAY, "idempotency_key": "order-2"}  # the agent means a second, identical payment
+        second = await c.call_tool("stripe_create_payment_intent", chosen)
+        assert second.structured_content and second.structured_content["id"] != first.structured_content["id"]
+        replay = await c.call_tool("stripe_create_payment_intent", chosen)
+        assert replay.structured_content and replay.structured_content["id"] == second.structured_content["id"]
+    assert len(fake_stripe.payment_intents) == 2
+    keys = [r["idempotency_key"] for r in kb.audit(key_id=key["id"])]
+    assert keys.count("order-2") == 2 and len({k for k in keys if k.startswith("mcp-")}) == 1
+
+
+async def test_bad_arguments_never_leave(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    async with mcp_http(kb.url, key["key"]) as c:
+        missing = await c.call_tool("stripe_create_payment_intent", {"amount": 100})
+        assert missing.is_error and "'currency' is a required property" in text_of(missing)
+        wrong = await c.call_tool("stripe_create_payment_intent", {"amount": "a lot", "currency": "usd"})
+        assert wrong.is_error and "amount" in text_of(wrong) and "Nothing was sent" in text_of(wrong)
+        for intent in ("../../v1/transfers", "pi_1/capture", "pi_1%2F..", "..", ""):
+            escaped = await c.call_tool("stripe_capture_payment_intent", {"intent": intent})
+            assert escaped.is_error and "intent" in text_of(escaped), intent
+        null = await c.call_tool("stripe_create_customer", {"email": None})
+        assert null.is_error and "null" in text_of(null)
+        other = await c.call_tool("twilio_send_sms", {"To": "+14155550100", "Body": "x"})
+        assert other.is_error and "No tool 'twilio_send_sms' for this vault key (stripe)" in text_of(other)
+    assert fake_stripe.requests == []
+
+
+async def test_the_endpoint_refuses_before_reading(kb: KeybrakeThread) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    url = f"{kb.url}/_keybrake/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        bare = await http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert bare.status_code == 401 and bare.json()["error"]["code"] == "key_missing"
+        assert bare.headers["www-authenticate"].startswith("Bearer")
+        forged = await http.post(url, json={}, headers={"Authorization": "Bearer vault_key_nope"})
+        assert forged.status_code == 401 and forged.json()["error"]["code"] == "key_invalid"
+        stream = await http.get(url, headers={"Authorization": f"Bearer {key['key']}"})
+        assert stream.status_code == 405 and stream.headers["allow"] == "POST"
+        big = await http.post(
+            url,
+            content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+            headers={"Authorization": f"Bearer {key['key']}", "content-type": "application/json"},
+        )
+        assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
+        vendor_secret = await http.post(url, json={}, headers={"Authorization": "Bearer sk_live_abc123"})
+        assert vendor_secret.status_code == 401 and "sk_live_abc123" not in vendor_secret.text
+
+
+async def test_resend_send_and_batch(kbr: KeybrakeThread, fake_resend: FakeResend, connect: Connect) -> None:
+    key = kbr.issue({"daily_send_cap": 3, "allowed_to_domains": ["example.com"]}, vendor="resend", label="test:mail")
+    one = {"from": "a@acme.test", "to": ["b@example.com"], "subject": "hi", "text": "hello"}
+    async with connect(kbr.url, key["key"]) as c:
+        assert sorted(t.name for t in (await c.list_tools()).tools) == ["resend_send_batch", "resend_send_email"]
+        sent = await c.call_tool("resend_send_email", one)
+        assert not sent.is_error, text_of(sent)
+        batch = await c.call_tool("resend_send_batch", {"emails": [one, {**one, "to": "c@example.com"}]})
+        assert not batch.is_error, text_of(batch)
+        over = await c.call_tool("resend_send_batch", {"emails": [{**one, "subject": "x"}, {**one, "subject": "y"}]})
+        assert over.is_error and "send_cap_exceeded" in text_of(over)
+        outside = await c.call_tool("resend_send_email", {**one, "to": "d@elsewhere.test", "subject": "z"})
+        assert outside.is_error and "scope_violation" in text_of(outside)
+    assert len(fake_resend.emails) == 3
+    transports = {r["metadata"]["mcp"]["transport"] for r in kbr.audit(key_id=key["id"])}
+    assert transports == {"stdio" if "stdio" in connect.__name__ else "streamable-http"}
+
+
+def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRAKE_")}
+    no_key = subprocess.run([KEYBRAKE, "mcp", "--url", kb.url], env=env, capture_output=True, text=True, timeout=60)
+    assert no_key.returncode == 2 and "KEYBRAKE_VAULT_KEY is not set" in no_key.stderr and no_key.stdout == ""
+    key = kb.issue({"daily_usd_cap": 1})
+    env["KEYBRAKE_VAULT_KEY"] = key["key"]
+    bad_url = subprocess.run([KEYBRAKE, "mcp", "--url", "ftp://x"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad_url.returncode == 2 and "not an http:// or https:// URL" in bad_url.stderr
+    down = subprocess.run(
+        [KEYBRAKE, "mcp", "--url", "http://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert down.returncode == 1 and "cannot serve MCP from http://127.0.0.1:9" in down.stderr
+    assert key["key"] not in down.stderr + down.stdout
