@@ -34,6 +34,7 @@ PAGES = [
     "docs/sdk-segment.md",
     "docs/sdk-postmark.md",
     "docs/sdk-shopify.md",
+    "docs/mcp.md",
 ]
 # The ports the pages use: Keybrake, and the fake Stripe, Resend, Twilio, SendGrid, Segment, Postmark
 # and Shopify APIs.
