@@ -32,6 +32,7 @@ from keybrake.proxy.keys import key_state
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.store.base import KeyRecord, KeyState
 from keybrake.tokens import token_hash
+from keybrake.vendors.base import Vendor
 from keybrake.vendors.tool_catalog import tools_for
 from keybrake.vendors.tools import Tool, ToolInputError, admitted, blast_radius, build_request
 
@@ -75,6 +76,7 @@ class McpFront:
             max_request_body_size=max_body_bytes,
         )
         self._stack: contextlib.AsyncExitStack | None = None
+        self._tools: dict[str, dict[str, tuple[Tool, jsonschema.Draft202012Validator]]] = {}
 
     async def start(self) -> None:
         """Start the SDK's task group (once per process)."""
@@ -93,25 +95,23 @@ class McpFront:
 
     # -- handlers -------------------------------------------------------------------------
 
-    async def _key(self, ctx: Any, *, usable: bool) -> tuple[str, KeyRecord]:
-        """The request's vault key and the key as stored now; raises MCPError for an unknown key
-        and, when `usable` is asked, for a revoked or expired one (a tool call leaves that to the
-        pipeline, which refuses it with an audit row)."""
+    async def _key(self, ctx: Any) -> KeyRecord:
+        """The request's key as stored now; raises MCPError for an unknown, revoked or expired key."""
         headers = _headers(ctx)
         try:
             token = extract_token(ProxyRequest("POST", b"/_keybrake/mcp", b"", headers, b"", ""))
             key = await self.pipeline.keys.lookup(token_hash(self.pipeline.pepper, token), cached=True)
             if key is None:
                 raise Denial("key_invalid", "Unknown vault key. Do not retry.")
-            state = await key_state(key, self.pipeline.store) if usable else KeyState.OK
+            state = await key_state(key, self.pipeline.store)
             if state is not KeyState.OK:
                 raise state_denial(state, key)
         except Denial as denial:
             raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({denial.code}): {denial.message}") from None
-        return token, key
+        return key
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        _, key = await self._key(ctx, usable=True)
+        key = await self._key(ctx)
         vendor = self.pipeline.vendors.get(key.vendor)
         if vendor is None:
             return types.ListToolsResult(tools=[])
@@ -121,18 +121,33 @@ class McpFront:
             tools=[_listed(t, blast_radius(t, policy, expires)) for t in tools_for(vendor) if admitted(t, policy)]
         )
 
+    def _tool(self, vendor: Vendor, name: str) -> tuple[Tool, jsonschema.Draft202012Validator] | None:
+        """The vendor's tool of that name and its arguments' validator (built once per tool)."""
+        tools = self._tools.get(vendor.name)
+        if tools is None:
+            tools = self._tools[vendor.name] = {
+                t.name: (t, jsonschema.Draft202012Validator(t.input_schema())) for t in tools_for(vendor)
+            }
+        return tools.get(name)
+
     async def _call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         headers = _headers(ctx)
-        token, key = await self._key(ctx, usable=False)
+        head = ProxyRequest("POST", b"/_keybrake/mcp", b"", headers, b"", "")
+        key, refused = await self.pipeline.admit(head)  # the key as cached: its state is checked by the pipeline
+        if refused is not None:
+            raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({refused.code}): {refused.message}")
+        if key is None:
+            return tool_error("Keybrake cannot check vault keys now (its store did not answer); nothing was sent.")
         vendor = self.pipeline.vendors.get(key.vendor)
-        tool = next((t for t in tools_for(vendor) if t.name == params.name), None) if vendor else None
-        if vendor is None or tool is None:
+        found = self._tool(vendor, params.name) if vendor is not None else None
+        if vendor is None or found is None:
             return tool_error(
                 f"No tool {params.name[:80]!r} for this vault key ({key.vendor}); tools/list names its tools. "
                 "Nothing was sent."
             )
+        tool, validator = found
         args = dict(params.arguments or {})
-        problems = sorted(jsonschema.Draft202012Validator(tool.input_schema()).iter_errors(args), key=str)
+        problems = [] if validator.is_valid(args) else sorted(validator.iter_errors(args), key=str)
         if problems:
             first = problems[0]
             where = "/".join(str(p) for p in first.absolute_path) or "arguments"
@@ -142,7 +157,7 @@ class McpFront:
             built = build_request(tool, args, key.id)
         except ToolInputError as exc:
             return tool_error(f"Invalid arguments for {tool.name}: {exc}. Nothing was sent.")
-        out = [("authorization", f"Bearer {token}")]
+        out = [("authorization", f"Bearer {extract_token(head)}")]
         if built.content_type is not None:
             out.append(("content-type", built.content_type))
         if built.idempotency_key is not None:
