@@ -119,7 +119,9 @@ def _places(node: Any, where: str) -> list[tuple[str, Any, Any]]:
     return out
 
 
-PLACES = [p[0] for p in _places(EXTENDED, "")]
+# Inside a tool's input schema JSON Schema's own rules apply (an unknown keyword is an annotation,
+# `required = []` is valid): its table and the tool's keys are mutated, not what the schema holds.
+PLACES = [p[0] for p in _places(EXTENDED, "") if ".input_schema." not in p[0]]
 
 
 def _at(doc: Any, where: str) -> Any:

@@ -54,9 +54,7 @@ def tool_decl(v: Any, where: str, match: EndpointPattern, pricing: str) -> s.Too
     return s.ToolDecl(name, description, method, path, text, moves, array_arg)
 
 
-def check_tools(
-    endpoints: tuple[s.Endpoint, ...], request: s.RequestRules, read_paths: tuple[JsonPath, ...]
-) -> None:
+def check_tools(endpoints: tuple[s.Endpoint, ...], request: s.RequestRules, read_paths: tuple[JsonPath, ...]) -> None:
     """The rules that need the whole definition: tool names are unique; a tool's request reaches
     its own endpoint (no earlier one matches it first); an array body is JSON that the
     definition's paths read; a form body or query string carries no objects; an idempotent
@@ -160,7 +158,9 @@ def default_moves(e: s.Endpoint) -> str:
         return f"Costs money: priced per item, {what[e.items.count]} {shown}." + sends
     if e.pricing == "amount" and e.amount is not None:
         m = e.amount
-        cur = m.currency.upper() if m.currency else f"the currency in {m.currency_path.text if m.currency_path else '?'}"
+        cur = (
+            m.currency.upper() if m.currency else f"the currency in {m.currency_path.text if m.currency_path else '?'}"
+        )
         return f"Moves money: the amount in {e.amount.path.text} ({e.amount.unit} units of {cur})." + sends
     return (
         "Costs money Keybrake cannot price before the call: it runs only on a key with max_usd_per_call, "
@@ -224,7 +224,9 @@ def _path(match: EndpointPattern, method: str, given: str | None, where: str) ->
                 raise Bad(where, f"{seg} is {why}: name it differently")
             names.append(m.group(1))
         if i < len(fixed) and (m is not None) != (fixed[i] == "*"):
-            wanted = "a {name} placeholder" if fixed[i] == "*" else f"{fixed[i]!r} (placeholders stand for '*' segments)"
+            wanted = (
+                "a {name} placeholder" if fixed[i] == "*" else f"{fixed[i]!r} (placeholders stand for '*' segments)"
+            )
             raise Bad(where, f"segment {i + 1} ({seg!r}) must be {wanted}, as {match.text!r} has there")
     if not match.matches(method, _filled(given)):
         raise Bad(where, f"{given!r} is not matched by {match.text!r}")
