@@ -250,7 +250,9 @@ def blast_radius(tool: Tool, policy: Policy, expires_at: str) -> str:
         parts.append("This key's caps: " + ", ".join(caps) + "; a call past one is refused before it is sent.")
     if policy.approval_above_usd is not None:
         parts.append(f"Calls above {human_usd(policy.approval_above_usd)} wait for a person's approval.")
-    if policy.approval_endpoints and any(_could_match(p, tool.method, tool.segments()) for p in policy.approval_endpoints):
+    if policy.approval_endpoints and any(
+        _could_match(p, tool.method, tool.segments()) for p in policy.approval_endpoints
+    ):
         parts.append("Calls of this tool may wait for a person's approval.")
     if policy.customer_allowlist is not None:
         parts.append(f"Only {len(policy.customer_allowlist)} listed customer(s) may be acted for.")
