@@ -383,9 +383,13 @@ def test_a_built_in_tool_call_is_a_request_its_vendor_parses(name: str) -> None:
     assert (e.pricing, e.sends) == ("priced", sends)
 
 
-def test_the_worked_example_offers_an_idempotent_send_sms() -> None:
+def test_the_worked_example_offers_an_idempotent_send_sms_and_a_get_message() -> None:
     smsco = parse_definition(smsco_toml(), "smsco.toml", "smsco")
-    (tool,) = definition_tools(smsco)
+    tool, get = definition_tools(smsco)
+    assert (get.name, get.method, get.path_params, get.moves) == ("smsco_get_message", "GET", ("message_id",), "")
+    fetched = build_request(get, {"message_id": "sms_1"}, "k1")
+    assert (fetched.raw_path, fetched.idempotency_key) == (b"/smsco/v1/messages/sms_1", None)
+    assert estimate(ConfiguredVendor(smsco), fetched).pricing == "free"
     assert (tool.name, tool.method, tool.path, tool.body, tool.idempotent) == (
         "smsco_send_sms",
         "POST",
