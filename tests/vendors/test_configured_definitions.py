@@ -72,7 +72,7 @@ def test_the_worked_example_reads_as_documented() -> None:
         (lambda d: d["endpoint"][3].update(usd="1"), "endpoint[3].usd", "is not used with pricing = 'free'"),
         (lambda d: d["endpoint"][0].update(match="POST v1/messages"), "endpoint[0].match", "must start with '/'"),
         (lambda d: d["endpoint"][0]["items"].update(paths=["to..x"]), "endpoint[0].items.paths[0]", "is empty"),
-        (lambda d: d["endpoint"][3].update(match="POST /v1/messages"), "endpoint[3].match", "is also endpoint[0]"),
+        (lambda d: d["endpoint"][2].update(match="POST /v1/messages"), "endpoint[2].match", "is also endpoint[0]"),
         (lambda d: d["scope"][0].update(field="daily_usd_cap"), "scope[0].field", "Keybrake's own policy fields"),
         (lambda d: d["scope"][0].update(match="regex"), "scope[0].match", "must be one of exact"),
         (lambda d: d.update(base_url="http://api.smsco.example"), "base_url", "https://"),
@@ -119,7 +119,9 @@ def _places(node: Any, where: str) -> list[tuple[str, Any, Any]]:
     return out
 
 
-PLACES = [p[0] for p in _places(EXTENDED, "")]
+# Inside a tool's input schema JSON Schema's own rules apply (an unknown keyword is an annotation,
+# `required = []` is valid): its table and the tool's keys are mutated, not what the schema holds.
+PLACES = [p[0] for p in _places(EXTENDED, "") if ".input_schema." not in p[0]]
 
 
 def _at(doc: Any, where: str) -> Any:

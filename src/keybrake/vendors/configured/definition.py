@@ -12,6 +12,7 @@ from keybrake.core.patterns import shadows
 from keybrake.vendors.configured import parse as p
 from keybrake.vendors.configured import schema as s
 from keybrake.vendors.configured.parse import Bad, Table
+from keybrake.vendors.configured.tools import check_tools, tool_decl
 
 
 def parse_definition(text: str, source: str, stem: str | None = None) -> s.Definition:
@@ -53,6 +54,7 @@ def _definition(data: dict[str, Any], source: str, stem: str | None) -> s.Defini
     t.done()
     _check_header_options(credential, vault_key, request)
     _check_one_reading(endpoints, scopes)
+    check_tools(endpoints, request, _read_paths(endpoints, scopes, forbids))
     if vault_key.body_field is not None and "json" not in request.bodies:
         raise Bad("vault_key.body_field", "is a JSON body member: request.bodies must include 'json'")
     parts = (name, title, base_url, hosts, max_body, credential, vault_key, request, error, redact, endpoints, scopes)
@@ -81,6 +83,16 @@ def _check_one_reading(endpoints: tuple[s.Endpoint, ...], scopes: tuple[s.Scope,
                     f"'values' counts {jp.text!r} once per value, but scope[{read_as_addresses[jp.text]}] reads "
                     "addresses there (a comma-separated string is several): use count = 'addresses'",
                 )
+
+
+def _read_paths(
+    endpoints: tuple[s.Endpoint, ...], scopes: tuple[s.Scope, ...], forbids: tuple[s.Forbid, ...]
+) -> tuple[Any, ...]:
+    """Every request path the definition reads (items, amounts, scopes, forbids)."""
+    out = [jp for sc in scopes for jp in sc.paths] + [jp for f in forbids for jp in f.paths]
+    for e in endpoints:
+        out += [*(e.items.paths if e.items else ()), *((e.amount.path,) if e.amount else ())]
+    return tuple(out)
 
 
 def _check_header_options(credential: s.Credential, vault_key: s.VaultKey, request: s.RequestRules) -> None:
@@ -251,6 +263,7 @@ def _endpoint(v: Any, where: str, index: int) -> s.Endpoint:
     settle = t.get("settle", p.money, None)
     guarded = t.get("guarded", p.flag, False)
     redact = t.get("redact", p.paths, ())
+    tool = t.get("tool", lambda x, w: tool_decl(x, w, match, pricing), None)
     t.done()
     given = {k for k, val in (("usd", usd), ("items", items), ("amount", amount)) if val is not None}
     wanted = _PRICE_KEYS[pricing]
@@ -262,7 +275,7 @@ def _endpoint(v: Any, where: str, index: int) -> s.Endpoint:
         raise Bad(f"{where}.sends", "'items' needs pricing = 'per_item' (or give a whole number)")
     if settle is not None and pricing in ("free", "unpriceable"):
         raise Bad(f"{where}.settle", f"is not used with pricing = {pricing!r}")
-    return s.Endpoint(index, match, pricing, usd, items, amount, sends, settle, guarded, redact)
+    return s.Endpoint(index, match, pricing, usd, items, amount, sends, settle, guarded, redact, tool)
 
 
 def _items(v: Any, where: str) -> s.Items:

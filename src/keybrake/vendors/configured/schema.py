@@ -110,6 +110,23 @@ class Money:
 
 
 @dataclass(frozen=True)
+class ToolDecl:
+    """An endpoint's `[endpoint.tool]`: the MCP tool it is offered as (configured/tools.py).
+    `name` is the tool's own part (the MCP name is `<vendor>_<name>`); `path` the concrete
+    template (`{name}` per wildcard segment); `schema_json` the input schema as compact JSON
+    text (None: none given); `moves` None: said from the pricing class; `array_arg`: the body is
+    a JSON array, the value of that argument, and the schema describes one item."""
+
+    name: str
+    description: str
+    method: str
+    path: str
+    schema_json: str | None = None
+    moves: str | None = None
+    array_arg: str | None = None
+
+
+@dataclass(frozen=True)
 class Endpoint:
     """One `[[endpoint]]`: its pattern, pricing class and the values that price it."""
 
@@ -123,6 +140,7 @@ class Endpoint:
     settle: Money | None = None
     guarded: bool = False
     redact: tuple[JsonPath, ...] = ()
+    tool: ToolDecl | None = None  # offered as an MCP tool only when the definition says so
 
 
 @dataclass(frozen=True)
