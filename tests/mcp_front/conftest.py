@@ -19,15 +19,22 @@ Connect = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @contextlib.asynccontextmanager
-async def mcp_http(base_url: str, vault_key: str, **headers: str) -> AsyncIterator[Client]:
-    """The SDK's client over streamable HTTP at `base_url`/_keybrake/mcp, with the vault key as Bearer."""
+async def mcp_http(base_url: str, vault_key: str, *, mode: str = "auto", **headers: str) -> AsyncIterator[Client]:
+    """The SDK's client over streamable HTTP at `base_url`/_keybrake/mcp, with the vault key as Bearer.
+    `mode`: "auto" (the SDK's default: the stateless 2026-07-28 protocol) or "legacy" (the
+    initialize handshake of earlier protocol versions, as older clients speak it)."""
     async with (
         httpx2.AsyncClient(
             headers={"Authorization": f"Bearer {vault_key}", **headers}, timeout=httpx2.Timeout(60.0)
         ) as http,
-        Client(streamable_http_client(f"{base_url}/_keybrake/mcp", http_client=http)) as client,
+        Client(streamable_http_client(f"{base_url}/_keybrake/mcp", http_client=http), mode=mode) as client,
     ):
         yield client
+
+
+def mcp_http_legacy(base_url: str, vault_key: str, **headers: str) -> contextlib.AbstractAsyncContextManager[Client]:
+    """`mcp_http` speaking the handshake-era protocol (initialize, then calls)."""
+    return mcp_http(base_url, vault_key, mode="legacy", **headers)
 
 
 @contextlib.asynccontextmanager
@@ -42,10 +49,11 @@ async def mcp_stdio(base_url: str, vault_key: str, **env: str) -> AsyncIterator[
         yield client
 
 
-@pytest.fixture(params=["http", "stdio"])
+@pytest.fixture(params=["http", "http-legacy", "stdio"])
 def connect(request: pytest.FixtureRequest) -> Connect:
-    """Connect the SDK's client to a Keybrake server's MCP front, over each transport in turn."""
-    return mcp_http if request.param == "http" else mcp_stdio
+    """Connect the SDK's client to a Keybrake server's MCP front, over each transport in turn (and
+    over HTTP in both protocol eras)."""
+    return {"http": mcp_http, "http-legacy": mcp_http_legacy, "stdio": mcp_stdio}[request.param]
 
 
 def text_of(result: Any) -> str:

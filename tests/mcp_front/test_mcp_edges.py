@@ -3,6 +3,7 @@ endpoint refuses before reading, Resend's tools, and `keybrake mcp`'s own errors
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,17 @@ async def test_bad_arguments_never_leave(kb: KeybrakeThread, fake_stripe: FakeSt
         assert null.is_error and "null" in text_of(null)
         other = await c.call_tool("twilio_send_sms", {"To": "+14155550100", "Body": "x"})
         assert other.is_error and "No tool 'twilio_send_sms' for this vault key (stripe)" in text_of(other)
+    # JSON may escape a lone surrogate, which no encoding can send on: refused as unparseable before any
+    # tool runs (and `build_request` refuses one too: tests/vendors/test_tool_build_errors.py)
+    call = {"name": "stripe_create_customer", "arguments": {"email": "@@@"}}
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": call}).replace("@@@", "\\ud800")
+    headers = {"Authorization": f"Bearer {key['key']}", "Accept": "application/json, text/event-stream"}
+    headers["MCP-Protocol-Version"] = "2025-06-18"
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            f"{kb.url}/_keybrake/mcp", content=body, headers={**headers, "content-type": "application/json"}
+        )
+    assert r.status_code == 400 and r.json()["error"]["code"] == -32700, r.text
     assert fake_stripe.requests == []
 
 

@@ -121,8 +121,16 @@ def build_request(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolReque
     """`args` (already valid against `tool.input_schema()`) → the vendor request.
 
     Raises ToolInputError for a path parameter that is not one id, a null or a nesting deeper
-    than 8 levels, or a value the body encoding cannot carry.
+    than 8 levels, text that is not valid Unicode (a lone surrogate), or a value the body
+    encoding cannot carry.
     """
+    try:
+        return _build(tool, args, key_id)
+    except UnicodeEncodeError:
+        raise ToolInputError("an argument holds text that is not valid Unicode (a lone surrogate)") from None
+
+
+def _build(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolRequest:
     params = dict(args)
     idem = params.pop(IDEMPOTENCY_ARG, None) if tool.idempotent else None
     values = {"key_id": key_id}

@@ -12,6 +12,9 @@ import json
 import re
 from typing import Any
 
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import Draft202012Validator
+
 from keybrake.core.patterns import METHODS, EndpointPattern
 from keybrake.vendors.configured import parse as p
 from keybrake.vendors.configured import schema as s
@@ -266,11 +269,6 @@ def _input_schema(v: Any, where: str) -> dict[str, Any]:
 
 def _check_schema(schema: dict[str, Any], where: str) -> None:
     """Refuse a schema that is not valid draft 2020-12 JSON Schema, naming the keyword."""
-    try:
-        from jsonschema.exceptions import SchemaError
-        from jsonschema.validators import Draft202012Validator
-    except ImportError:  # pragma: no cover - the structure above is checked either way
-        return
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
