@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from keybrake.cli import main
 from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.conftest import Connect, mcp_http, text_of
 
 PAY = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
-KEYBRAKE = str(Path(sys.executable).parent / "keybrake")
 
 
 @pytest.fixture
@@ -123,16 +122,19 @@ async def test_resend_send_and_batch(kbr: KeybrakeThread, fake_resend: FakeResen
     assert transports == {"stdio" if "stdio" in connect.__name__ else "streamable-http"}
 
 
-def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYBRAKE_")}
-    no_key = subprocess.run([KEYBRAKE, "mcp", "--url", kb.url], env=env, capture_output=True, text=True, timeout=60)
-    assert no_key.returncode == 2 and "KEYBRAKE_VAULT_KEY is not set" in no_key.stderr and no_key.stdout == ""
+def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("KEYBRAKE_")]:
+        monkeypatch.delenv(name)
+    runner = CliRunner()
+    no_key = runner.invoke(main, ["mcp", "--url", kb.url])
+    assert no_key.exit_code == 2 and "KEYBRAKE_VAULT_KEY is not set" in no_key.stderr and no_key.stdout == ""
+    monkeypatch.setenv("KEYBRAKE_VAULT_KEY", "vault_key_not-a-real-one")
+    malformed = runner.invoke(main, ["mcp", "--url", kb.url])
+    assert malformed.exit_code == 2 and "is not a vault key" in malformed.stderr
     key = kb.issue({"daily_usd_cap": 1})
-    env["KEYBRAKE_VAULT_KEY"] = key["key"]
-    bad_url = subprocess.run([KEYBRAKE, "mcp", "--url", "ftp://x"], env=env, capture_output=True, text=True, timeout=60)
-    assert bad_url.returncode == 2 and "not an http:// or https:// URL" in bad_url.stderr
-    down = subprocess.run(
-        [KEYBRAKE, "mcp", "--url", "http://127.0.0.1:9"], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert down.returncode == 1 and "cannot serve MCP from http://127.0.0.1:9" in down.stderr
+    monkeypatch.setenv("KEYBRAKE_VAULT_KEY", key["key"])
+    bad_url = runner.invoke(main, ["mcp", "--url", "ftp://x"])
+    assert bad_url.exit_code == 2 and "not an http:// or https:// URL" in bad_url.stderr
+    down = runner.invoke(main, ["mcp", "--url", "http://127.0.0.1:9"])
+    assert down.exit_code == 1 and "cannot serve MCP from http://127.0.0.1:9" in down.stderr
     assert key["key"] not in down.stderr + down.stdout

@@ -38,7 +38,7 @@ from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
-from keybrake.mcp import McpFront
+from keybrake.mcp.front import McpFront
 from keybrake.net.upstream import AiohttpUpstream
 from keybrake.proxy.approval import CLIENT_GONE
 from keybrake.proxy.metrics import ProxyMetrics

@@ -16,7 +16,7 @@ from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
-from keybrake.mcp import McpFront
+from keybrake.mcp.front import McpFront
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 

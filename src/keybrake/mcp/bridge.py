@@ -22,8 +22,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 
 from keybrake import __version__
-from keybrake.mcp.front import BRIDGE_HEADER, INSTRUCTIONS
-from keybrake.mcp.results import tool_error
+from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
 
 ENDPOINT = "/_keybrake/mcp"
 # A tool call may wait for a person's approval (at most KEYBRAKE_APPROVAL_TIMEOUT_MAX, 1 h) before

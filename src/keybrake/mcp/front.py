@@ -25,7 +25,8 @@ from keybrake import __version__
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
-from keybrake.mcp.results import tool_error, tool_result
+from keybrake.mcp.results import tool_result
+from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
 from keybrake.proxy.auth import extract_token
 from keybrake.proxy.decisions import state_denial
 from keybrake.proxy.keys import key_state
@@ -38,15 +39,8 @@ from keybrake.vendors.tools import Tool, ToolInputError, admitted, blast_radius,
 
 # JSON-RPC error code of a refused listing (the implementation-defined server error range).
 KEY_REFUSED = -32001
-# The header `keybrake mcp` (stdio) sets on what it relays, recorded as the call's transport.
-BRIDGE_HEADER = "x-keybrake-mcp-transport"
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _KEY_HEADER = "x-keybrake-key"
-INSTRUCTIONS = (
-    "Tools of one vendor, called through Keybrake under this run's vault key: every call is checked "
-    "against the key's caps and scope before it is sent, and audited. A refused call is a tool error "
-    "whose text says whether calling again can help."
-)
 
 
 class McpFront:

@@ -35,11 +35,6 @@ def retry_advice(denial: Denial) -> str:
     return "Retrying the same call will not help: change the call or ask the operator."
 
 
-def tool_error(text: str) -> types.CallToolResult:
-    """A tool error with this text (nothing was sent)."""
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
-
-
 def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
     """The tool result for one pipeline answer: a Keybrake refusal, the vendor's error, or the
     vendor's answer (its JSON as text and, for an object, as structured content) with Keybrake's
