@@ -3,6 +3,7 @@ endpoint refuses before reading, Resend's tools, and `keybrake mcp`'s own errors
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
+from tests.approval_holds import decide, pending_for
 from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
@@ -138,3 +140,26 @@ def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread, monkeypatch: pyte
     down = runner.invoke(main, ["mcp", "--url", "http://127.0.0.1:9"])
     assert down.exit_code == 1 and "cannot serve MCP from http://127.0.0.1:9" in down.stderr
     assert key["key"] not in down.stderr + down.stdout
+
+
+async def test_a_tool_call_held_for_approval_waits_then_goes_or_stops(
+    kb: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    key = kb.issue({"daily_usd_cap": 100, "approval_above_usd": 5, "approval_timeout_seconds": 60})
+    async with mcp_http(kb.url, key["key"]) as c:
+        held = asyncio.ensure_future(c.call_tool("stripe_create_payment_intent", PAY))  # $7 > $5: a person decides
+        approval = (await asyncio.to_thread(pending_for, kb, key["id"]))[0]
+        assert not held.done() and fake_stripe.payment_intents == {}
+        assert (await asyncio.to_thread(decide, kb, approval["id"], "approve")).status_code == 200
+        approved = await held
+        assert (
+            not approved.is_error
+            and approved.structured_content
+            and approved.structured_content["status"] == "succeeded"
+        )
+        again = asyncio.ensure_future(c.call_tool("stripe_create_payment_intent", {**PAY, "description": "second"}))
+        second = (await asyncio.to_thread(pending_for, kb, key["id"]))[0]
+        assert (await asyncio.to_thread(decide, kb, second["id"], "deny", {"reason": "not today"})).status_code == 200
+        denied = await again
+    assert denied.is_error and "approval_denied" in text_of(denied) and "not today" in text_of(denied)
+    assert len(fake_stripe.payment_intents) == 1

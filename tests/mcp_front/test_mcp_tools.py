@@ -58,6 +58,9 @@ async def test_payment_stopped_by_the_cap_with_a_readable_error(
     verdicts = sorted(r["verdict"] for r in rows)
     assert verdicts == ["allowed", "cap_exceeded"]
     assert {r["metadata"]["mcp"]["tool"] for r in rows} == {"stripe_create_payment_intent"}
+    facts = [(r.meta or {})["keybrake"] for r in (first, second)]
+    assert {f["request_id"] for f in facts} == {r["id"] for r in rows}
+    assert facts[0]["spend_remaining_usd"] == "4" and facts[1]["code"] == "spend_cap_exceeded"
 
 
 async def test_revoked_keys_next_call_is_refused(kb: KeybrakeThread, fake_stripe: FakeStripe, connect: Connect) -> None:
