@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
+from keybrake.tokens import VAULT_PREFIX, new_token
 from tests.approval_holds import decide, pending_for
 from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe
@@ -124,7 +125,9 @@ async def test_resend_send_and_batch(kbr: KeybrakeThread, fake_resend: FakeResen
     assert transports == {"stdio" if "stdio" in connect.__name__ else "streamable-http"}
 
 
-def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keybrake_mcp_says_what_is_missing(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in [k for k in os.environ if k.startswith("KEYBRAKE_")]:
         monkeypatch.delenv(name)
     runner = CliRunner()
@@ -138,8 +141,18 @@ def test_keybrake_mcp_says_what_is_missing(kb: KeybrakeThread, monkeypatch: pyte
     bad_url = runner.invoke(main, ["mcp", "--url", "ftp://x"])
     assert bad_url.exit_code == 2 and "not an http:// or https:// URL" in bad_url.stderr
     down = runner.invoke(main, ["mcp", "--url", "http://127.0.0.1:9"])
-    assert down.exit_code == 1 and "cannot serve MCP from http://127.0.0.1:9" in down.stderr
-    assert key["key"] not in down.stderr + down.stdout
+    assert down.exit_code == 1 and "nothing answers at http://127.0.0.1:9" in down.stderr
+    assert "--url or KEYBRAKE_URL" in down.stderr and key["key"] not in down.stderr + down.stdout
+    elsewhere = runner.invoke(main, ["mcp", "--url", fake_stripe.base_url])  # a server, not Keybrake
+    assert elsewhere.exit_code == 1 and "did not answer as a Keybrake server's proxy port" in elsewhere.stderr
+    with kb.admin() as admin:
+        assert admin.delete(f"/v1/keys/{key['id']}", params={"reason": "run over"}).status_code == 200
+    revoked = runner.invoke(main, ["mcp", "--url", kb.url])
+    assert revoked.exit_code == 1 and "refused the vault key (key_revoked)" in revoked.stderr
+    assert revoked.stdout == ""
+    monkeypatch.setenv("KEYBRAKE_VAULT_KEY", new_token(VAULT_PREFIX))  # well formed, never issued
+    unknown = runner.invoke(main, ["mcp", "--url", kb.url])
+    assert unknown.exit_code == 1 and "refused the vault key (key_invalid)" in unknown.stderr
 
 
 async def test_a_tool_call_held_for_approval_waits_then_goes_or_stops(
@@ -163,3 +176,13 @@ async def test_a_tool_call_held_for_approval_waits_then_goes_or_stops(
         denied = await again
     assert denied.is_error and "approval_denied" in text_of(denied) and "not today" in text_of(denied)
     assert len(fake_stripe.payment_intents) == 1
+
+
+def test_refusals_of_a_revoked_key_keep_its_bound_run_id(kb: KeybrakeThread) -> None:
+    key = kb.issue({"daily_usd_cap": 5}, metadata={"agent_run_id": "run-bound-7"})
+    with kb.admin() as admin:
+        assert admin.delete(f"/v1/keys/{key['id']}").status_code == 200
+    r = httpx.post(f"{kb.url}/stripe/v1/customers", data={"email": "a@example.com"}, auth=("", key["key"]), timeout=30)
+    assert r.status_code == 401
+    rows = kb.audit(agent_run_id="run-bound-7")
+    assert [row["verdict"] for row in rows] == ["denied_key_revoked"]

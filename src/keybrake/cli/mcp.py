@@ -30,7 +30,7 @@ def mcp(url: str) -> None:
     """
     import anyio
 
-    from keybrake.mcp.bridge import endpoint_url, serve_stdio
+    from keybrake.mcp.bridge import RelayRefused, endpoint_url, serve_stdio
     from keybrake.tokens import VAULT_PREFIX, is_well_formed
 
     key = os.environ.get(VAULT_KEY_ENV, "").strip()
@@ -45,6 +45,8 @@ def mcp(url: str) -> None:
     run_id = os.environ.get("KEYBRAKE_AGENT_RUN_ID") or None
     try:
         anyio.run(serve_stdio, url, key, run_id)
+    except RelayRefused as exc:
+        raise click.ClickException(f"cannot serve MCP: {exc}") from None
     except Exception as exc:  # the server unreachable or the key refused at start: say so on stderr
         raise click.ClickException(f"cannot serve MCP from {url}: {_reason(exc)}") from None
 

@@ -30,6 +30,34 @@ ENDPOINT = "/_keybrake/mcp"
 READ_TIMEOUT_S = 3700.0
 
 
+class RelayRefused(Exception):
+    """`keybrake mcp` cannot serve: the message says why and what to change."""
+
+
+async def check_key(http: httpx2.AsyncClient, url: str) -> None:
+    """Before serving: the server at `url` answers as Keybrake and takes the vault key (its agent
+    self-view, `GET /_keybrake/self`). Raises RelayRefused naming the cause: nothing answers, not
+    a Keybrake proxy port, or the key refused (unknown, revoked, expired) with Keybrake's reason."""
+    base = endpoint_url(url)[: -len(ENDPOINT)]
+    try:
+        r = await http.get(base + "/_keybrake/self")
+    except httpx2.HTTPError as exc:
+        raise RelayRefused(
+            f"nothing answers at {base} ({type(exc).__name__}); give the Keybrake server's proxy address with "
+            "--url or KEYBRAKE_URL"
+        ) from None
+    if r.status_code == 200:
+        return
+    try:
+        error = r.json()["error"]
+        code, message = str(error["code"]), str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        raise RelayRefused(
+            f"{base} did not answer as a Keybrake server's proxy port (HTTP {r.status_code}); check --url"
+        ) from None
+    raise RelayRefused(f"Keybrake at {base} refused the vault key ({code}): {message[:300]}")
+
+
 def endpoint_url(url: str) -> str:
     """`http://host:8080` (a Keybrake server) → its MCP endpoint; a URL naming the endpoint is kept.
     Raises ValueError for a URL that is not http(s) or names another path."""
@@ -46,40 +74,44 @@ def endpoint_url(url: str) -> str:
 @contextlib.asynccontextmanager
 async def relay(url: str, vault_key: str, agent_run_id: str | None = None) -> AsyncIterator[Server[Any]]:
     """A stdio-servable `Server` whose tools are those the Keybrake server at `url` lists for
-    `vault_key`; connected while the context is open. Raises whatever connecting raises (the
-    server unreachable, the key refused)."""
+    `vault_key`; connected while the context is open. Raises RelayRefused when the server is not
+    there or refuses the key (`check_key`), else whatever connecting raises."""
     headers = {"Authorization": f"Bearer {vault_key}", BRIDGE_HEADER: "stdio"}
     if agent_run_id:
         headers["X-Agent-Run-Id"] = agent_run_id
     timeout = httpx2.Timeout(30.0, read=READ_TIMEOUT_S)
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=timeout) as http,
-        Client(streamable_http_client(endpoint_url(url), http_client=http)) as upstream,
-    ):
+    async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
+        await check_key(http, url)
+        async with Client(streamable_http_client(endpoint_url(url), http_client=http)) as upstream:
+            yield _relay_server(upstream, url)
 
-        async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-            return await upstream.list_tools(cursor=params.cursor if params else None)
 
-        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
-            try:
-                return await upstream.call_tool(params.name, dict(params.arguments or {}))
-            except MCPError:
-                raise
-            except httpx2.ConnectError as exc:
-                return tool_error(f"Keybrake at {url} is unreachable ({type(exc).__name__}); nothing was sent.")
-            except (httpx2.HTTPError, OSError) as exc:
-                return tool_error(
-                    f"The connection to Keybrake at {url} failed during the call ({type(exc).__name__}): the call "
-                    "may have been sent. Check the run's audit trail before calling again."
-                )
+def _relay_server(upstream: Client, url: str) -> Server[Any]:
+    """The stdio server whose listing and calls are `upstream`'s."""
 
-        yield Server(
-            "keybrake",
-            version=__version__,
-            instructions=INSTRUCTIONS,
-            on_list_tools=list_tools,
-            on_call_tool=call_tool,
-        )
+    async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        return await upstream.list_tools(cursor=params.cursor if params else None)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        try:
+            return await upstream.call_tool(params.name, dict(params.arguments or {}))
+        except MCPError:
+            raise
+        except httpx2.ConnectError as exc:
+            return tool_error(f"Keybrake at {url} is unreachable ({type(exc).__name__}); nothing was sent.")
+        except (httpx2.HTTPError, OSError) as exc:
+            return tool_error(
+                f"The connection to Keybrake at {url} failed during the call ({type(exc).__name__}): the call "
+                "may have been sent. Check the run's audit trail before calling again."
+            )
+
+    return Server(
+        "keybrake",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
 
 
 async def serve_stdio(url: str, vault_key: str, agent_run_id: str | None = None) -> None:

@@ -40,7 +40,7 @@ from keybrake.vendors.tools import Tool, ToolInputError, admitted, blast_radius,
 # JSON-RPC error code of a refused listing (the implementation-defined server error range).
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
-_KEY_HEADER = "x-keybrake-key"
+_NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
 
 class McpFront:
@@ -156,7 +156,9 @@ class McpFront:
             out.append(("content-type", built.content_type))
         if built.idempotency_key is not None:
             out.append((vendor.idempotency_header, built.idempotency_key))
-        out += [(k, v) for k, v in headers if k in _AGENT_HEADERS or (k.startswith("x-keybrake-") and k != _KEY_HEADER)]
+        out += [
+            (k, v) for k, v in headers if k in _AGENT_HEADERS or (k.startswith("x-keybrake-") and k not in _NOT_COPIED)
+        ]
         via = {"tool": tool.name, "transport": _transport(headers)}
         req = ProxyRequest(built.method, built.raw_path, built.query, tuple(out), built.body, _client(ctx), via)
         refused = (await self.pipeline.admit(req))[1]

@@ -136,7 +136,11 @@ class Forwarder:
         )
         headers = got.headers + self.rec.keybrake_headers(ctx)
         if result.remaining_usd is not None:
-            headers.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, result.remaining_usd))))
+            # What the caps leave once this call is settled: its reservation moved to what it cost
+            # (all of it given back when the vendor refused the call), unless the outcome is not final.
+            settled = got.settlement
+            freed = 0 if settled.keep_reservation else (ctx.row.reserved_usd or 0) - settled.cost_usd
+            headers.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, result.remaining_usd + freed))))
         return ProxyResponse(got.status, headers, got.body)
 
     async def refuse(self, ctx: RequestContext, settlement: Settlement, refusal: Denial) -> ProxyResponse:

@@ -384,6 +384,7 @@ def _attach_key(ctx: RequestContext, key: KeyRecord) -> None:
     ctx.key = key
     row = ctx.row
     row.key_id, row.label, row.vendor, row.credential = key.id, key.label, key.vendor, key.credential
+    row.agent_run_id = key.metadata.get("agent_run_id") or row.agent_run_id  # bound: on refusals of its state too
 
 
 def _first_segment(raw_path: bytes) -> str | None:

@@ -242,7 +242,12 @@ def _could_match(pattern: EndpointPattern, method: str, segs: tuple[str | None, 
 def blast_radius(tool: Tool, policy: Policy, expires_at: str) -> str:
     """The limits a model should see in the tool's description: what one call can move and the
     key's caps, approval rules and scope that hold it (amounts in USD)."""
-    parts = [tool.moves] if tool.moves else ["Reads only: moves no money and sends nothing."]
+    if tool.moves:
+        parts = [tool.moves]
+    elif tool.method == "GET":
+        parts = ["Reads only: moves no money and sends nothing."]
+    else:
+        parts = ["Changes data at the vendor; moves no money and sends nothing."]
     caps = []
     if policy.max_usd_per_call is not None:
         caps.append(f"at most {human_usd(policy.max_usd_per_call)} per call")
@@ -263,8 +268,17 @@ def blast_radius(tool: Tool, policy: Policy, expires_at: str) -> str:
         parts.append("Calls of this tool may wait for a person's approval.")
     if policy.customer_allowlist is not None:
         parts.append(f"Only {len(policy.customer_allowlist)} listed customer(s) may be acted for.")
-    scoped = sorted(k for k in policy.vendor_data if k.startswith("allowed_"))
+    scoped = [_scope_rule(k, policy.vendor_data[k]) for k in sorted(policy.vendor_data) if k.startswith("allowed_")]
     if scoped:
-        parts.append("Scope rules on this key: " + ", ".join(scoped) + ".")
+        parts.append("Scope on this key: " + "; ".join(scoped) + "; a call outside it is refused.")
     parts.append(f"The key expires at {expires_at}.")
     return " ".join(parts)
+
+
+def _scope_rule(name: str, value: Any) -> str:
+    """`allowed_to_domains: example.com, *.example.org` (at most 5 values shown, then how many more)."""
+    if not isinstance(value, list | tuple):
+        return f"{name}: {str(value)[:60]}"
+    shown = ", ".join(str(v)[:60] for v in value[:5])
+    more = f" and {len(value) - 5} more" if len(value) > 5 else ""
+    return f"{name}: {shown or 'none'}{more}"
