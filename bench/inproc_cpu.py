@@ -32,16 +32,17 @@ CHARGE = {"object": "charge", "amount": 100, "currency": "usd", "status": "succe
 
 
 class Canned:
-    """The upstream: a Stripe charge answer, a new charge id each time (as Stripe's)."""
+    """The upstream: a Stripe answer (`doc`, a charge by default), a new `prefix`_ id each time (as Stripe's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, doc: dict[str, Any] = CHARGE, prefix: str = "ch") -> None:
         self._n = itertools.count()
+        self.doc, self.prefix = doc, prefix
 
     async def send(self, request: Any) -> Any:
         from keybrake.core.upstream import UpstreamResponse
 
         await asyncio.sleep(0)
-        body = json.dumps({"id": f"ch_{next(self._n):024d}", **CHARGE}).encode()
+        body = json.dumps({"id": f"{self.prefix}_{next(self._n):024d}", **self.doc}).encode()
         headers = [("content-type", "application/json"), ("request-id", "req_1"), ("content-length", str(len(body)))]
         return UpstreamResponse(200, headers, body, 0.1)
 
@@ -69,12 +70,12 @@ async def _call(app: Any, method: str, path: str, headers: list[tuple[str, str]]
     return int(sent[0]["status"]), b"".join(m.get("body", b"") for m in sent[1:])
 
 
-async def _provision(app: Any) -> str:
+async def _provision(app: Any, policy: dict[str, Any] | None = None) -> str:
     adm = [("authorization", f"Bearer {ADMIN}"), ("content-type", "application/json")]
     cred = {"vendor": "stripe", "name": "bench", "secret": "sk_test_abcdefghijklmnop", "base_url": "http://127.0.0.1:9"}
     status, out = await _call(app, "POST", "/v1/credentials", adm, json.dumps(cred).encode())
     assert status == 201, out
-    policy = {"daily_usd_cap": 100_000_000, "max_requests_per_hour": 100_000_000}
+    policy = policy or {"daily_usd_cap": 100_000_000, "max_requests_per_hour": 100_000_000}
     key = {"vendor": "stripe", "credential": "bench", "expires_in": "1h", "policy": policy}
     status, out = await _call(app, "POST", "/v1/keys", adm, json.dumps(key).encode())
     assert status == 201, out

@@ -25,39 +25,15 @@ from typing import Any
 
 import uvloop
 
-from inproc_cpu import ADMIN, _call  # the in-process ASGI call (this script's directory is on sys.path)
+from inproc_cpu import (  # the in-process ASGI call (this script's directory is on sys.path)
+    ADMIN,
+    Canned,
+    _call,
+    _provision,
+)
 
 PI = {"object": "payment_intent", "amount": 100, "currency": "usd", "status": "succeeded", "customer": None,
       "amount_received": 100, "capture_method": "automatic", "latest_charge": "ch_1"}  # fmt: skip
-
-
-class Canned:
-    """The upstream: a succeeded PaymentIntent, a new id each time (as Stripe's)."""
-
-    def __init__(self) -> None:
-        self._n = itertools.count()
-
-    async def send(self, request: Any) -> Any:
-        from keybrake.core.upstream import UpstreamResponse
-
-        await asyncio.sleep(0)
-        body = json.dumps({"id": f"pi_{next(self._n):024d}", **PI}).encode()
-        headers = [("content-type", "application/json"), ("request-id", "req_1"), ("content-length", str(len(body)))]
-        return UpstreamResponse(200, headers, body, 0.1)
-
-    async def close(self) -> None:
-        return None
-
-
-async def _provision(app: Any) -> str:
-    adm = [("authorization", f"Bearer {ADMIN}"), ("content-type", "application/json")]
-    cred = {"vendor": "stripe", "name": "bench", "secret": "sk_test_abcdefghijklmnop", "base_url": "http://127.0.0.1:9"}
-    status, out = await _call(app, "POST", "/v1/credentials", adm, json.dumps(cred).encode())
-    assert status == 201, out
-    key = {"vendor": "stripe", "credential": "bench", "expires_in": "1h", "policy": {"daily_usd_cap": 100_000_000}}
-    status, out = await _call(app, "POST", "/v1/keys", adm, json.dumps(key).encode())
-    assert status == 201, out
-    return str(json.loads(out)["key"])
 
 
 async def _round(app: Any, send: Any, n: int, c: int) -> float:
@@ -87,9 +63,9 @@ async def _main(n: int, c: int, rounds: int, protocol: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rt = await open_runtime(from_env().with_overrides(data_dir=Path(tmp)), create=True)
         await ensure_admin_token(rt)
-        app = KeybrakeApp(rt, upstream=Canned())
+        app = KeybrakeApp(rt, upstream=Canned(PI, "pi"))
         await app.startup()
-        token = await _provision(app)
+        token = await _provision(app, {"daily_usd_cap": 100_000_000})
         serial = itertools.count()
 
         async def proxied(i: int) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests import harness
+from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe, FakeStripeThread
 from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
 from tests.harness import REAL_SECRET, KeybrakeThread
@@ -92,6 +93,20 @@ def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThrea
     secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
     with KeybrakeThread(tmp_path / "data", vendor_settings={"twilio": {"reconcile_interval_s": 0.2}}) as server:
         server.add_credential(fake_twilio.base_url, name="twilio", secret=secret, vendor="twilio")
+        yield server
+
+
+@pytest.fixture
+def fake_resend() -> Iterator[FakeResend]:
+    with FakeResendThread() as t:
+        yield t.fake
+
+
+@pytest.fixture
+def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
+    """A running Keybrake with a Resend credential (`resend`) pointing at the fake Resend."""
+    with KeybrakeThread(tmp_path / "data") as server:
+        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
         yield server
 
 

@@ -12,23 +12,10 @@ import pytest
 import resend
 from resend.exceptions import ResendError
 
-from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
+from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend
 from tests.harness import KeybrakeThread
 
 SENDER = "Acme <bot@mail.acme.io>"
-
-
-@pytest.fixture
-def fake_resend() -> Iterator[FakeResend]:
-    with FakeResendThread() as t:
-        yield t.fake
-
-
-@pytest.fixture
-def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
-    with KeybrakeThread(tmp_path / "data") as server:
-        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
-        yield server
 
 
 @pytest.fixture

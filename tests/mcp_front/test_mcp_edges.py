@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,25 +14,12 @@ from click.testing import CliRunner
 from keybrake.cli import main
 from keybrake.tokens import VAULT_PREFIX, new_token
 from tests.approval_holds import decide, pending_for
-from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
+from tests.fakes.resend_server import FakeResend
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.conftest import Connect, mcp_http, text_of
 
 PAY = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
-
-
-@pytest.fixture
-def fake_resend() -> Iterator[FakeResend]:
-    with FakeResendThread() as t:
-        yield t.fake
-
-
-@pytest.fixture
-def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
-    with KeybrakeThread(tmp_path / "data") as server:
-        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
-        yield server
 
 
 async def test_a_retried_call_is_one_payment_and_a_new_key_is_a_new_one(

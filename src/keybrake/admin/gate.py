@@ -246,7 +246,7 @@ class AdminGate:
                 send, 400, "invalid_request", "the path, query or body holds a NUL character (\\u0000)", close=False
             )
             return
-        await self._run(scope, _replay(body, receive), send)
+        await self._run(scope, replay_body(body, receive), send)
 
     async def _authenticate(self, scope: Scope) -> tuple[int, str, str] | None:
         """None when the caller is known (its `Principal` put in the scope), else (status, code, message).
@@ -356,7 +356,7 @@ async def _read_capped(scope: Scope, receive: Receive, cap: int) -> bytes | None
     return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A receive that hands the app the body read already, then waits for the disconnect."""
     sent = False
 

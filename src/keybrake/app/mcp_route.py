@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from keybrake.admin.gate import replay_body
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
 from keybrake.core.jsonfmt import dumps
@@ -77,16 +78,7 @@ async def serve_mcp(
             message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
             await reply(send, _error(413, "body_too_large", message, ("connection", "close")))
             return
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await mcp.handle({**scope, "path": "/", "raw_path": b"/"}, replay, send)
+        await mcp.handle({**scope, "path": "/", "raw_path": b"/"}, replay_body(body, receive), send)
     finally:
         if not too_large:
             budget.give(len(body))
