@@ -1,0 +1,108 @@
+"""Red-team findings against the MCP front, as a prompt-injected agent holding one vault key.
+
+Each test shows one fault still open (xfail, strict: it turns into a failure once the fault is
+fixed, so the mark must then go). Raw JSON-RPC over httpx so the exact bytes are the agent's.
+"""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+# The 2026-07-28 ("modern") protocol: the SDK routes a request carrying this version to its
+# single-exchange entry, which parses the body with `json.loads` rather than pydantic's parser.
+MODERN = "2026-07-28"
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def post(kb: KeybrakeThread, vault_key: str, body: str | bytes, **headers: str) -> httpx.Response:
+    """POST `body` to the MCP endpoint with the vault key as Bearer."""
+    return httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        content=body,
+        headers={**ACCEPT, "authorization": f"Bearer {vault_key}", **headers},
+        timeout=60,
+    )
+
+
+def tool_call(name: str, arguments: dict[str, Any], *, modern: bool = False) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "arguments": arguments}
+    if modern:
+        params["_meta"] = MODERN_META
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+
+
+def modern_headers(name: str) -> dict[str, str]:
+    return {"mcp-protocol-version": MODERN, "mcp-method": "tools/call", "mcp-name": name}
+
+
+@pytest.fixture
+def kb_small(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
+    """Keybrake on the fake Stripe with a 64 KiB body limit (KEYBRAKE_MAX_BODY_BYTES)."""
+    with KeybrakeThread(tmp_path / "data", max_body_bytes=64 * 1024) as server:
+        server.add_credential(fake_stripe.base_url)
+        yield server
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="form encoding repeats an argument's name for every nested value before any size limit is "
+    "applied: a small tools/call becomes a form body hundreds of times larger in the proxy's memory",
+)
+def test_a_small_call_cannot_make_the_proxy_build_a_huge_body(
+    kb_small: KeybrakeThread, fake_stripe: FakeStripe
+) -> None:
+    # An open parameter (Stripe tools send on what they do not declare) with a long name and a
+    # list: form_nested writes `name[0]=1&name[1]=1&…`, the whole name again for every item.
+    key = kb_small.issue({"daily_usd_cap": 100})
+    args = {"email": "a@example.com", "n" * 3000: [1] * 4000}
+    body = json.dumps(tool_call("stripe_create_customer", args))
+    assert len(body) < 20_000  # well inside the 64 KiB limit the endpoint reads within
+    tracemalloc.start()
+    try:
+        answer = post(kb_small, key["key"], body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    result = answer.json()["result"]
+    assert result["isError"] and "body_too_large" in result["content"][0]["text"]
+    assert fake_stripe.requests == []
+    # The request may use a few times its own size and the body limit, not 12 MB (3000 × 4000).
+    assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {len(body)}-byte request"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="on the 2026-07-28 path the SDK's json.loads admits a lone surrogate; build_request's UTF-8 "
+    "encoding raises UnicodeEncodeError (not ToolInputError), so the call ends in a JSON-RPC internal error",
+)
+def test_a_lone_surrogate_is_a_tool_error_not_a_protocol_failure(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    body = json.dumps(tool_call("stripe_create_customer", {"description": "SURROGATE"}, modern=True))
+    answer = post(kb, key["key"], body.replace("SURROGATE", "\\ud800"), **modern_headers("stripe_create_customer"))
+    assert answer.status_code == 200
+    doc = answer.json()
+    assert "error" not in doc, doc  # today: {"code": -32603, "message": "Internal server error"}
+    assert doc["result"]["isError"] and "description" in doc["result"]["content"][0]["text"]
+    assert fake_stripe.requests == []
+
+
+def test_the_same_surrogate_on_the_handshake_path_is_refused_as_a_parse_error(kb: KeybrakeThread) -> None:
+    # Held: pydantic's parser (the 2025 handshake-era path) refuses a lone surrogate outright.
+    key = kb.issue({"daily_usd_cap": 100})
+    body = json.dumps(tool_call("stripe_create_customer", {"description": "SURROGATE"}))
+    answer = post(kb, key["key"], body.replace("SURROGATE", "\\ud800"))
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == -32700
