@@ -106,3 +106,25 @@ def test_the_same_surrogate_on_the_handshake_path_is_refused_as_a_parse_error(kb
     body = json.dumps(tool_call("stripe_create_customer", {"description": "SURROGATE"}))
     answer = post(kb, key["key"], body.replace("SURROGATE", "\\ud800"))
     assert answer.status_code == 400 and answer.json()["error"]["code"] == -32700
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a client-chosen idempotency_key is forwarded to the vendor as given, not scoped to the vault "
+    "key: two runs on one Stripe account sharing a key string share one vendor call",
+)
+def test_another_runs_idempotency_key_does_not_return_its_payment(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    run_a = kb.issue({"daily_usd_cap": 100}, label="tenant-a:run-1")
+    run_b = kb.issue({"daily_usd_cap": 100}, label="tenant-b:run-2")
+    # Agents pick plain keys ("order-1"); run B's injected agent repeats run A's call and key.
+    pay = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    args = {**pay, "idempotency_key": "order-1"}
+    first = post(kb, run_a["key"], json.dumps(tool_call("stripe_create_payment_intent", args))).json()["result"]
+    second = post(kb, run_b["key"], json.dumps(tool_call("stripe_create_payment_intent", args))).json()["result"]
+    assert not first["isError"], first
+    a_intent = first["structuredContent"]["id"]
+    # Today run B is answered with run A's PaymentIntent (its client_secret too), audited as B's own
+    # allowed payment, and no second payment exists.
+    b_intent = (second.get("structuredContent") or {}).get("id")
+    assert b_intent != a_intent, f"run B was handed run A's {a_intent} ({second['structuredContent']['client_secret']})"
+    assert a_intent not in json.dumps(second)
