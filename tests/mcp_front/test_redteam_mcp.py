@@ -17,8 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from keybrake.core.policy import Policy
+from keybrake.vendors.tool_catalog import RESEND_TOOLS, STRIPE_TOOLS, TWILIO_TOOLS
+from keybrake.vendors.tools import blast_radius
 from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
 from tests.fakes.stripe_server import FakeStripe
+from tests.fakes.twilio_server import FakeTwilioThread
 from tests.harness import KeybrakeThread
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -189,3 +193,35 @@ def test_an_invalid_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_strip
     assert answer["isError"] and "Nothing was sent" in answer["content"][0]["text"]
     assert fake_stripe.requests == []
     assert stalled[0] < 0.5, f"/healthz waited {stalled[0]:.1f} s behind one invalid tools/call ({took:.1f} s)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="`idempotency_key` on a tool without one (Twilio's) is not refused: it is sent on as a vendor "
+    "parameter, the call is not made idempotent, and a retry sends again",
+)
+def test_idempotency_key_on_a_tool_without_one_is_refused(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
+    # docs/mcp.md: "The client may set it in the idempotency_key argument" — an agent retrying an
+    # SMS with one believes the retry is one send.
+    key = kbt.issue({"daily_usd_cap": 10}, vendor="twilio")
+    sms = {"To": "+14155550100", "From": "+14155550000", "Body": "your code is 1234", "idempotency_key": "otp-1"}
+    answers = [post(kbt, key["key"], json.dumps(tool_call("twilio_send_sms", sms))).json()["result"] for _ in range(2)]
+    sent = [r.body for r in fake_twilio.fake.requests if r.method == "POST"]
+    # Today: two messages, each with `idempotency_key=otp-1` in Twilio's form.
+    assert answers[0]["isError"] and "idempotency_key" in answers[0]["content"][0]["text"], sent
+    assert sent == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a tool with no `moves` text is described as 'Reads only: moves no money and sends nothing' "
+    "even when it is a POST that creates an object (stripe_create_customer)",
+)
+def test_only_reads_are_described_as_reads() -> None:
+    policy = Policy()
+    wrong = [
+        t.name
+        for t in STRIPE_TOOLS + TWILIO_TOOLS + RESEND_TOOLS
+        if t.method != "GET" and "Reads only" in blast_radius(t, policy, "2030-01-01T00:00:00Z")
+    ]
+    assert wrong == []
