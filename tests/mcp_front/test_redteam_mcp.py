@@ -225,3 +225,18 @@ def test_only_reads_are_described_as_reads() -> None:
         if t.method != "GET" and "Reads only" in blast_radius(t, policy, "2030-01-01T00:00:00Z")
     ]
     assert wrong == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a GET tool's arguments become the query string, which no Keybrake limit bounds: the MCP front "
+    "forwards URLs no HTTP client could have sent to the proxy (the body limit covers bodies only)",
+)
+def test_a_get_tools_query_is_bounded_like_a_body(kb_small: KeybrakeThread) -> None:
+    key = kb_small.issue({"daily_usd_cap": 100})
+    # 30,000 '[' (30 KB of JSON, inside the 64 KiB limit) percent-encode to a 90 KB query string.
+    answer = post(kb_small, key["key"], json.dumps(tool_call("stripe_list_customers", {"email": "[" * 30_000})))
+    result = answer.json()["result"]
+    # Today the 90 KB URL is sent: the fake Stripe's server refuses the request line (HTTP 400).
+    assert result["_meta"]["keybrake"].get("code") is not None, result["content"][0]["text"][:200]  # Keybrake's
+    assert [row["verdict"].startswith("denied_") for row in kb_small.audit(key_id=key["id"])] == [True]
