@@ -240,3 +240,22 @@ def test_a_get_tools_query_is_bounded_like_a_body(kb_small: KeybrakeThread) -> N
     # Today the 90 KB URL is sent: the fake Stripe's server refuses the request line (HTTP 400).
     assert result["_meta"]["keybrake"].get("code") is not None, result["content"][0]["text"][:200]  # Keybrake's
     assert [row["verdict"].startswith("denied_") for row in kb_small.audit(key_id=key["id"])] == [True]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="on the 2026-07-28 path the SDK runs the server's tools/list before every tools/call to find the "
+    "tool's schema; with a revoked key that listing raises and the SDK logs an ERROR with a traceback per call",
+)
+def test_a_revoked_keys_calls_do_not_log_errors(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    with kb.admin() as admin:
+        assert admin.delete(f"/v1/keys/{key['id']}", params={"reason": "run over"}).status_code == 200
+    body = json.dumps(tool_call("stripe_create_customer", {"email": "a@example.com"}, modern=True))
+    before = len(kb.logs.lines)
+    for _ in range(3):  # an injected agent can repeat this as fast as it likes
+        result = post(kb, key["key"], body, **modern_headers("stripe_create_customer")).json()["result"]
+        assert result["isError"] and result["_meta"]["keybrake"]["code"] == "key_revoked"
+    errors = [json.loads(line) for line in kb.logs.lines[before:] if json.loads(line)["level"] == "error"]
+    assert errors == [], [e["msg"] for e in errors]
+    assert fake_stripe.requests == []
