@@ -78,7 +78,7 @@ def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
         yield server
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="form encoding repeats an argument's name for every nested value before any size limit is "
     "applied: a small tools/call becomes a form body hundreds of times larger in the proxy's memory",
@@ -105,7 +105,7 @@ def test_a_small_call_cannot_make_the_proxy_build_a_huge_body(
     assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {len(body)}-byte request"
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="on the 2026-07-28 path the SDK's json.loads admits a lone surrogate; build_request's UTF-8 "
     "encoding raises UnicodeEncodeError (not ToolInputError), so the call ends in a JSON-RPC internal error",
@@ -129,7 +129,7 @@ def test_the_same_surrogate_on_the_handshake_path_is_refused_as_a_parse_error(kb
     assert answer.status_code == 400 and answer.json()["error"]["code"] == -32700
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="a client-chosen idempotency_key is forwarded to the vendor as given, not scoped to the vault "
     "key: two runs on one Stripe account sharing a key string share one vendor call",
@@ -151,7 +151,7 @@ def test_another_runs_idempotency_key_does_not_return_its_payment(kb: KeybrakeTh
     assert a_intent not in json.dumps(second)
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="on the 2026-07-28 path json.loads admits NaN/Infinity; build_request's json.dumps writes them "
     "back (allow_nan) and Keybrake's own JSON parse accepts them, so a body that is not JSON is sent to the vendor",
@@ -166,7 +166,7 @@ def test_a_value_json_cannot_carry_is_never_sent(kbr: KeybrakeThread, fake_resen
     assert [r.body for r in fake_resend.requests if r.method == "POST"] == []
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="every jsonschema error of a call's arguments is rendered (str, with the instance and schema) to sort "
     "them, synchronously on the event loop: one invalid call stalls every request the proxy serves",
@@ -195,7 +195,7 @@ def test_an_invalid_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_strip
     assert stalled[0] < 0.5, f"/healthz waited {stalled[0]:.1f} s behind one invalid tools/call ({took:.1f} s)"
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="`idempotency_key` on a tool without one (Twilio's) is not refused: it is sent on as a vendor "
     "parameter, the call is not made idempotent, and a retry sends again",
@@ -212,7 +212,7 @@ def test_idempotency_key_on_a_tool_without_one_is_refused(kbt: KeybrakeThread, f
     assert sent == []
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="a tool with no `moves` text is described as 'Reads only: moves no money and sends nothing' "
     "even when it is a POST that creates an object (stripe_create_customer)",
@@ -227,7 +227,7 @@ def test_only_reads_are_described_as_reads() -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="a GET tool's arguments become the query string, which no Keybrake limit bounds: the MCP front "
     "forwards URLs no HTTP client could have sent to the proxy (the body limit covers bodies only)",
@@ -242,7 +242,7 @@ def test_a_get_tools_query_is_bounded_like_a_body(kb_small: KeybrakeThread) -> N
     assert [row["verdict"].startswith("denied_") for row in kb_small.audit(key_id=key["id"])] == [True]
 
 
-@pytest.mark.xfail(
+@pytest.mark.xfail(  # REMOVE
     strict=True,
     reason="on the 2026-07-28 path the SDK runs the server's tools/list before every tools/call to find the "
     "tool's schema; with a revoked key that listing raises and the SDK logs an ERROR with a traceback per call",

@@ -10,9 +10,10 @@ policy as it is now.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import jsonschema
 import mcp_types as types
@@ -22,7 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
 from keybrake import __version__
-from keybrake.core.errors import Denial
+from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
 from keybrake.mcp.results import tool_result
@@ -35,11 +36,14 @@ from keybrake.store.base import KeyRecord, KeyState
 from keybrake.tokens import token_hash
 from keybrake.vendors.base import Vendor
 from keybrake.vendors.tool_catalog import tools_for
-from keybrake.vendors.tools import Tool, ToolInputError, admitted, blast_radius, build_request
+from keybrake.vendors.tools import Tool, ToolInputError, ToolRequest, admitted, blast_radius, build_request
 
 # JSON-RPC error code of a refused listing (the implementation-defined server error range).
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
+_STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
+_LARGE_BYTES = 64 * 1024  # tool calls above this are checked and encoded off the event loop
+_T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
 
@@ -59,6 +63,9 @@ class McpFront:
             instructions=INSTRUCTIONS,
             on_list_tools=self._list_tools,
             on_call_tool=self._call_tool,
+            # The SDK's own check of a call's arguments (2026-07-28 protocol) reads the schema here,
+            # not by running the caller's tools/list (a key check and a store read per call).
+            get_tool_input_schema=self._schema_of,
         )
         # The vault key is required on every request (a browser page cannot send it), so the SDK's
         # DNS-rebinding check on Host and Origin adds nothing and would refuse a load balancer's names.
@@ -102,6 +109,8 @@ class McpFront:
                 raise state_denial(state, key)
         except Denial as denial:
             raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({denial.code}): {denial.message}") from None
+        except EnforcementUnavailable:
+            raise MCPError(KEY_REFUSED, _STORE_DOWN + "; retry shortly.") from None
         return key
 
     async def _list_tools(self, ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
@@ -114,6 +123,14 @@ class McpFront:
         return types.ListToolsResult(
             tools=[_listed(t, blast_radius(t, policy, expires)) for t in tools_for(vendor) if admitted(t, policy)]
         )
+
+    def _schema_of(self, name: str) -> dict[str, Any] | None:
+        """Any vendor's tool schema by name (None: no such tool; the call then says so)."""
+        for vendor in self.pipeline.vendors.values():
+            found = self._tool(vendor, name)
+            if found is not None:
+                return found[0].input_schema()
+        return None
 
     def _tool(self, vendor: Vendor, name: str) -> tuple[Tool, jsonschema.Draft202012Validator] | None:
         """The vendor's tool of that name and its arguments' validator (built once per tool)."""
@@ -131,7 +148,7 @@ class McpFront:
         if refused is not None:
             raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({refused.code}): {refused.message}")
         if key is None:
-            return tool_error("Keybrake cannot check vault keys now (its store did not answer); nothing was sent.")
+            return tool_error(_STORE_DOWN + "; nothing was sent. Retry shortly.")
         vendor = self.pipeline.vendors.get(key.vendor)
         found = self._tool(vendor, params.name) if vendor is not None else None
         if vendor is None or found is None:
@@ -141,16 +158,14 @@ class McpFront:
             )
         tool, validator = found
         args = dict(params.arguments or {})
-        problems = [] if validator.is_valid(args) else sorted(validator.iter_errors(args), key=str)
-        if problems:
-            first = problems[0]
-            where = "/".join(str(p) for p in first.absolute_path) or "arguments"
-            why = "null is not accepted: leave the argument out" if first.instance is None else first.message
-            return tool_error(f"Invalid arguments for {tool.name}: {where}: {why}. Nothing was sent.")
-        try:
-            built = build_request(tool, args, key.id)
-        except ToolInputError as exc:
-            return tool_error(f"Invalid arguments for {tool.name}: {exc}. Nothing was sent.")
+        limit = self.pipeline.settings.max_body_bytes or vendor.max_body_bytes
+        # Checking and encoding take time in proportion to the arguments: large ones are done off
+        # the event loop, so one agent's big call never stalls everyone's requests.
+        large = int(dict(headers).get("content-length", "0") or 0) > _LARGE_BYTES
+        prepared = await (asyncio.to_thread if large else _now)(_prepare, tool, validator, args, key.id, limit)
+        if isinstance(prepared, str):
+            return tool_error(f"Invalid arguments for {tool.name}: {prepared}. Nothing was sent.")
+        built = prepared
         out = [("authorization", f"Bearer {extract_token(head)}")]
         if built.content_type is not None:
             out.append(("content-type", built.content_type))
@@ -164,6 +179,26 @@ class McpFront:
         refused = (await self.pipeline.admit(req))[1]
         resp = await (self.pipeline.handle_denial(req, refused) if refused else self.pipeline.handle(req))
         return tool_result(vendor.name, resp)
+
+
+async def _now(fn: Callable[..., _T], *args: Any) -> _T:
+    return fn(*args)
+
+
+def _prepare(
+    tool: Tool, validator: jsonschema.Draft202012Validator, args: dict[str, Any], key_id: str, limit: int
+) -> ToolRequest | str:
+    """The vendor request for these arguments, or what is wrong with them (the first problem
+    only: the cost never grows with the number of problems)."""
+    first = next(iter(validator.iter_errors(args)), None)
+    if first is not None:
+        where = "/".join(str(p)[:40] for p in first.absolute_path) or "arguments"
+        why = "null is not accepted: leave the argument out" if first.instance is None else first.message[:200]
+        return f"{where[:200]}: {why}"
+    try:
+        return build_request(tool, args, key_id, max_body_bytes=limit)
+    except ToolInputError as exc:
+        return str(exc)
 
 
 def _listed(tool: Tool, limits: str) -> types.Tool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
 _PATH_VALUE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,254}")
 BODIES = ("form_nested", "form_repeat", "json", "json_array")
 _MAX_DEPTH = 8
+_MAX_NAME = 512  # characters of one form parameter's name, nesting included
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# A GET's parameters go in the URL: bounded as a request line is (HTTP servers refuse far less).
+MAX_QUERY_BYTES = 8192
 
 
 class ToolInputError(ValueError):
@@ -117,34 +122,47 @@ class ToolRequest:
     idempotency_key: str | None
 
 
-def build_request(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolRequest:
+def build_request(
+    tool: Tool, args: Mapping[str, Any], key_id: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> ToolRequest:
     """`args` (already valid against `tool.input_schema()`) → the vendor request.
 
-    Raises ToolInputError for a path parameter that is not one id, a null or a nesting deeper
-    than 8 levels, text that is not valid Unicode (a lone surrogate), or a value the body
-    encoding cannot carry.
+    Encoding stops as soon as the body passes `max_body_bytes` (the query of a GET or DELETE,
+    MAX_QUERY_BYTES): what it builds is bounded whatever the arguments' shape (a list under a long
+    name repeats the name once per item). Raises ToolInputError for a path parameter that is not
+    one id, `idempotency_key` on a tool without one, a null, NaN or Infinity, a nesting deeper than
+    8 levels, text that is not valid Unicode (a lone surrogate), a value the body encoding cannot
+    carry, or a request past those limits.
     """
     try:
-        return _build(tool, args, key_id)
+        return _build(tool, args, key_id, max_body_bytes)
     except UnicodeEncodeError:
         raise ToolInputError("an argument holds text that is not valid Unicode (a lone surrogate)") from None
 
 
-def _build(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolRequest:
+def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int) -> ToolRequest:
     params = dict(args)
-    idem = params.pop(IDEMPOTENCY_ARG, None) if tool.idempotent else None
+    if IDEMPOTENCY_ARG in params and not tool.idempotent:
+        raise ToolInputError(
+            f"{tool.name} takes no {IDEMPOTENCY_ARG}: the vendor has no idempotency key for this call, so calling "
+            "again acts again"
+        )
+    idem = params.pop(IDEMPOTENCY_ARG, None)
     values = {"key_id": key_id}
     for p in tool.path_params:
         v = params.pop(p, None)
         if not isinstance(v, str) or not _PATH_VALUE.fullmatch(v) or v.strip(".") == "":
-            raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':', '.'), got {v!r}")
+            shown = repr(v)[:60]
+            raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':', '.'), got {shown}")
         values[p] = v
     path = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), tool.path)
     raw_path = f"/{tool.vendor}{path}".encode()
-    if idem is None and tool.idempotent and tool.method == "POST":
+    if idem is not None:  # the client's: sent as this key's own, so another run's value never meets it
+        idem = derived_idempotency_key(key_id, "", {IDEMPOTENCY_ARG: idem})
+    elif tool.idempotent and tool.method == "POST":
         idem = derived_idempotency_key(key_id, tool.name, args)
     if tool.method in ("GET", "DELETE"):
-        query = urlencode(list(_form(params, nested=tool.body != "form_repeat"))).encode()
+        query = _encode_form(params, tool.body != "form_repeat", MAX_QUERY_BYTES, "query string")
         return ToolRequest(tool.method, raw_path, query, b"", None, idem)
     if tool.body == "json_array":
         assert tool.array_arg is not None
@@ -152,23 +170,44 @@ def _build(tool: Tool, args: Mapping[str, Any], key_id: str) -> ToolRequest:
         if params:
             raise ToolInputError(f"arguments {sorted(params)} are not taken by {tool.name}: put them in each item")
         _check_depth(body, 0)
-        return ToolRequest(tool.method, raw_path, b"", _json(body), "application/json", idem)
+        return ToolRequest(tool.method, raw_path, b"", _json(body, max_body_bytes), "application/json", idem)
     if tool.body == "json":
         _check_depth(params, 0)
-        return ToolRequest(tool.method, raw_path, b"", _json(params), "application/json", idem)
-    form = urlencode(list(_form(params, nested=tool.body == "form_nested"))).encode()
+        return ToolRequest(tool.method, raw_path, b"", _json(params, max_body_bytes), "application/json", idem)
+    form = _encode_form(params, tool.body == "form_nested", max_body_bytes, "body")
     return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", idem)
 
 
 def derived_idempotency_key(key_id: str, tool: str, args: Mapping[str, Any]) -> str:
     """`mcp-` + SHA-256 (hex, 40 characters) of the vault key's id, the tool and its arguments
-    in canonical JSON: a client's retry of the same call carries the same key."""
+    in canonical JSON: a client's retry of the same call carries the same key. A client's own
+    `idempotency_key` is hashed the same way with the vault key's id (tool ""): the same value
+    from the same run is the same call, from another run another one."""
     canonical = json.dumps({"key": key_id, "tool": tool, "args": args}, sort_keys=True, separators=(",", ":"))
     return "mcp-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+def _json(value: Any, limit: int) -> bytes:
+    try:
+        out = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError:
+        raise ToolInputError("an argument is NaN or Infinity, which JSON cannot carry") from None
+    if len(out) > limit:
+        raise ToolInputError(f"the request body would be larger than {limit} bytes")
+    return out
+
+
+def _encode_form(params: Mapping[str, Any], nested: bool, limit: int, what: str) -> bytes:
+    """The form encoding of `params`, refused (ToolInputError) as soon as it passes `limit` bytes."""
+    pieces: list[str] = []
+    size = 0
+    for pair in _form(params, nested=nested):
+        piece = urlencode([pair])
+        size += len(piece) + 1
+        if size > limit + 1:
+            raise ToolInputError(f"the request {what} would be larger than {limit} bytes")
+        pieces.append(piece)
+    return "&".join(pieces).encode()
 
 
 def _check_depth(value: Any, depth: int) -> None:
@@ -192,14 +231,18 @@ def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[st
     if depth > _MAX_DEPTH:
         raise ToolInputError(f"argument {name.split('[')[0]!r} nests deeper than {_MAX_DEPTH} levels")
     if value is None:
-        raise ToolInputError(f"argument {name!r} is null: leave it out instead")
+        raise ToolInputError(f"argument {name[:80]!r} is null: leave it out instead")
+    if len(name) > _MAX_NAME:
+        raise ToolInputError(f"argument name {name[:40]!r}… is longer than {_MAX_NAME} characters")
     if isinstance(value, bool):
         yield name, "true" if value else "false"
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ToolInputError(f"argument {name[:80]!r} is NaN or Infinity, which no vendor takes")
     elif isinstance(value, (int, float, str)):
         yield name, str(value)
     elif isinstance(value, Mapping):
         if not nested:
-            raise ToolInputError(f"argument {name!r} must be a plain value or a list of them, not an object")
+            raise ToolInputError(f"argument {name[:80]!r} must be a plain value or a list of them, not an object")
         for k, v in value.items():
             yield from _pairs(f"{name}[{k}]", v, nested, depth + 1)
     elif isinstance(value, list):
@@ -207,11 +250,11 @@ def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[st
             if nested:
                 yield from _pairs(f"{name}[{i}]", v, nested, depth + 1)
             elif isinstance(v, (Mapping, list)):
-                raise ToolInputError(f"argument {name!r} must be a list of plain values")
+                raise ToolInputError(f"argument {name[:80]!r} must be a list of plain values")
             else:
                 yield from _pairs(name, v, nested, depth + 1)
     else:
-        raise ToolInputError(f"argument {name!r} has a value JSON cannot carry")
+        raise ToolInputError(f"argument {name[:80]!r} has a value JSON cannot carry")
 
 
 # -- which tools a key's policy admits, and what each may move -------------------------------
