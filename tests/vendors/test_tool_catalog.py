@@ -71,7 +71,7 @@ def _documented(tool: Tool, op: dict[str, Any]) -> dict[str, Any]:
 
 def _types(schema: dict[str, Any]) -> set[str]:
     t = schema.get("type")
-    return set(t) if isinstance(t, list) else {t}
+    return set(t) if isinstance(t, list) else {str(t)}
 
 
 def test_fixture_names_its_sources_and_covers_every_tool() -> None:

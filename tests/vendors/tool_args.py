@@ -17,7 +17,7 @@ from keybrake.vendors.tools import IDEMPOTENCY_ARG, Tool
 # Text an agent might pass: printable, non-ASCII, look-alikes, the form's own delimiters.
 TEXT = st.text(
     st.one_of(
-        st.characters(codec="utf-8", exclude_categories=("Cs",)),
+        st.characters(codec="utf-8"),  # no lone surrogates
         st.sampled_from(list("&=+%[]#?/ \n\u00e9\u200b\ufeff\U0001f600")),
     ),
     max_size=12,
@@ -73,7 +73,7 @@ def from_schema(schema: dict[str, Any], gen: Gen = ANY) -> st.SearchStrategy[Any
 
 
 def _length_ok(s: str, schema: dict[str, Any]) -> bool:
-    return schema.get("minLength", 0) <= len(s) <= schema.get("maxLength", 10**9)
+    return bool(schema.get("minLength", 0) <= len(s) <= schema.get("maxLength", 10**9))
 
 
 def object_args(schema: dict[str, Any], gen: Gen = ANY) -> st.SearchStrategy[dict[str, Any]]:
@@ -82,6 +82,7 @@ def object_args(schema: dict[str, Any], gen: Gen = ANY) -> st.SearchStrategy[dic
     props: dict[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", ()))
     extra = schema.get("additionalProperties", False)
+
     def one(k: str, v: dict[str, Any]) -> st.SearchStrategy[Any]:
         return gen.fields[k] if k in gen.fields else from_schema(v, gen)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
 import resend
-from resend.http_client import HTTPClient as ResendHTTPClient
 import stripe
+from resend.http_client import HTTPClient as ResendHTTPClient
 from twilio.http import HttpClient as TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
@@ -35,6 +35,11 @@ class Sent:
     query: str
     body: bytes
     headers: Mapping[str, str]
+
+
+def _body(body: Any) -> bytes:
+    """A prepared requests body (str, bytes or None) as bytes."""
+    return body if isinstance(body, bytes) else (body or "").encode()
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -92,9 +97,9 @@ def stripe_sent(tool: str, path_id: str, params: dict[str, Any], idempotency_key
     return recorder.sent[0]
 
 
-class _TwilioRecorder(TwilioHttpClient):
+class _TwilioRecorder(TwilioHttpClient):  # type: ignore[misc]  # twilio-python is untyped
     def __init__(self) -> None:
-        super().__init__(logger=None, is_async=False)  # type: ignore[arg-type]
+        super().__init__(logger=None, is_async=False)
         self.sent: list[Sent] = []
 
     def request(
@@ -109,9 +114,9 @@ class _TwilioRecorder(TwilioHttpClient):
         allow_redirects: bool = False,
     ) -> TwilioResponse:
         # Encoded exactly as the SDK's default client (requests) encodes `params` and `data`.
-        prepared = requests.Request(method, uri, params=params, data=data or None).prepare()
+        prepared = requests.Request(method, uri, params=cast(Any, params), data=data or None).prepare()
         path, query = _split(prepared.url or "")
-        body = prepared.body if isinstance(prepared.body, bytes) else (prepared.body or "").encode()
+        body = _body(prepared.body)
         self.sent.append(Sent(method.upper(), path, query, body, {k.lower(): v for k, v in (headers or {}).items()}))
         return TwilioResponse(200, json.dumps({"sid": "SMx", "account_sid": ACCOUNT_SID}))
 
@@ -154,9 +159,9 @@ class _ResendRecorder(ResendHTTPClient):
         files: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
     ) -> tuple[bytes, int, Mapping[str, str]]:
-        prepared = requests.Request(method.upper(), url, json=json, data=data).prepare()
+        prepared = requests.Request(method.upper(), url, json=cast(Any, json), data=data).prepare()
         path, query = _split(prepared.url or "")
-        body = prepared.body if isinstance(prepared.body, bytes) else (prepared.body or "").encode()
+        body = _body(prepared.body)
         self.sent.append(Sent(method.upper(), path, query, body, {k.lower(): v for k, v in headers.items()}))
         reply: Any = {"data": [{"id": "x"}]} if path.endswith("/batch") else {"id": "x"}
         return _json_bytes(reply), 200, {"content-type": "application/json"}
