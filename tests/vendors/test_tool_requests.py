@@ -4,7 +4,8 @@ tool's input schema (tests/vendors/tool_args.py), `build_request` must produce t
 query or body and Idempotency-Key that stripe-python, twilio-python and resend-python send for
 the same call (tests/vendors/vendor_sdks.py records them); Keybrake's own route and parse must
 accept that request and read exactly the arguments; a path parameter is one path segment or the
-call is refused.
+call is refused. Arguments a schema admits that Keybrake then refuses or misreads are the strict
+`test_gap_*` cases (each fails once the schema or the parse is changed to agree).
 """
 
 from __future__ import annotations
@@ -170,14 +171,14 @@ def _as_proxy_request(tool: Tool, built: ToolRequest) -> ProxyRequest:
     return ProxyRequest(built.method, built.raw_path, built.query, tuple(headers), built.body, "127.0.0.1")
 
 
-def _flat(value: Any, path: tuple[str, ...], out: dict[str, list[str]], *, literal: bool) -> None:
+def _flat(value: Any, path: tuple[str, ...], out: dict[str, list[str]]) -> None:
     """The parameters a vendor reads from `value`: dotted names (a list's index dropped), values as text."""
     if isinstance(value, dict):
         for k, v in value.items():
-            _flat(v, (*path, k), out, literal=literal)
+            _flat(v, (*path, k), out)
     elif isinstance(value, list):
         for v in value:
-            _flat(v, path, out, literal=literal)
+            _flat(v, path, out)
     else:
         text = value if isinstance(value, str) else json.dumps(value)
         out.setdefault(".".join(path), []).append(text)
@@ -186,7 +187,7 @@ def _flat(value: Any, path: tuple[str, ...], out: dict[str, list[str]], *, liter
 def _expected(tool: Tool, args: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     _, params, _ = _split_args(tool, args)
     out: dict[str, list[str]] = {}
-    _flat(params[tool.array_arg] if tool.array_arg else params, (), out, literal=tool.body == "form_repeat")
+    _flat(params[tool.array_arg] if tool.array_arg else params, (), out)
     return {k: tuple(v) for k, v in out.items()}
 
 
