@@ -150,3 +150,12 @@ def test_a_json_body_name_with_no_values_still_collides_with_the_query() -> None
     with pytest.raises(Denial) as info:
         merge(query_params(b"customer=cus_A"), body)
     assert info.value.code == "param_ambiguous"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("shape", ['{"amount": %s}', '[{"a": [1, %s]}]', "%s"])
+def test_json_constants_that_are_not_json_numbers_are_refused(constant: str, shape: str) -> None:
+    # Python's JSON reader takes them; a vendor's does not, and Keybrake must not price or scope one.
+    with pytest.raises(Denial) as exc:
+        parse_json_body((shape % constant).encode())
+    assert exc.value.code == "body_invalid" and constant.lstrip("-") in exc.value.message

@@ -1,7 +1,8 @@
 """Red-team findings against the MCP front, as a prompt-injected agent holding one vault key.
 
-Each test shows one fault still open (xfail, strict: it turns into a failure once the fault is
-fixed, so the mark must then go). Raw JSON-RPC over httpx so the exact bytes are the agent's.
+Each test is a fault found by attacking the front as a prompt-injected agent would; each failed
+before its fix and is kept as a regression test. Raw JSON-RPC over httpx so the exact bytes are the
+agent's.
 """
 
 from __future__ import annotations
@@ -78,38 +79,29 @@ def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
         yield server
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="form encoding repeats an argument's name for every nested value before any size limit is "
-    "applied: a small tools/call becomes a form body hundreds of times larger in the proxy's memory",
-)
 def test_a_small_call_cannot_make_the_proxy_build_a_huge_body(
     kb_small: KeybrakeThread, fake_stripe: FakeStripe
 ) -> None:
     # An open parameter (Stripe tools send on what they do not declare) with a long name and a
     # list: form_nested writes `name[0]=1&name[1]=1&…`, the whole name again for every item.
     key = kb_small.issue({"daily_usd_cap": 100})
-    args = {"email": "a@example.com", "n" * 3000: [1] * 4000}
-    body = json.dumps(tool_call("stripe_create_customer", args))
-    assert len(body) < 20_000  # well inside the 64 KiB limit the endpoint reads within
-    tracemalloc.start()
-    try:
-        answer = post(kb_small, key["key"], body)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    result = answer.json()["result"]
-    assert result["isError"] and "body_too_large" in result["content"][0]["text"]
+    for name, refusal in (("n" * 3000, "longer than 512 characters"), ("m" * 400, "larger than 65536 bytes")):
+        args = {"email": "a@example.com", name: [1] * 4000}
+        body = json.dumps(tool_call("stripe_create_customer", args))
+        assert len(body) < 20_000  # well inside the 64 KiB limit the endpoint reads within
+        tracemalloc.start()
+        try:
+            answer = post(kb_small, key["key"], body)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        result = answer.json()["result"]
+        assert result["isError"] and refusal in result["content"][0]["text"], result
+        # The request may use a few times its own size and the body limit, not 12 MB (3000 × 4000).
+        assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {len(body)}-byte request"
     assert fake_stripe.requests == []
-    # The request may use a few times its own size and the body limit, not 12 MB (3000 × 4000).
-    assert peak < 4 * 1024 * 1024, f"peak {peak / 1e6:.1f} MB for a {len(body)}-byte request"
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="on the 2026-07-28 path the SDK's json.loads admits a lone surrogate; build_request's UTF-8 "
-    "encoding raises UnicodeEncodeError (not ToolInputError), so the call ends in a JSON-RPC internal error",
-)
 def test_a_lone_surrogate_is_a_tool_error_not_a_protocol_failure(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     body = json.dumps(tool_call("stripe_create_customer", {"description": "SURROGATE"}, modern=True))
@@ -117,7 +109,7 @@ def test_a_lone_surrogate_is_a_tool_error_not_a_protocol_failure(kb: KeybrakeThr
     assert answer.status_code == 200
     doc = answer.json()
     assert "error" not in doc, doc  # today: {"code": -32603, "message": "Internal server error"}
-    assert doc["result"]["isError"] and "description" in doc["result"]["content"][0]["text"]
+    assert doc["result"]["isError"] and "not valid Unicode" in doc["result"]["content"][0]["text"]
     assert fake_stripe.requests == []
 
 
@@ -129,11 +121,6 @@ def test_the_same_surrogate_on_the_handshake_path_is_refused_as_a_parse_error(kb
     assert answer.status_code == 400 and answer.json()["error"]["code"] == -32700
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="a client-chosen idempotency_key is forwarded to the vendor as given, not scoped to the vault "
-    "key: two runs on one Stripe account sharing a key string share one vendor call",
-)
 def test_another_runs_idempotency_key_does_not_return_its_payment(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     run_a = kb.issue({"daily_usd_cap": 100}, label="tenant-a:run-1")
     run_b = kb.issue({"daily_usd_cap": 100}, label="tenant-b:run-2")
@@ -151,11 +138,6 @@ def test_another_runs_idempotency_key_does_not_return_its_payment(kb: KeybrakeTh
     assert a_intent not in json.dumps(second)
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="on the 2026-07-28 path json.loads admits NaN/Infinity; build_request's json.dumps writes them "
-    "back (allow_nan) and Keybrake's own JSON parse accepts them, so a body that is not JSON is sent to the vendor",
-)
 def test_a_value_json_cannot_carry_is_never_sent(kbr: KeybrakeThread, fake_resend: FakeResend) -> None:
     key = kbr.issue({"daily_send_cap": 5, "allowed_to_domains": ["example.com"]}, vendor="resend", label="t:mail")
     one = {"from": "a@acme.test", "to": ["b@example.com"], "subject": "hi", "text": "x", "tags": "NOT_JSON"}
@@ -166,11 +148,6 @@ def test_a_value_json_cannot_carry_is_never_sent(kbr: KeybrakeThread, fake_resen
     assert [r.body for r in fake_resend.requests if r.method == "POST"] == []
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="every jsonschema error of a call's arguments is rendered (str, with the instance and schema) to sort "
-    "them, synchronously on the event loop: one invalid call stalls every request the proxy serves",
-)
 def test_an_invalid_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     # 10,000 subscription items each breaking two rules (no price, an unknown member): ~100 KB.
@@ -195,11 +172,6 @@ def test_an_invalid_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_strip
     assert stalled[0] < 0.5, f"/healthz waited {stalled[0]:.1f} s behind one invalid tools/call ({took:.1f} s)"
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="`idempotency_key` on a tool without one (Twilio's) is not refused: it is sent on as a vendor "
-    "parameter, the call is not made idempotent, and a retry sends again",
-)
 def test_idempotency_key_on_a_tool_without_one_is_refused(kbt: KeybrakeThread, fake_twilio: FakeTwilioThread) -> None:
     # docs/mcp.md: "The client may set it in the idempotency_key argument" — an agent retrying an
     # SMS with one believes the retry is one send.
@@ -212,11 +184,6 @@ def test_idempotency_key_on_a_tool_without_one_is_refused(kbt: KeybrakeThread, f
     assert sent == []
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="a tool with no `moves` text is described as 'Reads only: moves no money and sends nothing' "
-    "even when it is a POST that creates an object (stripe_create_customer)",
-)
 def test_only_reads_are_described_as_reads() -> None:
     policy = Policy()
     wrong = [
@@ -227,26 +194,16 @@ def test_only_reads_are_described_as_reads() -> None:
     assert wrong == []
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="a GET tool's arguments become the query string, which no Keybrake limit bounds: the MCP front "
-    "forwards URLs no HTTP client could have sent to the proxy (the body limit covers bodies only)",
-)
 def test_a_get_tools_query_is_bounded_like_a_body(kb_small: KeybrakeThread) -> None:
     key = kb_small.issue({"daily_usd_cap": 100})
     # 30,000 '[' (30 KB of JSON, inside the 64 KiB limit) percent-encode to a 90 KB query string.
     answer = post(kb_small, key["key"], json.dumps(tool_call("stripe_list_customers", {"email": "[" * 30_000})))
     result = answer.json()["result"]
-    # Today the 90 KB URL is sent: the fake Stripe's server refuses the request line (HTTP 400).
-    assert result["_meta"]["keybrake"].get("code") is not None, result["content"][0]["text"][:200]  # Keybrake's
-    assert [row["verdict"].startswith("denied_") for row in kb_small.audit(key_id=key["id"])] == [True]
+    # Refused before anything is sent (no audit row: nothing reached the pipeline, as for any bad arguments).
+    assert result["isError"] and "query string would be larger than 8192 bytes" in result["content"][0]["text"]
+    assert kb_small.audit(key_id=key["id"]) == []
 
 
-@pytest.mark.xfail(  # REMOVE
-    strict=True,
-    reason="on the 2026-07-28 path the SDK runs the server's tools/list before every tools/call to find the "
-    "tool's schema; with a revoked key that listing raises and the SDK logs an ERROR with a traceback per call",
-)
 def test_a_revoked_keys_calls_do_not_log_errors(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     with kb.admin() as admin:

@@ -481,7 +481,9 @@ def test_a_calls_json_body_is_exactly_its_arguments_without_the_idempotency_key(
     expected = {k: v for k, v in args.items() if k != IDEMPOTENCY_ARG}
     assert sent == (expected[tool.array_arg] if tool.array_arg else expected)
     assert req.content_type == "application/json" and req.query == b""
-    if tool.idempotent:  # the client's key, else one derived from the call
-        assert req.idempotency_key == args.get(IDEMPOTENCY_ARG, derived_idempotency_key("key_1", tool.name, args))
+    if tool.idempotent and IDEMPOTENCY_ARG in args:  # the client's key, as this vault key's own
+        assert req.idempotency_key == derived_idempotency_key("key_1", "", {IDEMPOTENCY_ARG: args[IDEMPOTENCY_ARG]})
+    elif tool.idempotent:  # one derived from the call
+        assert req.idempotency_key == derived_idempotency_key("key_1", tool.name, args)
     else:
         assert req.idempotency_key is None

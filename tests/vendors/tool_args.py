@@ -119,6 +119,11 @@ def tool_args(
     parameters it does not declare (names never a declared one's, nor `idempotency_key`)."""
     schema = tool.input_schema()
     args = draw(object_args(schema, gen))
+    for group in tool.one_of_each:  # at least one of each group (Twilio: Body, MediaUrl or ContentSid)
+        if not any(name in args for name in group):
+            name = draw(st.sampled_from(group))
+            props = schema["properties"]
+            args[name] = draw(gen.fields[name] if name in gen.fields else from_schema(props[name], gen))
     if extras and schema["additionalProperties"] is True:
         # Names unique even ignoring case: a vendor's parse may refuse `to` next to `To` (Resend).
         taken = {n.casefold() for n in (*schema["properties"], IDEMPOTENCY_ARG)}

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
 VAULT_KEY_ENV = "KEYBRAKE_VAULT_KEY"
 DEFAULT_URL = "http://127.0.0.1:8080"
+RUN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # as X-Agent-Run-Id takes it (docs/api.md)
 
 
 @click.command("mcp", short_help="Serve a vault key's vendor tools over MCP on stdio.")
@@ -30,7 +32,7 @@ def mcp(url: str) -> None:
     """
     import anyio
 
-    from keybrake.mcp.bridge import RelayRefused, endpoint_url, serve_stdio
+    from keybrake.mcp.bridge import RelayRefused, endpoint_url, in_clear, serve_stdio, shown
     from keybrake.tokens import VAULT_PREFIX, is_well_formed
 
     key = os.environ.get(VAULT_KEY_ENV, "").strip()
@@ -43,12 +45,20 @@ def mcp(url: str) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--url") from None
     run_id = os.environ.get("KEYBRAKE_AGENT_RUN_ID") or None
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise click.UsageError("KEYBRAKE_AGENT_RUN_ID must be at most 128 characters of [A-Za-z0-9._:-]")
+    if in_clear(url):
+        click.echo(
+            f"warning: {shown(url)} is plain http to another host: the vault key crosses the network unencrypted;"
+            " put Keybrake behind TLS and use https://",
+            err=True,
+        )
     try:
         anyio.run(serve_stdio, url, key, run_id)
     except RelayRefused as exc:
         raise click.ClickException(f"cannot serve MCP: {exc}") from None
     except Exception as exc:  # the server unreachable or the key refused at start: say so on stderr
-        raise click.ClickException(f"cannot serve MCP from {url}: {_reason(exc)}") from None
+        raise click.ClickException(f"cannot serve MCP from {shown(url)}: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:

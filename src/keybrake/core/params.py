@@ -330,11 +330,16 @@ def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def _no_constant(name: str) -> Any:
+    """`NaN`, `Infinity`, `-Infinity`: Python's JSON reader takes them, JSON does not."""
+    raise Denial("body_invalid", f"The request body is not valid JSON ({name} is not a JSON number).")
+
+
 def parse_json_body(body: bytes) -> tuple[Any, Params]:
     """Parse a JSON body strictly and flatten it to dotted params.
 
-    Refused (400 `body_invalid`): not UTF-8, not JSON, a duplicate key, an empty key or one with
-    surrounding whitespace, two keys of one object equal after case folding. Refused (400
+    Refused (400 `body_invalid`): not UTF-8, not JSON (NaN and Infinity included), a duplicate
+    key, an empty key or one with surrounding whitespace, two keys of one object equal after case folding. Refused (400
     `param_ambiguous`): one dotted name reached by two key paths (`{"a.b": 1, "a": {"b": 2}}`),
     or a name that is both a value and a parent.
     """
@@ -343,7 +348,7 @@ def parse_json_body(body: bytes) -> tuple[Any, Params]:
     except UnicodeDecodeError:
         raise Denial("body_invalid", "The request body is not valid UTF-8.") from None
     try:
-        doc = json.loads(text, object_pairs_hook=_strict_object)
+        doc = json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise Denial("body_invalid", f"The request body is not valid JSON ({exc.msg} at position {exc.pos}).") from None
     except RecursionError:

@@ -10,8 +10,10 @@ exactly as over HTTP, and the answer is written back on stdout.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx2
 import mcp_types as types
@@ -58,16 +60,36 @@ async def check_key(http: httpx2.AsyncClient, url: str) -> None:
     raise RelayRefused(f"Keybrake at {base} refused the vault key ({code}): {message[:300]}")
 
 
+def shown(url: str) -> str:
+    """The URL as it may be printed: without a user name or password."""
+    parts = urlsplit(url)
+    return url if "@" not in parts.netloc else url.replace(parts.netloc, parts.netloc.rsplit("@", 1)[1], 1)
+
+
+def in_clear(url: str) -> bool:
+    """Whether the vault key would cross a network unencrypted: http:// to a host not on loopback."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "http" or host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
 def endpoint_url(url: str) -> str:
     """`http://host:8080` (a Keybrake server) → its MCP endpoint; a URL naming the endpoint is kept.
     Raises ValueError for a URL that is not http(s) or names another path."""
     base = url.rstrip("/")
     if not base.startswith(("http://", "https://")):
-        raise ValueError(f"{url!r} is not an http:// or https:// URL of a Keybrake server")
+        raise ValueError(f"{shown(url)!r} is not an http:// or https:// URL of a Keybrake server")
+    if "@" in urlsplit(base).netloc:
+        raise ValueError("the URL carries a user name or password: the vault key is the only credential; remove it")
     if base.endswith(ENDPOINT):
         return base
     if base.count("/") > 2:
-        raise ValueError(f"{url!r} names a path; give the server's URL (http://host:port) or …{ENDPOINT}")
+        raise ValueError(f"{shown(url)!r} names a path; give the server's URL (http://host:port) or …{ENDPOINT}")
     return base + ENDPOINT
 
 

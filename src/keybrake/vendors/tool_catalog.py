@@ -216,10 +216,12 @@ TWILIO_TOOLS = (
             "From": _d(_S, "A Twilio number of the account, E.164."),
             "MessagingServiceSid": _d(_S, "MG… instead of From."),
             "Body": _d(_S, "The text, up to 1,600 characters."),
-            "MediaUrl": {"type": "array", "items": _S, "maxItems": 10},
+            "MediaUrl": {"type": "array", "items": _S, "minItems": 1, "maxItems": 10},
+            "ContentSid": _d(_S, "HX…: a content template instead of Body."),
         },
         required=("To",),
         body="form_repeat",
+        one_of_each=(("From", "MessagingServiceSid"), ("Body", "MediaUrl", "ContentSid")),
     ),
     Tool(
         "twilio_fetch_message",
@@ -248,17 +250,18 @@ TWILIO_TOOLS = (
     ),
 )
 
+_ADDRESSES: dict[str, Any] = {"type": ["string", "array"], "items": _S, "minItems": 1, "maxItems": 50}
 _EMAIL: dict[str, Any] = {
     "type": "object",
     "properties": {
         "from": _S,
-        "to": {"type": ["string", "array"], "items": _S},
+        "to": _ADDRESSES,
         "subject": _S,
         "html": _S,
         "text": _S,
-        "cc": {"type": ["string", "array"], "items": _S},
-        "bcc": {"type": ["string", "array"], "items": _S},
-        "reply_to": {"type": ["string", "array"], "items": _S},
+        "cc": _ADDRESSES,
+        "bcc": _ADDRESSES,
+        "reply_to": _ADDRESSES,
     },
     "required": ["from", "to", "subject"],
 }

@@ -30,8 +30,9 @@ from keybrake.core.policy import Policy
 # The argument a client may set to choose the idempotency key itself (docs/mcp.md, idempotency).
 IDEMPOTENCY_ARG = "idempotency_key"
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_]+)\}")
-# A path parameter is one id: never a `/`, `.`-segment, `%`, `?` or `#` that could move the call.
-_PATH_VALUE = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,254}")
+# A path parameter is one id: never a `/`, `.`, `%`, `?` or `#` that could move the call (no vendor
+# id has a dot; Twilio's paths end `{Sid}.json`).
+_PATH_VALUE = re.compile(r"[A-Za-z0-9_:-]{1,255}")
 BODIES = ("form_nested", "form_repeat", "json", "json_array")
 _MAX_DEPTH = 8
 _MAX_NAME = 512  # characters of one form parameter's name, nesting included
@@ -69,6 +70,9 @@ class Tool:
     array_arg: str | None = None
     idempotent: bool = False
     open_params: bool = True  # parameters beyond `properties` are sent on as given
+    # Groups of which at least one argument is required (Twilio: From or MessagingServiceSid; Body,
+    # MediaUrl or ContentSid).
+    one_of_each: tuple[tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.body not in BODIES:
@@ -102,12 +106,15 @@ class Tool:
                 "spend). Left out, Keybrake derives one from this key, this tool and these arguments; pass a new "
                 "value to make an identical call again on purpose.",
             }
-        return {
+        schema: dict[str, Any] = {
             "type": "object",
             "properties": props,
             "required": [*self.path_params, *self.required],
             "additionalProperties": self.open_params,
         }
+        if self.one_of_each:
+            schema["allOf"] = [{"anyOf": [{"required": [name]} for name in group]} for group in self.one_of_each]
+        return schema
 
 
 @dataclass(frozen=True)
