@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from keybrake.vendors.tools import derived_idempotency_key
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, tool_call
@@ -72,3 +73,38 @@ def test_a_chunked_large_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_
     assert result["isError"] and "Nothing was sent" in result["content"][0]["text"]
     assert fake_stripe.requests == []
     assert stalled < 0.5, f"/healthz waited {stalled:.2f} s behind one chunked tools/call"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="derived idempotency keys are an unkeyed SHA-256 of public inputs (the vault key's id, the tool, "
+    "the arguments): another run that knows the id sends the same key on a direct proxied request and "
+    "is answered with the first run's payment",
+)
+def test_another_run_cannot_replay_a_derived_idempotency_key(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    run_a = kb.issue({"daily_usd_cap": 100}, label="tenant-a:run-1")
+    run_b = kb.issue({"daily_usd_cap": 100}, label="tenant-b:run-2")
+    pay = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    first = httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        json=tool_call("stripe_create_payment_intent", {**pay, "idempotency_key": "order-1"}),
+        headers={**ACCEPT, "authorization": f"Bearer {run_a['key']}"},
+        timeout=60,
+    ).json()["result"]
+    assert not first["isError"], first
+    # Run B's injected agent knows run A's key id (it is no secret: response headers, audit, logs)
+    # and computes the key the MCP front sent for run A, as docs/mcp.md describes it.
+    stolen = derived_idempotency_key(run_a["id"], "", {"idempotency_key": "order-1"})
+    form = "amount=700&currency=usd&payment_method=pm_card_visa&confirm=true"
+    second = httpx.post(
+        f"{kb.url}/stripe/v1/payment_intents",
+        content=form,
+        headers={
+            "authorization": f"Bearer {run_b['key']}",
+            "content-type": "application/x-www-form-urlencoded",
+            "idempotency-key": stolen,
+        },
+        timeout=60,
+    )
+    a_intent = first["structuredContent"]["id"]
+    assert a_intent not in second.text, f"run B was handed run A's {a_intent}: {second.text[:300]}"
