@@ -108,3 +108,22 @@ def test_another_run_cannot_replay_a_derived_idempotency_key(kb: KeybrakeThread,
     )
     a_intent = first["structuredContent"]["id"]
     assert a_intent not in second.text, f"run B was handed run A's {a_intent}: {second.text[:300]}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JSON Schema's integer admits 700.0, which the form encoding sends as amount=700.0: a call the "
+    "schema passed is sent for the vendor to refuse (Stripe: parameter_invalid_integer)",
+)
+def test_an_integral_float_is_not_sent_as_a_float(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    args = {"amount": 700.0, "currency": "usd"}
+    result = httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        json=tool_call("stripe_create_payment_intent", args),
+        headers={**ACCEPT, "authorization": f"Bearer {key['key']}"},
+        timeout=60,
+    ).json()["result"]
+    sent = [r.body for r in fake_stripe.requests if r.method == "POST"]
+    # Either encoded as the integer it is (amount=700) or refused before anything is sent.
+    assert all(b"amount=700.0" not in body for body in sent), (sent, result["content"][0]["text"][:200])
