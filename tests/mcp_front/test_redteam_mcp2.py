@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from keybrake.vendors.tools import derived_idempotency_key
+from keybrake.vendors.tool_catalog import STRIPE_TOOLS
+from keybrake.vendors.tools import ToolInputError, build_request, derived_idempotency_key
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, modern_headers, tool_call
@@ -155,3 +156,15 @@ def test_deep_arguments_are_a_tool_error_not_a_crash(kb: KeybrakeThread, fake_st
     crashed = [(d, m) for d, m in answers if m == "Internal server error"]
     errors = [json.loads(line)["msg"] for line in kb.logs.lines[before:] if json.loads(line)["level"] == "error"]
     assert crashed == [] and errors == [], (crashed, errors[:3])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the refusal of a bad path parameter lists '.' as allowed while the rule refuses every '.': "
+    "the agent is told to retry with what will be refused again",
+)
+def test_a_path_parameter_refusal_names_the_real_rule() -> None:
+    tool = next(t for t in STRIPE_TOOLS if t.name == "stripe_retrieve_payment_intent")
+    with pytest.raises(ToolInputError) as refused:
+        build_request(tool, {"intent": "pi_1.json"}, "key_1")
+    assert "'.'" not in str(refused.value), str(refused.value)
