@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, modern_headers, tool_call
 
 
-def _stall_behind(kb: KeybrakeThread, vault_key: str, body: bytes, *, chunked: bool) -> tuple[float, dict]:
+def _stall_behind(kb: KeybrakeThread, vault_key: str, body: bytes, *, chunked: bool) -> tuple[float, dict[str, Any]]:
     """(how long /healthz waited while `body` was answered, the tools/call result)."""
     stalled: list[float] = []
 
@@ -148,7 +149,11 @@ def test_deep_arguments_are_a_tool_error_not_a_crash(kb: KeybrakeThread, fake_st
         answer = httpx.post(
             f"{kb.url}/_keybrake/mcp",
             content=body,
-            headers={**ACCEPT, "authorization": f"Bearer {key['key']}", **modern_headers("stripe_create_payment_intent")},
+            headers={
+                **ACCEPT,
+                "authorization": f"Bearer {key['key']}",
+                **modern_headers("stripe_create_payment_intent"),
+            },
             timeout=60,
         ).json()
         answers.append((depth, answer.get("error", {}).get("message")))
