@@ -1,0 +1,175 @@
+"""Second red-team round against the MCP front, as a prompt-injected agent holding one vault key.
+
+Each test is a fault found by attacking the front; each is marked xfail(strict) until its fix
+lands. Raw JSON-RPC over httpx so the exact bytes are the agent's.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from keybrake.vendors.tool_catalog import STRIPE_TOOLS
+from keybrake.vendors.tools import ToolInputError, build_request, derived_idempotency_key
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+from tests.mcp_front.test_redteam_mcp import ACCEPT, modern_headers, tool_call
+
+
+def _stall_behind(kb: KeybrakeThread, vault_key: str, body: bytes, *, chunked: bool) -> tuple[float, dict[str, Any]]:
+    """(how long /healthz waited while `body` was answered, the tools/call result)."""
+    stalled: list[float] = []
+
+    def other_tenant() -> None:
+        time.sleep(0.4)  # while the call is being checked
+        started = time.monotonic()
+        httpx.get(f"{kb.url}/healthz", timeout=60)
+        stalled.append(time.monotonic() - started)
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 16 * 1024):
+            yield body[i : i + 16 * 1024]
+
+    waiter = threading.Thread(target=other_tenant)
+    waiter.start()
+    answer = httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        content=chunks() if chunked else body,
+        headers={**ACCEPT, "authorization": f"Bearer {vault_key}"},
+        timeout=120,
+    )
+    waiter.join()
+    return stalled[0], answer.json()["result"]
+
+
+def _costly_invalid_call() -> bytes:
+    # ~0.9 MB (inside Stripe's 1 MiB limit): every item valid but the last, so the first-error-only
+    # check still walks the whole list before it finds the one problem.
+    items: list[dict[str, object]] = [{"price": "price_1", "quantity": 1}] * 25_000 + [{"x": 1}]
+    return json.dumps(tool_call("stripe_create_subscription", {"customer": "cus_1", "items": items})).encode()
+
+
+def test_a_large_call_held_off_the_event_loop_by_content_length(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    # Held: with a Content-Length above 64 KiB the check runs in a thread.
+    key = kb.issue({"daily_usd_cap": 100})
+    stalled, result = _stall_behind(kb, key["key"], _costly_invalid_call(), chunked=False)
+    assert result["isError"] and "Nothing was sent" in result["content"][0]["text"]
+    assert stalled < 0.5, f"/healthz waited {stalled:.2f} s"
+    assert fake_stripe.requests == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="front.py decides 'large' from Content-Length only: a chunked body (no Content-Length) of the "
+    "same size is checked and encoded on the event loop, stalling every tenant",
+)
+def test_a_chunked_large_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    stalled, result = _stall_behind(kb, key["key"], _costly_invalid_call(), chunked=True)
+    assert result["isError"] and "Nothing was sent" in result["content"][0]["text"]
+    assert fake_stripe.requests == []
+    assert stalled < 0.5, f"/healthz waited {stalled:.2f} s behind one chunked tools/call"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="derived idempotency keys are an unkeyed SHA-256 of public inputs (the vault key's id, the tool, "
+    "the arguments): another run that knows the id sends the same key on a direct proxied request and "
+    "is answered with the first run's payment",
+)
+def test_another_run_cannot_replay_a_derived_idempotency_key(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    run_a = kb.issue({"daily_usd_cap": 100}, label="tenant-a:run-1")
+    run_b = kb.issue({"daily_usd_cap": 100}, label="tenant-b:run-2")
+    pay = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    first = httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        json=tool_call("stripe_create_payment_intent", {**pay, "idempotency_key": "order-1"}),
+        headers={**ACCEPT, "authorization": f"Bearer {run_a['key']}"},
+        timeout=60,
+    ).json()["result"]
+    assert not first["isError"], first
+    # Run B's injected agent knows run A's key id (it is no secret: response headers, audit, logs)
+    # and computes the key the MCP front sent for run A, as docs/mcp.md describes it.
+    stolen = derived_idempotency_key(run_a["id"], "", {"idempotency_key": "order-1"})
+    form = "amount=700&currency=usd&payment_method=pm_card_visa&confirm=true"
+    second = httpx.post(
+        f"{kb.url}/stripe/v1/payment_intents",
+        content=form,
+        headers={
+            "authorization": f"Bearer {run_b['key']}",
+            "content-type": "application/x-www-form-urlencoded",
+            "idempotency-key": stolen,
+        },
+        timeout=60,
+    )
+    a_intent = first["structuredContent"]["id"]
+    assert a_intent not in second.text, f"run B was handed run A's {a_intent}: {second.text[:300]}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="JSON Schema's integer admits 700.0, which the form encoding sends as amount=700.0: a call the "
+    "schema passed is sent for the vendor to refuse (Stripe: parameter_invalid_integer)",
+)
+def test_an_integral_float_is_not_sent_as_a_float(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    args = {"amount": 700.0, "currency": "usd"}
+    result = httpx.post(
+        f"{kb.url}/_keybrake/mcp",
+        json=tool_call("stripe_create_payment_intent", args),
+        headers={**ACCEPT, "authorization": f"Bearer {key['key']}"},
+        timeout=60,
+    ).json()["result"]
+    sent = [r.body for r in fake_stripe.requests if r.method == "POST"]
+    # Either encoded as the integer it is (amount=700) or refused before anything is sent.
+    assert all(b"amount=700.0" not in body for body in sent), (sent, result["content"][0]["text"][:200])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="build_request derives the idempotency key (json.dumps of the whole arguments) before the "
+    "8-level depth check: arguments nested just under json.loads' own limit raise RecursionError, "
+    "answered 'Internal server error' with a traceback logged at error level, as often as the agent likes",
+)
+def test_deep_arguments_are_a_tool_error_not_a_crash(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    key = kb.issue({"daily_usd_cap": 100})
+    before = len(kb.logs.lines)
+    answers = []
+    # The depth that parses but does not encode depends on the stack at each point: try a band.
+    for depth in range(900, 1000, 2):
+        args = {"amount": 700, "currency": "usd", "zz": "DEEP"}
+        body = json.dumps(tool_call("stripe_create_payment_intent", args, modern=True))
+        body = body.replace('"DEEP"', "[" * depth + "]" * depth)
+        answer = httpx.post(
+            f"{kb.url}/_keybrake/mcp",
+            content=body,
+            headers={
+                **ACCEPT,
+                "authorization": f"Bearer {key['key']}",
+                **modern_headers("stripe_create_payment_intent"),
+            },
+            timeout=60,
+        ).json()
+        answers.append((depth, answer.get("error", {}).get("message")))
+    assert fake_stripe.requests == []
+    crashed = [(d, m) for d, m in answers if m == "Internal server error"]
+    errors = [json.loads(line)["msg"] for line in kb.logs.lines[before:] if json.loads(line)["level"] == "error"]
+    assert crashed == [] and errors == [], (crashed, errors[:3])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the refusal of a bad path parameter lists '.' as allowed while the rule refuses every '.': "
+    "the agent is told to retry with what will be refused again",
+)
+def test_a_path_parameter_refusal_names_the_real_rule() -> None:
+    tool = next(t for t in STRIPE_TOOLS if t.name == "stripe_retrieve_payment_intent")
+    with pytest.raises(ToolInputError) as refused:
+        build_request(tool, {"intent": "pi_1.json"}, "key_1")
+    assert "'.'" not in str(refused.value), str(refused.value)
