@@ -1,7 +1,7 @@
 """Second red-team round against the MCP front, as a prompt-injected agent holding one vault key.
 
-Each test is a fault found by attacking the front; each is marked xfail(strict) until its fix
-lands. Raw JSON-RPC over httpx so the exact bytes are the agent's.
+Each test is a fault found by attacking the front, kept as a regression test now it is fixed.
+Raw JSON-RPC over httpx so the exact bytes are the agent's.
 """
 
 from __future__ import annotations
@@ -64,11 +64,6 @@ def test_a_large_call_held_off_the_event_loop_by_content_length(kb: KeybrakeThre
     assert fake_stripe.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="front.py decides 'large' from Content-Length only: a chunked body (no Content-Length) of the "
-    "same size is checked and encoded on the event loop, stalling every tenant",
-)
 def test_a_chunked_large_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     stalled, result = _stall_behind(kb, key["key"], _costly_invalid_call(), chunked=True)
@@ -77,12 +72,6 @@ def test_a_chunked_large_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_
     assert stalled < 0.5, f"/healthz waited {stalled:.2f} s behind one chunked tools/call"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="derived idempotency keys are an unkeyed SHA-256 of public inputs (the vault key's id, the tool, "
-    "the arguments): another run that knows the id sends the same key on a direct proxied request and "
-    "is answered with the first run's payment",
-)
 def test_another_run_cannot_replay_a_derived_idempotency_key(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     run_a = kb.issue({"daily_usd_cap": 100}, label="tenant-a:run-1")
     run_b = kb.issue({"daily_usd_cap": 100}, label="tenant-b:run-2")
@@ -112,11 +101,6 @@ def test_another_run_cannot_replay_a_derived_idempotency_key(kb: KeybrakeThread,
     assert a_intent not in second.text, f"run B was handed run A's {a_intent}: {second.text[:300]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="JSON Schema's integer admits 700.0, which the form encoding sends as amount=700.0: a call the "
-    "schema passed is sent for the vendor to refuse (Stripe: parameter_invalid_integer)",
-)
 def test_an_integral_float_is_not_sent_as_a_float(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     args = {"amount": 700.0, "currency": "usd"}
@@ -131,12 +115,6 @@ def test_an_integral_float_is_not_sent_as_a_float(kb: KeybrakeThread, fake_strip
     assert all(b"amount=700.0" not in body for body in sent), (sent, result["content"][0]["text"][:200])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="build_request derives the idempotency key (json.dumps of the whole arguments) before the "
-    "8-level depth check: arguments nested just under json.loads' own limit raise RecursionError, "
-    "answered 'Internal server error' with a traceback logged at error level, as often as the agent likes",
-)
 def test_deep_arguments_are_a_tool_error_not_a_crash(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     before = len(kb.logs.lines)
@@ -163,11 +141,6 @@ def test_deep_arguments_are_a_tool_error_not_a_crash(kb: KeybrakeThread, fake_st
     assert crashed == [] and errors == [], (crashed, errors[:3])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the refusal of a bad path parameter lists '.' as allowed while the rule refuses every '.': "
-    "the agent is told to retry with what will be refused again",
-)
 def test_a_path_parameter_refusal_names_the_real_rule() -> None:
     tool = next(t for t in STRIPE_TOOLS if t.name == "stripe_retrieve_payment_intent")
     with pytest.raises(ToolInputError) as refused:

@@ -17,7 +17,7 @@ from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
-from keybrake.mcp.front import McpFront
+from keybrake.mcp.front import BODY_BYTES_SCOPE_KEY, McpFront
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse
 
@@ -78,7 +78,8 @@ async def serve_mcp(
             message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
             await reply(send, _error(413, "body_too_large", message, ("connection", "close")))
             return
-        await mcp.handle({**scope, "path": "/", "raw_path": b"/"}, replay_body(body, receive), send)
+        inner = {**scope, "path": "/", "raw_path": b"/", BODY_BYTES_SCOPE_KEY: len(body)}
+        await mcp.handle(inner, replay_body(body, receive), send)
     finally:
         if not too_large:
             budget.give(len(body))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -42,7 +44,9 @@ from keybrake.vendors.tools import Tool, ToolInputError, ToolRequest, admitted, 
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
-_LARGE_BYTES = 64 * 1024  # tool calls above this are checked and encoded off the event loop
+_LARGE_BYTES = 64 * 1024
+# The scope key app/mcp_route.py records the body's size under (bytes, as read).
+BODY_BYTES_SCOPE_KEY = "keybrake.body_bytes"  # tool calls above this are checked and encoded off the event loop
 _T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
@@ -78,6 +82,8 @@ class McpFront:
         )
         self._stack: contextlib.AsyncExitStack | None = None
         self._tools: dict[str, dict[str, tuple[Tool, jsonschema.Draft202012Validator]]] = {}
+        # Keys the idempotency keys tool calls derive: no one outside this install can compute one.
+        self._idempotency_secret = hmac.new(pipeline.pepper, b"keybrake mcp idempotency", hashlib.sha256).digest()
 
     async def start(self) -> None:
         """Start the SDK's task group (once per process)."""
@@ -161,8 +167,10 @@ class McpFront:
         limit = self.pipeline.settings.max_body_bytes or vendor.max_body_bytes
         # Checking and encoding take time in proportion to the arguments: large ones are done off
         # the event loop, so one agent's big call never stalls everyone's requests.
-        large = int(dict(headers).get("content-length", "0") or 0) > _LARGE_BYTES
-        prepared = await (asyncio.to_thread if large else _now)(_prepare, tool, validator, args, key.id, limit)
+        large = _body_bytes(ctx) > _LARGE_BYTES
+        prepared = await (asyncio.to_thread if large else _now)(
+            _prepare, tool, validator, args, key.id, limit, self._idempotency_secret
+        )
         if isinstance(prepared, str):
             return tool_error(f"Invalid arguments for {tool.name}: {prepared}. Nothing was sent.")
         built = prepared
@@ -185,8 +193,19 @@ async def _now(fn: Callable[..., _T], *args: Any) -> _T:
     return fn(*args)
 
 
+def _body_bytes(ctx: Any) -> int:
+    """The size of the request body as read (app/mcp_route.py sets it; a header could be left out)."""
+    request = getattr(ctx, "request", None)
+    return int(request.scope.get(BODY_BYTES_SCOPE_KEY, 0)) if request is not None else 0
+
+
 def _prepare(
-    tool: Tool, validator: jsonschema.Draft202012Validator, args: dict[str, Any], key_id: str, limit: int
+    tool: Tool,
+    validator: jsonschema.Draft202012Validator,
+    args: dict[str, Any],
+    key_id: str,
+    limit: int,
+    secret: bytes,
 ) -> ToolRequest | str:
     """The vendor request for these arguments, or what is wrong with them (the first problem
     only: the cost never grows with the number of problems)."""
@@ -196,7 +215,7 @@ def _prepare(
         why = "null is not accepted: leave the argument out" if first.instance is None else first.message[:200]
         return f"{where[:200]}: {why}"
     try:
-        return build_request(tool, args, key_id, max_body_bytes=limit)
+        return build_request(tool, args, key_id, max_body_bytes=limit, secret=secret)
     except ToolInputError as exc:
         return str(exc)
 

@@ -14,6 +14,7 @@ segment is refused.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -130,7 +131,12 @@ class ToolRequest:
 
 
 def build_request(
-    tool: Tool, args: Mapping[str, Any], key_id: str, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    tool: Tool,
+    args: Mapping[str, Any],
+    key_id: str,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    secret: bytes = b"",
 ) -> ToolRequest:
     """`args` (already valid against `tool.input_schema()`) → the vendor request.
 
@@ -139,15 +145,19 @@ def build_request(
     name repeats the name once per item). Raises ToolInputError for a path parameter that is not
     one id, `idempotency_key` on a tool without one, a null, NaN or Infinity, a nesting deeper than
     8 levels, text that is not valid Unicode (a lone surrogate), a value the body encoding cannot
-    carry, or a request past those limits.
+    carry, or a request past those limits. `secret` keys the idempotency keys it derives
+    (`derived_idempotency_key`): the server's, so no one else can compute them.
     """
     try:
-        return _build(tool, args, key_id, max_body_bytes)
+        _check_depth(args, 0)  # before anything walks the arguments whole
+        return _build(tool, args, key_id, max_body_bytes, secret)
     except UnicodeEncodeError:
         raise ToolInputError("an argument holds text that is not valid Unicode (a lone surrogate)") from None
+    except RecursionError:
+        raise ToolInputError(f"arguments nest deeper than {_MAX_DEPTH} levels") from None
 
 
-def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int) -> ToolRequest:
+def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int, secret: bytes) -> ToolRequest:
     params = dict(args)
     if IDEMPOTENCY_ARG in params and not tool.idempotent:
         raise ToolInputError(
@@ -158,16 +168,16 @@ def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int
     values = {"key_id": key_id}
     for p in tool.path_params:
         v = params.pop(p, None)
-        if not isinstance(v, str) or not _PATH_VALUE.fullmatch(v) or v.strip(".") == "":
+        if not isinstance(v, str) or not _PATH_VALUE.fullmatch(v):
             shown = repr(v)[:60]
-            raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':', '.'), got {shown}")
+            raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':'), got {shown}")
         values[p] = v
     path = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), tool.path)
     raw_path = f"/{tool.vendor}{path}".encode()
     if idem is not None:  # the client's: sent as this key's own, so another run's value never meets it
-        idem = derived_idempotency_key(key_id, "", {IDEMPOTENCY_ARG: idem})
+        idem = derived_idempotency_key(key_id, "", {IDEMPOTENCY_ARG: idem}, secret=secret)
     elif tool.idempotent and tool.method == "POST":
-        idem = derived_idempotency_key(key_id, tool.name, args)
+        idem = derived_idempotency_key(key_id, tool.name, args, secret=secret)
     if tool.method in ("GET", "DELETE"):
         query = _encode_form(params, tool.body != "form_repeat", MAX_QUERY_BYTES, "query string")
         return ToolRequest(tool.method, raw_path, query, b"", None, idem)
@@ -185,13 +195,14 @@ def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int
     return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", idem)
 
 
-def derived_idempotency_key(key_id: str, tool: str, args: Mapping[str, Any]) -> str:
-    """`mcp-` + SHA-256 (hex, 40 characters) of the vault key's id, the tool and its arguments
-    in canonical JSON: a client's retry of the same call carries the same key. A client's own
-    `idempotency_key` is hashed the same way with the vault key's id (tool ""): the same value
-    from the same run is the same call, from another run another one."""
+def derived_idempotency_key(key_id: str, tool: str, args: Mapping[str, Any], *, secret: bytes = b"") -> str:
+    """`mcp-` + HMAC-SHA256 under `secret` (hex, 40 characters) of the vault key's id, the tool and
+    its arguments in canonical JSON: a client's retry of the same call carries the same key. A
+    client's own `idempotency_key` is hashed the same way with the vault key's id (tool ""): the
+    same value from the same run is the same call, from another run another one. Keyed with a
+    server secret, no one who knows a key id can compute another run's keys."""
     canonical = json.dumps({"key": key_id, "tool": tool, "args": args}, sort_keys=True, separators=(",", ":"))
-    return "mcp-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+    return "mcp-" + hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def _json(value: Any, limit: int) -> bytes:
@@ -245,6 +256,8 @@ def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[st
         yield name, "true" if value else "false"
     elif isinstance(value, float) and not math.isfinite(value):
         raise ToolInputError(f"argument {name[:80]!r} is NaN or Infinity, which no vendor takes")
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        yield name, str(int(value))  # JSON's 700.0 is the integer 700 (a form has no number types)
     elif isinstance(value, (int, float, str)):
         yield name, str(value)
     elif isinstance(value, Mapping):
