@@ -44,9 +44,9 @@ from keybrake.vendors.tools import Tool, ToolInputError, ToolRequest, admitted, 
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
-_LARGE_BYTES = 64 * 1024
+_LARGE_BYTES = 64 * 1024  # tool calls whose body is larger are checked and encoded off the event loop
 # The scope key app/mcp_route.py records the body's size under (bytes, as read).
-BODY_BYTES_SCOPE_KEY = "keybrake.body_bytes"  # tool calls above this are checked and encoded off the event loop
+BODY_BYTES_SCOPE_KEY = "keybrake.body_bytes"
 _T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
@@ -92,6 +92,7 @@ class McpFront:
         self._stack = stack
 
     async def stop(self) -> None:
+        """Close the SDK's task group (at the server's stop; requests still open are cancelled)."""
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
@@ -190,6 +191,7 @@ class McpFront:
 
 
 async def _now(fn: Callable[..., _T], *args: Any) -> _T:
+    """`fn(*args)` on the event loop: `asyncio.to_thread`'s shape, for calls too small to move."""
     return fn(*args)
 
 
