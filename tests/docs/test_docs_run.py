@@ -145,6 +145,7 @@ NOT_RUN = {
     "docs/sdk-segment.md": 1,
     "docs/sdk-postmark.md": 1,
     "docs/sdk-shopify.md": 1,
+    "docs/mcp.md": 0,
 }
 
 

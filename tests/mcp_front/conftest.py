@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,11 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+
+from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend
+from tests.fakes.stripe_server import FakeStripe
+from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
+from tests.harness import KeybrakeThread
 
 Connect = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
@@ -59,3 +64,31 @@ def connect(request: pytest.FixtureRequest) -> Connect:
 def text_of(result: Any) -> str:
     """The text of a tool result's content."""
     return "\n".join(getattr(c, "text", "") for c in getattr(result, "content", []))
+
+
+# Servers with generous store deadlines: these tests check what MCP does, and a loaded test machine
+# (both passes side by side, PostgreSQL's included) must not turn their reservations into 503
+# enforcement_unavailable, which the fail-closed tests check on their own.
+GENEROUS: dict[str, Any] = {"reserve_deadline_ms": 20_000, "pg_pool_timeout_s": 20.0}
+
+
+@pytest.fixture
+def kb(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
+    with KeybrakeThread(tmp_path / "data", **GENEROUS) as server:
+        server.add_credential(fake_stripe.base_url)
+        yield server
+
+
+@pytest.fixture
+def kbt(tmp_path: Path, fake_twilio: FakeTwilioThread) -> Iterator[KeybrakeThread]:
+    secret = {"account_sid": DEFAULT_ACCOUNT_SID, "auth_token": DEFAULT_AUTH_TOKEN}
+    with KeybrakeThread(tmp_path / "data", **GENEROUS) as server:
+        server.add_credential(fake_twilio.base_url, name="twilio", secret=secret, vendor="twilio")
+        yield server
+
+
+@pytest.fixture
+def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
+    with KeybrakeThread(tmp_path / "data", **GENEROUS) as server:
+        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
+        yield server

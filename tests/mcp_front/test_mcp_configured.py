@@ -10,7 +10,7 @@ import pytest
 
 from tests.fakes.postmark_server import DEFAULT_SERVER_TOKEN, FakePostmark, FakePostmarkThread
 from tests.harness import KeybrakeThread
-from tests.mcp_front.conftest import Connect, text_of
+from tests.mcp_front.conftest import GENEROUS, Connect, text_of
 
 SENDER = "bot@mail.acme.io"
 
@@ -23,7 +23,7 @@ def fake_pm() -> Iterator[FakePostmark]:
 
 @pytest.fixture
 def kbp(tmp_path: Path, fake_pm: FakePostmark) -> Iterator[KeybrakeThread]:
-    with KeybrakeThread(tmp_path / "data") as server:
+    with KeybrakeThread(tmp_path / "data", **GENEROUS) as server:
         server.add_credential(fake_pm.base_url, name="postmark", secret=DEFAULT_SERVER_TOKEN, vendor="postmark")
         yield server
 

@@ -21,10 +21,11 @@ import pytest
 from keybrake.core.policy import Policy
 from keybrake.vendors.tool_catalog import RESEND_TOOLS, STRIPE_TOOLS, TWILIO_TOOLS
 from keybrake.vendors.tools import blast_radius
-from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend, FakeResendThread
+from tests.fakes.resend_server import FakeResend
 from tests.fakes.stripe_server import FakeStripe
 from tests.fakes.twilio_server import FakeTwilioThread
 from tests.harness import KeybrakeThread
+from tests.mcp_front.conftest import GENEROUS
 
 ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 # The 2026-07-28 ("modern") protocol: the SDK routes a request carrying this version to its
@@ -60,22 +61,8 @@ def modern_headers(name: str) -> dict[str, str]:
 @pytest.fixture
 def kb_small(tmp_path: Path, fake_stripe: FakeStripe) -> Iterator[KeybrakeThread]:
     """Keybrake on the fake Stripe with a 64 KiB body limit (KEYBRAKE_MAX_BODY_BYTES)."""
-    with KeybrakeThread(tmp_path / "data", max_body_bytes=64 * 1024) as server:
+    with KeybrakeThread(tmp_path / "data", max_body_bytes=64 * 1024, **GENEROUS) as server:
         server.add_credential(fake_stripe.base_url)
-        yield server
-
-
-@pytest.fixture
-def fake_resend() -> Iterator[FakeResend]:
-    with FakeResendThread() as t:
-        yield t.fake
-
-
-@pytest.fixture
-def kbr(tmp_path: Path, fake_resend: FakeResend) -> Iterator[KeybrakeThread]:
-    """Keybrake with a Resend credential on the fake Resend."""
-    with KeybrakeThread(tmp_path / "data") as server:
-        server.add_credential(fake_resend.base_url, name="resend", secret=DEFAULT_API_KEY, vendor="resend")
         yield server
 
 
