@@ -135,6 +135,7 @@ def test_a_value_json_cannot_carry_is_never_sent(kbr: KeybrakeThread, fake_resen
     assert [r.body for r in fake_resend.requests if r.method == "POST"] == []
 
 
+@pytest.mark.timing  # measures how long /healthz waits: alone, after the parallel passes
 def test_an_invalid_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     # 10,000 subscription items each breaking two rules (no price, an unknown member): ~100 KB.

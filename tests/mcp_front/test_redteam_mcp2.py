@@ -55,6 +55,7 @@ def _costly_invalid_call() -> bytes:
     return json.dumps(tool_call("stripe_create_subscription", {"customer": "cus_1", "items": items})).encode()
 
 
+@pytest.mark.timing  # measures how long /healthz waits: alone, after the parallel passes
 def test_a_large_call_held_off_the_event_loop_by_content_length(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     # Held: with a Content-Length above 64 KiB the check runs in a thread.
     key = kb.issue({"daily_usd_cap": 100})
@@ -64,6 +65,7 @@ def test_a_large_call_held_off_the_event_loop_by_content_length(kb: KeybrakeThre
     assert fake_stripe.requests == []
 
 
+@pytest.mark.timing  # measures how long /healthz waits: alone, after the parallel passes
 def test_a_chunked_large_call_does_not_stall_the_proxy(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
     key = kb.issue({"daily_usd_cap": 100})
     stalled, result = _stall_behind(kb, key["key"], _costly_invalid_call(), chunked=True)
