@@ -15,20 +15,22 @@ from typing import Any
 from keybrake.admin.gate import replay_body
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
-from keybrake.core.jsonfmt import dumps
+from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.mcp.front import BODY_BYTES_SCOPE_KEY, McpFront
 from keybrake.proxy.pipeline import Pipeline
-from keybrake.proxy.render import JSON_TYPE, ProxyResponse
+from keybrake.proxy.render import ProxyResponse, denial_response
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 PATH = "/_keybrake/mcp"
 
 
-def _error(status: int, code: str, message: str, *extra: tuple[str, str]) -> ProxyResponse:
-    body = dumps({"error": {"type": "keybrake_error", "code": code, "message": message}})
-    return ProxyResponse(status, [("content-type", JSON_TYPE), *extra], body)
+def _refuse(pipeline: Pipeline, code: str, message: str, *extra: tuple[str, str]) -> ProxyResponse:
+    """Keybrake's generic error answer (the proxy's own rendering), the connection closed."""
+    resp = denial_response(Denial(code, message), None, request_id=None, key_id=None, now_ms=pipeline.store.now_ms())
+    resp.headers += [*extra, ("connection", "close")]
+    return resp
 
 
 async def serve_mcp(
@@ -45,7 +47,7 @@ async def serve_mcp(
     stream, no session to DELETE), a known vault key, a body within the limits; then the SDK."""
     if scope["method"] != "POST":
         message = "The MCP endpoint takes POST (stateless streamable HTTP: no stream to GET, no session to DELETE)."
-        await reply(send, _error(405, "method_not_supported", message, ("allow", "POST"), ("connection", "close")))
+        await reply(send, _refuse(pipeline, "method_not_supported", message, ("allow", "POST")))
         return
     headers = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
     client = scope.get("client")
@@ -58,7 +60,7 @@ async def serve_mcp(
         return
     if key is None:  # the store did not answer: enforcement is unsure, nothing is read
         message = "Keybrake cannot check vault keys right now (its store did not answer); retry shortly."
-        await reply(send, _error(503, "enforcement_unavailable", message, ("connection", "close")))
+        await reply(send, _refuse(pipeline, "enforcement_unavailable", message))
         return
     vendor = pipeline.vendors.get(key.vendor)
     limit = settings.max_body_bytes or (vendor.max_body_bytes if vendor is not None else 1024 * 1024)
@@ -69,14 +71,14 @@ async def serve_mcp(
             "Keybrake is holding too many request bodies at once (KEYBRAKE_MAX_BUFFERED_BODY_BYTES); "
             "nothing was sent. Retry shortly."
         )
-        await reply(send, _error(503, "enforcement_unavailable", message, ("connection", "close")))
+        await reply(send, _refuse(pipeline, "enforcement_unavailable", message))
         return
     if gone:
         return
     try:
         if too_large:
             message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
-            await reply(send, _error(413, "body_too_large", message, ("connection", "close")))
+            await reply(send, _refuse(pipeline, "body_too_large", message))
             return
         inner = {**scope, "path": "/", "raw_path": b"/", BODY_BYTES_SCOPE_KEY: len(body)}
         await mcp.handle(inner, replay_body(body, receive), send)

@@ -136,7 +136,7 @@ class McpFront:
         for vendor in self.pipeline.vendors.values():
             found = self._tool(vendor, name)
             if found is not None:
-                return found[0].input_schema()
+                return dict(found[1].schema)
         return None
 
     def _tool(self, vendor: Vendor, name: str) -> tuple[Tool, jsonschema.Draft202012Validator] | None:

@@ -186,10 +186,8 @@ def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int
         body: Any = params.pop(tool.array_arg, None)
         if params:
             raise ToolInputError(f"arguments {sorted(params)} are not taken by {tool.name}: put them in each item")
-        _check_depth(body, 0)
         return ToolRequest(tool.method, raw_path, b"", _json(body, max_body_bytes), "application/json", idem)
     if tool.body == "json":
-        _check_depth(params, 0)
         return ToolRequest(tool.method, raw_path, b"", _json(params, max_body_bytes), "application/json", idem)
     form = _encode_form(params, tool.body == "form_nested", max_body_bytes, "body")
     return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", idem)
@@ -242,12 +240,10 @@ def _check_depth(value: Any, depth: int) -> None:
 def _form(params: Mapping[str, Any], *, nested: bool) -> Iterator[tuple[str, str]]:
     """Form pairs: Stripe's nesting (`a[b]`, `a[0][c]`) when `nested`, else a list repeats its name."""
     for name, value in params.items():
-        yield from _pairs(name, value, nested, 0)
+        yield from _pairs(name, value, nested)
 
 
-def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[str, str]]:
-    if depth > _MAX_DEPTH:
-        raise ToolInputError(f"argument {name.split('[')[0]!r} nests deeper than {_MAX_DEPTH} levels")
+def _pairs(name: str, value: Any, nested: bool) -> Iterator[tuple[str, str]]:
     if value is None:
         raise ToolInputError(f"argument {name[:80]!r} is null: leave it out instead")
     if len(name) > _MAX_NAME:
@@ -264,15 +260,15 @@ def _pairs(name: str, value: Any, nested: bool, depth: int) -> Iterator[tuple[st
         if not nested:
             raise ToolInputError(f"argument {name[:80]!r} must be a plain value or a list of them, not an object")
         for k, v in value.items():
-            yield from _pairs(f"{name}[{k}]", v, nested, depth + 1)
+            yield from _pairs(f"{name}[{k}]", v, nested)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             if nested:
-                yield from _pairs(f"{name}[{i}]", v, nested, depth + 1)
+                yield from _pairs(f"{name}[{i}]", v, nested)
             elif isinstance(v, (Mapping, list)):
                 raise ToolInputError(f"argument {name[:80]!r} must be a list of plain values")
             else:
-                yield from _pairs(name, v, nested, depth + 1)
+                yield from _pairs(name, v, nested)
     else:
         raise ToolInputError(f"argument {name[:80]!r} has a value JSON cannot carry")
 
