@@ -114,7 +114,10 @@ def _victim(kb: KeybrakeThread, key: dict[str, Any], n: int) -> list[tuple[int, 
     return out
 
 
-FLOODERS = 40
+# Flooders run as threads of this process, beside the server they flood: each adds to the GIL's
+# queue the server's event loop waits in, so the flood is kept at what fills every class's queue
+# (each cap below is at most 8, plus 2 running) and no larger.
+FLOODERS = 24
 MAX_WAITERS = 8
 
 

@@ -1,7 +1,9 @@
 """The bounded wait in front of a store that runs its calls on worker threads (PostgreSQL).
 
-At most `slots` calls run at once (one per worker thread and pooled connection), first come
-first served. Every waiter belongs to a class (`keybrake.deadline`), each capped on its own:
+At most `slots` calls run at once (one per worker thread and pooled connection). A freed slot
+goes to the first waiter of any class but `denial`, first come first served; a `denial` waiter gets
+one only when no other waits, so a flood of denials never sits in front of a key's reservation or
+its books. Every waiter belongs to a class (`keybrake.deadline`), each capped on its own:
 
 - `request` (a proxied request's call with a deadline): at most `max_waiters` waiting, each no
   longer than its deadline; one more, or a deadline passing in the queue, raises
@@ -10,8 +12,8 @@ first served. Every waiter belongs to a class (`keybrake.deadline`), each capped
   most `side_cap(max_waiters)` waiting, so a flood of unknown keys never takes the places of keys
   already known;
 - `denial` (a final denial's audit row): at most `max_waiters` waiting, apart from the requests'
-  places (a legitimate burst of denials keeps its rows); a row refused here is shed
-  (`EnforcementUnavailable(shed=True)`), counted and logged by the caller;
+  places (a legitimate burst of denials keeps its rows); a row refused here, or still waiting at
+  its bound, is shed (`EnforcementUnavailable(shed=True)`), counted and logged by the caller;
 - `bookkeeping` (settlements, alerts, admin calls): not refused for the queue's length — it
   forwards nothing, and dropping it would lose books — but waits no longer than its own bound.
 
@@ -41,14 +43,15 @@ class StoreGate:
         self.max_waiters = max_waiters
         self.what = what
         self._free = slots
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # every class but denial, in order
+        self._denials: deque[asyncio.Future[None]] = deque()  # served only when _waiters is empty
         self._caps = {REQUEST: max_waiters, LOOKUP: side_cap(max_waiters), DENIAL: max_waiters}
         self._by_class = {REQUEST: 0, LOOKUP: 0, DENIAL: 0, BOOKKEEPING: 0}
 
     @property
     def waiting(self) -> int:
         """Calls queued for a slot (a waiter leaves the queue when it gets one or gives up)."""
-        return len(self._waiters)
+        return len(self._waiters) + len(self._denials)
 
     @property
     def busy(self) -> int:
@@ -58,9 +61,9 @@ class StoreGate:
     async def enter(self, bound: float, *, request: bool = True, kind: str | None = None) -> None:
         """Take a slot by `bound` (monotonic seconds). `kind`: the waiter's class (default
         `request` if `request` else `bookkeeping`), counted against that class's cap.
-        Raises EnforcementUnavailable (its class full — `shed` for a denial row — or no slot by `bound`)."""
+        Raises EnforcementUnavailable (its class full, or no slot by `bound`; `shed` for a denial row)."""
         kind = kind or (REQUEST if request else BOOKKEEPING)
-        if self._free > 0 and not self._waiters:
+        if self._free > 0 and not self._waiters and not self._denials:
             self._free -= 1
             return
         cap = self._caps.get(kind)
@@ -77,7 +80,8 @@ class StoreGate:
                 f"{self.what}: the request's deadline passed before the store was reached", transient=True
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        queue = self._denials if kind == DENIAL else self._waiters
+        queue.append(waiter)
         self._by_class[kind] += 1
         try:
             await asyncio.wait_for(asyncio.shield(waiter), remaining)
@@ -87,7 +91,7 @@ class StoreGate:
             else:
                 waiter.cancel()
             raise EnforcementUnavailable(
-                f"{self.what}: no free connection in time ({self.slots} busy)", transient=True
+                f"{self.what}: no free connection in time ({self.slots} busy)", transient=True, shed=kind == DENIAL
             ) from None
         except BaseException:
             if waiter.done() and not waiter.cancelled():
@@ -98,15 +102,17 @@ class StoreGate:
         finally:
             self._by_class[kind] -= 1
             try:
-                self._waiters.remove(waiter)
+                queue.remove(waiter)
             except ValueError:
                 pass
 
     def leave(self) -> None:
-        """Give a slot back: to the first live waiter, else to the free count."""
-        while self._waiters:
-            w = self._waiters.popleft()
-            if not w.done():
-                w.set_result(None)
-                return
+        """Give a slot back: to the first live waiter (a denial row's only when no other waits),
+        else to the free count."""
+        for queue in (self._waiters, self._denials):
+            while queue:
+                w = queue.popleft()
+                if not w.done():
+                    w.set_result(None)
+                    return
         self._free += 1
