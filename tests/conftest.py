@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx._transports.default as _httpx_transport
 import pytest
 
 from tests import harness
@@ -17,6 +18,25 @@ from tests.pg import Databases
 ENGINE = os.environ.get("KEYBRAKE_TEST_STORE", "sqlite")
 if ENGINE not in ("sqlite", "postgres"):
     raise RuntimeError(f"KEYBRAKE_TEST_STORE must be sqlite or postgres, not {ENGINE!r}")
+
+
+_SSL_CONTEXTS: dict[tuple[object, ...], object] = {}
+_create_ssl_context = _httpx_transport.create_ssl_context
+
+
+def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: bool = True) -> object:
+    """httpx builds a new SSL context (the CA bundle parsed, ≈ 50 ms of CPU) for every client,
+    and `httpx.get(…)` is a client per call: the tests' thousands of loopback calls share one per
+    setting instead. Test-only; nothing in Keybrake goes through this."""
+    if not isinstance(verify, bool) or cert is not None:
+        return _create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)  # type: ignore[arg-type]
+    key = (verify, trust_env)
+    if key not in _SSL_CONTEXTS:
+        _SSL_CONTEXTS[key] = _create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+    return _SSL_CONTEXTS[key]
+
+
+_httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
 
 
 def pytest_report_header() -> str:
@@ -47,6 +67,17 @@ def _pass_database(pg_databases: Databases) -> str:
 def pass_database(_pass_database: str, pg_databases: Databases) -> str:
     """The PostgreSQL pass's database, emptied for this test (no test sees another's rows)."""
     return pg_databases.emptied(_pass_database)
+
+
+@pytest.fixture(autouse=True)
+def _store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Generous store bounds for every Keybrake a test starts, unless it is a `timing` test (harness.py)."""
+    if request.node.get_closest_marker("timing") is None:
+        harness.STORE_BOUNDS = harness.LOADED_BOUNDS
+    try:
+        yield
+    finally:
+        harness.STORE_BOUNDS = {}
 
 
 @pytest.fixture(autouse=True)

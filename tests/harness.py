@@ -60,6 +60,17 @@ def reset_installs() -> None:
     _INSTALLS.clear()
 
 
+# Store bounds for a test that is not marked `timing` (set per test by tests/conftest.py): the
+# parallel passes share two cores with four workers, a PostgreSQL and mypy, so a default 2 s
+# deadline or 1 s idle-in-transaction limit can pass for want of CPU, not for anything the test
+# does. Timing tests (run alone) keep the defaults; a test's own settings win over these.
+LOADED_BOUNDS: dict[str, Any] = {
+    "reserve_deadline_ms": 15_000,
+    "pg_pool_timeout_s": 15.0,
+    "pg_idle_tx_timeout_ms": 15_000,
+}
+STORE_BOUNDS: dict[str, Any] = {}
+
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 STARTUP_S = 60.0  # how long a Keybrake (thread or process) may take to start: CI runs 2-4x slower
 
@@ -92,7 +103,7 @@ class KeybrakeThread:
             upstream_timeout_s=5.0,
             graceful_shutdown_s=5.0,
         )
-        self.settings = replace(base, **settings)
+        self.settings = replace(base, **{**STORE_BOUNDS, **settings})
         self.clock = clock
         self.logs = LogCapture()
         self._sock = socket.socket()

@@ -126,7 +126,7 @@ def test_an_approved_call_is_forwarded_exactly_as_received_and_its_row_says_who_
     assert any("approval_endpoints" in r for r in a["reasons"])
     row = next(r for r in kb.audit(key_id=key["id"]))
     assert row["verdict"] == "in_flight" and row["approval"]["state"] == "awaiting_approval"
-    time.sleep(0.3)
+    time.sleep(1.0)
     r = decide(kb, a["id"], "approve", reason="checked the order")
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
     resp = call.outcome()
@@ -139,9 +139,9 @@ def test_an_approved_call_is_forwarded_exactly_as_received_and_its_row_says_who_
     assert row["verdict"] == "allowed" and row["cost_usd"] == 12
     ap = row["approval"]
     assert ap["state"] == "approved" and ap["decided_by"].startswith("adm_") and ap["reason"] == "checked the order"
-    assert ap["waited_ms"] >= 300
-    # The hold is not Keybrake's own time: overhead stays what a call without a hold costs.
-    assert row["overhead_ms"] < 300
+    assert ap["waited_ms"] >= 1000
+    # The hold is not Keybrake's own time: were it counted, the overhead would be at least the wait.
+    assert row["overhead_ms"] < ap["waited_ms"], (row["overhead_ms"], ap["waited_ms"])
     # Exports carry the decision as the API shows it (USD, RFC 3339).
     with kb.admin() as c:
         lines = c.get("/v1/audit/export", params={"format": "jsonl", "key_id": key["id"]}).text.splitlines()
@@ -156,7 +156,7 @@ def test_a_denied_call_is_refused_with_the_reason_and_its_reservation_released(
     call = Call(lambda: client(kb, key).v1.charges.create(CHARGE_40))
     (a,) = pending(kb, 1)
     assert usage(kb, key["id"])["reserved"] == 40
-    time.sleep(0.3)
+    time.sleep(1.0)
     assert decide(kb, a["id"], "deny", reason="not this customer").status_code == 200
     call.outcome()
     err = call.error
@@ -168,7 +168,7 @@ def test_a_denied_call_is_refused_with_the_reason_and_its_reservation_released(
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
     (row,) = settled(kb, key["id"], 1)
     assert row["verdict"] == "denied_approval_denied" and row["cost_usd"] == 0
-    assert row["approval"]["waited_ms"] >= 300 and row["overhead_ms"] < 300  # the hold is not overhead
+    assert row["approval"]["waited_ms"] >= 1000 and row["overhead_ms"] < row["approval"]["waited_ms"]  # not overhead
     assert row["approval"]["state"] == "denied" and row["approval"]["reason"] == "not this customer"
     assert usage(kb, key["id"])["reserved"] == 0 and usage(kb, key["id"])["used"] == 0
     # A second decision loses: the approval is no longer pending.
@@ -195,7 +195,7 @@ def test_an_undecided_call_times_out_releases_and_can_no_longer_be_approved(
     assert decide(kb, a["id"], "approve").status_code == 409
     (row,) = settled(kb, key["id"], 1)
     assert row["verdict"] == "denied_approval_timeout" and row["approval"]["state"] == "expired"
-    assert row["overhead_ms"] < 500  # the one-second hold is not Keybrake's own time
+    assert row["overhead_ms"] < row["approval"]["waited_ms"]  # the one-second hold is not Keybrake's own time
     assert usage(kb, key["id"])["reserved"] == 0
     assert not [r for r in fake_stripe.requests if r.path == "/v1/charges"]
 

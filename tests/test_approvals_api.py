@@ -12,7 +12,7 @@ import pytest
 import stripe
 
 from keybrake.core.timefmt import parse_rfc3339
-from tests.approval_holds import HeldCall, decide, hold, pending_for
+from tests.approval_holds import HELD_POLICY, HeldCall, decide, hold, pending_for
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
 from tests.stripe_sdk import code_of
@@ -111,9 +111,12 @@ def test_concurrent_decisions_exactly_one_wins(kb: KeybrakeThread, fake_stripe: 
 
 
 def test_a_hold_that_ended_cannot_be_approved(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    key, call, listed = hold(kb, {"approval_timeout_seconds": 1})
-    err = call.done().error
+    # Read after the hold ended (its one-second window is too short to catch it pending on a busy machine).
+    key = kb.issue({**HELD_POLICY, "approval_timeout_seconds": 1})
+    err = HeldCall(kb, key).done().error
     assert isinstance(err, stripe.StripeError) and code_of(err) == "approval_timeout"
+    with kb.admin() as c:
+        (listed,) = c.get("/v1/approvals", params={"key_id": key["id"]}).json()["data"]
     r = decide(kb, listed["id"], "approve")
     assert r.status_code == 409
     assert f"expired: the hold ended at {listed['expires_at']}" in r.json()["error"]["message"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,7 +18,7 @@ from keybrake.tokens import VAULT_PREFIX, new_token
 from tests.approval_holds import decide, pending_for
 from tests.fakes.resend_server import FakeResend
 from tests.fakes.stripe_server import FakeStripe
-from tests.harness import KeybrakeThread
+from tests.harness import KeybrakeThread, wait_for
 from tests.mcp_front.conftest import Connect, mcp_http, text_of
 
 PAY = {"amount": 700, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
@@ -162,6 +164,36 @@ async def test_a_tool_call_held_for_approval_waits_then_goes_or_stops(
         denied = await again
     assert denied.is_error and "approval_denied" in text_of(denied) and "not today" in text_of(denied)
     assert len(fake_stripe.payment_intents) == 1
+
+
+def test_a_held_tool_call_whose_client_hangs_up_is_never_sent(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """As for a proxied call: the hold watches the MCP request's connection; hanging up ends it
+    (abandoned), and nothing reaches the vendor."""
+    key = kb.issue({"daily_usd_cap": 100, "approval_above_usd": 5, "approval_timeout_seconds": 60})
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call"}
+    body = json.dumps({**call, "params": {"name": "stripe_create_payment_intent", "arguments": PAY}}).encode()
+    u = urlsplit(kb.url)
+    assert u.hostname is not None and u.port is not None
+    s = socket.create_connection((u.hostname, u.port))
+    head = (
+        f"POST /_keybrake/mcp HTTP/1.1\r\nHost: {u.netloc}\r\nAuthorization: Bearer {key['key']}\r\n"
+        "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+        f"MCP-Protocol-Version: 2025-06-18\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    s.sendall(head.encode() + body)
+    approval = pending_for(kb, key["id"])[0]
+    s.close()  # the agent hangs up while a person has not decided yet
+
+    def ended() -> dict[str, object] | None:
+        with kb.admin() as admin:
+            got: dict[str, object] = admin.get(f"/v1/approvals/{approval['id']}").json()
+        return got if got["state"] != "pending" else None
+
+    gone = wait_for(ended, 10)
+    assert gone["state"] == "cancelled" and "disconnected" in str(gone), gone
+    with kb.admin() as admin:
+        assert admin.post(f"/v1/approvals/{approval['id']}/approve", json={}).status_code == 409  # too late
+    assert fake_stripe.payment_intents == {}
 
 
 def test_refusals_of_a_revoked_key_keep_its_bound_run_id(kb: KeybrakeThread) -> None:

@@ -113,7 +113,8 @@ def test_grants_follow_the_model_order(slots: int, max_waiters: int, ops: list[s
             await _settle()
             done = {j for j, t in tasks.items() if t.done() and t.exception() is None}
             assert done == granted, (op, done ^ granted)
-            failed = {j: bool(getattr(t.exception(), "shed", None)) for j, t in tasks.items() if t.done() and t.exception()}
+            ended = [(j, t.exception()) for j, t in tasks.items() if t.done()]
+            failed = {j: bool(getattr(exc, "shed", None)) for j, exc in ended if exc is not None}
             assert failed == refused
             assert gate.busy == slots - free and gate.waiting == len(main_q) + len(denial_q)
         for t in tasks.values():

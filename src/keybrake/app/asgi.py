@@ -25,7 +25,7 @@ from keybrake.admin.gate import AdminGate, error_body
 from keybrake.admin.sessions import console_path
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.app.mcp_route import PATH as MCP_PATH
-from keybrake.app.mcp_route import serve_mcp
+from keybrake.app.mcp_route import LazyMcpFront, serve_mcp
 from keybrake.app.self_view import self_view
 from keybrake.console import mount as mount_console
 from keybrake.core.approvals import link_secret
@@ -38,7 +38,6 @@ from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
 from keybrake.logs import event
-from keybrake.mcp.front import McpFront
 from keybrake.net.upstream import AiohttpUpstream
 from keybrake.proxy.approval import CLIENT_GONE
 from keybrake.proxy.metrics import ProxyMetrics
@@ -145,7 +144,7 @@ class KeybrakeApp:
             alerts=self.alerts,
             approval_sink=self.alerts,
         )
-        self.mcp = McpFront(
+        self.mcp = LazyMcpFront(
             self.pipeline,
             max_body_bytes=rt.settings.max_body_bytes or max(v.max_body_bytes for v in rt.vendors.values()),
         )
@@ -329,7 +328,6 @@ class KeybrakeApp:
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
-        await self.mcp.start()
         event(log, "keybrake started", instance=self.instance_id)
 
     async def shutdown(self) -> None:

@@ -11,7 +11,7 @@ policy as it is now.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import contextvars
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -28,6 +28,7 @@ from keybrake import __version__
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
+from keybrake.mcp import BODY_BYTES_SCOPE_KEY
 from keybrake.mcp.results import tool_result
 from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
 from keybrake.proxy.auth import extract_token
@@ -45,8 +46,6 @@ KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
 _LARGE_BYTES = 64 * 1024  # tool calls whose body is larger are checked and encoded off the event loop
-# The scope key app/mcp_route.py records the body's size under (bytes, as read).
-BODY_BYTES_SCOPE_KEY = "keybrake.body_bytes"
 _T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
@@ -80,22 +79,34 @@ class McpFront:
             security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
             max_request_body_size=max_body_bytes,
         )
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._running: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._tools: dict[str, dict[str, tuple[Tool, jsonschema.Draft202012Validator]]] = {}
         # Keys the idempotency keys tool calls derive: no one outside this install can compute one.
         self._idempotency_secret = hmac.new(pipeline.pepper, b"keybrake mcp idempotency", hashlib.sha256).digest()
 
     async def start(self) -> None:
-        """Start the SDK's task group (once per process)."""
-        stack = contextlib.AsyncExitStack()
-        await stack.enter_async_context(self.sessions.run())
-        self._stack = stack
+        """Start the SDK's task group (once per process), on a task of its own, so that any task
+        — the first MCP request's — may start it and another — the server's stop — end it."""
+        ready = asyncio.Event()
+        self._running = asyncio.create_task(self._serve(ready), context=contextvars.Context())
+        started = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({self._running, started}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        if self._running.done():
+            self._running.result()  # raises what stopped it from starting
+
+    async def _serve(self, ready: asyncio.Event) -> None:
+        async with self.sessions.run():
+            ready.set()
+            await self._stopping.wait()
 
     async def stop(self) -> None:
         """Close the SDK's task group (at the server's stop; requests still open are cancelled)."""
-        if self._stack is not None:
-            await self._stack.aclose()
-            self._stack = None
+        if self._running is not None:
+            self._stopping.set()
+            await self._running
+            self._running = None
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The SDK's streamable HTTP handling of one request (already authenticated and read)."""

@@ -89,7 +89,8 @@ class ProxyMetrics:
         )
         self.shed = Counter(
             "keybrake_audit_rows_shed",
-            "Denial audit rows not written: the store's denial queue was full or a row waited past its bound (a flood of denials)",
+            "Denial audit rows not written: the store's denial queue was full or a row waited past "
+            "its bound (a flood of denials)",
             registry=r,
         )
         self.approvals_held = Gauge(
