@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import httpx._transports.default as _httpx_transport
 import pytest
 
@@ -21,7 +22,7 @@ if ENGINE not in ("sqlite", "postgres"):
 
 
 _SSL_CONTEXTS: dict[tuple[object, ...], object] = {}
-_create_ssl_context = _httpx_transport.create_ssl_context
+_create_ssl_context = httpx.create_ssl_context  # the function httpx._transports.default calls
 
 
 def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: bool = True) -> object:
@@ -36,7 +37,7 @@ def _shared_ssl_context(verify: object = True, cert: object = None, trust_env: b
     return _SSL_CONTEXTS[key]
 
 
-_httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[assignment]
+_httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[attr-defined,assignment]
 
 
 def pytest_report_header() -> str:

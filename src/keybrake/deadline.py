@@ -43,7 +43,7 @@ class Deadline:
 # The classes a store call queues in (store/gate.py): each has its own cap on waiters.
 REQUEST = "request"  # a proxied request's call (KEYBRAKE_STORE_MAX_WAITERS)
 LOOKUP = "lookup"  # unauthenticated so far: an uncached key lookup, /_keybrake/self, /readyz
-DENIAL = "denial"  # a final denial's audit row (no deadline; shed and counted when its cap is full)
+DENIAL = "denial"  # a final denial's audit row: served last, shed and counted when its cap is full or at its bound
 BOOKKEEPING = "bookkeeping"  # settlements, alerts, admin calls: never shed, time-bounded
 
 _CURRENT: ContextVar[Deadline | None] = ContextVar("keybrake_deadline", default=None)
@@ -67,7 +67,8 @@ def start(seconds: float, kind: str = REQUEST) -> Deadline:
 def clear(*, denial: bool = False) -> None:
     """The current task has no deadline any more. `denial`: its verdict is final and nothing
     will be forwarded — its audit row is written with the store's usual bounds, queued in the
-    DENIAL class (capped; a row beyond the cap is shed and counted, never waited for)."""
+    DENIAL class (capped, served only when no other call waits; a row beyond the cap, or still
+    waiting at its bound, is shed and counted)."""
     _CURRENT.set(None)
     _DENIAL.set(_task() if denial else None)
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 PATH = "/_keybrake/mcp"
+STOPPING = "Keybrake is stopping; nothing was sent. Retry shortly."
 
 
 class LazyMcpFront:
@@ -57,24 +58,31 @@ class LazyMcpFront:
         """Whether the front has been built and started."""
         return self._front is not None
 
-    async def front(self) -> McpFront:
-        """The started front (built now if no request has needed it yet)."""
-        if self._front is not None:
+    async def front(self) -> McpFront | None:
+        """The started front (built now if no request has needed it yet, or again if its task
+        group crashed); None once `stop()` was called."""
+        if self._front is not None and self._front.alive:
             return self._front
         async with self._lock:
-            if self._front is None:
+            if self.stopped:
+                return None
+            if self._front is None or not self._front.alive:
+                if self._front is not None:
+                    await self._front.stop()  # logs why it ended
+                    self._front = None
                 module = await asyncio.to_thread(importlib.import_module, "keybrake.mcp.front")
                 front: McpFront = module.McpFront(self._pipeline, max_body_bytes=self._max_body_bytes)
                 await front.start()
                 self._front = front
-        return self._front
+            return self._front
 
     async def stop(self) -> None:
         """Stop the front if it was started; no new one is built after this."""
         self.stopped = True
         async with self._lock:
-            if self._front is not None:
-                await self._front.stop()
+            front, self._front = self._front, None
+            if front is not None:
+                await front.stop()
 
 
 class _Replay:
@@ -127,9 +135,6 @@ async def serve_mcp(
 ) -> None:
     """Answer one request to `/_keybrake/mcp`: POST only (the endpoint is stateless: no GET
     stream, no session to DELETE), a known vault key, a body within the limits; then the SDK."""
-    if mcp.stopped:
-        await reply(send, _refuse(pipeline, "enforcement_unavailable", "Keybrake is stopping; retry shortly."))
-        return
     if scope["method"] != "POST":
         message = "The MCP endpoint takes POST (stateless streamable HTTP: no stream to GET, no session to DELETE)."
         await reply(send, _refuse(pipeline, "method_not_supported", message, ("allow", "POST")))
@@ -167,6 +172,9 @@ async def serve_mcp(
             return
         inner = {**scope, "path": "/", "raw_path": b"/", BODY_BYTES_SCOPE_KEY: len(body)}
         front = await mcp.front()
+        if front is None:
+            await reply(send, _refuse(pipeline, "enforcement_unavailable", STOPPING))
+            return
         replay = _Replay(body, receive)
         CLIENT_GONE.set(replay.gone)  # the SDK's handler task inherits it (a copy of this context)
         try:

@@ -14,6 +14,7 @@ import asyncio
 import contextvars
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from keybrake import __version__
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
+from keybrake.logs import event
 from keybrake.mcp import BODY_BYTES_SCOPE_KEY
 from keybrake.mcp.results import tool_result
 from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
@@ -41,6 +43,7 @@ from keybrake.vendors.base import Vendor
 from keybrake.vendors.tool_catalog import tools_for
 from keybrake.vendors.tools import Tool, ToolInputError, ToolRequest, admitted, blast_radius, build_request
 
+log = logging.getLogger("keybrake.mcp")
 # JSON-RPC error code of a refused listing (the implementation-defined server error range).
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
@@ -87,14 +90,27 @@ class McpFront:
 
     async def start(self) -> None:
         """Start the SDK's task group (once per process), on a task of its own, so that any task
-        — the first MCP request's — may start it and another — the server's stop — end it."""
+        — the first MCP request's — may start it and another — the server's stop — end it.
+        Raises what kept it from starting (nothing is left running then)."""
         ready = asyncio.Event()
-        self._running = asyncio.create_task(self._serve(ready), context=contextvars.Context())
+        running = asyncio.create_task(self._serve(ready), context=contextvars.Context())
         started = asyncio.ensure_future(ready.wait())
-        await asyncio.wait({self._running, started}, return_when=asyncio.FIRST_COMPLETED)
-        started.cancel()
-        if self._running.done():
-            self._running.result()  # raises what stopped it from starting
+        try:
+            await asyncio.wait({running, started}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the starting request was cancelled: stop what it started
+            self._stopping.set()
+            running.cancel()
+            raise
+        finally:
+            started.cancel()
+        if running.done():
+            running.result()  # raises what stopped it from starting
+        self._running = running
+
+    @property
+    def alive(self) -> bool:
+        """Started and its task group still running (a crashed SDK task group is not)."""
+        return self._running is not None and not self._running.done()
 
     async def _serve(self, ready: asyncio.Event) -> None:
         async with self.sessions.run():
@@ -102,11 +118,15 @@ class McpFront:
             await self._stopping.wait()
 
     async def stop(self) -> None:
-        """Close the SDK's task group (at the server's stop; requests still open are cancelled)."""
-        if self._running is not None:
+        """Close the SDK's task group (at the server's stop; requests still open are cancelled).
+        Never raises: a task group that had crashed is logged, not re-raised into the shutdown."""
+        running, self._running = self._running, None
+        if running is not None:
             self._stopping.set()
-            await self._running
-            self._running = None
+            try:
+                await running
+            except Exception as exc:
+                event(log, "the MCP front had stopped with an error", logging.ERROR, error=type(exc).__name__)
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """The SDK's streamable HTTP handling of one request (already authenticated and read)."""

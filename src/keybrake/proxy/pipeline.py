@@ -165,14 +165,16 @@ class Pipeline:
         try:
             return await self._forward_if_allowed(req, ctx, early_denial)
         except Denial as denial:
-            deadline.clear(denial=True)  # final, nothing forwarded: its row is written in the capped DENIAL class
             if denial.exposed_prefix is not None and self.alerts is not None:
                 self.alerts.secret_exposed(denial.exposed_prefix, req.client)
             if ctx.row.preflight_lookup is not None and ctx.key is not None:
                 # The refused request still sent a lookup with the operator's secret: it counts as
-                # one request toward max_requests_per_hour, so lookups stay bounded by the cap.
+                # one request toward max_requests_per_hour, so lookups stay bounded by the cap —
+                # as bookkeeping (never shed, time-bounded), not behind the denial rows' queue.
+                deadline.clear()
                 with contextlib.suppress(EnforcementUnavailable):
                     await self.store.count_request(ctx.key.id, window_start(REQUEST_CAP.window, self.store.now_ms()))
+            deadline.clear(denial=True)  # final, nothing forwarded: its row is written in the capped DENIAL class
             return await self.rec.deny(ctx, denial)
         except EnforcementUnavailable as exc:
             if self.alerts is not None:

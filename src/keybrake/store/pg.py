@@ -12,8 +12,7 @@ never waits on the network and no two calls share a connection.
 - Clock: windows and expiry use the database's clock, read in the reservation's first statement;
   `now_ms()` (audit timestamps, admin answers) is the host clock corrected by the offset to the
   database's, measured at start and at every heartbeat.
-- Durability: every transaction commits with `synchronous_commit=on`, settlements too (a lost
-  asynchronous commit would leave a row `in_flight` for good); settlements are batched.
+- Durability: every transaction (settlements too, batched) commits with `synchronous_commit=on`.
 - Reports (`@report`: audit pages, exports, spend) run on a pool of their own
   (`report_pool_size` connections, read-only, `statement_timeout = report_timeout_ms`) and
   worker threads of their own: a slow or all-day report never takes a connection or a thread
@@ -24,9 +23,8 @@ never waits on the network and no two calls share a connection.
   the pool; once PostgreSQL is back, requests succeed again without a restart (reconnect
   attempts back off to at most RECONNECT_MAX_DELAY_S apart, however long the outage).
 - Bounded waits (docs/operations.md, "Fail closed"): a `StoreGate` admits `pool_size` calls at
-  once and `max_waiters` more in a queue, each waiting no longer than its request's deadline
-  (`keybrake.deadline`); a request whose deadline passes while its call runs is answered at
-  once, and the call's late result is left to the caller (`EnforcementUnavailable.pending`).
+  once, queues `max_waiters` more per class, each no longer than its deadline (`keybrake.deadline`);
+  a call past it is answered at once, its late result left to the caller (`.pending`).
 - Silent cuts: TCP keepalives on both ends, `idle_in_transaction_session_timeout` (a
   transaction whose client went silent is rolled back by the server, releasing its counter
   locks within `idle_tx_timeout_ms`), and a watchdog that shuts the socket of any call running
@@ -156,10 +154,9 @@ class PostgresStore(PGSettleQueries, SQLStore):
         now = time.monotonic()
         bound = limit if limit is not None else now + self.options.pool_timeout_s + BOOKKEEPING_EXTRA_WAIT_S
         if limit is not None and limit <= now:
-            raise EnforcementUnavailable(
-                "postgresql: the request's deadline passed before the store was reached", transient=True
-            )
-        await self._gate.enter(bound, kind=deadline.queue_class())
+            raise EnforcementUnavailable("postgresql: the request's deadline passed before the call", transient=True)
+        kind = deadline.queue_class()
+        await self._gate.enter(bound, kind=kind)
         try:
             fut = asyncio.get_running_loop().run_in_executor(self._executor, self._call, fn, bound)
         except BaseException:
@@ -167,7 +164,12 @@ class PostgresStore(PGSettleQueries, SQLStore):
             raise
         fut.add_done_callback(lambda _: self._gate.leave())
         if limit is None:
-            return await asyncio.shield(fut)  # a cancelled caller never frees a slot its thread still holds
+            try:  # shielded: a cancelled caller never frees a slot its thread still holds
+                return await asyncio.shield(fut)
+            except EnforcementUnavailable as exc:  # a denial row (served last) with no connection by its bound: shed
+                if kind == deadline.DENIAL and not exc.commit_unknown and time.monotonic() >= bound:
+                    raise EnforcementUnavailable(str(exc), transient=True, shed=True) from exc
+                raise
         try:
             return await asyncio.wait_for(asyncio.shield(fut), max(0.0, limit - time.monotonic()))
         except TimeoutError:
