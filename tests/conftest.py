@@ -72,8 +72,10 @@ def pass_database(_pass_database: str, pg_databases: Databases) -> str:
 
 @pytest.fixture(autouse=True)
 def _store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Generous store bounds for every Keybrake a test starts, unless it is a `timing` test (harness.py)."""
-    if request.node.get_closest_marker("timing") is None:
+    """Generous store bounds for every Keybrake a test starts, unless it is marked `timing` or
+    `store_defaults` (tests/harness.py)."""
+    node = request.node
+    if node.get_closest_marker("timing") is None and node.get_closest_marker("store_defaults") is None:
         harness.STORE_BOUNDS = harness.LOADED_BOUNDS
     try:
         yield

@@ -19,9 +19,13 @@ import pytest
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread, wait_for
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") != "postgres", reason="the watchdog and sessions are PostgreSQL's"
-)
+pytestmark = [
+    pytest.mark.store_defaults,  # the documented 2 s reservation deadline is what these tests cross
+    pytest.mark.skipif(
+        os.environ.get("KEYBRAKE_TEST_STORE", "sqlite") != "postgres",
+        reason="the watchdog and sessions are PostgreSQL's",
+    ),
+]
 
 
 def _slow_triggers(kb: KeybrakeThread, key_id: str, insert_s: float, commit_sql: str) -> None:
