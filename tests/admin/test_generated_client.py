@@ -42,7 +42,7 @@ def _generate(spec: bytes, where: Path) -> Path:
 @pytest.fixture
 def generated(tmp_path: Path, kb_admin: KeybrakeThread) -> Iterator[Any]:
     """The generated package, imported from tmp_path (and forgotten afterwards)."""
-    spec = httpx.get(f"{kb_admin.admin_url}/openapi.json").content
+    spec = httpx.get(f"{kb_admin.admin_url}/openapi.json", timeout=60).content
     sys.path.insert(0, str(_generate(spec, tmp_path)))
     try:
         yield importlib.import_module(PACKAGE)

@@ -22,7 +22,7 @@ JSON_ANSWERS_EXEMPT = {("get", "/v1/audit/export"), ("get", "/metrics")}  # stre
 
 
 def test_the_document_is_openapi_3_1_with_every_answer_declared(kb: KeybrakeThread) -> None:
-    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()
+    spec = httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json()
     validate(spec)  # raises on any violation of the OpenAPI 3.1 schema
     assert spec["openapi"].startswith("3.1.")
     operations = [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
@@ -52,7 +52,7 @@ def test_answer_models_name_every_field_the_store_and_policy_have() -> None:
 
 
 def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
-    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json").json())
+    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json())
     check = spec.check
     with kb.admin() as c:
         check(c.get("/v1/credentials"))
@@ -121,7 +121,7 @@ def test_real_answers_match_their_declared_schemas(kb: KeybrakeThread, fake_stri
 
 
 def test_the_checker_refuses_an_answer_off_its_schema(kb: KeybrakeThread) -> None:
-    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json").json())
+    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json())
     request = httpx.Request("GET", f"{kb.admin_url}/healthz")
     spec.check(httpx.Response(200, json={"status": "ok"}, request=request))
     for wrong in ({"status": "ok", "extra": 1}, {"status": "fine"}, {}):
@@ -134,7 +134,7 @@ def test_the_checker_refuses_an_answer_off_its_schema(kb: KeybrakeThread) -> Non
 
 def test_every_declared_query_parameter_is_accepted(kb: KeybrakeThread) -> None:
     """The document declares no query parameter its route would refuse as unknown (400 naming it)."""
-    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()
+    spec = httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json()
     values = {"limit": "5", "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "format": "jsonl",
               "state": "pending", "status": "active", "group_by": "vendor", "timezone": "UTC"}  # fmt: skip
     seen = 0
@@ -157,7 +157,7 @@ def test_security_is_declared_exactly_where_a_token_is_needed(kb: KeybrakeThread
     """Every operation of /openapi.json, called without a token on the real server: it answers 401
     exactly when it declares the admin bearer scheme. Each call comes from a loopback address of
     its own, so the gate's failure count per address never answers 429 instead."""
-    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()
+    spec = httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json()
     operations = [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
     open_ones = set()
     for n, (method, path, op) in enumerate(operations):

@@ -17,7 +17,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def test_patch_answers_the_warnings_issue_answers(kb: KeybrakeThread) -> None:
-    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json").json())
+    spec = Spec(httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json())
     key = kb.issue({"daily_usd_cap": 5, "allowed_endpoints": ["GET /v1/balance"]})
     assert key["warnings"] == []
     with kb.admin() as c:
@@ -36,7 +36,7 @@ def test_patch_answers_the_warnings_issue_answers(kb: KeybrakeThread) -> None:
 
 
 def test_patch_declares_its_warnings_in_the_openapi_document(kb: KeybrakeThread) -> None:
-    doc = httpx.get(f"{kb.admin_url}/openapi.json").json()
+    doc = httpx.get(f"{kb.admin_url}/openapi.json", timeout=60).json()
     answer = doc["paths"]["/v1/keys/{key_id}"]["patch"]["responses"]["200"]["content"]["application/json"]["schema"]
     name = answer["$ref"].rsplit("/", 1)[1]
     schema = doc["components"]["schemas"][name]

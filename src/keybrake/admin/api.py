@@ -59,7 +59,7 @@ def build_admin_app(
         version="0.1.0",
         docs_url=None,  # /docs is served by `routes.docs`, from the package's files
         redoc_url=None,
-        openapi_url="/openapi.json",
+        openapi_url=None,  # /openapi.json is served by `openapi.describe`, built off the event loop
         default_response_class=KJSON,
         generate_unique_id_function=lambda route: route.name,  # operationId: `issue_key`, `list_keys`, …
         # No redirect from `/x/` to `/x`: Starlette builds its Location from the client's Host header
