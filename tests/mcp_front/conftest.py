@@ -18,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.fakes.resend_server import DEFAULT_API_KEY, FakeResend
 from tests.fakes.stripe_server import FakeStripe
 from tests.fakes.twilio_server import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilioThread
-from tests.harness import KeybrakeThread
+from tests.harness import LOADED_BOUNDS, KeybrakeThread
 
 Connect = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
@@ -74,10 +74,9 @@ def text_of(result: Any) -> str:
     return "\n".join(getattr(c, "text", "") for c in getattr(result, "content", []))
 
 
-# Servers with generous store deadlines: these tests check what MCP does, and a loaded test machine
-# (both passes side by side, PostgreSQL's included) must not turn their reservations into 503
-# enforcement_unavailable, which the fail-closed tests check on their own.
-GENEROUS: dict[str, Any] = {"reserve_deadline_ms": 20_000, "pg_pool_timeout_s": 20.0}
+# Servers with the harness's generous store bounds, explicitly, so that the MCP tests marked
+# `timing` (which otherwise keep the defaults) check what MCP does, not the fail-closed deadlines.
+GENEROUS: dict[str, Any] = LOADED_BOUNDS
 
 
 @pytest.fixture
