@@ -44,7 +44,7 @@ def test_the_docs_page_loads_only_local_assets(kb_admin: KeybrakeThread) -> None
     start = httpx.get(f"{kb_admin.admin_url}/docs/assets/start.js").text
     assert 'url: "openapi.json"' in start and "SwaggerUIBundle(" in start and "http" not in start
     assert "3.0" not in start  # no relabelling: the page renders the 3.1 document as served
-    assert httpx.get(urljoin(f"{kb_admin.admin_url}/docs", "openapi.json")).json()["openapi"].startswith("3.1")
+    assert httpx.get(urljoin(f"{kb_admin.admin_url}/docs", "openapi.json"), timeout=60).json()["openapi"].startswith("3.1")
 
 
 def test_only_the_listed_assets_are_served(kb_admin: KeybrakeThread) -> None:
@@ -73,7 +73,7 @@ def test_the_docs_page_renders_the_admin_api_in_a_browser(kb_admin: KeybrakeThre
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM is not None, "CI needs chromium: apt-get install --no-install-recommends chromium"
-    spec = httpx.get(f"{kb_admin.admin_url}/openapi.json").json()
+    spec = httpx.get(f"{kb_admin.admin_url}/openapi.json", timeout=60).json()
     issue = spec["paths"]["/v1/keys"]["post"]
     n_operations = sum(len(item) for item in spec["paths"].values())
     requested: list[str] = []
