@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import httpx._transports.default as _httpx_transport
@@ -70,17 +71,34 @@ def pass_database(_pass_database: str, pg_databases: Databases) -> str:
     return pg_databases.emptied(_pass_database)
 
 
-@pytest.fixture(autouse=True)
-def _store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Generous store bounds for every Keybrake a test starts, unless it is marked `timing` or
-    `store_defaults` (tests/harness.py)."""
-    node = request.node
+def _bounds_for(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
+    """Generous store bounds (tests/harness.py `LOADED_BOUNDS`) unless `node` is marked `timing`
+    or `store_defaults`: those measure or rely on the documented defaults."""
     if node.get_closest_marker("timing") is None and node.get_closest_marker("store_defaults") is None:
-        harness.STORE_BOUNDS = harness.LOADED_BOUNDS
+        return harness.LOADED_BOUNDS
+    return {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The bounds for a Keybrake a module-scoped fixture starts: set before any module fixture
+    runs (autouse fixtures come first in their scope), from the module's own marks."""
+    harness.STORE_BOUNDS = _bounds_for(request.node)
     try:
         yield
     finally:
         harness.STORE_BOUNDS = {}
+
+
+@pytest.fixture(autouse=True)
+def _store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The bounds for every Keybrake a test starts, from the test's marks (module's restored after)."""
+    before = harness.STORE_BOUNDS
+    harness.STORE_BOUNDS = _bounds_for(request.node)
+    try:
+        yield
+    finally:
+        harness.STORE_BOUNDS = before
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,33 @@
+"""The generous store bounds reach every Keybrake the suite starts, module-scoped ones too.
+
+A module-scoped fixture runs before any function-scoped fixture of its first test, so a bound set
+per test came too late for it: `test_idempotency_model`'s shared Keybrake kept the 2 s default
+deadline and a loaded CI machine answered one of its charges 503 (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests import harness
+
+
+@pytest.fixture(scope="module")
+def module_bounds() -> dict[str, Any]:
+    return dict(harness.STORE_BOUNDS)  # what a module-scoped KeybrakeThread would be started with
+
+
+def test_a_module_fixture_starts_with_the_loaded_bounds(module_bounds: dict[str, Any]) -> None:
+    assert module_bounds == harness.LOADED_BOUNDS
+
+
+@pytest.mark.store_defaults
+def test_a_test_marked_store_defaults_gets_the_defaults(module_bounds: dict[str, Any]) -> None:
+    assert harness.STORE_BOUNDS == {}
+    assert module_bounds == harness.LOADED_BOUNDS  # the module's own stays as it was
+
+
+def test_the_module_bounds_are_back_after_a_marked_test() -> None:
+    assert harness.STORE_BOUNDS == harness.LOADED_BOUNDS
