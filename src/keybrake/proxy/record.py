@@ -97,9 +97,11 @@ class Recorder:
 
         What the answer taught about vendor objects (facts, what was counted) is durable before
         the answer is returned: the next request on the same object, on any replica, prices from
-        it. When the store is down the answer goes back at once (the row stays in flight, which
-        holds further writes on the object until it is written); waiting is bounded by
-        LEDGER_WAIT_S either way: a forwarded answer always reaches the agent.
+        it. So is a settlement that gives part of the reservation back, so the spend left that the
+        answer reports is what the next call meets. When the store is down the answer goes back at
+        once (the row stays in flight, which holds further writes on the object until it is
+        written); waiting is bounded by LEDGER_WAIT_S either way: a forwarded answer always
+        reaches the agent.
         """
         row = ctx.row
         if denial is not None:
@@ -115,7 +117,12 @@ class Recorder:
             row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement), count=count
         )
         durable = ledger is not None or count is not None or (settles_earlier is not None and settles_earlier.count)
-        await self._submit(job, wait=bool(durable))
+        # A vendor's answer that gives part of its reservation back (a declined card, a cost under
+        # the estimate) is committed before it is returned: the caps it reports in
+        # X-Keybrake-Spend-Remaining-USD are the caps the agent's next call meets, on any replica.
+        frees = denial is None and settlement.forwarded and not settlement.keep_reservation
+        frees = frees and settlement.cost_usd < (row.reserved_usd or 0)
+        await self._submit(job, wait=bool(durable) or frees)
         self._observe(row)
 
     async def _submit(self, job: SettleJob, *, wait: bool = False) -> None:
