@@ -15,7 +15,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from keybrake.cli import main
+from keybrake.cli import LazyGroup, main
 from tests.harness import ADMIN_TOKEN, free_port, spawn_keybrake
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.sqlite_only]
@@ -151,7 +151,8 @@ NOT_STORE = {"serve", "vendors list", "vendors guarded"}
 
 def _with_data_dir(group: click.Group, prefix: str = "") -> set[str]:
     out: set[str] = set()
-    for name, cmd in group.commands.items():
+    commands = group.load_all() if isinstance(group, LazyGroup) else group.commands
+    for name, cmd in commands.items():
         path = f"{prefix}{name}"
         if isinstance(cmd, click.Group):
             out |= _with_data_dir(cmd, path + " ")

@@ -16,7 +16,10 @@ SDK_LOADED = "any(m in ('mcp', 'mcp_types') or m.startswith(('mcp.', 'mcp_types.
 
 
 def test_neither_the_server_nor_the_cli_imports_the_sdk() -> None:
-    code = f"import sys, keybrake.app.asgi, keybrake.cli, keybrake.runtime; print({SDK_LOADED})"
+    code = (
+        "import sys, keybrake.app.asgi, keybrake.runtime; from keybrake.cli import main; main.load_all(); "
+        f"print({SDK_LOADED})"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False", out.stdout + out.stderr
 
