@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 
 import click
 import pytest
@@ -20,7 +20,7 @@ def _groups(group: click.Group, path: tuple[str, ...] = ("keybrake",)) -> Iterat
             yield from _groups(cmd, (*path, name))
 
 
-def _commands(group: click.Group) -> dict[str, click.Command]:
+def _commands(group: click.Group) -> MutableMapping[str, click.Command]:
     """Every subcommand of `group`, the lazily imported ones (keybrake.cli.LazyGroup) included."""
     return group.load_all() if isinstance(group, LazyGroup) else group.commands
 

@@ -10,6 +10,7 @@ option has help text (tests/test_cli_help.py walks the tree).
 from __future__ import annotations
 
 import importlib
+from collections.abc import MutableMapping
 
 import click
 
@@ -55,7 +56,7 @@ class LazyGroup(click.Group):
             self.add_command(command)
         return super().get_command(ctx, cmd_name)
 
-    def load_all(self) -> dict[str, click.Command]:
+    def load_all(self) -> MutableMapping[str, click.Command]:
         """Every subcommand, imported (for walks over the whole tree: help checks, tests)."""
         ctx = click.Context(self)
         for name in self.list_commands(ctx):

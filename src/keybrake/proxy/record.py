@@ -97,19 +97,17 @@ class Recorder:
 
         What the answer taught about vendor objects (facts, what was counted) is durable before
         the answer is returned: the next request on the same object, on any replica, prices from
-        it. So is a settlement that gives part of the reservation back, so the spend left that the
-        answer reports is what the next call meets. When the store is down the answer goes back at
-        once (the row stays in flight, which holds further writes on the object until it is
-        written); waiting is bounded by LEDGER_WAIT_S either way: a forwarded answer always
-        reaches the agent.
+        it. So is a vendor's answer giving part of its reservation back (a declined card, a cost
+        under the estimate): the spend left it reports is what the next call meets. When the store
+        is down the answer goes back at once (the row stays in flight, which holds further writes on
+        the object until it is written); waiting is bounded by LEDGER_WAIT_S either way.
         """
         row = ctx.row
-        if denial is not None:
-            row.error_code, row.reason, row.status = denial.code, _reason(denial), denial.status
         self._timings(ctx)
         settlement.apply_to(row)
         ctx.settled = True
         if denial is not None:
+            row.error_code, row.reason, row.status = denial.code, _reason(denial), denial.status
             self._cap_hit(row, denial)
         if self.metrics is not None:
             self.metrics.reserved(row.vendor, row.reserved_usd)  # once: a request is finished once
@@ -117,12 +115,8 @@ class Recorder:
             row, items, settlement, daily_counter, settles_earlier, ledger, _dedup_outcome(ctx, settlement), count=count
         )
         durable = ledger is not None or count is not None or (settles_earlier is not None and settles_earlier.count)
-        # A vendor's answer that gives part of its reservation back (a declined card, a cost under
-        # the estimate) is committed before it is returned: the caps it reports in
-        # X-Keybrake-Spend-Remaining-USD are the caps the agent's next call meets, on any replica.
-        frees = denial is None and settlement.forwarded and not settlement.keep_reservation
-        frees = frees and settlement.cost_usd < (row.reserved_usd or 0)
-        await self._submit(job, wait=bool(durable) or frees)
+        frees = denial is None and settlement.forwarded and not settlement.keep_reservation  # see the docstring
+        await self._submit(job, wait=bool(durable) or (frees and settlement.cost_usd < (row.reserved_usd or 0)))
         self._observe(row)
 
     async def _submit(self, job: SettleJob, *, wait: bool = False) -> None:
