@@ -70,6 +70,12 @@ LOADED_BOUNDS: dict[str, Any] = {
     "pg_idle_tx_timeout_ms": 15_000,
 }
 STORE_BOUNDS: dict[str, Any] = {}
+# The same bounds for a `keybrake serve` process (spawn_keybrake), as its environment spells them.
+BOUND_ENV = {
+    "reserve_deadline_ms": "KEYBRAKE_RESERVE_DEADLINE_MS",
+    "pg_pool_timeout_s": "KEYBRAKE_PG_POOL_TIMEOUT",
+    "pg_idle_tx_timeout_ms": "KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS",
+}
 
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 STARTUP_S = 60.0  # how long a Keybrake (thread or process) may take to start: CI runs 2-4x slower
@@ -275,6 +281,7 @@ def spawn_keybrake(
         "KEYBRAKE_UPSTREAM_HOSTS": "127.0.0.1",
         "KEYBRAKE_UPSTREAM_TIMEOUT": "30",
         **({"KEYBRAKE_DATABASE_URL": url} if (url := database_for(data_dir)) else {}),
+        **{BOUND_ENV[name]: str(value) for name, value in STORE_BOUNDS.items()},
         **(env or {}),
     }
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL

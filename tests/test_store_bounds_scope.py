@@ -7,10 +7,12 @@ deadline and a loaded CI machine answered one of its charges 503 (tests/conftest
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from keybrake.config import from_env
 from tests import harness
 
 
@@ -31,3 +33,10 @@ def test_a_test_marked_store_defaults_gets_the_defaults(module_bounds: dict[str,
 
 def test_the_module_bounds_are_back_after_a_marked_test() -> None:
     assert harness.STORE_BOUNDS == harness.LOADED_BOUNDS
+
+
+def test_a_serve_process_reads_the_same_bounds_from_its_environment(tmp_path: Path) -> None:
+    """spawn_keybrake passes the bounds as `keybrake serve` reads them (tests/harness.py BOUND_ENV)."""
+    env = {harness.BOUND_ENV[name]: str(value) for name, value in harness.LOADED_BOUNDS.items()}
+    settings = from_env({**env, "KEYBRAKE_DATA_DIR": str(tmp_path)})
+    assert {name: getattr(settings, name) for name in harness.LOADED_BOUNDS} == harness.LOADED_BOUNDS
