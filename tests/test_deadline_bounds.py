@@ -122,11 +122,11 @@ def test_a_store_failure_after_sending_never_answers_nothing_was_forwarded(
         real_finish = rec.finish
         calls: list[int] = []
 
-        async def store_down_on_the_way_back(*args: Any, **kwargs: Any) -> None:
+        async def store_down_on_the_way_back(*args: Any, **kwargs: Any) -> bool:
             calls.append(1)
             if len(calls) == 1:  # the first write after sending fails; recording the outcome works
                 raise EnforcementUnavailable("postgresql: connection lost (injected after sending)")
-            await real_finish(*args, **kwargs)
+            return await real_finish(*args, **kwargs)
 
         rec.finish = store_down_on_the_way_back  # type: ignore[method-assign]
         try:

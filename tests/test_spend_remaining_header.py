@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keybrake.core.errors import EnforcementUnavailable
 from tests.fakes.stripe_server import FakeStripe
-from tests.harness import KeybrakeThread, examples
+from tests.harness import KeybrakeThread, examples, wait_for
 
 CAP_USD = 100
 
@@ -112,3 +113,36 @@ def test_a_call_within_the_reported_spend_left_is_never_refused_for_the_cap(
         charged += 0 if declined else cents
         left = Decimal(r.headers["x-keybrake-spend-remaining-usd"])
         assert left == CAP_USD - Decimal(charged) / 100
+
+
+class DownSettles(SlowSettles):
+    """The settle writer's store while it is down: every settlement refused (kept and retried)."""
+
+    def __init__(self, store: Any) -> None:
+        super().__init__(store, 0.0)
+        self.down = True
+
+    async def settle_many(self, jobs: list[Any]) -> None:
+        if self.down:
+            raise EnforcementUnavailable("the store is down (injected)")
+        await super().settle_many(jobs)
+
+
+def test_a_give_back_not_yet_written_is_not_reported(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """The store down when a declined card's answer comes back: the answer goes at once, and its
+    header does not count the reservation given back until that is written (it said 100 left
+    while the $90 was still held); once the store is back, the next call meets all of it."""
+    assert kb.app is not None
+    settler = kb.app.settler
+    key = kb.issue({"daily_usd_cap": CAP_USD})
+    real = settler._store
+    settler._store = down = DownSettles(real)
+    try:
+        declined = _pay(kb, key, 9000, True)
+        assert declined.status_code == 402 and declined.headers["x-keybrake-spend-remaining-usd"] == "10"
+    finally:
+        down.down = False
+        settler._store = real
+    assert wait_for(lambda: kb.key(key["id"])["usage"]["daily_usd"]["reserved"] == 0, timeout=30)
+    paid = _pay(kb, key, 9000, False)
+    assert paid.status_code == 200 and paid.headers["x-keybrake-spend-remaining-usd"] == "10"

@@ -32,10 +32,10 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.money import human_usd
 from keybrake.core.policy import Policy
 from keybrake.logs import event
+from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import Plan
 from keybrake.proxy.forward import FORWARD_MARGIN_S
 from keybrake.proxy.metrics import ProxyMetrics
-from keybrake.proxy.record import RequestContext
 from keybrake.proxy.render import ProxyResponse
 from keybrake.store.base import (
     ApprovalRecord,

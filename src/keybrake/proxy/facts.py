@@ -15,8 +15,8 @@ from keybrake.core.upstream import (
     UpstreamRequest,
     UpstreamUnreachable,
 )
+from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decisions import json_or_none
-from keybrake.proxy.record import RequestContext
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.store.base import KeyRecord, ReservationStore
 from keybrake.vendors.base import Vendor, VendorRequest

@@ -21,10 +21,11 @@ from keybrake.core.upstream import (
 )
 from keybrake.crypto import Sealer
 from keybrake.proxy import decide
+from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import Plan, Refusal, Route, note
 from keybrake.proxy.echoes import credential_echoes, scrub_answer
 from keybrake.proxy.outcome import NOTHING_SENT, TOO_LATE, outcome, too_late, transport_failure
-from keybrake.proxy.record import Recorder, RequestContext
+from keybrake.proxy.record import Recorder
 from keybrake.proxy.render import ProxyResponse, seal_replay
 from keybrake.proxy.snapshots import KeySnapshots
 from keybrake.store.base import KeyRecord, ReserveResult, Settlement
@@ -125,7 +126,7 @@ class Forwarder:
             fingerprint = ctx.dedup_fingerprint
             ctx.dedup_answer = seal_replay(self.sealer, key.id, fingerprint, got.status, got.headers, got.body)
         ledger = (key.credential, got.ledger) if got.ledger else None
-        await self.rec.finish(
+        written = await self.rec.finish(
             ctx,
             result.items,
             got.settlement,
@@ -136,10 +137,10 @@ class Forwarder:
         )
         headers = got.headers + self.rec.keybrake_headers(ctx)
         if result.remaining_usd is not None:
-            # What the caps leave once this call is settled: its reservation moved to what it cost
-            # (all of it given back when the vendor refused the call), unless the outcome is not final.
+            # What the caps left at this call's reservation, with this call at what it cost: what it
+            # gave back (a declined card; written before this answer) counts only once written.
             settled = got.settlement
-            freed = 0 if settled.keep_reservation else (ctx.row.reserved_usd or 0) - settled.cost_usd
+            freed = 0 if settled.keep_reservation or not written else (ctx.row.reserved_usd or 0) - settled.cost_usd
             headers.append(("x-keybrake-spend-remaining-usd", format_usd(max(0, result.remaining_usd + freed))))
         return ProxyResponse(got.status, headers, got.body)
 

@@ -38,6 +38,7 @@ from keybrake.net.egress import EgressRules
 from keybrake.proxy import decide
 from keybrake.proxy.approval import Approvals, ApprovalSink, approve_or_refuse
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
+from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial
 from keybrake.proxy.echoes import check_vault_key_placement
@@ -45,7 +46,7 @@ from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state, unknown_key
 from keybrake.proxy.metrics import ProxyMetrics
-from keybrake.proxy.record import Recorder, RequestContext
+from keybrake.proxy.record import Recorder
 from keybrake.proxy.render import ProxyResponse
 from keybrake.proxy.reservation import Reservations
 from keybrake.proxy.snapshots import KeySnapshots
@@ -92,7 +93,7 @@ class Pipeline:
         pepper: bytes,
         instance_id: str,
         metrics: ProxyMetrics | None = None,
-        settle: Callable[[SettleJob], asyncio.Future[None]] | None = None,
+        settle: Callable[[SettleJob], asyncio.Future[bool]] | None = None,
         alerts: AlertSink | None = None,
         approval_sink: ApprovalSink | None = None,
     ) -> None:

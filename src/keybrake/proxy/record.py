@@ -7,7 +7,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from keybrake.config import Settings
 from keybrake.core.approvals import approved_headers
@@ -15,6 +15,7 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
+from keybrake.proxy.context import RequestContext
 from keybrake.proxy.metrics import ProxyMetrics, server_timing
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
@@ -22,44 +23,15 @@ from keybrake.store.base import (
     DedupCheck,
     DedupOutcome,
     EarlierSettlement,
-    KeyRecord,
     ReservationStore,
     ReservedItem,
     SettleJob,
     Settlement,
 )
-from keybrake.store.ids import new_audit_id
-from keybrake.vendors.base import Vendor
 
 log = logging.getLogger("keybrake.proxy")
 LEDGER_WAIT_S = 5.0  # longest an answer waits for its ledger update to be durable
 SHED_LOG_S = 10.0  # shed denial rows are logged as a count at most once per this many seconds
-
-
-@dataclass
-class RequestContext:
-    """What is known about a request so far; denials render from it."""
-
-    row: AuditRow
-    started: float
-    vendor: Vendor | None = None
-    key: KeyRecord | None = None
-    well_formed_token: bool = False
-    upstream_ms: float = 0.0
-    dedup_fingerprint: str | None = None  # this request opened a dedup window entry
-    dedup_answer: bytes | None = None  # the sealed answer a duplicate will be replayed
-    reserved: list[ReservedItem] | None = None  # what the committed reservation holds
-    daily_counter: str | None = None
-    sent: bool = False  # the request was handed to the upstream client (the vendor may have acted)
-    settled: bool = False  # a settlement was submitted for the reservation
-    id_fixed: bool = False  # a write that may have created the row was made: its id never changes
-
-    def stamp(self, now_ms: int, *, fix: bool = False) -> None:
-        """Mint the row's id and `ts` (ms) just before a write that may create it: ids follow write order
-        (`audit tail -f` reads by id). A fixed id is kept; `fix`: keep this one (its write follows)."""
-        if not self.id_fixed:
-            self.row.id, self.row.ts = new_audit_id(now_ms), now_ms
-        self.id_fixed = self.id_fixed or fix
 
 
 class Recorder:
@@ -68,7 +40,7 @@ class Recorder:
         *,
         store: ReservationStore,
         settings: Settings,
-        settle: Callable[[SettleJob], asyncio.Future[None]] | None,
+        settle: Callable[[SettleJob], asyncio.Future[bool]] | None,
         metrics: ProxyMetrics | None = None,
     ) -> None:
         self.store = store
@@ -92,8 +64,9 @@ class Recorder:
         settles_earlier: EarlierSettlement | None = None,
         ledger: tuple[str, list[LedgerEntry]] | None = None,
         count: ObjectCount | None = None,
-    ) -> None:
-        """Settle the reservation and complete the row. A store failure here never hides the answer.
+    ) -> bool:
+        """Settle the reservation and complete the row; True when it is known to be written as
+        given (waited for and committed). A store failure here never hides the answer.
 
         What the answer taught about vendor objects (facts, what was counted) is durable before
         the answer is returned: the next request on the same object, on any replica, prices from
@@ -116,19 +89,23 @@ class Recorder:
         )
         durable = ledger is not None or count is not None or (settles_earlier is not None and settles_earlier.count)
         frees = denial is None and settlement.forwarded and not settlement.keep_reservation  # see the docstring
-        await self._submit(job, wait=bool(durable) or (frees and settlement.cost_usd < (row.reserved_usd or 0)))
+        written = await self._submit(
+            job, wait=bool(durable) or (frees and settlement.cost_usd < (row.reserved_usd or 0))
+        )
         self._observe(row)
+        return written
 
-    async def _submit(self, job: SettleJob, *, wait: bool = False) -> None:
+    async def _submit(self, job: SettleJob, *, wait: bool = False) -> bool:
         """To the settle writer (batched, retried until the store takes it), or straight to the store.
 
-        `wait`: return once the job is committed (or LEDGER_WAIT_S passed, logged).
+        `wait`: return once the job is committed (or LEDGER_WAIT_S passed, logged). Returns True
+        when the job is known to be committed as given.
         """
         if self.settle is not None:
             done = self.settle(job)
             if wait:
                 try:
-                    await asyncio.wait_for(asyncio.shield(done), LEDGER_WAIT_S)
+                    return await asyncio.wait_for(asyncio.shield(done), LEDGER_WAIT_S)
                 except TimeoutError:
                     event(
                         log,
@@ -137,7 +114,7 @@ class Recorder:
                         request_id=job.row.id,
                         key_id=job.row.key_id,
                     )
-            return
+            return False
         try:
             await self.store.settle_many([job])
         except EnforcementUnavailable as exc:
@@ -149,9 +126,10 @@ class Recorder:
                 key_id=job.row.key_id,
                 error=str(exc),
             )
-        else:
-            if self.metrics is not None:
-                self.metrics.settled_job(job)
+            return False
+        if self.metrics is not None:
+            self.metrics.settled_job(job)
+        return True
 
     async def release_unanswered(self, ctx: RequestContext, dedup: DedupCheck | None) -> None:
         """The reservation failed with no answer (the connection dropped at COMMIT): it may have

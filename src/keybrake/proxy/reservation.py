@@ -12,7 +12,8 @@ from typing import Any
 from keybrake import deadline
 from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.crypto import Sealer
-from keybrake.proxy.record import Recorder, RequestContext
+from keybrake.proxy.context import RequestContext
+from keybrake.proxy.record import Recorder
 from keybrake.proxy.render import ProxyResponse, open_replay
 from keybrake.store.base import (
     CapSpec,

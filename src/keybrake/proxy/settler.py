@@ -38,13 +38,15 @@ class SettleWriter:
     def __init__(self, store: SettleStore, metrics: ProxyMetrics | None = None) -> None:
         self._store = store
         self._metrics = metrics
-        self._pending: list[tuple[SettleJob, asyncio.Future[None]]] = []
+        self._pending: list[tuple[SettleJob, asyncio.Future[bool]]] = []
         self._task: asyncio.Task[None] | None = None
 
-    def submit(self, job: SettleJob) -> asyncio.Future[None]:
-        """Queue a settlement; the future completes once it is committed (or given up, logged)."""
+    def submit(self, job: SettleJob) -> asyncio.Future[bool]:
+        """Queue a settlement. The future completes True once it is committed as given, False when
+        its answer must go back without that (the store down: it is kept and written later; or
+        refused and written degraded, its reservation kept)."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
+        done: asyncio.Future[bool] = loop.create_future()
         self._pending.append((job, done))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain(), name="keybrake-settle")
@@ -65,7 +67,7 @@ class SettleWriter:
                 # The store is down: the answers waiting on these rows go back now (a forwarded
                 # answer always reaches the agent). Their rows stay in_flight until written, so
                 # another write on the same object is refused meanwhile (one write per object).
-                _resolve(left)
+                _resolve(left, written=False)
                 self._pending = left + self._pending  # kept, in order, and tried again
                 failures += 1
                 if failures == 1 or failures % 20 == 0:
@@ -85,10 +87,10 @@ class SettleWriter:
             failures = 0
 
     async def _one_by_one(
-        self, batch: list[tuple[SettleJob, asyncio.Future[None]]]
-    ) -> list[tuple[SettleJob, asyncio.Future[None]]]:
+        self, batch: list[tuple[SettleJob, asyncio.Future[bool]]]
+    ) -> list[tuple[SettleJob, asyncio.Future[bool]]]:
         """Write each job alone. Returns the jobs to try again (all of them while the store is down)."""
-        failed: list[tuple[tuple[SettleJob, asyncio.Future[None]], Exception]] = []
+        failed: list[tuple[tuple[SettleJob, asyncio.Future[bool]], Exception]] = []
         written = 0
         for item in batch:
             try:
@@ -107,14 +109,14 @@ class SettleWriter:
             if isinstance(error, EnforcementUnavailable) and error.transient:
                 continue
             await self._degrade(job, error)  # books nothing: its reservation is kept
-            _resolve([(job, done)])
+            _resolve([(job, done)], written=False)
         return busy
 
-    def _committed(self, batch: list[tuple[SettleJob, asyncio.Future[None]]]) -> None:
+    def _committed(self, batch: list[tuple[SettleJob, asyncio.Future[bool]]]) -> None:
         if self._metrics is not None:
             for job, _ in batch:
                 self._metrics.settled_job(job)
-        _resolve(batch)
+        _resolve(batch, written=True)
 
     async def _degrade(self, job: SettleJob, exc: Exception) -> None:
         """A job the store refuses while others succeed: keep its whole reservation, drop the rest."""
@@ -159,7 +161,7 @@ class SettleWriter:
         return bool(done)
 
 
-def _resolve(batch: list[tuple[SettleJob, asyncio.Future[None]]]) -> None:
+def _resolve(batch: list[tuple[SettleJob, asyncio.Future[bool]]], *, written: bool) -> None:
     for _, done in batch:
         if not done.done():
-            done.set_result(None)
+            done.set_result(written)
