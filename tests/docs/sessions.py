@@ -16,20 +16,27 @@ from pathlib import Path
 
 _END = "__DOCRUN_END__"
 # Runs in the page's Python: executes each block in one namespace, prints its output and error.
+# Output goes to one real file for the whole session, not a StringIO per block: a block may hand
+# sys.stderr to a process it starts (the MCP SDK's stdio client does, as a default argument bound
+# when a block first imports it), which needs a file descriptor that stays open.
 _PY_DRIVER = r"""
-import contextlib, io, json, sys, traceback
+import contextlib, json, sys, tempfile, traceback
 ns = {"__name__": "__main__"}
 real = sys.stdout
+buf = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
 for line in sys.stdin:
     code = json.loads(line)
-    buf = io.StringIO()
     err = ""
+    start = buf.seek(0, 2)
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         try:
             exec(compile(code, "<block>", "exec"), ns)
         except BaseException:
             err = traceback.format_exc()
-    real.write(json.dumps({"out": buf.getvalue(), "err": err}) + "\n")
+    buf.flush()
+    buf.seek(start)
+    out = buf.read()
+    real.write(json.dumps({"out": out, "err": err}) + "\n")
     real.flush()
 """
 

@@ -72,7 +72,7 @@ async def test_revoked_keys_next_call_is_refused(kb: KeybrakeThread, fake_stripe
             assert admin.delete(f"/v1/keys/{key['id']}", params={"reason": "run over"}).status_code == 200
         refused = await c.call_tool("stripe_create_customer", {"email": "b@example.com"})
         assert refused.is_error and "key_revoked" in text_of(refused) and "run over" in text_of(refused)
-        assert "will not help" in text_of(refused)
+        assert "ask the operator for a new key" in text_of(refused) and "change the call" not in text_of(refused)
         with pytest.raises(MCPError, match="key_revoked"):
             await c.list_tools()
     assert len(fake_stripe.customers) == 1

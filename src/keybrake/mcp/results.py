@@ -22,6 +22,10 @@ _FACT_HEADERS = {
 }
 
 
+# Refusals of the key itself (docs/errors.md): no change to the call can help.
+KEY_UNUSABLE = frozenset({"key_missing", "key_invalid", "key_revoked", "key_expired"})
+
+
 def retry_advice(denial: Denial) -> str:
     """One sentence: whether sending the same tool call again can help, and when."""
     if denial.code in ASK_AGAIN:
@@ -30,6 +34,8 @@ def retry_advice(denial: Denial) -> str:
         return "Retrying the same call in a moment can succeed; it is not new spend."
     if denial.code in OUTCOME_UNKNOWN:
         return "The vendor may have acted: do not call again before checking what happened."
+    if denial.code in KEY_UNUSABLE:
+        return "Retrying will not help, whatever the call: this key cannot be used; ask the operator for a new key."
     if denial.cap is not None and denial.cap.resets_at_ms is not None:
         return f"Retrying will not help before the cap resets at {rfc3339(denial.cap.resets_at_ms)}."
     return "Retrying the same call will not help: change the call or ask the operator."
