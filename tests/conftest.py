@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,26 +80,43 @@ def _bounds_for(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
     return {}
 
 
+@contextmanager
+def _bounds(bounds: dict[str, Any]) -> Iterator[None]:
+    """Set the store bounds every Keybrake started meanwhile takes: a KeybrakeThread's settings
+    (`harness.STORE_BOUNDS`) and, as `keybrake serve` spells them (`harness.BOUND_ENV`), this
+    process's environment — so a store any other way builds from it (a CLI command run in
+    process, a subprocess that inherits it) takes them too. Restores both after."""
+    before, saved = harness.STORE_BOUNDS, {name: os.environ.get(name) for name in harness.BOUND_ENV.values()}
+    harness.STORE_BOUNDS = bounds
+    for attr, name in harness.BOUND_ENV.items():
+        if attr in bounds:
+            os.environ[name] = str(bounds[attr])
+        else:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        harness.STORE_BOUNDS = before
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _module_store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
     """The bounds for a Keybrake a module-scoped fixture starts: set before any module fixture
     runs (autouse fixtures come first in their scope), from the module's own marks."""
-    harness.STORE_BOUNDS = _bounds_for(request.node)
-    try:
+    with _bounds(_bounds_for(request.node)):
         yield
-    finally:
-        harness.STORE_BOUNDS = {}
 
 
 @pytest.fixture(autouse=True)
 def _store_bounds(request: pytest.FixtureRequest) -> Iterator[None]:
     """The bounds for every Keybrake a test starts, from the test's marks (module's restored after)."""
-    before = harness.STORE_BOUNDS
-    harness.STORE_BOUNDS = _bounds_for(request.node)
-    try:
+    with _bounds(_bounds_for(request.node)):
         yield
-    finally:
-        harness.STORE_BOUNDS = before
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,10 @@
 
 A module-scoped fixture runs before any function-scoped fixture of its first test, so a bound set
 per test came too late for it: `test_idempotency_model`'s shared Keybrake kept the 2 s default
-deadline and a loaded CI machine answered one of its charges 503 (tests/conftest.py).
+deadline and a loaded CI machine answered one of its charges 503 (tests/conftest.py). And a CLI
+command run in process reads its settings from the environment, not from the harness: in the
+PostgreSQL pass `admin-tokens create` gave up on a pool connection after the default 2 s
+(test_admin_token_recovery), so the bounds are in this process's environment as well.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from keybrake.config import from_env
+from keybrake.cli.common import settings_for
+from keybrake.config import Settings, from_env
 from tests import harness
 
 
@@ -40,3 +44,23 @@ def test_a_serve_process_reads_the_same_bounds_from_its_environment(tmp_path: Pa
     env = {harness.BOUND_ENV[name]: str(value) for name, value in harness.LOADED_BOUNDS.items()}
     settings = from_env({**env, "KEYBRAKE_DATA_DIR": str(tmp_path)})
     assert {name: getattr(settings, name) for name in harness.LOADED_BOUNDS} == harness.LOADED_BOUNDS
+
+
+def _bounds_of(settings: Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in harness.LOADED_BOUNDS}
+
+
+def test_a_cli_command_run_in_process_takes_the_loaded_bounds(tmp_path: Path) -> None:
+    """What every CLI command starts from (keybrake.cli.common.settings_for reads os.environ)."""
+    assert _bounds_of(settings_for(str(tmp_path))) == harness.LOADED_BOUNDS
+
+
+@pytest.mark.store_defaults
+def test_a_cli_command_in_a_store_defaults_test_takes_the_documented_defaults(tmp_path: Path) -> None:
+    defaults = Settings(data_dir=tmp_path)
+    assert _bounds_of(settings_for(str(tmp_path))) == _bounds_of(defaults)
+    assert _bounds_of(defaults) != harness.LOADED_BOUNDS  # else this test could not fail
+
+
+def test_the_environment_is_back_after_a_store_defaults_test(tmp_path: Path) -> None:
+    assert _bounds_of(settings_for(str(tmp_path))) == harness.LOADED_BOUNDS
