@@ -9,6 +9,7 @@ from typing import Any
 
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
+from keybrake.proxy.echoes import check_recorded_headers
 from keybrake.store.base import AuditRow, KeyRecord
 from keybrake.tokens import VAULT_PREFIX, is_well_formed
 
@@ -98,8 +99,10 @@ def secret_prefix(token: str) -> str:
     return "other"
 
 
-def agent_headers(req: ProxyRequest) -> tuple[str | None, str | None, dict[str, str]]:
-    """(X-Agent-Run-Id, X-Triggering-Event-Id, other X-Keybrake-* headers), validated."""
+def agent_headers(req: ProxyRequest, token: str) -> tuple[str | None, str | None, dict[str, str]]:
+    """(X-Agent-Run-Id, X-Triggering-Event-Id, other X-Keybrake-* headers), validated: Denial
+    header_invalid for a malformed one, key_ambiguous for one carrying the vault key `token`."""
+    check_recorded_headers(token, req)
     run_id = _one_id(req, "x-agent-run-id")
     event_id = _one_id(req, "x-triggering-event-id")
     extra: dict[str, str] = {}

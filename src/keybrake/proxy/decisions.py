@@ -6,6 +6,7 @@ request, the key and its policy, and acts on the result.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from keybrake.core.caps import KEY_CAPS, Cap
@@ -96,7 +97,43 @@ def state_denial(state: KeyState, key: KeyRecord) -> Denial:
     return Denial("key_invalid", "Unknown vault key. Do not retry.")
 
 
-def cap_denial(cap: Any, key_id: str) -> Denial:
+def lookup_hint(lookup: dict[str, Any] | None) -> str:
+    """What a pre-flight lookup that found no facts answered (`lookup`: the audit row's
+    preflight_lookup, {"object", "status"} or {"object", "error"}), as a sentence for a refusal
+    whose cause is the call's unknown amount: a 404 means a wrong id, which no waiting can help.
+    "" when there was no lookup or it answered 200."""
+    if lookup is None:
+        return ""
+    answer = lookup.get("status") or lookup.get("error")
+    if answer == 404:
+        return f"{lookup['object']} was not found at the vendor (404): check the id."
+    return "" if answer in (None, 200) else f"Looking up {lookup['object']} failed ({answer})."
+
+
+def with_lookup(denial: Denial, lookup: dict[str, Any] | None) -> Denial:
+    """`denial` with lookup_hint added when it refuses a call for its unknown amount
+    (unpriceable_request); any other denial as it is."""
+    hint = lookup_hint(lookup) if denial.code == "unpriceable_request" else ""
+    return replace(denial, message=f"{denial.message} {hint}") if hint else denial
+
+
+def unpriced_note(estimate: Estimate, lookup: dict[str, Any] | None) -> str:
+    """Why a call reserves its key's max_usd_per_call, for a USD cap's refusal: its amount cannot
+    be known before it is sent (a refund without an amount, its charge unknown), with what the
+    pre-flight lookup answered (lookup_hint). "" for a priced call."""
+    if estimate.pricing != "unpriceable":
+        return ""
+    hint = lookup_hint(lookup)
+    return (
+        "Its amount cannot be known before it is sent, so it reserves the key's max_usd_per_call "
+        f"({human_usd(estimate.amount)}).{' ' + hint if hint else ''}"
+    )
+
+
+def cap_denial(cap: Any, key_id: str, note: str = "") -> Denial:
+    """The refusal of a call a cap stops (`cap`: the store's CapHit), naming the cap, what it has
+    used, what this call needs and when it resets; `note` (unpriced_note) says why a USD cap's
+    "needs" is the per-call bound."""
     words = _CAP_WORDS.get(cap.name, cap.name)
     whose = key_id if cap.scope == "key" else f"budget {cap.id}, which covers {key_id}"
     if cap.is_usd:
@@ -119,7 +156,8 @@ def cap_denial(cap: Any, key_id: str) -> Denial:
     if code == "request_cap_exceeded" and cap.name != "daily_graphql_cost_points":  # one request more: reached
         return Denial(code, f"Do not retry: {words} of {limit} reached for {whose} ({detail}).{when}", cap=cap)
     # A USD or send cap may refuse a call that would pass it, well before it is reached.
-    message = f"Do not retry: this call would exceed the {words} of {limit} for {whose} ({detail}).{when}"
+    why = f" {note}" if note and cap.is_usd else ""
+    message = f"Do not retry: this call would exceed the {words} of {limit} for {whose} ({detail}).{why}{when}"
     return Denial(code, message, cap=cap)
 
 

@@ -117,11 +117,32 @@ def check_vault_key_placement(token: str, req: ProxyRequest, vendor: Vendor, for
     places += [(f"{name} header", v.encode("latin-1", "replace")) for name, v in req.headers if name in forwarded]
     for where, data in places:
         if needle in data or needle in _decoded(data):
-            raise Denial(
-                "key_ambiguous",
-                f"The vault key is also in the request's {where}: Keybrake takes it only in its own header and "
-                "never forwards it to the vendor. Remove it there. Nothing was sent.",
-            )
+            raise _ambiguous(where, "never forwards it to the vendor")
+
+
+# Headers Keybrake records on the audit row (proxy/auth.py agent_headers), besides X-Keybrake-*.
+RECORDED_HEADERS = frozenset({"x-agent-run-id", "x-triggering-event-id"})
+
+
+def check_recorded_headers(token: str, req: ProxyRequest) -> None:
+    """Refuse (400 key_ambiguous, naming the header) a request that carries the vault key `token`
+    in a header Keybrake records on its audit row — X-Agent-Run-Id, X-Triggering-Event-Id, any
+    X-Keybrake-* but the key's own — raw or encoded as check_vault_key_placement reads it: the
+    audit trail and its exports never hold a live key. Checked before those headers are recorded."""
+    needle = token.encode()
+    for name, value in req.headers:
+        if name in RECORDED_HEADERS or (name.startswith("x-keybrake-") and name != "x-keybrake-key"):
+            data = value.encode("latin-1", "replace")
+            if needle in data or needle in _decoded(data):
+                raise _ambiguous(f"{name} header", "never records it")
+
+
+def _ambiguous(where: str, never: str) -> Denial:
+    return Denial(
+        "key_ambiguous",
+        f"The vault key is also in the request's {where}: Keybrake takes it only in its own header and "
+        f"{never}. Remove it there. Nothing was sent.",
+    )
 
 
 def _decoded(data: bytes) -> bytes:

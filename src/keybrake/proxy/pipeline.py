@@ -40,7 +40,7 @@ from keybrake.proxy.approval import Approvals, ApprovalSink, approve_or_refuse
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
 from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
-from keybrake.proxy.decisions import cap_denial, state_denial
+from keybrake.proxy.decisions import cap_denial, state_denial, unpriced_note, with_lookup
 from keybrake.proxy.echoes import check_vault_key_placement
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
@@ -203,7 +203,7 @@ class Pipeline:
         state = await key_state(key, self.store)
         if state is not KeyState.OK:
             raise state_denial(state, key)
-        attach_agent_headers(ctx.row, key, *agent_headers(req))
+        attach_agent_headers(ctx.row, key, *agent_headers(req, token))
 
         # 2. route to the key's vendor; the vendor's one parse
         where = _decided(ctx, decide.route(req, key, self.vendors))
@@ -284,7 +284,7 @@ class Pipeline:
             if result.cap_hit is not None:
                 if self.alerts is not None:
                     self.alerts.cap_hit(result.cap_hit, at.key.id)  # only schedules: alerts never slow a request
-                raise cap_denial(result.cap_hit, at.key.id)
+                raise cap_denial(result.cap_hit, at.key.id, unpriced_note(plan.estimate, ctx.row.preflight_lookup))
             if result.dedup_of is not None and plan.dedup is not None:
                 replay = await self.reservations.duplicate(ctx, at.key, plan.dedup.fingerprint, result.dedup_of)
                 if replay is None:
@@ -378,7 +378,7 @@ def _decided(ctx: RequestContext, result: T | Refusal) -> T:
     """Record what a decision learnt on the row; raise its refusal, else return its result."""
     if isinstance(result, Refusal):
         note(ctx.row, result.notes)
-        raise result.denial
+        raise with_lookup(result.denial, ctx.row.preflight_lookup)
     note(ctx.row, result.notes)
     return result
 
