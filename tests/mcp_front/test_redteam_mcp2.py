@@ -148,3 +148,29 @@ def test_a_path_parameter_refusal_names_the_real_rule() -> None:
     with pytest.raises(ToolInputError) as refused:
         build_request(tool, {"intent": "pi_1.json"}, "key_1")
     assert "'.'" not in str(refused.value), str(refused.value)
+
+
+def test_a_retry_spelt_differently_is_the_same_payment(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:
+    """Found by the third red team: the derived idempotency key hashed the arguments as written,
+    so `1500.0` for `1500` or an empty `metadata: {}` (both send the same form) made a new key and
+    Stripe charged again. The key now follows the request sent (vendors/tools.py request_identity)."""
+    key = kb.issue({"daily_usd_cap": 100, "max_usd_per_call": 50})
+    pay = {"amount": 1500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    spellings = [pay, {**pay, "amount": 1500.0}, {**pay, "metadata": {}}, {**pay, "payment_method_types": []}]
+    spellings.append(dict(reversed(pay.items())))  # the same arguments in another order
+    results = []
+    for args in spellings:
+        results.append(
+            httpx.post(
+                f"{kb.url}/_keybrake/mcp",
+                json=tool_call("stripe_create_payment_intent", args),
+                headers={**ACCEPT, "authorization": f"Bearer {key['key']}"},
+                timeout=60,
+            ).json()["result"]
+        )
+    assert not any(r["isError"] for r in results), results
+    assert len({r["structuredContent"]["id"] for r in results}) == 1
+    assert len(fake_stripe.payment_intents) == 1  # one charge at Stripe, replayed four times
+    assert {r["_meta"]["keybrake"]["spend_remaining_usd"] for r in results} == {"85"}
+    sent = {q.headers.get("idempotency-key") for q in fake_stripe.requests if q.method == "POST"}
+    assert len(sent) == 1

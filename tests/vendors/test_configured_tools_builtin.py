@@ -21,7 +21,14 @@ from keybrake.vendors.configured.definition import parse_definition
 from keybrake.vendors.configured.tools import definition_tools
 from keybrake.vendors.configured.vendor import ConfiguredVendor
 from keybrake.vendors.tool_catalog import tools_for
-from keybrake.vendors.tools import IDEMPOTENCY_ARG, Tool, ToolRequest, build_request, derived_idempotency_key
+from keybrake.vendors.tools import (
+    IDEMPOTENCY_ARG,
+    Tool,
+    ToolRequest,
+    build_request,
+    derived_idempotency_key,
+    request_identity,
+)
 from tests.vendors.configured_smsco import smsco_toml
 from tests.vendors.one_parse_gen import props
 
@@ -195,6 +202,6 @@ def test_a_calls_json_body_is_exactly_its_arguments_without_the_idempotency_key(
     if tool.idempotent and IDEMPOTENCY_ARG in args:  # the client's key, as this vault key's own
         assert req.idempotency_key == derived_idempotency_key("key_1", "", {IDEMPOTENCY_ARG: args[IDEMPOTENCY_ARG]})
     elif tool.idempotent:  # one derived from the call
-        assert req.idempotency_key == derived_idempotency_key("key_1", tool.name, args)
+        assert req.idempotency_key == derived_idempotency_key("key_1", tool.name, request_identity(req))
     else:
         assert req.idempotency_key is None

@@ -19,10 +19,10 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from keybrake.core.money import human_usd
 from keybrake.core.patterns import EndpointPattern
@@ -104,8 +104,8 @@ class Tool:
                 "minLength": 1,
                 "maxLength": 200,
                 "description": "Optional. Calls with the same key are one call at the vendor (a retry is not new "
-                "spend). Left out, Keybrake derives one from this key, this tool and these arguments; pass a new "
-                "value to make an identical call again on purpose.",
+                "spend). Left out, Keybrake derives one from this key, this tool and the request these arguments "
+                "build; pass a new value to make an identical call again on purpose.",
             }
         schema: dict[str, Any] = {
             "type": "object",
@@ -173,29 +173,56 @@ def _build(tool: Tool, args: Mapping[str, Any], key_id: str, max_body_bytes: int
             raise ToolInputError(f"argument {p!r} must be one id (letters, digits, '_', '-', ':'), got {shown}")
         values[p] = v
     path = _PLACEHOLDER.sub(lambda m: quote(values[m.group(1)], safe=""), tool.path)
-    raw_path = f"/{tool.vendor}{path}".encode()
+    req = _encode(tool, params, f"/{tool.vendor}{path}".encode(), max_body_bytes)
     if idem is not None:  # the client's: sent as this key's own, so another run's value never meets it
         idem = derived_idempotency_key(key_id, "", {IDEMPOTENCY_ARG: idem}, secret=secret)
-    elif tool.idempotent and tool.method == "POST":
-        idem = derived_idempotency_key(key_id, tool.name, args, secret=secret)
+    elif tool.idempotent and tool.method == "POST":  # from what is sent, not how the arguments were spelt
+        idem = derived_idempotency_key(key_id, tool.name, request_identity(req), secret=secret)
+    return replace(req, idempotency_key=idem)
+
+
+def _encode(tool: Tool, params: dict[str, Any], raw_path: bytes, max_body_bytes: int) -> ToolRequest:
     if tool.method in ("GET", "DELETE"):
         query = _encode_form(params, tool.body != "form_repeat", MAX_QUERY_BYTES, "query string")
-        return ToolRequest(tool.method, raw_path, query, b"", None, idem)
+        return ToolRequest(tool.method, raw_path, query, b"", None, None)
     if tool.body == "json_array":
         assert tool.array_arg is not None
         body: Any = params.pop(tool.array_arg, None)
         if params:
             raise ToolInputError(f"arguments {sorted(params)} are not taken by {tool.name}: put them in each item")
-        return ToolRequest(tool.method, raw_path, b"", _json(body, max_body_bytes), "application/json", idem)
+        return ToolRequest(tool.method, raw_path, b"", _json(body, max_body_bytes), "application/json", None)
     if tool.body == "json":
-        return ToolRequest(tool.method, raw_path, b"", _json(params, max_body_bytes), "application/json", idem)
+        return ToolRequest(tool.method, raw_path, b"", _json(params, max_body_bytes), "application/json", None)
     form = _encode_form(params, tool.body == "form_nested", max_body_bytes, "body")
-    return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", idem)
+    return ToolRequest(tool.method, raw_path, b"", form, "application/x-www-form-urlencoded", None)
+
+
+def request_identity(req: ToolRequest) -> dict[str, Any]:
+    """What makes two built requests the same call at the vendor: method, path, query and body,
+    with the order of distinct form fields and of JSON object keys left out (neither changes what
+    the vendor reads; the order of a field's repeats and of array items is kept), and a JSON number
+    that is whole read as an integer (JSON has one number type). Two tool calls whose arguments
+    differ only in spelling — `1500.0` for `1500`, an empty `metadata: {}` that sends nothing —
+    build the same request and so have the same identity."""
+
+    def pairs(encoded: bytes) -> list[tuple[str, str]]:
+        return sorted(parse_qsl(encoded.decode(), keep_blank_values=True), key=lambda kv: kv[0])  # stable
+
+    body: Any = pairs(req.body) if req.content_type == "application/x-www-form-urlencoded" else None
+    if req.content_type == "application/json":
+        body = json.loads(req.body, parse_float=_number)  # dumped again with sorted keys (derived_idempotency_key)
+    return {"method": req.method, "path": req.raw_path.decode(), "query": pairs(req.query), "body": body}
+
+
+def _number(text: str) -> float | int:
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
 def derived_idempotency_key(key_id: str, tool: str, args: Mapping[str, Any], *, secret: bytes = b"") -> str:
     """`mcp-` + HMAC-SHA256 under `secret` (hex, 40 characters) of the vault key's id, the tool and
-    its arguments in canonical JSON: a client's retry of the same call carries the same key. A
+    `args` in canonical JSON — for a derived key, the request it sends (request_identity): a
+    client's retry of the same call carries the same key, however its arguments are spelt. A
     client's own `idempotency_key` is hashed the same way with the vault key's id (tool ""): the
     same value from the same run is the same call, from another run another one. Keyed with a
     server secret, no one who knows a key id can compute another run's keys."""
