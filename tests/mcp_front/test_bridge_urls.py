@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
 from keybrake.cli import main
 from keybrake.mcp.bridge import endpoint_url, in_clear, shown
 from keybrake.tokens import VAULT_PREFIX, new_token
+from tests.fakes.stripe_server import FakeStripe
+from tests.harness import KeybrakeThread
+from tests.mcp_front.conftest import GENEROUS, mcp_stdio, text_of
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,21 @@ def test_the_cli_refuses_a_bad_run_id_and_a_password_in_the_url(monkeypatch: pyt
     monkeypatch.delenv("KEYBRAKE_AGENT_RUN_ID")
     password = CliRunner().invoke(main, ["mcp", "--url", "http://me:s3cret@127.0.0.1:9"])
     assert password.exit_code == 2 and "s3cret" not in password.stderr + password.stdout
+
+
+@pytest.mark.client_side
+async def test_a_call_relayed_to_a_stopped_server_is_a_tool_error_with_its_code(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    """The relay's own errors carry a code too (newcomer: tool errors without one): the server
+    gone between two calls → `keybrake_unreachable`, nothing sent."""
+    with KeybrakeThread(tmp_path / "data", **GENEROUS) as kb:
+        kb.add_credential(fake_stripe.base_url)
+        key = kb.issue({"daily_usd_cap": 5})
+        async with mcp_stdio(kb.url, key["key"]) as c:
+            assert len((await c.list_tools()).tools) == 17
+            await asyncio.to_thread(kb.__exit__, None, None, None)  # the server stops under the relay
+            gone = await c.call_tool("stripe_create_customer", {"email": "a@b.io"})
+    assert gone.is_error and "is unreachable" in text_of(gone) and "nothing was sent" in text_of(gone)
+    assert (gone.meta or {})["keybrake"] == {"code": "keybrake_unreachable"}
+    assert [r for r in fake_stripe.requests if r.method == "POST"] == []

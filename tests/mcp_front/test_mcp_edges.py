@@ -60,6 +60,11 @@ async def test_bad_arguments_never_leave(kb: KeybrakeThread, fake_stripe: FakeSt
         assert null.is_error and "null" in text_of(null)
         other = await c.call_tool("twilio_send_sms", {"To": "+14155550100", "Body": "x"})
         assert other.is_error and "No tool 'twilio_send_sms' for this vault key (stripe)" in text_of(other)
+    # A code to branch on, as for a refusal (newcomer: these had no _meta at all).
+    for result, code in ((missing, "arguments_invalid"), (wrong, "arguments_invalid"), (null, "arguments_invalid")):
+        assert (result.meta or {})["keybrake"] == {"code": code}
+    assert (escaped.meta or {})["keybrake"] == {"code": "arguments_invalid"}
+    assert (other.meta or {})["keybrake"] == {"code": "tool_unknown"}
     # JSON may escape a lone surrogate, which no encoding can send on: refused as unparseable before any
     # tool runs (and `build_request` refuses one too: tests/vendors/test_tool_build_errors.py)
     call = {"name": "stripe_create_customer", "arguments": {"email": "@@@"}}

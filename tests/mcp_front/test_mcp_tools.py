@@ -53,6 +53,7 @@ async def test_payment_stopped_by_the_cap_with_a_readable_error(
     text = text_of(second)
     assert "spend_cap_exceeded" in text and "Retrying will not help before the cap resets" in text
     assert "$10.00" in text and "$6.00 used" in text
+    assert text.count("$6.00 used") == 1  # said once (a second "Cap …" line repeated the message)
     assert len(fake_stripe.payment_intents) == 1  # the refused call never reached Stripe
     rows = _mcp_rows(kb, key)
     verdicts = sorted(r["verdict"] for r in rows)
@@ -61,6 +62,23 @@ async def test_payment_stopped_by_the_cap_with_a_readable_error(
     facts = [(r.meta or {})["keybrake"] for r in (first, second)]
     assert {f["request_id"] for f in facts} == {r["id"] for r in rows}
     assert facts[0]["spend_remaining_usd"] == "4" and facts[1]["code"] == "spend_cap_exceeded"
+
+
+async def test_a_refund_of_an_unknown_id_says_the_id_was_not_found_not_only_the_cap(
+    kb: KeybrakeThread, fake_stripe: FakeStripe, connect: Connect
+) -> None:
+    """A refund without an amount reserves max_usd_per_call; when its payment's lookup finds
+    nothing, the cap's refusal says the id was not found (newcomer: the model waited for the reset)."""
+    key = kb.issue({"daily_usd_cap": 20, "max_usd_per_call": 15})
+    async with connect(kb.url, key["key"]) as c:
+        paid = await c.call_tool("stripe_create_payment_intent", {**PAY, "amount": 1200})
+        assert not paid.is_error, text_of(paid)
+        refund = await c.call_tool("stripe_create_refund", {"payment_intent": "pi_nope"})
+    text = text_of(refund)
+    assert refund.is_error and "spend_cap_exceeded" in text and "this call needs $15.00" in text
+    assert "reserves the key's max_usd_per_call ($15.00)" in text
+    assert "pi_nope was not found at the vendor (404): check the id." in text
+    assert [(r.method, r.path) for r in fake_stripe.requests][-1] == ("GET", "/v1/payment_intents/pi_nope")
 
 
 async def test_revoked_keys_next_call_is_refused(kb: KeybrakeThread, fake_stripe: FakeStripe, connect: Connect) -> None:

@@ -96,36 +96,62 @@ def endpoint_url(url: str) -> str:
 @contextlib.asynccontextmanager
 async def relay(url: str, vault_key: str, agent_run_id: str | None = None) -> AsyncIterator[Server[Any]]:
     """A stdio-servable `Server` whose tools are those the Keybrake server at `url` lists for
-    `vault_key`; connected while the context is open. Raises RelayRefused when the server is not
-    there or refuses the key (`check_key`), else whatever connecting raises."""
+    `vault_key`, usable while the context is open. Raises RelayRefused when the server is not there
+    or refuses the key (`check_key`)."""
     headers = {"Authorization": f"Bearer {vault_key}", BRIDGE_HEADER: "stdio"}
     if agent_run_id:
         headers["X-Agent-Run-Id"] = agent_run_id
     timeout = httpx2.Timeout(30.0, read=READ_TIMEOUT_S)
     async with httpx2.AsyncClient(headers=headers, timeout=timeout) as http:
         await check_key(http, url)
-        async with Client(streamable_http_client(endpoint_url(url), http_client=http)) as upstream:
-            yield _relay_server(upstream, url)
+        # The protocol once (server/discover); each request then adopts it without a round trip.
+        async with Client(streamable_http_client(endpoint_url(url), http_client=http)) as probe:
+            version, found = probe.protocol_version, probe.session.discover_result
+        yield _relay_server(http, url, version, found)
 
 
-def _relay_server(upstream: Client, url: str) -> Server[Any]:
-    """The stdio server whose listing and calls are `upstream`'s."""
+def _relay_server(http: httpx2.AsyncClient, url: str, version: str, found: types.DiscoverResult | None) -> Server[Any]:
+    """The stdio server whose listing and calls are the Keybrake server's at `url`, each one
+    relayed over its own MCP client session (the endpoint is stateless; `version` and `found`: the
+    protocol and the server's discover result negotiated at start, else the handshake each time).
+    A server that restarts or cannot be reached fails that one request (a tool error for a call),
+    never the relay, which serves the next request once the server is back."""
+    endpoint = endpoint_url(url)
+
+    def upstream_client() -> Client:
+        transport = streamable_http_client(endpoint, http_client=http)
+        if found is None:
+            return Client(transport, mode="legacy")
+        return Client(transport, mode=version, prior_discover=found)
 
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return await upstream.list_tools(cursor=params.cursor if params else None)
+        try:
+            async with upstream_client() as upstream:
+                return await upstream.list_tools(cursor=params.cursor if params else None)
+        except Exception as exc:  # an ExceptionGroup from the session's tasks: what it wraps
+            cause = _cause(exc)
+            if isinstance(cause, (httpx2.HTTPError, OSError)):
+                raise MCPError(-32603, f"Keybrake at {url} did not answer ({type(cause).__name__})") from None
+            raise cause from None
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         try:
-            return await upstream.call_tool(params.name, dict(params.arguments or {}))
-        except MCPError:
-            raise
-        except httpx2.ConnectError as exc:
-            return tool_error(f"Keybrake at {url} is unreachable ({type(exc).__name__}); nothing was sent.")
-        except (httpx2.HTTPError, OSError) as exc:
-            return tool_error(
-                f"The connection to Keybrake at {url} failed during the call ({type(exc).__name__}): the call "
-                "may have been sent. Check the run's audit trail before calling again."
-            )
+            async with upstream_client() as upstream:
+                return await upstream.call_tool(params.name, dict(params.arguments or {}))
+        except Exception as exc:  # an ExceptionGroup from the session's tasks: what it wraps
+            cause = _cause(exc)
+            if isinstance(cause, httpx2.ConnectError):
+                return tool_error(
+                    f"Keybrake at {url} is unreachable ({type(cause).__name__}); nothing was sent.",
+                    "keybrake_unreachable",
+                )
+            if isinstance(cause, (httpx2.HTTPError, OSError)):
+                return tool_error(
+                    f"The connection to Keybrake at {url} failed during the call ({type(cause).__name__}): the "
+                    "call may have been sent. Check the run's audit trail before calling again.",
+                    "connection_lost",
+                )
+            raise cause from None
 
     return Server(
         "keybrake",
@@ -134,6 +160,13 @@ def _relay_server(upstream: Client, url: str) -> Server[Any]:
         on_list_tools=list_tools,
         on_call_tool=call_tool,
     )
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The first exception that is not a group: what a task group's ExceptionGroup wraps."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def serve_stdio(url: str, vault_key: str, agent_run_id: str | None = None) -> None:

@@ -186,13 +186,14 @@ class McpFront:
         if refused is not None:
             raise MCPError(KEY_REFUSED, f"Keybrake refused this vault key ({refused.code}): {refused.message}")
         if key is None:
-            return tool_error(_STORE_DOWN + "; nothing was sent. Retry shortly.")
+            return tool_error(_STORE_DOWN + "; nothing was sent. Retry shortly.", "enforcement_unavailable")
         vendor = self.pipeline.vendors.get(key.vendor)
         found = self._tool(vendor, params.name) if vendor is not None else None
         if vendor is None or found is None:
             return tool_error(
                 f"No tool {params.name[:80]!r} for this vault key ({key.vendor}); tools/list names its tools. "
-                "Nothing was sent."
+                "Nothing was sent.",
+                "tool_unknown",
             )
         tool, validator = found
         args = dict(params.arguments or {})
@@ -204,7 +205,7 @@ class McpFront:
             _prepare, tool, validator, args, key.id, limit, self._idempotency_secret
         )
         if isinstance(prepared, str):
-            return tool_error(f"Invalid arguments for {tool.name}: {prepared}. Nothing was sent.")
+            return tool_error(f"Invalid arguments for {tool.name}: {prepared}. Nothing was sent.", "arguments_invalid")
         built = prepared
         out = [("authorization", f"Bearer {extract_token(head)}")]
         if built.content_type is not None:

@@ -12,7 +12,6 @@ from typing import Any
 import mcp_types as types
 
 from keybrake.core.errors import ASK_AGAIN, OUTCOME_UNKNOWN, Denial
-from keybrake.core.money import human_usd
 from keybrake.core.timefmt import rfc3339
 from keybrake.proxy.render import ProxyResponse
 
@@ -49,14 +48,9 @@ def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
     meta = {"keybrake": {**facts, "status": resp.status}}
     if resp.denial is not None:
         d = resp.denial
-        lines = [f"Keybrake refused this call ({d.code}): {d.message}", retry_advice(d)]
-        if d.cap is not None and d.cap.is_usd:
-            lines.append(
-                f"Cap {d.cap.name}: {human_usd(d.cap.limit)}, {human_usd(d.cap.used)} used, this call needs "
-                f"{human_usd(d.cap.requested)}."
-            )
+        # The message names the cap, what is used and what this call needs (proxy/decisions.py).
         meta["keybrake"]["code"] = d.code
-        return _result("\n".join(lines), True, meta)
+        return _result(f"Keybrake refused this call ({d.code}): {d.message}\n{retry_advice(d)}", True, meta)
     text = resp.body.decode("utf-8", "replace")
     doc: Any = None
     try:

@@ -14,6 +14,10 @@ INSTRUCTIONS = (
 )
 
 
-def tool_error(text: str) -> types.CallToolResult:
-    """A tool error with this text (`isError`: the model reads it; not a protocol failure)."""
-    return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+def tool_error(text: str, code: str) -> types.CallToolResult:
+    """A tool error with this text (`isError`: the model reads it; not a protocol failure) and its
+    `code` under `_meta.keybrake.code`, for a client to branch on (docs/mcp.md, results and errors:
+    tool_unknown, arguments_invalid, enforcement_unavailable, keybrake_unreachable, connection_lost)."""
+    result = types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+    result.meta = {"keybrake": {"code": code}}  # `_meta` on the wire
+    return result
