@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
-from keybrake.proxy.echoes import check_recorded_headers
+from keybrake.proxy.echoes import PIECE_CHARS, check_recorded_headers
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, tool_call
@@ -27,7 +27,19 @@ RECORDED = st.one_of(
     st.sampled_from(["x-agent-run-id", "x-triggering-event-id"]),
     st.from_regex(r"x-keybrake-[a-z][a-z0-9-]{0,20}", fullmatch=True).filter(lambda n: n != "x-keybrake-key"),
 )
-SPELLINGS = st.sampled_from([TOKEN, quote(TOKEN, safe="").replace("_", "%5F"), f"run:{TOKEN}:1", f"{TOKEN}-retry"])
+SECRET = TOKEN.removeprefix("vault_key_")
+SPELLINGS = st.one_of(
+    st.sampled_from([TOKEN, quote(TOKEN, safe="").replace("_", "%5F"), f"run:{TOKEN}:1", f"{TOKEN}-retry"]),
+    st.sampled_from([SECRET, quote(quote(TOKEN, safe="").replace("_", "%5F"), safe="")]),  # the fourth red team's
+    # Any piece of the key's random part as long as PIECE_CHARS, wherever it sits in the value.
+    st.builds(
+        lambda start, length, before, after: f"{before}{SECRET[start : start + length]}{after}",
+        st.integers(0, len(SECRET) - PIECE_CHARS),
+        st.integers(PIECE_CHARS, len(SECRET)),
+        st.sampled_from(["", "run-", "a.b:"]),
+        st.sampled_from(["", "-1", ":x"]),
+    ),
+)
 
 
 def _request(*headers: tuple[str, str]) -> ProxyRequest:
@@ -62,8 +74,14 @@ def test_a_run_id_that_is_the_key_is_refused_and_never_recorded(kb: KeybrakeThre
         )
         assert r.status_code == 400 and r.json()["error"]["code"] == "key_ambiguous", r.text
         assert f"request's {header.lower()} header:" in r.json()["error"]["message"]
+    half = len(key["key"]) // 2 + 5  # split across two recorded headers, the fixed prefix left out
+    split = {"X-Agent-Run-Id": key["key"][10:half], "X-Triggering-Event-Id": key["key"][half:]}
+    r = httpx.post(f"{kb.url}/stripe/v1/customers", data={"email": "a@b.io"}, headers={**auth, **split}, timeout=30)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "key_ambiguous", r.text
     assert fake_stripe.requests == []
-    assert len(kb.audit(key_id=key["id"])) == 3 and not _rows_hold(kb, key)
+    rows = kb.audit(key_id=key["id"])
+    assert len(rows) == 4 and not _rows_hold(kb, key)
+    assert not any(piece in json.dumps(rows) for piece in split.values())
 
 
 def test_an_mcp_call_whose_run_id_is_the_key_is_a_tool_error(kb: KeybrakeThread, fake_stripe: FakeStripe) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.core.upstream import UpstreamResponse
+from keybrake.tokens import VAULT_PREFIX
 from keybrake.vendors.base import COMMON_FORWARDED_HEADERS, REDACTED, Vendor
 
 MIN_ECHO_CHARS = 6  # shorter credential values are not scrubbed (they would match ordinary text)
@@ -122,18 +123,27 @@ def check_vault_key_placement(token: str, req: ProxyRequest, vendor: Vendor, for
 
 # Headers Keybrake records on the audit row (proxy/auth.py agent_headers), besides X-Keybrake-*.
 RECORDED_HEADERS = frozenset({"x-agent-run-id", "x-triggering-event-id"})
+# The shortest piece of a vault key's random part a recorded header may not hold: 12 of its 49
+# characters are ~71 bits, never there by chance, and a key split finer needs 5 headers or more.
+PIECE_CHARS = 12
 
 
 def check_recorded_headers(token: str, req: ProxyRequest) -> None:
-    """Refuse (400 key_ambiguous, naming the header) a request that carries the vault key `token`
-    in a header Keybrake records on its audit row — X-Agent-Run-Id, X-Triggering-Event-Id, any
-    X-Keybrake-* but the key's own — raw or encoded as check_vault_key_placement reads it: the
-    audit trail and its exports never hold a live key. Checked before those headers are recorded."""
-    needle = token.encode()
+    """Refuse (400 key_ambiguous, naming the header) a request whose header Keybrake records on its
+    audit row — X-Agent-Run-Id, X-Triggering-Event-Id, any X-Keybrake-* but the key's own — holds
+    the vault key `token` or a piece of it: any PIECE_CHARS characters of its random part (so the
+    key without its fixed `vault_key_` prefix, or split across headers), as written, percent-encoded
+    (once or twice) or JSON `\\u`-escaped. Checked before those headers are recorded. An agent can
+    still spell what it knows in a way no check reads (pieces shorter than that, base64, its own
+    cipher): docs/security.md says so."""
+    secret = token.removeprefix(VAULT_PREFIX).encode()
     for name, value in req.headers:
-        if name in RECORDED_HEADERS or (name.startswith("x-keybrake-") and name != "x-keybrake-key"):
-            data = value.encode("latin-1", "replace")
-            if needle in data or needle in _decoded(data):
+        if name not in RECORDED_HEADERS and (not name.startswith("x-keybrake-") or name == "x-keybrake-key"):
+            continue
+        data = value.encode("latin-1", "replace")
+        once = _decoded(data)
+        for form in (data, once, _decoded(once)) if once else (data,):
+            if any(form[i : i + PIECE_CHARS] in secret for i in range(len(form) - PIECE_CHARS + 1)):
                 raise _ambiguous(f"{name} header", "never records it")
 
 
