@@ -61,13 +61,17 @@ def reset_installs() -> None:
 
 
 # Store bounds for a test that is not marked `timing` (set per test by tests/conftest.py): the
-# parallel passes share two cores with four workers, a PostgreSQL and mypy, so a default 2 s
-# deadline or 1 s idle-in-transaction limit can pass for want of CPU, not for anything the test
-# does. Timing tests (run alone) keep the defaults; a test's own settings win over these.
+# parallel passes share two cores with four workers, a PostgreSQL and mypy, so any default store
+# bound — the 2 s deadline, the 1 s idle-in-transaction limit, the 5 s statement timeout (300
+# reservations of one key queue on its counter row's lock: 42 of 300 got 503 in a CI run), the
+# 2 s SQLite busy wait — can pass for want of CPU, not for anything the test does. Timing tests
+# (run alone) keep the defaults; a test's own settings win over these.
 LOADED_BOUNDS: dict[str, Any] = {
     "reserve_deadline_ms": 15_000,
     "pg_pool_timeout_s": 15.0,
     "pg_idle_tx_timeout_ms": 15_000,
+    "pg_statement_timeout_ms": 15_000,
+    "sqlite_busy_timeout_ms": 15_000,
 }
 STORE_BOUNDS: dict[str, Any] = {}
 # The same bounds for a `keybrake serve` process (spawn_keybrake), as its environment spells them.
@@ -75,6 +79,8 @@ BOUND_ENV = {
     "reserve_deadline_ms": "KEYBRAKE_RESERVE_DEADLINE_MS",
     "pg_pool_timeout_s": "KEYBRAKE_PG_POOL_TIMEOUT",
     "pg_idle_tx_timeout_ms": "KEYBRAKE_PG_IDLE_TX_TIMEOUT_MS",
+    "pg_statement_timeout_ms": "KEYBRAKE_PG_STATEMENT_TIMEOUT_MS",
+    "sqlite_busy_timeout_ms": "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS",
 }
 
 REAL_SECRET = "sk_test_fake_secret_1234567890"
