@@ -17,6 +17,7 @@ import pytest
 
 from keybrake.vendors.tool_catalog import STRIPE_TOOLS
 from keybrake.vendors.tools import ToolInputError, build_request, derived_idempotency_key
+from tests.fakes.resend_server import FakeResend
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, modern_headers, tool_call
@@ -174,3 +175,35 @@ def test_a_retry_spelt_differently_is_the_same_payment(kb: KeybrakeThread, fake_
     assert {r["_meta"]["keybrake"]["spend_remaining_usd"] for r in results} == {"85"}
     sent = {q.headers.get("idempotency-key") for q in fake_stripe.requests if q.method == "POST"}
     assert len(sent) == 1
+
+
+@pytest.mark.timing  # measures how long /healthz waits: alone, after the parallel passes
+def test_a_send_of_many_small_values_does_not_stall_the_proxy(kbr: KeybrakeThread, fake_resend: FakeResend) -> None:
+    """Third red team (2026-12-02): 300,000 tags (8.7 MB, a legal Resend body) through
+    resend_send_email — /healthz waited 4.1 s while the pipeline parsed the request on the event
+    loop (proxy/offload.py now parses a large body on a thread of its own). /healthz is probed
+    every 20 ms for as long as the call runs. What stays on the loop is the MCP SDK's own parse
+    of the JSON-RPC message: 0.34–0.49 s here (1.95 s before, same machine)."""
+    key = kbr.issue({"daily_usd_cap": 1}, vendor="resend", label="test:big")
+    tags = [{"name": "a", "value": "b"}] * 300_000
+    args = {"from": "Acme <bot@mail.acme.io>", "to": "a@example.com", "subject": "s", "text": "t", "tags": tags}
+    body = json.dumps(tool_call("resend_send_email", args)).encode()
+    headers = {**ACCEPT, "authorization": f"Bearer {key['key']}"}
+    answer: list[httpx.Response] = []
+    call = threading.Thread(
+        target=lambda: answer.append(httpx.post(f"{kbr.url}/_keybrake/mcp", content=body, headers=headers, timeout=120))
+    )
+    waits: list[float] = []
+    with httpx.Client(base_url=kbr.url, timeout=60) as probe:
+        probe.get("/healthz")
+        call.start()
+        while call.is_alive():
+            started = time.perf_counter()
+            probe.get("/healthz")
+            waits.append(time.perf_counter() - started)
+            time.sleep(0.02)
+    result = answer[0].json()["result"]
+    assert not result["isError"], result["content"][0]["text"]
+    assert len(fake_resend.emails) == 1
+    print(f"\n/healthz behind an 8.7 MB tools/call: {len(waits)} probes, max {max(waits) * 1000:.0f} ms")
+    assert max(waits) < 1.0, f"/healthz waited {max(waits):.2f} s behind one large tools/call ({len(waits)} probes)"

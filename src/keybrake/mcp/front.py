@@ -36,6 +36,7 @@ from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
 from keybrake.proxy.auth import extract_token
 from keybrake.proxy.decisions import state_denial
 from keybrake.proxy.keys import key_state
+from keybrake.proxy.offload import LARGE_BODY_BYTES
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.store.base import KeyRecord, KeyState
 from keybrake.tokens import token_hash
@@ -48,7 +49,6 @@ log = logging.getLogger("keybrake.mcp")
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
-_LARGE_BYTES = 64 * 1024  # tool calls whose body is larger are checked and encoded off the event loop
 _T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
@@ -200,7 +200,7 @@ class McpFront:
         limit = self.pipeline.settings.max_body_bytes or vendor.max_body_bytes
         # Checking and encoding take time in proportion to the arguments: large ones are done off
         # the event loop, so one agent's big call never stalls everyone's requests.
-        large = _body_bytes(ctx) > _LARGE_BYTES
+        large = _body_bytes(ctx) > LARGE_BODY_BYTES  # the pipeline's own line for a body (proxy/offload.py)
         prepared = await (asyncio.to_thread if large else _now)(
             _prepare, tool, validator, args, key.id, limit, self._idempotency_secret
         )

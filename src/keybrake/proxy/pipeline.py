@@ -35,13 +35,12 @@ from keybrake.core.upstream import Upstream
 from keybrake.core.windows import window_start
 from keybrake.crypto import Sealer
 from keybrake.net.egress import EgressRules
-from keybrake.proxy import decide
+from keybrake.proxy import decide, offload
 from keybrake.proxy.approval import Approvals, ApprovalSink, approve_or_refuse
 from keybrake.proxy.auth import agent_headers, attach_agent_headers, extract_token
 from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import REQUEST_CAP, Decided, Plan, Refusal, note
 from keybrake.proxy.decisions import cap_denial, state_denial, unpriced_note, with_lookup
-from keybrake.proxy.echoes import check_vault_key_placement
 from keybrake.proxy.facts import find_facts
 from keybrake.proxy.forward import AlertSink, Forwarder
 from keybrake.proxy.keys import KeyLookups, key_state, unknown_key
@@ -208,9 +207,10 @@ class Pipeline:
         # 2. route to the key's vendor; the vendor's one parse
         where = _decided(ctx, decide.route(req, key, self.vendors))
         ctx.vendor = where.vendor
-        parsed = _decided(ctx, decide.parse(req, where, self.settings.max_body_bytes, self.pepper))
-        forwarded_body = where.vendor.upstream_body(parsed.vreq, req.body)
-        check_vault_key_placement(token, req, where.vendor, forwarded_body)
+        prepared = await offload.prepare(req, token, where, self.settings.max_body_bytes, self.pepper)
+        parsed = _decided(ctx, prepared.parsed)  # a large body's parse is off the event loop (offload)
+        if prepared.placement is not None:
+            raise prepared.placement
         at = _Attempt(thash, key, fresh, parsed.vreq)
 
         # 3-4. the key's policy: endpoint, scope, estimate; reserve against every cap
