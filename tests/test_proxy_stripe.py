@@ -219,7 +219,7 @@ def test_an_unpriceable_refund_sends_only_its_lookup(kb: KeybrakeThread, fake_st
         client(kb, key).v1.refunds.create({"charge": "ch_x"})
     assert code_of(info.value) == "unpriceable_request"
     assert info.value.error is not None and info.value.error.message is not None
-    assert info.value.error.message.endswith("ch_x was not found at the vendor (404): check the id.")
+    assert info.value.error.message.startswith("ch_x was not found at the vendor (404): check the id. ")
     assert [(r.method, r.path) for r in fake_stripe.requests] == [("GET", "/v1/charges/ch_x")]
     row = kb.audit(key_id=key["id"], verdict="denied_unpriceable_request")[0]
     assert row["preflight_lookup"]["status"] == 404

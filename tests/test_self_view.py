@@ -29,8 +29,13 @@ def test_self_view_answers_a_live_key_and_refuses_revoked_expired_and_unknown_on
     assert me.json()["id"] == live["id"] and me.headers["cache-control"] == "no-store"
     assert "metadata" not in me.json() and "credential" not in me.json()
     for token, status, code, message in (
-        (revoked["key"], 401, "key_revoked", f"Vault key {revoked['id']} was revoked."),
-        (expired["key"], 401, "key_expired", f"Vault key {expired['id']} has expired."),
+        (revoked["key"], 401, "key_revoked", f"Vault key {revoked['id']} was revoked (test). Do not retry."),
+        (
+            expired["key"],
+            401,
+            "key_expired",
+            f"Vault key {expired['id']} expired at {expired['expires_at']}. Do not retry; ask for a new key.",
+        ),
         (new_token(VAULT_PREFIX), 401, "key_invalid", "Unknown vault key."),
     ):
         r = _me(kb, token)

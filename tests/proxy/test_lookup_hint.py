@@ -44,7 +44,7 @@ def test_only_a_refusal_for_an_unknown_amount_takes_the_hint(lookup: dict[str, A
     denial = Denial(code, "Refused. Do not retry.")
     out = with_lookup(denial, lookup)
     if code == "unpriceable_request" and lookup_hint(lookup):
-        assert out.message == f"Refused. Do not retry. {lookup_hint(lookup)}" and out.code == code
+        assert out.message == f"{lookup_hint(lookup)} Refused. Do not retry." and out.code == code
     else:
         assert out is denial
 

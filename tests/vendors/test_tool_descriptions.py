@@ -34,3 +34,15 @@ def test_caps_and_scope_values_are_stated(tool: Tool, cap: int, domains: list[st
     assert "a day" in text and "2030-01-01T00:00:00.000Z" in text
     assert all(d in text for d in domains[:5])
     assert (f"and {len(domains) - 5} more" in text) == (len(domains) > 5)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.sampled_from(TOOLS), st.sets(st.from_regex(r"cus_[A-Za-z0-9]{4,14}", fullmatch=True), max_size=8))
+def test_the_customers_a_key_may_act_for_are_named(tool: Tool, customers: set[str]) -> None:
+    """Not only how many (newcomer run: the model could not know which id to pass)."""
+    policy = Policy.from_store({"customer_allowlist": sorted(customers)})
+    text = blast_radius(tool, policy, "2030-01-01T00:00:00.000Z")
+    assert "Only these customers may be acted for (customer_allowlist: " in text
+    assert all(c in text for c in sorted(customers)[:5])
+    assert (f"and {len(customers) - 5} more" in text) == (len(customers) > 5)
+    assert (": none" in text) == (not customers)

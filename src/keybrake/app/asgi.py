@@ -207,7 +207,8 @@ class KeybrakeApp:
                     ProxyResponse(
                         404,
                         [("content-type", "application/json; charset=utf-8")],
-                        b'{"error":{"type":"keybrake_error","code":"not_found","message":"no such Keybrake endpoint"}}',
+                        b'{"error":{"type":"keybrake_error","code":"not_found","message":"no such Keybrake endpoint; '
+                        b'agents use /_keybrake/mcp (POST, MCP) and /_keybrake/self (GET), exactly so spelt"}}',
                     ),
                 )
             else:  # /docs/, /metrics/x, …: never an agent call, no audit row

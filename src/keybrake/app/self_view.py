@@ -10,6 +10,7 @@ from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.jsonfmt import dumps
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy.auth import extract_token
+from keybrake.proxy.decisions import state_denial
 from keybrake.proxy.keys import key_state
 from keybrake.proxy.render import JSON_TYPE, ProxyResponse, denial_response
 from keybrake.runtime import Runtime
@@ -53,8 +54,6 @@ async def _usable_key(rt: Runtime, req: ProxyRequest) -> KeyRecord:
     if key is None:
         raise Denial("key_invalid", "Unknown vault key.")
     state = await key_state(key, rt.store)
-    if state is KeyState.REVOKED:
-        raise Denial("key_revoked", f"Vault key {key.id} was revoked.")
-    if state is KeyState.EXPIRED:
-        raise Denial("key_expired", f"Vault key {key.id} has expired.")
+    if state is not KeyState.OK:
+        raise state_denial(state, key)  # a proxied call's own words, the revoke's reason included
     return key

@@ -272,9 +272,9 @@ def _estimate(policy: Policy, vendor: Vendor, vreq: VendorRequest, key: KeyRecor
         if not policy.max_usd_per_call:
             raise Denial(
                 "unpriceable_request",
-                f"{vreq.method} {join(vreq.path)} may move money that "
-                "cannot be priced before the call; set a non-zero max_usd_per_call on the key or remove "
-                "this endpoint from allowed_endpoints. Do not retry.",
+                f"{vreq.method} {join(vreq.path)} may move money that cannot be priced before the call, "
+                "and this key has no max_usd_per_call to reserve in its place (the operator can set one). "
+                "Do not retry.",
             )
         estimate = replace(estimate, amount=policy.max_usd_per_call)  # its points bound stays
     check_estimate_bounds(estimate, vendor.name)

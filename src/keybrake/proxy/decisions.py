@@ -111,10 +111,11 @@ def lookup_hint(lookup: dict[str, Any] | None) -> str:
 
 
 def with_lookup(denial: Denial, lookup: dict[str, Any] | None) -> Denial:
-    """`denial` with lookup_hint added when it refuses a call for its unknown amount
-    (unpriceable_request); any other denial as it is."""
+    """`denial` led by lookup_hint when it refuses a call for its unknown amount
+    (unpriceable_request): the likely cause (a wrong id) first, then why its amount is unknown
+    (newcomer run: the hint came last, after advice for the operator). Any other denial as it is."""
     hint = lookup_hint(lookup) if denial.code == "unpriceable_request" else ""
-    return replace(denial, message=f"{denial.message} {hint}") if hint else denial
+    return replace(denial, message=f"{hint} {denial.message}") if hint else denial
 
 
 def unpriced_note(estimate: Estimate, lookup: dict[str, Any] | None) -> str:
@@ -236,3 +237,13 @@ def json_or_none(body: bytes, headers: dict[str, str]) -> Any:
         return json.loads(body)
     except ValueError:
         return None
+
+
+def with_mcp_hint(denial: Denial, path: str) -> Denial:
+    """`denial` saying where Keybrake serves MCP when the refused request's `path` (as the audit
+    row has it) ends in `/mcp`: an MCP client pointed at `http://host:8080/mcp` or `/stripe/mcp`
+    is a call to the key's vendor, and its refusal (415 for a JSON body, endpoint_not_allowed) gave
+    no clue (newcomer run, 2026-12-02). Any other denial as it is."""
+    if path.rstrip("/").rsplit("/", 1)[-1].lower() != "mcp":
+        return denial
+    return replace(denial, message=f"{denial.message} Keybrake serves MCP at /_keybrake/mcp, not at {path[:80]}.")

@@ -16,6 +16,7 @@ from keybrake.core.ledger import LedgerEntry, ObjectCount
 from keybrake.core.money import format_usd
 from keybrake.logs import event, redact
 from keybrake.proxy.context import RequestContext
+from keybrake.proxy.decisions import with_mcp_hint
 from keybrake.proxy.metrics import ProxyMetrics, server_timing
 from keybrake.proxy.render import ProxyResponse, denial_response
 from keybrake.store.base import (
@@ -157,6 +158,7 @@ class Recorder:
 
     async def deny(self, ctx: RequestContext, denial: Denial) -> ProxyResponse:
         row = ctx.row
+        denial = with_mcp_hint(denial, row.path)
         row.verdict = denial.verdict
         row.error_code = denial.code
         row.reason = _reason(denial)

@@ -352,8 +352,9 @@ def blast_radius(tool: Tool, policy: Policy, expires_at: str) -> str:
     held = policy.approval_endpoints or ()
     if any(_could_match(p, tool.method, tool.segments()) for p in held):
         parts.append("Calls of this tool may wait for a person's approval.")
-    if policy.customer_allowlist is not None:
-        parts.append(f"Only {len(policy.customer_allowlist)} listed customer(s) may be acted for.")
+    if policy.customer_allowlist is not None:  # the ids, so a model can pick one (newcomer run)
+        listed = _scope_rule("customer_allowlist", sorted(policy.customer_allowlist))
+        parts.append(f"Only these customers may be acted for ({listed}).")
     scoped = [_scope_rule(k, policy.vendor_data[k]) for k in sorted(policy.vendor_data) if k.startswith("allowed_")]
     if scoped:
         parts.append("Scope on this key: " + "; ".join(scoped) + "; a call outside it is refused.")
