@@ -67,6 +67,36 @@ def test_a_large_body_is_checked_in_full_and_recorded(kbr: KeybrakeThread, fake_
     assert token not in json.dumps(rows)
 
 
+def test_a_large_bodys_plan_and_a_large_answers_scrub_run_off_the_event_loop(
+    kbr: KeybrakeThread, fake_resend: FakeResend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Second red team: a dedup fingerprint (decide.plan) of a 43 MB body held the loop 1.8 s, and
+    scrubbing a 10 MB answer for the secret 0.3 s per GET. Both now follow the body's size."""
+    from keybrake.proxy import decide, forward
+
+    threads: dict[str, list[str]] = {"plan": [], "scrub": []}
+    plan, scrub = decide.plan, forward.scrub_answer
+
+    def spy(name: str, fn: Any) -> Any:
+        def wrapped(*args: Any) -> Any:
+            threads[name].append(threading.current_thread().name)
+            return fn(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(decide, "plan", spy("plan", plan))
+    monkeypatch.setattr(forward, "scrub_answer", spy("scrub", scrub))
+    key = kbr.issue({"daily_usd_cap": 1, "dedup_window_seconds": 60}, vendor="resend", label="test:big")
+    token = str(key["key"])
+    small = _send(kbr, token, _email(1))
+    large = _send(kbr, token, _email(0, text="r" * (LARGE_BODY_BYTES + 1)))
+    assert small.status_code == 200 and large.status_code == 200, (small.text, large.text)
+    got = httpx.get(f"{kbr.url}/resend/emails/{large.json()['id']}", headers={"Authorization": f"Bearer {token}"})
+    assert got.status_code == 200 and len(got.content) > LARGE_BODY_BYTES
+    assert [t.startswith("keybrake-body") for t in threads["plan"]] == [False, True, False], threads
+    assert [t.startswith("keybrake-body") for t in threads["scrub"]] == [False, False, True], threads
+
+
 @pytest.mark.timing
 def test_a_body_of_many_small_values_does_not_stall_other_requests(
     kbr: KeybrakeThread, fake_resend: FakeResend

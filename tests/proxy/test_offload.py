@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybrake import deadline
-from keybrake.core.errors import Denial
+from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.proxy import decide, offload
 from keybrake.proxy.echoes import check_vault_key_placement
 from tests.proxy.build import PEPPER, VENDORS, email, key, request
@@ -144,3 +144,60 @@ def test_a_stripe_form_either_side_of_the_line_decides_the_same(pairs: int, carr
     got = asyncio.run(offload.prepare(req, TOKEN, where, None, PEPPER))
     assert _same(got.parsed, want_parsed)
     assert (got.placement is None) == (want_placement is None) and (got.placement is not None) == carries_key
+
+
+def test_waiting_behind_another_body_counts_and_a_request_past_its_deadline_is_never_parsed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Second red team: behind other large bodies a request waited 22 s and was then forwarded,
+    after its client had timed out. The wait counts: past the deadline it is refused (503, nothing
+    forwarded) and its parse never runs — the thread goes on to bodies someone still waits for."""
+    parse, parsed = decide.parse, []
+
+    def slow(req: Any, *args: Any) -> Any:
+        parsed.append(req)
+        time.sleep(1.0)
+        return parse(req, *args)
+
+    monkeypatch.setattr(decide, "parse", slow)
+    first, second = _resend(0, pad=offload.LARGE_BODY_BYTES), _resend(1, pad=offload.LARGE_BODY_BYTES)
+
+    async def one(req: Any, seconds: float) -> offload.Prepared:
+        deadline.start(seconds)
+        return await offload.prepare(req, TOKEN, _route("resend", req), None, PEPPER)
+
+    async def both() -> list[Any]:
+        ahead = asyncio.create_task(one(first, 5.0))
+        await asyncio.sleep(0.05)  # `first` holds the thread
+        return await asyncio.gather(ahead, one(second, 0.3), return_exceptions=True)
+
+    got = asyncio.run(both())
+    assert isinstance(got[0], offload.Prepared)
+    assert isinstance(got[1], EnforcementUnavailable) and "waited behind other large bodies" in str(got[1])
+    assert parsed == [first]  # the late one was never parsed
+
+
+def test_off_loop_runs_small_work_in_place_and_large_work_on_the_thread() -> None:
+    async def where(size: int) -> tuple[str, str]:
+        return threading.current_thread().name, await offload.off_loop(size, lambda: threading.current_thread().name)
+
+    loop_thread, small = asyncio.run(where(offload.LARGE_BODY_BYTES))
+    assert small == loop_thread
+    _, large = asyncio.run(where(offload.LARGE_BODY_BYTES + 1))
+    assert large.startswith("keybrake-body")
+
+
+def test_a_cancelled_waiters_work_is_skipped() -> None:
+    ran: list[str] = []
+
+    async def run() -> None:
+        hold = asyncio.create_task(offload.off_loop(10**6, time.sleep, 0.5))
+        await asyncio.sleep(0.05)
+        waiter = asyncio.create_task(offload.off_loop(10**6, ran.append, "late"))
+        await asyncio.sleep(0.05)
+        waiter.cancel()  # its client hung up while it waited
+        await hold
+        await offload.off_loop(10**6, ran.append, "after")  # one thread, in order: the late one had its turn
+
+    asyncio.run(run())
+    assert ran == ["after"]

@@ -20,7 +20,7 @@ from keybrake.core.upstream import (
     UpstreamUnreachable,
 )
 from keybrake.crypto import Sealer
-from keybrake.proxy import decide
+from keybrake.proxy import decide, offload
 from keybrake.proxy.context import RequestContext
 from keybrake.proxy.decide import Plan, Refusal, Route, note
 from keybrake.proxy.echoes import credential_echoes, scrub_answer
@@ -96,11 +96,11 @@ class Forwarder:
                 ctx.row.idempotency_key,
                 ctx.row.reserved_usd,
                 plan.estimate,
-                honoured=where.vendor.fingerprint(plan.vreq) is not None,
+                honoured=await offload.off_loop(len(req.body), where.vendor.fingerprint, plan.vreq) is not None,
             )
             return await self.refuse(ctx, settlement, refusal)
         # The operator's credential never reaches the agent, even when the answer repeats the request.
-        return scrub_answer(resp, credential_echoes(where.vendor, secret))
+        return await offload.off_loop(len(resp.body), scrub_answer, resp, credential_echoes(where.vendor, secret))
 
     async def answer(
         self,

@@ -1,33 +1,42 @@
-"""A large body's parse and checks, off the event loop.
+"""Work in proportion to a large body, off the event loop.
 
-The vendor's one parse (`decide.parse`) walks every value of a body, and the vault-key placement
-check decodes the body it would forward: CPU in proportion to the body. A legal body can hold a
-million small JSON objects (a 29 MB Resend send with a million tags took 7–9 s of CPU) or
-millions of percent escapes; done on the event loop, one agent's such request stalled every
-other key's requests for that long (red team, 2026-12-02). So a body larger than
-`LARGE_BODY_BYTES` is parsed and checked on a worker thread of its own (`keybrake-body`), one
-body at a time: the event loop keeps answering while it runs (the two share the GIL, so other
-requests slow down, never stop), and large bodies queue behind each other, not in front of small
-ones. The time a large body spends there moves its request's deadline
-(KEYBRAKE_RESERVE_DEADLINE_MS bounds waiting on the store, not reading the request).
+The vendor's one parse (`decide.parse`) walks every value of a body, the placement check decodes
+the body it would forward, a dedup fingerprint serialises the parsed body, the credential scrub
+reads the vendor's whole answer: CPU in proportion to the body. A legal body can hold a million
+small JSON objects (a 29 MB Resend send with a million tags took 7–9 s of CPU) or millions of
+percent escapes; done on the event loop, one agent's such request stalled every other key's
+requests for that long (red team, 2026-12-02). So for a body larger than `LARGE_BODY_BYTES`
+that work runs on a worker thread of its own (`keybrake-body`), one body at a time: the event
+loop keeps answering while it runs (the two share the GIL, so other requests slow down, never
+stop). Bodies up to that size — nearly every call — are handled in place.
+
+Time waiting for that thread counts against the request's reservation deadline
+(KEYBRAKE_RESERVE_DEADLINE_MS) like any wait: behind other large bodies, a request is answered
+503 and never forwarded later (its agent may have given up and retried — second red team: a body
+queued 22 s was sent after its client had timed out). The parse itself does not count (`prepare`
+moves the deadline by it): it is the request's own size, not a wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from keybrake import deadline
-from keybrake.core.errors import Denial
+from keybrake.core.errors import Denial, EnforcementUnavailable
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy import decide
 from keybrake.proxy.echoes import check_vault_key_placement
 
-# Bodies up to this size are parsed on the event loop (a few ms at most); larger ones on the thread.
+# Bodies up to this size are handled on the event loop (a few ms at most); larger ones on the thread.
 LARGE_BODY_BYTES = 64 * 1024
 _BODIES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-body")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,21 +59,55 @@ def _prepare(req: ProxyRequest, token: str, where: decide.Route, max_body_bytes:
     return Prepared(parsed, None)
 
 
+async def _on_thread(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
+    """(`fn(*args)` run on the body thread, the seconds it ran there). Raises
+    EnforcementUnavailable, without running `fn`, when the current request's deadline passed while
+    it waited for the thread (or its caller went away meanwhile); `fn`'s own exceptions as raised."""
+    d, gone = deadline.current(), threading.Event()
+    at = d.at if d is not None else None
+
+    def run() -> tuple[T | None, float]:
+        if gone.is_set() or (at is not None and time.monotonic() >= at):
+            return None, -1.0  # waited past its deadline: nobody will forward it, so nothing to do
+        started = time.monotonic()
+        return fn(*args), time.monotonic() - started
+
+    try:
+        result, took = await asyncio.get_running_loop().run_in_executor(_BODIES, run)
+    except asyncio.CancelledError:
+        gone.set()  # the request is over (its client hung up): a queued run is skipped
+        raise
+    if took < 0:
+        raise EnforcementUnavailable(
+            "the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS) passed while its body waited behind "
+            "other large bodies to be checked; nothing was forwarded",
+            transient=True,
+        )
+    return result, took  # type: ignore[return-value]  # took >= 0: fn ran and returned a T
+
+
 async def prepare(
     req: ProxyRequest, token: str, where: decide.Route, max_body_bytes: int | None, pepper: bytes
 ) -> Prepared:
     """`decide.parse(req, where, max_body_bytes, pepper)` and, when it parsed, the vault key
     `token`'s placement check on the body as it would be forwarded (`echoes.check_vault_key_placement`).
-    On the event loop for a body of at most LARGE_BODY_BYTES, else on the body thread, the
-    request's deadline moved by the time it took there. Raises nothing of its own."""
+    On the event loop for a body of at most LARGE_BODY_BYTES, else on the body thread: the time it
+    runs there moves the request's deadline, the time it waits for the thread does not.
+    Raises EnforcementUnavailable when the deadline passed while it waited (see `_on_thread`)."""
     if len(req.body) <= LARGE_BODY_BYTES:
         return _prepare(req, token, where, max_body_bytes, pepper)
-    started = time.monotonic()
-    try:
-        return await asyncio.get_running_loop().run_in_executor(
-            _BODIES, _prepare, req, token, where, max_body_bytes, pepper
-        )
-    finally:
-        d = deadline.current()
-        if d is not None:
-            d.extend(time.monotonic() - started)
+    prepared, took = await _on_thread(_prepare, req, token, where, max_body_bytes, pepper)
+    d = deadline.current()
+    if d is not None:
+        d.extend(took)
+    return prepared
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` — pure work in proportion to a body of `size` bytes (a plan's dedup
+    fingerprint, a vendor answer's scrub) — on the event loop for a body of at most
+    LARGE_BODY_BYTES, else on the body thread, its time there counted against the request's
+    deadline if it has one. Raises EnforcementUnavailable as `_on_thread`; `fn`'s exceptions."""
+    if size <= LARGE_BODY_BYTES:
+        return fn(*args)
+    return (await _on_thread(fn, *args))[0]

@@ -67,11 +67,9 @@ log = logging.getLogger("keybrake.proxy")
 
 _MAX_POLICY_RETRIES = 3
 T = TypeVar("T", bound=Decided)
-# The token hash and token `admit` read from a request's headers (that very tuple), for `handle` of the
-# same request in the same task: the key is read from the headers once, not twice.
-_ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str, str] | None] = contextvars.ContextVar(
-    "keybrake_admitted", default=None
-)
+# (headers, token hash, token) as `admit` read them, for `handle` of that request: read once, not twice.
+_ADMITTED: contextvars.ContextVar[tuple[tuple[tuple[str, str], ...], str, str] | None]
+_ADMITTED = contextvars.ContextVar("keybrake_admitted", default=None)
 
 
 class PipelineStore(ReservationStore, ApprovalStore, Protocol):
@@ -211,7 +209,7 @@ class Pipeline:
         parsed = _decided(ctx, prepared.parsed)  # a large body's parse is off the event loop (offload)
         if prepared.placement is not None:
             raise prepared.placement
-        at = _Attempt(thash, key, fresh, parsed.vreq)
+        at = _Attempt(thash, key, fresh, parsed.vreq, len(req.body))
 
         # 3-4. the key's policy: endpoint, scope, estimate; reserve against every cap
         reserved = await self._reserve_allowed(ctx, at, where.vendor, parsed.retry)
@@ -301,9 +299,9 @@ class Pipeline:
         raise EnforcementUnavailable("the key's policy kept changing during the request")
 
     async def _decide(self, ctx: RequestContext, at: _Attempt, policy: Policy, vendor: Vendor) -> Plan | None:
-        """Endpoint, scope and parameter rules, then the estimate and caps. Everything that needs no
-        vendor data is checked before any lookup made with the operator's secret. None: the key's
-        policy changed since the snapshot (`at` holds the current key)."""
+        """Endpoint, scope and parameter rules, then the estimate and caps (a large body's off the
+        event loop: offload). Everything that needs no vendor data is checked before any lookup made
+        with the operator's secret. None: the key's policy changed since the snapshot (`at`)."""
         admitted = _decided(ctx, decide.admit(policy, vendor, at.vreq))
         missing = [o for o in admitted.objects_needed if o not in at.facts]
         if missing:
@@ -315,7 +313,8 @@ class Pipeline:
             found = await find_facts(ctx, self.store, self.upstream, self.snapshots, at.key, vendor, at.vreq, missing)
             at.facts.update(found)
             at.vreq = decide.with_facts(at.vreq, at.facts)  # the one merge point of looked-up facts
-        return _decided(ctx, decide.plan(policy, at.key, vendor, at.vreq, at.facts, self.settings.fx_rates))
+        key, fx = at.key, self.settings.fx_rates
+        return _decided(ctx, await offload.off_loop(at.size, decide.plan, policy, key, vendor, at.vreq, at.facts, fx))
 
     async def _policy_changed(self, ctx: RequestContext, at: _Attempt) -> bool:
         """After a denial drawn from a snapshot: True when the key's policy changed since (`at`
@@ -365,12 +364,13 @@ class Pipeline:
 class _Attempt:
     """The shell's state across evaluations of the policy: the key as last read and whether it
     was read from the store during this request (`fresh`: a denial drawn from it stands), the
-    request with the facts looked up so far."""
+    request with the facts looked up so far, its body's length (bytes)."""
 
     thash: str
     key: KeyRecord
     fresh: bool
     vreq: VendorRequest
+    size: int
     facts: dict[str, LedgerEntry] = field(default_factory=dict)
 
 
