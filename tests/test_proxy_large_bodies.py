@@ -72,10 +72,10 @@ def test_a_large_bodys_plan_and_a_large_answers_scrub_run_off_the_event_loop(
 ) -> None:
     """Second red team: a dedup fingerprint (decide.plan) of a 43 MB body held the loop 1.8 s, and
     scrubbing a 10 MB answer for the secret 0.3 s per GET. Both now follow the body's size."""
-    from keybrake.proxy import decide, forward
+    from keybrake.proxy import decide, echoes, forward
 
     threads: dict[str, list[str]] = {"plan": [], "scrub": []}
-    plan, scrub = decide.plan, forward.scrub_answer
+    plan, scrub = decide.plan, echoes.scrub_answer
 
     def spy(name: str, fn: Any) -> Any:
         def wrapped(*args: Any) -> Any:

@@ -166,7 +166,7 @@ def test_waiting_behind_another_body_counts_and_a_request_past_its_deadline_is_n
         deadline.start(seconds)
         return await offload.prepare(req, TOKEN, _route("resend", req), None, PEPPER)
 
-    async def both() -> list[Any]:
+    async def both() -> tuple[Any, ...]:
         ahead = asyncio.create_task(one(first, 5.0))
         await asyncio.sleep(0.05)  # `first` holds the thread
         return await asyncio.gather(ahead, one(second, 0.3), return_exceptions=True)
