@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +19,7 @@ import pytest
 from keybrake.proxy.offload import LARGE_BODY_BYTES
 from tests.fakes.resend_server import FakeResend
 from tests.harness import KeybrakeThread
+from tests.waits import healthz_while
 
 SENDER = "Acme <bot@mail.acme.io>"
 
@@ -106,19 +106,7 @@ def test_a_body_of_many_small_values_does_not_stall_other_requests(
     300,000 tags, 7–9 s for a million, measured by the red team)."""
     key = kbr.issue({"daily_usd_cap": 1}, vendor="resend", label="test:big")
     body = _email(600_000)
-    answer: list[httpx.Response] = []
-    sender = threading.Thread(target=lambda: answer.append(_send(kbr, str(key["key"]), body)))
-    waits: list[float] = []
-    with httpx.Client(base_url=kbr.url, timeout=60) as c:
-        c.get("/healthz")
-        sender.start()
-        while sender.is_alive():
-            t0 = time.perf_counter()
-            assert c.get("/healthz").status_code == 200
-            waits.append(time.perf_counter() - t0)
-            time.sleep(0.02)
-    sender.join()
-    (r,) = answer
+    r, waits = healthz_while(kbr.url, lambda: _send(kbr, str(key["key"]), body))
     print(f"\n/healthz while a 17 MB body is checked: {len(waits)} probes, max {max(waits) * 1000:.0f} ms")
     # answered on its merits (the fake Resend's verdict), not 503 for the time its parse took
     assert r.status_code != 503, r.text

@@ -21,6 +21,7 @@ from tests.fakes.resend_server import FakeResend
 from tests.fakes.stripe_server import FakeStripe
 from tests.harness import KeybrakeThread
 from tests.mcp_front.test_redteam_mcp import ACCEPT, modern_headers, tool_call
+from tests.waits import healthz_while
 
 
 def _stall_behind(kb: KeybrakeThread, vault_key: str, body: bytes, *, chunked: bool) -> tuple[float, dict[str, Any]]:
@@ -189,20 +190,10 @@ def test_a_send_of_many_small_values_does_not_stall_the_proxy(kbr: KeybrakeThrea
     args = {"from": "Acme <bot@mail.acme.io>", "to": "a@example.com", "subject": "s", "text": "t", "tags": tags}
     body = json.dumps(tool_call("resend_send_email", args)).encode()
     headers = {**ACCEPT, "authorization": f"Bearer {key['key']}"}
-    answer: list[httpx.Response] = []
-    call = threading.Thread(
-        target=lambda: answer.append(httpx.post(f"{kbr.url}/_keybrake/mcp", content=body, headers=headers, timeout=120))
+    answer, waits = healthz_while(
+        kbr.url, lambda: httpx.post(f"{kbr.url}/_keybrake/mcp", content=body, headers=headers, timeout=120)
     )
-    waits: list[float] = []
-    with httpx.Client(base_url=kbr.url, timeout=60) as probe:
-        probe.get("/healthz")
-        call.start()
-        while call.is_alive():
-            started = time.perf_counter()
-            probe.get("/healthz")
-            waits.append(time.perf_counter() - started)
-            time.sleep(0.02)
-    result = answer[0].json()["result"]
+    result = answer.json()["result"]
     assert not result["isError"], result["content"][0]["text"]
     assert len(fake_resend.emails) == 1
     print(f"\n/healthz behind an 8.7 MB tools/call: {len(waits)} probes, max {max(waits) * 1000:.0f} ms")
