@@ -182,11 +182,12 @@ def test_a_retry_spelt_differently_is_the_same_payment(kb: KeybrakeThread, fake_
 def test_a_send_of_many_small_values_does_not_stall_the_proxy(kbr: KeybrakeThread, fake_resend: FakeResend) -> None:
     """Third red team (2026-12-02): 300,000 tags (8.7 MB, a legal Resend body) through
     resend_send_email — /healthz waited 4.1 s while the pipeline parsed the request on the event
-    loop (proxy/offload.py now parses a large body on a thread of its own). /healthz is probed
-    every 20 ms for as long as the call runs. What stays on the loop is the MCP SDK's own parse
-    of the JSON-RPC message: 0.34–0.49 s here (1.95 s before, same machine)."""
+    loop (proxy/offload.py now parses a large body on a thread of its own; a body of more than
+    MAX_BODY_VALUES values is refused before the MCP SDK parses it). /healthz is probed every
+    20 ms for as long as the call runs. What stays on the loop is the MCP SDK's own parse of the
+    JSON-RPC message."""
     key = kbr.issue({"daily_usd_cap": 1}, vendor="resend", label="test:big")
-    tags = [{"name": "a", "value": "b"}] * 300_000
+    tags = [{"name": "a", "value": "b"}] * 160_000  # 480,000 values: under MAX_BODY_VALUES
     args = {"from": "Acme <bot@mail.acme.io>", "to": "a@example.com", "subject": "s", "text": "t", "tags": tags}
     body = json.dumps(tool_call("resend_send_email", args)).encode()
     headers = {**ACCEPT, "authorization": f"Bearer {key['key']}"}
@@ -196,5 +197,24 @@ def test_a_send_of_many_small_values_does_not_stall_the_proxy(kbr: KeybrakeThrea
     result = answer.json()["result"]
     assert not result["isError"], result["content"][0]["text"]
     assert len(fake_resend.emails) == 1
-    print(f"\n/healthz behind an 8.7 MB tools/call: {len(waits)} probes, max {max(waits) * 1000:.0f} ms")
-    assert max(waits) < 1.0, f"/healthz waited {max(waits):.2f} s behind one large tools/call ({len(waits)} probes)"
+    print(f"\n/healthz behind a 4.6 MB tools/call: {len(waits)} probes, max {max(waits) * 1000:.0f} ms")
+    assert max(waits) < 0.5, f"/healthz waited {max(waits):.2f} s behind one large tools/call ({len(waits)} probes)"
+
+
+def test_a_tools_call_of_too_many_values_is_refused_before_the_sdk_reads_it(
+    kbr: KeybrakeThread, fake_resend: FakeResend
+) -> None:
+    """Third red team: a 40 MB tools/call held the event loop 1.4 s in the MCP SDK's own parse.
+    Past MAX_BODY_VALUES values the endpoint answers 413 before the SDK sees the body."""
+    key = kbr.issue({"daily_usd_cap": 1}, vendor="resend", label="test:big")
+    tags = [{"name": "a", "value": "b"}] * 200_000  # 600,000 values
+    args = {"from": "Acme <bot@mail.acme.io>", "to": "a@example.com", "subject": "s", "text": "t", "tags": tags}
+    r = httpx.post(
+        f"{kbr.url}/_keybrake/mcp",
+        content=json.dumps(tool_call("resend_send_email", args)).encode(),
+        headers={**ACCEPT, "authorization": f"Bearer {key['key']}"},
+        timeout=60,
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large", r.text
+    assert "500,000 values" in r.json()["error"]["message"]
+    assert fake_resend.emails == {}

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keybrake import deadline
-from keybrake.core.errors import Denial, EnforcementUnavailable
+from keybrake.core.errors import Denial
 from keybrake.proxy import decide, offload
 from keybrake.proxy.echoes import check_vault_key_placement
 from tests.proxy.build import PEPPER, VENDORS, email, key, request
@@ -173,7 +173,9 @@ def test_waiting_behind_another_body_counts_and_a_request_past_its_deadline_is_n
 
     got = asyncio.run(both())
     assert isinstance(got[0], offload.Prepared)
-    assert isinstance(got[1], EnforcementUnavailable) and "waited behind other large bodies" in str(got[1])
+    refused = got[1]
+    assert isinstance(refused, Denial) and refused.code == "enforcement_unavailable" and refused.retryable
+    assert refused.message == offload.QUEUED_TOO_LONG
     assert parsed == [first]  # the late one was never parsed
 
 

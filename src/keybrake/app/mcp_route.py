@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from keybrake.app.body import BodyBudget, BodyBudgetExceeded, read_body
 from keybrake.config import Settings
+from keybrake.core.body_values import TOO_MANY_VALUES, too_many_values
 from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.mcp import BODY_BYTES_SCOPE_KEY
@@ -169,6 +170,9 @@ async def serve_mcp(
         if too_large:
             message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
             await reply(send, _refuse(pipeline, "body_too_large", message))
+            return
+        if too_many_values(body):  # before the SDK's parse, which holds the interpreter lock throughout
+            await reply(send, _refuse(pipeline, "body_too_large", TOO_MANY_VALUES))
             return
         inner = {**scope, "path": "/", "raw_path": b"/", BODY_BYTES_SCOPE_KEY: len(body)}
         front = await mcp.front()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypedDict
 from urllib.parse import urlencode
 
+from keybrake.core.body_values import TOO_MANY_VALUES, too_many_values
 from keybrake.core.caps import KEY_CAPS
 from keybrake.core.errors import CapHit, Denial
 from keybrake.core.ledger import LedgerEntry
@@ -157,6 +158,8 @@ def parse(req: ProxyRequest, where: Route, max_body_bytes: int | None, pepper: b
         if len(req.body) > limit:
             message = f"The request body is larger than {limit} bytes (KEYBRAKE_MAX_BODY_BYTES)."
             raise Denial("body_too_large", message)
+        if too_many_values(req.body):  # bounds what every later step costs (core/body_values.py)
+            raise Denial("body_too_large", TOO_MANY_VALUES)
         # One parse: a GET or DELETE body is never read as parameters, so it is refused outright.
         check_no_body(req.method, content_type(req), req.body)
         check_charset(req.header("content-type"), req.body)

@@ -11,10 +11,11 @@ loop keeps answering while it runs (the two share the GIL, so other requests slo
 stop). Bodies up to that size — nearly every call — are handled in place.
 
 Time waiting for that thread counts against the request's reservation deadline
-(KEYBRAKE_RESERVE_DEADLINE_MS) like any wait: behind other large bodies, a request is answered
-503 and never forwarded later (its agent may have given up and retried — second red team: a body
-queued 22 s was sent after its client had timed out). The parse itself does not count (`prepare`
-moves the deadline by it): it is the request's own size, not a wait.
+(KEYBRAKE_RESERVE_DEADLINE_MS) like any wait: behind other large bodies, a request is refused
+503 `enforcement_unavailable` (audited, retryable) and never forwarded later (its agent may have
+given up and retried — second red team: a body queued 22 s was sent after its client had timed
+out). The work itself does not count (the deadline is moved by it): it is the request's own
+size, not a wait. What one body can cost at all is bounded by core/body_values.py.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from keybrake import deadline
-from keybrake.core.errors import Denial, EnforcementUnavailable
+from keybrake.core.errors import Denial
 from keybrake.core.request import ProxyRequest
 from keybrake.proxy import decide
 from keybrake.proxy.echoes import check_vault_key_placement
@@ -36,6 +37,10 @@ from keybrake.proxy.echoes import check_vault_key_placement
 # Bodies up to this size are handled on the event loop (a few ms at most); larger ones on the thread.
 LARGE_BODY_BYTES = 64 * 1024
 _BODIES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keybrake-body")
+QUEUED_TOO_LONG = (
+    "Its reservation deadline (KEYBRAKE_RESERVE_DEADLINE_MS) passed while its body waited behind other "
+    "large bodies to be checked; nothing was forwarded. Retry shortly."
+)
 T = TypeVar("T")
 
 
@@ -60,9 +65,10 @@ def _prepare(req: ProxyRequest, token: str, where: decide.Route, max_body_bytes:
 
 
 async def _on_thread(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
-    """(`fn(*args)` run on the body thread, the seconds it ran there). Raises
-    EnforcementUnavailable, without running `fn`, when the current request's deadline passed while
-    it waited for the thread (or its caller went away meanwhile); `fn`'s own exceptions as raised."""
+    """(`fn(*args)` run on the body thread, the seconds it ran there, by which the current
+    request's deadline is moved). Raises Denial `enforcement_unavailable` (503, retryable), without
+    running `fn`, when that deadline passed while it waited for the thread (or its caller went
+    away meanwhile); `fn`'s own exceptions as raised."""
     d, gone = deadline.current(), threading.Event()
     at = d.at if d is not None else None
 
@@ -77,12 +83,11 @@ async def _on_thread(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
     except asyncio.CancelledError:
         gone.set()  # the request is over (its client hung up): a queued run is skipped
         raise
-    if took < 0:
-        raise EnforcementUnavailable(
-            "the request's deadline (KEYBRAKE_RESERVE_DEADLINE_MS) passed while its body waited behind "
-            "other large bodies to be checked; nothing was forwarded",
-            transient=True,
-        )
+    if took < 0:  # a refusal of this request, not of the store: audited, no store alert
+        raise Denial("enforcement_unavailable", QUEUED_TOO_LONG)
+    d = deadline.current()
+    if d is not None:
+        d.extend(took)  # the request's own work is not a wait
     return result, took  # type: ignore[return-value]  # took >= 0: fn ran and returned a T
 
 
@@ -91,23 +96,19 @@ async def prepare(
 ) -> Prepared:
     """`decide.parse(req, where, max_body_bytes, pepper)` and, when it parsed, the vault key
     `token`'s placement check on the body as it would be forwarded (`echoes.check_vault_key_placement`).
-    On the event loop for a body of at most LARGE_BODY_BYTES, else on the body thread: the time it
-    runs there moves the request's deadline, the time it waits for the thread does not.
-    Raises EnforcementUnavailable when the deadline passed while it waited (see `_on_thread`)."""
+    On the event loop for a body of at most LARGE_BODY_BYTES, else on the body thread (`_on_thread`:
+    the time it runs there moves the request's deadline, the time it waits for the thread does not;
+    Denial past the deadline)."""
     if len(req.body) <= LARGE_BODY_BYTES:
         return _prepare(req, token, where, max_body_bytes, pepper)
-    prepared, took = await _on_thread(_prepare, req, token, where, max_body_bytes, pepper)
-    d = deadline.current()
-    if d is not None:
-        d.extend(took)
-    return prepared
+    return (await _on_thread(_prepare, req, token, where, max_body_bytes, pepper))[0]
 
 
 async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
     """`fn(*args)` — pure work in proportion to a body of `size` bytes (a plan's dedup
     fingerprint, a vendor answer's scrub) — on the event loop for a body of at most
-    LARGE_BODY_BYTES, else on the body thread, its time there counted against the request's
-    deadline if it has one. Raises EnforcementUnavailable as `_on_thread`; `fn`'s exceptions."""
+    LARGE_BODY_BYTES, else on the body thread as `_on_thread` (Denial past the deadline); `fn`'s
+    exceptions as raised."""
     if size <= LARGE_BODY_BYTES:
         return fn(*args)
     return (await _on_thread(fn, *args))[0]
