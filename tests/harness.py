@@ -112,7 +112,9 @@ class KeybrakeThread:
             admin_token=ADMIN_TOKEN,
             allow_insecure_upstream=True,
             upstream_hosts=("127.0.0.1",),
-            upstream_timeout_s=5.0,
+            # as spawn_keybrake's: a fake vendor starved of CPU on a loaded pass once took over 5 s
+            # (504 in CI); a test about upstream timeouts sets its own
+            upstream_timeout_s=30.0,
             graceful_shutdown_s=5.0,
         )
         self.settings = replace(base, **{**STORE_BOUNDS, **settings})
