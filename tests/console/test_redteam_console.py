@@ -123,7 +123,7 @@ def test_cross_site_and_tokenless_revocations_change_nothing(ckb: KeybrakeThread
      "javascript:alert(1)", "/console/\r\nSet-Cookie: x=1", "/v1/keys", " /console"],
 )  # fmt: skip
 def test_sign_in_never_sends_the_browser_to_another_site(ckb: KeybrakeThread, nxt: str) -> None:
-    with httpx.Client(base_url=ckb.admin_url) as c:
+    with httpx.Client(base_url=ckb.admin_url, timeout=30) as c:
         r = c.post("/console/sign-in", data={"token": ADMIN_TOKEN, "next": nxt})
         assert r.status_code == 303 and r.headers["location"] == "/console", r.headers
 

@@ -19,8 +19,9 @@ from tests.harness import ADMIN_TOKEN, KeybrakeThread
 
 @contextmanager
 def signed_in(kb: KeybrakeThread, token: str = ADMIN_TOKEN) -> Iterator[httpx.Client]:
-    """An httpx client holding a console session cookie (signed in through the form)."""
-    with httpx.Client(base_url=kb.admin_url) as c:
+    """An httpx client holding a console session cookie (signed in through the form). Its timeout
+    is 30 s, not httpx's 5 s: a console page on a loaded PostgreSQL pass once took longer."""
+    with httpx.Client(base_url=kb.admin_url, timeout=30) as c:
         r = c.post("/console/sign-in", data={"token": token, "next": "/console"})
         assert r.status_code == 303 and r.headers["location"] == "/console", r.text
         yield c
