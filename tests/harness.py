@@ -27,6 +27,7 @@ from keybrake.config import Settings
 from keybrake.listener import KeybrakeServer, Listeners, bind_listeners, server_config
 from keybrake.logs import JsonFormatter
 from keybrake.runtime import ensure_admin_token, open_runtime
+from keybrake.store.pg_conn import PGOptions
 
 ADMIN_TOKEN = "test-admin-token-0123456789-abcdefghij"
 
@@ -82,6 +83,20 @@ BOUND_ENV = {
     "pg_statement_timeout_ms": "KEYBRAKE_PG_STATEMENT_TIMEOUT_MS",
     "sqlite_busy_timeout_ms": "KEYBRAKE_SQLITE_BUSY_TIMEOUT_MS",
 }
+
+
+def store_options() -> PGOptions:
+    """The PostgreSQL options a store a test opens itself (`open_store(..., pg=store_options())`)
+    should have: the running test's store bounds (STORE_BOUNDS — generous outside `timing` tests),
+    else the defaults. A store opened with defaults in a parallel pass had a transaction killed by
+    the 1 s idle-in-transaction limit for want of CPU (test_pg_reserve_diff, 2026-12-02)."""
+    b = STORE_BOUNDS
+    return PGOptions(
+        pool_timeout_s=b.get("pg_pool_timeout_s", PGOptions.pool_timeout_s),
+        statement_timeout_ms=b.get("pg_statement_timeout_ms", PGOptions.statement_timeout_ms),
+        idle_tx_timeout_ms=b.get("pg_idle_tx_timeout_ms", PGOptions.idle_tx_timeout_ms),
+    )
+
 
 REAL_SECRET = "sk_test_fake_secret_1234567890"
 STARTUP_S = 60.0  # how long a Keybrake (thread or process) may take to start: CI runs 2-4x slower

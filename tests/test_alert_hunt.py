@@ -20,7 +20,7 @@ from keybrake.store.base import AlertDestination, Store
 from tests import harness
 from tests.fakes.raw_receiver import RawReceiver
 from tests.fakes.stripe_server import FakeStripe
-from tests.harness import KeybrakeThread, wait_for
+from tests.harness import KeybrakeThread, store_options, wait_for
 from tests.test_alert_model import FlakyStore, Receivers, _empty
 from tests.test_alerts import alert, charge
 from tests.waits import wait_until_async
@@ -35,7 +35,7 @@ async def _one_replica(tmp: Path, kinds: list[str], lose_settles: float) -> tupl
         alert_timeout_s=0.3, alert_retry_base_s=0.05, alert_interval_s=0.05,
     )  # fmt: skip
     sealer = Sealer(os.urandom(32))
-    store = FlakyStore(open_store(url, tmp, migrate=True), random.Random(0), lose_settles)
+    store = FlakyStore(open_store(url, tmp, migrate=True, pg=store_options()), random.Random(0), lose_settles)
     receivers = Receivers(kinds)
     for i in range(len(kinds)):
         dest_id = f"alr_{i:04d}"

@@ -35,7 +35,7 @@ from keybrake.jobs.alerts import Alerts
 from keybrake.store import open_store
 from keybrake.store.base import AlertDestination, Store
 from tests import harness
-from tests.harness import examples
+from tests.harness import examples, store_options
 
 KINDS = ("ok", "500", "timeout", "silent")
 FAULTS = ("none", "none", "none", "down", "lost")
@@ -113,7 +113,9 @@ async def run_model(
     rng = random.Random(seed)
     sealer = Sealer(os.urandom(32))
     receivers = Receivers(kinds)
-    stores = [FlakyStore(open_store(url, data_dir, migrate=True), rng, 0.2) for _ in range(n_replicas)]
+    stores = [
+        FlakyStore(open_store(url, data_dir, migrate=True, pg=store_options()), rng, 0.2) for _ in range(n_replicas)
+    ]
     replicas = [Alerts(cast(Store, s), sealer, receivers, cfg, instance_id=f"ins_{i}") for i, s in enumerate(stores)]
     try:
         for i in range(len(kinds)):

@@ -21,7 +21,7 @@ from keybrake.admin.budgets import log_unusable_zones
 from keybrake.core import windows
 from keybrake.store import open_store
 from keybrake.store.records import BudgetRecord
-from tests.harness import KeybrakeThread
+from tests.harness import KeybrakeThread, store_options
 
 MARS = "Mars/Olympus_Mons"  # a zone only this process's Python knows (see `python_only_zone`)
 
@@ -83,7 +83,7 @@ def test_a_stored_budget_with_an_unusable_zone_is_named_at_start_up(tmp_path: Pa
         url = kb.settings.database_url
 
     async def arrange() -> int:
-        store = open_store(url, data, migrate=False)
+        store = open_store(url, data, migrate=False, pg=store_options())
         try:
             now = store.now_ms()
             bad = BudgetRecord("bud_leap", "leapy", "all", None, None, None, 5_000_000, None, "UTC", now, now)

@@ -17,6 +17,7 @@ import pytest
 
 from keybrake.cli.common import settings_for
 from keybrake.config import Settings, from_env
+from keybrake.store.pg_conn import PGOptions
 from tests import harness
 
 
@@ -64,3 +65,17 @@ def test_a_cli_command_in_a_store_defaults_test_takes_the_documented_defaults(tm
 
 def test_the_environment_is_back_after_a_store_defaults_test(tmp_path: Path) -> None:
     assert _bounds_of(settings_for(str(tmp_path))) == harness.LOADED_BOUNDS
+
+
+def test_a_store_a_test_opens_itself_takes_the_loaded_bounds() -> None:
+    """harness.store_options: what open_store(..., pg=…) in a test gets (a store opened with the
+    defaults lost a transaction to the 1 s idle-in-transaction limit on a loaded pass)."""
+    opts = harness.store_options()
+    got = (opts.pool_timeout_s, opts.statement_timeout_ms, opts.idle_tx_timeout_ms)
+    loaded = harness.LOADED_BOUNDS
+    assert got == (loaded["pg_pool_timeout_s"], loaded["pg_statement_timeout_ms"], loaded["pg_idle_tx_timeout_ms"])
+
+
+@pytest.mark.store_defaults
+def test_a_store_a_store_defaults_test_opens_takes_the_defaults() -> None:
+    assert harness.store_options() == PGOptions()

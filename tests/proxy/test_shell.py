@@ -26,6 +26,7 @@ from keybrake.store.base import CredentialRecord, KeyRecord, Store
 from keybrake.tokens import VAULT_PREFIX, new_id, new_token, token_hash
 from keybrake.vendors import build_vendors
 from tests.conftest import ENGINE
+from tests.harness import store_options
 
 SECRET = "sk_test_fake_secret_1234567890"
 PEPPER = b"q" * 32
@@ -63,7 +64,7 @@ def fail(exc: Exception) -> Callable[[UpstreamRequest], UpstreamResponse]:
 @pytest.fixture
 async def store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     url = str(request.getfixturevalue("pass_database")) if ENGINE == "postgres" else None
-    s = open_store(url, tmp_path, migrate=url is None)
+    s = open_store(url, tmp_path, migrate=url is None, pg=store_options())
     yield s
     await s.close()
 

@@ -35,6 +35,7 @@ from keybrake.store.base import (
     Store,
 )
 from keybrake.store.ids import audit_id_floor, new_audit_id
+from tests.harness import store_options
 
 USD = 1_000_000  # µUSD per dollar
 T0 = int(dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.UTC).timestamp() * 1000)  # 01:00 in Tokyo on the 11th
@@ -154,7 +155,7 @@ class Replica:
     """A store with its own event loop in its own thread, as a replica has."""
 
     def __init__(self, url: str, tmp: Path) -> None:
-        self.store = open_store(url, tmp, migrate=False)
+        self.store = open_store(url, tmp, migrate=False, pg=store_options())
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 

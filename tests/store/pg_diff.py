@@ -19,6 +19,7 @@ import pytest
 
 from keybrake.store import open_store
 from keybrake.store.pg import PostgresStore
+from tests.harness import store_options
 from tests.pg import Databases
 from tests.store.contract import DAY0, Clock
 
@@ -68,8 +69,8 @@ def pair_fixture(pg_databases: Databases, tmp_path: Path) -> Iterator[Pair]:
     urls = (pg_databases.create(), pg_databases.create())
     clock = Clock(DAY0 + 3_600_000)
     runner = asyncio.Runner()
-    new = open_store(urls[0], tmp_path, migrate=False, clock=clock)
-    ref = open_store(urls[1], tmp_path, migrate=False, clock=clock)
+    new = open_store(urls[0], tmp_path, migrate=False, clock=clock, pg=store_options())
+    ref = open_store(urls[1], tmp_path, migrate=False, clock=clock, pg=store_options())
     assert isinstance(new, PostgresStore) and isinstance(ref, PostgresStore)
     for store in (new, ref):
         # The pools open their connections in background threads, and psycopg_pool draws each one's

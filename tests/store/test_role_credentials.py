@@ -33,7 +33,7 @@ from keybrake.store.base import (
 )
 from keybrake.store.ids import new_audit_id
 from keybrake.tokens import new_id
-from tests.harness import examples
+from tests.harness import examples, store_options
 from tests.store.contract import Clock
 from tests.waits import wait_until
 
@@ -182,7 +182,10 @@ def test_keys_issued_on_one_replica_while_another_deletes_the_credential(pg_url:
     """Issue 12, kind 3, at the store: 12 threads issue keys through replica B while replica A
     deletes the credential with revoke_keys; once the delete returns no active key references
     it, and after a re-add under the same name none of the keys resolves to the new account."""
-    a, b = open_store(pg_url, tmp_path, migrate=False), open_store(pg_url, tmp_path, migrate=False)
+    a, b = (
+        open_store(pg_url, tmp_path, migrate=False, pg=store_options()),
+        open_store(pg_url, tmp_path, migrate=False, pg=store_options()),
+    )
     loop_a, loop_b = asyncio.new_event_loop(), asyncio.new_event_loop()
     for lp in (loop_a, loop_b):
         threading.Thread(target=lp.run_forever, daemon=True).start()

@@ -16,6 +16,7 @@ from keybrake.core.ledger import LedgerEntry
 from keybrake.core.timefmt import DAY_MS
 from keybrake.store import open_store
 from keybrake.store.base import AuditRow, CredentialRecord, KeyState, ReservationStore, Settlement, Store
+from tests.harness import store_options
 from tests.store.contract import DAY0, Clock, caps, key, row
 
 
@@ -115,7 +116,7 @@ async def test_concurrent_tasks_cannot_overshoot(store: Store, reservations: Res
 
 def _hammer(url: str | None, path: str, attempts: int, out: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     async def go() -> int:
-        s = open_store(url, Path(path), migrate=False)
+        s = open_store(url, Path(path), migrate=False, pg=store_options())
         granted = 0
         for i in range(attempts):
             r = AuditRow(id=f"kbr_{os.getpid()}_{i}", ts=s.now_ms(), method="POST", path="/", verdict="in_flight")

@@ -28,6 +28,7 @@ from keybrake.core.timefmt import DAY_MS
 from keybrake.core.windows import Window, window_start
 from keybrake.store import open_store
 from keybrake.store.base import Store
+from tests.harness import store_options
 from tests.pg import Databases
 from tests.store.budget_books import USD, budget_record, hold, key_record, relabel
 from tests.store.contract import Clock
@@ -48,7 +49,7 @@ class Env:
         self.n = itertools.count()
 
     async def _open(self, url: str, data_dir: Path) -> Store:
-        return open_store(url, data_dir, migrate=False, clock=self.clock)
+        return open_store(url, data_dir, migrate=False, clock=self.clock, pg=store_options())
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
