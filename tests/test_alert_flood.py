@@ -63,7 +63,10 @@ def test_keyless_sk_prefixes_cannot_flood_secret_exposed_nor_delay_a_cap_hit(
             wait_until(lambda: "secret.exposed" in types(), "the secret.exposed POST")
             time.sleep(0.5)  # more scans: no other kind is sent
             exposed = [x for x in hook.fake.requests if (x.json or {}).get("type") == "secret.exposed"]
-    assert [x.json["data"]["secret_prefix"] for x in exposed] == ["other"]
+    # One event; delivery is at least once (a slow receiver's claim can lapse and the same event id
+    # is sent again — seen on a loaded run), so copies are counted by event id (docs/api.md).
+    by_event = {x.json["id"]: x.json["data"]["secret_prefix"] for x in exposed}
+    assert list(by_event.values()) == ["other"], [x.json["id"] for x in exposed]
     # Not queued behind the flood's deliveries: at most the one secret.exposed went before it, and it
     # arrived in seconds (was 6-7.6 s; the bound leaves a loaded machine room).
     assert types().index("cap.hit") <= 1, types()
