@@ -15,8 +15,8 @@ import contextvars
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import jsonschema
 import mcp_types as types
@@ -31,12 +31,12 @@ from keybrake.core.request import ProxyRequest
 from keybrake.core.timefmt import rfc3339
 from keybrake.logs import event
 from keybrake.mcp import BODY_BYTES_SCOPE_KEY
-from keybrake.mcp.results import tool_result
+from keybrake.mcp.results import denial_result, tool_result
 from keybrake.mcp.wire import BRIDGE_HEADER, INSTRUCTIONS, tool_error
 from keybrake.proxy.auth import extract_token
 from keybrake.proxy.decisions import state_denial
 from keybrake.proxy.keys import key_state
-from keybrake.proxy.offload import LARGE_BODY_BYTES
+from keybrake.proxy.offload import off_loop
 from keybrake.proxy.pipeline import Pipeline
 from keybrake.store.base import KeyRecord, KeyState
 from keybrake.tokens import token_hash
@@ -49,7 +49,6 @@ log = logging.getLogger("keybrake.mcp")
 KEY_REFUSED = -32001
 _AGENT_HEADERS = ("x-agent-run-id", "x-triggering-event-id")
 _STORE_DOWN = "Keybrake cannot check vault keys now (its store did not answer)"
-_T = TypeVar("_T")
 _NOT_COPIED = frozenset({"x-keybrake-key", BRIDGE_HEADER})  # the key; the relay's mark (recorded as transport)
 
 
@@ -198,12 +197,13 @@ class McpFront:
         tool, validator = found
         args = dict(params.arguments or {})
         limit = self.pipeline.settings.max_body_bytes or vendor.max_body_bytes
-        # Checking and encoding take time in proportion to the arguments: large ones are done off
-        # the event loop, so one agent's big call never stalls everyone's requests.
-        large = _body_bytes(ctx) > LARGE_BODY_BYTES  # the pipeline's own line for a body (proxy/offload.py)
-        prepared = await (asyncio.to_thread if large else _now)(
-            _prepare, tool, validator, args, key.id, limit, self._idempotency_secret
-        )
+        # Checking and encoding take time in proportion to the arguments: a large call's is done off
+        # the event loop like the pipeline's own work on a large body (proxy/offload.py).
+        secret = self._idempotency_secret
+        try:
+            prepared = await off_loop(_body_bytes(ctx), _prepare, tool, validator, args, key.id, limit, secret)
+        except Denial as waited:  # behind other large bodies past its deadline: nothing built or sent
+            return denial_result(waited)
         if isinstance(prepared, str):
             return tool_error(f"Invalid arguments for {tool.name}: {prepared}. Nothing was sent.", "arguments_invalid")
         built = prepared
@@ -220,11 +220,6 @@ class McpFront:
         refused = (await self.pipeline.admit(req))[1]
         resp = await (self.pipeline.handle_denial(req, refused) if refused else self.pipeline.handle(req))
         return tool_result(vendor.name, resp)
-
-
-async def _now(fn: Callable[..., _T], *args: Any) -> _T:
-    """`fn(*args)` on the event loop: `asyncio.to_thread`'s shape, for calls too small to move."""
-    return fn(*args)
 
 
 def _body_bytes(ctx: Any) -> int:

@@ -40,6 +40,15 @@ def retry_advice(denial: Denial) -> str:
     return "Retrying the same call will not help: change the call or ask the operator."
 
 
+def denial_result(d: Denial, meta: dict[str, Any] | None = None) -> types.CallToolResult:
+    """A Keybrake refusal as a tool error: its code and message (which names the cap, what is used
+    and what this call needs: proxy/decisions.py) and whether calling again can help; `meta`:
+    `_meta` to carry (the code is added under `keybrake.code`)."""
+    meta = meta or {"keybrake": {}}
+    meta["keybrake"]["code"] = d.code
+    return _result(f"Keybrake refused this call ({d.code}): {d.message}\n{retry_advice(d)}", True, meta)
+
+
 def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
     """The tool result for one pipeline answer: a Keybrake refusal, the vendor's error, or the
     vendor's answer (its JSON as text and, for an object, as structured content) with Keybrake's
@@ -47,10 +56,7 @@ def tool_result(vendor: str, resp: ProxyResponse) -> types.CallToolResult:
     facts = {name: v for k, v in resp.headers if (name := _FACT_HEADERS.get(k)) is not None}
     meta = {"keybrake": {**facts, "status": resp.status}}
     if resp.denial is not None:
-        d = resp.denial
-        # The message names the cap, what is used and what this call needs (proxy/decisions.py).
-        meta["keybrake"]["code"] = d.code
-        return _result(f"Keybrake refused this call ({d.code}): {d.message}\n{retry_advice(d)}", True, meta)
+        return denial_result(resp.denial, meta)
     text = resp.body.decode("utf-8", "replace")
     doc: Any = None
     try:

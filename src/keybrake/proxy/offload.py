@@ -64,11 +64,11 @@ def _prepare(req: ProxyRequest, token: str, where: decide.Route, max_body_bytes:
     return Prepared(parsed, None)
 
 
-async def _on_thread(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
-    """(`fn(*args)` run on the body thread, the seconds it ran there, by which the current
-    request's deadline is moved). Raises Denial `enforcement_unavailable` (503, retryable), without
-    running `fn`, when that deadline passed while it waited for the thread (or its caller went
-    away meanwhile); `fn`'s own exceptions as raised."""
+async def _on_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` run on the body thread; the time it ran there moves the current request's
+    deadline. Raises Denial `enforcement_unavailable` (503, retryable), without running `fn`, when
+    that deadline passed while it waited for the thread (or its caller went away meanwhile);
+    `fn`'s own exceptions as raised."""
     d, gone = deadline.current(), threading.Event()
     at = d.at if d is not None else None
 
@@ -85,30 +85,25 @@ async def _on_thread(fn: Callable[..., T], *args: Any) -> tuple[T, float]:
         raise
     if took < 0:  # a refusal of this request, not of the store: audited, no store alert
         raise Denial("enforcement_unavailable", QUEUED_TOO_LONG)
-    d = deadline.current()
     if d is not None:
         d.extend(took)  # the request's own work is not a wait
-    return result, took  # type: ignore[return-value]  # took >= 0: fn ran and returned a T
+    return result  # type: ignore[return-value]  # took >= 0: fn ran and returned a T
+
+
+async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` — pure work in proportion to a body of `size` bytes (its parse, a plan's dedup
+    fingerprint, a vendor answer's scrub, an MCP call's arguments) — on the event loop for a body
+    of at most LARGE_BODY_BYTES, else on the body thread as `_on_thread` (Denial past the
+    deadline); `fn`'s exceptions as raised."""
+    if size <= LARGE_BODY_BYTES:
+        return fn(*args)
+    return await _on_thread(fn, *args)
 
 
 async def prepare(
     req: ProxyRequest, token: str, where: decide.Route, max_body_bytes: int | None, pepper: bytes
 ) -> Prepared:
     """`decide.parse(req, where, max_body_bytes, pepper)` and, when it parsed, the vault key
-    `token`'s placement check on the body as it would be forwarded (`echoes.check_vault_key_placement`).
-    On the event loop for a body of at most LARGE_BODY_BYTES, else on the body thread (`_on_thread`:
-    the time it runs there moves the request's deadline, the time it waits for the thread does not;
-    Denial past the deadline)."""
-    if len(req.body) <= LARGE_BODY_BYTES:
-        return _prepare(req, token, where, max_body_bytes, pepper)
-    return (await _on_thread(_prepare, req, token, where, max_body_bytes, pepper))[0]
-
-
-async def off_loop(size: int, fn: Callable[..., T], *args: Any) -> T:
-    """`fn(*args)` — pure work in proportion to a body of `size` bytes (a plan's dedup
-    fingerprint, a vendor answer's scrub) — on the event loop for a body of at most
-    LARGE_BODY_BYTES, else on the body thread as `_on_thread` (Denial past the deadline); `fn`'s
-    exceptions as raised."""
-    if size <= LARGE_BODY_BYTES:
-        return fn(*args)
-    return (await _on_thread(fn, *args))[0]
+    `token`'s placement check on the body as it would be forwarded (`echoes.check_vault_key_placement`),
+    as `off_loop` places them by the body's size (Denial past the deadline)."""
+    return await off_loop(len(req.body), _prepare, req, token, where, max_body_bytes, pepper)
