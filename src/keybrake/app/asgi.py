@@ -8,6 +8,7 @@ CPU and buys nothing there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -19,7 +20,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from keybrake import deadline
-from keybrake.admin.api import build_admin_app
+from keybrake.admin.api import build_admin_app, warm_routes
 from keybrake.admin.budgets import log_unusable_zones
 from keybrake.admin.gate import AdminGate, error_body
 from keybrake.admin.sessions import console_path
@@ -325,7 +326,9 @@ class KeybrakeApp:
         self.pipeline.approvals.stop()
 
     async def startup(self) -> None:
-        """Register this instance and recover what stopped replicas left, then start the jobs."""
+        """Build the admin app's routes (off the loop), register this instance and recover what
+        stopped replicas left, then start the jobs."""
+        await asyncio.to_thread(warm_routes, self.admin)
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
