@@ -1,7 +1,8 @@
 """FastAPI builds its per-route state (a pydantic TypeAdapter per parameter and model) on the first
-request it routes. Keybrake has it built at start, off the event loop (`admin.api.warm_routes`):
-built by the first admin request, it ran on the loop that serves proxied calls too and held it
-0.1-0.5 s on a loaded machine (a /healthz waited 0.48 s, CI, 2026-12-02)."""
+request it routes. Keybrake's admin gate has it built on a worker thread before the first admin
+request is routed (`admin.api.warm_routes`): built by FastAPI, it ran on the loop that serves
+proxied calls too and held it 0.1-0.5 s on a loaded machine (a /healthz waited 0.48 s, CI,
+2026-12-02)."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ without a live session to the sign-in page. Any exception the admin app lets thr
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -192,9 +193,13 @@ def header_problem(values: list[str]) -> str | None:
 class AdminGate:
     """ASGI middleware: authenticate from the headers, then read (and cap) the body."""
 
-    def __init__(self, app: Any, rt: Runtime) -> None:
+    def __init__(self, app: Any, rt: Runtime, prepare: Callable[[Any], None] | None = None) -> None:
+        """`prepare(app)`, when given, runs once, on a worker thread, before the first request
+        reaches `app` (`admin.api.warm_routes`: FastAPI's route tables, else built on the loop)."""
         self.app = app
         self.rt = rt
+        self._prepare = prepare
+        self._preparing = asyncio.Lock()
         self.failures = AuthFailures()
         if hasattr(app, "state"):
             app.state.auth_failures = self.failures  # the console's sign-in counts its failures here too
@@ -320,6 +325,11 @@ class AdminGate:
             await send(message)
 
         try:
+            if self._prepare is not None:
+                async with self._preparing:  # every admin request waits for it: none routes on the loop
+                    if self._prepare is not None:
+                        await asyncio.to_thread(self._prepare, self.app)
+                        self._prepare = None
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             event(log, "admin call failed: internal error", logging.ERROR, path=scope["path"][:200],

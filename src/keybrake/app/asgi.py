@@ -8,7 +8,6 @@ CPU and buys nothing there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -157,7 +156,7 @@ class KeybrakeApp:
             wake_approval=self.pipeline.approvals.wake,  # a decision made here wakes its holder here at once
         )
         mount_console(self.admin)
-        self._admin: Any = AdminGate(self.admin, rt)
+        self._admin: Any = AdminGate(self.admin, rt, prepare=warm_routes)
         self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
         self.jobs = JobRunner(
             build_jobs(
@@ -326,9 +325,7 @@ class KeybrakeApp:
         self.pipeline.approvals.stop()
 
     async def startup(self) -> None:
-        """Build the admin app's routes (off the loop), register this instance and recover what
-        stopped replicas left, then start the jobs."""
-        await asyncio.to_thread(warm_routes, self.admin)
+        """Register this instance and recover what stopped replicas left, then start the jobs."""
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
