@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from keybrake.app import asgi
 from tests.harness import KeybrakeThread
 
 
@@ -35,3 +36,21 @@ def test_the_first_admin_requests_build_no_route_state_on_the_event_loop(
             assert admin.get("/v1/audit").status_code == 200
             assert admin.post("/v1/keys", json={"unknown": 1}).status_code in (400, 422)
         assert loop_thread.name not in built_on, built_on
+
+
+def test_a_failed_preparation_is_logged_once_and_the_admin_api_still_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+
+    def broken(app: object) -> None:
+        calls.append(1)
+        raise RuntimeError("no route tables today")
+
+    monkeypatch.setattr(asgi, "warm_routes", broken)
+    with KeybrakeThread(tmp_path / "data") as kb, kb.admin() as admin:
+        for _ in range(3):
+            assert admin.get("/v1/keys").status_code == 200
+    assert calls == [1]
+    failed = [r for r in caplog.records if "admin routes not prepared ahead" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].levelname == "ERROR"

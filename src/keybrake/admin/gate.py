@@ -315,6 +315,19 @@ class AdminGate:
         event(log, f"admin authentication failed: {why}", logging.WARNING, client=client)
         return status, code, message
 
+    async def _prepared(self) -> None:
+        """Run `prepare` once; every admin request waits for it, so none routes on the loop meanwhile.
+        If it fails, it is logged and not tried again: FastAPI then builds what it needs itself."""
+        async with self._preparing:
+            if self._prepare is None:
+                return  # prepared while this request waited
+            try:
+                await asyncio.to_thread(self._prepare, self.app)
+            except Exception as exc:
+                event(log, "admin routes not prepared ahead; FastAPI builds them on first use", logging.ERROR,
+                      error=f"{type(exc).__name__}: {redact(str(exc))[:300]}")  # fmt: skip
+            self._prepare = None  # only now: a request that finds it None routes at once
+
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The admin app; an exception it lets through is logged (redacted) and answered 500."""
         started = False
@@ -326,10 +339,7 @@ class AdminGate:
 
         try:
             if self._prepare is not None:
-                async with self._preparing:  # every admin request waits for it: none routes on the loop
-                    if self._prepare is not None:
-                        await asyncio.to_thread(self._prepare, self.app)
-                        self._prepare = None
+                await self._prepared()
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             event(log, "admin call failed: internal error", logging.ERROR, path=scope["path"][:200],
