@@ -46,3 +46,18 @@ def test_a_call_refused_before_it_was_built_is_a_tool_error_with_its_code_and_ad
         Denial("enforcement_unavailable", QUEUED_TOO_LONG)
     )
     assert "can succeed" in text
+
+
+@pytest.mark.parametrize("stated", [True, False])
+def test_a_cap_refusal_says_its_reset_time_once(stated: bool) -> None:
+    """The cap's refusal names when it resets (proxy/decisions.py); the advice said it again."""
+    from keybrake.core.errors import CapHit
+    from keybrake.core.timefmt import rfc3339
+    from keybrake.mcp.results import denial_result
+
+    resets = 1_796_256_000_000
+    cap = CapHit("key", "key_1", "daily_usd_cap", 5_000_000, 4_900_000, 200_000, resets, True)
+    message = "Daily USD cap of 5 reached." + (f" It resets at {rfc3339(resets)}." if stated else "")
+    text = denial_result(Denial("spend_cap_exceeded", message, cap=cap)).content[0].text  # type: ignore[union-attr]
+    assert text.count(rfc3339(resets)) == 1, text
+    assert "Retrying will not help before the cap resets" in text

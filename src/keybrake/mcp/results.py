@@ -36,7 +36,10 @@ def retry_advice(denial: Denial) -> str:
     if denial.code in KEY_UNUSABLE:
         return "Retrying will not help, whatever the call: this key cannot be used; ask the operator for a new key."
     if denial.cap is not None and denial.cap.resets_at_ms is not None:
-        return f"Retrying will not help before the cap resets at {rfc3339(denial.cap.resets_at_ms)}."
+        when = rfc3339(denial.cap.resets_at_ms)
+        if when in denial.message:  # the refusal already says when (proxy/decisions.py): said once
+            return "Retrying will not help before the cap resets."
+        return f"Retrying will not help before the cap resets at {when}."
     return "Retrying the same call will not help: change the call or ask the operator."
 
 
