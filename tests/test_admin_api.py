@@ -30,7 +30,7 @@ def test_failed_admin_auth_is_rate_limited(kb: KeybrakeThread) -> None:
 def test_health_and_openapi(kb: KeybrakeThread) -> None:
     assert httpx.get(f"{kb.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{kb.url}/readyz").json() == {"status": "ready"}
-    spec = httpx.get(f"{kb.url}/openapi.json").json()
+    spec = httpx.get(f"{kb.url}/openapi.json", timeout=30).json()
     assert "/v1/keys" in spec["paths"] and "/v1/credentials/{name}/rotate" in spec["paths"]
     assert httpx.get(f"{kb.url}/metrics").status_code == 401
 

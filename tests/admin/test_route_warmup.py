@@ -1,6 +1,6 @@
 """FastAPI builds its per-route state (a pydantic TypeAdapter per parameter and model) on the first
-request it routes. Keybrake's admin gate has it built on a worker thread before the first admin
-request is routed (`admin.api.warm_routes`): built by FastAPI, it ran on the loop that serves
+request it routes. Keybrake has it built at start, on a worker thread, before the listener opens
+(`admin.api.warm_routes`, `AdminGate.prepared`): built by FastAPI, it ran on the loop that serves
 proxied calls too and held it 0.1-0.5 s on a loaded machine (a /healthz waited 0.48 s, CI,
 2026-12-02)."""
 
@@ -49,6 +49,7 @@ def test_a_failed_preparation_is_logged_once_and_the_admin_api_still_answers(
 
     monkeypatch.setattr(asgi, "warm_routes", broken)
     with KeybrakeThread(tmp_path / "data") as kb, kb.admin() as admin:
+        assert calls == [1]  # at start, before any request
         for _ in range(3):
             assert admin.get("/v1/keys").status_code == 200
     assert calls == [1]

@@ -134,7 +134,7 @@ def test_acmes_own_policy_field_is_taken_rendered_enforced_and_described(
     kb: KeybrakeThread, acme: FakeThread[FakeAcme]
 ) -> None:
     # Acme registered its field after keybrake.admin was imported: the app composed it when built.
-    spec = httpx.get(f"{kb.admin_url}/openapi.json").json()["components"]["schemas"]
+    spec = httpx.get(f"{kb.admin_url}/openapi.json", timeout=30).json()["components"]["schemas"]
     for model in ("PolicyIn", "Policy"):
         assert {"type": "array", "items": {"type": "string"}} in spec[model]["properties"]["allowed_acme_regions"][
             "anyOf"

@@ -194,8 +194,8 @@ class AdminGate:
     """ASGI middleware: authenticate from the headers, then read (and cap) the body."""
 
     def __init__(self, app: Any, rt: Runtime, prepare: Callable[[Any], None] | None = None) -> None:
-        """`prepare(app)`, when given, runs once, on a worker thread, before the first request
-        reaches `app` (`admin.api.warm_routes`: FastAPI's route tables, else built on the loop)."""
+        """`prepare(app)`, when given, runs once, on a worker thread, before any request reaches `app`
+        (`admin.api.warm_routes`: FastAPI's route tables, else built on the loop): `prepared`."""
         self.app = app
         self.rt = rt
         self._prepare = prepare
@@ -315,8 +315,9 @@ class AdminGate:
         event(log, f"admin authentication failed: {why}", logging.WARNING, client=client)
         return status, code, message
 
-    async def _prepared(self) -> None:
-        """Run `prepare` once; every admin request waits for it, so none routes on the loop meanwhile.
+    async def prepared(self) -> None:
+        """Run `prepare` once, on a worker thread; the server awaits it at start (KeybrakeApp.startup),
+        and an admin request arriving before that waits for it, so none routes on the loop meanwhile.
         If it fails, it is logged and not tried again: FastAPI then builds what it needs itself."""
         async with self._preparing:
             if self._prepare is None:
@@ -339,7 +340,7 @@ class AdminGate:
 
         try:
             if self._prepare is not None:
-                await self._prepared()
+                await self.prepared()
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             event(log, "admin call failed: internal error", logging.ERROR, path=scope["path"][:200],

@@ -325,7 +325,9 @@ class KeybrakeApp:
         self.pipeline.approvals.stop()
 
     async def startup(self) -> None:
-        """Register this instance and recover what stopped replicas left, then start the jobs."""
+        """Build the admin API's route tables (off the loop), register this instance and recover
+        what stopped replicas left, then start the jobs."""
+        await self._admin.prepared()
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
