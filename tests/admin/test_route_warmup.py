@@ -1,6 +1,6 @@
 """FastAPI builds its per-route state (a pydantic TypeAdapter per parameter and model) on the first
 request it routes. Keybrake has it built at start, on a worker thread, before the listener opens
-(`admin.api.warm_routes`, `AdminGate.prepared`): built by FastAPI, it ran on the loop that serves
+(`admin.api.warm_routes` in `KeybrakeApp.startup`): built by FastAPI, it ran on the loop that serves
 proxied calls too and held it 0.1-0.5 s on a loaded machine (a /healthz waited 0.48 s, CI,
 2026-12-02)."""
 

@@ -125,8 +125,8 @@ async def _last_resort(request: Request, exc: Exception) -> Response:
 
 
 def warm_routes(app: FastAPI) -> None:
-    """Have FastAPI build its per-route state now (blocking, ≈ 0.1 s of CPU): the admin gate runs it
-    on a worker thread at start, before the listener opens (`AdminGate.prepared`). FastAPI builds that state (pydantic
+    """Have FastAPI build its per-route state now (blocking, ≈ 0.1 s of CPU): `KeybrakeApp.startup`
+    runs it on a worker thread, before the listener opens. FastAPI builds that state (pydantic
     adapters for every route's parameters and models) on the first request it routes, on the event
     loop, which serves proxied calls too: measured, the first admin request held the loop 0.1-0.5 s
     on a loaded machine. Routes one request for a path no route takes through `app.router` on a

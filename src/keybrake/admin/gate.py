@@ -24,7 +24,6 @@ without a live session to the sign-in page. Any exception the admin app lets thr
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
@@ -193,13 +192,9 @@ def header_problem(values: list[str]) -> str | None:
 class AdminGate:
     """ASGI middleware: authenticate from the headers, then read (and cap) the body."""
 
-    def __init__(self, app: Any, rt: Runtime, prepare: Callable[[Any], None] | None = None) -> None:
-        """`prepare(app)`, when given, runs once, on a worker thread, before any request reaches `app`
-        (`admin.api.warm_routes`: FastAPI's route tables, else built on the loop): `prepared`."""
+    def __init__(self, app: Any, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
-        self._prepare = prepare
-        self._preparing = asyncio.Lock()
         self.failures = AuthFailures()
         if hasattr(app, "state"):
             app.state.auth_failures = self.failures  # the console's sign-in counts its failures here too
@@ -315,20 +310,6 @@ class AdminGate:
         event(log, f"admin authentication failed: {why}", logging.WARNING, client=client)
         return status, code, message
 
-    async def prepared(self) -> None:
-        """Run `prepare` once, on a worker thread; the server awaits it at start (KeybrakeApp.startup),
-        and an admin request arriving before that waits for it, so none routes on the loop meanwhile.
-        If it fails, it is logged and not tried again: FastAPI then builds what it needs itself."""
-        async with self._preparing:
-            if self._prepare is None:
-                return  # prepared while this request waited
-            try:
-                await asyncio.to_thread(self._prepare, self.app)
-            except Exception as exc:
-                event(log, "admin routes not prepared ahead; FastAPI builds them on first use", logging.ERROR,
-                      error=f"{type(exc).__name__}: {redact(str(exc))[:300]}")  # fmt: skip
-            self._prepare = None  # only now: a request that finds it None routes at once
-
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The admin app; an exception it lets through is logged (redacted) and answered 500."""
         started = False
@@ -339,8 +320,6 @@ class AdminGate:
             await send(message)
 
         try:
-            if self._prepare is not None:
-                await self.prepared()
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
             event(log, "admin call failed: internal error", logging.ERROR, path=scope["path"][:200],

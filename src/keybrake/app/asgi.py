@@ -8,6 +8,7 @@ CPU and buys nothing there.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -37,7 +38,7 @@ from keybrake.jobs import JobRunner, build_jobs
 from keybrake.jobs.alerts import Alerts
 from keybrake.jobs.housekeeping import Housekeeping
 from keybrake.listener import SCOPE_KEY
-from keybrake.logs import event
+from keybrake.logs import event, redact
 from keybrake.net.upstream import AiohttpUpstream
 from keybrake.proxy.approval import CLIENT_GONE
 from keybrake.proxy.metrics import ProxyMetrics
@@ -156,7 +157,7 @@ class KeybrakeApp:
             wake_approval=self.pipeline.approvals.wake,  # a decision made here wakes its holder here at once
         )
         mount_console(self.admin)
-        self._admin: Any = AdminGate(self.admin, rt, prepare=warm_routes)
+        self._admin: Any = AdminGate(self.admin, rt)
         self.housekeeping = Housekeeping(rt.store, rt.settings, self.instance_id, self.recovered_total)
         self.jobs = JobRunner(
             build_jobs(
@@ -327,7 +328,11 @@ class KeybrakeApp:
     async def startup(self) -> None:
         """Build the admin API's route tables (off the loop), register this instance and recover
         what stopped replicas left, then start the jobs."""
-        await self._admin.prepared()
+        try:  # before the listener opens: FastAPI would build them on the loop, at the first request
+            await asyncio.to_thread(warm_routes, self.admin)
+        except Exception as exc:  # only slower admin requests at first: logged, start goes on
+            event(log, "admin routes not prepared ahead; FastAPI builds them on first use", logging.ERROR,
+                  error=f"{type(exc).__name__}: {redact(str(exc))[:300]}")  # fmt: skip
         await self.housekeeping.register()
         await log_unusable_zones(self.rt.store)
         self.jobs.start()
