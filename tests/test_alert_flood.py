@@ -43,9 +43,12 @@ def test_keyless_sk_prefixes_cannot_flood_secret_exposed_nor_delay_a_cap_hit(
                 r = c.post("/v1/alerts", json={"type": "webhook", "url": hook.base_url + "/h",
                                                "events": ["secret.exposed", "cap.hit"]})  # fmt: skip
                 assert r.status_code == 201, r.text
+            flood_from = time.time()
             with httpx.Client(timeout=30) as anon:
                 for i in range(400):
                     anon.get(f"{kb.url}/stripe/v1/balance", headers={"Authorization": f"Bearer sk_{i:05d}"})
+            # once per aligned 5-minute bucket (jobs/alerts.py): a flood crossing a boundary sends twice
+            buckets = len({int(t * 1000) // 300_000 for t in (flood_from, time.time())})
             key = kb.issue({"daily_usd_cap": 1})
             ok = httpx.post(f"{kb.url}/stripe/v1/charges", content=b"amount=100&currency=usd&source=tok_visa",
                             headers={**FORM, "Authorization": f"Bearer {key['key']}"}, timeout=30)  # fmt: skip
@@ -66,7 +69,7 @@ def test_keyless_sk_prefixes_cannot_flood_secret_exposed_nor_delay_a_cap_hit(
     # One event; delivery is at least once (a slow receiver's claim can lapse and the same event id
     # is sent again — seen on a loaded run), so copies are counted by event id (docs/api.md).
     by_event = {x.json["id"]: x.json["data"]["secret_prefix"] for x in exposed}
-    assert list(by_event.values()) == ["other"], [x.json["id"] for x in exposed]
+    assert set(by_event.values()) == {"other"} and len(by_event) <= buckets, [x.json["id"] for x in exposed]
     # Not queued behind the flood's deliveries: at most the one secret.exposed went before it, and it
     # arrived in seconds (was 6-7.6 s; the bound leaves a loaded machine room).
     assert types().index("cap.hit") <= 1, types()

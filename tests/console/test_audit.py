@@ -27,7 +27,7 @@ def _calls(kb: KeybrakeThread, key: dict[str, Any], n: int, path: str = "/v1/cus
     """`n` proxied Stripe GETs with `key` (allowed or denied by its policy), a few at a time."""
 
     def one(_: int) -> int:
-        r = httpx.get(f"{kb.url}/stripe{path}", headers={"Authorization": f"Bearer {key['key']}"})
+        r = httpx.get(f"{kb.url}/stripe{path}", headers={"Authorization": f"Bearer {key['key']}"}, timeout=30)
         return r.status_code
 
     with ThreadPoolExecutor(4) as pool:
